@@ -1,0 +1,81 @@
+"""The errors normagent expects, each carrying the exit code the CLI returns for it.
+
+Code either logs an error or raises it, never both; ``cli.main()`` is the one place that prints a
+``NormagentError`` and turns it into an exit code. Unexpected exceptions inside a collector are the
+scheduler's business, not the CLI's.
+
+Imports nothing from normagent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+EX_USAGE = 64  # sysexits.h: the command was used incorrectly
+EX_DATAERR = 65
+EX_NOINPUT = 66
+EX_SOFTWARE = 70
+EX_CANTCREAT = 73
+EX_CONFIG = 78  # systemd's RestartPreventExitStatus=78 ends restart loops on a bad config
+
+
+class NormagentError(Exception):
+    """Base of every failure normagent reports to a person rather than to a log."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a configuration file: where, which key, and what was expected."""
+
+    file: Path | None
+    key: str  # dotted path, e.g. 'collectors."system.host".interval'
+    message: str  # 'expected a duration like "30s" or "5m", got "15x"'
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = str(self.file) if self.file else "<built-in defaults>"
+        if self.line:
+            where = f"{where}:{self.line}"
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class ConfigError(NormagentError):
+    """The configuration cannot be used; every problem found is listed, not only the first."""
+
+    exit_code = EX_CONFIG
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        head = f"configuration has {count} problem{'s' if count != 1 else ''}:"
+        super().__init__("\n".join([head, *(f"  {p}" for p in self.problems)]))
+
+
+class StateError(NormagentError):
+    """The state directory or the ledger in it cannot be used (permissions, corruption, newer schema)."""
+
+    exit_code = EX_CANTCREAT
+
+
+class UsageError(NormagentError):
+    """A command line that asks for something impossible (a missing input file, a bad option mix)."""
+
+    exit_code = EX_USAGE
+
+
+class InputError(NormagentError):
+    """An input given on the command line cannot be read."""
+
+    exit_code = EX_NOINPUT
+
+
+class NoData(Exception):
+    """Raised by a collector whose source is legitimately absent on this host.
+
+    Not a failure: the run counts as successful (``normagent_collector_up`` stays 1) and the reason
+    is logged at debug level, as node_exporter does with ``ErrNoData``.
+    """

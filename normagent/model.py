@@ -1,0 +1,635 @@
+"""The nouns that cross module boundaries: specs plugins declare, observations collectors yield.
+
+Everything here is a frozen dataclass or a Protocol, so a value handed from a collector thread to the
+ledger or from the ledger to a scrape can never change under anyone's feet.
+
+How a collector talks to the core, in one picture::
+
+    CollectorSpec(collect=f)  ──  f(ctx: RunContext) yields Batch(observations, checkpoints)
+                                   each Batch is committed in ONE ledger transaction
+
+Observations are ``Count`` (add to a counter), ``Gauge`` (set a value), ``Rollup`` (add to a per-day
+tally kept for the report) and ``Event`` (a notable, timestamped fact kept for the report). A
+``Checkpoint`` is where a source was read up to. Because the only way to store either is a ``Batch``,
+a position is never saved without the counts it covers, nor counts without their position.
+
+Imports nothing from normagent at run time (types for signatures only under TYPE_CHECKING).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from structlog.typing import FilteringBoundLogger
+
+    from normagent.clock import Clock
+
+MetricKind = Literal["counter", "gauge"]
+JSONValue: TypeAlias = "None | bool | int | float | str | list[JSONValue] | dict[str, JSONValue]"
+EventValue: TypeAlias = "str | int | float | bool | None"
+
+METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics a collector declares
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """A metric family a collector may emit, declared up front.
+
+    Declaring lets exposition print HELP/TYPE before the first sample, lets the ledger reject a
+    label the family does not have, and lets ``preset`` series exist at 0 so ``rate()`` and
+    dashboards work from the first scrape.
+
+    Args:
+        name: ``normagent_<noun>_<unit>``; counters end in ``_total``.
+        kind: ``"counter"`` or ``"gauge"``.
+        help: One sentence for the HELP line and the README's metric table.
+        labels: Label names, in exposition order. Values must come from small closed sets; a
+            username, host name or IP address is never a label value.
+        preset: Label-value tuples (same order as ``labels``) created at 0 before anything is seen.
+        section: The factsheet-12 section this metric reports on (README table).
+    """
+
+    name: str
+    kind: MetricKind
+    help: str
+    labels: tuple[str, ...] = ()
+    preset: tuple[tuple[str, ...], ...] = ()
+    section: str = ""
+
+    def __post_init__(self) -> None:
+        if not METRIC_NAME.match(self.name):
+            raise ValueError(f"metric name {self.name!r} is not a valid Prometheus name")
+        if self.kind not in ("counter", "gauge"):
+            raise ValueError(f"metric {self.name}: kind must be 'counter' or 'gauge', got {self.kind!r}")
+        if self.kind == "counter" and not self.name.endswith("_total"):
+            raise ValueError(f"counter {self.name} must end in _total")
+        for label in self.labels:
+            if not LABEL_NAME.match(label) or label.startswith("__"):
+                raise ValueError(f"metric {self.name}: {label!r} is not a valid label name")
+        for values in self.preset:
+            if len(values) != len(self.labels):
+                raise ValueError(
+                    f"metric {self.name}: preset {values!r} has {len(values)} values "
+                    f"for {len(self.labels)} labels"
+                )
+
+
+# --------------------------------------------------------------------------------------------
+# Observations: what a collector saw
+
+
+def _labels(labels: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    pairs = labels.items() if isinstance(labels, Mapping) else labels
+    return tuple(sorted((str(k), str(v)) for k, v in pairs))
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Count:
+    """Add ``value`` (≥ 0) to a counter series. Counters survive restarts in the ledger."""
+
+    metric: str
+    labels: tuple[tuple[str, str], ...]
+    value: float
+
+    def __init__(
+        self, metric: str, labels: Mapping[str, str] | Iterable[tuple[str, str]] = (), value: float = 1
+    ) -> None:
+        if value < 0:
+            raise ValueError(f"counter {metric} cannot decrease (got {value})")
+        object.__setattr__(self, "metric", metric)
+        object.__setattr__(self, "labels", _labels(labels))
+        object.__setattr__(self, "value", float(value))
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Gauge:
+    """Set a gauge series to ``value``.
+
+    Within one run, the gauges a collector sets for a metric *replace* every series of that metric
+    the collector set before: a mount that disappeared stops being exported. A metric the run does
+    not mention keeps its series.
+    """
+
+    metric: str
+    labels: tuple[tuple[str, str], ...]
+    value: float
+
+    def __init__(
+        self, metric: str, value: float, labels: Mapping[str, str] | Iterable[tuple[str, str]] = ()
+    ) -> None:
+        object.__setattr__(self, "metric", metric)
+        object.__setattr__(self, "labels", _labels(labels))
+        object.__setattr__(self, "value", float(value))
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """Add to a per-day tally of one key, kept for the monthly report (never exported as a label).
+
+    Example: ``Rollup("access.failed_by_account", day, pseudonym)`` for the report's top targeted
+    accounts. ``key`` must be a pseudonym (see ``RunContext.pseudonymise``) or a closed-set value,
+    never a raw username or address. First/last seen widen the row's interval.
+    """
+
+    name: str
+    day: date
+    key: str
+    value: float = 1
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A notable, timestamped fact for the report (an unexpected shutdown, a rejected message).
+
+    ``key`` makes the event idempotent: a second event with the same (collector, kind, key) is
+    ignored, so re-reading a source after a crash cannot duplicate it. Attributes must hold no
+    personal data: counts, closed-set codes, pseudonyms, message ids.
+    """
+
+    kind: str
+    at: datetime
+    key: str
+    attrs: Mapping[str, EventValue] = field(default_factory=dict)
+
+
+Observation: TypeAlias = "Count | Gauge | Rollup | Event"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where one source of a collector has been read up to.
+
+    ``key`` names the source within the collector (``"file:/var/log/auth.log"``, ``"journal"``,
+    ``"edi:/srv/edi/out/1234.xml"``). ``value`` is any JSON value; ``None`` deletes the checkpoint.
+    """
+
+    key: str
+    value: JSONValue
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Observations and the checkpoints they lead to — committed together in one transaction, or not at all."""
+
+    observations: Sequence[Observation] = ()
+    checkpoints: Sequence[Checkpoint] = ()
+
+
+# --------------------------------------------------------------------------------------------
+# What a collector receives
+
+
+class CheckpointReader(Protocol):
+    """Read-only view of one collector's committed checkpoints."""
+
+    def get(self, key: str) -> JSONValue: ...
+
+    def scan(self, prefix: str = "") -> Iterable[tuple[str, JSONValue]]: ...
+
+
+class Host(Protocol):
+    """The machine's own facts, behind a seam so tests can give fixed ones (see normagent.testing)."""
+
+    def boot_time(self) -> float: ...
+
+    def cpu_seconds(self) -> Mapping[str, float]: ...
+
+    def cpu_count(self) -> int: ...
+
+    def load_average(self) -> tuple[float, float, float]: ...
+
+    def memory(self) -> Mapping[str, float]: ...
+
+    def disk_usage(self, path: str) -> Mapping[str, float]: ...
+
+    def process_running(self, name: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What a command did: errors are values, not exceptions, so a collector decides what they mean."""
+
+    argv: tuple[str, ...]
+    returncode: int | None  # None: not started (missing) or killed on timeout
+    stdout: bytes = b""
+    stderr: bytes = b""
+    error: str = ""  # "not found", "timed out after 10s", "permission denied"
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class CommandRunner(Protocol):
+    def __call__(self, argv: Sequence[str], *, timeout: float = 10.0) -> CommandResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SnmpVarBind:
+    oid: str
+    value: str | int | float | bytes | None
+
+
+class SnmpClient(Protocol):
+    """Synchronous SNMP reads; the pysnmp adapter hides its asyncio API behind this seam."""
+
+    def get(self, target: str, oids: Sequence[str], *, community: str, timeout: float) -> list[SnmpVarBind]: ...
+
+    def walk(self, target: str, oid: str, *, community: str, timeout: float) -> list[SnmpVarBind]: ...
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a collector may touch, injected so tests can replace each piece.
+
+    Collectors never call ``time.time()``, ``psutil``, ``subprocess`` or pysnmp directly.
+
+    Attributes:
+        collector: The collector's name, e.g. ``"system.host"``.
+        settings: An instance of the collector's ``settings`` dataclass, validated from the config.
+        clock: Aware-UTC wall time and a monotonic clock.
+        host: psutil adapter (or ``FakeHost``).
+        root: Filesystem root: ``/`` in production, a fixture tree in tests.
+        run_command: Runs a command with a timeout; returns a ``CommandResult``.
+        snmp: SNMP client.
+        state: This collector's committed checkpoints.
+        pseudonymise: Keyed HMAC of a value, stable on this host, meaningless elsewhere.
+        log: Logger bound to the collector and run.
+        deadline: ``clock.monotonic()`` value after which the run is abandoned; long readers check
+            ``expired()`` between batches and stop early (their checkpoint says where to resume).
+    """
+
+    collector: str
+    settings: Any
+    clock: Clock
+    host: Host
+    root: Path
+    run_command: CommandRunner
+    snmp: SnmpClient
+    state: CheckpointReader
+    pseudonymise: Callable[[str], str]
+    log: FilteringBoundLogger
+    deadline: float = float("inf")
+
+    def expired(self) -> bool:
+        return self.clock.monotonic() >= self.deadline
+
+
+# --------------------------------------------------------------------------------------------
+# Log records handed to parsers
+
+
+@dataclass(frozen=True, slots=True)
+class TextBlock:
+    """One or more *complete* lines of a text log (each ends in ``b"\\n"``; ``\\r\\n`` allowed).
+
+    Readers never hand a parser a half-written last line. Parsers may prefilter the whole block in C
+    (``bytes.find``, one compiled pattern over ``data``) and run Python per candidate line only.
+
+    Attributes:
+        data: The lines, raw bytes (decode with ``errors="replace"``).
+        origin: Where they came from (a path); for diagnostics only, never exported.
+        mtime: The source file's modification time, used to infer the year of RFC 3164 stamps.
+        lines: Number of lines in ``data`` (the reader counted them already).
+    """
+
+    data: bytes
+    origin: str
+    mtime: datetime | None = None
+    lines: int = -1
+
+    @property
+    def line_count(self) -> int:
+        return self.lines if self.lines >= 0 else self.data.count(b"\n")
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One journald entry: ``fields`` as ``journalctl -o json`` prints them, values decoded to str."""
+
+    fields: Mapping[str, str]
+    realtime: datetime
+    cursor: str
+
+    @property
+    def message(self) -> str:
+        return self.fields.get("MESSAGE", "")
+
+    @property
+    def identifier(self) -> str:
+        return self.fields.get("SYSLOG_IDENTIFIER") or self.fields.get("_COMM", "")
+
+    @property
+    def priority(self) -> int | None:
+        value = self.fields.get("PRIORITY", "")
+        return int(value) if value.isdigit() else None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowsEvent:
+    """One Windows event log record, normalised from the evtx package's JSON.
+
+    Attributes:
+        record_id: EventRecordID, monotonic within a channel's file.
+        time: System/TimeCreated, aware UTC.
+        channel: ``"Security"``, ``"System"``, ``"Microsoft-Windows-Windows Defender/Operational"``.
+        provider: System/Provider/@Name (compare case-insensitively: ``USER32`` vs ``User32``).
+        event_id: System/EventID without qualifier bits.
+        level: System/Level (1 critical, 2 error, 3 warning, 4 information, 0 log-always).
+        keywords: System/Keywords as int (Security audit failure = 0x8010000000000000).
+        computer: System/Computer (personal-ish; never exported).
+        data: EventData (or UserData) flattened to str values; unnamed ``Data`` as ``"0"``, ``"1"`` …
+    """
+
+    record_id: int
+    time: datetime
+    channel: str
+    provider: str
+    event_id: int
+    level: int
+    keywords: int
+    computer: str
+    data: Mapping[str, str]
+
+
+LogRecord: TypeAlias = "JournalEntry | WindowsEvent"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordBlock:
+    """Structured records from one source, in source order."""
+
+    records: Sequence[LogRecord]
+    origin: str
+
+
+LogBlock: TypeAlias = "TextBlock | RecordBlock"
+
+
+@dataclass(frozen=True)
+class ParseContext:
+    """What a pure parser may know besides its input.
+
+    Attributes:
+        now: Aware UTC "now", for inferring the year of RFC 3164 stamps (a line dated later than now
+            belongs to last year).
+        tz: The host's local zone, in which RFC 3164 and apt stamps are written.
+        pseudonymise: Keyed HMAC for values kept in rollups (accounts, networks).
+        settings: The collector's settings instance.
+        examples: How many unparsed candidate lines to keep in ``ParseResult.examples``
+            (``normagent parse`` asks for some; the daemon asks for none).
+    """
+
+    now: datetime
+    tz: Any  # datetime.tzinfo
+    pseudonymise: Callable[[str], str]
+    settings: Any = None
+    examples: int = 0
+
+
+@dataclass(slots=True)
+class ParseResult:
+    """What a parser made of one block.
+
+    ``parsed + ignored + unparsed`` equals the number of lines (or records) in the block: every line
+    has exactly one outcome, which the core exports as ``normagent_log_lines_total{source,result}``.
+
+    Attributes:
+        observations: Counts, rollups and events, aggregated per block where possible.
+        parsed: Lines that contributed to an indicator.
+        ignored: Lines the parser has no interest in (not candidates).
+        unparsed: Candidate lines (the prefilter matched) that no pattern understood.
+        examples: Up to ``ParseContext.examples`` unparsed candidate lines, for ``normagent parse``
+            only: they may hold personal data and are never logged or stored.
+    """
+
+    observations: list[Observation] = field(default_factory=list)
+    parsed: int = 0
+    ignored: int = 0
+    unparsed: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def merge(self, other: ParseResult, keep_examples: int = 0) -> None:
+        self.observations.extend(other.observations)
+        self.parsed += other.parsed
+        self.ignored += other.ignored
+        self.unparsed += other.unparsed
+        room = keep_examples - len(self.examples)
+        if room > 0:
+            self.examples.extend(other.examples[:room])
+
+
+class Parser(Protocol):
+    """A pure function from a block of log lines or records to observations. No I/O, no state."""
+
+    def __call__(self, block: LogBlock, ctx: ParseContext) -> ParseResult: ...
+
+
+# --------------------------------------------------------------------------------------------
+# What plugins declare
+
+
+CollectFn: TypeAlias = "Callable[[RunContext], Iterable[Batch]]"
+ProbeFn: TypeAlias = "Callable[[RunContext], str | None]"
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorSpec:
+    """A collector: who it is, how often it runs, what it emits, and the function that does it.
+
+    Attributes:
+        name: ``"<plugin>.<thing>"``, unique across plugins; also the config table
+            ``[collectors."<name>"]`` and the ``collector`` label of the health metrics.
+        help: One line for ``normagent plugins``.
+        collect: ``collect(ctx) -> Iterable[Batch]``. Each yielded ``Batch`` is committed in one
+            transaction as soon as it is yielded; a long catch-up yields many. Raise ``NoData`` when
+            the source is legitimately absent on this host.
+        interval: Default time between runs (config ``interval`` overrides).
+        timeout: Default time a run may take (config ``timeout`` overrides); after it the run is
+            abandoned and counted as failed.
+        settings: A dataclass type whose fields (all with defaults) are this collector's config
+            keys; ``config.py`` validates ``[collectors."<name>"]`` against it. ``None``: no keys
+            beyond the common ones (``enabled``, ``interval``, ``timeout``).
+        metrics: Every metric family the collector may emit.
+        parser: The pure parser, for log collectors: ``normagent parse`` runs it over files.
+        probe: ``probe(ctx) -> reason | None``, called once at start: a reason disables the
+            collector (logged, and ``normagent_collector_up`` is 0 with that reason in the log).
+        enabled_by_default: False for collectors that need site configuration to mean anything.
+        plugin: Filled in by the loader with the plugin's name.
+    """
+
+    name: str
+    help: str
+    collect: CollectFn
+    interval: timedelta = timedelta(seconds=60)
+    timeout: timedelta = timedelta(seconds=30)
+    settings: type | None = None
+    metrics: tuple[MetricSpec, ...] = ()
+    parser: Parser | None = None
+    probe: ProbeFn | None = None
+    enabled_by_default: bool = True
+    plugin: str = ""
+
+
+class Severity(IntEnum):
+    INFO = 1
+    WARNING = 2
+    CRITICAL = 3
+
+
+Comparison = Literal[">", ">=", "<", "<=", "==", "!="]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """A default deviation rule: when a watched value crosses a threshold, raise a candidate.
+
+    Rules are data; evaluation is a pure function in ``normagent.rules``. Config may retune
+    (``threshold``, ``window``, ``for_``, ``severity``) or disable a rule by name.
+
+    Attributes:
+        name: ``"<plugin>.<thing>"``, e.g. ``"access.lockout"``.
+        watch: What to evaluate: a metric name, or ``"rollup:<name>"`` for a per-day tally
+            (e.g. failures per pseudonymised network), or ``"event:<kind>"``.
+        comparison: How the value is compared with ``threshold``.
+        threshold: The boundary.
+        window: For counters, rollups and events: evaluate the increase over this window.
+            ``None`` for gauges: evaluate the current value.
+        for_: The condition must hold this long before the candidate fires.
+        labels: Label matchers (exact values) selecting the series.
+        group_by: Labels (or ``"key"`` for rollups) that split one rule into one candidate each.
+        severity: Candidate severity.
+        summary: Template for the candidate text with ``{value}``, ``{threshold}`` and
+            ``{<label>}`` fields; must render without personal data.
+        section: The factsheet-12 section the deviation belongs to.
+        plugin: Filled in by the loader.
+    """
+
+    name: str
+    watch: str
+    comparison: Comparison
+    threshold: float
+    summary: str
+    window: timedelta | None = None
+    for_: timedelta = timedelta(0)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    group_by: tuple[str, ...] = ()
+    severity: Severity = Severity.WARNING
+    section: str = ""
+    plugin: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """A half-open reporting interval [start, end), aware UTC."""
+
+    start: datetime
+    end: datetime
+
+
+class ReportData(Protocol):
+    """Where report numbers come from: the ledger (one host) or the Prometheus HTTP API (a fleet)."""
+
+    def increase(self, metric: str, period: Period, by: Sequence[str] = ()) -> Mapping[tuple[str, ...], float]: ...
+
+    def gauge(self, metric: str, at: datetime, by: Sequence[str] = ()) -> Mapping[tuple[str, ...], float]: ...
+
+    def rollups(self, name: str, period: Period) -> Sequence[Rollup]: ...
+
+    def events(self, kind: str, period: Period) -> Sequence[Event]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReportTable:
+    """A table in a report section: header row plus rows of plain values."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str | int | float, ...], ...]
+    caption: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SectionContent:
+    """What a section builder returns: prose paragraphs and tables, rendered by ``report/render``."""
+
+    paragraphs: tuple[str, ...] = ()
+    tables: tuple[ReportTable, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSection:
+    """A section of the monthly report.
+
+    Attributes:
+        id: ``"<plugin>.<thing>"``.
+        title: Norwegian section title as the data controller reads it.
+        order: Position in the report (factsheet order: 10 operations status … 80 firewall).
+        build: ``build(data, period) -> SectionContent``; pure over ``ReportData``.
+        plugin: Filled in by the loader.
+    """
+
+    id: str
+    title: str
+    order: int
+    build: Callable[[ReportData, Period], SectionContent]
+    plugin: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A deviation candidate (avvikskandidat) as forwarders see it. No personal data by construction."""
+
+    key: str  # idempotency key: sha256 of host id | rule | sorted labels | starts_at
+    rule: str
+    severity: Severity
+    state: Literal["firing", "resolved"]
+    starts_at: datetime
+    ends_at: datetime | None
+    summary: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    section: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One attempt to hand a candidate change to one forwarder."""
+
+    candidate: Candidate
+    forwarder: str  # the configured forwarder's name
+    attempt: int
+    host_id: str  # pseudonymous id of this agent's host
+
+
+@dataclass(frozen=True, slots=True)
+class ForwarderSpec:
+    """A kind of destination for deviation candidates.
+
+    Attributes:
+        kind: ``"webhook"``, ``"alertmanager"``, ``"file"`` … used as ``[forwarders.<name>] kind``.
+        help: One line for ``normagent plugins``.
+        settings: Dataclass type of its config keys.
+        send: ``send(delivery, settings)``; returns on success, raises on failure (the delivery is
+            retried with back-off; nothing is dropped).
+        plugin: Filled in by the loader.
+    """
+
+    kind: str
+    help: str
+    send: Callable[[Delivery, Any], None]
+    settings: type | None = None
+    plugin: str = ""

@@ -1,0 +1,101 @@
+"""Pseudonyms for values that must be told apart but never shown: accounts, source networks.
+
+A pseudonym is a keyed HMAC-SHA256 of the value, truncated to 16 hex digits. The key is 32 random
+bytes created on first start in the state directory with mode 0600; it never leaves the host, is
+never logged and is never exported, so a pseudonym is stable on this host (the report can say "the
+same account, 40 times") and meaningless anywhere else. Networks are truncated before hashing (IPv4
+/24, IPv6 /48) so one attacker's neighbouring addresses count together.
+
+Imports only the standard library and normagent.errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from normagent.errors import StateError
+
+KEY_FILE = "pseudonym.key"
+KEY_BYTES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Pseudonymiser:
+    """Turns raw values into stable, host-local pseudonyms."""
+
+    key: bytes = field(repr=False)
+
+    def __call__(self, value: str) -> str:
+        digest = hmac.new(self.key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+        return digest[:16]
+
+    def account(self, name: str) -> str:
+        """Pseudonym of an account name; case-folded, since most systems treat ``Admin`` as ``admin``."""
+        return self("account:" + name.strip().casefold())
+
+    def network(self, address: str) -> str | None:
+        """Pseudonym of the /24 (IPv4) or /48 (IPv6) an address is in; ``None`` if it is no address."""
+        net = network_of(address)
+        return self("network:" + net) if net else None
+
+
+def network_of(address: str) -> str | None:
+    """The /24 or /48 network of an address, as text; IPv4-mapped IPv6 counts as IPv4.
+
+    >>> network_of("203.0.113.77"), network_of("::ffff:198.51.100.9"), network_of("2001:db8:1:2::5")
+    ('203.0.113.0/24', '198.51.100.0/24', '2001:db8:1::/48')
+    """
+    text = address.strip().strip("[]")
+    if "%" in text:  # fe80::1%eth0
+        text = text.split("%", 1)[0]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+def load_or_create_key(state_dir: Path) -> bytes:
+    """Read the host's pseudonym key, creating it (mode 0600, atomically) on first start.
+
+    Raises:
+        StateError: the key file exists with the wrong size or is readable by others.
+    """
+    path = state_dir / KEY_FILE
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, secrets.token_bytes(KEY_BYTES))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # fails if another process created the key first: theirs wins
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise StateError(f"{path}: pseudonym key must be readable by its owner only (mode is {mode:04o}, expected 0600)")
+    key = path.read_bytes()
+    if len(key) != KEY_BYTES:
+        raise StateError(f"{path}: pseudonym key has {len(key)} bytes, expected {KEY_BYTES}; remove it to create a new one")
+    return key
