@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
     from normagent.clock import Clock
+    from normagent.privacy import Pseudonymiser
 
 MetricKind = Literal["counter", "gauge"]
 JSONValue: TypeAlias = "None | bool | int | float | str | list[JSONValue] | dict[str, JSONValue]"
@@ -118,8 +119,8 @@ class Count:
 class Gauge:
     """Set a gauge series to ``value``.
 
-    Within one run, the gauges a collector sets for a metric *replace* every series of that metric
-    the collector set before: a mount that disappeared stops being exported. A metric the run does
+    The gauges a ``Batch`` sets for a metric *replace* every series of that metric the same
+    collector set before: a mount that disappeared stops being exported. A metric the batch does
     not mention keeps its series.
     """
 
@@ -268,7 +269,8 @@ class RunContext:
         run_command: Runs a command with a timeout; returns a ``CommandResult``.
         snmp: SNMP client.
         state: This collector's committed checkpoints.
-        pseudonymise: Keyed HMAC of a value, stable on this host, meaningless elsewhere.
+        pseudonymise: Keyed HMAC of a value, stable on this host, meaningless elsewhere:
+            ``pseudonymise.account(name)``, ``pseudonymise.network(ip)`` (its /24 or /48).
         log: Logger bound to the collector and run.
         deadline: ``clock.monotonic()`` value after which the run is abandoned; long readers check
             ``expired()`` between batches and stop early (their checkpoint says where to resume).
@@ -282,7 +284,7 @@ class RunContext:
     run_command: CommandRunner
     snmp: SnmpClient
     state: CheckpointReader
-    pseudonymise: Callable[[str], str]
+    pseudonymise: Pseudonymiser
     log: FilteringBoundLogger
     deadline: float = float("inf")
 
@@ -397,7 +399,7 @@ class ParseContext:
 
     now: datetime
     tz: Any  # datetime.tzinfo
-    pseudonymise: Callable[[str], str]
+    pseudonymise: Pseudonymiser
     settings: Any = None
     examples: int = 0
 
@@ -484,6 +486,29 @@ class CollectorSpec:
     probe: ProbeFn | None = None
     enabled_by_default: bool = True
     plugin: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How one run of a collector ended, as the scheduler records it.
+
+    Attributes:
+        collector: The collector's name.
+        started_at: Wall time the run began.
+        duration: Seconds the run took (up to the moment it was abandoned, for a timeout).
+        ok: True for success, including ``NoData``.
+        reason: Why it failed: an exception's class name, ``"timeout"``, ``"probe"``.
+        note: A ``NoData`` or probe explanation, for the log.
+        batches: Batches committed during the run.
+    """
+
+    collector: str
+    started_at: datetime
+    duration: float
+    ok: bool
+    reason: str = ""
+    note: str = ""
+    batches: int = 0
 
 
 class Severity(IntEnum):
