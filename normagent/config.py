@@ -1,0 +1,585 @@
+"""Configuration: TOML in, every problem at once out, or a frozen ``Config``.
+
+Parse once with ``tomllib``, walk the whole tree collecting ``Problem``s (never stopping at the
+first), then build frozen dataclasses. Each problem names the file, the line where the key is
+written, the dotted key path and what was expected::
+
+    normagent.toml:14: collectors."system.host".intervall: unknown key; did you mean "interval"?
+
+Collector and section settings are dataclasses declared by their owners (a collector's
+``CollectorSpec.settings``, ``WebSettings``, ``SyslogSettings``), so valid names and keys come from
+the code that uses them, never from a list kept here. Supported field types: bool, int, float,
+str, ``pathlib.Path``, ``timedelta`` (``"30s"``, ``"5m"``, ``"1h30m"``, ``"2d"``), ``datetime.time``
+(``"08:00"``), ``datetime``, ``Literal[...]``, ``tuple[X, ...]``, ``dict[str, X]``, nested dataclasses
+and ``X | None``. Field metadata ``must_exist="file"|"dir"`` makes a path be checked.
+
+Imports only normagent.errors (and, for types, normagent.model and normagent.loader).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from normagent.errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from normagent.loader import Plugins
+
+DEFAULT_CONFIG_PATH = Path("/etc/normagent/normagent.toml")
+CONFIG_ENV = "NORMAGENT_CONFIG"
+DURATION = re.compile(
+    r"^(?:(?P<y>\d+)y)?(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?(?:(?P<ms>\d+)ms)?$"
+)
+DURATION_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["auto", "json", "console"]
+SeverityName = Literal["info", "warning", "critical"]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """``[agent]``: where state lives and how the agent logs."""
+
+    state_dir: Path | None = field(
+        default=None,
+        metadata={"help": "State directory (ledger, pseudonym key). Default: /var/lib/normagent as root, else ./.normagent"},
+    )
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "auto"
+    retention: timedelta = field(
+        default=timedelta(days=400), metadata={"help": "How long hourly counts, rollups and events are kept for reports"}
+    )
+    shutdown_grace: timedelta = field(
+        default=timedelta(seconds=10), metadata={"help": "How long SIGTERM waits for running collectors"}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PluginsSettings:
+    """``[plugins]``: which plugins load."""
+
+    disable: tuple[str, ...] = ()
+    extra: tuple[str, ...] = field(default=(), metadata={"help": "Extra plugin modules to import by name"})
+    entry_points: bool = field(default=True, metadata={"help": "Load third-party plugins (entry-point group normagent)"})
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorConfig:
+    """One collector's effective configuration: the common keys plus its own settings."""
+
+    name: str
+    enabled: bool
+    interval: timedelta
+    timeout: timedelta
+    settings: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSettings:
+    """``[rules."<name>"]``: retune or disable a default deviation rule."""
+
+    enabled: bool = True
+    threshold: float | None = None
+    window: timedelta | None = None
+    for_: timedelta | None = field(default=None, metadata={"toml": "for"})
+    severity: SeverityName | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated configuration. ``path`` is None when running on built-in defaults."""
+
+    path: Path | None
+    agent: AgentSettings
+    plugins: PluginsSettings
+    collectors: Mapping[str, CollectorConfig]
+    rules: Mapping[str, RuleSettings]
+    sections: Mapping[str, Any]  # "web" → WebSettings, "syslog" → SyslogSettings, …
+
+    def state_dir(self) -> Path:
+        """The state directory: configured, else /var/lib/normagent as root, else ./.normagent."""
+        if self.agent.state_dir is not None:
+            return self.agent.state_dir
+        return Path("/var/lib/normagent") if os.geteuid() == 0 else Path.cwd() / ".normagent"
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A top-level table owned by some part of the agent: its settings type and file checks."""
+
+    settings: type
+    check: Callable[[Any], Sequence[tuple[str, str]]] | None = None  # → (key, message) pairs
+    optional: bool = False  # absent table → None instead of defaults
+
+
+def find_config_path(explicit: Path | None) -> Path | None:
+    """The file to read: ``--config``, else ``$NORMAGENT_CONFIG``, else /etc/normagent/normagent.toml
+    if it exists, else None (built-in defaults)."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """``"1h30m"`` → 90 minutes; None if ``text`` is not a Prometheus-style duration."""
+    match = DURATION.match(text.strip())
+    if not match or not text.strip():
+        return None
+    seconds = sum(int(v) * DURATION_UNITS[k] for k, v in match.groupdict().items() if v)
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest duration text that parses back to ``value``."""
+    ms = round(value.total_seconds() * 1000)
+    if ms == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        if ms >= size:
+            parts.append(f"{ms // size}{unit}")
+            ms %= size
+    return "".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------
+# loading
+
+
+def load_config(
+    path: Path | None,
+    *,
+    plugins_for: Callable[[PluginsSettings], Plugins],
+    sections: Mapping[str, Section] = {},
+) -> tuple[Config, Plugins]:
+    """Read and validate a configuration file (or the built-in defaults when ``path`` is None).
+
+    Args:
+        path: The TOML file, or None for built-in defaults.
+        plugins_for: Builds the plugins once ``[plugins]`` is known; their collectors and rules
+            define which ``[collectors.*]`` and ``[rules.*]`` tables are valid.
+        sections: Other top-level tables (``web``, ``syslog``) and the dataclass each must match.
+
+    Returns:
+        The configuration and the plugins it was validated against.
+
+    Raises:
+        ConfigError: with every problem found.
+    """
+    text = ""
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError([Problem(path, "", "file not found")]) from None
+        except IsADirectoryError:
+            raise ConfigError([Problem(path, "", "is a directory, expected a TOML file")]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([Problem(path, "", f"cannot read: {exc}")]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = re.search(r"line (\d+)", str(exc))
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise ConfigError([Problem(path, "", f"TOML syntax error: {message}", int(line.group(1)) if line else None)]) from None
+    walker = _Walker(path, _line_index(text), base=path.parent if path else Path.cwd())
+    config, plugins = walker.config(data, plugins_for, sections)
+    if walker.problems:
+        raise ConfigError(walker.problems)
+    return config, plugins
+
+
+class _Invalid:
+    """Marks a value that failed validation (the problem is already recorded)."""
+
+
+INVALID = _Invalid()
+KeyPath = tuple[str | int, ...]
+
+
+def _format_key(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            text = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else f'"{part}"'
+            out += f".{text}" if out else text
+    return out
+
+
+class _Walker:
+    """Walks parsed TOML against dataclass types, collecting problems."""
+
+    def __init__(self, file: Path | None, lines: dict[KeyPath, int], base: Path) -> None:
+        self.file = file
+        self.lines = lines
+        self.base = base
+        self.problems: list[Problem] = []
+
+    def problem(self, path: KeyPath, message: str) -> None:
+        line = None
+        for end in range(len(path), 0, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                break
+        self.problems.append(Problem(self.file, _format_key(path), message, line))
+
+    # -------------------------------------------------------------------------------------------
+
+    def config(
+        self, data: dict[str, Any], plugins_for: Callable[[PluginsSettings], Plugins], sections: Mapping[str, Section]
+    ) -> tuple[Config, Plugins]:
+        known = ["agent", "plugins", "collectors", "rules", *sections]
+        for key in data:
+            if key not in known:
+                self.unknown((key,), key, known)
+        agent = self.dataclass_value(data.get("agent", {}), AgentSettings, ("agent",))
+        plugin_settings = self.dataclass_value(data.get("plugins", {}), PluginsSettings, ("plugins",))
+        if isinstance(plugin_settings, _Invalid):
+            plugin_settings = PluginsSettings()
+        plugins = plugins_for(plugin_settings)
+        collectors = self.collectors(data.get("collectors", {}), plugins)
+        rules = self.rules(data.get("rules", {}), plugins)
+        section_values: dict[str, Any] = {}
+        for name, section in sections.items():
+            if name not in data and section.optional:
+                section_values[name] = None
+                continue
+            value = self.dataclass_value(data.get(name, {}), section.settings, (name,))
+            if not isinstance(value, _Invalid) and section.check is not None:
+                for key, message in section.check(value):
+                    self.problem((name, *[k for k in key.split(".") if k]), message)
+            section_values[name] = value
+        config = Config(
+            path=self.file,
+            agent=agent if isinstance(agent, AgentSettings) else AgentSettings(),
+            plugins=plugin_settings,
+            collectors=collectors,
+            rules=rules,
+            sections=section_values,
+        )
+        return config, plugins
+
+    def collectors(self, table: Any, plugins: Plugins) -> dict[str, CollectorConfig]:
+        specs = plugins.collectors()
+        if not isinstance(table, dict):
+            self.problem(("collectors",), f"expected a table, got {_describe(table)}")
+            table = {}
+        for name, value in table.items():
+            if name in specs:
+                continue
+            dotted = [f"{name}.{sub}" for sub in value if f"{name}.{sub}" in specs] if isinstance(value, dict) else []
+            if dotted:
+                self.problem(
+                    ("collectors", name),
+                    f'collector names contain a dot: write [collectors."{dotted[0]}"] with the quotes',
+                )
+            else:
+                hint = ""
+                failed = sorted(plugins.failed())
+                if failed:
+                    hint = f" (plugins that failed to load: {', '.join(failed)})"
+                self.unknown(("collectors", name), name, list(specs), what="collector", extra=hint)
+        result: dict[str, CollectorConfig] = {}
+        for name, spec in specs.items():
+            path: KeyPath = ("collectors", name)
+            raw = table.get(name, {})
+            if not isinstance(raw, dict):
+                self.problem(path, f"expected a table, got {_describe(raw)}")
+                raw = {}
+            common = {k: raw[k] for k in ("enabled", "interval", "timeout") if k in raw}
+            own = {k: v for k, v in raw.items() if k not in common}
+            enabled = self.value(common.get("enabled", spec.enabled_by_default), bool, (*path, "enabled"))
+            interval = self.value(common.get("interval", spec.interval), timedelta, (*path, "interval"))
+            timeout = self.value(common.get("timeout", spec.timeout), timedelta, (*path, "timeout"))
+            for key, val in (("interval", interval), ("timeout", timeout)):
+                if isinstance(val, timedelta) and val.total_seconds() <= 0:
+                    self.problem((*path, key), "must be longer than 0s")
+            if spec.settings is not None:
+                settings = self.dataclass_value(own, spec.settings, path)
+            else:
+                for key in own:
+                    self.unknown((*path, key), key, ["enabled", "interval", "timeout"])
+                settings = None
+            if any(isinstance(v, _Invalid) for v in (enabled, interval, timeout, settings)):
+                continue
+            result[name] = CollectorConfig(name, bool(enabled), interval, timeout, settings)  # type: ignore[arg-type]
+        return result
+
+    def rules(self, table: Any, plugins: Plugins) -> dict[str, RuleSettings]:
+        known = plugins.rules()
+        if not isinstance(table, dict):
+            self.problem(("rules",), f"expected a table, got {_describe(table)}")
+            return {}
+        result: dict[str, RuleSettings] = {}
+        for name, raw in table.items():
+            if name not in known:
+                self.unknown(("rules", name), name, list(known), what="rule")
+                continue
+            value = self.dataclass_value(raw, RuleSettings, ("rules", name))
+            if isinstance(value, RuleSettings):
+                result[name] = value
+        return result
+
+    # -------------------------------------------------------------------------------------------
+
+    def unknown(self, path: KeyPath, key: str, choices: Sequence[str], what: str = "key", extra: str = "") -> None:
+        close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
+        hint = f'; did you mean "{close[0]}"?' if close else ""
+        if not close and choices and len(choices) <= 12:
+            hint = "; expected one of: " + ", ".join(sorted(str(c) for c in choices))
+        self.problem(path, f"unknown {what}{hint}{extra}")
+
+    def dataclass_value(self, raw: Any, cls: type, path: KeyPath) -> Any:
+        if not isinstance(raw, dict):
+            self.problem(path, f"expected a table, got {_describe(raw)}")
+            return INVALID
+        hints = typing.get_type_hints(cls)
+        fields = {f.metadata.get("toml", f.name): f for f in dataclasses.fields(cls) if f.init}
+        for key in raw:
+            if key not in fields:
+                self.unknown((*path, key), key, list(fields))
+        values: dict[str, Any] = {}
+        bad = False
+        for toml_name, f in fields.items():
+            if toml_name not in raw:
+                continue
+            value = self.value(raw[toml_name], hints[f.name], (*path, toml_name))
+            if isinstance(value, _Invalid):
+                bad = True
+                continue
+            must_exist = f.metadata.get("must_exist")
+            if must_exist and isinstance(value, Path):
+                self.check_exists(value, must_exist, (*path, toml_name))
+            values[f.name] = value
+        if bad:
+            return INVALID
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:  # a dataclass's own __post_init__ checks
+            self.problem(path, str(exc))
+            return INVALID
+
+    def check_exists(self, value: Path, kind: str, path: KeyPath) -> None:
+        if kind == "file" and not value.is_file():
+            self.problem(path, f"file {value} does not exist" if not value.exists() else f"{value} is not a file")
+        elif kind == "dir" and not value.is_dir():
+            self.problem(path, f"directory {value} does not exist" if not value.exists() else f"{value} is not a directory")
+
+    def value(self, raw: Any, typ: Any, path: KeyPath) -> Any:  # noqa: C901 - one branch per supported type
+        origin = typing.get_origin(typ)
+        args = typing.get_args(typ)
+        if origin in (types.UnionType, typing.Union):
+            options = [a for a in args if a is not type(None)]
+            if len(options) == 1:
+                return self.value(raw, options[0], path)
+            raise TypeError(f"unsupported settings type {typ} at {_format_key(path)}")
+        if origin is Literal:
+            if raw in args and type(raw) is type(args[0]):
+                return raw
+            choices = ", ".join(f'"{a}"' if isinstance(a, str) else str(a) for a in args)
+            close = difflib.get_close_matches(str(raw), [str(a) for a in args], n=1) if isinstance(raw, str) else []
+            hint = f'; did you mean "{close[0]}"?' if close else ""
+            self.problem(path, f"expected one of {choices}, got {_show(raw)}{hint}")
+            return INVALID
+        if origin is tuple:
+            if isinstance(raw, tuple):
+                raw = list(raw)
+            if not isinstance(raw, list):
+                self.problem(path, f"expected an array, got {_describe(raw)}")
+                return INVALID
+            item_type = args[0]
+            items = [self.value(item, item_type, (*path, i)) for i, item in enumerate(raw)]
+            return INVALID if any(isinstance(i, _Invalid) for i in items) else tuple(items)
+        if origin is dict or origin is Mapping:
+            if not isinstance(raw, dict):
+                self.problem(path, f"expected a table, got {_describe(raw)}")
+                return INVALID
+            entries = {str(k): self.value(v, args[1], (*path, str(k))) for k, v in raw.items()}
+            return INVALID if any(isinstance(v, _Invalid) for v in entries.values()) else entries
+        if dataclasses.is_dataclass(typ):
+            if dataclasses.is_dataclass(raw):
+                return raw
+            return self.dataclass_value(raw, typ, path)
+        if typ is bool:
+            if isinstance(raw, bool):
+                return raw
+            self.problem(path, f"expected true or false, got {_show(raw)}")
+            return INVALID
+        if typ is int:
+            if isinstance(raw, int) and not isinstance(raw, bool):
+                return raw
+            self.problem(path, f"expected an integer, got {_show(raw)}")
+            return INVALID
+        if typ is float:
+            if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+                return float(raw)
+            self.problem(path, f"expected a number, got {_show(raw)}")
+            return INVALID
+        if typ is str:
+            if isinstance(raw, str):
+                return raw
+            self.problem(path, f"expected a string, got {_show(raw)}")
+            return INVALID
+        if typ is Path:
+            if isinstance(raw, Path):
+                return raw
+            if isinstance(raw, str) and raw.strip():
+                candidate = Path(raw).expanduser()
+                return candidate if candidate.is_absolute() else self.base / candidate
+            self.problem(path, f"expected a path, got {_show(raw)}")
+            return INVALID
+        if typ is timedelta:
+            if isinstance(raw, timedelta):
+                return raw
+            parsed = parse_duration(raw) if isinstance(raw, str) else None
+            if parsed is None:
+                self.problem(path, f'expected a duration like "30s", "5m" or "1h30m", got {_show(raw)}')
+                return INVALID
+            return parsed
+        if typ is time:
+            if isinstance(raw, time):
+                return raw
+            if isinstance(raw, str):
+                try:
+                    return time.fromisoformat(raw.strip())
+                except ValueError:
+                    pass
+            self.problem(path, f'expected a time of day like "08:00", got {_show(raw)}')
+            return INVALID
+        if typ is datetime:
+            if isinstance(raw, datetime):
+                return raw
+            if isinstance(raw, str):
+                try:
+                    return datetime.fromisoformat(raw.strip())
+                except ValueError:
+                    pass
+            self.problem(path, f'expected a date and time like "2026-12-01T22:00:00+01:00", got {_show(raw)}')
+            return INVALID
+        raise TypeError(f"unsupported settings type {typ!r} at {_format_key(path)}")
+
+
+def _describe(raw: Any) -> str:
+    names = {dict: "a table", list: "an array", str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
+    return names.get(type(raw), type(raw).__name__)
+
+
+def _show(raw: Any) -> str:
+    if isinstance(raw, str):
+        return f'"{raw}"'
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    if isinstance(raw, (dict, list)):
+        return _describe(raw)
+    return str(raw)
+
+
+# ------------------------------------------------------------------------------------------------
+# where each key is written
+
+
+_KEY_PART = r'(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|\'[^\']*\')'
+_KEY = re.compile(rf"^\s*({_KEY_PART}(?:\s*\.\s*{_KEY_PART})*)\s*=")
+_PART = re.compile(_KEY_PART)
+
+
+def _split_key(text: str) -> tuple[str, ...]:
+    parts = []
+    for match in _PART.finditer(text):
+        part = match.group(0)
+        if part[0] in "\"'":
+            part = part[1:-1]
+        parts.append(part)
+    return tuple(parts)
+
+
+def _line_index(text: str) -> dict[KeyPath, int]:
+    """Map dotted key paths to the line that writes them (tomllib keeps no positions).
+
+    Good enough for messages: tables, arrays of tables and ``key =`` lines; keys inside inline
+    tables and multi-line arrays map to the line of their enclosing key.
+    """
+    index: dict[KeyPath, int] = {}
+    table: KeyPath = ()
+    array_counts: dict[KeyPath, int] = {}
+    multiline: str | None = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if multiline:
+            if multiline in line:
+                multiline = None
+            continue
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[["):
+            path = _split_key(line[2 : line.find("]]")])
+            count = array_counts.get(path, 0)
+            array_counts[path] = count + 1
+            table = (*path, count)
+            index.setdefault(path, number)
+            index.setdefault(table, number)
+            continue
+        if line.startswith("["):
+            table = _split_key(line[1 : line.find("]")])
+            index.setdefault(table, number)
+            continue
+        match = _KEY.match(line)
+        if match:
+            index.setdefault((*table, *_split_key(match.group(1))), number)
+            rest = line[match.end() :]
+            for quote in ('"""', "'''"):
+                if rest.count(quote) == 1:
+                    multiline = quote
+    return index
+
+
+def unsupported_settings(cls: type, _seen: frozenset[type] = frozenset()) -> str | None:
+    """Why ``cls`` cannot be a settings type (an unsupported field type), or None if it can."""
+    if cls in _seen:
+        return f"{cls.__name__} refers to itself"
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception as exc:
+        return f"cannot resolve the field types of {cls.__name__}: {exc}"
+    for f in dataclasses.fields(cls):
+        reason = _unsupported_type(hints[f.name], _seen | {cls})
+        if reason:
+            return f"{cls.__name__}.{f.name}: {reason}"
+    return None
+
+
+def _unsupported_type(typ: Any, seen: frozenset[type]) -> str | None:
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin in (types.UnionType, typing.Union):
+        options = [a for a in args if a is not type(None)]
+        return _unsupported_type(options[0], seen) if len(options) == 1 else f"unions like {typ} are not supported"
+    if origin is Literal:
+        return None if len({type(a) for a in args}) == 1 else f"{typ} mixes value types"
+    if origin is tuple:
+        if len(args) != 2 or args[1] is not Ellipsis:
+            return f"{typ}: use tuple[X, ...]"
+        return _unsupported_type(args[0], seen)
+    if origin in (dict, Mapping):
+        return None if args and args[0] is str else f"{typ}: keys must be str"
+    if dataclasses.is_dataclass(typ):
+        return unsupported_settings(typ, seen)  # type: ignore[arg-type]
+    if typ in (bool, int, float, str, Path, timedelta, time, datetime):
+        return None
+    return f"{typ!r} is not a supported settings type"

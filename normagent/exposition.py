@@ -1,0 +1,179 @@
+"""The scrape side: the ledger's committed snapshot as Prometheus metric families.
+
+One custom collector on a private ``CollectorRegistry`` (never the global ``REGISTRY``) turns the
+last committed snapshot into families. Nothing in the scrape path runs a source, takes a write lock
+or touches the database. Because a snapshot is immutable, the encoded page is cached per snapshot
+and format: a scrape between two commits costs a dictionary lookup.
+
+Besides what collectors declare, it exports the agent's own health: per-collector
+``normagent_collector_up``, ``…_duration_seconds``, ``…_last_success_timestamp_seconds``, per-plugin
+``normagent_plugin_up`` and ``normagent_build_info``.
+
+Reads through the ledger; must not import scheduler, agent or cli.
+"""
+
+from __future__ import annotations
+
+import gzip
+import platform
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.registry import CollectorRegistry
+
+from normagent.ledger import Snapshot
+from normagent.model import MetricSpec
+
+HEALTH_METRICS = (
+    MetricSpec(
+        "normagent_collector_up",
+        "gauge",
+        "1 if the collector's last run succeeded (no data counts as success), 0 if it failed or timed out.",
+        ("collector",),
+        section="Agent",
+    ),
+    MetricSpec(
+        "normagent_collector_duration_seconds",
+        "gauge",
+        "How long the collector's last run took.",
+        ("collector",),
+        section="Agent",
+    ),
+    MetricSpec(
+        "normagent_collector_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time the collector last finished a run successfully.",
+        ("collector",),
+        section="Agent",
+    ),
+    MetricSpec("normagent_plugin_up", "gauge", "1 if the plugin loaded and offered valid data, else 0.", ("plugin",), section="Agent"),
+    MetricSpec("normagent_build_info", "gauge", "Always 1; labels tell the normagent and Python versions.", ("version", "python"), section="Agent"),
+)
+FAMILY_TYPES = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}
+
+
+@dataclass(frozen=True)
+class ExpositionView:
+    """What the scrape side needs to know besides the snapshot: declared metrics, active collectors,
+    plugin health. Swapped as a whole on reload."""
+
+    metrics: Mapping[str, MetricSpec]
+    collectors: Sequence[str]
+    plugins: Mapping[str, bool]
+    version: str
+
+
+class SnapshotCollector:
+    """Expose the last committed state. Never runs a source collector."""
+
+    def __init__(self, snapshots: Callable[[], Snapshot], view: Callable[[], ExpositionView]) -> None:
+        self._snapshots = snapshots
+        self._view = view
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(families(self._snapshots(), self._view()))
+
+    def describe(self) -> Iterable[Metric]:
+        return ()  # no auto-describe: registering must not collect
+
+
+def families(snap: Snapshot, view: ExpositionView) -> list[Metric]:
+    """Metric families for one snapshot: declared metrics (with presets at 0), then health."""
+    out: list[Metric] = []
+    for spec in sorted(view.metrics.values(), key=lambda s: s.name):
+        family = FAMILY_TYPES[spec.kind](spec.name, spec.help, labels=spec.labels)
+        values = snap.values(spec.name)
+        for preset in spec.preset:
+            key = tuple(sorted(zip(spec.labels, preset)))
+            if key not in values:
+                family.add_metric(list(preset), 0.0)
+        for labels, value in sorted(values.items()):
+            as_dict = dict(labels)
+            family.add_metric([as_dict.get(name, "") for name in spec.labels], value)
+        out.append(family)
+    up, duration, success = (GaugeMetricFamily(s.name, s.help, labels=s.labels) for s in HEALTH_METRICS[:3])
+    for name in sorted(view.collectors):
+        run = snap.runs.get(name)
+        if run is None:
+            continue  # not run yet: absent rather than a false 0
+        up.add_metric([name], 1.0 if run.up else 0.0)
+        duration.add_metric([name], run.duration)
+        if run.last_success is not None:
+            success.add_metric([name], run.last_success)
+    plugin_spec, build_spec = HEALTH_METRICS[3], HEALTH_METRICS[4]
+    plugin = GaugeMetricFamily(plugin_spec.name, plugin_spec.help, labels=plugin_spec.labels)
+    for name, ok in sorted(view.plugins.items()):
+        plugin.add_metric([name], 1.0 if ok else 0.0)
+    build = GaugeMetricFamily(build_spec.name, build_spec.help, labels=build_spec.labels)
+    build.add_metric([view.version, platform.python_version()], 1.0)
+    out.extend([up, duration, success, plugin, build])
+    return out
+
+
+class _Families:
+    """The registry interface the prometheus_client encoders need, over families already built."""
+
+    def __init__(self, items: list[Metric]) -> None:
+        self._items = items
+
+    def collect(self) -> Iterable[Metric]:
+        return self._items
+
+
+def make_registry(snapshots: Callable[[], Snapshot], view: Callable[[], ExpositionView]) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snapshots, view))
+    return registry
+
+
+class MetricsApp:
+    """WSGI app for /metrics: content negotiation as prometheus_client does, cached per snapshot.
+
+    The cache key is the snapshot object itself (plus format and compression), so a new commit or a
+    reload (a new view) makes the next scrape render afresh, and nothing is ever served stale.
+    """
+
+    def __init__(self, snapshots: Callable[[], Snapshot], view: Callable[[], ExpositionView]) -> None:
+        self._snapshots = snapshots
+        self._view = view
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, bool], bytes] = {}
+        self._cache_for: tuple[Snapshot, ExpositionView] | None = None
+
+    def render(self, accept: str = "", gzip_ok: bool = False) -> tuple[bytes, str]:
+        """The page for an Accept header: (body, content type)."""
+        encoder, content_type = choose_encoder(accept)
+        snap, view = self._snapshots(), self._view()
+        key = (content_type, gzip_ok)
+        with self._lock:
+            if self._cache_for is not None and self._cache_for[0] is snap and self._cache_for[1] is view:
+                body = self._cache.get(key)
+                if body is not None:
+                    return body, content_type
+            else:
+                self._cache = {}
+                self._cache_for = (snap, view)
+        body = encoder(_Families(families(snap, view)))
+        if gzip_ok:
+            body = gzip.compress(body, compresslevel=6)
+        with self._lock:
+            if self._cache_for is not None and self._cache_for[0] is snap and self._cache_for[1] is view:
+                self._cache[key] = body
+        return body, content_type
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            start_response("405 Method Not Allowed", [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")])
+            return [b"use GET\n"]
+        gzip_ok = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
+        body, content_type = self.render(environ.get("HTTP_ACCEPT", ""), gzip_ok)
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        if gzip_ok:
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers)
+        return [b"" if method == "HEAD" else body]

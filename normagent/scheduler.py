@@ -1,0 +1,282 @@
+"""The scheduler: runs each collector on its own interval, with jitter and a timeout, in isolation.
+
+Promises:
+- a collector never overlaps itself: a run that is still going when the next is due makes that
+  slot be skipped (and logged), never doubled;
+- an exception or a hang in one collector does not delay the others: every run has its own
+  thread, and the loop that starts runs never waits for one;
+- a run that outlives its timeout is recorded as failed (``reason="timeout"``) at its deadline; its
+  thread is left to finish (Python cannot kill a thread), and anything it yields after the deadline
+  is not committed — its checkpoint says where the next run resumes;
+- every yielded ``Batch`` is committed by the ledger in one transaction as soon as it is yielded.
+
+Must not import exposition, agent, cli or plugins.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from normagent.clock import Clock
+from normagent.errors import NoData
+from normagent.ledger import Ledger
+from normagent.model import Batch, CollectorSpec, RunContext, RunOutcome
+
+log = structlog.get_logger(__name__)
+
+MAX_INITIAL_SPREAD = 1.0  # seconds: first runs are spread over at most this, so /metrics fills fast
+JITTER = 0.05  # each interval varies by ±5 %, so hundreds of agents do not beat in step
+
+
+@dataclass(frozen=True)
+class Job:
+    """A collector as configured: its spec, effective interval and timeout (seconds), settings."""
+
+    spec: CollectorSpec
+    interval: float
+    timeout: float
+    settings: Any
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+ContextFactory = Callable[[Job, float], RunContext]  # (job, deadline on the monotonic clock) → context
+
+
+@dataclass
+class _Run:
+    """One run in flight. ``finished`` is set by whoever records the outcome first."""
+
+    job: Job
+    ctx: RunContext
+    started_mono: float
+    thread: threading.Thread | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    finished: bool = False
+    outcome: RunOutcome | None = None
+
+
+@dataclass
+class _Slot:
+    job: Job
+    next_due: float
+    run: _Run | None = None
+    skipped: int = 0
+    was_up: bool | None = None
+
+
+class Scheduler:
+    """Runs jobs until stopped. Thread-safe ``replace_jobs`` supports reloads."""
+
+    def __init__(
+        self,
+        jobs: Iterable[Job],
+        *,
+        ledger: Ledger,
+        context_for: ContextFactory,
+        clock: Clock,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._context_for = context_for
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        now = clock.monotonic()
+        self._slots = {job.name: _Slot(job, now + self._initial_delay(job)) for job in jobs}
+
+    # -------------------------------------------------------------------------------------------
+    # the loop
+
+    def run(self, stop: threading.Event) -> None:
+        """Start runs as they fall due until ``stop`` is set. Returns without waiting for runs."""
+        while not stop.is_set():
+            wait = self.tick()
+            self._wake.wait(timeout=wait)
+            self._wake.clear()
+
+    def wake(self) -> None:
+        """Make ``run`` look at its jobs now (after ``replace_jobs`` or a stop request)."""
+        self._wake.set()
+
+    def tick(self) -> float:
+        """Start due runs, time out late ones; return seconds until something needs doing."""
+        now = self._clock.monotonic()
+        next_event = now + 1.0
+        with self._lock:
+            slots = list(self._slots.values())
+        for slot in slots:
+            run = slot.run
+            if run is not None and not run.finished:
+                deadline = run.started_mono + run.job.timeout
+                if now >= deadline:
+                    self._finish(slot, run, self._timeout_outcome(run, now))
+                else:
+                    next_event = min(next_event, deadline)
+            if now >= slot.next_due:
+                if slot.run is None:
+                    self._start(slot, now)
+                else:
+                    slot.skipped += 1
+                    log.warning("collector_run_skipped", collector=slot.job.name, reason="previous run still going",
+                                skipped=slot.skipped)
+                slot.next_due = self._next_due(slot, now)
+            next_event = min(next_event, slot.next_due)
+        return max(0.01, next_event - self._clock.monotonic())
+
+    def running(self) -> list[str]:
+        """Names of collectors with a run in flight."""
+        with self._lock:
+            return [name for name, slot in self._slots.items() if slot.run is not None and not slot.run.finished]
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for runs in flight to end; True if none is left."""
+        end = self._clock.monotonic() + timeout
+        with self._lock:
+            runs = [slot.run for slot in self._slots.values() if slot.run is not None]
+        for run in runs:
+            if run.thread is not None:
+                run.thread.join(max(0.0, end - self._clock.monotonic()))
+        return not any(run.thread is not None and run.thread.is_alive() for run in runs)
+
+    def replace_jobs(self, jobs: Iterable[Job]) -> None:
+        """Swap the job list (reload). Runs in flight finish; kept collectors keep their schedule."""
+        now = self._clock.monotonic()
+        with self._lock:
+            old = self._slots
+            new: dict[str, _Slot] = {}
+            for job in jobs:
+                slot = old.get(job.name)
+                if slot is None:
+                    new[job.name] = _Slot(job, now + self._initial_delay(job))
+                else:
+                    slot.job = job
+                    slot.next_due = min(slot.next_due, now + job.interval)
+                    new[job.name] = slot
+            self._slots = new
+        self.wake()
+
+    # -------------------------------------------------------------------------------------------
+    # one run
+
+    def _start(self, slot: _Slot, now: float) -> None:
+        job = slot.job
+        ctx = self._context_for(job, now + job.timeout)
+        run = _Run(job=job, ctx=ctx, started_mono=now)
+        started_wall = self._clock.now()
+        thread = threading.Thread(
+            target=self._execute, args=(slot, run, started_wall), name=f"collector:{job.name}", daemon=True
+        )
+        run.thread = thread
+        slot.run = run
+        thread.start()
+
+    def _execute(self, slot: _Slot, run: _Run, started_wall: Any) -> None:
+        try:
+            outcome = execute(
+                run.job, run.ctx, self._ledger, self._clock, started_wall, run.started_mono,
+                still_wanted=lambda: not run.finished,
+            )
+            self._finish(slot, run, outcome)
+        finally:
+            # Only now may the next run start: a timed-out run that finally returns frees its slot here.
+            with self._lock:
+                if slot.run is run:
+                    slot.run = None
+            self._wake.set()
+
+    def _finish(self, slot: _Slot, run: _Run, outcome: RunOutcome) -> None:
+        with run.lock:
+            if run.finished:
+                return
+            run.finished = True
+            run.outcome = outcome
+        self._ledger.record_run(outcome)
+        _log_outcome(outcome, slot.was_up)
+        slot.was_up = outcome.ok
+
+    def _timeout_outcome(self, run: _Run, now: float) -> RunOutcome:
+        return RunOutcome(
+            collector=run.job.name,
+            started_at=self._clock.now(),
+            duration=now - run.started_mono,
+            ok=False,
+            reason="timeout",
+            note=f"still running after {run.job.timeout:g}s",
+        )
+
+    # -------------------------------------------------------------------------------------------
+    # timing
+
+    def _initial_delay(self, job: Job) -> float:
+        return self._rng.uniform(0.0, min(MAX_INITIAL_SPREAD, job.interval))
+
+    def _next_due(self, slot: _Slot, now: float) -> float:
+        interval = slot.job.interval * (1.0 + self._rng.uniform(-JITTER, JITTER))
+        due = slot.next_due + interval
+        # Fell behind (a suspended host, a long GC): do not fire a burst of catch-up runs.
+        return due if due > now else now + interval
+
+
+def execute(
+    job: Job,
+    ctx: RunContext,
+    ledger: Ledger,
+    clock: Clock,
+    started_wall: Any,
+    started_mono: float,
+    still_wanted: Callable[[], bool] = lambda: True,
+) -> RunOutcome:
+    """Run one collector to the end: commit each batch it yields, turn what happens into an outcome.
+
+    Used by the scheduler (on a thread of its own) and by ``normagent collect --once``.
+    """
+    batches = 0
+    try:
+        generator = iter(job.spec.collect(ctx))
+        try:
+            for batch in generator:
+                if not isinstance(batch, Batch):
+                    raise TypeError(f"collect() yielded a {type(batch).__name__}, expected Batch")
+                if ctx.expired() or not still_wanted():
+                    break  # abandoned at its deadline: what it yields now is not committed
+                ledger.commit(job.name, batch)
+                batches += 1
+        finally:
+            close = getattr(generator, "close", None)
+            if close is not None:
+                close()
+    except NoData as why:
+        return RunOutcome(job.name, started_wall, clock.monotonic() - started_mono, True, note=str(why), batches=batches)
+    except Exception as exc:
+        ctx.log.error("collector_failed", reason=type(exc).__name__, error=str(exc), exc_info=True)
+        return RunOutcome(job.name, started_wall, clock.monotonic() - started_mono, False, reason=type(exc).__name__,
+                          note=str(exc), batches=batches)
+    duration = clock.monotonic() - started_mono
+    if ctx.expired():
+        return RunOutcome(job.name, started_wall, duration, False, reason="timeout", batches=batches,
+                          note=f"stopped at its {job.timeout:g}s deadline")
+    return RunOutcome(job.name, started_wall, duration, True, batches=batches)
+
+
+def _log_outcome(outcome: RunOutcome, was_up: bool | None) -> None:
+    fields = {"collector": outcome.collector, "duration_s": round(outcome.duration, 4), "batches": outcome.batches}
+    if outcome.ok:
+        if outcome.note:
+            log.debug("collector_no_data", note=outcome.note, **fields)
+        elif was_up is False:
+            log.info("collector_recovered", **fields)
+        else:
+            log.debug("collector_finished", **fields)
+    elif outcome.reason == "timeout":
+        log.error("collector_timeout", note=outcome.note, **fields)
+    # other failures were logged with their traceback where they happened
