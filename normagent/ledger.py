@@ -137,6 +137,26 @@ def _dt(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
 
 
+class MemoryCheckpoints:
+    """Checkpoints kept in memory: for one-shot runs that must not write state, and for tests."""
+
+    def __init__(self, initial: Mapping[str, JSONValue] | None = None) -> None:
+        self.values: dict[str, JSONValue] = dict(initial or {})
+
+    def get(self, key: str) -> JSONValue:
+        return self.values.get(key)
+
+    def scan(self, prefix: str = "") -> Iterable[tuple[str, JSONValue]]:
+        return sorted((k, v) for k, v in self.values.items() if k.startswith(prefix))
+
+    def apply(self, checkpoints: Iterable[Checkpoint]) -> None:
+        for cp in checkpoints:
+            if cp.value is None:
+                self.values.pop(cp.key, None)
+            else:
+                self.values[cp.key] = cp.value
+
+
 class LedgerCheckpoints:
     """A collector's committed checkpoints, read through the ledger (``CheckpointReader``)."""
 

@@ -72,7 +72,7 @@ def load_or_create_key(state_dir: Path) -> bytes:
     """
     path = state_dir / KEY_FILE
     try:
-        return _read_key(path)
+        return read_key(path)
     except FileNotFoundError:
         pass
     tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.tmp")
@@ -88,10 +88,10 @@ def load_or_create_key(state_dir: Path) -> bytes:
         pass
     finally:
         tmp.unlink()
-    return _read_key(path)
+    return read_key(path)
 
 
-def _read_key(path: Path) -> bytes:
+def read_key(path: Path) -> bytes:
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         raise StateError(f"{path}: pseudonym key must be readable by its owner only (mode is {mode:04o}, expected 0600)")

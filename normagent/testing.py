@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from normagent.ledger import MemoryCheckpoints  # noqa: F401 - re-exported for plugin tests
 from normagent.model import (
     Batch,
     Checkpoint,
@@ -97,26 +98,6 @@ class FakeHost:
 
     def process_running(self, name: str) -> bool:
         return name in self.processes
-
-
-class MemoryCheckpoints:
-    """An in-memory ``CheckpointReader`` that can also apply a batch's checkpoints."""
-
-    def __init__(self, initial: Mapping[str, JSONValue] | None = None) -> None:
-        self.values: dict[str, JSONValue] = dict(initial or {})
-
-    def get(self, key: str) -> JSONValue:
-        return self.values.get(key)
-
-    def scan(self, prefix: str = "") -> Iterable[tuple[str, JSONValue]]:
-        return sorted((k, v) for k, v in self.values.items() if k.startswith(prefix))
-
-    def apply(self, checkpoints: Iterable[Checkpoint]) -> None:
-        for cp in checkpoints:
-            if cp.value is None:
-                self.values.pop(cp.key, None)
-            else:
-                self.values[cp.key] = cp.value
 
 
 def recorded_command(

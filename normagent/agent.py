@@ -1,0 +1,313 @@
+"""The daemon's wiring: config + plugins + ledger + scheduler + exposition (+ syslog receiver).
+
+Lifecycle: ``Agent.start()`` loads and validates everything before anything starts (a bad config
+starts nothing), opens the ledger, starts the HTTP server, the syslog receiver when configured and
+the scheduler, then tells systemd it is ready. ``serve()`` waits for signals: SIGHUP reloads (an
+invalid new config keeps the old one running and logs why), SIGTERM/SIGINT stop (new runs stop,
+running ones get ``shutdown_grace`` to finish; everything committed is consistent anyway, since
+each batch is one transaction). The systemd watchdog is fed only while the scheduler loop is alive.
+
+Imports everything; nothing imports it except cli.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from normagent import __version__, systemd
+from normagent.clock import Clock, SystemClock
+from normagent.config import Config, Section, find_config_path, load_config
+from normagent.errors import ConfigError, NormagentError
+from normagent.exposition import HEALTH_METRICS, ExpositionView, MetricsApp
+from normagent.ledger import Ledger
+from normagent.loader import Plugins, build_plugins
+from normagent.log import configure_logging
+from normagent.model import CollectorSpec, RunContext
+from normagent.privacy import Pseudonymiser, load_or_create_key
+from normagent.scheduler import Job, Scheduler
+from normagent.sources.command import run_command
+from normagent.sources.host import PsutilHost
+from normagent.sources.snmp import PysnmpClient
+from normagent.sources.syslog import SyslogReceiver, SyslogSettings
+from normagent.syslog_stats import syslog_collector
+from normagent.web import WebSettings, start_server, validate_web
+
+log = structlog.get_logger(__name__)
+
+LEDGER_FILE = "ledger.db"
+PRUNE_EVERY = timedelta(hours=6)
+
+
+def sections() -> dict[str, Section]:
+    """The top-level tables the agent owns besides agent/plugins/collectors/rules."""
+    return {
+        "web": Section(WebSettings, check=validate_web),
+        "syslog": Section(SyslogSettings, optional=True),
+    }
+
+
+def plugins_factory(settings: Any) -> Plugins:
+    disabled = [*settings.disable, *filter(None, os.environ.get("NORMAGENT_DISABLE_PLUGINS", "").split(","))]
+    return build_plugins(extra=settings.extra, entry_points_enabled=settings.entry_points, disabled=disabled)
+
+
+def read_config(path: Path | None, factory: Callable[[Any], Plugins] = plugins_factory) -> tuple[Config, Plugins]:
+    """Find and validate the configuration (``ConfigError`` lists every problem)."""
+    return load_config(find_config_path(path), plugins_for=factory, sections=sections())
+
+
+@dataclass
+class Setup:
+    """One generation of configuration: swapped as a whole by a successful reload."""
+
+    config: Config
+    plugins: Plugins
+    jobs: list[Job]
+    view: ExpositionView
+    disabled: Mapping[str, str] = field(default_factory=dict)  # collector → why (config or probe)
+
+
+class Agent:
+    """The running daemon. Create, ``start()``, then ``serve()`` until a stop signal."""
+
+    def __init__(self, config_path: Path | None, *, clock: Clock | None = None) -> None:
+        self._config_path = config_path
+        self._clock = clock or SystemClock()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._wake = threading.Event()  # set by signal handlers so serve() reacts at once
+        self._setup: Setup | None = None
+        self._ledger: Ledger | None = None
+        self._scheduler: Scheduler | None = None
+        self._scheduler_thread: threading.Thread | None = None
+        self._server: Any = None
+        self._syslog: SyslogReceiver | None = None
+        self._host = PsutilHost()
+        self._snmp = PysnmpClient()
+        self._pseudonymise: Pseudonymiser | None = None
+
+    # -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Validate, open state and start serving. Raises a ``NormagentError`` before starting anything."""
+        config, plugins = read_config(self._config_path)
+        configure_logging(config.agent.log_level, config.agent.log_format)
+        state_dir = config.state_dir()
+        ledger = Ledger.open(state_dir / LEDGER_FILE, clock=self._clock)
+        self._ledger = ledger
+        try:
+            os.chmod(state_dir, 0o700)
+            self._pseudonymise = Pseudonymiser(load_or_create_key(state_dir))
+            syslog_settings = config.sections.get("syslog")
+            if syslog_settings is not None:
+                self._syslog = SyslogReceiver(syslog_settings, state_dir / "syslog", self._clock)
+                self._syslog.start()
+            setup = self._prepare(config, plugins)
+            self._setup = setup
+            self._server = start_server(config.sections["web"], MetricsApp(ledger.snapshot, self._view), self.healthy)
+            self._scheduler = Scheduler(setup.jobs, ledger=ledger, context_for=self._context, clock=self._clock)
+            self._scheduler_thread = threading.Thread(target=self._scheduler.run, args=(self._stop,), name="scheduler", daemon=True)
+            self._scheduler_thread.start()
+        except BaseException:
+            self.close()
+            raise
+        log.info(
+            "agent_started",
+            version=__version__,
+            config=str(config.path) if config.path else "built-in defaults",
+            state_dir=str(state_dir),
+            listen=self._server.address,
+            collectors=[job.name for job in setup.jobs],
+            disabled=dict(setup.disabled),
+            plugin_problems=[str(p) for p in plugins.problems],
+        )
+        systemd.notify("READY=1", f"STATUS=collecting with {len(setup.jobs)} collectors")
+
+    def serve(self) -> int:
+        """Wait for stop or reload requests; feed the watchdog. Returns the exit code."""
+        watchdog = systemd.watchdog_interval()
+        next_prune = self._clock.monotonic()
+        while not self._stop.is_set():
+            self._wake.wait(timeout=min(watchdog or 5.0, 5.0))
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+            if watchdog and self.healthy():
+                systemd.notify("WATCHDOG=1")
+            if self._clock.monotonic() >= next_prune and self._ledger and self._setup:
+                removed = self._ledger.prune(self._clock.now() - self._setup.config.agent.retention)
+                if removed:
+                    log.info("ledger_pruned", rows=removed)
+                next_prune = self._clock.monotonic() + PRUNE_EVERY.total_seconds()
+        self.close()
+        return 0
+
+    def request_stop(self, *_: object) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._scheduler:
+            self._scheduler.wake()
+
+    def request_reload(self, *_: object) -> None:
+        self._reload.set()
+        self._wake.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
+
+    def healthy(self) -> bool:
+        """Alive enough to be scraped and to feed the watchdog: the scheduler loop is running."""
+        thread = self._scheduler_thread
+        return thread is not None and thread.is_alive() and not self._stop.is_set()
+
+    def reload(self) -> None:
+        """Re-read the configuration; on any problem keep the running one and log why."""
+        assert self._setup is not None and self._scheduler is not None
+        systemd.notify("RELOADING=1")
+        try:
+            config, plugins = read_config(self._config_path)
+            old = self._setup.config
+            if config.state_dir() != old.state_dir():
+                raise ConfigError([])  # replaced below with a clearer message
+        except ConfigError as exc:
+            problems = [str(p) for p in exc.problems] or ["agent.state_dir cannot change while running; restart instead"]
+            log.error("config_reload_failed", problems=problems, kept=str(self._setup.config.path or "built-in defaults"))
+            systemd.notify("READY=1")
+            return
+        configure_logging(config.agent.log_level, config.agent.log_format)
+        setup = self._prepare(config, plugins)
+        if config.sections["web"] != old.sections["web"]:
+            new_server = start_server(config.sections["web"], MetricsApp(self._ledger_or_fail().snapshot, self._view), self.healthy)
+            self._server.stop()
+            self._server = new_server
+        for name in {job.name for job in self._setup.jobs} - {job.name for job in setup.jobs}:
+            self._ledger_or_fail().forget_gauges(name)
+        self._setup = setup
+        self._scheduler.replace_jobs(setup.jobs)
+        log.info("config_reloaded", config=str(config.path or "built-in defaults"), collectors=[j.name for j in setup.jobs])
+        systemd.notify("READY=1", f"STATUS=collecting with {len(setup.jobs)} collectors")
+
+    def close(self) -> None:
+        """Stop everything in order; safe to call twice."""
+        systemd.notify("STOPPING=1")
+        self._stop.set()
+        if self._scheduler is not None:
+            self._scheduler.wake()
+            grace = self._setup.config.agent.shutdown_grace.total_seconds() if self._setup else 10.0
+            if not self._scheduler.wait_idle(grace):
+                log.warning("collectors_still_running_at_exit", collectors=self._scheduler.running())
+            self._scheduler = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if self._syslog is not None:
+            self._syslog.stop()
+            self._syslog = None
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+        self._snmp.close()
+
+    # -------------------------------------------------------------------------------------------
+
+    def _ledger_or_fail(self) -> Ledger:
+        if self._ledger is None:
+            raise NormagentError("the ledger is closed")
+        return self._ledger
+
+    def _view(self) -> ExpositionView:
+        assert self._setup is not None
+        return self._setup.view
+
+    def _prepare(self, config: Config, plugins: Plugins) -> Setup:
+        specs = dict(plugins.collectors())
+        if self._syslog is not None:
+            spec = syslog_collector(self._syslog)
+            specs[spec.name] = spec
+        jobs, disabled = [], {}
+        for name, spec in specs.items():
+            cc = config.collectors.get(name)
+            if cc is not None and not cc.enabled:
+                disabled[name] = "disabled in the configuration"
+                continue
+            job = Job(
+                spec=spec,
+                interval=(cc.interval if cc else spec.interval).total_seconds(),
+                timeout=(cc.timeout if cc else spec.timeout).total_seconds(),
+                settings=cc.settings if cc else (spec.settings() if spec.settings else None),
+            )
+            reason = self._probe(job)
+            if reason:
+                disabled[name] = reason
+                log.info("collector_disabled", collector=name, reason=reason)
+                continue
+            jobs.append(job)
+        metrics = {m.name: m for spec in specs.values() for m in spec.metrics}
+        ledger = self._ledger_or_fail()
+        ledger.declare(metrics.values())
+        ledger.declare(HEALTH_METRICS)
+        failed = plugins.failed()
+        # Plugins disabled on purpose are not exported; loaded and broken ones are.
+        plugin_up = {i.name: i.name not in failed for i in plugins.infos if i.loaded or i.name in failed}
+        view = ExpositionView(metrics=metrics, collectors=[j.name for j in jobs], plugins=plugin_up, version=__version__)
+        return Setup(config, plugins, jobs, view, disabled)
+
+    def _probe(self, job: Job) -> str | None:
+        if job.spec.probe is None:
+            return None
+        try:
+            return job.spec.probe(self._context(job, self._clock.monotonic() + job.timeout))
+        except Exception as exc:
+            log.error("collector_probe_failed", collector=job.name, error=f"{type(exc).__name__}: {exc}")
+            return f"probe failed: {type(exc).__name__}: {exc}"
+
+    def _context(self, job: Job, deadline: float) -> RunContext:
+        assert self._pseudonymise is not None
+        return RunContext(
+            collector=job.name,
+            settings=job.settings,
+            clock=self._clock,
+            host=self._host,
+            root=Path("/"),
+            run_command=run_command,
+            snmp=self._snmp,
+            state=self._ledger_or_fail().checkpoints(job.name),
+            pseudonymise=self._pseudonymise,
+            log=structlog.get_logger("normagent.collector").bind(collector=job.name),
+            deadline=deadline,
+        )
+
+
+def run_agent(config_path: Path | None) -> int:
+    """``normagent run``: start, serve until stopped. Errors before start propagate to the CLI."""
+    agent = Agent(config_path)
+    agent.install_signal_handlers()
+    agent.start()
+    return agent.serve()
+
+
+def enabled_specs(config: Config, plugins: Plugins) -> list[tuple[CollectorSpec, Any, float]]:
+    """(spec, settings, timeout) of every collector the configuration enables, for ``collect --once``."""
+    out = []
+    for name, spec in plugins.collectors().items():
+        cc = config.collectors.get(name)
+        if cc is not None and not cc.enabled:
+            continue
+        settings = cc.settings if cc else (spec.settings() if spec.settings else None)
+        timeout = (cc.timeout if cc else spec.timeout).total_seconds()
+        out.append((spec, settings, timeout))
+    return out

@@ -1,0 +1,240 @@
+"""The ``normagent`` command: run | collect --once | check-config | parse | plugins.
+
+``main()`` is the one place that prints a ``NormagentError`` and turns it into an exit code:
+``check-config`` exits 2 on a bad config, ``run`` exits 78 (EX_CONFIG) so systemd's
+``RestartPreventExitStatus=78`` ends restart loops.
+
+Imports everything; nothing imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from normagent import __version__
+from normagent.errors import ConfigError, NormagentError, UsageError
+
+CHECK_CONFIG_FAILED = 2
+
+DESCRIPTION = """\
+normagent collects the security indicators of Normen factsheet 12 on this server (failed logins,
+event-log errors, EDI messages without receipt, uptime …) and serves them to Prometheus.
+
+With no --config and no /etc/normagent/normagent.toml it runs on built-in defaults: state in
+/var/lib/normagent (root) or ./.normagent, metrics on http://127.0.0.1:9824/metrics.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="normagent", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"normagent {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def config_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--config", "-c", type=Path, metavar="PATH",
+            help="configuration file (default: $NORMAGENT_CONFIG, else /etc/normagent/normagent.toml if it exists, "
+            "else built-in defaults)",
+        )
+
+    run = sub.add_parser("run", help="run the agent (the daemon)", description="Run the agent until SIGTERM/SIGINT; "
+                         "SIGHUP reloads the configuration. Exits 78 on a bad configuration.")
+    config_option(run)
+
+    collect = sub.add_parser(
+        "collect", help="run every collector once and print what it saw",
+        description="Run every enabled collector once, in parallel, and print what each saw. Writes no state: "
+        "log collectors start from the daemon's committed positions when its ledger exists.",
+    )
+    config_option(collect)
+    collect.add_argument("--once", action="store_true", required=True, help="run each collector once (required; the daemon is `normagent run`)")
+    collect.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+
+    check = sub.add_parser(
+        "check-config", help="validate a configuration file",
+        description="Validate a configuration: print OK, or every problem (file:line: key: what is wrong). Exits 2 on problems.",
+    )
+    check.add_argument("path", nargs="?", type=Path, help="file to check (default: as for --config)")
+
+    plugins = sub.add_parser("plugins", help="list loaded plugins and their collectors")
+    config_option(plugins)
+    plugins.add_argument("--format", choices=("text", "json"), default="text")
+
+    parse = sub.add_parser(
+        "parse", help="run the agent's parsers over log files and show what they understand",
+        description="Like fail2ban-regex: run the agent's own parsers over files (plain, .gz, .bz2, .evtx, "
+        "journalctl -o json) or stdin ('-') and print counts per indicator and reason, plus unparsed candidate "
+        "lines. Writes no state.",
+    )
+    config_option(parse)
+    parse.add_argument("files", nargs="+", metavar="FILE", help="log files, or - for stdin")
+    parse.add_argument("--format", choices=("text", "json"), default="text")
+    parse.add_argument("--examples", type=int, default=5, metavar="N", help="unparsed candidate lines to show (default 5)")
+    parse.add_argument("--collector", action="append", metavar="NAME", help="only this collector's parser (repeatable)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return dispatch(args, sys.stdout)
+    except ConfigError as exc:
+        print(f"normagent: {exc}", file=sys.stderr)
+        return CHECK_CONFIG_FAILED if args.command == "check-config" else exc.exit_code
+    except NormagentError as exc:
+        print(f"normagent: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def dispatch(args: argparse.Namespace, out: TextIO) -> int:
+    if args.command == "run":
+        from normagent.agent import run_agent
+
+        return run_agent(args.config)
+    if args.command == "check-config":
+        return check_config(args.path, out)
+    if args.command == "collect":
+        return collect(args.config, args.format, out)
+    if args.command == "plugins":
+        return list_plugins(args.config, args.format, out)
+    if args.command == "parse":
+        return parse_files(args, out)
+    raise UsageError(f"unknown command {args.command}")
+
+
+def _quiet_logging() -> None:
+    from normagent.log import configure_logging
+
+    configure_logging("warning", "auto")
+
+
+def check_config(path: Path | None, out: TextIO) -> int:
+    from normagent.agent import read_config
+    from normagent.config import find_config_path
+
+    _quiet_logging()
+    config, plugins = read_config(path)
+    where = find_config_path(path)
+    print(f"{where or 'built-in defaults'}: OK ({len(config.collectors)} collectors)", file=out)
+    for problem in plugins.problems:
+        print(f"  warning: {problem}", file=out)
+    return 0
+
+
+def collect(path: Path | None, fmt: str, out: TextIO) -> int:
+    from normagent.agent import enabled_specs, read_config
+    from normagent.clock import SystemClock
+    from normagent.oneshot import OneShotWorld, collect_once, render_text
+    from normagent.sources.command import run_command
+    from normagent.sources.host import PsutilHost
+    from normagent.sources.snmp import PysnmpClient
+
+    _quiet_logging()
+    config, plugins = read_config(path)
+    jobs = enabled_specs(config, plugins)
+    disabled = {name: "disabled in the configuration" for name in plugins.collectors() if name not in {s.name for s, _, _ in jobs}}
+    snmp = PysnmpClient()
+    try:
+        world = OneShotWorld(clock=SystemClock(), host=PsutilHost(), run_command=run_command, snmp=snmp)
+        reports = collect_once(jobs, world, config.state_dir())
+    finally:
+        snmp.close()
+    if fmt == "json":
+        doc: dict[str, Any] = {
+            "collectors": [r.as_json() for r in reports],
+            "disabled": disabled,
+            "plugin_problems": [str(p) for p in plugins.problems],
+        }
+        json.dump(doc, out, indent=2, sort_keys=False)
+        out.write("\n")
+    else:
+        out.write(render_text(reports, disabled))
+        for problem in plugins.problems:
+            print(f"warning: {problem}", file=out)
+    return 0 if all(r.status in ("ok", "no_data", "disabled") for r in reports) else 1
+
+
+def list_plugins(path: Path | None, fmt: str, out: TextIO) -> int:
+    from normagent.agent import plugins_factory, read_config
+    from normagent.config import PluginsSettings
+
+    _quiet_logging()
+    try:
+        _, plugins = read_config(path)
+    except ConfigError:
+        # Listing plugins must work even when the config does not validate: show what loads.
+        plugins = plugins_factory(PluginsSettings())
+    collectors = plugins.collectors()
+    rules, forwarders, sections = plugins.rules(), plugins.forwarders(), plugins.report_sections()
+    rows = []
+    for info in plugins.infos:
+        rows.append(
+            {
+                "name": info.name,
+                "version": info.version,
+                "origin": info.origin,
+                "module": info.module,
+                "loaded": info.loaded,
+                "collectors": [
+                    {"name": c.name, "interval": c.interval.total_seconds(), "help": c.help}
+                    for c in collectors.values() if c.plugin == info.name
+                ],
+                "rules": sorted(r.name for r in rules.values() if r.plugin == info.name),
+                "report_sections": sorted(s.id for s in sections.values() if s.plugin == info.name),
+                "forwarders": sorted(f.kind for f in forwarders.values() if f.plugin == info.name),
+                "problems": [p.message for p in plugins.problems if p.plugin == info.name],
+            }
+        )
+    if fmt == "json":
+        json.dump({"plugins": rows}, out, indent=2)
+        out.write("\n")
+        return 0 if not plugins.problems else 1
+    from normagent.config import format_duration
+    from datetime import timedelta
+
+    for row in rows:
+        state = "loaded" if row["loaded"] and not row["problems"] else ("disabled" if not row["problems"] else "BROKEN")
+        print(f"{row['name']} {row['version']} ({row['origin']}) {state}", file=out)
+        for c in row["collectors"]:
+            every = format_duration(timedelta(seconds=c["interval"]))
+            print(f"  collector {c['name']:<28} every {every:<6} {c['help']}", file=out)
+        for kind in ("rules", "report_sections", "forwarders"):
+            if row[kind]:
+                print(f"  {kind.replace('_', ' ')}: {', '.join(row[kind])}", file=out)
+        for problem in row["problems"]:
+            print(f"  problem: {problem}", file=out)
+    return 0 if not plugins.problems else 1
+
+
+def parse_files(args: argparse.Namespace, out: TextIO) -> int:
+    from normagent.agent import read_config
+    from normagent.parsecmd import run_parse
+
+    _quiet_logging()
+    config, plugins = read_config(args.config)
+    return run_parse(
+        args.files,
+        config=config,
+        plugins=plugins,
+        fmt=args.format,
+        examples=args.examples,
+        collectors=args.collector,
+        out=out,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

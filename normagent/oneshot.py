@@ -1,0 +1,178 @@
+"""``normagent collect --once``: every enabled collector once, and what each saw — without writing state.
+
+The quickest way for a newcomer to see the agent work, and for an operator to check a collector
+after changing its settings. Nothing is committed: checkpoints start from the daemon's committed
+ones when its ledger exists (so log collectors show what is new since the daemon last read), the
+pseudonym key is a throwaway one unless the daemon's key exists, and the ledger is never created.
+
+Each collector runs on its own thread with its timeout, as under the scheduler.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from normagent.clock import Clock
+from normagent.errors import NoData, StateError
+from normagent.ledger import Ledger, MemoryCheckpoints
+from normagent.model import Batch, CollectorSpec, Count, Event, Gauge, Rollup, RunContext
+from normagent.privacy import KEY_FILE, Pseudonymiser, read_key
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class CollectorReport:
+    """What one collector did in a one-shot run."""
+
+    name: str
+    plugin: str
+    status: str  # ok | no_data | failed | timeout | disabled
+    duration: float = 0.0
+    detail: str = ""
+    counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
+    gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
+    rollups: dict[str, int] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    checkpoints: int = 0
+
+    def add(self, batch: Batch) -> None:
+        for obs in batch.observations:
+            if isinstance(obs, Count):
+                key = (obs.metric, obs.labels)
+                self.counters[key] = self.counters.get(key, 0.0) + obs.value
+            elif isinstance(obs, Gauge):
+                self.gauges[(obs.metric, obs.labels)] = obs.value
+            elif isinstance(obs, Rollup):
+                self.rollups[obs.name] = self.rollups.get(obs.name, 0) + 1
+            elif isinstance(obs, Event):
+                self.events.append(obs)
+        self.checkpoints += len(batch.checkpoints)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "plugin": self.plugin,
+            "status": self.status,
+            "duration_seconds": round(self.duration, 6),
+            "detail": self.detail,
+            "counters": [{"metric": m, "labels": dict(lb), "value": v} for (m, lb), v in sorted(self.counters.items())],
+            "gauges": [{"metric": m, "labels": dict(lb), "value": v} for (m, lb), v in sorted(self.gauges.items())],
+            "rollups": dict(sorted(self.rollups.items())),
+            "events": [{"kind": e.kind, "at": e.at.isoformat(), "key": e.key, "attrs": dict(e.attrs)} for e in self.events],
+            "checkpoints": self.checkpoints,
+        }
+
+
+@dataclass(frozen=True)
+class OneShotWorld:
+    """The seams a one-shot run uses (the real ones in the CLI, fakes in tests)."""
+
+    clock: Clock
+    host: Any
+    run_command: Any
+    snmp: Any
+    root: Path = Path("/")
+
+
+def collect_once(
+    jobs: Sequence[tuple[CollectorSpec, Any, float]], world: OneShotWorld, state_dir: Path
+) -> list[CollectorReport]:
+    """Run each (spec, settings, timeout) once, in parallel; return reports in the jobs' order."""
+    pseudonymise = Pseudonymiser(_existing_key(state_dir) or secrets.token_bytes(32))
+    states = _committed_checkpoints(state_dir, [spec.name for spec, _, _ in jobs])
+    reports = [CollectorReport(spec.name, spec.plugin, "ok") for spec, _, _ in jobs]
+    threads = []
+    for (spec, settings, timeout), report in zip(jobs, reports):
+        ctx = RunContext(
+            collector=spec.name,
+            settings=settings,
+            clock=world.clock,
+            host=world.host,
+            root=world.root,
+            run_command=world.run_command,
+            snmp=world.snmp,
+            state=states.get(spec.name, MemoryCheckpoints()),
+            pseudonymise=pseudonymise,
+            log=log.bind(collector=spec.name),
+            deadline=world.clock.monotonic() + timeout,
+        )
+        thread = threading.Thread(target=_run, args=(spec, ctx, report, world.clock), name=f"once:{spec.name}", daemon=True)
+        thread.start()
+        threads.append((thread, timeout, report))
+    for thread, timeout, report in threads:
+        thread.join(timeout + 0.5)
+        if thread.is_alive():
+            report.status, report.duration, report.detail = "timeout", timeout, f"still running after {timeout:g}s"
+    return reports
+
+
+def _run(spec: CollectorSpec, ctx: RunContext, report: CollectorReport, clock: Clock) -> None:
+    started = clock.monotonic()
+    try:
+        if spec.probe is not None:
+            reason = spec.probe(ctx)
+            if reason:
+                report.status, report.detail = "disabled", reason
+                return
+        for batch in spec.collect(ctx):
+            if ctx.expired():
+                report.status, report.detail = "timeout", "stopped at its deadline"
+                break
+            report.add(batch)
+            if isinstance(ctx.state, MemoryCheckpoints):
+                ctx.state.apply(batch.checkpoints)
+    except NoData as why:
+        report.status, report.detail = "no_data", str(why)
+    except Exception as exc:
+        report.status, report.detail = "failed", f"{type(exc).__name__}: {exc}"
+        log.error("collector_failed", collector=spec.name, exc_info=True)
+    finally:
+        report.duration = clock.monotonic() - started
+
+
+def _existing_key(state_dir: Path) -> bytes | None:
+    try:
+        return read_key(state_dir / KEY_FILE)
+    except (FileNotFoundError, PermissionError):
+        return None
+
+
+def _committed_checkpoints(state_dir: Path, names: Sequence[str]) -> dict[str, MemoryCheckpoints]:
+    path = state_dir / "ledger.db"
+    if not path.exists():
+        return {}
+    try:
+        with Ledger.open(path) as ledger:
+            return {name: MemoryCheckpoints(dict(ledger.checkpoints(name).scan())) for name in names}
+    except (StateError, sqlite3.Error, PermissionError) as exc:
+        log.warning("daemon_checkpoints_unreadable", path=str(path), error=str(exc))
+        return {}
+
+
+def render_text(reports: Sequence[CollectorReport], disabled: dict[str, str]) -> str:
+    """People-readable lines: one head line per collector, its series indented below it."""
+    width = max([len(r.name) for r in reports] + [len(n) for n in disabled] + [10])
+    lines = []
+    for report in reports:
+        head = f"{report.name:<{width}}  {report.status:<8} {report.duration:8.3f}s"
+        lines.append(f"{head}  {report.detail}".rstrip())
+        for (metric, labels), value in sorted({**report.counters, **report.gauges}.items()):
+            label_text = ",".join(f'{k}="{v}"' for k, v in labels)
+            series = f"{metric}{{{label_text}}}" if labels else metric
+            lines.append(f"    {series} {value:g}")
+        for name, rows in sorted(report.rollups.items()):
+            lines.append(f"    rollup {name}: {rows} row{'s' if rows != 1 else ''}")
+        for event in report.events:
+            lines.append(f"    event {event.kind} at {event.at.isoformat()} ({event.key})")
+    for name, reason in sorted(disabled.items()):
+        lines.append(f"{name:<{width}}  {'disabled':<8} {'':>9}  {reason}")
+    return "\n".join(lines) + "\n"
