@@ -200,7 +200,8 @@ def load_config(
     walker = _Walker(path, _line_index(text), base=path.parent if path else Path.cwd())
     config, plugins = walker.config(data, plugins_for, sections)
     if walker.problems:
-        raise ConfigError(walker.problems)
+        # In the order they are written, so the list reads top to bottom with the file.
+        raise ConfigError(sorted(walker.problems, key=lambda p: p.line if p.line is not None else 1 << 30))
     return config, plugins
 
 
@@ -233,12 +234,19 @@ class _Walker:
         self.problems: list[Problem] = []
 
     def problem(self, path: KeyPath, message: str) -> None:
-        line = None
-        for end in range(len(path), 0, -1):
-            line = self.lines.get(path[:end])
-            if line is not None:
-                break
-        self.problems.append(Problem(self.file, _format_key(path), message, line))
+        self.problems.append(Problem(self.file, _format_key(path), message, self.line_of(path)))
+
+    def line_of(self, path: KeyPath) -> int | None:
+        """The line writing ``path``; else the first line of a key under it; else its nearest parent's."""
+        if path in self.lines:
+            return self.lines[path]
+        below = [line for key, line in self.lines.items() if key[: len(path)] == path]
+        if below:
+            return min(below)
+        for end in range(len(path) - 1, 0, -1):
+            if path[:end] in self.lines:
+                return self.lines[path[:end]]
+        return None
 
     # -------------------------------------------------------------------------------------------
 

@@ -168,11 +168,13 @@ class Plugins:
 
 
 def call_each(hook: pluggy.HookCaller, problems: list[PluginProblem]) -> Iterator[tuple[str, Any]]:
-    """Call every implementation of a no-argument hook on its own, in pluggy's order.
+    """Call every implementation of a no-argument hook on its own, in registration order.
 
-    A raising implementation becomes a problem attributed to its plugin; the others still run.
+    Registration order is builtins, then config extras, then entry points, so on a duplicate name
+    the builtin keeps it. A raising implementation becomes a problem attributed to its plugin; the
+    others still run.
     """
-    for impl in reversed(hook.get_hookimpls()):
+    for impl in hook.get_hookimpls():
         try:
             result = impl.function()
         except Exception as exc:

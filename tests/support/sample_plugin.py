@@ -1,0 +1,85 @@
+"""A small but complete plugin for core tests: a collector with settings of every supported type,
+a rule, a report section and a forwarder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Literal
+
+from normagent import (
+    Batch,
+    Checkpoint,
+    CollectorSpec,
+    Count,
+    ForwarderSpec,
+    Gauge,
+    MetricSpec,
+    ReportSection,
+    RuleSpec,
+    RunContext,
+    SectionContent,
+    hookimpl,
+)
+
+EVENTS = MetricSpec(
+    "normagent_sample_events_total", "counter", "Events the sample collector saw.", ("kind",), preset=(("a",), ("b",))
+)
+LEVEL = MetricSpec("normagent_sample_level", "gauge", "The sample collector's level.")
+
+
+@dataclass(frozen=True, slots=True)
+class Folder:
+    path: Path = Path("/srv")
+    direction: Literal["in", "out"] = "in"
+
+
+@dataclass(frozen=True, slots=True)
+class SampleSettings:
+    paths: tuple[str, ...] = ("/var/log/sample.log",)
+    start_at: Literal["beginning", "end"] = "end"
+    max_lines: int = 1000
+    ratio: float = 0.5
+    quiet: bool = False
+    gap: timedelta = timedelta(minutes=30)
+    opens: time = time(8, 0)
+    folders: tuple[Folder, ...] = ()
+    per_type: dict[str, timedelta] = field(default_factory=dict)
+    ca_file: Path | None = field(default=None, metadata={"must_exist": "file"})
+
+
+def collect_sample(ctx: RunContext) -> Iterator[Batch]:
+    seen = ctx.state.get("seen") or 0
+    yield Batch([Count(EVENTS.name, {"kind": "a"}, 2), Gauge(LEVEL.name, 7)], [Checkpoint("seen", seen + 1)])
+
+
+SAMPLE = CollectorSpec(
+    name="sample.events",
+    help="Counts sample events.",
+    collect=collect_sample,
+    interval=timedelta(seconds=30),
+    settings=SampleSettings,
+    metrics=(EVENTS, LEVEL),
+)
+
+
+@hookimpl
+def register_collectors() -> list[CollectorSpec]:
+    return [SAMPLE]
+
+
+@hookimpl
+def register_rules() -> list[RuleSpec]:
+    return [RuleSpec("sample.many", EVENTS.name, ">", 10, "More than {threshold} sample events", window=timedelta(hours=1))]
+
+
+@hookimpl
+def register_report_sections() -> list[ReportSection]:
+    return [ReportSection("sample.section", "Eksempel", 99, lambda data, period: SectionContent(("Ingen funn.",)))]
+
+
+@hookimpl
+def register_forwarders() -> list[ForwarderSpec]:
+    return [ForwarderSpec("sample", "Forwards nowhere.", lambda delivery, settings: None)]

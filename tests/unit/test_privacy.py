@@ -1,0 +1,65 @@
+"""Pseudonyms: stable per host, different across hosts, networks truncated, key kept private."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from normagent.errors import StateError
+from normagent.privacy import KEY_FILE, Pseudonymiser, load_or_create_key, network_of
+
+
+def test_key_is_created_once_with_mode_0600(tmp_path: Path) -> None:
+    key = load_or_create_key(tmp_path)
+
+    assert len(key) == 32
+    assert stat.S_IMODE((tmp_path / KEY_FILE).stat().st_mode) == 0o600
+    assert load_or_create_key(tmp_path) == key
+    assert [p.name for p in tmp_path.iterdir()] == [KEY_FILE]  # no temporary file left behind
+
+
+def test_a_key_readable_by_others_is_refused(tmp_path: Path) -> None:
+    load_or_create_key(tmp_path)
+    os.chmod(tmp_path / KEY_FILE, 0o644)
+    with pytest.raises(StateError, match="readable by its owner only"):
+        load_or_create_key(tmp_path)
+
+
+def test_a_truncated_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / KEY_FILE
+    path.write_bytes(b"short")
+    os.chmod(path, 0o600)
+    with pytest.raises(StateError, match="has 5 bytes"):
+        load_or_create_key(tmp_path)
+
+
+def test_pseudonyms_are_stable_per_key_and_differ_between_keys() -> None:
+    one, two = Pseudonymiser(b"a" * 32), Pseudonymiser(b"b" * 32)
+    assert one.account("Admin") == one.account("admin ") != two.account("admin")
+    assert len(one.account("admin")) == 16
+    assert "admin" not in one.account("admin")
+
+
+@pytest.mark.parametrize(
+    ("address", "network"),
+    [
+        ("203.0.113.77", "203.0.113.0/24"),
+        ("::ffff:198.51.100.9", "198.51.100.0/24"),
+        ("2001:db8:1:2::5", "2001:db8:1::/48"),
+        ("[2001:db8::1]", "2001:db8::/48"),
+        ("fe80::1%eth0", "fe80::/48"),
+        ("example.org", None),
+        ("", None),
+    ],
+)
+def test_network_of(address: str, network: str | None) -> None:
+    assert network_of(address) == network
+
+
+def test_neighbouring_addresses_share_a_network_pseudonym() -> None:
+    p = Pseudonymiser(b"k" * 32)
+    assert p.network("203.0.113.5") == p.network("203.0.113.250") != p.network("203.0.114.5")
+    assert p.network("not an address") is None
