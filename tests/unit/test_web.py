@@ -1,0 +1,490 @@
+"""The HTTP side: listen addresses, [web] validation, basic auth, TLS and client certificates,
+clean shutdown — all against a real server on 127.0.0.1 and real clients (requests, ssl)."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import pytest
+import requests
+from prometheus_client import CollectorRegistry, Gauge, make_wsgi_app
+from structlog.testing import capture_logs
+
+from normagent import web
+from normagent.web import BasicAuth, ListenError, TLSConfigError, WebSettings, parse_listen, start_server, validate_web
+
+MAKE_PKI = Path(__file__).resolve().parents[1] / "fixtures" / "tls" / "make_pki.sh"
+PASSWORD = "correct horse battery staple"
+LONG_OK = "p" * 72  # the longest password bcrypt can check
+HASHES = {  # cost 4 keeps the suite fast; real configs use 10 or more
+    "prometheus": bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode(),
+    "long": bcrypt.hashpw(LONG_OK.encode(), bcrypt.gensalt(4)).decode(),
+}
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA, server and client certificates made by the openssl CLI for this test run."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make test certificates (apt-get install openssl)")
+    out = tmp_path_factory.mktemp("pki")
+    subprocess.run([str(MAKE_PKI), str(out)], check=True)
+    return out
+
+
+def metrics_app() -> Callable[..., Any]:
+    """A real prometheus_client WSGI app over a private registry with one gauge."""
+    registry = CollectorRegistry(auto_describe=False)
+    Gauge("normagent_test_value", "A value for the web tests.", registry=registry).set(42)
+    return make_wsgi_app(registry)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., web.RunningServer]]:
+    """Start servers on a free port; stop them all after the test, and check no thread is left."""
+    started: list[web.RunningServer] = []
+
+    def _serve(settings: WebSettings | None = None, healthy: Callable[[], bool] = lambda: True, app: Any = None,
+               **changes: Any) -> web.RunningServer:
+        settings = replace(settings or WebSettings(listen="127.0.0.1:0"), **changes)
+        server = start_server(settings, app or metrics_app(), healthy)
+        started.append(server)
+        return server
+
+    yield _serve
+    for server in started:
+        server.stop()
+    assert [t.name for t in threading.enumerate() if t.name.startswith("normagent-http")] == []
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5) -> bool:
+    """Poll ``predicate``: request counters are updated just after the response is sent."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def tls_settings(pki: Path, **changes: Any) -> WebSettings:
+    base = WebSettings(listen="127.0.0.1:0", tls_cert_file=pki / "server.crt", tls_key_file=pki / "server.key")
+    return replace(base, **changes)
+
+
+def basic(user: str | bytes, password: str | bytes) -> str:
+    raw = (user if isinstance(user, bytes) else user.encode()) + b":" + (password if isinstance(password, bytes) else password.encode())
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+# ------------------------------------------------------------------------------------------------
+# listen addresses
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:9824", ("127.0.0.1", 9824)),
+        ("0.0.0.0:1", ("0.0.0.0", 1)),
+        ("[::1]:9824", ("::1", 9824)),
+        ("[::]:9824", ("::", 9824)),
+        ("[fe80::1%lo]:9824", ("fe80::1%lo", 9824)),
+        ("localhost:9824", ("localhost", 9824)),
+        ("metrics.clinic.example:443", ("metrics.clinic.example", 443)),
+        ("127.0.0.1:0", ("127.0.0.1", 0)),
+    ],
+)
+def test_parse_listen_accepts(text: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("9824", 'expected "host:port"'),
+        (":9824", 'write "0.0.0.0:9824" or "[::]:9824"'),
+        ("::1:9824", 'like "[::1]:9824"'),
+        ("127.0.0.1:99999", "port must be a number from 1 to 65535"),
+        ("127.0.0.1:http", "port must be a number"),
+        ("127.0.0.1:", "port must be a number"),
+        ("[nothex]:80", "is not an IPv6 address in brackets"),
+        ("[127.0.0.1]:80", "is not an IPv6 address in brackets"),
+        ("bad_host!:80", "neither an IP address nor a host name"),
+        ("1.2.3:80", "neither an IP address nor a host name"),
+        ("300.1.1.1:80", "neither an IP address nor a host name"),
+    ],
+)
+def test_parse_listen_rejects_with_a_hint(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=__import__("re").escape(message)):
+        parse_listen(text)
+
+
+# ------------------------------------------------------------------------------------------------
+# validation of [web]
+
+
+def test_defaults_are_valid_and_listen_on_loopback() -> None:
+    settings = WebSettings()
+    assert validate_web(settings) == []
+    assert parse_listen(settings.listen) == ("127.0.0.1", 9824)
+    assert not settings.tls and not settings.basic_auth_users
+
+
+VALIDATION_CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
+    ("full TLS with client certificates", {"tls": True, "tls_client_ca_file": "ca.crt",
+                                           "client_auth_type": "RequireAndVerifyClientCert"}, []),
+    ("optional client certificates", {"tls": True, "tls_client_ca_file": "ca.crt",
+                                      "client_auth_type": "VerifyClientCertIfGiven"}, []),
+    ("TLS 1.3 only", {"tls": True, "min_version": "TLS13"}, []),
+    ("port 0", {"listen": "127.0.0.1:0"}, [("listen", "port must be a number from 1 to 65535, got 0")]),
+    ("bad listen", {"listen": "localhost"}, [("listen", 'expected "host:port" like "127.0.0.1:9824" or "[::1]:9824", got "localhost"')]),
+    ("cert without key", {"tls_cert_file": "server.crt"},
+     [("tls_key_file", "must be set too: HTTPS needs both tls_cert_file and tls_key_file")]),
+    ("key without cert", {"tls_key_file": "server.key"},
+     [("tls_cert_file", "must be set too: HTTPS needs both tls_cert_file and tls_key_file")]),
+    ("missing cert file", {"tls": True, "tls_cert_file": "nope.crt"}, [("tls_cert_file", "file {pki}/nope.crt does not exist")]),
+    ("cert is a directory", {"tls": True, "tls_cert_file": "."}, [("tls_cert_file", "{pki} is not a file")]),
+    ("key of another certificate", {"tls": True, "tls_key_file": "other.key"},
+     [("tls_key_file", "{pki}/other.key is not the key of {pki}/server.crt")]),
+    ("encrypted key", {"tls": True, "tls_key_file": "server-encrypted.key"},
+     [("tls_key_file", "{pki}/server-encrypted.key is encrypted; give an unencrypted key (readable only by the agent)")]),
+    ("certificate file holds a key", {"tls": True, "tls_cert_file": "server.key"},
+     [("tls_cert_file", "{pki}/server.key holds no PEM certificate (no BEGIN CERTIFICATE block)")]),
+    ("key file holds a certificate", {"tls": True, "tls_key_file": "server.crt"},
+     [("tls_key_file", "{pki}/server.crt holds no PEM private key (no PRIVATE KEY block)")]),
+    ("CA file holds no certificate", {"tls": True, "tls_client_ca_file": "other.key",
+                                      "client_auth_type": "RequireAndVerifyClientCert"},
+     [("tls_client_ca_file", "{pki}/other.key holds no PEM certificate (no BEGIN CERTIFICATE block)")]),
+    ("client CA without HTTPS", {"tls_client_ca_file": "ca.crt"}, [("tls_client_ca_file", "needs HTTPS: set tls_cert_file and tls_key_file")]),
+    ("client auth without HTTPS", {"client_auth_type": "RequireAndVerifyClientCert"},
+     [("client_auth_type", "needs HTTPS: set tls_cert_file and tls_key_file")]),
+    ("verification without a CA", {"tls": True, "client_auth_type": "RequireAndVerifyClientCert"},
+     [("tls_client_ca_file", 'must be set: client_auth_type "RequireAndVerifyClientCert" verifies against it')]),
+    ("CA that would be ignored", {"tls": True, "tls_client_ca_file": "ca.crt"},
+     [("client_auth_type", 'is "NoClientCert", so tls_client_ca_file would not be used; set "RequireAndVerifyClientCert"')]),
+    ("unverified client certificates", {"tls": True, "tls_client_ca_file": "ca.crt", "client_auth_type": "RequireAnyClientCert"},
+     [("client_auth_type", f'"RequireAnyClientCert" {web.UNSUPPORTED_CLIENT_AUTH}')]),
+    ("min newer than max", {"tls": True, "min_version": "TLS13", "max_version": "TLS12"},
+     [("min_version", 'is newer than max_version "TLS12"'.join(['"TLS13" ', '']))]),
+    ("plain password instead of a hash", {"basic_auth_users": {"prometheus": "hunter2"}},
+     [("basic_auth_users.prometheus", 'expected a bcrypt hash like "$2y$10$…" (53 characters after the cost), not a password')]),
+    ("bcrypt cost too low", {"basic_auth_users": {"prometheus": "$2b$03$" + HASHES["prometheus"][7:]}},
+     [("basic_auth_users.prometheus", "bcrypt cost must be 4 to 31, got 3")]),
+    ("user name with a colon", {"basic_auth_users": {"a:b": HASHES["prometheus"]}},
+     [("basic_auth_users.a:b", "user names must be non-empty and cannot contain ':' (basic auth splits on it)")]),
+    ("htpasswd $2y$ hash", {"basic_auth_users": {"prometheus": "$2y$" + HASHES["prometheus"][4:]}}, []),
+]
+
+
+@pytest.mark.parametrize(("changes", "expected"), [c[1:] for c in VALIDATION_CASES], ids=[c[0] for c in VALIDATION_CASES])
+def test_validate_web_reports_each_problem(pki: Path, changes: dict[str, Any], expected: list[tuple[str, str]]) -> None:
+    fields: dict[str, Any] = {"listen": "127.0.0.1:9824"}
+    changes = dict(changes)
+    if changes.pop("tls", False):
+        fields.update(tls_cert_file=pki / "server.crt", tls_key_file=pki / "server.key")
+    for key, value in changes.items():
+        fields[key] = pki / value if key.endswith("_file") else value
+    problems = validate_web(WebSettings(**fields))
+    assert problems == [(key, message.format(pki=pki)) for key, message in expected]
+
+
+# ------------------------------------------------------------------------------------------------
+# routes
+
+
+def test_metrics_healthz_and_landing_page(serve: Callable[..., web.RunningServer]) -> None:
+    server = serve()
+    metrics = requests.get(f"{server.url}/metrics", timeout=5)
+    assert metrics.status_code == 200
+    assert "normagent_test_value 42.0" in metrics.text
+    assert requests.get(f"{server.url}/healthz", timeout=5).text == "ok\n"
+    assert 'href="metrics"' in requests.get(f"{server.url}/", timeout=5).text
+    assert requests.get(f"{server.url}/metrics/extra", timeout=5).status_code == 404
+    assert requests.post(f"{server.url}/healthz", timeout=5).status_code == 405
+    assert requests.head(f"{server.url}/healthz", timeout=5).status_code == 200
+
+
+def test_healthz_is_503_when_unhealthy_or_when_the_check_raises(serve: Callable[..., web.RunningServer]) -> None:
+    def broken() -> bool:
+        raise RuntimeError("scheduler gone")
+
+    assert requests.get(f"{serve(healthy=lambda: False).url}/healthz", timeout=5).status_code == 503
+    server = serve(healthy=broken)
+    with capture_logs() as logs:
+        response = requests.get(f"{server.url}/healthz", timeout=5)
+    assert (response.status_code, response.text) == (503, "unhealthy\n")
+    assert [entry["event"] for entry in logs] == ["health_check_failed"]
+
+
+def test_an_application_error_is_a_logged_500_and_the_server_keeps_serving(serve: Callable[..., web.RunningServer]) -> None:
+    def failing(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        raise RuntimeError("boom")
+
+    server = serve(app=failing)
+    with capture_logs() as logs:
+        assert requests.get(f"{server.url}/metrics", timeout=5).status_code == 500
+    assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 200
+    assert any(entry["event"] == "http_request_failed" and entry["log_level"] == "error" for entry in logs)
+    assert wait_for(lambda: (server.stats().requests, server.stats().errors) == (2, 1)), server.stats()
+
+
+def test_ipv6_loopback(serve: Callable[..., web.RunningServer]) -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("this host has no IPv6 loopback")
+    server = serve(listen="[::1]:0")
+    assert server.address.startswith("[::1]:")
+    assert requests.get(f"{server.url}/healthz", timeout=5).text == "ok\n"
+
+
+def test_address_in_use_is_a_listen_error(serve: Callable[..., web.RunningServer]) -> None:
+    first = serve()
+    with pytest.raises(ListenError, match=f"cannot listen on {first.address}: Address already in use") as err:
+        serve(listen=first.address)
+    assert err.value.exit_code == 69
+
+
+# ------------------------------------------------------------------------------------------------
+# basic auth
+
+
+@pytest.fixture
+def auth_server(serve: Callable[..., web.RunningServer]) -> web.RunningServer:
+    return serve(basic_auth_users=HASHES)
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        (basic("prometheus", PASSWORD), 200),
+        (basic("long", LONG_OK), 200),  # 72 bytes: the most bcrypt checks
+        (basic("prometheus", "wrong"), 401),
+        (basic("nobody", PASSWORD), 401),
+        (basic("long", LONG_OK + "p"), 401),  # 73 bytes: bcrypt 5 raises; must be 401, not 500
+        (basic("prometheus", "x" * 10_000), 401),
+        (basic("prometheus", ""), 401),
+        (basic("", PASSWORD), 401),
+        (basic(b"\xff\xfe", PASSWORD), 401),  # user name that is not UTF-8
+        (None, 401),
+        ("Basic", 401),
+        ("Basic !!!not-base64!!!", 401),
+        ("Basic " + base64.b64encode(b"no-colon-here").decode(), 401),
+        ("Bearer " + base64.b64encode(f"prometheus:{PASSWORD}".encode()).decode(), 401),
+        ("basic " + base64.b64encode(f"prometheus:{PASSWORD}".encode()).decode(), 200),  # scheme is case-insensitive
+    ],
+    ids=["right", "72-bytes", "wrong-password", "unknown-user", "73-bytes", "10k-bytes", "empty-password", "empty-user",
+         "non-utf8-user", "no-header", "no-credentials", "bad-base64", "no-colon", "other-scheme", "lowercase-scheme"],
+)
+def test_basic_auth(auth_server: web.RunningServer, authorization: str | None, status: int) -> None:
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    response = requests.get(f"{auth_server.url}/metrics", headers=headers, timeout=5)
+    assert response.status_code == status
+    if status == 401:
+        assert response.headers["WWW-Authenticate"].startswith("Basic ")
+        assert "normagent_test_value" not in response.text
+    else:
+        assert "normagent_test_value 42.0" in response.text
+
+
+def test_basic_auth_protects_every_path_and_counts_refusals(auth_server: web.RunningServer) -> None:
+    for path in ("/healthz", "/", "/metrics"):
+        assert requests.get(f"{auth_server.url}{path}", timeout=5).status_code == 401
+    assert requests.get(f"{auth_server.url}/healthz", auth=("prometheus", PASSWORD), timeout=5).text == "ok\n"
+    assert wait_for(lambda: (auth_server.stats().requests, auth_server.stats().unauthorized) == (4, 3)), auth_server.stats()
+
+
+def test_successful_checks_are_cached_so_scrapes_skip_bcrypt() -> None:
+    """With cost 12 (~0.25 s per bcrypt check) 20 scrapes would take seconds without the cache."""
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(12)).decode()
+    auth = BasicAuth(metrics_app(), {"prometheus": hashed})
+    started = time.perf_counter()
+    assert auth.check(basic("prometheus", PASSWORD))
+    first = time.perf_counter() - started
+    started = time.perf_counter()
+    assert all(auth.check(basic("prometheus", PASSWORD)) for _ in range(20))
+    cached = time.perf_counter() - started
+    assert cached < first, (first, cached)
+
+
+def test_a_failed_check_is_not_cached_as_success() -> None:
+    auth = BasicAuth(metrics_app(), HASHES)
+    assert not auth.check(basic("prometheus", "wrong"))
+    assert not auth.check(basic("prometheus", "wrong"))
+    assert auth.check(basic("prometheus", PASSWORD))
+    assert not auth.check(basic("prometheus", "wrong"))
+
+
+def test_an_unknown_user_costs_a_bcrypt_check_like_a_known_one() -> None:
+    """Timing must not tell which user names exist (exporter-toolkit checks a dummy hash)."""
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(10)).decode()
+    auth = BasicAuth(metrics_app(), {"prometheus": hashed})
+
+    def fastest(header: str) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            assert not auth.check(header)
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    known, unknown = fastest(basic("prometheus", "wrong")), fastest(basic("nobody", "wrong"))
+    assert unknown > known / 2, (known, unknown)
+
+
+# ------------------------------------------------------------------------------------------------
+# TLS
+
+
+def test_https_with_a_verified_certificate(serve: Callable[..., web.RunningServer], pki: Path) -> None:
+    server = serve(tls_settings(pki))
+    assert server.url.startswith("https://127.0.0.1:")
+    response = requests.get(f"{server.url}/metrics", verify=pki / "ca.crt", timeout=5)
+    assert response.status_code == 200 and "normagent_test_value" in response.text
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{server.url}/metrics", timeout=5)  # system CAs do not know our test CA
+
+
+def test_tls_and_basic_auth_together(serve: Callable[..., web.RunningServer], pki: Path) -> None:
+    server = serve(tls_settings(pki, basic_auth_users=HASHES))
+    ca = pki / "ca.crt"
+    assert requests.get(f"{server.url}/metrics", auth=("prometheus", PASSWORD), verify=ca, timeout=5).status_code == 200
+    assert requests.get(f"{server.url}/metrics", auth=("prometheus", "wrong"), verify=ca, timeout=5).status_code == 401
+
+
+def test_plain_http_to_the_tls_port_fails_the_handshake_and_is_counted(
+    serve: Callable[..., web.RunningServer], pki: Path
+) -> None:
+    server = serve(tls_settings(pki))
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(f"http://{server.address}/metrics", timeout=5)
+    assert requests.get(f"{server.url}/healthz", verify=pki / "ca.crt", timeout=5).status_code == 200
+    assert wait_for(lambda: server.stats().tls_handshake_failures == 1), server.stats()
+
+
+def test_min_version_tls13_refuses_a_tls12_client(serve: Callable[..., web.RunningServer], pki: Path) -> None:
+    server = serve(tls_settings(pki, min_version="TLS13"))
+    client = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    with socket.create_connection((server.host, server.port), timeout=5) as raw:
+        with pytest.raises(ssl.SSLError):
+            client.wrap_socket(raw, server_hostname="127.0.0.1")
+    client.maximum_version = ssl.TLSVersion.TLSv1_3
+    with socket.create_connection((server.host, server.port), timeout=5) as raw:
+        with client.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            assert tls.version() == "TLSv1.3"
+
+
+CLIENT_CERT_CASES = [
+    ("RequireAndVerifyClientCert", "client", True),
+    ("RequireAndVerifyClientCert", None, False),
+    ("RequireAndVerifyClientCert", "rogue", False),
+    ("VerifyClientCertIfGiven", "client", True),
+    ("VerifyClientCertIfGiven", None, True),
+    ("VerifyClientCertIfGiven", "rogue", False),
+]
+
+
+@pytest.mark.parametrize(("policy", "cert", "allowed"), CLIENT_CERT_CASES, ids=[f"{p}-{c}" for p, c, _ in CLIENT_CERT_CASES])
+def test_client_certificates(
+    serve: Callable[..., web.RunningServer], pki: Path, policy: str, cert: str | None, allowed: bool
+) -> None:
+    server = serve(tls_settings(pki, tls_client_ca_file=pki / "ca.crt", client_auth_type=policy))
+    client_cert = (str(pki / f"{cert}.crt"), str(pki / f"{cert}.key")) if cert else None
+    try:
+        response = requests.get(f"{server.url}/metrics", verify=pki / "ca.crt", cert=client_cert, timeout=5)
+    except requests.exceptions.RequestException:
+        assert not allowed
+        return
+    assert allowed and response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [({"tls_key_file": "other.key"}, "tls_key_file"), ({"tls_key_file": "server-encrypted.key"}, "tls_key_file"),
+     ({"tls_cert_file": "missing.crt"}, "tls_cert_file")],
+)
+def test_start_server_refuses_unusable_tls_files(pki: Path, changes: dict[str, str], key: str) -> None:
+    settings = tls_settings(pki, **{k: pki / v for k, v in changes.items()})
+    with pytest.raises(TLSConfigError) as err:
+        start_server(settings, metrics_app(), lambda: True)
+    assert err.value.key == key and err.value.exit_code == 78
+    assert [t.name for t in threading.enumerate() if t.name.startswith("normagent-http")] == []
+
+
+# ------------------------------------------------------------------------------------------------
+# connections and shutdown
+
+
+def test_a_client_that_sends_nothing_does_not_stall_scrapes(serve: Callable[..., web.RunningServer], pki: Path) -> None:
+    """prometheus_client's server handshakes in its accept loop; ours does it per connection."""
+    server = serve(tls_settings(pki))
+    with socket.create_connection((server.host, server.port), timeout=5):
+        started = time.perf_counter()
+        response = requests.get(f"{server.url}/healthz", verify=pki / "ca.crt", timeout=5)
+        assert response.status_code == 200
+        assert time.perf_counter() - started < 2
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_stop_ends_idle_connections_and_leaves_no_thread(pki: Path, tls: bool) -> None:
+    settings = tls_settings(pki) if tls else WebSettings(listen="127.0.0.1:0")
+    server = start_server(settings, metrics_app(), lambda: True)
+    idle = [socket.create_connection((server.host, server.port), timeout=5) for _ in range(3)]
+    try:
+        assert wait_for(lambda: sum(t.name == "normagent-http" for t in threading.enumerate()) == 3)
+        started = time.perf_counter()
+        server.stop()
+        assert time.perf_counter() - started < 2
+        assert [t.name for t in threading.enumerate() if t.name.startswith("normagent-http")] == []
+        server.stop()  # a second stop is harmless
+        with pytest.raises(OSError):
+            socket.create_connection((server.host, server.port), timeout=1).close()
+    finally:
+        for conn in idle:
+            conn.close()
+
+
+def test_connections_beyond_the_limit_are_closed_and_counted(serve: Callable[..., web.RunningServer], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(web, "MAX_CONNECTIONS", 4)
+    server = serve()
+    idle = [socket.create_connection((server.host, server.port), timeout=5) for _ in range(4)]
+    try:
+        assert wait_for(lambda: sum(t.name == "normagent-http" for t in threading.enumerate()) == 4)
+        with socket.create_connection((server.host, server.port), timeout=5) as extra:
+            assert extra.recv(1) == b""  # closed at once
+        assert wait_for(lambda: server.stats().rejected_busy == 1), server.stats()
+    finally:
+        for conn in idle:
+            conn.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # slots come back once the idle clients hang up
+        try:
+            if requests.get(f"{server.url}/healthz", timeout=5).status_code == 200:
+                break
+        except requests.exceptions.ConnectionError:
+            time.sleep(0.05)
+    else:
+        pytest.fail("the server did not serve again after the idle clients left")
+
+
+def test_restart_on_the_same_port_right_after_stop(serve: Callable[..., web.RunningServer]) -> None:
+    """A reload that changes [web] stops the old server and starts the new one on the same address."""
+    first = serve()
+    assert requests.get(f"{first.url}/healthz", timeout=5).status_code == 200
+    address = first.address
+    first.stop()
+    second = serve(listen=address)
+    assert requests.get(f"{second.url}/healthz", timeout=5).status_code == 200
