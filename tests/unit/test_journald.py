@@ -1,0 +1,410 @@
+"""journald reader: real journalctl over real journal files (tests/fixtures/journal).
+
+The expected entries come from the export-format sources the journal files were made from, read
+by a small export parser here, not from journalctl: what the reader decodes is checked against
+what was written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from structlog.testing import capture_logs
+
+from normagent.errors import NoData
+from normagent.model import CommandResult, JournalEntry
+from normagent.sources.command import run_command
+from normagent.sources.journald import (
+    JournalError,
+    JournalSettings,
+    decode_journal_json,
+    journal_matches,
+    parse_journal_json,
+    priority_range,
+    read_journal,
+)
+from normagent.testing import recorded_command
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "journal"
+MAIN = FIXTURES / "main.journal"
+ARCHIVE = FIXTURES / "split" / "1-archive.journal"
+CURRENT = FIXTURES / "split" / "2-current.journal"
+
+
+# --------------------------------------------------------------------------------------------
+# Ground truth: the export files the journals were generated from
+
+
+@dataclass(frozen=True)
+class Exported:
+    fields: dict[str, list[bytes]]
+
+    def text(self, name: str) -> str:
+        return "\n".join(v.decode("utf-8", "replace") for v in self.fields.get(name, []))
+
+    @property
+    def realtime(self) -> datetime:
+        return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=int(self.text("__REALTIME_TIMESTAMP")))
+
+
+def read_export(path: Path) -> list[Exported]:
+    """Parse journal export format: NAME=value lines, or NAME, u64 length, raw bytes; blank line ends an entry."""
+    data = path.read_bytes()
+    entries: list[Exported] = []
+    fields: dict[str, list[bytes]] = {}
+    pos = 0
+    while pos < len(data):
+        end = data.index(b"\n", pos)
+        line = data[pos:end]
+        if not line:
+            entries.append(Exported(fields))
+            fields = {}
+            pos = end + 1
+        elif b"=" in line:
+            name, value = line.split(b"=", 1)
+            fields.setdefault(name.decode(), []).append(value)
+            pos = end + 1
+        else:
+            (size,) = struct.unpack_from("<Q", data, end + 1)
+            start = end + 9
+            fields.setdefault(line.decode(), []).append(data[start : start + size])
+            pos = start + size + 1
+    if fields:
+        entries.append(Exported(fields))
+    return entries
+
+
+MAIN_EXPORT = read_export(FIXTURES / "main.export")
+ARCHIVE_EXPORT = read_export(FIXTURES / "split" / "1-archive.export")
+CURRENT_EXPORT = read_export(FIXTURES / "split" / "2-current.export")
+
+
+# --------------------------------------------------------------------------------------------
+# The real journalctl, or a clear reason why not
+
+
+@pytest.fixture(scope="module")
+def journalctl() -> str:
+    """journalctl able to read the committed files; CI must have it, elsewhere the tests skip."""
+    path = shutil.which("journalctl")
+    problem = ""
+    if path is None:
+        problem = "journalctl is not installed (Debian package `systemd`)"
+    else:
+        result = run_command([path, f"--file={MAIN}", "--output=json", "--lines=1"], timeout=20)
+        if not result.ok or not result.stdout.strip():
+            problem = f"{path} cannot read {MAIN}: {result.error or result.stderr.decode(errors='replace').strip()}"
+    if problem:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the journald tests: {problem}")
+        pytest.skip(problem)
+    assert path is not None
+    return path
+
+
+def read_all(journalctl: str, **kwargs: object) -> list[tuple[list[JournalEntry], str]]:
+    cursor = kwargs.pop("cursor", None)
+    settings = JournalSettings(**kwargs)  # type: ignore[arg-type]
+    return [
+        (list(block.records), c)  # type: ignore[arg-type]
+        for block, c in read_journal(run_command, cursor=cursor, settings=settings, journalctl=journalctl)  # type: ignore[arg-type]
+    ]
+
+
+def entries_of(blocks: list[tuple[list[JournalEntry], str]]) -> list[JournalEntry]:
+    return [entry for records, _ in blocks for entry in records]
+
+
+def summary(entry: JournalEntry) -> tuple[str, str, str, datetime]:
+    return (entry.identifier, entry.fields.get("PRIORITY", ""), entry.message, entry.realtime)
+
+
+def exported_summary(entry: Exported) -> tuple[str, str, str, datetime]:
+    return (entry.text("SYSLOG_IDENTIFIER"), entry.text("PRIORITY"), entry.text("MESSAGE"), entry.realtime)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading and decoding
+
+
+def test_reads_every_entry_in_order_with_values_decoded(journalctl: str) -> None:
+    """Binary, multi-line, repeated and >4096-byte values all arrive as the text that was written."""
+    blocks = read_all(journalctl, files=(str(MAIN),), start="beginning", block_entries=7)
+
+    got = entries_of(blocks)
+
+    assert [summary(e) for e in got] == [exported_summary(e) for e in MAIN_EXPORT]
+    binary = [e for e in got if "login failed for" in e.message]
+    assert binary and "\ufffd" in binary[0].message  # Latin-1 bytes decoded with replacement
+    tagged = [e for e in got if e.message == "tagged twice"]
+    assert tagged[0].fields["NORMAGENT_TAG"] == "alpha\nbeta"
+    assert max(len(e.message) for e in got) > 4096  # --all: not null
+
+
+def test_blocks_are_bounded_and_carry_the_cursor_of_their_last_entry(journalctl: str) -> None:
+    blocks = read_all(journalctl, files=(str(MAIN),), start="beginning", block_entries=5)
+
+    assert [len(records) for records, _ in blocks] == [5] * (len(MAIN_EXPORT) // 5) + [len(MAIN_EXPORT) % 5]
+    assert all(cursor == records[-1].cursor for records, cursor in blocks)
+
+
+@pytest.mark.parametrize("after", [0, 4, 5, 19, 30, 31])
+def test_resuming_from_a_cursor_reads_exactly_the_entries_after_it(journalctl: str, after: int) -> None:
+    everything = entries_of(read_all(journalctl, files=(str(MAIN),), start="beginning"))
+
+    resumed = entries_of(read_all(journalctl, files=(str(MAIN),), cursor=everything[after].cursor, block_entries=4))
+
+    assert [e.cursor for e in resumed] == [e.cursor for e in everything[after + 1 :]]
+
+
+FILTERS: list[tuple[str, dict[str, object], Callable[[Exported], bool]]] = [
+    ("unit", {"units": ("ssh",)}, lambda e: e.text("_SYSTEMD_UNIT") == "ssh.service"),
+    ("two units", {"units": ("ssh.service", "cron.service")}, lambda e: e.text("_SYSTEMD_UNIT") in {"ssh.service", "cron.service"}),
+    ("identifier", {"identifiers": ("sudo",)}, lambda e: e.text("SYSLOG_IDENTIFIER") == "sudo"),
+    ("identifiers", {"identifiers": ("sshd", "sshd-session")}, lambda e: e.text("SYSLOG_IDENTIFIER") in {"sshd", "sshd-session"}),
+    (
+        "unit or identifier",
+        {"units": ("cron",), "identifiers": ("kernel", "sudo")},
+        lambda e: e.text("_SYSTEMD_UNIT") == "cron.service" or e.text("SYSLOG_IDENTIFIER") in {"kernel", "sudo"},
+    ),
+    ("priority err", {"priority": "err"}, lambda e: int(e.text("PRIORITY")) <= 3),
+    ("priority digit", {"priority": "0"}, lambda e: int(e.text("PRIORITY")) == 0),
+    ("priority range", {"priority": "warning..err"}, lambda e: int(e.text("PRIORITY")) in (3, 4)),
+    (
+        "priority applies to both groups",
+        {"units": ("legacy-app",), "identifiers": ("sshd",), "priority": "crit..err"},
+        lambda e: (e.text("_SYSTEMD_UNIT") == "legacy-app.service" or e.text("SYSLOG_IDENTIFIER") == "sshd")
+        and int(e.text("PRIORITY")) in (2, 3),
+    ),
+    ("no match", {"identifiers": ("nothing-logs-this",)}, lambda e: False),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "wanted"), [(k, w) for _, k, w in FILTERS], ids=[n for n, _, _ in FILTERS])
+def test_filters_select_exactly_the_matching_entries(
+    journalctl: str, kwargs: dict[str, object], wanted: Callable[[Exported], bool]
+) -> None:
+    got = entries_of(read_all(journalctl, files=(str(MAIN),), start="beginning", block_entries=3, **kwargs))
+
+    assert [summary(e) for e in got] == [exported_summary(e) for e in MAIN_EXPORT if wanted(e)]
+
+
+def test_start_at_end_takes_the_newest_cursor_then_reads_only_new_entries(journalctl: str, tmp_path: Path) -> None:
+    """A first run commits the end; entries that arrive later (a new journal file) are read once."""
+    shutil.copy(ARCHIVE, tmp_path / ARCHIVE.name)
+
+    first = read_all(journalctl, directory=str(tmp_path), start="end")
+    shutil.copy(CURRENT, tmp_path / CURRENT.name)
+    second = read_all(journalctl, directory=str(tmp_path), cursor=first[-1][1])
+    third = read_all(journalctl, directory=str(tmp_path), cursor=second[-1][1])
+
+    assert [records for records, _ in first] == [[]]
+    assert [summary(e) for e in entries_of(second)] == [exported_summary(e) for e in CURRENT_EXPORT]
+    assert third == []
+
+
+def test_start_at_end_with_a_filter_the_newest_entry_does_not_match(journalctl: str) -> None:
+    """The end cursor is the newest entry of the whole journal; resuming from it is not a lost cursor."""
+    first = read_all(journalctl, files=(str(MAIN),), identifiers=("CRON",), start="end")
+    with capture_logs() as logs:
+        second = read_all(journalctl, files=(str(MAIN),), identifiers=("CRON",), cursor=first[-1][1])
+
+    assert MAIN_EXPORT[-1].text("SYSLOG_IDENTIFIER") != "CRON"
+    assert second == []
+    assert not [entry for entry in logs if entry["event"] == "journal_cursor_lost"]
+
+
+def test_a_vacuumed_cursor_is_reported_and_the_nearest_entry_is_not_skipped(journalctl: str, tmp_path: Path) -> None:
+    """journalctl --after-cursor (systemd < 255) would drop the first surviving entry; we must not."""
+    for path in (ARCHIVE, CURRENT):
+        shutil.copy(path, tmp_path / path.name)
+    everything = entries_of(read_all(journalctl, directory=str(tmp_path), start="beginning"))
+    cursor_in_archive = everything[10].cursor
+    (tmp_path / ARCHIVE.name).unlink()  # what journald's vacuum does to an old archived file
+
+    with capture_logs() as logs:
+        resumed = entries_of(read_all(journalctl, directory=str(tmp_path), cursor=cursor_in_archive))
+
+    assert [summary(e) for e in resumed] == [exported_summary(e) for e in CURRENT_EXPORT]
+    lost = [entry for entry in logs if entry["event"] == "journal_cursor_lost"]
+    assert len(lost) == 1 and lost[0]["log_level"] == "warning" and lost[0]["reason"] == "vacuumed"
+
+
+@pytest.mark.parametrize(("start", "expected"), [("beginning", len(MAIN_EXPORT)), ("end", 0)])
+def test_a_cursor_journalctl_cannot_parse_falls_back_to_the_start_setting(
+    journalctl: str, start: str, expected: int
+) -> None:
+    with capture_logs() as logs:
+        got = entries_of(read_all(journalctl, files=(str(MAIN),), cursor="not-a-cursor", start=start))
+
+    assert len(got) == expected
+    assert [entry["reason"] for entry in logs if entry["event"] == "journal_cursor_lost"] == ["invalid cursor"]
+
+
+# --------------------------------------------------------------------------------------------
+# Absent sources and failures
+
+
+def test_missing_journalctl_is_no_data() -> None:
+    with pytest.raises(NoData, match="journalctl is not installed"):
+        list(read_journal(run_command, journalctl="/nonexistent/bin/journalctl"))
+
+
+@pytest.mark.parametrize("kind", ["missing file", "empty file", "missing directory", "empty directory"])
+@pytest.mark.parametrize("start", ["beginning", "end"])
+def test_no_journal_there_is_no_data(journalctl: str, tmp_path: Path, kind: str, start: str) -> None:
+    if kind == "missing file":
+        settings = JournalSettings(files=(str(tmp_path / "absent.journal"),), start=start)  # type: ignore[arg-type]
+    elif kind == "empty file":
+        (tmp_path / "new.journal").write_bytes(b"")
+        settings = JournalSettings(files=(str(tmp_path / "new.journal"),), start=start)  # type: ignore[arg-type]
+    elif kind == "missing directory":
+        settings = JournalSettings(directory=str(tmp_path / "absent"), start=start)  # type: ignore[arg-type]
+    else:
+        settings = JournalSettings(directory=str(tmp_path), start=start)  # type: ignore[arg-type]
+
+    with pytest.raises(NoData):
+        list(read_journal(run_command, settings=settings, journalctl=journalctl))
+
+
+def test_a_damaged_journal_file_is_a_journal_error(journalctl: str, tmp_path: Path) -> None:
+    """A file that is not a journal is a fault to see (the run fails), not an absent source."""
+    (tmp_path / "x.journal").write_bytes(b"this is not a journal file\n" * 100)
+
+    with pytest.raises(JournalError, match="Bad message"):
+        list(read_journal(run_command, settings=JournalSettings(files=(str(tmp_path / "x.journal"),)), journalctl=journalctl))
+
+
+def test_a_journalctl_timeout_is_a_journal_error() -> None:
+    settings = JournalSettings(files=("/x.journal",))
+    argv = ("journalctl", "--output=json", "--all", "--no-pager", "--file=/x.journal", "--lines=1")
+    runner = recorded_command({argv: CommandResult(argv=argv, returncode=None, error="timed out after 30s")})
+
+    with pytest.raises(JournalError, match="timed out"):
+        list(read_journal(runner, settings=settings))
+
+
+def test_access_limited_to_own_entries_is_logged(journalctl: str) -> None:
+    """A user outside systemd-journal sees only their own entries; journalctl says so on stderr."""
+
+    def hinting(argv: object, *, timeout: float = 10.0) -> CommandResult:
+        result = run_command(argv, timeout=timeout)  # type: ignore[arg-type]
+        hint = b"Hint: You are currently not seeing messages from other users and the system.\n"
+        return CommandResult(result.argv, result.returncode, result.stdout, hint + result.stderr, result.error)
+
+    with capture_logs() as logs:
+        list(read_journal(hinting, settings=JournalSettings(files=(str(MAIN),), start="beginning"), journalctl=journalctl))
+
+    assert [entry["event"] for entry in logs] == ["journal_access_limited"]
+
+
+# --------------------------------------------------------------------------------------------
+# Pure parts
+
+
+def test_decode_counts_garbage_lines_and_keeps_the_entries(journalctl: str) -> None:
+    real = run_command([journalctl, f"--file={MAIN}", "--output=json", "--all"], timeout=20).stdout.splitlines()
+    junk = [
+        b"not json at all",
+        b'["an", "array"]',
+        b'{"MESSAGE": "no cursor", "__REALTIME_TIMESTAMP": "1"}',
+        b'{"__CURSOR": "s=1", "__REALTIME_TIMESTAMP": "yesterday"}',
+        b'{"__CURSOR": "s=1", "__REALTIME_TIMESTAMP": "99999999999999999999999"}',
+        b"\xff\xfe binary",
+        b'{"truncated": ',
+    ]
+    data = b"\n".join([real[0], *junk, b"-- No entries --", b"", b"\x1e" + real[1], *real[2:]]) + b"\n"
+
+    decoded = decode_journal_json(data)
+
+    assert len(decoded.entries) == len(real)
+    assert decoded.garbage == len(junk)
+    assert decoded.first_garbage_line == 2
+
+
+def test_parse_journal_json_logs_garbage_and_returns_entries(journalctl: str) -> None:
+    real = run_command([journalctl, f"--file={MAIN}", "--output=json", "--all", "--lines=3"], timeout=20).stdout
+
+    with capture_logs() as logs:
+        entries = parse_journal_json(real + b"garbage\n")
+
+    assert len(entries) == 3
+    assert [(e["event"], e["lines"]) for e in logs] == [("journal_json_garbage", 1)]
+
+
+VALUES = [
+    ('"plain"', "plain"),
+    ("[104, 105]", "hi"),
+    ("[255, 104]", "\ufffdh"),
+    ('["one", "two"]', "one\ntwo"),
+    ('[[104, 105], "two"]', "hi\ntwo"),
+    ("null", ""),
+    ("[]", ""),
+    ("[300, 1]", "300 1"),
+    ("42", "42"),
+]
+
+
+@pytest.mark.parametrize(("raw", "text"), VALUES)
+def test_field_values_become_text(raw: str, text: str) -> None:
+    line = f'{{"__CURSOR": "s=1", "__REALTIME_TIMESTAMP": "1000000", "F": {raw}}}'.encode()
+
+    (entry,) = decode_journal_json(line).entries
+
+    assert entry.fields["F"] == text
+    assert entry.realtime == datetime(1970, 1, 1, 0, 0, 1, tzinfo=timezone.utc)
+
+
+@given(st.binary(max_size=400))
+def test_decode_never_raises_and_accounts_for_every_line(data: bytes) -> None:
+    decoded = decode_journal_json(data)
+
+    assert len(decoded.entries) + decoded.garbage <= data.count(b"\n") + 1
+
+
+MATCHES = [
+    ({}, []),
+    ({"units": ("ssh",)}, ["_SYSTEMD_UNIT=ssh.service"]),
+    ({"units": ("ssh", "ssh.service", "session-3.scope")}, ["_SYSTEMD_UNIT=ssh.service", "_SYSTEMD_UNIT=session-3.scope"]),
+    ({"identifiers": ("sshd", "sudo")}, ["SYSLOG_IDENTIFIER=sshd", "SYSLOG_IDENTIFIER=sudo"]),
+    ({"units": ("cron",), "identifiers": ("sudo",)}, ["_SYSTEMD_UNIT=cron.service", "+", "SYSLOG_IDENTIFIER=sudo"]),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "argv"), MATCHES)
+def test_match_arguments(kwargs: dict[str, tuple[str, ...]], argv: list[str]) -> None:
+    assert journal_matches(JournalSettings(**kwargs)) == argv  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "bounds"),
+    [("err", (0, 3)), ("3", (0, 3)), ("warning..err", (3, 4)), ("0..7", (0, 7)), ("Emerg", (0, 0)), ("warn", (0, 4))],
+)
+def test_priority_range(text: str, bounds: tuple[int, int]) -> None:
+    assert priority_range(text) == bounds
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"priority": "loud"},
+        {"priority": "8"},
+        {"block_entries": 0},
+        {"start": "middle"},
+        {"directory": "/var/log/journal", "files": ("/x.journal",)},
+        {"units": ("A=B",)},
+        {"identifiers": ("",)},
+    ],
+)
+def test_settings_reject_what_journalctl_would_misread(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        JournalSettings(**kwargs)  # type: ignore[arg-type]
