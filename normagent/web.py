@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeAlias
+from typing import IO, Any, Literal, TypeAlias, cast
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 import bcrypt
@@ -442,7 +442,8 @@ class _ServerHandler(ServerHandler):
     server_software = "normagent"
 
     def log_exception(self, exc_info: tuple[type[BaseException], BaseException, TracebackType] | Any) -> None:
-        log.error("http_request_failed", path=self.environ.get("PATH_INFO", ""), exc_info=exc_info)
+        environ = getattr(self, "environ", None) or {}
+        log.error("http_request_failed", path=environ.get("PATH_INFO", ""), exc_info=exc_info)
 
 
 class _Handler(WSGIRequestHandler):
@@ -451,10 +452,7 @@ class _Handler(WSGIRequestHandler):
     server: _HTTPServer
     server_version = "normagent"
     sys_version = ""
-
-    def setup(self) -> None:
-        self.timeout = REQUEST_TIMEOUT
-        super().setup()
+    timeout = REQUEST_TIMEOUT  # StreamRequestHandler applies it to the connection
 
     def handle(self) -> None:
         self.raw_requestline = self.rfile.readline(65537)
@@ -464,9 +462,13 @@ class _Handler(WSGIRequestHandler):
             return
         if not self.parse_request():
             return
-        handler = _ServerHandler(self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=True)
+        app = self.server.get_app()
+        assert app is not None, "start_server sets the app before serving"
+        handler = _ServerHandler(
+            cast(IO[bytes], self.rfile), cast(IO[bytes], self.wfile), self.get_stderr(), self.get_environ(), multithread=True
+        )
         handler.request_handler = self  # type: ignore[attr-defined]
-        handler.run(self.server.get_app())
+        handler.run(app)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Called by wsgiref once the response is sent: count it (no access log)."""
@@ -616,8 +618,9 @@ class RunningServer:
         self._thread = thread
         self._stopped = False
         host, port = server.server_address[:2]
-        self.host, self.port = str(host), int(port)
-        self.address = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+        self.host = host.decode() if isinstance(host, bytes) else str(host)
+        self.port = int(port)
+        self.address = f"[{self.host}]:{port}" if ":" in self.host else f"{self.host}:{port}"
         self.url = f"{'https' if tls else 'http'}://{self.address}"
 
     def stats(self) -> ServerStats:
