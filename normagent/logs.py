@@ -1,0 +1,948 @@
+"""Log collectors: a checkpointed reader plus a pure parser, made into a ``CollectorSpec``.
+
+A log plugin writes only a parser (``Parser``: block in, ``ParseResult`` out) and calls one of
+``file_log_collector``, ``journal_log_collector`` or ``evtx_log_collector``. This module does the
+rest, the same way for every source:
+
+- each block the reader hands out goes through the parser, and the parser's observations, the
+  line counts and the block's checkpoint leave in **one** ``Batch`` (one ledger transaction):
+  after a crash a block is either wholly counted and passed, or not counted and read again;
+- it counts every line once by outcome, ``normagent_log_lines_total{source,result}`` with
+  ``result`` in parsed|ignored|unparsed, plus bytes read, lines that are not valid UTF-8 and the
+  checkpoint lag in bytes (``LOG_METRICS``; ``source`` is the collector's name);
+- a parser that raises fails the run without moving the checkpoint, so the block is tried again
+  next run; at the third consecutive failure at the same position its lines are parsed one at a
+  time, lines that still fail count as ``unparsed`` and ``log_block_failed`` is logged with the
+  position (never the content), so a poison line cannot wedge a source;
+- it stops reading at 80 % of the run's timeout (the next run resumes where the last committed
+  block ended), so a long catch-up is not a failed run.
+
+``line_parser`` and ``record_parser`` make a block parser from a function of one line or one
+record, for parsers that do not need to work on a whole block. ``parse_inputs`` runs a parser over
+whole files or stdin, statelessly, for ``normagent parse``.
+
+Imports model, errors and sources only.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone, tzinfo
+from pathlib import Path
+from typing import IO, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import structlog
+
+from normagent.errors import InputError, NoData
+from normagent.model import (
+    Batch,
+    Checkpoint,
+    CollectorSpec,
+    Count,
+    Gauge,
+    JSONValue,
+    LogBlock,
+    LogRecord,
+    MetricSpec,
+    Observation,
+    ParseContext,
+    ParseResult,
+    Parser,
+    ProbeFn,
+    RecordBlock,
+    RunContext,
+    TextBlock,
+)
+from normagent.sources.files import (
+    BLOCK_BYTES,
+    FileSource,
+    FileTail,
+    invalid_utf8_lines,
+    open_decompressed,
+    read_chunks,
+)
+from normagent.sources.journald import JournalSettings, decode_journal_json, read_journal
+
+log = structlog.get_logger(__name__)
+
+LINES = "normagent_log_lines_total"
+BYTES = "normagent_log_bytes_read_total"
+LAG = "normagent_log_checkpoint_lag_bytes"
+INVALID_UTF8 = "normagent_log_invalid_utf8_lines_total"
+BLOCK_FAILURES = "normagent_log_block_failures_total"
+RESULTS = ("parsed", "ignored", "unparsed")
+
+LOG_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        LINES,
+        "counter",
+        "Log lines (or records) read, by what the parser made of them: parsed (counted in an "
+        "indicator), ignored (of no interest), unparsed (a candidate no pattern understood).",
+        labels=("source", "result"),
+    ),
+    MetricSpec(BYTES, "counter", "Bytes read from log files.", labels=("source",)),
+    MetricSpec(
+        LAG, "gauge", "Bytes written to the source's log files and not yet read (file size minus offset).", labels=("source",)
+    ),
+    MetricSpec(
+        INVALID_UTF8,
+        "counter",
+        "Log lines that are not valid UTF-8 (they are decoded with replacement characters).",
+        labels=("source",),
+    ),
+    MetricSpec(
+        BLOCK_FAILURES,
+        "counter",
+        "Times a parser raised on a block of log lines (the run failed; the block is read again).",
+        labels=("source",),
+    ),
+)
+
+MAX_FAILURES = 3  # consecutive parser failures at one position before its lines are parsed one by one
+SOFT_DEADLINE = 0.8  # share of the run's timeout after which no new block is started
+FAILED_KEY = "failed:"  # checkpoint key prefix counting a block's consecutive failures
+JOURNAL_KEY = "journal"
+EVTX_KEY = "evtx:"
+RECORDS_PER_BLOCK = 1000
+
+
+# --------------------------------------------------------------------------------------------
+# Collectors
+
+
+def file_log_collector(
+    name: str,
+    *,
+    help: str,
+    parser: Parser,
+    settings: type,
+    files: Callable[[Any], FileSource] | None = None,
+    metrics: Iterable[MetricSpec] = (),
+    interval: timedelta = timedelta(seconds=60),
+    timeout: timedelta = timedelta(seconds=30),
+    probe: ProbeFn | None = None,
+    enabled_by_default: bool = True,
+    max_failures: int = MAX_FAILURES,
+) -> CollectorSpec:
+    """A collector that tails log files and counts what ``parser`` makes of each block of lines.
+
+    Example::
+
+        @dataclass(frozen=True, slots=True)
+        class AuthSettings:
+            files: FileSource = FileSource(paths=("/var/log/auth.log", "/var/log/secure"))
+
+        AUTH = file_log_collector("access.auth", help="Failed logins from auth.log",
+                                  parser=parse_auth, settings=AuthSettings, metrics=AUTH_METRICS)
+
+    Args:
+        name: ``"<plugin>.<thing>"``; also the ``source`` label of ``LOG_METRICS``.
+        help: One line for ``normagent plugins``.
+        parser: Pure function ``(TextBlock, ParseContext) -> ParseResult``.
+        settings: The collector's settings dataclass (every field with a default).
+        files: Gets the ``FileSource`` out of a settings instance. Default: the settings instance
+            itself if it is a ``FileSource``, else its ``files`` field.
+        metrics: The metrics the parser's observations use; ``LOG_METRICS`` are added.
+        interval: Default time between runs.
+        timeout: Default time a run may take.
+        probe: Optional start-up check; a returned reason disables the collector.
+        enabled_by_default: False for collectors that need site configuration to mean anything.
+        max_failures: Consecutive parser failures at one position before its lines are parsed
+            one at a time (the failing ones counted as unparsed).
+
+    Raises:
+        TypeError: ``files`` (or the default) does not give a ``FileSource`` from the default
+            settings.
+    """
+    pick = files or _default_files
+    source = pick(settings())
+    if not isinstance(source, FileSource):
+        raise TypeError(f"{name}: files(settings) must return a FileSource, got {type(source).__name__}")
+    declared = _declared(metrics)
+
+    def collect(ctx: RunContext) -> Iterator[Batch]:
+        return _collect_files(ctx, parser, pick(ctx.settings), declared, max_failures)
+
+    return CollectorSpec(
+        name=name,
+        help=help,
+        collect=collect,
+        interval=interval,
+        timeout=timeout,
+        settings=settings,
+        metrics=declared,
+        parser=parser,
+        probe=probe,
+        enabled_by_default=enabled_by_default,
+    )
+
+
+def journal_log_collector(
+    name: str,
+    *,
+    help: str,
+    parser: Parser,
+    settings: type,
+    journal: Callable[[Any], JournalSettings] | None = None,
+    metrics: Iterable[MetricSpec] = (),
+    interval: timedelta = timedelta(seconds=60),
+    timeout: timedelta = timedelta(seconds=30),
+    probe: ProbeFn | None = None,
+    enabled_by_default: bool = True,
+    max_failures: int = MAX_FAILURES,
+) -> CollectorSpec:
+    """A collector that reads journald entries (``journalctl -o json``) after its saved cursor.
+
+    Blocks are ``RecordBlock``s of ``JournalEntry``; the cursor is committed with each block's
+    counts. Raises ``NoData`` (a quiet, successful run) where the host has no journal.
+
+    Args:
+        journal: Gets the ``JournalSettings`` out of a settings instance. Default: the settings
+            instance itself if it is one, else its ``journal`` field.
+
+    The other arguments are as for ``file_log_collector``.
+    """
+    pick = journal or _default_journal
+    if not isinstance(pick(settings()), JournalSettings):
+        raise TypeError(f"{name}: journal(settings) must return a JournalSettings")
+    declared = _declared(metrics)
+
+    def collect(ctx: RunContext) -> Iterator[Batch]:
+        chosen = pick(ctx.settings)
+        cursor = ctx.state.get(JOURNAL_KEY)
+        blocks = read_journal(
+            ctx.run_command,
+            cursor=cursor if isinstance(cursor, str) else None,
+            settings=chosen,
+            origin=chosen.directory or "journal",
+        )
+        steps = ((block, JOURNAL_KEY, position) for block, position in blocks)
+        return _collect_records(ctx, parser, steps, declared, max_failures)
+
+    return CollectorSpec(
+        name=name,
+        help=help,
+        collect=collect,
+        interval=interval,
+        timeout=timeout,
+        settings=settings,
+        metrics=declared,
+        parser=parser,
+        probe=probe,
+        enabled_by_default=enabled_by_default,
+    )
+
+
+def evtx_log_collector(
+    name: str,
+    *,
+    help: str,
+    parser: Parser,
+    settings: type,
+    evtx: Callable[[Any], Any] | None = None,
+    metrics: Iterable[MetricSpec] = (),
+    interval: timedelta = timedelta(minutes=5),
+    timeout: timedelta = timedelta(minutes=2),
+    probe: ProbeFn | None = None,
+    enabled_by_default: bool = True,
+    max_failures: int = MAX_FAILURES,
+) -> CollectorSpec:
+    """A collector that reads Windows event log files (EVTX) after the last record id read.
+
+    Each file matched by the settings' paths is checkpointed by record id (``evtx:<path>``) and
+    read again only when its size or modification time changed.
+
+    Args:
+        evtx: Gets the EVTX settings (``normagent.sources.evtx.EvtxSettings``) out of a settings
+            instance. Default: the settings instance itself, else its ``evtx`` field.
+
+    The other arguments are as for ``file_log_collector``.
+    """
+    pick = evtx or _default_evtx
+    declared = _declared(metrics)
+
+    def collect(ctx: RunContext) -> Iterator[Batch]:
+        return _collect_records(ctx, parser, _evtx_steps(ctx, pick(ctx.settings)), declared, max_failures)
+
+    return CollectorSpec(
+        name=name,
+        help=help,
+        collect=collect,
+        interval=interval,
+        timeout=timeout,
+        settings=settings,
+        metrics=declared,
+        parser=parser,
+        probe=probe,
+        enabled_by_default=enabled_by_default,
+    )
+
+
+def _default_files(settings: Any) -> FileSource:
+    return settings if isinstance(settings, FileSource) else settings.files  # type: ignore[no-any-return]
+
+
+def _default_journal(settings: Any) -> JournalSettings:
+    return settings if isinstance(settings, JournalSettings) else settings.journal  # type: ignore[no-any-return]
+
+
+def _default_evtx(settings: Any) -> Any:
+    return getattr(settings, "evtx", settings)
+
+
+def _declared(metrics: Iterable[MetricSpec]) -> tuple[MetricSpec, ...]:
+    own = tuple(metrics)
+    names = {m.name for m in own}
+    return own + tuple(m for m in LOG_METRICS if m.name not in names)
+
+
+# --------------------------------------------------------------------------------------------
+# The driver
+
+
+@dataclass
+class _Pending:
+    """One batch being put together: a block's observations and every checkpoint up to it."""
+
+    source: str
+    observations: list[Observation] = field(default_factory=list)
+    checkpoints: dict[str, JSONValue] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)
+    bytes_read: int = 0
+    invalid_utf8: int = 0
+    failures: int = 0
+    lag: int | None = None
+    has_block: bool = False
+
+    def add(self, result: ParseResult) -> None:
+        self.observations.extend(result.observations)
+        for outcome, n in zip(RESULTS, (result.parsed, result.ignored, result.unparsed), strict=True):
+            if n:
+                self.lines[outcome] = self.lines.get(outcome, 0) + n
+        self.has_block = True
+
+    def empty(self) -> bool:
+        return not (self.has_block or self.checkpoints or self.bytes_read or self.failures)
+
+    def batch(self, *, zeros: bool = False) -> Batch:
+        """The batch; ``zeros`` adds every line-count series at 0 so it exists from the first run."""
+        src = self.source
+        obs = list(self.observations)
+        for outcome in RESULTS:
+            n = self.lines.get(outcome, 0)
+            if n or zeros:
+                obs.append(Count(LINES, {"source": src, "result": outcome}, n))
+        for metric, n in ((BYTES, self.bytes_read), (INVALID_UTF8, self.invalid_utf8), (BLOCK_FAILURES, self.failures)):
+            if n or zeros:
+                obs.append(Count(metric, {"source": src}, n))
+        if self.lag is not None:
+            obs.append(Gauge(LAG, self.lag, {"source": src}))
+        return Batch(observations=obs, checkpoints=[Checkpoint(k, v) for k, v in self.checkpoints.items()])
+
+
+class ParserFailed(Exception):
+    """A parser raised on a block; the run fails and the block is read again next run."""
+
+
+class _Parsing:
+    """Runs the parser on blocks for one collector run, with failure counting across runs."""
+
+    def __init__(self, ctx: RunContext, parser: Parser, pctx: ParseContext, declared: Sequence[MetricSpec], max_failures: int) -> None:
+        self.ctx = ctx
+        self.parser = parser
+        self.pctx = pctx
+        self.metrics = {m.name: m for m in declared}
+        self.max_failures = max_failures
+        self.failed: dict[str, JSONValue] = dict(ctx.state.scan(FAILED_KEY))
+
+    def parse(self, block: LogBlock, key: str, position: str, pending: _Pending) -> Batch | None:
+        """Parse ``block`` into ``pending``; on a failure return the batch recording it (then raise)."""
+        fail_key = FAILED_KEY + key
+        before = self.failed.get(fail_key)
+        try:
+            result = checked_parse(self.parser, block, self.pctx, self.metrics)
+        except Exception as exc:
+            count = 1
+            if isinstance(before, dict) and before.get("position") == position:
+                count = int(before.get("count", 0)) + 1  # type: ignore[call-overload]
+            if count < self.max_failures:
+                self.ctx.log.error(
+                    "log_block_failed",
+                    origin=block.origin,
+                    position=position,
+                    attempt=count,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry="next run",
+                )
+                record = _Pending(pending.source, failures=1)
+                record.checkpoints[fail_key] = {"position": position, "count": count}
+                return record.batch()
+            result, bad = parse_one_by_one(self.parser, block, self.pctx, self.metrics)
+            self.ctx.log.error(
+                "log_block_failed",
+                origin=block.origin,
+                position=position,
+                attempt=count,
+                error=f"{type(exc).__name__}: {exc}",
+                failed_lines=bad,
+                retry="no: parsed line by line, failing lines counted as unparsed",
+            )
+            pending.failures += 1
+        if before is not None:
+            pending.checkpoints[fail_key] = None
+            self.failed.pop(fail_key, None)
+        pending.add(result)
+        return None
+
+
+def _soft_deadline(ctx: RunContext) -> float:
+    start = ctx.clock.monotonic()
+    if ctx.deadline == float("inf"):
+        return ctx.deadline
+    return start + SOFT_DEADLINE * max(ctx.deadline - start, 0.0)
+
+
+def _collect_files(
+    ctx: RunContext, parser: Parser, source: FileSource, declared: Sequence[MetricSpec], max_failures: int
+) -> Iterator[Batch]:
+    tail = FileTail(source, ctx.state, root=ctx.root, logger=ctx.log)
+    parsing = _Parsing(ctx, parser, parse_context(ctx, source.timezone), declared, max_failures)
+    stop = _soft_deadline(ctx)
+    pending = _Pending(ctx.collector)
+    reads = tail.reads()
+    try:
+        for read in reads:
+            if read.block is not None and pending.has_block:
+                # Hold one block back, so the run's last block carries the final lag and zeros.
+                yield pending.batch()
+                pending = _Pending(ctx.collector)
+            if read.block is not None:
+                failed = parsing.parse(read.block, read.key, read.position, pending)
+                if failed is not None:
+                    if not pending.empty():
+                        yield pending.batch()
+                    yield failed
+                    raise ParserFailed(f"the parser failed on {read.block.origin} at {read.position}")
+                pending.invalid_utf8 += invalid_utf8_lines(read.block.data)
+            pending.checkpoints[read.key] = read.checkpoint
+            pending.bytes_read += read.bytes_read
+            pending.lag = tail.lag()
+            if ctx.clock.monotonic() >= stop:
+                ctx.log.info("log_read_paused", reason="deadline", lag_bytes=tail.lag())
+                break
+    finally:
+        reads.close()
+    pending.lag = tail.lag()
+    yield pending.batch(zeros=True)
+    if tail.errors:
+        raise tail.errors[0]
+    if not tail.tracked:
+        raise NoData(f"no file matches {', '.join(source.paths) or '(no paths configured)'}")
+
+
+def _collect_records(
+    ctx: RunContext,
+    parser: Parser,
+    steps: Iterable[tuple[RecordBlock, str, JSONValue]],
+    declared: Sequence[MetricSpec],
+    max_failures: int,
+) -> Iterator[Batch]:
+    """The driver for record sources: ``steps`` yields (block, checkpoint key, checkpoint value)."""
+    parsing = _Parsing(ctx, parser, parse_context(ctx, ""), declared, max_failures)
+    stop = _soft_deadline(ctx)
+    pending = _Pending(ctx.collector)
+    last: dict[str, JSONValue] = {}
+    iterator = iter(steps)
+    try:
+        for block, key, value in iterator:
+            if pending.has_block:
+                yield pending.batch()
+                pending = _Pending(ctx.collector)
+            if key not in last:
+                last[key] = ctx.state.get(key)
+            if block.records:
+                # A record block starts right after the checkpoint before it.
+                failed = parsing.parse(block, key, f"{key}@{last[key]}", pending)
+                if failed is not None:
+                    if not pending.empty():
+                        yield pending.batch()
+                    yield failed
+                    raise ParserFailed(f"the parser failed on {block.origin} after {key}")
+            pending.checkpoints[key] = last[key] = value
+            if ctx.clock.monotonic() >= stop:
+                ctx.log.info("log_read_paused", reason="deadline")
+                break
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+    yield pending.batch(zeros=True)
+
+
+def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[tuple[RecordBlock, str, JSONValue]]:
+    """EVTX files by record id: each matched file resumes after the last record id read from it.
+
+    A file whose size and modification time are what they were when it was last read to its end
+    is not opened again (an EVTX file is parsed from its start to find a record id).
+    """
+    from normagent.sources.evtx import read_evtx
+
+    for logical, real in _expand(ctx.root, chosen.paths):
+        key = EVTX_KEY + logical
+        saved = ctx.state.get(key)
+        saved = saved if isinstance(saved, dict) else {}
+        st = os.stat(real)
+        if saved.get("size") == st.st_size and saved.get("mtime") == st.st_mtime:
+            continue
+        after = int(saved.get("record_id") or 0)  # type: ignore[call-overload]
+        for block, last_id in read_evtx(
+            real,
+            after_record_id=after,
+            channels=tuple(getattr(chosen, "channels", ())),
+            event_ids=tuple(getattr(chosen, "event_ids", ())),
+            block_records=RECORDS_PER_BLOCK,
+        ):
+            after = max(after, int(last_id))
+            yield block, key, {"record_id": after}
+        yield RecordBlock(records=(), origin=logical), key, {"record_id": after, "size": st.st_size, "mtime": st.st_mtime}
+
+
+def _expand(root: Path, patterns: Iterable[str]) -> list[tuple[str, str]]:
+    """(logical path, path under root) of every existing file the patterns name, sorted, once each."""
+    found: dict[str, str] = {}
+    for pattern in patterns:
+        rooted = os.path.join(str(root), pattern.lstrip("/"))
+        for real in sorted(glob.glob(rooted, recursive=True)):
+            if os.path.isfile(real):
+                logical = "/" + os.path.relpath(real, str(root)) if pattern.startswith("/") else os.path.relpath(real, str(root))
+                found.setdefault(logical, real)
+    return sorted(found.items())
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing, checked
+
+
+def parse_context(ctx: RunContext, zone: str = "", *, examples: int = 0) -> ParseContext:
+    """The ``ParseContext`` for a run: now, the zone of stamps without offset, pseudonyms, settings."""
+    return ParseContext(
+        now=ctx.clock.now(),
+        tz=ZoneInfo(zone) if zone else host_zone(ctx.root),
+        pseudonymise=ctx.pseudonymise,
+        settings=ctx.settings,
+        examples=examples,
+    )
+
+
+def host_zone(root: Path = Path("/")) -> tzinfo:
+    """The host's local time zone: ``$TZ``, else ``<root>/etc/localtime``, else UTC."""
+    if str(root) == "/":
+        name = os.environ.get("TZ", "").lstrip(":")
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                pass
+    localtime = root / "etc" / "localtime"
+    try:
+        target = os.readlink(localtime)
+        if "zoneinfo/" in target:
+            return ZoneInfo(target.split("zoneinfo/", 1)[1])
+    except (OSError, ZoneInfoNotFoundError, ValueError):
+        pass
+    try:
+        with open(localtime, "rb") as f:
+            return ZoneInfo.from_file(f, key="localtime")
+    except (OSError, ValueError):
+        return timezone.utc
+
+
+def _lines_of(block: LogBlock) -> int:
+    return block.line_count if isinstance(block, TextBlock) else len(block.records)
+
+
+def checked_parse(
+    parser: Parser, block: LogBlock, pctx: ParseContext, metrics: Mapping[str, MetricSpec] | None = None
+) -> ParseResult:
+    """Run ``parser`` on ``block`` and check what it returns.
+
+    The outcomes are made to add up to the block's lines (a shortfall counts as unparsed, an
+    excess is logged and cut), so ``normagent_log_lines_total`` always equals the lines read.
+
+    Raises:
+        Exception: whatever the parser raised.
+        TypeError: the parser returned something other than a ``ParseResult``.
+        ValueError: ``metrics`` given, and an observation names a metric the collector does not
+            declare, or wrong labels (the ledger would refuse the whole batch, wedging the source).
+    """
+    result = parser(block, pctx)
+    if not isinstance(result, ParseResult):
+        raise TypeError(f"the parser returned {type(result).__name__}, expected ParseResult")
+    for obs in result.observations if metrics is not None else ():
+        if isinstance(obs, (Count, Gauge)):
+            spec = metrics.get(obs.metric)
+            if spec is None:
+                raise ValueError(f"the parser emitted {obs.metric}, which the collector does not declare")
+            if sorted(spec.labels) != [name for name, _ in obs.labels]:
+                raise ValueError(f"the parser emitted {obs.metric} with labels {[n for n, _ in obs.labels]}, declared {list(spec.labels)}")
+    lines = _lines_of(block)
+    got = result.parsed + result.ignored + result.unparsed
+    if got != lines:
+        log.warning("parser_line_count_mismatch", origin=block.origin, lines=lines, outcomes=got)
+        if got < lines:
+            result.unparsed += lines - got
+        else:
+            excess = got - lines
+            for name in ("ignored", "unparsed", "parsed"):
+                cut = min(excess, getattr(result, name))
+                setattr(result, name, getattr(result, name) - cut)
+                excess -= cut
+    return result
+
+
+def parse_one_by_one(
+    parser: Parser, block: LogBlock, pctx: ParseContext, metrics: Mapping[str, MetricSpec] | None = None
+) -> tuple[ParseResult, int]:
+    """Parse a block one line (or record) at a time; a line the parser fails on is unparsed.
+
+    Returns:
+        The merged result and how many lines failed.
+    """
+    total = ParseResult()
+    bad = 0
+    for one in _singles(block):
+        try:
+            result = checked_parse(parser, one, pctx, metrics)
+        except Exception:
+            bad += 1
+            total.unparsed += 1
+            continue
+        total.merge(result, pctx.examples)
+    return total, bad
+
+
+def _singles(block: LogBlock) -> Iterator[LogBlock]:
+    if isinstance(block, RecordBlock):
+        for record in block.records:
+            yield RecordBlock(records=(record,), origin=block.origin)
+        return
+    data = block.data
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end + 1
+        yield TextBlock(data[start:end], block.origin, block.mtime, 1)
+        start = end
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers for simple parsers
+
+
+LineResult = Sequence[Observation] | None
+LineFn = Callable[[str, ParseContext], LineResult]
+RecordFn = Callable[[LogRecord, ParseContext], LineResult]
+Prefilter = bytes | Sequence[bytes] | re.Pattern[bytes] | None
+
+
+def line_parser(parse_line: LineFn, *, prefilter: Prefilter = None) -> Parser:
+    """A block parser made of a function of one line.
+
+    Lines the prefilter does not match are ``ignored`` without any Python running for them; the
+    prefilter is searched over the whole block in C. Each candidate line is decoded (UTF-8 with
+    replacement, line end stripped) and given to ``parse_line``, which returns:
+
+    - a non-empty sequence of observations: the line is ``parsed``;
+    - an empty sequence: understood, of no interest (``ignored``);
+    - ``None``: a candidate no pattern understood (``unparsed``; kept as an example for
+      ``normagent parse``).
+
+    Counts with the same metric and labels are summed per block.
+
+    Args:
+        parse_line: The per-line function, pure.
+        prefilter: A substring, several substrings (any of them), or a compiled bytes pattern a
+            candidate line contains. ``None``: every line is a candidate.
+    """
+    pattern = _prefilter_pattern(prefilter)
+
+    def parse(block: LogBlock, ctx: ParseContext) -> ParseResult:
+        if not isinstance(block, TextBlock):
+            return ParseResult(ignored=len(block.records))
+        result = ParseResult()
+        candidates = 0
+        lines = _candidate_lines(block.data, pattern)
+        for raw in lines:
+            candidates += 1
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            _tally(result, parse_line(line, ctx), line, ctx.examples)
+        result.ignored += block.line_count - candidates
+        result.observations = merge_counts(result.observations)
+        return result
+
+    parse.__doc__ = parse_line.__doc__
+    parse.__name__ = getattr(parse_line, "__name__", "line_parser")
+    return parse
+
+
+def record_parser(parse_record: RecordFn, *, accept: Callable[[LogRecord], bool] | None = None) -> Parser:
+    """A block parser made of a function of one journald entry or Windows event.
+
+    ``accept`` picks candidate records (others are ``ignored``); ``parse_record`` returns
+    observations, an empty sequence or ``None`` as for ``line_parser``.
+    """
+
+    def parse(block: LogBlock, ctx: ParseContext) -> ParseResult:
+        if not isinstance(block, RecordBlock):
+            return ParseResult(ignored=block.line_count)
+        result = ParseResult()
+        for record in block.records:
+            if accept is not None and not accept(record):
+                result.ignored += 1
+                continue
+            _tally(result, parse_record(record, ctx), _describe(record), ctx.examples)
+        result.observations = merge_counts(result.observations)
+        return result
+
+    parse.__doc__ = parse_record.__doc__
+    parse.__name__ = getattr(parse_record, "__name__", "record_parser")
+    return parse
+
+
+def _tally(result: ParseResult, outcome: LineResult, text: str, examples: int) -> None:
+    if outcome is None:
+        result.unparsed += 1
+        if len(result.examples) < examples:
+            result.examples.append(text)
+    elif outcome:
+        result.parsed += 1
+        result.observations.extend(outcome)
+    else:
+        result.ignored += 1
+
+
+def _describe(record: LogRecord) -> str:
+    message = getattr(record, "message", None)
+    if isinstance(message, str):
+        return message
+    return f"{getattr(record, 'channel', '')} {getattr(record, 'event_id', '')}".strip()
+
+
+def _prefilter_pattern(prefilter: Prefilter) -> re.Pattern[bytes] | None:
+    if prefilter is None or isinstance(prefilter, re.Pattern):
+        return prefilter
+    needles = [prefilter] if isinstance(prefilter, bytes) else list(prefilter)
+    if not needles or not all(isinstance(n, bytes) and n for n in needles):
+        raise TypeError("prefilter must be non-empty bytes, a sequence of them, or a compiled bytes pattern")
+    return re.compile(b"|".join(re.escape(n) for n in needles))
+
+
+def _candidate_lines(data: bytes, pattern: re.Pattern[bytes] | None) -> Iterator[bytes]:
+    if pattern is None:
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        yield from lines
+        return
+    pos = 0
+    search = pattern.search
+    while True:
+        match = search(data, pos)
+        if match is None:
+            return
+        start = data.rfind(b"\n", 0, match.start()) + 1
+        end = data.find(b"\n", match.start())
+        if end < 0:
+            end = len(data)
+        yield data[start:end]
+        pos = end + 1
+
+
+def merge_counts(observations: Iterable[Observation]) -> list[Observation]:
+    """Sum ``Count``s with the same metric and labels; other observations keep their order."""
+    merged: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    others: list[Observation] = []
+    for obs in observations:
+        if isinstance(obs, Count):
+            key = (obs.metric, obs.labels)
+            merged[key] = merged.get(key, 0.0) + obs.value
+        else:
+            others.append(obs)
+    return [Count(metric, labels, value) for (metric, labels), value in merged.items()] + others
+
+
+# --------------------------------------------------------------------------------------------
+# normagent parse
+
+
+InputKind = Literal["text", "journal", "evtx"]
+_EVTX_MAGIC = b"ElfFile\x00"
+_JOURNAL_SNIFF = re.compile(rb'^\s*\x1e?\{\s*"__CURSOR"')
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedInput:
+    """What a parser made of one input of ``normagent parse``.
+
+    Attributes:
+        path: The input as given (``"-"`` for stdin).
+        kind: ``"text"``, ``"journal"`` (``journalctl -o json`` output) or ``"evtx"``.
+        result: Outcomes summed over the whole input (``parsed + ignored + unparsed == lines``),
+            with up to ``ParseContext.examples`` unparsed lines (they may hold personal data:
+            shown to the person who asked, never logged or stored).
+        lines: Lines (or records) read.
+        failed_lines: Lines the parser raised on (counted as unparsed).
+    """
+
+    path: str
+    kind: InputKind
+    result: ParseResult
+    lines: int
+    failed_lines: int = 0
+
+
+def parse_inputs(
+    inputs: Sequence[str | Path],
+    parser: Parser,
+    ctx: ParseContext,
+    *,
+    kind: InputKind | None = None,
+    stdin: IO[bytes] | None = None,
+    metrics: Iterable[MetricSpec] = (),
+    block_bytes: int = BLOCK_BYTES,
+) -> Iterator[ParsedInput]:
+    """Run ``parser`` over whole inputs, statelessly, one ``ParsedInput`` per input.
+
+    Inputs are plain, gzip, bzip2 or xz text files, ``journalctl -o json`` output (recognised by
+    its first line, compressed or not), ``.evtx`` files, or ``"-"`` for stdin. Nothing is
+    checkpointed or stored. A block the parser raises on is parsed line by line; lines that still
+    fail count as unparsed (``failed_lines``) and ``log_block_failed`` is logged.
+
+    Args:
+        inputs: Paths, or ``"-"``.
+        parser: The collector's parser.
+        ctx: Now, zone, pseudonymiser, settings and how many unparsed examples to keep.
+        kind: Force the kind of every input; default: recognise each one.
+        stdin: Where ``"-"`` reads from (default ``sys.stdin.buffer``).
+        metrics: The collector's declared metrics; if given, observations are checked against
+            them as the daemon does.
+        block_bytes: Size of the blocks handed to the parser.
+
+    Raises:
+        InputError: An input does not exist or cannot be read (raised before anything is parsed).
+    """
+    for item in inputs:
+        text = str(item)
+        if text == "-":
+            continue
+        if not os.path.exists(text):
+            raise InputError(f"{text}: no such file")
+        if os.path.isdir(text):
+            raise InputError(f"{text}: is a directory, not a log file")
+        if not os.access(text, os.R_OK):
+            raise InputError(f"{text}: permission denied")
+    declared = {m.name: m for m in metrics} or None
+    for item in inputs:
+        text = str(item)
+        found, blocks = _input_blocks(text, kind, stdin, block_bytes)
+        total = ParseResult()
+        lines = failed = 0
+        for block in blocks:
+            lines += _lines_of(block)
+            try:
+                result = checked_parse(parser, block, ctx, declared)
+            except Exception as exc:
+                result, bad = parse_one_by_one(parser, block, ctx, declared)
+                failed += bad
+                log.error("log_block_failed", origin=block.origin, error=f"{type(exc).__name__}: {exc}", failed_lines=bad)
+            total.merge(result, ctx.examples)
+        total.observations = merge_counts(total.observations)
+        yield ParsedInput(path=text, kind=found, result=total, lines=lines, failed_lines=failed)
+
+
+def _input_blocks(
+    text: str, kind: InputKind | None, stdin: IO[bytes] | None, block_bytes: int
+) -> tuple[InputKind, Iterator[LogBlock]]:
+    if text == "-":
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        head = stream.read(4096)
+        found = kind or _sniff(head)
+        if found == "evtx":
+            raise InputError("-: EVTX cannot be read from stdin; give the file's path")
+        chunks = itertools.chain([head], iter(lambda: stream.read(block_bytes), b""))
+        return found, _text_or_journal(chunks, "<stdin>", found, None, block_bytes)
+    if kind == "evtx" or (kind is None and _is_evtx(text)):
+        return "evtx", _evtx_blocks(text)
+    with open_decompressed(text) as probe:
+        head = probe.read(4096)
+    found = kind or _sniff(head)
+    return found, _file_blocks(text, found, block_bytes)
+
+
+def _file_blocks(path: str, kind: InputKind, block_bytes: int) -> Iterator[LogBlock]:
+    mtime = datetime.fromtimestamp(os.stat(path).st_mtime, timezone.utc)
+    with open_decompressed(path) as stream:
+        chunks = iter(lambda: stream.read(block_bytes), b"")
+        yield from _text_or_journal(chunks, path, kind, mtime, block_bytes)
+
+
+def _text_or_journal(
+    chunks: Iterable[bytes], origin: str, kind: InputKind, mtime: datetime | None, block_bytes: int
+) -> Iterator[LogBlock]:
+    blocks = read_chunks(chunks, origin, mtime=mtime, block_bytes=block_bytes)
+    if kind == "text":
+        yield from blocks
+        return
+    # journalctl -o json: one entry per line, and blocks end at line ends, so no entry is split.
+    for block in blocks:
+        decoded = decode_journal_json(block.data)
+        if decoded.garbage:
+            log.warning("journal_json_garbage", origin=origin, lines=decoded.garbage)
+        entries = decoded.entries
+        for start in range(0, len(entries), RECORDS_PER_BLOCK):
+            yield RecordBlock(records=tuple(entries[start : start + RECORDS_PER_BLOCK]), origin=origin)
+
+
+def _sniff(head: bytes) -> InputKind:
+    if head.startswith(_EVTX_MAGIC):
+        return "evtx"
+    return "journal" if _JOURNAL_SNIFF.match(head) else "text"
+
+
+def _is_evtx(path: str) -> bool:
+    if path.lower().endswith(".evtx"):
+        return True
+    with open(path, "rb") as f:
+        return f.read(len(_EVTX_MAGIC)) == _EVTX_MAGIC
+
+
+def _evtx_blocks(path: str) -> Iterator[LogBlock]:
+    from normagent.sources.evtx import read_evtx
+
+    for block, _ in read_evtx(path, block_records=RECORDS_PER_BLOCK):
+        yield block
+
+
+__all__ = [
+    "LOG_METRICS",
+    "FileSource",
+    "ParsedInput",
+    "ParserFailed",
+    "checked_parse",
+    "evtx_log_collector",
+    "file_log_collector",
+    "host_zone",
+    "journal_log_collector",
+    "line_parser",
+    "merge_counts",
+    "parse_context",
+    "parse_inputs",
+    "record_parser",
+]

@@ -1,0 +1,884 @@
+"""Checkpointed, rotation-safe reading of log files: blocks of complete lines, each with its checkpoint.
+
+This module owns *where a file has been read up to* and how that position survives rotation. It
+hands out blocks of complete lines (``TextBlock``), each paired with the checkpoint value it leads
+to, so the caller can commit a block's counts and its position in one transaction.
+
+Identity. A file is (st_dev, st_ino, sha1 of its first ``FINGERPRINT_BYTES`` bytes). While a file
+is shorter than that, the fingerprint covers what there is and grows with the file. The fingerprint
+is what tells a reused inode from the old file, a copytruncate from an append, and what finds the
+old file again after it was renamed, copied or compressed.
+
+Rotation. One checkpoint per configured path (``file:<path>``) holds the *current* file and the
+*rotated* files still being drained. On each run:
+
+- rotated files are drained first (oldest first): a renamed file may still get lines from a writer
+  that has not reopened yet, so it is followed until it has not grown for a whole run; then its
+  unterminated last line, if any, is complete and counted;
+- the current file is verified (same inode, at least as long as the offset, same first bytes). If
+  it is not the same any more (rename+create, copytruncate, delete+recreate, inode reuse), the old
+  file is looked for among its rotated siblings (``name.1``, ``name.2.gz``, ``name-20250101``,
+  ``name.old`` …; plain, gzip, bzip2, xz) by inode and fingerprint, or by the fingerprint of its
+  decompressed first bytes; its unread rest is read, then every sibling *newer* than it (the agent
+  was down across several rotations), then the new file from its start;
+- a file never seen before starts at its beginning, or at its end (``start_at="end"``) if it was
+  already there when its pattern was first configured; files that appear later always start at
+  their beginning.
+
+A half-written last line is never handed out: the offset stays after the last ``b"\\n"``. CRLF and
+invalid UTF-8 are passed through as bytes. All splitting and counting is done by ``bytes`` methods
+(C speed); no Python runs per line.
+
+Imports only the standard library and normagent.model (structlog for the log).
+"""
+
+from __future__ import annotations
+
+import bz2
+import fnmatch
+import functools
+import glob
+import gzip
+import hashlib
+import lzma
+import os
+import re
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import structlog
+
+from normagent.model import CheckpointReader, JSONValue, TextBlock
+
+log = structlog.get_logger(__name__)
+
+FINGERPRINT_BYTES = 1024  # as Filebeat's fingerprint: long enough to get past fixed file headers
+BLOCK_BYTES = 4 * 2**20
+MIN_BLOCK_BYTES = 64
+CHECKPOINT_VERSION = 1
+FILE_KEY = "file:"
+PATTERN_KEY = "pattern:"
+_END_SCAN = 64 * 2**10  # how far back "start at end" looks for the last complete line
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_CODEC_BY_SUFFIX = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"))
+
+StartAt = Literal["beginning", "end"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileSource:
+    """Which log files a collector reads, as a settings table a plugin embeds in its own settings.
+
+    Example (``normagent.toml``)::
+
+        [collectors."access.auth".files]
+        paths = ["/var/log/auth.log", "/var/log/secure"]
+        start_at = "end"
+
+    Attributes:
+        paths: Paths or globs (``/var/log/nginx/*.log``). Rotated siblings (``x.log.1``,
+            ``x.log.2.gz``) matched by a glob are not separate sources: they are read as part of
+            ``x.log``'s rotation, so a glob like ``auth.log*`` counts each line once.
+        exclude: Globs of paths to leave out.
+        start_at: Where a file already present when its pattern is first configured starts:
+            ``"end"`` (history on disk at install time is not counted as new events) or
+            ``"beginning"``. Files that appear later always start at their beginning.
+        block_bytes: Largest block handed to a parser; also the longest line kept whole (a longer
+            line is cut to this length, counted once, and the rest of it skipped).
+        timezone: IANA zone of timestamps written without an offset (RFC 3164); empty: the host's.
+    """
+
+    paths: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    start_at: StartAt = "end"
+    block_bytes: int = BLOCK_BYTES
+    timezone: str = ""
+
+    def __post_init__(self) -> None:
+        if self.start_at not in ("beginning", "end"):
+            raise ValueError(f'start_at must be "beginning" or "end", got {self.start_at!r}')
+        if self.block_bytes < MIN_BLOCK_BYTES:
+            raise ValueError(f"block_bytes must be at least {MIN_BLOCK_BYTES}, got {self.block_bytes}")
+        if self.timezone:
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f'timezone {self.timezone!r} is not an IANA zone name like "Europe/Oslo"') from None
+
+
+@dataclass(frozen=True, slots=True)
+class FileRead:
+    """One step of a tail: maybe a block of lines, and the checkpoint value it leads to.
+
+    Attributes:
+        key: Checkpoint key of the configured path (``"file:/var/log/auth.log"``, ``"pattern:…"``).
+        checkpoint: The key's value once ``block`` is counted; ``None`` forgets the key.
+        block: Complete lines, or ``None`` for a checkpoint-only step (a file started at its end,
+            a rotated file finished, an unterminated line skipped).
+        position: Where the block starts, stable across retries of the same block (for counting
+            consecutive parser failures), e.g. ``"2049:1311@1048576"``.
+        bytes_read: Bytes this step consumed from the source (lines, plus skipped bytes).
+    """
+
+    key: str
+    checkpoint: JSONValue
+    block: TextBlock | None = None
+    position: str = ""
+    bytes_read: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Byte-level helpers (pure)
+
+
+def fingerprint(prefix: bytes) -> str:
+    """The fingerprint of a file's first bytes."""
+    return hashlib.sha1(prefix, usedforsecurity=False).hexdigest()
+
+
+def invalid_utf8_lines(data: bytes) -> int:
+    """How many lines of ``data`` are not valid UTF-8. Costs one C pass when all are valid."""
+    if data.isascii():
+        return 0
+    try:
+        data.decode("utf-8")
+        return 0
+    except UnicodeDecodeError:
+        pass
+    # Python runs once per bad line only: find a replacement character, skip to the next line.
+    text = data.decode("utf-8", "replace")
+    bad = 0
+    at = text.find("\ufffd")
+    while at >= 0:
+        bad += 1
+        end = text.find("\n", at)
+        if end < 0:
+            break
+        at = text.find("\ufffd", end)
+    return bad
+
+
+@dataclass(frozen=True, slots=True)
+class _Cut:
+    data: bytes  # complete lines (possibly empty: only skipped bytes)
+    lines: int
+    end: int  # stream offset just after this cut
+    skip: bool  # still skipping the rest of an over-long line
+    truncated: bool = False
+
+
+def _cut_blocks(
+    chunks: Iterable[bytes], start: int, block_bytes: int, *, skip: bool = False, complete: bool = False
+) -> Iterator[_Cut]:
+    """Cut a byte stream into blocks of complete lines.
+
+    Args:
+        chunks: The stream from ``start`` on, in pieces of any size.
+        start: Stream offset of the first chunk's first byte.
+        block_bytes: Longest line kept whole; a line longer than this is cut, counted once, and
+            the rest of it skipped (``skip`` carries that over to the next read).
+        skip: Discard bytes up to and including the first newline (an over-long line's rest).
+        complete: The stream is finished: an unterminated last line is a line (``b"\\n"`` added).
+    """
+    carry = b""
+    pos = start  # offset of the first byte of ``carry``
+    for chunk in chunks:
+        buf = carry + chunk if carry else chunk
+        carry = b""
+        if skip:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                pos += len(buf)
+                yield _Cut(b"", 0, pos, True)
+                continue
+            pos += nl + 1
+            buf = buf[nl + 1 :]
+            skip = False
+            yield _Cut(b"", 0, pos, False)
+        cut = buf.rfind(b"\n") + 1
+        if cut == 0:
+            if len(buf) >= block_bytes:
+                pos += len(buf)
+                skip = True
+                yield _Cut(buf[:block_bytes] + b"\n", 1, pos, True, truncated=True)
+            else:
+                carry = buf
+            continue
+        block = buf if cut == len(buf) else buf[:cut]
+        carry = buf[cut:]
+        pos += cut
+        yield _Cut(block, block.count(b"\n"), pos, False)
+    if carry and complete:
+        yield _Cut(carry + b"\n", 1, pos + len(carry), False)
+
+
+def _pread_chunks(fd: int, offset: int, size: int) -> Iterator[bytes]:
+    while True:
+        data = os.pread(fd, size, offset)
+        if not data:
+            return
+        offset += len(data)
+        yield data
+
+
+def _stream_chunks(stream: IO[bytes], size: int) -> Iterator[bytes]:
+    while True:
+        data = stream.read(size)
+        if not data:
+            return
+        yield data
+
+
+def _open_codec(path: str, codec: str) -> IO[bytes]:
+    if codec == "gzip":
+        return gzip.open(path, "rb")
+    if codec == "bz2":
+        return bz2.open(path, "rb")
+    if codec == "xz":
+        return lzma.open(path, "rb")
+    return open(path, "rb")  # noqa: SIM115 - the caller closes it
+
+
+def codec_of(path: str | Path) -> str:
+    """``"gzip"``, ``"bz2"``, ``"xz"`` or ``""`` (plain), by the file's first bytes."""
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    for prefix, codec in _MAGIC:
+        if magic.startswith(prefix):
+            return codec
+    return ""
+
+
+# Corrupt or truncated compressed data, as the three decompressors report it.
+_DECOMPRESS_ERRORS = (EOFError, OSError, lzma.LZMAError, ValueError)
+
+
+# --------------------------------------------------------------------------------------------
+# Whole files, stateless (``normagent parse``)
+
+
+def read_chunks(
+    chunks: Iterable[bytes], origin: str, *, mtime: datetime | None = None, block_bytes: int = BLOCK_BYTES
+) -> Iterator[TextBlock]:
+    """All lines of a finished stream given in pieces, in blocks; an unterminated last line is included."""
+    for cut in _cut_blocks(chunks, 0, block_bytes, complete=True):
+        if cut.lines:
+            yield TextBlock(data=cut.data, origin=origin, mtime=mtime, lines=cut.lines)
+
+
+def read_stream(
+    stream: IO[bytes], origin: str, *, mtime: datetime | None = None, block_bytes: int = BLOCK_BYTES
+) -> Iterator[TextBlock]:
+    """All lines of a finished stream in blocks; an unterminated last line is included."""
+    return read_chunks(_stream_chunks(stream, block_bytes), origin, mtime=mtime, block_bytes=block_bytes)
+
+
+def open_decompressed(path: str | Path) -> IO[bytes]:
+    """Open a plain, gzip, bzip2 or xz file (told apart by content) for reading its text."""
+    return _open_codec(str(path), codec_of(path))
+
+
+def read_whole(path: str | Path, *, block_bytes: int = BLOCK_BYTES) -> Iterator[TextBlock]:
+    """All lines of a plain, gzip, bzip2 or xz file (detected by content), in blocks.
+
+    Stateless: no checkpoint is read or written. The file is taken as complete, so an unterminated
+    last line is included. Corrupt compressed data raises ``OSError``/``EOFError`` after the lines
+    before it were yielded.
+    """
+    text = str(path)
+    mtime = datetime.fromtimestamp(os.stat(text).st_mtime, timezone.utc)
+    with open_decompressed(text) as stream:
+        yield from read_stream(stream, text, mtime=mtime, block_bytes=block_bytes)
+
+
+# --------------------------------------------------------------------------------------------
+# Rotated siblings
+
+
+_DATE_DIGITS = 8  # a stamp with at least this many digits is a date (dateext), not a counter
+
+
+@dataclass(frozen=True, slots=True)
+class _Sibling:
+    """A rotated sibling of a tailed path, e.g. ``auth.log.2.gz`` of ``auth.log``."""
+
+    path: str
+    codec: str
+    age: tuple[int, int]  # sort key: smaller is newer
+    st: os.stat_result
+
+
+@functools.lru_cache(maxsize=256)
+def _sibling_pattern(base: str) -> re.Pattern[str]:
+    return re.compile(
+        re.escape(base) + r"(?:[.-](?P<stamp>\d[\d_.-]*?)|\.(?P<old>old))(?P<comp>\.gz|\.bz2|\.xz)?$"
+    )
+
+
+def _age(match: re.Match[str]) -> tuple[int, int]:
+    if match.group("old"):
+        return (1, 1)
+    digits = re.sub(r"\D", "", match.group("stamp"))
+    if len(digits) >= _DATE_DIGITS:
+        # dateext: a later date is newer. Dated files sort before counted ones; a directory
+        # mixing both schemes is a configuration change in progress.
+        return (0, -int(digits))
+    return (1, int(digits))
+
+
+def list_siblings(real_path: str) -> list[_Sibling]:
+    """The rotated siblings of ``real_path``, newest first (``.1`` before ``.2.gz``)."""
+    folder, base = os.path.split(real_path)
+    pattern = _sibling_pattern(base)
+    found: list[_Sibling] = []
+    stems: set[str] = set()
+    try:
+        entries = list(os.scandir(folder or "."))
+    except OSError:
+        return []
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None:
+            continue
+        try:
+            st = entry.stat()
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        comp = match.group("comp") or ""
+        if not comp:
+            stems.add(entry.path)
+        found.append(_Sibling(entry.path, _CODEC_BY_SUFFIX.get(comp, ""), _age(match), st))
+    # ``x.1`` and ``x.1.gz`` side by side: compression is in progress; the plain one is whole.
+    found = [s for s in found if not s.codec or s.path.rsplit(".", 1)[0] not in stems]
+    found.sort(key=lambda s: s.age)
+    return found
+
+
+def _is_rotated_name(path: str, others: set[str]) -> bool:
+    """Whether a glob match is a rotated sibling of another match, or compressed."""
+    if os.path.splitext(path)[1] in _CODEC_BY_SUFFIX:
+        return True
+    folder, name = os.path.split(path)
+    for other in others:
+        if other != path and os.path.dirname(other) == folder:
+            if _sibling_pattern(os.path.basename(other)).fullmatch(name):
+                return True
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint state
+
+
+@dataclass(slots=True)
+class _Tracked:
+    """A file being read: its identity and how far it has been read. Stored as JSON."""
+
+    dev: int
+    ino: int
+    fp: str
+    fpn: int  # bytes the fingerprint covers
+    offset: int = 0
+    size: int = 0  # file size when last looked at (a rotated file that stops growing is done)
+    mtime: float = 0.0
+    skip: bool = False  # the rest of an over-long line is being discarded
+    path: str = ""  # where it was last found; a hint, never trusted without the identity
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "dev": self.dev,
+            "ino": self.ino,
+            "fp": self.fp,
+            "fpn": self.fpn,
+            "offset": self.offset,
+            "size": self.size,
+            "mtime": self.mtime,
+            "skip": self.skip,
+            "path": self.path,
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> _Tracked:
+        return cls(
+            dev=int(value["dev"]),
+            ino=int(value["ino"]),
+            fp=str(value["fp"]),
+            fpn=int(value["fpn"]),
+            offset=int(value["offset"]),
+            size=int(value.get("size", 0)),
+            mtime=float(value.get("mtime", 0.0)),
+            skip=bool(value.get("skip", False)),
+            path=str(value.get("path", "")),
+        )
+
+
+@dataclass(slots=True)
+class _PathState:
+    current: _Tracked | None = None
+    rotated: list[_Tracked] = field(default_factory=list)
+
+    def to_json(self) -> JSONValue:
+        if self.current is None and not self.rotated:
+            return None
+        return {
+            "v": CHECKPOINT_VERSION,
+            "current": None if self.current is None else self.current.to_json(),
+            "rotated": [t.to_json() for t in self.rotated],
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> _PathState:
+        if not isinstance(value, dict) or value.get("v") != CHECKPOINT_VERSION:
+            raise ValueError(f"not a version-{CHECKPOINT_VERSION} file checkpoint")
+        current = value.get("current")
+        return cls(
+            current=None if current is None else _Tracked.from_json(current),
+            rotated=[_Tracked.from_json(t) for t in value.get("rotated", [])],
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The tail
+
+
+def _rooted(root: Path, path: str) -> str:
+    return os.path.join(str(root), path.lstrip("/")) if path.startswith("/") else os.path.join(str(root), path)
+
+
+def _unrooted(root: Path, real: str, absolute: bool) -> str:
+    rel = os.path.relpath(real, str(root))
+    return "/" + rel if absolute else rel
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+
+
+def _head(fd: int, n: int) -> bytes:
+    return os.pread(fd, n, 0) if n > 0 else b""
+
+
+class FileTail:
+    """One run's reading of a ``FileSource``: scan, then ``reads()`` until done or stopped.
+
+    ``reads()`` may be abandoned at any point (the caller stops iterating); every ``FileRead``
+    already handed out carries a complete checkpoint, so committing some of them and dropping the
+    rest is always consistent.
+
+    Args:
+        source: What to read.
+        state: The collector's committed checkpoints.
+        root: Filesystem root the configured paths live under (``/`` except in tests).
+        logger: The run's logger (``ctx.log``); this module's if not given.
+    """
+
+    def __init__(
+        self, source: FileSource, state: CheckpointReader, *, root: Path = Path("/"), logger: Any = None
+    ) -> None:
+        self.source = source
+        self.root = root
+        self.log = logger if logger is not None else log
+        self.errors: list[OSError] = []
+        self._states: dict[str, _PathState] = {}
+        self._lag: dict[str, int] = {}
+        self._jobs: list[tuple[str, str, str, bool]] = []  # key, logical path, real path, pattern known
+        self._new_patterns: list[str] = []
+        self._scan(state)
+
+    # -----------------------------------------------------------------------------------------
+    # scanning
+
+    def _scan(self, state: CheckpointReader) -> None:
+        saved: dict[str, JSONValue] = dict(state.scan(FILE_KEY))
+        seen: set[str] = set()
+        for pattern in self.source.paths:
+            known = state.get(PATTERN_KEY + pattern) is not None
+            if not known:
+                self._new_patterns.append(pattern)
+            absolute = pattern.startswith("/")
+            rooted = _rooted(self.root, pattern)
+            if _GLOB_CHARS.search(pattern):
+                matches = {m for m in glob.glob(rooted, recursive=True) if os.path.isfile(m)}
+                matches = {m for m in matches if not _is_rotated_name(m, matches)}
+                logical = {_unrooted(self.root, m, absolute): m for m in matches}
+                for key in saved:  # files gone since, still owed a rotated tail
+                    path = key[len(FILE_KEY) :]
+                    if fnmatch.fnmatchcase(path, pattern) and path not in logical:
+                        logical[path] = _rooted(self.root, path)
+            else:
+                logical = {pattern: rooted}
+            for path, real in sorted(logical.items()):
+                if path in seen or any(fnmatch.fnmatchcase(path, ex) for ex in self.source.exclude):
+                    continue
+                seen.add(path)
+                key = FILE_KEY + path
+                self._jobs.append((key, path, real, known))
+                value = saved.get(key)
+                if value is not None:
+                    try:
+                        self._states[key] = _PathState.from_json(value)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        self.log.warning("checkpoint_unusable", key=key, error=str(exc))
+                self._lag[key] = self._initial_lag(key, real)
+
+    def _initial_lag(self, key: str, real: str) -> int:
+        st = _stat(real)
+        ps = self._states.get(key)
+        if ps is None:
+            return 0
+        lag = sum(max(t.size - t.offset, 0) for t in ps.rotated)
+        cur = ps.current
+        if st is not None and cur is not None and st.st_ino == cur.ino:
+            lag += max(st.st_size - cur.offset, 0)
+        elif st is not None:
+            lag += st.st_size
+        return lag
+
+    def lag(self) -> int:
+        """Bytes not yet read, as of the last look at each file (file size − offset, summed)."""
+        return sum(self._lag.values())
+
+    @property
+    def tracked(self) -> int:
+        """How many configured paths have a file (current or rotated) being followed."""
+        return len(self._states)
+
+    @property
+    def paths(self) -> list[str]:
+        """The configured paths and glob matches this tail covers (logical, without the root)."""
+        return [path for _, path, _, _ in self._jobs]
+
+    # -----------------------------------------------------------------------------------------
+    # reading
+
+    def reads(self) -> Iterator[FileRead]:
+        """Every step of this run, in order; stop iterating at any point to stop reading."""
+        for pattern in self._new_patterns:
+            yield FileRead(PATTERN_KEY + pattern, {"v": CHECKPOINT_VERSION, "start_at": self.source.start_at})
+        for key, path, real, known in self._jobs:
+            try:
+                yield from self._follow(key, path, real, known)
+            except OSError as exc:
+                # One unreadable file does not keep the others from being read; the caller
+                # reports ``errors`` once the rest is done. What was handed out stays consistent.
+                self.errors.append(exc)
+                self.log.error("log_file_unreadable", path=path, error=str(exc))
+
+    def _follow(self, key: str, path: str, real: str, known: bool) -> Iterator[FileRead]:
+        ps = self._states.get(key)
+        fd = _open_regular(real)
+        try:
+            if ps is None:
+                if fd is None:
+                    return
+                ps = _PathState()
+                self._states[key] = ps
+                st = os.fstat(fd)
+                from_end = not known and self.source.start_at == "end"
+                ps.current = _new_tracked(fd, st, real, at_end=from_end)
+                yield self._state(key)
+                yield from self._read_current(key, ps, fd, real)
+                return
+            handled: set[tuple[int, int]] = set()
+            for t in list(ps.rotated):
+                yield from self._drain(key, ps, t, real, handled)
+            cur = ps.current
+            if cur is not None:
+                if fd is not None and _same_file(cur, fd):
+                    yield from self._read_current(key, ps, fd, real)
+                    return
+                yield from self._moved(key, ps, cur, real, handled)
+            if fd is not None:
+                st = os.fstat(fd)
+                resumed = next((t for t in ps.rotated if t.ino == st.st_ino and _same_file(t, fd)), None)
+                if resumed is not None:  # renamed back: carry on where it was
+                    ps.rotated.remove(resumed)
+                    ps.current = resumed
+                else:
+                    ps.current = _new_tracked(fd, st, real, at_end=False)
+                yield self._state(key)
+                yield from self._read_current(key, ps, fd, real)
+            elif not ps.rotated:
+                self.log.info("log_file_gone", path=path)
+                del self._states[key]
+                self._lag[key] = 0
+                yield FileRead(key, None)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _state(self, key: str) -> FileRead:
+        ps = self._states.get(key)
+        self._lag[key] = _lag_of(ps)
+        return FileRead(key, None if ps is None else ps.to_json())
+
+    def _moved(self, key: str, ps: _PathState, cur: _Tracked, real: str, handled: set[tuple[int, int]]) -> Iterator[FileRead]:
+        """The current file is not at its path any more: finish it, then what was rotated after it."""
+        siblings = [s for s in list_siblings(real) if (s.st.st_dev, s.st.st_ino) not in handled]
+        found = _locate(cur, siblings)
+        ps.current = None
+        if found is not None:
+            index = siblings.index(found)
+            newer = siblings[:index]
+            self.log.info("log_file_rotated", path=self._logical(real), rotated_to=self._logical(found.path))
+        else:
+            newer = [s for s in siblings if s.st.st_mtime > cur.mtime]
+            unread = max(cur.size - cur.offset, 0)
+            log = self.log.warning if unread else self.log.info
+            log("log_file_replaced", path=self._logical(real), unread_bytes=unread, newer_rotated=len(newer))
+        if found is not None:
+            ps.rotated.append(cur)
+            yield from self._drain(key, ps, cur, real, handled, found)
+        for sibling in reversed(newer):  # oldest first
+            st = sibling.st
+            if (st.st_dev, st.st_ino) in handled:
+                continue
+            try:
+                head = _read_head(sibling, FINGERPRINT_BYTES)
+            except (OSError, *_DECOMPRESS_ERRORS) as exc:
+                self.log.warning("rotated_file_unreadable", path=self._logical(sibling.path), error=str(exc))
+                continue
+            t = _Tracked(st.st_dev, st.st_ino, fingerprint(head), len(head), path=sibling.path)
+            ps.rotated.append(t)
+            yield from self._drain(key, ps, t, real, handled, sibling)
+
+    def _drain(
+        self,
+        key: str,
+        ps: _PathState,
+        t: _Tracked,
+        real: str,
+        handled: set[tuple[int, int]],
+        found: _Sibling | None = None,
+    ) -> Iterator[FileRead]:
+        """Read the rest of a rotated file; forget it once it is complete."""
+        if found is None:
+            found = _locate(t, [s for s in list_siblings(real) if (s.st.st_dev, s.st.st_ino) not in handled])
+        if found is None:
+            unread = max(t.size - t.offset, 0)
+            log = self.log.warning if unread else self.log.debug
+            log("rotated_file_gone", path=self._logical(real), unread_bytes=unread)
+            ps.rotated.remove(t)
+            yield self._state(key)
+            return
+        handled.add((found.st.st_dev, found.st.st_ino))
+        origin = self._logical(found.path)
+        mtime = datetime.fromtimestamp(found.st.st_mtime, timezone.utc)
+        if found.codec:
+            yield from self._drain_compressed(key, ps, t, found, origin, mtime)
+            return
+        fd = _open_regular(found.path)
+        if fd is None:
+            return  # moved on again since the scan; the next run finds it
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != (found.st.st_dev, found.st.st_ino):
+                return
+            # Not grown for a whole run: the writer has moved to the new file, so an unterminated
+            # last line will never be finished and is a line of its own.
+            quiet = st.st_size == t.size
+            t.dev, t.ino, t.path = st.st_dev, st.st_ino, found.path
+            t.size = st.st_size
+            t.mtime = st.st_mtime
+            chunks = _pread_chunks(fd, t.offset, self.source.block_bytes)
+            pos = f"{st.st_dev}:{st.st_ino}"
+            yield from self._emit(key, t, chunks, origin, mtime, pos, complete=quiet)
+            if quiet:
+                ps.rotated.remove(t)
+                yield self._state(key)
+        finally:
+            os.close(fd)
+
+    def _drain_compressed(
+        self, key: str, ps: _PathState, t: _Tracked, found: _Sibling, origin: str, mtime: datetime
+    ) -> Iterator[FileRead]:
+        # A compressed sibling is complete: logrotate writes it whole before it removes the plain
+        # file, and a half-written one is never chosen while its plain twin exists. So an
+        # unterminated last line is a line, and a stream that breaks off is corrupt, not pending.
+        t.path = found.path
+        try:
+            with _open_codec(found.path, found.codec) as stream:
+                stream.seek(t.offset)
+                chunks = _stream_chunks(stream, self.source.block_bytes)
+                yield from self._emit(key, t, chunks, origin, mtime, t.fp[:16], complete=True)
+        except _DECOMPRESS_ERRORS as exc:
+            self.log.warning("rotated_file_corrupt", path=origin, offset=t.offset, error=str(exc))
+        ps.rotated.remove(t)
+        yield self._state(key)
+
+    def _read_current(self, key: str, ps: _PathState, fd: int, real: str) -> Iterator[FileRead]:
+        cur = ps.current
+        assert cur is not None
+        st = os.fstat(fd)
+        cur.path = real
+        cur.size = st.st_size
+        cur.mtime = st.st_mtime
+        if cur.fpn < FINGERPRINT_BYTES and st.st_size > cur.fpn:
+            head = _head(fd, FINGERPRINT_BYTES)
+            cur.fp, cur.fpn = fingerprint(head), len(head)
+        mtime = datetime.fromtimestamp(st.st_mtime, timezone.utc)
+        chunks = _pread_chunks(fd, cur.offset, self.source.block_bytes)
+        yield from self._emit(key, cur, chunks, self._logical(real), mtime, f"{st.st_dev}:{st.st_ino}", complete=False)
+        end = os.fstat(fd).st_size
+        if end != cur.size:  # grown while we read
+            cur.size = end
+        yield self._state(key)
+
+    def _emit(
+        self,
+        key: str,
+        t: _Tracked,
+        chunks: Iterable[bytes],
+        origin: str,
+        mtime: datetime,
+        position: str,
+        *,
+        complete: bool,
+    ) -> Iterator[FileRead]:
+        start = t.offset
+        for cut in _cut_blocks(chunks, t.offset, self.source.block_bytes, skip=t.skip, complete=complete):
+            consumed = cut.end - start
+            at = f"{position}@{start}"
+            t.offset, t.skip = cut.end, cut.skip
+            t.size = max(t.size, cut.end)
+            start = cut.end
+            if cut.truncated:
+                self.log.warning("log_line_truncated", path=origin, offset=cut.end, limit_bytes=self.source.block_bytes)
+            ps = self._states[key]
+            self._lag[key] = _lag_of(ps)
+            block = TextBlock(cut.data, origin, mtime, cut.lines) if cut.lines else None
+            yield FileRead(key, ps.to_json(), block, at, consumed)
+
+    def _logical(self, real: str) -> str:
+        return _unrooted(self.root, real, True) if str(self.root) != "/" else real
+
+
+# --------------------------------------------------------------------------------------------
+# identity
+
+
+def _open_regular(path: str) -> int | None:
+    """An fd on a regular file, or None if it does not exist (other errors raise)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IsADirectoryError(f"{path} is not a regular file")
+    return fd
+
+
+def _new_tracked(fd: int, st: os.stat_result, real: str, *, at_end: bool) -> _Tracked:
+    head = _head(fd, min(st.st_size, FINGERPRINT_BYTES))
+    t = _Tracked(st.st_dev, st.st_ino, fingerprint(head), len(head), size=st.st_size, mtime=st.st_mtime, path=real)
+    if at_end and st.st_size:
+        # Start after the last complete line; a line still being written is not ours to count.
+        window = min(st.st_size, _END_SCAN)
+        tail = os.pread(fd, window, st.st_size - window)
+        nl = tail.rfind(b"\n")
+        if nl >= 0:
+            t.offset = st.st_size - window + nl + 1
+        else:
+            t.offset, t.skip = st.st_size, True
+    return t
+
+
+def _same_file(t: _Tracked, fd: int) -> bool:
+    """Whether an open file is ``t``: same inode, not shorter than what was read, same first bytes.
+
+    The device is not compared: it can change across a reboot (btrfs, NFS) for the same file.
+    """
+    st = os.fstat(fd)
+    if st.st_ino != t.ino or st.st_size < t.offset or st.st_size < t.fpn:
+        return False
+    return fingerprint(_head(fd, t.fpn)) == t.fp
+
+
+def _read_head(sibling: _Sibling, n: int) -> bytes:
+    if not sibling.codec:
+        with open(sibling.path, "rb") as f:
+            return f.read(n)
+    with _open_codec(sibling.path, sibling.codec) as stream:
+        return stream.read(n)
+
+
+def _locate(t: _Tracked, siblings: list[_Sibling]) -> _Sibling | None:
+    """Find a tracked file among rotated siblings.
+
+    Best: same inode and same first bytes (renamed). Else the same first bytes in a file of
+    another inode (a copytruncate copy, or compressed): a full fingerprint before a short one,
+    plain before compressed (a compressed twin may still be being written).
+    """
+    best: tuple[int, int] | None = None
+    choice: _Sibling | None = None
+    for sibling in siblings:
+        st = sibling.st
+        same_inode = not sibling.codec and st.st_ino == t.ino and st.st_dev == t.dev
+        if not sibling.codec and (st.st_size < t.offset or st.st_size < t.fpn):
+            continue
+        if t.fpn == 0 and not same_inode:
+            continue  # an empty fingerprint matches anything
+        try:
+            head = _read_head(sibling, t.fpn)
+        except (OSError, *_DECOMPRESS_ERRORS):
+            continue
+        if len(head) < t.fpn or fingerprint(head) != t.fp:
+            continue
+        score = (3 if same_inode else 2 if t.fpn >= FINGERPRINT_BYTES else 1, 0 if sibling.codec else 1)
+        if best is None or score > best:
+            best, choice = score, sibling
+    return choice
+
+
+def _lag_of(ps: _PathState | None) -> int:
+    if ps is None:
+        return 0
+    files = ([ps.current] if ps.current else []) + ps.rotated
+    return sum(max(t.size - t.offset, 0) for t in files)
+
+
+# --------------------------------------------------------------------------------------------
+# Convenience
+
+
+def tail_files(
+    source: FileSource, state: CheckpointReader, *, root: Path = Path("/"), logger: Any = None
+) -> Iterator[FileRead]:
+    """Read what is new in ``source`` since ``state``: ``FileTail(...).reads()``."""
+    return FileTail(source, state, root=root, logger=logger).reads()
+
+
+def lag_bytes(source: FileSource, state: CheckpointReader, *, root: Path = Path("/")) -> int:
+    """Bytes written to ``source``'s files and not yet read, from one ``stat`` per file."""
+    return FileTail(source, state, root=root).lag()
+
+
+__all__ = [
+    "BLOCK_BYTES",
+    "FINGERPRINT_BYTES",
+    "FileRead",
+    "FileSource",
+    "FileTail",
+    "codec_of",
+    "fingerprint",
+    "invalid_utf8_lines",
+    "lag_bytes",
+    "list_siblings",
+    "open_decompressed",
+    "read_chunks",
+    "read_stream",
+    "read_whole",
+    "tail_files",
+]
