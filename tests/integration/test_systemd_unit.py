@@ -1,0 +1,183 @@
+"""The systemd unit as operators install it: hardening score, ``verify``, sysusers/tmpfiles, and the
+Type=notify contract kept by a real ``normagent run`` (READY, WATCHDOG, RELOADING, STOPPING).
+
+``systemd-analyze verify`` checks that ExecStart= exists. The committed unit names the operators'
+path (/opt/normagent/bin/normagent), which a test machine does not have, so the unchanged unit is
+verified inside a throw-away root (``--root``) holding the system's units and normagent at that path.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import REPO, Agent, normagent_command, require_binary, server_env, wait_until
+
+pytestmark = pytest.mark.integration
+
+SYSTEMD = REPO / "systemd"
+UNIT = SYSTEMD / "normagent.service"
+MAX_EXPOSURE = 2.0
+
+
+def unit_settings(path: Path = UNIT) -> dict[str, list[str]]:
+    """``Key=value`` lines of a unit file (all sections), values of repeated keys in order."""
+    settings: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";", "[")):
+            continue
+        key, _, value = line.partition("=")
+        settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+@pytest.fixture(scope="module")
+def analyze() -> str:
+    return require_binary("systemd-analyze", "systemd")
+
+
+def test_security_exposure_is_at_most_2(analyze: str) -> None:
+    result = subprocess.run([analyze, "security", "--offline=yes", str(UNIT)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    match = re.search(r"Overall exposure level for normagent\.service: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout[-2000:]
+    assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
+
+
+def test_verify_prints_nothing(analyze: str, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    units = Path("/usr/lib/systemd/system")
+    if not units.is_dir():
+        units = Path("/lib/systemd/system")
+    shutil.copytree(units, root / "usr/lib/systemd/system", symlinks=True)
+    settings = unit_settings()
+    for key in ("ExecStart", "ExecReload"):
+        for command in settings.get(key, []):
+            binary = command.lstrip("-@:+!").split()[0]
+            target = root / binary.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("#!/bin/sh\nexit 0\n")
+            target.chmod(0o755)
+    installed = root / "etc/systemd/system/normagent.service"
+    installed.parent.mkdir(parents=True)
+    shutil.copyfile(UNIT, installed)  # byte for byte what operators install
+    result = subprocess.run(
+        [analyze, "verify", f"--root={root}", "/etc/systemd/system/normagent.service"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_unit_keeps_the_promises_the_agent_relies_on() -> None:
+    settings = unit_settings()
+    expected = {
+        "Type": ["notify"],
+        "NotifyAccess": ["main"],
+        "Restart": ["on-failure"],
+        "RestartPreventExitStatus": ["78"],
+        "User": ["normagent"],
+        "StateDirectory": ["normagent"],
+        "StateDirectoryMode": ["0700"],
+        "ExecReload": ["/bin/kill -HUP $MAINPID"],
+    }
+    assert {key: settings.get(key) for key in expected} == expected
+    assert set(settings["SupplementaryGroups"][0].split()) == {"adm", "systemd-journal"}
+    assert settings["ExecStart"][0].split()[1:] == ["run"]
+    assert settings.get("WatchdogSec"), "the agent feeds a watchdog; the unit must ask for one"
+    # psutil reads the boot time from /proc/stat, which ProcSubset=pid hides.
+    assert "pid" not in settings.get("ProcSubset", [])
+
+
+def test_sysusers_and_tmpfiles_create_the_user_and_config_directory(tmp_path: Path) -> None:
+    sysusers = require_binary("systemd-sysusers", "systemd")
+    tmpfiles = require_binary("systemd-tmpfiles", "systemd")
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "usr/lib/sysusers.d").mkdir(parents=True)
+    (root / "usr/lib/tmpfiles.d").mkdir(parents=True)
+    shutil.copyfile(SYSTEMD / "normagent.sysusers.conf", root / "usr/lib/sysusers.d/normagent.conf")
+    shutil.copyfile(SYSTEMD / "normagent.tmpfiles.conf", root / "usr/lib/tmpfiles.d/normagent.conf")
+
+    subprocess.run([sysusers, f"--root={root}"], check=True, capture_output=True, timeout=60)
+    passwd = {line.split(":")[0]: line.split(":") for line in (root / "etc/passwd").read_text().splitlines()}
+    group = {line.split(":")[0]: line.split(":") for line in (root / "etc/group").read_text().splitlines()}
+    user = passwd["normagent"]
+    assert user[5:] == ["/var/lib/normagent", "/usr/sbin/nologin"]
+    assert int(user[2]) < 1000, "a system user"
+
+    subprocess.run([tmpfiles, f"--root={root}", "--create"], check=True, capture_output=True, timeout=60)
+    config_dir = (root / "etc/normagent").stat()
+    assert oct(config_dir.st_mode & 0o7777) == "0o750"
+    assert (config_dir.st_uid, config_dir.st_gid) == (0, int(group["normagent"][2]))
+
+
+# ------------------------------------------------------------------------------------------------
+# the Type=notify contract, as systemd would see it
+
+
+class NotifySocket:
+    """The service manager's end of $NOTIFY_SOCKET: an abstract datagram socket."""
+
+    def __init__(self) -> None:
+        self.name = f"normagent-test-{uuid.uuid4().hex}"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("\0" + self.name)
+        self.sock.settimeout(0.2)
+        self.messages: list[str] = []
+
+    def drain(self) -> list[str]:
+        while True:
+            try:
+                self.messages.extend(self.sock.recv(4096).decode().split("\n"))
+            except TimeoutError:
+                return self.messages
+
+    def seen(self, message: str, after: int = 0) -> bool:
+        return message in self.drain()[after:]
+
+
+@pytest.fixture
+def notify_socket() -> Iterator[NotifySocket]:
+    manager = NotifySocket()
+    try:
+        yield manager
+    finally:
+        manager.sock.close()
+
+
+@pytest.mark.slow
+def test_agent_speaks_sd_notify(start_agent: Callable[..., Agent], notify_socket: NotifySocket) -> None:
+    agent = start_agent(env={"NOTIFY_SOCKET": "@" + notify_socket.name, "WATCHDOG_USEC": "2000000"})
+    process = agent.process
+    wait_until("READY=1", lambda: notify_socket.seen("READY=1"), process=process, timeout=10)
+    assert any(m.startswith("STATUS=") for m in notify_socket.messages)
+    wait_until("a WATCHDOG=1 ping (every second for WatchdogSec=2s)", lambda: notify_socket.seen("WATCHDOG=1"), process=process, timeout=10)
+
+    mark = len(notify_socket.messages)
+    process.signal(signal.SIGHUP)
+    wait_until("RELOADING=1 after SIGHUP", lambda: notify_socket.seen("RELOADING=1", mark), process=process, timeout=10)
+    reloading = notify_socket.messages.index("RELOADING=1", mark)
+    wait_until("READY=1 after the reload", lambda: notify_socket.seen("READY=1", reloading), process=process, timeout=10)
+
+    mark = len(notify_socket.messages)
+    assert process.stop() == 0
+    assert notify_socket.seen("STOPPING=1", mark)
+
+
+def test_bad_config_exits_78_so_systemd_stops_restarting(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[web]\nlisten = "nowhere"\n')
+    result = subprocess.run(
+        [*normagent_command(), "run", "--config", str(config)], capture_output=True, text=True, timeout=60, env=server_env()
+    )
+    assert result.returncode == 78, result.stderr
+    assert "web.listen" in result.stderr
