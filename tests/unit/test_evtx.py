@@ -1,0 +1,515 @@
+"""EVTX reader over the six real fixture files (tests/fixtures/evtx, MIT, see its README).
+
+Expected values come from the evtx package's *XML* rendering, parsed with ElementTree, while the
+reader normalises the *JSON* rendering: two independent paths through the file must agree.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from evtx import PyEvtxParser
+
+from normagent.model import WindowsEvent
+from normagent.sources.evtx import (
+    CHUNK_BYTES,
+    HEADER_BYTES,
+    EvtxFileError,
+    EvtxPosition,
+    anchor_of,
+    chunks_after,
+    read_evtx,
+    scan_chunks,
+    to_windows_event,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "evtx"
+FILES = sorted(p.name for p in FIXTURES.glob("*.evtx"))
+DAMAGED = "sample-with-zero-data-size-event.evtx"
+NS = "{http://schemas.microsoft.com/win/2004/08/events/event}"
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+# --------------------------------------------------------------------------------------------
+# The independent rendering: XML records
+
+
+def xml_records(path: Path) -> list[tuple[int, ET.Element]]:
+    """(record number, parsed XML) of every record; ElementTree rejects control characters, so mask them."""
+    out = []
+    with pytest.warns(RuntimeWarning) if path.name == DAMAGED else _nothing():
+        for record in PyEvtxParser(str(path), skip_errors=True).records():
+            masked = _CONTROL.sub(lambda m: chr(0xE000 + ord(m.group())), record["data"])
+            out.append((record["event_record_id"], ET.fromstring(masked)))
+    return out
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def xml_text(element: ET.Element | None) -> str:
+    """Element text as the JSON carries it: XML parsing turned CRLF into LF and pretty-printing adds blanks."""
+    if element is None or element.text is None or not element.text.strip():
+        return ""
+    return re.sub("[\ue000-\ue01f]", lambda m: chr(ord(m.group()) - 0xE000), element.text)
+
+
+def normalised(value: str) -> str:
+    return value.replace("\r\n", "\n")
+
+
+def events(path: Path, **kwargs: Any) -> list[WindowsEvent]:
+    return [e for block, _ in read_evtx(path, **kwargs) for e in block.records]  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------------------------
+# Every record of every file
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_record_counts_per_event_id_match_the_xml_rendering(name: str) -> None:
+    path = FIXTURES / name
+    expected = collections.Counter(int(xml.find(f"{NS}System/{NS}EventID").text) for _, xml in xml_records(path))  # type: ignore[union-attr,arg-type]
+
+    got = collections.Counter(e.event_id for e in events(path, block_records=97))
+
+    assert got == expected
+
+
+README_COUNTS = [
+    ("Security_short_selected.evtx", 7, {4625: 1, 4776: 1, 5152: 2, 5157: 1}),
+    ("Security_with_size_t.evtx", 636, {4625: 15, 4776: 21, 4624: 126}),
+    ("security.evtx", 2261, {}),
+    ("new-user-security.evtx", 4, {4720: 1}),
+    ("system.evtx", 1881, {}),
+    (DAMAGED, 335, {}),
+]
+
+
+@pytest.mark.parametrize(("name", "total", "some"), README_COUNTS)
+def test_totals_match_the_fixture_catalogue(name: str, total: int, some: dict[int, int]) -> None:
+    got = collections.Counter(e.event_id for e in events(FIXTURES / name))
+
+    assert sum(got.values()) == total
+    assert {k: got[k] for k in some} == some
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_every_field_matches_the_xml_rendering(name: str) -> None:
+    """System fields, named and unnamed EventData, Binary and simple UserData values, for every record."""
+    path = FIXTURES / name
+    pairs = list(zip(xml_records(path), events(path), strict=True))
+    problems: list[str] = []
+
+    for (number, xml), event in pairs:
+        system = xml.find(f"{NS}System")
+        assert system is not None
+        level, keywords = system.find(f"{NS}Level"), system.find(f"{NS}Keywords")
+        expected = {
+            "record_id": int(xml_text(system.find(f"{NS}EventRecordID"))),
+            "event_id": int(xml_text(system.find(f"{NS}EventID"))),
+            "level": int(xml_text(level) or 0),
+            "keywords": int(xml_text(keywords) or "0", 16),
+            "channel": xml_text(system.find(f"{NS}Channel")),
+            "computer": xml_text(system.find(f"{NS}Computer")),
+            "provider": system.find(f"{NS}Provider").get("Name"),  # type: ignore[union-attr]
+            "time": system.find(f"{NS}TimeCreated").get("SystemTime"),  # type: ignore[union-attr]
+        }
+        got = {
+            "record_id": event.record_id,
+            "event_id": event.event_id,
+            "level": event.level,
+            "keywords": event.keywords,
+            "channel": event.channel,
+            "computer": event.computer,
+            "provider": event.provider,
+            "time": event.time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+        if got != expected:
+            problems.append(f"record {number}: {got} != {expected}")
+        data = xml.find(f"{NS}EventData")
+        if data is not None:
+            unnamed = [d for d in data.findall(f"{NS}Data") if not d.get("Name")]
+            want = {d.get("Name"): xml_text(d) for d in data.findall(f"{NS}Data") if d.get("Name")}
+            want.update({str(i): xml_text(d) for i, d in enumerate(unnamed)})
+            if data.find(f"{NS}Binary") is not None and xml_text(data.find(f"{NS}Binary")):
+                want["Binary"] = xml_text(data.find(f"{NS}Binary"))
+            have = {k: normalised(event.data.get(k, "<missing>")) for k in want}  # type: ignore[arg-type]
+            if have != want:
+                problems.append(f"record {number} EventData: {have} != {want}")
+        user = xml.find(f"{NS}UserData")
+        if user is not None:
+            (element,) = list(user)
+            want = {c.tag.split("}")[1]: xml_text(c) for c in element if len(c) == 0 and not c.attrib}
+            have = {k: normalised(event.data.get(k, "<missing>")) for k in want}
+            if have != want:
+                problems.append(f"record {number} UserData: {have} != {want}")
+
+    assert problems == []
+
+
+# --------------------------------------------------------------------------------------------
+# Resuming: exactly once across any number of interrupted runs
+
+
+def run_in_steps(path: Path, blocks_per_run: int, block_records: int, **kwargs: Any) -> tuple[list[int], int, int]:
+    """Read like a collector that is killed after ``blocks_per_run`` committed blocks, run after run.
+
+    Returns the record ids delivered over all runs, the unreadable records counted, and the runs.
+    """
+    position: Any = None
+    delivered: list[int] = []
+    unreadable = 0
+    for run in range(1, 10_000):
+        reader = read_evtx(path, position=EvtxPosition.from_json(position), block_records=block_records, **kwargs)
+        committed_unreadable = 0
+        blocks = 0
+        for block, last_id in reader:
+            delivered.extend(e.record_id for e in block.records)  # type: ignore[union-attr]
+            position = reader.position.to_json()  # committed together with the block
+            assert reader.position.record_id == last_id
+            committed_unreadable = reader.stats.unreadable
+            blocks += 1
+            if blocks == blocks_per_run:
+                break
+        unreadable += committed_unreadable
+        if blocks < blocks_per_run:
+            return delivered, unreadable, run
+    raise AssertionError("never finished")
+
+
+@pytest.mark.parametrize("name", FILES)
+@pytest.mark.parametrize(("blocks_per_run", "block_records"), [(1, 50), (3, 7), (1, 1000)])
+def test_interrupted_runs_deliver_every_record_exactly_once(name: str, blocks_per_run: int, block_records: int) -> None:
+    path = FIXTURES / name
+    whole = read_evtx(path)
+    expected = [e.record_id for block, _ in whole for e in block.records]  # type: ignore[union-attr]
+
+    delivered, unreadable, _ = run_in_steps(path, blocks_per_run, block_records)
+
+    assert delivered == expected
+    assert unreadable == whole.stats.unreadable
+
+
+def test_the_damaged_record_is_counted_once_and_skipped() -> None:
+    """Record 3 is damaged and takes the rest of chunk 0 (3..117) with it; everything else is read."""
+    reader = read_evtx(FIXTURES / DAMAGED)
+    ids = [e.record_id for block, _ in reader for e in block.records]  # type: ignore[union-attr]
+    again = read_evtx(FIXTURES / DAMAGED, position=reader.position)
+
+    assert ids == [1, 2, *range(118, 451)]
+    assert (reader.stats.errors, reader.stats.unreadable) == (1, 115)
+    assert list(again) == [] and again.stats.unreadable == 0
+
+
+@pytest.mark.parametrize("name", ["security.evtx", "system.evtx"])
+def test_resuming_after_a_record_id_reads_only_later_records(name: str) -> None:
+    path = FIXTURES / name
+    everything = events(path)
+
+    for after in (1, 90, 91, 92, 1000, len(everything) - 1, len(everything)):
+        resumed = events(path, after_record_id=after)
+        assert [e.record_id for e in resumed] == [e.record_id for e in everything[after:]]
+
+
+def test_a_resume_reads_only_the_chunks_after_the_position() -> None:
+    chunks, _ = scan_chunks(FIXTURES / "security.evtx")
+
+    selected = chunks_after(chunks, 2150)
+
+    assert [c.index for c in selected] == [24, 25]
+    assert [c.index for c in chunks_after(chunks, 0)] == list(range(26))
+    assert [c.index for c in chunks_after(chunks, 2201)] == [24, 25]  # 2201 is the last of chunk 24
+    assert [c.index for c in chunks_after(chunks, 2202)] == [25]
+
+
+# --------------------------------------------------------------------------------------------
+# Filters
+
+
+FILTERS = [
+    ("Security_with_size_t.evtx", {"event_ids": [4625, 4776]}, lambda e: e.event_id in (4625, 4776)),
+    ("Security_with_size_t.evtx", {"channels": ["SECURITY"]}, lambda e: True),
+    ("system.evtx", {"channels": ["Security"]}, lambda e: False),
+    ("system.evtx", {"channels": ["system"], "event_ids": [6005, 6006, 6008, 1074]}, lambda e: e.event_id in (6005, 6006, 6008, 1074)),
+    ("security.evtx", {"event_ids": []}, lambda e: False),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "keep"), FILTERS)
+def test_filters_keep_matching_records_and_still_advance_the_position(name: str, kwargs: dict[str, Any], keep: Any) -> None:
+    path = FIXTURES / name
+    everything = events(path)
+
+    unfiltered = read_evtx(path)
+    list(unfiltered)
+
+    reader = read_evtx(path, block_records=10, **kwargs)
+    got = [e for block, _ in reader for e in block.records]
+
+    assert got == [e for e in everything if keep(e)]
+    assert reader.position == unfiltered.position
+    assert reader.stats.matched + reader.stats.skipped == reader.stats.records == len(everything)
+    assert list(read_evtx(path, position=reader.position, **kwargs)) == []
+
+
+def test_a_long_filtered_out_stretch_yields_empty_blocks_that_move_the_position() -> None:
+    """Committing the position every few thousand records keeps a crash from re-reading all of them."""
+    blocks = list(read_evtx(FIXTURES / "security.evtx", event_ids=[99999], block_records=100))
+
+    assert [len(b.records) for b, _ in blocks] == [0, 0, 0]
+    assert [last for _, last in blocks] == [1000, 2000, 2261]
+
+
+# --------------------------------------------------------------------------------------------
+# Files that are not what the position expects
+
+
+def test_a_file_replaced_by_one_with_lower_record_numbers_is_read_from_its_start(tmp_path: Path) -> None:
+    path = tmp_path / "Security.evtx"
+    shutil.copy(FIXTURES / "security.evtx", path)
+    first = read_evtx(path)
+    list(first)
+    shutil.copy(FIXTURES / "Security_with_size_t.evtx", path)  # a new export after the log was cleared
+
+    second = read_evtx(path, position=first.position)
+    got = [e for block, _ in second for e in block.records]
+
+    assert second.stats.replaced
+    assert len(got) == 636
+
+
+def test_a_file_whose_record_at_the_position_differs_is_read_from_its_start(tmp_path: Path) -> None:
+    """Same record numbers, different records (another machine's export): the anchor tells them apart."""
+    path = tmp_path / "log.evtx"
+    shutil.copy(FIXTURES / "system.evtx", path)
+    first = read_evtx(path, block_records=500)
+    next(iter(first))  # committed up to record 500
+    shutil.copy(FIXTURES / "security.evtx", path)
+
+    second = read_evtx(path, position=first.position)
+    got = [e for block, _ in second for e in block.records]
+
+    assert second.stats.replaced
+    assert len(got) == 2261
+
+
+def test_the_same_file_at_the_same_position_is_not_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "log.evtx"
+    shutil.copy(FIXTURES / "system.evtx", path)
+    first = read_evtx(path, block_records=500)
+    next(iter(first))
+
+    second = read_evtx(path, position=first.position)
+    got = [e.record_id for block, _ in second for e in block.records]  # type: ignore[union-attr]
+
+    assert not second.stats.replaced
+    assert got == list(range(501, 1882))
+
+
+def wrapped_copy(tmp_path: Path) -> Path:
+    """security.evtx as a circular log that wrapped: chunks 0-5 overwritten by 20-25 (newest first in the file)."""
+    data = (FIXTURES / "security.evtx").read_bytes()
+    chunk = [data[HEADER_BYTES + i * CHUNK_BYTES : HEADER_BYTES + (i + 1) * CHUNK_BYTES] for i in range(26)]
+    path = tmp_path / "wrapped.evtx"
+    path.write_bytes(data[:HEADER_BYTES] + b"".join(chunk[20:26] + chunk[6:20]))
+    return path
+
+
+def test_a_wrapped_log_is_read_in_record_order(tmp_path: Path) -> None:
+    path = wrapped_copy(tmp_path)
+    first_in_chunk_6 = min(c.first for c in scan_chunks(path)[0])
+
+    ids = [e.record_id for e in events(path, block_records=100)]
+
+    assert ids == list(range(first_in_chunk_6, 2262))
+
+
+@pytest.mark.parametrize(("after", "lost"), [(300, 230), (530, 0), (1000, 0)])
+def test_records_overwritten_before_they_were_read_are_counted_lost(tmp_path: Path, after: int, lost: int) -> None:
+    path = wrapped_copy(tmp_path)
+
+    reader = read_evtx(path, after_record_id=after)
+    ids = [e.record_id for block, _ in reader for e in block.records]  # type: ignore[union-attr]
+
+    assert ids == list(range(max(after + 1, 531), 2262))
+    assert reader.stats.lost == lost
+
+
+# --------------------------------------------------------------------------------------------
+# Damaged, truncated and foreign files
+
+
+def test_a_chunk_with_a_damaged_header_is_skipped_and_its_records_counted(tmp_path: Path) -> None:
+    data = bytearray((FIXTURES / "security.evtx").read_bytes())
+    start = HEADER_BYTES + 5 * CHUNK_BYTES
+    data[start : start + 8] = b"XXXXXXXX"
+    path = tmp_path / "damaged.evtx"
+    path.write_bytes(bytes(data))
+
+    reader = read_evtx(path)
+    ids = [e.record_id for block, _ in reader for e in block.records]  # type: ignore[union-attr]
+
+    assert ids == [*range(1, 442), *range(531, 2262)]
+    assert (reader.stats.chunks_damaged, reader.stats.unreadable) == (1, 89)
+
+
+def test_a_chunk_with_damaged_records_is_counted(tmp_path: Path) -> None:
+    data = bytearray((FIXTURES / "security.evtx").read_bytes())
+    start = HEADER_BYTES + 5 * CHUNK_BYTES + 600
+    data[start : start + 3000] = b"\xab" * 3000
+    path = tmp_path / "damaged.evtx"
+    path.write_bytes(bytes(data))
+
+    reader = read_evtx(path)
+    ids = [e.record_id for block, _ in reader for e in block.records]  # type: ignore[union-attr]
+
+    assert reader.stats.errors >= 1
+    assert len(ids) + reader.stats.unreadable == 2261
+    assert ids == sorted(set(ids))
+
+
+def test_a_truncated_copy_yields_its_complete_chunks_and_waits_for_the_rest(tmp_path: Path) -> None:
+    """A copy still being written ends inside a chunk: that chunk is read once it is complete."""
+    source = (FIXTURES / "security.evtx").read_bytes()
+    path = tmp_path / "copy.evtx"
+    path.write_bytes(source[: HEADER_BYTES + 3 * CHUNK_BYTES + 20_000])
+
+    first = read_evtx(path)
+    ids = [e.record_id for block, _ in first for e in block.records]  # type: ignore[union-attr]
+    path.write_bytes(source)  # the copy completed
+    second = read_evtx(path, position=first.position)
+    more = [e.record_id for block, _ in second for e in block.records]  # type: ignore[union-attr]
+
+    assert ids == list(range(1, 261))
+    assert first.stats.truncated and first.stats.unreadable == 0
+    assert ids + more == list(range(1, 2262))
+
+
+@pytest.mark.parametrize("size", [0, 100, 4095, HEADER_BYTES, HEADER_BYTES + 100])
+def test_a_file_cut_inside_its_header_or_first_chunk_never_crashes(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "cut.evtx"
+    path.write_bytes((FIXTURES / "system.evtx").read_bytes()[:size])
+
+    if size < 128:
+        with pytest.raises(EvtxFileError):
+            read_evtx(path)
+    else:
+        assert events(path) == []
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"not an event log\n" * 1000, b"LPKSHHRH" + bytes(5000), b"ElfChnk\x00" + bytes(70000)],
+    ids=["empty", "text", "journal-magic", "chunk-without-file-header"],
+)
+def test_a_file_that_is_not_evtx_is_rejected_clearly(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "x.evtx"
+    path.write_bytes(content)
+
+    with pytest.raises(EvtxFileError, match="not an EVTX file"):
+        read_evtx(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Pure parts
+
+
+def doc(system: dict[str, Any], **sections: Any) -> dict[str, Any]:
+    base = {
+        "Provider": {"#attributes": {"Name": "P"}},
+        "EventID": 1,
+        "TimeCreated": {"#attributes": {"SystemTime": "2024-03-01T08:00:00.123456Z"}},
+        "EventRecordID": 7,
+        "Channel": "System",
+        "Computer": "srv",
+    }
+    base.update(system)
+    return {"Event": {"System": base, **sections}}
+
+
+SHAPES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("qualified event id", doc({"EventID": {"#attributes": {"Qualifiers": 32768}, "#text": 6005}}), {"event_id": 6005}),
+    ("event id as text", doc({"EventID": "4625"}), {"event_id": 4625}),
+    ("qualifier bits in the id", doc({"EventID": 0x80001F4}), {"event_id": 0x1F4}),
+    ("keywords hex", doc({"Keywords": "0x8010000000000000"}), {"keywords": 0x8010000000000000}),
+    ("missing level and keywords", doc({}), {"level": 0, "keywords": 0}),
+    ("source name when no Name", doc({"Provider": {"#attributes": {"EventSourceName": "Service Control Manager"}}}), {"provider": "Service Control Manager"}),
+    ("7 fraction digits", doc({"TimeCreated": {"#attributes": {"SystemTime": "2017-07-12T17:16:28.2141616Z"}}}), {"time": "2017-07-12 17:16:28.214161+00:00"}),
+    ("no TimeCreated: header time", doc({"TimeCreated": None}), {"time": "2020-01-02 03:04:05.600000+00:00"}),
+    ("no EventRecordID: header number", doc({"EventRecordID": None}), {"record_id": 42}),
+    ("named data, typed values", doc({}, EventData={"LogonType": 2, "Elevated": False, "Status": "0xc000006d", "Gone": None}), {"data": {"LogonType": "2", "Elevated": "false", "Status": "0xc000006d", "Gone": ""}}),
+    ("unnamed data list", doc({}, EventData={"Data": {"#text": ["a", "b", ""]}, "Binary": None}), {"data": {"0": "a", "1": "b", "2": ""}}),
+    ("unnamed data single", doc({}, EventData={"Data": {"#text": "only"}, "Binary": "DEADBEEF"}), {"data": {"0": "only", "Binary": "DEADBEEF"}}),
+    ("data as plain string", doc({}, EventData={"Data": "plain"}), {"data": {"0": "plain"}}),
+    ("empty event data", doc({}, EventData=None), {"data": {}}),
+    ("event data attributes", doc({}, EventData={"#attributes": {"Name": "X"}, "A": 1}), {"data": {"@Name": "X", "A": "1"}}),
+    (
+        "user data nested",
+        doc(
+            {},
+            UserData={
+                "EventProcessingFailure": {
+                    "#attributes": {"xmlns": "http://manifests"},
+                    "Error": {"#attributes": {"Code": 15007}},
+                    "EventID": 4647,
+                    "Inner": {"Deep": "v", "#text": "t"},
+                }
+            },
+        ),
+        {"data": {"Error@Code": "15007", "EventID": "4647", "Inner.Deep": "v", "Inner": "t"}},
+    ),
+    ("user data empty element", doc({}, UserData={"ServiceShutdown": {"#attributes": {"xmlns": "x"}}}), {"data": {}}),
+]
+
+
+@pytest.mark.parametrize(("doc_", "expected"), [(d, e) for _, d, e in SHAPES], ids=[n for n, _, _ in SHAPES])
+def test_json_shapes_normalise(doc_: dict[str, Any], expected: dict[str, Any]) -> None:
+    event = to_windows_event(doc_, header_id=42, header_stamp="2020-01-02T03:04:05.6Z UTC")
+
+    got = {key: (str(getattr(event, key)) if key == "time" else getattr(event, key)) for key in expected}
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("stamp", "anchor"),
+    [
+        ("2016-06-29T15:24:34.346Z UTC", "20160629152434.3460000"),
+        ("2016-06-29T15:24:34.3460000Z", "20160629152434.3460000"),
+        ("2017-07-12 17:16:28.2141616 UTC", "20170712171628.2141616"),
+        ("2017-07-12T17:16:28Z", "20170712171628.0000000"),
+    ],
+)
+def test_the_anchor_does_not_depend_on_how_evtx_prints_the_time(stamp: str, anchor: str) -> None:
+    assert anchor_of(stamp) == anchor
+
+
+@pytest.mark.parametrize(
+    ("value", "position"),
+    [
+        (None, EvtxPosition()),
+        (17, EvtxPosition(record_id=17)),
+        ({"record_id": 5, "anchor": "a", "unreadable_through": 9}, EvtxPosition(5, "a", 9)),
+        ({"record_id": 5}, EvtxPosition(5)),
+    ],
+)
+def test_positions_round_trip_through_json(value: Any, position: EvtxPosition) -> None:
+    assert EvtxPosition.from_json(value) == position
+    assert EvtxPosition.from_json(position.to_json()) == position
+
+
+@pytest.mark.parametrize("value", ["5", [5], {"record_id": "5"}, True])
+def test_a_position_that_is_not_one_is_refused(value: Any) -> None:
+    with pytest.raises(ValueError):
+        EvtxPosition.from_json(value)
