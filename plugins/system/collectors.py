@@ -82,7 +82,7 @@ CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "stea
 EVIDENCE = ("wtmp", "wtmpdb", "journald")
 
 SWITCH_SLACK = 300.0  # seconds: the same boot as seen by two sources differs by a few seconds
-FUTURE_SLACK = 300.0  # a boot dated later than now + this is left for a later run (clock skew)
+FUTURE_SLACK = 300.0  # a boot dated later than now + this is logged: the clock was wrong at boot
 WTMP_CHUNK = WTMP_RECORD_SIZE * 8192  # ~3 MiB per read: bounded memory on a years-old wtmp
 TAIL_LINES = 100
 JOURNALCTL_TIMEOUT = 30.0
@@ -300,16 +300,22 @@ def collect_boots(ctx: RunContext) -> Iterator[Batch]:
     # A boot seen before through another source shows up again a few seconds apart.
     threshold = watermark + (SWITCH_SLACK if previous_evidence not in (None, read.evidence) else 0.0)
 
+    # Boots dated after "now" (a clock that was wrong at boot) are judged at once but cannot move
+    # the watermark into the future, or later boots would be skipped; their keys are kept instead.
+    ahead = _ahead(saved.get("ahead")) if previous_evidence == read.evidence else {}
     observations: list[Observation] = []
     judged_until = watermark
     for boot in read.boots:
         if boot.at <= threshold:
             continue
+        if boot.key in ahead:
+            judged_until = max(judged_until, min(boot.at, now))  # its date has been reached, maybe
+            continue
         if boot.at > now + FUTURE_SLACK:
-            log.warning("boot_in_future", boot_at=_iso(boot.at))
-            break
+            log.warning("boot_dated_in_future", boot_at=_iso(boot.at))
+            ahead[boot.key] = boot.at
         observations += boot_observations(boot)
-        judged_until = max(judged_until, boot.at)
+        judged_until = max(judged_until, min(boot.at, now))
         log.info(
             "boot_judged",
             boot_at=_iso(boot.at),
@@ -320,10 +326,24 @@ def collect_boots(ctx: RunContext) -> Iterator[Batch]:
         observations.append(Count(BOOT_RECORDS_INVALID, {"evidence": read.evidence}, read.invalid))
         log.warning("boot_records_invalid", records=read.invalid)
 
-    checkpoint = {"evidence": read.evidence, "judged_until": judged_until, **read.checkpoint}
+    checkpoint: dict[str, Any] = {"evidence": read.evidence, "judged_until": judged_until, **read.checkpoint}
+    ahead = {key: at for key, at in ahead.items() if at > judged_until}
+    if ahead:
+        checkpoint["ahead"] = [[key, at] for key, at in sorted(ahead.items())]
     yield Batch(observations, [Checkpoint("boots", checkpoint)])
     if not read.complete:
         raise EvidenceUnavailable(read.problem)
+
+
+def _ahead(value: Any) -> dict[str, float]:
+    """The ``ahead`` checkpoint entry: [[key, time], …] of future-dated boots already judged."""
+    if not isinstance(value, list):
+        return {}
+    out: dict[str, float] = {}
+    for item in value:
+        if isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and _number(item[1]) is not None:
+            out[item[0]] = float(item[1])
+    return out
 
 
 def boot_observations(boot: Boot) -> list[Observation]:

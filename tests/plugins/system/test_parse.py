@@ -34,16 +34,13 @@ from normagent.plugins.system.parse import (
     scan_boot_tail,
 )
 
+from tests.plugins.system.builders import WTMPDB_ROWS, WTMPDB_SCHEMA, make_wtmpdb, t, us
+
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 WTMP = FIXTURES / "system" / "wtmp"
 COMMANDS = FIXTURES / "commands"
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=timezone.utc).timestamp()
 CATALOG = Path("/usr/lib/systemd/catalog/systemd.catalog")
-
-
-def t(text: str) -> float:
-    """Unix time of a UTC ``YYYY-MM-DD HH:MM:SS``."""
-    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
 
 
 def judge(name: str) -> list[Boot]:
@@ -255,44 +252,14 @@ def test_carry_from_a_malformed_checkpoint_is_empty(value: object) -> None:
 # --------------------------------------------------------------------------------------------
 # wtmpdb
 
-WTMPDB_SCHEMA = (
-    # wtmpdb lib/sqlite.c, current and older (with PID, without ID) schemas, verbatim
-    "CREATE TABLE IF NOT EXISTS wtmp(ID INTEGER PRIMARY KEY, Type INTEGER, User TEXT NOT NULL, Login INTEGER, "
-    "Logout INTEGER, TTY TEXT, RemoteHost TEXT, Service TEXT) STRICT;",
-    "CREATE TABLE IF NOT EXISTS wtmp(Type INTEGER, User TEXT NOT NULL, PID INTEGER, Login INTEGER, Logout INTEGER, "
-    "TTY TEXT, RemoteHost TEXT, Service TEXT) STRICT;",
-)
-
-
-def make_wtmpdb(path: Path, rows: list[tuple[int, str, int, int | None, str]], schema: str = WTMPDB_SCHEMA[0]) -> Path:
-    """A wtmpdb database with the real schema; rows are (Type, User, Login µs, Logout µs, TTY)."""
-    with sqlite3.connect(path) as conn:
-        conn.execute(schema)
-        conn.executemany("INSERT INTO wtmp (Type, User, Login, Logout, TTY) VALUES (?, ?, ?, ?, ?)", rows)
-    conn.close()
-    return path
-
-
-def us(text: str) -> int:
-    return int(t(text)) * 1_000_000
-
-
-WTMPDB_ROWS = [
-    (1, "reboot", us("2026-09-01 08:00:00"), us("2026-09-05 18:00:00"), "~"),
-    (3, "alice", us("2026-09-01 09:00:00"), us("2026-09-01 10:00:00"), "pts/0"),
-    (1, "reboot", us("2026-09-05 18:02:00"), None, "~"),  # crashed: never logged out
-    (3, "bob", us("2026-09-06 09:00:00"), None, "pts/1"),
-    (1, "reboot", us("2026-09-07 07:00:00"), us("2026-09-20 03:00:00"), "~"),
-    (1, "soft-reboot", us("2026-09-20 03:00:05"), None, "~"),  # systemd soft-reboot, still running
-]
-
-
 @pytest.mark.parametrize("schema", WTMPDB_SCHEMA, ids=["current", "old-with-pid"])
 def test_wtmpdb_boots(tmp_path: Path, schema: str) -> None:
     db = make_wtmpdb(tmp_path / "wtmp.db", WTMPDB_ROWS, schema)
-    with sqlite3.connect(db) as conn:
+    conn = sqlite3.connect(db)
+    try:
         rows = [WtmpdbRow(*r) for r in conn.execute("SELECT rowid, Login, Logout FROM wtmp WHERE Type = 1 ORDER BY Login")]
-    conn.close()
+    finally:
+        conn.close()
     boots, invalid = boots_from_wtmpdb(rows, now=NOW)
     assert invalid == 0
     assert [(b.at, b.planned, b.downtime) for b in boots] == [
