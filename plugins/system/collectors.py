@@ -61,7 +61,7 @@ SECTION = "Driftsstatus"
 BOOT_TIME = "normagent_boot_time_seconds"
 CPU_SECONDS = "normagent_cpu_seconds_total"
 CPUS = "normagent_cpus"
-LOAD1, LOAD5, LOAD15 = "normagent_load1", "normagent_load5", "normagent_load15"
+LOAD = "normagent_load_average_tasks"
 MEMORY_TOTAL = "normagent_memory_total_bytes"
 MEMORY_AVAILABLE = "normagent_memory_available_bytes"
 MEMORY_AVAILABLE_RATIO = "normagent_memory_available_ratio"
@@ -71,7 +71,7 @@ FS_SIZE = "normagent_filesystem_size_bytes"
 FS_AVAIL = "normagent_filesystem_avail_bytes"
 FS_FREE = "normagent_filesystem_free_bytes"
 FS_AVAIL_RATIO = "normagent_filesystem_avail_ratio"
-FS_ERROR = "normagent_filesystem_device_error"
+FS_UP = "normagent_filesystem_up"
 BOOTS = "normagent_boots_total"
 UNEXPECTED_SHUTDOWNS = "normagent_unexpected_shutdowns_total"
 DOWNTIME = "normagent_downtime_seconds_total"
@@ -178,7 +178,11 @@ def collect_host(ctx: RunContext) -> Iterator[Batch]:
     observations: list[Observation] = [Gauge(BOOT_TIME, boot), Gauge(CPUS, ctx.host.cpu_count())]
 
     one, five, fifteen = ctx.host.load_average()
-    observations += [Gauge(LOAD1, one), Gauge(LOAD5, five), Gauge(LOAD15, fifteen)]
+    observations += [
+        Gauge(LOAD, one, {"window": "1m"}),
+        Gauge(LOAD, five, {"window": "5m"}),
+        Gauge(LOAD, fifteen, {"window": "15m"}),
+    ]
 
     mem = ctx.host.memory()
     total, available = mem["total"], mem["available"]
@@ -202,12 +206,12 @@ def _filesystem(ctx: RunContext, mount: str) -> list[Observation]:
     try:
         usage = ctx.host.disk_usage(str(under_root(ctx.root, mount)))
     except OSError as exc:
-        # node_exporter's node_filesystem_device_error: the series says "cannot tell", the log why.
+        # As node_exporter's node_filesystem_device_error: the series says "cannot tell", the log why.
         ctx.log.warning("filesystem_unreadable", mountpoint=mount, error=type(exc).__name__, detail=exc.strerror)
-        return [Gauge(FS_ERROR, 1, labels)]
+        return [Gauge(FS_UP, 0, labels)]
     size, used, avail = usage["total"], usage["used"], usage["free"]
     out: list[Observation] = [
-        Gauge(FS_ERROR, 0, labels),
+        Gauge(FS_UP, 1, labels),
         Gauge(FS_SIZE, size, labels),
         Gauge(FS_AVAIL, avail, labels),
         Gauge(FS_FREE, max(size - used, 0.0), labels),
@@ -618,9 +622,13 @@ HOST_METRICS = (
     _metric(BOOT_TIME, "gauge", "Unix time the host last booted; uptime is time() minus this."),
     _metric(CPU_SECONDS, "counter", "Seconds all CPUs together spent in each mode.", ("mode",), tuple((m,) for m in CPU_MODES)),
     _metric(CPUS, "gauge", "Number of logical CPUs."),
-    _metric(LOAD1, "gauge", "1-minute load average."),
-    _metric(LOAD5, "gauge", "5-minute load average."),
-    _metric(LOAD15, "gauge", "15-minute load average."),
+    _metric(
+        LOAD,
+        "gauge",
+        "Load average: tasks running or waiting to run, averaged over 1, 5 or 15 minutes.",
+        ("window",),
+        (("1m",), ("5m",), ("15m",)),
+    ),
     _metric(MEMORY_TOTAL, "gauge", "Total memory in bytes."),
     _metric(MEMORY_AVAILABLE, "gauge", "Memory available to programs without swapping (MemAvailable), in bytes."),
     _metric(MEMORY_AVAILABLE_RATIO, "gauge", "Available memory as a fraction of total memory (0 to 1)."),
@@ -630,7 +638,7 @@ HOST_METRICS = (
     _metric(FS_AVAIL, "gauge", "Bytes an unprivileged user may still write on the filesystem.", ("mountpoint",)),
     _metric(FS_FREE, "gauge", "Free bytes on the filesystem, including space reserved for root.", ("mountpoint",)),
     _metric(FS_AVAIL_RATIO, "gauge", "Available space as a fraction of the filesystem size (0 to 1).", ("mountpoint",)),
-    _metric(FS_ERROR, "gauge", "1 if the filesystem of a configured path could not be read, else 0.", ("mountpoint",)),
+    _metric(FS_UP, "gauge", "1 if the filesystem holding a configured path could be read, 0 if not.", ("mountpoint",)),
 )
 
 EVIDENCE_PRESET = tuple((e,) for e in EVIDENCE)

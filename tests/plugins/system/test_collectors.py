@@ -32,7 +32,8 @@ from normagent.plugins.system.collectors import (
     DOWNTIME,
     FS_AVAIL,
     FS_AVAIL_RATIO,
-    FS_ERROR,
+    FS_UP,
+    LOAD,
     FS_FREE,
     FS_SIZE,
     HOST,
@@ -103,19 +104,20 @@ def test_host_gauges_from_fake_host() -> None:
     assert got[("normagent_memory_available_bytes", ())] == 2 * GiB
     assert got[(MEMORY_AVAILABLE_RATIO, ())] == 0.25
     assert got[("normagent_swap_free_bytes", ())] == 0.75 * GiB
-    assert got[("normagent_load1", ())] == 0.1 and got[("normagent_cpus", ())] == 2
+    assert [got[(LOAD, (("window", w),))] for w in ("1m", "5m", "15m")] == [0.1, 0.2, 0.3]
+    assert got[("normagent_cpus", ())] == 2
     assert (got[(FS_SIZE, root)], got[(FS_AVAIL, root)], got[(FS_FREE, root)]) == (100 * GiB, 55 * GiB, 60 * GiB)
     assert got[(FS_AVAIL_RATIO, edi)] == 0.05
-    assert got[(FS_ERROR, root)] == got[(FS_ERROR, edi)] == 0
+    assert got[(FS_UP, root)] == got[(FS_UP, edi)] == 1
 
 
-def test_unreadable_mount_is_a_device_error_not_a_crash() -> None:
+def test_unreadable_mount_is_reported_down_not_a_crash() -> None:
     with structlog.testing.capture_logs() as logs:
         batches = run_collector_once(HOST, settings=HostSettings(mounts=("/", "/mnt/backup")))
     got = gauges(batches)
-    assert got[(FS_ERROR, (("mountpoint", "/mnt/backup"),))] == 1
+    assert got[(FS_UP, (("mountpoint", "/mnt/backup"),))] == 0
     assert (FS_SIZE, (("mountpoint", "/mnt/backup"),)) not in got
-    assert got[(FS_ERROR, (("mountpoint", "/"),))] == 0
+    assert got[(FS_UP, (("mountpoint", "/"),))] == 1
     assert {"event": "filesystem_unreadable", "mountpoint": "/mnt/backup", "error": "FileNotFoundError"}.items() <= logs[0].items()
 
 
@@ -168,7 +170,7 @@ def test_host_collector_on_the_live_machine() -> None:
     got = gauges(batches)
     assert now - 10 * 365 * 86400 < got[(BOOT_TIME, ())] < now
     assert 0 < got[(MEMORY_AVAILABLE_RATIO, ())] <= 1
-    assert got[(FS_ERROR, (("mountpoint", "/"),))] == 0
+    assert got[(FS_UP, (("mountpoint", "/"),))] == 1
     assert sum(counts(batches).values()) > 0  # CPU time since boot
 
 
