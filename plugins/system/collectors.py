@@ -255,7 +255,9 @@ class BootRead:
     """What one evidence source yielded in a run.
 
     ``complete`` is False when reading stopped early (deadline, a failing tail query); the boots
-    read so far are still committed, and the next run goes on from there.
+    read so far are still committed, and the next run goes on from there. ``incremental`` is True
+    when the source was read on from a byte offset (wtmp after its first run): every boot in it is
+    new by construction, whatever its date, so a boot stamped by a wrong clock still counts.
     """
 
     evidence: str
@@ -264,6 +266,7 @@ class BootRead:
     checkpoint: dict[str, Any] = field(default_factory=dict)
     complete: bool = True
     problem: str = ""
+    incremental: bool = False
 
 
 class EvidenceUnavailable(Exception):
@@ -310,7 +313,7 @@ def collect_boots(ctx: RunContext) -> Iterator[Batch]:
     observations: list[Observation] = []
     judged_until = watermark
     for boot in read.boots:
-        if boot.at <= threshold:
+        if boot.at <= threshold and not read.incremental:
             continue
         if boot.key in ahead:
             judged_until = max(judged_until, min(boot.at, now))  # its date has been reached, maybe
@@ -437,6 +440,7 @@ def _read_wtmp(ctx: RunContext, settings: BootSettings, saved: dict[str, Any], n
     previous = previous if isinstance(previous, dict) and previous.get("path") == str(settings.wtmp) else None
     plan: list[tuple[Path, int]] = []
     carry = BootCarry()
+    continued = previous is not None
     if previous is None:
         # First run: the rotated file first, so the current file's first boot has a history.
         if rotated.is_file():
@@ -455,7 +459,10 @@ def _read_wtmp(ctx: RunContext, settings: BootSettings, saved: dict[str, Any], n
             if rotated.is_file() and _identity(rotated)[:3] == known:
                 plan.append((rotated, offset))  # finish the file logrotate renamed away
             else:
+                # Neither grown nor rotated (restored from a backup, copied over): its boots may
+                # have been judged already, so only the watermark can tell new from old.
                 ctx.log.info("wtmp_replaced", path=str(settings.wtmp))
+                continued = False
             plan.append((path, 0))
 
     boots: list[Boot] = []
@@ -477,7 +484,8 @@ def _read_wtmp(ctx: RunContext, settings: BootSettings, saved: dict[str, Any], n
     checkpoint = {
         "wtmp": {"path": str(settings.wtmp), "dev": dev, "ino": ino, "head": head, "offset": offset, "carry": carry.to_json()}
     }
-    return BootRead("wtmp", boots, invalid, checkpoint, complete, "" if complete else "deadline reached reading wtmp")
+    problem = "" if complete else "deadline reached reading wtmp"
+    return BootRead("wtmp", boots, invalid, checkpoint, complete, problem, incremental=continued)
 
 
 def _identity(file: Path) -> tuple[int, int, str, int]:

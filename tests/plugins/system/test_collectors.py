@@ -595,3 +595,33 @@ def test_recorded_tails_are_what_journalctl_prints(real_journal: Path, name: str
         return [{k: v for k, v in json.loads(line).items() if k != "__CURSOR"} for line in text.splitlines() if line.strip()]
 
     assert entries(result.stdout) == entries((COMMANDS / f"journalctl_boot-{name}_tail.txt").read_bytes())
+
+
+def test_wtmp_boot_stamped_by_a_wrong_clock_still_counts(root: Path) -> None:
+    """After the first run every boot appended to wtmp is new, even one dated before the last (RTC reset)."""
+    wtmp = put_wtmp(root, "history.wtmp")
+    state = MemoryCheckpoints()
+    clock = FakeClock(HISTORY_NOW)
+    run_collector_once(BOOTS_COLLECTOR, root=root, clock=clock, settings=wtmp_settings(), state=state)
+    boot_record = (WTMP / "history.wtmp").read_bytes()[:WTMP_RECORD_SIZE]
+    with wtmp.open("ab") as handle:
+        handle.write(_retime(boot_record, t("2001-01-01 00:00:00")))
+    batches = run_collector_once(BOOTS_COLLECTOR, root=root, clock=clock, settings=wtmp_settings(), state=state)
+    assert [(e.at, e.attrs["planned"]) for e in boot_events(batches)] == [(utc("2001-01-01 00:00:00"), False)]
+    assert state.values["boots"]["judged_until"] == t("2024-03-03 07:30:00")  # type: ignore[index]
+
+
+def test_wtmp_replaced_by_a_copy_is_not_counted_again(root: Path) -> None:
+    """A wtmp restored from a backup (new inode, same records) does not repeat its boots."""
+    wtmp = put_wtmp(root, "history.wtmp")
+    state = MemoryCheckpoints()
+    clock = FakeClock(HISTORY_NOW)
+    run_collector_once(BOOTS_COLLECTOR, root=root, clock=clock, settings=wtmp_settings(), state=state)
+    copy = wtmp.with_name("wtmp.restored")
+    shutil.copyfile(wtmp, copy)
+    wtmp.unlink()
+    copy.rename(wtmp)
+    with structlog.testing.capture_logs() as logs:
+        batches = run_collector_once(BOOTS_COLLECTOR, root=root, clock=clock, settings=wtmp_settings(), state=state)
+    assert boot_events(batches) == [] and counts(batches) == {}
+    assert any(entry["event"] == "wtmp_replaced" for entry in logs)
