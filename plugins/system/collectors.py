@@ -577,11 +577,14 @@ def _read_journald(ctx: RunContext, settings: BootSettings, saved: dict[str, Any
     if not listed and not invalid:
         raise EvidenceEmpty("the journal lists no boots")
 
-    watermark = _number(saved.get("judged_until")) if saved.get("evidence") == "journald" else None
+    # Boots up to the watermark (or before the backfill window, on a first run) are not judged, so
+    # their predecessors' tails need not be asked for: one journalctl call per new boot only.
+    since = _number(saved.get("judged_until"))
+    since = now - settings.backfill.total_seconds() if since is None else since
     boots: list[Boot] = []
     for position, boot in enumerate(listed):
-        if watermark is not None and boot.first <= watermark:
-            continue  # judged in an earlier run; no need to ask for its predecessor's tail again
+        if boot.first <= since:
+            continue
         if position == 0:
             boots.append(Boot(at=boot.first, key=boot.boot_id, evidence="journald", planned=None))
             continue

@@ -625,3 +625,15 @@ def test_wtmp_replaced_by_a_copy_is_not_counted_again(root: Path) -> None:
         batches = run_collector_once(BOOTS_COLLECTOR, root=root, clock=clock, settings=wtmp_settings(), state=state)
     assert boot_events(batches) == [] and counts(batches) == {}
     assert any(entry["event"] == "wtmp_replaced" for entry in logs)
+
+
+def test_journald_first_run_asks_only_for_the_tails_it_needs(journal_root: Path) -> None:
+    """With a 7-day backfill only the last two boots are judged: two tail queries, not four."""
+    settings = BootSettings(backfill=timedelta(days=7))
+    runner = journal_commands(settings, journal_root)
+    batches = run_collector_once(
+        BOOTS_COLLECTOR, root=journal_root, clock=FakeClock(JOURNAL_NOW), run_command=runner, settings=settings
+    )
+    assert [e.at for e in boot_events(batches)] == [row[0] for row in JOURNAL_EXPECTED[3:]]
+    tails = [call for call in runner.calls if any(arg.startswith("--boot=") for arg in call)]
+    assert [call[1] for call in tails] == [f"--boot={BOOT_IDS['c3']}", f"--boot={BOOT_IDS['d4']}"]
