@@ -37,7 +37,7 @@ from normagent.scheduler import Job, Scheduler
 from normagent.sources.command import run_command
 from normagent.sources.host import PsutilHost
 from normagent.sources.snmp import PysnmpClient
-from normagent.sources.syslog import SyslogReceiver, SyslogSettings
+from normagent.sources.syslog import SyslogReceiver, SyslogSettings, validate_syslog
 from normagent.syslog_stats import syslog_collector
 from normagent.web import WebSettings, start_server, validate_web
 
@@ -51,7 +51,7 @@ def sections() -> dict[str, Section]:
     """The top-level tables the agent owns besides agent/plugins/collectors/rules."""
     return {
         "web": Section(WebSettings, check=validate_web),
-        "syslog": Section(SyslogSettings, optional=True),
+        "syslog": Section(SyslogSettings, check=validate_syslog, optional=True),
     }
 
 
@@ -220,6 +220,7 @@ class Agent:
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
+            log.info("agent_stopped")
         self._snmp.close()
 
     # -------------------------------------------------------------------------------------------
