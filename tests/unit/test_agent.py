@@ -1,0 +1,179 @@
+"""The daemon as a process: start on a config, serve, reload on SIGHUP, stop on SIGTERM, refuse a bad config.
+
+These start `normagent run` for real (a subprocess on 127.0.0.1, a state dir in tmp_path), with an
+extra plugin module from tests/support so the collectors are deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from normagent.errors import EX_CONFIG
+from normagent.ledger import Ledger
+
+ROOT = Path(__file__).parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Daemon:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.port = free_port()
+        self.config = tmp_path / "normagent.toml"
+        self.log = tmp_path / "agent.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def write_config(self, extra: str = "", interval: str = "200ms") -> None:
+        self.config.write_text(
+            f"""
+[agent]
+state_dir = "{self.tmp / 'state'}"
+log_format = "json"
+shutdown_grace = "2s"
+
+[web]
+listen = "127.0.0.1:{self.port}"
+
+[plugins]
+extra = ["tests.support.sample_plugin"]
+disable = ["edi", "access"]
+entry_points = false
+
+[collectors."sample.events"]
+interval = "{interval}"
+{extra}
+"""
+        )
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "normagent", "run", "--config", str(self.config)],
+            stdout=subprocess.DEVNULL, stderr=self.log.open("wb"), env=env, cwd=self.tmp,
+        )
+
+    def metrics(self) -> str:
+        return requests.get(f"http://127.0.0.1:{self.port}/metrics", timeout=2).text
+
+    def wait_for(self, text: str, timeout: float = 15) -> str:
+        end = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < end:
+            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
+            try:
+                last = self.metrics()
+                if text in last:
+                    return last
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never appeared; last page:\n{last}\nlog:\n{self.log.read_text()}")
+
+    def events(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(15)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    d = Daemon(tmp_path)
+    yield d
+    if d.proc is not None and d.proc.poll() is None:
+        d.proc.kill()
+        d.proc.wait()
+
+
+def test_serves_metrics_and_stops_cleanly_on_sigterm(daemon: Daemon) -> None:
+    daemon.write_config()
+    daemon.start()
+
+    page = daemon.wait_for('normagent_collector_up{collector="sample.events"} 1.0')
+
+    assert 'normagent_sample_events_total{kind="a"}' in page
+    assert requests.get(f"http://127.0.0.1:{daemon.port}/healthz", timeout=2).status_code == 200
+    assert daemon.stop() == 0
+    assert [e["event"] for e in daemon.events()][-1] == "agent_stopped"
+    with Ledger.open(daemon.tmp / "state" / "ledger.db") as ledger:  # consistent after the stop
+        runs = ledger.checkpoints("sample.events").get("seen")
+        assert isinstance(runs, int) and runs >= 1
+        assert ledger.counter_value("normagent_sample_events_total", {"kind": "a"}) == 2 * runs
+
+
+def test_counters_continue_after_a_restart(daemon: Daemon) -> None:
+    daemon.write_config()
+    daemon.start()
+    daemon.wait_for('normagent_collector_up{collector="sample.events"} 1.0')
+    daemon.stop()
+    with Ledger.open(daemon.tmp / "state" / "ledger.db") as ledger:
+        before = ledger.counter_value("normagent_sample_events_total", {"kind": "a"})
+
+    daemon.start()
+    page = daemon.wait_for("normagent_sample_events_total")
+
+    value = float(page.split('normagent_sample_events_total{kind="a"} ')[1].split()[0])
+    assert value >= before > 0
+
+
+def test_sighup_with_a_bad_config_keeps_the_old_one(daemon: Daemon) -> None:
+    daemon.write_config()
+    daemon.start()
+    daemon.wait_for('normagent_collector_up{collector="sample.events"} 1.0')
+
+    daemon.config.write_text(daemon.config.read_text() + '\n[collectors."sample.events".oops]\n')
+    daemon.config.write_text(daemon.config.read_text().replace('interval = "200ms"', 'interval = "15x"'))
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+
+    assert daemon.proc.poll() is None
+    failed = [e for e in daemon.events() if e["event"] == "config_reload_failed"]
+    assert failed and any('interval: expected a duration like "30s"' in p for p in failed[0]["problems"])  # type: ignore[union-attr]
+    daemon.wait_for('normagent_collector_up{collector="sample.events"} 1.0')
+
+
+def test_sighup_with_a_good_config_applies_it(daemon: Daemon) -> None:
+    daemon.write_config()
+    daemon.start()
+    daemon.wait_for('normagent_collector_up{collector="sample.events"} 1.0')
+
+    daemon.write_config(extra="enabled = false")
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGHUP)
+
+    end = time.monotonic() + 10
+    while time.monotonic() < end and not any(e["event"] == "config_reloaded" for e in daemon.events()):
+        time.sleep(0.1)
+    assert any(e["event"] == "config_reloaded" for e in daemon.events())
+    assert 'collector="sample.events"' not in daemon.metrics()  # a disabled collector is not reported down
+
+
+def test_a_bad_config_starts_nothing_and_exits_78(daemon: Daemon) -> None:
+    daemon.write_config(interval="15x")
+    daemon.start()
+    assert daemon.proc is not None
+
+    assert daemon.proc.wait(15) == EX_CONFIG
+    assert 'interval: expected a duration like "30s"' in daemon.log.read_text()
+    assert not (daemon.tmp / "state").exists()
+    with pytest.raises(requests.ConnectionError):
+        daemon.metrics()

@@ -1,0 +1,108 @@
+"""The command line: exit codes and output of check-config, plugins, collect --once, --version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from normagent import __version__
+from normagent.cli import main
+
+BAD = Path(__file__).parents[1] / "fixtures" / "config" / "bad"
+
+
+def sample_config(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "normagent.toml"
+    path.write_text(
+        f"""
+[agent]
+state_dir = "{tmp_path / 'state'}"
+
+[plugins]
+extra = ["tests.support.sample_plugin"]
+disable = ["system", "access", "edi"]
+entry_points = false
+{extra}
+"""
+    )
+    return path
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"normagent {__version__}"
+
+
+def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = sample_config(tmp_path)
+    assert main(["check-config", str(path)]) == 0
+    assert capsys.readouterr().out.startswith(f"{path}: OK (1 collectors)")
+
+
+def test_check_config_lists_every_problem_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = sample_config(tmp_path, '[collectors."sample.events"]\ninterval = "15x"\nmax_lines = "ten"\n\n[agent2]\n')
+
+    assert main(["check-config", str(path)]) == 2
+
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "normagent: configuration has 3 problems:"
+    assert err[1:] == [
+        f'  {path}:10: collectors."sample.events".interval: expected a duration like "30s", "5m" or "1h30m", got "15x"',
+        f'  {path}:11: collectors."sample.events".max_lines: expected an integer, got "ten"',
+        f'  {path}:13: agent2: unknown key; did you mean "agent"?',
+    ]
+
+
+def test_check_config_of_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(tmp_path / "nope.toml")]) == 2
+    assert "nope.toml: file not found" in capsys.readouterr().err
+
+
+def test_plugins_lists_plugins_and_their_collectors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plugins", "--config", str(sample_config(tmp_path)), "--format", "json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["plugins"]}
+    sample = rows["tests.support.sample_plugin"]
+    assert sample["loaded"] and [c["name"] for c in sample["collectors"]] == ["sample.events"]
+    assert sample["rules"] == ["sample.many"] and sample["forwarders"] == ["sample"]
+    assert rows["edi"]["loaded"] is False
+
+
+def test_plugins_shows_a_broken_plugin_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = sample_config(tmp_path)
+    path.write_text(path.read_text().replace('extra = ["tests.support.sample_plugin"]', 'extra = ["tests.support.sample_plugin", "tests.support.broken_at_import"]'))
+
+    assert main(["plugins", "--config", str(path)]) == 1
+
+    out = capsys.readouterr().out
+    assert "tests.support.broken_at_import  (config) BROKEN" in out
+    assert "problem: failed to load: RuntimeError: this plugin needs a library that is not installed" in out
+    assert "collector sample.events" in out
+
+
+def test_collect_once_prints_what_each_collector_saw_and_writes_no_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = sample_config(tmp_path)
+
+    assert main(["collect", "--once", "--config", str(path), "--format", "json"]) == 0
+
+    [report] = json.loads(capsys.readouterr().out)["collectors"]
+    assert report["name"] == "sample.events" and report["status"] == "ok"
+    assert report["counters"] == [{"metric": "normagent_sample_events_total", "labels": {"kind": "a"}, "value": 2.0}]
+    assert report["gauges"] == [{"metric": "normagent_sample_level", "labels": {}, "value": 7.0}]
+    assert not (tmp_path / "state").exists()
+
+
+def test_collect_once_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = sample_config(tmp_path, '[collectors."sample.events"]\nenabled = false\n')
+    assert main(["collect", "--once", "--config", str(path)]) == 0
+    assert "sample.events  disabled" in capsys.readouterr().out
+
+
+def test_collect_requires_once(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["collect"])
+    assert exit_.value.code == 2
+    assert "--once" in capsys.readouterr().err
