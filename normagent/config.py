@@ -56,8 +56,10 @@ class AgentSettings:
         default=None,
         metadata={"help": "State directory (ledger, pseudonym key). Default: /var/lib/normagent as root, else ./.normagent"},
     )
-    log_level: LogLevel = "info"
-    log_format: LogFormat = "auto"
+    log_level: LogLevel = field(default="info", metadata={"help": "Least severe log level written"})
+    log_format: LogFormat = field(
+        default="auto", metadata={"help": "json (one object per line), console (for people), auto: console on a terminal"}
+    )
     retention: timedelta = field(
         default=timedelta(days=400), metadata={"help": "How long hourly counts, rollups and events are kept for reports"}
     )
@@ -70,7 +72,7 @@ class AgentSettings:
 class PluginsSettings:
     """``[plugins]``: which plugins load."""
 
-    disable: tuple[str, ...] = ()
+    disable: tuple[str, ...] = field(default=(), metadata={"help": "Plugins not to load (also $NORMAGENT_DISABLE_PLUGINS, comma-separated)"})
     extra: tuple[str, ...] = field(default=(), metadata={"help": "Extra plugin modules to import by name"})
     entry_points: bool = field(default=True, metadata={"help": "Load third-party plugins (entry-point group normagent)"})
 

@@ -120,12 +120,3 @@ def test_builtin_metric_names_carry_a_unit_or_a_count_suffix(builtins: Plugins) 
 def _is_plain_count(name: str) -> bool:
     # gauges counting things (messages waiting, distinct sources) end in a plural noun
     return name.endswith("s") and not name.endswith(("_seconds", "_bytes"))
-
-
-def test_every_builtin_metric_is_in_the_readme(builtins: Plugins) -> None:
-    readme = (ROOT / "README.md").read_text()
-    from normagent.exposition import HEALTH_METRICS
-
-    missing = [m for m in [*builtins.metrics(), *(h.name for h in HEALTH_METRICS)] if f"`{m}`" not in readme]
-    assert missing == [], "README.md's metric table lacks these metrics"
-

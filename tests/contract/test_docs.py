@@ -1,0 +1,175 @@
+"""The README's metric table and configuration reference are generated from the code that defines
+them, so they cannot drift: this test fails when they differ, and ``--update-golden`` rewrites them."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import typing
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from normagent.agent import sections
+from normagent.config import AgentSettings, PluginsSettings, RuleSettings, format_duration
+from normagent.exposition import HEALTH_METRICS
+from normagent.loader import build_plugins
+from normagent.model import MetricSpec
+from normagent.syslog_stats import CONNECTIONS, MESSAGES, OPEN, SPOOL
+
+ROOT = Path(__file__).parents[2]
+README = ROOT / "README.md"
+
+
+def all_metrics() -> list[tuple[MetricSpec, str]]:
+    plugins = build_plugins(entry_points_enabled=False)
+    owners: dict[str, list[str]] = {}
+    for spec in plugins.collectors().values():
+        for metric in spec.metrics:
+            owners.setdefault(metric.name, []).append(spec.name)
+    metrics = {m.name: m for m in plugins.metrics().values()}
+    for metric in (*HEALTH_METRICS, MESSAGES, CONNECTIONS, OPEN, SPOOL):
+        metrics[metric.name] = metric
+        owners.setdefault(metric.name, ["agent"] if metric in HEALTH_METRICS else ["core.syslog"])
+    rows = []
+    for name in sorted(metrics):
+        collectors = owners[name]
+        who = collectors[0] if len(collectors) == 1 else "every log collector" if len(collectors) > 3 else ", ".join(collectors)
+        rows.append((metrics[name], who))
+    return rows
+
+
+def metric_table() -> str:
+    lines = ["| metric | type | labels | factsheet section | from | meaning |", "|---|---|---|---|---|---|"]
+    for metric, who in all_metrics():
+        labels = ", ".join(f"`{label}`" for label in metric.labels) or "—"
+        lines.append(f"| `{metric.name}` | {metric.kind} | {labels} | {metric.section} | {who} | {_cell(metric.help)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _type_name(typ: Any) -> str:
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin is typing.Literal:
+        return " \\| ".join(f'"{a}"' if isinstance(a, str) else str(a) for a in args)
+    if origin in (typing.Union, __import__("types").UnionType):
+        return " or ".join(_type_name(a) for a in args if a is not type(None))
+    if origin is tuple:
+        return f"array of {_type_name(args[0])}"
+    if origin is dict:
+        return f"table of {_type_name(args[1])}"
+    if dataclasses.is_dataclass(typ):
+        return "table"
+    return {bool: "boolean", int: "integer", float: "number", str: "string", Path: "path", timedelta: "duration",
+            time: "time of day", datetime: "date-time"}.get(typ, getattr(typ, "__name__", str(typ)))
+
+
+def _default_text(f: dataclasses.Field[Any]) -> str:
+    if f.default is not dataclasses.MISSING:
+        value = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+    else:
+        return "—"
+    if value is None:
+        return "—"
+    if value in ((), {}, ""):
+        return {(): "`[]`", "": '`""`'}.get(value, "`{}`") if not isinstance(value, dict) else "`{}`"
+    if isinstance(value, timedelta):
+        return f'`"{format_duration(value)}"`'
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, time):
+        return f'`"{value.strftime("%H:%M")}"`'
+    if dataclasses.is_dataclass(value):
+        return "see below"
+    if isinstance(value, tuple):
+        return "`[" + ", ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in value) + "]`"
+    if isinstance(value, str):
+        return f'`"{value}"`'
+    return f"`{value}`"
+
+
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """Field descriptions from a Google-style ``Attributes:`` section of the class docstring."""
+    doc = inspect.getdoc(cls) or ""
+    match = re.search(r"^Attributes:\n((?:[ \t]+.*\n?|\n)+)", doc, re.M)
+    if not match:
+        return {}
+    result: dict[str, str] = {}
+    current = ""
+    for line in match.group(1).splitlines():
+        entry = re.match(r"^ {4}(\w+)(?: \([^)]*\))?: (.*)$", line)
+        if entry:
+            current = entry.group(1)
+            result[current] = entry.group(2)
+        elif current and line.strip():
+            result[current] += " " + line.strip()
+    return result
+
+
+def settings_table(cls: type, extra_rows: list[str] = ()) -> str:  # type: ignore[assignment]
+    hints = typing.get_type_hints(cls)
+    docs = _attribute_docs(cls)
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|", *extra_rows]
+    nested = []
+    for f in dataclasses.fields(cls):
+        key = f.metadata.get("toml", f.name)
+        meaning = f.metadata.get("help") or docs.get(f.name) or docs.get(key, "")
+        lines.append(f"| `{key}` | {_type_name(hints[f.name])} | {_default_text(f)} | {_cell(meaning)} |")
+        inner = hints[f.name]
+        inner = typing.get_args(inner)[0] if typing.get_origin(inner) is tuple else typing.get_args(inner)[1] if typing.get_origin(inner) is dict else inner
+        if dataclasses.is_dataclass(inner):
+            nested.append((key, inner))
+    text = "\n".join(lines) + "\n"
+    for key, inner in nested:
+        text += f"\n`{key}` entries:\n\n" + settings_table(inner)
+    return text
+
+
+def config_reference() -> str:
+    plugins = build_plugins(entry_points_enabled=False)
+    parts = [
+        "### `[agent]`\n\n" + settings_table(AgentSettings),
+        "### `[plugins]`\n\n" + settings_table(PluginsSettings),
+    ]
+    for name, section in sections().items():
+        note = " (optional: the receiver runs only when this table exists)" if section.optional else ""
+        parts.append(f"### `[{name}]`{note}\n\n" + settings_table(section.settings))
+    parts.append('### `[rules."<name>"]`\n\nRetune or disable a default deviation rule by name (`normagent plugins` lists them).\n\n' + settings_table(RuleSettings))
+    for name, spec in sorted(plugins.collectors().items()):
+        common = [
+            f"| `enabled` | boolean | `{str(spec.enabled_by_default).lower()}` | Run this collector |",
+            f'| `interval` | duration | `"{format_duration(spec.interval)}"` | Time between runs |',
+            f'| `timeout` | duration | `"{format_duration(spec.timeout)}"` | A run taking longer is abandoned and counted as failed |',
+        ]
+        if spec.settings is None:
+            table = "\n".join(["| key | type | default | meaning |", "|---|---|---|---|", *common]) + "\n"
+        else:
+            table = settings_table(spec.settings, common)
+        parts.append(f'### `[collectors."{name}"]`\n\n{spec.help}\n\n{table}')
+    return "\n".join(parts)
+
+
+def counting_rules() -> str:
+    return (ROOT / "docs" / "access-counting-rules.md").read_text().split("\n", 1)[1].lstrip("\n")
+
+
+@pytest.mark.parametrize(
+    ("marker", "render"), [("metrics", metric_table), ("config", config_reference), ("counting", counting_rules)]
+)
+def test_readme_section_is_generated_from_the_code(marker: str, render: Any, request: pytest.FixtureRequest) -> None:
+    start, end = f"<!-- {marker}:start (generated by tests/contract/test_docs.py) -->", f"<!-- {marker}:end -->"
+    text = README.read_text()
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    expected = f"{head}{start}\n{render()}{end}{tail}"
+    if request.config.getoption("--update-golden"):
+        README.write_text(expected)
+    assert text == expected, f"README.md's {marker} section is out of date: run pytest tests/contract --update-golden"
