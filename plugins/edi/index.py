@@ -1,0 +1,375 @@
+"""The EDI collector's incremental index: what has been read, kept in memory, true to the ledger.
+
+State lives only in the collector's checkpoints, committed with the counts they produced:
+
+===================  =====================================================================
+key                  value
+===================  =====================================================================
+``g``                token of the last committed batch (see "consistency" below)
+``f:<path>``         ``[size, mtime_ns, outcome]`` of a file already read
+``m:<id>``           a ``correlate.Record`` for a MsgHead/AppRec id (or a placeholder)
+``e:<id>``           a ``correlate.Record`` for an ebXML MessageId
+``q:<token>``        traffic timestamps of a committed batch, not yet fed to the stop logic
+``s:in``/``s:out``   ``stops.DirectionState``
+``svc``              ``stops.ServiceState``
+``p``                when records were last pruned
+===================  =====================================================================
+
+Consistency: ``Index`` is built once from ``state.scan()`` and then updated only by
+``Index.apply(stage)`` *after* the batch carrying ``stage`` was yielded and the generator resumed
+— the scheduler resumes a collector only after committing what it yielded; if the commit fails or
+the run is abandoned at its deadline, the generator is closed at the ``yield`` and ``apply`` never
+runs. Every batch also writes a fresh token under ``g``; a cycle starts by comparing the committed
+token with the one the index expects, and rebuilds the index from the ledger when they differ
+(after a restart, another ledger, a batch that was not committed). So the in-memory view is never
+ahead of, nor behind, what the ledger holds.
+
+Cost: a steady cycle with nothing new stats each known directory once and reads no file and no
+checkpoint (beyond ``g``). A directory is listed (one ``scandir``) only when its modification time
+changed, in the cycle after that (a file created within the same timestamp tick as our listing
+would otherwise be missed), or while it holds files still being written. Known files are not
+stat'ed again unless ``full_rescan`` is set: message files are written once, and moving or deleting
+one changes its directory. Memory is roughly 250 bytes per indexed file and per remembered id.
+
+Imports only the standard library and this package.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from normagent import Checkpoint
+from normagent.plugins.edi.correlate import Record
+from normagent.plugins.edi.settings import EdiFolder
+from normagent.plugins.edi.stops import DirectionState, ServiceState
+
+TOKEN = "g"
+FILE = "f:"
+MSG = "m:"
+ENV = "e:"
+QUEUE = "q:"
+STOP = "s:"
+SERVICE = "svc"
+PRUNED = "p"
+DIRECTIONS = ("in", "out")
+
+ROLE_ORDER = {"messages": 0, "receipts": 0, "archive": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    size: int
+    mtime_ns: int
+    outcome: str
+
+    def to_json(self) -> list[object]:
+        return [self.size, self.mtime_ns, self.outcome]
+
+    @classmethod
+    def from_json(cls, value: object) -> FileEntry | None:
+        if isinstance(value, list) and len(value) == 3:
+            return cls(int(value[0]), int(value[1]), str(value[2]))
+        return None
+
+
+@dataclass(slots=True)
+class DirState:
+    """In memory only: a directory's modification time when last listed, its subdirectories, and
+    whether it must be listed again next cycle regardless."""
+
+    mtime_ns: int
+    subdirs: tuple[str, ...] = ()
+    rescan: bool = False
+
+
+class Index:
+    """The in-memory view of the collector's committed checkpoints (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.token: str | None = None
+        self.files: dict[str, dict[str, FileEntry]] = {}
+        self.records: dict[str, Record] = {}
+        self.queue: dict[str, list[list[object]]] = {}
+        self.stops: dict[str, DirectionState] = {d: DirectionState() for d in DIRECTIONS}
+        self.service = ServiceState()
+        self.last_prune = 0.0
+        # Derived or in-memory only:
+        self.pending: set[str] = set()
+        self.placeholders: set[str] = set()
+        self.dirs: dict[str, DirState] = {}
+        self.retry_dirs: set[str] = set()
+        self.gauge_series: set[tuple[str, str]] = set()
+        self.file_count = 0
+
+    @classmethod
+    def load(cls, state: object) -> Index:
+        """Build the view from a ``CheckpointReader`` (one scan per key family)."""
+        index = cls()
+        scan = state.scan  # type: ignore[attr-defined]
+        get = state.get  # type: ignore[attr-defined]
+        token = get(TOKEN)
+        index.token = token if isinstance(token, str) else None
+        for key, value in scan(FILE):
+            entry = FileEntry.from_json(value)
+            if entry is not None:
+                directory, name = os.path.split(key[len(FILE) :])
+                index.files.setdefault(directory, {})[name] = entry
+                index.file_count += 1
+        for prefix in (MSG, ENV):
+            for key, value in scan(prefix):
+                record = Record.from_json(value)
+                if record is not None:
+                    index.records[key] = record
+                    index._track(key, record)
+        for key, value in scan(QUEUE):
+            if isinstance(value, list):
+                index.queue[key] = value
+        for direction in DIRECTIONS:
+            index.stops[direction] = DirectionState.from_json(get(STOP + direction))
+        index.service = ServiceState.from_json(get(SERVICE))
+        pruned = get(PRUNED)
+        index.last_prune = float(pruned) if isinstance(pruned, (int, float)) else 0.0
+        return index
+
+    def _track(self, key: str, record: Record | None) -> None:
+        if record is not None and record.waiting:
+            self.pending.add(key)
+        else:
+            self.pending.discard(key)
+        if record is not None and not record.seen:
+            self.placeholders.add(key)
+        else:
+            self.placeholders.discard(key)
+
+    # ---- Lookup
+
+    def record(self, key: str) -> Record | None:
+        return self.records.get(key)
+
+    def file(self, path: str) -> FileEntry | None:
+        directory, name = os.path.split(path)
+        return self.files.get(directory, {}).get(name)
+
+    def file_known(self, path: str) -> bool:
+        return self.file(path) is not None
+
+    # ---- applying a committed batch
+
+    def apply(self, stage: Stage) -> None:
+        """Make a committed ``stage`` part of the view. Call only after its batch was committed."""
+        for path, entry in stage.files.items():
+            directory, name = os.path.split(path)
+            folder = self.files.setdefault(directory, {})
+            existed = name in folder
+            if entry is None:
+                if existed:
+                    del folder[name]
+                    self.file_count -= 1
+                if not folder:
+                    del self.files[directory]
+            else:
+                folder[name] = entry
+                self.file_count += 0 if existed else 1
+        for key, record in stage.records.items():
+            if record is None:
+                self.records.pop(key, None)
+            else:
+                self.records[key] = record
+            self._track(key, record)
+        for key, items in stage.queue.items():
+            if items is None:
+                self.queue.pop(key, None)
+            else:
+                self.queue[key] = items
+        self.stops.update(stage.stops)
+        if stage.service is not None:
+            self.service = stage.service
+        if stage.last_prune is not None:
+            self.last_prune = stage.last_prune
+        self.token = stage.token
+
+
+@dataclass
+class Stage:
+    """Changes of one batch, visible to the batch's own later files before they are committed."""
+
+    index: Index
+    token: str = ""
+    files: dict[str, FileEntry | None] = field(default_factory=dict)
+    records: dict[str, Record | None] = field(default_factory=dict)
+    queue: dict[str, list[list[object]] | None] = field(default_factory=dict)
+    stops: dict[str, DirectionState] = field(default_factory=dict)
+    service: ServiceState | None = None
+    last_prune: float | None = None
+
+    def record(self, key: str) -> Record | None:
+        if key in self.records:
+            return self.records[key]
+        return self.index.record(key)
+
+    def file_known(self, path: str) -> bool:
+        if path in self.files:
+            return self.files[path] is not None
+        return self.index.file_known(path)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        out = [Checkpoint(TOKEN, self.token)]
+        out += [Checkpoint(FILE + p, e.to_json() if e is not None else None) for p, e in self.files.items()]
+        out += [Checkpoint(k, r.to_json() if r is not None else None) for k, r in self.records.items()]
+        out += [Checkpoint(k, v) for k, v in self.queue.items()]
+        for direction, state in self.stops.items():
+            out.append(Checkpoint(STOP + direction, state.to_json()))
+        if self.service is not None:
+            out.append(Checkpoint(SERVICE, self.service.to_json()))
+        if self.last_prune is not None:
+            out.append(Checkpoint(PRUNED, self.last_prune))
+        return out
+
+    def waiting(self) -> Iterator[tuple[str, Record]]:
+        """The pending set as it will be after this stage: committed waiting ids plus staged ones."""
+        for key in self.index.pending:
+            if key not in self.records:
+                record = self.index.records.get(key)
+                if record is not None:
+                    yield key, record
+        for key, record in self.records.items():
+            if record is not None and record.waiting:
+                yield key, record
+
+
+# --------------------------------------------------------------------------------------------
+# scanning
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A file that is new or changed since it was last read."""
+
+    path: str
+    directory: str
+    name: str
+    folder: EdiFolder
+    size: int
+    mtime_ns: int
+
+    @property
+    def order(self) -> tuple[int, int, str]:
+        return (ROLE_ORDER.get(self.folder.role, 0), self.mtime_ns, self.path)
+
+
+@dataclass
+class ScanResult:
+    candidates: list[Candidate] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    dirs: dict[str, DirState] = field(default_factory=dict)
+    folders_up: dict[str, bool] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (folder label, what)
+    listed: int = 0  # directories listed with scandir
+
+
+def resolve(root: Path, path: Path) -> str:
+    """A configured folder under the context's filesystem root (``/`` in production)."""
+    if str(root) in ("", "/"):
+        return os.path.normpath(str(path))
+    return os.path.normpath(os.path.join(str(root), str(path).lstrip("/")))
+
+
+def _wanted(name: str, folder: EdiFolder) -> bool:
+    if any(fnmatch.fnmatchcase(name, pattern) for pattern in folder.ignore):
+        return False
+    return fnmatch.fnmatchcase(name, folder.glob)
+
+
+def scan(folders: Sequence[EdiFolder], root: Path, index: Index, *, full: bool = False) -> ScanResult:
+    """Find new, changed and vanished files in the configured folders.
+
+    Each directory is stat'ed; it is listed only when it changed, was listed in the previous cycle
+    after a change, still holds files being written, or ``full`` is set. A directory claimed by an
+    earlier folder is not read again for a later, overlapping one.
+    """
+    result = ScanResult()
+    claimed: set[str] = set()
+    unreachable = []
+    ordered = sorted(folders, key=lambda f: ROLE_ORDER.get(f.role, 0))
+    for folder in ordered:
+        base = resolve(root, folder.path)
+        if not os.path.isdir(base):
+            unreachable.append(base)
+            result.folders_up[folder.label] = False
+            result.problems.append((folder.label, "missing or not a directory"))
+            continue
+        result.folders_up[folder.label] = True
+        todo = [base]
+        while todo:
+            directory = todo.pop()
+            if directory in claimed:
+                continue
+            claimed.add(directory)
+            subdirs = _scan_dir(directory, folder, index, result, full=full)
+            if folder.recursive:
+                todo.extend(subdirs)
+    # Files indexed under directories no configured folder reaches any more (a folder removed from
+    # the configuration, a subdirectory deleted) are forgotten; those of a folder that is missing
+    # right now (an unmounted share) are kept, so its return does not look like new files.
+    for directory in list(index.files):
+        if directory in claimed or any(directory == b or directory.startswith(b + os.sep) for b in unreachable):
+            continue
+        result.gone.extend(os.path.join(directory, name) for name in index.files[directory])
+    return result
+
+
+def _scan_dir(directory: str, folder: EdiFolder, index: Index, result: ScanResult, *, full: bool) -> tuple[str, ...]:
+    try:
+        before = os.stat(directory).st_mtime_ns
+    except FileNotFoundError:
+        return ()
+    except OSError as exc:
+        result.problems.append((folder.label, f"cannot stat a directory: {exc.strerror}"))
+        return index.dirs[directory].subdirs if directory in index.dirs else ()
+    prev = index.dirs.get(directory)
+    if not (full or prev is None or prev.rescan or prev.mtime_ns != before or directory in index.retry_dirs):
+        result.dirs[directory] = DirState(prev.mtime_ns, prev.subdirs, False)
+        return prev.subdirs
+    known = index.files.get(directory, {})
+    seen: set[str] = set()
+    subdirs: list[str] = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                name = entry.name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if folder.recursive and not any(fnmatch.fnmatchcase(name, p) for p in folder.ignore):
+                            subdirs.append(entry.path)
+                        continue
+                    if not entry.is_file() or not _wanted(name, folder):
+                        continue
+                    seen.add(name)
+                    entry_known = known.get(name)
+                    if entry_known is not None and not full and entry_known.outcome != "unreadable":
+                        continue  # written once: a known file is not stat'ed again
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue  # vanished while listing
+                if entry_known is not None and entry_known.outcome != "unreadable" and (
+                    entry_known.size,
+                    entry_known.mtime_ns,
+                ) == (st.st_size, st.st_mtime_ns):
+                    continue
+                result.candidates.append(Candidate(entry.path, directory, name, folder, st.st_size, st.st_mtime_ns))
+    except OSError as exc:
+        result.problems.append((folder.label, f"cannot list a directory: {exc.strerror}"))
+        return prev.subdirs if prev is not None else ()
+    result.listed += 1
+    result.gone.extend(os.path.join(directory, name) for name in known if name not in seen)
+    try:
+        after = os.stat(directory).st_mtime_ns
+    except OSError:
+        after = -1
+    changed = prev is None or prev.mtime_ns != before or after != before
+    result.dirs[directory] = DirState(before, tuple(subdirs), rescan=changed)
+    return tuple(subdirs)

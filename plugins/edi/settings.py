@@ -1,0 +1,245 @@
+"""The EDI collector's configuration: ``[collectors."edi.messages"]`` and its nested tables.
+
+Every field has a default, so the collector loads without configuration (and then raises
+``NoData``: no folders). ``config.py`` validates TOML against these types; the ``__post_init__``
+checks here cover what a type cannot say (a known time zone, a window with both ends), and their
+``ValueError`` becomes a config problem naming the table.
+
+Example::
+
+    [collectors."edi.messages"]
+    own_her_ids = ["1000001", "1000002"]
+    stop_gap = "1h"
+
+    [[collectors."edi.messages".folders]]
+    path = "/srv/edi/ut"
+    direction = "out"
+
+    [[collectors."edi.messages".folders]]
+    path = "/srv/edi/inn"
+    direction = "in"
+    role = "receipts"
+
+    [[collectors."edi.messages".maintenance]]
+    start = "2026-12-01T22:00:00+01:00"
+    end = "2026-12-02T02:00:00+01:00"
+
+Imports only the standard library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+Direction = Literal["out", "in", "unknown"]
+Role = Literal["messages", "receipts", "archive"]
+Weekday = Literal["", "mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DEFAULT_IGNORE = (".*", "~*", "*.tmp", "*.part", "*.partial", "*.lock")
+
+
+def zone(name: str) -> ZoneInfo:
+    """A time zone by IANA name; ``ValueError`` (a config problem) if unknown."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (expected an IANA name like \"Europe/Oslo\")") from None
+
+
+@dataclass(frozen=True, slots=True)
+class EdiFolder:
+    """One folder where a message server or EPJ leaves messages.
+
+    Attributes:
+        path: The folder.
+        direction: ``out`` (we send), ``in`` (we receive) or ``unknown`` (decided per file from the
+            HER ids in ``own_her_ids``).
+        role: What the folder holds. ``receipts``: a file whose direction cannot be decided is a
+            receipt *to* us. ``archive``: messages already handled (moved here from an in- or outbox);
+            scanned after the other folders, so a moved file is recognised by its message id.
+        glob: Which file names to read (``fnmatch`` pattern).
+        ignore: File names never read: temporary files of writers that rename when done.
+        recursive: Also read subfolders.
+        name: The folder's label in ``normagent_edi_folder_up`` and logs (default: the last path part).
+    """
+
+    path: Path = Path("")
+    direction: Direction = "unknown"
+    role: Role = "messages"
+    glob: str = "*"
+    ignore: tuple[str, ...] = DEFAULT_IGNORE
+    recursive: bool = False
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if str(self.path) in ("", "."):
+            raise ValueError("a folder needs a path")
+
+    @property
+    def label(self) -> str:
+        return self.name or Path(self.path).name or str(self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class TypeTimeouts:
+    """Per message type overrides of the receipt timeouts (unset: the collector-wide value)."""
+
+    transport: timedelta | None = None
+    application: timedelta | None = None
+    alarm: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessHoursSettings:
+    """When traffic is expected: stops are only counted inside these hours.
+
+    Attributes:
+        weekdays: ISO weekdays, 1 = Monday … 7 = Sunday.
+        start: Opening time, local.
+        end: Closing time, local; ``"00:00"`` means midnight at the end of the day.
+        time_zone: IANA zone of ``start``/``end`` and of ``closed_dates``.
+        closed_dates: Dates with no business hours (public holidays), ``"YYYY-MM-DD"``.
+    """
+
+    weekdays: tuple[int, ...] = (1, 2, 3, 4, 5)
+    start: time = time(8, 0)
+    end: time = time(16, 0)
+    time_zone: str = "Europe/Oslo"
+    closed_dates: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        zone(self.time_zone)
+        bad = [d for d in self.weekdays if not 1 <= d <= 7]
+        if bad:
+            raise ValueError(f"weekdays must be 1 (Monday) … 7 (Sunday), got {bad}")
+        if self.end != time(0) and self.end <= self.start:
+            raise ValueError(f"business hours end ({self.end}) must be after start ({self.start})")
+        for text in self.closed_dates:
+            try:
+                date.fromisoformat(text)
+            except ValueError:
+                raise ValueError(f'closed_dates: expected a date like "2026-12-25", got "{text}"') from None
+
+    def dates(self) -> frozenset[date]:
+        return frozenset(date.fromisoformat(text) for text in self.closed_dates)
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceWindow:
+    """A planned maintenance window: one-off (``start``/``end``) or weekly (``weekday``/``from``/``to``).
+
+    One-off times without an offset are read in the business hours' time zone.
+    """
+
+    start: datetime | None = None
+    end: datetime | None = None
+    weekday: Weekday = ""
+    from_: time | None = field(default=None, metadata={"toml": "from"})
+    to: time | None = None
+
+    def __post_init__(self) -> None:
+        once = self.start is not None or self.end is not None
+        weekly = bool(self.weekday) or self.from_ is not None or self.to is not None
+        if once == weekly:
+            raise ValueError("a maintenance window is either start/end or weekday/from/to")
+        if once and (self.start is None or self.end is None):
+            raise ValueError("a one-off maintenance window needs both start and end")
+        if once and self.start is not None and self.end is not None and _naive_as_utc(self.end) <= _naive_as_utc(self.start):
+            raise ValueError("a maintenance window must end after it starts")
+        if weekly and (not self.weekday or self.from_ is None or self.to is None):
+            raise ValueError("a weekly maintenance window needs weekday, from and to")
+
+
+def _naive_as_utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=ZoneInfo("UTC"))
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceCheck:
+    """The message server's own service: a systemd unit or a process name (or neither)."""
+
+    systemd_unit: str = ""
+    process: str = ""
+
+    def __post_init__(self) -> None:
+        if self.systemd_unit and self.process:
+            raise ValueError("check either a systemd_unit or a process, not both")
+
+
+@dataclass(frozen=True, slots=True)
+class EdiSettings:
+    """Settings of the ``edi.messages`` collector.
+
+    Attributes:
+        folders: Where messages are; empty means this host has no EDI (``NoData``).
+        own_her_ids: Our HER ids (institution, departments, persons): an incoming message addressed
+            to none of them is mis-addressed; with ``direction = "unknown"`` they decide direction.
+        msg_types: Message types (MsgInfo/Type) to keep as ``msg_type`` label values besides the
+            built-in list; others are counted as ``other``.
+        transport_timeout: A sent ebXML message without Acknowledgment/MessageError is overdue after this.
+        application_timeout: A sent message (Ack not "N") without AppRec is overdue after this.
+        alarm_after: Overdue messages alarm after this (the national handler gives up at 72 h).
+        type_timeouts: Per message type overrides, e.g. ``type_timeouts.LOM.application = "7d"``.
+        forget_unacknowledged_after: A message still without receipt leaves the gauges after this
+            (it was counted in ``normagent_edi_unacknowledged_total`` when it became overdue).
+        history_retention: How long a handled message's id is remembered (to recognise a file moved
+            to an archive, or a late duplicate).
+        naive_time_zone: Zone of message dates written without an offset (KITH messages usually are).
+        business_hours: When traffic is expected.
+        stop_gap: A silence longer than this (business time) is a stop.
+        maintenance: Planned maintenance windows: stops inside them are planned.
+        service: The message server's service; down starts a stop at once.
+        count_encrypted_envelopes: Count ebXML envelopes whose payload cannot be read (encrypted or
+            in another MIME part) as messages, by their ebXML Action. Turn off when the same messages
+            are also read as plain MsgHead files from another folder.
+        write_grace: A truncated or empty file younger than this is being written: retried, not
+            counted as broken.
+        batch_size: Files per committed batch during a large catch-up.
+        max_header_bytes: Give up on a file whose header is not complete after this many bytes.
+        full_rescan: Stat every file every cycle instead of trusting directory modification times
+            and write-once files (for network shares with coarse or unreliable timestamps).
+    """
+
+    folders: tuple[EdiFolder, ...] = ()
+    own_her_ids: tuple[str, ...] = ()
+    msg_types: tuple[str, ...] = ()
+    transport_timeout: timedelta = timedelta(hours=4)
+    application_timeout: timedelta = timedelta(hours=24)
+    alarm_after: timedelta = timedelta(hours=72)
+    type_timeouts: dict[str, TypeTimeouts] = field(default_factory=dict)
+    forget_unacknowledged_after: timedelta = timedelta(days=14)
+    history_retention: timedelta = timedelta(days=120)
+    naive_time_zone: str = "Europe/Oslo"
+    business_hours: BusinessHoursSettings = BusinessHoursSettings()
+    stop_gap: timedelta = timedelta(hours=1)
+    maintenance: tuple[MaintenanceWindow, ...] = ()
+    service: ServiceCheck = ServiceCheck()
+    count_encrypted_envelopes: bool = True
+    write_grace: timedelta = timedelta(minutes=10)
+    batch_size: int = 1000
+    max_header_bytes: int = 4 * 1024 * 1024
+    full_rescan: bool = False
+
+    def __post_init__(self) -> None:
+        zone(self.naive_time_zone)
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.max_header_bytes < 4096:
+            raise ValueError("max_header_bytes must be at least 4096")
+        for name in ("transport_timeout", "application_timeout", "alarm_after", "stop_gap"):
+            if getattr(self, name) <= timedelta(0):
+                raise ValueError(f"{name} must be longer than 0s")
+
+    def timeouts(self, msg_type: str) -> tuple[float, float, float]:
+        """(transport, application, alarm) in seconds for a message type label."""
+        override = self.type_timeouts.get(msg_type)
+        transport, application, alarm = self.transport_timeout, self.application_timeout, self.alarm_after
+        if override is not None:
+            transport = override.transport or transport
+            application = override.application or application
+            alarm = override.alarm or alarm
+        return transport.total_seconds(), application.total_seconds(), alarm.total_seconds()
