@@ -236,7 +236,7 @@ class EvtxReader:
         records: list[WindowsEvent] = []
         scanned = 0
         reported_unreadable = self.stats.unreadable
-        last_id, last_anchor = self.position.record_id, self.position.anchor
+        last_id, last_stamp = self.position.record_id, ""
         with _ChunkView(self.path, chunks) as view:
             for header_id, stamp, data in _records(view, self.stats):
                 slot = bisect_right(firsts, header_id) - 1
@@ -257,7 +257,7 @@ class EvtxReader:
                     continue
                 self.stats.records += 1
                 scanned += 1
-                last_id, last_anchor = header_id, anchor_of(stamp)
+                last_id, last_stamp = header_id, stamp
                 event = self._event(header_id, stamp, data)
                 if event is not None:
                     records.append(event)
@@ -267,12 +267,13 @@ class EvtxReader:
                         delivered, chunks[unfinished : max(slot, unfinished)], unfinished, counted_through, self.stats
                     )
                     unfinished = max(slot, unfinished)
-                    self.position = EvtxPosition(last_id, last_anchor, counted_through)
+                    self.position = EvtxPosition(last_id, anchor_of(last_stamp), counted_through)
                     yield RecordBlock(records=tuple(records), origin=str(self.path)), last_id
                     records, scanned, reported_unreadable = [], 0, self.stats.unreadable
         counted_through = _count_unreadable(delivered, chunks[unfinished:], unfinished, counted_through, self.stats)
         if scanned or self.stats.unreadable > reported_unreadable:
-            self.position = EvtxPosition(last_id, last_anchor, counted_through)
+            anchor = anchor_of(last_stamp) if last_stamp else self.position.anchor
+            self.position = EvtxPosition(last_id, anchor, counted_through)
             yield RecordBlock(records=tuple(records), origin=str(self.path)), last_id
         return "done"
 
@@ -407,10 +408,10 @@ def to_windows_event(doc: Mapping[str, Any], header_id: int = 0, header_stamp: s
     event = doc["Event"]
     system = event.get("System") or {}
     provider = system.get("Provider")
-    attrs = provider.get("#attributes", {}) if isinstance(provider, Mapping) else {}
+    attrs = provider.get("#attributes", {}) if isinstance(provider, dict) else {}
     provider_name = attrs.get("Name") or attrs.get("EventSourceName") or ""
     created = system.get("TimeCreated")
-    created_attrs = created.get("#attributes", {}) if isinstance(created, Mapping) else {}
+    created_attrs = created.get("#attributes", {}) if isinstance(created, dict) else {}
     time = parse_time(str(created_attrs.get("SystemTime", ""))) or parse_time(header_stamp)
     record_id = system.get("EventRecordID")
     data: dict[str, str] = {}
@@ -432,7 +433,7 @@ def to_windows_event(doc: Mapping[str, Any], header_id: int = 0, header_stamp: s
 
 
 def _event_id(value: Any) -> int:
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         value = value.get("#text")
     return _int(value, 0) & 0xFFFF  # classic ids may carry qualifier bits above the low 16
 
@@ -453,12 +454,12 @@ def _int(value: Any, default: int) -> int:
 
 def _text(value: Any) -> str:
     """One value as text: strings as they are, booleans as XML writes them, null as ""."""
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        return value
     if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, list):
@@ -468,14 +469,14 @@ def _text(value: Any) -> str:
 
 def _flatten_event_data(section: Any, out: dict[str, str]) -> None:
     """EventData: named ``<Data Name=..>`` values by name, unnamed ``<Data>`` by position."""
-    if not isinstance(section, Mapping):
+    if not isinstance(section, dict):
         _positional(section, out)
         return
     for name, value in section.items():
         if name == "#attributes":
             _attributes("", value, out)
         elif name == "Data":
-            _positional(value.get("#text") if isinstance(value, Mapping) else value, out)
+            _positional(value.get("#text") if isinstance(value, dict) else value, out)
         elif name == "#text":
             _positional(value, out)
         elif name == "Binary":
@@ -493,13 +494,13 @@ def _positional(values: Any, out: dict[str, str]) -> None:
 
 def _flatten_user_data(section: Any, out: dict[str, str]) -> None:
     """UserData wraps one provider-defined element: its children become the data."""
-    if not isinstance(section, Mapping):
+    if not isinstance(section, dict):
         _positional(section, out)
         return
     for name, value in section.items():
         if name == "#attributes":
             continue
-        if isinstance(value, Mapping):
+        if isinstance(value, dict):
             for key, inner in value.items():
                 if key == "#attributes":
                     _attributes("", inner, out)
@@ -512,7 +513,9 @@ def _flatten_user_data(section: Any, out: dict[str, str]) -> None:
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
-    if isinstance(value, Mapping):
+    if type(value) is str:
+        out[prefix] = value  # the common case, first
+    elif isinstance(value, dict):
         for key, inner in value.items():
             if key == "#attributes":
                 _attributes(prefix, inner, out)
@@ -525,7 +528,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
 
 
 def _attributes(prefix: str, attrs: Any, out: dict[str, str]) -> None:
-    if not isinstance(attrs, Mapping):
+    if not isinstance(attrs, dict):
         return
     for name, value in attrs.items():
         if name == "xmlns" or name.startswith("xmlns:"):

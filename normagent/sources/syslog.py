@@ -31,7 +31,8 @@ counted and logged (``syslog_spool_full``) until a rotated file can go.
 Everything a sender can get wrong is counted per transport and result and never stops the
 receiver: ``received``, ``oversized`` (over ``max_message_bytes``), ``malformed`` (no valid PRI,
 binary junk, an octet count cut short by the end of the connection, an empty frame) and
-``dropped`` (spool full, UDP queue full, a partial frame when the receiver stops).
+``dropped`` (spool full, UDP queue full, a partial frame when the receiver stops, and on Linux
+datagrams the kernel dropped because the socket buffer was full, read from SO_RXQ_OVFL).
 
 Imports only the standard library and normagent.clock/errors (structlog for the log).
 """
@@ -44,6 +45,7 @@ import os
 import re
 import selectors
 import socket
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -67,6 +69,9 @@ SPOOL_NAME = "syslog.log"
 MAX_PENDING_BYTES = 16 * 2**20  # UDP datagrams waiting for the writer; beyond this they are dropped
 READ_BYTES = 65536
 MAX_OCTET_DIGITS = 10  # RFC 6587 MSG-LEN; more digits than this is not a length
+# Linux SO_RXQ_OVFL (asm-generic/socket.h; Python has no constant): each datagram then carries the
+# socket's running count of datagrams the kernel dropped for want of buffer space.
+SO_RXQ_OVFL = 40
 _ROTATED = re.compile(re.escape(SPOOL_NAME) + r"-(\d{8})-(\d{6})-(\d{6})$")
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _PRI = re.compile(rb"<(\d{1,3})>")
@@ -202,59 +207,60 @@ class TcpFramer:
     def feed(self, data: bytes) -> list[FrameResult]:
         """Add bytes from the stream; return the frames they complete."""
         self._buf += data
-        out: list[FrameResult] = []
         buf = self._buf
-        while buf:
+        out: list[FrameResult] = []
+        pos = 0  # consumed up to here; the buffer is cut once at the end (no quadratic copying)
+        size = len(buf)
+        while pos < size:
             if self._skip:
-                n = min(self._skip, len(buf))
-                del buf[:n]
+                n = min(self._skip, size - pos)
+                pos += n
                 self._skip -= n
                 continue
             if self._discard_line:
-                end = _terminator(buf)
+                end = _terminator(buf, pos)
                 if end < 0:
-                    buf.clear()
+                    pos = size
                     break
-                del buf[: end + 1]
+                pos = end + 1
                 self._discard_line = False
                 continue
-            start = _content_start(buf)
-            if start:
-                del buf[:start]
-                continue
-            if 0x30 <= buf[0] <= 0x39:
-                header = _octet_header(buf)
+            pos = _content_start(buf, pos)
+            if pos == size:
+                break
+            if 0x30 <= buf[pos] <= 0x39:
+                header = _octet_header(buf, pos)
                 if header == "wait":
                     break
                 if header is not None:
-                    length, skip = header
+                    length, body = header
                     if length == 0:
-                        del buf[:skip]
+                        pos = body
                         out.append(("malformed", b""))
                         continue
                     if length > self.max_bytes:
-                        del buf[:skip]
+                        pos = body
                         self._skip = length
                         out.append(("oversized", b""))
                         continue
-                    if len(buf) < skip + length:
+                    if size < body + length:
                         break
-                    out.append(("message", bytes(buf[skip : skip + length])))
-                    del buf[: skip + length]
+                    out.append(("message", bytes(buf[body : body + length])))
+                    pos = body + length
                     continue
-            end = _terminator(buf)
+            end = _terminator(buf, pos)
             if end < 0:
-                if len(buf) > self.max_bytes:
-                    buf.clear()
+                if size - pos > self.max_bytes:
+                    pos = size
                     self._discard_line = True
                     out.append(("oversized", b""))
                 break
-            line = bytes(buf[:end])
-            del buf[: end + 1]
-            if len(line) > self.max_bytes:
+            if end - pos > self.max_bytes:
                 out.append(("oversized", b""))
             else:
-                out.append(("message", line.rstrip(b"\r")))
+                out.append(("message", bytes(buf[pos:end]).rstrip(b"\r")))
+            pos = end + 1
+        del buf[:pos]
         return out
 
     def close(self) -> list[FrameResult]:
@@ -265,38 +271,40 @@ class TcpFramer:
         self._skip, self._discard_line = 0, False
         if skipping:
             return []  # the oversized frame was counted when it began
-        rest = buf[_content_start(buf) :]
-        if not rest:
+        start = _content_start(buf, 0)
+        if start == len(buf):
             return []
-        if 0x30 <= rest[0] <= 0x39 and _octet_header(rest) is not None:
+        if 0x30 <= buf[start] <= 0x39 and _octet_header(buf, start) is not None:
             return [("malformed", b"")]  # a length, and fewer bytes than it promised
-        return [("message", bytes(rest).rstrip(b"\r"))]
+        return [("message", bytes(buf[start:]).rstrip(b"\r"))]
 
 
-def _terminator(buf: bytearray) -> int:
-    lf = buf.find(b"\n")
-    nul = buf.find(b"\x00", 0, lf if lf >= 0 else len(buf))
+def _terminator(buf: bytearray, pos: int) -> int:
+    """Index of the LF or NUL that ends the message starting at ``pos``; -1 if none yet."""
+    lf = buf.find(b"\n", pos)
+    nul = buf.find(b"\x00", pos, lf if lf >= 0 else len(buf))
     return nul if nul >= 0 else lf
 
 
-def _content_start(buf: bytearray) -> int:
-    """Leading LF/CR/NUL/blanks between frames (keep-alives, a stray LF after a counted frame)."""
-    i = 0
-    while i < len(buf) and buf[i] in b" \t\r\n\x00":
-        i += 1
-    return i
+def _content_start(buf: bytearray, pos: int) -> int:
+    """Skip LF/CR/NUL/blanks between frames (keep-alives, a stray LF after a counted frame)."""
+    size = len(buf)
+    while pos < size and buf[pos] in b" \t\r\n\x00":
+        pos += 1
+    return pos
 
 
-def _octet_header(buf: bytearray) -> tuple[int, int] | Literal["wait"] | None:
-    """``(length, header bytes)`` of ``MSG-LEN SP``; "wait" for more digits; None: not a length."""
-    i = 0
-    while i < len(buf) and i <= MAX_OCTET_DIGITS and 0x30 <= buf[i] <= 0x39:
+def _octet_header(buf: bytearray, pos: int) -> tuple[int, int] | Literal["wait"] | None:
+    """``(length, start of body)`` of ``MSG-LEN SP`` at ``pos``; "wait" for more; None: not a length."""
+    i = pos
+    size = len(buf)
+    while i < size and i - pos <= MAX_OCTET_DIGITS and 0x30 <= buf[i] <= 0x39:
         i += 1
-    if i == len(buf) and i <= MAX_OCTET_DIGITS:
+    if i == size and i - pos <= MAX_OCTET_DIGITS:
         return "wait"
-    if i > MAX_OCTET_DIGITS or buf[i] != 0x20:
+    if i - pos > MAX_OCTET_DIGITS or buf[i] != 0x20:
         return None
-    return int(buf[:i]), i + 1
+    return int(buf[pos:i]), i + 1
 
 
 def valid_pri(message: bytes) -> bool:
@@ -780,6 +788,8 @@ class SyslogReceiver:
         self._pending_bytes = 0
         self._writer_stop = False
         self._acks: deque[int] = deque()
+        self._ancillary_size = 0  # room for the SO_RXQ_OVFL counter, where the kernel has one
+        self._kernel_drops: int | None = None
 
     @property
     def spool_path(self) -> Path:
@@ -883,6 +893,12 @@ class SyslogReceiver:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if transport == "udp":
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.settings.udp_receive_buffer)
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+                    self._ancillary_size = socket.CMSG_SPACE(4)
+                    self._kernel_drops = 0
+                except OSError:
+                    pass  # not Linux: kernel drops stay invisible, as with any syslog daemon
             sock.bind(address)
             if transport == "tcp":
                 sock.listen(min(socket.SOMAXCONN, 128))
@@ -949,13 +965,14 @@ class SyslogReceiver:
         now = self._clock.now()
         for _ in range(256):  # bounded, so TCP connections get their turn in a flood
             try:
-                data, address = sock.recvfrom(max(limit + 1, READ_BYTES))
+                data, ancillary, _, address = sock.recvmsg(max(limit + 1, READ_BYTES), self._ancillary_size)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
                 if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
                     continue  # ICMP errors surfacing from earlier sends: nothing to do with input
                 raise
+            self._count_kernel_drops(ancillary)
             message = data.rstrip(b"\r\n\x00")
             if len(message) > limit:
                 self._count("udp", "oversized")
@@ -967,6 +984,17 @@ class SyslogReceiver:
                 size += len(line)
         if lines:
             self._submit(_Batch("udp", lines, None, size))
+
+    def _count_kernel_drops(self, ancillary: list[tuple[int, int, bytes]]) -> None:
+        """Datagrams the kernel dropped before we could read them (a full socket buffer)."""
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(data) >= 4:
+                total = int.from_bytes(data[:4], sys.byteorder)
+                # The counter rides on the next datagram that gets through: drops are counted
+                # late (at the next datagram), never lost.
+                if self._kernel_drops is not None and total > self._kernel_drops:
+                    self._count("udp", "dropped", total - self._kernel_drops)
+                self._kernel_drops = total
 
     def _accept(self, listener: socket.socket) -> None:
         assert self._selector is not None

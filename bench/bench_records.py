@@ -1,0 +1,223 @@
+"""Benchmarks of the structured-record and network sources: EVTX, journald, the syslog receiver.
+
+    .venv/bin/python bench/bench_records.py            # everything, about a minute
+    .venv/bin/python bench/bench_records.py --only syslog
+
+What is measured, each in one run (the machine is shared and noisy: read figures as ratios):
+
+* EVTX: records/s of a full read of tests/fixtures/evtx/security.evtx into WindowsEvent records,
+  next to the evtx parser alone (records_json + json.loads); and the cost of a resume cycle with the
+  position in the last chunk, next to a full read: the reader parses only the chunks after the
+  position, so the ratio should be near 1/26 (the file has 26 chunks).
+* journald: entries/s of read_journal over a generated journal (systemd-journal-remote, 50,000
+  entries), next to `journalctl -o json` alone into /dev/null; and the cost of one cycle with
+  nothing new (what a collector pays every interval).
+* syslog: messages/s accepted *durably* (counted only after fsync) over one TCP connection and
+  over 8, octet-counted and newline framing; and over UDP, with what the kernel dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from evtx import PyEvtxParser
+
+from normagent.clock import SystemClock
+from normagent.log import configure_logging
+from normagent.sources.command import run_command
+from normagent.sources.evtx import EvtxPosition, read_evtx, scan_chunks
+from normagent.sources.journald import JournalSettings, read_journal
+from normagent.sources.syslog import SyslogReceiver, SyslogSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+EVTX = ROOT / "tests" / "fixtures" / "evtx" / "security.evtx"
+
+
+def best(runs: int, fn: Callable[[], object]) -> float:
+    """Fastest of ``runs`` timings, in seconds (the least disturbed by the noisy neighbours)."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def bench_evtx() -> None:
+    def full() -> int:
+        return sum(len(block.records) for block, _ in read_evtx(EVTX))
+
+    def parser_only() -> int:
+        return sum(1 for record in PyEvtxParser(str(EVTX), number_of_threads=1).records_json() if json.loads(record["data"]))
+
+    records = full()
+    chunks, _ = scan_chunks(EVTX)
+    last_chunk_first = max(c.first for c in chunks)
+    whole = read_evtx(EVTX)
+    list(whole)
+    position = EvtxPosition(last_chunk_first + 5, "", 0)
+
+    def resume() -> int:
+        return sum(len(block.records) for block, _ in read_evtx(EVTX, position=position))
+
+    t_full, t_parser, t_resume = best(7, full), best(7, parser_only), best(7, resume)
+    print(f"evtx  full read       {records} records in {t_full * 1000:7.1f} ms = {records / t_full:>10,.0f} records/s")
+    print(f"evtx  parser alone    {records} records in {t_parser * 1000:7.1f} ms = {records / t_parser:>10,.0f} records/s"
+          f"  (reader/parser time {t_full / t_parser:.2f}x)")
+    print(f"evtx  resume cycle    last chunk only       {t_resume * 1000:7.1f} ms  ({t_resume / t_full:.3f} of a full read, "
+          f"{len(chunks)} chunks)")
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def export_entries(n: int) -> bytes:
+    out = bytearray()
+    for i in range(n):
+        fields = {
+            "__REALTIME_TIMESTAMP": str(1_772_431_200_000_000 + i * 1000),
+            "__MONOTONIC_TIMESTAMP": str(5_000_000 + i * 1000),
+            "_BOOT_ID": "4f1c2b3a5d6e47f8901a2b3c4d5e6f70",
+            "_HOSTNAME": "clinic-srv1",
+            "_TRANSPORT": "syslog",
+            "PRIORITY": str(i % 8),
+            "SYSLOG_IDENTIFIER": "sshd" if i % 3 else "CRON",
+            "_SYSTEMD_UNIT": "ssh.service" if i % 3 else "cron.service",
+            "_PID": str(1000 + i % 500),
+            "MESSAGE": f"Failed password for invalid user u{i % 97} from 203.0.113.{i % 250} port {40000 + i % 20000} ssh2",
+        }
+        for name, value in fields.items():
+            out += f"{name}={value}\n".encode()
+        out += b"\n"
+    return bytes(out)
+
+
+def journal_remote() -> str | None:
+    for candidate in (shutil.which("systemd-journal-remote"), "/lib/systemd/systemd-journal-remote", "/usr/lib/systemd/systemd-journal-remote"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+def bench_journald(entries: int) -> None:
+    remote = journal_remote()
+    if remote is None or shutil.which("journalctl") is None:
+        print("journald  skipped: needs journalctl and systemd-journal-remote (scripts/servers unpacks it)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        journal = Path(tmp) / "bench.journal"
+        subprocess.run([remote, f"--output={journal}", "-"], input=export_entries(entries), check=True, capture_output=True)
+        settings = JournalSettings(files=(str(journal),), start="beginning", block_entries=1000)
+
+        def read_all() -> int:
+            return sum(len(block.records) for block, _ in read_journal(run_command, settings=settings))
+
+        def journalctl_alone() -> None:
+            subprocess.run(["journalctl", f"--file={journal}", "--output=json", "--all"], stdout=subprocess.DEVNULL, check=True)
+
+        got = read_all()
+        assert got == entries, (got, entries)
+        last = [c for _, c in read_journal(run_command, settings=settings)][-1]
+
+        def idle_cycle() -> int:
+            return sum(len(b.records) for b, _ in read_journal(run_command, cursor=last, settings=settings))
+
+        t_read, t_alone, t_idle = best(3, read_all), best(3, journalctl_alone), best(7, idle_cycle)
+    print(f"journald  read_journal   {entries} entries in {t_read:6.2f} s = {entries / t_read:>9,.0f} entries/s (blocks of 1000)")
+    print(f"journald  journalctl     {entries} entries in {t_alone:6.2f} s = {entries / t_alone:>9,.0f} entries/s (json to /dev/null; reader/journalctl {t_read / t_alone:.2f}x)")
+    print(f"journald  idle cycle     nothing new: {t_idle * 1000:6.1f} ms")
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def bench_syslog(messages: int) -> None:
+    configure_logging("warning", "json", sys.stderr)
+    line = b"<134>Nov  8 12:37:34 pfSense filterlog: 5,,,1000102433,em0,match,block,in,4,0x0,,128,24677,0,none,17,udp,186,10.9.0.119,10.9.0.255,17500,17600,166"
+    framed = {"newline": line + b"\n", "octet-counted": str(len(line)).encode() + b" " + line}
+    for connections in (1, 8):
+        for framing, frame in framed.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                r = SyslogReceiver(SyslogSettings(udp_listen="", tcp_listen="127.0.0.1:0", spool_file_bytes=2**30), Path(tmp), SystemClock())
+                r.start()
+                host, port = r.bound_addresses()[0][1:]
+                per = messages // connections
+                payload = frame * per
+
+                def send() -> None:
+                    with socket.create_connection((host, port)) as sock:
+                        sock.sendall(payload)
+
+                started = time.perf_counter()
+                threads = [threading.Thread(target=send) for _ in range(connections)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                while r.stats().messages[("tcp", "received")] < per * connections:
+                    time.sleep(0.001)
+                took = time.perf_counter() - started
+                r.stop()
+                lines = (Path(tmp) / "syslog.log").read_bytes().count(b"\n")
+            assert lines == per * connections
+            print(f"syslog  tcp {connections} conn {framing:13s} {per * connections} messages in {took:5.2f} s = {per * connections / took:>9,.0f} messages/s durable")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        r = SyslogReceiver(SyslogSettings(udp_listen="127.0.0.1:0", tcp_listen="", spool_file_bytes=2**30), Path(tmp), SystemClock())
+        r.start()
+        host, port = r.bound_addresses()[0][1:]
+        started = time.perf_counter()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for _ in range(messages):
+                sock.sendto(line, (host, port))
+        sent_in = time.perf_counter() - started
+        deadline = time.monotonic() + 10
+        last, same_since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            now = r.stats().messages[("udp", "received")]
+            if now == messages:
+                break
+            if now != last:
+                last, same_since = now, time.monotonic()
+            elif time.monotonic() - same_since > 1.0:
+                break  # nothing more is coming: the rest was dropped by the kernel
+            time.sleep(0.01)
+        took = time.perf_counter() - started
+        r.stop()
+        got = r.stats().messages[("udp", "received")]
+        dropped = r.stats().messages[("udp", "dropped")]
+    print(f"syslog  udp               {messages} sent in {sent_in:5.2f} s, {got} spooled ({got / messages:.1%}) in {took:5.2f} s = {got / took:>9,.0f} messages/s;"
+          f" {dropped} counted dropped by the kernel (unaccounted: {messages - got - dropped}, the tail after the last datagram read)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["evtx", "journald", "syslog"])
+    parser.add_argument("--journal-entries", type=int, default=50_000)
+    parser.add_argument("--syslog-messages", type=int, default=200_000)
+    args = parser.parse_args()
+    if args.only in (None, "evtx"):
+        bench_evtx()
+    if args.only in (None, "journald"):
+        bench_journald(args.journal_entries)
+    if args.only in (None, "syslog"):
+        bench_syslog(args.syslog_messages)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
