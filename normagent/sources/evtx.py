@@ -66,6 +66,32 @@ SCAN_FACTOR = 10  # yield (a possibly empty block) at least every block_records 
 _STAMP = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?")
 
 
+@dataclass(frozen=True, slots=True)
+class EvtxSettings:
+    """Which EVTX files to read and which records to keep; embed it in a collector's settings.
+
+    Attributes:
+        paths: EVTX files or globs (``/srv/eventlogs/*/Security.evtx``): exported logs, or logs
+            forwarded to a share. None by default: there is no EVTX on a Linux host by itself.
+        channels: Keep records of these channels only (``Security``, ``System``,
+            ``Microsoft-Windows-Windows Defender/Operational``; case-insensitive). Empty: all.
+        event_ids: Keep records with these event ids only. Empty: all.
+        block_records: Records per block, i.e. per committed batch.
+    """
+
+    paths: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    event_ids: tuple[int, ...] = ()
+    block_records: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.block_records < 1:
+            raise ValueError(f"block_records must be at least 1, got {self.block_records}")
+        for event_id in self.event_ids:
+            if not 0 <= event_id <= 0xFFFF:
+                raise ValueError(f"event id {event_id} is outside 0..65535")
+
+
 class EvtxFileError(ValueError):
     """The file is not an EVTX file (wrong magic, shorter than its header) or cannot be parsed at all."""
 
@@ -162,8 +188,8 @@ def read_evtx(
     Args:
         path: The .evtx file.
         after_record_id: Read records numbered above this (no anchor check); ``position`` wins.
-        channels: Keep records of these channels only (case-insensitive); None: all.
-        event_ids: Keep records with these event ids only; None: all.
+        channels: Keep records of these channels only (case-insensitive); None or empty: all.
+        event_ids: Keep records with these event ids only; None or empty: all.
         block_records: Records per yielded block (per committed batch).
         position: A committed ``EvtxPosition`` (with its anchor and damage bookkeeping).
 
@@ -197,8 +223,9 @@ class EvtxReader:
         self.start = start
         self.position = start
         self.stats = EvtxStats()
-        self._channels = None if channels is None else {c.casefold() for c in channels}
-        self._event_ids = None if event_ids is None else {int(i) for i in event_ids}
+        # None or empty: no filter, as an empty list in the configuration means "all".
+        self._channels = {c.casefold() for c in channels or ()} or None
+        self._event_ids = {int(i) for i in event_ids or ()} or None
         self._block = block_records
         self._chunks, self.stats.chunks_damaged = scan_chunks(path)
         self.stats.truncated = any(c.size < CHUNK_BYTES for c in self._chunks)

@@ -22,6 +22,7 @@ from normagent.sources.evtx import (
     HEADER_BYTES,
     EvtxFileError,
     EvtxPosition,
+    EvtxSettings,
     anchor_of,
     chunks_after,
     read_evtx,
@@ -243,7 +244,7 @@ FILTERS = [
     ("Security_with_size_t.evtx", {"channels": ["SECURITY"]}, lambda e: True),
     ("system.evtx", {"channels": ["Security"]}, lambda e: False),
     ("system.evtx", {"channels": ["system"], "event_ids": [6005, 6006, 6008, 1074]}, lambda e: e.event_id in (6005, 6006, 6008, 1074)),
-    ("security.evtx", {"event_ids": []}, lambda e: False),
+    ("security.evtx", {"event_ids": [], "channels": ()}, lambda e: True),  # empty: no filter, as in the config
 ]
 
 
@@ -513,3 +514,9 @@ def test_positions_round_trip_through_json(value: Any, position: EvtxPosition) -
 def test_a_position_that_is_not_one_is_refused(value: Any) -> None:
     with pytest.raises(ValueError):
         EvtxPosition.from_json(value)
+
+
+@pytest.mark.parametrize("kwargs", [{"block_records": 0}, {"event_ids": (70000,)}, {"event_ids": (-1,)}])
+def test_evtx_settings_refuse_what_cannot_match(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        EvtxSettings(**kwargs)
