@@ -931,6 +931,8 @@ class SyslogReceiver:
                     self._dispatch(key)
                 self._resume_acked()
                 self._close_idle()
+        except Exception:
+            log.exception("syslog_receiver_failed")  # the stats stop growing; the log says why
         finally:
             self._shutdown_network()
 
@@ -1128,9 +1130,10 @@ class SyslogReceiver:
             try:
                 stored = self.spool.write(lines)
                 failing = False
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever it is, the connections must be released
                 if not failing:
-                    log.error("syslog_spool_write_failed", spool=str(self.spool.path), error=exc.strerror or str(exc))
+                    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else repr(exc)
+                    log.error("syslog_spool_write_failed", spool=str(self.spool.path), error=reason)
                 stored, failing = False, True
             for transport in TRANSPORTS:
                 count = sum(len(b.lines) for b in batches if b.transport == transport)

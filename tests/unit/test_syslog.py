@@ -677,6 +677,26 @@ def test_a_full_spool_resumes_once_the_reader_is_done_with_a_rotated_file(tmp_pa
     assert spooled(r)[-1] == b"<13>after"
 
 
+def test_a_failing_consumed_callback_keeps_the_files_and_the_receiver(tmp_path: Path, clock: FakeClock) -> None:
+    def broken(path: Path) -> bool:
+        raise RuntimeError("the reader's state is unavailable")
+
+    settings_ = SyslogSettings(udp_listen="127.0.0.1:0", tcp_listen="", spool_file_bytes=4096, spool_max_files=1, max_message_bytes=480)
+    r = SyslogReceiver(settings_, tmp_path, clock, consumed=broken, tick=0.02)
+    r.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, capture_logs() as logs:
+            for i in range(200):
+                udp.sendto(f"<13>{i:05d} ".encode() + b"-" * 100, address(r, "udp"))
+                wait_until(lambda i=i: count(r, "udp", "received") + count(r, "udp", "dropped") == i + 1)
+    finally:
+        r.stop()
+
+    assert r.stats().spool_full and len(r.spool.rotated()) == 1
+    assert "syslog_spool_consumed_check_failed" in [e["event"] for e in logs]
+    assert count(r, "udp", "received") == len(spooled(r))
+
+
 def test_a_half_written_last_line_is_cut_off_at_start(tmp_path: Path, clock: FakeClock) -> None:
     spool = tmp_path / SPOOL_NAME
     good = spool_line(clock.now(), "192.0.2.1", b"<13>whole")
