@@ -22,7 +22,6 @@ import argparse
 import json
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import tempfile

@@ -7,7 +7,6 @@ process with SIGKILL and counts what its spool holds.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import socket
