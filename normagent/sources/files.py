@@ -25,6 +25,13 @@ Rotation. One checkpoint per configured path (``file:<path>``) holds the *curren
   already there when its pattern was first configured; files that appear later always start at
   their beginning.
 
+Known limits. A rotated file that was empty at the last look has no first bytes to be known by,
+only its inode: were it deleted and its inode reused by another rotated file before the next run,
+that file would be taken for it (logrotate's ``notifempty``, the usual setting, never rotates an
+empty file). A file that was empty at the last look and was then written and copytruncated is
+recognised by its copy's modification time; on a filesystem with coarse timestamps a copy made
+within the same clock tick as the last look could be missed.
+
 A half-written last line is never handed out: the offset stays after the last ``b"\\n"``. CRLF and
 invalid UTF-8 are passed through as bytes. All splitting and counting is done by ``bytes`` methods
 (C speed); no Python runs per line.
@@ -44,7 +51,7 @@ import lzma
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -66,6 +73,7 @@ PATTERN_KEY = "pattern:"
 _END_SCAN = 64 * 2**10  # how far back "start at end" looks for the last complete line
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _CODEC_BY_SUFFIX = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"))
 
 StartAt = Literal["beginning", "end"]
@@ -151,16 +159,18 @@ def invalid_utf8_lines(data: bytes) -> int:
         return 0
     except UnicodeDecodeError:
         pass
-    # Python runs once per bad line only: find a replacement character, skip to the next line.
-    text = data.decode("utf-8", "replace")
+    # Python runs once per bad line only. surrogateescape turns each invalid byte into a lone
+    # surrogate, which no valid UTF-8 decodes to (unlike U+FFFD, which a line may really hold).
+    text = data.decode("utf-8", "surrogateescape")
+    search = _ESCAPED_BYTE.search
     bad = 0
-    at = text.find("\ufffd")
-    while at >= 0:
+    found = search(text)
+    while found is not None:
         bad += 1
-        end = text.find("\n", at)
+        end = text.find("\n", found.start())
         if end < 0:
             break
-        at = text.find("\ufffd", end)
+        found = search(text, end)
     return bad
 
 
@@ -174,21 +184,24 @@ class _Cut:
 
 
 def _cut_blocks(
-    chunks: Iterable[bytes], start: int, block_bytes: int, *, skip: bool = False, complete: bool = False
+    read: Callable[[int], bytes], start: int, block_bytes: int, *, skip: bool = False, complete: bool = False
 ) -> Iterator[_Cut]:
-    """Cut a byte stream into blocks of complete lines.
+    """Cut a byte stream into blocks of complete lines, none longer than ``block_bytes``.
 
     Args:
-        chunks: The stream from ``start`` on, in pieces of any size.
-        start: Stream offset of the first chunk's first byte.
-        block_bytes: Longest line kept whole; a line longer than this is cut, counted once, and
-            the rest of it skipped (``skip`` carries that over to the next read).
+        read: Returns up to n more bytes of the stream, ``b""`` at its end.
+        start: Stream offset of the first byte ``read`` returns.
+        block_bytes: Largest block, and longest line kept whole; a longer line is cut, counted
+            once, and the rest of it skipped (``skip`` carries that over to the next read).
         skip: Discard bytes up to and including the first newline (an over-long line's rest).
         complete: The stream is finished: an unterminated last line is a line (``b"\\n"`` added).
     """
-    carry = b""
+    carry = b""  # an incomplete line, always shorter than block_bytes
     pos = start  # offset of the first byte of ``carry``
-    for chunk in chunks:
+    while True:
+        chunk = read(block_bytes - len(carry))
+        if not chunk:
+            break
         buf = carry + chunk if carry else chunk
         carry = b""
         if skip:
@@ -206,7 +219,7 @@ def _cut_blocks(
             if len(buf) >= block_bytes:
                 pos += len(buf)
                 skip = True
-                yield _Cut(buf[:block_bytes] + b"\n", 1, pos, True, truncated=True)
+                yield _Cut(buf + b"\n", 1, pos, True, truncated=True)
             else:
                 carry = buf
             continue
@@ -218,21 +231,34 @@ def _cut_blocks(
         yield _Cut(carry + b"\n", 1, pos + len(carry), False)
 
 
-def _pread_chunks(fd: int, offset: int, size: int) -> Iterator[bytes]:
-    while True:
-        data = os.pread(fd, size, offset)
-        if not data:
-            return
-        offset += len(data)
-        yield data
+def _pread_reader(fd: int, offset: int) -> Callable[[int], bytes]:
+    position = offset
+
+    def read(size: int) -> bytes:
+        nonlocal position
+        data = os.pread(fd, size, position)
+        position += len(data)
+        return data
+
+    return read
 
 
-def _stream_chunks(stream: IO[bytes], size: int) -> Iterator[bytes]:
-    while True:
-        data = stream.read(size)
-        if not data:
-            return
-        yield data
+def _chunk_reader(chunks: Iterable[bytes]) -> Callable[[int], bytes]:
+    """``read(n)`` over an iterable of byte strings of any size."""
+    pieces = iter(chunks)
+    buffer = b""
+
+    def read(size: int) -> bytes:
+        nonlocal buffer
+        while len(buffer) < size:
+            piece = next(pieces, None)
+            if piece is None:
+                break
+            buffer += piece
+        out, buffer = buffer[:size], buffer[size:]
+        return out
+
+    return read
 
 
 def _open_codec(path: str, codec: str) -> IO[bytes]:
@@ -267,7 +293,7 @@ def read_chunks(
     chunks: Iterable[bytes], origin: str, *, mtime: datetime | None = None, block_bytes: int = BLOCK_BYTES
 ) -> Iterator[TextBlock]:
     """All lines of a finished stream given in pieces, in blocks; an unterminated last line is included."""
-    for cut in _cut_blocks(chunks, 0, block_bytes, complete=True):
+    for cut in _cut_blocks(_chunk_reader(chunks), 0, block_bytes, complete=True):
         if cut.lines:
             yield TextBlock(data=cut.data, origin=origin, mtime=mtime, lines=cut.lines)
 
@@ -276,7 +302,9 @@ def read_stream(
     stream: IO[bytes], origin: str, *, mtime: datetime | None = None, block_bytes: int = BLOCK_BYTES
 ) -> Iterator[TextBlock]:
     """All lines of a finished stream in blocks; an unterminated last line is included."""
-    return read_chunks(_stream_chunks(stream, block_bytes), origin, mtime=mtime, block_bytes=block_bytes)
+    for cut in _cut_blocks(stream.read, 0, block_bytes, complete=True):
+        if cut.lines:
+            yield TextBlock(data=cut.data, origin=origin, mtime=mtime, lines=cut.lines)
 
 
 def open_decompressed(path: str | Path) -> IO[bytes]:
@@ -323,7 +351,7 @@ def _sibling_pattern(base: str) -> re.Pattern[str]:
 
 def _age(match: re.Match[str]) -> tuple[int, int]:
     if match.group("old"):
-        return (1, 1)
+        return (1, 0)  # Windows keeps one: pfirewall.log.old
     digits = re.sub(r"\D", "", match.group("stamp"))
     if len(digits) >= _DATE_DIGITS:
         # dateext: a later date is newer. Dated files sort before counted ones; a directory
@@ -388,7 +416,7 @@ class _Tracked:
     fpn: int  # bytes the fingerprint covers
     offset: int = 0
     size: int = 0  # file size when last looked at (a rotated file that stops growing is done)
-    mtime: float = 0.0
+    mtime: int = 0  # st_mtime_ns when last looked at
     skip: bool = False  # the rest of an over-long line is being discarded
     path: str = ""  # where it was last found; a hint, never trusted without the identity
 
@@ -414,7 +442,7 @@ class _Tracked:
             fpn=int(value["fpn"]),
             offset=int(value["offset"]),
             size=int(value.get("size", 0)),
-            mtime=float(value.get("mtime", 0.0)),
+            mtime=int(value.get("mtime", 0)),
             skip=bool(value.get("skip", False)),
             path=str(value.get("path", "")),
         )
@@ -422,16 +450,22 @@ class _Tracked:
 
 @dataclass(slots=True)
 class _PathState:
+    """A configured path: the file there now, the rotated files still owed lines, and ``seen``,
+    the latest modification time of any of its files at the last look: a rotated file modified
+    after that holds lines not read yet."""
+
     current: _Tracked | None = None
     rotated: list[_Tracked] = field(default_factory=list)
+    seen: int | None = None
 
     def to_json(self) -> JSONValue:
-        if self.current is None and not self.rotated:
+        if self.current is None and not self.rotated and self.seen is None:
             return None
         return {
             "v": CHECKPOINT_VERSION,
             "current": None if self.current is None else self.current.to_json(),
             "rotated": [t.to_json() for t in self.rotated],
+            "seen": self.seen,
         }
 
     @classmethod
@@ -439,9 +473,11 @@ class _PathState:
         if not isinstance(value, dict) or value.get("v") != CHECKPOINT_VERSION:
             raise ValueError(f"not a version-{CHECKPOINT_VERSION} file checkpoint")
         current = value.get("current")
+        seen = value.get("seen")
         return cls(
             current=None if current is None else _Tracked.from_json(current),
             rotated=[_Tracked.from_json(t) for t in value.get("rotated", [])],
+            seen=None if seen is None else int(seen),
         )
 
 
@@ -492,7 +528,7 @@ class FileTail:
         self.errors: list[OSError] = []
         self._states: dict[str, _PathState] = {}
         self._lag: dict[str, int] = {}
-        self._jobs: list[tuple[str, str, str, bool]] = []  # key, logical path, real path, pattern known
+        self._jobs: list[tuple[str, str, str, bool, bool]] = []  # key, logical, real, pattern known, glob
         self._new_patterns: list[str] = []
         self._scan(state)
 
@@ -523,7 +559,7 @@ class FileTail:
                     continue
                 seen.add(path)
                 key = FILE_KEY + path
-                self._jobs.append((key, path, real, known))
+                self._jobs.append((key, path, real, known, path != pattern))
                 value = saved.get(key)
                 if value is not None:
                     try:
@@ -557,7 +593,7 @@ class FileTail:
     @property
     def paths(self) -> list[str]:
         """The configured paths and glob matches this tail covers (logical, without the root)."""
-        return [path for _, path, _, _ in self._jobs]
+        return [job[1] for job in self._jobs]
 
     # -----------------------------------------------------------------------------------------
     # reading
@@ -566,16 +602,16 @@ class FileTail:
         """Every step of this run, in order; stop iterating at any point to stop reading."""
         for pattern in self._new_patterns:
             yield FileRead(PATTERN_KEY + pattern, {"v": CHECKPOINT_VERSION, "start_at": self.source.start_at})
-        for key, path, real, known in self._jobs:
+        for key, path, real, known, from_glob in self._jobs:
             try:
-                yield from self._follow(key, path, real, known)
+                yield from self._follow(key, path, real, known, from_glob)
             except OSError as exc:
                 # One unreadable file does not keep the others from being read; the caller
                 # reports ``errors`` once the rest is done. What was handed out stays consistent.
                 self.errors.append(exc)
                 self.log.error("log_file_unreadable", path=path, error=str(exc))
 
-    def _follow(self, key: str, path: str, real: str, known: bool) -> Iterator[FileRead]:
+    def _follow(self, key: str, path: str, real: str, known: bool, from_glob: bool) -> Iterator[FileRead]:
         ps = self._states.get(key)
         fd = _open_regular(real)
         try:
@@ -591,25 +627,20 @@ class FileTail:
                 yield from self._read_current(key, ps, fd, real)
                 return
             handled: set[tuple[int, int]] = set()
+            last_look = ps.seen
             for t in list(ps.rotated):
                 yield from self._drain(key, ps, t, real, handled)
             cur = ps.current
-            if cur is not None:
-                if fd is not None and _same_file(cur, fd):
-                    yield from self._read_current(key, ps, fd, real)
-                    return
-                yield from self._moved(key, ps, cur, real, handled)
-            if fd is not None:
-                st = os.fstat(fd)
-                resumed = next((t for t in ps.rotated if t.ino == st.st_ino and _same_file(t, fd)), None)
-                if resumed is not None:  # renamed back: carry on where it was
-                    ps.rotated.remove(resumed)
-                    ps.current = resumed
-                else:
-                    ps.current = _new_tracked(fd, st, real, at_end=False)
+            if cur is not None and fd is not None and _same_file(cur, fd) and not _refilled(cur, fd):
+                yield from self._read_current(key, ps, fd, real)
+            elif cur is not None or ps.seen is not None:
+                yield from self._catch_up(key, ps, real, handled, fd, last_look)
+            elif fd is not None:  # nothing known of what was here: a new file
+                ps.current = _new_tracked(fd, os.fstat(fd), real, at_end=False)
                 yield self._state(key)
                 yield from self._read_current(key, ps, fd, real)
-            elif not ps.rotated:
+            if ps.current is None and not ps.rotated and from_glob:
+                # A glob match that is gone for good; a file appearing there later is new.
                 self.log.info("log_file_gone", path=path)
                 del self._states[key]
                 self._lag[key] = 0
@@ -623,35 +654,56 @@ class FileTail:
         self._lag[key] = _lag_of(ps)
         return FileRead(key, None if ps is None else ps.to_json())
 
-    def _moved(self, key: str, ps: _PathState, cur: _Tracked, real: str, handled: set[tuple[int, int]]) -> Iterator[FileRead]:
-        """The current file is not at its path any more: finish it, then what was rotated after it."""
+    def _catch_up(
+        self,
+        key: str,
+        ps: _PathState,
+        real: str,
+        handled: set[tuple[int, int]],
+        fd: int | None,
+        last_look: int | None,
+    ) -> Iterator[FileRead]:
+        """The file read last is not at its path any more: finish it, what was rotated after it,
+        then the file there now from its start.
+
+        Found among the siblings, its rest is read, then every sibling newer than it. Not found
+        (deleted), empty at the last look (no first bytes to know it by), or no file there at the
+        last look: every sibling modified since the last look holds unread lines, as it was
+        written, copied or renamed after it (logrotate gives a compressed file its original's
+        mtime, so older ones do not qualify).
+        """
+        cur = ps.current
         siblings = [s for s in list_siblings(real) if (s.st.st_dev, s.st.st_ino) not in handled]
-        found = _locate(cur, siblings)
-        ps.current = None
-        if found is not None:
-            index = siblings.index(found)
-            newer = siblings[:index]
+        found = _locate(cur, siblings) if cur is not None and cur.fpn else None
+        plan: list[tuple[_Tracked, _Sibling]] = []
+        if cur is not None and found is not None:
+            newer = siblings[: siblings.index(found)]
             self.log.info("log_file_rotated", path=self._logical(real), rotated_to=self._logical(found.path))
+            plan.append((cur, found))
         else:
-            newer = [s for s in siblings if s.st.st_mtime > cur.mtime]
-            unread = max(cur.size - cur.offset, 0)
-            log = self.log.warning if unread else self.log.info
-            log("log_file_replaced", path=self._logical(real), unread_bytes=unread, newer_rotated=len(newer))
-        if found is not None:
-            ps.rotated.append(cur)
-            yield from self._drain(key, ps, cur, real, handled, found)
+            since = max(last_look or 0, cur.mtime if cur is not None else 0)
+            newer = [s for s in siblings if s.st.st_mtime_ns > since]
+            unread = max(cur.size - cur.offset, 0) if cur is not None and cur.fpn else 0
+            (self.log.warning if unread else self.log.info)(
+                "log_file_replaced", path=self._logical(real), unread_bytes=unread, newer_rotated=len(newer)
+            )
         for sibling in reversed(newer):  # oldest first
             st = sibling.st
-            if (st.st_dev, st.st_ino) in handled:
-                continue
             try:
                 head = _read_head(sibling, FINGERPRINT_BYTES)
             except (OSError, *_DECOMPRESS_ERRORS) as exc:
                 self.log.warning("rotated_file_unreadable", path=self._logical(sibling.path), error=str(exc))
                 continue
-            t = _Tracked(st.st_dev, st.st_ino, fingerprint(head), len(head), path=sibling.path)
-            ps.rotated.append(t)
-            yield from self._drain(key, ps, t, real, handled, sibling)
+            plan.append((_Tracked(st.st_dev, st.st_ino, fingerprint(head), len(head), path=sibling.path), sibling))
+        # The whole catch-up and the new current file go into the checkpoint before the first
+        # block: a crash half-way must not forget what was not reached yet.
+        ps.rotated.extend(t for t, _ in plan)
+        ps.current = _new_tracked(fd, os.fstat(fd), real, at_end=False) if fd is not None else None
+        yield self._state(key)
+        for t, sibling in plan:
+            yield from self._drain(key, ps, t, real, handled, sibling, fresh=True)
+        if fd is not None:
+            yield from self._read_current(key, ps, fd, real)
 
     def _drain(
         self,
@@ -661,8 +713,13 @@ class FileTail:
         real: str,
         handled: set[tuple[int, int]],
         found: _Sibling | None = None,
+        *,
+        fresh: bool = False,
     ) -> Iterator[FileRead]:
-        """Read the rest of a rotated file; forget it once it is complete."""
+        """Read the rest of a rotated file; forget it once it is complete.
+
+        ``fresh``: it was found rotated in this run, so it has not yet been seen to stop growing.
+        """
         if found is None:
             found = _locate(t, [s for s in list_siblings(real) if (s.st.st_dev, s.st.st_ino) not in handled])
         if found is None:
@@ -687,14 +744,14 @@ class FileTail:
                 return
             # Not grown for a whole run: the writer has moved to the new file, so an unterminated
             # last line will never be finished and is a line of its own.
-            quiet = st.st_size == t.size
+            quiet = not fresh and st.st_size == t.size
             t.dev, t.ino, t.path = st.st_dev, st.st_ino, found.path
             t.size = st.st_size
-            t.mtime = st.st_mtime
-            chunks = _pread_chunks(fd, t.offset, self.source.block_bytes)
+            t.mtime = st.st_mtime_ns
+            _grow_fingerprint(t, fd, st.st_size)
             pos = f"{st.st_dev}:{st.st_ino}"
-            yield from self._emit(key, t, chunks, origin, mtime, pos, complete=quiet)
-            if quiet:
+            yield from self._emit(key, t, _pread_reader(fd, t.offset), origin, mtime, pos, complete=quiet, fd=fd)
+            if quiet and t.mtime <= (ps.seen or 0):
                 ps.rotated.remove(t)
                 yield self._state(key)
         finally:
@@ -707,14 +764,15 @@ class FileTail:
         # file, and a half-written one is never chosen while its plain twin exists. So an
         # unterminated last line is a line, and a stream that breaks off is corrupt, not pending.
         t.path = found.path
+        t.mtime = found.st.st_mtime_ns
         try:
             with _open_codec(found.path, found.codec) as stream:
                 stream.seek(t.offset)
-                chunks = _stream_chunks(stream, self.source.block_bytes)
-                yield from self._emit(key, t, chunks, origin, mtime, t.fp[:16], complete=True)
+                yield from self._emit(key, t, stream.read, origin, mtime, t.fp[:16], complete=True)
         except _DECOMPRESS_ERRORS as exc:
             self.log.warning("rotated_file_corrupt", path=origin, offset=t.offset, error=str(exc))
-        ps.rotated.remove(t)
+        if t.mtime <= (ps.seen or 0):
+            ps.rotated.remove(t)
         yield self._state(key)
 
     def _read_current(self, key: str, ps: _PathState, fd: int, real: str) -> Iterator[FileRead]:
@@ -723,13 +781,15 @@ class FileTail:
         st = os.fstat(fd)
         cur.path = real
         cur.size = st.st_size
-        cur.mtime = st.st_mtime
-        if cur.fpn < FINGERPRINT_BYTES and st.st_size > cur.fpn:
-            head = _head(fd, FINGERPRINT_BYTES)
-            cur.fp, cur.fpn = fingerprint(head), len(head)
+        cur.mtime = st.st_mtime_ns
+        # Every file of this path is accounted for now (read, or tracked in ``rotated``), so
+        # anything modified later than all of them is unread.
+        ps.seen = max([ps.seen or 0, cur.mtime, *(t.mtime for t in ps.rotated)])
+        _grow_fingerprint(cur, fd, st.st_size)
         mtime = datetime.fromtimestamp(st.st_mtime, timezone.utc)
-        chunks = _pread_chunks(fd, cur.offset, self.source.block_bytes)
-        yield from self._emit(key, cur, chunks, self._logical(real), mtime, f"{st.st_dev}:{st.st_ino}", complete=False)
+        position = f"{st.st_dev}:{st.st_ino}"
+        reader = _pread_reader(fd, cur.offset)
+        yield from self._emit(key, cur, reader, self._logical(real), mtime, position, complete=False, fd=fd)
         end = os.fstat(fd).st_size
         if end != cur.size:  # grown while we read
             cur.size = end
@@ -739,19 +799,22 @@ class FileTail:
         self,
         key: str,
         t: _Tracked,
-        chunks: Iterable[bytes],
+        read: Callable[[int], bytes],
         origin: str,
         mtime: datetime,
         position: str,
         *,
         complete: bool,
+        fd: int | None = None,
     ) -> Iterator[FileRead]:
         start = t.offset
-        for cut in _cut_blocks(chunks, t.offset, self.source.block_bytes, skip=t.skip, complete=complete):
+        for cut in _cut_blocks(read, t.offset, self.source.block_bytes, skip=t.skip, complete=complete):
             consumed = cut.end - start
             at = f"{position}@{start}"
             t.offset, t.skip = cut.end, cut.skip
             t.size = max(t.size, cut.end)
+            if fd is not None:
+                _grow_fingerprint(t, fd, t.size)
             start = cut.end
             if cut.truncated:
                 self.log.warning("log_line_truncated", path=origin, offset=cut.end, limit_bytes=self.source.block_bytes)
@@ -782,7 +845,7 @@ def _open_regular(path: str) -> int | None:
 
 def _new_tracked(fd: int, st: os.stat_result, real: str, *, at_end: bool) -> _Tracked:
     head = _head(fd, min(st.st_size, FINGERPRINT_BYTES))
-    t = _Tracked(st.st_dev, st.st_ino, fingerprint(head), len(head), size=st.st_size, mtime=st.st_mtime, path=real)
+    t = _Tracked(st.st_dev, st.st_ino, fingerprint(head), len(head), size=st.st_size, mtime=st.st_mtime_ns, path=real)
     if at_end and st.st_size:
         # Start after the last complete line; a line still being written is not ours to count.
         window = min(st.st_size, _END_SCAN)
@@ -793,6 +856,18 @@ def _new_tracked(fd: int, st: os.stat_result, real: str, *, at_end: bool) -> _Tr
         else:
             t.offset, t.skip = st.st_size, True
     return t
+
+
+def _refilled(t: _Tracked, fd: int) -> bool:
+    """An empty file written to since the last look: its lines may also be in a copy by now."""
+    return t.fpn == 0 and os.fstat(fd).st_mtime_ns != t.mtime
+
+
+def _grow_fingerprint(t: _Tracked, fd: int, size: int) -> None:
+    # The first bytes of an append-only file do not change, so a longer prefix is the same file.
+    if t.fpn < FINGERPRINT_BYTES and size > t.fpn:
+        head = _head(fd, FINGERPRINT_BYTES)
+        t.fp, t.fpn = fingerprint(head), len(head)
 
 
 def _same_file(t: _Tracked, fd: int) -> bool:
