@@ -40,6 +40,7 @@ from normagent.sources.syslog import (
     valid_pri,
     validate_syslog,
 )
+from normagent.model import Checkpoint
 from normagent.testing import FakeClock
 
 LOOPBACK = SyslogSettings(udp_listen="127.0.0.1:0", tcp_listen="127.0.0.1:0")
@@ -798,3 +799,34 @@ def test_sigkill_in_mid_stream_keeps_every_reported_message_and_no_partial_line(
     assert data.endswith(b"\n")
     assert len(lines) >= reported
     assert [parse_spool_line(line).message for line in lines] == [f"<13>flood {i}".encode() for i in range(len(lines))]  # type: ignore[union-attr]
+
+
+def test_the_file_tailer_reads_the_rotating_spool_exactly_once(tmp_path: Path, clock: FakeClock) -> None:
+    """The spool's contract with normagent.sources.files: rotated names it follows, whole lines only."""
+    from normagent.sources.files import FileSource, FileTail
+    from normagent.testing import MemoryCheckpoints
+
+    settings_ = SyslogSettings(udp_listen="", tcp_listen="127.0.0.1:0", spool_file_bytes=4096, spool_max_files=100, max_message_bytes=480)
+    r = SyslogReceiver(settings_, tmp_path / "spool", clock, tick=0.02)
+    r.start()
+    state = MemoryCheckpoints()
+    source = FileSource(paths=(str(r.spool_path),), start_at="beginning")
+    read: list[bytes] = []
+    sent: list[bytes] = []
+    try:
+        with tcp(r) as sock:
+            for run in range(12):
+                batch = [f"<13>run {run} message {i} ".encode() + b"~" * (run * 7) for i in range(25)]
+                sock.sendall(b"".join(m + b"\n" for m in batch))
+                sent += batch
+                wait_until(lambda: count(r, "tcp", "received") == len(sent))
+                clock.advance(1)  # rotated files get distinct stamps, as they would in real time
+                for step in FileTail(source, state).reads():
+                    if step.block is not None:
+                        read += [parse_spool_line(line).message for line in step.block.data.splitlines()]  # type: ignore[union-attr]
+                    state.apply([Checkpoint(step.key, step.checkpoint)])
+    finally:
+        r.stop()
+
+    assert len(r.spool.rotated()) >= 5
+    assert read == sent
