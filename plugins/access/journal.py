@@ -1,0 +1,108 @@
+"""Pure parsers for journald entries: the Linux login rules on MESSAGE, and errors per origin.
+
+``parse_journal_logins`` applies exactly the rules of parse.py (``classify``) to each entry's
+``SYSLOG_IDENTIFIER`` and ``MESSAGE``, so an attempt counts the same whether it was read from the
+journal or from auth.log. ``parse_journal_errors`` counts entries with ``PRIORITY`` <= 3 (err,
+crit, alert, emerg) per origin: the systemd unit (instances folded: ``getty@tty1.service`` ->
+``getty@.service``), else the identifier, else the command. The origin label is bounded: an origin
+not in the settings' ``origins`` (configured plus those the collector admitted, see
+collectors.py) is exported as ``other``; the exact origin is kept in the
+``access.eventlog_errors_by_origin`` rollup for the report.
+
+Pure: no I/O, no state between calls. Imports only ``normagent`` and the plugin's own modules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from normagent import JournalEntry, ParseContext, ParseResult, RecordBlock
+
+from .parse import IGNORED, UNPARSED, apply, classify
+from .tally import OTHER_ORIGIN, Tally
+
+# The texts parse.py's byte prefilter looks for, as one pattern over a (short) message.
+_CANDIDATE = re.compile(
+    r"Failed |FAILED |; logname=|; TTY=|Accepted |pam_faillock\(|chauthtok\): password changed|, deny "
+    r"|' changed by '|change user '|TOO MANY LOGIN TRIES|BAD SU |PAM: "
+)
+ERROR_PRIORITY = 3  # err; crit, alert and emerg are more severe
+
+_INSTANCE = re.compile(r"@[^.]*(?=\.[a-z]+$)")
+_NUMBERED = re.compile(r"^(session|run-[ru]?)[-0-9a-f]*(?=\.[a-z]+$)")
+
+
+def parse_journal_logins(block: RecordBlock, ctx: ParseContext) -> ParseResult:
+    """Count failed logins, lockouts and password changes in journald entries (see parse.py's rules)."""
+    return _scan(block, ctx, logins=True, errors=False)
+
+
+def parse_journal_errors(block: RecordBlock, ctx: ParseContext) -> ParseResult:
+    """Count journald entries of priority err or worse, per origin (bounded label)."""
+    return _scan(block, ctx, logins=False, errors=True)
+
+
+def parse_journal(block: RecordBlock, ctx: ParseContext) -> ParseResult:
+    """Both indicators over one block, for ``normagent parse`` on a ``journalctl -o json`` export."""
+    return _scan(block, ctx, logins=True, errors=True)
+
+
+def _scan(block: RecordBlock, ctx: ParseContext, *, logins: bool, errors: bool) -> ParseResult:
+    """One pass over the entries; an entry is parsed if it counted towards either indicator."""
+    result = ParseResult()
+    if not isinstance(block, RecordBlock):
+        result.ignored = block.line_count
+        return result
+    tally = Tally(ctx)
+    labels = allowed_origins(getattr(ctx.settings, "origins", ())) if errors else {}
+    parsed = unparsed = 0
+    for entry in block.records:
+        if not isinstance(entry, JournalEntry):
+            continue
+        counted = False
+        if errors:
+            priority = entry.priority
+            if priority is not None and priority <= ERROR_PRIORITY:
+                origin = journal_origin(entry.fields)
+                tally.error("journal", origin, origin_label(origin, labels), entry.realtime.timestamp())
+                counted = True
+        if logins:
+            message = entry.message
+            if _CANDIDATE.search(message):
+                verdict = classify(entry.identifier, message)
+                if verdict is UNPARSED:
+                    if not counted:
+                        unparsed += 1
+                        if len(result.examples) < ctx.examples:
+                            result.examples.append(f"{entry.identifier}: {message}")
+                elif verdict is not IGNORED:
+                    apply(tally, verdict, entry.realtime.timestamp())  # type: ignore[arg-type]
+                    counted = True
+        parsed += counted
+    result.observations = tally.observations()
+    result.parsed = parsed
+    result.unparsed = unparsed
+    result.ignored = len(block.records) - parsed - unparsed
+    return result
+
+
+def journal_origin(fields: Mapping[str, str]) -> str:
+    """Where a journal entry comes from: its unit (instance folded), identifier, or command."""
+    if fields.get("_TRANSPORT") == "kernel":
+        return "kernel"
+    unit = fields.get("_SYSTEMD_UNIT") or fields.get("_SYSTEMD_USER_UNIT") or ""
+    if unit:
+        folded = _INSTANCE.sub("@", unit)
+        return _NUMBERED.sub(lambda m: m.group(1).rstrip("-"), folded)
+    return fields.get("SYSLOG_IDENTIFIER") or fields.get("_COMM") or "unknown"
+
+
+def allowed_origins(origins: Iterable[str]) -> dict[str, str]:
+    """Case-folded origin -> the label to export for it."""
+    return {o.casefold(): o for o in origins if o}
+
+
+def origin_label(origin: str, allowed: Mapping[str, str]) -> str:
+    """The bounded label of an origin: its configured or admitted spelling, else ``other``."""
+    return allowed.get(origin.casefold(), OTHER_ORIGIN)

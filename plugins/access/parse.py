@@ -1,0 +1,615 @@
+"""Pure parsers for Linux authentication logs: auth.log / secure lines and the messages inside them.
+
+``classify(program, message)`` decides what one authentication message means under the counting
+rules of docs/access-counting-rules.md; the journald parser (journal.py) calls it with a journal
+entry's identifier and MESSAGE. ``parse_auth_lines(block, ctx)`` runs it over a ``TextBlock`` of
+syslog lines (RFC 3164 with or without host, rsyslog's RFC 3339, RFC 5424, host-only journal
+renderings).
+
+Speed: a Python call per line is what makes fail2ban slow, and a ``re`` alternation of literals
+scans at about 2 ns/byte. So the block is searched with ``bytes.find`` for single *rare bytes*
+(memchr, tens of GB/s) and, at each hit, the bytes around it are compared with the anchor text
+(``Failed `` at an ``F``, ``; logname=`` at a ``;``, ...). Only lines holding an anchor are
+decoded and parsed; pam_unix lines that repeat a verdict another line counts are dropped at the
+byte level. Counts are aggregated per block (see tally.py).
+
+Pure: no I/O, no clock, no state between calls. Imports only ``normagent`` and the standard
+library.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import datetime, timedelta
+from typing import Final
+
+from normagent import ParseContext, ParseResult, TextBlock
+
+from .tally import Tally
+
+# ---------------------------------------------------------------------------------------------
+# Outcomes of classify(): a verdict tuple, or one of two markers.
+
+IGNORED: Final = "ignored"  # understood, and deliberately not counted (or not about logins at all)
+UNPARSED: Final = "unparsed"  # looks like a login message of a known program, but no rule understands it
+
+# (kind, source, reason_or_kind, n, account, address); kind is fail | lockout | reset | success
+Verdict = tuple[str, str, str, int, "str | None", "str | None"]
+Outcome = "Verdict | str"
+
+# Services whose own message carries the verdict; pam_unix's lines for them repeat an attempt
+# already counted (docs/access-counting-rules.md, rule P1).
+OWN_VERDICT = frozenset({"sshd", "sudo", "su", "login"})
+
+_FAMILY = {
+    "sshd": "sshd",
+    "sshd-session": "sshd",
+    "sshd-auth": "sshd",
+    "sudo": "sudo",
+    "sudo-i": "sudo",
+    "su": "su",
+    "su-l": "su",
+    "login": "login",
+    "remote": "login",
+    "passwd": "passwd",
+    "chpasswd": "chpasswd",
+    "newusers": "chpasswd",
+    "usermod": "usermod",
+    "runuser": "runuser",
+    "runuser-l": "runuser",
+}
+
+
+def family(program: str) -> str:
+    """The service family of a program name or PAM service name (``gdm-password`` -> ``gdm``)."""
+    name = program.lower()
+    fam = _FAMILY.get(name)
+    if fam is not None:
+        return fam
+    if name.startswith("gdm"):
+        return "gdm"
+    return "pam"
+
+
+# ---------------------------------------------------------------------------------------------
+# Message rules. Each regex is anchored at the start of the message and bounded: a 1 MB line
+# costs a linear scan at worst.
+
+_REPEATED = re.compile(r"message repeated (\d{1,9}) times?: \[ ?(.*?)\]?\s*$", re.S)
+
+# sshd: "Failed <method> for [invalid user ]<user> from <addr> port <n> ssh2[: info]". A valid
+# user name has no spaces; an invalid one may hold anything, including an injected " from x"
+# (fail2ban's test lines), so it is matched lazily and the tail after "ssh2" must not hold " from ".
+_SSHD_FAILED = re.compile(
+    r"(?:error: )?Failed (?P<method>\S+) for "
+    r"(?:(?P<inv>invalid user |illegal user )(?P<iuser>.*?)|(?P<user><invalid username>|\S*)) "
+    r"from (?P<addr>\S+?)(?: port \d+)?(?: ssh\d?)?"
+    r"(?(inv)(?:: (?!.* from ).*)?|(?:: .*)?)(?: \[preauth\])?\s*$",
+    re.S,
+)
+_SSHD_ACCEPTED = re.compile(r"Accepted (?P<method>\S+) for (?P<user>\S+) from (?P<addr>\S+?)(?: port \d+|\s|$)")
+# Old OpenSSH and macOS builds log PAM's verdict themselves, and no "Failed" line follows.
+_SSHD_PAM = re.compile(
+    r"(?:error: |fatal: )?PAM: (?P<text>.+?) for (?P<ill>illegal user |invalid user )?(?P<user>.*?) "
+    r"from (?P<addr>\S+)(?: via \S+)?\s*$",
+    re.S,
+)
+
+# pam_unix & co: "pam_unix(svc:type): text", "(pam_unix) text", "pam_unix: text", "PAM <n> more ..."
+_PAM = re.compile(
+    r"(?:(?P<mod>pam_\w+)(?:\((?P<svc>[^:)\s]*)(?::\w+)?\))?:? |\((?P<mod2>pam_\w+)\) |(?P<end>PAM )(?=\d))(?P<text>.*)",
+    re.S,
+)
+_PAM_FAILURE = re.compile(r"(?:(?P<n>\d{1,9}) more )?authentication failures?; (?P<kv>.*)", re.S)
+_FAILLOCK = re.compile(r"Consecutive login failures for user (?P<user>.*?) account temporarily locked\s*$", re.S)
+_TALLY = re.compile(r"user (?P<user>.*?) \(\d+\) tally (?P<tally>\d{1,9}), deny (?P<deny>\d{1,9})\s*$", re.S)
+_CHAUTHTOK = re.compile(r"password changed for (?P<user>.*?)\s*$", re.S)
+
+# sudo: "<user> : <what> ; TTY=... ; PWD=... ; USER=... ; COMMAND=..."
+_SUDO = re.compile(r"\s*(?P<user>.*?) : (?P<what>.*?) ; (?:TTY|PWD|USER|GROUP|TSID|ENV|COMMAND)=", re.S)
+_SUDO_TRIES = re.compile(r"(\d{1,9}) incorrect password attempts?")
+_SUDO_REFUSED = ("user NOT in sudoers", "user NOT authorized on host", "command not allowed", "user not allowed")
+
+# su (util-linux, shadow, ancient)
+_SU = re.compile(
+    r"(?:FAILED SU \((?:to )?(?P<a>[^)]*)\) \S* on |FAILED su for (?P<b>\S+) by |BAD SU \S+ to (?P<c>\S+) on )"
+)
+# login: util-linux and shadow formats
+_LOGIN = re.compile(
+    r"(?:FAILED LOGIN (?:\d+ |SESSION )FROM .*? FOR (?P<u1>.*), (?P<why1>[^,]*?)"
+    r"|TOO MANY LOGIN TRIES \(\d+\) FROM .*? FOR (?P<u2>.*), (?P<why2>[^,]*?)"
+    r"|FAILED LOGIN \(\d+\)(?P<from3>.*?) FOR '(?P<u3>.*)', (?P<why3>.*?)"
+    r"|TOO MANY LOGIN TRIES \(\d+\)(?P<from4>.*?) FOR '(?P<u4>.*)')\s*$",
+    re.S,
+)
+_LOGIN_FROM = re.compile(r" from '([^']*)'")
+_PASSWD_SHADOW = re.compile(r"password for '(?P<user>[^']*)' changed by '(?P<by>[^']*)'")
+_USERMOD = re.compile(r"change user '(?P<user>[^']*)' password\s*$")
+
+# pam_strerror() texts login appends, and what they mean.
+_PAM_REASON = {
+    "Authentication failure": "bad_password",
+    "Maximum number of tries exceeded": "bad_password",
+    "User not known to the underlying authentication module": "unknown_user",
+    "Authentication token is no longer valid; new one required": "password_expired",
+    "Authentication token expired": "password_expired",
+    "User account has expired": "expired",
+    "Permission denied": "not_allowed",
+}
+
+
+def classify(program: str, message: str) -> Outcome:
+    """What one authentication message means under the counting rules.
+
+    Args:
+        program: The syslog tag or journald ``SYSLOG_IDENTIFIER`` (``sshd``, ``sshd-session``,
+            ``sudo``, ``gdm-password`` ...), without pid.
+        message: The message text after the tag.
+
+    Returns:
+        A verdict ``(kind, source, reason_or_kind, n, account, address)``, ``IGNORED`` for a
+        message that is understood but counts nothing, or ``UNPARSED`` for a login message of a
+        known shape that no rule understands.
+    """
+    msg = message.lstrip()
+    if msg.startswith("[ID "):  # Solaris: "[ID 800047 auth.info] Failed ..."
+        msg = msg.split("] ", 1)[1] if "] " in msg else msg
+    if msg.startswith("message repeated "):
+        m = _REPEATED.match(msg)
+        if m is None:
+            return UNPARSED
+        inner = classify(program, m.group(2))
+        if isinstance(inner, str):
+            return inner
+        kind, source, label, n, account, address = inner
+        return (kind, source, label, n * int(m.group(1)), account, address)
+    fam = family(program)
+    first = msg[:1]
+    if first in ("p", "(") or msg.startswith("PAM ") or (first == "a" and program.endswith(")")):
+        pam = _classify_pam(fam, msg)
+        if pam is not None:
+            return pam
+    if fam == "sshd":
+        return _classify_sshd(msg)
+    if fam == "sudo":
+        return _classify_sudo(msg)
+    if fam == "su":
+        return _classify_su(msg)
+    if fam == "login":
+        return _classify_login(msg)
+    if fam == "passwd":
+        m = _PASSWD_SHADOW.match(msg)
+        if m is not None:
+            kind = "change" if m["user"] == m["by"] else "reset"
+            return ("reset", "passwd", kind, 1, m["user"], None)
+    if fam == "usermod":
+        m = _USERMOD.match(msg)
+        if m is not None:
+            return ("reset", "usermod", "reset", 1, m["user"], None)
+    if fam == "runuser" and msg.startswith("FAILED RUNUSER"):
+        return IGNORED  # runuser asks no password: a refused session, not a login attempt
+    # Not a program whose messages we read: "Failed to start ..." from systemd is no login.
+    return IGNORED
+
+
+def _looks_like_login(msg: str) -> bool:
+    return msg.startswith(("Failed ", "FAILED ", "TOO MANY LOGIN", "BAD SU"))
+
+
+def _classify_pam(fam: str, msg: str) -> Outcome | None:
+    m = _PAM.match(msg)
+    if m is None:
+        return None
+    svc = m["svc"]
+    source = family(svc) if svc else fam
+    text = m["text"]
+    mod = m["mod"] or m["mod2"] or ""
+    failure = _PAM_FAILURE.match(text)
+    if failure is not None:
+        if mod not in ("pam_unix", "") and m["end"] is None:
+            # pam_sss, pam_ldap ...: stacked after pam_unix, which has already logged the attempt.
+            return IGNORED
+        if source in OWN_VERDICT:
+            return IGNORED
+        user, rhost = _pam_user_rhost(failure["kv"])
+        n = int(failure["n"]) if failure["n"] else 1
+        reason = "bad_password" if user is not None else "unknown_user"
+        return ("fail", source, reason, n, user, rhost)
+    if text.startswith("check pass; user unknown"):
+        return IGNORED
+    if mod == "pam_faillock":
+        lock = _FAILLOCK.match(text)
+        if lock is not None:
+            return ("lockout", source, "", 1, lock["user"], None)
+        return IGNORED if text.startswith(("User unknown", "Authentication failure")) else UNPARSED
+    if mod in ("pam_tally2", "pam_tally"):
+        tally = _TALLY.match(text)
+        if tally is None:
+            return UNPARSED
+        # Logged on every attempt while the tally exceeds deny; the first such line is the lockout.
+        if int(tally["tally"]) == int(tally["deny"]) + 1:
+            return ("lockout", source, "", 1, tally["user"], None)
+        return IGNORED
+    changed = _CHAUTHTOK.match(text)
+    if changed is not None:
+        if not svc:
+            return ("reset", source if source in ("passwd", "chpasswd") else "pam", "unknown", 1, changed["user"], None)
+        if source == "passwd":
+            return ("reset", "passwd", "unknown", 1, changed["user"], None)
+        if source == "chpasswd":
+            return ("reset", "chpasswd", "reset", 1, changed["user"], None)
+        # An expired password renewed by its owner while logging in (sshd, login, gdm ...).
+        reset_source = source if source in ("sshd", "login", "gdm") else "pam"
+        return ("reset", reset_source, "change", 1, changed["user"], None)
+    return IGNORED
+
+
+def _pam_user_rhost(kv: str) -> tuple[str | None, str | None]:
+    """``user=`` and ``rhost=`` of pam_unix's key=value tail; ``user=`` is last and may hold anything."""
+    user = None
+    head = kv
+    cut = kv.rfind(" user=")
+    if cut >= 0 and "rhost=" in kv[:cut]:
+        user = kv[cut + 6 :].rstrip() or None
+        head = kv[:cut]
+    elif kv.startswith("user="):
+        user = kv[5:].rstrip() or None
+        head = ""
+    at = head.rfind("rhost=")
+    rhost = head[at + 6 :].split(None, 1)[0] if at >= 0 and head[at + 6 :].strip() else None
+    return user, rhost
+
+
+def _classify_sshd(msg: str) -> Outcome:
+    first = msg[:1]
+    if first == "F" or msg.startswith("error: Failed "):
+        if not msg.startswith(("Failed ", "error: Failed ")):
+            return IGNORED
+        fast = _sshd_failed_plain(msg)
+        if fast is not None:
+            return fast
+        m = _SSHD_FAILED.match(msg)
+        if m is None:
+            return UNPARSED
+        if m["inv"] is not None:
+            return ("fail", "sshd", "unknown_user", 1, m["iuser"], m["addr"])
+        user = m["user"]
+        if user == "<invalid username>":
+            return ("fail", "sshd", "unknown_user", 1, None, m["addr"])
+        reason = "bad_key" if m["method"] in ("publickey", "hostbased") else "bad_password"
+        return ("fail", "sshd", reason, 1, user, m["addr"])
+    if first == "A":
+        m = _SSHD_ACCEPTED.match(msg)
+        if m is not None:
+            return ("success", "sshd", "", 1, m["user"], m["addr"])
+        return IGNORED
+    if "PAM: " in msg[:13]:
+        m = _SSHD_PAM.match(msg)
+        if m is None:
+            return UNPARSED
+        unknown = m["ill"] is not None or m["text"].startswith("User not known")
+        return ("fail", "sshd", "unknown_user" if unknown else "bad_password", 1, m["user"], m["addr"])
+    return IGNORED
+
+
+def _sshd_failed_plain(msg: str) -> Verdict | None:
+    """The common "Failed password for [invalid user ]X from A port N ssh2" without a regex.
+
+    Only for the plain shape (one " from ", ending in "ssh2", no ": info" tail); anything else
+    goes to the full pattern.
+    """
+    if not msg.endswith(" ssh2") or msg.count(" from ") != 1 or ": " in msg:
+        return None
+    head, _, tail = msg.partition(" from ")
+    addr, sep, rest = tail.partition(" port ")
+    if not sep or " " in addr or not rest[:-5].isdigit():
+        return None
+    words = head.split(" ", 3)  # Failed, method, for, user part
+    if len(words) < 4 or words[0] != "Failed" or words[2] != "for":
+        return None
+    user = words[3]
+    if user.startswith(("invalid user ", "illegal user ")):
+        return ("fail", "sshd", "unknown_user", 1, user[13:], addr)
+    if user == "<invalid username>":
+        return ("fail", "sshd", "unknown_user", 1, None, addr)
+    if " " in user:
+        return None
+    reason = "bad_key" if words[1] in ("publickey", "hostbased") else "bad_password"
+    return ("fail", "sshd", reason, 1, user, addr)
+
+
+def _classify_sudo(msg: str) -> Outcome:
+    m = _SUDO.match(msg)
+    if m is None:
+        return IGNORED
+    what = m["what"]
+    if what.startswith("TTY="):
+        return IGNORED  # sudo 1.9's success line starts with TTY=
+    tries = _SUDO_TRIES.match(what)
+    if tries is not None:
+        # The account whose password was refused is the invoking user's own.
+        return ("fail", "sudo", "bad_password", int(tries.group(1)), m["user"], None)
+    if what.startswith(_SUDO_REFUSED):
+        return ("fail", "sudo", "not_allowed", 1, m["user"], None)
+    if what.startswith("PAM authentication error"):
+        return ("fail", "sudo", "other", 1, m["user"], None)
+    if what.startswith(("a password is required", "no password was provided")):
+        return IGNORED  # sudo -n without cached credentials: nothing was tried
+    return UNPARSED
+
+
+def _classify_su(msg: str) -> Outcome:
+    m = _SU.match(msg)
+    if m is None:
+        return UNPARSED if _looks_like_login(msg) else IGNORED
+    target = m["a"] or m["b"] or m["c"]
+    return ("fail", "su", "bad_password", 1, target, None)
+
+
+def _classify_login(msg: str) -> Outcome:
+    m = _LOGIN.match(msg)
+    if m is None:
+        return UNPARSED if _looks_like_login(msg) else IGNORED
+    user = m["u1"] or m["u2"] or m["u3"] or m["u4"] or ""
+    why = m["why1"] or m["why2"] or m["why3"] or "Authentication failure"
+    reason = _PAM_REASON.get(why.strip(), "other")
+    if user in ("UNKNOWN", "(unknown)"):
+        reason = "unknown_user" if reason == "bad_password" else reason
+    origin = m["from3"] or m["from4"] or ""
+    remote = _LOGIN_FROM.search(origin)
+    return ("fail", "login", reason, 1, user, remote.group(1) if remote else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Syslog line headers and time stamps
+
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+
+# After the time stamp: "[host ]tag[(sub)][[pid]][]]: message", or "[tag]:? message". The tag
+# must end in ":" (or be bracketed), which is what tells "host tag:" from "tag:".
+_TAG_SRC = (
+    r" *(?:(?P<host>[^\s\[\]]+) )??"
+    r"(?:\[(?P<btag>[^\]\s]+)\]:?|(?P<tag>[^\s\[\]:()]+)(?:\((?P<sub>[^)\s]*)\))?(?:\[[^\]\s]*\])?\]?:)"
+    r"(?: |$)(?P<msg>.*)"
+)
+_CLASSIC_SRC = r"(?:(?P<year>\d{4}) )?(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d)(?:\.\d+)? "
+_ISO_SRC = r"(?P<date>\d{4}-\d\d-\d\d)[T ](?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d)(?:[.,]\d+)?(?P<off>Z|[+-]\d\d(?::?\d\d)?)? "
+# One match per line: stamp and tag together.
+_LINE_CLASSIC = re.compile(_CLASSIC_SRC + _TAG_SRC, re.S)
+_LINE_ISO = re.compile(_ISO_SRC + _TAG_SRC, re.S)
+_LINE_BARE = re.compile(_TAG_SRC, re.S)
+_ISO = re.compile(_ISO_SRC)
+_RFC5424 = re.compile(
+    r"<\d{1,3}>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) \S+ \S+ (?:-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(?P<msg>.*)",
+    re.S,
+)
+
+
+class Clock:
+    """Turns syslog stamps into epoch seconds, caching per hour: a block has few distinct hours.
+
+    RFC 3164 stamps carry no year and no zone: they are local time in ``tz``, in the year that
+    puts them at most a day after ``ref`` (the file's modification time), so December lines read
+    in January belong to last year.
+    """
+
+    __slots__ = ("tz", "ref", "_hours")
+
+    def __init__(self, ref: datetime, tz: object) -> None:
+        self.tz = tz
+        self.ref = ref
+        self._hours: dict[object, float] = {}
+
+    def classic(self, year: str | None, mon: str, day: str, h: str, m: str, s: str) -> float | None:
+        key = (year, mon, day, h)
+        base = self._hours.get(key)
+        if base is None:
+            base = self._classic_hour(year, mon, int(day), int(h))
+            if base is None:
+                return None
+            self._hours[key] = base
+        return base + int(m) * 60 + int(s)
+
+    def _classic_hour(self, year: str | None, mon: str, day: int, hour: int) -> float | None:
+        month = _MONTHS.get(mon)
+        if month is None or hour > 23:
+            return None
+        ref = self.ref.astimezone(self.tz)  # type: ignore[arg-type]
+        years = (int(year),) if year else (ref.year, ref.year - 1)
+        for y in years:
+            try:
+                local = datetime(y, month, day, hour, tzinfo=self.tz)  # type: ignore[arg-type]
+            except ValueError:  # Feb 29 in a year without one: try the previous year
+                continue
+            if year or local - ref <= timedelta(days=1):
+                return local.timestamp()
+        return None
+
+    def iso(self, date: str, h: str, m: str, s: str, off: str | None) -> float | None:
+        key = (date, h, off)
+        base = self._hours.get(key)
+        if base is None:
+            try:
+                y, mo, d = int(date[:4]), int(date[5:7]), int(date[8:10])
+                base = float(calendar.timegm((y, mo, d, int(h), 0, 0)))
+                datetime(y, mo, d)  # validates the date
+            except ValueError:
+                return None
+            if off is None:
+                base = datetime(y, mo, d, int(h), tzinfo=self.tz).timestamp()  # type: ignore[arg-type]
+            elif off != "Z":
+                sign = -1 if off[0] == "+" else 1
+                digits = off[1:].replace(":", "")
+                base += sign * (int(digits[:2]) * 3600 + int(digits[2:4] or 0) * 60)
+            self._hours[key] = base
+        return base + int(m) * 60 + int(s)
+
+    def iso_text(self, text: str) -> float | None:
+        m = _ISO.match(text + " ")
+        if m is None:
+            return None
+        return self.iso(m["date"], m["h"], m["m"], m["s"], m["off"])
+
+
+def split_line(line: str, clock: Clock) -> tuple[float | None, str, str] | None:
+    """(epoch or None, program, message) of one syslog line, or None if it has no tag.
+
+    A ``program(sub)`` tag such as ``sshd(pam_unix)`` comes back as ``sshd(pam_unix)`` so the
+    classifier can read the old PAM style. A line without a time stamp (a host-only journal
+    rendering) has no time: the caller dates it.
+    """
+    first = line[:1]
+    when: float | None = None
+    t: re.Match[str] | None = None
+    if first.isdigit():
+        t = _LINE_ISO.match(line)
+        if t is not None:
+            when = clock.iso(t["date"], t["h"], t["m"], t["s"], t["off"])
+        else:
+            t = _LINE_CLASSIC.match(line)
+            if t is not None:
+                when = clock.classic(t["year"], t["mon"], t["day"], t["h"], t["m"], t["s"])
+    elif first == "<":
+        m5 = _RFC5424.match(line)
+        if m5 is None:
+            return None
+        return clock.iso_text(m5["ts"]), m5["app"], m5["msg"]
+    elif first.isupper():
+        t = _LINE_CLASSIC.match(line)
+        if t is not None:
+            when = clock.classic(None, t["mon"], t["day"], t["h"], t["m"], t["s"])
+    if t is None:
+        t = _LINE_BARE.match(line)
+        if t is None:
+            return None
+    if t["btag"] is not None:
+        return when, t["btag"], t["msg"]
+    sub = t["sub"]
+    return when, (t["tag"] if sub is None else f"{t['tag']}({sub})"), t["msg"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The block parser
+
+# (rare byte, its offset inside the anchor, the anchor). A line is a candidate when one of these
+# anchors occurs in it; the rare byte is what memchr looks for.
+_ANCHORS: Final[tuple[tuple[bytes, int, tuple[bytes, ...]], ...]] = (
+    (b"F", 0, (b"Failed ", b"FAILED ")),
+    (b";", 0, (b"; logname=", b"; TTY=")),
+    (b"A", 0, (b"Accepted ",)),
+    (b"k", 11, (b"pam_faillock(",)),
+    (b"k", 8, (b"chauthtok): password changed",)),
+    (b",", 0, (b", deny ",)),
+    (b"'", 0, (b"' changed by '",)),
+    (b"'", 12, (b"change user '",)),
+    (b"L", 9, (b"TOO MANY LOGIN TRIES",)),
+    (b"B", 0, (b"BAD SU ",)),
+    (b"P", 0, (b"PAM: ",)),
+)
+_ANCHORS_BY_BYTE: Final = tuple(
+    (byte, tuple((offset, anchors) for b, offset, anchors in _ANCHORS if b == byte))
+    for byte in dict.fromkeys(b for b, _, _ in _ANCHORS)
+)
+# pam_unix's "authentication failure; logname=" for services that log their own verdict: dropped
+# before decoding (rule P1), by far the most frequent duplicate on a server under attack.
+_OWN_VERDICT_PAM: Final = tuple(
+    f"pam_unix({svc}:auth): authentication failure".encode() for svc in ("sshd", "sudo", "su", "su-l", "login")
+)
+
+
+def candidate_lines(data: bytes) -> tuple[list[int], int]:
+    """Start offsets of the lines that hold an anchor, in order, and how many were dropped as duplicates."""
+    starts: set[int] = set()
+    dropped: set[int] = set()
+    find = data.find
+    rfind = data.rfind
+    for byte, checks in _ANCHORS_BY_BYTE:
+        p = find(byte)
+        while p >= 0:
+            for offset, anchors in checks:
+                at = p - offset
+                if at >= 0 and data.startswith(anchors, at):
+                    start = rfind(b"\n", 0, p) + 1
+                    if byte == b";" and data.startswith(b"; logname=", at) and data.endswith(_OWN_VERDICT_PAM, start, p):
+                        dropped.add(start)
+                    else:
+                        starts.add(start)
+                    end = find(b"\n", p)
+                    p = end if end >= 0 else len(data)
+                    break
+            else:
+                if byte == b";":
+                    # The first ";" of a line is the anchor's or none is: sudo's success lines
+                    # have four, pam_unix's failure line its first after the verdict.
+                    end = find(b"\n", p)
+                    p = end if end >= 0 else len(data)
+            p = find(byte, p + 1)
+    starts -= dropped
+    return sorted(starts), len(dropped)
+
+
+def parse_auth_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
+    """Count failed logins, lockouts and password changes in a block of auth.log / secure lines.
+
+    Every line gets one outcome: ``parsed`` (it counted towards an indicator or a rollup),
+    ``unparsed`` (a login message of a known program that no rule understands; a few are kept in
+    ``examples`` when asked) or ``ignored`` (everything else, including lines that repeat an
+    attempt another line counts).
+
+    Example::
+
+        >>> parse_text(parse_auth_lines, "Nov 23 07:25:53 srv sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2")
+        ParseResult(observations=[Count(metric='normagent_failed_logins_total', ...
+    """
+    data = block.data
+    lines = block.line_count
+    result = ParseResult()
+    if not data:
+        result.ignored = lines
+        return result
+    tally = Tally(ctx)
+    clock = Clock(block.mtime or ctx.now, ctx.tz)
+    fallback = (block.mtime or ctx.now).timestamp()
+    starts, _ = candidate_lines(data)
+    parsed = unparsed = 0
+    examples = result.examples
+    for start in starts:
+        end = data.find(b"\n", start)
+        raw = data[start : end if end >= 0 else len(data)]
+        line = raw.decode("utf-8", "replace").rstrip("\r")
+        split = split_line(line, clock)
+        if split is None:
+            verdict: Outcome = UNPARSED
+            when = None
+        else:
+            when, program, message = split
+            verdict = classify(program, message)
+        if verdict is IGNORED:
+            continue
+        if verdict is UNPARSED:
+            unparsed += 1
+            if len(examples) < ctx.examples:
+                examples.append(line)
+            continue
+        apply(tally, verdict, when if when is not None else fallback)  # type: ignore[arg-type]
+        parsed += 1
+    result.observations = tally.observations()
+    result.parsed = parsed
+    result.unparsed = unparsed
+    result.ignored = lines - parsed - unparsed
+    return result
+
+
+def apply(tally: Tally, verdict: Verdict, when: float) -> None:
+    """Add one verdict of ``classify`` to a block's tally."""
+    kind, source, label, n, account, address = verdict
+    if kind == "fail":
+        tally.fail(source, label, n, when, account, address)
+    elif kind == "lockout":
+        tally.lockout(source, when, account, n)
+    elif kind == "reset":
+        tally.reset(source, label, when, n)
+    elif kind == "success":
+        tally.success(when, address)
+

@@ -1,0 +1,257 @@
+"""The access plugin's vocabulary and the per-block tally every parser of the plugin writes into.
+
+One place names the metrics, their closed label sets and the rollups, so the Linux, journald and
+Windows parsers, the collectors, the rules and the report section cannot drift apart. ``Tally``
+aggregates what one block contributes — one ``Count`` per series and one ``Rollup`` per
+(name, day, key) — instead of one observation per line, and pseudonymises accounts and networks
+as it goes, caching pseudonyms within the block only (parsers keep no state between calls).
+
+Imports only ``normagent`` (the public API) and the standard library.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import date, datetime, timezone
+
+from normagent import Count, Observation, ParseContext, Rollup
+
+FAILED_LOGINS = "normagent_failed_logins_total"
+LOCKOUTS = "normagent_account_lockouts_total"
+PASSWORD_RESETS = "normagent_password_resets_total"
+EVENTLOG_ERRORS = "normagent_eventlog_errors_total"
+
+# Where an attempt was judged. Linux: the service that logged its own verdict (sshd, sudo, su,
+# login), GDM and any other PAM service through pam_unix; the password tools for resets. Windows:
+# logons on the machine that wrote the log (4625) versus credential checks it made for a domain
+# (Kerberos 4771, NTLM 4776) - see docs/access-counting-rules.md.
+LOGIN_SOURCES = ("sshd", "sudo", "su", "login", "gdm", "pam", "windows", "kerberos", "ntlm")
+RESET_SOURCES = ("passwd", "chpasswd", "usermod", "sshd", "login", "gdm", "pam", "windows")
+REASONS = (
+    "bad_password",
+    "bad_key",
+    "unknown_user",
+    "locked_out",
+    "disabled",
+    "expired",
+    "password_expired",
+    "outside_hours",
+    "workstation_restricted",
+    "must_change_password",
+    "not_allowed",
+    "other",
+)
+# change: the account's owner changed it; reset: someone else set it (the "forgotten password"
+# case); unknown: the log does not say which (Linux passwd writes the same line for both).
+RESET_KINDS = ("change", "reset", "unknown")
+EVENT_LOGS = ("journal", "system", "application")
+OTHER_ORIGIN = "other"
+
+# Rollups for the report (keys are pseudonyms or closed-set values, never raw names).
+FAILED_BY_ACCOUNT = "access.failed_by_account"
+FAILED_BY_NETWORK = "access.failed_by_network"
+SUCCESS_BY_NETWORK = "access.success_by_network"
+LOCKOUT_BY_ACCOUNT = "access.lockout_by_account"
+RESET_OUTSIDE_HOURS = "access.reset_outside_hours"
+ERRORS_BY_ORIGIN = "access.eventlog_errors_by_origin"
+
+# Placeholders programs print instead of a name: not an account anyone targeted.
+NO_ACCOUNT = frozenset({"", "UNKNOWN", "(unknown)", "<invalid username>", "-", "?"})
+NO_ADDRESS = frozenset({"", "-", "?", "UNKNOWN", "::1", "127.0.0.1", "localhost"})
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+# A canonical dotted quad (no leading zeros, which ipaddress rejects).
+_IPV4 = re.compile(r"(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(?:0|[1-9]\d{0,2})\Z")
+
+
+# Rollups keyed by an account name (pseudonymised with .account) or an address (.network).
+_BY_ACCOUNT = frozenset({FAILED_BY_ACCOUNT, LOCKOUT_BY_ACCOUNT})
+_BY_ADDRESS = frozenset({FAILED_BY_NETWORK, SUCCESS_BY_NETWORK})
+
+
+class Tally:
+    """What one block adds up to, aggregated, ready to become observations.
+
+    Times are epoch seconds (UTC) while aggregating; rollup days are UTC days, like the ledger's
+    report periods. Rollup rows are kept under the raw account or address while the block is
+    read and pseudonymised once per distinct value at the end (``observations``), so a raw value
+    never leaves this object.
+    """
+
+    __slots__ = ("counts", "_rows", "_pseudonymise", "_accounts", "_networks", "_business")
+
+    def __init__(self, ctx: ParseContext) -> None:
+        self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self._rows: dict[tuple[str, int, str], list[float]] = {}
+        self._pseudonymise = ctx.pseudonymise
+        self._accounts: dict[str, str | None] = {}
+        self._networks: dict[str, str | None] = {}
+        self._business = _business_hours(ctx)
+
+    # -- what parsers report --------------------------------------------------------------------
+
+    def fail(self, source: str, reason: str, n: float, when: float, account: str | None, address: str | None) -> None:
+        key = (FAILED_LOGINS, (("reason", reason), ("source", source)))
+        counts = self.counts
+        counts[key] = counts.get(key, 0.0) + n
+        if account is not None:
+            self._roll(FAILED_BY_ACCOUNT, when, account, n)
+        if address is not None:
+            self._roll(FAILED_BY_NETWORK, when, address, n)
+
+    def lockout(self, source: str, when: float, account: str | None, n: float = 1) -> None:
+        self._count(LOCKOUTS, (("source", source),), n)
+        if account is not None:
+            self._roll(LOCKOUT_BY_ACCOUNT, when, account, n)
+
+    def reset(self, source: str, kind: str, when: float, n: float = 1) -> None:
+        self._count(PASSWORD_RESETS, (("kind", kind), ("source", source)), n)
+        if self._business is not None and not self._business(when):
+            self._roll(RESET_OUTSIDE_HOURS, when, f"{source}:{kind}", n)
+
+    def success(self, when: float, address: str | None) -> None:
+        if address is not None:
+            self._roll(SUCCESS_BY_NETWORK, when, address, 1)
+
+    def error(self, log: str, origin: str, label: str, when: float, n: float = 1) -> None:
+        """An event-log error: ``label`` is the bounded origin label, ``origin`` the real name for the rollup."""
+        self._count(EVENTLOG_ERRORS, (("log", log), ("origin", label)), n)
+        self._roll(ERRORS_BY_ORIGIN, when, f"{log}:{origin}", n)
+
+    # -- pseudonyms -----------------------------------------------------------------------------
+
+    def account(self, name: str) -> str | None:
+        """The pseudonym of an account name; None for placeholders such as ``UNKNOWN``."""
+        try:
+            return self._accounts[name]
+        except KeyError:
+            pass
+        clean = name.strip()
+        key = None if clean in NO_ACCOUNT else self._pseudonymise.account(clean)
+        self._accounts[name] = key
+        return key
+
+    def network(self, address: str) -> str | None:
+        """The pseudonym of an address's /24 or /48 (or of a host name); None for local or empty ones."""
+        try:
+            return self._networks[address]
+        except KeyError:
+            pass
+        clean = address.strip().strip("[]")
+        if clean.casefold() in NO_ADDRESS:
+            key = None
+        else:
+            quad = _IPV4.match(clean)
+            if quad is not None and all(int(octet) < 256 for octet in quad.groups()):
+                # The same pseudonym as Pseudonymiser.network(), without ipaddress's parsing cost.
+                key = self._pseudonymise(f"network:{quad[1]}.{quad[2]}.{quad[3]}.0/24")
+            else:
+                key = self._pseudonymise.network(clean)
+                if key is None:
+                    # A host name (sshd with UseDNS, PAM's rhost): still one source, never shown.
+                    key = self._pseudonymise("host:" + clean.casefold())
+        self._networks[address] = key
+        return key
+
+    # -- output ---------------------------------------------------------------------------------
+
+    def observations(self) -> list[Observation]:
+        out: list[Observation] = [Count(metric, labels, value) for (metric, labels), value in self.counts.items()]
+        merged: dict[tuple[str, int, str], list[float]] = {}
+        for (name, day, raw), row in self._rows.items():
+            if name in _BY_ACCOUNT:
+                key = self.account(raw)
+            elif name in _BY_ADDRESS:
+                key = self.network(raw)
+            else:
+                key = raw
+            if key is None:
+                continue
+            have = merged.get((name, day, key))
+            if have is None:
+                merged[(name, day, key)] = list(row)
+            else:
+                have[0] += row[0]
+                have[1] = min(have[1], row[1])
+                have[2] = max(have[2], row[2])
+        for (name, day, key), (value, first, last) in merged.items():
+            out.append(
+                Rollup(
+                    name,
+                    date.fromordinal(day + _EPOCH_ORDINAL),
+                    key,
+                    value,
+                    datetime.fromtimestamp(first, timezone.utc),
+                    datetime.fromtimestamp(last, timezone.utc),
+                )
+            )
+        return out
+
+    def _count(self, metric: str, labels: tuple[tuple[str, str], ...], n: float) -> None:
+        key = (metric, labels)
+        self.counts[key] = self.counts.get(key, 0.0) + n
+
+    def _roll(self, name: str, when: float, raw: str, n: float) -> None:
+        rkey = (name, int(when // 86400), raw)
+        row = self._rows.get(rkey)
+        if row is None:
+            self._rows[rkey] = [n, when, when]
+        else:
+            row[0] += n
+            if when < row[1]:
+                row[1] = when
+            elif when > row[2]:
+                row[2] = when
+
+
+def _business_hours(ctx: ParseContext) -> object:
+    """A predicate ``epoch -> bool`` for the settings' business hours, or None when unset."""
+    settings = ctx.settings
+    hours = getattr(settings, "business_hours", None)
+    if hours is None or not getattr(hours, "enabled", False):
+        return None
+    tz = ctx.tz
+    start, end, days = hours.start, hours.end, frozenset(hours.weekdays)
+
+    def inside(epoch: float) -> bool:
+        local = datetime.fromtimestamp(epoch, tz)
+        return local.isoweekday() in days and start <= local.time() < end
+
+    return inside
+
+
+def preset_labels() -> dict[str, tuple[tuple[str, ...], ...]]:
+    """The closed label combinations each metric starts with at 0, in declared label order."""
+    return {
+        FAILED_LOGINS: tuple((s, r) for s in LOGIN_SOURCES for r in _reasons_for(s)),
+        LOCKOUTS: tuple((s,) for s in ("sshd", "sudo", "su", "login", "gdm", "pam", "windows")),
+        PASSWORD_RESETS: tuple(
+            (s, k) for s in RESET_SOURCES for k in RESET_KINDS if _kind_possible(s, k)
+        ),
+    }
+
+
+def _reasons_for(source: str) -> Iterable[str]:
+    """Reasons a source can report at all, so the preset does not invent impossible series."""
+    if source in ("windows", "ntlm"):
+        return [r for r in REASONS if r != "bad_key"]
+    if source == "kerberos":
+        return ("bad_password", "unknown_user", "password_expired", "other")
+    if source == "sshd":
+        return ("bad_password", "bad_key", "unknown_user")
+    if source == "sudo":
+        return ("bad_password", "not_allowed", "other")
+    if source in ("su", "login"):
+        return ("bad_password", "unknown_user", "expired", "password_expired", "not_allowed", "other")
+    return ("bad_password", "unknown_user")
+
+
+def _kind_possible(source: str, kind: str) -> bool:
+    if source == "passwd":
+        return kind == "unknown"
+    if source in ("chpasswd", "usermod"):
+        return kind == "reset"
+    if source == "windows":
+        return kind in ("change", "reset")
+    return kind == "change"

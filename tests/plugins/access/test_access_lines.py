@@ -1,0 +1,243 @@
+"""The Linux line parser against the annotated fixture: one case per rule of docs/access-counting-rules.md."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from normagent import Count, Rollup, TextBlock
+from normagent.plugins.access.parse import (
+    IGNORED,
+    UNPARSED,
+    Clock,
+    candidate_lines,
+    classify,
+    parse_auth_lines,
+    split_line,
+)
+from normagent.plugins.access.tally import FAILED_BY_ACCOUNT, FAILED_BY_NETWORK, FAILED_LOGINS
+from normagent.testing import EPOCH, parse_text, test_pseudonymiser
+from tests.plugins.access.cases import expected_totals, load_cases, totals, verdict
+
+OSLO = ZoneInfo("Europe/Oslo")
+CASES = load_cases()
+DOC = Path(__file__).parents[3] / "docs" / "access-counting-rules.md"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_each_fixture_line_gets_its_verdict(case) -> None:
+    """Each annotated line, parsed alone, counts exactly what its rule says."""
+    result = parse_text(parse_auth_lines, case.line, tz=OSLO)
+
+    assert verdict(result) == case.expect, case.what
+    assert result.parsed + result.ignored + result.unparsed == 1
+
+
+def test_the_whole_fixture_as_one_block_adds_up() -> None:
+    """All lines in one block: the same totals as the cases one by one, every line one outcome."""
+    data = "\n".join(c.line for c in CASES) + "\n"
+
+    result = parse_text(parse_auth_lines, data, tz=OSLO)
+
+    assert totals([result]) == expected_totals(CASES)
+    assert result.parsed + result.ignored + result.unparsed == len(CASES)
+    assert result.unparsed == sum(1 for c in CASES if c.expect == "unparsed")
+
+
+def test_every_line_rule_of_the_document_has_a_fixture_line() -> None:
+    """A rule an auditor reads is a rule the suite checks on a real line."""
+    documented = set(re.findall(r"^- \*\*([A-Z]+\d+)\*\*", DOC.read_text(encoding="utf-8"), re.M))
+    line_rules = {r for r in documented if r[0] in "GSPUL" or r.startswith(("SU", "K1", "K2", "R1", "R2", "R3", "R4"))}
+    line_rules -= {"G1", "G3", "G4", "S7"} - {c.rule for c in CASES}  # G1/G3/G4 are about every line
+    covered = {c.rule for c in CASES}
+
+    assert line_rules - covered == set()
+
+
+def test_examples_are_kept_only_when_asked_for() -> None:
+    line = "Nov 23 07:27:11 clinic-srv1 sshd[1215]: Failed password for root fr"
+
+    quiet = parse_text(parse_auth_lines, line, tz=OSLO)
+    asked = parse_text(parse_auth_lines, line * 1 + "\n" + line, tz=OSLO, examples=1)
+
+    assert quiet.unparsed == 1 and quiet.examples == []
+    assert asked.unparsed == 2 and asked.examples == [line]
+
+
+def test_no_raw_name_or_address_leaves_the_parser() -> None:
+    """Rollup keys are pseudonyms: the attempted account and address appear nowhere in the output."""
+    line = "Nov 23 07:25:53 clinic-srv1 sshd[1]: Failed password for invalid user zelda from 203.0.113.9 port 5 ssh2"
+
+    result = parse_text(parse_auth_lines, line, tz=OSLO)
+
+    text = repr(result.observations)
+    assert "zelda" not in text and "203.0.113" not in text
+    keys = {o.name: o.key for o in result.observations if isinstance(o, Rollup)}
+    assert keys[FAILED_BY_ACCOUNT] == test_pseudonymiser().account("zelda")
+    assert keys[FAILED_BY_NETWORK] == test_pseudonymiser().network("203.0.113.9")
+
+
+def test_counts_are_aggregated_per_block() -> None:
+    """Many attempts become one Count per series and one Rollup per (name, day, key)."""
+    line = "Nov 23 07:25:53 clinic-srv1 sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2\n"
+
+    result = parse_text(parse_auth_lines, line * 500, tz=OSLO)
+
+    counts = [o for o in result.observations if isinstance(o, Count)]
+    rollups = [o for o in result.observations if isinstance(o, Rollup)]
+    assert [(c.metric, c.value) for c in counts] == [(FAILED_LOGINS, 500.0)]
+    assert sorted((r.name, r.value) for r in rollups) == [(FAILED_BY_ACCOUNT, 500.0), (FAILED_BY_NETWORK, 500.0)]
+
+
+def test_addresses_in_one_slash_24_are_one_network() -> None:
+    lines = "".join(
+        f"Nov 23 07:25:{n:02} h sshd[1]: Failed password for root from 198.51.100.{n} port 5 ssh2\n" for n in range(1, 11)
+    )
+
+    result = parse_text(parse_auth_lines, lines, tz=OSLO)
+
+    networks = [o for o in result.observations if isinstance(o, Rollup) and o.name == FAILED_BY_NETWORK]
+    assert len(networks) == 1 and networks[0].value == 10
+    assert networks[0].first_seen == datetime(2026, 11, 23, 6, 25, 1, tzinfo=timezone.utc)
+    assert networks[0].last_seen == datetime(2026, 11, 23, 6, 25, 10, tzinfo=timezone.utc)
+
+
+# ---------------------------------------------------------------------------------------------
+# time stamps (G4)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("Nov 23 07:25:53 h sshd[1]: x", datetime(2026, 11, 23, 6, 25, 53, tzinfo=timezone.utc)),
+        ("Jul  3 21:44:07 h sshd[1]: x", datetime(2026, 7, 3, 19, 44, 7, tzinfo=timezone.utc)),
+        ("Feb 7 16:01:07 h sshd[1]: x", datetime(2026, 2, 7, 15, 1, 7, tzinfo=timezone.utc)),
+        ("Dec 31 23:59:59 h sshd[1]: x", datetime(2025, 12, 31, 22, 59, 59, tzinfo=timezone.utc)),
+        ("2026-11-23T07:25:53.123456+01:00 h sshd[1]: x", datetime(2026, 11, 23, 6, 25, 53, tzinfo=timezone.utc)),
+        ("2024-03-01T08:00:00+0000 h sshd[1]: x", datetime(2024, 3, 1, 8, 0, 0, tzinfo=timezone.utc)),
+        ("2024-03-01T08:00:00Z h sshd[1]: x", datetime(2024, 3, 1, 8, 0, 0, tzinfo=timezone.utc)),
+        ("2022-03-28T14:27:30+00 h sshd[1]: x", datetime(2022, 3, 28, 14, 27, 30, tzinfo=timezone.utc)),
+        ("2015 Nov 13 13:40:01 h sshd[1]: x", datetime(2015, 11, 13, 12, 40, 1, tzinfo=timezone.utc)),
+        ("<38>1 2019-07-08T17:40:16.954167-04:00 h sshd 1 - - x", datetime(2019, 7, 8, 21, 40, 16, tzinfo=timezone.utc)),
+    ],
+)
+def test_time_stamps(line: str, expected: datetime) -> None:
+    """Classic stamps are Oslo time in the year that is not after the file's mtime (+1 day)."""
+    clock = Clock(EPOCH, OSLO)
+
+    when, program, message = split_line(line, clock)  # type: ignore[misc]
+
+    assert when == expected.timestamp()
+    assert (program, message) == ("sshd", "x")
+
+
+def test_a_stamp_one_day_ahead_of_the_file_is_still_this_year() -> None:
+    clock = Clock(datetime(2026, 1, 1, 0, 30, tzinfo=timezone.utc), OSLO)
+
+    when, _, _ = split_line("Jan  2 00:10:00 h sshd[1]: x", clock)  # type: ignore[misc]
+    last_year, _, _ = split_line("Jan  3 00:10:00 h sshd[1]: x", clock)  # type: ignore[misc]
+
+    assert when == datetime(2026, 1, 1, 23, 10, tzinfo=timezone.utc).timestamp()
+    assert last_year == datetime(2025, 1, 2, 23, 10, tzinfo=timezone.utc).timestamp()
+
+
+def test_rollup_days_are_utc_days() -> None:
+    """00:30 in Oslo on Nov 24 is 23:30 UTC on Nov 23."""
+    line = "Nov 24 00:30:00 h sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2"
+
+    result = parse_text(parse_auth_lines, line, tz=OSLO, now=EPOCH + timedelta(days=2))
+
+    days = {o.day for o in result.observations if isinstance(o, Rollup)}
+    assert days == {date(2026, 11, 23)}
+
+
+def test_a_line_without_stamp_is_dated_by_the_file() -> None:
+    mtime = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+
+    result = parse_text(parse_auth_lines, "srv sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2", mtime=mtime)
+
+    assert {o.first_seen for o in result.observations if isinstance(o, Rollup)} == {mtime}
+
+
+@pytest.mark.parametrize(
+    ("line", "program", "message"),
+    [
+        ("Mar  3 00:17:22 [sshd]: User root from 1.2.3.4 not allowed", "sshd", "User root from 1.2.3.4 not allowed"),
+        ("Jun 25 23:53:34 [sshd] User root from 1.2.3.4 not allowed", "sshd", "User root from 1.2.3.4 not allowed"),
+        ("May 12 09:47:54 vaio sshd(pam_unix)[19939]: authentication failure;", "sshd(pam_unix)", "authentication failure;"),
+        ("Jan 22 19:18:59 host gdm-password]: pam_unix(x:auth): y", "gdm-password", "pam_unix(x:auth): y"),
+        ("Nov 23 07:32:00 h polkitd(authority=local): pam_unix(polkit-1:auth): z", "polkitd(authority=local)", "pam_unix(polkit-1:auth): z"),
+        ("2020-03-23 06:47:42.801612-0700  localhost sshd[3186]: m", "sshd", "m"),
+    ],
+)
+def test_tags(line: str, program: str, message: str) -> None:
+    _, got_program, got_message = split_line(line, Clock(EPOCH, OSLO))  # type: ignore[misc]
+
+    assert (got_program, got_message) == (program, message)
+
+
+# ---------------------------------------------------------------------------------------------
+# the prefilter
+
+
+def test_the_prefilter_finds_every_line_that_counts() -> None:
+    """No line with a verdict other than ignored is missed by the byte-level prefilter."""
+    data = ("\n".join(c.line for c in CASES) + "\n").encode()
+    starts, dropped = candidate_lines(data)
+
+    found = {data[s : data.index(b"\n", s)].decode() for s in starts}
+    counted = {c.line for c in CASES if c.expect != "ignored"}
+    assert counted <= found
+    own_verdict_pam = re.compile(r"pam_unix\((sshd|sudo|su|su-l|login):auth\): authentication failure")
+    assert dropped == sum(1 for c in CASES if own_verdict_pam.search(c.line))
+
+
+def test_the_prefilter_drops_pam_lines_of_services_with_their_own_verdict() -> None:
+    line = b"Nov 23 07:29:08 h sshd[1]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=1.2.3.4  user=root\n"
+
+    starts, dropped = candidate_lines(line * 3)
+
+    assert (starts, dropped) == ([], 3)
+
+
+def test_crlf_lines() -> None:
+    data = b"Nov 23 07:25:53 h sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2\r\n"
+
+    result = parse_text(parse_auth_lines, data, tz=OSLO)
+
+    assert verdict(result) == "fail sshd bad_password 1"
+
+
+def test_an_empty_block() -> None:
+    result = parse_auth_lines(TextBlock(b"", "x", EPOCH, 0), _ctx())
+
+    assert (result.parsed, result.ignored, result.unparsed, result.observations) == (0, 0, 0, [])
+
+
+def _ctx():  # type: ignore[no-untyped-def]
+    from normagent import ParseContext
+
+    return ParseContext(now=EPOCH, tz=OSLO, pseudonymise=test_pseudonymiser())
+
+
+# ---------------------------------------------------------------------------------------------
+# classify() directly, for the journal's sake: the identifier stands in for the tag
+
+
+@pytest.mark.parametrize(
+    ("program", "message", "expected"),
+    [
+        ("sshd", "Failed password for root from 203.0.113.9 port 5 ssh2", ("fail", "sshd", "bad_password", 1, "root", "203.0.113.9")),
+        ("sshd-session", "Failed password for invalid user  from 192.0.2.68 port 34916 ssh2", ("fail", "sshd", "unknown_user", 1, "", "192.0.2.68")),
+        ("sudo", "   alice : 2 incorrect password attempts ; TTY=pts/1 ; PWD=/ ; USER=root ; COMMAND=/bin/ls", ("fail", "sudo", "bad_password", 2, "alice", None)),
+        ("gdm-password]", "pam_unix(gdm-password:auth): authentication failure; logname= uid=0 euid=0 tty=/dev/tty1 ruser= rhost=  user=carol", ("fail", "gdm", "bad_password", 1, "carol", None)),
+        ("systemd", "Failed to start foo.service.", IGNORED),
+        ("sshd", "Failed password", UNPARSED),
+    ],
+)
+def test_classify(program: str, message: str, expected: object) -> None:
+    assert classify(program, message) == expected
