@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import glob
 import itertools
+import json
 import os
 import re
 import sys
@@ -86,22 +87,29 @@ LOG_METRICS: tuple[MetricSpec, ...] = (
         "Log lines (or records) read, by what the parser made of them: parsed (counted in an "
         "indicator), ignored (of no interest), unparsed (a candidate no pattern understood).",
         labels=("source", "result"),
+        section="Agent",
     ),
-    MetricSpec(BYTES, "counter", "Bytes read from log files.", labels=("source",)),
+    MetricSpec(BYTES, "counter", "Bytes read from log files.", labels=("source",), section="Agent"),
     MetricSpec(
-        LAG, "gauge", "Bytes written to the source's log files and not yet read (file size minus offset).", labels=("source",)
+        LAG,
+        "gauge",
+        "Bytes written to the source's log files and not yet read (file size minus offset).",
+        labels=("source",),
+        section="Agent",
     ),
     MetricSpec(
         INVALID_UTF8,
         "counter",
         "Log lines that are not valid UTF-8 (they are decoded with replacement characters).",
         labels=("source",),
+        section="Agent",
     ),
     MetricSpec(
         BLOCK_FAILURES,
         "counter",
         "Times a parser raised on a block of log lines (the run failed; the block is read again).",
         labels=("source",),
+        section="Agent",
     ),
 )
 
@@ -210,21 +218,13 @@ def journal_log_collector(
     The other arguments are as for ``file_log_collector``.
     """
     pick = journal or _default_journal
-    if not isinstance(pick(settings()), JournalSettings):
-        raise TypeError(f"{name}: journal(settings) must return a JournalSettings")
+    chosen = pick(settings())
+    if not isinstance(chosen, JournalSettings):
+        raise TypeError(f"{name}: journal(settings) must return a JournalSettings, got {type(chosen).__name__}")
     declared = _declared(metrics)
 
     def collect(ctx: RunContext) -> Iterator[Batch]:
-        chosen = pick(ctx.settings)
-        cursor = ctx.state.get(JOURNAL_KEY)
-        blocks = read_journal(
-            ctx.run_command,
-            cursor=cursor if isinstance(cursor, str) else None,
-            settings=chosen,
-            origin=chosen.directory or "journal",
-        )
-        steps = ((block, JOURNAL_KEY, position) for block, position in blocks)
-        return _collect_records(ctx, parser, steps, declared, max_failures)
+        return _collect_records(ctx, parser, _journal_steps(ctx, pick(ctx.settings)), declared, max_failures)
 
     return CollectorSpec(
         name=name,
@@ -254,18 +254,24 @@ def evtx_log_collector(
     enabled_by_default: bool = True,
     max_failures: int = MAX_FAILURES,
 ) -> CollectorSpec:
-    """A collector that reads Windows event log files (EVTX) after the last record id read.
+    """A collector that reads Windows event log files (EVTX) after the last record read.
 
-    Each file matched by the settings' paths is checkpointed by record id (``evtx:<path>``) and
-    read again only when its size or modification time changed.
+    Each file matched by the settings' paths is checkpointed by record number with an anchor
+    (``evtx:<path>``; see ``normagent.sources.evtx``) and opened again only when its size or
+    modification time changed. Records the file announces but that are too damaged to read are
+    counted as ``unparsed``.
 
     Args:
-        evtx: Gets the EVTX settings (``normagent.sources.evtx.EvtxSettings``) out of a settings
-            instance. Default: the settings instance itself, else its ``evtx`` field.
+        evtx: Gets the EVTX settings out of a settings instance: an ``EvtxSettings``
+            (``normagent.sources.evtx``) or any object with ``paths`` and optionally
+            ``channels``, ``event_ids``, ``block_records``. Default: the settings instance's
+            ``evtx`` field if it has one, else the instance itself.
 
     The other arguments are as for ``file_log_collector``.
     """
     pick = evtx or _default_evtx
+    if not isinstance(getattr(pick(settings()), "paths", None), tuple):
+        raise TypeError(f"{name}: evtx(settings) must return settings with a paths tuple (see EvtxSettings)")
     declared = _declared(metrics)
 
     def collect(ctx: RunContext) -> Iterator[Batch]:
@@ -285,12 +291,12 @@ def evtx_log_collector(
     )
 
 
-def _default_files(settings: Any) -> FileSource:
-    return settings if isinstance(settings, FileSource) else settings.files  # type: ignore[no-any-return]
+def _default_files(settings: Any) -> Any:
+    return settings if isinstance(settings, FileSource) else getattr(settings, "files", None)
 
 
-def _default_journal(settings: Any) -> JournalSettings:
-    return settings if isinstance(settings, JournalSettings) else settings.journal  # type: ignore[no-any-return]
+def _default_journal(settings: Any) -> Any:
+    return settings if isinstance(settings, JournalSettings) else getattr(settings, "journal", None)
 
 
 def _default_evtx(settings: Any) -> Any:
@@ -447,35 +453,54 @@ def _collect_files(
         raise NoData(f"no file matches {', '.join(source.paths) or '(no paths configured)'}")
 
 
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One block of records from a record reader, and the checkpoint it leads to."""
+
+    block: RecordBlock
+    key: str
+    value: JSONValue
+    unreadable: int = 0  # damaged records the reader could not deliver: counted as unparsed
+
+
 def _collect_records(
-    ctx: RunContext,
-    parser: Parser,
-    steps: Iterable[tuple[RecordBlock, str, JSONValue]],
-    declared: Sequence[MetricSpec],
-    max_failures: int,
+    ctx: RunContext, parser: Parser, steps: Iterable[_Step], declared: Sequence[MetricSpec], max_failures: int
 ) -> Iterator[Batch]:
-    """The driver for record sources: ``steps`` yields (block, checkpoint key, checkpoint value)."""
+    """The driver for record sources (journald, EVTX)."""
     parsing = _Parsing(ctx, parser, parse_context(ctx, ""), declared, max_failures)
     stop = _soft_deadline(ctx)
     pending = _Pending(ctx.collector)
     last: dict[str, JSONValue] = {}
     iterator = iter(steps)
     try:
-        for block, key, value in iterator:
+        while True:
+            try:
+                step = next(iterator)
+            except StopIteration:
+                break
+            except Exception:
+                # The reader failed (journalctl, an unreadable file): keep what was read so far.
+                if not pending.empty():
+                    yield pending.batch()
+                raise
             if pending.has_block:
                 yield pending.batch()
                 pending = _Pending(ctx.collector)
+            key = step.key
             if key not in last:
                 last[key] = ctx.state.get(key)
-            if block.records:
+            if step.block.records:
                 # A record block starts right after the checkpoint before it.
-                failed = parsing.parse(block, key, f"{key}@{last[key]}", pending)
+                failed = parsing.parse(step.block, key, f"{key}@{_compact(last[key])}", pending)
                 if failed is not None:
                     if not pending.empty():
                         yield pending.batch()
                     yield failed
-                    raise ParserFailed(f"the parser failed on {block.origin} after {key}")
-            pending.checkpoints[key] = last[key] = value
+                    raise ParserFailed(f"the parser failed on {step.block.origin} after {key}")
+            if step.unreadable:
+                pending.lines["unparsed"] = pending.lines.get("unparsed", 0) + step.unreadable
+                pending.has_block = True
+            pending.checkpoints[key] = last[key] = step.value
             if ctx.clock.monotonic() >= stop:
                 ctx.log.info("log_read_paused", reason="deadline")
                 break
@@ -486,32 +511,67 @@ def _collect_records(
     yield pending.batch(zeros=True)
 
 
-def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[tuple[RecordBlock, str, JSONValue]]:
-    """EVTX files by record id: each matched file resumes after the last record id read from it.
+def _compact(value: JSONValue) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
-    A file whose size and modification time are what they were when it was last read to its end
-    is not opened again (an EVTX file is parsed from its start to find a record id).
+
+def _journal_steps(ctx: RunContext, chosen: JournalSettings) -> Iterator[_Step]:
+    cursor = ctx.state.get(JOURNAL_KEY)
+    blocks = read_journal(
+        ctx.run_command,
+        cursor=cursor if isinstance(cursor, str) else None,
+        settings=chosen,
+        origin=chosen.directory or "journal",
+    )
+    for block, position in blocks:
+        yield _Step(block, JOURNAL_KEY, position)
+
+
+def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
+    """EVTX files by record number: each matched file resumes after the last record read from it.
+
+    ``chosen`` is shaped like ``normagent.sources.evtx.EvtxSettings``: ``paths`` (globs), and
+    optionally ``channels``, ``event_ids`` and ``block_records``. A file whose size and
+    modification time are what they were when it was last read to its end is not opened again.
+    One unreadable file does not keep the others from being read; the run fails at the end.
     """
-    from normagent.sources.evtx import read_evtx
+    from normagent.sources.evtx import EvtxPosition, read_evtx
 
+    failures: list[Exception] = []
     for logical, real in _expand(ctx.root, chosen.paths):
         key = EVTX_KEY + logical
         saved = ctx.state.get(key)
         saved = saved if isinstance(saved, dict) else {}
-        st = os.stat(real)
-        if saved.get("size") == st.st_size and saved.get("mtime") == st.st_mtime:
-            continue
-        after = int(saved.get("record_id") or 0)  # type: ignore[call-overload]
-        for block, last_id in read_evtx(
-            real,
-            after_record_id=after,
-            channels=tuple(getattr(chosen, "channels", ())),
-            event_ids=tuple(getattr(chosen, "event_ids", ())),
-            block_records=RECORDS_PER_BLOCK,
-        ):
-            after = max(after, int(last_id))
-            yield block, key, {"record_id": after}
-        yield RecordBlock(records=(), origin=logical), key, {"record_id": after, "size": st.st_size, "mtime": st.st_mtime}
+        try:
+            st = os.stat(real)
+            if saved.get("size") == st.st_size and saved.get("mtime_ns") == st.st_mtime_ns:
+                continue
+            try:
+                position = EvtxPosition.from_json(saved.get("position"))
+            except ValueError:
+                ctx.log.warning("checkpoint_unusable", key=key)
+                position = EvtxPosition()
+            reader = read_evtx(
+                real,
+                position=position,
+                channels=tuple(getattr(chosen, "channels", ())),
+                event_ids=tuple(getattr(chosen, "event_ids", ())),
+                block_records=int(getattr(chosen, "block_records", RECORDS_PER_BLOCK)),
+            )
+            counted = 0
+            for block, _ in reader:
+                unreadable, counted = reader.stats.unreadable - counted, reader.stats.unreadable
+                yield _Step(block, key, {"position": reader.position.to_json()}, unreadable)
+            stats = reader.stats
+            if stats.lost or stats.replaced:
+                ctx.log.warning("evtx_records_missed", path=logical, overwritten=stats.lost, replaced=stats.replaced)
+            done = {"position": reader.position.to_json(), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            yield _Step(RecordBlock(records=(), origin=logical), key, done)
+        except Exception as exc:  # noqa: BLE001 - reported below, after the other files
+            ctx.log.error("evtx_file_unreadable", path=logical, error=f"{type(exc).__name__}: {exc}")
+            failures.append(exc)
+    if failures:
+        raise failures[0]
 
 
 def _expand(root: Path, patterns: Iterable[str]) -> list[tuple[str, str]]:

@@ -1,0 +1,572 @@
+"""The log-collector driver: each block's counts and checkpoint in one batch, every line counted once.
+
+Collectors run against a real ledger (SQLite), real files, the real journalctl over the committed
+journal fixtures and the real evtx parser over the committed EVTX fixtures.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from normagent.errors import InputError, NoData
+from normagent.ledger import Ledger
+from normagent.logs import (
+    BLOCK_FAILURES,
+    BYTES,
+    INVALID_UTF8,
+    LAG,
+    LINES,
+    LOG_METRICS,
+    ParserFailed,
+    evtx_log_collector,
+    file_log_collector,
+    journal_log_collector,
+    line_parser,
+    merge_counts,
+    parse_inputs,
+    record_parser,
+)
+from normagent.model import (
+    CollectorSpec,
+    Count,
+    Event,
+    JournalEntry,
+    LogBlock,
+    MetricSpec,
+    ParseContext,
+    ParseResult,
+    RecordBlock,
+    TextBlock,
+    WindowsEvent,
+)
+from normagent.sources.command import run_command
+from normagent.sources.evtx import EvtxSettings
+from normagent.sources.files import FileSource
+from normagent.sources.journald import JournalSettings
+from normagent.testing import EPOCH, FakeClock, make_context, parse_text, run_collector_once, test_pseudonymiser
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FAILED = MetricSpec("test_failed_logins_total", "counter", "Failed logins seen.", labels=("via",), section="Driftsstatus")
+SOURCE = "test.auth"
+
+
+def lines(first: int, count: int, verdict: str = "Accepted") -> bytes:
+    return b"".join(b"Nov 23 07:00:00 host sshd[1]: %s password for u%d\n" % (verdict.encode(), i) for i in range(first, first + count))
+
+
+def auth_line(line: str, ctx: ParseContext) -> list[Count] | None:
+    """Failed password → counted; anything else with "password" that is not Accepted → unparsed."""
+    if "Failed password" in line:
+        return [Count(FAILED.name, {"via": "ssh"})]
+    if "Accepted password" in line:
+        return []
+    return None
+
+
+PARSER = line_parser(auth_line, prefilter=b"password")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    files: FileSource = FileSource(paths=("/var/log/auth.log",), start_at="beginning", block_bytes=256)
+
+
+def collector(parser: Any = PARSER, settings: type = AuthSettings, **kw: Any) -> CollectorSpec:
+    return file_log_collector(SOURCE, help="Test auth log.", parser=parser, settings=settings, metrics=(FAILED,), **kw)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / "var" / "log").mkdir(parents=True)
+    return tmp_path
+
+
+def write(root: Path, data: bytes, name: str = "auth.log", mode: str = "ab") -> Path:
+    path = root / "var" / "log" / name
+    with open(path, mode) as f:
+        f.write(data)
+    return path
+
+
+def outcomes(ledger: Ledger, source: str = SOURCE) -> dict[str, float]:
+    return {r: ledger.counter_value(LINES, {"source": source, "result": r}) for r in ("parsed", "ignored", "unparsed")}
+
+
+# --------------------------------------------------------------------------------------------
+# the spec
+
+
+def test_log_metrics_are_added_to_the_declared_metrics() -> None:
+    spec = collector()
+    names = [m.name for m in spec.metrics]
+    assert names[0] == FAILED.name
+    assert set(names) == {FAILED.name, *(m.name for m in LOG_METRICS)}
+    assert spec.parser is PARSER and spec.settings is AuthSettings
+
+
+def test_settings_without_a_file_source_are_refused_when_the_plugin_loads() -> None:
+    @dataclass(frozen=True, slots=True)
+    class NoFiles:
+        paths: tuple[str, ...] = ()
+
+    with pytest.raises(TypeError, match="FileSource"):
+        collector(settings=NoFiles)
+
+
+def test_a_file_source_subclass_is_its_own_settings(root: Path, ledger: Ledger) -> None:
+    @dataclass(frozen=True, slots=True)
+    class Own(FileSource):
+        paths: tuple[str, ...] = ("/var/log/auth.log",)
+        start_at: Any = "beginning"
+
+    write(root, lines(0, 2, "Failed"))
+    run_collector_once(collector(settings=Own), ledger, root=root)
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# counting
+
+
+def test_every_line_has_one_outcome_and_the_counts_match(root: Path, ledger: Ledger) -> None:
+    write(root, lines(0, 7, "Failed") + lines(7, 5) + b"Nov 23 07:00:00 host sshd[1]: password weirdness\n" + b"unrelated\n" * 4)
+    run_collector_once(collector(), ledger, root=root)
+    assert outcomes(ledger) == {"parsed": 7, "ignored": 5 + 4, "unparsed": 1}
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 7
+    size = (root / "var/log/auth.log").stat().st_size
+    assert ledger.counter_value(BYTES, {"source": SOURCE}) == size
+    assert ledger.snapshot().values(LAG)[(("source", SOURCE),)] == 0
+
+
+def test_series_exist_at_zero_after_the_first_run(root: Path, ledger: Ledger) -> None:
+    write(root, b"")
+    run_collector_once(collector(), ledger, root=root)
+    series = ledger.snapshot().series
+    assert {k: v for k, v in series[LINES].items()} == {
+        (("result", r), ("source", SOURCE)): 0.0 for r in ("parsed", "ignored", "unparsed")
+    }
+    for metric in (BYTES, INVALID_UTF8, BLOCK_FAILURES, LAG):
+        assert series[metric] == {(("source", SOURCE),): 0.0}
+
+
+def test_lag_shows_what_is_left_behind_a_half_written_line(root: Path, ledger: Ledger) -> None:
+    write(root, lines(0, 2) + b"Nov 23 07:00:00 host sshd[1]: Fail")
+    run_collector_once(collector(), ledger, root=root)
+    assert ledger.snapshot().values(LAG)[(("source", SOURCE),)] == len(b"Nov 23 07:00:00 host sshd[1]: Fail")
+    assert sum(outcomes(ledger).values()) == 2
+
+
+def test_invalid_utf8_lines_are_counted_and_parsed_with_replacement(root: Path, ledger: Ledger) -> None:
+    write(root, b"Nov 23 07:00:00 h\xe9st sshd[1]: Failed password for \xff\n" + lines(0, 1, "Failed"))
+    run_collector_once(collector(), ledger, root=root)
+    assert ledger.counter_value(INVALID_UTF8, {"source": SOURCE}) == 1
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 2
+
+
+def test_runs_resume_and_count_each_line_once(root: Path, ledger: Ledger) -> None:
+    spec = collector()
+    write(root, lines(0, 30, "Failed"))
+    run_collector_once(spec, ledger, root=root)
+    run_collector_once(spec, ledger, root=root)
+    write(root, lines(30, 12, "Failed"))
+    run_collector_once(spec, ledger, root=root)
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 42
+    assert outcomes(ledger)["parsed"] == 42
+
+
+def commit_some(spec: CollectorSpec, ledger: Ledger, root: Path, keep: int, **kw: Any) -> int:
+    """Run a collector, commit only its first ``keep`` batches, then die (the generator is dropped)."""
+    ledger.declare(spec.metrics)
+    ctx = make_context(spec, root=root, state=ledger.checkpoints(spec.name), **kw)
+    batches = spec.collect(ctx)
+    done = 0
+    for batch in batches:
+        if done == keep:
+            break
+        ledger.commit(spec.name, batch)
+        done += 1
+    batches.close()  # type: ignore[attr-defined]
+    return done
+
+
+@pytest.mark.parametrize("keep", [0, 1, 2, 5])
+def test_a_crash_between_batches_neither_loses_nor_repeats_a_line(root: Path, ledger: Ledger, keep: int) -> None:
+    spec = collector()
+    write(root, lines(0, 50, "Failed"))
+    assert commit_some(spec, ledger, root, keep) == keep
+    partial = ledger.counter_value(FAILED.name, {"via": "ssh"})
+    assert partial == outcomes(ledger)["parsed"]  # counts and position always agree
+    run_collector_once(spec, ledger, root=root)
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 50
+    assert ledger.counter_value(BYTES, {"source": SOURCE}) == (root / "var/log/auth.log").stat().st_size
+
+
+def test_a_rotation_is_followed_through_the_driver(root: Path, ledger: Ledger) -> None:
+    spec = collector()
+    path = write(root, lines(0, 3, "Failed"))
+    run_collector_once(spec, ledger, root=root)
+    write(root, lines(3, 2, "Failed"))
+    path.rename(path.with_name("auth.log.1"))
+    write(root, lines(5, 4, "Failed"))
+    run_collector_once(spec, ledger, root=root)
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 9
+
+
+def test_no_matching_file_is_no_data(root: Path, ledger: Ledger) -> None:
+    with pytest.raises(NoData, match="/var/log/auth.log"):
+        run_collector_once(collector(), ledger, root=root)
+    write(root, lines(0, 2, "Failed"))  # appears later: read from its start
+    run_collector_once(collector(), ledger, root=root)
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 2
+
+
+def test_an_unreadable_path_fails_the_run_after_the_others_are_read(root: Path, ledger: Ledger) -> None:
+    @dataclass(frozen=True, slots=True)
+    class Two:
+        files: FileSource = FileSource(paths=("/var/log/auth.log", "/var/log/secure"), start_at="beginning")
+
+    write(root, lines(0, 2, "Failed"))
+    (root / "var/log/secure").mkdir()
+    with pytest.raises(OSError, match="secure"):
+        run_collector_once(collector(settings=Two), ledger, root=root)
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# time budget
+
+
+def slow_parser(clock: FakeClock, seconds: float) -> Any:
+    def parse(block: LogBlock, ctx: ParseContext) -> ParseResult:
+        clock.advance(seconds)  # each block "takes" this long
+        return PARSER(block, ctx)
+
+    return parse
+
+
+def test_a_long_catch_up_stops_before_the_deadline_and_resumes(root: Path, ledger: Ledger) -> None:
+    clock = FakeClock()
+    spec = collector(parser=slow_parser(clock, 1.0), timeout=timedelta(seconds=10))
+    write(root, lines(0, 200, "Failed"))  # ~40 blocks of 256 bytes
+    with capture_logs() as logs:
+        first = run_collector_once(spec, ledger, root=root, clock=clock)
+    assert 0 < ledger.counter_value(FAILED.name, {"via": "ssh"}) < 200
+    assert len(first) <= 9  # stopped at 80 % of 10 s, one block per second
+    assert any(e["event"] == "log_read_paused" for e in logs)
+    assert ledger.snapshot().values(LAG)[(("source", SOURCE),)] > 0
+    for _ in range(10):
+        run_collector_once(spec, ledger, root=root, clock=clock)
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 200
+
+
+# --------------------------------------------------------------------------------------------
+# parser failures
+
+
+def poisoned(marker: bytes = b"POISON") -> Any:
+    """A parser that raises on any block holding ``marker`` (as a buggy regex might)."""
+
+    def parse(block: LogBlock, ctx: ParseContext) -> ParseResult:
+        assert isinstance(block, TextBlock)
+        if marker in block.data:
+            raise ValueError("cannot handle this line")
+        return PARSER(block, ctx)
+
+    return parse
+
+
+def test_a_parser_failure_fails_the_run_without_moving_the_checkpoint(root: Path, ledger: Ledger) -> None:
+    spec = collector(parser=poisoned())
+    write(root, lines(0, 20, "Failed") + b"POISON Failed password\n" + lines(20, 5, "Failed"))
+    with pytest.raises(ParserFailed):
+        run_collector_once(spec, ledger, root=root)
+    before = ledger.counter_value(FAILED.name, {"via": "ssh"})
+    assert 0 < before < 20  # the blocks before the poisoned one are kept
+    assert ledger.counter_value(BLOCK_FAILURES, {"source": SOURCE}) == 1
+    with pytest.raises(ParserFailed):
+        run_collector_once(spec, ledger, root=root)
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == before
+
+
+def test_a_block_that_keeps_failing_is_parsed_line_by_line_on_the_third_try(root: Path, ledger: Ledger) -> None:
+    spec = collector(parser=poisoned())
+    write(root, lines(0, 20, "Failed") + b"POISON Failed password for carol\n" + lines(20, 5, "Failed"))
+    for _ in range(2):
+        with pytest.raises(ParserFailed):
+            run_collector_once(spec, ledger, root=root)
+    with capture_logs() as logs:
+        run_collector_once(spec, ledger, root=root)
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 25
+    assert outcomes(ledger) == {"parsed": 25, "ignored": 0, "unparsed": 1}
+    assert ledger.counter_value(BLOCK_FAILURES, {"source": SOURCE}) == 3
+    final = [e for e in logs if e["event"] == "log_block_failed"]
+    assert len(final) == 1 and final[0]["failed_lines"] == 1 and final[0]["log_level"] == "error"
+    assert "carol" not in json.dumps(final, default=str)  # the position is logged, never the line
+    assert re.fullmatch(r"\d+:\d+@\d+", final[0]["position"])
+    write(root, lines(25, 2, "Failed"))
+    run_collector_once(spec, ledger, root=root)
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 27
+    assert not [k for k, _ in ledger.checkpoints(SOURCE).scan("failed:")]
+
+
+def test_a_failure_that_goes_away_resets_the_count(root: Path, ledger: Ledger) -> None:
+    flaky = {"fail": True}
+
+    def parse(block: LogBlock, ctx: ParseContext) -> ParseResult:
+        if flaky["fail"]:
+            raise RuntimeError("transient")
+        return PARSER(block, ctx)
+
+    spec = collector(parser=parse)
+    write(root, lines(0, 3, "Failed"))
+    with pytest.raises(ParserFailed):
+        run_collector_once(spec, ledger, root=root)
+    assert [k for k, _ in ledger.checkpoints(SOURCE).scan("failed:")] == ["failed:file:/var/log/auth.log"]
+    flaky["fail"] = False
+    run_collector_once(spec, ledger, root=root)
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 3
+    assert not list(ledger.checkpoints(SOURCE).scan("failed:"))
+
+
+def test_an_undeclared_metric_from_the_parser_is_a_parser_failure(root: Path, ledger: Ledger) -> None:
+    def parse(block: LogBlock, ctx: ParseContext) -> ParseResult:
+        return ParseResult(observations=[Count("test_nobody_declared_total")], parsed=block.line_count)  # type: ignore[union-attr]
+
+    write(root, lines(0, 2, "Failed"))
+    with pytest.raises(ParserFailed):
+        run_collector_once(collector(parser=parse), ledger, root=root)
+
+
+@pytest.mark.parametrize(
+    ("reported", "expected"),
+    [
+        ((1, 0, 0), {"parsed": 1, "ignored": 0, "unparsed": 3}),  # 3 lines missing: unparsed
+        ((4, 3, 1), {"parsed": 4, "ignored": 0, "unparsed": 0}),  # 4 too many: cut
+        ((1, 1, 2), {"parsed": 1, "ignored": 1, "unparsed": 2}),  # right
+    ],
+)
+def test_parser_outcomes_are_made_to_add_up_to_the_lines(
+    root: Path, ledger: Ledger, reported: tuple[int, int, int], expected: dict[str, int]
+) -> None:
+    def parse(block: LogBlock, ctx: ParseContext) -> ParseResult:
+        return ParseResult(parsed=reported[0], ignored=reported[1], unparsed=reported[2])
+
+    write(root, lines(0, 4))
+    run_collector_once(collector(parser=parse), ledger, root=root)
+    assert outcomes(ledger) == expected
+
+
+# --------------------------------------------------------------------------------------------
+# helpers for simple parsers
+
+
+CTX = ParseContext(now=EPOCH, tz=EPOCH.tzinfo, pseudonymise=test_pseudonymiser(), examples=2)
+
+
+@pytest.mark.parametrize(
+    "prefilter",
+    [b"password", (b"Failed", b"weird", b"Accepted"), re.compile(rb"(?:Failed|Accepted) password|weird"), None],
+    ids=["bytes", "several", "pattern", "none"],
+)
+def test_line_parser_counts_every_line_once(prefilter: Any) -> None:
+    def parse(line: str, ctx: ParseContext) -> list[Count] | None:
+        if "Failed password" in line:
+            return [Count(FAILED.name, {"via": "ssh"})]
+        if "Accepted password" in line or "weird" not in line:
+            return []
+        return None
+
+    text = lines(0, 3, "Failed") + b"noise\r\n" + lines(3, 2) + b"weird password thing\n" + b"more noise\n"
+    result = parse_text(line_parser(parse, prefilter=prefilter), text, examples=2)
+    assert (result.parsed, result.ignored, result.unparsed) == (3, 4, 1)
+    assert result.observations == [Count(FAILED.name, {"via": "ssh"}, 3)]  # merged per block
+    assert result.examples == ["weird password thing"]
+
+
+def test_line_parser_strips_crlf_and_decodes_with_replacement() -> None:
+    seen: list[str] = []
+
+    def parse(line: str, ctx: ParseContext) -> list[Count]:
+        seen.append(line)
+        return []
+
+    parse_text(line_parser(parse), b"caf\xe9 au lait\r\nplain\n")
+    assert seen == ["caf\ufffd au lait", "plain"]
+
+
+def test_line_parser_ignores_record_blocks_and_record_parser_ignores_text() -> None:
+    entry = JournalEntry({"MESSAGE": "x"}, EPOCH, "c1")
+    text_parser = line_parser(lambda line, ctx: [])
+    assert text_parser(RecordBlock((entry, entry), "journal"), CTX).ignored == 2
+    rec = record_parser(lambda record, ctx: [])
+    assert rec(TextBlock(b"a\nb\nc\n", "x"), CTX).ignored == 3
+
+
+def test_record_parser_outcomes() -> None:
+    entries = tuple(JournalEntry({"MESSAGE": m, "SYSLOG_IDENTIFIER": "sshd"}, EPOCH, f"c{i}") for i, m in enumerate(["fail", "ok", "??", "cron"]))
+
+    def parse(record: Any, ctx: ParseContext) -> list[Count] | None:
+        return {"fail": [Count(FAILED.name, {"via": "ssh"})], "ok": []}.get(record.message)
+
+    parser = record_parser(parse, accept=lambda r: r.message != "cron")
+    result = parser(RecordBlock(entries, "journal"), CTX)
+    assert (result.parsed, result.ignored, result.unparsed, result.examples) == (1, 2, 1, ["??"])
+
+
+def test_merge_counts_sums_same_series_and_keeps_other_observations() -> None:
+    event = Event("x", EPOCH, "k")
+    merged = merge_counts([Count("a_total", {"l": "1"}), event, Count("a_total", {"l": "1"}, 2), Count("a_total", {"l": "2"})])
+    assert merged == [Count("a_total", {"l": "1"}, 3), Count("a_total", {"l": "2"}), event]
+
+
+# --------------------------------------------------------------------------------------------
+# normagent parse
+
+
+def test_parse_inputs_reads_plain_compressed_and_stdin(tmp_path: Path) -> None:
+    raw = lines(0, 3, "Failed") + lines(3, 2) + b"odd password line"  # last line unterminated
+    (tmp_path / "a.log").write_bytes(raw)
+    (tmp_path / "a.log.1.gz").write_bytes(gzip.compress(raw))
+    (tmp_path / "a.log.2.bz2").write_bytes(bz2.compress(raw))
+    inputs = [tmp_path / "a.log", tmp_path / "a.log.1.gz", tmp_path / "a.log.2.bz2", "-"]
+    got = list(parse_inputs(inputs, PARSER, CTX, stdin=io.BytesIO(raw), block_bytes=128))
+    assert [g.path for g in got] == [*map(str, inputs[:3]), "-"]
+    for item in got:
+        assert (item.kind, item.lines, item.result.parsed, item.result.ignored, item.result.unparsed) == ("text", 6, 3, 2, 1)
+        assert item.result.examples == ["odd password line"]
+        assert item.result.observations == [Count(FAILED.name, {"via": "ssh"}, 3)]
+
+
+def test_parse_inputs_recognises_journalctl_json(tmp_path: Path) -> None:
+    entries = [
+        {"__CURSOR": f"s=1;i={i}", "__REALTIME_TIMESTAMP": str(1_700_000_000_000_000 + i), "MESSAGE": m}
+        for i, m in enumerate(["fail", "ok", "fail"])
+    ]
+    path = tmp_path / "export.json.gz"
+    path.write_bytes(gzip.compress("".join(json.dumps(e) + "\n" for e in entries).encode()))
+
+    def parse(record: Any, ctx: ParseContext) -> list[Count] | None:
+        return [Count(FAILED.name, {"via": "ssh"})] if record.message == "fail" else []
+
+    [item] = parse_inputs([path], record_parser(parse), CTX)
+    assert (item.kind, item.lines, item.result.parsed, item.result.ignored) == ("journal", 3, 2, 1)
+
+
+def test_parse_inputs_reads_evtx() -> None:
+    from evtx import PyEvtxParser
+
+    path = FIXTURES / "evtx" / "new-user-security.evtx"
+    expected = sum(1 for _ in PyEvtxParser(str(path)).records_json())
+    [item] = parse_inputs([path], record_parser(lambda record, ctx: []), CTX)
+    assert (item.kind, item.lines, item.result.ignored) == ("evtx", expected, expected)
+
+
+def test_parse_inputs_names_a_missing_input_before_parsing_anything(tmp_path: Path) -> None:
+    (tmp_path / "a.log").write_bytes(lines(0, 1))
+    with pytest.raises(InputError, match="nope.log: no such file"):
+        list(parse_inputs([tmp_path / "a.log", tmp_path / "nope.log"], PARSER, CTX))
+
+
+def test_parse_inputs_parses_a_failing_block_line_by_line(tmp_path: Path) -> None:
+    (tmp_path / "a.log").write_bytes(lines(0, 4, "Failed") + b"POISON password\n")
+    with capture_logs() as logs:
+        [item] = parse_inputs([tmp_path / "a.log"], poisoned(), CTX)
+    assert (item.lines, item.failed_lines, item.result.parsed, item.result.unparsed) == (5, 1, 4, 1)
+    assert [e["event"] for e in logs] == ["log_block_failed"]
+
+
+# --------------------------------------------------------------------------------------------
+# journald and EVTX, through their real readers
+
+
+@pytest.fixture(scope="module")
+def journalctl() -> str:
+    path = shutil.which("journalctl")
+    if path is None:
+        pytest.skip("journalctl is not installed (Debian package `systemd`)")
+    return path
+
+
+MAIN_JOURNAL = FIXTURES / "journal" / "main.journal"
+
+
+def exported_entries(path: Path) -> int:
+    """Entries in a journal export file (the fixture's ground truth): one realtime stamp each."""
+    return sum(1 for line in path.read_bytes().split(b"\n") if line.startswith(b"__REALTIME_TIMESTAMP="))
+
+
+@dataclass(frozen=True, slots=True)
+class JournalOnly:
+    journal: JournalSettings = JournalSettings(files=(str(MAIN_JOURNAL),), start="beginning", block_entries=10)
+
+
+def count_every_entry(block: LogBlock, ctx: ParseContext) -> ParseResult:
+    assert isinstance(block, RecordBlock)
+    return ParseResult(parsed=len(block.records), observations=[Count(FAILED.name, {"via": "journal"}, len(block.records))])
+
+
+def test_journal_collector_counts_every_entry_once_and_resumes_by_cursor(journalctl: str, ledger: Ledger) -> None:
+    spec = journal_log_collector("test.journal", help="j", parser=count_every_entry, settings=JournalOnly, metrics=(FAILED,))
+    expected = exported_entries(FIXTURES / "journal" / "main.export")
+    assert commit_some(spec, ledger, Path("/"), 2, run_command=run_command) == 2
+    run_collector_once(spec, ledger, run_command=run_command)
+    run_collector_once(spec, ledger, run_command=run_command)
+    assert ledger.counter_value(FAILED.name, {"via": "journal"}) == expected
+    assert outcomes(ledger, "test.journal")["parsed"] == expected
+    newest = run_command([journalctl, f"--file={MAIN_JOURNAL}", "--output=json", "--lines=1"]).stdout
+    assert ledger.checkpoints("test.journal").get("journal") == json.loads(newest)["__CURSOR"]
+
+
+def test_journal_collector_without_journalctl_is_no_data(ledger: Ledger) -> None:
+    spec = journal_log_collector("test.journal", help="j", parser=count_every_entry, settings=JournalOnly, metrics=(FAILED,))
+    with pytest.raises(NoData):
+        run_collector_once(spec, ledger)  # the default recorded_command knows no command
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    evtx: EvtxSettings = EvtxSettings(paths=("/logs/*.evtx",), block_records=50)
+
+
+def count_events(block: LogBlock, ctx: ParseContext) -> ParseResult:
+    assert isinstance(block, RecordBlock)
+    assert all(isinstance(r, WindowsEvent) for r in block.records)
+    return ParseResult(ignored=len(block.records))
+
+
+def test_evtx_collector_reads_each_file_once(tmp_path: Path, ledger: Ledger) -> None:
+    from evtx import PyEvtxParser
+
+    (tmp_path / "logs").mkdir()
+    for name in ("new-user-security.evtx", "Security_short_selected.evtx"):
+        shutil.copy(FIXTURES / "evtx" / name, tmp_path / "logs" / name)
+    expected = sum(sum(1 for _ in PyEvtxParser(str(p)).records_json()) for p in (tmp_path / "logs").iterdir())
+    spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=Windows, metrics=(FAILED,))
+    run_collector_once(spec, ledger, root=tmp_path)
+    run_collector_once(spec, ledger, root=tmp_path)
+    assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": expected, "unparsed": 0}
+    saved = dict(ledger.checkpoints("test.windows").scan("evtx:"))
+    assert sorted(saved) == ["evtx:/logs/Security_short_selected.evtx", "evtx:/logs/new-user-security.evtx"]
+
+
+def test_evtx_collector_fails_on_a_file_that_is_not_evtx_after_reading_the_others(tmp_path: Path, ledger: Ledger) -> None:
+    (tmp_path / "logs").mkdir()
+    shutil.copy(FIXTURES / "evtx" / "new-user-security.evtx", tmp_path / "logs" / "good.evtx")
+    (tmp_path / "logs" / "bad.evtx").write_bytes(b"not an event log at all" * 300)
+    spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=Windows, metrics=(FAILED,))
+    with pytest.raises(Exception, match="EVTX|evtx|magic"):
+        run_collector_once(spec, ledger, root=tmp_path)
+    assert outcomes(ledger, "test.windows")["ignored"] > 0
+
