@@ -136,6 +136,7 @@ LOGIN_IDENTIFIERS = (
     "gdm-smartcard",
     "gdm-fingerprint",
     "polkitd",
+    "polkitd(authority=local)",
     "pkexec",
     "cockpit-session",
     "xrdp-sesman",

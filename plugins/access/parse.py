@@ -164,9 +164,17 @@ def classify(program: str, message: str) -> Outcome:
             return inner
         kind, source, label, n, account, address = inner
         return (kind, source, label, n * int(m.group(1)), account, address)
+    if "(" in program:
+        # "su(pam_unix)": the oldest PAM style names the module in the tag; "polkitd(authority=local)"
+        # is just a decorated name.
+        base, _, sub = program.partition("(")
+        sub = sub.rstrip(")")
+        if sub.startswith("pam_") and not msg.startswith(("pam_", "(pam_", "PAM ")):
+            msg = f"({sub}) {msg}"
+        program = base
     fam = family(program)
     first = msg[:1]
-    if first in ("p", "(") or msg.startswith("PAM ") or (first == "a" and program.endswith(")")):
+    if first in ("p", "(") or msg.startswith("PAM "):
         pam = _classify_pam(fam, msg)
         if pam is not None:
             return pam

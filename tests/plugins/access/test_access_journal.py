@@ -1,0 +1,256 @@
+"""journald: the same login rules on a real journal file (read by the real journalctl), event-log
+errors per origin, the journald/auth.log preference and the bounded origin label."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from normagent import Checkpoint, CommandResult, Count, JournalEntry, ParseContext, RecordBlock, Rollup
+from normagent.plugins.access.collectors import (
+    JOURNAL_ERRORS,
+    LOGIN_IDENTIFIERS,
+    LOGINS,
+    ORIGINS_KEY,
+    SOURCE_KEY,
+    JournalErrorSettings,
+    LoginSettings,
+    OriginTracker,
+)
+from normagent.plugins.access.journal import journal_origin, parse_journal, parse_journal_errors, parse_journal_logins
+from normagent.plugins.access.tally import ERRORS_BY_ORIGIN, EVENTLOG_ERRORS, FAILED_LOGINS
+from normagent.testing import EPOCH, MemoryCheckpoints, observations, run_collector_once, test_pseudonymiser
+from tests.plugins.access.cases import FIXTURES, verdict
+
+JOURNAL = FIXTURES / "access.journal"
+needs_journalctl = pytest.mark.skipif(shutil.which("journalctl") is None, reason="journalctl (package systemd) is not installed")
+
+
+def real_run(argv: Sequence[str], *, timeout: float = 10.0) -> CommandResult:
+    """The real command runner, for journalctl over the fixture file."""
+    try:
+        done = subprocess.run(list(argv), capture_output=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        return CommandResult(tuple(argv), None, error="not found")
+    return CommandResult(tuple(argv), done.returncode, done.stdout, done.stderr)
+
+
+def _entries() -> list[JournalEntry]:
+    out = real_run(["journalctl", f"--file={JOURNAL}", "--output=json", "--all", "--no-pager"]).stdout
+    entries = []
+    for line in out.splitlines():
+        raw = json.loads(line)
+        fields = {k: (bytes(v).decode("utf-8", "replace") if isinstance(v, list) else str(v)) for k, v in raw.items()}
+        when = datetime.fromtimestamp(int(fields["__REALTIME_TIMESTAMP"]) / 1e6, timezone.utc)
+        entries.append(JournalEntry(fields=fields, realtime=when, cursor=fields["__CURSOR"]))
+    return entries
+
+
+def _ctx(**settings: object) -> ParseContext:
+    return ParseContext(now=EPOCH, tz=timezone.utc, pseudonymise=test_pseudonymiser(), settings=JournalErrorSettings(**settings))  # type: ignore[arg-type]
+
+
+ENTRIES = _entries() if shutil.which("journalctl") else []
+
+
+@needs_journalctl
+@pytest.mark.parametrize("entry", [e for e in ENTRIES if e.fields["NORMAGENT_TEST_RULE"] != "J2"], ids=lambda e: e.fields["NORMAGENT_TEST_RULE"])
+def test_each_journal_entry_gets_the_verdict_of_its_line(entry: JournalEntry) -> None:
+    """J1: identifier + MESSAGE are judged exactly as the auth.log line they would have been."""
+    result = parse_journal_logins(RecordBlock((entry,), "test"), _ctx())
+
+    assert verdict(result) == entry.fields["NORMAGENT_TEST_EXPECT"], entry.message
+
+
+@needs_journalctl
+def test_errors_are_counted_per_origin_with_units_folded() -> None:
+    """J2: priority 0-3 entries count once each under their unit, identifier or command."""
+    origins = sorted({e.fields["NORMAGENT_TEST_ERROR_ORIGIN"] for e in ENTRIES if "NORMAGENT_TEST_ERROR_ORIGIN" in e.fields})
+
+    result = parse_journal_errors(RecordBlock(tuple(ENTRIES), "test"), _ctx(origins=tuple(origins)))
+
+    expected: dict[str, float] = {}
+    for e in ENTRIES:
+        if "NORMAGENT_TEST_ERROR_ORIGIN" in e.fields:
+            expected[e.fields["NORMAGENT_TEST_ERROR_ORIGIN"]] = expected.get(e.fields["NORMAGENT_TEST_ERROR_ORIGIN"], 0) + 1
+    got = {dict(o.labels)["origin"]: o.value for o in result.observations if isinstance(o, Count)}
+    assert got == expected
+    assert result.parsed == sum(expected.values()) and result.parsed + result.ignored == len(ENTRIES)
+    assert {"nginx.service", "getty@.service", "session.scope", "kernel", "user@.service"} <= set(got)
+
+
+@needs_journalctl
+def test_an_origin_that_is_not_labelled_is_other_but_kept_exactly_in_the_rollup() -> None:
+    result = parse_journal_errors(RecordBlock(tuple(ENTRIES), "test"), _ctx(origins=("nginx.service",)))
+
+    labels = {dict(o.labels)["origin"] for o in result.observations if isinstance(o, Count)}
+    assert labels == {"nginx.service", "other"}
+    rolled = {o.key for o in result.observations if isinstance(o, Rollup) and o.name == ERRORS_BY_ORIGIN}
+    assert "journal:kernel" in rolled and "journal:getty@.service" in rolled
+
+
+@needs_journalctl
+def test_the_combined_parser_gives_each_entry_one_outcome() -> None:
+    """An sshd "error:" line is both an event-log error and a login verdict: parsed once."""
+    result = parse_journal(RecordBlock(tuple(ENTRIES), "test"), _ctx())
+
+    assert result.parsed + result.ignored + result.unparsed == len(ENTRIES)
+    errors = sum(o.value for o in result.observations if isinstance(o, Count) and o.metric == EVENTLOG_ERRORS)
+    assert errors == sum(1 for e in ENTRIES if "NORMAGENT_TEST_ERROR_ORIGIN" in e.fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "origin"),
+    [
+        ({"_SYSTEMD_UNIT": "getty@tty1.service"}, "getty@.service"),
+        ({"_SYSTEMD_UNIT": "session-12.scope"}, "session.scope"),
+        ({"_SYSTEMD_UNIT": "run-r1b2c3d4e5.scope"}, "run-r.scope"),
+        ({"_SYSTEMD_UNIT": "nginx.service", "SYSLOG_IDENTIFIER": "nginx"}, "nginx.service"),
+        ({"_TRANSPORT": "kernel", "SYSLOG_IDENTIFIER": "kernel"}, "kernel"),
+        ({"SYSLOG_IDENTIFIER": "epj"}, "epj"),
+        ({"_COMM": "x"}, "x"),
+        ({}, "unknown"),
+    ],
+)
+def test_journal_origin(fields: dict[str, str], origin: str) -> None:
+    assert journal_origin(fields) == origin
+
+
+# ---------------------------------------------------------------------------------------------
+# the collectors, end to end over the real journal file
+
+
+def _login_settings(prefer: str = "journald", identifiers: tuple[str, ...] = LOGIN_IDENTIFIERS, **files: object) -> LoginSettings:
+    from normagent.logs import FileSource
+    from normagent.sources.journald import JournalSettings
+
+    return LoginSettings(
+        prefer=prefer,  # type: ignore[arg-type]
+        files=FileSource(paths=("/var/log/auth.log",), start_at="beginning", **files),  # type: ignore[arg-type]
+        journal=JournalSettings(identifiers=identifiers, files=(str(JOURNAL),), start="beginning"),
+    )
+
+
+def _expected_failures() -> float:
+    """Failures in the entries the collector asks journalctl for (the login identifiers)."""
+    total = 0.0
+    for e in ENTRIES:
+        if e.identifier not in LOGIN_IDENTIFIERS:
+            continue
+        words = e.fields["NORMAGENT_TEST_EXPECT"].split()
+        if words[0] == "fail":
+            total += int(words[3])
+    return total
+
+
+@needs_journalctl
+def test_logins_read_the_journal_when_it_holds_login_messages(tmp_path: Path) -> None:
+    """J3: prefer journald + a journal with sshd entries: the journal is read, auth.log is not."""
+    (tmp_path / "var/log").mkdir(parents=True)
+    (tmp_path / "var/log/auth.log").write_text("Nov 23 07:25:53 h sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2\n")
+    state = MemoryCheckpoints()
+
+    batches = run_collector_once(LOGINS, settings=_login_settings(), root=tmp_path, run_command=real_run, state=state)
+
+    assert batches[0].checkpoints[0] == Checkpoint(SOURCE_KEY, {"prefer": "journald", "source": "journal"})
+    failed = sum(o.value for o in observations(batches) if isinstance(o, Count) and o.metric == FAILED_LOGINS)
+    assert failed == _expected_failures()
+    assert not [k for k in state.values if k.startswith("file:")]
+    again = run_collector_once(LOGINS, settings=_login_settings(), root=tmp_path, run_command=real_run, state=state)
+    assert sum(o.value for o in observations(again) if isinstance(o, Count) and o.metric == FAILED_LOGINS) == 0
+
+
+@needs_journalctl
+def test_logins_fall_back_to_files_when_the_journal_holds_no_login_messages(tmp_path: Path) -> None:
+    (tmp_path / "var/log").mkdir(parents=True)
+    (tmp_path / "var/log/auth.log").write_text("Nov 23 07:25:53 h sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2\n")
+
+    batches = run_collector_once(
+        LOGINS, settings=_login_settings(identifiers=("no-such-program",)), root=tmp_path, run_command=real_run
+    )
+
+    assert batches[0].checkpoints[0].value == {"prefer": "journald", "source": "files"}
+    failed = sum(o.value for o in observations(batches) if isinstance(o, Count) and o.metric == FAILED_LOGINS)
+    assert failed == 1
+
+
+@needs_journalctl
+def test_changing_prefer_switches_source_and_forgets_the_old_position(tmp_path: Path) -> None:
+    (tmp_path / "var/log").mkdir(parents=True)
+    (tmp_path / "var/log/auth.log").write_text("Nov 23 07:25:53 h sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2\n")
+    state = MemoryCheckpoints()
+    run_collector_once(LOGINS, settings=_login_settings("files"), root=tmp_path, run_command=real_run, state=state)
+    assert any(k.startswith("file:") for k in state.values)
+
+    batches = run_collector_once(LOGINS, settings=_login_settings("journald"), root=tmp_path, run_command=real_run, state=state)
+
+    first = batches[0].checkpoints
+    assert first[0].value == {"prefer": "journald", "source": "journal"}
+    assert {c.key for c in first[1:] if c.value is None} >= {k for k in ("file:/var/log/auth.log",)}
+    assert not any(k.startswith(("file:", "pattern:")) for k in state.values)
+
+
+@needs_journalctl
+def test_prefer_both_reads_both(tmp_path: Path) -> None:
+    (tmp_path / "var/log").mkdir(parents=True)
+    (tmp_path / "var/log/auth.log").write_text("Nov 23 07:25:53 h sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2\n")
+
+    batches = run_collector_once(LOGINS, settings=_login_settings("both"), root=tmp_path, run_command=real_run)
+
+    failed = sum(o.value for o in observations(batches) if isinstance(o, Count) and o.metric == FAILED_LOGINS)
+    assert failed == _expected_failures() + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# bounded origins (J4)
+
+
+@needs_journalctl
+def test_origins_are_admitted_after_enough_errors_and_then_labelled() -> None:
+    from normagent.sources.journald import JournalSettings
+
+    settings = JournalErrorSettings(journal=JournalSettings(priority="err", files=(str(JOURNAL),), start="beginning"), max_origins=2, admit_after=2)
+    state = MemoryCheckpoints()
+
+    first = run_collector_once(JOURNAL_ERRORS, settings=settings, run_command=real_run, state=state)
+
+    labels = {dict(o.labels)["origin"] for o in observations(first) if isinstance(o, Count) and o.metric == EVENTLOG_ERRORS and o.value}
+    assert labels == {"other"}
+    per_origin: dict[str, int] = {}
+    for e in ENTRIES:
+        if "NORMAGENT_TEST_ERROR_ORIGIN" in e.fields:
+            per_origin[e.fields["NORMAGENT_TEST_ERROR_ORIGIN"]] = per_origin.get(e.fields["NORMAGENT_TEST_ERROR_ORIGIN"], 0) + 1
+    top_two = [o for o, n in sorted(per_origin.items(), key=lambda kv: (-kv[1], kv[0])) if n >= 2][:2]
+    assert state.values[ORIGINS_KEY]["admitted"] == top_two  # most errors first, ties by name
+    fresh = MemoryCheckpoints({ORIGINS_KEY: state.values[ORIGINS_KEY]})
+    second = run_collector_once(JOURNAL_ERRORS, settings=settings, run_command=real_run, state=fresh)
+    counts = {dict(o.labels)["origin"]: o.value for o in observations(second) if isinstance(o, Count) and o.metric == EVENTLOG_ERRORS and o.value}
+    assert {o: counts[o] for o in top_two} == {o: per_origin[o] for o in top_two}
+    assert set(counts) == {*top_two, "other"}
+    assert counts["other"] == sum(per_origin.values()) - sum(per_origin[o] for o in top_two)
+
+
+def test_the_origin_tally_is_bounded_and_deterministic() -> None:
+    tracker = OriginTracker(max_origins=1, admit_after=100)
+    rollups = [Rollup(ERRORS_BY_ORIGIN, EPOCH.date(), f"journal:unit{n}.service", 1) for n in range(500)]
+
+    assert tracker.observe(rollups)
+
+    assert len(tracker.seen) == 50 and tracker.admitted == []
+    assert list(tracker.seen)[:2] == ["unit0.service", "unit1.service"]
+
+
+def test_admission_never_exceeds_the_cap_and_never_evicts() -> None:
+    tracker = OriginTracker(max_origins=2, admit_after=1)
+    tracker.observe([Rollup(ERRORS_BY_ORIGIN, EPOCH.date(), "journal:a", 5), Rollup(ERRORS_BY_ORIGIN, EPOCH.date(), "journal:b", 3)])
+
+    tracker.observe([Rollup(ERRORS_BY_ORIGIN, EPOCH.date(), "journal:c", 1000)])
+
+    assert tracker.admitted == ["a", "b"]
+    assert OriginTracker.from_json(tracker.to_json(), 2, 1) == tracker
