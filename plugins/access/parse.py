@@ -388,8 +388,11 @@ _LINE_CLASSIC = re.compile(_CLASSIC_SRC + _TAG_SRC, re.S)
 _LINE_ISO = re.compile(_ISO_SRC + _TAG_SRC, re.S)
 _LINE_BARE = re.compile(_TAG_SRC, re.S)
 _ISO = re.compile(_ISO_SRC)
+# RFC 5424: "<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG"; an SD-ELEMENT is "[id name="value" ...]"
+# (a "]" inside a quoted value should be escaped; some senders do not, so quotes are honoured).
 _RFC5424 = re.compile(
-    r"<\d{1,3}>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) \S+ \S+ (?:-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(?P<msg>.*)",
+    r"<\d{1,3}>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) \S+ \S+ "
+    r"(?:-|(?:\[[^\]\s\"]*(?: [^=\s\]]+=\"(?:[^\"\\]|\\.)*\")*\])+) ?(?P<msg>.*)",
     re.S,
 )
 
