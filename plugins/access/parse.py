@@ -159,6 +159,8 @@ def classify(program: str, message: str) -> Outcome:
         m = _REPEATED.match(msg)
         if m is None:
             return UNPARSED
+        if m.group(2).lstrip().startswith("message repeated "):
+            return UNPARSED  # rsyslog never nests them; do not recurse on made-up input
         inner = classify(program, m.group(2))
         if isinstance(inner, str):
             return inner
