@@ -62,7 +62,7 @@ def _scan(block: RecordBlock, ctx: ParseContext, *, logins: bool, errors: bool) 
             continue
         counted = False
         if errors:
-            priority = entry.priority
+            priority = priority_of(entry.fields)
             if priority is not None and priority <= ERROR_PRIORITY:
                 origin = journal_origin(entry.fields)
                 tally.error("journal", origin, origin_label(origin, labels), entry.realtime.timestamp())
@@ -85,6 +85,15 @@ def _scan(block: RecordBlock, ctx: ParseContext, *, logins: bool, errors: bool) 
     result.unparsed = unparsed
     result.ignored = len(block.records) - parsed - unparsed
     return result
+
+
+def priority_of(fields: Mapping[str, str]) -> int | None:
+    """``PRIORITY`` as 0..7, or None when missing or not a syslog priority.
+
+    Not ``JournalEntry.priority``: ``str.isdigit`` accepts "²", which ``int`` refuses.
+    """
+    value = fields.get("PRIORITY", "").strip()
+    return int(value) if len(value) == 1 and "0" <= value <= "7" else None
 
 
 def journal_origin(fields: Mapping[str, str]) -> str:

@@ -249,7 +249,7 @@ def _reasons_for(source: str) -> Iterable[str]:
 
 def _kind_possible(source: str, kind: str) -> bool:
     if source == "passwd":
-        return kind == "unknown"
+        return True  # unknown with PAM; change or reset from shadow's passwd without PAM
     if source in ("chpasswd", "usermod"):
         return kind == "reset"
     if source == "windows":
