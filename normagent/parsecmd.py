@@ -1,0 +1,320 @@
+"""``normagent parse FILE...``: run the agent's own parsers over log files, like ``fail2ban-regex``.
+
+For an operator who wants to know whether their logs are understood: every collector that has a
+parser (``CollectorSpec.parser``, the same function the daemon runs on each block) reads each
+input — plain, gzip, bzip2 or xz text, ``journalctl -o json`` output, ``.evtx``, or ``-`` for
+stdin — and the command prints, per input and collector, how many lines were parsed, ignored and
+unparsed, the counts per metric and labels, how many distinct keys each report rollup got, and a
+few unparsed candidate lines (``--examples``), as text or JSON.
+
+Nothing is written: no ledger, no checkpoint, and the pseudonym key is a random one held in
+memory for this run only (so pseudonyms printed here mean nothing, and the daemon's key file is
+neither read nor created). Unparsed example lines may hold personal data: they go to the
+person who asked, on stdout, and nowhere else.
+
+Exit status: 0 when every input was read (whatever the parsers made of it), 66 (``InputError``)
+when an input cannot be read, 64 (``UsageError``) for an unknown collector name.
+
+Imports model, errors, privacy, loader (types) and logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import IO, TYPE_CHECKING, Any, Literal, TextIO
+
+from normagent.errors import InputError, UsageError
+from normagent.logs import ParsedInput, host_zone, parse_inputs
+from normagent.model import CollectorSpec, Count, ParseContext, Rollup
+from normagent.privacy import Pseudonymiser
+from normagent.sources.files import open_decompressed
+
+if TYPE_CHECKING:
+    from normagent.config import Config
+    from normagent.loader import Plugins
+
+Format = Literal["text", "json"]
+SPOOL_BYTES = 32 * 2**20  # stdin is kept in memory up to this, then in an unnamed temporary file
+
+
+@dataclass
+class CollectorResult:
+    """What one collector's parser made of one input."""
+
+    collector: str
+    parsed: int
+    ignored: int
+    unparsed: int
+    failed_lines: int
+    counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
+    rollups: dict[str, int] = field(default_factory=dict)  # rollup name -> distinct keys
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def recognised(self) -> bool:
+        return bool(self.parsed or self.unparsed or self.failed_lines)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "collector": self.collector,
+            "parsed": self.parsed,
+            "ignored": self.ignored,
+            "unparsed": self.unparsed,
+            "failed_lines": self.failed_lines,
+            "counts": [
+                {"metric": metric, "labels": dict(labels), "value": value}
+                for (metric, labels), value in sorted(self.counts.items())
+            ],
+            "rollups": dict(sorted(self.rollups.items())),
+            "examples": list(self.examples),
+        }
+
+
+@dataclass
+class InputResult:
+    """One input: its kind, its lines, and each collector's result."""
+
+    path: str
+    kind: str
+    lines: int
+    collectors: list[CollectorResult] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "lines": self.lines,
+            "collectors": [c.as_json() for c in self.collectors if c.recognised],
+        }
+
+
+def run_parse(
+    paths: Sequence[str],
+    *,
+    config: Config | None,
+    plugins: Plugins,
+    fmt: Format = "text",
+    examples: int = 5,
+    collectors: Sequence[str] | None = None,
+    out: TextIO | None = None,
+    stdin: IO[bytes] | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Parse ``paths`` with every log collector's parser (or the named ones) and print the results.
+
+    Args:
+        paths: Files, or ``"-"`` for stdin (at most once).
+        config: The validated configuration: a collector's configured settings (paths aside, its
+            time zone, origins, business hours) are what its parser sees; None: defaults.
+        plugins: The loaded plugins.
+        fmt: ``"text"`` or ``"json"``.
+        examples: Unparsed candidate lines to keep per input and collector.
+        collectors: Only these collectors; None or empty: every collector with a parser.
+        out: Where to print (stdout by default).
+        stdin: What ``"-"`` reads (``sys.stdin.buffer`` by default).
+        now: "Now" for year inference of classic stamps (tests); default: the wall clock.
+
+    Returns:
+        0 once every input was read.
+
+    Raises:
+        InputError: An input does not exist or cannot be read (nothing is printed for any).
+        UsageError: An unknown collector name, a negative ``examples``, or ``-`` given twice.
+    """
+    out = out if out is not None else sys.stdout
+    if examples < 0:
+        raise UsageError("--examples must be 0 or more")
+    if list(paths).count("-") > 1:
+        raise UsageError("stdin (-) can be read only once")
+    chosen = choose_collectors(plugins.collectors(), collectors or ())
+    _check_inputs(paths)
+    results = parse_paths(paths, chosen, config=config, examples=examples, stdin=stdin, now=now)
+    if fmt == "json":
+        json.dump({"inputs": [r.as_json() for r in results]}, out, indent=2, ensure_ascii=False)
+        out.write("\n")
+    else:
+        write_text(results, out)
+    return 0
+
+
+def choose_collectors(available: Mapping[str, CollectorSpec], names: Sequence[str]) -> list[CollectorSpec]:
+    """The collectors whose parsers run: the named ones, or every one that has a parser."""
+    with_parser = {name: spec for name, spec in available.items() if spec.parser is not None}
+    if not names:
+        return [with_parser[name] for name in sorted(with_parser)]
+    unknown = [n for n in names if n not in with_parser]
+    if unknown:
+        known = ", ".join(sorted(with_parser)) or "none"
+        raise UsageError(f"no log collector named {', '.join(unknown)} (collectors with a parser: {known})")
+    return [with_parser[n] for n in dict.fromkeys(names)]
+
+
+def _check_inputs(paths: Iterable[str]) -> None:
+    for path in paths:
+        if path == "-":
+            continue
+        if not os.path.exists(path):
+            raise InputError(f"{path}: no such file")
+        if os.path.isdir(path):
+            raise InputError(f"{path}: is a directory, not a log file")
+        if not os.access(path, os.R_OK):
+            raise InputError(f"{path}: permission denied")
+
+
+def parse_paths(
+    paths: Sequence[str],
+    specs: Sequence[CollectorSpec],
+    *,
+    config: Config | None = None,
+    examples: int = 5,
+    stdin: IO[bytes] | None = None,
+    now: datetime | None = None,
+) -> list[InputResult]:
+    """Every input through every chosen parser; stdin is spooled so each parser can read it."""
+    # One throwaway key for the whole run: the same account is the same pseudonym across inputs.
+    pseudonymise = Pseudonymiser(secrets.token_bytes(32))
+    moment = now or datetime.now(timezone.utc)
+    results: list[InputResult] = []
+    for path in paths:
+        spool = _spool(stdin if stdin is not None else sys.stdin.buffer) if path == "-" else None
+        try:
+            found: InputResult | None = None
+            for spec in specs:
+                if spool is not None:
+                    spool.seek(0)
+                settings = _settings(spec, config)
+                ctx = ParseContext(
+                    now=moment,
+                    tz=_zone(settings),
+                    pseudonymise=pseudonymise,
+                    settings=settings,
+                    examples=examples,
+                )
+                kind = _journal_json(path, spool)
+                parsed = next(iter(parse_inputs([path], spec.parser, ctx, kind=kind, stdin=spool, metrics=spec.metrics)))  # type: ignore[arg-type]
+                if found is None:
+                    found = InputResult(path=parsed.path, kind=parsed.kind, lines=parsed.lines)
+                found.collectors.append(_collector_result(spec, parsed))
+            if found is not None:
+                results.append(found)
+        finally:
+            if spool is not None:
+                spool.close()
+    return results
+
+
+def _journal_json(path: str, spool: IO[bytes] | None) -> Literal["journal"] | None:
+    """"journal" if the input is ``journalctl -o json`` output, else None (the reader decides).
+
+    journalctl does not promise its field order (systemd 252 may print ``_HOSTNAME`` before
+    ``__CURSOR``), so the first line is read as JSON rather than matched by its first key.
+    """
+    try:
+        if spool is not None:
+            spool.seek(0)
+            head = spool.read(65536)
+            spool.seek(0)
+        else:
+            with open(path, "rb") as raw:
+                if raw.read(8) == b"ElfFile\x00":
+                    return None
+            with open_decompressed(path) as stream:
+                head = stream.read(65536)
+    except (OSError, EOFError, ValueError):
+        return None
+    first = head.lstrip(b"\x1e \t\r\n").split(b"\n", 1)[0]
+    try:
+        entry = json.loads(first)
+    except ValueError:
+        return None
+    return "journal" if isinstance(entry, dict) and "__CURSOR" in entry and "__REALTIME_TIMESTAMP" in entry else None
+
+
+def _spool(stream: IO[bytes]) -> IO[bytes]:
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed by the caller
+    shutil.copyfileobj(stream, spool)
+    return spool  # type: ignore[return-value]
+
+
+def _settings(spec: CollectorSpec, config: Config | None) -> Any:
+    if config is not None and spec.name in config.collectors:
+        return config.collectors[spec.name].settings
+    return spec.settings() if spec.settings is not None else None
+
+
+def _zone(settings: Any) -> Any:
+    """The zone of stamps without offset: the settings' file timezone if they name one, else the host's."""
+    files = getattr(settings, "files", None)
+    name = getattr(files, "timezone", "") or getattr(settings, "timezone", "")
+    if isinstance(name, str) and name:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(name)
+    return host_zone()
+
+
+def _collector_result(spec: CollectorSpec, parsed: ParsedInput) -> CollectorResult:
+    result = parsed.result
+    order = {m.name: m.labels for m in spec.metrics}
+    counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    keys: dict[str, set[str]] = {}
+    for obs in result.observations:
+        if isinstance(obs, Count):
+            # Labels in the order the metric declares them, as Prometheus shows them.
+            ranks = {name: i for i, name in enumerate(order.get(obs.metric, ()))}
+            labels = tuple(sorted(obs.labels, key=lambda kv: (ranks.get(kv[0], len(ranks)), kv[0])))
+            counts[(obs.metric, labels)] = counts.get((obs.metric, labels), 0.0) + obs.value
+        elif isinstance(obs, Rollup):
+            keys.setdefault(obs.name, set()).add(obs.key)
+    return CollectorResult(
+        collector=spec.name,
+        parsed=result.parsed,
+        ignored=result.ignored,
+        unparsed=result.unparsed,
+        failed_lines=parsed.failed_lines,
+        counts={k: v for k, v in counts.items() if v},
+        rollups={name: len(v) for name, v in keys.items()},
+        examples=list(result.examples),
+    )
+
+
+def write_text(results: Sequence[InputResult], out: TextIO) -> None:
+    """The human-readable form."""
+    for n, item in enumerate(results):
+        if n:
+            out.write("\n")
+        out.write(f"{item.path} ({item.kind}, {_n(item.lines)} {'records' if item.kind != 'text' else 'lines'})\n")
+        shown = [c for c in item.collectors if c.recognised]
+        if not shown:
+            out.write("  no parser recognised anything in this input\n")
+            continue
+        for c in shown:
+            out.write(f"  {c.collector}: {_n(c.parsed)} parsed, {_n(c.ignored)} ignored, {_n(c.unparsed)} unparsed")
+            out.write(f", {_n(c.failed_lines)} failed the parser\n" if c.failed_lines else "\n")
+            width = max((len(_series(k)) for k in c.counts), default=0)
+            for key, value in sorted(c.counts.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1])):
+                out.write(f"    {_series(key):<{width}}  {_n(value)}\n")
+            for rollup, distinct in sorted(c.rollups.items()):
+                out.write(f"    {rollup}: {_n(distinct)} distinct\n")
+            if c.examples:
+                out.write("    unparsed, for example:\n")
+                for line in c.examples:
+                    out.write(f"      {line}\n")
+
+
+def _series(key: tuple[str, tuple[tuple[str, str], ...]]) -> str:
+    metric, labels = key
+    inner = ",".join(f'{k}="{v}"' for k, v in labels)
+    return f"{metric}{{{inner}}}" if inner else metric
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.3f}"

@@ -1,0 +1,154 @@
+"""``normagent parse``: the agent's own parsers over files and stdin, text and JSON, no state."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from normagent.cli import main
+from normagent.errors import InputError, UsageError
+from normagent.loader import build_plugins
+from normagent.parsecmd import run_parse
+from normagent.testing import EPOCH
+from tests.plugins.access.cases import FIXTURES, LINUX, expected_totals, load_cases
+
+EVTX = Path(__file__).parents[2] / "fixtures" / "evtx"
+PLUGINS = build_plugins(entry_points_enabled=False)
+
+
+def parse_json(*paths: str, stdin: bytes | None = None, **kwargs: object) -> dict:  # type: ignore[type-arg]
+    out = io.StringIO()
+    code = run_parse(
+        list(paths), config=None, plugins=PLUGINS, fmt="json", out=out, now=EPOCH,
+        stdin=io.BytesIO(stdin) if stdin is not None else None, **kwargs,  # type: ignore[arg-type]
+    )
+    assert code == 0
+    return json.loads(out.getvalue())  # type: ignore[no-any-return]
+
+
+def counts_of(collector: dict) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:  # type: ignore[type-arg]
+    return {(c["metric"], tuple(sorted(c["labels"].items()))): c["value"] for c in collector["counts"]}
+
+
+def logins(result: dict) -> dict:  # type: ignore[type-arg]
+    return next(c for c in result["collectors"] if c["collector"] == "access.logins")
+
+
+@pytest.fixture
+def auth_log(tmp_path: Path) -> Path:
+    """The fixture's log lines without its comments."""
+    path = tmp_path / "auth.log"
+    path.write_text("".join(c.line + "\n" for c in load_cases()))
+    return path
+
+
+def test_a_text_file_counts_what_the_rules_say(auth_log: Path) -> None:
+    result = parse_json(str(auth_log))["inputs"][0]
+
+    assert result["kind"] == "text"
+    got = logins(result)
+    cases = load_cases()
+    assert counts_of(got) == expected_totals(cases)
+    assert got["parsed"] + got["ignored"] + got["unparsed"] == result["lines"] == len(cases)
+    assert got["unparsed"] == 2 and len(got["examples"]) == 2
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress], ids=["gz", "bz2"])
+def test_compressed_files(tmp_path: Path, auth_log: Path, compress) -> None:  # type: ignore[no-untyped-def]
+    packed = tmp_path / "auth.log.1.x"
+    packed.write_bytes(compress(auth_log.read_bytes()))
+
+    assert counts_of(logins(parse_json(str(packed))["inputs"][0])) == expected_totals(load_cases())
+
+
+def test_stdin(auth_log: Path) -> None:
+    result = parse_json("-", stdin=auth_log.read_bytes())["inputs"][0]
+
+    assert result["path"] == "-" and counts_of(logins(result)) == expected_totals(load_cases())
+
+
+def test_an_evtx_file() -> None:
+    result = parse_json(str(EVTX / "Security_short_selected.evtx"))["inputs"][0]
+
+    assert result["kind"] == "evtx" and result["lines"] == 7
+    windows = next(c for c in result["collectors"] if c["collector"] == "access.windows")
+    assert counts_of(windows) == {
+        ("normagent_failed_logins_total", (("reason", "bad_password"), ("source", "windows"))): 1.0,
+        ("normagent_failed_logins_total", (("reason", "bad_password"), ("source", "ntlm"))): 1.0,
+    }
+    assert [c["collector"] for c in result["collectors"]] == ["access.windows"]  # the others saw nothing
+
+
+@pytest.mark.skipif(shutil.which("journalctl") is None, reason="journalctl (package systemd) is not installed")
+def test_a_journalctl_json_export(tmp_path: Path) -> None:
+    """journalctl -o json output, whatever its field order, goes to the journal parsers."""
+    export = subprocess.run(
+        ["journalctl", f"--file={FIXTURES / 'access.journal'}", "--output=json", "--all", "--no-pager"],
+        capture_output=True, check=True,
+    ).stdout
+    (tmp_path / "journal.json").write_bytes(export)
+
+    result = parse_json(str(tmp_path / "journal.json"))["inputs"][0]
+
+    assert result["kind"] == "journal" and result["lines"] == export.count(b"\n")
+    names = {c["collector"] for c in result["collectors"]}
+    assert names == {"access.logins", "access.journal_errors"}
+
+
+def test_only_the_named_collector() -> None:
+    result = parse_json(str(LINUX), collectors=["access.windows"])["inputs"][0]
+
+    assert result["collectors"] == []
+
+
+def test_the_text_form(auth_log: Path) -> None:
+    out = io.StringIO()
+
+    run_parse([str(auth_log)], config=None, plugins=PLUGINS, out=out, examples=1, now=EPOCH)
+
+    text = out.getvalue()
+    assert text.startswith(f"{auth_log} (text, ")
+    assert 'normagent_failed_logins_total{source="sshd",reason="bad_password"}' in text
+    assert "unparsed, for example:\n      Nov 23 07:27:11 clinic-srv1 sshd[1215]: Failed password for root fr\n" in text
+
+
+def test_an_input_nothing_recognises(tmp_path: Path) -> None:
+    empty = tmp_path / "other.log"
+    empty.write_text("Nov 23 07:38:00 h CRON[1]: pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)\n")
+    out = io.StringIO()
+
+    run_parse([str(empty)], config=None, plugins=PLUGINS, out=out, now=EPOCH)
+
+    assert "no parser recognised anything in this input" in out.getvalue()
+
+
+def test_unreadable_input_is_exit_66_and_nothing_is_printed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(InputError):
+        run_parse([str(LINUX), str(tmp_path / "missing.log")], config=None, plugins=PLUGINS, out=io.StringIO())
+
+    assert main(["parse", str(tmp_path / "missing.log")]) == 66
+    assert main(["parse", str(tmp_path)]) == 66
+    assert "missing.log: no such file" in capsys.readouterr().err
+
+
+def test_unknown_collector_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="no log collector named nope"):
+        run_parse([str(LINUX)], config=None, plugins=PLUGINS, collectors=["nope"])
+
+
+def test_no_state_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """No ledger, no checkpoint, no pseudonym key: the working directory stays empty."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NORMAGENT_CONFIG", raising=False)
+
+    assert main(["parse", str(LINUX), "--format", "json"]) == 0
+
+    assert list(tmp_path.iterdir()) == []
+    assert json.loads(capsys.readouterr().out)["inputs"][0]["lines"] > 0
