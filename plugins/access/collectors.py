@@ -433,7 +433,7 @@ class OriginTracker:
 JOURNAL_ERRORS = bounded_origins(
     journal_log_collector(
         "access.journal_errors",
-        help="journald entries of priority err or worse, per unit or identifier.",
+        help="Errors in the journal (priority err or worse), per unit or identifier.",
         parser=parse_journal_errors,
         settings=JournalErrorSettings,
         journal=lambda s: s.journal,
