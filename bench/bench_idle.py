@@ -1,0 +1,245 @@
+"""Idle cost and scrape latency of ``normagent run``, side by side with prometheus-node-exporter.
+
+    .venv/bin/python bench/bench_idle.py                 # the real run: 10 idle minutes
+    .venv/bin/python bench/bench_idle.py --minutes 1     # a quick look
+
+Both exporters run on 127.0.0.1 at the same time, each with its defaults: normagent with every
+builtin plugin (a config that only sets the state directory and the port), node_exporter with its
+default collectors (Debian package, unpacked by scripts/servers). The script measures, for both:
+
+1. resident memory (RSS) after a warm-up, after the scrapes and at the end;
+2. /metrics latency over N scrapes (default 1,000) on a fresh connection each, with the headers
+   Prometheus sends (OpenMetrics/text Accept, gzip). The two alternate in blocks of 100, so that
+   the machine's noise hits both alike while one's garbage collection after a scrape (node_exporter
+   collects on every scrape) does not land on every sample of the other;
+3. CPU time used over the idle minutes (no scrapes), including reaped child processes (normagent
+   runs journalctl, last, systemctl), as a percentage of one core.
+
+Targets from issue 2: RSS ≤ 40 MB, idle CPU < 0.3 % of one core, p99 < 5 ms and no worse than
+node_exporter's p99. The machine is shared and noisy: read the two columns as a ratio.
+Results are printed and written as JSON to bench/out/idle-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+DEBS_ROOT = REPO / ".cache" / "debs" / "root"
+BLOCK = 100  # scrapes of one exporter before switching to the other
+PROMETHEUS_HEADERS = {  # what Prometheus 2.42 sends when it scrapes
+    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+    "User-Agent": "Prometheus/2.42.0",
+    "X-Prometheus-Scrape-Timeout-Seconds": "10",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Exporter:
+    name: str
+    popen: subprocess.Popen[bytes]
+    port: int
+    latencies: list[float] = field(default_factory=list)
+    rss: dict[str, int] = field(default_factory=dict)
+    cpu_percent: float = 0.0
+    body_bytes: int = 0
+
+    @property
+    def process(self) -> psutil.Process:
+        return psutil.Process(self.popen.pid)
+
+    def scrape(self) -> float:
+        """One /metrics request on a fresh connection; seconds until the whole body is read."""
+        started = time.perf_counter()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", "/metrics", headers=PROMETHEUS_HEADERS)
+            response = conn.getresponse()
+            body = response.read()
+        finally:
+            conn.close()
+        elapsed = time.perf_counter() - started
+        if response.status != 200:
+            raise RuntimeError(f"{self.name} answered {response.status}")
+        self.body_bytes = len(body)
+        return elapsed
+
+    def cpu_seconds(self) -> float:
+        times = self.process.cpu_times()
+        return times.user + times.system + times.children_user + times.children_system
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def wait_ready(exporter: Exporter, path: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if exporter.popen.poll() is not None:
+            raise SystemExit(f"{exporter.name} exited with {exporter.popen.returncode} before it was ready")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=2)
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{exporter.name} was not ready after {timeout:.0f}s")
+
+
+def start_normagent(workdir: Path, log: Path) -> Exporter:
+    port = free_port()
+    config = workdir / "normagent.toml"
+    config.write_text(f'[agent]\nstate_dir = "{workdir / "state"}"\n\n[web]\nlisten = "127.0.0.1:{port}"\n')
+    binary = Path(sys.executable).with_name("normagent")
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    with log.open("wb") as out:
+        popen = subprocess.Popen([str(binary), "run", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, env=env)
+    exporter = Exporter("normagent", popen, port)
+    wait_ready(exporter, "/healthz")
+    return exporter
+
+
+def start_node_exporter(log: Path) -> Exporter:
+    binary = next(
+        (str(p) for p in (DEBS_ROOT / "usr/bin/prometheus-node-exporter",) if p.exists()),
+        shutil.which("prometheus-node-exporter") or shutil.which("node_exporter"),
+    )
+    if binary is None:
+        raise SystemExit("prometheus-node-exporter not found: run scripts/servers first")
+    port = free_port()
+    with log.open("wb") as out:
+        popen = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}"], stdout=out,
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    exporter = Exporter("node_exporter", popen, port)
+    wait_ready(exporter, "/metrics")
+    return exporter
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def report(exporters: list[Exporter], args: argparse.Namespace) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for e in exporters:
+        ms = [x * 1000 for x in e.latencies]
+        rows[e.name] = {
+            "rss_mb": {k: round(v / 2**20, 1) for k, v in e.rss.items()},
+            "idle_cpu_percent_of_one_core": round(e.cpu_percent, 3),
+            "scrape_ms": {"p50": round(percentile(ms, 50), 3), "p90": round(percentile(ms, 90), 3),
+                          "p99": round(percentile(ms, 99), 3), "max": round(max(ms), 3),
+                          "mean": round(statistics.fmean(ms), 3)},
+            "body_bytes_gzip": e.body_bytes,
+        }
+    names = [e.name for e in exporters]
+    print(f"\nidle benchmark: {args.scrapes} scrapes, {args.minutes:g} idle minutes, warm-up {args.warmup:g}s")
+    print(f"{'':34}" + "".join(f"{n:>16}" for n in names))
+    lines = [
+        ("RSS after warm-up (MB)", lambda r: r["rss_mb"]["warm"]),
+        (f"RSS after {args.scrapes} scrapes (MB)", lambda r: r["rss_mb"]["scraped"]),
+        ("RSS at the end (MB)", lambda r: r["rss_mb"]["end"]),
+        ("idle CPU (% of one core)", lambda r: r["idle_cpu_percent_of_one_core"]),
+        ("scrape p50 (ms)", lambda r: r["scrape_ms"]["p50"]),
+        ("scrape p99 (ms)", lambda r: r["scrape_ms"]["p99"]),
+        ("scrape max (ms)", lambda r: r["scrape_ms"]["max"]),
+        ("page size, gzip (bytes)", lambda r: r["body_bytes_gzip"]),
+    ]
+    for label, get in lines:
+        print(f"{label:34}" + "".join(f"{get(rows[n]):>16}" for n in names))
+    agent, node = rows["normagent"], rows["node_exporter"]
+    verdicts = {
+        "rss <= 40 MB": max(agent["rss_mb"].values()) <= 40,
+        "idle CPU < 0.3 %": agent["idle_cpu_percent_of_one_core"] < 0.3,
+        "p99 < 5 ms": agent["scrape_ms"]["p99"] < 5,
+        "p99 <= node_exporter p99": agent["scrape_ms"]["p99"] <= node["scrape_ms"]["p99"],
+    }
+    print("targets: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in verdicts.items()))
+    return {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
+            "scrapes": args.scrapes, "idle_minutes": args.minutes, "warmup_seconds": args.warmup,
+            "results": rows, "targets_met": verdicts}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10.0, help="idle minutes to measure CPU over (default 10)")
+    parser.add_argument("--scrapes", type=int, default=1000, help="scrapes of each exporter (default 1000)")
+    parser.add_argument("--warmup", type=float, default=30.0, help="seconds to let both settle first (default 30)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "out", help="directory for the JSON result")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="normagent-bench-") as tmp:
+        workdir = Path(tmp)
+        exporters: list[Exporter] = []
+        try:
+            exporters.append(start_normagent(workdir, workdir / "normagent.log"))
+            exporters.append(start_node_exporter(workdir / "node_exporter.log"))
+            print(f"warm-up {args.warmup:g}s …", flush=True)
+            time.sleep(args.warmup)
+            for e in exporters:
+                e.scrape()  # first page render outside the measurement
+                e.rss["warm"] = e.process.memory_info().rss
+            print(f"{args.scrapes} scrapes each, alternating in blocks of {BLOCK} …", flush=True)
+            for start in range(0, args.scrapes, BLOCK):
+                for e in exporters:
+                    e.latencies.extend(e.scrape() for _ in range(min(BLOCK, args.scrapes - start)))
+            for e in exporters:
+                e.rss["scraped"] = e.process.memory_info().rss
+            print(f"{args.minutes:g} idle minutes …", flush=True)
+            before = {e.name: e.cpu_seconds() for e in exporters}
+            started = time.monotonic()
+            time.sleep(args.minutes * 60)
+            wall = time.monotonic() - started
+            for e in exporters:
+                e.cpu_percent = 100 * (e.cpu_seconds() - before[e.name]) / wall
+                e.rss["end"] = e.process.memory_info().rss
+            for e in exporters:
+                if e.popen.poll() is not None:
+                    raise SystemExit(f"{e.name} died during the benchmark: see {workdir}")
+        finally:
+            for e in exporters:
+                e.stop()
+        result = report(exporters, args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"idle-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
