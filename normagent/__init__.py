@@ -13,6 +13,15 @@ from importlib.metadata import PackageNotFoundError, version
 
 from normagent.errors import NoData
 from normagent.hookspecs import hookimpl
+from normagent.logs import (
+    LOG_METRICS,
+    FileSource,
+    evtx_log_collector,
+    file_log_collector,
+    journal_log_collector,
+    line_parser,
+    record_parser,
+)
 from normagent.model import (
     Batch,
     Candidate,
@@ -43,6 +52,9 @@ from normagent.model import (
     TextBlock,
     WindowsEvent,
 )
+from normagent.privacy import network_of
+from normagent.sources.evtx import EvtxSettings
+from normagent.sources.journald import JournalSettings
 
 try:
     __version__ = version("normagent")
@@ -50,6 +62,16 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "LOG_METRICS",
+    "EvtxSettings",
+    "FileSource",
+    "JournalSettings",
+    "evtx_log_collector",
+    "file_log_collector",
+    "journal_log_collector",
+    "line_parser",
+    "network_of",
+    "record_parser",
     "Batch",
     "Candidate",
     "Checkpoint",
