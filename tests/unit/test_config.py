@@ -137,11 +137,37 @@ def test_config_path_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert find_config_path(None) == tmp_path / "env.toml"
 
 
-def test_example_config_is_valid_against_the_builtin_plugins() -> None:
-    """config/normagent.toml is the reference of every key: it must always validate."""
-    from normagent.agent import read_config
+def test_example_config_is_valid_and_shows_every_key() -> None:
+    """config/normagent.toml is the reference of every key: it validates, and it names every key
+    of every builtin collector (set or commented out), so it cannot fall behind the code."""
+    import dataclasses
+    import re
+    import typing
+
+    from normagent.agent import read_config, sections
 
     example = Path(__file__).parents[2] / "config" / "normagent.toml"
     config, plugins = read_config(example)
     assert not plugins.problems
-    assert set(config.collectors) == set(plugins.collectors())
+    text = example.read_text()
+    written = set(re.findall(r"^[#\s]*([A-Za-z_]+) =", text, re.M)) | set(re.findall(r"[{,] *([A-Za-z_]+) =", text))
+    written |= set(re.findall(r"^#? ?\[.*\.([A-Za-z_]+)\]$", text, re.M))  # sub-tables
+
+    def keys(cls: type) -> set[str]:
+        hints = typing.get_type_hints(cls)
+        found = set()
+        for f in dataclasses.fields(cls):
+            found.add(f.metadata.get("toml", f.name))
+            inner = hints[f.name]
+            args = typing.get_args(inner)
+            inner = args[0] if typing.get_origin(inner) is tuple else args[1] if typing.get_origin(inner) is dict else inner
+            if dataclasses.is_dataclass(inner):
+                found |= keys(inner)  # type: ignore[arg-type]
+        return found
+
+    for name, spec in plugins.collectors().items():
+        assert f'[collectors."{name}"]' in text
+        if spec.settings is not None:
+            assert keys(spec.settings) - written == set(), name
+    for section in sections().values():
+        assert keys(section.settings) - written - {"basic_auth_users"} == set()
