@@ -44,7 +44,7 @@ from normagent import (
     RunContext,
 )
 from normagent.plugins.edi import codes, correlate, stops
-from normagent.plugins.edi.index import DIRECTIONS, QUEUE, Candidate, FileEntry, Index, Stage, scan
+from normagent.plugins.edi.index import DIRECTIONS, QUEUE, UNREADABLE, Candidate, FileEntry, Index, Stage, scan
 from normagent.plugins.edi.parse import CHUNK, Parsed, parse_header
 from normagent.plugins.edi.settings import WEEKDAYS, EdiSettings, zone
 
@@ -287,7 +287,7 @@ class EdiCollector:
         index = self._index_for(ctx)
         now = ctx.clock.now().timestamp()
         cycle = _resolve(settings, now, index.service.spans(now))
-        found = scan(settings.folders, ctx.root, index, full=settings.full_rescan)
+        found = scan(settings.folders, ctx.root, index, now=now, full=settings.full_rescan)
         for label, problem in found.problems:
             ctx.log.warning("edi_folder_problem", folder=label, problem=problem)
         candidates = sorted(found.candidates, key=lambda c: c.order)
@@ -343,11 +343,10 @@ class EdiCollector:
         if parsed.outcome in ("truncated", "empty") and young:
             deferred.add(candidate.directory)  # still being written: look again next cycle
             return
-        previous = stage.index.file(candidate.path)
         if parsed.outcome == "unreadable":
             deferred.add(candidate.directory)
             stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, "unreadable")
-            if previous is None or previous.outcome != "unreadable":
+            if stage.index.file(candidate.path) != UNREADABLE:
                 tally.count(M_FILES, {"outcome": "unreadable"})
                 ctx.log.warning("edi_file_unreadable", folder=folder.label, file=candidate.name, error=parsed.detail)
             return

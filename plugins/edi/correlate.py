@@ -27,6 +27,8 @@ collector stages and commits it. Imports only the standard library and this pack
 
 from __future__ import annotations
 
+import sys
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone, tzinfo
@@ -68,7 +70,7 @@ class Record:
         direction: ``in``, ``out`` or ``unknown``.
         at: When the first file with this id appeared (mtime, unix seconds); 0 for a placeholder.
         path: That file (to tell a move from a copy).
-        sig: A content signature (type and dates) to tell a copy from a duplicate id.
+        sig: A content signature (CRC-32 of type and dates) to tell a copy from a duplicate id.
         expects: Whether a receipt is awaited (transport for ``env``, application for ``msg``).
         seen: False for a placeholder left by a receipt whose message was not read yet.
         receipt: ``""`` (none yet), an AppRec status label, ``ack`` or ``error``.
@@ -83,7 +85,7 @@ class Record:
     direction: str
     at: float = 0.0
     path: str = ""
-    sig: str = ""
+    sig: int = 0
     expects: bool = False
     seen: bool = True
     receipt: str = ""
@@ -103,8 +105,9 @@ class Record:
         if not isinstance(value, list) or len(value) != 13:
             return None
         k, t, d, at, path, sig, exp, seen, rc, rat, od, mis, cnt = value
-        return cls(str(k), str(t), str(d), float(at), str(path), str(sig), bool(exp), bool(seen), str(rc),
-                   float(rat), bool(od), bool(mis), bool(cnt))
+        # The small strings repeat in every record: interned, 100,000 records share a handful.
+        return cls(sys.intern(str(k)), sys.intern(str(t)), sys.intern(str(d)), float(at), str(path), int(sig),
+                   bool(exp), bool(seen), sys.intern(str(rc)), float(rat), bool(od), bool(mis), bool(cnt))
 
     @property
     def receipt_kind(self) -> str:
@@ -221,7 +224,11 @@ def _iso(moment: datetime | None) -> str:
     return moment.astimezone(timezone.utc).isoformat() if moment is not None else ""
 
 
-def _known(key: str, sig: str, facts: FileFacts, view: _View, effect: Effect) -> bool:
+def _signature(*parts: str) -> int:
+    return zlib.crc32("|".join(parts).encode("utf-8", "surrogatepass"))
+
+
+def _known(key: str, sig: int, facts: FileFacts, view: _View, effect: Effect) -> bool:
     """Handle a file whose id was already read: a move, a copy or a duplicate id. True if so."""
     existing = view.record(key)
     if existing is None or not existing.seen:
@@ -277,7 +284,7 @@ def _msghead(h: MsgHeadHeader, facts: FileFacts, view: _View, ctx: Context, effe
     direction = _direction(facts, ctx, h.sender_her, h.receiver_her, receipt=False)
     effect.traffic = direction
     key = "m:" + h.msg_id
-    sig = f"{h.msg_type}|{h.gen_date}"
+    sig = _signature(h.msg_type, h.gen_date)
     if _known(key, sig, facts, view, effect):
         return
     gen = _gen_date(h.gen_date, ctx, effect)
@@ -315,7 +322,7 @@ def _apprec(a: AppRecHeader, facts: FileFacts, view: _View, ctx: Context, effect
     direction = _direction(facts, ctx, a.sender_her, a.receiver_her, receipt=True)
     effect.traffic = direction
     key = "m:" + a.id
-    sig = f"{a.status}|{a.gen_date}|{a.original_id}"
+    sig = _signature(a.status, a.gen_date, a.original_id)
     if _known(key, sig, facts, view, effect):
         return
     gen = _gen_date(a.gen_date, ctx, effect)
@@ -401,7 +408,7 @@ def _ebxml(e: EbxmlHeader, facts: FileFacts, view: _View, ctx: Context, effect: 
     direction = _direction(facts, ctx, e.from_her, e.to_her, receipt=signal)
     effect.traffic = direction
     key = "e:" + e.message_id
-    sig = f"{e.kind}|{e.timestamp}|{e.ref_to_message_id}"
+    sig = _signature(e.kind, e.timestamp, e.ref_to_message_id)
     if _known(key, sig, facts, view, effect):
         return
     if not signal:
@@ -459,7 +466,7 @@ def _ebxml(e: EbxmlHeader, facts: FileFacts, view: _View, ctx: Context, effect: 
 
 
 def _ebxml_payload(
-    e: EbxmlHeader, key: str, sig: str, direction: str, facts: FileFacts, view: _View, ctx: Context, effect: Effect
+    e: EbxmlHeader, key: str, sig: int, direction: str, facts: FileFacts, view: _View, ctx: Context, effect: Effect
 ) -> None:
     if isinstance(e.payload, MsgHeadHeader):
         msg_type = ctx.msg_types.label(e.payload.msg_type)
@@ -487,7 +494,9 @@ def _ebxml_payload(
         effect.counts.extend(sub.counts)
         effect.events.extend(sub.events)
         effect.records.update(sub.records)
-        effect.logs.extend(sub.logs)
+        # The envelope itself is new; that its payload was also read as a plain file (the EPJ's
+        # copy) is expected, so only the payload's warnings and notices are worth a line.
+        effect.logs.extend(line for line in sub.logs if line[0] != "debug")
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,9 +25,12 @@ token with the one the index expects, and rebuilds the index from the ledger whe
 ahead of, nor behind, what the ledger holds.
 
 Cost: a steady cycle with nothing new stats each known directory once and reads no file and no
-checkpoint (beyond ``g``). A directory is listed (one ``scandir``) only when its modification time
-changed, in the cycle after that (a file created within the same timestamp tick as our listing
-would otherwise be missed), or while it holds files still being written. Known files are not
+checkpoint (beyond ``g``). A directory is listed (one ``listdir``) only when its modification time
+changed, while it holds files still being written, or in the cycle after a listing that happened
+within ``RACY_SECONDS`` of the directory's last change: a file created later in the same timestamp
+tick would leave the modification time unchanged (git calls this the "racy" case). Comparing the
+directory's time with the host clock is what makes that rare: a directory last changed earlier
+cannot hide a later change. Known files are not
 stat'ed again unless ``full_rescan`` is set: message files are written once, and moving or deleting
 one changes its directory. Memory is roughly 250 bytes per indexed file and per remembered id.
 
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,10 +62,24 @@ PRUNED = "p"
 DIRECTIONS = ("in", "out")
 
 ROLE_ORDER = {"messages": 0, "receipts": 0, "archive": 1}
+RACY_SECONDS = 2.0
+
+
+UNREADABLE = -1  # the stamp of a file that could not be opened: retried every cycle
+
+
+def stamp(size: int, mtime_ns: int) -> int:
+    """What the index keeps in memory per file: enough to see a change, in one int.
+
+    (Tuple hashes of ints are not randomised per process; they are never -1.)
+    """
+    return hash((size, mtime_ns))
 
 
 @dataclass(frozen=True, slots=True)
 class FileEntry:
+    """A file as checkpointed: ``[size, mtime_ns, outcome]``."""
+
     size: int
     mtime_ns: int
     outcome: str
@@ -74,6 +92,10 @@ class FileEntry:
         if isinstance(value, list) and len(value) == 3:
             return cls(int(value[0]), int(value[1]), str(value[2]))
         return None
+
+    @property
+    def stamp(self) -> int:
+        return UNREADABLE if self.outcome == "unreadable" else stamp(self.size, self.mtime_ns)
 
 
 @dataclass(slots=True)
@@ -91,7 +113,7 @@ class Index:
 
     def __init__(self) -> None:
         self.token: str | None = None
-        self.files: dict[str, dict[str, FileEntry]] = {}
+        self.files: dict[str, dict[str, int]] = {}  # directory → file name → stamp
         self.records: dict[str, Record] = {}
         self.queue: dict[str, list[list[object]]] = {}
         self.stops: dict[str, DirectionState] = {d: DirectionState() for d in DIRECTIONS}
@@ -101,6 +123,7 @@ class Index:
         self.pending: set[str] = set()
         self.placeholders: set[str] = set()
         self.dirs: dict[str, DirState] = {}
+        self.unreadable: dict[str, set[str]] = {}  # directory → names that could not be opened
         self.retry_dirs: set[str] = set()
         self.gauge_series: set[tuple[str, str]] = set()
         self.file_count = 0
@@ -117,8 +140,10 @@ class Index:
             entry = FileEntry.from_json(value)
             if entry is not None:
                 directory, name = os.path.split(key[len(FILE) :])
-                index.files.setdefault(directory, {})[name] = entry
+                index.files.setdefault(directory, {})[name] = entry.stamp
                 index.file_count += 1
+                if entry.stamp == UNREADABLE:
+                    index.unreadable.setdefault(directory, set()).add(name)
         for prefix in (MSG, ENV):
             for key, value in scan(prefix):
                 record = Record.from_json(value)
@@ -150,7 +175,8 @@ class Index:
     def record(self, key: str) -> Record | None:
         return self.records.get(key)
 
-    def file(self, path: str) -> FileEntry | None:
+    def file(self, path: str) -> int | None:
+        """The stamp of an indexed file (``UNREADABLE`` for one that could not be opened), or None."""
         directory, name = os.path.split(path)
         return self.files.get(directory, {}).get(name)
 
@@ -172,8 +198,12 @@ class Index:
                 if not folder:
                     del self.files[directory]
             else:
-                folder[name] = entry
+                folder[name] = entry.stamp
                 self.file_count += 0 if existed else 1
+            if entry is not None and entry.stamp == UNREADABLE:
+                self.unreadable.setdefault(directory, set()).add(name)
+            elif name in self.unreadable.get(directory, ()):
+                self.unreadable[directory].discard(name)
         for key, record in stage.records.items():
             if record is None:
                 self.records.pop(key, None)
@@ -278,13 +308,7 @@ def resolve(root: Path, path: Path) -> str:
     return os.path.normpath(os.path.join(str(root), str(path).lstrip("/")))
 
 
-def _wanted(name: str, folder: EdiFolder) -> bool:
-    if any(fnmatch.fnmatchcase(name, pattern) for pattern in folder.ignore):
-        return False
-    return fnmatch.fnmatchcase(name, folder.glob)
-
-
-def scan(folders: Sequence[EdiFolder], root: Path, index: Index, *, full: bool = False) -> ScanResult:
+def scan(folders: Sequence[EdiFolder], root: Path, index: Index, *, now: float, full: bool = False) -> ScanResult:
     """Find new, changed and vanished files in the configured folders.
 
     Each directory is stat'ed; it is listed only when it changed, was listed in the previous cycle
@@ -309,7 +333,7 @@ def scan(folders: Sequence[EdiFolder], root: Path, index: Index, *, full: bool =
             if directory in claimed:
                 continue
             claimed.add(directory)
-            subdirs = _scan_dir(directory, folder, index, result, full=full)
+            subdirs = _scan_dir(directory, folder, index, result, now=now, full=full)
             if folder.recursive:
                 todo.extend(subdirs)
     # Files indexed under directories no configured folder reaches any more (a folder removed from
@@ -322,7 +346,9 @@ def scan(folders: Sequence[EdiFolder], root: Path, index: Index, *, full: bool =
     return result
 
 
-def _scan_dir(directory: str, folder: EdiFolder, index: Index, result: ScanResult, *, full: bool) -> tuple[str, ...]:
+def _scan_dir(
+    directory: str, folder: EdiFolder, index: Index, result: ScanResult, *, now: float, full: bool
+) -> tuple[str, ...]:
     try:
         before = os.stat(directory).st_mtime_ns
     except FileNotFoundError:
@@ -334,42 +360,45 @@ def _scan_dir(directory: str, folder: EdiFolder, index: Index, result: ScanResul
     if not (full or prev is None or prev.rescan or prev.mtime_ns != before or directory in index.retry_dirs):
         result.dirs[directory] = DirState(prev.mtime_ns, prev.subdirs, False)
         return prev.subdirs
-    known = index.files.get(directory, {})
-    seen: set[str] = set()
-    subdirs: list[str] = []
     try:
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                name = entry.name
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        if folder.recursive and not any(fnmatch.fnmatchcase(name, p) for p in folder.ignore):
-                            subdirs.append(entry.path)
-                        continue
-                    if not entry.is_file() or not _wanted(name, folder):
-                        continue
-                    seen.add(name)
-                    entry_known = known.get(name)
-                    if entry_known is not None and not full and entry_known.outcome != "unreadable":
-                        continue  # written once: a known file is not stat'ed again
-                    st = entry.stat()
-                except FileNotFoundError:
-                    continue  # vanished while listing
-                if entry_known is not None and entry_known.outcome != "unreadable" and (
-                    entry_known.size,
-                    entry_known.mtime_ns,
-                ) == (st.st_size, st.st_mtime_ns):
-                    continue
-                result.candidates.append(Candidate(entry.path, directory, name, folder, st.st_size, st.st_mtime_ns))
+        names = set(os.listdir(directory))
     except OSError as exc:
         result.problems.append((folder.label, f"cannot list a directory: {exc.strerror}"))
         return prev.subdirs if prev is not None else ()
     result.listed += 1
-    result.gone.extend(os.path.join(directory, name) for name in known if name not in seen)
+    known = index.files.get(directory, {})
+    known_subdirs = {os.path.basename(d) for d in prev.subdirs} if prev is not None else set()
+    # Set differences run in C: with 100,000 files in a folder, only the new names cost Python time.
+    # Known files are written once and not looked at again (unless full, or unreadable last time).
+    result.gone.extend(os.path.join(directory, name) for name in known.keys() - names)
+    if full:
+        fresh = names - known_subdirs
+    else:
+        fresh = names - known.keys() - known_subdirs
+        fresh.update(index.unreadable.get(directory, set()) & names)
+    subdirs = [os.path.join(directory, name) for name in names & known_subdirs] if folder.recursive else []
+    for name in fresh:
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in folder.ignore):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue  # vanished since the listing, or a dangling link
+        if stat.S_ISDIR(st.st_mode):
+            if folder.recursive and not os.path.islink(path):
+                subdirs.append(path)
+            continue
+        if not stat.S_ISREG(st.st_mode) or not fnmatch.fnmatchcase(name, folder.glob):
+            continue
+        known_stamp = known.get(name)
+        if known_stamp is not None and known_stamp == stamp(st.st_size, st.st_mtime_ns):
+            continue
+        result.candidates.append(Candidate(path, directory, name, folder, st.st_size, st.st_mtime_ns))
     try:
         after = os.stat(directory).st_mtime_ns
     except OSError:
         after = -1
-    changed = prev is None or prev.mtime_ns != before or after != before
-    result.dirs[directory] = DirState(before, tuple(subdirs), rescan=changed)
+    racy = after != before or after / 1e9 > now - RACY_SECONDS
+    result.dirs[directory] = DirState(before, tuple(sorted(subdirs)), rescan=racy)
     return tuple(subdirs)

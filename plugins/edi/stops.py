@@ -242,6 +242,12 @@ def stop_spans(a: float, b: float, rules: StopRules) -> list[Span]:
     return intersect(business, down)
 
 
+def outage_spans(a: float, b: float, rules: StopRules) -> list[Span]:
+    """The business hours of [a, b) in which the service was down."""
+    down = clip(list(rules.down), a, b)
+    return intersect(rules.hours.spans(a, b), down) if down else []
+
+
 def split_planned(spans: Sequence[Span], rules: StopRules) -> list[StopPiece]:
     """Cut stop spans into planned (under maintenance) and unplanned pieces, in time order."""
     if not spans:
@@ -273,7 +279,13 @@ def advance(state: DirectionState, traffic: Sequence[float], now: float, rules: 
     late = 0
     for t in traffic:
         if last is None:
-            last = t  # nothing is known before the first traffic ever seen
+            # Before the first traffic ever seen no silence is known, but an outage still stops.
+            if t > since:
+                stop = outage_spans(since, t, rules)
+                accrued.extend(subtract(stop, counted))
+                closed.extend(normalise([*stop, *clip(counted, since, t)]))
+                counted = clip(counted, t, float("inf"))
+            last = t
             continue
         if t <= last:
             late += 1
@@ -286,8 +298,13 @@ def advance(state: DirectionState, traffic: Sequence[float], now: float, rules: 
         counted = clip(counted, t, float("inf"))
         last = t
     current = 0.0
-    if last is not None and now > last:
+    if last is None and now > since:
+        stop = outage_spans(since, now, rules)
+    elif last is not None and now > last:
         stop = clip(stop_spans(last, now, rules), max(since, last), now)
+    else:
+        stop = []
+    if stop or counted:
         new = subtract(stop, counted)
         accrued.extend(new)
         counted = normalise([*counted, *new])

@@ -435,11 +435,14 @@ def generate(root: Path, config: Config | None = None) -> Truth:
             transport_failed = _envelope_leg(out, rng, truth, msg_id, raw, label, data, sent, now, traffic, file, waiting)
         if ack == "N":
             continue
+        # An archived message that also went out in an envelope is first read from the envelope
+        # (the archive is read last), written a second after the message: it was sent then.
+        seen = sent + 1 if place < 0.03 and with_envelope else sent
         if transport_failed:
             # The message never reached the receiver: no application receipt will come.
-            waiting(label, "application", sent, None, APPLICATION_TIMEOUT)
+            waiting(label, "application", seen, None, APPLICATION_TIMEOUT)
             continue
-        _application_receipt(out, rng, truth, msg_id, raw, label, sent, now, traffic, file, waiting)
+        _application_receipt(out, rng, truth, msg_id, raw, label, seen, now, traffic, file, waiting)
 
     # ---- encrypted ebXML messages (MIME, PKCS#7 payload): counted by eb:Action
     for _ in range(max(1, config.messages // 50)):
@@ -634,7 +637,8 @@ def _broken_files(out: _Writer, rng: random.Random, truth: Truth, start: float, 
 
 
 def add_traffic(root: Path, count: int, start: float, end: float, seed: int = 7) -> dict[str, Any]:
-    """Write ``count`` new files (half our messages, half incoming) dated in [start, end).
+    """Write ``count`` new files (half our messages, half incoming) dated in [start, end), named
+    ``new-*.xml`` so a benchmark can remove them before reusing a tree.
 
     Returns the truth of the addition: messages per (direction, label) and the first traffic
     time per direction.
@@ -648,11 +652,11 @@ def add_traffic(root: Path, count: int, start: float, end: float, seed: int = 7)
         msg_id = str(uuid.uuid4())
         if i % 2 == 0:
             raw, label, _ = rng.choice(OUT_TYPES)
-            out.write("ut", msg_id + ".xml", msghead(msg_id, raw, "", OWN_HER[0], rng.choice(PARTNERS)), moment)
+            out.write("ut", f"new-{msg_id}.xml", msghead(msg_id, raw, "", OWN_HER[0], rng.choice(PARTNERS)), moment)
             direction = "out"
         else:
             raw, label = rng.choice(IN_TYPES)
-            out.write("inn", msg_id + ".xml", msghead(msg_id, raw, "", rng.choice(PARTNERS), OWN_HER[0]), moment)
+            out.write("inn", f"new-{msg_id}.xml", msghead(msg_id, raw, "", rng.choice(PARTNERS), OWN_HER[0]), moment)
             direction = "in"
         messages[(direction, label)] += 1
         first[direction] = min(first.get(direction, moment), moment)

@@ -1,0 +1,617 @@
+"""The edi.messages collector over real folders and a real ledger: truth, incrementality, crash
+safety, moves, files being written, privacy."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from normagent import NoData
+from normagent.plugins.edi.collectors import read_file
+from normagent.plugins.edi.index import Candidate
+from normagent.plugins.edi.settings import EdiFolder, EdiSettings
+from normagent.testing import run_collector_once
+from tests.plugins.edi.conftest import move, write
+from tests.plugins.edi.edi_generator import (
+    OWN_HER,
+    PATIENT_MARKER,
+    Config,
+    Truth,
+    apprec,
+    generate,
+    msghead,
+    settings_for,
+)
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "edi"
+
+CHECKS = (
+    ("messages", "normagent_edi_messages_total", ("direction", "msg_type")),
+    ("receipts", "normagent_edi_receipts_total", ("msg_type", "status")),
+    ("receipt_errors", "normagent_edi_receipt_errors_total", ("msg_type", "code_list", "error_code")),
+    ("transport_errors", "normagent_edi_transport_errors_total", ("error_code",)),
+    ("misaddressed", "normagent_edi_misaddressed_messages_total", ("direction", "msg_type")),
+    ("unacknowledged_total", "normagent_edi_unacknowledged_total", ("msg_type", "receipt")),
+    ("unacknowledged", "normagent_edi_unacknowledged_messages", ("msg_type", "receipt")),
+    ("alarm", "normagent_edi_unacknowledged_alarm_messages", ("msg_type", "receipt")),
+    ("unmatched", "normagent_edi_unmatched_receipts", ("receipt",)),
+    ("files", "normagent_edi_files_total", ("outcome",)),
+    ("timestamps", "normagent_edi_timestamps_total", ("kind",)),
+)
+
+
+def assert_truth(h: Any, truth: Truth) -> None:
+    for name, metric, labels in CHECKS:
+        want = {k: float(v) for k, v in getattr(truth, name).items() if v}
+        assert h.nonzero(metric, *labels) == want, name
+    oldest = h.nonzero("normagent_edi_oldest_unacknowledged_age_seconds", "msg_type", "receipt")
+    assert oldest == pytest.approx({k: v for k, v in truth.oldest.items()}, abs=0.01)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Truth]:
+    """A generated tree over ten days: alarms, late and missing receipts, every kind of file."""
+    root = tmp_path_factory.mktemp("edi-tree")
+    return root, generate(root, Config(messages=400, per_day=40, seed=3))
+
+
+def copy_tree(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target, copy_function=shutil.copy2)  # copy2 keeps the modification times
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# truth
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_full_index_equals_the_generators_truth(harness: Any, tmp_path: Path, seed: int) -> None:
+    truth = generate(tmp_path / "edi", Config(messages=300, per_day=30, seed=seed))
+    h = harness(settings_for(tmp_path / "edi"), truth.now)
+    h.cycle()
+    assert_truth(h, truth)
+    assert h.value("normagent_edi_indexed_files") == truth.file_count
+    rejected = [e.key for e in h.ledger.events("edi.rejected", _all_time())]
+    assert sorted(rejected) == sorted(truth.rejected_ids)
+
+
+def _all_time() -> Any:
+    from normagent import Period
+
+    return Period(datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
+
+
+def test_small_batches_give_the_same_result(harness: Any, tree: tuple[Path, Truth], tmp_path: Path) -> None:
+    root = copy_tree(tree[0], tmp_path / "edi")
+    h = harness(settings_for(root, batch_size=37), tree[1].now)
+    batches = h.cycle()
+    assert len(batches) > 10
+    assert_truth(h, tree[1])
+
+
+def test_a_second_cycle_reads_nothing_and_counts_nothing(harness: Any, tree: tuple[Path, Truth], tmp_path: Path) -> None:
+    root = copy_tree(tree[0], tmp_path / "edi")
+    h = harness(settings_for(root), tree[1].now)
+    h.cycle()
+    def counters() -> dict[str, Any]:
+        return {m: dict(v) for m, v in h.ledger.snapshot().series.items() if m.endswith("_total")}
+
+    before = counters()
+    h.clock.advance(1)  # not enough for any message to change state
+    batches = h.cycle()
+    assert len(batches) == 1
+    assert not [o for o in batches[0].observations if type(o).__name__ in ("Count", "Event")]
+    assert {c.key for c in batches[0].checkpoints} <= {"g", "s:in", "s:out", "svc"}
+    assert counters() == before
+
+
+def test_restart_resumes_without_counting_twice(harness: Any, tree: tuple[Path, Truth], tmp_path: Path) -> None:
+    root = copy_tree(tree[0], tmp_path / "edi")
+    h = harness(settings_for(root), tree[1].now)
+    h.cycle()
+    h.restart()
+    with capture_logs() as logs:
+        h.cycle()
+    assert any(e["event"] == "edi_index_loaded" for e in logs)  # rebuilt from the ledger
+    assert_truth(h, tree[1])
+    new = write(root / "ut" / "late-1.xml", msghead("late-1", "EPIKRISE", "", OWN_HER[0], "2000001"), tree[1].now - 5)
+    h.cycle()
+    assert h.value("normagent_edi_messages_total", direction="out", msg_type="EPIKRISE") == (
+        tree[1].messages[("out", "EPIKRISE")] + 1
+    ), new
+
+
+def test_an_abandoned_run_loses_nothing_and_counts_nothing_twice(harness: Any, tree: tuple[Path, Truth], tmp_path: Path) -> None:
+    """Batches committed before the run was abandoned stay; the one that was not is redone."""
+    root = copy_tree(tree[0], tmp_path / "edi")
+    h = harness(settings_for(root, batch_size=50), tree[1].now)
+    run = h.batches()
+    for _ in range(3):
+        h.ledger.commit(h.spec.name, next(run))
+    next(run)  # yielded but never committed: the deadline passed, or the commit failed
+    run.close()
+    h.cycle()  # the same collector object: its in-memory index must not hold the lost batch
+    assert_truth(h, tree[1])
+
+
+def test_a_failed_commit_leaves_the_index_as_the_ledger_has_it(harness: Any, tree: tuple[Path, Truth], tmp_path: Path) -> None:
+    root = copy_tree(tree[0], tmp_path / "edi")
+    h = harness(settings_for(root, batch_size=50), tree[1].now)
+    run = h.batches()
+    h.ledger.commit(h.spec.name, next(run))
+    bad = next(run)
+    with pytest.raises(ValueError):
+        h.ledger.commit(h.spec.name, type(bad)([*bad.observations, _undeclared()], bad.checkpoints))
+    run.close()
+    h.cycle()
+    assert_truth(h, tree[1])
+
+
+def _undeclared() -> Any:
+    from normagent import Count
+
+    return Count("normagent_no_such_metric_total")
+
+
+def test_run_collector_once_without_a_ledger(tree: tuple[Path, Truth], tmp_path: Path) -> None:
+    """The plugin works with the in-memory checkpoints of normagent.testing too."""
+    from normagent.plugins.edi.collectors import make_spec
+    from normagent.testing import FakeClock, MemoryCheckpoints, observations
+
+    root = copy_tree(tree[0], tmp_path / "edi")
+    spec, state = make_spec(), MemoryCheckpoints()
+    clock = FakeClock(datetime.fromtimestamp(tree[1].now, timezone.utc))
+    first = observations(run_collector_once(spec, settings=settings_for(root), state=state, clock=clock))
+    files = sum(o.value for o in first if getattr(o, "metric", "") == "normagent_edi_files_total")
+    assert files == sum(tree[1].files.values())
+    assert any(k.startswith("f:") for k in state.values)
+    again = observations(run_collector_once(spec, settings=settings_for(root), state=state, clock=clock))
+    assert not [o for o in again if type(o).__name__ == "Count"]
+
+
+# --------------------------------------------------------------------------------------------
+# files on the move
+
+
+def test_files_moved_to_the_archive_are_not_counted_twice(harness: Any, tree: tuple[Path, Truth], tmp_path: Path) -> None:
+    root = copy_tree(tree[0], tmp_path / "edi")
+    h = harness(settings_for(root), tree[1].now)
+    h.cycle()
+    outbox = sorted((root / "ut").glob("*.xml"))[:15]
+    for path in outbox:
+        move(path, root / "arkiv" / ("moved-" + path.name))
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_files_total", outcome="moved") == 15
+    assert_truth_except_files(h, tree[1])
+
+
+def assert_truth_except_files(h: Any, truth: Truth) -> None:
+    for name, metric, labels in CHECKS:
+        if name in ("files", "unacknowledged", "alarm"):
+            continue
+        want = {k: float(v) for k, v in getattr(truth, name).items() if v}
+        assert h.nonzero(metric, *labels) == want, name
+
+
+def test_a_file_still_being_written_is_retried_not_broken(harness: Any, tmp_path: Path) -> None:
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    folder = tmp_path / "ut"
+    settings = EdiSettings(folders=(EdiFolder(path=folder, direction="out"),))
+    h = harness(settings, now)
+    data = msghead("w-1", "EPIKRISE", "2026-11-24T10:59:00", OWN_HER[0], "2000001")
+    half = write(folder / "w-1.xml", data[: len(data) // 2], now - 3)
+    empty = write(folder / "w-2.xml", b"", now - 3)
+    with capture_logs() as logs:
+        h.cycle()
+    assert h.value("normagent_edi_files_total", outcome="truncated") == 0
+    assert h.value("normagent_edi_files_total", outcome="empty") == 0
+    assert not [e for e in logs if e.get("outcome") in ("truncated", "empty")]
+    assert h.ledger.checkpoints(h.spec.name).get(f"f:{half}") is None
+    h.clock.advance(30)
+    write(half, data, now + 20)  # the writer finished
+    h.cycle()
+    assert h.value("normagent_edi_files_total", outcome="ok") == 1
+    assert h.value("normagent_edi_messages_total", direction="out", msg_type="EPIKRISE") == 1
+    h.clock.advance(3600)  # the empty file never got content: now it is counted, once
+    h.cycle()
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_files_total", outcome="empty") == 1
+    assert empty.exists()
+
+
+def test_an_old_truncated_file_is_counted_once_with_a_log_line(harness: Any, tmp_path: Path) -> None:
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    folder = tmp_path / "inn"
+    data = msghead("t-1", "EPIKRISE", "", "2000001", OWN_HER[0])
+    write(folder / "t-1.xml", data[:300], now - 86400)
+    h = harness(EdiSettings(folders=(EdiFolder(path=folder, direction="in"),)), now)
+    with capture_logs() as logs:
+        h.cycle()
+        h.clock.advance(60)
+        h.cycle()
+    assert h.value("normagent_edi_files_total", outcome="truncated") == 1
+    lines = [e for e in logs if e["event"] == "edi_file_not_read"]
+    assert len(lines) == 1
+    assert lines[0]["file"] == "t-1.xml" and lines[0]["folder"] == "inn"
+
+
+def test_a_file_that_cannot_be_opened_is_unreadable(tmp_path: Path) -> None:
+    """(Running as root, permissions cannot make a file unreadable: a directory in its place can.)"""
+    path = tmp_path / "x.xml"
+    path.mkdir()
+    candidate = Candidate(str(path), str(tmp_path), "x.xml", EdiFolder(path=tmp_path), 0, 0)
+    parsed, why = read_file(candidate, 4096)
+    assert why == "" and parsed is not None and parsed.outcome == "unreadable"
+
+
+def test_a_file_changed_since_listing_is_left_for_the_next_cycle(tmp_path: Path) -> None:
+    path = write(tmp_path / "y.xml", msghead("y", "EPIKRISE", "", "1", "2"), 1_000_000)
+    candidate = Candidate(str(path), str(tmp_path), "y.xml", EdiFolder(path=tmp_path), 5, 1_000_000 * 10**9)
+    assert read_file(candidate, 4096) == (None, "changed")
+    path.unlink()
+    assert read_file(candidate, 4096) == (None, "vanished")
+
+
+# --------------------------------------------------------------------------------------------
+# configuration and folders
+
+
+def test_no_folders_is_no_data(harness: Any) -> None:
+    h = harness(EdiSettings(), datetime(2026, 11, 24, tzinfo=timezone.utc))
+    with pytest.raises(NoData, match="no EDI folders configured"):
+        h.cycle()
+
+
+def test_a_missing_folder_is_reported_and_the_others_are_read(harness: Any, tmp_path: Path) -> None:
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    write(tmp_path / "inn" / "a.xml", msghead("a", "EPIKRISE", "", "2000001", OWN_HER[0]), now - 60)
+    settings = EdiSettings(folders=(
+        EdiFolder(path=tmp_path / "inn", direction="in"),
+        EdiFolder(path=tmp_path / "borte", direction="out", name="utboks"),
+    ))
+    h = harness(settings, now)
+    with capture_logs() as logs:
+        h.cycle()
+    assert h.series("normagent_edi_folder_up", "folder") == {("inn",): 1.0, ("utboks",): 0.0}
+    assert {"event": "edi_folder_problem", "folder": "utboks"}.items() <= next(
+        e for e in logs if e["event"] == "edi_folder_problem").items()
+    assert h.value("normagent_edi_messages_total", direction="in", msg_type="EPIKRISE") == 1
+
+
+def test_recursive_folders_globs_and_ignored_names(harness: Any, tmp_path: Path) -> None:
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    base = tmp_path / "arkiv"
+    write(base / "2026" / "11" / "a.xml", msghead("a", "EPIKRISE", "", OWN_HER[0], "2"), now - 60)
+    write(base / "b.xml", msghead("b", "EPIKRISE", "", OWN_HER[0], "2"), now - 60)
+    write(base / "c.xml.tmp", b"<half", now - 60)
+    write(base / "notes.txt", b"not a message", now - 60)
+    write(base / ".hidden.xml", msghead("h", "EPIKRISE", "", OWN_HER[0], "2"), now - 60)
+    folder = EdiFolder(path=base, direction="out", role="archive", glob="*.xml", recursive=True)
+    h = harness(EdiSettings(folders=(folder,)), now)
+    h.cycle()
+    assert h.value("normagent_edi_files_total", outcome="ok") == 2
+    write(base / "2026" / "12" / "d.xml", msghead("d", "EPIKRISE", "", OWN_HER[0], "2"), now + 30)
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_messages_total", direction="out", msg_type="EPIKRISE") == 3
+    shutil.rmtree(base / "2026")
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_indexed_files") == 1
+
+
+def test_a_folder_removed_from_the_configuration_is_forgotten(harness: Any, tmp_path: Path) -> None:
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    write(tmp_path / "a" / "1.xml", msghead("1", "EPIKRISE", "", OWN_HER[0], "2"), now - 60)
+    write(tmp_path / "b" / "2.xml", msghead("2", "EPIKRISE", "", OWN_HER[0], "2"), now - 60)
+    both = EdiSettings(folders=(EdiFolder(path=tmp_path / "a", direction="out"), EdiFolder(path=tmp_path / "b", direction="out")))
+    h = harness(both, now)
+    h.cycle()
+    assert h.value("normagent_edi_indexed_files") == 2
+    h.settings = EdiSettings(folders=(EdiFolder(path=tmp_path / "a", direction="out"),))
+    h.restart()
+    h.cycle()
+    assert h.value("normagent_edi_indexed_files") == 1
+    assert h.ledger.checkpoints(h.spec.name).get(f"f:{tmp_path / 'b' / '2.xml'}") is None
+
+
+def test_direction_unknown_is_decided_by_our_her_ids(harness: Any, tmp_path: Path) -> None:
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    mixed = tmp_path / "blandet"
+    write(mixed / "out.xml", msghead("o", "HENVISNING", "", OWN_HER[0], "2000001"), now - 300)
+    write(mixed / "in.xml", msghead("i", "SVAR_LAB", "", "2000001", OWN_HER[1]), now - 200)
+    write(mixed / "other.xml", msghead("x", "EPIKRISE", "", "2000001", "2000002"), now - 100)
+    write(mixed / "rec.xml", apprec("r", "o", "HENVISNING", "1", "", "2000001", "3000000"), now - 50)
+    settings = EdiSettings(folders=(EdiFolder(path=mixed),), own_her_ids=OWN_HER)
+    h = harness(settings, now)
+    h.cycle()
+    assert h.nonzero("normagent_edi_messages_total", "direction", "msg_type") == {
+        ("out", "HENVISNING"): 1, ("in", "SVAR_LAB"): 1, ("unknown", "EPIKRISE"): 1, ("in", "APPREC"): 1,
+    }
+    assert h.nonzero("normagent_edi_receipts_total", "msg_type", "status") == {("HENVISNING", "1"): 1}
+
+
+# --------------------------------------------------------------------------------------------
+# the published and crafted fixtures, end to end
+
+
+def _fixture_folders(root: Path, start: float) -> EdiSettings:
+    out = [
+        "dialogmelding/1.0/foresporsel-og-svar/dialog-svar-webmed-test.xml",
+        "dialogmelding/1.0/foresporsel-og-svar/dialog-notat-webmed-test.xml",  # same MsgId, other type
+        "crafted/ebxml-payload-inline.xml",
+        "crafted/fellesformat-sykmeld.xml",
+        "crafted/mime-encrypted.eml",
+        "crafted/ebxml-payload-manifest.xml",  # the SOAP part of the MIME file: same MessageId
+    ]
+    inn = [
+        "app-rec/1.0/example-ok.xml",
+        "app-rec/1.0/example-avvist.xml",
+        "app-rec/1.0/example-ok-feil-i-delmelding.xml",
+        "app-rec/1.1/unknown-status.xml",
+        "crafted/ebxml-acknowledgment.xml",
+        "crafted/ebxml-messageerror.xml",
+        "crafted/ebxml-messageerror-unprefixed.xml",
+        "crafted/fellesformat-apprec.xml",
+        "crafted/apprec-latin1-swapped.xml",
+        "crafted/msghead-utf16.xml",
+    ]
+    for folder, names, offset in (("ut", out, 0), ("inn", inn, 600)):
+        for i, name in enumerate(names):
+            data = (FIXTURES / name).read_bytes()
+            write(root / folder / f"{i:02d}-{Path(name).name}", data, start + offset + i)
+    return EdiSettings(
+        folders=(EdiFolder(path=root / "ut", direction="out"), EdiFolder(path=root / "inn", direction="in", role="receipts")),
+        own_her_ids=("1000001", "1000002"),
+    )
+
+
+def test_published_and_crafted_messages_end_to_end(harness: Any, tmp_path: Path) -> None:
+    start = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc).timestamp()
+    h = harness(_fixture_folders(tmp_path, start), start + 5 * 3600)
+    h.cycle()
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {("ok",): 14, ("duplicate_id",): 1, ("copy",): 1}
+    assert h.nonzero("normagent_edi_messages_total", "direction", "msg_type") == {
+        ("out", "DIALOG_SVAR"): 1, ("out", "DIALOG_HELSEFAGLIG"): 1, ("out", "SYKMELD"): 1, ("out", "EPIKRISE"): 1,
+        ("in", "APPREC"): 6, ("in", "EPIKRISE"): 1,
+    }
+    assert h.nonzero("normagent_edi_receipts_total", "msg_type", "status") == {
+        ("EPIKRISE", "1"): 1, ("EPIKRISE", "2"): 1, ("LOM", "3"): 1, ("DIALOG_HELSEFAGLIG", "unknown"): 1,
+        ("SYKMELD", "2"): 1, ("HENVISNING", "2"): 1,
+    }
+    assert h.nonzero("normagent_edi_receipt_errors_total", "msg_type", "code_list", "error_code") == {
+        ("EPIKRISE", "8221", "E21"): 1, ("LOM", "8223", "07"): 1, ("LOM", "8223", "16"): 1,
+        ("SYKMELD", "8221", "X99"): 1, ("HENVISNING", "8221", "E21"): 1, ("HENVISNING", "8221", "T02"): 1,
+    }
+    assert h.nonzero("normagent_edi_transport_errors_total", "error_code") == {("ValueNotRecognized",): 1, ("T01",): 1}
+    assert h.nonzero("normagent_edi_misaddressed_messages_total", "direction", "msg_type") == {
+        ("out", "EPIKRISE"): 1, ("out", "unknown"): 1, ("out", "HENVISNING"): 1,
+    }
+    # Five hours on: the two envelopes we sent have no transport receipt; no AppRec is overdue yet.
+    assert h.nonzero("normagent_edi_unacknowledged_messages", "msg_type", "receipt") == {
+        ("DIALOG_HELSEFAGLIG", "transport"): 1, ("EPIKRISE", "transport"): 1,
+    }
+    assert h.series("normagent_edi_unmatched_receipts", "receipt") == {("application",): 4, ("transport",): 2}
+    rejected = h.ledger.events("edi.rejected", _all_time())
+    assert {e.attrs["original_msg_id"]: e.attrs["errors"] for e in rejected} == {
+        "a6967e6a-8c0a-4be4-a647-c921d3086423": "8221:E21",
+        "37de51e0-33a9-11de-a4cb-0002a5d5c51b": "8223:07,8223:16",
+        "22222222-0000-4000-8000-000000000005": "8221:X99",
+        "55555555-0000-4000-8000-000000000008": "8221:E21,8221:T02",
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# receipts over time
+
+
+def test_unacknowledged_gauges_follow_time_and_late_receipts(harness: Any, tmp_path: Path) -> None:
+    sent = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc).timestamp()
+    out, inn = tmp_path / "ut", tmp_path / "inn"
+    write(out / "m.xml", msghead("m", "HENVISNING", "", OWN_HER[0], "2000001"), sent)
+    write(out / "n.xml", msghead("n", "HENVISNING", "", OWN_HER[0], "2000001", ack="N"), sent)
+    settings = EdiSettings(folders=(EdiFolder(path=out, direction="out"), EdiFolder(path=inn, direction="in")))
+    h = harness(settings, sent + 3600)
+
+    def gauges() -> tuple[float, float, float, float]:
+        key = {"msg_type": "HENVISNING", "receipt": "application"}
+        return (
+            h.value("normagent_edi_unacknowledged_messages", **key),
+            h.value("normagent_edi_unacknowledged_alarm_messages", **key),
+            h.value("normagent_edi_oldest_unacknowledged_age_seconds", **key),
+            h.value("normagent_edi_unacknowledged_total", **key),
+        )
+
+    h.cycle()
+    assert gauges() == (0, 0, 3600, 0)  # waiting, not overdue (Ack N: not waiting at all)
+    h.clock.advance(24 * 3600)
+    h.cycle()
+    assert gauges() == (1, 0, 25 * 3600, 1)
+    h.clock.advance(48 * 3600)
+    h.cycle()
+    assert gauges() == (1, 1, 73 * 3600, 1)
+    write(inn / "r.xml", apprec("r", "m", "HENVISNING", "1", "", "2000001", OWN_HER[0]), sent + 73 * 3600 + 10)
+    h.clock.advance(60)
+    h.cycle()
+    assert gauges() == (0, 0, 0, 1)  # the late receipt ends the wait; it was counted once, when overdue
+    events = h.ledger.events("edi.unacknowledged", _all_time())
+    assert [(e.key, e.attrs["late_receipt"]) for e in events] == [("application:m", False)]
+
+
+def test_per_type_timeouts_and_a_late_receipt_read_in_one_go(harness: Any, tmp_path: Path) -> None:
+    """A receipt that came after the timeout counts as late even when both are indexed at once."""
+    sent = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc).timestamp()
+    out, inn = tmp_path / "ut", tmp_path / "inn"
+    write(out / "a.xml", msghead("a", "LOM", "", OWN_HER[0], "2000001"), sent)
+    write(out / "b.xml", msghead("b", "EPIKRISE", "", OWN_HER[0], "2000001"), sent)
+    write(inn / "ra.xml", apprec("ra", "a", "LOM", "1", "", "2000001", OWN_HER[0]), sent + 30 * 3600)
+    write(inn / "rb.xml", apprec("rb", "b", "EPIKRISE", "1", "", "2000001", OWN_HER[0]), sent + 30 * 3600)
+    from normagent.plugins.edi.settings import TypeTimeouts
+
+    settings = EdiSettings(
+        folders=(EdiFolder(path=out, direction="out"), EdiFolder(path=inn, direction="in")),
+        type_timeouts={"LOM": TypeTimeouts(application=timedelta(days=3))},
+    )
+    h = harness(settings, sent + 4 * 86400)
+    h.cycle()
+    assert h.nonzero("normagent_edi_unacknowledged_total", "msg_type", "receipt") == {("EPIKRISE", "application"): 1}
+    (event,) = h.ledger.events("edi.unacknowledged", _all_time())
+    assert event.attrs["late_receipt"] is True and event.attrs["message_id"] == "b"
+
+
+def test_misaddressed_incoming_is_counted_once_whatever_the_evidence(harness: Any, tmp_path: Path) -> None:
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    inn, out = tmp_path / "inn", tmp_path / "kvittering-ut"
+    write(inn / "x.xml", msghead("x", "SVAR_LAB", "", "2000001", "9999999"), now - 600)
+    write(out / "rx.xml", apprec("rx", "x", "SVAR_LAB", "2", "", OWN_HER[0], "2000001",
+                                 errors=(("E21", "2.16.578.1.12.4.1.1.8221"),)), now - 500)
+    # And the other order: our E21 receipt read before the message it rejects.
+    write(out / "ry.xml", apprec("ry", "y", "SVAR_LAB", "2", "", OWN_HER[0], "2000001",
+                                 errors=(("E21", "2.16.578.1.12.4.1.1.8221"),)), now - 400)
+    write(inn / "y.xml", msghead("y", "SVAR_LAB", "", "2000001", "9999999"), now - 300)
+    settings = EdiSettings(
+        folders=(EdiFolder(path=inn, direction="in"), EdiFolder(path=out, direction="out")), own_her_ids=OWN_HER,
+    )
+    h = harness(settings, now)
+    h.cycle()
+    assert h.nonzero("normagent_edi_misaddressed_messages_total", "direction", "msg_type") == {("in", "SVAR_LAB"): 2}
+    assert h.nonzero("normagent_edi_receipts_total", "msg_type", "status") == {}  # our own receipts are not "received"
+
+
+def test_encrypted_envelopes_can_be_left_uncounted(harness: Any, tmp_path: Path) -> None:
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    write(tmp_path / "ut" / "m.eml", (FIXTURES / "crafted" / "mime-encrypted.eml").read_bytes(), now - 60)
+    folders = (EdiFolder(path=tmp_path / "ut", direction="out"),)
+    counted = harness(EdiSettings(folders=folders), now)
+    counted.cycle()
+    assert counted.value("normagent_edi_messages_total", direction="out", msg_type="EPIKRISE") == 1
+    uncounted = harness(EdiSettings(folders=folders, count_encrypted_envelopes=False), now)
+    uncounted.cycle()
+    assert uncounted.value("normagent_edi_messages_total", direction="out", msg_type="EPIKRISE") == 0
+    assert uncounted.value("normagent_edi_oldest_unacknowledged_age_seconds", msg_type="EPIKRISE", receipt="transport") == 60
+
+
+# --------------------------------------------------------------------------------------------
+# stops, live
+
+
+def test_stops_are_counted_live_planned_and_unplanned(harness: Any, tmp_path: Path) -> None:
+    from normagent.plugins.edi.settings import MaintenanceWindow
+
+    oslo = timezone(timedelta(hours=1))
+    day = datetime(2026, 11, 24, 8, 0, tzinfo=oslo)  # a Tuesday, 08:00 in Oslo
+    out = tmp_path / "ut"
+    settings = EdiSettings(
+        folders=(EdiFolder(path=out, direction="out"),),
+        stop_gap=timedelta(minutes=30),
+        maintenance=(MaintenanceWindow(start=datetime(2026, 11, 24, 12, 0), end=datetime(2026, 11, 24, 13, 0)),),
+    )
+    h = harness(settings, day)
+    n = 0
+
+    def send() -> None:
+        nonlocal n
+        n += 1
+        write(out / f"{n}.xml", msghead(f"s{n}", "EPIKRISE", "", OWN_HER[0], "2000001"), h.clock.now().timestamp() - 1)
+
+    for _ in range(6):  # traffic every 10 minutes, 08:00–09:00
+        send()
+        h.cycle()
+        h.clock.advance(600)
+    # Silence 09:00–11:00: a stop once 30 minutes have passed.
+    for _ in range(12):
+        h.cycle()
+        h.clock.advance(600)
+    assert h.value("normagent_edi_stop_current_seconds", direction="out") > 0
+    send()  # 11:00: traffic resumes
+    h.cycle()
+    h.clock.advance(600)
+    # Silence 11:00–14:00, an hour of it inside the maintenance window.
+    for _ in range(18):
+        h.cycle()
+        h.clock.advance(600)
+    send()
+    h.cycle()
+    # The silences run from the last file (08:49:59, 10:59:59) to the next (10:59:59, 14:09:59).
+    unplanned = h.value("normagent_edi_stop_seconds_total", direction="out", planned="false")
+    planned = h.value("normagent_edi_stop_seconds_total", direction="out", planned="true")
+    assert planned == pytest.approx(3600)
+    assert unplanned == pytest.approx(7800 + 7800)
+    stops = h.ledger.events("edi.stop", _all_time())
+    assert [(e.attrs["planned"], round(e.attrs["seconds"])) for e in stops] == [
+        (False, 7800), (False, 3601), (True, 3600), (False, 4199),
+    ]
+    assert h.value("normagent_edi_stop_current_seconds", direction="out") == 0
+
+
+def test_the_message_server_being_down_starts_a_stop_at_once(harness: Any, tmp_path: Path) -> None:
+    from normagent.plugins.edi.settings import ServiceCheck
+    from normagent.testing import FakeHost
+
+    day = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)  # 10:00 in Oslo
+    out = tmp_path / "ut"
+    host = FakeHost(processes={"meldingstjener"})
+    settings = EdiSettings(folders=(EdiFolder(path=out, direction="out"),), service=ServiceCheck(process="meldingstjener"))
+    h = harness(settings, day, host=host)
+    write(out / "1.xml", msghead("1", "EPIKRISE", "", OWN_HER[0], "2"), day.timestamp() - 1)
+    h.cycle()
+    assert h.value("normagent_edi_service_up") == 1
+    host.processes.clear()
+    with capture_logs() as logs:
+        h.clock.advance(60)
+        h.cycle()  # down seen at 10:01
+        h.clock.advance(300)
+        write(out / "2.xml", msghead("2", "EPIKRISE", "", OWN_HER[0], "2"), h.clock.now().timestamp() - 1)
+        h.cycle()
+    assert h.value("normagent_edi_service_up") == 0
+    assert any(e["event"] == "edi_service_down" for e in logs)
+    # The EPJ still writes files, but the server is down: 5 minutes of stop in each direction.
+    assert h.value("normagent_edi_stop_seconds_total", direction="out", planned="false") == pytest.approx(300)
+    assert h.value("normagent_edi_stop_seconds_total", direction="in", planned="false") == pytest.approx(300)
+    host.processes.add("meldingstjener")
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_service_up") == 1
+    assert h.value("normagent_edi_stop_seconds_total", direction="out", planned="false") == pytest.approx(360)
+
+
+def test_a_systemd_unit_is_asked_with_systemctl(harness: Any, tmp_path: Path) -> None:
+    from normagent.plugins.edi.settings import ServiceCheck
+
+    now = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
+    (tmp_path / "ut").mkdir()
+    settings = EdiSettings(folders=(EdiFolder(path=tmp_path / "ut"),), service=ServiceCheck(systemd_unit="edi.service"))
+    h = harness(settings, now, commands={("systemctl", "is-active", "edi.service"): "failed\n"})
+    h.cycle()
+    assert h.value("normagent_edi_service_up") == 0
+    h.commands[("systemctl", "is-active", "edi.service")] = "active\n"
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_service_up") == 1
+
+
+# --------------------------------------------------------------------------------------------
+# privacy
+
+
+def test_no_patient_data_in_logs_checkpoints_events_or_metrics(harness: Any, tree: tuple[Path, Truth], tmp_path: Path) -> None:
+    root = copy_tree(tree[0], tmp_path / "edi")
+    h = harness(settings_for(root), tree[1].now)
+    with capture_logs() as logs:
+        h.cycle()
+    state = dict(h.ledger.checkpoints(h.spec.name).scan())
+    events = [e for kind in ("edi.rejected", "edi.unacknowledged", "edi.transport_error", "edi.stop")
+              for e in h.ledger.events(kind, _all_time())]
+    for where, text in (("logs", repr(logs)), ("checkpoints", json.dumps(state)), ("events", repr(events)),
+                        ("metrics", repr(h.ledger.snapshot().series))):
+        assert PATIENT_MARKER not in text, where
+    # Log lines name a folder and a file, never a path that could hold a name.
+    assert all("/" not in str(e.get("file", "")) for e in logs)

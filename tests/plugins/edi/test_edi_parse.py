@@ -1,0 +1,284 @@
+"""The pure header parsers: real published messages, crafted envelopes, hostile and broken input."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from tests.plugins.edi.edi_generator import BILLION_LAUGHS, PATIENT_MARKER, XXE, apprec, msghead
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from normagent.plugins.edi.parse import (
+    AppRecHeader,
+    EbxmlHeader,
+    MsgHeadHeader,
+    ReceiptError,
+    TransportError,
+    parse_bytes,
+    parse_header,
+    parse_timestamp,
+)
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "edi"
+OSLO = ZoneInfo("Europe/Oslo")
+
+
+def read(relative: str) -> bytes:
+    return (FIXTURES / relative).read_bytes()
+
+
+# (fixture, outcome, expected fields of the header)
+PUBLISHED = [
+    ("app-rec/1.0/example-ok.xml", "ok", {"version": "1.0", "status": "1", "original_type": "EPIKRISE",
+                                          "original_id": "a6967e6a-8c0a-4be4-a647-c921d3086423", "errors": ()}),
+    ("app-rec/1.0/example-avvist.xml", "ok", {"status": "2", "sender_her": ("56704", "258521"),  # V=" HER"
+                                              "errors": (ReceiptError("E21", "2.16.578.1.12.4.1.1.8221"),)}),
+    ("app-rec/1.0/example-ok-feil-i-delmelding.xml", "ok", {
+        "status": "3", "original_type": "LOM", "sender_her": (),  # ENH only: no HER ids
+        "errors": (ReceiptError("07", "2.16.578.1.12.4.1.1.8223"), ReceiptError("16", "2.16.578.1.12.4.1.1.8223"))}),
+    ("app-rec/1.0/all-data.xml", "ok", {"sender_her": ("8142987", "8143060", "123456"),
+                                        "receiver_her": ("998877", "555111", "9512")}),
+    ("app-rec/1.0/unknown-status.xml", "ok", {"status": "73"}),
+    ("app-rec/1.1/example-avvist.xml", "ok", {"version": "1.1", "mig_version": "v1.1 2012-02-15", "status": "2"}),
+    ("app-rec/1.1/unknown-status.xml", "ok", {"version": "1.1", "status": "123"}),
+    ("app-rec/missing-migversion.xml", "incomplete", {}),
+    ("app-rec/unknown-migversion.xml", "unknown_version", {"mig_version": "123"}),
+    ("dialogmelding/invalid-version.xml", "unknown_version", {"mig_version": "v1.1 2006-05-24"}),
+    ("dialogmelding/1.1/helsefaglig-dialog/samsvar-test-message.xml", "ok", {
+        "msg_type": "DIALOG_HELSEFAGLIG", "msg_id": "615aba81-6a88-41d1-a9f5-90b28cfc8b73", "ack": "",
+        "gen_date": "2025-05-13T11:56:21", "sender_her": ("112374", "8094866"), "receiver_her": ("8142987", "8143060")}),
+    ("dialogmelding/1.0/foresporsel-og-svar/dialog-svar-webmed-test.xml", "ok", {
+        "msg_type": "DIALOG_SVAR", "ack": "J", "gen_date": "2025-06-10T10:55:20+03:00",
+        "ref_to_parent": "4f77040c-3610-4d17-bef1-76994ab2726b",
+        # a HealthcareProfessional's HER id (tagged S=8116) is a level-2 id
+        "sender_her": ("8142952", "8143025")}),
+]
+
+
+@pytest.mark.parametrize(("fixture", "outcome", "fields"), PUBLISHED, ids=[p[0] for p in PUBLISHED])
+def test_published_messages(fixture: str, outcome: str, fields: dict[str, object]) -> None:
+    parsed = parse_bytes(read(fixture))
+    assert parsed.outcome == outcome, parsed.detail
+    for name, value in fields.items():
+        assert getattr(parsed.header, name) == value, name
+
+
+CRAFTED = [
+    ("crafted/ebxml-acknowledgment.xml", EbxmlHeader, {
+        "kind": "acknowledgment", "ref_to_message_id": "aaaaaaaa-0000-4000-8000-000000000001@edi.example",
+        "from_her": ("2000002",), "to_her": ("1000001",)}),
+    ("crafted/ebxml-messageerror.xml", EbxmlHeader, {
+        "kind": "message_error",
+        "errors": (TransportError("ValueNotRecognized", "Error", "xpointer(//MessageHeader/To/PartyId)"),)}),
+    ("crafted/ebxml-messageerror-unprefixed.xml", EbxmlHeader, {
+        "kind": "message_error", "ref_to_message_id": "",
+        "errors": (TransportError("T01", "Warning", "NorwegianAmendment"),)}),
+    ("crafted/ebxml-payload-inline.xml", EbxmlHeader, {"kind": "payload", "payload_state": "readable",
+                                                       "action": "DIALOG_HELSEFAGLIG"}),
+    ("crafted/ebxml-payload-manifest.xml", EbxmlHeader, {"kind": "payload", "payload_state": "external", "payload": None}),
+    ("crafted/mime-encrypted.eml", EbxmlHeader, {"kind": "payload", "payload_state": "encrypted", "action": "EPIKRISE"}),
+    ("crafted/fellesformat-sykmeld.xml", MsgHeadHeader, {"msg_type": "SYKMELD", "receiver_her": ("79768",),
+                                                         "sender_her": ("1000001", "1000009")}),
+    ("crafted/fellesformat-apprec.xml", AppRecHeader, {
+        "status": "2", "errors": (ReceiptError("X99", "2.16.578.1.12.4.1.1.8221", swapped=True),)}),
+    ("crafted/apprec-latin1-swapped.xml", AppRecHeader, {
+        "status": "2", "original_type": "HENVISNING", "sender_her": ("2000002",), "receiver_her": ("1000001", "1000002"),
+        "errors": (ReceiptError("E21", "2.16.578.1.12.4.1.1.8221", swapped=True), ReceiptError("T02", "2.16.578.1.12.4.1.1.8221"))}),
+    ("crafted/msghead-utf16.xml", MsgHeadHeader, {"msg_type": "EPIKRISE", "ack": "N"}),
+]
+
+
+@pytest.mark.parametrize(("fixture", "kind", "fields"), CRAFTED, ids=[c[0] for c in CRAFTED])
+def test_envelopes_wrappers_and_encodings(fixture: str, kind: type, fields: dict[str, object]) -> None:
+    parsed = parse_bytes(read(fixture))
+    assert parsed.outcome == "ok", parsed.detail
+    assert isinstance(parsed.header, kind)
+    for name, value in fields.items():
+        assert getattr(parsed.header, name) == value, name
+
+
+def test_inline_payload_is_read_through_a_namespace_prefix() -> None:
+    header = parse_bytes(read("crafted/ebxml-payload-inline.xml")).header
+    assert isinstance(header, EbxmlHeader) and isinstance(header.payload, MsgHeadHeader)
+    assert header.payload.msg_id == "11111111-0000-4000-8000-000000000004"
+    assert header.payload.receiver_her == ("2000002",)
+
+
+@pytest.mark.parametrize(
+    ("name", "outcome"),
+    [("crafted/payload.p7m", "encrypted"), ("crafted/smime.p7m", "encrypted")],
+)
+def test_encrypted_files_are_counted_as_such(name: str, outcome: str) -> None:
+    assert parse_bytes(read(name), name=name).outcome == outcome
+
+
+def test_unrecognised_binary_named_p7m_is_encrypted() -> None:
+    assert parse_bytes(b"\x01\x02garbage", name="x.P7M").outcome == "encrypted"
+    assert parse_bytes(b"\x01\x02garbage", name="x.bin").outcome == "unknown_format"
+
+
+# --------------------------------------------------------------------------------------------
+# hostile and broken input
+
+
+@pytest.mark.parametrize(
+    ("data", "outcome"),
+    [
+        (BILLION_LAUGHS, "unsafe_xml"),
+        (XXE, "unsafe_xml"),
+        (b'<?xml version="1.0"?><!DOCTYPE x SYSTEM "http://example.invalid/x.dtd"><MsgHead/>', "unsafe_xml"),
+        (b"", "empty"),
+        (b"   \n\t ", "empty"),
+        (b"<MsgHead xmlns='http://www.kith.no/xmlstds/msghead/2006-05-24'><MsgInfo><<</MsgInfo></MsgHead>", "malformed"),
+        (b"<html><body/></html>", "unknown_format"),
+        (b"<MsgHead xmlns='urn:other'/>", "unknown_namespace"),
+        (b"<AppRec/>", "unknown_namespace"),
+        (b"just text", "unknown_format"),
+        (b'<?xml version="1.0" encoding="x-no-such-encoding"?><a/>', "malformed"),
+        (b"<MsgHead xmlns='http://www.kith.no/xmlstds/msghead/2006-05-24'><MsgInfo><Type V='X'/>", "truncated"),
+        (b"<MsgHead xmlns='http://www.kith.no/xmlstds/msghead/2006-05-24'><MsgInfo><MsgId>1</MsgId></MsgInfo></MsgHead>", "ok"),
+        (b"<EI_fellesformat xmlns='http://www.trygdeetaten.no/xml/eiff/1/'><Other/></EI_fellesformat>", "incomplete"),
+        (b"<s:Envelope xmlns:s='http://schemas.xmlsoap.org/soap/envelope/'><s:Header/><s:Body/></s:Envelope>", "incomplete"),
+    ],
+    ids=["billion-laughs", "xxe", "external-dtd", "empty", "whitespace", "malformed", "html", "unknown-ns",
+         "apprec-no-ns", "text", "unknown-encoding", "truncated", "minimal-ok", "fellesformat-empty", "soap-no-id"],
+)
+def test_bad_input_gets_an_outcome(data: bytes, outcome: str) -> None:
+    parsed = parse_bytes(data)
+    assert parsed.outcome == outcome, parsed.detail
+    assert parsed.detail or outcome == "ok"
+
+
+def test_billion_laughs_is_refused_before_any_expansion() -> None:
+    """Refused at the DOCTYPE: nothing is expanded, the detail names the reason."""
+    tracemalloc.start()
+    parsed = parse_bytes(BILLION_LAUGHS)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert parsed.outcome == "unsafe_xml"
+    assert "DTD" in parsed.detail
+    assert peak < 1_000_000
+
+
+def test_xxe_never_reads_the_referenced_file() -> None:
+    parsed = parse_bytes(XXE)
+    assert parsed.outcome == "unsafe_xml"
+    assert parsed.header is None
+    assert "root:" not in repr(parsed)
+
+
+def _chunks(head: bytes, filler: bytes, total: int, consumed: list[int]) -> Iterator[bytes]:
+    yield head
+    consumed[0] += 1
+    sent = len(head)
+    while sent < total:
+        consumed[0] += 1
+        yield filler
+        sent += len(filler)
+
+
+def test_a_50_mb_message_costs_one_chunk() -> None:
+    """The header of a 50 MB message is read from its first 64 KiB; the body is never touched."""
+    data = msghead("big-1", "EPIKRISE", "2026-11-23T10:00:00", "1000001", "2000001", body_size=50 * 2**20)
+    assert len(data) > 50 * 2**20
+    tracemalloc.start()
+    parsed = parse_bytes(data)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert parsed.outcome == "ok"
+    assert parsed.bytes_read <= 64 * 1024
+    assert peak < 2 * 2**20
+
+
+def test_a_header_that_never_ends_is_given_up_on() -> None:
+    consumed = [0]
+    head = b"<MsgHead xmlns='http://www.kith.no/xmlstds/msghead/2006-05-24'><MsgInfo><Type V='X'/><Junk>"
+    parsed = parse_header(_chunks(head, b"<a/>" * 16384, 64 * 2**20, consumed), max_header_bytes=1 * 2**20)
+    assert parsed.outcome == "header_too_large"
+    assert consumed[0] < 30  # stopped near the limit, not at the end of 64 MiB
+
+
+def test_patient_fields_never_reach_the_header() -> None:
+    data = msghead("m-1", "EPIKRISE", "2026-11-23T10:00:00", "1000001", "2000001")
+    assert PATIENT_MARKER.encode() in data
+    parsed = parse_bytes(data)
+    assert parsed.outcome == "ok"
+    assert PATIENT_MARKER not in repr(parsed)
+    # Parsing stopped at <Patient>: nothing after it was consumed beyond the first chunk.
+    assert parsed.bytes_read == len(data)  # (one chunk: the file is smaller than 64 KiB)
+
+
+def test_free_text_of_receipt_errors_is_not_kept() -> None:
+    data = apprec("r-1", "m-1", "EPIKRISE", "2", "2026-11-23T10:00:00", "2000001", "1000001",
+                  errors=(("E35", "2.16.578.1.12.4.1.1.8221"),))
+    parsed = parse_bytes(data)
+    assert parsed.outcome == "ok"
+    assert PATIENT_MARKER not in repr(parsed)
+
+
+@pytest.mark.parametrize(
+    "style",
+    [{"prefix": "ns9"}, {"encoding": "ISO-8859-1"}, {"bom": True}, {"her_quirk": True}],
+    ids=["prefix", "latin1", "bom", "her-whitespace"],
+)
+def test_producer_quirks_read_alike(style: dict[str, object]) -> None:
+    plain = parse_bytes(msghead("m-2", "HENVISNING", "2026-11-23T10:00:00", "1000001", "2000001"))
+    quirky = parse_bytes(msghead("m-2", "HENVISNING", "2026-11-23T10:00:00", "1000001", "2000001", **style))  # type: ignore[arg-type]
+    assert quirky.outcome == "ok", quirky.detail
+    assert quirky.header == plain.header
+
+
+def test_every_prefix_of_a_message_is_truncated_or_complete() -> None:
+    """A file cut anywhere (still being written) is never mistaken for malformed."""
+    data = msghead("m-3", "EPIKRISE", "2026-11-23T10:00:00", "1000001", "2000001")
+    complete = parse_bytes(data).header
+    for cut in range(0, len(data), 7):
+        parsed = parse_bytes(data[:cut])
+        assert parsed.outcome in ("empty", "truncated", "ok"), (cut, parsed)
+        if parsed.outcome == "ok":
+            assert parsed.header == complete  # only once the whole MsgInfo is there
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_arbitrary_bytes_never_crash(data: bytes) -> None:
+    parsed = parse_bytes(data)
+    assert parsed.outcome in {
+        "ok", "encrypted", "empty", "malformed", "truncated", "unsafe_xml", "unknown_format", "unknown_namespace",
+        "unknown_version", "incomplete", "header_too_large",
+    }
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=10_000), st.binary(max_size=40))
+def test_corrupted_messages_never_crash(position: int, noise: bytes) -> None:
+    data = apprec("r-2", "m-2", "EPIKRISE", "2", "2026-11-23T10:00:00", "2000001", "1000001",
+                  errors=(("E21", "2.16.578.1.12.4.1.1.8221"),))
+    position %= len(data)
+    parsed = parse_bytes(data[:position] + noise + data[position + len(noise):])
+    assert parsed.outcome != "ok" or isinstance(parsed.header, AppRecHeader)
+
+
+# --------------------------------------------------------------------------------------------
+# timestamps
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "kind"),
+    [
+        ("2026-11-23T10:00:00", datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc), "no_zone"),  # CET
+        ("2026-07-01T10:00:00", datetime(2026, 7, 1, 8, 0, tzinfo=timezone.utc), "no_zone"),  # CEST
+        ("2025-06-10T10:55:20+03:00", datetime(2025, 6, 10, 7, 55, 20, tzinfo=timezone.utc), "with_zone"),
+        ("2025-05-13T11:56:21.7607390Z", datetime(2025, 5, 13, 11, 56, 21, 760739, tzinfo=timezone.utc), "with_zone"),
+        ("  2026-11-23  ", datetime(2026, 11, 22, 23, 0, tzinfo=timezone.utc), "no_zone"),
+        ("", None, "missing"),
+        ("23.11.2026 10:00", None, "unparseable"),
+    ],
+)
+def test_gen_dates_in_zones_and_without(text: str, expected: datetime | None, kind: str) -> None:
+    assert parse_timestamp(text, OSLO) == (expected, kind)
