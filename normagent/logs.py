@@ -5,7 +5,8 @@ A log plugin writes only a parser (``Parser``: block in, ``ParseResult`` out) an
 rest, the same way for every source:
 
 - each block the reader hands out goes through the parser, and the parser's observations, the
-  line counts and the block's checkpoint leave in **one** ``Batch`` (one ledger transaction):
+  line counts and the block's checkpoint leave in **one** ``Batch`` (one ledger transaction;
+  file blocks are gathered up to ``COMMIT_BYTES`` per batch, as each commit costs an fsync):
   after a crash a block is either wholly counted and passed, or not counted and read again;
 - it counts every line once by outcome, ``normagent_log_lines_total{source,result}`` with
   ``result`` in parsed|ignored|unparsed, plus bytes read, lines that are not valid UTF-8 and the
@@ -114,6 +115,7 @@ LOG_METRICS: tuple[MetricSpec, ...] = (
 )
 
 MAX_FAILURES = 3  # consecutive parser failures at one position before its lines are parsed one by one
+COMMIT_BYTES = 16 * 2**20  # file blocks gathered into one batch (one transaction, one fsync)
 SOFT_DEADLINE = 0.8  # share of the run's timeout after which no new block is started
 FAILED_KEY = "failed:"  # checkpoint key prefix counting a block's consecutive failures
 JOURNAL_KEY = "journal"
@@ -138,6 +140,7 @@ def file_log_collector(
     probe: ProbeFn | None = None,
     enabled_by_default: bool = True,
     max_failures: int = MAX_FAILURES,
+    commit_bytes: int = COMMIT_BYTES,
 ) -> CollectorSpec:
     """A collector that tails log files and counts what ``parser`` makes of each block of lines.
 
@@ -164,6 +167,7 @@ def file_log_collector(
         enabled_by_default: False for collectors that need site configuration to mean anything.
         max_failures: Consecutive parser failures at one position before its lines are parsed
             one at a time (the failing ones counted as unparsed).
+        commit_bytes: Blocks are gathered into one batch (one transaction) up to this many bytes.
 
     Raises:
         TypeError: ``files`` (or the default) does not give a ``FileSource`` from the default
@@ -176,7 +180,7 @@ def file_log_collector(
     declared = _declared(metrics)
 
     def collect(ctx: RunContext) -> Iterator[Batch]:
-        return _collect_files(ctx, parser, pick(ctx.settings), declared, max_failures)
+        return _collect_files(ctx, parser, pick(ctx.settings), declared, max_failures, commit_bytes)
 
     return CollectorSpec(
         name=name,
@@ -326,6 +330,7 @@ class _Pending:
     failures: int = 0
     lag: int | None = None
     has_block: bool = False
+    block_bytes: int = 0  # bytes of the blocks in this batch
 
     def add(self, result: ParseResult) -> None:
         self.observations.extend(result.observations)
@@ -416,7 +421,12 @@ def _soft_deadline(ctx: RunContext) -> float:
 
 
 def _collect_files(
-    ctx: RunContext, parser: Parser, source: FileSource, declared: Sequence[MetricSpec], max_failures: int
+    ctx: RunContext,
+    parser: Parser,
+    source: FileSource,
+    declared: Sequence[MetricSpec],
+    max_failures: int,
+    commit_bytes: int,
 ) -> Iterator[Batch]:
     tail = FileTail(source, ctx.state, root=ctx.root, logger=ctx.log)
     parsing = _Parsing(ctx, parser, parse_context(ctx, source.timezone), declared, max_failures)
@@ -425,11 +435,13 @@ def _collect_files(
     reads = tail.reads()
     try:
         for read in reads:
-            if read.block is not None and pending.has_block:
-                # Hold one block back, so the run's last block carries the final lag and zeros.
+            if read.block is not None and pending.block_bytes >= commit_bytes:
+                # Several blocks per transaction: a commit is an fsync. The batch held back
+                # last carries the run's final lag and zero series.
                 yield pending.batch()
                 pending = _Pending(ctx.collector)
             if read.block is not None:
+                pending.block_bytes += len(read.block.data)
                 failed = parsing.parse(read.block, read.key, read.position, pending)
                 if failed is not None:
                     if not pending.empty():

@@ -51,6 +51,7 @@ import lzma
 import os
 import re
 import stat
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -65,12 +66,14 @@ from normagent.model import CheckpointReader, JSONValue, TextBlock
 log = structlog.get_logger(__name__)
 
 FINGERPRINT_BYTES = 1024  # as Filebeat's fingerprint: long enough to get past fixed file headers
-BLOCK_BYTES = 4 * 2**20
+BLOCK_BYTES = 2**20  # blocks stay in the CPU cache while they are cut and counted
 MIN_BLOCK_BYTES = 64
 CHECKPOINT_VERSION = 1
 FILE_KEY = "file:"
 PATTERN_KEY = "pattern:"
 _END_SCAN = 64 * 2**10  # how far back "start at end" looks for the last complete line
+_SCAN_TRIES = 5  # listings of a directory until two agree (a rotation may be renaming files)
+_SCAN_PAUSE = 0.002
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _CODEC_BY_SUFFIX = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
@@ -184,63 +187,78 @@ class _Cut:
 
 
 def _cut_blocks(
-    read: Callable[[int], bytes], start: int, block_bytes: int, *, skip: bool = False, complete: bool = False
+    read_at: Callable[[int, int], bytes], start: int, block_bytes: int, *, skip: bool = False, complete: bool = False
 ) -> Iterator[_Cut]:
     """Cut a byte stream into blocks of complete lines, none longer than ``block_bytes``.
 
+    Each read starts at the end of the last complete line: the partial line at a block's end is
+    read again with the next block rather than copied over, so a block costs one copy.
+
     Args:
-        read: Returns up to n more bytes of the stream, ``b""`` at its end.
-        start: Stream offset of the first byte ``read`` returns.
+        read_at: ``read_at(offset, n)`` returns up to n bytes from ``offset``; fewer only at the
+            end of the stream.
+        start: Stream offset to start at.
         block_bytes: Largest block, and longest line kept whole; a longer line is cut, counted
             once, and the rest of it skipped (``skip`` carries that over to the next read).
         skip: Discard bytes up to and including the first newline (an over-long line's rest).
         complete: The stream is finished: an unterminated last line is a line (``b"\\n"`` added).
     """
-    carry = b""  # an incomplete line, always shorter than block_bytes
-    pos = start  # offset of the first byte of ``carry``
+    pos = start
     while True:
-        chunk = read(block_bytes - len(carry))
-        if not chunk:
-            break
-        buf = carry + chunk if carry else chunk
-        carry = b""
+        data = read_at(pos, block_bytes)
+        if not data:
+            return
         if skip:
-            nl = buf.find(b"\n")
-            if nl < 0:
-                pos += len(buf)
-                yield _Cut(b"", 0, pos, True)
-                continue
-            pos += nl + 1
-            buf = buf[nl + 1 :]
-            skip = False
-            yield _Cut(b"", 0, pos, False)
-        cut = buf.rfind(b"\n") + 1
-        if cut == 0:
-            if len(buf) >= block_bytes:
-                pos += len(buf)
-                skip = True
-                yield _Cut(buf + b"\n", 1, pos, True, truncated=True)
-            else:
-                carry = buf
+            nl = data.find(b"\n")
+            pos += len(data) if nl < 0 else nl + 1
+            skip = nl < 0
+            yield _Cut(b"", 0, pos, skip)
             continue
-        block = buf if cut == len(buf) else buf[:cut]
-        carry = buf[cut:]
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            if len(data) >= block_bytes:
+                pos += len(data)
+                skip = True
+                yield _Cut(data + b"\n", 1, pos, True, truncated=True)
+                continue
+            if complete:  # the unterminated last line of a finished stream
+                yield _Cut(data + b"\n", 1, pos + len(data), False)
+            return
+        block = data if cut == len(data) else data[:cut]
+        at_end = len(data) < block_bytes and (cut == len(data) or not complete)
+        del data  # before the yield: the allocator reuses its memory for the next read
         pos += cut
         yield _Cut(block, block.count(b"\n"), pos, False)
-    if carry and complete:
-        yield _Cut(carry + b"\n", 1, pos + len(carry), False)
+        if at_end:
+            return  # the end for now: a partial line after the cut waits for its newline
 
 
-def _pread_reader(fd: int, offset: int) -> Callable[[int], bytes]:
-    position = offset
+def _pread_reader(fd: int) -> Callable[[int, int], bytes]:
+    def read_at(offset: int, size: int) -> bytes:
+        return os.pread(fd, size, offset)
 
-    def read(size: int) -> bytes:
-        nonlocal position
-        data = os.pread(fd, size, position)
-        position += len(data)
-        return data
+    return read_at
 
-    return read
+
+def _stream_reader(read: Callable[[int], bytes], start: int) -> Callable[[int, int], bytes]:
+    """``read_at`` over a stream that only reads forward (decompressors, stdin) from ``start``."""
+    buffer = b""
+    buffer_at = start  # stream offset of buffer[0]
+
+    def read_at(offset: int, size: int) -> bytes:
+        nonlocal buffer, buffer_at
+        if offset < buffer_at:
+            raise ValueError(f"cannot read backwards in a stream (at {buffer_at}, asked {offset})")
+        buffer = buffer[offset - buffer_at :]
+        buffer_at = offset
+        while len(buffer) < size:
+            more = read(size - len(buffer))
+            if not more:
+                break
+            buffer = buffer + more if buffer else more
+        return buffer if len(buffer) <= size else buffer[:size]
+
+    return read_at
 
 
 def _chunk_reader(chunks: Iterable[bytes]) -> Callable[[int], bytes]:
@@ -293,7 +311,7 @@ def read_chunks(
     chunks: Iterable[bytes], origin: str, *, mtime: datetime | None = None, block_bytes: int = BLOCK_BYTES
 ) -> Iterator[TextBlock]:
     """All lines of a finished stream given in pieces, in blocks; an unterminated last line is included."""
-    for cut in _cut_blocks(_chunk_reader(chunks), 0, block_bytes, complete=True):
+    for cut in _cut_blocks(_stream_reader(_chunk_reader(chunks), 0), 0, block_bytes, complete=True):
         if cut.lines:
             yield TextBlock(data=cut.data, origin=origin, mtime=mtime, lines=cut.lines)
 
@@ -302,7 +320,7 @@ def read_stream(
     stream: IO[bytes], origin: str, *, mtime: datetime | None = None, block_bytes: int = BLOCK_BYTES
 ) -> Iterator[TextBlock]:
     """All lines of a finished stream in blocks; an unterminated last line is included."""
-    for cut in _cut_blocks(stream.read, 0, block_bytes, complete=True):
+    for cut in _cut_blocks(_stream_reader(stream.read, 0), 0, block_bytes, complete=True):
         if cut.lines:
             yield TextBlock(data=cut.data, origin=origin, mtime=mtime, lines=cut.lines)
 
@@ -361,7 +379,25 @@ def _age(match: re.Match[str]) -> tuple[int, int]:
 
 
 def list_siblings(real_path: str) -> list[_Sibling]:
-    """The rotated siblings of ``real_path``, newest first (``.1`` before ``.2.gz``)."""
+    """The rotated siblings of ``real_path``, newest first (``.1`` before ``.2.gz``).
+
+    A rotation renames several files one after another; a listing taken while it runs can miss a
+    file or show one twice. So the directory is listed until two listings in a row agree.
+    """
+    previous: list[tuple[str, int]] | None = None
+    found: list[_Sibling] = []
+    for attempt in range(_SCAN_TRIES):
+        found = _scan_siblings(real_path)
+        names = [(s.path, s.st.st_ino) for s in found]
+        if names == previous:
+            break
+        previous = names
+        if attempt:
+            time.sleep(_SCAN_PAUSE * attempt)
+    return found
+
+
+def _scan_siblings(real_path: str) -> list[_Sibling]:
     folder, base = os.path.split(real_path)
     pattern = _sibling_pattern(base)
     found: list[_Sibling] = []
@@ -387,7 +423,10 @@ def list_siblings(real_path: str) -> list[_Sibling]:
     # ``x.1`` and ``x.1.gz`` side by side: compression is in progress; the plain one is whole.
     found = [s for s in found if not s.codec or s.path.rsplit(".", 1)[0] not in stems]
     found.sort(key=lambda s: s.age)
-    return found
+    unique: dict[tuple[int, int], _Sibling] = {}
+    for sibling in found:  # one file under two names (a hard link): once, by its newest name
+        unique.setdefault((sibling.st.st_dev, sibling.st.st_ino), sibling)
+    return list(unique.values())
 
 
 def _is_rotated_name(path: str, others: set[str]) -> bool:
@@ -750,7 +789,7 @@ class FileTail:
             t.mtime = st.st_mtime_ns
             _grow_fingerprint(t, fd, st.st_size)
             pos = f"{st.st_dev}:{st.st_ino}"
-            yield from self._emit(key, t, _pread_reader(fd, t.offset), origin, mtime, pos, complete=quiet, fd=fd)
+            yield from self._emit(key, t, _pread_reader(fd), origin, mtime, pos, complete=quiet, fd=fd)
             if quiet and t.mtime <= (ps.seen or 0):
                 ps.rotated.remove(t)
                 yield self._state(key)
@@ -768,7 +807,8 @@ class FileTail:
         try:
             with _open_codec(found.path, found.codec) as stream:
                 stream.seek(t.offset)
-                yield from self._emit(key, t, stream.read, origin, mtime, t.fp[:16], complete=True)
+                reader = _stream_reader(stream.read, t.offset)
+                yield from self._emit(key, t, reader, origin, mtime, t.fp[:16], complete=True)
         except _DECOMPRESS_ERRORS as exc:
             self.log.warning("rotated_file_corrupt", path=origin, offset=t.offset, error=str(exc))
         if t.mtime <= (ps.seen or 0):
@@ -788,7 +828,7 @@ class FileTail:
         _grow_fingerprint(cur, fd, st.st_size)
         mtime = datetime.fromtimestamp(st.st_mtime, timezone.utc)
         position = f"{st.st_dev}:{st.st_ino}"
-        reader = _pread_reader(fd, cur.offset)
+        reader = _pread_reader(fd)
         yield from self._emit(key, cur, reader, self._logical(real), mtime, position, complete=False, fd=fd)
         end = os.fstat(fd).st_size
         if end != cur.size:  # grown while we read
@@ -799,7 +839,7 @@ class FileTail:
         self,
         key: str,
         t: _Tracked,
-        read: Callable[[int], bytes],
+        read_at: Callable[[int, int], bytes],
         origin: str,
         mtime: datetime,
         position: str,
@@ -808,7 +848,12 @@ class FileTail:
         fd: int | None = None,
     ) -> Iterator[FileRead]:
         start = t.offset
-        for cut in _cut_blocks(read, t.offset, self.source.block_bytes, skip=t.skip, complete=complete):
+        for cut in _cut_blocks(read_at, t.offset, self.source.block_bytes, skip=t.skip, complete=complete):
+            if fd is not None and not _unchanged(t, fd, cut.end):
+                # Truncated (copytruncate) between our identity check and this read: what was
+                # read may be the new content. Drop it; the next run sorts out the rotation.
+                self.log.info("log_file_changed_while_read", path=origin, offset=start)
+                return
             consumed = cut.end - start
             at = f"{position}@{start}"
             t.offset, t.skip = cut.end, cut.skip
@@ -864,10 +909,23 @@ def _refilled(t: _Tracked, fd: int) -> bool:
 
 
 def _grow_fingerprint(t: _Tracked, fd: int, size: int) -> None:
-    # The first bytes of an append-only file do not change, so a longer prefix is the same file.
+    # The first bytes of an append-only file do not change, so a longer prefix is the same file,
+    # as long as the one read (a single page) still starts with the bytes the fingerprint covers.
     if t.fpn < FINGERPRINT_BYTES and size > t.fpn:
         head = _head(fd, FINGERPRINT_BYTES)
-        t.fp, t.fpn = fingerprint(head), len(head)
+        if fingerprint(head[: t.fpn]) == t.fp:
+            t.fp, t.fpn = fingerprint(head), len(head)
+
+
+def _unchanged(t: _Tracked, fd: int, end: int) -> bool:
+    """Whether an open file still is ``t`` up to ``end``, checked *after* reading up to there.
+
+    A truncated file never gets its old first bytes back, so if they are still there now, every
+    byte read before now was the old content.
+    """
+    if os.fstat(fd).st_size < end:
+        return False
+    return t.fpn == 0 or fingerprint(_head(fd, t.fpn)) == t.fp
 
 
 def _same_file(t: _Tracked, fd: int) -> bool:

@@ -84,6 +84,8 @@ class AuthSettings:
 
 
 def collector(parser: Any = PARSER, settings: type = AuthSettings, **kw: Any) -> CollectorSpec:
+    """The test collector; one batch per 256-byte block unless ``commit_bytes`` says otherwise."""
+    kw.setdefault("commit_bytes", 1)
     return file_log_collector(SOURCE, help="Test auth log.", parser=parser, settings=settings, metrics=(FAILED,), **kw)
 
 
@@ -211,6 +213,14 @@ def test_a_crash_between_batches_neither_loses_nor_repeats_a_line(root: Path, le
     run_collector_once(spec, ledger, root=root)
     assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 50
     assert ledger.counter_value(BYTES, {"source": SOURCE}) == (root / "var/log/auth.log").stat().st_size
+
+
+def test_blocks_are_gathered_into_batches_of_commit_bytes(root: Path, ledger: Ledger) -> None:
+    write(root, lines(0, 100, "Failed"))  # 5,000 bytes: about 20 blocks of 256 bytes
+    batches = run_collector_once(collector(commit_bytes=2000), ledger, root=root)
+    assert len(batches) == 3  # 2,000 + 2,000 + the rest
+    assert [c.key for c in batches[0].checkpoints] == ["pattern:/var/log/auth.log", "file:/var/log/auth.log"]
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 100
 
 
 def test_a_rotation_is_followed_through_the_driver(root: Path, ledger: Ledger) -> None:
