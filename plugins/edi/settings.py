@@ -55,7 +55,7 @@ class EdiFolder:
     """One folder where a message server or EPJ leaves messages.
 
     Attributes:
-        path: The folder.
+        path: The folder (required).
         direction: ``out`` (we send), ``in`` (we receive) or ``unknown`` (decided per file from the
             HER ids in ``own_her_ids``).
         role: What the folder holds. ``receipts``: a file whose direction cannot be decided is a
@@ -86,7 +86,13 @@ class EdiFolder:
 
 @dataclass(frozen=True, slots=True)
 class TypeTimeouts:
-    """Per message type overrides of the receipt timeouts (unset: the collector-wide value)."""
+    """Per message type overrides of the receipt timeouts (unset: the collector-wide value).
+
+    Attributes:
+        transport: Overrides ``transport_timeout`` for this type.
+        application: Overrides ``application_timeout`` for this type (e.g. longer for LOM claims).
+        alarm: Overrides ``alarm_after`` for this type.
+    """
 
     transport: timedelta | None = None
     application: timedelta | None = None
@@ -132,7 +138,12 @@ class BusinessHoursSettings:
 class MaintenanceWindow:
     """A planned maintenance window: one-off (``start``/``end``) or weekly (``weekday``/``from``/``to``).
 
-    One-off times without an offset are read in the business hours' time zone.
+    Attributes:
+        start: Start of a one-off window; without an offset it is read in the business hours' zone.
+        end: End of a one-off window.
+        weekday: Day of a weekly window.
+        from_: Start of a weekly window, local time.
+        to: End of a weekly window, local time; earlier than ``from`` means the next day.
     """
 
     start: datetime | None = None
@@ -160,7 +171,12 @@ def _naive_as_utc(moment: datetime) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class ServiceCheck:
-    """The message server's own service: a systemd unit or a process name (or neither)."""
+    """The message server's own service: a systemd unit or a process name (or neither).
+
+    Attributes:
+        systemd_unit: Checked with ``systemctl is-active``; anything but active/reloading is down.
+        process: A process name that must be running.
+    """
 
     systemd_unit: str = ""
     process: str = ""
