@@ -11,11 +11,16 @@ Imports only ``normagent`` (the public API) and the standard library.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING
 
 from normagent import Count, Observation, ParseContext, Rollup
+
+if TYPE_CHECKING:
+    from normagent.privacy import Pseudonymiser
 
 FAILED_LOGINS = "normagent_failed_logins_total"
 LOCKOUTS = "normagent_account_lockouts_total"
@@ -65,6 +70,8 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _IPV4 = re.compile(r"(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(?:0|[1-9]\d{0,2})\Z")
 
 
+_FAIL_KEYS = {(s, r): (FAILED_LOGINS, (("reason", r), ("source", s))) for s in LOGIN_SOURCES for r in REASONS}
+
 # Rollups keyed by an account name (pseudonymised with .account) or an address (.network).
 _BY_ACCOUNT = frozenset({FAILED_BY_ACCOUNT, LOCKOUT_BY_ACCOUNT})
 _BY_ADDRESS = frozenset({FAILED_BY_NETWORK, SUCCESS_BY_NETWORK})
@@ -92,13 +99,25 @@ class Tally:
     # -- what parsers report --------------------------------------------------------------------
 
     def fail(self, source: str, reason: str, n: float, when: float, account: str | None, address: str | None) -> None:
-        key = (FAILED_LOGINS, (("reason", reason), ("source", source)))
+        key = _FAIL_KEYS.get((source, reason))
+        if key is None:
+            key = (FAILED_LOGINS, (("reason", reason), ("source", source)))
         counts = self.counts
         counts[key] = counts.get(key, 0.0) + n
-        if account is not None:
-            self._roll(FAILED_BY_ACCOUNT, when, account, n)
-        if address is not None:
-            self._roll(FAILED_BY_NETWORK, when, address, n)
+        day = int(when // 86400)
+        rows = self._rows
+        for name, raw in ((FAILED_BY_ACCOUNT, account), (FAILED_BY_NETWORK, address)):
+            if raw is None:
+                continue
+            row = rows.get((name, day, raw))
+            if row is None:
+                rows[(name, day, raw)] = [n, when, when]
+            else:
+                row[0] += n
+                if when < row[1]:
+                    row[1] = when
+                elif when > row[2]:
+                    row[2] = when
 
     def lockout(self, source: str, when: float, account: str | None, n: float = 1) -> None:
         self._count(LOCKOUTS, (("source", source),), n)
@@ -127,8 +146,7 @@ class Tally:
             return self._accounts[name]
         except KeyError:
             pass
-        clean = name.strip()
-        key = None if clean in NO_ACCOUNT else self._pseudonymise.account(clean)
+        key = account_pseudonym(self._pseudonymise, name)
         self._accounts[name] = key
         return key
 
@@ -138,19 +156,7 @@ class Tally:
             return self._networks[address]
         except KeyError:
             pass
-        clean = address.strip().strip("[]")
-        if clean.casefold() in NO_ADDRESS:
-            key = None
-        else:
-            quad = _IPV4.match(clean)
-            if quad is not None and all(int(octet) < 256 for octet in quad.groups()):
-                # The same pseudonym as Pseudonymiser.network(), without ipaddress's parsing cost.
-                key = self._pseudonymise(f"network:{quad[1]}.{quad[2]}.{quad[3]}.0/24")
-            else:
-                key = self._pseudonymise.network(clean)
-                if key is None:
-                    # A host name (sshd with UseDNS, PAM's rhost): still one source, never shown.
-                    key = self._pseudonymise("host:" + clean.casefold())
+        key = network_pseudonym(self._pseudonymise, address)
         self._networks[address] = key
         return key
 
@@ -175,17 +181,12 @@ class Tally:
                 have[0] += row[0]
                 have[1] = min(have[1], row[1])
                 have[2] = max(have[2], row[2])
+        days: dict[int, date] = {}
         for (name, day, key), (value, first, last) in merged.items():
-            out.append(
-                Rollup(
-                    name,
-                    date.fromordinal(day + _EPOCH_ORDINAL),
-                    key,
-                    value,
-                    datetime.fromtimestamp(first, timezone.utc),
-                    datetime.fromtimestamp(last, timezone.utc),
-                )
-            )
+            when = days.get(day)
+            if when is None:
+                when = days[day] = date.fromordinal(day + _EPOCH_ORDINAL)
+            out.append(Rollup(name, when, key, value, _utc(first), _utc(last)))
         return out
 
     def _count(self, metric: str, labels: tuple[tuple[str, str], ...], n: float) -> None:
@@ -203,6 +204,36 @@ class Tally:
                 row[1] = when
             elif when > row[2]:
                 row[2] = when
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, timezone.utc)
+
+
+# Pseudonyms are a pure function of (key, value), so they are memoised across blocks and runs: an
+# attacker's network recurs in every block of a brute-force run, and each HMAC costs microseconds.
+# The cache is bounded; it holds values that are in the log files being read anyway, and the key
+# is part of the cache key, so a context with another key never sees these pseudonyms.
+@functools.lru_cache(maxsize=8192)
+def account_pseudonym(pseudonymise: Pseudonymiser, name: str) -> str | None:
+    clean = name.strip()
+    return None if clean in NO_ACCOUNT else pseudonymise.account(clean)
+
+
+@functools.lru_cache(maxsize=8192)
+def network_pseudonym(pseudonymise: Pseudonymiser, address: str) -> str | None:
+    clean = address.strip().strip("[]")
+    if clean.casefold() in NO_ADDRESS:
+        return None
+    quad = _IPV4.match(clean)
+    if quad is not None and all(int(octet) < 256 for octet in quad.groups()):
+        # The same pseudonym as Pseudonymiser.network(), without ipaddress's parsing cost.
+        return pseudonymise(f"network:{quad[1]}.{quad[2]}.{quad[3]}.0/24")
+    key = pseudonymise.network(clean)
+    if key is None:
+        # A host name (sshd with UseDNS, PAM's rhost): still one source, never shown.
+        key = pseudonymise("host:" + clean.casefold())
+    return key
 
 
 def _business_hours(ctx: ParseContext) -> object:

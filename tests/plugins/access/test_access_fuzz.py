@@ -171,3 +171,48 @@ def test_random_windows_records(events: list[WindowsEvent]) -> None:
     assert failures <= possible
     errors = sum(1 for e in events if e.channel.casefold() in ("system", "application") and e.level in (1, 2))
     assert counted(result.observations, EVENTLOG_ERRORS) == errors
+
+
+# ---------------------------------------------------------------------------------------------
+# the fast path for sshd's plain failure line agrees with the general way
+
+
+def _generated_lines() -> list[str]:
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parents[3] / "bench" / "gen_authlog.py"
+    spec = importlib.util.spec_from_file_location("gen_authlog_for_fuzz", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gen_authlog_for_fuzz"] = module
+    spec.loader.exec_module(module)
+    lines, _ = module.generate(3000, 5, EPOCH - timedelta(minutes=5))
+    return [line.rstrip("\n") for line in lines if "Failed" in line or "sshd" in line][:400]
+
+
+SSHD_LINES = _generated_lines() + [line for line in FIXTURE_LINES if "Failed" in line]
+
+
+def _summary(result: object) -> tuple[object, ...]:
+    obs = sorted(repr(o) for o in result.observations)  # type: ignore[attr-defined]
+    return (result.parsed, result.ignored, result.unparsed, obs)  # type: ignore[attr-defined]
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(SSHD_LINES), st.integers(min_value=0, max_value=200), st.sampled_from(["", " ", "x", ": ", "[", "\r", "é", "  "])),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_the_fast_path_agrees_with_the_general_way(edits: list[tuple[str, int, str]]) -> None:
+    """Any line, whole or edited at any point, is judged and dated the same by both paths."""
+    from normagent.plugins.access.parse import _parse_lines
+
+    lines = [line if cut >= len(line) else line[:cut] + insert + line[cut:] for line, cut, insert in edits]
+    block = text_block("".join(line + "\n" for line in lines).encode())
+
+    assert _summary(_parse_lines(block, CTX, fast=True)) == _summary(_parse_lines(block, CTX, fast=False))

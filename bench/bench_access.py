@@ -1,0 +1,208 @@
+"""Benchmark of the access plugin on a generated auth.log: exact counts, speed and peak memory.
+
+Compares, in one run on the same file:
+
+* **normagent** — the agent's own path: the ``access.logins`` collector (the log driver's
+  rotation-safe tail, the byte-level prefilter and the parser, one ledger transaction per 4 MiB
+  block into a real SQLite ledger), run in a child process so its peak RSS can be measured
+  (``RUSAGE_CHILDREN.ru_maxrss``; interpreter and imports included);
+* ``LC_ALL=C grep -cE '<alternation of the failure messages>'`` — the floor: counting lines that
+  mention a failure, without understanding them;
+* ``fail2ban-regex FILE filter.d/sshd.conf`` — fail2ban's own tool with its sshd filter, from the
+  Debian package (``apt-get download fail2ban`` + ``dpkg-deb -x``; nothing is installed or
+  started), run by the system ``python3``.
+
+and checks that the agent's counts equal the generator's ground truth, per metric and labels.
+
+Usage::
+
+    python bench/bench_access.py [--lines 1000000] [--seed 1] [--log FILE] [--fail2ban-lines N]
+
+Prints the figures; exits 1 if a count differs from the truth. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+F2B_DIR = Path(tempfile.gettempdir()) / "normagent-bench-fail2ban"
+
+# Runs in the child: the collector over the file, into a ledger; prints counts and timing as JSON.
+CHILD = r"""
+import json, sys, time
+from datetime import datetime, timezone
+from pathlib import Path
+from normagent.ledger import Ledger
+from normagent.logs import FileSource
+from normagent.testing import FakeClock, run_collector_once
+from normagent.plugins.access.collectors import LOGINS, LoginSettings
+
+root, state = Path(sys.argv[1]), Path(sys.argv[2])
+clock = FakeClock(datetime.now(timezone.utc))
+settings = LoginSettings(prefer="files", files=FileSource(paths=("/auth.log",), start_at="beginning"))
+with Ledger.open(state / "ledger.db", clock=clock) as ledger:
+    started = time.perf_counter()
+    batches = run_collector_once(LOGINS, ledger, settings=settings, root=root, clock=clock, timeout=3600)
+    elapsed = time.perf_counter() - started
+    snap = ledger.snapshot()
+    counts = {}
+    for metric in ("normagent_failed_logins_total", "normagent_account_lockouts_total", "normagent_password_resets_total"):
+        for labels, value in snap.values(metric).items():
+            if value:
+                counts[metric + json.dumps(dict(labels), sort_keys=True)] = value
+    lines = {r: ledger.counter_value("normagent_log_lines_total", {"source": "access.logins", "result": r}) for r in ("parsed", "ignored", "unparsed")}
+import resource
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"elapsed": elapsed, "batches": len(batches), "counts": counts, "lines": lines, "peak_mb": peak}))
+"""
+
+
+def expected_counts(truth: dict) -> dict[str, float]:  # type: ignore[type-arg]
+    out: dict[str, float] = {}
+    exp = truth["expected"]
+    for source, reasons in exp["normagent_failed_logins_total"].items():
+        for reason, n in reasons.items():
+            out["normagent_failed_logins_total" + json.dumps({"reason": reason, "source": source}, sort_keys=True)] = n
+    for source, n in exp["normagent_account_lockouts_total"].items():
+        out["normagent_account_lockouts_total" + json.dumps({"source": source}, sort_keys=True)] = n
+    for source, kinds in exp["normagent_password_resets_total"].items():
+        for kind, n in kinds.items():
+            out["normagent_password_resets_total" + json.dumps({"kind": kind, "source": source}, sort_keys=True)] = n
+    return out
+
+
+def run_agent(log: Path) -> tuple[dict, float]:  # type: ignore[type-arg]
+    """One child run over ``log``: its JSON report and its peak RSS in MB.
+
+    The child reports its own ``RUSAGE_SELF.ru_maxrss``: ``RUSAGE_CHILDREN`` would be the largest
+    of all children so far, the generator's included.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "root"
+        root.mkdir()
+        try:
+            os.link(log, root / "auth.log")
+        except OSError:  # another file system
+            shutil.copy(log, root / "auth.log")
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, str(root), tmp], capture_output=True, text=True, check=False, cwd=ROOT
+        )
+    if done.returncode != 0:
+        sys.exit(f"agent run failed:\n{done.stderr}")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return report, float(report["peak_mb"])
+
+
+def run_grep(log: Path, pattern: str) -> tuple[int, float]:
+    started = time.perf_counter()
+    done = subprocess.run(["grep", "-cE", pattern, str(log)], capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}, check=False)
+    return int(done.stdout.strip() or 0), time.perf_counter() - started
+
+
+def fail2ban() -> tuple[Path, Path] | None:
+    """(fail2ban-regex, its sshd filter) from the Debian package, unpacked once into a temp dir."""
+    script = F2B_DIR / "usr" / "bin" / "fail2ban-regex"
+    if not script.exists():
+        F2B_DIR.mkdir(parents=True, exist_ok=True)
+        got = subprocess.run(["apt-get", "download", "fail2ban"], cwd=F2B_DIR, capture_output=True, check=False)
+        debs = sorted(F2B_DIR.glob("fail2ban_*.deb"))
+        if got.returncode != 0 or not debs:
+            return None
+        subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(F2B_DIR)], check=True)
+    return script, F2B_DIR / "etc" / "fail2ban" / "filter.d" / "sshd.conf"
+
+
+def run_fail2ban(log: Path, lines: int) -> tuple[str, float, int] | None:
+    """fail2ban-regex over the first ``lines`` lines: (its summary line, seconds, lines)."""
+    found = fail2ban()
+    python = shutil.which("python3")
+    if found is None or python is None:
+        return None
+    script, sshd = found
+    with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as part:
+        with log.open() as src:
+            for n, line in enumerate(src):
+                if n >= lines:
+                    break
+                part.write(line)
+    try:
+        env = {**os.environ, "PYTHONPATH": str(F2B_DIR / "usr" / "lib" / "python3" / "dist-packages")}
+        started = time.perf_counter()
+        done = subprocess.run([python, str(script), part.name, str(sshd)], capture_output=True, text=True, env=env, check=False)
+        elapsed = time.perf_counter() - started
+    finally:
+        os.unlink(part.name)
+    summary = next((l.strip() for l in done.stdout.splitlines() if l.startswith("Lines:")), done.stderr.strip()[-200:])
+    return summary, elapsed, min(lines, sum(1 for _ in log.open()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--log", type=Path, help="use this generated log (its .truth.json beside it) instead of writing one")
+    parser.add_argument("--runs", type=int, default=3, help="agent and grep runs; the best time counts (shared machine)")
+    parser.add_argument("--fail2ban-lines", type=int, default=200_000, help="lines given to fail2ban-regex (it is slow)")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.log is None:
+            log = Path(tmp) / "auth.log"
+            started = time.perf_counter()
+            subprocess.run([sys.executable, str(HERE / "gen_authlog.py"), str(log), "--lines", str(args.lines), "--seed", str(args.seed)], check=True)
+            print(f"generated {args.lines:,} lines in {time.perf_counter() - started:.1f} s")
+        else:
+            log = args.log
+        truth = json.loads(log.with_name(log.name.removesuffix(".log") + ".truth.json").read_text())
+        lines = truth["lines"]
+        size = log.stat().st_size
+
+        reports = [run_agent(log) for _ in range(args.runs)]
+        best, peak = min(reports, key=lambda r: r[0]["elapsed"])
+        greps = [run_grep(log, truth["grep_pattern"]) for _ in range(args.runs)]
+        grep_count, grep_time = min(greps, key=lambda g: g[1])
+        f2b = run_fail2ban(log, args.fail2ban_lines)
+
+    want = expected_counts(truth)
+    got = best["counts"]
+    ok = got == want and sum(best["lines"].values()) == lines
+    print(f"\nfile: {lines:,} lines, {size / 2**20:.0f} MiB, {truth['failure_lines']:,} failure lines ({truth['failure_lines'] / lines:.1%})")
+    print(f"counts equal the ground truth: {'yes' if ok else 'NO'}")
+    if not ok:
+        for key in sorted(set(want) | set(got)):
+            if want.get(key) != got.get(key):
+                print(f"  {key}: truth {want.get(key)} agent {got.get(key)}")
+    print(f"  lines parsed/ignored/unparsed: {best['lines']}")
+    if truth["not_counted"]:
+        print(f"  attempts deliberately not counted (documented rules): {truth['not_counted']}")
+    agent_rate = lines / best["elapsed"]
+    grep_rate = lines / grep_time
+    times = sorted(r[0]["elapsed"] for r in reports)
+    print(f"\nnormagent (driver + parser + ledger): {best['elapsed']:.3f} s best of {args.runs} "
+          f"(median {statistics.median(times):.3f} s) = {agent_rate:,.0f} lines/s, {best['batches']} batches")
+    print(f"  peak RSS of the agent process: {peak:.1f} MB")
+    print(f"grep -cE: {grep_time:.3f} s = {grep_rate:,.0f} lines/s ({grep_count:,} lines matched; truth {truth['failure_lines']:,})")
+    print(f"  normagent / grep time: {best['elapsed'] / grep_time:.1f}x")
+    if f2b is None:
+        print("fail2ban-regex: not available (apt-get download fail2ban failed)")
+    else:
+        summary, f2b_time, f2b_lines = f2b
+        f2b_rate = f2b_lines / f2b_time
+        print(f"fail2ban-regex sshd: {f2b_lines:,} lines in {f2b_time:.1f} s = {f2b_rate:,.0f} lines/s ({summary})")
+        print(f"  normagent / fail2ban-regex speed: {agent_rate / f2b_rate:.0f}x")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
