@@ -4,7 +4,7 @@ Owns: kodeverk 8258 (status of an application receipt), 8221 (general AppRec err
 few message-specific error codes whose texts are published, the ebMS 2.0 transport error codes, and
 the message types (kodeverk 8279 "Meldingens funksjon") that become ``msg_type`` label values.
 
-Sources (see ``docs/reference/edi.md`` §4 of the project's research notes): KS
+Sources (collected in the project's EDI research notes, §4 and §6): KS
 ``StatusForMottakAvMelding`` / ``FeilmeldingForApplikasjonskvittering``, NAV ``AppRecErrorCode``,
 OASIS ebMS 2.0 §4.2.3.4.1. The published lists on FinnKode/Volven are the authority; a site can add
 message types through the ``msg_types`` setting, and unknown error codes are still counted.

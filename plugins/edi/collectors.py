@@ -344,7 +344,6 @@ class EdiCollector:
             deferred.add(candidate.directory)  # still being written: look again next cycle
             return
         if parsed.outcome == "unreadable":
-            deferred.add(candidate.directory)
             stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, "unreadable")
             if stage.index.file(candidate.path) != UNREADABLE:
                 tally.count(M_FILES, {"outcome": "unreadable"})

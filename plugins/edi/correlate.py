@@ -105,9 +105,10 @@ class Record:
         if not isinstance(value, list) or len(value) != 13:
             return None
         k, t, d, at, path, sig, exp, seen, rc, rat, od, mis, cnt = value
-        # The small strings repeat in every record: interned, 100,000 records share a handful.
-        return cls(sys.intern(str(k)), sys.intern(str(t)), sys.intern(str(d)), float(at), str(path), int(sig),
-                   bool(exp), bool(seen), sys.intern(str(rc)), float(rat), bool(od), bool(mis), bool(cnt))
+        # The small strings repeat in every record: interned, 100,000 records share a handful;
+        # "or 0.0" shares one zero among the records without a receipt.
+        return cls(sys.intern(str(k)), sys.intern(str(t)), sys.intern(str(d)), float(at) or 0.0, str(path), int(sig),
+                   bool(exp), bool(seen), sys.intern(str(rc)), float(rat) or 0.0, bool(od), bool(mis), bool(cnt))
 
     @property
     def receipt_kind(self) -> str:
@@ -214,9 +215,12 @@ def _direction(facts: FileFacts, ctx: Context, sender: Iterable[str], receiver: 
     return "unknown"
 
 
-def _gen_date(text: str, ctx: Context, effect: Effect) -> datetime | None:
+def _gen_date(text: str, ctx: Context, effect: Effect, facts: FileFacts) -> datetime | None:
     moment, kind = parse_timestamp(text, ctx.naive_zone)
     effect.count(M_TIMESTAMPS, kind=kind)
+    if moment is None:
+        # Timing never depends on it (file times do), but the report's events lose their date.
+        effect.log("info", "edi_gendate_unusable", folder=facts.folder, file=facts.name, kind=kind)
     return moment
 
 
@@ -287,7 +291,7 @@ def _msghead(h: MsgHeadHeader, facts: FileFacts, view: _View, ctx: Context, effe
     sig = _signature(h.msg_type, h.gen_date)
     if _known(key, sig, facts, view, effect):
         return
-    gen = _gen_date(h.gen_date, ctx, effect)
+    gen = _gen_date(h.gen_date, ctx, effect, facts)
     msg_type = ctx.msg_types.label(h.msg_type)
     placeholder = view.record(key)
     effect.count(M_MESSAGES, direction=direction, msg_type=msg_type)
@@ -325,7 +329,7 @@ def _apprec(a: AppRecHeader, facts: FileFacts, view: _View, ctx: Context, effect
     sig = _signature(a.status, a.gen_date, a.original_id)
     if _known(key, sig, facts, view, effect):
         return
-    gen = _gen_date(a.gen_date, ctx, effect)
+    gen = _gen_date(a.gen_date, ctx, effect, facts)
     effect.count(M_MESSAGES, direction=direction, msg_type="APPREC")
     effect.records[key] = Record(kind="rec", msg_type="APPREC", direction=direction, at=facts.mtime,
                                  path=facts.path, sig=sig, counted=True)

@@ -359,6 +359,9 @@ def _scan_dir(
     prev = index.dirs.get(directory)
     if not (full or prev is None or prev.rescan or prev.mtime_ns != before or directory in index.retry_dirs):
         result.dirs[directory] = DirState(prev.mtime_ns, prev.subdirs, False)
+        # Files that could not be opened are tried again by name, without listing the directory.
+        for name in index.unreadable.get(directory, ()):
+            _consider(directory, name, folder, index.files.get(directory, {}), result)
         return prev.subdirs
     try:
         names = set(os.listdir(directory))
@@ -378,23 +381,8 @@ def _scan_dir(
         fresh.update(index.unreadable.get(directory, set()) & names)
     subdirs = [os.path.join(directory, name) for name in names & known_subdirs] if folder.recursive else []
     for name in fresh:
-        if any(fnmatch.fnmatchcase(name, pattern) for pattern in folder.ignore):
-            continue
-        path = os.path.join(directory, name)
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue  # vanished since the listing, or a dangling link
-        if stat.S_ISDIR(st.st_mode):
-            if folder.recursive and not os.path.islink(path):
-                subdirs.append(path)
-            continue
-        if not stat.S_ISREG(st.st_mode) or not fnmatch.fnmatchcase(name, folder.glob):
-            continue
-        known_stamp = known.get(name)
-        if known_stamp is not None and known_stamp == stamp(st.st_size, st.st_mtime_ns):
-            continue
-        result.candidates.append(Candidate(path, directory, name, folder, st.st_size, st.st_mtime_ns))
+        if _consider(directory, name, folder, known, result) and folder.recursive:
+            subdirs.append(os.path.join(directory, name))
     try:
         after = os.stat(directory).st_mtime_ns
     except OSError:
@@ -402,3 +390,22 @@ def _scan_dir(
     racy = after != before or after / 1e9 > now - RACY_SECONDS
     result.dirs[directory] = DirState(before, tuple(sorted(subdirs)), rescan=racy)
     return tuple(subdirs)
+
+
+def _consider(directory: str, name: str, folder: EdiFolder, known: dict[str, int], result: ScanResult) -> bool:
+    """Make ``name`` a candidate if it is a wanted file that is new or changed. True: a subdirectory."""
+    if any(fnmatch.fnmatchcase(name, pattern) for pattern in folder.ignore):
+        return False
+    path = os.path.join(directory, name)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False  # vanished since the listing, or a dangling link
+    if stat.S_ISDIR(st.st_mode):
+        return not os.path.islink(path)
+    if not stat.S_ISREG(st.st_mode) or not fnmatch.fnmatchcase(name, folder.glob):
+        return False
+    known_stamp = known.get(name)
+    if known_stamp is None or known_stamp != stamp(st.st_size, st.st_mtime_ns):
+        result.candidates.append(Candidate(path, directory, name, folder, st.st_size, st.st_mtime_ns))
+    return False

@@ -242,6 +242,10 @@ class EdiSettings:
 
     def __post_init__(self) -> None:
         zone(self.naive_time_zone)
+        labels = [folder.label for folder in self.folders]
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(f"folders share the label {twice[0]!r}: give them different names (name = \"...\")")
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if self.max_header_bytes < 4096:

@@ -615,3 +615,18 @@ def test_no_patient_data_in_logs_checkpoints_events_or_metrics(harness: Any, tre
         assert PATIENT_MARKER not in text, where
     # Log lines name a folder and a file, never a path that could hold a name.
     assert all("/" not in str(e.get("file", "")) for e in logs)
+
+
+@pytest.mark.parametrize(("gen_date", "kind"), [("23.11.2026 10:00", "unparseable"), ("", "missing"),
+                                                 ("2026-11-24T10:00:00+05:30", "with_zone"), ("2026-11-24T10:00:00", "no_zone")])
+def test_message_dates_are_counted_by_kind_and_unusable_ones_logged(harness: Any, tmp_path: Path, gen_date: str, kind: str) -> None:
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    write(tmp_path / "inn" / "d.xml", msghead("d", "EPIKRISE", gen_date, "2000001", OWN_HER[0]), now - 60)
+    h = harness(EdiSettings(folders=(EdiFolder(path=tmp_path / "inn", direction="in"),)), now)
+    with capture_logs() as logs:
+        h.cycle()
+    assert h.nonzero("normagent_edi_timestamps_total", "kind") == {(kind,): 1}
+    unusable = [e for e in logs if e["event"] == "edi_gendate_unusable"]
+    assert [e["kind"] for e in unusable] == ([kind] if kind in ("unparseable", "missing") else [])
+    assert h.value("normagent_edi_messages_total", direction="in", msg_type="EPIKRISE") == 1  # counted all the same
+
