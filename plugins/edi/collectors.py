@@ -24,6 +24,7 @@ Imports only ``normagent`` (the public API), the standard library and this packa
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import threading
@@ -55,6 +56,7 @@ FILE_OUTCOMES = (
     "ok",
     "moved",
     "copy",
+    "rewritten",
     "duplicate_id",
     "encrypted",
     "empty",
@@ -178,7 +180,7 @@ class _Cycle:
     now: float
 
 
-def _resolve(settings: EdiSettings, now: float, down: tuple[stops.Span, ...]) -> _Cycle:
+def _resolve(settings: EdiSettings, now: float) -> _Cycle:
     hours = settings.business_hours
     business_zone = zone(hours.time_zone)
     once = []
@@ -194,7 +196,6 @@ def _resolve(settings: EdiSettings, now: float, down: tuple[stops.Span, ...]) ->
         hours=stops.BusinessHours(business_zone, frozenset(hours.weekdays), hours.start, hours.end, hours.dates()),
         gap=settings.stop_gap.total_seconds(),
         maintenance=stops.Maintenance(business_zone, tuple(once), tuple(weekly)),
-        down=down,
     )
     correlation = correlate.Context(
         own_her=frozenset(h.strip() for h in settings.own_her_ids if h.strip()),
@@ -212,6 +213,11 @@ class _Tally:
     def __init__(self) -> None:
         self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self.other: list[Any] = []
+        self.summaries: dict[str, int] = {}
+
+    def log_summaries(self, ctx: RunContext) -> None:
+        for event, count in sorted(self.summaries.items()):
+            ctx.log.info(event, files=count)
 
     def count(self, metric: str, labels: dict[str, str], value: float = 1) -> None:
         key = (metric, tuple(sorted(labels.items())))
@@ -221,8 +227,19 @@ class _Tally:
         return [Count(metric, labels, value) for (metric, labels), value in self.counts.items()] + self.other
 
 
-def _log(ctx: RunContext, logs: list[tuple[str, str, dict[str, object]]]) -> None:
+# Per-file facts that are normal in bulk (a site that reads only its inbox sees every receipt as one
+# for an unknown message): each file gets a debug line, each batch one info line with the count.
+SUMMARISED = {
+    "edi_receipt_for_unknown_message": "edi_receipts_for_unknown_messages",
+    "edi_file_encrypted": "edi_encrypted_files",
+}
+
+
+def _log(ctx: RunContext, logs: list[tuple[str, str, dict[str, object]]], tally: _Tally) -> None:
     for level, event, fields in logs:
+        if event in SUMMARISED:
+            tally.summaries[SUMMARISED[event]] = tally.summaries.get(SUMMARISED[event], 0) + 1
+            level = "debug"
         getattr(ctx.log, level)(event, **fields)
 
 
@@ -286,7 +303,7 @@ class EdiCollector:
             raise NoData("no EDI folders configured")
         index = self._index_for(ctx)
         now = ctx.clock.now().timestamp()
-        cycle = _resolve(settings, now, index.service.spans(now))
+        cycle = _resolve(settings, now)
         found = scan(settings.folders, ctx.root, index, now=now, full=settings.full_rescan)
         for label, problem in found.problems:
             ctx.log.warning("edi_folder_problem", folder=label, problem=problem)
@@ -304,6 +321,7 @@ class EdiCollector:
                     stage.queue[QUEUE + uuid.uuid4().hex] = traffic
                 yield self._batch(stage, tally)
                 index.apply(stage)
+                tally.log_summaries(ctx)
                 if ctx.expired():
                     return  # the next cycle resumes: uncommitted files are still new
                 stage, tally, traffic, in_batch = Stage(index), _Tally(), [], 0
@@ -359,9 +377,11 @@ class EdiCollector:
             effect = correlate.Effect(outcome=parsed.outcome)
             if parsed.outcome == "encrypted" and folder.direction != "unknown":
                 effect.traffic = folder.direction
-            level = "info" if parsed.outcome == "encrypted" else "warning"
-            effect.log(level, "edi_file_not_read", folder=folder.label, file=candidate.name, outcome=parsed.outcome,
-                       detail=parsed.detail, wrapper=parsed.wrapper)
+            if parsed.outcome == "encrypted":
+                effect.log("debug", "edi_file_encrypted", folder=folder.label, file=candidate.name, detail=parsed.detail)
+            else:
+                effect.log("warning", "edi_file_not_read", folder=folder.label, file=candidate.name,
+                           outcome=parsed.outcome, detail=parsed.detail, wrapper=parsed.wrapper)
         stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, effect.outcome)
         stage.records.update(effect.records)
         tally.count(M_FILES, {"outcome": effect.outcome})
@@ -371,7 +391,7 @@ class EdiCollector:
             tally.other.append(Event(kind, datetime.fromtimestamp(at, timezone.utc), key, attrs))  # type: ignore[arg-type]
         if effect.traffic in DIRECTIONS and effect.outcome in ("ok", "encrypted"):
             traffic.append([effect.traffic, mtime])
-        _log(ctx, effect.logs)
+        _log(ctx, effect.logs, tally)
 
     def _finish(
         self,
@@ -396,7 +416,7 @@ class EdiCollector:
 
         service = self._service(ctx, settings, index.service, now)
         stage.service = service
-        rules = stops.StopRules(cycle.rules.hours, cycle.rules.gap, cycle.rules.maintenance, service.spans(now))
+        rules = dataclasses.replace(cycle.rules, down=service.spans(now))
         gauges: list[Gauge] = []
         oldest_last = now
         for direction in DIRECTIONS:
@@ -460,6 +480,7 @@ class EdiCollector:
         tally.other.extend(gauges)
         yield self._batch(stage, tally)
         index.apply(stage)
+        tally.log_summaries(ctx)
         index.gauge_series = series
         index.pending.difference_update(report.forgotten)
 

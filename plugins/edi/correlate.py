@@ -233,14 +233,17 @@ def _signature(*parts: str) -> int:
 
 
 def _known(key: str, sig: int, facts: FileFacts, view: _View, effect: Effect) -> bool:
-    """Handle a file whose id was already read: a move, a copy or a duplicate id. True if so."""
+    """Handle a file whose id was already read: a move, a copy, a rewrite or a duplicate id. True if so."""
     existing = view.record(key)
     if existing is None or not existing.seen:
         return False
     if existing.sig != sig:
         effect.outcome = "duplicate_id"
         effect.log("warning", "edi_duplicate_message_id", folder=facts.folder, file=facts.name, id=key[2:])
-    elif existing.path != facts.path and view.file_known(existing.path):
+    elif existing.path == facts.path:
+        effect.outcome = "rewritten"  # the same file written again (seen with full_rescan)
+        effect.log("debug", "edi_file_rewritten", folder=facts.folder, file=facts.name, id=key[2:])
+    elif view.file_known(existing.path):
         effect.outcome = "copy"
         effect.log("debug", "edi_file_is_copy", folder=facts.folder, file=facts.name, id=key[2:])
     else:

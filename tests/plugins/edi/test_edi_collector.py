@@ -377,7 +377,11 @@ def _fixture_folders(root: Path, start: float) -> EdiSettings:
 def test_published_and_crafted_messages_end_to_end(harness: Any, tmp_path: Path) -> None:
     start = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc).timestamp()
     h = harness(_fixture_folders(tmp_path, start), start + 5 * 3600)
-    h.cycle()
+    with capture_logs() as logs:
+        h.cycle()
+    # Receipts whose message is not in the folders: one debug line each, one info line in all.
+    assert len([e for e in logs if e["event"] == "edi_receipt_for_unknown_message"]) == 7
+    assert [e["files"] for e in logs if e["event"] == "edi_receipts_for_unknown_messages"] == [7]
     assert h.nonzero("normagent_edi_files_total", "outcome") == {("ok",): 14, ("duplicate_id",): 1, ("copy",): 1}
     assert h.nonzero("normagent_edi_messages_total", "direction", "msg_type") == {
         ("out", "DIALOG_SVAR"): 1, ("out", "DIALOG_HELSEFAGLIG"): 1, ("out", "SYKMELD"): 1, ("out", "EPIKRISE"): 1,
@@ -630,3 +634,16 @@ def test_message_dates_are_counted_by_kind_and_unusable_ones_logged(harness: Any
     assert [e["kind"] for e in unusable] == ([kind] if kind in ("unparseable", "missing") else [])
     assert h.value("normagent_edi_messages_total", direction="in", msg_type="EPIKRISE") == 1  # counted all the same
 
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_a_file_rewritten_in_place_is_only_noticed_with_full_rescan(harness: Any, tmp_path: Path, full: bool) -> None:
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    path = write(tmp_path / "ut" / "m.xml", msghead("m", "EPIKRISE", "2026-11-24T10:00:00", OWN_HER[0], "2"), now - 600)
+    h = harness(EdiSettings(folders=(EdiFolder(path=tmp_path / "ut", direction="out"),), full_rescan=full), now)
+    h.cycle()
+    path.write_bytes(path.read_bytes() + b"\n<!-- rewritten -->\n")  # the directory does not change
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_files_total", outcome="rewritten") == (1 if full else 0)
+    assert h.value("normagent_edi_messages_total", direction="out", msg_type="EPIKRISE") == 1
