@@ -430,9 +430,10 @@ def build_app(settings: WebSettings, metrics_app: WSGIApp, healthy: Callable[[],
 # the server
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ServerStats:
-    """What the server has seen since it started (read with ``RunningServer.stats()``)."""
+    """What the server has seen since it started (``RunningServer.stats()``), for the agent's own
+    metrics: refused logins and failed handshakes are worth a dashboard panel."""
 
     requests: int = 0
     unauthorized: int = 0
@@ -487,7 +488,7 @@ class _HTTPServer(WSGIServer):
     def __init__(self, family: socket.AddressFamily, address: tuple[str, int], ssl_context: ssl.SSLContext | None) -> None:
         self.address_family = family
         self.ssl_context = ssl_context
-        self.stats = ServerStats()
+        self.counts = dict.fromkeys(ServerStats.__dataclass_fields__, 0)
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
@@ -503,13 +504,17 @@ class _HTTPServer(WSGIServer):
         self.server_name, self.server_port = str(host), int(port)
         self.setup_environ()
 
+    def stats(self) -> ServerStats:
+        with self._lock:
+            return ServerStats(**self.counts)
+
     def count_request(self, status: str) -> None:
         with self._lock:
-            self.stats.requests += 1
+            self.counts["requests"] += 1
             if status == "401":
-                self.stats.unauthorized += 1
+                self.counts["unauthorized"] += 1
             elif status == "500":
-                self.stats.errors += 1
+                self.counts["errors"] += 1
 
     def serve(self) -> None:
         """Accept until ``stop()``; each connection is served in its own thread."""
@@ -529,7 +534,7 @@ class _HTTPServer(WSGIServer):
             return  # the client gave up before we got to it, or we are closing
         if not self._slots.acquire(blocking=False):
             with self._lock:
-                self.stats.rejected_busy += 1
+                self.counts["rejected_busy"] += 1
             conn.close()
             return
         thread = threading.Thread(target=self._serve_connection, args=(conn, peer), name="normagent-http", daemon=True)
@@ -563,7 +568,7 @@ class _HTTPServer(WSGIServer):
                     with self._lock:
                         if self._stopping:
                             return  # stop() cut it short: not the client's failure
-                        self.stats.tls_handshake_failures += 1
+                        self.counts["tls_handshake_failures"] += 1
                     log.debug("tls_handshake_failed", reason=getattr(exc, "reason", None) or type(exc).__name__)
                     return
             try:
@@ -628,8 +633,7 @@ class RunningServer:
 
     def stats(self) -> ServerStats:
         """A copy of the request counters."""
-        with self._server._lock:
-            return ServerStats(**{k: getattr(self._server.stats, k) for k in ServerStats.__dataclass_fields__})
+        return self._server.stats()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving; in-flight requests are cut off. Safe to call twice."""
