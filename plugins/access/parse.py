@@ -397,6 +397,9 @@ _LINE_BARE = re.compile(_TAG_SRC, re.S)
 _ISO = re.compile(_ISO_SRC)
 _OFFSET = re.compile(r"Z|[+-]\d\d(?::?\d\d)?")
 _FRACTION = re.compile(r"[.,]\d+")
+_TWO_DIGITS: Final = frozenset(f"{n:02}" for n in range(100))
+# "[host ]tag[(sub)][[pid]][]]" before the ": " of a line, as _TAG_SRC reads it.
+_HEAD = re.compile(r"(?:[^\s\[\]]+ )?[^\s\[\]:()]+(?:\([^)\s]*\))?(?:\[[^\]\s]*\])?\]?")
 # RFC 5424: "<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG"; an SD-ELEMENT is "[id name="value" ...]"
 # (a "]" inside a quoted value should be escaped; some senders do not, so quotes are honoured).
 _RFC5424 = re.compile(
@@ -496,18 +499,26 @@ def split_line(line: str, clock: Clock) -> tuple[float | None, str, str] | None:
         if space < 25 or line[space - 3] != ":" or line[space - 6] not in "+-":
             return split_line_slow(line, clock)
         off = line[space - 6 : space]
+        fraction = line[19 : space - 6]
+        if line[14:16] not in _TWO_DIGITS or line[17:19] not in _TWO_DIGITS or (
+            fraction and not (len(fraction) > 1 and fraction[0] in ".," and fraction[1:].isdecimal())
+        ):
+            return split_line_slow(line, clock)
         key = line[:13] + off
         base = clock.hours.get(key)
         if base is None:
-            if not _OFFSET.fullmatch(off) or (space > 25 and not _FRACTION.fullmatch(line, 19, space - 6)):
+            if not _OFFSET.fullmatch(off):
                 return split_line_slow(line, clock)
             when = clock.iso(line[:10], line[11:13], line[14:16], line[17:19], off)
-            if when is not None:
-                clock.hours[key] = when - int(line[14:16]) * 60 - int(line[17:19])
+            if when is None:
+                return split_line_slow(line, clock)
+            clock.hours[key] = when - int(line[14:16]) * 60 - int(line[17:19])
         else:
             when = base + int(line[14:16]) * 60 + int(line[17:19])
         rest = space + 1
     elif n > 16 and line[3] == " " and line[6] == " " and line[9] == ":" and line[12] == ":" and line[15] == " ":
+        if line[7:9] not in _TWO_DIGITS or line[10:12] not in _TWO_DIGITS or line[13:15] not in _TWO_DIGITS:
+            return split_line_slow(line, clock)
         key = line[:9]
         base = clock.hours.get(key)
         if base is None:
@@ -515,8 +526,9 @@ def split_line(line: str, clock: Clock) -> tuple[float | None, str, str] | None:
             if not (line[:3] in _MONTHS and (day.isdigit() or (day[0] == " " and day[1].isdigit()))):
                 return split_line_slow(line, clock)
             when = clock.classic(None, line[:3], day.strip(), line[7:9], line[10:12], line[13:15])
-            if when is not None:
-                clock.hours[key] = when - int(line[10:12]) * 60 - int(line[13:15])
+            if when is None:
+                return split_line_slow(line, clock)
+            clock.hours[key] = when - int(line[10:12]) * 60 - int(line[13:15])
         else:
             when = base + int(line[10:12]) * 60 + int(line[13:15])
         rest = 16
@@ -526,6 +538,8 @@ def split_line(line: str, clock: Clock) -> tuple[float | None, str, str] | None:
     if colon < 0:
         return split_line_slow(line, clock)
     head = line[rest:colon]
+    if not _HEAD.fullmatch(head):
+        return split_line_slow(line, clock)
     host_end = head.find(" ")
     if host_end >= 0:
         tag = head[host_end + 1 :]
@@ -589,24 +603,19 @@ def split_line_slow(line: str, clock: Clock) -> tuple[float | None, str, str] | 
 # ---------------------------------------------------------------------------------------------
 # The block parser
 
-# (rare byte, its offset inside the anchor, the anchor). A line is a candidate when one of these
-# anchors occurs in it; the rare byte is what memchr looks for.
-_ANCHORS: Final[tuple[tuple[bytes, int, tuple[bytes, ...]], ...]] = (
-    (b"F", 0, (b"Failed ", b"FAILED ")),
-    (b";", 0, (b"; logname=", b"; TTY=")),
-    (b"A", 0, (b"Accepted ",)),
-    (b"k", 11, (b"pam_faillock(",)),
-    (b"k", 8, (b"chauthtok): password changed",)),
-    (b",", 0, (b", deny ",)),
-    (b"'", 0, (b"' changed by '",)),
-    (b"'", 12, (b"change user '",)),
-    (b"L", 9, (b"TOO MANY LOGIN TRIES",)),
-    (b"B", 0, (b"BAD SU ",)),
-    (b"P", 0, (b"PAM: ",)),
-)
-_ANCHORS_BY_BYTE: Final = tuple(
-    (byte, tuple((offset, anchors) for b, offset, anchors in _ANCHORS if b == byte))
-    for byte in dict.fromkeys(b for b, _, _ in _ANCHORS)
+# A line is a candidate when it holds one of these anchors. Each is found by memchr on its rare
+# byte, then checked by the text from that byte on (``after``) and, where the byte is not the
+# anchor's first, the text just before it (``before``).
+_ANCHORS: Final[tuple[tuple[bytes, tuple[tuple[tuple[bytes, ...], bytes], ...]], ...]] = (
+    (b"F", (((b"Failed ", b"FAILED "), b""),)),
+    (b";", (((b"; logname=", b"; TTY="), b""),)),
+    (b"A", (((b"Accepted ",), b""),)),
+    (b"k", (((b"k(",), b"pam_failloc"), ((b"k): password changed",), b"chauthto"))),
+    (b",", (((b", deny ",), b""),)),
+    (b"'", (((b"' changed by '",), b""), ((b"'",), b"change user "))),
+    (b"L", (((b"LOGIN TRIES",), b"TOO MANY "),)),
+    (b"B", (((b"BAD SU ",), b""),)),
+    (b"P", (((b"PAM: ",), b""),)),
 )
 # pam_unix's "authentication failure; logname=" for services that log their own verdict: dropped
 # before decoding (rule P1), by far the most frequent duplicate on a server under attack.
@@ -638,48 +647,58 @@ _OWN_VERDICT_TAGS: Final = frozenset({b"sshd", b"sshd-session", b"sshd-auth", b"
 def candidate_lines(data: bytes) -> tuple[list[tuple[int, int, int]], int]:
     """The lines that hold an anchor, in order, and how many were dropped as duplicates.
 
-    Each line is ``(start, end, failed)``: ``end`` excludes the newline; ``failed`` is where a
-    ``Failed `` anchor starts, or -1 (the fast path for sshd's failure line uses it).
+    Each line is ``(start, end, at)``: ``end`` excludes the newline; ``at`` is where a ``Failed ``,
+    ``FAILED `` or ``Accepted `` anchor starts, or -1 (the fast path for sshd's lines uses it).
     """
-    starts: dict[int, tuple[int, int]] = {}
+    found: dict[int, tuple[int, int]] = {}
     dropped: set[int] = set()
+    size = len(data)
     find = data.find
     rfind = data.rfind
-    for byte, checks in _ANCHORS_BY_BYTE:
+    startswith = data.startswith
+    endswith = data.endswith
+    for byte, checks in _ANCHORS:
+        single = checks[0] if len(checks) == 1 and not checks[0][1] else None
+        semicolon = byte == b";"
+        fast = byte in (b"F", b"A")
         p = find(byte)
         while p >= 0:
-            for offset, anchors in checks:
-                at = p - offset
-                if at >= 0 and data.startswith(anchors, at):
-                    start = rfind(b"\n", 0, p) + 1
-                    end = find(b"\n", p)
-                    if end < 0:
-                        end = len(data)
-                    if byte == b";" and data.startswith(b"; logname=", at) and _own_verdict_pam(data, start, p):
-                        dropped.add(start)
-                    elif start not in starts or starts[start][1] < 0:
-                        starts[start] = (end, at if data.startswith(b"Failed ", at) else -1)
-                    p = end
-                    break
+            if single is not None:
+                hit = startswith(single[0], p)
             else:
-                if byte == b";":
-                    # The first ";" of a line is the anchor's or none is: sudo's success lines
-                    # have four, pam_unix's failure line its first after the verdict.
-                    end = find(b"\n", p)
-                    p = end if end >= 0 else len(data)
-            p = find(byte, p + 1)
+                hit = any(startswith(after, p) and (not before or endswith(before, 0, p)) for after, before in checks)
+            if hit:
+                start = rfind(b"\n", 0, p) + 1
+                end = find(b"\n", p)
+                if end < 0:
+                    end = size
+                if semicolon and startswith(b"; logname=", p) and _own_verdict_pam(data, start, p):
+                    dropped.add(start)
+                elif fast or start not in found:
+                    found[start] = (end, p if fast else -1)
+                p = find(byte, end)
+            elif semicolon:
+                # The first ";" of a line is the anchor's or none is: sudo's success lines have
+                # four, pam_unix's failure line its first after the verdict.
+                end = find(b"\n", p)
+                p = find(byte, end) if end >= 0 else -1
+            else:
+                p = find(byte, p + 1)
     for start in dropped:
-        starts.pop(start, None)
-    return [(start, end, failed) for start, (end, failed) in sorted(starts.items())], len(dropped)
+        found.pop(start, None)
+    return [(start, end, at) for start, (end, at) in sorted(found.items())], len(dropped)
 
 
 # sshd's plain failure line, the bulk of a server under attack, read without decoding or splitting
 # the line: "<stamp> <host> sshd[-session|-auth][<pid>]: Failed <method> for [invalid user ]<user>
 # from <addr> port <n> ssh2". Any other shape (an ": info" tail, a user with spaces, no host, an
 # unusual stamp) goes the general way, which gives the same verdict for this shape.
-_FAST_FAILED = re.compile(rb"Failed (\S+) for (invalid user |illegal user )?(\S*) from (\S+) port \d+ ssh2\r?\Z")
+_FAST_FAILED = re.compile(
+    rb"(Failed|Accepted) (\S+) for (invalid user |illegal user )?(\S*) from (\S*[^\s:]) port \d+ ssh2(?:: (?:(?! from )[^\n])*)?\r?\Z"
+)
 _FAST_TAG = re.compile(rb"sshd(?:-session|-auth)?\[\d+\]")
 _FAST_OFFSET = re.compile(rb"[+-]\d\d:\d\d")
+_FAST_HOST = re.compile(rb"[^\s\[\]:]+")
 
 
 def _fast_failed(data: bytes, start: int, end: int, at: int, clock: Clock) -> tuple[str, float, str, str] | None:
@@ -695,28 +714,40 @@ def _fast_failed(data: bytes, start: int, end: int, at: int, clock: Clock) -> tu
     when = _fast_time(data, start, tag_space, clock)
     if when is None:
         return None
-    method, invalid, user, addr = m.groups()
-    reason = "unknown_user" if invalid else "bad_key" if method in (b"publickey", b"hostbased") else "bad_password"
+    verdict, method, invalid, user, addr = m.groups()
+    if verdict == b"Accepted":
+        if invalid:
+            return None
+        reason = ""  # a success
+    elif invalid:
+        reason = "unknown_user"
+    else:
+        reason = "bad_key" if method in (b"publickey", b"hostbased") else "bad_password"
     return reason, when, user.decode("utf-8", "replace"), addr.decode("utf-8", "replace")
 
 
 def _fast_time(data: bytes, start: int, tag_space: int, clock: Clock) -> float | None:
     """The time of a line whose stamp is rsyslog's classic or RFC 3339 one followed by one host word."""
-    if data[start + 3 : start + 4] == b" " and data[start + 15 : start + 16] == b" ":
+    if data[start + 3 : start + 16 : 3] == b"  :: ":  # "Mmm dd HH:MM:SS "
         key = data[start : start + 9]
         host = start + 16
-        minute, second = data[start + 10 : start + 12], data[start + 13 : start + 15]
-    elif data[start + 4 : start + 5] == b"-" and data[start + 10 : start + 11] == b"T":
+        hour, minute, second = data[start + 7 : start + 9], data[start + 10 : start + 12], data[start + 13 : start + 15]
+    elif data[start + 4 : start + 5] == b"-" and data[start + 10 : start + 11] == b"T" and data[start + 13 : start + 17 : 3] == b"::":
         space = data.find(b" ", start + 19, tag_space + 1)
         if space < 0 or not _FAST_OFFSET.fullmatch(data, space - 6, space):
             return None
+        fraction = data[start + 19 : space - 6]
+        if fraction and not (len(fraction) > 1 and fraction[:1] in (b".", b",") and fraction[1:].isdigit()):
+            return None
         key = data[start : start + 13] + data[space - 6 : space]
         host = space + 1
-        minute, second = data[start + 14 : start + 16], data[start + 17 : start + 19]
+        hour, minute, second = data[start + 11 : start + 13], data[start + 14 : start + 16], data[start + 17 : start + 19]
     else:
         return None
-    if host >= tag_space or data.find(b" ", host, tag_space) >= 0:
-        return None  # no host word, or more than one: the general way decides
+    if not _FAST_HOST.fullmatch(data, host, tag_space):
+        return None  # no host word, more than one, or a strange one: the general way decides
+    if not (hour.isdigit() and minute.isdigit() and second.isdigit()):
+        return None  # bytes.isdigit is ASCII digits only
     base = clock.hours_b.get(key)
     if base is None:
         stamp = data[start:host].decode("ascii", "replace")
@@ -726,15 +757,13 @@ def _fast_time(data: bytes, start: int, tag_space: int, clock: Clock) -> float |
                 return None
             when = clock.classic(None, stamp[:3], day.strip(), stamp[7:9], stamp[10:12], stamp[13:15])
         else:
-            if not (stamp[:4].isdigit() and stamp[11:13].isdigit()) or (host - start > 26 and not _FRACTION.fullmatch(stamp, 19, len(stamp) - 7)):
+            if not stamp[:4].isdigit():
                 return None
             when = clock.iso(stamp[:10], stamp[11:13], stamp[14:16], stamp[17:19], stamp[-7:-1])
-        if when is None or not (minute.isdigit() and second.isdigit()):
+        if when is None:
             return None
         base = when - int(minute) * 60 - int(second)
         clock.hours_b[key] = base
-    elif not (minute.isdigit() and second.isdigit()):
-        return None
     return base + int(minute) * 60 + int(second)
 
 
@@ -774,7 +803,10 @@ def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseRes
             quick = _fast_failed(data, start, end, failed, clock)
             if quick is not None:
                 parsed += 1
-                fail("sshd", quick[0], 1, quick[1], quick[2], quick[3])
+                if quick[0]:
+                    fail("sshd", quick[0], 1, quick[1], quick[2], quick[3])
+                else:
+                    tally.success(quick[1], quick[3])
                 continue
         line = data[start:end].decode("utf-8", "replace").rstrip("\r")
         split = split_line(line, clock)

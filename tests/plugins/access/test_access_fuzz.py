@@ -203,7 +203,11 @@ def _summary(result: object) -> tuple[object, ...]:
 @SETTINGS
 @given(
     st.lists(
-        st.tuples(st.sampled_from(SSHD_LINES), st.integers(min_value=0, max_value=200), st.sampled_from(["", " ", "x", ": ", "[", "\r", "é", "  "])),
+        st.tuples(
+            st.sampled_from(SSHD_LINES),
+            st.integers(min_value=0, max_value=200),
+            st.sampled_from(["", " ", "x", ": ", "[", "]", "\r", "é", "  ", ":", "0", "T", ".", "-", "+", "²", "port 5 ssh2", " from 1.2.3.4"]),
+        ),
         min_size=1,
         max_size=20,
     )
@@ -212,7 +216,33 @@ def test_the_fast_path_agrees_with_the_general_way(edits: list[tuple[str, int, s
     """Any line, whole or edited at any point, is judged and dated the same by both paths."""
     from normagent.plugins.access.parse import _parse_lines
 
-    lines = [line if cut >= len(line) else line[:cut] + insert + line[cut:] for line, cut, insert in edits]
+    # An empty insert deletes the character at the cut instead.
+    lines = [
+        line if cut >= len(line) else line[:cut] + insert + line[cut + (not insert) :] for line, cut, insert in edits
+    ]
     block = text_block("".join(line + "\n" for line in lines).encode())
 
     assert _summary(_parse_lines(block, CTX, fast=True)) == _summary(_parse_lines(block, CTX, fast=False))
+
+
+@SETTINGS
+@given(
+    st.sampled_from(SSHD_LINES + FIXTURE_LINES),
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=200),
+            st.sampled_from(["", " ", "\t", "x", ": ", "[", "]", "(", ")", ":", "0", "T", ".", ",", "-", "+", "Z", "²", "'", ";"]),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_the_quick_line_split_agrees_with_the_patterns(line: str, edits: list[tuple[int, str]]) -> None:
+    """split_line's positional cut and the general patterns read every line alike, garbled or not."""
+    from normagent.plugins.access.parse import Clock, split_line, split_line_slow
+
+    for cut, insert in edits:
+        line = line[:cut] + insert + line[cut + (not insert) :]
+    clock = Clock(EPOCH, OSLO)
+
+    assert split_line(line, clock) == split_line_slow(line, Clock(EPOCH, OSLO))
