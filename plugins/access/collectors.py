@@ -48,6 +48,9 @@ from normagent import (
     Batch,
     Checkpoint,
     CollectorSpec,
+    EvtxSettings,
+    FileSource,
+    JournalSettings,
     MetricSpec,
     NoData,
     ParseContext,
@@ -56,12 +59,10 @@ from normagent import (
     Rollup,
     RunContext,
     TextBlock,
+    evtx_log_collector,
+    file_log_collector,
+    journal_log_collector,
 )
-
-# The log driver is meant to be public (docs/plugins.md names normagent.file_log_collector & co)
-# but normagent/__init__.py does not re-export it yet; until it does, it comes from its module.
-from normagent.logs import FileSource, evtx_log_collector, file_log_collector, journal_log_collector
-from normagent.sources.journald import JournalSettings
 
 from .journal import parse_journal_errors, parse_journal_logins
 from .parse import parse_auth_lines
@@ -222,9 +223,10 @@ class WindowsSettings:
     """``[collectors."access.windows"]``.
 
     Attributes:
-        paths: EVTX files or globs (e.g. ``/srv/eventlogs/*/Security.evtx``); none by default.
-        channels: Channels to read (case-insensitive).
-        event_ids: Read only these event ids; empty: all (System/Application errors have any id).
+        evtx: Which files to read (``[collectors."access.windows".evtx]``): ``paths`` (EVTX files
+            or globs, e.g. ``/srv/eventlogs/*/Security.evtx``; none by default), ``channels``
+            (Security, System, Application), ``event_ids`` (empty: all, since System and
+            Application errors may have any id).
         origins: Providers always exported under their own label.
         max_origins: How many more providers may be admitted from what is seen.
         admit_after: Errors a provider must cause before it is admitted.
@@ -234,9 +236,7 @@ class WindowsSettings:
         business_hours: Working hours, for password resets outside them.
     """
 
-    paths: tuple[str, ...] = ()
-    channels: tuple[str, ...] = ("Security", "System", "Application")
-    event_ids: tuple[int, ...] = ()
+    evtx: EvtxSettings = EvtxSettings(channels=("Security", "System", "Application"))
     origins: tuple[str, ...] = ()
     max_origins: int = 20
     admit_after: int = 10
@@ -447,7 +447,7 @@ WINDOWS = bounded_origins(
         help="Windows logon failures, lockouts, password changes and System/Application errors from EVTX files.",
         parser=parse_windows,
         settings=WindowsSettings,
-        evtx=lambda s: s,
+        evtx=lambda s: s.evtx,
         metrics=(*LOGIN_METRICS, EVENTLOG_ERRORS_SPEC),
         enabled_by_default=False,
     )

@@ -30,7 +30,7 @@ def _generator():  # type: ignore[no-untyped-def]
 
 
 def file_settings() -> LoginSettings:
-    from normagent.logs import FileSource
+    from normagent import FileSource
 
     return LoginSettings(prefer="files", files=FileSource(paths=("/var/log/auth.log",), start_at="beginning", timezone="Europe/Oslo"))
 

@@ -127,8 +127,7 @@ def test_journal_origin(fields: dict[str, str], origin: str) -> None:
 
 
 def _login_settings(prefer: str = "journald", identifiers: tuple[str, ...] = LOGIN_IDENTIFIERS, **files: object) -> LoginSettings:
-    from normagent.logs import FileSource
-    from normagent.sources.journald import JournalSettings
+    from normagent import FileSource, JournalSettings
 
     return LoginSettings(
         prefer=prefer,  # type: ignore[arg-type]
@@ -213,7 +212,7 @@ def test_prefer_both_reads_both(tmp_path: Path) -> None:
 
 @needs_journalctl
 def test_origins_are_admitted_after_enough_errors_and_then_labelled() -> None:
-    from normagent.sources.journald import JournalSettings
+    from normagent import JournalSettings
 
     settings = JournalErrorSettings(journal=JournalSettings(priority="err", files=(str(JOURNAL),), start="beginning"), max_origins=2, admit_after=2)
     state = MemoryCheckpoints()
