@@ -462,8 +462,8 @@ class _HeaderReader:
     def _root(self, ns: str, local: str) -> None:
         if (ns, local) not in KNOWN_ROOTS:
             if local in KNOWN_LOCAL_ROOTS:
-                raise _Reject("unknown_namespace", f"root {local} in namespace {ns or '(none)'}")
-            raise _Reject("unknown_format", f"root element {local}")
+                raise _Reject("unknown_namespace", f"root {local} in namespace {ns[:80] or '(none)'}")
+            raise _Reject("unknown_format", f"root element {local[:40]}")
         if local == "EI_fellesformat":
             self.doc, self.wrapper, self.doc_depth = "fellesformat", "fellesformat", 1
             return
@@ -741,6 +741,8 @@ class _Part:
 
 
 def _parse_mime(stream: _Stream, max_header_bytes: int) -> Parsed:
+    """A MIME file: its parts are located in the first ``max_header_bytes`` (read into memory; a
+    stored ebXML message is usually far smaller, and a larger one costs only that much)."""
     data, at_end = stream.read_up_to(max_header_bytes)
     split = _split_headers(data)
     if split is None:
