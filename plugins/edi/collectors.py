@@ -451,7 +451,11 @@ class EdiCollector:
             tally.count(metric, labels, value)
         for kind, at, key, attrs in report.effect.events:
             tally.other.append(Event(kind, datetime.fromtimestamp(at, timezone.utc), key, attrs))  # type: ignore[arg-type]
+        # Series once exported drop to 0 rather than vanish: the ledger keeps a series a batch does
+        # not mention, so one left out would keep its last value.
         series = index.gauge_series | set(report.oldest) | set(report.unacknowledged)
+        if series != index.gauge_series:
+            stage.gauge_series = series
         for msg_type, receipt in sorted(series):
             labels = {"msg_type": msg_type, "receipt": receipt}
             gauges.append(Gauge(M_UNACK, report.unacknowledged.get((msg_type, receipt), 0), labels))
@@ -481,7 +485,6 @@ class EdiCollector:
         yield self._batch(stage, tally)
         index.apply(stage)
         tally.log_summaries(ctx)
-        index.gauge_series = series
         index.pending.difference_update(report.forgotten)
 
     @staticmethod

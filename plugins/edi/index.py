@@ -13,6 +13,7 @@ key                  value
 ``s:in``/``s:out``   ``stops.DirectionState``
 ``svc``              ``stops.ServiceState``
 ``p``                when records were last pruned
+``gs``               the (msg_type, receipt) series of the waiting gauges last exported
 ===================  =====================================================================
 
 Consistency: ``Index`` is built once from ``state.scan()`` and then updated only by
@@ -59,6 +60,7 @@ QUEUE = "q:"
 STOP = "s:"
 SERVICE = "svc"
 PRUNED = "p"
+GAUGE_SERIES = "gs"
 DIRECTIONS = ("in", "out")
 
 ROLE_ORDER = {"messages": 0, "receipts": 0, "archive": 1}
@@ -119,13 +121,13 @@ class Index:
         self.stops: dict[str, DirectionState] = {d: DirectionState() for d in DIRECTIONS}
         self.service = ServiceState()
         self.last_prune = 0.0
-        # Derived or in-memory only:
+        # Derived, or in memory only:
         self.pending: set[str] = set()
         self.placeholders: set[str] = set()
         self.dirs: dict[str, DirState] = {}
         self.unreadable: dict[str, set[str]] = {}  # directory → names that could not be opened
         self.retry_dirs: set[str] = set()
-        self.gauge_series: set[tuple[str, str]] = set()
+        self.gauge_series: set[tuple[str, str]] = set()  # checkpointed: zeroed, never left stale
         self.file_count = 0
 
     @classmethod
@@ -158,6 +160,9 @@ class Index:
         index.service = ServiceState.from_json(get(SERVICE))
         pruned = get(PRUNED)
         index.last_prune = float(pruned) if isinstance(pruned, (int, float)) else 0.0
+        series = get(GAUGE_SERIES)
+        if isinstance(series, list):
+            index.gauge_series = {(str(t), str(r)) for t, r in series}
         return index
 
     def _track(self, key: str, record: Record | None) -> None:
@@ -220,6 +225,8 @@ class Index:
             self.service = stage.service
         if stage.last_prune is not None:
             self.last_prune = stage.last_prune
+        if stage.gauge_series is not None:
+            self.gauge_series = stage.gauge_series
         self.token = stage.token
 
 
@@ -235,6 +242,7 @@ class Stage:
     stops: dict[str, DirectionState] = field(default_factory=dict)
     service: ServiceState | None = None
     last_prune: float | None = None
+    gauge_series: set[tuple[str, str]] | None = None
 
     def record(self, key: str) -> Record | None:
         if key in self.records:
@@ -257,6 +265,8 @@ class Stage:
             out.append(Checkpoint(SERVICE, self.service.to_json()))
         if self.last_prune is not None:
             out.append(Checkpoint(PRUNED, self.last_prune))
+        if self.gauge_series is not None:
+            out.append(Checkpoint(GAUGE_SERIES, [list(s) for s in sorted(self.gauge_series)]))
         return out
 
     def waiting(self) -> Iterator[tuple[str, Record]]:

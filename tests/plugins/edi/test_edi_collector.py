@@ -107,7 +107,7 @@ def test_a_second_cycle_reads_nothing_and_counts_nothing(harness: Any, tree: tup
     batches = h.cycle()
     assert len(batches) == 1
     assert not [o for o in batches[0].observations if type(o).__name__ in ("Count", "Event")]
-    assert {c.key for c in batches[0].checkpoints} <= {"g", "s:in", "s:out", "svc"}
+    assert {c.key for c in batches[0].checkpoints} <= {"g", "s:in", "s:out", "svc"}  # no file, no id
     assert counters() == before
 
 
@@ -647,3 +647,20 @@ def test_a_file_rewritten_in_place_is_only_noticed_with_full_rescan(harness: Any
     h.cycle()
     assert h.value("normagent_edi_files_total", outcome="rewritten") == (1 if full else 0)
     assert h.value("normagent_edi_messages_total", direction="out", msg_type="EPIKRISE") == 1
+
+
+def test_waiting_gauges_drop_to_zero_across_a_restart(harness: Any, tmp_path: Path) -> None:
+    """A series exported before a restart is set to 0 when its message is answered, not left stale."""
+    sent = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc).timestamp()
+    write(tmp_path / "ut" / "m.xml", msghead("m", "LOM", "", OWN_HER[0], "2"), sent)
+    settings = EdiSettings(folders=(EdiFolder(path=tmp_path / "ut", direction="out"),
+                                    EdiFolder(path=tmp_path / "inn", direction="in")))
+    h = harness(settings, sent + 2 * 86400)
+    h.cycle()
+    assert h.value("normagent_edi_unacknowledged_messages", msg_type="LOM", receipt="application") == 1
+    h.restart()
+    write(tmp_path / "inn" / "r.xml", apprec("r", "m", "LOM", "1", "", "2", OWN_HER[0]), sent + 2 * 86400 + 5)
+    h.clock.advance(60)
+    h.cycle()
+    assert h.series("normagent_edi_unacknowledged_messages", "msg_type", "receipt") == {("LOM", "application"): 0.0}
+
