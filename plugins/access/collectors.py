@@ -222,11 +222,12 @@ class JournalErrorSettings:
 class WindowsSettings:
     """``[collectors."access.windows"]``.
 
+    The first three keys are those of ``normagent.EvtxSettings``, which the log driver reads.
+
     Attributes:
-        evtx: Which files to read (``[collectors."access.windows".evtx]``): ``paths`` (EVTX files
-            or globs, e.g. ``/srv/eventlogs/*/Security.evtx``; none by default), ``channels``
-            (Security, System, Application), ``event_ids`` (empty: all, since System and
-            Application errors may have any id).
+        paths: EVTX files or globs (e.g. ``/srv/eventlogs/*/Security.evtx``); none by default.
+        channels: Channels to read (case-insensitive).
+        event_ids: Read only these event ids; empty: all (System/Application errors have any id).
         origins: Providers always exported under their own label.
         max_origins: How many more providers may be admitted from what is seen.
         admit_after: Errors a provider must cause before it is admitted.
@@ -236,7 +237,9 @@ class WindowsSettings:
         business_hours: Working hours, for password resets outside them.
     """
 
-    evtx: EvtxSettings = EvtxSettings(channels=("Security", "System", "Application"))
+    paths: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ("Security", "System", "Application")
+    event_ids: tuple[int, ...] = ()
     origins: tuple[str, ...] = ()
     max_origins: int = 20
     admit_after: int = 10
@@ -245,6 +248,7 @@ class WindowsSettings:
 
     def __post_init__(self) -> None:
         _check_origin_settings(self.max_origins, self.admit_after)
+        EvtxSettings(paths=self.paths, channels=self.channels, event_ids=self.event_ids)  # same checks
 
 
 def _check_origin_settings(max_origins: int, admit_after: int) -> None:
@@ -447,7 +451,7 @@ WINDOWS = bounded_origins(
         help="Windows logon failures, lockouts, password changes and System/Application errors from EVTX files.",
         parser=parse_windows,
         settings=WindowsSettings,
-        evtx=lambda s: s.evtx,
+        evtx=lambda s: s,
         metrics=(*LOGIN_METRICS, EVENTLOG_ERRORS_SPEC),
         enabled_by_default=False,
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from evtx import PyEvtxParser
 
-from normagent import Count, EvtxSettings, ParseContext, RecordBlock, Rollup, WindowsEvent
+from normagent import Count, ParseContext, RecordBlock, Rollup, WindowsEvent
 from normagent.plugins.access.collectors import WINDOWS, WindowsSettings
 from normagent.plugins.access.tally import EVENTLOG_ERRORS, FAILED_LOGINS, LOCKOUTS, PASSWORD_RESETS, SUCCESS_BY_NETWORK
 from normagent.plugins.access.windows import hex_value, logon_failure_reason, parse_windows
@@ -94,7 +94,7 @@ def independent_counts(path: Path) -> Counter[tuple[str, ...]]:
 def collected_counts(path: Path) -> Counter[tuple[str, ...]]:
     """What the access.windows collector counts over a file, read through the real EVTX reader."""
     providers = tuple({str(r["provider"]) for r in xml_records(path)})
-    settings = WindowsSettings(evtx=EvtxSettings(paths=(str(path),)), origins=providers)
+    settings = WindowsSettings(paths=(str(path),), origins=providers)
     counts: Counter[tuple[str, ...]] = Counter()
     for obs in observations(run_collector_once(WINDOWS, settings=settings)):
         if isinstance(obs, Count) and obs.value and obs.metric in (FAILED_LOGINS, LOCKOUTS, PASSWORD_RESETS, EVENTLOG_ERRORS):
@@ -154,7 +154,7 @@ def test_hand_counted_numbers(name: str) -> None:
 
 def test_the_damaged_file_is_read_past_its_damage() -> None:
     """Every record has an outcome, the ones the damage made unreadable included."""
-    settings = WindowsSettings(evtx=EvtxSettings(paths=(str(EVTX / "sample-with-zero-data-size-event.evtx"),)))
+    settings = WindowsSettings(paths=(str(EVTX / "sample-with-zero-data-size-event.evtx"),))
     obs = observations(run_collector_once(WINDOWS, settings=settings))
 
     lines: Counter[str] = Counter()
