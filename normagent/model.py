@@ -339,7 +339,7 @@ class JournalEntry:
     @property
     def priority(self) -> int | None:
         value = self.fields.get("PRIORITY", "")
-        return int(value) if value.isdigit() else None
+        return int(value) if value.isascii() and value.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)
