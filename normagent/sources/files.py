@@ -21,9 +21,20 @@ Rotation. One checkpoint per configured path (``file:<path>``) holds the *curren
   ``name.old`` …; plain, gzip, bzip2, xz) by inode and fingerprint, or by the fingerprint of its
   decompressed first bytes; its unread rest is read, then every sibling *newer* than it (the agent
   was down across several rotations), then the new file from its start;
+- when the old file cannot be found (deleted), or had no first bytes yet (empty), every sibling
+  modified after the last look (``seen``, the newest mtime of the path's files then) holds unread
+  lines; logrotate gives a compressed file its original's mtime, so older ones do not qualify;
+- a whole catch-up (the files to read, and the new current file) goes into the checkpoint before
+  its first block, so a crash half-way forgets nothing;
 - a file never seen before starts at its beginning, or at its end (``start_at="end"``) if it was
   already there when its pattern was first configured; files that appear later always start at
   their beginning.
+
+Concurrency. logrotate and writers work while we read. The identity of a file is checked again
+*after* each read (a truncated file never gets its old first bytes back), so a copytruncate
+between the check and the read cannot pass new lines off as the old file's. A directory is
+listed until two listings agree, and every rotated file is opened pinned to the inode the listing
+saw; if one moved in between, the path is left alone for this run and looked at again next run.
 
 Known limits. A rotated file that was empty at the last look has no first bytes to be known by,
 only its inode: were it deleted and its inode reused by another rotated file before the next run,
@@ -42,6 +53,7 @@ Imports only the standard library and normagent.model (structlog for the log).
 from __future__ import annotations
 
 import bz2
+import contextlib
 import fnmatch
 import functools
 import glob
@@ -651,6 +663,14 @@ class FileTail:
                 self.log.error("log_file_unreadable", path=path, error=str(exc))
 
     def _follow(self, key: str, path: str, real: str, known: bool, from_glob: bool) -> Iterator[FileRead]:
+        try:
+            yield from self._follow_path(key, path, real, known, from_glob)
+        except _Moved as moved:
+            # Files moved between listing and opening: a rotation is under way. What was handed
+            # out is consistent; the next run looks again once the renames are done.
+            self.log.info("log_rotation_in_progress", path=path, moved=str(moved))
+
+    def _follow_path(self, key: str, path: str, real: str, known: bool, from_glob: bool) -> Iterator[FileRead]:
         ps = self._states.get(key)
         fd = _open_regular(real)
         try:
@@ -730,6 +750,8 @@ class FileTail:
             st = sibling.st
             try:
                 head = _read_head(sibling, FINGERPRINT_BYTES)
+            except _Moved:
+                raise  # before anything is handed out: this run leaves the path alone
             except (OSError, *_DECOMPRESS_ERRORS) as exc:
                 self.log.warning("rotated_file_unreadable", path=self._logical(sibling.path), error=str(exc))
                 continue
@@ -774,13 +796,11 @@ class FileTail:
         if found.codec:
             yield from self._drain_compressed(key, ps, t, found, origin, mtime)
             return
-        fd = _open_regular(found.path)
-        if fd is None:
-            return  # moved on again since the scan; the next run finds it
+        fd = _open_pinned(found)
         try:
             st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != (found.st.st_dev, found.st.st_ino):
-                return
+            if not _unchanged(t, fd, t.offset):
+                raise _Moved(found.path)  # another file under the listed inode's name since
             # Not grown for a whole run: the writer has moved to the new file, so an unterminated
             # last line will never be finished and is a line of its own.
             quiet = not fresh and st.st_size == t.size
@@ -802,13 +822,17 @@ class FileTail:
         # A compressed sibling is complete: logrotate writes it whole before it removes the plain
         # file, and a half-written one is never chosen while its plain twin exists. So an
         # unterminated last line is a line, and a stream that breaks off is corrupt, not pending.
-        t.path = found.path
-        t.mtime = found.st.st_mtime_ns
         try:
-            with _open_codec(found.path, found.codec) as stream:
+            with _opened(found) as stream:
+                if t.fpn and fingerprint(stream.read(t.fpn)) != t.fp:
+                    raise _Moved(found.path)  # another file under the listed name since
+                t.path = found.path
+                t.mtime = found.st.st_mtime_ns
                 stream.seek(t.offset)
                 reader = _stream_reader(stream.read, t.offset)
                 yield from self._emit(key, t, reader, origin, mtime, t.fp[:16], complete=True)
+        except _Moved:
+            raise
         except _DECOMPRESS_ERRORS as exc:
             self.log.warning("rotated_file_corrupt", path=origin, offset=t.offset, error=str(exc))
         if t.mtime <= (ps.seen or 0):
@@ -939,11 +963,47 @@ def _same_file(t: _Tracked, fd: int) -> bool:
     return fingerprint(_head(fd, t.fpn)) == t.fp
 
 
+class _Moved(Exception):
+    """A file is not where the directory listing put it: a rotation is renaming files right now."""
+
+
+def _open_pinned(sibling: _Sibling) -> int:
+    """An fd on the very file the listing saw (same inode), or ``_Moved``."""
+    try:
+        fd = os.open(sibling.path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise _Moved(sibling.path) from None
+    st = os.fstat(fd)
+    if (st.st_dev, st.st_ino) != (sibling.st.st_dev, sibling.st.st_ino):
+        os.close(fd)
+        raise _Moved(sibling.path)
+    return fd
+
+
+@contextlib.contextmanager
+def _opened(sibling: _Sibling) -> Iterator[IO[bytes]]:
+    """The (decompressed) content of the very file the listing saw, or ``_Moved``."""
+    raw = os.fdopen(_open_pinned(sibling), "rb")
+    stream: IO[bytes]
+    try:
+        if sibling.codec == "gzip":
+            stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        elif sibling.codec == "bz2":
+            stream = bz2.BZ2File(raw)  # type: ignore[assignment]
+        elif sibling.codec == "xz":
+            stream = lzma.LZMAFile(raw)  # type: ignore[assignment]
+        else:
+            stream = raw
+        try:
+            yield stream
+        finally:
+            stream.close()
+    finally:
+        raw.close()  # the decompressors leave a file object they were given open
+
+
 def _read_head(sibling: _Sibling, n: int) -> bytes:
-    if not sibling.codec:
-        with open(sibling.path, "rb") as f:
-            return f.read(n)
-    with _open_codec(sibling.path, sibling.codec) as stream:
+    with _opened(sibling) as stream:
         return stream.read(n)
 
 
@@ -965,8 +1025,10 @@ def _locate(t: _Tracked, siblings: list[_Sibling]) -> _Sibling | None:
             continue  # an empty fingerprint matches anything
         try:
             head = _read_head(sibling, t.fpn)
+        except _Moved:
+            raise
         except (OSError, *_DECOMPRESS_ERRORS):
-            continue
+            continue  # unreadable: it cannot be told to be this file
         if len(head) < t.fpn or fingerprint(head) != t.fp:
             continue
         score = (3 if same_inode else 2 if t.fpn >= FINGERPRINT_BYTES else 1, 0 if sibling.codec else 1)

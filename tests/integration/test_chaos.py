@@ -197,6 +197,7 @@ class Agent:
 
 
 def scrape(port: int) -> dict[str, float]:
+    """The chaos plugin's counters and the driver's line counts, from the agent's /metrics."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             text = response.read().decode()
@@ -204,10 +205,14 @@ def scrape(port: int) -> dict[str, float]:
         return {}
     values = {}
     for line in text.splitlines():
-        if line.startswith("chaos_"):
+        if line.startswith(("chaos_", "normagent_log_lines_total")):
             name, value = line.rsplit(" ", 1)
             values[name] = float(value)
     return values
+
+
+def chaos_counters(values: dict[str, float]) -> dict[str, float]:
+    return {name: value for name, value in values.items() if name.startswith("chaos_")}
 
 
 @pytest.mark.slow
@@ -248,8 +253,15 @@ block_bytes = 16384
 
     agent.start()
     writer = threading.Thread(target=generator.run, name="chaos-writer")
-    writer.start()
     try:
+        # Rotated history is not read on a first start (it is not new), so the generator only
+        # begins once the agent has committed its first look at the log.
+        started = time.monotonic()
+        while 'normagent_log_lines_total{result="parsed",source="chaos.lines"}' not in scrape(port):
+            assert time.monotonic() - started < 60, f"the agent did not start; see {agent.output}"
+            assert agent.process is not None and agent.process.poll() is None, f"the agent exited; see {agent.output}"
+            time.sleep(0.1)
+        writer.start()
         for _ in range(KILLS):
             time.sleep(rng.uniform(0.2, 2.0))  # sometimes during start-up, mostly while reading
             agent.kill()
@@ -267,7 +279,7 @@ block_bytes = 16384
         deadline = time.monotonic() + CATCH_UP_SECONDS
         got: dict[str, float] = {}
         while time.monotonic() < deadline:
-            got = scrape(port)
+            got = chaos_counters(scrape(port))
             if got == want:
                 break
             time.sleep(0.5)
@@ -275,6 +287,8 @@ block_bytes = 16384
         assert agent.stop() == 0
     finally:
         generator.stop.set()
+        if writer.is_alive():
+            writer.join(timeout=60)
         if agent.process is not None and agent.process.poll() is None:
             agent.kill()
     (tmp_path / "generator.log").write_text("\n".join(generator.events) + "\n")

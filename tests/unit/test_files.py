@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from structlog.testing import capture_logs
 from hypothesis import strategies as st
 
 from normagent.model import Checkpoint
@@ -440,6 +441,32 @@ def test_copytruncate_of_a_file_that_was_empty_at_the_last_look(tmp_path: Path) 
         f.truncate(0)
     append(log, lines(2, 1))
     assert ids(reader.run()) == [0, 1, 2]
+
+
+def test_a_listing_made_stale_by_a_rotation_in_progress_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The directory is listed, then logrotate renames files before they are opened: the tail
+    leaves the path for this run and the next run, with a fresh listing, reads every line once."""
+    import normagent.sources.files as files
+
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 40))
+    reader = Reader(source(log))
+    reader.run()
+    append(log, lines(40, 5))
+    log.rename(tmp_path / "app.log.1")
+    log.write_bytes(lines(45, 2))
+    stale = files.list_siblings(str(log))
+    (tmp_path / "app.log.1").rename(tmp_path / "app.log.2")  # the next rotation, mid-run
+    log.rename(tmp_path / "app.log.1")
+    log.write_bytes(lines(47, 1))
+    monkeypatch.setattr(files, "list_siblings", lambda real: stale)
+    with capture_logs() as logs:
+        assert reader.run() == []
+    assert "log_rotation_in_progress" in [e["event"] for e in logs]
+    monkeypatch.undo()
+    assert ids(reader.run()) == list(range(40, 48))
 
 
 def test_same_inode_with_different_content_is_a_new_file(tmp_path: Path) -> None:
