@@ -36,7 +36,7 @@ from normagent.privacy import Pseudonymiser, load_or_create_key
 from normagent.scheduler import Job, Scheduler
 from normagent.sources.command import run_command
 from normagent.sources.host import PsutilHost
-from normagent.sources.snmp import PysnmpClient
+from normagent.sources.snmp_lazy import LazySnmpClient
 from normagent.sources.syslog import SyslogReceiver, SyslogSettings, validate_syslog
 from normagent.syslog_stats import syslog_collector
 from normagent.web import WebSettings, start_server, validate_web
@@ -92,7 +92,7 @@ class Agent:
         self._server: Any = None
         self._syslog: SyslogReceiver | None = None
         self._host = PsutilHost()
-        self._snmp = PysnmpClient()
+        self._snmp = LazySnmpClient()
         self._pseudonymise: Pseudonymiser | None = None
 
     # -------------------------------------------------------------------------------------------
@@ -177,29 +177,67 @@ class Agent:
     def reload(self) -> None:
         """Re-read the configuration; on any problem keep the running one and log why."""
         assert self._setup is not None and self._scheduler is not None
-        systemd.notify("RELOADING=1")
+        systemd.reloading()
+        old = self._setup.config
+        kept = str(old.path or "built-in defaults")
         try:
             config, plugins = read_config(self._config_path)
-            old = self._setup.config
-            if config.state_dir() != old.state_dir():
-                raise ConfigError([])  # replaced below with a clearer message
         except ConfigError as exc:
-            problems = [str(p) for p in exc.problems] or ["agent.state_dir cannot change while running; restart instead"]
-            log.error("config_reload_failed", problems=problems, kept=str(self._setup.config.path or "built-in defaults"))
+            log.error("config_reload_failed", problems=[str(p) for p in exc.problems], kept=kept)
+            systemd.notify("READY=1")
+            return
+        if config.state_dir() != old.state_dir():
+            log.error("config_reload_failed", problems=["agent.state_dir cannot change while running; restart instead"], kept=kept)
+            systemd.notify("READY=1")
+            return
+        if config.sections["web"] != old.sections["web"] and not self._restart_server(config, old):
             systemd.notify("READY=1")
             return
         configure_logging(config.agent.log_level, config.agent.log_format)
+        if config.sections.get("syslog") != old.sections.get("syslog"):
+            self._restart_syslog(config)
         setup = self._prepare(config, plugins)
-        if config.sections["web"] != old.sections["web"]:
-            new_server = start_server(config.sections["web"], MetricsApp(self._ledger_or_fail().snapshot, self._view), self.healthy)
-            self._server.stop()
-            self._server = new_server
-        for name in {job.name for job in self._setup.jobs} - {job.name for job in setup.jobs}:
-            self._ledger_or_fail().forget_gauges(name)
+        for name, job in {job.name: job for job in self._setup.jobs}.items():
+            now = next((j for j in setup.jobs if j.name == name), None)
+            # A removed collector's gauges, or those of one whose settings changed (a mount or a
+            # service no longer watched), are no longer true: they go, and the next run sets them anew.
+            if now is None or now.settings != job.settings:
+                self._ledger_or_fail().forget_gauges(name)
         self._setup = setup
         self._scheduler.replace_jobs(setup.jobs)
         log.info("config_reloaded", config=str(config.path or "built-in defaults"), collectors=[j.name for j in setup.jobs])
         systemd.notify("READY=1", f"STATUS=collecting with {len(setup.jobs)} collectors")
+
+    def _restart_syslog(self, config: Config) -> None:
+        """Apply changed [syslog] settings: the old receiver stops (its spool stays), a new one starts."""
+        if self._syslog is not None:
+            self._syslog.stop()
+            self._syslog = None
+        settings = config.sections.get("syslog")
+        if settings is None:
+            return
+        receiver = SyslogReceiver(settings, config.state_dir() / "syslog", self._clock)
+        try:
+            receiver.start()
+        except NormagentError as exc:
+            log.error("syslog_receiver_failed", error=str(exc))
+            return
+        self._syslog = receiver
+
+    def _restart_server(self, config: Config, old: Config) -> bool:
+        """Serve with the new [web] settings; on failure serve the old ones again and say so.
+
+        The old server stops first: the new one usually listens on the same address.
+        """
+        self._server.stop()
+        app = MetricsApp(self._ledger_or_fail().snapshot, self._view)
+        try:
+            self._server = start_server(config.sections["web"], app, self.healthy)
+            return True
+        except NormagentError as exc:
+            log.error("config_reload_failed", problems=[str(exc)], kept=str(old.path or "built-in defaults"))
+            self._server = start_server(old.sections["web"], app, self.healthy)
+            return False
 
     def close(self) -> None:
         """Stop everything in order; safe to call twice."""

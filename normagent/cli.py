@@ -145,13 +145,13 @@ def collect(path: Path | None, fmt: str, out: TextIO) -> int:
     from normagent.oneshot import OneShotWorld, collect_once, render_text
     from normagent.sources.command import run_command
     from normagent.sources.host import PsutilHost
-    from normagent.sources.snmp import PysnmpClient
+    from normagent.sources.snmp_lazy import LazySnmpClient
 
     _quiet_logging()
     config, plugins = read_config(path)
     jobs = enabled_specs(config, plugins)
     disabled = {name: "disabled in the configuration" for name in plugins.collectors() if name not in {s.name for s, _, _ in jobs}}
-    snmp = PysnmpClient()
+    snmp = LazySnmpClient()
     try:
         world = OneShotWorld(clock=SystemClock(), host=PsutilHost(), run_command=run_command, snmp=snmp)
         reports = collect_once(jobs, world, config.state_dir())

@@ -111,9 +111,13 @@ class Config:
     sections: Mapping[str, Any]  # "web" → WebSettings, "syslog" → SyslogSettings, …
 
     def state_dir(self) -> Path:
-        """The state directory: configured, else /var/lib/normagent as root, else ./.normagent."""
+        """The state directory: configured, else systemd's $STATE_DIRECTORY (``StateDirectory=``),
+        else /var/lib/normagent as root, else ./.normagent."""
         if self.agent.state_dir is not None:
             return self.agent.state_dir
+        given = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+        if given:
+            return Path(given)
         return Path("/var/lib/normagent") if os.geteuid() == 0 else Path.cwd() / ".normagent"
 
 

@@ -177,3 +177,31 @@ def test_a_bad_config_starts_nothing_and_exits_78(daemon: Daemon) -> None:
     assert not (daemon.tmp / "state").exists()
     with pytest.raises(requests.ConnectionError):
         daemon.metrics()
+
+
+def test_sighup_applies_new_web_settings_on_the_same_address(daemon: Daemon) -> None:
+    """Adding basic auth keeps the listen address: the old server must let go of it first."""
+    import bcrypt
+
+    daemon.write_config()
+    daemon.start()
+    daemon.wait_for('normagent_collector_up{collector="sample.events"} 1.0')
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    daemon.config.write_text(daemon.config.read_text() + f'\n[web.basic_auth_users]\nprometheus = "{hashed}"\n')
+    assert daemon.proc is not None
+
+    daemon.proc.send_signal(signal.SIGHUP)
+
+    url = f"http://127.0.0.1:{daemon.port}/metrics"
+    def status() -> int:
+        try:
+            return requests.get(url, timeout=2).status_code
+        except requests.ConnectionError:  # the moment between the old server and the new one
+            return 0
+
+    end = time.monotonic() + 10
+    while time.monotonic() < end and status() != 401:
+        time.sleep(0.1)
+    assert status() == 401
+    assert requests.get(url, auth=("prometheus", "s3cret"), timeout=2).status_code == 200
+    assert daemon.proc.poll() is None
