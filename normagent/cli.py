@@ -184,7 +184,7 @@ def list_plugins(path: Path | None, fmt: str, out: TextIO) -> int:
         plugins = plugins_factory(PluginsSettings())
     collectors = plugins.collectors()
     rules, forwarders, sections = plugins.rules(), plugins.forwarders(), plugins.report_sections()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for info in plugins.infos:
         rows.append(
             {
@@ -207,8 +207,9 @@ def list_plugins(path: Path | None, fmt: str, out: TextIO) -> int:
         json.dump({"plugins": rows}, out, indent=2)
         out.write("\n")
         return 0 if not plugins.problems else 1
-    from normagent.config import format_duration
     from datetime import timedelta
+
+    from normagent.config import format_duration
 
     for row in rows:
         state = "loaded" if row["loaded"] and not row["problems"] else ("disabled" if not row["problems"] else "BROKEN")

@@ -333,7 +333,7 @@ class _Walker:
                 settings = None
             if any(isinstance(v, _Invalid) for v in (enabled, interval, timeout, settings)):
                 continue
-            result[name] = CollectorConfig(name, bool(enabled), interval, timeout, settings)  # type: ignore[arg-type]
+            result[name] = CollectorConfig(name, bool(enabled), interval, timeout, settings)
         return result
 
     def rules(self, table: Any, plugins: Plugins) -> dict[str, RuleSettings]:
@@ -427,7 +427,7 @@ class _Walker:
                 return INVALID
             entries = {str(k): self.value(v, args[1], (*path, str(k))) for k, v in raw.items()}
             return INVALID if any(isinstance(v, _Invalid) for v in entries.values()) else entries
-        if dataclasses.is_dataclass(typ):
+        if isinstance(typ, type) and dataclasses.is_dataclass(typ):
             if dataclasses.is_dataclass(raw):
                 return raw
             return self.dataclass_value(raw, typ, path)

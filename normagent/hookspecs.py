@@ -41,6 +41,7 @@ def register_collectors() -> Iterable[CollectorSpec]:
         Metric names must also be unique: two collectors may emit the same metric only if they
         declare it identically. An empty iterable means the plugin collects nothing.
     """
+    return ()
 
 
 @hookspec
@@ -54,6 +55,7 @@ def register_rules() -> Iterable[RuleSpec]:
         Rule specs with unique names (``"<plugin>.<thing>"``); each must watch a metric some
         collector declares, a rollup or an event kind. Empty: no default rules.
     """
+    return ()
 
 
 @hookspec
@@ -69,6 +71,7 @@ def register_report_sections() -> Iterable[ReportSection]:
         status, 20 deviations, 30 message communication, 40 system supplier, 50 data processor,
         60 network, 70 malware, 80 firewall). Empty: the plugin adds nothing to the report.
     """
+    return ()
 
 
 @hookspec
@@ -81,3 +84,4 @@ def register_forwarders() -> Iterable[ForwarderSpec]:
     Returns:
         Forwarder specs with unique kinds. Empty: the plugin forwards nothing.
     """
+    return ()

@@ -266,7 +266,7 @@ def build_plugins(
                 ver = ""
             register(ep.name, dist, ver, ep.load, ep.value)
     for name, obj in objects:
-        register(name, "test", "", lambda obj=obj: obj, type(obj).__name__)
+        register(name, "test", "", _given(obj), type(obj).__name__)
     plugins.problems.extend(_unknown_hooks(pm))
     return plugins
 
@@ -282,6 +282,10 @@ def _unknown_hooks(pm: pluggy.PluginManager) -> list[PluginProblem]:
                 if not impl.optionalhook:
                     problems.append(PluginProblem(impl.plugin_name, f"implements {name}(), which is not a normagent hook"))
     return problems
+
+
+def _given(obj: object) -> Callable[[], object]:
+    return lambda: obj
 
 
 def _importer(module: str) -> Callable[[], ModuleType]:

@@ -241,7 +241,7 @@ def _journal_json(path: str, spool: IO[bytes] | None) -> Literal["journal"] | No
 def _spool(stream: IO[bytes]) -> IO[bytes]:
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed by the caller
     shutil.copyfileobj(stream, spool)
-    return spool  # type: ignore[return-value]
+    return spool
 
 
 def _settings(spec: CollectorSpec, config: Config | None) -> Any:

@@ -50,7 +50,7 @@ def syslog_collector(receiver: StatsSource, interval: timedelta = timedelta(seco
 
     def collect(ctx: RunContext) -> Iterator[Batch]:
         stats = receiver.stats()
-        current = {("m", *key): n for key, n in stats.messages.items()}
+        current: dict[tuple[str, ...], int] = {("m", *key): n for key, n in stats.messages.items()}
         current.update({("c", result): n for result, n in stats.connections.items()})
         counts = []
         for key, n in current.items():

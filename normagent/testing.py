@@ -227,7 +227,8 @@ def parse_text(
         data += b"\n"
     block: LogBlock = TextBlock(data=data, origin=origin, mtime=mtime or now)
     ctx = ParseContext(now=now, tz=tz, pseudonymise=test_pseudonymiser(), settings=settings, examples=examples)
-    return parser(block, ctx)
+    result: ParseResult = parser(block, ctx)
+    return result
 
 
 def with_settings(spec: CollectorSpec, **changes: Any) -> Any:

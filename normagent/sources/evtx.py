@@ -337,6 +337,10 @@ def _records(view: _ChunkView, stats: EvtxStats) -> Iterator[tuple[int, str, str
             stats.errors += 1
             consecutive += 1
             continue
+        if record is None:  # the stubs allow it; a record without content is a damaged one
+            stats.errors += 1
+            consecutive += 1
+            continue
         consecutive = 0
         yield int(record["event_record_id"]), str(record.get("timestamp", "")), record["data"]
 

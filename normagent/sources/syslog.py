@@ -771,7 +771,7 @@ class SyslogReceiver:
         self._clock = clock
         self._tick = tick
         self._lock = threading.Lock()
-        self._messages = {(t, r): 0 for t in TRANSPORTS for r in RESULTS}
+        self._messages: dict[tuple[str, str], int] = {(t, r): 0 for t in TRANSPORTS for r in RESULTS}
         self._connections_count = dict.fromkeys(CONNECTION_RESULTS, 0)
         self._selector: selectors.BaseSelector | None = None
         self._wake_r = self._wake_w = -1
