@@ -732,20 +732,22 @@ class FileTail:
         mtime, so older ones do not qualify).
         """
         cur = ps.current
-        siblings = [s for s in list_siblings(real) if (s.st.st_dev, s.st.st_ino) not in handled]
+        listed = list_siblings(real)
+        if fd is not None:
+            opened = os.fstat(fd)
+            if (opened.st_dev, opened.st_ino) in handled | {(s.st.st_dev, s.st.st_ino) for s in listed}:
+                # The file opened at the path has been rotated since: it would be read twice, as
+                # a sibling and as the new file. Once the rotation is over, all is clear.
+                raise _Moved(real)
+        siblings = [s for s in listed if (s.st.st_dev, s.st.st_ino) not in handled]
         found = _locate(cur, siblings) if cur is not None and cur.fpn else None
         plan: list[tuple[_Tracked, _Sibling]] = []
         if cur is not None and found is not None:
             newer = siblings[: siblings.index(found)]
-            self.log.info("log_file_rotated", path=self._logical(real), rotated_to=self._logical(found.path))
             plan.append((cur, found))
         else:
             since = max(last_look or 0, cur.mtime if cur is not None else 0)
             newer = [s for s in siblings if s.st.st_mtime_ns > since]
-            unread = max(cur.size - cur.offset, 0) if cur is not None and cur.fpn else 0
-            (self.log.warning if unread else self.log.info)(
-                "log_file_replaced", path=self._logical(real), unread_bytes=unread, newer_rotated=len(newer)
-            )
         for sibling in reversed(newer):  # oldest first
             st = sibling.st
             try:
@@ -756,6 +758,14 @@ class FileTail:
                 self.log.warning("rotated_file_unreadable", path=self._logical(sibling.path), error=str(exc))
                 continue
             plan.append((_Tracked(st.st_dev, st.st_ino, fingerprint(head), len(head), path=sibling.path), sibling))
+        reading = [f"{os.path.basename(sibling.path)}@{t.offset}" for t, sibling in plan]
+        if cur is not None and found is not None:
+            self.log.info("log_file_rotated", path=self._logical(real), rotated_to=self._logical(found.path), reading=reading)
+        else:
+            unread = max(cur.size - cur.offset, 0) if cur is not None and cur.fpn else 0
+            (self.log.warning if unread else self.log.info)(
+                "log_file_replaced", path=self._logical(real), unread_bytes=unread, reading=reading
+            )
         # The whole catch-up and the new current file go into the checkpoint before the first
         # block: a crash half-way must not forget what was not reached yet.
         ps.rotated.extend(t for t, _ in plan)

@@ -72,7 +72,8 @@ class ChaosLog:
     events: list[str] = field(default_factory=list)  # what happened, with the next id, for a post-mortem
 
     def note(self, what: str) -> None:
-        self.events.append(f"{time.monotonic():.4f} id={self.next_id} {what} {sorted(p.name for p in self.folder.iterdir())}")
+        files = sorted(f"{p.name}:{p.stat().st_ino}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in self.folder.iterdir())
+        self.events.append(f"{time.time():.4f} id={self.next_id} {what} {files}")
 
     @property
     def log(self) -> Path:

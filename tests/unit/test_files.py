@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -467,6 +468,36 @@ def test_a_listing_made_stale_by_a_rotation_in_progress_loses_nothing(
     assert "log_rotation_in_progress" in [e["event"] for e in logs]
     monkeypatch.undo()
     assert ids(reader.run()) == list(range(40, 48))
+
+
+def test_a_rotation_between_opening_the_file_and_listing_its_siblings_reads_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tail opens app.log, then logrotate renames it to app.log.1 before the siblings are
+    listed: the open file must not be read both as the rotated sibling and as the new file."""
+    import normagent.sources.files as files
+
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 40))
+    reader = Reader(source(log))
+    reader.run()
+    log.rename(tmp_path / "app.log.1")
+    log.write_bytes(lines(40, 3))  # Y: the file the next run opens
+    real_list = files.list_siblings
+
+    def rotate_then_list(real: str) -> list[Any]:
+        if not (tmp_path / "app.log.2").exists():  # logrotate strikes once, right now
+            (tmp_path / "app.log.1").rename(tmp_path / "app.log.2")
+            log.rename(tmp_path / "app.log.1")
+            log.write_bytes(lines(43, 2))
+        return real_list(real)
+
+    monkeypatch.setattr(files, "list_siblings", rotate_then_list)
+    reader.run()
+    monkeypatch.undo()
+    reader.run()
+    reader.run()
+    assert ids(reader.read) == list(range(45))
 
 
 def test_same_inode_with_different_content_is_a_new_file(tmp_path: Path) -> None:
