@@ -735,10 +735,14 @@ class FileTail:
         listed = list_siblings(real)
         if fd is not None:
             opened = os.fstat(fd)
-            if (opened.st_dev, opened.st_ino) in handled | {(s.st.st_dev, s.st.st_ino) for s in listed}:
-                # The file opened at the path has been rotated since: it would be read twice, as
-                # a sibling and as the new file. Once the rotation is over, all is clear.
-                raise _Moved(real)
+            inode = (opened.st_dev, opened.st_ino)
+            if inode in handled | {(s.st.st_dev, s.st.st_ino) for s in listed}:
+                now = _stat(real)
+                if now is None or (now.st_dev, now.st_ino) != inode:
+                    # The file opened at the path has been rotated since: it would be read twice,
+                    # as a sibling and as the new file. Once the rotation is over, all is clear.
+                    raise _Moved(real)
+                listed = [s for s in listed if (s.st.st_dev, s.st.st_ino) != inode]  # a hard link
         siblings = [s for s in listed if (s.st.st_dev, s.st.st_ino) not in handled]
         found = _locate(cur, siblings) if cur is not None and cur.fpn else None
         plan: list[tuple[_Tracked, _Sibling]] = []

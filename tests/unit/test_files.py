@@ -500,6 +500,18 @@ def test_a_rotation_between_opening_the_file_and_listing_its_siblings_reads_it_o
     assert ids(reader.read) == list(range(45))
 
 
+def test_a_hard_link_under_a_rotated_name_is_not_a_rotation(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    reader = Reader(source(log))
+    reader.run()
+    append(log, lines(0, 3))
+    os.link(log, tmp_path / "app.log.1")
+    assert ids(reader.run()) == [0, 1, 2]
+    append(log, lines(3, 1))
+    assert ids(reader.run()) == [3]
+
+
 def test_same_inode_with_different_content_is_a_new_file(tmp_path: Path) -> None:
     """Inode reuse: same (dev, inode), other first bytes; only the fingerprint tells."""
     log = tmp_path / "app.log"
