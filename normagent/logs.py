@@ -382,7 +382,8 @@ class _Parsing:
         except Exception as exc:
             count = 1
             if isinstance(before, dict) and before.get("position") == position:
-                count = int(before.get("count", 0)) + 1  # type: ignore[call-overload]
+                previous = before.get("count")
+                count = (previous if isinstance(previous, int) else 0) + 1
             if count < self.max_failures:
                 self.ctx.log.error(
                     "log_block_failed",
@@ -577,7 +578,11 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
             stats = reader.stats
             if stats.lost or stats.replaced:
                 ctx.log.warning("evtx_records_missed", path=logical, overwritten=stats.lost, replaced=stats.replaced)
-            done = {"position": reader.position.to_json(), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            done: dict[str, JSONValue] = {
+                "position": reader.position.to_json(),
+                "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+            }
             yield _Step(RecordBlock(records=(), origin=logical), key, done)
         except Exception as exc:  # noqa: BLE001 - reported below, after the other files
             ctx.log.error("evtx_file_unreadable", path=logical, error=f"{type(exc).__name__}: {exc}")
@@ -657,8 +662,8 @@ def checked_parse(
     result = parser(block, pctx)
     if not isinstance(result, ParseResult):
         raise TypeError(f"the parser returned {type(result).__name__}, expected ParseResult")
-    for obs in result.observations if metrics is not None else ():
-        if isinstance(obs, (Count, Gauge)):
+    for obs in result.observations:
+        if metrics is not None and isinstance(obs, (Count, Gauge)):
             spec = metrics.get(obs.metric)
             if spec is None:
                 raise ValueError(f"the parser emitted {obs.metric}, which the collector does not declare")

@@ -64,7 +64,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -293,7 +293,7 @@ def _chunk_reader(chunks: Iterable[bytes]) -> Callable[[int], bytes]:
 
 def _open_codec(path: str, codec: str) -> IO[bytes]:
     if codec == "gzip":
-        return gzip.open(path, "rb")
+        return gzip.open(path, "rb")  # type: ignore[return-value]  # GzipFile is a binary IO
     if codec == "bz2":
         return bz2.open(path, "rb")
     if codec == "xz":
@@ -649,7 +649,7 @@ class FileTail:
     # -----------------------------------------------------------------------------------------
     # reading
 
-    def reads(self) -> Iterator[FileRead]:
+    def reads(self) -> Generator[FileRead, None, None]:
         """Every step of this run, in order; stop iterating at any point to stop reading."""
         for pattern in self._new_patterns:
             yield FileRead(PATTERN_KEY + pattern, {"v": CHECKPOINT_VERSION, "start_at": self.source.start_at})
@@ -1003,9 +1003,9 @@ def _opened(sibling: _Sibling) -> Iterator[IO[bytes]]:
         if sibling.codec == "gzip":
             stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
         elif sibling.codec == "bz2":
-            stream = bz2.BZ2File(raw)  # type: ignore[assignment]
+            stream = bz2.BZ2File(raw)
         elif sibling.codec == "xz":
-            stream = lzma.LZMAFile(raw)  # type: ignore[assignment]
+            stream = lzma.LZMAFile(raw)
         else:
             stream = raw
         try:
