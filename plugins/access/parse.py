@@ -7,13 +7,16 @@ syslog lines (RFC 3164 with or without host, rsyslog's RFC 3339, RFC 5424, host-
 renderings).
 
 Speed: a Python call per line is what makes fail2ban slow, and a ``re`` alternation of literals
-scans at about 2 ns/byte. So the block is searched with ``bytes.find`` for single *rare bytes*
+scans at about 2 ns/byte. So the block is searched with ``bytes.find`` for six *rare bytes*
 (memchr, tens of GB/s) and, at each hit, the bytes around it are compared with the anchor text
-(``Failed `` at an ``F``, ``; logname=`` at a ``;``, ...). Only lines holding an anchor are
-decoded and parsed; pam_unix lines that repeat a verdict another line counts are dropped at the
-byte level, and sshd's plain ``Failed``/``Accepted`` lines with rsyslog's usual stamps are read
-straight from the bytes (``_fast_failed``; property tests hold it to the general path's answer).
-Counts are aggregated per block (see tally.py).
+(``Failed `` at an ``F``, ``; logname=`` at a ``;``, ...): Python runs per hit of a rare byte,
+never per line. Only lines holding an anchor are looked at; pam_unix lines that repeat a verdict
+another line counts are dropped at the byte level; sshd's plain ``Failed``/``Accepted`` lines
+with rsyslog's usual stamps are matched whole by one bytes pattern as they are found and
+aggregated without being decoded (``_Quick``); the other candidates have their stamp and tag cut
+in bytes (``_LINE_HEAD``) and only their message decoded for ``classify``. Each shortcut takes
+only shapes on which the general way (``split_line`` + ``classify``) gives the same answer, and
+property tests hold them to it. Counts are aggregated per block (see tally.py).
 
 Pure: no I/O, no clock, no state between calls (pseudonyms are memoised, see tally.py). Imports
 only ``normagent`` and the standard library.
@@ -23,12 +26,13 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Final
 
 from normagent import ParseContext, ParseResult, TextBlock
 
-from .tally import Tally
+from .tally import FAILED_BY_ACCOUNT, FAILED_BY_NETWORK, SUCCESS_BY_NETWORK, Tally
 
 # ---------------------------------------------------------------------------------------------
 # Outcomes of classify(): a verdict tuple, or one of two markers.
@@ -418,7 +422,7 @@ class Clock:
     in January belong to last year.
     """
 
-    __slots__ = ("tz", "ref", "_hours", "hours", "hours_b")
+    __slots__ = ("tz", "ref", "_hours", "hours", "fast")
 
     def __init__(self, ref: datetime, tz: object) -> None:
         self.tz = tz
@@ -427,7 +431,8 @@ class Clock:
         # Epoch of the hour of a stamp's leading text ("Nov 23 07", "2026-11-23T07+01:00"), for
         # split_line's fast path; minutes and seconds are added per line.
         self.hours: dict[str, float] = {}
-        self.hours_b: dict[bytes, float] = {}  # the same, by the stamp's bytes (parse's fast path)
+        # (epoch of the hour, its UTC day or None) by the stamp's bytes, for sshd's fast path.
+        self.fast: dict[bytes, tuple[float, int | None] | tuple[None, None]] = {}
 
     def classic(self, year: str | None, mon: str, day: str, h: str, m: str, s: str) -> float | None:
         key = (year, mon, day, h)
@@ -604,25 +609,22 @@ def split_line_slow(line: str, clock: Clock) -> tuple[float | None, str, str] | 
 # ---------------------------------------------------------------------------------------------
 # The block parser
 
-# A line is a candidate when it holds one of these anchors. Each is found by memchr on its rare
-# byte, then checked by the text from that byte on (``after``) and, where the byte is not the
-# anchor's first, the text just before it (``before``).
-_ANCHORS: Final[tuple[tuple[bytes, tuple[tuple[tuple[bytes, ...], bytes], ...]], ...]] = (
-    (b"F", (((b"Failed ", b"FAILED "), b""),)),
-    (b";", (((b"; logname=", b"; TTY="), b""),)),
-    (b"A", (((b"Accepted ",), b""),)),
-    (b"k", (((b"k(",), b"pam_failloc"), ((b"k): password changed",), b"chauthto"))),
-    (b",", (((b", deny ",), b""),)),
-    (b"'", (((b"' changed by '",), b""), ((b"'",), b"change user "))),
-    (b"L", (((b"LOGIN TRIES",), b"TOO MANY "),)),
-    (b"B", (((b"BAD SU ",), b""),)),
-    (b"P", (((b"PAM: ",), b""),)),
-)
+# A line is a candidate when it holds one of the anchors (the texts of the rules above). Each scan
+# looks for one rare byte with memchr (``bytes.find``, tens of GB/s) and compares the text around
+# each hit; six scans cover every anchor, so a block is read six times in C and Python runs once
+# per hit of a rare byte, not once per line.
+#   "F"  Failed , FAILED
+#   "A"  Accepted , BAD SU , PAM: , TOO MANY LOGIN TRIES (the A of BAD, PAM and MANY)
+#   ";"  ; logname= , ; TTY=  (only the first ";" of a line, see candidate_lines)
+#   "k"  pam_faillock( , chauthtok): password changed
+#   ","  , deny
+#   "'"  ' changed by ' , change user '
 # pam_unix's "authentication failure; logname=" for services that log their own verdict: dropped
 # before decoding (rule P1), by far the most frequent duplicate on a server under attack.
 _OWN_VERDICT_PAM: Final = tuple(
     f"pam_unix({svc}:auth): authentication failure".encode() for svc in ("sshd", "sudo", "su", "su-l", "login")
 )
+_OWN_VERDICT_TAGS: Final = frozenset({b"sshd", b"sshd-session", b"sshd-auth", b"sudo", b"su", b"login"})
 
 
 def _own_verdict_pam(data: bytes, start: int, semicolon: int) -> bool:
@@ -642,130 +644,294 @@ def _own_verdict_pam(data: bytes, start: int, semicolon: int) -> bool:
     )
 
 
-_OWN_VERDICT_TAGS: Final = frozenset({b"sshd", b"sshd-session", b"sshd-auth", b"sudo", b"su", b"login"})
-
-
-def candidate_lines(data: bytes) -> tuple[list[tuple[int, int, int]], int]:
+def candidate_lines(data: bytes, quick: _Quick | None = None) -> tuple[list[tuple[int, int]], int]:
     """The lines that hold an anchor, in order, and how many were dropped as duplicates.
 
-    Each line is ``(start, end, at)``: ``end`` excludes the newline; ``at`` is where a ``Failed ``,
-    ``FAILED `` or ``Accepted `` anchor starts, or -1 (the fast path for sshd's lines uses it).
+    Each line is ``(start, end)``; ``end`` excludes the newline.
+
+    A line is a candidate when it holds one of the anchors anywhere, except that ``; logname=``
+    and ``; TTY=`` count only as the line's first ``;``: sudo's success lines hold four, and
+    pam_unix's failure line and sudo's refusals have theirs first. A pam_unix failure line of a
+    service with its own verdict is dropped even if it holds another anchor (rule P1).
+
+    With ``quick``, sshd's plain ``Failed``/``Accepted`` lines are read into it as they are found
+    (see ``_Quick``) and left out of the list; every other candidate is in the list.
     """
-    found: dict[int, tuple[int, int]] = {}
+    found: dict[int, int] = {}  # start -> end; _READ for the lines quick has read
     dropped: set[int] = set()
     size = len(data)
     find = data.find
     rfind = data.rfind
     startswith = data.startswith
     endswith = data.endswith
-    for byte, checks in _ANCHORS:
-        single = checks[0] if len(checks) == 1 and not checks[0][1] else None
-        semicolon = byte == b";"
-        fast = byte in (b"F", b"A")
-        p = find(byte)
-        while p >= 0:
-            if single is not None:
-                hit = startswith(single[0], p)
-            else:
-                hit = any(startswith(after, p) and (not before or endswith(before, 0, p)) for after, before in checks)
-            if hit:
-                start = rfind(b"\n", 0, p) + 1
-                end = find(b"\n", p)
-                if end < 0:
-                    end = size
-                if semicolon and startswith(b"; logname=", p) and _own_verdict_pam(data, start, p):
-                    dropped.add(start)
-                elif fast or start not in found:
-                    found[start] = (end, p if fast else -1)
-                p = find(byte, end)
-            elif semicolon:
-                # The first ";" of a line is the anchor's or none is: sudo's success lines have
-                # four, pam_unix's failure line its first after the verdict.
-                end = find(b"\n", p)
-                p = find(byte, end) if end >= 0 else -1
-            else:
-                p = find(byte, p + 1)
+
+    # First, so that the fast path below never reads a line that is to be dropped.
+    p = find(b";")
+    while p >= 0:
+        # The first ";" of a line is the anchor's or none is: go on from the next line.
+        end = find(b"\n", p)
+        if end < 0:
+            end = size
+        if startswith(_SEMICOLON_ANCHORS, p):
+            start = rfind(b"\n", 0, p) + 1
+            # 108: the "l" of "; logname="; a suffix without a newline cannot reach past the line.
+            if data[p + 2] == 108 and (endswith(_OWN_VERDICT_PAM, 0, p) or _own_verdict_pam(data, start, p)):
+                dropped.add(start)
+            elif start not in found:
+                found[start] = end
+        p = find(b";", end)
+
+    p = find(b"k")
+    while p >= 0:
+        if startswith(_K_ANCHORS, p) and endswith(b"pam_failloc" if data[p + 1] == 40 else b"chauthto", 0, p):
+            p = _found(data, p, found)
+        else:
+            p = find(b"k", p + 1)
+    p = find(b",")
+    while p >= 0:
+        p = _found(data, p, found) if startswith(b", deny ", p) else find(b",", p + 1)
+    p = find(b"'")
+    while p >= 0:
+        if startswith(b"' changed by '", p) or endswith(b"change user ", 0, p):
+            p = _found(data, p, found)
+        else:
+            p = find(b"'", p + 1)
+
+    fast = quick is not None
+    oks: list[re.Match[bytes]] = []
+    p = find(b"A")
+    while p >= 0:
+        if startswith(b"Accepted ", p):
+            start = rfind(b"\n", 0, p) + 1
+            if fast and start not in dropped:
+                m = _FAST_ACCEPTED(data, start)
+                if m is not None:
+                    oks.append(m)
+                    found[start] = _READ
+                    p = find(b"A", m.end())
+                    continue
+            end = find(b"\n", p)
+            if end < 0:
+                end = size
+            if start not in found:
+                found[start] = end
+            p = find(b"A", end)
+        # At p - 1 (the last byte of the block when p is 0: too short to match).
+        elif startswith(_AFTER_A, p - 1) and (data[p - 1] != 77 or startswith(b"TOO MANY LOGIN TRIES", p - 5)):
+            p = _found(data, p, found)
+        else:
+            p = find(b"A", p + 1)
+
+    fails: list[re.Match[bytes]] = []
+    p = find(b"F")
+    while p >= 0:
+        if startswith(_FAILED_ANCHORS, p):
+            start = rfind(b"\n", 0, p) + 1
+            if fast and data[p + 1] == 97 and start not in dropped:  # 97: "Failed", not "FAILED"
+                m = _FAST_FAILED(data, start)
+                # A line read as "Accepted" above cannot match: its message starts otherwise.
+                if m is not None:
+                    fails.append(m)
+                    found[start] = _READ
+                    p = find(b"F", m.end())
+                    continue
+            end = find(b"\n", p)
+            if end < 0:
+                end = size
+            if start not in found:
+                found[start] = end
+            p = find(b"F", end)
+        else:
+            p = find(b"F", p + 1)
+
+    if quick is not None:
+        for m in quick.read(fails, oks):  # a stamp that is no time: the general way decides
+            found[m.start()] = m.end()
     for start in dropped:
         found.pop(start, None)
-    return [(start, end, at) for start, (end, at) in sorted(found.items())], len(dropped)
+    return [(start, end) for start, end in sorted(found.items()) if end != _READ], len(dropped)
 
 
-# sshd's plain failure line, the bulk of a server under attack, read without decoding or splitting
-# the line: "<stamp> <host> sshd[-session|-auth][<pid>]: Failed <method> for [invalid user ]<user>
-# from <addr> port <n> ssh2". Any other shape (an ": info" tail, a user with spaces, no host, an
-# unusual stamp) goes the general way, which gives the same verdict for this shape.
-_FAST_FAILED = re.compile(
-    rb"(Failed|Accepted) (\S+) for (invalid user |illegal user )?(\S*) from (\S*[^\s:]) port \d+ ssh2(?:: (?:(?! from )[^\n])*)?\r?\Z"
+def _found(data: bytes, p: int, found: dict[int, int]) -> int:
+    """Record the line around ``p`` as a candidate (unless it is one already); where to look next."""
+    start = data.rfind(b"\n", 0, p) + 1
+    end = data.find(b"\n", p)
+    if end < 0:
+        end = len(data)
+    if start not in found:
+        found[start] = end
+    return data.find(data[p : p + 1], end)
+
+
+_FAILED_ANCHORS: Final = (b"Failed ", b"FAILED ")
+# Anchors found at their "A", compared from the byte before it; "MANY ..." is then checked for
+# the "TOO " of "TOO MANY LOGIN TRIES".
+_AFTER_A: Final = (b"BAD SU ", b"PAM: ", b"MANY LOGIN TRIES")
+_SEMICOLON_ANCHORS: Final = (b"; logname=", b"; TTY=")
+_K_ANCHORS: Final = (b"k(", b"k): password changed")  # after "pam_failloc", "chauthto"
+# candidate_lines' mark for a line sshd's fast path has read: an end no real line has.
+_READ: Final = -1
+
+# sshd's plain failure and success lines, the bulk of a server under attack, read with one match
+# from the line's first byte and never decoded: "<stamp> <host> sshd[-session|-auth][<pid>]:
+# Failed|Accepted <method> for [invalid user ]<user> from <addr> port <n> ssh2[: <key info>]",
+# with rsyslog's classic or RFC 3339 stamp. Every field is printable ASCII; anything else (other
+# stamps, no host, an "error: " prefix, a user with spaces, bytes beyond ASCII, key info holding
+# " from " after an invalid user, whose name the general pattern then reads differently) goes the
+# general way, which gives the same verdict and time for every line these patterns take
+# (property tests hold the two to it). Groups: 1 classic stamp to the hour, 2 RFC 3339 stamp to
+# the hour, 3 "MM:SS", 4 offset (RFC 3339 only); then the message's.
+_FAST_HEAD = (
+    rb"(?:([A-Z][a-z]{2} [ \d]\d \d\d)|(\d{4}-\d\d-\d\dT\d\d)):(\d\d:\d\d)(?(1)|(?:[.,]\d+)?([+-]\d\d:\d\d))"
+    rb" [\x21-\x39\x3b-\x5a\x5c\x5e-\x7e]+ sshd(?:-session|-auth)?\[\d+\]: "
 )
-_FAST_TAG = re.compile(rb"sshd(?:-session|-auth)?\[\d+\]")
-_FAST_OFFSET = re.compile(rb"[+-]\d\d:\d\d")
-_FAST_HOST = re.compile(rb"[^\s\[\]:]+")
+_FAST_ADDR = rb" from ([\x21-\x7e]*[\x21-\x39\x3b-\x7e]) port \d+ ssh2"
+# 5 method, 6 "invalid user ", 7 user, 8 address
+_FAST_FAILED: Final = re.compile(
+    _FAST_HEAD + rb"Failed ([\x21-\x7e]+) for (invalid user |illegal user )?([\x21-\x7e]*)" + _FAST_ADDR
+    + rb"(?(6)(?:: (?:(?! from )[^\n])*)?|(?:: [^\n]*)?)\r?$",
+    re.M,
+).match
+# 5 method, 6 user, 7 address
+_FAST_ACCEPTED: Final = re.compile(
+    _FAST_HEAD + rb"Accepted ([\x21-\x7e]+) for ([\x21-\x7e]+)" + _FAST_ADDR + rb"(?:: [^\n]*)?\r?$", re.M
+).match
+_KEY_METHODS: Final = frozenset({b"publickey", b"hostbased"})
+# Seconds into the hour of the usual "MM:SS"; any other two digits are added up the same way.
+_MINUTE_SECOND: Final = {b"%02d:%02d" % (m, s): m * 60 + s for m in range(60) for s in range(61)}
+# A stamp's minutes and seconds add at most 99*60+99 seconds to its hour.
+_HOUR_SPAN: Final = 99 * 60 + 99
 
 
-def _fast_failed(data: bytes, start: int, end: int, at: int, clock: Clock) -> tuple[str, float, str, str] | None:
-    """(reason, time, user, address) of sshd's plain failure line, or None to take the general way."""
-    if data[at - 2 : at] != b": ":
-        return None
-    tag_space = data.rfind(b" ", start, at - 2)
-    if tag_space < start or not _FAST_TAG.fullmatch(data, tag_space + 1, at - 2):
-        return None
-    m = _FAST_FAILED.match(data, at, end)
-    if m is None:
-        return None
-    when = _fast_time(data, start, tag_space, clock)
-    if when is None:
-        return None
-    verdict, method, invalid, user, addr = m.groups()
-    if verdict == b"Accepted":
-        if invalid:
-            return None
-        reason = ""  # a success
-    elif invalid:
-        reason = "unknown_user"
+def _stamp_hour(clock: Clock, key: bytes) -> tuple[float, int | None] | tuple[None, None]:
+    """(epoch of the stamp's hour, its UTC day if every time in that hour falls on it) for a key of
+    the fast patterns: ``Nov 23 07`` or ``2026-11-23T07+01:00``; (None, None) if it is no time."""
+    text = key.decode("ascii")
+    if len(text) == 9:
+        if text[:3] not in _MONTHS:
+            return None, None
+        base = clock.classic(None, text[:3], text[4:6].strip(), text[7:9], "0", "0")
     else:
-        reason = "bad_key" if method in (b"publickey", b"hostbased") else "bad_password"
-    return reason, when, user.decode("utf-8", "replace"), addr.decode("utf-8", "replace")
-
-
-def _fast_time(data: bytes, start: int, tag_space: int, clock: Clock) -> float | None:
-    """The time of a line whose stamp is rsyslog's classic or RFC 3339 one followed by one host word."""
-    if data[start + 3 : start + 16 : 3] == b"  :: ":  # "Mmm dd HH:MM:SS "
-        key = data[start : start + 9]
-        host = start + 16
-        hour, minute, second = data[start + 7 : start + 9], data[start + 10 : start + 12], data[start + 13 : start + 15]
-    elif data[start + 4 : start + 5] == b"-" and data[start + 10 : start + 11] == b"T" and data[start + 13 : start + 17 : 3] == b"::":
-        space = data.find(b" ", start + 19, tag_space + 1)
-        if space < 0 or not _FAST_OFFSET.fullmatch(data, space - 6, space):
-            return None
-        fraction = data[start + 19 : space - 6]
-        if fraction and not (len(fraction) > 1 and fraction[:1] in (b".", b",") and fraction[1:].isdigit()):
-            return None
-        key = data[start : start + 13] + data[space - 6 : space]
-        host = space + 1
-        hour, minute, second = data[start + 11 : start + 13], data[start + 14 : start + 16], data[start + 17 : start + 19]
-    else:
-        return None
-    if not _FAST_HOST.fullmatch(data, host, tag_space):
-        return None  # no host word, more than one, or a strange one: the general way decides
-    if not (hour.isdigit() and minute.isdigit() and second.isdigit()):
-        return None  # bytes.isdigit is ASCII digits only
-    base = clock.hours_b.get(key)
+        base = clock.iso(text[:10], text[11:13], "0", "0", text[13:])
     if base is None:
-        stamp = data[start:host].decode("ascii", "replace")
-        if len(key) == 9:
-            day = stamp[4:6]
-            if stamp[:3] not in _MONTHS or not (day.isdigit() or (day[0] == " " and day[1].isdigit())):
-                return None
-            when = clock.classic(None, stamp[:3], day.strip(), stamp[7:9], stamp[10:12], stamp[13:15])
-        else:
-            if not stamp[:4].isdigit():
-                return None
-            when = clock.iso(stamp[:10], stamp[11:13], stamp[14:16], stamp[17:19], stamp[-7:-1])
-        if when is None:
-            return None
-        base = when - int(minute) * 60 - int(second)
-        clock.hours_b[key] = base
-    return base + int(minute) * 60 + int(second)
+        return None, None
+    day = int(base // 86400)
+    return base, day if int((base + _HOUR_SPAN) // 86400) == day else None
+
+
+Rows = dict[tuple[int, bytes], list[float]]  # (UTC day, raw account or address) -> [n, first, last]
+
+
+class _Quick:
+    """What sshd's fast path read from one block: counts per reason and rollup rows, by raw bytes.
+
+    The times are those ``split_line`` gives: the stamp's hour from the block's ``Clock``, plus
+    minutes and seconds, in the same whole-second float arithmetic.
+    """
+
+    __slots__ = ("clock", "lines", "reasons", "by_account", "by_network", "ok_by_network")
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.lines = 0
+        self.reasons = {"bad_password": 0, "bad_key": 0, "unknown_user": 0}
+        self.by_account: Rows = {}
+        self.by_network: Rows = {}
+        self.ok_by_network: Rows = {}
+
+    def read(self, fails: list[re.Match[bytes]], oks: list[re.Match[bytes]]) -> list[re.Match[bytes]]:
+        """Count the lines ``_FAST_FAILED`` and ``_FAST_ACCEPTED`` matched; return those whose stamp
+        is no time (nothing of them counted)."""
+        # One loop body per line, with no call but the dictionary's: this runs for most of the
+        # lines that count on a server under attack.
+        clock = self.clock
+        hours = clock.fast
+        seconds = _MINUTE_SECOND
+        keyed = _KEY_METHODS
+        by_account, by_network = self.by_account, self.by_network
+        bad_password = bad_key = unknown_user = 0
+        rest: list[re.Match[bytes]] = []
+        for m in fails:
+            classic, iso, minute_second, offset, method, invalid, user, addr = m.groups()
+            key = classic or iso + offset
+            hour = hours.get(key)
+            if hour is None:
+                hour = hours[key] = _stamp_hour(clock, key)
+            base, day = hour
+            if base is None:
+                rest.append(m)
+                continue
+            into = seconds.get(minute_second)
+            when = base + (into if into is not None else int(minute_second[:2]) * 60 + int(minute_second[3:]))
+            if day is None:
+                day = int(when // 86400)
+            if invalid is not None:
+                unknown_user += 1
+            elif method in keyed:
+                bad_key += 1
+            else:
+                bad_password += 1
+            row = by_account.get((day, user))
+            if row is None:
+                by_account[(day, user)] = [1, when, when]
+            else:
+                row[0] += 1
+                if when > row[2]:
+                    row[2] = when
+                elif when < row[1]:
+                    row[1] = when
+            row = by_network.get((day, addr))
+            if row is None:
+                by_network[(day, addr)] = [1, when, when]
+            else:
+                row[0] += 1
+                if when > row[2]:
+                    row[2] = when
+                elif when < row[1]:
+                    row[1] = when
+        by_network = self.ok_by_network
+        for m in oks:
+            classic, iso, minute_second, offset, _, _, addr = m.groups()
+            key = classic or iso + offset
+            hour = hours.get(key)
+            if hour is None:
+                hour = hours[key] = _stamp_hour(clock, key)
+            base, day = hour
+            if base is None:
+                rest.append(m)
+                continue
+            into = seconds.get(minute_second)
+            when = base + (into if into is not None else int(minute_second[:2]) * 60 + int(minute_second[3:]))
+            if day is None:
+                day = int(when // 86400)
+            row = by_network.get((day, addr))
+            if row is None:
+                by_network[(day, addr)] = [1, when, when]
+            else:
+                row[0] += 1
+                if when > row[2]:
+                    row[2] = when
+                elif when < row[1]:
+                    row[1] = when
+        reasons = self.reasons
+        reasons["bad_password"] += bad_password
+        reasons["bad_key"] += bad_key
+        reasons["unknown_user"] += unknown_user
+        self.lines += len(fails) + len(oks) - len(rest)
+        return rest
+
+    def into(self, tally: Tally) -> None:
+        """Add what was read to the block's tally."""
+        for reason, n in self.reasons.items():
+            if n:
+                tally.count_fails("sshd", reason, n)
+        for name, rows in (
+            (FAILED_BY_ACCOUNT, self.by_account),
+            (FAILED_BY_NETWORK, self.by_network),
+            (SUCCESS_BY_NETWORK, self.ok_by_network),
+        ):
+            if rows:
+                tally.merge_rows(name, {(day, raw.decode("ascii")): row for (day, raw), row in rows.items()})
 
 
 def parse_auth_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
@@ -785,7 +951,7 @@ def parse_auth_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
 
 
 def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseResult:
-    """``parse_auth_lines``; ``fast=False`` sends every line the general way (for the tests)."""
+    """``parse_auth_lines``; ``fast=False`` sends every candidate line the general way (for the tests)."""
     data = block.data
     lines = block.line_count
     result = ParseResult()
@@ -795,22 +961,19 @@ def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseRes
     tally = Tally(ctx)
     clock = Clock(block.mtime or ctx.now, ctx.tz)
     fallback = (block.mtime or ctx.now).timestamp()
-    spans, _ = candidate_lines(data)
+    quick = _Quick(clock) if fast else None
+    spans, _ = candidate_lines(data, quick)
     parsed = unparsed = 0
+    if quick is not None:
+        quick.into(tally)
+        parsed = quick.lines
+    head = _LINE_HEAD if fast else None
     examples = result.examples
     fail = tally.fail
-    for start, end, failed in spans:
-        if fast and failed > start:
-            quick = _fast_failed(data, start, end, failed, clock)
-            if quick is not None:
-                parsed += 1
-                if quick[0]:
-                    fail("sshd", quick[0], 1, quick[1], quick[2], quick[3])
-                else:
-                    tally.success(quick[1], quick[3])
-                continue
-        line = data[start:end].decode("utf-8", "replace").rstrip("\r")
-        split = split_line(line, clock)
+    for start, end in spans:
+        split = _split_bytes(head(data, start, end), data, end, clock) if head is not None else None
+        if split is None:
+            split = split_line(data[start:end].decode("utf-8", "replace").rstrip("\r"), clock)
         if split is None:
             verdict: Outcome = UNPARSED
             when = None
@@ -822,7 +985,7 @@ def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseRes
         if verdict is UNPARSED:
             unparsed += 1
             if len(examples) < ctx.examples:
-                examples.append(line)
+                examples.append(data[start:end].decode("utf-8", "replace").rstrip("\r"))
             continue
         parsed += 1
         if verdict[0] == "fail":  # by far the most frequent: no detour through apply()
@@ -837,6 +1000,34 @@ def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseRes
     return result
 
 
+# The stamp (as _FAST_HEAD's groups 1-4), host and tag of a line in rsyslog's usual shape: the
+# tag is printable ASCII without brackets, parentheses or colons, followed by a numeric pid, by
+# nothing, or by the "]" of GDM's "gdm-password]:". Anything else goes to split_line.
+_LINE_HEAD: Final = re.compile(
+    _FAST_HEAD[: _FAST_HEAD.index(b" sshd")]
+    + rb" ([\x21-\x27\x2a-\x39\x3b-\x5a\x5c\x5e-\x7e]+)(?:\[\d+\]|\])?: "
+).match
+
+
+def _split_bytes(m: re.Match[bytes] | None, data: bytes, end: int, clock: Clock) -> tuple[float, str, str] | None:
+    """``split_line``'s answer for a line ``_LINE_HEAD`` matched (None if it did not, or if the stamp
+    is no time), cut in bytes: the header is ASCII, so the message decodes alike on its own."""
+    if m is None:
+        return None
+    classic, iso, minute_second, offset, tag = m.groups()
+    key = classic or iso + offset
+    hours = clock.fast
+    hour = hours.get(key)
+    if hour is None:
+        hour = hours[key] = _stamp_hour(clock, key)
+    base = hour[0]
+    if base is None:
+        return None
+    into = _MINUTE_SECOND.get(minute_second)
+    when = base + (into if into is not None else int(minute_second[:2]) * 60 + int(minute_second[3:]))
+    return when, tag.decode("ascii"), data[m.end() : end].decode("utf-8", "replace").rstrip("\r")
+
+
 def apply(tally: Tally, verdict: Verdict, when: float) -> None:
     """Add one verdict of ``classify`` to a block's tally."""
     kind, source, label, n, account, address = verdict
@@ -848,4 +1039,3 @@ def apply(tally: Tally, verdict: Verdict, when: float) -> None:
         tally.reset(source, label, when, n)
     elif kind == "success":
         tally.success(when, address)
-

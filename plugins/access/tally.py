@@ -119,6 +119,32 @@ class Tally:
                 elif when > row[2]:
                     row[2] = when
 
+    def count_fails(self, source: str, reason: str, n: float) -> None:
+        """Add ``n`` failed attempts to the counter alone; their rollup rows come by ``merge_rows``."""
+        key = _FAIL_KEYS.get((source, reason))
+        if key is None:
+            key = (FAILED_LOGINS, (("reason", reason), ("source", source)))
+        self.counts[key] = self.counts.get(key, 0.0) + n
+
+    def merge_rows(self, name: str, rows: dict[tuple[int, str], list[float]]) -> None:
+        """Add rollup rows a parser aggregated itself: ``(utc_day, raw) -> [n, first, last]``.
+
+        ``raw`` is an account name for the ``*_by_account`` rollups and an address for the
+        ``*_by_network`` ones, pseudonymised like those of ``fail`` and ``success``.
+        """
+        mine = self._rows
+        for (day, raw), (n, first, last) in rows.items():
+            key = (name, day, raw)
+            row = mine.get(key)
+            if row is None:
+                mine[key] = [n, first, last]
+            else:
+                row[0] += n
+                if first < row[1]:
+                    row[1] = first
+                if last > row[2]:
+                    row[2] = last
+
     def lockout(self, source: str, when: float, account: str | None, n: float = 1) -> None:
         self._count(LOCKOUTS, (("source", source),), n)
         if account is not None:
