@@ -15,6 +15,7 @@ Run with ``pytest -m slow tests/integration/test_chaos.py``; CHAOS_SEED=<n> repl
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 import random
 import shutil
@@ -33,8 +34,12 @@ import pytest
 from normagent.ledger import Ledger
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from chaos_plugin import MODULUS  # noqa: E402
+_spec = importlib.util.spec_from_file_location("chaos_plugin_for_truth", HERE / "chaos_plugin.py")
+assert _spec is not None and _spec.loader is not None
+_plugin = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = _plugin  # its dataclasses look their module up while being defined
+_spec.loader.exec_module(_plugin)
+MODULUS: int = _plugin.MODULUS  # the agent loads the same module by name, from PYTHONPATH
 
 KILLS = 24
 CATCH_UP_SECONDS = 90
