@@ -191,28 +191,28 @@ class Tally:
     def observations(self) -> list[Observation]:
         out: list[Observation] = [Count(metric, labels, value) for (metric, labels), value in self.counts.items()]
         merged: dict[tuple[str, int, str], list[float]] = {}
+        account, network = self.account, self.network
         for (name, day, raw), row in self._rows.items():
-            if name in _BY_ACCOUNT:
-                key = self.account(raw)
-            elif name in _BY_ADDRESS:
-                key = self.network(raw)
-            else:
-                key = raw
+            key = network(raw) if name in _BY_ADDRESS else account(raw) if name in _BY_ACCOUNT else raw
             if key is None:
                 continue
             have = merged.get((name, day, key))
-            if have is None:
-                merged[(name, day, key)] = list(row)
-            else:
-                have[0] += row[0]
-                have[1] = min(have[1], row[1])
-                have[2] = max(have[2], row[2])
+            # A new list when two raw values share a pseudonym: the tally's own rows stay as they are.
+            merged[(name, day, key)] = row if have is None else [have[0] + row[0], min(have[1], row[1]), max(have[2], row[2])]
         days: dict[int, date] = {}
+        # One line's time is often the first or last of two rows (its account's and its network's).
+        stamps: dict[float, datetime] = {}
         for (name, day, key), (value, first, last) in merged.items():
             when = days.get(day)
             if when is None:
                 when = days[day] = date.fromordinal(day + _EPOCH_ORDINAL)
-            out.append(Rollup(name, when, key, value, _utc(first), _utc(last)))
+            first_seen = stamps.get(first)
+            if first_seen is None:
+                first_seen = stamps[first] = _utc(first)
+            last_seen = stamps.get(last)
+            if last_seen is None:
+                last_seen = stamps[last] = _utc(last)
+            out.append(Rollup(name, when, key, value, first_seen, last_seen))
         return out
 
     def _count(self, metric: str, labels: tuple[tuple[str, str], ...], n: float) -> None:
