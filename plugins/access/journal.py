@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 
 from normagent import JournalEntry, ParseContext, ParseResult, RecordBlock
 
-from .parse import IGNORED, UNPARSED, apply, classify
+from .parse import UNPARSED, apply, classify
 from .tally import OTHER_ORIGIN, Tally
 
 # The texts parse.py's byte prefilter looks for, as one pattern over a (short) message.
@@ -76,8 +76,8 @@ def _scan(block: RecordBlock, ctx: ParseContext, *, logins: bool, errors: bool) 
                         unparsed += 1
                         if len(result.examples) < ctx.examples:
                             result.examples.append(f"{entry.identifier}: {message}")
-                elif verdict is not IGNORED:
-                    apply(tally, verdict, entry.realtime.timestamp())  # type: ignore[arg-type]
+                elif not isinstance(verdict, str):  # a verdict; the other string is IGNORED
+                    apply(tally, verdict, entry.realtime.timestamp())
                     counted = True
         parsed += counted
     result.observations = tally.observations()

@@ -25,10 +25,10 @@ only ``normagent`` and the standard library.
 from __future__ import annotations
 
 import calendar
+import functools
 import re
-from collections import Counter
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, TypeAlias
 
 from normagent import ParseContext, ParseResult, TextBlock
 
@@ -41,8 +41,8 @@ IGNORED: Final = "ignored"  # understood, and deliberately not counted (or not a
 UNPARSED: Final = "unparsed"  # looks like a login message of a known program, but no rule understands it
 
 # (kind, source, reason_or_kind, n, account, address); kind is fail | lockout | reset | success
-Verdict = tuple[str, str, str, int, "str | None", "str | None"]
-Outcome = "Verdict | str"
+Verdict: TypeAlias = "tuple[str, str, str, int, str | None, str | None]"
+Outcome: TypeAlias = "Verdict | str"
 
 # Services whose own message carries the verdict; pam_unix's lines for them repeat an attempt
 # already counted (docs/access-counting-rules.md, rule P1).
@@ -576,19 +576,19 @@ def split_line_slow(line: str, clock: Clock) -> tuple[float | None, str, str] | 
         m = _LINE_ISO.match(line)
         if m is not None:
             date, h, mi, sec, off, *rest = m.groups()
-            when = clock.iso(date, h, mi, sec, off)  # type: ignore[arg-type]
+            when = clock.iso(date, h, mi, sec, off)
             tag = tuple(rest)
         else:
             m = _LINE_CLASSIC.match(line)
             if m is not None:
                 year, mon, day, h, mi, sec, *rest = m.groups()
-                when = clock.classic(year, mon, day, h, mi, sec)  # type: ignore[arg-type]
+                when = clock.classic(year, mon, day, h, mi, sec)
                 tag = tuple(rest)
     elif first.isupper():
         m = _LINE_CLASSIC.match(line)
         if m is not None:
             year, mon, day, h, mi, sec, *rest = m.groups()
-            when = clock.classic(None, mon, day, h, mi, sec)  # type: ignore[arg-type]
+            when = clock.classic(None, mon, day, h, mi, sec)
             tag = tuple(rest)
     elif first == "<":
         m5 = _RFC5424.match(line)
@@ -619,8 +619,9 @@ def split_line_slow(line: str, clock: Clock) -> tuple[float | None, str, str] | 
 #   "k"  pam_faillock( , chauthtok): password changed
 #   ","  , deny
 #   "'"  ' changed by ' , change user '
-# pam_unix's "authentication failure; logname=" for services that log their own verdict: dropped
-# before decoding (rule P1), by far the most frequent duplicate on a server under attack.
+
+# pam_unix's "authentication failure; logname=" for services that log their own verdict: passed
+# over by the ";" scan (rule P1), by far the most frequent duplicate on a server under attack.
 _OWN_VERDICT_PAM: Final = tuple(
     f"pam_unix({svc}:auth): authentication failure".encode() for svc in ("sshd", "sudo", "su", "su-l", "login")
 )
@@ -972,10 +973,13 @@ def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseRes
         quick.into(tally)
         parsed = quick.lines
     head = _LINE_HEAD if fast else None
+    judge = _classify_short if fast else classify
     examples = result.examples
     fail = tally.fail
     for start, end in spans:
-        split = _split_bytes(head(data, start, end), data, end, clock) if head is not None else None
+        split: tuple[float | None, str, str] | None = (
+            _split_bytes(head(data, start, end), data, end, clock) if head is not None else None
+        )
         if split is None:
             split = split_line(data[start:end].decode("utf-8", "replace").rstrip("\r"), clock)
         if split is None:
@@ -983,25 +987,35 @@ def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseRes
             when = None
         else:
             when, program, message = split
-            verdict = classify(program, message)
-        if verdict is IGNORED:
-            continue
-        if verdict is UNPARSED:
-            unparsed += 1
-            if len(examples) < ctx.examples:
-                examples.append(data[start:end].decode("utf-8", "replace").rstrip("\r"))
+            verdict = judge(program, message)
+        if isinstance(verdict, str):  # IGNORED or UNPARSED
+            if verdict is UNPARSED:
+                unparsed += 1
+                if len(examples) < ctx.examples:
+                    examples.append(data[start:end].decode("utf-8", "replace").rstrip("\r"))
             continue
         parsed += 1
         if verdict[0] == "fail":  # by far the most frequent: no detour through apply()
-            _, source, reason, n, account, address = verdict  # type: ignore[misc]
+            _, source, reason, n, account, address = verdict
             fail(source, reason, n, when if when is not None else fallback, account, address)
         else:
-            apply(tally, verdict, when if when is not None else fallback)  # type: ignore[arg-type]
+            apply(tally, verdict, when if when is not None else fallback)
     result.observations = tally.observations()
     result.parsed = parsed
     result.unparsed = unparsed
     result.ignored = lines - parsed - unparsed
     return result
+
+
+# classify is pure, and the other candidates repeat themselves (the same user failing su on the
+# same tty, the same sudo refusal, GDM's pam_unix line for the same account): a bounded memo of
+# short messages saves most of its cost; a long message (up to a block's size) is never kept.
+_classify_memo = functools.lru_cache(maxsize=4096)(classify)
+_MEMO_CHARS: Final = 300
+
+
+def _classify_short(program: str, message: str) -> Outcome:
+    return _classify_memo(program, message) if len(message) <= _MEMO_CHARS else classify(program, message)
 
 
 # The stamp (as _FAST_HEAD's groups 1-4), host and tag of a line in rsyslog's usual shape: the

@@ -4,7 +4,8 @@ One place names the metrics, their closed label sets and the rollups, so the Lin
 Windows parsers, the collectors, the rules and the report section cannot drift apart. ``Tally``
 aggregates what one block contributes — one ``Count`` per series and one ``Rollup`` per
 (name, day, key) — instead of one observation per line, and pseudonymises accounts and networks
-as it goes, caching pseudonyms within the block only (parsers keep no state between calls).
+once per distinct raw value of the block (the pseudonyms themselves are memoised, see
+``account_pseudonym``).
 
 Imports only ``normagent`` (the public API) and the standard library.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -86,14 +87,12 @@ class Tally:
     never leaves this object.
     """
 
-    __slots__ = ("counts", "_rows", "_pseudonymise", "_accounts", "_networks", "_business")
+    __slots__ = ("counts", "_rows", "_pseudonymise", "_business")
 
     def __init__(self, ctx: ParseContext) -> None:
         self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self._rows: dict[tuple[str, int, str], list[float]] = {}
         self._pseudonymise = ctx.pseudonymise
-        self._accounts: dict[str, str | None] = {}
-        self._networks: dict[str, str | None] = {}
         self._business = _business_hours(ctx)
 
     # -- what parsers report --------------------------------------------------------------------
@@ -168,32 +167,25 @@ class Tally:
 
     def account(self, name: str) -> str | None:
         """The pseudonym of an account name; None for placeholders such as ``UNKNOWN``."""
-        try:
-            return self._accounts[name]
-        except KeyError:
-            pass
-        key = account_pseudonym(self._pseudonymise, name)
-        self._accounts[name] = key
-        return key
+        return account_pseudonym(self._pseudonymise, name)
 
     def network(self, address: str) -> str | None:
         """The pseudonym of an address's /24 or /48 (or of a host name); None for local or empty ones."""
-        try:
-            return self._networks[address]
-        except KeyError:
-            pass
-        key = network_pseudonym(self._pseudonymise, address)
-        self._networks[address] = key
-        return key
+        return network_pseudonym(self._pseudonymise, address)
 
     # -- output ---------------------------------------------------------------------------------
 
     def observations(self) -> list[Observation]:
         out: list[Observation] = [Count(metric, labels, value) for (metric, labels), value in self.counts.items()]
         merged: dict[tuple[str, int, str], list[float]] = {}
-        account, network = self.account, self.network
+        pseudonymise = self._pseudonymise
         for (name, day, raw), row in self._rows.items():
-            key = network(raw) if name in _BY_ADDRESS else account(raw) if name in _BY_ACCOUNT else raw
+            if name in _BY_ADDRESS:
+                key = network_pseudonym(pseudonymise, raw)
+            elif name in _BY_ACCOUNT:
+                key = account_pseudonym(pseudonymise, raw)
+            else:
+                key = raw
             if key is None:
                 continue
             have = merged.get((name, day, key))
@@ -262,7 +254,7 @@ def network_pseudonym(pseudonymise: Pseudonymiser, address: str) -> str | None:
     return key
 
 
-def _business_hours(ctx: ParseContext) -> object:
+def _business_hours(ctx: ParseContext) -> Callable[[float], bool] | None:
     """A predicate ``epoch -> bool`` for the settings' business hours, or None when unset."""
     settings = ctx.settings
     hours = getattr(settings, "business_hours", None)
