@@ -12,13 +12,15 @@ Compares, in one run on the same file:
   Debian package (``apt-get download fail2ban`` + ``dpkg-deb -x``; nothing is installed or
   started), run by the system ``python3``.
 
-and checks that the agent's counts equal the generator's ground truth, per metric and labels.
+and checks that the agent's counts equal the generator's ground truth, per metric and labels, and
+that the report's rollups hold the truth's rows (distinct UTC day x network, day x account) and
+attempts. Agent and grep runs are taken in turn and their medians compared (shared machine).
 
 Usage::
 
     python bench/bench_access.py [--lines 1000000] [--seed 1] [--log FILE] [--fail2ban-lines N]
 
-Prints the figures; exits 1 if a count differs from the truth. Not part of the test suite.
+Prints the figures; exits 1 if a count or rollup differs from the truth. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ CHILD = r"""
 import json, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
+from normagent import Period
 from normagent.ledger import Ledger
 from normagent.logs import FileSource
 from normagent.testing import FakeClock, run_collector_once
@@ -50,7 +53,8 @@ from normagent.plugins.access.collectors import LOGINS, LoginSettings
 
 root, state = Path(sys.argv[1]), Path(sys.argv[2])
 clock = FakeClock(datetime.now(timezone.utc))
-settings = LoginSettings(prefer="files", files=FileSource(paths=("/auth.log",), start_at="beginning"))
+# gen_authlog.py writes classic stamps in Europe/Oslo time (the fake root has no /etc/localtime).
+settings = LoginSettings(prefer="files", files=FileSource(paths=("/auth.log",), start_at="beginning", timezone="Europe/Oslo"))
 with Ledger.open(state / "ledger.db", clock=clock) as ledger:
     started = time.perf_counter()
     batches = run_collector_once(LOGINS, ledger, settings=settings, root=root, clock=clock, timeout=3600)
@@ -62,9 +66,14 @@ with Ledger.open(state / "ledger.db", clock=clock) as ledger:
             if value:
                 counts[metric + json.dumps(dict(labels), sort_keys=True)] = value
     lines = {r: ledger.counter_value("normagent_log_lines_total", {"source": "access.logins", "result": r}) for r in ("parsed", "ignored", "unparsed")}
+    everything = Period(datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(2200, 1, 1, tzinfo=timezone.utc))
+    rollups = {}
+    for name in ("access.failed_by_network", "access.failed_by_account", "access.success_by_network"):
+        rows = ledger.rollups(name, everything)
+        rollups[name] = {"rows": len(rows), "total": sum(r.value for r in rows)}
 import resource
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"elapsed": elapsed, "batches": len(batches), "counts": counts, "lines": lines, "peak_mb": peak}))
+print(json.dumps({"elapsed": elapsed, "batches": len(batches), "counts": counts, "lines": lines, "rollups": rollups, "peak_mb": peak}))
 """
 
 
@@ -147,12 +156,26 @@ def run_fail2ban(log: Path, lines: int) -> tuple[str, float, int] | None:
     return summary, elapsed, min(lines, sum(1 for _ in log.open()))
 
 
+def expected_rollups(truth: dict) -> dict[str, dict[str, float]]:  # type: ignore[type-arg]
+    """What the report's rollups must hold: distinct (UTC day, network|account) rows, attempts with an address."""
+    roll = truth["rollups"]
+    return {
+        "access.failed_by_network": {"rows": roll["failed_by_network_rows"], "total": roll["attempts_with_address"]},
+        "access.failed_by_account": {"rows": roll["failed_by_account_rows"]},
+        "access.success_by_network": {"total": roll["successes_with_address"]},
+    }
+
+
+def spread(times: list[float]) -> str:
+    return f"median {statistics.median(times):.3f} s (best {min(times):.3f}, worst {max(times):.3f})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--log", type=Path, help="use this generated log (its .truth.json beside it) instead of writing one")
-    parser.add_argument("--runs", type=int, default=3, help="agent and grep runs; the best time counts (shared machine)")
+    parser.add_argument("--runs", type=int, default=5, help="agent and grep runs, taken in turn; medians count (shared machine)")
     parser.add_argument("--fail2ban-lines", type=int, default=200_000, help="lines given to fail2ban-regex (it is slow)")
     args = parser.parse_args(argv)
 
@@ -168,32 +191,44 @@ def main(argv: list[str] | None = None) -> int:
         lines = truth["lines"]
         size = log.stat().st_size
 
-        reports = [run_agent(log) for _ in range(args.runs)]
-        best, peak = min(reports, key=lambda r: r[0]["elapsed"])
-        greps = [run_grep(log, truth["grep_pattern"]) for _ in range(args.runs)]
-        grep_count, grep_time = min(greps, key=lambda g: g[1])
+        # In turn, so that the machine's load at any moment weighs on both alike.
+        reports: list[tuple[dict, float]] = []  # type: ignore[type-arg]
+        greps: list[tuple[int, float]] = []
+        for _ in range(args.runs):
+            reports.append(run_agent(log))
+            greps.append(run_grep(log, truth["grep_pattern"]))
         f2b = run_fail2ban(log, args.fail2ban_lines)
 
+    first = reports[0][0]
     want = expected_counts(truth)
-    got = best["counts"]
-    ok = got == want and sum(best["lines"].values()) == lines
+    got = first["counts"]
+    counts_ok = all(r["counts"] == want and sum(r["lines"].values()) == lines for r, _ in reports)
+    want_rollups = expected_rollups(truth)
+    rollups_ok = all(
+        r["rollups"][name][what] == value for r, _ in reports for name, expect in want_rollups.items() for what, value in expect.items()
+    )
     print(f"\nfile: {lines:,} lines, {size / 2**20:.0f} MiB, {truth['failure_lines']:,} failure lines ({truth['failure_lines'] / lines:.1%})")
-    print(f"counts equal the ground truth: {'yes' if ok else 'NO'}")
-    if not ok:
+    print(f"counts equal the ground truth: {'yes' if counts_ok else 'NO'} (every run)")
+    if not counts_ok:
         for key in sorted(set(want) | set(got)):
             if want.get(key) != got.get(key):
                 print(f"  {key}: truth {want.get(key)} agent {got.get(key)}")
-    print(f"  lines parsed/ignored/unparsed: {best['lines']}")
+    print(f"  lines parsed/ignored/unparsed: {first['lines']}")
     if truth["not_counted"]:
         print(f"  attempts deliberately not counted (documented rules): {truth['not_counted']}")
-    agent_rate = lines / best["elapsed"]
-    grep_rate = lines / grep_time
-    times = sorted(r[0]["elapsed"] for r in reports)
-    print(f"\nnormagent (driver + parser + ledger): {best['elapsed']:.3f} s best of {args.runs} "
-          f"(median {statistics.median(times):.3f} s) = {agent_rate:,.0f} lines/s, {best['batches']} batches")
-    print(f"  peak RSS of the agent process: {peak:.1f} MB")
-    print(f"grep -cE: {grep_time:.3f} s = {grep_rate:,.0f} lines/s ({grep_count:,} lines matched; truth {truth['failure_lines']:,})")
-    print(f"  normagent / grep time: {best['elapsed'] / grep_time:.1f}x")
+    print(f"report rollups equal the ground truth: {'yes' if rollups_ok else 'NO'} (every run)")
+    for name, expect in want_rollups.items():
+        print(f"  {name}: {first['rollups'][name]} (truth {expect})")
+
+    times = [r["elapsed"] for r, _ in reports]
+    grep_times = [t for _, t in greps]
+    agent_time, grep_time = statistics.median(times), statistics.median(grep_times)
+    agent_rate = lines / agent_time
+    print(f"\nnormagent (driver + parser + ledger), {args.runs} runs: {spread(times)} = {agent_rate:,.0f} lines/s, {first['batches']} batches")
+    print(f"  peak RSS of the agent process: {max(peak for _, peak in reports):.1f} MB (largest of the runs)")
+    print(f"grep -cE, {args.runs} runs: {spread(grep_times)} = {lines / grep_time:,.0f} lines/s "
+          f"({greps[0][0]:,} lines matched; truth {truth['failure_lines']:,})")
+    print(f"  normagent / grep time (medians): {agent_time / grep_time:.1f}x")
     if f2b is None:
         print("fail2ban-regex: not available (apt-get download fail2ban failed)")
     else:
@@ -201,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         f2b_rate = f2b_lines / f2b_time
         print(f"fail2ban-regex sshd: {f2b_lines:,} lines in {f2b_time:.1f} s = {f2b_rate:,.0f} lines/s ({summary})")
         print(f"  normagent / fail2ban-regex speed: {agent_rate / f2b_rate:.0f}x")
-    return 0 if ok else 1
+    return 0 if counts_ok and rollups_ok else 1
 
 
 if __name__ == "__main__":

@@ -331,3 +331,22 @@ def test_failed_logins_of_the_fast_path_have_their_rollups() -> None:
     rows = {(o.name, o.key): (o.value, o.first_seen, o.last_seen) for o in result.observations if hasattr(o, "first_seen")}
     network = [v for (name, _), v in rows.items() if name == "access.failed_by_network"]
     assert network == [(3, network[0][1], network[0][1] + timedelta(seconds=17))]
+
+
+def test_only_short_messages_are_memoised() -> None:
+    """The memo of classify is bounded in entries and never holds a long (attacker-sized) message."""
+    from normagent.plugins.access.parse import _MEMO_CHARS, _classify_memo
+
+    long_user = "x" * (_MEMO_CHARS + 1)
+    lines = [
+        f"Nov 23 07:25:53 h su[1]: FAILED SU (to {long_user}) bob on pts/2",
+        "Nov 23 07:25:54 h su[1]: FAILED SU (to root) memo-test on pts/2",
+    ]
+    before = _classify_memo.cache_info()
+
+    result = parse_auth_lines(block(lines), ctx_for(ZONES[0]))
+
+    after = _classify_memo.cache_info()
+    assert result.parsed == 2
+    assert after.misses + after.hits - before.misses - before.hits == 1
+    assert after.maxsize is not None and after.maxsize <= 4096
