@@ -3,9 +3,9 @@
 Compares, in one run on the same file:
 
 * **normagent** — the agent's own path: the ``access.logins`` collector (the log driver's
-  rotation-safe tail, the byte-level prefilter and the parser, one ledger transaction per 4 MiB
-  block into a real SQLite ledger), run in a child process so its peak RSS can be measured
-  (``RUSAGE_CHILDREN.ru_maxrss``; interpreter and imports included);
+  rotation-safe tail in 1 MiB blocks, the parser's byte scans and fast paths, one ledger
+  transaction per 16 MiB of blocks into a real SQLite ledger), run in a child process that
+  reports its own peak RSS (``RUSAGE_SELF.ru_maxrss``; interpreter and imports included);
 * ``LC_ALL=C grep -cE '<alternation of the failure messages>'`` — the floor: counting lines that
   mention a failure, without understanding them;
 * ``fail2ban-regex FILE filter.d/sshd.conf`` — fail2ban's own tool with its sshd filter, from the

@@ -930,13 +930,17 @@ class _Quick:
         for reason, n in self.reasons.items():
             if n:
                 tally.count_fails("sshd", reason, n)
-        for name, rows in (
-            (FAILED_BY_ACCOUNT, self.by_account),
-            (FAILED_BY_NETWORK, self.by_network),
-            (SUCCESS_BY_NETWORK, self.ok_by_network),
-        ):
-            if rows:
-                tally.merge_rows(name, {(day, raw.decode("ascii")): row for (day, raw), row in rows.items()})
+        tally.merge_rows(
+            {
+                (name, day, raw.decode("ascii")): row
+                for name, rows in (
+                    (FAILED_BY_ACCOUNT, self.by_account),
+                    (FAILED_BY_NETWORK, self.by_network),
+                    (SUCCESS_BY_NETWORK, self.ok_by_network),
+                )
+                for (day, raw), row in rows.items()
+            }
+        )
 
 
 def parse_auth_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:

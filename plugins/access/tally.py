@@ -125,15 +125,18 @@ class Tally:
             key = (FAILED_LOGINS, (("reason", reason), ("source", source)))
         self.counts[key] = self.counts.get(key, 0.0) + n
 
-    def merge_rows(self, name: str, rows: dict[tuple[int, str], list[float]]) -> None:
-        """Add rollup rows a parser aggregated itself: ``(utc_day, raw) -> [n, first, last]``.
+    def merge_rows(self, rows: dict[tuple[str, int, str], list[float]]) -> None:
+        """Add rollup rows a parser aggregated itself: ``(name, utc_day, raw) -> [n, first, last]``.
 
         ``raw`` is an account name for the ``*_by_account`` rollups and an address for the
-        ``*_by_network`` ones, pseudonymised like those of ``fail`` and ``success``.
+        ``*_by_network`` ones, pseudonymised like those of ``fail`` and ``success``. The rows are
+        taken over, not copied.
         """
         mine = self._rows
-        for (day, raw), (n, first, last) in rows.items():
-            key = (name, day, raw)
+        if mine.keys().isdisjoint(rows):
+            mine.update(rows)
+            return
+        for key, (n, first, last) in rows.items():
             row = mine.get(key)
             if row is None:
                 mine[key] = [n, first, last]

@@ -350,3 +350,21 @@ def test_only_short_messages_are_memoised() -> None:
     assert result.parsed == 2
     assert after.misses + after.hits - before.misses - before.hits == 1
     assert after.maxsize is not None and after.maxsize <= 4096
+
+
+def test_merged_rows_add_up_with_the_tallys_own() -> None:
+    """Rows a parser aggregated itself widen and add to the rows the tally already has."""
+    from normagent.plugins.access.tally import FAILED_BY_NETWORK
+
+    ctx = ctx_for(timezone.utc)
+    day = int(EPOCH.timestamp() // 86400)
+    alone, merged = Tally(ctx), Tally(ctx)
+    for tally in (alone, merged):
+        tally.fail("sshd", "bad_password", 1, EPOCH.timestamp() + 10, None, "203.0.113.9")
+    for when in (EPOCH.timestamp() + 5, EPOCH.timestamp() + 20):
+        alone.fail("sshd", "bad_password", 1, when, None, "203.0.113.9")
+    merged.count_fails("sshd", "bad_password", 2)
+
+    merged.merge_rows({(FAILED_BY_NETWORK, day, "203.0.113.9"): [2, EPOCH.timestamp() + 5, EPOCH.timestamp() + 20]})
+
+    assert sorted(map(repr, merged.observations())) == sorted(map(repr, alone.observations()))
