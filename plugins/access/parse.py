@@ -662,7 +662,7 @@ def candidate_lines(data: bytes, quick: _Quick | None = None) -> tuple[list[tupl
     With ``quick``, sshd's plain ``Failed``/``Accepted`` lines are read into it as they are found
     (see ``_Quick``) and left out of the list; every other candidate is in the list.
     """
-    found: dict[int, int] = {}  # start -> end; _READ for the lines quick has read
+    found: dict[int, int] = {}  # start -> end; _READ for the "Accepted" lines quick has read
     dropped = 0
     size = len(data)
     find = data.find
@@ -736,10 +736,11 @@ def candidate_lines(data: bytes, quick: _Quick | None = None) -> tuple[list[tupl
             start = rfind(b"\n", 0, p) + 1
             if fast and data[p + 1] == 97:  # 97: "Failed", not "FAILED"
                 m = _FAST_FAILED(data, start)
-                # A line read as "Accepted" above cannot match: its message starts otherwise.
+                # A line read as "Accepted" above cannot match: its message starts otherwise. This
+                # is the last scan, so the line only needs taking out of the candidates.
                 if m is not None:
                     fails.append(m)
-                    found[start] = _READ
+                    found.pop(start, None)
                     p = find(b"F", m.end())
                     continue
             end = find(b"\n", p)
@@ -774,7 +775,8 @@ _FAILED_ANCHORS: Final = (b"Failed ", b"FAILED ")
 _AFTER_A: Final = (b"BAD SU ", b"PAM: ", b"MANY LOGIN TRIES")
 _SEMICOLON_ANCHORS: Final = (b"; logname=", b"; TTY=")
 _K_ANCHORS: Final = (b"k(", b"k): password changed")  # after "pam_failloc", "chauthto"
-# candidate_lines' mark for a line sshd's fast path has read: an end no real line has.
+# candidate_lines' mark for a line sshd's fast path has read as "Accepted" (so that the "Failed"
+# scan after it leaves the line alone): an end no real line has.
 _READ: Final = -1
 
 # sshd's plain failure and success lines, the bulk of a server under attack, read with one match

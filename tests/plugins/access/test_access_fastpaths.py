@@ -305,6 +305,13 @@ def test_an_empty_user_name_is_no_success() -> None:
         ("Nov 23 07:25:53 h sshd[1]: Failed hostbased for root from 1.2.3.4 port 22 ssh2", "fail sshd bad_key 1"),
         ("Nov 23 07:25:53 h sshd[1]: Failed none for invalid user x from 1.2.3.4 port 22 ssh2", "fail sshd unknown_user 1"),
         ("Nov 23 07:25:53 h sshd[1]: Failed password for root from 1.2.3.4: port 22 ssh2", "fail sshd bad_password 1"),
+        # Other anchors in the key info: still one line, one attempt (or one success).
+        *[
+            (f"Nov 23 07:25:53 h sshd[1]: {verdict} publickey for root from 1.2.3.4 port 22 ssh2: x{other}y", expected)
+            for verdict, expected in (("Failed", "fail sshd bad_key 1"), ("Accepted", "success"))
+            for other in ("; TTY=", " ; TTY=", ", deny ", "' changed by '", "pam_faillock(", "chauthtok): password changed",
+                          "BAD SU ", "PAM: ", "TOO MANY LOGIN TRIES", " Accepted ", " Failed ", " FAILED ", "change user '")
+        ],
     ],
 )
 def test_sshd_lines_near_the_fast_shape(line: str, expected: str) -> None:
