@@ -12,6 +12,7 @@ Imports everything; nothing imports it except cli.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import threading
@@ -336,6 +337,11 @@ def run_agent(config_path: Path | None) -> int:
     agent = Agent(config_path)
     agent.install_signal_handlers()
     agent.start()
+    # Everything imported and built so far lives as long as the process: keep the collector from
+    # walking it again and again, and let young garbage (a log block's parse) pile up a little more
+    # before a collection (measured: about 4 % of a large log catch-up).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     return agent.serve()
 
 

@@ -363,14 +363,16 @@ class Ledger:
                         "INSERT OR REPLACE INTO gauges (metric, labels, collector, value, updated_at) VALUES (?, ?, ?, ?, ?)",
                         [(metric, _labels_json(labels), collector, value, now) for labels, value in series.items()],
                     )
-                for (name, day, row_key), (value, first, last) in rollups.items():
-                    conn.execute(
-                        "INSERT INTO rollups (name, day, key, value, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT (name, day, key) DO UPDATE SET value = value + excluded.value, "
-                        "first_seen = min(coalesce(first_seen, excluded.first_seen), coalesce(excluded.first_seen, first_seen)), "
-                        "last_seen = max(coalesce(last_seen, excluded.last_seen), coalesce(excluded.last_seen, last_seen))",
-                        (name, day.isoformat(), row_key, value, _ts(first), _ts(last)),
-                    )
+                conn.executemany(
+                    "INSERT INTO rollups (name, day, key, value, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (name, day, key) DO UPDATE SET value = value + excluded.value, "
+                    "first_seen = min(coalesce(first_seen, excluded.first_seen), coalesce(excluded.first_seen, first_seen)), "
+                    "last_seen = max(coalesce(last_seen, excluded.last_seen), coalesce(excluded.last_seen, last_seen))",
+                    [
+                        (name, day.isoformat(), row_key, value, _ts(first), _ts(last))
+                        for (name, day, row_key), (value, first, last) in rollups.items()
+                    ],
+                )
                 conn.executemany(
                     "INSERT OR IGNORE INTO events (collector, kind, key, at, attrs) VALUES (?, ?, ?, ?, ?)",
                     [
