@@ -105,6 +105,17 @@ class Golden:
         assert path.exists(), f"{path} is missing: run pytest --update-golden once and review the file"
         assert actual == path.read_text(encoding="utf-8"), f"output differs from {path} (pytest --update-golden to accept)"
 
+    def section(self, path: Path, start: str, end: str, body: str) -> None:
+        """Compare the part of a document between two marker lines with ``body`` (or rewrite it)."""
+        text = path.read_text(encoding="utf-8")
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        expected = f"{head}{start}\n{body}{end}{tail}"
+        if self.update:
+            path.write_text(expected, encoding="utf-8")
+            return
+        assert text == expected, f"{path.name} between {start!r} and its end marker is out of date: pytest --update-golden"
+
 
 @pytest.fixture
 def golden(request: pytest.FixtureRequest) -> Golden:

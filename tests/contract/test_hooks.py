@@ -7,6 +7,8 @@ import ast
 import inspect
 import re
 from pathlib import Path
+from typing import Any
+
 import pytest
 
 from normagent import ForwarderSpec, hookimpl, hookspecs
@@ -33,14 +35,8 @@ def rendered_hooks() -> str:
     return "\n".join(parts)
 
 
-def test_every_hook_is_documented_in_the_plugin_guide(request: pytest.FixtureRequest) -> None:
-    text = GUIDE.read_text()
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    expected = f"{head}{START}\n{rendered_hooks()}{END}{tail}"
-    if request.config.getoption("--update-golden"):
-        GUIDE.write_text(expected)
-    assert text == expected, "docs/plugins.md is out of date: run pytest tests/contract --update-golden"
+def test_every_hook_is_documented_in_the_plugin_guide(golden: Any) -> None:
+    golden.section(GUIDE, START, END, rendered_hooks())
 
 
 def test_every_hook_has_a_test_of_its_own() -> None:
