@@ -280,16 +280,10 @@ class Agent:
             specs[spec.name] = spec
         jobs, disabled = [], {}
         for name, spec in specs.items():
-            cc = config.collectors.get(name)
-            if cc is not None and not cc.enabled:
+            job = job_for(spec, config)
+            if job is None:
                 disabled[name] = "disabled in the configuration"
                 continue
-            job = Job(
-                spec=spec,
-                interval=(cc.interval if cc else spec.interval).total_seconds(),
-                timeout=(cc.timeout if cc else spec.timeout).total_seconds(),
-                settings=cc.settings if cc else (spec.settings() if spec.settings else None),
-            )
             reason = self._probe(job)
             if reason:
                 disabled[name] = reason
@@ -345,14 +339,22 @@ def run_agent(config_path: Path | None) -> int:
     return agent.serve()
 
 
+def job_for(spec: CollectorSpec, config: Config) -> Job | None:
+    """The collector as configured, or None when the configuration disables it.
+
+    Collectors the configuration does not know (the agent's own, such as ``core.syslog``) run with
+    their spec's defaults.
+    """
+    cc = config.collectors.get(spec.name)
+    if cc is None:
+        settings = spec.settings() if spec.settings else None
+        return Job(spec, spec.interval.total_seconds(), spec.timeout.total_seconds(), settings)
+    if not cc.enabled:
+        return None
+    return Job(spec, cc.interval.total_seconds(), cc.timeout.total_seconds(), cc.settings)
+
+
 def enabled_specs(config: Config, plugins: Plugins) -> list[tuple[CollectorSpec, Any, float]]:
     """(spec, settings, timeout) of every collector the configuration enables, for ``collect --once``."""
-    out = []
-    for name, spec in plugins.collectors().items():
-        cc = config.collectors.get(name)
-        if cc is not None and not cc.enabled:
-            continue
-        settings = cc.settings if cc else (spec.settings() if spec.settings else None)
-        timeout = (cc.timeout if cc else spec.timeout).total_seconds()
-        out.append((spec, settings, timeout))
-    return out
+    jobs = (job_for(spec, config) for spec in plugins.collectors().values())
+    return [(job.spec, job.settings, job.timeout) for job in jobs if job is not None]
