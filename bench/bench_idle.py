@@ -135,7 +135,7 @@ def start_normagent(workdir: Path, log: Path) -> Exporter:
 
 def start_node_exporter(log: Path) -> Exporter:
     binary = next(
-        (str(p) for p in (DEBS_ROOT / "usr/bin/prometheus-node-exporter",) if p.exists()),
+        (str(p) for p in (DEBS_ROOT.parent / "bin" / "prometheus-node-exporter",) if p.exists()),
         shutil.which("prometheus-node-exporter") or shutil.which("node_exporter"),
     )
     if binary is None:

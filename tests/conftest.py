@@ -1,7 +1,8 @@
 """Shared fixtures and guards for every test.
 
 Guards (autouse): a test may open sockets only to loopback, and must leave the environment as it
-found it. Fixtures: ``clock`` (FakeClock), ``ledger`` (a real SQLite ledger in tmp_path),
+found it. Under CI a test may skip only for a property of the host (tests/support/tools.py says why);
+any other skip is reported as a failure. Fixtures: ``clock`` (FakeClock), ``ledger`` (a real SQLite ledger in tmp_path),
 ``golden`` (compare with tests/golden/, rewrite with ``--update-golden``).
 """
 
@@ -18,6 +19,7 @@ import pytest
 
 from normagent.ledger import Ledger
 from normagent.testing import FakeClock
+from tests.support.tools import pytest_runtest_makereport  # noqa: F401  (the CI skip rule, a hook)
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -1,9 +1,8 @@
 """Real servers for the integration tests: find their binaries, start them on 127.0.0.1, stop them by PID.
 
 Binaries come from ``scripts/servers`` (Debian packages unpacked under ``.cache/debs/root``, never
-started as services; ``scripts/test`` runs it and puts them on PATH) or from PATH. A test whose
-binary is missing skips with the reason and the command that installs it — except under CI
-(``CI=true``), where it fails: CI installs everything, so a missing server is a broken set-up.
+started as services, each behind a wrapper that carries its environment) or from PATH, found by
+tests/support/tools.py: a missing one skips with the command that installs it, and fails under CI.
 
 Every process a test starts is stopped when the test ends: SIGTERM to its PID, SIGKILL if it is
 still there after ten seconds. Its output goes to a file in the test's tmp_path and is shown when a
@@ -14,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,45 +26,16 @@ from typing import Any
 import pytest
 import requests
 
-REPO = Path(__file__).resolve().parents[2]
-DEBS = REPO / ".cache" / "debs"
-DEBS_ROOT = DEBS / "root"
+from tests.support.tools import REPO, require_tool
+
 MAKE_PKI = REPO / "tests" / "fixtures" / "tls" / "make_pki.sh"
-INSTALL_HINT = "run scripts/servers (scripts/test does) to install it"
-
-
-def in_ci() -> bool:
-    """True under CI (``CI=true``), where missing servers fail tests instead of skipping them."""
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
-def find_binary(name: str) -> str | None:
-    """Where ``name`` is: the wrappers and unpacked packages of scripts/servers first, then PATH."""
-    for directory in (DEBS / "bin", DEBS_ROOT / "usr" / "bin", DEBS_ROOT / "usr" / "sbin"):
-        candidate = directory / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return shutil.which(name)
-
-
-def require_binary(name: str, package: str) -> str:
-    """The path of ``name``, or skip (fail under CI) saying which Debian package provides it."""
-    path = find_binary(name)
-    if path is not None:
-        return path
-    reason = f"{name} not found (Debian package {package}); {INSTALL_HINT}"
-    if in_ci():
-        pytest.fail(f"CI must provide every server: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for a server process: the unpacked libraries on LD_LIBRARY_PATH, no systemd
-    notification socket (the agent must not talk to a real service manager from a test)."""
+    """The environment for a server process: ours, without a systemd notification socket (the agent
+    must not talk to a real service manager from a test). The unpacked servers need nothing more:
+    their wrappers carry their own library path."""
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
-    libdirs = [str(p) for p in sorted(DEBS_ROOT.glob("usr/lib/*-linux-gnu")) + sorted(DEBS_ROOT.glob("lib/*-linux-gnu"))]
-    current = [p for p in env.get("LD_LIBRARY_PATH", "").split(":") if p]
-    env["LD_LIBRARY_PATH"] = ":".join(dict.fromkeys([*libdirs, *current]))
     env.update(extra or {})
     return env
 
@@ -153,7 +122,7 @@ def start_process(tmp_path: Path) -> Iterator[Callable[..., Process]]:
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A throw-away CA with server and client certificates, made with the openssl CLI."""
-    require_binary("openssl", "openssl")
+    require_tool("openssl", "openssl")
     out = tmp_path_factory.mktemp("pki")
     subprocess.run([str(MAKE_PKI), str(out)], check=True)
     return out
@@ -265,7 +234,7 @@ class Prometheus:
 def start_prometheus(start_process: Callable[..., Process], tmp_path: Path) -> Callable[..., Prometheus]:
     """Start the Debian package's Prometheus on 127.0.0.1 with the given scrape configs (dicts as in
     prometheus.yml); returns once /-/ready answers. Scrapes and evaluates every second."""
-    binary = require_binary("prometheus", "prometheus")
+    binary = require_tool("prometheus", "prometheus")
 
     def _start(*scrape_configs: Mapping[str, Any]) -> Prometheus:
         port = free_port()

@@ -14,7 +14,8 @@ from collections.abc import Callable
 import psutil
 import pytest
 
-from tests.integration.conftest import Agent, Prometheus, require_binary, wait_until
+from tests.integration.conftest import Agent, Prometheus, wait_until
+from tests.support.tools import require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,7 +58,7 @@ def test_prometheus_scrapes_the_agent_and_sees_the_boot_time(
 
 
 def test_promtool_finds_nothing_to_complain_about(start_agent: Callable[..., Agent]) -> None:
-    promtool = require_binary("promtool", "prometheus")
+    promtool = require_tool("promtool", "prometheus")
     agent = start_agent(collectors={"system.host": {"interval": "1s"}})
     body = wait_until(
         "the first system.host run to be exposed",

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO, Agent, normagent_command, require_binary, server_env, wait_until
+from tests.integration.conftest import REPO, Agent, normagent_command, server_env, wait_until
+from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ def unit_settings(path: Path = UNIT) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def analyze() -> str:
-    return require_binary("systemd-analyze", "systemd")
+    return require_tool("systemd-analyze", "systemd")
 
 
 def test_security_exposure_is_at_most_2(analyze: str) -> None:
@@ -98,8 +99,8 @@ def test_unit_keeps_the_promises_the_agent_relies_on() -> None:
 
 
 def test_sysusers_and_tmpfiles_create_the_user_and_config_directory(tmp_path: Path) -> None:
-    sysusers = require_binary("systemd-sysusers", "systemd")
-    tmpfiles = require_binary("systemd-tmpfiles", "systemd")
+    sysusers = require_tool("systemd-sysusers", "systemd")
+    tmpfiles = require_tool("systemd-tmpfiles", "systemd")
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
     (root / "usr/lib/sysusers.d").mkdir(parents=True)

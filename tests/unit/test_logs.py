@@ -56,6 +56,7 @@ from normagent.sources.evtx import EvtxSettings
 from normagent.sources.files import FileSource
 from normagent.sources.journald import JournalSettings
 from normagent.testing import EPOCH, FakeClock, make_context, parse_text, run_collector_once, test_pseudonymiser
+from tests.support.tools import require_tool
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FAILED = MetricSpec("test_failed_logins_total", "counter", "Failed logins seen.", labels=("via",), section="Driftsstatus")
@@ -503,10 +504,7 @@ def test_parse_inputs_parses_a_failing_block_line_by_line(tmp_path: Path) -> Non
 
 @pytest.fixture(scope="module")
 def journalctl() -> str:
-    path = shutil.which("journalctl")
-    if path is None:
-        pytest.skip("journalctl is not installed (Debian package `systemd`)")
-    return path
+    return require_tool("journalctl", "systemd")
 
 
 MAIN_JOURNAL = FIXTURES / "journal" / "main.journal"

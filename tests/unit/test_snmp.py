@@ -1,29 +1,25 @@
 """PysnmpClient against a real net-snmp ``snmpd`` on 127.0.0.1, started and stopped by this module.
 
-Where snmpd comes from, in order: ``$NORMAGENT_SNMPD``; ``<repo>/.cache/debs/root/usr/sbin/snmpd``
-(unpacked by scripts/servers, run with that tree's libraries); ``snmpd`` on PATH or in /usr/sbin.
-Without one the snmpd tests skip, except under ``CI=true``, where they fail.
+snmpd is the Debian package's, unpacked by scripts/servers (or the host's own); without one the
+snmpd tests skip, except under CI, where they fail (tests/support/tools.py).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from normagent.model import SnmpVarBind
 from normagent.sources.snmp import PysnmpClient, SnmpError, SnmpTimeout, split_target, to_python
+from tests.support.tools import require_tool
 
-REPO = Path(__file__).resolve().parents[2]
-DEBS_ROOT = REPO / ".cache" / "debs" / "root"
 
 SYS_DESCR = "1.3.6.1.2.1.1.1.0"
 SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
@@ -41,19 +37,6 @@ class Agent:
     pid: int
 
 
-def _find_snmpd() -> tuple[Path, dict[str, str]] | None:
-    """The snmpd binary and the extra environment it needs, or None."""
-    if explicit := os.environ.get("NORMAGENT_SNMPD"):
-        return Path(explicit), {}
-    unpacked = DEBS_ROOT / "usr" / "sbin" / "snmpd"
-    if unpacked.is_file():
-        libs = [str(p) for p in (DEBS_ROOT / "usr/lib/x86_64-linux-gnu", DEBS_ROOT / "lib/x86_64-linux-gnu") if p.is_dir()]
-        inherited = os.environ.get("LD_LIBRARY_PATH", "")
-        return unpacked, {"LD_LIBRARY_PATH": ":".join([*libs, *([inherited] if inherited else [])])}
-    found = shutil.which("snmpd") or shutil.which("snmpd", path="/usr/sbin:/usr/local/sbin")
-    return (Path(found), {}) if found else None
-
-
 def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -63,13 +46,7 @@ def _free_udp_port() -> int:
 @pytest.fixture(scope="module")
 def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
     """A real snmpd answering v1/v2c community ``public`` on 127.0.0.1 only."""
-    found = _find_snmpd()
-    if found is None:
-        reason = "snmpd not found (set NORMAGENT_SNMPD, run scripts/servers, or apt-get install snmpd)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    binary, extra_env = found
+    binary = require_tool("snmpd", "snmpd")
     work = tmp_path_factory.mktemp("snmpd")
     (work / "mibs").mkdir()
     (work / "persist").mkdir()
@@ -77,7 +54,6 @@ def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "MIBS": "",  # load no MIB files: the agent needs none, and they only add noise to its log
         "SNMP_PERSISTENT_DIR": str(work / "persist"),  # never touch /var/lib/snmp
-        **extra_env,
     }
     for attempt in range(3):
         port = _free_udp_port()

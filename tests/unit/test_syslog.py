@@ -42,6 +42,7 @@ from normagent.sources.syslog import (
 )
 from normagent.model import Checkpoint
 from normagent.testing import FakeClock
+from tests.support.tools import skip_for_host
 
 LOOPBACK = SyslogSettings(udp_listen="127.0.0.1:0", tcp_listen="127.0.0.1:0")
 
@@ -490,7 +491,7 @@ def test_datagrams_the_kernel_dropped_are_counted(tmp_path: Path, clock: FakeClo
         r.stop()
 
     if count(r, "udp", "dropped") == 0:
-        pytest.skip("the receiver kept up with the burst: no kernel drops to count on this machine")
+        skip_for_host("the receiver kept up with the burst: no kernel drops to count on this machine")
     assert count(r, "udp", "received") == len(spooled(r))
 
 
@@ -585,13 +586,13 @@ def test_an_idle_connection_is_closed(tmp_path: Path, clock: FakeClock) -> None:
 
 def test_ipv6_loopback(tmp_path: Path, clock: FakeClock) -> None:
     if not socket.has_ipv6:
-        pytest.skip("no IPv6 in this Python")
+        skip_for_host("no IPv6 in this Python")
     try:
         probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         probe.bind(("::1", 0))
         probe.close()
     except OSError:
-        pytest.skip("no ::1 on this host")
+        skip_for_host("no ::1 on this host")
     r = SyslogReceiver(SyslogSettings(udp_listen="[::1]:0", tcp_listen="[::1]:0"), tmp_path, clock, tick=0.02)
     r.start()
     try:

@@ -4,7 +4,6 @@ clean shutdown — all against a real server on 127.0.0.1 and real clients (requ
 from __future__ import annotations
 
 import base64
-import shutil
 import socket
 import ssl
 import subprocess
@@ -23,6 +22,7 @@ from structlog.testing import capture_logs
 
 from normagent import web
 from normagent.web import BasicAuth, ListenError, TLSConfigError, WebSettings, parse_listen, start_server, validate_web
+from tests.support.tools import require_tool, skip_for_host
 
 MAKE_PKI = Path(__file__).resolve().parents[1] / "fixtures" / "tls" / "make_pki.sh"
 PASSWORD = "correct horse battery staple"
@@ -36,8 +36,7 @@ HASHES = {  # cost 4 keeps the suite fast; real configs use 10 or more
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CA, server and client certificates made by the openssl CLI for this test run."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make test certificates (apt-get install openssl)")
+    require_tool("openssl", "openssl")
     out = tmp_path_factory.mktemp("pki")
     subprocess.run([str(MAKE_PKI), str(out)], check=True)
     return out
@@ -244,7 +243,7 @@ def test_ipv6_loopback(serve: Callable[..., web.RunningServer]) -> None:
         with socket.socket(socket.AF_INET6) as probe:
             probe.bind(("::1", 0))
     except OSError:
-        pytest.skip("this host has no IPv6 loopback")
+        skip_for_host("no IPv6 loopback")
     server = serve(listen="[::1]:0")
     assert server.address.startswith("[::1]:")
     assert requests.get(f"{server.url}/healthz", timeout=5).text == "ok\n"

@@ -6,7 +6,6 @@ import bz2
 import gzip
 import io
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from normagent.loader import build_plugins
 from normagent.parsecmd import run_parse
 from normagent.testing import EPOCH
 from tests.plugins.access.cases import FIXTURES, LINUX, expected_totals, load_cases
+from tests.support.tools import require_tool
 
 EVTX = Path(__file__).parents[2] / "fixtures" / "evtx"
 PLUGINS = build_plugins(entry_points_enabled=False)
@@ -86,11 +86,10 @@ def test_an_evtx_file() -> None:
     assert [c["collector"] for c in result["collectors"]] == ["access.windows"]  # the others saw nothing
 
 
-@pytest.mark.skipif(shutil.which("journalctl") is None, reason="journalctl (package systemd) is not installed")
 def test_a_journalctl_json_export(tmp_path: Path) -> None:
     """journalctl -o json output, whatever its field order, goes to the journal parsers."""
     export = subprocess.run(
-        ["journalctl", f"--file={FIXTURES / 'access.journal'}", "--output=json", "--all", "--no-pager"],
+        [require_tool("journalctl", "systemd"), f"--file={FIXTURES / 'access.journal'}", "--output=json", "--all", "--no-pager"],
         capture_output=True, check=True,
     ).stdout
     (tmp_path / "journal.json").write_bytes(export)

@@ -7,7 +7,6 @@ import json
 import os
 import runpy
 import shutil
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -60,6 +59,7 @@ from normagent.testing import (
     run_collector_once,
 )
 from tests.plugins.system.builders import WTMPDB_ROWS, make_wtmpdb, t, utc
+from tests.support.tools import require_tool
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 WTMP = FIXTURES / "system" / "wtmp"
@@ -533,29 +533,11 @@ def test_future_dated_journal_boot_is_not_judged_again_on_the_next_run(journal_r
 # The real journalctl over a real journal
 
 
-def _journal_remote() -> tuple[str, dict[str, str]] | None:
-    found = shutil.which("systemd-journal-remote")
-    if found:
-        return found, {}
-    root = REPO / ".cache" / "debs" / "root"
-    for candidate in (root / "lib/systemd/systemd-journal-remote", root / "usr/lib/systemd/systemd-journal-remote",
-                      Path("/lib/systemd/systemd-journal-remote"), Path("/usr/lib/systemd/systemd-journal-remote")):
-        if candidate.is_file():
-            libs = ":".join(str(p) for p in (root / "usr/lib/x86_64-linux-gnu", root / "lib/x86_64-linux-gnu") if p.is_dir())
-            return str(candidate), ({"LD_LIBRARY_PATH": libs} if libs else {})
-    return None
-
-
 @pytest.fixture
 def real_journal(tmp_path: Path) -> Iterator[Path]:
     """The five-boot journal of make_journal.py, written by the real systemd-journal-remote."""
-    remote = _journal_remote()
-    if remote is None or shutil.which("journalctl") is None:
-        reason = "systemd-journal-remote or journalctl not found (run scripts/servers)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    binary, env = remote
+    binary = require_tool("systemd-journal-remote", "systemd-journal-remote")
+    require_tool("journalctl", "systemd")
     directory = tmp_path / "host" / "var" / "log" / "journal" / "0123456789abcdef0123456789abcdef"
     directory.mkdir(parents=True)
     export = tmp_path / "boots.export"
@@ -566,7 +548,7 @@ def real_journal(tmp_path: Path) -> Iterator[Path]:
         [binary, f"--output={directory / 'system.journal'}", str(export)],
         check=True,
         capture_output=True,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},  # the wrapper brings its own libraries
     )
     yield tmp_path / "host"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sqlite3
 import subprocess
 import zoneinfo
@@ -35,6 +34,7 @@ from normagent.plugins.system.parse import (
 )
 
 from tests.plugins.system.builders import WTMPDB_ROWS, WTMPDB_SCHEMA, make_wtmpdb, t, us
+from tests.support.tools import missing_tool, require_tool, skip_for_host
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 WTMP = FIXTURES / "system" / "wtmp"
@@ -155,10 +155,9 @@ def test_classify_wtmp_as_last_does(ut_type: int, pid: int, line: bytes, user: b
 
 
 def _last_x(path: Path) -> tuple[set[float], set[float]] | None:
-    """(boot times, shutdown times) as util-linux ``last -x`` reads them, or None without last."""
-    last = shutil.which("last")
-    if last is None:
-        return None
+    """(boot times, shutdown times) as util-linux ``last -x`` reads them, or None where last reads
+    wtmpdb instead of wtmp files."""
+    last = require_tool("last", "util-linux")
     out = subprocess.run(
         [last, "-x", "-F", "-f", str(path)], capture_output=True, text=True, env={"TZ": "UTC", "LC_ALL": "C"}, check=True
     ).stdout
@@ -184,7 +183,7 @@ def test_fixtures_read_the_same_in_util_linux_last(name: str) -> None:
     """The crafted files have the real layout: ``last -x`` sees the boots and shutdowns we see."""
     seen = _last_x(WTMP / name)
     if seen is None:
-        pytest.skip("util-linux last (reading wtmp files) is not installed")
+        skip_for_host("this last(1) reads wtmpdb (Debian 13 and later), not wtmp files")
     scan = parse_wtmp((WTMP / name).read_bytes(), now=NOW)
     assert seen == (
         {r.time for r in scan.records if r.kind == "boot"},
@@ -195,9 +194,7 @@ def test_fixtures_read_the_same_in_util_linux_last(name: str) -> None:
 @pytest.mark.parametrize("name", ["history.wtmp", "sysv.wtmp", "clock.wtmp", "corrupt.wtmp"])
 def test_fixtures_read_the_same_in_utmpdump(name: str) -> None:
     """``utmpdump`` decodes every record at the same type and time as our struct does."""
-    utmpdump = shutil.which("utmpdump")
-    if utmpdump is None:
-        pytest.skip("util-linux utmpdump is not installed")
+    utmpdump = require_tool("utmpdump", "util-linux")
     out = subprocess.run(
         [utmpdump, str(WTMP / name)], capture_output=True, text=True, env={"TZ": "UTC", "LC_ALL": "C"}, check=True
     ).stdout
@@ -385,7 +382,7 @@ def test_scan_boot_tail_counts_lines_it_cannot_read() -> None:
 def test_message_ids_are_systemds_own() -> None:
     """The ids we match are in the catalog of the systemd on this machine, with these meanings."""
     if not CATALOG.exists():
-        pytest.skip("systemd's message catalog is not installed here")
+        missing_tool(f"systemd's message catalog {CATALOG} (Debian package systemd)")
     catalog = CATALOG.read_text()
     for message_id, subject in (
         (SD_MESSAGE_SHUTDOWN, "System shutdown initiated"),
