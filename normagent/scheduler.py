@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +52,7 @@ class Job:
 ContextFactory = Callable[[Job, float], RunContext]  # (job, deadline on the monotonic clock) → context
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: a set of runs in flight holds each one
 class _Run:
     """One run in flight. ``finished`` is set by whoever records the outcome first."""
 
@@ -91,6 +92,9 @@ class Scheduler:
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        # Every run whose thread has not ended, also of jobs a reload removed and of runs past their
+        # timeout: shutdown waits for and names these, not only the runs of today's job list.
+        self._runs: set[_Run] = set()
         now = clock.monotonic()
         self._slots = {job.name: _Slot(job, now + self._initial_delay(job)) for job in jobs}
 
@@ -134,19 +138,22 @@ class Scheduler:
         return max(0.01, next_event - self._clock.monotonic())
 
     def running(self) -> list[str]:
-        """Names of collectors with a run in flight."""
+        """Names of collectors whose run has not ended: in flight, past its timeout but still
+        going, or of a job a reload removed (sorted; a name twice if two of its runs are left)."""
         with self._lock:
-            return [name for name, slot in self._slots.items() if slot.run is not None and not slot.run.finished]
+            return sorted(run.job.name for run in self._runs)
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for runs in flight to end; True if none is left."""
-        end = self._clock.monotonic() + timeout
+        """Wait up to ``timeout`` seconds (real time) for every run not ended to end, whatever its
+        job; True if none is left. When it returns True, everything those runs committed is in."""
+        end = time.monotonic() + timeout
         with self._lock:
-            runs = [slot.run for slot in self._slots.values() if slot.run is not None]
+            runs = list(self._runs)
         for run in runs:
             if run.thread is not None:
-                run.thread.join(max(0.0, end - self._clock.monotonic()))
-        return not any(run.thread is not None and run.thread.is_alive() for run in runs)
+                run.thread.join(max(0.0, end - time.monotonic()))
+        with self._lock:
+            return not self._runs
 
     def replace_jobs(self, jobs: Iterable[Job]) -> None:
         """Swap the job list (reload). Runs in flight finish; kept collectors keep their schedule."""
@@ -178,6 +185,8 @@ class Scheduler:
         )
         run.thread = thread
         slot.run = run
+        with self._lock:
+            self._runs.add(run)
         thread.start()
 
     def _execute(self, slot: _Slot, run: _Run, started_wall: Any) -> None:
@@ -192,6 +201,7 @@ class Scheduler:
             with self._lock:
                 if slot.run is run:
                     slot.run = None
+                self._runs.discard(run)
             self._wake.set()
 
     def _finish(self, slot: _Slot, run: _Run, outcome: RunOutcome) -> None:

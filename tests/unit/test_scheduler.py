@@ -1,14 +1,17 @@
 """The scheduler: isolation from exceptions and hangs, no self-overlap, deadlines respected.
 
-These run real threads on the real clock with short intervals; the assertions are about order and
-counts with wide margins, not about speed.
+Runs are real threads committing to a real ledger, but time is a FakeClock that only the test moves:
+``Harness.step`` ticks the scheduler at each moment it asks for and waits (polling, with a
+deadline) for the runs started to end, so every count below is exact and no assertion depends on
+how fast this machine is.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,34 +21,57 @@ import pytest
 from normagent import Batch, Checkpoint, CollectorSpec, Count, MetricSpec, NoData, RunContext
 from normagent.clock import SystemClock
 from normagent.ledger import Ledger
-from normagent.scheduler import Job, Scheduler, execute
-from normagent.testing import make_context
+from normagent.scheduler import JITTER, Job, Scheduler, execute
+from normagent.testing import FakeClock, make_context
 
 RUNS = MetricSpec("normagent_test_runs_total", "counter", "Runs.", ("collector",))
+SETTLE_DEADLINE = 30.0  # seconds of real time a run may take to end before the test fails
+
+
+def wait_for(what: str, predicate: Callable[[], bool], deadline: float = SETTLE_DEADLINE) -> None:
+    end = time.monotonic() + deadline
+    while not predicate():
+        if time.monotonic() > end:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.002)
 
 
 class Harness:
-    """A scheduler over a real ledger, run on its own thread for a while."""
+    """A scheduler over a real ledger, driven tick by tick on a FakeClock."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.clock = SystemClock()
+        self.clock = FakeClock()
         self.ledger = Ledger.open(tmp_path / "ledger.db", clock=self.clock, metrics=[RUNS])
         self.release = threading.Event()  # lets hanging collectors finish at teardown
-        self.stop = threading.Event()
         self.scheduler: Scheduler | None = None
+        self.hung: set[str] = set()  # collectors whose runs block until released
 
     def context(self, job: Job, deadline: float) -> RunContext:
         return make_context(job.spec, clock=self.clock, state=self.ledger.checkpoints(job.name), timeout=deadline - self.clock.monotonic())  # type: ignore[arg-type]
 
-    def run_for(self, seconds: float, *jobs: Job) -> None:
-        self.scheduler = Scheduler(jobs, ledger=self.ledger, context_for=self.context, clock=self.clock)
-        thread = threading.Thread(target=self.scheduler.run, args=(self.stop,))
-        thread.start()
-        time.sleep(seconds)
-        self.stop.set()
-        self.scheduler.wake()
-        thread.join(5)
-        assert not thread.is_alive()
+    def start(self, *jobs: Job) -> Scheduler:
+        self.scheduler = Scheduler(jobs, ledger=self.ledger, context_for=self.context, clock=self.clock, rng=random.Random(7))
+        return self.scheduler
+
+    def settle(self) -> None:
+        """Wait until every run started has ended, but those of collectors known to hang."""
+        assert self.scheduler is not None
+        scheduler = self.scheduler
+        wait_for("runs to end", lambda: set(scheduler.running()) <= self.hung)
+
+    def step(self, seconds: float) -> None:
+        """Move the clock ``seconds`` on, ticking at every moment the scheduler asks to be woken."""
+        assert self.scheduler is not None
+        end = self.clock.monotonic() + seconds
+        while True:
+            wait = self.scheduler.tick()
+            self.settle()
+            if self.clock.monotonic() + wait > end:
+                break
+            self.clock.advance(wait)
+        self.clock.advance(end - self.clock.monotonic())
+        self.scheduler.tick()
+        self.settle()
 
     def runs(self, name: str) -> float:
         return self.ledger.counter_value(RUNS.name, {"collector": name})
@@ -56,7 +82,7 @@ class Harness:
     def close(self) -> None:
         self.release.set()
         if self.scheduler:
-            self.scheduler.wait_idle(5)
+            assert self.scheduler.wait_idle(SETTLE_DEADLINE)
         self.ledger.close()
 
 
@@ -72,24 +98,29 @@ def job(name: str, collect: Any, interval: float = 0.05, timeout: float = 5.0) -
     return Job(spec, interval, timeout, None)
 
 
-def counting(name: str) -> Any:
+def counting(name: str, starts: list[float] | None = None, clock: FakeClock | None = None) -> Any:
     def collect(ctx: RunContext) -> Iterator[Batch]:
+        if starts is not None and clock is not None:
+            starts.append(clock.monotonic())
         yield Batch([Count(RUNS.name, {"collector": name})])
 
     return collect
 
 
 def test_an_exception_in_one_collector_does_not_stop_the_others(harness: Harness) -> None:
+    ok_starts: list[float] = []
+
     def boom(ctx: RunContext) -> Iterator[Batch]:
         raise RuntimeError("source exploded")
         yield  # pragma: no cover
 
-    harness.run_for(0.8, job("t.boom", boom), job("t.ok", counting("t.ok")))
+    harness.start(job("t.boom", boom), job("t.ok", counting("t.ok", ok_starts, harness.clock)))
+    harness.step(0.8)
 
-    assert harness.runs("t.ok") >= 5
+    assert harness.runs("t.ok") == len(ok_starts) >= 12  # one run per 0.05 s slot after the first
     boom_state = harness.state("t.boom")
     assert (boom_state.up, boom_state.reason) == (False, "RuntimeError")
-    assert boom_state.runs >= 5  # it keeps being retried on its schedule
+    assert boom_state.runs == boom_state.failures >= 12  # it keeps being retried on its schedule
     assert harness.state("t.ok").up
 
 
@@ -97,26 +128,34 @@ def test_a_hang_does_not_delay_the_others_and_times_out_once_without_overlap(har
     starts: list[float] = []
 
     def hang(ctx: RunContext) -> Iterator[Batch]:
-        starts.append(time.monotonic())
-        harness.release.wait(30)
+        starts.append(harness.clock.monotonic())
+        harness.release.wait(60)
         yield Batch([Count(RUNS.name, {"collector": "t.hang"})])
 
-    harness.run_for(1.0, job("t.hang", hang, interval=0.05, timeout=0.2), job("t.ok", counting("t.ok")))
+    harness.hung.add("t.hang")
+    harness.start(job("t.hang", hang, interval=0.05, timeout=0.2), job("t.ok", counting("t.ok")))
+    harness.step(1.0)
 
-    assert harness.runs("t.ok") >= 8
+    assert harness.runs("t.ok") >= 18
     assert len(starts) == 1  # never started again while the first run hangs
     state = harness.state("t.hang")
     assert (state.up, state.reason, state.failures) == (False, "timeout", 1)
-    assert 0.2 <= state.duration < 0.6
+    assert 0.2 <= state.duration <= 0.2 + 0.01  # failed at its deadline (ticks are ≥ 10 ms apart), not when it ends
+    assert harness.scheduler is not None and harness.scheduler.running() == ["t.hang"]  # named at shutdown
+
+    harness.release.set()
+    harness.hung.clear()
+    harness.settle()
+    assert harness.runs("t.hang") == 0  # what it yields after its deadline is not committed
 
 
 def test_what_a_run_yields_after_its_deadline_is_not_committed(tmp_path: Path) -> None:
-    clock = SystemClock()
+    clock = FakeClock()
     with Ledger.open(tmp_path / "l.db", clock=clock, metrics=[RUNS]) as ledger:
 
         def slow(ctx: RunContext) -> Iterator[Batch]:
             yield Batch([Count(RUNS.name, {"collector": "t.slow"})], [Checkpoint("pos", 1)])
-            time.sleep(0.3)
+            clock.advance(0.3)  # the source took 0.3 s for its next block
             yield Batch([Count(RUNS.name, {"collector": "t.slow"})], [Checkpoint("pos", 2)])
 
         j = job("t.slow", slow, timeout=0.1)
@@ -133,7 +172,8 @@ def test_no_data_is_a_successful_run(harness: Harness) -> None:
         raise NoData("no journald on this host")
         yield  # pragma: no cover
 
-    harness.run_for(0.3, job("t.absent", absent))
+    harness.start(job("t.absent", absent))
+    harness.step(0.3)
 
     assert harness.state("t.absent").up is True
 
@@ -142,42 +182,90 @@ def test_a_yield_that_is_not_a_batch_fails_the_run(harness: Harness) -> None:
     def wrong(ctx: RunContext) -> Iterator[Any]:
         yield Count(RUNS.name, {"collector": "t.wrong"})
 
-    harness.run_for(0.3, job("t.wrong", wrong))
+    harness.start(job("t.wrong", wrong))
+    harness.step(0.3)
 
     assert (harness.state("t.wrong").up, harness.state("t.wrong").reason) == (False, "TypeError")
     assert harness.runs("t.wrong") == 0
 
 
 def test_replacing_jobs_starts_new_ones_and_stops_removed_ones(harness: Harness) -> None:
-    scheduler = Scheduler([job("t.a", counting("t.a"))], ledger=harness.ledger, context_for=harness.context, clock=harness.clock)
-    harness.scheduler = scheduler
-    thread = threading.Thread(target=scheduler.run, args=(harness.stop,))
-    thread.start()
-    time.sleep(0.3)
-    scheduler.replace_jobs([job("t.b", counting("t.b"))])
-    scheduler.wait_idle(2)
+    scheduler = harness.start(job("t.a", counting("t.a")))
+    harness.step(0.3)
     a_at_swap = harness.runs("t.a")
-    time.sleep(0.4)
-    harness.stop.set()
-    scheduler.wake()
-    thread.join(5)
+    assert a_at_swap >= 4
+
+    scheduler.replace_jobs([job("t.b", counting("t.b"))])
+    harness.step(0.4)
 
     assert harness.runs("t.a") == a_at_swap
-    assert harness.runs("t.b") >= 3
+    assert harness.runs("t.b") >= 6
+
+
+def test_wait_idle_waits_for_the_run_of_a_job_a_reload_removed(harness: Harness) -> None:
+    """Shutdown after a reload: the removed job's run still commits, so it must be waited for and
+    named, or its batch lands after the ledger is closed."""
+    entered, go = threading.Event(), threading.Event()
+
+    def blocked(ctx: RunContext) -> Iterator[Batch]:
+        entered.set()
+        go.wait(60)
+        yield Batch([Count(RUNS.name, {"collector": "t.old"})])
+
+    scheduler = harness.start(job("t.old", blocked, interval=3600))
+    harness.hung.add("t.old")
+    harness.step(1.0)  # the first run starts within the first second
+    assert entered.wait(SETTLE_DEADLINE)
+    scheduler.replace_jobs([])
+
+    assert scheduler.running() == ["t.old"]
+    assert scheduler.wait_idle(0.05) is False  # still running: not idle, whatever the job list says
+
+    go.set()
+    assert scheduler.wait_idle(SETTLE_DEADLINE) is True
+    assert harness.runs("t.old") == 1  # committed before wait_idle said idle
+    assert scheduler.running() == []
 
 
 def test_intervals_are_respected_with_jitter(harness: Harness) -> None:
-    harness.run_for(1.05, job("t.slowpace", counting("t.slowpace"), interval=0.25))
-    # first run within 0.25 s, then every 0.25 s ± 5 %: 4 or 5 runs in 1.05 s
-    assert 3 <= harness.runs("t.slowpace") <= 5
+    starts: list[float] = []
+    t0 = harness.clock.monotonic()
+    harness.start(job("t.slowpace", counting("t.slowpace", starts, harness.clock), interval=0.25))
+    harness.step(2.0)
+
+    assert 0 <= starts[0] - t0 <= 0.25  # the first run within the initial spread
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert len(gaps) >= 6
+    assert all(0.25 * (1 - JITTER) - 1e-9 <= gap <= 0.25 * (1 + JITTER) + 1e-9 for gap in gaps), gaps
+    assert len(set(round(g, 9) for g in gaps)) > 1  # jittered, not a fixed beat
 
 
 def test_a_run_is_recorded_with_its_duration(harness: Harness) -> None:
     def nap(ctx: RunContext) -> Iterator[Batch]:
-        time.sleep(0.05)
+        harness.clock.advance(0.05)  # the work took 0.05 s
         yield Batch()
 
-    harness.run_for(1.3, job("t.nap", nap, interval=timedelta(hours=1).total_seconds()))  # first run within 1 s
+    harness.start(job("t.nap", nap, interval=timedelta(hours=1).total_seconds()))
+    harness.step(1.0)  # first run within 1 s
 
     state = harness.state("t.nap")
-    assert state.runs == 1 and 0.05 <= state.duration < 0.5 and state.last_success is not None
+    assert state.runs == 1 and state.duration == pytest.approx(0.05) and state.last_success is not None
+
+
+def test_the_loop_runs_jobs_until_stopped(tmp_path: Path) -> None:
+    """``run`` on the real clock: it starts due runs, and returns once told to stop."""
+    clock = SystemClock()
+    with Ledger.open(tmp_path / "ledger.db", clock=clock, metrics=[RUNS]) as ledger:
+        scheduler = Scheduler(
+            [job("t.loop", counting("t.loop"), interval=0.01)], ledger=ledger, clock=clock,
+            context_for=lambda j, deadline: make_context(j.spec, clock=clock, state=ledger.checkpoints(j.name)),  # type: ignore[arg-type]
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=scheduler.run, args=(stop,))
+        thread.start()
+        wait_for("three runs", lambda: ledger.counter_value(RUNS.name, {"collector": "t.loop"}) >= 3)
+        stop.set()
+        scheduler.wake()
+        thread.join(SETTLE_DEADLINE)
+        assert not thread.is_alive()
+        assert scheduler.wait_idle(SETTLE_DEADLINE)
