@@ -211,10 +211,15 @@ def scrape(port: int) -> dict[str, float]:
         return {}
     values = {}
     for line in text.splitlines():
-        if line.startswith(("chaos_", "normagent_log_lines_total")):
+        if line.startswith(("chaos_", "normagent_log_lines_total", "normagent_collector_last_success_timestamp_seconds")):
             name, value = line.rsplit(" ", 1)
             values[name] = float(value)
     return values
+
+
+def last_success(values: dict[str, float]) -> float | None:
+    """When the chaos collector last succeeded (a new value after every successful run)."""
+    return values.get('normagent_collector_last_success_timestamp_seconds{collector="chaos.lines"}')
 
 
 def chaos_counters(values: dict[str, float]) -> dict[str, float]:
@@ -224,6 +229,7 @@ def chaos_counters(values: dict[str, float]) -> dict[str, float]:
 @pytest.mark.slow
 def test_agent_killed_at_random_while_logs_rotate_counts_every_line_exactly_once(tmp_path: Path) -> None:
     seed = int(os.environ.get("CHAOS_SEED", str(random.SystemRandom().randrange(10**6))))
+    print(f"chaos seed {seed}: CHAOS_SEED={seed} replays this run")  # shown with any failure below
     rng = random.Random(seed)
     logs, state = tmp_path / "logs", tmp_path / "state"
     logs.mkdir()
@@ -289,7 +295,13 @@ block_bytes = 16384
             if got == want:
                 break
             time.sleep(0.5)
-        time.sleep(1.0)  # a few more runs: nothing may be counted after the truth is reached
+        # A few more successful runs: nothing may be counted after the truth is reached.
+        runs_seen: set[float | None] = {None}
+        deadline = time.monotonic() + CATCH_UP_SECONDS
+        while len(runs_seen) < 5 and time.monotonic() < deadline:
+            runs_seen.add(last_success(scrape(port)))
+            time.sleep(0.05)
+        assert len(runs_seen) >= 5, f"the agent stopped running its collector (seed={seed})"
         assert agent.stop() == 0
     finally:
         generator.stop.set()

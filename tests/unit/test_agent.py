@@ -85,6 +85,17 @@ interval = "{interval}"
             time.sleep(0.1)
         raise AssertionError(f"{text!r} never appeared; last page:\n{last}\nlog:\n{self.log.read_text()}")
 
+    def wait_for_event(self, name: str, timeout: float = 15) -> dict[str, object]:
+        """The first log event called ``name``, polled for until ``timeout``."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
+            found = [e for e in self.events() if e["event"] == name]
+            if found:
+                return found[0]
+            time.sleep(0.05)
+        raise AssertionError(f"no {name!r} event; log:\n{self.log.read_text()}")
+
     def events(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
 
@@ -129,9 +140,17 @@ def test_counters_continue_after_a_restart(daemon: Daemon) -> None:
 
     daemon.start()
     page = daemon.wait_for("normagent_sample_events_total")
+    first = float(page.split('normagent_sample_events_total{kind="a"} ')[1].split()[0])
+    assert first >= before > 0  # continued from the ledger, not reset
+    daemon.wait_for(f'normagent_sample_events_total{{kind="a"}} {before + 2}')  # a run of the second life
+    assert daemon.stop() == 0
 
-    value = float(page.split('normagent_sample_events_total{kind="a"} ')[1].split()[0])
-    assert value >= before > 0
+    with Ledger.open(daemon.tmp / "state" / "ledger.db") as ledger:
+        runs = ledger.checkpoints("sample.events").get("seen")
+        # Every run adds 2 and moves the checkpoint by 1 in one transaction, across both lives of
+        # the agent: a run counted twice (or counted without its checkpoint) breaks the ratio.
+        assert isinstance(runs, int) and ledger.counter_value("normagent_sample_events_total", {"kind": "a"}) == 2 * runs
+        assert 2 * runs > before
 
 
 def test_sighup_with_a_bad_config_keeps_the_old_one(daemon: Daemon) -> None:
@@ -143,7 +162,7 @@ def test_sighup_with_a_bad_config_keeps_the_old_one(daemon: Daemon) -> None:
     daemon.config.write_text(daemon.config.read_text().replace('interval = "200ms"', 'interval = "15x"'))
     assert daemon.proc is not None
     daemon.proc.send_signal(signal.SIGHUP)
-    time.sleep(1.0)
+    daemon.wait_for_event("config_reload_failed")
 
     assert daemon.proc.poll() is None
     failed = [e for e in daemon.events() if e["event"] == "config_reload_failed"]
@@ -160,10 +179,7 @@ def test_sighup_with_a_good_config_applies_it(daemon: Daemon) -> None:
     assert daemon.proc is not None
     daemon.proc.send_signal(signal.SIGHUP)
 
-    end = time.monotonic() + 10
-    while time.monotonic() < end and not any(e["event"] == "config_reloaded" for e in daemon.events()):
-        time.sleep(0.1)
-    assert any(e["event"] == "config_reloaded" for e in daemon.events())
+    daemon.wait_for_event("config_reloaded")
     assert 'collector="sample.events"' not in daemon.metrics()  # a disabled collector is not reported down
 
 

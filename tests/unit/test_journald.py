@@ -7,6 +7,8 @@ what was written.
 
 from __future__ import annotations
 
+import json
+
 import shutil
 import struct
 from collections.abc import Callable
@@ -361,6 +363,25 @@ def test_decode_never_raises_and_accounts_for_every_line(data: bytes) -> None:
     decoded = decode_journal_json(data)
 
     assert len(decoded.entries) + decoded.garbage <= data.count(b"\n") + 1
+
+
+JOURNAL_LINES = st.one_of(
+    st.builds(lambda n, m: ("entry", json.dumps({"__CURSOR": f"s={n}", "__REALTIME_TIMESTAMP": str(n), "MESSAGE": m}).encode()),
+              st.integers(0, 2**53), st.text(max_size=40)),
+    st.sampled_from([("skip", b""), ("skip", b"   "), ("skip", b"-- No entries --"), ("skip", b"-- Boot 1234 --")]),
+    st.sampled_from([("garbage", b"{"), ("garbage", b"[1, 2]"), ("garbage", b"not json"), ("garbage", b'"a string"'),
+                     ("garbage", b"\xff\xfe{}x")]),
+)
+
+
+@given(st.lists(JOURNAL_LINES, max_size=30))
+def test_decode_counts_every_entry_and_every_garbage_line_exactly(lines: list[tuple[str, bytes]]) -> None:
+    """Nothing dropped without a count: each entry decoded, each garbage line counted."""
+    decoded = decode_journal_json(b"\n".join(line for _, line in lines))
+
+    assert len(decoded.entries) == sum(1 for kind, _ in lines if kind == "entry")
+    assert decoded.garbage == sum(1 for kind, _ in lines if kind == "garbage")
+    assert [e.cursor for e in decoded.entries] == [json.loads(line)["__CURSOR"] for kind, line in lines if kind == "entry"]
 
 
 MATCHES = [

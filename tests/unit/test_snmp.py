@@ -170,10 +170,8 @@ def test_calls_leave_no_sockets_open(snmpd: Agent, client: PysnmpClient) -> None
 
 def test_nobody_listening_is_a_timeout(client: PysnmpClient) -> None:
     port = _free_udp_port()
-    started = time.monotonic()
-    with pytest.raises(SnmpTimeout):
+    with pytest.raises(SnmpTimeout, match="127.0.0.1"):
         client.get(f"127.0.0.1:{port}", [SYS_DESCR], community="public", timeout=0.2)
-    assert time.monotonic() - started < 3
 
 
 @pytest.mark.parametrize(
