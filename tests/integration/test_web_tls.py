@@ -7,6 +7,7 @@ CLI makes for the test run.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tests.integration.conftest import Agent, Prometheus, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 USER, PASSWORD = "prometheus", "a long scrape password, not a real one"
+BOOT_TIME_SAMPLE = re.compile(r"^normagent_boot_time_seconds [0-9.e+]+$", re.M)
 
 
 @pytest.fixture
@@ -104,9 +106,15 @@ def test_prometheus_with_the_wrong_password_sees_401(
     ids=["right-password", "wrong-password", "unknown-user", "73-byte-password", "no-password"],
 )
 def test_requests_client_passwords(secure_agent: Agent, changes: dict[str, object], status: int) -> None:
+    # The right client first waits for a sample (not only its # HELP line): then a refused one is
+    # known to be refused data that exists.
+    wait_until("a boot time sample", lambda: BOOT_TIME_SAMPLE.search(secure_agent.get("/metrics").text), process=secure_agent.process)
+
     response = secure_agent.get("/metrics", **changes)
+
     assert response.status_code == status
-    assert ("normagent_boot_time_seconds" in response.text) == (status == 200)
+    assert bool(BOOT_TIME_SAMPLE.search(response.text)) == (status == 200)
+    assert ("normagent_" in response.text) == (status == 200)  # a refusal shows no metric at all
 
 
 @pytest.mark.parametrize(
