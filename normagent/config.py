@@ -13,6 +13,9 @@ str, ``pathlib.Path``, ``timedelta`` (``"30s"``, ``"5m"``, ``"1h30m"``, ``"2d"``
 (``"08:00"``), ``datetime``, ``Literal[...]``, ``tuple[X, ...]``, ``dict[str, X]``, nested dataclasses
 and ``X | None``. Field metadata ``must_exist="file"|"dir"`` makes a path be checked.
 
+A nested table (``[collectors."x".journal]``) is written over the *default value of that field*,
+not over its class's defaults: keys left out keep what the plugin chose.
+
 Imports only normagent.errors (and, for types, normagent.model and normagent.loader).
 """
 
@@ -360,7 +363,9 @@ class _Walker:
             hint = "; expected one of: " + ", ".join(sorted(str(c) for c in choices))
         self.problem(path, f"unknown {what}{hint}{extra}")
 
-    def dataclass_value(self, raw: Any, cls: type, path: KeyPath) -> Any:
+    def dataclass_value(self, raw: Any, cls: type, path: KeyPath, base: Any = None) -> Any:
+        """Build ``cls`` from a table: the keys written, over ``base`` (the value this table
+        replaces: a plugin's default instance) or, without one, over the class's own defaults."""
         if not isinstance(raw, dict):
             self.problem(path, f"expected a table, got {_describe(raw)}")
             return INVALID
@@ -374,7 +379,8 @@ class _Walker:
         for toml_name, f in fields.items():
             if toml_name not in raw:
                 continue
-            value = self.value(raw[toml_name], hints[f.name], (*path, toml_name))
+            default = getattr(base, f.name) if base is not None else _field_default(f)
+            value = self.value(raw[toml_name], hints[f.name], (*path, toml_name), default)
             if isinstance(value, _Invalid):
                 bad = True
                 continue
@@ -385,7 +391,7 @@ class _Walker:
         if bad:
             return INVALID
         try:
-            return cls(**values)
+            return dataclasses.replace(base, **values) if base is not None else cls(**values)
         except (TypeError, ValueError) as exc:  # a dataclass's own __post_init__ checks
             self.problem(path, str(exc))
             return INVALID
@@ -396,13 +402,15 @@ class _Walker:
         elif kind == "dir" and not value.is_dir():
             self.problem(path, f"directory {value} does not exist" if not value.exists() else f"{value} is not a directory")
 
-    def value(self, raw: Any, typ: Any, path: KeyPath) -> Any:  # noqa: C901 - one branch per supported type
+    def value(self, raw: Any, typ: Any, path: KeyPath, default: Any = None) -> Any:  # noqa: C901 - one branch per supported type
+        """Convert ``raw`` to ``typ``; ``default`` is the value it replaces (a nested table is
+        written over it)."""
         origin = typing.get_origin(typ)
         args = typing.get_args(typ)
         if origin in (types.UnionType, typing.Union):
             options = [a for a in args if a is not type(None)]
             if len(options) == 1:
-                return self.value(raw, options[0], path)
+                return self.value(raw, options[0], path, default)
             raise TypeError(f"unsupported settings type {typ} at {_format_key(path)}")
         if origin is Literal:
             if raw in args and type(raw) is type(args[0]):
@@ -430,7 +438,7 @@ class _Walker:
         if isinstance(typ, type) and dataclasses.is_dataclass(typ):
             if dataclasses.is_dataclass(raw):
                 return raw
-            return self.dataclass_value(raw, typ, path)
+            return self.dataclass_value(raw, typ, path, default if isinstance(default, typ) else None)
         if typ is bool:
             if isinstance(raw, bool):
                 return raw
@@ -488,6 +496,14 @@ class _Walker:
             self.problem(path, f'expected a date and time like "2026-12-01T22:00:00+01:00", got {_show(raw)}')
             return INVALID
         raise TypeError(f"unsupported settings type {typ!r} at {_format_key(path)}")
+
+
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
 
 
 def _describe(raw: Any) -> str:

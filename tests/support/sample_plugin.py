@@ -48,6 +48,7 @@ class SampleSettings:
     folders: tuple[Folder, ...] = ()
     per_type: dict[str, timedelta] = field(default_factory=dict)
     ca_file: Path | None = field(default=None, metadata={"must_exist": "file"})
+    home: Folder = Folder(Path("/srv/home"), "out")  # a nested table whose default is not its class's
 
 
 def collect_sample(ctx: RunContext) -> Iterator[Batch]:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
+import types
+import typing
+from collections.abc import Iterator
 from datetime import time, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from normagent.config import (
+    AgentSettings,
+    KeyPath,
     PluginsSettings,
+    RuleSettings,
     find_config_path,
     format_duration,
     load_config,
@@ -171,3 +181,150 @@ def test_example_config_is_valid_and_shows_every_key() -> None:
             assert keys(spec.settings) - written == set(), name
     for section in sections().values():
         assert keys(section.settings) - written - {"basic_auth_users"} == set()
+
+
+# --------------------------------------------------------------------------------------------
+# The settings tables of the core and of the builtin plugins
+
+
+def builtin_plugins(settings: PluginsSettings) -> Plugins:
+    return build_plugins(entry_points_enabled=False)
+
+
+def load_builtin(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
+    from normagent.agent import sections
+
+    path = tmp_path / "normagent.toml"
+    path.write_text(text)
+    return load_config(path, plugins_for=builtin_plugins, sections=sections())
+
+
+def problems_of(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        load_builtin(tmp_path, text)
+    return [f"{p.line}: {p.key}: {p.message}" for p in err.value.problems]
+
+
+def settings_roots(plugins: Plugins) -> list[tuple[KeyPath, type]]:
+    """Every settings table of the core and the builtin plugins, with the key path it is written at."""
+    from normagent.agent import sections
+
+    roots: list[tuple[KeyPath, type]] = [(("agent",), AgentSettings), (("plugins",), PluginsSettings)]
+    roots += [((name,), section.settings) for name, section in sections().items()]
+    roots += [(("rules", name), RuleSettings) for name in sorted(plugins.rules())[:1]]
+    roots += [(("collectors", name), spec.settings) for name, spec in sorted(plugins.collectors().items()) if spec.settings]
+    return roots
+
+
+def unwrap(typ: Any) -> tuple[Any, str]:
+    """(the type a value or an item has, "" | "item" | "entry") for X | None, tuple[X, ...], dict[str, X]."""
+    if typing.get_origin(typ) in (types.UnionType, typing.Union):
+        typ = next(a for a in typing.get_args(typ) if a is not type(None))
+    if typing.get_origin(typ) is tuple:
+        return typing.get_args(typ)[0], "item"
+    if typing.get_origin(typ) is dict:
+        return typing.get_args(typ)[1], "entry"
+    return typ, ""
+
+
+def format_key(path: KeyPath) -> str:
+    """A key path as problems name it: ``collectors."access.logins".journal.identifiers``."""
+    return ".".join(p if re.fullmatch(r"[A-Za-z0-9_-]+", p) else f'"{p}"' for p in map(str, path))
+
+
+def toml_header(path: KeyPath) -> str:
+    return f"[{format_key(path)}]"
+
+
+# --------------------------------------------------------------------------------------------
+# Nested tables merge over the plugin's defaults (issue 9, item 22)
+
+
+def toml_literal(value: Any) -> str | None:
+    """``value`` as TOML, or None when a settings table cannot be written with it in one line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return json.dumps(value)
+    if isinstance(value, timedelta):
+        return f'"{format_duration(value)}"'
+    if isinstance(value, time):
+        return f'"{value.strftime("%H:%M")}"'
+    if isinstance(value, Path):
+        return json.dumps(str(value))
+    if isinstance(value, tuple) and all(toml_literal(v) is not None and not isinstance(v, tuple) for v in value):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"  # type: ignore[misc]
+    return None
+
+
+def nested_tables(path: KeyPath, cls: type, instance: Any) -> Iterator[tuple[KeyPath, Any]]:
+    """(key path, default instance) of every table nested in ``cls`` (not arrays of tables)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f.metadata.get("toml", f.name)
+        inner, held = unwrap(hints[f.name])
+        value = getattr(instance, f.name)
+        if dataclasses.is_dataclass(inner) and not held and value is not None:
+            yield (*path, key), value
+            yield from nested_tables((*path, key), inner, value)  # type: ignore[arg-type]
+
+
+def all_nested_tables() -> list[tuple[KeyPath, KeyPath, Any]]:
+    plugins = build_plugins(entry_points_enabled=False)
+    return [
+        (root, path, default)
+        for root, cls in settings_roots(plugins)
+        for path, default in nested_tables(root, cls, cls())
+    ]
+
+
+def test_the_builtin_plugins_have_nested_tables_to_check() -> None:
+    found = {format_key(path) for _, path, _ in all_nested_tables()}
+    assert {'collectors."access.logins".journal', 'collectors."access.logins".files', 'collectors."edi.messages".business_hours'} <= found
+
+
+@pytest.mark.parametrize(("root", "path", "default"), [pytest.param(*found, id=format_key(found[1])) for found in all_nested_tables()])
+def test_a_partial_nested_table_keeps_the_plugins_defaults(tmp_path: Path, root: KeyPath, path: KeyPath, default: Any) -> None:
+    """One key written in a nested table: the others keep the values of the plugin's default
+    instance, not those of the nested class (which may differ: LoginSettings.journal)."""
+    cls = type(default)
+    plain = cls()
+    written = [
+        (f.metadata.get("toml", f.name), toml_literal(getattr(default, f.name)))
+        for f in dataclasses.fields(cls)
+        if toml_literal(getattr(default, f.name)) is not None
+    ]
+    # Prefer a key the plugin left at the class's default: the rest then shows whose defaults win.
+    same = [(k, v) for (k, v), f in zip(written, dataclasses.fields(cls)) if getattr(default, f.name) == getattr(plain, f.name)]
+    key, value = (same or written)[0]
+    config, _ = load_builtin(tmp_path, f"{toml_header(path)}\n{key} = {value}\n")
+
+    got: Any = config.collectors[root[1]].settings if root[0] == "collectors" else None
+    if root[0] == "collectors":
+        for part in path[len(root):]:
+            got = getattr(got, next(f.name for f in dataclasses.fields(got) if f.metadata.get("toml", f.name) == part))
+    else:
+        got = config.sections[root[0]] if root[0] in config.sections else getattr(config, root[0])
+        for part in path[1:]:
+            got = getattr(got, part)
+    assert got == default
+
+
+def test_the_journal_table_of_logins_keeps_the_login_identifiers(tmp_path: Path) -> None:
+    """The case in the issue: directory and start only, identifiers must stay the login programs'."""
+    from normagent.plugins.access.collectors import LoginSettings
+
+    config, _ = load_builtin(
+        tmp_path, '[collectors."access.logins".journal]\ndirectory = "/var/log/journal/remote"\nstart = "beginning"\n'
+    )
+
+    journal = config.collectors["access.logins"].settings.journal
+    assert (journal.directory, journal.start) == ("/var/log/journal/remote", "beginning")
+    assert journal.identifiers == LoginSettings().journal.identifiers and "sshd" in journal.identifiers
+
+
+def test_a_nested_table_merges_over_a_default_that_is_not_its_class_default(tmp_path: Path) -> None:
+    path = tmp_path / "n.toml"
+    path.write_text('[collectors."sample.events".home]\ndirection = "in"\n')
+    config, _ = load(path)
+    assert config.collectors["sample.events"].settings.home == sample_plugin.Folder(Path("/srv/home"), "in")
