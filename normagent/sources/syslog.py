@@ -96,27 +96,51 @@ class SyslogSettings:
         metadata={"help": 'TCP address to receive on, as udp_listen; "" turns TCP off'},
     )
     max_message_bytes: int = field(
-        default=65536, metadata={"help": "Longest message accepted; a longer one is counted as oversized and dropped"}
+        default=65536,
+        metadata={
+            "help": "Longest message accepted; a longer one is counted as oversized and dropped. Each TCP connection "
+            "may hold this much of an unfinished message",
+            "min": 480,  # RFC 3164/5426: every receiver must take 480 octets
+            "max": 2**20,
+        },
     )
     max_connections: int = field(
-        default=100, metadata={"help": "TCP connections served at once; more are closed at once and counted as refused"}
+        default=100,
+        metadata={
+            "help": "TCP connections served at once; more are closed at once and counted as refused",
+            "min": 1,
+            "max": 1000,  # each an open file, and up to max_message_bytes of memory
+        },
     )
     idle_timeout: timedelta = field(
-        default=timedelta(minutes=5), metadata={"help": "A TCP connection silent this long is closed"}
+        default=timedelta(minutes=5),
+        metadata={"help": "A TCP connection silent this long is closed", "min": timedelta(seconds=1), "max": timedelta(days=1)},
     )
     spool_file_bytes: int = field(
-        default=64 * 2**20, metadata={"help": "Size at which the spool file is rotated"}
+        default=64 * 2**20,
+        metadata={"help": "Size at which the spool file is rotated", "min": 4096, "max": 2**30},
     )
     spool_max_files: int = field(
-        default=8, metadata={"help": "Rotated spool files kept; when that many are still unread, new messages are dropped"}
+        default=8,
+        metadata={
+            "help": "Rotated spool files kept; when that many are still unread, new messages are dropped",
+            "min": 1,
+            "max": 1000,
+        },
     )
     udp_receive_buffer: int = field(
-        default=4 * 2**20, metadata={"help": "Kernel receive buffer asked for the UDP socket (SO_RCVBUF), for bursts"}
+        default=4 * 2**20,
+        metadata={
+            "help": "Kernel receive buffer asked for the UDP socket (SO_RCVBUF), for bursts; Linux caps it at "
+            "net.core.rmem_max",
+            "min": 4096,
+            "max": 256 * 2**20,
+        },
     )
 
 
 def validate_syslog(settings: SyslogSettings) -> list[tuple[str, str]]:
-    """The checks ``[syslog]`` needs beyond types, as (key, message) pairs; empty when usable."""
+    """The checks ``[syslog]`` needs beyond types and ranges, as (key, message) pairs; empty when usable."""
     problems: list[tuple[str, str]] = []
     for key in ("udp_listen", "tcp_listen"):
         text = getattr(settings, key)
@@ -127,14 +151,9 @@ def validate_syslog(settings: SyslogSettings) -> list[tuple[str, str]]:
                 problems.append((key, str(exc)))
     if not settings.udp_listen and not settings.tcp_listen:
         problems.append(("udp_listen", 'both udp_listen and tcp_listen are "": the receiver would receive nothing'))
-    minimums = {"max_message_bytes": 480, "max_connections": 1, "spool_file_bytes": 4096, "spool_max_files": 1}
-    for key, least in minimums.items():
-        if getattr(settings, key) < least:
-            problems.append((key, f"must be at least {least}, got {getattr(settings, key)}"))
+    # Each value's own range is field metadata, checked where the configuration is read.
     if settings.spool_file_bytes < settings.max_message_bytes:
         problems.append(("spool_file_bytes", "must be at least max_message_bytes"))
-    if settings.idle_timeout <= timedelta(0):
-        problems.append(("idle_timeout", "must be longer than 0s"))
     return problems
 
 

@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 
 from normagent.agent import sections
-from normagent.config import AgentSettings, PluginsSettings, RuleSettings, format_duration
+from normagent.config import (
+    INTERVAL_RANGE,
+    TIMEOUT_RANGE,
+    AgentSettings,
+    PluginsSettings,
+    RuleSettings,
+    format_duration,
+    range_text,
+)
 from normagent.exposition import HEALTH_METRICS
 from normagent.loader import build_plugins
 from normagent.model import MetricSpec
@@ -68,6 +76,14 @@ def _type_name(typ: Any) -> str:
         return "table"
     return {bool: "boolean", int: "integer", float: "number", str: "string", Path: "path", timedelta: "duration",
             time: "time of day", datetime: "date-time"}.get(typ, getattr(typ, "__name__", str(typ)))
+
+
+def _type_cell(typ: Any, metadata: Any) -> str:
+    """The type, and the range a numeric setting must be in (``integer, 1 … 100000``)."""
+    bounds = range_text(metadata)
+    if bounds is None:
+        return _type_name(typ)
+    return f"{_type_name(typ)}, {'each ' if typing.get_origin(typ) in (tuple, dict) else ''}{bounds[0]} … {bounds[1]}"
 
 
 def _field_default(f: dataclasses.Field[Any]) -> Any:
@@ -127,7 +143,7 @@ def settings_table(cls: type, extra_rows: list[str] = (), defaults: Any = None) 
         key = f.metadata.get("toml", f.name)
         meaning = f.metadata.get("help") or docs.get(f.name) or docs.get(key, "")
         default = getattr(defaults, f.name) if defaults is not None else _field_default(f)
-        lines.append(f"| `{key}` | {_type_name(hints[f.name])} | {_default_text(default)} | {_cell(meaning)} |")
+        lines.append(f"| `{key}` | {_type_cell(hints[f.name], f.metadata)} | {_default_text(default)} | {_cell(meaning)} |")
         inner = hints[f.name]
         inner = typing.get_args(inner)[0] if typing.get_origin(inner) is tuple else typing.get_args(inner)[1] if typing.get_origin(inner) is dict else inner
         if dataclasses.is_dataclass(inner):
@@ -151,8 +167,9 @@ def config_reference() -> str:
     for name, spec in sorted(plugins.collectors().items()):
         common = [
             f"| `enabled` | boolean | `{str(spec.enabled_by_default).lower()}` | Run this collector |",
-            f'| `interval` | duration | `"{format_duration(spec.interval)}"` | Time between runs |',
-            f'| `timeout` | duration | `"{format_duration(spec.timeout)}"` | A run taking longer is abandoned and counted as failed |',
+            f'| `interval` | {_type_cell(timedelta, INTERVAL_RANGE)} | `"{format_duration(spec.interval)}"` | Time between runs |',
+            f'| `timeout` | {_type_cell(timedelta, TIMEOUT_RANGE)} | `"{format_duration(spec.timeout)}"` '
+            "| A run taking longer is abandoned and counted as failed |",
         ]
         if spec.settings is None:
             table = "\n".join(["| key | type | default | meaning |", "|---|---|---|---|", *common]) + "\n"

@@ -23,6 +23,7 @@ from normagent.config import (
     format_duration,
     load_config,
     parse_duration,
+    unsupported_settings,
 )
 from normagent.errors import ConfigError
 from normagent.loader import Plugins, build_plugins
@@ -328,3 +329,100 @@ def test_a_nested_table_merges_over_a_default_that_is_not_its_class_default(tmp_
     path.write_text('[collectors."sample.events".home]\ndirection = "in"\n')
     config, _ = load(path)
     assert config.collectors["sample.events"].settings.home == sample_plugin.Folder(Path("/srv/home"), "in")
+
+
+# --------------------------------------------------------------------------------------------
+# Ranges: a value check-config accepts is one the agent can run with (issue 9, item 19)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[syslog]\nudp_receive_buffer = 99999999999999999999\n", "2: syslog.udp_receive_buffer: must be between 4096 and 268435456"),
+        ("[syslog]\nmax_message_bytes = 100000000000\n", "2: syslog.max_message_bytes: must be between 480 and 1048576"),
+        ('[collectors."access.logins".files]\nblock_bytes = 1000000000000\n',
+         '2: collectors."access.logins".files.block_bytes: must be between 64 and 16777216'),
+        ('[agent]\nretention = "0s"\n', '2: agent.retention: must be between "62d" and "3650d", got "0s"'),
+    ],
+    ids=["udp_receive_buffer", "max_message_bytes", "block_bytes", "retention"],
+)
+def test_limits_the_agent_cannot_run_with_are_refused(tmp_path: Path, text: str, problem: str) -> None:
+    got = problems_of(tmp_path, text)
+    assert len(got) == 1 and got[0].startswith(problem), got
+
+
+def numeric_fields(path: KeyPath, cls: type) -> Iterator[tuple[KeyPath, dataclasses.Field[Any], Any, str]]:
+    """(key path, field, value type, how it is held) of every int, float and duration setting under ``cls``."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f.metadata.get("toml", f.name)
+        inner, held = unwrap(hints[f.name])
+        if dataclasses.is_dataclass(inner):
+            yield from numeric_fields((*path, key) + (("X",) if held == "entry" else ()), inner)  # type: ignore[arg-type]
+        elif inner in (int, float, timedelta):
+            yield (*path, key), f, inner, held
+
+
+def all_numeric_fields() -> list[tuple[KeyPath, dataclasses.Field[Any], Any, str]]:
+    plugins = build_plugins(entry_points_enabled=False)
+    return [found for path, cls in settings_roots(plugins) for found in numeric_fields(path, cls)]
+
+
+def test_every_numeric_setting_declares_a_range_that_holds_its_default() -> None:
+    found = all_numeric_fields()
+    assert len(found) > 30
+    for path, f, typ, held in found:
+        assert "min" in f.metadata and "max" in f.metadata, f"{path}: no range"
+        low, high = f.metadata["min"], f.metadata["max"]
+        assert low <= high, path
+        if f.default is not dataclasses.MISSING and f.default is not None:
+            values = f.default if held == "item" else [f.default]
+            assert all(low <= v <= high for v in values), f"{path}: default {f.default} outside its range"
+
+
+def bound(value: Any) -> str:
+    if isinstance(value, timedelta):
+        return f'"{format_duration(value)}"'
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, timedelta):
+        return f'"{format_duration(value)}"'
+    return repr(value)
+
+
+def outside(f: dataclasses.Field[Any], typ: Any) -> list[Any]:
+    """Values just outside the field's range that TOML can write (a duration cannot be negative)."""
+    step = {int: 1, float: 0.5, timedelta: timedelta(milliseconds=1)}[typ]
+    values = [f.metadata["max"] + step]
+    if not (typ is timedelta and f.metadata["min"] == timedelta(0)):
+        values.append(f.metadata["min"] - step)
+    return values
+
+
+@pytest.mark.parametrize(
+    ("path", "field_", "typ", "held"), [pytest.param(*found, id=format_key(found[0])) for found in all_numeric_fields()]
+)
+def test_every_range_is_checked_where_the_key_is_written(tmp_path: Path, path: KeyPath, field_: Any, typ: Any, held: str) -> None:
+    for bad in outside(field_, typ):
+        written = f"[{toml_value(bad)}]" if held == "item" else toml_value(bad)
+        text = f"# a comment first\n{toml_header(path[:-1])}\n{path[-1]} = {written}\n"
+        key = format_key(path) + ("[0]" if held == "item" else "")
+        got = problems_of(tmp_path, text)
+        low, high = bound(field_.metadata["min"]), bound(field_.metadata["max"])
+        assert got == [f"3: {key}: must be between {low} and {high}, got {toml_value(bad)}"]
+
+
+def test_a_bad_plugin_range_is_a_load_problem() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Odd:
+        size: int = dataclasses.field(default=10, metadata={"min": "1", "max": 5})
+
+    assert unsupported_settings(Odd) == 'Odd.size: range min "1" is not an integer'
+
+    @dataclasses.dataclass(frozen=True)
+    class Outside:
+        size: int = dataclasses.field(default=10, metadata={"min": 1, "max": 5})
+
+    assert unsupported_settings(Outside) == "Outside.size: default 10 is outside its range 1 … 5"
