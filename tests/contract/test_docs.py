@@ -26,7 +26,7 @@ from normagent.config import (
 from normagent.exposition import HEALTH_METRICS
 from normagent.loader import build_plugins
 from normagent.model import MetricSpec
-from normagent.syslog_stats import CONNECTIONS, MESSAGES, OPEN, SPOOL
+from normagent.syslog_stats import SYSLOG_METRICS
 
 ROOT = Path(__file__).parents[2]
 README = ROOT / "README.md"
@@ -39,7 +39,7 @@ def all_metrics() -> list[tuple[MetricSpec, str]]:
         for metric in spec.metrics:
             owners.setdefault(metric.name, []).append(spec.name)
     metrics = {m.name: m for m in plugins.metrics().values()}
-    for metric in (*HEALTH_METRICS, MESSAGES, CONNECTIONS, OPEN, SPOOL):
+    for metric in (*HEALTH_METRICS, *SYSLOG_METRICS):
         metrics[metric.name] = metric
         owners.setdefault(metric.name, ["agent"] if metric in HEALTH_METRICS else ["core.syslog"])
     rows = []
