@@ -13,6 +13,17 @@ str, ``pathlib.Path``, ``timedelta`` (``"30s"``, ``"5m"``, ``"1h30m"``, ``"2d"``
 (``"08:00"``), ``datetime``, ``Literal[...]``, ``tuple[X, ...]``, ``dict[str, X]``, nested dataclasses
 and ``X | None``. Field metadata ``must_exist="file"|"dir"`` makes a path be checked.
 
+Every int, float and duration field declares its range beside its default, as field metadata
+``min`` and ``max`` (inclusive, of the field's type; for ``tuple[X, ...]`` and ``dict[str, X]``
+each item is checked)::
+
+    block_entries: int = field(default=1000, metadata={"min": 1, "max": 100_000})
+
+A value outside it is a problem at its key and line, so a limit ``check-config`` accepts is one the
+agent can run with. The README tables show the ranges. A nested table (``[collectors."x".journal]``)
+is written over the *default value of that field*, not over its class's defaults: keys left out
+keep what the plugin chose.
+
 Imports only normagent.errors (and, for types, normagent.model and normagent.loader).
 """
 
@@ -43,6 +54,10 @@ DURATION = re.compile(
 )
 DURATION_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
 
+# The common keys of every [collectors."<name>"] table (their defaults come from the CollectorSpec).
+INTERVAL_RANGE: Mapping[str, timedelta] = {"min": timedelta(milliseconds=100), "max": timedelta(days=7)}
+TIMEOUT_RANGE: Mapping[str, timedelta] = {"min": timedelta(milliseconds=100), "max": timedelta(days=1)}
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "json", "console"]
 SeverityName = Literal["info", "warning", "critical"]
@@ -61,10 +76,21 @@ class AgentSettings:
         default="auto", metadata={"help": "json (one object per line), console (for people), auto: console on a terminal"}
     )
     retention: timedelta = field(
-        default=timedelta(days=400), metadata={"help": "How long hourly counts, rollups and events are kept for reports"}
+        default=timedelta(days=400),
+        metadata={
+            "help": "How long hourly counts, rollups and events are kept for reports (at least two months: a "
+            "monthly report reads back to the first day of the month before)",
+            "min": timedelta(days=62),
+            "max": timedelta(days=3650),
+        },
     )
     shutdown_grace: timedelta = field(
-        default=timedelta(seconds=10), metadata={"help": "How long SIGTERM waits for running collectors"}
+        default=timedelta(seconds=10),
+        metadata={
+            "help": "How long SIGTERM waits for running collectors (keep it below systemd's TimeoutStopSec, 30s)",
+            "min": timedelta(0),
+            "max": timedelta(minutes=10),
+        },
     )
 
 
@@ -93,9 +119,9 @@ class RuleSettings:
     """``[rules."<name>"]``: retune or disable a default deviation rule."""
 
     enabled: bool = True
-    threshold: float | None = None
-    window: timedelta | None = None
-    for_: timedelta | None = field(default=None, metadata={"toml": "for"})
+    threshold: float | None = field(default=None, metadata={"min": -1e15, "max": 1e15})
+    window: timedelta | None = field(default=None, metadata={"min": timedelta(minutes=1), "max": timedelta(days=400)})
+    for_: timedelta | None = field(default=None, metadata={"toml": "for", "min": timedelta(0), "max": timedelta(days=30)})
     severity: SeverityName | None = None
 
 
@@ -142,12 +168,64 @@ def find_config_path(explicit: Path | None) -> Path | None:
 
 
 def parse_duration(text: str) -> timedelta | None:
-    """``"1h30m"`` → 90 minutes; None if ``text`` is not a Prometheus-style duration."""
+    """``"1h30m"`` → 90 minutes; None if ``text`` is not a Prometheus-style duration.
+
+    Raises:
+        OverflowError: A duration longer than ``timedelta`` can hold (or with more digits than
+            Python converts): a problem to report, not a crash.
+    """
     match = DURATION.match(text.strip())
     if not match or not text.strip():
         return None
-    seconds = sum(int(v) * DURATION_UNITS[k] for k, v in match.groupdict().items() if v)
+    try:
+        seconds = sum(int(v) * DURATION_UNITS[k] for k, v in match.groupdict().items() if v)
+    except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+        raise OverflowError(f"duration {text!r} is too long") from None
     return timedelta(seconds=seconds)
+
+
+def format_key(path: KeyPath) -> str:
+    """A key path as TOML writes it: ``collectors."access.logins".journal.identifiers``, ``folders[1]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            text = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else f'"{part}"'
+            out += f".{text}" if out else text
+    return out
+
+
+def range_text(metadata: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The ``min`` and ``max`` a field declares, as TOML writes them (``"1s"``, ``4096``); None if none."""
+    if "min" not in metadata and "max" not in metadata:
+        return None
+    return _bound(metadata.get("min")), _bound(metadata.get("max"))
+
+
+def _bound(value: Any) -> str:
+    if value is None:
+        return "…"
+    if isinstance(value, timedelta):
+        return f'"{format_duration(value)}"'
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def out_of_range(value: Any, metadata: Mapping[str, Any]) -> str | None:
+    """Why ``value`` is outside the range ``metadata`` declares (``min``/``max``), or None if inside.
+
+    NaN is outside every range (it compares false with everything, so it would pass any check
+    written as ``value < low``).
+    """
+    low, high = metadata.get("min"), metadata.get("max")
+    if low is None and high is None:
+        return None
+    inside = (low is None or low <= value) and (high is None or value <= high)
+    if inside:
+        return None
+    if low is not None and high is not None:
+        return f"must be between {_bound(low)} and {_bound(high)}"
+    return f"must be at least {_bound(low)}" if low is not None else f"must be at most {_bound(high)}"
 
 
 def format_duration(value: timedelta) -> str:
@@ -219,17 +297,6 @@ INVALID = _Invalid()
 KeyPath = tuple[str | int, ...]
 
 
-def _format_key(path: KeyPath) -> str:
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            text = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else f'"{part}"'
-            out += f".{text}" if out else text
-    return out
-
-
 class _Walker:
     """Walks parsed TOML against dataclass types, collecting problems."""
 
@@ -240,7 +307,7 @@ class _Walker:
         self.problems: list[Problem] = []
 
     def problem(self, path: KeyPath, message: str) -> None:
-        self.problems.append(Problem(self.file, _format_key(path), message, self.line_of(path)))
+        self.problems.append(Problem(self.file, format_key(path), message, self.line_of(path)))
 
     def line_of(self, path: KeyPath) -> int | None:
         """The line writing ``path``; else the first line of a key under it; else its nearest parent's."""
@@ -322,16 +389,18 @@ class _Walker:
             enabled = self.value(common.get("enabled", spec.enabled_by_default), bool, (*path, "enabled"))
             interval = self.value(common.get("interval", spec.interval), timedelta, (*path, "interval"))
             timeout = self.value(common.get("timeout", spec.timeout), timedelta, (*path, "timeout"))
-            for key, val in (("interval", interval), ("timeout", timeout)):
-                if isinstance(val, timedelta) and val.total_seconds() <= 0:
-                    self.problem((*path, key), "must be longer than 0s")
+            ranges_ok = [
+                self.in_range(common[key], val, limits, (*path, key))
+                for key, val, limits in (("interval", interval, INTERVAL_RANGE), ("timeout", timeout, TIMEOUT_RANGE))
+                if key in common and isinstance(val, timedelta)
+            ]
             if spec.settings is not None:
                 settings = self.dataclass_value(own, spec.settings, path)
             else:
                 for key in own:
                     self.unknown((*path, key), key, ["enabled", "interval", "timeout"])
                 settings = None
-            if any(isinstance(v, _Invalid) for v in (enabled, interval, timeout, settings)):
+            if not all(ranges_ok) or any(isinstance(v, _Invalid) for v in (enabled, interval, timeout, settings)):
                 continue
             result[name] = CollectorConfig(name, bool(enabled), interval, timeout, settings)
         return result
@@ -360,7 +429,9 @@ class _Walker:
             hint = "; expected one of: " + ", ".join(sorted(str(c) for c in choices))
         self.problem(path, f"unknown {what}{hint}{extra}")
 
-    def dataclass_value(self, raw: Any, cls: type, path: KeyPath) -> Any:
+    def dataclass_value(self, raw: Any, cls: type, path: KeyPath, base: Any = None) -> Any:
+        """Build ``cls`` from a table: the keys written, over ``base`` (the value this table
+        replaces: a plugin's default instance) or, without one, over the class's own defaults."""
         if not isinstance(raw, dict):
             self.problem(path, f"expected a table, got {_describe(raw)}")
             return INVALID
@@ -374,8 +445,9 @@ class _Walker:
         for toml_name, f in fields.items():
             if toml_name not in raw:
                 continue
-            value = self.value(raw[toml_name], hints[f.name], (*path, toml_name))
-            if isinstance(value, _Invalid):
+            default = getattr(base, f.name) if base is not None else _field_default(f)
+            value = self.value(raw[toml_name], hints[f.name], (*path, toml_name), default)
+            if isinstance(value, _Invalid) or not self.in_range(raw[toml_name], value, f.metadata, (*path, toml_name)):
                 bad = True
                 continue
             must_exist = f.metadata.get("must_exist")
@@ -385,10 +457,31 @@ class _Walker:
         if bad:
             return INVALID
         try:
-            return cls(**values)
+            return dataclasses.replace(base, **values) if base is not None else cls(**values)
         except (TypeError, ValueError) as exc:  # a dataclass's own __post_init__ checks
             self.problem(path, str(exc))
             return INVALID
+
+    def in_range(self, raw: Any, value: Any, metadata: Mapping[str, Any], path: KeyPath) -> bool:
+        """Check ``value`` (each item of an array, each entry of a table) against the field's
+        ``min``/``max``; record a problem per value outside, naming the value as written."""
+        if "min" not in metadata and "max" not in metadata:
+            return True
+        if isinstance(value, tuple) and isinstance(raw, (list, tuple)):
+            pairs: list[tuple[KeyPath, Any, Any]] = [((*path, i), r, v) for i, (r, v) in enumerate(zip(raw, value))]
+        elif isinstance(value, dict) and isinstance(raw, dict):
+            pairs = [((*path, str(k)), raw[k], value[str(k)]) for k in raw]
+        else:
+            pairs = [(path, raw, value)]
+        ok = True
+        for where, written, converted in pairs:
+            if converted is None:
+                continue
+            reason = out_of_range(converted, metadata)
+            if reason:
+                self.problem(where, f"{reason}, got {_show(written)}")
+                ok = False
+        return ok
 
     def check_exists(self, value: Path, kind: str, path: KeyPath) -> None:
         if kind == "file" and not value.is_file():
@@ -396,14 +489,16 @@ class _Walker:
         elif kind == "dir" and not value.is_dir():
             self.problem(path, f"directory {value} does not exist" if not value.exists() else f"{value} is not a directory")
 
-    def value(self, raw: Any, typ: Any, path: KeyPath) -> Any:  # noqa: C901 - one branch per supported type
+    def value(self, raw: Any, typ: Any, path: KeyPath, default: Any = None) -> Any:  # noqa: C901 - one branch per supported type
+        """Convert ``raw`` to ``typ``; ``default`` is the value it replaces (a nested table is
+        written over it)."""
         origin = typing.get_origin(typ)
         args = typing.get_args(typ)
         if origin in (types.UnionType, typing.Union):
             options = [a for a in args if a is not type(None)]
             if len(options) == 1:
-                return self.value(raw, options[0], path)
-            raise TypeError(f"unsupported settings type {typ} at {_format_key(path)}")
+                return self.value(raw, options[0], path, default)
+            raise TypeError(f"unsupported settings type {typ} at {format_key(path)}")
         if origin is Literal:
             if raw in args and type(raw) is type(args[0]):
                 return raw
@@ -430,7 +525,7 @@ class _Walker:
         if isinstance(typ, type) and dataclasses.is_dataclass(typ):
             if dataclasses.is_dataclass(raw):
                 return raw
-            return self.dataclass_value(raw, typ, path)
+            return self.dataclass_value(raw, typ, path, default if isinstance(default, typ) else None)
         if typ is bool:
             if isinstance(raw, bool):
                 return raw
@@ -462,7 +557,11 @@ class _Walker:
         if typ is timedelta:
             if isinstance(raw, timedelta):
                 return raw
-            parsed = parse_duration(raw) if isinstance(raw, str) else None
+            try:
+                parsed = parse_duration(raw) if isinstance(raw, str) else None
+            except OverflowError:
+                self.problem(path, f"{_show(raw)} is too long")
+                return INVALID
             if parsed is None:
                 self.problem(path, f'expected a duration like "30s", "5m" or "1h30m", got {_show(raw)}')
                 return INVALID
@@ -487,7 +586,15 @@ class _Walker:
                     pass
             self.problem(path, f'expected a date and time like "2026-12-01T22:00:00+01:00", got {_show(raw)}')
             return INVALID
-        raise TypeError(f"unsupported settings type {typ!r} at {_format_key(path)}")
+        raise TypeError(f"unsupported settings type {typ!r} at {format_key(path)}")
+
+
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
 
 
 def _describe(raw: Any) -> str:
@@ -573,9 +680,44 @@ def unsupported_settings(cls: type, _seen: frozenset[type] = frozenset()) -> str
     except Exception as exc:
         return f"cannot resolve the field types of {cls.__name__}: {exc}"
     for f in dataclasses.fields(cls):
-        reason = _unsupported_type(hints[f.name], _seen | {cls})
+        reason = _unsupported_type(hints[f.name], _seen | {cls}) or _bad_range(f, hints[f.name])
         if reason:
             return f"{cls.__name__}.{f.name}: {reason}"
+    return None
+
+
+def _bad_range(f: dataclasses.Field[Any], typ: Any) -> str | None:
+    """Why a field's ``min``/``max`` cannot work (wrong type, default outside), or None."""
+    if "min" not in f.metadata and "max" not in f.metadata:
+        return None
+    origin = typing.get_origin(typ)
+    if origin in (types.UnionType, typing.Union):
+        typ = next(a for a in typing.get_args(typ) if a is not type(None))
+        origin = typing.get_origin(typ)
+    many = origin in (tuple, dict, Mapping)
+    if many:
+        typ = typing.get_args(typ)[0 if origin is tuple else 1]
+    accepts: dict[Any, tuple[tuple[type, ...], str]] = {
+        int: ((int,), "an integer"),
+        float: ((int, float), "a number"),
+        timedelta: ((timedelta,), "a timedelta"),
+    }
+    if typ not in accepts:
+        return f"a range (min/max) is only for int, float and duration fields, not {typ!r}"
+    kinds, name = accepts[typ]
+    for end in ("min", "max"):
+        bound = f.metadata.get(end)
+        if bound is not None and (not isinstance(bound, kinds) or isinstance(bound, bool)):
+            return f"range {end} {_show(bound)} is not {name}"
+    default = _field_default(f)
+    if default is None:
+        return None
+    values = list(default.values()) if isinstance(default, Mapping) else list(default) if many else [default]
+    for value in values:
+        if out_of_range(value, f.metadata):
+            low, high = range_text(f.metadata) or ("", "")
+            shown = f'"{format_duration(value)}"' if isinstance(value, timedelta) else _show(value)
+            return f"default {shown} is outside its range {low} … {high}"
     return None
 
 

@@ -1,4 +1,5 @@
-"""The syslog receiver's own health as metrics: messages and connections by outcome, spool files.
+"""The syslog receiver's own health as metrics: messages and connections by outcome, spool files,
+and messages discarded unread from the spool.
 
 The receiver counts in memory since it started; this collector commits what grew since its last
 commit, so the exported counters keep their values across restarts like every other counter. The
@@ -36,8 +37,23 @@ CONNECTIONS = MetricSpec(
 )
 OPEN = MetricSpec("normagent_syslog_open_connections", "gauge", "TCP syslog connections open now.", section=SECTION)
 SPOOL = MetricSpec(
-    "normagent_syslog_spool_files", "gauge", "Rotated syslog spool files not yet read and removed.", section=SECTION
+    "normagent_syslog_spool_files", "gauge", "Rotated syslog spool files on disk (at most spool_max_files).", section=SECTION
 )
+DISCARDED_MESSAGES = MetricSpec(
+    "normagent_syslog_spool_discarded_messages_total",
+    "counter",
+    "Syslog messages received and spooled, then deleted unread with the oldest rotated spool file to keep "
+    "spool_max_files (a loss: no reader kept up).",
+    section=SECTION,
+)
+DISCARDED_BYTES = MetricSpec(
+    "normagent_syslog_spool_discarded_bytes_total",
+    "counter",
+    "Bytes of spool lines deleted unread with the oldest rotated spool file (see "
+    "normagent_syslog_spool_discarded_messages_total).",
+    section=SECTION,
+)
+SYSLOG_METRICS = (MESSAGES, CONNECTIONS, OPEN, SPOOL, DISCARDED_MESSAGES, DISCARDED_BYTES)
 
 
 class StatsSource(Protocol):
@@ -50,24 +66,27 @@ def syslog_collector(receiver: StatsSource, interval: timedelta = timedelta(seco
 
     def collect(ctx: RunContext) -> Iterator[Batch]:
         stats = receiver.stats()
-        current: dict[tuple[str, ...], int] = {("m", *key): n for key, n in stats.messages.items()}
-        current.update({("c", result): n for result, n in stats.connections.items()})
+        # (metric, label values) → cumulative count since the receiver started
+        current: dict[tuple[str, ...], int] = {(MESSAGES.name, *key): n for key, n in stats.messages.items()}
+        current.update({(CONNECTIONS.name, result): n for result, n in stats.connections.items()})
+        current[(DISCARDED_MESSAGES.name,)] = stats.discarded_messages
+        current[(DISCARDED_BYTES.name,)] = stats.discarded_bytes
+        label_names = {spec.name: spec.labels for spec in SYSLOG_METRICS}
         counts = []
-        for key, n in current.items():
-            grown = n - committed.get(key, 0)
+        for (metric, *values), n in current.items():
+            grown = n - committed.get((metric, *values), 0)
             if grown > 0:
-                labels = {"transport": key[1], "result": key[2]} if key[0] == "m" else {"result": key[1]}
-                counts.append(Count(MESSAGES.name if key[0] == "m" else CONNECTIONS.name, labels, grown))
+                counts.append(Count(metric, dict(zip(label_names[metric], values)), grown))
         yield Batch([*counts, Gauge(OPEN.name, stats.open_connections), Gauge(SPOOL.name, stats.spool_files)])
         # The yield returns once the batch is committed: only now is it part of the counters.
         committed.update(current)
 
     return CollectorSpec(
         name="core.syslog",
-        help="Health of the syslog receiver: messages and connections by outcome, spool backlog.",
+        help="Health of the syslog receiver: messages and connections by outcome, spool backlog and losses.",
         collect=collect,
         interval=interval,
         timeout=timedelta(seconds=10),
-        metrics=(MESSAGES, CONNECTIONS, OPEN, SPOOL),
+        metrics=SYSLOG_METRICS,
         plugin="core",
     )

@@ -47,7 +47,7 @@ import re
 import struct
 from bisect import bisect_right
 from collections.abc import Generator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -81,8 +81,8 @@ class EvtxSettings:
 
     paths: tuple[str, ...] = ()
     channels: tuple[str, ...] = ()
-    event_ids: tuple[int, ...] = ()
-    block_records: int = 1000
+    event_ids: tuple[int, ...] = field(default=(), metadata={"min": 0, "max": 0xFFFF})
+    block_records: int = field(default=1000, metadata={"min": 1, "max": 100_000})
 
     def __post_init__(self) -> None:
         if self.block_records < 1:

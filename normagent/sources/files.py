@@ -80,6 +80,7 @@ log = structlog.get_logger(__name__)
 FINGERPRINT_BYTES = 1024  # as Filebeat's fingerprint: long enough to get past fixed file headers
 BLOCK_BYTES = 2**20  # blocks stay in the CPU cache while they are cut and counted
 MIN_BLOCK_BYTES = 64
+MAX_BLOCK_BYTES = 16 * 2**20  # a block (and the longest line kept whole) is held in memory
 CHECKPOINT_VERSION = 1
 FILE_KEY = "file:"
 PATTERN_KEY = "pattern:"
@@ -120,7 +121,7 @@ class FileSource:
     paths: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     start_at: StartAt = "end"
-    block_bytes: int = BLOCK_BYTES
+    block_bytes: int = field(default=BLOCK_BYTES, metadata={"min": MIN_BLOCK_BYTES, "max": MAX_BLOCK_BYTES})
     timezone: str = ""
 
     def __post_init__(self) -> None:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
@@ -91,8 +91,10 @@ class JournalSettings:
     start: Literal["beginning", "end"] = "end"
     directory: str = ""
     files: tuple[str, ...] = ()
-    block_entries: int = 1000
-    command_timeout: timedelta = timedelta(seconds=30)
+    block_entries: int = field(default=1000, metadata={"min": 1, "max": 100_000})
+    command_timeout: timedelta = field(
+        default=timedelta(seconds=30), metadata={"min": timedelta(seconds=1), "max": timedelta(hours=1)}
+    )
 
     def __post_init__(self) -> None:
         if self.block_entries < 1:

@@ -23,10 +23,22 @@ like the rest of the spool, never exported; a plugin that needs it pseudonymises
 
 Rotation: when the spool reaches ``spool_file_bytes`` it is renamed to
 ``syslog.log-YYYYmmdd-HHMMSS-ffffff`` (a name the file tailer recognises as a rotated sibling) and a
-new one is created. At most ``spool_max_files`` rotated files are kept. The receiver never deletes
-one the reader may not have finished: it removes the oldest only when the ``consumed`` callback says
-the reader is done with it. When it cannot rotate, the spool is full and new messages are dropped,
-counted and logged (``syslog_spool_full``) until a rotated file can go.
+new one is created. At most ``spool_max_files`` rotated files are kept, so the spool never takes
+more than about ``(spool_max_files + 1) * spool_file_bytes`` of disk. To rotate beyond that, the
+oldest rotated file goes: removed quietly if its reader has read all of it, otherwise *discarded*:
+the messages in it the reader had not read are counted (``discarded_messages``/``discarded_bytes``,
+exported as ``normagent_syslog_spool_discarded_*_total``) and logged (``syslog_spool_discarded``,
+a warning). Old unread messages go rather than new ones: a reader that is behind (or, today, no
+reader at all) never makes the receiver refuse what arrives. Only when a file cannot be deleted
+is the spool full: new messages are then dropped, counted and logged (``syslog_spool_full``).
+
+For the reader (the file tailer of a log plugin): lines are appended whole and never rewritten;
+files are renamed, never copied or truncated, and deleted only whole and oldest first, so a
+checkpoint of (inode, first bytes, offset) stays valid for every file that still exists. The
+receiver asks ``read_offset(path)`` how far the reader has committed in a rotated file before it
+deletes it, and counts the rest as discarded; the answer and the deletion are not atomic with the
+reader's own reading, so a reader must not count lines of a spool file read after it answered for
+that file (it is gone by then, and those lines are counted as discarded).
 
 Everything a sender can get wrong is counted per transport and result and never stops the
 receiver: ``received``, ``oversized`` (over ``max_message_bytes``), ``malformed`` (no valid PRI,
@@ -96,27 +108,53 @@ class SyslogSettings:
         metadata={"help": 'TCP address to receive on, as udp_listen; "" turns TCP off'},
     )
     max_message_bytes: int = field(
-        default=65536, metadata={"help": "Longest message accepted; a longer one is counted as oversized and dropped"}
+        default=65536,
+        metadata={
+            "help": "Longest message accepted; a longer one is counted as oversized and dropped. Each TCP connection "
+            "may hold this much of an unfinished message",
+            "min": 480,  # RFC 3164/5426: every receiver must take 480 octets
+            "max": 2**20,
+        },
     )
     max_connections: int = field(
-        default=100, metadata={"help": "TCP connections served at once; more are closed at once and counted as refused"}
+        default=100,
+        metadata={
+            "help": "TCP connections served at once; more are closed at once and counted as refused",
+            "min": 1,
+            "max": 1000,  # each an open file, and up to max_message_bytes of memory
+        },
     )
     idle_timeout: timedelta = field(
-        default=timedelta(minutes=5), metadata={"help": "A TCP connection silent this long is closed"}
+        default=timedelta(minutes=5),
+        metadata={"help": "A TCP connection silent this long is closed", "min": timedelta(seconds=1), "max": timedelta(days=1)},
     )
     spool_file_bytes: int = field(
-        default=64 * 2**20, metadata={"help": "Size at which the spool file is rotated"}
+        default=64 * 2**20,
+        metadata={"help": "Size at which the spool file is rotated", "min": 4096, "max": 2**30},
     )
     spool_max_files: int = field(
-        default=8, metadata={"help": "Rotated spool files kept; when that many are still unread, new messages are dropped"}
+        default=8,
+        metadata={
+            "help": "Rotated spool files kept for their reader; to rotate beyond this, the oldest is deleted, and "
+            "what no reader had read in it is counted (normagent_syslog_spool_discarded_messages_total) and "
+            "logged. With spool_file_bytes, this caps the spool's disk space",
+            "min": 1,
+            "max": 1000,
+        },
     )
     udp_receive_buffer: int = field(
-        default=4 * 2**20, metadata={"help": "Kernel receive buffer asked for the UDP socket (SO_RCVBUF), for bursts"}
+        default=4 * 2**20,
+        metadata={
+            "help": "Kernel receive buffer asked for the UDP socket (SO_RCVBUF), for bursts; Linux caps it at "
+            "net.core.rmem_max",
+            "min": 4096,
+            "max": 256 * 2**20,
+        },
     )
 
 
 def validate_syslog(settings: SyslogSettings) -> list[tuple[str, str]]:
-    """The checks ``[syslog]`` needs beyond types, as (key, message) pairs; empty when usable."""
+    """The checks ``[syslog]`` needs beyond types and ranges, as (key, message) pairs; empty when usable."""
     problems: list[tuple[str, str]] = []
     for key in ("udp_listen", "tcp_listen"):
         text = getattr(settings, key)
@@ -127,14 +165,9 @@ def validate_syslog(settings: SyslogSettings) -> list[tuple[str, str]]:
                 problems.append((key, str(exc)))
     if not settings.udp_listen and not settings.tcp_listen:
         problems.append(("udp_listen", 'both udp_listen and tcp_listen are "": the receiver would receive nothing'))
-    minimums = {"max_message_bytes": 480, "max_connections": 1, "spool_file_bytes": 4096, "spool_max_files": 1}
-    for key, least in minimums.items():
-        if getattr(settings, key) < least:
-            problems.append((key, f"must be at least {least}, got {getattr(settings, key)}"))
+    # Each value's own range is field metadata, checked where the configuration is read.
     if settings.spool_file_bytes < settings.max_message_bytes:
         problems.append(("spool_file_bytes", "must be at least max_message_bytes"))
-    if settings.idle_timeout <= timedelta(0):
-        problems.append(("idle_timeout", "must be longer than 0s"))
     return problems
 
 
@@ -167,7 +200,10 @@ class SyslogStats:
             ``max_connections``), ``idle_closed`` (silent past ``idle_timeout``).
         open_connections: TCP connections open now.
         spool_files: Rotated spool files on disk now (the current file not included).
-        spool_full: Whether new messages are being dropped because the spool is full.
+        spool_full: Whether new messages are being dropped because a rotated file cannot be deleted.
+        discarded_messages: Messages spooled, then discarded unread with the oldest rotated file to
+            keep ``spool_max_files``.
+        discarded_bytes: Their bytes in the spool (spool lines, with timestamp and sender).
     """
 
     messages: Mapping[tuple[str, str], int]
@@ -175,6 +211,8 @@ class SyslogStats:
     open_connections: int
     spool_files: int
     spool_full: bool
+    discarded_messages: int = 0
+    discarded_bytes: int = 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -574,24 +612,28 @@ def rfc3164_time(stamp: str, now: datetime, tz: tzinfo) -> datetime | None:
 
 
 class Spool:
-    """The spool file and its rotated siblings. Not thread-safe: one writer thread owns it."""
+    """The spool file and its rotated siblings. One writer thread owns it; only ``rotated()``,
+    ``full`` and ``discarded()`` may be read from other threads."""
 
     def __init__(
         self,
         directory: Path,
         settings: SyslogSettings,
         clock: Clock,
-        consumed: Callable[[Path], bool] | None = None,
+        read_offset: Callable[[Path], int] | None = None,
     ) -> None:
         self.directory = directory
         self.path = directory / SPOOL_NAME
         self._settings = settings
         self._clock = clock
-        self._consumed = consumed
+        self._read_offset = read_offset
         self._fd = -1
         self._size = 0
         self.full = False
         self._last_prune = float("-inf")
+        self._discard_failing = False  # log a file that cannot be deleted once, not every second
+        self._counts_lock = threading.Lock()
+        self._discarded = (0, 0)  # messages, bytes
 
     def open(self) -> None:
         """Create the directory and file, and cut off a line a crash left half-written."""
@@ -632,6 +674,11 @@ class Spool:
             os.close(self._fd)
             self._fd = -1
 
+    def discarded(self) -> tuple[int, int]:
+        """Messages and bytes discarded unread since start (rotated files deleted to make room)."""
+        with self._counts_lock:
+            return self._discarded
+
     def rotated(self) -> list[Path]:
         """Rotated spool files, oldest first."""
         names = [entry for entry in os.listdir(self.directory) if _ROTATED.fullmatch(entry)]
@@ -662,10 +709,10 @@ class Spool:
         rotated = self.rotated()
         if len(rotated) >= self._settings.spool_max_files:
             now = self._clock.monotonic()
-            if now - self._last_prune < 1.0:
-                return False  # asked the reader less than a second ago
+            if self.full and now - self._last_prune < 1.0:
+                return False  # a file could not be deleted less than a second ago
             self._last_prune = now
-            rotated = self._prune(rotated)
+            rotated = self._make_room(rotated)
             if len(rotated) >= self._settings.spool_max_files:
                 if not self.full:
                     log.warning("syslog_spool_full", spool=str(self.path), rotated_files=len(rotated))
@@ -683,24 +730,61 @@ class Spool:
         self.full = False
         return True
 
-    def _prune(self, rotated: list[Path]) -> list[Path]:
-        """Remove the oldest rotated files the reader has finished with, oldest first."""
+    def _make_room(self, rotated: list[Path]) -> list[Path]:
+        """Delete the oldest rotated files until fewer than ``spool_max_files`` remain.
+
+        A file its reader has read to the end is removed; any other is discarded: what the reader
+        had not read is counted and logged. Stops at a file that cannot be deleted.
+        """
         kept = list(rotated)
-        while kept and len(kept) >= self._settings.spool_max_files and self._consumed is not None:
+        while kept and len(kept) >= self._settings.spool_max_files:
             oldest = kept[0]
+            uncounted: str | None = None  # why its messages could not be counted (its bytes still are)
             try:
-                done = self._consumed(oldest)
-            except Exception:  # a failing callback must not stop the receiver: keep the file
-                log.exception("syslog_spool_consumed_check_failed", file=oldest.name)
-                done = False
-            if not done:
+                size = oldest.stat().st_size
+                read = min(self._reader_offset(oldest), size)
+                try:
+                    messages = _lines_after(oldest, read) if read < size else 0
+                except OSError as exc:
+                    messages, uncounted = 0, exc.strerror or str(exc)
+                oldest.unlink()
+            except FileNotFoundError:
+                pass  # gone already (a reader that deletes what it read): nothing to count
+            except OSError as exc:
+                if not self._discard_failing:
+                    log.error("syslog_spool_discard_failed", file=oldest.name, error=exc.strerror or str(exc))
+                self._discard_failing = True
                 break
-            oldest.unlink(missing_ok=True)
-            log.info("syslog_spool_removed", file=oldest.name)
+            else:
+                self._discard_failing = False
+                if read >= size:
+                    log.info("syslog_spool_removed", file=oldest.name)
+                else:
+                    with self._counts_lock:
+                        self._discarded = (self._discarded[0] + messages, self._discarded[1] + size - read)
+                    log.warning(
+                        "syslog_spool_discarded",
+                        file=oldest.name,
+                        messages=messages if uncounted is None else None,
+                        bytes=size - read,
+                        read_bytes=read,
+                        reason="spool_max_files reached" + ("; nothing reads the spool" if self._read_offset is None else ""),
+                        **({"count_error": uncounted} if uncounted is not None else {}),
+                    )
             kept.pop(0)
         if len(kept) != len(rotated):
             _fsync_dir(self.directory)
         return kept
+
+    def _reader_offset(self, path: Path) -> int:
+        """Bytes of ``path`` its reader has committed: 0 without a reader, or if it cannot say."""
+        if self._read_offset is None:
+            return 0
+        try:
+            return max(0, int(self._read_offset(path)))
+        except Exception:  # a failing callback must not stop the receiver: count the whole file
+            log.exception("syslog_spool_reader_failed", file=path.name)
+            return 0
 
     def _stamp(self, rotated: list[Path]) -> str:
         """A rotation stamp later than every existing one, even if the clock went back."""
@@ -712,6 +796,19 @@ class Spool:
             if now <= last:
                 now = last + timedelta(microseconds=1)
         return now.strftime("%Y%m%d-%H%M%S-%f")
+
+
+def _lines_after(path: Path, offset: int) -> int:
+    """Spool lines in ``path`` after byte ``offset`` (a torn last line, which the spool never
+    leaves, would count as one)."""
+    lines = 0
+    last = b"\n"
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while chunk := f.read(READ_BYTES * 16):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (last != b"\n")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -751,9 +848,11 @@ class SyslogReceiver:
         settings: What to listen on and the limits.
         spool_dir: Directory of the spool (``<state_dir>/syslog``); created if missing.
         clock: Receive timestamps (``now``) and idle timeouts (``monotonic``).
-        consumed: ``consumed(path) -> bool``: whether the spool's reader has finished a rotated
-            spool file, so it may be deleted. Without it, rotated files are never deleted and the
-            spool fills after ``spool_max_files`` rotations.
+        read_offset: ``read_offset(path) -> int``: how many bytes of a rotated spool file the
+            spool's reader has committed (its checkpoint offset; the file's size once it is done).
+            Asked before the oldest rotated file is deleted to keep ``spool_max_files``: the rest
+            of the file is counted as discarded. None (no reader yet): every deleted file counts
+            as discarded in full.
         tick: Longest the network loop sleeps before checking idle connections, in seconds.
     """
 
@@ -763,11 +862,11 @@ class SyslogReceiver:
         spool_dir: Path,
         clock: Clock,
         *,
-        consumed: Callable[[Path], bool] | None = None,
+        read_offset: Callable[[Path], int] | None = None,
         tick: float = 1.0,
     ) -> None:
         self.settings = settings
-        self.spool = Spool(Path(spool_dir), settings, clock, consumed)
+        self.spool = Spool(Path(spool_dir), settings, clock, read_offset)
         self._clock = clock
         self._tick = tick
         self._lock = threading.Lock()
@@ -859,6 +958,7 @@ class SyslogReceiver:
             "syslog_receiver_stopped",
             received=sum(v for (t, r), v in stats.messages.items() if r == "received"),
             dropped=sum(v for (t, r), v in stats.messages.items() if r == "dropped"),
+            discarded=stats.discarded_messages,
         )
 
     def bound_addresses(self) -> list[tuple[str, str, int]]:
@@ -875,7 +975,7 @@ class SyslogReceiver:
             files = len(self.spool.rotated())
         except OSError:
             files = 0
-        return SyslogStats(messages, connections, open_now, files, self.spool.full)
+        return SyslogStats(messages, connections, open_now, files, self.spool.full, *self.spool.discarded())
 
     def _bind(self, transport: Transport, text: str) -> socket.socket:
         try:

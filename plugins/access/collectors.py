@@ -168,7 +168,7 @@ class BusinessHours:
     enabled: bool = True
     start: time = time(7, 0)
     end: time = time(17, 0)
-    weekdays: tuple[int, ...] = (1, 2, 3, 4, 5)
+    weekdays: tuple[int, ...] = field(default=(1, 2, 3, 4, 5), metadata={"min": 1, "max": 7})
 
     def __post_init__(self) -> None:
         if not all(1 <= d <= 7 for d in self.weekdays):
@@ -211,8 +211,8 @@ class JournalErrorSettings:
 
     journal: JournalSettings = JournalSettings(priority="err")
     origins: tuple[str, ...] = ()
-    max_origins: int = 20
-    admit_after: int = 10
+    max_origins: int = field(default=20, metadata={"min": 0, "max": 200})
+    admit_after: int = field(default=10, metadata={"min": 1, "max": 1_000_000})
 
     def __post_init__(self) -> None:
         _check_origin_settings(self.max_origins, self.admit_after)
@@ -239,10 +239,10 @@ class WindowsSettings:
 
     paths: tuple[str, ...] = ()
     channels: tuple[str, ...] = ("Security", "System", "Application")
-    event_ids: tuple[int, ...] = ()
+    event_ids: tuple[int, ...] = field(default=(), metadata={"min": 0, "max": 0xFFFF})
     origins: tuple[str, ...] = ()
-    max_origins: int = 20
-    admit_after: int = 10
+    max_origins: int = field(default=20, metadata={"min": 0, "max": 200})
+    admit_after: int = field(default=10, metadata={"min": 1, "max": 1_000_000})
     count_credential_validation: bool = True
     business_hours: BusinessHours = BusinessHours()
 

@@ -94,9 +94,9 @@ class TypeTimeouts:
         alarm: Overrides ``alarm_after`` for this type.
     """
 
-    transport: timedelta | None = None
-    application: timedelta | None = None
-    alarm: timedelta | None = None
+    transport: timedelta | None = field(default=None, metadata={"min": timedelta(minutes=1), "max": timedelta(days=30)})
+    application: timedelta | None = field(default=None, metadata={"min": timedelta(minutes=1), "max": timedelta(days=90)})
+    alarm: timedelta | None = field(default=None, metadata={"min": timedelta(minutes=1), "max": timedelta(days=90)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +111,7 @@ class BusinessHoursSettings:
         closed_dates: Dates with no business hours (public holidays), ``"YYYY-MM-DD"``.
     """
 
-    weekdays: tuple[int, ...] = (1, 2, 3, 4, 5)
+    weekdays: tuple[int, ...] = field(default=(1, 2, 3, 4, 5), metadata={"min": 1, "max": 7})
     start: time = time(8, 0)
     end: time = time(16, 0)
     time_zone: str = "Europe/Oslo"
@@ -223,21 +223,29 @@ class EdiSettings:
     folders: tuple[EdiFolder, ...] = ()
     own_her_ids: tuple[str, ...] = ()
     msg_types: tuple[str, ...] = ()
-    transport_timeout: timedelta = timedelta(hours=4)
-    application_timeout: timedelta = timedelta(hours=24)
-    alarm_after: timedelta = timedelta(hours=72)
+    transport_timeout: timedelta = field(default=timedelta(hours=4), metadata={"min": timedelta(minutes=1), "max": timedelta(days=30)})
+    application_timeout: timedelta = field(
+        default=timedelta(hours=24), metadata={"min": timedelta(minutes=1), "max": timedelta(days=90)}
+    )
+    alarm_after: timedelta = field(
+        default=timedelta(hours=72), metadata={"min": timedelta(minutes=1), "max": timedelta(days=90)}
+    )
     type_timeouts: dict[str, TypeTimeouts] = field(default_factory=dict)
-    forget_unacknowledged_after: timedelta = timedelta(days=14)
-    history_retention: timedelta = timedelta(days=120)
+    forget_unacknowledged_after: timedelta = field(
+        default=timedelta(days=14), metadata={"min": timedelta(hours=1), "max": timedelta(days=400)}
+    )
+    history_retention: timedelta = field(
+        default=timedelta(days=120), metadata={"min": timedelta(days=1), "max": timedelta(days=3650)}
+    )
     naive_time_zone: str = "Europe/Oslo"
     business_hours: BusinessHoursSettings = BusinessHoursSettings()
-    stop_gap: timedelta = timedelta(hours=1)
+    stop_gap: timedelta = field(default=timedelta(hours=1), metadata={"min": timedelta(minutes=1), "max": timedelta(days=7)})
     maintenance: tuple[MaintenanceWindow, ...] = ()
     service: ServiceCheck = ServiceCheck()
     count_encrypted_envelopes: bool = True
-    write_grace: timedelta = timedelta(minutes=10)
-    batch_size: int = 1000
-    max_header_bytes: int = 4 * 1024 * 1024
+    write_grace: timedelta = field(default=timedelta(minutes=10), metadata={"min": timedelta(0), "max": timedelta(days=1)})
+    batch_size: int = field(default=1000, metadata={"min": 1, "max": 100_000})
+    max_header_bytes: int = field(default=4 * 1024 * 1024, metadata={"min": 4096, "max": 16 * 1024 * 1024})
     full_rescan: bool = False
 
     def __post_init__(self) -> None:

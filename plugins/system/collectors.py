@@ -133,7 +133,7 @@ class BootSettings:
     wtmp: Path = Path("/var/log/wtmp")
     wtmpdb: Path = Path("/var/lib/wtmpdb/wtmp.db")
     journal_directory: Path | None = None
-    backfill: timedelta = field(default=timedelta(days=31))
+    backfill: timedelta = field(default=timedelta(days=31), metadata={"min": timedelta(0), "max": timedelta(days=400)})
 
     def __post_init__(self) -> None:
         if self.backfill < timedelta(0):

@@ -14,11 +14,19 @@ from typing import Any
 import pytest
 
 from normagent.agent import sections
-from normagent.config import AgentSettings, PluginsSettings, RuleSettings, format_duration
+from normagent.config import (
+    INTERVAL_RANGE,
+    TIMEOUT_RANGE,
+    AgentSettings,
+    PluginsSettings,
+    RuleSettings,
+    format_duration,
+    range_text,
+)
 from normagent.exposition import HEALTH_METRICS
 from normagent.loader import build_plugins
 from normagent.model import MetricSpec
-from normagent.syslog_stats import CONNECTIONS, MESSAGES, OPEN, SPOOL
+from normagent.syslog_stats import SYSLOG_METRICS
 
 ROOT = Path(__file__).parents[2]
 README = ROOT / "README.md"
@@ -31,7 +39,7 @@ def all_metrics() -> list[tuple[MetricSpec, str]]:
         for metric in spec.metrics:
             owners.setdefault(metric.name, []).append(spec.name)
     metrics = {m.name: m for m in plugins.metrics().values()}
-    for metric in (*HEALTH_METRICS, MESSAGES, CONNECTIONS, OPEN, SPOOL):
+    for metric in (*HEALTH_METRICS, *SYSLOG_METRICS):
         metrics[metric.name] = metric
         owners.setdefault(metric.name, ["agent"] if metric in HEALTH_METRICS else ["core.syslog"])
     rows = []
@@ -70,14 +78,24 @@ def _type_name(typ: Any) -> str:
             time: "time of day", datetime: "date-time"}.get(typ, getattr(typ, "__name__", str(typ)))
 
 
-def _default_text(f: dataclasses.Field[Any]) -> str:
+def _type_cell(typ: Any, metadata: Any) -> str:
+    """The type, and the range a numeric setting must be in (``integer, 1 … 100000``)."""
+    bounds = range_text(metadata)
+    if bounds is None:
+        return _type_name(typ)
+    return f"{_type_name(typ)}, {'each ' if typing.get_origin(typ) in (tuple, dict) else ''}{bounds[0]} … {bounds[1]}"
+
+
+def _field_default(f: dataclasses.Field[Any]) -> Any:
     if f.default is not dataclasses.MISSING:
-        value = f.default
-    elif f.default_factory is not dataclasses.MISSING:
-        value = f.default_factory()
-    else:
-        return "—"
-    if value is None:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _default_text(value: Any) -> str:
+    if value is dataclasses.MISSING or value is None:
         return "—"
     if value in ((), {}, ""):
         return {(): "`[]`", "": '`""`'}.get(value, "`{}`") if not isinstance(value, dict) else "`{}`"
@@ -114,7 +132,9 @@ def _attribute_docs(cls: type) -> dict[str, str]:
     return result
 
 
-def settings_table(cls: type, extra_rows: list[str] = ()) -> str:  # type: ignore[assignment]
+def settings_table(cls: type, extra_rows: list[str] = (), defaults: Any = None) -> str:  # type: ignore[assignment]
+    """The table of ``cls``'s keys. ``defaults`` is the instance whose values are the defaults (a
+    nested table's defaults are those of its parent's default value, as config.py merges them)."""
     hints = typing.get_type_hints(cls)
     docs = _attribute_docs(cls)
     lines = ["| key | type | default | meaning |", "|---|---|---|---|", *extra_rows]
@@ -122,14 +142,15 @@ def settings_table(cls: type, extra_rows: list[str] = ()) -> str:  # type: ignor
     for f in dataclasses.fields(cls):
         key = f.metadata.get("toml", f.name)
         meaning = f.metadata.get("help") or docs.get(f.name) or docs.get(key, "")
-        lines.append(f"| `{key}` | {_type_name(hints[f.name])} | {_default_text(f)} | {_cell(meaning)} |")
+        default = getattr(defaults, f.name) if defaults is not None else _field_default(f)
+        lines.append(f"| `{key}` | {_type_cell(hints[f.name], f.metadata)} | {_default_text(default)} | {_cell(meaning)} |")
         inner = hints[f.name]
         inner = typing.get_args(inner)[0] if typing.get_origin(inner) is tuple else typing.get_args(inner)[1] if typing.get_origin(inner) is dict else inner
         if dataclasses.is_dataclass(inner):
-            nested.append((key, inner))
+            nested.append((key, inner, default if isinstance(default, inner) else None))
     text = "\n".join(lines) + "\n"
-    for key, inner in nested:
-        text += f"\n`{key}` entries:\n\n" + settings_table(inner)
+    for key, inner, instance in nested:
+        text += f"\n`{key}` entries:\n\n" + settings_table(inner, defaults=instance)
     return text
 
 
@@ -146,8 +167,9 @@ def config_reference() -> str:
     for name, spec in sorted(plugins.collectors().items()):
         common = [
             f"| `enabled` | boolean | `{str(spec.enabled_by_default).lower()}` | Run this collector |",
-            f'| `interval` | duration | `"{format_duration(spec.interval)}"` | Time between runs |',
-            f'| `timeout` | duration | `"{format_duration(spec.timeout)}"` | A run taking longer is abandoned and counted as failed |',
+            f'| `interval` | {_type_cell(timedelta, INTERVAL_RANGE)} | `"{format_duration(spec.interval)}"` | Time between runs |',
+            f'| `timeout` | {_type_cell(timedelta, TIMEOUT_RANGE)} | `"{format_duration(spec.timeout)}"` '
+            "| A run taking longer is abandoned and counted as failed |",
         ]
         if spec.settings is None:
             table = "\n".join(["| key | type | default | meaning |", "|---|---|---|---|", *common]) + "\n"
@@ -155,6 +177,17 @@ def config_reference() -> str:
             table = settings_table(spec.settings, common)
         parts.append(f'### `[collectors."{name}"]`\n\n{spec.help}\n\n{table}')
     return "\n".join(parts)
+
+
+def test_a_nested_table_shows_the_defaults_the_plugin_gives_it() -> None:
+    """``[collectors."access.logins".journal]``: the identifiers row shows the login programs, as the
+    ``journal`` row above it says, not JournalSettings' own empty default."""
+    from normagent.plugins.access.collectors import LOGIN_IDENTIFIERS, LoginSettings
+
+    journal_rows = settings_table(LoginSettings).split("`journal` entries:")[1]
+    row = next(line for line in journal_rows.splitlines() if line.startswith("| `identifiers` |"))
+    default_cell = row.split(" | ")[2]
+    assert default_cell == "`[" + ", ".join(f'"{name}"' for name in LOGIN_IDENTIFIERS) + "]`"
 
 
 def counting_rules() -> str:

@@ -40,14 +40,16 @@ class Folder:
 class SampleSettings:
     paths: tuple[str, ...] = ("/var/log/sample.log",)
     start_at: Literal["beginning", "end"] = "end"
-    max_lines: int = 1000
-    ratio: float = 0.5
+    max_lines: int = field(default=1000, metadata={"min": 1, "max": 100_000})
+    ratio: float = field(default=0.5, metadata={"min": 0, "max": 10})
     quiet: bool = False
-    gap: timedelta = timedelta(minutes=30)
+    gap: timedelta = field(default=timedelta(minutes=30), metadata={"min": timedelta(minutes=1), "max": timedelta(days=1)})
     opens: time = time(8, 0)
     folders: tuple[Folder, ...] = ()
-    per_type: dict[str, timedelta] = field(default_factory=dict)
+    per_type: dict[str, timedelta] = field(default_factory=dict, metadata={"min": timedelta(0), "max": timedelta(days=7)})
     ca_file: Path | None = field(default=None, metadata={"must_exist": "file"})
+    days: tuple[int, ...] = field(default=(1, 2), metadata={"min": 1, "max": 7})
+    home: Folder = Folder(Path("/srv/home"), "out")  # a nested table whose default is not its class's
 
 
 def collect_sample(ctx: RunContext) -> Iterator[Batch]:

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
+import types
+import typing
+from collections.abc import Iterator
 from datetime import time, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from normagent.config import (
+    AgentSettings,
+    KeyPath,
     PluginsSettings,
+    RuleSettings,
     find_config_path,
     format_duration,
     load_config,
     parse_duration,
+    unsupported_settings,
 )
 from normagent.errors import ConfigError
 from normagent.loader import Plugins, build_plugins
@@ -171,3 +182,247 @@ def test_example_config_is_valid_and_shows_every_key() -> None:
             assert keys(spec.settings) - written == set(), name
     for section in sections().values():
         assert keys(section.settings) - written - {"basic_auth_users"} == set()
+
+
+# --------------------------------------------------------------------------------------------
+# The settings tables of the core and of the builtin plugins
+
+
+def builtin_plugins(settings: PluginsSettings) -> Plugins:
+    return build_plugins(entry_points_enabled=False)
+
+
+def load_builtin(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
+    from normagent.agent import sections
+
+    path = tmp_path / "normagent.toml"
+    path.write_text(text)
+    return load_config(path, plugins_for=builtin_plugins, sections=sections())
+
+
+def problems_of(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        load_builtin(tmp_path, text)
+    return [f"{p.line}: {p.key}: {p.message}" for p in err.value.problems]
+
+
+def settings_roots(plugins: Plugins) -> list[tuple[KeyPath, type]]:
+    """Every settings table of the core and the builtin plugins, with the key path it is written at."""
+    from normagent.agent import sections
+
+    roots: list[tuple[KeyPath, type]] = [(("agent",), AgentSettings), (("plugins",), PluginsSettings)]
+    roots += [((name,), section.settings) for name, section in sections().items()]
+    roots += [(("rules", name), RuleSettings) for name in sorted(plugins.rules())[:1]]
+    roots += [(("collectors", name), spec.settings) for name, spec in sorted(plugins.collectors().items()) if spec.settings]
+    return roots
+
+
+def unwrap(typ: Any) -> tuple[Any, str]:
+    """(the type a value or an item has, "" | "item" | "entry") for X | None, tuple[X, ...], dict[str, X]."""
+    if typing.get_origin(typ) in (types.UnionType, typing.Union):
+        typ = next(a for a in typing.get_args(typ) if a is not type(None))
+    if typing.get_origin(typ) is tuple:
+        return typing.get_args(typ)[0], "item"
+    if typing.get_origin(typ) is dict:
+        return typing.get_args(typ)[1], "entry"
+    return typ, ""
+
+
+def format_key(path: KeyPath) -> str:
+    """A key path as problems name it: ``collectors."access.logins".journal.identifiers``."""
+    return ".".join(p if re.fullmatch(r"[A-Za-z0-9_-]+", p) else f'"{p}"' for p in map(str, path))
+
+
+def toml_header(path: KeyPath) -> str:
+    return f"[{format_key(path)}]"
+
+
+# --------------------------------------------------------------------------------------------
+# Nested tables merge over the plugin's defaults (issue 9, item 22)
+
+
+def toml_literal(value: Any) -> str | None:
+    """``value`` as TOML, or None when a settings table cannot be written with it in one line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return json.dumps(value)
+    if isinstance(value, timedelta):
+        return f'"{format_duration(value)}"'
+    if isinstance(value, time):
+        return f'"{value.strftime("%H:%M")}"'
+    if isinstance(value, Path):
+        return json.dumps(str(value))
+    if isinstance(value, tuple) and all(toml_literal(v) is not None and not isinstance(v, tuple) for v in value):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"  # type: ignore[misc]
+    return None
+
+
+def nested_tables(path: KeyPath, cls: type, instance: Any) -> Iterator[tuple[KeyPath, Any]]:
+    """(key path, default instance) of every table nested in ``cls`` (not arrays of tables)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f.metadata.get("toml", f.name)
+        inner, held = unwrap(hints[f.name])
+        value = getattr(instance, f.name)
+        if dataclasses.is_dataclass(inner) and not held and value is not None:
+            yield (*path, key), value
+            yield from nested_tables((*path, key), inner, value)  # type: ignore[arg-type]
+
+
+def all_nested_tables() -> list[tuple[KeyPath, KeyPath, Any]]:
+    plugins = build_plugins(entry_points_enabled=False)
+    return [
+        (root, path, default)
+        for root, cls in settings_roots(plugins)
+        for path, default in nested_tables(root, cls, cls())
+    ]
+
+
+def test_the_builtin_plugins_have_nested_tables_to_check() -> None:
+    found = {format_key(path) for _, path, _ in all_nested_tables()}
+    assert {'collectors."access.logins".journal', 'collectors."access.logins".files', 'collectors."edi.messages".business_hours'} <= found
+
+
+@pytest.mark.parametrize(("root", "path", "default"), [pytest.param(*found, id=format_key(found[1])) for found in all_nested_tables()])
+def test_a_partial_nested_table_keeps_the_plugins_defaults(tmp_path: Path, root: KeyPath, path: KeyPath, default: Any) -> None:
+    """One key written in a nested table: the others keep the values of the plugin's default
+    instance, not those of the nested class (which may differ: LoginSettings.journal)."""
+    cls = type(default)
+    plain = cls()
+    written = [
+        (f.metadata.get("toml", f.name), toml_literal(getattr(default, f.name)))
+        for f in dataclasses.fields(cls)
+        if toml_literal(getattr(default, f.name)) is not None
+    ]
+    # Prefer a key the plugin left at the class's default: the rest then shows whose defaults win.
+    same = [(k, v) for (k, v), f in zip(written, dataclasses.fields(cls)) if getattr(default, f.name) == getattr(plain, f.name)]
+    key, value = (same or written)[0]
+    config, _ = load_builtin(tmp_path, f"{toml_header(path)}\n{key} = {value}\n")
+
+    got: Any = config.collectors[root[1]].settings if root[0] == "collectors" else None
+    if root[0] == "collectors":
+        for part in path[len(root):]:
+            got = getattr(got, next(f.name for f in dataclasses.fields(got) if f.metadata.get("toml", f.name) == part))
+    else:
+        got = config.sections[root[0]] if root[0] in config.sections else getattr(config, root[0])
+        for part in path[1:]:
+            got = getattr(got, part)
+    assert got == default
+
+
+def test_the_journal_table_of_logins_keeps_the_login_identifiers(tmp_path: Path) -> None:
+    """The case in the issue: directory and start only, identifiers must stay the login programs'."""
+    from normagent.plugins.access.collectors import LoginSettings
+
+    config, _ = load_builtin(
+        tmp_path, '[collectors."access.logins".journal]\ndirectory = "/var/log/journal/remote"\nstart = "beginning"\n'
+    )
+
+    journal = config.collectors["access.logins"].settings.journal
+    assert (journal.directory, journal.start) == ("/var/log/journal/remote", "beginning")
+    assert journal.identifiers == LoginSettings().journal.identifiers and "sshd" in journal.identifiers
+
+
+def test_a_nested_table_merges_over_a_default_that_is_not_its_class_default(tmp_path: Path) -> None:
+    path = tmp_path / "n.toml"
+    path.write_text('[collectors."sample.events".home]\ndirection = "in"\n')
+    config, _ = load(path)
+    assert config.collectors["sample.events"].settings.home == sample_plugin.Folder(Path("/srv/home"), "in")
+
+
+# --------------------------------------------------------------------------------------------
+# Ranges: a value check-config accepts is one the agent can run with (issue 9, item 19)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[syslog]\nudp_receive_buffer = 99999999999999999999\n", "2: syslog.udp_receive_buffer: must be between 4096 and 268435456"),
+        ("[syslog]\nmax_message_bytes = 100000000000\n", "2: syslog.max_message_bytes: must be between 480 and 1048576"),
+        ('[collectors."access.logins".files]\nblock_bytes = 1000000000000\n',
+         '2: collectors."access.logins".files.block_bytes: must be between 64 and 16777216'),
+        ('[agent]\nretention = "0s"\n', '2: agent.retention: must be between "62d" and "3650d", got "0s"'),
+    ],
+    ids=["udp_receive_buffer", "max_message_bytes", "block_bytes", "retention"],
+)
+def test_limits_the_agent_cannot_run_with_are_refused(tmp_path: Path, text: str, problem: str) -> None:
+    got = problems_of(tmp_path, text)
+    assert len(got) == 1 and got[0].startswith(problem), got
+
+
+def numeric_fields(path: KeyPath, cls: type) -> Iterator[tuple[KeyPath, dataclasses.Field[Any], Any, str]]:
+    """(key path, field, value type, how it is held) of every int, float and duration setting under ``cls``."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f.metadata.get("toml", f.name)
+        inner, held = unwrap(hints[f.name])
+        if dataclasses.is_dataclass(inner):
+            yield from numeric_fields((*path, key) + (("X",) if held == "entry" else ()), inner)  # type: ignore[arg-type]
+        elif inner in (int, float, timedelta):
+            yield (*path, key), f, inner, held
+
+
+def all_numeric_fields() -> list[tuple[KeyPath, dataclasses.Field[Any], Any, str]]:
+    plugins = build_plugins(entry_points_enabled=False)
+    return [found for path, cls in settings_roots(plugins) for found in numeric_fields(path, cls)]
+
+
+def test_every_numeric_setting_declares_a_range_that_holds_its_default() -> None:
+    found = all_numeric_fields()
+    assert len(found) > 30
+    for path, f, typ, held in found:
+        assert "min" in f.metadata and "max" in f.metadata, f"{path}: no range"
+        low, high = f.metadata["min"], f.metadata["max"]
+        assert low <= high, path
+        if f.default is not dataclasses.MISSING and f.default is not None:
+            values = f.default if held == "item" else [f.default]
+            assert all(low <= v <= high for v in values), f"{path}: default {f.default} outside its range"
+
+
+def bound(value: Any) -> str:
+    if isinstance(value, timedelta):
+        return f'"{format_duration(value)}"'
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, timedelta):
+        return f'"{format_duration(value)}"'
+    return repr(value)
+
+
+def outside(f: dataclasses.Field[Any], typ: Any) -> list[Any]:
+    """Values just outside the field's range that TOML can write (a duration cannot be negative)."""
+    step = {int: 1, float: 0.5, timedelta: timedelta(milliseconds=1)}[typ]
+    values = [f.metadata["max"] + step]
+    if not (typ is timedelta and f.metadata["min"] == timedelta(0)):
+        values.append(f.metadata["min"] - step)
+    return values
+
+
+@pytest.mark.parametrize(
+    ("path", "field_", "typ", "held"), [pytest.param(*found, id=format_key(found[0])) for found in all_numeric_fields()]
+)
+def test_every_range_is_checked_where_the_key_is_written(tmp_path: Path, path: KeyPath, field_: Any, typ: Any, held: str) -> None:
+    for bad in outside(field_, typ):
+        written = f"[{toml_value(bad)}]" if held == "item" else toml_value(bad)
+        text = f"# a comment first\n{toml_header(path[:-1])}\n{path[-1]} = {written}\n"
+        key = format_key(path) + ("[0]" if held == "item" else "")
+        got = problems_of(tmp_path, text)
+        low, high = bound(field_.metadata["min"]), bound(field_.metadata["max"])
+        assert got == [f"3: {key}: must be between {low} and {high}, got {toml_value(bad)}"]
+
+
+def test_a_bad_plugin_range_is_a_load_problem() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Odd:
+        size: int = dataclasses.field(default=10, metadata={"min": "1", "max": 5})
+
+    assert unsupported_settings(Odd) == 'Odd.size: range min "1" is not an integer'
+
+    @dataclasses.dataclass(frozen=True)
+    class Outside:
+        size: int = dataclasses.field(default=10, metadata={"min": 1, "max": 5})
+
+    assert unsupported_settings(Outside) == "Outside.size: default 10 is outside its range 1 … 5"

@@ -160,7 +160,7 @@ systemd_unit = "meldingstjener.service"
         ('[[collectors."edi.messages".maintenance]]\nweekday = "wed"\nfrom = "22:00"', "needs weekday, from and to"),
         ('[collectors."edi.messages".business_hours]\nstart = "17:00"\nend = "08:00"', "must be after start"),
         ('[collectors."edi.messages".service]\nsystemd_unit = "a"\nprocess = "b"', "either a systemd_unit or a process"),
-        ('[collectors."edi.messages"]\nstop_gap = "0s"', "stop_gap must be longer than 0s"),
+        ('[collectors."edi.messages"]\nstop_gap = "0s"', 'stop_gap: must be between "1m" and "7d", got "0s"'),
         ('[[collectors."edi.messages".folders]]\npath = "/a/inn"\n[[collectors."edi.messages".folders]]\npath = "/b/inn"',
          "folders share the label 'inn'"),
     ],
