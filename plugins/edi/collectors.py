@@ -45,7 +45,17 @@ from normagent import (
     RunContext,
 )
 from normagent.plugins.edi import codes, correlate, stops
-from normagent.plugins.edi.index import DIRECTIONS, QUEUE, UNREADABLE, Candidate, FileEntry, Index, Stage, scan
+from normagent.plugins.edi.index import (
+    DIRECTIONS,
+    QUEUE,
+    UNREADABLE,
+    Candidate,
+    FileEntry,
+    Index,
+    Stage,
+    printable,
+    scan,
+)
 from normagent.plugins.edi.parse import CHUNK, Parsed, parse_header
 from normagent.plugins.edi.settings import WEEKDAYS, EdiSettings, zone
 
@@ -351,6 +361,7 @@ class EdiCollector:
     ) -> None:
         settings = cycle.settings
         folder = candidate.folder
+        name = printable(candidate.name)
         mtime = candidate.mtime_ns / 1e9
         parsed, why = read_file(candidate, settings.max_header_bytes)
         if parsed is None:
@@ -365,10 +376,10 @@ class EdiCollector:
             stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, "unreadable")
             if stage.index.file(candidate.path) != UNREADABLE:
                 tally.count(M_FILES, {"outcome": "unreadable"})
-                ctx.log.warning("edi_file_unreadable", folder=folder.label, file=candidate.name, error=parsed.detail)
+                ctx.log.warning("edi_file_unreadable", folder=folder.label, file=name, error=parsed.detail)
             return
         facts = correlate.FileFacts(
-            path=candidate.path, name=candidate.name, folder=folder.label, direction=folder.direction,
+            path=candidate.path, name=name, folder=folder.label, direction=folder.direction,
             role=folder.role, mtime=mtime,
         )
         if parsed.outcome == "ok":
@@ -378,9 +389,9 @@ class EdiCollector:
             if parsed.outcome == "encrypted" and folder.direction != "unknown":
                 effect.traffic = folder.direction
             if parsed.outcome == "encrypted":
-                effect.log("debug", "edi_file_encrypted", folder=folder.label, file=candidate.name, detail=parsed.detail)
+                effect.log("debug", "edi_file_encrypted", folder=folder.label, file=name, detail=parsed.detail)
             else:
-                effect.log("warning", "edi_file_not_read", folder=folder.label, file=candidate.name,
+                effect.log("warning", "edi_file_not_read", folder=folder.label, file=name,
                            outcome=parsed.outcome, detail=parsed.detail, wrapper=parsed.wrapper)
         stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, effect.outcome)
         stage.records.update(effect.records)

@@ -146,7 +146,7 @@ class FileFacts:
     """A file as the collector found it."""
 
     path: str
-    name: str
+    name: str  # printable (``index.printable``), for logs
     folder: str  # the folder's label, for logs
     direction: str  # the folder's configured direction
     role: str

@@ -7,6 +7,7 @@ key                  value
 ===================  =====================================================================
 ``g``                token of the last committed batch (see "consistency" below)
 ``f:<path>``         ``[size, mtime_ns, outcome]`` of a file already read
+``fx:<quoted path>``  the same for a path that is not valid UTF-8 (see ``file_key``)
 ``m:<id>``           a ``correlate.Record`` for a MsgHead/AppRec id (or a placeholder)
 ``e:<id>``           a ``correlate.Record`` for an ebXML MessageId
 ``q:<token>``        traffic timestamps of a committed batch, not yet fed to the stop logic
@@ -41,8 +42,10 @@ Imports only the standard library and this package.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import os
 import stat
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +57,7 @@ from normagent.plugins.edi.stops import DirectionState, ServiceState
 
 TOKEN = "g"
 FILE = "f:"
+FILE_ESCAPED = "fx:"
 MSG = "m:"
 ENV = "e:"
 QUEUE = "q:"
@@ -65,6 +69,35 @@ DIRECTIONS = ("in", "out")
 
 ROLE_ORDER = {"messages": 0, "receipts": 0, "archive": 1}
 RACY_SECONDS = 2.0
+
+
+def file_key(path: str) -> str:
+    """The checkpoint key of a file: ``f:<path>``, or ``fx:<percent-encoded bytes>`` for a path
+    that is not valid UTF-8.
+
+    Names come from ``os.listdir`` as ``str`` with undecodable bytes as lone surrogates (PEP 383);
+    a Latin-1 ``æøå`` written by an SMB client is one. SQLite stores text as UTF-8 and refuses
+    surrogates, so such a key would fail every commit of the collector. Percent-encoding the bytes
+    is lossless (``%`` itself is encoded) and keeps the key readable; valid names keep the plain
+    form, so ledgers written before this stay valid.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return FILE_ESCAPED + urllib.parse.quote(os.fsencode(path), safe="/")
+    return FILE + path
+
+
+def key_path(key: str) -> str:
+    """The inverse of ``file_key``: the path as ``os.listdir`` spells it."""
+    if key.startswith(FILE_ESCAPED):
+        return os.fsdecode(urllib.parse.unquote_to_bytes(key[len(FILE_ESCAPED) :]))
+    return key[len(FILE) :]
+
+
+def printable(name: str) -> str:
+    """A file name for log lines: undecodable bytes as ``\\xNN``, never a lone surrogate."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 UNREADABLE = -1  # the stamp of a file that could not be opened: retried every cycle
@@ -138,10 +171,10 @@ class Index:
         get = state.get  # type: ignore[attr-defined]
         token = get(TOKEN)
         index.token = token if isinstance(token, str) else None
-        for key, value in scan(FILE):
+        for key, value in itertools.chain(scan(FILE), scan(FILE_ESCAPED)):
             entry = FileEntry.from_json(value)
             if entry is not None:
-                directory, name = os.path.split(key[len(FILE) :])
+                directory, name = os.path.split(key_path(key))
                 index.files.setdefault(directory, {})[name] = entry.stamp
                 index.file_count += 1
                 if entry.stamp == UNREADABLE:
@@ -256,7 +289,7 @@ class Stage:
 
     def checkpoints(self) -> list[Checkpoint]:
         out = [Checkpoint(TOKEN, self.token)]
-        out += [Checkpoint(FILE + p, e.to_json() if e is not None else None) for p, e in self.files.items()]
+        out += [Checkpoint(file_key(p), e.to_json() if e is not None else None) for p, e in self.files.items()]
         out += [Checkpoint(k, r.to_json() if r is not None else None) for k, r in self.records.items()]
         out += [Checkpoint(k, v) for k, v in self.queue.items()]
         for direction, state in self.stops.items():

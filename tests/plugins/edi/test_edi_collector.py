@@ -664,3 +664,62 @@ def test_waiting_gauges_drop_to_zero_across_a_restart(harness: Any, tmp_path: Pa
     h.cycle()
     assert h.series("normagent_edi_unacknowledged_messages", "msg_type", "receipt") == {("LOM", "application"): 0.0}
 
+
+
+# --------------------------------------------------------------------------------------------
+# hostile and unlucky folders (issue 9)
+
+
+def test_a_file_name_that_is_not_utf8_is_indexed_losslessly_and_blocks_nothing(harness: Any, tmp_path: Path) -> None:
+    """A Latin-1 name from an SMB writer (``bad\\xffname.xml``) is read and indexed like any other;
+    its neighbours are counted, a restart does not count it again, and its removal is noticed."""
+    import os
+
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    inn = tmp_path / "inn"
+    write(inn / "good.xml", msghead("good", "EPIKRISE", "", "2000001", OWN_HER[0]), now - 120)
+    bad = os.path.join(os.fsencode(inn), b"bad\xe6\xf8\xe5name.xml")  # "bad¾øåname.xml" in Latin-1
+    with open(bad, "wb") as fh:
+        fh.write(msghead("bad", "EPIKRISE", "", "2000001", OWN_HER[0]))
+    os.utime(bad, (now - 60, now - 60))
+    broken = os.path.join(os.fsencode(inn), b"\xff.xml")
+    with open(broken, "wb") as fh:
+        fh.write(b"<html/>")
+    os.utime(broken, (now - 60, now - 60))
+    h = harness(EdiSettings(folders=(EdiFolder(path=inn, direction="in"),)), now)
+    with capture_logs() as logs:
+        h.cycle()
+    assert h.value("normagent_edi_messages_total", direction="in", msg_type="EPIKRISE") == 2
+    assert h.value("normagent_edi_files_total", outcome="ok") == 2
+    assert h.value("normagent_edi_files_total", outcome="unknown_format") == 1
+    # Log lines carry the name escaped, never a lone surrogate a JSON or console writer trips over.
+    assert [e["file"] for e in logs if e["event"] == "edi_file_not_read"] == ["\\xff.xml"]
+    h.restart()  # the index is rebuilt from the ledger: the stored name must match the listed one
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_files_total", outcome="ok") == 2
+    assert h.value("normagent_edi_indexed_files") == 3
+    os.unlink(bad)
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_indexed_files") == 2
+    assert not [k for k, _ in h.ledger.checkpoints(h.spec.name).scan() if "name.xml" in k]
+
+
+@pytest.mark.parametrize("raw", [b"/srv/inn/a.xml", "/srv/inn/æøå.xml".encode(), b"/srv/inn/bad\xffname.xml",
+                                 b"/srv/inn/100%\xe6.xml", b"/srv/\xe5r/%41.xml"])
+def test_file_keys_are_valid_utf8_and_round_trip(raw: bytes) -> None:
+    import os
+
+    from normagent.plugins.edi.index import file_key, key_path
+
+    path = os.fsdecode(raw)
+    key = file_key(path)
+    key.encode("utf-8")  # what SQLite stores
+    assert key_path(key) == path
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        assert key.startswith("fx:")
+    else:
+        assert key == "f:" + path  # valid names keep the plain form: ledgers written before stay valid
