@@ -25,14 +25,13 @@ Imports only ``normagent`` (the public API), the standard library and this packa
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, BinaryIO
 
 from normagent import (
     Batch,
@@ -78,6 +77,8 @@ FILE_OUTCOMES = (
     "unknown_version",
     "incomplete",
     "header_too_large",
+    "too_deep",
+    "timeout",
     "unreadable",
 )
 TIMESTAMP_KINDS = ("with_zone", "no_zone", "missing", "unparseable")
@@ -253,29 +254,72 @@ def _log(ctx: RunContext, logs: list[tuple[str, str, dict[str, object]]], tally:
         getattr(ctx.log, level)(event, **fields)
 
 
-def read_file(candidate: Candidate, max_header_bytes: int) -> tuple[Parsed | None, str]:
+class _OutOfTime(Exception):
+    """Reading a file took longer than it may."""
+
+
+def _chunks(fh: BinaryIO, out_of_time: Callable[[], bool]) -> Iterator[bytes]:
+    while True:
+        if out_of_time():
+            raise _OutOfTime
+        chunk = fh.read(CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+def read_file(
+    candidate: Candidate, max_header_bytes: int, out_of_time: Callable[[], bool] = lambda: False
+) -> tuple[Parsed | None, str]:
     """Read a file's header, unless it changed since it was listed.
 
+    Args:
+        out_of_time: Asked before each 64 KiB chunk; True abandons the file (``"timeout"``).
+
     Returns:
-        ``(parsed, "")``, or ``(None, why)`` with why ``"changed"`` (still being written: retry)
-        or ``"vanished"`` (moved or deleted since the listing).
+        ``(parsed, "")``, or ``(None, why)`` with why ``"changed"`` (still being written: retry),
+        ``"vanished"`` (moved or deleted since the listing) or ``"timeout"``.
     """
     try:
         with open(candidate.path, "rb") as fh:
             before = os.fstat(fh.fileno())
             if (before.st_size, before.st_mtime_ns) != (candidate.size, candidate.mtime_ns):
                 return None, "changed"
-            parsed = parse_header(
-                iter(functools.partial(fh.read, CHUNK), b""), name=candidate.name, max_header_bytes=max_header_bytes
-            )
+            parsed = parse_header(_chunks(fh, out_of_time), name=candidate.name, max_header_bytes=max_header_bytes)
             after = os.fstat(fh.fileno())
             if (after.st_size, after.st_mtime_ns) != (candidate.size, candidate.mtime_ns):
                 return None, "changed"
+    except _OutOfTime:
+        return None, "timeout"
     except FileNotFoundError:
         return None, "vanished"
     except OSError as exc:
         return Parsed("unreadable", detail=exc.strerror or type(exc).__name__), ""
     return parsed, ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Budget:
+    """How a run spends its time, so that one slow file or a long catch-up cannot stall the folder.
+
+    A run that passes its deadline commits nothing more, and the next run starts over from the last
+    committed batch. So: a batch is committed at least every ``slice`` seconds (not only every
+    ``batch_size`` files: a batch that takes longer than the whole run would never be committed,
+    and a large catch-up would make no progress at all); and one file may take at most ``per_file``
+    seconds — beyond that it is counted as ``timeout`` and indexed, so it cannot hold back the
+    files after it cycle after cycle. Without a deadline (inf) neither limit applies.
+    """
+
+    started: float
+    deadline: float
+
+    @property
+    def slice(self) -> float:
+        return (self.deadline - self.started) / 8
+
+    @property
+    def per_file(self) -> float:
+        return (self.deadline - self.started) / 4
 
 
 class EdiCollector:
@@ -325,18 +369,22 @@ class EdiCollector:
         traffic: list[list[object]] = []
         deferred: set[str] = set()
         in_batch = 0
+        budget = _Budget(ctx.clock.monotonic(), ctx.deadline)
+        batch_started = budget.started
         for candidate in candidates:
-            if in_batch >= settings.batch_size:
+            if in_batch >= settings.batch_size or (in_batch and ctx.clock.monotonic() - batch_started >= budget.slice):
                 if traffic:
                     stage.queue[QUEUE + uuid.uuid4().hex] = traffic
                 yield self._batch(stage, tally)
                 index.apply(stage)
                 tally.log_summaries(ctx)
-                if ctx.expired():
-                    return  # the next cycle resumes: uncommitted files are still new
                 stage, tally, traffic, in_batch = Stage(index), _Tally(), [], 0
+                batch_started = ctx.clock.monotonic()
+            if ctx.expired():
+                return  # the next cycle resumes: uncommitted files are still new
             in_batch += 1
-            self._read_one(ctx, cycle, candidate, stage, tally, traffic, deferred)
+            if not self._read_one(ctx, cycle, candidate, stage, tally, traffic, deferred, budget):
+                return  # the run's deadline passed while reading: nothing more can be committed
         yield from self._finish(ctx, cycle, index, stage, tally, traffic, found.folders_up)
         index.dirs = found.dirs
         for directory in deferred:
@@ -358,26 +406,37 @@ class EdiCollector:
         tally: _Tally,
         traffic: list[list[object]],
         deferred: set[str],
-    ) -> None:
+        budget: _Budget,
+    ) -> bool:
+        """Read one candidate into ``stage``; False if the run's deadline passed meanwhile."""
         settings = cycle.settings
         folder = candidate.folder
         name = printable(candidate.name)
         mtime = candidate.mtime_ns / 1e9
-        parsed, why = read_file(candidate, settings.max_header_bytes)
+        clock = ctx.clock
+        give_up = min(clock.monotonic() + budget.per_file, budget.deadline)
+        parsed, why = read_file(candidate, settings.max_header_bytes, lambda: clock.monotonic() >= give_up)
+        if why == "timeout":
+            if ctx.expired():
+                return False  # the run ran out, not this file's own time: the next run reads it
+            stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, "timeout")
+            tally.count(M_FILES, {"outcome": "timeout"})
+            ctx.log.warning("edi_file_timed_out", folder=folder.label, file=name, limit_s=round(budget.per_file, 1))
+            return True
         if parsed is None:
             if why == "changed":
                 deferred.add(candidate.directory)
-            return
+            return True
         young = cycle.now - mtime < settings.write_grace.total_seconds()
         if parsed.outcome in ("truncated", "empty") and young:
             deferred.add(candidate.directory)  # still being written: look again next cycle
-            return
+            return True
         if parsed.outcome == "unreadable":
             stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, "unreadable")
             if stage.index.file(candidate.path) != UNREADABLE:
                 tally.count(M_FILES, {"outcome": "unreadable"})
                 ctx.log.warning("edi_file_unreadable", folder=folder.label, file=name, error=parsed.detail)
-            return
+            return True
         facts = correlate.FileFacts(
             path=candidate.path, name=name, folder=folder.label, direction=folder.direction,
             role=folder.role, mtime=mtime,
@@ -403,6 +462,7 @@ class EdiCollector:
         if effect.traffic in DIRECTIONS and effect.outcome in ("ok", "encrypted"):
             traffic.append([effect.traffic, mtime])
         _log(ctx, effect.logs, tally)
+        return True
 
     def _finish(
         self,

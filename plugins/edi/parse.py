@@ -70,6 +70,13 @@ MIG_VERSIONS = {
 
 CHUNK = 64 * 1024
 DEFAULT_MAX_HEADER_BYTES = 4 * 1024 * 1024
+# Deepest element nesting read (the root is depth 1). A MsgHead's deepest header field is about
+# 8 levels down (EI_fellesformat/MsgHead/MsgInfo/Receiver/Organisation/Organisation/Ident/Id), a
+# SOAP envelope with an XML signature about 10: anything near this is not a message header.
+MAX_DEPTH = 100
+# Below this depth relative to a document's root no field is read (MsgHead's HER ids are the
+# deepest: MsgInfo/Receiver/Organisation/Organisation/Ident/Id), so the handlers are not called.
+_FIELD_DEPTH = 6
 
 Outcome = Literal[
     "ok",
@@ -83,6 +90,7 @@ Outcome = Literal[
     "unknown_version",
     "incomplete",
     "header_too_large",
+    "too_deep",
 ]
 
 
@@ -373,6 +381,11 @@ class _HeaderReader:
     ``stack`` holds the local names of the open elements. Each document (MsgHead, AppRec, SOAP
     Envelope) is read relative to the depth of its root, so the same code reads a bare MsgHead, one
     inside ``EI_fellesformat`` and one inside a SOAP Body.
+
+    Cost: constant per element. The handlers look at the path relative to the document's root, but
+    only when it is at most ``_FIELD_DEPTH`` long (no field is deeper), so deeply nested junk costs
+    no copy of the stack (copying it on every tag made 4 MiB of nested elements take 17 minutes);
+    nesting deeper than ``MAX_DEPTH`` ends the file as ``too_deep``.
     """
 
     def __init__(self) -> None:
@@ -415,6 +428,8 @@ class _HeaderReader:
         ns, local = _local(name)
         self.stack.append(local)
         depth = len(self.stack)
+        if depth > MAX_DEPTH:
+            raise _Reject("too_deep", f"elements nested deeper than {MAX_DEPTH} levels")
         if depth == 1:
             self._root(ns, local)
             return
@@ -423,10 +438,13 @@ class _HeaderReader:
                 self._enter(ns, local, nested=False)
             return
         if self.doc == "soap" and not self.nested:
-            self._soap_start(ns, local, attrs)
+            if depth - self.doc_depth <= _FIELD_DEPTH:
+                self._soap_start(ns, local, attrs)
             return
         kind = self.nested or self.doc
         base = self.nested_depth if self.nested else self.doc_depth
+        if depth - base > _FIELD_DEPTH:
+            return
         rel = self.stack[base:]
         if kind == "msghead":
             self._msghead_start(rel, attrs)
@@ -442,12 +460,13 @@ class _HeaderReader:
         if self.nested:
             if depth == self.nested_depth:
                 self._header_done()  # the embedded document ended before its header did
-            rel = self.stack[self.nested_depth :]
-            (self._msghead_end if self.nested == "msghead" else self._apprec_end)(rel)
-        elif self.doc in ("msghead", "apprec") and depth > self.doc_depth:
+            if depth - self.nested_depth <= _FIELD_DEPTH:
+                rel = self.stack[self.nested_depth :]
+                (self._msghead_end if self.nested == "msghead" else self._apprec_end)(rel)
+        elif self.doc in ("msghead", "apprec") and self.doc_depth < depth <= self.doc_depth + _FIELD_DEPTH:
             rel = self.stack[self.doc_depth :]
             (self._msghead_end if self.doc == "msghead" else self._apprec_end)(rel)
-        elif self.doc == "soap":
+        elif self.doc == "soap" and depth - self.doc_depth <= _FIELD_DEPTH:
             self._soap_end(self.stack[self.doc_depth :])
         self.stack.pop()
         if depth == 1:

@@ -39,6 +39,8 @@ OUTCOME = {
     "unknown_version": "ukjent versjon",
     "incomplete": "mangler påkrevde felt",
     "header_too_large": "meldingshode for stort",
+    "too_deep": "for dypt nøstet XML (mulig angrep)",
+    "timeout": "kunne ikke leses innen tidsgrensen",
     "unreadable": "kunne ikke åpnes",
 }
 

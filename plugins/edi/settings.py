@@ -214,7 +214,9 @@ class EdiSettings:
             are also read as plain MsgHead files from another folder.
         write_grace: A truncated or empty file younger than this is being written: retried, not
             counted as broken.
-        batch_size: Files per committed batch during a large catch-up.
+        batch_size: Files per committed batch during a large catch-up (a batch is also committed
+            after an eighth of the collector's timeout, so a slow catch-up still gets on; a single
+            file may take a quarter of it, a slower one is counted as ``timeout``).
         max_header_bytes: Give up on a file whose header is not complete after this many bytes.
         full_rescan: Stat every file every cycle instead of trusting directory modification times
             and write-once files (for network shares with coarse or unreliable timestamps).

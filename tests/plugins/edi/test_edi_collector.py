@@ -723,3 +723,81 @@ def test_file_keys_are_valid_utf8_and_round_trip(raw: bytes) -> None:
         assert key.startswith("fx:")
     else:
         assert key == "f:" + path  # valid names keep the plain form: ledgers written before stay valid
+
+
+def _bytes_read() -> int:
+    with open("/proc/thread-self/io", "rb") as fh:
+        return int(fh.read().split(b"rchar:")[1].split()[0])
+
+
+class _DiskClock:
+    """A FakeClock on a slow disk: monotonic time moves with the bytes this thread has read
+    (``rchar`` in ``/proc/thread-self/io``) at ``speed`` bytes per second. Deterministic, and
+    independent of how often the code under test looks at the clock."""
+
+    def __init__(self, clock: Any, speed: float) -> None:
+        self._clock = clock
+        self._speed = speed
+        self._start = _bytes_read()
+        self._offset = clock.monotonic()
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    def monotonic(self) -> float:
+        return self._offset + (_bytes_read() - self._start) / self._speed
+
+    def advance(self, seconds: float) -> None:
+        self._clock.advance(seconds)
+        self._offset += seconds
+
+
+def _run_as_scheduled(h: Any, timeout: float) -> Any:
+    """One run through the scheduler's own ``execute``: batches yielded after the deadline are dropped."""
+    from normagent.scheduler import Job, execute
+
+    job = Job(h.spec, 60.0, timeout, h.settings)
+    ctx = h.context(timeout=timeout)
+    return execute(job, ctx, h.ledger, h.clock, h.clock.now(), h.clock.monotonic())
+
+
+def test_a_file_too_slow_to_read_is_counted_as_timeout_and_the_folder_goes_on(harness: Any, tmp_path: Path) -> None:
+    """A file that alone takes longer than the run may (a slow share, a huge junk header) once made
+    every run time out on it and count nothing else, forever."""
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    inn = tmp_path / "inn"
+    write(inn / "a.xml", msghead("a", "EPIKRISE", "", "2000001", OWN_HER[0]), now - 300)
+    head = f"<MsgHead xmlns='{'http://www.kith.no/xmlstds/msghead/2006-05-24'}'><MsgInfo><Junk>".encode()
+    write(inn / "slow.xml", head + b"<a/>" * (2 * 2**20), now - 200)  # 8 MiB: 64 chunks up to the 4 MiB limit
+    write(inn / "b.xml", msghead("b", "EPIKRISE", "", "2000001", OWN_HER[0]), now - 100)
+    h = harness(EdiSettings(folders=(EdiFolder(path=inn, direction="in"),)), now)
+    h.clock = _DiskClock(h.clock, speed=64 * 1024)  # the 4 MiB the header limit allows take 64 s
+    with capture_logs() as logs:
+        outcome = _run_as_scheduled(h, timeout=50)
+    assert outcome.ok, outcome
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {("ok",): 2, ("timeout",): 1}
+    assert h.value("normagent_edi_messages_total", direction="in", msg_type="EPIKRISE") == 2
+    (line,) = [e for e in logs if e["event"] == "edi_file_timed_out"]
+    assert line["file"] == "slow.xml" and line["log_level"] == "warning"
+    h.clock.advance(60)
+    assert _run_as_scheduled(h, timeout=50).ok  # not read again while it does not change
+    assert h.value("normagent_edi_files_total", outcome="timeout") == 1
+
+
+def test_a_catch_up_slower_than_one_run_still_makes_progress(harness: Any, tmp_path: Path) -> None:
+    """A batch that takes longer than the whole run was never committed: no run ever got past it."""
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    inn = tmp_path / "inn"
+    for i in range(40):
+        data = msghead(f"m{i}", "EPIKRISE", "", "2000001", OWN_HER[0], body_size=16 * 1024)
+        write(inn / f"{i:02d}.xml", data, now - 1000 + i)
+    h = harness(EdiSettings(folders=(EdiFolder(path=inn, direction="in"),)), now)
+    h.clock = _DiskClock(h.clock, speed=8 * 1024)  # 40 files of 18 KiB: 90 s, more than a 40 s run
+    counted = []
+    for _ in range(12):
+        _run_as_scheduled(h, timeout=40)
+        h.clock.advance(60)
+        counted.append(h.value("normagent_edi_files_total", outcome="ok"))
+    assert counted[0] > 0 and counted == sorted(counted)  # every run gets further
+    assert h.value("normagent_edi_messages_total", direction="in", msg_type="EPIKRISE") == 40
+    assert h.value("normagent_edi_files_total", outcome="ok") == 40
