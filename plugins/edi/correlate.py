@@ -202,12 +202,18 @@ def apply_file(facts: FileFacts, parsed: Parsed, lookup: Lookup, ctx: Context) -
 
 
 def _direction(facts: FileFacts, ctx: Context, sender: Iterable[str], receiver: Iterable[str], receipt: bool) -> str:
+    """The folder's direction, or for ``unknown`` folders the one the HER ids tell."""
     if facts.direction != "unknown":
         return facts.direction
+    senders = {s.strip() for s in sender} - {""}
     if ctx.own_her:
-        if ctx.own_her.intersection(s.strip() for s in sender):
+        if ctx.own_her.intersection(senders):
             return "out"
         if ctx.own_her.intersection(r.strip() for r in receiver):
+            return "in"
+        if senders and not receipt:
+            # Sent by someone else, to someone else, and still in our folder: we received it. It is
+            # then mis-addressed, as it would be in a folder of direction "in".
             return "in"
     if receipt and facts.role in ("receipts", "messages"):
         # A receipt in a folder of unknown direction is most likely one we received.

@@ -57,7 +57,8 @@ class EdiFolder:
     Attributes:
         path: The folder (required).
         direction: ``out`` (we send), ``in`` (we receive) or ``unknown`` (decided per file from the
-            HER ids in ``own_her_ids``).
+            HER ids in ``own_her_ids``: sent from one of ours is out; to one of ours, or from another
+            HER id, is in — and then mis-addressed unless it is to one of ours).
         role: What the folder holds. ``receipts``: a file whose direction cannot be decided is a
             receipt *to* us. ``archive``: messages already handled (moved here from an in- or outbox);
             scanned after the other folders, so a moved file is recognised by its message id.

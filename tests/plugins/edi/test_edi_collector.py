@@ -333,10 +333,25 @@ def test_direction_unknown_is_decided_by_our_her_ids(harness: Any, tmp_path: Pat
     settings = EdiSettings(folders=(EdiFolder(path=mixed),), own_her_ids=OWN_HER)
     h = harness(settings, now)
     h.cycle()
+    # other.xml was sent by someone else to someone else and still reached our folder: received,
+    # and mis-addressed, as it would be in a folder of direction "in".
     assert h.nonzero("normagent_edi_messages_total", "direction", "msg_type") == {
-        ("out", "HENVISNING"): 1, ("in", "SVAR_LAB"): 1, ("unknown", "EPIKRISE"): 1, ("in", "APPREC"): 1,
+        ("out", "HENVISNING"): 1, ("in", "SVAR_LAB"): 1, ("in", "EPIKRISE"): 1, ("in", "APPREC"): 1,
     }
+    assert h.nonzero("normagent_edi_misaddressed_messages_total", "direction", "msg_type") == {("in", "EPIKRISE"): 1}
     assert h.nonzero("normagent_edi_receipts_total", "msg_type", "status") == {("HENVISNING", "1"): 1}
+
+
+def test_direction_unknown_without_sender_her_stays_unknown(harness: Any, tmp_path: Path) -> None:
+    """Without a HER id on either side nothing says who sent it: not counted as mis-addressed."""
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    mixed = tmp_path / "blandet"
+    data = msghead("x", "EPIKRISE", "", "2000001", "2000002").replace(b'V="HER"', b'V="ENH"')
+    write(mixed / "x.xml", data, now - 100)
+    h = harness(EdiSettings(folders=(EdiFolder(path=mixed),), own_her_ids=OWN_HER), now)
+    h.cycle()
+    assert h.nonzero("normagent_edi_messages_total", "direction", "msg_type") == {("unknown", "EPIKRISE"): 1}
+    assert h.nonzero("normagent_edi_misaddressed_messages_total", "direction", "msg_type") == {}
 
 
 # --------------------------------------------------------------------------------------------
