@@ -47,7 +47,6 @@ from normagent.plugins.edi import codes, correlate, stops
 from normagent.plugins.edi.index import (
     DIRECTIONS,
     QUEUE,
-    UNREADABLE,
     Candidate,
     FileEntry,
     Index,
@@ -159,7 +158,8 @@ METRICS = (
     ),
     MetricSpec(
         M_FILES, "counter",
-        "Files read from the EDI folders, by outcome (ok, moved, copy, encrypted, malformed, unsafe_xml …).",
+        "Files read from the EDI folders, by outcome (ok, moved, copy, encrypted, malformed, unsafe_xml …); "
+        "a truncated file completed later is counted again as ok.",
         labels=("outcome",), preset=tuple((o,) for o in FILE_OUTCOMES), section=SECTION,
     ),
     MetricSpec(
@@ -416,12 +416,16 @@ class EdiCollector:
         clock = ctx.clock
         give_up = min(clock.monotonic() + budget.per_file, budget.deadline)
         parsed, why = read_file(candidate, settings.max_header_bytes, lambda: clock.monotonic() >= give_up)
+        # A watched file read again keeps its count when the outcome did not change (a truncated
+        # file that grew a little and stalled again is still one truncated file).
+        previous = stage.index.watched(candidate.path)
         if why == "timeout":
             if ctx.expired():
                 return False  # the run ran out, not this file's own time: the next run reads it
             stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, "timeout")
-            tally.count(M_FILES, {"outcome": "timeout"})
-            ctx.log.warning("edi_file_timed_out", folder=folder.label, file=name, limit_s=round(budget.per_file, 1))
+            if previous != "timeout":
+                tally.count(M_FILES, {"outcome": "timeout"})
+                ctx.log.warning("edi_file_timed_out", folder=folder.label, file=name, limit_s=round(budget.per_file, 1))
             return True
         if parsed is None:
             if why == "changed":
@@ -433,9 +437,12 @@ class EdiCollector:
             return True
         if parsed.outcome == "unreadable":
             stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, "unreadable")
-            if stage.index.file(candidate.path) != UNREADABLE:
+            if previous != "unreadable":
                 tally.count(M_FILES, {"outcome": "unreadable"})
                 ctx.log.warning("edi_file_unreadable", folder=folder.label, file=name, error=parsed.detail)
+            return True
+        if previous and parsed.outcome == previous:
+            stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, previous)
             return True
         facts = correlate.FileFacts(
             path=candidate.path, name=name, folder=folder.label, direction=folder.direction,

@@ -101,6 +101,12 @@ def printable(name: str) -> str:
 
 
 UNREADABLE = -1  # the stamp of a file that could not be opened: retried every cycle
+# Outcomes of files that are looked at again every cycle (a stat by name, no listing): one that
+# could not be opened is read again; one a writer may still complete (it looked truncated or empty
+# after ``write_grace`` — a stalled writer, a share whose clock lags — or was too slow to read) is
+# read again when its size or time changes. Appending to a file does not change its directory, so
+# without this such a file would never be seen again.
+WATCHED = frozenset({"unreadable", "truncated", "empty", "timeout"})
 
 
 def stamp(size: int, mtime_ns: int) -> int:
@@ -158,7 +164,7 @@ class Index:
         self.pending: set[str] = set()
         self.placeholders: set[str] = set()
         self.dirs: dict[str, DirState] = {}
-        self.unreadable: dict[str, set[str]] = {}  # directory → names that could not be opened
+        self.watch: dict[str, dict[str, str]] = {}  # directory → name → outcome, for WATCHED outcomes
         self.retry_dirs: set[str] = set()
         self.gauge_series: set[tuple[str, str]] = set()  # checkpointed: zeroed, never left stale
         self.file_count = 0
@@ -177,8 +183,8 @@ class Index:
                 directory, name = os.path.split(key_path(key))
                 index.files.setdefault(directory, {})[name] = entry.stamp
                 index.file_count += 1
-                if entry.stamp == UNREADABLE:
-                    index.unreadable.setdefault(directory, set()).add(name)
+                if entry.outcome in WATCHED:
+                    index.watch.setdefault(directory, {})[name] = entry.outcome
         for prefix in (MSG, ENV):
             for key, value in scan(prefix):
                 record = Record.from_json(value)
@@ -221,6 +227,11 @@ class Index:
     def file_known(self, path: str) -> bool:
         return self.file(path) is not None
 
+    def watched(self, path: str) -> str:
+        """The outcome of a file in the watch (``WATCHED``), or ``""``."""
+        directory, name = os.path.split(path)
+        return self.watch.get(directory, {}).get(name, "")
+
     # ---- applying a committed batch
 
     def apply(self, stage: Stage) -> None:
@@ -238,10 +249,12 @@ class Index:
             else:
                 folder[name] = entry.stamp
                 self.file_count += 0 if existed else 1
-            if entry is not None and entry.stamp == UNREADABLE:
-                self.unreadable.setdefault(directory, set()).add(name)
-            elif name in self.unreadable.get(directory, ()):
-                self.unreadable[directory].discard(name)
+            if entry is not None and entry.outcome in WATCHED:
+                self.watch.setdefault(directory, {})[name] = entry.outcome
+            elif name in self.watch.get(directory, ()):
+                del self.watch[directory][name]
+                if not self.watch[directory]:
+                    del self.watch[directory]
         for key, record in stage.records.items():
             if record is None:
                 self.records.pop(key, None)
@@ -402,8 +415,8 @@ def _scan_dir(
     prev = index.dirs.get(directory)
     if not (full or prev is None or prev.rescan or prev.mtime_ns != before or directory in index.retry_dirs):
         result.dirs[directory] = DirState(prev.mtime_ns, prev.subdirs, False)
-        # Files that could not be opened are tried again by name, without listing the directory.
-        for name in index.unreadable.get(directory, ()):
+        # Watched files (could not be opened, looked truncated …) are stat'ed by name, without listing.
+        for name in index.watch.get(directory, ()):
             _consider(directory, name, folder, index.files.get(directory, {}), result)
         return prev.subdirs
     try:
@@ -415,13 +428,13 @@ def _scan_dir(
     known = index.files.get(directory, {})
     known_subdirs = {os.path.basename(d) for d in prev.subdirs} if prev is not None else set()
     # Set differences run in C: with 100,000 files in a folder, only the new names cost Python time.
-    # Known files are written once and not looked at again (unless full, or unreadable last time).
+    # Known files are written once and not looked at again (unless full, or watched).
     result.gone.extend(os.path.join(directory, name) for name in known.keys() - names)
     if full:
         fresh = names - known_subdirs
     else:
         fresh = names - known.keys() - known_subdirs
-        fresh.update(index.unreadable.get(directory, set()) & names)
+        fresh.update(index.watch.get(directory, {}).keys() & names)
     subdirs = [os.path.join(directory, name) for name in names & known_subdirs] if folder.recursive else []
     for name in fresh:
         if _consider(directory, name, folder, known, result) and folder.recursive:

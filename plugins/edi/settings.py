@@ -214,7 +214,8 @@ class EdiSettings:
             in another MIME part) as messages, by their ebXML Action. Turn off when the same messages
             are also read as plain MsgHead files from another folder.
         write_grace: A truncated or empty file younger than this is being written: retried, not
-            counted as broken.
+            counted as broken. An older one is counted, and read again when it changes (a stalled
+            writer that finishes later).
         batch_size: Files per committed batch during a large catch-up (a batch is also committed
             after an eighth of the collector's timeout, so a slow catch-up still gets on; a single
             file may take a quarter of it, a slower one is counted as ``timeout``).

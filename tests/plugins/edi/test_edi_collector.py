@@ -243,6 +243,62 @@ def test_an_old_truncated_file_is_counted_once_with_a_log_line(harness: Any, tmp
     assert lines[0]["file"] == "t-1.xml" and lines[0]["folder"] == "inn"
 
 
+@pytest.mark.parametrize("start", ["truncated", "empty"])
+def test_a_file_counted_truncated_is_read_again_when_its_writer_completes_it(harness: Any, tmp_path: Path, start: str) -> None:
+    """A stalled writer (or a share whose clock lags) leaves a file that looks old and broken; when
+    it is completed in place (its directory does not change) the message must still be counted —
+    and a file that stays broken is not counted again each cycle."""
+    import os
+
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    folder = tmp_path / "inn"
+    data = msghead("t-2", "EPIKRISE", "", "2000001", OWN_HER[0])
+    path = write(folder / "t-2.xml", data[:300] if start == "truncated" else b"", now - 86400)
+    h = harness(EdiSettings(folders=(EdiFolder(path=folder, direction="in"),)), now)
+    h.cycle()
+    h.clock.advance(60)
+    h.cycle()
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {(start,): 1}
+    dir_mtime = os.stat(folder).st_mtime_ns
+    with open(path, "r+b") as fh:  # completed in place: the directory's time does not move
+        fh.write(data)
+    os.utime(path, (now - 3600, now - 3600))
+    os.utime(folder, ns=(dir_mtime, dir_mtime))
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_messages_total", direction="in", msg_type="EPIKRISE") == 1
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {(start,): 1, ("ok",): 1}
+    h.clock.advance(60)
+    h.cycle()
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {(start,): 1, ("ok",): 1}
+
+
+def test_a_file_that_stays_truncated_is_counted_once_even_when_it_grows(harness: Any, tmp_path: Path) -> None:
+    import os
+
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    folder = tmp_path / "inn"
+    data = msghead("t-3", "EPIKRISE", "", "2000001", OWN_HER[0])
+    path = write(folder / "t-3.xml", data[:300], now - 86400)
+    h = harness(EdiSettings(folders=(EdiFolder(path=folder, direction="in"),)), now)
+    h.cycle()
+    path.write_bytes(data[:400])  # a little more, then the writer stalls again
+    os.utime(path, (now - 7200, now - 7200))
+    h.clock.advance(60)
+    h.cycle()
+    h.restart()  # the watch survives a restart
+    path.write_bytes(data[:500])
+    os.utime(path, (now - 7100, now - 7100))
+    h.clock.advance(60)
+    h.cycle()
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {("truncated",): 1}
+    path.write_bytes(data)
+    os.utime(path, (now - 7000, now - 7000))
+    h.clock.advance(60)
+    h.cycle()
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {("truncated",): 1, ("ok",): 1}
+
+
 def test_a_file_that_cannot_be_opened_is_unreadable(tmp_path: Path) -> None:
     """(Running as root, permissions cannot make a file unreadable: a directory in its place can.)"""
     path = tmp_path / "x.xml"
