@@ -25,7 +25,9 @@ Imports only ``normagent`` (the public API), the standard library and this packa
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import stat
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -51,6 +53,7 @@ from normagent.plugins.edi.index import (
     FileEntry,
     Index,
     Stage,
+    open_dir,
     printable,
     scan,
 )
@@ -78,6 +81,7 @@ FILE_OUTCOMES = (
     "header_too_large",
     "too_deep",
     "timeout",
+    "not_regular",
     "unreadable",
 )
 TIMESTAMP_KINDS = ("with_zone", "no_zone", "missing", "unparseable")
@@ -268,25 +272,47 @@ def _chunks(fh: BinaryIO, out_of_time: Callable[[], bool]) -> Iterator[bytes]:
         yield chunk
 
 
+# O_NONBLOCK: a FIFO swapped in after the listing must not block the run (the fstat check below
+# then refuses it); O_NOFOLLOW: a symbolic link swapped in is never followed (ELOOP).
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+# Errors that mean "not the regular file that was listed": a link (ELOOP), a directory part that
+# is no longer a directory (ENOTDIR), a directory (EISDIR), a socket (ENXIO). The directory is
+# listed again next cycle, and what is there now is looked at afresh.
+_SWAPPED = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.ENXIO})
+
+
 def read_file(
     candidate: Candidate, max_header_bytes: int, out_of_time: Callable[[], bool] = lambda: False
 ) -> tuple[Parsed | None, str]:
     """Read a file's header, unless it changed since it was listed.
 
+    The file is opened below its configured folder without following any link (``index.open_dir``,
+    ``O_NOFOLLOW``), without blocking (``O_NONBLOCK``), and read only if ``fstat`` says it is
+    still the regular file that was listed: the agent runs as a privileged user and the folders
+    are written by others.
+
     Args:
         out_of_time: Asked before each 64 KiB chunk; True abandons the file (``"timeout"``).
 
     Returns:
-        ``(parsed, "")``, or ``(None, why)`` with why ``"changed"`` (still being written: retry),
-        ``"vanished"`` (moved or deleted since the listing) or ``"timeout"``.
+        ``(parsed, "")``, or ``(None, why)`` with why ``"changed"`` (still being written, or no
+        longer a regular file: look again), ``"vanished"`` (moved or deleted since the listing)
+        or ``"timeout"``.
     """
     try:
-        with open(candidate.path, "rb") as fh:
-            before = os.fstat(fh.fileno())
+        directory = open_dir(candidate.base or candidate.directory, candidate.directory)
+        try:
+            fd = os.open(candidate.name, _FILE_FLAGS, dir_fd=directory)
+        finally:
+            os.close(directory)
+        with os.fdopen(fd, "rb") as fh:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                return None, "changed"
             if (before.st_size, before.st_mtime_ns) != (candidate.size, candidate.mtime_ns):
                 return None, "changed"
             parsed = parse_header(_chunks(fh, out_of_time), name=candidate.name, max_header_bytes=max_header_bytes)
-            after = os.fstat(fh.fileno())
+            after = os.fstat(fd)
             if (after.st_size, after.st_mtime_ns) != (candidate.size, candidate.mtime_ns):
                 return None, "changed"
     except _OutOfTime:
@@ -294,6 +320,8 @@ def read_file(
     except FileNotFoundError:
         return None, "vanished"
     except OSError as exc:
+        if exc.errno in _SWAPPED:
+            return None, "changed"
         return Parsed("unreadable", detail=exc.strerror or type(exc).__name__), ""
     return parsed, ""
 
@@ -413,12 +441,20 @@ class EdiCollector:
         folder = candidate.folder
         name = printable(candidate.name)
         mtime = candidate.mtime_ns / 1e9
+        previous = stage.index.watched(candidate.path)
+        if not candidate.regular:
+            # Never opened: a link may point anywhere (/etc/shadow), a FIFO would block a reader.
+            stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, "not_regular")
+            if previous != "not_regular":
+                tally.count(M_FILES, {"outcome": "not_regular"})
+                ctx.log.warning("edi_file_not_regular", folder=folder.label, file=name,
+                                detail="symbolic link, FIFO, device or socket: not read")
+            return True
         clock = ctx.clock
         give_up = min(clock.monotonic() + budget.per_file, budget.deadline)
         parsed, why = read_file(candidate, settings.max_header_bytes, lambda: clock.monotonic() >= give_up)
         # A watched file read again keeps its count when the outcome did not change (a truncated
         # file that grew a little and stalled again is still one truncated file).
-        previous = stage.index.watched(candidate.path)
         if why == "timeout":
             if ctx.expired():
                 return False  # the run ran out, not this file's own time: the next run reads it

@@ -106,7 +106,7 @@ UNREADABLE = -1  # the stamp of a file that could not be opened: retried every c
 # after ``write_grace`` — a stalled writer, a share whose clock lags — or was too slow to read) is
 # read again when its size or time changes. Appending to a file does not change its directory, so
 # without this such a file would never be seen again.
-WATCHED = frozenset({"unreadable", "truncated", "empty", "timeout"})
+WATCHED = frozenset({"unreadable", "truncated", "empty", "timeout", "not_regular"})
 
 
 def stamp(size: int, mtime_ns: int) -> int:
@@ -341,6 +341,8 @@ class Candidate:
     folder: EdiFolder
     size: int
     mtime_ns: int
+    base: str = ""  # the configured folder it was found under ("": ``directory``)
+    regular: bool = True  # False: a symbolic link, FIFO, device or socket, never opened
 
     @property
     def order(self) -> tuple[int, int, str]:
@@ -355,6 +357,35 @@ class ScanResult:
     folders_up: dict[str, bool] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (folder label, what)
     listed: int = 0  # directories listed with scandir
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def open_dir(base: str, directory: str) -> int:
+    """A file descriptor of ``directory`` (``base`` or a directory below it) that no symbolic link
+    below ``base`` led to.
+
+    The configured folder itself may be reached through links (the administrator chose it); each
+    part below it is opened relative to its parent with ``O_NOFOLLOW``, so a subdirectory swapped
+    for a link to ``/etc`` between two looks fails (``ELOOP``/``ENOTDIR``) instead of being read.
+
+    Raises:
+        OSError: As ``os.open`` does.
+    """
+    fd = os.open(base, _DIR_FLAGS)
+    relative = os.path.relpath(directory, base)
+    if relative == os.curdir:
+        return fd
+    try:
+        for part in relative.split(os.sep):
+            inner = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def resolve(root: Path, path: Path) -> str:
@@ -389,7 +420,7 @@ def scan(folders: Sequence[EdiFolder], root: Path, index: Index, *, now: float, 
             if directory in claimed:
                 continue
             claimed.add(directory)
-            subdirs = _scan_dir(directory, folder, index, result, now=now, full=full)
+            subdirs = _scan_dir(directory, base, folder, index, result, now=now, full=full)
             if folder.recursive:
                 todo.extend(subdirs)
     # Files indexed under directories no configured folder reaches any more (a folder removed from
@@ -403,24 +434,38 @@ def scan(folders: Sequence[EdiFolder], root: Path, index: Index, *, now: float, 
 
 
 def _scan_dir(
-    directory: str, folder: EdiFolder, index: Index, result: ScanResult, *, now: float, full: bool
+    directory: str, base: str, folder: EdiFolder, index: Index, result: ScanResult, *, now: float, full: bool
 ) -> tuple[str, ...]:
     try:
-        before = os.stat(directory).st_mtime_ns
+        # A subdirectory is looked at without following a link: one replaced by a link to a
+        # directory outside the folder is gone, never listed.
+        st = os.stat(directory) if directory == base else os.lstat(directory)
     except FileNotFoundError:
         return ()
     except OSError as exc:
         result.problems.append((folder.label, f"cannot stat a directory: {exc.strerror}"))
         return index.dirs[directory].subdirs if directory in index.dirs else ()
+    if not stat.S_ISDIR(st.st_mode):
+        # A subdirectory replaced by a link or a file: what was indexed below it is gone, and the
+        # name is looked at as a file of its parent.
+        result.gone.extend(os.path.join(directory, name) for name in index.files.get(directory, {}))
+        parent, name = os.path.split(directory)
+        _consider(parent, base, name, folder, index.files.get(parent, {}), result)
+        return ()
+    before = st.st_mtime_ns
     prev = index.dirs.get(directory)
     if not (full or prev is None or prev.rescan or prev.mtime_ns != before or directory in index.retry_dirs):
         result.dirs[directory] = DirState(prev.mtime_ns, prev.subdirs, False)
         # Watched files (could not be opened, looked truncated …) are stat'ed by name, without listing.
         for name in index.watch.get(directory, ()):
-            _consider(directory, name, folder, index.files.get(directory, {}), result)
+            _consider(directory, base, name, folder, index.files.get(directory, {}), result)
         return prev.subdirs
     try:
-        names = set(os.listdir(directory))
+        fd = open_dir(base, directory)
+        try:
+            names = set(os.listdir(fd))
+        finally:
+            os.close(fd)
     except OSError as exc:
         result.problems.append((folder.label, f"cannot list a directory: {exc.strerror}"))
         return prev.subdirs if prev is not None else ()
@@ -437,10 +482,10 @@ def _scan_dir(
         fresh.update(index.watch.get(directory, {}).keys() & names)
     subdirs = [os.path.join(directory, name) for name in names & known_subdirs] if folder.recursive else []
     for name in fresh:
-        if _consider(directory, name, folder, known, result) and folder.recursive:
+        if _consider(directory, base, name, folder, known, result) and folder.recursive:
             subdirs.append(os.path.join(directory, name))
     try:
-        after = os.stat(directory).st_mtime_ns
+        after = (os.stat(directory) if directory == base else os.lstat(directory)).st_mtime_ns
     except OSError:
         after = -1
     racy = after != before or after / 1e9 > now - RACY_SECONDS
@@ -448,20 +493,29 @@ def _scan_dir(
     return tuple(subdirs)
 
 
-def _consider(directory: str, name: str, folder: EdiFolder, known: dict[str, int], result: ScanResult) -> bool:
-    """Make ``name`` a candidate if it is a wanted file that is new or changed. True: a subdirectory."""
+def _consider(
+    directory: str, base: str, name: str, folder: EdiFolder, known: dict[str, int], result: ScanResult
+) -> bool:
+    """Make ``name`` a candidate if it is a wanted file that is new or changed. True: a subdirectory.
+
+    Nothing is followed: a symbolic link (to ``/etc/shadow``, or to a directory elsewhere), a FIFO,
+    a device or a socket that matches the folder's glob becomes a candidate that is never opened —
+    counted once as ``not_regular`` and watched, so a regular file put in its place is read.
+    """
     if any(fnmatch.fnmatchcase(name, pattern) for pattern in folder.ignore):
         return False
     path = os.path.join(directory, name)
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except OSError:
-        return False  # vanished since the listing, or a dangling link
+        return False  # vanished since the listing
     if stat.S_ISDIR(st.st_mode):
-        return not os.path.islink(path)
-    if not stat.S_ISREG(st.st_mode) or not fnmatch.fnmatchcase(name, folder.glob):
+        return True
+    if not fnmatch.fnmatchcase(name, folder.glob):
         return False
     known_stamp = known.get(name)
     if known_stamp is None or known_stamp != stamp(st.st_size, st.st_mtime_ns):
-        result.candidates.append(Candidate(path, directory, name, folder, st.st_size, st.st_mtime_ns))
+        result.candidates.append(
+            Candidate(path, directory, name, folder, st.st_size, st.st_mtime_ns, base, stat.S_ISREG(st.st_mode))
+        )
     return False

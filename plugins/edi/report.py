@@ -41,6 +41,7 @@ OUTCOME = {
     "header_too_large": "meldingshode for stort",
     "too_deep": "for dypt nøstet XML (mulig angrep)",
     "timeout": "kunne ikke leses innen tidsgrensen",
+    "not_regular": "ikke en vanlig fil (symbolsk lenke, FIFO …): ikke lest",
     "unreadable": "kunne ikke åpnes",
 }
 

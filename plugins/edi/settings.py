@@ -62,9 +62,10 @@ class EdiFolder:
         role: What the folder holds. ``receipts``: a file whose direction cannot be decided is a
             receipt *to* us. ``archive``: messages already handled (moved here from an in- or outbox);
             scanned after the other folders, so a moved file is recognised by its message id.
-        glob: Which file names to read (``fnmatch`` pattern).
+        glob: Which file names to read (``fnmatch`` pattern). Only regular files are opened: a
+            symbolic link, FIFO, device or socket is counted as ``not_regular`` and never followed.
         ignore: File names never read: temporary files of writers that rename when done.
-        recursive: Also read subfolders.
+        recursive: Also read subfolders (never one reached through a symbolic link).
         name: The folder's label in ``normagent_edi_folder_up`` and logs (default: the last path part).
     """
 

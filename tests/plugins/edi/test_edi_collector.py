@@ -299,13 +299,107 @@ def test_a_file_that_stays_truncated_is_counted_once_even_when_it_grows(harness:
     assert h.nonzero("normagent_edi_files_total", "outcome") == {("truncated",): 1, ("ok",): 1}
 
 
-def test_a_file_that_cannot_be_opened_is_unreadable(tmp_path: Path) -> None:
-    """(Running as root, permissions cannot make a file unreadable: a directory in its place can.)"""
-    path = tmp_path / "x.xml"
-    path.mkdir()
-    candidate = Candidate(str(path), str(tmp_path), "x.xml", EdiFolder(path=tmp_path), 0, 0)
+def test_a_file_that_cannot_be_read_is_unreadable() -> None:
+    """(Running as root, permissions cannot make a file unreadable: /proc/<pid>/mem gives EIO.)"""
+    import os
+
+    directory = f"/proc/{os.getpid()}"
+    st = os.stat(f"{directory}/mem")
+    candidate = Candidate(f"{directory}/mem", directory, "mem", EdiFolder(path=Path(directory)), st.st_size, st.st_mtime_ns)
     parsed, why = read_file(candidate, 4096)
     assert why == "" and parsed is not None and parsed.outcome == "unreadable"
+    assert parsed.detail == "Input/output error"
+
+
+def _candidate_for(path: Path, base: Path | None = None) -> Candidate:
+    import os
+
+    st = os.lstat(path)
+    return Candidate(str(path), str(path.parent), path.name, EdiFolder(path=base or path.parent), st.st_size,
+                     st.st_mtime_ns, str(base or path.parent))
+
+
+def test_what_replaced_a_listed_file_is_never_opened_if_it_is_not_a_regular_file(tmp_path: Path) -> None:
+    """Swapped in between listing and opening: a directory, a link to a file outside the folder,
+    a subdirectory turned into a link: left for the next listing ("changed"), never read."""
+    import os
+
+    outside = write(tmp_path / "outside" / "secret.xml", msghead("s", "EPIKRISE", "", "1", "2"), 1_000_000)
+    folder = tmp_path / "inn"
+    path = write(folder / "x.xml", outside.read_bytes(), 1_000_000)
+    candidate = _candidate_for(path)
+    path.unlink()
+    path.mkdir()
+    assert read_file(candidate, 4096) == (None, "changed")
+    path.rmdir()
+    path.symlink_to(outside)  # same size and time as what was listed
+    assert read_file(candidate, 4096) == (None, "changed")
+    sub = write(folder / "sub" / "y.xml", outside.read_bytes(), 1_000_000)
+    candidate = _candidate_for(sub, base=folder)
+    os.rename(folder / "sub", tmp_path / "old-sub")
+    (folder / "sub").symlink_to(tmp_path / "outside")
+    os.rename(outside, tmp_path / "outside" / "y.xml")
+    assert read_file(candidate, 4096) == (None, "changed")
+
+
+def test_a_fifo_swapped_in_after_the_listing_does_not_block_the_run(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    path = write(tmp_path / "inn" / "p.xml", msghead("p", "EPIKRISE", "", "1", "2"), 1_000_000)
+    candidate = _candidate_for(path)
+    path.unlink()
+    os.mkfifo(path)
+    result: list[Any] = []
+    reader = threading.Thread(target=lambda: result.append(read_file(candidate, 4096)), daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    blocked = reader.is_alive()
+    if blocked:  # stuck in open() waiting for a writer: give it one, so the thread ends
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        reader.join(timeout=30)
+    assert not blocked
+    assert result == [(None, "changed")]
+
+
+def test_links_fifos_and_linked_subdirectories_are_never_followed(harness: Any, tmp_path: Path) -> None:
+    """A link to a file outside the folder (``/etc/shadow`` when the agent runs as root) is not
+    read, nor a FIFO; each is counted once as not_regular. A subdirectory replaced by a link to a
+    directory elsewhere is not listed."""
+    import os
+
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    elsewhere = tmp_path / "elsewhere"
+    secret = write(elsewhere / "secret.xml", msghead("secret", "EPIKRISE", "", "2000001", OWN_HER[0]), now - 900)
+    write(elsewhere / "secret-2.xml", msghead("secret-2", "EPIKRISE", "", "2000001", OWN_HER[0]), now - 900)
+    folder = tmp_path / "inn"
+    write(folder / "a.xml", msghead("a", "EPIKRISE", "", "2000001", OWN_HER[0]), now - 600)
+    write(folder / "2026" / "b.xml", msghead("b", "EPIKRISE", "", "2000001", OWN_HER[0]), now - 600)
+    (folder / "shadow.xml").symlink_to(secret)
+    os.mkfifo(folder / "pipe.xml")
+    settings = EdiSettings(folders=(EdiFolder(path=folder, direction="in", recursive=True),))
+    h = harness(settings, now)
+    with capture_logs() as logs:
+        h.cycle()
+    assert h.value("normagent_edi_messages_total", direction="in", msg_type="EPIKRISE") == 2
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {("ok",): 2, ("not_regular",): 2}
+    assert sorted(e["file"] for e in logs if e["event"] == "edi_file_not_regular") == ["pipe.xml", "shadow.xml"]
+    # The subdirectory is replaced by a link to a directory elsewhere.
+    shutil.rmtree(folder / "2026")
+    (folder / "2026").symlink_to(elsewhere, target_is_directory=True)
+    h.clock.advance(60)
+    h.cycle()
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_messages_total", direction="in", msg_type="EPIKRISE") == 2
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {("ok",): 2, ("not_regular",): 3}
+    # A regular file put in place of the link is read.
+    (folder / "shadow.xml").unlink()
+    write(folder / "shadow.xml", msghead("c", "EPIKRISE", "", "2000001", OWN_HER[0]), now + 60)
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_messages_total", direction="in", msg_type="EPIKRISE") == 3
 
 
 def test_a_file_changed_since_listing_is_left_for_the_next_cycle(tmp_path: Path) -> None:
