@@ -172,7 +172,7 @@ METRICS = (
         labels=("kind",), preset=tuple((k,) for k in TIMESTAMP_KINDS), section=SECTION,
     ),
     MetricSpec(
-        M_FOLDER_UP, "gauge", "1 if a configured EDI folder exists and can be listed.", labels=("folder",), section=SECTION,
+        M_FOLDER_UP, "gauge", "1 if a configured EDI folder exists and can be listed (with all its subfolders, if recursive).", labels=("folder",), section=SECTION,
     ),
     MetricSpec(
         M_SERVICE_UP, "gauge", "1 if the configured message server service (systemd unit or process) is running.",

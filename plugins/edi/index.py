@@ -26,7 +26,8 @@ token with the one the index expects, and rebuilds the index from the ledger whe
 (after a restart, another ledger, a batch that was not committed). So the in-memory view is never
 ahead of, nor behind, what the ledger holds.
 
-Cost: a steady cycle with nothing new stats each known directory once and reads no file and no
+Cost: a steady cycle with nothing new stats each known directory once (and asks ``access`` whether
+it can still be listed) and reads no file and no
 checkpoint (beyond ``g``). A directory is listed (one ``listdir``) only when its modification time
 changed, while it holds files still being written, or in the cycle after a listing that happened
 within ``RACY_SECONDS`` of the directory's last change: a file created later in the same timestamp
@@ -444,6 +445,7 @@ def _scan_dir(
         return ()
     except OSError as exc:
         result.problems.append((folder.label, f"cannot stat a directory: {exc.strerror}"))
+        result.folders_up[folder.label] = False
         return index.dirs[directory].subdirs if directory in index.dirs else ()
     if not stat.S_ISDIR(st.st_mode):
         # A subdirectory replaced by a link or a file: what was indexed below it is gone, and the
@@ -455,6 +457,12 @@ def _scan_dir(
     before = st.st_mtime_ns
     prev = index.dirs.get(directory)
     if not (full or prev is None or prev.rescan or prev.mtime_ns != before or directory in index.retry_dirs):
+        if not os.access(directory, os.R_OK | os.X_OK):
+            # Permissions taken away do not change the directory's time: without this check the
+            # folder would look up until its next change.
+            result.problems.append((folder.label, "cannot list a directory: Permission denied"))
+            result.folders_up[folder.label] = False
+            return prev.subdirs
         result.dirs[directory] = DirState(prev.mtime_ns, prev.subdirs, False)
         # Watched files (could not be opened, looked truncated …) are stat'ed by name, without listing.
         for name in index.watch.get(directory, ()):
@@ -467,7 +475,9 @@ def _scan_dir(
         finally:
             os.close(fd)
     except OSError as exc:
+        # Down until a listing succeeds: no DirState is kept, so the next cycle lists it again.
         result.problems.append((folder.label, f"cannot list a directory: {exc.strerror}"))
+        result.folders_up[folder.label] = False
         return prev.subdirs if prev is not None else ()
     result.listed += 1
     known = index.files.get(directory, {})

@@ -966,3 +966,80 @@ def test_a_catch_up_slower_than_one_run_still_makes_progress(harness: Any, tmp_p
     assert counted[0] > 0 and counted == sorted(counted)  # every run gets further
     assert h.value("normagent_edi_messages_total", direction="in", msg_type="EPIKRISE") == 40
     assert h.value("normagent_edi_files_total", outcome="ok") == 40
+
+
+def _unprivileged(work: Any) -> Any:
+    """Run ``work()`` as nobody (in a forked child when we are root: root lists any directory) and
+    return its JSON-able result."""
+    import os
+
+    if os.geteuid() != 0:
+        return json.loads(json.dumps(work()))
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            with os.fdopen(write_end, "w") as out:
+                json.dump(work(), out)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as result:
+        data = result.read()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0 and data, "the unprivileged child failed"
+    return json.loads(data)
+
+
+def test_a_folder_that_cannot_be_listed_is_down(tmp_path: Path) -> None:
+    """A folder (or a subfolder of a recursive one) that exists but cannot be listed — permissions,
+    a broken share — is not up: nothing in it can be seen."""
+    import os
+    import tempfile
+
+    from normagent.plugins.edi.index import Index, scan
+
+    top = Path(tempfile.mkdtemp(prefix="edi-perm-"))  # /tmp, reachable by nobody (tmp_path is not)
+    try:
+        top.chmod(0o755)
+        for name in ("inn", "arkiv/2026/11", "ut"):
+            (top / name).mkdir(parents=True)
+            write(top / name / "m.xml", msghead("m", "EPIKRISE", "", "1", "2"), 1_000_000)
+        for name in ("arkiv", "arkiv/2026", "ut"):
+            (top / name).chmod(0o755)
+        (top / "inn").chmod(0o711)  # others may pass through, not list
+        (top / "arkiv" / "2026" / "11").chmod(0o711)
+        folders = (EdiFolder(path=top / "inn"), EdiFolder(path=top / "arkiv", recursive=True), EdiFolder(path=top / "ut"))
+
+        def look() -> dict[str, Any]:
+            found = scan(folders, Path("/"), Index(), now=2_000_000_000)
+            return {"up": found.folders_up, "problems": found.problems, "files": sorted(c.name for c in found.candidates)}
+
+        seen = _unprivileged(look)
+        # A folder that loses its permissions while unchanged (chmod does not move its time).
+        (top / "kvittering").mkdir()
+        os.chown(top / "kvittering", 65534, 65534)
+
+        def lose_permission() -> list[bool]:
+            folder = (EdiFolder(path=top / "kvittering"),)
+            index = Index()
+            before = scan(folder, Path("/"), index, now=2_000_000_000)
+            index.dirs = before.dirs
+            (top / "kvittering").chmod(0o311)
+            after = scan(folder, Path("/"), index, now=2_000_000_000)
+            return [before.folders_up["kvittering"], after.folders_up["kvittering"]]
+
+        assert _unprivileged(lose_permission) == [True, False]
+    finally:
+        for directory, _, _ in os.walk(top):
+            os.chmod(directory, 0o755)
+        shutil.rmtree(top)
+    assert seen["up"] == {"inn": False, "arkiv": False, "ut": True}
+    assert sorted(label for label, _ in seen["problems"]) == ["arkiv", "inn"]
+    assert all("cannot list" in what for _, what in seen["problems"])
