@@ -557,24 +557,36 @@ class EdiCollector:
             gauges.append(Gauge(M_STOP_CURRENT, update.current, {"direction": direction}))
         stage.service = service.forget_before(oldest_last)
 
-        report = correlate.evaluate_pending(
-            list(stage.waiting()), now, cycle.correlation, settings.forget_unacknowledged_after.total_seconds()
+        # A receipt that may be lying in a folder we cannot see right now is not missing: while such
+        # a folder is down, nothing becomes overdue and the waiting gauges keep their last values.
+        # When it returns, its receipts are read first and judged by when they arrived.
+        blind = sorted(
+            f.label for f in settings.folders
+            if (f.role == "receipts" or f.direction != "out") and not folders_up.get(f.label, True)
         )
-        stage.records.update(report.effect.records)
-        for metric, labels, value in report.effect.counts:
-            tally.count(metric, labels, value)
-        for kind, at, key, attrs in report.effect.events:
-            tally.other.append(Event(kind, datetime.fromtimestamp(at, timezone.utc), key, attrs))  # type: ignore[arg-type]
-        # Series once exported drop to 0 rather than vanish: the ledger keeps a series a batch does
-        # not mention, so one left out would keep its last value.
-        series = index.gauge_series | set(report.oldest) | set(report.unacknowledged)
-        if series != index.gauge_series:
-            stage.gauge_series = series
-        for msg_type, receipt in sorted(series):
-            labels = {"msg_type": msg_type, "receipt": receipt}
-            gauges.append(Gauge(M_UNACK, report.unacknowledged.get((msg_type, receipt), 0), labels))
-            gauges.append(Gauge(M_ALARM, report.alarm.get((msg_type, receipt), 0), labels))
-            gauges.append(Gauge(M_OLDEST, round(report.oldest.get((msg_type, receipt), 0.0), 3), labels))
+        forgotten: tuple[str, ...] = ()
+        if blind:
+            ctx.log.warning("edi_receipts_not_judged", folders=blind, waiting=sum(1 for _ in stage.waiting()))
+        else:
+            report = correlate.evaluate_pending(
+                list(stage.waiting()), now, cycle.correlation, settings.forget_unacknowledged_after.total_seconds()
+            )
+            forgotten = report.forgotten
+            stage.records.update(report.effect.records)
+            for metric, labels, value in report.effect.counts:
+                tally.count(metric, labels, value)
+            for kind, at, key, attrs in report.effect.events:
+                tally.other.append(Event(kind, datetime.fromtimestamp(at, timezone.utc), key, attrs))  # type: ignore[arg-type]
+            # Series once exported drop to 0 rather than vanish: the ledger keeps a series a batch
+            # does not mention, so one left out would keep its last value.
+            series = index.gauge_series | set(report.oldest) | set(report.unacknowledged)
+            if series != index.gauge_series:
+                stage.gauge_series = series
+            for msg_type, receipt in sorted(series):
+                labels = {"msg_type": msg_type, "receipt": receipt}
+                gauges.append(Gauge(M_UNACK, report.unacknowledged.get((msg_type, receipt), 0), labels))
+                gauges.append(Gauge(M_ALARM, report.alarm.get((msg_type, receipt), 0), labels))
+                gauges.append(Gauge(M_OLDEST, round(report.oldest.get((msg_type, receipt), 0.0), 3), labels))
 
         unmatched = {r: 0 for r in RECEIPTS}
         window = settings.forget_unacknowledged_after.total_seconds()
@@ -599,7 +611,7 @@ class EdiCollector:
         yield self._batch(stage, tally)
         index.apply(stage)
         tally.log_summaries(ctx)
-        index.pending.difference_update(report.forgotten)
+        index.pending.difference_update(forgotten)
 
     @staticmethod
     def _service(ctx: RunContext, settings: EdiSettings, state: stops.ServiceState, now: float) -> stops.ServiceState:

@@ -193,7 +193,9 @@ class EdiSettings:
     """Settings of the ``edi.messages`` collector.
 
     Attributes:
-        folders: Where messages are; empty means this host has no EDI (``NoData``).
+        folders: Where messages are; empty means this host has no EDI (``NoData``). While a folder
+            that may hold receipts (``role = "receipts"``, or a direction other than ``out``) is
+            down, no sent message is judged to lack its receipt.
         own_her_ids: Our HER ids (institution, departments, persons): an incoming message addressed
             to none of them is mis-addressed; with ``direction = "unknown"`` they decide direction.
         msg_types: Message types (MsgInfo/Type) to keep as ``msg_type`` label values besides the

@@ -587,6 +587,7 @@ def test_unacknowledged_gauges_follow_time_and_late_receipts(harness: Any, tmp_p
     out, inn = tmp_path / "ut", tmp_path / "inn"
     write(out / "m.xml", msghead("m", "HENVISNING", "", OWN_HER[0], "2000001"), sent)
     write(out / "n.xml", msghead("n", "HENVISNING", "", OWN_HER[0], "2000001", ack="N"), sent)
+    inn.mkdir()  # (receipts are judged only while their folder is there)
     settings = EdiSettings(folders=(EdiFolder(path=out, direction="out"), EdiFolder(path=inn, direction="in")))
     h = harness(settings, sent + 3600)
 
@@ -818,6 +819,7 @@ def test_waiting_gauges_drop_to_zero_across_a_restart(harness: Any, tmp_path: Pa
     """A series exported before a restart is set to 0 when its message is answered, not left stale."""
     sent = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc).timestamp()
     write(tmp_path / "ut" / "m.xml", msghead("m", "LOM", "", OWN_HER[0], "2"), sent)
+    (tmp_path / "inn").mkdir()
     settings = EdiSettings(folders=(EdiFolder(path=tmp_path / "ut", direction="out"),
                                     EdiFolder(path=tmp_path / "inn", direction="in")))
     h = harness(settings, sent + 2 * 86400)
@@ -1043,3 +1045,40 @@ def test_a_folder_that_cannot_be_listed_is_down(tmp_path: Path) -> None:
     assert seen["up"] == {"inn": False, "arkiv": False, "ut": True}
     assert sorted(label for label, _ in seen["problems"]) == ["arkiv", "inn"]
     assert all("cannot list" in what for _, what in seen["problems"])
+
+
+@pytest.mark.parametrize("outage", ["missing", "not_a_directory"])
+def test_receipts_are_not_judged_missing_while_their_folder_is_down(harness: Any, tmp_path: Path, outage: str) -> None:
+    """While the inbox is away (an unmounted share), a sent message passing its timeout is not
+    counted as unacknowledged; when the inbox returns with a receipt that came in time, it never is."""
+    import os
+
+    sent = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc).timestamp()
+    out, inn = tmp_path / "ut", tmp_path / "inn"
+    write(out / "m.xml", msghead("m", "HENVISNING", "", OWN_HER[0], "2000001"), sent)
+    write(out / "n.xml", msghead("n", "HENVISNING", "", OWN_HER[0], "2000001"), sent)
+    write(inn / "r.xml", apprec("r", "m", "HENVISNING", "1", "", "2000001", OWN_HER[0]), sent + 3600)
+    hidden = tmp_path / "inn-away"
+    os.rename(inn, hidden)
+    if outage == "not_a_directory":
+        inn.write_bytes(b"")
+    settings = EdiSettings(folders=(EdiFolder(path=out, direction="out"), EdiFolder(path=inn, direction="in", role="receipts")))
+    h = harness(settings, sent + 3600)
+    h.cycle()
+    key = {"msg_type": "HENVISNING", "receipt": "application"}
+    h.clock.advance(2 * 86400)
+    with capture_logs() as logs:
+        h.cycle()
+    assert h.value("normagent_edi_folder_up", folder="inn") == 0
+    assert h.value("normagent_edi_unacknowledged_total", **key) == 0
+    assert any(e["event"] == "edi_receipts_not_judged" for e in logs)
+    if inn.is_file():
+        inn.unlink()
+    os.rename(hidden, inn)  # the share is back, with m's receipt that came after an hour
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_folder_up", folder="inn") == 1
+    assert h.value("normagent_edi_unacknowledged_total", **key) == 1  # n only: it has no receipt
+    assert h.value("normagent_edi_unacknowledged_messages", **key) == 1
+    (event,) = h.ledger.events("edi.unacknowledged", _all_time())
+    assert event.attrs["message_id"] == "n"
