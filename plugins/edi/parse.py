@@ -222,10 +222,17 @@ def parse_header(
             this many bytes.
     """
     stream = _Stream(iter(chunks))
-    head = stream.peek(512)
-    if not head.strip():
+    # Blank lines before the content (some writers pad; 600 of them hid a valid MsgHead) are
+    # dropped: an XML declaration must be the first thing expat sees, a MIME header block the first
+    # line. They count against ``max_header_bytes``.
+    blank = stream.skip_blank(max_header_bytes)
+    if blank is None:
         return Parsed("empty", detail="no content", bytes_read=stream.consumed)
-    sniff = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+    if blank > max_header_bytes:
+        return Parsed("header_too_large", detail=f"only blank lines in the first {blank} bytes", bytes_read=stream.consumed)
+    max_header_bytes -= blank
+    head = stream.peek(512)
+    sniff = head[3:] if head.startswith(UTF8_BOM) else head
     sniff = sniff.lstrip()
     if _is_pkcs7(sniff):
         return Parsed("encrypted", detail="PKCS#7/CMS content", bytes_read=stream.consumed)
@@ -244,6 +251,10 @@ def _slices(data: bytes) -> Iterator[bytes]:
         yield bytes(view[start : start + CHUNK])
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+_BLANK = b" \t\r\n"
+
+
 class _Stream:
     """Chunks with a little look-ahead, counting what was consumed."""
 
@@ -260,6 +271,31 @@ class _Stream:
             self._pending += chunk
             self.consumed += len(chunk)
         return self._pending[:size]
+
+    def skip_blank(self, limit: int) -> int | None:
+        """Drop ASCII blanks at the start (after a UTF-8 byte order mark, which is kept).
+
+        Returns:
+            How many bytes were dropped (more than ``limit`` when it gave up), or None if the
+            stream holds nothing else.
+        """
+        bom = b""
+        if self.peek(3).startswith(UTF8_BOM):
+            bom, self._pending = UTF8_BOM, self._pending[3:]
+        dropped = 0
+        while True:
+            rest = self._pending.lstrip(_BLANK)
+            dropped += len(self._pending) - len(rest)
+            self._pending = rest
+            if rest or dropped > limit:
+                break
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return None
+            self.consumed += len(chunk)
+            self._pending = chunk
+        self._pending = bom + self._pending
+        return dropped
 
     def __iter__(self) -> Iterator[bytes]:
         if self._pending:

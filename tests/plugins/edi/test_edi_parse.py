@@ -232,6 +232,32 @@ def test_nesting_below_the_limit_does_not_hide_the_header() -> None:
     assert parsed.header == parse_bytes(msghead("deep-1", "EPIKRISE", "2026-11-23T10:00:00", "1000001", "2000001")).header
 
 
+@pytest.mark.parametrize(
+    "blank", [b"\n" * 600, b"\r\n" * 40_000, b" \t\n" * 30, b"\xef\xbb\xbf" + b"\n" * 600], ids=["lf", "crlf-80k", "mixed", "bom"]
+)
+def test_blank_lines_before_a_message_do_not_hide_it(blank: bytes) -> None:
+    """A writer that pads with blank lines (600 of them) left a valid MsgHead counted as empty, or,
+    with an XML declaration, as malformed."""
+    data = msghead("blank-1", "EPIKRISE", "2026-11-23T10:00:00", "1000001", "2000001")
+    parsed = parse_bytes(blank + data)
+    assert parsed.outcome == "ok", parsed.detail
+    assert parsed.header == parse_bytes(data).header
+
+
+def test_blank_lines_before_a_mime_message_do_not_hide_it() -> None:
+    mime = read("crafted/mime-encrypted.eml")
+    plain = parse_bytes(mime)
+    padded = parse_bytes(b"\r\n" * 600 + mime)
+    assert (padded.outcome, padded.header) == (plain.outcome, plain.header)
+
+
+@pytest.mark.parametrize(("size", "outcome"), [(600, "empty"), (5 * 2**20, "header_too_large")])
+def test_a_file_of_nothing_but_blank_lines(size: int, outcome: str) -> None:
+    parsed = parse_bytes(b"\n" * size)
+    assert parsed.outcome == outcome
+    assert parsed.bytes_read <= 4 * 2**20 + 64 * 1024
+
+
 def test_patient_fields_never_reach_the_header() -> None:
     data = msghead("m-1", "EPIKRISE", "2026-11-23T10:00:00", "1000001", "2000001")
     assert PATIENT_MARKER.encode() in data
