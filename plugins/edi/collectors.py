@@ -126,8 +126,16 @@ METRICS = (
     ),
     MetricSpec(
         correlate.M_RECEIPTS, "counter",
-        "Application receipts received for our messages, by original message type and status (1 OK, 2 rejected, 3 OK with errors in a part).",
+        "Application receipts received, by the type of the message they answer and status (1 OK, 2 rejected, 3 OK "
+        "with errors in a part); those for a message not read as sent are also in "
+        "normagent_edi_receipts_for_unknown_messages_total.",
         labels=("msg_type", "status"), section=SECTION,
+    ),
+    MetricSpec(
+        correlate.M_RECEIPTS_UNKNOWN, "counter",
+        "Receipts received for a message not read as one we sent when the receipt was read: never sent from here, "
+        "or sent before or outside what the configured folders show (application: AppRec; transport: ebXML).",
+        labels=("receipt",), preset=tuple((r,) for r in RECEIPTS), section=SECTION,
     ),
     MetricSpec(
         correlate.M_RECEIPT_ERRORS, "counter",
@@ -136,7 +144,7 @@ METRICS = (
     ),
     MetricSpec(
         correlate.M_TRANSPORT_ERRORS, "counter",
-        "ebXML transport errors (MessageError) received for our messages, by ebMS error code.",
+        "ebXML transport errors (MessageError) received, by ebMS error code.",
         labels=("error_code",), section=SECTION,
     ),
     MetricSpec(

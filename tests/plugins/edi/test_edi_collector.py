@@ -569,6 +569,8 @@ def test_published_and_crafted_messages_end_to_end(harness: Any, tmp_path: Path)
         ("DIALOG_HELSEFAGLIG", "transport"): 1, ("EPIKRISE", "transport"): 1,
     }
     assert h.series("normagent_edi_unmatched_receipts", "receipt") == {("application",): 4, ("transport",): 2}
+    # The same receipts, counted once each (the crafted messages answer ones that are not in the folders).
+    assert h.series("normagent_edi_receipts_for_unknown_messages_total", "receipt") == {("application",): 5, ("transport",): 2}
     rejected = h.ledger.events("edi.rejected", _all_time())
     assert {e.attrs["original_msg_id"]: e.attrs["errors"] for e in rejected} == {
         "a6967e6a-8c0a-4be4-a647-c921d3086423": "8221:E21",
@@ -1082,3 +1084,33 @@ def test_receipts_are_not_judged_missing_while_their_folder_is_down(harness: Any
     assert h.value("normagent_edi_unacknowledged_messages", **key) == 1
     (event,) = h.ledger.events("edi.unacknowledged", _all_time())
     assert event.attrs["message_id"] == "n"
+
+
+def test_receipts_for_messages_we_never_sent_are_counted_apart(harness: Any, tmp_path: Path) -> None:
+    """``normagent_edi_receipts_total`` said "for our messages" while it also counted receipts for
+    messages never read as sent; those are now counted apart as well, and its help says what it counts."""
+    from normagent.plugins.edi.collectors import METRICS
+
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    out, inn = tmp_path / "ut", tmp_path / "inn"
+    write(out / "m.xml", msghead("m", "EPIKRISE", "", OWN_HER[0], "2000001"), now - 900)
+    write(inn / "x.xml", msghead("x", "SVAR_LAB", "", "2000001", OWN_HER[0]), now - 850)  # a message we received
+    write(inn / "r1.xml", apprec("r1", "m", "EPIKRISE", "1", "", "2000001", OWN_HER[0]), now - 800)
+    write(inn / "r2.xml", apprec("r2", "never-sent", "EPIKRISE", "2", "", "2000001", OWN_HER[0]), now - 700)
+    write(inn / "r3.xml", apprec("r3", "x", "SVAR_LAB", "1", "", "2000001", OWN_HER[0]), now - 650)  # not ours either
+    write(inn / "a1.xml", (FIXTURES / "crafted" / "ebxml-acknowledgment.xml").read_bytes(), now - 600)
+    settings = EdiSettings(folders=(EdiFolder(path=out, direction="out"), EdiFolder(path=inn, direction="in")),
+                           own_her_ids=OWN_HER)
+    h = harness(settings, now)
+    h.cycle()
+    h.clock.advance(60)
+    h.cycle()
+    assert h.nonzero("normagent_edi_receipts_total", "msg_type", "status") == {
+        ("EPIKRISE", "1"): 1, ("EPIKRISE", "2"): 1, ("SVAR_LAB", "1"): 1,
+    }
+    assert h.series("normagent_edi_receipts_for_unknown_messages_total", "receipt") == {
+        ("application",): 2, ("transport",): 1,
+    }
+    helps = {spec.name: spec.help for spec in METRICS}
+    assert "for our messages" not in helps["normagent_edi_receipts_total"]
+    assert "for our messages" not in helps["normagent_edi_transport_errors_total"]
