@@ -1114,3 +1114,96 @@ def test_receipts_for_messages_we_never_sent_are_counted_apart(harness: Any, tmp
     helps = {spec.name: spec.help for spec in METRICS}
     assert "for our messages" not in helps["normagent_edi_receipts_total"]
     assert "for our messages" not in helps["normagent_edi_transport_errors_total"]
+
+
+# --------------------------------------------------------------------------------------------
+# how long things are remembered (issue 9, item 24: these settings had no test a bug would fail)
+
+
+def test_history_retention_decides_when_a_handled_id_is_forgotten(harness: Any, tmp_path: Path) -> None:
+    """An id is remembered ``history_retention`` after its last file or receipt (a move within it is
+    no new message) and forgotten after it — checked once a day."""
+    sent = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc).timestamp()
+    out, inn, arkiv = tmp_path / "ut", tmp_path / "inn", tmp_path / "arkiv"
+    write(out / "a.xml", msghead("a", "EPIKRISE", "", OWN_HER[0], "2000001"), sent)
+    write(out / "b.xml", msghead("b", "EPIKRISE", "", OWN_HER[0], "2000001"), sent)
+    write(inn / "rb.xml", apprec("rb", "b", "EPIKRISE", "1", "", "2000001", OWN_HER[0]), sent + 5 * 86400)
+    settings = EdiSettings(
+        folders=(EdiFolder(path=out, direction="out"), EdiFolder(path=inn, direction="in"),
+                 EdiFolder(path=arkiv, direction="out", role="archive")),
+        history_retention=timedelta(days=10),
+    )
+    arkiv.mkdir()
+    h = harness(settings, sent + 5 * 86400 + 3600)
+    state = lambda: h.ledger.checkpoints(h.spec.name)  # noqa: E731
+    h.cycle()
+    h.clock.advance(4 * 86400)  # 9 days after a was sent: both remembered, a move is a move
+    h.cycle()
+    move(out / "a.xml", arkiv / "a.xml")
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_files_total", outcome="moved") == 1
+    assert state().get("m:a") is not None
+    h.clock.advance(2 * 86400)  # 11 days: a is forgotten; b's receipt came 6 days ago, so b is not
+    with capture_logs() as logs:
+        h.cycle()
+    assert state().get("m:a") is None and state().get("m:b") is not None
+    assert [e["ids"] for e in logs if e["event"] == "edi_ids_forgotten"] == [1]
+    def at(days: float) -> None:
+        h.clock.advance(sent + days * 86400 - h.clock.now().timestamp())
+
+    at(14.5)
+    h.cycle()  # a prune: b's receipt is 9.5 days old, kept
+    at(15 + 1 / 24)
+    h.cycle()  # b's receipt is 10 days and an hour old, but pruning runs once a day: kept till the next
+    assert state().get("m:b") is not None and state().get("m:rb") is not None
+    at(15.5 + 1 / 24)
+    h.cycle()
+    assert state().get("m:b") is None and state().get("m:rb") is None
+    # Forgotten means forgotten: the same id seen again is a new message.
+    write(out / "a-again.xml", msghead("a", "EPIKRISE", "", OWN_HER[0], "2000001"), h.clock.now().timestamp() - 5)
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_messages_total", direction="out", msg_type="EPIKRISE") == 3
+
+
+def test_forget_unacknowledged_after_takes_a_waiting_message_off_the_gauges_once(harness: Any, tmp_path: Path) -> None:
+    """Overdue after the timeout (counted once), in the gauges until exactly ``forget_unacknowledged_after``,
+    off them after it — also after a restart, and a receipt that comes later changes no count. Receipts
+    for unknown messages leave the unmatched gauge after the same window."""
+    sent = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc).timestamp()
+    out, inn = tmp_path / "ut", tmp_path / "inn"
+    write(out / "m.xml", msghead("m", "HENVISNING", "", OWN_HER[0], "2000001"), sent)
+    write(inn / "r0.xml", apprec("r0", "never-sent", "HENVISNING", "1", "", "2000001", OWN_HER[0]), sent)
+    settings = EdiSettings(
+        folders=(EdiFolder(path=out, direction="out"), EdiFolder(path=inn, direction="in")),
+        application_timeout=timedelta(days=1), alarm_after=timedelta(days=2),
+        forget_unacknowledged_after=timedelta(days=3),
+    )
+    key = {"msg_type": "HENVISNING", "receipt": "application"}
+    h = harness(settings, sent + 3600)
+
+    def seen() -> tuple[float, float, float, float, float]:
+        return (h.value("normagent_edi_unacknowledged_messages", **key),
+                h.value("normagent_edi_unacknowledged_alarm_messages", **key),
+                h.value("normagent_edi_oldest_unacknowledged_age_seconds", **key),
+                h.value("normagent_edi_unacknowledged_total", **key),
+                h.value("normagent_edi_unmatched_receipts", receipt="application"))
+
+    h.cycle()
+    assert seen() == (0, 0, 3600, 0, 1)
+    h.clock.advance(3 * 86400 - 3600)  # exactly the window: still shown
+    h.cycle()
+    assert seen() == (1, 1, 3 * 86400, 1, 1)
+    h.clock.advance(1)  # past it: off the gauges, still counted once
+    h.cycle()
+    assert seen() == (0, 0, 0, 1, 0)
+    h.restart()
+    h.clock.advance(86400)
+    h.cycle()
+    assert seen() == (0, 0, 0, 1, 0)
+    write(inn / "r.xml", apprec("r", "m", "HENVISNING", "1", "", "2000001", OWN_HER[0]), sent + 5 * 86400)
+    h.clock.advance(86400)
+    h.cycle()
+    assert seen() == (0, 0, 0, 1, 0)
+    assert len(h.ledger.events("edi.unacknowledged", _all_time())) == 1
