@@ -42,6 +42,7 @@ Imports only the standard library and this package.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import itertools
 import os
@@ -374,12 +375,15 @@ def open_dir(base: str, directory: str) -> int:
     Raises:
         OSError: As ``os.open`` does.
     """
-    fd = os.open(base, _DIR_FLAGS)
     relative = os.path.relpath(directory, base)
-    if relative == os.curdir:
+    parts = [] if relative == os.curdir else relative.split(os.sep)
+    if os.pardir in parts:
+        raise OSError(errno.EXDEV, f"{directory} is not below {base}")
+    fd = os.open(base, _DIR_FLAGS)
+    if not parts:
         return fd
     try:
-        for part in relative.split(os.sep):
+        for part in parts:
             inner = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
             os.close(fd)
             fd = inner
@@ -448,6 +452,10 @@ def _scan_dir(
         result.folders_up[folder.label] = False
         return index.dirs[directory].subdirs if directory in index.dirs else ()
     if not stat.S_ISDIR(st.st_mode):
+        if directory == base:  # replaced since os.path.isdir: looked at again next cycle
+            result.problems.append((folder.label, "not a directory"))
+            result.folders_up[folder.label] = False
+            return ()
         # A subdirectory replaced by a link or a file: what was indexed below it is gone, and the
         # name is looked at as a file of its parent.
         result.gone.extend(os.path.join(directory, name) for name in index.files.get(directory, {}))

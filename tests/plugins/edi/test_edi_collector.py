@@ -875,6 +875,37 @@ def test_a_file_name_that_is_not_utf8_is_indexed_losslessly_and_blocks_nothing(h
     assert not [k for k, _ in h.ledger.checkpoints(h.spec.name).scan() if "name.xml" in k]
 
 
+def test_a_subfolder_whose_name_is_not_utf8_is_read_and_remembered(harness: Any, tmp_path: Path) -> None:
+    import os
+
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    arkiv = tmp_path / "arkiv"
+    sub = os.path.join(os.fsencode(arkiv), b"\xc5r 2026")  # "År 2026" in Latin-1
+    os.makedirs(sub)
+    path = os.path.join(sub, b"m.xml")
+    with open(path, "wb") as fh:
+        fh.write(msghead("m", "EPIKRISE", "", OWN_HER[0], "2000001"))
+    os.utime(path, (now - 60, now - 60))
+    h = harness(EdiSettings(folders=(EdiFolder(path=arkiv, direction="out", role="archive", recursive=True),)), now)
+    h.cycle()
+    h.restart()
+    h.clock.advance(60)
+    h.cycle()
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {("ok",): 1}
+    assert h.value("normagent_edi_messages_total", direction="out", msg_type="EPIKRISE") == 1
+
+
+def test_open_dir_refuses_a_path_outside_the_folder(tmp_path: Path) -> None:
+    import errno
+
+    from normagent.plugins.edi.index import open_dir
+
+    (tmp_path / "inn").mkdir()
+    with pytest.raises(OSError) as err:
+        open_dir(str(tmp_path / "inn"), str(tmp_path))
+    assert err.value.errno == errno.EXDEV
+
+
 @pytest.mark.parametrize("raw", [b"/srv/inn/a.xml", "/srv/inn/æøå.xml".encode(), b"/srv/inn/bad\xffname.xml",
                                  b"/srv/inn/100%\xe6.xml", b"/srv/\xe5r/%41.xml"])
 def test_file_keys_are_valid_utf8_and_round_trip(raw: bytes) -> None:
