@@ -2,20 +2,20 @@
 
 State lives only in the collector's checkpoints, committed with the counts they produced:
 
-===================  =====================================================================
-key                  value
-===================  =====================================================================
-``g``                token of the last committed batch (see "consistency" below)
-``f:<path>``         ``[size, mtime_ns, outcome]`` of a file already read
-``fx:<quoted path>``  the same for a path that is not valid UTF-8 (see ``file_key``)
-``m:<id>``           a ``correlate.Record`` for a MsgHead/AppRec id (or a placeholder)
-``e:<id>``           a ``correlate.Record`` for an ebXML MessageId
-``q:<token>``        traffic timestamps of a committed batch, not yet fed to the stop logic
-``s:in``/``s:out``   ``stops.DirectionState``
-``svc``              ``stops.ServiceState``
-``p``                when records were last pruned
-``gs``               the (msg_type, receipt) series of the waiting gauges last exported
-===================  =====================================================================
+=====================  =====================================================================
+key                    value
+=====================  =====================================================================
+``g``                  token of the last committed batch (see "consistency" below)
+``f:<path>``           ``[size, mtime_ns, outcome]`` of a file already read
+``fx:<quoted path>``   the same for a path that is not valid UTF-8 (see ``file_key``)
+``m:<id>``             a ``correlate.Record`` for a MsgHead/AppRec id (or a placeholder)
+``e:<id>``             a ``correlate.Record`` for an ebXML MessageId
+``q:<token>``          traffic timestamps of a committed batch, not yet fed to the stop logic
+``s:in``/``s:out``     ``stops.DirectionState``
+``svc``                ``stops.ServiceState``
+``p``                  when records were last pruned
+``gs``                 the (msg_type, receipt) series of the waiting gauges last exported
+=====================  =====================================================================
 
 Consistency: ``Index`` is built once from ``state.scan()`` and then updated only by
 ``Index.apply(stage)`` *after* the batch carrying ``stage`` was yielded and the generator resumed
@@ -27,15 +27,15 @@ token with the one the index expects, and rebuilds the index from the ledger whe
 ahead of, nor behind, what the ledger holds.
 
 Cost: a steady cycle with nothing new stats each known directory once (and asks ``access`` whether
-it can still be listed) and reads no file and no
-checkpoint (beyond ``g``). A directory is listed (one ``listdir``) only when its modification time
-changed, while it holds files still being written, or in the cycle after a listing that happened
-within ``RACY_SECONDS`` of the directory's last change: a file created later in the same timestamp
-tick would leave the modification time unchanged (git calls this the "racy" case). Comparing the
-directory's time with the host clock is what makes that rare: a directory last changed earlier
-cannot hide a later change. Known files are not
-stat'ed again unless ``full_rescan`` is set: message files are written once, and moving or deleting
-one changes its directory. Memory is roughly 250 bytes per indexed file and per remembered id.
+it can still be listed) and reads no file and no checkpoint (beyond ``g``). A directory is listed
+(one ``listdir``) only when its modification time changed, while it holds files still being written,
+or in the cycle after a listing that happened within ``RACY_SECONDS`` of the directory's last
+change: a file created later in the same timestamp tick would leave the modification time unchanged
+(git calls this the "racy" case). Comparing the directory's time with the host clock is what makes
+that rare: a directory last changed earlier cannot hide a later change. Known files are not stat'ed
+again (unless ``full_rescan`` is set, or they are watched: see ``WATCHED``): message files are
+written once, and moving or deleting one changes its directory. Memory is roughly 250 bytes per
+indexed file and per remembered id.
 
 Imports only the standard library and this package.
 """
