@@ -21,7 +21,9 @@ never kept: the report takes its texts from ``codes``.
 
 Safety: any document type declaration is rejected before an entity could be declared, so a
 billion-laughs or XXE file (``<!ENTITY x SYSTEM "file:///etc/passwd">``) is refused without
-expansion and without opening anything; parameter entities are never parsed.
+expansion and without opening anything; parameter entities are never parsed. Work per element is
+constant and nesting deeper than ``MAX_DEPTH`` is refused (``too_deep``), so no file can cost more
+than a linear pass over ``max_header_bytes``.
 
 Imports only the standard library.
 """
