@@ -25,14 +25,15 @@ Imports only ``normagent`` (the public API), the standard library and this packa
 from __future__ import annotations
 
 import dataclasses
-import functools
+import errno
 import os
+import stat
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, BinaryIO
 
 from normagent import (
     Batch,
@@ -45,7 +46,17 @@ from normagent import (
     RunContext,
 )
 from normagent.plugins.edi import codes, correlate, stops
-from normagent.plugins.edi.index import DIRECTIONS, QUEUE, UNREADABLE, Candidate, FileEntry, Index, Stage, scan
+from normagent.plugins.edi.index import (
+    DIRECTIONS,
+    QUEUE,
+    Candidate,
+    FileEntry,
+    Index,
+    Stage,
+    open_dir,
+    printable,
+    scan,
+)
 from normagent.plugins.edi.parse import CHUNK, Parsed, parse_header
 from normagent.plugins.edi.settings import WEEKDAYS, EdiSettings, zone
 
@@ -68,6 +79,9 @@ FILE_OUTCOMES = (
     "unknown_version",
     "incomplete",
     "header_too_large",
+    "too_deep",
+    "timeout",
+    "not_regular",
     "unreadable",
 )
 TIMESTAMP_KINDS = ("with_zone", "no_zone", "missing", "unparseable")
@@ -112,8 +126,16 @@ METRICS = (
     ),
     MetricSpec(
         correlate.M_RECEIPTS, "counter",
-        "Application receipts received for our messages, by original message type and status (1 OK, 2 rejected, 3 OK with errors in a part).",
+        "Application receipts received, by the type of the message they answer and status (1 OK, 2 rejected, 3 OK "
+        "with errors in a part); those for a message not read as sent are also in "
+        "normagent_edi_receipts_for_unknown_messages_total.",
         labels=("msg_type", "status"), section=SECTION,
+    ),
+    MetricSpec(
+        correlate.M_RECEIPTS_UNKNOWN, "counter",
+        "Receipts received for a message not read as one we sent when the receipt was read: never sent from here, "
+        "or sent before or outside what the configured folders show (application: AppRec; transport: ebXML).",
+        labels=("receipt",), preset=tuple((r,) for r in RECEIPTS), section=SECTION,
     ),
     MetricSpec(
         correlate.M_RECEIPT_ERRORS, "counter",
@@ -122,7 +144,7 @@ METRICS = (
     ),
     MetricSpec(
         correlate.M_TRANSPORT_ERRORS, "counter",
-        "ebXML transport errors (MessageError) received for our messages, by ebMS error code.",
+        "ebXML transport errors (MessageError) received, by ebMS error code.",
         labels=("error_code",), section=SECTION,
     ),
     MetricSpec(
@@ -148,7 +170,8 @@ METRICS = (
     ),
     MetricSpec(
         M_FILES, "counter",
-        "Files read from the EDI folders, by outcome (ok, moved, copy, encrypted, malformed, unsafe_xml …).",
+        "Files read from the EDI folders, by outcome (ok, moved, copy, encrypted, malformed, unsafe_xml …); "
+        "a truncated file completed later is counted again as ok.",
         labels=("outcome",), preset=tuple((o,) for o in FILE_OUTCOMES), section=SECTION,
     ),
     MetricSpec(
@@ -157,7 +180,7 @@ METRICS = (
         labels=("kind",), preset=tuple((k,) for k in TIMESTAMP_KINDS), section=SECTION,
     ),
     MetricSpec(
-        M_FOLDER_UP, "gauge", "1 if a configured EDI folder exists and can be listed.", labels=("folder",), section=SECTION,
+        M_FOLDER_UP, "gauge", "1 if a configured EDI folder exists and can be listed (with all its subfolders, if recursive).", labels=("folder",), section=SECTION,
     ),
     MetricSpec(
         M_SERVICE_UP, "gauge", "1 if the configured message server service (systemd unit or process) is running.",
@@ -243,29 +266,96 @@ def _log(ctx: RunContext, logs: list[tuple[str, str, dict[str, object]]], tally:
         getattr(ctx.log, level)(event, **fields)
 
 
-def read_file(candidate: Candidate, max_header_bytes: int) -> tuple[Parsed | None, str]:
+class _OutOfTime(Exception):
+    """Reading a file took longer than it may."""
+
+
+def _chunks(fh: BinaryIO, out_of_time: Callable[[], bool]) -> Iterator[bytes]:
+    while True:
+        if out_of_time():
+            raise _OutOfTime
+        chunk = fh.read(CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+# O_NONBLOCK: a FIFO swapped in after the listing must not block the run (the fstat check below
+# then refuses it); O_NOFOLLOW: a symbolic link swapped in is never followed (ELOOP).
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+# Errors that mean "not the regular file that was listed": a link (ELOOP), a directory part that
+# is no longer a directory (ENOTDIR), a directory (EISDIR), a socket (ENXIO). The directory is
+# listed again next cycle, and what is there now is looked at afresh.
+_SWAPPED = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.ENXIO})
+
+
+def read_file(
+    candidate: Candidate, max_header_bytes: int, out_of_time: Callable[[], bool] = lambda: False
+) -> tuple[Parsed | None, str]:
     """Read a file's header, unless it changed since it was listed.
 
+    The file is opened below its configured folder without following any link (``index.open_dir``,
+    ``O_NOFOLLOW``), without blocking (``O_NONBLOCK``), and read only if ``fstat`` says it is
+    still the regular file that was listed: the agent runs as a privileged user and the folders
+    are written by others.
+
+    Args:
+        out_of_time: Asked before each 64 KiB chunk; True abandons the file (``"timeout"``).
+
     Returns:
-        ``(parsed, "")``, or ``(None, why)`` with why ``"changed"`` (still being written: retry)
-        or ``"vanished"`` (moved or deleted since the listing).
+        ``(parsed, "")``, or ``(None, why)`` with why ``"changed"`` (still being written, or no
+        longer a regular file: look again), ``"vanished"`` (moved or deleted since the listing)
+        or ``"timeout"``.
     """
     try:
-        with open(candidate.path, "rb") as fh:
-            before = os.fstat(fh.fileno())
+        directory = open_dir(candidate.base or candidate.directory, candidate.directory)
+        try:
+            fd = os.open(candidate.name, _FILE_FLAGS, dir_fd=directory)
+        finally:
+            os.close(directory)
+        with os.fdopen(fd, "rb") as fh:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                return None, "changed"
             if (before.st_size, before.st_mtime_ns) != (candidate.size, candidate.mtime_ns):
                 return None, "changed"
-            parsed = parse_header(
-                iter(functools.partial(fh.read, CHUNK), b""), name=candidate.name, max_header_bytes=max_header_bytes
-            )
-            after = os.fstat(fh.fileno())
+            parsed = parse_header(_chunks(fh, out_of_time), name=candidate.name, max_header_bytes=max_header_bytes)
+            after = os.fstat(fd)
             if (after.st_size, after.st_mtime_ns) != (candidate.size, candidate.mtime_ns):
                 return None, "changed"
+    except _OutOfTime:
+        return None, "timeout"
     except FileNotFoundError:
         return None, "vanished"
     except OSError as exc:
+        if exc.errno in _SWAPPED:
+            return None, "changed"
         return Parsed("unreadable", detail=exc.strerror or type(exc).__name__), ""
     return parsed, ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Budget:
+    """How a run spends its time, so that one slow file or a long catch-up cannot stall the folder.
+
+    A run that passes its deadline commits nothing more, and the next run starts over from the last
+    committed batch. So: a batch is committed at least every ``slice`` seconds (not only every
+    ``batch_size`` files: a batch that takes longer than the whole run would never be committed,
+    and a large catch-up would make no progress at all); and one file may take at most ``per_file``
+    seconds — beyond that it is counted as ``timeout`` and indexed, so it cannot hold back the
+    files after it cycle after cycle. Without a deadline (inf) neither limit applies.
+    """
+
+    started: float
+    deadline: float
+
+    @property
+    def slice(self) -> float:
+        return (self.deadline - self.started) / 8
+
+    @property
+    def per_file(self) -> float:
+        return (self.deadline - self.started) / 4
 
 
 class EdiCollector:
@@ -315,18 +405,22 @@ class EdiCollector:
         traffic: list[list[object]] = []
         deferred: set[str] = set()
         in_batch = 0
+        budget = _Budget(ctx.clock.monotonic(), ctx.deadline)
+        batch_started = budget.started
         for candidate in candidates:
-            if in_batch >= settings.batch_size:
+            if in_batch >= settings.batch_size or (in_batch and ctx.clock.monotonic() - batch_started >= budget.slice):
                 if traffic:
                     stage.queue[QUEUE + uuid.uuid4().hex] = traffic
                 yield self._batch(stage, tally)
                 index.apply(stage)
                 tally.log_summaries(ctx)
-                if ctx.expired():
-                    return  # the next cycle resumes: uncommitted files are still new
                 stage, tally, traffic, in_batch = Stage(index), _Tally(), [], 0
+                batch_started = ctx.clock.monotonic()
+            if ctx.expired():
+                return  # the next cycle resumes: uncommitted files are still new
             in_batch += 1
-            self._read_one(ctx, cycle, candidate, stage, tally, traffic, deferred)
+            if not self._read_one(ctx, cycle, candidate, stage, tally, traffic, deferred, budget):
+                return  # the run's deadline passed while reading: nothing more can be committed
         yield from self._finish(ctx, cycle, index, stage, tally, traffic, found.folders_up)
         index.dirs = found.dirs
         for directory in deferred:
@@ -348,27 +442,54 @@ class EdiCollector:
         tally: _Tally,
         traffic: list[list[object]],
         deferred: set[str],
-    ) -> None:
+        budget: _Budget,
+    ) -> bool:
+        """Read one candidate into ``stage``; False if the run's deadline passed meanwhile."""
         settings = cycle.settings
         folder = candidate.folder
+        name = printable(candidate.name)
         mtime = candidate.mtime_ns / 1e9
-        parsed, why = read_file(candidate, settings.max_header_bytes)
+        previous = stage.index.watched(candidate.path)
+        if not candidate.regular:
+            # Never opened: a link may point anywhere (/etc/shadow), a FIFO would block a reader.
+            stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, "not_regular")
+            if previous != "not_regular":
+                tally.count(M_FILES, {"outcome": "not_regular"})
+                ctx.log.warning("edi_file_not_regular", folder=folder.label, file=name,
+                                detail="symbolic link, FIFO, device or socket: not read")
+            return True
+        clock = ctx.clock
+        give_up = min(clock.monotonic() + budget.per_file, budget.deadline)
+        parsed, why = read_file(candidate, settings.max_header_bytes, lambda: clock.monotonic() >= give_up)
+        # A watched file read again keeps its count when the outcome did not change (a truncated
+        # file that grew a little and stalled again is still one truncated file).
+        if why == "timeout":
+            if ctx.expired():
+                return False  # the run ran out, not this file's own time: the next run reads it
+            stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, "timeout")
+            if previous != "timeout":
+                tally.count(M_FILES, {"outcome": "timeout"})
+                ctx.log.warning("edi_file_timed_out", folder=folder.label, file=name, limit_s=round(budget.per_file, 1))
+            return True
         if parsed is None:
             if why == "changed":
                 deferred.add(candidate.directory)
-            return
+            return True
         young = cycle.now - mtime < settings.write_grace.total_seconds()
         if parsed.outcome in ("truncated", "empty") and young:
             deferred.add(candidate.directory)  # still being written: look again next cycle
-            return
+            return True
         if parsed.outcome == "unreadable":
             stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, "unreadable")
-            if stage.index.file(candidate.path) != UNREADABLE:
+            if previous != "unreadable":
                 tally.count(M_FILES, {"outcome": "unreadable"})
-                ctx.log.warning("edi_file_unreadable", folder=folder.label, file=candidate.name, error=parsed.detail)
-            return
+                ctx.log.warning("edi_file_unreadable", folder=folder.label, file=name, error=parsed.detail)
+            return True
+        if previous and parsed.outcome == previous:
+            stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, previous)
+            return True
         facts = correlate.FileFacts(
-            path=candidate.path, name=candidate.name, folder=folder.label, direction=folder.direction,
+            path=candidate.path, name=name, folder=folder.label, direction=folder.direction,
             role=folder.role, mtime=mtime,
         )
         if parsed.outcome == "ok":
@@ -378,9 +499,9 @@ class EdiCollector:
             if parsed.outcome == "encrypted" and folder.direction != "unknown":
                 effect.traffic = folder.direction
             if parsed.outcome == "encrypted":
-                effect.log("debug", "edi_file_encrypted", folder=folder.label, file=candidate.name, detail=parsed.detail)
+                effect.log("debug", "edi_file_encrypted", folder=folder.label, file=name, detail=parsed.detail)
             else:
-                effect.log("warning", "edi_file_not_read", folder=folder.label, file=candidate.name,
+                effect.log("warning", "edi_file_not_read", folder=folder.label, file=name,
                            outcome=parsed.outcome, detail=parsed.detail, wrapper=parsed.wrapper)
         stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, effect.outcome)
         stage.records.update(effect.records)
@@ -392,6 +513,7 @@ class EdiCollector:
         if effect.traffic in DIRECTIONS and effect.outcome in ("ok", "encrypted"):
             traffic.append([effect.traffic, mtime])
         _log(ctx, effect.logs, tally)
+        return True
 
     def _finish(
         self,
@@ -443,24 +565,36 @@ class EdiCollector:
             gauges.append(Gauge(M_STOP_CURRENT, update.current, {"direction": direction}))
         stage.service = service.forget_before(oldest_last)
 
-        report = correlate.evaluate_pending(
-            list(stage.waiting()), now, cycle.correlation, settings.forget_unacknowledged_after.total_seconds()
+        # A receipt that may be lying in a folder we cannot see right now is not missing: while such
+        # a folder is down, nothing becomes overdue and the waiting gauges keep their last values.
+        # When it returns, its receipts are read first and judged by when they arrived.
+        blind = sorted(
+            f.label for f in settings.folders
+            if (f.role == "receipts" or f.direction != "out") and not folders_up.get(f.label, True)
         )
-        stage.records.update(report.effect.records)
-        for metric, labels, value in report.effect.counts:
-            tally.count(metric, labels, value)
-        for kind, at, key, attrs in report.effect.events:
-            tally.other.append(Event(kind, datetime.fromtimestamp(at, timezone.utc), key, attrs))  # type: ignore[arg-type]
-        # Series once exported drop to 0 rather than vanish: the ledger keeps a series a batch does
-        # not mention, so one left out would keep its last value.
-        series = index.gauge_series | set(report.oldest) | set(report.unacknowledged)
-        if series != index.gauge_series:
-            stage.gauge_series = series
-        for msg_type, receipt in sorted(series):
-            labels = {"msg_type": msg_type, "receipt": receipt}
-            gauges.append(Gauge(M_UNACK, report.unacknowledged.get((msg_type, receipt), 0), labels))
-            gauges.append(Gauge(M_ALARM, report.alarm.get((msg_type, receipt), 0), labels))
-            gauges.append(Gauge(M_OLDEST, round(report.oldest.get((msg_type, receipt), 0.0), 3), labels))
+        forgotten: tuple[str, ...] = ()
+        if blind:
+            ctx.log.warning("edi_receipts_not_judged", folders=blind, waiting=sum(1 for _ in stage.waiting()))
+        else:
+            report = correlate.evaluate_pending(
+                list(stage.waiting()), now, cycle.correlation, settings.forget_unacknowledged_after.total_seconds()
+            )
+            forgotten = report.forgotten
+            stage.records.update(report.effect.records)
+            for metric, labels, value in report.effect.counts:
+                tally.count(metric, labels, value)
+            for kind, at, key, attrs in report.effect.events:
+                tally.other.append(Event(kind, datetime.fromtimestamp(at, timezone.utc), key, attrs))  # type: ignore[arg-type]
+            # Series once exported drop to 0 rather than vanish: the ledger keeps a series a batch
+            # does not mention, so one left out would keep its last value.
+            series = index.gauge_series | set(report.oldest) | set(report.unacknowledged)
+            if series != index.gauge_series:
+                stage.gauge_series = series
+            for msg_type, receipt in sorted(series):
+                labels = {"msg_type": msg_type, "receipt": receipt}
+                gauges.append(Gauge(M_UNACK, report.unacknowledged.get((msg_type, receipt), 0), labels))
+                gauges.append(Gauge(M_ALARM, report.alarm.get((msg_type, receipt), 0), labels))
+                gauges.append(Gauge(M_OLDEST, round(report.oldest.get((msg_type, receipt), 0.0), 3), labels))
 
         unmatched = {r: 0 for r in RECEIPTS}
         window = settings.forget_unacknowledged_after.total_seconds()
@@ -485,7 +619,7 @@ class EdiCollector:
         yield self._batch(stage, tally)
         index.apply(stage)
         tally.log_summaries(ctx)
-        index.pending.difference_update(report.forgotten)
+        index.pending.difference_update(forgotten)
 
     @staticmethod
     def _service(ctx: RunContext, settings: EdiSettings, state: stops.ServiceState, now: float) -> stops.ServiceState:

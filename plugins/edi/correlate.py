@@ -49,6 +49,7 @@ TRANSPORT = "transport"
 
 M_MESSAGES = "normagent_edi_messages_total"
 M_RECEIPTS = "normagent_edi_receipts_total"
+M_RECEIPTS_UNKNOWN = "normagent_edi_receipts_for_unknown_messages_total"
 M_RECEIPT_ERRORS = "normagent_edi_receipt_errors_total"
 M_TRANSPORT_ERRORS = "normagent_edi_transport_errors_total"
 M_MISADDRESSED = "normagent_edi_misaddressed_messages_total"
@@ -146,7 +147,7 @@ class FileFacts:
     """A file as the collector found it."""
 
     path: str
-    name: str
+    name: str  # printable (``index.printable``), for logs
     folder: str  # the folder's label, for logs
     direction: str  # the folder's configured direction
     role: str
@@ -202,12 +203,18 @@ def apply_file(facts: FileFacts, parsed: Parsed, lookup: Lookup, ctx: Context) -
 
 
 def _direction(facts: FileFacts, ctx: Context, sender: Iterable[str], receiver: Iterable[str], receipt: bool) -> str:
+    """The folder's direction, or for ``unknown`` folders the one the HER ids tell."""
     if facts.direction != "unknown":
         return facts.direction
+    senders = {s.strip() for s in sender} - {""}
     if ctx.own_her:
-        if ctx.own_her.intersection(s.strip() for s in sender):
+        if ctx.own_her.intersection(senders):
             return "out"
         if ctx.own_her.intersection(r.strip() for r in receiver):
+            return "in"
+        if senders and not receipt:
+            # Sent by someone else, to someone else, and still in our folder: we received it. It is
+            # then mis-addressed, as it would be in a folder of direction "in".
             return "in"
     if receipt and facts.role in ("receipts", "messages"):
         # A receipt in a folder of unknown direction is most likely one we received.
@@ -350,6 +357,8 @@ def _apprec(a: AppRecHeader, facts: FileFacts, view: _View, ctx: Context, effect
             _mark_misaddressed(orig_key, original, "in", orig_type, effect)
         return
     effect.count(M_RECEIPTS, msg_type=orig_type, status=status)
+    if not _sent(original):
+        effect.count(M_RECEIPTS_UNKNOWN, receipt=APPLICATION)
     for error in a.errors:
         effect.count(
             M_RECEIPT_ERRORS,
@@ -395,6 +404,11 @@ def _apprec(a: AppRecHeader, facts: FileFacts, view: _View, ctx: Context, effect
     effect.records[orig_key] = record
     if misaddressed:
         _mark_misaddressed(orig_key, record, "out", record.msg_type, effect)
+
+
+def _sent(original: Record | None) -> bool:
+    """Whether a receipt's message was read as one we sent (so far): not a placeholder, not received."""
+    return original is not None and original.seen and original.direction != "in"
 
 
 def _mark_misaddressed(key: str, record: Record | None, direction: str, msg_type: str, effect: Effect) -> None:
@@ -454,6 +468,8 @@ def _ebxml(e: EbxmlHeader, facts: FileFacts, view: _View, ctx: Context, effect: 
             effect.count(M_MISADDRESSED, direction="out", msg_type=codes.UNKNOWN)
         return
     receipt = "ack" if e.kind == "acknowledgment" else "error"
+    if not _sent(target):
+        effect.count(M_RECEIPTS_UNKNOWN, receipt=TRANSPORT)
     if target is None or not target.seen:
         effect.log("info", "edi_receipt_for_unknown_message", folder=facts.folder, file=facts.name, id=e.message_id,
                    original_id=e.ref_to_message_id)

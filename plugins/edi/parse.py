@@ -21,7 +21,9 @@ never kept: the report takes its texts from ``codes``.
 
 Safety: any document type declaration is rejected before an entity could be declared, so a
 billion-laughs or XXE file (``<!ENTITY x SYSTEM "file:///etc/passwd">``) is refused without
-expansion and without opening anything; parameter entities are never parsed.
+expansion and without opening anything; parameter entities are never parsed. Work per element is
+constant and nesting deeper than ``MAX_DEPTH`` is refused (``too_deep``), so no file can cost more
+than a linear pass over ``max_header_bytes``.
 
 Imports only the standard library.
 """
@@ -70,6 +72,13 @@ MIG_VERSIONS = {
 
 CHUNK = 64 * 1024
 DEFAULT_MAX_HEADER_BYTES = 4 * 1024 * 1024
+# Deepest element nesting read (the root is depth 1). A MsgHead's deepest header field is about
+# 8 levels down (EI_fellesformat/MsgHead/MsgInfo/Receiver/Organisation/Organisation/Ident/Id), a
+# SOAP envelope with an XML signature about 10: anything near this is not a message header.
+MAX_DEPTH = 100
+# Below this depth relative to a document's root no field is read (MsgHead's HER ids are the
+# deepest: MsgInfo/Receiver/Organisation/Organisation/Ident/Id), so the handlers are not called.
+_FIELD_DEPTH = 6
 
 Outcome = Literal[
     "ok",
@@ -83,6 +92,7 @@ Outcome = Literal[
     "unknown_version",
     "incomplete",
     "header_too_large",
+    "too_deep",
 ]
 
 
@@ -214,10 +224,17 @@ def parse_header(
             this many bytes.
     """
     stream = _Stream(iter(chunks))
-    head = stream.peek(512)
-    if not head.strip():
+    # Blank lines before the content (some writers pad; 600 of them hid a valid MsgHead) are
+    # dropped: an XML declaration must be the first thing expat sees, a MIME header block the first
+    # line. They count against ``max_header_bytes``.
+    blank = stream.skip_blank(max_header_bytes)
+    if blank is None:
         return Parsed("empty", detail="no content", bytes_read=stream.consumed)
-    sniff = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+    if blank > max_header_bytes:
+        return Parsed("header_too_large", detail=f"only blank lines in the first {blank} bytes", bytes_read=stream.consumed)
+    max_header_bytes -= blank
+    head = stream.peek(512)
+    sniff = head[3:] if head.startswith(UTF8_BOM) else head
     sniff = sniff.lstrip()
     if _is_pkcs7(sniff):
         return Parsed("encrypted", detail="PKCS#7/CMS content", bytes_read=stream.consumed)
@@ -236,6 +253,10 @@ def _slices(data: bytes) -> Iterator[bytes]:
         yield bytes(view[start : start + CHUNK])
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+_BLANK = b" \t\r\n"
+
+
 class _Stream:
     """Chunks with a little look-ahead, counting what was consumed."""
 
@@ -252,6 +273,31 @@ class _Stream:
             self._pending += chunk
             self.consumed += len(chunk)
         return self._pending[:size]
+
+    def skip_blank(self, limit: int) -> int | None:
+        """Drop ASCII blanks at the start (after a UTF-8 byte order mark, which is kept).
+
+        Returns:
+            How many bytes were dropped (more than ``limit`` when it gave up), or None if the
+            stream holds nothing else.
+        """
+        bom = b""
+        if self.peek(3).startswith(UTF8_BOM):
+            bom, self._pending = UTF8_BOM, self._pending[3:]
+        dropped = 0
+        while True:
+            rest = self._pending.lstrip(_BLANK)
+            dropped += len(self._pending) - len(rest)
+            self._pending = rest
+            if rest or dropped > limit:
+                break
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return None
+            self.consumed += len(chunk)
+            self._pending = chunk
+        self._pending = bom + self._pending
+        return dropped
 
     def __iter__(self) -> Iterator[bytes]:
         if self._pending:
@@ -373,6 +419,11 @@ class _HeaderReader:
     ``stack`` holds the local names of the open elements. Each document (MsgHead, AppRec, SOAP
     Envelope) is read relative to the depth of its root, so the same code reads a bare MsgHead, one
     inside ``EI_fellesformat`` and one inside a SOAP Body.
+
+    Cost: constant per element. The handlers look at the path relative to the document's root, but
+    only when it is at most ``_FIELD_DEPTH`` long (no field is deeper), so deeply nested junk costs
+    no copy of the stack (copying it on every tag made 4 MiB of nested elements take 17 minutes);
+    nesting deeper than ``MAX_DEPTH`` ends the file as ``too_deep``.
     """
 
     def __init__(self) -> None:
@@ -415,6 +466,8 @@ class _HeaderReader:
         ns, local = _local(name)
         self.stack.append(local)
         depth = len(self.stack)
+        if depth > MAX_DEPTH:
+            raise _Reject("too_deep", f"elements nested deeper than {MAX_DEPTH} levels")
         if depth == 1:
             self._root(ns, local)
             return
@@ -423,10 +476,13 @@ class _HeaderReader:
                 self._enter(ns, local, nested=False)
             return
         if self.doc == "soap" and not self.nested:
-            self._soap_start(ns, local, attrs)
+            if depth - self.doc_depth <= _FIELD_DEPTH:
+                self._soap_start(ns, local, attrs)
             return
         kind = self.nested or self.doc
         base = self.nested_depth if self.nested else self.doc_depth
+        if depth - base > _FIELD_DEPTH:
+            return
         rel = self.stack[base:]
         if kind == "msghead":
             self._msghead_start(rel, attrs)
@@ -442,12 +498,13 @@ class _HeaderReader:
         if self.nested:
             if depth == self.nested_depth:
                 self._header_done()  # the embedded document ended before its header did
-            rel = self.stack[self.nested_depth :]
-            (self._msghead_end if self.nested == "msghead" else self._apprec_end)(rel)
-        elif self.doc in ("msghead", "apprec") and depth > self.doc_depth:
+            if depth - self.nested_depth <= _FIELD_DEPTH:
+                rel = self.stack[self.nested_depth :]
+                (self._msghead_end if self.nested == "msghead" else self._apprec_end)(rel)
+        elif self.doc in ("msghead", "apprec") and self.doc_depth < depth <= self.doc_depth + _FIELD_DEPTH:
             rel = self.stack[self.doc_depth :]
             (self._msghead_end if self.doc == "msghead" else self._apprec_end)(rel)
-        elif self.doc == "soap":
+        elif self.doc == "soap" and depth - self.doc_depth <= _FIELD_DEPTH:
             self._soap_end(self.stack[self.doc_depth :])
         self.stack.pop()
         if depth == 1:

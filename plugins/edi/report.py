@@ -39,6 +39,9 @@ OUTCOME = {
     "unknown_version": "ukjent versjon",
     "incomplete": "mangler påkrevde felt",
     "header_too_large": "meldingshode for stort",
+    "too_deep": "for dypt nøstet XML (mulig angrep)",
+    "timeout": "kunne ikke leses innen tidsgrensen",
+    "not_regular": "ikke en vanlig fil (symbolsk lenke, FIFO …): ikke lest",
     "unreadable": "kunne ikke åpnes",
 }
 
@@ -53,6 +56,7 @@ def build(data: ReportData, period: Period) -> SectionContent:
     transport = data.increase(correlate.M_TRANSPORT_ERRORS, period, by=("error_code",))
     stop_seconds = data.increase(collectors.M_STOP_SECONDS, period, by=("direction", "planned"))
     files = data.increase(collectors.M_FILES, period, by=("outcome",))
+    unknown = data.increase(correlate.M_RECEIPTS_UNKNOWN, period, by=("receipt",))
 
     rejected_events = _sorted(data.events("edi.rejected", period))
     unack_events = _sorted(data.events("edi.unacknowledged", period))
@@ -77,6 +81,13 @@ def build(data: ReportData, period: Period) -> SectionContent:
         _summary(messages, unack, receipts, misaddressed),
         _stop_summary(stop_seconds),
     ]
+    unknown_receipts = _n(sum(unknown.values()))
+    if unknown_receipts:
+        paragraphs.append(
+            f"{unknown_receipts} mottatte kvitteringer gjaldt meldinger som ikke er lest som sendt fra de "
+            "overvåkede mappene (sendt før eller utenom det agenten leser, eller aldri sendt herfra); "
+            "applikasjonskvitteringene blant dem er med i tallene over."
+        )
     for events, what in ((rejected_events, "avviste meldinger"), (unack_events, "meldinger uten kvittering")):
         if len(events) > MAX_ROWS:
             paragraphs.append(f"Listen over {what} viser de første {MAX_ROWS} av {len(events)}.")

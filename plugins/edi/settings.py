@@ -57,13 +57,15 @@ class EdiFolder:
     Attributes:
         path: The folder (required).
         direction: ``out`` (we send), ``in`` (we receive) or ``unknown`` (decided per file from the
-            HER ids in ``own_her_ids``).
+            HER ids in ``own_her_ids``: sent from one of ours is out; to one of ours, or from another
+            HER id, is in — and then mis-addressed unless it is to one of ours).
         role: What the folder holds. ``receipts``: a file whose direction cannot be decided is a
             receipt *to* us. ``archive``: messages already handled (moved here from an in- or outbox);
             scanned after the other folders, so a moved file is recognised by its message id.
-        glob: Which file names to read (``fnmatch`` pattern).
+        glob: Which file names to read (``fnmatch`` pattern). Only regular files are opened: a
+            symbolic link, FIFO, device or socket is counted as ``not_regular`` and never followed.
         ignore: File names never read: temporary files of writers that rename when done.
-        recursive: Also read subfolders.
+        recursive: Also read subfolders (never one reached through a symbolic link).
         name: The folder's label in ``normagent_edi_folder_up`` and logs (default: the last path part).
     """
 
@@ -191,7 +193,9 @@ class EdiSettings:
     """Settings of the ``edi.messages`` collector.
 
     Attributes:
-        folders: Where messages are; empty means this host has no EDI (``NoData``).
+        folders: Where messages are; empty means this host has no EDI (``NoData``). While a folder
+            that may hold receipts (``role = "receipts"``, or a direction other than ``out``) is
+            down, no sent message is judged to lack its receipt.
         own_her_ids: Our HER ids (institution, departments, persons): an incoming message addressed
             to none of them is mis-addressed; with ``direction = "unknown"`` they decide direction.
         msg_types: Message types (MsgInfo/Type) to keep as ``msg_type`` label values besides the
@@ -213,8 +217,11 @@ class EdiSettings:
             in another MIME part) as messages, by their ebXML Action. Turn off when the same messages
             are also read as plain MsgHead files from another folder.
         write_grace: A truncated or empty file younger than this is being written: retried, not
-            counted as broken.
-        batch_size: Files per committed batch during a large catch-up.
+            counted as broken. An older one is counted, and read again when it changes (a stalled
+            writer that finishes later).
+        batch_size: Files per committed batch during a large catch-up (a batch is also committed
+            after an eighth of the collector's timeout, so a slow catch-up still gets on; a single
+            file may take a quarter of it, a slower one is counted as ``timeout``).
         max_header_bytes: Give up on a file whose header is not complete after this many bytes.
         full_rescan: Stat every file every cycle instead of trusting directory modification times
             and write-once files (for network shares with coarse or unreliable timestamps).

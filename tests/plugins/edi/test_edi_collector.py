@@ -243,13 +243,163 @@ def test_an_old_truncated_file_is_counted_once_with_a_log_line(harness: Any, tmp
     assert lines[0]["file"] == "t-1.xml" and lines[0]["folder"] == "inn"
 
 
-def test_a_file_that_cannot_be_opened_is_unreadable(tmp_path: Path) -> None:
-    """(Running as root, permissions cannot make a file unreadable: a directory in its place can.)"""
-    path = tmp_path / "x.xml"
-    path.mkdir()
-    candidate = Candidate(str(path), str(tmp_path), "x.xml", EdiFolder(path=tmp_path), 0, 0)
+@pytest.mark.parametrize("start", ["truncated", "empty"])
+def test_a_file_counted_truncated_is_read_again_when_its_writer_completes_it(harness: Any, tmp_path: Path, start: str) -> None:
+    """A stalled writer (or a share whose clock lags) leaves a file that looks old and broken; when
+    it is completed in place (its directory does not change) the message must still be counted —
+    and a file that stays broken is not counted again each cycle."""
+    import os
+
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    folder = tmp_path / "inn"
+    data = msghead("t-2", "EPIKRISE", "", "2000001", OWN_HER[0])
+    path = write(folder / "t-2.xml", data[:300] if start == "truncated" else b"", now - 86400)
+    h = harness(EdiSettings(folders=(EdiFolder(path=folder, direction="in"),)), now)
+    h.cycle()
+    h.clock.advance(60)
+    h.cycle()
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {(start,): 1}
+    dir_mtime = os.stat(folder).st_mtime_ns
+    with open(path, "r+b") as fh:  # completed in place: the directory's time does not move
+        fh.write(data)
+    os.utime(path, (now - 3600, now - 3600))
+    os.utime(folder, ns=(dir_mtime, dir_mtime))
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_messages_total", direction="in", msg_type="EPIKRISE") == 1
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {(start,): 1, ("ok",): 1}
+    h.clock.advance(60)
+    h.cycle()
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {(start,): 1, ("ok",): 1}
+
+
+def test_a_file_that_stays_truncated_is_counted_once_even_when_it_grows(harness: Any, tmp_path: Path) -> None:
+    import os
+
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    folder = tmp_path / "inn"
+    data = msghead("t-3", "EPIKRISE", "", "2000001", OWN_HER[0])
+    path = write(folder / "t-3.xml", data[:300], now - 86400)
+    h = harness(EdiSettings(folders=(EdiFolder(path=folder, direction="in"),)), now)
+    h.cycle()
+    path.write_bytes(data[:400])  # a little more, then the writer stalls again
+    os.utime(path, (now - 7200, now - 7200))
+    h.clock.advance(60)
+    h.cycle()
+    h.restart()  # the watch survives a restart
+    path.write_bytes(data[:500])
+    os.utime(path, (now - 7100, now - 7100))
+    h.clock.advance(60)
+    h.cycle()
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {("truncated",): 1}
+    path.write_bytes(data)
+    os.utime(path, (now - 7000, now - 7000))
+    h.clock.advance(60)
+    h.cycle()
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {("truncated",): 1, ("ok",): 1}
+
+
+def test_a_file_that_cannot_be_read_is_unreadable() -> None:
+    """(Running as root, permissions cannot make a file unreadable: /proc/<pid>/mem gives EIO.)"""
+    import os
+
+    directory = f"/proc/{os.getpid()}"
+    st = os.stat(f"{directory}/mem")
+    candidate = Candidate(f"{directory}/mem", directory, "mem", EdiFolder(path=Path(directory)), st.st_size, st.st_mtime_ns)
     parsed, why = read_file(candidate, 4096)
     assert why == "" and parsed is not None and parsed.outcome == "unreadable"
+    assert parsed.detail == "Input/output error"
+
+
+def _candidate_for(path: Path, base: Path | None = None) -> Candidate:
+    import os
+
+    st = os.lstat(path)
+    return Candidate(str(path), str(path.parent), path.name, EdiFolder(path=base or path.parent), st.st_size,
+                     st.st_mtime_ns, str(base or path.parent))
+
+
+def test_what_replaced_a_listed_file_is_never_opened_if_it_is_not_a_regular_file(tmp_path: Path) -> None:
+    """Swapped in between listing and opening: a directory, a link to a file outside the folder,
+    a subdirectory turned into a link: left for the next listing ("changed"), never read."""
+    import os
+
+    outside = write(tmp_path / "outside" / "secret.xml", msghead("s", "EPIKRISE", "", "1", "2"), 1_000_000)
+    folder = tmp_path / "inn"
+    path = write(folder / "x.xml", outside.read_bytes(), 1_000_000)
+    candidate = _candidate_for(path)
+    path.unlink()
+    path.mkdir()
+    assert read_file(candidate, 4096) == (None, "changed")
+    path.rmdir()
+    path.symlink_to(outside)  # same size and time as what was listed
+    assert read_file(candidate, 4096) == (None, "changed")
+    sub = write(folder / "sub" / "y.xml", outside.read_bytes(), 1_000_000)
+    candidate = _candidate_for(sub, base=folder)
+    os.rename(folder / "sub", tmp_path / "old-sub")
+    (folder / "sub").symlink_to(tmp_path / "outside")
+    os.rename(outside, tmp_path / "outside" / "y.xml")
+    assert read_file(candidate, 4096) == (None, "changed")
+
+
+def test_a_fifo_swapped_in_after_the_listing_does_not_block_the_run(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    path = write(tmp_path / "inn" / "p.xml", msghead("p", "EPIKRISE", "", "1", "2"), 1_000_000)
+    candidate = _candidate_for(path)
+    path.unlink()
+    os.mkfifo(path)
+    result: list[Any] = []
+    reader = threading.Thread(target=lambda: result.append(read_file(candidate, 4096)), daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    blocked = reader.is_alive()
+    if blocked:  # stuck in open() waiting for a writer: give it one, so the thread ends
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        reader.join(timeout=30)
+    assert not blocked
+    assert result == [(None, "changed")]
+
+
+def test_links_fifos_and_linked_subdirectories_are_never_followed(harness: Any, tmp_path: Path) -> None:
+    """A link to a file outside the folder (``/etc/shadow`` when the agent runs as root) is not
+    read, nor a FIFO; each is counted once as not_regular. A subdirectory replaced by a link to a
+    directory elsewhere is not listed."""
+    import os
+
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    elsewhere = tmp_path / "elsewhere"
+    secret = write(elsewhere / "secret.xml", msghead("secret", "EPIKRISE", "", "2000001", OWN_HER[0]), now - 900)
+    write(elsewhere / "secret-2.xml", msghead("secret-2", "EPIKRISE", "", "2000001", OWN_HER[0]), now - 900)
+    folder = tmp_path / "inn"
+    write(folder / "a.xml", msghead("a", "EPIKRISE", "", "2000001", OWN_HER[0]), now - 600)
+    write(folder / "2026" / "b.xml", msghead("b", "EPIKRISE", "", "2000001", OWN_HER[0]), now - 600)
+    (folder / "shadow.xml").symlink_to(secret)
+    os.mkfifo(folder / "pipe.xml")
+    settings = EdiSettings(folders=(EdiFolder(path=folder, direction="in", recursive=True),))
+    h = harness(settings, now)
+    with capture_logs() as logs:
+        h.cycle()
+    assert h.value("normagent_edi_messages_total", direction="in", msg_type="EPIKRISE") == 2
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {("ok",): 2, ("not_regular",): 2}
+    assert sorted(e["file"] for e in logs if e["event"] == "edi_file_not_regular") == ["pipe.xml", "shadow.xml"]
+    # The subdirectory is replaced by a link to a directory elsewhere.
+    shutil.rmtree(folder / "2026")
+    (folder / "2026").symlink_to(elsewhere, target_is_directory=True)
+    h.clock.advance(60)
+    h.cycle()
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_messages_total", direction="in", msg_type="EPIKRISE") == 2
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {("ok",): 2, ("not_regular",): 3}
+    # A regular file put in place of the link is read.
+    (folder / "shadow.xml").unlink()
+    write(folder / "shadow.xml", msghead("c", "EPIKRISE", "", "2000001", OWN_HER[0]), now + 60)
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_messages_total", direction="in", msg_type="EPIKRISE") == 3
 
 
 def test_a_file_changed_since_listing_is_left_for_the_next_cycle(tmp_path: Path) -> None:
@@ -333,10 +483,25 @@ def test_direction_unknown_is_decided_by_our_her_ids(harness: Any, tmp_path: Pat
     settings = EdiSettings(folders=(EdiFolder(path=mixed),), own_her_ids=OWN_HER)
     h = harness(settings, now)
     h.cycle()
+    # other.xml was sent by someone else to someone else and still reached our folder: received,
+    # and mis-addressed, as it would be in a folder of direction "in".
     assert h.nonzero("normagent_edi_messages_total", "direction", "msg_type") == {
-        ("out", "HENVISNING"): 1, ("in", "SVAR_LAB"): 1, ("unknown", "EPIKRISE"): 1, ("in", "APPREC"): 1,
+        ("out", "HENVISNING"): 1, ("in", "SVAR_LAB"): 1, ("in", "EPIKRISE"): 1, ("in", "APPREC"): 1,
     }
+    assert h.nonzero("normagent_edi_misaddressed_messages_total", "direction", "msg_type") == {("in", "EPIKRISE"): 1}
     assert h.nonzero("normagent_edi_receipts_total", "msg_type", "status") == {("HENVISNING", "1"): 1}
+
+
+def test_direction_unknown_without_sender_her_stays_unknown(harness: Any, tmp_path: Path) -> None:
+    """Without a HER id on either side nothing says who sent it: not counted as mis-addressed."""
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    mixed = tmp_path / "blandet"
+    data = msghead("x", "EPIKRISE", "", "2000001", "2000002").replace(b'V="HER"', b'V="ENH"')
+    write(mixed / "x.xml", data, now - 100)
+    h = harness(EdiSettings(folders=(EdiFolder(path=mixed),), own_her_ids=OWN_HER), now)
+    h.cycle()
+    assert h.nonzero("normagent_edi_messages_total", "direction", "msg_type") == {("unknown", "EPIKRISE"): 1}
+    assert h.nonzero("normagent_edi_misaddressed_messages_total", "direction", "msg_type") == {}
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,6 +569,8 @@ def test_published_and_crafted_messages_end_to_end(harness: Any, tmp_path: Path)
         ("DIALOG_HELSEFAGLIG", "transport"): 1, ("EPIKRISE", "transport"): 1,
     }
     assert h.series("normagent_edi_unmatched_receipts", "receipt") == {("application",): 4, ("transport",): 2}
+    # The same receipts, counted once each (the crafted messages answer ones that are not in the folders).
+    assert h.series("normagent_edi_receipts_for_unknown_messages_total", "receipt") == {("application",): 5, ("transport",): 2}
     rejected = h.ledger.events("edi.rejected", _all_time())
     assert {e.attrs["original_msg_id"]: e.attrs["errors"] for e in rejected} == {
         "a6967e6a-8c0a-4be4-a647-c921d3086423": "8221:E21",
@@ -422,6 +589,7 @@ def test_unacknowledged_gauges_follow_time_and_late_receipts(harness: Any, tmp_p
     out, inn = tmp_path / "ut", tmp_path / "inn"
     write(out / "m.xml", msghead("m", "HENVISNING", "", OWN_HER[0], "2000001"), sent)
     write(out / "n.xml", msghead("n", "HENVISNING", "", OWN_HER[0], "2000001", ack="N"), sent)
+    inn.mkdir()  # (receipts are judged only while their folder is there)
     settings = EdiSettings(folders=(EdiFolder(path=out, direction="out"), EdiFolder(path=inn, direction="in")))
     h = harness(settings, sent + 3600)
 
@@ -653,6 +821,7 @@ def test_waiting_gauges_drop_to_zero_across_a_restart(harness: Any, tmp_path: Pa
     """A series exported before a restart is set to 0 when its message is answered, not left stale."""
     sent = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc).timestamp()
     write(tmp_path / "ut" / "m.xml", msghead("m", "LOM", "", OWN_HER[0], "2"), sent)
+    (tmp_path / "inn").mkdir()
     settings = EdiSettings(folders=(EdiFolder(path=tmp_path / "ut", direction="out"),
                                     EdiFolder(path=tmp_path / "inn", direction="in")))
     h = harness(settings, sent + 2 * 86400)
@@ -664,3 +833,408 @@ def test_waiting_gauges_drop_to_zero_across_a_restart(harness: Any, tmp_path: Pa
     h.cycle()
     assert h.series("normagent_edi_unacknowledged_messages", "msg_type", "receipt") == {("LOM", "application"): 0.0}
 
+
+
+# --------------------------------------------------------------------------------------------
+# hostile and unlucky folders (issue 9)
+
+
+def test_a_file_name_that_is_not_utf8_is_indexed_losslessly_and_blocks_nothing(harness: Any, tmp_path: Path) -> None:
+    """A Latin-1 name from an SMB writer (``bad\\xffname.xml``) is read and indexed like any other;
+    its neighbours are counted, a restart does not count it again, and its removal is noticed."""
+    import os
+
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    inn = tmp_path / "inn"
+    write(inn / "good.xml", msghead("good", "EPIKRISE", "", "2000001", OWN_HER[0]), now - 120)
+    bad = os.path.join(os.fsencode(inn), b"bad\xe6\xf8\xe5name.xml")  # "bad¾øåname.xml" in Latin-1
+    with open(bad, "wb") as fh:
+        fh.write(msghead("bad", "EPIKRISE", "", "2000001", OWN_HER[0]))
+    os.utime(bad, (now - 60, now - 60))
+    broken = os.path.join(os.fsencode(inn), b"\xff.xml")
+    with open(broken, "wb") as fh:
+        fh.write(b"<html/>")
+    os.utime(broken, (now - 60, now - 60))
+    h = harness(EdiSettings(folders=(EdiFolder(path=inn, direction="in"),)), now)
+    with capture_logs() as logs:
+        h.cycle()
+    assert h.value("normagent_edi_messages_total", direction="in", msg_type="EPIKRISE") == 2
+    assert h.value("normagent_edi_files_total", outcome="ok") == 2
+    assert h.value("normagent_edi_files_total", outcome="unknown_format") == 1
+    # Log lines carry the name escaped, never a lone surrogate a JSON or console writer trips over.
+    assert [e["file"] for e in logs if e["event"] == "edi_file_not_read"] == ["\\xff.xml"]
+    h.restart()  # the index is rebuilt from the ledger: the stored name must match the listed one
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_files_total", outcome="ok") == 2
+    assert h.value("normagent_edi_indexed_files") == 3
+    os.unlink(bad)
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_indexed_files") == 2
+    assert not [k for k, _ in h.ledger.checkpoints(h.spec.name).scan() if "name.xml" in k]
+
+
+def test_a_subfolder_whose_name_is_not_utf8_is_read_and_remembered(harness: Any, tmp_path: Path) -> None:
+    import os
+
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    arkiv = tmp_path / "arkiv"
+    sub = os.path.join(os.fsencode(arkiv), b"\xc5r 2026")  # "År 2026" in Latin-1
+    os.makedirs(sub)
+    path = os.path.join(sub, b"m.xml")
+    with open(path, "wb") as fh:
+        fh.write(msghead("m", "EPIKRISE", "", OWN_HER[0], "2000001"))
+    os.utime(path, (now - 60, now - 60))
+    h = harness(EdiSettings(folders=(EdiFolder(path=arkiv, direction="out", role="archive", recursive=True),)), now)
+    h.cycle()
+    h.restart()
+    h.clock.advance(60)
+    h.cycle()
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {("ok",): 1}
+    assert h.value("normagent_edi_messages_total", direction="out", msg_type="EPIKRISE") == 1
+
+
+def test_open_dir_refuses_a_path_outside_the_folder(tmp_path: Path) -> None:
+    import errno
+
+    from normagent.plugins.edi.index import open_dir
+
+    (tmp_path / "inn").mkdir()
+    with pytest.raises(OSError) as err:
+        open_dir(str(tmp_path / "inn"), str(tmp_path))
+    assert err.value.errno == errno.EXDEV
+
+
+@pytest.mark.parametrize("raw", [b"/srv/inn/a.xml", "/srv/inn/æøå.xml".encode(), b"/srv/inn/bad\xffname.xml",
+                                 b"/srv/inn/100%\xe6.xml", b"/srv/\xe5r/%41.xml"])
+def test_file_keys_are_valid_utf8_and_round_trip(raw: bytes) -> None:
+    import os
+
+    from normagent.plugins.edi.index import file_key, key_path
+
+    path = os.fsdecode(raw)
+    key = file_key(path)
+    key.encode("utf-8")  # what SQLite stores
+    assert key_path(key) == path
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        assert key.startswith("fx:")
+    else:
+        assert key == "f:" + path  # valid names keep the plain form: ledgers written before stay valid
+
+
+def _bytes_read() -> int:
+    with open("/proc/thread-self/io", "rb") as fh:
+        return int(fh.read().split(b"rchar:")[1].split()[0])
+
+
+class _DiskClock:
+    """A FakeClock on a slow disk: monotonic time moves with the bytes this thread has read
+    (``rchar`` in ``/proc/thread-self/io``) at ``speed`` bytes per second. Deterministic, and
+    independent of how often the code under test looks at the clock."""
+
+    def __init__(self, clock: Any, speed: float) -> None:
+        self._clock = clock
+        self._speed = speed
+        self._start = _bytes_read()
+        self._offset = clock.monotonic()
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    def monotonic(self) -> float:
+        return self._offset + (_bytes_read() - self._start) / self._speed
+
+    def advance(self, seconds: float) -> None:
+        self._clock.advance(seconds)
+        self._offset += seconds
+
+
+def _run_as_scheduled(h: Any, timeout: float) -> Any:
+    """One run through the scheduler's own ``execute``: batches yielded after the deadline are dropped."""
+    from normagent.scheduler import Job, execute
+
+    job = Job(h.spec, 60.0, timeout, h.settings)
+    ctx = h.context(timeout=timeout)
+    return execute(job, ctx, h.ledger, h.clock, h.clock.now(), h.clock.monotonic())
+
+
+def test_a_file_too_slow_to_read_is_counted_as_timeout_and_the_folder_goes_on(harness: Any, tmp_path: Path) -> None:
+    """A file that alone takes longer than the run may (a slow share, a huge junk header) once made
+    every run time out on it and count nothing else, forever."""
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    inn = tmp_path / "inn"
+    write(inn / "a.xml", msghead("a", "EPIKRISE", "", "2000001", OWN_HER[0]), now - 300)
+    head = f"<MsgHead xmlns='{'http://www.kith.no/xmlstds/msghead/2006-05-24'}'><MsgInfo><Junk>".encode()
+    write(inn / "slow.xml", head + b"<a/>" * (2 * 2**20), now - 200)  # 8 MiB: 64 chunks up to the 4 MiB limit
+    write(inn / "b.xml", msghead("b", "EPIKRISE", "", "2000001", OWN_HER[0]), now - 100)
+    h = harness(EdiSettings(folders=(EdiFolder(path=inn, direction="in"),)), now)
+    h.clock = _DiskClock(h.clock, speed=64 * 1024)  # the 4 MiB the header limit allows take 64 s
+    with capture_logs() as logs:
+        outcome = _run_as_scheduled(h, timeout=50)
+    assert outcome.ok, outcome
+    assert h.nonzero("normagent_edi_files_total", "outcome") == {("ok",): 2, ("timeout",): 1}
+    assert h.value("normagent_edi_messages_total", direction="in", msg_type="EPIKRISE") == 2
+    (line,) = [e for e in logs if e["event"] == "edi_file_timed_out"]
+    assert line["file"] == "slow.xml" and line["log_level"] == "warning"
+    h.clock.advance(60)
+    assert _run_as_scheduled(h, timeout=50).ok  # not read again while it does not change
+    assert h.value("normagent_edi_files_total", outcome="timeout") == 1
+
+
+def test_a_catch_up_slower_than_one_run_still_makes_progress(harness: Any, tmp_path: Path) -> None:
+    """A batch that takes longer than the whole run was never committed: no run ever got past it."""
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    inn = tmp_path / "inn"
+    for i in range(40):
+        data = msghead(f"m{i}", "EPIKRISE", "", "2000001", OWN_HER[0], body_size=16 * 1024)
+        write(inn / f"{i:02d}.xml", data, now - 1000 + i)
+    h = harness(EdiSettings(folders=(EdiFolder(path=inn, direction="in"),)), now)
+    h.clock = _DiskClock(h.clock, speed=8 * 1024)  # 40 files of 18 KiB: 90 s, more than a 40 s run
+    counted = []
+    for _ in range(12):
+        _run_as_scheduled(h, timeout=40)
+        h.clock.advance(60)
+        counted.append(h.value("normagent_edi_files_total", outcome="ok"))
+    assert counted[0] > 0 and counted == sorted(counted)  # every run gets further
+    assert h.value("normagent_edi_messages_total", direction="in", msg_type="EPIKRISE") == 40
+    assert h.value("normagent_edi_files_total", outcome="ok") == 40
+
+
+def _unprivileged(work: Any) -> Any:
+    """Run ``work()`` as nobody (in a forked child when we are root: root lists any directory) and
+    return its JSON-able result."""
+    import os
+
+    if os.geteuid() != 0:
+        return json.loads(json.dumps(work()))
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            with os.fdopen(write_end, "w") as out:
+                json.dump(work(), out)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as result:
+        data = result.read()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0 and data, "the unprivileged child failed"
+    return json.loads(data)
+
+
+def test_a_folder_that_cannot_be_listed_is_down(tmp_path: Path) -> None:
+    """A folder (or a subfolder of a recursive one) that exists but cannot be listed — permissions,
+    a broken share — is not up: nothing in it can be seen."""
+    import os
+    import tempfile
+
+    from normagent.plugins.edi.index import Index, scan
+
+    top = Path(tempfile.mkdtemp(prefix="edi-perm-"))  # /tmp, reachable by nobody (tmp_path is not)
+    try:
+        top.chmod(0o755)
+        for name in ("inn", "arkiv/2026/11", "ut"):
+            (top / name).mkdir(parents=True)
+            write(top / name / "m.xml", msghead("m", "EPIKRISE", "", "1", "2"), 1_000_000)
+        for name in ("arkiv", "arkiv/2026", "ut"):
+            (top / name).chmod(0o755)
+        (top / "inn").chmod(0o711)  # others may pass through, not list
+        (top / "arkiv" / "2026" / "11").chmod(0o711)
+        folders = (EdiFolder(path=top / "inn"), EdiFolder(path=top / "arkiv", recursive=True), EdiFolder(path=top / "ut"))
+
+        def look() -> dict[str, Any]:
+            found = scan(folders, Path("/"), Index(), now=2_000_000_000)
+            return {"up": found.folders_up, "problems": found.problems, "files": sorted(c.name for c in found.candidates)}
+
+        seen = _unprivileged(look)
+        # A folder that loses its permissions while unchanged (chmod does not move its time).
+        (top / "kvittering").mkdir()
+        os.chown(top / "kvittering", 65534, 65534)
+
+        def lose_permission() -> list[bool]:
+            folder = (EdiFolder(path=top / "kvittering"),)
+            index = Index()
+            before = scan(folder, Path("/"), index, now=2_000_000_000)
+            index.dirs = before.dirs
+            (top / "kvittering").chmod(0o311)
+            after = scan(folder, Path("/"), index, now=2_000_000_000)
+            return [before.folders_up["kvittering"], after.folders_up["kvittering"]]
+
+        assert _unprivileged(lose_permission) == [True, False]
+    finally:
+        for directory, _, _ in os.walk(top):
+            os.chmod(directory, 0o755)
+        shutil.rmtree(top)
+    assert seen["up"] == {"inn": False, "arkiv": False, "ut": True}
+    assert sorted(label for label, _ in seen["problems"]) == ["arkiv", "inn"]
+    assert all("cannot list" in what for _, what in seen["problems"])
+
+
+@pytest.mark.parametrize("outage", ["missing", "not_a_directory"])
+def test_receipts_are_not_judged_missing_while_their_folder_is_down(harness: Any, tmp_path: Path, outage: str) -> None:
+    """While the inbox is away (an unmounted share), a sent message passing its timeout is not
+    counted as unacknowledged; when the inbox returns with a receipt that came in time, it never is."""
+    import os
+
+    sent = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc).timestamp()
+    out, inn = tmp_path / "ut", tmp_path / "inn"
+    write(out / "m.xml", msghead("m", "HENVISNING", "", OWN_HER[0], "2000001"), sent)
+    write(out / "n.xml", msghead("n", "HENVISNING", "", OWN_HER[0], "2000001"), sent)
+    write(inn / "r.xml", apprec("r", "m", "HENVISNING", "1", "", "2000001", OWN_HER[0]), sent + 3600)
+    hidden = tmp_path / "inn-away"
+    os.rename(inn, hidden)
+    if outage == "not_a_directory":
+        inn.write_bytes(b"")
+    settings = EdiSettings(folders=(EdiFolder(path=out, direction="out"), EdiFolder(path=inn, direction="in", role="receipts")))
+    h = harness(settings, sent + 3600)
+    h.cycle()
+    key = {"msg_type": "HENVISNING", "receipt": "application"}
+    h.clock.advance(2 * 86400)
+    with capture_logs() as logs:
+        h.cycle()
+    assert h.value("normagent_edi_folder_up", folder="inn") == 0
+    assert h.value("normagent_edi_unacknowledged_total", **key) == 0
+    assert any(e["event"] == "edi_receipts_not_judged" for e in logs)
+    if inn.is_file():
+        inn.unlink()
+    os.rename(hidden, inn)  # the share is back, with m's receipt that came after an hour
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_folder_up", folder="inn") == 1
+    assert h.value("normagent_edi_unacknowledged_total", **key) == 1  # n only: it has no receipt
+    assert h.value("normagent_edi_unacknowledged_messages", **key) == 1
+    (event,) = h.ledger.events("edi.unacknowledged", _all_time())
+    assert event.attrs["message_id"] == "n"
+
+
+def test_receipts_for_messages_we_never_sent_are_counted_apart(harness: Any, tmp_path: Path) -> None:
+    """``normagent_edi_receipts_total`` said "for our messages" while it also counted receipts for
+    messages never read as sent; those are now counted apart as well, and its help says what it counts."""
+    from normagent.plugins.edi.collectors import METRICS
+
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    out, inn = tmp_path / "ut", tmp_path / "inn"
+    write(out / "m.xml", msghead("m", "EPIKRISE", "", OWN_HER[0], "2000001"), now - 900)
+    write(inn / "x.xml", msghead("x", "SVAR_LAB", "", "2000001", OWN_HER[0]), now - 850)  # a message we received
+    write(inn / "r1.xml", apprec("r1", "m", "EPIKRISE", "1", "", "2000001", OWN_HER[0]), now - 800)
+    write(inn / "r2.xml", apprec("r2", "never-sent", "EPIKRISE", "2", "", "2000001", OWN_HER[0]), now - 700)
+    write(inn / "r3.xml", apprec("r3", "x", "SVAR_LAB", "1", "", "2000001", OWN_HER[0]), now - 650)  # not ours either
+    write(inn / "a1.xml", (FIXTURES / "crafted" / "ebxml-acknowledgment.xml").read_bytes(), now - 600)
+    settings = EdiSettings(folders=(EdiFolder(path=out, direction="out"), EdiFolder(path=inn, direction="in")),
+                           own_her_ids=OWN_HER)
+    h = harness(settings, now)
+    h.cycle()
+    h.clock.advance(60)
+    h.cycle()
+    assert h.nonzero("normagent_edi_receipts_total", "msg_type", "status") == {
+        ("EPIKRISE", "1"): 1, ("EPIKRISE", "2"): 1, ("SVAR_LAB", "1"): 1,
+    }
+    assert h.series("normagent_edi_receipts_for_unknown_messages_total", "receipt") == {
+        ("application",): 2, ("transport",): 1,
+    }
+    helps = {spec.name: spec.help for spec in METRICS}
+    assert "for our messages" not in helps["normagent_edi_receipts_total"]
+    assert "for our messages" not in helps["normagent_edi_transport_errors_total"]
+
+
+# --------------------------------------------------------------------------------------------
+# how long things are remembered (issue 9, item 24: these settings had no test a bug would fail)
+
+
+def test_history_retention_decides_when_a_handled_id_is_forgotten(harness: Any, tmp_path: Path) -> None:
+    """An id is remembered ``history_retention`` after its last file or receipt (a move within it is
+    no new message) and forgotten after it — checked once a day."""
+    sent = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc).timestamp()
+    out, inn, arkiv = tmp_path / "ut", tmp_path / "inn", tmp_path / "arkiv"
+    write(out / "a.xml", msghead("a", "EPIKRISE", "", OWN_HER[0], "2000001"), sent)
+    write(out / "b.xml", msghead("b", "EPIKRISE", "", OWN_HER[0], "2000001"), sent)
+    write(inn / "rb.xml", apprec("rb", "b", "EPIKRISE", "1", "", "2000001", OWN_HER[0]), sent + 5 * 86400)
+    settings = EdiSettings(
+        folders=(EdiFolder(path=out, direction="out"), EdiFolder(path=inn, direction="in"),
+                 EdiFolder(path=arkiv, direction="out", role="archive")),
+        history_retention=timedelta(days=10),
+    )
+    arkiv.mkdir()
+    h = harness(settings, sent + 5 * 86400 + 3600)
+    state = lambda: h.ledger.checkpoints(h.spec.name)  # noqa: E731
+    h.cycle()
+    h.clock.advance(4 * 86400)  # 9 days after a was sent: both remembered, a move is a move
+    h.cycle()
+    move(out / "a.xml", arkiv / "a.xml")
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_files_total", outcome="moved") == 1
+    assert state().get("m:a") is not None
+    h.clock.advance(2 * 86400)  # 11 days: a is forgotten; b's receipt came 6 days ago, so b is not
+    with capture_logs() as logs:
+        h.cycle()
+    assert state().get("m:a") is None and state().get("m:b") is not None
+    assert [e["ids"] for e in logs if e["event"] == "edi_ids_forgotten"] == [1]
+    def at(days: float) -> None:
+        h.clock.advance(sent + days * 86400 - h.clock.now().timestamp())
+
+    at(14.5)
+    h.cycle()  # a prune: b's receipt is 9.5 days old, kept
+    at(15 + 1 / 24)
+    h.cycle()  # b's receipt is 10 days and an hour old, but pruning runs once a day: kept till the next
+    assert state().get("m:b") is not None and state().get("m:rb") is not None
+    at(15.5 + 1 / 24)
+    h.cycle()
+    assert state().get("m:b") is None and state().get("m:rb") is None
+    # Forgotten means forgotten: the same id seen again is a new message.
+    write(out / "a-again.xml", msghead("a", "EPIKRISE", "", OWN_HER[0], "2000001"), h.clock.now().timestamp() - 5)
+    h.clock.advance(60)
+    h.cycle()
+    assert h.value("normagent_edi_messages_total", direction="out", msg_type="EPIKRISE") == 3
+
+
+def test_forget_unacknowledged_after_takes_a_waiting_message_off_the_gauges_once(harness: Any, tmp_path: Path) -> None:
+    """Overdue after the timeout (counted once), in the gauges until exactly ``forget_unacknowledged_after``,
+    off them after it — also after a restart, and a receipt that comes later changes no count. Receipts
+    for unknown messages leave the unmatched gauge after the same window."""
+    sent = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc).timestamp()
+    out, inn = tmp_path / "ut", tmp_path / "inn"
+    write(out / "m.xml", msghead("m", "HENVISNING", "", OWN_HER[0], "2000001"), sent)
+    write(inn / "r0.xml", apprec("r0", "never-sent", "HENVISNING", "1", "", "2000001", OWN_HER[0]), sent)
+    settings = EdiSettings(
+        folders=(EdiFolder(path=out, direction="out"), EdiFolder(path=inn, direction="in")),
+        application_timeout=timedelta(days=1), alarm_after=timedelta(days=2),
+        forget_unacknowledged_after=timedelta(days=3),
+    )
+    key = {"msg_type": "HENVISNING", "receipt": "application"}
+    h = harness(settings, sent + 3600)
+
+    def seen() -> tuple[float, float, float, float, float]:
+        return (h.value("normagent_edi_unacknowledged_messages", **key),
+                h.value("normagent_edi_unacknowledged_alarm_messages", **key),
+                h.value("normagent_edi_oldest_unacknowledged_age_seconds", **key),
+                h.value("normagent_edi_unacknowledged_total", **key),
+                h.value("normagent_edi_unmatched_receipts", receipt="application"))
+
+    h.cycle()
+    assert seen() == (0, 0, 3600, 0, 1)
+    h.clock.advance(3 * 86400 - 3600)  # exactly the window: still shown
+    h.cycle()
+    assert seen() == (1, 1, 3 * 86400, 1, 1)
+    h.clock.advance(1)  # past it: off the gauges, still counted once
+    h.cycle()
+    assert seen() == (0, 0, 0, 1, 0)
+    h.restart()
+    h.clock.advance(86400)
+    h.cycle()
+    assert seen() == (0, 0, 0, 1, 0)
+    write(inn / "r.xml", apprec("r", "m", "HENVISNING", "1", "", "2000001", OWN_HER[0]), sent + 5 * 86400)
+    h.clock.advance(86400)
+    h.cycle()
+    assert seen() == (0, 0, 0, 1, 0)
+    assert len(h.ledger.events("edi.unacknowledged", _all_time())) == 1

@@ -203,6 +203,61 @@ def test_a_header_that_never_ends_is_given_up_on() -> None:
     assert consumed[0] < 30  # stopped near the limit, not at the end of 64 MiB
 
 
+NS_MH = "http://www.kith.no/xmlstds/msghead/2006-05-24"
+
+
+@pytest.mark.parametrize("wrap", ["bare", "soap"])
+def test_deeply_nested_elements_end_as_too_deep_after_one_chunk(wrap: str) -> None:
+    """Nesting far beyond any header (256 KiB of ``<a>`` inside MsgInfo) is refused at the depth
+    limit after one chunk, not after seconds of work (minutes at 4 MiB) as when the element stack
+    was copied on every start tag."""
+    nested = b"<a>" * (256 * 1024 // 3)
+    if wrap == "bare":
+        data = f"<MsgHead xmlns='{NS_MH}'><MsgInfo>".encode() + nested
+    else:
+        data = (b"<s:Envelope xmlns:s='http://schemas.xmlsoap.org/soap/envelope/'><s:Header>" + nested)
+    parsed = parse_bytes(data)
+    assert parsed.outcome == "too_deep", parsed.detail
+    assert "deeper than 100" in parsed.detail
+    assert parsed.bytes_read <= 64 * 1024
+
+
+def test_nesting_below_the_limit_does_not_hide_the_header() -> None:
+    """Junk nested 90 levels deep between header fields: the fields around it are still read."""
+    junk = "<x:Ext xmlns:x='urn:x'>" + "<x:a>" * 90 + "<x:MsgId>not this</x:MsgId>" + "</x:a>" * 90 + "</x:Ext>"
+    data = msghead("deep-1", "EPIKRISE", "2026-11-23T10:00:00", "1000001", "2000001")
+    data = data.replace(b"<MsgId>", junk.encode() + b"<MsgId>", 1)
+    parsed = parse_bytes(data)
+    assert parsed.outcome == "ok", parsed.detail
+    assert parsed.header == parse_bytes(msghead("deep-1", "EPIKRISE", "2026-11-23T10:00:00", "1000001", "2000001")).header
+
+
+@pytest.mark.parametrize(
+    "blank", [b"\n" * 600, b"\r\n" * 40_000, b" \t\n" * 30, b"\xef\xbb\xbf" + b"\n" * 600], ids=["lf", "crlf-80k", "mixed", "bom"]
+)
+def test_blank_lines_before_a_message_do_not_hide_it(blank: bytes) -> None:
+    """A writer that pads with blank lines (600 of them) left a valid MsgHead counted as empty, or,
+    with an XML declaration, as malformed."""
+    data = msghead("blank-1", "EPIKRISE", "2026-11-23T10:00:00", "1000001", "2000001")
+    parsed = parse_bytes(blank + data)
+    assert parsed.outcome == "ok", parsed.detail
+    assert parsed.header == parse_bytes(data).header
+
+
+def test_blank_lines_before_a_mime_message_do_not_hide_it() -> None:
+    mime = read("crafted/mime-encrypted.eml")
+    plain = parse_bytes(mime)
+    padded = parse_bytes(b"\r\n" * 600 + mime)
+    assert (padded.outcome, padded.header) == (plain.outcome, plain.header)
+
+
+@pytest.mark.parametrize(("size", "outcome"), [(600, "empty"), (5 * 2**20, "header_too_large")])
+def test_a_file_of_nothing_but_blank_lines(size: int, outcome: str) -> None:
+    parsed = parse_bytes(b"\n" * size)
+    assert parsed.outcome == outcome
+    assert parsed.bytes_read <= 4 * 2**20 + 64 * 1024
+
+
 def test_patient_fields_never_reach_the_header() -> None:
     data = msghead("m-1", "EPIKRISE", "2026-11-23T10:00:00", "1000001", "2000001")
     assert PATIENT_MARKER.encode() in data
@@ -250,7 +305,7 @@ def test_arbitrary_bytes_never_crash(data: bytes) -> None:
     parsed = parse_bytes(data)
     assert parsed.outcome in {
         "ok", "encrypted", "empty", "malformed", "truncated", "unsafe_xml", "unknown_format", "unknown_namespace",
-        "unknown_version", "incomplete", "header_too_large",
+        "unknown_version", "incomplete", "header_too_large", "too_deep",
     }
 
 

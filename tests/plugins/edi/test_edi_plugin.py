@@ -66,6 +66,14 @@ def test_closed_label_sets_exist_at_zero() -> None:
     assert preset["normagent_edi_stop_seconds_total"] == {(d, p) for d in ("in", "out") for p in ("true", "false")}
     assert preset["normagent_edi_files_total"] == {(o,) for o in FILE_OUTCOMES}
     assert preset["normagent_edi_unmatched_receipts"] == {("transport",), ("application",)}
+    assert preset["normagent_edi_receipts_for_unknown_messages_total"] == {("transport",), ("application",)}
+
+
+def test_every_file_outcome_that_is_not_a_message_has_a_text_in_the_report() -> None:
+    """Outcomes without a text are left out of the report's table of files not read."""
+    from normagent.plugins.edi.report import OUTCOME
+
+    assert set(FILE_OUTCOMES) - {"ok", "moved", "copy", "rewritten"} == set(OUTCOME)
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)

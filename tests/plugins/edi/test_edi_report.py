@@ -137,6 +137,16 @@ def test_summary_counts() -> None:
     assert "5 meldinger ble avvist og 2 godtatt med feil i delmelding. 2 meldinger var feiladressert." in summary
 
 
+def test_receipts_for_messages_not_read_as_sent_are_told_apart() -> None:
+    data = sample()
+    assert not [p for p in build(data, PERIOD).paragraphs if "ikke er lest som sendt" in p]
+    data.counters["normagent_edi_receipts_for_unknown_messages_total"] = {
+        labels(receipt="application"): 4, labels(receipt="transport"): 1,
+    }
+    (line,) = [p for p in build(data, PERIOD).paragraphs if "ikke er lest som sendt" in p]
+    assert line.startswith("5 mottatte kvitteringer gjaldt meldinger")
+
+
 def test_an_empty_period_still_says_something() -> None:
     content = build(FakeReportData(), PERIOD)
     assert "sendt 0 og mottatt 0" in content.paragraphs[0]
