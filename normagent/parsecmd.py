@@ -12,8 +12,10 @@ memory for this run only (so pseudonyms printed here mean nothing, and the daemo
 neither read nor created). Unparsed example lines may hold personal data: they go to the
 person who asked, on stdout, and nowhere else.
 
-Exit status: 0 when every input was read (whatever the parsers made of it), 66 (``InputError``)
-when an input cannot be read, 64 (``UsageError``) for an unknown collector name.
+Exit status: 0 when every input was read (whatever the parsers made of it; damage the EVTX reader
+skipped is listed with the input), 66 (``InputError``) when an input cannot be read or is not what
+it must be (an ``.evtx`` that is empty, cut inside its header, text or random bytes), 64
+(``UsageError``) for an unknown collector name.
 
 Imports model, errors, privacy, loader (types) and logs.
 """
@@ -86,12 +88,14 @@ class InputResult:
     kind: str
     lines: int
     collectors: list[CollectorResult] = field(default_factory=list)
+    damage: str = ""  # what the reader skipped as damaged (EVTX), for the person to know
 
     def as_json(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "kind": self.kind,
             "lines": self.lines,
+            "damage": self.damage,
             "collectors": [c.as_json() for c in self.collectors if c.recognised],
         }
 
@@ -201,7 +205,7 @@ def parse_paths(
                 kind = _journal_json(path, spool)
                 parsed = next(iter(parse_inputs([path], spec.parser, ctx, kind=kind, stdin=spool, metrics=spec.metrics)))  # type: ignore[arg-type]
                 if found is None:
-                    found = InputResult(path=parsed.path, kind=parsed.kind, lines=parsed.lines)
+                    found = InputResult(path=parsed.path, kind=parsed.kind, lines=parsed.lines, damage=parsed.damage)
                 found.collectors.append(_collector_result(spec, parsed))
             if found is not None:
                 results.append(found)
@@ -292,6 +296,8 @@ def write_text(results: Sequence[InputResult], out: TextIO) -> None:
         if n:
             out.write("\n")
         out.write(f"{item.path} ({item.kind}, {_n(item.lines)} {'records' if item.kind != 'text' else 'lines'})\n")
+        if item.damage:
+            out.write(f"  damaged, skipped: {item.damage}\n")
         shown = [c for c in item.collectors if c.recognised]
         if not shown:
             out.write("  no parser recognised anything in this input\n")

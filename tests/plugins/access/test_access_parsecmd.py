@@ -138,6 +138,39 @@ def test_unreadable_input_is_exit_66_and_nothing_is_printed(tmp_path: Path, caps
     assert "missing.log: no such file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"", "empty file, not an EVTX file"),
+        ((EVTX / "system.evtx").read_bytes()[:100], "cut short: its 100 bytes end inside the EVTX file header"),
+        (b"Nov 23 07:25:53 h sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2\n", "not an EVTX file"),
+        (bytes(range(256)) * 300, "not an EVTX file"),
+    ],
+    ids=["empty", "first-100-bytes", "text", "random-bytes"],
+)
+def test_an_evtx_that_is_not_one_is_exit_66_saying_what_and_where(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, says: str
+) -> None:
+    path = tmp_path / "Security.evtx"
+    path.write_bytes(content)
+
+    assert main(["parse", str(path)]) == 66
+
+    err = capsys.readouterr().err
+    assert err == f"normagent: {path}: {says}" + err.split(says, 1)[1] and "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+def test_damage_inside_a_readable_evtx_is_reported_with_what_was_read(tmp_path: Path) -> None:
+    """The damaged fixture: records 3-117 of its first chunk cannot be read; the rest can."""
+    out = io.StringIO()
+
+    assert run_parse([str(EVTX / "sample-with-zero-data-size-event.evtx")], config=None, plugins=PLUGINS, out=out, now=EPOCH) == 0
+
+    assert "(evtx, 335 records)\n  damaged, skipped: 115 records announced but unreadable\n" in out.getvalue()
+    assert parse_json(str(EVTX / "sample-with-zero-data-size-event.evtx"))["inputs"][0]["damage"] == "115 records announced but unreadable"
+
+
 def test_unknown_collector_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="no log collector named nope"):
         run_parse([str(LINUX)], config=None, plugins=PLUGINS, collectors=["nope"])
