@@ -62,6 +62,11 @@ LOCKOUT_BY_ACCOUNT = "access.lockout_by_account"
 RESET_OUTSIDE_HOURS = "access.reset_outside_hours"
 ERRORS_BY_ORIGIN = "access.eventlog_errors_by_origin"
 
+# Sources whose account names are case-insensitive (Windows: "Administrator" is "ADMINISTRATOR"),
+# so they are case-folded before they are told apart. Linux names are case-sensitive: "admin"
+# and "Admin" are two accounts (useradd takes both), and are kept apart (rule G6).
+CASE_INSENSITIVE_SOURCES = frozenset({"windows", "kerberos", "ntlm"})
+
 # Placeholders programs print instead of a name: not an account anyone targeted.
 NO_ACCOUNT = frozenset({"", "UNKNOWN", "(unknown)", "<invalid username>", "-", "?"})
 NO_ADDRESS = frozenset({"", "-", "?", "UNKNOWN", "::1", "127.0.0.1", "localhost"})
@@ -98,6 +103,8 @@ class Tally:
     # -- what parsers report --------------------------------------------------------------------
 
     def fail(self, source: str, reason: str, n: float, when: float, account: str | None, address: str | None) -> None:
+        if account is not None and source in CASE_INSENSITIVE_SOURCES:
+            account = account.casefold()
         key = _FAIL_KEYS.get((source, reason))
         if key is None:
             key = (FAILED_LOGINS, (("reason", reason), ("source", source)))
@@ -150,6 +157,8 @@ class Tally:
     def lockout(self, source: str, when: float, account: str | None, n: float = 1) -> None:
         self._count(LOCKOUTS, (("source", source),), n)
         if account is not None:
+            if source in CASE_INSENSITIVE_SOURCES:
+                account = account.casefold()
             self._roll(LOCKOUT_BY_ACCOUNT, when, account, n)
 
     def reset(self, source: str, kind: str, when: float, n: float = 1) -> None:

@@ -244,3 +244,20 @@ def _ctx():  # type: ignore[no-untyped-def]
 )
 def test_classify(program: str, message: str, expected: object) -> None:
     assert classify(program, message) == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# account names: Linux tells cases apart, Windows does not (rule G6)
+
+
+def test_linux_account_names_that_differ_in_case_are_different_accounts() -> None:
+    text = "".join(
+        f"Nov 23 07:25:5{n} clinic-srv1 sshd[1201]: Failed password for {name} from 203.0.113.9 port 50412 ssh2\n"
+        for n, name in enumerate(("admin", "Admin", "ADMIN"))
+    )
+
+    result = parse_text(parse_auth_lines, text, tz=OSLO)
+
+    keys = {o.key for o in result.observations if isinstance(o, Rollup) and o.name == FAILED_BY_ACCOUNT}
+    pseudonyms = test_pseudonymiser()
+    assert keys == {pseudonyms.account(n) for n in ("admin", "Admin", "ADMIN")} and len(keys) == 3
