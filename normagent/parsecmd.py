@@ -295,7 +295,7 @@ def write_text(results: Sequence[InputResult], out: TextIO) -> None:
     for n, item in enumerate(results):
         if n:
             out.write("\n")
-        out.write(f"{item.path} ({item.kind}, {_n(item.lines)} {'records' if item.kind != 'text' else 'lines'})\n")
+        out.write(f"{_shown(item.path)} ({item.kind}, {_n(item.lines)} {'records' if item.kind != 'text' else 'lines'})\n")
         if item.damage:
             out.write(f"  damaged, skipped: {item.damage}\n")
         shown = [c for c in item.collectors if c.recognised]
@@ -313,7 +313,17 @@ def write_text(results: Sequence[InputResult], out: TextIO) -> None:
             if c.examples:
                 out.write("    unparsed, for example:\n")
                 for line in c.examples:
-                    out.write(f"      {line}\n")
+                    out.write(f"      {_shown(line)}\n")
+
+
+# C0 controls but tab, DEL and C1 controls, as \xNN: a NUL left by a crash, or an escape sequence
+# in a name an attacker chose, must reach the terminal as text, not as what it would do there.
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0))}
+
+
+def _shown(text: str) -> str:
+    """``text`` with control characters written as ``\\xNN``, for a terminal."""
+    return text.translate(_ESCAPES)
 
 
 def _series(key: tuple[str, tuple[tuple[str, str], ...]]) -> str:

@@ -496,7 +496,13 @@ def split_line(line: str, clock: Clock) -> tuple[float | None, str, str] | None:
     ``2026-11-23T07:25:53.123456+01:00 host tag[pid]: msg``) are cut by position and ``str``
     methods, three times faster than the general pattern; anything else goes to the patterns
     (``split_line_slow``), which give the same answer for those two shapes.
+
+    NUL bytes are padding, never text (G5): a crash or power loss leaves a run of them where the
+    file's last writes were, glued to the first line written after it. A line starts after its
+    last NUL; what comes before it is a line the crash cut.
     """
+    if "\x00" in line:
+        line = line[line.rfind("\x00") + 1 :]
     n = len(line)
     when: float | None
     if n > 33 and line[4] == "-" and line[10] == "T" and line[13] == ":" and line[16] == ":":
@@ -972,6 +978,8 @@ def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseRes
     tally = Tally(ctx)
     clock = Clock(block.mtime or ctx.now, ctx.tz)
     fallback = (block.mtime or ctx.now).timestamp()
+    if b"\x00" in data:
+        data = drop_nul_padding(data)
     quick = _Quick(clock) if fast else None
     spans, _ = candidate_lines(data, quick)
     parsed = unparsed = 0
@@ -1011,6 +1019,17 @@ def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseRes
     result.unparsed = unparsed
     result.ignored = lines - parsed - unparsed
     return result
+
+
+def drop_nul_padding(data: bytes) -> bytes:
+    """Each line of a block from its last NUL on (G5), as ``split_line`` reads a line.
+
+    A crash or power loss leaves NUL bytes where the file's last writes were, glued to the first
+    line written after it; the text before them is a line the crash cut. Done once per block that
+    holds a NUL (rare), so that the byte scans, which take the first ";" of a line as its
+    anchor, see the lines that ``split_line`` sees.
+    """
+    return b"\n".join(line[line.rfind(b"\x00") + 1 :] for line in data.split(b"\n"))
 
 
 # classify is pure, and the other candidates repeat themselves (the same user failing su on the

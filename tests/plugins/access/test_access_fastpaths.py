@@ -164,6 +164,29 @@ def test_the_shortcuts_agree_with_the_general_way_on_garbled_lines(edits: list[t
     assert summary(_parse_lines(data, ctx, fast=True)) == summary(_parse_lines(data, ctx, fast=False))
 
 
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(real_lines, st.integers(min_value=0, max_value=5000), st.one_of(st.none(), st.tuples(real_lines, st.integers(0, 200)))),
+        min_size=1,
+        max_size=25,
+    ),
+    st.sampled_from(ZONES),
+)
+def test_nul_padding_before_real_lines_changes_nothing(edits: list[tuple[str, int, tuple[str, int] | None]], tz: object) -> None:
+    """A crash leaves NULs (after a line it cut) before the next line: each attempt counts as without them."""
+    clean = [line for line, _, _ in edits]
+    padded = [(cut[0][: cut[1]] if cut else "") + "\x00" * max(nuls, 1) + line for line, nuls, cut in edits]
+    ctx = ctx_for(tz)
+
+    got = parse_auth_lines(block(padded), ctx)
+    want = parse_auth_lines(block(clean), ctx)
+
+    assert (got.parsed, got.unparsed, sorted(map(repr, got.observations))) == (want.parsed, want.unparsed, sorted(map(repr, want.observations)))
+    assert summary(got) == summary(_parse_lines(block(padded), ctx, fast=False))
+    assert (got.parsed, sorted(map(repr, got.observations))) == (line_by_line(block(padded).data, ctx).parsed, sorted(map(repr, line_by_line(block(padded).data, ctx).observations)))
+
+
 MESSAGES = [
     "sshd[4242]: Failed password for root from 203.0.113.9 port 50412 ssh2",
     "sshd-session[4242]: Failed password for invalid user admin from 2001:db8::7 port 22 ssh2",

@@ -247,6 +247,34 @@ def test_classify(program: str, message: str, expected: object) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# NUL padding left by a crash (G5)
+
+def failed_logins(result: object) -> dict[tuple[tuple[str, str], ...], float]:
+    return {o.labels: o.value for o in result.observations if isinstance(o, Count) and o.metric == FAILED_LOGINS}  # type: ignore[attr-defined]
+
+
+ATTEMPT = "Nov 23 07:25:53 clinic-srv1 sshd[1201]: Failed password for root from 203.0.113.9 port 50412 ssh2"
+
+
+@pytest.mark.parametrize(
+    "padded",
+    [
+        "\x00\x00\x00" + ATTEMPT,
+        "\x00" * 4000 + ATTEMPT,
+        "Nov 23 07:25:50 clinic-srv1 sshd[1200]: Failed pass" + "\x00" * 300 + ATTEMPT,  # a line cut by the crash
+    ],
+    ids=["three", "a-page", "after-a-cut-line"],
+)
+def test_nul_padding_before_a_line_does_not_lose_the_attempt(padded: str) -> None:
+    clean = parse_text(parse_auth_lines, ATTEMPT, tz=OSLO)
+
+    result = parse_text(parse_auth_lines, padded + "\n" + ATTEMPT, tz=OSLO)
+
+    assert (result.parsed, result.unparsed) == (2, 0)
+    assert failed_logins(result) == {labels: 2 * n for labels, n in failed_logins(clean).items()}
+
+
+# ---------------------------------------------------------------------------------------------
 # account names: Linux tells cases apart, Windows does not (rule G6)
 
 

@@ -119,6 +119,18 @@ def test_the_text_form(auth_log: Path) -> None:
     assert "unparsed, for example:\n      Nov 23 07:27:11 clinic-srv1 sshd[1215]: Failed password for root fr\n" in text
 
 
+def test_control_characters_in_an_unparsed_line_are_printed_escaped(tmp_path: Path) -> None:
+    """A name an attacker chose may hold a terminal escape; JSON escapes it, and so does the text form."""
+    log = tmp_path / "auth.log"
+    log.write_bytes(b"Nov 23 07:27:11 clinic-srv1 sshd[1215]: Failed password for \x1b[2J\x07root\xc2\x9b fr\n")  # U+009B: CSI
+    out = io.StringIO()
+
+    run_parse([str(log)], config=None, plugins=PLUGINS, out=out, examples=1, now=EPOCH)
+
+    assert "      Nov 23 07:27:11 clinic-srv1 sshd[1215]: Failed password for \\x1b[2J\\x07root\\x9b fr\n" in out.getvalue()
+    assert not any(ch in out.getvalue() for ch in "\x1b\x07\x9b")
+
+
 def test_an_input_nothing_recognises(tmp_path: Path) -> None:
     empty = tmp_path / "other.log"
     empty.write_text("Nov 23 07:38:00 h CRON[1]: pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)\n")
