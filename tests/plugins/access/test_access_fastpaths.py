@@ -98,6 +98,7 @@ def line_by_line(data: bytes, ctx: ParseContext) -> ParseResult:
         result.parsed += 1
         when = split[0] if split is not None and split[0] is not None else EPOCH.timestamp()
         apply(tally, outcome, when)  # type: ignore[arg-type]
+    result.parsed -= tally.settle()  # key offers of a session that logged in (S11)
     result.observations = tally.observations()
     return result
 
@@ -326,7 +327,9 @@ def test_an_empty_user_name_is_no_success() -> None:
         ("Nov 23 07:25:53 h sshd[1]: Failed password for invalid user a from 1.2.3.4 port 22 ssh2: b from c", "fail sshd unknown_user 1"),
         ("Nov 23 07:25:53 h sshd[1]: Failed password for root from 1.2.3.4 port 22 ssh2: b from c", "fail sshd bad_password 1"),
         ("Nov 23 07:25:53 h sshd[1]: Failed hostbased for root from 1.2.3.4 port 22 ssh2", "fail sshd bad_key 1"),
-        ("Nov 23 07:25:53 h sshd[1]: Failed none for invalid user x from 1.2.3.4 port 22 ssh2", "fail sshd unknown_user 1"),
+        ("Nov 23 07:25:53 h sshd[1]: Failed none for invalid user x from 1.2.3.4 port 22 ssh2", "ignored"),
+        ("Nov 23 07:25:53 h sshd[1]: Failed none for x from 1.2.3.4 port 22 ssh2", "ignored"),
+        ("Nov 23 07:25:53 h sshd[1]: Failed nonesuch for x from 1.2.3.4 port 22 ssh2", "fail sshd bad_password 1"),
         ("Nov 23 07:25:53 h sshd[1]: Failed password for root from 1.2.3.4: port 22 ssh2", "fail sshd bad_password 1"),
         # Other anchors in the key info: still one line, one attempt (or one success).
         *[

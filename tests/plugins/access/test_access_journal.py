@@ -69,6 +69,25 @@ def test_each_journal_entry_gets_the_verdict_of_its_line(entry: JournalEntry) ->
 
 
 @needs_journalctl
+def test_keys_offered_before_a_login_are_no_failed_logins_in_the_journal_either() -> None:
+    """S11 through J1: the session's entries in one block, judged as their auth.log lines are."""
+    messages = [
+        "Failed publickey for alice from 10.20.1.9 port 50000 ssh2: RSA SHA256:abc",
+        "Failed publickey for alice from 10.20.1.9 port 50000 ssh2: ECDSA SHA256:def",
+        "Accepted publickey for alice from 10.20.1.9 port 50000 ssh2: ED25519 SHA256:ghi",
+        "Failed publickey for bob from 10.20.1.9 port 50002 ssh2: RSA SHA256:abc",
+    ]
+    entries = tuple(
+        JournalEntry({"SYSLOG_IDENTIFIER": "sshd-session", "MESSAGE": m, "PRIORITY": "6"}, EPOCH, f"c{n}") for n, m in enumerate(messages)
+    )
+
+    result = parse_journal_logins(RecordBlock(entries, "test"), _ctx())
+
+    fails = {o.labels: o.value for o in result.observations if isinstance(o, Count) and o.metric == FAILED_LOGINS}
+    assert fails == {(("reason", "bad_key"), ("source", "sshd")): 1.0}  # bob's: his session did not log in
+    assert (result.parsed, result.ignored) == (2, 2)
+
+
 def test_errors_are_counted_per_origin_with_units_folded() -> None:
     """J2: priority 0-3 entries count once each under their unit, identifier or command."""
     origins = sorted({e.fields["NORMAGENT_TEST_ERROR_ORIGIN"] for e in ENTRIES if "NORMAGENT_TEST_ERROR_ORIGIN" in e.fields})
