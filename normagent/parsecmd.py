@@ -4,8 +4,9 @@ For an operator who wants to know whether their logs are understood: every colle
 parser (``CollectorSpec.parser``, the same function the daemon runs on each block) reads each
 input — plain, gzip, bzip2 or xz text, ``journalctl -o json`` output, ``.evtx``, or ``-`` for
 stdin — and the command prints, per input and collector, how many lines were parsed, ignored and
-unparsed, the counts per metric and labels, how many distinct keys each report rollup got, and a
-few unparsed candidate lines (``--examples``), as text or JSON.
+unparsed, the counts per metric and labels, how many distinct keys each report rollup got over the
+whole input (``rollup_distinct_keys``: accounts or networks, not the rows ``collect --once``
+shows), and a few unparsed candidate lines (``--examples``), as text or JSON.
 
 Nothing is written: no ledger, no checkpoint, and the pseudonym key is a random one held in
 memory for this run only (so pseudonyms printed here mean nothing, and the daemon's key file is
@@ -57,7 +58,7 @@ class CollectorResult:
     unparsed: int
     failed_lines: int
     counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
-    rollups: dict[str, int] = field(default_factory=dict)  # rollup name -> distinct keys
+    rollup_distinct_keys: dict[str, int] = field(default_factory=dict)  # rollup name -> distinct keys in the input
     examples: list[str] = field(default_factory=list)
 
     @property
@@ -75,7 +76,7 @@ class CollectorResult:
                 {"metric": metric, "labels": dict(labels), "value": value}
                 for (metric, labels), value in sorted(self.counts.items())
             ],
-            "rollups": dict(sorted(self.rollups.items())),
+            "rollup_distinct_keys": dict(sorted(self.rollup_distinct_keys.items())),
             "examples": list(self.examples),
         }
 
@@ -285,7 +286,7 @@ def _collector_result(spec: CollectorSpec, parsed: ParsedInput) -> CollectorResu
         unparsed=result.unparsed,
         failed_lines=parsed.failed_lines,
         counts={k: v for k, v in counts.items() if v},
-        rollups={name: len(v) for name, v in keys.items()},
+        rollup_distinct_keys={name: len(v) for name, v in keys.items()},
         examples=list(result.examples),
     )
 
@@ -308,8 +309,8 @@ def write_text(results: Sequence[InputResult], out: TextIO) -> None:
             width = max((len(_series(k)) for k in c.counts), default=0)
             for key, value in sorted(c.counts.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1])):
                 out.write(f"    {_series(key):<{width}}  {_n(value)}\n")
-            for rollup, distinct in sorted(c.rollups.items()):
-                out.write(f"    {rollup}: {_n(distinct)} distinct\n")
+            for rollup, distinct in sorted(c.rollup_distinct_keys.items()):
+                out.write(f"    rollup {rollup}: {_n(distinct)} distinct key{'s' if distinct != 1 else ''}\n")
             if c.examples:
                 out.write("    unparsed, for example:\n")
                 for line in c.examples:

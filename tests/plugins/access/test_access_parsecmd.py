@@ -108,6 +108,24 @@ def test_only_the_named_collector() -> None:
     assert result["collectors"] == []
 
 
+def test_parse_names_its_rollup_numbers_distinct_keys(tmp_path: Path) -> None:
+    """Three attempts on two accounts from one network: 2 and 1 distinct keys, however many lines."""
+    log = tmp_path / "auth.log"
+    log.write_text(
+        "".join(
+            f"Nov 23 07:25:5{n} clinic-srv1 sshd[1]: Failed password for {user} from 203.0.113.9 port 5 ssh2\n"
+            for n, user in enumerate(("root", "root", "oracle"))
+        )
+    )
+    out = io.StringIO()
+
+    run_parse([str(log)], config=None, plugins=PLUGINS, out=out, now=EPOCH)
+
+    assert "    rollup access.failed_by_account: 2 distinct keys\n    rollup access.failed_by_network: 1 distinct key\n" in out.getvalue()
+    got = logins(parse_json(str(log))["inputs"][0])
+    assert got["rollup_distinct_keys"] == {"access.failed_by_account": 2, "access.failed_by_network": 1} and "rollups" not in got
+
+
 def test_the_text_form(auth_log: Path) -> None:
     out = io.StringIO()
 
