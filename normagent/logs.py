@@ -132,6 +132,9 @@ SOFT_DEADLINE = 0.8  # share of the run's timeout after which no new block is st
 FAILED_KEY = "failed:"  # checkpoint key prefix counting a block's consecutive failures
 JOURNAL_KEY = "journal"
 EVTX_KEY = "evtx:"
+# An .evtx cut inside its header this recently is taken for a copy under way; older, for a file
+# that will stay so (counted as unreadable).
+INCOMPLETE_GRACE = timedelta(minutes=10)
 RECORDS_PER_BLOCK = 1000
 
 
@@ -277,8 +280,8 @@ def evtx_log_collector(
     modification time changed. Records the file announces but that are too damaged to read are
     counted as ``unparsed``. A file that is not an EVTX file at all is counted in
     ``normagent_log_files_unreadable_total`` and logged (``evtx_file_unreadable``) once per
-    version, and the run goes on; one cut inside its header (a copy still being written) waits
-    for its next version without being counted.
+    version, and the run goes on; one cut inside its header (empty, or a copy still being
+    written) is waited for while it is younger than ``INCOMPLETE_GRACE``, and counted so after.
 
     Args:
         evtx: Gets the EVTX settings out of a settings instance: an ``EvtxSettings``
@@ -618,9 +621,10 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
             # its next version, keeping the position for the day it is a readable log again.
             kept = reader.position if reader is not None else position
             state: dict[str, JSONValue] = {"position": kept.to_json(), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-            if exc.incomplete:
-                ctx.log.info("evtx_file_incomplete", path=logical, error=str(exc), retry="when it changes")
-                yield _Step(RecordBlock(records=(), origin=logical), key, {**state, "incomplete": str(exc)})
+            age = ctx.clock.now() - datetime.fromtimestamp(st.st_mtime_ns / 1e9, timezone.utc)
+            if exc.incomplete and age < INCOMPLETE_GRACE:
+                # Nothing saved: looked at again next run, and counted if it is still so by then.
+                ctx.log.info("evtx_file_incomplete", path=logical, error=str(exc), retry="next run")
             else:
                 ctx.log.error("evtx_file_unreadable", path=logical, error=str(exc), retry="when it changes")
                 yield _Step(RecordBlock(records=(), origin=logical), key, {**state, "unreadable": str(exc)}, file_unreadable=True)

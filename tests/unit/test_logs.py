@@ -593,19 +593,38 @@ def test_evtx_collector_counts_a_file_that_is_not_evtx_once_and_reads_the_others
 
 
 def test_evtx_collector_waits_for_a_copy_cut_inside_its_header(tmp_path: Path, ledger: Ledger) -> None:
-    """An empty file or a few bytes of a header is a copy under way: not counted, read once complete."""
+    """An empty file or a few bytes of a header, just written, is a copy under way: read once complete."""
     (tmp_path / "logs").mkdir()
     path = tmp_path / "logs" / "copy.evtx"
     whole = (FIXTURES / "evtx" / "new-user-security.evtx").read_bytes()
+    clock = FakeClock()
     spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=Windows, metrics=(FAILED,))
-    for part in (b"", whole[:100]):
+    for part in (b"", whole[:100], whole):
         path.write_bytes(part)
-        run_collector_once(spec, ledger, root=tmp_path)
-    path.write_bytes(whole)
-    run_collector_once(spec, ledger, root=tmp_path)
+        os.utime(path, (clock.now().timestamp(), clock.now().timestamp()))
+        run_collector_once(spec, ledger, root=tmp_path, clock=clock)
+        clock.advance(60)
 
     assert ledger.counter_value("normagent_log_files_unreadable_total", {"source": "test.windows"}) == 0
     assert outcomes(ledger, "test.windows")["ignored"] == 4
+
+
+def test_evtx_collector_counts_a_file_that_stays_cut_inside_its_header(tmp_path: Path, ledger: Ledger) -> None:
+    """An empty .evtx still empty after the grace is no copy under way: counted once, then left alone."""
+    (tmp_path / "logs").mkdir()
+    path = tmp_path / "logs" / "export.evtx"
+    path.write_bytes(b"")
+    clock = FakeClock()
+    os.utime(path, (clock.now().timestamp(), clock.now().timestamp()))
+    spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=Windows, metrics=(FAILED,))
+
+    counted = []
+    for _ in range(4):
+        run_collector_once(spec, ledger, root=tmp_path, clock=clock)
+        counted.append(ledger.counter_value("normagent_log_files_unreadable_total", {"source": "test.windows"}))
+        clock.advance(300)
+
+    assert counted == [0, 0, 1, 1]  # at 0 and 5 minutes waited for; at 10 (INCOMPLETE_GRACE) counted, once
 
 
 def test_evtx_collector_counts_a_file_with_a_damaged_record_number_once_however_often_it_is_touched(tmp_path: Path, ledger: Ledger) -> None:
