@@ -79,6 +79,7 @@ BYTES = "normagent_log_bytes_read_total"
 LAG = "normagent_log_checkpoint_lag_bytes"
 INVALID_UTF8 = "normagent_log_invalid_utf8_lines_total"
 BLOCK_FAILURES = "normagent_log_block_failures_total"
+FILES_UNREADABLE = "normagent_log_files_unreadable_total"
 RESULTS = ("parsed", "ignored", "unparsed")
 
 LOG_METRICS: tuple[MetricSpec, ...] = (
@@ -114,12 +115,26 @@ LOG_METRICS: tuple[MetricSpec, ...] = (
     ),
 )
 
+# EVTX collectors only: a file of the wrong kind is counted, not a failed run (the other files
+# are read, and the file is not opened again until it changes).
+FILES_UNREADABLE_SPEC = MetricSpec(
+    FILES_UNREADABLE,
+    "counter",
+    "Log files that cannot be read at all (an .evtx that is not an EVTX file, or one the parser "
+    "rejects), counted once per version of the file (its size and modification time).",
+    labels=("source",),
+    section="Agent",
+)
+
 MAX_FAILURES = 3  # consecutive parser failures at one position before its lines are parsed one by one
 COMMIT_BYTES = 16 * 2**20  # file blocks gathered into one batch (one transaction, one fsync)
 SOFT_DEADLINE = 0.8  # share of the run's timeout after which no new block is started
 FAILED_KEY = "failed:"  # checkpoint key prefix counting a block's consecutive failures
 JOURNAL_KEY = "journal"
 EVTX_KEY = "evtx:"
+# An .evtx cut inside its header this recently is taken for a copy under way; older, for a file
+# that will stay so (counted as unreadable).
+INCOMPLETE_GRACE = timedelta(minutes=10)
 RECORDS_PER_BLOCK = 1000
 
 
@@ -263,7 +278,10 @@ def evtx_log_collector(
     Each file matched by the settings' paths is checkpointed by record number with an anchor
     (``evtx:<path>``; see ``normagent.sources.evtx``) and opened again only when its size or
     modification time changed. Records the file announces but that are too damaged to read are
-    counted as ``unparsed``.
+    counted as ``unparsed``. A file that is not an EVTX file at all is counted in
+    ``normagent_log_files_unreadable_total`` and logged (``evtx_file_unreadable``) once per
+    version, and the run goes on; one cut inside its header (empty, or a copy still being
+    written) is waited for while it is younger than ``INCOMPLETE_GRACE``, and counted so after.
 
     Args:
         evtx: Gets the EVTX settings out of a settings instance: an ``EvtxSettings``
@@ -276,7 +294,7 @@ def evtx_log_collector(
     pick = evtx or _default_evtx
     if not isinstance(getattr(pick(settings()), "paths", None), tuple):
         raise TypeError(f"{name}: evtx(settings) must return settings with a paths tuple (see EvtxSettings)")
-    declared = _declared(metrics)
+    declared = _declared((*metrics, FILES_UNREADABLE_SPEC))
 
     def collect(ctx: RunContext) -> Iterator[Batch]:
         return _collect_records(ctx, parser, _evtx_steps(ctx, pick(ctx.settings)), declared, max_failures)
@@ -331,6 +349,7 @@ class _Pending:
     lag: int | None = None
     has_block: bool = False
     block_bytes: int = 0  # bytes of the blocks in this batch
+    files_unreadable: int | None = None  # None: the collector does not declare FILES_UNREADABLE
 
     def add(self, result: ParseResult) -> None:
         self.observations.extend(result.observations)
@@ -340,7 +359,7 @@ class _Pending:
         self.has_block = True
 
     def empty(self) -> bool:
-        return not (self.has_block or self.checkpoints or self.bytes_read or self.failures)
+        return not (self.has_block or self.checkpoints or self.bytes_read or self.failures or self.files_unreadable)
 
     def batch(self, *, zeros: bool = False) -> Batch:
         """The batch; ``zeros`` adds every line-count series at 0 so it exists from the first run."""
@@ -353,6 +372,8 @@ class _Pending:
         for metric, n in ((BYTES, self.bytes_read), (INVALID_UTF8, self.invalid_utf8), (BLOCK_FAILURES, self.failures)):
             if n or zeros:
                 obs.append(Count(metric, {"source": src}, n))
+        if self.files_unreadable is not None and (self.files_unreadable or zeros):
+            obs.append(Count(FILES_UNREADABLE, {"source": src}, self.files_unreadable))
         if self.lag is not None:
             obs.append(Gauge(LAG, self.lag, {"source": src}))
         return Batch(observations=obs, checkpoints=[Checkpoint(k, v) for k, v in self.checkpoints.items()])
@@ -474,6 +495,7 @@ class _Step:
     key: str
     value: JSONValue
     unreadable: int = 0  # damaged records the reader could not deliver: counted as unparsed
+    file_unreadable: bool = False  # the whole file cannot be read: FILES_UNREADABLE
 
 
 def _collect_records(
@@ -482,7 +504,12 @@ def _collect_records(
     """The driver for record sources (journald, EVTX)."""
     parsing = _Parsing(ctx, parser, parse_context(ctx, ""), declared, max_failures)
     stop = _soft_deadline(ctx)
-    pending = _Pending(ctx.collector)
+    files_metric = any(m.name == FILES_UNREADABLE for m in declared)
+
+    def fresh() -> _Pending:
+        return _Pending(ctx.collector, files_unreadable=0 if files_metric else None)
+
+    pending = fresh()
     last: dict[str, JSONValue] = {}
     iterator = iter(steps)
     try:
@@ -498,7 +525,7 @@ def _collect_records(
                 raise
             if pending.has_block:
                 yield pending.batch()
-                pending = _Pending(ctx.collector)
+                pending = fresh()
             key = step.key
             if key not in last:
                 last[key] = ctx.state.get(key)
@@ -512,6 +539,9 @@ def _collect_records(
                     raise ParserFailed(f"the parser failed on {step.block.origin} after {key}")
             if step.unreadable:
                 pending.lines["unparsed"] = pending.lines.get("unparsed", 0) + step.unreadable
+                pending.has_block = True
+            if step.file_unreadable and pending.files_unreadable is not None:
+                pending.files_unreadable += 1
                 pending.has_block = True
             pending.checkpoints[key] = last[key] = step.value
             if ctx.clock.monotonic() >= stop:
@@ -545,16 +575,20 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
 
     ``chosen`` is shaped like ``normagent.sources.evtx.EvtxSettings``: ``paths`` (globs), and
     optionally ``channels``, ``event_ids`` and ``block_records``. A file whose size and
-    modification time are what they were when it was last read to its end is not opened again.
-    One unreadable file does not keep the others from being read; the run fails at the end.
+    modification time are what they were when it was last read to its end (or found unreadable)
+    is not opened again. A file that is not EVTX is counted and logged once per version and keeps
+    its position; one that cannot be opened (permissions, I/O) does not keep the others from
+    being read, and the run fails at the end.
     """
-    from normagent.sources.evtx import EvtxPosition, read_evtx
+    from normagent.sources.evtx import EvtxFileError, EvtxPosition, read_evtx
 
     failures: list[Exception] = []
     for logical, real in _expand(ctx.root, chosen.paths):
         key = EVTX_KEY + logical
         saved = ctx.state.get(key)
         saved = saved if isinstance(saved, dict) else {}
+        reader = None
+        position = EvtxPosition()
         try:
             st = os.stat(real)
             if saved.get("size") == st.st_size and saved.get("mtime_ns") == st.st_mtime_ns:
@@ -575,20 +609,48 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
             for block, _ in reader:
                 unreadable, counted = reader.stats.unreadable - counted, reader.stats.unreadable
                 yield _Step(block, key, {"position": reader.position.to_json()}, unreadable)
-            stats = reader.stats
-            if stats.lost or stats.replaced:
-                ctx.log.warning("evtx_records_missed", path=logical, overwritten=stats.lost, replaced=stats.replaced)
+            _log_evtx_pass(ctx, logical, reader.stats)
             done: dict[str, JSONValue] = {
                 "position": reader.position.to_json(),
                 "size": st.st_size,
                 "mtime_ns": st.st_mtime_ns,
             }
             yield _Step(RecordBlock(records=(), origin=logical), key, done)
+        except EvtxFileError as exc:
+            # What the file holds is no EVTX (or the start of one still being copied): wait for
+            # its next version, keeping the position for the day it is a readable log again.
+            kept = reader.position if reader is not None else position
+            state: dict[str, JSONValue] = {"position": kept.to_json(), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            age = ctx.clock.now() - datetime.fromtimestamp(st.st_mtime_ns / 1e9, timezone.utc)
+            if exc.incomplete and age < INCOMPLETE_GRACE:
+                # Nothing saved: looked at again next run, and counted if it is still so by then.
+                ctx.log.info("evtx_file_incomplete", path=logical, error=str(exc), retry="next run")
+            else:
+                ctx.log.error("evtx_file_unreadable", path=logical, error=str(exc), retry="when it changes")
+                yield _Step(RecordBlock(records=(), origin=logical), key, {**state, "unreadable": str(exc)}, file_unreadable=True)
         except Exception as exc:  # noqa: BLE001 - reported below, after the other files
             ctx.log.error("evtx_file_unreadable", path=logical, error=f"{type(exc).__name__}: {exc}")
             failures.append(exc)
     if failures:
         raise failures[0]
+
+
+def _log_evtx_pass(ctx: RunContext, path: str, stats: Any) -> None:
+    """One line for what a pass over a file found wrong with it; nothing when all was well."""
+    if stats.lost or stats.replaced:
+        ctx.log.warning("evtx_records_missed", path=path, overwritten=stats.lost, replaced=stats.replaced)
+    if stats.relocated:
+        # The file held the log read before, but not where the position said: nothing counted twice.
+        ctx.log.warning("evtx_position_relocated", path=path)
+    if stats.unreadable:
+        ctx.log.warning(
+            "evtx_records_unreadable",
+            path=path,
+            unreadable=stats.unreadable,
+            damaged_numbers=stats.implausible,
+            parse_errors=stats.errors,
+            damaged_chunks=stats.chunks_damaged,
+        )
 
 
 def _expand(root: Path, patterns: Iterable[str]) -> list[tuple[str, str]]:
@@ -876,6 +938,8 @@ class ParsedInput:
             shown to the person who asked, never logged or stored).
         lines: Lines (or records) read.
         failed_lines: Lines the parser raised on (counted as unparsed).
+        damage: What the input showed of damage the reader skipped (an EVTX file's damaged
+            chunks, records it announces that could not be read); empty when there was none.
     """
 
     path: str
@@ -883,6 +947,7 @@ class ParsedInput:
     result: ParseResult
     lines: int
     failed_lines: int = 0
+    damage: str = ""
 
 
 def parse_inputs(
@@ -928,7 +993,8 @@ def parse_inputs(
     declared = {m.name: m for m in metrics} or None
     for item in inputs:
         text = str(item)
-        found, blocks = _input_blocks(text, kind, stdin, block_bytes)
+        damage: list[str] = []
+        found, blocks = _input_blocks(text, kind, stdin, block_bytes, damage)
         total = ParseResult()
         lines = failed = 0
         for block in blocks:
@@ -941,11 +1007,11 @@ def parse_inputs(
                 log.error("log_block_failed", origin=block.origin, error=f"{type(exc).__name__}: {exc}", failed_lines=bad)
             total.merge(result, ctx.examples)
         total.observations = merge_counts(total.observations)
-        yield ParsedInput(path=text, kind=found, result=total, lines=lines, failed_lines=failed)
+        yield ParsedInput(path=text, kind=found, result=total, lines=lines, failed_lines=failed, damage="; ".join(damage))
 
 
 def _input_blocks(
-    text: str, kind: InputKind | None, stdin: IO[bytes] | None, block_bytes: int
+    text: str, kind: InputKind | None, stdin: IO[bytes] | None, block_bytes: int, damage: list[str]
 ) -> tuple[InputKind, Iterator[LogBlock]]:
     if text == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
@@ -956,7 +1022,7 @@ def _input_blocks(
         chunks = itertools.chain([head], iter(lambda: stream.read(block_bytes), b""))
         return found, _text_or_journal(chunks, "<stdin>", found, None, block_bytes)
     if kind == "evtx" or (kind is None and _is_evtx(text)):
-        return "evtx", _evtx_blocks(text)
+        return "evtx", _evtx_blocks(text, damage)
     with open_decompressed(text) as probe:
         head = probe.read(4096)
     found = kind or _sniff(head)
@@ -1000,11 +1066,27 @@ def _is_evtx(path: str) -> bool:
         return f.read(len(_EVTX_MAGIC)) == _EVTX_MAGIC
 
 
-def _evtx_blocks(path: str) -> Iterator[LogBlock]:
-    from normagent.sources.evtx import read_evtx
+def _evtx_blocks(path: str, damage: list[str]) -> Iterator[LogBlock]:
+    """The records of an .evtx input; a file that is no EVTX is an ``InputError`` (exit 66), as a
+    missing one is. Damage inside a readable file is described in ``damage`` once it is read."""
+    from normagent.sources.evtx import EvtxFileError, read_evtx
 
-    for block, _ in read_evtx(path, block_records=RECORDS_PER_BLOCK):
-        yield block
+    try:
+        reader = read_evtx(path, block_records=RECORDS_PER_BLOCK)
+        for block, _ in reader:
+            yield block
+    except EvtxFileError as exc:
+        raise InputError(str(exc)) from exc
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror or exc}") from exc
+    stats = reader.stats
+    for n, one, many in (
+        (stats.chunks_damaged, "damaged chunk header", "damaged chunk headers"),
+        (stats.unreadable, "record announced but unreadable", "records announced but unreadable"),
+        (stats.implausible, "record with a damaged number", "records with a damaged number"),
+    ):
+        if n:
+            damage.append(f"{n:,} {one if n == 1 else many}")
 
 
 __all__ = [

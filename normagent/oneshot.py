@@ -40,7 +40,9 @@ class CollectorReport:
     detail: str = ""
     counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
     gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
-    rollups: dict[str, int] = field(default_factory=dict)
+    # Rollup rows the batches carry, per rollup name: one per batch, day and key, so a key seen in
+    # two batches is two rows. Not distinct keys (``normagent parse`` counts those).
+    rollup_rows: dict[str, int] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     checkpoints: int = 0
 
@@ -52,7 +54,7 @@ class CollectorReport:
             elif isinstance(obs, Gauge):
                 self.gauges[(obs.metric, obs.labels)] = obs.value
             elif isinstance(obs, Rollup):
-                self.rollups[obs.name] = self.rollups.get(obs.name, 0) + 1
+                self.rollup_rows[obs.name] = self.rollup_rows.get(obs.name, 0) + 1
             elif isinstance(obs, Event):
                 self.events.append(obs)
         self.checkpoints += len(batch.checkpoints)
@@ -66,7 +68,7 @@ class CollectorReport:
             "detail": self.detail,
             "counters": [{"metric": m, "labels": dict(lb), "value": v} for (m, lb), v in sorted(self.counters.items())],
             "gauges": [{"metric": m, "labels": dict(lb), "value": v} for (m, lb), v in sorted(self.gauges.items())],
-            "rollups": dict(sorted(self.rollups.items())),
+            "rollup_rows": dict(sorted(self.rollup_rows.items())),
             "events": [{"kind": e.kind, "at": e.at.isoformat(), "key": e.key, "attrs": dict(e.attrs)} for e in self.events],
             "checkpoints": self.checkpoints,
         }
@@ -169,8 +171,8 @@ def render_text(reports: Sequence[CollectorReport], disabled: dict[str, str]) ->
             label_text = ",".join(f'{k}="{v}"' for k, v in labels)
             series = f"{metric}{{{label_text}}}" if labels else metric
             lines.append(f"    {series} {value:g}")
-        for name, rows in sorted(report.rollups.items()):
-            lines.append(f"    rollup {name}: {rows} row{'s' if rows != 1 else ''}")
+        for name, rows in sorted(report.rollup_rows.items()):
+            lines.append(f"    rollup {name}: {rows} row{'s' if rows != 1 else ''} (one per batch, day and key; not distinct keys)")
         for event in report.events:
             lines.append(f"    event {event.kind} at {event.at.isoformat()} ({event.key})")
     for name, reason in sorted(disabled.items()):

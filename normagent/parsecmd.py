@@ -4,16 +4,19 @@ For an operator who wants to know whether their logs are understood: every colle
 parser (``CollectorSpec.parser``, the same function the daemon runs on each block) reads each
 input — plain, gzip, bzip2 or xz text, ``journalctl -o json`` output, ``.evtx``, or ``-`` for
 stdin — and the command prints, per input and collector, how many lines were parsed, ignored and
-unparsed, the counts per metric and labels, how many distinct keys each report rollup got, and a
-few unparsed candidate lines (``--examples``), as text or JSON.
+unparsed, the counts per metric and labels, how many distinct keys each report rollup got over the
+whole input (``rollup_distinct_keys``: accounts or networks, not the rows ``collect --once``
+shows), and a few unparsed candidate lines (``--examples``), as text or JSON.
 
 Nothing is written: no ledger, no checkpoint, and the pseudonym key is a random one held in
 memory for this run only (so pseudonyms printed here mean nothing, and the daemon's key file is
 neither read nor created). Unparsed example lines may hold personal data: they go to the
 person who asked, on stdout, and nowhere else.
 
-Exit status: 0 when every input was read (whatever the parsers made of it), 66 (``InputError``)
-when an input cannot be read, 64 (``UsageError``) for an unknown collector name.
+Exit status: 0 when every input was read (whatever the parsers made of it; damage the EVTX reader
+skipped is listed with the input), 66 (``InputError``) when an input cannot be read or is not what
+it must be (an ``.evtx`` that is empty, cut inside its header, text or random bytes), 64
+(``UsageError``) for an unknown collector name.
 
 Imports model, errors, privacy, loader (types) and logs.
 """
@@ -55,7 +58,7 @@ class CollectorResult:
     unparsed: int
     failed_lines: int
     counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
-    rollups: dict[str, int] = field(default_factory=dict)  # rollup name -> distinct keys
+    rollup_distinct_keys: dict[str, int] = field(default_factory=dict)  # rollup name -> distinct keys in the input
     examples: list[str] = field(default_factory=list)
 
     @property
@@ -73,7 +76,7 @@ class CollectorResult:
                 {"metric": metric, "labels": dict(labels), "value": value}
                 for (metric, labels), value in sorted(self.counts.items())
             ],
-            "rollups": dict(sorted(self.rollups.items())),
+            "rollup_distinct_keys": dict(sorted(self.rollup_distinct_keys.items())),
             "examples": list(self.examples),
         }
 
@@ -86,12 +89,14 @@ class InputResult:
     kind: str
     lines: int
     collectors: list[CollectorResult] = field(default_factory=list)
+    damage: str = ""  # what the reader skipped as damaged (EVTX), for the person to know
 
     def as_json(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "kind": self.kind,
             "lines": self.lines,
+            "damage": self.damage,
             "collectors": [c.as_json() for c in self.collectors if c.recognised],
         }
 
@@ -201,7 +206,7 @@ def parse_paths(
                 kind = _journal_json(path, spool)
                 parsed = next(iter(parse_inputs([path], spec.parser, ctx, kind=kind, stdin=spool, metrics=spec.metrics)))  # type: ignore[arg-type]
                 if found is None:
-                    found = InputResult(path=parsed.path, kind=parsed.kind, lines=parsed.lines)
+                    found = InputResult(path=parsed.path, kind=parsed.kind, lines=parsed.lines, damage=parsed.damage)
                 found.collectors.append(_collector_result(spec, parsed))
             if found is not None:
                 results.append(found)
@@ -281,7 +286,7 @@ def _collector_result(spec: CollectorSpec, parsed: ParsedInput) -> CollectorResu
         unparsed=result.unparsed,
         failed_lines=parsed.failed_lines,
         counts={k: v for k, v in counts.items() if v},
-        rollups={name: len(v) for name, v in keys.items()},
+        rollup_distinct_keys={name: len(v) for name, v in keys.items()},
         examples=list(result.examples),
     )
 
@@ -291,7 +296,9 @@ def write_text(results: Sequence[InputResult], out: TextIO) -> None:
     for n, item in enumerate(results):
         if n:
             out.write("\n")
-        out.write(f"{item.path} ({item.kind}, {_n(item.lines)} {'records' if item.kind != 'text' else 'lines'})\n")
+        out.write(f"{_shown(item.path)} ({item.kind}, {_n(item.lines)} {'records' if item.kind != 'text' else 'lines'})\n")
+        if item.damage:
+            out.write(f"  damaged, skipped: {item.damage}\n")
         shown = [c for c in item.collectors if c.recognised]
         if not shown:
             out.write("  no parser recognised anything in this input\n")
@@ -302,12 +309,22 @@ def write_text(results: Sequence[InputResult], out: TextIO) -> None:
             width = max((len(_series(k)) for k in c.counts), default=0)
             for key, value in sorted(c.counts.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1])):
                 out.write(f"    {_series(key):<{width}}  {_n(value)}\n")
-            for rollup, distinct in sorted(c.rollups.items()):
-                out.write(f"    {rollup}: {_n(distinct)} distinct\n")
+            for rollup, distinct in sorted(c.rollup_distinct_keys.items()):
+                out.write(f"    rollup {rollup}: {_n(distinct)} distinct key{'s' if distinct != 1 else ''}\n")
             if c.examples:
                 out.write("    unparsed, for example:\n")
                 for line in c.examples:
-                    out.write(f"      {line}\n")
+                    out.write(f"      {_shown(line)}\n")
+
+
+# C0 controls but tab, DEL and C1 controls, as \xNN: a NUL left by a crash, or an escape sequence
+# in a name an attacker chose, must reach the terminal as text, not as what it would do there.
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0))}
+
+
+def _shown(text: str) -> str:
+    """``text`` with control characters written as ``\\xNN``, for a terminal."""
+    return text.translate(_ESCAPES)
 
 
 def _series(key: tuple[str, tuple[tuple[str, str], ...]]) -> str:

@@ -43,8 +43,13 @@ class Pseudonymiser:
         return str(mac.hexdigest()[:16])
 
     def account(self, name: str) -> str:
-        """Pseudonym of an account name; case-folded, since most systems treat ``Admin`` as ``admin``."""
-        return self("account:" + name.strip().casefold())
+        """Pseudonym of an account name, as given: ``admin`` and ``Admin`` differ.
+
+        Whether they are one account depends on the system the name comes from (Linux user names
+        are case-sensitive, Windows account names are not), so the caller folds the case where
+        its source's names are case-insensitive, before asking.
+        """
+        return self("account:" + name.strip())
 
     def network(self, address: str) -> str | None:
         """Pseudonym of the /24 (IPv4) or /48 (IPv6) an address is in; ``None`` if it is no address."""

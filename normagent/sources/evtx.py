@@ -9,14 +9,29 @@ How a file is read, and why:
 
 * An EVTX file is a 4 KiB header followed by 64 KiB chunks; each chunk header names the first and
   last record number it holds. We read those headers ourselves (a few bytes per chunk) and hand the
-  ``evtx`` parser a view of the file with only the chunks that can hold records after the saved
-  position, ordered by record number. So a resume parses the new chunks, not the whole file (a
-  1 GB Security.evtx costs what its new records cost), and a log that wrapped around (a circular
-  live log, whose oldest chunk is overwritten in place) is still read in record order.
+  ``evtx`` parser the file's header and one chunk at a time, only the chunks that can hold records
+  after the saved position, ordered by record number. So a resume parses the new chunks, not the
+  whole file (a 1 GB Security.evtx costs what its new records cost), a log that wrapped around (a
+  circular live log, whose oldest chunk is overwritten in place) is still read in record order, and
+  every record is known to come from the chunk it was read from.
+* Record numbers are checked before anything trusts them: a record header's number must lie in
+  its chunk header's first..last range (below the file header's next record number when that
+  header is clean and its checksum holds), and the numbers of one chunk must rise. A record whose
+  number does not fit (one flipped bit turns 101 into 16,777,317) is skipped and counted in
+  ``stats.implausible``; the number it should have had is then missing from its chunk and counted
+  once in ``stats.unreadable``. Where the order alone cannot tell which of two records is damaged,
+  the one whose System/EventRecordID agrees with its header wins. So no damaged number is ever
+  delivered or checkpointed, and one damaged record costs that record only.
 * Position = the record number of the last record read (the record header's number, by which the
-  file is ordered) plus an *anchor*: that record's timestamp. If the file no longer holds that
-  record with that timestamp, or holds only lower numbers, it was replaced (a new export, a cleared
-  log): it is read again from its start and ``stats.replaced`` says so. If its oldest record is
+  file is ordered) plus an *anchor*: that record's time, and *witnesses*: the number and time of
+  records read earlier (the first record read from the file, and the first one the latest pass
+  saw). If the file no longer holds the position's record with that time, or holds only lower
+  numbers, it may have been replaced (a new export, a cleared log) — or it is the same log, damaged
+  or rolled back to an older copy. It is read again from its start (``stats.replaced``) only when
+  nothing read before is in it: the anchor's time at another number means the same log (an earlier
+  version's checkpoint may hold a damaged number: reading resumes after the record that has the
+  time), and a witness still in the file means the same log as well (reading resumes after the
+  position). So replacement detection cannot count a record twice. If the file's oldest record is
   newer than the position, the records in between were overwritten before we read them:
   ``stats.lost`` counts them.
 * Damage: ``evtx`` raises ``RuntimeError`` for a record it cannot decode and carries on with the
@@ -26,6 +41,9 @@ How a file is read, and why:
   ``stats.unreadable`` counts the record numbers a chunk header announces that were not delivered;
   the position remembers how far that was counted, so a damaged chunk that is re-read on the next
   run is not counted twice.
+* A file that is not an EVTX file at all, or one cut inside its header, raises ``EvtxFileError``
+  saying what is wrong; ``incomplete`` tells a file that may still be being copied (what is there
+  is the start of an EVTX header) from one that never will be.
 * ``WindowsEvent.record_id`` is System/EventRecordID, the number Windows shows; it equals the
   record header's number in files Windows wrote (a file assembled from selected records, like
   the test sample ``Security_short_selected.evtx``, may differ).
@@ -45,12 +63,13 @@ import json
 import os
 import re
 import struct
-from bisect import bisect_right
+import zlib
+from bisect import bisect_left, bisect_right
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from evtx import PyEvtxParser
 
@@ -58,12 +77,24 @@ from normagent.model import JSONValue, RecordBlock, WindowsEvent
 
 FILE_MAGIC = b"ElfFile\x00"
 CHUNK_MAGIC = b"ElfChnk\x00"
+RECORD_MAGIC = b"\x2a\x2a\x00\x00"
 HEADER_BYTES = 4096
+FILE_HEADER_BYTES = 128  # the part of the file header that holds values; the rest is padding
 CHUNK_BYTES = 65536
 CHUNK_HEADER_BYTES = 512
+RECORD_HEADER_BYTES = 24  # signature, size, record number, time
+MIN_RECORD_BYTES = 28  # a record header and the copy of its size that ends the record
+MAX_RECORDS_PER_CHUNK = (CHUNK_BYTES - CHUNK_HEADER_BYTES) // MIN_RECORD_BYTES
+FILE_DIRTY = 0x1  # file header flag: the log was open for writing, its header may lag behind
 MAX_CONSECUTIVE_ERRORS = 10_000  # a parser stuck raising on one spot must not spin forever
 SCAN_FACTOR = 10  # yield (a possibly empty block) at least every block_records * SCAN_FACTOR records
 _STAMP = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?")
+_ANCHOR = re.compile(r"(\d{14})\.(\d{7})")
+_EVENT_RECORD_ID = re.compile(r'"EventRecordID":\s*"?(\d+)')
+_FILETIME_EPOCH = datetime(1601, 1, 1)
+_TICKS = 10_000_000  # FILETIME counts 100 ns ticks
+
+Witness = tuple[int, str]  # (record number, anchor) of a record read before
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +124,17 @@ class EvtxSettings:
 
 
 class EvtxFileError(ValueError):
-    """The file is not an EVTX file (wrong magic, shorter than its header) or cannot be parsed at all."""
+    """The file is not an EVTX file (wrong magic, cut inside its header) or cannot be parsed at all.
+
+    Attributes:
+        incomplete: What the file holds is the start of an EVTX file (empty, or cut inside its
+            header): a copy still being written may become readable. False for a file that is
+            not EVTX at all.
+    """
+
+    def __init__(self, message: str, *, incomplete: bool = False) -> None:
+        super().__init__(message)
+        self.incomplete = incomplete
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +145,21 @@ class EvtxPosition:
         record_id: Record number (record header) of the last record read; 0: nothing yet.
         anchor: That record's timestamp, normalised; proves a later run finds the same record.
         unreadable_through: Highest record number already counted as unreadable.
+        witnesses: (number, anchor) of records read before: the first one read from the file and
+            the first one the latest pass saw. A file that still holds one is the same log, even
+            where the anchor is gone (a rolled-back copy, a damaged record).
     """
 
     record_id: int = 0
     anchor: str = ""
     unreadable_through: int = 0
+    witnesses: tuple[Witness, ...] = ()
 
     def to_json(self) -> dict[str, JSONValue]:
-        return {"record_id": self.record_id, "anchor": self.anchor, "unreadable_through": self.unreadable_through}
+        out: dict[str, JSONValue] = {"record_id": self.record_id, "anchor": self.anchor, "unreadable_through": self.unreadable_through}
+        if self.witnesses:
+            out["witnesses"] = [[number, anchor] for number, anchor in self.witnesses]
+        return out
 
     @classmethod
     def from_json(cls, value: JSONValue) -> EvtxPosition:
@@ -124,9 +172,19 @@ class EvtxPosition:
             record_id = value.get("record_id", 0)
             anchor = value.get("anchor", "")
             through = value.get("unreadable_through", 0)
-            if isinstance(record_id, int) and isinstance(anchor, str) and isinstance(through, int):
-                return cls(record_id=record_id, anchor=anchor, unreadable_through=through)
+            listed = value.get("witnesses", [])
+            witnesses: list[Witness] = []
+            for item in listed if isinstance(listed, list) else [None]:
+                if not (isinstance(item, list) and len(item) == 2 and _count(item[0]) and isinstance(item[1], str)):
+                    raise ValueError(f"not an EVTX position (a witness is not [number, anchor]): {value!r}")
+                witnesses.append((int(item[0]), item[1]))  # type: ignore[arg-type]
+            if isinstance(record_id, int) and _count(record_id) and isinstance(anchor, str) and isinstance(through, int) and _count(through):
+                return cls(record_id=record_id, anchor=anchor, unreadable_through=through, witnesses=tuple(witnesses))
         raise ValueError(f"not an EVTX position: {value!r}")
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 @dataclass(slots=True)
@@ -141,8 +199,15 @@ class EvtxStats:
             decode). The chunk holding the position is parsed again on the next run and reports
             its errors again: for a counter, use ``unreadable``, which is counted once.
         unreadable: Record numbers announced by chunk headers that could not be read (damage).
+        implausible: Records whose header number does not fit their chunk (a damaged number):
+            skipped, as are their errors in ``errors``; the number they should have had is
+            missing from the chunk and counted in ``unreadable``. Like ``errors``, counted again
+            when the chunk is read again.
         lost: Records overwritten in a wrapped log before they could be read.
-        replaced: The file no longer held the position's record: it was read from its start.
+        replaced: The file holds nothing read before: it was read from its start.
+        relocated: The position's record was not where the position said, but the file is the
+            same log (that record's time at another number, or a record read before still in it):
+            reading went on from there, and nothing was read twice.
         chunks_damaged: Chunks whose header is not an EVTX chunk header (skipped whole).
         out_of_order: Records numbered at or below one already read in this pass (a stale
             duplicate chunk), skipped so that no record is counted twice.
@@ -156,8 +221,10 @@ class EvtxStats:
     skipped: int = 0
     errors: int = 0
     unreadable: int = 0
+    implausible: int = 0
     lost: int = 0
     replaced: bool = False
+    relocated: bool = False
     chunks_damaged: int = 0
     out_of_order: int = 0
     truncated: bool = False
@@ -169,9 +236,11 @@ class Chunk:
 
     index: int  # position in the file
     first: int  # first record number
-    last: int  # last record number (the header's claim)
+    last: int  # last record number (the header's claim, cut to what the file and the chunk can hold)
     size: int  # bytes present in the file (less than CHUNK_BYTES for a truncated file)
     next_first: int = 0  # first record number of the chunk that follows in record order; 0: none
+    free: int = CHUNK_BYTES  # where the chunk's free space starts: its records end there
+    trusted: bool = True  # the chunk header's checksum holds
 
 
 def read_evtx(
@@ -198,7 +267,7 @@ def read_evtx(
         ``reader.position`` is what to commit and ``reader.stats`` what happened so far.
 
     Raises:
-        EvtxFileError: Not an EVTX file.
+        EvtxFileError: Not an EVTX file, or cut inside its header.
         OSError: The file cannot be opened.
     """
     start = position if position is not None else EvtxPosition(record_id=after_record_id)
@@ -232,77 +301,106 @@ class EvtxReader:
 
     def __iter__(self) -> Iterator[tuple[RecordBlock, int]]:
         after = self.start.record_id
-        if after and self._chunks:
+        if after and not self._chunks:
+            return  # an empty log: nothing to read, nothing to decide yet
+        if after:
             newest = max(max(c.last for c in self._chunks), max(c.first for c in self._chunks))
             oldest = min(c.first for c in self._chunks)
             if newest < after:
-                after = self._restart()
+                after = self._relocate()
             elif oldest > after + 1:
                 self.stats.lost = oldest - after - 1
-        elif after and not self._chunks:
-            return  # an empty log: nothing to read, nothing to decide yet
-        outcome = yield from self._pass(after)
-        if outcome == "replaced":
-            yield from self._pass(self._restart())
+        outcome = yield from self._pass(after, check_anchor=not self.stats.relocated)
+        if outcome == "moved":
+            yield from self._pass(self._relocate(), check_anchor=False)
 
-    def _restart(self) -> int:
+    def _relocate(self) -> int:
+        """The position's record is not where the position says: find the log's place, or start over.
+
+        Returns the record number to read after.
+        """
+        start = self.start
+        timed, witnessed = search_records(self.path, self._chunks, start.anchor, start.witnesses)
+        found = _same_record(start.record_id, timed)
+        if found is not None:
+            # The record read last is here under another number: an earlier version of this
+            # reader committed a damaged number. Read on after that record's true place.
+            self.stats.relocated = True
+            self.position = replace(start, record_id=found)
+            return found
+        if witnessed:
+            # The same log, rolled back to an older copy or with the position's record damaged:
+            # what is above the position is new, what is below it was read.
+            self.stats.relocated = True
+            return start.record_id
         self.stats = EvtxStats(replaced=True, chunks_damaged=self.stats.chunks_damaged, truncated=self.stats.truncated)
         self.position = EvtxPosition()
         return 0
 
-    def _pass(self, after: int) -> Generator[tuple[RecordBlock, int], None, str]:
-        """Read every record numbered above ``after``; returns "replaced" if the anchor disagrees."""
+    def _pass(self, after: int, *, check_anchor: bool) -> Generator[tuple[RecordBlock, int], None, str]:
+        """Read every record numbered above ``after``; returns "moved" if the anchor disagrees."""
         chunks = chunks_after(self._chunks, after)
         if not chunks:
             return "done"
-        firsts = [c.first for c in chunks]
-        delivered: dict[int, set[int]] = {}  # chunk slot -> record numbers read
-        unfinished = 0  # chunks before this slot have been tallied for unreadable records
         counted_through = max(after, self.position.unreadable_through)
-        anchor_checked = not (after and self.start.anchor and after == self.start.record_id)
+        anchor_checked = not (check_anchor and after and self.start.anchor and after == self.start.record_id)
+        witnesses = self.position.witnesses
+        first_seen: Witness | None = None
         records: list[WindowsEvent] = []
         scanned = 0
         reported_unreadable = self.stats.unreadable
         last_id, last_stamp = self.position.record_id, ""
-        with _ChunkView(self.path, chunks) as view:
-            for header_id, stamp, data in _records(view, self.stats):
-                slot = bisect_right(firsts, header_id) - 1
-                if slot >= 0:
-                    delivered.setdefault(slot, set()).add(header_id)
-                if header_id <= after:
-                    if header_id == after and not anchor_checked:
-                        anchor_checked = True
-                        if anchor_of(stamp) != self.start.anchor:
-                            return "replaced"
-                    continue
-                if not anchor_checked:
-                    # The position's record is gone (damaged or overwritten): nothing to compare.
+        with _ChunkView(self.path) as view:
+            for chunk in chunks:
+                before = chunk.first - 1  # the chunk's last record number so far
+                for header_id, stamp, data in self._chunk_records(view, chunk):
+                    # A chunk's numbers rise one by one: a gap is damage, known as soon as it shows.
+                    counted_through = _count_unreadable(chunk, before + 1, header_id - 1, max(counted_through, last_id), self.stats)
+                    before = header_id
+                    if first_seen is None:
+                        first_seen = (header_id, anchor_of(stamp))
+                        origin = witnesses[0] if witnesses else first_seen
+                        witnesses = (origin, first_seen) if origin != first_seen else (origin,)
+                    if header_id <= after:
+                        if header_id == after and not anchor_checked:
+                            anchor_checked = True
+                            if not same_time(anchor_of(stamp), self.start.anchor):
+                                return "moved"
+                        continue
+                    # Past the position: if its record was not seen (damaged, overwritten),
+                    # there is nothing to compare.
                     anchor_checked = True
-                if header_id <= last_id:
-                    # A stale copy of a chunk (seen in dirty files): its records were read already.
-                    self.stats.out_of_order += 1
-                    continue
-                self.stats.records += 1
-                scanned += 1
-                last_id, last_stamp = header_id, stamp
-                event = self._event(header_id, stamp, data)
-                if event is not None:
-                    records.append(event)
-                if len(records) >= self._block or scanned >= self._block * SCAN_FACTOR:
-                    # Records come in chunk order: every chunk before this record's is complete.
-                    counted_through = _count_unreadable(
-                        delivered, chunks[unfinished : max(slot, unfinished)], unfinished, counted_through, self.stats
-                    )
-                    unfinished = max(slot, unfinished)
-                    self.position = EvtxPosition(last_id, anchor_of(last_stamp), counted_through)
-                    yield RecordBlock(records=tuple(records), origin=str(self.path)), last_id
-                    records, scanned, reported_unreadable = [], 0, self.stats.unreadable
-        counted_through = _count_unreadable(delivered, chunks[unfinished:], unfinished, counted_through, self.stats)
+                    if header_id <= last_id:
+                        # A stale copy of a chunk (seen in dirty files): its records were read already.
+                        self.stats.out_of_order += 1
+                        continue
+                    self.stats.records += 1
+                    scanned += 1
+                    last_id, last_stamp = header_id, stamp
+                    event = self._event(header_id, stamp, data)
+                    if event is not None:
+                        records.append(event)
+                    if len(records) >= self._block or scanned >= self._block * SCAN_FACTOR:
+                        # The position carries how far unreadable numbers were counted, so the
+                        # count rides with this block and is not repeated by the next run.
+                        self.position = EvtxPosition(last_id, anchor_of(last_stamp), counted_through, witnesses)
+                        yield RecordBlock(records=tuple(records), origin=str(self.path)), last_id
+                        records, scanned, reported_unreadable = [], 0, self.stats.unreadable
+                end = _chunk_end(chunk, before)
+                counted_through = _count_unreadable(chunk, before + 1, end, max(counted_through, last_id), self.stats)
         if scanned or self.stats.unreadable > reported_unreadable:
             anchor = anchor_of(last_stamp) if last_stamp else self.position.anchor
-            self.position = EvtxPosition(last_id, anchor, counted_through)
+            self.position = EvtxPosition(last_id, anchor, counted_through, witnesses)
             yield RecordBlock(records=tuple(records), origin=str(self.path)), last_id
         return "done"
+
+    def _chunk_records(self, view: _ChunkView, chunk: Chunk) -> list[tuple[int, str, str]]:
+        """The records of one chunk whose numbers fit it, in order; the others counted as implausible."""
+        view.show(chunk)
+        got = list(_records(view, self.stats))
+        kept = consistent_records(got, chunk)
+        self.stats.implausible += len(got) - len(kept)
+        return kept
 
     def _event(self, header_id: int, stamp: str, data: str) -> WindowsEvent | None:
         try:
@@ -345,29 +443,83 @@ def _records(view: _ChunkView, stats: EvtxStats) -> Iterator[tuple[int, str, str
         yield int(record["event_record_id"]), str(record.get("timestamp", "")), record["data"]
 
 
-def _count_unreadable(
-    delivered: dict[int, set[int]], finished: list[Chunk], first_slot: int, counted_through: int, stats: EvtxStats
-) -> int:
-    """Count the record numbers that ``finished`` chunks announce but did not deliver.
+def consistent_records(records: list[tuple[int, str, str]], chunk: Chunk) -> list[tuple[int, str, str]]:
+    """The records of one chunk whose header numbers can be true: in the chunk's range, and rising.
 
-    Only numbers above ``counted_through`` count (those below were counted by an earlier run, or
-    lie before the position). Returns the new ``counted_through``.
+    Windows numbers the records of a chunk one after the other, so a number outside the chunk's
+    first..last, or one that breaks the rise, is damage. Where numbers do not rise, the most
+    records that do are kept (a longest rising run); of two records with the same number, the
+    one whose System/EventRecordID agrees with its header wins. Everything else is left out.
     """
-    for slot, chunk in enumerate(finished, start=first_slot):
-        seen = delivered.pop(slot, set())
-        if chunk.size < CHUNK_BYTES:
-            continue  # cut short (a copy still in progress?): read it whole on a later run
-        # Up to the next chunk's first record: a chunk whose header is damaged leaves a gap there.
-        end = max(chunk.last, chunk.next_first - 1)
-        missing = [n for n in range(max(chunk.first, counted_through + 1), end + 1) if n not in seen]
-        if missing:
-            stats.unreadable += len(missing)
-            counted_through = missing[-1]
-    return counted_through
+    fit = [r for r in records if chunk.first <= r[0] <= chunk.last]
+    if all(a[0] < b[0] for a, b in zip(fit, fit[1:])):
+        return fit
+    return _longest_rising(fit)
+
+
+def _longest_rising(records: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
+    """A longest run of records with strictly rising numbers (patience sorting, n log n)."""
+    tails: list[int] = []  # index of the record ending the best run of each length
+    tail_numbers: list[int] = []
+    before = [-1] * len(records)  # the record preceding each one in its best run
+    for i, (number, _, data) in enumerate(records):
+        k = bisect_left(tail_numbers, number)
+        if k < len(tails) and tail_numbers[k] == number:
+            # Two records claim one number: keep the one whose content agrees with it.
+            if not (_agrees(number, data) and not _agrees(number, records[tails[k]][2])):
+                continue
+        before[i] = tails[k - 1] if k else -1
+        if k == len(tails):
+            tails.append(i)
+            tail_numbers.append(number)
+        else:
+            tails[k], tail_numbers[k] = i, number
+    run: list[tuple[int, str, str]] = []
+    i = tails[-1] if tails else -1
+    while i >= 0:
+        run.append(records[i])
+        i = before[i]
+    return run[::-1]
+
+
+def _agrees(number: int, data: str) -> bool:
+    match = _EVENT_RECORD_ID.search(data)
+    return match is not None and int(match[1]) == number
+
+
+def _count_unreadable(chunk: Chunk, low: int, high: int, counted_through: int, stats: EvtxStats) -> int:
+    """Count the record numbers ``low``..``high`` of ``chunk`` as unreadable: announced, never delivered.
+
+    Only numbers above ``counted_through`` count: those below were delivered, counted by an
+    earlier run, or lie before the position. Returns the new ``counted_through``.
+    """
+    if chunk.size < CHUNK_BYTES:
+        return counted_through  # cut short (a copy still in progress?): read it whole on a later run
+    low = max(low, counted_through + 1)
+    if low > high:
+        return counted_through
+    stats.unreadable += high - low + 1
+    return high
+
+
+def _chunk_end(chunk: Chunk, delivered: int) -> int:
+    """The last number a finished chunk accounts for; ``delivered`` is the last it delivered.
+
+    Up to the next chunk's first record: a chunk whose header is damaged leaves a gap there. The
+    newest chunk ends where its header says, unless that header's checksum fails.
+    """
+    if not chunk.next_first and not chunk.trusted:
+        return delivered
+    return max(chunk.last, chunk.next_first - 1)
 
 
 def scan_chunks(path: Path) -> tuple[list[Chunk], int]:
     """The chunks of an EVTX file that hold records, and how many chunk headers are damaged.
+
+    A chunk header whose numbers cannot be true (first above last, more records than a chunk can
+    hold, numbers at or past the file header's next record number where that header is clean and
+    its checksum holds) is damaged. One whose checksum fails is read, within what a chunk can hold
+    and (see ``chunks_after``) below the next chunk's first record.
 
     Raises:
         EvtxFileError: The file does not start with an EVTX file header.
@@ -375,41 +527,156 @@ def scan_chunks(path: Path) -> tuple[list[Chunk], int]:
     size = path.stat().st_size
     with path.open("rb") as f:
         header = f.read(HEADER_BYTES)
-        if len(header) < 128 or header[:8] != FILE_MAGIC:
-            raise EvtxFileError(f"{path}: not an EVTX file (no ElfFile header)")
+        check_file_header(path, header)
+        bound = _next_record(header)
         chunks: list[Chunk] = []
         damaged = 0
         index = 0
         while HEADER_BYTES + index * CHUNK_BYTES < size:
             offset = HEADER_BYTES + index * CHUNK_BYTES
             f.seek(offset)
-            head = f.read(40)
+            head = f.read(CHUNK_HEADER_BYTES)
             present = min(CHUNK_BYTES, size - offset)
-            if len(head) == 40 and head[:8] == CHUNK_MAGIC:
+            if len(head) >= 56 and head[:8] == CHUNK_MAGIC:
                 first, last = struct.unpack_from("<QQ", head, 8)
-                if first >= 1 and last >= first:
-                    chunks.append(Chunk(index=index, first=first, last=last, size=present))
+                (free,) = struct.unpack_from("<I", head, 48)
+                trusted = len(head) == CHUNK_HEADER_BYTES and zlib.crc32(head[128:], zlib.crc32(head[:120])) == struct.unpack_from("<I", head, 124)[0]
+                if bound is not None:
+                    last = min(last, bound - 1)
+                if not trusted:
+                    last = min(last, first + MAX_RECORDS_PER_CHUNK - 1)
+                if 1 <= first <= last and last - first < MAX_RECORDS_PER_CHUNK:
+                    chunks.append(Chunk(index=index, first=first, last=last, size=present, free=min(free, present), trusted=trusted))
                 elif first or last:
                     damaged += 1
-            elif head.strip(b"\x00"):
+            elif head[:40].strip(b"\x00"):
                 damaged += 1  # not zero-filled (an unused chunk) yet not a chunk: damaged
             index += 1
     return chunks, damaged
 
 
+def check_file_header(path: Path, header: bytes) -> None:
+    """Raise ``EvtxFileError`` saying what is wrong if ``header`` (the file's first bytes) cannot start an EVTX file."""
+    if not header:
+        raise EvtxFileError(f"{path}: empty file, not an EVTX file", incomplete=True)
+    if header[: len(FILE_MAGIC)] != FILE_MAGIC[: len(header)]:
+        raise EvtxFileError(f"{path}: not an EVTX file (it does not start with the ElfFile header)")
+    if len(header) < FILE_HEADER_BYTES:
+        raise EvtxFileError(f"{path}: cut short: its {len(header)} bytes end inside the EVTX file header", incomplete=True)
+
+
+def _next_record(header: bytes) -> int | None:
+    """The file header's next record number, if the header can be believed: clean, and its checksum holds."""
+    (flags, checksum) = struct.unpack_from("<II", header, 120)
+    if flags & FILE_DIRTY or zlib.crc32(header[:120]) != checksum:
+        return None  # a dirty header lags behind the chunks (system.evtx: 3 chunks counted, 15 used)
+    (next_record,) = struct.unpack_from("<Q", header, 24)
+    return next_record if next_record > 1 else None
+
+
 def chunks_after(chunks: list[Chunk], after: int) -> list[Chunk]:
     """The chunks that may hold records numbered above ``after`` (or ``after`` itself), in record order.
 
-    Chunk i of the record-ordered list covers [first_i, first_{i+1} - 1]; the newest chunk's end is
-    open, because a live file's chunk header may lag behind the records already in it.
+    Chunk i of the record-ordered list covers [first_i, first_{i+1} - 1]. A chunk whose header
+    checksum fails holds no record at or past the next chunk's first.
     """
     ordered = sorted(chunks, key=lambda c: c.first)
     keep = []
     for i, chunk in enumerate(ordered):
         next_first = ordered[i + 1].first if i + 1 < len(ordered) else 0
         if not next_first or next_first - 1 >= after:
-            keep.append(replace(chunk, next_first=next_first))
+            last = chunk.last if chunk.trusted or not next_first else min(chunk.last, max(next_first - 1, chunk.first))
+            keep.append(replace(chunk, next_first=next_first, last=last))
     return keep
+
+
+def search_records(path: Path, chunks: list[Chunk], anchor: str, witnesses: Iterable[Witness]) -> tuple[list[tuple[int, int]], bool]:
+    """Look through a file's record headers (without decoding records) for records read before.
+
+    Returns (place, header number) of every record whose time is ``anchor`` — the place being the
+    number the record's position in its chunk gives it, which differs from the header's only where
+    that is damaged — and whether any witness (number and time) is in the file. Windows gives many
+    records the same time (a burst of logons within 100 ns), so a time alone names no record.
+    """
+    wanted = time_range(anchor) if anchor else None
+    known = [(number, r) for number, stamp in witnesses if (r := time_range(stamp)) is not None]
+    timed: list[tuple[int, int]] = []
+    witnessed = False
+    with path.open("rb") as f:
+        for chunk in sorted(chunks, key=lambda c: c.first):
+            before = chunk.first - 1  # the number of the record before, as far as numbers can be believed
+            for number, filetime in _record_headers(f, chunk):
+                place = number if before < number <= chunk.last else before + 1  # a damaged number still takes a place
+                if wanted is not None and wanted[0] <= filetime <= wanted[1]:
+                    timed.append((place, number))
+                if not witnessed and any(n == number and lo <= filetime <= hi for n, (lo, hi) in known):
+                    witnessed = True
+                before = place
+    return timed, witnessed
+
+
+def _same_record(committed: int, timed: list[tuple[int, int]]) -> int | None:
+    """Which of the records with the anchor's time is the one committed as number ``committed``.
+
+    The record itself, its header still damaged the same way; else the one record whose place is
+    one flipped bit away from ``committed`` (the damage seen in the wild: 101 read as 16,777,317).
+    None when neither is there, or when several records are as likely.
+    """
+    for place, number in timed:
+        if number == committed and place != committed:
+            return place
+    near = {place for place, _ in timed if (place ^ committed).bit_count() == 1}
+    return near.pop() if len(near) == 1 else None
+
+
+def _record_headers(f: BinaryIO, chunk: Chunk) -> Iterator[tuple[int, int]]:
+    """(number, FILETIME) of each record header of a chunk, walked by the sizes the headers give."""
+    f.seek(HEADER_BYTES + chunk.index * CHUNK_BYTES)
+    data = f.read(chunk.size)
+    end = min(chunk.free, len(data))
+    offset = CHUNK_HEADER_BYTES
+    while offset + RECORD_HEADER_BYTES <= end and data[offset : offset + 4] == RECORD_MAGIC:
+        size, number, filetime = struct.unpack_from("<IQQ", data, offset + 4)
+        if size < MIN_RECORD_BYTES or offset + size > end:
+            return
+        yield number, filetime
+        offset += size
+
+
+def time_range(anchor: str) -> tuple[int, int] | None:
+    """The FILETIMEs (100 ns ticks since 1601) an anchor can stand for; None if it is no anchor.
+
+    An older evtx printed fewer fraction digits (milliseconds, microseconds), which ``anchor_of``
+    padded with zeros: trailing zeros widen the range to every tick they may have cut off.
+    """
+    match = _ANCHOR.fullmatch(anchor)
+    if match is None:
+        return None
+    try:
+        seconds = (datetime.strptime(match[1], "%Y%m%d%H%M%S") - _FILETIME_EPOCH) // timedelta(seconds=1)
+    except ValueError:
+        return None
+    digits = match[2].rstrip("0")
+    base = seconds * _TICKS
+    return base + int(digits.ljust(7, "0")), base + int(digits.ljust(7, "9"))
+
+
+def same_time(seen: str, anchor: str) -> bool:
+    """Whether two anchors can be the same instant (one may be printed with fewer digits)."""
+    if seen == anchor:
+        return True
+    a, b = time_range(seen), time_range(anchor)
+    return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
+
+
+def filetime_anchor(filetime: int) -> str:
+    """The anchor of a record header's raw time, as ``anchor_of`` gives it for evtx's printed one."""
+    seconds, ticks = divmod(filetime, _TICKS)
+    try:
+        when = _FILETIME_EPOCH + timedelta(seconds=seconds)
+    except OverflowError:
+        return ""
+    return f"{when.year:04d}{when.month:02d}{when.day:02d}{when.hour:02d}{when.minute:02d}{when.second:02d}.{ticks:07d}"
 
 
 def anchor_of(stamp: str) -> str:
@@ -568,20 +835,27 @@ def _attributes(prefix: str, attrs: Any, out: dict[str, str]) -> None:
 
 
 class _ChunkView(io.RawIOBase):
-    """A read-only file made of an EVTX file's header and some of its chunks, in a chosen order."""
+    """A read-only file made of an EVTX file's header and one of its chunks (``show``).
 
-    def __init__(self, path: Path, chunks: list[Chunk]) -> None:
+    The evtx parser reads it as a file of one chunk, so every record it yields is known to come
+    from that chunk: a record's number can be checked against the chunk that holds it.
+    """
+
+    def __init__(self, path: Path) -> None:
         super().__init__()
         self.path = path
         self._file = path.open("rb")
-        # (virtual start, real offset, length) for the header and each chunk
+        # (virtual start, real offset, length) for the header and the chunk shown
         self._parts: list[tuple[int, int, int]] = [(0, 0, HEADER_BYTES)]
-        virtual = HEADER_BYTES
-        for chunk in chunks:
-            self._parts.append((virtual, HEADER_BYTES + chunk.index * CHUNK_BYTES, chunk.size))
-            virtual += chunk.size
-        self._starts = [p[0] for p in self._parts]
-        self._size = virtual
+        self._starts = [0]
+        self._size = HEADER_BYTES
+        self._pos = 0
+
+    def show(self, chunk: Chunk) -> None:
+        """Make the view the file's header and ``chunk``, read from the start."""
+        self._parts = [(0, 0, HEADER_BYTES), (HEADER_BYTES, HEADER_BYTES + chunk.index * CHUNK_BYTES, chunk.size)]
+        self._starts = [0, HEADER_BYTES]
+        self._size = HEADER_BYTES + chunk.size
         self._pos = 0
 
     def __enter__(self) -> _ChunkView:

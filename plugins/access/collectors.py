@@ -11,6 +11,11 @@
     ``prefer`` makes it again, and the source left behind forgets its position, so coming back to
     it later starts at its end instead of counting old lines a second time.
 
+    ``"both"`` over this host's own journal and a file holding this host's own login lines (its
+    auth.log or secure, or a file with lines under its host name) counts every attempt twice:
+    the collector's start-up probe says so in a warning (``login_sources_overlap``), at every
+    start and in ``collect --once``, and reads on as configured.
+
 ``access.journal_errors``
     journald entries of priority err or worse, per origin (unit or identifier).
 
@@ -39,9 +44,12 @@ Imports only normagent (the public API) and the standard library.
 
 from __future__ import annotations
 
+import glob
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import time, timedelta
+from pathlib import Path
 from typing import Literal
 
 from normagent import (
@@ -181,7 +189,9 @@ class LoginSettings:
 
     Attributes:
         prefer: ``"journald"`` (the journal when it holds login messages, else the files),
-            ``"files"`` or ``"both"``; see the module docstring.
+            ``"files"`` or ``"both"`` (for files of other machines only: over this host's own
+            journal and auth log it counts every attempt twice, and a warning says so at start);
+            see the module docstring.
         files: The auth log files (``[collectors."access.logins".files]``).
         journal: What to read from the journal: by default the identifiers of programs that log
             login verdicts.
@@ -331,6 +341,67 @@ def journal_has_logins(ctx: RunContext, journal: JournalSettings) -> bool:
     return result.ok and result.stdout.strip().startswith(b"{")
 
 
+def probe_logins(ctx: RunContext) -> str | None:
+    """At start: warn when ``prefer = "both"`` would count this host's attempts twice. Never disables."""
+    try:
+        files = overlapping_files(ctx)
+    except OSError as exc:  # a check that cannot be made must not stop the collector
+        ctx.log.debug("login_sources_overlap_unchecked", error=str(exc))
+        return None
+    if files:
+        ctx.log.warning(
+            "login_sources_overlap",
+            prefer="both",
+            files=files,
+            detail="this host's own journal and these files both carry its login messages: every attempt is counted twice",
+            advice='prefer = "journald" or "files"; "both" is for files that hold other machines\' logs only',
+        )
+    return None
+
+
+def overlapping_files(ctx: RunContext) -> list[str]:
+    """The configured files that carry this host's own login messages, if the journal read is its own too.
+
+    Empty unless ``prefer = "both"``, the journal is the host's own (no ``directory``, no ``files``:
+    journalctl reads the local journal) and it holds login messages. A file carries the host's
+    own messages when it is the host's auth log (``/var/log/auth.log``, ``/var/log/secure``) or
+    when its last 64 KiB hold a login program's line under the host's name (``/etc/hostname``):
+    a syslog server's file that also collects the server's own lines.
+    """
+    settings: LoginSettings = ctx.settings
+    journal = settings.journal
+    if settings.prefer != "both" or journal.directory or journal.files:
+        return []
+    own_name = _host_name(ctx.root)
+    found = []
+    for pattern in settings.files.paths:
+        for real in sorted(glob.glob(os.path.join(str(ctx.root), pattern.lstrip("/")))):
+            logical = "/" + os.path.relpath(real, str(ctx.root))
+            if os.path.isfile(real) and (logical in AUTH_FILES or (own_name and _holds_lines_of(Path(real), own_name))):
+                found.append(logical)
+    if not found or not journal_has_logins(ctx, journal):
+        return []
+    return sorted(set(found))
+
+
+def _host_name(root: Path) -> str:
+    """This host's name as syslog writes it (the first label), from ``<root>/etc/hostname``; "" if unknown."""
+    try:
+        text = (root / "etc" / "hostname").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return text.strip().split(".", 1)[0]
+
+
+def _holds_lines_of(path: Path, host: str) -> bool:
+    """Whether the end of ``path`` holds a line of a login program logged under ``host``."""
+    with path.open("rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))
+        tail = f.read().decode("utf-8", "replace")
+    marks = tuple(f" {host} {ident}{end}" for ident in LOGIN_IDENTIFIERS for end in ("[", ":"))
+    return any(mark in tail for mark in marks)
+
+
 def _forget(ctx: RunContext, source: str) -> list[Checkpoint]:
     """Checkpoints of the source not chosen, deleted: returning to it later starts at its end."""
     if source == "both":
@@ -349,6 +420,7 @@ LOGINS = CollectorSpec(
     settings=LoginSettings,
     metrics=_FILES.metrics,
     parser=parse_logins,
+    probe=probe_logins,
 )
 
 

@@ -77,9 +77,10 @@ def _scan(block: RecordBlock, ctx: ParseContext, *, logins: bool, errors: bool) 
                         if len(result.examples) < ctx.examples:
                             result.examples.append(f"{entry.identifier}: {message}")
                 elif not isinstance(verdict, str):  # a verdict; the other string is IGNORED
-                    apply(tally, verdict, entry.realtime.timestamp())
+                    apply(tally, verdict, entry.realtime.timestamp(), alone=not counted)
                     counted = True
         parsed += counted
+    parsed -= tally.settle()  # key offers of a session that logged in (S11): ignored
     result.observations = tally.observations()
     result.parsed = parsed
     result.unparsed = unparsed

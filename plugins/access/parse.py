@@ -40,7 +40,9 @@ from .tally import FAILED_BY_ACCOUNT, FAILED_BY_NETWORK, SUCCESS_BY_NETWORK, Tal
 IGNORED: Final = "ignored"  # understood, and deliberately not counted (or not about logins at all)
 UNPARSED: Final = "unparsed"  # looks like a login message of a known program, but no rule understands it
 
-# (kind, source, reason_or_kind, n, account, address); kind is fail | lockout | reset | success
+# (kind, source, label, n, account, address); kind is fail | offer | lockout | reset | success.
+# label: the reason of a fail, the kind of a reset, the client's port of an offer or a success
+# (sshd: an offer counts only if its session does not log in, rule S11).
 Verdict: TypeAlias = "tuple[str, str, str, int, str | None, str | None]"
 Outcome: TypeAlias = "Verdict | str"
 
@@ -90,11 +92,14 @@ _REPEATED = re.compile(r"message repeated (\d{1,9}) times?: \[ ?(.*?)\]?\s*$", r
 _SSHD_FAILED = re.compile(
     r"(?:error: )?Failed (?P<method>\S+) for "
     r"(?:(?P<inv>invalid user |illegal user )(?P<iuser>.*?)|(?P<user><invalid username>|\S*)) "
-    r"from (?P<addr>\S+?)(?: port \d+)?(?: ssh\d?)?"
+    r"from (?P<addr>\S+?)(?: port (?P<port>\d+))?(?: ssh\d?)?"
     r"(?(inv)(?:: (?!.* from ).*)?|(?:: .*)?)(?: \[preauth\])?\s*$",
     re.S,
 )
-_SSHD_ACCEPTED = re.compile(r"Accepted (?P<method>\S+) for (?P<user>\S+) from (?P<addr>\S+?)(?: port \d+|\s|$)")
+_SSHD_ACCEPTED = re.compile(r"Accepted (?P<method>\S+) for (?P<user>\S+) from (?P<addr>\S+?)(?: port (?P<port>\d+)|\s|$)")
+# Methods whose refusal is a key the client offered (RFC 4252 section 7: usually a query, no
+# signature), not a secret guessed: rule S11.
+KEY_METHODS = frozenset({"publickey", "hostbased"})
 # Old OpenSSH and macOS builds log PAM's verdict themselves, and no "Failed" line follows.
 _SSHD_PAM = re.compile(
     r"(?:error: |fatal: )?PAM: (?P<text>.+?) for (?P<ill>illegal user |invalid user )?(?P<user>.*?) "
@@ -293,17 +298,20 @@ def _classify_sshd(msg: str) -> Outcome:
         m = _SSHD_FAILED.match(msg)
         if m is None:
             return UNPARSED
+        if m["method"] == "none":
+            return IGNORED  # S10: the client's first request, which presents no credential
         if m["inv"] is not None:
             return ("fail", "sshd", "unknown_user", 1, m["iuser"], m["addr"])
         user = m["user"]
         if user == "<invalid username>":
             return ("fail", "sshd", "unknown_user", 1, None, m["addr"])
-        reason = "bad_key" if m["method"] in ("publickey", "hostbased") else "bad_password"
-        return ("fail", "sshd", reason, 1, user, m["addr"])
+        if m["method"] in KEY_METHODS:
+            return ("offer", "sshd", m["port"] or "", 1, user, m["addr"])
+        return ("fail", "sshd", "bad_password", 1, user, m["addr"])
     if first == "A":
         m = _SSHD_ACCEPTED.match(msg)
         if m is not None:
-            return ("success", "sshd", "", 1, m["user"], m["addr"])
+            return ("success", "sshd", m["port"] or "", 1, m["user"], m["addr"])
         return IGNORED
     if "PAM: " in msg[:13]:
         m = _SSHD_PAM.match(msg)
@@ -314,11 +322,11 @@ def _classify_sshd(msg: str) -> Outcome:
     return IGNORED
 
 
-def _sshd_failed_plain(msg: str) -> Verdict | None:
+def _sshd_failed_plain(msg: str) -> Outcome | None:
     """The common "Failed password for [invalid user ]X from A port N ssh2" without a regex.
 
     Only for the plain shape (one " from ", ending in "ssh2", no ": info" tail); anything else
-    goes to the full pattern.
+    goes to the full pattern, which gives the same answers.
     """
     if not msg.endswith(" ssh2") or msg.count(" from ") != 1 or ": " in msg:
         return None
@@ -329,6 +337,8 @@ def _sshd_failed_plain(msg: str) -> Verdict | None:
     words = head.split(" ", 3)  # Failed, method, for, user part
     if len(words) < 4 or words[0] != "Failed" or words[2] != "for":
         return None
+    if words[1] == "none":
+        return IGNORED  # S10
     user = words[3]
     if user.startswith(("invalid user ", "illegal user ")):
         return ("fail", "sshd", "unknown_user", 1, user[13:], addr)
@@ -336,8 +346,9 @@ def _sshd_failed_plain(msg: str) -> Verdict | None:
         return ("fail", "sshd", "unknown_user", 1, None, addr)
     if " " in user:
         return None
-    reason = "bad_key" if words[1] in ("publickey", "hostbased") else "bad_password"
-    return ("fail", "sshd", reason, 1, user, addr)
+    if words[1] in KEY_METHODS:
+        return ("offer", "sshd", rest[:-5], 1, user, addr)
+    return ("fail", "sshd", "bad_password", 1, user, addr)
 
 
 def _classify_sudo(msg: str) -> Outcome:
@@ -496,7 +507,13 @@ def split_line(line: str, clock: Clock) -> tuple[float | None, str, str] | None:
     ``2026-11-23T07:25:53.123456+01:00 host tag[pid]: msg``) are cut by position and ``str``
     methods, three times faster than the general pattern; anything else goes to the patterns
     (``split_line_slow``), which give the same answer for those two shapes.
+
+    NUL bytes are padding, never text (G5): a crash or power loss leaves a run of them where the
+    file's last writes were, glued to the first line written after it. A line starts after its
+    last NUL; what comes before it is a line the crash cut.
     """
+    if "\x00" in line:
+        line = line[line.rfind("\x00") + 1 :]
     n = len(line)
     when: float | None
     if n > 33 and line[4] == "-" and line[10] == "T" and line[13] == ":" and line[16] == ":":
@@ -792,14 +809,14 @@ _FAST_HEAD = (
     rb"(?:([A-Z][a-z]{2} [ \d]\d \d\d)|(\d{4}-\d\d-\d\dT\d\d)):(\d\d:\d\d)(?(1)|(?:[.,]\d+)?([+-]\d\d:\d\d))"
     rb" [\x21-\x39\x3b-\x5a\x5c\x5e-\x7e]+ sshd(?:-session|-auth)?\[\d+\]: "
 )
-_FAST_ADDR = rb" from ([\x21-\x7e]*[\x21-\x39\x3b-\x7e]) port \d+ ssh2"
-# 5 method, 6 "invalid user ", 7 user, 8 address
+_FAST_ADDR = rb" from ([\x21-\x7e]*[\x21-\x39\x3b-\x7e]) port (\d+) ssh2"
+# 5 method, 6 "invalid user ", 7 user, 8 address, 9 port. "none" (S10, counted 0) goes the general way.
 _FAST_FAILED: Final = re.compile(
-    _FAST_HEAD + rb"Failed ([\x21-\x7e]+) for (invalid user |illegal user )?([\x21-\x7e]*)" + _FAST_ADDR
+    _FAST_HEAD + rb"Failed (?!none )([\x21-\x7e]+) for (invalid user |illegal user )?([\x21-\x7e]*)" + _FAST_ADDR
     + rb"(?(6)(?:: (?:(?! from )[^\n])*)?|(?:: [^\n]*)?)\r?$",
     re.M,
 ).match
-# 5 method, 6 user, 7 address
+# 5 method, 6 user, 7 address, 8 port
 _FAST_ACCEPTED: Final = re.compile(
     _FAST_HEAD + rb"Accepted ([\x21-\x7e]+) for ([\x21-\x7e]+)" + _FAST_ADDR + rb"(?:: [^\n]*)?\r?$", re.M
 ).match
@@ -833,18 +850,22 @@ class _Quick:
     """What sshd's fast path read from one block: counts per reason and rollup rows, by raw bytes.
 
     The times are those ``split_line`` gives: the stamp's hour from the block's ``Clock``, plus
-    minutes and seconds, in the same whole-second float arithmetic.
+    minutes and seconds, in the same whole-second float arithmetic. Keys offered for valid users
+    and the sessions that logged in go to the tally, which decides what the offers count (S11).
     """
 
-    __slots__ = ("clock", "lines", "reasons", "by_account", "by_network", "ok_by_network")
+    __slots__ = ("clock", "lines", "reasons", "by_account", "by_network", "ok_by_network", "offers", "sessions")
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.lines = 0
-        self.reasons = {"bad_password": 0, "bad_key": 0, "unknown_user": 0}
+        self.reasons = {"bad_password": 0, "unknown_user": 0}
         self.by_account: Rows = {}
         self.by_network: Rows = {}
         self.ok_by_network: Rows = {}
+        # Keys offered for valid users (S11): (time, user, address, port); the tally decides.
+        self.offers: list[tuple[float, bytes, bytes, bytes]] = []
+        self.sessions: set[tuple[bytes, bytes, bytes]] = set()  # (user, address, port) that logged in
 
     def read(self, fails: list[re.Match[bytes]], oks: list[re.Match[bytes]]) -> list[re.Match[bytes]]:
         """Count the lines ``_FAST_FAILED`` and ``_FAST_ACCEPTED`` matched; return those whose stamp
@@ -856,10 +877,11 @@ class _Quick:
         seconds = _MINUTE_SECOND
         keyed = _KEY_METHODS
         by_account, by_network = self.by_account, self.by_network
-        bad_password = bad_key = unknown_user = 0
+        offers = self.offers
+        bad_password = unknown_user = 0
         rest: list[re.Match[bytes]] = []
         for m in fails:
-            classic, iso, minute_second, offset, method, invalid, user, addr = m.groups()
+            classic, iso, minute_second, offset, method, invalid, user, addr, port = m.groups()
             key = classic or iso + offset
             hour = hours.get(key)
             if hour is None:
@@ -875,7 +897,8 @@ class _Quick:
             if invalid is not None:
                 unknown_user += 1
             elif method in keyed:
-                bad_key += 1
+                offers.append((when, user, addr, port))
+                continue
             else:
                 bad_password += 1
             row = by_account.get((day, user))
@@ -897,8 +920,9 @@ class _Quick:
                 elif when < row[1]:
                     row[1] = when
         by_network = self.ok_by_network
+        sessions = self.sessions
         for m in oks:
-            classic, iso, minute_second, offset, _, _, addr = m.groups()
+            classic, iso, minute_second, offset, _, user, addr, port = m.groups()
             key = classic or iso + offset
             hour = hours.get(key)
             if hour is None:
@@ -911,6 +935,7 @@ class _Quick:
             when = base + (into if into is not None else int(minute_second[:2]) * 60 + int(minute_second[3:]))
             if day is None:
                 day = int(when // 86400)
+            sessions.add((user, addr, port))
             row = by_network.get((day, addr))
             if row is None:
                 by_network[(day, addr)] = [1, when, when]
@@ -922,7 +947,6 @@ class _Quick:
                     row[1] = when
         reasons = self.reasons
         reasons["bad_password"] += bad_password
-        reasons["bad_key"] += bad_key
         reasons["unknown_user"] += unknown_user
         self.lines += len(fails) + len(oks) - len(rest)
         return rest
@@ -932,6 +956,10 @@ class _Quick:
         for reason, n in self.reasons.items():
             if n:
                 tally.count_fails("sshd", reason, n)
+        for when, user, addr, port in self.offers:
+            tally.key_offer(when, user.decode("ascii"), addr.decode("ascii"), port.decode("ascii"))
+        for user, addr, port in self.sessions:
+            tally.logged_in(user.decode("ascii"), addr.decode("ascii"), port.decode("ascii"))
         tally.merge_rows(
             {
                 (name, day, raw.decode("ascii")): row
@@ -972,6 +1000,8 @@ def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseRes
     tally = Tally(ctx)
     clock = Clock(block.mtime or ctx.now, ctx.tz)
     fallback = (block.mtime or ctx.now).timestamp()
+    if b"\x00" in data:
+        data = drop_nul_padding(data)
     quick = _Quick(clock) if fast else None
     spans, _ = candidate_lines(data, quick)
     parsed = unparsed = 0
@@ -1006,11 +1036,24 @@ def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseRes
             fail(source, reason, n, when if when is not None else fallback, account, address)
         else:
             apply(tally, verdict, when if when is not None else fallback)
+    # Keys offered in a session that logged in were no attempts (S11): those lines count as ignored.
+    parsed -= tally.settle()
     result.observations = tally.observations()
     result.parsed = parsed
     result.unparsed = unparsed
     result.ignored = lines - parsed - unparsed
     return result
+
+
+def drop_nul_padding(data: bytes) -> bytes:
+    """Each line of a block from its last NUL on (G5), as ``split_line`` reads a line.
+
+    A crash or power loss leaves NUL bytes where the file's last writes were, glued to the first
+    line written after it; the text before them is a line the crash cut. Done once per block that
+    holds a NUL (rare), so that the byte scans, which take the first ";" of a line as its
+    anchor, see the lines that ``split_line`` sees.
+    """
+    return b"\n".join(line[line.rfind(b"\x00") + 1 :] for line in data.split(b"\n"))
 
 
 # classify is pure, and the other candidates repeat themselves (the same user failing su on the
@@ -1052,14 +1095,21 @@ def _split_bytes(m: re.Match[bytes] | None, data: bytes, end: int, clock: Clock)
     return when, tag.decode("ascii"), data[m.end() : end].decode("utf-8", "replace").rstrip("\r")
 
 
-def apply(tally: Tally, verdict: Verdict, when: float) -> None:
-    """Add one verdict of ``classify`` to a block's tally."""
+def apply(tally: Tally, verdict: Verdict, when: float, *, alone: bool = True) -> None:
+    """Add one verdict of ``classify`` to a block's tally.
+
+    ``alone``: the line (or entry) counts through this verdict only, so that a key offer the
+    tally later finds to be part of a login (``Tally.settle``) leaves it ignored.
+    """
     kind, source, label, n, account, address = verdict
     if kind == "fail":
         tally.fail(source, label, n, when, account, address)
+    elif kind == "offer":
+        tally.key_offer(when, account or "", address or "", label, n, alone=alone)
     elif kind == "lockout":
         tally.lockout(source, when, account, n)
     elif kind == "reset":
         tally.reset(source, label, when, n)
     elif kind == "success":
         tally.success(when, address)
+        tally.logged_in(account or "", address or "", label)

@@ -62,6 +62,11 @@ LOCKOUT_BY_ACCOUNT = "access.lockout_by_account"
 RESET_OUTSIDE_HOURS = "access.reset_outside_hours"
 ERRORS_BY_ORIGIN = "access.eventlog_errors_by_origin"
 
+# Sources whose account names are case-insensitive (Windows: "Administrator" is "ADMINISTRATOR"),
+# so they are case-folded before they are told apart. Linux names are case-sensitive: "admin"
+# and "Admin" are two accounts (useradd takes both), and are kept apart (rule G6).
+CASE_INSENSITIVE_SOURCES = frozenset({"windows", "kerberos", "ntlm"})
+
 # Placeholders programs print instead of a name: not an account anyone targeted.
 NO_ACCOUNT = frozenset({"", "UNKNOWN", "(unknown)", "<invalid username>", "-", "?"})
 NO_ADDRESS = frozenset({"", "-", "?", "UNKNOWN", "::1", "127.0.0.1", "localhost"})
@@ -87,17 +92,21 @@ class Tally:
     never leaves this object.
     """
 
-    __slots__ = ("counts", "_rows", "_pseudonymise", "_business")
+    __slots__ = ("counts", "_rows", "_pseudonymise", "_business", "_offers", "_sessions")
 
     def __init__(self, ctx: ParseContext) -> None:
         self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self._rows: dict[tuple[str, int, str], list[float]] = {}
         self._pseudonymise = ctx.pseudonymise
         self._business = _business_hours(ctx)
+        self._offers: list[tuple[float, str, str, str, float, bool]] = []
+        self._sessions: set[tuple[str, str, str]] = set()
 
     # -- what parsers report --------------------------------------------------------------------
 
     def fail(self, source: str, reason: str, n: float, when: float, account: str | None, address: str | None) -> None:
+        if account is not None and source in CASE_INSENSITIVE_SOURCES:
+            account = account.casefold()
         key = _FAIL_KEYS.get((source, reason))
         if key is None:
             key = (FAILED_LOGINS, (("reason", reason), ("source", source)))
@@ -147,9 +156,39 @@ class Tally:
                 if last > row[2]:
                     row[2] = last
 
+    def key_offer(self, when: float, account: str, address: str, port: str, n: float = 1, *, alone: bool = True) -> None:
+        """sshd refused a key a client offered for a valid account (rule S11): decided by ``settle``.
+
+        ``alone``: the line counts through this offer only (journald entries may also be errors).
+        """
+        self._offers.append((when, account, address, port, n, alone))
+
+    def logged_in(self, account: str, address: str, port: str) -> None:
+        """An sshd session (account, client address and port) that logged in, for ``settle``."""
+        self._sessions.add((account, address, port))
+
+    def settle(self) -> int:
+        """Count the block's key offers: a failed login each, unless its session logged in.
+
+        A client with several keys offers them in turn, and sshd refuses each one it does not
+        know before it accepts the right one (rule S11): those offers are no attempts. Call once,
+        after the block's lines and before ``observations``. Returns how many lines counted only
+        offers that were left out (the caller counts them as ignored).
+        """
+        left_out = 0
+        for when, account, address, port, n, alone in self._offers:
+            if (account, address, port) in self._sessions:
+                left_out += alone
+            else:
+                self.fail("sshd", "bad_key", n, when, account, address or None)
+        self._offers.clear()
+        return left_out
+
     def lockout(self, source: str, when: float, account: str | None, n: float = 1) -> None:
         self._count(LOCKOUTS, (("source", source),), n)
         if account is not None:
+            if source in CASE_INSENSITIVE_SOURCES:
+                account = account.casefold()
             self._roll(LOCKOUT_BY_ACCOUNT, when, account, n)
 
     def reset(self, source: str, kind: str, when: float, n: float = 1) -> None:

@@ -106,3 +106,22 @@ def test_collect_requires_once(capsys: pytest.CaptureFixture[str]) -> None:
         main(["collect"])
     assert exit_.value.code == 2
     assert "--once" in capsys.readouterr().err
+
+
+def test_collect_once_names_rollup_rows_as_rows_not_keys() -> None:
+    """collect --once adds up the rows its batches carry (a key in two batches is two rows); parse
+    counts distinct keys. Each says which it prints, so the two numbers cannot be mistaken."""
+    from datetime import date
+
+    from normagent.model import Batch, Rollup
+    from normagent.oneshot import CollectorReport, render_text
+
+    day = date(2026, 11, 23)
+    report = CollectorReport("access.logins", "access", "ok")
+    report.add(Batch([Rollup("access.failed_by_account", day, "k1", 2), Rollup("access.failed_by_account", day, "k2", 1)]))
+    report.add(Batch([Rollup("access.failed_by_account", day, "k1", 5)]))
+
+    text = render_text([report], {})
+
+    assert "    rollup access.failed_by_account: 3 rows (one per batch, day and key; not distinct keys)\n" in text
+    assert report.as_json()["rollup_rows"] == {"access.failed_by_account": 3} and "rollups" not in report.as_json()

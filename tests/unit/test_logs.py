@@ -10,6 +10,7 @@ import bz2
 import gzip
 import io
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -569,12 +570,73 @@ def test_evtx_collector_reads_each_file_once(tmp_path: Path, ledger: Ledger) -> 
     assert sorted(saved) == ["evtx:/logs/Security_short_selected.evtx", "evtx:/logs/new-user-security.evtx"]
 
 
-def test_evtx_collector_fails_on_a_file_that_is_not_evtx_after_reading_the_others(tmp_path: Path, ledger: Ledger) -> None:
+def test_evtx_collector_counts_a_file_that_is_not_evtx_once_and_reads_the_others(tmp_path: Path, ledger: Ledger) -> None:
+    """A junk .evtx on the share is counted and logged once per version; it does not fail every run."""
     (tmp_path / "logs").mkdir()
     shutil.copy(FIXTURES / "evtx" / "new-user-security.evtx", tmp_path / "logs" / "good.evtx")
-    (tmp_path / "logs" / "bad.evtx").write_bytes(b"not an event log at all" * 300)
+    bad = tmp_path / "logs" / "bad.evtx"
+    bad.write_bytes(b"not an event log at all" * 300)
     spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=Windows, metrics=(FAILED,))
-    with pytest.raises(Exception, match="EVTX|evtx|magic"):
-        run_collector_once(spec, ledger, root=tmp_path)
-    assert outcomes(ledger, "test.windows")["ignored"] > 0
 
+    with capture_logs() as logs:
+        run_collector_once(spec, ledger, root=tmp_path)
+        run_collector_once(spec, ledger, root=tmp_path)
+
+    assert outcomes(ledger, "test.windows")["ignored"] == 4
+    assert ledger.counter_value("normagent_log_files_unreadable_total", {"source": "test.windows"}) == 1
+    assert [(e["event"], e["path"]) for e in logs if e["log_level"] == "error"] == [("evtx_file_unreadable", "/logs/bad.evtx")]
+    bad.write_bytes(b"still not an event log" * 300)  # another version of it
+    run_collector_once(spec, ledger, root=tmp_path)
+    assert ledger.counter_value("normagent_log_files_unreadable_total", {"source": "test.windows"}) == 2
+
+
+def test_evtx_collector_waits_for_a_copy_cut_inside_its_header(tmp_path: Path, ledger: Ledger) -> None:
+    """An empty file or a few bytes of a header, just written, is a copy under way: read once complete."""
+    (tmp_path / "logs").mkdir()
+    path = tmp_path / "logs" / "copy.evtx"
+    whole = (FIXTURES / "evtx" / "new-user-security.evtx").read_bytes()
+    clock = FakeClock()
+    spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=Windows, metrics=(FAILED,))
+    for part in (b"", whole[:100], whole):
+        path.write_bytes(part)
+        os.utime(path, (clock.now().timestamp(), clock.now().timestamp()))
+        run_collector_once(spec, ledger, root=tmp_path, clock=clock)
+        clock.advance(60)
+
+    assert ledger.counter_value("normagent_log_files_unreadable_total", {"source": "test.windows"}) == 0
+    assert outcomes(ledger, "test.windows")["ignored"] == 4
+
+
+def test_evtx_collector_counts_a_file_that_stays_cut_inside_its_header(tmp_path: Path, ledger: Ledger) -> None:
+    """An empty .evtx still empty after the grace is no copy under way: counted once, then left alone."""
+    (tmp_path / "logs").mkdir()
+    path = tmp_path / "logs" / "export.evtx"
+    path.write_bytes(b"")
+    clock = FakeClock()
+    os.utime(path, (clock.now().timestamp(), clock.now().timestamp()))
+    spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=Windows, metrics=(FAILED,))
+
+    counted = []
+    for _ in range(4):
+        run_collector_once(spec, ledger, root=tmp_path, clock=clock)
+        counted.append(ledger.counter_value("normagent_log_files_unreadable_total", {"source": "test.windows"}))
+        clock.advance(300)
+
+    assert counted == [0, 0, 1, 1]  # at 0 and 5 minutes waited for; at 10 (INCOMPLETE_GRACE) counted, once
+
+
+def test_evtx_collector_counts_a_file_with_a_damaged_record_number_once_however_often_it_is_touched(tmp_path: Path, ledger: Ledger) -> None:
+    """Record 101 numbered 16,777,317: read once, and a changed modification time is no new file."""
+    from tests.unit.evtx_damage import with_record_number
+
+    (tmp_path / "logs").mkdir()
+    path = with_record_number(FIXTURES / "evtx" / "security.evtx", tmp_path / "logs" / "Security.evtx", 101, 101 ^ (1 << 24))
+    spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=Windows, metrics=(FAILED,))
+
+    for touch in range(3):
+        run_collector_once(spec, ledger, root=tmp_path)
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9 * (touch + 1)))
+
+    assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": 2260, "unparsed": 1}
+    saved = ledger.checkpoints("test.windows").get("evtx:/logs/Security.evtx")
+    assert isinstance(saved, dict) and saved["position"]["record_id"] == 2261  # type: ignore[index]

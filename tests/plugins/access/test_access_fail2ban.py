@@ -40,7 +40,7 @@ NOT_ATTEMPTS = [
 ]
 # fail2ban does not match, counted here: (pattern, our verdict, rule).
 COUNTED_HERE = [
-    (r"Failed publickey for git ", "fail sshd bad_key 1", "S1"),
+    (r"Failed publickey for git ", "fail sshd bad_key 1", "S11"),
     (r"pop\(pam_unix\)\[\d+\]: authentication failure", "fail pam bad_password 1", "P2"),
 ]
 
@@ -97,6 +97,18 @@ def test_lines_fail2ban_does_not_match_are_not_counted_unless_documented(f2b: F2
         assert got == documented[0], f"rule {documented[1]}"
     else:
         assert not got.startswith("fail "), got
+
+
+def test_keys_offered_by_a_user_who_then_logs_in_are_not_counted_in_fail2bans_log() -> None:
+    """fail2ban's gh-1263 lines read together: git offers two keys and logs in (0); another
+    connection offers two and is disconnected (2, bad_key). fail2ban counts neither offer alone."""
+    lines = [x.line for x in LINES if x.file == "sshd" and re.search(r"sshd\[323(07|10)\]", x.line)]
+
+    result = parse_text(parse_auth_lines, "\n".join(lines), tz=OSLO)
+
+    fails = {o.labels: o.value for o in result.observations if getattr(o, "metric", "") == "normagent_failed_logins_total"}
+    assert len(lines) == 10  # 5 lines each, their closing lines included
+    assert fails == {(("reason", "bad_key"), ("source", "sshd")): 2.0}
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from normagent import Checkpoint, CommandResult, Count, JournalEntry, ParseContext, RecordBlock, Rollup
+from normagent import Checkpoint, CommandResult, Count, FileSource, JournalEntry, JournalSettings, ParseContext, RecordBlock, Rollup
 from normagent.plugins.access.collectors import (
     JOURNAL_ERRORS,
     LOGIN_IDENTIFIERS,
@@ -24,7 +25,7 @@ from normagent.plugins.access.collectors import (
 )
 from normagent.plugins.access.journal import journal_origin, parse_journal, parse_journal_errors, parse_journal_logins
 from normagent.plugins.access.tally import ERRORS_BY_ORIGIN, EVENTLOG_ERRORS, FAILED_LOGINS
-from normagent.testing import EPOCH, MemoryCheckpoints, observations, run_collector_once, test_pseudonymiser
+from normagent.testing import EPOCH, MemoryCheckpoints, make_context, observations, run_collector_once, test_pseudonymiser
 from tests.plugins.access.cases import FIXTURES, verdict
 from tests.support.tools import find_tool, require_tool
 
@@ -73,6 +74,25 @@ def test_each_journal_entry_gets_the_verdict_of_its_line(entry: JournalEntry) ->
     result = parse_journal_logins(RecordBlock((entry,), "test"), _ctx())
 
     assert verdict(result) == entry.fields["NORMAGENT_TEST_EXPECT"], entry.message
+
+
+def test_keys_offered_before_a_login_are_no_failed_logins_in_the_journal_either() -> None:
+    """S11 through J1: the session's entries in one block, judged as their auth.log lines are."""
+    messages = [
+        "Failed publickey for alice from 10.20.1.9 port 50000 ssh2: RSA SHA256:abc",
+        "Failed publickey for alice from 10.20.1.9 port 50000 ssh2: ECDSA SHA256:def",
+        "Accepted publickey for alice from 10.20.1.9 port 50000 ssh2: ED25519 SHA256:ghi",
+        "Failed publickey for bob from 10.20.1.9 port 50002 ssh2: RSA SHA256:abc",
+    ]
+    entries = tuple(
+        JournalEntry({"SYSLOG_IDENTIFIER": "sshd-session", "MESSAGE": m, "PRIORITY": "6"}, EPOCH, f"c{n}") for n, m in enumerate(messages)
+    )
+
+    result = parse_journal_logins(RecordBlock(entries, "test"), _ctx())
+
+    fails = {o.labels: o.value for o in result.observations if isinstance(o, Count) and o.metric == FAILED_LOGINS}
+    assert fails == {(("reason", "bad_key"), ("source", "sshd")): 1.0}  # bob's: his session did not log in
+    assert (result.parsed, result.ignored) == (2, 2)
 
 
 @pytest.mark.usefixtures("needs_journalctl")
@@ -215,6 +235,78 @@ def test_prefer_both_reads_both(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # bounded origins (J4)
+
+
+def journal_with_logins(argv: Sequence[str], *, timeout: float = 10.0) -> CommandResult:
+    """The host's own journal, holding sshd entries (what journalctl prints for the probe's question)."""
+    if argv[0] != "journalctl":
+        return CommandResult(tuple(argv), None, error="not found")
+    return CommandResult(tuple(argv), 0, b'{"__CURSOR":"s=1","SYSLOG_IDENTIFIER":"sshd","MESSAGE":"Accepted publickey for a"}\n')
+
+
+def overlap_warnings(root: Path, settings: LoginSettings, run_command: object = journal_with_logins) -> list[dict[str, object]]:
+    """Run the collector's start-up probe; return its login_sources_overlap warnings (it never disables)."""
+    assert LOGINS.probe is not None
+    with capture_logs() as logs:
+        assert LOGINS.probe(make_context(LOGINS, settings=settings, root=root, run_command=run_command)) is None
+    return [e for e in logs if e["event"] == "login_sources_overlap"]
+
+
+def host_root(tmp_path: Path, files: dict[str, str]) -> Path:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/hostname").write_text("clinic-srv1\n")
+    for path, text in files.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    return tmp_path
+
+
+OWN_LINE = "Nov 23 07:25:53 clinic-srv1 sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2\n"
+OTHER_LINE = "Nov 23 07:25:53 epj-db2 sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2\n"
+
+
+def test_prefer_both_over_the_hosts_own_auth_log_and_journal_warns_at_start(tmp_path: Path) -> None:
+    """23: both sources carry this host's messages, so every attempt would count twice: say so."""
+    root = host_root(tmp_path, {"var/log/auth.log": OWN_LINE})
+
+    [warning] = overlap_warnings(root, LoginSettings(prefer="both"))
+
+    assert warning["log_level"] == "warning" and "/var/log/auth.log" in str(warning["files"])
+    assert "twice" in str(warning["detail"])
+
+
+def test_prefer_both_over_a_file_that_holds_this_hosts_lines_warns_too(tmp_path: Path) -> None:
+    """A syslog server's collected file that also holds this host's own lines (found by its host name)."""
+    root = host_root(tmp_path, {"srv/log/all.log": OTHER_LINE * 50 + OWN_LINE})
+
+    [warning] = overlap_warnings(root, LoginSettings(prefer="both", files=FileSource(paths=("/srv/log/*.log",))))
+
+    assert warning["files"] == ["/srv/log/all.log"]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param(LoginSettings(prefer="both", files=FileSource(paths=("/srv/log/*.log",))), id="other-machines-files"),
+        pytest.param(LoginSettings(prefer="both", journal=JournalSettings(directory="/var/log/journal/remote")), id="a-remote-journal"),
+        pytest.param(LoginSettings(prefer="journald"), id="prefer-journald"),
+        pytest.param(LoginSettings(prefer="files"), id="prefer-files"),
+    ],
+)
+def test_no_warning_where_the_sources_do_not_overlap(tmp_path: Path, settings: LoginSettings) -> None:
+    root = host_root(tmp_path, {"var/log/auth.log": OWN_LINE, "srv/log/all.log": OTHER_LINE * 3})
+
+    assert overlap_warnings(root, settings) == []
+
+
+def test_no_warning_when_the_journal_holds_no_login_messages(tmp_path: Path) -> None:
+    root = host_root(tmp_path, {"var/log/auth.log": OWN_LINE})
+
+    assert overlap_warnings(root, LoginSettings(prefer="both"), run_command=real_run_nothing) == []
+
+
+def real_run_nothing(argv: Sequence[str], *, timeout: float = 10.0) -> CommandResult:
+    return CommandResult(tuple(argv), 0, b"")
 
 
 @pytest.mark.usefixtures("needs_journalctl")

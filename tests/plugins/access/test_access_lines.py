@@ -244,3 +244,121 @@ def _ctx():  # type: ignore[no-untyped-def]
 )
 def test_classify(program: str, message: str, expected: object) -> None:
     assert classify(program, message) == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# sshd sessions: keys offered before a login (S11)
+
+KEY = "RSA SHA256:Zm9vYmFyYmF6cXV4cXV1eHh5enp5eHh5enp5eHh5enp5eA"
+STAMPS = ["Nov 23 07:40:0{s} clinic-srv1", "2026-11-23T07:40:0{s}.000001+01:00 clinic-srv1", "Nov 23 07:40:0{s}"]  # the last: no host
+
+
+def session(stamp: str, *messages: str) -> str:
+    return "".join(f"{stamp.format(s=n)} sshd[3001]: {m}\n" for n, m in enumerate(messages))
+
+
+def failed_logins(result: object) -> dict[tuple[tuple[str, str], ...], float]:
+    return {o.labels: o.value for o in result.observations if isinstance(o, Count) and o.metric == FAILED_LOGINS}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("stamp", STAMPS)
+def test_keys_a_client_offers_before_it_logs_in_are_no_failed_logins(stamp: str) -> None:
+    """An agent with several keys: two refused, the third accepted, one session: no attack in the numbers."""
+    text = session(
+        stamp,
+        f"Failed publickey for alice from 10.20.1.9 port 50000 ssh2: {KEY}",
+        "message repeated 2 times: [ Failed publickey for alice from 10.20.1.9 port 50000 ssh2: ECDSA SHA256:abc]",
+        "Accepted publickey for alice from 10.20.1.9 port 50000 ssh2: ED25519 SHA256:def",
+    )
+
+    result = parse_text(parse_auth_lines, text, tz=OSLO)
+
+    assert failed_logins(result) == {}
+    assert {o.name for o in result.observations if isinstance(o, Rollup)} == {"access.success_by_network"}
+    assert (result.parsed, result.ignored, result.unparsed) == (1, 2, 0)
+
+
+@pytest.mark.parametrize("stamp", STAMPS)
+def test_keys_refused_in_a_session_that_does_not_log_in_are_failed_logins(stamp: str) -> None:
+    """The same offers, but the login that follows is another connection (another port) or a failure."""
+    text = session(
+        stamp,
+        f"Failed publickey for alice from 10.20.1.9 port 50000 ssh2: {KEY}",
+        f"Failed hostbased for alice from 10.20.1.9 port 50000 ssh2: {KEY}",
+        "Accepted publickey for alice from 10.20.1.9 port 50001 ssh2: ED25519 SHA256:def",
+        "Accepted publickey for bob from 10.20.1.9 port 50000 ssh2: ED25519 SHA256:def",
+    )
+
+    result = parse_text(parse_auth_lines, text, tz=OSLO)
+
+    assert failed_logins(result) == {(("reason", "bad_key"), ("source", "sshd")): 2.0}
+    assert result.parsed == 4
+
+
+def test_a_password_refused_before_a_login_is_still_a_failed_login() -> None:
+    """S11 is about keys offered: a wrong password typed in the session that then logs in is an attempt (S1)."""
+    text = session(
+        STAMPS[0],
+        f"Failed publickey for alice from 10.20.1.9 port 50000 ssh2: {KEY}",
+        "Failed password for alice from 10.20.1.9 port 50000 ssh2",
+        "Accepted password for alice from 10.20.1.9 port 50000 ssh2",
+    )
+
+    result = parse_text(parse_auth_lines, text, tz=OSLO)
+
+    assert failed_logins(result) == {(("reason", "bad_password"), ("source", "sshd")): 1.0}
+
+
+def test_none_then_a_password_for_an_invalid_user_is_one_attempt() -> None:
+    """S10: the client's first request names no credential; the password after it is the attempt."""
+    text = session(
+        STAMPS[0],
+        "Invalid user bb from 192.0.2.101 port 1154",
+        "Failed none for invalid user bb from 192.0.2.101 port 1154 ssh2",
+        "Failed password for invalid user bb from 192.0.2.101 port 1154 ssh2",
+    )
+
+    result = parse_text(parse_auth_lines, text, tz=OSLO)
+
+    assert failed_logins(result) == {(("reason", "unknown_user"), ("source", "sshd")): 1.0}
+
+
+# ---------------------------------------------------------------------------------------------
+# NUL padding left by a crash (G5)
+
+ATTEMPT = "Nov 23 07:25:53 clinic-srv1 sshd[1201]: Failed password for root from 203.0.113.9 port 50412 ssh2"
+
+
+@pytest.mark.parametrize(
+    "padded",
+    [
+        "\x00\x00\x00" + ATTEMPT,
+        "\x00" * 4000 + ATTEMPT,
+        "Nov 23 07:25:50 clinic-srv1 sshd[1200]: Failed pass" + "\x00" * 300 + ATTEMPT,  # a line cut by the crash
+    ],
+    ids=["three", "a-page", "after-a-cut-line"],
+)
+def test_nul_padding_before_a_line_does_not_lose_the_attempt(padded: str) -> None:
+    clean = parse_text(parse_auth_lines, ATTEMPT, tz=OSLO)
+
+    result = parse_text(parse_auth_lines, padded + "\n" + ATTEMPT, tz=OSLO)
+
+    assert (result.parsed, result.unparsed) == (2, 0)
+    assert failed_logins(result) == {labels: 2 * n for labels, n in failed_logins(clean).items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# account names: Linux tells cases apart, Windows does not (rule G6)
+
+
+def test_linux_account_names_that_differ_in_case_are_different_accounts() -> None:
+    text = "".join(
+        f"Nov 23 07:25:5{n} clinic-srv1 sshd[1201]: Failed password for {name} from 203.0.113.9 port 50412 ssh2\n"
+        for n, name in enumerate(("admin", "Admin", "ADMIN"))
+    )
+
+    result = parse_text(parse_auth_lines, text, tz=OSLO)
+
+    keys = {o.key for o in result.observations if isinstance(o, Rollup) and o.name == FAILED_BY_ACCOUNT}
+    pseudonyms = test_pseudonymiser()
+    assert keys == {pseudonyms.account(n) for n in ("admin", "Admin", "ADMIN")} and len(keys) == 3

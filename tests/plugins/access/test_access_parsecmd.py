@@ -107,6 +107,24 @@ def test_only_the_named_collector() -> None:
     assert result["collectors"] == []
 
 
+def test_parse_names_its_rollup_numbers_distinct_keys(tmp_path: Path) -> None:
+    """Three attempts on two accounts from one network: 2 and 1 distinct keys, however many lines."""
+    log = tmp_path / "auth.log"
+    log.write_text(
+        "".join(
+            f"Nov 23 07:25:5{n} clinic-srv1 sshd[1]: Failed password for {user} from 203.0.113.9 port 5 ssh2\n"
+            for n, user in enumerate(("root", "root", "oracle"))
+        )
+    )
+    out = io.StringIO()
+
+    run_parse([str(log)], config=None, plugins=PLUGINS, out=out, now=EPOCH)
+
+    assert "    rollup access.failed_by_account: 2 distinct keys\n    rollup access.failed_by_network: 1 distinct key\n" in out.getvalue()
+    got = logins(parse_json(str(log))["inputs"][0])
+    assert got["rollup_distinct_keys"] == {"access.failed_by_account": 2, "access.failed_by_network": 1} and "rollups" not in got
+
+
 def test_the_text_form(auth_log: Path) -> None:
     out = io.StringIO()
 
@@ -116,6 +134,18 @@ def test_the_text_form(auth_log: Path) -> None:
     assert text.startswith(f"{auth_log} (text, ")
     assert 'normagent_failed_logins_total{source="sshd",reason="bad_password"}' in text
     assert "unparsed, for example:\n      Nov 23 07:27:11 clinic-srv1 sshd[1215]: Failed password for root fr\n" in text
+
+
+def test_control_characters_in_an_unparsed_line_are_printed_escaped(tmp_path: Path) -> None:
+    """A name an attacker chose may hold a terminal escape; JSON escapes it, and so does the text form."""
+    log = tmp_path / "auth.log"
+    log.write_bytes(b"Nov 23 07:27:11 clinic-srv1 sshd[1215]: Failed password for \x1b[2J\x07root\xc2\x9b fr\n")  # U+009B: CSI
+    out = io.StringIO()
+
+    run_parse([str(log)], config=None, plugins=PLUGINS, out=out, examples=1, now=EPOCH)
+
+    assert "      Nov 23 07:27:11 clinic-srv1 sshd[1215]: Failed password for \\x1b[2J\\x07root\\x9b fr\n" in out.getvalue()
+    assert not any(ch in out.getvalue() for ch in "\x1b\x07\x9b")
 
 
 def test_an_input_nothing_recognises(tmp_path: Path) -> None:
@@ -135,6 +165,39 @@ def test_unreadable_input_is_exit_66_and_nothing_is_printed(tmp_path: Path, caps
     assert main(["parse", str(tmp_path / "missing.log")]) == 66
     assert main(["parse", str(tmp_path)]) == 66
     assert "missing.log: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"", "empty file, not an EVTX file"),
+        ((EVTX / "system.evtx").read_bytes()[:100], "cut short: its 100 bytes end inside the EVTX file header"),
+        (b"Nov 23 07:25:53 h sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2\n", "not an EVTX file"),
+        (bytes(range(256)) * 300, "not an EVTX file"),
+    ],
+    ids=["empty", "first-100-bytes", "text", "random-bytes"],
+)
+def test_an_evtx_that_is_not_one_is_exit_66_saying_what_and_where(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, says: str
+) -> None:
+    path = tmp_path / "Security.evtx"
+    path.write_bytes(content)
+
+    assert main(["parse", str(path)]) == 66
+
+    err = capsys.readouterr().err
+    assert err == f"normagent: {path}: {says}" + err.split(says, 1)[1] and "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+def test_damage_inside_a_readable_evtx_is_reported_with_what_was_read(tmp_path: Path) -> None:
+    """The damaged fixture: records 3-117 of its first chunk cannot be read; the rest can."""
+    out = io.StringIO()
+
+    assert run_parse([str(EVTX / "sample-with-zero-data-size-event.evtx")], config=None, plugins=PLUGINS, out=out, now=EPOCH) == 0
+
+    assert "(evtx, 335 records)\n  damaged, skipped: 115 records announced but unreadable\n" in out.getvalue()
+    assert parse_json(str(EVTX / "sample-with-zero-data-size-event.evtx"))["inputs"][0]["damage"] == "115 records announced but unreadable"
 
 
 def test_unknown_collector_is_a_usage_error() -> None:

@@ -228,6 +228,25 @@ def test_4625_counts_account_and_network_as_pseudonyms() -> None:
 
 
 @pytest.mark.parametrize(
+    ("event_id", "data", "rollup"),
+    [
+        (4625, {"Status": "0xc000006a"}, "access.failed_by_account"),
+        (4776, {"Status": "0xc000006a"}, "access.failed_by_account"),
+        (4771, {"Status": "0x18"}, "access.failed_by_account"),
+        (4740, {}, "access.lockout_by_account"),
+    ],
+)
+def test_windows_account_names_are_one_account_whatever_their_case(event_id: int, data: dict[str, str], rollup: str) -> None:
+    """G6: Windows compares account names without case, so the report must too (Linux does not)."""
+    block = RecordBlock(tuple(event(event_id, {**data, "TargetUserName": name}) for name in ("Administrator", "ADMINISTRATOR", "administrator")), "t")
+    ctx = ParseContext(now=EPOCH, tz=timezone.utc, pseudonymise=test_pseudonymiser(), settings=WindowsSettings())  # type: ignore[arg-type]
+
+    rows = [o for o in parse_windows(block, ctx).observations if isinstance(o, Rollup) and o.name == rollup]
+
+    assert [(r.key, r.value) for r in rows] == [(test_pseudonymiser().account("administrator"), 3.0)]
+
+
+@pytest.mark.parametrize(
     ("ev", "expected"),
     [
         (event(4776, {"Status": "0x0", "TargetUserName": "a"}), {}),
