@@ -33,6 +33,7 @@ import json
 import os
 import re
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -64,9 +65,11 @@ from normagent.model import (
 )
 from normagent.sources.files import (
     BLOCK_BYTES,
+    FILE_ERROR_REASONS,
     FileSource,
     FileTail,
     invalid_utf8_lines,
+    error_reason,
     open_decompressed,
     read_chunks,
 )
@@ -79,6 +82,7 @@ BYTES = "normagent_log_bytes_read_total"
 LAG = "normagent_log_checkpoint_lag_bytes"
 INVALID_UTF8 = "normagent_log_invalid_utf8_lines_total"
 BLOCK_FAILURES = "normagent_log_block_failures_total"
+FILE_ERRORS = "normagent_log_file_errors_total"
 RESULTS = ("parsed", "ignored", "unparsed")
 
 LOG_METRICS: tuple[MetricSpec, ...] = (
@@ -110,6 +114,14 @@ LOG_METRICS: tuple[MetricSpec, ...] = (
         "counter",
         "Times a parser raised on a block of log lines (the run failed; the block is read again).",
         labels=("source",),
+        section="Agent",
+    ),
+    MetricSpec(
+        FILE_ERRORS,
+        "counter",
+        "Times a configured log path could not be read, by reason: not_a_regular_file (a FIFO, device, "
+        "socket or directory), permission_denied, unreadable (other I/O errors). The run fails; the others are read.",
+        labels=("source", "reason"),
         section="Agent",
     ),
 )
@@ -328,6 +340,7 @@ class _Pending:
     bytes_read: int = 0
     invalid_utf8: int = 0
     failures: int = 0
+    file_errors: dict[str, int] | None = None  # reason → count; None: not a file source
     lag: int | None = None
     has_block: bool = False
     block_bytes: int = 0  # bytes of the blocks in this batch
@@ -353,6 +366,11 @@ class _Pending:
         for metric, n in ((BYTES, self.bytes_read), (INVALID_UTF8, self.invalid_utf8), (BLOCK_FAILURES, self.failures)):
             if n or zeros:
                 obs.append(Count(metric, {"source": src}, n))
+        if self.file_errors is not None:
+            for reason in FILE_ERROR_REASONS:
+                n = self.file_errors.get(reason, 0)
+                if n or zeros:
+                    obs.append(Count(FILE_ERRORS, {"source": src, "reason": reason}, n))
         if self.lag is not None:
             obs.append(Gauge(LAG, self.lag, {"source": src}))
         return Batch(observations=obs, checkpoints=[Checkpoint(k, v) for k, v in self.checkpoints.items()])
@@ -459,6 +477,7 @@ def _collect_files(
     finally:
         reads.close()
     pending.lag = tail.lag()
+    pending.file_errors = dict(Counter(error_reason(exc) for exc in tail.errors))
     yield pending.batch(zeros=True)
     if tail.errors:
         raise tail.errors[0]

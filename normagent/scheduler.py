@@ -134,19 +134,30 @@ class Scheduler:
         return max(0.01, next_event - self._clock.monotonic())
 
     def running(self) -> list[str]:
-        """Names of collectors with a run in flight."""
+        """Names of collectors with a run in flight (not timed out)."""
         with self._lock:
             return [name for name, slot in self._slots.items() if slot.run is not None and not slot.run.finished]
 
+    def abandoned(self) -> list[str]:
+        """Names of collectors whose run timed out and whose thread is still going (stuck in a
+        system call, a source that never answers). Nothing such a run yields is committed."""
+        with self._lock:
+            runs = [(name, slot.run) for name, slot in self._slots.items() if slot.run is not None]
+        return [name for name, run in runs if run.finished and run.thread is not None and run.thread.is_alive()]
+
     def wait_idle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for runs in flight to end; True if none is left."""
+        """Wait up to ``timeout`` seconds for runs in flight to end; True if none is left.
+
+        Runs already timed out are not waited for: they can commit nothing more, and one stuck for
+        good would hold a shutdown for all of ``timeout`` (``abandoned()`` names them).
+        """
         end = self._clock.monotonic() + timeout
         with self._lock:
-            runs = [slot.run for slot in self._slots.values() if slot.run is not None]
+            runs = [slot.run for slot in self._slots.values() if slot.run is not None and not slot.run.finished]
         for run in runs:
-            if run.thread is not None:
+            if run.thread is not None and not run.finished:
                 run.thread.join(max(0.0, end - self._clock.monotonic()))
-        return not any(run.thread is not None and run.thread.is_alive() for run in runs)
+        return not any(run.thread is not None and run.thread.is_alive() and not run.finished for run in runs)
 
     def replace_jobs(self, jobs: Iterable[Job]) -> None:
         """Swap the job list (reload). Runs in flight finish; kept collectors keep their schedule."""

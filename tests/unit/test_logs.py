@@ -10,6 +10,7 @@ import bz2
 import gzip
 import io
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from normagent.ledger import Ledger
 from normagent.logs import (
     BLOCK_FAILURES,
     BYTES,
+    FILE_ERRORS,
     INVALID_UTF8,
     LAG,
     LINES,
@@ -53,7 +55,7 @@ from normagent.model import (
 )
 from normagent.sources.command import run_command
 from normagent.sources.evtx import EvtxSettings
-from normagent.sources.files import FileSource
+from normagent.sources.files import FILE_ERROR_REASONS, FileSource, NotRegularFile
 from normagent.sources.journald import JournalSettings
 from normagent.testing import EPOCH, FakeClock, make_context, parse_text, run_collector_once, test_pseudonymiser
 
@@ -251,6 +253,23 @@ def test_an_unreadable_path_fails_the_run_after_the_others_are_read(root: Path, 
     (root / "var/log/secure").mkdir()
     with pytest.raises(OSError, match="secure"):
         run_collector_once(collector(settings=Two), ledger, root=root)
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 2
+
+
+def test_a_fifo_at_a_log_path_fails_the_run_with_a_counted_reason_and_the_others_are_read(root: Path, ledger: Ledger) -> None:
+    """Issue 9 item 16: the run neither blocks on the FIFO nor hides it; the next run says it again."""
+    @dataclass(frozen=True, slots=True)
+    class Two:
+        files: FileSource = FileSource(paths=("/var/log/auth.log", "/var/log/secure"), start_at="beginning")
+
+    os.mkfifo(root / "var/log/auth.log")
+    write(root, lines(0, 2, "Failed"), name="secure")
+    spec = collector(settings=Two)
+    for run in (1, 2):
+        with pytest.raises(NotRegularFile, match="auth.log is a FIFO"):
+            run_collector_once(spec, ledger, root=root)
+        errors = {r: ledger.counter_value(FILE_ERRORS, {"source": SOURCE, "reason": r}) for r in FILE_ERROR_REASONS}
+        assert errors == {"not_a_regular_file": run, "permission_denied": 0, "unreadable": 0}
     assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 2
 
 

@@ -110,6 +110,38 @@ def test_a_hang_does_not_delay_the_others_and_times_out_once_without_overlap(har
     assert 0.2 <= state.duration < 0.6
 
 
+def test_a_timed_out_run_that_is_still_stuck_is_named_and_not_waited_for_at_shutdown(harness: Harness) -> None:
+    """Issue 9 item 16: shutdown waited all of its grace for a run stuck for good, and did not name it."""
+    def stuck(ctx: RunContext) -> Iterator[Batch]:
+        harness.release.wait(60)  # e.g. open() of a FIFO that has no writer
+        yield Batch([Count(RUNS.name, {"collector": "t.stuck"})])
+
+    harness.run_for(0.8, job("t.stuck", stuck, timeout=0.1), job("t.ok", counting("t.ok")))
+    assert harness.state("t.stuck").reason == "timeout"
+    scheduler = harness.scheduler
+    assert scheduler is not None
+
+    results: list[bool] = []
+    waiter = threading.Thread(target=lambda: results.append(scheduler.wait_idle(60)))
+    waiter.start()
+    waiter.join(10)
+    assert not waiter.is_alive(), "wait_idle waited for a run that had timed out"
+    assert results == [True]
+    assert (scheduler.running(), scheduler.abandoned()) == ([], ["t.stuck"])
+    harness.release.set()
+    assert wait_until(lambda: scheduler.abandoned() == [])
+    assert harness.runs("t.stuck") == 0  # what it yields after its timeout is not committed
+
+
+def wait_until(predicate: Any, timeout: float = 10) -> bool:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def test_what_a_run_yields_after_its_deadline_is_not_committed(tmp_path: Path) -> None:
     clock = SystemClock()
     with Ledger.open(tmp_path / "l.db", clock=clock, metrics=[RUNS]) as ledger:
