@@ -16,7 +16,7 @@ import gc
 import os
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -327,13 +327,23 @@ class Agent:
             pseudonymise=self._pseudonymise,
             log=structlog.get_logger("normagent.collector").bind(collector=job.name),
             deadline=deadline,
+            stop_requested=self._stop.is_set,
         )
 
 
-def run_agent(config_path: Path | None) -> int:
-    """``normagent run``: start, serve until stopped. Errors before start propagate to the CLI."""
+def run_agent(config_path: Path | None, early_signals: Sequence[int] = ()) -> int:
+    """``normagent run``: start, serve until stopped. Errors before start propagate to the CLI.
+
+    Args:
+        config_path: ``--config``, or None for the usual places.
+        early_signals: Signals recorded before the agent's handlers existed (``cli.EarlySignals``):
+            a SIGTERM or SIGINT among them stops the agent before it starts anything; a SIGHUP
+            needs nothing, as the configuration is read after it anyway.
+    """
     agent = Agent(config_path)
     agent.install_signal_handlers()
+    if any(signum in (signal.SIGTERM, signal.SIGINT) for signum in early_signals):
+        return 0
     agent.start()
     # Everything imported and built so far lives as long as the process: keep the collector from
     # walking it again and again, and let young garbage (a log block's parse) pile up a little more

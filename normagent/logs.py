@@ -16,7 +16,9 @@ rest, the same way for every source:
   time, lines that still fail count as ``unparsed`` and ``log_block_failed`` is logged with the
   position (never the content), so a poison line cannot wedge a source;
 - it stops reading at 80 % of the run's timeout (the next run resumes where the last committed
-  block ended), so a long catch-up is not a failed run.
+  block ended), so a long catch-up is not a failed run; and at the next block once the agent is
+  shutting down (``RunContext.stopping()``), committing what it read, so SIGTERM during a catch-up
+  does not wait for the whole ``shutdown_grace``.
 
 ``line_parser`` and ``record_parser`` make a block parser from a function of one line or one
 record, for parsers that do not need to work on a whole block. ``parse_inputs`` runs a parser over
@@ -432,6 +434,14 @@ class _Parsing:
         return None
 
 
+def _paused(ctx: RunContext, soft_deadline: float) -> str:
+    """Why to stop reading after this block ("deadline", "shutdown"), or "" to go on. Either way
+    the blocks read so far leave in the batch that follows, so nothing is lost or read twice."""
+    if ctx.clock.monotonic() >= soft_deadline:
+        return "deadline"
+    return "shutdown" if ctx.stopping() else ""
+
+
 def _soft_deadline(ctx: RunContext) -> float:
     start = ctx.clock.monotonic()
     if ctx.deadline == float("inf"):
@@ -471,8 +481,9 @@ def _collect_files(
             pending.checkpoints[read.key] = read.checkpoint
             pending.bytes_read += read.bytes_read
             pending.lag = tail.lag()
-            if ctx.clock.monotonic() >= stop:
-                ctx.log.info("log_read_paused", reason="deadline", lag_bytes=tail.lag())
+            paused = _paused(ctx, stop)
+            if paused:
+                ctx.log.info("log_read_paused", reason=paused, lag_bytes=tail.lag())
                 break
     finally:
         reads.close()
@@ -533,8 +544,9 @@ def _collect_records(
                 pending.lines["unparsed"] = pending.lines.get("unparsed", 0) + step.unreadable
                 pending.has_block = True
             pending.checkpoints[key] = last[key] = step.value
-            if ctx.clock.monotonic() >= stop:
-                ctx.log.info("log_read_paused", reason="deadline")
+            paused = _paused(ctx, stop)
+            if paused:
+                ctx.log.info("log_read_paused", reason=paused)
                 break
     finally:
         close = getattr(iterator, "close", None)

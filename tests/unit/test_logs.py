@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -297,6 +298,33 @@ def test_a_long_catch_up_stops_before_the_deadline_and_resumes(root: Path, ledge
     assert ledger.snapshot().values(LAG)[(("source", SOURCE),)] > 0
     for _ in range(10):
         run_collector_once(spec, ledger, root=root, clock=clock)
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 200
+
+
+@pytest.mark.parametrize("commit_bytes", [1, 10**9], ids=["batch-per-block", "one-batch"])
+def test_a_shutdown_during_a_catch_up_ends_the_run_at_the_next_block_keeping_what_was_read(
+    root: Path, ledger: Ledger, commit_bytes: int
+) -> None:
+    """Issue 9 item 21: the reader only looked at its soft deadline, so SIGTERM waited the whole grace."""
+    stop = threading.Event()
+    blocks = 0
+
+    def parse(block: LogBlock, ctx: ParseContext) -> ParseResult:
+        nonlocal blocks
+        blocks += 1
+        if blocks == 3:
+            stop.set()  # SIGTERM arrives while the third block is being parsed
+        return PARSER(block, ctx)
+
+    spec = collector(parser=parse, commit_bytes=commit_bytes, timeout=timedelta(hours=1))
+    write(root, lines(0, 200, "Failed"))  # ~40 blocks of 256 bytes
+    with capture_logs() as logs:
+        run_collector_once(spec, ledger, root=root, stop_requested=stop.is_set)
+    counted = ledger.counter_value(FAILED.name, {"via": "ssh"})
+    assert blocks == 3 and 0 < counted < 200
+    assert sum(outcomes(ledger).values()) == counted  # the three blocks, all committed
+    assert [e["reason"] for e in logs if e["event"] == "log_read_paused"] == ["shutdown"]
+    run_collector_once(spec, ledger, root=root)  # after the restart: the rest, once
     assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 200
 
 
@@ -588,6 +616,27 @@ def test_evtx_collector_reads_each_file_once(tmp_path: Path, ledger: Ledger) -> 
     assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": expected, "unparsed": 0}
     saved = dict(ledger.checkpoints("test.windows").scan("evtx:"))
     assert sorted(saved) == ["evtx:/logs/Security_short_selected.evtx", "evtx:/logs/new-user-security.evtx"]
+
+
+def test_a_shutdown_ends_a_record_reader_at_the_next_block_keeping_what_was_read(tmp_path: Path, ledger: Ledger) -> None:
+    """The same for record sources (EVTX, journald): a shutdown ends the run after the block it is in."""
+    from evtx import PyEvtxParser
+
+    (tmp_path / "logs").mkdir()
+    shutil.copy(FIXTURES / "evtx" / "security.evtx", tmp_path / "logs" / "security.evtx")
+    expected = sum(1 for _ in PyEvtxParser(str(tmp_path / "logs" / "security.evtx")).records_json())
+    assert expected > 150  # several blocks of 50
+    stop = threading.Event()
+
+    def parse(block: LogBlock, ctx: ParseContext) -> ParseResult:
+        stop.set()  # SIGTERM arrives during the first block
+        return count_events(block, ctx)
+
+    spec = evtx_log_collector("test.windows", help="w", parser=parse, settings=Windows, metrics=(FAILED,))
+    run_collector_once(spec, ledger, root=tmp_path, stop_requested=stop.is_set)
+    assert outcomes(ledger, "test.windows")["ignored"] == 50
+    run_collector_once(spec, ledger, root=tmp_path)  # after the restart
+    assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": expected, "unparsed": 0}
 
 
 def test_evtx_collector_fails_on_a_file_that_is_not_evtx_after_reading_the_others(tmp_path: Path, ledger: Ledger) -> None:
