@@ -4,9 +4,7 @@ clean shutdown — all against a real server on 127.0.0.1 and real clients (requ
 from __future__ import annotations
 
 import base64
-import contextlib
 import shutil
-import selectors
 import socket
 import ssl
 import subprocess
@@ -16,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import bcrypt
 import pytest
@@ -25,6 +23,7 @@ from prometheus_client import CollectorRegistry, Gauge, make_wsgi_app
 from structlog.testing import capture_logs
 
 from normagent import web
+from tests.support.abuse import PasswordFlood, SlowHeaders
 from normagent.web import BasicAuth, ListenError, TLSConfigError, WebSettings, parse_listen, start_server, validate_web
 
 MAKE_PKI = Path(__file__).resolve().parents[1] / "fixtures" / "tls" / "make_pki.sh"
@@ -564,107 +563,6 @@ def test_a_full_server_closes_new_connections_when_every_one_is_being_served(
         for thread in scrapers:
             thread.join(10)
     assert results == [200, 200]
-
-
-class SlowHeaders:
-    """Real sockets that each send a request line, then one more header line every ``every`` seconds,
-    and connect again at once when the server closes one: the slow-header attack, from one thread.
-
-    With ``tls``, the same against the handshake: a TLS record header, then a byte at a time of a
-    ClientHello that never ends."""
-
-    def __init__(
-        self, server: web.RunningServer, clients: int, *, every: float = 0.2, source: str = "127.0.0.1", tls: bool = False
-    ) -> None:
-        self.server, self.clients, self.every, self.source, self.tls = server, clients, every, source, tls
-        self.cut = 0  # connections the server closed
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="test-slow-headers")
-        self._up = threading.Event()
-
-    def _connect(self, selector: selectors.BaseSelector) -> None:
-        conn = socket.create_connection((self.server.host, self.server.port), timeout=5, source_address=(self.source, 0))
-        conn.sendall(b"\x16\x03\x01\x02\x00\x01" if self.tls else b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
-        conn.setblocking(False)
-        selector.register(conn, selectors.EVENT_READ)
-
-    def _run(self) -> None:
-        with selectors.DefaultSelector() as selector:
-            for _ in range(self.clients):
-                self._connect(selector)
-            self._up.set()
-            line, next_line = 0, time.monotonic() + self.every
-            while not self._stop.is_set():
-                for key, _ in selector.select(timeout=max(0.0, next_line - time.monotonic())):
-                    conn = cast(socket.socket, key.fileobj)
-                    try:
-                        if conn.recv(65536):
-                            continue  # an answer (431 …): the close follows
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        pass
-                    selector.unregister(conn)
-                    conn.close()
-                    self.cut += 1
-                    if not self._stop.is_set():
-                        self._connect(selector)  # at once: keep every place taken
-                if time.monotonic() >= next_line:
-                    line += 1
-                    next_line += self.every
-                    for key in list(selector.get_map().values()):
-                        with contextlib.suppress(OSError):
-                            cast(socket.socket, key.fileobj).send(b"\x00" if self.tls else b"X-Line-%d: slow\r\n" % line)
-            for key in list(selector.get_map().values()):
-                cast(socket.socket, key.fileobj).close()
-
-    def __enter__(self) -> SlowHeaders:
-        self._thread.start()
-        assert self._up.wait(30), "the attackers could not connect"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-
-class PasswordFlood:
-    """Real clients that send requests with wrong basic-auth passwords as fast as they are answered."""
-
-    def __init__(self, server: web.RunningServer, clients: int, *, source: str = "127.0.0.1", tls: Path | None = None) -> None:
-        self.server, self.source = server, source
-        self.statuses: list[int] = []
-        self._stop = threading.Event()
-        self._tls = ssl.create_default_context(cafile=str(tls)) if tls else None
-        self._threads = [threading.Thread(target=self._run, args=(n,), name=f"test-flood-{n}") for n in range(clients)]
-
-    def _run(self, n: int) -> None:
-        attempt = 0
-        while not self._stop.is_set():
-            attempt += 1
-            header = basic("prometheus", f"guess {n}-{attempt}")  # a new password each time: nothing cached
-            request = f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {header}\r\n\r\n".encode()
-            try:
-                with socket.create_connection((self.server.host, self.server.port), timeout=10,
-                                              source_address=(self.source, 0)) as raw:
-                    conn = self._tls.wrap_socket(raw, server_hostname="127.0.0.1") if self._tls else raw
-                    conn.sendall(request)
-                    answer = b""
-                    while chunk := conn.recv(65536):
-                        answer += chunk
-                self.statuses.append(int(answer.split(b" ", 2)[1]) if answer else 0)
-            except OSError:
-                self.statuses.append(0)
-
-    def __enter__(self) -> PasswordFlood:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
 
 
 def scrapes(url: str, count: int, **kwargs: Any) -> list[int | str]:
