@@ -12,6 +12,7 @@ Imports everything; nothing imports it except cli.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import signal
@@ -114,7 +115,7 @@ class Agent:
                 self._syslog.start()
             setup = self._prepare(config, plugins)
             self._setup = setup
-            self._server = start_server(config.sections["web"], MetricsApp(ledger.snapshot, self._view), self.healthy)
+            self._server = start_server(config.sections["web"], MetricsApp(ledger.snapshot, self._view, self._http_stats), self.healthy)
             self._scheduler = Scheduler(setup.jobs, ledger=ledger, context_for=self._context, clock=self._clock)
             self._scheduler_thread = threading.Thread(target=self._scheduler.run, args=(self._stop,), name="scheduler", daemon=True)
             self._scheduler_thread.start()
@@ -231,7 +232,7 @@ class Agent:
         The old server stops first: the new one usually listens on the same address.
         """
         self._server.stop()
-        app = MetricsApp(self._ledger_or_fail().snapshot, self._view)
+        app = MetricsApp(self._ledger_or_fail().snapshot, self._view, self._http_stats)
         try:
             self._server = start_server(config.sections["web"], app, self.healthy)
             return True
@@ -272,6 +273,10 @@ class Agent:
         if self._ledger is None:
             raise NormagentError("the ledger is closed")
         return self._ledger
+
+    def _http_stats(self) -> dict[str, int] | None:
+        server = self._server
+        return None if server is None else dataclasses.asdict(server.stats())
 
     def _view(self) -> ExpositionView:
         assert self._setup is not None

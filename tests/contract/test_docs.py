@@ -15,7 +15,7 @@ import pytest
 
 from normagent.agent import sections
 from normagent.config import AgentSettings, PluginsSettings, RuleSettings, format_duration
-from normagent.exposition import HEALTH_METRICS
+from normagent.exposition import HEALTH_METRICS, HTTP_METRICS
 from normagent.loader import build_plugins
 from normagent.model import MetricSpec
 from normagent.syslog_stats import CONNECTIONS, MESSAGES, OPEN, SPOOL
@@ -31,9 +31,9 @@ def all_metrics() -> list[tuple[MetricSpec, str]]:
         for metric in spec.metrics:
             owners.setdefault(metric.name, []).append(spec.name)
     metrics = {m.name: m for m in plugins.metrics().values()}
-    for metric in (*HEALTH_METRICS, MESSAGES, CONNECTIONS, OPEN, SPOOL):
+    for metric in (*HEALTH_METRICS, *HTTP_METRICS, MESSAGES, CONNECTIONS, OPEN, SPOOL):
         metrics[metric.name] = metric
-        owners.setdefault(metric.name, ["agent"] if metric in HEALTH_METRICS else ["core.syslog"])
+        owners.setdefault(metric.name, ["agent"] if metric in (*HEALTH_METRICS, *HTTP_METRICS) else ["core.syslog"])
     rows = []
     for name in sorted(metrics):
         collectors = owners[name]

@@ -120,3 +120,8 @@ def test_prometheus_keeps_scraping_while_clients_abuse_the_agent(
     assert float(scrapes[0]["value"][1]) >= 5
     assert float(succeeded[0]["value"][1]) == float(scrapes[0]["value"][1]), (succeeded, scrapes)
     assert 401 in flood.statuses  # the flood was heard (and refused), not just dropped
+    cut = prometheus.query('normagent_http_connections_cut_total{job="normagent"}')
+    by_reason = {series["metric"]["reason"]: float(series["value"][1]) for series in cut}
+    assert by_reason["evicted"] > 0 or by_reason["timed_out"] > 0, by_reason  # and the agent says so
+    refused = prometheus.query('normagent_http_requests_refused_total{job="normagent",reason="unauthorized"}')
+    assert float(refused[0]["value"][1]) > 0
