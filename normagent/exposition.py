@@ -8,7 +8,8 @@ and format: a scrape between two commits costs a dictionary lookup.
 Besides what collectors declare, it exports the agent's own health: per-collector
 ``normagent_collector_up``, ``…_duration_seconds``, ``…_last_success_timestamp_seconds``, per-plugin
 ``normagent_plugin_up`` and ``normagent_build_info``; and the HTTP server's counters
-(``HTTP_METRICS``: refused requests, connections cut off), read live when the agent passes them.
+(``HTTP_METRICS``: refused requests, connections cut off), read live when the agent passes them;
+they stay put while all is well, so the page cache still holds between commits.
 
 Reads through the ledger; must not import scheduler, agent or cli.
 """
@@ -58,8 +59,9 @@ FAMILY_TYPES = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}
 
 # The HTTP server's own counters (``web.ServerStats``), read live, not from the ledger: they start
 # at 0 with the server (a reload that changes [web] starts a new one; Prometheus sees a reset).
+# Only counters that stay put while all is well: the page cache is keyed by them, and a request
+# counter would make every scrape render the page afresh.
 HTTP_METRICS = (
-    MetricSpec("normagent_http_requests_total", "counter", "HTTP requests answered, whatever the status.", section="Agent"),
     MetricSpec(
         "normagent_http_requests_refused_total",
         "counter",
@@ -80,10 +82,8 @@ HTTP_METRICS = (
         preset=(("timed_out",), ("evicted",), ("rejected_busy",), ("tls_handshake_failed",)),
     ),
     MetricSpec("normagent_http_request_errors_total", "counter", "HTTP requests answered 500 (see the log).", section="Agent"),
-    MetricSpec("normagent_http_open_connections", "gauge", "HTTP connections open now.", section="Agent"),
 )
 _HTTP_SERIES = (  # (metric, label value or None, ServerStats field)
-    ("normagent_http_requests_total", None, "requests"),
     ("normagent_http_requests_refused_total", "unauthorized", "unauthorized"),
     ("normagent_http_requests_refused_total", "auth_throttled", "auth_throttled"),
     ("normagent_http_connections_cut_total", "timed_out", "timed_out"),
@@ -91,7 +91,6 @@ _HTTP_SERIES = (  # (metric, label value or None, ServerStats field)
     ("normagent_http_connections_cut_total", "rejected_busy", "rejected_busy"),
     ("normagent_http_connections_cut_total", "tls_handshake_failed", "tls_handshake_failures"),
     ("normagent_http_request_errors_total", None, "errors"),
-    ("normagent_http_open_connections", None, "open_connections"),
 )
 
 
@@ -207,7 +206,7 @@ class MetricsApp:
         """The page for an Accept header: (body, content type)."""
         encoder, content_type = choose_encoder(accept)
         snap, view, stats = self._snapshots(), self._view(), self._http_stats()
-        http = tuple(sorted(stats.items())) if stats is not None else ()
+        http = tuple((field, stats.get(field, 0)) for _, _, field in _HTTP_SERIES) if stats is not None else ()
         key = (content_type, gzip_ok)
         with self._lock:
             if self._cached_for(snap, view, http):

@@ -4,6 +4,7 @@ clean shutdown — all against a real server on 127.0.0.1 and real clients (requ
 from __future__ import annotations
 
 import base64
+import gc
 import shutil
 import socket
 import ssl
@@ -671,6 +672,29 @@ def test_raw_requests_are_answered_or_refused_with_the_right_status(
     assert b"Connection: close" in head
     if request_bytes.startswith(b"HEAD"):
         assert body == b""
+
+
+def test_ended_connections_are_freed_even_when_the_garbage_collector_runs_rarely(
+    serve: Callable[..., web.RunningServer],
+) -> None:
+    """The agent raises gc thresholds; asyncio's transports are reference cycles (Python 3.11) and
+    used to pile up, a kilobyte a scrape, until a collection came."""
+    from asyncio.selector_events import _SelectorSocketTransport
+
+    server = serve()
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.set_threshold(1_000_000, 20, 20)  # as run_agent does, and more
+    try:
+        for _ in range(3 * web.COLLECT_EVERY):
+            with socket.create_connection((server.host, server.port), timeout=5) as conn:
+                conn.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+                assert closed_by_server(conn)
+        assert wait_for(lambda: server.stats().requests == 3 * web.COLLECT_EVERY)
+        alive = sum(isinstance(o, _SelectorSocketTransport) for o in gc.get_objects())
+    finally:
+        gc.set_threshold(*thresholds)
+    assert alive <= web.COLLECT_EVERY + 2, alive
 
 
 def test_restart_on_the_same_port_right_after_stop(serve: Callable[..., web.RunningServer]) -> None:
