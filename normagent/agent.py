@@ -4,8 +4,11 @@ Lifecycle: ``Agent.start()`` loads and validates everything before anything star
 starts nothing), opens the ledger, starts the HTTP server, the syslog receiver when configured and
 the scheduler, then tells systemd it is ready. ``serve()`` waits for signals: SIGHUP reloads (an
 invalid new config keeps the old one running and logs why), SIGTERM/SIGINT stop (new runs stop,
-running ones get ``shutdown_grace`` to finish; everything committed is consistent anyway, since
-each batch is one transaction). The systemd watchdog is fed only while the scheduler loop is alive.
+running ones get ``shutdown_grace`` to finish; log readers end at their next block and commit what
+they read (``RunContext.stopping()``); runs that timed out already are not waited for but named in
+``collectors_still_running_at_exit``; everything committed is consistent anyway, since each batch is
+one transaction). Signals that come while ``run`` is still importing are caught from its first line
+(``cli.EarlySignals``). The systemd watchdog is fed only while the scheduler loop is alive.
 
 Imports everything; nothing imports it except cli.
 """
