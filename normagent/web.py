@@ -55,7 +55,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -691,6 +691,7 @@ class _Server:
         self.counts = dict.fromkeys(ServerStats.__dataclass_fields__, 0)
         self._counts_lock = threading.Lock()
         self._connections: dict[_Connection, None] = {}  # in accept order: the oldest first
+        self._per_source: dict[str, int] = {}  # connections open per client address
         self._served = 0  # connections ended
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_quiet_exception_handler)
@@ -791,7 +792,7 @@ class _Server:
                 self._count("rejected_busy")
                 conn_sock.close()
                 continue
-            self._connections[conn] = None
+            self._track(conn)
             conn.task = asyncio.create_task(self._serve(conn))
             # Let the new connection's task (and the others) run before the next accept: accepting
             # never waits while the backlog is full, so without this a burst of connections would
@@ -801,17 +802,28 @@ class _Server:
     def _make_room(self) -> bool:
         """Close one connection that is still sending its request (or reading its answer): the
         oldest of the address holding the most connections. False if every one is being served."""
-        per_source = Counter(conn.source for conn in self._connections)
-        victim = None
-        for conn in self._connections:  # oldest first
-            if conn.busy or conn.cut:
-                continue
-            if victim is None or per_source[conn.source] > per_source[victim.source]:
-                victim = conn
-        if victim is None:
-            return False
-        self._cut(victim, "evicted")
-        return True
+        most = max(self._per_source.values(), default=0)
+        while most > 0:
+            for conn in self._connections:  # oldest first
+                if not conn.busy and self._per_source[conn.source] == most:
+                    self._cut(conn, "evicted")
+                    return True
+            # Every connection of the busiest addresses is being served: try the next busiest.
+            most = max((n for n in self._per_source.values() if n < most), default=0)
+        return False
+
+    def _track(self, conn: _Connection) -> None:
+        self._connections[conn] = None
+        self._per_source[conn.source] = self._per_source.get(conn.source, 0) + 1
+
+    def _untrack(self, conn: _Connection) -> None:
+        if conn in self._connections:
+            del self._connections[conn]
+            left = self._per_source[conn.source] - 1
+            if left:
+                self._per_source[conn.source] = left
+            else:
+                del self._per_source[conn.source]
 
     def _cut(self, conn: _Connection, why: str) -> None:
         """End a connection early: ``why`` is "evicted", "timed_out" or "stopping"."""
@@ -820,7 +832,7 @@ class _Server:
         conn.cut = why
         if why != "stopping":
             self._count(why)
-        self._connections.pop(conn, None)
+        self._untrack(conn)
         if conn.transport is not None:
             conn.transport.abort()
         elif not conn.started:
@@ -856,7 +868,7 @@ class _Server:
         except Exception:
             log.exception("http_connection_failed")
         finally:
-            self._connections.pop(conn, None)
+            self._untrack(conn)
             if conn.transport is not None:
                 conn.transport.abort()
             else:

@@ -532,6 +532,21 @@ def test_a_full_server_makes_room_by_closing_the_oldest_unfinished_connection(
             conn.close()
 
 
+def test_room_is_made_at_the_busiest_address_not_at_the_oldest_connection(serve: Callable[..., web.RunningServer]) -> None:
+    server = serve(max_connections=4)
+    lone = socket.create_connection((server.host, server.port), timeout=5, source_address=("127.0.0.1", 0))
+    crowd = [socket.create_connection((server.host, server.port), timeout=5, source_address=("127.0.0.2", 0)) for _ in range(3)]
+    try:
+        assert wait_for(lambda: open_connections(server) == 4), server.stats()
+        newcomer = socket.create_connection((server.host, server.port), timeout=5, source_address=("127.0.0.3", 0))
+        assert closed_by_server(crowd[0])  # the oldest of the address with three
+        assert not closed_by_server(lone, timeout=0.05)  # older, but alone at its address
+        newcomer.close()
+    finally:
+        for conn in (lone, *crowd):
+            conn.close()
+
+
 def test_a_full_server_closes_new_connections_when_every_one_is_being_served(
     serve: Callable[..., web.RunningServer],
 ) -> None:
