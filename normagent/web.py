@@ -48,6 +48,7 @@ import io
 import ipaddress
 import queue
 import re
+import resource
 import secrets
 import socket
 import ssl
@@ -150,7 +151,10 @@ class WebSettings:
     )
     max_connections: int = field(
         default=MAX_CONNECTIONS,
-        metadata={"help": "Connections open at once (1 – 4096); when full, the oldest unfinished one of the busiest address is closed"},
+        metadata={
+            "help": "Connections open at once (1 – 4096, at most half the open-files limit); "
+            "when full, the oldest unfinished one of the busiest address is closed"
+        },
     )
 
     @property
@@ -645,6 +649,18 @@ class _FairChecks:
         self._next()
 
 
+def _connection_limit(wanted: int) -> int:
+    """``max_connections``, or half the open-files limit if that is lower (said in the log): each
+    connection is a file descriptor, and the agent needs descriptors for its ledger, its log files
+    and journalctl too. (systemd's default is 1024; raise it with LimitNOFILE= in the unit.)"""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or wanted <= soft // 2:
+        return wanted
+    allowed = max(1, soft // 2)
+    log.warning("http_max_connections_lowered", configured=wanted, effective=allowed, open_files_limit=soft)
+    return allowed
+
+
 def _source_of(peer: Any) -> str:
     """The address a client's connections are grouped by: IPv4 as is, IPv6 by its /64 (one host's)."""
     host = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
@@ -685,7 +701,7 @@ class _Server:
         self.auth = auth
         self.ssl_context = ssl_context
         self.request_timeout = settings.request_timeout.total_seconds()
-        self.max_connections = settings.max_connections
+        self.max_connections = _connection_limit(settings.max_connections)
         host, port = sock.getsockname()[:2]
         self.server_name, self.server_port = str(host), str(port)
         self.counts = dict.fromkeys(ServerStats.__dataclass_fields__, 0)
@@ -777,16 +793,20 @@ class _Server:
 
     async def _accept_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        accept_failing = False
         while True:
             try:
                 conn_sock, peer = await loop.sock_accept(self.sock)
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     # Out of file descriptors: the listening socket stays readable, so wait a little
-                    # instead of spinning; connections ending free descriptors.
-                    log.warning("http_accept_failed", error=exc.strerror)
+                    # instead of spinning; connections ending free descriptors. Said once a spell.
+                    if not accept_failing:
+                        log.warning("http_accept_failed", error=exc.strerror, open_connections=len(self._connections))
+                    accept_failing = True
                     await asyncio.sleep(ACCEPT_BACKOFF)
                 continue  # the client gave up before we got to it
+            accept_failing = False
             conn = _Connection(conn_sock, _source_of(peer), loop.time())
             if len(self._connections) >= self.max_connections and not self._make_room():
                 self._count("rejected_busy")

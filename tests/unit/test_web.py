@@ -547,6 +547,22 @@ def test_room_is_made_at_the_busiest_address_not_at_the_oldest_connection(serve:
             conn.close()
 
 
+def test_max_connections_is_lowered_to_half_the_open_files_limit(serve: Callable[..., web.RunningServer]) -> None:
+    """Connections beyond the descriptor limit would fail accept() instead of making room."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        with capture_logs() as logs:
+            serve(max_connections=4096)
+            serve(max_connections=128)  # fits: nothing said
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    lowered = [e for e in logs if e["event"] == "http_max_connections_lowered"]
+    assert [(e["configured"], e["effective"], e["log_level"]) for e in lowered] == [(4096, 128, "warning")]
+
+
 def test_a_full_server_closes_new_connections_when_every_one_is_being_served(
     serve: Callable[..., web.RunningServer],
 ) -> None:
