@@ -30,7 +30,9 @@ class EarlySignals:
     few hundred milliseconds: a ``systemctl reload`` or a logrotate ``postrotate`` that sends SIGHUP
     just after a (re)start would kill the daemon. So ``main`` records them before it does anything
     else (this module and the package import next to nothing) and hands the record to the agent
-    once its own handlers are in place (``run_agent``).
+    once its own handlers are in place (``run_agent``). Only the interpreter's own start (site,
+    .pth files: some 10–30 ms) comes before this; under systemd (Type=notify) ``ExecReload`` is
+    not sent before READY=1.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
