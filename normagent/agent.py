@@ -4,19 +4,23 @@ Lifecycle: ``Agent.start()`` loads and validates everything before anything star
 starts nothing), opens the ledger, starts the HTTP server, the syslog receiver when configured and
 the scheduler, then tells systemd it is ready. ``serve()`` waits for signals: SIGHUP reloads (an
 invalid new config keeps the old one running and logs why), SIGTERM/SIGINT stop (new runs stop,
-running ones get ``shutdown_grace`` to finish; everything committed is consistent anyway, since
-each batch is one transaction). The systemd watchdog is fed only while the scheduler loop is alive.
+running ones get ``shutdown_grace`` to finish; log readers end at their next block and commit what
+they read (``RunContext.stopping()``); runs that timed out already are not waited for but named in
+``collectors_still_running_at_exit``; everything committed is consistent anyway, since each batch is
+one transaction). Signals that come while ``run`` is still importing are caught from its first line
+(``cli.EarlySignals``). The systemd watchdog is fed only while the scheduler loop is alive.
 
 Imports everything; nothing imports it except cli.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -114,7 +118,7 @@ class Agent:
                 self._syslog.start()
             setup = self._prepare(config, plugins)
             self._setup = setup
-            self._server = start_server(config.sections["web"], MetricsApp(ledger.snapshot, self._view), self.healthy)
+            self._server = start_server(config.sections["web"], MetricsApp(ledger.snapshot, self._view, self._http_stats), self.healthy)
             self._scheduler = Scheduler(setup.jobs, ledger=ledger, context_for=self._context, clock=self._clock)
             self._scheduler_thread = threading.Thread(target=self._scheduler.run, args=(self._stop,), name="scheduler", daemon=True)
             self._scheduler_thread.start()
@@ -231,7 +235,7 @@ class Agent:
         The old server stops first: the new one usually listens on the same address.
         """
         self._server.stop()
-        app = MetricsApp(self._ledger_or_fail().snapshot, self._view)
+        app = MetricsApp(self._ledger_or_fail().snapshot, self._view, self._http_stats)
         try:
             self._server = start_server(config.sections["web"], app, self.healthy)
             return True
@@ -247,8 +251,12 @@ class Agent:
         if self._scheduler is not None:
             self._scheduler.wake()
             grace = self._setup.config.agent.shutdown_grace.total_seconds() if self._setup else 10.0
-            if not self._scheduler.wait_idle(grace):
-                log.warning("collectors_still_running_at_exit", collectors=self._scheduler.running())
+            self._scheduler.wait_idle(grace)
+            running, abandoned = self._scheduler.running(), self._scheduler.abandoned()
+            if running or abandoned:
+                # Their threads end with the process; what they read and did not commit is read
+                # again after the restart (their checkpoints say where).
+                log.warning("collectors_still_running_at_exit", collectors=running, timed_out=abandoned)
             self._scheduler = None
         if self._server is not None:
             self._server.stop()
@@ -268,6 +276,10 @@ class Agent:
         if self._ledger is None:
             raise NormagentError("the ledger is closed")
         return self._ledger
+
+    def _http_stats(self) -> dict[str, int] | None:
+        server = self._server
+        return None if server is None else dataclasses.asdict(server.stats())
 
     def _view(self) -> ExpositionView:
         assert self._setup is not None
@@ -323,13 +335,23 @@ class Agent:
             pseudonymise=self._pseudonymise,
             log=structlog.get_logger("normagent.collector").bind(collector=job.name),
             deadline=deadline,
+            stop_requested=self._stop.is_set,
         )
 
 
-def run_agent(config_path: Path | None) -> int:
-    """``normagent run``: start, serve until stopped. Errors before start propagate to the CLI."""
+def run_agent(config_path: Path | None, early_signals: Sequence[int] = ()) -> int:
+    """``normagent run``: start, serve until stopped. Errors before start propagate to the CLI.
+
+    Args:
+        config_path: ``--config``, or None for the usual places.
+        early_signals: Signals recorded before the agent's handlers existed (``cli.EarlySignals``):
+            a SIGTERM or SIGINT among them stops the agent before it starts anything; a SIGHUP
+            needs nothing, as the configuration is read after it anyway.
+    """
     agent = Agent(config_path)
     agent.install_signal_handlers()
+    if any(signum in (signal.SIGTERM, signal.SIGINT) for signum in early_signals):
+        return 0
     agent.start()
     # Everything imported and built so far lives as long as the process: keep the collector from
     # walking it again and again, and let young garbage (a log block's parse) pile up a little more

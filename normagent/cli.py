@@ -12,15 +12,38 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from normagent import __version__
 from normagent.errors import ConfigError, NormagentError, UsageError
 
 CHECK_CONFIG_FAILED = 2
+
+
+class EarlySignals:
+    """SIGTERM, SIGINT and SIGHUP that reach ``normagent run`` while it is still importing the agent.
+
+    The default action of SIGHUP (and SIGTERM) ends the process, and importing the agent takes a
+    few hundred milliseconds: a ``systemctl reload`` or a logrotate ``postrotate`` that sends SIGHUP
+    just after a (re)start would kill the daemon. So ``main`` records them before it does anything
+    else (this module and the package import next to nothing) and hands the record to the agent
+    once its own handlers are in place (``run_agent``). Only the interpreter's own start (site,
+    .pth files: some 10–30 ms) comes before this; under systemd (Type=notify) ``ExecReload`` is
+    not sent before READY=1.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        for signum in self.SIGNALS:
+            signal.signal(signum, self._record)
+
+    def _record(self, signum: int, frame: object) -> None:
+        self.received.append(signum)
 
 DESCRIPTION = """\
 normagent collects the security indicators of Normen factsheet 12 on this server (failed logins,
@@ -35,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="normagent", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    from normagent import __version__
+
     parser.add_argument("--version", action="version", version=f"normagent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -83,13 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else list(argv)
+    early = EarlySignals() if words[:1] == ["run"] else None  # first of all: see EarlySignals
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
     try:
-        return dispatch(args, sys.stdout)
+        return dispatch(args, sys.stdout, early)
     except ConfigError as exc:
         print(f"normagent: {exc}", file=sys.stderr)
         return CHECK_CONFIG_FAILED if args.command == "check-config" else exc.exit_code
@@ -104,11 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
 
 
-def dispatch(args: argparse.Namespace, out: TextIO) -> int:
+def dispatch(args: argparse.Namespace, out: TextIO, early: EarlySignals | None = None) -> int:
     if args.command == "run":
         from normagent.agent import run_agent
 
-        return run_agent(args.config)
+        return run_agent(args.config, early.received if early is not None else ())
     if args.command == "check-config":
         return check_config(args.path, out)
     if args.command == "collect":

@@ -7,7 +7,9 @@ and format: a scrape between two commits costs a dictionary lookup.
 
 Besides what collectors declare, it exports the agent's own health: per-collector
 ``normagent_collector_up``, ``…_duration_seconds``, ``…_last_success_timestamp_seconds``, per-plugin
-``normagent_plugin_up`` and ``normagent_build_info``.
+``normagent_plugin_up`` and ``normagent_build_info``; and the HTTP server's counters
+(``HTTP_METRICS``: refused requests, connections cut off), read live when the agent passes them;
+they stay put while all is well, so the page cache still holds between commits.
 
 Reads through the ledger; must not import scheduler, agent or cli.
 """
@@ -54,6 +56,42 @@ HEALTH_METRICS = (
     MetricSpec("normagent_build_info", "gauge", "Always 1; labels tell the normagent and Python versions.", ("version", "python"), section="Agent"),
 )
 FAMILY_TYPES = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}
+
+# The HTTP server's own counters (``web.ServerStats``), read live, not from the ledger: they start
+# at 0 with the server (a reload that changes [web] starts a new one; Prometheus sees a reset).
+# Only counters that stay put while all is well: the page cache is keyed by them, and a request
+# counter would make every scrape render the page afresh.
+HTTP_METRICS = (
+    MetricSpec(
+        "normagent_http_requests_refused_total",
+        "counter",
+        "HTTP requests refused: unauthorized (wrong or no basic-auth password, 401), "
+        "auth_throttled (too many password checks waiting from that address, 503).",
+        ("reason",),
+        section="Agent",
+        preset=(("unauthorized",), ("auth_throttled",)),
+    ),
+    MetricSpec(
+        "normagent_http_connections_cut_total",
+        "counter",
+        "HTTP connections ended by the agent: timed_out (handshake, request or answer not done within "
+        "request_timeout), evicted (closed to make room: max_connections were open), rejected_busy (refused: "
+        "every place was being served), tls_handshake_failed.",
+        ("reason",),
+        section="Agent",
+        preset=(("timed_out",), ("evicted",), ("rejected_busy",), ("tls_handshake_failed",)),
+    ),
+    MetricSpec("normagent_http_request_errors_total", "counter", "HTTP requests answered 500 (see the log).", section="Agent"),
+)
+_HTTP_SERIES = (  # (metric, label value or None, ServerStats field)
+    ("normagent_http_requests_refused_total", "unauthorized", "unauthorized"),
+    ("normagent_http_requests_refused_total", "auth_throttled", "auth_throttled"),
+    ("normagent_http_connections_cut_total", "timed_out", "timed_out"),
+    ("normagent_http_connections_cut_total", "evicted", "evicted"),
+    ("normagent_http_connections_cut_total", "rejected_busy", "rejected_busy"),
+    ("normagent_http_connections_cut_total", "tls_handshake_failed", "tls_handshake_failures"),
+    ("normagent_http_request_errors_total", None, "errors"),
+)
 
 
 @dataclass(frozen=True)
@@ -114,6 +152,16 @@ def families(snap: Snapshot, view: ExpositionView) -> list[Metric]:
     return out
 
 
+def http_families(stats: Mapping[str, int]) -> list[Metric]:
+    """The HTTP server's counters (the fields of ``web.ServerStats``) as metric families."""
+    out: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
+    for spec in HTTP_METRICS:
+        out[spec.name] = FAMILY_TYPES[spec.kind](spec.name, spec.help, labels=spec.labels)
+    for name, label, field in _HTTP_SERIES:
+        out[name].add_metric([label] if label is not None else [], float(stats.get(field, 0)))
+    return list(out.values())
+
+
 class _Families:
     """The registry interface the prometheus_client encoders need, over families already built."""
 
@@ -137,31 +185,45 @@ class MetricsApp:
     reload (a new view) makes the next scrape render afresh, and nothing is ever served stale.
     """
 
-    def __init__(self, snapshots: Callable[[], Snapshot], view: Callable[[], ExpositionView]) -> None:
+    def __init__(
+        self,
+        snapshots: Callable[[], Snapshot],
+        view: Callable[[], ExpositionView],
+        http_stats: Callable[[], Mapping[str, int] | None] = lambda: None,
+    ) -> None:
         self._snapshots = snapshots
         self._view = view
+        self._http_stats = http_stats
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, bool], bytes] = {}
-        self._cache_for: tuple[Snapshot, ExpositionView] | None = None
+        self._cache_for: tuple[Snapshot, ExpositionView, tuple[tuple[str, int], ...]] | None = None
+
+    def _cached_for(self, snap: Snapshot, view: ExpositionView, http: tuple[tuple[str, int], ...]) -> bool:
+        cached = self._cache_for
+        return cached is not None and cached[0] is snap and cached[1] is view and cached[2] == http
 
     def render(self, accept: str = "", gzip_ok: bool = False) -> tuple[bytes, str]:
         """The page for an Accept header: (body, content type)."""
         encoder, content_type = choose_encoder(accept)
-        snap, view = self._snapshots(), self._view()
+        snap, view, stats = self._snapshots(), self._view(), self._http_stats()
+        http = tuple((field, stats.get(field, 0)) for _, _, field in _HTTP_SERIES) if stats is not None else ()
         key = (content_type, gzip_ok)
         with self._lock:
-            if self._cache_for is not None and self._cache_for[0] is snap and self._cache_for[1] is view:
+            if self._cached_for(snap, view, http):
                 body = self._cache.get(key)
                 if body is not None:
                     return body, content_type
             else:
                 self._cache = {}
-                self._cache_for = (snap, view)
-        body = encoder(_Families(families(snap, view)))
+                self._cache_for = (snap, view, http)
+        items = families(snap, view)
+        if stats is not None:
+            items = [*items, *http_families(stats)]
+        body = encoder(_Families(items))
         if gzip_ok:
             body = gzip.compress(body, compresslevel=6)
         with self._lock:
-            if self._cache_for is not None and self._cache_for[0] is snap and self._cache_for[1] is view:
+            if self._cached_for(snap, view, http):
                 self._cache[key] = body
         return body, content_type
 

@@ -16,7 +16,9 @@ rest, the same way for every source:
   time, lines that still fail count as ``unparsed`` and ``log_block_failed`` is logged with the
   position (never the content), so a poison line cannot wedge a source;
 - it stops reading at 80 % of the run's timeout (the next run resumes where the last committed
-  block ended), so a long catch-up is not a failed run.
+  block ended), so a long catch-up is not a failed run; and at the next block once the agent is
+  shutting down (``RunContext.stopping()``), committing what it read, so SIGTERM during a catch-up
+  does not wait for the whole ``shutdown_grace``.
 
 ``line_parser`` and ``record_parser`` make a block parser from a function of one line or one
 record, for parsers that do not need to work on a whole block. ``parse_inputs`` runs a parser over
@@ -33,6 +35,7 @@ import json
 import os
 import re
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -64,9 +67,11 @@ from normagent.model import (
 )
 from normagent.sources.files import (
     BLOCK_BYTES,
+    FILE_ERROR_REASONS,
     FileSource,
     FileTail,
     invalid_utf8_lines,
+    error_reason,
     open_decompressed,
     read_chunks,
 )
@@ -80,6 +85,7 @@ LAG = "normagent_log_checkpoint_lag_bytes"
 INVALID_UTF8 = "normagent_log_invalid_utf8_lines_total"
 BLOCK_FAILURES = "normagent_log_block_failures_total"
 FILES_UNREADABLE = "normagent_log_files_unreadable_total"
+FILE_ERRORS = "normagent_log_file_errors_total"
 RESULTS = ("parsed", "ignored", "unparsed")
 
 LOG_METRICS: tuple[MetricSpec, ...] = (
@@ -111,6 +117,14 @@ LOG_METRICS: tuple[MetricSpec, ...] = (
         "counter",
         "Times a parser raised on a block of log lines (the run failed; the block is read again).",
         labels=("source",),
+        section="Agent",
+    ),
+    MetricSpec(
+        FILE_ERRORS,
+        "counter",
+        "Times a configured log path could not be read, by reason: not_a_regular_file (a FIFO, device, "
+        "socket or directory), permission_denied, unreadable (other I/O errors). The run fails; the others are read.",
+        labels=("source", "reason"),
         section="Agent",
     ),
 )
@@ -346,6 +360,7 @@ class _Pending:
     bytes_read: int = 0
     invalid_utf8: int = 0
     failures: int = 0
+    file_errors: dict[str, int] | None = None  # reason → count; None: not a file source
     lag: int | None = None
     has_block: bool = False
     block_bytes: int = 0  # bytes of the blocks in this batch
@@ -374,6 +389,11 @@ class _Pending:
                 obs.append(Count(metric, {"source": src}, n))
         if self.files_unreadable is not None and (self.files_unreadable or zeros):
             obs.append(Count(FILES_UNREADABLE, {"source": src}, self.files_unreadable))
+        if self.file_errors is not None:
+            for reason in FILE_ERROR_REASONS:
+                n = self.file_errors.get(reason, 0)
+                if n or zeros:
+                    obs.append(Count(FILE_ERRORS, {"source": src, "reason": reason}, n))
         if self.lag is not None:
             obs.append(Gauge(LAG, self.lag, {"source": src}))
         return Batch(observations=obs, checkpoints=[Checkpoint(k, v) for k, v in self.checkpoints.items()])
@@ -435,6 +455,14 @@ class _Parsing:
         return None
 
 
+def _paused(ctx: RunContext, soft_deadline: float) -> str:
+    """Why to stop reading after this block ("deadline", "shutdown"), or "" to go on. Either way
+    the blocks read so far leave in the batch that follows, so nothing is lost or read twice."""
+    if ctx.clock.monotonic() >= soft_deadline:
+        return "deadline"
+    return "shutdown" if ctx.stopping() else ""
+
+
 def _soft_deadline(ctx: RunContext) -> float:
     start = ctx.clock.monotonic()
     if ctx.deadline == float("inf"):
@@ -474,12 +502,14 @@ def _collect_files(
             pending.checkpoints[read.key] = read.checkpoint
             pending.bytes_read += read.bytes_read
             pending.lag = tail.lag()
-            if ctx.clock.monotonic() >= stop:
-                ctx.log.info("log_read_paused", reason="deadline", lag_bytes=tail.lag())
+            paused = _paused(ctx, stop)
+            if paused:
+                ctx.log.info("log_read_paused", reason=paused, lag_bytes=tail.lag())
                 break
     finally:
         reads.close()
     pending.lag = tail.lag()
+    pending.file_errors = dict(Counter(error_reason(exc) for exc in tail.errors))
     yield pending.batch(zeros=True)
     if tail.errors:
         raise tail.errors[0]
@@ -544,8 +574,9 @@ def _collect_records(
                 pending.files_unreadable += 1
                 pending.has_block = True
             pending.checkpoints[key] = last[key] = step.value
-            if ctx.clock.monotonic() >= stop:
-                ctx.log.info("log_read_paused", reason="deadline")
+            paused = _paused(ctx, stop)
+            if paused:
+                ctx.log.info("log_read_paused", reason=paused)
                 break
     finally:
         close = getattr(iterator, "close", None)

@@ -274,6 +274,7 @@ class RunContext:
         log: Logger bound to the collector and run.
         deadline: ``clock.monotonic()`` value after which the run is abandoned; long readers check
             ``expired()`` between batches and stop early (their checkpoint says where to resume).
+        stop_requested: True once the agent is shutting down; see ``stopping()``.
     """
 
     collector: str
@@ -287,9 +288,16 @@ class RunContext:
     pseudonymise: Pseudonymiser
     log: FilteringBoundLogger
     deadline: float = float("inf")
+    stop_requested: Callable[[], bool] = field(default=lambda: False, repr=False)
 
     def expired(self) -> bool:
         return self.clock.monotonic() >= self.deadline
+
+    def stopping(self) -> bool:
+        """Whether the agent is shutting down. A long reader checks it between blocks and ends early,
+        yielding what it has read: unlike after ``expired()``, that is still committed, so a catch-up
+        neither holds a shutdown for its whole grace nor reads its last blocks twice."""
+        return self.stop_requested()
 
 
 # --------------------------------------------------------------------------------------------

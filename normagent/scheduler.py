@@ -138,22 +138,33 @@ class Scheduler:
         return max(0.01, next_event - self._clock.monotonic())
 
     def running(self) -> list[str]:
-        """Names of collectors whose run has not ended: in flight, past its timeout but still
-        going, or of a job a reload removed (sorted; a name twice if two of its runs are left)."""
+        """Names of collectors with a run in flight (not timed out), also of a job a reload
+        removed (sorted; a name twice if two of its runs are left)."""
         with self._lock:
-            return sorted(run.job.name for run in self._runs)
+            return sorted(run.job.name for run in self._runs if not run.finished)
+
+    def abandoned(self) -> list[str]:
+        """Names of collectors whose run has ended as far as the schedule is concerned (timed out,
+        or just recorded) but whose thread is still going: stuck in a system call, a source that
+        never answers. Nothing a timed-out run yields is committed."""
+        with self._lock:
+            return sorted(run.job.name for run in self._runs if run.finished)
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds (real time) for every run not ended to end, whatever its
-        job; True if none is left. When it returns True, everything those runs committed is in."""
+        """Wait up to ``timeout`` seconds (real time) for every run in flight to end, whatever its
+        job; True if none is left. When it returns True, everything those runs committed is in.
+
+        Runs already timed out are not waited for: they can commit nothing more, and one stuck for
+        good would hold a shutdown for all of ``timeout`` (``abandoned()`` names them).
+        """
         end = time.monotonic() + timeout
         with self._lock:
-            runs = list(self._runs)
+            runs = [run for run in self._runs if not run.finished]
         for run in runs:
             if run.thread is not None:
                 run.thread.join(max(0.0, end - time.monotonic()))
         with self._lock:
-            return not self._runs
+            return not any(not run.finished for run in self._runs)
 
     def replace_jobs(self, jobs: Iterable[Job]) -> None:
         """Swap the job list (reload). Runs in flight finish; kept collectors keep their schedule."""

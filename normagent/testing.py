@@ -8,7 +8,7 @@ does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
@@ -19,10 +19,8 @@ import structlog
 from normagent.ledger import MemoryCheckpoints  # noqa: F401 - re-exported for plugin tests
 from normagent.model import (
     Batch,
-    Checkpoint,
     CollectorSpec,
     CommandResult,
-    JSONValue,
     LogBlock,
     ParseContext,
     ParseResult,
@@ -164,8 +162,12 @@ def make_context(
     snmp: Any = None,
     state: Any = None,
     timeout: float | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> RunContext:
-    """A ``RunContext`` for ``spec`` made of fakes; anything not given gets a harmless default."""
+    """A ``RunContext`` for ``spec`` made of fakes; anything not given gets a harmless default.
+
+    ``stop_requested`` plays the agent shutting down (e.g. ``event.is_set``).
+    """
     clock = clock or FakeClock()
     return RunContext(
         collector=spec.name,
@@ -179,6 +181,7 @@ def make_context(
         pseudonymise=test_pseudonymiser(),
         log=structlog.get_logger("normagent.test").bind(collector=spec.name),
         deadline=clock.monotonic() + (timeout if timeout is not None else spec.timeout.total_seconds()),
+        stop_requested=stop_requested or (lambda: False),
     )
 
 

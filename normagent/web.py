@@ -11,17 +11,23 @@ Configured like the Prometheus exporter-toolkit web config, in the ``[web]`` tab
     [web.basic_auth_users]
     prometheus = "$2y$10$…"                   # htpasswd -nBC 10 "" | tr -d ':\\n'
 
-Serving: a thread per connection on top of wsgiref (as prometheus_client's own server does), with
-three differences that matter for a daemon. The TLS handshake runs in the connection's thread with
-a timeout, not in the accept loop (prometheus_client wraps the listening socket, so one client that
-connects and sends nothing stalls every scrape). The accept loop sleeps in ``select`` until a
-connection or ``stop()`` arrives, with no polling. ``stop()`` ends open connections and joins every
-thread, so nothing is left running after it returns.
+Serving: one asyncio event loop in a thread of its own, not a thread per connection, because a
+daemon's scrape endpoint meets slow and hostile clients. A connection still in its TLS handshake or
+still sending its request costs a socket, not a thread, and has a deadline for the whole request
+(``request_timeout`` from accept), not per read, so a client that sends a header line every few
+seconds is cut off all the same. When ``max_connections`` are open, a new connection makes room by
+closing the oldest unfinished connection of the address that holds the most, so flooding the server
+closes the flooder's connections, not a scraper's. The application runs on two worker threads,
+password checks on one more; nothing slow runs in the loop. ``stop()`` ends open connections and
+joins every thread, so nothing is left running after it returns.
 
 Basic auth follows exporter-toolkit: bcrypt hashes, an unknown user is checked against a dummy hash
-so that timing does not tell which users exist, checks are serialised (bcrypt is CPU-bound), and a
-successful check is cached — keyed by a keyed hash of user, stored hash and password, never the
-password itself — so that a scrape every few seconds costs a dictionary lookup, not 50 ms of bcrypt.
+so that timing does not tell which users exist, and a verdict is cached — keyed by a keyed hash of
+user, stored hash and password, never the password itself — so that a scrape every few seconds
+costs a dictionary lookup, not 50 ms of bcrypt, and a wrong password tried again costs nothing
+either. Checks that do need bcrypt wait in line per client address and are taken from each address
+in turn, a few at most per address (more are answered 503 at once), so a flood of wrong passwords
+neither delays a scraper whose password was checked before nor starves one from another address.
 Passwords over 72 bytes are refused with 401 (bcrypt cannot check them; bcrypt 5 raises).
 
 Nothing here logs client addresses or user names. Imports only the standard library, bcrypt (when
@@ -30,24 +36,32 @@ basic auth is configured), structlog and normagent.errors.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import email.utils
+import errno
+import functools
+import gc
 import hashlib
+import io
 import ipaddress
+import queue
 import re
+import resource
 import secrets
-import selectors
 import socket
-import socketserver
 import ssl
+import sys
 import threading
-from collections import OrderedDict
+import time
+import urllib.parse
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Literal, TypeAlias, cast
-from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
+from typing import Any, Literal, TypeAlias, cast
 
 import structlog
 
@@ -82,9 +96,26 @@ BCRYPT_HASH = re.compile(rb"^\$2[abxy]\$(?P<cost>\d\d)\$[./A-Za-z0-9]{53}$")
 BCRYPT_MAX_PASSWORD = 72  # bytes; bcrypt ignores (bcrypt ≥ 5: rejects) anything longer
 HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
-REQUEST_TIMEOUT = 10.0  # seconds to send a request (and finish the TLS handshake) before we hang up
-MAX_CONNECTIONS = 64  # open connections served at once; more are closed at once and counted
-AUTH_CACHE_SIZE = 1024
+REQUEST_TIMEOUT = timedelta(seconds=10)  # default: handshake plus request, and again for the answer
+REQUEST_TIMEOUT_RANGE = (timedelta(milliseconds=100), timedelta(minutes=5))
+MAX_CONNECTIONS = 256  # default: connections open at once (each costs a file descriptor)
+MAX_CONNECTIONS_RANGE = (1, 4096)
+AUTH_CACHE_SIZE = 1024  # verdicts remembered, per verdict
+AUTH_CHECKS_PER_SOURCE = 4  # bcrypt checks waiting per client address; more are answered 503
+AUTH_CHECKS_WAITING = 32  # bcrypt checks waiting in all
+APP_WORKERS = 2  # threads running the application (/metrics is rendered from a cached snapshot)
+MAX_HEADER_BYTES = 65536  # request line plus headers
+MAX_HEADERS = 100
+MAX_BODY_BYTES = 65536  # nothing here reads a body; a small one is read and ignored
+LISTEN_BACKLOG = 128
+ACCEPT_BACKOFF = 0.1  # seconds to wait when accept() runs out of file descriptors
+COLLECT_EVERY = 200  # connections ended between two young-generation garbage collections
+REPORT_EVERY = 60.0  # seconds between log lines about clients cut off
+CUT_OFF = ("timed_out", "evicted", "rejected_busy", "auth_throttled", "tls_handshake_failures")
+SERVER_SOFTWARE = "normagent"
+TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2
+TARGET = re.compile(r"[\x21-\x7e]+")  # visible ASCII: no spaces, no controls
+HTTP_VERSION = re.compile(r"HTTP/1\.[01]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +144,23 @@ class WebSettings:
     basic_auth_users: dict[str, str] = field(
         default_factory=dict,
         metadata={"help": "User name → bcrypt hash (htpasswd -nBC 10 \"\" | tr -d ':\\n'); empty: no basic auth"},
+    )
+    request_timeout: timedelta = field(
+        default=REQUEST_TIMEOUT,
+        metadata={
+            "min": REQUEST_TIMEOUT_RANGE[0],
+            "max": REQUEST_TIMEOUT_RANGE[1],
+            "help": "Time a client has for the TLS handshake and its whole request, and again to read the answer",
+        },
+    )
+    max_connections: int = field(
+        default=MAX_CONNECTIONS,
+        metadata={
+            "min": MAX_CONNECTIONS_RANGE[0],
+            "max": MAX_CONNECTIONS_RANGE[1],
+            "help": "Connections open at once (at most half the open-files limit); "
+            "when full, the oldest unfinished one of the busiest address is closed",
+        },
     )
 
     @property
@@ -345,33 +393,46 @@ class Routes:
         return [b"" if method == "HEAD" else body]
 
 
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Credentials that only bcrypt can judge: what ``BasicAuth.verify`` needs, the password included."""
+
+    known: bool  # the user exists (else ``hashed`` is the dummy hash)
+    hashed: bytes
+    password: bytes = field(repr=False)
+    key: bytes = field(repr=False)  # cache key: keyed hash of user, stored hash and password
+
+
 class BasicAuth:
-    """WSGI middleware: HTTP basic auth against bcrypt hashes, exporter-toolkit style.
+    """HTTP basic auth against bcrypt hashes, exporter-toolkit style, in two steps.
+
+    ``lookup`` is cheap and decides whatever it can without bcrypt: a malformed header, a password
+    bcrypt cannot check, and any credentials judged before (successes and failures are both
+    remembered, keyed by a keyed hash, never the password). What is left goes to ``verify``, which
+    costs one bcrypt check; the server runs those on a worker of their own, fairly between client
+    addresses, so a scraper whose password was verified once never waits behind anyone's bcrypt.
 
     Args:
-        app: The protected application.
         users: User name → bcrypt hash (``$2a$``, ``$2b$``, ``$2y$``).
-        cache_size: Successful checks remembered (least recently used are forgotten first).
+        cache_size: Judged credentials remembered per verdict (least recently used forgotten first).
     """
 
-    def __init__(self, app: WSGIApp, users: Mapping[str, str], *, cache_size: int = AUTH_CACHE_SIZE) -> None:
+    def __init__(self, users: Mapping[str, str], *, cache_size: int = AUTH_CACHE_SIZE) -> None:
         # Imported here: most agents serve without basic auth, and the module costs 0.4 MB of RSS.
         import bcrypt
 
         self._checkpw = bcrypt.checkpw
-        self._app = app
         self._users = {user: hashed.encode() for user, hashed in users.items()}
         costs = [int(m["cost"]) for h in self._users.values() if (m := BCRYPT_HASH.match(h))]
         # Unknown users are checked against a hash of the same cost, so timing does not tell them apart.
         self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=max(costs, default=10)))
         self._key = secrets.token_bytes(32)  # per process: cache keys mean nothing outside it
-        self._cache: OrderedDict[bytes, None] = OrderedDict()
+        self._verdicts: dict[bool, OrderedDict[bytes, None]] = {True: OrderedDict(), False: OrderedDict()}
         self._cache_size = cache_size
-        self._cache_lock = threading.Lock()
-        self._bcrypt_lock = threading.Lock()  # bcrypt is CPU-bound: one check at a time
+        self._lock = threading.Lock()
 
-    def check(self, authorization: str | None) -> bool:
-        """Whether an ``Authorization`` header value names a user and their password."""
+    def lookup(self, authorization: str | None) -> bool | Credentials:
+        """True or False when that is clear without bcrypt, else the ``Credentials`` to ``verify``."""
         if not authorization:
             return False
         scheme, _, encoded = authorization.strip().partition(" ")
@@ -382,8 +443,8 @@ class BasicAuth:
         except (binascii.Error, ValueError):
             return False
         raw_user, colon, password = decoded.partition(b":")
-        if not colon:
-            return False
+        if not colon or len(password) > BCRYPT_MAX_PASSWORD:
+            return False  # bcrypt cannot check a longer password: a 401, never a 500
         try:
             user = raw_user.decode("utf-8")
         except UnicodeDecodeError:
@@ -391,39 +452,30 @@ class BasicAuth:
         stored = self._users.get(user)
         hashed = self._dummy if stored is None else stored
         key = hashlib.blake2b(b"\0".join((raw_user, hashed, password)), key=self._key, digest_size=32).digest()
-        with self._cache_lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return stored is not None
-        if len(password) > BCRYPT_MAX_PASSWORD:
-            return False  # bcrypt cannot check it: a 401, never a 500
-        with self._bcrypt_lock:
-            try:
-                matched = self._checkpw(password, hashed)
-            except ValueError:  # a hash that is not bcrypt (validation should have caught it)
-                matched = False
-        if not (matched and stored is not None):
-            return False
-        with self._cache_lock:
-            self._cache[key] = None
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return True
+        with self._lock:
+            for verdict, cache in self._verdicts.items():
+                if key in cache:
+                    cache.move_to_end(key)
+                    return verdict
+        return Credentials(stored is not None, hashed, password, key)
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if self.check(environ.get("HTTP_AUTHORIZATION")):
-            return self._app(environ, start_response)
-        return _plain(
-            start_response, "401 Unauthorized", b"Unauthorized\n", ("WWW-Authenticate", 'Basic realm="normagent", charset="UTF-8"')
-        )
+    def verify(self, credentials: Credentials) -> bool:
+        """One bcrypt check (tens to hundreds of milliseconds of CPU); the verdict is remembered."""
+        try:
+            matched = self._checkpw(credentials.password, credentials.hashed) and credentials.known
+        except ValueError:  # a hash that is not bcrypt (validation should have caught it)
+            matched = False
+        with self._lock:
+            cache = self._verdicts[matched]
+            cache[credentials.key] = None
+            while len(cache) > self._cache_size:
+                cache.popitem(last=False)
+        return matched
 
-
-def build_app(settings: WebSettings, metrics_app: WSGIApp, healthy: Callable[[], bool]) -> WSGIApp:
-    """The whole WSGI application for ``settings``: routes, behind basic auth when users are set."""
-    app: WSGIApp = Routes(metrics_app, healthy)
-    if settings.basic_auth_users:
-        app = BasicAuth(app, settings.basic_auth_users)
-    return app
+    def check(self, authorization: str | None) -> bool:
+        """Whether an ``Authorization`` header value names a user and their password (blocking)."""
+        found = self.lookup(authorization)
+        return found if isinstance(found, bool) else self.verify(found)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -432,201 +484,635 @@ def build_app(settings: WebSettings, metrics_app: WSGIApp, healthy: Callable[[],
 
 @dataclass(frozen=True, slots=True)
 class ServerStats:
-    """What the server has seen since it started (``RunningServer.stats()``), for the agent's own
-    metrics: refused logins and failed handshakes are worth a dashboard panel."""
+    """What the server has seen since it started (``RunningServer.stats()``): refused logins, failed
+    handshakes and clients that were cut off are worth a dashboard panel."""
 
-    requests: int = 0
-    unauthorized: int = 0
+    requests: int = 0  # answered, whatever the status
+    unauthorized: int = 0  # answered 401
     errors: int = 0  # the application raised; answered 500
     tls_handshake_failures: int = 0
-    rejected_busy: int = 0  # closed at once: MAX_CONNECTIONS were open
+    timed_out: int = 0  # did not finish handshake, request or reading the answer within request_timeout
+    evicted: int = 0  # closed to make room for a new connection (max_connections were open)
+    rejected_busy: int = 0  # closed at once: max_connections were open and none could be evicted
+    auth_throttled: int = 0  # answered 503: too many password checks waiting (from that address)
+    open_connections: int = 0  # now, not since the start
 
 
-class _ServerHandler(ServerHandler):
-    server_software = "normagent"
-
-    def log_exception(self, exc_info: tuple[type[BaseException], BaseException, TracebackType] | Any) -> None:
-        environ = getattr(self, "environ", None) or {}
-        log.error("http_request_failed", path=environ.get("PATH_INFO", ""), exc_info=exc_info)
-
-
-class _Handler(WSGIRequestHandler):
-    """One request per connection (HTTP/1.0 answers, as prometheus_client's server gives)."""
-
-    server: _HTTPServer
-    server_version = "normagent"
-    sys_version = ""
-    timeout = REQUEST_TIMEOUT  # StreamRequestHandler applies it to the connection
-
-    def handle(self) -> None:
-        self.raw_requestline = self.rfile.readline(65537)
-        if len(self.raw_requestline) > 65536:
-            self.requestline, self.request_version, self.command = "", "", ""
-            self.send_error(414)
-            return
-        if not self.parse_request():
-            return
-        app = self.server.get_app()
-        assert app is not None, "start_server sets the app before serving"
-        handler = _ServerHandler(
-            cast(IO[bytes], self.rfile), cast(IO[bytes], self.wfile), self.get_stderr(), self.get_environ(), multithread=True
-        )
-        handler.request_handler = self  # type: ignore[attr-defined]
-        handler.run(app)
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Called by wsgiref once the response is sent: count it (no access log)."""
-        self.server.count_request(str(code))
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
-        """No access log: it would hold client addresses and cost time on every scrape."""
+@dataclass(frozen=True, slots=True)
+class _Request:
+    method: str
+    target: str
+    version: str
+    headers: list[tuple[str, str]]
+    body: bytes
 
 
-class _HTTPServer(WSGIServer):
-    """wsgiref's server, bound without a DNS lookup, with our own accept loop and thread bookkeeping."""
+@dataclass(frozen=True, slots=True)
+class _Response:
+    status: str
+    headers: list[tuple[str, str]]
+    body: bytes
 
-    def __init__(self, family: socket.AddressFamily, address: tuple[str, int], ssl_context: ssl.SSLContext | None) -> None:
-        self.address_family = family
-        self.ssl_context = ssl_context
-        self.counts = dict.fromkeys(ServerStats.__dataclass_fields__, 0)
-        self._lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
-        self._threads: set[threading.Thread] = set()
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._stopping = False
-        super().__init__(address, _Handler)
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can hang offline.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
-        self.setup_environ()
+class _BadRequest(Exception):
+    """The request cannot be served; answered with ``status`` and the connection closed."""
 
-    def stats(self) -> ServerStats:
-        with self._lock:
-            return ServerStats(**self.counts)
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
 
-    def count_request(self, status: str) -> None:
-        with self._lock:
-            self.counts["requests"] += 1
-            if status == "401":
-                self.counts["unauthorized"] += 1
-            elif status == "500":
-                self.counts["errors"] += 1
 
-    def serve(self) -> None:
-        """Accept until ``stop()``; each connection is served in its own thread."""
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.socket, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            while True:
-                for key, _ in selector.select():
-                    if key.fileobj is self._wake_r:
-                        return
-                    self._accept()
+def _error_response(status: str, *extra: tuple[str, str]) -> _Response:
+    body = status.split(" ", 1)[1].encode() + b"\n"
+    return _Response(status, [("Content-Type", "text/plain; charset=utf-8"), *extra], body)
 
-    def _accept(self) -> None:
-        try:
-            conn, peer = self.socket.accept()
-        except OSError:
-            return  # the client gave up before we got to it, or we are closing
-        if not self._slots.acquire(blocking=False):
-            with self._lock:
-                self.counts["rejected_busy"] += 1
-            conn.close()
-            return
-        thread = threading.Thread(target=self._serve_connection, args=(conn, peer), name="normagent-http", daemon=True)
-        with self._lock:
-            if self._stopping:
-                self._slots.release()
-                conn.close()
-                return
-            # Started under the lock, so stop() never sees (and joins) a thread not yet started.
-            self._threads.add(thread)
+
+@dataclass(eq=False)
+class _Connection:
+    """One accepted connection, as the event loop tracks it."""
+
+    sock: socket.socket
+    source: str  # the client's address (IPv6: its /64), for fairness; never logged
+    accepted: float  # loop time
+    task: asyncio.Task[None] | None = None
+    started: bool = False  # its task has begun (and owns the socket)
+    transport: asyncio.Transport | None = None
+    busy: bool = False  # its request is with the password check or the application: not evictable
+    cut: str = ""  # why the server ended it early: "evicted", "timed_out", "stopping"
+
+
+class _Workers:
+    """Daemon threads that run blocking calls for the event loop; ``stop`` joins them."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int, name: str) -> None:
+        self._loop = loop
+        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=name, daemon=True) for _ in range(count)]
+        for thread in self._threads:
             thread.start()
 
-    def _serve_connection(self, conn: socket.socket, peer: Any) -> None:
+    def submit(self, call: Callable[[], Any]) -> asyncio.Future[Any]:
+        """Run ``call`` on a worker; the future is resolved on the loop (call from the loop)."""
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.put((call, future))
+        return future
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            call, future = item
+            if future.cancelled():
+                continue  # its client is gone: do not spend the work
+            try:
+                result, error = call(), None
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                result, error = None, exc
+            try:
+                self._loop.call_soon_threadsafe(_resolve, future, result, error)
+            except RuntimeError:
+                return  # the loop is closed: the server stopped while this ran
+
+    def stop(self, timeout: float) -> list[threading.Thread]:
+        """Let the workers finish what they run; returns those still alive after ``timeout``."""
+        for _ in self._threads:
+            self._queue.put(None)
+        end = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, end - time.monotonic()))
+        return [t for t in self._threads if t.is_alive()]
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class _FairChecks:
+    """Password checks on one worker, taken in turn from each client address that waits for one.
+
+    bcrypt costs tens to hundreds of milliseconds of CPU, so checks are bounded: at most
+    ``per_source`` waiting per address and ``total`` in all; beyond that a request is answered 503
+    at once. Taking addresses in turn means a scraper waits for at most one check per other
+    address, however many requests an attacker sends.
+    """
+
+    def __init__(self, workers: _Workers, *, per_source: int, total: int) -> None:
+        self._workers = workers
+        self._per_source = per_source
+        self._total = total
+        self._waiting: dict[str, deque[tuple[Callable[[], bool], asyncio.Future[bool]]]] = {}
+        self._turns: deque[str] = deque()
+        self._queued = 0
+        self._running = False
+
+    def submit(self, source: str, check: Callable[[], bool]) -> asyncio.Future[bool] | None:
+        """The check's future, or None when it would wait behind too many others."""
+        waiting = self._waiting.get(source)
+        if self._queued >= self._total or (waiting is not None and len(waiting) >= self._per_source):
+            return None
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if waiting is None:
+            waiting = self._waiting[source] = deque()
+            self._turns.append(source)
+        waiting.append((check, future))
+        self._queued += 1
+        self._next()
+        return future
+
+    def _next(self) -> None:
+        while not self._running and self._turns:
+            source = self._turns.popleft()
+            waiting = self._waiting[source]
+            check, future = waiting.popleft()
+            self._queued -= 1
+            if waiting:
+                self._turns.append(source)
+            else:
+                del self._waiting[source]
+            if future.cancelled():
+                continue  # its client is gone
+            self._running = True
+            self._workers.submit(check).add_done_callback(functools.partial(self._finished, future))
+
+    def _finished(self, future: asyncio.Future[bool], done: asyncio.Future[Any]) -> None:
+        self._running = False
+        if not future.done():
+            if done.cancelled():
+                future.cancel()
+            elif done.exception() is not None:
+                future.set_exception(cast(BaseException, done.exception()))
+            else:
+                future.set_result(bool(done.result()))
+        self._next()
+
+
+def _connection_limit(wanted: int) -> int:
+    """``max_connections``, or half the open-files limit if that is lower (said in the log): each
+    connection is a file descriptor, and the agent needs descriptors for its ledger, its log files
+    and journalctl too. (systemd's default is 1024; raise it with LimitNOFILE= in the unit.)"""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or wanted <= soft // 2:
+        return wanted
+    allowed = max(1, soft // 2)
+    log.warning("http_max_connections_lowered", configured=wanted, effective=allowed, open_files_limit=soft)
+    return allowed
+
+
+def _source_of(peer: Any) -> str:
+    """The address a client's connections are grouped by: IPv4 as is, IPv6 by its /64 (one host's)."""
+    host = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class _Server:
+    """An HTTP/1.0 server on one asyncio event loop (in its own thread), one request per connection.
+
+    Why an event loop: a connection that is still sending its request (or reading its answer, or
+    in its TLS handshake) costs a socket and a few kilobytes, not a thread, so slow clients cannot
+    take the places scrapes need. Every connection has a deadline for the whole request
+    (``request_timeout`` from accept, handshake included) and another for sending the answer. When
+    ``max_connections`` are open, a new connection makes room by closing the oldest connection of
+    the address holding the most that is still sending its request or reading its answer; a scraper
+    that sends its request at once is never the one to go. The application and the password checks
+    run on worker threads, so nothing slow ever runs in the loop.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        app: WSGIApp,
+        auth: BasicAuth | None,
+        ssl_context: ssl.SSLContext | None,
+        settings: WebSettings,
+    ) -> None:
+        self.sock = sock
+        self.app = app
+        self.auth = auth
+        self.ssl_context = ssl_context
+        self.request_timeout = settings.request_timeout.total_seconds()
+        self.max_connections = _connection_limit(settings.max_connections)
+        host, port = sock.getsockname()[:2]
+        self.server_name, self.server_port = str(host), str(port)
+        self.counts = dict.fromkeys(ServerStats.__dataclass_fields__, 0)
+        self._counts_lock = threading.Lock()
+        self._connections: dict[_Connection, None] = {}  # in accept order: the oldest first
+        self._per_source: dict[str, int] = {}  # connections open per client address
+        self._served = 0  # connections ended
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_quiet_exception_handler)
+        self._app_workers = _Workers(self._loop, APP_WORKERS, "normagent-http-app")
+        self._auth_workers = _Workers(self._loop, 1, "normagent-http-auth") if auth is not None else None
+        self._checks = (
+            _FairChecks(self._auth_workers, per_source=AUTH_CHECKS_PER_SOURCE, total=AUTH_CHECKS_WAITING)
+            if self._auth_workers is not None
+            else None
+        )
+        self._stopping: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="normagent-http", daemon=True)
+        self._ready = threading.Event()
+
+    # -- life cycle
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
         try:
-            conn.settimeout(REQUEST_TIMEOUT)
-            if not self._track(conn):
-                return
-            if self.ssl_context is not None:
-                plain = conn
-                # Wrapping detaches the plain socket; doing it under the lock means stop() sees
-                # either the plain socket or the TLS one, always one it can shut down.
-                with self._lock:
-                    if self._stopping:
-                        return
-                    conn = self.ssl_context.wrap_socket(plain, server_side=True, do_handshake_on_connect=False)
-                    self._connections.discard(plain)
-                    self._connections.add(conn)
-                try:
-                    conn.do_handshake()  # here, in this connection's thread, under REQUEST_TIMEOUT
-                except (ssl.SSLError, OSError) as exc:
-                    with self._lock:
-                        if self._stopping:
-                            return  # stop() cut it short: not the client's failure
-                        self.counts["tls_handshake_failures"] += 1
-                    log.debug("tls_handshake_failed", reason=getattr(exc, "reason", None) or type(exc).__name__)
-                    return
-            try:
-                self.finish_request(conn, peer)
-            except (OSError, ssl.SSLError):
-                pass  # the client went away mid-request; nothing to answer
+            self._loop.run_until_complete(self._main())
         finally:
-            self._untrack(conn)
-            try:
-                conn.close()
-            finally:
-                self._slots.release()
-                with self._lock:
-                    self._threads.discard(threading.current_thread())
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
 
-    def _track(self, conn: socket.socket) -> bool:
-        with self._lock:
-            if self._stopping:
-                return False
-            self._connections.add(conn)
-            return True
-
-    def _untrack(self, conn: socket.socket) -> None:
-        with self._lock:
-            self._connections.discard(conn)
+    async def _main(self) -> None:
+        self._stopping = asyncio.Event()
+        accepting = asyncio.create_task(self._accept_loop())
+        reporting = asyncio.create_task(self._report_loop())
+        self._ready.set()
+        await self._stopping.wait()
+        reporting.cancel()
+        accepting.cancel()
+        connections = list(self._connections)
+        for conn in connections:
+            self._cut(conn, "stopping")
+        tasks = [t for t in (accepting, *(c.task for c in connections)) if t is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def stop(self, timeout: float) -> list[str]:
-        """Stop accepting, end open connections, join their threads. Returns threads still alive."""
-        with self._lock:
-            self._stopping = True
-            connections, threads = list(self._connections), list(self._threads)
-        self._wake_w.send(b"x")
-        for conn in connections:
+        """Stop accepting, end every connection, join the threads. Returns threads still alive."""
+        if self._thread.is_alive():
+            self._ready.wait()
+            stopping = self._stopping
+            assert stopping is not None
             try:
-                # The plain socket call, also for TLS sockets: it unblocks a thread waiting for a
-                # request or a handshake without touching the TLS state that thread is using.
-                socket.socket.shutdown(conn, socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for thread in threads:
-            thread.join(timeout)
-        return [t.name for t in threads if t.is_alive()]
+                self._loop.call_soon_threadsafe(stopping.set)
+            except RuntimeError:
+                pass  # the loop has closed already
+            self._thread.join(timeout)
+        lingering = self._app_workers.stop(timeout)
+        if self._auth_workers is not None:
+            lingering += self._auth_workers.stop(timeout)
+        if self._thread.is_alive():
+            lingering.append(self._thread)
+        self.sock.close()
+        return [t.name for t in lingering]
 
-    def close(self) -> None:
-        self.server_close()
-        self._wake_r.close()
-        self._wake_w.close()
+    def stats(self) -> ServerStats:
+        with self._counts_lock:
+            return ServerStats(**{**self.counts, "open_connections": len(self._connections)})
+
+    async def _report_loop(self) -> None:
+        """Say so in the log when clients were cut off or refused: once a period, with how many,
+        never once per client (an attack would flood the journal) and never who."""
+        last = self.stats()
+        while True:
+            await asyncio.sleep(REPORT_EVERY)
+            now = self.stats()
+            changed = {name: getattr(now, name) - getattr(last, name) for name in CUT_OFF if getattr(now, name) != getattr(last, name)}
+            if changed:
+                log.warning("http_clients_cut_off", period_s=REPORT_EVERY, open_connections=now.open_connections, **changed)
+            last = now
+
+    def _count(self, what: str, n: int = 1) -> None:
+        with self._counts_lock:
+            self.counts[what] += n
+
+    # -- connections
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        accept_failing = False
+        while True:
+            try:
+                conn_sock, peer = await loop.sock_accept(self.sock)
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Out of file descriptors: the listening socket stays readable, so wait a little
+                    # instead of spinning; connections ending free descriptors. Said once a spell.
+                    if not accept_failing:
+                        log.warning("http_accept_failed", error=exc.strerror, open_connections=len(self._connections))
+                    accept_failing = True
+                    await asyncio.sleep(ACCEPT_BACKOFF)
+                continue  # the client gave up before we got to it
+            accept_failing = False
+            conn = _Connection(conn_sock, _source_of(peer), loop.time())
+            if len(self._connections) >= self.max_connections and not self._make_room():
+                self._count("rejected_busy")
+                conn_sock.close()
+                continue
+            self._track(conn)
+            conn.task = asyncio.create_task(self._serve(conn))
+            # Let the new connection's task (and the others) run before the next accept: accepting
+            # never waits while the backlog is full, so without this a burst of connections would
+            # evict one another, a scraper's included, before any of them had read its request.
+            await asyncio.sleep(0)
+
+    def _make_room(self) -> bool:
+        """Close one connection that is still sending its request (or reading its answer): the
+        oldest of the address holding the most connections. False if every one is being served."""
+        most = max(self._per_source.values(), default=0)
+        while most > 0:
+            for conn in self._connections:  # oldest first
+                if not conn.busy and self._per_source[conn.source] == most:
+                    self._cut(conn, "evicted")
+                    return True
+            # Every connection of the busiest addresses is being served: try the next busiest.
+            most = max((n for n in self._per_source.values() if n < most), default=0)
+        return False
+
+    def _track(self, conn: _Connection) -> None:
+        self._connections[conn] = None
+        self._per_source[conn.source] = self._per_source.get(conn.source, 0) + 1
+
+    def _untrack(self, conn: _Connection) -> None:
+        if conn in self._connections:
+            del self._connections[conn]
+            left = self._per_source[conn.source] - 1
+            if left:
+                self._per_source[conn.source] = left
+            else:
+                del self._per_source[conn.source]
+
+    def _cut(self, conn: _Connection, why: str) -> None:
+        """End a connection early: ``why`` is "evicted", "timed_out" or "stopping"."""
+        if conn.cut:
+            return
+        conn.cut = why
+        if why != "stopping":
+            self._count(why)
+        self._untrack(conn)
+        if conn.transport is not None:
+            conn.transport.abort()
+        elif not conn.started:
+            conn.sock.close()  # its task never ran: nothing else will close it
+        if conn.task is not None:
+            conn.task.cancel()
+
+    async def _serve(self, conn: _Connection) -> None:
+        conn.started = True
+        try:
+            try:
+                async with asyncio.timeout_at(conn.accepted + self.request_timeout):
+                    received = await self._receive(conn)
+            except TimeoutError:
+                self._cut(conn, "timed_out")
+                return
+            if received is None:
+                return
+            writer, status, data = received
+            self._count_response(status)
+            async with asyncio.timeout(self.request_timeout):
+                writer.write(data)
+                await writer.drain()
+                writer.close()
+                await writer.wait_closed()
+        except TimeoutError:
+            self._cut(conn, "timed_out")
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError):
+            pass  # the client went away; nothing to answer
+        except asyncio.CancelledError:
+            if not conn.cut:
+                raise
+        except Exception:
+            log.exception("http_connection_failed")
+        finally:
+            self._untrack(conn)
+            if conn.transport is not None:
+                conn.transport.abort()
+            else:
+                conn.sock.close()
+            self._served += 1
+            if self._served % COLLECT_EVERY == 0:
+                # Python 3.11's socket transport keeps a bound method of itself (_read_ready_cb): a
+                # reference cycle only the cyclic GC frees, and the agent runs that rarely
+                # (gc.set_threshold in run_agent). Ended connections are young: a young collection
+                # now and then frees them for a millisecond, where waiting grew the heap ~1 kB a scrape.
+                gc.collect(0)
+
+    async def _receive(self, conn: _Connection) -> tuple[asyncio.StreamWriter, str, bytes] | None:
+        """Handshake, read the request, decide the answer: (writer, status, encoded answer), or
+        None when there is nothing to answer (the handshake failed, the client left)."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=MAX_HEADER_BYTES, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        try:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol,
+                conn.sock,
+                ssl=self.ssl_context,
+                # Longer than the whole-request deadline, which is the one meant to end it.
+                ssl_handshake_timeout=2 * self.request_timeout if self.ssl_context is not None else None,
+            )
+        except (ssl.SSLError, OSError) as exc:
+            if self.ssl_context is not None:
+                self._count("tls_handshake_failures")
+                log.debug("tls_handshake_failed", reason=getattr(exc, "reason", None) or type(exc).__name__)
+            return None
+        conn.transport = transport
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        try:
+            request = await _read_request(reader)
+        except _BadRequest as bad:
+            return writer, bad.status, _encode(_error_response(bad.status))
+        if request is None:
+            return None
+        conn.busy = True
+        try:
+            status, data = await self._respond(conn, request)
+        finally:
+            conn.busy = False
+        return writer, status, data
+
+    async def _respond(self, conn: _Connection, request: _Request) -> tuple[str, bytes]:
+        """Check the password (if basic auth is on), then run the application on a worker."""
+        if self.auth is not None and self._checks is not None:
+            verdict = self.auth.lookup(_header(request.headers, "authorization"))
+            if isinstance(verdict, Credentials):
+                checking = self._checks.submit(conn.source, functools.partial(self.auth.verify, verdict))
+                if checking is None:
+                    self._count("auth_throttled")
+                    busy = _error_response("503 Service Unavailable", ("Retry-After", "1"))
+                    return busy.status, _encode(busy)
+                verdict = await checking
+            if not verdict:
+                refused = _error_response("401 Unauthorized", ("WWW-Authenticate", 'Basic realm="normagent", charset="UTF-8"'))
+                return refused.status, _encode(refused, head_only=request.method == "HEAD")
+        environ = self._environ(request)
+        answer: tuple[str, bytes] = await self._app_workers.submit(functools.partial(self._call_app, environ))
+        return answer
+
+    def _environ(self, request: _Request) -> dict[str, Any]:
+        path, _, query = request.target.partition("?")
+        if "://" in path:  # absolute form: "http://host:port/metrics"
+            path = "/" + path.split("://", 1)[1].partition("/")[2]
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": request.method,
+            "SCRIPT_NAME": "",
+            "PATH_INFO": urllib.parse.unquote(path, "iso-8859-1"),
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": "",
+            "CONTENT_LENGTH": str(len(request.body)) if request.body else "",
+            "SERVER_NAME": self.server_name,
+            "SERVER_PORT": self.server_port,
+            "SERVER_PROTOCOL": request.version,
+            "SERVER_SOFTWARE": SERVER_SOFTWARE,
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "https" if self.ssl_context is not None else "http",
+            "wsgi.input": io.BytesIO(request.body),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+        }
+        for name, value in request.headers:
+            if "_" in name:
+                continue  # "X_Forwarded" and "X-Forwarded" would be one key; such headers are dropped (as wsgiref does)
+            key = name.upper().replace("-", "_")
+            if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                environ[key] = value
+                continue
+            key = "HTTP_" + key
+            environ[key] = f"{environ[key]},{value}" if key in environ else value
+        return environ
+
+    def _call_app(self, environ: dict[str, Any]) -> tuple[str, bytes]:
+        """Run the WSGI application (on a worker thread): (status, the encoded answer)."""
+        started: list[Any] = []
+        written: list[bytes] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            if exc_info is not None and started:
+                raise exc_info[1].with_traceback(exc_info[2])
+            started[:] = [status, list(headers)]
+            return written.append
+
+        try:
+            result = self.app(environ, start_response)
+            try:
+                body = b"".join([*written, *result])
+            finally:
+                close = getattr(result, "close", None)
+                if callable(close):
+                    close()
+            if not started:
+                raise RuntimeError("the application returned without calling start_response")
+            response = _Response(str(started[0]), started[1], body)
+            return response.status, _encode(response, head_only=environ["REQUEST_METHOD"] == "HEAD")
+        except Exception:
+            log.exception("http_request_failed", path=environ.get("PATH_INFO", ""))
+            failed = _error_response("500 Internal Server Error")
+            return failed.status, _encode(failed)
+
+    def _count_response(self, status: str) -> None:
+        code = status[:3]
+        with self._counts_lock:
+            self.counts["requests"] += 1
+            if code == "401":
+                self.counts["unauthorized"] += 1
+            elif code == "500":
+                self.counts["errors"] += 1
+
+
+def _quiet_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's own complaints, without the transport (whose text holds the client's address)."""
+    exc = context.get("exception")
+    if isinstance(exc, (OSError, asyncio.CancelledError)):
+        return  # a client that went away
+    log.error("http_loop_error", message=context.get("message"), error=f"{type(exc).__name__}: {exc}" if exc else None)
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
+    return next((value for key, value in headers if key.lower() == name), None)
+
+
+def _encode(response: _Response, *, head_only: bool = False) -> bytes:
+    """The response as bytes: HTTP/1.0, one request per connection."""
+    headers = list(response.headers)
+    if not any(name.lower() == "content-length" for name, _ in headers):
+        headers.append(("Content-Length", str(len(response.body))))
+    headers += [("Date", email.utils.formatdate(usegmt=True)), ("Server", SERVER_SOFTWARE), ("Connection", "close")]
+    head = "".join([f"HTTP/1.0 {response.status}\r\n", *(f"{name}: {value}\r\n" for name, value in headers), "\r\n"])
+    return head.encode("latin-1") + (b"" if head_only else response.body)
+
+
+async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
+    """Read one request (line, headers, body); None if the client closed before it was whole.
+
+    Raises:
+        _BadRequest: with the status to answer (malformed, too large, or not supported).
+    """
+    line = await _read_line(reader, "414 URI Too Long")
+    if line in (b"\r\n", b"\n"):
+        line = await _read_line(reader, "414 URI Too Long")  # RFC 9112 2.2: one empty line is allowed first
+    if not line:
+        return None
+    parts = line.decode("latin-1").rstrip("\r\n").split(" ")
+    if len(parts) != 3 or not TOKEN.fullmatch(parts[0]) or not TARGET.fullmatch(parts[1]):
+        raise _BadRequest("400 Bad Request")
+    method, target, version = parts
+    if not HTTP_VERSION.fullmatch(version):
+        raise _BadRequest("505 HTTP Version Not Supported" if version.startswith("HTTP/") else "400 Bad Request")
+    headers: list[tuple[str, str]] = []
+    total = len(line)
+    while True:
+        line = await _read_line(reader, "431 Request Header Fields Too Large")
+        if not line:
+            return None
+        total += len(line)
+        if total > MAX_HEADER_BYTES or len(headers) >= MAX_HEADERS:
+            raise _BadRequest("431 Request Header Fields Too Large")
+        if line in (b"\r\n", b"\n"):
+            break
+        name, colon, value = line.decode("latin-1").partition(":")
+        if not colon or not TOKEN.fullmatch(name):  # also refuses obsolete line folding
+            raise _BadRequest("400 Bad Request")
+        headers.append((name, value.strip(" \t\r\n")))
+    if _header(headers, "transfer-encoding") is not None:
+        raise _BadRequest("501 Not Implemented")  # nothing here takes a request body, let alone chunks
+    lengths = {value for name, value in headers if name.lower() == "content-length"}
+    body = b""
+    if lengths:
+        length = lengths.pop()
+        if lengths or not length.isdigit():
+            raise _BadRequest("400 Bad Request")
+        if int(length) > MAX_BODY_BYTES:
+            raise _BadRequest("413 Content Too Large")
+        try:
+            body = await reader.readexactly(int(length))
+        except asyncio.IncompleteReadError:
+            return None
+    return _Request(method, target, version, headers, body)
+
+
+async def _read_line(reader: asyncio.StreamReader, too_long: str) -> bytes:
+    """One line with its end; b"" if the stream ended before a whole line."""
+    try:
+        line = await reader.readline()
+    except ValueError:  # longer than the reader's limit
+        raise _BadRequest(too_long) from None
+    return line if line.endswith(b"\n") else b""
 
 
 class RunningServer:
     """A started HTTP server. ``stop()`` returns once nothing of it is left running."""
 
-    def __init__(self, server: _HTTPServer, thread: threading.Thread, tls: bool) -> None:
+    def __init__(self, server: _Server, tls: bool) -> None:
         self._server = server
-        self._thread = thread
         self._stopped = False
-        host, port = server.server_address[:2]
-        self.host = host.decode() if isinstance(host, bytes) else str(host)
+        host, port = server.sock.getsockname()[:2]
+        self.host = str(host)
         self.port = int(port)
         self.address = f"[{self.host}]:{port}" if ":" in self.host else f"{self.host}:{port}"
         self.url = f"{'https' if tls else 'http'}://{self.address}"
@@ -636,15 +1122,13 @@ class RunningServer:
         return self._server.stats()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop serving; in-flight requests are cut off. Safe to call twice."""
+        """Stop serving; requests in flight are cut off. Safe to call twice."""
         if self._stopped:
             return
         self._stopped = True
         lingering = self._server.stop(timeout)
-        self._thread.join(timeout)
-        self._server.close()
-        if lingering or self._thread.is_alive():
-            log.warning("http_threads_still_running", threads=len(lingering) + self._thread.is_alive())
+        if lingering:
+            log.warning("http_threads_still_running", threads=len(lingering))
         log.info("http_server_stopped", listen=self.address)
 
     def __enter__(self) -> RunningServer:
@@ -674,24 +1158,30 @@ def start_server(settings: WebSettings, metrics_app: WSGIApp, healthy: Callable[
     except ValueError as exc:
         raise ListenError(f"web.listen: {exc}") from None
     context = tls_context(settings)
+    auth = BasicAuth(settings.basic_auth_users) if settings.basic_auth_users else None
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise ListenError(f"web.listen: cannot resolve {host}: {exc.strerror}") from None
     family, *_, sockaddr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        server = _HTTPServer(family, (str(sockaddr[0]), int(sockaddr[1])), context)
+        # A reload that changes [web] listens again on the address the old server just left.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
     except OSError as exc:
+        sock.close()
         raise ListenError(f"web.listen: cannot listen on {settings.listen}: {exc.strerror or exc}") from None
-    server.set_app(build_app(settings, metrics_app, healthy))
-    thread = threading.Thread(target=server.serve, name="normagent-http-accept", daemon=True)
-    thread.start()
-    running = RunningServer(server, thread, context is not None)
+    server = _Server(sock, Routes(metrics_app, healthy), auth, context, settings)
+    server.start()
+    running = RunningServer(server, context is not None)
     log.info(
         "http_server_started",
         listen=running.address,
         tls=context is not None,
         client_auth=settings.client_auth_type if context is not None else None,
-        basic_auth=bool(settings.basic_auth_users),
+        basic_auth=auth is not None,
     )
     return running

@@ -43,6 +43,13 @@ empty file). A file that was empty at the last look and was then written and cop
 recognised by its copy's modification time; on a filesystem with coarse timestamps a copy made
 within the same clock tick as the last look could be missed.
 
+Not a regular file. Every file is opened with ``O_NONBLOCK`` and its type checked on the open file:
+a configured path that is a FIFO, a device, a socket or a directory is refused with
+``NotRegularFile`` (opening a FIFO without a writer would block the run forever, and with it every
+later run of the collector). Rotated files are never FIFOs or links: a sibling that is one is not
+read, and one is opened with ``O_NOFOLLOW``, so no link leads the reader out of the directory. The
+configured path itself may be a link; it is the administrator's choice.
+
 A half-written last line is never handed out: the offset stays after the last ``b"\\n"``. CRLF and
 invalid UTF-8 are passed through as bytes. All splitting and counting is done by ``bytes`` methods
 (C speed); no Python runs per line.
@@ -54,6 +61,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import errno
 import fnmatch
 import functools
 import glob
@@ -424,11 +432,11 @@ def _scan_siblings(real_path: str) -> list[_Sibling]:
         if match is None:
             continue
         try:
-            st = entry.stat()
+            st = entry.stat(follow_symlinks=False)
         except OSError:
             continue
         if not stat.S_ISREG(st.st_mode):
-            continue
+            continue  # a link, a FIFO …: not something logrotate made; never read as a rotated file
         comp = match.group("comp") or ""
         if not comp:
             stems.add(entry.path)
@@ -661,7 +669,7 @@ class FileTail:
                 # One unreadable file does not keep the others from being read; the caller
                 # reports ``errors`` once the rest is done. What was handed out stays consistent.
                 self.errors.append(exc)
-                self.log.error("log_file_unreadable", path=path, error=str(exc))
+                self.log.error("log_file_unreadable", path=path, reason=error_reason(exc), error=str(exc))
 
     def _follow(self, key: str, path: str, real: str, known: bool, from_glob: bool) -> Iterator[FileRead]:
         try:
@@ -915,16 +923,84 @@ class FileTail:
 # identity
 
 
-def _open_regular(path: str) -> int | None:
-    """An fd on a regular file, or None if it does not exist (other errors raise)."""
+class NotRegularFile(OSError):
+    """A log path names something that is not a regular file: a FIFO, a device, a socket, a directory.
+
+    Reading one could block the run forever (a FIFO without a writer) or never end (a device).
+    """
+
+    def __init__(self, path: str, kind: str) -> None:
+        super().__init__(errno.EINVAL, f"{path} is {kind}, not a regular file; a log path must name a regular file")
+        self.path = path
+        self.kind = kind
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def _open_file(path: str, *, follow: bool) -> int:
+    """An fd on the regular file at ``path``, opened without ever blocking.
+
+    ``O_NONBLOCK`` makes opening a FIFO return at once instead of waiting for a writer (it would
+    wait forever, and the run with it); the type is then checked on the open file (``fstat``), not
+    on the path, so nothing can be swapped in between. A regular file ignores ``O_NONBLOCK``, but it
+    is cleared all the same. ``follow=False`` refuses a symbolic link (``O_NOFOLLOW``).
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        NotRegularFile: something other than a regular file.
+        OSError: it cannot be opened (permission …).
+    """
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a socket, or a device without its driver
+            raise NotRegularFile(path, _kind(os.lstat(path).st_mode)) from None
+        if exc.errno == errno.ELOOP and not follow:
+            raise NotRegularFile(path, "a symbolic link") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(path, _kind(mode))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+FILE_ERROR_REASONS = ("not_a_regular_file", "permission_denied", "unreadable")
+
+
+def error_reason(exc: OSError) -> str:
+    """Why a log path could not be read, as one of ``FILE_ERROR_REASONS`` (a metric label)."""
+    if isinstance(exc, NotRegularFile):
+        return "not_a_regular_file"
+    if isinstance(exc, PermissionError):
+        return "permission_denied"
+    return "unreadable"
+
+
+def _open_regular(path: str) -> int | None:
+    """An fd on the regular file at a configured path (links followed: the path is the admin's
+    choice), or None if nothing is there. Other problems raise (``NotRegularFile``, ``OSError``)."""
+    try:
+        return _open_file(path, follow=True)
     except FileNotFoundError:
         return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise IsADirectoryError(f"{path} is not a regular file")
-    return fd
 
 
 def _new_tracked(fd: int, st: os.stat_result, real: str, *, at_end: bool) -> _Tracked:
@@ -983,10 +1059,14 @@ class _Moved(Exception):
 
 
 def _open_pinned(sibling: _Sibling) -> int:
-    """An fd on the very file the listing saw (same inode), or ``_Moved``."""
+    """An fd on the very file the listing saw (same inode), or ``_Moved``.
+
+    Never blocks and never follows a link: a rotated file is a regular file logrotate renamed, so
+    anything else under its name (a FIFO, a link to a file elsewhere) was swapped in since.
+    """
     try:
-        fd = os.open(sibling.path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = _open_file(sibling.path, follow=False)
+    except (FileNotFoundError, NotRegularFile):
         raise _Moved(sibling.path) from None
     st = os.fstat(fd)
     if (st.st_dev, st.st_ino) != (sibling.st.st_dev, sibling.st.st_ino):
@@ -1081,7 +1161,10 @@ __all__ = [
     "FileRead",
     "FileSource",
     "FileTail",
+    "FILE_ERROR_REASONS",
+    "NotRegularFile",
     "codec_of",
+    "error_reason",
     "fingerprint",
     "invalid_utf8_lines",
     "lag_bytes",

@@ -23,7 +23,7 @@ from normagent.config import (
     format_duration,
     range_text,
 )
-from normagent.exposition import HEALTH_METRICS
+from normagent.exposition import HEALTH_METRICS, HTTP_METRICS
 from normagent.loader import build_plugins
 from normagent.model import MetricSpec
 from normagent.syslog_stats import SYSLOG_METRICS
@@ -39,9 +39,9 @@ def all_metrics() -> list[tuple[MetricSpec, str]]:
         for metric in spec.metrics:
             owners.setdefault(metric.name, []).append(spec.name)
     metrics = {m.name: m for m in plugins.metrics().values()}
-    for metric in (*HEALTH_METRICS, *SYSLOG_METRICS):
+    for metric in (*HEALTH_METRICS, *HTTP_METRICS, *SYSLOG_METRICS):
         metrics[metric.name] = metric
-        owners.setdefault(metric.name, ["agent"] if metric in HEALTH_METRICS else ["core.syslog"])
+        owners.setdefault(metric.name, ["agent"] if metric in (*HEALTH_METRICS, *HTTP_METRICS) else ["core.syslog"])
     rows = []
     for name in sorted(metrics):
         collectors = owners[name]

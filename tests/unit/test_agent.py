@@ -39,33 +39,34 @@ class Daemon:
         self.log = tmp_path / "agent.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def write_config(self, extra: str = "", interval: str = "200ms") -> None:
+    def write_config(self, extra: str = "", interval: str = "200ms", grace: str = "2s", tables: str = "") -> None:
         self.config.write_text(
             f"""
 [agent]
 state_dir = "{self.tmp / 'state'}"
 log_format = "json"
-shutdown_grace = "2s"
+shutdown_grace = "{grace}"
 
 [web]
 listen = "127.0.0.1:{self.port}"
 
 [plugins]
-extra = ["tests.support.sample_plugin"]
+extra = ["tests.support.sample_plugin", "tests.support.daemon_plugin"]
 disable = ["edi", "access"]
 entry_points = false
 
 [collectors."sample.events"]
 interval = "{interval}"
 {extra}
+{tables}
 """
         )
 
-    def start(self) -> None:
+    def start(self, argv: list[str] | None = None, stdin: int | None = None, stdout: int | None = None) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "normagent", "run", "--config", str(self.config)],
-            stdout=subprocess.DEVNULL, stderr=self.log.open("wb"), env=env, cwd=self.tmp,
+            argv or [sys.executable, "-m", "normagent", "run", "--config", str(self.config)],
+            stdin=stdin, stdout=stdout or subprocess.DEVNULL, stderr=self.log.open("wb"), env=env, cwd=self.tmp,
         )
 
     def metrics(self) -> str:
@@ -221,3 +222,137 @@ def test_sighup_applies_new_web_settings_on_the_same_address(daemon: Daemon) -> 
     assert status() == 401
     assert requests.get(url, auth=("prometheus", "s3cret"), timeout=2).status_code == 200
     assert daemon.proc.poll() is None
+
+
+# --------------------------------------------------------------------------------------------
+# signals early and late (issue 9 items 16 and 21)
+
+
+# Runs `normagent run` with the import of structlog (the first thing the agent needs that the
+# command line does not) held until the test writes a line to stdin: the moment of start-up in
+# which a SIGHUP used to be fatal, made to last as long as the test needs.
+HELD_START = """
+import sys
+from importlib.abc import MetaPathFinder
+
+class Hold(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "structlog":
+            sys.meta_path.remove(self)
+            print("holding", flush=True)
+            sys.stdin.readline()
+        return None
+
+sys.meta_path.insert(0, Hold())
+from normagent.cli import main
+raise SystemExit(main(["run", "--config", sys.argv[1]]))
+"""
+
+
+def start_held(daemon: Daemon) -> subprocess.Popen[bytes]:
+    daemon.start([sys.executable, "-c", HELD_START, str(daemon.config)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = daemon.proc
+    assert proc is not None and proc.stdout is not None
+    assert proc.stdout.readline() == b"holding\n", daemon.log.read_text()
+    return proc
+
+
+def release(proc: subprocess.Popen[bytes]) -> None:
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(b"go\n")
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # it died of the signal: the test's assertions say so
+
+
+def test_a_sighup_while_the_agent_is_still_starting_is_not_fatal(daemon: Daemon) -> None:
+    """Issue 9 item 21: a SIGHUP in the first ~50 ms after start killed the process."""
+    daemon.write_config()
+    proc = start_held(daemon)
+    proc.send_signal(signal.SIGHUP)
+    release(proc)
+    daemon.wait_for('normagent_collector_up{collector="sample.events"} 1.0')
+    assert daemon.stop() == 0
+
+
+def test_a_sigterm_while_the_agent_is_still_starting_stops_it_before_it_starts_anything(daemon: Daemon) -> None:
+    daemon.write_config()
+    proc = start_held(daemon)
+    proc.send_signal(signal.SIGTERM)
+    release(proc)
+    assert proc.wait(15) == 0
+    assert "agent_started" not in daemon.log.read_text()
+    assert not (daemon.tmp / "state").exists()
+
+
+def log_lines(path: Path, count: int) -> bytes:
+    return b"".join(b"Nov 23 07:00:00 host app[1]: line %08d\n" % i for i in range(count))
+
+
+def slow_log_config(path: Path, seconds_per_block: float) -> str:
+    return f"""
+[collectors."daemon.log"]
+enabled = true
+interval = "1s"
+timeout = "10m"
+seconds_per_block = {seconds_per_block}
+
+[collectors."daemon.log".files]
+paths = ["{path}"]
+start_at = "beginning"
+block_bytes = 256
+"""
+
+
+def lines_counted(ledger: Ledger) -> float:
+    return sum(ledger.counter_value("normagent_log_lines_total", {"source": "daemon.log", "result": r})
+               for r in ("parsed", "ignored", "unparsed"))
+
+
+def test_sigterm_during_a_long_catch_up_stops_at_the_next_block_and_keeps_what_was_read(daemon: Daemon) -> None:
+    """Issue 9 item 21: the reader did not look at the stop flag between blocks, so SIGTERM waited
+    for the whole shutdown_grace (here a minute) while the catch-up went on."""
+    log = daemon.tmp / "app.log"
+    log.write_bytes(log_lines(log, 4000))  # ~900 blocks of 256 bytes, 20 ms each: far longer than the test
+    daemon.write_config(grace="60s", tables=slow_log_config(log, 0.02))
+    daemon.start()
+    daemon.wait_for('normagent_log_bytes_read_total{source="daemon.log"}')
+
+    assert daemon.stop() == 0  # Daemon.stop waits 15 s, a quarter of the grace
+
+    assert [e["reason"] for e in daemon.events() if e["event"] == "log_read_paused"] == ["shutdown"]
+    with Ledger.open(daemon.tmp / "state" / "ledger.db") as ledger:
+        checkpoint = ledger.checkpoints("daemon.log").get(f"file:{log}")
+        assert isinstance(checkpoint, dict) and isinstance(checkpoint["current"], dict)
+        offset = checkpoint["current"]["offset"]
+        assert 0 < lines_counted(ledger) == log.read_bytes()[:offset].count(b"\n") < 4000
+    daemon.write_config(tables=slow_log_config(log, 0))
+    daemon.start()
+    daemon.wait_for('normagent_log_checkpoint_lag_bytes{source="daemon.log"} 0.0')
+    assert daemon.stop() == 0
+    with Ledger.open(daemon.tmp / "state" / "ledger.db") as ledger:
+        assert lines_counted(ledger) == 4000  # nothing lost, nothing twice
+
+
+def test_a_fifo_as_log_path_is_a_counted_error_and_does_not_hold_the_shutdown(daemon: Daemon) -> None:
+    """Issue 9 item 16: the collector hung in open() until a restart, and SIGTERM waited the grace."""
+    fifo = daemon.tmp / "app.log"
+    os.mkfifo(fifo)
+    daemon.write_config(grace="60s", tables=slow_log_config(fifo, 0))
+    daemon.start()
+    page = daemon.wait_for('normagent_log_file_errors_total{reason="not_a_regular_file",source="daemon.log"} 2.0')
+    assert 'normagent_collector_up{collector="daemon.log"} 0.0' in page  # runs again, says it again
+    assert daemon.stop() == 0
+    unreadable = [e for e in daemon.events() if e["event"] == "log_file_unreadable"]
+    assert unreadable and "is a FIFO (named pipe), not a regular file" in str(unreadable[0]["error"])
+
+
+def test_a_run_stuck_past_its_timeout_is_named_at_exit_and_not_waited_for(daemon: Daemon) -> None:
+    """Issue 9 item 16: shutdown waited all of shutdown_grace for a run that had timed out long ago."""
+    daemon.write_config(grace="60s", tables='[collectors."daemon.stuck"]\nenabled = true\n')
+    daemon.start()
+    daemon.wait_for('normagent_collector_up{collector="daemon.stuck"} 0.0')
+    assert daemon.stop() == 0
+    at_exit = [e for e in daemon.events() if e["event"] == "collectors_still_running_at_exit"]
+    assert [(e["collectors"], e["timed_out"]) for e in at_exit] == [([], ["daemon.stuck"])]

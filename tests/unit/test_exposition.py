@@ -72,6 +72,22 @@ def test_pages_are_cached_per_snapshot_and_renewed_after_a_commit(ledger: Ledger
     assert b"normagent_sample_level 9.0" in scrape(app)[2]
 
 
+def test_the_http_servers_counters_are_exposed_live_with_every_reason_at_zero(ledger: Ledger) -> None:
+    stats = dict.fromkeys(("requests", "unauthorized", "errors", "tls_handshake_failures", "timed_out", "evicted",
+                           "rejected_busy", "auth_throttled", "open_connections"), 0)
+    v = view()
+    app = MetricsApp(ledger.snapshot, lambda: v, lambda: stats)
+    first_bytes = scrape(app)[2]
+    first = first_bytes.decode()
+    assert 'normagent_http_connections_cut_total{reason="evicted"} 0.0' in first
+    assert 'normagent_http_requests_refused_total{reason="auth_throttled"} 0.0' in first
+    stats.update(requests=5, open_connections=7)
+    assert scrape(app)[2] is first_bytes  # requests answered do not defeat the page cache
+    stats.update(evicted=3)
+    second = scrape(app)[2].decode()  # same snapshot, a connection cut: rendered again
+    assert 'normagent_http_connections_cut_total{reason="evicted"} 3.0' in second
+
+
 def test_openmetrics_and_gzip_are_negotiated(ledger: Ledger) -> None:
     v = view()
     app = MetricsApp(ledger.snapshot, lambda: v)

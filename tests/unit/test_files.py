@@ -12,6 +12,8 @@ import gzip
 import lzma
 import os
 import shutil
+import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,11 @@ from normagent.sources.files import (
     FINGERPRINT_BYTES,
     FileSource,
     FileTail,
+    NotRegularFile,
+    _Moved,
+    _open_pinned,
     codec_of,
+    error_reason,
     invalid_utf8_lines,
     lag_bytes,
     list_siblings,
@@ -767,3 +773,80 @@ def test_any_rotation_history_counts_every_line_exactly_once(
     got = world.finish()
     assert sorted(got) == list(range(world.next_id)), "lines lost or counted twice"
     assert len(got) == world.next_id
+
+
+# --------------------------------------------------------------------------------------------
+# paths that are not regular files
+
+
+def read_in_a_thread(source: FileSource, root: Path) -> tuple[list[bytes], list[OSError]]:
+    """Read ``source`` on a thread, so a read that blocks fails the test instead of hanging it."""
+    got: list[bytes] = []
+    tail = FileTail(source, MemoryCheckpoints(), root=root)
+
+    def read() -> None:
+        got.extend(step.block.data for step in tail.reads() if step.block is not None)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the read blocked"
+    return got, tail.errors
+
+
+def test_a_fifo_at_a_log_path_is_refused_without_blocking_and_the_others_are_read(tmp_path: Path) -> None:
+    """Issue 9 item 16: opening a FIFO that has no writer blocked the run (and every later one) forever."""
+    os.mkfifo(tmp_path / "auth.log")
+    (tmp_path / "secure").write_bytes(lines(0, 3))
+    source = FileSource(paths=("/auth.log", "/secure"), start_at="beginning")
+    with capture_logs() as logs:
+        got, errors = read_in_a_thread(source, tmp_path)
+    assert ids(b"".join(got).splitlines()) == [0, 1, 2]
+    assert [type(e) for e in errors] == [NotRegularFile] and error_reason(errors[0]) == "not_a_regular_file"
+    assert str(errors[0]) == f"[Errno 22] {tmp_path}/auth.log is a FIFO (named pipe), not a regular file; a log path must name a regular file"
+    failed = [e for e in logs if e["event"] == "log_file_unreadable"]
+    assert [(e["path"], e["reason"], e["log_level"]) for e in failed] == [("/auth.log", "not_a_regular_file", "error")]
+
+
+@pytest.mark.parametrize(("make", "kind"), [
+    (lambda p: p.mkdir(), "a directory"),
+    (lambda p: p.symlink_to("/dev/null"), "a character device"),
+    (lambda p: socket.socket(socket.AF_UNIX).bind(str(p)), "a socket"),
+], ids=["directory", "device", "socket"])
+def test_other_files_that_are_not_regular_are_refused_by_kind(tmp_path: Path, make: Callable[[Path], Any], kind: str) -> None:
+    make(tmp_path / "auth.log")
+    got, errors = read_in_a_thread(FileSource(paths=("/auth.log",), start_at="beginning"), tmp_path)
+    assert got == [] and [type(e) for e in errors] == [NotRegularFile]
+    assert f"auth.log is {kind}, not a regular file" in str(errors[0])
+
+
+def test_a_fifo_swapped_in_for_a_rotated_file_is_not_opened(tmp_path: Path) -> None:
+    """Between the listing and the open, a rotated file's name may come to hold something else."""
+    log = tmp_path / "auth.log"
+    log.write_bytes(lines(0, 2))
+    reader = Reader(FileSource(paths=("/auth.log",), start_at="beginning"), root=tmp_path)
+    assert ids(reader.run()) == [0, 1]
+    append(log, lines(2, 2))
+    log.rename(tmp_path / "auth.log.1")  # rotated with two unread lines
+    log.write_bytes(lines(4, 1))
+    listed = list_siblings(str(log))
+    (tmp_path / "auth.log.1").unlink()
+    os.mkfifo(tmp_path / "auth.log.1")
+    with pytest.raises(_Moved):
+        _open_pinned(listed[0])
+
+
+def test_rotated_siblings_that_are_links_or_fifos_are_not_listed(tmp_path: Path) -> None:
+    (tmp_path / "auth.log").write_bytes(lines(0, 1))
+    (tmp_path / "elsewhere").write_bytes(lines(1, 1))
+    (tmp_path / "auth.log.1").symlink_to(tmp_path / "elsewhere")
+    os.mkfifo(tmp_path / "auth.log.2")
+    (tmp_path / "auth.log.3").write_bytes(lines(2, 1))
+    assert [os.path.basename(s.path) for s in list_siblings(str(tmp_path / "auth.log"))] == ["auth.log.3"]
+
+
+def test_a_configured_path_may_be_a_link_to_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "real.log").write_bytes(lines(0, 2))
+    (tmp_path / "auth.log").symlink_to(tmp_path / "real.log")
+    reader = Reader(FileSource(paths=("/auth.log",), start_at="beginning"), root=tmp_path)
+    assert ids(reader.run()) == [0, 1]

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from normagent.ledger import Ledger
 from normagent.logs import (
     BLOCK_FAILURES,
     BYTES,
+    FILE_ERRORS,
     INVALID_UTF8,
     LAG,
     LINES,
@@ -54,7 +56,7 @@ from normagent.model import (
 )
 from normagent.sources.command import run_command
 from normagent.sources.evtx import EvtxSettings
-from normagent.sources.files import FileSource
+from normagent.sources.files import FILE_ERROR_REASONS, FileSource, NotRegularFile
 from normagent.sources.journald import JournalSettings
 from normagent.testing import EPOCH, FakeClock, make_context, parse_text, run_collector_once, test_pseudonymiser
 from tests.support.tools import require_tool
@@ -256,6 +258,23 @@ def test_an_unreadable_path_fails_the_run_after_the_others_are_read(root: Path, 
     assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 2
 
 
+def test_a_fifo_at_a_log_path_fails_the_run_with_a_counted_reason_and_the_others_are_read(root: Path, ledger: Ledger) -> None:
+    """Issue 9 item 16: the run neither blocks on the FIFO nor hides it; the next run says it again."""
+    @dataclass(frozen=True, slots=True)
+    class Two:
+        files: FileSource = FileSource(paths=("/var/log/auth.log", "/var/log/secure"), start_at="beginning")
+
+    os.mkfifo(root / "var/log/auth.log")
+    write(root, lines(0, 2, "Failed"), name="secure")
+    spec = collector(settings=Two)
+    for run in (1, 2):
+        with pytest.raises(NotRegularFile, match="auth.log is a FIFO"):
+            run_collector_once(spec, ledger, root=root)
+        errors = {r: ledger.counter_value(FILE_ERRORS, {"source": SOURCE, "reason": r}) for r in FILE_ERROR_REASONS}
+        assert errors == {"not_a_regular_file": run, "permission_denied": 0, "unreadable": 0}
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 2
+
+
 # --------------------------------------------------------------------------------------------
 # time budget
 
@@ -280,6 +299,33 @@ def test_a_long_catch_up_stops_before_the_deadline_and_resumes(root: Path, ledge
     assert ledger.snapshot().values(LAG)[(("source", SOURCE),)] > 0
     for _ in range(10):
         run_collector_once(spec, ledger, root=root, clock=clock)
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 200
+
+
+@pytest.mark.parametrize("commit_bytes", [1, 10**9], ids=["batch-per-block", "one-batch"])
+def test_a_shutdown_during_a_catch_up_ends_the_run_at_the_next_block_keeping_what_was_read(
+    root: Path, ledger: Ledger, commit_bytes: int
+) -> None:
+    """Issue 9 item 21: the reader only looked at its soft deadline, so SIGTERM waited the whole grace."""
+    stop = threading.Event()
+    blocks = 0
+
+    def parse(block: LogBlock, ctx: ParseContext) -> ParseResult:
+        nonlocal blocks
+        blocks += 1
+        if blocks == 3:
+            stop.set()  # SIGTERM arrives while the third block is being parsed
+        return PARSER(block, ctx)
+
+    spec = collector(parser=parse, commit_bytes=commit_bytes, timeout=timedelta(hours=1))
+    write(root, lines(0, 200, "Failed"))  # ~40 blocks of 256 bytes
+    with capture_logs() as logs:
+        run_collector_once(spec, ledger, root=root, stop_requested=stop.is_set)
+    counted = ledger.counter_value(FAILED.name, {"via": "ssh"})
+    assert blocks == 3 and 0 < counted < 200
+    assert sum(outcomes(ledger).values()) == counted  # the three blocks, all committed
+    assert [e["reason"] for e in logs if e["event"] == "log_read_paused"] == ["shutdown"]
+    run_collector_once(spec, ledger, root=root)  # after the restart: the rest, once
     assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 200
 
 
@@ -568,6 +614,27 @@ def test_evtx_collector_reads_each_file_once(tmp_path: Path, ledger: Ledger) -> 
     assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": expected, "unparsed": 0}
     saved = dict(ledger.checkpoints("test.windows").scan("evtx:"))
     assert sorted(saved) == ["evtx:/logs/Security_short_selected.evtx", "evtx:/logs/new-user-security.evtx"]
+
+
+def test_a_shutdown_ends_a_record_reader_at_the_next_block_keeping_what_was_read(tmp_path: Path, ledger: Ledger) -> None:
+    """The same for record sources (EVTX, journald): a shutdown ends the run after the block it is in."""
+    from evtx import PyEvtxParser
+
+    (tmp_path / "logs").mkdir()
+    shutil.copy(FIXTURES / "evtx" / "security.evtx", tmp_path / "logs" / "security.evtx")
+    expected = sum(1 for _ in PyEvtxParser(str(tmp_path / "logs" / "security.evtx")).records_json())
+    assert expected > 150  # several blocks of 50
+    stop = threading.Event()
+
+    def parse(block: LogBlock, ctx: ParseContext) -> ParseResult:
+        stop.set()  # SIGTERM arrives during the first block
+        return count_events(block, ctx)
+
+    spec = evtx_log_collector("test.windows", help="w", parser=parse, settings=Windows, metrics=(FAILED,))
+    run_collector_once(spec, ledger, root=tmp_path, stop_requested=stop.is_set)
+    assert outcomes(ledger, "test.windows")["ignored"] == 50
+    run_collector_once(spec, ledger, root=tmp_path)  # after the restart
+    assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": expected, "unparsed": 0}
 
 
 def test_evtx_collector_counts_a_file_that_is_not_evtx_once_and_reads_the_others(tmp_path: Path, ledger: Ledger) -> None:

@@ -54,10 +54,10 @@ class Harness:
         return self.scheduler
 
     def settle(self) -> None:
-        """Wait until every run started has ended, but those of collectors known to hang."""
+        """Wait until the thread of every run started has ended, but those of collectors known to hang."""
         assert self.scheduler is not None
         scheduler = self.scheduler
-        wait_for("runs to end", lambda: set(scheduler.running()) <= self.hung)
+        wait_for("runs to end", lambda: set(scheduler.running()) | set(scheduler.abandoned()) <= self.hung)
 
     def step(self, seconds: float) -> None:
         """Move the clock ``seconds`` on, ticking at every moment the scheduler asks to be woken."""
@@ -141,12 +141,36 @@ def test_a_hang_does_not_delay_the_others_and_times_out_once_without_overlap(har
     state = harness.state("t.hang")
     assert (state.up, state.reason, state.failures) == (False, "timeout", 1)
     assert 0.2 <= state.duration <= 0.2 + 0.01  # failed at its deadline (ticks are ≥ 10 ms apart), not when it ends
-    assert harness.scheduler is not None and harness.scheduler.running() == ["t.hang"]  # named at shutdown
+    assert harness.scheduler is not None
+    assert (harness.scheduler.running(), harness.scheduler.abandoned()) == ([], ["t.hang"])  # named at shutdown
 
     harness.release.set()
     harness.hung.clear()
     harness.settle()
     assert harness.runs("t.hang") == 0  # what it yields after its deadline is not committed
+
+
+def test_a_timed_out_run_that_is_still_stuck_is_named_and_not_waited_for_at_shutdown(harness: Harness) -> None:
+    """Issue 9 item 16: shutdown waited all of its grace for a run stuck for good, and did not name it."""
+    def stuck(ctx: RunContext) -> Iterator[Batch]:
+        harness.release.wait(60)  # e.g. open() of a FIFO that has no writer
+        yield Batch([Count(RUNS.name, {"collector": "t.stuck"})])
+
+    harness.hung.add("t.stuck")
+    scheduler = harness.start(job("t.stuck", stuck, timeout=0.1), job("t.ok", counting("t.ok")))
+    harness.step(0.8)
+    assert harness.state("t.stuck").reason == "timeout"
+
+    results: list[bool] = []
+    waiter = threading.Thread(target=lambda: results.append(scheduler.wait_idle(60)))
+    waiter.start()
+    waiter.join(10)
+    assert not waiter.is_alive(), "wait_idle waited for a run that had timed out"
+    assert results == [True]
+    assert (scheduler.running(), scheduler.abandoned()) == ([], ["t.stuck"])
+    harness.release.set()
+    wait_for("the stuck run to end", lambda: scheduler.abandoned() == [])
+    assert harness.runs("t.stuck") == 0  # what it yields after its timeout is not committed
 
 
 def test_what_a_run_yields_after_its_deadline_is_not_committed(tmp_path: Path) -> None:
