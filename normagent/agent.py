@@ -104,6 +104,9 @@ class Agent:
 
     def start(self) -> None:
         """Validate, open state and start serving. Raises a ``NormagentError`` before starting anything."""
+        # What loading the plugins logs (a plugin that fails to import) comes before the config is
+        # known: log it the default way (JSON off a terminal), then as the config says.
+        configure_logging()
         config, plugins = read_config(self._config_path)
         configure_logging(config.agent.log_level, config.agent.log_format)
         state_dir = config.state_dir()

@@ -129,6 +129,19 @@ def test_requests_client_passwords(secure_agent: Agent, changes: dict[str, objec
 def test_tls_refusals(secure_agent: Agent, pki: Path, changes: dict[str, object]) -> None:
     if isinstance(changes.get("cert"), tuple):
         changes = {"cert": tuple(str(pki / name) for name in changes["cert"])}  # type: ignore[union-attr]
-    with pytest.raises(requests.exceptions.RequestException):
+    before = handshake_failures(secure_agent)
+
+    with pytest.raises(requests.exceptions.ConnectionError) as refused:  # SSLError is one
         secure_agent.get("/metrics", **changes)
+
+    assert not isinstance(refused.value, requests.exceptions.ConnectTimeout)
+    # The agent counted exactly this one failed handshake: the refusal was TLS's, not another error.
+    wait_until("the failed handshake to be counted", lambda: handshake_failures(secure_agent) == before + 1, process=secure_agent.process)
     assert secure_agent.get("/healthz").status_code == 200  # and it keeps serving the right clients
+
+
+def handshake_failures(agent: Agent) -> float:
+    """The agent's own count of failed TLS handshakes, from its /metrics (scraped by the right client)."""
+    match = re.search(r'^normagent_http_connections_cut_total\{reason="tls_handshake_failed"\} (\S+)$', agent.get("/metrics").text, re.M)
+    assert match, "normagent_http_connections_cut_total{reason=\"tls_handshake_failed\"} is missing"
+    return float(match[1])

@@ -356,3 +356,20 @@ def test_a_run_stuck_past_its_timeout_is_named_at_exit_and_not_waited_for(daemon
     assert daemon.stop() == 0
     at_exit = [e for e in daemon.events() if e["event"] == "collectors_still_running_at_exit"]
     assert [(e["collectors"], e["timed_out"]) for e in at_exit] == [([], ["daemon.stuck"])]
+
+
+def test_a_plugin_that_fails_to_load_is_logged_as_json_like_everything_else(daemon: Daemon) -> None:
+    """Plugins load before the config says how to log: that first line must not be console text."""
+    daemon.write_config()
+    daemon.config.write_text(daemon.config.read_text().replace(
+        'extra = ["tests.support.sample_plugin", "tests.support.daemon_plugin"]',
+        'extra = ["tests.support.sample_plugin", "tests.support.broken_at_import"]',
+    ))
+    daemon.start()
+    daemon.wait_for('normagent_plugin_up{plugin="tests.support.broken_at_import"} 0.0')
+    assert daemon.stop() == 0
+
+    lines = [line for line in daemon.log.read_text().splitlines() if line.strip()]
+    assert all(line.startswith("{") for line in lines), lines  # every line is a JSON object
+    failed = [e for e in daemon.events() if e["event"] == "plugin_load_failed"]
+    assert len(failed) == 1 and "not installed" in str(failed[0]["error"])

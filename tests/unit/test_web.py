@@ -406,12 +406,23 @@ def test_client_certificates(
 ) -> None:
     server = serve(tls_settings(pki, tls_client_ca_file=pki / "ca.crt", client_auth_type=policy))
     client_cert = (str(pki / f"{cert}.crt"), str(pki / f"{cert}.key")) if cert else None
-    try:
-        response = requests.get(f"{server.url}/metrics", verify=pki / "ca.crt", cert=client_cert, timeout=5)
-    except requests.exceptions.RequestException:
-        assert not allowed
+
+    def get() -> requests.Response:
+        return requests.get(f"{server.url}/metrics", verify=pki / "ca.crt", cert=client_cert, timeout=5)
+
+    if allowed:
+        assert get().status_code == 200
+        assert server.stats().tls_handshake_failures == 0
         return
-    assert allowed and response.status_code == 200
+    # Refused in the TLS handshake, by the server: the client sees the connection end (under TLS 1.3
+    # its side of the handshake is done before the server checks the certificate, so it may see a
+    # plain disconnect rather than an SSL error), never a timeout, and the server counts exactly
+    # this one failed handshake and no request: that is what proves the cause.
+    with pytest.raises(requests.exceptions.ConnectionError) as refused:
+        get()
+    assert not isinstance(refused.value, requests.exceptions.ConnectTimeout)
+    assert wait_for(lambda: server.stats().tls_handshake_failures == 1), server.stats()
+    assert server.stats().requests == 0
 
 
 @pytest.mark.parametrize(
