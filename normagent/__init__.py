@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         record_parser,
     )
     from normagent.model import (
+        Advice,
         Batch,
         Candidate,
         Checkpoint,
@@ -72,7 +73,7 @@ _HOMES = {
         "normagent.logs",
     ),
     **dict.fromkeys(
-        ("Batch", "Candidate", "Checkpoint", "CollectorSpec", "CommandResult", "Count", "Delivery", "Event",
+        ("Advice", "Batch", "Candidate", "Checkpoint", "CollectorSpec", "CommandResult", "Count", "Delivery", "Event",
          "ForwarderSpec", "Gauge", "JournalEntry", "LogBlock", "MetricSpec", "Observation", "ParseContext",
          "ParseResult", "Period", "RecordBlock", "ReportData", "ReportSection", "ReportTable", "Rollup", "RuleSpec",
          "RunContext", "SectionContent", "Severity", "TextBlock", "WindowsEvent"),
@@ -115,6 +116,7 @@ __all__ = [
     "line_parser",
     "network_of",
     "record_parser",
+    "Advice",
     "Batch",
     "Candidate",
     "Checkpoint",

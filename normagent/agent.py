@@ -38,7 +38,7 @@ from normagent.loader import Plugins, build_plugins
 from normagent.log import configure_logging
 from normagent.model import CollectorSpec, RunContext
 from normagent.privacy import Pseudonymiser, load_or_create_key
-from normagent.scheduler import Job, Scheduler
+from normagent.scheduler import Job, Scheduler, advice_for
 from normagent.sources.command import run_command
 from normagent.sources.host import PsutilHost
 from normagent.sources.snmp_lazy import LazySnmpClient
@@ -304,6 +304,8 @@ class Agent:
                 disabled[name] = reason
                 log.info("collector_disabled", collector=name, reason=reason)
                 continue
+            for advice in advice_for(spec, self._context(job, self._clock.monotonic() + job.timeout)):
+                log.warning("collector_advice", collector=name, key=advice.key, advice=advice.message)
             jobs.append(job)
         metrics = {m.name: m for spec in specs.values() for m in spec.metrics}
         ledger = self._ledger_or_fail()

@@ -155,7 +155,7 @@ def _quiet_logging() -> None:
 
 def check_config(path: Path | None, out: TextIO) -> int:
     from normagent.agent import read_config
-    from normagent.config import find_config_path
+    from normagent.config import find_config_path, format_key, locate
 
     _quiet_logging()
     config, plugins = read_config(path)
@@ -163,7 +163,30 @@ def check_config(path: Path | None, out: TextIO) -> int:
     print(f"{where or 'built-in defaults'}: OK ({len(config.collectors)} collectors)", file=out)
     for problem in plugins.problems:
         print(f"  warning: {problem}", file=out)
+    for collector, advice in _advice(config, plugins).items():
+        for item in advice:
+            keypath = ("collectors", collector, *item.key.split(".")) if item.key else ("collectors", collector)
+            line = locate(where, keypath)
+            place = f"{where}:{line}: " if where and line else f"{where}: " if where else ""
+            print(f"  warning: {place}{format_key(keypath)}: {item.message}", file=out)
     return 0
+
+
+def _advice(config: Any, plugins: Any) -> dict[str, list[Any]]:
+    """Each enabled collector's advice about its settings on this host (read-only checks)."""
+    from normagent.agent import enabled_specs
+    from normagent.clock import SystemClock
+    from normagent.oneshot import OneShotWorld, advise_once
+    from normagent.sources.command import run_command
+    from normagent.sources.host import PsutilHost
+    from normagent.sources.snmp_lazy import LazySnmpClient
+
+    snmp = LazySnmpClient()
+    try:
+        world = OneShotWorld(clock=SystemClock(), host=PsutilHost(), run_command=run_command, snmp=snmp)
+        return advise_once(enabled_specs(config, plugins), world)
+    finally:
+        snmp.close()
 
 
 def collect(path: Path | None, fmt: str, out: TextIO) -> int:

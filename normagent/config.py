@@ -631,6 +631,18 @@ def _split_key(text: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
+def locate(file: Path | None, path: KeyPath) -> int | None:
+    """The line of ``file`` that sets ``path`` (else the nearest key written above or under it),
+    for warnings about a configuration that is valid; None for the built-in defaults."""
+    if file is None:
+        return None
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return _Walker(file, _line_index(text), file.parent).line_of(path)
+
+
 def _line_index(text: str) -> dict[KeyPath, int]:
     """Map dotted key paths to the line that writes them (tomllib keeps no positions).
 

@@ -33,7 +33,8 @@ def register_collectors() -> Iterable[CollectorSpec]:
     """Offer the collectors this plugin provides.
 
     Called once when plugins load and again after a successful SIGHUP reload. Must not touch the
-    host: anything that depends on the machine belongs in ``CollectorSpec.probe`` or ``collect``.
+    host: anything that depends on the machine belongs in ``CollectorSpec.probe``, ``advise`` or
+    ``collect``.
 
     Returns:
         Collector specs. Names must be unique across all plugins (``"<plugin>.<thing>"``); a later

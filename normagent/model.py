@@ -456,6 +456,21 @@ class Parser(Protocol):
 
 CollectFn: TypeAlias = "Callable[[RunContext], Iterable[Batch]]"
 ProbeFn: TypeAlias = "Callable[[RunContext], str | None]"
+AdviseFn: TypeAlias = "Callable[[RunContext], Iterable[Advice]]"
+
+
+@dataclass(frozen=True, slots=True)
+class Advice:
+    """A warning about a collector's settings on this host: valid, but probably not meant.
+
+    Attributes:
+        key: The setting it is about, within the collector's table (``"prefer"``, ``"files.paths"``),
+            so ``check-config`` can name the file and line that set it.
+        message: What is wrong and what to do instead; no personal data.
+    """
+
+    key: str
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,6 +494,10 @@ class CollectorSpec:
         parser: The pure parser, for log collectors: ``normagent parse`` runs it over files.
         probe: ``probe(ctx) -> reason | None``, called once at start: a reason disables the
             collector (logged, and ``normagent_collector_up`` is 0 with that reason in the log).
+        advise: ``advise(ctx) -> Iterable[Advice]``: settings that are valid but probably not
+            meant on this host (two sources carrying the same messages). Read-only; never
+            disables. ``check-config`` prints each with its file and line; ``run`` (at start and
+            after a reload) and ``collect --once`` log each as ``collector_advice``.
         enabled_by_default: False for collectors that need site configuration to mean anything.
         plugin: Filled in by the loader with the plugin's name.
     """
@@ -492,6 +511,7 @@ class CollectorSpec:
     metrics: tuple[MetricSpec, ...] = ()
     parser: Parser | None = None
     probe: ProbeFn | None = None
+    advise: AdviseFn | None = None
     enabled_by_default: bool = True
     plugin: str = ""
 

@@ -23,7 +23,8 @@ import structlog
 from normagent.clock import Clock
 from normagent.errors import NoData, StateError
 from normagent.ledger import Ledger, MemoryCheckpoints
-from normagent.model import Batch, CollectorSpec, Count, Event, Gauge, Rollup, RunContext
+from normagent.model import Advice, Batch, CollectorSpec, Count, Event, Gauge, Rollup, RunContext
+from normagent.scheduler import advice_for
 from normagent.privacy import KEY_FILE, Pseudonymiser, read_key
 
 log = structlog.get_logger(__name__)
@@ -45,6 +46,7 @@ class CollectorReport:
     rollup_rows: dict[str, int] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     checkpoints: int = 0
+    advice: list[Advice] = field(default_factory=list)  # settings valid but probably not meant here
 
     def add(self, batch: Batch) -> None:
         for obs in batch.observations:
@@ -71,6 +73,7 @@ class CollectorReport:
             "rollup_rows": dict(sorted(self.rollup_rows.items())),
             "events": [{"kind": e.kind, "at": e.at.isoformat(), "key": e.key, "attrs": dict(e.attrs)} for e in self.events],
             "checkpoints": self.checkpoints,
+            "advice": [{"key": a.key, "message": a.message} for a in self.advice],
         }
 
 
@@ -94,19 +97,7 @@ def collect_once(
     reports = [CollectorReport(spec.name, spec.plugin, "ok") for spec, _, _ in jobs]
     threads = []
     for (spec, settings, timeout), report in zip(jobs, reports):
-        ctx = RunContext(
-            collector=spec.name,
-            settings=settings,
-            clock=world.clock,
-            host=world.host,
-            root=world.root,
-            run_command=world.run_command,
-            snmp=world.snmp,
-            state=states.get(spec.name, MemoryCheckpoints()),
-            pseudonymise=pseudonymise,
-            log=log.bind(collector=spec.name),
-            deadline=world.clock.monotonic() + timeout,
-        )
+        ctx = _context(spec, settings, timeout, world, states.get(spec.name, MemoryCheckpoints()), pseudonymise)
         thread = threading.Thread(target=_run, args=(spec, ctx, report, world.clock), name=f"once:{spec.name}", daemon=True)
         thread.start()
         threads.append((thread, timeout, report))
@@ -117,6 +108,35 @@ def collect_once(
     return reports
 
 
+def advise_once(jobs: Sequence[tuple[CollectorSpec, Any, float]], world: OneShotWorld) -> dict[str, list[Advice]]:
+    """What each collector's ``advise`` says of its settings on this host (``check-config``).
+    Reads no state and writes none."""
+    pseudonymise = Pseudonymiser(secrets.token_bytes(32))  # advice carries no pseudonyms to keep
+    return {
+        spec.name: advice
+        for spec, settings, timeout in jobs
+        if (advice := advice_for(spec, _context(spec, settings, timeout, world, MemoryCheckpoints(), pseudonymise)))
+    }
+
+
+def _context(
+    spec: CollectorSpec, settings: Any, timeout: float, world: OneShotWorld, state: Any, pseudonymise: Pseudonymiser
+) -> RunContext:
+    return RunContext(
+        collector=spec.name,
+        settings=settings,
+        clock=world.clock,
+        host=world.host,
+        root=world.root,
+        run_command=world.run_command,
+        snmp=world.snmp,
+        state=state,
+        pseudonymise=pseudonymise,
+        log=log.bind(collector=spec.name),
+        deadline=world.clock.monotonic() + timeout,
+    )
+
+
 def _run(spec: CollectorSpec, ctx: RunContext, report: CollectorReport, clock: Clock) -> None:
     started = clock.monotonic()
     try:
@@ -125,6 +145,7 @@ def _run(spec: CollectorSpec, ctx: RunContext, report: CollectorReport, clock: C
             if reason:
                 report.status, report.detail = "disabled", reason
                 return
+        report.advice = advice_for(spec, ctx)
         for batch in spec.collect(ctx):
             if ctx.expired():
                 report.status, report.detail = "timeout", "stopped at its deadline"
@@ -167,6 +188,7 @@ def render_text(reports: Sequence[CollectorReport], disabled: dict[str, str]) ->
     for report in reports:
         head = f"{report.name:<{width}}  {report.status:<8} {report.duration:8.3f}s"
         lines.append(f"{head}  {report.detail}".rstrip())
+        lines.extend(f"    warning: {a.key + ': ' if a.key else ''}{a.message}" for a in report.advice)
         for (metric, labels), value in sorted({**report.counters, **report.gauges}.items()):
             label_text = ",".join(f'{k}="{v}"' for k, v in labels)
             series = f"{metric}{{{label_text}}}" if labels else metric

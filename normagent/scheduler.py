@@ -27,7 +27,7 @@ import structlog
 from normagent.clock import Clock
 from normagent.errors import NoData
 from normagent.ledger import Ledger
-from normagent.model import Batch, CollectorSpec, RunContext, RunOutcome
+from normagent.model import Advice, Batch, CollectorSpec, RunContext, RunOutcome
 
 log = structlog.get_logger(__name__)
 
@@ -287,6 +287,17 @@ def execute(
         return RunOutcome(job.name, started_wall, duration, False, reason="timeout", batches=batches,
                           note=f"stopped at its {job.timeout:g}s deadline")
     return RunOutcome(job.name, started_wall, duration, True, batches=batches)
+
+
+def advice_for(spec: CollectorSpec, ctx: RunContext) -> list[Advice]:
+    """What ``spec.advise`` says of its settings on this host; a check that fails says so as
+    advice (a warning must never stop the collector or the command asking)."""
+    if spec.advise is None:
+        return []
+    try:
+        return list(spec.advise(ctx))
+    except Exception as exc:
+        return [Advice("", f"could not check the settings: {type(exc).__name__}: {exc}")]
 
 
 def _log_outcome(outcome: RunOutcome, was_up: bool | None) -> None:

@@ -13,8 +13,9 @@
 
     ``"both"`` over this host's own journal and a file holding this host's own login lines (its
     auth.log or secure, or a file with lines under its host name) counts every attempt twice:
-    the collector's start-up probe says so in a warning (``login_sources_overlap``), at every
-    start and in ``collect --once``, and reads on as configured.
+    the collector's advice says so (``check-config`` names the file and line of ``prefer``; ``run``
+    logs ``collector_advice`` at every start and reload, ``collect --once`` prints it), and it
+    reads on as configured.
 
 ``access.journal_errors``
     journald entries of priority err or worse, per origin (unit or identifier).
@@ -53,6 +54,7 @@ from pathlib import Path
 from typing import Literal
 
 from normagent import (
+    Advice,
     Batch,
     Checkpoint,
     CollectorSpec,
@@ -341,22 +343,24 @@ def journal_has_logins(ctx: RunContext, journal: JournalSettings) -> bool:
     return result.ok and result.stdout.strip().startswith(b"{")
 
 
-def probe_logins(ctx: RunContext) -> str | None:
-    """At start: warn when ``prefer = "both"`` would count this host's attempts twice. Never disables."""
+def advise_logins(ctx: RunContext) -> list[Advice]:
+    """Warn when ``prefer = "both"`` would count this host's attempts twice (``check-config``, and
+    the log at start). Never disables: the files may hold other machines' lines as well."""
     try:
         files = overlapping_files(ctx)
     except OSError as exc:  # a check that cannot be made must not stop the collector
         ctx.log.debug("login_sources_overlap_unchecked", error=str(exc))
-        return None
-    if files:
-        ctx.log.warning(
-            "login_sources_overlap",
-            prefer="both",
-            files=files,
-            detail="this host's own journal and these files both carry its login messages: every attempt is counted twice",
-            advice='prefer = "journald" or "files"; "both" is for files that hold other machines\' logs only',
+        return []
+    if not files:
+        return []
+    return [
+        Advice(
+            "prefer",
+            f"this host's own journal and {', '.join(files)} both carry its login messages: with "
+            'prefer = "both" every attempt is counted twice; use "journald" or "files" ("both" is for '
+            "files that hold other machines' logs only)",
         )
-    return None
+    ]
 
 
 def overlapping_files(ctx: RunContext) -> list[str]:
@@ -420,7 +424,7 @@ LOGINS = CollectorSpec(
     settings=LoginSettings,
     metrics=_FILES.metrics,
     parser=parse_logins,
-    probe=probe_logins,
+    advise=advise_logins,
 )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from normagent import (
+    Advice,
     Batch,
     Checkpoint,
     CollectorSpec,
@@ -57,10 +58,16 @@ def collect_sample(ctx: RunContext) -> Iterator[Batch]:
     yield Batch([Count(EVENTS.name, {"kind": "a"}, 2), Gauge(LEVEL.name, 7)], [Checkpoint("seen", seen + 1)])
 
 
+def advise_sample(ctx: RunContext) -> list[Advice]:
+    """Valid but probably not meant: a quiet collector tells nobody what it saw."""
+    return [Advice("quiet", "quiet = true: nothing this collector sees is logged")] if ctx.settings.quiet else []
+
+
 SAMPLE = CollectorSpec(
     name="sample.events",
     help="Counts sample events.",
     collect=collect_sample,
+    advise=advise_sample,
     interval=timedelta(seconds=30),
     settings=SampleSettings,
     metrics=(EVENTS, LEVEL),

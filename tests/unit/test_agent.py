@@ -373,3 +373,14 @@ def test_a_plugin_that_fails_to_load_is_logged_as_json_like_everything_else(daem
     assert all(line.startswith("{") for line in lines), lines  # every line is a JSON object
     failed = [e for e in daemon.events() if e["event"] == "plugin_load_failed"]
     assert len(failed) == 1 and "not installed" in str(failed[0]["error"])
+
+
+def test_advice_about_the_settings_is_logged_at_start_and_the_collector_runs(daemon: Daemon) -> None:
+    daemon.write_config(extra="quiet = true")
+    daemon.start()
+
+    advice = daemon.wait_for_event("collector_advice")
+
+    assert (advice["collector"], advice["key"], advice["level"]) == ("sample.events", "quiet", "warning")
+    daemon.wait_for('normagent_collector_up{collector="sample.events"} 1.0')  # advice never disables
+    assert daemon.stop() == 0

@@ -57,6 +57,28 @@ def test_check_config_lists_every_problem_and_exits_2(tmp_path: Path, capsys: py
     ]
 
 
+def test_check_config_warns_about_settings_a_collector_advises_against(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Valid but probably not meant (e.g. prefer = "both" over this host's own sources): exit 0,
+    with a warning at the file and line of the key."""
+    path = sample_config(tmp_path, '[collectors."sample.events"]\nratio = 0.7\nquiet = true\n')
+
+    assert main(["check-config", str(path)]) == 0
+
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: OK (1 collectors)",
+        f'  warning: {path}:11: collectors."sample.events".quiet: quiet = true: nothing this collector sees is logged',
+    ]
+
+
+def test_collect_once_and_run_tell_the_same_advice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = sample_config(tmp_path, '[collectors."sample.events"]\nquiet = true\n')
+
+    main(["collect", "--once", "--format", "json", "--config", str(path)])
+
+    [report] = json.loads(capsys.readouterr().out)["collectors"]
+    assert report["advice"] == [{"key": "quiet", "message": "quiet = true: nothing this collector sees is logged"}]
+
+
 def test_check_config_of_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", str(tmp_path / "nope.toml")]) == 2
     assert "nope.toml: file not found" in capsys.readouterr().err

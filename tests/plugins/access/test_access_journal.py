@@ -10,7 +10,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from structlog.testing import capture_logs
 
 from normagent import Checkpoint, CommandResult, Count, FileSource, JournalEntry, JournalSettings, ParseContext, RecordBlock, Rollup
 from normagent.plugins.access.collectors import (
@@ -245,11 +244,9 @@ def journal_with_logins(argv: Sequence[str], *, timeout: float = 10.0) -> Comman
 
 
 def overlap_warnings(root: Path, settings: LoginSettings, run_command: object = journal_with_logins) -> list[dict[str, object]]:
-    """Run the collector's start-up probe; return its login_sources_overlap warnings (it never disables)."""
-    assert LOGINS.probe is not None
-    with capture_logs() as logs:
-        assert LOGINS.probe(make_context(LOGINS, settings=settings, root=root, run_command=run_command)) is None
-    return [e for e in logs if e["event"] == "login_sources_overlap"]
+    """The collector's advice about its settings on this host (it never disables anything)."""
+    assert LOGINS.advise is not None and LOGINS.probe is None
+    return [{"key": a.key, "message": a.message} for a in LOGINS.advise(make_context(LOGINS, settings=settings, root=root, run_command=run_command))]
 
 
 def host_root(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -271,8 +268,8 @@ def test_prefer_both_over_the_hosts_own_auth_log_and_journal_warns_at_start(tmp_
 
     [warning] = overlap_warnings(root, LoginSettings(prefer="both"))
 
-    assert warning["log_level"] == "warning" and "/var/log/auth.log" in str(warning["files"])
-    assert "twice" in str(warning["detail"])
+    assert warning["key"] == "prefer" and "/var/log/auth.log" in str(warning["message"])
+    assert "twice" in str(warning["message"])
 
 
 def test_prefer_both_over_a_file_that_holds_this_hosts_lines_warns_too(tmp_path: Path) -> None:
@@ -281,7 +278,7 @@ def test_prefer_both_over_a_file_that_holds_this_hosts_lines_warns_too(tmp_path:
 
     [warning] = overlap_warnings(root, LoginSettings(prefer="both", files=FileSource(paths=("/srv/log/*.log",))))
 
-    assert warning["files"] == ["/srv/log/all.log"]
+    assert "/srv/log/all.log" in str(warning["message"]) and "auth.log" not in str(warning["message"])
 
 
 @pytest.mark.parametrize(
