@@ -32,6 +32,7 @@ from normagent.exposition import HEALTH_METRICS, ExpositionView, MetricsApp
 from normagent.ledger import Ledger
 from normagent.loader import Plugins, build_plugins
 from normagent.log import configure_logging
+from normagent.maintenance import Calendar, MaintenanceSettings, validate_maintenance
 from normagent.model import CollectorSpec, RunContext
 from normagent.privacy import Pseudonymiser, load_or_create_key
 from normagent.scheduler import Job, Scheduler
@@ -53,6 +54,7 @@ def sections() -> dict[str, Section]:
     return {
         "web": Section(WebSettings, check=validate_web),
         "syslog": Section(SyslogSettings, check=validate_syslog, optional=True),
+        "maintenance": Section(MaintenanceSettings, check=validate_maintenance),
     }
 
 
@@ -95,6 +97,7 @@ class Agent:
         self._host = PsutilHost()
         self._snmp = LazySnmpClient()
         self._pseudonymise: Pseudonymiser | None = None
+        self._calendar: Calendar | None = None
 
     # -------------------------------------------------------------------------------------------
 
@@ -274,6 +277,8 @@ class Agent:
         return self._setup.view
 
     def _prepare(self, config: Config, plugins: Plugins) -> Setup:
+        # One calendar per configuration generation, shared by every collector's context.
+        self._calendar = Calendar(config.sections["maintenance"])
         specs = dict(plugins.collectors())
         if self._syslog is not None:
             spec = syslog_collector(self._syslog)
@@ -323,6 +328,7 @@ class Agent:
             pseudonymise=self._pseudonymise,
             log=structlog.get_logger("normagent.collector").bind(collector=job.name),
             deadline=deadline,
+            maintenance=self._calendar or Calendar(MaintenanceSettings()),
         )
 
 

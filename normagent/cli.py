@@ -142,6 +142,7 @@ def check_config(path: Path | None, out: TextIO) -> int:
 def collect(path: Path | None, fmt: str, out: TextIO) -> int:
     from normagent.agent import enabled_specs, read_config
     from normagent.clock import SystemClock
+    from normagent.maintenance import Calendar
     from normagent.oneshot import OneShotWorld, collect_once, render_text
     from normagent.sources.command import run_command
     from normagent.sources.host import PsutilHost
@@ -153,7 +154,10 @@ def collect(path: Path | None, fmt: str, out: TextIO) -> int:
     disabled = {name: "disabled in the configuration" for name in plugins.collectors() if name not in {s.name for s, _, _ in jobs}}
     snmp = LazySnmpClient()
     try:
-        world = OneShotWorld(clock=SystemClock(), host=PsutilHost(), run_command=run_command, snmp=snmp)
+        world = OneShotWorld(
+            clock=SystemClock(), host=PsutilHost(), run_command=run_command, snmp=snmp,
+            maintenance=Calendar(config.sections["maintenance"]),
+        )
         reports = collect_once(jobs, world, config.state_dir())
     finally:
         snmp.close()

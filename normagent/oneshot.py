@@ -23,7 +23,7 @@ import structlog
 from normagent.clock import Clock
 from normagent.errors import NoData, StateError
 from normagent.ledger import Ledger, MemoryCheckpoints
-from normagent.model import Batch, CollectorSpec, Count, Event, Gauge, Rollup, RunContext
+from normagent.model import Batch, CollectorSpec, Count, Event, Gauge, MaintenanceCalendar, NoMaintenance, Rollup, RunContext
 from normagent.privacy import KEY_FILE, Pseudonymiser, read_key
 
 log = structlog.get_logger(__name__)
@@ -83,6 +83,7 @@ class OneShotWorld:
     run_command: Any
     snmp: Any
     root: Path = Path("/")
+    maintenance: MaintenanceCalendar = field(default_factory=NoMaintenance)
 
 
 def collect_once(
@@ -106,6 +107,7 @@ def collect_once(
             pseudonymise=pseudonymise,
             log=log.bind(collector=spec.name),
             deadline=world.clock.monotonic() + timeout,
+            maintenance=world.maintenance,
         )
         thread = threading.Thread(target=_run, args=(spec, ctx, report, world.clock), name=f"once:{spec.name}", daemon=True)
         thread.start()

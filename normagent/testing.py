@@ -24,6 +24,7 @@ from normagent.model import (
     CommandResult,
     JSONValue,
     LogBlock,
+    NoMaintenance,
     ParseContext,
     ParseResult,
     RunContext,
@@ -164,6 +165,7 @@ def make_context(
     snmp: Any = None,
     state: Any = None,
     timeout: float | None = None,
+    maintenance: Any = None,
 ) -> RunContext:
     """A ``RunContext`` for ``spec`` made of fakes; anything not given gets a harmless default."""
     clock = clock or FakeClock()
@@ -179,6 +181,7 @@ def make_context(
         pseudonymise=test_pseudonymiser(),
         log=structlog.get_logger("normagent.test").bind(collector=spec.name),
         deadline=clock.monotonic() + (timeout if timeout is not None else spec.timeout.total_seconds()),
+        maintenance=maintenance if maintenance is not None else NoMaintenance(),
     )
 
 
