@@ -341,22 +341,28 @@ def _short(exc: object) -> str:
 
 
 def run_probes(ctx: RunContext, settings: AvailabilitySettings) -> dict[str, Probe]:
-    """Probe every service at once; each gets its own timeout, a hanging one is abandoned."""
+    """Probe every service at once; each gets its own timeout, a hanging one is abandoned.
+
+    The wait ends when the slowest probe's timeout has passed (times the rounds, when there are more
+    services than ``max_parallel``), and never after the run's own deadline. A probe still running
+    then is down with reason ``timeout``; one that never started (queued behind hanging ones) is
+    left out of the result: it proves nothing either way, and is probed next cycle.
+    """
     services = settings.services
-    pool = ThreadPoolExecutor(max_workers=min(settings.max_parallel, len(services)), thread_name_prefix="probe")
+    workers = min(settings.max_parallel, len(services))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="probe")
     try:
         futures: dict[str, Future[Probe]] = {s.name: pool.submit(_guarded, PROBES[s.kind], s, ctx) for s in services}
         longest = max(s.timeout.total_seconds() for s in services)
-        # Queued probes (more services than threads) wait their turn: allow for the rounds.
-        rounds = math.ceil(len(services) / min(settings.max_parallel, len(services)))
-        wait(futures.values(), timeout=longest * rounds + WAIT_GRACE)
+        needed = longest * math.ceil(len(services) / workers) + WAIT_GRACE
+        budget = ctx.deadline - ctx.clock.monotonic() - WAIT_GRACE
+        wait(futures.values(), timeout=max(0.1, min(needed, budget)))
         results = {}
         for service in services:
             future = futures[service.name]
             if future.done():
                 results[service.name] = future.result()
-            else:
-                future.cancel()
+            elif not future.cancel():  # running: it had its chance
                 results[service.name] = Probe(False, "timeout", service.timeout.total_seconds(), "abandoned")
         return results
     finally:
@@ -401,8 +407,13 @@ class ProbesCollector:
             spans = _planned_spans(ctx.maintenance)
             observations: list[Observation] = []
             checkpoints: list[Checkpoint] = []
+            skipped = [s.name for s in settings.services if s.name not in results]
+            if skipped:
+                ctx.log.warning("probes_not_started", services=len(skipped), reason="the run's deadline came first")
             for service in settings.services:
-                probe = results[service.name]
+                probe = results.get(service.name)
+                if probe is None:
+                    continue
                 key = f"svc:{service.name}"
                 update = advance(ServiceState.from_json(ctx.state.get(key)), probe, now, spans, settings.gap.total_seconds(),
                                  _window_name(ctx.maintenance))

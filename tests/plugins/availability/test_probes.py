@@ -189,3 +189,14 @@ def test_probe_duration_is_exported_per_service(pki: Any, https_server: Any) -> 
     url = https_server(cert, key)
     batches = run_collector_once(PROBES_COLLECTOR, settings=settings(Service("epj", "http", f"{url}/health", ca_file=ca)))
     assert (PROBE_DURATION, "epj") in gauges(batches)
+
+
+def test_probes_queued_behind_hanging_ones_at_the_deadline_are_not_counted_down(hanging_port: int) -> None:
+    """One thread, a hanging target first: the run's deadline comes before the second probe starts.
+    That probe proved nothing, so it is left out (probed next cycle), not reported down."""
+    hang = Service("hangs", "http", f"http://127.0.0.1:{hanging_port}/", timeout=timedelta(seconds=3))
+    queued = Service("queued", "process", "epj")
+    ctx = make_context(PROBES_COLLECTOR, host=FakeHost(processes={"epj"}), timeout=1.0)
+    results = run_probes(ctx, settings(hang, queued, max_parallel=1))
+    assert list(results) == ["hangs"]
+    assert (results["hangs"].up, results["hangs"].reason) == (False, "timeout")
