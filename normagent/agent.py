@@ -36,6 +36,7 @@ from normagent.exposition import HEALTH_METRICS, ExpositionView, MetricsApp
 from normagent.ledger import Ledger
 from normagent.loader import Plugins, build_plugins
 from normagent.log import configure_logging
+from normagent.maintenance import Calendar, MaintenanceSettings, validate_maintenance
 from normagent.model import CollectorSpec, RunContext
 from normagent.privacy import Pseudonymiser, load_or_create_key
 from normagent.scheduler import Job, Scheduler, advice_for
@@ -57,6 +58,7 @@ def sections() -> dict[str, Section]:
     return {
         "web": Section(WebSettings, check=validate_web),
         "syslog": Section(SyslogSettings, check=validate_syslog, optional=True),
+        "maintenance": Section(MaintenanceSettings, check=validate_maintenance),
     }
 
 
@@ -99,6 +101,7 @@ class Agent:
         self._host = PsutilHost()
         self._snmp = LazySnmpClient()
         self._pseudonymise: Pseudonymiser | None = None
+        self._calendar: Calendar | None = None
 
     # -------------------------------------------------------------------------------------------
 
@@ -289,6 +292,8 @@ class Agent:
         return self._setup.view
 
     def _prepare(self, config: Config, plugins: Plugins) -> Setup:
+        # One calendar per configuration generation, shared by every collector's context.
+        self._calendar = Calendar(config.sections["maintenance"])
         specs = dict(plugins.collectors())
         if self._syslog is not None:
             spec = syslog_collector(self._syslog)
@@ -341,6 +346,7 @@ class Agent:
             log=structlog.get_logger("normagent.collector").bind(collector=job.name),
             deadline=deadline,
             stop_requested=self._stop.is_set,
+            maintenance=self._calendar or Calendar(MaintenanceSettings()),
         )
 
 

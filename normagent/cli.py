@@ -10,11 +10,12 @@ Imports everything; nothing imports it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -175,38 +176,42 @@ def check_config(path: Path | None, out: TextIO) -> int:
 def _advice(config: Any, plugins: Any) -> dict[str, list[Any]]:
     """Each enabled collector's advice about its settings on this host (read-only checks)."""
     from normagent.agent import enabled_specs
+    from normagent.oneshot import advise_once
+
+    with _host_world(config) as world:
+        return advise_once(enabled_specs(config, plugins), world)
+
+
+@contextlib.contextmanager
+def _host_world(config: Any) -> Iterator[Any]:
+    """This host's real seams for a one-shot command (the SNMP client is closed afterwards)."""
     from normagent.clock import SystemClock
-    from normagent.oneshot import OneShotWorld, advise_once
+    from normagent.maintenance import Calendar
+    from normagent.oneshot import OneShotWorld
     from normagent.sources.command import run_command
     from normagent.sources.host import PsutilHost
     from normagent.sources.snmp_lazy import LazySnmpClient
 
     snmp = LazySnmpClient()
     try:
-        world = OneShotWorld(clock=SystemClock(), host=PsutilHost(), run_command=run_command, snmp=snmp)
-        return advise_once(enabled_specs(config, plugins), world)
+        yield OneShotWorld(
+            clock=SystemClock(), host=PsutilHost(), run_command=run_command, snmp=snmp,
+            maintenance=Calendar(config.sections["maintenance"]),
+        )
     finally:
         snmp.close()
 
 
 def collect(path: Path | None, fmt: str, out: TextIO) -> int:
     from normagent.agent import enabled_specs, read_config
-    from normagent.clock import SystemClock
-    from normagent.oneshot import OneShotWorld, collect_once, render_text
-    from normagent.sources.command import run_command
-    from normagent.sources.host import PsutilHost
-    from normagent.sources.snmp_lazy import LazySnmpClient
+    from normagent.oneshot import collect_once, render_text
 
     _quiet_logging()
     config, plugins = read_config(path)
     jobs = enabled_specs(config, plugins)
     disabled = {name: "disabled in the configuration" for name in plugins.collectors() if name not in {s.name for s, _, _ in jobs}}
-    snmp = LazySnmpClient()
-    try:
-        world = OneShotWorld(clock=SystemClock(), host=PsutilHost(), run_command=run_command, snmp=snmp)
+    with _host_world(config) as world:
         reports = collect_once(jobs, world, config.state_dir())
-    finally:
-        snmp.close()
     if fmt == "json":
         doc: dict[str, Any] = {
             "collectors": [r.as_json() for r in reports],

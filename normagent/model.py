@@ -254,6 +254,80 @@ class SnmpClient(Protocol):
     def walk(self, target: str, oid: str, *, community: str, timeout: float) -> list[SnmpVarBind]: ...
 
 
+# --------------------------------------------------------------------------------------------
+# The maintenance calendar, as collectors see it
+
+
+PlannedKind = Literal["maintenance", "change"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedWindow:
+    """One announced window of the maintenance calendar: maintenance, or a planned change.
+
+    An outage inside a window is *planned* (announced, as factsheet 12 means it); outside every
+    window it is unplanned, however orderly it was.
+
+    Attributes:
+        start: Aware start of the window (UTC or the zone it was written in).
+        end: Aware end; later than ``start``.
+        what: What is done ("EPJ oppgraderes til 24.2").
+        role: Who does it, as a role ("EPJ-leverandør", "driftsleverandør"), never a person.
+        kind: ``"maintenance"`` or ``"change"`` (a planned change, with its expected effect).
+        effect: The expected effect of a planned change ("EPJ utilgjengelig i 30 min").
+        source: Where it is written: ``"config:windows[0]"``, ``"config:weekly[1]"``,
+            ``"config:changes[0]"`` or ``"<file>:<line>"`` of its VEVENT.
+    """
+
+    start: datetime
+    end: datetime
+    what: str = ""
+    role: str = ""
+    kind: PlannedKind = "maintenance"
+    effect: str = ""
+    source: str = ""
+
+    def covers(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
+
+
+class MaintenanceCalendar(Protocol):
+    """Announced maintenance windows and planned changes (``normagent.maintenance`` builds it from
+    the ``[maintenance]`` config table and its iCalendar file). Thread-safe; every time is aware."""
+
+    def planned_at(self, moment: datetime) -> PlannedWindow | None:
+        """The window covering ``moment`` (the one that started first), or None."""
+        ...
+
+    def windows_between(self, start: datetime, end: datetime) -> Sequence[PlannedWindow]:
+        """Every window (maintenance and planned changes) overlapping ``[start, end)``, by start."""
+        ...
+
+    def changes_between(self, start: datetime, end: datetime) -> Sequence[PlannedWindow]:
+        """The planned changes overlapping ``[start, end)``, by start."""
+        ...
+
+    def planned_seconds(self, start: datetime, end: datetime) -> float:
+        """Seconds of ``[start, end)`` inside some window (overlapping windows count once)."""
+        ...
+
+
+class NoMaintenance:
+    """A calendar without windows: nothing is planned. The default of ``RunContext``."""
+
+    def planned_at(self, moment: datetime) -> PlannedWindow | None:
+        return None
+
+    def windows_between(self, start: datetime, end: datetime) -> Sequence[PlannedWindow]:
+        return ()
+
+    def changes_between(self, start: datetime, end: datetime) -> Sequence[PlannedWindow]:
+        return ()
+
+    def planned_seconds(self, start: datetime, end: datetime) -> float:
+        return 0.0
+
+
 @dataclass(frozen=True)
 class RunContext:
     """Everything a collector may touch, injected so tests can replace each piece.
@@ -275,6 +349,8 @@ class RunContext:
         deadline: ``clock.monotonic()`` value after which the run is abandoned; long readers check
             ``expired()`` between batches and stop early (their checkpoint says where to resume).
         stop_requested: True once the agent is shutting down; see ``stopping()``.
+        maintenance: The site's maintenance calendar (``[maintenance]``): whether an outage was
+            announced. Empty (nothing planned) unless configured.
     """
 
     collector: str
@@ -289,6 +365,7 @@ class RunContext:
     log: FilteringBoundLogger
     deadline: float = float("inf")
     stop_requested: Callable[[], bool] = field(default=lambda: False, repr=False)
+    maintenance: MaintenanceCalendar = field(default_factory=NoMaintenance)
 
     def expired(self) -> bool:
         return self.clock.monotonic() >= self.deadline

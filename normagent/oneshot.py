@@ -23,7 +23,7 @@ import structlog
 from normagent.clock import Clock
 from normagent.errors import NoData, StateError
 from normagent.ledger import Ledger, MemoryCheckpoints
-from normagent.model import Advice, Batch, CollectorSpec, Count, Event, Gauge, Rollup, RunContext
+from normagent.model import Advice, Batch, CollectorSpec, Count, Event, Gauge, MaintenanceCalendar, NoMaintenance, Rollup, RunContext
 from normagent.scheduler import advice_for
 from normagent.privacy import KEY_FILE, Pseudonymiser, read_key
 
@@ -86,6 +86,7 @@ class OneShotWorld:
     run_command: Any
     snmp: Any
     root: Path = Path("/")
+    maintenance: MaintenanceCalendar = field(default_factory=NoMaintenance)
 
 
 def collect_once(
@@ -134,6 +135,7 @@ def _context(
         pseudonymise=pseudonymise,
         log=log.bind(collector=spec.name),
         deadline=world.clock.monotonic() + timeout,
+        maintenance=world.maintenance,
     )
 
 

@@ -22,6 +22,7 @@ from normagent.model import (
     CollectorSpec,
     CommandResult,
     LogBlock,
+    NoMaintenance,
     ParseContext,
     ParseResult,
     RunContext,
@@ -163,6 +164,7 @@ def make_context(
     state: Any = None,
     timeout: float | None = None,
     stop_requested: Callable[[], bool] | None = None,
+    maintenance: Any = None,
 ) -> RunContext:
     """A ``RunContext`` for ``spec`` made of fakes; anything not given gets a harmless default.
 
@@ -182,6 +184,7 @@ def make_context(
         log=structlog.get_logger("normagent.test").bind(collector=spec.name),
         deadline=clock.monotonic() + (timeout if timeout is not None else spec.timeout.total_seconds()),
         stop_requested=stop_requested or (lambda: False),
+        maintenance=maintenance if maintenance is not None else NoMaintenance(),
     )
 
 

@@ -41,6 +41,7 @@ from normagent import (
     Count,
     Event,
     Gauge,
+    MaintenanceCalendar,
     MetricSpec,
     NoData,
     RunContext,
@@ -203,7 +204,17 @@ class _Cycle:
     now: float
 
 
-def _resolve(settings: EdiSettings, now: float) -> _Cycle:
+def _calendar_spans(calendar: MaintenanceCalendar) -> Callable[[float, float], list[tuple[float, float]]]:
+    """The shared maintenance calendar as spans of unix seconds, for ``stops.Maintenance``."""
+
+    def spans(a: float, b: float) -> list[tuple[float, float]]:
+        start, end = datetime.fromtimestamp(a, timezone.utc), datetime.fromtimestamp(b, timezone.utc)
+        return [(w.start.timestamp(), w.end.timestamp()) for w in calendar.windows_between(start, end)]
+
+    return spans
+
+
+def _resolve(settings: EdiSettings, now: float, calendar: MaintenanceCalendar | None = None) -> _Cycle:
     hours = settings.business_hours
     business_zone = zone(hours.time_zone)
     once = []
@@ -218,7 +229,10 @@ def _resolve(settings: EdiSettings, now: float) -> _Cycle:
     rules = stops.StopRules(
         hours=stops.BusinessHours(business_zone, frozenset(hours.weekdays), hours.start, hours.end, hours.dates()),
         gap=settings.stop_gap.total_seconds(),
-        maintenance=stops.Maintenance(business_zone, tuple(once), tuple(weekly)),
+        # The collector's own windows and the agent's [maintenance] calendar both make a stop planned.
+        maintenance=stops.Maintenance(
+            business_zone, tuple(once), tuple(weekly), _calendar_spans(calendar) if calendar is not None else None
+        ),
     )
     correlation = correlate.Context(
         own_her=frozenset(h.strip() for h in settings.own_her_ids if h.strip()),
@@ -393,7 +407,7 @@ class EdiCollector:
             raise NoData("no EDI folders configured")
         index = self._index_for(ctx)
         now = ctx.clock.now().timestamp()
-        cycle = _resolve(settings, now)
+        cycle = _resolve(settings, now, ctx.maintenance)
         found = scan(settings.folders, ctx.root, index, now=now, full=settings.full_rescan)
         for label, problem in found.problems:
             ctx.log.warning("edi_folder_problem", folder=label, problem=problem)

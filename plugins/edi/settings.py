@@ -211,7 +211,8 @@ class EdiSettings:
         naive_time_zone: Zone of message dates written without an offset (KITH messages usually are).
         business_hours: When traffic is expected.
         stop_gap: A silence longer than this (business time) is a stop.
-        maintenance: Planned maintenance windows: stops inside them are planned.
+        maintenance: Planned maintenance windows: stops inside them are planned (as are stops inside
+            the windows of the agent's shared ``[maintenance]`` calendar).
         service: The message server's service; down starts a stop at once.
         count_encrypted_envelopes: Count ebXML envelopes whose payload cannot be read (encrypted or
             in another MIME part) as messages, by their ebXML Action. Turn off when the same messages

@@ -24,7 +24,7 @@ Imports only the standard library.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 
@@ -141,14 +141,19 @@ class WeeklyWindow:
 
 @dataclass(frozen=True, slots=True)
 class Maintenance:
-    """Planned maintenance: one-off spans (unix seconds) and weekly windows in ``zone``."""
+    """Planned maintenance: one-off spans (unix seconds) and weekly windows in ``zone``, plus the
+    windows of ``calendar`` (the agent's shared maintenance calendar: ``calendar(a, b)`` gives the
+    spans overlapping [a, b))."""
 
     zone: tzinfo
     once: tuple[Span, ...] = ()
     weekly: tuple[WeeklyWindow, ...] = ()
+    calendar: Callable[[float, float], Sequence[Span]] | None = None
 
     def spans(self, a: float, b: float) -> list[Span]:
         out = [s for s in self.once if s[1] > a and s[0] < b]
+        if self.calendar is not None and b > a:
+            out.extend(self.calendar(a, b))
         if self.weekly:
             first = datetime.fromtimestamp(a, self.zone).date() - timedelta(days=1)
             last = datetime.fromtimestamp(b, self.zone).date()

@@ -33,8 +33,10 @@ from normagent import (
     Count,
     Event,
     Gauge,
+    MaintenanceCalendar,
     MetricSpec,
     NoData,
+    NoMaintenance,
     Observation,
     RunContext,
 )
@@ -278,7 +280,8 @@ class EvidenceEmpty(Exception):
 
 
 def collect_boots(ctx: RunContext) -> Iterator[Batch]:
-    """Judge new boots: planned (after a clean shutdown) or unexpected, with their downtime.
+    """Judge new boots: orderly (after a clean shutdown) or unexpected, planned (inside a window of
+    the maintenance calendar) or not, with their downtime.
 
     Exposition, e.g.::
 
@@ -321,12 +324,14 @@ def collect_boots(ctx: RunContext) -> Iterator[Batch]:
         if boot.at > now + FUTURE_SLACK:
             log.warning("boot_dated_in_future", boot_at=_iso(boot.at))
             ahead[boot.key] = boot.at
-        observations += boot_observations(boot)
+        judged = boot_observations(boot, ctx.maintenance)
+        observations += judged
         judged_until = max(judged_until, min(boot.at, now))
         log.info(
             "boot_judged",
             boot_at=_iso(boot.at),
-            planned=boot.planned,
+            orderly=boot.orderly,
+            planned=next((o.attrs["planned"] for o in judged if isinstance(o, Event)), None),
             downtime_s=None if boot.downtime is None else round(boot.downtime),
         )
     if read.invalid:
@@ -353,20 +358,39 @@ def _ahead(value: Any) -> dict[str, float]:
     return out
 
 
-def boot_observations(boot: Boot) -> list[Observation]:
-    """The counts and the event one judged boot contributes."""
+def boot_observations(boot: Boot, calendar: MaintenanceCalendar | None = None) -> list[Observation]:
+    """The counts and the event one judged boot contributes.
+
+    ``orderly`` is how the previous boot ended; ``planned`` is whether the outage was announced:
+    its downtime (from the shutdown, or for a crash from the last sign of life) lay wholly inside
+    windows of the maintenance calendar. Downtime seconds are split at the windows' edges into
+    planned and unplanned. Where the downtime is unknown, the boot itself being inside a window
+    decides; for the first boot of the history (nothing known) it stays unknown.
+    """
+    calendar = calendar or NoMaintenance()
     out: list[Observation] = [Count(BOOTS, (), 1)]
-    if boot.planned is False:
+    if boot.orderly is False:
         out.append(Count(UNEXPECTED_SHUTDOWNS, {"evidence": boot.evidence}, 1))
-    if boot.downtime is not None and boot.planned is not None:
-        out.append(Count(DOWNTIME, {"planned": "true" if boot.planned else "false"}, boot.downtime))
+    planned: bool | None = None
+    at = datetime.fromtimestamp(boot.at, timezone.utc)
+    if boot.downtime is not None and boot.orderly is not None and boot.downtime > 0:
+        start = at - timedelta(seconds=boot.downtime)
+        inside = min(calendar.planned_seconds(start, at), boot.downtime)
+        planned = inside >= boot.downtime
+        if inside > 0:
+            out.append(Count(DOWNTIME, {"planned": "true"}, inside))
+        if boot.downtime - inside > 0:
+            out.append(Count(DOWNTIME, {"planned": "false"}, boot.downtime - inside))
+    elif boot.orderly is not None:
+        planned = calendar.planned_at(at) is not None
     out.append(
         Event(
             BOOT_EVENT,
-            datetime.fromtimestamp(boot.at, timezone.utc),
+            at,
             f"{boot.evidence}:{boot.key}",
             {
-                "planned": boot.planned,
+                "orderly": boot.orderly,
+                "planned": planned,
                 "evidence": boot.evidence,
                 "downtime_seconds": None if boot.downtime is None else round(boot.downtime, 3),
                 "downtime_exact": boot.downtime_exact,
@@ -586,7 +610,7 @@ def _read_journald(ctx: RunContext, settings: BootSettings, saved: dict[str, Any
         if boot.first <= since:
             continue
         if position == 0:
-            boots.append(Boot(at=boot.first, key=boot.boot_id, evidence="journald", planned=None))
+            boots.append(Boot(at=boot.first, key=boot.boot_id, evidence="journald", orderly=None))
             continue
         if ctx.expired():
             return BootRead("journald", boots, invalid, complete=False, problem="deadline reached reading the journal")
@@ -665,7 +689,8 @@ BOOT_METRICS = (
     _metric(
         DOWNTIME,
         "counter",
-        "Seconds the host was down before a boot; planned after a clean shutdown.",
+        "Seconds the host was down before a boot; planned where inside a maintenance window ([maintenance]), "
+        "however orderly the shutdown.",
         ("planned",),
         (("true",), ("false",)),
     ),

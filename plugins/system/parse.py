@@ -3,19 +3,25 @@
 Nothing here reads a file, runs a command or looks at the clock: bytes and rows go in, records and
 judgements come out, so every rule below is tested from tables and fuzzed.
 
-How a boot is judged, whatever the evidence:
+How a boot is judged, whatever the evidence — whether the boot before it ended *orderly*:
 
-- **planned** (clean): the previous boot ended with a shutdown the system itself performed — a wtmp
+- **orderly** (clean): the previous boot ended with a shutdown the system itself performed — a wtmp
   ``shutdown`` record or a change to runlevel 0/6 (util-linux ``last -x`` semantics), a wtmpdb boot
   row with a logout time, or systemd's shutdown messages at the end of the journal of the previous
   boot. Downtime runs from that shutdown to this boot.
-- **unplanned** (unexpected): the previous boot is known but ended without any of that: power
-  loss, a crash, a hard reset. Downtime is known only from the journal (from its last entry of the
-  previous boot, an upper bound); wtmp has no record of when the host died.
+- **not orderly** (unexpected): the previous boot is known but ended without any of that: power
+  loss, a crash, a hard reset. Downtime is bounded from the last sign of life of the previous boot
+  (its last journal entry, its last wtmp record): an upper bound, marked so. wtmpdb keeps no such
+  sign, so there the downtime stays unknown.
 - **unknown**: nothing is known of the previous boot (the first boot in the history).
 
-"Planned" here means "shut down in an orderly way"; an orderly reboot an administrator did in a
-hurry still counts as planned, because the host cannot tell the difference.
+A soft reboot (systemd >= 254, ``systemctl soft-reboot``) restarts userspace only: the kernel and
+the boot id stay, so it is no end of a boot, and the shutdown markers it leaves in the journal
+(logind's message with ``SHUTDOWN=soft-reboot``, ``shutdown.target``, ``final.target``,
+``soft-reboot.target``) are set aside once userspace starts again in the same boot.
+
+Orderly is not *planned*: factsheet 12's planned outage is an announced one, and whether a boot's
+downtime lay inside a maintenance window is decided by the collector against the site's calendar.
 
 Imports only the standard library.
 """
@@ -143,18 +149,18 @@ class Boot:
         at: Unix time of the boot.
         key: Stable identity within its evidence (``"1709366400"``, a journald boot id).
         evidence: Where the judgement comes from: ``wtmp``, ``wtmpdb`` or ``journald``.
-        planned: True after a clean shutdown, False after none, None when nothing is known.
-        shutdown_at: When the clean shutdown began (planned boots).
+        orderly: True after a clean shutdown, False after none, None when nothing is known.
+        shutdown_at: When the clean shutdown began (orderly boots).
         last_seen: The last sign of life of the previous boot, when the evidence has one.
         downtime: Seconds the host was down before this boot, or None when unknown.
-        downtime_exact: Whether ``downtime`` is measured from a shutdown (True) or estimated from
+        downtime_exact: Whether ``downtime`` is measured from a shutdown (True) or bounded from
             the last sign of life, which makes it an upper bound (False).
     """
 
     at: float
     key: str
     evidence: Evidence
-    planned: bool | None
+    orderly: bool | None
     shutdown_at: float | None = None
     last_seen: float | None = None
     downtime: float | None = None
@@ -206,7 +212,7 @@ def fold_wtmp(records: Iterable[WtmpRecord], carry: BootCarry) -> tuple[list[Boo
                         at=record.time,
                         key=f"{record.time:.0f}",
                         evidence="wtmp",
-                        planned=True,
+                        orderly=True,
                         shutdown_at=carry.shutdown_at,
                         last_seen=carry.last_seen,
                         downtime=downtime if downtime >= 0 else None,
@@ -214,13 +220,17 @@ def fold_wtmp(records: Iterable[WtmpRecord], carry: BootCarry) -> tuple[list[Boo
                     )
                 )
             else:
+                # wtmp does not record when a host died: its last record bounds the downtime.
+                bound = record.time - carry.last_seen if carry.seen and carry.last_seen is not None else None
                 boots.append(
                     Boot(
                         at=record.time,
                         key=f"{record.time:.0f}",
                         evidence="wtmp",
-                        planned=False if carry.seen else None,
+                        orderly=False if carry.seen else None,
                         last_seen=carry.last_seen,
+                        downtime=bound if bound is not None and bound >= 0 else None,
+                        downtime_exact=False,
                     )
                 )
             carry = BootCarry(boot_at=record.time, shutdown_at=None, last_seen=record.time, seen=True)
@@ -277,11 +287,11 @@ def boots_from_wtmpdb(rows: Sequence[WtmpdbRow], *, now: float) -> tuple[list[Bo
     for position, (login, _id, _logout) in enumerate(valid):
         key = f"{login:.0f}"
         if position == 0:
-            boots.append(Boot(at=login, key=key, evidence="wtmpdb", planned=None))
+            boots.append(Boot(at=login, key=key, evidence="wtmpdb", orderly=None))
             continue
         previous_logout = valid[position - 1][2]
         if previous_logout is None:
-            boots.append(Boot(at=login, key=key, evidence="wtmpdb", planned=False))
+            boots.append(Boot(at=login, key=key, evidence="wtmpdb", orderly=False))
         else:
             downtime = login - previous_logout
             boots.append(
@@ -289,7 +299,7 @@ def boots_from_wtmpdb(rows: Sequence[WtmpdbRow], *, now: float) -> tuple[list[Bo
                     at=login,
                     key=key,
                     evidence="wtmpdb",
-                    planned=True,
+                    orderly=True,
                     shutdown_at=previous_logout,
                     downtime=downtime if downtime >= 0 else None,
                     downtime_exact=downtime >= 0,
@@ -413,9 +423,15 @@ SHUTDOWN_TARGETS = frozenset(
         "poweroff.target",
         "halt.target",
         "kexec.target",
-        "soft-reboot.target",
     }
 )
+# A soft reboot (systemd >= 254) passes shutdown.target and final.target too, then restarts
+# userspace in the same boot: these say it was one, and a start-up target reached afterwards says
+# userspace runs again, so the markers before it ended nothing.
+SOFT_REBOOT_UNITS = frozenset({"soft-reboot.target", "systemd-soft-reboot.service"})
+SOFT_REBOOT_VERB = "soft-reboot"  # logind's SHUTDOWN= field (logind-action.c, handle_action_data)
+STARTUP_TARGETS = frozenset({"sysinit.target", "basic.target", "multi-user.target", "graphical.target",
+                             "rescue.target", "emergency.target"})
 SHUTDOWN_IDENTIFIER = "systemd-shutdown"  # the final stage of every systemd shutdown; text only
 
 # journalctl match arguments that select exactly the entries ``shutdown_marker`` looks at:
@@ -426,7 +442,7 @@ TAIL_MATCHES = (
     "+",
     f"SYSLOG_IDENTIFIER={SHUTDOWN_IDENTIFIER}",
 )
-TAIL_FIELDS = "MESSAGE_ID,UNIT,SYSLOG_IDENTIFIER"
+TAIL_FIELDS = "MESSAGE_ID,UNIT,SYSLOG_IDENTIFIER,SHUTDOWN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,10 +467,15 @@ def scan_boot_tail(output: bytes) -> TailScan:
 
     A marker is: logind's shutdown message (``MESSAGE_ID`` SD_MESSAGE_SHUTDOWN); PID 1 reaching a
     shutdown target (SD_MESSAGE_UNIT_STARTED with ``UNIT`` ``shutdown.target``, ``reboot.target``
-    …); or any message of ``systemd-shutdown``, for journals without message ids.
+    …); or any message of ``systemd-shutdown``, for journals without message ids. Markers count
+    from the last restart of userspace on: a soft reboot's markers (see the module docstring) are
+    forgotten when a start-up target is reached after them, and a run of markers that belongs to a
+    soft reboot is no clean shutdown even when nothing follows it (userspace died on the way).
     """
     earliest: float | None = None
+    soft = False
     markers = entries = invalid = 0
+    timed: list[tuple[float, dict[str, Any]]] = []
     for raw in output.splitlines():
         if not raw.strip():
             continue
@@ -471,11 +492,28 @@ def scan_boot_tail(output: bytes) -> TailScan:
         if not when.isdigit():
             invalid += 1
             continue
+        timed.append((int(when) / 1e6, entry))
+    for moment, entry in sorted(timed, key=lambda item: item[0]):
+        if _is_soft_reboot(entry):
+            soft = True
+            continue
+        if _is_startup(entry):
+            earliest, soft = None, False  # userspace (re)started: what came before ended nothing
+            continue
         if _is_shutdown_marker(entry):
             markers += 1
-            moment = int(when) / 1e6
             earliest = moment if earliest is None else min(earliest, moment)
-    return TailScan(earliest, markers, entries, invalid)
+    return TailScan(None if soft else earliest, markers, entries, invalid)
+
+
+def _is_soft_reboot(entry: dict[str, Any]) -> bool:
+    if SD_MESSAGE_SHUTDOWN in _values(entry, "MESSAGE_ID") and SOFT_REBOOT_VERB in _values(entry, "SHUTDOWN"):
+        return True
+    return SD_MESSAGE_UNIT_STARTED in _values(entry, "MESSAGE_ID") and bool(SOFT_REBOOT_UNITS & set(_values(entry, "UNIT")))
+
+
+def _is_startup(entry: dict[str, Any]) -> bool:
+    return SD_MESSAGE_UNIT_STARTED in _values(entry, "MESSAGE_ID") and bool(STARTUP_TARGETS & set(_values(entry, "UNIT")))
 
 
 def _is_shutdown_marker(entry: dict[str, Any]) -> bool:
@@ -515,7 +553,7 @@ def _field(entry: dict[str, Any], key: str) -> str:
 def judge_journal_boot(boot: JournalBoot, previous: JournalBoot, tail: TailScan) -> Boot:
     """The judgement of ``boot`` from the end of ``previous`` (its list entry and its tail).
 
-    Planned: downtime from the first shutdown marker to this boot's first entry. Unplanned:
+    Orderly: downtime from the first shutdown marker to this boot's first entry. Not orderly:
     downtime from the previous boot's last entry, an upper bound (the host may have died later
     without logging).
     """
@@ -525,7 +563,7 @@ def judge_journal_boot(boot: JournalBoot, previous: JournalBoot, tail: TailScan)
             at=boot.first,
             key=boot.boot_id,
             evidence="journald",
-            planned=True,
+            orderly=True,
             shutdown_at=tail.shutdown_at,
             last_seen=previous.last,
             downtime=downtime if downtime >= 0 else None,
@@ -536,7 +574,7 @@ def judge_journal_boot(boot: JournalBoot, previous: JournalBoot, tail: TailScan)
         at=boot.first,
         key=boot.boot_id,
         evidence="journald",
-        planned=False,
+        orderly=False,
         last_seen=previous.last,
         downtime=downtime if downtime >= 0 else None,
         downtime_exact=False,

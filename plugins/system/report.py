@@ -1,12 +1,15 @@
 """The report section "Driftsstatus: oppetid og omstarter": boots, outages and uptime for a period.
 
 Built from the ``system.boot`` events when the data source keeps events (one host's ledger): one
-table row per boot with its kind and the downtime before it. A source without events (a fleet's
+table row per boot with its kind (planned: inside an announced maintenance window), how the host
+went down (orderly or not) and the downtime before it. A source without events (a fleet's
 Prometheus) still gives the counts and downtime from the counters, without the table.
 
 Uptime is ``1 − downtime within the period / length of the period``. Downtime that is unknown
-(wtmp does not record when a host died) cannot be subtracted, so the figure is then an upper bound
-and the text says so. Times are shown in UTC.
+(wtmpdb does not record when a host died) cannot be subtracted, so the figure is then an upper bound
+and the text says so. Events written before the maintenance calendar existed carry only "planned"
+in the old sense (orderly): they are read as orderly, their planned-ness as not judged. Times are
+shown in UTC.
 
 Imports only normagent (the public API) and the standard library.
 """
@@ -23,11 +26,25 @@ from .collectors import BOOT_EVENT, BOOTS, DOWNTIME, UNEXPECTED_SHUTDOWNS
 
 TITLE = "Driftsstatus: oppetid og omstarter"
 KIND = {True: "Planlagt", False: "Uplanlagt", None: "Ukjent forløp"}
+ENDING = {True: "kontrollert", False: "ukontrollert", None: "ukjent"}
 PLANNED_NOTE = (
-    "«Planlagt» betyr at maskinen ble avsluttet kontrollert før omstarten; det sier ikke om "
-    "stansen var varslet på forhånd. «Uplanlagt» betyr at maskinen stoppet uten kontrollert "
-    "avslutning (strømbrudd, krasj eller hard omstart)."
+    "«Planlagt» betyr at stansen lå i et varslet vedlikeholdsvindu; en kontrollert omstart utenfor "
+    "alle vinduer er uplanlagt. «Avslutning» sier om maskinen ble avsluttet kontrollert eller stoppet "
+    "uten (strømbrudd, krasj eller hard omstart)."
 )
+
+
+def _orderly(event: Event) -> bool | None:
+    """How the host went down; events from before the calendar called this "planned"."""
+    value = event.attrs.get("orderly", event.attrs.get("planned"))
+    return value if isinstance(value, bool) else None
+
+
+def _planned(event: Event) -> bool | None:
+    if "orderly" not in event.attrs:
+        return None  # written before planned meant "announced": not judged against a calendar
+    value = event.attrs.get("planned")
+    return value if isinstance(value, bool) else None
 
 
 LOOK_AHEAD = timedelta(days=31)  # a boot this long after the period may end an outage that began in it
@@ -44,19 +61,24 @@ def build(data: ReportData, period: Period) -> SectionContent:
 
 
 def _from_events(events: Sequence[Event], later: Sequence[Event], period: Period) -> SectionContent:
-    planned = sum(1 for e in events if e.attrs.get("planned") is True)
-    unplanned = sum(1 for e in events if e.attrs.get("planned") is False)
+    planned = sum(1 for e in events if _planned(e) is True)
+    unplanned = sum(1 for e in events if _planned(e) is False)
     unknown = len(events) - planned - unplanned
+    unorderly = sum(1 for e in events if _orderly(e) is False)
     down = {True: 0.0, False: 0.0}
     unknown_length = estimated = 0
+    unknown_sources: set[str] = set()
     rows: list[tuple[str | int | float, ...]] = []
     for event in events:
-        kind = event.attrs.get("planned")
+        kind = _planned(event)
+        if kind is None and _orderly(event) is not None:
+            kind = False  # not judged against a calendar: nothing says it was announced
         seconds = _seconds(event.attrs.get("downtime_seconds"))
         exact = event.attrs.get("downtime_exact") is True
         if seconds is None:
-            if kind is False:
+            if _orderly(event) is False:
                 unknown_length += 1
+                unknown_sources.add(str(event.attrs.get("evidence", "")))
             shown = "ukjent"
         else:
             if isinstance(kind, bool):
@@ -68,21 +90,24 @@ def _from_events(events: Sequence[Event], later: Sequence[Event], period: Period
             (
                 event.at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"),
                 KIND.get(kind if isinstance(kind, bool) else None, KIND[None]),
+                ENDING[_orderly(event)],
                 shown,
                 str(event.attrs.get("evidence", "")),
             )
         )
     for event in later:
         # An outage that began inside the period and ended with a boot after it.
-        kind, seconds = event.attrs.get("planned"), _seconds(event.attrs.get("downtime_seconds"))
+        kind, seconds = _planned(event), _seconds(event.attrs.get("downtime_seconds"))
+        kind = False if kind is None and _orderly(event) is not None else kind
         if isinstance(kind, bool) and seconds is not None:
             down[kind] += _overlap(event.at - timedelta(seconds=seconds), event.at, period)
-    paragraphs = [_summary(len(events), planned, unplanned, unknown), _downtime(down, period, bool(unknown_length))]
+    paragraphs = [_summary(len(events), planned, unplanned, unknown, unorderly), _downtime(down, period, bool(unknown_length))]
     if unknown_length:
+        sources = ", ".join(sorted(unknown_sources))
         paragraphs.append(
-            f"For {unknown_length} uplanlagt{'e' if unknown_length > 1 else ''} omstart"
-            f"{'er' if unknown_length > 1 else ''} er varigheten ukjent: kilden (wtmp) registrerer ikke "
-            "når maskinen stoppet. Oppetiden over er derfor et øvre anslag."
+            f"For {unknown_length} omstart{'er' if unknown_length > 1 else ''} uten kontrollert avslutning er "
+            f"varigheten ukjent: kilden ({sources}) registrerer ikke når maskinen stoppet. Oppetiden over er "
+            "derfor et øvre anslag."
         )
     if estimated:
         paragraphs.append(
@@ -90,7 +115,7 @@ def _from_events(events: Sequence[Event], later: Sequence[Event], period: Period
         )
     paragraphs.append(PLANNED_NOTE)
     table = ReportTable(
-        columns=("Oppstart (UTC)", "Type", "Nedetid før oppstart", "Kilde"),
+        columns=("Oppstart (UTC)", "Type", "Avslutning", "Nedetid før oppstart", "Kilde"),
         rows=tuple(rows),
         caption="Omstarter i perioden",
     )
@@ -104,13 +129,13 @@ def _from_counters(data: ReportData, period: Period) -> SectionContent:
     down = {True: by_planned.get(("true",), 0.0), False: by_planned.get(("false",), 0.0)}
     if boots == 0:
         return SectionContent(paragraphs=("Ingen omstarter registrert i perioden. Oppetid: 100 %.",))
-    planned = max(boots - unplanned, 0)
-    return SectionContent(
-        paragraphs=(_summary(boots, planned, unplanned, 0), _downtime(down, period, False), PLANNED_NOTE)
-    )
+    # Counters tell how many boots were not orderly, not which were announced: no split by kind.
+    text = f"Serveren startet {boots} {'gang' if boots == 1 else 'ganger'} i perioden"
+    text += f", {unplanned} av dem etter stopp uten kontrollert avslutning." if unplanned else "."
+    return SectionContent(paragraphs=(text, _downtime(down, period, False), PLANNED_NOTE))
 
 
-def _summary(total: int, planned: int, unplanned: int, unknown: int) -> str:
+def _summary(total: int, planned: int, unplanned: int, unknown: int, unorderly: int = 0) -> str:
     if total == 0:
         return "Ingen omstarter registrert i perioden."
     text = (
@@ -119,7 +144,10 @@ def _summary(total: int, planned: int, unplanned: int, unknown: int) -> str:
     )
     if unknown:
         text += f", {unknown} med ukjent forløp (første registrerte oppstart)"
-    return text + "."
+    text += "."
+    if unorderly:
+        text += f" {unorderly} etter stopp uten kontrollert avslutning (strømbrudd, krasj eller hard omstart)."
+    return text
 
 
 def _downtime(down: dict[bool, float], period: Period, upper_bound: bool) -> str:

@@ -229,11 +229,19 @@ def unwrap(typ: Any) -> tuple[Any, str]:
 
 
 def format_key(path: KeyPath) -> str:
-    """A key path as problems name it: ``collectors."access.logins".journal.identifiers``."""
-    return ".".join(p if re.fullmatch(r"[A-Za-z0-9_-]+", p) else f'"{p}"' for p in map(str, path))
+    """A key path as problems name it: ``collectors."access.logins".journal.identifiers``, ``services[0]``."""
+    out = ""
+    for p in path:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += ("." if out else "") + (p if re.fullmatch(r"[A-Za-z0-9_-]+", p) else f'"{p}"')
+    return out
 
 
 def toml_header(path: KeyPath) -> str:
+    if path and isinstance(path[-1], int):  # the first table of an array of tables
+        return f"[[{format_key(path[:-1])}]]"
     return f"[{format_key(path)}]"
 
 
@@ -358,7 +366,9 @@ def numeric_fields(path: KeyPath, cls: type) -> Iterator[tuple[KeyPath, dataclas
         key = f.metadata.get("toml", f.name)
         inner, held = unwrap(hints[f.name])
         if dataclasses.is_dataclass(inner):
-            yield from numeric_fields((*path, key) + (("X",) if held == "entry" else ()), inner)  # type: ignore[arg-type]
+            # A table of tables gets an entry "X"; an array of tables its first element, [[...]].
+            marker: tuple[str | int, ...] = ("X",) if held == "entry" else (0,) if held == "item" else ()
+            yield from numeric_fields((*path, key, *marker), inner)  # type: ignore[arg-type]
         elif inner in (int, float, timedelta):
             yield (*path, key), f, inner, held
 

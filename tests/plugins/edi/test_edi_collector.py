@@ -3,6 +3,8 @@ safety, moves, files being written, privacy."""
 
 from __future__ import annotations
 
+import functools
+
 import json
 import shutil
 from datetime import datetime, timedelta, timezone
@@ -675,18 +677,23 @@ def test_encrypted_envelopes_can_be_left_uncounted(harness: Any, tmp_path: Path)
 # stops, live
 
 
-def test_stops_are_counted_live_planned_and_unplanned(harness: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("window_in", ["collector", "calendar"])
+def test_stops_are_counted_live_planned_and_unplanned(harness: Any, tmp_path: Path, window_in: str) -> None:
+    """The maintenance window comes from the collector's own setting or from the agent's shared
+    [maintenance] calendar: either makes the stop inside it planned."""
+    from normagent.maintenance import Calendar, MaintenanceSettings, OneOffWindow
     from normagent.plugins.edi.settings import MaintenanceWindow
 
     oslo = timezone(timedelta(hours=1))
     day = datetime(2026, 11, 24, 8, 0, tzinfo=oslo)  # a Tuesday, 08:00 in Oslo
     out = tmp_path / "ut"
-    settings = EdiSettings(
-        folders=(EdiFolder(path=out, direction="out"),),
-        stop_gap=timedelta(minutes=30),
-        maintenance=(MaintenanceWindow(start=datetime(2026, 11, 24, 12, 0), end=datetime(2026, 11, 24, 13, 0)),),
-    )
+    start, end = datetime(2026, 11, 24, 12, 0), datetime(2026, 11, 24, 13, 0)  # Oslo time
+    own = (MaintenanceWindow(start=start, end=end),) if window_in == "collector" else ()
+    settings = EdiSettings(folders=(EdiFolder(path=out, direction="out"),), stop_gap=timedelta(minutes=30), maintenance=own)
     h = harness(settings, day)
+    if window_in == "calendar":
+        calendar = Calendar(MaintenanceSettings(time_zone="Europe/Oslo", windows=(OneOffWindow(start, end, "EPJ", "EPJ-leverandør"),)))
+        h.cycle = functools.partial(h.cycle, maintenance=calendar)
     n = 0
 
     def send() -> None:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import structlog
 
 from normagent import Batch, Count, Event, Gauge, NoData
 from normagent.ledger import Ledger
+from normagent.maintenance import Calendar, MaintenanceSettings, WeeklyWindow
 from normagent.model import CommandResult
 from normagent.plugins.system.collectors import (
     BOOT_EVENT,
@@ -201,17 +203,17 @@ def test_wtmp_history_first_run(root: Path) -> None:
     put_wtmp(root, "history.wtmp")
     batches = run_collector_once(BOOTS_COLLECTOR, root=root, clock=FakeClock(HISTORY_NOW), settings=wtmp_settings())
     events = boot_events(batches)
-    assert [(e.at, e.attrs["planned"], e.attrs["downtime_seconds"]) for e in events] == [
+    assert [(e.at, e.attrs["orderly"], e.attrs["downtime_seconds"]) for e in events] == [
         (utc("2024-03-01 08:00:00"), None, None),
         (utc("2024-03-02 08:00:00"), True, 50400.0),
-        (utc("2024-03-03 07:30:00"), False, None),
+        (utc("2024-03-03 07:30:00"), False, 81000.0),  # a bound from the last record (see below)
     ]
     assert events[1].attrs["shutdown_at"] == "2024-03-01T18:00:00Z"
     assert events[2].attrs["last_seen"] == "2024-03-02T09:00:00Z"
     assert counts(batches) == {
         (BOOTS, ()): 3,
         (UNEXPECTED_SHUTDOWNS, (("evidence", "wtmp"),)): 1,
-        (DOWNTIME, (("planned", "true"),)): 50400.0,
+        (DOWNTIME, (("planned", "false"),)): 50400.0 + 81000.0,  # no maintenance window: nothing was announced
     }
     assert [e.key for e in events] == [f"wtmp:{t(x):.0f}" for x in ("2024-03-01 08:00:00", "2024-03-02 08:00:00", "2024-03-03 07:30:00")]
 
@@ -243,7 +245,7 @@ def test_wtmp_appended_boot_is_judged_once_with_the_history_before_it(root: Path
         handle.write(_retime(shutdown_record, t("2024-03-05 20:00:00")) + _retime(boot_record, t("2024-03-05 20:03:00")))
     clock.advance(2 * 86400)
     batches = run_collector_once(BOOTS_COLLECTOR, root=root, clock=clock, settings=wtmp_settings(), state=state)
-    assert [(e.at, e.attrs["planned"], e.attrs["downtime_seconds"]) for e in boot_events(batches)] == [
+    assert [(e.at, e.attrs["orderly"], e.attrs["downtime_seconds"]) for e in boot_events(batches)] == [
         (utc("2024-03-05 20:03:00"), True, 180.0)
     ]
 
@@ -268,7 +270,7 @@ def test_wtmp_rotation_finishes_the_old_file_first(root: Path) -> None:
     wtmp.write_bytes(data[8 * WTMP_RECORD_SIZE :])  # the crash boot lands in the new file
     second = run_collector_once(BOOTS_COLLECTOR, root=root, clock=clock, settings=wtmp_settings(), state=state)
     events = boot_events(second)
-    assert [(e.at, e.attrs["planned"], e.attrs["last_seen"]) for e in events] == [
+    assert [(e.at, e.attrs["orderly"], e.attrs["last_seen"]) for e in events] == [
         (utc("2024-03-03 07:30:00"), False, "2024-03-02T09:00:00Z")
     ]
 
@@ -278,7 +280,7 @@ def test_wtmp_first_run_reads_the_rotated_file_first(root: Path) -> None:
     (root / "var/log/wtmp.1").write_bytes(data[: 5 * WTMP_RECORD_SIZE])  # ends with the shutdown
     (root / "var/log/wtmp").write_bytes(data[5 * WTMP_RECORD_SIZE :])
     batches = run_collector_once(BOOTS_COLLECTOR, root=root, clock=FakeClock(HISTORY_NOW), settings=wtmp_settings())
-    assert [e.attrs["planned"] for e in boot_events(batches)] == [None, True, False]
+    assert [e.attrs["orderly"] for e in boot_events(batches)] == [None, True, False]
 
 
 def test_wtmp_truncated_in_place_is_read_again(root: Path) -> None:
@@ -293,7 +295,7 @@ def test_wtmp_truncated_in_place_is_read_again(root: Path) -> None:
         handle.write(_retime(data[:WTMP_RECORD_SIZE], t("2024-03-06 10:05:00")))
     clock.advance(3 * 86400)
     batches = run_collector_once(BOOTS_COLLECTOR, root=root, clock=clock, settings=wtmp_settings(), state=state)
-    assert [(e.at, e.attrs["planned"]) for e in boot_events(batches)] == [(utc("2024-03-06 10:05:00"), True)]
+    assert [(e.at, e.attrs["orderly"]) for e in boot_events(batches)] == [(utc("2024-03-06 10:05:00"), True)]
 
 
 def test_backfill_limits_the_first_run(root: Path) -> None:
@@ -315,7 +317,7 @@ def test_corrupt_wtmp_records_are_counted(root: Path) -> None:
             BOOTS_COLLECTOR, root=root, clock=FakeClock(utc("2024-06-03 00:00:00")), settings=wtmp_settings()
         )
     assert counts(batches)[(BOOT_RECORDS_INVALID, (("evidence", "wtmp"),))] == 5
-    assert [e.attrs["planned"] for e in boot_events(batches)] == [None, True]
+    assert [e.attrs["orderly"] for e in boot_events(batches)] == [None, True]
     assert any(entry["event"] == "boot_records_invalid" and entry["records"] == 5 for entry in logs)
 
 
@@ -344,9 +346,9 @@ def test_boots_counted_once_in_a_real_ledger_across_restarts(root: Path, tmp_pat
         ledger.declare(BOOTS_COLLECTOR.metrics)
         assert ledger.counter_value(BOOTS) == 3
         assert ledger.counter_value(UNEXPECTED_SHUTDOWNS, {"evidence": "wtmp"}) == 1
-        assert ledger.counter_value(DOWNTIME, {"planned": "true"}) == 50400
+        assert ledger.counter_value(DOWNTIME, {"planned": "false"}) == 50400 + 81000
         events = ledger.events(BOOT_EVENT, Period(utc("2024-03-01 00:00:00"), utc("2024-04-01 00:00:00")))
-        assert [e.attrs["planned"] for e in events] == [None, True, False]
+        assert [e.attrs["orderly"] for e in events] == [None, True, False]
 
 
 # --------------------------------------------------------------------------------------------
@@ -359,7 +361,7 @@ def test_wtmpdb_boots_and_idempotency(root: Path) -> None:
     state = MemoryCheckpoints()
     clock = FakeClock(utc("2026-09-21 00:00:00"))
     first = run_collector_once(BOOTS_COLLECTOR, root=root, clock=clock, state=state)  # auto finds wtmpdb
-    assert [(e.attrs["planned"], e.attrs["evidence"]) for e in boot_events(first)] == [
+    assert [(e.attrs["orderly"], e.attrs["evidence"]) for e in boot_events(first)] == [
         (None, "wtmpdb"),
         (True, "wtmpdb"),
         (False, "wtmpdb"),
@@ -417,7 +419,7 @@ def test_journald_boots_from_recorded_journalctl(journal_root: Path, list_fixtur
     clock = FakeClock(JOURNAL_NOW)
     batches = run_collector_once(BOOTS_COLLECTOR, root=journal_root, clock=clock, run_command=runner, state=state)
     events = boot_events(batches)
-    assert [(e.at, e.attrs["planned"], e.attrs["downtime_seconds"], e.attrs["downtime_exact"]) for e in events] == JOURNAL_EXPECTED
+    assert [(e.at, e.attrs["orderly"], e.attrs["downtime_seconds"], e.attrs["downtime_exact"]) for e in events] == JOURNAL_EXPECTED
     assert [e.key for e in events] == [f"journald:{BOOT_IDS[n]}" for n in ("a1", "b2", "c3", "d4", "e5")]
     assert counts(batches)[(UNEXPECTED_SHUTDOWNS, (("evidence", "journald"),))] == 1
     # second run: one list-boots call, no tail queries, nothing new
@@ -536,6 +538,16 @@ def test_future_dated_journal_boot_is_not_judged_again_on_the_next_run(journal_r
 @pytest.fixture
 def real_journal(tmp_path: Path) -> Iterator[Path]:
     """The five-boot journal of make_journal.py, written by the real systemd-journal-remote."""
+    yield write_real_journal(tmp_path, "main")
+
+
+@pytest.fixture
+def soft_reboot_journal(tmp_path: Path) -> Iterator[Path]:
+    """The two-boot journal of ``make_journal.py --soft-reboot``, written by the real systemd-journal-remote."""
+    yield write_real_journal(tmp_path, "main_soft_reboot")
+
+
+def write_real_journal(tmp_path: Path, maker: str) -> Path:
     binary = require_tool("systemd-journal-remote", "systemd-journal-remote")
     require_tool("journalctl", "systemd")
     directory = tmp_path / "host" / "var" / "log" / "journal" / "0123456789abcdef0123456789abcdef"
@@ -543,14 +555,14 @@ def real_journal(tmp_path: Path) -> Iterator[Path]:
     export = tmp_path / "boots.export"
     script = runpy.run_path(str(FIXTURES / "system" / "journald" / "make_journal.py"))
     with export.open("w") as out, contextlib.redirect_stdout(out):
-        script["main"]()
+        script[maker]()
     subprocess.run(
         [binary, f"--output={directory / 'system.journal'}", str(export)],
         check=True,
         capture_output=True,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},  # the wrapper brings its own libraries
     )
-    yield tmp_path / "host"
+    return tmp_path / "host"
 
 
 MACHINE_DIR = Path("/var/log/journal/0123456789abcdef0123456789abcdef")
@@ -562,7 +574,7 @@ def test_journald_end_to_end_with_the_real_journalctl(real_journal: Path) -> Non
     clock = FakeClock(JOURNAL_NOW)
     batches = run_collector_once(BOOTS_COLLECTOR, root=real_journal, clock=clock, settings=settings, run_command=run_command, state=state)
     events = boot_events(batches)
-    assert [(e.at, e.attrs["planned"], e.attrs["downtime_seconds"], e.attrs["downtime_exact"]) for e in events] == JOURNAL_EXPECTED
+    assert [(e.at, e.attrs["orderly"], e.attrs["downtime_seconds"], e.attrs["downtime_exact"]) for e in events] == JOURNAL_EXPECTED
     assert boot_events(run_collector_once(BOOTS_COLLECTOR, root=real_journal, clock=clock, settings=settings, run_command=run_command, state=state)) == []
 
 
@@ -589,7 +601,7 @@ def test_wtmp_boot_stamped_by_a_wrong_clock_still_counts(root: Path) -> None:
     with wtmp.open("ab") as handle:
         handle.write(_retime(boot_record, t("2001-01-01 00:00:00")))
     batches = run_collector_once(BOOTS_COLLECTOR, root=root, clock=clock, settings=wtmp_settings(), state=state)
-    assert [(e.at, e.attrs["planned"]) for e in boot_events(batches)] == [(utc("2001-01-01 00:00:00"), False)]
+    assert [(e.at, e.attrs["orderly"]) for e in boot_events(batches)] == [(utc("2001-01-01 00:00:00"), False)]
     assert state.values["boots"]["judged_until"] == t("2024-03-03 07:30:00")  # type: ignore[index]
 
 
@@ -619,3 +631,47 @@ def test_journald_first_run_asks_only_for_the_tails_it_needs(journal_root: Path)
     assert [e.at for e in boot_events(batches)] == [row[0] for row in JOURNAL_EXPECTED[3:]]
     tails = [call for call in runner.calls if any(arg.startswith("--boot=") for arg in call)]
     assert [call[1] for call in tails] == [f"--boot={BOOT_IDS['c3']}", f"--boot={BOOT_IDS['d4']}"]
+
+
+def test_a_soft_reboot_is_no_shutdown_and_a_later_crash_in_that_boot_is_unexpected(soft_reboot_journal: Path) -> None:
+    """systemd >= 254's soft-reboot restarts userspace only (same kernel, same boot id): its
+    shutdown.target and logind message are no end of the boot. The crash 70 h later is one, with
+    downtime from the last entry (at most 600 s), not from the soft-reboot (252,600 s)."""
+    settings = BootSettings(evidence="journald", journal_directory=MACHINE_DIR)
+    clock = FakeClock(utc("2026-11-09 00:00:00"))
+    batches = run_collector_once(BOOTS_COLLECTOR, root=soft_reboot_journal, clock=clock, settings=settings, run_command=run_command)
+    crash = boot_events(batches)[-1]
+    assert crash.at == utc("2026-11-08 07:10:00")
+    assert (crash.attrs["orderly"], crash.attrs["downtime_seconds"], crash.attrs["downtime_exact"]) == (False, 600.0, False)
+    assert counts(batches)[(UNEXPECTED_SHUTDOWNS, (("evidence", "journald"),))] == 1
+
+
+def test_wtmp_crash_gets_a_downtime_bound_from_the_last_activity_seen(root: Path) -> None:
+    """wtmp does not record when a host died: the last record before the crash (a login at 09:00)
+    bounds the downtime, marked as a bound (not exact)."""
+    put_wtmp(root, "history.wtmp")
+    batches = run_collector_once(BOOTS_COLLECTOR, root=root, clock=FakeClock(HISTORY_NOW), settings=wtmp_settings())
+    crash = boot_events(batches)[2]
+    assert (crash.attrs["orderly"], crash.attrs["downtime_seconds"], crash.attrs["downtime_exact"]) == (False, 81000.0, False)
+    # No maintenance window: the clean reboot's 14 h and the crash's bound are both unplanned.
+    assert counts(batches)[(DOWNTIME, (("planned", "false"),))] == 50400.0 + 81000.0
+
+
+@pytest.mark.parametrize(
+    ("weekly", "planned"),
+    [
+        ((), False),  # an orderly reboot outside every window is unplanned
+        ((WeeklyWindow(days=("fri",), from_=dtime(17, 0), to=dtime(9, 0), time_zone="UTC"),), True),
+    ],
+    ids=["no-window", "friday-night-window"],
+)
+def test_a_reboot_is_planned_by_the_maintenance_calendar_not_by_being_orderly(root: Path, weekly: Any, planned: bool) -> None:
+    put_wtmp(root, "history.wtmp")  # the clean reboot: shutdown Fri 2024-03-01 18:00, boot Sat 08:00 (UTC)
+    calendar = Calendar(MaintenanceSettings(weekly=weekly))
+    batches = run_collector_once(
+        BOOTS_COLLECTOR, root=root, clock=FakeClock(HISTORY_NOW), settings=wtmp_settings(), maintenance=calendar
+    )
+    clean = boot_events(batches)[1]
+    assert (clean.attrs["orderly"], clean.attrs["planned"]) == (True, planned)
+    assert counts(batches)[(DOWNTIME, (("planned", "true" if planned else "false"),))] >= 50400.0
+    assert counts(batches).get((DOWNTIME, (("planned", "true"),)), 0.0) == (50400.0 if planned else 0.0)

@@ -83,11 +83,12 @@ def test_corrupt_wtmp_leaves_the_torn_tail_unread() -> None:
 
 
 BOOT_CASES = {
-    # file: [(boot time, planned, downtime seconds)]
+    # file: [(boot time, orderly, downtime seconds)]
     "history.wtmp": [
         (t("2024-03-01 08:00:00"), None, None),  # the first boot: nothing known before it
         (t("2024-03-02 08:00:00"), True, 14 * 3600.0),  # shutdown 18:00, boot 08:00
-        (t("2024-03-03 07:30:00"), False, None),  # no shutdown since the previous boot: a crash
+        # No shutdown since the previous boot: a crash, bounded from the last record (a login at 09:00).
+        (t("2024-03-03 07:30:00"), False, t("2024-03-03 07:30:00") - t("2024-03-02 09:00:00")),
     ],
     "sysv.wtmp": [
         (t("2024-04-01 06:00:00"), None, None),
@@ -96,7 +97,7 @@ BOOT_CASES = {
     ],
     "clock.wtmp": [
         (t("2024-05-01 06:00:00"), None, None),
-        (t("2024-05-02 06:00:00"), False, None),  # clock steps and logins are not shutdowns
+        (t("2024-05-02 06:00:00"), False, 82200.0),  # clock steps and logins are not shutdowns, but signs of life
     ],
     "corrupt.wtmp": [
         (t("2024-06-01 06:00:00"), None, None),
@@ -108,7 +109,7 @@ BOOT_CASES = {
 
 @pytest.mark.parametrize("name", sorted(BOOT_CASES))
 def test_fold_wtmp_judges_each_boot(name: str) -> None:
-    got = [(b.at, b.planned, b.downtime) for b in judge(name)]
+    got = [(b.at, b.orderly, b.downtime) for b in judge(name)]
     assert got == BOOT_CASES[name]
     assert all(b.evidence == "wtmp" for b in judge(name))
 
@@ -116,7 +117,7 @@ def test_fold_wtmp_judges_each_boot(name: str) -> None:
 def test_crash_records_the_last_sign_of_life() -> None:
     crash = judge("history.wtmp")[2]
     assert crash.last_seen == t("2024-03-02 09:00:00")  # bob's login, the last record before the crash
-    assert crash.downtime is None and crash.downtime_exact is False
+    assert crash.downtime == t("2024-03-03 07:30:00") - crash.last_seen and crash.downtime_exact is False  # a bound
 
 
 @pytest.mark.parametrize("cut", range(0, 11))
@@ -259,7 +260,7 @@ def test_wtmpdb_boots(tmp_path: Path, schema: str) -> None:
         conn.close()
     boots, invalid = boots_from_wtmpdb(rows, now=NOW)
     assert invalid == 0
-    assert [(b.at, b.planned, b.downtime) for b in boots] == [
+    assert [(b.at, b.orderly, b.downtime) for b in boots] == [
         (t("2026-09-01 08:00:00"), None, None),
         (t("2026-09-05 18:02:00"), True, 120.0),
         (t("2026-09-07 07:00:00"), False, None),
@@ -279,7 +280,7 @@ def test_wtmpdb_rejects_rows_with_impossible_times() -> None:
     ]
     boots, invalid = boots_from_wtmpdb(rows, now=NOW)
     assert invalid == 4
-    assert [(b.at, b.planned) for b in boots] == [(t("2026-09-01 08:00:00"), None), (t("2026-09-03 08:00:00"), False)]
+    assert [(b.at, b.orderly) for b in boots] == [(t("2026-09-01 08:00:00"), None), (t("2026-09-03 08:00:00"), False)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,5 +405,5 @@ def test_judge_journal_boot(
     previous: JournalBoot, boot: JournalBoot, marker: float | None, planned: bool, downtime: float | None, exact: bool
 ) -> None:
     judged = judge_journal_boot(boot, previous, TailScan(marker, 1 if marker else 0, 3, 0))
-    assert (judged.planned, judged.downtime, judged.downtime_exact) == (planned, downtime, exact)
+    assert (judged.orderly, judged.downtime, judged.downtime_exact) == (planned, downtime, exact)
     assert (judged.at, judged.key, judged.last_seen) == (boot.first, boot.boot_id, previous.last)

@@ -43,12 +43,17 @@ class Data:
         return [e for e in self._events if e.kind == kind and period.start <= e.at < period.end]
 
 
-def boot(at: str, planned: bool | None, downtime: float | None, exact: bool = True, evidence: str = "journald") -> Event:
+def boot(
+    at: str, planned: bool | None, downtime: float | None, exact: bool = True, evidence: str = "journald",
+    orderly: bool | None | str = "same",
+) -> Event:
+    """A boot event; ``orderly`` defaults to ``planned`` (an announced, orderly reboot, or a crash)."""
     return Event(
         BOOT_EVENT,
         utc(at),
         f"{evidence}:{at}",
-        {"planned": planned, "evidence": evidence, "downtime_seconds": downtime, "downtime_exact": exact},
+        {"orderly": planned if orderly == "same" else orderly, "planned": planned, "evidence": evidence,
+         "downtime_seconds": downtime, "downtime_exact": exact},
     )
 
 
@@ -68,18 +73,19 @@ def test_section_from_a_real_ledger_after_collecting_wtmp(tmp_path: Path) -> Non
         run_collector_once(BOOTS_COLLECTOR, ledger, root=root, clock=clock, settings=BootSettings(evidence="wtmp"))
         content = build(ledger, MARCH)
     assert content.paragraphs[:3] == (
-        "Serveren startet 3 ganger i perioden: 1 planlagt og 1 uplanlagt, 1 med ukjent forløp (første registrerte oppstart).",
-        # 14 h of planned downtime in 31 days; the crash's length is unknown, so uptime is an upper bound
-        "Registrert nedetid: 14 t (planlagt 14 t, uplanlagt 0 s). Oppetid i perioden: høyst 98,12 %.",
-        "For 1 uplanlagt omstart er varigheten ukjent: kilden (wtmp) registrerer ikke når maskinen stoppet. "
-        "Oppetiden over er derfor et øvre anslag.",
+        # No maintenance window is configured: the orderly reboot was not announced, so it is unplanned.
+        "Serveren startet 3 ganger i perioden: 0 planlagt og 2 uplanlagt, 1 med ukjent forløp (første registrerte "
+        "oppstart). 1 etter stopp uten kontrollert avslutning (strømbrudd, krasj eller hard omstart).",
+        # 14 h after the clean shutdown and at most 22 h 30 min before the crash's boot, in 31 days.
+        "Registrert nedetid: 1 d 12 t (planlagt 0 s, uplanlagt 1 d 12 t). Oppetid i perioden: 95,09 %.",
+        "Varighet merket «ca.» er regnet fra siste loggføring før stoppet og er et øvre anslag.",
     )
     (table,) = content.tables
-    assert table.columns == ("Oppstart (UTC)", "Type", "Nedetid før oppstart", "Kilde")
+    assert table.columns == ("Oppstart (UTC)", "Type", "Avslutning", "Nedetid før oppstart", "Kilde")
     assert table.rows == (
-        ("2024-03-01 08:00", "Ukjent forløp", "ukjent", "wtmp"),
-        ("2024-03-02 08:00", "Planlagt", "14 t", "wtmp"),
-        ("2024-03-03 07:30", "Uplanlagt", "ukjent", "wtmp"),
+        ("2024-03-01 08:00", "Ukjent forløp", "ukjent", "ukjent", "wtmp"),
+        ("2024-03-02 08:00", "Uplanlagt", "kontrollert", "14 t", "wtmp"),
+        ("2024-03-03 07:30", "Uplanlagt", "ukontrollert", "ca. 22 t 30 min", "wtmp"),
     )
 
 
@@ -93,13 +99,16 @@ def test_estimated_downtime_is_marked_and_counted() -> None:
     )
     content = build(data, NOVEMBER)
     down = 90 + 20_760 + 116_990
-    assert content.paragraphs[0] == "Serveren startet 3 ganger i perioden: 2 planlagt og 1 uplanlagt."
+    assert content.paragraphs[0] == (
+        "Serveren startet 3 ganger i perioden: 2 planlagt og 1 uplanlagt. "
+        "1 etter stopp uten kontrollert avslutning (strømbrudd, krasj eller hard omstart)."
+    )
     assert content.paragraphs[1] == (
         f"Registrert nedetid: 1 d 14 t (planlagt 1 d 8 t, uplanlagt 5 t 46 min). "
         f"Oppetid i perioden: {percent(100 * (1 - down / (30 * 86400)))} %."
     )
     assert "«ca.»" in content.paragraphs[2]
-    assert [row[2] for row in content.tables[0].rows] == ["1 min", "ca. 5 t 46 min", "1 d 8 t"]
+    assert [row[3] for row in content.tables[0].rows] == ["1 min", "ca. 5 t 46 min", "1 d 8 t"]
 
 
 def test_outage_across_the_period_end_counts_only_its_share() -> None:
@@ -129,7 +138,7 @@ def test_section_from_counters_when_the_source_has_no_events() -> None:
     content = build(data, NOVEMBER)
     assert content.tables == ()
     assert content.paragraphs[:2] == (
-        "Serveren startet 4 ganger i perioden: 3 planlagt og 1 uplanlagt.",
+        "Serveren startet 4 ganger i perioden, 1 av dem etter stopp uten kontrollert avslutning.",
         "Registrert nedetid: 1 t (planlagt 10 min, uplanlagt 50 min). Oppetid i perioden: 99,86 %.",
     )
 
@@ -157,9 +166,22 @@ def test_percent_never_rounds_up_to_a_full_hundred(value: float, text: str) -> N
 
 
 def test_unknown_planned_value_in_an_event_is_shown_as_unknown() -> None:
-    odd = replace(boot("2026-11-05 10:00:00", None, None), attrs={"planned": "maybe", "evidence": "wtmp"})
+    odd = replace(boot("2026-11-05 10:00:00", None, None), attrs={"orderly": "yes", "planned": "maybe", "evidence": "wtmp"})
     content = build(Data([odd]), NOVEMBER)
-    assert content.tables[0].rows == (("2026-11-05 10:00", "Ukjent forløp", "ukjent", "wtmp"),)
+    assert content.tables[0].rows == (("2026-11-05 10:00", "Ukjent forløp", "ukjent", "ukjent", "wtmp"),)
+
+
+def test_an_event_from_before_the_calendar_is_read_as_orderly_and_not_judged() -> None:
+    """Events written before planned meant "announced" carry only the old "planned" (orderly)."""
+    old = Event(BOOT_EVENT, utc("2026-11-05 10:00:00"), "wtmp:1", {"planned": True, "evidence": "wtmp", "downtime_seconds": 60.0,
+                                                                   "downtime_exact": True})
+    content = build(Data([old]), NOVEMBER)
+    assert content.tables[0].rows == (("2026-11-05 10:00", "Uplanlagt", "kontrollert", "1 min", "wtmp"),)
+
+
+def test_unknown_downtime_names_its_source() -> None:
+    content = build(Data([boot("2026-11-05 10:00:00", False, None, evidence="wtmpdb")]), NOVEMBER)
+    assert "kilden (wtmpdb) registrerer ikke" in content.paragraphs[2]
 
 
 def test_period_length_is_used_for_uptime() -> None:
