@@ -189,7 +189,8 @@ class Parsed:
 
     Attributes:
         outcome: ``"ok"`` with a ``header``, or why there is none (see ``Outcome``).
-        header: The header record for ``"ok"`` (and for ``"unknown_version"``, for diagnostics).
+        header: The header record for ``"ok"`` (and what was read of it for ``"unknown_version"``
+            and ``"incomplete"``, for diagnostics; never counted as a message).
         detail: A short reason for the log: an expat error, the root element, never content.
         wrapper: ``"fellesformat"`` or ``"mime"`` when the document came wrapped.
         bytes_read: How many bytes were consumed before parsing stopped.
