@@ -21,6 +21,7 @@ from normagent.logs import (
     journal_log_collector,
     line_parser,
     record_parser,
+    syslog_log_collector,
 )
 from normagent.model import (
     Batch,
@@ -55,6 +56,7 @@ from normagent.model import (
 from normagent.privacy import network_of
 from normagent.sources.evtx import EvtxSettings
 from normagent.sources.journald import JournalSettings
+from normagent.sources.syslog import SpoolLine, SyslogMessage, parse_spool_line, parse_syslog, rfc3164_time
 
 try:
     __version__ = version("normagent")
@@ -71,7 +73,13 @@ __all__ = [
     "journal_log_collector",
     "line_parser",
     "network_of",
+    "parse_spool_line",
+    "parse_syslog",
     "record_parser",
+    "rfc3164_time",
+    "syslog_log_collector",
+    "SpoolLine",
+    "SyslogMessage",
     "Batch",
     "Candidate",
     "Checkpoint",

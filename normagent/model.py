@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from normagent.clock import Clock
     from normagent.privacy import Pseudonymiser
+    from normagent.sources.spool import SpoolShare
 
 MetricKind = Literal["counter", "gauge"]
 JSONValue: TypeAlias = "None | bool | int | float | str | list[JSONValue] | dict[str, JSONValue]"
@@ -274,6 +275,8 @@ class RunContext:
         log: Logger bound to the collector and run.
         deadline: ``clock.monotonic()`` value after which the run is abandoned; long readers check
             ``expired()`` between batches and stop early (their checkpoint says where to resume).
+        syslog_spool: The syslog receiver's spool, for collectors that read it
+            (``CollectorSpec.reads_syslog_spool``); None when no receiver is configured.
     """
 
     collector: str
@@ -287,6 +290,7 @@ class RunContext:
     pseudonymise: Pseudonymiser
     log: FilteringBoundLogger
     deadline: float = float("inf")
+    syslog_spool: SpoolShare | None = None
 
     def expired(self) -> bool:
         return self.clock.monotonic() >= self.deadline
@@ -472,6 +476,9 @@ class CollectorSpec:
         probe: ``probe(ctx) -> reason | None``, called once at start: a reason disables the
             collector (logged, and ``normagent_collector_up`` is 0 with that reason in the log).
         enabled_by_default: False for collectors that need site configuration to mean anything.
+        reads_syslog_spool: The collector reads the syslog receiver's spool (made by
+            ``syslog_log_collector``): the receiver keeps spooled messages until every such
+            collector has committed them.
         plugin: Filled in by the loader with the plugin's name.
     """
 
@@ -485,6 +492,7 @@ class CollectorSpec:
     parser: Parser | None = None
     probe: ProbeFn | None = None
     enabled_by_default: bool = True
+    reads_syslog_spool: bool = False
     plugin: str = ""
 
 

@@ -164,6 +164,7 @@ def make_context(
     snmp: Any = None,
     state: Any = None,
     timeout: float | None = None,
+    syslog_spool: Any = None,
 ) -> RunContext:
     """A ``RunContext`` for ``spec`` made of fakes; anything not given gets a harmless default."""
     clock = clock or FakeClock()
@@ -179,6 +180,7 @@ def make_context(
         pseudonymise=test_pseudonymiser(),
         log=structlog.get_logger("normagent.test").bind(collector=spec.name),
         deadline=clock.monotonic() + (timeout if timeout is not None else spec.timeout.total_seconds()),
+        syslog_spool=syslog_spool,
     )
 
 
