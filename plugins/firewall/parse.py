@@ -279,6 +279,8 @@ def parse_linux_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
     (anything else, including packets a LOG rule logged as allowed), ``unparsed`` (a line that
     looks like a LOG line or an audit record of a rule change, but no pattern understands it).
     """
+    if not isinstance(block, TextBlock):  # journal entries or EVTX records given to ``normagent parse``
+        return ParseResult(ignored=len(block.records))
     data = block.data
     result = ParseResult()
     tally = Tally(ctx)
@@ -411,6 +413,8 @@ def _day_time(stamp: bytes, ref: datetime, tz: tzinfo) -> datetime | None:
 
 def parse_linux_journal(block: RecordBlock, ctx: ParseContext) -> ParseResult:
     """The journal's counterpart of ``parse_linux_lines``: kernel, audit and service entries."""
+    if not isinstance(block, RecordBlock):
+        return ParseResult(ignored=block.line_count)
     result = ParseResult()
     tally = Tally(ctx)
     device = getattr(ctx.settings, "device", LOCAL) or LOCAL
@@ -475,6 +479,8 @@ def parse_pfirewall(block: TextBlock, ctx: ParseContext) -> ParseResult:
     The file's host is ``device`` in the settings (default ``other``): pfirewall.log names no
     host, and this agent reads copies of Windows servers' logs.
     """
+    if not isinstance(block, TextBlock):  # journal entries or EVTX records given to ``normagent parse``
+        return ParseResult(ignored=len(block.records))
     result = ParseResult()
     tally = Tally(ctx)
     device = getattr(ctx.settings, "device", OTHER) or OTHER
@@ -552,6 +558,8 @@ def accept_windows(record: Any) -> bool:
 
 def parse_windows_events(block: RecordBlock, ctx: ParseContext) -> ParseResult:
     """WFP drops (5152, 5157) and firewall rule changes (4946-4948, 2004-2006, 2033) from EVTX."""
+    if not isinstance(block, RecordBlock):  # text given to ``normagent parse``
+        return ParseResult(ignored=block.line_count)
     result = ParseResult()
     tally = Tally(ctx)
     devices = device_map(ctx)
@@ -705,23 +713,28 @@ _SPOOL_HEAD: Final = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z \S
 def parse_appliance_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
     """Blocks and configuration changes from firewall appliances, in spool lines or syslog files.
 
-    Every line that is not one of the understood formats counts as ``unparsed`` (the spool only
-    holds what appliances sent here); a firewall message of no interest (a pass, a session
-    teardown, an administrator's login) is ``ignored``.
+    In the spool every message that is not one of the understood formats counts as ``unparsed``
+    (the spool only holds what devices sent here), and so does a spool line that is not one; in a
+    syslog server's file only a firewall message no rule understands does. A firewall message of
+    no interest (a pass, a session teardown, an administrator's login) is ``ignored``.
     """
+    if not isinstance(block, TextBlock):  # journal entries or EVTX records given to ``normagent parse``
+        return ParseResult(ignored=len(block.records))
     result = ParseResult()
     tally = Tally(ctx)
     devices = device_map(ctx)
     ref = block.mtime or ctx.now
     parsed = unparsed = ignored = 0
     data = block.data
+    # The receiver's spool files (``syslog.log``, ``syslog.log-<stamp>``): what is in them was sent here.
+    spool = block.origin.rsplit("/", 1)[-1].startswith("syslog.log")
     fast_parsed, fast_ignored, data = _filterlog_fast(data, tally, devices)
     parsed += fast_parsed
     ignored += fast_ignored
     for raw in data.split(b"\n"):
         if not raw.strip():
             continue
-        outcome, line = _appliance_line(raw, tally, devices, ref, ctx.tz)
+        outcome, line = _appliance_line(raw, tally, devices, ref, ctx.tz, spool)
         if outcome is None:
             unparsed += 1
             if len(result.examples) < ctx.examples:
@@ -736,10 +749,14 @@ def parse_appliance_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
     return result
 
 
-def _appliance_line(raw: bytes, tally: Tally, devices: DeviceMap, ref: datetime, tz: tzinfo) -> tuple[bool | None, str]:
+def _looks_like_firewall(app: str, text: str) -> bool:
+    return app.startswith("filterlog") or "%ASA-" in text or "%FTD-" in text or "type=" in text and ("devid=" in text or "logid=" in text)
+
+
+def _appliance_line(raw: bytes, tally: Tally, devices: DeviceMap, ref: datetime, tz: tzinfo, spool: bool) -> tuple[bool | None, str]:
     sender = ""
     received: datetime | None = None
-    if _SPOOL_HEAD.match(raw):
+    if spool or _SPOOL_HEAD.match(raw):
         spooled = parse_spool_line(raw)
         if spooled is None:
             return None, raw.decode("utf-8", "replace")
@@ -756,7 +773,9 @@ def _appliance_line(raw: bytes, tally: Tally, devices: DeviceMap, ref: datetime,
         app, text = "", f"{app}: {text}"
     found = classify_appliance(app, text)
     if found is None:
-        return None, line
+        # What reached the receiver is meant for this plugin: not understood is unparsed. In a
+        # syslog server's file (``normagent parse``) other programs' lines are of no interest.
+        return (None if spool or sender or _looks_like_firewall(app, text) else False), line
     # The receive time when there is one (a device's clock may be wrong or in another zone).
     when = received or msg.time or (rfc3164_time(msg.stamp, ref, tz) if msg.stamp else None) or ref
     if found.kind == "block":

@@ -167,10 +167,17 @@ BAD = [
 ]
 
 
+def spooled(lines: list[str]) -> bytes:
+    at = datetime(2026, 11, 23, 7, 0, tzinfo=timezone.utc)
+    return b"".join(spool_line(at, "198.51.100.1", b"<134>" + line.encode("utf-8", "surrogateescape")) for line in lines)
+
+
 def test_malformed_and_unknown_appliance_lines_are_unparsed_never_a_crash() -> None:
-    result = parse_text(parse_appliance_lines, "\n".join(BAD), now=NOW, settings=ApplianceSettings(), examples=20)
-    check_closed(result, len(BAD))
-    assert result.unparsed == len(BAD) and result.parsed == 0
+    """From the spool, everything not understood is unparsed; so is a spool line that is none."""
+    garbage = b"not a spool line\n2026-01-01T00:00:00.000000Z 192.0.2.1 no pri\n"
+    result = parse_text(parse_appliance_lines, spooled(BAD) + garbage, now=NOW, settings=ApplianceSettings(), examples=20, origin="/state/syslog/syslog.log")
+    check_closed(result, len(BAD) + 2)
+    assert result.unparsed == len(BAD) + 2 and result.parsed == 0
     assert not [o for o in result.observations if isinstance(o, Count) and o.metric == BLOCKED]
 
 
