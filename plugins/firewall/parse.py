@@ -45,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from operator import itemgetter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
@@ -141,6 +142,20 @@ class Tally:
         if address not in self._pseudonyms:
             self._pseudonyms[address] = self.ctx.pseudonymise.network(address)
         return self._pseudonyms[address]
+
+    def network_v4(self, prefix: bytes) -> str | None:
+        """The pseudonym of an IPv4 /24 given as its first three octets (``b"203.0.113"``), without
+        parsing an address: the same value ``pseudonymise.network`` gives for any address in it."""
+        key = prefix.decode("ascii")
+        found = self._pseudonyms.get(key)
+        if found is None and key not in self._pseudonyms:
+            octets = key.split(".")
+            if all(o == "0" or (o[0] != "0" and int(o) <= 255) for o in octets):
+                found = self.ctx.pseudonymise(f"network:{key}.0/24")
+            else:
+                found = self.ctx.pseudonymise.network(key + ".0")
+            self._pseudonyms[key] = found
+        return found
 
     def change(self, device: str, when: datetime, source: str, line: str) -> None:
         self.changes[device] += 1
@@ -241,16 +256,15 @@ _NETFILTER_MSG = re.compile(
     r"(?:\[ *\d+\.\d+\] )?(?P<prefix>.*?)IN=(?P<in>\S*) OUT=(?P<out>\S*) (?:(?:MAC|PHYSIN|PHYSOUT)=\S* )*"
     r"SRC=(?P<src>\S+) DST=\S+ (?:.*? )?PROTO=(?P<proto>\S+)(?: SPT=\d+ DPT=(?P<dpt>\d+))?"
 )
-# The whole line as rsyslog writes it, in bytes, for the fast path: stamp (day and hour part),
-# host, "kernel:", the kernel's time, prefix, IN, OUT, SRC split at the /24, PROTO, DPT.
-# Groups: 1 classic day "Nov 23", 2 RFC 3339 date, 3 prefix, 4 IN, 5 OUT, 6 /24 of an IPv4 SRC,
-# 7 an IPv6 SRC, 8 PROTO, 9 DPT.
+# A LOG line's message, in bytes, for the fast path; the pattern starts with a literal, which
+# ``re`` finds by a fast scan rather than trying every position. Groups: 1 prefix, 2 IN, 3 OUT,
+# 4 the /24 of an IPv4 SRC, 5 an IPv6 SRC, 6 PROTO, 7 DPT.
 _NETFILTER_FAST: Final = re.compile(
-    rb"^(?:([A-Z][a-z]{2} [ \d]\d) \d\d:\d\d:\d\d|(\d{4}-\d\d-\d\d)T\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)) \S+ kernel: "
-    rb"(?:\[ *\d+\.\d+\] )?([^\n]*?)IN=(\S*) OUT=(\S*) (?:MAC=\S* )?"
-    rb"SRC=(?:(\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}|([0-9a-fA-F:]+)) DST=\S+ [^\n\[]*?PROTO=(\w+)(?: SPT=\d+ DPT=(\d+))?[^\n]*$",
-    re.M,
+    rb" kernel: (?:\[ *\d+\.\d+\] )?([^\n]*?)IN=(\S*) OUT=(\S*) (?:MAC=\S* )?"
+    rb"SRC=(?:(\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}|([0-9a-fA-F:]+)) DST=\S+ [^\n\[]*?PROTO=(\w+)(?: SPT=\d+ DPT=(\d+))?"
 )
+# The stamp of a line as rsyslog writes it: the day, to the block's first and last line.
+_DAY = re.compile(rb"(?:([A-Z][a-z]{2} [ \d]\d) \d\d:\d\d:\d\d|(\d{4}-\d\d-\d\d)T\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)) \S+ ")
 _KERNEL_MARK: Final = b" kernel: "
 _NETFILTER_MARK: Final = re.compile(rb"IN=\S* OUT=")
 # Raw (``audit(1580905834.919:82970)``) and ``ausearch -i`` (``audit(2020-05-28 17:46:41.878:162)``).
@@ -365,35 +379,49 @@ def _linux_line(line: str, tally: Tally, device: str, ref: datetime, tz: tzinfo,
 
 
 def _netfilter_fast(data: bytes, tally: Tally, device: str, ref: datetime, tz: tzinfo) -> tuple[int, bytes]:
-    """Count the LOG lines ``_NETFILTER_FAST`` takes whole; return how many, and the other lines.
+    """Count the LOG lines of a block in C; return how many counted, and the lines left for the
+    general way (all of them when the block does not have the usual shape).
 
-    The matches are counted by ``Counter`` in C; Python then runs per distinct (day, prefix,
-    interfaces, network, protocol, port). A line's time in a rollup row is its day's (first and
-    last seen of a fast row are the block's first and last times of that day).
+    The usual shape: every line holding ``IN=…OUT=`` is one ``_NETFILTER_FAST`` takes, there is no
+    audit record or reload in the block, and its first and last lines carry stamps of the same
+    day (a 1 MiB block spans minutes). Then the matches are counted by ``Counter`` over C-level
+    projections, and Python runs once per distinct (prefix, interfaces, protocol), (protocol,
+    port) and network — not per line. A rollup row's first and last seen are noon of that day.
     """
-    matches = _NETFILTER_FAST.findall(data)
-    if not matches:
+    if b"NETFILTER_CFG" in data or b"Reloaded " in data or b"[SRC=" in data:
         return 0, data
-    rest = _NETFILTER_FAST.sub(b"", data)
-    days: dict[bytes, datetime | None] = {}
+    first = _DAY.match(data)
+    last_start = data.rfind(b"\n", 0, len(data) - 1) + 1
+    last = _DAY.match(data, last_start)
+    if first is None or last is None or first.group(1, 2) != last.group(1, 2):
+        return 0, data
+    matches = _NETFILTER_FAST.findall(data)
+    if len(matches) != data.count(b" OUT="):
+        return 0, data
+    when = _day_time(first.group(1) or first.group(2), ref, tz) or ref
     verdicts: dict[bytes, bool] = {}
     counted = 0
-    for (classic, iso, prefix, inside, outside, net4, src6, proto, dpt), n in Counter(matches).items():
+    for (prefix, inside, outside, proto), n in Counter(map(itemgetter(0, 1, 2, 5), matches)).items():
         blocked = verdicts.get(prefix)
         if blocked is None:
             blocked = verdicts[prefix] = verdict_blocked(prefix.decode("utf-8", "replace"))
-        if not blocked:
-            continue  # a packet the LOG rule let through: understood, ignored
-        counted += n
-        stamp = classic or iso
-        when = days.get(stamp)
-        if stamp not in days:
-            when = days[stamp] = _day_time(stamp, ref, tz)
-        if when is None:
-            when = ref
-        source = (net4 + b".0").decode() if net4 else src6.decode("ascii", "replace")
-        tally.block(device, direction_of(inside.decode(), outside.decode()), proto_label(proto.decode()), when, source, dpt.decode() or None, n)
-    return counted, rest
+        if blocked:
+            counted += n
+            tally.blocked[(device, direction_of(inside.decode(), outside.decode()), proto_label(proto.decode()))] += n
+    if not counted:
+        return 0, b""
+    every = all(verdicts.values())
+    day = when.date()
+    for (prefix, proto, port), n in Counter(map(itemgetter(0, 5, 6), matches)).items():
+        label = proto_label(proto.decode())
+        if port and label in ("tcp", "udp") and (every or verdicts[prefix]):
+            _row(tally.ports, (day, f"{label}/{int(port)}"), when, n)
+    for (prefix, net4, src6), n in Counter(map(itemgetter(0, 3, 4), matches)).items():
+        if every or verdicts[prefix]:
+            key = tally.network_v4(net4) if net4 else tally.network(src6.decode("ascii", "replace"))
+            if key is not None:
+                _row(tally.networks, (day, key), when, n)
+    return counted, b""
 
 
 def _day_time(stamp: bytes, ref: datetime, tz: tzinfo) -> datetime | None:
@@ -812,24 +840,40 @@ def _filterlog_fast(data: bytes, tally: Tally, devices: DeviceMap) -> tuple[int,
     parsed = ignored = 0
     names: dict[tuple[bytes, bytes], str] = {}
     days: dict[bytes, datetime] = {}
-    for (day, sender, host5, host3, action, direction, proto4, net4, port4, proto6, src6, port6), n in Counter(matches).items():
-        key = (sender, host5 or host3)
-        device = names.get(key)
-        if device is None:
-            device = names[key] = devices.name(sender.decode("ascii", "replace"), key[1].decode("ascii", "replace"))
+
+    def device_of(sender: bytes, host: bytes) -> str:
+        name = names.get((sender, host))
+        if name is None:
+            name = names[(sender, host)] = devices.name(sender.decode("ascii", "replace"), host.decode("ascii", "replace"))
+        return name
+
+    def day_of(day: bytes) -> datetime:
+        when = days.get(day)
+        if when is None:
+            when = days[day] = datetime.fromisoformat(day.decode() + "T12:00:00+00:00")
+        return when
+
+    # (day, sender, host5, host3, action, dir, proto4, net4, port4, proto6, src6, port6)
+    for (sender, host5, host3, action, direction, proto4, proto6), n in Counter(map(itemgetter(1, 2, 3, 4, 5, 6, 9), matches)).items():
+        device = device_of(sender, host5 or host3)
         tally.messages[device] += n
         if action == b"pass":
             ignored += n
             continue
         parsed += n
-        when = days.get(day)
-        if when is None:
-            when = days[day] = datetime.fromisoformat(day.decode() + "T12:00:00+00:00")
-        if net4:
-            source, proto, port = (net4 + b".0").decode(), proto_label(proto4.decode()), port4
-        else:
-            source, proto, port = src6.decode(), proto_label(proto6.decode()), port6
-        tally.block(device, direction.decode(), proto, when, source, port.decode() if port and proto in ("tcp", "udp") else None, n)
+        tally.blocked[(device, direction.decode(), proto_label((proto4 or proto6).decode()))] += n
+    for (day, action, proto4, port4, proto6, port6), n in Counter(map(itemgetter(0, 4, 6, 8, 9, 11), matches)).items():
+        label = proto_label((proto4 or proto6).decode())
+        port = port4 or port6
+        if action != b"pass" and port and label in ("tcp", "udp"):
+            when = day_of(day)
+            _row(tally.ports, (when.date(), f"{label}/{int(port)}"), when, n)
+    for (day, action, net4, src6), n in Counter(map(itemgetter(0, 4, 7, 10), matches)).items():
+        if action != b"pass":
+            key = tally.network_v4(net4) if net4 else tally.network(src6.decode("ascii", "replace"))
+            if key is not None:
+                when = day_of(day)
+                _row(tally.networks, (when.date(), key), when, n)
     return parsed, ignored, rest
 
 
