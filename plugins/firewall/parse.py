@@ -498,6 +498,7 @@ def _journal_entry(entry: JournalEntry, tally: Tally, device: str, audit_seen: s
 STANDARD_FIELDS: Final = (
     "date time action protocol src-ip dst-ip src-port dst-port size tcpflags tcpsyn tcpack tcpwin icmptype icmpcode info path"
 ).split()
+_W3C_DATE: Final = re.compile(r"\d{4}-\d\d-\d\d$")
 _PATHS: Final = {"RECEIVE": "in", "SEND": "out", "FORWARD": "forward"}
 
 
@@ -526,6 +527,8 @@ def parse_pfirewall(block: TextBlock, ctx: ParseContext) -> ParseResult:
                 index = {name: i for i, name in enumerate(fields)}
             continue
         values = line.split()
+        if not _W3C_DATE.match(values[0]):
+            continue  # not a record of this format (another log given to ``normagent parse``): ignored
         outcome = _pfirewall_record(values, index, tally, device, tz)
         if outcome is None:
             unparsed += 1
