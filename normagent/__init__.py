@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         journal_log_collector,
         line_parser,
         record_parser,
+        syslog_log_collector,
     )
     from normagent.model import (
         Advice,
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from normagent.privacy import network_of
     from normagent.sources.evtx import EvtxSettings
     from normagent.sources.journald import JournalSettings
+    from normagent.sources.syslog import SpoolLine, SyslogMessage, parse_spool_line, parse_syslog, rfc3164_time
 
     __version__: str
 
@@ -72,7 +74,7 @@ _HOMES = {
     "hookimpl": "normagent.hookspecs",
     **dict.fromkeys(
         ("LOG_METRICS", "FileSource", "evtx_log_collector", "file_log_collector", "journal_log_collector",
-         "line_parser", "record_parser"),
+         "line_parser", "record_parser", "syslog_log_collector"),
         "normagent.logs",
     ),
     **dict.fromkeys(
@@ -85,6 +87,7 @@ _HOMES = {
     "network_of": "normagent.privacy",
     "EvtxSettings": "normagent.sources.evtx",
     "JournalSettings": "normagent.sources.journald",
+    **dict.fromkeys(("SpoolLine", "SyslogMessage", "parse_spool_line", "parse_syslog", "rfc3164_time"), "normagent.sources.syslog"),
 }
 
 
@@ -118,8 +121,14 @@ __all__ = [
     "journal_log_collector",
     "line_parser",
     "network_of",
+    "parse_spool_line",
+    "parse_syslog",
     "record_parser",
     "Advice",
+    "rfc3164_time",
+    "syslog_log_collector",
+    "SpoolLine",
+    "SyslogMessage",
     "Batch",
     "Candidate",
     "Checkpoint",

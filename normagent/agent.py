@@ -43,6 +43,7 @@ from normagent.scheduler import Job, Scheduler, advice_for
 from normagent.sources.command import run_command
 from normagent.sources.host import PsutilHost
 from normagent.sources.snmp_lazy import LazySnmpClient
+from normagent.sources.spool import SPOOL_KEY, SpoolShare
 from normagent.sources.syslog import SyslogReceiver, SyslogSettings, validate_syslog
 from normagent.syslog_stats import syslog_collector
 from normagent.web import WebSettings, start_server, validate_web
@@ -98,6 +99,8 @@ class Agent:
         self._scheduler_thread: threading.Thread | None = None
         self._server: Any = None
         self._syslog: SyslogReceiver | None = None
+        self._spool: SpoolShare | None = None
+        self._spool_readers: tuple[str, ...] = ()  # enabled collectors that read the spool
         self._host = PsutilHost()
         self._snmp = LazySnmpClient()
         self._pseudonymise: Pseudonymiser | None = None
@@ -118,9 +121,12 @@ class Agent:
         try:
             os.chmod(state_dir, 0o700)
             self._pseudonymise = Pseudonymiser(load_or_create_key(state_dir))
+            self._spool = SpoolShare(state_dir / "syslog", self._spool_positions)
+            # Known before the receiver starts: it asks them how far they have read.
+            self._spool_readers = spool_readers(config, plugins)
             syslog_settings = config.sections.get("syslog")
             if syslog_settings is not None:
-                self._syslog = SyslogReceiver(syslog_settings, state_dir / "syslog", self._clock)
+                self._syslog = SyslogReceiver(syslog_settings, state_dir / "syslog", self._clock, read_offset=self._spool.read_offset)
                 self._syslog.start()
             setup = self._prepare(config, plugins)
             self._setup = setup
@@ -205,6 +211,7 @@ class Agent:
             systemd.notify("READY=1")
             return
         configure_logging(config.agent.log_level, config.agent.log_format)
+        self._spool_readers = spool_readers(config, plugins)
         if config.sections.get("syslog") != old.sections.get("syslog"):
             self._restart_syslog(config)
         setup = self._prepare(config, plugins)
@@ -227,7 +234,8 @@ class Agent:
         settings = config.sections.get("syslog")
         if settings is None:
             return
-        receiver = SyslogReceiver(settings, config.state_dir() / "syslog", self._clock)
+        assert self._spool is not None
+        receiver = SyslogReceiver(settings, config.state_dir() / "syslog", self._clock, read_offset=self._spool.read_offset)
         try:
             receiver.start()
         except NormagentError as exc:
@@ -291,6 +299,13 @@ class Agent:
         assert self._setup is not None
         return self._setup.view
 
+    def _spool_positions(self) -> list[Any]:
+        """The committed spool positions of the collectors that read the spool (for SpoolShare)."""
+        ledger = self._ledger
+        if ledger is None:
+            return []
+        return [ledger.checkpoints(name).get(SPOOL_KEY) for name in self._spool_readers]
+
     def _prepare(self, config: Config, plugins: Plugins) -> Setup:
         # One calendar per configuration generation, shared by every collector's context.
         self._calendar = Calendar(config.sections["maintenance"])
@@ -312,6 +327,8 @@ class Agent:
             for advice in advice_for(spec, self._context(job, self._clock.monotonic() + job.timeout)):
                 log.warning("collector_advice", collector=name, key=advice.key, advice=advice.message)
             jobs.append(job)
+        # The spool keeps what these have not committed; set before the receiver starts or reloads.
+        self._spool_readers = tuple(job.name for job in jobs if job.spec.reads_syslog_spool)
         metrics = {m.name: m for spec in specs.values() for m in spec.metrics}
         ledger = self._ledger_or_fail()
         ledger.declare(metrics.values())
@@ -347,6 +364,7 @@ class Agent:
             deadline=deadline,
             stop_requested=self._stop.is_set,
             maintenance=self._calendar or Calendar(MaintenanceSettings()),
+            syslog_spool=self._spool if self._syslog is not None and job.spec.reads_syslog_spool else None,
         )
 
 
@@ -385,6 +403,13 @@ def job_for(spec: CollectorSpec, config: Config) -> Job | None:
     if not cc.enabled:
         return None
     return Job(spec, cc.interval.total_seconds(), cc.timeout.total_seconds(), cc.settings)
+
+
+def spool_readers(config: Config, plugins: Plugins) -> tuple[str, ...]:
+    """The collectors the configuration enables that read the syslog spool."""
+    return tuple(
+        name for name, spec in plugins.collectors().items() if spec.reads_syslog_spool and job_for(spec, config) is not None
+    )
 
 
 def enabled_specs(config: Config, plugins: Plugins) -> list[tuple[CollectorSpec, Any, float]]:

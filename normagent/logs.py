@@ -1,8 +1,9 @@
 """Log collectors: a checkpointed reader plus a pure parser, made into a ``CollectorSpec``.
 
 A log plugin writes only a parser (``Parser``: block in, ``ParseResult`` out) and calls one of
-``file_log_collector``, ``journal_log_collector`` or ``evtx_log_collector``. This module does the
-rest, the same way for every source:
+``file_log_collector``, ``journal_log_collector``, ``evtx_log_collector`` or
+``syslog_log_collector`` (the syslog receiver's spool). This module does the rest, the same way
+for every source:
 
 - each block the reader hands out goes through the parser, and the parser's observations, the
   line counts and the block's checkpoint leave in **one** ``Batch`` (one ledger transaction;
@@ -76,6 +77,7 @@ from normagent.sources.files import (
     read_chunks,
 )
 from normagent.sources.journald import JournalSettings, decode_journal_json, read_journal
+from normagent.sources.spool import SPOOL_KEY, SpoolBusy, SpoolReader
 
 log = structlog.get_logger(__name__)
 
@@ -327,6 +329,51 @@ def evtx_log_collector(
     )
 
 
+def syslog_log_collector(
+    name: str,
+    *,
+    help: str,
+    parser: Parser,
+    settings: type | None = None,
+    metrics: Iterable[MetricSpec] = (),
+    interval: timedelta = timedelta(seconds=15),
+    timeout: timedelta = timedelta(seconds=60),
+    probe: ProbeFn | None = None,
+    enabled_by_default: bool = True,
+    max_failures: int = MAX_FAILURES,
+    commit_bytes: int = COMMIT_BYTES,
+) -> CollectorSpec:
+    """A collector that reads what the syslog receiver spooled (``[syslog]``), exactly once.
+
+    Blocks are spool lines, ``<received, RFC 3339 UTC> <sender address> <message>``
+    (``normagent.sources.syslog.parse_spool_line`` takes one apart). Each block's counts and the
+    spool position they lead to are committed together; rotated spool files read to their end are
+    deleted once that is committed (``normagent.sources.spool``). Raises ``NoData`` (a quiet,
+    successful run) when no receiver is configured.
+
+    The arguments are as for ``file_log_collector``; there is no file setting, the spool is the
+    agent's.
+    """
+    declared = _declared(metrics)
+
+    def collect(ctx: RunContext) -> Iterator[Batch]:
+        return _collect_spool(ctx, parser, declared, max_failures, commit_bytes)
+
+    return CollectorSpec(
+        name=name,
+        help=help,
+        collect=collect,
+        interval=interval,
+        timeout=timeout,
+        settings=settings,
+        metrics=declared,
+        parser=parser,
+        probe=probe,
+        enabled_by_default=enabled_by_default,
+        reads_syslog_spool=True,
+    )
+
+
 def _default_files(settings: Any) -> Any:
     return settings if isinstance(settings, FileSource) else getattr(settings, "files", None)
 
@@ -515,6 +562,72 @@ def _collect_files(
         raise tail.errors[0]
     if not tail.tracked:
         raise NoData(f"no file matches {', '.join(source.paths) or '(no paths configured)'}")
+
+
+def _collect_spool(
+    ctx: RunContext, parser: Parser, declared: Sequence[MetricSpec], max_failures: int, commit_bytes: int
+) -> Iterator[Batch]:
+    """The driver for the syslog spool: as for files, plus the lock that keeps a commit from
+    crossing the receiver's discard of a file, and the removal of files read to their end."""
+    share = ctx.syslog_spool
+    if share is None:
+        raise NoData("no syslog receiver is configured ([syslog] in the configuration)")
+    reader = SpoolReader(share.directory, ctx.state.get(SPOOL_KEY))
+    parsing = _Parsing(ctx, parser, parse_context(ctx), declared, max_failures)
+    stop = _soft_deadline(ctx)
+    pending = _Pending(ctx.collector)
+    identities: set[Any] = set()
+    finished: list[Path] = []
+    reads = reader.reads()
+
+    def flush(batch: Batch) -> Iterator[Batch]:
+        """Commit ``batch`` under the lock; False from ``holding``: a file of it was discarded."""
+        with share.holding(identities) as clear:
+            if not clear:
+                ctx.log.warning("syslog_spool_overtaken", reason="the receiver discarded a file this batch read", retry="next run")
+                raise _Overtaken
+            yield batch
+        share.release(finished)
+
+    try:
+        try:
+            for read in reads:
+                if read.block is not None and pending.block_bytes >= commit_bytes:
+                    yield from flush(pending.batch())
+                    pending, finished, identities = _Pending(ctx.collector), [], set()
+                if read.block is not None:
+                    pending.block_bytes += len(read.block.data)
+                    failed = parsing.parse(read.block, SPOOL_KEY, read.position, pending)
+                    if failed is not None:
+                        if not pending.empty():
+                            yield from flush(pending.batch())
+                        yield failed
+                        raise ParserFailed(f"the parser failed on {read.block.origin} at {read.position}")
+                    pending.invalid_utf8 += invalid_utf8_lines(read.block.data)
+                    identities.add(read.identity)
+                if reader.stale:
+                    finished.extend(reader.stale)
+                    reader.stale = []
+                finished.extend(read.finished)
+                pending.checkpoints[SPOOL_KEY] = read.checkpoint
+                pending.bytes_read += read.bytes_read
+                pending.lag = reader.lag()
+                if ctx.clock.monotonic() >= stop:
+                    ctx.log.info("log_read_paused", reason="deadline", lag_bytes=reader.lag())
+                    break
+        finally:
+            reads.close()
+        finished.extend(reader.stale)
+        pending.lag = reader.lag()
+        yield from flush(pending.batch(zeros=True))
+    except _Overtaken:
+        return
+    except SpoolBusy as exc:
+        ctx.log.info("syslog_spool_busy", error=str(exc), retry="next run")
+
+
+class _Overtaken(Exception):
+    """A batch held lines of a spool file the receiver discarded meanwhile: it is not committed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1135,4 +1248,5 @@ __all__ = [
     "parse_context",
     "parse_inputs",
     "record_parser",
+    "syslog_log_collector",
 ]

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from normagent.clock import Clock
     from normagent.privacy import Pseudonymiser
+    from normagent.sources.spool import SpoolShare
 
 MetricKind = Literal["counter", "gauge"]
 JSONValue: TypeAlias = "None | bool | int | float | str | list[JSONValue] | dict[str, JSONValue]"
@@ -351,6 +352,8 @@ class RunContext:
         stop_requested: True once the agent is shutting down; see ``stopping()``.
         maintenance: The site's maintenance calendar (``[maintenance]``): whether an outage was
             announced. Empty (nothing planned) unless configured.
+        syslog_spool: The syslog receiver's spool, for collectors that read it
+            (``CollectorSpec.reads_syslog_spool``); None when no receiver is configured.
     """
 
     collector: str
@@ -366,6 +369,7 @@ class RunContext:
     deadline: float = float("inf")
     stop_requested: Callable[[], bool] = field(default=lambda: False, repr=False)
     maintenance: MaintenanceCalendar = field(default_factory=NoMaintenance)
+    syslog_spool: SpoolShare | None = None
 
     def expired(self) -> bool:
         return self.clock.monotonic() >= self.deadline
@@ -576,6 +580,9 @@ class CollectorSpec:
             disables. ``check-config`` prints each with its file and line; ``run`` (at start and
             after a reload) and ``collect --once`` log each as ``collector_advice``.
         enabled_by_default: False for collectors that need site configuration to mean anything.
+        reads_syslog_spool: The collector reads the syslog receiver's spool (made by
+            ``syslog_log_collector``): the receiver keeps spooled messages until every such
+            collector has committed them.
         plugin: Filled in by the loader with the plugin's name.
     """
 
@@ -590,6 +597,7 @@ class CollectorSpec:
     probe: ProbeFn | None = None
     advise: AdviseFn | None = None
     enabled_by_default: bool = True
+    reads_syslog_spool: bool = False
     plugin: str = ""
 
 

@@ -197,8 +197,10 @@ class Scheduler:
         run.thread = thread
         slot.run = run
         with self._lock:
+            # Started under the lock: wait_idle() must never see a run whose thread is not started
+            # (joining it raises, and a SIGTERM then exits 1).
             self._runs.add(run)
-        thread.start()
+            thread.start()
 
     def _execute(self, slot: _Slot, run: _Run, started_wall: Any) -> None:
         try:

@@ -165,6 +165,7 @@ def make_context(
     timeout: float | None = None,
     stop_requested: Callable[[], bool] | None = None,
     maintenance: Any = None,
+    syslog_spool: Any = None,
 ) -> RunContext:
     """A ``RunContext`` for ``spec`` made of fakes; anything not given gets a harmless default.
 
@@ -185,6 +186,7 @@ def make_context(
         deadline=clock.monotonic() + (timeout if timeout is not None else spec.timeout.total_seconds()),
         stop_requested=stop_requested or (lambda: False),
         maintenance=maintenance if maintenance is not None else NoMaintenance(),
+        syslog_spool=syslog_spool,
     )
 
 

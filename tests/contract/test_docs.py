@@ -25,8 +25,11 @@ from normagent.config import (
 )
 from normagent.exposition import HEALTH_METRICS, HTTP_METRICS
 from normagent.loader import build_plugins
+from normagent.logs import LOG_METRICS
 from normagent.model import MetricSpec
 from normagent.syslog_stats import SYSLOG_METRICS
+
+LOG_METRIC_NAMES = frozenset(m.name for m in LOG_METRICS)
 
 ROOT = Path(__file__).parents[2]
 README = ROOT / "README.md"
@@ -45,7 +48,7 @@ def all_metrics() -> list[tuple[MetricSpec, str]]:
     rows = []
     for name in sorted(metrics):
         collectors = owners[name]
-        who = collectors[0] if len(collectors) == 1 else "every log collector" if len(collectors) > 3 else ", ".join(collectors)
+        who = collectors[0] if len(collectors) == 1 else "every log collector" if name in LOG_METRIC_NAMES else ", ".join(collectors)
         rows.append((metrics[name], who))
     return rows
 

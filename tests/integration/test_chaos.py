@@ -251,7 +251,7 @@ state_dir = "{state}"
 log_format = "json"
 
 [plugins]
-disable = ["system", "access", "edi", "availability"]
+disable = ["system", "access", "edi", "availability", "firewall"]
 extra = ["chaos_plugin"]
 entry_points = false
 

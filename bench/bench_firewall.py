@@ -1,0 +1,229 @@
+"""Benchmark of the firewall plugin: log lines/s end to end, and the syslog receiver under load.
+
+1. **netfilter**: a generated kern.log of ufw/iptables LOG lines (``--lines``), read by the
+   ``firewall.linux`` collector (files) through the log driver into a real ledger, in a child
+   process; the same file through ``LC_ALL=C grep -c 'kernel:'``; medians of ``--runs``.
+2. **filterlog**: the same for a spool file of pfSense filterlog lines (what the syslog receiver
+   writes), read by ``firewall.appliances`` through the spool reader.
+3. **receiver**: ``normagent run`` with ``[syslog]``; one sender writes ``--rate`` filterlog
+   messages a second over TCP for ``--seconds``; then the blocked counter on /metrics must reach
+   the number sent (nothing lost), and the time it took after the last message is printed.
+
+Start-up (interpreter, imports, opening the ledger) is measured apart and taken off the lines/s
+("net of start-up"). Prints figures; exits 1 if any count differs from what was generated or sent.
+Not part of the test suite.
+
+Usage::
+
+    python bench/bench_firewall.py [--lines 1000000] [--runs 3] [--rate 20000] [--seconds 60] [--skip-receiver]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+from datetime import datetime, timezone
+from pathlib import Path
+from normagent.ledger import Ledger
+from normagent.logs import FileSource
+from normagent.sources.spool import SPOOL_KEY, SpoolShare
+from normagent.testing import FakeClock, run_collector_once
+from normagent.plugins.firewall.collectors import APPLIANCES, LINUX, LinuxSettings
+kind, root, state = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+clock = FakeClock(datetime(2026, 11, 23, 12, tzinfo=timezone.utc))
+ledger = Ledger.open(state / "ledger.db", clock=clock)
+startup = time.perf_counter() - t0
+started = time.perf_counter()
+if kind == "netfilter":
+    settings = LinuxSettings(source="files", files=FileSource(paths=("/kern.log",), start_at="beginning", timezone="UTC"))
+    run_collector_once(LINUX, ledger, settings=settings, root=root, clock=clock, timeout=3600)
+    source = "firewall.linux"
+else:
+    share = SpoolShare(root, lambda: [ledger.checkpoints("firewall.appliances").get(SPOOL_KEY)])
+    run_collector_once(APPLIANCES, ledger, syslog_spool=share, clock=clock, timeout=3600)
+    source = "firewall.appliances"
+elapsed = time.perf_counter() - started
+lines = {r: ledger.counter_value("normagent_log_lines_total", {"source": source, "result": r}) for r in ("parsed", "ignored", "unparsed")}
+print(json.dumps({"startup": startup, "elapsed": elapsed, "blocked": ledger.counter_total("normagent_firewall_blocked_total"), "lines": lines}))
+"""
+
+
+def gen_netfilter(path: Path, n: int, rng: random.Random) -> int:
+    """kern.log lines: 90 % ufw/iptables blocks, 5 % [UFW AUDIT] (allowed), 5 % other kernel lines."""
+    blocked = 0
+    with path.open("w") as out:
+        for i in range(n):
+            sec = i * 86400 // n
+            stamp = f"Nov 23 {sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d} fw01 kernel: [{i}.{i % 999999:06d}]"
+            r = rng.random()
+            if r < 0.05:
+                out.write(f"{stamp} usb 1-1: new high-speed USB device number {i % 100} using xhci_hcd\n")
+                continue
+            prefix = "[UFW AUDIT] " if r < 0.10 else rng.choice(("[UFW BLOCK] ", "IPTABLES-DROPPED: ", "[UFW BLOCK] "))
+            blocked += r >= 0.10
+            src = f"{rng.choice((45, 89, 185, 193, 203))}.{rng.randrange(256)}.{rng.randrange(8)}.{rng.randrange(1, 255)}"
+            proto = rng.choice(("TCP", "TCP", "TCP", "UDP"))
+            out.write(
+                f"{stamp} {prefix}IN=eth0 OUT= MAC=00:11:22:33:44:55:66:77:88:99:aa:bb:08:00 SRC={src} DST=10.0.0.5 LEN=52 "
+                f"TOS=0x00 PREC=0x00 TTL=52 ID={i % 65536} DF PROTO={proto} SPT={rng.randrange(1024, 65535)} "
+                f"DPT={rng.choice((22, 23, 80, 443, 445, 3389, 8080))} WINDOW=1024 RES=0x00 SYN URGP=0\n"
+            )
+    return blocked
+
+
+def gen_filterlog(path: Path, n: int, rng: random.Random) -> int:
+    """Spool lines of pfSense filterlog: 85 % blocks, 15 % passes, from two senders."""
+    blocked = 0
+    with path.open("w") as out:
+        for i in range(n):
+            sec = i * 86400 // n
+            action = "pass" if rng.random() < 0.15 else "block"
+            blocked += action == "block"
+            src = f"{rng.choice((45, 89, 185))}.{rng.randrange(256)}.{rng.randrange(8)}.{rng.randrange(1, 255)}"
+            proto, pid = rng.choice((("tcp", 6), ("tcp", 6), ("udp", 17)))
+            out.write(
+                f"2026-11-23T{sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}.{i % 1000000:06d}Z 192.0.2.{1 + i % 2} "
+                f"<134>Nov 23 {sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d} pfsense filterlog[4242]: "
+                f"5,,,1000102433,em0,match,{action},in,4,0x0,,64,{i % 65536},0,none,{pid},{proto},60,{src},10.0.0.5,"
+                f"{rng.randrange(1024, 65535)},{rng.choice((22, 443, 3389, 53))},0\n"
+            )
+    return blocked
+
+
+def run_child(kind: str, root: Path) -> dict:  # type: ignore[type-arg]
+    with tempfile.TemporaryDirectory() as state:
+        done = subprocess.run([sys.executable, "-c", CHILD, kind, str(root), state], capture_output=True, text=True, cwd=ROOT, check=False)
+    if done.returncode:
+        sys.exit(f"{kind} run failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def grep(path: Path, pattern: str) -> tuple[int, float]:
+    started = time.perf_counter()
+    done = subprocess.run(["grep", "-c", pattern, str(path)], capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}, check=False)
+    return int(done.stdout.strip() or 0), time.perf_counter() - started
+
+
+def files_bench(kind: str, root: Path, file: Path, lines: int, truth: int, runs: int, pattern: str) -> bool:
+    reports, greps = [], []
+    for _ in range(runs):
+        reports.append(run_child(kind, root))
+        greps.append(grep(file, pattern))
+    ok = all(r["blocked"] == truth and sum(r["lines"].values()) == lines and r["lines"]["unparsed"] == 0 for r in reports)
+    net = statistics.median(r["elapsed"] for r in reports)
+    startup = statistics.median(r["startup"] for r in reports)
+    g = statistics.median(t for _, t in greps)
+    print(f"\n{kind}: {lines:,} lines, {file.stat().st_size / 2**20:.0f} MiB, {truth:,} blocked (truth)")
+    print(f"  counts equal the truth in every run: {'yes' if ok else 'NO'} ({reports[0]['blocked']:,.0f} blocked, lines {reports[0]['lines']})")
+    print(f"  normagent, {runs} runs: median {net:.3f} s net of start-up ({startup:.2f} s) = {lines / net:,.0f} lines/s "
+          f"(best {min(r['elapsed'] for r in reports):.3f} s, worst {max(r['elapsed'] for r in reports):.3f} s)")
+    print(f"  grep -c '{pattern}': median {g:.3f} s = {lines / g:,.0f} lines/s ({greps[0][0]:,} matches); normagent / grep: {net / g:.1f}x")
+    return ok
+
+
+def scrape_blocked(port: int) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return -1.0
+    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("normagent_firewall_blocked_total{"))
+
+
+def receiver_bench(rate: int, seconds: int) -> bool:
+    with tempfile.TemporaryDirectory() as tmp:
+        ports = []
+        for kind in (socket.SOCK_STREAM, socket.SOCK_STREAM):
+            with socket.socket(socket.AF_INET, kind) as s:
+                s.bind(("127.0.0.1", 0))
+                ports.append(s.getsockname()[1])
+        web, tcp = ports
+        config = Path(tmp) / "n.toml"
+        config.write_text(
+            f'[agent]\nstate_dir = "{tmp}/state"\nlog_format = "json"\n[plugins]\ndisable = ["system", "access", "edi"]\n'
+            f'entry_points = false\n[web]\nlisten = "127.0.0.1:{web}"\n[syslog]\nudp_listen = ""\ntcp_listen = "127.0.0.1:{tcp}"\n'
+            f'[collectors."firewall.linux"]\nenabled = false\n[collectors."firewall.appliances"]\ninterval = "1s"\n'
+        )
+        agent = subprocess.Popen([sys.executable, "-m", "normagent", "run", "--config", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while scrape_blocked(web) < 0:
+                if time.monotonic() > deadline:
+                    sys.exit("the agent did not start")
+                time.sleep(0.1)
+            line = b"<134>Nov 23 07:25:53 fw01 filterlog[1]: 5,,,1000102433,em0,match,block,in,4,0x0,,64,1,0,none,6,tcp,60,198.51.100.7,10.0.0.5,51514,443,0\n"
+            sent = 0
+            tick = 0.01
+            per_tick = rate * tick
+            with socket.create_connection(("127.0.0.1", tcp)) as sock:
+                started = time.monotonic()
+                while (now := time.monotonic()) - started < seconds:
+                    due = int((now - started) / tick * per_tick) + int(per_tick)
+                    if due > sent:
+                        sock.sendall(line * (due - sent))
+                        sent = due
+                    time.sleep(max(0.0, tick - (time.monotonic() - now)))
+                sent_for = time.monotonic() - started
+            finished = time.monotonic()
+            got = 0.0
+            while time.monotonic() - finished < 120:
+                got = scrape_blocked(web)
+                if got >= sent:
+                    break
+                time.sleep(0.2)
+            lag = time.monotonic() - finished
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(timeout=60)
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+    ok = got == sent
+    print(f"\nreceiver: {sent:,} messages over TCP in {sent_for:.1f} s = {sent / sent_for:,.0f}/s (asked {rate:,}/s for {seconds} s)")
+    print(f"  counted on /metrics: {got:,.0f} ({'nothing lost' if ok else 'DIFFERS'}), {lag:.1f} s after the last one was sent")
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rate", type=int, default=20_000)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--skip-receiver", action="store_true")
+    args = parser.parse_args(argv)
+    rng = random.Random(1)
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        net_root = Path(tmp) / "net"
+        net_root.mkdir()
+        truth = gen_netfilter(net_root / "kern.log", args.lines, rng)
+        ok &= files_bench("netfilter", net_root, net_root / "kern.log", args.lines, truth, args.runs, "kernel:")
+        spool = Path(tmp) / "spool"
+        spool.mkdir()
+        truth = gen_filterlog(spool / "syslog.log", args.lines, rng)
+        # The spool reader removes nothing from the current file: every run reads it all again.
+        ok &= files_bench("filterlog", spool, spool / "syslog.log", args.lines, truth, args.runs, "filterlog")
+    if not args.skip_receiver:
+        ok &= receiver_bench(args.rate, args.seconds)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The report section "Sikkerhetsbarriere (brannmur)" for one period.
+
+From the counters: blocked packets by device, direction and protocol, and rule-set changes by
+device. From the rollups (one host's ledger keeps them; a fleet's Prometheus does not, and the
+section then says so): the destination ports most blocked, and the source networks most blocked
+— pseudonyms of their /24 or /48 only. From the events: each rule change, when and on which
+device.
+
+Imports only normagent (the public API) and the standard library.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timezone
+
+from normagent import Period, ReportData, ReportSection, ReportTable, SectionContent
+
+from .parse import BLOCKED, BY_NETWORK, BY_PORT, RULE_CHANGE_EVENT, RULE_CHANGES
+
+TITLE = "Sikkerhetsbarriere (brannmur)"
+TOP = 10
+DIRECTIONS = {"in": "inn", "out": "ut", "forward": "gjennom", "unknown": "ukjent"}
+NOTE = (
+    "Kildenettverk vises bare som pseudonymer (per /24 eller /48) som kun kan slås opp på denne "
+    "serveren. Enheter er navnene i oppsettet; «local» er denne serveren, «other» alle andre avsendere."
+)
+
+
+def build(data: ReportData, period: Period) -> SectionContent:
+    blocked = data.increase(BLOCKED, period, by=("device", "direction", "proto"))
+    changes = data.increase(RULE_CHANGES, period, by=("device",))
+    total = sum(blocked.values())
+    paragraphs = [
+        f"Brannmurene blokkerte {total:,.0f} pakker eller forbindelser i perioden, og regelsettet ble "
+        f"endret {sum(changes.values()):,.0f} ganger.".replace(",", " "),
+        NOTE,
+    ]
+    tables = [
+        ReportTable(
+            ("enhet", "retning", "protokoll", "blokkert"),
+            tuple(
+                (device, DIRECTIONS.get(direction, direction), proto, int(n))
+                for (device, direction, proto), n in sorted(blocked.items(), key=lambda kv: (-kv[1], kv[0]))
+                if n
+            ),
+            caption="Blokkert trafikk",
+        ),
+        ReportTable(
+            ("enhet", "regelendringer"),
+            tuple((device, int(n)) for (device,), n in sorted(changes.items()) if n),
+            caption="Endringer i regelsettet",
+        ),
+    ]
+    ports = _top(data, BY_PORT, period)
+    networks = _top(data, BY_NETWORK, period)
+    if ports is None:
+        paragraphs.append("Toppliste over porter og nettverk finnes bare i rapporten fra den enkelte serveren.")
+    else:
+        tables.append(ReportTable(("port", "blokkert"), tuple(ports), caption=f"De {TOP} mest blokkerte målportene"))
+        tables.append(
+            ReportTable(("nettverk (pseudonym)", "blokkert"), tuple(networks or ()), caption=f"De {TOP} kildenettverkene med flest blokkeringer")
+        )
+    events = sorted(data.events(RULE_CHANGE_EVENT, period), key=lambda e: e.at)
+    if events:
+        tables.append(
+            ReportTable(
+                ("tidspunkt (UTC)", "enhet", "kilde"),
+                tuple(
+                    (e.at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"), str(e.attrs.get("device", "")), str(e.attrs.get("source", "")))
+                    for e in events
+                ),
+                caption="Regelendringer",
+            )
+        )
+    return SectionContent(paragraphs=tuple(paragraphs), tables=tuple(tables))
+
+
+def _top(data: ReportData, name: str, period: Period) -> list[tuple[str, int]] | None:
+    try:
+        rows = data.rollups(name, period)
+    except NotImplementedError:
+        return None
+    totals: defaultdict[str, float] = defaultdict(float)
+    for row in rows:
+        totals[row.key] += row.value
+    return [(key, int(n)) for key, n in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]]
+
+
+SECTION = ReportSection(id="firewall.barrier", title=TITLE, order=80, build=build)
