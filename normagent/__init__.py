@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from normagent.errors import NoData
+from normagent.errors import NoData, SnmpAuthError, SnmpError, SnmpTimeout, SnmpTooManyRows
 from normagent.hookspecs import hookimpl
 from normagent.logs import (
     LOG_METRICS,
@@ -49,6 +49,8 @@ from normagent.model import (
     RunContext,
     SectionContent,
     Severity,
+    SnmpAuth,
+    SnmpVarBind,
     TextBlock,
     WindowsEvent,
 )
@@ -99,6 +101,12 @@ __all__ = [
     "RunContext",
     "SectionContent",
     "Severity",
+    "SnmpAuth",
+    "SnmpAuthError",
+    "SnmpError",
+    "SnmpTimeout",
+    "SnmpTooManyRows",
+    "SnmpVarBind",
     "TextBlock",
     "WindowsEvent",
     "__version__",
