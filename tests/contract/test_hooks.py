@@ -19,7 +19,8 @@ ROOT = Path(__file__).parents[2]
 GUIDE = ROOT / "docs" / "plugins.md"
 START, END = "<!-- hooks:start (generated from normagent/hookspecs.py by tests/contract/test_hooks.py) -->", "<!-- hooks:end -->"
 NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$")
-BASE_UNITS = ("_seconds", "_bytes", "_ratio", "_total", "_info", "_messages", "_up")
+# "_up" and "_enabled" are 0/1 states (a target up, a protection enabled), as Prometheus names them.
+BASE_UNITS = ("_seconds", "_bytes", "_ratio", "_total", "_info", "_messages", "_up", "_enabled")
 
 
 def hook_names() -> list[str]:
