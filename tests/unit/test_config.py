@@ -229,11 +229,21 @@ def unwrap(typ: Any) -> tuple[Any, str]:
 
 
 def format_key(path: KeyPath) -> str:
-    """A key path as problems name it: ``collectors."access.logins".journal.identifiers``."""
-    return ".".join(p if re.fullmatch(r"[A-Za-z0-9_-]+", p) else f'"{p}"' for p in map(str, path))
+    """A key path as problems name it: ``collectors."access.logins".journal.identifiers``; a part
+    ``name[]`` (an array of tables) is its first table, ``name[0]``."""
+
+    def part(p: str) -> str:
+        if p.endswith("[]"):
+            return part(p[:-2]) + "[0]"
+        return p if re.fullmatch(r"[A-Za-z0-9_-]+", p) else f'"{p}"'
+
+    return ".".join(part(p) for p in map(str, path))
 
 
 def toml_header(path: KeyPath) -> str:
+    """``[table]``, or ``[[array.of.tables]]`` when the last part is ``name[]``."""
+    if path and str(path[-1]).endswith("[]"):
+        return f"[[{format_key((*path[:-1], str(path[-1])[:-2]))}]]"
     return f"[{format_key(path)}]"
 
 
@@ -358,6 +368,9 @@ def numeric_fields(path: KeyPath, cls: type) -> Iterator[tuple[KeyPath, dataclas
         key = f.metadata.get("toml", f.name)
         inner, held = unwrap(hints[f.name])
         if dataclasses.is_dataclass(inner):
+            if held == "item":  # an array of tables: its first table
+                yield from numeric_fields((*path, f"{key}[]"), inner)  # type: ignore[arg-type]
+                continue
             yield from numeric_fields((*path, key) + (("X",) if held == "entry" else ()), inner)  # type: ignore[arg-type]
         elif inner in (int, float, timedelta):
             yield (*path, key), f, inner, held
