@@ -217,3 +217,20 @@ def test_to_python_maps_every_smi_type() -> None:
         (rfc1905.EndOfMibView(""), None),
     ]
     assert [to_python(value) for value, _ in cases] == [expected for _, expected in cases]
+
+
+def test_an_oid_that_is_not_a_number_is_refused(snmpd: Snmpd, client: PysnmpClient) -> None:
+    with pytest.raises(SnmpError, match="not a numeric OID"):
+        client.get(snmpd.target, [SYS_UPTIME, "1.3.6.x.1"], auth=COMMUNITY, timeout=1)
+    with pytest.raises(SnmpError, match="not a numeric OID"):
+        client.walk(snmpd.target, "iso.org", auth=COMMUNITY, timeout=1)
+
+
+def test_mib_modules_are_compiled_once_per_process(snmpd: Snmpd, client: PysnmpClient) -> None:
+    """Every engine runs pysnmp's core MIB modules; the second session compiles none of them."""
+    from pysnmp.smi import builder
+
+    client.get(snmpd.target, [SYS_UPTIME], auth=COMMUNITY, timeout=2)
+    compiled = dict(builder.runpy._code)  # type: ignore[attr-defined]
+    client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=2)
+    assert compiled and builder.runpy._code == compiled  # type: ignore[attr-defined]
