@@ -324,30 +324,22 @@ def _index(oid: str) -> int | None:
 
 
 def collect_snmp(ctx: RunContext) -> Iterator[Batch]:
-    """Poll every device (``parallel`` at a time) and commit all of them in one batch.
+    """Poll every device (one alone on this thread, several ``parallel`` at a time) and commit all
+    of them in one batch.
 
     One batch, because a batch's gauges replace the collector's earlier series of the same metric:
-    the devices' ``normagent_snmp_up`` must be set together. A device whose poll has not ended
-    shortly before the run's deadline is reported as timed out (its thread ends within its own
-    timeout, and its answer is dropped).
+    the devices' ``normagent_snmp_up`` must be set together. A device that cannot be polled before
+    the run's deadline is reported as timed out.
     """
     settings: SnmpSettings = ctx.settings
     if not settings.devices:
         raise NoData("no SNMP devices configured")
     observations: list[Observation] = []
     checkpoints: list[Checkpoint] = []
-    pool = ThreadPoolExecutor(max_workers=min(settings.parallel, len(settings.devices)), thread_name_prefix="snmp")
-    try:
-        futures: dict[Future[DevicePoll], Device] = {pool.submit(poll_device, ctx.snmp, d, ctx.log, ctx.clock): d for d in settings.devices}
-        pending = set(futures)
-        while pending:
-            remaining = _remaining(ctx)
-            done, pending = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
-            if not done:
-                break
-        polls = {futures[f].name: (f.result() if f.done() else DevicePoll(ok=False, reason="timeout", detail="the run's deadline came first")) for f in futures}
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    if len(settings.devices) == 1 or settings.parallel == 1:
+        polls = _poll_in_turn(ctx, settings.devices)
+    else:
+        polls = _poll_side_by_side(ctx, settings.devices, settings.parallel)
     now = ctx.clock.now()
     for device in settings.devices:
         poll = polls[device.name]
@@ -361,6 +353,39 @@ def collect_snmp(ctx: RunContext) -> Iterator[Batch]:
         else:
             ctx.log.warning("snmp_poll_failed", device=device.name, reason=poll.reason, detail=poll.detail, bad_values=poll.bad_values)
     yield Batch(observations, checkpoints)
+
+
+LATE = DevicePoll(ok=False, reason="timeout", detail="the run's deadline came first")
+
+
+def _poll_in_turn(ctx: RunContext, devices: tuple[Device, ...]) -> dict[str, DevicePoll]:
+    """One device after the other on the collector's own thread (no pool: a thread costs memory).
+
+    A device that could not outlast the run's deadline (its timeout times its attempts) is not
+    started and counts as late.
+    """
+    polls: dict[str, DevicePoll] = {}
+    for device in devices:
+        remaining = _remaining(ctx)
+        worst = device.timeout.total_seconds() * (device.retries + 1)
+        polls[device.name] = LATE if remaining is not None and remaining < worst else poll_device(ctx.snmp, device, ctx.log, ctx.clock)
+    return polls
+
+
+def _poll_side_by_side(ctx: RunContext, devices: tuple[Device, ...], parallel: int) -> dict[str, DevicePoll]:
+    """``parallel`` devices at a time; one not done shortly before the run's deadline counts as late
+    (its thread ends within its own timeout, and its answer is dropped)."""
+    pool = ThreadPoolExecutor(max_workers=min(parallel, len(devices)), thread_name_prefix="snmp")
+    try:
+        futures: dict[Future[DevicePoll], Device] = {pool.submit(poll_device, ctx.snmp, d, ctx.log, ctx.clock): d for d in devices}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=_remaining(ctx), return_when=FIRST_COMPLETED)
+            if not done:
+                break
+        return {futures[f].name: (f.result() if f.done() else LATE) for f in futures}
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _remaining(ctx: RunContext) -> float | None:

@@ -225,3 +225,12 @@ def test_a_table_too_large_is_a_bounded_device_error(netns: tuple[Namespace, Snm
     assert counted(huge, "normagent_snmp_poll_failures_total", reason="too_many_rows") == 0  # 5 names fit in 10
     assert counted(small, "normagent_snmp_poll_failures_total", reason="too_many_rows") == 1  # 5 do not fit in 4
     assert gauges(small, "normagent_snmp_up") == {(("device", "r2"),): 0}
+
+
+def test_a_lone_device_that_cannot_finish_before_the_deadline_is_not_started() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        slow = Device(name="slow", target=f"127.0.0.1:{sock.getsockname()[1]}", timeout=timedelta(seconds=5), retries=2)
+        obs = poll(slow, timeout=2.0)  # 15 s of attempts would not fit in 2 s
+    assert gauges(obs, "normagent_snmp_up") == {(("device", "slow"),): 0}
+    assert counted(obs, "normagent_snmp_poll_failures_total", reason="timeout") == 1
