@@ -3,9 +3,15 @@
     .venv/bin/python bench/bench_idle.py                 # the real run: 10 idle minutes
     .venv/bin/python bench/bench_idle.py --minutes 1     # a quick look
 
-Both exporters run on 127.0.0.1 at the same time, each with its defaults: normagent with every
-builtin plugin (a config that only sets the state directory and the port), node_exporter with its
-default collectors (Debian package, unpacked by scripts/servers). The script measures, for both:
+Both exporters run on 127.0.0.1 at the same time: node_exporter with its default collectors
+(Debian package, unpacked by scripts/servers), normagent with every builtin plugin loaded and every
+collector enabled *with something to read* (``--sources all``, the default): the Windows
+collectors on the project's EVTX fixtures (Security and Defender), the ClamAV collectors on its
+ClamAV fixtures (clamscan, clamd and freshclam logs, two signature databases), and ``network.snmp``
+polling a real snmpd (started here on 127.0.0.1, so pysnmp is loaded as on a site with a router
+configured). ``--sources snmp-off`` is the same without the SNMP device (pysnmp never loaded);
+``--sources defaults`` is the built-in configuration (only the state directory and the port set).
+The script measures, for both:
 
 1. resident memory (RSS) after a warm-up, after the scrapes and at the end;
 2. /metrics latency over N scrapes (default 1,000) on a fresh connection each, with the headers
@@ -119,10 +125,56 @@ def wait_ready(exporter: Exporter, path: str, timeout: float = 60) -> None:
     raise SystemExit(f"{exporter.name} was not ready after {timeout:.0f}s")
 
 
-def start_normagent(workdir: Path, log: Path) -> Exporter:
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+def source_config(workdir: Path, snmp_target: str | None) -> str:
+    """Configuration that gives every collector something to read (see the module docstring)."""
+    logs = workdir / "logs"
+    databases = workdir / "clamav"
+    logs.mkdir(exist_ok=True)
+    databases.mkdir(exist_ok=True)
+    for name in ("clamscan.log", "clamd.log", "freshclam.log"):
+        shutil.copy(FIXTURES / "logs" / "malware" / name, logs / name)
+    shutil.copy(FIXTURES / "clamav" / "test-6.cvd", databases / "daily.cvd")
+    shutil.copy(FIXTURES / "clamav" / "test-1.cvd", databases / "main.cvd")
+    evtx = FIXTURES / "evtx"
+    text = f"""
+[collectors."access.windows"]
+enabled = true
+paths = ["{evtx / "security.evtx"}", "{evtx / "system.evtx"}"]
+
+[collectors."malware.defender"]
+enabled = true
+paths = ["{evtx / "WinDefender_Events_1117_1116_AtomicRedTeam.evtx"}"]
+
+[collectors."malware.clamav".files]
+paths = ["{logs / "clamscan.log"}", "{logs / "clamd.log"}"]
+start_at = "beginning"
+
+[collectors."malware.clamonacc".files]
+paths = ["{logs / "clamscan.log"}"]
+start_at = "beginning"
+
+[collectors."malware.freshclam".files]
+paths = ["{logs / "freshclam.log"}"]
+start_at = "beginning"
+
+[collectors."malware.clamav_status"]
+database_directory = "{databases}"
+"""
+    if snmp_target:
+        text += f"""
+[collectors."network.snmp"]
+devices = [{{ name = "bench", target = "{snmp_target}", version = "3", user = "normagent", auth_key = "auth-passphrase-1", priv_key = "priv-passphrase-2", interfaces = ["*"] }}]
+"""
+    return text
+
+
+def start_normagent(workdir: Path, log: Path, extra_config: str = "") -> Exporter:
     port = free_port()
     config = workdir / "normagent.toml"
-    config.write_text(f'[agent]\nstate_dir = "{workdir / "state"}"\n\n[web]\nlisten = "127.0.0.1:{port}"\n')
+    config.write_text(f'[agent]\nstate_dir = "{workdir / "state"}"\n\n[web]\nlisten = "127.0.0.1:{port}"\n' + extra_config)
     binary = Path(sys.executable).with_name("normagent")
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
     with log.open("wb") as out:
@@ -167,7 +219,7 @@ def report(exporters: list[Exporter], args: argparse.Namespace) -> dict[str, Any
             "body_bytes_gzip": e.body_bytes,
         }
     names = [e.name for e in exporters]
-    print(f"\nidle benchmark: {args.scrapes} scrapes, {args.minutes:g} idle minutes, warm-up {args.warmup:g}s")
+    print(f"\nidle benchmark: {args.scrapes} scrapes, {args.minutes:g} idle minutes, warm-up {args.warmup:g}s, sources: {args.sources}")
     print(f"{'':34}" + "".join(f"{n:>16}" for n in names))
     lines = [
         ("RSS after warm-up (MB)", lambda r: r["rss_mb"]["warm"]),
@@ -189,7 +241,7 @@ def report(exporters: list[Exporter], args: argparse.Namespace) -> dict[str, Any
         "p99 <= node_exporter p99": agent["scrape_ms"]["p99"] <= node["scrape_ms"]["p99"],
     }
     print("targets: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in verdicts.items()))
-    return {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
+    return {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(), "sources": args.sources,
             "scrapes": args.scrapes, "idle_minutes": args.minutes, "warmup_seconds": args.warmup,
             "results": rows, "targets_met": verdicts}
 
@@ -200,13 +252,26 @@ def main() -> int:
     parser.add_argument("--scrapes", type=int, default=1000, help="scrapes of each exporter (default 1000)")
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds to let both settle first (default 30)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out", help="directory for the JSON result")
+    parser.add_argument("--sources", choices=("all", "snmp-off", "defaults"), default="all",
+                        help="what normagent's collectors read (default all: see the module docstring)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="normagent-bench-") as tmp:
         workdir = Path(tmp)
         exporters: list[Exporter] = []
+        snmpd = None
         try:
-            exporters.append(start_normagent(workdir, workdir / "normagent.log"))
+            extra = ""
+            if args.sources != "defaults":
+                snmp_target = None
+                if args.sources == "all":
+                    sys.path.insert(0, str(REPO))
+                    from tests.support.snmpd import start_snmpd
+
+                    snmpd = start_snmpd(workdir / "snmpd")
+                    snmp_target = snmpd.target
+                extra = source_config(workdir, snmp_target)
+            exporters.append(start_normagent(workdir, workdir / "normagent.log", extra))
             exporters.append(start_node_exporter(workdir / "node_exporter.log"))
             print(f"warm-up {args.warmup:g}s …", flush=True)
             time.sleep(args.warmup)
@@ -233,6 +298,8 @@ def main() -> int:
         finally:
             for e in exporters:
                 e.stop()
+            if snmpd is not None:
+                snmpd.close()
         result = report(exporters, args)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"idle-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"

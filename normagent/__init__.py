@@ -13,7 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from normagent.errors import NoData
+    from normagent.errors import NoData, SnmpAuthError, SnmpError, SnmpTimeout, SnmpTooManyRows
     from normagent.hookspecs import hookimpl
     from normagent.logs import (
         LOG_METRICS,
@@ -56,6 +56,8 @@ if TYPE_CHECKING:
         RunContext,
         SectionContent,
         Severity,
+        SnmpAuth,
+        SnmpVarBind,
         TextBlock,
         WindowsEvent,
     )
@@ -70,7 +72,7 @@ if TYPE_CHECKING:
 # imports this package first of all, and until it has installed its signal handlers a SIGHUP would
 # end the process, so the package itself must cost next to nothing to import.
 _HOMES = {
-    "NoData": "normagent.errors",
+    **dict.fromkeys(("NoData", "SnmpAuthError", "SnmpError", "SnmpTimeout", "SnmpTooManyRows"), "normagent.errors"),
     "hookimpl": "normagent.hookspecs",
     **dict.fromkeys(
         ("LOG_METRICS", "FileSource", "evtx_log_collector", "file_log_collector", "journal_log_collector",
@@ -81,7 +83,7 @@ _HOMES = {
         ("Advice", "Batch", "Candidate", "Checkpoint", "CollectorSpec", "CommandResult", "Count", "Delivery", "Event",
          "ForwarderSpec", "Gauge", "JournalEntry", "LogBlock", "MaintenanceCalendar", "MetricSpec", "NoMaintenance",
          "Observation", "ParseContext", "ParseResult", "Period", "PlannedWindow", "RecordBlock", "ReportData", "ReportSection", "ReportTable", "Rollup", "RuleSpec",
-         "RunContext", "SectionContent", "Severity", "TextBlock", "WindowsEvent"),
+         "RunContext", "SectionContent", "Severity", "SnmpAuth", "SnmpVarBind", "TextBlock", "WindowsEvent"),
         "normagent.model",
     ),
     "network_of": "normagent.privacy",
@@ -159,6 +161,12 @@ __all__ = [
     "RunContext",
     "SectionContent",
     "Severity",
+    "SnmpAuth",
+    "SnmpAuthError",
+    "SnmpError",
+    "SnmpTimeout",
+    "SnmpTooManyRows",
+    "SnmpVarBind",
     "TextBlock",
     "WindowsEvent",
     "__version__",

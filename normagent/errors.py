@@ -79,3 +79,33 @@ class NoData(Exception):
     Not a failure: the run counts as successful (``normagent_collector_up`` stays 1) and the reason
     is logged at debug level, as node_exporter does with ``ErrNoData``.
     """
+
+
+class SnmpError(ConnectionError):
+    """An SNMP request failed: the agent refused it, answered with an error, or was unreachable.
+
+    ``reason`` is a short closed-set word a collector may use as a label value: ``"error"`` here,
+    narrowed by the subclasses. Messages never hold a community string or a key.
+    """
+
+    reason = "error"
+
+
+class SnmpTimeout(SnmpError, TimeoutError):
+    """The agent did not answer within the timeout (after the retries). SNMPv1/v2c agents also stay
+    silent to a wrong community (RFC 3584), so a wrong community is a timeout too."""
+
+    reason = "timeout"
+
+
+class SnmpAuthError(SnmpError):
+    """The agent refused who we are: an unknown SNMPv3 user, a wrong key (wrong digest), a security
+    level the user may not use, or an access-control refusal (authorizationError, noAccess)."""
+
+    reason = "auth"
+
+
+class SnmpTooManyRows(SnmpError):
+    """A walk returned more variables than the caller allowed: a table far larger than expected."""
+
+    reason = "too_many_rows"

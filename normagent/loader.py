@@ -39,6 +39,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "normagent.plugins.edi",
     "normagent.plugins.availability",
     "normagent.plugins.firewall",
+    "normagent.plugins.malware",
+    "normagent.plugins.network",
 )
 RESERVED_SETTING_NAMES = frozenset({"enabled", "interval", "timeout"})
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import IntEnum
@@ -247,12 +248,79 @@ class SnmpVarBind:
     value: str | int | float | bytes | None
 
 
+SnmpVersion = Literal["1", "2c", "3"]
+SnmpAuthProtocol = Literal["none", "MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"]
+SnmpPrivProtocol = Literal["none", "DES", "3DES", "AES", "AES192", "AES256"]
+
+
+@dataclass(frozen=True, slots=True)
+class SnmpAuth:
+    """Who we are to an SNMP agent: a community (v1, v2c) or an SNMPv3 USM user.
+
+    For SNMPv3 the security level follows from the protocols: ``auth_protocol="none"`` is
+    noAuthNoPriv, ``priv_protocol="none"`` authNoPriv, both set authPriv (SHA + AES is what a
+    clinic's router should be given). Keys are passphrases (at least 8 characters, RFC 3414) and,
+    like the community, never appear in ``repr`` or in an error message.
+    """
+
+    version: SnmpVersion = "2c"
+    community: str = field(default="public", repr=False)
+    user: str = ""
+    auth_protocol: SnmpAuthProtocol = "SHA"
+    auth_key: str = field(default="", repr=False)
+    priv_protocol: SnmpPrivProtocol = "AES"
+    priv_key: str = field(default="", repr=False)
+
+    @classmethod
+    def v2c(cls, community: str) -> SnmpAuth:
+        return cls(version="2c", community=community)
+
+    @classmethod
+    def v3(
+        cls,
+        user: str,
+        auth_key: str = "",
+        priv_key: str = "",
+        *,
+        auth_protocol: SnmpAuthProtocol = "SHA",
+        priv_protocol: SnmpPrivProtocol = "AES",
+    ) -> SnmpAuth:
+        return cls(
+            version="3",
+            community="",
+            user=user,
+            auth_protocol=auth_protocol if auth_key else "none",
+            auth_key=auth_key,
+            priv_protocol=priv_protocol if priv_key else "none",
+            priv_key=priv_key,
+        )
+
+
+class SnmpSession(Protocol):
+    """Requests to one agent that share one SNMP engine (one set-up, one v3 discovery)."""
+
+    def get(self, oids: Sequence[str]) -> list[SnmpVarBind]: ...
+
+    def walk(self, oid: str, *, max_rows: int = 10_000) -> list[SnmpVarBind]: ...
+
+
 class SnmpClient(Protocol):
-    """Synchronous SNMP reads; the pysnmp adapter hides its asyncio API behind this seam."""
+    """Synchronous SNMP reads; the pysnmp adapter hides its asyncio API behind this seam.
 
-    def get(self, target: str, oids: Sequence[str], *, community: str, timeout: float) -> list[SnmpVarBind]: ...
+    ``session`` is the way to poll a device: every request inside it reuses one engine, which
+    costs about 0.1 s to set up. ``get`` and ``walk`` are one-request sessions. Failures raise
+    ``normagent.errors.SnmpError`` and its subclasses (timeout, auth, too many rows).
+    """
 
-    def walk(self, target: str, oid: str, *, community: str, timeout: float) -> list[SnmpVarBind]: ...
+    def session(
+        self, target: str, *, auth: SnmpAuth, timeout: float, retries: int = 1
+    ) -> AbstractContextManager[SnmpSession]: ...
+
+    def get(self, target: str, oids: Sequence[str], *, auth: SnmpAuth, timeout: float) -> list[SnmpVarBind]: ...
+
+    def walk(
+        self, target: str, oid: str, *, auth: SnmpAuth, timeout: float, max_rows: int = 10_000
+    ) -> list[SnmpVarBind]: ...
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from normagent.errors import SnmpError
 from normagent.ledger import MemoryCheckpoints  # noqa: F401 - re-exported for plugin tests
 from normagent.model import (
     Batch,
@@ -26,6 +27,7 @@ from normagent.model import (
     ParseContext,
     ParseResult,
     RunContext,
+    SnmpAuth,
     SnmpVarBind,
     TextBlock,
 )
@@ -132,11 +134,16 @@ def recorded_command(
 class NoSnmp:
     """An SNMP client for contexts that must not poll anything."""
 
-    def get(self, target: str, oids: Sequence[str], *, community: str, timeout: float) -> list[SnmpVarBind]:
-        raise ConnectionError(f"SNMP is not available in this test (asked {target})")
+    def session(self, target: str, *, auth: SnmpAuth, timeout: float, retries: int = 1) -> Any:
+        raise SnmpError(f"SNMP is not available in this test (asked {target})")
 
-    def walk(self, target: str, oid: str, *, community: str, timeout: float) -> list[SnmpVarBind]:
-        raise ConnectionError(f"SNMP is not available in this test (asked {target})")
+    def get(self, target: str, oids: Sequence[str], *, auth: SnmpAuth, timeout: float) -> list[SnmpVarBind]:
+        raise SnmpError(f"SNMP is not available in this test (asked {target})")
+
+    def walk(
+        self, target: str, oid: str, *, auth: SnmpAuth, timeout: float, max_rows: int = 10_000
+    ) -> list[SnmpVarBind]:
+        raise SnmpError(f"SNMP is not available in this test (asked {target})")
 
 
 def test_pseudonymiser() -> Pseudonymiser:

@@ -1,7 +1,8 @@
 """An ``SnmpClient`` that imports pysnmp only when a collector first polls.
 
-pysnmp and pyasn1 cost about 4 MB of resident memory at import; most clinic servers configure no
-SNMP collector, so the agent hands collectors this stand-in and pays only when SNMP is used.
+pysnmp, pyasn1 and cryptography cost several MB of resident memory at import; most clinic servers
+configure no SNMP device, so the agent hands collectors this stand-in and pays only when SNMP is
+used.
 
 Imports only the standard library and normagent.model (pysnmp through normagent.sources.snmp, late).
 """
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from normagent.model import SnmpVarBind
+from normagent.model import SnmpAuth, SnmpSession, SnmpVarBind
 
 if TYPE_CHECKING:
     from normagent.sources.snmp import PysnmpClient
@@ -34,11 +36,18 @@ class LazySnmpClient:
                 self._client = PysnmpClient(**self._options)
             return self._client
 
-    def get(self, target: str, oids: Sequence[str], *, community: str, timeout: float) -> list[SnmpVarBind]:
-        return self._real().get(target, oids, community=community, timeout=timeout)
+    def session(
+        self, target: str, *, auth: SnmpAuth, timeout: float, retries: int = 1
+    ) -> AbstractContextManager[SnmpSession]:
+        return self._real().session(target, auth=auth, timeout=timeout, retries=retries)
 
-    def walk(self, target: str, oid: str, *, community: str, timeout: float) -> list[SnmpVarBind]:
-        return self._real().walk(target, oid, community=community, timeout=timeout)
+    def get(self, target: str, oids: Sequence[str], *, auth: SnmpAuth, timeout: float) -> list[SnmpVarBind]:
+        return self._real().get(target, oids, auth=auth, timeout=timeout)
+
+    def walk(
+        self, target: str, oid: str, *, auth: SnmpAuth, timeout: float, max_rows: int = 10_000
+    ) -> list[SnmpVarBind]:
+        return self._real().walk(target, oid, auth=auth, timeout=timeout, max_rows=max_rows)
 
     @property
     def loaded(self) -> bool:

@@ -19,7 +19,8 @@ ROOT = Path(__file__).parents[2]
 GUIDE = ROOT / "docs" / "plugins.md"
 START, END = "<!-- hooks:start (generated from normagent/hookspecs.py by tests/contract/test_hooks.py) -->", "<!-- hooks:end -->"
 NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$")
-BASE_UNITS = ("_seconds", "_bytes", "_ratio", "_total", "_info", "_messages", "_up")
+# "_up" and "_enabled" are 0/1 states (a target up, a protection enabled), as Prometheus names them.
+BASE_UNITS = ("_seconds", "_bytes", "_ratio", "_total", "_info", "_messages", "_up", "_enabled")
 
 
 def hook_names() -> list[str]:
@@ -108,8 +109,12 @@ def test_hook_register_forwarders() -> None:
     assert [str(p) for p in loaded.problems] == ["plugin again: forwarder kind 'sample' is already offered by plugin sample"]
 
 
+# Values whose unit is not ours to know: the named extra OIDs of a device (a temperature, a load).
+UNITLESS = frozenset({"normagent_snmp_oid_value"})
+
+
 def test_builtin_metric_names_carry_a_unit_or_a_count_suffix(builtins: Plugins) -> None:
-    odd = [m for m in builtins.metrics() if not m.endswith(BASE_UNITS) and not _is_plain_count(m)]
+    odd = [m for m in builtins.metrics() if not m.endswith(BASE_UNITS) and not _is_plain_count(m) and m not in UNITLESS]
     assert odd == [], "metric names should end in a base unit (_seconds, _bytes, _ratio) or _total/_info"
 
 

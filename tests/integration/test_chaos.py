@@ -251,7 +251,7 @@ state_dir = "{state}"
 log_format = "json"
 
 [plugins]
-disable = ["system", "access", "edi", "availability", "firewall"]
+disable = ["system", "access", "edi", "availability", "firewall", "malware", "network"]
 extra = ["chaos_plugin"]
 entry_points = false
 

@@ -22,7 +22,7 @@ state_dir = "{tmp_path / 'state'}"
 
 [plugins]
 extra = ["tests.support.sample_plugin"]
-disable = ["system", "access", "edi", "availability", "firewall"]
+disable = ["system", "access", "edi", "availability", "firewall", "malware", "network"]
 entry_points = false
 {extra}
 """

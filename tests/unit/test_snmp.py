@@ -7,18 +7,15 @@ snmpd tests skip, except under CI, where they fail (tests/support/tools.py).
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
-from normagent.model import SnmpVarBind
-from normagent.sources.snmp import PysnmpClient, SnmpError, SnmpTimeout, split_target, to_python
-from tests.support.tools import require_tool
+from normagent.errors import SnmpAuthError, SnmpTooManyRows
+from normagent.model import SnmpAuth, SnmpVarBind
+from normagent.sources.snmp import PysnmpClient, SnmpError, SnmpTimeout, auth_data, split_target, to_python
+from tests.support.snmpd import COMMUNITY, V3_AUTH, V3_AUTH_KEY, V3_PRIV_KEY, V3_USER, Snmpd, start_snmpd
 
 
 SYS_DESCR = "1.3.6.1.2.1.1.1.0"
@@ -27,14 +24,8 @@ SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
 SYS_CONTACT = "1.3.6.1.2.1.1.4.0"
 SYS_LOCATION = "1.3.6.1.2.1.1.6.0"
 SYSTEM = "1.3.6.1.2.1.1"
-LOCATION = "normagent test rack 7"
+LOCATION = "normagent test rack 7"  # as tests.support.snmpd configures it
 CONTACT = "drift@example.invalid"
-
-
-@dataclass(frozen=True)
-class Agent:
-    target: str
-    pid: int
 
 
 def _free_udp_port() -> int:
@@ -44,70 +35,22 @@ def _free_udp_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
-    """A real snmpd answering v1/v2c community ``public`` on 127.0.0.1 only."""
-    binary = require_tool("snmpd", "snmpd")
-    work = tmp_path_factory.mktemp("snmpd")
-    (work / "mibs").mkdir()
-    (work / "persist").mkdir()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "MIBS": "",  # load no MIB files: the agent needs none, and they only add noise to its log
-        "SNMP_PERSISTENT_DIR": str(work / "persist"),  # never touch /var/lib/snmp
-    }
-    for attempt in range(3):
-        port = _free_udp_port()
-        conf = work / "snmpd.conf"
-        conf.write_text(
-            f"agentAddress udp:127.0.0.1:{port}\n"
-            "rocommunity public 127.0.0.1\n"
-            f"sysLocation {LOCATION}\n"
-            f"sysContact {CONTACT}\n"
-        )
-        log = (work / f"snmpd-{attempt}.log").open("wb")
-        proc = subprocess.Popen(
-            [str(binary), "-f", "-Lo", "-C", "-c", str(conf), "-p", str(work / "snmpd.pid"), "-M", str(work / "mibs")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-        client = PysnmpClient(retries=0)
-        deadline = time.monotonic() + 10
-        ready = False
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                client.get(f"127.0.0.1:{port}", [SYS_UPTIME], community="public", timeout=0.2)
-                ready = True
-                break
-            except SnmpTimeout:
-                continue
-        if ready:
-            try:
-                yield Agent(target=f"127.0.0.1:{port}", pid=proc.pid)
-            finally:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                log.close()
-            return
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        log.close()
-    pytest.fail(f"snmpd did not start; its log: {(work / 'snmpd-2.log').read_text(errors='replace')[-2000:]}")
+def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpd]:
+    """A real snmpd answering v1/v2c community ``public`` and the SNMPv3 user of tests.support.snmpd."""
+    agent = start_snmpd(tmp_path_factory.mktemp("snmpd"))
+    try:
+        yield agent
+    finally:
+        agent.close()
 
 
 @pytest.fixture
 def client() -> PysnmpClient:
-    return PysnmpClient(retries=0)
+    return PysnmpClient()
 
 
-def test_get_returns_plain_python_values(snmpd: Agent, client: PysnmpClient) -> None:
-    got = client.get(snmpd.target, [SYS_LOCATION, SYS_CONTACT, SYS_OBJECT_ID, SYS_UPTIME], community="public", timeout=2)
+def test_get_returns_plain_python_values(snmpd: Snmpd, client: PysnmpClient) -> None:
+    got = client.get(snmpd.target, [SYS_LOCATION, SYS_CONTACT, SYS_OBJECT_ID, SYS_UPTIME], auth=COMMUNITY, timeout=2)
     assert [vb.oid for vb in got] == [SYS_LOCATION, SYS_CONTACT, SYS_OBJECT_ID, SYS_UPTIME]
     assert got[0].value == LOCATION.encode()
     assert got[1].value == CONTACT.encode()
@@ -115,63 +58,123 @@ def test_get_returns_plain_python_values(snmpd: Agent, client: PysnmpClient) -> 
     assert isinstance(got[3].value, int) and got[3].value >= 0
 
 
-def test_get_of_an_absent_oid_is_none(snmpd: Agent, client: PysnmpClient) -> None:
-    got = client.get(snmpd.target, [SYS_DESCR, "1.3.6.1.2.1.1.77.0"], community="public", timeout=2)
+def test_get_of_an_absent_oid_is_none(snmpd: Snmpd, client: PysnmpClient) -> None:
+    got = client.get(snmpd.target, [SYS_DESCR, "1.3.6.1.2.1.1.77.0"], auth=COMMUNITY, timeout=2)
     assert isinstance(got[0].value, bytes) and got[0].value
     assert got[1] == SnmpVarBind("1.3.6.1.2.1.1.77.0", None)
 
 
-@pytest.mark.parametrize("version", ["2c", "1"])
-def test_walk_stays_in_the_subtree_in_oid_order(snmpd: Agent, version: str) -> None:
-    rows = PysnmpClient(retries=0, version=version).walk(snmpd.target, SYSTEM, community="public", timeout=2)  # type: ignore[arg-type]
+V1 = SnmpAuth(version="1", community="public")
+
+
+@pytest.mark.parametrize("auth", [COMMUNITY, V1, V3_AUTH], ids=["v2c", "v1", "v3"])
+def test_walk_stays_in_the_subtree_in_oid_order(snmpd: Snmpd, auth: SnmpAuth) -> None:
+    rows = PysnmpClient().walk(snmpd.target, SYSTEM, auth=auth, timeout=2)
     oids = [tuple(int(part) for part in vb.oid.split(".")) for vb in rows]
     assert oids == sorted(oids) and len(set(oids)) == len(oids)
     assert all(vb.oid.startswith(SYSTEM + ".") for vb in rows)
     assert SnmpVarBind(SYS_LOCATION, LOCATION.encode()) in rows
 
 
-def test_v1_and_v2c_walks_agree(snmpd: Agent) -> None:
-    v2c = PysnmpClient(retries=0, version="2c").walk(snmpd.target, "1.3.6.1.2.1.2.2.1.1", community="public", timeout=2)
-    v1 = PysnmpClient(retries=0, version="1").walk(snmpd.target, "1.3.6.1.2.1.2.2.1.1", community="public", timeout=2)
-    assert [vb.oid for vb in v1] == [vb.oid for vb in v2c] and v2c  # ifIndex: at least lo
+def test_v1_v2c_and_v3_walks_agree(snmpd: Snmpd) -> None:
+    client = PysnmpClient()
+    walks = [client.walk(snmpd.target, "1.3.6.1.2.1.2.2.1.1", auth=auth, timeout=2) for auth in (COMMUNITY, V1, V3_AUTH)]
+    assert walks[0] and all([vb.oid for vb in w] == [vb.oid for vb in walks[0]] for w in walks)  # ifIndex: at least lo
 
 
-def test_walk_beyond_max_rows_is_an_error(snmpd: Agent) -> None:
-    small = PysnmpClient(retries=0, max_rows=3, max_repetitions=2)
-    with pytest.raises(SnmpError, match="more than 3 variables"):
-        small.walk(snmpd.target, SYSTEM, community="public", timeout=2)
+def test_walk_beyond_max_rows_is_an_error(snmpd: Snmpd) -> None:
+    small = PysnmpClient(max_repetitions=2)
+    with pytest.raises(SnmpTooManyRows, match="more than 3 variables") as err:
+        small.walk(snmpd.target, SYSTEM, auth=COMMUNITY, timeout=2, max_rows=3)
+    assert err.value.reason == "too_many_rows"
 
 
-def test_wrong_community_times_out_without_naming_it(snmpd: Agent, client: PysnmpClient) -> None:
+def test_wrong_community_times_out_without_naming_it(snmpd: Snmpd, client: PysnmpClient) -> None:
     """snmpd drops requests with an unknown community silently, as RFC 3584 agents do."""
     with pytest.raises(SnmpTimeout) as err:
-        client.get(snmpd.target, [SYS_DESCR], community="s3cret-community", timeout=0.3)
-    assert "s3cret" not in str(err.value)
+        client.get(snmpd.target, [SYS_DESCR], auth=SnmpAuth.v2c("s3cret-community"), timeout=0.3)
+    assert "s3cret" not in str(err.value) and err.value.reason == "timeout"
     assert isinstance(err.value, TimeoutError) and isinstance(err.value, ConnectionError)
 
 
-def test_v1_get_of_absent_oid_is_an_error_status(snmpd: Agent) -> None:
+def test_v1_get_of_absent_oid_is_an_error_status(snmpd: Snmpd) -> None:
     """SNMPv1 has no noSuchObject: the agent answers noSuchName, which is an error."""
     with pytest.raises(SnmpError, match="noSuchName"):
-        PysnmpClient(retries=0, version="1").get(snmpd.target, ["1.3.6.1.2.1.1.77.0"], community="public", timeout=2)
+        PysnmpClient().get(snmpd.target, ["1.3.6.1.2.1.1.77.0"], auth=V1, timeout=2)
 
 
-def test_calls_leave_no_sockets_open(snmpd: Agent, client: PysnmpClient) -> None:
+def test_v3_auth_priv_reads_what_v2c_reads(snmpd: Snmpd, client: PysnmpClient) -> None:
+    """SHA + AES (authPriv) against net-snmp's usmUser made by createUser."""
+    got = client.get(snmpd.target, [SYS_LOCATION, SYS_CONTACT], auth=V3_AUTH, timeout=2)
+    assert [vb.value for vb in got] == [LOCATION.encode(), CONTACT.encode()]
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        SnmpAuth.v3(V3_USER, "wrong-passphrase", V3_PRIV_KEY),
+        SnmpAuth.v3("nobody-here", V3_AUTH_KEY, V3_PRIV_KEY),
+        SnmpAuth.v3(V3_USER, V3_AUTH_KEY),  # authNoPriv: the user may only read with privacy
+    ],
+    ids=["wrong-auth-key", "unknown-user", "too-low-level"],
+)
+def test_v3_refusals_are_auth_errors_without_the_keys(snmpd: Snmpd, client: PysnmpClient, auth: SnmpAuth) -> None:
+    with pytest.raises(SnmpAuthError) as err:
+        client.get(snmpd.target, [SYS_UPTIME], auth=auth, timeout=1)
+    assert err.value.reason == "auth"
+    assert "passphrase" not in str(err.value) and "passphrase" not in repr(auth)
+
+
+def test_v3_wrong_priv_key_is_a_timeout(snmpd: Snmpd, client: PysnmpClient) -> None:
+    """An agent cannot decrypt such a request and drops it: nothing tells it from a lost packet."""
+    with pytest.raises(SnmpTimeout):
+        client.get(snmpd.target, [SYS_UPTIME], auth=SnmpAuth.v3(V3_USER, V3_AUTH_KEY, "wrong-priv-key"), timeout=0.5)
+
+
+@pytest.mark.parametrize(
+    ("auth", "message"),
+    [
+        (SnmpAuth(version="3", user=""), "needs a user name"),
+        (SnmpAuth.v3("u", "short", "long-enough-key"), "auth_key must be at least 8"),
+        (SnmpAuth(version="3", user="u", auth_protocol="none", priv_key="long-enough-key"), "privacy needs authentication"),
+    ],
+)
+def test_unusable_v3_credentials_are_refused_before_sending(auth: SnmpAuth, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        auth_data(auth)
+
+
+def test_a_session_answers_many_gets_and_walks_and_splits_long_gets(snmpd: Snmpd) -> None:
+    client = PysnmpClient(max_varbinds=3)
+    oids = [SYS_UPTIME, SYS_LOCATION, SYS_CONTACT, SYS_DESCR, "1.3.6.1.2.1.1.77.0", SYS_OBJECT_ID, SYS_LOCATION]
+    with client.session(snmpd.target, auth=V3_AUTH, timeout=2) as session:
+        first = session.get(oids)
+        table = session.walk("1.3.6.1.2.1.2.2.1.2")
+        again = session.get([SYS_LOCATION])
+    assert [vb.oid for vb in first] == oids and first[4].value is None and first[6].value == LOCATION.encode()
+    assert table and again == [SnmpVarBind(SYS_LOCATION, LOCATION.encode())]
+    with pytest.raises(SnmpError, match="closed"):
+        session.get([SYS_UPTIME])
+
+
+def test_calls_leave_no_sockets_open(snmpd: Snmpd, client: PysnmpClient) -> None:
     def open_fds() -> int:
         return len(os.listdir("/proc/self/fd"))
 
-    client.get(snmpd.target, [SYS_UPTIME], community="public", timeout=2)  # warm imports
+    client.get(snmpd.target, [SYS_UPTIME], auth=COMMUNITY, timeout=2)  # warm imports
     before = open_fds()
     for _ in range(5):
-        client.get(snmpd.target, [SYS_UPTIME], community="public", timeout=2)
-        client.walk(snmpd.target, SYSTEM, community="public", timeout=2)
+        client.get(snmpd.target, [SYS_UPTIME], auth=COMMUNITY, timeout=2)
+        client.walk(snmpd.target, SYSTEM, auth=V3_AUTH, timeout=2)
+        with client.session(snmpd.target, auth=V3_AUTH, timeout=2) as session:
+            session.get([SYS_UPTIME])
     assert open_fds() == before
 
 
 def test_nobody_listening_is_a_timeout(client: PysnmpClient) -> None:
     port = _free_udp_port()
     with pytest.raises(SnmpTimeout, match="127.0.0.1"):
-        client.get(f"127.0.0.1:{port}", [SYS_DESCR], community="public", timeout=0.2)
+        client.get(f"127.0.0.1:{port}", [SYS_DESCR], auth=COMMUNITY, timeout=0.2)
 
 
 @pytest.mark.parametrize(
@@ -214,3 +217,20 @@ def test_to_python_maps_every_smi_type() -> None:
         (rfc1905.EndOfMibView(""), None),
     ]
     assert [to_python(value) for value, _ in cases] == [expected for _, expected in cases]
+
+
+def test_an_oid_that_is_not_a_number_is_refused(snmpd: Snmpd, client: PysnmpClient) -> None:
+    with pytest.raises(SnmpError, match="not a numeric OID"):
+        client.get(snmpd.target, [SYS_UPTIME, "1.3.6.x.1"], auth=COMMUNITY, timeout=1)
+    with pytest.raises(SnmpError, match="not a numeric OID"):
+        client.walk(snmpd.target, "iso.org", auth=COMMUNITY, timeout=1)
+
+
+def test_mib_modules_are_compiled_once_per_process(snmpd: Snmpd, client: PysnmpClient) -> None:
+    """Every engine runs pysnmp's core MIB modules; the second session compiles none of them."""
+    from pysnmp.smi import builder
+
+    client.get(snmpd.target, [SYS_UPTIME], auth=COMMUNITY, timeout=2)
+    compiled = dict(builder.runpy._code)  # type: ignore[attr-defined]
+    client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=2)
+    assert compiled and builder.runpy._code == compiled  # type: ignore[attr-defined]
