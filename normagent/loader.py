@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "normagent.plugins.system",
     "normagent.plugins.access",
     "normagent.plugins.edi",
+    "normagent.plugins.updates",
 )
 RESERVED_SETTING_NAMES = frozenset({"enabled", "interval", "timeout"})
 
