@@ -273,7 +273,8 @@ def _dnf_lines(data: bytes) -> Iterable[tuple[int, bytes]]:
 
 def _parse_dnf_log(block: TextBlock, ctx: ParseContext, carry: dict[str, Any] | None) -> ParseResult:
     result = ParseResult()
-    planned = set(carry.get("planned", [])) if carry else set()
+    kept = carry.get("planned") if carry else None
+    planned = {p for p in kept if isinstance(p, str)} if isinstance(kept, list) else set()
     security = _security(ctx)
     counts: dict[tuple[str, str], float] = {}
     packages: list[tuple[str, str, str]] = []
@@ -320,9 +321,7 @@ def _parse_dnf_log(block: TextBlock, ctx: ParseContext, carry: dict[str, Any] | 
 
 
 def _parse_rpm_log(block: TextBlock, ctx: ParseContext, carry: dict[str, Any] | None) -> ParseResult:
-    session: dict[str, Any] = dict(carry) if carry else {"f": "dnf", "t": None, "up": [], "err": []}
-    session["up"] = [list(u) for u in session.get("up", [])]
-    session["err"] = list(session.get("err", []))
+    session = _session(carry)
     result = ParseResult()
     security = _security(ctx)
     for start, line in _dnf_lines(block.data):
@@ -363,6 +362,22 @@ def _parse_rpm_log(block: TextBlock, ctx: ParseContext, carry: dict[str, Any] | 
         _close(session, result, security)
     result.carry = None if ctx.final else session
     return result
+
+
+def _session(carry: dict[str, Any] | None) -> dict[str, Any]:
+    """The open dnf.rpm.log session of a carry, its fields checked (it may be from an older version)."""
+    carry = carry or {}
+    updates = carry.get("up")
+    errors = carry.get("err")
+    last = carry.get("t")
+    return {
+        "f": "dnf",
+        "t": last if isinstance(last, str) and _time(last) is not None else None,
+        "up": [list(u) for u in updates if isinstance(u, list) and len(u) == 3 and all(isinstance(x, str) for x in u)]
+        if isinstance(updates, list)
+        else [],
+        "err": [e for e in errors if isinstance(e, str)] if isinstance(errors, list) else [],
+    }
 
 
 def _close(session: dict[str, Any], result: ParseResult, security: frozenset[str]) -> None:

@@ -187,8 +187,7 @@ class _History:
         self.ctx = ctx
         self.security = _security(ctx)
         self.unattended = getattr(ctx.settings, "unattended", "auto")
-        stanza = carry.get("s")
-        self.stanza: dict[str, Any] | None = dict(stanza) if isinstance(stanza, dict) else None
+        self.stanza = _stanza(carry.get("s"))
         self.result = ParseResult()
 
     def parse(self, block: TextBlock) -> ParseResult:
@@ -212,6 +211,8 @@ class _History:
         else:
             result.carry = {"f": "history", "s": self.stanza}
         return result
+
+    stanza: dict[str, Any] | None
 
     def _open(self) -> dict[str, Any]:
         if self.stanza is None:
@@ -307,6 +308,25 @@ class _History:
         )
 
 
+def _stanza(value: Any) -> dict[str, Any] | None:
+    """An open stanza from a carry, its fields checked (a carry may come from an older version)."""
+    if not isinstance(value, dict):
+        return None
+    counts = value.get("n")
+    names = value.get("names")
+    start = value.get("start")
+    return {
+        "start": start if isinstance(start, str) and _from_iso(start) is not None else None,
+        "uu": value.get("uu") is True,
+        "err": value.get("err") is True,
+        "n": {k: int(v) for k, v in counts.items() if k in ("security", "other") and isinstance(v, int)} if isinstance(counts, dict) else {},
+        "names": [list(n) for n in names if isinstance(n, list) and len(n) == 2 and all(isinstance(x, str) for x in n)]
+        if isinstance(names, list)
+        else [],
+        "more": value.get("more") if isinstance(value.get("more"), int) else 0,
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # term.log
 
@@ -360,7 +380,12 @@ class _Dpkg:
         self.security = _security(ctx)
         self.run = carry.get("run") if carry.get("run") in ("install", "other") else None
         opened = carry.get("open")
-        self.open: dict[str, list[Any]] = {str(k): list(v) for k, v in opened.items()} if isinstance(opened, dict) else {}
+        # A carry from an older version, or edited by hand: keep the entries that make sense.
+        self.open: dict[str, list[Any]] = {
+            str(k): list(v)
+            for k, v in (opened.items() if isinstance(opened, dict) else ())
+            if isinstance(v, list) and len(v) == 4 and all(isinstance(x, str) for x in v)
+        }
         self.result = ParseResult()
 
     def parse(self, block: TextBlock) -> ParseResult:
