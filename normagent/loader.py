@@ -38,6 +38,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "normagent.plugins.access",
     "normagent.plugins.edi",
     "normagent.plugins.updates",
+    "normagent.plugins.changes",
 )
 RESERVED_SETTING_NAMES = frozenset({"enabled", "interval", "timeout"})
 
