@@ -446,8 +446,9 @@ class _Parsing:
         return None
 
     def settle(self, pending: _Pending) -> None:
-        """At the end of a run, give every source with a carry an empty block: a record the log
-        leaves unfinished can be settled by ``now`` (a dpkg run that went quiet half-way).
+        """At the end of a run that read everything written so far (not one paused by its
+        deadline), give every source with a carry an empty block: a record the log leaves
+        unfinished can be settled by ``now`` (a dpkg run that went quiet half-way).
 
         A parser that raises here is logged and retried next run; its carry stays as it was.
         """
@@ -516,6 +517,7 @@ def _collect_files(
     parsing = _Parsing(ctx, parser, parse_context(ctx, source.timezone), declared, max_failures)
     stop = _soft_deadline(ctx)
     pending = _Pending(ctx.collector)
+    paused = False
     reads = tail.reads()
     try:
         for read in reads:
@@ -540,10 +542,12 @@ def _collect_files(
             pending.lag = tail.lag()
             if ctx.clock.monotonic() >= stop:
                 ctx.log.info("log_read_paused", reason="deadline", lag_bytes=tail.lag())
+                paused = True
                 break
     finally:
         reads.close()
-    parsing.settle(pending)
+    if not paused:
+        parsing.settle(pending)
     pending.lag = tail.lag()
     yield pending.batch(zeros=True)
     if tail.errors:
@@ -575,6 +579,7 @@ def _collect_records(
         return _Pending(ctx.collector, files_unreadable=0 if files_metric else None)
 
     pending = fresh()
+    paused = False
     last: dict[str, JSONValue] = {}
     iterator = iter(steps)
     try:
@@ -611,12 +616,14 @@ def _collect_records(
             pending.checkpoints[key] = last[key] = step.value
             if ctx.clock.monotonic() >= stop:
                 ctx.log.info("log_read_paused", reason="deadline")
+                paused = True
                 break
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:
             close()
-    parsing.settle(pending)
+    if not paused:
+        parsing.settle(pending)
     yield pending.batch(zeros=True)
 
 

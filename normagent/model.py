@@ -403,7 +403,9 @@ class ParseContext:
             carry it started from are both read again.
         final: The input is complete (``normagent parse`` at the end of a file): settle every
             unfinished record now. The daemon never sets it; it calls the parser with an empty
-            block at the end of a run instead, so a record can be settled by ``now``.
+            block at the end of a run that read everything written so far instead, so a record
+            can be settled by ``now``. A parser settles by time only then (an empty block), never
+            at the end of an ordinary block: in a catch-up the next block may finish the record.
     """
 
     now: datetime

@@ -514,7 +514,8 @@ RECORDS = MetricSpec("test_records_total", "counter", "Records seen, by how they
 def span_parser(block: LogBlock, ctx: ParseContext) -> ParseResult:
     """``BEGIN <n>`` … ``END <n>`` records; an unfinished one waits in the carry. A record left
     open when ``now`` is an hour past its BEGIN stamp (``BEGIN <n> <unix time>``) is ended as
-    "abandoned"; ``final`` ends it as "cut". Anything else is malformed."""
+    "abandoned" by the end-of-run call (an empty block); ``final`` ends it as "cut". Anything
+    else is malformed."""
     assert isinstance(block, TextBlock)
     result = ParseResult()
     carry = ctx.carry if isinstance(ctx.carry, dict) else None
@@ -535,7 +536,7 @@ def span_parser(block: LogBlock, ctx: ParseContext) -> ParseResult:
             result.unparsed += 1
             result.problems.append(ParseProblem(offset, "neither BEGIN nor the END of the open record"))
         offset += len(raw)
-    if carry is not None and (ctx.final or ctx.now.timestamp() - carry["at"] >= 3600):
+    if carry is not None and (ctx.final or (not block.data and ctx.now.timestamp() - carry["at"] >= 3600)):
         result.observations.append(Count(RECORDS.name, {"end": "cut" if ctx.final else "abandoned"}))
         carry = None
     result.carry = carry
@@ -546,9 +547,9 @@ def records(first: int, count: int, at: float) -> bytes:
     return b"".join(b"BEGIN %d %d\nEND %d\n" % (n, at, n) for n in range(first, first + count))
 
 
-def record_collector(**kw: Any) -> CollectorSpec:
+def record_collector(parser: Any = span_parser, **kw: Any) -> CollectorSpec:
     kw.setdefault("commit_bytes", 1)
-    return file_log_collector(SOURCE, help="Test records.", parser=span_parser, settings=AuthSettings, metrics=(RECORDS,), **kw)
+    return file_log_collector(SOURCE, help="Test records.", parser=parser, settings=AuthSettings, metrics=(RECORDS,), **kw)
 
 
 def ends(ledger: Ledger) -> dict[str, float]:
@@ -595,6 +596,25 @@ def test_a_record_the_log_leaves_unfinished_is_settled_by_now_at_the_end_of_a_ru
     assert ends(ledger) == {"abandoned": 1}
     run_collector_once(spec, ledger, root=root, clock=clock)
     assert ends(ledger) == {"abandoned": 1}
+
+
+def test_a_run_paused_by_its_deadline_settles_nothing(root: Path, ledger: Ledger) -> None:
+    """The end-of-run call means "all that was written has been read": a run that stopped early
+    (its deadline) must not make it, or a record whose end is in the unread part is cut."""
+    clock = FakeClock()
+
+    def slow(block: LogBlock, ctx: ParseContext) -> ParseResult:
+        if isinstance(block, TextBlock) and block.data:
+            clock.advance(1.0)
+        return span_parser(block, ctx)
+
+    spec = record_collector(parser=slow, timeout=timedelta(seconds=3))
+    write(root, b"BEGIN 1 %d\n" % (EPOCH.timestamp() - 7200) + b"x\n" * 600 + b"END 1\n")  # ~5 blocks
+    run_collector_once(spec, ledger, root=root, clock=clock)
+    assert ends(ledger) == {}  # paused with the record open: not "abandoned"
+    for _ in range(10):
+        run_collector_once(spec, ledger, root=root, clock=clock)
+    assert ends(ledger) == {"end": 1}
 
 
 def test_malformed_lines_are_logged_by_position_without_their_text(root: Path, ledger: Ledger) -> None:
