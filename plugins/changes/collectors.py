@@ -34,10 +34,12 @@ Imports only normagent (the public API) and the standard library.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import glob
 import os
+import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -244,21 +246,30 @@ def _glob_match(path: str, pattern: str) -> bool:
 
 
 def expand(root: Path, settings: FileWatchSettings, ctx: RunContext | None = None) -> dict[str, str]:
-    """Logical path (as on the host) → path under ``root`` of every file the patterns match,
-    excluded ones left out, at most ``max_files`` (in name order)."""
+    """Logical path (as on the host) → path under ``root`` of every path the patterns match
+    (directories included: the caller's ``lstat`` drops them), excluded ones left out, at most
+    ``max_files`` (in name order)."""
+    prefix = str(root).rstrip("/")
+    excluded = _exclusion(settings.exclude)
     found: dict[str, str] = {}
     for pattern in settings.paths:
-        rooted = os.path.join(str(root), pattern.lstrip("/"))
-        for real in glob.glob(rooted, recursive=True):
-            logical = "/" + os.path.relpath(real, str(root))
-            if logical in found or settings.excluded(logical) or os.path.isdir(real) and not os.path.islink(real):
-                continue
-            found[logical] = real
+        for real in glob.glob(prefix + pattern, recursive=True):
+            logical = real[len(prefix) :]
+            if logical not in found and (excluded is None or not excluded(logical)):
+                found[logical] = real
     if len(found) > settings.max_files:
         if ctx is not None:
             ctx.log.warning("file_watch_truncated", matched=len(found), watched=settings.max_files)
         found = dict(sorted(found.items())[: settings.max_files])
     return found
+
+
+@functools.lru_cache(maxsize=16)
+def _exclusion(patterns: tuple[str, ...]) -> Callable[[str], Any] | None:
+    """One compiled pattern for all exclusions (memoised: the same settings come every cycle)."""
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)).match
 
 
 FILES = CollectorSpec(

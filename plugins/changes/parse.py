@@ -18,7 +18,9 @@
 ``/var/log/dpkg.log`` and ``/var/log/dnf.rpm.log``: one package change per action line —
 dpkg's ``install``, ``upgrade`` (``reinstall`` when the version stays), ``remove``, ``purge``;
 dnf's ``Installed``, ``Upgrade``, ``Downgrade``, ``Reinstall``, ``Erase`` (the past-tense
-partner lines of an upgrade name the old package and are not counted again).
+partner lines of an upgrade name the old package and are not counted again). Package changes
+are counted and kept per package and day for the report; they are not events (a dist-upgrade
+is hundreds of them).
 
 Every change goes through ``planned.is_planned`` for its ``planned`` label.
 
@@ -30,12 +32,13 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
+from typing import Any
 
-from normagent import LogBlock, Observation, ParseContext, ParseProblem, ParseResult, TextBlock
+from normagent import Count, LogBlock, Observation, ParseContext, ParseProblem, ParseResult, Rollup, TextBlock
 
-from .planned import Change
-from .vocab import config_change, package_change, utc
+from .planned import Change, planned_label
+from .vocab import PACKAGE_CHANGES, PACKAGES_BY_NAME, config_change, utc
 
 MAX_PROBLEMS = 100
 
@@ -70,12 +73,10 @@ _AUDIT_LINES = re.compile(rb"(?m)^(?:node=\S+ )?type=\S+ msg=[^\n]*$")
 _CANDIDATE = re.compile(rb"CONFIG_CHANGE|DAEMON_CONFIG| key=[\"0-9A-F]")
 _FIELD = re.compile(r'(\w+)=("[^"]*"|\S+)')
 
-_DPKG_ACTION = re.compile(rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (install|upgrade|remove|purge) (\S+) (\S+) (\S+)")
+_STAMP = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 _DNF_ACTION = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(Z|[+-]\d\d(?::?\d\d)?) SUBDEBUG (Installed|Upgrade|Downgrade|Reinstall|Erase): (\S+)")
-_ACTION_LINES = re.compile(
-    rb"(?m)^(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (?:install|upgrade|remove|purge) "
-    rb"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S* SUBDEBUG (?:Installed|Upgrade|Downgrade|Reinstall|Erase): )[^\n]*"
-)
+# Searched over a whole block: a literal space first lets the regex engine skip ahead in C.
+_ACTION_WORD = re.compile(rb" (?:install|upgrade|remove|purge|SUBDEBUG) ")
 _NEVRA_NAME = re.compile(r"^(.+)-[^-]+-[^-]+$")
 _DNF_ACTIONS = {b"Installed": "install", b"Upgrade": "upgrade", b"Downgrade": "downgrade", b"Reinstall": "reinstall", b"Erase": "remove"}
 
@@ -187,47 +188,91 @@ def _audit_keys(value: str) -> list[str]:
 def parse_package_logs(block: LogBlock, ctx: ParseContext) -> ParseResult:
     """dpkg.log and dnf.rpm.log: one package change per action line (see the module docstring).
 
-    Action lines are found by one multi-line pattern over the block (in C); only they cost
-    Python time, so dpkg's many status lines pass at the speed of the scan.
+    Action lines are found by a pattern searched over the block in C; only they cost Python
+    time, so dpkg's many status lines pass at the speed of the scan. Counts and rollups are
+    summed per block (a dist-upgrade is thousands of lines).
     """
     if not isinstance(block, TextBlock):
         return ParseResult(ignored=len(block.records))
     result = ParseResult()
     calendar = _calendar(ctx)
-    for match in _ACTION_LINES.finditer(block.data):
-        observations = _package_line(match.group(0).rstrip(b"\r"), ctx, calendar)
-        if observations:
-            result.observations += observations
+    data = block.data
+    counts: dict[tuple[str, str], float] = {}
+    rows: dict[tuple[date, str], list[Any]] = {}
+    times: dict[bytes, datetime | None] = {}
+    last_begin = -1
+    for match in _ACTION_WORD.finditer(data):
+        begin = data.rfind(b"\n", 0, match.start()) + 1
+        if begin == last_begin:
+            continue  # the word twice on one line
+        last_begin = begin
+        end = data.find(b"\n", match.start())
+        line = data[begin : len(data) if end < 0 else end].rstrip(b"\r")
+        change = _package_change(line, ctx, times)
+        if change is None:
+            continue
+        planned = planned_label(change, calendar)
+        counts[(change.kind, planned)] = counts.get((change.kind, planned), 0.0) + 1
+        if change.kind in ("upgrade", "reinstall"):
+            # Counted, not kept per package: a host upgrades hundreds of packages a month (the
+            # updates section lists the security updates and the failures by package).
             result.parsed += 1
+            continue
+        day = change.at.date()
+        row = rows.get((day, change.subject))
+        if row is None:
+            rows[(day, change.subject)] = [1.0, change.at, change.at]
+        else:
+            row[0] += 1
+            row[1] = min(row[1], change.at)
+            row[2] = max(row[2], change.at)
+        result.parsed += 1
+    result.observations = [Count(PACKAGE_CHANGES, {"action": a, "planned": p}, n) for (a, p), n in sorted(counts.items())]
+    result.observations += [Rollup(PACKAGES_BY_NAME, day, name, n, first, last) for (day, name), (n, first, last) in sorted(rows.items())]
     result.ignored = block.line_count - result.parsed
     return result
 
 
-def _package_line(raw: bytes, ctx: ParseContext, calendar: object | None) -> list[Observation] | None:
-    dpkg = _DPKG_ACTION.match(raw)
-    if dpkg is not None:
-        stamp, action, package, old, new = (g.decode("utf-8", "replace") for g in dpkg.groups())
-        try:
-            at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").replace(tzinfo=ctx.tz).astimezone(timezone.utc)
-        except ValueError:
+def _package_change(line: bytes, ctx: ParseContext, times: dict[bytes, datetime | None]) -> Change | None:
+    """The change an action line makes; None for any other line."""
+    parts = line.split(b" ")
+    if len(parts) >= 6 and parts[2] in _DPKG_WORDS and len(parts[0]) == 10 and len(parts[1]) == 8:
+        stamp = parts[0] + b" " + parts[1]
+        at = times.get(stamp, _MISSING)
+        if at is _MISSING:
+            at = times[stamp] = _local(stamp, ctx)
+        if at is None:
             return None
-        if action == "upgrade" and old == new:
+        action = _DPKG_WORDS[parts[2]]
+        if action == "upgrade" and parts[4] == parts[5]:
             action = "reinstall"
-        name = package.split(":", 1)[0]
-        return package_change(Change(at, "package", action, name), f"dpkg:{stamp}:{action}:{package}:{old}:{new}", calendar)
-    dnf = _DNF_ACTION.match(raw)
+        return Change(at, "package", action, parts[3].split(b":", 1)[0].decode("utf-8", "replace"))
+    dnf = _DNF_ACTION.match(line)
     if dnf is not None:
         stamp, zone, verb, nevra = dnf.groups()
         try:
-            at = datetime.fromisoformat(stamp.decode() + _zone(zone.decode())).astimezone(timezone.utc)
+            at_dnf = datetime.fromisoformat(stamp.decode() + _zone(zone.decode())).astimezone(timezone.utc)
         except ValueError:
             return None
         text = nevra.decode("utf-8", "replace")
         name_match = _NEVRA_NAME.match(text)
-        name = name_match.group(1) if name_match else text
-        action = _DNF_ACTIONS[verb]
-        return package_change(Change(at, "package", action, name), f"dnf:{stamp.decode()}:{action}:{text}", calendar)
+        return Change(at_dnf, "package", _DNF_ACTIONS[verb], name_match.group(1) if name_match else text)
     return None
+
+
+_DPKG_WORDS = {b"install": "install", b"upgrade": "upgrade", b"remove": "remove", b"purge": "purge"}
+_MISSING: Any = object()
+
+
+def _local(stamp: bytes, ctx: ParseContext) -> datetime | None:
+    """``2026-11-20 06:25:12`` (local time) as aware UTC, or None if it is no time."""
+    if not _STAMP.match(stamp):
+        return None
+    try:
+        naive = datetime(int(stamp[0:4]), int(stamp[5:7]), int(stamp[8:10]), int(stamp[11:13]), int(stamp[14:16]), int(stamp[17:19]))
+    except ValueError:
+        return None
+    return naive.replace(tzinfo=ctx.tz).astimezone(timezone.utc)
 
 
 def _zone(zone: str) -> str:

@@ -41,16 +41,5 @@ def config_change(change: Change, key: str, calendar: object | None = None, **at
     ]
 
 
-def package_change(change: Change, key: str, calendar: object | None = None) -> list[Observation]:
-    """The count, rollup and event of one package change (install, upgrade, removal …)."""
-    planned = planned_label(change, calendar)
-    at = change.at.astimezone(timezone.utc)
-    return [
-        Count(PACKAGE_CHANGES, {"action": change.kind, "planned": planned}),
-        Rollup(PACKAGES_BY_NAME, at.date(), change.subject, 1, at, at),
-        Event(CHANGE_EVENT, at, key, {"source": "package", "kind": change.kind, "subject": change.subject, "planned": planned == "true"}),
-    ]
-
-
 def utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, timezone.utc)

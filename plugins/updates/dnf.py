@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from normagent import Event, LogBlock, Observation, ParseContext, ParseProblem, ParseResult, TextBlock
+from normagent import Event, JSONValue, LogBlock, Observation, ParseContext, ParseProblem, ParseResult, TextBlock
 
 from .vocab import TRANSACTION, outcome_observations, package_set
 
@@ -316,7 +316,8 @@ def _parse_dnf_log(block: TextBlock, ctx: ParseContext, carry: dict[str, Any] | 
             result.ignored += 1
     if packages and last is not None:
         result.observations += outcome_observations(counts, packages, last.date(), last)
-    result.carry = None if ctx.final else {"f": "dnflog", "planned": sorted(planned)}
+    kept_planned: list[JSONValue] = list(sorted(planned))
+    result.carry = None if ctx.final else {"f": "dnflog", "planned": kept_planned}
     return result
 
 
@@ -358,7 +359,9 @@ def _parse_rpm_log(block: TextBlock, ctx: ParseContext, carry: dict[str, Any] | 
                 result.ignored += 1
         session["t"] = when.isoformat()
     last = _time(session.get("t"))
-    if ctx.final or (last is not None and ctx.now - last >= _settle(ctx)):
+    # Settled by time only at the end of a run (an empty block: all that was written is read)
+    # or of an input, never in the middle of a catch-up.
+    if ctx.final or (not block.data and last is not None and ctx.now - last >= _settle(ctx)):
         _close(session, result, security)
     result.carry = None if ctx.final else session
     return result

@@ -73,10 +73,7 @@ _HISTORY_TAG = re.compile(
 )
 _TERM = re.compile(rb"^Log (started|ended): \d{4}-\d\d-\d\d")
 _DPKG = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (?:startup|install|upgrade|remove|purge|configure|trigproc|status|conffile) ")
-_DPKG_LINES = re.compile(
-    rb"(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (?:startup|install|upgrade|remove|purge|configure|trigproc|status|conffile) [^\n]*$"
-)
-_DPKG_STARTUP = re.compile(rb"(?m)^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) startup (\S+) (\S+)[ \t\r]*$")
+_DPKG_STARTUP = re.compile(rb"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) startup (\S+) (\S+)[ \t\r]*$")
 _UNATTENDED = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?:DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 
 # history.log: "pkg:arch (old, new)" in Upgrade lines; the package list has commas inside
@@ -387,26 +384,45 @@ class _Dpkg:
             if isinstance(v, list) and len(v) == 4 and all(isinstance(x, str) for x in v)
         }
         self.result = ParseResult()
+        self.checked = False  # every line of the block was checked by _find_malformed
 
     def parse(self, block: TextBlock) -> ParseResult:
         result = self.result
         data = block.data
-        if _count_lines(data) < block.line_count:
+        # Every line of dpkg.log starts with the year: a line that does not is damaged, and only
+        # then is each line checked in full (the lines of dpkg -i runs always are, below).
+        self.checked = data.count(b"\n2") + (data[:1] == b"2") < block.line_count
+        if self.checked:
             self._find_malformed(data)
-        # Runs start at "startup" lines; only dpkg -i runs (and the lines after a run that left
-        # updates open) are read line by line, apt's runs are passed over at C speed.
-        starts = list(_DPKG_STARTUP.finditer(data))
-        edges = [0, *(m.start() for m in starts), len(data)]
-        for n in range(len(edges) - 1):
-            begin, end = edges[n], edges[n + 1]
-            if n > 0:
-                startup = starts[n - 1]
-                self._settle_all()
-                self.run = "install" if (startup.group(2), startup.group(3)) == (b"archives", b"install") else "other"
-                begin = startup.end()
-            if self.run == "install" or self.open:
-                self._read(data, begin, end)
-        self._settle_quiet()
+        # Runs start at "startup" lines. Only dpkg -i runs (and the lines after a run that left
+        # updates open) are read line by line; the startup lines of dpkg -i runs are found with
+        # bytes.find (memchr speed), and apt's runs between them are not looked at at all.
+        pos = 0
+        if self.run == "install" or self.open:
+            pos = self._read_run(data, 0)
+        while pos < len(data):
+            if self.run == "install":  # the run read last was followed by another dpkg -i run
+                pos = self._read_run(data, pos)
+                continue
+            at = data.find(b" startup archives install", pos)
+            if at < 0:
+                last = _startup_at(data, data.rfind(b" startup ", pos))
+                if last is not None:
+                    self._settle_all()
+                    self.run = last[2]
+                break
+            found = _startup_at(data, at)
+            if found is None:
+                pos = at + 1
+                continue
+            self._settle_all()
+            self.run = "install"
+            pos = self._read_run(data, found[1])
+        if not data or self.ctx.final:
+            # The driver's call at the end of a run (everything written has been read) or the
+            # end of an input: a run that has been quiet long enough is over. Never in the middle
+            # of a catch-up, where the next block may hold the rest of the run.
+            self._settle_quiet()
         result.ignored = block.line_count - result.parsed - result.unparsed
         if self.ctx.final:
             result.carry = None
@@ -417,6 +433,24 @@ class _Dpkg:
             result.carry = {"f": "dpkg", "run": self.run}
         return result
 
+    def _read_run(self, data: bytes, begin: int) -> int:
+        """Read the run going on at ``begin`` up to the next startup line; the run that one
+        starts is in force after it. Returns where reading stopped."""
+        pos = begin
+        while True:
+            at = data.find(b" startup ", pos)
+            if at < 0:
+                self._read(data, begin, len(data))
+                return len(data)
+            found = _startup_at(data, at)
+            if found is None:
+                pos = at + 1
+                continue
+            self._read(data, begin, found[0])
+            self._settle_all()
+            self.run = found[2]
+            return found[1]
+
     def _find_malformed(self, data: bytes) -> None:
         for offset, raw in _lines(data):
             if not _DPKG.match(raw):
@@ -424,9 +458,12 @@ class _Dpkg:
                 _example(self.result, raw, self.ctx)
 
     def _read(self, data: bytes, begin: int, end: int) -> None:
-        for _, raw in _lines(data[begin:end]):
+        for offset, raw in _lines(data[begin:end]):
             if not _DPKG.match(raw):
-                continue  # counted by _find_malformed
+                if not self.checked:  # else _find_malformed counted it already
+                    _problem(self.result, begin + offset, "not a line of dpkg's log")
+                    _example(self.result, raw, self.ctx)
+                continue
             parts = raw.split(b" ")
             when_text = (parts[0] + b" " + parts[1]).decode()
             action = parts[2]
@@ -496,9 +533,18 @@ def _verdict(state: Any) -> str:
     return "success" if state in ("triggers-pending", "triggers-awaited") else "failure"
 
 
-def _count_lines(data: bytes) -> int:
-    """How many lines of ``data`` look like dpkg.log lines (counted in C)."""
-    return _DPKG_LINES.subn(b"", data)[1]
+def _startup_at(data: bytes, at: int) -> tuple[int, int, str] | None:
+    """(line start, start of the next line, "install" or "other") of the startup line that
+    holds offset ``at``, or None if that line is not a startup line."""
+    if at < 0:
+        return None
+    begin = data.rfind(b"\n", 0, at) + 1
+    end = data.find(b"\n", at)
+    end = len(data) if end < 0 else end
+    match = _DPKG_STARTUP.match(data, begin, end)
+    if match is None:
+        return None
+    return begin, end + 1, "install" if match.group(2, 3) == (b"archives", b"install") else "other"
 
 
 # --------------------------------------------------------------------------------------------

@@ -282,13 +282,29 @@ LATER = datetime(2026, 11, 21, tzinfo=UTC)
         pytest.param(["06:00:00 startup archives install", "06:00:00 upgrade same:all 1.0 1.0", "06:00:00 status installed same:all 1.0"],
                      EPOCH, {}, id="a reinstall is no update"),
         pytest.param(APT_RUN, EPOCH, {}, id="apt's runs are counted from history.log"),
+        pytest.param(INSTALL_OK + [line.replace("tiny", "next") for line in INSTALL_OK] + APT_RUN + POSTINST_FAILS + APT_RUN, EPOCH,
+                     {("other", "success"): 2, ("other", "failure"): 1}, id="dpkg -i runs one after the other, and between apt's"),
     ],
 )
 def test_dpkg_install_runs(lines: list[str], now: datetime, expected: dict[tuple[str, str], float]) -> None:
+    """The block, then the driver's empty block at the end of the run (a quiet run settles there)."""
     text = dpkg(lines)
     result = parse(text, now=now)
-    assert applied(result) == expected
+    idle = parse_apt_logs(TextBlock(b"", "dpkg.log", None, 0), ctx(result.carry, now=now))
+    total = applied(result)
+    for key, value in applied(idle).items():
+        total[key] = total.get(key, 0) + value
+    assert total == expected
     assert outcomes_add_up(result, len(lines)) and result.unparsed == 0
+
+
+def test_a_quiet_run_is_not_settled_in_the_middle_of_a_catch_up() -> None:
+    """Reading an old log from its start, every line is long past: a dpkg -i run cut by a block
+    boundary must wait for the next block, not be settled as failed at the boundary."""
+    first = parse(dpkg(INSTALL_OK[:-1]), now=LATER)
+    assert applied(first) == {}
+    second = parse(dpkg(INSTALL_OK[-1:]), carry=first.carry, now=LATER)
+    assert applied(second) == {("other", "success"): 1}
 
 
 def test_a_dpkg_update_left_open_waits_in_the_carry_and_is_settled_by_time() -> None:
@@ -304,12 +320,18 @@ def test_a_dpkg_security_version_is_a_security_update() -> None:
 
 
 def test_a_damaged_dpkg_line_is_unparsed_and_named() -> None:
+    """In a dpkg -i run every line is checked; in apt's runs (passed over at C speed) a line is
+    checked by its first character, the year's."""
     lines = dpkg(INSTALL_OK)
-    text = lines.replace("06:00:00 configure", "06:00:00 frobnicate").replace("status unpacked tiny:all 1.1", "status \x00\x00")
+    text = lines.replace("06:00:00 configure", "06:00:00 frobnicate")
     result = parse(text)
     assert applied(result) == {("other", "success"): 1}
-    assert result.unparsed == 1 and result.problems[0].reason == "not a line of dpkg's log"
+    assert [(p.offset, p.reason) for p in result.problems] == [(text.index("2026-11-20 06:00:00 frobnicate"), "not a line of dpkg's log")]
     assert outcomes_add_up(result, text.count("\n"))
+    torn = dpkg(APT_RUN).replace("07:00:00 status", "\x00\x00\x00 status", 1) + "garbage\n"
+    result = parse(torn)
+    assert [p.reason for p in result.problems] == ["not a line of dpkg's log"] * 2 and result.unparsed == 2
+    assert outcomes_add_up(result, torn.count("\n"))
 
 
 def test_plaso_dpkg_log_is_read() -> None:
