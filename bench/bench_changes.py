@@ -9,7 +9,8 @@ root, watched with one ``**`` glob, and runs the collector against a real ledger
 * steady cycles with nothing changed (median of ``--repeat``): one ``lstat`` per file and one
   digest over the stat keys, nothing read, nothing written;
 * cycles after changing the content of 1, 10, 100 and 1,000 files (each counted once: checked);
-* the same steady cycle over a tenth of the files, to show what the number of files costs.
+* the same steady cycle over a tenth of the files, to show what the number of files costs;
+* an ``lstat`` of every file alone: the floor of any cycle that does not trust inotify.
 
 Usage::
 
@@ -81,7 +82,15 @@ def measure(work: Path, files: int, repeat: int, steps: list[int]) -> dict[str, 
             if changed(ledger) != total:
                 raise SystemExit(f"counted {changed(ledger)} changes, expected {total}")
         out["steady after"] = statistics.median(cycle(ledger, root, settings, clock) for _ in range(repeat))
+    out["lstat alone (floor)"] = statistics.median(_lstat_all(paths) for _ in range(repeat))
     return out
+
+
+def _lstat_all(paths: list[Path]) -> float:
+    started = time.perf_counter()
+    for path in paths:
+        os.lstat(path)
+    return time.perf_counter() - started
 
 
 def main() -> int:

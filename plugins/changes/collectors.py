@@ -5,8 +5,9 @@
     mode, owner, files created and deleted. The first run records the baseline and counts
     nothing; so does the first run after a pattern is added. A steady cycle costs one ``lstat``
     per file and one digest over all their stat keys: when it equals the last run's, nothing is
-    read and nothing is written. When it differs, only files whose stat moved are looked at,
-    and only those whose content may have changed are read.
+    read and nothing is written. When it differs, a summary of every path's stat (one checkpoint)
+    names the paths that moved; only their baseline entries are fetched, and only files whose
+    content may have changed are read.
 ``changes.audit``
     auditd's ``CONFIG_CHANGE`` records and hits of configuration watch keys (``parse.py``).
 ``changes.packages``
@@ -77,7 +78,8 @@ from .watch import CTIME, DIGEST, MODE, Seen, changes, digest_file, mode_text, n
 from .windows import parse_windows_policy
 
 FILE_PREFIX = "f:"
-TREE_KEY = "files:tree"
+TREE_KEY = "files:tree"  # {"digest": of every path's stat summary, "files": n, "stat_only": m}
+STATS_KEY = "files:stats"  # {path: stat summary} of the last complete run
 PATTERNS_KEY = "files:patterns"
 BATCH_FILES = 500  # baseline entries per committed batch
 
@@ -138,90 +140,127 @@ def collect_files(ctx: RunContext) -> Iterator[Batch]:
             keys[logical] = stat_key(st)
     patterns = sorted(set(settings.paths))
     saved_patterns = ctx.state.get(PATTERNS_KEY)
-    tree = tree_digest(keys)
+    # The hash of a tuple of ints is the same in every Python process (only str and bytes
+    # hashes are salted): a compact, stable summary of each file's stat.
+    stats = {path: hash(key) for path, key in keys.items()}
+    tree = tree_digest(stats)
     saved_tree = ctx.state.get(TREE_KEY)
     if isinstance(saved_tree, dict) and saved_tree.get("digest") == tree and saved_patterns == patterns:
         return  # the steady cycle: nothing moved, nothing to read or write
     if not keys and saved_tree is None:
         raise NoData(f"no watched file exists ({len(patterns)} patterns)")
-    yield from _compare(ctx, settings, found, keys, patterns, saved_patterns, tree)
+    yield from _compare(ctx, found, keys, stats, patterns, saved_patterns, saved_tree, tree)
 
 
 def _compare(
     ctx: RunContext,
-    settings: FileWatchSettings,
     found: dict[str, str],
     keys: dict[str, tuple[int, ...]],
+    stats: dict[str, int],
     patterns: list[str],
     saved_patterns: JSONValue,
+    saved_tree: JSONValue,
     tree: str,
 ) -> Iterator[Batch]:
+    """Look at the paths whose stat summary differs from the last complete run's (all of them
+    when there is none): only their baseline entries are fetched from the ledger."""
     first = not isinstance(saved_patterns, list)
     known = {p for p in saved_patterns if isinstance(p, str)} if isinstance(saved_patterns, list) else set()
-    baseline: dict[str, Any] = {key[len(FILE_PREFIX) :]: value for key, value in ctx.state.scan(FILE_PREFIX)}
-    current = dict(baseline)
+    saved_stats = ctx.state.get(STATS_KEY)
+    watched, unreadable = 0, 0
+    if isinstance(saved_stats, dict) and isinstance(saved_tree, dict):
+        paths = {p for p, h in stats.items() if saved_stats.get(p) != h} | {p for p in saved_stats if p not in stats}
+        baseline: dict[str, Any] = {p: ctx.state.get(FILE_PREFIX + p) for p in paths}
+        watched = _int(saved_tree.get("files"))
+        unreadable = _int(saved_tree.get("stat_only"))
+    else:
+        baseline = {key[len(FILE_PREFIX) :]: value for key, value in ctx.state.scan(FILE_PREFIX)}
+        paths = set(keys) | set(baseline)
+    for value in baseline.values():  # what the examined paths counted for before
+        if valid_entry(value):
+            watched -= 1
+            unreadable -= value[DIGEST] is None
     observations: list[Observation] = []
     checkpoints: list[Checkpoint] = []
     complete = True
-    counted = 0
-    for path in sorted(set(keys) | set(baseline)):
+    for path in sorted(paths):
         old = baseline.get(path)
         if old is not None and not valid_entry(old):
             ctx.log.warning("file_baseline_unusable", path=path, effect="taken again without counting a change")
             old = None
+        entry: list[Any] | None = old
         if path in keys:
             key = keys[path]
-            if old is not None and tuple(old[:DIGEST]) == key:
-                continue
-            if ctx.expired():
-                complete = False
-                break
-            if old is None:
-                read = digest_file(found[path], ctx.pseudonymise)
-                if read is None:
+            if old is None or tuple(old[:DIGEST]) != key:
+                if ctx.expired():
+                    complete = False
+                    break
+                new = baseline.get(path) is None and not first and _matched_by(path, known)
+                entry = _examine(ctx, path, found[path], key, old, new, observations)
+                if entry is None:
                     continue  # gone between the listing and now: next run
-                seen = Seen(read[0], read[1])
-                if not first and _matched_by(path, known) and path not in baseline:
-                    observations += _file_change(ctx, path, "created", seen, None)
-                    counted += 1
-            else:
-                if needs_reading(old, key):
-                    read = digest_file(found[path], ctx.pseudonymise)
-                    if read is None:
-                        continue
-                    seen = Seen(read[0], read[1])
-                else:
-                    seen = Seen(key, old[DIGEST], read=False)
-                for kind in changes(old, seen):
-                    observations += _file_change(ctx, path, kind, seen, old)
-                    counted += 1
-            entry: list[Any] = seen.entry()
-            checkpoints.append(Checkpoint(FILE_PREFIX + path, entry))
-            current[path] = entry
+                checkpoints.append(Checkpoint(FILE_PREFIX + path, entry))
         else:
             if _matched_by(path, patterns) and old is not None:
                 observations += _file_change(ctx, path, "deleted", None, old)
-                counted += 1
             checkpoints.append(Checkpoint(FILE_PREFIX + path, None))
-            current.pop(path, None)
+            entry = None
+        if entry is not None:
+            watched += 1
+            unreadable += entry[DIGEST] is None
         if len(checkpoints) >= BATCH_FILES:
             yield Batch(observations, checkpoints)
             observations, checkpoints = [], []
-    hashed = sum(1 for e in current.values() if valid_entry(e) and e[DIGEST] is not None)
     gauges: list[Observation] = [
-        Gauge(WATCHED_FILES, float(hashed), {"state": "hashed"}),
-        Gauge(WATCHED_FILES, float(len(current) - hashed), {"state": "stat_only"}),
+        Gauge(WATCHED_FILES, float(watched - unreadable), {"state": "hashed"}),
+        Gauge(WATCHED_FILES, float(unreadable), {"state": "stat_only"}),
     ]
     if complete:
-        checkpoints.append(Checkpoint(TREE_KEY, {"digest": tree}))
+        checkpoints.append(Checkpoint(TREE_KEY, {"digest": tree, "files": watched, "stat_only": unreadable}))
+        checkpoints.append(Checkpoint(STATS_KEY, dict(stats)))
         checkpoints.append(Checkpoint(PATTERNS_KEY, list(patterns)))
+        if first:
+            ctx.log.info("file_baseline_created", files=watched, unreadable=unreadable)
     else:
+        # Without the summary the next run looks at every path again; entries already
+        # updated compare equal there, so nothing is counted twice.
         ctx.log.info("file_watch_paused", reason="deadline", retry="next run")
-    if first:
-        ctx.log.info("file_baseline_created", files=len(current), unreadable=len(current) - hashed)
-    elif counted:
-        ctx.log.info("file_changes_found", changes=counted)
     yield Batch([*observations, *gauges], checkpoints)
+
+
+def _examine(
+    ctx: RunContext,
+    path: str,
+    real: str,
+    key: tuple[int, ...],
+    old: Any,
+    created: bool,
+    observations: list[Observation],
+) -> list[Any] | None:
+    """The new baseline entry of a path whose stat moved (or that has none, or a damaged one),
+    its changes added to ``observations``; ``created``: a file new under a known pattern."""
+    if old is None:
+        read = digest_file(real, ctx.pseudonymise)
+        if read is None:
+            return None
+        seen = Seen(read[0], read[1])
+        if created:
+            observations += _file_change(ctx, path, "created", seen, None)
+        return seen.entry()
+    if needs_reading(old, key):
+        read = digest_file(real, ctx.pseudonymise)
+        if read is None:
+            return None
+        seen = Seen(read[0], read[1])
+    else:
+        seen = Seen(key, old[DIGEST], read=False)
+    for kind in changes(old, seen):
+        observations += _file_change(ctx, path, kind, seen, old)
+    return seen.entry()
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _file_change(ctx: RunContext, path: str, kind: str, seen: Seen | None, old: Any) -> list[Observation]:

@@ -121,15 +121,10 @@ def digest_file(path: str, keyed: Callable[[str], str]) -> tuple[tuple[int, ...]
     return stat_key(st), "c:" + keyed("content:" + content)
 
 
-def tree_digest(keys: dict[str, tuple[int, ...]]) -> str:
-    """One digest of every watched path and its stat key: equal to the last run's, nothing moved."""
-    h = hashlib.sha256()
-    for path in sorted(keys):
-        h.update(path.encode("utf-8", "surrogateescape"))
-        h.update(b"\0")
-        h.update(repr(keys[path]).encode())
-        h.update(b"\n")
-    return h.hexdigest()
+def tree_digest(stats: dict[str, int]) -> str:
+    """One digest of every watched path and its stat summary: equal to the last run's, nothing moved."""
+    text = "\n".join(f"{path}\0{stats[path]}" for path in sorted(stats))
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def mode_text(mode: int) -> str:
