@@ -242,7 +242,7 @@ state_dir = "{state}"
 log_format = "json"
 
 [plugins]
-disable = ["system", "access", "edi"]
+disable = ["system", "access", "edi", "updates", "changes"]
 extra = ["chaos_plugin"]
 entry_points = false
 

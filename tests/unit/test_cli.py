@@ -22,7 +22,7 @@ state_dir = "{tmp_path / 'state'}"
 
 [plugins]
 extra = ["tests.support.sample_plugin"]
-disable = ["system", "access", "edi"]
+disable = ["system", "access", "edi", "updates", "changes"]
 entry_points = false
 {extra}
 """
