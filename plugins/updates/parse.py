@@ -580,8 +580,3 @@ def _parse_unattended(block: TextBlock, ctx: ParseContext) -> ParseResult:
     if ctx.final:
         result.carry = None
     return result
-
-
-def carry_format(carry: JSONValue) -> str | None:
-    """The format a file's carry says it holds (for tests and diagnostics)."""
-    return str(carry["f"]) if isinstance(carry, dict) and isinstance(carry.get("f"), str) else None
