@@ -41,6 +41,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "normagent.plugins.firewall",
     "normagent.plugins.malware",
     "normagent.plugins.network",
+    "normagent.plugins.updates",
+    "normagent.plugins.changes",
 )
 RESERVED_SETTING_NAMES = frozenset({"enabled", "interval", "timeout"})
 

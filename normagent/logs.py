@@ -38,7 +38,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -59,6 +59,7 @@ from normagent.model import (
     MetricSpec,
     Observation,
     ParseContext,
+    ParseProblem,
     ParseResult,
     Parser,
     ProbeFn,
@@ -146,6 +147,7 @@ MAX_FAILURES = 3  # consecutive parser failures at one position before its lines
 COMMIT_BYTES = 16 * 2**20  # file blocks gathered into one batch (one transaction, one fsync)
 SOFT_DEADLINE = 0.8  # share of the run's timeout after which no new block is started
 FAILED_KEY = "failed:"  # checkpoint key prefix counting a block's consecutive failures
+CARRY_KEY = "carry:"  # checkpoint key prefix of what a parser left unfinished in a source
 JOURNAL_KEY = "journal"
 EVTX_KEY = "evtx:"
 # An .evtx cut inside its header this recently is taken for a copy under way; older, for a file
@@ -451,7 +453,8 @@ class ParserFailed(Exception):
 
 
 class _Parsing:
-    """Runs the parser on blocks for one collector run, with failure counting across runs."""
+    """Runs the parser on blocks for one collector run, with failure counting across runs and
+    each source's carry (``ParseContext.carry``) threaded from block to block."""
 
     def __init__(self, ctx: RunContext, parser: Parser, pctx: ParseContext, declared: Sequence[MetricSpec], max_failures: int) -> None:
         self.ctx = ctx
@@ -460,13 +463,18 @@ class _Parsing:
         self.metrics = {m.name: m for m in declared}
         self.max_failures = max_failures
         self.failed: dict[str, JSONValue] = dict(ctx.state.scan(FAILED_KEY))
+        self.carries: dict[str, JSONValue] = dict(ctx.state.scan(CARRY_KEY))
+        self.origins: dict[str, str] = {}  # carry key -> the origin of its source's last block
 
     def parse(self, block: LogBlock, key: str, position: str, pending: _Pending) -> Batch | None:
         """Parse ``block`` into ``pending``; on a failure return the batch recording it (then raise)."""
         fail_key = FAILED_KEY + key
+        carry_key = CARRY_KEY + key
         before = self.failed.get(fail_key)
+        carried = self.carries.get(carry_key)
+        pctx = replace(self.pctx, carry=carried) if carried is not None or self.pctx.carry is not None else self.pctx
         try:
-            result = checked_parse(self.parser, block, self.pctx, self.metrics)
+            result = checked_parse(self.parser, block, pctx, self.metrics)
         except Exception as exc:
             count = 1
             if isinstance(before, dict) and before.get("position") == position:
@@ -484,7 +492,7 @@ class _Parsing:
                 record = _Pending(pending.source, failures=1)
                 record.checkpoints[fail_key] = {"position": position, "count": count}
                 return record.batch()
-            result, bad = parse_one_by_one(self.parser, block, self.pctx, self.metrics)
+            result, bad = parse_one_by_one(self.parser, block, pctx, self.metrics)
             self.ctx.log.error(
                 "log_block_failed",
                 origin=block.origin,
@@ -498,8 +506,63 @@ class _Parsing:
         if before is not None:
             pending.checkpoints[fail_key] = None
             self.failed.pop(fail_key, None)
+        self._keep_carry(carry_key, carried, result.carry, pending)
+        self.origins[carry_key] = block.origin
+        _log_problems(self.ctx, block.origin, position, result)
         pending.add(result)
         return None
+
+    def settle(self, pending: _Pending) -> None:
+        """At the end of a run that read everything written so far (not one paused by its
+        deadline), give every source with a carry an empty block: a record the log leaves
+        unfinished can be settled by ``now`` (a dpkg run that went quiet half-way).
+
+        A parser that raises here is logged and retried next run; its carry stays as it was.
+        """
+        empty = ParseResult()
+        for carry_key, carried in sorted(self.carries.items()):
+            if carried is None:
+                continue
+            origin = self.origins.get(carry_key) or _origin_of(carry_key[len(CARRY_KEY) :])
+            block = TextBlock(b"", origin, None, 0)
+            try:
+                result = checked_parse(self.parser, block, replace(self.pctx, carry=carried), self.metrics)
+            except Exception as exc:
+                self.ctx.log.error("log_carry_failed", origin=origin, error=f"{type(exc).__name__}: {exc}", retry="next run")
+                continue
+            if result.observations == empty.observations and result.carry == carried:
+                continue
+            self._keep_carry(carry_key, carried, result.carry, pending)
+            pending.observations.extend(result.observations)
+            pending.has_block = True
+
+    def forget(self, key: str, pending: _Pending) -> None:
+        """The source's checkpoint is gone (the file was forgotten): so is what it left unfinished."""
+        carry_key = CARRY_KEY + key
+        if self.carries.get(carry_key) is not None:
+            self._keep_carry(carry_key, self.carries[carry_key], None, pending)
+
+    def _keep_carry(self, carry_key: str, before: JSONValue, after: JSONValue, pending: _Pending) -> None:
+        if after == before:
+            return
+        self.carries[carry_key] = after
+        pending.checkpoints[carry_key] = after
+
+
+def _origin_of(key: str) -> str:
+    """The path a checkpoint key names (``file:/var/log/dpkg.log`` → ``/var/log/dpkg.log``)."""
+    return key.split(":", 1)[1] if ":" in key else key
+
+
+MAX_PROBLEMS_LOGGED = 5  # per block: a damaged file must not flood the log
+
+
+def _log_problems(ctx: RunContext, origin: str, position: str, result: ParseResult) -> None:
+    """Name the malformed lines a parser found by position (never by content), a few per block."""
+    for problem in result.problems[:MAX_PROBLEMS_LOGGED]:
+        ctx.log.warning("log_line_malformed", origin=origin, position=f"{position}+{problem.offset}", reason=problem.reason)
+    if len(result.problems) > MAX_PROBLEMS_LOGGED:
+        ctx.log.warning("log_lines_malformed", origin=origin, position=position, more=len(result.problems) - MAX_PROBLEMS_LOGGED)
 
 
 def _paused(ctx: RunContext, soft_deadline: float) -> str:
@@ -529,6 +592,7 @@ def _collect_files(
     parsing = _Parsing(ctx, parser, parse_context(ctx, source.timezone), declared, max_failures)
     stop = _soft_deadline(ctx)
     pending = _Pending(ctx.collector)
+    paused = ""
     reads = tail.reads()
     try:
         for read in reads:
@@ -546,6 +610,8 @@ def _collect_files(
                     yield failed
                     raise ParserFailed(f"the parser failed on {read.block.origin} at {read.position}")
                 pending.invalid_utf8 += invalid_utf8_lines(read.block.data)
+            elif read.checkpoint is None:
+                parsing.forget(read.key, pending)
             pending.checkpoints[read.key] = read.checkpoint
             pending.bytes_read += read.bytes_read
             pending.lag = tail.lag()
@@ -555,6 +621,8 @@ def _collect_files(
                 break
     finally:
         reads.close()
+    if not paused:
+        parsing.settle(pending)
     pending.lag = tail.lag()
     pending.file_errors = dict(Counter(error_reason(exc) for exc in tail.errors))
     yield pending.batch(zeros=True)
@@ -612,8 +680,9 @@ def _collect_spool(
                 pending.checkpoints[SPOOL_KEY] = read.checkpoint
                 pending.bytes_read += read.bytes_read
                 pending.lag = reader.lag()
-                if ctx.clock.monotonic() >= stop:
-                    ctx.log.info("log_read_paused", reason="deadline", lag_bytes=reader.lag())
+                paused = _paused(ctx, stop)
+                if paused:
+                    ctx.log.info("log_read_paused", reason=paused, lag_bytes=reader.lag())
                     break
         finally:
             reads.close()
@@ -653,6 +722,7 @@ def _collect_records(
         return _Pending(ctx.collector, files_unreadable=0 if files_metric else None)
 
     pending = fresh()
+    paused = ""
     last: dict[str, JSONValue] = {}
     iterator = iter(steps)
     try:
@@ -695,6 +765,8 @@ def _collect_records(
         close = getattr(iterator, "close", None)
         if close is not None:
             close()
+    if not paused:
+        parsing.settle(pending)
     yield pending.batch(zeros=True)
 
 
@@ -898,30 +970,32 @@ def parse_one_by_one(
     Returns:
         The merged result and how many lines failed.
     """
-    total = ParseResult()
+    total = ParseResult(carry=pctx.carry)
     bad = 0
-    for one in _singles(block):
+    for offset, one in _singles(block):
         try:
-            result = checked_parse(parser, one, pctx, metrics)
+            result = checked_parse(parser, one, replace(pctx, carry=total.carry), metrics)
         except Exception:
             bad += 1
             total.unparsed += 1
             continue
         total.merge(result, pctx.examples)
+        total.problems.extend(ParseProblem(offset + p.offset, p.reason) for p in result.problems)
     return total, bad
 
 
-def _singles(block: LogBlock) -> Iterator[LogBlock]:
+def _singles(block: LogBlock) -> Iterator[tuple[int, LogBlock]]:
+    """Each line (or record) of a block on its own, with its byte offset in the block."""
     if isinstance(block, RecordBlock):
-        for record in block.records:
-            yield RecordBlock(records=(record,), origin=block.origin)
+        for n, record in enumerate(block.records):
+            yield n, RecordBlock(records=(record,), origin=block.origin)
         return
     data = block.data
     start = 0
     while start < len(data):
         end = data.find(b"\n", start)
         end = len(data) if end < 0 else end + 1
-        yield TextBlock(data[start:end], block.origin, block.mtime, 1)
+        yield start, TextBlock(data[start:end], block.origin, block.mtime, 1)
         start = end
 
 
@@ -1084,6 +1158,8 @@ class ParsedInput:
         failed_lines: Lines the parser raised on (counted as unparsed).
         damage: What the input showed of damage the reader skipped (an EVTX file's damaged
             chunks, records it announces that could not be read); empty when there was none.
+        problems: (line number, reason) of the malformed lines the parser named
+            (``ParseResult.problems``), first line 1.
     """
 
     path: str
@@ -1092,6 +1168,7 @@ class ParsedInput:
     lines: int
     failed_lines: int = 0
     damage: str = ""
+    problems: tuple[tuple[int, str], ...] = ()
 
 
 def parse_inputs(
@@ -1139,19 +1216,48 @@ def parse_inputs(
         text = str(item)
         damage: list[str] = []
         found, blocks = _input_blocks(text, kind, stdin, block_bytes, damage)
-        total = ParseResult()
+        total = ParseResult(carry=ctx.carry)
         lines = failed = 0
+        problems: list[tuple[int, str]] = []
+        origin = text
         for block in blocks:
-            lines += _lines_of(block)
+            origin = block.origin
+            block_ctx = replace(ctx, carry=total.carry)
             try:
-                result = checked_parse(parser, block, ctx, declared)
+                result = checked_parse(parser, block, block_ctx, declared)
             except Exception as exc:
-                result, bad = parse_one_by_one(parser, block, ctx, declared)
+                result, bad = parse_one_by_one(parser, block, block_ctx, declared)
                 failed += bad
                 log.error("log_block_failed", origin=block.origin, error=f"{type(exc).__name__}: {exc}", failed_lines=bad)
+            problems += _numbered(block, lines, result.problems)
+            lines += _lines_of(block)
             total.merge(result, ctx.examples)
+        if total.carry is not None:
+            # The input is complete: what it left unfinished is settled now, as it stands.
+            ending = TextBlock(b"", origin, None, 0)
+            try:
+                total.merge(checked_parse(parser, ending, replace(ctx, carry=total.carry, final=True), declared), ctx.examples)
+            except Exception as exc:
+                log.error("log_carry_failed", origin=origin, error=f"{type(exc).__name__}: {exc}")
         total.observations = merge_counts(total.observations)
-        yield ParsedInput(path=text, kind=found, result=total, lines=lines, failed_lines=failed, damage="; ".join(damage))
+        yield ParsedInput(
+            path=text,
+            kind=found,
+            result=total,
+            lines=lines,
+            failed_lines=failed,
+            damage="; ".join(damage),
+            problems=tuple(problems),
+        )
+
+
+def _numbered(block: LogBlock, before: int, problems: Sequence[ParseProblem]) -> list[tuple[int, str]]:
+    """(1-based line or record number in the whole input, reason) of a block's problems."""
+    if not problems:
+        return []
+    if isinstance(block, RecordBlock):
+        return [(before + p.offset + 1, p.reason) for p in problems]
+    return [(before + block.data.count(b"\n", 0, p.offset) + 1, p.reason) for p in problems]
 
 
 def _input_blocks(

@@ -552,6 +552,17 @@ class ParseContext:
         settings: The collector's settings instance.
         examples: How many unparsed candidate lines to keep in ``ParseResult.examples``
             (``normagent parse`` asks for some; the daemon asks for none).
+        carry: What the parser left in ``ParseResult.carry`` after the previous block of the same
+            source (one log file), or ``None`` at the start. A log whose records span lines (an
+            apt history stanza, a dpkg run) keeps the unfinished record here, so a record cut by
+            a block boundary, a run's end or a restart is read whole. The driver commits it with
+            the block's checkpoint, in the same transaction: after a crash the block and the
+            carry it started from are both read again.
+        final: The input is complete (``normagent parse`` at the end of a file): settle every
+            unfinished record now. The daemon never sets it; it calls the parser with an empty
+            block at the end of a run that read everything written so far instead, so a record
+            can be settled by ``now``. A parser settles by time only then (an empty block), never
+            at the end of an ordinary block: in a catch-up the next block may finish the record.
     """
 
     now: datetime
@@ -559,6 +570,22 @@ class ParseContext:
     pseudonymise: Pseudonymiser
     settings: Any = None
     examples: int = 0
+    carry: JSONValue = None
+    final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ParseProblem:
+    """A malformed line a parser found: where it is in the block and what is wrong, never its text.
+
+    Attributes:
+        offset: Byte offset of the line's start within the block's data.
+        reason: What is wrong, in a few words (``"Upgrade line without a package list"``); it must
+            not quote the line, which may hold personal data.
+    """
+
+    offset: int
+    reason: str
 
 
 @dataclass(slots=True)
@@ -575,6 +602,11 @@ class ParseResult:
         unparsed: Candidate lines (the prefilter matched) that no pattern understood.
         examples: Up to ``ParseContext.examples`` unparsed candidate lines, for ``normagent parse``
             only: they may hold personal data and are never logged or stored.
+        carry: The unfinished record to hand to the next block of the same source (see
+            ``ParseContext.carry``); ``None`` when nothing is pending. Must be a small JSON value.
+        problems: Malformed lines worth naming by position (the driver logs them with the file
+            and offset; ``normagent parse`` prints their line numbers). Optional: a parser that
+            only counts ``unparsed`` is correct too.
     """
 
     observations: list[Observation] = field(default_factory=list)
@@ -582,12 +614,16 @@ class ParseResult:
     ignored: int = 0
     unparsed: int = 0
     examples: list[str] = field(default_factory=list)
+    carry: JSONValue = None
+    problems: list[ParseProblem] = field(default_factory=list)
 
     def merge(self, other: ParseResult, keep_examples: int = 0) -> None:
+        """Add ``other`` (the next block's result) to this one; its carry replaces this one's."""
         self.observations.extend(other.observations)
         self.parsed += other.parsed
         self.ignored += other.ignored
         self.unparsed += other.unparsed
+        self.carry = other.carry
         room = keep_examples - len(self.examples)
         if room > 0:
             self.examples.extend(other.examples[:room])

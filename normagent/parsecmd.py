@@ -6,7 +6,8 @@ input — plain, gzip, bzip2 or xz text, ``journalctl -o json`` output, ``.evtx`
 stdin — and the command prints, per input and collector, how many lines were parsed, ignored and
 unparsed, the counts per metric and labels, how many distinct keys each report rollup got over the
 whole input (``rollup_distinct_keys``: accounts or networks, not the rows ``collect --once``
-shows), and a few unparsed candidate lines (``--examples``), as text or JSON.
+shows), a few unparsed candidate lines (``--examples``), and the line numbers of malformed lines
+the parser named (a corrupt apt history stanza: where, and what is wrong), as text or JSON.
 
 Nothing is written: no ledger, no checkpoint, and the pseudonym key is a random one held in
 memory for this run only (so pseudonyms printed here mean nothing, and the daemon's key file is
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 Format = Literal["text", "json"]
 SPOOL_BYTES = 32 * 2**20  # stdin is kept in memory up to this, then in an unnamed temporary file
+MAX_PROBLEMS_SHOWN = 10  # malformed lines named per input and collector in the text output
 
 
 @dataclass
@@ -60,10 +62,11 @@ class CollectorResult:
     counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
     rollup_distinct_keys: dict[str, int] = field(default_factory=dict)  # rollup name -> distinct keys in the input
     examples: list[str] = field(default_factory=list)
+    problems: list[tuple[int, str]] = field(default_factory=list)  # (line number, what is wrong)
 
     @property
     def recognised(self) -> bool:
-        return bool(self.parsed or self.unparsed or self.failed_lines)
+        return bool(self.parsed or self.unparsed or self.failed_lines or self.problems)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +81,7 @@ class CollectorResult:
             ],
             "rollup_distinct_keys": dict(sorted(self.rollup_distinct_keys.items())),
             "examples": list(self.examples),
+            "problems": [{"line": line, "reason": reason} for line, reason in self.problems],
         }
 
 
@@ -288,6 +292,7 @@ def _collector_result(spec: CollectorSpec, parsed: ParsedInput) -> CollectorResu
         counts={k: v for k, v in counts.items() if v},
         rollup_distinct_keys={name: len(v) for name, v in keys.items()},
         examples=list(result.examples),
+        problems=list(parsed.problems),
     )
 
 
@@ -315,6 +320,13 @@ def write_text(results: Sequence[InputResult], out: TextIO) -> None:
                 out.write("    unparsed, for example:\n")
                 for line in c.examples:
                     out.write(f"      {_shown(line)}\n")
+            if c.problems:
+                shown_problems = c.problems[:MAX_PROBLEMS_SHOWN]
+                out.write(f"    malformed: {_n(len(c.problems))} line{'s' if len(c.problems) != 1 else ''}\n")
+                for number, reason in shown_problems:
+                    out.write(f"      line {number:,}: {_shown(reason)}\n")
+                if len(c.problems) > len(shown_problems):
+                    out.write(f"      … and {_n(len(c.problems) - len(shown_problems))} more\n")
 
 
 # C0 controls but tab, DEL and C1 controls, as \xNN: a NUL left by a crash, or an escape sequence

@@ -118,6 +118,13 @@ def test_builtin_metric_names_carry_a_unit_or_a_count_suffix(builtins: Plugins) 
     assert odd == [], "metric names should end in a base unit (_seconds, _bytes, _ratio) or _total/_info"
 
 
+# A state named by its adjective after the noun, as node exporters name them
+# (apt_upgrades_pending, node_reboot_required): a count of things in that state, or 0/1.
+STATE_SUFFIXES = ("_pending", "_required")
+
+
 def _is_plain_count(name: str) -> bool:
     # gauges counting things (messages waiting, distinct sources) end in a plural noun
+    if name.endswith(STATE_SUFFIXES):
+        return True
     return name.endswith("s") and not name.endswith(("_seconds", "_bytes"))

@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from normagent.ledger import Ledger
+from tests.support.tools import EVERY_BUILTIN
 
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("chaos_plugin_for_truth", HERE / "chaos_plugin.py")
@@ -251,7 +252,7 @@ state_dir = "{state}"
 log_format = "json"
 
 [plugins]
-disable = ["system", "access", "edi", "availability", "firewall", "malware", "network"]
+disable = {EVERY_BUILTIN}
 extra = ["chaos_plugin"]
 entry_points = false
 

@@ -81,3 +81,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if not reason.startswith(HOST_PROPERTY):
         report.outcome = "failed"
         report.longrepr = f"under CI a test may skip only for a host property ({HOST_PROPERTY!r}...); this one skipped: {reason}"
+
+
+def _every_builtin() -> str:
+    """The TOML array naming every builtin plugin, for test configs that disable them all."""
+    from normagent.loader import BUILTIN_PLUGINS
+
+    return "[" + ", ".join(f'"{module.rsplit(".", 1)[1]}"' for module in BUILTIN_PLUGINS) + "]"
+
+
+EVERY_BUILTIN = _every_builtin()
+"""``[plugins] disable = {EVERY_BUILTIN}`` in a test config: only the test's own plugins run."""

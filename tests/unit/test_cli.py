@@ -9,6 +9,7 @@ import pytest
 
 from normagent import __version__
 from normagent.cli import main
+from tests.support.tools import EVERY_BUILTIN
 
 BAD = Path(__file__).parents[1] / "fixtures" / "config" / "bad"
 
@@ -22,7 +23,7 @@ state_dir = "{tmp_path / 'state'}"
 
 [plugins]
 extra = ["tests.support.sample_plugin"]
-disable = ["system", "access", "edi", "availability", "firewall", "malware", "network"]
+disable = {EVERY_BUILTIN}
 entry_points = false
 {extra}
 """

@@ -49,6 +49,7 @@ from normagent.model import (
     LogBlock,
     MetricSpec,
     ParseContext,
+    ParseProblem,
     ParseResult,
     RecordBlock,
     TextBlock,
@@ -547,6 +548,140 @@ def test_parse_inputs_parses_a_failing_block_line_by_line(tmp_path: Path) -> Non
 
 # --------------------------------------------------------------------------------------------
 # journald and EVTX, through their real readers
+
+
+# --------------------------------------------------------------------------------------------
+# records that span lines: the carry
+
+
+RECORDS = MetricSpec("test_records_total", "counter", "Records seen, by how they ended.", labels=("end",), section="Driftsstatus")
+
+
+def span_parser(block: LogBlock, ctx: ParseContext) -> ParseResult:
+    """``BEGIN <n>`` … ``END <n>`` records; an unfinished one waits in the carry. A record left
+    open when ``now`` is an hour past its BEGIN stamp (``BEGIN <n> <unix time>``) is ended as
+    "abandoned" by the end-of-run call (an empty block); ``final`` ends it as "cut". Anything
+    else is malformed."""
+    assert isinstance(block, TextBlock)
+    result = ParseResult()
+    carry = ctx.carry if isinstance(ctx.carry, dict) else None
+    offset = 0
+    for raw in block.data.splitlines(keepends=True):
+        line = raw.decode().strip()
+        if line.startswith("BEGIN "):
+            if carry is not None:
+                result.observations.append(Count(RECORDS.name, {"end": "cut"}))
+            _, number, at = line.split()
+            carry = {"n": number, "at": int(at)}
+            result.ignored += 1
+        elif line.startswith("END ") and carry is not None and line.split()[1] == carry["n"]:
+            result.observations.append(Count(RECORDS.name, {"end": "end"}))
+            carry = None
+            result.parsed += 1
+        else:
+            result.unparsed += 1
+            result.problems.append(ParseProblem(offset, "neither BEGIN nor the END of the open record"))
+        offset += len(raw)
+    if carry is not None and (ctx.final or (not block.data and ctx.now.timestamp() - carry["at"] >= 3600)):
+        result.observations.append(Count(RECORDS.name, {"end": "cut" if ctx.final else "abandoned"}))
+        carry = None
+    result.carry = carry
+    return result
+
+
+def records(first: int, count: int, at: float) -> bytes:
+    return b"".join(b"BEGIN %d %d\nEND %d\n" % (n, at, n) for n in range(first, first + count))
+
+
+def record_collector(parser: Any = span_parser, **kw: Any) -> CollectorSpec:
+    kw.setdefault("commit_bytes", 1)
+    return file_log_collector(SOURCE, help="Test records.", parser=parser, settings=AuthSettings, metrics=(RECORDS,), **kw)
+
+
+def ends(ledger: Ledger) -> dict[str, float]:
+    return {labels[0][1]: v for labels, v in ledger.snapshot().values(RECORDS.name).items() if v}
+
+
+def test_a_record_cut_by_a_block_boundary_is_read_whole(root: Path, ledger: Ledger) -> None:
+    """256-byte blocks cut the records anywhere: each one still counts once, as ended."""
+    write(root, records(0, 40, EPOCH.timestamp()))
+    run_collector_once(record_collector(), ledger, root=root)
+    assert ends(ledger) == {"end": 40}
+    assert outcomes(ledger) == {"parsed": 40, "ignored": 40, "unparsed": 0}
+
+
+def test_a_record_half_written_at_the_end_of_a_run_is_finished_by_the_next(root: Path, ledger: Ledger, clock: FakeClock) -> None:
+    spec = record_collector()
+    write(root, records(0, 2, EPOCH.timestamp()) + b"BEGIN 2 %d\n" % EPOCH.timestamp())
+    run_collector_once(spec, ledger, root=root, clock=clock)
+    assert ends(ledger) == {"end": 2}
+    write(root, b"END 2\n")
+    run_collector_once(spec, ledger, root=root, clock=clock)
+    assert ends(ledger) == {"end": 3}
+    assert ledger.checkpoints(SOURCE).get("carry:file:/var/log/auth.log") is None
+
+
+@pytest.mark.parametrize("keep", [0, 1, 3, 7])
+def test_a_crash_between_batches_keeps_carry_and_counts_together(root: Path, ledger: Ledger, keep: int) -> None:
+    """The carry rides in the batch of the block that left it: a crash anywhere counts each record once."""
+    spec = record_collector()
+    write(root, records(0, 30, EPOCH.timestamp()))
+    commit_some(spec, ledger, root, keep)
+    run_collector_once(spec, ledger, root=root)
+    assert ends(ledger) == {"end": 30}
+
+
+def test_a_record_the_log_leaves_unfinished_is_settled_by_now_at_the_end_of_a_run(root: Path, ledger: Ledger, clock: FakeClock) -> None:
+    """No new line comes, yet the parser is asked again at each run's end and may settle by ``now``."""
+    spec = record_collector()
+    write(root, b"BEGIN 1 %d\n" % EPOCH.timestamp())
+    run_collector_once(spec, ledger, root=root, clock=clock)
+    assert ends(ledger) == {}
+    clock.advance(3600)
+    run_collector_once(spec, ledger, root=root, clock=clock)
+    assert ends(ledger) == {"abandoned": 1}
+    run_collector_once(spec, ledger, root=root, clock=clock)
+    assert ends(ledger) == {"abandoned": 1}
+
+
+def test_a_run_paused_by_its_deadline_settles_nothing(root: Path, ledger: Ledger) -> None:
+    """The end-of-run call means "all that was written has been read": a run that stopped early
+    (its deadline) must not make it, or a record whose end is in the unread part is cut."""
+    clock = FakeClock()
+
+    def slow(block: LogBlock, ctx: ParseContext) -> ParseResult:
+        if isinstance(block, TextBlock) and block.data:
+            clock.advance(1.0)
+        return span_parser(block, ctx)
+
+    spec = record_collector(parser=slow, timeout=timedelta(seconds=3))
+    write(root, b"BEGIN 1 %d\n" % (EPOCH.timestamp() - 7200) + b"x\n" * 600 + b"END 1\n")  # ~5 blocks
+    run_collector_once(spec, ledger, root=root, clock=clock)
+    assert ends(ledger) == {}  # paused with the record open: not "abandoned"
+    for _ in range(10):
+        run_collector_once(spec, ledger, root=root, clock=clock)
+    assert ends(ledger) == {"end": 1}
+
+
+def test_malformed_lines_are_logged_by_position_without_their_text(root: Path, ledger: Ledger) -> None:
+    first = b"BEGIN 1 %d\n" % EPOCH.timestamp()
+    write(root, first + b"secret-garbage\nEND 1\n")
+    with capture_logs() as logs:
+        run_collector_once(record_collector(), ledger, root=root)
+    found = [e for e in logs if e["event"] == "log_line_malformed"]
+    assert [(e["origin"].endswith("auth.log"), e["position"].split("@")[1]) for e in found] == [(True, f"0+{len(first)}")]
+    assert ends(ledger) == {"end": 1}
+    assert "secret" not in json.dumps(logs, default=str)
+
+
+def test_parse_inputs_threads_the_carry_and_settles_what_the_input_leaves_open(tmp_path: Path) -> None:
+    path = tmp_path / "records.log"
+    path.write_bytes(records(0, 30, EPOCH.timestamp()) + b"garbage\n" + b"BEGIN 30 %d\n" % EPOCH.timestamp())
+    ctx = ParseContext(now=EPOCH, tz=EPOCH.tzinfo, pseudonymise=test_pseudonymiser())
+    (parsed,) = parse_inputs([path], span_parser, ctx, block_bytes=64)
+    assert {c.labels[0][1]: c.value for c in parsed.result.observations if isinstance(c, Count)} == {"end": 30, "cut": 1}
+    assert parsed.problems == ((61, "neither BEGIN nor the END of the open record"),)
+    assert parsed.result.carry is None
 
 
 @pytest.fixture(scope="module")
