@@ -21,6 +21,7 @@ import requests
 
 from normagent.errors import EX_CONFIG
 from normagent.ledger import Ledger
+from tests.support.tools import builtins_except
 
 ROOT = Path(__file__).parents[2]
 
@@ -52,7 +53,7 @@ listen = "127.0.0.1:{self.port}"
 
 [plugins]
 extra = ["tests.support.sample_plugin", "tests.support.daemon_plugin"]
-disable = ["edi", "access"]
+disable = {builtins_except("system")}
 entry_points = false
 
 [collectors."sample.events"]
@@ -321,7 +322,8 @@ def test_sigterm_during_a_long_catch_up_stops_at_the_next_block_and_keeps_what_w
 
     assert daemon.stop() == 0  # Daemon.stop waits 15 s, a quarter of the grace
 
-    assert [e["reason"] for e in daemon.events() if e["event"] == "log_read_paused"] == ["shutdown"]
+    paused = [e["reason"] for e in daemon.events() if e["event"] == "log_read_paused" and e.get("collector") == "daemon.log"]
+    assert paused == ["shutdown"]
     with Ledger.open(daemon.tmp / "state" / "ledger.db") as ledger:
         checkpoint = ledger.checkpoints("daemon.log").get(f"file:{log}")
         assert isinstance(checkpoint, dict) and isinstance(checkpoint["current"], dict)
