@@ -6,8 +6,9 @@ Hookimpls only: the collectors live in ``collectors.py``; the pure parts in ``wa
 (comparing files with their baseline), ``parse.py`` (auditd's and the package managers' logs)
 and ``windows.py`` (EVTX records); ``planned.py`` decides whether a change was planned, against
 the agent's maintenance calendar (``[maintenance]``: its windows and planned changes); names in
-``vocab.py``; the default rule in ``rules.py`` and the report section in ``report.py``. The
-counting rules are in docs/updates-and-changes.md.
+``vocab.py``; the default rule in ``rules.py`` and the report section in ``report.py``, which
+sets the calendar's planned changes of the period beside the changes observed. The counting
+rules are in docs/updates-and-changes.md.
 """
 
 from __future__ import annotations

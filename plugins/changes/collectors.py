@@ -15,6 +15,9 @@
     same logs the updates plugin reads, with a position of its own.
 ``changes.windows``
     Windows 4719 (audit policy) and 4739 (domain policy) from Security.evtx files (``windows.py``).
+``changes.plans``
+    The planned changes of the maintenance calendar, recorded once each as it begins (an event
+    with what, expected effect, when, role and subjects) so the monthly report can list them.
 
 Every change is planned or not by the maintenance calendar (``ctx.maintenance``, asked through
 ``planned.Planner``: inside a maintenance window, or inside a planned change that covers it)
@@ -42,7 +45,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -50,24 +53,27 @@ from normagent import (
     Batch,
     Checkpoint,
     CollectorSpec,
+    Event,
     Gauge,
     JSONValue,
     MetricSpec,
     NoData,
     Observation,
+    PlannedWindow,
     RunContext,
     evtx_log_collector,
     file_log_collector,
 )
 
 from .parse import parse_audit, parse_package_logs
-from .planned import Change, Planner, glob_match
+from .planned import Change, Planner, glob_match, plan_id
 from .settings import AuditSettings, FileWatchSettings, PackageChangeSettings, WindowsPolicySettings
 from .vocab import (
     CONFIG_CHANGES,
     CONFIG_SOURCES,
     PACKAGE_ACTIONS,
     PACKAGE_CHANGES,
+    PLAN_EVENT,
     PLANNED,
     SECTION,
     WATCH_STATES,
@@ -83,6 +89,10 @@ TREE_KEY = "files:tree"  # {"digest": of every path's stat summary, "files": n, 
 STATS_KEY = "files:stats"  # {path: stat summary} of the last complete run
 PATTERNS_KEY = "files:patterns"
 BATCH_FILES = 500  # baseline entries per committed batch
+PLANS_KEY = "plans:until"  # unix seconds up to which the calendar's planned changes are recorded
+# How far back changes.plans looks on its first run (and after a long stop): the report of the
+# month before reads back to its first day.
+PLANS_LOOKBACK = timedelta(days=62)
 
 
 def _config_spec(sources: tuple[str, ...]) -> MetricSpec:
@@ -364,4 +374,56 @@ WINDOWS = evtx_log_collector(
     enabled_by_default=False,
 )
 
-COLLECTORS: tuple[CollectorSpec, ...] = (FILES, AUDIT, PACKAGES, WINDOWS)
+# --------------------------------------------------------------------------------------------
+# changes.plans
+
+
+def collect_plans(ctx: RunContext) -> Iterator[Batch]:
+    """Record the planned changes of the maintenance calendar that were under way at some moment
+    since the last run (on the first run, in the last ``PLANS_LOOKBACK``), one event each, for the
+    report.
+
+    A plan is recorded when its time has come, as it then stood in the calendar: one removed
+    before it began is never reported, and each occurrence of a recurring one is an entry of its
+    own. The event's key is the plan's ``plan_id`` and the ledger keeps the first event of a key,
+    so a plan that lasts over many runs is recorded once. The calendar is configuration, which
+    changes; the report reads what was announced from here.
+    """
+    now = ctx.clock.now()
+    saved = ctx.state.get(PLANS_KEY)
+    since = utc(saved) if isinstance(saved, (int, float)) and not isinstance(saved, bool) else now - PLANS_LOOKBACK
+    since = max(min(since, now), now - PLANS_LOOKBACK)
+    events: list[Observation] = []
+    if now > since:
+        for window in ctx.maintenance.changes_between(since, now):
+            # One under way since an earlier run is offered again (the ledger keeps the first):
+            # so is one written into the calendar after it began, while it lasts.
+            events.append(Event(PLAN_EVENT, window.start.astimezone(timezone.utc), plan_id(window), plan_attrs(window)))
+            if window.start >= since:
+                ctx.log.info("planned_change_began", plan=plan_id(window), role=window.role, end=window.end.isoformat())
+    yield Batch(events, [Checkpoint(PLANS_KEY, now.timestamp())])
+
+
+def plan_attrs(window: PlannedWindow) -> dict[str, str | int | float | bool | None]:
+    """What the report shows of a planned change: what, expected effect, when, by whom (a role),
+    what it covers, and where it is written."""
+    return {
+        "what": window.what,
+        "effect": window.effect,
+        "role": window.role,
+        "start": window.start.astimezone(timezone.utc).isoformat(),
+        "end": window.end.astimezone(timezone.utc).isoformat(),
+        "subjects": ", ".join(window.subjects),
+        "source": window.source,
+    }
+
+
+PLANS = CollectorSpec(
+    name="changes.plans",
+    help="Planned changes of the maintenance calendar ([maintenance]), recorded as they begin, for the report.",
+    collect=collect_plans,
+    interval=timedelta(minutes=5),
+    timeout=timedelta(seconds=30),
+)
+
+COLLECTORS: tuple[CollectorSpec, ...] = (FILES, AUDIT, PACKAGES, WINDOWS, PLANS)

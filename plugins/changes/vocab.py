@@ -30,6 +30,7 @@ PACKAGES_BY_NAME = "changes.packages"  # key: package name
 UNPLANNED_PACKAGES = "changes.packages_unplanned"  # key: package name (installs, removals … not upgrades)
 BY_PLAN = "changes.by_plan"  # key: plan_id of the planned change that planned them (every source)
 CHANGE_EVENT = "changes.change"
+PLAN_EVENT = "changes.plan"  # a planned change of the calendar, recorded by changes.plans
 
 
 def config_change(change: Change, key: str, planner: Planner, **attrs: str | int | None) -> list[Observation]:

@@ -18,18 +18,19 @@ from typing import Any
 
 import pytest
 
-from normagent import Event, FileSource, PlannedWindow, Rollup
+from normagent import Event, FileSource, Period, PlannedWindow, Rollup
 from normagent.agent import sections
 from normagent.config import load_config
 from normagent.ledger import Ledger
 from normagent.loader import build_plugins
 from normagent.maintenance import Calendar, MaintenanceSettings, OneOffWindow, PlannedChange
-from normagent.plugins.changes.collectors import AUDIT, FILES, PACKAGES
+from normagent.plugins.changes.collectors import AUDIT, FILES, PACKAGES, PLANS, PLANS_LOOKBACK
 from normagent.plugins.changes.planned import Change, Planner, is_planned, plan_id
+from normagent.plugins.changes.report import build
 from normagent.plugins.changes.rules import UNPLANNED_CONFIG_CHANGE
 from normagent.parsecmd import run_parse
 from normagent.plugins.changes.settings import AuditSettings, FileWatchSettings, PackageChangeSettings
-from normagent.plugins.changes.vocab import BY_PLAN, CHANGE_EVENT, CONFIG_CHANGES, PACKAGE_CHANGES
+from normagent.plugins.changes.vocab import BY_PLAN, CHANGE_EVENT, CONFIG_CHANGES, PACKAGE_CHANGES, PLAN_EVENT
 from normagent.testing import FakeClock, observations, run_collector_once
 
 UTC = timezone.utc
@@ -219,6 +220,35 @@ def test_package_changes_inside_a_planned_change_that_names_them(tmp_path: Path,
     assert sum(r.value for r in by_plan) == 7
 
 
+def test_the_plans_are_recorded_once_as_they_begin_and_the_report_sets_them_beside_what_was_seen(
+    tmp_path: Path, ledger: Ledger, calendar: Calendar
+) -> None:
+    (tmp_path / "var/log").mkdir(parents=True)
+    (tmp_path / "var/log/dnf.rpm.log").write_bytes((FIXTURES / "updates/dnf/dnf.rpm.log").read_bytes())
+    settings = PackageChangeSettings(files=FileSource(paths=("/var/log/dnf.rpm.log",), start_at="beginning"))
+    run_collector_once(PACKAGES, ledger, settings=settings, root=tmp_path, maintenance=calendar)
+    clock = FakeClock(datetime(2026, 12, 6, 12, 55, tzinfo=UTC))
+    assert observations(run_collector_once(PLANS, ledger, clock=clock, maintenance=calendar)) == []  # not begun yet
+    for _ in range(3):  # it begins, goes on, has ended: recorded once
+        clock.advance(15 * 60)
+        run_collector_once(PLANS, ledger, clock=clock, maintenance=calendar)
+    december = Period(datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
+    (plan,) = ledger.events(PLAN_EVENT, december)
+    assert plan.at == datetime(2026, 12, 6, 13, tzinfo=UTC)
+    assert (plan.attrs["what"], plan.attrs["effect"], plan.attrs["role"], plan.attrs["subjects"]) == (
+        "Oppgradering av OpenSSL", "TLS-biblioteket byttes, tjenester startes på nytt", "systemleverandør",
+        "package:openssl-*, package:tinyrpm",
+    )
+    content = build(ledger, december)
+    tables = {t.caption: t for t in content.tables}
+    assert tables["Planlagte endringer"].rows == (
+        ("2026-12-06 13:00–13:30", "Oppgradering av OpenSSL", "TLS-biblioteket byttes, tjenester startes på nytt",
+         "systemleverandør", "package:openssl-*, package:tinyrpm", 7),
+    )
+    assert tables["Pakker installert eller fjernet utenfor plan"].rows == (("brokenrpm", 1, 1), ("brokenup", 1, 1))
+    assert content.paragraphs[1].startswith("Vedlikeholdskalenderen hadde 1 planlagte endringer i perioden")
+
+
 def test_normagent_parse_labels_changes_by_the_calendar_of_its_config(tmp_path: Path) -> None:
     """What the daemon would count, ``normagent parse --config`` shows: the same planned labels."""
     config_file = tmp_path / "normagent.toml"
@@ -238,6 +268,14 @@ def test_normagent_parse_labels_changes_by_the_calendar_of_its_config(tmp_path: 
         found[with_config is not None] = {(c["labels"]["action"], c["labels"]["planned"]): c["value"] for c in result["counts"]}
     assert found[True] == {("install", "true"): 1, ("install", "false"): 3, ("upgrade", "true"): 2, ("upgrade", "false"): 3, ("remove", "false"): 1}
     assert all(planned == "false" for _, planned in found[False])
+
+
+def test_the_first_run_looks_back_far_enough_for_last_months_report(calendar: Calendar, ledger: Ledger) -> None:
+    clock = FakeClock(datetime(2026, 12, 6, 13, 0, tzinfo=UTC) + PLANS_LOOKBACK - timedelta(minutes=1))
+    run_collector_once(PLANS, ledger, clock=clock, maintenance=calendar)
+    assert [e.attrs["what"] for e in ledger.events(PLAN_EVENT, Period(datetime(2026, 12, 1, tzinfo=UTC), clock.now()))] == [
+        "Oppgradering av OpenSSL"
+    ]
 
 
 # --------------------------------------------------------------------------------------------
