@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -53,31 +55,6 @@ class Change:
     subject: str
 
 
-def covers(window: PlannedWindow, change: Change) -> bool:
-    """Whether ``window`` plans ``change``: open at its moment and, for a planned change with
-    subjects, one of them matching (see the module docstring)."""
-    if not window.covers(change.at):
-        return False
-    if window.kind != "change" or not window.subjects:
-        return True
-    return any(subject_matches(pattern, change) for pattern in window.subjects)
-
-
-def subject_matches(pattern: str, change: Change) -> bool:
-    """Whether one subject pattern of a planned change names ``change``."""
-    if pattern.startswith("/"):
-        return change.source == "file" and glob_match(change.subject, pattern)
-    source, _, glob = pattern.partition(":")
-    if source != change.source:
-        return False
-    if source == "windows":
-        return fnmatch.fnmatchcase(change.subject.casefold(), glob.casefold())
-    if source == "auditd":
-        parts = [change.subject, *change.subject.replace(",", " ").split()]
-        return any(fnmatch.fnmatchcase(part, glob) for part in parts)
-    return fnmatch.fnmatchcase(change.subject, glob)
-
-
 def glob_match(path: str, pattern: str) -> bool:
     """Glob rules of watched paths: ``*`` stops at ``/``, ``**`` does not."""
     if "**" in pattern:
@@ -88,31 +65,81 @@ def glob_match(path: str, pattern: str) -> bool:
 class Planner:
     """Decides for many changes with few look-ups: the calendar's windows are fetched once per
     UTC day a change falls on (a 500 MB dpkg.log has a few thousand days, and millions of
-    lines). One per parse or run: a calendar file that changes is seen by the next one."""
+    lines), and each planned change's subjects are compiled once. One per parse or run: a
+    calendar file that changes is seen by the next one."""
 
     def __init__(self, calendar: MaintenanceCalendar | None = None) -> None:
-        self._calendar = calendar if calendar is not None else NoMaintenance()
+        # Without a calendar nothing is planned, and the hot loops pay one attribute test.
+        self._calendar = calendar if calendar is not None and not isinstance(calendar, NoMaintenance) else None
         self._days: dict[date, tuple[PlannedWindow, ...]] = {}
+        self._matchers: dict[PlannedWindow, Callable[[Change], bool]] = {}
 
     def window(self, change: Change) -> PlannedWindow | None:
         """The window that plans ``change`` (a planned change before a maintenance window, then
         the one that started first), or None: unplanned."""
-        day = change.at.astimezone(timezone.utc).date()
+        if self._calendar is None:
+            return None
+        at = change.at
+        day = (at if at.tzinfo is timezone.utc else at.astimezone(timezone.utc)).date()
         windows = self._days.get(day)
         if windows is None:
-            start = datetime.combine(day, time(0), tzinfo=timezone.utc)
-            windows = tuple(self._calendar.windows_between(start, start + timedelta(days=1)))
-            if len(self._days) > 366:
-                self._days.clear()
-            self._days[day] = windows
-        found = [w for w in windows if covers(w, change)]
-        if not found:
-            return None
-        return min(found, key=lambda w: (w.kind != "change", w.start, w.end))
+            windows = self._load(day)
+        best: PlannedWindow | None = None
+        for window in windows:
+            if not window.start <= at < window.end or not self._matches(window, change):
+                continue
+            if best is None or (window.kind != "change", window.start, window.end) < (best.kind != "change", best.start, best.end):
+                best = window
+        return best
 
     def label(self, change: Change) -> str:
         """The ``planned`` label value: ``"true"`` or ``"false"``."""
         return "true" if self.window(change) is not None else "false"
+
+    def _load(self, day: date) -> tuple[PlannedWindow, ...]:
+        assert self._calendar is not None
+        start = datetime.combine(day, time(0), tzinfo=timezone.utc)
+        windows = tuple(self._calendar.windows_between(start, start + timedelta(days=1)))
+        if len(self._days) > 366:
+            self._days.clear()
+        self._days[day] = windows
+        return windows
+
+    def _matches(self, window: PlannedWindow, change: Change) -> bool:
+        if window.kind != "change" or not window.subjects:
+            return True
+        matcher = self._matchers.get(window)
+        if matcher is None:
+            matcher = self._matchers[window] = _matcher(window.subjects)
+        return matcher(change)
+
+
+def _matcher(subjects: Sequence[str]) -> Callable[[Change], bool]:
+    """One test for all the subjects of a planned change (the rules are in the module docstring):
+    the globs of a package, an audit key or a policy compiled into one pattern per source; paths
+    by ``glob_match``, as the watched paths themselves."""
+    paths = [p for p in subjects if p.startswith("/")]
+    by_source: dict[str, list[str]] = {}
+    for pattern in subjects:
+        if not pattern.startswith("/"):
+            source, _, glob = pattern.partition(":")
+            by_source.setdefault(source, []).append(glob.casefold() if source == "windows" else glob)
+    compiled = {source: re.compile("|".join(fnmatch.translate(g) for g in globs)) for source, globs in by_source.items()}
+
+    def matches(change: Change) -> bool:
+        if change.source == "file":
+            return any(glob_match(change.subject, p) for p in paths)
+        pattern = compiled.get(change.source)
+        if pattern is None:
+            return False
+        if change.source == "windows":
+            return pattern.match(change.subject.casefold()) is not None
+        if change.source == "auditd":
+            parts = [change.subject, *change.subject.replace(",", " ").split()]
+            return any(pattern.match(part) is not None for part in parts)
+        return pattern.match(change.subject) is not None
+
+    return matches
 
 
 def is_planned(change: Change, calendar: MaintenanceCalendar | None = None) -> bool:

@@ -327,3 +327,16 @@ def test_a_maintenance_window_plans_every_change_and_a_planned_change_is_named_f
     assert planner.window(Change(AT, "package", "install", "x")) == maintenance
     assert planner.window(Change(AT, "file", "content", "/etc/hosts")) == change
     assert Planner().label(Change(AT, "file", "content", "/etc/hosts")) == "false"  # no calendar: nothing planned
+
+
+def test_the_planner_asks_the_calendar_once_a_day() -> None:
+    """A catch-up over a large dpkg.log decides a million changes: one calendar look-up per UTC
+    day they fall on, not one per change."""
+    calendar = Fixed(window(subjects=("package:openssh-*",)))
+    asked: list[datetime] = []
+    real = calendar.windows_between
+    calendar.windows_between = lambda start, end: asked.append(start) or real(start, end)  # type: ignore[method-assign]
+    planner = Planner(calendar)  # type: ignore[arg-type]
+    decided = [planner.label(Change(AT + timedelta(seconds=n), "package", "upgrade", f"openssh-{n % 3}")) for n in range(1000)]
+    assert decided == ["true"] * 1000  # 13:30 + 1000 s, inside the window to 14:00
+    assert asked == [datetime(2026, 12, 6, tzinfo=UTC)]
