@@ -447,6 +447,11 @@ def _events(path: Path, calendar: Any, lines: _Lines, change_category: str) -> l
                 # icalendar leaves a time naive when neither a VTIMEZONE nor the zone database knows it.
                 line = _prop_line(lines, begin, prop, index)
                 raise CalendarError(f"{path}:{line}: {prop}: unknown time zone TZID={tzid} (no VTIMEZONE for it)")
+        if component.get("X-NORMAGENT-ROLE") is not None:
+            try:
+                _check_role(", ".join(_texts(component, "X-NORMAGENT-ROLE")))
+            except ValueError as exc:
+                raise CalendarError(f"{path}:{_prop_line(lines, begin, 'X-NORMAGENT-ROLE', index)}: X-NORMAGENT-ROLE: {exc}") from None
         if component.get(SUBJECTS) is not None:
             line = _prop_line(lines, begin, SUBJECTS, index)
             if change_category not in {c.upper() for c in _categories(component)}:

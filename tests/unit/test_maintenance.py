@@ -177,6 +177,8 @@ BAD_FILES = [
      ":10: X-NORMAGENT-SUBJECTS on an event that is no planned change (its CATEGORIES lack CHANGE)"),
     ("bad subject", ICS.replace("X-NORMAGENT-ROLE:nettleverandør\n", "X-NORMAGENT-ROLE:nettleverandør\nX-NORMAGENT-SUBJECTS:/etc/x,pkg:nft\n"),
      ':21: X-NORMAGENT-SUBJECTS: subject "pkg:nft" is neither a path glob'),
+    ("a person for a role", ICS.replace("X-NORMAGENT-ROLE:nettleverandør", "X-NORMAGENT-ROLE:kari.nordmann@clinic.example"),
+     ':20: X-NORMAGENT-ROLE: role "kari.nordmann@clinic.example" looks like an e-mail address'),
     ("not iCalendar", "this is not a calendar\n", ":1: not an iCalendar file"),
     ("empty", "", ":1: not an iCalendar file"),
 ]
