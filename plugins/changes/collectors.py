@@ -93,6 +93,7 @@ PLANS_KEY = "plans:until"  # unix seconds up to which the calendar's planned cha
 # How far back changes.plans looks on its first run (and after a long stop): the report of the
 # month before reads back to its first day.
 PLANS_LOOKBACK = timedelta(days=62)
+PLAN_TEXT = 500  # characters kept of each text of a planned change
 
 
 def _config_spec(sources: tuple[str, ...]) -> MetricSpec:
@@ -408,14 +409,19 @@ def plan_attrs(window: PlannedWindow) -> dict[str, str | int | float | bool | No
     """What the report shows of a planned change: what, expected effect, when, by whom (a role),
     what it covers, and where it is written."""
     return {
-        "what": window.what,
-        "effect": window.effect,
-        "role": window.role,
+        "what": _bounded(window.what),
+        "effect": _bounded(window.effect),
+        "role": _bounded(window.role),
         "start": window.start.astimezone(timezone.utc).isoformat(),
         "end": window.end.astimezone(timezone.utc).isoformat(),
-        "subjects": ", ".join(window.subjects),
-        "source": window.source,
+        "subjects": _bounded(", ".join(window.subjects)),
+        "source": _bounded(window.source),
     }
+
+
+def _bounded(text: str) -> str:
+    """At most ``PLAN_TEXT`` characters: a calendar's DESCRIPTION may be a whole document."""
+    return text if len(text) <= PLAN_TEXT else text[: PLAN_TEXT - 1] + "…"
 
 
 PLANS = CollectorSpec(

@@ -270,6 +270,15 @@ def test_normagent_parse_labels_changes_by_the_calendar_of_its_config(tmp_path: 
     assert all(planned == "false" for _, planned in found[False])
 
 
+def test_a_plan_keeps_at_most_a_bounded_text(ledger: Ledger) -> None:
+    start = datetime(2026, 12, 6, 13, tzinfo=UTC)
+    long = PlannedChange("x" * 5000, "y" * 100_000, start, start + timedelta(hours=1), "driftsleverandør")
+    clock = FakeClock(start + timedelta(minutes=5))
+    run_collector_once(PLANS, ledger, clock=clock, maintenance=Calendar(MaintenanceSettings(changes=(long,))))
+    (plan,) = ledger.events(PLAN_EVENT, Period(start, clock.now()))
+    assert (len(str(plan.attrs["what"])), len(str(plan.attrs["effect"]))) == (500, 500)
+
+
 def test_the_first_run_looks_back_far_enough_for_last_months_report(calendar: Calendar, ledger: Ledger) -> None:
     clock = FakeClock(datetime(2026, 12, 6, 13, 0, tzinfo=UTC) + PLANS_LOOKBACK - timedelta(minutes=1))
     run_collector_once(PLANS, ledger, clock=clock, maintenance=calendar)
