@@ -346,6 +346,10 @@ class PlannedWindow:
         effect: The expected effect of a planned change ("EPJ utilgjengelig i 30 min").
         source: Where it is written: ``"config:windows[0]"``, ``"config:weekly[1]"``,
             ``"config:changes[0]"`` or ``"<file>:<line>"`` of its VEVENT.
+        subjects: For a planned change, what it covers: globs of the changes it plans (a path
+            glob ``/etc/ssh/**``, or ``<source>:<glob>``: ``package:openssh-*``); empty: every
+            change in its span. Read by whoever counts changes (the changes plugin); an outage
+            inside the window is planned whatever its subjects.
     """
 
     start: datetime
@@ -355,6 +359,7 @@ class PlannedWindow:
     kind: PlannedKind = "maintenance"
     effect: str = ""
     source: str = ""
+    subjects: tuple[str, ...] = ()
 
     def covers(self, moment: datetime) -> bool:
         return self.start <= moment < self.end
@@ -563,6 +568,10 @@ class ParseContext:
             block at the end of a run that read everything written so far instead, so a record
             can be settled by ``now``. A parser settles by time only then (an empty block), never
             at the end of an ordinary block: in a catch-up the next block may finish the record.
+        maintenance: The site's maintenance calendar (the run's ``RunContext.maintenance``), for
+            a parser whose records are planned or not by their time (a configuration change
+            inside a planned window). Empty unless configured; ``normagent parse`` passes the
+            calendar of the ``--config`` it was given.
     """
 
     now: datetime
@@ -572,6 +581,7 @@ class ParseContext:
     examples: int = 0
     carry: JSONValue = None
     final: bool = False
+    maintenance: MaintenanceCalendar = field(default_factory=NoMaintenance)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,11 @@
 """The changes plugin's default deviation rules (data; the rules engine evaluates them).
 
 ``changes.unplanned_config_change`` watches configuration changes whose ``planned`` label is
-``false`` — decided for each change by ``planned.is_planned``, the seam where the maintenance
-calendar will plug in. Until it does, every configuration change is unplanned and each one
-raises a candidate: a site that finds that too much can retune the rule (``[rules."changes.
-unplanned_config_change"]``) or disable it until the calendar is wired.
+``false``: a change outside every maintenance window and every planned change that covers it
+(``planned.py``, against the ``[maintenance]`` calendar). Issue 13: "a change outside any
+planned window is a deviation candidate". A site without a calendar has every change
+unplanned, and each one raises a candidate: announce the work in ``[maintenance]`` (or its
+iCalendar file), or retune the rule (``[rules."changes.unplanned_config_change"]``).
 
 Summaries are Norwegian and hold no personal data: a source and a count.
 
