@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from normagent import Batch, Checkpoint, CollectorSpec, Count, MetricSpec, NoData, RunContext
 from normagent.clock import SystemClock
 from normagent.ledger import Ledger
 from normagent.scheduler import Job, Scheduler, execute
 from normagent.testing import make_context
+from tests.support.disks import limit_pages
 
 RUNS = MetricSpec("normagent_test_runs_total", "counter", "Runs.", ("collector",))
 
@@ -181,3 +183,59 @@ def test_a_run_is_recorded_with_its_duration(harness: Harness) -> None:
 
     state = harness.state("t.nap")
     assert state.runs == 1 and 0.05 <= state.duration < 0.5 and state.last_success is not None
+
+
+LINES = MetricSpec("normagent_test_lines_total", "counter", "Lines read.", ("line",))
+
+
+def wait_until(condition: Any, what: str, timeout: float = 15.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, f"gave up waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_a_full_disk_marks_the_run_down_says_so_once_and_loses_nothing_when_room_returns(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every commit fails while the disk is full: ``collector_up`` 0 with reason disk_full, one
+    error line (no traceback, none from the thread either), retries on schedule; once there is
+    room, what was not stored is read again and counted exactly once."""
+    harness.ledger.declare([LINES])
+    lines = [f"line {i:03d} " + "x" * 400 for i in range(60)]  # long labels: every batch needs new pages
+
+    def reader(ctx: RunContext) -> Iterator[Batch]:
+        at = ctx.state.get("pos") or 0
+        assert isinstance(at, int)
+        for start in range(at, len(lines), 10):
+            chunk = lines[start : start + 10]
+            yield Batch([Count(LINES.name, {"line": line}) for line in chunk], [Checkpoint("pos", start + len(chunk))])
+
+    thread_errors: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", thread_errors.append)
+    limit_pages(harness.ledger)  # the disk is full from the start
+    scheduler = Scheduler([job("t.reader", reader)], ledger=harness.ledger, context_for=harness.context, clock=harness.clock)
+    harness.scheduler = scheduler
+    loop = threading.Thread(target=scheduler.run, args=(harness.stop,))
+    with capture_logs() as logs:
+        loop.start()
+        try:
+            wait_until(lambda: "t.reader" in harness.ledger.snapshot().runs and harness.state("t.reader").failures >= 4, "4 failed runs")
+            down = harness.state("t.reader")
+            limit_pages(harness.ledger, extra=100_000)  # room again
+            wait_until(lambda: harness.ledger.checkpoints("t.reader").get("pos") == 60 and harness.state("t.reader").up, "recovery")
+        finally:
+            harness.stop.set()
+            scheduler.wake()
+            loop.join(5)
+            scheduler.wait_idle(5)
+
+    assert (down.up, down.reason) == (False, "disk_full")
+    assert harness.ledger.counter_total(LINES.name) == 60
+    assert all(harness.ledger.counter_value(LINES.name, {"line": line}) == 1 for line in lines)
+    failed = [e for e in logs if e["event"] == "collector_failed"]
+    assert len(failed) == 1 and failed[0]["reason"] == "disk_full" and "exc_info" not in failed[0]
+    assert "state filesystem is full" in failed[0]["error"]
+    assert [e["event"] for e in logs if e["log_level"] in ("error", "warning")] == ["collector_failed"]
+    assert any(e["event"] == "collector_recovered" for e in logs)
+    assert thread_errors == []
