@@ -74,7 +74,7 @@ MARKER_NOTE = (
 )
 FRESH_START_HINT = (
     "restore the ledger from a backup, or start afresh on purpose with `normagent run --new-state` "
-    "(keeps the pseudonym key) or by removing the whole state directory"
+    "(keeps the pseudonym key if it is still there) or by removing the whole state directory"
 )
 
 # SQLite result codes (primary, the low byte) that say the environment failed the ledger (space,
