@@ -444,6 +444,34 @@ def test_copytruncate_of_a_file_that_was_empty_at_the_last_look(tmp_path: Path) 
     assert ids(reader.run()) == [0, 1, 2]
 
 
+@pytest.mark.parametrize("new_lines", [30, 3], ids=["new-file-longer-than-the-offset", "new-file-shorter"])
+def test_a_copytruncate_between_two_blocks_of_one_read_passes_no_new_line_off_as_old(tmp_path: Path, new_lines: int) -> None:
+    """The file is checked, then read block by block; logrotate copies and truncates it after the
+    first block and the writer goes on. The next block read comes from the new content: passed off
+    as the old file's, its lines would be counted now and again from the new file's start, and the
+    old file's rest (in the copy) would be lost. Only the re-check after each read tells."""
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 20))
+    reader = Reader(source(log, block_bytes=200))  # 4 lines a block
+    tail = FileTail(reader.source, reader.state)
+    got: list[bytes] = []
+    for step in tail.reads():
+        reader.state.apply([Checkpoint(step.key, step.checkpoint)])
+        if step.block is None:
+            continue
+        got.extend(step.block.data.split(b"\n")[:-1])
+        if len(got) == 4:  # between the first block and the next read
+            shutil.copyfile(log, tmp_path / "app.log.1")
+            with open(log, "r+b") as f:
+                f.truncate(0)
+            append(log, lines(100, new_lines))
+    assert not tail.errors
+
+    got += reader.run()  # the next run sorts out the rotation
+
+    assert ids(got) == [*range(20), *range(100, 100 + new_lines)]
+
+
 def test_a_listing_made_stale_by_a_rotation_in_progress_loses_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
