@@ -377,6 +377,23 @@ def test_a_new_ledger_on_a_full_filesystem_says_disk_full_not_move_it_aside(tmp_
             assert ledger.created
 
 
+def test_an_existing_ledger_on_a_full_filesystem_says_disk_full_though_sqlite_says_io_error(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Reopening needs room for the -shm file; SQLite reports its ENOSPC as SQLITE_IOERR_SHMSIZE."""
+    with small_filesystem(tmp_path / "small", "512k") as small:
+        path = small / "ledger.db"
+        make_ledger(path, clock)
+        ballast = fill(small)
+
+        with pytest.raises(DiskFull, match="the state filesystem is full"):
+            Ledger.open(path, clock=clock)
+
+        ballast.remove()
+        with Ledger.open(path, clock=clock, metrics=[FAILURES]) as ledger:
+            assert ledger.counter_value(FAILURES.name, {"reason": "r"}) == 3
+
+
 # --------------------------------------------------------------------------------------------
 # state that is gone is never replaced silently
 
