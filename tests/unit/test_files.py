@@ -173,6 +173,14 @@ def test_overlong_line_is_cut_counted_once_and_its_rest_skipped(tmp_path: Path) 
     assert ids([got[0], got[2]]) == [0, 1]
 
 
+def test_overlong_line_whose_rest_ends_where_a_read_starts(tmp_path: Path) -> None:
+    """The newline that ends the skipped rest is the first byte of a read: the next line is whole."""
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 1) + b"x" * 256 + b"\n" + lines(1, 1))  # the rest's newline at offset 300
+    got = Reader(source(log, block_bytes=256)).run()
+    assert got == [lines(0, 1)[:-1], b"x" * 256, lines(1, 1)[:-1]]
+
+
 def test_overlong_line_split_across_runs_is_still_one_line(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"y" * 300)
@@ -202,6 +210,15 @@ def test_start_at_end_never_starts_inside_a_line(tmp_path: Path) -> None:
     assert reader.run() == []
     append(log, b"0003\n" + lines(4, 1))
     assert ids(reader.run()) == [3, 4]
+
+
+def test_start_at_end_when_the_last_newline_is_the_first_byte_looked_at(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"\nNov 23 07:00:00 host app[1]: line 0000")
+    reader = Reader(source(log, start_at="end"))
+    assert reader.run() == []
+    append(log, b"0007\n")
+    assert reader.run() == [b"Nov 23 07:00:00 host app[1]: line 00000007"]
 
 
 def test_start_at_beginning_reads_history(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
+import stat
 import sqlite3
 import sys
 import threading
@@ -73,6 +75,22 @@ def test_counters_and_checkpoints_survive_a_restart(tmp_path: Path, clock: FakeC
         assert second.snapshot().values(FAILURES.name) == {(("reason", "r"),): 3.0}
 
 
+def test_gauges_and_health_survive_a_restart_and_show_in_the_first_snapshot(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "ledger.db"
+    with Ledger.open(path, clock=clock, metrics=[FAILURES, FREE]) as first:
+        first.commit("sys", Batch([Gauge(FREE.name, 7, {"mountpoint": "/"}), Count(FAILURES.name, {"reason": "r"}, 2)]))
+        first.record_run(RunOutcome("sys", T0, 0.5, False, reason="disk_full"))
+
+    with Ledger.open(path, clock=clock, metrics=[FAILURES, FREE]) as second:
+        snap = second.snapshot()  # before any commit of this process
+        assert snap.values(FREE.name) == {(("mountpoint", "/"),): 7.0}
+        assert snap.values(FAILURES.name) == {(("reason", "r"),): 2.0}
+        assert (snap.runs["sys"].up, snap.runs["sys"].reason, snap.runs["sys"].failures) == (False, "disk_full", 1)
+        second.commit("other", Batch([Gauge(FREE.name, 1, {"mountpoint": "/srv"})]))
+        second.commit("sys", Batch([Gauge(FREE.name, 8, {"mountpoint": "/"})]))  # still owned by "sys"
+        assert dict(second.snapshot().values(FREE.name)) == {(("mountpoint", "/"),): 8.0, (("mountpoint", "/srv"),): 1.0}
+
+
 def test_gauges_of_a_batch_replace_that_collectors_series_of_the_metric(declared: Ledger) -> None:
     declared.commit("sys", Batch([Gauge(FREE.name, 1, {"mountpoint": "/"}), Gauge(FREE.name, 2, {"mountpoint": "/srv"})]))
     declared.commit("other", Batch([Gauge(FREE.name, 9, {"mountpoint": "/data"})]))
@@ -123,6 +141,18 @@ def test_rollups_add_up_and_widen_their_interval(declared: Ledger) -> None:
 
     [row] = declared.rollups("failed_by_account", Period(T0.replace(hour=0), T0.replace(hour=0) + timedelta(days=1)))
     assert (row.value, row.first_seen, row.last_seen) == (5, T0 - timedelta(minutes=1), T0 + timedelta(minutes=5))
+
+
+def test_rollups_of_one_batch_add_up_and_widen_their_interval(declared: Ledger) -> None:
+    day = date(2026, 11, 23)
+    declared.commit("a", Batch([
+        Rollup("failed_by_account", day, "p1", 1, T0 - timedelta(minutes=1), T0 + timedelta(minutes=3)),
+        Rollup("failed_by_account", day, "p1", 2, T0, T0 + timedelta(minutes=5)),
+        Rollup("failed_by_account", day, "p1", 3, T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)),
+    ]))
+
+    [row] = declared.rollups("failed_by_account", Period(T0.replace(hour=0), T0.replace(hour=0) + timedelta(days=1)))
+    assert (row.value, row.first_seen, row.last_seen) == (6, T0 - timedelta(minutes=1), T0 + timedelta(minutes=5))
 
 
 def test_increase_sums_hourly_buckets_inside_the_period(tmp_path: Path) -> None:
@@ -214,6 +244,7 @@ def test_declaring_a_metric_twice_differently_is_refused(ledger: Ledger) -> None
 
 def test_memory_checkpoints_apply_and_scan() -> None:
     state = MemoryCheckpoints({"a:1": 1})
+    assert state.get("a:1") == 1
     state.apply([Checkpoint("a:2", 2), Checkpoint("a:1", None), Checkpoint("b", 3)])
     assert list(state.scan("a:")) == [("a:2", 2)]
     assert state.get("b") == 3
@@ -432,6 +463,10 @@ def test_new_state_starts_afresh_where_the_ledger_was_lost_but_not_over_an_intac
     old = make_ledger(path, clock)
     with pytest.raises(StateError, match="intact ledger"):
         Ledger.open(path, clock=clock, new_state=True)
+    path.with_suffix(".id").unlink()  # a ledger of a normagent before markers
+    with pytest.raises(StateError, match="intact ledger"):
+        Ledger.open(path, clock=clock, new_state=True)
+    assert not path.with_suffix(".id").exists()
     path.unlink()
     path.with_name("ledger.db-wal").write_bytes(b"w" * 100)  # must not be replayed into the new ledger
 
@@ -458,6 +493,7 @@ def test_a_first_start_writes_the_marker_and_a_clean_directory_is_a_fresh_start(
     host_id = make_ledger(path, clock)
     marker = json.loads(path.with_suffix(".id").read_text())
     assert marker["host_id"] == host_id and "--new-state" in marker["note"]
+    assert marker["created_at"] == clock.now().isoformat()
     shutil.rmtree(path.parent)  # removing the whole directory is a fresh start on purpose
 
     with Ledger.open(path, clock=clock) as fresh:
@@ -479,6 +515,8 @@ def test_a_ledger_deleted_while_open_stores_nothing_more_and_is_rescued_whole(tm
         assert ledger.snapshot().runs["c"].reason == "state_lost"
 
         assert ledger.rescue() == path
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert json.loads(path.with_suffix(".id").read_text())["host_id"] == ledger.host_id
     with Ledger.open(path, clock=clock, metrics=[FAILURES]) as back:
         assert (back.counter_value(FAILURES.name, {"reason": "r"}), back.checkpoints("c").get("file:a")) == (3, 30)
         assert back.host_id == ledger.host_id
@@ -495,4 +533,18 @@ def test_a_rescue_never_overwrites_a_file_that_took_the_ledgers_place(tmp_path: 
 
     assert "replaced" in (ledger.lost() or "")
     assert path.read_bytes() == b"someone else's file"
-    assert where.name.startswith("ledger.db.rescued-") and stored(where) == (3, 3, 30)
+    assert re.fullmatch(r"ledger\.db\.rescued-\d{8}T\d{6}Z", where.name) and stored(where) == (3, 3, 30)
+
+
+def test_a_rescue_sets_the_lost_ledgers_wal_aside(tmp_path: Path, clock: FakeClock) -> None:
+    """Only ledger.db was deleted: its -wal is still there, and must not be replayed into the copy."""
+    path = tmp_path / "state" / "ledger.db"
+    with Ledger.open(path, clock=clock, metrics=[FAILURES]) as ledger:
+        ledger.commit("c", batch(3, 30))
+        path.unlink()
+
+        assert ledger.rescue() == path
+
+    assert path.with_name("ledger.db-wal.lost").exists()
+    with Ledger.open(path, clock=clock, metrics=[FAILURES]) as back:
+        assert back.counter_value(FAILURES.name, {"reason": "r"}) == 3
