@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
 import re
 import shutil
 import stat
@@ -17,7 +19,7 @@ from typing import Any
 import pytest
 
 from normagent.errors import DiskFull, StateError, StateLost
-from normagent.ledger import SCHEMA_VERSION, WAL_SIZE_LIMIT, Ledger, MemoryCheckpoints
+from normagent.ledger import SCHEMA_VERSION, WAL_SIZE_LIMIT, Ledger, MemoryCheckpoints, _state_error
 from normagent.model import Batch, Checkpoint, Count, Event, Gauge, MetricSpec, Period, Rollup, RunOutcome
 from normagent.testing import FakeClock
 from tests.support.disks import fill, limit_pages, power_cut, small_filesystem, strace_usable, sync_points, traced
@@ -146,8 +148,8 @@ def test_rollups_add_up_and_widen_their_interval(declared: Ledger) -> None:
 def test_rollups_of_one_batch_add_up_and_widen_their_interval(declared: Ledger) -> None:
     day = date(2026, 11, 23)
     declared.commit("a", Batch([
-        Rollup("failed_by_account", day, "p1", 1, T0 - timedelta(minutes=1), T0 + timedelta(minutes=3)),
         Rollup("failed_by_account", day, "p1", 2, T0, T0 + timedelta(minutes=5)),
+        Rollup("failed_by_account", day, "p1", 1, T0 - timedelta(minutes=1), T0 + timedelta(minutes=3)),
         Rollup("failed_by_account", day, "p1", 3, T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)),
     ]))
 
@@ -180,6 +182,52 @@ def test_prune_forgets_old_history_but_not_counters(tmp_path: Path) -> None:
         assert removed == 3
         assert ledger.counter_value(FAILURES.name, {"reason": "a"}) == 1
         assert ledger.increase(FAILURES.name, Period(T0 - timedelta(days=1), clock.now())) == {}
+
+
+def test_prune_keeps_the_hour_at_its_boundary(tmp_path: Path) -> None:
+    clock = FakeClock(T0)  # 07:00 sharp
+    with Ledger.open(tmp_path / "l.db", clock=clock, metrics=[FAILURES]) as ledger:
+        ledger.commit("c", Batch([Count(FAILURES.name, {"reason": "a"}, 1)]))
+        clock.advance(3600)
+        ledger.commit("c", Batch([Count(FAILURES.name, {"reason": "a"}, 2)]))
+
+        assert ledger.prune(T0 + timedelta(hours=1)) == 1
+
+        assert ledger.increase(FAILURES.name, Period(T0 - timedelta(days=1), T0 + timedelta(days=1))) == {(): 2}
+
+
+def test_increase_counts_the_hour_a_period_ends_in(tmp_path: Path) -> None:
+    clock = FakeClock(T0 + timedelta(minutes=10))
+    with Ledger.open(tmp_path / "l.db", clock=clock, metrics=[FAILURES]) as ledger:
+        ledger.commit("c", Batch([Count(FAILURES.name, {"reason": "a"}, 4)]))
+
+        assert ledger.increase(FAILURES.name, Period(T0 - timedelta(hours=1), T0 + timedelta(minutes=30))) == {(): 4}
+
+
+@pytest.mark.parametrize(
+    ("end", "days"),
+    [(datetime(2026, 11, 24, tzinfo=timezone.utc), ["2026-11-23"]), (datetime(2026, 11, 24, 0, 0, 1, tzinfo=timezone.utc), ["2026-11-23", "2026-11-24"])],
+    ids=["ending-at-midnight", "one-second-later"],
+)
+def test_rollups_of_a_period_include_the_day_it_ends_in_unless_it_ends_at_midnight(
+    declared: Ledger, end: datetime, days: list[str]
+) -> None:
+    for day in (date(2026, 11, 22), date(2026, 11, 23), date(2026, 11, 24), date(2026, 11, 25)):
+        declared.commit("a", Batch([Rollup("r", day, "k")]))
+
+    rows = declared.rollups("r", Period(datetime(2026, 11, 23, tzinfo=timezone.utc), end))
+
+    assert [row.day.isoformat() for row in rows] == days
+
+
+def test_labels_are_stored_in_one_stable_form(tmp_path: Path, clock: FakeClock) -> None:
+    """The stored form is the key of a series' row: if it changed between versions, an upgraded
+    agent would start a second row for every series with a non-ASCII label."""
+    path = tmp_path / "ledger.db"
+    with Ledger.open(path, clock=clock, metrics=[FAILURES]) as ledger:
+        ledger.commit("c", Batch([Count(FAILURES.name, {"reason": "blåbær"})]))
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT labels FROM counters").fetchall() == [('{"reason":"blåbær"}',)]
 
 
 def test_record_run_tracks_health_and_last_success(declared: Ledger) -> None:
@@ -425,6 +473,32 @@ def test_an_existing_ledger_on_a_full_filesystem_says_disk_full_though_sqlite_sa
             assert ledger.counter_value(FAILURES.name, {"reason": "r"}) == 3
 
 
+def sqlite_error(message: str, code: int) -> sqlite3.Error:
+    exc = sqlite3.OperationalError(message)
+    exc.sqlite_errorcode = code  # type: ignore[attr-defined]
+    exc.sqlite_errorname = "SQLITE_" + message.upper().replace(" ", "_")  # type: ignore[attr-defined]
+    return exc
+
+
+def test_what_counts_as_a_full_disk(tmp_path: Path) -> None:
+    """SQLITE_FULL and ENOSPC always; an I/O error only where the filesystem has (almost) no room."""
+    path = tmp_path / "ledger.db"
+    roomy = [
+        _state_error(sqlite_error("database or disk is full", sqlite3.SQLITE_FULL), path, "cannot store"),
+        _state_error(OSError(errno.ENOSPC, "No space left on device"), path, "cannot store"),
+        _state_error(sqlite_error("disk I/O error", sqlite3.SQLITE_IOERR | (3 << 8)), path, "cannot store"),
+        _state_error(OSError(errno.EACCES, "Permission denied"), path, "cannot store"),
+    ]
+    assert [type(e) for e in roomy] == [DiskFull, DiskFull, StateError, StateError]
+    assert re.search(r"the state filesystem is full \([\d,]+ bytes free\)", str(roomy[0]))
+    assert str(roomy[2]).endswith("cannot store: disk I/O error (SQLITE_DISK_I/O_ERROR)")
+    assert str(roomy[3]).endswith("cannot store: [Errno 13] Permission denied")
+    with small_filesystem(tmp_path / "small", "512k") as small:
+        fill(small)
+        full = _state_error(sqlite_error("disk I/O error", sqlite3.SQLITE_IOERR | (3 << 8)), small / "ledger.db", "cannot store")
+        assert isinstance(full, DiskFull) and "(0 bytes free)" in str(full)
+
+
 # --------------------------------------------------------------------------------------------
 # state that is gone is never replaced silently
 
@@ -491,6 +565,7 @@ def test_a_ledger_that_is_not_the_one_created_here_is_refused(tmp_path: Path, cl
 def test_a_first_start_writes_the_marker_and_a_clean_directory_is_a_fresh_start(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "state" / "ledger.db"
     host_id = make_ledger(path, clock)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     marker = json.loads(path.with_suffix(".id").read_text())
     assert marker["host_id"] == host_id and "--new-state" in marker["note"]
     assert marker["created_at"] == clock.now().isoformat()
@@ -520,6 +595,25 @@ def test_a_ledger_deleted_while_open_stores_nothing_more_and_is_rescued_whole(tm
     with Ledger.open(path, clock=clock, metrics=[FAILURES]) as back:
         assert (back.counter_value(FAILURES.name, {"reason": "r"}), back.checkpoints("c").get("file:a")) == (3, 30)
         assert back.host_id == ledger.host_id
+
+
+@pytest.mark.parametrize(
+    ("lose", "said"),
+    [
+        (lambda p: p.unlink(), "was deleted"),
+        (lambda p: (p.unlink(), p.write_bytes(b"x")), "was replaced by another file"),
+        (lambda p: os.truncate(p, 0), "was emptied"),
+    ],
+    ids=["deleted", "replaced", "emptied"],
+)
+def test_a_ledger_lost_while_open_is_noticed_before_the_next_commit(tmp_path: Path, clock: FakeClock, lose: Any, said: str) -> None:
+    path = tmp_path / "state" / "ledger.db"
+    with Ledger.open(path, clock=clock, metrics=[FAILURES]) as ledger:
+        ledger.commit("c", batch(3, 30))
+        lose(path)
+
+        with pytest.raises(StateLost, match=said):
+            ledger.commit("c", batch(1, 31))
 
 
 def test_a_rescue_never_overwrites_a_file_that_took_the_ledgers_place(tmp_path: Path, clock: FakeClock) -> None:
