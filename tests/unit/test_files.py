@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import json
 import lzma
 import os
 import shutil
@@ -27,6 +28,8 @@ from normagent.sources.files import (
     FINGERPRINT_BYTES,
     FileSource,
     FileTail,
+    _PathState,
+    _Tracked,
     codec_of,
     invalid_utf8_lines,
     lag_bytes,
@@ -667,6 +670,21 @@ def test_read_whole_includes_the_unterminated_last_line(tmp_path: Path, suffix: 
     assert got == raw + b"\n"
     assert sum(b.lines for b in blocks) == 501
     assert codec_of(path) == {"": "", ".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}[suffix]
+
+
+def test_a_checkpoint_keeps_every_field_across_a_restart() -> None:
+    """The stored checkpoint is all a restarted agent knows of a path: every field must come back
+    as it was (a lost ``skip`` counts the rest of an over-long line as a line, a lost ``mtime``
+    or ``seen`` blurs which rotated files hold unread lines)."""
+    tracked = [_Tracked(dev=1, ino=2, fp="ab", fpn=3, offset=4, size=5, mtime=6, skip=True, path="/var/log/app.log.1")]
+    state = _PathState(current=_Tracked(7, 8, "cd", 9, 10, 11, 12, True, "/var/log/app.log"), rotated=tracked, seen=13)
+
+    stored = json.loads(json.dumps(state.to_json()))
+
+    assert _PathState.from_json(stored) == state
+    assert _PathState().to_json() is None  # nothing known: nothing stored
+    with pytest.raises(ValueError, match="not a version-1 file checkpoint"):
+        _PathState.from_json({**stored, "v": 2})
 
 
 def test_file_source_rejects_bad_settings() -> None:
