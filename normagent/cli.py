@@ -72,8 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     run = sub.add_parser("run", help="run the agent (the daemon)", description="Run the agent until SIGTERM/SIGINT; "
-                         "SIGHUP reloads the configuration. Exits 78 on a bad configuration.")
+                         "SIGHUP reloads the configuration. Exits 78 on a bad configuration, 73 when the "
+                         "state cannot be used (a full disk; a ledger missing where one existed).")
     config_option(run)
+    run.add_argument(
+        "--new-state", action="store_true",
+        help="start a new ledger where the old one is missing or empty (it was lost: counts restart at 0 and logs "
+        "are read again from their start positions; a pseudonym key still there is kept). Refused over an intact ledger",
+    )
 
     collect = sub.add_parser(
         "collect", help="run every collector once and print what it saw",
@@ -136,7 +142,7 @@ def dispatch(args: argparse.Namespace, out: TextIO, early: EarlySignals | None =
     if args.command == "run":
         from normagent.agent import run_agent
 
-        return run_agent(args.config, early.received if early is not None else ())
+        return run_agent(args.config, early.received if early is not None else (), new_state=args.new_state)
     if args.command == "check-config":
         return check_config(args.path, out)
     if args.command == "collect":

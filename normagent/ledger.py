@@ -12,12 +12,22 @@ source positions consistent: nothing lost, nothing counted twice.
 Scrapes never touch the database: after each commit the ledger updates an in-memory mirror, and
 ``snapshot()`` hands out an immutable copy of it.
 
+Bad luck it survives with a clear word (a ``StateError``, never a silent new start or a raw SQLite
+message): a full state filesystem (``DiskFull``: nothing of the failed commit is stored, the next
+commit after space returns stores it all; the WAL is kept small, so that a small filesystem is not
+filled by the WAL alone), and a ledger that is gone (``StateLost``): a marker file beside the
+ledger (``ledger.id``) makes a missing or empty ledger where one existed an error instead of a new
+ledger, and a ledger deleted while open is noticed before the next commit.
+
 Must not import exposition, scheduler, agent, cli or plugins.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import sqlite3
 import threading
 import uuid
@@ -29,7 +39,7 @@ from types import MappingProxyType
 from typing import Any
 
 from normagent.clock import Clock, SystemClock
-from normagent.errors import StateError
+from normagent.errors import DiskFull, StateError, StateLost
 from normagent.model import (
     Batch,
     Checkpoint,
@@ -45,6 +55,50 @@ from normagent.model import (
 
 Labels = tuple[tuple[str, str], ...]
 SeriesKey = tuple[str, Labels]  # (metric, sorted label pairs)
+
+# SQLite's WAL grows until a checkpoint copies it into the database; with SQLite's defaults (a
+# checkpoint at 1000 pages, no size limit) it reaches 4 MiB and keeps that size. On a small state
+# filesystem the WAL alone fills it, and a full filesystem cannot take the checkpoint that would
+# empty the WAL: every commit fails from then on, even after a restart. So a checkpoint runs after
+# every commit that leaves WAL_CHECKPOINT_PAGES pages or more in the WAL (a big commit triggers one
+# at once), and when the WAL starts over its file is cut back to WAL_SIZE_LIMIT bytes. The cost:
+# a checkpoint (one more fsync) every few dozen commits; see bench/README.md.
+WAL_CHECKPOINT_PAGES = 64
+WAL_SIZE_LIMIT = 256 * 1024
+
+MARKER_SUFFIX = ".id"  # ledger.db → ledger.id: written beside the ledger, proof that one existed
+MARKER_NOTE = (
+    "normagent writes this file beside its ledger. While it exists, a missing or empty ledger is an "
+    "error, not a fresh start (a new ledger would count every log again from its start position). To "
+    "start afresh on purpose: normagent run --new-state, or remove the whole state directory."
+)
+FRESH_START_HINT = (
+    "restore the ledger from a backup, or start afresh on purpose with `normagent run --new-state` "
+    "(keeps the pseudonym key if it is still there) or by removing the whole state directory"
+)
+
+# SQLite result codes (primary, the low byte) that say the environment failed the ledger (space,
+# I/O, permissions, damage, another process), not normagent's SQL: they become StateErrors with a
+# message, where a traceback would help no one.
+_ENVIRONMENT_CODES = frozenset(
+    {
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_PROTOCOL,
+    }
+)
+# SQLite reports ENOSPC from write() as SQLITE_FULL, but from fsync(), ftruncate() or the growth of
+# the -shm file as one of the SQLITE_IOERR_* codes: with less free space than this, those are a full
+# disk too.
+_NEARLY_FULL_BYTES = 1024 * 1024
 
 SCHEMA_VERSION = 1
 MIGRATIONS: tuple[str, ...] = (
@@ -186,29 +240,76 @@ class Ledger:
         self._mirror = _Mirror()
         self._snapshot: Snapshot | None = None
         self.host_id = ""
+        self.created_at = ""
+        self.created = False  # this open created the ledger
+        self._identity = (0, 0)  # (st_dev, st_ino) of the file opened at ``path``
+        self._lost: str | None = None
 
     # ---------------------------------------------------------------------------------------
     # opening and closing
 
     @classmethod
-    def open(cls, path: Path, *, clock: Clock | None = None, metrics: Iterable[MetricSpec] = ()) -> Ledger:
+    def open(
+        cls,
+        path: Path,
+        *,
+        clock: Clock | None = None,
+        metrics: Iterable[MetricSpec] = (),
+        witnesses: Iterable[Path] = (),
+        new_state: bool = False,
+    ) -> Ledger:
         """Open (creating and migrating if needed) the ledger at ``path``.
 
+        A ledger that existed at ``path`` and is missing or empty now is an error, not a new
+        ledger: the marker written beside it (``ledger.id``), a ``-wal`` file left behind or one
+        of ``witnesses`` prove that it existed.
+
+        Args:
+            witnesses: Files that are created together with the ledger (the pseudonym key): while
+                one exists, the ledger must exist too.
+            new_state: Start a new ledger on purpose where the old one is lost (``normagent run
+                --new-state``). Refused where the ledger is intact, so that the option cannot be
+                left in a unit file, where it would turn this protection off for good.
+
         Raises:
+            StateLost: the ledger is missing or empty where one existed, or is not the one
+                created here (its marker names another), and ``new_state`` is not given.
+            DiskFull: the state filesystem has no room to open or create the ledger.
             StateError: the directory cannot be created, the file is not a normagent ledger, is
-                damaged, or was written by a newer normagent.
+                damaged, or was written by a newer normagent; ``new_state`` over an intact ledger.
         """
+        existed = _has_content(path)
+        if not existed:
+            evidence = _evidence_of_a_ledger(path, witnesses)
+            if evidence and not new_state:
+                state = "empty" if path.exists() else "missing"
+                raise StateLost(
+                    f"{path} is {state}, but a ledger existed here ({'; '.join(evidence)}). Its counts and read "
+                    f"positions are gone, and a new ledger would count every log again from its start position: "
+                    f"{FRESH_START_HINT}"
+                )
+            if new_state:
+                _set_aside_leftovers(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
-            raise StateError(f"{path}: cannot open the ledger: {exc}") from exc
+            raise _state_error(exc, path, "cannot open the ledger", _START_AGAIN) from exc
         ledger = cls(conn, path, clock or SystemClock())
         try:
+            ledger._identity = _identity(path)
             ledger._prepare()
+            ledger._check_marker(new_state=new_state, existed=existed)
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise StateError(f"{path}: not a usable normagent ledger ({exc}); move it aside to start afresh") from exc
+            if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+                raise StateError(
+                    f"{path}: not a usable normagent ledger ({exc}); move it aside and {FRESH_START_HINT}"
+                ) from exc
+            raise _state_error(exc, path, "cannot open the ledger", _START_AGAIN) from exc
+        except OSError as exc:
+            conn.close()
+            raise _state_error(exc, path, "cannot open the ledger", _START_AGAIN) from exc
         except StateError:
             conn.close()
             raise
@@ -220,6 +321,8 @@ class Ledger:
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed batch survives power loss; NORMAL may lose the last commits.
         conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         conn.execute("PRAGMA foreign_keys=ON")
         if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             raise StateError(f"{self.path}: the ledger is damaged (PRAGMA quick_check failed)")
@@ -228,16 +331,16 @@ class Ledger:
             raise StateError(
                 f"{self.path}: ledger schema {version} was written by a newer normagent (this one knows {SCHEMA_VERSION})"
             )
+        self.created = version == 0
         for target in range(version + 1, SCHEMA_VERSION + 1):
             self._migrate(target)
-        row = conn.execute("SELECT value FROM meta WHERE key = 'host_id'").fetchone()
-        self.host_id = row[0]
+        meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('host_id', 'created_at')").fetchall())
+        self.host_id = meta["host_id"]
+        self.created_at = meta.get("created_at", "")
         self._load_mirror()
 
     def _migrate(self, target: int) -> None:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as conn:
             for statement in MIGRATIONS[target - 1].split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -245,10 +348,34 @@ class Ledger:
                 conn.execute("INSERT INTO meta (key, value) VALUES ('host_id', ?)", (uuid.uuid4().hex,))
                 conn.execute("INSERT INTO meta (key, value) VALUES ('created_at', ?)", (self._clock.now().isoformat(),))
             conn.execute(f"PRAGMA user_version = {target}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+
+    def _check_marker(self, *, new_state: bool, existed: bool) -> None:
+        """Write the marker beside a new ledger; refuse a ledger that is not the one created here."""
+        marker = _read_marker(_marker_path(self.path))
+        if marker is not None and marker.get("host_id") == self.host_id:
+            if new_state and existed:
+                raise StateError(
+                    f"--new-state: {self.path} holds an intact ledger (created {self.created_at}); there is "
+                    "nothing to start afresh from. Start without --new-state; to discard this ledger on "
+                    "purpose, stop the agent and remove the whole state directory"
+                )
+            return
+        if marker is not None and not new_state:
+            raise StateLost(
+                f"{self.path} is not the ledger that was created here: {_marker_path(self.path).name} names ledger "
+                f"{marker.get('host_id')} (created {marker.get('created_at')}), this one is {self.host_id} "
+                f"(created {self.created_at}); the original's counts and read positions are gone: {FRESH_START_HINT}"
+            )
+        if marker is None and new_state and existed:
+            raise StateError(
+                f"--new-state: {self.path} holds an intact ledger (created {self.created_at}); there is nothing "
+                "to start afresh from. Start without --new-state"
+            )
+        self._write_marker()
+
+    def _write_marker(self) -> None:
+        body = {"host_id": self.host_id, "created_at": self.created_at, "ledger": self.path.name, "note": MARKER_NOTE}
+        _write_atomically(_marker_path(self.path), (json.dumps(body, indent=2) + "\n").encode())
 
     def _load_mirror(self) -> None:
         mirror = _Mirror()
@@ -273,6 +400,107 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # ---------------------------------------------------------------------------------------
+    # a state directory that vanishes
+
+    def lost(self) -> str | None:
+        """Why the ledger this object has open is no longer at its path, or None while it is.
+
+        SQLite goes on writing to a deleted file without a word; whatever is committed there is
+        gone when the agent stops, and the next start would find no ledger. Checked before every
+        write (one ``stat``) and by the agent every few seconds. Once lost, always lost: this
+        object stores nothing more (``StateLost``), even if a file appears at the path again.
+        """
+        if self._lost is None:
+            self._lost = _why_lost(self.path, self._identity)
+        return self._lost
+
+    def rescue(self) -> Path:
+        """Write the ledger this object still has open to disk again, after it was lost there.
+
+        The copy is consistent (SQLite's online backup, in one read transaction) and holds every
+        commit, since nothing is committed after the loss is noticed. It goes to the ledger's own
+        path when that is free, with a new marker, so that a restart continues exactly where the
+        counting stopped; never over a file someone put there since (then beside it, as
+        ``<name>.rescued-<time>``).
+
+        Returns:
+            Where the copy is.
+
+        Raises:
+            DiskFull, StateError: it could not be written.
+        """
+        with self._lock:
+            folder = self.path.parent
+            tmp = folder / f".{self.path.name}.rescue-{os.getpid()}.tmp"
+            try:
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                copy = sqlite3.connect(tmp, isolation_level=None)
+                try:
+                    self._conn.backup(copy)
+                finally:
+                    copy.close()
+                fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                target = self.path
+                if not target.exists():
+                    # The -wal of the lost file must not be replayed into the copy (it is ours, or
+                    # older still; the copy holds every commit).
+                    _set_aside_leftovers(target)
+                try:
+                    os.link(tmp, target)  # never over a file that appeared at the path since
+                except FileExistsError:
+                    stamp = self._clock.now().strftime("%Y%m%dT%H%M%SZ")
+                    target = folder / f"{self.path.name}.rescued-{stamp}"
+                    os.link(tmp, target)
+                os.unlink(tmp)
+                if target == self.path:
+                    self._write_marker()
+                _fsync_dir(folder)
+            except (OSError, sqlite3.Error) as exc:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise _state_error(exc, self.path, "cannot rescue the ledger", _RESCUE_AGAIN) from exc
+            return target
+
+    # ---------------------------------------------------------------------------------------
+    # transactions
+
+    @contextlib.contextmanager
+    def _transaction(self, doing: str = "cannot write the ledger") -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any error, SQLite's own turned into StateErrors.
+
+        Raises:
+            StateLost: the ledger was deleted or replaced under this object.
+            DiskFull: the state filesystem is full; nothing of the transaction is stored.
+            StateError: SQLite failed for another reason of the environment (I/O, locks, damage).
+        """
+        why = self.lost()
+        if why is not None:
+            raise StateLost(f"{why}; nothing more is stored in the ledger this agent has open: {FRESH_START_HINT}")
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # SQLite ends the transaction itself after some errors (SQLITE_FULL, SQLITE_IOERR,
+                # RAISE(ROLLBACK)); a ROLLBACK then fails with "no transaction is active" and would
+                # hide the error that matters.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF not in _ENVIRONMENT_CODES:
+                raise  # normagent's own mistake: the traceback is what helps
+            raise _state_error(exc, self.path, doing) from exc
 
     # ---------------------------------------------------------------------------------------
     # declarations
@@ -310,7 +538,9 @@ class Ledger:
         Raises:
             ValueError: an observation names an undeclared metric or wrong labels, or an
                 observation of an unknown type; nothing of the batch is stored.
-            sqlite3.Error: the database failed; nothing of the batch is stored.
+            DiskFull: the state filesystem is full; nothing of the batch is stored.
+            StateLost: the ledger was deleted or replaced under this object; nothing is stored.
+            StateError: SQLite failed for another reason of the environment; nothing is stored.
         """
         counts: dict[SeriesKey, float] = {}
         gauges: dict[str, dict[Labels, float]] = {}
@@ -341,9 +571,7 @@ class Ledger:
         with self._lock:
             now = self._clock.now().timestamp()
             hour = int(now // 3600)
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction(f"cannot store a batch of {collector}") as conn:
                 for (metric, labels), value in counts.items():
                     lj = _labels_json(labels)
                     conn.execute(
@@ -388,10 +616,6 @@ class Ledger:
                             "INSERT OR REPLACE INTO checkpoints (collector, key, value, updated_at) VALUES (?, ?, ?, ?)",
                             (collector, cp.key, json.dumps(cp.value, separators=(",", ":")), now),
                         )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             # Only now, with the transaction durable, does the world see the new values.
             mirror = self._mirror
             for key, value in counts.items():
@@ -405,7 +629,14 @@ class Ledger:
                 self._snapshot = None
 
     def record_run(self, outcome: RunOutcome) -> None:
-        """Store how a collector's run ended (health, not observations: no checkpoint involved)."""
+        """Store how a collector's run ended (health, not observations: no checkpoint involved).
+
+        The health is exported from memory even when it cannot be stored (a full disk is exactly
+        when ``normagent_collector_up`` must say 0); only its copy on disk then lags behind.
+
+        Raises:
+            DiskFull, StateError: the health could not be stored (it is exported all the same).
+        """
         with self._lock:
             previous = self._mirror.runs.get(outcome.collector)
             started = outcome.started_at.timestamp()
@@ -419,33 +650,38 @@ class Ledger:
                 runs=(previous.runs if previous else 0) + 1,
                 failures=(previous.failures if previous else 0) + (0 if outcome.ok else 1),
             )
-            self._conn.execute(
-                "INSERT OR REPLACE INTO collector_runs "
-                "(collector, started_at, duration, ok, reason, last_success, runs, failures) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (state.collector, started, state.duration, int(state.up), state.reason, state.last_success, state.runs, state.failures),
-            )
             self._mirror.runs[outcome.collector] = state
             self._snapshot = None
+            if self.lost() is not None:
+                return  # nowhere to store it; the loss itself is reported by commits and the agent
+            with self._transaction(f"cannot store the health of {outcome.collector}") as conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO collector_runs "
+                    "(collector, started_at, duration, ok, reason, last_success, runs, failures) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (state.collector, started, state.duration, int(state.up), state.reason, state.last_success, state.runs, state.failures),
+                )
 
     def prune(self, before: datetime) -> int:
-        """Forget hourly counter buckets, rollups and events older than ``before``; counters stay."""
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                removed = conn.execute("DELETE FROM counter_hours WHERE hour < ?", (int(before.timestamp() // 3600),)).rowcount
-                removed += conn.execute("DELETE FROM rollups WHERE day < ?", (before.date().isoformat(),)).rowcount
-                removed += conn.execute("DELETE FROM events WHERE at < ?", (before.timestamp(),)).rowcount
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            return removed
+        """Forget hourly counter buckets, rollups and events older than ``before``; counters stay.
+
+        Raises:
+            DiskFull, StateLost, StateError: nothing was pruned.
+        """
+        with self._lock, self._transaction("cannot prune the ledger") as conn:
+            removed: int = conn.execute("DELETE FROM counter_hours WHERE hour < ?", (int(before.timestamp() // 3600),)).rowcount
+            removed += conn.execute("DELETE FROM rollups WHERE day < ?", (before.date().isoformat(),)).rowcount
+            removed += conn.execute("DELETE FROM events WHERE at < ?", (before.timestamp(),)).rowcount
+        return removed
 
     def forget_gauges(self, collector: str) -> None:
-        """Drop a collector's gauges (it was disabled or removed: its last values are no longer true)."""
+        """Drop a collector's gauges (it was disabled or removed: its last values are no longer true).
+
+        Raises:
+            DiskFull, StateLost, StateError: the gauges stay.
+        """
         with self._lock:
-            self._conn.execute("DELETE FROM gauges WHERE collector = ?", (collector,))
+            with self._transaction(f"cannot forget the gauges of {collector}") as conn:
+                conn.execute("DELETE FROM gauges WHERE collector = ?", (collector,))
             self._mirror.gauges = {k: v for k, v in self._mirror.gauges.items() if v[1] != collector}
             self._snapshot = None
 
@@ -558,3 +794,145 @@ def _min_time(a: datetime | None, b: datetime | None) -> datetime | None:
 
 def _max_time(a: datetime | None, b: datetime | None) -> datetime | None:
     return b if a is None else a if b is None else max(a, b)
+
+
+# -------------------------------------------------------------------------------------------
+# files beside the ledger, and errors of the environment
+
+_START_AGAIN = "nothing was changed, and the agent can start once there is room"
+_RESCUE_AGAIN = "the agent tries again every few seconds; what it counted is lost if it stops first"
+
+
+def _marker_path(path: Path) -> Path:
+    return path.with_suffix(MARKER_SUFFIX)
+
+
+def _leftovers(path: Path) -> list[Path]:
+    return [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+
+
+def _has_content(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True  # cannot tell: opening it will say what is wrong
+
+
+def _read_marker(marker: Path) -> dict[str, Any] | None:
+    """The marker's fields; a marker that cannot be read or parsed still says a ledger existed."""
+    try:
+        text = marker.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        return {"host_id": None, "created_at": None, "error": str(exc)}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    return value if isinstance(value, dict) else {"host_id": None, "created_at": None, "error": "not a marker"}
+
+
+def _evidence_of_a_ledger(path: Path, witnesses: Iterable[Path]) -> list[str]:
+    """What shows that a ledger existed at ``path`` (which is missing or empty now)."""
+    found = []
+    marker = _read_marker(_marker_path(path))
+    if marker is not None:
+        found.append(
+            f"{_marker_path(path).name} records ledger {marker.get('host_id')} created {marker.get('created_at')}"
+        )
+    wal = _leftovers(path)[0]
+    if _has_content(wal):
+        found.append(f"{wal.name} is left without its database")
+    found += [f"{w.name} exists, and it is created together with the ledger" for w in witnesses if w.exists()]
+    return found
+
+
+def _set_aside_leftovers(path: Path) -> None:
+    """Before a new ledger starts where one was lost: a -wal file left there must not be replayed into it."""
+    for leftover in _leftovers(path):
+        if leftover.exists():
+            leftover.replace(leftover.with_name(leftover.name + ".lost"))
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
+def _why_lost(path: Path, identity: tuple[int, int]) -> str | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return f"{path} was deleted (or its directory was) while the agent had it open"
+    except OSError:
+        return None  # cannot tell (a permission changed under us): the next write will say more
+    if (st.st_dev, st.st_ino) != identity:
+        return f"{path} was replaced by another file while the agent had it open"
+    if st.st_size == 0:
+        return f"{path} was emptied while the agent had it open"
+    return None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write a small file so that a crash leaves the old one or the new one, never a part."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _state_error(
+    exc: BaseException,
+    path: Path,
+    doing: str,
+    then: str = "nothing of it was stored, and it is all stored once there is room",
+) -> StateError:
+    """The StateError to raise for an OSError or a SQLite error of the environment: disk full said plainly.
+
+    Args:
+        doing: What failed, as in "cannot store a batch of access.logins".
+        then: What a full disk means for it, after "free some space there;".
+    """
+    free = _free_bytes(path.parent)
+    if isinstance(exc, sqlite3.Error):
+        code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+        full = code == sqlite3.SQLITE_FULL or (
+            code == sqlite3.SQLITE_IOERR and free is not None and free < _NEARLY_FULL_BYTES
+        )
+        detail = f"{exc} ({getattr(exc, 'sqlite_errorname', 'SQLITE_ERROR')})"
+    else:
+        full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        detail = str(exc)
+    if full:
+        room = f"{free:,} bytes free" if free is not None else "no room"
+        return DiskFull(f"{path}: {doing}: the state filesystem is full ({room}); free some space there; {then}")
+    return StateError(f"{path}: {doing}: {detail}")

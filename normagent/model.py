@@ -724,7 +724,9 @@ class RunOutcome:
         started_at: Wall time the run began.
         duration: Seconds the run took (up to the moment it was abandoned, for a timeout).
         ok: True for success, including ``NoData``.
-        reason: Why it failed: an exception's class name, ``"timeout"``, ``"probe"``.
+        reason: Why it failed: an exception's class name, ``"timeout"``, ``"probe"``, or, when the
+            ledger could not store the run's batches, ``"disk_full"``, ``"state_lost"`` or
+            ``"state_error"``.
         note: A ``NoData`` or probe explanation, for the log.
         batches: Batches committed during the run.
     """
