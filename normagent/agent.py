@@ -31,8 +31,10 @@ import structlog
 from normagent import __version__, systemd
 from normagent.clock import Clock, SystemClock
 from normagent.config import Config, Section, find_config_path, load_config
+from normagent.deviations import Deviations, DeviationSettings, check_rule, validate_deviations
 from normagent.errors import ConfigError, NormagentError
 from normagent.exposition import HEALTH_METRICS, ExpositionView, MetricsApp
+from normagent.forward import ATTEMPTS, DEAD_LETTERS, metrics_for
 from normagent.ledger import Ledger
 from normagent.loader import Plugins, build_plugins
 from normagent.log import configure_logging
@@ -57,6 +59,7 @@ def sections() -> dict[str, Section]:
     return {
         "web": Section(WebSettings, check=validate_web),
         "syslog": Section(SyslogSettings, check=validate_syslog, optional=True),
+        "deviations": Section(DeviationSettings, check=validate_deviations),
     }
 
 
@@ -67,7 +70,7 @@ def plugins_factory(settings: Any) -> Plugins:
 
 def read_config(path: Path | None, factory: Callable[[Any], Plugins] = plugins_factory) -> tuple[Config, Plugins]:
     """Find and validate the configuration (``ConfigError`` lists every problem)."""
-    return load_config(find_config_path(path), plugins_for=factory, sections=sections())
+    return load_config(find_config_path(path), plugins_for=factory, sections=sections(), rule_check=check_rule)
 
 
 @dataclass
@@ -99,6 +102,7 @@ class Agent:
         self._host = PsutilHost()
         self._snmp = LazySnmpClient()
         self._pseudonymise: Pseudonymiser | None = None
+        self._deviations: Deviations | None = None
 
     # -------------------------------------------------------------------------------------------
 
@@ -121,6 +125,9 @@ class Agent:
                 self._syslog.start()
             setup = self._prepare(config, plugins)
             self._setup = setup
+            # The engine goes into the ledger before the first collector commits anything.
+            self._deviations = Deviations(config, plugins, ledger, self._clock, __version__)
+            self._deviations.start()
             self._server = start_server(config.sections["web"], MetricsApp(ledger.snapshot, self._view, self._http_stats), self.healthy)
             self._scheduler = Scheduler(setup.jobs, ledger=ledger, context_for=self._context, clock=self._clock)
             self._scheduler_thread = threading.Thread(target=self._scheduler.run, args=(self._stop,), name="scheduler", daemon=True)
@@ -136,6 +143,8 @@ class Agent:
             listen=self._server.address,
             collectors=[job.name for job in setup.jobs],
             disabled=dict(setup.disabled),
+            rules=len(self._deviations.engine.rules) if self._deviations else 0,
+            forwarders=self._deviations.forwarders if self._deviations else [],
             plugin_problems=[str(p) for p in plugins.problems],
         )
         systemd.notify("READY=1", f"STATUS=collecting with {len(setup.jobs)} collectors")
@@ -155,7 +164,8 @@ class Agent:
             if watchdog and self.healthy():
                 systemd.notify("WATCHDOG=1")
             if self._clock.monotonic() >= next_prune and self._ledger and self._setup:
-                removed = self._ledger.prune(self._clock.now() - self._setup.config.agent.retention)
+                cut = self._clock.now() - self._setup.config.agent.retention
+                removed = self._ledger.prune(cut) + self._ledger.prune_deviations(cut)
                 if removed:
                     log.info("ledger_pruned", rows=removed)
                 next_prune = self._clock.monotonic() + PRUNE_EVERY.total_seconds()
@@ -212,9 +222,18 @@ class Agent:
             if now is None or now.settings != job.settings:
                 self._ledger_or_fail().forget_gauges(name)
         self._setup = setup
+        self._restart_deviations(config, plugins)
         self._scheduler.replace_jobs(setup.jobs)
         log.info("config_reloaded", config=str(config.path or "built-in defaults"), collectors=[j.name for j in setup.jobs])
         systemd.notify("READY=1", f"STATUS=collecting with {len(setup.jobs)} collectors")
+
+    def _restart_deviations(self, config: Config, plugins: Plugins) -> None:
+        """New rules and forwarders: the old workers stop (what they did not deliver stays in the
+        outbox for the new ones), and the new engine replaces the old in the ledger at once."""
+        if self._deviations is not None:
+            self._deviations.stop()
+        self._deviations = Deviations(config, plugins, self._ledger_or_fail(), self._clock, __version__)
+        self._deviations.start()
 
     def _restart_syslog(self, config: Config) -> None:
         """Apply changed [syslog] settings: the old receiver stops (its spool stays), a new one starts."""
@@ -267,6 +286,9 @@ class Agent:
         if self._syslog is not None:
             self._syslog.stop()
             self._syslog = None
+        if self._deviations is not None:
+            self._deviations.stop()
+            self._deviations = None
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
@@ -308,13 +330,17 @@ class Agent:
                 log.warning("collector_advice", collector=name, key=advice.key, advice=advice.message)
             jobs.append(job)
         metrics = {m.name: m for spec in specs.values() for m in spec.metrics}
+        forwarders = [name for name, fc in config.forwarders.items() if fc.enabled]
+        # The forwarders' counters are ledger counters, with a zero series per configured forwarder.
+        metrics.update({m.name: m for m in metrics_for(forwarders) if m.name in (ATTEMPTS.name, DEAD_LETTERS.name)})
         ledger = self._ledger_or_fail()
         ledger.declare(metrics.values())
         ledger.declare(HEALTH_METRICS)
         failed = plugins.failed()
         # Plugins disabled on purpose are not exported; loaded and broken ones are.
         plugin_up = {i.name: i.name not in failed for i in plugins.infos if i.loaded or i.name in failed}
-        view = ExpositionView(metrics=metrics, collectors=[j.name for j in jobs], plugins=plugin_up, version=__version__)
+        view = ExpositionView(metrics=metrics, collectors=[j.name for j in jobs], plugins=plugin_up, version=__version__,
+                              forwarders=forwarders)
         return Setup(config, plugins, jobs, view, disabled)
 
     def _probe(self, job: Job) -> str | None:

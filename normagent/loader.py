@@ -34,6 +34,10 @@ log = structlog.get_logger(__name__)
 
 ENTRY_POINT_GROUP = "normagent"
 BUILTIN_PLUGINS: tuple[str, ...] = (
+    "normagent.forward.webhook",
+    "normagent.forward.alertmanager",
+    "normagent.forward.smtp",
+    "normagent.forward.file",
     "normagent.plugins.system",
     "normagent.plugins.access",
     "normagent.plugins.edi",
@@ -66,8 +70,11 @@ class PluginInfo:
 
 
 def _short_name(module_name: str) -> str:
-    prefix = "normagent.plugins."
-    return module_name[len(prefix) :] if module_name.startswith(prefix) else module_name
+    """``normagent.plugins.access`` → ``access``; the builtin forwarders ``normagent.forward.smtp`` → ``forward.smtp``."""
+    for prefix in ("normagent.plugins.", "normagent."):
+        if module_name.startswith(prefix):
+            return module_name[len(prefix) :]
+    return module_name
 
 
 def _normagent_version() -> str:

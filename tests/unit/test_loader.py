@@ -131,7 +131,9 @@ def test_disabled_plugins_do_not_load() -> None:
 def test_builtin_plugins_load_without_problems() -> None:
     loaded = build_plugins(entry_points_enabled=False)
     assert loaded.problems == []
-    assert {i.name for i in loaded.infos} == {"system", "access", "edi"}
+    assert {i.name for i in loaded.infos} == {
+        "system", "access", "edi", "forward.webhook", "forward.alertmanager", "forward.smtp", "forward.file"
+    }
 
 
 def test_every_offer_kind_is_gathered_with_its_plugin() -> None:
