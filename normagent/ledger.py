@@ -634,6 +634,10 @@ class Ledger:
             self._changed(stats)
             return count
 
+    def read_view(self) -> RuleView:
+        """The rules' view of what is committed, for reading only (``normagent rules test``)."""
+        return RuleView(self._conn, self)
+
     def preview_rules(self, evaluator: Evaluator, at: datetime) -> tuple[list[Transition], dict[str, Candidate]]:
         """What ``evaluator`` would change at ``at``, and the open candidates it starts from; stores nothing."""
         with self._lock:

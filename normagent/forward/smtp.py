@@ -173,8 +173,22 @@ class EmailSender:
                 smtp.starttls(context=self._context())
                 smtp.ehlo()
         if s.username:
-            smtp.login(s.username, self._password)
+            self._login(smtp)
         return smtp
+
+    def _login(self, smtp: smtplib.SMTP) -> None:
+        """AUTH PLAIN when offered (inside TLS it is the standard), else what smtplib picks.
+
+        smtplib's ``login()`` tries every mechanism the server offers in turn after a refusal;
+        some servers close or stall on the second try, so a wrong password would look like an
+        unreachable server instead of what it is."""
+        smtp.ehlo_or_helo_if_needed()
+        offered = smtp.esmtp_features.get("auth", "").upper().split()
+        if "PLAIN" in offered:
+            smtp.user, smtp.password = self._settings.username, self._password
+            smtp.auth("PLAIN", smtp.auth_plain)
+        else:
+            smtp.login(self._settings.username, self._password)
 
     def send(self, delivery: Delivery) -> None:
         import smtplib
