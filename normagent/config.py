@@ -543,13 +543,15 @@ class _Walker:
                 if missing:
                     continue
             else:
-                for key in SITE_RULE_KEYS:
-                    if getattr(value, key) is not None:
-                        self.problem(
-                            (*path, key),
-                            f"{key} says what the default rule {name} is and cannot be changed; "
-                            "write a rule of your own under another name (and disable this one)",
-                        )
+                redefined = [key for key in SITE_RULE_KEYS if getattr(value, key) is not None]
+                for key in redefined:
+                    self.problem(
+                        (*path, key),
+                        f"{key} says what the default rule {name} is and cannot be changed; "
+                        "write a rule of your own under another name (and disable this one)",
+                    )
+                if redefined:
+                    continue
             if self.rule_check is not None and value.enabled:
                 bad = False
                 for key, message in self.rule_check(name, value, plugins):
