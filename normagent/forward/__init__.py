@@ -159,9 +159,11 @@ class Worker:
         self.failures = 0  # in a row
         self._paused_until = 0.0  # monotonic
         self._next_sweep = 0.0
-        self._next_refresh = 0.0
         refresh = route.spec.refresh(route.config.settings) if route.spec.refresh is not None else None
         self._refresh_every = refresh.total_seconds() if refresh else None
+        # The first re-post falls due one interval after start: what was delivered before a restart
+        # was given an endsAt of 4 intervals.
+        self._next_refresh = clock.monotonic() + (self._refresh_every or 0.0)
 
     @property
     def name(self) -> str:

@@ -91,7 +91,8 @@ def alert(document: dict[str, Any] | Any, settings: AlertmanagerSettings, now: d
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    # Milliseconds: each re-post moves endsAt on, even two within one second.
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class AlertmanagerSender:

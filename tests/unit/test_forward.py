@@ -207,7 +207,7 @@ def test_alertmanager_alert_shape() -> None:
     got = alert(document, AlertmanagerSettings(url="http://x", labels={"site": "s"}), now)
     assert got["labels"] == {"source": "sshd", "site": "s", "alertname": "test.events", "severity": "warning",
                              "section": "Driftsstatus", "normagent_host": "abc", "location": "Kjelleren"}
-    assert got["endsAt"] == "2026-11-23T07:05:00Z" and got["startsAt"] == "2026-11-23T07:00:00Z"
+    assert got["endsAt"] == "2026-11-23T07:05:00.000Z" and got["startsAt"] == "2026-11-23T07:00:00Z"
     resolved = alert({**document, "state": "resolved", "resolved_at": "2026-11-23T07:30:00Z"}, AlertmanagerSettings(url="http://x"), now)
     assert resolved["endsAt"] == "2026-11-23T07:30:00Z"
 
