@@ -254,7 +254,7 @@ def rules_test(config: Config, plugins: Plugins, at: str | None, names: list[str
     return 1 if failed else 0
 
 
-def rules_export(config: Config, plugins: Plugins, out: TextIO, err: TextIO = sys.stderr) -> int:
+def rules_export(config: Config, plugins: Plugins, out: TextIO, err: TextIO | None = None) -> int:
     from normagent.deviations import configured_rules, metric_kinds
     from normagent.rules import prometheus_rules
 
@@ -262,7 +262,7 @@ def rules_export(config: Config, plugins: Plugins, out: TextIO, err: TextIO = sy
     text, skipped = prometheus_rules(active, metric_kinds(plugins))
     out.write(text)
     if skipped:
-        print(f"normagent: left out (they read rollups or events only the ledger keeps): {', '.join(skipped)}", file=err)
+        print(f"normagent: left out (they read rollups or events only the ledger keeps): {', '.join(skipped)}", file=err or sys.stderr)
     return 0
 
 

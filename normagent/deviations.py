@@ -68,9 +68,10 @@ def rule_metrics(plugins: Plugins) -> dict[str, tuple[str, ...]]:
     return found
 
 
-def metric_kinds(plugins: Plugins) -> dict[str, str]:
-    kinds: dict[str, str] = {name: spec.kind for name, spec in plugins.metrics().items()}
-    kinds.update({name: "gauge" for name in HEALTH_GAUGES})
+def metric_kinds(plugins: Plugins) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Every metric a rule may watch → (kind, labels), for ``rules.prometheus_rules``."""
+    kinds: dict[str, tuple[str, tuple[str, ...]]] = {name: (spec.kind, spec.labels) for name, spec in plugins.metrics().items()}
+    kinds.update({name: ("gauge", ("collector",)) for name in HEALTH_GAUGES})
     return kinds
 
 

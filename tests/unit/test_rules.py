@@ -305,9 +305,9 @@ def test_rule_problems_name_the_key() -> None:
 def test_prometheus_export_skips_what_only_the_ledger_keeps() -> None:
     rollup = RuleSpec(name="test.per_key", watch="rollup:failed", comparison=">=", threshold=1, window=timedelta(days=1),
                       group_by=("key",), summary="{key}", section="Driftsstatus")
-    text, skipped = prometheus_rules([complete(BURST, HOLD), complete(rollup, HOLD)], {FAILED.name: "counter"})
+    text, skipped = prometheus_rules([complete(BURST, HOLD), complete(rollup, HOLD)], {FAILED.name: ("counter", ("source",))})
     assert skipped == ["test.per_key"]
-    assert 'expr: "sum by (source) (increase(normagent_test_failed_total[1h])) >= 5"' in text
+    assert 'expr: "increase(normagent_test_failed_total[1h]) >= 5"' in text
     assert "keep_firing_for: 10m" in text
 
 
