@@ -329,3 +329,17 @@ def test_rollup_days_outside_the_window_do_not_count(ledger: Ledger, clock: Fake
     old = clock.now() - timedelta(days=3)
     ledger.commit("c", Batch([Rollup("failed", date.fromordinal(old.date().toordinal()), "k", 50, old, old)]))
     assert states(ledger) == []
+
+
+def test_a_candidate_change_and_its_outbox_rows_are_stored_together_or_not_at_all(ledger: Ledger) -> None:
+    """The outbox refuses a row (a trigger stands in for bad luck): the firing candidate is not
+    stored either, while the batch's own counts are; the next evaluation stores both."""
+    engine_for(ledger, BURST)
+    ledger._conn.execute("CREATE TEMP TRIGGER refuse BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'outbox refused'); END")
+    ledger.commit("c", Batch([Count(FAILED.name, {"source": "sshd"}, 9)]))
+    assert ledger.counter_value(FAILED.name, {"source": "sshd"}) == 9
+    assert ledger.candidates() == [] and ledger.due_deliveries("hook") == []
+    ledger._conn.execute("DROP TRIGGER refuse")
+    ledger.evaluate_rules()
+    assert states(ledger) == [("test.burst", "firing", (("source", "sshd"),))]
+    assert outbox(ledger) == [("firing", "test.burst")]
