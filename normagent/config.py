@@ -198,6 +198,7 @@ class ForwarderCommon:
         retry_min: Wait before the first retry of a failed delivery; doubled after each further failure (with jitter).
         retry_max: The longest wait between two attempts.
         dead_letter_after: A change not delivered after this long becomes a dead letter: kept, counted and shown, no longer tried.
+        parallel: Deliveries in flight at once (changes of one candidate are always sent one after the other); default: the kind's (4 for webhook and alertmanager, 1 for email and file).
     """
 
     kind: str = ""
@@ -205,6 +206,7 @@ class ForwarderCommon:
     retry_min: timedelta = field(default=timedelta(seconds=1), metadata={"min": timedelta(milliseconds=10), "max": timedelta(hours=1)})
     retry_max: timedelta = field(default=timedelta(minutes=5), metadata={"min": timedelta(seconds=1), "max": timedelta(days=1)})
     dead_letter_after: timedelta = field(default=timedelta(days=7), metadata={"min": timedelta(minutes=1), "max": timedelta(days=400)})
+    parallel: int | None = field(default=None, metadata={"min": 1, "max": 32})
 
 
 @dataclass(frozen=True, slots=True)

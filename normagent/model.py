@@ -868,6 +868,9 @@ class ForwarderSpec:
             log line, never a reason not to start.
         refresh: Re-post firing candidates this often (Alertmanager forgets an alert after the
             ``endsAt`` it was given); None: never.
+        parallel: Deliveries that may be in flight at once, each on a sender of its own (a
+            receiver's round trip then sets the pace); ``[forwarders.<name>] parallel`` overrides.
+            1 for a sender that must not be opened twice (one SMTP connection, one file).
         plugin: Filled in by the loader.
     """
 
@@ -879,4 +882,5 @@ class ForwarderSpec:
     check: Callable[[Any], Iterable[tuple[str, str]]] | None = None
     probe: Callable[[Any], Iterable[tuple[str, str]]] | None = None
     refresh: Callable[[Any], timedelta | None] | None = None
+    parallel: int = 1
     plugin: str = ""

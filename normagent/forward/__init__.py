@@ -147,7 +147,13 @@ def backoff(failures: int, low: float, high: float, rng: random.Random) -> float
 
 class Worker:
     """Delivers one forwarder's outbox. ``run_once`` is one pass (tests call it with a fake clock);
-    ``run`` loops on its own thread until stopped."""
+    ``run`` loops on its own thread until stopped.
+
+    Up to ``parallel`` deliveries are in flight at once (each on a sender of its own, kept open
+    between passes): a receiver's round trip, not the agent, then sets the pace. A pass never holds
+    two changes of one fingerprint, so that cannot reorder them; after the first failure no new
+    delivery starts, and those in flight finish with their own timeout.
+    """
 
     def __init__(self, route: Route, ledger: Ledger, clock: Clock, *, rng: random.Random | None = None) -> None:
         self.route = route
@@ -155,7 +161,10 @@ class Worker:
         self._clock = clock
         self._rng = rng or random.Random()
         self._wake = threading.Event()
-        self._sender: Sender | None = None
+        self._idle: list[Sender] = []  # open senders not in use
+        self._lock = threading.Lock()
+        self._pool: Any = None  # a ThreadPoolExecutor once more than one delivery is in flight
+        self.parallel = route.config.common.parallel or route.spec.parallel
         self.failures = 0  # in a row
         self._paused_until = 0.0  # monotonic
         self._next_sweep = 0.0
@@ -185,12 +194,13 @@ class Worker:
         self.close()
 
     def close(self) -> None:
-        if self._sender is not None:
-            try:
-                self._sender.close()
-            except Exception:
-                pass
-            self._sender = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for sender in idle:
+            _close(sender)
 
     def run_once(self, stop: threading.Event | None = None) -> float:
         """Sweep dead letters, deliver what is due, re-post firing candidates when it is time.
@@ -221,52 +231,95 @@ class Worker:
     def _deliver(self, rows: Sequence[Any], stop: threading.Event | None) -> None:
         from normagent.ledger import AttemptResult
 
+        deliveries = [(row.id, Delivery(row.document, row.key, self.name, attempt=row.attempts + 1)) for row in rows]
+        outcomes = self._send_all(deliveries, stop)
         results: list[AttemptResult] = []
         counts: Counter[str] = Counter()
-        for row in rows:
-            if stop is not None and stop.is_set():
-                break
-            delivery = Delivery(row.document, row.key, self.name, attempt=row.attempts + 1)
-            failure = self._send(delivery)
+        failed = False
+        for (row_id, delivery), failure in outcomes:
             if failure is None:
-                results.append(AttemptResult(row.id, True))
+                results.append(AttemptResult(row_id, True))
                 counts["ok"] += 1
                 continue
             result, message = failure
-            delay = self._failed(result, message, delivery)
-            results.append(AttemptResult(row.id, False, result, message, self._clock.now().timestamp() + delay))
+            delay = self._failed(result, message, delivery) if not failed else self._paused_until - self._clock.monotonic()
+            failed = True
+            results.append(AttemptResult(row_id, False, result, message, self._clock.now().timestamp() + max(0.0, delay)))
             counts[result] += 1
-            break  # the receiver is in trouble: the rest of the batch waits with the pause
+        if not failed and results and self.failures:
+            log.info("forward_recovered", forwarder=self.name, failures=self.failures)
+            self.failures = 0
         self._ledger.record_attempts(self.name, results, self._counts(counts))
+
+    def _send_all(
+        self, deliveries: Sequence[tuple[int, Delivery]], stop: threading.Event | None
+    ) -> list[tuple[tuple[int, Delivery], tuple[str, str] | None]]:
+        """Send in order, ``parallel`` at a time; none starts after a failure. Returns what was tried."""
+        done: list[tuple[tuple[int, Delivery], tuple[str, str] | None]] = []
+        if self.parallel <= 1:
+            for item in deliveries:
+                if stop is not None and stop.is_set():
+                    break
+                failure = self._send(item[1])
+                done.append((item, failure))
+                if failure is not None:
+                    break
+            return done
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix=f"forward:{self.name}")
+        flying: dict[Future[tuple[str, str] | None], tuple[int, Delivery]] = {}
+        pending = list(deliveries)
+        failed = False
+        while pending or flying:
+            while pending and not failed and len(flying) < self.parallel and not (stop is not None and stop.is_set()):
+                item = pending.pop(0)
+                flying[self._pool.submit(self._send, item[1])] = item
+            if not flying:
+                break
+            finished, _ = wait(flying, return_when=FIRST_COMPLETED)
+            for future in finished:
+                failure = future.result()
+                done.append((flying.pop(future), failure))
+                failed = failed or failure is not None
+            if failed or (stop is not None and stop.is_set()):
+                pending = []
+        # Failures last, so the pause is taken from the first one and the others share it.
+        done.sort(key=lambda pair: pair[1] is not None)
+        return done
 
     def _refresh(self) -> None:
         """Re-post every firing candidate this forwarder has been given (Alertmanager's endsAt)."""
         counts: Counter[str] = Counter()
         for key, document in self._ledger.firing_documents(self.name):
-            failure = self._send(Delivery(document, key, self.name, refresh=True))
+            delivery = Delivery(document, key, self.name, refresh=True)
+            failure = self._send(delivery)
             if failure is not None:
                 counts[failure[0]] += 1
-                self._failed(failure[0], failure[1], Delivery(document, key, self.name, refresh=True))
+                self._failed(failure[0], failure[1], delivery)
                 break
             counts["ok"] += 1
         if counts:
             self._ledger.record_attempts(self.name, [], self._counts(counts))
 
     def _send(self, delivery: Delivery) -> tuple[str, str] | None:
-        """Deliver; None on success, else (result, message). Never raises."""
+        """Deliver on an idle sender (opening one if none is); None on success, else (result,
+        message). Never raises. A sender that failed is closed, not reused."""
+        with self._lock:
+            sender = self._idle.pop() if self._idle else None
         try:
-            if self._sender is None:
-                self._sender = self.route.open()
-            self._sender.send(delivery)
+            if sender is None:
+                sender = self.route.open()
+            sender.send(delivery)
         except DeliveryFailed as exc:
-            self.close()
+            _close(sender)
             return exc.result if exc.result in RESULTS else "error", str(exc)
         except Exception as exc:
-            self.close()
+            _close(sender)
             return "error", f"{type(exc).__name__}: {exc}"
-        if self.failures:
-            log.info("forward_recovered", forwarder=self.name, failures=self.failures)
-            self.failures = 0
+        with self._lock:
+            self._idle.append(sender)
         return None
 
     def _failed(self, result: str, message: str, delivery: Delivery) -> float:
@@ -307,6 +360,15 @@ class Worker:
         if self._refresh_every is not None:
             waits.append(self._next_refresh - mono)
         return max(0.0, min(waits))
+
+
+def _close(sender: Sender | None) -> None:
+    if sender is None:
+        return
+    try:
+        sender.close()
+    except Exception:
+        pass
 
 
 class Forwarding:

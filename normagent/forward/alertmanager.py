@@ -140,6 +140,7 @@ ALERTMANAGER = ForwarderSpec(
     check=check,
     probe=probe,
     refresh=lambda settings: settings.resend_every,
+    parallel=4,
 )
 
 

@@ -117,6 +117,7 @@ WEBHOOK = ForwarderSpec(
     open=WebhookSender,
     check=check,
     probe=probe,
+    parallel=4,
 )
 
 

@@ -80,7 +80,7 @@ def test_webhook_delivers_a_signed_body_that_matches_the_schema(ledger: Ledger, 
 
 def test_a_failing_receiver_keeps_the_change_and_the_forwarder_backs_off(ledger: Ledger, clock: FakeClock,
                                                                           receiver: WebhookReceiver) -> None:
-    worker = setup(ledger, WEBHOOK, WebhookSettings(url=receiver.url), retry_min=timedelta(seconds=2))
+    worker = setup(ledger, WEBHOOK, WebhookSettings(url=receiver.url), retry_min=timedelta(seconds=2), parallel=1)
     receiver.mode = "fail"
     fire(ledger, "a", "b")
     wait = worker.run_once()
@@ -98,6 +98,20 @@ def test_a_failing_receiver_keeps_the_change_and_the_forwarder_backs_off(ledger:
     worker.run_once()
     assert sorted(r.document["labels"]["source"] for r in receiver.accepted) == ["a", "b"]
     assert "hook" not in ledger.outbox_stats()
+
+
+def test_parallel_deliveries_start_no_new_one_after_a_failure(ledger: Ledger, receiver: WebhookReceiver) -> None:
+    worker = setup(ledger, WEBHOOK, WebhookSettings(url=receiver.url), parallel=4)
+    receiver.mode = "fail"
+    fire(ledger, *"abcdefghij")
+    worker.run_once()
+    assert 1 <= len(receiver.posts) <= 4, "at most the deliveries already in flight"
+    assert ledger.outbox_stats()["hook"].pending == 10
+    receiver.mode = "ok"
+    ledger._clock.advance(10)  # type: ignore[attr-defined]
+    worker.run_once()
+    assert sorted(r.document["labels"]["source"] for r in receiver.accepted) == list("abcdefghij")
+    assert worker.parallel == 4
 
 
 def test_an_unreachable_receiver_is_a_result_not_a_crash(ledger: Ledger, clock: FakeClock) -> None:
