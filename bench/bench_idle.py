@@ -4,8 +4,9 @@
     .venv/bin/python bench/bench_idle.py --minutes 1     # a quick look
 
 Both exporters run on 127.0.0.1 at the same time, each with its defaults: normagent with every
-builtin plugin (a config that only sets the state directory and the port), node_exporter with its
-default collectors (Debian package, unpacked by scripts/servers). The script measures, for both:
+builtin plugin and its default deviation rules, and one forwarder of every kind enabled (webhook,
+Alertmanager, e-mail, file; ``--no-forwarders`` leaves them out), node_exporter with its default
+collectors (Debian package, unpacked by scripts/servers). The script measures, for both:
 
 1. resident memory (RSS) after a warm-up, after the scrapes and at the end;
 2. /metrics latency over N scrapes (default 1,000) on a fresh connection each, with the headers
@@ -119,10 +120,40 @@ def wait_ready(exporter: Exporter, path: str, timeout: float = 60) -> None:
     raise SystemExit(f"{exporter.name} was not ready after {timeout:.0f}s")
 
 
-def start_normagent(workdir: Path, log: Path) -> Exporter:
+def forwarders_config(workdir: Path) -> str:
+    """Every kind of forwarder, enabled; the HTTP and SMTP ones point at a port nothing listens on
+    (an idle agent has nothing to send; were a default rule to fire on this host, its deliveries
+    would fail and be retried, which is what an unreachable deviation system costs)."""
+    dead = free_port()
+    return f"""
+[forwarders.webhook]
+kind = "webhook"
+url = "http://127.0.0.1:{dead}/avvik"
+secret = "bench"
+
+[forwarders.alertmanager]
+kind = "alertmanager"
+url = "http://127.0.0.1:{dead}"
+
+[forwarders.epost]
+kind = "email"
+host = "127.0.0.1"
+port = {dead}
+starttls = false
+from_address = "normagent@bench.invalid"
+to = ["avvik@bench.invalid"]
+
+[forwarders.fil]
+kind = "file"
+path = "{workdir / 'avvik.jsonl'}"
+"""
+
+
+def start_normagent(workdir: Path, log: Path, forwarders: bool = True) -> Exporter:
     port = free_port()
     config = workdir / "normagent.toml"
-    config.write_text(f'[agent]\nstate_dir = "{workdir / "state"}"\n\n[web]\nlisten = "127.0.0.1:{port}"\n')
+    config.write_text(f'[agent]\nstate_dir = "{workdir / "state"}"\n\n[web]\nlisten = "127.0.0.1:{port}"\n'
+                      + (forwarders_config(workdir) if forwarders else ""))
     binary = Path(sys.executable).with_name("normagent")
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
     with log.open("wb") as out:
@@ -200,13 +231,15 @@ def main() -> int:
     parser.add_argument("--scrapes", type=int, default=1000, help="scrapes of each exporter (default 1000)")
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds to let both settle first (default 30)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out", help="directory for the JSON result")
+    parser.add_argument("--no-forwarders", action="store_true",
+                        help="without the four forwarders (by default every kind is enabled; the rules engine always runs)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="normagent-bench-") as tmp:
         workdir = Path(tmp)
         exporters: list[Exporter] = []
         try:
-            exporters.append(start_normagent(workdir, workdir / "normagent.log"))
+            exporters.append(start_normagent(workdir, workdir / "normagent.log", forwarders=not args.no_forwarders))
             exporters.append(start_node_exporter(workdir / "node_exporter.log"))
             print(f"warm-up {args.warmup:g}s …", flush=True)
             time.sleep(args.warmup)

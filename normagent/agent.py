@@ -153,11 +153,14 @@ class Agent:
         """Wait for stop or reload requests; feed the watchdog. Returns the exit code."""
         watchdog = systemd.watchdog_interval()
         next_prune = self._clock.monotonic()
+        next_rules = 0.0
         while not self._stop.is_set():
-            self._wake.wait(timeout=min(watchdog or 5.0, 5.0))
+            self._wake.wait(timeout=min(watchdog or 5.0, 5.0, next_rules))
             self._wake.clear()
             if self._stop.is_set():
                 break
+            if self._deviations is not None:
+                next_rules = self._deviations.tick()  # what time alone changes: `for`, windows, holds
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()

@@ -15,7 +15,6 @@ Imports rules, forward, ledger, config, loader and model; nothing imports it but
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -145,50 +144,50 @@ def build_engine(config: Config, plugins: Plugins, host_id: str, version: str) -
 
 
 class Deviations:
-    """The engine in the ledger, the evaluation timer and the forwarders, for one configuration."""
+    """The engine in the ledger, the evaluation timer and the forwarders, for one configuration.
+
+    The timer runs on the agent's main loop (``tick``), not on a thread of its own: an evaluation
+    takes milliseconds (bench/bench_rules.py), and the idle agent stays small.
+    """
 
     def __init__(self, config: Config, plugins: Plugins, ledger: Ledger, clock: Clock, version: str) -> None:
         self.engine = build_engine(config, plugins, ledger.host_id, version)
         settings: DeviationSettings = config.sections.get("deviations") or DeviationSettings()
-        self._every = settings.evaluate_every.total_seconds()
+        self.every = settings.evaluate_every.total_seconds()
         self._ledger = ledger
+        self._clock = clock
         self.forwarding = Forwarding(routes_for(config.forwarders, plugins.forwarders()), ledger, clock)
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._next = clock.monotonic()
+        self._failing = False
 
     @property
     def forwarders(self) -> list[str]:
         return self.forwarding.names
 
     def start(self) -> None:
-        """Install the engine in the ledger, then start the forwarders and the timer."""
+        """Install the engine in the ledger, then start the forwarders that have work left."""
         self._ledger.use_rules(self.engine, self.forwarding.names, on_change=self.forwarding.wake)
         self.forwarding.start()
-        self._thread = threading.Thread(target=self._run, name="rules", daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
-        failing = False
-        while not self._stop.is_set():
+    def tick(self) -> float:
+        """Evaluate every rule when it is time; seconds until the next time. Never raises: a
+        failing evaluation is logged once a spell and tried again at the next."""
+        now = self._clock.monotonic()
+        if now >= self._next:
             try:
                 self._ledger.evaluate_rules()
-                if failing:
+                if self._failing:
                     log.info("rules_evaluation_recovered")
-                failing = False
+                self._failing = False
             except Exception as exc:
-                if not failing:  # once per spell: it is tried again every evaluate_every
+                if not self._failing:
                     log.error("rules_evaluation_failed", error=f"{type(exc).__name__}: {exc}", exc_info=True)
-                failing = True
-            self._wake.wait(self._every)
-            self._wake.clear()
+                self._failing = True
+            self._next = now + self.every
+        return max(0.0, self._next - self._clock.monotonic())
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the timer and the forwarders (what they have not delivered stays in the outbox)."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Stop the forwarders (what they have not delivered stays in the outbox)."""
         self.forwarding.stop(timeout)
 
 

@@ -178,6 +178,11 @@ class Worker:
     def name(self) -> str:
         return self.route.name
 
+    @property
+    def refreshes(self) -> bool:
+        """Whether this forwarder re-posts firing candidates (Alertmanager)."""
+        return self._refresh_every is not None
+
     def wake(self) -> None:
         """New rows are in the outbox: look now (a paused forwarder stays paused)."""
         self._wake.set()
@@ -372,34 +377,68 @@ def _close(sender: Sender | None) -> None:
 
 
 class Forwarding:
-    """The workers of every enabled forwarder, on their own threads. Built anew on reload."""
+    """The workers of every enabled forwarder. Built anew on reload.
+
+    Each worker gets its own thread (a receiver that hangs delays only its own forwarder), but
+    only once it has something to do: changes in its outbox, or firing candidates to re-post. An
+    idle agent, with nothing to deliver, runs no forwarder thread at all.
+    """
 
     def __init__(self, routes: Sequence[Route], ledger: Ledger, clock: Clock) -> None:
         self.workers = [Worker(route, ledger, clock) for route in routes if route.config.enabled]
+        self._ledger = ledger
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._threads: dict[str, threading.Thread] = {}
+        self._started = False
 
     @property
     def names(self) -> list[str]:
         return [w.name for w in self.workers]
 
+    def running(self) -> list[str]:
+        """Forwarders whose thread runs (those that have had something to do)."""
+        with self._lock:
+            return sorted(self._threads)
+
     def wake(self) -> None:
+        """Something changed in the outbox: start the workers that have work, wake the others."""
+        with self._lock:
+            started = self._started and not self._stop.is_set()
+        if not started:
+            return
+        stats = self._ledger.outbox_stats()
         for worker in self.workers:
+            if worker.name in stats:
+                self._ensure(worker)
             worker.wake()
 
     def start(self) -> None:
+        """Start the workers that have work left from before (pending changes, firing alerts)."""
+        with self._lock:
+            self._started = True
+        stats = self._ledger.outbox_stats()
         for worker in self.workers:
+            if worker.name in stats or (worker.refreshes and self._ledger.firing_documents(worker.name)):
+                self._ensure(worker)
+
+    def _ensure(self, worker: Worker) -> None:
+        with self._lock:
+            if worker.name in self._threads or self._stop.is_set():
+                return
             thread = threading.Thread(target=worker.run, args=(self._stop,), name=f"forward:{worker.name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            self._threads[worker.name] = thread
+        thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the workers; a send in progress ends with its own timeout (its row stays pending)."""
         self._stop.set()
-        self.wake()
-        for thread in self._threads:
+        for worker in self.workers:
+            worker.wake()
+        with self._lock:
+            threads, self._threads = list(self._threads.values()), {}
+        for thread in threads:
             thread.join(timeout)
-        self._threads = []
 
 
 def routes_for(forwarders: Mapping[str, ForwarderConfig], specs: Mapping[str, ForwarderSpec]) -> list[Route]:
