@@ -343,3 +343,20 @@ def test_a_candidate_change_and_its_outbox_rows_are_stored_together_or_not_at_al
     ledger.evaluate_rules()
     assert states(ledger) == [("test.burst", "firing", (("source", "sshd"),))]
     assert outbox(ledger) == [("firing", "test.burst")]
+
+
+def test_pruning_forgets_old_candidates_but_never_reuses_a_sequence(ledger: Ledger, clock: FakeClock) -> None:
+    """After retention has removed a resolved candidate and its delivered changes, the same
+    fingerprint firing again goes on with the next sequence: no idempotency key names two changes."""
+    rule = RuleSpec(name="test.down", watch=UP.name, comparison="<", threshold=1, summary="nede", section="Driftsstatus",
+                    hold=timedelta(0))
+    engine_for(ledger, rule)
+    ledger.commit("c", Batch([Gauge(UP.name, 0)]))
+    ledger.commit("c", Batch([Gauge(UP.name, 1)]))
+    _all_rows(ledger)  # delivered: firing-1, resolved-2
+    clock.advance(86400 * 2)
+    assert ledger.prune_deviations(clock.now() - timedelta(days=1)) == 3  # two outbox rows and the candidate
+    assert ledger.candidates() == []
+    ledger.commit("c", Batch([Gauge(UP.name, 0)]))
+    [row] = ledger.due_deliveries("hook")
+    assert row.key.endswith("-firing-3")
