@@ -126,7 +126,7 @@ class Agent:
             setup = self._prepare(config, plugins)
             self._setup = setup
             # The engine goes into the ledger before the first collector commits anything.
-            self._deviations = Deviations(config, plugins, ledger, self._clock, __version__)
+            self._deviations = Deviations(config, plugins, ledger, self._clock, __version__, [j.name for j in setup.jobs])
             self._deviations.start()
             self._server = start_server(config.sections["web"], MetricsApp(ledger.snapshot, self._view, self._http_stats), self.healthy)
             self._scheduler = Scheduler(setup.jobs, ledger=ledger, context_for=self._context, clock=self._clock)
@@ -225,17 +225,17 @@ class Agent:
             if now is None or now.settings != job.settings:
                 self._ledger_or_fail().forget_gauges(name)
         self._setup = setup
-        self._restart_deviations(config, plugins)
+        self._restart_deviations(config, plugins, [j.name for j in setup.jobs])
         self._scheduler.replace_jobs(setup.jobs)
         log.info("config_reloaded", config=str(config.path or "built-in defaults"), collectors=[j.name for j in setup.jobs])
         systemd.notify("READY=1", f"STATUS=collecting with {len(setup.jobs)} collectors")
 
-    def _restart_deviations(self, config: Config, plugins: Plugins) -> None:
+    def _restart_deviations(self, config: Config, plugins: Plugins, collectors: Sequence[str]) -> None:
         """New rules and forwarders: the old workers stop (what they did not deliver stays in the
         outbox for the new ones), and the new engine replaces the old in the ledger at once."""
         if self._deviations is not None:
             self._deviations.stop()
-        self._deviations = Deviations(config, plugins, self._ledger_or_fail(), self._clock, __version__)
+        self._deviations = Deviations(config, plugins, self._ledger_or_fail(), self._clock, __version__, collectors)
         self._deviations.start()
 
     def _restart_syslog(self, config: Config) -> None:

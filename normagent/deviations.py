@@ -150,8 +150,11 @@ class Deviations:
     takes milliseconds (bench/bench_rules.py), and the idle agent stays small.
     """
 
-    def __init__(self, config: Config, plugins: Plugins, ledger: Ledger, clock: Clock, version: str) -> None:
+    def __init__(
+        self, config: Config, plugins: Plugins, ledger: Ledger, clock: Clock, version: str, collectors: Sequence[str] | None = None
+    ) -> None:
         self.engine = build_engine(config, plugins, ledger.host_id, version)
+        self._collectors = collectors
         settings: DeviationSettings = config.sections.get("deviations") or DeviationSettings()
         self.every = settings.evaluate_every.total_seconds()
         self._ledger = ledger
@@ -166,7 +169,7 @@ class Deviations:
 
     def start(self) -> None:
         """Install the engine in the ledger, then start the forwarders that have work left."""
-        self._ledger.use_rules(self.engine, self.forwarding.names, on_change=self.forwarding.wake)
+        self._ledger.use_rules(self.engine, self.forwarding.names, on_change=self.forwarding.wake, collectors=self._collectors)
         self.forwarding.start()
 
     def tick(self) -> float:

@@ -593,7 +593,13 @@ class Ledger:
     # ---------------------------------------------------------------------------------------
     # deviation candidates and the outbox (see normagent/rules.py for why here, in one transaction)
 
-    def use_rules(self, evaluator: Evaluator | None, forwarders: Sequence[str] = (), on_change: Callable[[], None] | None = None) -> None:
+    def use_rules(
+        self,
+        evaluator: Evaluator | None,
+        forwarders: Sequence[str] = (),
+        on_change: Callable[[], None] | None = None,
+        collectors: Iterable[str] | None = None,
+    ) -> None:
         """Set what evaluates the rules inside commits and timer evaluations, and which forwarders
         get an outbox row for each change from now on.
 
@@ -602,11 +608,14 @@ class Ledger:
                 full evaluation. None: no rules are evaluated.
             forwarders: Names of the enabled forwarders.
             on_change: Called after a transaction that added outbox rows (wakes the forwarders).
+            collectors: The collectors that run now: the only ones whose health the rules see (a
+                collector disabled since its last, failed run is not "down"). None: every one.
         """
         with self._lock:
             self._deviations.evaluator = evaluator
             self._deviations.forwarders = tuple(forwarders)
             self._deviations.on_change = on_change
+            self._deviations.collectors = frozenset(collectors) if collectors is not None else None
 
     def evaluate_rules(self, touched: Iterable[str] | None = None) -> int:
         """Evaluate the rules now (all, or those watching ``touched``) in a transaction of their own:
@@ -998,6 +1007,7 @@ class _DeviationState:
     evaluator: Evaluator | None = None
     forwarders: tuple[str, ...] = ()
     on_change: Callable[[], None] | None = None
+    collectors: frozenset[str] | None = None
     stats: _Stats = field(default_factory=_Stats)
 
 
@@ -1111,7 +1121,8 @@ class RuleView:
 
     def gauge_series(self, metric: str) -> dict[Labels, float]:
         if metric in HEALTH_GAUGES:
-            runs = self._ledger._mirror.runs.values()
+            active = self._ledger._deviations.collectors
+            runs = [r for r in self._ledger._mirror.runs.values() if active is None or r.collector in active]
             if metric == HEALTH_GAUGES[0]:
                 return {(("collector", r.collector),): 1.0 if r.up else 0.0 for r in runs}
             return {(("collector", r.collector),): r.last_success for r in runs if r.last_success is not None}

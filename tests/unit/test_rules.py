@@ -360,3 +360,18 @@ def test_pruning_forgets_old_candidates_but_never_reuses_a_sequence(ledger: Ledg
     ledger.commit("c", Batch([Gauge(UP.name, 0)]))
     [row] = ledger.due_deliveries("hook")
     assert row.key.endswith("-firing-3")
+
+
+def test_a_collector_that_no_longer_runs_is_not_down(ledger: Ledger, clock: FakeClock) -> None:
+    from normagent.model import RunOutcome
+
+    down = RuleSpec(name="test.collector_down", watch="normagent_collector_up", comparison="<", threshold=1,
+                    group_by=("collector",), summary="{collector} nede", section="Driftsstatus")
+    engine = Engine([complete(down, HOLD)], EngineSettings(host_id=ledger.host_id))
+    ledger.record_run(RunOutcome("edi.messages", clock.now(), 0.1, False, reason="timeout"))
+    ledger.use_rules(engine, ["hook"], collectors=["system.host"])  # edi.messages was disabled since
+    ledger.evaluate_rules()
+    assert states(ledger) == []
+    ledger.use_rules(engine, ["hook"], collectors=["system.host", "edi.messages"])
+    ledger.evaluate_rules()
+    assert states(ledger) == [("test.collector_down", "firing", (("collector", "edi.messages"),))]
