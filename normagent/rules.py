@@ -50,13 +50,12 @@ import math
 import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from normagent.model import (
     CIA,
-    HEALTH_GAUGES,
     OWNER_ROLES,
     Candidate,
     Comparison,
@@ -68,8 +67,6 @@ from normagent.model import (
     Transition,
 )
 
-__all__ = ["HEALTH_GAUGES", "RollupSum"]
-
 Labels = tuple[tuple[str, str], ...]
 NOTIFY_WITHIN = timedelta(hours=72)
 """A personal-data breach must reach Datatilsynet within 72 hours (GDPR art. 33; the guide's §2.4.2)."""
@@ -79,7 +76,6 @@ OTHER = "other"
 TEMPLATE_FIELDS = ("value", "threshold", "window", "for")
 
 _SELECTOR_KINDS = ("rollup", "event", "absent")
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -831,13 +827,6 @@ def _prom_duration(span: timedelta) -> str:
 # ------------------------------------------------------------------------------------------------
 # configuration of rules (the [rules."<name>"] tables, already type-checked by config.py)
 
-RETUNABLE = (
-    "enabled", "threshold", "window", "for_", "severity", "hold", "owner", "cia", "personal_data",
-    "title", "consequence", "measures", "title_en", "summary_en", "consequence_en", "measures_en",
-)
-SITE_ONLY = ("watch", "comparison", "labels", "group_by", "summary", "section", "preceded_by", "min_preceding")
-
-
 def configured_rule(name: str, values: Mapping[str, Any], base: RuleSpec | None) -> RuleSpec:
     """A default rule with a table's keys over it, or a site rule built from its table.
 
@@ -882,6 +871,3 @@ def configured_rule(name: str, values: Mapping[str, Any], base: RuleSpec | None)
             en_keys.get("consequence", old.consequence), en_keys.get("measures", old.measures)))
     return rule
 
-
-def valid_rule_name(name: str) -> bool:
-    return bool(_NAME.match(name))

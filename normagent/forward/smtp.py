@@ -78,10 +78,10 @@ class EmailSettings:
 def message(delivery: Delivery, settings: EmailSettings) -> EmailMessage:
     """The e-mail for one change."""
     from email.message import EmailMessage
-    from email.utils import format_datetime, parsedate_to_datetime  # noqa: F401 - parsedate for symmetry in tests
+    from email.utils import format_datetime
 
     doc = delivery.document
-    nb, en = doc["texts"]["nb"], doc["texts"]["en"]
+    nb = doc["texts"]["nb"]
     state_nb = STATE_NB.get(doc["state"], doc["state"])
     msg = EmailMessage()
     msg["From"] = settings.from_address
