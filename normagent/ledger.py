@@ -784,19 +784,16 @@ class Ledger:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for r in results:
-                    if r.delivered:
-                        conn.execute(
-                            "UPDATE outbox SET status = 'delivered', done_at = ?, attempts = attempts + 1, last_result = 'ok', "
-                            "last_error = '' WHERE id = ? AND status = 'pending'",
-                            (now, r.id),
-                        )
-                    else:
-                        conn.execute(
-                            "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ?, last_result = ? "
-                            "WHERE id = ? AND status = 'pending'",
-                            (r.next_attempt, r.error[:500], r.result, r.id),
-                        )
+                conn.executemany(
+                    "UPDATE outbox SET status = 'delivered', done_at = ?, attempts = attempts + 1, last_result = 'ok', "
+                    "last_error = '' WHERE id = ? AND status = 'pending'",
+                    [(now, r.id) for r in results if r.delivered],
+                )
+                conn.executemany(
+                    "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ?, last_result = ? "
+                    "WHERE id = ? AND status = 'pending'",
+                    [(r.next_attempt, r.error[:500], r.result, r.id) for r in results if not r.delivered],
+                )
                 self._add_counts(conn, counts, now)
                 stats = _deviation_stats(conn)
                 conn.execute("COMMIT")
