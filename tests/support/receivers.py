@@ -41,6 +41,7 @@ class WebhookReceiver:
 
     port: int = 0
     mode: str = "ok"
+    tls: Any = None  # an ssl.SSLContext: serve HTTPS
     slow_seconds: float = 3.0
     secret: bytes = b""
     posts: list[Received] = field(default_factory=list)  # every POST, duplicates included
@@ -104,6 +105,8 @@ class WebhookReceiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
