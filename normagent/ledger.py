@@ -647,12 +647,6 @@ class Ledger:
         """The rules' view of what is committed, for reading only (``normagent rules test``)."""
         return RuleView(self._conn, self)
 
-    def preview_rules(self, evaluator: Evaluator, at: datetime) -> tuple[list[Transition], dict[str, Candidate]]:
-        """What ``evaluator`` would change at ``at``, and the open candidates it starts from; stores nothing."""
-        with self._lock:
-            view = _RuleView(self._conn, self)
-            return list(evaluator(view, None, at)), view.open_candidates(None)
-
     def _run_evaluator(self, conn: sqlite3.Connection, touched: set[str] | None) -> list[Transition]:
         evaluator = self._deviations.evaluator
         if evaluator is None:

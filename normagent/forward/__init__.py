@@ -444,5 +444,3 @@ class Forwarding:
 def routes_for(forwarders: Mapping[str, ForwarderConfig], specs: Mapping[str, ForwarderSpec]) -> list[Route]:
     return [Route(cfg, specs[cfg.kind]) for cfg in forwarders.values() if cfg.kind in specs]
 
-
-OnChange = Callable[[], None]
