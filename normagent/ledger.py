@@ -756,7 +756,7 @@ class Ledger:
                 "ORDER BY o.id LIMIT ?",
                 (forwarder, now, limit),
             ).fetchall()
-        return [OutboxRow(i, key, json.loads(doc), attempts, created, fp, seq) for i, key, doc, attempts, created, fp, seq in rows]
+        return [OutboxRow(i, key, json.loads(doc), attempts, created, fp, seq, doc) for i, key, doc, attempts, created, fp, seq in rows]
 
     def next_attempt(self, forwarder: str) -> float | None:
         """When the earliest pending change of ``forwarder`` may be tried (Unix time), or None."""
@@ -1013,6 +1013,7 @@ class OutboxRow:
     created_at: float
     fingerprint: str
     sequence: int
+    text: str = ""  # the document as stored: compact JSON, what the webhook and the file send as is
 
 
 @dataclass(frozen=True, slots=True)

@@ -811,6 +811,8 @@ class Delivery:
         attempt: 1 for the first attempt.
         refresh: Not a change but a re-post of a firing candidate (Alertmanager needs one before
             the ``endsAt`` it was given).
+        text: The document as the ledger stores it (compact JSON, the same bytes on every
+            attempt); empty when the delivery was built from the document alone.
     """
 
     document: Mapping[str, Any]
@@ -818,6 +820,7 @@ class Delivery:
     forwarder: str
     attempt: int = 1
     refresh: bool = False
+    text: str = ""
 
     @property
     def state(self) -> str:

@@ -236,7 +236,7 @@ class Worker:
     def _deliver(self, rows: Sequence[Any], stop: threading.Event | None) -> None:
         from normagent.ledger import AttemptResult
 
-        deliveries = [(row.id, Delivery(row.document, row.key, self.name, attempt=row.attempts + 1)) for row in rows]
+        deliveries = [(row.id, Delivery(row.document, row.key, self.name, attempt=row.attempts + 1, text=row.text)) for row in rows]
         outcomes = self._send_all(deliveries, stop)
         results: list[AttemptResult] = []
         counts: Counter[str] = Counter()

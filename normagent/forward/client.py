@@ -161,6 +161,23 @@ class Client:
         self.adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1)
         self.verify: bool | str = str(settings.ca_file) if settings.ca_file is not None else True
         self.cert = (str(settings.client_cert_file), str(settings.client_key_file)) if settings.client_cert_file and settings.client_key_file else None
+        self._templates: dict[str, Any] = {}
+
+    def request(self, url: str, body: bytes, headers: dict[str, str]) -> Any:
+        """A prepared POST of ``body`` to ``url``: a copy of one prepared once per URL (preparing
+        parses and re-quotes the URL each time, a fifth of a delivery's CPU)."""
+        import requests
+
+        template = self._templates.get(url)
+        if template is None:
+            template = requests.PreparedRequest()
+            template.prepare(method="POST", url=url, headers={}, data=b"")
+            self._templates[url] = template
+        request = template.copy()
+        request.headers.update(headers)
+        request.headers["Content-Length"] = str(len(body))
+        request.body = body
+        return request
 
     def close(self) -> None:
         self.adapter.close()
@@ -176,10 +193,8 @@ def post(client: Client, url: str, body: bytes, headers: dict[str, str], timeout
     import requests
 
     try:
-        request = requests.PreparedRequest()
-        request.prepare(method="POST", url=url, headers=headers, data=body)
-        response = client.adapter.send(request, timeout=timeout, verify=client.verify, cert=client.cert)
-        text = response.text  # read to the end: the connection goes back to the pool for the next one
+        response = client.adapter.send(client.request(url, body, headers), timeout=timeout, verify=client.verify, cert=client.cert)
+        content = response.content  # read to the end: the connection goes back to the pool for the next one
     except requests.exceptions.SSLError as exc:
         raise DeliveryFailed("tls_error", f"TLS with {url} failed: {_short(exc)}") from None
     except requests.exceptions.Timeout:
@@ -190,7 +205,8 @@ def post(client: Client, url: str, body: bytes, headers: dict[str, str], timeout
         raise DeliveryFailed("error", f"{url}: {_short(exc)}") from None
     if 200 <= response.status_code < 300:
         return response
-    detail = text[:200].strip().replace("\n", " ")
+    # Decoded here only: requests' .text would guess the charset of every 2xx answer (costly).
+    detail = content[:200].decode("utf-8", "replace").strip().replace("\n", " ")
     raise DeliveryFailed("http_error", f"{url} answered HTTP {response.status_code}{': ' + detail if detail else ''}")
 
 

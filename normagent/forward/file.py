@@ -51,7 +51,7 @@ class FileSender:
         if delivery.key in self._recent:
             self._recent.discard(delivery.key)
             return  # written before a crash; the ledger did not note it
-        line = json.dumps(delivery.document, ensure_ascii=False, separators=(",", ":")) + "\n"
+        line = (delivery.text or json.dumps(delivery.document, ensure_ascii=False, separators=(",", ":"))) + "\n"
         try:
             fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
             try:

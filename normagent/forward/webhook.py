@@ -46,7 +46,9 @@ class WebhookSettings(HttpSettings):
 
 
 def body_of(delivery: Delivery) -> bytes:
-    """The bytes POSTed: the change document as compact UTF-8 JSON."""
+    """The bytes POSTed: the change document as compact UTF-8 JSON (as the ledger stored it)."""
+    if delivery.text:
+        return delivery.text.encode("utf-8")
     return json.dumps(delivery.document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
