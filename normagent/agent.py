@@ -39,8 +39,10 @@ import structlog
 from normagent import __version__, systemd
 from normagent.clock import Clock, SystemClock
 from normagent.config import Config, Section, find_config_path, load_config
+from normagent.deviations import Deviations, DeviationSettings, check_rule, validate_deviations
 from normagent.errors import ConfigError, NormagentError, StateError
 from normagent.exposition import HEALTH_METRICS, ExpositionView, MetricsApp
+from normagent.forward import ATTEMPTS, DEAD_LETTERS, metrics_for
 from normagent.ledger import Ledger
 from normagent.loader import Plugins, build_plugins
 from normagent.log import configure_logging
@@ -69,6 +71,7 @@ def sections() -> dict[str, Section]:
         "web": Section(WebSettings, check=validate_web),
         "syslog": Section(SyslogSettings, check=validate_syslog, optional=True),
         "maintenance": Section(MaintenanceSettings, check=validate_maintenance),
+        "deviations": Section(DeviationSettings, check=validate_deviations),
     }
 
 
@@ -79,7 +82,7 @@ def plugins_factory(settings: Any) -> Plugins:
 
 def read_config(path: Path | None, factory: Callable[[Any], Plugins] = plugins_factory) -> tuple[Config, Plugins]:
     """Find and validate the configuration (``ConfigError`` lists every problem)."""
-    return load_config(find_config_path(path), plugins_for=factory, sections=sections())
+    return load_config(find_config_path(path), plugins_for=factory, sections=sections(), rule_check=check_rule)
 
 
 @dataclass
@@ -118,6 +121,7 @@ class Agent:
         self._state_lost = ""  # why the ledger is lost, once noticed; the agent is unhealthy from then on
         self._rescued: Path | None = None
         self._rescue_error = ""
+        self._deviations: Deviations | None = None
 
     # -------------------------------------------------------------------------------------------
 
@@ -149,6 +153,9 @@ class Agent:
                 self._syslog.start()
             setup = self._prepare(config, plugins)
             self._setup = setup
+            # The engine goes into the ledger before the first collector commits anything.
+            self._deviations = Deviations(config, plugins, ledger, self._clock, __version__, [j.name for j in setup.jobs])
+            self._deviations.start()
             self._server = start_server(config.sections["web"], MetricsApp(ledger.snapshot, self._view, self._http_stats), self.healthy)
             self._scheduler = Scheduler(setup.jobs, ledger=ledger, context_for=self._context, clock=self._clock)
             self._scheduler_thread = threading.Thread(target=self._scheduler.run, args=(self._stop,), name="scheduler", daemon=True)
@@ -164,6 +171,8 @@ class Agent:
             listen=self._server.address,
             collectors=[job.name for job in setup.jobs],
             disabled=dict(setup.disabled),
+            rules=len(self._deviations.engine.rules) if self._deviations else 0,
+            forwarders=self._deviations.forwarders if self._deviations else [],
             plugin_problems=[str(p) for p in plugins.problems],
         )
         systemd.notify("READY=1", f"STATUS=collecting with {len(setup.jobs)} collectors")
@@ -172,11 +181,14 @@ class Agent:
         """Wait for stop or reload requests; feed the watchdog. Returns the exit code."""
         watchdog = systemd.watchdog_interval()
         next_prune = self._clock.monotonic()
+        next_rules = 0.0
         while not self._stop.is_set():
-            self._wake.wait(timeout=min(watchdog or 5.0, 5.0))
+            self._wake.wait(timeout=min(watchdog or 5.0, 5.0, next_rules))
             self._wake.clear()
             if self._stop.is_set():
                 break
+            if self._deviations is not None:
+                next_rules = self._deviations.tick()  # what time alone changes: `for`, windows, holds
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
@@ -186,7 +198,8 @@ class Agent:
             if self._clock.monotonic() >= next_prune and self._ledger and self._setup and not self._state_lost:
                 next_prune = self._clock.monotonic() + PRUNE_EVERY.total_seconds()
                 try:
-                    removed = self._ledger.prune(self._clock.now() - self._setup.config.agent.retention)
+                    cut = self._clock.now() - self._setup.config.agent.retention
+                    removed = self._ledger.prune(cut) + self._ledger.prune_deviations(cut)
                 except StateError as exc:
                     log.warning("ledger_prune_failed", reason=exc.reason, error=str(exc))
                     next_prune = self._clock.monotonic() + PRUNE_RETRY.total_seconds()
@@ -286,9 +299,18 @@ class Agent:
                 except StateError as exc:
                     log.warning("gauges_not_forgotten", collector=name, reason=exc.reason, error=str(exc))
         self._setup = setup
+        self._restart_deviations(config, plugins, [j.name for j in setup.jobs])
         self._scheduler.replace_jobs(setup.jobs)
         log.info("config_reloaded", config=str(config.path or "built-in defaults"), collectors=[j.name for j in setup.jobs])
         systemd.notify("READY=1", f"STATUS=collecting with {len(setup.jobs)} collectors")
+
+    def _restart_deviations(self, config: Config, plugins: Plugins, collectors: Sequence[str]) -> None:
+        """New rules and forwarders: the old workers stop (what they did not deliver stays in the
+        outbox for the new ones), and the new engine replaces the old in the ledger at once."""
+        if self._deviations is not None:
+            self._deviations.stop()
+        self._deviations = Deviations(config, plugins, self._ledger_or_fail(), self._clock, __version__, collectors)
+        self._deviations.start()
 
     def _restart_syslog(self, config: Config) -> None:
         """Apply changed [syslog] settings: the old receiver stops (its spool stays), a new one starts."""
@@ -342,6 +364,9 @@ class Agent:
         if self._syslog is not None:
             self._syslog.stop()
             self._syslog = None
+        if self._deviations is not None:
+            self._deviations.stop()
+            self._deviations = None
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
@@ -394,13 +419,17 @@ class Agent:
         # The spool keeps what these have not committed; set before the receiver starts or reloads.
         self._spool_readers = tuple(job.name for job in jobs if job.spec.reads_syslog_spool)
         metrics = {m.name: m for spec in specs.values() for m in spec.metrics}
+        forwarders = [name for name, fc in config.forwarders.items() if fc.enabled]
+        # The forwarders' counters are ledger counters, with a zero series per configured forwarder.
+        metrics.update({m.name: m for m in metrics_for(forwarders) if m.name in (ATTEMPTS.name, DEAD_LETTERS.name)})
         ledger = self._ledger_or_fail()
         ledger.declare(metrics.values())
         ledger.declare(HEALTH_METRICS)
         failed = plugins.failed()
         # Plugins disabled on purpose are not exported; loaded and broken ones are.
         plugin_up = {i.name: i.name not in failed for i in plugins.infos if i.loaded or i.name in failed}
-        view = ExpositionView(metrics=metrics, collectors=[j.name for j in jobs], plugins=plugin_up, version=__version__)
+        view = ExpositionView(metrics=metrics, collectors=[j.name for j in jobs], plugins=plugin_up, version=__version__,
+                              forwarders=forwarders)
         return Setup(config, plugins, jobs, view, disabled)
 
     def _probe(self, job: Job) -> str | None:

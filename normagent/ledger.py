@@ -31,27 +31,36 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import structlog
+
 from normagent.clock import Clock, SystemClock
 from normagent.errors import DiskFull, StateError, StateLost
 from normagent.model import (
     Batch,
+    Candidate,
     Checkpoint,
     Count,
     Event,
     Gauge,
     JSONValue,
     MetricSpec,
+    HEALTH_GAUGES,
     Period,
     Rollup,
+    RollupSum,
     RunOutcome,
+    Severity,
+    Transition,
 )
+
+log = structlog.get_logger(__name__)
 
 Labels = tuple[tuple[str, str], ...]
 SeriesKey = tuple[str, Labels]  # (metric, sorted label pairs)
@@ -100,7 +109,7 @@ _ENVIRONMENT_CODES = frozenset(
 # disk too.
 _NEARLY_FULL_BYTES = 1024 * 1024
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema.
     """
@@ -139,6 +148,34 @@ MIGRATIONS: tuple[str, ...] = (
         reason TEXT NOT NULL, last_success REAL, runs INTEGER NOT NULL, failures INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 2: deviation candidates, the sequence of each fingerprint's changes, the outbox, acks.
+    """
+    CREATE TABLE candidates (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        fingerprint TEXT NOT NULL, rule TEXT NOT NULL, labels TEXT NOT NULL, state TEXT NOT NULL,
+        severity INTEGER NOT NULL, value REAL NOT NULL, threshold REAL NOT NULL,
+        first_evidence REAL NOT NULL, fired_at REAL, clear_since REAL, resolved_at REAL, notify_by REAL,
+        updated_at REAL NOT NULL, document TEXT
+    );
+    CREATE UNIQUE INDEX candidates_open ON candidates (fingerprint) WHERE state != 'resolved';
+    CREATE INDEX candidates_by_state ON candidates (state, rule);
+    CREATE TABLE fingerprints (fingerprint TEXT PRIMARY KEY, sequence INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        forwarder TEXT NOT NULL, candidate_id INTEGER NOT NULL, fingerprint TEXT NOT NULL,
+        sequence INTEGER NOT NULL, state TEXT NOT NULL, key TEXT NOT NULL, document TEXT NOT NULL,
+        created_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL,
+        last_error TEXT NOT NULL DEFAULT '', last_result TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'pending', done_at REAL
+    );
+    CREATE INDEX outbox_due ON outbox (forwarder, status, next_attempt);
+    CREATE INDEX outbox_order ON outbox (forwarder, fingerprint, status, sequence);
+    CREATE INDEX outbox_by_candidate ON outbox (candidate_id);
+    CREATE TABLE acks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, candidate_id INTEGER NOT NULL, at REAL NOT NULL, note TEXT NOT NULL
+    );
+    CREATE INDEX acks_by_candidate ON acks (candidate_id);
+    """,
 )
 
 
@@ -161,6 +198,8 @@ class Snapshot:
 
     series: Mapping[str, Mapping[Labels, float]]
     runs: Mapping[str, RunState]
+    deviations: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (state, severity) → candidates
+    outbox: Mapping[str, OutboxStats] = field(default_factory=dict)  # forwarder → its pending changes
 
     def values(self, metric: str) -> Mapping[Labels, float]:
         return self.series.get(metric, MappingProxyType({}))
@@ -244,6 +283,7 @@ class Ledger:
         self.created = False  # this open created the ledger
         self._identity = (0, 0)  # (st_dev, st_ino) of the file opened at ``path``
         self._lost: str | None = None
+        self._deviations = _DeviationState()
 
     # ---------------------------------------------------------------------------------------
     # opening and closing
@@ -389,6 +429,7 @@ class Ledger:
             name, duration, ok, reason, last_success, runs, failures = row
             mirror.runs[name] = RunState(name, bool(ok), duration, last_success, reason, runs, failures)
         self._mirror = mirror
+        self._deviations.stats = _deviation_stats(self._conn)
         self._snapshot = None
 
     def close(self) -> None:
@@ -616,6 +657,8 @@ class Ledger:
                             "INSERT OR REPLACE INTO checkpoints (collector, key, value, updated_at) VALUES (?, ?, ?, ?)",
                             (collector, cp.key, json.dumps(cp.value, separators=(",", ":")), now),
                         )
+                # The rules that watch what this batch changed, in this same transaction (see rules.py).
+                stats = self._evaluate_in(conn, _touched(counts, gauges, rollups, events), collector)
             # Only now, with the transaction durable, does the world see the new values.
             mirror = self._mirror
             for key, value in counts.items():
@@ -627,6 +670,7 @@ class Ledger:
                     mirror.gauges[(metric, labels)] = (value, collector)
             if counts or gauges:
                 self._snapshot = None
+            self._changed(stats)
 
     def record_run(self, outcome: RunOutcome) -> None:
         """Store how a collector's run ended (health, not observations: no checkpoint involved).
@@ -699,9 +743,12 @@ class Ledger:
                 series.setdefault(metric, {})[labels] = value
             for (metric, labels), (value, _) in self._mirror.gauges.items():
                 series.setdefault(metric, {})[labels] = value
+            stats = self._deviations.stats
             snap = Snapshot(
                 series=MappingProxyType({m: MappingProxyType(v) for m, v in series.items()}),
                 runs=MappingProxyType(dict(self._mirror.runs)),
+                deviations=MappingProxyType(dict(stats.deviations)),
+                outbox=MappingProxyType(dict(stats.outbox)),
             )
             self._snapshot = snap
             return snap
@@ -778,6 +825,330 @@ class Ledger:
                 (kind, period.start.timestamp(), period.end.timestamp()),
             ).fetchall()
         return [Event(kind, datetime.fromtimestamp(at, timezone.utc), key, json.loads(attrs)) for key, at, attrs in rows]
+
+    # ---------------------------------------------------------------------------------------
+    # deviation candidates and the outbox (see normagent/rules.py for why here, in one transaction)
+
+    def use_rules(
+        self,
+        evaluator: Evaluator | None,
+        forwarders: Sequence[str] = (),
+        on_change: Callable[[], None] | None = None,
+        collectors: Iterable[str] | None = None,
+    ) -> None:
+        """Set what evaluates the rules inside commits and timer evaluations, and which forwarders
+        get an outbox row for each change from now on.
+
+        Args:
+            evaluator: ``evaluator(view, touched, now) -> transitions``; ``touched`` is None for a
+                full evaluation. None: no rules are evaluated.
+            forwarders: Names of the enabled forwarders.
+            on_change: Called after a transaction that added outbox rows (wakes the forwarders).
+            collectors: The collectors that run now: the only ones whose health the rules see (a
+                collector disabled since its last, failed run is not "down"). None: every one.
+        """
+        with self._lock:
+            self._deviations.evaluator = evaluator
+            self._deviations.forwarders = tuple(forwarders)
+            self._deviations.on_change = on_change
+            self._deviations.collectors = frozenset(collectors) if collectors is not None else None
+
+    def evaluate_rules(self, touched: Iterable[str] | None = None) -> int:
+        """Evaluate the rules now (all, or those watching ``touched``) in a transaction of their own:
+        what time alone changes (``for`` passed, a window slid, a hold ended, a gauge sat still).
+
+        Returns:
+            The number of transitions stored.
+
+        Raises:
+            Exception: whatever the evaluator raised; nothing of the evaluation is stored.
+        """
+        with self._lock:
+            if self._deviations.evaluator is None:
+                return 0
+            with self._transaction("cannot store deviation candidates") as conn:
+                count = self._apply(conn, self._run_evaluator(conn, None if touched is None else set(touched)))
+                stats = _deviation_stats(conn) if count else None
+            self._changed(stats)
+            return count
+
+    def read_view(self) -> RuleView:
+        """The rules' view of what is committed, for reading only (``normagent rules test``)."""
+        return RuleView(self._conn, self)
+
+    def _run_evaluator(self, conn: sqlite3.Connection, touched: set[str] | None) -> list[Transition]:
+        evaluator = self._deviations.evaluator
+        if evaluator is None:
+            return []
+        return list(evaluator(_RuleView(conn, self), touched, self._clock.now()))
+
+    def _evaluate_in(self, conn: sqlite3.Connection, touched: set[str], collector: str) -> _Stats | None:
+        """Evaluate the rules watching ``touched`` inside the caller's transaction.
+
+        A failure here (a bug in a rule, a broken plugin template) must never cost the batch its
+        commit: the evaluation runs under a savepoint, and on any error only its own writes are
+        undone and the failure is logged; the timer evaluation tries again.
+        """
+        if self._deviations.evaluator is None or not touched:
+            return None
+        conn.execute("SAVEPOINT rules")
+        try:
+            count = self._apply(conn, self._run_evaluator(conn, touched))
+            conn.execute("RELEASE SAVEPOINT rules")
+        except Exception as exc:
+            if not conn.in_transaction:
+                raise  # SQLite ended the whole transaction (disk full, I/O): the batch fails as it would anyway
+            conn.execute("ROLLBACK TO SAVEPOINT rules")
+            conn.execute("RELEASE SAVEPOINT rules")
+            log.error("rules_evaluation_failed", collector=collector, error=f"{type(exc).__name__}: {exc}", exc_info=True)
+            return None
+        return _deviation_stats(conn) if count else None
+
+    def _changed(self, stats: _Stats | None, counted: Sequence[Count] = ()) -> None:
+        """After a COMMIT: publish new deviation and outbox figures and counters, wake the forwarders."""
+        for c in counted:
+            key = (c.metric, c.labels)
+            self._mirror.counters[key] = self._mirror.counters.get(key, 0.0) + c.value
+        if counted:
+            self._snapshot = None
+        if stats is None:
+            return
+        self._deviations.stats = stats
+        self._snapshot = None
+        callback = self._deviations.on_change
+        if callback is not None:
+            callback()
+
+    def _apply(self, conn: sqlite3.Connection, transitions: Sequence[Transition]) -> int:
+        """Store transitions: candidates inserted, updated or dropped; for each change a forwarder
+        must see, the fingerprint's next sequence number and one outbox row per forwarder."""
+        now = self._clock.now().timestamp()
+        for t in transitions:
+            cand = t.candidate
+            if t.drop:
+                if cand.id:
+                    conn.execute("DELETE FROM candidates WHERE id = ? AND state = 'pending'", (cand.id,))
+                continue
+            row = (
+                cand.fingerprint, cand.rule, _labels_json(cand.labels), cand.state, int(cand.severity), cand.value,
+                cand.threshold, cand.first_evidence.timestamp(), _ts(cand.fired_at), _ts(cand.clear_since),
+                _ts(cand.resolved_at), _ts(cand.notify_by), now,
+            )
+            if cand.id:
+                conn.execute(
+                    "UPDATE candidates SET fingerprint = ?, rule = ?, labels = ?, state = ?, severity = ?, value = ?, "
+                    "threshold = ?, first_evidence = ?, fired_at = ?, clear_since = ?, resolved_at = ?, notify_by = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    (*row, cand.id),
+                )
+                cid = cand.id
+            else:
+                cur = conn.execute(
+                    "INSERT INTO candidates (fingerprint, rule, labels, state, severity, value, threshold, first_evidence, "
+                    "fired_at, clear_since, resolved_at, notify_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+                cid = int(cur.lastrowid or 0)
+            if not t.forward:
+                continue
+            sequence = int(
+                conn.execute(
+                    "INSERT INTO fingerprints (fingerprint, sequence) VALUES (?, 1) "
+                    "ON CONFLICT (fingerprint) DO UPDATE SET sequence = sequence + 1 RETURNING sequence",
+                    (cand.fingerprint,),
+                ).fetchone()[0]
+            )
+            key = f"{cand.fingerprint}-{cand.state}-{sequence}"
+            document = {**(t.document or {}), "id": cid, "sequence": sequence, "idempotency_key": key}
+            text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+            conn.execute("UPDATE candidates SET document = ? WHERE id = ?", (text, cid))
+            conn.executemany(
+                "INSERT INTO outbox (forwarder, candidate_id, fingerprint, sequence, state, key, document, created_at, "
+                "next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(name, cid, cand.fingerprint, sequence, cand.state, key, text, now, now) for name in self._deviations.forwarders],
+            )
+        return len(transitions)
+
+    # the outbox, as the forwarders use it
+
+    def due_deliveries(self, forwarder: str, limit: int = 100) -> list[OutboxRow]:
+        """Pending changes of ``forwarder`` that may be sent now, oldest first: due (their back-off
+        is over), and each the lowest pending sequence of its fingerprint, so a receiver gets a
+        fingerprint's changes in order."""
+        now = self._clock.now().timestamp()
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT o.id, o.key, o.document, o.attempts, o.created_at, o.fingerprint, o.sequence FROM outbox o "
+                "WHERE o.forwarder = ? AND o.status = 'pending' AND o.next_attempt <= ? AND NOT EXISTS ("
+                "  SELECT 1 FROM outbox p WHERE p.forwarder = o.forwarder AND p.fingerprint = o.fingerprint "
+                "  AND p.status = 'pending' AND p.sequence < o.sequence) "
+                "ORDER BY o.id LIMIT ?",
+                (forwarder, now, limit),
+            ).fetchall()
+        return [OutboxRow(i, key, json.loads(doc), attempts, created, fp, seq, doc) for i, key, doc, attempts, created, fp, seq in rows]
+
+    def next_attempt(self, forwarder: str) -> float | None:
+        """When the earliest pending change of ``forwarder`` may be tried (Unix time), or None."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT min(next_attempt) FROM outbox WHERE forwarder = ? AND status = 'pending'", (forwarder,)
+            ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def record_attempts(self, forwarder: str, results: Sequence[AttemptResult], counts: Sequence[Count] = ()) -> None:
+        """Store how deliveries went, with the counters that count them, in one transaction.
+
+        A delivered change is marked delivered only here, after the receiver took it: a crash
+        before this sends it again (at least once; the idempotency key makes it once for the
+        receiver), never loses it.
+        """
+        now = self._clock.now().timestamp()
+        with self._lock:
+            with self._transaction("cannot record delivery attempts") as conn:
+                conn.executemany(
+                    "UPDATE outbox SET status = 'delivered', done_at = ?, attempts = attempts + 1, last_result = 'ok', "
+                    "last_error = '' WHERE id = ? AND status = 'pending'",
+                    [(now, r.id) for r in results if r.delivered],
+                )
+                conn.executemany(
+                    "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ?, last_result = ? "
+                    "WHERE id = ? AND status = 'pending'",
+                    [(r.next_attempt, r.error[:500], r.result, r.id) for r in results if not r.delivered],
+                )
+                self._add_counts(conn, counts, now)
+                stats = _deviation_stats(conn)
+            self._changed(stats, counts)
+
+    def dead_letter(self, forwarder: str, created_before: float, counter: str = "") -> int:
+        """Give up on ``forwarder``'s pending changes created before ``created_before``: they stay in
+        the outbox as dead letters (``deviations list`` shows them), counted in ``counter``."""
+        now = self._clock.now().timestamp()
+        with self._lock:
+            with self._transaction("cannot move changes to the dead letters") as conn:
+                n = conn.execute(
+                    "UPDATE outbox SET status = 'dead', done_at = ? WHERE forwarder = ? AND status = 'pending' AND created_at < ?",
+                    (now, forwarder, created_before),
+                ).rowcount
+                counted = [Count(counter, {"forwarder": forwarder}, n)] if n and counter else []
+                self._add_counts(conn, counted, now)
+                stats = _deviation_stats(conn) if n else None
+            self._changed(stats, counted)
+            return int(n)
+
+    def firing_documents(self, forwarder: str) -> list[tuple[str, dict[str, Any]]]:
+        """(key, document) of the last change of every firing candidate that ``forwarder`` has
+        been given (nothing of it pending): what Alertmanager must be reminded of."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT o.key, o.document FROM candidates c JOIN outbox o ON o.candidate_id = c.id AND o.forwarder = ? "
+                "WHERE c.state = 'firing' AND o.status = 'delivered' AND o.state = 'firing' AND NOT EXISTS ("
+                "  SELECT 1 FROM outbox p WHERE p.forwarder = o.forwarder AND p.fingerprint = o.fingerprint "
+                "  AND p.status = 'pending') "
+                "AND o.sequence = (SELECT max(sequence) FROM outbox q WHERE q.forwarder = o.forwarder AND q.candidate_id = c.id) "
+                "ORDER BY c.id",
+                (forwarder,),
+            ).fetchall()
+        return [(key, json.loads(doc)) for key, doc in rows]
+
+    def _add_counts(self, conn: sqlite3.Connection, counts: Sequence[Count], now: float) -> None:
+        """Add to counters inside the caller's transaction; the mirror follows in ``_changed``."""
+        hour = int(now // 3600)
+        for c in counts:
+            self._check(c.metric, c.labels, "counter")
+            lj = _labels_json(c.labels)
+            conn.execute(
+                "INSERT INTO counters (metric, labels, value, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (metric, labels) DO UPDATE SET value = value + excluded.value, updated_at = excluded.updated_at",
+                (c.metric, lj, c.value, now),
+            )
+            conn.execute(
+                "INSERT INTO counter_hours (metric, labels, hour, value) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (metric, hour, labels) DO UPDATE SET value = value + excluded.value",
+                (c.metric, lj, hour, c.value),
+            )
+
+    # reading candidates (normagent deviations …)
+
+    def candidates(self, states: Sequence[str] = (), limit: int = 1000) -> list[Candidate]:
+        """Candidates, newest first; only those in ``states`` if given."""
+        where = f"WHERE state IN ({','.join('?' * len(states))})" if states else ""
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_CANDIDATE_COLUMNS} FROM candidates {where} ORDER BY id DESC LIMIT ?", (*states, limit)).fetchall()
+        return [_candidate(row) for row in rows]
+
+    def candidate(self, cid: int) -> CandidateRecord | None:
+        """One candidate with its last change document, its deliveries and its acks."""
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_CANDIDATE_COLUMNS}, document FROM candidates WHERE id = ?", (cid,)).fetchone()
+            if row is None:
+                return None
+            deliveries = self._conn.execute(
+                "SELECT forwarder, key, status, attempts, last_result, last_error, created_at, done_at FROM outbox "
+                "WHERE candidate_id = ? ORDER BY sequence, forwarder", (cid,)
+            ).fetchall()
+            acks = self._conn.execute("SELECT at, note FROM acks WHERE candidate_id = ? ORDER BY id", (cid,)).fetchall()
+        return CandidateRecord(
+            candidate=_candidate(row[:-1]),
+            document=json.loads(row[-1]) if row[-1] else None,
+            deliveries=[DeliveryRecord(f, k, s, a, r, e, _dt(c) or _EPOCH, _dt(d)) for f, k, s, a, r, e, c, d in deliveries],
+            acks=[(_dt(at) or _EPOCH, note) for at, note in acks],
+        )
+
+    def acks(self, ids: Sequence[int]) -> dict[int, int]:
+        """How many acks each of ``ids`` has."""
+        if not ids:
+            return {}
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT candidate_id, count(*) FROM acks WHERE candidate_id IN ({','.join('?' * len(ids))}) GROUP BY candidate_id",
+                tuple(ids),
+            ).fetchall()
+        return {int(cid): int(n) for cid, n in rows}
+
+    def ack(self, cid: int, note: str) -> datetime:
+        """Record that a person followed candidate ``cid`` up (``deviations ack``); nothing is deleted.
+
+        Raises:
+            KeyError: there is no such candidate.
+        """
+        at = self._clock.now()
+        with self._lock:
+            with self._transaction("cannot record the acknowledgement") as conn:
+                if conn.execute("SELECT 1 FROM candidates WHERE id = ?", (cid,)).fetchone() is None:
+                    raise KeyError(cid)
+                conn.execute("INSERT INTO acks (candidate_id, at, note) VALUES (?, ?, ?)", (cid, at.timestamp(), note))
+        return at
+
+    def dead_letters(self, limit: int = 1000) -> list[DeliveryRecord]:
+        """Changes given up on, newest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT forwarder, key, status, attempts, last_result, last_error, created_at, done_at, candidate_id FROM outbox "
+                "WHERE status = 'dead' ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [DeliveryRecord(f, k, s, a, r, e, _dt(c) or _EPOCH, _dt(d), cid) for f, k, s, a, r, e, c, d, cid in rows]
+
+    def outbox_stats(self) -> Mapping[str, OutboxStats]:
+        return self._deviations.stats.outbox
+
+    def prune_deviations(self, before: datetime) -> int:
+        """Forget resolved candidates, and delivered or dead outbox rows, older than ``before``.
+        Fingerprint sequences are kept: an idempotency key is never used twice."""
+        cut = before.timestamp()
+        with self._lock:
+            with self._transaction("cannot prune deviation candidates") as conn:
+                removed: int = conn.execute("DELETE FROM outbox WHERE status != 'pending' AND done_at < ?", (cut,)).rowcount
+                old = "SELECT id FROM candidates WHERE state = 'resolved' AND resolved_at < ?"
+                removed += conn.execute(
+                    f"DELETE FROM acks WHERE candidate_id IN ({old}) AND candidate_id NOT IN (SELECT candidate_id FROM outbox)", (cut,)
+                ).rowcount
+                removed += conn.execute(
+                    "DELETE FROM candidates WHERE state = 'resolved' AND resolved_at < ? AND id NOT IN (SELECT candidate_id FROM outbox)",
+                    (cut,),
+                ).rowcount
+                stats = _deviation_stats(conn) if removed else None
+            self._changed(stats)
+            return removed
 
 
 def _end_day(period: Period) -> str:
@@ -936,3 +1307,197 @@ def _state_error(
         room = f"{free:,} bytes free" if free is not None else "no room"
         return DiskFull(f"{path}: {doing}: the state filesystem is full ({room}); free some space there; {then}")
     return StateError(f"{path}: {doing}: {detail}")
+
+
+# ---------------------------------------------------------------------------------------------
+# deviation candidates and the outbox: records and the rules' view of the ledger
+
+Evaluator = Callable[["RuleView", "set[str] | None", datetime], Iterable[Transition]]
+"""``evaluator(view, touched, now)``: the rules engine, as ``Ledger.use_rules`` takes it."""
+
+_EPOCH = datetime.fromtimestamp(0, timezone.utc)
+_CANDIDATE_COLUMNS = (
+    "id, fingerprint, rule, labels, state, severity, value, threshold, first_evidence, fired_at, clear_since, "
+    "resolved_at, notify_by, updated_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """One forwarder's undelivered changes: how many, and when the oldest was created (Unix time)."""
+
+    pending: int = 0
+    oldest: float | None = None
+
+
+@dataclass(frozen=True)
+class _Stats:
+    deviations: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    outbox: Mapping[str, OutboxStats] = field(default_factory=dict)
+
+
+@dataclass
+class _DeviationState:
+    evaluator: Evaluator | None = None
+    forwarders: tuple[str, ...] = ()
+    on_change: Callable[[], None] | None = None
+    collectors: frozenset[str] | None = None
+    stats: _Stats = field(default_factory=_Stats)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A change waiting in the outbox for one forwarder."""
+
+    id: int
+    key: str
+    document: dict[str, Any]
+    attempts: int
+    created_at: float
+    fingerprint: str
+    sequence: int
+    text: str = ""  # the document as stored: compact JSON, what the webhook and the file send as is
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """How one delivery attempt went: delivered, or when to try again and why not."""
+
+    id: int
+    delivered: bool
+    result: str = "ok"
+    error: str = ""
+    next_attempt: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One change for one forwarder, as ``deviations show`` and the dead-letter list tell it."""
+
+    forwarder: str
+    key: str
+    status: str  # pending | delivered | dead
+    attempts: int
+    last_result: str
+    last_error: str
+    created_at: datetime
+    done_at: datetime | None
+    candidate_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateRecord:
+    """A candidate with everything ``deviations show`` tells about it."""
+
+    candidate: Candidate
+    document: dict[str, Any] | None
+    deliveries: list[DeliveryRecord]
+    acks: list[tuple[datetime, str]]
+
+
+def _candidate(row: Sequence[Any]) -> Candidate:
+    cid, fp, rule, labels, state, severity, value, threshold, first, fired, clear, resolved, notify_by, updated = row
+    return Candidate(
+        id=int(cid), fingerprint=fp, rule=rule, labels=_labels_from_json(labels), state=state,
+        severity=Severity(int(severity)), value=float(value), threshold=float(threshold),
+        first_evidence=_dt(first) or _EPOCH, fired_at=_dt(fired), clear_since=_dt(clear), resolved_at=_dt(resolved),
+        notify_by=_dt(notify_by), updated_at=_dt(updated),
+    )
+
+
+def _deviation_stats(conn: sqlite3.Connection) -> _Stats:
+    deviations: dict[tuple[str, str], int] = {}
+    for state, severity, n in conn.execute("SELECT state, severity, count(*) FROM candidates GROUP BY state, severity"):
+        deviations[(state, Severity(int(severity)).label)] = int(n)
+    outbox = {
+        forwarder: OutboxStats(int(n), float(oldest))
+        for forwarder, n, oldest in conn.execute(
+            "SELECT forwarder, count(*), min(created_at) FROM outbox WHERE status = 'pending' GROUP BY forwarder"
+        )
+    }
+    return _Stats(deviations, outbox)
+
+
+def _touched(
+    counts: Mapping[SeriesKey, float],
+    gauges: Mapping[str, Any],
+    rollups: Mapping[tuple[str, date, str], Any],
+    events: Sequence[Event],
+) -> set[str]:
+    """What a batch changed, as rules name it: metrics, ``rollup:<name>``, ``event:<kind>``."""
+    touched = {metric for metric, _ in counts}
+    touched.update(gauges)
+    touched.update(f"rollup:{name}" for name, _, _ in rollups)
+    touched.update(f"event:{ev.kind}" for ev in events)
+    return touched
+
+
+class RuleView:
+    """The ledger as the rules read it (``normagent.rules.RuleData``), through one connection.
+
+    Inside ``commit`` that connection is in the middle of the batch's transaction, so the rules
+    see the batch they are judging.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, ledger: Ledger) -> None:
+        self._conn = conn
+        self._ledger = ledger
+
+    def counter_increase(self, metric: str, since: float, until: float) -> dict[Labels, float]:
+        result: dict[Labels, float] = {}
+        for (labels,) in self._conn.execute("SELECT labels FROM counters WHERE metric = ?", (metric,)):
+            result[_labels_from_json(labels)] = 0.0
+        for labels, value in self._conn.execute(
+            "SELECT labels, sum(value) FROM counter_hours WHERE metric = ? AND hour >= ? AND hour <= ? GROUP BY labels",
+            (metric, int(since // 3600), int(until // 3600)),
+        ):
+            result[_labels_from_json(labels)] = float(value)
+        return result
+
+    def gauge_series(self, metric: str) -> dict[Labels, float]:
+        if metric in HEALTH_GAUGES:
+            active = self._ledger._deviations.collectors
+            runs = [r for r in self._ledger._mirror.runs.values() if active is None or r.collector in active]
+            if metric == HEALTH_GAUGES[0]:
+                return {(("collector", r.collector),): 1.0 if r.up else 0.0 for r in runs}
+            return {(("collector", r.collector),): r.last_success for r in runs if r.last_success is not None}
+        return {
+            _labels_from_json(labels): float(value)
+            for labels, value in self._conn.execute("SELECT labels, value FROM gauges WHERE metric = ?", (metric,))
+        }
+
+    def rollup_sums(self, name: str, since: float, until: float) -> dict[str, RollupSum]:
+        first_day = datetime.fromtimestamp(since, timezone.utc).date().isoformat()
+        last_day = datetime.fromtimestamp(until, timezone.utc).date().isoformat()
+        return {
+            key: RollupSum(float(value), first, last)
+            for key, value, first, last in self._conn.execute(
+                "SELECT key, sum(value), min(first_seen), max(last_seen) FROM rollups WHERE name = ? AND day >= ? AND day <= ? "
+                "AND (last_seen IS NULL OR last_seen >= ?) GROUP BY key",
+                (name, first_day, last_day, since),
+            )
+        }
+
+    def event_attrs(self, kind: str, since: float, until: float) -> list[dict[str, Any]]:
+        return [
+            json.loads(attrs)
+            for (attrs,) in self._conn.execute("SELECT attrs FROM events WHERE kind = ? AND at >= ? AND at <= ?", (kind, since, until))
+        ]
+
+    def open_candidates(self, rules: Iterable[str] | None) -> dict[str, Candidate]:
+        """Pending and firing candidates by fingerprint, of ``rules`` (None: of every rule)."""
+        if rules is None:
+            rows = self._conn.execute(f"SELECT {_CANDIDATE_COLUMNS} FROM candidates WHERE state != 'resolved'").fetchall()
+        else:
+            names = list(rules)
+            if not names:
+                return {}
+            rows = self._conn.execute(
+                f"SELECT {_CANDIDATE_COLUMNS} FROM candidates WHERE state != 'resolved' AND rule IN ({','.join('?' * len(names))})",
+                names,
+            ).fetchall()
+        found = (_candidate(row) for row in rows)
+        return {c.fingerprint: c for c in found}
+
+
+_RuleView = RuleView

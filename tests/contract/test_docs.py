@@ -18,12 +18,14 @@ from normagent.config import (
     INTERVAL_RANGE,
     TIMEOUT_RANGE,
     AgentSettings,
+    ForwarderCommon,
     PluginsSettings,
     RuleSettings,
     format_duration,
     range_text,
 )
 from normagent.exposition import HEALTH_METRICS, HTTP_METRICS
+from normagent.forward import DEVIATION_METRICS
 from normagent.loader import build_plugins
 from normagent.logs import LOG_METRICS
 from normagent.model import MetricSpec
@@ -42,9 +44,10 @@ def all_metrics() -> list[tuple[MetricSpec, str]]:
         for metric in spec.metrics:
             owners.setdefault(metric.name, []).append(spec.name)
     metrics = {m.name: m for m in plugins.metrics().values()}
-    for metric in (*HEALTH_METRICS, *HTTP_METRICS, *SYSLOG_METRICS):
+    for metric in (*HEALTH_METRICS, *HTTP_METRICS, *DEVIATION_METRICS, *SYSLOG_METRICS):
         metrics[metric.name] = metric
-        owners.setdefault(metric.name, ["agent"] if metric in (*HEALTH_METRICS, *HTTP_METRICS) else ["core.syslog"])
+        agent = metric in (*HEALTH_METRICS, *HTTP_METRICS, *DEVIATION_METRICS)
+        owners.setdefault(metric.name, ["agent"] if agent else ["core.syslog"])
     rows = []
     for name in sorted(metrics):
         collectors = owners[name]
@@ -166,7 +169,19 @@ def config_reference() -> str:
     for name, section in sections().items():
         note = " (optional: the receiver runs only when this table exists)" if section.optional else ""
         parts.append(f"### `[{name}]`{note}\n\n" + settings_table(section.settings))
-    parts.append('### `[rules."<name>"]`\n\nRetune or disable a default deviation rule by name (`normagent plugins` lists them).\n\n' + settings_table(RuleSettings))
+    parts.append(
+        '### `[rules."<name>"]`\n\nRetune or disable a default deviation rule by name (`normagent rules list` shows '
+        "them), or add a rule of the site's own under another name with `watch`, `comparison` and `threshold`; "
+        "`watch`, `comparison`, `labels`, `group_by`, `preceded_by` and `min_preceding` are for such rules only.\n\n"
+        + settings_table(RuleSettings)
+    )
+    parts.append(
+        "### `[forwarders.<name>]`\n\nWhere deviation candidates go; any number, each with a name of its own "
+        "(a metric label) and a `kind`. The keys every forwarder has:\n\n" + settings_table(ForwarderCommon)
+    )
+    for kind, spec in sorted(plugins.forwarders().items()):
+        assert spec.settings is not None
+        parts.append(f'#### `kind = "{kind}"`\n\n{spec.help}\n\n' + settings_table(spec.settings))
     for name, spec in sorted(plugins.collectors().items()):
         common = [
             f"| `enabled` | boolean | `{str(spec.enabled_by_default).lower()}` | Run this collector |",

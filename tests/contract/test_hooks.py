@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,19 +74,49 @@ def test_hook_register_collectors(builtins: Plugins) -> None:
 
 
 def test_hook_register_rules(builtins: Plugins) -> None:
-    """Each default rule watches a declared metric, or a rollup or event kind, and is well named."""
-    metrics = builtins.metrics()
+    """Each default rule is well named, watches a declared metric (or the agent's health gauges, a
+    rollup or an event kind) with labels it has, and has complete texts in both languages."""
+    from normagent.deviations import rule_metrics
+    from normagent.model import OWNER_ROLES
+    from normagent.rules import complete, rule_problems
+
+    metrics = rule_metrics(builtins)
+    assert builtins.rules()
     for name, rule in builtins.rules().items():
         assert NAME.match(name) and name.split(".")[0] == rule.plugin, name
-        kind, _, target = rule.watch.partition(":")
-        if kind in ("rollup", "event"):
-            assert target, name
-        else:
-            assert rule.watch in metrics, f"rule {name} watches {rule.watch}, which no collector declares"
-            for label in (*rule.labels, *rule.group_by):
-                assert label in metrics[rule.watch].labels, f"rule {name}: {rule.watch} has no label {label}"
-        fields = set(re.findall(r"\{(\w+)\}", rule.summary))
-        assert fields <= {"value", "threshold", "key", *rule.group_by}, f"rule {name}: summary uses {fields}"
+        assert rule_problems(rule, metrics) == [], name
+        done = complete(rule, timedelta(minutes=15))
+        assert done.cia and done.owner in OWNER_ROLES, name
+        for text in (done.text_nb, done.text_en):
+            assert text is not None and text.title and text.what and text.consequence and text.measures, name
+
+
+def test_the_first_plugins_write_their_own_texts(builtins: Plugins) -> None:
+    """system, access and edi say in their own words (both languages) what each rule means; a newer
+    plugin may lean on its section's defaults until it does."""
+    for rule in builtins.rules().values():
+        if rule.plugin in ("system", "access", "edi"):
+            assert rule.text_nb is not None and rule.text_en is not None and rule.cia and rule.owner, rule.name
+
+
+def test_every_indicator_has_a_default_rule(builtins: Plugins) -> None:
+    """Every factsheet indicator of system, access and edi is watched by a default rule, directly or
+    through the rollup it feeds (counters of the agent's own plumbing excepted)."""
+    watched = {rule.watch for rule in builtins.rules().values()}
+    plumbing = ("normagent_log_", "normagent_boot_records_invalid", "normagent_edi_indexed", "normagent_edi_timestamps",
+                "normagent_cpu", "normagent_load", "normagent_memory_total", "normagent_swap", "normagent_filesystem_size",
+                "normagent_filesystem_free", "normagent_filesystem_avail_bytes", "normagent_memory_available_bytes",
+                "normagent_boot_time", "normagent_boots_total", "normagent_downtime", "normagent_edi_messages_total",
+                "normagent_edi_unacknowledged_messages", "normagent_edi_oldest", "normagent_edi_unacknowledged_total",
+                "normagent_edi_receipt_errors", "normagent_edi_receipts_for_unknown", "normagent_edi_unmatched",
+                "normagent_edi_stop_seconds", "normagent_cpus")
+    by_rollup = {"normagent_failed_logins_total", "normagent_account_lockouts_total", "normagent_password_resets_total"}
+    first = {m.name for name, spec in builtins.collectors().items() if spec.plugin in ("system", "access", "edi") for m in spec.metrics}
+    missing = [
+        m for m in builtins.metrics()
+        if m in first and m not in watched and not m.startswith(plumbing) and m not in by_rollup
+    ]
+    assert missing == []
 
 
 def test_hook_register_report_sections(builtins: Plugins) -> None:

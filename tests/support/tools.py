@@ -84,13 +84,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def builtins_except(*keep: str) -> str:
-    """A TOML array naming every builtin plugin but ``keep``: ``[plugins] disable = …`` in a test
-    config, so only what the test is about runs (new builtins join the list by themselves)."""
-    from normagent.loader import BUILTIN_PLUGINS
+    """A TOML array naming every builtin collector plugin (a factsheet area under plugins/) but
+    ``keep``: ``[plugins] disable = …`` in a test config, so only what the test is about collects
+    (new plugins join the list by themselves). The builtin forwarders stay: they cost nothing
+    until a ``[forwarders.*]`` table uses them."""
+    from normagent.loader import BUILTIN_PLUGINS, short_name
 
-    names = [module.rsplit(".", 1)[1] for module in BUILTIN_PLUGINS]
+    names = [short_name(module) for module in BUILTIN_PLUGINS if module.startswith("normagent.plugins.")]
     return "[" + ", ".join(f'"{name}"' for name in names if name not in keep) + "]"
 
 
 EVERY_BUILTIN = builtins_except()
-"""``[plugins] disable = {EVERY_BUILTIN}`` in a test config: only the test's own plugins run."""
+"""``[plugins] disable = {EVERY_BUILTIN}`` in a test config: only the test's own plugins collect."""

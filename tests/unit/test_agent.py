@@ -518,3 +518,36 @@ def test_a_full_512_kib_state_filesystem_takes_collectors_down_and_loses_nothing
         assert daemon.stop() == 0
         text = daemon.log.read_text()
         assert "Traceback" not in text and "no transaction is active" not in text
+
+
+def test_sighup_brings_new_rules_and_forwarders_into_use(daemon: Daemon) -> None:
+    """A rule and a forwarder added by a reload: the candidate the new rule raises reaches the new
+    forwarder, with no restart."""
+    daemon.write_config()
+    daemon.start()
+    daemon.wait_for('normagent_collector_up{collector="sample.events"} 1.0')
+    out = daemon.tmp / "avvik.jsonl"
+    daemon.write_config(tables=f"""
+[rules."site.sample_seen"]
+watch = "normagent_sample_events_total"
+comparison = ">"
+threshold = 0
+window = "1h"
+group_by = ["kind"]
+summary = "{{value}} hendelser av typen {{kind}}"
+
+[forwarders.lokal]
+kind = "file"
+path = "{out}"
+""")
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for_event("config_reloaded")
+    daemon.wait_for('normagent_outbox_pending{forwarder="lokal"} 0.0')
+    end = time.monotonic() + 15
+    while time.monotonic() < end and not (out.exists() and out.read_text().strip()):
+        time.sleep(0.1)
+    [line] = out.read_text().splitlines()
+    document = json.loads(line)
+    assert document["rule"] == "site.sample_seen" and document["labels"] == {"kind": "a"}
+    assert 'normagent_forward_attempts_total{forwarder="lokal",result="ok"} 1.0' in daemon.metrics()
