@@ -38,6 +38,8 @@ from normagent.logs import (
     journal_log_collector,
     line_parser,
     merge_counts,
+    ParseJob,
+    parse_each,
     parse_inputs,
     record_parser,
 )
@@ -506,6 +508,20 @@ def test_parse_inputs_reads_plain_compressed_and_stdin(tmp_path: Path) -> None:
         assert (item.kind, item.lines, item.result.parsed, item.result.ignored, item.result.unparsed) == ("text", 6, 3, 2, 1)
         assert item.result.examples == ["odd password line"]
         assert item.result.observations == [Count(FAILED.name, {"via": "ssh"}, 3)]
+
+
+def test_parse_each_gives_every_parser_every_block_of_one_read(tmp_path: Path) -> None:
+    """Two parsers over one read: each gets what it would get alone, one's failure is its own."""
+    raw = lines(0, 30, "Failed") + b"POISON password\n" + lines(30, 20)
+    (tmp_path / "a.log").write_bytes(raw)
+    alone = [next(parse_inputs([tmp_path / "a.log"], parser, CTX, block_bytes=256)) for parser in (PARSER, poisoned())]
+
+    with capture_logs() as logs:
+        [together] = parse_each([tmp_path / "a.log"], [ParseJob(PARSER, CTX), ParseJob(poisoned(), CTX)], block_bytes=256)
+
+    assert together == alone
+    assert [t.result.parsed for t in together] == [30, 30] and [t.failed_lines for t in together] == [0, 1]
+    assert [e["event"] for e in logs] == ["log_block_failed"]
 
 
 def test_parse_inputs_recognises_journalctl_json(tmp_path: Path) -> None:
