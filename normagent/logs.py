@@ -247,7 +247,7 @@ def journal_log_collector(
     enabled_by_default: bool = True,
     max_failures: int = MAX_FAILURES,
 ) -> CollectorSpec:
-    """A collector that reads journald entries (``journalctl -o json``) after its saved cursor.
+    """A collector that reads journald entries (libsystemd, else ``journalctl -o json``) after its saved cursor.
 
     Blocks are ``RecordBlock``s of ``JournalEntry``; the cursor is committed with each block's
     counts. Raises ``NoData`` (a quiet, successful run) where the host has no journal.
