@@ -10,8 +10,9 @@ What is measured, each in one run (the machine is shared and noisy: read figures
   position in the last chunk, next to a full read: the reader parses only the chunks after the
   position, so the ratio should be near 1/26 (the file has 26 chunks).
 * journald: entries/s of read_journal over a generated journal (systemd-journal-remote, 50,000
-  entries), next to `journalctl -o json` alone into /dev/null; and the cost of one cycle with
-  nothing new (what a collector pays every interval).
+  entries) through each reader (libsystemd, journalctl), next to `journalctl -o json` alone into
+  /dev/null, taken in turn, medians; and the cost of one cycle with nothing new (what a collector
+  pays every interval). Exits non-zero if a reader's count or cursors differ.
 * syslog: messages/s accepted *durably* (counted only after fsync) over one TCP connection and
   over 8, octet-counted and newline framing; and over UDP, with what the kernel dropped.
 """
@@ -20,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -112,33 +115,75 @@ def journal_remote() -> str | None:
     return None
 
 
-def bench_journald(entries: int) -> None:
+def bench_journald(entries: int, runs: int) -> None:
+    """The two journal readers and ``journalctl -o json`` alone, in turn, ``runs`` times each; medians.
+
+    "touched" reads what the access parsers look at in every entry (MESSAGE, the identifier,
+    PRIORITY): the libsystemd reader decodes a field when it is looked at, so its figure alone
+    would flatter it.
+    """
     remote = journal_remote()
     if remote is None or shutil.which("journalctl") is None:
         print("journald  skipped: needs journalctl and systemd-journal-remote (scripts/servers unpacks it)")
         return
+    configure_logging("warning", "json", sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         journal = Path(tmp) / "bench.journal"
         subprocess.run([remote, f"--output={journal}", "-"], input=export_entries(entries), check=True, capture_output=True)
-        settings = JournalSettings(files=(str(journal),), start="beginning", block_entries=1000)
 
-        def read_all() -> int:
-            return sum(len(block.records) for block, _ in read_journal(run_command, settings=settings))
+        def settings(reader: str) -> JournalSettings:
+            return JournalSettings(files=(str(journal),), start="beginning", block_entries=1000, reader=reader)  # type: ignore[arg-type]
 
-        def journalctl_alone() -> None:
+        def read_all(reader: str) -> int:
+            return sum(len(block.records) for block, _ in read_journal(run_command, settings=settings(reader)))
+
+        def touched(reader: str) -> int:
+            n = 0
+            for block, _ in read_journal(run_command, settings=settings(reader)):
+                for entry in block.records:
+                    entry.message, entry.identifier, entry.fields.get("PRIORITY")  # type: ignore[union-attr]
+                    n += 1
+            return n
+
+        def journalctl_alone() -> int:
             subprocess.run(["journalctl", f"--file={journal}", "--output=json", "--all"], stdout=subprocess.DEVNULL, check=True)
+            return entries
 
-        got = read_all()
-        assert got == entries, (got, entries)
-        last = [c for _, c in read_journal(run_command, settings=settings)][-1]
+        for reader in ("journalctl", "libsystemd"):
+            got = read_all(reader)
+            assert got == entries, (reader, got, entries)
+        blocks = {reader: list(read_journal(run_command, settings=settings(reader))) for reader in ("journalctl", "libsystemd")}
+        assert [c for _, c in blocks["journalctl"]] == [c for _, c in blocks["libsystemd"]], "the readers' cursors differ"
+        last = blocks["libsystemd"][-1][1]
 
-        def idle_cycle() -> int:
-            return sum(len(b.records) for b, _ in read_journal(run_command, cursor=last, settings=settings))
+        def idle(reader: str) -> int:
+            return sum(len(b.records) for b, _ in read_journal(run_command, cursor=last, settings=settings(reader)))
 
-        t_read, t_alone, t_idle = best(3, read_all), best(3, journalctl_alone), best(7, idle_cycle)
-    print(f"journald  read_journal   {entries} entries in {t_read:6.2f} s = {entries / t_read:>9,.0f} entries/s (blocks of 1000)")
-    print(f"journald  journalctl     {entries} entries in {t_alone:6.2f} s = {entries / t_alone:>9,.0f} entries/s (json to /dev/null; reader/journalctl {t_read / t_alone:.2f}x)")
-    print(f"journald  idle cycle     nothing new: {t_idle * 1000:6.1f} ms")
+        cases: dict[str, Callable[[], object]] = {
+            "journalctl -o json alone": journalctl_alone,
+            "reader: journalctl": lambda: read_all("journalctl"),
+            "reader: libsystemd": lambda: read_all("libsystemd"),
+            "reader: libsystemd, touched": lambda: touched("libsystemd"),
+            "reader: journalctl, touched": lambda: touched("journalctl"),
+        }
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        idles: dict[str, list[float]] = {"journalctl": [], "libsystemd": []}
+        for _ in range(runs):  # in turn: the machine's load weighs on all alike
+            for name, fn in cases.items():
+                started = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - started)
+            for reader in idles:
+                started = time.perf_counter()
+                idle(reader)
+                idles[reader].append(time.perf_counter() - started)
+    alone = statistics.median(times["journalctl -o json alone"])
+    print(f"journald  {entries} entries, blocks of 1000, median of {runs} runs in turn (load average {os.getloadavg()[0]:.1f}):")
+    for name, spent in times.items():
+        median = statistics.median(spent)
+        print(f"  {name:30s} {median:6.2f} s = {entries / median:>9,.0f} entries/s  ({alone / median:.2f}x journalctl's rate)")
+    for reader, spent in idles.items():
+        print(f"  idle cycle, {reader:11s}       nothing new: {statistics.median(spent) * 1000:6.1f} ms")
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,12 +252,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["evtx", "journald", "syslog"])
     parser.add_argument("--journal-entries", type=int, default=50_000)
+    parser.add_argument("--journal-runs", type=int, default=5)
     parser.add_argument("--syslog-messages", type=int, default=200_000)
     args = parser.parse_args()
     if args.only in (None, "evtx"):
         bench_evtx()
     if args.only in (None, "journald"):
-        bench_journald(args.journal_entries)
+        bench_journald(args.journal_entries, args.journal_runs)
     if args.only in (None, "syslog"):
         bench_syslog(args.syslog_messages)
     return 0

@@ -391,6 +391,9 @@ def read(
     """
     journal = _Journal(lib, directory=directory, files=files, origin=origin)
     try:
+        if cursor is None and not directory and not files and access_limited(os.geteuid(), _group_names()):
+            # As journalctl's hint: outside these groups the local journal shows only one's own entries.
+            log.warning("journal_access_limited", origin=origin, hint="add the user to the systemd-journal group")
         saved = cursor
         if saved is None and start == "end":
             saved = journal.newest_cursor()  # of the whole journal, before any match
@@ -428,6 +431,27 @@ def read(
                 return
     finally:
         journal.close()
+
+
+JOURNAL_GROUPS = frozenset({"systemd-journal", "adm", "wheel"})
+
+
+def access_limited(euid: int, groups: set[str]) -> bool:
+    """Whether a user sees only their own entries of the local journal (not root, in none of the
+    groups journald's files are readable by)."""
+    return euid != 0 and not groups & JOURNAL_GROUPS
+
+
+def _group_names() -> set[str]:
+    import grp
+
+    names = set()
+    for gid in {os.getegid(), *os.getgroups()}:
+        try:
+            names.add(grp.getgrgid(gid).gr_name)
+        except KeyError:
+            continue
+    return names
 
 
 def _cursor_exists(lib: _Lib, directory: str, files: Sequence[str], cursor: str, origin: str) -> bool:

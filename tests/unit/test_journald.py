@@ -415,6 +415,15 @@ def test_access_limited_to_own_entries_is_logged(journalctl: str) -> None:
     assert [entry["event"] for entry in logs] == ["journal_access_limited"]
 
 
+@pytest.mark.parametrize(
+    ("euid", "groups", "limited"),
+    [(0, set(), False), (1000, {"users"}, True), (1000, {"users", "systemd-journal"}, False), (998, {"adm"}, False), (1000, {"wheel"}, False)],
+)
+def test_libsystemd_reader_knows_when_the_local_journal_shows_only_own_entries(euid: int, groups: set[str], limited: bool) -> None:
+    """The libsystemd reader's counterpart of journalctl's hint (root or the journal's groups see all)."""
+    assert sdjournal.access_limited(euid, groups) is limited
+
+
 # --------------------------------------------------------------------------------------------
 # Pure parts
 
