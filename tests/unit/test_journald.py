@@ -252,6 +252,24 @@ def test_a_vacuumed_cursor_is_reported_and_the_nearest_entry_is_not_skipped(jour
     assert len(lost) == 1 and lost[0]["log_level"] == "warning" and lost[0]["reason"] == "vacuumed"
 
 
+def test_a_rotation_under_the_cursor_resumes_after_it_with_nothing_lost_or_doubled(journalctl: str, reader: str, tmp_path: Path) -> None:
+    """journald renames the active file to an archive and starts a new one: the cursor, now in the
+    archive, still names its entry; the read goes on with the new file's entries, quietly."""
+    active = tmp_path / "system.journal"
+    shutil.copy(ARCHIVE, active)
+    before = read_all(journalctl, reader=reader, directory=str(tmp_path), start="beginning")
+    committed = before[-1][1]
+    active.rename(tmp_path / "system@0123456789abcdef0123456789abcdef-0000000000000001-0005f0e1d2c3b4a5.journal")
+    shutil.copy(CURRENT, active)
+
+    with capture_logs() as logs:
+        resumed = entries_of(read_all(journalctl, reader=reader, directory=str(tmp_path), cursor=committed))
+
+    assert [summary(e) for e in entries_of(before)] == [exported_summary(e) for e in ARCHIVE_EXPORT]
+    assert [summary(e) for e in resumed] == [exported_summary(e) for e in CURRENT_EXPORT]
+    assert not [entry for entry in logs if entry["event"] == "journal_cursor_lost"]
+
+
 @pytest.mark.parametrize(("start", "expected"), [("beginning", len(MAIN_EXPORT)), ("end", 0)])
 def test_a_cursor_journalctl_cannot_parse_falls_back_to_the_start_setting(
     journalctl: str, reader: str, start: str, expected: int
