@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -72,9 +73,9 @@ clock = FakeClock(datetime.now(timezone.utc))
 # gen_authlog.py writes classic stamps in Europe/Oslo time (the fake root has no /etc/localtime).
 settings = LoginSettings(prefer="files", files=FileSource(paths=("/auth.log",), start_at="beginning", timezone="Europe/Oslo"))
 with Ledger.open(state / "ledger.db", clock=clock) as ledger:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     batches = run_collector_once(LOGINS, ledger, settings=settings, root=root, clock=clock, timeout=3600)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     snap = ledger.snapshot()
     counts = {}
     for metric in ("normagent_failed_logins_total", "normagent_account_lockouts_total", "normagent_password_resets_total"):
@@ -89,7 +90,7 @@ with Ledger.open(state / "ledger.db", clock=clock) as ledger:
         rollups[name] = {"rows": len(rows), "total": sum(r.value for r in rows)}
 import resource
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"elapsed": elapsed, "batches": len(batches), "counts": counts, "lines": lines, "rollups": rollups, "peak_mb": peak}))
+print(json.dumps({"elapsed": elapsed, "cpu": cpu, "batches": len(batches), "counts": counts, "lines": lines, "rollups": rollups, "peak_mb": peak}))
 """
 
 
@@ -103,16 +104,17 @@ from normagent.parsecmd import run_parse
 
 plugins = build_plugins(entry_points_enabled=False)
 out = io.StringIO()
-started = time.perf_counter()
-run_parse([sys.argv[1]], config=None, plugins=plugins, fmt="json", out=out, collectors=sys.argv[2].split(","))
-elapsed = time.perf_counter() - started
+started, cpu = time.perf_counter(), time.process_time()
+chosen = [] if sys.argv[2] == "all" else sys.argv[2].split(",")
+run_parse([sys.argv[1]], config=None, plugins=plugins, fmt="json", out=out, collectors=chosen)
+elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
 [item] = json.loads(out.getvalue())["inputs"]
 counts = {}
 for c in item["collectors"]:
     if c["collector"] == "access.logins":
         for n in c["counts"]:
             counts[n["metric"] + json.dumps(n["labels"], sort_keys=True)] = n["value"]
-print(json.dumps({"elapsed": elapsed, "lines": item["lines"], "counts": counts}))
+print(json.dumps({"elapsed": elapsed, "cpu": cpu, "lines": item["lines"], "counts": counts, "parsers": len(item["collectors"])}))
 """
 
 
@@ -186,10 +188,15 @@ def run_agent(log: Path, tree: Path | None = None) -> tuple[dict, float]:  # typ
     return report, float(report["peak_mb"])
 
 
-def run_grep(log: Path, pattern: str) -> tuple[int, float]:
+def run_grep(log: Path, pattern: str) -> tuple[int, float, float]:
+    """grep's count, wall time and CPU time (its own, from the children's usage)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(["grep", "-cE", pattern, str(log)], capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}, check=False)
-    return int(done.stdout.strip() or 0), time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return int(done.stdout.strip() or 0), elapsed, cpu
 
 
 def fail2ban() -> tuple[Path, Path] | None:
@@ -252,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail2ban-lines", type=int, default=200_000, help="lines given to fail2ban-regex (it is slow; 0: skip)")
     parser.add_argument("--parse", action="store_true", help="also time `normagent parse --collector access.logins FILE`")
     parser.add_argument("--compare-with", metavar="REV", help="also run the agent (and parse) of this commit, in turn")
+    parser.add_argument("--parse-collectors", default="access.logins",
+                        help='the collectors --parse names (comma-separated), or "all": every collector with a parser, as plain `normagent parse FILE`')
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -269,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         before = unpack(args.compare_with, Path(tmp)) if args.compare_with else None
         # In turn, so that the machine's load at any moment weighs on all alike.
         reports: list[tuple[dict, float]] = []  # type: ignore[type-arg]
-        greps: list[tuple[int, float]] = []
+        greps: list[tuple[int, float, float]] = []
         befores: list[tuple[dict, float]] = []  # type: ignore[type-arg]
         parses: list[dict] = []  # type: ignore[type-arg]
         parses_before: list[dict] = []  # type: ignore[type-arg]
@@ -278,9 +287,9 @@ def main(argv: list[str] | None = None) -> int:
             if before is not None:
                 befores.append(run_agent(log, before))
             if args.parse:
-                parses.append(run_parse_child(log, None))
+                parses.append(run_parse_child(log, None, args.parse_collectors))
                 if before is not None:
-                    parses_before.append(run_parse_child(log, before))
+                    parses_before.append(run_parse_child(log, before, args.parse_collectors))
             greps.append(run_grep(log, truth["grep_pattern"]))
         f2b = run_fail2ban(log, args.fail2ban_lines) if args.fail2ban_lines else None
 
@@ -307,24 +316,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name}: {first['rollups'][name]} (truth {expect})")
 
     times = [r["elapsed"] for r, _ in reports]
-    grep_times = [t for _, t in greps]
+    grep_times = [t for _, t, _ in greps]
     agent_time, grep_time = statistics.median(times), statistics.median(grep_times)
+    agent_cpu, grep_cpu = statistics.median(r["cpu"] for r, _ in reports), statistics.median(c for _, _, c in greps)
     agent_rate = lines / agent_time
     print(f"\nnormagent (driver + parser + ledger), {args.runs} runs: {spread(times)} = {agent_rate:,.0f} lines/s, {first['batches']} batches")
     print(f"  peak RSS of the agent process: {max(peak for _, peak in reports):.1f} MB (largest of the runs)")
     print(f"grep -cE, {args.runs} runs: {spread(grep_times)} = {lines / grep_time:,.0f} lines/s "
           f"({greps[0][0]:,} lines matched; truth {truth['failure_lines']:,})")
     print(f"  normagent / grep time (medians): {agent_time / grep_time:.1f}x")
+    print(f"  CPU time (medians; what the machine's load does not stretch): normagent {agent_cpu:.3f} s = {lines / agent_cpu:,.0f} lines/s, "
+          f"grep {grep_cpu:.3f} s, normagent / grep {agent_cpu / grep_cpu:.1f}x")
     if befores:
         times_before = [r["elapsed"] for r, _ in befores]
         before_time = statistics.median(times_before)
+        before_cpu = statistics.median(r["cpu"] for r, _ in befores)
         print(f"normagent at {args.compare_with}, {args.runs} runs: {spread(times_before)} = {lines / before_time:,.0f} lines/s, "
               f"{before_time / grep_time:.1f}x grep; now / before time: {agent_time / before_time:.2f}")
+        print(f"  CPU time (median): {before_cpu:.3f} s = {lines / before_cpu:,.0f} lines/s, {before_cpu / grep_cpu:.1f}x grep; "
+              f"now / before: {agent_cpu / before_cpu:.2f}")
+    daemon = {"": (agent_time, agent_cpu)}
+    if befores:
+        daemon[f" at {args.compare_with}"] = (before_time, before_cpu)
     for label, runs in (("", parses), (f" at {args.compare_with}", parses_before)):
         if runs:
             parse_time = statistics.median(p["elapsed"] for p in runs)
-            print(f"normagent parse --collector access.logins{label}, {args.runs} runs: {spread([p['elapsed'] for p in runs])} = "
-                  f"{lines / parse_time:,.0f} lines/s; parse / daemon path time (medians): {parse_time / agent_time:.2f}")
+            parse_cpu = statistics.median(p["cpu"] for p in runs)
+            wall, cpu = daemon[label]
+            print(f"normagent parse ({args.parse_collectors}: {runs[0]['parsers']} parsers){label}, {args.runs} runs: "
+                  f"{spread([p['elapsed'] for p in runs])} = {lines / parse_time:,.0f} lines/s; parse / daemon path{label}, "
+                  f"medians: time {parse_time / wall:.2f}, CPU {parse_cpu / cpu:.2f} ({lines / parse_cpu:,.0f} lines/s of CPU)")
     if f2b is None:
         print("fail2ban-regex: skipped (--fail2ban-lines 0) or not available (apt-get download fail2ban failed)")
     else:
