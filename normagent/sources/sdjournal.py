@@ -343,7 +343,7 @@ class _Journal:
             try:
                 # bytes.split(item, b"=", 1) called from C by map(): no Python frame per field
                 # (a functools.partial with keywords would build a dict of them per call: 4x slower).
-                raw: dict[bytes, bytes] = dict(map(split, items, repeat(eq), repeat(once)))  # type: ignore[arg-type]
+                raw: dict[bytes, bytes] = dict(map(split, items, repeat(eq), repeat(once)))
             except ValueError:  # an item without "=": journalctl leaves it out
                 raw = _joined(items)
             else:
