@@ -60,7 +60,7 @@ CERTIFICATE_EXPIRING = RuleSpec(
     threshold=14 * 86400,
     group_by=("service",),
     severity=Severity.WARNING,
-    summary="TLS-sertifikatet til {service} utløper snart: {value} sekunder igjen, grense {threshold}.",
+    summary="TLS-sertifikatet til {service} utløper snart: {value} igjen, grense {threshold}.",
     section=SECTION,
 )
 

@@ -39,8 +39,8 @@ SECURITY_UPDATE_PENDING = RuleSpec(
     labels={"kind": "security"},
     severity=Severity.WARNING,
     summary=(
-        "En tilgjengelig sikkerhetsoppdatering har ventet i {value} sekunder uten å bli "
-        "installert (grense {threshold} sekunder, 14 døgn)."
+        "En tilgjengelig sikkerhetsoppdatering har ventet i {value} uten å bli "
+        "installert (grense {threshold})."
     ),
     section=SECTION,
 )
