@@ -8,8 +8,8 @@ back and reading resumes right after it. ``parse_journal_json`` turns a file wri
 
 Two readers give the same blocks, entries and cursors (a cursor saved by one resumes in the
 other), chosen by ``JournalSettings.reader``: ``"auto"`` (the default) reads through the host's
-``libsystemd.so.0`` in process (``normagent.sources.sdjournal``: one handle per run, about ten
-times the entries per second) and falls back to journalctl where the library cannot be loaded;
+``libsystemd.so.0`` in process (``normagent.sources.sdjournal``: one handle per run, about 2.5
+times the entries per second of the journalctl reader, bench/README.md) and falls back to journalctl where the library cannot be loaded;
 the choice is logged once per process (``journal_reader``). The journalctl reader runs it through
 the injected ``CommandRunner`` (so a collector's timeout and the test fakes apply), one call per
 block.
