@@ -114,7 +114,7 @@ for c in item["collectors"]:
     if c["collector"] == "access.logins":
         for n in c["counts"]:
             counts[n["metric"] + json.dumps(n["labels"], sort_keys=True)] = n["value"]
-print(json.dumps({"elapsed": elapsed, "cpu": cpu, "lines": item["lines"], "counts": counts, "parsers": len(item["collectors"])}))
+print(json.dumps({"elapsed": elapsed, "cpu": cpu, "lines": item["lines"], "counts": counts}))
 """
 
 
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             parse_time = statistics.median(p["elapsed"] for p in runs)
             parse_cpu = statistics.median(p["cpu"] for p in runs)
             wall, cpu = daemon[label]
-            print(f"normagent parse ({args.parse_collectors}: {runs[0]['parsers']} parsers){label}, {args.runs} runs: "
+            print(f"normagent parse ({args.parse_collectors}){label}, {args.runs} runs: "
                   f"{spread([p['elapsed'] for p in runs])} = {lines / parse_time:,.0f} lines/s; parse / daemon path{label}, "
                   f"medians: time {parse_time / wall:.2f}, CPU {parse_cpu / cpu:.2f} ({lines / parse_cpu:,.0f} lines/s of CPU)")
     if f2b is None:
