@@ -337,9 +337,11 @@ def test_without_libsystemd_auto_reads_through_journalctl_and_says_so(journalctl
     journald._announce.cache_clear()
     with capture_logs() as logs:
         got = read_all(journalctl, files=(str(MAIN),), start="beginning", library="libnormagent-absent.so.0")
+        again = read_all(journalctl, files=(str(MAIN),), cursor=entries_of(got)[-5].cursor, library="libnormagent-absent.so.0")
 
     assert [summary(e) for e in entries_of(got)] == [exported_summary(e) for e in MAIN_EXPORT]
-    [said] = [entry for entry in logs if entry["event"] == "journal_reader"]
+    assert entries_of(again) == entries_of(got)[-4:]  # the next run resumes as the journalctl reader does
+    [said] = [entry for entry in logs if entry["event"] == "journal_reader"]  # once per process, not per run
     assert said["reader"] == "journalctl" and "libnormagent-absent.so.0" in said["reason"] and said["log_level"] == "info"
 
 
