@@ -230,6 +230,17 @@ def test_start_at_end_when_the_last_newline_is_the_first_byte_looked_at(tmp_path
     assert reader.run() == [b"Nov 23 07:00:00 host app[1]: line 00000007"]
 
 
+def test_start_at_end_on_a_file_that_is_one_unfinished_line_counts_that_line_once_complete(tmp_path: Path) -> None:
+    # The line starts at offset 0, inside the window looked at: it is known whole, as one after a
+    # newline is, and must not be skipped as the rest of a line whose start is unknown.
+    log = tmp_path / "app.log"
+    log.write_bytes(b"Nov 23 07:00:00 host app[1]: line 0000")
+    reader = Reader(source(log, start_at="end"))
+    assert reader.run() == []
+    append(log, b"0005\n" + lines(6, 1))
+    assert ids(reader.run()) == [5, 6]
+
+
 def test_start_at_beginning_reads_history(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(lines(0, 10))
