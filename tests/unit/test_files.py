@@ -190,6 +190,24 @@ def test_overlong_line_whose_rest_ends_where_a_read_starts(tmp_path: Path) -> No
     assert got == [lines(0, 1)[:-1], b"x" * 256, lines(1, 1)[:-1]]
 
 
+def test_overlong_line_that_starts_more_than_a_block_into_the_file(tmp_path: Path) -> None:
+    """The skip resumes after the cut part of the line, not at a block's length from the start."""
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 10) + b"x" * 1000 + b"\n" + lines(10, 1))  # the long line at offset 460
+    got = Reader(source(log, block_bytes=256)).run()
+    assert got == [*lines(0, 10).split(b"\n")[:-1], b"x" * 256, lines(10, 1)[:-1]]
+
+
+def test_overlong_line_that_fills_exactly_one_block_at_the_end_of_the_file(tmp_path: Path) -> None:
+    """The cut part ends the run: the checkpoint must carry "skip the rest" to the next run."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"y" * 256)
+    reader = Reader(source(log, block_bytes=256))
+    assert reader.run() == [b"y" * 256]
+    append(log, b"y" * 10 + b"\n" + lines(0, 1))
+    assert ids(reader.run()) == [0]
+
+
 def test_overlong_line_split_across_runs_is_still_one_line(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"y" * 300)
@@ -333,6 +351,23 @@ def test_rotated_file_unterminated_last_line_counts_once_it_stops_growing(tmp_pa
     assert reader.run() == []  # the old file may still grow: its last line is not complete yet
     assert ids(reader.run()) == [0]  # unchanged for a whole run: that line is final
     assert reader.run() == []
+
+
+def test_a_finished_rotated_file_touched_again_is_not_read_twice(tmp_path: Path) -> None:
+    """Its unterminated last line, once counted, moves the offset to the file's end: a rotated
+    file kept because it was modified since the last look is read from there, not before it."""
+    log, old = tmp_path / "app.log", tmp_path / "app.log.1"
+    log.write_bytes(lines(0, 1) + b"Nov 23 07:00:00 host app[1]: line 00000001")
+    reader = Reader(source(log))
+    assert ids(reader.run()) == [0]
+    log.rename(old)
+    log.write_bytes(b"")
+    assert reader.run() == []
+    later = old.stat().st_mtime_ns + 10**9
+    os.utime(old, ns=(later, later))  # modified since the last look, but not grown
+    assert ids(reader.run()) == [1]
+    assert reader.run() == []
+    assert ids(reader.read) == [0, 1]
 
 
 def test_rotation_while_the_new_file_is_not_there_yet(tmp_path: Path) -> None:
