@@ -238,6 +238,11 @@ def _ctx():  # type: ignore[no-untyped-def]
         ("sshd-session", "Failed password for invalid user  from 192.0.2.68 port 34916 ssh2", ("fail", "sshd", "unknown_user", 1, "", "192.0.2.68")),
         ("sudo", "   alice : 2 incorrect password attempts ; TTY=pts/1 ; PWD=/ ; USER=root ; COMMAND=/bin/ls", ("fail", "sudo", "bad_password", 2, "alice", None)),
         ("gdm-password]", "pam_unix(gdm-password:auth): authentication failure; logname= uid=0 euid=0 tty=/dev/tty1 ruser= rhost=  user=carol", ("fail", "gdm", "bad_password", 1, "carol", None)),
+        # pam_unix's key=value tail: rhost= before user=, user= alone, user= empty, no user= at all
+        ("gdm-password]", "pam_unix(gdm-password:auth): authentication failure; logname= uid=0 euid=0 tty=:0 ruser= rhost=192.0.2.7  user=carol", ("fail", "gdm", "bad_password", 1, "carol", "192.0.2.7")),
+        ("gdm-password]", "pam_unix(gdm-password:auth): authentication failure; user=bob", ("fail", "gdm", "bad_password", 1, "bob", None)),
+        ("gdm-password]", "pam_unix(gdm-password:auth): authentication failure; user=", ("fail", "gdm", "unknown_user", 1, None, None)),
+        ("gdm-password]", "pam_unix(gdm-password:auth): authentication failure; logname= uid=0 euid=0 tty=:0 ruser= rhost=192.0.2.7", ("fail", "gdm", "unknown_user", 1, None, "192.0.2.7")),
         ("systemd", "Failed to start foo.service.", IGNORED),
         ("sshd", "Failed password", UNPARSED),
     ],
