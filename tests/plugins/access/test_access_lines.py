@@ -244,6 +244,7 @@ def _ctx():  # type: ignore[no-untyped-def]
         ("gdm-password]", "pam_unix(gdm-password:auth): authentication failure; user=", ("fail", "gdm", "unknown_user", 1, None, None)),
         ("gdm-password]", "pam_unix(gdm-password:auth): authentication failure; logname= uid=0 euid=0 tty=:0 ruser= rhost=192.0.2.7", ("fail", "gdm", "unknown_user", 1, None, "192.0.2.7")),
         ("gdm-password]", "pam_unix(gdm-password:auth): authentication failure; rhost=h user=dave", ("fail", "gdm", "bad_password", 1, "dave", "h")),
+        ("sshd", "Accepted password for alice from 192.0.2.5 port 50022 ssh2", ("success", "sshd", "50022", 1, "alice", "192.0.2.5")),
         ("systemd", "Failed to start foo.service.", IGNORED),
         ("sshd", "Failed password", UNPARSED),
     ],
