@@ -378,6 +378,7 @@ def test_rotation_while_the_new_file_is_not_there_yet(tmp_path: Path) -> None:
     append(log, lines(2, 1))
     log.rename(tmp_path / "app.log.1")
     assert ids(reader.run()) == [2]
+    assert reader.origins[-1] == str(tmp_path / "app.log.1")  # the parser names the file it came from
     log.write_bytes(lines(3, 2))
     assert ids(reader.run()) == [3, 4]
     assert ids(reader.read) == list(range(5))
