@@ -245,6 +245,8 @@ def _ctx():  # type: ignore[no-untyped-def]
         ("gdm-password]", "pam_unix(gdm-password:auth): authentication failure; logname= uid=0 euid=0 tty=:0 ruser= rhost=192.0.2.7", ("fail", "gdm", "unknown_user", 1, None, "192.0.2.7")),
         ("gdm-password]", "pam_unix(gdm-password:auth): authentication failure; rhost=h user=dave", ("fail", "gdm", "bad_password", 1, "dave", "h")),
         ("sshd", "Accepted password for alice from 192.0.2.5 port 50022 ssh2", ("success", "sshd", "50022", 1, "alice", "192.0.2.5")),
+        ("sshd", "Failed publickey for alice from 10.20.1.9 port 50000 ssh2", ("offer", "sshd", "50000", 1, "alice", "10.20.1.9")),
+        ("sshd", "Failed password for a b from 192.0.2.1 port 22 ssh2", UNPARSED),  # no valid user has a space
         ("systemd", "Failed to start foo.service.", IGNORED),
         ("sshd", "Failed password", UNPARSED),
     ],
