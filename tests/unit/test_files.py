@@ -429,6 +429,23 @@ def test_catch_up_after_downtime_reads_rotated_and_compressed_files(tmp_path: Pa
     assert ids(reader.run()) == [10]
 
 
+def test_catch_up_tells_the_renamed_file_from_a_newer_one_with_the_same_first_line(tmp_path: Path) -> None:
+    """Read while short, its fingerprint is one line, which the next file starts with too; down
+    across two rotations, the newer one is listed first. The renamed file (same inode) wins."""
+    log = tmp_path / "app.log"
+    header = b"Nov 23 07:00:00 host app[1]: logging started 00000999\n"
+    log.write_bytes(header)
+    reader = Reader(source(log))
+    assert ids(reader.run()) == [999]
+    append(log, lines(1, 1))
+    log.rename(tmp_path / "app.log.1")
+    log.write_bytes(header + lines(2, 1))
+    (tmp_path / "app.log.1").rename(tmp_path / "app.log.2")
+    log.rename(tmp_path / "app.log.1")
+    log.write_bytes(lines(3, 1))
+    assert ids(reader.run()) == [1, 999, 2, 3]
+
+
 def test_catch_up_with_dateext_names(tmp_path: Path) -> None:
     log = tmp_path / "secure"
     log.write_bytes(lines(0, 2))
