@@ -700,6 +700,18 @@ def test_glob_file_gone_forgets_its_checkpoint(tmp_path: Path) -> None:
     assert tail.lag() == 0  # nothing owed for a file that is gone
 
 
+def test_a_crash_after_the_first_checkpoint_then_a_rotation_reads_the_old_file_whole(tmp_path: Path) -> None:
+    """The first checkpoint of a new file knows it but has no "last look" yet: a rotation before
+    the next run must still be followed, not taken for a new file at the path."""
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 2))
+    reader = Reader(source(log))
+    assert reader.run(commit=2) == []  # the pattern's checkpoint and the file's; then the run dies
+    log.rename(tmp_path / "app.log.1")
+    log.write_bytes(lines(2, 1))
+    assert ids(reader.run()) == [0, 1, 2]
+
+
 def test_crash_before_commit_reads_the_block_again(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(lines(0, 100))
