@@ -247,6 +247,7 @@ def _ctx():  # type: ignore[no-untyped-def]
         ("sshd", "Accepted password for alice from 192.0.2.5 port 50022 ssh2", ("success", "sshd", "50022", 1, "alice", "192.0.2.5")),
         ("sshd", "Failed publickey for alice from 10.20.1.9 port 50000 ssh2", ("offer", "sshd", "50000", 1, "alice", "10.20.1.9")),
         ("sshd", "Failed password for a b from 192.0.2.1 port 22 ssh2", UNPARSED),  # no valid user has a space
+        ("su", "FAILED SU (to root) alice on pts/0", ("fail", "su", "bad_password", 1, "root", None)),
         ("systemd", "Failed to start foo.service.", IGNORED),
         ("sshd", "Failed password", UNPARSED),
     ],
