@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from normagent import Event, Period, ReportData, ReportSection, ReportTable, SectionContent
+from normagent import Event, Indicator, Period, ReportData, ReportSection, ReportTable, SectionContent
 from normagent.plugins.edi import codes, collectors, correlate
 
 TITLE = collectors.SECTION
@@ -94,7 +94,24 @@ def build(data: ReportData, period: Period) -> SectionContent:
     return SectionContent(paragraphs=tuple(paragraphs), tables=tuple(t for t in tables if t.rows or t.caption))
 
 
-SECTION = ReportSection(id="edi.messages", title=TITLE, order=30, build=build)
+SECTION = ReportSection(
+    id="edi.messages",
+    title=TITLE,
+    title_en="Message communication (EDI)",
+    order=30,
+    build=build,
+    indicators=(
+        Indicator("edi.unacknowledged", correlate.M_UNACK_TOTAL, "Meldinger uten kvittering innen fristen",
+                  "Messages without a receipt in time"),
+        Indicator("edi.rejected", correlate.M_RECEIPTS, "Avviste meldinger (negativ applikasjonskvittering)",
+                  "Rejected messages (negative application receipt)", labels={"status": "2"}),
+        Indicator("edi.misaddressed", correlate.M_MISADDRESSED, "Feiladresserte meldinger", "Mis-addressed messages"),
+        Indicator("edi.stop_unplanned", collectors.M_STOP_SECONDS, "Uplanlagt stans i meldingsutvekslingen",
+                  "Unplanned stops of message traffic", labels={"planned": "false"}, unit="seconds"),
+        Indicator("edi.stop_planned", collectors.M_STOP_SECONDS, "Planlagt stans i meldingsutvekslingen",
+                  "Planned stops of message traffic", labels={"planned": "true"}, unit="seconds"),
+    ),
+)
 
 
 # --------------------------------------------------------------------------------------------
