@@ -962,6 +962,16 @@ class Ledger:
             out.setdefault(collector, {})[int(hour)] = (int(runs), int(failures))
         return out
 
+    def has_data(self, period: Period) -> bool:
+        """Whether anything was counted or any collector ran in ``period``."""
+        start, end = int(period.start.timestamp() // 3600), int(-(-period.end.timestamp() // 3600))
+        with self._lock:
+            if self._conn.execute("SELECT 1 FROM counter_hours WHERE hour >= ? AND hour < ? LIMIT 1", (start, end)).fetchone():
+                return True
+            if self.schema_version >= HISTORY_SCHEMA:
+                return self._conn.execute("SELECT 1 FROM run_hours WHERE hour >= ? AND hour < ? LIMIT 1", (start, end)).fetchone() is not None
+        return False
+
     def first_hour(self) -> int | None:
         """The first hour with anything counted or run in this ledger (its data starts there)."""
         with self._lock:
