@@ -962,6 +962,34 @@ class Ledger:
             out.setdefault(collector, {})[int(hour)] = (int(runs), int(failures))
         return out
 
+    def counter_metrics(self) -> list[str]:
+        with self._lock:
+            return [m for (m,) in self._conn.execute("SELECT DISTINCT metric FROM counters ORDER BY metric")]
+
+    def counter_history(self, metric: str) -> list[tuple[Labels, float, list[tuple[int, float]]]]:
+        """Each series of a counter: (labels, its total now, its hourly increases oldest first), for
+        exporting the ledger's history to Prometheus (``normagent.report.openmetrics``)."""
+        with self._lock:
+            totals = self._conn.execute("SELECT labels, value FROM counters WHERE metric = ? ORDER BY labels", (metric,)).fetchall()
+            hours: dict[str, list[tuple[int, float]]] = {}
+            for labels, hour, value in self._conn.execute(
+                "SELECT labels, hour, value FROM counter_hours WHERE metric = ? ORDER BY labels, hour", (metric,)
+            ):
+                hours.setdefault(labels, []).append((int(hour), float(value)))
+        return [(_labels_from_json(labels), float(total), hours.get(labels, [])) for labels, total in totals]
+
+    def gauge_history(self) -> dict[str, list[tuple[Labels, list[tuple[int, float | None]]]]]:
+        """Every gauge's history (schema 3): metric → [(labels, [(hour, value or None)])]."""
+        if self.schema_version < HISTORY_SCHEMA:
+            return {}
+        out: dict[str, dict[str, list[tuple[int, float | None]]]] = {}
+        with self._lock:
+            for metric, labels, hour, value in self._conn.execute(
+                "SELECT metric, labels, hour, value FROM gauge_hours ORDER BY metric, labels, hour"
+            ):
+                out.setdefault(metric, {}).setdefault(labels, []).append((int(hour), value))
+        return {m: [(_labels_from_json(lj), rows) for lj, rows in per.items()] for m, per in out.items()}
+
     def has_data(self, period: Period) -> bool:
         """Whether anything was counted or any collector ran in ``period``."""
         start, end = int(period.start.timestamp() // 3600), int(-(-period.end.timestamp() // 3600))

@@ -53,6 +53,7 @@ class History:
     seed: int = 1
     scale: float = 1.0  # more or less traffic per hour
     fast: bool = True  # synchronous=OFF while writing: a fixture, not a durability test
+    host_id: str = ""  # a fixed host id (golden files); empty: the ledger's own
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -67,6 +68,10 @@ def write_history(path: Path, history: History, metrics: Iterable[Any], engine: 
     with Ledger.open(path, clock=clock, metrics=metrics) as ledger:
         if history.fast:
             ledger._conn.execute("PRAGMA synchronous=OFF")
+        if history.host_id:
+            ledger._conn.execute("UPDATE meta SET value = ? WHERE key = 'host_id'", (history.host_id,))
+            ledger.host_id = history.host_id
+            ledger._write_marker()
         if engine is not None:
             ledger.use_rules(engine(ledger.host_id), ["report-test"])
         hour = history.start
