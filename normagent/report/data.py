@@ -269,12 +269,15 @@ class PrometheusClient:
     def close(self) -> None:
         self._session.close()
 
-    def _get(self, path: str, params: Mapping[str, str]) -> Any:
+    def _get(self, path: str, params: Mapping[str, str], post: bool = True) -> Any:
         import requests
 
         self.queries += 1
         try:
-            answer = self._session.post(f"{self.base}{path}", data=dict(params), timeout=self.settings.timeout)
+            if post:  # queries: POST keeps long PromQL out of URLs and logs
+                answer = self._session.post(f"{self.base}{path}", data=dict(params), timeout=self.settings.timeout)
+            else:
+                answer = self._session.get(f"{self.base}{path}", params=dict(params), timeout=self.settings.timeout)
         except requests.exceptions.SSLError as exc:
             raise Unavailable(f"Prometheus at {self.base}: TLS failed ({_reason(exc)}); see --prometheus-ca-file") from None
         except requests.exceptions.Timeout:
@@ -315,7 +318,7 @@ class PrometheusClient:
         ]
 
     def rule_groups(self) -> list[str]:
-        data = self._get("/api/v1/rules", {"type": "alert"})
+        data = self._get("/api/v1/rules", {"type": "alert"}, post=False)
         return [str(g.get("name", "")) for g in (data or {}).get("groups", [])] if isinstance(data, dict) else []
 
 

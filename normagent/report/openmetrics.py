@@ -17,7 +17,7 @@ Imports ledger types, model and report.data (for the run timeline).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -44,9 +44,11 @@ def export(
     until: datetime,
     intervals: Mapping[str, float],
     version: str = "",
+    alert_rules: Collection[str] | None = None,
 ) -> Iterator[str]:
     """OpenMetrics lines of ``ledger``'s history up to ``until``, every series labelled with
-    ``target`` (``{"instance": …, "job": …}``), ending with ``# EOF``."""
+    ``target`` (``{"instance": …, "job": …}``), ending with ``# EOF``. ``alert_rules``: the rules
+    Prometheus evaluates (those ``normagent rules export`` writes); None: every candidate's."""
     first = ledger.first_hour()
     if first is None:
         yield "# EOF\n"
@@ -101,7 +103,7 @@ def export(
     yield "# TYPE ALERTS gauge\n"
     for record in ledger.candidates_between(period):
         cand, doc = record.candidate, record.document or {}
-        if cand.fired_at is None:
+        if cand.fired_at is None or (alert_rules is not None and cand.rule not in alert_rules):
             continue
         labels = _labels(
             {
