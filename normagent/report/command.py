@@ -45,6 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", metavar="PATH", help="file to write, - for standard output, or a folder "
                         "(default: normagent-report-<month>-<host>.<format> here)")
     parser.add_argument("--send", action="store_true", help="deliver as [report] says: by e-mail (email, to) and/or into folder, in its formats")
+    parser.add_argument("--export-history", action="store_true",
+                        help="instead of a report: this ledger's history as OpenMetrics, for `promtool tsdb create-blocks-from "
+                        "openmetrics` (backfills a Prometheus whose retention is shorter than a year)")
+    parser.add_argument("--instance", metavar="NAME", help="with --export-history: the instance label (default: <host name>:9824)")
     fleet = parser.add_argument_group("fleet (from Prometheus)")
     fleet.add_argument("--prometheus-url", metavar="URL", help="build the report for every normagent Prometheus scrapes")
     fleet.add_argument("--match", metavar="SELECTOR", default="", help="only these hosts, e.g. '{job=\"normagent\"}'")
@@ -127,6 +131,8 @@ def run_report(args: argparse.Namespace, config: Config, plugins: Plugins, out: 
     from normagent.report.render import FORMATS, render, sha256
 
     settings = config.sections["report"]
+    if args.export_history:
+        return export_history(args, config, plugins, out, now or datetime.now(timezone.utc))
     lang = args.lang or settings.language
     zone = ZoneInfo(settings.time_zone)
     now = now or datetime.now(timezone.utc)
@@ -224,6 +230,34 @@ def run_report(args: argparse.Namespace, config: Config, plugins: Plugins, out: 
     if not doc["has_data"]:
         print(f"normagent: the report for {period.name()} has no data: the agent did not run in that period (see the report)", file=err)
         return EX_DATAERR
+    return 0
+
+
+def export_history(args: argparse.Namespace, config: Config, plugins: Plugins, out: TextIO, now: datetime) -> int:
+    """The ledger's history as OpenMetrics text (``normagent.report.openmetrics``)."""
+    import socket
+
+    from normagent import __version__
+    from normagent.deviations import configured_rules, metric_kinds
+    from normagent.ledger import Ledger
+    from normagent.report.openmetrics import export
+    from normagent.rules import prometheus_rules
+
+    path = config.state_dir() / LEDGER_FILE
+    if not path.exists():
+        raise InputError(f"{path}: no ledger here (the agent has not run with this state directory); see --config")
+    active = [r.rule for r in configured_rules(config, plugins) if r.active]
+    _, skipped = prometheus_rules(active, metric_kinds(plugins))
+    exported = {r.name for r in active} - set(skipped)
+    target = {"instance": args.instance or f"{socket.gethostname()}:9824", "job": "normagent"}
+    with Ledger.open_readonly(path) as ledger:
+        lines = export(ledger, target, now, _intervals(config, plugins), __version__, exported)
+        if args.output in (None, "-"):
+            for line in lines:
+                out.write(line)
+        else:
+            with open(args.output, "w", encoding="utf-8") as file:
+                file.writelines(lines)
     return 0
 
 

@@ -22,7 +22,7 @@ class ReportSettings:
     Attributes:
         language: The report's language: nb (bokmål) or en.
         time_zone: The zone months begin in and times are shown in (IANA name).
-        formats: What --send delivers (html, md, json, pdf); the JSON is always among what a folder gets.
+        formats: What --send delivers (html, md, json, pdf); the JSON, which the signed SHA-256 is of, is always added.
         folder: --send writes the report here (one file per format, named after host and month).
         email: --send mails the report through the SMTP settings of this e-mail forwarder ([forwarders.<name>], kind email).
         to: Recipients of the report (the data controller); empty: the forwarder's own recipients.

@@ -362,3 +362,20 @@ def test_send_writes_every_format_into_the_folder(state_env: Path, tmp_path: Pat
     assert names == [f"normagent-report-2026-11-{HOST_ID[:12]}.{ext}" for ext in ("html", "json", "md")]
     data = (folder / names[1]).read_bytes()
     assert hashlib.sha256(data).hexdigest() in (folder / names[0]).read_text()
+
+
+def test_export_history_writes_openmetrics_for_promtool(state_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The ledger's history as OpenMetrics: counters cumulative per hour, the agent's presence, its
+    collectors' health, ALERTS of the exported rules; a counter's last sample is its total."""
+    assert main(["report", "--config", str(state_env / "normagent.toml"), "--export-history", "--instance", "clinic-a:9824", "-o", "-"]) == 0
+    text = capsys.readouterr().out
+    assert text.endswith("# EOF\n")
+    families = re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M)
+    assert ("normagent_failed_logins", "counter") in families and ("ALERTS", "gauge") in families
+    assert len({name for name, _ in families}) == len(families)  # each family once, its samples together
+    down = [line for line in text.splitlines() if line.startswith('normagent_downtime_seconds_total{instance="clinic-a:9824",job="normagent",planned="false"}')]
+    assert down[-1].split()[1] == str(30 * 3600)
+    stamps = [int(line.split()[2]) for line in down]
+    assert stamps == sorted(stamps) and all(s % 3600 == 3599 for s in stamps)
+    assert 'alertname="access.failed_from_network"' not in text  # a rollup rule: Prometheus cannot evaluate it
+    assert 'alertname="access.failed_logins_burst"' in text
