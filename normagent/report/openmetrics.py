@@ -97,15 +97,15 @@ def export(
     coverage = timeline(alive, runs, intervals)
     yield "# TYPE normagent_collector_up gauge\n"
     for name, row in sorted(coverage.collectors.items()):
-        labels = _labels({"collector": name, **target})
+        up_labels = _labels({"collector": name, **target})
         for hour, state in zip(alive, row):
-            yield f"normagent_collector_up{labels} {1 if state == UP else 0} {stamp(hour)}\n"
+            yield f"normagent_collector_up{up_labels} {1 if state == UP else 0} {stamp(hour)}\n"
     yield "# TYPE ALERTS gauge\n"
     for record in ledger.candidates_between(period):
         cand, doc = record.candidate, record.document or {}
         if cand.fired_at is None or (alert_rules is not None and cand.rule not in alert_rules):
             continue
-        labels = _labels(
+        alert = _labels(
             {
                 **dict(cand.labels),
                 "alertname": cand.rule,
@@ -119,5 +119,5 @@ def export(
         begin = int(cand.fired_at.timestamp() // HOUR)
         end = int(cand.resolved_at.timestamp() // HOUR) if cand.resolved_at else last - 1
         for hour in range(begin, min(end, last - 1) + 1):
-            yield f"ALERTS{labels} 1 {stamp(hour)}\n"
+            yield f"ALERTS{alert} 1 {stamp(hour)}\n"
     yield "# EOF\n"
