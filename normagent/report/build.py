@@ -554,7 +554,7 @@ def _status(
             return "red", tx.text(lang, "status_why_open")
         if waiting:
             return "yellow", tx.text(lang, "status_why_open")
-        return "green", tx.text(lang, "status_why_green")
+        return "green", tx.text(lang, "status_why_followed")
     if completeness.get("known") and share is not None and share < UNKNOWN_BELOW:
         return "unknown", tx.text(lang, "status_why_unknown")
     mine = [a for a in alerts if tx.area_of_rule_section(a.section) == code]

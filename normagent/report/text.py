@@ -109,6 +109,7 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "status_why_green": "ingen avvik i perioden",
         "status_why_unknown": "for lite data",
         "status_why_open": "avvik uten oppfølging ved periodens slutt",
+        "status_why_followed": "ingen åpne avvik uten oppfølging ved periodens slutt",
         "status_why_alerts": "Prometheus har ingen normagent-varslingsregler (ALERTS) for denne serveren",
         "status_rule": "Status følger reglenes terskler: rød når en kritisk avvikskandidat eller en med 72-timersfrist var åpen i perioden, "
         "gul når andre avvikskandidater var åpne, grønn ellers; ukjent når området mangler data.",
@@ -207,6 +208,7 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "status_why_green": "no deviations in the period",
         "status_why_unknown": "too little data",
         "status_why_open": "deviations without follow-up at the period's end",
+        "status_why_followed": "no open deviation without follow-up at the period's end",
         "status_why_alerts": "Prometheus has no normagent alerting rules (ALERTS) for this server",
         "status_rule": "The status follows the rules' thresholds: red when a critical deviation candidate or one with a 72-hour "
         "deadline was open in the period, yellow when other candidates were open, green otherwise; unknown when the area lacks data.",
