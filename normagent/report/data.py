@@ -261,10 +261,11 @@ class PrometheusClient:
         self._session = requests.Session()
         if settings.username:
             self._session.auth = (settings.username, settings.password)
-        if settings.ca_file is not None:
-            self._session.verify = str(settings.ca_file)
-        if settings.client_cert is not None:
-            self._session.cert = (str(settings.client_cert), str(settings.client_key or settings.client_cert))
+        # Given with each request, not set on the session: requests lets REQUESTS_CA_BUNDLE or
+        # CURL_CA_BUNDLE in the environment override a session's ``verify``, and --prometheus-ca-file
+        # would be ignored on exactly the hosts that set them.
+        self._verify: str | bool = str(settings.ca_file) if settings.ca_file is not None else True
+        self._cert = (str(settings.client_cert), str(settings.client_key or settings.client_cert)) if settings.client_cert is not None else None
 
     def close(self) -> None:
         self._session.close()
@@ -275,9 +276,11 @@ class PrometheusClient:
         self.queries += 1
         try:
             if post:  # queries: POST keeps long PromQL out of URLs and logs
-                answer = self._session.post(f"{self.base}{path}", data=dict(params), timeout=self.settings.timeout)
+                answer = self._session.post(f"{self.base}{path}", data=dict(params), timeout=self.settings.timeout,
+                                            verify=self._verify, cert=self._cert)
             else:
-                answer = self._session.get(f"{self.base}{path}", params=dict(params), timeout=self.settings.timeout)
+                answer = self._session.get(f"{self.base}{path}", params=dict(params), timeout=self.settings.timeout,
+                                           verify=self._verify, cert=self._cert)
         except requests.exceptions.SSLError as exc:
             raise Unavailable(f"Prometheus at {self.base}: TLS failed ({_reason(exc)}); see --prometheus-ca-file") from None
         except requests.exceptions.Timeout:
