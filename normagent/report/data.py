@@ -98,6 +98,7 @@ class HostSource(Protocol):
     host: HostInfo
     data: ReportData
     keeps_details: bool  # events, rollups and acknowledgements
+    alerts_unknown: str  # the text key that says why ``alerts`` may be None (the status is unknown then)
 
     def coverage(self, period: Period, intervals: Mapping[str, float]) -> Coverage: ...
 
@@ -120,6 +121,7 @@ class LedgerSource:
     """The report's view of one host's ledger (opened read-only by the caller)."""
 
     keeps_details = True
+    alerts_unknown = "status_why_no_candidates"
 
     def __init__(self, ledger: Ledger, location: str = "", name: str = "") -> None:
         self._ledger = ledger
@@ -130,11 +132,14 @@ class LedgerSource:
         return self._ledger.has_data(period)
 
     def notes(self) -> list[tuple[str, dict[str, str]]]:
-        from normagent.ledger import HISTORY_SCHEMA
+        from normagent.ledger import DEVIATIONS_SCHEMA, HISTORY_SCHEMA
 
+        notes: list[tuple[str, dict[str, str]]] = []
         if self._ledger.schema_version < HISTORY_SCHEMA:
-            return [("history_missing", {"version": str(self._ledger.schema_version)})]
-        return []
+            notes.append(("history_missing", {"version": str(self._ledger.schema_version)}))
+        if self._ledger.schema_version < DEVIATIONS_SCHEMA:
+            notes.append(("candidates_missing", {"version": str(self._ledger.schema_version)}))
+        return notes
 
     def coverage(self, period: Period, intervals: Mapping[str, float]) -> Coverage:
         hours = hours_of(period)
@@ -145,7 +150,12 @@ class LedgerSource:
         runs = self._ledger.run_hours(before)
         return timeline(hours, runs, intervals)
 
-    def alerts(self, period: Period) -> list[Alert]:
+    def alerts(self, period: Period) -> list[Alert] | None:
+        """None for a ledger from before deviation candidates: none kept is not none raised."""
+        from normagent.ledger import DEVIATIONS_SCHEMA
+
+        if self._ledger.schema_version < DEVIATIONS_SCHEMA:
+            return None
         out = []
         for record in self._ledger.candidates_between(period):
             cand, doc = record.candidate, record.document or {}
@@ -510,6 +520,7 @@ class PrometheusSource:
     """One host of a fleet as the report sees it."""
 
     keeps_details = False
+    alerts_unknown = "status_why_alerts"
 
     def __init__(self, fleet: Fleet, host: str) -> None:
         self._fleet = fleet
