@@ -317,7 +317,10 @@ class PrometheusClient:
         data = self._get("/api/v1/query", {"query": query, "time": _stamp(at)})
         if not isinstance(data, dict) or data.get("resultType") != "vector":
             return []
-        return [(dict(item["metric"]), float(item["value"][1])) for item in data.get("result", [])]
+        try:
+            return [(dict(item["metric"]), float(item["value"][1])) for item in data.get("result", [])]
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise self._malformed("/api/v1/query", exc) from None
 
     def range(self, query: str, start: datetime, end: datetime, step: timedelta) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
         data = self._get(
@@ -326,13 +329,26 @@ class PrometheusClient:
         )
         if not isinstance(data, dict):
             return []
-        return [
-            (dict(item["metric"]), [(float(t), float(v)) for t, v in item.get("values", [])]) for item in data.get("result", [])
-        ]
+        try:
+            return [
+                (dict(item["metric"]), [(float(t), float(v)) for t, v in item.get("values", [])]) for item in data.get("result", [])
+            ]
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise self._malformed("/api/v1/query_range", exc) from None
+
+    def _malformed(self, path: str, exc: Exception) -> Unavailable:
+        """A success whose data has another shape: not the Prometheus API (or a broken proxy)."""
+        return Unavailable(
+            f"Prometheus at {self.base}{path} answered with data of an unexpected shape ({type(exc).__name__}: {str(exc)[:80]}): "
+            "is this the Prometheus HTTP API?"
+        )
 
     def rule_groups(self) -> list[str]:
         data = self._get("/api/v1/rules", {"type": "alert"}, post=False)
-        return [str(g.get("name", "")) for g in (data or {}).get("groups", [])] if isinstance(data, dict) else []
+        try:
+            return [str(g.get("name", "")) for g in (data or {}).get("groups", [])] if isinstance(data, dict) else []
+        except (TypeError, AttributeError) as exc:
+            raise self._malformed("/api/v1/rules", exc) from None
 
 
 def _stamp(moment: datetime) -> str:

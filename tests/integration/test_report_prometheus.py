@@ -295,3 +295,56 @@ def test_wrong_credentials_are_a_clear_error(
     err = capsys.readouterr().err
     assert code in (66, 69) and words in err and "Traceback" not in err, err
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b'{"status": "success", "data": {"resultType": "vector", "result": [{"value": [1, "2"]}]}}',
+        b'{"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": "x"}]}}',
+        b'{"status": "success", "data": {"resultType": "vector", "result": [7]}}',
+        b'{"status": "error", "errorType": "bad_data", "error": "parse error"}',
+        b"<html>a login page</html>",
+    ],
+)
+def test_an_answer_that_is_not_the_prometheus_api_is_a_clear_error(
+    answer: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A proxy, a login page or a look-alike answering 200: exit 69 and what it said, no traceback."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self._send()
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._send()
+
+        def _send(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    from normagent.cli import main
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        cfg = tmp_path / "normagent.toml"
+        cfg.write_text("")
+        code = main(["report", "--config", str(cfg), "--month", "2026-11", "-o", str(tmp_path / "r.json"),
+                     "--prometheus-url", f"http://127.0.0.1:{server.server_address[1]}"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capsys.readouterr().err
+    assert code == 69 and "Traceback" not in err, err
+    assert ("unexpected shape" in err or "no JSON" in err or "parse error" in err), err
+    assert not (tmp_path / "r.json").exists()
