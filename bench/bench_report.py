@@ -204,7 +204,7 @@ def fleet(hosts: int, repeat: int) -> dict[str, Any]:
                 source = Fleet(client)
                 ctx = ReportContext(period=ReportPeriod.month(2026, 11, ZoneInfo("Europe/Oslo"), "Europe/Oslo"),
                                     sections=list(plugins.report_sections().values()), generated_at=NOW, version="bench",
-                                    source={"kind": "prometheus"})
+                                    source={"kind": "prometheus", "url": f"http://127.0.0.1:{port}", "match": ""})
                 names = source.hosts(ctx.period.span())
                 doc = build_report(ctx, [source.source(n) for n in names])
                 built = time.perf_counter() - t
@@ -243,6 +243,7 @@ def main() -> None:
     result: dict[str, Any] = {"load_average": os.getloadavg(), "cpus": os.cpu_count()}
     if not args.fleet_only:
         result["one_host"] = one_host(args.days, args.repeat)
+        print(json.dumps({"one_host": result["one_host"]}), file=sys.stderr, flush=True)  # kept should the fleet fail
     if args.fleet:
         result["fleet"] = fleet(args.fleet, max(1, min(args.repeat, 3)))
     result["load_average_after"] = os.getloadavg()
