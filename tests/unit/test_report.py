@@ -293,6 +293,36 @@ def test_no_ledger_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert not (tmp_path / "nothing").exists()  # a report creates nothing
 
 
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        ("garbage", "not a readable normagent ledger (file is not a database)"),
+        ("newer", "ledger schema 99 was written by a newer normagent"),
+    ],
+)
+def test_a_damaged_or_newer_ledger_is_a_clear_error(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], damage: str, words: str
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    ledger = state / "ledger.db"
+    if damage == "garbage":
+        ledger.write_bytes(b"not a database, and long enough to be read as one\n" * 100)
+    else:
+        src = sqlite3.connect(site / "state" / "ledger.db")
+        src.backup(dst := sqlite3.connect(ledger))
+        src.close()
+        dst.execute("PRAGMA user_version = 99")
+        dst.close()
+    before = ledger.read_bytes()
+    (tmp_path / "normagent.toml").write_text(CONFIG)
+    monkeypatch.setenv("STATE_DIRECTORY", str(state))
+    assert main(["report", "--config", str(tmp_path / "normagent.toml"), "--month", "2026-11", "-o", str(tmp_path / "r.html")]) == 73
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err, err
+    assert ledger.read_bytes() == before and not (tmp_path / "r.html").exists()
+
+
 OLDER_SCHEMAS = {
     2: "DROP TABLE run_hours; DROP TABLE gauge_hours; DELETE FROM meta WHERE key = 'history_since'; PRAGMA user_version = 2;",
     1: "DROP TABLE run_hours; DROP TABLE gauge_hours; DELETE FROM meta WHERE key = 'history_since'; "
