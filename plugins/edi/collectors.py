@@ -391,6 +391,7 @@ class EdiCollector:
         self._watcher: Watcher | None = None
         self._inotify_tried = False
         self._listed: dict[str, float] = {}  # watched directory → monotonic time of its last listing
+        self._refusal_logged: set[str] = set()
 
     def collect(self, ctx: RunContext) -> Iterator[Batch]:
         if not self._lock.acquire(blocking=False):
@@ -468,6 +469,14 @@ class EdiCollector:
             del listed_at[directory]
         for label, problem in found.problems:
             ctx.log.warning("edi_folder_problem", folder=label, problem=problem)
+        if found.overflowed:
+            ctx.log.warning("edi_inotify_overflow", detail="events lost: the watched folders are listed again")
+        if watcher is not None:
+            for directory, why in watcher.refused.items():
+                if directory not in self._refusal_logged:
+                    self._refusal_logged.add(directory)
+                    ctx.log.info("edi_inotify_not_used", directory=printable(directory), reason=why, fallback="listing")
+        ctx.log.debug("edi_scanned", found=found.found, gone=len(found.gone), listed=found.listed, events=found.events)
         stage = Stage(index)
         tally = _Tally()
         for path in found.gone:

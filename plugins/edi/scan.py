@@ -199,6 +199,7 @@ class ScanResult:
     problems: list[tuple[str, str]] = field(default_factory=list)  # (folder label, what)
     listed: int = 0  # directories listed
     events: int = 0  # names inotify reported
+    overflowed: bool = False  # the inotify queue overflowed since the last cycle
 
     @property
     def found(self) -> int:
@@ -215,8 +216,8 @@ class WatchedDir:
     dev: int
     ino: int
     names: set[str] = field(default_factory=set)  # reported since they were last looked at
-    relist: bool = False  # the events cannot tell everything (overflow, a watch that ended)
-    seen_mtime: int = -1  # the directory's time at the previous cycle
+    relist: bool = False  # the events cannot tell everything (overflow, a run that did not end)
+    ended: bool = False  # the watch ended (deleted, moved away, unmounted): set up again
 
 
 class Watcher:
@@ -231,77 +232,87 @@ class Watcher:
         self.dirs: dict[str, WatchedDir] = {}
         self._by_wd: dict[int, list[str]] = {}
         self._mounts: list[Mount] | None = None
-        self.refused: set[str] = set()  # directories inotify cannot watch (or must not: remote)
+        self.refused: dict[str, str] = {}  # directory → why inotify cannot (or must not) watch it
+        self.overflows = 0
 
     def close(self) -> None:
         self.inotify.close()
 
-    def drain(self) -> int:
-        """Read the queued events into ``dirs``; returns how many named a file."""
+    def drain(self) -> tuple[int, bool]:
+        """Read the queued events into ``dirs``; returns how many named a file, and whether the
+        queue overflowed (events were lost: every watched directory is listed again)."""
         named = 0
+        overflowed = False
         for event in self.inotify.read():
             if event.mask & IN_Q_OVERFLOW:
-                for watched in self.dirs.values():
-                    watched.relist = True
+                overflowed = True
+                self.overflows += 1
+                self.relist_all()
                 continue
             for directory in self._by_wd.get(event.wd, ()):
                 watched = self.dirs.get(directory)
                 if watched is None or watched.wd != event.wd:
                     continue
                 if event.mask & SELF_EVENTS and not event.name:
-                    watched.relist = True  # deleted, moved or unmounted: set up again when it is back
-                    continue
-                if event.name:
+                    watched.ended = True  # deleted, moved or unmounted: set up again when it is back
+                elif event.name:
                     watched.names.add(event.name)
                     named += 1
-                elif event.mask & IN_ISDIR:
-                    pass
-        return named
+        return named, overflowed
 
     def relist_all(self) -> None:
-        """A run did not end: what its events said may not be in the index; list everything again."""
+        """What the events said may not be in the index (an overflow, a run that did not end):
+        list every watched directory again."""
         for watched in self.dirs.values():
             watched.relist = True
 
-    def watch(self, directory: str, base: str, st: os.stat_result) -> tuple[WatchedDir | None, bool]:
-        """The directory's watch, set up if it has none or the path now names another directory.
+    def watch(self, directory: str, base: str, st: os.stat_result) -> tuple[WatchedDir | None, os.stat_result, bool]:
+        """The directory's watch, set up if it has none, its watch ended or the path now names
+        another directory.
 
         Returns:
-            (the watch or None where inotify is not used, whether it is new).
+            The watch (None where inotify is not used), and the directory's status: for a new
+            watch taken *after* the watch was added, so that no change falls between the two
+            (a change after it is an event); otherwise ``st``; and whether the watch is new. A new
+            watch on a directory that was watched before has ``relist`` set: what happened in
+            between is not known.
         """
         watched = self.dirs.get(directory)
-        if watched is not None and (watched.dev, watched.ino) == (st.st_dev, st.st_ino) and not watched.relist:
-            return watched, False
+        if watched is not None and (watched.dev, watched.ino) == (st.st_dev, st.st_ino) and not watched.ended:
+            return watched, st, False
+        again = watched is not None
         if watched is not None:
             self.forget(directory)
         if directory in self.refused:
-            return None, False
+            return None, st, False
         if self._mounts is None:
             self._mounts = read_mounts()
-        if remote_filesystem(filesystem(os.path.realpath(directory), self._mounts)):
-            self.refused.add(directory)
-            return None, False
+        fstype = filesystem(os.path.realpath(directory), self._mounts)
+        if remote_filesystem(fstype):
+            self.refused[directory] = f"filesystem {fstype or 'unknown'}: changes by other hosts are not seen"
+            return None, st, False
         try:
             fd = open_dir(base, directory)
         except OSError:
-            return None, False
+            return None, st, False
         try:
-            opened = os.fstat(fd)
             try:
                 # The descriptor's directory, reached without following any link below the folder.
                 wd = self.inotify.watch(f"/proc/self/fd/{fd}".encode())
             except FileNotFoundError:  # no /proc: by path, never following a link at its end
                 wd = self.inotify.watch(os.fsencode(directory), follow=directory == base)
+            opened = os.fstat(fd)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.ENOMEM, errno.EACCES, errno.EPERM):
-                self.refused.add(directory)
-            return None, False
+                self.refused[directory] = os.strerror(exc.errno) + (
+                    " (fs.inotify.max_user_watches reached)" if exc.errno == errno.ENOSPC else "")
+            return None, st, False
         finally:
             os.close(fd)
-        watched = WatchedDir(wd, opened.st_dev, opened.st_ino)
+        watched = WatchedDir(wd, opened.st_dev, opened.st_ino, relist=again)
         self.dirs[directory] = watched
         self._by_wd.setdefault(wd, []).append(directory)
-        return watched, True
+        return watched, opened, True
 
     def forget(self, directory: str) -> None:
         watched = self.dirs.pop(directory, None)
@@ -372,7 +383,7 @@ def scan(
     result = ScanResult()
     cycle = _Cycle(index, watcher, now, full, listing_due, result)
     if watcher is not None:
-        result.events = watcher.drain()
+        result.events, result.overflowed = watcher.drain()
     claimed: set[str] = set()
     unreachable = []
     for folder in sorted(folders, key=lambda f: ROLE_ORDER.get(f.role, 0)):
@@ -430,11 +441,15 @@ def _scan_dir(directory: str, base: str, folder: EdiFolder, cycle: _Cycle) -> tu
         entry = index.file_entry(directory)
         _consider(parent, base, name, folder, entry, cycle)
         return ()
-    watched, fresh = (None, False)
+    watched, fresh = None, False
     if cycle.watcher is not None:
-        watched, fresh = cycle.watcher.watch(directory, base, st)
+        watched, st, fresh = cycle.watcher.watch(directory, base, st)
     changed = prev is None or prev.mtime_ns != st.st_mtime_ns or (prev.ino not in (0, st.st_ino))
     must_list = cycle.full or prev is None or prev.mtime_ns < 0 or prev.rescan or cycle.listing_due(directory)
+    # Watched: the events since the watch was set up tell what changed; the time compared with the
+    # index's claim, when the watch is new, what happened before (after a restart, a directory
+    # that changed while the agent was away is listed once). Not watched: a changed time means a
+    # listing.
     if watched is not None:
         must_list = must_list or watched.relist or (fresh and changed)
     else:
