@@ -91,6 +91,8 @@ def test_a_file_touched_after_it_was_read_is_not_counted_again(harness: Any, tmp
     files = [message(folder / f"m-{i}.xml", f"m-{i}") for i in range(10)]
     h = harness(settings(folder), time.time())
     h.cycle()
+    h.clock.advance(60)
+    h.cycle()  # the listing right after the folder changed is repeated once (racy): settled now
     for path in files:
         os.chmod(path, 0o600)  # IN_ATTRIB
         with open(path, "rb+"):  # IN_CLOSE_WRITE without a change
@@ -98,8 +100,7 @@ def test_a_file_touched_after_it_was_read_is_not_counted_again(harness: Any, tmp
     h.clock.advance(60)
     with capture_logs() as logs:
         h.cycle()
-    assert scanned(logs)["events"] >= 10
-    assert scanned(logs)["found"] == 0
+    assert (scanned(logs)["listed"], scanned(logs)["found"], scanned(logs)["events"] >= 10) == (0, 0, True)
     assert h.value(OK, outcome="ok") == 10
     assert h.value("normagent_edi_messages_total", direction="out", msg_type="EPIKRISE") == 10
 
