@@ -655,14 +655,19 @@ class Ledger:
                         for ev in events
                     ],
                 )
-                for cp in batch.checkpoints:
-                    if cp.value is None:
-                        conn.execute("DELETE FROM checkpoints WHERE collector = ? AND key = ?", (collector, cp.key))
-                    else:
-                        conn.execute(
-                            "INSERT OR REPLACE INTO checkpoints (collector, key, value, updated_at) VALUES (?, ?, ?, ?)",
-                            (collector, cp.key, json.dumps(cp.value, separators=(",", ":")), now),
-                        )
+                # The last checkpoint of a key decides (as if they were written in order), so the
+                # deletions and the writes can each go in one statement: a first index of 100,000
+                # files writes several hundred thousand keys.
+                final = {cp.key: cp.value for cp in batch.checkpoints}
+                conn.executemany(
+                    "DELETE FROM checkpoints WHERE collector = ? AND key = ?",
+                    [(collector, key) for key, value in final.items() if value is None],
+                )
+                dumps = json.JSONEncoder(separators=(",", ":")).encode
+                conn.executemany(
+                    "INSERT OR REPLACE INTO checkpoints (collector, key, value, updated_at) VALUES (?, ?, ?, ?)",
+                    [(collector, key, dumps(value), now) for key, value in final.items() if value is not None],
+                )
                 # The rules that watch what this batch changed, in this same transaction (see rules.py).
                 stats = self._evaluate_in(conn, _touched(counts, gauges, rollups, events), collector)
             # Only now, with the transaction durable, does the world see the new values.

@@ -60,7 +60,7 @@ from normagent.plugins.edi.index import (
     derive,
     printable,
 )
-from normagent.plugins.edi.scan import Candidate, ScanResult, Watcher, open_dir, scan
+from normagent.plugins.edi.scan import Candidate, DirectoryCache, ScanResult, Watcher, open_dir, scan
 from normagent.plugins.edi.parse import CHUNK, Parsed, parse_header
 from normagent.plugins.edi.settings import WEEKDAYS, EdiSettings, zone
 
@@ -307,7 +307,8 @@ _SWAPPED = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.ENXIO})
 
 
 def read_file(
-    candidate: Candidate, max_header_bytes: int, out_of_time: Callable[[], bool] = lambda: False
+    candidate: Candidate, max_header_bytes: int, out_of_time: Callable[[], bool] = lambda: False,
+    dirs: DirectoryCache | None = None,
 ) -> tuple[Parsed | None, str]:
     """Read a file's header, unless it changed since it was listed.
 
@@ -318,6 +319,8 @@ def read_file(
 
     Args:
         out_of_time: Asked before each 64 KiB chunk; True abandons the file (``"timeout"``).
+        dirs: Descriptors of the directories opened so far this cycle (one ``open_dir`` per
+            directory instead of per file); a directory whose file looked swapped is dropped from it.
 
     Returns:
         ``(parsed, "")``, or ``(None, why)`` with why ``"changed"`` (still being written, or no
@@ -325,11 +328,18 @@ def read_file(
         or ``"timeout"``.
     """
     try:
-        directory = open_dir(candidate.base or candidate.directory, candidate.directory)
-        try:
-            fd = os.open(candidate.name, _FILE_FLAGS, dir_fd=directory)
-        finally:
-            os.close(directory)
+        if dirs is not None:
+            try:
+                fd = os.open(candidate.name, _FILE_FLAGS, dir_fd=dirs.get(candidate.base, candidate.directory))
+            except OSError:
+                dirs.drop(candidate.directory)  # perhaps no longer the directory listed: opened afresh
+                raise
+        else:
+            directory = open_dir(candidate.base or candidate.directory, candidate.directory)
+            try:
+                fd = os.open(candidate.name, _FILE_FLAGS, dir_fd=directory)
+            finally:
+                os.close(directory)
         with os.fdopen(fd, "rb") as fh:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
@@ -392,6 +402,7 @@ class EdiCollector:
         self._inotify_tried = False
         self._listed: dict[str, float] = {}  # watched directory → monotonic time of its last listing
         self._refusal_logged: set[str] = set()
+        self._dirs = DirectoryCache()  # this cycle's open directories (closed when the run ends)
 
     def collect(self, ctx: RunContext) -> Iterator[Batch]:
         if not self._lock.acquire(blocking=False):
@@ -401,6 +412,7 @@ class EdiCollector:
             yield from self._collect(ctx)
             done = True
         finally:
+            self._dirs.close()
             if not done and self._watcher is not None:
                 self._watcher.relist_all()
             self._lock.release()
@@ -574,7 +586,7 @@ class EdiCollector:
             return True
         clock = ctx.clock
         give_up = min(clock.monotonic() + budget.per_file, budget.deadline)
-        parsed, why = read_file(candidate, settings.max_header_bytes, lambda: clock.monotonic() >= give_up)
+        parsed, why = read_file(candidate, settings.max_header_bytes, lambda: clock.monotonic() >= give_up, self._dirs)
         # A watched file read again keeps its count when the outcome did not change (a truncated
         # file that grew a little and stalled again is still one truncated file).
         if why == "timeout":
