@@ -185,15 +185,23 @@ def show_round(r: dict[str, Any]) -> None:
 
 ROWS = (
     ("first index, files/s", "files_per_s", "{:,.0f}"),
+    ("first index, files per CPU second", "files_per_cpu_s", "{:,.0f}"),
     ("first index, s", "index_s", "{:.1f}"),
     ("peak resident during the first index, MiB", "index_peak_mib", "{:.0f}"),
     ("idle resident after the index, MiB", "idle_after_index_mib", "{:.0f}"),
     ("steady cycle (nothing new), median of 5, ms", "steady_ms", "{:.1f}"),
+    ("  its CPU, ms", "steady_ms_cpu", "{:.1f}"),
     ("restart: first cycle, ms", "restart_s_ms", "{:.0f}"),
+    ("  its CPU, ms", "restart_s_cpu_ms", "{:.0f}"),
     ("restart: peak resident, MiB", "restart_peak_mib", "{:.0f}"),
     ("100 new files in the 100k-file folders, ms", "new100_ms", "{:.0f}"),
+    ("  its CPU, ms", "new100_ms_cpu", "{:.0f}"),
     ("1,000 new files, ms", "new1000_ms", "{:.0f}"),
+    ("  its CPU, ms", "new1000_ms_cpu", "{:.0f}"),
+    ("steady cycle after the restart, median of 5, ms", "steady_restart_ms", "{:.1f}"),
+    ("  its CPU, ms", "steady_restart_ms_cpu", "{:.1f}"),
     ("steady cycle again, median of 5, ms", "steady_again_ms", "{:.1f}"),
+    ("  its CPU, ms", "steady_again_ms_cpu", "{:.1f}"),
     ("idle resident at the end, MiB", "idle_end_mib", "{:.0f}"),
 )
 
@@ -206,7 +214,8 @@ def report(results: dict[str, list[dict[str, Any]]]) -> int:
     for label, key, fmt in ROWS:
         cells = []
         for name in names:
-            values = [r["restart_s"] * 1000 if key == "restart_s_ms" else r[key] for r in results[name]]
+            values = [r[key[:-3]] * 1000 if key.startswith("restart_s") and key.endswith("_ms") else r[key]
+                      for r in results[name]]
             cells.append(fmt.format(statistics.median(values)) + (
                 f" ({fmt.format(min(values))}–{fmt.format(max(values))})" if len(values) > 1 else ""))
         print(f"| {label} | " + " | ".join(cells) + " |")
@@ -232,9 +241,13 @@ def rss_mib() -> tuple[float, float]:
     return fields["VmRSS"], fields["VmHWM"]
 
 
+CPU: dict[str, float] = {}  # CPU seconds (user + system) of the last ``timed`` call: the load-independent figure
+
+
 def timed(fn: Callable[[], Any]) -> float:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     fn()
+    CPU["last"] = time.process_time() - cpu
     return time.perf_counter() - started
 
 
@@ -271,12 +284,14 @@ def child(args: argparse.Namespace) -> int:
             for batch in spec.collect(ctx):
                 ledger.commit(spec.name, batch)
 
-        def steady() -> float:
-            times = []
+        def steady(name: str) -> None:
+            times, cpu = [], []
             for _ in range(5):
                 clock.advance(60)
                 times.append(timed(cycle))
-            return statistics.median(times) * 1000
+                cpu.append(CPU["last"])
+            out[name] = statistics.median(times) * 1000
+            out[name + "_cpu"] = statistics.median(cpu) * 1000
 
         def check(when: str, gauges: bool = True) -> None:
             out["problems"].extend(f"{when}: {p}" for p in compare(ledger, truth, gauges=gauges))
@@ -285,15 +300,17 @@ def child(args: argparse.Namespace) -> int:
             seconds = timed(cycle)
             out["index_s"] = seconds
             out["files_per_s"] = truth.file_count / seconds
+            out["files_per_cpu_s"] = truth.file_count / CPU["last"]
             out["index_peak_mib"] = rss_mib()[1]
             check("first index")
-            out["steady_ms"] = steady()
+            steady("steady_ms")
             out["idle_after_index_mib"] = rss_mib()[0]
         else:
             out["restart_s"] = timed(cycle)
+            out["restart_s_cpu"] = CPU["last"]
             out["restart_peak_mib"] = rss_mib()[1]
             check("after the restart", gauges=False)
-            steady()
+            steady("steady_restart_ms")
             before = series(ledger, "normagent_edi_messages_total", ("direction", "msg_type"))
             for _ in range(18):  # three hours without traffic, the collector running every 10 minutes
                 clock.advance(600)
@@ -303,6 +320,7 @@ def child(args: argparse.Namespace) -> int:
             added = gen.add_traffic(tree, 100, now - 120, now - 60, seed=11)
             date_folders(tree, now - 30)
             out["new100_ms"] = timed(cycle) * 1000
+            out["new100_ms_cpu"] = CPU["last"] * 1000
             stop = series(ledger, "normagent_edi_stop_seconds_total", ("direction", "planned"))
             for direction in ("in", "out"):
                 want = added["first"][direction] - truth.now  # silent since the first cycle started watching
@@ -314,6 +332,7 @@ def child(args: argparse.Namespace) -> int:
             added_1000 = gen.add_traffic(tree, 1000, now - 50, now - 1, seed=12)
             date_folders(tree, now - 0.5)
             out["new1000_ms"] = timed(cycle) * 1000
+            out["new1000_ms_cpu"] = CPU["last"] * 1000
             expected = dict(before)
             for key, value in (added["messages"] + added_1000["messages"]).items():
                 expected[key] = expected.get(key, 0.0) + value
@@ -323,7 +342,7 @@ def child(args: argparse.Namespace) -> int:
             indexed = series(ledger, "normagent_edi_indexed_files", ()).get((), 0.0)
             if indexed != truth.file_count + 1100:
                 out["problems"].append(f"indexed files {indexed:.0f}, expected {truth.file_count + 1100}")
-            out["steady_again_ms"] = steady()
+            steady("steady_again_ms")
             out["idle_end_mib"] = rss_mib()[0]
         out["clock"] = clock.now().timestamp()
     print(json.dumps(out))
