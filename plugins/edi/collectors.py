@@ -470,7 +470,7 @@ class EdiCollector:
         def listing_due(directory: str) -> bool:
             if watcher is None or directory not in watcher.dirs:
                 return False
-            return mono - listed_at.setdefault(directory, mono) >= interval
+            return bool(mono - listed_at.setdefault(directory, mono) >= interval)
 
         found = scan(settings.folders, ctx.root, index, now=now, full=settings.full_rescan, watcher=watcher,
                      listing_due=listing_due)

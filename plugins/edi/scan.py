@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from normagent.plugins.edi.index import FileEntry, Index
+from normagent.plugins.edi.index import DirState, FileEntry, Index
 from normagent.plugins.edi.settings import EdiFolder
 from normagent.plugins.edi.watch import (
     IN_ISDIR,
@@ -481,7 +481,7 @@ def _scan_dir(directory: str, base: str, folder: EdiFolder, cycle: _Cycle) -> tu
 
 
 def _list_dir(
-    directory: str, base: str, folder: EdiFolder, st: os.stat_result, prev: object, watched: WatchedDir | None,
+    directory: str, base: str, folder: EdiFolder, st: os.stat_result, prev: DirState | None, watched: WatchedDir | None,
     cycle: _Cycle,
 ) -> tuple[str, ...]:
     index, result = cycle.index, cycle.result
@@ -501,9 +501,9 @@ def _list_dir(
         result.folders_up[folder.label] = False
         if watched is not None:
             watched.relist = True
-        return getattr(prev, "subdirs", ())
+        return prev.subdirs if prev is not None else ()
     result.listed += 1
-    known_subdirs = {os.path.basename(d) for d in getattr(prev, "subdirs", ())}
+    known_subdirs = {os.path.basename(d) for d in prev.subdirs} if prev is not None else set()
     # Set differences run in C: with 100,000 files in a folder, only the new names cost Python time.
     # Known files are written once and not looked at again (unless full, or watched).
     if cycle.full:

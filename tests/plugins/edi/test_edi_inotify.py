@@ -325,3 +325,55 @@ def test_a_watch_limit_reached_falls_back_to_the_listing(tmp_path: Path) -> None
     assert len(seen["refused"]) == 2 and all("max_user_watches" in why for why in seen["refused"].values())
     assert seen["found"] == sorted([str(top / "new.xml"), *(str(top / d / "new.xml") for d in ("a", "b", "c"))])
     assert seen["listed"] == 2  # the two directories without a watch; the watched two told by events
+
+
+def test_network_filesystems_are_listed_not_watched() -> None:
+    """inotify sees only the changes made through this host: a folder on NFS, SMB, CephFS or FUSE
+    is listed. The filesystem is read from mountinfo (octal escapes in paths, the most specific
+    mount point first)."""
+    from normagent.plugins.edi.watch import filesystem, mounts, remote_filesystem
+
+    table = mounts(
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        "40 22 0:40 / /srv/edi rw shared:20 - nfs4 fil01:/edi rw,vers=4.2\n"
+        "41 40 0:41 / /srv/edi/lokal\\040kopi rw shared:21 - tmpfs tmpfs rw\n"
+        "42 22 0:42 / /mnt/share rw - cifs //fil02/edi rw\n"
+        "43 22 0:43 / /mnt/fuse rw - fuse.sshfs host:/x rw\n"
+        "garbage line\n"
+    )
+    assert filesystem("/srv/edi/inn", table) == "nfs4"
+    assert filesystem("/srv/edi/lokal kopi/inn", table) == "tmpfs"
+    assert filesystem("/srv/edi-other", table) == "ext4"
+    assert [remote_filesystem(filesystem(p, table)) for p in ("/srv/edi/inn", "/mnt/share/a", "/mnt/fuse", "/var/x")] == [
+        True, True, True, False]
+    assert remote_filesystem("")  # unknown: not trusted
+
+
+def test_a_ledger_without_the_derived_families_gets_them_once(harness: Any, tmp_path: Path) -> None:
+    """A ledger written before the index kept its waiting set, unmatched receipts and directory
+    states (the file and id entries only): the first cycle derives them, nothing is read or counted
+    again, and the gauges stay as they were."""
+    from normagent import Batch, Checkpoint
+
+    folder = tmp_path / "ut"
+    folder.mkdir()
+    for i in range(6):
+        message(folder / f"m-{i}.xml", f"m-{i}")
+    h = harness(settings(folder), time.time())
+    h.cycle()
+    before = {m: h.nonzero(m, "msg_type", "receipt") for m in ("normagent_edi_unacknowledged_messages",)}
+    state = h.ledger.checkpoints(h.spec.name)
+    derived = [k for k, _ in state.scan() if k[:2] in ("w:", "u:", "x:", "d:") or k in ("n", "v")]
+    assert any(k.startswith("w:") for k in derived) and "v" in derived
+    h.ledger.commit(h.spec.name, Batch([], [Checkpoint(k, None) for k in derived]))
+    h.restart()
+    h.clock.advance(60)
+    with capture_logs() as logs:
+        h.cycle()
+    assert [e for e in logs if e["event"] == "edi_index_derived"]
+    assert scanned(logs)["found"] == 0
+    assert h.value(OK, outcome="ok") == 6
+    assert h.value("normagent_edi_indexed_files") == 6
+    assert {m: h.nonzero(m, "msg_type", "receipt") for m in before} == before
+    again = sorted(k for k, _ in h.ledger.checkpoints(h.spec.name).scan() if k[:2] in ("w:", "d:") or k in ("n", "v"))
+    assert again == sorted(k for k in derived if k[:2] in ("w:", "d:") or k in ("n", "v"))
