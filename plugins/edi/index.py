@@ -218,7 +218,9 @@ class Index:
         self.unmatched: dict[str, array[float]] = {TRANSPORT: array("d"), APPLICATION: array("d")}  # u:, sorted
         self.watch: dict[str, dict[str, str]] = {}  # x: directory → name → outcome
         self.dirs: dict[str, DirState] = {}  # d:
-        self.queue: dict[str, list[list[object]]] = {}
+        # q: keys only: a first index queues a timestamp per file (300,000 of them); they are read
+        # from the ledger when the stop logic takes them (``queued``).
+        self.queue: set[str] = set()
         self.stops: dict[str, DirectionState] = {d: DirectionState() for d in DIRECTIONS}
         self.service = ServiceState()
         self.last_prune: float | None = None
@@ -253,9 +255,7 @@ class Index:
             state = DirState.from_json(directory, value)
             if state is not None:
                 index.dirs[directory] = state
-        for key, value in scan(QUEUE):
-            if isinstance(value, list):
-                index.queue[key] = value
+        index.queue.update(store.keys(QUEUE))
         for direction in DIRECTIONS:
             index.stops[direction] = DirectionState.from_json(get(STOP + direction))
         index.service = ServiceState.from_json(get(SERVICE))
@@ -326,6 +326,10 @@ class Index:
                 if record is not None:
                     yield key, record
 
+    def queued(self) -> Iterator[tuple[str, object]]:
+        """The committed traffic queue (``q:``), a page at a time."""
+        return iter(self.store.scan(QUEUE))
+
     def unmatched_since(self, cutoff: float) -> dict[str, int]:
         """Committed unmatched receipts per kind that came at or after ``cutoff``."""
         return {kind: len(times) - bisect.bisect_left(times, cutoff) for kind, times in self.unmatched.items()}
@@ -367,9 +371,9 @@ class Index:
                 self.dirs[directory] = state
         for key, items in stage.queue.items():
             if items is None:
-                self.queue.pop(key, None)
+                self.queue.discard(key)
             else:
-                self.queue[key] = items
+                self.queue.add(key)
         self.stops.update(stage.stops)
         if stage.service is not None:
             self.service = stage.service
