@@ -261,6 +261,9 @@ class MemoryCheckpoints:
     def scan(self, prefix: str = "") -> Iterable[tuple[str, JSONValue]]:
         return sorted((k, v) for k, v in self.values.items() if k.startswith(prefix))
 
+    def keys(self, prefix: str = "") -> Iterable[str]:
+        return sorted(k for k in self.values if k.startswith(prefix))
+
     def apply(self, checkpoints: Iterable[Checkpoint]) -> None:
         for cp in checkpoints:
             if cp.value is None:
@@ -281,6 +284,9 @@ class LedgerCheckpoints:
 
     def scan(self, prefix: str = "") -> Iterable[tuple[str, JSONValue]]:
         return self._ledger._scan_checkpoints(self._collector, prefix)
+
+    def keys(self, prefix: str = "") -> Iterable[str]:
+        return self._ledger._scan_checkpoint_keys(self._collector, prefix)
 
 
 class Ledger:
@@ -720,14 +726,19 @@ class Ledger:
                         for ev in events
                     ],
                 )
-                for cp in batch.checkpoints:
-                    if cp.value is None:
-                        conn.execute("DELETE FROM checkpoints WHERE collector = ? AND key = ?", (collector, cp.key))
-                    else:
-                        conn.execute(
-                            "INSERT OR REPLACE INTO checkpoints (collector, key, value, updated_at) VALUES (?, ?, ?, ?)",
-                            (collector, cp.key, json.dumps(cp.value, separators=(",", ":")), now),
-                        )
+                # The last checkpoint of a key decides (as if they were written in order), so the
+                # deletions and the writes can each go in one statement: a first index of 100,000
+                # files writes several hundred thousand keys.
+                final = {cp.key: cp.value for cp in batch.checkpoints}
+                conn.executemany(
+                    "DELETE FROM checkpoints WHERE collector = ? AND key = ?",
+                    [(collector, key) for key, value in final.items() if value is None],
+                )
+                dumps = json.JSONEncoder(separators=(",", ":")).encode
+                conn.executemany(
+                    "INSERT OR REPLACE INTO checkpoints (collector, key, value, updated_at) VALUES (?, ?, ?, ?)",
+                    [(collector, key, dumps(value), now) for key, value in final.items() if value is not None],
+                )
                 # The rules that watch what this batch changed, in this same transaction (see rules.py).
                 stats = self._evaluate_in(conn, _touched(counts, gauges, rollups, events), collector)
             # Only now, with the transaction durable, does the world see the new values.
@@ -853,19 +864,35 @@ class Ledger:
         return None if row is None else json.loads(row[0])
 
     def _scan_checkpoints(self, collector: str, prefix: str) -> Iterator[tuple[str, JSONValue]]:
-        with self._lock:
-            if prefix:
-                # Every key with the prefix sorts in [prefix, prefix + U+10FFFF).
-                rows = self._conn.execute(
-                    "SELECT key, value FROM checkpoints WHERE collector = ? AND key >= ? AND key < ? ORDER BY key",
-                    (collector, prefix, prefix + "\U0010ffff"),
-                ).fetchall()
-            else:
-                rows = self._conn.execute(
-                    "SELECT key, value FROM checkpoints WHERE collector = ? ORDER BY key", (collector,)
-                ).fetchall()
-        for key, value in rows:
+        for key, value in self._checkpoint_pages(collector, prefix, "key, value"):
             yield key, json.loads(value)
+
+    def _scan_checkpoint_keys(self, collector: str, prefix: str) -> Iterator[str]:
+        for (key,) in self._checkpoint_pages(collector, prefix, "key"):
+            yield key
+
+    # Rows per read of a checkpoint scan: a collector with 300,000 checkpoints (the EDI index) is
+    # read a page at a time, each under the lock for a moment, never all at once into memory.
+    SCAN_PAGE = 2000
+
+    def _checkpoint_pages(self, collector: str, prefix: str, columns: str) -> Iterator[Any]:
+        """Rows of ``columns`` (the key first) for the keys starting with ``prefix``, in key order,
+        read a page at a time (keyset pagination: each page starts after the last key seen)."""
+        # A commit between two pages is seen from the next page on (a collector reads its own
+        # checkpoints between its batches).
+        after, inclusive = prefix, True
+        end = _prefix_end(prefix)
+        bound = "AND key < ? " if end is not None else ""
+        while True:
+            query = (f"SELECT {columns} FROM checkpoints WHERE collector = ? AND key {'>=' if inclusive else '>'} ? "
+                     f"{bound}ORDER BY key LIMIT ?")
+            args = (collector, after, end, self.SCAN_PAGE) if end is not None else (collector, after, self.SCAN_PAGE)
+            with self._lock:
+                rows = self._conn.execute(query, args).fetchall()
+            yield from rows
+            if len(rows) < self.SCAN_PAGE:
+                return
+            after, inclusive = rows[-1][0], False
 
     def counter_value(self, metric: str, labels: Mapping[str, str] | None = None) -> float:
         """The committed value of one counter series (0 if it was never incremented)."""
@@ -1377,6 +1404,22 @@ def _gauge_changes(
         if name == metric and owner == collector and labels not in series:
             out.append((labels, None))
     return out
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The first string after every string that starts with ``prefix`` (None: no such bound).
+
+    Keys sort as their UTF-8 bytes, i.e. by code point, so keys starting with ``prefix`` are
+    exactly those in [prefix, prefix with its last character incremented).
+    """
+    while prefix and prefix[-1] == "\U0010ffff":
+        prefix = prefix[:-1]
+    if not prefix:
+        return None
+    following = ord(prefix[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # surrogates are never stored: skip to the next character
+        following = 0xE000
+    return prefix[:-1] + chr(following)
 
 
 def _end_day(period: Period) -> str:
