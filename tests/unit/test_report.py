@@ -379,3 +379,33 @@ def test_export_history_writes_openmetrics_for_promtool(state_env: Path, capsys:
     assert stamps == sorted(stamps) and all(s % 3600 == 3599 for s in stamps)
     assert 'alertname="access.failed_from_network"' not in text  # a rollup rule: Prometheus cannot evaluate it
     assert 'alertname="access.failed_logins_burst"' in text
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_a_progress_bar_and_no_log_lines() -> None:
+    from structlog.testing import capture_logs
+
+    from normagent.report.command import BarProgress
+
+    screen = _Terminal()
+    bar = BarProgress(screen)
+    with capture_logs() as logs:
+        bar.start(200, "hosts")
+        for _ in range(200):
+            bar.advance()
+        assert bar._bar.n == 200  # tqdm redraws at most every 0.1 s; the count is what it shows next
+        bar.close()
+    assert "report: hosts:   0%" in screen.getvalue() and "0/200" in screen.getvalue()
+    assert [e for e in logs if e["event"] == "report_progress"] == []
+    plain = io.StringIO()
+    with capture_logs() as logs:
+        bar = BarProgress(plain)
+        bar.start(200, "hosts")
+        for _ in range(200):
+            bar.advance()
+    assert plain.getvalue() == ""
+    assert [e["done"] for e in logs if e["event"] == "report_progress"] == [20, 40, 60, 80, 100, 120, 140, 160, 180, 200]
