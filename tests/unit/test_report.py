@@ -408,4 +408,4 @@ def test_a_terminal_gets_a_progress_bar_and_no_log_lines() -> None:
         for _ in range(200):
             bar.advance()
     assert plain.getvalue() == ""
-    assert [e["done"] for e in logs if e["event"] == "report_progress"] == [20, 40, 60, 80, 100, 120, 140, 160, 180, 200]
+    assert [e["done"] for e in logs if e["event"] == "report_progress"] == [1, 20, 40, 60, 80, 100, 120, 140, 160, 180, 200]
