@@ -143,7 +143,7 @@ def _build(args: argparse.Namespace, directory: Path, year: int, month: int, now
     started = time.monotonic()
     clinic = build_clinic(directory / "clinic", year, month, seed=args.seed)
     clinic.prepare(Path(__file__).with_name("evtx"))
-    config_path = write_config(directory, clinic, args.port, args.lang)
+    config_path = write_config(directory, clinic, args.lang)
     # The collectors' own warnings (a host command the demo does not offer) are not the demo's story.
     configure_logging("error", "console", err)
     config, plugins = read_config(config_path)

@@ -28,7 +28,9 @@ def q(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def write_config(directory: Path, clinic: Clinic, port: int, lang: str) -> Path:
+def write_config(directory: Path, clinic: Clinic, lang: str) -> Path:
+    """Write ``<directory>/normagent.toml``. It has no [web]: the demo serves /metrics itself
+    (``--port``), so the file is the same whatever the port."""
     root = clinic.root
 
     def files(*names: str) -> str:
@@ -49,9 +51,6 @@ log_level = "error"
 
 [plugins]
 entry_points = false
-
-[web]
-listen = "127.0.0.1:{port}"
 
 [maintenance]
 time_zone = "Europe/Oslo"
