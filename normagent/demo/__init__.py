@@ -250,7 +250,7 @@ def _serve(args: argparse.Namespace, result: DemoResult, out: TextIO, on_serving
             previous = {}
             if own and threading.current_thread() is threading.main_thread():
                 for signum in (signal.SIGINT, signal.SIGTERM):
-                    previous[signum] = signal.signal(signum, lambda *_: stop.set())  # type: ignore[union-attr]
+                    previous[signum] = signal.signal(signum, lambda *_: stop.set())
             try:
                 if on_serving is not None:
                     on_serving(result)
