@@ -170,7 +170,7 @@ def _build(args: argparse.Namespace, directory: Path, year: int, month: int, now
         stats = replay(config, plugins, clinic, ledger, clock, pseudonymise, progress)
         progress.close()
         print(f"replayed {stats.hours} hours: {stats.runs} collector runs ({stats.failed} failed), "
-              f"{stats.evaluations} rule evaluations, in {time.monotonic() - started:.1f} s", file=out)
+              f"{stats.evaluations} rule evaluations, {stats.followed_up} candidates followed up, in {time.monotonic() - started:.1f} s", file=out)
         result.raised = _candidates(ledger)
     _print_candidates(result, out)
     if result.journal_note:

@@ -270,10 +270,10 @@ def _journal(clinic: Clinic, rng: random.Random, days: list[date], pick: Callabl
     units = (("cups", "cups.service", "Unable to open /etc/cups/ppd/kontor.ppd"),
              ("smbd", "smbd.service", "tdb_transaction_start: failed to open"),
              ("backup-nas", "backup-nas.service", "rsync error: some files could not be transferred (code 23)"))
-    for day in days:
+    for day in days:  # the nightly jobs and the morning's printing: a few errors a day
         for _ in range(rng.randrange(1, 5)):
             ident, unit, text = units[rng.randrange(len(units))]
-            at = _at(day, rng.randrange(24), rng.randrange(60), rng.randrange(60))
+            at = _at(day, 8 if ident == "cups" else 2, rng.randrange(60), rng.randrange(60))
             clinic.journal.append((at, {"SYSLOG_IDENTIFIER": ident, "_SYSTEMD_UNIT": unit, "PRIORITY": "3", "MESSAGE": text}))
     burst = _at(pick(14), 10, 3)
     for k in range(150):

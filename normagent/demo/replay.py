@@ -1,13 +1,15 @@
 """A month of the demo clinic through the real collectors, on a simulated clock, into a real ledger.
 
-The loop advances the clock half an hour at a time. At each step the clinic writes what
-happened by then (``Clinic.write_until``), and every collector that is due runs once through
+The loop advances the clock half an hour at a time. At each step the clinic writes what happened
+by then (``Clinic.write_until``), and every collector that is due runs once through
 ``scheduler.execute`` (the function the scheduler's threads and ``collect --once`` run: each batch
 committed with its checkpoint in one transaction, the rules that watch it evaluated in that
 transaction), its outcome stored by ``Ledger.record_run`` — so the ledger's hourly run history, its
-counters per hour and its candidates are those of a month of a real agent. Every hour the whole rule
-set is evaluated as the agent's timer does (``for`` durations, holds). Collectors run one after the
-other in name order, not on the scheduler's threads: the month then comes out the same every time.
+counters per hour and its candidates are those of a month of a real agent. Every hour the whole
+rule set is evaluated as the agent's timer does (``for`` durations, holds), and the clinic's IT
+lead follows some candidates up a few hours after they fired (``Ledger.ack``, as ``normagent
+deviations ack``). Collectors run one after the other in name order, not on the scheduler's
+threads: the month then comes out the same every time.
 
 What the demo puts in place of the host: ``DemoHost`` (fixed CPU, memory and disk figures; the
 EPJ server's process is gone during the clinic's outages) and ``demo_commands`` (journalctl for
@@ -40,6 +42,19 @@ if TYPE_CHECKING:
 
 STEP = timedelta(minutes=30)
 HOUR = timedelta(hours=1)
+FOLLOW_UP_AFTER = timedelta(hours=3)
+# What the clinic's IT lead writes when following a candidate up (``normagent deviations ack``), a few
+# hours after it fired; the EDI candidates are left open, so the report shows both kinds. No names.
+FOLLOW_UP = {
+    "access.account_locked": "Kontoen låst opp etter telefon til IKT-leder; brukeren valgte nytt passord.",
+    "access.failed_from_network": "SSH stengt mot internett i brannmuren; fjerntilgang bare gjennom VPN.",
+    "access.failed_logins_burst": "Samme hendelse som passordsprøytingen fra ett nett; SSH stengt mot internett.",
+    "access.reset_outside_hours": "Kontrollert: planlagt passordbytte gjort av driftsleverandøren.",
+    "malware.detection": "Filen satt i karantene; vedlegget blokkert i e-postfilteret; maskinen skannet uten funn.",
+    "updates.security_update_failed": "Oppdateringen kjørt på nytt for hånd neste morgen; vellykket.",
+    "firewall.port_burst": "Skanning stoppet av brannmuren; ingen åpne porter mot internett.",
+    "availability.service_down": "EPJ-tjenesten startet på nytt; årsak meldt til EPJ-leverandøren.",
+}
 
 
 class SimulatedClock:
@@ -112,6 +127,7 @@ class ReplayStats:
     runs: int = 0
     failed: int = 0
     evaluations: int = 0
+    followed_up: int = 0
 
 
 class Progress:
@@ -172,6 +188,7 @@ def replay(
     days = (clinic.end - clinic.start) // timedelta(days=1)
     progress.start(days)
     next_evaluation = clock.now() + HOUR
+    followed: set[int] = set()
 
     def context(job: Job) -> RunContext:
         return RunContext(
@@ -197,6 +214,12 @@ def replay(
         if now >= next_evaluation:
             ledger.evaluate_rules()
             stats.evaluations += 1
+            for candidate in ledger.candidates(("firing", "resolved")):
+                note = FOLLOW_UP.get(candidate.rule)
+                if note and candidate.id not in followed and candidate.fired_at and now - candidate.fired_at >= FOLLOW_UP_AFTER:
+                    ledger.ack(candidate.id, note)
+                    followed.add(candidate.id)
+                    stats.followed_up += 1
             next_evaluation += HOUR
             stats.hours += 1
             progress.day(min(days, (now - clinic.start) // timedelta(days=1)), now)
