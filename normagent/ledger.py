@@ -112,6 +112,7 @@ _ENVIRONMENT_CODES = frozenset(
 _NEARLY_FULL_BYTES = 1024 * 1024
 
 SCHEMA_VERSION = 3
+DEVIATIONS_SCHEMA = 2  # the first schema with deviation candidates and their acknowledgements
 HISTORY_SCHEMA = 3  # the first schema with run and gauge history (the report's completeness, gauges at a time)
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema.

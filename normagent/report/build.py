@@ -198,6 +198,7 @@ def _host(ctx: ReportContext, source: HostSource, span: Period, prev: ReportPeri
     if not has_data:
         notes.insert(0, tx.text(lang, "no_data_period"))
     alerts = source.alerts(span)
+    unknown = tx.text(lang, source.alerts_unknown)
     months = ctx.period.months()
     month_has_data = {first: source.has_data(p) for first, p in months}
     prev_span = prev.span()
@@ -210,7 +211,7 @@ def _host(ctx: ReportContext, source: HostSource, span: Period, prev: ReportPeri
     deviations_done = False
     for section in ordered:
         if not deviations_done and section.order >= DEVIATIONS_ORDER + 10:
-            sections.append(_deviations(alerts, lang, ctx.period.zone, source.keeps_details))
+            sections.append(_deviations(alerts, lang, ctx.period.zone, source.keeps_details, unknown))
             deviations_done = True
         sections.append(
             _section(section, source.data, ctx, span, prev_span, has_data, prev_has_data, months, month_has_data, coverage)
@@ -218,11 +219,11 @@ def _host(ctx: ReportContext, source: HostSource, span: Period, prev: ReportPeri
         if progress is not None:
             progress.advance()
     if not deviations_done:
-        sections.append(_deviations(alerts, lang, ctx.period.zone, source.keeps_details))
+        sections.append(_deviations(alerts, lang, ctx.period.zone, source.keeps_details, unknown))
     if progress is not None:
         progress.advance()
 
-    areas = _areas(sections, alerts, completeness, lang, has_data)
+    areas = _areas(sections, alerts, completeness, lang, has_data, unknown)
     prev_areas: dict[int, str] = {}
     if prev_has_data:
         prev_cov = source.coverage(prev_span, ctx.intervals)
@@ -232,7 +233,7 @@ def _host(ctx: ReportContext, source: HostSource, span: Period, prev: ReportPeri
         ]
         prev_areas = {
             a["area"]: a["status"]
-            for a in _areas(prev_sections, source.alerts(prev_span), _completeness(prev_cov, lang, ctx.period.zone), lang, True)
+            for a in _areas(prev_sections, source.alerts(prev_span), _completeness(prev_cov, lang, ctx.period.zone), lang, True, unknown)
         }
     summary = {
         "areas": areas,
@@ -428,7 +429,7 @@ def _gap(start: int, end: int, lang: str, zone: tzinfo) -> dict[str, Any]:
 # deviations
 
 
-def _deviations(alerts: list[Alert] | None, lang: str, zone: tzinfo, details: bool) -> dict[str, Any]:
+def _deviations(alerts: list[Alert] | None, lang: str, zone: tzinfo, details: bool, unknown: str) -> dict[str, Any]:
     title = tx.text(lang, "deviations")
     out: dict[str, Any] = {
         "id": "deviations",
@@ -447,7 +448,7 @@ def _deviations(alerts: list[Alert] | None, lang: str, zone: tzinfo, details: bo
         "no_data": alerts is None,
     }
     if alerts is None:
-        out["paragraphs"].append(tx.text(lang, "status_why_alerts") + ".")
+        out["paragraphs"].append(unknown + ".")
         out["deviations"] = None
         return out
     raised = len(alerts)
@@ -518,14 +519,15 @@ def _when(moment: datetime | None, lang: str, zone: tzinfo) -> str:
 
 
 def _areas(
-    sections: Sequence[Mapping[str, Any]], alerts: list[Alert] | None, completeness: Mapping[str, Any], lang: str, has_data: bool
+    sections: Sequence[Mapping[str, Any]], alerts: list[Alert] | None, completeness: Mapping[str, Any], lang: str, has_data: bool,
+    unknown: str,
 ) -> list[dict[str, Any]]:
     codes = sorted({int(s["area"]) for s in sections} | {DEVIATIONS_ORDER})
     out = []
     for code in codes:
         shares = [s["completeness"] for s in sections if s["area"] == code and s.get("completeness") is not None]
         share = min(shares) if shares else None
-        status, why = _status(code, alerts, share, has_data, completeness, lang)
+        status, why = _status(code, alerts, share, has_data, completeness, lang, unknown)
         out.append(
             {
                 "area": code,
@@ -542,19 +544,20 @@ def _areas(
 
 
 def _status(
-    code: int, alerts: list[Alert] | None, share: float | None, has_data: bool, completeness: Mapping[str, Any], lang: str
+    code: int, alerts: list[Alert] | None, share: float | None, has_data: bool, completeness: Mapping[str, Any], lang: str,
+    unknown: str,
 ) -> tuple[str, str]:
     if not has_data:
         return "unknown", tx.text(lang, "no_data")
     if alerts is None:
-        return "unknown", tx.text(lang, "status_why_alerts")
+        return "unknown", unknown
     if code == DEVIATIONS_ORDER:
         waiting = [a for a in alerts if a.open_at_end and not a.acks]
         if any(a.personal_data or a.severity == "critical" for a in waiting):
             return "red", tx.text(lang, "status_why_open")
         if waiting:
             return "yellow", tx.text(lang, "status_why_open")
-        return "green", tx.text(lang, "status_why_green")
+        return "green", tx.text(lang, "status_why_followed")
     if completeness.get("known") and share is not None and share < UNKNOWN_BELOW:
         return "unknown", tx.text(lang, "status_why_unknown")
     mine = [a for a in alerts if tx.area_of_rule_section(a.section) == code]

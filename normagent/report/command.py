@@ -3,7 +3,8 @@
 One host from its own ledger (opened read-only), or a fleet from Prometheus's HTTP API
 (``--prometheus-url``). The exit codes: 0 the report is written; 65 it is written but the period
 has no data at all (it says so); 64 a bad month or option; 66 no ledger; 69 Prometheus, Chromium or
-the SMTP server is not there; 78 a bad configuration. Never a traceback for any of these.
+the SMTP server is not there; 73 the ledger cannot be read (damaged, or from a newer normagent); 78 a
+bad configuration. Never a traceback for any of these.
 
 Long work (a fleet's queries, a year's sections) shows a progress bar on a terminal (tqdm) and a
 log line every tenth of the way otherwise (``report_progress``).

@@ -98,6 +98,7 @@ class HostSource(Protocol):
     host: HostInfo
     data: ReportData
     keeps_details: bool  # events, rollups and acknowledgements
+    alerts_unknown: str  # the text key that says why ``alerts`` may be None (the status is unknown then)
 
     def coverage(self, period: Period, intervals: Mapping[str, float]) -> Coverage: ...
 
@@ -120,6 +121,7 @@ class LedgerSource:
     """The report's view of one host's ledger (opened read-only by the caller)."""
 
     keeps_details = True
+    alerts_unknown = "status_why_no_candidates"
 
     def __init__(self, ledger: Ledger, location: str = "", name: str = "") -> None:
         self._ledger = ledger
@@ -130,11 +132,14 @@ class LedgerSource:
         return self._ledger.has_data(period)
 
     def notes(self) -> list[tuple[str, dict[str, str]]]:
-        from normagent.ledger import HISTORY_SCHEMA
+        from normagent.ledger import DEVIATIONS_SCHEMA, HISTORY_SCHEMA
 
+        notes: list[tuple[str, dict[str, str]]] = []
         if self._ledger.schema_version < HISTORY_SCHEMA:
-            return [("history_missing", {"version": str(self._ledger.schema_version)})]
-        return []
+            notes.append(("history_missing", {"version": str(self._ledger.schema_version)}))
+        if self._ledger.schema_version < DEVIATIONS_SCHEMA:
+            notes.append(("candidates_missing", {"version": str(self._ledger.schema_version)}))
+        return notes
 
     def coverage(self, period: Period, intervals: Mapping[str, float]) -> Coverage:
         hours = hours_of(period)
@@ -145,7 +150,12 @@ class LedgerSource:
         runs = self._ledger.run_hours(before)
         return timeline(hours, runs, intervals)
 
-    def alerts(self, period: Period) -> list[Alert]:
+    def alerts(self, period: Period) -> list[Alert] | None:
+        """None for a ledger from before deviation candidates: none kept is not none raised."""
+        from normagent.ledger import DEVIATIONS_SCHEMA
+
+        if self._ledger.schema_version < DEVIATIONS_SCHEMA:
+            return None
         out = []
         for record in self._ledger.candidates_between(period):
             cand, doc = record.candidate, record.document or {}
@@ -261,10 +271,11 @@ class PrometheusClient:
         self._session = requests.Session()
         if settings.username:
             self._session.auth = (settings.username, settings.password)
-        if settings.ca_file is not None:
-            self._session.verify = str(settings.ca_file)
-        if settings.client_cert is not None:
-            self._session.cert = (str(settings.client_cert), str(settings.client_key or settings.client_cert))
+        # Given with each request, not set on the session: requests lets REQUESTS_CA_BUNDLE or
+        # CURL_CA_BUNDLE in the environment override a session's ``verify``, and --prometheus-ca-file
+        # would be ignored on exactly the hosts that set them.
+        self._verify: str | bool = str(settings.ca_file) if settings.ca_file is not None else True
+        self._cert = (str(settings.client_cert), str(settings.client_key or settings.client_cert)) if settings.client_cert is not None else None
 
     def close(self) -> None:
         self._session.close()
@@ -275,9 +286,11 @@ class PrometheusClient:
         self.queries += 1
         try:
             if post:  # queries: POST keeps long PromQL out of URLs and logs
-                answer = self._session.post(f"{self.base}{path}", data=dict(params), timeout=self.settings.timeout)
+                answer = self._session.post(f"{self.base}{path}", data=dict(params), timeout=self.settings.timeout,
+                                            verify=self._verify, cert=self._cert)
             else:
-                answer = self._session.get(f"{self.base}{path}", params=dict(params), timeout=self.settings.timeout)
+                answer = self._session.get(f"{self.base}{path}", params=dict(params), timeout=self.settings.timeout,
+                                           verify=self._verify, cert=self._cert)
         except requests.exceptions.SSLError as exc:
             raise Unavailable(f"Prometheus at {self.base}: TLS failed ({_reason(exc)}); see --prometheus-ca-file") from None
         except requests.exceptions.Timeout:
@@ -304,7 +317,10 @@ class PrometheusClient:
         data = self._get("/api/v1/query", {"query": query, "time": _stamp(at)})
         if not isinstance(data, dict) or data.get("resultType") != "vector":
             return []
-        return [(dict(item["metric"]), float(item["value"][1])) for item in data.get("result", [])]
+        try:
+            return [(dict(item["metric"]), float(item["value"][1])) for item in data.get("result", [])]
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise self._malformed("/api/v1/query", exc) from None
 
     def range(self, query: str, start: datetime, end: datetime, step: timedelta) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
         data = self._get(
@@ -313,13 +329,26 @@ class PrometheusClient:
         )
         if not isinstance(data, dict):
             return []
-        return [
-            (dict(item["metric"]), [(float(t), float(v)) for t, v in item.get("values", [])]) for item in data.get("result", [])
-        ]
+        try:
+            return [
+                (dict(item["metric"]), [(float(t), float(v)) for t, v in item.get("values", [])]) for item in data.get("result", [])
+            ]
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise self._malformed("/api/v1/query_range", exc) from None
+
+    def _malformed(self, path: str, exc: Exception) -> Unavailable:
+        """A success whose data has another shape: not the Prometheus API (or a broken proxy)."""
+        return Unavailable(
+            f"Prometheus at {self.base}{path} answered with data of an unexpected shape ({type(exc).__name__}: {str(exc)[:80]}): "
+            "is this the Prometheus HTTP API?"
+        )
 
     def rule_groups(self) -> list[str]:
         data = self._get("/api/v1/rules", {"type": "alert"}, post=False)
-        return [str(g.get("name", "")) for g in (data or {}).get("groups", [])] if isinstance(data, dict) else []
+        try:
+            return [str(g.get("name", "")) for g in (data or {}).get("groups", [])] if isinstance(data, dict) else []
+        except (TypeError, AttributeError) as exc:
+            raise self._malformed("/api/v1/rules", exc) from None
 
 
 def _stamp(moment: datetime) -> str:
@@ -507,6 +536,7 @@ class PrometheusSource:
     """One host of a fleet as the report sees it."""
 
     keeps_details = False
+    alerts_unknown = "status_why_alerts"
 
     def __init__(self, fleet: Fleet, host: str) -> None:
         self._fleet = fleet

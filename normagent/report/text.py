@@ -95,6 +95,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "footer": "Laget av normagent. Tallene er telt én gang hver; personopplysninger vises aldri, bare pseudonymer.",
         "history_missing": "Databasen er fra en eldre normagent (skjema {version}): kjørehistorikk finnes først fra oppgraderingen, "
         "og for tiden før kan det ikke sies hvor fullstendige dataene er.",
+        "candidates_missing": "Databasen er fra en normagent (skjema {version}) som ikke førte avvikskandidater: avvikene og "
+        "statusen per område kan ikke vises for tiden før oppgraderingen.",
         "history_since": "Kjørehistorikk finnes fra {date}; for tiden før kan det ikke sies hvor fullstendige dataene er.",
         "no_data_period": "Det finnes ingen data for denne perioden: agenten kjørte ikke, eller databasen var ikke opprettet ennå.",
         "decision_open": "{count} åpne avvik i «{area}» uten oppfølging – bestem hvem som følger opp.",
@@ -109,7 +111,9 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "status_why_green": "ingen avvik i perioden",
         "status_why_unknown": "for lite data",
         "status_why_open": "avvik uten oppfølging ved periodens slutt",
+        "status_why_followed": "ingen åpne avvik uten oppfølging ved periodens slutt",
         "status_why_alerts": "Prometheus har ingen normagent-varslingsregler (ALERTS) for denne serveren",
+        "status_why_no_candidates": "databasen er fra en normagent uten avvikskandidater",
         "status_rule": "Status følger reglenes terskler: rød når en kritisk avvikskandidat eller en med 72-timersfrist var åpen i perioden, "
         "gul når andre avvikskandidater var åpne, grønn ellers; ukjent når området mangler data.",
         "yes": "ja",
@@ -193,6 +197,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "footer": "Made by normagent. Every figure is counted once; personal data is never shown, only pseudonyms.",
         "history_missing": "The database is from an older normagent (schema {version}): run history exists only from the upgrade, "
         "and for the time before it the completeness of the data cannot be told.",
+        "candidates_missing": "The database is from a normagent (schema {version}) that kept no deviation candidates: the "
+        "deviations and the status per area cannot be shown for the time before the upgrade.",
         "history_since": "Run history exists from {date}; for the time before it the completeness of the data cannot be told.",
         "no_data_period": "There is no data for this period: the agent did not run, or its database did not exist yet.",
         "decision_open": "{count} open deviations in “{area}” without follow-up: decide who follows them up.",
@@ -207,7 +213,9 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "status_why_green": "no deviations in the period",
         "status_why_unknown": "too little data",
         "status_why_open": "deviations without follow-up at the period's end",
+        "status_why_followed": "no open deviation without follow-up at the period's end",
         "status_why_alerts": "Prometheus has no normagent alerting rules (ALERTS) for this server",
+        "status_why_no_candidates": "the database is from a normagent without deviation candidates",
         "status_rule": "The status follows the rules' thresholds: red when a critical deviation candidate or one with a 72-hour "
         "deadline was open in the period, yellow when other candidates were open, green otherwise; unknown when the area lacks data.",
         "yes": "yes",

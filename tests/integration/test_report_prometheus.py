@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -78,6 +80,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         done = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=744h", str(om), str(data)],
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
+    shutil.copytree(data, root / "tsdb-secure")  # for the second Prometheus (TLS, basic auth, a dead remote store)
     port = free_port()
     (root / "prometheus.yml").write_text(json.dumps({"global": {"evaluation_interval": "1h"}, "rule_files": [str(root / "rules.yml")]}))
     log = (root / "prometheus.log").open("wb")
@@ -181,3 +184,167 @@ def test_partial_data_is_shown_as_missing(fleet: dict[str, Any]) -> None:
     assert blocked["last"] is not None and blocked["this"] is not None
     fw = next(s for s in host["sections"] if s["id"] == "firewall.barrier")
     assert fw["incomplete"] and "firewall.linux" in fw["incomplete_collectors"]
+
+
+@pytest.fixture(scope="module")
+def secure(fleet: dict[str, Any], pki: Path) -> Iterator[dict[str, Any]]:
+    """The same history behind TLS (a client certificate required) and basic auth, with a remote
+    store that is down: Prometheus answers from its own blocks and warns that the answer may be
+    partial, as Thanos or a federated Prometheus does."""
+    binary = require_tool("prometheus", "prometheus")
+    root = fleet["root"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # bcrypt, which Prometheus's web configuration wants, from the C library
+
+        hashed = crypt.crypt("s3cret pass", crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 4))
+    (root / "web.yml").write_text(json.dumps({
+        "tls_server_config": {"cert_file": str(pki / "server.crt"), "key_file": str(pki / "server.key"),
+                              "client_auth_type": "RequireAndVerifyClientCert", "client_ca_file": str(pki / "ca.crt")},
+        "basic_auth_users": {"reporter": hashed},
+    }))
+    (root / "secure.yml").write_text(json.dumps({
+        "global": {"evaluation_interval": "1h"}, "rule_files": [str(root / "rules.yml")],
+        "remote_read": [{"url": f"http://127.0.0.1:{free_port()}/api/v1/read", "read_recent": True, "remote_timeout": "5s"}],
+    }))
+    (root / "password").write_text("s3cret pass\n")
+    port = free_port()
+    log = (root / "secure.log").open("wb")
+    popen = subprocess.Popen(
+        [binary, f"--config.file={root / 'secure.yml'}", f"--web.config.file={root / 'web.yml'}",
+         f"--storage.tsdb.path={root / 'tsdb-secure'}", f"--web.listen-address=127.0.0.1:{port}",
+         "--storage.tsdb.retention.time=100y", "--log.level=warn"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    process = Process("prometheus (TLS)", popen, root / "secure.log")
+    url = f"https://localhost:{port}"
+    ready = {"verify": str(pki / "ca.crt"), "cert": (str(pki / "client.crt"), str(pki / "client.key")), "auth": ("reporter", "s3cret pass")}
+    try:
+        wait_until("Prometheus (TLS) to be ready", lambda: requests.get(f"{url}/-/ready", timeout=5, **ready).status_code == 200,  # type: ignore[arg-type]
+                   process=process, timeout=60)
+        yield {"url": url, "root": root, "pki": pki}
+    finally:
+        process.stop()
+        log.close()
+
+
+def secure_report(s: dict[str, Any], tmp_path: Path, *options: str) -> tuple[int, str]:
+    """``normagent report`` (the command line, as a user runs it) against the TLS Prometheus."""
+    from normagent.cli import main
+
+    cfg = tmp_path / "normagent.toml"
+    cfg.write_text("")
+    pki = s["pki"]
+    argv = ["report", "--config", str(cfg), "--month", "2026-11", "--format", "json", "-o", str(tmp_path / "fleet.json"),
+            "--prometheus-url", s["url"], "--match", 'job="normagent"', "--prometheus-ca-file", str(pki / "ca.crt"),
+            "--prometheus-cert", str(pki / "client.crt"), "--prometheus-key", str(pki / "client.key"),
+            "--prometheus-username", "reporter", "--prometheus-password-file", str(s["root"] / "password"), *options]
+    return main(argv), str(tmp_path / "fleet.json")
+
+
+def test_fleet_report_over_tls_and_basic_auth_from_a_partial_prometheus(
+    fleet: dict[str, Any], secure: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through TLS with a client certificate and basic auth, the figures equal the plain
+    Prometheus's; the remote store that is down makes Prometheus warn, and the report prints it."""
+    code, path = secure_report(secure, tmp_path)
+    assert code == 0, capsys.readouterr().err
+    doc = json.loads(Path(path).read_text())
+    client = PrometheusClient(PrometheusSettings(url=fleet["url"], match='{job="normagent"}'))
+    source = Fleet(client)
+    names = source.hosts(context(fleet, {}, {}).period.span())
+    plain = build_report(context(fleet, {}, {"kind": "prometheus"}), [source.source(n) for n in names])
+    client.close()
+    assert [h["name"] for h in doc["hosts"]] == names == sorted(HOSTS)
+    for mine, theirs in zip(doc["hosts"], plain["hosts"]):
+        assert figures(mine) == figures(theirs), mine["name"]
+    assert plain["warnings"] == [] or all(not w.startswith("Prometheus:") for w in plain["warnings"])
+    partial = [w for w in doc["warnings"] if w.startswith("Prometheus: ") and "remote_read" in w]
+    assert partial, doc["warnings"]
+    code, path = secure_report(secure, tmp_path, "--format", "md", "-o", str(tmp_path / "fleet.md"))
+    assert code == 0 and partial[0] in (tmp_path / "fleet.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"--prometheus-username": "someone"}, "refused the credentials (401)"),
+        ({"--prometheus-ca-file": "rogue-ca.crt"}, "TLS failed (certificate verify failed)"),
+        ({"--prometheus-cert": "rogue.crt", "--prometheus-key": "rogue.key"}, "TLS failed"),
+        ({"--prometheus-password-file": "no-such-file"}, "--prometheus-password-file"),
+    ],
+)
+def test_wrong_credentials_are_a_clear_error(
+    secure: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, str], words: str
+) -> None:
+    from normagent.cli import main
+
+    code, _ = secure_report(secure, tmp_path)  # the right ones first: what differs below is the change
+    assert code == 0
+    capsys.readouterr()
+    cfg = tmp_path / "normagent.toml"
+    pki = secure["pki"]
+    options = {"--prometheus-ca-file": str(pki / "ca.crt"), "--prometheus-cert": str(pki / "client.crt"),
+               "--prometheus-key": str(pki / "client.key"), "--prometheus-username": "reporter",
+               "--prometheus-password-file": str(secure["root"] / "password")}
+    for key, value in change.items():
+        options[key] = value if key == "--prometheus-username" else str(pki / value)
+    argv = ["report", "--config", str(cfg), "--month", "2026-11", "-o", str(tmp_path / "x.json"), "--format", "json",
+            "--prometheus-url", secure["url"], *[part for kv in options.items() for part in kv]]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code in (66, 69) and words in err and "Traceback" not in err, err
+    assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b'{"status": "success", "data": {"resultType": "vector", "result": [{"value": [1, "2"]}]}}',
+        b'{"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": "x"}]}}',
+        b'{"status": "success", "data": {"resultType": "vector", "result": [7]}}',
+        b'{"status": "error", "errorType": "bad_data", "error": "parse error"}',
+        b"<html>a login page</html>",
+    ],
+)
+def test_an_answer_that_is_not_the_prometheus_api_is_a_clear_error(
+    answer: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A proxy, a login page or a look-alike answering 200: exit 69 and what it said, no traceback."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self._send()
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._send()
+
+        def _send(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    from normagent.cli import main
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        cfg = tmp_path / "normagent.toml"
+        cfg.write_text("")
+        code = main(["report", "--config", str(cfg), "--month", "2026-11", "-o", str(tmp_path / "r.json"),
+                     "--prometheus-url", f"http://127.0.0.1:{server.server_address[1]}"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capsys.readouterr().err
+    assert code == 69 and "Traceback" not in err, err
+    assert ("unexpected shape" in err or "no JSON" in err or "parse error" in err), err
+    assert not (tmp_path / "r.json").exists()

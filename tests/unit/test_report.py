@@ -293,15 +293,54 @@ def test_no_ledger_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert not (tmp_path / "nothing").exists()  # a report creates nothing
 
 
-def test_an_older_ledger_is_read_and_says_what_it_lacks(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A schema-2 ledger (before run and gauge history): counters are reported, completeness is unknown."""
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        ("garbage", "not a readable normagent ledger (file is not a database)"),
+        ("newer", "ledger schema 99 was written by a newer normagent"),
+    ],
+)
+def test_a_damaged_or_newer_ledger_is_a_clear_error(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], damage: str, words: str
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    ledger = state / "ledger.db"
+    if damage == "garbage":
+        ledger.write_bytes(b"not a database, and long enough to be read as one\n" * 100)
+    else:
+        src = sqlite3.connect(site / "state" / "ledger.db")
+        src.backup(dst := sqlite3.connect(ledger))
+        src.close()
+        dst.execute("PRAGMA user_version = 99")
+        dst.close()
+    before = ledger.read_bytes()
+    (tmp_path / "normagent.toml").write_text(CONFIG)
+    monkeypatch.setenv("STATE_DIRECTORY", str(state))
+    assert main(["report", "--config", str(tmp_path / "normagent.toml"), "--month", "2026-11", "-o", str(tmp_path / "r.html")]) == 73
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err, err
+    assert ledger.read_bytes() == before and not (tmp_path / "r.html").exists()
+
+
+OLDER_SCHEMAS = {
+    2: "DROP TABLE run_hours; DROP TABLE gauge_hours; DELETE FROM meta WHERE key = 'history_since'; PRAGMA user_version = 2;",
+    1: "DROP TABLE run_hours; DROP TABLE gauge_hours; DELETE FROM meta WHERE key = 'history_since'; "
+       "DROP TABLE acks; DROP TABLE outbox; DROP TABLE fingerprints; DROP TABLE candidates; PRAGMA user_version = 1;",
+}
+
+
+@pytest.mark.parametrize("schema", sorted(OLDER_SCHEMAS))
+def test_an_older_ledger_is_read_and_says_what_it_lacks(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, schema: int) -> None:
+    """A schema-2 ledger (before run and gauge history): counters are reported, completeness is
+    unknown. A schema-1 ledger (before deviation candidates) has no deviations to report either."""
     state = tmp_path / "state"
     state.mkdir()
     old = state / "ledger.db"
     src = sqlite3.connect(site / "state" / "ledger.db")
     src.backup(dst := sqlite3.connect(old))
     src.close()
-    dst.executescript("DROP TABLE run_hours; DROP TABLE gauge_hours; DELETE FROM meta WHERE key = 'history_since'; PRAGMA user_version = 2;")
+    dst.executescript(OLDER_SCHEMAS[schema])
     dst.close()
     (tmp_path / "normagent.toml").write_text(CONFIG)
     monkeypatch.setenv("STATE_DIRECTORY", str(state))
@@ -309,10 +348,20 @@ def test_an_older_ledger_is_read_and_says_what_it_lacks(site: Path, tmp_path: Pa
     assert code == 0
     doc = json.loads(data)
     host = doc["hosts"][0]
-    assert any("eldre normagent (skjema 2)" in n for n in host["notes"])
+    assert any(f"eldre normagent (skjema {schema})" in n for n in host["notes"])
     assert host["completeness"]["known"] is False and host["completeness"]["gaps"] == []
     assert indicator(doc, "system.downtime_unplanned")["this"] == 30 * 3600
-    assert sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0] == 2  # read, never migrated
+    assert sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0] == schema  # read, never migrated
+    jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
+    deviations = section(doc, "deviations")
+    statuses = {a["status"] for a in host["summary"]["areas"]}
+    if schema == 1:  # no candidates kept: unknown, never "none raised" and green
+        assert any("ikke førte avvikskandidater" in n for n in host["notes"])
+        assert deviations["deviations"] is None and deviations["no_data"]
+        assert statuses == {"unknown"}
+        assert {a["why"] for a in host["summary"]["areas"]} == {"databasen er fra en normagent uten avvikskandidater"}
+    else:
+        assert deviations["deviations"]["raised"] == 11 and "unknown" not in statuses
 
 
 def test_a_section_that_fails_is_named_in_the_report(state_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
