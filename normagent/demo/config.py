@@ -104,6 +104,7 @@ own_her_ids = ["{OWN_HER}"]
 
 [collectors."availability.probes"]
 interval = "{PROBE_EVERY}"
+gap = "45m"                        # longer than the interval: the time between two probes is watched time
 
 [[collectors."availability.probes".services]]
 name = "epj"

@@ -54,6 +54,7 @@ FOLLOW_UP = {
     "updates.security_update_failed": "Oppdateringen kjørt på nytt for hånd neste morgen; vellykket.",
     "firewall.port_burst": "Skanning stoppet av brannmuren; ingen åpne porter mot internett.",
     "availability.service_down": "EPJ-tjenesten startet på nytt; årsak meldt til EPJ-leverandøren.",
+    "availability.unplanned_downtime": "Samme brudd som over; EPJ-leverandøren retter feilen i neste versjon.",
 }
 
 
