@@ -17,6 +17,7 @@ Imports agent (for the configuration), report, ledger and the rest of the core; 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import shutil
@@ -149,10 +150,10 @@ def _build(args: argparse.Namespace, directory: Path, year: int, month: int, now
     config, plugins = read_config(config_path)
     state = config.state_dir()
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # A key of the seed: the same pseudonyms in every demo (a real agent's key is random, see privacy.py).
-    import hashlib
-
     clock = SimulatedClock(clinic.start)
+    # The ledger's id (it names the host in the report, and is in every candidate's key) and the
+    # pseudonym key come from the seed, so that two demos of a month write the same report; a real
+    # agent's are random (ledger.py, privacy.py).
     host_id = hashlib.sha256(f"normagent-demo-host:{args.seed}".encode()).hexdigest()[:32]
     result = DemoResult(directory, config_path, state / "ledger.db", f"{year}-{month:02d}", set(clinic.expected))
     if clinic.journal_remote is None:
@@ -162,8 +163,7 @@ def _build(args: argparse.Namespace, directory: Path, year: int, month: int, now
     # Not durable: the demo's ledger is built afresh each time, and a month of commits each synced to
     # disk would take minutes instead of seconds (bench/README.md).
     with Ledger.open(state / "ledger.db", clock=clock, host_id=host_id, durable=False) as ledger:
-        # The key is created with the ledger, as the agent does; of the seed, so that every demo has the
-        # same pseudonyms (a real agent's key is random, see privacy.py).
+        # The key is created with the ledger, as the agent does (a key without its ledger means a lost one).
         key = hashlib.sha256(f"normagent-demo-key:{args.seed}".encode()).digest()
         pseudonymise = Pseudonymiser(load_or_create_key(state, new=key))
         progress = Progress(err)

@@ -138,6 +138,7 @@ class Progress:
         self._stream = stream
         self._bar: Any = None
         self._last = -1
+        self._total = 0
 
     def start(self, total: int) -> None:
         if self._stream.isatty():
