@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from normagent.errors import InputError, UsageError
+from normagent.errors import InputError, NormagentError, UsageError
 
 log = structlog.get_logger(__name__)
 
@@ -101,6 +101,8 @@ def run_demo(
         raise UsageError(f"--month {name}: the month is not over yet; the demo reports a whole month")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: not a port number")
+    if not args.no_serve:
+        _check_port(args.port)  # before a minute of work, not after it
     directory, created = _directory(args.dir)
     remove = args.dir is None and not args.keep
     try:
@@ -112,6 +114,19 @@ def run_demo(
         if remove and created:
             shutil.rmtree(directory, ignore_errors=True)
             print(f"{directory} removed (--keep or --dir keeps the clinic, its ledger and the report)", file=out)
+
+
+def _check_port(port: int) -> None:
+    """Refuse a port something already listens on (the server binds it again after the replay)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise UsageError(f"--port {port}: cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); choose another "
+                             "with --port N (0: any free one), or leave /metrics out with --no-serve") from None
 
 
 def _directory(given: Path | None) -> tuple[Path, bool]:
@@ -218,7 +233,13 @@ def _reports(config_path: Path, result: DemoResult, lang: str, now: datetime, ou
         parser = argparse.ArgumentParser(prog="normagent report")
         add_arguments(parser)
         args = parser.parse_args(["--month", result.month, "--format", fmt, "--lang", lang, "--output", str(target)])
-        run_report(args, config, plugins, out, io.StringIO(), now=now)
+        try:
+            run_report(args, config, plugins, out, io.StringIO(), now=now)
+        except NormagentError as exc:
+            if fmt != "pdf":
+                raise
+            result.pdf_note = f"no PDF: {exc}"  # Chromium is there but could not print: the rest of the demo stands
+            continue
         result.reports[fmt] = target
     print("\nthe monthly report:", file=out)
     for fmt, path in result.reports.items():
@@ -235,12 +256,16 @@ def _serve(args: argparse.Namespace, result: DemoResult, out: TextIO, on_serving
     from normagent.demo.replay import exposition_view
     from normagent.exposition import MetricsApp
     from normagent.ledger import Ledger
-    from normagent.web import WebSettings, start_server
+    from normagent.web import ListenError, WebSettings, start_server
 
     config, plugins = read_config(result.config)
     with Ledger.open(result.ledger) as ledger:
         view = exposition_view(config, plugins, ledger, __version__)
-        server = start_server(WebSettings(listen=f"127.0.0.1:{args.port}"), MetricsApp(ledger.snapshot, lambda: view), lambda: True)
+        try:
+            server = start_server(WebSettings(listen=f"127.0.0.1:{args.port}"), MetricsApp(ledger.snapshot, lambda: view), lambda: True)
+        except ListenError as exc:
+            raise UsageError(f"--port {args.port}: {exc}; the report is in {result.directory / 'report'}; "
+                             "choose another port with --port N (0: any free one) or leave /metrics out with --no-serve") from None
         try:
             result.address = server.address
             print(f"\n/metrics: http://{server.address}/metrics  (Ctrl-C ends the demo)", file=out)

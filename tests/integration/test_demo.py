@@ -9,6 +9,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import threading
 from datetime import datetime, timezone
@@ -155,6 +156,13 @@ def test_bad_options_are_refused_before_anything_is_built(tmp_path: Path, capsys
     assert main(["demo", "--dir", str(tmp_path / "full"), "--no-serve"]) == 66
     assert main(["demo", "--month", "2026-13", "--no-serve"]) == 64
     assert main(["demo", "--month", "2999-01", "--no-serve"]) == 64
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["demo", "--dir", str(tmp_path / "new"), "--port", str(port)]) == 64
     err = capsys.readouterr().err
     assert "not empty" in err and "expected YYYY-MM" in err and "not over yet" in err
+    assert f"--port {port}: cannot listen on 127.0.0.1:{port}" in err
     assert os.listdir(tmp_path / "full") == ["x"]
+    assert not (tmp_path / "new").exists()  # refused before anything was built
