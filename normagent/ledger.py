@@ -299,7 +299,6 @@ class Ledger:
         self._snapshot: Snapshot | None = None
         self.host_id = ""
         self._new_host_id = ""  # the id a ledger created by this open gets (``open(host_id=)``)
-        self._durable = True  # commits synced to disk (``open(durable=False)``: the demo's throwaway ledger)
         self.created_at = ""
         self.history_since = ""  # when run and gauge history began (schema 3), "" before
         self.schema_version = SCHEMA_VERSION
@@ -322,7 +321,6 @@ class Ledger:
         witnesses: Iterable[Path] = (),
         new_state: bool = False,
         host_id: str | None = None,
-        durable: bool = True,
     ) -> Ledger:
         """Open (creating and migrating if needed) the ledger at ``path``.
 
@@ -339,9 +337,6 @@ class Ledger:
             host_id: The id a ledger created now gets (default: a random one). ``normagent demo``
                 names its ledger after its seed, so that two demos write the same report; an
                 existing ledger keeps its own.
-            durable: False: commits are not synced to disk (``synchronous=OFF``), for a ledger that is
-                built from scratch and never restored — the demo's, which commits a month of runs in
-                seconds; a power cut may lose or damage it. The agent's ledger is always durable.
 
         Raises:
             StateLost: the ledger is missing or empty where one existed, or is not the one
@@ -369,7 +364,6 @@ class Ledger:
             raise _state_error(exc, path, "cannot open the ledger", _START_AGAIN) from exc
         ledger = cls(conn, path, clock or SystemClock())
         ledger._new_host_id = host_id or uuid.uuid4().hex
-        ledger._durable = durable
         try:
             ledger._identity = _identity(path)
             ledger._prepare()
@@ -394,7 +388,7 @@ class Ledger:
         conn = self._conn
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed batch survives power loss; NORMAL may lose the last commits.
-        conn.execute("PRAGMA synchronous=FULL" if self._durable else "PRAGMA synchronous=OFF")
+        conn.execute("PRAGMA synchronous=FULL")
         conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -459,7 +453,7 @@ class Ledger:
                 if statement.strip():
                     conn.execute(statement)
             if target == 1:
-                conn.execute("INSERT INTO meta (key, value) VALUES ('host_id', ?)", (self._new_host_id,))
+                conn.execute("INSERT INTO meta (key, value) VALUES ('host_id', ?)", (self._new_host_id or uuid.uuid4().hex,))
                 conn.execute("INSERT INTO meta (key, value) VALUES ('created_at', ?)", (self._clock.now().isoformat(),))
             if target == HISTORY_SCHEMA:
                 # Since when run history exists: before it, a report cannot tell how complete the data is.

@@ -175,9 +175,9 @@ def _build(args: argparse.Namespace, directory: Path, year: int, month: int, now
         result.journal_note = ("the journal: skipped (systemd-journal-remote is not installed, so the demo cannot write a journal "
                                "file of its own; apt-get install systemd-journal-remote)")
     print(f"normagent demo {__version__}: a clinic's {result.month}, built in {directory}", file=out)
-    # Not durable: the demo's ledger is built afresh each time, and a month of commits each synced to
-    # disk would take minutes instead of seconds (bench/README.md).
-    with Ledger.open(state / "ledger.db", clock=clock, host_id=host_id, durable=False) as ledger:
+    # The agent's own ledger, durable as the agent's (not syncing each commit was measured: no
+    # faster under load, bench/README.md).
+    with Ledger.open(state / "ledger.db", clock=clock, host_id=host_id) as ledger:
         # The key is created with the ledger, as the agent does (a key without its ledger means a lost one).
         key = hashlib.sha256(f"normagent-demo-key:{args.seed}".encode()).digest()
         pseudonymise = Pseudonymiser(load_or_create_key(state, new=key))

@@ -89,13 +89,6 @@ def test_a_new_ledger_takes_the_host_id_given_and_an_existing_one_keeps_its_own(
         assert len(random_one.host_id) == 32 and random_one.host_id != "demo0123"
 
 
-@pytest.mark.parametrize(("durable", "synchronous"), [(True, 2), (False, 0)])
-def test_only_a_ledger_opened_not_durable_skips_syncing(tmp_path: Path, clock: FakeClock, durable: bool, synchronous: int) -> None:
-    """FULL (2) for the agent; OFF (0) only where asked (the demo's throwaway ledger)."""
-    with Ledger.open(tmp_path / "ledger.db", clock=clock, durable=durable) as ledger:
-        assert ledger._conn.execute("PRAGMA synchronous").fetchone()[0] == synchronous
-
-
 def test_gauges_and_health_survive_a_restart_and_show_in_the_first_snapshot(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "ledger.db"
     with Ledger.open(path, clock=clock, metrics=[FAILURES, FREE]) as first:
