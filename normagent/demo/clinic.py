@@ -28,7 +28,7 @@ journal (``journal/``)        a few errors a day; a database that fails 150    a
                               remote-desktop port
 ``log/apt/``, ``dpkg.log``,   a security update that succeeds, one that fails  updates.security_update_failed
 unattended-upgrades
-``epj-server`` (process)      down 90 minutes one afternoon (unplanned), and   availability.service_down,
+``epj-server`` (process)      down 2½ hours one afternoon (unplanned), and     availability.service_down,
                               during an announced evening window (planned)     availability.unplanned_downtime
 ============================  ==============================================  ==================================
 
@@ -441,7 +441,7 @@ def _updates(clinic: Clinic, pick: Callable[[int], date]) -> None:
 
 def _outages(clinic: Clinic, pick: Callable[[int], date]) -> None:
     day = pick(16)
-    clinic.outages.append(Outage(_at(day, 13, 10), _at(day, 14, 40), planned=False))
+    clinic.outages.append(Outage(_at(day, 13, 10), _at(day, 15, 40), planned=False))
     window = pick(18)
     start, end = _at(window, 21, 0), _at(window, 23, 0)
     clinic.maintenance.append((start, end, "EPJ oppgraderes"))

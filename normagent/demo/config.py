@@ -5,7 +5,7 @@ collectors are configured exactly as a real site's, and the file can be read, ch
 (``normagent check-config``) afterwards. Sources are the clinic's files under ``<demo>/clinic``;
 collectors with nothing to read in the demo (SNMP, dnf, the host's boots, the host's own /etc) are
 switched off. Every collector runs hourly on the simulated clock (the ledger keeps hours), the
-service probe every half hour, the journal every four hours (each of its runs starts journalctl).
+journal every four hours (each of its runs starts journalctl).
 
 Imports only the standard library and normagent.demo.clinic.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from normagent.demo.clinic import EPJ_PROCESS, OSLO, OWN_HER, SECURITY_PACKAGES, Clinic
 
-PROBE_EVERY = "30m"
+PROBE_EVERY = "1h"
 OFF = ("system.boots", "access.journal_errors", "malware.clamonacc", "malware.freshclam", "malware.clamav_status",
        "network.snmp", "updates.dnf", "updates.pending", "changes.files", "changes.audit", "changes.packages",
        "firewall.appliances")
@@ -104,7 +104,7 @@ own_her_ids = ["{OWN_HER}"]
 
 [collectors."availability.probes"]
 interval = "{PROBE_EVERY}"
-gap = "45m"                        # longer than the interval: the time between two probes is watched time
+gap = "90m"                        # longer than the interval: the time between two probes is watched time
 
 [[collectors."availability.probes".services]]
 name = "epj"

@@ -1,6 +1,6 @@
 """A month of the demo clinic through the real collectors, on a simulated clock, into a real ledger.
 
-The loop advances the clock half an hour at a time. At each step the clinic writes what happened
+The loop advances the clock an hour at a time. At each step the clinic writes what happened
 by then (``Clinic.write_until``), and every collector that is due runs once through
 ``scheduler.execute`` (the function the scheduler's threads and ``collect --once`` run: each batch
 committed with its checkpoint in one transaction, the rules that watch it evaluated in that
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from normagent.privacy import Pseudonymiser
     from normagent.scheduler import Job
 
-STEP = timedelta(minutes=30)
+STEP = timedelta(hours=1)
 HOUR = timedelta(hours=1)
 FOLLOW_UP_AFTER = timedelta(hours=3)
 # What the clinic's IT lead writes when following a candidate up (``normagent deviations ack``), a few
