@@ -17,8 +17,8 @@ under 150 MB for HTML.
 
 Fleet: one host's ledger of the last two months is exported as OpenMetrics and copied under
 ``--fleet`` instance names into one file, which ``promtool tsdb create-blocks-from openmetrics``
-turns into blocks; a Prometheus serves them, and the fleet report is built ``--repeat`` times
-(time, queries). Target: under 60 s for 200 hosts.
+turns into blocks; a Prometheus serves them, and the fleet report is built ``--fleet-repeat``
+times (time; CPU time of the report and of Prometheus; queries). Target: under 60 s for 200 hosts.
 
 Prints one JSON document with every figure.
 """
@@ -136,6 +136,11 @@ def one_host(days: int, repeat: int) -> dict[str, Any]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
+
+
 def fleet(hosts: int, repeat: int) -> dict[str, Any]:
     from normagent.agent import read_config
     from normagent.ledger import Ledger
@@ -202,9 +207,13 @@ def fleet(hosts: int, repeat: int) -> dict[str, Any]:
                 except requests.RequestException:
                     pass
                 time.sleep(0.5)
-            times, queries, html_times = [], [], []
+            import psutil
+
+            server = psutil.Process(proc.pid)
+            times, queries, html_times, build_cpu, html_cpu, server_cpu = [], [], [], [], [], []
             for _ in range(repeat):
                 client = PrometheusClient(PrometheusSettings(url=f"http://127.0.0.1:{port}", timeout=300))
+                c0, s0 = _cpu(), sum(server.cpu_times()[:2])
                 t = time.perf_counter()
                 source = Fleet(client)
                 ctx = ReportContext(period=ReportPeriod.month(2026, 11, ZoneInfo("Europe/Oslo"), "Europe/Oslo"),
@@ -213,9 +222,13 @@ def fleet(hosts: int, repeat: int) -> dict[str, Any]:
                 names = source.hosts(ctx.period.span())
                 doc = build_report(ctx, [source.source(n) for n in names])
                 built = time.perf_counter() - t
+                c1, s1 = _cpu(), sum(server.cpu_times()[:2])
                 t2 = time.perf_counter()
                 to_html(doc)
                 html_times.append(time.perf_counter() - t2)
+                html_cpu.append(_cpu() - c1)
+                build_cpu.append(c1 - c0)
+                server_cpu.append(s1 - s0)
                 times.append(built)
                 queries.append(client.queries)
                 client.close()
@@ -224,6 +237,9 @@ def fleet(hosts: int, repeat: int) -> dict[str, Any]:
                 "hosts": hosts, "samples": samples, "openmetrics_written_s": round(generated, 1), "promtool_s": round(backfilled, 1),
                 "report_build_s_median": round(statistics.median(times), 2), "html_render_s_median": round(statistics.median(html_times), 2),
                 "total_s_median": round(statistics.median(a + b for a, b in zip(times, html_times)), 2),
+                "report_build_cpu_s_median": round(statistics.median(build_cpu), 2),
+                "prometheus_cpu_s_median": round(statistics.median(server_cpu), 2),
+                "html_render_cpu_s_median": round(statistics.median(html_cpu), 2),
                 "queries": queries[0], "repeat": repeat,
             }
         finally:
@@ -239,6 +255,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--fleet", type=int, default=0, metavar="HOSTS")
     parser.add_argument("--fleet-only", action="store_true")
+    parser.add_argument("--fleet-repeat", type=int, default=3, metavar="N")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -250,7 +267,7 @@ def main() -> None:
         result["one_host"] = one_host(args.days, args.repeat)
         print(json.dumps({"one_host": result["one_host"]}), file=sys.stderr, flush=True)  # kept should the fleet fail
     if args.fleet:
-        result["fleet"] = fleet(args.fleet, max(1, min(args.repeat, 3)))
+        result["fleet"] = fleet(args.fleet, max(1, args.fleet_repeat))
     result["load_average_after"] = os.getloadavg()
     print(json.dumps(result, indent=2))
 

@@ -26,7 +26,6 @@ Imports ledger, model and errors, and requests (for Prometheus) where used.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -380,6 +379,7 @@ class Fleet:
         self._label = client.settings.host_label
         self._values: dict[tuple[str, float], dict[str, Series]] = {}
         self._present: dict[float, set[str]] = {}
+        self._far: dict[tuple[str, float], dict[str, Series]] = {}
         self._alive: dict[tuple[float, float], dict[str, dict[int, float]]] = {}
         self._up: dict[tuple[float, float], dict[str, dict[str, dict[int, float]]]] = {}
         self._alerts: dict[tuple[float, float], dict[str, list[dict[str, str]]]] = {}
@@ -427,13 +427,15 @@ class Fleet:
             self._values[key] = per
         per = self._values[key]
         if host not in per and host not in self.present(at):
-            found: Series = {}
-            quoted = json.dumps(host)
-            for labels, value in self.client.instant(
-                f"last_over_time({self._sel(metric, f'{self._label}={quoted}')}[{int(LOOKBACK_FAR.total_seconds())}s])", at
-            ):
-                found[_key(labels, self._label)] = value
-            per[host] = found
+            # One query for every host not scraped then (a fleet of new hosts has them all at the
+            # month before it began), not one per host: the same answer, a fraction of the queries.
+            if key not in self._far:
+                far: dict[str, Series] = {}
+                for labels, value in self.client.instant(f"last_over_time({self._sel(metric)}[{int(LOOKBACK_FAR.total_seconds())}s])", at):
+                    far.setdefault(labels.get(self._label, ""), {})[_key(labels, self._label)] = value
+                self._on_query()
+                self._far[key] = far
+            per[host] = self._far[key].get(host, {})
         return per.get(host, {})
 
     def hourly(self, query: str, period: Period) -> list[tuple[dict[str, str], dict[int, float]]]:

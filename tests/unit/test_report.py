@@ -193,7 +193,7 @@ def test_deviations_raised_acknowledged_open_and_the_72_hour_ones(state_env: Pat
     items = dev["items"]
     rules = {i["rule"] for i in items}
     assert rules == {"access.failed_from_network", "access.failed_logins_burst", "edi.misaddressed", "edi.rejected_messages",
-                     "system.collector_down", "system.unexpected_shutdown"}
+                     "firewall.rule_change_unplanned", "system.collector_down", "system.unexpected_shutdown", "system.unplanned_downtime"}
     marked = [i for i in items if i["personal_data"]]
     assert [i["rule"] for i in marked] == ["edi.misaddressed"]
     assert marked[0]["notify_by"] is not None
@@ -212,7 +212,8 @@ def test_summary_status_decisions_and_changes(state_env: Path) -> None:
     status = {a["area"]: a["status"] for a in summary["areas"]}
     assert status[30] == "red"  # a 72-hour candidate in message communication
     assert status[10] == "yellow"  # warnings: the burst, the reboot
-    assert status[80] == "green"
+    assert status[80] == "yellow"  # the firewall's rules changed outside any plan
+    assert status[70] == "green"
     assert 1 <= len(summary["decisions"]) <= 3
     assert "Datatilsynet" in summary["decisions"][0]
     assert any("Uplanlagt nedetid" in c for c in summary["changes"])
@@ -361,7 +362,8 @@ def test_an_older_ledger_is_read_and_says_what_it_lacks(site: Path, tmp_path: Pa
         assert statuses == {"unknown"}
         assert {a["why"] for a in host["summary"]["areas"]} == {"databasen er fra en normagent uten avvikskandidater"}
     else:
-        assert deviations["deviations"]["raised"] == 11 and "unknown" not in statuses
+        raised = deviations["deviations"]["raised"]
+        assert raised > 0 and raised == len(deviations["items"]) and "unknown" not in statuses
 
 
 def test_a_section_that_fails_is_named_in_the_report(state_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
