@@ -36,7 +36,7 @@ Every name in it is invented: staff, patients and partners do not exist, address
 documentation ranges (RFC 5737) and a private network. The report must show none of them
 (``tests/integration/test_demo.py`` checks).
 
-Imports only the standard library.
+Imports only the standard library and normagent.errors.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from normagent.errors import Unavailable
 
 OSLO = ZoneInfo("Europe/Oslo")
 UTC = timezone.utc
@@ -155,10 +157,18 @@ class Clinic:
             entry = {"__REALTIME_TIMESTAMP": str(micros), "__MONOTONIC_TIMESTAMP": str(micros - int(self.start.timestamp() * 1e6) + 1),
                      "_BOOT_ID": "d3e0c0de5eed4a1b9c0d1e2f3a4b5c6d", "_HOSTNAME": HOST, "_TRANSPORT": "syslog", **fields}
             chunks.append("".join(f"{k}={v}\n" for k, v in entry.items()) + "\n")
-        subprocess.run(  # noqa: S603 - a fixed program, arguments of our own
-            [self.journal_remote, f"--output={self.root / 'journal' / 'demo.journal'}", "-"],
-            input="".join(chunks).encode("utf-8"), check=True, capture_output=True, timeout=60,
-        )
+        target = self.root / "journal" / "demo.journal"
+        try:
+            written = subprocess.run(  # noqa: S603 - a fixed program, arguments of our own
+                [self.journal_remote, f"--output={target}", "-"],
+                input="".join(chunks).encode("utf-8"), capture_output=True, timeout=60, check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise Unavailable(f"{self.journal_remote}: cannot write the demo's journal file {target}: {exc}") from None
+        if written.returncode != 0:
+            said = written.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise Unavailable(f"{self.journal_remote} exited {written.returncode} writing the demo's journal file {target}"
+                              + (f": {said[-1]}" if said else ""))
         self._journal_done = upto
 
 

@@ -16,7 +16,7 @@ from normagent.demo import parse_month
 from normagent.demo.clinic import build_clinic
 from normagent.demo.config import write_config
 from normagent.demo.replay import Progress
-from normagent.errors import UsageError
+from normagent.errors import Unavailable, UsageError
 
 U = timezone.utc
 
@@ -82,3 +82,13 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere() -> None:
     assert plain.getvalue().splitlines()[0] == "demo: day 7 of 30 replayed (2026-11-08 00:00 UTC)"
     assert len(plain.getvalue().splitlines()) == 5  # days 7, 14, 21, 28 and 30
     assert "demo: the month" in tty.getvalue() and "\r" in tty.getvalue() and "replayed" not in tty.getvalue()
+
+
+@pytest.mark.parametrize(("program", "said"), [("/bin/false", "exited 1 writing the demo's journal file"),
+                                               ("/nonexistent/journal-remote", "cannot write the demo's journal file")])
+def test_a_journal_writer_that_fails_is_a_clear_error(tmp_path: Path, program: str, said: str) -> None:
+    """Not a traceback: the demo ends with what failed (seen when the unpacked tool was being replaced)."""
+    clinic = replace(build_clinic(tmp_path / "clinic", 2026, 11), journal_remote=program)
+    clinic.prepare(tmp_path / "evtx")
+    with pytest.raises(Unavailable, match=said):
+        clinic.flush_journal(clinic.end)
