@@ -304,6 +304,7 @@ class Ledger:
         self._mirror = _Mirror()
         self._snapshot: Snapshot | None = None
         self.host_id = ""
+        self._new_host_id = ""  # the id a ledger created by this open gets (``open(host_id=)``)
         self.created_at = ""
         self.history_since = ""  # when run and gauge history began (schema 3), "" before
         self.schema_version = SCHEMA_VERSION
@@ -325,6 +326,7 @@ class Ledger:
         metrics: Iterable[MetricSpec] = (),
         witnesses: Iterable[Path] = (),
         new_state: bool = False,
+        host_id: str | None = None,
     ) -> Ledger:
         """Open (creating and migrating if needed) the ledger at ``path``.
 
@@ -338,6 +340,9 @@ class Ledger:
             new_state: Start a new ledger on purpose where the old one is lost (``normagent run
                 --new-state``). Refused where the ledger is intact, so that the option cannot be
                 left in a unit file, where it would turn this protection off for good.
+            host_id: The id a ledger created now gets (default: a random one). ``normagent demo``
+                names its ledger after its seed, so that two demos write the same report; an
+                existing ledger keeps its own.
 
         Raises:
             StateLost: the ledger is missing or empty where one existed, or is not the one
@@ -364,6 +369,7 @@ class Ledger:
         except (OSError, sqlite3.Error) as exc:
             raise _state_error(exc, path, "cannot open the ledger", _START_AGAIN) from exc
         ledger = cls(conn, path, clock or SystemClock())
+        ledger._new_host_id = host_id or uuid.uuid4().hex
         try:
             ledger._identity = _identity(path)
             ledger._prepare()
@@ -453,7 +459,7 @@ class Ledger:
                 if statement.strip():
                     conn.execute(statement)
             if target == 1:
-                conn.execute("INSERT INTO meta (key, value) VALUES ('host_id', ?)", (uuid.uuid4().hex,))
+                conn.execute("INSERT INTO meta (key, value) VALUES ('host_id', ?)", (self._new_host_id or uuid.uuid4().hex,))
                 conn.execute("INSERT INTO meta (key, value) VALUES ('created_at', ?)", (self._clock.now().isoformat(),))
             if target == HISTORY_SCHEMA:
                 # Since when run history exists: before it, a report cannot tell how complete the data is.

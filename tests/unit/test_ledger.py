@@ -78,6 +78,17 @@ def test_counters_and_checkpoints_survive_a_restart(tmp_path: Path, clock: FakeC
         assert second.snapshot().values(FAILURES.name) == {(("reason", "r"),): 3.0}
 
 
+def test_a_new_ledger_takes_the_host_id_given_and_an_existing_one_keeps_its_own(tmp_path: Path, clock: FakeClock) -> None:
+    """``normagent demo`` names its ledger after its seed, so two demos write the same report."""
+    path = tmp_path / "ledger.db"
+    with Ledger.open(path, clock=clock, host_id="demo0123") as first:
+        assert first.host_id == "demo0123"
+    with Ledger.open(path, clock=clock, host_id="other") as again:
+        assert again.host_id == "demo0123"
+    with Ledger.open(tmp_path / "random.db", clock=clock) as random_one:
+        assert len(random_one.host_id) == 32 and random_one.host_id != "demo0123"
+
+
 def test_gauges_and_health_survive_a_restart_and_show_in_the_first_snapshot(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "ledger.db"
     with Ledger.open(path, clock=clock, metrics=[FAILURES, FREE]) as first:
