@@ -18,6 +18,7 @@ dashboard's 30 days), and each must return at least one series. None is skipped.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -103,6 +104,21 @@ def write_fixture_logs(root: Path) -> dict[str, Path]:
     return out
 
 
+def recent_wtmp(path: Path) -> Path:
+    """A wtmp of the last weeks (the fixture's boots are too old to be judged): an orderly reboot
+    and a crash (a boot with no shutdown before it), made by the fixture's own record writer."""
+    spec = importlib.util.spec_from_file_location("make_wtmp", FIXTURES / "system" / "wtmp" / "make_wtmp.py")
+    assert spec is not None and spec.loader is not None
+    make = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make)
+
+    def ago(days: float) -> str:
+        return datetime.fromtimestamp(time.time() - days * 86400, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+    path.write_bytes(make.boot(ago(20)) + make.shutdown(ago(10.1)) + make.boot(ago(10)) + make.boot(ago(3)))
+    return path
+
+
 class TcpService:
     """A TCP port the availability probes watch; ``toggle`` closes and reopens it (an outage that ends)."""
 
@@ -132,7 +148,7 @@ def tcp_service() -> Iterator[TcpService]:
 
 
 def agent_config(tmp_path: Path, port: int, pki: Path, logs: dict[str, Path], edi_root: Path, snmp_target: str,
-                 tcp_port: int, dead_port: int, syslog_port: int, watched: Path) -> str:
+                 tcp_port: int, dead_port: int, syslog_port: int, watched: Path, wtmp: Path) -> str:
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
     evtx = FIXTURES / "evtx"
     folders = "\n".join(
@@ -167,7 +183,7 @@ interval = "1s"
 [collectors."system.boots"]
 interval = "2s"
 evidence = "wtmp"
-wtmp = "{FIXTURES / 'system' / 'wtmp' / 'history.wtmp'}"
+wtmp = "{wtmp}"
 backfill = "400d"
 
 [collectors."access.logins"]
@@ -204,7 +220,8 @@ tags = ["network"]
 [[collectors."availability.probes".services]]
 name = "agent-https"
 kind = "http"
-target = "https://127.0.0.1:{port}/healthz"
+target = "https://127.0.0.1:{port}/metrics"
+expect_status = [200, 401]
 ca_file = "{pki / 'ca.crt'}"
 timeout = "2s"
 
@@ -315,7 +332,7 @@ name = "router"
 target = "{snmp_target}"
 community = "public"
 interfaces = ["*"]
-oids = {{ sysservices = "1.3.6.1.2.1.1.7.0" }}
+oids = {{ temperature = "1.3.6.1.4.1.99999.1.0" }}
 [[collectors."network.snmp".devices]]
 name = "gone"
 target = "127.0.0.1:{dead_port}"
@@ -382,14 +399,14 @@ def test_every_dashboard_query_returns_data(
 
     logs = write_fixture_logs(tmp_path / "logs")
     edi_root = tmp_path / "edi"
-    generate(edi_root, Config(messages=120, per_day=40, seed=5, now=datetime.now(timezone.utc)))
+    generate(edi_root, Config(messages=400, per_day=40, seed=5, now=datetime.now(timezone.utc)))
     watched = tmp_path / "sshd_config"
     watched.write_text("PermitRootLogin no\n")
-    snmpd = start_snmpd(tmp_path / "snmpd")
+    snmpd = start_snmpd(tmp_path / "snmpd", extra_config="override 1.3.6.1.4.1.99999.1.0 integer 42\n")
     try:
         port, dead_port, syslog_port = free_port(), free_port(), free_port()
         config = tmp_path / "normagent.toml"
-        config.write_text(agent_config(tmp_path, port, pki, logs, edi_root, snmpd.target, tcp_service.port, dead_port, syslog_port, watched))
+        config.write_text(agent_config(tmp_path, port, pki, logs, edi_root, snmpd.target, tcp_service.port, dead_port, syslog_port, watched, recent_wtmp(tmp_path / "wtmp")))
         agent_process = start_process("normagent", [*normagent_command(), "run", "--config", str(config)], env=server_env())
         agent = Agent(agent_process, config, tmp_path / "state", f"https://127.0.0.1:{port}", f"127.0.0.1:{port}",
                       {"verify": str(pki / "ca.crt"), "auth": ("prometheus", PASSWORD)})
@@ -400,6 +417,8 @@ def test_every_dashboard_query_returns_data(
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             for line in (FIXTURES / "logs" / "firewall" / "pfsense" / "filterlog.log").read_text().splitlines()[:20]:
                 udp.sendto(f"<134>{line}".encode(), ("127.0.0.1", syslog_port))
+        wait_until("the watched file's baseline", lambda: 'normagent_watched_files{state="hashed"} 1.0' in agent.get("/metrics").text,
+                   process=agent_process, timeout=60)
         watched.write_text("PermitRootLogin yes\n")
         requests.get(f"{agent.url}/metrics", verify=str(pki / "ca.crt"), auth=("prometheus", "wrong"), timeout=10)
         tcp_service.close()
@@ -410,8 +429,10 @@ def test_every_dashboard_query_returns_data(
         def settled() -> str | None:
             text = agent.get("/metrics").text
             wanted = ('normagent_service_outages_total{planned="false",service="epj"} 1.0', "normagent_firewall_messages_total{device=",
-                      "normagent_network_interface_up{", "normagent_edi_receipt_errors_total{", 'normagent_config_changes_total{kind="modified"')
-            return text if all(w in text for w in wanted) else None
+                      "normagent_network_interface_up{", "normagent_edi_receipt_errors_total{", 'normagent_config_changes_total{kind="content",planned="false",source="file"} 1.0')
+            missing = [w for w in wanted if w not in text]
+            (tmp_path / "waiting-for.txt").write_text("\n".join(missing) + "\n\n" + text)
+            return text if not missing else None
 
         metrics_text = wait_until("every collector to have seen its fixtures", settled, process=agent_process, timeout=120)
 
