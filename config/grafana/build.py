@@ -95,6 +95,14 @@ def counted(title: str, metric: str, by: str, description: str, matchers: str = 
     return P(title, "bargauge", (Query(rng(metric, by, matchers), legend(by), instant=True),), description, unit=unit, width=width)
 
 
+def per_device(title: str, metric: str, by: str, description: str, unit: str = "short", width: int = 8) -> P:
+    """A network device's counter whose series the agent creates at its first increase (its labels
+    are the device's own interfaces): 0 for every polled device that has none yet, instead of "No
+    data", which would read as "not watched"."""
+    expr = f"{rng(metric, by)} or on (instance, device) (0 * group by (instance, device) (normagent_snmp_up{{{H}}}))"
+    return P(title, "bargauge", (Query(expr, legend(by), instant=True),), description, unit=unit, width=width)
+
+
 def graph(title: str, metric: str, by: str, description: str, matchers: str = "", unit: str = "short", width: int = 8) -> P:
     return P(title, "timeseries", (Query(rate_graph(metric, by, matchers), legend(by)),), description, unit=unit, width=width)
 
@@ -257,14 +265,14 @@ ROWS: tuple[Row, ...] = (
         "Nettleverandør: nettverk (network)",
         (
             gauge("SNMP svarer", f"normagent_snmp_up{{{H}}}", "{{instance}} {{device}}", "1 if the device's last SNMP poll succeeded.", kind="stat", thresholds=RED_BELOW_1, width=6),
-            counted("Nedetid for nettverksutstyr", "normagent_network_device_down_seconds_total", "device", "Seconds a device did not answer SNMP polls.", unit="s", width=6),
-            counted("Omstarter av nettverksutstyr", "normagent_network_device_restarts_total", "device", "Restarts of each device (sysUpTime went back).", width=6),
+            per_device("Nedetid for nettverksutstyr", "normagent_network_device_down_seconds_total", "device", "Seconds a device did not answer SNMP polls.", unit="s", width=6),
+            per_device("Omstarter av nettverksutstyr", "normagent_network_device_restarts_total", "device", "Restarts of each device (sysUpTime went back).", width=6),
             gauge("Oppetid for nettverksutstyr", f"normagent_network_device_uptime_seconds{{{H}}}", "{{instance}} {{device}}", "Seconds since the device's SNMP agent started.", "s", "stat", width=6),
             gauge("Grensesnitt oppe", f"normagent_network_interface_up{{{H}}}", "{{instance}} {{device}} {{interface}}", "1 if the interface's ifOperStatus is up.", kind="stat", thresholds=RED_BELOW_1),
             gauge("Trafikk", f"sum by (instance, device, interface, direction) (rate(normagent_network_interface_bytes_total{{{H}}}[$__rate_interval])) * 8", "{{instance}} {{device}} {{interface}} {{direction}}", "Bits per second through each interface.", "bps"),
-            counted("Nedetid for grensesnitt", "normagent_network_interface_down_seconds_total", "device, interface", "Seconds each interface was not up.", unit="s"),
-            counted("Feil på grensesnitt", "normagent_network_interface_errors_total", "device, interface, direction", "Packets with errors."),
-            counted("Forkastet på grensesnitt", "normagent_network_interface_discards_total", "device, interface, direction", "Packets discarded."),
+            per_device("Nedetid for grensesnitt", "normagent_network_interface_down_seconds_total", "device, interface", "Seconds each interface was not up.", unit="s"),
+            per_device("Feil på grensesnitt", "normagent_network_interface_errors_total", "device, interface, direction", "Packets with errors."),
+            per_device("Forkastet på grensesnitt", "normagent_network_interface_discards_total", "device, interface, direction", "Packets discarded."),
             counted("Mislykkede SNMP-avspørringer", "normagent_snmp_poll_failures_total", "device, reason", "Failed or partly failed polls, by reason."),
             gauge("Varighet av SNMP-avspørring", f"normagent_snmp_poll_duration_seconds{{{H}}}", "{{instance}} {{device}}", "Seconds the last poll took.", "s"),
             gauge("Ekstra OID-er", f"normagent_snmp_oid_value{{{H}}}", "{{instance}} {{device}} {{name}}", "Named extra OIDs from the configuration."),
