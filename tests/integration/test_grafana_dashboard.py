@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
 import socket
@@ -35,7 +36,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import Agent, Process, free_port, wait_until
+from tests.integration.conftest import Agent, Process, free_port, normagent_command, server_env, wait_until
 from tests.plugins.edi.edi_generator import FOLDERS, OWN_HER, Config, generate
 from tests.support.snmpd import start_snmpd
 from tests.support.tools import REPO, require_tool
@@ -94,8 +95,6 @@ def write_fixture_logs(root: Path) -> dict[str, Path]:
         out[name] = target
     # a log path that is not a regular file: counted in normagent_log_file_errors_total
     fifo = root / "clamonacc.log"
-    import os
-
     os.mkfifo(fifo)
     out["fifo"] = fifo
     # an .evtx that is no EVTX file: counted in normagent_log_files_unreadable_total
@@ -354,7 +353,7 @@ def backfill(metrics_text: str, instance: str, now: float, out: Path) -> int:
             if sample.name.endswith("_created"):
                 continue
             labels = {**sample.labels, "instance": instance, "job": "normagent"}
-            text = ",".join(f'{k}="{v}"'.replace("\\", "\\\\") if False else f'{k}="{escape(v)}"' for k, v in sorted(labels.items()))
+            text = ",".join(f'{k}="{escape(v)}"' for k, v in sorted(labels.items()))
             series += 1
             for i in range(steps + 1):
                 value = sample.value * i / steps if family.type == "counter" else sample.value
@@ -395,7 +394,6 @@ def test_every_dashboard_query_returns_data(
 ) -> None:
     prometheus_bin = require_tool("prometheus", "prometheus")
     promtool = require_tool("promtool", "prometheus")
-    from tests.integration.conftest import normagent_command, server_env
 
     logs = write_fixture_logs(tmp_path / "logs")
     edi_root = tmp_path / "edi"
