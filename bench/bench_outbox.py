@@ -5,7 +5,7 @@
 
 One rule fires for each of ``--changes`` rollup keys in a single commit, which leaves that many
 firing candidates and as many outbox rows in a real ledger (SQLite WAL, synchronous=FULL). A
-``forward.Worker`` with the real webhook sender (requests, one kept-alive connection, HMAC
+``forward.Worker`` with the real webhook sender (the forwarders' HTTP client, kept-alive connections, HMAC
 signature) then drains them to a receiver in another process (a small asyncio HTTP/1.1 server that
 answers 200 and counts distinct Idempotency-Keys), committing each batch's outcome as the agent
 does. Printed: deliveries per second, and the receiver's count of distinct keys (must equal
