@@ -22,8 +22,9 @@ the state directory and the port set). The script measures, for both:
 3. CPU time used over the idle minutes (no scrapes), including reaped child processes (normagent
    runs journalctl, last, systemctl), as a percentage of one core.
 
-Targets from issue 2: RSS ≤ 40 MB, idle CPU < 0.3 % of one core, p99 < 5 ms and no worse than
-node_exporter's p99. The machine is shared and noisy: read the two columns as a ratio.
+Targets (issue 15; issue 2 asked 40 MB and 0.3 %): RSS ≤ 30 MB, idle CPU < 0.1 % of one core, p99
+no worse than node_exporter's. ``--baseline REVISION`` runs that revision's agent beside this one
+(``--sources`` may name several variants: one agent of each, all side by side). The machine is shared and noisy: read the two columns as a ratio.
 Results are printed and written as JSON to bench/out/idle-<time>.json.
 """
 
