@@ -49,7 +49,7 @@ import json
 import math
 import re
 import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
@@ -649,7 +649,7 @@ def _number(value: float) -> float | int:
 
 def render_text(text: RuleText, rule: RuleSpec, cand: Candidate, lang: str) -> dict[str, str]:
     """A rule's texts for one candidate, with its numbers and labels filled in."""
-    number = format_percent if rule.watch.endswith("_ratio") else format_number  # 0.05 of a _ratio: "5 %"
+    number = value_format(rule)
     fields: dict[str, str] = {
         "value": number(cand.value, lang),
         "threshold": number(rule.threshold, lang),
@@ -680,6 +680,20 @@ def _fill(template: str, fields: Mapping[str, str]) -> str:
         return template
 
 
+def value_format(rule: RuleSpec) -> Callable[[float, str], str]:
+    """How a rule's value and threshold read: a ``_ratio`` as a percentage (0.05: "5 %"), seconds
+    (a ``_seconds`` gauge, the increase of a ``_seconds_total`` counter) as a duration (1209600:
+    "14 døgn"), anything else as a number."""
+    kind, _, _ = rule.watch.partition(":")
+    if kind in _SELECTOR_KINDS:
+        return format_number
+    if rule.watch.endswith("_ratio"):
+        return format_percent
+    if rule.watch.endswith(("_seconds", "_seconds_total")):
+        return format_duration
+    return format_number
+
+
 def format_number(value: float, lang: str) -> str:
     """12 → "12"; 0.0734 → "0,07" (bokmål) or "0.07" (English)."""
     if not math.isfinite(value):
@@ -697,6 +711,32 @@ def format_percent(ratio: float, lang: str) -> str:
         return "–"
     text = f"{ratio * 100:.1f}".rstrip("0").rstrip(".")
     return f"{text.replace('.', ',')}\u00a0%" if lang == "nb" else f"{text}%"
+
+
+def format_duration(seconds: float, lang: str) -> str:
+    """A number of seconds as people say it: its two largest units, the smaller rounded down.
+
+    1209600 → "14 døgn" / "14 days"; 5400 → "1 time 30 minutter"; 1800.4 → "30 minutter";
+    45 → "45 sekunder"; a negative span (a certificate that has expired) keeps its sign.
+    """
+    if not math.isfinite(seconds):
+        return "–"
+    sign = "-" if seconds < 0 else ""
+    left = abs(seconds)
+    if left < 60:
+        unit = _SPANS[lang][-1]
+        return f"{sign}{format_number(round(left, 2), lang)} {unit[0] if left == 1 else unit[1]}"
+    left = int(left)
+    parts: list[str] = []
+    for one, many, size in _SPANS[lang]:
+        count, left = divmod(left, size)
+        if count:
+            parts.append(f"{count} {one if count == 1 else many}")
+        elif parts:
+            break  # "2 døgn", not "2 døgn 0 timer 5 minutter"
+        if len(parts) == 2:
+            break
+    return sign + " ".join(parts)
 
 
 _SPANS = {
@@ -805,10 +845,11 @@ def _alert(rule: RuleSpec, metrics: Mapping[str, tuple[str, Sequence[str]]]) -> 
 
 def _prom_template(text: str, rule: RuleSpec, lang: str) -> str:
     """A normagent text as a Prometheus annotation template ({value} → {{ $value }})."""
-    ratio = rule.watch.endswith("_ratio")
+    number = value_format(rule)
+    humanize = "humanizePercentage" if number is format_percent else "humanizeDuration" if number is format_duration else "humanize"
     fields = {
-        "value": "{{ $value | humanizePercentage }}" if ratio else "{{ $value | humanize }}",
-        "threshold": format_percent(rule.threshold, lang) if ratio else format_number(rule.threshold, lang),
+        "value": f"{{{{ $value | {humanize} }}}}",
+        "threshold": number(rule.threshold, lang),
         "window": format_span(rule.window, lang) if rule.window is not None else "",
         "for": format_span(rule.for_, lang),
     }

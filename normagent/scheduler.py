@@ -69,6 +69,7 @@ class _Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
     finished: bool = False
     outcome: RunOutcome | None = None
+    timed_out: bool = False  # abandoned at its deadline: nothing it yields from then on is committed
 
 
 @dataclass
@@ -131,6 +132,7 @@ class Scheduler:
             if run is not None and not run.finished:
                 deadline = run.started_mono + run.job.timeout
                 if now >= deadline:
+                    run.timed_out = True
                     self._finish(slot, run, self._timeout_outcome(run, now))
                 else:
                     next_event = min(next_event, deadline)
@@ -146,33 +148,33 @@ class Scheduler:
         return max(0.01, next_event - self._clock.monotonic())
 
     def running(self) -> list[str]:
-        """Names of collectors with a run in flight (not timed out), also of a job a reload
-        removed (sorted; a name twice if two of its runs are left)."""
+        """Names of collectors with a run whose thread has not ended and that has not timed out,
+        also of a job a reload removed (sorted; a name twice if two of its runs are left)."""
         with self._lock:
-            return sorted(run.job.name for run in self._runs if not run.finished)
+            return sorted(run.job.name for run in self._runs if not run.timed_out)
 
     def abandoned(self) -> list[str]:
-        """Names of collectors whose run has ended as far as the schedule is concerned (timed out,
-        or just recorded) but whose thread is still going: stuck in a system call, a source that
-        never answers. Nothing a timed-out run yields is committed."""
+        """Names of collectors whose run timed out and whose thread is still going: stuck in a
+        system call, a source that never answers. Nothing a timed-out run yields is committed."""
         with self._lock:
-            return sorted(run.job.name for run in self._runs if run.finished)
+            return sorted(run.job.name for run in self._runs if run.timed_out)
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds (real time) for every run in flight to end, whatever its
-        job; True if none is left. When it returns True, everything those runs committed is in.
+        """Wait up to ``timeout`` seconds (real time) for the thread of every run that has not
+        timed out to end, whatever its job; True if none is left. When it returns True, everything
+        those runs store (their batches and the health of their run) is in.
 
         Runs already timed out are not waited for: they can commit nothing more, and one stuck for
         good would hold a shutdown for all of ``timeout`` (``abandoned()`` names them).
         """
         end = time.monotonic() + timeout
         with self._lock:
-            runs = [run for run in self._runs if not run.finished]
+            runs = [run for run in self._runs if not run.timed_out]
         for run in runs:
             if run.thread is not None:
                 run.thread.join(max(0.0, end - time.monotonic()))
         with self._lock:
-            return not any(not run.finished for run in self._runs)
+            return not any(not run.timed_out for run in self._runs)
 
     def replace_jobs(self, jobs: Iterable[Job]) -> None:
         """Swap the job list (reload). Runs in flight finish; kept collectors keep their schedule."""

@@ -84,21 +84,21 @@ STOP = RuleSpec(
     group_by=("direction",),
     severity=Severity.WARNING,
     summary=(
-        "Meldingstrafikken ({direction}) har stått stille i {value} sekunder i åpningstiden "
-        "(grense {threshold} sekunder)."
+        "Meldingstrafikken ({direction}) har stått stille i {value} i åpningstiden "
+        "(grense {threshold})."
     ),
     section=SECTION,
     cia=("tilgjengelighet",),
     owner="prosesseier",
     text_nb=RuleText(
         "Stans i meldingstrafikken",
-        "Meldingstrafikken ({direction}) har stått stille i {value} sekunder i åpningstiden (grense {threshold} sekunder).",
+        "Meldingstrafikken ({direction}) har stått stille i {value} i åpningstiden (grense {threshold}).",
         "Henvisninger, epikriser og svar kan bli forsinket.",
         "Kontroller meldingstjeneren og forbindelsen til Norsk Helsenett.",
     ),
     text_en=RuleText(
         "Message traffic has stopped",
-        "Message traffic ({direction}) has stood still for {value} seconds during business hours (threshold {threshold} seconds).",
+        "Message traffic ({direction}) has stood still for {value} during business hours (threshold {threshold}).",
         "Referrals, discharge letters and answers may be delayed.",
         "Check the message server and the connection to Norsk Helsenett.",
     ),

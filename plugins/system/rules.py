@@ -3,6 +3,10 @@
 Texts are in bokmål and English and carry no personal data: only the evidence source, the mount
 point from the configuration, a collector's name and numbers.
 
+``system.unplanned_downtime`` adds up a day's downtime the maintenance calendar did not announce,
+whether the shutdown was orderly or not (``system.unexpected_shutdown`` is about how it went down,
+this one about how long the clinic was without its server).
+
 ``system.collector_down`` watches the agent's own health gauge (``normagent_collector_up``): a
 collector that keeps failing means an indicator of factsheet 12 is not being measured, which the
 operations status must say.
@@ -16,7 +20,7 @@ from datetime import timedelta
 
 from normagent import RuleSpec, RuleText, Severity
 
-from .collectors import FS_AVAIL_RATIO, FS_UP, MEMORY_AVAILABLE_RATIO, SECTION, UNEXPECTED_SHUTDOWNS
+from .collectors import DOWNTIME, FS_AVAIL_RATIO, FS_UP, MEMORY_AVAILABLE_RATIO, SECTION, UNEXPECTED_SHUTDOWNS
 
 UNEXPECTED_SHUTDOWN = RuleSpec(
     name="system.unexpected_shutdown",
@@ -48,6 +52,34 @@ UNEXPECTED_SHUTDOWN = RuleSpec(
         "The server's services were unavailable, and data being written may be damaged.",
         "Find the cause (power, hardware, system log), check that services and databases are intact, and consider "
         "a UPS or replacement.",
+    ),
+)
+
+UNPLANNED_DOWNTIME = RuleSpec(
+    name="system.unplanned_downtime",
+    watch=DOWNTIME,
+    comparison=">=",
+    threshold=30 * 60,
+    window=timedelta(days=1),
+    labels={"planned": "false"},
+    severity=Severity.WARNING,
+    summary="Serveren var nede utenfor planlagt vedlikehold i til sammen {value} siste {window} (grense {threshold}).",
+    section=SECTION,
+    cia=("tilgjengelighet",),
+    owner="IKT-leder",
+    text_nb=RuleText(
+        "Serveren var lenge nede uten plan",
+        "Serveren var nede utenfor planlagt vedlikehold i til sammen {value} siste {window} (grense {threshold}).",
+        "Tjenestene på serveren var utilgjengelige for de ansatte i denne tiden.",
+        "Finn ut hvorfor serveren var nede (strøm, feil, en omstart ingen varslet), og varsle planlagte omstarter i "
+        "vedlikeholdskalenderen.",
+    ),
+    text_en=RuleText(
+        "The server was down long without a plan",
+        "The server was down outside planned maintenance for {value} in all in the last {window} (threshold {threshold}).",
+        "The server's services were unavailable to staff during that time.",
+        "Find out why the server was down (power, a fault, a restart nobody announced), and announce planned "
+        "restarts in the maintenance calendar.",
     ),
 )
 
@@ -155,4 +187,4 @@ COLLECTOR_DOWN = RuleSpec(
     ),
 )
 
-RULES = (UNEXPECTED_SHUTDOWN, FILESYSTEM_NEARLY_FULL, FILESYSTEM_UNREADABLE, MEMORY_PRESSURE, COLLECTOR_DOWN)
+RULES = (UNEXPECTED_SHUTDOWN, UNPLANNED_DOWNTIME, FILESYSTEM_NEARLY_FULL, FILESYSTEM_UNREADABLE, MEMORY_PRESSURE, COLLECTOR_DOWN)

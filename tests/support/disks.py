@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.tools import require_tool
+
 from normagent.ledger import Ledger
 
 
@@ -86,10 +88,10 @@ def limit_pages(ledger: Ledger, extra: int = 0) -> None:
 
 
 def strace_usable() -> str | None:
-    """None if ``strace`` can trace a child here, else why not."""
-    if shutil.which("strace") is None:
-        return "strace is not installed"
-    done = subprocess.run(["strace", "-o", os.devnull, "true"], capture_output=True, text=True)
+    """None if ``strace`` can trace a child here, else why not (a host property: a container that
+    forbids ptrace). A missing strace is no such property: scripts/servers installs it."""
+    strace = require_tool("strace", "strace")
+    done = subprocess.run([strace, "-o", os.devnull, "true"], capture_output=True, text=True)
     if done.returncode != 0:
         return f"strace cannot trace here: {done.stderr.strip()[:200]}"
     return None

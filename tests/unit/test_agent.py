@@ -550,4 +550,5 @@ path = "{out}"
     [line] = out.read_text().splitlines()
     document = json.loads(line)
     assert document["rule"] == "site.sample_seen" and document["labels"] == {"kind": "a"}
-    assert 'normagent_forward_attempts_total{forwarder="lokal",result="ok"} 1.0' in daemon.metrics()
+    # The line is written (and fsynced) before the attempt is stored: wait for the count, do not race it.
+    daemon.wait_for('normagent_forward_attempts_total{forwarder="lokal",result="ok"} 1.0')

@@ -22,6 +22,7 @@ from normagent.errors import DiskFull, StateError, StateLost
 from normagent.ledger import SCHEMA_VERSION, WAL_SIZE_LIMIT, Ledger, MemoryCheckpoints, _state_error
 from normagent.model import Batch, Checkpoint, Count, Event, Gauge, MetricSpec, Period, Rollup, RunOutcome
 from normagent.testing import FakeClock
+from tests.support.tools import skip_for_host
 from tests.support.disks import fill, limit_pages, power_cut, small_filesystem, strace_usable, sync_points, traced
 
 FAILURES = MetricSpec("normagent_test_failures_total", "counter", "Test failures.", ("reason",))
@@ -393,7 +394,7 @@ def test_a_commit_that_returned_survives_a_power_cut_and_none_is_half_stored(tmp
     stored without its checkpoint, or the other way round (one transaction)."""
     why = strace_usable()
     if why:
-        pytest.skip(f"{why}: the power-cut model replays strace's record of the child's writes")
+        skip_for_host(f"{why}: the power-cut model replays strace's record of the child's writes")
     path = tmp_path / "ledger.db"
     Ledger.open(path, metrics=[FAILURES]).close()  # created and closed: all of it durable
     files = [path, path.with_name("ledger.db-wal")]

@@ -16,6 +16,7 @@ from normagent.rules import (
     EngineSettings,
     complete,
     fingerprint,
+    format_duration,
     format_number,
     format_span,
     idempotency_key,
@@ -27,11 +28,12 @@ from normagent.testing import FakeClock
 FAILED = MetricSpec("normagent_test_failed_total", "counter", "Failed things.", ("source",))
 RATIO = MetricSpec("normagent_test_ratio", "gauge", "A ratio.", ("mount",))
 UP = MetricSpec("normagent_test_up", "gauge", "Up.")
+AGE = MetricSpec("normagent_test_age_seconds", "gauge", "An age.", ("engine",))
 HOLD = timedelta(minutes=10)
 
 
 def engine_for(ledger: Ledger, *rules: RuleSpec, forwarders: tuple[str, ...] = ("hook",), **settings: Any) -> Engine:
-    ledger.declare([FAILED, RATIO, UP])
+    ledger.declare([FAILED, RATIO, UP, AGE])
     engine = Engine([complete(r, HOLD) for r in rules], EngineSettings(host_id=ledger.host_id, hold=HOLD, **settings))
     ledger.use_rules(engine, forwarders)
     return engine
@@ -282,6 +284,40 @@ def test_every_text_has_both_languages_and_section_defaults() -> None:
 )
 def test_numbers_in_texts(value: float, nb: str, en: str) -> None:
     assert (format_number(value, "nb"), format_number(value, "en")) == (nb, en)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nb", "en"),
+    [
+        (14 * 86400, "14 døgn", "14 days"),
+        (5400, "1 time 30 minutter", "1 hour 30 minutes"),
+        (86400 + 3600 + 61, "1 døgn 1 time", "1 day 1 hour"),
+        (2 * 86400 + 300, "2 døgn", "2 days"),  # the next unit is 0: no "0 timer 5 minutter"
+        (1800.4, "30 minutter", "30 minutes"),
+        (45, "45 sekunder", "45 seconds"),
+        (1, "1 sekund", "1 second"),
+        (-2 * 86400, "-2 døgn", "-2 days"),  # a certificate that expired two days ago
+        (float("inf"), "–", "–"),
+    ],
+)
+def test_durations_in_texts(seconds: float, nb: str, en: str) -> None:
+    assert (format_duration(seconds, "nb"), format_duration(seconds, "en")) == (nb, en)
+
+
+def test_a_value_in_seconds_reads_as_a_duration(ledger: Ledger) -> None:
+    """Signatures 4 days old read "4 døgn", not "345 600"; the threshold too, and in the
+    Prometheus annotation Prometheus' own humanizeDuration does it."""
+    rule = RuleSpec(name="test.old", watch=AGE.name, comparison=">", threshold=3 * 86400, group_by=("engine",),
+                    summary="Definisjonene er {value} gamle, grense {threshold}.", section="Ondsinnet programvare",
+                    text_en=RuleText("Old", "The definitions are {value} old, threshold {threshold}."))
+    engine_for(ledger, rule)
+    ledger.commit("c", Batch([Gauge(AGE.name, 4 * 86400 + 7200, {"engine": "clamav"})]))
+    [row] = ledger.due_deliveries("hook")
+    assert row.document["texts"]["nb"]["what"] == "Definisjonene er 4 døgn 2 timer gamle, grense 3 døgn."
+    assert row.document["texts"]["en"]["what"] == "The definitions are 4 days 2 hours old, threshold 3 days."
+    assert row.document["value"] == 4 * 86400 + 7200, "the number itself stays a number"
+    text, _ = prometheus_rules([complete(rule, HOLD)], {AGE.name: ("gauge", ("engine",))})
+    assert 'summary: "Definisjonene er {{ $value | humanizeDuration }} gamle, grense 3 døgn."' in text
 
 
 def test_spans_in_texts() -> None:

@@ -337,3 +337,31 @@ def test_a_full_disk_marks_the_run_down_says_so_once_and_loses_nothing_when_room
     assert not [e for e in logs if e["event"] == "collector_health_not_stored"]  # said by the run already
     assert any(e["event"] == "collector_recovered" for e in logs)
     assert thread_errors == []
+
+
+def test_wait_idle_waits_until_the_run_has_stored_its_health(tmp_path: Path) -> None:
+    """A run is recorded finished before its health is written: a shutdown that closed the ledger
+    then lost that write (and its thread raised on the closed database)."""
+    entered, go = threading.Event(), threading.Event()
+
+    class SlowHealth(Ledger):
+        def record_run(self, outcome: Any) -> None:
+            entered.set()
+            go.wait(60)
+            super().record_run(outcome)
+
+    clock = FakeClock()
+    with SlowHealth.open(tmp_path / "ledger.db", clock=clock, metrics=[RUNS]) as ledger:
+        scheduler = Scheduler(
+            [job("t.one", counting("t.one"), interval=3600)], ledger=ledger, clock=clock,
+            context_for=lambda j, deadline: make_context(j.spec, clock=clock, state=ledger.checkpoints(j.name)),  # type: ignore[arg-type]
+        )
+        clock.advance(1.0)
+        scheduler.tick()
+        assert entered.wait(SETTLE_DEADLINE)
+
+        assert scheduler.wait_idle(0.05) is False  # its batch is in, its health is not yet
+
+        go.set()
+        assert scheduler.wait_idle(SETTLE_DEADLINE) is True
+        assert ledger.snapshot().runs["t.one"].runs == 1
