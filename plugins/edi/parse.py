@@ -32,16 +32,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.message
-import email.parser
-import email.policy
 import quopri
 import re
 import xml.parsers.expat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone, tzinfo
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    import email.message
 
 NS_MSGHEAD = "http://www.kith.no/xmlstds/msghead/2006-05-24"
 NS_APPREC_10 = "http://www.kith.no/xmlstds/apprec/2004-11-21"
@@ -922,6 +922,10 @@ def _split_headers(data: bytes) -> tuple[email.message.Message, bytes] | None:
     if match is None:
         return None
     head = data[: match.start()] + b"\n"
+    # The e-mail package (about 1 MB resident) is imported by the first MIME-wrapped message only.
+    import email.parser
+    import email.policy
+
     message = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
     return message, data[match.end() :]
 
