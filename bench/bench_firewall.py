@@ -65,45 +65,59 @@ print(json.dumps({"startup": startup, "elapsed": elapsed, "blocked": ledger.coun
 """
 
 
+def netfilter_lines(n: int, rng: random.Random) -> tuple[list[str], int]:
+    """kern.log lines over one day: 90 % ufw/iptables blocks, 5 % [UFW AUDIT] (allowed), 5 %
+    other kernel lines; and how many are blocks."""
+    lines, blocked = [], 0
+    for i in range(n):
+        sec = i * 86400 // n
+        stamp = f"Nov 23 {sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d} fw01 kernel: [{i}.{i % 999999:06d}]"
+        r = rng.random()
+        if r < 0.05:
+            lines.append(f"{stamp} usb 1-1: new high-speed USB device number {i % 100} using xhci_hcd\n")
+            continue
+        prefix = "[UFW AUDIT] " if r < 0.10 else rng.choice(("[UFW BLOCK] ", "IPTABLES-DROPPED: ", "[UFW BLOCK] "))
+        blocked += r >= 0.10
+        src = f"{rng.choice((45, 89, 185, 193, 203))}.{rng.randrange(256)}.{rng.randrange(8)}.{rng.randrange(1, 255)}"
+        proto = rng.choice(("TCP", "TCP", "TCP", "UDP"))
+        lines.append(
+            f"{stamp} {prefix}IN=eth0 OUT= MAC=00:11:22:33:44:55:66:77:88:99:aa:bb:08:00 SRC={src} DST=10.0.0.5 LEN=52 "
+            f"TOS=0x00 PREC=0x00 TTL=52 ID={i % 65536} DF PROTO={proto} SPT={rng.randrange(1024, 65535)} "
+            f"DPT={rng.choice((22, 23, 80, 443, 445, 3389, 8080))} WINDOW=1024 RES=0x00 SYN URGP=0\n"
+        )
+    return lines, blocked
+
+
+def filterlog_lines(n: int, rng: random.Random) -> tuple[list[str], int]:
+    """Spool lines of pfSense filterlog over one day: 85 % blocks, 15 % passes, from two
+    senders; and how many are blocks."""
+    lines, blocked = [], 0
+    for i in range(n):
+        sec = i * 86400 // n
+        action = "pass" if rng.random() < 0.15 else "block"
+        blocked += action == "block"
+        src = f"{rng.choice((45, 89, 185))}.{rng.randrange(256)}.{rng.randrange(8)}.{rng.randrange(1, 255)}"
+        proto, pid = rng.choice((("tcp", 6), ("tcp", 6), ("udp", 17)))
+        lines.append(
+            f"2026-11-23T{sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}.{i % 1000000:06d}Z 192.0.2.{1 + i % 2} "
+            f"<134>Nov 23 {sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d} pfsense filterlog[4242]: "
+            f"5,,,1000102433,em0,match,{action},in,4,0x0,,64,{i % 65536},0,none,{pid},{proto},60,{src},10.0.0.5,"
+            f"{rng.randrange(1024, 65535)},{rng.choice((22, 443, 3389, 53))},0\n"
+        )
+    return lines, blocked
+
+
 def gen_netfilter(path: Path, n: int, rng: random.Random) -> int:
-    """kern.log lines: 90 % ufw/iptables blocks, 5 % [UFW AUDIT] (allowed), 5 % other kernel lines."""
-    blocked = 0
-    with path.open("w") as out:
-        for i in range(n):
-            sec = i * 86400 // n
-            stamp = f"Nov 23 {sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d} fw01 kernel: [{i}.{i % 999999:06d}]"
-            r = rng.random()
-            if r < 0.05:
-                out.write(f"{stamp} usb 1-1: new high-speed USB device number {i % 100} using xhci_hcd\n")
-                continue
-            prefix = "[UFW AUDIT] " if r < 0.10 else rng.choice(("[UFW BLOCK] ", "IPTABLES-DROPPED: ", "[UFW BLOCK] "))
-            blocked += r >= 0.10
-            src = f"{rng.choice((45, 89, 185, 193, 203))}.{rng.randrange(256)}.{rng.randrange(8)}.{rng.randrange(1, 255)}"
-            proto = rng.choice(("TCP", "TCP", "TCP", "UDP"))
-            out.write(
-                f"{stamp} {prefix}IN=eth0 OUT= MAC=00:11:22:33:44:55:66:77:88:99:aa:bb:08:00 SRC={src} DST=10.0.0.5 LEN=52 "
-                f"TOS=0x00 PREC=0x00 TTL=52 ID={i % 65536} DF PROTO={proto} SPT={rng.randrange(1024, 65535)} "
-                f"DPT={rng.choice((22, 23, 80, 443, 445, 3389, 8080))} WINDOW=1024 RES=0x00 SYN URGP=0\n"
-            )
+    """Write ``netfilter_lines`` to ``path``; return how many are blocks."""
+    lines, blocked = netfilter_lines(n, rng)
+    path.write_text("".join(lines))
     return blocked
 
 
 def gen_filterlog(path: Path, n: int, rng: random.Random) -> int:
-    """Spool lines of pfSense filterlog: 85 % blocks, 15 % passes, from two senders."""
-    blocked = 0
-    with path.open("w") as out:
-        for i in range(n):
-            sec = i * 86400 // n
-            action = "pass" if rng.random() < 0.15 else "block"
-            blocked += action == "block"
-            src = f"{rng.choice((45, 89, 185))}.{rng.randrange(256)}.{rng.randrange(8)}.{rng.randrange(1, 255)}"
-            proto, pid = rng.choice((("tcp", 6), ("tcp", 6), ("udp", 17)))
-            out.write(
-                f"2026-11-23T{sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}.{i % 1000000:06d}Z 192.0.2.{1 + i % 2} "
-                f"<134>Nov 23 {sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d} pfsense filterlog[4242]: "
-                f"5,,,1000102433,em0,match,{action},in,4,0x0,,64,{i % 65536},0,none,{pid},{proto},60,{src},10.0.0.5,"
-                f"{rng.randrange(1024, 65535)},{rng.choice((22, 443, 3389, 53))},0\n"
-            )
+    """Write ``filterlog_lines`` to ``path``; return how many are blocks."""
+    lines, blocked = filterlog_lines(n, rng)
+    path.write_text("".join(lines))
     return blocked
 
 

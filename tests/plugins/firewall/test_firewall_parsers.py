@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -207,3 +208,14 @@ def test_any_sender_is_a_configured_device_or_other(rows: list[tuple[str, int, s
     check_closed(result, len(rows))
     blocked = sum(v for k, v in counts(result, BLOCKED).items())
     assert blocked == sum(1 for _, _, a, d in rows if a in ("block", "reject") and d in ("in", "out"))
+
+
+@pytest.mark.parametrize("stamp", ["1494907217558.1", "99999999999999999999", "2020-13-28 17:46:41.878", "2020-05-28 25:46:41"])
+def test_an_audit_record_of_a_time_no_clock_shows_is_unparsed_never_a_crash(stamp: str) -> None:
+    """A damaged NETFILTER_CFG record (its time out of any calendar) is unparsed; the others in
+    the block still count."""
+    lines = f"type=NETFILTER_CFG msg=audit({stamp}:5403): table=filter family=7 entries=0\n" + (FIXTURES / "audit" / "audit.log").read_text()
+
+    result = parse_text(parse_linux_lines, lines, now=NOW, settings=LinuxSettings())
+
+    assert (result.parsed, result.unparsed) == (5, 1)
