@@ -281,7 +281,8 @@ class Tally:
         out: list[Observation] = [
             Count(BLOCKED, {"device": d, "direction": r, "proto": p}, n) for (d, r, p), n in sorted(self.blocked.items())
         ]
-        out += [Count(RULE_CHANGES, {"device": d}, n) for d, n in sorted(self.changes.items())]
+        # Planned or not is for the collectors to judge against the calendar (collectors.judge_planned).
+        out += [Count(RULE_CHANGES, {"device": d, "planned": "false"}, n) for d, n in sorted(self.changes.items())]
         out += [Count(MESSAGES, {"device": d}, n) for d, n in sorted(self.messages.items())]
         out += [Rollup(BY_PORT, day, key, n) for (day, key), n in sorted(self.ports.items())]
         networks = self.networks

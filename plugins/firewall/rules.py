@@ -1,10 +1,9 @@
 """The firewall plugin's default deviation rules (data; the rules engine evaluates them).
 
-``firewall.rule_change_unplanned`` should fire only for a change outside a planned change window.
-The maintenance calendar those windows will come from is being built elsewhere, and ``RuleSpec``
-has no way yet to name it; until it has, the rule watches every rule change, so each one is a
-candidate the deviation handler can close as planned. It gets the calendar as a matcher
-(``labels={"outside": "maintenance"}`` is reserved for it) once the engine supports one.
+``firewall.rule_change_unplanned`` fires for a rule change outside every window and planned change
+of the maintenance calendar (``[maintenance]``): it watches the changes the collectors counted as
+``planned="false"`` (``collectors.judge_planned`` decides each one by the calendar). A change
+inside a window is a planned one and raises no candidate.
 
 Summaries are Norwegian and hold no personal data: a device's configured name, a protocol and port,
 counts.
@@ -19,7 +18,7 @@ from datetime import timedelta
 from normagent import RuleSpec, Severity
 
 from .collectors import SECTION
-from .parse import BY_PORT, MESSAGES, RULE_CHANGE_EVENT
+from .parse import BY_PORT, MESSAGES, RULE_CHANGES
 
 PORT_BURST = RuleSpec(
     name="firewall.port_burst",
@@ -35,10 +34,11 @@ PORT_BURST = RuleSpec(
 
 RULE_CHANGE = RuleSpec(
     name="firewall.rule_change_unplanned",
-    watch=f"event:{RULE_CHANGE_EVENT}",
+    watch=RULE_CHANGES,
     comparison=">",
     threshold=0,
     window=timedelta(hours=1),
+    labels={"planned": "false"},
     group_by=("device",),
     severity=Severity.WARNING,
     summary="Brannmurreglene på {device} er endret ({value} endringer siste time) utenfor et planlagt endringsvindu.",

@@ -65,7 +65,7 @@ def test_audit_netfilter_cfg_counts_one_change_per_audit_event() -> None:
     result = parse_text(parse_linux_lines, (FIXTURES / "audit" / "audit.log").read_bytes(), now=NOW, settings=LinuxSettings())
     # six records, five audit events: the nftables transaction's two records share serial 162
     assert (result.parsed, result.ignored, result.unparsed) == (5, 1, 0)
-    assert counts(result, RULE_CHANGES) == {("local",): 5}
+    assert counts(result, RULE_CHANGES) == {("local", "false"): 5}  # a pure parser knows no calendar
     events = [o for o in result.observations if isinstance(o, Event)]
     assert len({e.key for e in events}) == 5 and {e.attrs["source"] for e in events} == {"auditd"}
 
@@ -74,7 +74,7 @@ def test_a_service_reload_is_a_rule_change_unless_turned_off() -> None:
     line = "Nov 23 07:00:00 host systemd[1]: Reloaded firewalld.service - firewalld - dynamic firewall daemon."
     on = parse_text(parse_linux_lines, line, now=NOW, settings=LinuxSettings())
     off = parse_text(parse_linux_lines, line, now=NOW, settings=LinuxSettings(count_service_reloads=False))
-    assert counts(on, RULE_CHANGES) == {("local",): 1} and on.parsed == 1
+    assert counts(on, RULE_CHANGES) == {("local", "false"): 1} and on.parsed == 1
     assert counts(off, RULE_CHANGES) == {} and off.ignored == 1
 
 
@@ -115,7 +115,7 @@ def test_fortigate_denies_and_configuration_changes() -> None:
     # accept, a web filter block (not the firewall policy) and an admin login are of no interest
     assert (result.parsed, result.ignored, result.unparsed) == (8, 3, 0)
     assert counts(result, BLOCKED) == {("other", "unknown", "tcp"): 4, ("other", "unknown", "udp"): 1}
-    assert counts(result, RULE_CHANGES) == {("other",): 3}
+    assert counts(result, RULE_CHANGES) == {("other", "false"): 3}
 
 
 def test_cisco_asa_denies_and_configuration_changes() -> None:
@@ -125,7 +125,7 @@ def test_cisco_asa_denies_and_configuration_changes() -> None:
     assert sum(blocked.values()) == 10
     assert blocked[("other", "in", "tcp")] == 1 and blocked[("other", "in", "udp")] == 1
     assert blocked[("other", "in", "icmp")] == 1 and blocked[("other", "in", "other")] == 1  # protocol 47
-    assert counts(result, RULE_CHANGES) == {("other",): 2}
+    assert counts(result, RULE_CHANGES) == {("other", "false"): 2}
     assert rollup(result, "firewall.blocked_by_port")["tcp/1433"] == 1
 
 
