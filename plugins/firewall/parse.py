@@ -600,9 +600,11 @@ def _netfilter_fast(data: bytes, tally: Tally, device: str, ref: datetime, tz: t
     parsed = 0
     protos: dict[bytes, str] = {}
     blocked, ports = tally.blocked, tally.ports
+    heads: set[bytes] = set()
     for (head, proto, dport), n in Counter(map(itemgetter(3, 6, 7), matches)).items():
         if not head:
             continue  # another line
+        heads.add(head)
         direction = counted.get(head)
         if direction is None:
             text = head.decode("ascii")
@@ -622,7 +624,7 @@ def _netfilter_fast(data: bytes, tally: Tally, device: str, ref: datetime, tz: t
                 ports[(day, key)] += n
     # Source networks, counted in C into the tally's rows (which hold what the blocks before
     # carried): the /24 of every blocked packet's line, then the IPv6 sources one by one.
-    if counted.keys() == set(filter(None, map(itemgetter(3), matches))):
+    if counted.keys() == heads:
         prefixes = lambda: filter(None, map(itemgetter(4), matches))  # noqa: E731
     else:  # some packets were let through
         prefixes = lambda: filter(None, compress(map(itemgetter(4), matches), map(counted.__contains__, map(itemgetter(3), matches))))  # noqa: E731

@@ -388,7 +388,7 @@ def test_the_fast_path_takes_the_usual_lines() -> None:
     are all taken by the pattern, none is left over."""
     from normagent.plugins.firewall.parse import Tally, _netfilter_fast
 
-    lines, blocked = BENCH.netfilter_lines(2000, random.Random(3))  # type: ignore[attr-defined]
+    lines, blocked, _ = BENCH.netfilter_lines(2000, random.Random(3))  # type: ignore[attr-defined]
     data = "".join(lines).encode()
     tally = Tally(ctx_for(timezone.utc, LinuxSettings()))
 
@@ -438,7 +438,7 @@ def test_filterlog_lines_count_as_each_line_alone(lines: list[str]) -> None:
 def test_the_filterlog_fast_path_takes_the_usual_lines() -> None:
     from normagent.plugins.firewall.parse import DeviceMap, Tally, _filterlog_fast
 
-    lines, blocked = BENCH.filterlog_lines(2000, random.Random(3))  # type: ignore[attr-defined]
+    lines, blocked, _ = BENCH.filterlog_lines(2000, random.Random(3))  # type: ignore[attr-defined]
     tally = Tally(ctx_for(timezone.utc, DEVICES))
 
     parsed, rest = _filterlog_fast("".join(lines).encode(), tally, DeviceMap.from_settings(DEVICES.devices))
