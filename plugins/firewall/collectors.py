@@ -60,6 +60,7 @@ from normagent import (
     JournalSettings,
     MaintenanceCalendar,
     MetricSpec,
+    Observation,
     RunContext,
     evtx_log_collector,
     file_log_collector,
@@ -264,7 +265,7 @@ def planned_batch(batch: Batch, calendar: MaintenanceCalendar) -> Batch:
         return batch
     changes: Counter[str] = Counter()  # device -> changes counted
     planned: Counter[str] = Counter()  # device -> of them, planned
-    kept: list[object] = []
+    kept: list[Observation] = []
     for obs in batch.observations:
         if isinstance(obs, Count) and obs.metric == RULE_CHANGES:
             changes[dict(obs.labels)["device"]] += int(obs.value)
@@ -280,7 +281,7 @@ def planned_batch(batch: Batch, calendar: MaintenanceCalendar) -> Batch:
         for label, n in (("true", min(planned[device], total)), ("false", total - min(planned[device], total)))
         if n
     )
-    return replace(batch, observations=[*counts, *kept])  # type: ignore[list-item]
+    return replace(batch, observations=[*counts, *kept])
 
 
 def parse_linux(block: TextBlock | RecordBlock, ctx: ParseContext) -> ParseResult:

@@ -583,15 +583,15 @@ def _netfilter_fast(data: bytes, tally: Tally, device: str, ref: datetime, tz: t
         return 0, data
     matches = _NETFILTER_LINE.findall(b"\n" + data[:-1] if data.endswith(b"\n") else b"\n" + data)
     day: date | None = None
-    minutes = set(map(itemgetter(0), matches))  # RFC 3164 stamps; b"" for other lines
-    if b"" in minutes and any(map(itemgetter(1), matches)):  # RFC 3339 ones, with their offsets
-        minutes.update(map(itemgetter(1, 2), matches))
-    for minute in minutes:
-        if minute and minute != (b"", b""):
-            found = minute_day(minute.decode("ascii"), "", ref, tz) if isinstance(minute, bytes) else minute_day(minute[0].decode("ascii"), minute[1].decode("ascii"), ref, tz)
-            if found is None or found != (day or found):
-                return 0, data  # a minute of two days, or lines of two days: each line its own day
-            day = found
+    minutes: set[Any] = set(map(itemgetter(0), matches))  # RFC 3164 minutes; b"" on other lines
+    if b"" in minutes and any(map(itemgetter(1), matches)):
+        minutes |= set(map(itemgetter(1, 2), matches))  # RFC 3339 minutes, with their offsets
+    for minute in minutes - {b"", (b"", b"")}:
+        stamp, offset = (minute, b"") if isinstance(minute, bytes) else minute
+        found = minute_day(stamp.decode("ascii"), offset.decode("ascii"), ref, tz)
+        if found is None or found != (day or found):
+            return 0, data  # a minute of two days, or lines of two days: each line its own day
+        day = found
     others = b"\n".join(filter(None, map(itemgetter(8), matches)))
     rest = others + b"\n" if others else b""
     if day is None:
@@ -1077,6 +1077,7 @@ def _filterlog_fast(data: bytes, tally: Tally, devices: DeviceMap) -> tuple[int,
     names: dict[tuple[bytes, bytes, bytes], str] = {}
     protos: dict[bytes, str] = {}
     parsed = 0
+    passed = False
     blocked, ports, messages = tally.blocked, tally.ports, tally.messages
     for (sender, host3, host5, action, direction, proto4, port4, proto6, port6), n in Counter(
         map(itemgetter(1, 2, 3, 4, 5, 6, 8, 9, 11), matches)
@@ -1089,6 +1090,7 @@ def _filterlog_fast(data: bytes, tally: Tally, devices: DeviceMap) -> tuple[int,
             device = names[(sender, host3, host5)] = devices.name(sender.decode("ascii"), host.decode("ascii"))
         messages[device] += n
         if action == b"pass":
+            passed = True
             continue
         proto = proto4 or proto6
         label = protos.get(proto)
@@ -1104,7 +1106,7 @@ def _filterlog_fast(data: bytes, tally: Tally, devices: DeviceMap) -> tuple[int,
     # Source networks, counted in C into the tally's rows: the /24 of every blocked packet's
     # line, then the IPv6 sources one by one.
     rows = tally.day_networks(day)
-    if b"pass" in set(map(itemgetter(4), matches)):
+    if passed:
         prefixes = lambda: filter(None, compress(map(itemgetter(7), matches), map(b"pass".__ne__, map(itemgetter(4), matches))))  # noqa: E731
     else:
         prefixes = lambda: filter(None, map(itemgetter(7), matches))  # noqa: E731
