@@ -4,14 +4,15 @@
     .venv/bin/python bench/bench_idle.py --minutes 1     # a quick look
 
 Both exporters run on 127.0.0.1 at the same time: node_exporter with its default collectors
-(Debian package, unpacked by scripts/servers), normagent with every builtin plugin loaded and every
-collector enabled *with something to read* (``--sources all``, the default): the Windows
-collectors on the project's EVTX fixtures (Security and Defender), the ClamAV collectors on its
-ClamAV fixtures (clamscan, clamd and freshclam logs, two signature databases), and ``network.snmp``
-polling a real snmpd (started here on 127.0.0.1, so pysnmp is loaded as on a site with a router
-configured). ``--sources snmp-off`` is the same without the SNMP device (pysnmp never loaded);
-``--sources defaults`` is the built-in configuration (only the state directory and the port set).
-The script measures, for both:
+(Debian package, unpacked by scripts/servers), normagent with every builtin plugin loaded, its
+default deviation rules, one forwarder of every kind enabled (webhook, Alertmanager, e-mail, file;
+``--no-forwarders`` leaves them out) and every collector enabled *with something to read*
+(``--sources all``, the default): the Windows collectors on the project's EVTX fixtures (Security
+and Defender), the ClamAV collectors on its ClamAV fixtures (clamscan, clamd and freshclam logs, two
+signature databases), and ``network.snmp`` polling a real snmpd (started here on 127.0.0.1, so
+pysnmp is loaded as on a site with a router configured). ``--sources snmp-off`` is the same without
+the SNMP device (pysnmp never loaded); ``--sources defaults`` is the built-in configuration (only
+the state directory and the port set). The script measures, for both:
 
 1. resident memory (RSS) after a warm-up, after the scrapes and at the end;
 2. /metrics latency over N scrapes (default 1,000) on a fresh connection each, with the headers
@@ -171,10 +172,40 @@ devices = [{{ name = "bench", target = "{snmp_target}", version = "3", user = "n
     return text
 
 
-def start_normagent(workdir: Path, log: Path, extra_config: str = "") -> Exporter:
+def forwarders_config(workdir: Path) -> str:
+    """Every kind of forwarder, enabled; the HTTP and SMTP ones point at a port nothing listens on
+    (an idle agent has nothing to send; were a default rule to fire on this host, its deliveries
+    would fail and be retried, which is what an unreachable deviation system costs)."""
+    dead = free_port()
+    return f"""
+[forwarders.webhook]
+kind = "webhook"
+url = "http://127.0.0.1:{dead}/avvik"
+secret = "bench"
+
+[forwarders.alertmanager]
+kind = "alertmanager"
+url = "http://127.0.0.1:{dead}"
+
+[forwarders.epost]
+kind = "email"
+host = "127.0.0.1"
+port = {dead}
+starttls = false
+from_address = "normagent@bench.invalid"
+to = ["avvik@bench.invalid"]
+
+[forwarders.fil]
+kind = "file"
+path = "{workdir / 'avvik.jsonl'}"
+"""
+
+
+def start_normagent(workdir: Path, log: Path, extra_config: str = "", forwarders: bool = True) -> Exporter:
     port = free_port()
     config = workdir / "normagent.toml"
-    config.write_text(f'[agent]\nstate_dir = "{workdir / "state"}"\n\n[web]\nlisten = "127.0.0.1:{port}"\n' + extra_config)
+    config.write_text(f'[agent]\nstate_dir = "{workdir / "state"}"\n\n[web]\nlisten = "127.0.0.1:{port}"\n'
+                      + extra_config + (forwarders_config(workdir) if forwarders else ""))
     binary = Path(sys.executable).with_name("normagent")
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
     with log.open("wb") as out:
@@ -254,6 +285,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out", help="directory for the JSON result")
     parser.add_argument("--sources", choices=("all", "snmp-off", "defaults"), default="all",
                         help="what normagent's collectors read (default all: see the module docstring)")
+    parser.add_argument("--no-forwarders", action="store_true",
+                        help="without the four forwarders (by default every kind is enabled; the rules engine always runs)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="normagent-bench-") as tmp:
@@ -271,7 +304,7 @@ def main() -> int:
                     snmpd = start_snmpd(workdir / "snmpd")
                     snmp_target = snmpd.target
                 extra = source_config(workdir, snmp_target)
-            exporters.append(start_normagent(workdir, workdir / "normagent.log", extra))
+            exporters.append(start_normagent(workdir, workdir / "normagent.log", extra, forwarders=not args.no_forwarders))
             exporters.append(start_node_exporter(workdir / "node_exporter.log"))
             print(f"warm-up {args.warmup:g}s …", flush=True)
             time.sleep(args.warmup)

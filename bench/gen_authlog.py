@@ -376,7 +376,7 @@ class Scenario:
         return when
 
     def sudo_refused(self, when: datetime) -> datetime:
-        self.w.line(when, "sudo", f"    mallory : user NOT in sudoers ; TTY=pts/2 ; PWD=/home/mallory ; USER=root ; COMMAND=/bin/bash")
+        self.w.line(when, "sudo", "    mallory : user NOT in sudoers ; TTY=pts/2 ; PWD=/home/mallory ; USER=root ; COMMAND=/bin/bash")
         self.t.fail(when, "sudo", "not_allowed", 1, "mallory", None)
         return when
 

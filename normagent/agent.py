@@ -8,7 +8,15 @@ running ones get ``shutdown_grace`` to finish; log readers end at their next blo
 they read (``RunContext.stopping()``); runs that timed out already are not waited for but named in
 ``collectors_still_running_at_exit``; everything committed is consistent anyway, since each batch is
 one transaction). Signals that come while ``run`` is still importing are caught from its first line
-(``cli.EarlySignals``). The systemd watchdog is fed only while the scheduler loop is alive.
+(``cli.EarlySignals``). The systemd watchdog is fed only while the scheduler loop is alive
+and the state is where it was.
+
+State that vanishes is never replaced silently. At start, a missing or empty ledger where one
+existed is an error (``StateLost``, exit 73) unless ``normagent run --new-state`` says to start
+afresh. While running, a ledger deleted under the agent (the whole state directory removed, say) is
+noticed within seconds: the agent logs ``state_lost``, stores nothing more, turns unhealthy
+(``/healthz`` 503, no watchdog: systemd restarts it) and writes the ledger and the pseudonym key it
+still holds back to the state directory, so the restart continues exactly where counting stopped.
 
 Imports everything; nothing imports it except cli.
 """
@@ -31,14 +39,16 @@ import structlog
 from normagent import __version__, systemd
 from normagent.clock import Clock, SystemClock
 from normagent.config import Config, Section, find_config_path, load_config
-from normagent.errors import ConfigError, NormagentError
+from normagent.deviations import Deviations, DeviationSettings, check_rule, validate_deviations
+from normagent.errors import ConfigError, NormagentError, StateError
 from normagent.exposition import HEALTH_METRICS, ExpositionView, MetricsApp
+from normagent.forward import ATTEMPTS, DEAD_LETTERS, metrics_for
 from normagent.ledger import Ledger
 from normagent.loader import Plugins, build_plugins
 from normagent.log import configure_logging
 from normagent.maintenance import Calendar, MaintenanceSettings, validate_maintenance
 from normagent.model import CollectorSpec, RunContext
-from normagent.privacy import Pseudonymiser, load_or_create_key
+from normagent.privacy import KEY_FILE, Pseudonymiser, load_or_create_key
 from normagent.scheduler import Job, Scheduler, advice_for
 from normagent.sources.command import run_command
 from normagent.sources.host import PsutilHost
@@ -52,6 +62,7 @@ log = structlog.get_logger(__name__)
 
 LEDGER_FILE = "ledger.db"
 PRUNE_EVERY = timedelta(hours=6)
+PRUNE_RETRY = timedelta(minutes=5)  # after a prune the ledger could not store (a full disk)
 
 
 def sections() -> dict[str, Section]:
@@ -60,6 +71,7 @@ def sections() -> dict[str, Section]:
         "web": Section(WebSettings, check=validate_web),
         "syslog": Section(SyslogSettings, check=validate_syslog, optional=True),
         "maintenance": Section(MaintenanceSettings, check=validate_maintenance),
+        "deviations": Section(DeviationSettings, check=validate_deviations),
     }
 
 
@@ -70,7 +82,7 @@ def plugins_factory(settings: Any) -> Plugins:
 
 def read_config(path: Path | None, factory: Callable[[Any], Plugins] = plugins_factory) -> tuple[Config, Plugins]:
     """Find and validate the configuration (``ConfigError`` lists every problem)."""
-    return load_config(find_config_path(path), plugins_for=factory, sections=sections())
+    return load_config(find_config_path(path), plugins_for=factory, sections=sections(), rule_check=check_rule)
 
 
 @dataclass
@@ -87,8 +99,9 @@ class Setup:
 class Agent:
     """The running daemon. Create, ``start()``, then ``serve()`` until a stop signal."""
 
-    def __init__(self, config_path: Path | None, *, clock: Clock | None = None) -> None:
+    def __init__(self, config_path: Path | None, *, clock: Clock | None = None, new_state: bool = False) -> None:
         self._config_path = config_path
+        self._new_state = new_state
         self._clock = clock or SystemClock()
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -105,6 +118,10 @@ class Agent:
         self._snmp = LazySnmpClient()
         self._pseudonymise: Pseudonymiser | None = None
         self._calendar: Calendar | None = None
+        self._state_lost = ""  # why the ledger is lost, once noticed; the agent is unhealthy from then on
+        self._rescued: Path | None = None
+        self._rescue_error = ""
+        self._deviations: Deviations | None = None
 
     # -------------------------------------------------------------------------------------------
 
@@ -116,8 +133,14 @@ class Agent:
         config, plugins = read_config(self._config_path)
         configure_logging(config.agent.log_level, config.agent.log_format)
         state_dir = config.state_dir()
-        ledger = Ledger.open(state_dir / LEDGER_FILE, clock=self._clock)
+        # The pseudonym key is created with the ledger: a key without its ledger means a lost one.
+        ledger = Ledger.open(
+            state_dir / LEDGER_FILE, clock=self._clock, witnesses=[state_dir / KEY_FILE], new_state=self._new_state
+        )
         self._ledger = ledger
+        if self._new_state:
+            log.warning("state_started_afresh", ledger=str(ledger.path), host_id=ledger.host_id,
+                        note="--new-state: counting starts at 0, logs are read again from their start positions")
         try:
             os.chmod(state_dir, 0o700)
             self._pseudonymise = Pseudonymiser(load_or_create_key(state_dir))
@@ -130,6 +153,9 @@ class Agent:
                 self._syslog.start()
             setup = self._prepare(config, plugins)
             self._setup = setup
+            # The engine goes into the ledger before the first collector commits anything.
+            self._deviations = Deviations(config, plugins, ledger, self._clock, __version__, [j.name for j in setup.jobs])
+            self._deviations.start()
             self._server = start_server(config.sections["web"], MetricsApp(ledger.snapshot, self._view, self._http_stats), self.healthy)
             self._scheduler = Scheduler(setup.jobs, ledger=ledger, context_for=self._context, clock=self._clock)
             self._scheduler_thread = threading.Thread(target=self._scheduler.run, args=(self._stop,), name="scheduler", daemon=True)
@@ -145,6 +171,8 @@ class Agent:
             listen=self._server.address,
             collectors=[job.name for job in setup.jobs],
             disabled=dict(setup.disabled),
+            rules=len(self._deviations.engine.rules) if self._deviations else 0,
+            forwarders=self._deviations.forwarders if self._deviations else [],
             plugin_problems=[str(p) for p in plugins.problems],
         )
         systemd.notify("READY=1", f"STATUS=collecting with {len(setup.jobs)} collectors")
@@ -153,21 +181,31 @@ class Agent:
         """Wait for stop or reload requests; feed the watchdog. Returns the exit code."""
         watchdog = systemd.watchdog_interval()
         next_prune = self._clock.monotonic()
+        next_rules = 0.0
         while not self._stop.is_set():
-            self._wake.wait(timeout=min(watchdog or 5.0, 5.0))
+            self._wake.wait(timeout=min(watchdog or 5.0, 5.0, next_rules))
             self._wake.clear()
             if self._stop.is_set():
                 break
+            if self._deviations is not None:
+                next_rules = self._deviations.tick()  # what time alone changes: `for`, windows, holds
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
+            self._watch_state()
             if watchdog and self.healthy():
                 systemd.notify("WATCHDOG=1")
-            if self._clock.monotonic() >= next_prune and self._ledger and self._setup:
-                removed = self._ledger.prune(self._clock.now() - self._setup.config.agent.retention)
-                if removed:
-                    log.info("ledger_pruned", rows=removed)
+            if self._clock.monotonic() >= next_prune and self._ledger and self._setup and not self._state_lost:
                 next_prune = self._clock.monotonic() + PRUNE_EVERY.total_seconds()
+                try:
+                    cut = self._clock.now() - self._setup.config.agent.retention
+                    removed = self._ledger.prune(cut) + self._ledger.prune_deviations(cut)
+                except StateError as exc:
+                    log.warning("ledger_prune_failed", reason=exc.reason, error=str(exc))
+                    next_prune = self._clock.monotonic() + PRUNE_RETRY.total_seconds()
+                else:
+                    if removed:
+                        log.info("ledger_pruned", rows=removed)
         self.close()
         return 0
 
@@ -187,9 +225,45 @@ class Agent:
         signal.signal(signal.SIGHUP, self.request_reload)
 
     def healthy(self) -> bool:
-        """Alive enough to be scraped and to feed the watchdog: the scheduler loop is running."""
+        """Alive enough to be scraped and to feed the watchdog: the scheduler loop is running and
+        the ledger is where it was."""
         thread = self._scheduler_thread
-        return thread is not None and thread.is_alive() and not self._stop.is_set()
+        return thread is not None and thread.is_alive() and not self._stop.is_set() and not self._state_lost
+
+    def _watch_state(self) -> None:
+        """Notice a ledger lost under the running agent; say so, and put it back on disk for the restart.
+
+        SQLite would go on committing to the deleted file, and the next start would find nothing:
+        a new ledger, a new pseudonym key, every log counted again. Instead the ledger stops storing
+        (its commits raise ``StateLost``: collectors go down with that reason), the agent turns
+        unhealthy, and the ledger and key it still holds are written back, retried until it works.
+        """
+        ledger = self._ledger
+        if ledger is None or self._rescued is not None:
+            return
+        why = ledger.lost()
+        if why is None:
+            return
+        if not self._state_lost:
+            self._state_lost = why
+            log.error("state_lost", why=why, effect="nothing more is counted until the agent restarts; "
+                      "it is unhealthy from now on, and writes back the ledger it still has open")
+        try:
+            where = ledger.rescue()
+            key_back = False
+            if where == ledger.path and self._pseudonymise is not None:
+                key = self._pseudonymise.key
+                key_back = load_or_create_key(ledger.path.parent, key) == key
+        except (StateError, OSError) as exc:
+            if str(exc) != self._rescue_error:
+                log.error("state_rescue_failed", error=str(exc), retrying=True)
+            self._rescue_error = str(exc)
+            return
+        self._rescued = where
+        log.warning("state_rescued", ledger=str(where), pseudonym_key_restored=key_back,
+                  next="restart the agent (systemd does when the watchdog expires): it continues where "
+                  "counting stopped" if where == ledger.path else
+                  f"another file is at {ledger.path} now: the copy is beside it; move it there to continue from it")
 
     def reload(self) -> None:
         """Re-read the configuration; on any problem keep the running one and log why."""
@@ -220,11 +294,23 @@ class Agent:
             # A removed collector's gauges, or those of one whose settings changed (a mount or a
             # service no longer watched), are no longer true: they go, and the next run sets them anew.
             if now is None or now.settings != job.settings:
-                self._ledger_or_fail().forget_gauges(name)
+                try:
+                    self._ledger_or_fail().forget_gauges(name)
+                except StateError as exc:
+                    log.warning("gauges_not_forgotten", collector=name, reason=exc.reason, error=str(exc))
         self._setup = setup
+        self._restart_deviations(config, plugins, [j.name for j in setup.jobs])
         self._scheduler.replace_jobs(setup.jobs)
         log.info("config_reloaded", config=str(config.path or "built-in defaults"), collectors=[j.name for j in setup.jobs])
         systemd.notify("READY=1", f"STATUS=collecting with {len(setup.jobs)} collectors")
+
+    def _restart_deviations(self, config: Config, plugins: Plugins, collectors: Sequence[str]) -> None:
+        """New rules and forwarders: the old workers stop (what they did not deliver stays in the
+        outbox for the new ones), and the new engine replaces the old in the ledger at once."""
+        if self._deviations is not None:
+            self._deviations.stop()
+        self._deviations = Deviations(config, plugins, self._ledger_or_fail(), self._clock, __version__, collectors)
+        self._deviations.start()
 
     def _restart_syslog(self, config: Config) -> None:
         """Apply changed [syslog] settings: the old receiver stops (its spool stays), a new one starts."""
@@ -278,6 +364,9 @@ class Agent:
         if self._syslog is not None:
             self._syslog.stop()
             self._syslog = None
+        if self._deviations is not None:
+            self._deviations.stop()
+            self._deviations = None
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
@@ -330,13 +419,17 @@ class Agent:
         # The spool keeps what these have not committed; set before the receiver starts or reloads.
         self._spool_readers = tuple(job.name for job in jobs if job.spec.reads_syslog_spool)
         metrics = {m.name: m for spec in specs.values() for m in spec.metrics}
+        forwarders = [name for name, fc in config.forwarders.items() if fc.enabled]
+        # The forwarders' counters are ledger counters, with a zero series per configured forwarder.
+        metrics.update({m.name: m for m in metrics_for(forwarders) if m.name in (ATTEMPTS.name, DEAD_LETTERS.name)})
         ledger = self._ledger_or_fail()
         ledger.declare(metrics.values())
         ledger.declare(HEALTH_METRICS)
         failed = plugins.failed()
         # Plugins disabled on purpose are not exported; loaded and broken ones are.
         plugin_up = {i.name: i.name not in failed for i in plugins.infos if i.loaded or i.name in failed}
-        view = ExpositionView(metrics=metrics, collectors=[j.name for j in jobs], plugins=plugin_up, version=__version__)
+        view = ExpositionView(metrics=metrics, collectors=[j.name for j in jobs], plugins=plugin_up, version=__version__,
+                              forwarders=forwarders)
         return Setup(config, plugins, jobs, view, disabled)
 
     def _probe(self, job: Job) -> str | None:
@@ -368,7 +461,7 @@ class Agent:
         )
 
 
-def run_agent(config_path: Path | None, early_signals: Sequence[int] = ()) -> int:
+def run_agent(config_path: Path | None, early_signals: Sequence[int] = (), *, new_state: bool = False) -> int:
     """``normagent run``: start, serve until stopped. Errors before start propagate to the CLI.
 
     Args:
@@ -376,8 +469,9 @@ def run_agent(config_path: Path | None, early_signals: Sequence[int] = ()) -> in
         early_signals: Signals recorded before the agent's handlers existed (``cli.EarlySignals``):
             a SIGTERM or SIGINT among them stops the agent before it starts anything; a SIGHUP
             needs nothing, as the configuration is read after it anyway.
+        new_state: ``--new-state``: start a new ledger where the old one is lost, on purpose.
     """
-    agent = Agent(config_path)
+    agent = Agent(config_path, new_state=new_state)
     agent.install_signal_handlers()
     if any(signum in (signal.SIGTERM, signal.SIGINT) for signum in early_signals):
         return 0

@@ -1,4 +1,4 @@
-"""The ``normagent`` command: run | collect --once | check-config | parse | plugins.
+"""The ``normagent`` command: run | collect --once | check-config | parse | plugins | deviations | rules.
 
 ``main()`` is the one place that prints a ``NormagentError`` and turns it into an exit code:
 ``check-config`` exits 2 on a bad config, ``run`` exits 78 (EX_CONFIG) so systemd's
@@ -72,8 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     run = sub.add_parser("run", help="run the agent (the daemon)", description="Run the agent until SIGTERM/SIGINT; "
-                         "SIGHUP reloads the configuration. Exits 78 on a bad configuration.")
+                         "SIGHUP reloads the configuration. Exits 78 on a bad configuration, 73 when the "
+                         "state cannot be used (a full disk; a ledger missing where one existed).")
     config_option(run)
+    run.add_argument(
+        "--new-state", action="store_true",
+        help="start a new ledger where the old one is missing or empty (it was lost: counts restart at 0 and logs "
+        "are read again from their start positions; a pseudonym key still there is kept). Refused over an intact ledger",
+    )
 
     collect = sub.add_parser(
         "collect", help="run every collector once and print what it saw",
@@ -105,6 +111,43 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument("--format", choices=("text", "json"), default="text")
     parse.add_argument("--examples", type=int, default=5, metavar="N", help="unparsed candidate lines to show (default 5)")
     parse.add_argument("--collector", action="append", metavar="NAME", help="only this collector's parser (repeatable)")
+
+    dev = sub.add_parser("deviations", help="deviation candidates in the ledger: list, show, ack",
+                         description="Deviation candidates (avvikskandidater) the rules raised, from the daemon's ledger.")
+    dev_sub = dev.add_subparsers(dest="action", metavar="ACTION", required=True)
+    dev_list = dev_sub.add_parser("list", help="candidates, newest first; the outbox and its dead letters")
+    config_option(dev_list)
+    dev_list.add_argument("--state", action="append", choices=("pending", "firing", "resolved"), help="only these (repeatable)")
+    dev_list.add_argument("--format", choices=("text", "json"), default="text")
+    dev_show = dev_sub.add_parser("show", help="one candidate: its texts, deliveries and acks")
+    config_option(dev_show)
+    dev_show.add_argument("id", type=int, metavar="ID")
+    dev_show.add_argument("--format", choices=("text", "json"), default="text")
+    dev_ack = dev_sub.add_parser("ack", help="record the follow-up of a candidate (kept, nothing deleted)")
+    config_option(dev_ack)
+    dev_ack.add_argument("id", type=int, metavar="ID")
+    dev_ack.add_argument("--note", required=True, metavar="TEXT", help="what was done (no personal data)")
+
+    rules = sub.add_parser("rules", help="the deviation rules: list, test, export",
+                           description="The deviation rules as configured (plugin defaults and the site's own).")
+    rules_sub = rules.add_subparsers(dest="action", metavar="ACTION", required=True)
+    rules_list = rules_sub.add_parser("list", help="every rule as configured, and whether it runs")
+    config_option(rules_list)
+    rules_list.add_argument("--format", choices=("text", "json"), default="text")
+    rules_test = rules_sub.add_parser(
+        "test", help="evaluate the rules against the ledger at a given time (stores nothing)",
+        description="Evaluate the rules against the daemon's ledger at --at (default now), like promtool test rules: "
+        "each group, its value, whether the condition holds and what would happen to its candidate. Nothing is "
+        "stored. --expect RULE=STATE makes it exit 1 unless some group of RULE would be in STATE.",
+    )
+    config_option(rules_test)
+    rules_test.add_argument("--at", metavar="TIME", help="evaluation time, e.g. 2026-11-23T07:00:00Z (default: now)")
+    rules_test.add_argument("--rule", action="append", default=[], metavar="NAME", help="only this rule (repeatable)")
+    rules_test.add_argument("--expect", action="append", default=[], metavar="RULE=STATE", help="none, pending, firing or resolved")
+    rules_test.add_argument("--format", choices=("text", "json"), default="text")
+    rules_export = rules_sub.add_parser("export", help="the rules as Prometheus alerting rules")
+    config_option(rules_export)
+    rules_export.add_argument("--format", choices=("prometheus",), required=True)
     return parser
 
 
@@ -136,7 +179,7 @@ def dispatch(args: argparse.Namespace, out: TextIO, early: EarlySignals | None =
     if args.command == "run":
         from normagent.agent import run_agent
 
-        return run_agent(args.config, early.received if early is not None else ())
+        return run_agent(args.config, early.received if early is not None else (), new_state=args.new_state)
     if args.command == "check-config":
         return check_config(args.path, out)
     if args.command == "collect":
@@ -145,7 +188,28 @@ def dispatch(args: argparse.Namespace, out: TextIO, early: EarlySignals | None =
         return list_plugins(args.config, args.format, out)
     if args.command == "parse":
         return parse_files(args, out)
+    if args.command in ("deviations", "rules"):
+        return deviation_command(args, out)
     raise UsageError(f"unknown command {args.command}")
+
+
+def deviation_command(args: argparse.Namespace, out: TextIO) -> int:
+    from normagent import devcmd
+    from normagent.agent import read_config
+
+    _quiet_logging()
+    config, plugins = read_config(args.config)
+    if args.command == "deviations":
+        if args.action == "list":
+            return devcmd.deviations_list(config, args.state or [], args.format, out)
+        if args.action == "show":
+            return devcmd.deviations_show(config, args.id, args.format, out)
+        return devcmd.deviations_ack(config, args.id, args.note, out)
+    if args.action == "list":
+        return devcmd.rules_list(config, plugins, args.format, out)
+    if args.action == "test":
+        return devcmd.rules_test(config, plugins, args.at, args.rule, args.expect, args.format, out)
+    return devcmd.rules_export(config, plugins, out)
 
 
 def _quiet_logging() -> None:
@@ -158,10 +222,15 @@ def check_config(path: Path | None, out: TextIO) -> int:
     from normagent.agent import read_config
     from normagent.config import find_config_path, format_key, locate
 
+    from normagent.devcmd import probe_forwarders
+
     _quiet_logging()
     config, plugins = read_config(path)
+    probe_forwarders(config, plugins)  # an unreachable forwarder is a problem here, never at run time
     where = find_config_path(path)
-    print(f"{where or 'built-in defaults'}: OK ({len(config.collectors)} collectors)", file=out)
+    rules = len(plugins.rules()) + len([n for n in config.rules if n not in plugins.rules()])
+    print(f"{where or 'built-in defaults'}: OK ({len(config.collectors)} collectors, {rules} rules, "
+          f"{len(config.forwarders)} forwarders)", file=out)
     for problem in plugins.problems:
         print(f"  warning: {problem}", file=out)
     for collector, advice in _advice(config, plugins).items():

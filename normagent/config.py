@@ -114,15 +114,116 @@ class CollectorConfig:
     settings: Any
 
 
+ComparisonName = Literal[">", ">=", "<", "<=", "==", "!="]
+CIAName = Literal["konfidensialitet", "integritet", "tilgjengelighet"]
+OwnerName = Literal[
+    "IKT-leder", "prosesseier", "nærmeste leder", "toppledelsen", "informasjonssikkerhetsansvarlig", "fagansvarlig for personvern"
+]
+SITE_RULE_KEYS = ("watch", "comparison", "labels", "group_by", "preceded_by", "min_preceding")
+"""Keys that say what a rule *is*: only a site rule sets them (a default rule is retuned, not redefined)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSettings:
-    """``[rules."<name>"]``: retune or disable a default deviation rule."""
+    """``[rules."<name>"]``: retune or disable a default deviation rule, or add a site rule.
+
+    A table named after a default rule (``normagent rules list``) changes what it writes; one with
+    another name and a ``watch`` key is a rule of the site's own, which needs ``watch``,
+    ``comparison`` and ``threshold``.
+
+    Attributes:
+        enabled: Evaluate this rule.
+        threshold: The boundary the value is compared with.
+        window: Counters, rollups and events: the period the increase is counted over.
+        for_: How long the condition must hold before the candidate fires.
+        severity: The candidate's severity.
+        hold: How long a firing candidate's condition must stay clear before it is resolved.
+        owner: Suggested owner role (the internal-control guide's table).
+        cia: The security properties touched.
+        personal_data: The candidate may be a personal-data breach (72-hour deadline).
+        title: Title in bokmål (a template like summary).
+        summary: What happened, in bokmål: a template with {value}, {threshold}, {window}, {for} and the group_by labels.
+        consequence: The possible consequence, in bokmål.
+        measures: Suggested immediate measures, in bokmål.
+        title_en: Title in English.
+        summary_en: What happened, in English.
+        consequence_en: The possible consequence, in English.
+        measures_en: Suggested immediate measures, in English.
+        section: The factsheet-12 section.
+        watch: Site rules: a metric, "rollup:<name>", "event:<kind>" or "absent:<metric>".
+        comparison: Site rules: how the value is compared with the threshold.
+        labels: Site rules: label matchers (exact values) selecting the series.
+        group_by: Site rules: labels that split the rule into one candidate each.
+        preceded_by: Site rules over a rollup: "rollup:<name>" that must have crossed min_preceding for the same key first.
+        min_preceding: Site rules: see preceded_by.
+    """
 
     enabled: bool = True
     threshold: float | None = field(default=None, metadata={"min": -1e15, "max": 1e15})
     window: timedelta | None = field(default=None, metadata={"min": timedelta(minutes=1), "max": timedelta(days=400)})
     for_: timedelta | None = field(default=None, metadata={"toml": "for", "min": timedelta(0), "max": timedelta(days=30)})
     severity: SeverityName | None = None
+    hold: timedelta | None = field(default=None, metadata={"min": timedelta(0), "max": timedelta(days=7)})
+    owner: OwnerName | None = None
+    cia: tuple[CIAName, ...] | None = None
+    personal_data: bool | None = None
+    title: str | None = None
+    summary: str | None = None
+    consequence: str | None = None
+    measures: str | None = None
+    title_en: str | None = None
+    summary_en: str | None = None
+    consequence_en: str | None = None
+    measures_en: str | None = None
+    section: str | None = None
+    watch: str | None = None
+    comparison: ComparisonName | None = None
+    labels: dict[str, str] | None = None
+    group_by: tuple[str, ...] | None = None
+    preceded_by: str | None = None
+    min_preceding: float | None = field(default=None, metadata={"min": 0, "max": 1e15})
+
+    def written(self) -> dict[str, Any]:
+        """The keys the table sets (under their field names), for ``rules.configured_rule``."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class ForwarderCommon:
+    """The keys every ``[forwarders.<name>]`` table has, besides those of its kind.
+
+    Attributes:
+        kind: The kind of destination: webhook, alertmanager, email, file (`normagent plugins` lists them).
+        enabled: Deliver to this forwarder (changes are queued for it only while it is enabled).
+        retry_min: Wait before the first retry of a failed delivery; doubled after each further failure (with jitter).
+        retry_max: The longest wait between two attempts.
+        dead_letter_after: A change not delivered after this long becomes a dead letter: kept, counted and shown, no longer tried.
+        parallel: Deliveries in flight at once (changes of one candidate are always sent one after the other); default: the kind's (4 for webhook and alertmanager, 1 for email and file).
+    """
+
+    kind: str = ""
+    enabled: bool = True
+    retry_min: timedelta = field(default=timedelta(seconds=1), metadata={"min": timedelta(milliseconds=10), "max": timedelta(hours=1)})
+    retry_max: timedelta = field(default=timedelta(minutes=5), metadata={"min": timedelta(seconds=1), "max": timedelta(days=1)})
+    dead_letter_after: timedelta = field(default=timedelta(days=7), metadata={"min": timedelta(minutes=1), "max": timedelta(days=400)})
+    parallel: int | None = field(default=None, metadata={"min": 1, "max": 32})
+
+
+@dataclass(frozen=True, slots=True)
+class ForwarderConfig:
+    """One configured forwarder: its name, the common keys and its kind's settings."""
+
+    name: str
+    common: ForwarderCommon
+    settings: Any
+
+    @property
+    def kind(self) -> str:
+        return self.common.kind
+
+    @property
+    def enabled(self) -> bool:
+        return self.common.enabled
 
 
 @dataclass(frozen=True)
@@ -135,6 +236,7 @@ class Config:
     collectors: Mapping[str, CollectorConfig]
     rules: Mapping[str, RuleSettings]
     sections: Mapping[str, Any]  # "web" → WebSettings, "syslog" → SyslogSettings, …
+    forwarders: Mapping[str, ForwarderConfig] = field(default_factory=dict)
 
     def state_dir(self) -> Path:
         """The state directory: configured, else systemd's $STATE_DIRECTORY (``StateDirectory=``),
@@ -245,11 +347,16 @@ def format_duration(value: timedelta) -> str:
 # loading
 
 
+RuleCheck = Callable[[str, RuleSettings, "Plugins"], Sequence[tuple[str, str]]]
+"""``check(name, settings, plugins) -> [(key, message)]``: what is wrong with one rule as configured."""
+
+
 def load_config(
     path: Path | None,
     *,
     plugins_for: Callable[[PluginsSettings], Plugins],
     sections: Mapping[str, Section] = {},
+    rule_check: RuleCheck | None = None,
 ) -> tuple[Config, Plugins]:
     """Read and validate a configuration file (or the built-in defaults when ``path`` is None).
 
@@ -258,6 +365,8 @@ def load_config(
         plugins_for: Builds the plugins once ``[plugins]`` is known; their collectors and rules
             define which ``[collectors.*]`` and ``[rules.*]`` tables are valid.
         sections: Other top-level tables (``web``, ``syslog``) and the dataclass each must match.
+        rule_check: Checks each rule as configured beyond its types (the metric it watches
+            exists, its labels do, its texts use known fields): ``normagent.rules`` knows how.
 
     Returns:
         The configuration and the plugins it was validated against.
@@ -282,6 +391,7 @@ def load_config(
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise ConfigError([Problem(path, "", f"TOML syntax error: {message}", int(line.group(1)) if line else None)]) from None
     walker = _Walker(path, _line_index(text), base=path.parent if path else Path.cwd())
+    walker.rule_check = rule_check
     config, plugins = walker.config(data, plugins_for, sections)
     if walker.problems:
         # In the order they are written, so the list reads top to bottom with the file.
@@ -305,6 +415,7 @@ class _Walker:
         self.lines = lines
         self.base = base
         self.problems: list[Problem] = []
+        self.rule_check: RuleCheck | None = None
 
     def problem(self, path: KeyPath, message: str) -> None:
         self.problems.append(Problem(self.file, format_key(path), message, self.line_of(path)))
@@ -326,7 +437,7 @@ class _Walker:
     def config(
         self, data: dict[str, Any], plugins_for: Callable[[PluginsSettings], Plugins], sections: Mapping[str, Section]
     ) -> tuple[Config, Plugins]:
-        known = ["agent", "plugins", "collectors", "rules", *sections]
+        known = ["agent", "plugins", "collectors", "rules", "forwarders", *sections]
         for key in data:
             if key not in known:
                 self.unknown((key,), key, known)
@@ -337,6 +448,7 @@ class _Walker:
         plugins = plugins_for(plugin_settings)
         collectors = self.collectors(data.get("collectors", {}), plugins)
         rules = self.rules(data.get("rules", {}), plugins)
+        forwarders = self.forwarders(data.get("forwarders", {}), plugins)
         section_values: dict[str, Any] = {}
         for name, section in sections.items():
             if name not in data and section.optional:
@@ -354,6 +466,7 @@ class _Walker:
             collectors=collectors,
             rules=rules,
             sections=section_values,
+            forwarders=forwarders,
         )
         return config, plugins
 
@@ -412,12 +525,96 @@ class _Walker:
             return {}
         result: dict[str, RuleSettings] = {}
         for name, raw in table.items():
-            if name not in known:
-                self.unknown(("rules", name), name, list(known), what="rule")
+            path: KeyPath = ("rules", name)
+            site = name not in known
+            if site and not (isinstance(raw, dict) and "watch" in raw):
+                close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+                extra = "" if close else "; a rule of the site's own needs watch, comparison and threshold"
+                self.unknown(path, name, list(known), what="rule", extra=extra)
                 continue
-            value = self.dataclass_value(raw, RuleSettings, ("rules", name))
-            if isinstance(value, RuleSettings):
-                result[name] = value
+            value = self.dataclass_value(raw, RuleSettings, path)
+            if not isinstance(value, RuleSettings):
+                continue
+            if site:
+                if not re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_.-]+", name):
+                    self.problem(path, 'a rule name is "<group>.<thing>" (letters, digits, _ and -), e.g. "site.backup_failed"')
+                    continue
+                missing = [key for key in ("comparison", "threshold") if getattr(value, key) is None]
+                for key in missing:
+                    self.problem(path, f"a rule of the site's own needs {key}")
+                if missing:
+                    continue
+            else:
+                redefined = [key for key in SITE_RULE_KEYS if getattr(value, key) is not None]
+                for key in redefined:
+                    self.problem(
+                        (*path, key),
+                        f"{key} says what the default rule {name} is and cannot be changed; "
+                        "write a rule of your own under another name (and disable this one)",
+                    )
+                if redefined:
+                    continue
+            if self.rule_check is not None and value.enabled:
+                bad = False
+                for key, message in self.rule_check(name, value, plugins):
+                    self.problem((*path, *_key_parts(key)), message)
+                    bad = True
+                if bad:
+                    continue
+            result[name] = value
+        return result
+
+    def forwarders(self, table: Any, plugins: Plugins) -> dict[str, ForwarderConfig]:
+        """``[forwarders.<name>]``: the common keys, then the kind's own keys and checks."""
+        kinds = plugins.forwarders()
+        if not isinstance(table, dict):
+            self.problem(("forwarders",), f"expected a table, got {_describe(table)}")
+            return {}
+        result: dict[str, ForwarderConfig] = {}
+        common_keys = [f.name for f in dataclasses.fields(ForwarderCommon)]
+        for name, raw in table.items():
+            path: KeyPath = ("forwarders", name)
+            if not isinstance(raw, dict):
+                self.problem(path, f"expected a table, got {_describe(raw)}")
+                continue
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", name):
+                self.problem(path, "a forwarder's name is 1 to 40 lower-case letters, digits, _ and - (it is a metric label)")
+                continue
+            kind = raw.get("kind")
+            if kind is None:
+                self.problem(path, f"kind is required: one of {', '.join(sorted(kinds)) or 'none (no forwarder plugin loaded)'}")
+                continue
+            if not isinstance(kind, str) or kind not in kinds:
+                if isinstance(kind, str):
+                    self.unknown((*path, "kind"), kind, list(kinds), what="forwarder kind")
+                else:
+                    self.problem((*path, "kind"), f"expected a string, got {_show(kind)}")
+                continue
+            spec = kinds[kind]
+            common = self.dataclass_value({k: v for k, v in raw.items() if k in common_keys}, ForwarderCommon, path)
+            own = {k: v for k, v in raw.items() if k not in common_keys}
+            if spec.settings is not None:
+                settings = self.dataclass_value(own, spec.settings, path)
+            else:
+                for key in own:
+                    self.unknown((*path, key), key, common_keys)
+                settings = None
+            if isinstance(common, _Invalid) or isinstance(settings, _Invalid):
+                continue
+            if common.retry_min > common.retry_max:
+                self.problem((*path, "retry_min"), f"is longer than retry_max ({format_duration(common.retry_max)})")
+                continue
+            bad = False
+            if spec.check is not None:
+                try:
+                    found = list(spec.check(settings))
+                except Exception as exc:  # a plugin's check must not stop check-config
+                    found = [("", f"the {kind} plugin could not check these settings: {type(exc).__name__}: {exc}")]
+                for key, message in found:
+                    self.problem((*path, *_key_parts(key)), message)
+                    bad = True
+            if not bad:
+                result[name] = ForwarderConfig(name, common, settings)
         return result
 
     # -------------------------------------------------------------------------------------------
@@ -587,6 +784,19 @@ class _Walker:
             self.problem(path, f'expected a date and time like "2026-12-01T22:00:00+01:00", got {_show(raw)}')
             return INVALID
         raise TypeError(f"unsupported settings type {typ!r} at {format_key(path)}")
+
+
+def _key_parts(key: str) -> tuple[str | int, ...]:
+    """``"group_by[1]"`` → ``("group_by", 1)``; ``"labels.user"`` → ``("labels", "user")``."""
+    parts: list[str | int] = []
+    for part in (p for p in key.split(".") if p):
+        match = re.fullmatch(r"(.*?)((?:\[\d+\])+)", part)
+        if match:
+            parts.append(match.group(1))
+            parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", match.group(2)))
+        else:
+            parts.append(part)
+    return tuple(parts)
 
 
 def _field_default(f: dataclasses.Field[Any]) -> Any:

@@ -59,6 +59,27 @@ class StateError(NormagentError):
     """The state directory or the ledger in it cannot be used (permissions, corruption, newer schema)."""
 
     exit_code = EX_CANTCREAT
+    reason = "state_error"  # a collector run that fails with it is recorded with this reason
+
+
+class DiskFull(StateError):
+    """The state filesystem has no room left: nothing of the write that failed was stored.
+
+    Not a bug and not damage: the agent keeps running, marks the runs that could not commit as
+    failed and retries them; everything is stored once there is room again.
+    """
+
+    reason = "disk_full"
+
+
+class StateLost(StateError):
+    """The agent's state is gone: its ledger was deleted or replaced (while running, or since the last run).
+
+    Starting a new ledger silently would count every log again from its start position, under a new
+    pseudonym key; the agent refuses instead, and says how to start afresh on purpose.
+    """
+
+    reason = "state_lost"
 
 
 class UsageError(NormagentError):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import platform
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import CollectorRegistry
 
+from normagent.forward import DEVIATIONS, OLDEST, PENDING
 from normagent.ledger import Snapshot
 from normagent.model import MetricSpec
 
@@ -103,6 +105,7 @@ class ExpositionView:
     collectors: Sequence[str]
     plugins: Mapping[str, bool]
     version: str
+    forwarders: Sequence[str] = ()
 
 
 class SnapshotCollector:
@@ -119,8 +122,34 @@ class SnapshotCollector:
         return ()  # no auto-describe: registering must not collect
 
 
-def families(snap: Snapshot, view: ExpositionView) -> list[Metric]:
-    """Metric families for one snapshot: declared metrics (with presets at 0), then health."""
+def outbox_ages(snap: Snapshot, view: ExpositionView, now: float) -> tuple[tuple[str, int], ...]:
+    """Whole seconds since the oldest waiting change of each configured forwarder was queued
+    (0 when none waits): the one figure that moves without a commit, so part of the cache key."""
+    ages = []
+    for name in view.forwarders:
+        stats = snap.outbox.get(name)
+        oldest = stats.oldest if stats is not None else None
+        ages.append((name, max(0, int(now - oldest)) if oldest is not None else 0))
+    return tuple(ages)
+
+
+def deviation_families(snap: Snapshot, view: ExpositionView, ages: Sequence[tuple[str, int]]) -> list[Metric]:
+    """``normagent_deviations``, ``normagent_outbox_pending`` and ``…_oldest_seconds`` from the
+    snapshot (the forwarders' counters are ordinary ledger counters, in ``view.metrics``)."""
+    deviations = GaugeMetricFamily(DEVIATIONS.name, DEVIATIONS.help, labels=DEVIATIONS.labels)
+    for state, severity in DEVIATIONS.preset:
+        deviations.add_metric([state, severity], float(snap.deviations.get((state, severity), 0)))
+    pending = GaugeMetricFamily(PENDING.name, PENDING.help, labels=PENDING.labels)
+    oldest = GaugeMetricFamily(OLDEST.name, OLDEST.help, labels=OLDEST.labels)
+    for name, age in ages:
+        stats = snap.outbox.get(name)
+        pending.add_metric([name], float(stats.pending if stats is not None else 0))
+        oldest.add_metric([name], float(age))
+    return [deviations, pending, oldest]
+
+
+def families(snap: Snapshot, view: ExpositionView, now: float | None = None) -> list[Metric]:
+    """Metric families for one snapshot: declared metrics (with presets at 0), deviations, then health."""
     out: list[Metric] = []
     for spec in sorted(view.metrics.values(), key=lambda s: s.name):
         family = FAMILY_TYPES[spec.kind](spec.name, spec.help, labels=spec.labels)
@@ -133,6 +162,7 @@ def families(snap: Snapshot, view: ExpositionView) -> list[Metric]:
             as_dict = dict(labels)
             family.add_metric([as_dict.get(name, "") for name in spec.labels], value)
         out.append(family)
+    out.extend(deviation_families(snap, view, outbox_ages(snap, view, time.time() if now is None else now)))
     up, duration, success = (GaugeMetricFamily(s.name, s.help, labels=s.labels) for s in HEALTH_METRICS[:3])
     for name in sorted(view.collectors):
         run = snap.runs.get(name)
@@ -190,10 +220,12 @@ class MetricsApp:
         snapshots: Callable[[], Snapshot],
         view: Callable[[], ExpositionView],
         http_stats: Callable[[], Mapping[str, int] | None] = lambda: None,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self._snapshots = snapshots
         self._view = view
         self._http_stats = http_stats
+        self._now = now
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, bool], bytes] = {}
         self._cache_for: tuple[Snapshot, ExpositionView, tuple[tuple[str, int], ...]] | None = None
@@ -206,7 +238,10 @@ class MetricsApp:
         """The page for an Accept header: (body, content type)."""
         encoder, content_type = choose_encoder(accept)
         snap, view, stats = self._snapshots(), self._view(), self._http_stats()
+        now = self._now()
         http = tuple((field, stats.get(field, 0)) for _, _, field in _HTTP_SERIES) if stats is not None else ()
+        # An outbox's oldest age moves with the clock: part of the key (it is () when none waits).
+        http += outbox_ages(snap, view, now)
         key = (content_type, gzip_ok)
         with self._lock:
             if self._cached_for(snap, view, http):
@@ -216,7 +251,7 @@ class MetricsApp:
             else:
                 self._cache = {}
                 self._cache_for = (snap, view, http)
-        items = families(snap, view)
+        items = families(snap, view, now)
         if stats is not None:
             items = [*items, *http_families(stats)]
         body = encoder(_Families(items))

@@ -49,12 +49,18 @@ def register_collectors() -> Iterable[CollectorSpec]:
 def register_rules() -> Iterable[RuleSpec]:
     """Offer this plugin's default deviation rules.
 
-    Called when plugins load. Configuration may retune a rule's threshold, window, duration and
-    severity, or disable it, by name (``[rules."<name>"]``).
+    Called when plugins load. Configuration may retune a rule's threshold, window, duration,
+    severity, hold time, owner, CIA properties and texts, or disable it, by name
+    (``[rules."<name>"]``); what a rule watches is fixed. ``normagent.rules`` evaluates the rules
+    inside the ledger's commits and on a timer; ``check-config`` checks each against the metrics
+    and labels the collectors declare.
 
     Returns:
         Rule specs with unique names (``"<plugin>.<thing>"``); each must watch a metric some
-        collector declares, a rollup or an event kind. Empty: no default rules.
+        collector declares (or the agent's ``normagent_collector_up``), a rollup or an event kind,
+        and its texts may use only ``{value}``, ``{threshold}``, ``{window}``, ``{for}`` and its
+        ``group_by`` labels. Without texts of its own a rule takes its section's (see
+        ``normagent.rules.SECTION_DEFAULTS``). Empty: no default rules.
     """
     return ()
 
@@ -77,10 +83,17 @@ def register_report_sections() -> Iterable[ReportSection]:
 
 @hookspec
 def register_forwarders() -> Iterable[ForwarderSpec]:
-    """Offer kinds of destination for deviation candidates (webhook, Alertmanager, file …).
+    """Offer kinds of destination for deviation candidates (webhook, Alertmanager, e-mail, file …).
 
     Called when plugins load. A configured ``[forwarders.<name>]`` with ``kind = "<kind>"`` uses the
-    spec of that kind; its settings are validated against ``ForwarderSpec.settings``.
+    spec of that kind; its settings are validated against ``ForwarderSpec.settings`` and its
+    ``check``, and ``check-config`` runs its ``probe``. The core's worker takes each change from
+    the outbox and hands it to a ``Sender`` (``open(settings)``, or ``send`` for a plain function)
+    as a ``Delivery``: return on success; raise ``DeliveryFailed(result, message)`` (or anything)
+    and the change is tried again after a back-off, and kept as a dead letter after
+    ``dead_letter_after``. ``Delivery.key`` is the idempotency key: send it, so the receiver can
+    keep each change once. Never put more in a payload than the document holds: it is built to
+    carry no personal data.
 
     Returns:
         Forwarder specs with unique kinds. Empty: the plugin forwards nothing.

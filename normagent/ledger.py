@@ -12,41 +12,104 @@ source positions consistent: nothing lost, nothing counted twice.
 Scrapes never touch the database: after each commit the ledger updates an in-memory mirror, and
 ``snapshot()`` hands out an immutable copy of it.
 
+Bad luck it survives with a clear word (a ``StateError``, never a silent new start or a raw SQLite
+message): a full state filesystem (``DiskFull``: nothing of the failed commit is stored, the next
+commit after space returns stores it all; the WAL is kept small, so that a small filesystem is not
+filled by the WAL alone), and a ledger that is gone (``StateLost``): a marker file beside the
+ledger (``ledger.id``) makes a missing or empty ledger where one existed an error instead of a new
+ledger, and a ledger deleted while open is noticed before the next commit.
+
 Must not import exposition, scheduler, agent, cli or plugins.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import structlog
+
 from normagent.clock import Clock, SystemClock
-from normagent.errors import StateError
+from normagent.errors import DiskFull, StateError, StateLost
 from normagent.model import (
     Batch,
+    Candidate,
     Checkpoint,
     Count,
     Event,
     Gauge,
     JSONValue,
     MetricSpec,
+    HEALTH_GAUGES,
     Period,
     Rollup,
+    RollupSum,
     RunOutcome,
+    Severity,
+    Transition,
 )
+
+log = structlog.get_logger(__name__)
 
 Labels = tuple[tuple[str, str], ...]
 SeriesKey = tuple[str, Labels]  # (metric, sorted label pairs)
 
-SCHEMA_VERSION = 1
+# SQLite's WAL grows until a checkpoint copies it into the database; with SQLite's defaults (a
+# checkpoint at 1000 pages, no size limit) it reaches 4 MiB and keeps that size. On a small state
+# filesystem the WAL alone fills it, and a full filesystem cannot take the checkpoint that would
+# empty the WAL: every commit fails from then on, even after a restart. So a checkpoint runs after
+# every commit that leaves WAL_CHECKPOINT_PAGES pages or more in the WAL (a big commit triggers one
+# at once), and when the WAL starts over its file is cut back to WAL_SIZE_LIMIT bytes. The cost:
+# a checkpoint (one more fsync) every few dozen commits; see bench/README.md.
+WAL_CHECKPOINT_PAGES = 64
+WAL_SIZE_LIMIT = 256 * 1024
+
+MARKER_SUFFIX = ".id"  # ledger.db → ledger.id: written beside the ledger, proof that one existed
+MARKER_NOTE = (
+    "normagent writes this file beside its ledger. While it exists, a missing or empty ledger is an "
+    "error, not a fresh start (a new ledger would count every log again from its start position). To "
+    "start afresh on purpose: normagent run --new-state, or remove the whole state directory."
+)
+FRESH_START_HINT = (
+    "restore the ledger from a backup, or start afresh on purpose with `normagent run --new-state` "
+    "(keeps the pseudonym key if it is still there) or by removing the whole state directory"
+)
+
+# SQLite result codes (primary, the low byte) that say the environment failed the ledger (space,
+# I/O, permissions, damage, another process), not normagent's SQL: they become StateErrors with a
+# message, where a traceback would help no one.
+_ENVIRONMENT_CODES = frozenset(
+    {
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_PROTOCOL,
+    }
+)
+# SQLite reports ENOSPC from write() as SQLITE_FULL, but from fsync(), ftruncate() or the growth of
+# the -shm file as one of the SQLITE_IOERR_* codes: with less free space than this, those are a full
+# disk too.
+_NEARLY_FULL_BYTES = 1024 * 1024
+
+SCHEMA_VERSION = 2
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema.
     """
@@ -85,6 +148,34 @@ MIGRATIONS: tuple[str, ...] = (
         reason TEXT NOT NULL, last_success REAL, runs INTEGER NOT NULL, failures INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 2: deviation candidates, the sequence of each fingerprint's changes, the outbox, acks.
+    """
+    CREATE TABLE candidates (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        fingerprint TEXT NOT NULL, rule TEXT NOT NULL, labels TEXT NOT NULL, state TEXT NOT NULL,
+        severity INTEGER NOT NULL, value REAL NOT NULL, threshold REAL NOT NULL,
+        first_evidence REAL NOT NULL, fired_at REAL, clear_since REAL, resolved_at REAL, notify_by REAL,
+        updated_at REAL NOT NULL, document TEXT
+    );
+    CREATE UNIQUE INDEX candidates_open ON candidates (fingerprint) WHERE state != 'resolved';
+    CREATE INDEX candidates_by_state ON candidates (state, rule);
+    CREATE TABLE fingerprints (fingerprint TEXT PRIMARY KEY, sequence INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        forwarder TEXT NOT NULL, candidate_id INTEGER NOT NULL, fingerprint TEXT NOT NULL,
+        sequence INTEGER NOT NULL, state TEXT NOT NULL, key TEXT NOT NULL, document TEXT NOT NULL,
+        created_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL,
+        last_error TEXT NOT NULL DEFAULT '', last_result TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'pending', done_at REAL
+    );
+    CREATE INDEX outbox_due ON outbox (forwarder, status, next_attempt);
+    CREATE INDEX outbox_order ON outbox (forwarder, fingerprint, status, sequence);
+    CREATE INDEX outbox_by_candidate ON outbox (candidate_id);
+    CREATE TABLE acks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, candidate_id INTEGER NOT NULL, at REAL NOT NULL, note TEXT NOT NULL
+    );
+    CREATE INDEX acks_by_candidate ON acks (candidate_id);
+    """,
 )
 
 
@@ -107,6 +198,8 @@ class Snapshot:
 
     series: Mapping[str, Mapping[Labels, float]]
     runs: Mapping[str, RunState]
+    deviations: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (state, severity) → candidates
+    outbox: Mapping[str, OutboxStats] = field(default_factory=dict)  # forwarder → its pending changes
 
     def values(self, metric: str) -> Mapping[Labels, float]:
         return self.series.get(metric, MappingProxyType({}))
@@ -186,29 +279,77 @@ class Ledger:
         self._mirror = _Mirror()
         self._snapshot: Snapshot | None = None
         self.host_id = ""
+        self.created_at = ""
+        self.created = False  # this open created the ledger
+        self._identity = (0, 0)  # (st_dev, st_ino) of the file opened at ``path``
+        self._lost: str | None = None
+        self._deviations = _DeviationState()
 
     # ---------------------------------------------------------------------------------------
     # opening and closing
 
     @classmethod
-    def open(cls, path: Path, *, clock: Clock | None = None, metrics: Iterable[MetricSpec] = ()) -> Ledger:
+    def open(
+        cls,
+        path: Path,
+        *,
+        clock: Clock | None = None,
+        metrics: Iterable[MetricSpec] = (),
+        witnesses: Iterable[Path] = (),
+        new_state: bool = False,
+    ) -> Ledger:
         """Open (creating and migrating if needed) the ledger at ``path``.
 
+        A ledger that existed at ``path`` and is missing or empty now is an error, not a new
+        ledger: the marker written beside it (``ledger.id``), a ``-wal`` file left behind or one
+        of ``witnesses`` prove that it existed.
+
+        Args:
+            witnesses: Files that are created together with the ledger (the pseudonym key): while
+                one exists, the ledger must exist too.
+            new_state: Start a new ledger on purpose where the old one is lost (``normagent run
+                --new-state``). Refused where the ledger is intact, so that the option cannot be
+                left in a unit file, where it would turn this protection off for good.
+
         Raises:
+            StateLost: the ledger is missing or empty where one existed, or is not the one
+                created here (its marker names another), and ``new_state`` is not given.
+            DiskFull: the state filesystem has no room to open or create the ledger.
             StateError: the directory cannot be created, the file is not a normagent ledger, is
-                damaged, or was written by a newer normagent.
+                damaged, or was written by a newer normagent; ``new_state`` over an intact ledger.
         """
+        existed = _has_content(path)
+        if not existed:
+            evidence = _evidence_of_a_ledger(path, witnesses)
+            if evidence and not new_state:
+                state = "empty" if path.exists() else "missing"
+                raise StateLost(
+                    f"{path} is {state}, but a ledger existed here ({'; '.join(evidence)}). Its counts and read "
+                    f"positions are gone, and a new ledger would count every log again from its start position: "
+                    f"{FRESH_START_HINT}"
+                )
+            if new_state:
+                _set_aside_leftovers(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
-            raise StateError(f"{path}: cannot open the ledger: {exc}") from exc
+            raise _state_error(exc, path, "cannot open the ledger", _START_AGAIN) from exc
         ledger = cls(conn, path, clock or SystemClock())
         try:
+            ledger._identity = _identity(path)
             ledger._prepare()
+            ledger._check_marker(new_state=new_state, existed=existed)
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise StateError(f"{path}: not a usable normagent ledger ({exc}); move it aside to start afresh") from exc
+            if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+                raise StateError(
+                    f"{path}: not a usable normagent ledger ({exc}); move it aside and {FRESH_START_HINT}"
+                ) from exc
+            raise _state_error(exc, path, "cannot open the ledger", _START_AGAIN) from exc
+        except OSError as exc:
+            conn.close()
+            raise _state_error(exc, path, "cannot open the ledger", _START_AGAIN) from exc
         except StateError:
             conn.close()
             raise
@@ -220,6 +361,8 @@ class Ledger:
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed batch survives power loss; NORMAL may lose the last commits.
         conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         conn.execute("PRAGMA foreign_keys=ON")
         if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             raise StateError(f"{self.path}: the ledger is damaged (PRAGMA quick_check failed)")
@@ -228,16 +371,16 @@ class Ledger:
             raise StateError(
                 f"{self.path}: ledger schema {version} was written by a newer normagent (this one knows {SCHEMA_VERSION})"
             )
+        self.created = version == 0
         for target in range(version + 1, SCHEMA_VERSION + 1):
             self._migrate(target)
-        row = conn.execute("SELECT value FROM meta WHERE key = 'host_id'").fetchone()
-        self.host_id = row[0]
+        meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('host_id', 'created_at')").fetchall())
+        self.host_id = meta["host_id"]
+        self.created_at = meta.get("created_at", "")
         self._load_mirror()
 
     def _migrate(self, target: int) -> None:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as conn:
             for statement in MIGRATIONS[target - 1].split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -245,10 +388,34 @@ class Ledger:
                 conn.execute("INSERT INTO meta (key, value) VALUES ('host_id', ?)", (uuid.uuid4().hex,))
                 conn.execute("INSERT INTO meta (key, value) VALUES ('created_at', ?)", (self._clock.now().isoformat(),))
             conn.execute(f"PRAGMA user_version = {target}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+
+    def _check_marker(self, *, new_state: bool, existed: bool) -> None:
+        """Write the marker beside a new ledger; refuse a ledger that is not the one created here."""
+        marker = _read_marker(_marker_path(self.path))
+        if marker is not None and marker.get("host_id") == self.host_id:
+            if new_state and existed:
+                raise StateError(
+                    f"--new-state: {self.path} holds an intact ledger (created {self.created_at}); there is "
+                    "nothing to start afresh from. Start without --new-state; to discard this ledger on "
+                    "purpose, stop the agent and remove the whole state directory"
+                )
+            return
+        if marker is not None and not new_state:
+            raise StateLost(
+                f"{self.path} is not the ledger that was created here: {_marker_path(self.path).name} names ledger "
+                f"{marker.get('host_id')} (created {marker.get('created_at')}), this one is {self.host_id} "
+                f"(created {self.created_at}); the original's counts and read positions are gone: {FRESH_START_HINT}"
+            )
+        if marker is None and new_state and existed:
+            raise StateError(
+                f"--new-state: {self.path} holds an intact ledger (created {self.created_at}); there is nothing "
+                "to start afresh from. Start without --new-state"
+            )
+        self._write_marker()
+
+    def _write_marker(self) -> None:
+        body = {"host_id": self.host_id, "created_at": self.created_at, "ledger": self.path.name, "note": MARKER_NOTE}
+        _write_atomically(_marker_path(self.path), (json.dumps(body, indent=2) + "\n").encode())
 
     def _load_mirror(self) -> None:
         mirror = _Mirror()
@@ -262,6 +429,7 @@ class Ledger:
             name, duration, ok, reason, last_success, runs, failures = row
             mirror.runs[name] = RunState(name, bool(ok), duration, last_success, reason, runs, failures)
         self._mirror = mirror
+        self._deviations.stats = _deviation_stats(self._conn)
         self._snapshot = None
 
     def close(self) -> None:
@@ -273,6 +441,107 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # ---------------------------------------------------------------------------------------
+    # a state directory that vanishes
+
+    def lost(self) -> str | None:
+        """Why the ledger this object has open is no longer at its path, or None while it is.
+
+        SQLite goes on writing to a deleted file without a word; whatever is committed there is
+        gone when the agent stops, and the next start would find no ledger. Checked before every
+        write (one ``stat``) and by the agent every few seconds. Once lost, always lost: this
+        object stores nothing more (``StateLost``), even if a file appears at the path again.
+        """
+        if self._lost is None:
+            self._lost = _why_lost(self.path, self._identity)
+        return self._lost
+
+    def rescue(self) -> Path:
+        """Write the ledger this object still has open to disk again, after it was lost there.
+
+        The copy is consistent (SQLite's online backup, in one read transaction) and holds every
+        commit, since nothing is committed after the loss is noticed. It goes to the ledger's own
+        path when that is free, with a new marker, so that a restart continues exactly where the
+        counting stopped; never over a file someone put there since (then beside it, as
+        ``<name>.rescued-<time>``).
+
+        Returns:
+            Where the copy is.
+
+        Raises:
+            DiskFull, StateError: it could not be written.
+        """
+        with self._lock:
+            folder = self.path.parent
+            tmp = folder / f".{self.path.name}.rescue-{os.getpid()}.tmp"
+            try:
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                copy = sqlite3.connect(tmp, isolation_level=None)
+                try:
+                    self._conn.backup(copy)
+                finally:
+                    copy.close()
+                fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                target = self.path
+                if not target.exists():
+                    # The -wal of the lost file must not be replayed into the copy (it is ours, or
+                    # older still; the copy holds every commit).
+                    _set_aside_leftovers(target)
+                try:
+                    os.link(tmp, target)  # never over a file that appeared at the path since
+                except FileExistsError:
+                    stamp = self._clock.now().strftime("%Y%m%dT%H%M%SZ")
+                    target = folder / f"{self.path.name}.rescued-{stamp}"
+                    os.link(tmp, target)
+                os.unlink(tmp)
+                if target == self.path:
+                    self._write_marker()
+                _fsync_dir(folder)
+            except (OSError, sqlite3.Error) as exc:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise _state_error(exc, self.path, "cannot rescue the ledger", _RESCUE_AGAIN) from exc
+            return target
+
+    # ---------------------------------------------------------------------------------------
+    # transactions
+
+    @contextlib.contextmanager
+    def _transaction(self, doing: str = "cannot write the ledger") -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any error, SQLite's own turned into StateErrors.
+
+        Raises:
+            StateLost: the ledger was deleted or replaced under this object.
+            DiskFull: the state filesystem is full; nothing of the transaction is stored.
+            StateError: SQLite failed for another reason of the environment (I/O, locks, damage).
+        """
+        why = self.lost()
+        if why is not None:
+            raise StateLost(f"{why}; nothing more is stored in the ledger this agent has open: {FRESH_START_HINT}")
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # SQLite ends the transaction itself after some errors (SQLITE_FULL, SQLITE_IOERR,
+                # RAISE(ROLLBACK)); a ROLLBACK then fails with "no transaction is active" and would
+                # hide the error that matters.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF not in _ENVIRONMENT_CODES:
+                raise  # normagent's own mistake: the traceback is what helps
+            raise _state_error(exc, self.path, doing) from exc
 
     # ---------------------------------------------------------------------------------------
     # declarations
@@ -310,7 +579,9 @@ class Ledger:
         Raises:
             ValueError: an observation names an undeclared metric or wrong labels, or an
                 observation of an unknown type; nothing of the batch is stored.
-            sqlite3.Error: the database failed; nothing of the batch is stored.
+            DiskFull: the state filesystem is full; nothing of the batch is stored.
+            StateLost: the ledger was deleted or replaced under this object; nothing is stored.
+            StateError: SQLite failed for another reason of the environment; nothing is stored.
         """
         counts: dict[SeriesKey, float] = {}
         gauges: dict[str, dict[Labels, float]] = {}
@@ -341,9 +612,7 @@ class Ledger:
         with self._lock:
             now = self._clock.now().timestamp()
             hour = int(now // 3600)
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction(f"cannot store a batch of {collector}") as conn:
                 for (metric, labels), value in counts.items():
                     lj = _labels_json(labels)
                     conn.execute(
@@ -388,10 +657,8 @@ class Ledger:
                             "INSERT OR REPLACE INTO checkpoints (collector, key, value, updated_at) VALUES (?, ?, ?, ?)",
                             (collector, cp.key, json.dumps(cp.value, separators=(",", ":")), now),
                         )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+                # The rules that watch what this batch changed, in this same transaction (see rules.py).
+                stats = self._evaluate_in(conn, _touched(counts, gauges, rollups, events), collector)
             # Only now, with the transaction durable, does the world see the new values.
             mirror = self._mirror
             for key, value in counts.items():
@@ -403,9 +670,17 @@ class Ledger:
                     mirror.gauges[(metric, labels)] = (value, collector)
             if counts or gauges:
                 self._snapshot = None
+            self._changed(stats)
 
     def record_run(self, outcome: RunOutcome) -> None:
-        """Store how a collector's run ended (health, not observations: no checkpoint involved)."""
+        """Store how a collector's run ended (health, not observations: no checkpoint involved).
+
+        The health is exported from memory even when it cannot be stored (a full disk is exactly
+        when ``normagent_collector_up`` must say 0); only its copy on disk then lags behind.
+
+        Raises:
+            DiskFull, StateError: the health could not be stored (it is exported all the same).
+        """
         with self._lock:
             previous = self._mirror.runs.get(outcome.collector)
             started = outcome.started_at.timestamp()
@@ -419,33 +694,38 @@ class Ledger:
                 runs=(previous.runs if previous else 0) + 1,
                 failures=(previous.failures if previous else 0) + (0 if outcome.ok else 1),
             )
-            self._conn.execute(
-                "INSERT OR REPLACE INTO collector_runs "
-                "(collector, started_at, duration, ok, reason, last_success, runs, failures) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (state.collector, started, state.duration, int(state.up), state.reason, state.last_success, state.runs, state.failures),
-            )
             self._mirror.runs[outcome.collector] = state
             self._snapshot = None
+            if self.lost() is not None:
+                return  # nowhere to store it; the loss itself is reported by commits and the agent
+            with self._transaction(f"cannot store the health of {outcome.collector}") as conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO collector_runs "
+                    "(collector, started_at, duration, ok, reason, last_success, runs, failures) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (state.collector, started, state.duration, int(state.up), state.reason, state.last_success, state.runs, state.failures),
+                )
 
     def prune(self, before: datetime) -> int:
-        """Forget hourly counter buckets, rollups and events older than ``before``; counters stay."""
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                removed = conn.execute("DELETE FROM counter_hours WHERE hour < ?", (int(before.timestamp() // 3600),)).rowcount
-                removed += conn.execute("DELETE FROM rollups WHERE day < ?", (before.date().isoformat(),)).rowcount
-                removed += conn.execute("DELETE FROM events WHERE at < ?", (before.timestamp(),)).rowcount
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            return removed
+        """Forget hourly counter buckets, rollups and events older than ``before``; counters stay.
+
+        Raises:
+            DiskFull, StateLost, StateError: nothing was pruned.
+        """
+        with self._lock, self._transaction("cannot prune the ledger") as conn:
+            removed: int = conn.execute("DELETE FROM counter_hours WHERE hour < ?", (int(before.timestamp() // 3600),)).rowcount
+            removed += conn.execute("DELETE FROM rollups WHERE day < ?", (before.date().isoformat(),)).rowcount
+            removed += conn.execute("DELETE FROM events WHERE at < ?", (before.timestamp(),)).rowcount
+        return removed
 
     def forget_gauges(self, collector: str) -> None:
-        """Drop a collector's gauges (it was disabled or removed: its last values are no longer true)."""
+        """Drop a collector's gauges (it was disabled or removed: its last values are no longer true).
+
+        Raises:
+            DiskFull, StateLost, StateError: the gauges stay.
+        """
         with self._lock:
-            self._conn.execute("DELETE FROM gauges WHERE collector = ?", (collector,))
+            with self._transaction(f"cannot forget the gauges of {collector}") as conn:
+                conn.execute("DELETE FROM gauges WHERE collector = ?", (collector,))
             self._mirror.gauges = {k: v for k, v in self._mirror.gauges.items() if v[1] != collector}
             self._snapshot = None
 
@@ -463,9 +743,12 @@ class Ledger:
                 series.setdefault(metric, {})[labels] = value
             for (metric, labels), (value, _) in self._mirror.gauges.items():
                 series.setdefault(metric, {})[labels] = value
+            stats = self._deviations.stats
             snap = Snapshot(
                 series=MappingProxyType({m: MappingProxyType(v) for m, v in series.items()}),
                 runs=MappingProxyType(dict(self._mirror.runs)),
+                deviations=MappingProxyType(dict(stats.deviations)),
+                outbox=MappingProxyType(dict(stats.outbox)),
             )
             self._snapshot = snap
             return snap
@@ -543,6 +826,330 @@ class Ledger:
             ).fetchall()
         return [Event(kind, datetime.fromtimestamp(at, timezone.utc), key, json.loads(attrs)) for key, at, attrs in rows]
 
+    # ---------------------------------------------------------------------------------------
+    # deviation candidates and the outbox (see normagent/rules.py for why here, in one transaction)
+
+    def use_rules(
+        self,
+        evaluator: Evaluator | None,
+        forwarders: Sequence[str] = (),
+        on_change: Callable[[], None] | None = None,
+        collectors: Iterable[str] | None = None,
+    ) -> None:
+        """Set what evaluates the rules inside commits and timer evaluations, and which forwarders
+        get an outbox row for each change from now on.
+
+        Args:
+            evaluator: ``evaluator(view, touched, now) -> transitions``; ``touched`` is None for a
+                full evaluation. None: no rules are evaluated.
+            forwarders: Names of the enabled forwarders.
+            on_change: Called after a transaction that added outbox rows (wakes the forwarders).
+            collectors: The collectors that run now: the only ones whose health the rules see (a
+                collector disabled since its last, failed run is not "down"). None: every one.
+        """
+        with self._lock:
+            self._deviations.evaluator = evaluator
+            self._deviations.forwarders = tuple(forwarders)
+            self._deviations.on_change = on_change
+            self._deviations.collectors = frozenset(collectors) if collectors is not None else None
+
+    def evaluate_rules(self, touched: Iterable[str] | None = None) -> int:
+        """Evaluate the rules now (all, or those watching ``touched``) in a transaction of their own:
+        what time alone changes (``for`` passed, a window slid, a hold ended, a gauge sat still).
+
+        Returns:
+            The number of transitions stored.
+
+        Raises:
+            Exception: whatever the evaluator raised; nothing of the evaluation is stored.
+        """
+        with self._lock:
+            if self._deviations.evaluator is None:
+                return 0
+            with self._transaction("cannot store deviation candidates") as conn:
+                count = self._apply(conn, self._run_evaluator(conn, None if touched is None else set(touched)))
+                stats = _deviation_stats(conn) if count else None
+            self._changed(stats)
+            return count
+
+    def read_view(self) -> RuleView:
+        """The rules' view of what is committed, for reading only (``normagent rules test``)."""
+        return RuleView(self._conn, self)
+
+    def _run_evaluator(self, conn: sqlite3.Connection, touched: set[str] | None) -> list[Transition]:
+        evaluator = self._deviations.evaluator
+        if evaluator is None:
+            return []
+        return list(evaluator(_RuleView(conn, self), touched, self._clock.now()))
+
+    def _evaluate_in(self, conn: sqlite3.Connection, touched: set[str], collector: str) -> _Stats | None:
+        """Evaluate the rules watching ``touched`` inside the caller's transaction.
+
+        A failure here (a bug in a rule, a broken plugin template) must never cost the batch its
+        commit: the evaluation runs under a savepoint, and on any error only its own writes are
+        undone and the failure is logged; the timer evaluation tries again.
+        """
+        if self._deviations.evaluator is None or not touched:
+            return None
+        conn.execute("SAVEPOINT rules")
+        try:
+            count = self._apply(conn, self._run_evaluator(conn, touched))
+            conn.execute("RELEASE SAVEPOINT rules")
+        except Exception as exc:
+            if not conn.in_transaction:
+                raise  # SQLite ended the whole transaction (disk full, I/O): the batch fails as it would anyway
+            conn.execute("ROLLBACK TO SAVEPOINT rules")
+            conn.execute("RELEASE SAVEPOINT rules")
+            log.error("rules_evaluation_failed", collector=collector, error=f"{type(exc).__name__}: {exc}", exc_info=True)
+            return None
+        return _deviation_stats(conn) if count else None
+
+    def _changed(self, stats: _Stats | None, counted: Sequence[Count] = ()) -> None:
+        """After a COMMIT: publish new deviation and outbox figures and counters, wake the forwarders."""
+        for c in counted:
+            key = (c.metric, c.labels)
+            self._mirror.counters[key] = self._mirror.counters.get(key, 0.0) + c.value
+        if counted:
+            self._snapshot = None
+        if stats is None:
+            return
+        self._deviations.stats = stats
+        self._snapshot = None
+        callback = self._deviations.on_change
+        if callback is not None:
+            callback()
+
+    def _apply(self, conn: sqlite3.Connection, transitions: Sequence[Transition]) -> int:
+        """Store transitions: candidates inserted, updated or dropped; for each change a forwarder
+        must see, the fingerprint's next sequence number and one outbox row per forwarder."""
+        now = self._clock.now().timestamp()
+        for t in transitions:
+            cand = t.candidate
+            if t.drop:
+                if cand.id:
+                    conn.execute("DELETE FROM candidates WHERE id = ? AND state = 'pending'", (cand.id,))
+                continue
+            row = (
+                cand.fingerprint, cand.rule, _labels_json(cand.labels), cand.state, int(cand.severity), cand.value,
+                cand.threshold, cand.first_evidence.timestamp(), _ts(cand.fired_at), _ts(cand.clear_since),
+                _ts(cand.resolved_at), _ts(cand.notify_by), now,
+            )
+            if cand.id:
+                conn.execute(
+                    "UPDATE candidates SET fingerprint = ?, rule = ?, labels = ?, state = ?, severity = ?, value = ?, "
+                    "threshold = ?, first_evidence = ?, fired_at = ?, clear_since = ?, resolved_at = ?, notify_by = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    (*row, cand.id),
+                )
+                cid = cand.id
+            else:
+                cur = conn.execute(
+                    "INSERT INTO candidates (fingerprint, rule, labels, state, severity, value, threshold, first_evidence, "
+                    "fired_at, clear_since, resolved_at, notify_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+                cid = int(cur.lastrowid or 0)
+            if not t.forward:
+                continue
+            sequence = int(
+                conn.execute(
+                    "INSERT INTO fingerprints (fingerprint, sequence) VALUES (?, 1) "
+                    "ON CONFLICT (fingerprint) DO UPDATE SET sequence = sequence + 1 RETURNING sequence",
+                    (cand.fingerprint,),
+                ).fetchone()[0]
+            )
+            key = f"{cand.fingerprint}-{cand.state}-{sequence}"
+            document = {**(t.document or {}), "id": cid, "sequence": sequence, "idempotency_key": key}
+            text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+            conn.execute("UPDATE candidates SET document = ? WHERE id = ?", (text, cid))
+            conn.executemany(
+                "INSERT INTO outbox (forwarder, candidate_id, fingerprint, sequence, state, key, document, created_at, "
+                "next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(name, cid, cand.fingerprint, sequence, cand.state, key, text, now, now) for name in self._deviations.forwarders],
+            )
+        return len(transitions)
+
+    # the outbox, as the forwarders use it
+
+    def due_deliveries(self, forwarder: str, limit: int = 100) -> list[OutboxRow]:
+        """Pending changes of ``forwarder`` that may be sent now, oldest first: due (their back-off
+        is over), and each the lowest pending sequence of its fingerprint, so a receiver gets a
+        fingerprint's changes in order."""
+        now = self._clock.now().timestamp()
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT o.id, o.key, o.document, o.attempts, o.created_at, o.fingerprint, o.sequence FROM outbox o "
+                "WHERE o.forwarder = ? AND o.status = 'pending' AND o.next_attempt <= ? AND NOT EXISTS ("
+                "  SELECT 1 FROM outbox p WHERE p.forwarder = o.forwarder AND p.fingerprint = o.fingerprint "
+                "  AND p.status = 'pending' AND p.sequence < o.sequence) "
+                "ORDER BY o.id LIMIT ?",
+                (forwarder, now, limit),
+            ).fetchall()
+        return [OutboxRow(i, key, json.loads(doc), attempts, created, fp, seq, doc) for i, key, doc, attempts, created, fp, seq in rows]
+
+    def next_attempt(self, forwarder: str) -> float | None:
+        """When the earliest pending change of ``forwarder`` may be tried (Unix time), or None."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT min(next_attempt) FROM outbox WHERE forwarder = ? AND status = 'pending'", (forwarder,)
+            ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def record_attempts(self, forwarder: str, results: Sequence[AttemptResult], counts: Sequence[Count] = ()) -> None:
+        """Store how deliveries went, with the counters that count them, in one transaction.
+
+        A delivered change is marked delivered only here, after the receiver took it: a crash
+        before this sends it again (at least once; the idempotency key makes it once for the
+        receiver), never loses it.
+        """
+        now = self._clock.now().timestamp()
+        with self._lock:
+            with self._transaction("cannot record delivery attempts") as conn:
+                conn.executemany(
+                    "UPDATE outbox SET status = 'delivered', done_at = ?, attempts = attempts + 1, last_result = 'ok', "
+                    "last_error = '' WHERE id = ? AND status = 'pending'",
+                    [(now, r.id) for r in results if r.delivered],
+                )
+                conn.executemany(
+                    "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ?, last_result = ? "
+                    "WHERE id = ? AND status = 'pending'",
+                    [(r.next_attempt, r.error[:500], r.result, r.id) for r in results if not r.delivered],
+                )
+                self._add_counts(conn, counts, now)
+                stats = _deviation_stats(conn)
+            self._changed(stats, counts)
+
+    def dead_letter(self, forwarder: str, created_before: float, counter: str = "") -> int:
+        """Give up on ``forwarder``'s pending changes created before ``created_before``: they stay in
+        the outbox as dead letters (``deviations list`` shows them), counted in ``counter``."""
+        now = self._clock.now().timestamp()
+        with self._lock:
+            with self._transaction("cannot move changes to the dead letters") as conn:
+                n = conn.execute(
+                    "UPDATE outbox SET status = 'dead', done_at = ? WHERE forwarder = ? AND status = 'pending' AND created_at < ?",
+                    (now, forwarder, created_before),
+                ).rowcount
+                counted = [Count(counter, {"forwarder": forwarder}, n)] if n and counter else []
+                self._add_counts(conn, counted, now)
+                stats = _deviation_stats(conn) if n else None
+            self._changed(stats, counted)
+            return int(n)
+
+    def firing_documents(self, forwarder: str) -> list[tuple[str, dict[str, Any]]]:
+        """(key, document) of the last change of every firing candidate that ``forwarder`` has
+        been given (nothing of it pending): what Alertmanager must be reminded of."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT o.key, o.document FROM candidates c JOIN outbox o ON o.candidate_id = c.id AND o.forwarder = ? "
+                "WHERE c.state = 'firing' AND o.status = 'delivered' AND o.state = 'firing' AND NOT EXISTS ("
+                "  SELECT 1 FROM outbox p WHERE p.forwarder = o.forwarder AND p.fingerprint = o.fingerprint "
+                "  AND p.status = 'pending') "
+                "AND o.sequence = (SELECT max(sequence) FROM outbox q WHERE q.forwarder = o.forwarder AND q.candidate_id = c.id) "
+                "ORDER BY c.id",
+                (forwarder,),
+            ).fetchall()
+        return [(key, json.loads(doc)) for key, doc in rows]
+
+    def _add_counts(self, conn: sqlite3.Connection, counts: Sequence[Count], now: float) -> None:
+        """Add to counters inside the caller's transaction; the mirror follows in ``_changed``."""
+        hour = int(now // 3600)
+        for c in counts:
+            self._check(c.metric, c.labels, "counter")
+            lj = _labels_json(c.labels)
+            conn.execute(
+                "INSERT INTO counters (metric, labels, value, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (metric, labels) DO UPDATE SET value = value + excluded.value, updated_at = excluded.updated_at",
+                (c.metric, lj, c.value, now),
+            )
+            conn.execute(
+                "INSERT INTO counter_hours (metric, labels, hour, value) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (metric, hour, labels) DO UPDATE SET value = value + excluded.value",
+                (c.metric, lj, hour, c.value),
+            )
+
+    # reading candidates (normagent deviations …)
+
+    def candidates(self, states: Sequence[str] = (), limit: int = 1000) -> list[Candidate]:
+        """Candidates, newest first; only those in ``states`` if given."""
+        where = f"WHERE state IN ({','.join('?' * len(states))})" if states else ""
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_CANDIDATE_COLUMNS} FROM candidates {where} ORDER BY id DESC LIMIT ?", (*states, limit)).fetchall()
+        return [_candidate(row) for row in rows]
+
+    def candidate(self, cid: int) -> CandidateRecord | None:
+        """One candidate with its last change document, its deliveries and its acks."""
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_CANDIDATE_COLUMNS}, document FROM candidates WHERE id = ?", (cid,)).fetchone()
+            if row is None:
+                return None
+            deliveries = self._conn.execute(
+                "SELECT forwarder, key, status, attempts, last_result, last_error, created_at, done_at FROM outbox "
+                "WHERE candidate_id = ? ORDER BY sequence, forwarder", (cid,)
+            ).fetchall()
+            acks = self._conn.execute("SELECT at, note FROM acks WHERE candidate_id = ? ORDER BY id", (cid,)).fetchall()
+        return CandidateRecord(
+            candidate=_candidate(row[:-1]),
+            document=json.loads(row[-1]) if row[-1] else None,
+            deliveries=[DeliveryRecord(f, k, s, a, r, e, _dt(c) or _EPOCH, _dt(d)) for f, k, s, a, r, e, c, d in deliveries],
+            acks=[(_dt(at) or _EPOCH, note) for at, note in acks],
+        )
+
+    def acks(self, ids: Sequence[int]) -> dict[int, int]:
+        """How many acks each of ``ids`` has."""
+        if not ids:
+            return {}
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT candidate_id, count(*) FROM acks WHERE candidate_id IN ({','.join('?' * len(ids))}) GROUP BY candidate_id",
+                tuple(ids),
+            ).fetchall()
+        return {int(cid): int(n) for cid, n in rows}
+
+    def ack(self, cid: int, note: str) -> datetime:
+        """Record that a person followed candidate ``cid`` up (``deviations ack``); nothing is deleted.
+
+        Raises:
+            KeyError: there is no such candidate.
+        """
+        at = self._clock.now()
+        with self._lock:
+            with self._transaction("cannot record the acknowledgement") as conn:
+                if conn.execute("SELECT 1 FROM candidates WHERE id = ?", (cid,)).fetchone() is None:
+                    raise KeyError(cid)
+                conn.execute("INSERT INTO acks (candidate_id, at, note) VALUES (?, ?, ?)", (cid, at.timestamp(), note))
+        return at
+
+    def dead_letters(self, limit: int = 1000) -> list[DeliveryRecord]:
+        """Changes given up on, newest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT forwarder, key, status, attempts, last_result, last_error, created_at, done_at, candidate_id FROM outbox "
+                "WHERE status = 'dead' ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [DeliveryRecord(f, k, s, a, r, e, _dt(c) or _EPOCH, _dt(d), cid) for f, k, s, a, r, e, c, d, cid in rows]
+
+    def outbox_stats(self) -> Mapping[str, OutboxStats]:
+        return self._deviations.stats.outbox
+
+    def prune_deviations(self, before: datetime) -> int:
+        """Forget resolved candidates, and delivered or dead outbox rows, older than ``before``.
+        Fingerprint sequences are kept: an idempotency key is never used twice."""
+        cut = before.timestamp()
+        with self._lock:
+            with self._transaction("cannot prune deviation candidates") as conn:
+                removed: int = conn.execute("DELETE FROM outbox WHERE status != 'pending' AND done_at < ?", (cut,)).rowcount
+                old = "SELECT id FROM candidates WHERE state = 'resolved' AND resolved_at < ?"
+                removed += conn.execute(
+                    f"DELETE FROM acks WHERE candidate_id IN ({old}) AND candidate_id NOT IN (SELECT candidate_id FROM outbox)", (cut,)
+                ).rowcount
+                removed += conn.execute(
+                    "DELETE FROM candidates WHERE state = 'resolved' AND resolved_at < ? AND id NOT IN (SELECT candidate_id FROM outbox)",
+                    (cut,),
+                ).rowcount
+                stats = _deviation_stats(conn) if removed else None
+            self._changed(stats)
+            return removed
+
 
 def _end_day(period: Period) -> str:
     end = period.end
@@ -558,3 +1165,339 @@ def _min_time(a: datetime | None, b: datetime | None) -> datetime | None:
 
 def _max_time(a: datetime | None, b: datetime | None) -> datetime | None:
     return b if a is None else a if b is None else max(a, b)
+
+
+# -------------------------------------------------------------------------------------------
+# files beside the ledger, and errors of the environment
+
+_START_AGAIN = "nothing was changed, and the agent can start once there is room"
+_RESCUE_AGAIN = "the agent tries again every few seconds; what it counted is lost if it stops first"
+
+
+def _marker_path(path: Path) -> Path:
+    return path.with_suffix(MARKER_SUFFIX)
+
+
+def _leftovers(path: Path) -> list[Path]:
+    return [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+
+
+def _has_content(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True  # cannot tell: opening it will say what is wrong
+
+
+def _read_marker(marker: Path) -> dict[str, Any] | None:
+    """The marker's fields; a marker that cannot be read or parsed still says a ledger existed."""
+    try:
+        text = marker.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        return {"host_id": None, "created_at": None, "error": str(exc)}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    return value if isinstance(value, dict) else {"host_id": None, "created_at": None, "error": "not a marker"}
+
+
+def _evidence_of_a_ledger(path: Path, witnesses: Iterable[Path]) -> list[str]:
+    """What shows that a ledger existed at ``path`` (which is missing or empty now)."""
+    found = []
+    marker = _read_marker(_marker_path(path))
+    if marker is not None:
+        found.append(
+            f"{_marker_path(path).name} records ledger {marker.get('host_id')} created {marker.get('created_at')}"
+        )
+    wal = _leftovers(path)[0]
+    if _has_content(wal):
+        found.append(f"{wal.name} is left without its database")
+    found += [f"{w.name} exists, and it is created together with the ledger" for w in witnesses if w.exists()]
+    return found
+
+
+def _set_aside_leftovers(path: Path) -> None:
+    """Before a new ledger starts where one was lost: a -wal file left there must not be replayed into it."""
+    for leftover in _leftovers(path):
+        if leftover.exists():
+            leftover.replace(leftover.with_name(leftover.name + ".lost"))
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
+def _why_lost(path: Path, identity: tuple[int, int]) -> str | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return f"{path} was deleted (or its directory was) while the agent had it open"
+    except OSError:
+        return None  # cannot tell (a permission changed under us): the next write will say more
+    if (st.st_dev, st.st_ino) != identity:
+        return f"{path} was replaced by another file while the agent had it open"
+    if st.st_size == 0:
+        return f"{path} was emptied while the agent had it open"
+    return None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write a small file so that a crash leaves the old one or the new one, never a part."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _state_error(
+    exc: BaseException,
+    path: Path,
+    doing: str,
+    then: str = "nothing of it was stored, and it is all stored once there is room",
+) -> StateError:
+    """The StateError to raise for an OSError or a SQLite error of the environment: disk full said plainly.
+
+    Args:
+        doing: What failed, as in "cannot store a batch of access.logins".
+        then: What a full disk means for it, after "free some space there;".
+    """
+    free = _free_bytes(path.parent)
+    if isinstance(exc, sqlite3.Error):
+        code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+        full = code == sqlite3.SQLITE_FULL or (
+            code == sqlite3.SQLITE_IOERR and free is not None and free < _NEARLY_FULL_BYTES
+        )
+        detail = f"{exc} ({getattr(exc, 'sqlite_errorname', 'SQLITE_ERROR')})"
+    else:
+        full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        detail = str(exc)
+    if full:
+        room = f"{free:,} bytes free" if free is not None else "no room"
+        return DiskFull(f"{path}: {doing}: the state filesystem is full ({room}); free some space there; {then}")
+    return StateError(f"{path}: {doing}: {detail}")
+
+
+# ---------------------------------------------------------------------------------------------
+# deviation candidates and the outbox: records and the rules' view of the ledger
+
+Evaluator = Callable[["RuleView", "set[str] | None", datetime], Iterable[Transition]]
+"""``evaluator(view, touched, now)``: the rules engine, as ``Ledger.use_rules`` takes it."""
+
+_EPOCH = datetime.fromtimestamp(0, timezone.utc)
+_CANDIDATE_COLUMNS = (
+    "id, fingerprint, rule, labels, state, severity, value, threshold, first_evidence, fired_at, clear_since, "
+    "resolved_at, notify_by, updated_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """One forwarder's undelivered changes: how many, and when the oldest was created (Unix time)."""
+
+    pending: int = 0
+    oldest: float | None = None
+
+
+@dataclass(frozen=True)
+class _Stats:
+    deviations: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    outbox: Mapping[str, OutboxStats] = field(default_factory=dict)
+
+
+@dataclass
+class _DeviationState:
+    evaluator: Evaluator | None = None
+    forwarders: tuple[str, ...] = ()
+    on_change: Callable[[], None] | None = None
+    collectors: frozenset[str] | None = None
+    stats: _Stats = field(default_factory=_Stats)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A change waiting in the outbox for one forwarder."""
+
+    id: int
+    key: str
+    document: dict[str, Any]
+    attempts: int
+    created_at: float
+    fingerprint: str
+    sequence: int
+    text: str = ""  # the document as stored: compact JSON, what the webhook and the file send as is
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """How one delivery attempt went: delivered, or when to try again and why not."""
+
+    id: int
+    delivered: bool
+    result: str = "ok"
+    error: str = ""
+    next_attempt: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One change for one forwarder, as ``deviations show`` and the dead-letter list tell it."""
+
+    forwarder: str
+    key: str
+    status: str  # pending | delivered | dead
+    attempts: int
+    last_result: str
+    last_error: str
+    created_at: datetime
+    done_at: datetime | None
+    candidate_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateRecord:
+    """A candidate with everything ``deviations show`` tells about it."""
+
+    candidate: Candidate
+    document: dict[str, Any] | None
+    deliveries: list[DeliveryRecord]
+    acks: list[tuple[datetime, str]]
+
+
+def _candidate(row: Sequence[Any]) -> Candidate:
+    cid, fp, rule, labels, state, severity, value, threshold, first, fired, clear, resolved, notify_by, updated = row
+    return Candidate(
+        id=int(cid), fingerprint=fp, rule=rule, labels=_labels_from_json(labels), state=state,
+        severity=Severity(int(severity)), value=float(value), threshold=float(threshold),
+        first_evidence=_dt(first) or _EPOCH, fired_at=_dt(fired), clear_since=_dt(clear), resolved_at=_dt(resolved),
+        notify_by=_dt(notify_by), updated_at=_dt(updated),
+    )
+
+
+def _deviation_stats(conn: sqlite3.Connection) -> _Stats:
+    deviations: dict[tuple[str, str], int] = {}
+    for state, severity, n in conn.execute("SELECT state, severity, count(*) FROM candidates GROUP BY state, severity"):
+        deviations[(state, Severity(int(severity)).label)] = int(n)
+    outbox = {
+        forwarder: OutboxStats(int(n), float(oldest))
+        for forwarder, n, oldest in conn.execute(
+            "SELECT forwarder, count(*), min(created_at) FROM outbox WHERE status = 'pending' GROUP BY forwarder"
+        )
+    }
+    return _Stats(deviations, outbox)
+
+
+def _touched(
+    counts: Mapping[SeriesKey, float],
+    gauges: Mapping[str, Any],
+    rollups: Mapping[tuple[str, date, str], Any],
+    events: Sequence[Event],
+) -> set[str]:
+    """What a batch changed, as rules name it: metrics, ``rollup:<name>``, ``event:<kind>``."""
+    touched = {metric for metric, _ in counts}
+    touched.update(gauges)
+    touched.update(f"rollup:{name}" for name, _, _ in rollups)
+    touched.update(f"event:{ev.kind}" for ev in events)
+    return touched
+
+
+class RuleView:
+    """The ledger as the rules read it (``normagent.rules.RuleData``), through one connection.
+
+    Inside ``commit`` that connection is in the middle of the batch's transaction, so the rules
+    see the batch they are judging.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, ledger: Ledger) -> None:
+        self._conn = conn
+        self._ledger = ledger
+
+    def counter_increase(self, metric: str, since: float, until: float) -> dict[Labels, float]:
+        result: dict[Labels, float] = {}
+        for (labels,) in self._conn.execute("SELECT labels FROM counters WHERE metric = ?", (metric,)):
+            result[_labels_from_json(labels)] = 0.0
+        for labels, value in self._conn.execute(
+            "SELECT labels, sum(value) FROM counter_hours WHERE metric = ? AND hour >= ? AND hour <= ? GROUP BY labels",
+            (metric, int(since // 3600), int(until // 3600)),
+        ):
+            result[_labels_from_json(labels)] = float(value)
+        return result
+
+    def gauge_series(self, metric: str) -> dict[Labels, float]:
+        if metric in HEALTH_GAUGES:
+            active = self._ledger._deviations.collectors
+            runs = [r for r in self._ledger._mirror.runs.values() if active is None or r.collector in active]
+            if metric == HEALTH_GAUGES[0]:
+                return {(("collector", r.collector),): 1.0 if r.up else 0.0 for r in runs}
+            return {(("collector", r.collector),): r.last_success for r in runs if r.last_success is not None}
+        return {
+            _labels_from_json(labels): float(value)
+            for labels, value in self._conn.execute("SELECT labels, value FROM gauges WHERE metric = ?", (metric,))
+        }
+
+    def rollup_sums(self, name: str, since: float, until: float) -> dict[str, RollupSum]:
+        first_day = datetime.fromtimestamp(since, timezone.utc).date().isoformat()
+        last_day = datetime.fromtimestamp(until, timezone.utc).date().isoformat()
+        return {
+            key: RollupSum(float(value), first, last)
+            for key, value, first, last in self._conn.execute(
+                "SELECT key, sum(value), min(first_seen), max(last_seen) FROM rollups WHERE name = ? AND day >= ? AND day <= ? "
+                "AND (last_seen IS NULL OR last_seen >= ?) GROUP BY key",
+                (name, first_day, last_day, since),
+            )
+        }
+
+    def event_attrs(self, kind: str, since: float, until: float) -> list[dict[str, Any]]:
+        return [
+            json.loads(attrs)
+            for (attrs,) in self._conn.execute("SELECT attrs FROM events WHERE kind = ? AND at >= ? AND at <= ?", (kind, since, until))
+        ]
+
+    def open_candidates(self, rules: Iterable[str] | None) -> dict[str, Candidate]:
+        """Pending and firing candidates by fingerprint, of ``rules`` (None: of every rule)."""
+        if rules is None:
+            rows = self._conn.execute(f"SELECT {_CANDIDATE_COLUMNS} FROM candidates WHERE state != 'resolved'").fetchall()
+        else:
+            names = list(rules)
+            if not names:
+                return {}
+            rows = self._conn.execute(
+                f"SELECT {_CANDIDATE_COLUMNS} FROM candidates WHERE state != 'resolved' AND rule IN ({','.join('?' * len(names))})",
+                names,
+            ).fetchall()
+        found = (_candidate(row) for row in rows)
+        return {c.fingerprint: c for c in found}
+
+
+_RuleView = RuleView

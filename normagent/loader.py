@@ -34,6 +34,10 @@ log = structlog.get_logger(__name__)
 
 ENTRY_POINT_GROUP = "normagent"
 BUILTIN_PLUGINS: tuple[str, ...] = (
+    "normagent.forward.webhook",
+    "normagent.forward.alertmanager",
+    "normagent.forward.smtp",
+    "normagent.forward.file",
     "normagent.plugins.system",
     "normagent.plugins.access",
     "normagent.plugins.edi",
@@ -71,9 +75,12 @@ class PluginInfo:
     loaded: bool
 
 
-def _short_name(module_name: str) -> str:
-    prefix = "normagent.plugins."
-    return module_name[len(prefix) :] if module_name.startswith(prefix) else module_name
+def short_name(module_name: str) -> str:
+    """``normagent.plugins.access`` → ``access``; the builtin forwarders ``normagent.forward.smtp`` → ``forward.smtp``."""
+    for prefix in ("normagent.plugins.", "normagent."):
+        if module_name.startswith(prefix):
+            return module_name[len(prefix) :]
+    return module_name
 
 
 def _normagent_version() -> str:
@@ -260,7 +267,7 @@ def build_plugins(
         plugins.infos.append(PluginInfo(name, origin, ver, module, loaded=True))
 
     for module in builtins:
-        register(_short_name(module), "builtin", _normagent_version(), _importer(module), module)
+        register(short_name(module), "builtin", _normagent_version(), _importer(module), module)
     for module in extra:
         register(module, "config", "", _importer(module), module)
     if entry_points_enabled:

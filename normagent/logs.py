@@ -890,13 +890,15 @@ def _expand(root: Path, patterns: Iterable[str]) -> list[tuple[str, str]]:
 
 
 def parse_context(ctx: RunContext, zone: str = "", *, examples: int = 0) -> ParseContext:
-    """The ``ParseContext`` for a run: now, the zone of stamps without offset, pseudonyms, settings."""
+    """The ``ParseContext`` for a run: now, the zone of stamps without offset, pseudonyms, settings,
+    the maintenance calendar."""
     return ParseContext(
         now=ctx.clock.now(),
         tz=ZoneInfo(zone) if zone else host_zone(ctx.root),
         pseudonymise=ctx.pseudonymise,
         settings=ctx.settings,
         examples=examples,
+        maintenance=ctx.maintenance,
     )
 
 

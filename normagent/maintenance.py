@@ -12,13 +12,23 @@ Where windows come from, all in the top-level ``[maintenance]`` table:
 - one-off windows (``[[maintenance.windows]]``: start, end, what, role);
 - weekly windows (``[[maintenance.weekly]]``: days, from, to, time zone; ``to`` earlier than
   ``from`` ends the next day);
-- planned changes (``[[maintenance.changes]]``: what, expected effect, start, end, role);
+- planned changes (``[[maintenance.changes]]``: what, expected effect, start, end, role, and
+  optionally ``subjects``: what the change covers);
 - an iCalendar file (``calendar = "/etc/normagent/maintenance.ics"``), so a site can publish its
   maintenance calendar from the tool it already uses. Every VEVENT is a window (``SUMMARY`` is
   what, ``X-NORMAGENT-ROLE`` the role, ``DESCRIPTION`` the expected effect); one whose
-  ``CATEGORIES`` holds ``change_category`` (default ``CHANGE``) is a planned change. ``RRULE``,
-  ``RDATE`` and ``EXDATE`` are expanded by ``recurring-ical-events``; ``STATUS:CANCELLED`` events
-  are left out; ``ORGANIZER`` and ``ATTENDEE`` are never read (they name people).
+  ``CATEGORIES`` holds ``change_category`` (default ``CHANGE``) is a planned change, and its
+  ``X-NORMAGENT-SUBJECTS`` (comma-separated, or the property repeated) are its ``subjects``.
+  ``RRULE``, ``RDATE`` and ``EXDATE`` are expanded by ``recurring-ical-events``;
+  ``STATUS:CANCELLED`` events are left out; ``ORGANIZER`` and ``ATTENDEE`` are never read (they
+  name people).
+
+A planned change's ``subjects`` narrow which *changes* it plans (a configuration change outside
+every plan is a deviation candidate): a glob of a path (``/etc/ssh/**``: ``*`` stays within one
+directory, ``**`` crosses them) or ``<source>:<glob>`` for the other things the changes plugin
+counts (``package:openssh-*``, ``auditd:identity``, ``windows:Password Policy``). Without
+subjects a planned change plans every change in its span. They do not narrow outages: an outage
+inside a planned change is planned whatever the change covers.
 
 The file is parsed by ``icalendar`` (imported only when a file is configured: the idle agent does
 not load it). An invalid file is a configuration problem naming its line; a file that becomes
@@ -72,6 +82,27 @@ def _check_span(start: datetime | None, end: datetime | None, what: str) -> None
         raise ValueError(f"{what} needs both start and end")
     if _naive_utc(end) <= _naive_utc(start):
         raise ValueError(f"{what} must end after it starts")
+
+
+# What a planned change's subjects may name besides a path: the other sources of changes the
+# changes plugin counts (a closed set, so a misspelt prefix is a config problem, not a plan that
+# silently never matches).
+SUBJECT_SOURCES = ("package", "auditd", "windows")
+
+
+def check_subject(pattern: str) -> None:
+    """``ValueError`` unless ``pattern`` is a path glob (``/…``) or ``<source>:<glob>``."""
+    if pattern.startswith("/"):
+        return
+    source, colon, rest = pattern.partition(":")
+    if not colon or source not in SUBJECT_SOURCES:
+        raise ValueError(
+            f'subject "{pattern}" is neither a path glob ("/etc/ssh/**") nor "<source>:<glob>" with source '
+            + ", ".join(SUBJECT_SOURCES)
+            + ' ("package:openssh-*")'
+        )
+    if not rest.strip():
+        raise ValueError(f'subject "{pattern}" names no {source} after the colon')
 
 
 def _naive_utc(moment: datetime) -> datetime:
@@ -141,6 +172,10 @@ class PlannedChange:
         start: When it starts; without an offset it is read in ``[maintenance] time_zone``.
         end: When it is done.
         role: Who does it, as a role ("nettleverandør"), never a person.
+        subjects: What it covers, as globs: a path (``"/etc/ssh/**"``) or ``"<source>:<glob>"``
+            (``"package:openssh-*"``, ``"auditd:identity"``, ``"windows:Password Policy"``);
+            a configuration or package change in its span is planned only if one matches.
+            Empty: every change in its span is planned.
     """
 
     what: str = ""
@@ -148,12 +183,15 @@ class PlannedChange:
     start: datetime | None = None
     end: datetime | None = None
     role: str = ""
+    subjects: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.what.strip():
             raise ValueError("a planned change needs what")
         _check_span(self.start, self.end, "a planned change")
         _check_role(self.role)
+        for subject in self.subjects:
+            check_subject(subject)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +207,8 @@ class MaintenanceSettings:
         calendar: An iCalendar file (RFC 5545) of windows, e.g. ``/etc/normagent/maintenance.ics``;
             re-read when it changes. Every VEVENT is a window; see ``change_category``.
         change_category: A VEVENT whose ``CATEGORIES`` holds this value (any case) is a planned
-            change; ``DESCRIPTION`` is its expected effect, ``X-NORMAGENT-ROLE`` its role.
+            change; ``DESCRIPTION`` is its expected effect, ``X-NORMAGENT-ROLE`` its role,
+            ``X-NORMAGENT-SUBJECTS`` what it covers (as ``subjects`` of ``changes``).
     """
 
     time_zone: str = "Europe/Oslo"
@@ -294,7 +333,7 @@ class IcalFile:
             raise CalendarError(f"{path}:{line}: not UTF-8 text (RFC 5545 calendars are UTF-8)") from None
         lines = _Lines.index(text)
         calendar = _parse(path, text, lines)
-        events = _events(path, calendar, lines)
+        events = _events(path, calendar, lines, change_category.strip().upper())
         loaded = cls(path, identity, calendar, tuple(events), default_zone, change_category.strip().upper())
         loaded._check_rules(lines)
         return loaded
@@ -358,10 +397,11 @@ class IcalFile:
             start=begin,
             end=end,
             what=str(event.get("SUMMARY", "")),
-            role=str(event.get("X-NORMAGENT-ROLE", "")),
+            role=", ".join(_texts(event, "X-NORMAGENT-ROLE")),
             kind="change" if change else "maintenance",
             effect=str(event.get("DESCRIPTION", "")) if change else "",
             source=f"{self.path}" + (f" UID {uid}" if uid else ""),
+            subjects=_subjects(event) if change else (),
         )
 
 
@@ -384,7 +424,7 @@ def _parse(path: Path, text: str, lines: _Lines) -> Any:
     return calendar
 
 
-def _events(path: Path, calendar: Any, lines: _Lines) -> list[tuple[Any, int]]:
+def _events(path: Path, calendar: Any, lines: _Lines, change_category: str) -> list[tuple[Any, int]]:
     """The VEVENTs with the line of their BEGIN; the first property icalendar could not read is an error."""
     events = []
     for index, component in enumerate(calendar.walk()):
@@ -407,6 +447,22 @@ def _events(path: Path, calendar: Any, lines: _Lines) -> list[tuple[Any, int]]:
                 # icalendar leaves a time naive when neither a VTIMEZONE nor the zone database knows it.
                 line = _prop_line(lines, begin, prop, index)
                 raise CalendarError(f"{path}:{line}: {prop}: unknown time zone TZID={tzid} (no VTIMEZONE for it)")
+        if component.get("X-NORMAGENT-ROLE") is not None:
+            try:
+                _check_role(", ".join(_texts(component, "X-NORMAGENT-ROLE")))
+            except ValueError as exc:
+                raise CalendarError(f"{path}:{_prop_line(lines, begin, 'X-NORMAGENT-ROLE', index)}: X-NORMAGENT-ROLE: {exc}") from None
+        if component.get(SUBJECTS) is not None:
+            line = _prop_line(lines, begin, SUBJECTS, index)
+            if change_category not in {c.upper() for c in _categories(component)}:
+                raise CalendarError(
+                    f"{path}:{line}: {SUBJECTS} on an event that is no planned change (its CATEGORIES lack {change_category})"
+                )
+            try:
+                for subject in _subjects(component):
+                    check_subject(subject)
+            except ValueError as exc:
+                raise CalendarError(f"{path}:{line}: {SUBJECTS}: {exc}") from None
         events.append((component, begin))
     return events
 
@@ -438,6 +494,48 @@ def _expand_one(calendar: Any, event: Any, start: datetime, end: datetime) -> No
             single.add_component(component)
     single.add_component(event)
     recurring_ical_events.of(single).between(start, end)
+
+
+SUBJECTS = "X-NORMAGENT-SUBJECTS"
+
+
+def _texts(event: Any, name: str) -> list[str]:
+    """The values of a text property, the property repeated or its values comma-separated, with
+    the RFC 5545 (3.3.11) escapes undone: icalendar hands an X- property over as written."""
+    value = event.get(name)
+    items = value if isinstance(value, list) else [value] if value is not None else []
+    out: list[str] = []
+    for item in items:
+        raw = item.to_ical().decode("utf-8", "replace") if hasattr(item, "to_ical") else str(item)
+        out.extend(_split_text(raw))
+    return [text.strip() for text in out if text.strip()]
+
+
+def _split_text(raw: str) -> list[str]:
+    """``a\\,b,c`` → ``["a,b", "c"]``: an unescaped comma separates values; ``\\\\``, ``\\;``,
+    ``\\,`` and ``\\n`` are undone."""
+    parts: list[str] = []
+    current: list[str] = []
+    i = 0
+    while i < len(raw):
+        char = raw[i]
+        if char == "\\" and i + 1 < len(raw):
+            following = raw[i + 1]
+            current.append("\n" if following in "nN" else following)
+            i += 2
+            continue
+        if char == ",":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    parts.append("".join(current))
+    return parts
+
+
+def _subjects(event: Any) -> tuple[str, ...]:
+    return tuple(_texts(event, SUBJECTS))
 
 
 def _categories(event: Any) -> list[str]:
@@ -540,7 +638,7 @@ class Calendar:
         for i, c in enumerate(s.changes):
             assert c.start is not None and c.end is not None
             out.append(PlannedWindow(_local(c.start, tz), _local(c.end, tz), c.what, c.role, "change", c.effect,
-                                     f"config:changes[{i}]"))
+                                     f"config:changes[{i}]", c.subjects))
         return tuple(out)
 
     def _weekly(self, start: datetime, end: datetime) -> list[PlannedWindow]:
@@ -664,6 +762,7 @@ __all__ = [
     "OneOffWindow",
     "PlannedChange",
     "WeeklyWindow",
+    "check_subject",
     "merge",
     "split_by_windows",
     "validate_maintenance",

@@ -346,6 +346,10 @@ class PlannedWindow:
         effect: The expected effect of a planned change ("EPJ utilgjengelig i 30 min").
         source: Where it is written: ``"config:windows[0]"``, ``"config:weekly[1]"``,
             ``"config:changes[0]"`` or ``"<file>:<line>"`` of its VEVENT.
+        subjects: For a planned change, what it covers: globs of the changes it plans (a path
+            glob ``/etc/ssh/**``, or ``<source>:<glob>``: ``package:openssh-*``); empty: every
+            change in its span. Read by whoever counts changes (the changes plugin); an outage
+            inside the window is planned whatever its subjects.
     """
 
     start: datetime
@@ -355,6 +359,7 @@ class PlannedWindow:
     kind: PlannedKind = "maintenance"
     effect: str = ""
     source: str = ""
+    subjects: tuple[str, ...] = ()
 
     def covers(self, moment: datetime) -> bool:
         return self.start <= moment < self.end
@@ -563,6 +568,10 @@ class ParseContext:
             block at the end of a run that read everything written so far instead, so a record
             can be settled by ``now``. A parser settles by time only then (an empty block), never
             at the end of an ordinary block: in a catch-up the next block may finish the record.
+        maintenance: The site's maintenance calendar (the run's ``RunContext.maintenance``), for
+            a parser whose records are planned or not by their time (a configuration change
+            inside a planned window). Empty unless configured; ``normagent parse`` passes the
+            calendar of the ``--config`` it was given.
     """
 
     now: datetime
@@ -572,6 +581,7 @@ class ParseContext:
     examples: int = 0
     carry: JSONValue = None
     final: bool = False
+    maintenance: MaintenanceCalendar = field(default_factory=NoMaintenance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -714,7 +724,9 @@ class RunOutcome:
         started_at: Wall time the run began.
         duration: Seconds the run took (up to the moment it was abandoned, for a timeout).
         ok: True for success, including ``NoData``.
-        reason: Why it failed: an exception's class name, ``"timeout"``, ``"probe"``.
+        reason: Why it failed: an exception's class name, ``"timeout"``, ``"probe"``, or, when the
+            ledger could not store the run's batches, ``"disk_full"``, ``"state_lost"`` or
+            ``"state_error"``.
         note: A ``NoData`` or probe explanation, for the log.
         batches: Batches committed during the run.
     """
@@ -733,8 +745,59 @@ class Severity(IntEnum):
     WARNING = 2
     CRITICAL = 3
 
+    @property
+    def label(self) -> str:
+        """``"info"``, ``"warning"`` or ``"critical"``: as config, metrics and payloads write it."""
+        return self.name.lower()
+
 
 Comparison = Literal[">", ">=", "<", "<=", "==", "!="]
+CIA = Literal["konfidensialitet", "integritet", "tilgjengelighet"]
+"""The security property a deviation touches (Normen: confidentiality, integrity, availability)."""
+
+OWNER_ROLES = (
+    "IKT-leder",
+    "prosesseier",
+    "nærmeste leder",
+    "toppledelsen",
+    "informasjonssikkerhetsansvarlig",
+    "fagansvarlig for personvern",
+)
+"""Who may own a deviation (avvikseier), from the internal-control guide's table (§2.4.1): a digital
+security incident → IKT-leder; a missing or faulty routine → prosesseier; an employee who did not
+follow a routine → nærmeste leder; outdated software and equipment → toppledelsen (as data
+controller); the data subjects' rights → informasjonssikkerhetsansvarlig or fagansvarlig for
+personvern."""
+OwnerRole = Literal[
+    "IKT-leder",
+    "prosesseier",
+    "nærmeste leder",
+    "toppledelsen",
+    "informasjonssikkerhetsansvarlig",
+    "fagansvarlig for personvern",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleText:
+    """What a deviation candidate says, in one language (the guide's §2.4.3: what happened and
+    where, its possible consequence, immediate measures).
+
+    Templates take ``{value}``, ``{threshold}``, ``{window}`` and ``{for}`` and the rule's
+    ``group_by`` labels (``{key}`` for a rollup's pseudonym). They must render without personal
+    data: counts, periods, closed-set label values and pseudonyms only.
+
+    Attributes:
+        title: One line, e.g. "Konto låst etter mislykkede pålogginger".
+        what: What happened (a template).
+        consequence: The possible consequence.
+        measures: Suggested immediate measures.
+    """
+
+    title: str
+    what: str
+    consequence: str = ""
+    measures: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -742,23 +805,44 @@ class RuleSpec:
     """A default deviation rule: when a watched value crosses a threshold, raise a candidate.
 
     Rules are data; evaluation is a pure function in ``normagent.rules``. Config may retune
-    (``threshold``, ``window``, ``for_``, ``severity``) or disable a rule by name.
+    (``threshold``, ``window``, ``for``, ``severity``, ``hold``, the owner and texts) or disable a
+    rule by name, and a site may add rules of its own (``[rules."<name>"]`` with ``watch``).
 
     Attributes:
         name: ``"<plugin>.<thing>"``, e.g. ``"access.lockout"``.
-        watch: What to evaluate: a metric name, or ``"rollup:<name>"`` for a per-day tally
-            (e.g. failures per pseudonymised network), or ``"event:<kind>"``.
+        watch: What to evaluate: a metric name (a counter's increase over ``window``, or a gauge's
+            current value when ``window`` is None; the agent's own ``normagent_collector_up``
+            too), ``"rollup:<name>"`` for a per-day tally summed over ``window`` (e.g. failures
+            per pseudonymised network), ``"event:<kind>"`` for events counted over ``window``, or
+            ``"absent:<metric>"``: true while no series of the metric matches ``labels``.
         comparison: How the value is compared with ``threshold``.
         threshold: The boundary.
         window: For counters, rollups and events: evaluate the increase over this window.
             ``None`` for gauges: evaluate the current value.
-        for_: The condition must hold this long before the candidate fires.
-        labels: Label matchers (exact values) selecting the series.
-        group_by: Labels (or ``"key"`` for rollups) that split one rule into one candidate each.
+        for_: The condition must hold this long before the candidate fires (pending until then).
+        labels: Label matchers (exact values) selecting the series; for events, attribute values.
+        group_by: Labels (``"key"`` for rollups, attributes for events) that split one rule into
+            one candidate each. Their values must be closed sets or pseudonyms: they are forwarded.
         severity: Candidate severity.
-        summary: Template for the candidate text with ``{value}``, ``{threshold}`` and
-            ``{<label>}`` fields; must render without personal data.
+        summary: Norwegian template of what happened (``RuleText.what``) with ``{value}``,
+            ``{threshold}`` and ``{<label>}`` fields; must render without personal data.
         section: The factsheet-12 section the deviation belongs to.
+        cia: The security properties the deviation touches; empty: the section's usual ones
+            (``normagent.rules.SECTION_DEFAULTS``).
+        owner: Suggested owner role (``OWNER_ROLES``); empty: the section's usual owner.
+        personal_data: The candidate may be a personal-data breach: it carries a deadline
+            (``notify_by``) 72 hours after the agent first saw the evidence, by which the data
+            controller must have notified Datatilsynet if it is one.
+        text_nb: The Norwegian (bokmål) texts; None: title from the rule, what = ``summary``,
+            consequence and measures from the section.
+        text_en: The English texts; None: built from the section's English defaults.
+        preceded_by: For a rollup rule: ``"rollup:<name>"``; a key fires only if the same key
+            has at least ``min_preceding`` in that rollup within the window, first seen no later
+            than the watched key was last seen (``access.success_after_failures``).
+        min_preceding: See ``preceded_by``.
+        hold: A firing candidate whose condition clears is resolved only after it stayed clear
+            this long; if it returns before, it is the same candidate (flapping damped). None: the
+            ``[deviations] hold`` setting.
         plugin: Filled in by the loader.
     """
 
@@ -773,6 +857,14 @@ class RuleSpec:
     group_by: tuple[str, ...] = ()
     severity: Severity = Severity.WARNING
     section: str = ""
+    cia: tuple[CIA, ...] = ()
+    owner: str = ""
+    personal_data: bool = False
+    text_nb: RuleText | None = None
+    text_en: RuleText | None = None
+    preceded_by: str = ""
+    min_preceding: float = 1
+    hold: timedelta | None = None
     plugin: str = ""
 
 
@@ -832,29 +924,132 @@ class ReportSection:
     plugin: str = ""
 
 
+CandidateState = Literal["pending", "firing", "resolved"]
+HEALTH_GAUGES = ("normagent_collector_up", "normagent_collector_last_success_timestamp_seconds")
+"""Gauges the agent keeps about itself, which rules may watch like any other (label: ``collector``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RollupSum:
+    """A rollup key's rows over a rule's window, added up (times as Unix seconds)."""
+
+    value: float
+    first_seen: float | None = None
+    last_seen: float | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A deviation candidate (avvikskandidat) as forwarders see it. No personal data by construction."""
+    """A deviation candidate (avvikskandidat) as the ledger keeps it: one per episode of a
+    fingerprint, from pending (the condition holds, ``for`` not yet passed) to firing to resolved.
 
-    key: str  # idempotency key: sha256 of host id | rule | sorted labels | starts_at
+    No personal data by construction: labels are closed-set values or pseudonyms.
+
+    Attributes:
+        id: The candidate's number in this ledger (``normagent deviations show ID``); 0 until stored.
+        fingerprint: 16 hex digits of sha256(host id, rule, labels): the same deviation is the same
+            fingerprint, across episodes and restarts.
+        rule: The rule's name.
+        labels: The ``group_by`` labels of this candidate, sorted.
+        state: ``"pending"``, ``"firing"`` or ``"resolved"``.
+        severity: As the rule says.
+        value: The watched value at the last evaluation that changed something.
+        threshold: The rule's threshold then.
+        first_evidence: When the agent first saw the condition hold (the start of pending).
+        fired_at: When it fired.
+        clear_since: While firing: when the condition last stopped holding (None while it holds).
+        resolved_at: When it was resolved (the condition stayed clear for the hold time).
+        notify_by: For a possible personal-data breach: first evidence + 72 hours.
+        updated_at: The last evaluation that changed the row.
+    """
+
+    id: int
+    fingerprint: str
     rule: str
+    labels: tuple[tuple[str, str], ...]
+    state: CandidateState
     severity: Severity
-    state: Literal["firing", "resolved"]
-    starts_at: datetime
-    ends_at: datetime | None
-    summary: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-    section: str = ""
+    value: float
+    threshold: float
+    first_evidence: datetime
+    fired_at: datetime | None = None
+    clear_since: datetime | None = None
+    resolved_at: datetime | None = None
+    notify_by: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """What one evaluation does to one candidate, for the ledger to store.
+
+    Attributes:
+        candidate: The candidate as it is now (id 0: a new one).
+        forward: A change forwarders must see (it fired, or it was resolved): the ledger gives it
+            the fingerprint's next sequence number and an outbox row per forwarder, in the same
+            transaction as the candidate.
+        drop: A pending candidate whose condition cleared before ``for`` passed: forgotten.
+        document: The change as forwarders receive it (``normagent.rules.change_document``),
+            without ``id``, ``sequence`` and ``idempotency_key``, which the ledger adds.
+    """
+
+    candidate: Candidate
+    forward: bool = False
+    drop: bool = False
+    document: Mapping[str, JSONValue] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One attempt to hand a candidate change to one forwarder."""
+    """One attempt to hand one candidate change to one forwarder.
 
-    candidate: Candidate
-    forwarder: str  # the configured forwarder's name
-    attempt: int
-    host_id: str  # pseudonymous id of this agent's host
+    Attributes:
+        document: The change (see ``docs/deviations.md`` and ``normagent/forward/change.schema.json``):
+            candidate id, rule, state, sequence, labels, texts in Norwegian and English …
+        key: The idempotency key, ``<fingerprint>-<state>-<sequence>``: the same for every attempt
+            of the same change, so a receiver keeps each change exactly once.
+        forwarder: The configured forwarder's name.
+        attempt: 1 for the first attempt.
+        refresh: Not a change but a re-post of a firing candidate (Alertmanager needs one before
+            the ``endsAt`` it was given).
+        text: The document as the ledger stores it (compact JSON, the same bytes on every
+            attempt); empty when the delivery was built from the document alone.
+    """
+
+    document: Mapping[str, Any]
+    key: str
+    forwarder: str
+    attempt: int = 1
+    refresh: bool = False
+    text: str = ""
+
+    @property
+    def state(self) -> str:
+        return str(self.document.get("state", ""))
+
+
+class DeliveryFailed(Exception):
+    """A forwarder could not deliver: the change stays in the outbox and is tried again later.
+
+    Attributes:
+        result: A closed-set reason for ``normagent_forward_attempts_total{result}``:
+            ``"http_error"``, ``"timeout"``, ``"unreachable"``, ``"tls_error"``, ``"rejected"``
+            (the receiver refused this change), ``"error"``.
+    """
+
+    def __init__(self, result: str, message: str) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class Sender(Protocol):
+    """An open connection (or its settings) to one destination, used by one thread at a time."""
+
+    def send(self, delivery: Delivery) -> None:
+        """Deliver; return on success, raise ``DeliveryFailed`` (or anything) on failure."""
+        ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -862,11 +1057,24 @@ class ForwarderSpec:
     """A kind of destination for deviation candidates.
 
     Attributes:
-        kind: ``"webhook"``, ``"alertmanager"``, ``"file"`` … used as ``[forwarders.<name>] kind``.
+        kind: ``"webhook"``, ``"alertmanager"``, ``"email"``, ``"file"`` … used as
+            ``[forwarders.<name>] kind``.
         help: One line for ``normagent plugins``.
-        settings: Dataclass type of its config keys.
         send: ``send(delivery, settings)``; returns on success, raises on failure (the delivery is
-            retried with back-off; nothing is dropped).
+            retried with back-off; nothing is dropped). Used when ``open`` is None.
+        settings: Dataclass type of its config keys.
+        open: ``open(settings) -> Sender``: a sender that keeps its connection between deliveries.
+        check: ``check(settings) -> [(key, message)]``: what is wrong with valid-typed settings
+            (a URL that is no URL, a CA file that holds no certificate); a problem at the key's
+            file and line, for ``check-config`` and ``run`` alike. Must not use the network.
+        probe: ``probe(settings) -> [(key, message)]``: can the destination be reached now?
+            Run by ``check-config`` only: at run time an unreachable destination is a metric and a
+            log line, never a reason not to start.
+        refresh: Re-post firing candidates this often (Alertmanager forgets an alert after the
+            ``endsAt`` it was given); None: never.
+        parallel: Deliveries that may be in flight at once, each on a sender of its own (a
+            receiver's round trip then sets the pace); ``[forwarders.<name>] parallel`` overrides.
+            1 for a sender that must not be opened twice (one SMTP connection, one file).
         plugin: Filled in by the loader.
     """
 
@@ -874,4 +1082,9 @@ class ForwarderSpec:
     help: str
     send: Callable[[Delivery, Any], None]
     settings: type | None = None
+    open: Callable[[Any], Sender] | None = None
+    check: Callable[[Any], Iterable[tuple[str, str]]] | None = None
+    probe: Callable[[Any], Iterable[tuple[str, str]]] | None = None
+    refresh: Callable[[Any], timedelta | None] | None = None
+    parallel: int = 1
     plugin: str = ""

@@ -19,7 +19,7 @@ skipped is listed with the input), 66 (``InputError``) when an input cannot be r
 it must be (an ``.evtx`` that is empty, cut inside its header, text or random bytes), 64
 (``UsageError``) for an unknown collector name.
 
-Imports model, errors, privacy, loader (types) and logs.
+Imports model, errors, privacy, loader (types), logs and (with a config) maintenance.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, TextIO
 
 from normagent.errors import InputError, UsageError
 from normagent.logs import ParsedInput, host_zone, parse_inputs
-from normagent.model import CollectorSpec, Count, ParseContext, Rollup
+from normagent.model import CollectorSpec, Count, MaintenanceCalendar, NoMaintenance, ParseContext, Rollup
 from normagent.privacy import Pseudonymiser
 from normagent.sources.files import open_decompressed
 
@@ -191,6 +191,7 @@ def parse_paths(
     # One throwaway key for the whole run: the same account is the same pseudonym across inputs.
     pseudonymise = Pseudonymiser(secrets.token_bytes(32))
     moment = now or datetime.now(timezone.utc)
+    calendar = _calendar(config)
     results: list[InputResult] = []
     for path in paths:
         spool = _spool(stdin if stdin is not None else sys.stdin.buffer) if path == "-" else None
@@ -206,6 +207,7 @@ def parse_paths(
                     pseudonymise=pseudonymise,
                     settings=settings,
                     examples=examples,
+                    maintenance=calendar,
                 )
                 kind = _journal_json(path, spool)
                 parsed = next(iter(parse_inputs([path], spec.parser, ctx, kind=kind, stdin=spool, metrics=spec.metrics)))  # type: ignore[arg-type]
@@ -251,6 +253,17 @@ def _spool(stream: IO[bytes]) -> IO[bytes]:
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed by the caller
     shutil.copyfileobj(stream, spool)
     return spool
+
+
+def _calendar(config: Config | None) -> MaintenanceCalendar:
+    """The maintenance calendar of ``config`` (a change in a planned window is labelled planned,
+    as the daemon would); without a config, nothing is planned."""
+    settings = config.sections.get("maintenance") if config is not None else None
+    if settings is None:
+        return NoMaintenance()
+    from normagent.maintenance import Calendar
+
+    return Calendar(settings)
 
 
 def _settings(spec: CollectorSpec, config: Config | None) -> Any:

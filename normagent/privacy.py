@@ -76,8 +76,12 @@ def network_of(address: str) -> str | None:
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 
 
-def load_or_create_key(state_dir: Path) -> bytes:
+def load_or_create_key(state_dir: Path, new: bytes | None = None) -> bytes:
     """Read the host's pseudonym key, creating it (mode 0600, atomically) on first start.
+
+    Args:
+        new: The key to write when there is none (default: a random one). The agent passes the key
+            it holds when it puts back a state directory that was deleted under it.
 
     Raises:
         StateError: the key file exists with the wrong size or is readable by others.
@@ -90,7 +94,7 @@ def load_or_create_key(state_dir: Path) -> bytes:
     tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, secrets.token_bytes(KEY_BYTES))
+        os.write(fd, secrets.token_bytes(KEY_BYTES) if new is None else new)
         os.fsync(fd)
     finally:
         os.close(fd)

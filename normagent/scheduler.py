@@ -8,7 +8,11 @@ Promises:
 - a run that outlives its timeout is recorded as failed (``reason="timeout"``) at its deadline; its
   thread is left to finish (Python cannot kill a thread), and anything it yields after the deadline
   is not committed — its checkpoint says where the next run resumes;
-- every yielded ``Batch`` is committed by the ledger in one transaction as soon as it is yielded.
+- every yielded ``Batch`` is committed by the ledger in one transaction as soon as it is yielded;
+- a run whose commit the ledger refuses for a reason of the environment (``StateError``: the disk is
+  full, the state directory is gone) fails with that reason (``"disk_full"``, ``"state_lost"``),
+  logged once when it starts and without a traceback; the collector is retried on its schedule and
+  reads again what was not stored, so nothing is lost and nothing is counted twice.
 
 Must not import exposition, agent, cli or plugins.
 """
@@ -25,7 +29,7 @@ from typing import Any
 import structlog
 
 from normagent.clock import Clock
-from normagent.errors import NoData
+from normagent.errors import DiskFull, NoData, StateError, StateLost
 from normagent.ledger import Ledger
 from normagent.model import Advice, Batch, CollectorSpec, RunContext, RunOutcome
 
@@ -33,6 +37,8 @@ log = structlog.get_logger(__name__)
 
 MAX_INITIAL_SPREAD = 1.0  # seconds: first runs are spread over at most this, so /metrics fills fast
 JITTER = 0.05  # each interval varies by ±5 %, so hundreds of agents do not beat in step
+# Reasons of runs that failed because the ledger could not store them (StateError and subclasses).
+STATE_REASONS = frozenset({StateError.reason, DiskFull.reason, StateLost.reason})
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ class _Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
     finished: bool = False
     outcome: RunOutcome | None = None
+    timed_out: bool = False  # abandoned at its deadline: nothing it yields from then on is committed
 
 
 @dataclass
@@ -72,6 +79,8 @@ class _Slot:
     run: _Run | None = None
     skipped: int = 0
     was_up: bool | None = None
+    was_reason: str = ""
+    health_error: str = ""  # why the last run's health could not be stored, if it could not
 
 
 class Scheduler:
@@ -123,6 +132,7 @@ class Scheduler:
             if run is not None and not run.finished:
                 deadline = run.started_mono + run.job.timeout
                 if now >= deadline:
+                    run.timed_out = True
                     self._finish(slot, run, self._timeout_outcome(run, now))
                 else:
                     next_event = min(next_event, deadline)
@@ -138,33 +148,33 @@ class Scheduler:
         return max(0.01, next_event - self._clock.monotonic())
 
     def running(self) -> list[str]:
-        """Names of collectors with a run in flight (not timed out), also of a job a reload
-        removed (sorted; a name twice if two of its runs are left)."""
+        """Names of collectors with a run whose thread has not ended and that has not timed out,
+        also of a job a reload removed (sorted; a name twice if two of its runs are left)."""
         with self._lock:
-            return sorted(run.job.name for run in self._runs if not run.finished)
+            return sorted(run.job.name for run in self._runs if not run.timed_out)
 
     def abandoned(self) -> list[str]:
-        """Names of collectors whose run has ended as far as the schedule is concerned (timed out,
-        or just recorded) but whose thread is still going: stuck in a system call, a source that
-        never answers. Nothing a timed-out run yields is committed."""
+        """Names of collectors whose run timed out and whose thread is still going: stuck in a
+        system call, a source that never answers. Nothing a timed-out run yields is committed."""
         with self._lock:
-            return sorted(run.job.name for run in self._runs if run.finished)
+            return sorted(run.job.name for run in self._runs if run.timed_out)
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds (real time) for every run in flight to end, whatever its
-        job; True if none is left. When it returns True, everything those runs committed is in.
+        """Wait up to ``timeout`` seconds (real time) for the thread of every run that has not
+        timed out to end, whatever its job; True if none is left. When it returns True, everything
+        those runs store (their batches and the health of their run) is in.
 
         Runs already timed out are not waited for: they can commit nothing more, and one stuck for
         good would hold a shutdown for all of ``timeout`` (``abandoned()`` names them).
         """
         end = time.monotonic() + timeout
         with self._lock:
-            runs = [run for run in self._runs if not run.finished]
+            runs = [run for run in self._runs if not run.timed_out]
         for run in runs:
             if run.thread is not None:
                 run.thread.join(max(0.0, end - time.monotonic()))
         with self._lock:
-            return not any(not run.finished for run in self._runs)
+            return not any(not run.timed_out for run in self._runs)
 
     def replace_jobs(self, jobs: Iterable[Job]) -> None:
         """Swap the job list (reload). Runs in flight finish; kept collectors keep their schedule."""
@@ -223,9 +233,18 @@ class Scheduler:
                 return
             run.finished = True
             run.outcome = outcome
-        self._ledger.record_run(outcome)
-        _log_outcome(outcome, slot.was_up)
-        slot.was_up = outcome.ok
+        try:
+            self._ledger.record_run(outcome)
+        except StateError as exc:
+            # The health is exported from memory all the same; only its copy on disk lags behind.
+            # Said once, unless the run itself failed for this very reason (then that was said).
+            if exc.reason not in (outcome.reason, slot.health_error):
+                log.warning("collector_health_not_stored", collector=outcome.collector, reason=exc.reason, error=str(exc))
+            slot.health_error = exc.reason
+        else:
+            slot.health_error = ""
+        _log_outcome(outcome, slot.was_up, slot.was_reason)
+        slot.was_up, slot.was_reason = outcome.ok, outcome.reason
 
     def _timeout_outcome(self, run: _Run, now: float) -> RunOutcome:
         return RunOutcome(
@@ -280,6 +299,11 @@ def execute(
                 close()
     except NoData as why:
         return RunOutcome(job.name, started_wall, clock.monotonic() - started_mono, True, note=str(why), batches=batches)
+    except StateError as exc:
+        # The ledger could not store a batch (disk full, state gone): its message says what and
+        # where, a traceback would add nothing. Logged by the caller, once per failure spell.
+        return RunOutcome(job.name, started_wall, clock.monotonic() - started_mono, False, reason=exc.reason,
+                          note=str(exc), batches=batches)
     except Exception as exc:
         ctx.log.error("collector_failed", reason=type(exc).__name__, error=str(exc), exc_info=True)
         return RunOutcome(job.name, started_wall, clock.monotonic() - started_mono, False, reason=type(exc).__name__,
@@ -302,7 +326,7 @@ def advice_for(spec: CollectorSpec, ctx: RunContext) -> list[Advice]:
         return [Advice("", f"could not check the settings: {type(exc).__name__}: {exc}")]
 
 
-def _log_outcome(outcome: RunOutcome, was_up: bool | None) -> None:
+def _log_outcome(outcome: RunOutcome, was_up: bool | None, was_reason: str = "") -> None:
     fields = {"collector": outcome.collector, "duration_s": round(outcome.duration, 4), "batches": outcome.batches}
     if outcome.ok:
         if outcome.note:
@@ -313,4 +337,10 @@ def _log_outcome(outcome: RunOutcome, was_up: bool | None) -> None:
             log.debug("collector_finished", **fields)
     elif outcome.reason == "timeout":
         log.error("collector_timeout", note=outcome.note, **fields)
+    elif outcome.reason in STATE_REASONS:
+        # Every run fails alike until there is room again: said once, then quietly retried.
+        if was_up is not False or was_reason != outcome.reason:
+            log.error("collector_failed", reason=outcome.reason, error=outcome.note, retrying=True, **fields)
+        else:
+            log.debug("collector_still_failing", reason=outcome.reason, **fields)
     # other failures were logged with their traceback where they happened

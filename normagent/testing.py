@@ -235,13 +235,18 @@ def parse_text(
     examples: int = 0,
     origin: str = "test.log",
     mtime: datetime | None = None,
+    maintenance: Any = None,
 ) -> ParseResult:
-    """Run a text parser over some lines (a trailing newline is added if missing)."""
+    """Run a text parser over some lines (a trailing newline is added if missing); ``maintenance``
+    is the calendar the parser sees (default: nothing planned)."""
     data = text.encode() if isinstance(text, str) else text
     if data and not data.endswith(b"\n"):
         data += b"\n"
     block: LogBlock = TextBlock(data=data, origin=origin, mtime=mtime or now)
-    ctx = ParseContext(now=now, tz=tz, pseudonymise=test_pseudonymiser(), settings=settings, examples=examples)
+    ctx = ParseContext(
+        now=now, tz=tz, pseudonymise=test_pseudonymiser(), settings=settings, examples=examples,
+        maintenance=maintenance if maintenance is not None else NoMaintenance(),
+    )
     result: ParseResult = parser(block, ctx)
     return result
 

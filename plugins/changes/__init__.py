@@ -4,10 +4,11 @@ upgraded and removed, and Windows audit and domain policy changes — each one p
 
 Hookimpls only: the collectors live in ``collectors.py``; the pure parts in ``watch.py``
 (comparing files with their baseline), ``parse.py`` (auditd's and the package managers' logs)
-and ``windows.py`` (EVTX records); ``planned.py`` is the seam that decides whether a change was
-planned (every change is unplanned until the maintenance calendar is wired there); names in
-``vocab.py``; the default rule in ``rules.py`` and the report section in ``report.py``. The
-counting rules are in docs/updates-and-changes.md.
+and ``windows.py`` (EVTX records); ``planned.py`` decides whether a change was planned, against
+the agent's maintenance calendar (``[maintenance]``: its windows and planned changes); names in
+``vocab.py``; the default rule in ``rules.py`` and the report section in ``report.py``, which
+sets the calendar's planned changes of the period beside the changes observed. The counting
+rules are in docs/updates-and-changes.md.
 """
 
 from __future__ import annotations

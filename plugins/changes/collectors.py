@@ -15,11 +15,15 @@
     same logs the updates plugin reads, with a position of its own.
 ``changes.windows``
     Windows 4719 (audit policy) and 4739 (domain policy) from Security.evtx files (``windows.py``).
+``changes.plans``
+    The planned changes of the maintenance calendar, recorded once each as it begins (an event
+    with what, expected effect, when, role and subjects) so the monthly report can list them.
 
-Every change is passed to ``planned.is_planned`` (the seam for the maintenance calendar; until
-it lands, every change is unplanned) and counted as
-``normagent_config_changes_total{source,kind,planned}`` or
-``normagent_package_changes_total{action,planned}``, with a rollup per subject and an event.
+Every change is planned or not by the maintenance calendar (``ctx.maintenance``, asked through
+``planned.Planner``: inside a maintenance window, or inside a planned change that covers it)
+and counted as ``normagent_config_changes_total{source,kind,planned}`` or
+``normagent_package_changes_total{action,planned}``, with a rollup per subject (and per plan)
+and an event. A changed file's time is its ctime; a deleted file's, its directory's ctime.
 
 Exposition, e.g.::
 
@@ -41,7 +45,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -49,24 +53,27 @@ from normagent import (
     Batch,
     Checkpoint,
     CollectorSpec,
+    Event,
     Gauge,
     JSONValue,
     MetricSpec,
     NoData,
     Observation,
+    PlannedWindow,
     RunContext,
     evtx_log_collector,
     file_log_collector,
 )
 
 from .parse import parse_audit, parse_package_logs
-from .planned import Change
+from .planned import Change, Planner, glob_match, plan_id
 from .settings import AuditSettings, FileWatchSettings, PackageChangeSettings, WindowsPolicySettings
 from .vocab import (
     CONFIG_CHANGES,
     CONFIG_SOURCES,
     PACKAGE_ACTIONS,
     PACKAGE_CHANGES,
+    PLAN_EVENT,
     PLANNED,
     SECTION,
     WATCH_STATES,
@@ -82,6 +89,11 @@ TREE_KEY = "files:tree"  # {"digest": of every path's stat summary, "files": n, 
 STATS_KEY = "files:stats"  # {path: stat summary} of the last complete run
 PATTERNS_KEY = "files:patterns"
 BATCH_FILES = 500  # baseline entries per committed batch
+PLANS_KEY = "plans:until"  # unix seconds up to which the calendar's planned changes are recorded
+# How far back changes.plans looks on its first run (and after a long stop): the report of the
+# month before reads back to its first day.
+PLANS_LOOKBACK = timedelta(days=62)
+PLAN_TEXT = 500  # characters kept of each text of a planned change
 
 
 def _config_spec(sources: tuple[str, ...]) -> MetricSpec:
@@ -183,6 +195,7 @@ def _compare(
     observations: list[Observation] = []
     checkpoints: list[Checkpoint] = []
     complete = True
+    planner = Planner(ctx.maintenance)
     for path in sorted(paths):
         old = baseline.get(path)
         if old is not None and not valid_entry(old):
@@ -196,13 +209,13 @@ def _compare(
                     complete = False
                     break
                 new = baseline.get(path) is None and not first and _matched_by(path, known)
-                entry = _examine(ctx, path, found[path], key, old, new, observations)
+                entry = _examine(ctx, planner, path, found[path], key, old, new, observations)
                 if entry is None:
                     continue  # gone between the listing and now: next run
                 checkpoints.append(Checkpoint(FILE_PREFIX + path, entry))
         else:
             if _matched_by(path, patterns) and old is not None:
-                observations += _file_change(ctx, path, "deleted", None, old)
+                observations += _file_change(ctx, planner, path, "deleted", None, old)
             checkpoints.append(Checkpoint(FILE_PREFIX + path, None))
             entry = None
         if entry is not None:
@@ -230,6 +243,7 @@ def _compare(
 
 def _examine(
     ctx: RunContext,
+    planner: Planner,
     path: str,
     real: str,
     key: tuple[int, ...],
@@ -245,7 +259,7 @@ def _examine(
             return None
         seen = Seen(read[0], read[1])
         if created:
-            observations += _file_change(ctx, path, "created", seen, None)
+            observations += _file_change(ctx, planner, path, "created", seen, None)
         return seen.entry()
     if needs_reading(old, key):
         read = digest_file(real, ctx.pseudonymise)
@@ -255,7 +269,7 @@ def _examine(
     else:
         seen = Seen(key, old[DIGEST], read=False)
     for kind in changes(old, seen):
-        observations += _file_change(ctx, path, kind, seen, old)
+        observations += _file_change(ctx, planner, path, kind, seen, old)
     return seen.entry()
 
 
@@ -263,25 +277,34 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _file_change(ctx: RunContext, path: str, kind: str, seen: Seen | None, old: Any) -> list[Observation]:
+def _file_change(ctx: RunContext, planner: Planner, path: str, kind: str, seen: Seen | None, old: Any) -> list[Observation]:
     at_ns = seen.key[CTIME] if seen is not None else None
-    at = utc(at_ns / 1e9) if at_ns is not None else ctx.clock.now()
+    at = utc(at_ns / 1e9) if at_ns is not None else _deleted_at(ctx, path, old)
     attrs: dict[str, str | int | None] = {}
     if kind == "mode" and seen is not None and old is not None:
         attrs = {"from": mode_text(old[MODE]), "to": mode_text(seen.key[MODE])}
     stamp = at_ns if at_ns is not None else int(old[CTIME]) if old is not None else 0
-    return config_change(Change(at, "file", kind, path), f"file:{path}:{kind}:{stamp}", None, **attrs)
+    return config_change(Change(at, "file", kind, path), f"file:{path}:{kind}:{stamp}", planner, **attrs)
+
+
+def _deleted_at(ctx: RunContext, path: str, old: Any) -> datetime:
+    """When a watched file was deleted: its directory's ctime, which an unlink sets (and a later
+    change in the same directory moves on, never back), when it lies between the file's last
+    known change and now; else now, when the run saw it gone. Without it, a file deleted inside
+    a maintenance window and found gone after the window closed would be an unplanned change."""
+    now = ctx.clock.now()
+    try:
+        parent = os.stat(os.path.dirname(str(ctx.root).rstrip("/") + path))
+    except OSError:
+        return now
+    at = utc(parent.st_ctime_ns / 1e9)
+    since = utc(int(old[CTIME]) / 1e9) if old is not None else None
+    return at if (since is None or at >= since) and at <= now else now
 
 
 def _matched_by(path: str, patterns: Any) -> bool:
     """Whether a configured pattern names ``path`` (glob rules: ``*`` stops at ``/``, ``**`` does not)."""
-    return any(_glob_match(path, p) for p in patterns)
-
-
-def _glob_match(path: str, pattern: str) -> bool:
-    if "**" in pattern:
-        return fnmatch.fnmatchcase(path, pattern.replace("**/", "*").replace("**", "*"))
-    return path.count("/") == pattern.count("/") and fnmatch.fnmatchcase(path, pattern)
+    return any(glob_match(path, p) for p in patterns)
 
 
 def expand(root: Path, settings: FileWatchSettings, ctx: RunContext | None = None) -> dict[str, str]:
@@ -352,4 +375,61 @@ WINDOWS = evtx_log_collector(
     enabled_by_default=False,
 )
 
-COLLECTORS: tuple[CollectorSpec, ...] = (FILES, AUDIT, PACKAGES, WINDOWS)
+# --------------------------------------------------------------------------------------------
+# changes.plans
+
+
+def collect_plans(ctx: RunContext) -> Iterator[Batch]:
+    """Record the planned changes of the maintenance calendar that were under way at some moment
+    since the last run (on the first run, in the last ``PLANS_LOOKBACK``), one event each, for the
+    report.
+
+    A plan is recorded when its time has come, as it then stood in the calendar: one removed
+    before it began is never reported, and each occurrence of a recurring one is an entry of its
+    own. The event's key is the plan's ``plan_id`` and the ledger keeps the first event of a key,
+    so a plan that lasts over many runs is recorded once. The calendar is configuration, which
+    changes; the report reads what was announced from here.
+    """
+    now = ctx.clock.now()
+    saved = ctx.state.get(PLANS_KEY)
+    since = utc(saved) if isinstance(saved, (int, float)) and not isinstance(saved, bool) else now - PLANS_LOOKBACK
+    since = max(min(since, now), now - PLANS_LOOKBACK)
+    events: list[Observation] = []
+    if now > since:
+        for window in ctx.maintenance.changes_between(since, now):
+            # One under way since an earlier run is offered again (the ledger keeps the first):
+            # so is one written into the calendar after it began, while it lasts.
+            events.append(Event(PLAN_EVENT, window.start.astimezone(timezone.utc), plan_id(window), plan_attrs(window)))
+            if window.start >= since:
+                ctx.log.info("planned_change_began", plan=plan_id(window), role=window.role, end=window.end.isoformat())
+    yield Batch(events, [Checkpoint(PLANS_KEY, now.timestamp())])
+
+
+def plan_attrs(window: PlannedWindow) -> dict[str, str | int | float | bool | None]:
+    """What the report shows of a planned change: what, expected effect, when, by whom (a role),
+    what it covers, and where it is written."""
+    return {
+        "what": _bounded(window.what),
+        "effect": _bounded(window.effect),
+        "role": _bounded(window.role),
+        "start": window.start.astimezone(timezone.utc).isoformat(),
+        "end": window.end.astimezone(timezone.utc).isoformat(),
+        "subjects": _bounded(", ".join(window.subjects)),
+        "source": _bounded(window.source),
+    }
+
+
+def _bounded(text: str) -> str:
+    """At most ``PLAN_TEXT`` characters: a calendar's DESCRIPTION may be a whole document."""
+    return text if len(text) <= PLAN_TEXT else text[: PLAN_TEXT - 1] + "…"
+
+
+PLANS = CollectorSpec(
+    name="changes.plans",
+    help="Planned changes of the maintenance calendar ([maintenance]), recorded as they begin, for the report.",
+    collect=collect_plans,
+    interval=timedelta(minutes=5),
+    timeout=timedelta(seconds=30),
+)
+
+COLLECTORS: tuple[CollectorSpec, ...] = (FILES, AUDIT, PACKAGES, WINDOWS, PLANS)

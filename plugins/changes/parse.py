@@ -22,7 +22,10 @@ partner lines of an upgrade name the old package and are not counted again). Pac
 are counted and kept per package and day for the report; they are not events (a dist-upgrade
 is hundreds of them).
 
-Every change goes through ``planned.is_planned`` for its ``planned`` label.
+Every change is planned or not by the maintenance calendar (``ctx.maintenance``, through
+``planned.Planner``), which gives its ``planned`` label. A package change a planned change covers
+is also kept per plan and day (``changes.by_plan``), and one outside every plan per package and
+day (``changes.packages_unplanned``; upgrades only counted), for the report.
 
 Imports only ``normagent`` (the public API) and the standard library.
 """
@@ -37,8 +40,8 @@ from typing import Any
 
 from normagent import Count, LogBlock, Observation, ParseContext, ParseProblem, ParseResult, Rollup, TextBlock
 
-from .planned import Change, planned_label
-from .vocab import PACKAGE_CHANGES, PACKAGES_BY_NAME, config_change, utc
+from .planned import Change, Planner, plan_id
+from .vocab import BY_PLAN, PACKAGE_CHANGES, PACKAGES_BY_NAME, UNPLANNED_PACKAGES, config_change, utc
 
 MAX_PROBLEMS = 100
 
@@ -94,10 +97,6 @@ def _lines(data: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
-def _calendar(ctx: ParseContext) -> object | None:
-    return getattr(ctx.settings, "calendar", None)
-
-
 # --------------------------------------------------------------------------------------------
 # auditd
 
@@ -120,7 +119,7 @@ def parse_audit(block: LogBlock, ctx: ParseContext) -> ParseResult:
                 if len(result.examples) < ctx.examples:
                     result.examples.append(raw.decode("utf-8", "replace"))
     keys = tuple(getattr(ctx.settings, "keys", CONFIG_KEYS))
-    calendar = _calendar(ctx)
+    planner = Planner(ctx.maintenance)
     pos = 0
     search = _CANDIDATE.search
     while True:
@@ -131,7 +130,7 @@ def parse_audit(block: LogBlock, ctx: ParseContext) -> ParseResult:
         end = data.find(b"\n", found.start())
         end = len(data) if end < 0 else end
         pos = end + 1
-        observations = _audit_record(data[start:end].rstrip(b"\r"), keys, calendar)
+        observations = _audit_record(data[start:end].rstrip(b"\r"), keys, planner)
         if observations:
             result.observations += observations
             result.parsed += 1
@@ -139,7 +138,7 @@ def parse_audit(block: LogBlock, ctx: ParseContext) -> ParseResult:
     return result
 
 
-def _audit_record(raw: bytes, keys: Sequence[str], calendar: object | None) -> list[Observation]:
+def _audit_record(raw: bytes, keys: Sequence[str], planner: Planner) -> list[Observation]:
     match = _AUDIT_LINE.match(raw)
     if match is None:
         return []
@@ -152,14 +151,14 @@ def _audit_record(raw: bytes, keys: Sequence[str], calendar: object | None) -> l
         if fields.get("res", "").lower() not in ("1", "yes", "success"):
             return []
         if kind == b"DAEMON_CONFIG":  # auditd re-read auditd.conf (SIGHUP): "config changed"
-            return config_change(Change(at, "auditd", "audit_config", "auditd.conf"), event_key, calendar)
+            return config_change(Change(at, "auditd", "audit_config", "auditd.conf"), event_key, planner)
         op = fields.get("op", "unknown")
         subject = op if not _audit_keys(fields.get("key", "")) else f"{op} {','.join(_audit_keys(fields.get('key', '')))}"
-        return config_change(Change(at, "auditd", "audit_config", subject), event_key, calendar)
+        return config_change(Change(at, "auditd", "audit_config", subject), event_key, planner)
     if kind == b"SYSCALL" and fields.get("success") == "yes":
         matched = [k for k in _audit_keys(fields.get("key", "")) if any(fnmatch.fnmatchcase(k, p) for p in keys)]
         if matched:
-            return config_change(Change(at, "auditd", "watch", ",".join(matched)), event_key, calendar)
+            return config_change(Change(at, "auditd", "watch", ",".join(matched)), event_key, planner)
     return []
 
 
@@ -195,10 +194,12 @@ def parse_package_logs(block: LogBlock, ctx: ParseContext) -> ParseResult:
     if not isinstance(block, TextBlock):
         return ParseResult(ignored=len(block.records))
     result = ParseResult()
-    calendar = _calendar(ctx)
+    planner = Planner(ctx.maintenance)
     data = block.data
     counts: dict[tuple[str, str], float] = {}
     rows: dict[tuple[date, str], list[Any]] = {}
+    unplanned: dict[tuple[date, str], list[Any]] = {}
+    plans: dict[tuple[date, str], list[Any]] = {}
     times: dict[bytes, datetime | None] = {}
     last_begin = -1
     for match in _ACTION_WORD.finditer(data):
@@ -211,26 +212,35 @@ def parse_package_logs(block: LogBlock, ctx: ParseContext) -> ParseResult:
         change = _package_change(line, ctx, times)
         if change is None:
             continue
-        planned = planned_label(change, calendar)
+        window = planner.window(change)
+        planned = "true" if window is not None else "false"
         counts[(change.kind, planned)] = counts.get((change.kind, planned), 0.0) + 1
+        result.parsed += 1
+        day = change.at.date()
+        if window is not None and window.kind == "change":
+            _tally(plans, (day, plan_id(window)), change.at)
         if change.kind in ("upgrade", "reinstall"):
             # Counted, not kept per package: a host upgrades hundreds of packages a month (the
             # updates section lists the security updates and the failures by package).
-            result.parsed += 1
             continue
-        day = change.at.date()
-        row = rows.get((day, change.subject))
-        if row is None:
-            rows[(day, change.subject)] = [1.0, change.at, change.at]
-        else:
-            row[0] += 1
-            row[1] = min(row[1], change.at)
-            row[2] = max(row[2], change.at)
-        result.parsed += 1
+        _tally(rows, (day, change.subject), change.at)
+        if window is None:
+            _tally(unplanned, (day, change.subject), change.at)
     result.observations = [Count(PACKAGE_CHANGES, {"action": a, "planned": p}, n) for (a, p), n in sorted(counts.items())]
-    result.observations += [Rollup(PACKAGES_BY_NAME, day, name, n, first, last) for (day, name), (n, first, last) in sorted(rows.items())]
+    for name, tally in ((PACKAGES_BY_NAME, rows), (UNPLANNED_PACKAGES, unplanned), (BY_PLAN, plans)):
+        result.observations += [Rollup(name, day, key, n, first, last) for (day, key), (n, first, last) in sorted(tally.items())]
     result.ignored = block.line_count - result.parsed
     return result
+
+
+def _tally(rows: dict[tuple[date, str], list[Any]], key: tuple[date, str], at: datetime) -> None:
+    row = rows.get(key)
+    if row is None:
+        rows[key] = [1.0, at, at]
+    else:
+        row[0] += 1
+        row[1] = min(row[1], at)
+        row[2] = max(row[2], at)
 
 
 def _package_change(line: bytes, ctx: ParseContext, times: dict[bytes, datetime | None]) -> Change | None:

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from normagent import Count, Event, Observation, Rollup
 
-from .planned import Change, planned_label
+from .planned import Change, Planner, plan_id
 
 SECTION = "Databehandler"
 
@@ -27,18 +27,40 @@ PLANNED = ("false", "true")
 
 BY_SUBJECT = "changes.by_subject"  # key: "<source>:<subject>" (a path, an audit key, a policy)
 PACKAGES_BY_NAME = "changes.packages"  # key: package name
+UNPLANNED_PACKAGES = "changes.packages_unplanned"  # key: package name (installs, removals … not upgrades)
+BY_PLAN = "changes.by_plan"  # key: plan_id of the planned change that planned them (every source)
 CHANGE_EVENT = "changes.change"
+PLAN_EVENT = "changes.plan"  # a planned change of the calendar, recorded by changes.plans
 
 
-def config_change(change: Change, key: str, calendar: object | None = None, **attrs: str | int | None) -> list[Observation]:
-    """The count, rollup and event of one configuration change (file, auditd, Windows)."""
-    planned = planned_label(change, calendar)
+def config_change(change: Change, key: str, planner: Planner, **attrs: str | int | None) -> list[Observation]:
+    """The count, rollups and event of one configuration change (file, auditd, Windows).
+
+    The event says whether it was planned and by what: ``planned_by`` ``"change"`` (with
+    ``plan``, the planned change's ``plan_id``) or ``"maintenance"`` (a maintenance window).
+    """
+    window = planner.window(change)
+    planned = "true" if window is not None else "false"
     at = change.at.astimezone(timezone.utc)
-    return [
+    out: list[Observation] = [
         Count(CONFIG_CHANGES, {"source": change.source, "kind": change.kind, "planned": planned}),
         Rollup(BY_SUBJECT, at.date(), f"{change.source}:{change.subject}", 1, at, at),
-        Event(CHANGE_EVENT, at, key, {"source": change.source, "kind": change.kind, "subject": change.subject, "planned": planned == "true", **attrs}),
     ]
+    extra: dict[str, str | int | bool | None] = {}
+    if window is not None:
+        extra["planned_by"] = window.kind
+        if window.kind == "change":
+            extra["plan"] = plan_id(window)
+            out.append(Rollup(BY_PLAN, at.date(), plan_id(window), 1, at, at))
+    out.append(
+        Event(
+            CHANGE_EVENT,
+            at,
+            key,
+            {"source": change.source, "kind": change.kind, "subject": change.subject, "planned": window is not None, **extra, **attrs},
+        )
+    )
+    return out
 
 
 def utc(seconds: float) -> datetime:

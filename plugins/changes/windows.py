@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from normagent import JournalEntry, Observation, ParseContext, WindowsEvent, record_parser
 
-from .planned import Change
+from .planned import Change, Planner
 from .vocab import config_change
 
 PROVIDER = "microsoft-windows-security-auditing"
@@ -37,7 +37,7 @@ def parse_policy_change(record: JournalEntry | WindowsEvent, ctx: ParseContext) 
     else:
         subject = record.data.get("DomainPolicyChanged") or "domain policy"
     change = Change(record.time, "windows", kind, subject.strip() or kind)
-    return config_change(change, f"windows:{record.channel}:{record.record_id}", getattr(ctx.settings, "calendar", None))
+    return config_change(change, f"windows:{record.channel}:{record.record_id}", Planner(ctx.maintenance))
 
 
 parse_windows_policy = record_parser(parse_policy_change, accept=_accept)

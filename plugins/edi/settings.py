@@ -144,8 +144,9 @@ class MaintenanceWindow:
         start: Start of a one-off window; without an offset it is read in the business hours' zone.
         end: End of a one-off window.
         weekday: Day of a weekly window.
-        from_: Start of a weekly window, local time.
-        to: End of a weekly window, local time; earlier than ``from`` means the next day.
+        from_: Start of a weekly window, in the business hours' zone.
+        to: End of a weekly window, in the business hours' zone; earlier than (or equal to)
+            ``from`` means the next day.
     """
 
     start: datetime | None = None
@@ -211,8 +212,9 @@ class EdiSettings:
         naive_time_zone: Zone of message dates written without an offset (KITH messages usually are).
         business_hours: When traffic is expected.
         stop_gap: A silence longer than this (business time) is a stop.
-        maintenance: Planned maintenance windows: stops inside them are planned (as are stops inside
-            the windows of the agent's shared ``[maintenance]`` calendar).
+        maintenance: Planned maintenance windows of the message traffic alone: stops inside them are
+            planned, as are stops inside any window or planned change of the agent's shared
+            ``[maintenance]`` calendar (which the other plugins use too: prefer it).
         service: The message server's service; down starts a stop at once.
         count_encrypted_envelopes: Count ebXML envelopes whose payload cannot be read (encrypted or
             in another MIME part) as messages, by their ebXML Action. Turn off when the same messages

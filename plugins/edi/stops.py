@@ -3,8 +3,12 @@
 A *stop* is time inside business hours during which messages did not flow: either a silence
 (no traffic in one direction) whose business-hours length exceeds the configured gap, or a period
 in which the message server's own service was down (that starts a stop at once, gap or not). A stop
-is *planned* where a configured maintenance window covers it, *unplanned* elsewhere; one silence can
-hold both kinds.
+is *planned* where a maintenance window covers it (the collector's own ``maintenance`` windows, or
+any window or planned change of the agent's shared ``[maintenance]`` calendar), *unplanned*
+elsewhere; one silence can hold both kinds. Each second is planned or not by the calendar of the
+cycle that counts it, and the stop's event, written when it ends, says what the counter counted:
+a window written into the calendar afterwards (or cancelled) changes neither, as for the probed
+services' outages.
 
 Stops are counted only from the moment the collector first watched a direction (``since``): the
 gaps between files already in an archive when the agent is installed, and the silence between the
@@ -188,15 +192,23 @@ class StopPiece:
 
 @dataclass(frozen=True, slots=True)
 class DirectionState:
-    """Checkpointed per direction: since when it is watched, the last traffic, and what was
-    counted in the silence after it."""
+    """Checkpointed per direction: since when it is watched, the last traffic, what was counted in
+    the silence after it, and which of that was counted planned.
+
+    ``planned`` keeps the planned-or-not each second was counted with, so the stop's event tells
+    what the counter told, however the calendar changed since; ``None``: not known (a checkpoint
+    written before it was kept), the calendar tells."""
 
     since: float | None = None
     last: float | None = None
     counted: tuple[Span, ...] = ()
+    planned: tuple[Span, ...] | None = ()
 
     def to_json(self) -> dict[str, object]:
-        return {"since": self.since, "last": self.last, "counted": [list(s) for s in self.counted]}
+        out: dict[str, object] = {"since": self.since, "last": self.last, "counted": [list(s) for s in self.counted]}
+        if self.planned is not None:
+            out["planned"] = [list(s) for s in self.planned]
+        return out
 
     @classmethod
     def from_json(cls, value: object) -> DirectionState:
@@ -204,10 +216,12 @@ class DirectionState:
             return cls()
         since, last = value.get("since"), value.get("last")
         counted = value.get("counted") or []
+        planned = value.get("planned")
         return cls(
             float(since) if isinstance(since, (int, float)) else None,
             float(last) if isinstance(last, (int, float)) else None,
             tuple((float(s), float(e)) for s, e in counted),
+            tuple((float(s), float(e)) for s, e in planned) if isinstance(planned, list) else None,
         )
 
 
@@ -257,8 +271,14 @@ def split_planned(spans: Sequence[Span], rules: StopRules) -> list[StopPiece]:
     """Cut stop spans into planned (under maintenance) and unplanned pieces, in time order."""
     if not spans:
         return []
+    return _cut(spans, rules.maintenance.spans(spans[0][0], spans[-1][1]), rules)
+
+
+def _cut(spans: Sequence[Span], windows: Sequence[Span], rules: StopRules) -> list[StopPiece]:
+    """Cut stop spans into the pieces inside ``windows`` (planned) and outside, in time order."""
+    if not spans:
+        return []
     lo, hi = spans[0][0], spans[-1][1]
-    windows = rules.maintenance.spans(lo, hi)
     down = clip(list(rules.down), lo, hi)
     pieces = [(s, True) for s in intersect(spans, windows)] + [(s, False) for s in subtract(spans, windows)]
     out = []
@@ -279,6 +299,10 @@ def advance(state: DirectionState, traffic: Sequence[float], now: float, rules: 
     since = state.since if state.since is not None else now
     last = state.last
     counted = list(state.counted)
+    if state.planned is not None:
+        planned_before = list(state.planned)
+    else:  # not kept by the version that counted it: the calendar tells, as it did then
+        planned_before = [(p.start, p.end) for p in split_planned(counted, rules) if p.planned]
     accrued: list[Span] = []
     closed: list[Span] = []
     late = 0
@@ -314,11 +338,14 @@ def advance(state: DirectionState, traffic: Sequence[float], now: float, rules: 
         accrued.extend(new)
         counted = normalise([*counted, *new])
         current = total(normalise([*stop, *counted]))
-    accrued_n = normalise(accrued)
+    pieces = split_planned(normalise(accrued), rules)
+    # Every second of a stop that ended was counted, earlier or now: it ends planned or not as
+    # it was counted, so its event and the counter agree whatever the calendar did meanwhile.
+    planned = normalise([*planned_before, *((p.start, p.end) for p in pieces if p.planned)])
     return StopUpdate(
-        state=DirectionState(since, last, tuple(counted)),
-        accrued=tuple(split_planned(accrued_n, rules)),
-        closed=tuple(_merge_pieces(split_planned(normalise(closed), rules))),
+        state=DirectionState(since, last, tuple(counted), tuple(intersect(normalise(counted), planned))),
+        accrued=tuple(pieces),
+        closed=tuple(_merge_pieces(_cut(normalise(closed), planned, rules))),
         current=current,
         late_traffic=late,
     )

@@ -18,12 +18,14 @@ from normagent.config import (
     INTERVAL_RANGE,
     TIMEOUT_RANGE,
     AgentSettings,
+    ForwarderCommon,
     PluginsSettings,
     RuleSettings,
     format_duration,
     range_text,
 )
 from normagent.exposition import HEALTH_METRICS, HTTP_METRICS
+from normagent.forward import DEVIATION_METRICS
 from normagent.loader import build_plugins
 from normagent.logs import LOG_METRICS
 from normagent.model import MetricSpec
@@ -42,9 +44,10 @@ def all_metrics() -> list[tuple[MetricSpec, str]]:
         for metric in spec.metrics:
             owners.setdefault(metric.name, []).append(spec.name)
     metrics = {m.name: m for m in plugins.metrics().values()}
-    for metric in (*HEALTH_METRICS, *HTTP_METRICS, *SYSLOG_METRICS):
+    for metric in (*HEALTH_METRICS, *HTTP_METRICS, *DEVIATION_METRICS, *SYSLOG_METRICS):
         metrics[metric.name] = metric
-        owners.setdefault(metric.name, ["agent"] if metric in (*HEALTH_METRICS, *HTTP_METRICS) else ["core.syslog"])
+        agent = metric in (*HEALTH_METRICS, *HTTP_METRICS, *DEVIATION_METRICS)
+        owners.setdefault(metric.name, ["agent"] if agent else ["core.syslog"])
     rows = []
     for name in sorted(metrics):
         collectors = owners[name]
@@ -166,7 +169,19 @@ def config_reference() -> str:
     for name, section in sections().items():
         note = " (optional: the receiver runs only when this table exists)" if section.optional else ""
         parts.append(f"### `[{name}]`{note}\n\n" + settings_table(section.settings))
-    parts.append('### `[rules."<name>"]`\n\nRetune or disable a default deviation rule by name (`normagent plugins` lists them).\n\n' + settings_table(RuleSettings))
+    parts.append(
+        '### `[rules."<name>"]`\n\nRetune or disable a default deviation rule by name (`normagent rules list` shows '
+        "them), or add a rule of the site's own under another name with `watch`, `comparison` and `threshold`; "
+        "`watch`, `comparison`, `labels`, `group_by`, `preceded_by` and `min_preceding` are for such rules only.\n\n"
+        + settings_table(RuleSettings)
+    )
+    parts.append(
+        "### `[forwarders.<name>]`\n\nWhere deviation candidates go; any number, each with a name of its own "
+        "(a metric label) and a `kind`. The keys every forwarder has:\n\n" + settings_table(ForwarderCommon)
+    )
+    for kind, spec in sorted(plugins.forwarders().items()):
+        assert spec.settings is not None
+        parts.append(f'#### `kind = "{kind}"`\n\n{spec.help}\n\n' + settings_table(spec.settings))
     for name, spec in sorted(plugins.collectors().items()):
         common = [
             f"| `enabled` | boolean | `{str(spec.enabled_by_default).lower()}` | Run this collector |",
@@ -195,6 +210,47 @@ def test_a_nested_table_shows_the_defaults_the_plugin_gives_it() -> None:
 
 def counting_rules() -> str:
     return (ROOT / "docs" / "access-counting-rules.md").read_text().split("\n", 1)[1].lstrip("\n")
+
+
+def rule_catalogue() -> str:
+    """docs/deviations.md's table of every default rule, as the agent completes it."""
+    from normagent.rules import complete, format_span, value_format
+
+    lines = [
+        "| rule | fires when | severity | touches | owner | 72 h | title (bokmål / English) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, rule in sorted(build_plugins(entry_points_enabled=False).rules().items()):
+        done = complete(rule, timedelta(minutes=15))
+        assert done.text_nb is not None and done.text_en is not None
+        kind, _, target = rule.watch.partition(":")
+        matchers = ",".join(f'{k}="{v}"' for k, v in sorted(rule.labels.items()))
+        what = {
+            "rollup": f"rollup `{target}` over {format_span(rule.window, 'en') if rule.window else ''}",
+            "event": f"events `{target}` over {format_span(rule.window, 'en') if rule.window else ''}",
+            "absent": f"no series of `{target}{{{matchers}}}`" if matchers else f"no series of `{target}`",
+        }.get(kind) or (
+            f"increase of `{rule.watch}{{{matchers}}}` over {format_span(rule.window, 'en')}" if rule.window and matchers
+            else f"increase of `{rule.watch}` over {format_span(rule.window, 'en')}" if rule.window
+            else f"`{rule.watch}{{{matchers}}}`" if matchers else f"`{rule.watch}`"
+        )
+        when = f"{what} {rule.comparison} {value_format(rule)(rule.threshold, 'en')}"
+        if rule.preceded_by:
+            when += f", after ≥ {rule.min_preceding:g} in `{rule.preceded_by.partition(':')[2]}`"
+        if rule.group_by:
+            when += f", per {', '.join(rule.group_by)}"
+        if rule.for_:
+            when += f", for {format_span(rule.for_, 'en')}"
+        lines.append(
+            f"| `{name}` | {_cell(when)} | {rule.severity.label} | {', '.join(done.cia)} | {done.owner} | "
+            f"{'yes' if rule.personal_data else ''} | {_cell(done.text_nb.title)} / {_cell(done.text_en.title)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def test_the_rule_catalogue_is_generated_from_the_rules(golden: Any) -> None:
+    start, end = "<!-- rules:start (generated by tests/contract/test_docs.py) -->", "<!-- rules:end -->"
+    golden.section(ROOT / "docs" / "deviations.md", start, end, rule_catalogue())
 
 
 @pytest.mark.parametrize(

@@ -175,9 +175,10 @@ def make_namespace(name: str, pairs: int) -> Namespace:
     cannot (not root, or a container without CAP_SYS_ADMIN or veth)."""
     if os.geteuid() != 0:
         skip_for_host("not root: cannot make a network namespace")
+    require_tool("ip", "iproute2")
     try:
         run_ip("netns", "add", name)
-    except (OSError, FileNotFoundError) as exc:
+    except OSError as exc:
         skip_for_host(f"cannot make a network namespace: {exc}")
     ns = Namespace(name)
     try:

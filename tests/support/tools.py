@@ -83,12 +83,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"under CI a test may skip only for a host property ({HOST_PROPERTY!r}...); this one skipped: {reason}"
 
 
-def _every_builtin() -> str:
-    """The TOML array naming every builtin plugin, for test configs that disable them all."""
-    from normagent.loader import BUILTIN_PLUGINS
+def builtins_except(*keep: str) -> str:
+    """A TOML array naming every builtin collector plugin (a factsheet area under plugins/) but
+    ``keep``: ``[plugins] disable = …`` in a test config, so only what the test is about collects
+    (new plugins join the list by themselves). The builtin forwarders stay: they cost nothing
+    until a ``[forwarders.*]`` table uses them."""
+    from normagent.loader import BUILTIN_PLUGINS, short_name
 
-    return "[" + ", ".join(f'"{module.rsplit(".", 1)[1]}"' for module in BUILTIN_PLUGINS) + "]"
+    names = [short_name(module) for module in BUILTIN_PLUGINS if module.startswith("normagent.plugins.")]
+    return "[" + ", ".join(f'"{name}"' for name in names if name not in keep) + "]"
 
 
-EVERY_BUILTIN = _every_builtin()
-"""``[plugins] disable = {EVERY_BUILTIN}`` in a test config: only the test's own plugins run."""
+EVERY_BUILTIN = builtins_except()
+"""``[plugins] disable = {EVERY_BUILTIN}`` in a test config: only the test's own plugins collect."""

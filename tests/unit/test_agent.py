@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,8 +20,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from normagent.errors import EX_CONFIG
+from normagent.errors import EX_CANTCREAT, EX_CONFIG
 from normagent.ledger import Ledger
+from tests.support.disks import fill, small_filesystem
+from tests.support.lines_plugin import write_lines
+from tests.support.tools import EVERY_BUILTIN, builtins_except
 
 ROOT = Path(__file__).parents[2]
 
@@ -52,7 +56,7 @@ listen = "127.0.0.1:{self.port}"
 
 [plugins]
 extra = ["tests.support.sample_plugin", "tests.support.daemon_plugin"]
-disable = ["edi", "access"]
+disable = {builtins_except("system")}
 entry_points = false
 
 [collectors."sample.events"]
@@ -62,10 +66,10 @@ interval = "{interval}"
 """
         )
 
-    def start(self, argv: list[str] | None = None, stdin: int | None = None, stdout: int | None = None) -> None:
+    def start(self, *options: str, argv: list[str] | None = None, stdin: int | None = None, stdout: int | None = None) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(
-            argv or [sys.executable, "-m", "normagent", "run", "--config", str(self.config)],
+            argv or [sys.executable, "-m", "normagent", "run", "--config", str(self.config), *options],
             stdin=stdin, stdout=stdout or subprocess.DEVNULL, stderr=self.log.open("wb"), env=env, cwd=self.tmp,
         )
 
@@ -250,7 +254,7 @@ raise SystemExit(main(["run", "--config", sys.argv[1]]))
 
 
 def start_held(daemon: Daemon) -> subprocess.Popen[bytes]:
-    daemon.start([sys.executable, "-c", HELD_START, str(daemon.config)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    daemon.start(argv=[sys.executable, "-c", HELD_START, str(daemon.config)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     proc = daemon.proc
     assert proc is not None and proc.stdout is not None
     assert proc.stdout.readline() == b"holding\n", daemon.log.read_text()
@@ -322,7 +326,8 @@ def test_sigterm_during_a_long_catch_up_stops_at_the_next_block_and_keeps_what_w
     assert daemon.stop() == 0  # Daemon.stop waits 15 s, a quarter of the grace
 
     # This collector's pause: another one reading at that moment (updates.apt) pauses too.
-    assert [e["reason"] for e in daemon.events() if e["event"] == "log_read_paused" and e.get("collector") == "daemon.log"] == ["shutdown"]
+    paused = [e["reason"] for e in daemon.events() if e["event"] == "log_read_paused" and e.get("collector") == "daemon.log"]
+    assert paused == ["shutdown"]
     with Ledger.open(daemon.tmp / "state" / "ledger.db") as ledger:
         checkpoint = ledger.checkpoints("daemon.log").get(f"file:{log}")
         assert isinstance(checkpoint, dict) and isinstance(checkpoint["current"], dict)
@@ -385,3 +390,166 @@ def test_advice_about_the_settings_is_logged_at_start_and_the_collector_runs(dae
     assert (advice["collector"], advice["key"], advice["level"]) == ("sample.events", "quiet", "warning")
     daemon.wait_for('normagent_collector_up{collector="sample.events"} 1.0')  # advice never disables
     assert daemon.stop() == 0
+
+
+# the state directory: lost, refused, full
+
+
+def write_lines_config(daemon: Daemon, state: Path, log: Path) -> None:
+    daemon.config.write_text(
+        f"""
+[agent]
+state_dir = "{state}"
+log_format = "json"
+shutdown_grace = "2s"
+
+[web]
+listen = "127.0.0.1:{daemon.port}"
+
+[plugins]
+extra = ["tests.support.lines_plugin"]
+disable = {EVERY_BUILTIN}
+entry_points = false
+
+[collectors."lines.log"]
+interval = "100ms"
+
+[collectors."lines.log".files]
+paths = ["{log}"]
+start_at = "beginning"
+"""
+    )
+
+
+def counted(page: str) -> tuple[float, float]:
+    """(lines counted, sum of their ids) on a metrics page."""
+    values = {}
+    for name in ('normagent_log_lines_total{result="parsed",source="lines.log"}', "normagent_test_line_id_sum_total"):
+        line = next((row for row in page.splitlines() if row.startswith(name + " ")), None)
+        values[name] = float(line.rsplit(" ", 1)[1]) if line else 0.0
+    return tuple(values.values())  # type: ignore[return-value]
+
+
+def wait_counted(daemon: Daemon, lines: int, timeout: float = 20) -> str:
+    end = time.monotonic() + timeout
+    page = ""
+    while time.monotonic() < end:
+        page = daemon.wait_for('collector="lines.log"')
+        if counted(page) == (lines, sum(range(lines))):
+            return page
+        time.sleep(0.05)
+    raise AssertionError(f"never counted {lines} lines exactly; last: {counted(page)}\n{daemon.log.read_text()[-3000:]}")
+
+
+def test_a_state_directory_deleted_while_running_is_noticed_and_put_back_for_the_restart(daemon: Daemon) -> None:
+    """SQLite went on committing into the deleted ledger; the restart began anew, counting the log
+    again from its start under a new pseudonym key."""
+    state, log = daemon.tmp / "state", daemon.tmp / "app.log"
+    write_lines(log, 0, 100)
+    write_lines_config(daemon, state, log)
+    daemon.start()
+    wait_counted(daemon, 100)
+    key = (state / "pseudonym.key").read_bytes()
+
+    shutil.rmtree(state)
+    write_lines(log, 100, 50)
+
+    lost = daemon.wait_for_event("state_lost")
+    rescued = daemon.wait_for_event("state_rescued")
+    assert "was deleted" in str(lost["why"]) and rescued["ledger"] == str(state / "ledger.db")
+    assert requests.get(f"http://127.0.0.1:{daemon.port}/healthz", timeout=2).status_code == 503
+    daemon.wait_for('normagent_collector_up{collector="lines.log"} 0.0')
+    assert counted(daemon.metrics()) == (100, sum(range(100)))  # nothing counted into the void
+    assert daemon.stop() == 0
+    assert (state / "pseudonym.key").read_bytes() == key
+
+    daemon.start()
+    wait_counted(daemon, 150)  # from where counting stopped: nothing again, nothing lost
+    assert requests.get(f"http://127.0.0.1:{daemon.port}/healthz", timeout=2).status_code == 200
+
+
+def test_a_lost_ledger_stops_the_start_until_new_state_says_to_begin_afresh(daemon: Daemon) -> None:
+    state, log = daemon.tmp / "state", daemon.tmp / "app.log"
+    write_lines(log, 0, 10)
+    write_lines_config(daemon, state, log)
+    daemon.start()
+    wait_counted(daemon, 10)
+    daemon.stop()
+    (state / "ledger.db").unlink()
+
+    daemon.start()
+    assert daemon.proc is not None and daemon.proc.wait(15) == EX_CANTCREAT
+    message = daemon.log.read_text()
+    assert "ledger.db is missing, but a ledger existed here" in message and "--new-state" in message
+    assert not (state / "ledger.db").exists()
+
+    daemon.start("--new-state")
+    wait_counted(daemon, 10)  # afresh, on purpose: the log is read again from its start
+    assert any(e["event"] == "state_started_afresh" for e in daemon.events())
+
+
+def test_a_full_512_kib_state_filesystem_takes_collectors_down_and_loses_nothing(daemon: Daemon) -> None:
+    """Before: the WAL alone filled the filesystem; commits failed with "cannot rollback - no
+    transaction is active", raw tracebacks came from the scheduler thread and collector_up stayed 1."""
+    log = daemon.tmp / "app.log"
+    with small_filesystem(daemon.tmp / "state", "512k") as state:
+        write_lines(log, 0, 300)
+        write_lines_config(daemon, state, log)
+        daemon.start()
+        wait_counted(daemon, 300)
+        ballast = fill(state)
+        written = 300
+        for _ in range(20):  # until the ledger has to grow (it may reuse its WAL for a while)
+            write_lines(log, written, 100)
+            written += 100
+            try:
+                daemon.wait_for('normagent_collector_up{collector="lines.log"} 0.0', timeout=2)
+                break
+            except AssertionError:
+                continue
+        else:
+            raise AssertionError("the collector never went down on a full disk")
+        failed = [e for e in daemon.events() if e["event"] == "collector_failed"]
+        assert [e["reason"] for e in failed] == ["disk_full"]
+        assert "state filesystem is full" in str(failed[0]["error"])
+
+        ballast.remove()
+        page = wait_counted(daemon, written)
+        assert 'normagent_collector_up{collector="lines.log"} 1.0' in page
+        assert daemon.stop() == 0
+        text = daemon.log.read_text()
+        assert "Traceback" not in text and "no transaction is active" not in text
+
+
+def test_sighup_brings_new_rules_and_forwarders_into_use(daemon: Daemon) -> None:
+    """A rule and a forwarder added by a reload: the candidate the new rule raises reaches the new
+    forwarder, with no restart."""
+    daemon.write_config()
+    daemon.start()
+    daemon.wait_for('normagent_collector_up{collector="sample.events"} 1.0')
+    out = daemon.tmp / "avvik.jsonl"
+    daemon.write_config(tables=f"""
+[rules."site.sample_seen"]
+watch = "normagent_sample_events_total"
+comparison = ">"
+threshold = 0
+window = "1h"
+group_by = ["kind"]
+summary = "{{value}} hendelser av typen {{kind}}"
+
+[forwarders.lokal]
+kind = "file"
+path = "{out}"
+""")
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for_event("config_reloaded")
+    daemon.wait_for('normagent_outbox_pending{forwarder="lokal"} 0.0')
+    end = time.monotonic() + 15
+    while time.monotonic() < end and not (out.exists() and out.read_text().strip()):
+        time.sleep(0.1)
+    [line] = out.read_text().splitlines()
+    document = json.loads(line)
+    assert document["rule"] == "site.sample_seen" and document["labels"] == {"kind": "a"}
+    # The line is written (and fsynced) before the attempt is stored: wait for the count, do not race it.
+    daemon.wait_for('normagent_forward_attempts_total{forwarder="lokal",result="ok"} 1.0')

@@ -41,7 +41,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = sample_config(tmp_path)
     assert main(["check-config", str(path)]) == 0
-    assert capsys.readouterr().out.startswith(f"{path}: OK (1 collectors)")
+    assert capsys.readouterr().out.startswith(f"{path}: OK (1 collectors, ")
 
 
 def test_check_config_lists_every_problem_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,7 +66,7 @@ def test_check_config_warns_about_settings_a_collector_advises_against(tmp_path:
     assert main(["check-config", str(path)]) == 0
 
     assert capsys.readouterr().out.splitlines() == [
-        f"{path}: OK (1 collectors)",
+            f"{path}: OK (1 collectors, 1 rules, 0 forwarders)",
         f'  warning: {path}:11: collectors."sample.events".quiet: quiet = true: nothing this collector sees is logged',
     ]
 

@@ -182,6 +182,13 @@ def test_example_config_is_valid_and_shows_every_key() -> None:
             assert keys(spec.settings) - written == set(), name
     for section in sections().values():
         assert keys(section.settings) - written - {"basic_auth_users"} == set()
+    from normagent.config import ForwarderCommon, RuleSettings
+
+    assert keys(RuleSettings) - written == set()
+    assert keys(ForwarderCommon) - written == set()
+    for kind, forwarder in plugins.forwarders().items():
+        assert forwarder.settings is not None and keys(forwarder.settings) - written == set(), kind
+        assert f'kind = "{kind}"' in text
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from normagent.exposition import HEALTH_METRICS, ExpositionView, MetricsApp, families
@@ -103,3 +104,30 @@ def test_only_get_and_head_are_allowed(ledger: Ledger) -> None:
     statuses = []
     app({"REQUEST_METHOD": "POST"}, lambda status, headers: statuses.append(status))
     assert statuses == ["405 Method Not Allowed"]
+
+
+def test_deviation_metrics_come_from_the_ledger_and_the_oldest_age_moves_with_the_clock(tmp_path: Path) -> None:
+    """normagent_deviations by state and severity, and each configured forwarder's outbox: the
+    oldest change's age is computed at the scrape, so a cached page never shows a stale one."""
+    from datetime import timedelta
+
+    from normagent.model import MetricSpec, RuleSpec
+    from normagent.rules import Engine, EngineSettings, complete
+    from normagent.testing import FakeClock
+
+    up = MetricSpec("normagent_test_up", "gauge", "Up.")
+    clock = FakeClock()
+    with Ledger.open(tmp_path / "ledger.db", clock=clock) as ledger:
+        ledger.declare([up])
+        rule = RuleSpec(name="test.down", watch=up.name, comparison="<", threshold=1, summary="nede", section="Driftsstatus")
+        ledger.use_rules(Engine([complete(rule, timedelta(0))], EngineSettings(host_id=ledger.host_id)), ["hook"])
+        ledger.commit("c", Batch([Gauge(up.name, 0)]))
+        view = ExpositionView(metrics={up.name: up}, collectors=[], plugins={}, version="1", forwarders=["hook", "mail"])
+        now = [clock.now().timestamp() + 5]
+        app = MetricsApp(ledger.snapshot, lambda: view, now=lambda: now[0])
+        page = app.render()[0].decode()
+        assert 'normagent_deviations{severity="warning",state="firing"} 1.0' in page
+        assert 'normagent_outbox_pending{forwarder="hook"} 1.0' in page and 'normagent_outbox_pending{forwarder="mail"} 0.0' in page
+        assert 'normagent_outbox_oldest_seconds{forwarder="hook"} 5.0' in page
+        now[0] += 60
+        assert 'normagent_outbox_oldest_seconds{forwarder="hook"} 65.0' in app.render()[0].decode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import json
 import lzma
 import os
 import shutil
@@ -32,6 +33,8 @@ from normagent.sources.files import (
     NotRegularFile,
     _Moved,
     _open_pinned,
+    _PathState,
+    _Tracked,
     codec_of,
     error_reason,
     invalid_utf8_lines,
@@ -179,6 +182,14 @@ def test_overlong_line_is_cut_counted_once_and_its_rest_skipped(tmp_path: Path) 
     assert ids([got[0], got[2]]) == [0, 1]
 
 
+def test_overlong_line_whose_rest_ends_where_a_read_starts(tmp_path: Path) -> None:
+    """The newline that ends the skipped rest is the first byte of a read: the next line is whole."""
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 1) + b"x" * 256 + b"\n" + lines(1, 1))  # the rest's newline at offset 300
+    got = Reader(source(log, block_bytes=256)).run()
+    assert got == [lines(0, 1)[:-1], b"x" * 256, lines(1, 1)[:-1]]
+
+
 def test_overlong_line_split_across_runs_is_still_one_line(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"y" * 300)
@@ -208,6 +219,15 @@ def test_start_at_end_never_starts_inside_a_line(tmp_path: Path) -> None:
     assert reader.run() == []
     append(log, b"0003\n" + lines(4, 1))
     assert ids(reader.run()) == [3, 4]
+
+
+def test_start_at_end_when_the_last_newline_is_the_first_byte_looked_at(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"\nNov 23 07:00:00 host app[1]: line 0000")
+    reader = Reader(source(log, start_at="end"))
+    assert reader.run() == []
+    append(log, b"0007\n")
+    assert reader.run() == [b"Nov 23 07:00:00 host app[1]: line 00000007"]
 
 
 def test_start_at_beginning_reads_history(tmp_path: Path) -> None:
@@ -450,6 +470,34 @@ def test_copytruncate_of_a_file_that_was_empty_at_the_last_look(tmp_path: Path) 
     assert ids(reader.run()) == [0, 1, 2]
 
 
+@pytest.mark.parametrize("new_lines", [30, 3], ids=["new-file-longer-than-the-offset", "new-file-shorter"])
+def test_a_copytruncate_between_two_blocks_of_one_read_passes_no_new_line_off_as_old(tmp_path: Path, new_lines: int) -> None:
+    """The file is checked, then read block by block; logrotate copies and truncates it after the
+    first block and the writer goes on. The next block read comes from the new content: passed off
+    as the old file's, its lines would be counted now and again from the new file's start, and the
+    old file's rest (in the copy) would be lost. Only the re-check after each read tells."""
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 20))
+    reader = Reader(source(log, block_bytes=200))  # 4 lines a block
+    tail = FileTail(reader.source, reader.state)
+    got: list[bytes] = []
+    for step in tail.reads():
+        reader.state.apply([Checkpoint(step.key, step.checkpoint)])
+        if step.block is None:
+            continue
+        got.extend(step.block.data.split(b"\n")[:-1])
+        if len(got) == 4:  # between the first block and the next read
+            shutil.copyfile(log, tmp_path / "app.log.1")
+            with open(log, "r+b") as f:
+                f.truncate(0)
+            append(log, lines(100, new_lines))
+    assert not tail.errors
+
+    got += reader.run()  # the next run sorts out the rotation
+
+    assert ids(got) == [*range(20), *range(100, 100 + new_lines)]
+
+
 def test_a_listing_made_stale_by_a_rotation_in_progress_loses_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -628,6 +676,21 @@ def test_read_whole_includes_the_unterminated_last_line(tmp_path: Path, suffix: 
     assert got == raw + b"\n"
     assert sum(b.lines for b in blocks) == 501
     assert codec_of(path) == {"": "", ".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}[suffix]
+
+
+def test_a_checkpoint_keeps_every_field_across_a_restart() -> None:
+    """The stored checkpoint is all a restarted agent knows of a path: every field must come back
+    as it was (a lost ``skip`` counts the rest of an over-long line as a line, a lost ``mtime``
+    or ``seen`` blurs which rotated files hold unread lines)."""
+    tracked = [_Tracked(dev=1, ino=2, fp="ab", fpn=3, offset=4, size=5, mtime=6, skip=True, path="/var/log/app.log.1")]
+    state = _PathState(current=_Tracked(7, 8, "cd", 9, 10, 11, 12, True, "/var/log/app.log"), rotated=tracked, seen=13)
+
+    stored = json.loads(json.dumps(state.to_json()))
+
+    assert _PathState.from_json(stored) == state
+    assert _PathState().to_json() is None  # nothing known: nothing stored
+    with pytest.raises(ValueError, match="not a version-1 file checkpoint"):
+        _PathState.from_json({**stored, "v": 2})
 
 
 def test_file_source_rejects_bad_settings() -> None:

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
+import os
+import re
+import shutil
+import stat
 import sqlite3
+import sys
 import threading
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from normagent.errors import StateError
-from normagent.ledger import SCHEMA_VERSION, Ledger, MemoryCheckpoints
+from normagent.errors import DiskFull, StateError, StateLost
+from normagent.ledger import SCHEMA_VERSION, WAL_SIZE_LIMIT, Ledger, MemoryCheckpoints, _state_error
 from normagent.model import Batch, Checkpoint, Count, Event, Gauge, MetricSpec, Period, Rollup, RunOutcome
 from normagent.testing import FakeClock
+from tests.support.tools import skip_for_host
+from tests.support.disks import fill, limit_pages, power_cut, small_filesystem, strace_usable, sync_points, traced
 
 FAILURES = MetricSpec("normagent_test_failures_total", "counter", "Test failures.", ("reason",))
 FREE = MetricSpec("normagent_test_free_bytes", "gauge", "Free bytes.", ("mountpoint",))
@@ -67,6 +78,22 @@ def test_counters_and_checkpoints_survive_a_restart(tmp_path: Path, clock: FakeC
         assert second.snapshot().values(FAILURES.name) == {(("reason", "r"),): 3.0}
 
 
+def test_gauges_and_health_survive_a_restart_and_show_in_the_first_snapshot(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "ledger.db"
+    with Ledger.open(path, clock=clock, metrics=[FAILURES, FREE]) as first:
+        first.commit("sys", Batch([Gauge(FREE.name, 7, {"mountpoint": "/"}), Count(FAILURES.name, {"reason": "r"}, 2)]))
+        first.record_run(RunOutcome("sys", T0, 0.5, False, reason="disk_full"))
+
+    with Ledger.open(path, clock=clock, metrics=[FAILURES, FREE]) as second:
+        snap = second.snapshot()  # before any commit of this process
+        assert snap.values(FREE.name) == {(("mountpoint", "/"),): 7.0}
+        assert snap.values(FAILURES.name) == {(("reason", "r"),): 2.0}
+        assert (snap.runs["sys"].up, snap.runs["sys"].reason, snap.runs["sys"].failures) == (False, "disk_full", 1)
+        second.commit("other", Batch([Gauge(FREE.name, 1, {"mountpoint": "/srv"})]))
+        second.commit("sys", Batch([Gauge(FREE.name, 8, {"mountpoint": "/"})]))  # still owned by "sys"
+        assert dict(second.snapshot().values(FREE.name)) == {(("mountpoint", "/"),): 8.0, (("mountpoint", "/srv"),): 1.0}
+
+
 def test_gauges_of_a_batch_replace_that_collectors_series_of_the_metric(declared: Ledger) -> None:
     declared.commit("sys", Batch([Gauge(FREE.name, 1, {"mountpoint": "/"}), Gauge(FREE.name, 2, {"mountpoint": "/srv"})]))
     declared.commit("other", Batch([Gauge(FREE.name, 9, {"mountpoint": "/data"})]))
@@ -119,6 +146,18 @@ def test_rollups_add_up_and_widen_their_interval(declared: Ledger) -> None:
     assert (row.value, row.first_seen, row.last_seen) == (5, T0 - timedelta(minutes=1), T0 + timedelta(minutes=5))
 
 
+def test_rollups_of_one_batch_add_up_and_widen_their_interval(declared: Ledger) -> None:
+    day = date(2026, 11, 23)
+    declared.commit("a", Batch([
+        Rollup("failed_by_account", day, "p1", 2, T0, T0 + timedelta(minutes=5)),
+        Rollup("failed_by_account", day, "p1", 1, T0 - timedelta(minutes=1), T0 + timedelta(minutes=3)),
+        Rollup("failed_by_account", day, "p1", 3, T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)),
+    ]))
+
+    [row] = declared.rollups("failed_by_account", Period(T0.replace(hour=0), T0.replace(hour=0) + timedelta(days=1)))
+    assert (row.value, row.first_seen, row.last_seen) == (6, T0 - timedelta(minutes=1), T0 + timedelta(minutes=5))
+
+
 def test_increase_sums_hourly_buckets_inside_the_period(tmp_path: Path) -> None:
     clock = FakeClock(T0)
     with Ledger.open(tmp_path / "l.db", clock=clock, metrics=[FAILURES]) as ledger:
@@ -144,6 +183,52 @@ def test_prune_forgets_old_history_but_not_counters(tmp_path: Path) -> None:
         assert removed == 3
         assert ledger.counter_value(FAILURES.name, {"reason": "a"}) == 1
         assert ledger.increase(FAILURES.name, Period(T0 - timedelta(days=1), clock.now())) == {}
+
+
+def test_prune_keeps_the_hour_at_its_boundary(tmp_path: Path) -> None:
+    clock = FakeClock(T0)  # 07:00 sharp
+    with Ledger.open(tmp_path / "l.db", clock=clock, metrics=[FAILURES]) as ledger:
+        ledger.commit("c", Batch([Count(FAILURES.name, {"reason": "a"}, 1)]))
+        clock.advance(3600)
+        ledger.commit("c", Batch([Count(FAILURES.name, {"reason": "a"}, 2)]))
+
+        assert ledger.prune(T0 + timedelta(hours=1)) == 1
+
+        assert ledger.increase(FAILURES.name, Period(T0 - timedelta(days=1), T0 + timedelta(days=1))) == {(): 2}
+
+
+def test_increase_counts_the_hour_a_period_ends_in(tmp_path: Path) -> None:
+    clock = FakeClock(T0 + timedelta(minutes=10))
+    with Ledger.open(tmp_path / "l.db", clock=clock, metrics=[FAILURES]) as ledger:
+        ledger.commit("c", Batch([Count(FAILURES.name, {"reason": "a"}, 4)]))
+
+        assert ledger.increase(FAILURES.name, Period(T0 - timedelta(hours=1), T0 + timedelta(minutes=30))) == {(): 4}
+
+
+@pytest.mark.parametrize(
+    ("end", "days"),
+    [(datetime(2026, 11, 24, tzinfo=timezone.utc), ["2026-11-23"]), (datetime(2026, 11, 24, 0, 0, 1, tzinfo=timezone.utc), ["2026-11-23", "2026-11-24"])],
+    ids=["ending-at-midnight", "one-second-later"],
+)
+def test_rollups_of_a_period_include_the_day_it_ends_in_unless_it_ends_at_midnight(
+    declared: Ledger, end: datetime, days: list[str]
+) -> None:
+    for day in (date(2026, 11, 22), date(2026, 11, 23), date(2026, 11, 24), date(2026, 11, 25)):
+        declared.commit("a", Batch([Rollup("r", day, "k")]))
+
+    rows = declared.rollups("r", Period(datetime(2026, 11, 23, tzinfo=timezone.utc), end))
+
+    assert [row.day.isoformat() for row in rows] == days
+
+
+def test_labels_are_stored_in_one_stable_form(tmp_path: Path, clock: FakeClock) -> None:
+    """The stored form is the key of a series' row: if it changed between versions, an upgraded
+    agent would start a second row for every series with a non-ASCII label."""
+    path = tmp_path / "ledger.db"
+    with Ledger.open(path, clock=clock, metrics=[FAILURES]) as ledger:
+        ledger.commit("c", Batch([Count(FAILURES.name, {"reason": "blåbær"})]))
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT labels FROM counters").fetchall() == [('{"reason":"blåbær"}',)]
 
 
 def test_record_run_tracks_health_and_last_success(declared: Ledger) -> None:
@@ -208,6 +293,353 @@ def test_declaring_a_metric_twice_differently_is_refused(ledger: Ledger) -> None
 
 def test_memory_checkpoints_apply_and_scan() -> None:
     state = MemoryCheckpoints({"a:1": 1})
+    assert state.get("a:1") == 1
     state.apply([Checkpoint("a:2", 2), Checkpoint("a:1", None), Checkpoint("b", 3)])
     assert list(state.scan("a:")) == [("a:2", 2)]
     assert state.get("b") == 3
+
+
+# --------------------------------------------------------------------------------------------
+# the one transaction, pinned: a failure inside it, a power cut after it
+
+
+def stored(path: Path) -> tuple[float, float, object]:
+    """(the counter, the sum of its hourly buckets, the checkpoint) as on disk, past the ledger's memory."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        counter = conn.execute("SELECT coalesce(sum(value), 0) FROM counters WHERE metric = ?", (FAILURES.name,)).fetchone()[0]
+        hours = conn.execute("SELECT coalesce(sum(value), 0) FROM counter_hours WHERE metric = ?", (FAILURES.name,)).fetchone()[0]
+        row = conn.execute("SELECT value FROM checkpoints WHERE collector = 'c' AND key = 'file:a'").fetchone()
+    return counter, hours, None if row is None else json.loads(row[0])
+
+
+def batch(count: float, offset: int) -> Batch:
+    return Batch([Count(FAILURES.name, {"reason": "r"}, count)], [Checkpoint("file:a", offset)])
+
+
+@pytest.mark.parametrize("how", ["ABORT", "FAIL", "ROLLBACK"])
+def test_a_failure_inside_the_transaction_stores_nothing_of_the_batch(tmp_path: Path, clock: FakeClock, how: str) -> None:
+    """The counts are written, then storing the checkpoint fails (a trigger, as SQLite itself would
+    fail): neither may be on disk. ABORT and FAIL leave the transaction open for the ledger to roll
+    back; ROLLBACK ends it inside SQLite, and the real error must still be the one raised."""
+    path = tmp_path / "ledger.db"
+    with Ledger.open(path, clock=clock, metrics=[FAILURES]) as ledger:
+        ledger.commit("c", batch(1, 10))
+        with contextlib.closing(sqlite3.connect(path)) as other:
+            other.execute(f"CREATE TRIGGER fail BEFORE INSERT ON checkpoints BEGIN SELECT RAISE({how}, 'injected'); END")
+
+        with pytest.raises(sqlite3.IntegrityError, match="injected"):
+            ledger.commit("c", batch(5, 20))
+
+        assert stored(path) == (1, 1, 10)
+        assert ledger.counter_value(FAILURES.name, {"reason": "r"}) == 1
+        with contextlib.closing(sqlite3.connect(path)) as other:
+            other.execute("DROP TRIGGER fail")
+        ledger.commit("c", batch(5, 20))  # no transaction was left open
+        assert stored(path) == (6, 6, 20)
+    with Ledger.open(path, clock=clock, metrics=[FAILURES]) as again:
+        assert again.counter_value(FAILURES.name, {"reason": "r"}) == 6
+
+
+def test_a_full_disk_is_said_plainly_and_stores_nothing_until_there_is_room(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "ledger.db"
+    with Ledger.open(path, clock=clock, metrics=[FAILURES]) as ledger:
+        ledger.commit("c", batch(1, 10))
+        limit_pages(ledger)
+        big = Batch(
+            [Count(FAILURES.name, {"reason": f"r{i}"}) for i in range(300)] + [Count(FAILURES.name, {"reason": "r"}, 5)],
+            [Checkpoint("file:a", 20)],
+        )
+
+        with pytest.raises(DiskFull) as err:
+            ledger.commit("c", big)
+
+        assert "the state filesystem is full" in str(err.value) and "no transaction" not in str(err.value)
+        assert err.value.reason == "disk_full"
+        assert stored(path) == (1, 1, 10)
+        limit_pages(ledger, extra=1000)  # room again
+        ledger.commit("c", big)
+        assert stored(path) == (306, 306, 20)
+
+
+def test_the_wal_stays_small_however_many_commits(tmp_path: Path, clock: FakeClock) -> None:
+    """SQLite's defaults let the WAL grow to 4 MiB and stay there, which alone fills a small state filesystem."""
+    path = tmp_path / "ledger.db"
+    wal = path.with_name("ledger.db-wal")
+    largest = 0
+    with Ledger.open(path, clock=clock, metrics=[FAILURES]) as ledger:
+        for i in range(400):
+            pad = {"offset": i, "pad": "x" * 300}
+            ledger.commit("c", Batch([Count(FAILURES.name, {"reason": f"r{i % 50}"})], [Checkpoint(f"file:{i % 40}", pad)]))
+            largest = max(largest, wal.stat().st_size)
+    assert largest <= WAL_SIZE_LIMIT + 64 * 1024
+
+
+POWER_CUT_CHILD = """
+import os, sys
+from pathlib import Path
+from normagent.ledger import Ledger
+from normagent.model import Batch, Checkpoint, Count, MetricSpec
+spec = MetricSpec("normagent_test_failures_total", "counter", "Test failures.", ("reason",))
+ledger = Ledger.open(Path(sys.argv[1]), metrics=[spec])
+ledger.commit("c", Batch([Count(spec.name, {"reason": "r"}, 7)], [Checkpoint("file:a", 70)]))
+print("committed", flush=True)
+os._exit(0)  # the power goes now: no close, no checkpoint, nothing more is written
+"""
+
+
+def test_a_commit_that_returned_survives_a_power_cut_and_none_is_half_stored(tmp_path: Path) -> None:
+    """A child commits one batch and the power goes as ``commit`` returns. Replayed from strace's
+    record of its writes, the files keep only what fsync/fdatasync made durable: the batch must be
+    there (synchronous=FULL; OFF or NORMAL lose it), and at no earlier sync point may its counts be
+    stored without its checkpoint, or the other way round (one transaction)."""
+    why = strace_usable()
+    if why:
+        skip_for_host(f"{why}: the power-cut model replays strace's record of the child's writes")
+    path = tmp_path / "ledger.db"
+    Ledger.open(path, metrics=[FAILURES]).close()  # created and closed: all of it durable
+    files = [path, path.with_name("ledger.db-wal")]
+    before = {f: f.read_bytes() if f.exists() else None for f in files}
+    trace = tmp_path / "trace"
+
+    done = traced([sys.executable, "-c", POWER_CUT_CHILD, str(path)], trace, timeout=120)
+
+    assert done.returncode == 0 and "committed" in done.stdout, done.stderr[-2000:]
+    states = []
+    for upto in [*sync_points(trace), None]:
+        after = power_cut(trace, before, upto)
+        image = tmp_path / f"cut-{upto}"
+        image.mkdir()
+        for f, data in after.items():
+            if data is not None:
+                (image / f.name).write_bytes(data)
+        states.append(stored(image / path.name))
+    assert states[-1] == (7, 7, 70), "a commit that returned was lost by the power cut"
+    assert set(states) <= {(0, 0, None), (7, 7, 70)}, f"half a batch was durable at some moment: {states}"
+
+
+def test_a_ledger_lives_on_a_512_kib_filesystem_and_survives_it_filling_up(tmp_path: Path, clock: FakeClock) -> None:
+    """With SQLite's default WAL the filesystem is full after a few dozen commits and stays so."""
+    with small_filesystem(tmp_path / "small", "512k") as small:
+        path = small / "ledger.db"
+        with Ledger.open(path, clock=clock, metrics=[FAILURES]) as ledger:
+            for i in range(1500):
+                ledger.commit("c", batch(1, i))
+            ballast = fill(small)
+            stored_ok, failure = 0, None
+            for i in range(1500, 3000):
+                try:
+                    ledger.commit("c", Batch([Count(FAILURES.name, {"reason": f"new{i}"})], [Checkpoint("file:a", i)]))
+                except DiskFull as exc:
+                    failure = exc
+                    break
+                stored_ok += 1
+            assert failure is not None, "the ballast did not fill the filesystem"
+            assert "the state filesystem is full" in str(failure) and "no transaction" not in str(failure)
+            assert ledger.counter_total(FAILURES.name) == 1500 + stored_ok
+
+            ballast.remove()
+            ledger.commit("c", batch(1, 5000))
+            assert stored(path) == (1501 + stored_ok, 1501 + stored_ok, 5000)
+        with Ledger.open(path, clock=clock, metrics=[FAILURES]) as again:
+            assert again.counter_total(FAILURES.name) == 1501 + stored_ok
+
+
+def test_a_new_ledger_on_a_full_filesystem_says_disk_full_not_move_it_aside(tmp_path: Path) -> None:
+    with small_filesystem(tmp_path / "small", "512k") as small:
+        ballast = fill(small)
+
+        with pytest.raises(DiskFull) as err:
+            Ledger.open(small / "state" / "ledger.db")
+
+        assert "the state filesystem is full" in str(err.value) and "move it aside" not in str(err.value)
+        ballast.remove()
+        with Ledger.open(small / "state" / "ledger.db") as ledger:  # what the failed start left is no obstacle
+            assert ledger.created
+
+
+def test_an_existing_ledger_on_a_full_filesystem_says_disk_full_though_sqlite_says_io_error(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Reopening needs room for the -shm file; SQLite reports its ENOSPC as SQLITE_IOERR_SHMSIZE."""
+    with small_filesystem(tmp_path / "small", "512k") as small:
+        path = small / "ledger.db"
+        make_ledger(path, clock)
+        ballast = fill(small)
+
+        with pytest.raises(DiskFull, match="the state filesystem is full"):
+            Ledger.open(path, clock=clock)
+
+        ballast.remove()
+        with Ledger.open(path, clock=clock, metrics=[FAILURES]) as ledger:
+            assert ledger.counter_value(FAILURES.name, {"reason": "r"}) == 3
+
+
+def sqlite_error(message: str, code: int) -> sqlite3.Error:
+    exc = sqlite3.OperationalError(message)
+    exc.sqlite_errorcode = code  # type: ignore[attr-defined]
+    exc.sqlite_errorname = "SQLITE_" + message.upper().replace(" ", "_")  # type: ignore[attr-defined]
+    return exc
+
+
+def test_what_counts_as_a_full_disk(tmp_path: Path) -> None:
+    """SQLITE_FULL and ENOSPC always; an I/O error only where the filesystem has (almost) no room."""
+    path = tmp_path / "ledger.db"
+    roomy = [
+        _state_error(sqlite_error("database or disk is full", sqlite3.SQLITE_FULL), path, "cannot store"),
+        _state_error(OSError(errno.ENOSPC, "No space left on device"), path, "cannot store"),
+        _state_error(sqlite_error("disk I/O error", sqlite3.SQLITE_IOERR | (3 << 8)), path, "cannot store"),
+        _state_error(OSError(errno.EACCES, "Permission denied"), path, "cannot store"),
+    ]
+    assert [type(e) for e in roomy] == [DiskFull, DiskFull, StateError, StateError]
+    assert re.search(r"the state filesystem is full \([\d,]+ bytes free\)", str(roomy[0]))
+    assert str(roomy[2]).endswith("cannot store: disk I/O error (SQLITE_DISK_I/O_ERROR)")
+    assert str(roomy[3]).endswith("cannot store: [Errno 13] Permission denied")
+    with small_filesystem(tmp_path / "small", "512k") as small:
+        fill(small)
+        full = _state_error(sqlite_error("disk I/O error", sqlite3.SQLITE_IOERR | (3 << 8)), small / "ledger.db", "cannot store")
+        assert isinstance(full, DiskFull) and "(0 bytes free)" in str(full)
+
+
+# --------------------------------------------------------------------------------------------
+# state that is gone is never replaced silently
+
+
+def make_ledger(path: Path, clock: FakeClock) -> str:
+    with Ledger.open(path, clock=clock, metrics=[FAILURES]) as ledger:
+        ledger.commit("c", batch(3, 30))
+        return ledger.host_id
+
+
+@pytest.mark.parametrize(
+    "lose",
+    [
+        lambda p: p.unlink(),
+        lambda p: p.write_bytes(b""),
+        lambda p: (p.unlink(), p.with_suffix(".id").unlink(), (p.parent / "pseudonym.key").write_bytes(b"k")),
+        lambda p: (p.unlink(), p.with_suffix(".id").unlink(), p.with_name("ledger.db-wal").write_bytes(b"w" * 100)),
+    ],
+    ids=["deleted", "emptied", "deleted-with-its-marker-but-the-key-is-there", "deleted-with-its-marker-but-its-wal-is-there"],
+)
+def test_a_ledger_missing_where_one_existed_is_refused_not_replaced(tmp_path: Path, clock: FakeClock, lose: Any) -> None:
+    path = tmp_path / "state" / "ledger.db"
+    make_ledger(path, clock)
+    lose(path)
+    size = path.stat().st_size if path.exists() else None
+
+    with pytest.raises(StateLost) as err:
+        Ledger.open(path, clock=clock, witnesses=[path.parent / "pseudonym.key"])
+
+    assert "a ledger existed here" in str(err.value) and "--new-state" in str(err.value)
+    assert (path.stat().st_size if path.exists() else None) == size  # no new ledger was made
+
+
+def test_new_state_starts_afresh_where_the_ledger_was_lost_but_not_over_an_intact_one(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "state" / "ledger.db"
+    old = make_ledger(path, clock)
+    with pytest.raises(StateError, match="intact ledger"):
+        Ledger.open(path, clock=clock, new_state=True)
+    path.with_suffix(".id").unlink()  # a ledger of a normagent before markers
+    with pytest.raises(StateError, match="intact ledger"):
+        Ledger.open(path, clock=clock, new_state=True)
+    assert not path.with_suffix(".id").exists()
+    path.unlink()
+    path.with_name("ledger.db-wal").write_bytes(b"w" * 100)  # must not be replayed into the new ledger
+
+    with Ledger.open(path, clock=clock, metrics=[FAILURES], new_state=True) as fresh:
+        assert fresh.created and fresh.host_id != old
+        assert fresh.counter_value(FAILURES.name, {"reason": "r"}) == 0
+    assert path.with_name("ledger.db-wal.lost").read_bytes() == b"w" * 100
+    with Ledger.open(path, clock=clock) as again:  # the new ledger is the one its marker names now
+        assert again.host_id == fresh.host_id
+
+
+def test_a_ledger_that_is_not_the_one_created_here_is_refused(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "state" / "ledger.db"
+    make_ledger(path, clock)
+    make_ledger(tmp_path / "other" / "ledger.db", clock)
+    shutil.copyfile(tmp_path / "other" / "ledger.db", path)
+
+    with pytest.raises(StateLost, match="not the ledger that was created here"):
+        Ledger.open(path, clock=clock)
+
+
+def test_a_first_start_writes_the_marker_and_a_clean_directory_is_a_fresh_start(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "state" / "ledger.db"
+    host_id = make_ledger(path, clock)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    marker = json.loads(path.with_suffix(".id").read_text())
+    assert marker["host_id"] == host_id and "--new-state" in marker["note"]
+    assert marker["created_at"] == clock.now().isoformat()
+    shutil.rmtree(path.parent)  # removing the whole directory is a fresh start on purpose
+
+    with Ledger.open(path, clock=clock) as fresh:
+        assert fresh.created and fresh.host_id != host_id
+
+
+def test_a_ledger_deleted_while_open_stores_nothing_more_and_is_rescued_whole(tmp_path: Path, clock: FakeClock) -> None:
+    """SQLite would go on committing into the deleted file, lost at exit; the next start would begin anew."""
+    path = tmp_path / "state" / "ledger.db"
+    with Ledger.open(path, clock=clock, metrics=[FAILURES]) as ledger:
+        ledger.commit("c", batch(3, 30))
+        assert ledger.lost() is None
+        shutil.rmtree(path.parent)
+
+        assert "was deleted" in (ledger.lost() or "")
+        with pytest.raises(StateLost):
+            ledger.commit("c", batch(1, 31))
+        ledger.record_run(RunOutcome("c", T0, 0.1, False, reason="state_lost"))  # health is still exported
+        assert ledger.snapshot().runs["c"].reason == "state_lost"
+
+        assert ledger.rescue() == path
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert json.loads(path.with_suffix(".id").read_text())["host_id"] == ledger.host_id
+    with Ledger.open(path, clock=clock, metrics=[FAILURES]) as back:
+        assert (back.counter_value(FAILURES.name, {"reason": "r"}), back.checkpoints("c").get("file:a")) == (3, 30)
+        assert back.host_id == ledger.host_id
+
+
+@pytest.mark.parametrize(
+    ("lose", "said"),
+    [
+        (lambda p: p.unlink(), "was deleted"),
+        (lambda p: (p.unlink(), p.write_bytes(b"x")), "was replaced by another file"),
+        (lambda p: os.truncate(p, 0), "was emptied"),
+    ],
+    ids=["deleted", "replaced", "emptied"],
+)
+def test_a_ledger_lost_while_open_is_noticed_before_the_next_commit(tmp_path: Path, clock: FakeClock, lose: Any, said: str) -> None:
+    path = tmp_path / "state" / "ledger.db"
+    with Ledger.open(path, clock=clock, metrics=[FAILURES]) as ledger:
+        ledger.commit("c", batch(3, 30))
+        lose(path)
+
+        with pytest.raises(StateLost, match=said):
+            ledger.commit("c", batch(1, 31))
+
+
+def test_a_rescue_never_overwrites_a_file_that_took_the_ledgers_place(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "state" / "ledger.db"
+    with Ledger.open(path, clock=clock, metrics=[FAILURES]) as ledger:
+        ledger.commit("c", batch(3, 30))
+        path.unlink()
+        path.write_bytes(b"someone else's file")
+
+        where = ledger.rescue()
+
+    assert "replaced" in (ledger.lost() or "")
+    assert path.read_bytes() == b"someone else's file"
+    assert re.fullmatch(r"ledger\.db\.rescued-\d{8}T\d{6}Z", where.name) and stored(where) == (3, 3, 30)
+
+
+def test_a_rescue_sets_the_lost_ledgers_wal_aside(tmp_path: Path, clock: FakeClock) -> None:
+    """Only ledger.db was deleted: its -wal is still there, and must not be replayed into the copy."""
+    path = tmp_path / "state" / "ledger.db"
+    with Ledger.open(path, clock=clock, metrics=[FAILURES]) as ledger:
+        ledger.commit("c", batch(3, 30))
+        path.unlink()
+
+        assert ledger.rescue() == path
+
+    assert path.with_name("ledger.db-wal.lost").exists()
+    with Ledger.open(path, clock=clock, metrics=[FAILURES]) as back:
+        assert back.counter_value(FAILURES.name, {"reason": "r"}) == 3

@@ -97,6 +97,26 @@ def test_a_vevent_in_the_change_category_is_a_planned_change_with_its_effect_and
     assert "kari" not in repr(change)  # ORGANIZER names a person: never read
 
 
+def test_a_planned_change_names_what_it_covers_in_the_file_and_in_config(ics: Path) -> None:
+    """X-NORMAGENT-SUBJECTS, comma-separated or repeated, with RFC 5545 escapes undone; the same
+    ``subjects`` in [[maintenance.changes]]. A role escaped as text is read unescaped too."""
+    ics.write_text(
+        ICS.replace(
+            "X-NORMAGENT-ROLE:nettleverandør\n",
+            "X-NORMAGENT-ROLE:nettleverandør\\, Helsenett\n"
+            "X-NORMAGENT-SUBJECTS:/etc/nftables.conf,package:nftables\n"
+            "X-NORMAGENT-SUBJECTS:windows:Password Policy\\, domain\n",
+        ),
+        encoding="utf-8",
+    )
+    (change,) = Calendar(MaintenanceSettings(calendar=ics)).changes_between(at("2026-12-01T00:00:00"), at("2027-01-01T00:00:00"))
+    assert change.subjects == ("/etc/nftables.conf", "package:nftables", "windows:Password Policy, domain")
+    assert change.role == "nettleverandør, Helsenett"
+    planned = PlannedChange("SSH", "ingen", datetime(2026, 11, 26, 9), datetime(2026, 11, 26, 10), subjects=("/etc/ssh/**", "package:openssh-*"))
+    (window,) = Calendar(MaintenanceSettings(changes=(planned,))).windows_between(at("2026-11-26T00:00:00"), at("2026-11-27T00:00:00"))
+    assert window.subjects == ("/etc/ssh/**", "package:openssh-*")
+
+
 def test_planned_at_and_planned_seconds(ics: Path) -> None:
     calendar = Calendar(MaintenanceSettings(calendar=ics))
     assert calendar.planned_at(at("2026-12-01T23:30:00")).what == "EPJ-vedlikehold"  # type: ignore[union-attr]
@@ -153,6 +173,12 @@ BAD_FILES = [
     ("no DTSTART", ICS.replace("DTSTART:20261210T130000Z\n", ""), ":13: VEVENT without DTSTART"),
     ("unknown zone", ICS.replace("TZID=Europe/Oslo:20261201T220000", "TZID=Mars/Olympus:20261201T220000"),
      ":6: DTSTART: unknown time zone TZID=Mars/Olympus"),
+    ("subjects on a window", ICS.replace("X-NORMAGENT-ROLE:EPJ-leverandør\n", "X-NORMAGENT-ROLE:EPJ-leverandør\nX-NORMAGENT-SUBJECTS:/etc/epj/*\n"),
+     ":10: X-NORMAGENT-SUBJECTS on an event that is no planned change (its CATEGORIES lack CHANGE)"),
+    ("bad subject", ICS.replace("X-NORMAGENT-ROLE:nettleverandør\n", "X-NORMAGENT-ROLE:nettleverandør\nX-NORMAGENT-SUBJECTS:/etc/x,pkg:nft\n"),
+     ':21: X-NORMAGENT-SUBJECTS: subject "pkg:nft" is neither a path glob'),
+    ("a person for a role", ICS.replace("X-NORMAGENT-ROLE:nettleverandør", "X-NORMAGENT-ROLE:kari.nordmann@clinic.example"),
+     ':20: X-NORMAGENT-ROLE: role "kari.nordmann@clinic.example" looks like an e-mail address'),
     ("not iCalendar", "this is not a calendar\n", ":1: not an iCalendar file"),
     ("empty", "", ":1: not an iCalendar file"),
 ]
@@ -206,6 +232,10 @@ def test_check_config_names_the_calendar_line(tmp_path: Path) -> None:
         ('[[maintenance.weekly]]\ndays = ["tuesday"]\nfrom = "22:00"\nto = "23:00"', 'expected one of "mon"'),
         ('[[maintenance.changes]]\nstart = "2026-12-01T22:00:00"\nend = "2026-12-01T23:00:00"', "a planned change needs what"),
         ('[maintenance]\ntime_zone = "Europe/Olso"', "unknown time zone"),
+        ('[[maintenance.changes]]\nwhat = "SSH"\nstart = "2026-12-01T22:00:00"\nend = "2026-12-01T23:00:00"\nsubjects = ["openssh-*"]',
+         'subject "openssh-*" is neither a path glob ("/etc/ssh/**") nor "<source>:<glob>" with source package, auditd, windows'),
+        ('[[maintenance.changes]]\nwhat = "SSH"\nstart = "2026-12-01T22:00:00"\nend = "2026-12-01T23:00:00"\nsubjects = ["package:"]',
+         'subject "package:" names no package after the colon'),
     ],
 )
 def test_bad_maintenance_tables_are_problems(tmp_path: Path, table: str, problem: str) -> None:

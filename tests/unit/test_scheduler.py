@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from normagent import Batch, Checkpoint, CollectorSpec, Count, MetricSpec, NoData, RunContext
 from normagent.clock import SystemClock
 from normagent.ledger import Ledger
 from normagent.scheduler import JITTER, Job, Scheduler, execute
 from normagent.testing import FakeClock, make_context
+from tests.support.disks import limit_pages
 
 RUNS = MetricSpec("normagent_test_runs_total", "counter", "Runs.", ("collector",))
 SETTLE_DEADLINE = 30.0  # seconds of real time a run may take to end before the test fails
@@ -293,3 +295,73 @@ def test_the_loop_runs_jobs_until_stopped(tmp_path: Path) -> None:
         thread.join(SETTLE_DEADLINE)
         assert not thread.is_alive()
         assert scheduler.wait_idle(SETTLE_DEADLINE)
+
+
+LINES = MetricSpec("normagent_test_lines_total", "counter", "Lines read.", ("line",))
+
+
+def test_a_full_disk_marks_the_run_down_says_so_once_and_loses_nothing_when_room_returns(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every commit fails while the disk is full: ``collector_up`` 0 with reason disk_full, one
+    error line (no traceback, none from the thread either), retries on schedule; once there is
+    room, what was not stored is read again and counted exactly once."""
+    harness.ledger.declare([LINES])
+    lines = [f"line {i:03d} " + "x" * 400 for i in range(60)]  # long labels: every batch needs new pages
+
+    def reader(ctx: RunContext) -> Iterator[Batch]:
+        at = ctx.state.get("pos") or 0
+        assert isinstance(at, int)
+        for start in range(at, len(lines), 10):
+            chunk = lines[start : start + 10]
+            yield Batch([Count(LINES.name, {"line": line}) for line in chunk], [Checkpoint("pos", start + len(chunk))])
+
+    thread_errors: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", thread_errors.append)
+    limit_pages(harness.ledger)  # the disk is full from the start
+    with capture_logs() as logs:
+        harness.start(job("t.reader", reader))
+        harness.step(1.3)  # the first run within a second, then one every 50 ms
+        down = harness.state("t.reader")
+        assert down.failures >= 4
+        limit_pages(harness.ledger, extra=100_000)  # room again
+        harness.step(0.2)
+
+    assert (down.up, down.reason) == (False, "disk_full")
+    assert harness.ledger.counter_total(LINES.name) == 60
+    assert all(harness.ledger.counter_value(LINES.name, {"line": line}) == 1 for line in lines)
+    failed = [e for e in logs if e["event"] == "collector_failed"]
+    assert len(failed) == 1 and failed[0]["reason"] == "disk_full" and "exc_info" not in failed[0]
+    assert "state filesystem is full" in failed[0]["error"]
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["collector_failed"]
+    assert not [e for e in logs if e["event"] == "collector_health_not_stored"]  # said by the run already
+    assert any(e["event"] == "collector_recovered" for e in logs)
+    assert thread_errors == []
+
+
+def test_wait_idle_waits_until_the_run_has_stored_its_health(tmp_path: Path) -> None:
+    """A run is recorded finished before its health is written: a shutdown that closed the ledger
+    then lost that write (and its thread raised on the closed database)."""
+    entered, go = threading.Event(), threading.Event()
+
+    class SlowHealth(Ledger):
+        def record_run(self, outcome: Any) -> None:
+            entered.set()
+            go.wait(60)
+            super().record_run(outcome)
+
+    clock = FakeClock()
+    with SlowHealth.open(tmp_path / "ledger.db", clock=clock, metrics=[RUNS]) as ledger:
+        scheduler = Scheduler(
+            [job("t.one", counting("t.one"), interval=3600)], ledger=ledger, clock=clock,
+            context_for=lambda j, deadline: make_context(j.spec, clock=clock, state=ledger.checkpoints(j.name)),  # type: ignore[arg-type]
+        )
+        clock.advance(1.0)
+        scheduler.tick()
+        assert entered.wait(SETTLE_DEADLINE)
+
+        assert scheduler.wait_idle(0.05) is False  # its batch is in, its health is not yet
+
+        go.set()
+        assert scheduler.wait_idle(SETTLE_DEADLINE) is True
+        assert ledger.snapshot().runs["t.one"].runs == 1

@@ -4,7 +4,9 @@ CA, a server that hangs, one that trickles, a refused port, the real ping and th
 from __future__ import annotations
 
 import os
+import socket
 from datetime import datetime, timedelta, timezone
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,10 @@ from normagent.plugins.availability.collectors import (
     run_probes,
     systemctl_argv,
 )
+from normagent.model import CommandResult
 from normagent.sources.command import run_command
 from normagent.testing import FakeClock, FakeHost, make_context, observations, recorded_command, run_collector_once
+from tests.support.systemd_user import user_manager
 from tests.support.tools import require_tool, skip_for_host
 
 COMMANDS = Path(__file__).resolve().parents[2] / "fixtures" / "commands"
@@ -111,6 +115,10 @@ def test_one_cycle_with_hanging_trickling_and_refusing_targets_ends_at_the_timeo
 
 
 def test_dns_resolves_through_the_system_resolver() -> None:
+    try:
+        socket.getaddrinfo("localhost", None)
+    except OSError as exc:
+        skip_for_host(f"the system resolver knows no localhost here (no /etc/hosts entry): {exc}")
     results = run_probes(
         make_context(PROBES_COLLECTOR),
         settings(
@@ -173,6 +181,39 @@ def test_systemd_unit_state_with_the_real_systemctl() -> None:
     else:
         assert (probe.up, probe.reason) == (False, "systemctl_error")
         assert "systemd" in probe.detail
+
+
+UNITS = {
+    "na-ok.service": "[Service]\nExecStart=/bin/sleep infinity\n",
+    "na-bad.service": "[Service]\nType=oneshot\nExecStart=/bin/false\n",
+}
+
+
+def test_unit_states_from_a_real_service_manager_match_the_recorded_outputs(tmp_path: Path) -> None:
+    """A real systemd (Debian's, as a user manager) runs an active, a failed and no unit: the probe
+    judges each from the real systemctl, and what systemctl printed is what the recorded fixtures
+    above hold, so those fixtures are real output."""
+    with user_manager(tmp_path, UNITS) as manager:
+        manager.run("start", "na-ok.service")
+        manager.run("start", "na-bad.service")  # fails: the manager records it failed
+
+        def through_the_user_manager(argv: Sequence[str], *, timeout: float = 10.0) -> CommandResult:
+            assert argv[:2] == ["systemctl", "show"]
+            return run_command(manager.systemctl(*argv[1:]), timeout=timeout)
+
+        seen = {}
+        for unit, fixture in (("na-ok", "active"), ("na-bad", "failed"), ("na-missing", "not-found")):
+            service = Service(unit, "systemd", f"{unit}.service")
+            ctx = make_context(PROBES_COLLECTOR, run_command=through_the_user_manager)
+            seen[unit] = probe_systemd(service, ctx)
+            real = run_command(manager.systemctl(*systemctl_argv(service)[1:])).stdout
+            assert real == (COMMANDS / f"systemctl_show_{fixture}.txt").read_bytes(), unit
+
+    assert {unit: (p.up, p.reason) for unit, p in seen.items()} == {
+        "na-ok": (True, "ok"),
+        "na-bad": (False, "unit_failed"),
+        "na-missing": (False, "unit_not_found"),
+    }
 
 
 def test_process_probe_through_the_host_seam() -> None:

@@ -1,6 +1,6 @@
 """changes.audit, changes.packages and changes.windows over recorded real logs (go-libaudit's and
 plaso's audit logs, Apache-2.0; the recorded dnf.rpm.log; security.evtx, MIT), a dpkg.log written
-by the real dpkg in a throw-away root, and bad input; the planned/unplanned seam."""
+by the real dpkg in a throw-away root, and bad input. Planned or not: test_changes_planned.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import pytest
 from normagent import Count, Event, FileSource, ParseContext, Rollup, TextBlock
 from normagent.ledger import Ledger
 from normagent.model import WindowsEvent
-from normagent.plugins.changes import planned
 from normagent.plugins.changes.collectors import AUDIT, PACKAGES, WINDOWS
 from normagent.plugins.changes.parse import parse_audit, parse_package_logs
 from normagent.plugins.changes.settings import AuditSettings, PackageChangeSettings, WindowsPolicySettings
@@ -178,25 +177,3 @@ def test_an_audit_policy_change_4719() -> None:
     assert observed is not None
     assert [o.key for o in observed if isinstance(o, Rollup)] == ["windows:{0CCE9215-69AE-11D9-BED3-505054503030}"]
     assert "admin" not in repr(observed)
-
-
-# --------------------------------------------------------------------------------------------
-# the seam
-
-
-def test_every_change_is_unplanned_until_the_calendar_is_wired() -> None:
-    change = planned.Change(EPOCH, "file", "content", "/etc/hosts")
-    assert planned.is_planned(change) is False
-    assert planned.is_planned(change, calendar=object()) is False
-
-
-def test_the_seam_alone_decides_the_label(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Wiring the calendar is a change of planned.is_planned only: its answer reaches the
-    counters, the rollups and the events of every source."""
-    monkeypatch.setattr(planned, "is_planned", lambda change, calendar=None: change.source == "auditd")
-    line = b'type=CONFIG_CHANGE msg=audit(1481077231.371:478): auid=1000 ses=3 op="add_rule" key=(null) list=4 res=1'
-    result = parse(parse_audit, line)
-    assert [dict(o.labels)["planned"] for o in result.observations if isinstance(o, Count)] == ["true"]
-    assert [o.attrs["planned"] for o in result.observations if isinstance(o, Event)] == [True]
-    packages = parse(parse_package_logs, b"2026-11-20 06:00:00 install y:all <none> 1.0\n")
-    assert [dict(o.labels)["planned"] for o in packages.observations if isinstance(o, Count)] == ["false"]

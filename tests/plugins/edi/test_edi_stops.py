@@ -115,6 +115,31 @@ def test_maintenance_makes_part_of_a_stop_planned() -> None:
     assert [p.planned for p in update.closed] == [False, True, False]
 
 
+@pytest.mark.parametrize("announced", ["after it was counted", "and cancelled after it was counted"])
+def test_a_stop_ends_planned_or_not_as_its_seconds_were_counted(announced: str) -> None:
+    """The counter takes each second of a stop planned or not by the calendar of the cycle that
+    counts it (as the availability probes do). The stop's event, written when traffic resumes,
+    told the whole stop by the calendar of that moment instead: a window written in afterwards
+    (or cancelled) made the event disagree with the counter and the report's table with itself."""
+    window = Maintenance(OSLO, once=((at("2026-11-24T09:00"), at("2026-11-24T12:00")),))
+    before, after = (rules(), rules(maintenance=window)) if announced == "after it was counted" else (rules(maintenance=window), rules())
+    start = DirectionState(since=at("2026-11-24T07:00"), last=at("2026-11-24T09:00"))
+    first = advance(start, [], at("2026-11-24T11:00"), before)  # 09:00-11:00 counted
+    second = advance(DirectionState.from_json(first.state.to_json()), [at("2026-11-24T12:00")], at("2026-11-24T12:00"), after)
+    counted = [(p.start, p.end, p.planned) for p in (*first.accrued, *second.accrued)]
+    assert [(p.start, p.end, p.planned) for p in second.closed] == counted
+    assert [p.planned for p in second.closed] == ([False, True] if announced == "after it was counted" else [True, False])
+
+
+def test_a_checkpoint_from_before_planned_spans_were_kept_is_judged_by_the_calendar() -> None:
+    """A checkpoint written without ``planned`` (the version before): its counted seconds are told
+    by the calendar, as then."""
+    window = Maintenance(OSLO, once=((at("2026-11-24T09:00"), at("2026-11-24T12:00")),))
+    old = {"since": at("2026-11-24T07:00"), "last": at("2026-11-24T09:00"), "counted": [[at("2026-11-24T09:00"), at("2026-11-24T11:00")]]}
+    update = advance(DirectionState.from_json(old), [at("2026-11-24T12:00")], at("2026-11-24T12:00"), rules(maintenance=window))
+    assert [(p.start, p.end, p.planned) for p in update.closed] == [(at("2026-11-24T09:00"), at("2026-11-24T12:00"), True)]
+
+
 def test_service_down_stops_at_once_without_a_gap() -> None:
     down = ((at("2026-11-24T10:00"), at("2026-11-24T10:10")),)
     start = DirectionState(since=at("2026-11-24T07:00"), last=at("2026-11-24T09:55"))
@@ -145,7 +170,7 @@ def test_late_traffic_cannot_uncount_a_stop() -> None:
 
 
 def test_state_round_trips_through_json() -> None:
-    state = DirectionState(1.0, 2.0, ((3.0, 4.0),))
+    state = DirectionState(1.0, 2.0, ((3.0, 4.0),), ((3.5, 4.0),))
     assert DirectionState.from_json(state.to_json()) == state
     service = ServiceState(((1.0, 2.0),), 5.0)
     assert ServiceState.from_json(service.to_json()) == service
@@ -187,3 +212,30 @@ def test_counting_in_cycles_equals_counting_at_once(traffic: list[float], cuts: 
         expected[piece.planned] += piece.seconds
     assert counted[True] == pytest.approx(expected[True], abs=1e-6)
     assert counted[False] == pytest.approx(expected[False], abs=1e-6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    traffic=st.lists(st.floats(min_value=0, max_value=WEEK), max_size=30),
+    cycles=st.lists(st.tuples(st.floats(min_value=0, max_value=WEEK), st.booleans()), max_size=8),
+)
+def test_stops_end_with_the_planned_seconds_the_counter_counted(traffic: list[float], cycles: list[tuple[float, bool]]) -> None:
+    """However the calendar changes from cycle to cycle, the ended stops' events hold, planned and
+    unplanned, exactly the seconds the counter counted."""
+    times = sorted(DAY_START + t for t in traffic)
+    window = Maintenance(OSLO, once=((DAY_START + 86400 + 3 * 3600, DAY_START + 3 * 86400),))
+    end = DAY_START + WEEK
+    state = DirectionState(since=DAY_START)
+    counted = {True: 0.0, False: 0.0}
+    ended = {True: 0.0, False: 0.0}
+    steps = [*sorted((DAY_START + c, w) for c, w in cycles), (end, False), (end + 1, True)]
+    for cut, windowed in steps:
+        batch = [t for t in times if (state.last or 0) < t <= cut] + ([end + 1] if cut == end + 1 else [])
+        update = advance(state, batch, cut, rules(gap=1800, maintenance=window if windowed else None))
+        for piece in update.accrued:
+            counted[piece.planned] += piece.seconds
+        for piece in update.closed:
+            ended[piece.planned] += piece.seconds
+        state = update.state
+    assert ended[True] == pytest.approx(counted[True], abs=1e-6)
+    assert ended[False] == pytest.approx(counted[False], abs=1e-6)

@@ -1,0 +1,150 @@
+"""The e-mail forwarder against a real SMTP server on 127.0.0.1 (aiosmtpd, a test-only
+dependency) that requires STARTTLS and AUTH, with a certificate from the test PKI."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from normagent.forward.smtp import EmailSender, EmailSettings, check, probe
+from normagent.model import Delivery, DeliveryFailed
+from tests.support.receivers import free_port
+
+USER, PASSWORD = "normagent", "correct horse"
+
+
+@dataclass
+class Mailbox:
+    messages: list[email.message.EmailMessage] = field(default_factory=list)
+    auth: list[tuple[str, bool]] = field(default_factory=list)  # (login, tls active)
+    arrived: threading.Event = field(default_factory=threading.Event)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append(msg)  # type: ignore[arg-type]
+        self.arrived.set()
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server(pki: Path) -> Iterator[Callable[..., tuple[Mailbox, int]]]:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    controllers: list[Any] = []
+
+    def _start(*, starttls: bool = True) -> tuple[Mailbox, int]:
+        box = Mailbox()
+
+        def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+            ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == USER and auth_data.password.decode() == PASSWORD
+            box.auth.append((auth_data.login.decode() if isinstance(auth_data, LoginPassword) else "?", session.ssl is not None))
+            return AuthResult(success=ok, handled=False)  # handled=True would mean "I answered the client myself"
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(pki / "server.crt", pki / "server.key")
+        port = free_port()
+        kwargs: dict[str, Any] = {"authenticator": authenticator, "auth_required": True, "auth_require_tls": True}
+        if starttls:
+            kwargs.update(tls_context=context, require_starttls=True)
+        controller = Controller(box, hostname="127.0.0.1", port=port, **kwargs)
+        controller.start()
+        controllers.append(controller)
+        return box, port
+
+    yield _start
+    for controller in controllers:
+        controller.stop()
+
+
+def document(**extra: Any) -> dict[str, Any]:
+    texts = {
+        "nb": {"title": "Konto låst", "what": "En konto (pseudonym 0123456789abcdef) ble låst.", "consequence": "K", "measures": "T"},
+        "en": {"title": "Account locked", "what": "An account was locked.", "consequence": "C", "measures": "M"},
+    }
+    doc = {
+        "schema": "normagent.deviation/v1", "id": 7, "sequence": 1, "idempotency_key": "0123456789abcdef-firing-1",
+        "state": "firing", "fingerprint": "0123456789abcdef", "rule": "access.account_locked", "severity": "warning",
+        "section": "Driftsstatus", "cia": ["konfidensialitet"], "owner": "IKT-leder", "personal_data": True,
+        "notify_by": "2026-11-26T07:00:00Z", "labels": {"key": "0123456789abcdef"}, "value": 1, "threshold": 0,
+        "comparison": ">", "window_seconds": 3600, "first_evidence": "2026-11-23T07:00:00Z", "fired_at": "2026-11-23T07:00:00Z",
+        "resolved_at": None, "changed_at": "2026-11-23T07:00:00Z", "host": {"id": "feedc0de", "location": "Legekontoret"},
+        "texts": texts, "agent": {"version": "0"},
+    }
+    doc.update(extra)
+    return doc
+
+
+def settings(port: int, pki: Path, tmp_path: Path, **extra: Any) -> EmailSettings:
+    secret = tmp_path / "smtp.password"
+    secret.write_text(PASSWORD + "\n")
+    base: dict[str, Any] = {
+        "host": "127.0.0.1", "port": port, "ca_file": pki / "ca.crt", "username": USER, "password_file": secret,
+        "from_address": "normagent@legekontoret.invalid", "to": ("avvik@legekontoret.invalid",), "timeout": timedelta(seconds=10),
+    }
+    base.update(extra)
+    return EmailSettings(**base)
+
+
+def test_an_email_goes_through_starttls_and_auth(smtp_server: Callable[..., tuple[Mailbox, int]], pki: Path, tmp_path: Path) -> None:
+    box, port = smtp_server()
+    s = settings(port, pki, tmp_path)
+    assert check(s) == [] and probe(s) == []
+    sender = EmailSender(s)
+    try:
+        sender.send(Delivery(document(), "0123456789abcdef-firing-1", "epost"))
+        sender.send(Delivery(document(state="resolved", sequence=2, idempotency_key="0123456789abcdef-resolved-2",
+                                      resolved_at="2026-11-23T08:00:00Z"), "0123456789abcdef-resolved-2", "epost"))
+    finally:
+        sender.close()
+    assert box.auth == [(USER, True)], "one connection, AUTH only inside TLS"
+    first, second = box.messages
+    assert first["Message-ID"] == "<0123456789abcdef-firing-1.feedc0de@normagent.invalid>"
+    assert first["X-Normagent-Idempotency-Key"] == "0123456789abcdef-firing-1"
+    assert "AVVIKSKANDIDAT (utløst, advarsel): Konto låst" in first["Subject"]
+    body = first.get_content()
+    assert "Hvor: Legekontoret" in body and "Datatilsynet innen 72 timer, senest 2026-11-26T07:00:00Z" in body
+    assert "What happened: An account was locked." in body
+    assert "(løst" in second["Subject"]
+
+
+def test_a_server_without_starttls_is_refused_before_the_password_is_sent(smtp_server: Callable[..., tuple[Mailbox, int]], pki: Path,
+                                                                          tmp_path: Path) -> None:
+    box, port = smtp_server(starttls=False)
+    s = settings(port, pki, tmp_path)
+    assert probe(s) == [("starttls", f"127.0.0.1:{port} does not offer STARTTLS")]
+    with pytest.raises(DeliveryFailed) as failed:
+        EmailSender(s).send(Delivery(document(), "k", "epost"))
+    assert failed.value.result == "tls_error"
+    assert box.auth == [] and box.messages == []
+
+
+def test_a_wrong_password_is_rejected(smtp_server: Callable[..., tuple[Mailbox, int]], pki: Path, tmp_path: Path) -> None:
+    _, port = smtp_server()
+    s = settings(port, pki, tmp_path, password_file=None, password="wrong")
+    with pytest.raises(DeliveryFailed) as failed:
+        EmailSender(s).send(Delivery(document(), "k", "epost"))
+    assert failed.value.result == "rejected"
+
+
+def test_an_untrusted_certificate_fails_the_delivery(smtp_server: Callable[..., tuple[Mailbox, int]], pki: Path, tmp_path: Path) -> None:
+    box, port = smtp_server()
+    s = settings(port, pki, tmp_path, ca_file=pki / "rogue-ca.crt")
+    assert "certificate is not trusted" in probe(s)[0][1]
+    with pytest.raises(DeliveryFailed) as failed:
+        EmailSender(s).send(Delivery(document(), "k", "epost"))
+    assert failed.value.result == "tls_error" and box.auth == []
+
+
+def test_settings_that_would_send_the_password_in_clear_are_refused() -> None:
+    s = EmailSettings(host="mail", starttls=False, username="u", password="p", from_address="a@b", to=("c@d",))
+    assert ("username", "AUTH would send the password unencrypted: set starttls = true (or tls = true)") in check(s)

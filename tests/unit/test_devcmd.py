@@ -1,0 +1,135 @@
+"""The deviations and rules commands over a real ledger, and check-config's forwarder probe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from normagent.agent import read_config
+from normagent.cli import main
+from normagent.deviations import build_engine
+from normagent.ledger import Ledger
+from normagent.model import Batch, Count
+from normagent.testing import FakeClock
+from tests.support.receivers import WebhookReceiver, free_port
+
+SITE_RULE = """
+[rules."site.sample_burst"]
+watch = "normagent_sample_events_total"
+comparison = ">="
+threshold = 3
+window = "1h"
+group_by = ["kind"]
+section = "Driftsstatus"
+personal_data = true
+summary = "{value} hendelser av typen {kind} siste {window}."
+summary_en = "{value} events of kind {kind} in the last {window}."
+"""
+
+
+def config_file(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "normagent.toml"
+    path.write_text(
+        f"""
+[agent]
+state_dir = "{tmp_path / 'state'}"
+
+[plugins]
+extra = ["tests.support.sample_plugin"]
+disable = ["system", "access", "edi"]
+entry_points = false
+{SITE_RULE}
+{extra}
+"""
+    )
+    return path
+
+
+@pytest.fixture
+def populated(tmp_path: Path) -> Path:
+    """A ledger where site.sample_burst fired once (candidate 1) for kind=a."""
+    path = config_file(tmp_path)
+    config, plugins = read_config(path)
+    clock = FakeClock()
+    with Ledger.open(tmp_path / "state" / "ledger.db", clock=clock) as ledger:
+        ledger.declare(plugins.metrics().values())
+        ledger.use_rules(build_engine(config, plugins, ledger.host_id, "test"), ["hook"])
+        ledger.commit("sample.events", Batch([Count("normagent_sample_events_total", {"kind": "a"}, 5)]))
+    return path
+
+
+def test_deviations_list_shows_candidates_and_the_outbox(populated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deviations", "list", "--config", str(populated)]) == 0
+    out = capsys.readouterr().out
+    assert "    1  firing    warning   site.sample_burst" in out
+    assert "kind=a" in out and "2026-11-26 07:00:00Z" in out, "notify_by: 72 hours after the first evidence"
+    assert "outbox hook: 1 change(s) waiting" in out
+
+
+def test_deviations_show_and_ack(populated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deviations", "ack", "1", "--note", "Sjekket, falsk alarm", "--config", str(populated)]) == 0
+    assert "candidate 1: follow-up recorded" in capsys.readouterr().out
+    assert main(["deviations", "show", "1", "--format", "json", "--config", str(populated)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["state"] == "firing" and shown["acks"][0]["note"] == "Sjekket, falsk alarm"
+    assert shown["document"]["texts"]["en"]["what"] == "5 events of kind a in the last 1 hour."
+    assert shown["deliveries"][0]["status"] == "pending"
+    assert main(["deviations", "list", "--format", "json", "--config", str(populated)]) == 0
+    assert json.loads(capsys.readouterr().out)["candidates"][0]["acks"] == 1
+
+
+def test_ack_of_an_unknown_candidate_fails(populated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deviations", "ack", "99", "--note", "x", "--config", str(populated)]) == 66
+    assert "no deviation candidate 99" in capsys.readouterr().err
+
+
+def test_deviations_without_a_ledger_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deviations", "list", "--config", str(config_file(tmp_path))]) == 73
+    assert "no ledger here" in capsys.readouterr().err
+    assert not (tmp_path / "state" / "ledger.db").exists(), "a read command never creates a ledger"
+
+
+def test_rules_list_shows_site_and_default_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "list", "--format", "json", "--config", str(config_file(tmp_path))]) == 0
+    rules = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rules["site.sample_burst"]["origin"] == "site" and rules["site.sample_burst"]["personal_data"] is True
+    assert rules["sample.many"]["origin"] == "tests.support.sample_plugin"
+
+
+def test_rules_test_evaluates_at_a_time_and_checks_expectations(populated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    at = "2026-11-23T07:30:00Z"
+    assert main(["rules", "test", "--at", at, "--rule", "site.sample_burst", "--expect", "site.sample_burst=firing",
+                 "--config", str(populated)]) == 0
+    assert "HOLDS site.sample_burst" in capsys.readouterr().out
+    later = "2026-11-23T12:00:00Z"  # the window has slid past the events: clearing, held
+    assert main(["rules", "test", "--at", later, "--expect", "site.sample_burst=resolved", "--config", str(populated)]) == 1
+    assert "FAILED site.sample_burst: expected resolved, got firing" in capsys.readouterr().out
+
+
+def test_rules_export_writes_prometheus_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "export", "--format", "prometheus", "--config", str(config_file(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert '- alert: "site.sample_burst"' in out
+    assert 'expr: "increase(normagent_sample_events_total[1h]) >= 3"' in out
+
+
+def test_check_config_names_an_unreachable_forwarder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    path = config_file(tmp_path, f'[forwarders.avvik]\nkind = "webhook"\nurl = "http://127.0.0.1:{port}/inn"\n')
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    line = path.read_text().splitlines().index(f'url = "http://127.0.0.1:{port}/inn"') + 1
+    assert f"{path}:{line}: forwarders.avvik.url: cannot reach 127.0.0.1:{port}: Connection refused" in err
+
+
+def test_check_config_passes_a_reachable_forwarder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    receiver = WebhookReceiver().start()
+    try:
+        path = config_file(tmp_path, f'[forwarders.avvik]\nkind = "webhook"\nurl = "{receiver.url}"\n')
+        assert main(["check-config", str(path)]) == 0
+        assert "1 forwarders)" in capsys.readouterr().out
+        assert receiver.posts == [], "the probe only connects; it sends no change"
+    finally:
+        receiver.stop()
