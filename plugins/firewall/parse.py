@@ -407,6 +407,7 @@ def line_time(line: str, ref: datetime, tz: tzinfo) -> datetime | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def minute_day(minute: str, offset: str, ref: datetime, tz: tzinfo) -> date | None:
     """The UTC day of every line stamped in one minute (``"Nov 23 07:25"`` or
     ``"2026-11-23T07:25"`` with its ``offset``), as ``line_time`` dates each line (a stamp it
@@ -415,6 +416,8 @@ def minute_day(minute: str, offset: str, ref: datetime, tz: tzinfo) -> date | No
     Offsets are whole minutes, so a minute's lines share a UTC day unless a stamp's year, which
     RFC 3164 leaves out, is not the same for its first and last second (``rfc3164_time`` takes the
     year that puts the stamp at most a day after ``ref``): then each line must be dated alone.
+    Memoised: a pure function, and ``rfc3164_time`` costs tens of microseconds while a quiet
+    log's block may hold hundreds of minutes (and the next block the same again).
     """
     first = line_time(f"{minute}:00{offset}", ref, tz) or ref
     last = line_time(f"{minute}:59{offset}", ref, tz) or ref

@@ -225,7 +225,10 @@ filterlog_lines = st.one_of(st.sampled_from(FILTERLOG_REAL), _any(BENCH_FILTERLO
 # characters that str patterns read otherwise than bytes patterns do (Unicode digits and spaces).
 INSERTS = ["", " ", "  ", "\t", "x", "=", "[", "]", ".", ",", "0", "9", "-", ":", "Z", "T", "é", "²", "٣", "\r", "\x00", "\x1c",
            "\xa0", "\u2028", " SPT=", " DPT=", " PROTO=", "IN=", " OUT=", "SRC=", "NETFILTER_CFG", " kernel: ", "block", "pass",
-           "filterlog[1]: ", "<13>", "1 ", "ALLOW", "DROP", "256", "01", "::", "\ufeff"]
+           "filterlog[1]: ", "<13>", "1 ", "ALLOW", "DROP", "256", "01", "::", "\ufeff",
+           # Bytes that are no UTF-8 (a block is encoded with surrogateescape): a stray lead
+           # byte, a lone continuation byte, 0xff; and DEL.
+           "\udcc3", "\udc80", "\udcff", "\x7f"]
 
 
 def _garble(line: str, cut: int, insert: str) -> str:
@@ -559,3 +562,133 @@ def test_day_of_a_row_is_the_utc_day() -> None:
     result = parse_linux_lines(block([line]), ctx_for(ZoneInfo("Europe/Oslo"), LinuxSettings()))
 
     assert {o.day for o in result.observations if isinstance(o, Rollup)} == {date(2026, 11, 22)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile lines: cut short, fields missing, huge, odd hosts (the general way is the oracle)
+
+
+def _without(line: str, field: str) -> str:
+    """``line`` without its first ``field`` (``" DPT="`` takes the value with it)."""
+    at = line.find(field)
+    if at < 0:
+        return line
+    end = line.find(" ", at + len(field))
+    return line[:at] + ("" if end < 0 else line[end:])
+
+
+NETFILTER_FIELDS = [" SRC=", " DST=", " PROTO=", " DPT=", " SPT=", "IN=", " OUT=", " LEN=", " TTL=", " ID=", " kernel:", "] "]
+FILTERLOG_FIELDS = [",block", ",in", ",4,", ",6,", ",tcp", " filterlog", "Z ", "<134>"]
+
+
+@SETTINGS
+@given(st.lists(st.tuples(netfilter_lines, st.integers(min_value=0, max_value=300), st.sampled_from(NETFILTER_FIELDS)), min_size=1, max_size=30),
+       st.sampled_from(ZONES))
+def test_netfilter_lines_cut_short_or_missing_a_field_read_alike(edits: list[tuple[str, int, str]], tz: tzinfo) -> None:
+    """A line cut anywhere (a truncated write, a partial last line settled at the end), or
+    without one of its fields: the same answers as the general way."""
+    lines = [line[:cut] if cut % 2 else _without(line, field) for line, cut, field in edits]
+    data = block(lines)
+    ctx = ctx_for(tz, LinuxSettings())
+
+    assert summary(linux_lines(data, ctx, fast=True)) == summary(linux_lines(data, ctx, fast=False))
+
+
+@SETTINGS
+@given(st.lists(st.tuples(filterlog_lines, st.integers(min_value=0, max_value=300), st.sampled_from(FILTERLOG_FIELDS)), min_size=1, max_size=30))
+def test_filterlog_lines_cut_short_or_missing_a_field_read_alike(edits: list[tuple[str, int, str]]) -> None:
+    lines = [line[:cut] if cut % 2 else line.replace(field, "", 1) for line, cut, field in edits]
+    data = block(lines, origin="/var/lib/normagent/syslog/syslog.log")
+    ctx = ctx_for(timezone.utc, DEVICES)
+
+    assert summary(appliance_lines(data, ctx, fast=True)) == summary(appliance_lines(data, ctx, fast=False))
+
+
+HOSTS = ["fw01", "kernel:", "a:b", "fe80::1", "h\tx", "h\x00x", "h\udcffx", "hé", "[x]", "x=IN=", "-", "a" * 300]
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_odd_host_names_read_alike(host: str) -> None:
+    """The host before ``kernel:`` is no part of what the general way reads, unless it makes a
+    ``kernel:`` of its own: whatever the fast path takes, it counts as the general way does."""
+    data = block([f"Nov 23 07:25:53 {host} kernel: [1.5] {message}" for message in MESSAGES])
+    ctx = ctx_for(ZONES[0], LinuxSettings())
+
+    assert summary(linux_lines(data, ctx, fast=True)) == summary(linux_lines(data, ctx, fast=False))
+
+
+def test_huge_lines_nul_bytes_and_invalid_utf8_read_alike() -> None:
+    """Lines of 1 MB, NUL bytes and bytes that are no UTF-8 anywhere in a block of usual lines:
+    each counted as the general way counts it, the usual lines around them still counted."""
+    usual = BENCH_NETFILTER[:50]
+    hostile = [
+        usual[0].replace("MAC=", "MAC=" + "a" * 1_000_000),
+        usual[1].replace("[UFW BLOCK] ", "[UFW BLOCK] " + "x" * 1_000_000 + " "),
+        usual[2] + " " + "9" * 1_000_000,
+        "\x00" * 1000,
+        usual[3].replace("SRC=", "SRC=\x00"),
+        usual[4].replace("DPT=", "DPT=\udcff"),
+        usual[5][:40] + "\udcc3\udca9" + usual[5][40:],
+        "\udcff" * 5000,
+    ]
+    lines = usual[:25] + hostile + usual[25:]
+    ctx = ctx_for(timezone.utc, LinuxSettings())
+
+    fast, general = linux_lines(block(lines), ctx, fast=True), linux_lines(block(lines), ctx, fast=False)
+
+    assert summary(fast) == summary(general)
+    assert fast.parsed >= sum("BLOCK" in line or "DROPPED" in line for line in usual)  # the usual ones are not lost
+    spooled = BENCH_FILTERLOG[:20]
+    hostile = [spooled[0] + "," + "x" * 1_000_000, "\x00" * 10, spooled[1].replace("block", "bl\udcffock"), spooled[2].replace(" <134>", " <134>\x00")]
+    lines = spooled[:10] + hostile + spooled[10:]
+    data = block(lines, origin="/var/lib/normagent/syslog/syslog.log")
+    ctx = ctx_for(timezone.utc, DEVICES)
+
+    fast = appliance_lines(data, ctx, fast=True)
+    assert summary(fast) == summary(appliance_lines(data, ctx, fast=False))
+    assert fast.parsed >= sum(",block," in line for line in spooled[3:])
+
+
+# Every position of a line of each usual shape, with each byte that a field of the fast shape
+# must refuse (or that the str patterns of the general way read otherwise): hypothesis draws cut
+# points near the ends of a line more often than in its middle, where MAC=, SRC= and DST= are.
+EDGE_INSERTS = ["", "\t", "\x00", "\x1c", "\r", "\x7f", " ", "\udcff", "\udcc3", "é", "\xa0", "٣", "=", ","]
+EDGE_LINES = {
+    "netfilter": (
+        [
+            "Nov 23 07:25:53 fw01 kernel: [12.5] [UFW BLOCK] IN=eth0 OUT= MAC=00:11:22:33:44:55:66:77:88:99:aa:bb:08:00 "
+            "SRC=203.0.113.9 DST=10.0.0.5 LEN=52 TOS=0x00 PREC=0x00 TTL=52 ID=1 DF PROTO=TCP SPT=5 DPT=22 WINDOW=1024",
+            "2026-11-23T07:25:53.5+01:00 fw01 kernel: IPTABLES-DROPPED: IN= OUT=eth0 SRC=2001:db8::1 DST=2001:db8::2 LEN=60 "
+            "TC=0 HOPLIMIT=64 FLOWLBL=0 PROTO=UDP SPT=5 DPT=53",
+        ],
+        "/var/log/kern.log",
+        LinuxSettings(),
+        linux_lines,
+    ),
+    "filterlog": (
+        [
+            "2026-11-23T07:00:00.000001Z 192.0.2.1 <134>Nov 23 07:00:00 pfsense filterlog[4242]: "
+            "5,,,1000102433,em0,match,block,in,4,0x0,,64,1,0,none,6,tcp,60,45.249.0.229,10.0.0.5,29385,22,0",
+            "2026-11-23T07:00:00.000001Z 192.0.2.2 <134>1 2026-11-23T07:00:00Z bbfw01 filterlog 48906 - - "
+            "7,,,1000000105,em0,match,block,out,6,0x00,0x00000,64,udp,17,60,2001:db8::1,2001:db8::2,5,53,20",
+        ],
+        "/var/lib/normagent/syslog/syslog.log",
+        DEVICES,
+        appliance_lines,
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", list(EDGE_LINES))
+def test_every_position_of_a_usual_line_with_a_hostile_byte_reads_alike(shape: str) -> None:
+    usual, origin, settings_, parse = EDGE_LINES[shape]
+    ctx = ctx_for(timezone.utc, settings_)
+    differ = []
+    for line in usual:
+        for cut in range(len(line) + 1):
+            for insert in EDGE_INSERTS:
+                one = block([_garble(line, cut, insert)], origin)
+                if summary(parse(one, ctx, fast=True)) != summary(parse(one, ctx, fast=False)):
+                    differ.append((cut, insert))
+    assert not differ, f"the fast path reads {len(differ)} edits otherwise, the first: {differ[:5]}"
+    assert parse(block(usual, origin), ctx, fast=True).parsed == len(usual)
