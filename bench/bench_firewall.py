@@ -2,7 +2,8 @@
 
 1. **netfilter**: a generated kern.log of ufw/iptables LOG lines (``--lines``), read by the
    ``firewall.linux`` collector (files) through the log driver into a real ledger, in a child
-   process; the same file through ``LC_ALL=C grep -c 'kernel:'``; in turn, medians of ``--runs``.
+   process; the same file through ``LC_ALL=C grep -cE`` with what the reader selects
+   (``NETFILTER_GREP``); in turn, medians of ``--runs``.
    With ``--before REV`` the plugin as it was at that git revision runs too, in the same turns
    (same driver and ledger: the plugin's own code is what differs).
 2. **filterlog**: the same for a spool file of pfSense filterlog lines (what the syslog receiver
@@ -28,6 +29,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import signal
 import socket
 import statistics
@@ -39,6 +41,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# What each reader selects, as ERE: the lines firewall.linux looks at (``_SLOW_MARKS``), and the
+# appliance messages it understands (``classify_appliance``).
+NETFILTER_GREP = "IN=[^ ]* OUT=|NETFILTER_CFG|Reloaded (firewalld|ufw)"
+APPLIANCE_GREP = "filterlog|%(ASA|FTD|PIX|FWSM)-|(logid|devid|log_id|device_id)="
 
 CHILD = r"""
 import json, os, sys, time
@@ -59,7 +65,7 @@ kind, root, state = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 clock = FakeClock(datetime(2026, 11, 23, 12, tzinfo=timezone.utc))
 ledger = Ledger.open(state / "ledger.db", clock=clock)
 startup = time.perf_counter() - t0
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 if kind == "netfilter":
     settings = LinuxSettings(source="files", files=FileSource(paths=("/kern.log",), start_at="beginning", timezone="UTC"))
     run_collector_once(LINUX, ledger, settings=settings, root=root, clock=clock, timeout=3600)
@@ -68,12 +74,12 @@ else:
     share = SpoolShare(root, lambda: [ledger.checkpoints("firewall.appliances").get(SPOOL_KEY)])
     run_collector_once(APPLIANCES, ledger, syslog_spool=share, clock=clock, timeout=3600)
     source = "firewall.appliances"
-elapsed = time.perf_counter() - started
+elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
 lines = {r: ledger.counter_value("normagent_log_lines_total", {"source": source, "result": r}) for r in ("parsed", "ignored", "unparsed")}
 period = Period(datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, tzinfo=timezone.utc))
 rows = {name: ledger.rollups(name, period) for name in ("firewall.blocked_by_port", "firewall.blocked_by_network")}
 print(json.dumps({
-    "startup": startup, "elapsed": elapsed, "blocked": ledger.counter_total("normagent_firewall_blocked_total"), "lines": lines,
+    "startup": startup, "elapsed": elapsed, "cpu": cpu, "blocked": ledger.counter_total("normagent_firewall_blocked_total"), "lines": lines,
     "by_port": sum(r.value for r in rows["firewall.blocked_by_port"]),
     "by_network": sum(r.value for r in rows["firewall.blocked_by_network"]),
     "networks": len({r.key for r in rows["firewall.blocked_by_network"]}),
@@ -150,10 +156,14 @@ def run_child(kind: str, root: Path, plugin_root: Path | None) -> dict:  # type:
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def grep(path: Path, pattern: str) -> tuple[int, float]:
+def grep(path: Path, pattern: str) -> tuple[int, float, float]:
+    """``LC_ALL=C grep -cE pattern path``: matches, wall seconds, CPU seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(["grep", "-c", pattern, str(path)], capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}, check=False)
-    return int(done.stdout.strip() or 0), time.perf_counter() - started
+    done = subprocess.run(["grep", "-cE", pattern, str(path)], capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}, check=False)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return int(done.stdout.strip() or 0), wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def files_bench(kind: str, root: Path, file: Path, lines: int, truth: tuple[int, int], runs: int, pattern: str, before: Path | None, rev: str) -> bool:
@@ -166,9 +176,11 @@ def files_bench(kind: str, root: Path, file: Path, lines: int, truth: tuple[int,
         for name, plugin_root in variants:
             reports[name].append(run_child(kind, root, plugin_root))
         greps.append(grep(file, pattern))
-    g = statistics.median(t for _, t in greps)
+    g = statistics.median(t for _, t, _ in greps)
+    g_cpu = statistics.median(c for _, _, c in greps)
     print(f"\n{kind}: {lines:,} lines, {file.stat().st_size / 2**20:.0f} MiB, {blocked:,} blocked from {networks:,} /24 networks (truth)")
-    print(f"  grep -c '{pattern}': median {g:.3f} s = {lines / g:,.0f} lines/s ({greps[0][0]:,} matches; best {min(t for _, t in greps):.3f} s, worst {max(t for _, t in greps):.3f} s)")
+    print(f"  LC_ALL=C grep -cE '{pattern}': median {g:.3f} s = {lines / g:,.0f} lines/s, CPU {g_cpu:.3f} s ({greps[0][0]:,} matches; "
+          f"best {min(t for _, t, _ in greps):.3f} s, worst {max(t for _, t, _ in greps):.3f} s)")
     ok = True
     for name, _ in variants:
         rs = reports[name]
@@ -179,9 +191,11 @@ def files_bench(kind: str, root: Path, file: Path, lines: int, truth: tuple[int,
         )
         ok &= good
         net = statistics.median(r["elapsed"] for r in rs)
+        cpu = statistics.median(r["cpu"] for r in rs)
         startup = statistics.median(r["startup"] for r in rs)
         print(f"  normagent {name}, {runs} runs: median {net:.3f} s net of start-up ({startup:.2f} s) = {lines / net:,.0f} lines/s "
               f"(best {min(r['elapsed'] for r in rs):.3f} s, worst {max(r['elapsed'] for r in rs):.3f} s); {net / g:.1f}x grep's time")
+        print(f"    CPU: median {cpu:.3f} s = {lines / cpu:,.0f} lines/s per CPU second; {cpu / g_cpu:.1f}x grep's CPU time")
         r = rs[0]
         print(f"    counts equal the truth in every run: {'yes' if good else 'NO'} ({r['blocked']:,.0f} blocked, lines {r['lines']}, "
               f"by port {r['by_port']:,.0f}, by network {r['by_network']:,.0f} in {r['networks']:,} rows' networks)")
@@ -277,13 +291,13 @@ def main(argv: list[str] | None = None) -> int:
         net_root.mkdir()
         truth = gen_netfilter(net_root / "kern.log", args.lines, rng)
         if args.only in (None, "netfilter"):
-            ok &= files_bench("netfilter", net_root, net_root / "kern.log", args.lines, truth, args.runs, "kernel:", before, args.before)
+            ok &= files_bench("netfilter", net_root, net_root / "kern.log", args.lines, truth, args.runs, NETFILTER_GREP, before, args.before)
         spool = Path(tmp) / "spool"
         spool.mkdir()
         truth = gen_filterlog(spool / "syslog.log", args.lines, rng)
         if args.only in (None, "filterlog"):
             # The spool reader removes nothing from the current file: every run reads it all again.
-            ok &= files_bench("filterlog", spool, spool / "syslog.log", args.lines, truth, args.runs, "filterlog", before, args.before)
+            ok &= files_bench("filterlog", spool, spool / "syslog.log", args.lines, truth, args.runs, APPLIANCE_GREP, before, args.before)
     if not args.skip_receiver:
         ok &= receiver_bench(args.rate, args.seconds)
     return 0 if ok else 1
