@@ -24,6 +24,7 @@ Imports everything; nothing imports it except cli.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import os
 import signal
@@ -449,7 +450,8 @@ class Agent:
             clock=self._clock,
             host=self._host,
             root=Path("/"),
-            run_command=run_command,
+            # A command in flight is killed at shutdown (its run fails, nothing of it committed).
+            run_command=functools.partial(run_command, stop=self._stop.is_set),
             snmp=self._snmp,
             state=self._ledger_or_fail().checkpoints(job.name),
             pseudonymise=self._pseudonymise,
