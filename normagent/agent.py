@@ -49,6 +49,7 @@ from normagent.loader import Plugins, build_plugins
 from normagent.log import configure_logging
 from normagent.maintenance import Calendar, MaintenanceSettings, validate_maintenance
 from normagent.model import CollectorSpec, RunContext
+from normagent.report.settings import ReportSettings, validate_report
 from normagent.privacy import KEY_FILE, Pseudonymiser, load_or_create_key
 from normagent.scheduler import Job, Scheduler, advice_for
 from normagent.sources.command import run_command
@@ -73,6 +74,7 @@ def sections() -> dict[str, Section]:
         "syslog": Section(SyslogSettings, check=validate_syslog, optional=True),
         "maintenance": Section(MaintenanceSettings, check=validate_maintenance),
         "deviations": Section(DeviationSettings, check=validate_deviations),
+        "report": Section(ReportSettings, check=validate_report),
     }
 
 

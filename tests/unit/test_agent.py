@@ -325,6 +325,7 @@ def test_sigterm_during_a_long_catch_up_stops_at_the_next_block_and_keeps_what_w
 
     assert daemon.stop() == 0  # Daemon.stop waits 15 s, a quarter of the grace
 
+    # This collector's pause: another one reading at that moment (updates.apt) pauses too.
     paused = [e["reason"] for e in daemon.events() if e["event"] == "log_read_paused" and e.get("collector") == "daemon.log"]
     assert paused == ["shutdown"]
     with Ledger.open(daemon.tmp / "state" / "ledger.db") as ledger:
@@ -552,3 +553,43 @@ path = "{out}"
     assert document["rule"] == "site.sample_seen" and document["labels"] == {"kind": "a"}
     # The line is written (and fsynced) before the attempt is stored: wait for the count, do not race it.
     daemon.wait_for('normagent_forward_attempts_total{forwarder="lokal",result="ok"} 1.0')
+
+
+REPORT_LIBRARIES = ("jinja2", "pygal", "babel", "tqdm", "markupsafe")
+
+
+def test_the_running_agent_imports_none_of_the_reports_libraries(daemon: Daemon) -> None:
+    """The idle agent stays small: Jinja2, pygal, Babel and tqdm (the ``report`` extra) are
+    imported by ``normagent report`` alone, not by ``run`` with every builtin plugin loaded and
+    every collector run once. ``-X importtime`` lists every module the process imported."""
+    daemon.config.write_text(
+        f"""
+[agent]
+state_dir = "{daemon.tmp / 'state'}"
+log_format = "json"
+shutdown_grace = "2s"
+
+[web]
+listen = "127.0.0.1:{daemon.port}"
+
+[plugins]
+entry_points = false
+"""
+    )
+    daemon.start(argv=[sys.executable, "-X", "importtime", "-m", "normagent", "run", "--config", str(daemon.config)])
+    started = daemon.wait_for_event("agent_started")
+    collectors = list(started["collectors"])  # type: ignore[call-overload]
+    assert len(collectors) > 10
+    end = time.monotonic() + 60
+    while True:  # every collector has run once (succeeded or not)
+        page = daemon.metrics()
+        waiting = [c for c in collectors if f'normagent_collector_duration_seconds{{collector="{c}"}}' not in page]
+        if not waiting:
+            break
+        assert time.monotonic() < end, f"collectors that never ran: {waiting}"
+        time.sleep(0.1)
+    assert daemon.stop() == 0
+    imported = {line.rsplit("|", 1)[1].strip() for line in daemon.log.read_text().splitlines() if line.startswith("import time:")}
+    assert "normagent.report.settings" in imported and "normagent.plugins.system" in " ".join(imported)
+    assert sorted(m for m in imported if m.split(".")[0] in REPORT_LIBRARIES) == []
+    assert sorted(m for m in imported if m.startswith("normagent.report.")) == ["normagent.report.command", "normagent.report.settings"]

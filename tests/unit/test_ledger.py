@@ -78,6 +78,17 @@ def test_counters_and_checkpoints_survive_a_restart(tmp_path: Path, clock: FakeC
         assert second.snapshot().values(FAILURES.name) == {(("reason", "r"),): 3.0}
 
 
+def test_a_new_ledger_takes_the_host_id_given_and_an_existing_one_keeps_its_own(tmp_path: Path, clock: FakeClock) -> None:
+    """``normagent demo`` names its ledger after its seed, so two demos write the same report."""
+    path = tmp_path / "ledger.db"
+    with Ledger.open(path, clock=clock, host_id="demo0123") as first:
+        assert first.host_id == "demo0123"
+    with Ledger.open(path, clock=clock, host_id="other") as again:
+        assert again.host_id == "demo0123"
+    with Ledger.open(tmp_path / "random.db", clock=clock) as random_one:
+        assert len(random_one.host_id) == 32 and random_one.host_id != "demo0123"
+
+
 def test_gauges_and_health_survive_a_restart_and_show_in_the_first_snapshot(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "ledger.db"
     with Ledger.open(path, clock=clock, metrics=[FAILURES, FREE]) as first:
@@ -126,6 +137,34 @@ def test_checkpoint_none_deletes_and_scan_is_by_prefix(declared: Ledger) -> None
 
     assert list(declared.checkpoints("c").scan("m:")) == [("m:2", 2)]
     assert list(declared.checkpoints("c").scan()) == [("f:1", "x"), ("m:2", 2)]
+
+
+def test_a_scan_reads_page_by_page_and_keys_come_without_values(declared: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A collector with 300,000 checkpoints (the EDI folder index) scans a prefix without the
+    ledger fetching every row at once; what a scan returns is what it returned before."""
+    keys = [f"f:/srv/{i:04d}" for i in range(23)] + ["g", "f:\U0010ffffx"]
+    declared.commit("c", Batch(checkpoints=[Checkpoint(k, [i]) for i, k in enumerate(keys)]))
+    declared.commit("other", Batch(checkpoints=[Checkpoint("f:/srv/0001", 0)]))
+    monkeypatch.setattr(Ledger, "SCAN_PAGE", 4)
+    fetched: list[int] = []
+    pages = declared._checkpoint_pages
+
+    def counted(*args: Any) -> Any:
+        for row in pages(*args):
+            fetched.append(1)
+            yield row
+
+    state = declared.checkpoints("c")
+    assert list(state.scan("f:/srv/")) == [(k, [i]) for i, k in enumerate(keys[:23])]
+    assert list(state.keys("f:")) == sorted(keys[:23] + ["f:\U0010ffffx"])
+    assert list(state.keys()) == sorted(keys)
+    assert [k for k, _ in state.scan()] == sorted(keys)
+    assert MemoryCheckpoints(dict(state.scan())).keys("f:/srv/002") == ["f:/srv/0020", "f:/srv/0021", "f:/srv/0022"]
+    rows = iter(state.keys("f:/srv/"))
+    assert [next(rows) for _ in range(5)] == keys[:5]  # a page at a time: the first rows before the last page
+    monkeypatch.setattr(declared, "_checkpoint_pages", counted)
+    assert next(iter(declared.checkpoints("c").scan("f:/srv/"))) == ("f:/srv/0000", [0])
+    assert len(fetched) == 1
 
 
 def test_events_are_idempotent_per_collector_kind_and_key(declared: Ledger) -> None:
@@ -643,3 +682,103 @@ def test_a_rescue_sets_the_lost_ledgers_wal_aside(tmp_path: Path, clock: FakeClo
     assert path.with_name("ledger.db-wal.lost").exists()
     with Ledger.open(path, clock=clock, metrics=[FAILURES]) as back:
         assert back.counter_value(FAILURES.name, {"reason": "r"}) == 3
+
+
+# ------------------------------------------------------------------------------------------------
+# the report's history (schema 3): gauges at a time, runs per hour, read-only opening
+
+
+def test_gauge_at_a_past_time_is_the_value_it_had_then(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    with Ledger.open(tmp_path / "l.db", clock=clock, metrics=[FREE]) as ledger:
+        ledger.commit("fs", Batch([Gauge(FREE.name, 100, {"mountpoint": "/"}), Gauge(FREE.name, 7, {"mountpoint": "/srv"})]))
+        clock.advance(3600)
+        ledger.commit("fs", Batch([Gauge(FREE.name, 100, {"mountpoint": "/"}), Gauge(FREE.name, 9, {"mountpoint": "/srv"})]))
+        clock.advance(3600)
+        ledger.commit("fs", Batch([Gauge(FREE.name, 80, {"mountpoint": "/"})]))  # /srv went away
+        clock.advance(3600)
+        by = ("mountpoint",)
+        assert ledger.gauge(FREE.name, T0, by) == {}
+        assert ledger.gauge(FREE.name, T0 + timedelta(hours=1), by) == {("/",): 100, ("/srv",): 7}
+        assert ledger.gauge(FREE.name, T0 + timedelta(hours=2), by) == {("/",): 100, ("/srv",): 9}
+        assert ledger.gauge(FREE.name, T0 + timedelta(hours=3), by) == {("/",): 80}
+        assert ledger.gauge(FREE.name, T0 + timedelta(hours=3)) == {(): 80}
+        # A value that did not change writes no history row.
+        rows = ledger._conn.execute("SELECT count(*) FROM gauge_hours WHERE labels LIKE '%\"/\"%'").fetchone()[0]
+        assert rows == 2
+
+
+def test_forgotten_gauges_end_their_history(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    with Ledger.open(tmp_path / "l.db", clock=clock, metrics=[FREE]) as ledger:
+        ledger.commit("fs", Batch([Gauge(FREE.name, 5, {"mountpoint": "/"})]))
+        clock.advance(7200)
+        ledger.forget_gauges("fs")
+        clock.advance(3600)
+        assert ledger.gauge(FREE.name, T0 + timedelta(hours=2)) == {(): 5}
+        assert ledger.gauge(FREE.name, clock.now()) == {}
+
+
+def test_runs_are_kept_per_hour_with_their_failures(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    with Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
+        for minute, ok in ((0, True), (20, False), (40, True), (70, False)):
+            ledger.record_run(RunOutcome("c", T0 + timedelta(minutes=minute), 0.1, ok))
+        hours = ledger.run_hours(Period(T0, T0 + timedelta(hours=2)))
+        h = int(T0.timestamp() // 3600)
+        assert hours == {"c": {h: (3, 1), h + 1: (1, 1)}}
+        assert ledger.has_data(Period(T0, T0 + timedelta(hours=1)))
+        assert not ledger.has_data(Period(T0 + timedelta(hours=5), T0 + timedelta(hours=6)))
+
+
+def test_prune_keeps_the_last_gauge_value_before_the_cut(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    with Ledger.open(tmp_path / "l.db", clock=clock, metrics=[FREE]) as ledger:
+        for value in (1, 2, 3):
+            ledger.commit("fs", Batch([Gauge(FREE.name, value, {"mountpoint": "/"})]))
+            ledger.record_run(RunOutcome("fs", clock.now(), 0.1, True))
+            clock.advance(86400)
+        ledger.prune(T0 + timedelta(days=2))
+        assert ledger.gauge(FREE.name, T0 + timedelta(days=2)) == {(): 2}  # set before the cut, still true at it
+        assert ledger.gauge(FREE.name, T0 + timedelta(hours=1)) == {}  # the value before it is forgotten
+        assert ledger.gauge(FREE.name, clock.now()) == {(): 3}
+        assert ledger.run_hours(Period(T0, T0 + timedelta(days=2))) == {}
+
+
+def test_open_readonly_changes_nothing_and_refuses_what_is_no_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    with pytest.raises(StateError, match="no ledger here"):
+        Ledger.open_readonly(path)
+    assert not path.exists()
+    path.write_bytes(b"not a database at all, only words" * 100)
+    with pytest.raises(StateError, match="not a readable normagent ledger"):
+        Ledger.open_readonly(path)
+    path.unlink()
+    with Ledger.open(path, clock=FakeClock(T0), metrics=[FAILURES]) as ledger:
+        ledger.commit("c", Batch([Count(FAILURES.name, {"reason": "x"}, 2)]))
+    before = path.read_bytes()
+    with Ledger.open_readonly(path) as reader:
+        assert reader.readonly and reader.schema_version == SCHEMA_VERSION
+        assert reader.increase(FAILURES.name, Period(T0, T0 + timedelta(hours=1))) == {(): 2}
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader._conn.execute("DELETE FROM counters")
+    assert path.read_bytes() == before
+
+
+def test_a_schema_2_ledger_migrates_with_its_gauges_as_first_history(tmp_path: Path) -> None:
+    """An agent upgraded over a ledger of schema 2: the gauges it had become their history's first rows."""
+    path = tmp_path / "l.db"
+    with Ledger.open(path, clock=FakeClock(T0), metrics=[FREE]) as ledger:
+        ledger.commit("fs", Batch([Gauge(FREE.name, 42, {"mountpoint": "/"})]))
+    conn = sqlite3.connect(path)
+    conn.executescript("DROP TABLE run_hours; DROP TABLE gauge_hours; DELETE FROM meta WHERE key = 'history_since'; PRAGMA user_version = 2;")
+    conn.close()
+    with Ledger.open_readonly(path) as old:
+        assert old.schema_version == 2
+        assert old.gauge(FREE.name, T0 + timedelta(minutes=1)) == {(): 42}  # the current value, after its last write
+        assert old.gauge(FREE.name, T0 - timedelta(hours=1)) == {}  # before it: unknown
+        assert old.run_hours(Period(T0, T0 + timedelta(hours=1))) == {}
+    later = T0 + timedelta(days=1)
+    with Ledger.open(path, clock=FakeClock(later), metrics=[FREE]) as ledger:
+        assert ledger.history_since == later.isoformat()
+        assert ledger.gauge(FREE.name, T0 + timedelta(hours=1)) == {(): 42}
