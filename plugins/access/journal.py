@@ -27,6 +27,9 @@ _CANDIDATE = re.compile(
     r"Failed |FAILED |; logname=|; TTY=|Accepted |pam_faillock\(|chauthtok\): password changed|, deny "
     r"|' changed by '|change user '|TOO MANY LOGIN TRIES|BAD SU |PAM: "
 )
+# Every field this module's parsers read (``JournalEntry.message``/``identifier`` included): the
+# collectors declare them, so the libsystemd reader reads these and no others.
+JOURNAL_FIELDS = ("MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "_COMM", "_TRANSPORT", "_SYSTEMD_UNIT", "_SYSTEMD_USER_UNIT")
 ERROR_PRIORITY = 3  # err; crit, alert and emerg are more severe
 
 _INSTANCE = re.compile(r"@[^.]*(?=\.[a-z]+$)")

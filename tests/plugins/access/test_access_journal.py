@@ -23,7 +23,7 @@ from normagent.plugins.access.collectors import (
     LoginSettings,
     OriginTracker,
 )
-from normagent.plugins.access.journal import journal_origin, parse_journal, parse_journal_errors, parse_journal_logins
+from normagent.plugins.access.journal import JOURNAL_FIELDS, journal_origin, parse_journal, parse_journal_errors, parse_journal_logins
 from normagent.plugins.access.tally import ERRORS_BY_ORIGIN, EVENTLOG_ERRORS, FAILED_LOGINS
 from normagent.testing import EPOCH, MemoryCheckpoints, make_context, observations, run_collector_once, test_pseudonymiser
 from tests.plugins.access.cases import FIXTURES, verdict
@@ -155,6 +155,22 @@ def test_the_combined_parser_gives_each_entry_one_outcome(reader: str) -> None:
     assert result.parsed + result.ignored + result.unparsed == len(entries)
     errors = sum(o.value for o in result.observations if isinstance(o, Count) and o.metric == EVENTLOG_ERRORS)
     assert errors == sum(1 for e in entries if "NORMAGENT_TEST_ERROR_ORIGIN" in e.fields)
+
+
+def test_the_parsers_read_no_field_the_collectors_do_not_declare(reader: str) -> None:
+    """The collectors declare JOURNAL_FIELDS and the libsystemd reader then reads only those: each
+    parser gives the same result on the entries so read as on the entries with every field."""
+    entries = tuple(entries_for(reader))
+    settings = JournalSettings(files=(str(JOURNAL),), start="beginning", reader=reader, block_entries=100_000)  # type: ignore[arg-type]
+    declared = tuple(e for block, _ in read_journal(real_run, settings=settings, fields=JOURNAL_FIELDS) for e in block.records)
+    origins = tuple(sorted({e.fields["NORMAGENT_TEST_ERROR_ORIGIN"] for e in entries if "NORMAGENT_TEST_ERROR_ORIGIN" in e.fields}))
+    if reader == "libsystemd":
+        assert all(set(e.fields) <= set(JOURNAL_FIELDS) for e in declared)  # type: ignore[union-attr]
+
+    for parse in (parse_journal, parse_journal_logins, parse_journal_errors):
+        full = parse(RecordBlock(entries, "test"), _ctx(origins=origins))
+        assert full.parsed
+        assert parse(RecordBlock(declared, "test"), _ctx(origins=origins)) == full, parse.__name__
 
 
 @pytest.mark.parametrize(
