@@ -257,7 +257,8 @@ def journal_log_collector(
         journal: Gets the ``JournalSettings`` out of a settings instance. Default: the settings
             instance itself if it is one, else its ``journal`` field.
         fields: The entry fields the parser looks at (``JournalEntry.fields``; ``"__CURSOR"``
-            if it reads every entry's ``cursor``), or None for all of them. Declaring them lets
+            if it reads every entry's ``cursor``; ``"A|B"`` for B read only where A is missing or
+            empty, as ``get("A") or get("B")`` reads), or None for all of them. Declaring them lets
             the libsystemd reader read just these, the first value of a repeated field each,
             and the cursor of each block's last entry only: several times faster on entries of
             20-odd fields. A parser that needs a repeated field's every value, or fields it

@@ -229,6 +229,7 @@ def read_journal(
         library: The libsystemd to load, for the libsystemd reader.
         fields: The fields the caller looks at (``JournalEntry.fields``), or None for all of them.
             The libsystemd reader then reads only these (the first value of a repeated field;
+            ``"A|B"`` reads B only where A is missing or empty, as ``get("A") or get("B")``;
             ``__CURSOR`` and ``__REALTIME_TIMESTAMP`` may be named) and takes the cursor only of
             each block's last entry: the other entries' ``cursor`` is ``""`` unless ``__CURSOR``
             is named. The journalctl reader gives every field and cursor regardless.

@@ -361,7 +361,8 @@ class _Journal:
 
     def wanted_entries(self, limit: int, fields: Sequence[str], *, first_cursor: bool) -> tuple[list[JournalEntry], int]:
         """As ``entries``, but only ``fields`` of each entry (``sd_journal_get_data`` per name, the
-        first value of a repeated field), its time from ``sd_journal_get_realtime_usec``, and the
+        first value of a repeated field; ``"A|B"``: B only where A is missing or empty, as a
+        parser's ``fields.get("A") or fields.get("B")`` reads them), its time from ``sd_journal_get_realtime_usec``, and the
         cursor only where it is used: on the last entry (the block's checkpoint), on the first when
         ``first_cursor`` (resuming: is it the saved entry?), on every entry if ``__CURSOR`` is wanted.
 
@@ -383,7 +384,12 @@ class _Journal:
         p_usec = ctypes.byref(usec)
         every_cursor = "__CURSOR" in fields
         with_time = "__REALTIME_TIMESTAMP" in fields
-        wanted = [(name.encode("utf-8", "surrogateescape"), name, len(name.encode("utf-8", "surrogateescape")) + 1) for name in dict.fromkeys(fields) if name not in _WANTED_HEADER]
+        # Each declared item: its alternatives "A|B", B read only where A is missing or empty.
+        wanted = [
+            [(name.encode("utf-8", "surrogateescape"), name, len(name.encode("utf-8", "surrogateescape")) + 1) for name in item.split("|")]
+            for item in dict.fromkeys(fields)
+            if item not in _WANTED_HEADER
+        ]
         epoch, microseconds, entry = _EPOCH, timedelta, JournalEntry
         enoent = -errno.ENOENT
         out: list[JournalEntry] = []
@@ -405,15 +411,21 @@ class _Journal:
                 self._check(r, "read an entry's time")
             values: dict[str, str] = {}
             bad = False
-            for name, key, cut in wanted:
-                r = get_data(handle, name, p_data, p_size)
-                if r >= 0:
-                    values[key] = data[cut : size.value].decode("utf-8", "replace")  # type: ignore[attr-defined]  # a c_char pointer's slice is bytes
-                elif r != enoent:
-                    if -r in _SKIPPED_ENTRY:
-                        bad = True
-                        break
-                    self._check(r, "read an entry's data")
+            for alternatives in wanted:
+                for name, key, cut in alternatives:
+                    r = get_data(handle, name, p_data, p_size)
+                    if r >= 0:
+                        value = data[cut : size.value].decode("utf-8", "replace")  # type: ignore[attr-defined]  # a c_char pointer's slice is bytes
+                        values[key] = value
+                        if value:
+                            break
+                    elif r != enoent:
+                        if -r in _SKIPPED_ENTRY:
+                            bad = True
+                            break
+                        self._check(r, "read an entry's data")
+                if bad:
+                    break
             if bad:
                 skipped += 1
                 last_skipped = True

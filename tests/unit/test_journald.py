@@ -13,7 +13,7 @@ import json
 
 import shutil
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -373,6 +373,21 @@ def test_declared_fields_are_the_only_fields_read_repeated_ones_by_their_first_v
     ]
     assert [e.cursor for e in got] == [e.cursor for e in full]  # __CURSOR declared: every entry's
     assert [e for e in got if e.message == "tagged twice"][0].fields["NORMAGENT_TAG"] == "alpha"
+
+
+def test_a_declared_alternative_is_read_only_where_the_first_is_missing(journalctl: str) -> None:
+    """``"A|B"``: what ``fields.get("A") or fields.get("B")`` gives, without reading B where A is."""
+    libsystemd_or_skip()
+    full = entries_of(read_all(journalctl, reader="journalctl", files=(str(MAIN),), start="beginning"))
+
+    got = entries_of(read_all(journalctl, reader="libsystemd", files=(str(MAIN),), start="beginning", fields=("NO_SUCH|_SYSTEMD_UNIT|SYSLOG_IDENTIFIER",)))
+
+    def either(fields: Mapping[str, str]) -> str:
+        return fields.get("_SYSTEMD_UNIT") or fields.get("SYSLOG_IDENTIFIER", "")
+
+    assert [either(e.fields) for e in got] == [either(e.fields) for e in full]
+    assert any("SYSLOG_IDENTIFIER" in e.fields for e in got) and any("_SYSTEMD_UNIT" in e.fields for e in got)
+    assert all(("SYSLOG_IDENTIFIER" in e.fields) == (not e.fields.get("_SYSTEMD_UNIT")) for e in got)
 
 
 def test_without_libsystemd_auto_reads_through_journalctl_and_says_so(journalctl: str) -> None:
