@@ -5,7 +5,7 @@
 
 One rule fires for each of ``--changes`` rollup keys in a single commit, which leaves that many
 firing candidates and as many outbox rows in a real ledger (SQLite WAL, synchronous=FULL). A
-``forward.Worker`` with the real webhook sender (requests, one kept-alive connection, HMAC
+``forward.Worker`` with the real webhook sender (the forwarders' HTTP client, kept-alive connections, HMAC
 signature) then drains them to a receiver in another process (a small asyncio HTTP/1.1 server that
 answers 200 and counts distinct Idempotency-Keys), committing each batch's outcome as the agent
 does. Printed: deliveries per second, and the receiver's count of distinct keys (must equal
@@ -111,42 +111,78 @@ def drain(changes: int, workdir: Path, port: int) -> dict[str, Any]:
             "agent_cpu_ms_per_delivery": round(cpu * 1000 / changes, 3), "parallel": worker.parallel}
 
 
+BOOT = ("import runpy, sys; sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in getattr(f, '__module__', '')]; "
+        "sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = {script!r}; runpy.run_path({script!r}, run_name='__main__')")
+
+
+def one_run(changes: int, tree: Path | None) -> dict[str, Any]:
+    """One drain in a process of its own (the agent's sources of ``tree``, else this checkout's)."""
+    with tempfile.TemporaryDirectory(prefix="normagent-bench-outbox-") as tmp:
+        port, out = free_port(), Path(tmp) / "receiver.json"
+        receiver = subprocess.Popen([sys.executable, __file__, "--receiver", str(port), "--receiver-out", str(out)],
+                                    env={**os.environ, "PYTHONPATH": str(REPO)})
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                with socket.socket() as sock:
+                    if sock.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.05)
+            args = ["--drain", str(port), "--dir", tmp, "--changes", str(changes)]
+            command = [sys.executable, __file__, *args] if tree is None else \
+                [sys.executable, "-c", BOOT.format(script=__file__), str(tree), *args]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        finally:
+            receiver.send_signal(signal.SIGTERM)
+            receiver.wait(10)
+        result["receiver"] = json.loads(out.read_text())
+        return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--changes", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--baseline", metavar="REVISION",
+                        help="also drain with the agent of this git revision (its sources unpacked), in turn with this one")
     parser.add_argument("--receiver", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--receiver-out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--drain", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.receiver:
         asyncio.run(_serve(args.receiver, args.receiver_out))
         return 0
-    from normagent.log import configure_logging
+    if args.drain:
+        from normagent.log import configure_logging
 
-    configure_logging("error")
-    results = []
-    for _ in range(args.repeat):
-        with tempfile.TemporaryDirectory(prefix="normagent-bench-outbox-") as tmp:
-            port, out = free_port(), Path(tmp) / "receiver.json"
-            receiver = subprocess.Popen([sys.executable, __file__, "--receiver", str(port), "--receiver-out", str(out)],
-                                        env={**os.environ, "PYTHONPATH": str(REPO)})
-            try:
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline:
-                    with socket.socket() as sock:
-                        if sock.connect_ex(("127.0.0.1", port)) == 0:
-                            break
-                    time.sleep(0.05)
-                result = drain(args.changes, Path(tmp), port)
-            finally:
-                receiver.send_signal(signal.SIGTERM)
-                receiver.wait(10)
-            result["receiver"] = json.loads(out.read_text())
-            results.append(result)
-            print(json.dumps(result), flush=True)
-    rates = [r["deliveries_per_s"] for r in results]
-    print(f"deliveries/s: best {max(rates)}, median {sorted(rates)[len(rates) // 2]}; target >= 1,000: "
-          f"{'met' if sorted(rates)[len(rates) // 2] >= 1000 else 'NOT met'}")
+        configure_logging("error")
+        print(json.dumps(drain(args.changes, args.dir, args.drain)))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="normagent-bench-outbox-tree-") as tmp:
+        trees: list[tuple[str, Path | None]] = [("now", None)]
+        if args.baseline:
+            sys.path.insert(0, str(REPO / "bench"))
+            from bench_idle import unpack_revision
+
+            trees.insert(0, (f"before {args.baseline}", unpack_revision(args.baseline, Path(tmp) / "baseline")))
+        rates: dict[str, list[int]] = {label: [] for label, _ in trees}
+        wrong = 0
+        for _ in range(args.repeat):
+            for label, tree in trees:  # in turn, so that the machine's load falls on both alike
+                result = one_run(args.changes, tree)
+                result["agent"] = label
+                print(json.dumps(result), flush=True)
+                rates[label].append(result["deliveries_per_s"])
+                if result["receiver"]["keys"] != args.changes or result["attempts_ok"] != args.changes:
+                    wrong += 1
+    for label, values in rates.items():
+        median = sorted(values)[len(values) // 2]
+        print(f"{label}: deliveries/s {sorted(values)}, median {median}; target >= 1,000: {'met' if median >= 1000 else 'NOT met'}")
+    if wrong:
+        print(f"{wrong} runs delivered a wrong count")
+        return 1
     return 0
 
 

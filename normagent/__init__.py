@@ -72,7 +72,10 @@ if TYPE_CHECKING:
     from normagent.sources.journald import JournalSettings
     from normagent.sources.syslog import SpoolLine, SyslogMessage, parse_spool_line, parse_syslog, rfc3164_time
 
-    __version__: str
+
+# Kept equal to pyproject.toml's version by tests/unit/test_cli.py. Not read from the installed
+# metadata: importlib.metadata (with zipfile, csv and email) costs the idle agent some 2 MB.
+__version__ = "0.1.0"
 
 # Where each public name lives. They are imported on first use (PEP 562), not here: ``normagent run``
 # imports this package first of all, and until it has installed its signal handlers a SIGHUP would
@@ -102,14 +105,7 @@ _HOMES = {
 
 
 def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            value: Any = version("normagent")
-        except PackageNotFoundError:  # running from a source tree that was never installed
-            value = "0.0.0+unknown"
-    elif name in _HOMES:
+    if name in _HOMES:
         value = getattr(importlib.import_module(_HOMES[name]), name)
     else:
         raise AttributeError(f"module 'normagent' has no attribute {name!r}")

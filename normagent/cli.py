@@ -1,4 +1,4 @@
-"""The ``normagent`` command: run | collect --once | check-config | parse | plugins | deviations | rules | report.
+"""The ``normagent`` command: run | collect --once | check-config | parse | plugins | deviations | rules | report | demo.
 
 ``main()`` is the one place that prints a ``NormagentError`` and turns it into an exit code:
 ``check-config`` exits 2 on a bad config, ``run`` exits 78 (EX_CONFIG) so systemd's
@@ -160,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     from normagent.report.command import add_arguments
 
     add_arguments(report)
+
+    demo = sub.add_parser(
+        "demo", help="the whole product on an invented clinic: a month replayed, candidates, /metrics, the report",
+        description="Build an invented clinic (auth log, journal, Windows event logs, EDI folders, ClamAV, firewall, "
+        "apt and a service outage) in a temporary directory, replay a month of it through the real collectors on a "
+        "simulated clock into a real ledger, print the deviation candidates the rules raised, write the monthly report "
+        "(HTML, JSON, and PDF when Chromium is installed) and serve /metrics on 127.0.0.1 until Ctrl-C.",
+    )
+    from normagent.demo import add_arguments as demo_arguments
+
+    demo_arguments(demo)
     return parser
 
 
@@ -204,6 +215,8 @@ def dispatch(args: argparse.Namespace, out: TextIO, early: EarlySignals | None =
         return deviation_command(args, out)
     if args.command == "report":
         return report_command(args, out)
+    if args.command == "demo":
+        return demo_command(args, out)
     raise UsageError(f"unknown command {args.command}")
 
 
@@ -239,6 +252,17 @@ def report_command(args: argparse.Namespace, out: TextIO) -> int:
             f"normagent report needs the report extra ({exc.name or exc} is missing): pip install 'normagent[report]'"
         ) from None
     return run_report(args, config, plugins, out, sys.stderr)
+
+
+def demo_command(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        import jinja2  # noqa: F401 - the report extra, which the demo's report needs
+    except ImportError as exc:
+        raise UsageError(f"normagent demo needs the report extra ({exc.name or exc} is missing): pip install 'normagent[report]'") from None
+    from normagent.demo import run_demo
+
+    run_demo(args, out, sys.stderr)
+    return 0
 
 
 def _quiet_logging() -> None:

@@ -261,6 +261,9 @@ class MemoryCheckpoints:
     def scan(self, prefix: str = "") -> Iterable[tuple[str, JSONValue]]:
         return sorted((k, v) for k, v in self.values.items() if k.startswith(prefix))
 
+    def keys(self, prefix: str = "") -> Iterable[str]:
+        return sorted(k for k in self.values if k.startswith(prefix))
+
     def apply(self, checkpoints: Iterable[Checkpoint]) -> None:
         for cp in checkpoints:
             if cp.value is None:
@@ -282,6 +285,9 @@ class LedgerCheckpoints:
     def scan(self, prefix: str = "") -> Iterable[tuple[str, JSONValue]]:
         return self._ledger._scan_checkpoints(self._collector, prefix)
 
+    def keys(self, prefix: str = "") -> Iterable[str]:
+        return self._ledger._scan_checkpoint_keys(self._collector, prefix)
+
 
 class Ledger:
     """normagent's state in one SQLite file. Thread-safe: one connection behind one lock.
@@ -298,6 +304,7 @@ class Ledger:
         self._mirror = _Mirror()
         self._snapshot: Snapshot | None = None
         self.host_id = ""
+        self._new_host_id = ""  # the id a ledger created by this open gets (``open(host_id=)``)
         self.created_at = ""
         self.history_since = ""  # when run and gauge history began (schema 3), "" before
         self.schema_version = SCHEMA_VERSION
@@ -319,6 +326,7 @@ class Ledger:
         metrics: Iterable[MetricSpec] = (),
         witnesses: Iterable[Path] = (),
         new_state: bool = False,
+        host_id: str | None = None,
     ) -> Ledger:
         """Open (creating and migrating if needed) the ledger at ``path``.
 
@@ -332,6 +340,9 @@ class Ledger:
             new_state: Start a new ledger on purpose where the old one is lost (``normagent run
                 --new-state``). Refused where the ledger is intact, so that the option cannot be
                 left in a unit file, where it would turn this protection off for good.
+            host_id: The id a ledger created now gets (default: a random one). ``normagent demo``
+                names its ledger after its seed, so that two demos write the same report; an
+                existing ledger keeps its own.
 
         Raises:
             StateLost: the ledger is missing or empty where one existed, or is not the one
@@ -358,6 +369,7 @@ class Ledger:
         except (OSError, sqlite3.Error) as exc:
             raise _state_error(exc, path, "cannot open the ledger", _START_AGAIN) from exc
         ledger = cls(conn, path, clock or SystemClock())
+        ledger._new_host_id = host_id or uuid.uuid4().hex
         try:
             ledger._identity = _identity(path)
             ledger._prepare()
@@ -447,7 +459,7 @@ class Ledger:
                 if statement.strip():
                     conn.execute(statement)
             if target == 1:
-                conn.execute("INSERT INTO meta (key, value) VALUES ('host_id', ?)", (uuid.uuid4().hex,))
+                conn.execute("INSERT INTO meta (key, value) VALUES ('host_id', ?)", (self._new_host_id or uuid.uuid4().hex,))
                 conn.execute("INSERT INTO meta (key, value) VALUES ('created_at', ?)", (self._clock.now().isoformat(),))
             if target == HISTORY_SCHEMA:
                 # Since when run history exists: before it, a report cannot tell how complete the data is.
@@ -720,14 +732,19 @@ class Ledger:
                         for ev in events
                     ],
                 )
-                for cp in batch.checkpoints:
-                    if cp.value is None:
-                        conn.execute("DELETE FROM checkpoints WHERE collector = ? AND key = ?", (collector, cp.key))
-                    else:
-                        conn.execute(
-                            "INSERT OR REPLACE INTO checkpoints (collector, key, value, updated_at) VALUES (?, ?, ?, ?)",
-                            (collector, cp.key, json.dumps(cp.value, separators=(",", ":")), now),
-                        )
+                # The last checkpoint of a key decides (as if they were written in order), so the
+                # deletions and the writes can each go in one statement: a first index of 100,000
+                # files writes several hundred thousand keys.
+                final = {cp.key: cp.value for cp in batch.checkpoints}
+                conn.executemany(
+                    "DELETE FROM checkpoints WHERE collector = ? AND key = ?",
+                    [(collector, key) for key, value in final.items() if value is None],
+                )
+                dumps = json.JSONEncoder(separators=(",", ":")).encode
+                conn.executemany(
+                    "INSERT OR REPLACE INTO checkpoints (collector, key, value, updated_at) VALUES (?, ?, ?, ?)",
+                    [(collector, key, dumps(value), now) for key, value in final.items() if value is not None],
+                )
                 # The rules that watch what this batch changed, in this same transaction (see rules.py).
                 stats = self._evaluate_in(conn, _touched(counts, gauges, rollups, events), collector)
             # Only now, with the transaction durable, does the world see the new values.
@@ -853,19 +870,35 @@ class Ledger:
         return None if row is None else json.loads(row[0])
 
     def _scan_checkpoints(self, collector: str, prefix: str) -> Iterator[tuple[str, JSONValue]]:
-        with self._lock:
-            if prefix:
-                # Every key with the prefix sorts in [prefix, prefix + U+10FFFF).
-                rows = self._conn.execute(
-                    "SELECT key, value FROM checkpoints WHERE collector = ? AND key >= ? AND key < ? ORDER BY key",
-                    (collector, prefix, prefix + "\U0010ffff"),
-                ).fetchall()
-            else:
-                rows = self._conn.execute(
-                    "SELECT key, value FROM checkpoints WHERE collector = ? ORDER BY key", (collector,)
-                ).fetchall()
-        for key, value in rows:
+        for key, value in self._checkpoint_pages(collector, prefix, "key, value"):
             yield key, json.loads(value)
+
+    def _scan_checkpoint_keys(self, collector: str, prefix: str) -> Iterator[str]:
+        for (key,) in self._checkpoint_pages(collector, prefix, "key"):
+            yield key
+
+    # Rows per read of a checkpoint scan: a collector with 300,000 checkpoints (the EDI index) is
+    # read a page at a time, each under the lock for a moment, never all at once into memory.
+    SCAN_PAGE = 2000
+
+    def _checkpoint_pages(self, collector: str, prefix: str, columns: str) -> Iterator[Any]:
+        """Rows of ``columns`` (the key first) for the keys starting with ``prefix``, in key order,
+        read a page at a time (keyset pagination: each page starts after the last key seen)."""
+        # A commit between two pages is seen from the next page on (a collector reads its own
+        # checkpoints between its batches).
+        after, inclusive = prefix, True
+        end = _prefix_end(prefix)
+        bound = "AND key < ? " if end is not None else ""
+        while True:
+            query = (f"SELECT {columns} FROM checkpoints WHERE collector = ? AND key {'>=' if inclusive else '>'} ? "
+                     f"{bound}ORDER BY key LIMIT ?")
+            args = (collector, after, end, self.SCAN_PAGE) if end is not None else (collector, after, self.SCAN_PAGE)
+            with self._lock:
+                rows = self._conn.execute(query, args).fetchall()
+            yield from rows
+            if len(rows) < self.SCAN_PAGE:
+                return
+            after, inclusive = rows[-1][0], False
 
     def counter_value(self, metric: str, labels: Mapping[str, str] | None = None) -> float:
         """The committed value of one counter series (0 if it was never incremented)."""
@@ -1377,6 +1410,22 @@ def _gauge_changes(
         if name == metric and owner == collector and labels not in series:
             out.append((labels, None))
     return out
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The first string after every string that starts with ``prefix`` (None: no such bound).
+
+    Keys sort as their UTF-8 bytes, i.e. by code point, so keys starting with ``prefix`` are
+    exactly those in [prefix, prefix with its last character incremented).
+    """
+    while prefix and prefix[-1] == "\U0010ffff":
+        prefix = prefix[:-1]
+    if not prefix:
+        return None
+    following = ord(prefix[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # surrogates are never stored: skip to the next character
+        following = 0xE000
+    return prefix[:-1] + chr(following)
 
 
 def _end_day(period: Period) -> str:

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.machinery
+import os
+import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from importlib.metadata import entry_points, version
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -270,7 +273,9 @@ def build_plugins(
         register(short_name(module), "builtin", _normagent_version(), _importer(module), module)
     for module in extra:
         register(module, "config", "", _importer(module), module)
-    if entry_points_enabled:
+    if entry_points_enabled and declared_anywhere(ENTRY_POINT_GROUP):
+        from importlib.metadata import entry_points, version
+
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             dist = ep.dist.name if ep.dist else "unknown"
             try:
@@ -282,6 +287,43 @@ def build_plugins(
         register(name, "test", "", _given(obj), type(obj).__name__)
     plugins.problems.extend(_unknown_hooks(pm))
     return plugins
+
+
+def declared_anywhere(group: str, path: Sequence[str] | None = None) -> bool:
+    """Whether a distribution on ``path`` (default ``sys.path``) may declare an entry point in ``group``.
+
+    Read from the distributions' ``entry_points.txt`` files, so that ``importlib.metadata`` (with
+    the zipfile, csv and e-mail modules it imports, some 2 MB resident) is loaded only on hosts
+    where a third-party plugin is installed. Conservative: whatever it cannot look into (a zip or
+    egg on the path, a finder of distributions other than the standard one, an unreadable file)
+    counts as a yes, and importlib.metadata decides.
+    """
+    if any(hasattr(finder, "find_distributions") and finder is not importlib.machinery.PathFinder for finder in sys.meta_path):
+        return True
+    header = re.compile(rb"^[ \t]*\[[ \t]*" + re.escape(group.encode()) + rb"[ \t]*\][ \t]*\r?$", re.M)
+    for entry in sys.path if path is None else path:
+        directory = entry or "."
+        try:
+            with os.scandir(directory) as found:
+                names = [item.name for item in found]
+        except NotADirectoryError:
+            return True  # a zip archive on the path
+        except OSError:
+            continue  # missing: importlib.metadata finds nothing there either
+        for name in names:
+            if name.endswith(".egg"):
+                return True
+            if not name.endswith((".dist-info", ".egg-info")):
+                continue
+            try:
+                with open(os.path.join(directory, name, "entry_points.txt"), "rb") as f:
+                    if header.search(f.read()):
+                        return True
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # no entry points (an .egg-info may be a file: it declares none)
+            except OSError:
+                return True
+    return False
 
 
 def _unknown_hooks(pm: pluggy.PluginManager) -> list[PluginProblem]:

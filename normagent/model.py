@@ -198,11 +198,20 @@ class Batch:
 
 
 class CheckpointReader(Protocol):
-    """Read-only view of one collector's committed checkpoints."""
+    """Read-only view of one collector's committed checkpoints.
+
+    A collector with many checkpoints (one per file of a large folder) reads them by key and by
+    prefix as it needs them instead of loading them all: ``scan`` and ``keys`` go through the
+    matching keys in order without holding them all in memory at once.
+    """
 
     def get(self, key: str) -> JSONValue: ...
 
     def scan(self, prefix: str = "") -> Iterable[tuple[str, JSONValue]]: ...
+
+    def keys(self, prefix: str = "") -> Iterable[str]:
+        """The keys starting with ``prefix``, in order, without their values."""
+        ...
 
 
 class Host(Protocol):

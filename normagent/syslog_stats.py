@@ -44,6 +44,7 @@ DISCARDED_MESSAGES = MetricSpec(
     "counter",
     "Syslog messages received and spooled, then deleted unread with the oldest rotated spool file to keep "
     "spool_max_files (a loss: no reader kept up).",
+    preset=((),),  # the empty label set is a closed one: 0 from the first scrape, so a loss shows as a rise
     section=SECTION,
 )
 DISCARDED_BYTES = MetricSpec(
@@ -51,6 +52,7 @@ DISCARDED_BYTES = MetricSpec(
     "counter",
     "Bytes of spool lines deleted unread with the oldest rotated spool file (see "
     "normagent_syslog_spool_discarded_messages_total).",
+    preset=((),),  # the empty label set is a closed one: 0 from the first scrape, so a loss shows as a rise
     section=SECTION,
 )
 SYSLOG_METRICS = (MESSAGES, CONNECTIONS, OPEN, SPOOL, DISCARDED_MESSAGES, DISCARDED_BYTES)

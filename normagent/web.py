@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import email.utils
 import errno
 import functools
 import gc
@@ -1037,12 +1036,24 @@ def _header(headers: list[tuple[str, str]], name: str) -> str | None:
     return next((value for key, value in headers if key.lower() == name), None)
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(when: float) -> str:
+    """An IMF-fixdate (RFC 9110), as ``email.utils.formatdate(usegmt=True)`` writes it: the e-mail
+    package is not imported for one header (its modules cost the idle agent about 1 MB); nor is
+    ``strftime``, whose day and month names follow the locale."""
+    t = time.gmtime(when)
+    return f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+
+
 def _encode(response: _Response, *, head_only: bool = False) -> bytes:
     """The response as bytes: HTTP/1.0, one request per connection."""
     headers = list(response.headers)
     if not any(name.lower() == "content-length" for name, _ in headers):
         headers.append(("Content-Length", str(len(response.body))))
-    headers += [("Date", email.utils.formatdate(usegmt=True)), ("Server", SERVER_SOFTWARE), ("Connection", "close")]
+    headers += [("Date", http_date(time.time())), ("Server", SERVER_SOFTWARE), ("Connection", "close")]
     head = "".join([f"HTTP/1.0 {response.status}\r\n", *(f"{name}: {value}\r\n" for name, value in headers), "\r\n"])
     return head.encode("latin-1") + (b"" if head_only else response.body)
 

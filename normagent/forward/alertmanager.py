@@ -101,10 +101,13 @@ class AlertmanagerSender:
         self._url = settings.url.rstrip("/") + "/api/v2/alerts"
         self._token = bearer(settings)
         self._session = session(settings)
+        from normagent import __version__
+
+        self._agent = f"normagent/{__version__}"
 
     def send(self, delivery: Delivery) -> None:
         body = json.dumps([alert(delivery.document, self._settings, datetime.now(timezone.utc))], ensure_ascii=False).encode("utf-8")
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", "User-Agent": self._agent}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         post(self._session, self._url, body, headers, self._settings.timeout.total_seconds())

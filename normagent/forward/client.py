@@ -2,9 +2,10 @@
 token, their checks, a reachability probe for ``check-config``, and one POST that turns every way
 of failing into a ``DeliveryFailed`` with a closed-set result.
 
-requests is imported when a forwarder first sends, never by the idle agent (it costs some 6 MB).
+POSTs go through a small HTTP/1.1 client on the standard library's ``socket`` and ``ssl``
+(``Client``): no requests, urllib3 or http.client in the agent.
 
-Imports only model and the standard library (requests lazily).
+Imports only model and the standard library.
 """
 
 from __future__ import annotations
@@ -145,42 +146,221 @@ def probe(settings: HttpSettings, timeout: float = 5.0) -> list[tuple[str, str]]
     return []
 
 
-class Client:
-    """One HTTP(S) connection pool of requests for one forwarder sender: its transport adapter,
-    the TLS files, nothing else.
+MAX_HEAD = 64 * 1024  # bytes of status line and headers an answer may have
+MAX_BODY = 1024 * 1024  # bytes of an answer's body read to keep the connection; a longer one closes it
+_READ = 64 * 1024
 
-    Requests go straight to the adapter (``HTTPAdapter.send``): a ``Session`` would merge
-    environment settings, cookies and redirects into each of them, none of which a forwarder wants
-    (a proxy from the environment must not carry deviation candidates elsewhere), at twice the CPU
-    per delivery (measured in bench/bench_outbox.py).
+
+class _BadAnswer(Exception):
+    """The peer answered something that is not HTTP/1.x (or broke off in the middle)."""
+
+
+class _BadHeader(ValueError):
+    """A header name or value that would break the request (a line break: header injection)."""
+
+
+class Client:
+    """One kept-alive HTTP/1.1 connection of one forwarder sender, on the standard library's
+    ``socket`` and ``ssl``: a POST is one ``sendall`` of head and body, the answer is read with
+    bytes operations.
+
+    A forwarder needs one thing of HTTP: POST a body, learn the status, read the answer so the
+    connection can be used again. requests (and urllib3 and http.client below it) cost about
+    0.6 ms of CPU per delivery, most of it validating each header again, sending head and body in
+    two writes and parsing the answer's headers with the e-mail package; this path costs a
+    fraction (bench/bench_outbox.py), and the agent imports none of them (requests with its
+    charset detection: some 7 MB of resident memory).
+
+    What it understands of an answer: any ``HTTP/1.x`` status line, interim 1xx answers (skipped),
+    a body by ``Content-Length``, ``Transfer-Encoding: chunked`` or up to the close, and
+    ``Connection: close``. A connection the peer closed while idle is noticed before it is used
+    (it reads as ready) and replaced. No proxy from the environment is used, no redirect followed.
+
+    TLS: the server is verified against ``ca_file`` alone when it is set, else against the
+    system's CA certificates (as ``probe`` does); the client certificate is shown when asked for.
     """
 
     def __init__(self, settings: HttpSettings) -> None:
-        from requests.adapters import HTTPAdapter
+        self._ca_file = settings.ca_file
+        self._cert = (settings.client_cert_file, settings.client_key_file) if settings.client_cert_file and settings.client_key_file else None
+        self._context: ssl.SSLContext | None = None
+        self._targets: dict[str, tuple[str, str, int, bytes]] = {}  # url → (scheme, host, port, request line + Host)
+        self._sock: socket.socket | ssl.SSLSocket | None = None
+        self._peer: tuple[str, str, int] | None = None
 
-        self.adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1)
-        self.verify: bool | str = str(settings.ca_file) if settings.ca_file is not None else True
-        self.cert = (str(settings.client_cert_file), str(settings.client_key_file)) if settings.client_cert_file and settings.client_key_file else None
-        self._templates: dict[str, Any] = {}
+    def target(self, url: str) -> tuple[str, str, int, bytes]:
+        known = self._targets.get(url)
+        if known is None:
+            parts = urlsplit(url)
+            scheme, host = parts.scheme, parts.hostname or ""
+            port = parts.port or (443 if scheme == "https" else 80)
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            authority = f"[{host}]" if ":" in host else host
+            if parts.port is not None:
+                authority += f":{port}"
+            head = f"POST {path} HTTP/1.1\r\nHost: {authority}\r\n".encode("ascii")
+            known = self._targets[url] = (scheme, host, port, head)
+        return known
 
-    def request(self, url: str, body: bytes, headers: dict[str, str]) -> Any:
-        """A prepared POST of ``body`` to ``url``: a copy of one prepared once per URL (preparing
-        parses and re-quotes the URL each time, a fifth of a delivery's CPU)."""
-        import requests
+    def connection(self, scheme: str, host: str, port: int, timeout: float) -> socket.socket | ssl.SSLSocket:
+        """The kept-alive connection to (scheme, host, port), or a new one."""
+        sock = self._sock
+        if sock is not None and (self._peer != (scheme, host, port) or _readable(sock)):
+            self.close()  # another server, or the peer closed it (EOF) or sent what nobody asked for
+            sock = None
+        if sock is None:
+            sock = socket.create_connection((host, port), timeout=timeout)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if scheme == "https":
+                    sock = self._tls().wrap_socket(sock, server_hostname=host)
+            except BaseException:
+                sock.close()
+                raise
+            self._sock, self._peer = sock, (scheme, host, port)
+        sock.settimeout(timeout)
+        return sock
 
-        template = self._templates.get(url)
-        if template is None:
-            template = requests.PreparedRequest()
-            template.prepare(method="POST", url=url, headers={}, data=b"")
-            self._templates[url] = template
-        request = template.copy()
-        request.headers.update(headers)
-        request.headers["Content-Length"] = str(len(body))
-        request.body = body
-        return request
+    def _tls(self) -> ssl.SSLContext:
+        if self._context is None:
+            context = ssl.create_default_context(cafile=str(self._ca_file) if self._ca_file is not None else None)
+            if self._cert is not None:
+                context.load_cert_chain(str(self._cert[0]), str(self._cert[1]))
+            self._context = context
+        return self._context
+
+    def exchange(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
+        """POST ``body`` to ``url``: (status, the first bytes of the answer's body)."""
+        scheme, host, port, head = self.target(url)
+        sock = self.connection(scheme, host, port, timeout)
+        lines = [head]
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name or not name:
+                raise _BadHeader(f"the value of header {name!r} holds a line break" if ":" not in name and name else f"bad header name {name!r}")
+            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
+        lines.append(f"Content-Length: {len(body)}\r\n\r\n".encode("ascii"))
+        lines.append(body)
+        try:
+            sock.sendall(b"".join(lines))
+            status, content, keep = _read_answer(sock)
+        except BaseException:
+            self.close()
+            raise
+        if not keep:
+            self.close()
+        return status, content
 
     def close(self) -> None:
-        self.adapter.close()
+        sock, self._sock, self._peer = self._sock, None, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether an idle connection has something to read: its peer closed it (or talks out of turn)."""
+    import select
+
+    try:
+        ready, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(ready)
+
+
+def _read_answer(sock: socket.socket) -> tuple[int, bytes, bool]:
+    """(status, up to 200 bytes of the body, whether the connection may be used again)."""
+    buffer = b""
+    while True:
+        end = buffer.find(b"\r\n\r\n")
+        while end < 0:
+            if len(buffer) > MAX_HEAD:
+                raise _BadAnswer(f"an answer head longer than {MAX_HEAD} bytes")
+            chunk = sock.recv(_READ)
+            if not chunk:
+                raise _BadAnswer("the connection was closed before an answer" if not buffer else "the answer broke off in its head")
+            buffer += chunk
+            end = buffer.find(b"\r\n\r\n")
+        head, buffer = buffer[:end], buffer[end + 4 :]
+        status_line, _, rest = head.partition(b"\r\n")
+        version, _, tail = status_line.partition(b" ")
+        code = tail[:3]
+        if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+            raise _BadAnswer(f"not an HTTP answer: {status_line[:60]!r}")
+        status = int(code)
+        fields: dict[bytes, bytes] = {}
+        for line in rest.split(b"\r\n"):
+            name, colon, value = line.partition(b":")
+            if colon:
+                fields[name.strip().lower()] = value.strip()
+        if 100 <= status < 200 and status != 101:
+            continue  # an interim answer (100 Continue, 103 Early Hints): the real one follows
+        break
+    keep = version != b"HTTP/1.0" and b"close" not in fields.get(b"connection", b"").lower()
+    if version == b"HTTP/1.0" and b"keep-alive" in fields.get(b"connection", b"").lower():
+        keep = True
+    if status in (204, 304):
+        return status, b"", keep
+    if b"chunked" in fields.get(b"transfer-encoding", b"").lower():
+        content, complete = _read_chunked(sock, buffer)
+        return status, content, keep and complete
+    length_text = fields.get(b"content-length")
+    if length_text is not None:
+        if not length_text.isdigit():
+            raise _BadAnswer(f"a bad Content-Length: {length_text[:40]!r}")
+        length = int(length_text)
+        if length > MAX_BODY:
+            return status, buffer[:200], False
+        while len(buffer) < length:
+            chunk = sock.recv(min(_READ, length - len(buffer)))
+            if not chunk:
+                raise _BadAnswer("the answer broke off in its body")
+            buffer += chunk
+        return status, buffer[:200], keep and len(buffer) == length
+    # Neither length nor chunks: the body ends when the peer closes (read a little of it).
+    return status, buffer[:200], False
+
+
+def _read_chunked(sock: socket.socket, buffer: bytes) -> tuple[bytes, bool]:
+    """The first bytes of a chunked body, and whether it was read to its end (within MAX_BODY)."""
+    content = b""
+    total = 0
+    while True:
+        while b"\r\n" not in buffer:
+            if len(buffer) > MAX_HEAD:
+                raise _BadAnswer("a chunk size line too long")
+            chunk = sock.recv(_READ)
+            if not chunk:
+                raise _BadAnswer("the answer broke off in its body")
+            buffer += chunk
+        size_line, _, buffer = buffer.partition(b"\r\n")
+        size_text = size_line.split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise _BadAnswer(f"a bad chunk size: {size_text[:40]!r}") from None
+        if size == 0:
+            while not (buffer.startswith(b"\r\n") or b"\r\n\r\n" in buffer):  # trailers, then an empty line
+                if len(buffer) > MAX_HEAD:
+                    raise _BadAnswer("trailers too long")
+                chunk = sock.recv(_READ)
+                if not chunk:
+                    raise _BadAnswer("the answer broke off in its trailers")
+                buffer += chunk
+            return content, True
+        total += size
+        if total > MAX_BODY:
+            return content, False
+        while len(buffer) < size + 2:
+            chunk = sock.recv(_READ)
+            if not chunk:
+                raise _BadAnswer("the answer broke off in its body")
+            buffer += chunk
+        if len(content) < 200:
+            content += buffer[: min(size, 200 - len(content))]
+        buffer = buffer[size + 2 :]
 
 
 def session(settings: HttpSettings) -> Client:
@@ -188,30 +368,30 @@ def session(settings: HttpSettings) -> Client:
     return Client(settings)
 
 
-def post(client: Client, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Any:
-    """POST ``body``; a 2xx answer is returned, anything else raises ``DeliveryFailed``."""
-    import requests
-
+def post(client: Client, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    """POST ``body``; the status of a 2xx answer is returned, anything else raises ``DeliveryFailed``."""
     try:
-        response = client.adapter.send(client.request(url, body, headers), timeout=timeout, verify=client.verify, cert=client.cert)
-        content = response.content  # read to the end: the connection goes back to the pool for the next one
-    except requests.exceptions.SSLError as exc:
+        status, content = client.exchange(url, body, headers, timeout)
+    except ssl.SSLError as exc:  # certificate not trusted, handshake refused, TLS broken off
         raise DeliveryFailed("tls_error", f"TLS with {url} failed: {_short(exc)}") from None
-    except requests.exceptions.Timeout:
+    except (socket.timeout, TimeoutError):
         raise DeliveryFailed("timeout", f"{url} did not answer within {timeout:g}s") from None
-    except requests.exceptions.ConnectionError as exc:
+    except (_BadAnswer, _BadHeader) as exc:
+        raise DeliveryFailed("error", f"{url}: {exc}") from None
+    except OSError as exc:  # refused, unresolvable, reset, unreachable network
         raise DeliveryFailed("unreachable", f"cannot reach {url}: {_short(exc)}") from None
-    except requests.exceptions.RequestException as exc:
-        raise DeliveryFailed("error", f"{url}: {_short(exc)}") from None
-    if 200 <= response.status_code < 300:
-        return response
-    # Decoded here only: requests' .text would guess the charset of every 2xx answer (costly).
+    if 200 <= status < 300:
+        return status
     detail = content[:200].decode("utf-8", "replace").strip().replace("\n", " ")
-    raise DeliveryFailed("http_error", f"{url} answered HTTP {response.status_code}{': ' + detail if detail else ''}")
+    raise DeliveryFailed("http_error", f"{url} answered HTTP {status}{': ' + detail if detail else ''}")
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc)
-    if "Connection refused" in text:
+    if isinstance(exc, ConnectionRefusedError) or "Connection refused" in str(exc):
         return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return f"name not resolved ({exc.strerror or exc})"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    text = str(exc) or type(exc).__name__
     return text[:200]

@@ -11,7 +11,8 @@ The body is the change document (``docs/deviations.md``; its JSON Schema is
 - ``X-Normagent-Attempt: <n>``.
 
 Any 2xx answer is a delivery; anything else (another status, a timeout, a refused connection, a
-TLS failure) is retried with back-off. requests is imported on the first delivery only.
+TLS failure) is retried with back-off. The POST goes through ``forward.client``'s small HTTP/1.1
+client (one kept-alive connection per sender, up to four in flight).
 
 A builtin plugin (``register_forwarders``); imports only the public API, model and forward.client.
 """

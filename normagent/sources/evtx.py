@@ -71,7 +71,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from evtx import PyEvtxParser
 
 from normagent.model import JSONValue, RecordBlock, WindowsEvent
 
@@ -421,6 +420,8 @@ class EvtxReader:
 def _records(view: _ChunkView, stats: EvtxStats) -> Iterator[tuple[int, str, str]]:
     """(record number, header timestamp, JSON) of every record evtx can decode; errors counted."""
     try:
+        from evtx import PyEvtxParser  # a 1.3 MB native module: loaded by the first EVTX read, not at start
+
         parser = PyEvtxParser(view, number_of_threads=1)
     except (OSError, RuntimeError) as exc:
         raise EvtxFileError(f"{view.path}: the evtx parser rejects the file: {exc}") from exc

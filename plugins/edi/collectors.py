@@ -30,6 +30,8 @@ import os
 import stat
 import threading
 import uuid
+import weakref
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -37,6 +39,7 @@ from typing import Any, BinaryIO
 
 from normagent import (
     Batch,
+    Checkpoint,
     CollectorSpec,
     Count,
     Event,
@@ -50,14 +53,15 @@ from normagent.plugins.edi import codes, correlate, stops
 from normagent.plugins.edi.index import (
     DIRECTIONS,
     QUEUE,
-    Candidate,
+    TOKEN,
+    DirState,
     FileEntry,
     Index,
     Stage,
-    open_dir,
+    derive,
     printable,
-    scan,
 )
+from normagent.plugins.edi.scan import Candidate, DirectoryCache, ScanResult, Watcher, open_dir, scan
 from normagent.plugins.edi.parse import CHUNK, Parsed, parse_header
 from normagent.plugins.edi.settings import WEEKDAYS, EdiSettings, zone
 
@@ -304,7 +308,8 @@ _SWAPPED = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.ENXIO})
 
 
 def read_file(
-    candidate: Candidate, max_header_bytes: int, out_of_time: Callable[[], bool] = lambda: False
+    candidate: Candidate, max_header_bytes: int, out_of_time: Callable[[], bool] = lambda: False,
+    dirs: DirectoryCache | None = None,
 ) -> tuple[Parsed | None, str]:
     """Read a file's header, unless it changed since it was listed.
 
@@ -315,6 +320,8 @@ def read_file(
 
     Args:
         out_of_time: Asked before each 64 KiB chunk; True abandons the file (``"timeout"``).
+        dirs: Descriptors of the directories opened so far this cycle (one ``open_dir`` per
+            directory instead of per file); a directory whose file looked swapped is dropped from it.
 
     Returns:
         ``(parsed, "")``, or ``(None, why)`` with why ``"changed"`` (still being written, or no
@@ -322,11 +329,18 @@ def read_file(
         or ``"timeout"``.
     """
     try:
-        directory = open_dir(candidate.base or candidate.directory, candidate.directory)
-        try:
-            fd = os.open(candidate.name, _FILE_FLAGS, dir_fd=directory)
-        finally:
-            os.close(directory)
+        if dirs is not None:
+            try:
+                fd = os.open(candidate.name, _FILE_FLAGS, dir_fd=dirs.get(candidate.base, candidate.directory))
+            except OSError:
+                dirs.drop(candidate.directory)  # perhaps no longer the directory listed: opened afresh
+                raise
+        else:
+            directory = open_dir(candidate.base or candidate.directory, candidate.directory)
+            try:
+                fd = os.open(candidate.name, _FILE_FLAGS, dir_fd=directory)
+            finally:
+                os.close(directory)
         with os.fdopen(fd, "rb") as fh:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
@@ -372,33 +386,87 @@ class _Budget:
         return (self.deadline - self.started) / 4
 
 
-class EdiCollector:
-    """The collector object behind ``edi.messages``: holds the in-memory index between cycles.
+BIG_CYCLE = 10_000  # files read in one cycle after which the freed memory is handed back
 
-    Crash safety: the index is changed only after a batch's ``yield`` returns, i.e. after the
-    ledger committed it (see ``index``). A run that fails or is abandoned leaves the index as the
-    ledger has it, or marks it stale (token mismatch) so the next cycle rebuilds it.
+
+def _give_back_memory() -> None:
+    """Hand the memory of a large cycle (a first index: the names of 300,000 files, their
+    traffic times) back to the system, so the idle agent does not keep its peak.
+
+    Python's allocator frees its arenas, but glibc keeps the freed heap unless asked
+    (``malloc_trim``); elsewhere (musl) this does nothing.
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class EdiCollector:
+    """The collector object behind ``edi.messages``: holds the index's small mirror and the
+    inotify watches between cycles.
+
+    Crash safety: the mirror is changed only after a batch's ``yield`` returns, i.e. after the
+    ledger committed it (see ``index``). A run that fails or is abandoned leaves the mirror as the
+    ledger has it, or marks it stale (token mismatch) so the next cycle loads it again; what the
+    inotify events of such a run said is not trusted (every watched directory is listed again).
     """
 
     def __init__(self) -> None:
         self._index: Index | None = None
         self._lock = threading.Lock()
+        self._watcher: Watcher | None = None
+        self._inotify_tried = False
+        self._listed: dict[str, float] = {}  # watched directory → monotonic time of its last listing
+        self._refusal_logged: set[str] = set()
+        self._dirs = DirectoryCache()  # this cycle's open directories (closed when the run ends)
 
     def collect(self, ctx: RunContext) -> Iterator[Batch]:
         if not self._lock.acquire(blocking=False):
             raise RuntimeError("the previous run of edi.messages is still going")
+        done = False
         try:
             yield from self._collect(ctx)
+            done = True
         finally:
+            self._dirs.close()
+            if not done and self._watcher is not None:
+                self._watcher.relist_all()
             self._lock.release()
 
+    def _watcher_for(self, ctx: RunContext, settings: EdiSettings) -> Watcher | None:
+        if not settings.inotify:
+            if self._watcher is not None:
+                self._watcher.close()
+                self._watcher = None
+            return None
+        if self._watcher is None and not self._inotify_tried:
+            from normagent.plugins.edi.watch import Inotify
+
+            self._inotify_tried = True
+            inotify, why = Inotify.open()
+            if inotify is None:
+                ctx.log.info("edi_inotify_unavailable", reason=why, fallback="listing")
+                return None
+            self._watcher = Watcher(inotify)
+            # The descriptor is closed with the collector object (a reload makes a new one).
+            weakref.finalize(self, Watcher.close, self._watcher)
+        return self._watcher
+
     def _index_for(self, ctx: RunContext) -> Index:
-        token = ctx.state.get("g")
+        token = ctx.state.get(TOKEN)
         if self._index is None or self._index.token != token:
             started = ctx.clock.monotonic()
             self._index = Index.load(ctx.state)
-            ctx.log.info("edi_index_loaded", files=self._index.file_count, ids=len(self._index.records),
+            if self._watcher is not None:
+                self._watcher.relist_all()  # events of a run whose batches are not in this ledger
+            ctx.log.info("edi_index_loaded", files=self._index.file_count, waiting=len(self._index.pending),
                          duration_s=round(ctx.clock.monotonic() - started, 3))
+        self._index.bind(ctx.state)
         return self._index
 
     def _collect(self, ctx: RunContext) -> Iterator[Batch]:
@@ -406,22 +474,56 @@ class EdiCollector:
         if not settings.folders:
             raise NoData("no EDI folders configured")
         index = self._index_for(ctx)
+        if index.version < 2:
+            # A ledger written before the derived families existed (or a new one): made once.
+            started = ctx.clock.monotonic()
+            derived = derive(ctx.state)
+            yield Batch([], [*derived, Checkpoint(TOKEN, uuid.uuid4().hex)])
+            index = self._index = Index.load(ctx.state)
+            ctx.log.info("edi_index_derived", entries=len(derived), duration_s=round(ctx.clock.monotonic() - started, 3))
         now = ctx.clock.now().timestamp()
         cycle = _resolve(settings, now, ctx.maintenance)
-        found = scan(settings.folders, ctx.root, index, now=now, full=settings.full_rescan)
+        watcher = self._watcher_for(ctx, settings)
+        mono = ctx.clock.monotonic()
+        interval = settings.listing_interval.total_seconds()
+        listed_at = self._listed
+
+        def listing_due(directory: str) -> bool:
+            if watcher is None or directory not in watcher.dirs:
+                return False
+            return bool(mono - listed_at.setdefault(directory, mono) >= interval)
+
+        found = scan(settings.folders, ctx.root, index, now=now, full=settings.full_rescan, watcher=watcher,
+                     listing_due=listing_due)
+        for directory, seen in found.dirs.items():
+            if seen.listed:
+                listed_at[directory] = mono
+        for directory in [d for d in listed_at if d not in found.dirs]:
+            del listed_at[directory]
         for label, problem in found.problems:
             ctx.log.warning("edi_folder_problem", folder=label, problem=problem)
-        candidates = sorted(found.candidates, key=lambda c: c.order)
+        if found.overflowed:
+            ctx.log.warning("edi_inotify_overflow", detail="events lost: the watched folders are listed again")
+        if watcher is not None:
+            for directory, why in watcher.refused.items():
+                if directory not in self._refusal_logged:
+                    self._refusal_logged.add(directory)
+                    ctx.log.info("edi_inotify_not_used", directory=printable(directory), reason=why, fallback="listing")
+        ctx.log.debug("edi_scanned", found=found.found, gone=len(found.gone), listed=found.listed, events=found.events)
         stage = Stage(index)
         tally = _Tally()
         for path in found.gone:
-            stage.files[path] = None
+            stage.put_file(path, None, indexed=True)
+        for directory in found.gone_dirs:
+            for path in index.children(directory):
+                stage.put_file(path, None, indexed=True)
+            stage.dirs[directory] = None
         traffic: list[list[object]] = []
-        deferred: set[str] = set()
+        deferred: dict[str, set[str]] = {}  # directory → names of files to look at again
         in_batch = 0
         budget = _Budget(ctx.clock.monotonic(), ctx.deadline)
         batch_started = budget.started
-        for candidate in candidates:
+        for candidate in found.candidates.ordered():
             if in_batch >= settings.batch_size or (in_batch and ctx.clock.monotonic() - batch_started >= budget.slice):
                 if traffic:
                     stage.queue[QUEUE + uuid.uuid4().hex] = traffic
@@ -435,12 +537,46 @@ class EdiCollector:
             in_batch += 1
             if not self._read_one(ctx, cycle, candidate, stage, tally, traffic, deferred, budget):
                 return  # the run's deadline passed while reading: nothing more can be committed
+        self._stage_dirs(index, stage, found, deferred, watcher, now)
         yield from self._finish(ctx, cycle, index, stage, tally, traffic, found.folders_up)
-        index.dirs = found.dirs
-        for directory in deferred:
-            if directory in index.dirs:
-                index.dirs[directory].rescan = True
-        index.retry_dirs = deferred
+        if found.found >= BIG_CYCLE:
+            del found, stage, tally, traffic
+            _give_back_memory()
+
+    @staticmethod
+    def _stage_dirs(
+        index: Index, stage: Stage, found: ScanResult, deferred: dict[str, set[str]], watcher: Watcher | None,
+        now: float,
+    ) -> None:
+        """What the index may claim for each directory once this cycle is committed (``DirState``).
+
+        A listed directory: its time before the listing; the listing is repeated next cycle if the
+        directory changed meanwhile or within ``RACY_SECONDS`` of now (a file created later in the
+        same timestamp tick would not move its time). A directory known from inotify events alone:
+        its time, once that time is older than ``RACY_SECONDS`` (every change up to it was queued
+        before this cycle drained the events). A directory with files still being written keeps
+        its former claim, so a restart lists it; with inotify their names are looked at next cycle.
+        """
+        from normagent.plugins.edi.scan import RACY_SECONDS
+
+        for directory, seen in found.dirs.items():
+            prev = index.dirs.get(directory)
+            waiting = deferred.get(directory)
+            watched = watcher.dirs.get(directory) if watcher is not None and seen.watched else None
+            if waiting and watched is not None:
+                watched.names |= waiting
+            if seen.listed:
+                state = DirState(seen.mtime_ns, seen.ino, seen.racy or (bool(waiting) and watched is None), seen.subdirs)
+            else:
+                claim = prev.mtime_ns if prev is not None else -1
+                if seen.mtime_ns / 1e9 <= now - RACY_SECONDS:
+                    claim = seen.mtime_ns
+                rescan = bool(waiting) and watched is None
+                state = DirState(claim, seen.ino, rescan, seen.subdirs)
+            if waiting and watched is not None:
+                state = DirState(prev.mtime_ns if prev is not None else -1, state.ino, False, state.subdirs)
+            if state != prev and directory not in found.gone_dirs:
+                stage.dirs[directory] = state
 
     @staticmethod
     def _batch(stage: Stage, tally: _Tally) -> Batch:
@@ -455,7 +591,7 @@ class EdiCollector:
         stage: Stage,
         tally: _Tally,
         traffic: list[list[object]],
-        deferred: set[str],
+        deferred: dict[str, set[str]],
         budget: _Budget,
     ) -> bool:
         """Read one candidate into ``stage``; False if the run's deadline passed meanwhile."""
@@ -466,7 +602,7 @@ class EdiCollector:
         previous = stage.index.watched(candidate.path)
         if not candidate.regular:
             # Never opened: a link may point anywhere (/etc/shadow), a FIFO would block a reader.
-            stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, "not_regular")
+            stage.put_file(candidate.path, FileEntry(candidate.size, candidate.mtime_ns, "not_regular"), indexed=candidate.indexed)
             if previous != "not_regular":
                 tally.count(M_FILES, {"outcome": "not_regular"})
                 ctx.log.warning("edi_file_not_regular", folder=folder.label, file=name,
@@ -474,33 +610,33 @@ class EdiCollector:
             return True
         clock = ctx.clock
         give_up = min(clock.monotonic() + budget.per_file, budget.deadline)
-        parsed, why = read_file(candidate, settings.max_header_bytes, lambda: clock.monotonic() >= give_up)
+        parsed, why = read_file(candidate, settings.max_header_bytes, lambda: clock.monotonic() >= give_up, self._dirs)
         # A watched file read again keeps its count when the outcome did not change (a truncated
         # file that grew a little and stalled again is still one truncated file).
         if why == "timeout":
             if ctx.expired():
                 return False  # the run ran out, not this file's own time: the next run reads it
-            stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, "timeout")
+            stage.put_file(candidate.path, FileEntry(candidate.size, candidate.mtime_ns, "timeout"), indexed=candidate.indexed)
             if previous != "timeout":
                 tally.count(M_FILES, {"outcome": "timeout"})
                 ctx.log.warning("edi_file_timed_out", folder=folder.label, file=name, limit_s=round(budget.per_file, 1))
             return True
         if parsed is None:
             if why == "changed":
-                deferred.add(candidate.directory)
+                deferred.setdefault(candidate.directory, set()).add(candidate.name)
             return True
         young = cycle.now - mtime < settings.write_grace.total_seconds()
         if parsed.outcome in ("truncated", "empty") and young:
-            deferred.add(candidate.directory)  # still being written: look again next cycle
+            deferred.setdefault(candidate.directory, set()).add(candidate.name)  # still being written: look again next cycle
             return True
         if parsed.outcome == "unreadable":
-            stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, "unreadable")
+            stage.put_file(candidate.path, FileEntry(candidate.size, candidate.mtime_ns, "unreadable"), indexed=candidate.indexed)
             if previous != "unreadable":
                 tally.count(M_FILES, {"outcome": "unreadable"})
                 ctx.log.warning("edi_file_unreadable", folder=folder.label, file=name, error=parsed.detail)
             return True
         if previous and parsed.outcome == previous:
-            stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, previous)
+            stage.put_file(candidate.path, FileEntry(candidate.size, candidate.mtime_ns, previous), indexed=candidate.indexed)
             return True
         facts = correlate.FileFacts(
             path=candidate.path, name=name, folder=folder.label, direction=folder.direction,
@@ -517,8 +653,8 @@ class EdiCollector:
             else:
                 effect.log("warning", "edi_file_not_read", folder=folder.label, file=name,
                            outcome=parsed.outcome, detail=parsed.detail, wrapper=parsed.wrapper)
-        stage.files[candidate.path] = FileEntry(candidate.size, candidate.mtime_ns, effect.outcome)
-        stage.records.update(effect.records)
+        stage.put_file(candidate.path, FileEntry(candidate.size, candidate.mtime_ns, effect.outcome), indexed=candidate.indexed)
+        stage.put_records(effect.records.items())
         tally.count(M_FILES, {"outcome": effect.outcome})
         for metric, labels, value in effect.counts:
             tally.count(metric, labels, value)
@@ -541,12 +677,12 @@ class EdiCollector:
     ) -> Iterator[Batch]:
         settings, now = cycle.settings, cycle.now
         # Traffic: this batch's, and that of earlier batches committed in the queue.
-        times: dict[str, list[float]] = {d: [] for d in DIRECTIONS}
-        for key, items in index.queue.items():
+        times: dict[str, array[float]] = {d: array("d") for d in DIRECTIONS}
+        for key, items in index.queued():
             stage.queue[key] = None
-            for direction, moment in items:
-                if direction in times and isinstance(moment, (int, float)):
-                    times[str(direction)].append(float(moment))
+            for item in items if isinstance(items, list) else ():
+                if isinstance(item, list) and len(item) == 2 and item[0] in times and isinstance(item[1], (int, float)):
+                    times[str(item[0])].append(float(item[1]))
         for direction, moment in traffic:
             times[str(direction)].append(float(moment))  # type: ignore[arg-type]
 
@@ -586,15 +722,14 @@ class EdiCollector:
             f.label for f in settings.folders
             if (f.role == "receipts" or f.direction != "out") and not folders_up.get(f.label, True)
         )
-        forgotten: tuple[str, ...] = ()
         if blind:
             ctx.log.warning("edi_receipts_not_judged", folders=blind, waiting=sum(1 for _ in stage.waiting()))
         else:
             report = correlate.evaluate_pending(
                 list(stage.waiting()), now, cycle.correlation, settings.forget_unacknowledged_after.total_seconds()
             )
-            forgotten = report.forgotten
-            stage.records.update(report.effect.records)
+            stage.forgotten = set(report.forgotten)
+            stage.put_records(report.effect.records.items())
             for metric, labels, value in report.effect.counts:
                 tally.count(metric, labels, value)
             for kind, at, key, attrs in report.effect.events:
@@ -610,15 +745,8 @@ class EdiCollector:
                 gauges.append(Gauge(M_ALARM, report.alarm.get((msg_type, receipt), 0), labels))
                 gauges.append(Gauge(M_OLDEST, round(report.oldest.get((msg_type, receipt), 0.0), 3), labels))
 
-        unmatched = {r: 0 for r in RECEIPTS}
         window = settings.forget_unacknowledged_after.total_seconds()
-        staged = {k for k, r in stage.records.items() if r is not None and not r.seen}
-        for key in index.placeholders | staged:
-            record = stage.record(key)
-            if record is None or record.seen or record.direction != "out" or not record.receipt:
-                continue  # resolved, or left by our own receipt for a message we received
-            if now - record.receipt_at <= window:
-                unmatched[record.receipt_kind] += 1
+        unmatched = stage.unmatched_counts(now, window)
         gauges += [Gauge(M_UNMATCHED, value, {"receipt": r}) for r, value in unmatched.items()]
 
         self._prune(ctx, settings, index, stage, now)
@@ -626,14 +754,11 @@ class EdiCollector:
             gauges.append(Gauge(M_FOLDER_UP, 1 if up else 0, {"folder": label}))
         if settings.service.systemd_unit or settings.service.process:
             gauges.append(Gauge(M_SERVICE_UP, 0 if service.down_since is not None else 1))
-        added = sum(1 for p, e in stage.files.items() if e is not None and not index.file_known(p))
-        removed = sum(1 for p, e in stage.files.items() if e is None and index.file_known(p))
-        gauges.append(Gauge(M_INDEXED, index.file_count + added - removed))
+        gauges.append(Gauge(M_INDEXED, index.file_count + stage.file_delta()))
         tally.other.extend(gauges)
         yield self._batch(stage, tally)
         index.apply(stage)
         tally.log_summaries(ctx)
-        index.pending.difference_update(forgotten)
 
     @staticmethod
     def _service(ctx: RunContext, settings: EdiSettings, state: stops.ServiceState, now: float) -> stops.ServiceState:
@@ -659,15 +784,14 @@ class EdiCollector:
     @staticmethod
     def _prune(ctx: RunContext, settings: EdiSettings, index: Index, stage: Stage, now: float) -> None:
         """Once a day, forget ids handled longer ago than ``history_retention``."""
-        if now - index.last_prune < 86400:
+        if index.last_prune is not None and now - index.last_prune < 86400:
             return
         limit = now - settings.history_retention.total_seconds()
         forget = [
-            key for key, record in index.records.items()
+            key for key, record in index.records()
             if max(record.at, record.receipt_at) < limit and key not in stage.records
         ]
-        for key in forget:
-            stage.records[key] = None
+        stage.put_records((key, None) for key in forget)
         stage.last_prune = now
         if forget:
             ctx.log.info("edi_ids_forgotten", ids=len(forget))

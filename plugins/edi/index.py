@@ -1,15 +1,37 @@
-"""The EDI collector's incremental index: what has been read, kept in memory, true to the ledger.
+"""The EDI collector's index of what it has read: kept in the ledger and read by key; in memory only
+what is small.
 
-State lives only in the collector's checkpoints, committed with the counts they produced:
+Where the index lives, and why there
+------------------------------------
+In the collector's own checkpoints, the ledger's key-value table ``checkpoints`` (primary key
+``(collector, key)``), not in Python objects and not in tables of its own:
+
+- exactly once comes for free: the entries of a batch are committed in the same transaction as
+  the counts they led to, like every other checkpoint (``Batch``);
+- a file or a message id is looked up by key (one indexed read, a few microseconds), and a
+  directory's files are read by prefix, in key order, a page at a time (``CheckpointReader.keys``
+  and ``scan``): nothing needs the whole index in memory. The agent's memory no longer grows with
+  the folders (100,000 messages and their receipts once held ~165 MiB of Python objects);
+- no schema migration: the ledger's tables stay as they are. The file and id entries keep the
+  keys and values they had, and a ledger written before gets the small families below added once
+  (``derive``, marked by ``v``). A table of its own (path, size, time, outcome columns) would
+  save some bytes per file but would put EDI knowledge into the core's schema, which knows kinds of
+  sources, never a particular one.
 
 =====================  =====================================================================
 key                    value
 =====================  =====================================================================
 ``g``                  token of the last committed batch (see "consistency" below)
+``v``                  2 once the families below marked "derived" exist
+``n``                  how many files the index holds (derived)
 ``f:<path>``           ``[size, mtime_ns, outcome]`` of a file already read
 ``fx:<quoted path>``   the same for a path that is not valid UTF-8 (see ``file_key``)
 ``m:<id>``             a ``correlate.Record`` for a MsgHead/AppRec id (or a placeholder)
 ``e:<id>``             a ``correlate.Record`` for an ebXML MessageId
+``w:<m: or e: key>``   the same record while it waits for its receipt: the pending set (derived)
+``u:<m: or e: key>``   ``[receipt kind, arrived]`` of a receipt whose message was never read (derived)
+``x:<file key>``       the outcome of a watched file (``WATCHED``) (derived)
+``d:<dir>``/``dx:``    ``[mtime_ns, inode, rescan, [subdirectories]]``: ``DirState`` (derived)
 ``q:<token>``          traffic timestamps of a committed batch, not yet fed to the stop logic
 ``s:in``/``s:out``     ``stops.DirectionState``
 ``svc``                ``stops.ServiceState``
@@ -17,51 +39,48 @@ key                    value
 ``gs``                 the (msg_type, receipt) series of the waiting gauges last exported
 =====================  =====================================================================
 
-Consistency: ``Index`` is built once from ``state.scan()`` and then updated only by
-``Index.apply(stage)`` *after* the batch carrying ``stage`` was yielded and the generator resumed
-— the scheduler resumes a collector only after committing what it yielded; if the commit fails or
-the run is abandoned at its deadline, the generator is closed at the ``yield`` and ``apply`` never
-runs. Every batch also writes a fresh token under ``g``; a cycle starts by comparing the committed
-token with the one the index expects, and rebuilds the index from the ledger when they differ
-(after a restart, another ledger, a batch that was not committed). So the in-memory view is never
-ahead of, nor behind, what the ledger holds.
+What is kept in memory (``Index``) is a mirror of the derived families, the queue and the stop
+and service states: a few records per message still waiting, eight bytes per unmatched receipt,
+a few per directory. A restart reads them in milliseconds; it never reads the file or id entries.
 
-Cost: a steady cycle with nothing new stats each known directory once (and asks ``access`` whether
-it can still be listed) and reads no file and no checkpoint (beyond ``g``). A directory is listed
-(one ``listdir``) only when its modification time changed, while it holds files still being written,
-or in the cycle after a listing that happened within ``RACY_SECONDS`` of the directory's last
-change: a file created later in the same timestamp tick would leave the modification time unchanged
-(git calls this the "racy" case). Comparing the directory's time with the host clock is what makes
-that rare: a directory last changed earlier cannot hide a later change. Known files are not stat'ed
-again (unless ``full_rescan`` is set, or they are watched: see ``WATCHED``): message files are
-written once, and moving or deleting one changes its directory. Memory is roughly 250 bytes per
-indexed file and per remembered id.
+Consistency: ``Index`` is loaded from the ledger and then changed only by ``Index.apply(stage)``
+*after* the batch carrying ``stage`` was yielded and the generator resumed — the scheduler
+resumes a collector only after committing what it yielded; if the commit fails or the run is
+abandoned at its deadline, the generator is closed at the ``yield`` and ``apply`` never runs.
+Within a batch, ``Stage`` answers from what the batch changed first, then from the ledger. Every
+batch writes a fresh token under ``g``; a cycle that finds another committed token than the one
+it expects (a restart, another ledger) loads the mirror again.
 
 Imports only the standard library and this package.
 """
 
 from __future__ import annotations
 
-import errno
-import fnmatch
-import itertools
+import bisect
 import os
-import stat
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 from normagent import Checkpoint
-from normagent.plugins.edi.correlate import Record
-from normagent.plugins.edi.settings import EdiFolder
+from normagent.plugins.edi.correlate import APPLICATION, TRANSPORT, Record
 from normagent.plugins.edi.stops import DirectionState, ServiceState
 
 TOKEN = "g"
+VERSION = "v"
+FORMAT = 2
+COUNT = "n"
 FILE = "f:"
 FILE_ESCAPED = "fx:"
 MSG = "m:"
 ENV = "e:"
+WAITING = "w:"
+UNMATCHED = "u:"
+WATCH = "x:"
+DIR = "d:"
+DIR_ESCAPED = "dx:"
 QUEUE = "q:"
 STOP = "s:"
 SERVICE = "svc"
@@ -69,8 +88,19 @@ PRUNED = "p"
 GAUGE_SERIES = "gs"
 DIRECTIONS = ("in", "out")
 
-ROLE_ORDER = {"messages": 0, "receipts": 0, "archive": 1}
-RACY_SECONDS = 2.0
+
+def _key(plain: str, escaped: str, path: str) -> str:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return escaped + urllib.parse.quote(os.fsencode(path), safe="/")
+    return plain + path
+
+
+def _path(plain: str, escaped: str, key: str) -> str:
+    if key.startswith(escaped):
+        return os.fsdecode(urllib.parse.unquote_to_bytes(key[len(escaped) :]))
+    return key[len(plain) :]
 
 
 def file_key(path: str) -> str:
@@ -83,18 +113,32 @@ def file_key(path: str) -> str:
     is lossless (``%`` itself is encoded) and keeps the key readable; valid names keep the plain
     form, so ledgers written before this stay valid.
     """
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return FILE_ESCAPED + urllib.parse.quote(os.fsencode(path), safe="/")
-    return FILE + path
+    return _key(FILE, FILE_ESCAPED, path)
 
 
 def key_path(key: str) -> str:
     """The inverse of ``file_key``: the path as ``os.listdir`` spells it."""
-    if key.startswith(FILE_ESCAPED):
-        return os.fsdecode(urllib.parse.unquote_to_bytes(key[len(FILE_ESCAPED) :]))
-    return key[len(FILE) :]
+    return _path(FILE, FILE_ESCAPED, key)
+
+
+def dir_key(path: str) -> str:
+    """The checkpoint key of a directory's ``DirState`` (escaped as ``file_key`` escapes)."""
+    return _key(DIR, DIR_ESCAPED, path)
+
+
+def dir_key_path(key: str) -> str:
+    return _path(DIR, DIR_ESCAPED, key)
+
+
+def child_prefixes(directory: str) -> tuple[str, ...]:
+    """The key prefixes under which the files of ``directory`` are indexed (and those of its
+    subdirectories, whose keys have a further ``/``)."""
+    quoted = FILE_ESCAPED + urllib.parse.quote(os.fsencode(directory + os.sep), safe="/")
+    try:
+        directory.encode("utf-8")
+    except UnicodeEncodeError:
+        return (quoted,)
+    return (FILE + directory + os.sep, quoted)
 
 
 def printable(name: str) -> str:
@@ -102,21 +146,12 @@ def printable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-UNREADABLE = -1  # the stamp of a file that could not be opened: retried every cycle
 # Outcomes of files that are looked at again every cycle (a stat by name, no listing): one that
 # could not be opened is read again; one a writer may still complete (it looked truncated or empty
 # after ``write_grace`` — a stalled writer, a share whose clock lags — or was too slow to read) is
 # read again when its size or time changes. Appending to a file does not change its directory, so
 # without this such a file would never be seen again.
 WATCHED = frozenset({"unreadable", "truncated", "empty", "timeout", "not_regular"})
-
-
-def stamp(size: int, mtime_ns: int) -> int:
-    """What the index keeps in memory per file: enough to see a change, in one int.
-
-    (Tuple hashes of ints are not randomised per process; they are never -1.)
-    """
-    return hash((size, mtime_ns))
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,138 +171,209 @@ class FileEntry:
             return cls(int(value[0]), int(value[1]), str(value[2]))
         return None
 
-    @property
-    def stamp(self) -> int:
-        return UNREADABLE if self.outcome == "unreadable" else stamp(self.size, self.mtime_ns)
+    def unchanged(self, size: int, mtime_ns: int) -> bool:
+        """Whether a file of this size and time is the one read (a file that could not be opened never is)."""
+        return self.outcome != "unreadable" and self.size == size and self.mtime_ns == mtime_ns
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class DirState:
-    """In memory only: a directory's modification time when last listed, its subdirectories, and
-    whether it must be listed again next cycle regardless."""
+    """A directory as the index knows it: every change up to its modification time ``mtime_ns``
+    (-1: none is known to be) is in the index; its inode; whether it must be listed again next
+    cycle regardless (``rescan``); its subdirectories (full paths)."""
 
     mtime_ns: int
-    subdirs: tuple[str, ...] = ()
+    ino: int = 0
     rescan: bool = False
+    subdirs: tuple[str, ...] = ()
+
+    def to_json(self) -> list[object]:
+        return [self.mtime_ns, self.ino, int(self.rescan), [os.path.basename(d) for d in self.subdirs]]
+
+    @classmethod
+    def from_json(cls, directory: str, value: object) -> DirState | None:
+        if not isinstance(value, list) or len(value) != 4 or not isinstance(value[3], list):
+            return None
+        return cls(int(value[0]), int(value[1]), bool(value[2]), tuple(os.path.join(directory, str(n)) for n in value[3]))
+
+
+def unmatched(record: Record | None) -> tuple[str, float] | None:
+    """(receipt kind, when it came) of a receipt for one of our messages never read (the
+    ``normagent_edi_unmatched_receipts`` gauge counts those that came within the forget window)."""
+    if record is None or record.seen or record.direction != "out" or not record.receipt:
+        return None
+    return record.receipt_kind, record.receipt_at
 
 
 class Index:
-    """The in-memory view of the collector's committed checkpoints (see the module docstring)."""
+    """The in-memory mirror of the collector's small checkpoint families, and lookups of the rest
+    in the ledger (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Any = None) -> None:
+        self.store = store  # the run's CheckpointReader (``bind``)
         self.token: str | None = None
-        self.files: dict[str, dict[str, int]] = {}  # directory → file name → stamp
-        self.records: dict[str, Record] = {}
-        self.queue: dict[str, list[list[object]]] = {}
+        self.version = 0
+        self.file_count = 0
+        self.pending: dict[str, Record] = {}  # w:
+        self.unmatched: dict[str, array[float]] = {TRANSPORT: array("d"), APPLICATION: array("d")}  # u:, sorted
+        self.watch: dict[str, dict[str, str]] = {}  # x: directory → name → outcome
+        self.dirs: dict[str, DirState] = {}  # d:
+        # q: keys only: a first index queues a timestamp per file (300,000 of them); they are read
+        # from the ledger when the stop logic takes them (``queued``).
+        self.queue: set[str] = set()
         self.stops: dict[str, DirectionState] = {d: DirectionState() for d in DIRECTIONS}
         self.service = ServiceState()
-        self.last_prune = 0.0
-        # Derived, or in memory only:
-        self.pending: set[str] = set()
-        self.placeholders: set[str] = set()
-        self.dirs: dict[str, DirState] = {}
-        self.watch: dict[str, dict[str, str]] = {}  # directory → name → outcome, for WATCHED outcomes
-        self.retry_dirs: set[str] = set()
+        self.last_prune: float | None = None
         self.gauge_series: set[tuple[str, str]] = set()  # checkpointed: zeroed, never left stale
-        self.file_count = 0
 
     @classmethod
-    def load(cls, state: object) -> Index:
-        """Build the view from a ``CheckpointReader`` (one scan per key family)."""
-        index = cls()
-        scan = state.scan  # type: ignore[attr-defined]
-        get = state.get  # type: ignore[attr-defined]
+    def load(cls, store: Any) -> Index:
+        """The mirror as committed: a scan of each small family, never of the files or ids."""
+        index = cls(store)
+        get, scan = store.get, store.scan
         token = get(TOKEN)
         index.token = token if isinstance(token, str) else None
-        for key, value in itertools.chain(scan(FILE), scan(FILE_ESCAPED)):
-            entry = FileEntry.from_json(value)
-            if entry is not None:
-                directory, name = os.path.split(key_path(key))
-                index.files.setdefault(directory, {})[name] = entry.stamp
-                index.file_count += 1
-                if entry.outcome in WATCHED:
-                    index.watch.setdefault(directory, {})[name] = entry.outcome
-        for prefix in (MSG, ENV):
-            for key, value in scan(prefix):
-                record = Record.from_json(value)
-                if record is not None:
-                    index.records[key] = record
-                    index._track(key, record)
-        for key, value in scan(QUEUE):
-            if isinstance(value, list):
-                index.queue[key] = value
+        version = get(VERSION)
+        index.version = version if isinstance(version, int) else 0
+        count = get(COUNT)
+        index.file_count = count if isinstance(count, int) else 0
+        for key, value in scan(WAITING):
+            record = Record.from_json(value)
+            if record is not None:
+                index.pending[key[len(WAITING) :]] = record
+        for _, value in scan(UNMATCHED):
+            if isinstance(value, list) and len(value) == 2 and value[0] in index.unmatched:
+                index.unmatched[str(value[0])].append(float(value[1]))
+        for times in index.unmatched.values():
+            times[:] = array("d", sorted(times))
+        for key, value in scan(WATCH):
+            if isinstance(value, str):
+                directory, name = os.path.split(key_path(key[len(WATCH) :]))
+                index.watch.setdefault(directory, {})[name] = value
+        for key, value in (*scan(DIR), *scan(DIR_ESCAPED)):
+            directory = dir_key_path(key)
+            state = DirState.from_json(directory, value)
+            if state is not None:
+                index.dirs[directory] = state
+        index.queue.update(store.keys(QUEUE))
         for direction in DIRECTIONS:
             index.stops[direction] = DirectionState.from_json(get(STOP + direction))
         index.service = ServiceState.from_json(get(SERVICE))
         pruned = get(PRUNED)
-        index.last_prune = float(pruned) if isinstance(pruned, (int, float)) else 0.0
+        index.last_prune = float(pruned) if isinstance(pruned, (int, float)) else None
         series = get(GAUGE_SERIES)
         if isinstance(series, list):
             index.gauge_series = {(str(t), str(r)) for t, r in series}
         return index
 
-    def _track(self, key: str, record: Record | None) -> None:
-        if record is not None and record.waiting:
-            self.pending.add(key)
-        else:
-            self.pending.discard(key)
-        if record is not None and not record.seen:
-            self.placeholders.add(key)
-        else:
-            self.placeholders.discard(key)
+    def bind(self, store: Any) -> None:
+        """Read through this run's CheckpointReader."""
+        self.store = store
 
-    # ---- Lookup
+    # ---- lookups in the ledger
 
     def record(self, key: str) -> Record | None:
-        return self.records.get(key)
+        pending = self.pending.get(key)
+        if pending is not None:
+            return pending
+        return Record.from_json(self.store.get(key))
 
-    def file(self, path: str) -> int | None:
-        """The stamp of an indexed file (``UNREADABLE`` for one that could not be opened), or None."""
-        directory, name = os.path.split(path)
-        return self.files.get(directory, {}).get(name)
+    def file_entry(self, path: str) -> FileEntry | None:
+        return FileEntry.from_json(self.store.get(file_key(path)))
 
     def file_known(self, path: str) -> bool:
-        return self.file(path) is not None
+        return self.store.get(file_key(path)) is not None
 
     def watched(self, path: str) -> str:
         """The outcome of a file in the watch (``WATCHED``), or ``""``."""
         directory, name = os.path.split(path)
         return self.watch.get(directory, {}).get(name, "")
 
+    def known_names(self, directory: str) -> set[str]:
+        """The names of the files indexed in ``directory`` (not in its subdirectories), read by prefix."""
+        names = set()
+        for prefix in child_prefixes(directory):
+            start = len(prefix)
+            escaped = prefix.startswith(FILE_ESCAPED)
+            for key in self.store.keys(prefix):
+                if "/" in key[start:]:
+                    continue  # a file of a subdirectory
+                names.add(os.path.basename(key_path(key)) if escaped else key[start:])
+        return names
+
+    def known_entries(self, directory: str) -> dict[str, FileEntry]:
+        """The files indexed in ``directory`` with their entries (``full_rescan``)."""
+        entries = {}
+        for prefix in child_prefixes(directory):
+            for key, value in self.store.scan(prefix):
+                if "/" in key[len(prefix) :]:
+                    continue
+                entry = FileEntry.from_json(value)
+                if entry is not None:
+                    entries[os.path.basename(key_path(key))] = entry
+        return entries
+
+    def children(self, directory: str) -> Iterator[str]:
+        """The paths of the files indexed in ``directory`` (not in its subdirectories)."""
+        for name in self.known_names(directory):
+            yield os.path.join(directory, name)
+
+    def records(self) -> Iterator[tuple[str, Record]]:
+        """Every id's record, in key order, a page at a time (the daily prune)."""
+        for prefix in (ENV, MSG):
+            for key, value in self.store.scan(prefix):
+                record = Record.from_json(value)
+                if record is not None:
+                    yield key, record
+
+    def queued(self) -> Iterator[tuple[str, object]]:
+        """The committed traffic queue (``q:``), a page at a time."""
+        return iter(self.store.scan(QUEUE))
+
+    def unmatched_since(self, cutoff: float) -> dict[str, int]:
+        """Committed unmatched receipts per kind that came at or after ``cutoff``."""
+        return {kind: len(times) - bisect.bisect_left(times, cutoff) for kind, times in self.unmatched.items()}
+
     # ---- applying a committed batch
 
     def apply(self, stage: Stage) -> None:
-        """Make a committed ``stage`` part of the view. Call only after its batch was committed."""
+        """Make a committed ``stage`` part of the mirror. Call only after its batch was committed."""
+        self.file_count += stage.file_delta()
         for path, entry in stage.files.items():
             directory, name = os.path.split(path)
-            folder = self.files.setdefault(directory, {})
-            existed = name in folder
-            if entry is None:
-                if existed:
-                    del folder[name]
-                    self.file_count -= 1
-                if not folder:
-                    del self.files[directory]
-            else:
-                folder[name] = entry.stamp
-                self.file_count += 0 if existed else 1
-            if entry is not None and entry.outcome in WATCHED:
-                self.watch.setdefault(directory, {})[name] = entry.outcome
+            outcome = entry.outcome if entry is not None and entry.outcome in WATCHED else ""
+            if outcome:
+                self.watch.setdefault(directory, {})[name] = outcome
             elif name in self.watch.get(directory, ()):
                 del self.watch[directory][name]
                 if not self.watch[directory]:
                     del self.watch[directory]
         for key, record in stage.records.items():
-            if record is None:
-                self.records.pop(key, None)
+            if stage.waits(key, record):
+                self.pending[key] = record  # type: ignore[assignment]
             else:
-                self.records[key] = record
-            self._track(key, record)
+                self.pending.pop(key, None)
+            before, after = unmatched(stage.read.get(key)), unmatched(record)
+            if before != after:
+                if before is not None:
+                    times = self.unmatched[before[0]]
+                    at = bisect.bisect_left(times, before[1])
+                    if at < len(times) and times[at] == before[1]:
+                        del times[at]
+                if after is not None:
+                    bisect.insort(self.unmatched[after[0]], after[1])
+        for key in stage.forgotten:
+            self.pending.pop(key, None)
+        for directory, state in stage.dirs.items():
+            if state is None:
+                self.dirs.pop(directory, None)
+            else:
+                self.dirs[directory] = state
         for key, items in stage.queue.items():
             if items is None:
-                self.queue.pop(key, None)
+                self.queue.discard(key)
             else:
-                self.queue[key] = items
+                self.queue.add(key)
         self.stops.update(stage.stops)
         if stage.service is not None:
             self.service = stage.service
@@ -275,37 +381,108 @@ class Index:
             self.last_prune = stage.last_prune
         if stage.gauge_series is not None:
             self.gauge_series = stage.gauge_series
+        if stage.version is not None:
+            self.version = stage.version
         self.token = stage.token
 
 
 @dataclass
 class Stage:
-    """Changes of one batch, visible to the batch's own later files before they are committed."""
+    """Changes of one batch, visible to the batch's own later files before they are committed.
+
+    ``read`` keeps the committed value of every record the batch looked up or changed: the derived
+    families (``w:``, ``u:``) follow from the change from it to the staged one.
+    """
 
     index: Index
     token: str = ""
     files: dict[str, FileEntry | None] = field(default_factory=dict)
+    indexed: dict[str, bool] = field(default_factory=dict)  # path → was it in the index before this batch
     records: dict[str, Record | None] = field(default_factory=dict)
+    read: dict[str, Record | None] = field(default_factory=dict)
+    forgotten: set[str] = field(default_factory=set)  # waiting ids that leave the pending set (too old)
+    dirs: dict[str, DirState | None] = field(default_factory=dict)
     queue: dict[str, list[list[object]] | None] = field(default_factory=dict)
     stops: dict[str, DirectionState] = field(default_factory=dict)
     service: ServiceState | None = None
     last_prune: float | None = None
     gauge_series: set[tuple[str, str]] | None = None
+    version: int | None = None
+
+    # ---- what the batch sees
 
     def record(self, key: str) -> Record | None:
         if key in self.records:
             return self.records[key]
-        return self.index.record(key)
+        if key in self.read:
+            return self.read[key]
+        record = self.index.record(key)
+        self.read[key] = record
+        return record
 
     def file_known(self, path: str) -> bool:
         if path in self.files:
             return self.files[path] is not None
         return self.index.file_known(path)
 
+    # ---- what the batch changes
+
+    def put_records(self, records: Iterable[tuple[str, Record | None]]) -> None:
+        for key, record in records:
+            if key not in self.records and key not in self.read:
+                self.read[key] = self.index.record(key)
+            self.records[key] = record
+
+    def put_file(self, path: str, entry: FileEntry | None, *, indexed: bool) -> None:
+        """Stage a file's entry (None: it is gone); ``indexed``: whether the ledger has it now."""
+        self.indexed.setdefault(path, indexed)
+        self.files[path] = entry
+
+    def waits(self, key: str, record: Record | None) -> bool:
+        """Whether ``key`` is in the pending set once this batch is committed."""
+        return record is not None and record.waiting and key not in self.forgotten
+
+    def file_delta(self) -> int:
+        delta = 0
+        for path, entry in self.files.items():
+            before = self.indexed.get(path, False)
+            delta += (entry is not None) - before
+        return delta
+
     def checkpoints(self) -> list[Checkpoint]:
+        index = self.index
         out = [Checkpoint(TOKEN, self.token)]
-        out += [Checkpoint(file_key(p), e.to_json() if e is not None else None) for p, e in self.files.items()]
-        out += [Checkpoint(k, r.to_json() if r is not None else None) for k, r in self.records.items()]
+        # Every directory that holds indexed files has a DirState, so that a directory left out
+        # of the configuration is found (and its files forgotten) from the DirStates alone.
+        for path, entry in self.files.items():
+            key = file_key(path)
+            out.append(Checkpoint(key, entry.to_json() if entry is not None else None))
+            directory, name = os.path.split(path)
+            watched = entry.outcome if entry is not None and entry.outcome in WATCHED else ""
+            if watched != index.watch.get(directory, {}).get(name, ""):
+                out.append(Checkpoint(WATCH + key, watched or None))
+            if entry is not None and directory not in index.dirs and directory not in self.dirs:
+                self.dirs[directory] = DirState(-1)
+        delta = self.file_delta()
+        if delta:
+            out.append(Checkpoint(COUNT, index.file_count + delta))
+        for key, record in self.records.items():
+            out.append(Checkpoint(key, record.to_json() if record is not None else None))
+            if self.waits(key, record):
+                if index.pending.get(key) != record:
+                    out.append(Checkpoint(WAITING + key, record.to_json()))  # type: ignore[union-attr]
+            elif key in index.pending:
+                out.append(Checkpoint(WAITING + key, None))
+            if key not in self.read:
+                self.read[key] = index.record(key)
+            before, after = unmatched(self.read[key]), unmatched(record)
+            if before != after:
+                out.append(Checkpoint(UNMATCHED + key, list(after) if after is not None else None))
+        for key in self.forgotten - self.records.keys():
+            if key in index.pending:
+                out.append(Checkpoint(WAITING + key, None))
+        for directory, state in self.dirs.items():
+            out.append(Checkpoint(dir_key(directory), state.to_json() if state is not None else None))
         out += [Checkpoint(k, v) for k, v in self.queue.items()]
         for direction, state in self.stops.items():
             out.append(Checkpoint(STOP + direction, state.to_json()))
@@ -315,225 +492,61 @@ class Stage:
             out.append(Checkpoint(PRUNED, self.last_prune))
         if self.gauge_series is not None:
             out.append(Checkpoint(GAUGE_SERIES, [list(s) for s in sorted(self.gauge_series)]))
+        if self.version is not None:
+            out.append(Checkpoint(VERSION, self.version))
         return out
 
     def waiting(self) -> Iterator[tuple[str, Record]]:
         """The pending set as it will be after this stage: committed waiting ids plus staged ones."""
-        for key in self.index.pending:
+        for key, record in self.index.pending.items():
             if key not in self.records:
-                record = self.index.records.get(key)
-                if record is not None:
-                    yield key, record
-        for key, record in self.records.items():
-            if record is not None and record.waiting:
                 yield key, record
+        for key, staged in self.records.items():
+            if staged is not None and staged.waiting:
+                yield key, staged
 
-
-# --------------------------------------------------------------------------------------------
-# scanning
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A file that is new or changed since it was last read."""
-
-    path: str
-    directory: str
-    name: str
-    folder: EdiFolder
-    size: int
-    mtime_ns: int
-    base: str = ""  # the configured folder it was found under ("": ``directory``)
-    regular: bool = True  # False: a symbolic link, FIFO, device or socket, never opened
-
-    @property
-    def order(self) -> tuple[int, int, str]:
-        return (ROLE_ORDER.get(self.folder.role, 0), self.mtime_ns, self.path)
-
-
-@dataclass
-class ScanResult:
-    candidates: list[Candidate] = field(default_factory=list)
-    gone: list[str] = field(default_factory=list)
-    dirs: dict[str, DirState] = field(default_factory=dict)
-    folders_up: dict[str, bool] = field(default_factory=dict)
-    problems: list[tuple[str, str]] = field(default_factory=list)  # (folder label, what)
-    listed: int = 0  # directories listed with scandir
-
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-
-
-def open_dir(base: str, directory: str) -> int:
-    """A file descriptor of ``directory`` (``base`` or a directory below it) that no symbolic link
-    below ``base`` led to.
-
-    The configured folder itself may be reached through links (the administrator chose it); each
-    part below it is opened relative to its parent with ``O_NOFOLLOW``, so a subdirectory swapped
-    for a link to ``/etc`` between two looks fails (``ELOOP``/``ENOTDIR``) instead of being read.
-
-    Raises:
-        OSError: As ``os.open`` does.
-    """
-    relative = os.path.relpath(directory, base)
-    parts = [] if relative == os.curdir else relative.split(os.sep)
-    if os.pardir in parts:
-        raise OSError(errno.EXDEV, f"{directory} is not below {base}")
-    fd = os.open(base, _DIR_FLAGS)
-    if not parts:
-        return fd
-    try:
-        for part in parts:
-            inner = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
-            os.close(fd)
-            fd = inner
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def resolve(root: Path, path: Path) -> str:
-    """A configured folder under the context's filesystem root (``/`` in production)."""
-    if str(root) in ("", "/"):
-        return os.path.normpath(str(path))
-    return os.path.normpath(os.path.join(str(root), str(path).lstrip("/")))
-
-
-def scan(folders: Sequence[EdiFolder], root: Path, index: Index, *, now: float, full: bool = False) -> ScanResult:
-    """Find new, changed and vanished files in the configured folders.
-
-    Each directory is stat'ed; it is listed only when it changed, was listed in the previous cycle
-    after a change, still holds files being written, or ``full`` is set. A directory claimed by an
-    earlier folder is not read again for a later, overlapping one.
-    """
-    result = ScanResult()
-    claimed: set[str] = set()
-    unreachable = []
-    ordered = sorted(folders, key=lambda f: ROLE_ORDER.get(f.role, 0))
-    for folder in ordered:
-        base = resolve(root, folder.path)
-        if not os.path.isdir(base):
-            unreachable.append(base)
-            result.folders_up[folder.label] = False
-            result.problems.append((folder.label, "missing or not a directory"))
-            continue
-        result.folders_up[folder.label] = True
-        todo = [base]
-        while todo:
-            directory = todo.pop()
-            if directory in claimed:
+    def unmatched_counts(self, now: float, window: float) -> dict[str, int]:
+        """The unmatched receipts per kind within ``window`` of ``now`` once this stage is committed."""
+        cutoff = now - window
+        counts = self.index.unmatched_since(cutoff)
+        for key, record in self.records.items():
+            before = unmatched(self.read[key] if key in self.read else self.index.record(key))
+            after = unmatched(record)
+            if before == after:
                 continue
-            claimed.add(directory)
-            subdirs = _scan_dir(directory, base, folder, index, result, now=now, full=full)
-            if folder.recursive:
-                todo.extend(subdirs)
-    # Files indexed under directories no configured folder reaches any more (a folder removed from
-    # the configuration, a subdirectory deleted) are forgotten; those of a folder that is missing
-    # right now (an unmounted share) are kept, so its return does not look like new files.
-    for directory in list(index.files):
-        if directory in claimed or any(directory == b or directory.startswith(b + os.sep) for b in unreachable):
-            continue
-        result.gone.extend(os.path.join(directory, name) for name in index.files[directory])
-    return result
+            if before is not None and before[1] >= cutoff:
+                counts[before[0]] -= 1
+            if after is not None and after[1] >= cutoff:
+                counts[after[0]] += 1
+        return counts
 
 
-def _scan_dir(
-    directory: str, base: str, folder: EdiFolder, index: Index, result: ScanResult, *, now: float, full: bool
-) -> tuple[str, ...]:
-    try:
-        # A subdirectory is looked at without following a link: one replaced by a link to a
-        # directory outside the folder is gone, never listed.
-        st = os.stat(directory) if directory == base else os.lstat(directory)
-    except FileNotFoundError:
-        return ()
-    except OSError as exc:
-        result.problems.append((folder.label, f"cannot stat a directory: {exc.strerror}"))
-        result.folders_up[folder.label] = False
-        return index.dirs[directory].subdirs if directory in index.dirs else ()
-    if not stat.S_ISDIR(st.st_mode):
-        if directory == base:  # replaced since os.path.isdir: looked at again next cycle
-            result.problems.append((folder.label, "not a directory"))
-            result.folders_up[folder.label] = False
-            return ()
-        # A subdirectory replaced by a link or a file: what was indexed below it is gone, and the
-        # name is looked at as a file of its parent.
-        result.gone.extend(os.path.join(directory, name) for name in index.files.get(directory, {}))
-        parent, name = os.path.split(directory)
-        _consider(parent, base, name, folder, index.files.get(parent, {}), result)
-        return ()
-    before = st.st_mtime_ns
-    prev = index.dirs.get(directory)
-    if not (full or prev is None or prev.rescan or prev.mtime_ns != before or directory in index.retry_dirs):
-        if not os.access(directory, os.R_OK | os.X_OK):
-            # Permissions taken away do not change the directory's time: without this check the
-            # folder would look up until its next change.
-            result.problems.append((folder.label, "cannot list a directory: Permission denied"))
-            result.folders_up[folder.label] = False
-            return prev.subdirs
-        result.dirs[directory] = DirState(prev.mtime_ns, prev.subdirs, False)
-        # Watched files (could not be opened, looked truncated …) are stat'ed by name, without listing.
-        for name in index.watch.get(directory, ()):
-            _consider(directory, base, name, folder, index.files.get(directory, {}), result)
-        return prev.subdirs
-    try:
-        fd = open_dir(base, directory)
-        try:
-            names = set(os.listdir(fd))
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        # Down until a listing succeeds: no DirState is kept, so the next cycle lists it again.
-        result.problems.append((folder.label, f"cannot list a directory: {exc.strerror}"))
-        result.folders_up[folder.label] = False
-        return prev.subdirs if prev is not None else ()
-    result.listed += 1
-    known = index.files.get(directory, {})
-    known_subdirs = {os.path.basename(d) for d in prev.subdirs} if prev is not None else set()
-    # Set differences run in C: with 100,000 files in a folder, only the new names cost Python time.
-    # Known files are written once and not looked at again (unless full, or watched).
-    result.gone.extend(os.path.join(directory, name) for name in known.keys() - names)
-    if full:
-        fresh = names - known_subdirs
-    else:
-        fresh = names - known.keys() - known_subdirs
-        fresh.update(index.watch.get(directory, {}).keys() & names)
-    subdirs = [os.path.join(directory, name) for name in names & known_subdirs] if folder.recursive else []
-    for name in fresh:
-        if _consider(directory, base, name, folder, known, result) and folder.recursive:
-            subdirs.append(os.path.join(directory, name))
-    try:
-        after = (os.stat(directory) if directory == base else os.lstat(directory)).st_mtime_ns
-    except OSError:
-        after = -1
-    racy = after != before or after / 1e9 > now - RACY_SECONDS
-    result.dirs[directory] = DirState(before, tuple(sorted(subdirs)), rescan=racy)
-    return tuple(subdirs)
-
-
-def _consider(
-    directory: str, base: str, name: str, folder: EdiFolder, known: dict[str, int], result: ScanResult
-) -> bool:
-    """Make ``name`` a candidate if it is a wanted file that is new or changed. True: a subdirectory.
-
-    Nothing is followed: a symbolic link (to ``/etc/shadow``, or to a directory elsewhere), a FIFO,
-    a device or a socket that matches the folder's glob becomes a candidate that is never opened —
-    counted once as ``not_regular`` and watched, so a regular file put in its place is read.
-    """
-    if any(fnmatch.fnmatchcase(name, pattern) for pattern in folder.ignore):
-        return False
-    path = os.path.join(directory, name)
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False  # vanished since the listing
-    if stat.S_ISDIR(st.st_mode):
-        return True
-    if not fnmatch.fnmatchcase(name, folder.glob):
-        return False
-    known_stamp = known.get(name)
-    if known_stamp is None or known_stamp != stamp(st.st_size, st.st_mtime_ns):
-        result.candidates.append(
-            Candidate(path, directory, name, folder, st.st_size, st.st_mtime_ns, base, stat.S_ISREG(st.st_mode))
-        )
-    return False
+def derive(store: Any) -> list[Checkpoint]:
+    """The derived families of a ledger written before they existed (``v`` absent), from one pass
+    over its file entries and records, a page at a time (once, in the first cycle after an upgrade)."""
+    out = []
+    files = 0
+    directories: set[str] = set()
+    for prefix in (FILE, FILE_ESCAPED):
+        for key, value in store.scan(prefix):
+            entry = FileEntry.from_json(value)
+            if entry is None:
+                continue
+            files += 1
+            directories.add(os.path.dirname(key_path(key)))
+            if entry.outcome in WATCHED:
+                out.append(Checkpoint(WATCH + key, entry.outcome))
+    for prefix in (ENV, MSG):
+        for key, value in store.scan(prefix):
+            record = Record.from_json(value)
+            if record is None:
+                continue
+            if record.waiting:
+                out.append(Checkpoint(WAITING + key, value))
+            receipt = unmatched(record)
+            if receipt is not None:
+                out.append(Checkpoint(UNMATCHED + key, list(receipt)))
+    # What the directories held when they were last listed is not known: each is listed once more.
+    out += [Checkpoint(dir_key(directory), DirState(-1).to_json()) for directory in sorted(directories)]
+    out += [Checkpoint(COUNT, files), Checkpoint(VERSION, FORMAT)]
+    return out

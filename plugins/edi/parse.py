@@ -32,16 +32,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.message
-import email.parser
-import email.policy
 import quopri
 import re
 import xml.parsers.expat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone, tzinfo
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    import email.message
 
 NS_MSGHEAD = "http://www.kith.no/xmlstds/msghead/2006-05-24"
 NS_APPREC_10 = "http://www.kith.no/xmlstds/apprec/2004-11-21"
@@ -359,9 +359,14 @@ class _Reject(Exception):
         self.detail = detail
 
 
-def _local(name: str) -> tuple[str, str]:
-    ns, sep, local = name.rpartition(" ")
-    return (ns, local) if sep else ("", name)
+def _attr(attrs: dict[str, str], key: str) -> str:
+    """An attribute by local name, so ``eb:type`` and ``type`` read alike (the last one written wins)."""
+    value = ""
+    suffix = " " + key
+    for name, text in attrs.items():
+        if name == key or name.endswith(suffix):
+            value = text
+    return value
 
 
 def _attrs(attrs: dict[str, str]) -> dict[str, str]:
@@ -370,8 +375,8 @@ def _attrs(attrs: dict[str, str]) -> dict[str, str]:
 
 
 def _parse_xml(stream: _Stream, max_header_bytes: int, wrapper: str = "") -> Parsed:
-    reader = _HeaderReader()
     parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
+    reader = _HeaderReader(parser)
     parser.buffer_text = True
     parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
     parser.StartDoctypeDeclHandler = reader.doctype
@@ -379,7 +384,7 @@ def _parse_xml(stream: _Stream, max_header_bytes: int, wrapper: str = "") -> Par
     parser.ExternalEntityRefHandler = reader.external_entity
     parser.StartElementHandler = reader.start
     parser.EndElementHandler = reader.end
-    parser.CharacterDataHandler = reader.text
+    # No CharacterDataHandler: ``_HeaderReader._want`` sets one only while a field is being read.
     fed = 0
     try:
         for chunk in stream:
@@ -414,23 +419,46 @@ class _Ident:
     type: str = ""
 
 
+_PARTY = {"Sender": "s", "Receiver": "r"}
+_LEVEL_2 = ("Organisation", "HealthcareProfessional")
+_MSGINFO_TEXT = ("MIGversion", "GenDate", "MsgId")
+_CONVERSATION = ("RefToParent", "RefToConversation")
+_APPREC_TEXT = ("MIGversion", "GenDate", "Id")
+_HCP_LEVELS = ("Inst", "Dept", "HCPerson")
+_ENVELOPE_PARTS = ("Header", "Body")
+_MESSAGE_HEADER_TEXT = ("CPAId", "Service", "Action", "ConversationId")
+_MESSAGE_DATA_TEXT = ("MessageId", "Timestamp", "RefToMessageId")
+_PARTIES = ("From", "To")
+_DOCUMENTS = ("MsgHead", "AppRec")
+
+
 class _HeaderReader:
     """expat handlers that pick the header fields and stop when they are complete.
 
     ``stack`` holds the local names of the open elements. Each document (MsgHead, AppRec, SOAP
-    Envelope) is read relative to the depth of its root, so the same code reads a bare MsgHead, one
-    inside ``EI_fellesformat`` and one inside a SOAP Body.
+    Envelope) is read relative to the depth of its root (``base``), so the same code reads a bare
+    MsgHead, one inside ``EI_fellesformat`` and one inside a SOAP Body.
 
-    Cost: constant per element. The handlers look at the path relative to the document's root, but
-    only when it is at most ``_FIELD_DEPTH`` long (no field is deeper), so deeply nested junk costs
-    no copy of the stack (copying it on every tag made 4 MiB of nested elements take 17 minutes);
-    nesting deeper than ``MAX_DEPTH`` ends the file as ``too_deep``.
+    Cost: constant per element, and small, because every element of every message passes through
+    ``start`` and ``end`` (about 50 calls per MsgHead): the handlers look at the path relative to
+    the document's root by index into ``stack`` (never a copy of it; copying it on every tag made
+    4 MiB of nested elements take 17 minutes), only when it is at most ``_FIELD_DEPTH`` long (no
+    field is deeper), and character data reaches Python only while a field is read (``_want``
+    installs the handler, the field's end removes it). Nesting deeper than ``MAX_DEPTH`` ends the
+    file as ``too_deep``.
     """
 
-    def __init__(self) -> None:
+    __slots__ = (
+        "parser", "stack", "wrapper", "doc", "doc_depth", "nested", "nested_depth", "capture", "buffer", "fields",
+        "sender_her", "receiver_her", "ident", "errors", "transport_errors", "from_her", "to_her", "party_type",
+        "signal", "payload_state", "apprec_version", "payload", "base",
+    )
+
+    def __init__(self, parser: xml.parsers.expat.XMLParserType) -> None:
+        self.parser = parser
         self.stack: list[str] = []
         self.wrapper = ""
-        self.doc = ""  # "msghead" | "apprec" | "soap"
+        self.doc = ""  # "msghead" | "apprec" | "soap" | "fellesformat"
         self.doc_depth = 0  # len(stack) at the document's root element
         self.nested = ""  # "msghead" | "apprec" inside a SOAP Body
         self.nested_depth = 0
@@ -449,6 +477,7 @@ class _HeaderReader:
         self.payload_state: PayloadState = "none"
         self.apprec_version = ""
         self.payload: MsgHeadHeader | AppRecHeader | None = None
+        self.base = 0  # len(stack) at the root of the MsgHead or AppRec being read
 
     # ---- safety
 
@@ -461,59 +490,44 @@ class _HeaderReader:
     def external_entity(self, *args: object) -> int:
         raise _Reject("unsafe_xml", "external entity reference refused")
 
-    # ---- elements
+    # ---- elements: the root, EI_fellesformat and SOAP (a MsgHead or AppRec has its own handlers)
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
-        ns, local = _local(name)
-        self.stack.append(local)
-        depth = len(self.stack)
+        cut = name.rfind(" ")
+        local = name[cut + 1 :]
+        ns = name[:cut] if cut >= 0 else ""
+        stack = self.stack
+        stack.append(local)
+        depth = len(stack)
         if depth > MAX_DEPTH:
             raise _Reject("too_deep", f"elements nested deeper than {MAX_DEPTH} levels")
         if depth == 1:
             self._root(ns, local)
-            return
-        if self.doc == "fellesformat" and not self.nested:
-            if (ns, local) in KNOWN_ROOTS and local in ("MsgHead", "AppRec"):
+        elif self.doc == "fellesformat":
+            if local in _DOCUMENTS and (ns, local) in KNOWN_ROOTS:
                 self._enter(ns, local, nested=False)
-            return
-        if self.doc == "soap" and not self.nested:
-            if depth - self.doc_depth <= _FIELD_DEPTH:
-                self._soap_start(ns, local, attrs)
-            return
-        kind = self.nested or self.doc
-        base = self.nested_depth if self.nested else self.doc_depth
-        if depth - base > _FIELD_DEPTH:
-            return
-        rel = self.stack[base:]
-        if kind == "msghead":
-            self._msghead_start(rel, attrs)
-        elif kind == "apprec":
-            self._apprec_start(rel, attrs)
+        elif depth - self.doc_depth <= _FIELD_DEPTH:  # SOAP
+            self._soap_start(ns, local, attrs, depth - self.doc_depth)
 
     def end(self, name: str) -> None:
-        depth = len(self.stack)
+        stack = self.stack
+        depth = len(stack)
         if self.capture is not None:
-            self.fields[self.capture] = "".join(self.buffer).strip()
-            self.capture = None
-            self.buffer = []
-        if self.nested:
-            if depth == self.nested_depth:
-                self._header_done()  # the embedded document ended before its header did
-            if depth - self.nested_depth <= _FIELD_DEPTH:
-                rel = self.stack[self.nested_depth :]
-                (self._msghead_end if self.nested == "msghead" else self._apprec_end)(rel)
-        elif self.doc in ("msghead", "apprec") and self.doc_depth < depth <= self.doc_depth + _FIELD_DEPTH:
-            rel = self.stack[self.doc_depth :]
-            (self._msghead_end if self.doc == "msghead" else self._apprec_end)(rel)
-        elif self.doc == "soap" and depth - self.doc_depth <= _FIELD_DEPTH:
-            self._soap_end(self.stack[self.doc_depth :])
-        self.stack.pop()
+            self._flush()
+        if self.doc == "soap" and depth - self.doc_depth <= _FIELD_DEPTH:
+            self._soap_end(stack, self.doc_depth, depth - self.doc_depth)
+        stack.pop()
         if depth == 1:
             raise _Stop
 
     def text(self, data: str) -> None:
-        if self.capture is not None:
-            self.buffer.append(data)
+        self.buffer.append(data)
+
+    def _flush(self) -> None:
+        self.fields[self.capture] = "".join(self.buffer).strip()  # type: ignore[index]
+        self.capture = None
+        self.buffer = []
+        self.parser.CharacterDataHandler = None
 
     # ---- root detection
 
@@ -535,109 +549,160 @@ class _HeaderReader:
             self.nested, self.nested_depth = kind, len(self.stack)
         else:
             self.doc, self.doc_depth = kind, len(self.stack)
+        if kind != "soap":
+            # Every element from here on belongs to this document (a wrapper's or an envelope's
+            # later elements come after its header, or do not matter): handlers made for it alone.
+            self.base = len(self.stack)
+            parser = self.parser
+            if kind == "msghead":
+                parser.StartElementHandler = self._start_msghead
+                parser.EndElementHandler = self._end_msghead
+            else:
+                parser.StartElementHandler = self._start_apprec
+                parser.EndElementHandler = self._end_apprec
 
     def _want(self, key: str) -> None:
         self.capture = key
         self.buffer = []
+        self.parser.CharacterDataHandler = self.text
 
-    # ---- MsgHead: MsgInfo only
+    # ---- MsgHead: MsgInfo only. ``n`` elements below the document's root are open.
 
-    _PARTY = {"Sender": "s", "Receiver": "r"}
-
-    def _msghead_start(self, rel: list[str], attrs: dict[str, str]) -> None:
-        n = len(rel)
-        if n < 2 or rel[0] != "MsgInfo":
-            if n == 1 and rel[0] != "MsgInfo":
+    def _start_msghead(self, name: str, attrs: dict[str, str]) -> None:
+        leaf = name[name.rfind(" ") + 1 :]
+        stack = self.stack
+        stack.append(leaf)
+        depth = len(stack)
+        if depth > MAX_DEPTH:
+            raise _Reject("too_deep", f"elements nested deeper than {MAX_DEPTH} levels")
+        base = self.base
+        n = depth - base
+        if n < 2:
+            if n == 1 and leaf != "MsgInfo":
                 # Document/PatientReport come after MsgInfo: if MsgInfo was missing, stop here.
                 self._header_done()
             return
-        leaf = rel[-1]
+        if n > _FIELD_DEPTH or stack[base] != "MsgInfo":
+            return
         if n == 2:
             if leaf == "Type":
-                self.fields["type"] = _attrs(attrs).get("V", "")
+                self.fields["type"] = _attr(attrs, "V")
             elif leaf == "Ack":
-                self.fields["ack"] = _attrs(attrs).get("V", "")
-            elif leaf in ("MIGversion", "GenDate", "MsgId"):
+                self.fields["ack"] = _attr(attrs, "V")
+            elif leaf in _MSGINFO_TEXT:
                 self._want(leaf)
             elif leaf == "Patient":
                 # The patient is MsgInfo's last child: everything we need has been read.
                 self._header_done()
             return
-        if rel[1] == "ConversationRef" and n == 3 and leaf in ("RefToParent", "RefToConversation"):
-            self._want(leaf)
+        party = stack[base + 1]
+        if party == "ConversationRef":
+            if n == 3 and leaf in _CONVERSATION:
+                self._want(leaf)
             return
-        if rel[1] in self._PARTY and rel[2] == "Organisation":
+        if party in _PARTY and stack[base + 2] == "Organisation":
             # Organisation/Ident (level 1); Organisation/(Organisation|HealthcareProfessional)/Ident (level 2)
-            if leaf == "Ident" and (n == 4 or (n == 5 and rel[3] in ("Organisation", "HealthcareProfessional"))):
+            if leaf == "Ident" and (n == 4 or (n == 5 and stack[base + 3] in _LEVEL_2)):
                 self.ident = _Ident()
-            elif self.ident is not None and rel[-2] == "Ident":
+            elif self.ident is not None and stack[-2] == "Ident":
                 if leaf == "Id":
                     self._want("ident_id")
                 elif leaf == "TypeId":
-                    self.ident.type = _attrs(attrs).get("V", "")
+                    self.ident.type = _attr(attrs, "V")
 
-    def _msghead_end(self, rel: list[str]) -> None:
-        n = len(rel)
-        if n in (4, 5) and rel[-1] == "Ident" and self.ident is not None and rel[0] == "MsgInfo":
-            self.ident.id = self.fields.pop("ident_id", "")
-            if self.ident.type.strip().upper() == "HER" and self.ident.id:
-                level = 0 if n == 4 else 1
-                target = self.sender_her if self._PARTY.get(rel[1]) == "s" else self.receiver_her
-                target[level].append(self.ident.id)
+    def _end_msghead(self, name: str) -> None:
+        stack = self.stack
+        depth = len(stack)
+        if self.capture is not None:
+            self._flush()
+        base = self.base
+        n = depth - base
+        if n == 0 and self.nested:
+            self._header_done()  # the embedded document ended before its header did
+        if n == 1:
+            if stack[base] == "MsgInfo":
+                self._header_done()
+        elif (n == 4 or n == 5) and stack[-1] == "Ident" and self.ident is not None and stack[base] == "MsgInfo":
+            ident = self.ident
+            ident.id = self.fields.pop("ident_id", "")
+            if ident.type.strip().upper() == "HER" and ident.id:
+                target = self.sender_her if _PARTY.get(stack[base + 1]) == "s" else self.receiver_her
+                target[0 if n == 4 else 1].append(ident.id)
             self.ident = None
-        elif n == 1 and rel[0] == "MsgInfo":
-            self._header_done()
+        stack.pop()
+        if depth == 1:
+            raise _Stop
 
     # ---- AppRec
 
-    def _apprec_start(self, rel: list[str], attrs: dict[str, str]) -> None:
-        n = len(rel)
-        leaf = rel[-1] if rel else ""
+    def _start_apprec(self, name: str, attrs: dict[str, str]) -> None:
+        leaf = name[name.rfind(" ") + 1 :]
+        stack = self.stack
+        stack.append(leaf)
+        depth = len(stack)
+        if depth > MAX_DEPTH:
+            raise _Reject("too_deep", f"elements nested deeper than {MAX_DEPTH} levels")
+        base = self.base
+        n = depth - base
         if n == 1:
-            if leaf in ("MIGversion", "GenDate", "Id"):
+            if leaf in _APPREC_TEXT:
                 self._want(leaf)
             elif leaf == "Status":
-                self.fields["status"] = _attrs(attrs).get("V", "")
+                self.fields["status"] = _attr(attrs, "V")
             elif leaf == "Error":
-                a = _attrs(attrs)
-                code, oid = a.get("V", "").strip(), a.get("S", "").strip()
+                code, oid = _attr(attrs, "V").strip(), _attr(attrs, "S").strip()
                 swapped = bool(_OID_TEXT.match(code)) and not _OID_TEXT.match(oid)
                 if swapped:  # a known producer bug: V holds the OID and S the code
                     code, oid = oid, code
                 self.errors.append(ReceiptError(code, oid, swapped))
             return
-        if rel[0] == "OriginalMsgId" and n == 2:
-            if leaf == "MsgType":
-                self.fields["orig_type"] = _attrs(attrs).get("V", "")
-            elif leaf in ("IssueDate", "Id"):
-                self._want("orig_" + leaf)
+        if n < 1 or n > _FIELD_DEPTH:
+            return  # (n < 1: an element after the AppRec, inside the wrapper that holds it)
+        first = stack[base]
+        if first == "OriginalMsgId":
+            if n == 2:
+                if leaf == "MsgType":
+                    self.fields["orig_type"] = _attr(attrs, "V")
+                elif leaf == "IssueDate" or leaf == "Id":
+                    self._want("orig_" + leaf)
             return
-        if rel[0] in self._PARTY and n >= 4 and rel[1] == "HCP" and rel[2] == "Inst":
+        if first in _PARTY and n >= 4 and stack[base + 1] == "HCP" and stack[base + 2] == "Inst":
             # Inst/Id + Inst/TypeId (level 1); Inst/(Dept|HCPerson)/Id + TypeId (level 2)
-            if leaf == "Id" and n in (4, 5):
+            if leaf == "Id" and n <= 5:
                 self._want(f"hcp_id_{n}")
-            elif leaf == "TypeId" and n in (4, 5):
-                self.fields[f"hcp_type_{n}"] = _attrs(attrs).get("V", "")
+            elif leaf == "TypeId" and n <= 5:
+                self.fields[f"hcp_type_{n}"] = _attr(attrs, "V")
 
-    def _apprec_end(self, rel: list[str]) -> None:
-        n = len(rel)
-        if rel and rel[0] in self._PARTY and n in (3, 4) and rel[1] == "HCP" and rel[-1] in ("Inst", "Dept", "HCPerson"):
+    def _end_apprec(self, name: str) -> None:
+        stack = self.stack
+        depth = len(stack)
+        if self.capture is not None:
+            self._flush()
+        base = self.base
+        n = depth - base
+        if n == 0 and self.nested:
+            self._header_done()  # the embedded document ended before its header did
+        if n == 1:
+            if stack[base] == "OriginalMsgId":
+                self._header_done()
+        elif (n == 3 or n == 4) and stack[-1] in _HCP_LEVELS and stack[base] in _PARTY and stack[base + 1] == "HCP":
             size = 4 if n == 3 else 5
             ident, kind = self.fields.pop(f"hcp_id_{size}", ""), self.fields.pop(f"hcp_type_{size}", "")
             if kind.strip().upper() == "HER" and ident:
-                target = self.sender_her if self._PARTY[rel[0]] == "s" else self.receiver_her
+                target = self.sender_her if _PARTY[stack[base]] == "s" else self.receiver_her
                 target[0 if n == 3 else 1].append(ident)
-        elif n == 1 and rel[0] == "OriginalMsgId":
-            self._header_done()
+        stack.pop()
+        if depth == 1:
+            raise _Stop
 
-    # ---- SOAP / ebXML
+    # ---- SOAP / ebXML (``n`` elements below the Envelope are open, the last is ``local``)
 
-    def _soap_start(self, ns: str, local: str, attrs: dict[str, str]) -> None:
-        rel = self.stack[self.doc_depth :]
-        n = len(rel)
-        if rel[0] == "Body":
+    def _soap_start(self, ns: str, local: str, attrs: dict[str, str], n: int) -> None:
+        stack, base = self.stack, self.doc_depth
+        part = stack[base]
+        if part == "Body":
             if n == 2:
-                if (ns, local) in KNOWN_ROOTS and local in ("MsgHead", "AppRec"):
+                if local in _DOCUMENTS and (ns, local) in KNOWN_ROOTS:
                     self.payload_state = "readable"
                     self._enter(ns, local, nested=True)
                 elif local == "EncryptedData":
@@ -645,14 +710,15 @@ class _HeaderReader:
                 elif local == "Manifest" and self.payload_state == "none":
                     self.payload_state = "external"
             return
-        if rel[0] != "Header" or n < 2:
+        if part != "Header" or n < 2:
             return
-        if rel[1] == "Acknowledgment":
+        section = stack[base + 1]
+        if section == "Acknowledgment":
             self.signal = "acknowledgment"
             if n == 3 and local == "RefToMessageId":
                 self._want("ack_ref")
             return
-        if rel[1] == "ErrorList":
+        if section == "ErrorList":
             self.signal = "message_error"
             if n == 3 and local == "Error":
                 a = _attrs(attrs)
@@ -660,26 +726,29 @@ class _HeaderReader:
                     TransportError(a.get("errorCode", "").strip(), a.get("severity", "").strip(), a.get("location", "").strip())
                 )
             return
-        if rel[1] != "MessageHeader" or n < 3:
+        if section != "MessageHeader" or n < 3:
             return
-        if n == 3 and local in ("CPAId", "Service", "Action", "ConversationId"):
+        if n == 3 and local in _MESSAGE_HEADER_TEXT:
             self._want(local)
-        elif n == 4 and rel[2] == "MessageData" and local in ("MessageId", "Timestamp", "RefToMessageId"):
-            self._want(local)
-        elif n == 4 and rel[2] in ("From", "To") and local == "PartyId":
-            self.party_type = _attrs(attrs).get("type", "")
-            self._want("party_" + rel[2])
+        elif n == 4:
+            group = stack[base + 2]
+            if group == "MessageData" and local in _MESSAGE_DATA_TEXT:
+                self._want(local)
+            elif group in _PARTIES and local == "PartyId":
+                self.party_type = _attr(attrs, "type")
+                self._want("party_" + group)
 
-    def _soap_end(self, rel: list[str]) -> None:
-        if not rel:
+    def _soap_end(self, stack: list[str], base: int, n: int) -> None:
+        if n < 1:
             return
-        if len(rel) == 4 and rel[-1] == "PartyId" and rel[2] in ("From", "To"):
-            value = self.fields.pop("party_" + rel[2], "")
+        if n == 4 and stack[-1] == "PartyId" and stack[base + 2] in _PARTIES:
+            group = stack[base + 2]
+            value = self.fields.pop("party_" + group, "")
             if self.party_type.strip().upper() == "HER" and value:
-                (self.from_her if rel[2] == "From" else self.to_her).append(value)
+                (self.from_her if group == "From" else self.to_her).append(value)
             self.party_type = ""
-        elif len(rel) == 1 and rel[0] in ("Header", "Body"):
-            if rel[0] == "Body" or self._is_signal():
+        elif n == 1 and stack[base] in _ENVELOPE_PARTS:
+            if stack[base] == "Body" or self._is_signal():
                 # A signal has an empty Body; a payload's header is done once the Body ends.
                 raise _Stop
 
@@ -853,6 +922,10 @@ def _split_headers(data: bytes) -> tuple[email.message.Message, bytes] | None:
     if match is None:
         return None
     head = data[: match.start()] + b"\n"
+    # The e-mail package (about 1 MB resident) is imported by the first MIME-wrapped message only.
+    import email.parser
+    import email.policy
+
     message = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
     return message, data[match.end() :]
 

@@ -228,6 +228,11 @@ class EdiSettings:
         max_header_bytes: Give up on a file whose header is not complete after this many bytes.
         full_rescan: Stat every file every cycle instead of trusting directory modification times
             and write-once files (for network shares with coarse or unreliable timestamps).
+        inotify: Learn what changed in a folder on a local filesystem from inotify instead of
+            listing it (a cycle then costs what changed, not what the folder holds). Off, or where
+            inotify is missing, refused or overflows, and on network filesystems: the listing.
+        listing_interval: A folder watched by inotify is still listed in full this often (a safety
+            net: nothing the events missed stays unseen for longer).
     """
 
     folders: tuple[EdiFolder, ...] = ()
@@ -257,6 +262,10 @@ class EdiSettings:
     batch_size: int = field(default=1000, metadata={"min": 1, "max": 100_000})
     max_header_bytes: int = field(default=4 * 1024 * 1024, metadata={"min": 4096, "max": 16 * 1024 * 1024})
     full_rescan: bool = False
+    inotify: bool = True
+    listing_interval: timedelta = field(
+        default=timedelta(hours=1), metadata={"min": timedelta(minutes=1), "max": timedelta(days=7)}
+    )
 
     def __post_init__(self) -> None:
         zone(self.naive_time_zone)

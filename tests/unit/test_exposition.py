@@ -7,7 +7,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from normagent.exposition import HEALTH_METRICS, ExpositionView, MetricsApp, families
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from normagent.exposition import HEALTH_METRICS, ExpositionView, Family, MetricsApp, choose_encoder, families
 from normagent.ledger import Ledger
 from normagent.model import Batch, Count, Gauge, RunOutcome
 from tests.support.sample_plugin import EVENTS, LEVEL
@@ -131,3 +134,75 @@ def test_deviation_metrics_come_from_the_ledger_and_the_oldest_age_moves_with_th
         assert 'normagent_outbox_oldest_seconds{forwarder="hook"} 5.0' in page
         now[0] += 60
         assert 'normagent_outbox_oldest_seconds{forwarder="hook"} 65.0' in app.render()[0].decode()
+
+
+# The encoders are the agent's own (prometheus_client costs the idle agent its import); this pins
+# them byte for byte to prometheus_client's for every page the agent can produce: counters and
+# gauges with names and labels that MetricSpec accepts, any help text and label value, any float.
+ACCEPTS = (
+    "",
+    "text/plain",
+    "text/plain; version=0.0.4",
+    "text/plain; version=1.0.0",
+    "text/plain; version=1.0.0; escaping=dots",
+    "text/plain;version=1.0.0;escaping=values",
+    "text/plain; version=1.0.0; escaping=allow-utf-8",
+    "text/plain; version=1.0.0; escaping=bogus",
+    "application/openmetrics-text",
+    "application/openmetrics-text; version=0.0.1",
+    "application/openmetrics-text; version=1.0.0",
+    "application/openmetrics-text; version=1.0.0; escaping=dots",
+    "application/openmetrics-text; version=1.0.0; escaping=values",
+    "application/openmetrics-text; version=1.0.0; escaping=allow-utf-8",
+    "application/openmetrics-text;version=2.0.0",
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "application/json, text/plain;version=1.0.0;escaping=underscores",
+)
+_NAMES = st.from_regex(r"\A[a-zA-Z_:][a-zA-Z0-9_:]{0,12}\Z")
+_LABELS = st.from_regex(r"\A[a-zA-Z][a-zA-Z0-9_]{0,8}\Z")
+_VALUES = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**63), 2**63).map(float) | st.sampled_from([1e7, 1e21, 123456789.0, 0.1, 1e-5])
+
+
+@st.composite
+def _families(draw: st.DrawFn) -> list[tuple[str, str, str, tuple[str, ...], list[tuple[list[str], float]]]]:
+    out = []
+    for name in draw(st.lists(_NAMES, max_size=4, unique=True)):
+        labels = tuple(draw(st.lists(_LABELS, max_size=3, unique=True)))
+        series = draw(st.lists(st.tuples(st.lists(st.text(max_size=6), min_size=len(labels), max_size=len(labels)), _VALUES), max_size=3))
+        out.append((name, draw(st.sampled_from(["counter", "gauge"])), draw(st.text(max_size=20)), labels, series))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(_families(), st.sampled_from(ACCEPTS))
+def test_the_encoders_write_what_prometheus_client_writes(items: list[Any], accept: str) -> None:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client.exposition import choose_encoder as theirs
+
+    class Registry:
+        def collect(self) -> list[Any]:
+            out = []
+            for name, kind, help_text, labels, series in items:
+                family = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, help_text, labels=labels)
+                for values, value in series:
+                    family.add_metric(values, value)
+                out.append(family)
+            return out
+
+    ours_families = []
+    for name, kind, help_text, labels, series in items:
+        family = Family(name, kind, help_text, labels)
+        for values, value in series:
+            family.add_metric(values, value)
+        ours_families.append(family)
+    their_encoder, their_type = theirs(accept)
+    our_encoder, our_type = choose_encoder(accept)
+    assert our_type == their_type
+    assert our_encoder(ours_families) == their_encoder(Registry())
+
+
+def test_a_version_that_is_not_numbers_gets_the_classic_text_format() -> None:
+    """prometheus_client 0.26 raises on ``version=x.y`` (a 500 for the scraper); the agent answers 0.0.4."""
+    assert choose_encoder("text/plain; version=x.y")[1] == "text/plain; version=0.0.4; charset=utf-8"
+    assert choose_encoder("application/openmetrics-text; version=1.x")[1] == "text/plain; version=0.0.4; charset=utf-8"

@@ -78,6 +78,17 @@ def test_counters_and_checkpoints_survive_a_restart(tmp_path: Path, clock: FakeC
         assert second.snapshot().values(FAILURES.name) == {(("reason", "r"),): 3.0}
 
 
+def test_a_new_ledger_takes_the_host_id_given_and_an_existing_one_keeps_its_own(tmp_path: Path, clock: FakeClock) -> None:
+    """``normagent demo`` names its ledger after its seed, so two demos write the same report."""
+    path = tmp_path / "ledger.db"
+    with Ledger.open(path, clock=clock, host_id="demo0123") as first:
+        assert first.host_id == "demo0123"
+    with Ledger.open(path, clock=clock, host_id="other") as again:
+        assert again.host_id == "demo0123"
+    with Ledger.open(tmp_path / "random.db", clock=clock) as random_one:
+        assert len(random_one.host_id) == 32 and random_one.host_id != "demo0123"
+
+
 def test_gauges_and_health_survive_a_restart_and_show_in_the_first_snapshot(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "ledger.db"
     with Ledger.open(path, clock=clock, metrics=[FAILURES, FREE]) as first:
@@ -126,6 +137,34 @@ def test_checkpoint_none_deletes_and_scan_is_by_prefix(declared: Ledger) -> None
 
     assert list(declared.checkpoints("c").scan("m:")) == [("m:2", 2)]
     assert list(declared.checkpoints("c").scan()) == [("f:1", "x"), ("m:2", 2)]
+
+
+def test_a_scan_reads_page_by_page_and_keys_come_without_values(declared: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A collector with 300,000 checkpoints (the EDI folder index) scans a prefix without the
+    ledger fetching every row at once; what a scan returns is what it returned before."""
+    keys = [f"f:/srv/{i:04d}" for i in range(23)] + ["g", "f:\U0010ffffx"]
+    declared.commit("c", Batch(checkpoints=[Checkpoint(k, [i]) for i, k in enumerate(keys)]))
+    declared.commit("other", Batch(checkpoints=[Checkpoint("f:/srv/0001", 0)]))
+    monkeypatch.setattr(Ledger, "SCAN_PAGE", 4)
+    fetched: list[int] = []
+    pages = declared._checkpoint_pages
+
+    def counted(*args: Any) -> Any:
+        for row in pages(*args):
+            fetched.append(1)
+            yield row
+
+    state = declared.checkpoints("c")
+    assert list(state.scan("f:/srv/")) == [(k, [i]) for i, k in enumerate(keys[:23])]
+    assert list(state.keys("f:")) == sorted(keys[:23] + ["f:\U0010ffffx"])
+    assert list(state.keys()) == sorted(keys)
+    assert [k for k, _ in state.scan()] == sorted(keys)
+    assert MemoryCheckpoints(dict(state.scan())).keys("f:/srv/002") == ["f:/srv/0020", "f:/srv/0021", "f:/srv/0022"]
+    rows = iter(state.keys("f:/srv/"))
+    assert [next(rows) for _ in range(5)] == keys[:5]  # a page at a time: the first rows before the last page
+    monkeypatch.setattr(declared, "_checkpoint_pages", counted)
+    assert next(iter(declared.checkpoints("c").scan("f:/srv/"))) == ("f:/srv/0000", [0])
+    assert len(fetched) == 1
 
 
 def test_events_are_idempotent_per_collector_kind_and_key(declared: Ledger) -> None:

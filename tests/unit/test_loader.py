@@ -145,3 +145,42 @@ def test_every_offer_kind_is_gathered_with_its_plugin() -> None:
     assert loaded.report_sections()["sample.section"].plugin == "sample"
     assert loaded.forwarders()["sample"].plugin == "sample"
     assert set(loaded.metrics()) == {"normagent_sample_events_total", "normagent_sample_level"}
+
+
+def _distribution(root: Path, name: str, entry_points: str, module: str = "") -> Path:
+    """A distribution as pip installs one: ``<name>-1.0.dist-info`` with METADATA and entry_points.txt."""
+    info = root / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    if module:
+        (root / f"{name}.py").write_text(module)
+    return root
+
+
+def test_entry_points_are_looked_for_only_where_a_distribution_declares_the_group(tmp_path: Path) -> None:
+    from normagent.loader import declared_anywhere
+
+    others = _distribution(tmp_path / "a", "tool", "[console_scripts]\ntool = tool:main\n")
+    assert not declared_anywhere("normagent", [str(others)])
+    ours = _distribution(tmp_path / "b", "clinic_plugin", "[console_scripts]\nx = y:z\n\n[ normagent ]\nclinic = clinic_plugin\n")
+    assert declared_anywhere("normagent", [str(others), str(ours)])
+    archive = tmp_path / "plugins.zip"
+    archive.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    assert declared_anywhere("normagent", [str(archive)])  # cannot look inside without importlib.metadata: yes
+    assert not declared_anywhere("normagent", [str(tmp_path / "missing")])
+
+
+def test_a_plugin_installed_with_an_entry_point_is_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = (
+        "from normagent import hookimpl\n"
+        "from tests.unit.test_loader import spec\n"
+        "@hookimpl\n"
+        "def register_collectors():\n"
+        "    return [spec('clinic.things')]\n"
+    )
+    root = _distribution(tmp_path, "clinic_plugin", "[normagent]\nclinic = clinic_plugin\n", module)
+    monkeypatch.syspath_prepend(str(root))
+    loaded = build_plugins(builtins=())
+    assert list(loaded.collectors()) == ["clinic.things"]
+    assert [(i.name, i.origin, i.version, i.loaded) for i in loaded.infos] == [("clinic", "clinic_plugin", "1.0", True)]

@@ -18,6 +18,8 @@ from typing import Any
 
 import bcrypt
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 import requests
 from prometheus_client import CollectorRegistry, Gauge, make_wsgi_app
 from structlog.testing import capture_logs
@@ -742,3 +744,12 @@ def test_restart_on_the_same_port_right_after_stop(serve: Callable[..., web.Runn
     first.stop()
     second = serve(listen=address)
     assert requests.get(f"{second.url}/healthz", timeout=5).status_code == 200
+
+
+@given(st.floats(min_value=0, max_value=2**37, allow_nan=False))
+def test_the_date_header_is_what_the_email_package_writes(when: float) -> None:
+    from email.utils import formatdate
+
+    from normagent.web import http_date
+
+    assert http_date(when) == formatdate(when, usegmt=True)

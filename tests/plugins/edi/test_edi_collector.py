@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 from normagent import NoData
 from normagent.plugins.edi.collectors import read_file
-from normagent.plugins.edi.index import Candidate
+from normagent.plugins.edi.scan import Candidate
 from normagent.plugins.edi.settings import EdiFolder, EdiSettings
 from normagent.testing import run_collector_once
 from tests.plugins.edi.conftest import move, write
@@ -905,7 +905,7 @@ def test_a_subfolder_whose_name_is_not_utf8_is_read_and_remembered(harness: Any,
 def test_open_dir_refuses_a_path_outside_the_folder(tmp_path: Path) -> None:
     import errno
 
-    from normagent.plugins.edi.index import open_dir
+    from normagent.plugins.edi.scan import open_dir
 
     (tmp_path / "inn").mkdir()
     with pytest.raises(OSError) as err:
@@ -1045,7 +1045,9 @@ def test_a_folder_that_cannot_be_listed_is_down(tmp_path: Path) -> None:
     import os
     import tempfile
 
-    from normagent.plugins.edi.index import Index, scan
+    from normagent.ledger import MemoryCheckpoints
+    from normagent.plugins.edi.index import DirState, Index
+    from normagent.plugins.edi.scan import scan
 
     top = Path(tempfile.mkdtemp(prefix="edi-perm-"))  # /tmp, reachable by nobody (tmp_path is not)
     try:
@@ -1060,7 +1062,7 @@ def test_a_folder_that_cannot_be_listed_is_down(tmp_path: Path) -> None:
         folders = (EdiFolder(path=top / "inn"), EdiFolder(path=top / "arkiv", recursive=True), EdiFolder(path=top / "ut"))
 
         def look() -> dict[str, Any]:
-            found = scan(folders, Path("/"), Index(), now=2_000_000_000)
+            found = scan(folders, Path("/"), Index(MemoryCheckpoints()), now=2_000_000_000)
             return {"up": found.folders_up, "problems": found.problems, "files": sorted(c.name for c in found.candidates)}
 
         seen = _unprivileged(look)
@@ -1070,9 +1072,9 @@ def test_a_folder_that_cannot_be_listed_is_down(tmp_path: Path) -> None:
 
         def lose_permission() -> list[bool]:
             folder = (EdiFolder(path=top / "kvittering"),)
-            index = Index()
+            index = Index(MemoryCheckpoints())
             before = scan(folder, Path("/"), index, now=2_000_000_000)
-            index.dirs = before.dirs
+            index.dirs = {d: DirState(s.mtime_ns, s.ino, False, s.subdirs) for d, s in before.dirs.items()}
             (top / "kvittering").chmod(0o311)
             after = scan(folder, Path("/"), index, now=2_000_000_000)
             return [before.folders_up["kvittering"], after.folders_up["kvittering"]]

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timezone
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from normagent import FileSource
 from normagent.ledger import Ledger
+from normagent.model import CommandResult
 from normagent.plugins.updates.collectors import APT, PENDING_COLLECTOR, SECURITY_INDEX_KEY, security_index
 from normagent.plugins.updates.settings import APT_LOGS, AptSettings, PendingSettings
 from normagent.plugins.updates.vocab import APPLIED, DPKG_ERRORS, OLDEST_PENDING, PENDING, REBOOT_REQUIRED
@@ -142,9 +145,48 @@ def test_security_versions_come_from_the_security_repositorys_lists(scenario: Ap
     assert {"tinyna=1.2", "secna=2.0"} <= set(found)
     assert not [v for v in found if v.startswith("mainna=1.0") or v.startswith("mainna=1.1")]
     assert checkpoint is not None and checkpoint.key == SECURITY_INDEX_KEY
-    again = make_context(APT, settings=settings(), root=scenario.root, run_command=run_command,
+    asked: list[list[str]] = []
+
+    def counted(argv: Sequence[str], **kwargs: Any) -> CommandResult:
+        asked.append(list(argv))
+        return run_command(argv, **kwargs)
+
+    again = make_context(APT, settings=settings(), root=scenario.root, run_command=counted,
                          state=MemoryCheckpoints({SECURITY_INDEX_KEY: checkpoint.value}))
     assert security_index(again, again.settings) == (found, None)
+    assert asked == []  # apt is not even asked (its indextargets costs 0.6 s of CPU a minute)
+
+
+def test_apt_is_asked_again_when_its_lists_or_sources_change(scenario: AptRoot) -> None:
+    asked: list[str] = []
+
+    def counted(argv: Sequence[str], **kwargs: Any) -> CommandResult:
+        asked.append(argv[-4] if "indextargets" in argv else argv[-2])
+        return run_command(argv, **kwargs)
+
+    state = MemoryCheckpoints()
+
+    def look() -> tuple[str, ...]:
+        ctx = make_context(APT, settings=settings(), root=scenario.root, run_command=counted, state=state)
+        found, checkpoint = security_index(ctx, ctx.settings)
+        if checkpoint is not None:
+            state.apply([checkpoint])
+        return found
+
+    first = look()
+    assert asked.count("indextargets") == 1 and asked.count("cat-file") >= 1
+    asked.clear()
+    assert look() == first and asked == []
+    scenario.repository(
+        "security-late", [scenario.build("latena", "1.0")],
+        origin="Debian", label="Debian-Security", suite="stable-security", codename="bookworm-security",
+    )
+    assert look() == first and asked == ["indextargets"]  # a new source: apt asked, no list fetched yet
+    asked.clear()
+    scenario.apt_get("update")
+    assert "latena=1.0" in look() and asked.count("indextargets") == 1
+    asked.clear()
+    assert "latena=1.0" in look() and asked == []
 
 
 def test_pending_updates_and_their_age_from_a_real_apt_simulation(scenario: AptRoot, tmp_path: Path) -> None:

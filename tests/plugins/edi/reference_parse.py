@@ -1,0 +1,917 @@
+"""The EDI header parser as it was before its handlers were made cheaper (issue 15): kept as the
+oracle of ``test_edi_parse.py``'s differential tests, which demand that the faster parser reads
+every document (generated, published, crafted, damaged) exactly as this one does.
+
+The code of ``plugins/edi/parse.py`` at commit e8ba9a6 (only this docstring is new); not imported
+by normagent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.message
+import email.parser
+import email.policy
+import quopri
+import re
+import xml.parsers.expat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone, tzinfo
+from typing import Literal, TypeAlias
+
+NS_MSGHEAD = "http://www.kith.no/xmlstds/msghead/2006-05-24"
+NS_APPREC_10 = "http://www.kith.no/xmlstds/apprec/2004-11-21"
+NS_APPREC_11 = "http://www.kith.no/xmlstds/apprec/2012-02-15"
+NS_SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
+NS_SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
+NS_EBXML = "http://www.oasis-open.org/committees/ebxml-msg/schema/msg-header-2_0.xsd"
+NS_FELLESFORMAT = "http://www.trygdeetaten.no/xml/eiff/1/"
+
+APPREC_VERSIONS = {NS_APPREC_10: "1.0", NS_APPREC_11: "1.1"}
+KNOWN_ROOTS = {
+    (NS_MSGHEAD, "MsgHead"),
+    (NS_APPREC_10, "AppRec"),
+    (NS_APPREC_11, "AppRec"),
+    (NS_SOAP, "Envelope"),
+    (NS_SOAP12, "Envelope"),
+    (NS_FELLESFORMAT, "EI_fellesformat"),
+}
+KNOWN_LOCAL_ROOTS = {local for _, local in KNOWN_ROOTS}
+
+# MIGversion texts seen for each document kind: "v1.2 2006-05-24"; "1.0 2004-11-21", "1.0 2008-11-21";
+# "v1.1 2012-02-15". A missing MIGversion is tolerated (the namespace already says the version).
+MIG_VERSIONS = {
+    "msghead": re.compile(r"^v?1\.2(\s|$)"),
+    "1.0": re.compile(r"^v?1\.0(\s|$)"),
+    "1.1": re.compile(r"^v?1\.1(\s|$)"),
+}
+
+CHUNK = 64 * 1024
+DEFAULT_MAX_HEADER_BYTES = 4 * 1024 * 1024
+# Deepest element nesting read (the root is depth 1). A MsgHead's deepest header field is about
+# 8 levels down (EI_fellesformat/MsgHead/MsgInfo/Receiver/Organisation/Organisation/Ident/Id), a
+# SOAP envelope with an XML signature about 10: anything near this is not a message header.
+MAX_DEPTH = 100
+# Below this depth relative to a document's root no field is read (MsgHead's HER ids are the
+# deepest: MsgInfo/Receiver/Organisation/Organisation/Ident/Id), so the handlers are not called.
+_FIELD_DEPTH = 6
+
+Outcome = Literal[
+    "ok",
+    "encrypted",
+    "empty",
+    "malformed",
+    "truncated",
+    "unsafe_xml",
+    "unknown_format",
+    "unknown_namespace",
+    "unknown_version",
+    "incomplete",
+    "header_too_large",
+    "too_deep",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+
+
+@dataclass(frozen=True, slots=True)
+class MsgHeadHeader:
+    """What normagent reads of a Hodemelding: ``MsgInfo`` without the patient.
+
+    HER ids are level 1 (institution) first, then level 2 (department or person), as
+    Helsenorge's ``MetadataHelper`` reads them. ``ack`` is ``Ack/@V`` (``J``, ``N`` or empty).
+    """
+
+    msg_type: str
+    mig_version: str
+    gen_date: str
+    msg_id: str
+    ack: str = ""
+    ref_to_parent: str = ""
+    ref_to_conversation: str = ""
+    sender_her: tuple[str, ...] = ()
+    receiver_her: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptError:
+    """One ``AppRec/Error``: code and code list (OID), after undoing a swapped ``V``/``S``."""
+
+    code: str
+    code_list: str
+    swapped: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AppRecHeader:
+    """What normagent reads of an applikasjonskvittering (everything but texts)."""
+
+    version: str  # "1.0" | "1.1"
+    mig_version: str
+    gen_date: str
+    id: str
+    status: str
+    errors: tuple[ReceiptError, ...]
+    original_type: str
+    original_id: str
+    original_issue_date: str = ""
+    sender_her: tuple[str, ...] = ()
+    receiver_her: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TransportError:
+    """One ``eb:ErrorList/eb:Error`` (attributes read with or without their ``eb:`` prefix)."""
+
+    code: str
+    severity: str = ""
+    location: str = ""
+
+
+PayloadState = Literal["none", "readable", "encrypted", "external"]
+EbxmlKind = Literal["payload", "acknowledgment", "message_error"]
+
+
+@dataclass(frozen=True, slots=True)
+class EbxmlHeader:
+    """An ebXML (ebMS 2.0) envelope: a business message leg or a transport signal.
+
+    ``payload`` is the embedded MsgHead/AppRec header when the SOAP Body (or a MIME part) holds
+    it in clear text; ``payload_state`` says why it may be missing.
+    """
+
+    kind: EbxmlKind
+    message_id: str
+    ref_to_message_id: str = ""
+    action: str = ""
+    service: str = ""
+    cpa_id: str = ""
+    timestamp: str = ""
+    from_her: tuple[str, ...] = ()
+    to_her: tuple[str, ...] = ()
+    errors: tuple[TransportError, ...] = ()
+    payload: MsgHeadHeader | AppRecHeader | None = None
+    payload_state: PayloadState = "none"
+
+
+Header: TypeAlias = "MsgHeadHeader | AppRecHeader | EbxmlHeader"
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """The outcome of reading one file's header.
+
+    Attributes:
+        outcome: ``"ok"`` with a ``header``, or why there is none (see ``Outcome``).
+        header: The header record for ``"ok"`` (and what was read of it for ``"unknown_version"``
+            and ``"incomplete"``, for diagnostics; never counted as a message).
+        detail: A short reason for the log: an expat error, the root element, never content.
+        wrapper: ``"fellesformat"`` or ``"mime"`` when the document came wrapped.
+        bytes_read: How many bytes were consumed before parsing stopped.
+    """
+
+    outcome: Outcome
+    header: Header | None = None
+    detail: str = ""
+    wrapper: str = ""
+    bytes_read: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+
+
+def parse_bytes(data: bytes, *, name: str = "", max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> Parsed:
+    """Parse one file's content held in memory (tests, small files)."""
+    return parse_header(_slices(data), name=name, max_header_bytes=max_header_bytes)
+
+
+def parse_header(
+    chunks: Iterable[bytes], *, name: str = "", max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+) -> Parsed:
+    """Recognise a file and read its header, consuming only as many chunks as the header needs.
+
+    Args:
+        chunks: The file's bytes in order (a reader yields 64 KiB at a time); iteration stops as
+            soon as the header is complete, so a 50 MB message costs one chunk.
+        name: The file name, used only for the ``.p7m`` hint when the content is not recognised.
+        max_header_bytes: Give up (``"header_too_large"``) if the header is not complete after
+            this many bytes.
+    """
+    stream = _Stream(iter(chunks))
+    # Blank lines before the content (some writers pad; 600 of them hid a valid MsgHead) are
+    # dropped: an XML declaration must be the first thing expat sees, a MIME header block the first
+    # line. They count against ``max_header_bytes``.
+    blank = stream.skip_blank(max_header_bytes)
+    if blank is None:
+        return Parsed("empty", detail="no content", bytes_read=stream.consumed)
+    if blank > max_header_bytes:
+        return Parsed("header_too_large", detail=f"only blank lines in the first {blank} bytes", bytes_read=stream.consumed)
+    max_header_bytes -= blank
+    head = stream.peek(512)
+    sniff = head[3:] if head.startswith(UTF8_BOM) else head
+    sniff = sniff.lstrip()
+    if _is_pkcs7(sniff):
+        return Parsed("encrypted", detail="PKCS#7/CMS content", bytes_read=stream.consumed)
+    if sniff.startswith(b"<") or head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return _parse_xml(stream, max_header_bytes)
+    if _looks_like_mime(sniff):
+        return _parse_mime(stream, max_header_bytes)
+    if name.lower().endswith((".p7m", ".p7s", ".p7c", ".p7", ".enc")):
+        return Parsed("encrypted", detail="encrypted file (by name)", bytes_read=stream.consumed)
+    return Parsed("unknown_format", detail="neither XML, MIME nor PKCS#7", bytes_read=stream.consumed)
+
+
+def _slices(data: bytes) -> Iterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(data), CHUNK):
+        yield bytes(view[start : start + CHUNK])
+
+
+UTF8_BOM = b"\xef\xbb\xbf"
+_BLANK = b" \t\r\n"
+
+
+class _Stream:
+    """Chunks with a little look-ahead, counting what was consumed."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+        self.consumed = 0
+
+    def peek(self, size: int) -> bytes:
+        while len(self._pending) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._pending += chunk
+            self.consumed += len(chunk)
+        return self._pending[:size]
+
+    def skip_blank(self, limit: int) -> int | None:
+        """Drop ASCII blanks at the start (after a UTF-8 byte order mark, which is kept).
+
+        Returns:
+            How many bytes were dropped (more than ``limit`` when it gave up), or None if the
+            stream holds nothing else.
+        """
+        bom = b""
+        if self.peek(3).startswith(UTF8_BOM):
+            bom, self._pending = UTF8_BOM, self._pending[3:]
+        dropped = 0
+        while True:
+            rest = self._pending.lstrip(_BLANK)
+            dropped += len(self._pending) - len(rest)
+            self._pending = rest
+            if rest or dropped > limit:
+                break
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return None
+            self.consumed += len(chunk)
+            self._pending = chunk
+        self._pending = bom + self._pending
+        return dropped
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._pending:
+            pending, self._pending = self._pending, b""
+            yield pending
+        for chunk in self._chunks:
+            self.consumed += len(chunk)
+            yield chunk
+
+    def read_up_to(self, limit: int) -> tuple[bytes, bool]:
+        """Everything up to ``limit`` bytes; the flag says the stream ended within the limit."""
+        parts = [self._pending]
+        size = len(self._pending)
+        self._pending = b""
+        while size < limit:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b"".join(parts), True
+            self.consumed += len(chunk)
+            parts.append(chunk)
+            size += len(chunk)
+        data = b"".join(parts)
+        return data[:limit], False
+
+
+_PKCS7_OID = bytes.fromhex("06092a864886f70d0107")  # 1.2.840.113549.1.7 (PKCS#7 content types)
+
+
+def _is_pkcs7(head: bytes) -> bool:
+    if head.startswith((b"-----BEGIN PKCS7-----", b"-----BEGIN CMS-----", b"-----BEGIN PKCS #7")):
+        return True
+    return head[:1] == b"\x30" and _PKCS7_OID in head[:64]
+
+
+_MIME_FIRST_LINE = re.compile(rb"^[A-Za-z][A-Za-z0-9-]{1,40}:[ \t]")
+
+
+def _looks_like_mime(head: bytes) -> bool:
+    if not _MIME_FIRST_LINE.match(head):
+        return False
+    end = re.search(rb"\r?\n\r?\n", head)
+    headers = head[: end.start()] if end else head
+    return b"content-type:" in headers.lower()
+
+
+# --------------------------------------------------------------------------------------------
+# XML
+
+
+class _Stop(Exception):
+    """The header is complete: stop reading."""
+
+
+class _Reject(Exception):
+    def __init__(self, outcome: Outcome, detail: str) -> None:
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+
+
+def _local(name: str) -> tuple[str, str]:
+    ns, sep, local = name.rpartition(" ")
+    return (ns, local) if sep else ("", name)
+
+
+def _attrs(attrs: dict[str, str]) -> dict[str, str]:
+    """Attributes by local name, so ``eb:errorCode`` and ``errorCode`` read alike."""
+    return {key.rpartition(" ")[2]: value for key, value in attrs.items()}
+
+
+def _parse_xml(stream: _Stream, max_header_bytes: int, wrapper: str = "") -> Parsed:
+    reader = _HeaderReader()
+    parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
+    parser.buffer_text = True
+    parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartDoctypeDeclHandler = reader.doctype
+    parser.EntityDeclHandler = reader.entity
+    parser.ExternalEntityRefHandler = reader.external_entity
+    parser.StartElementHandler = reader.start
+    parser.EndElementHandler = reader.end
+    parser.CharacterDataHandler = reader.text
+    fed = 0
+    try:
+        for chunk in stream:
+            fed += len(chunk)
+            parser.Parse(chunk, False)
+            if fed > max_header_bytes:
+                return Parsed("header_too_large", detail=f"header not complete after {fed} bytes",
+                              wrapper=wrapper, bytes_read=stream.consumed)
+        try:
+            parser.Parse(b"", True)
+        except xml.parsers.expat.ExpatError as exc:
+            # An error at the very end of input: the file stops early (or is still being written).
+            return Parsed("truncated", detail=_expat_detail(exc), wrapper=wrapper, bytes_read=stream.consumed)
+    except _Stop:
+        pass
+    except _Reject as why:
+        return Parsed(why.outcome, detail=why.detail, wrapper=wrapper or reader.wrapper, bytes_read=stream.consumed)
+    except xml.parsers.expat.ExpatError as exc:
+        return Parsed("malformed", detail=_expat_detail(exc), wrapper=wrapper, bytes_read=stream.consumed)
+    except (LookupError, ValueError) as exc:  # an unknown declared encoding, a bad byte for it
+        return Parsed("malformed", detail=f"encoding: {type(exc).__name__}", wrapper=wrapper, bytes_read=stream.consumed)
+    return reader.result(wrapper or reader.wrapper, stream.consumed)
+
+
+def _expat_detail(exc: xml.parsers.expat.ExpatError) -> str:
+    return f"{xml.parsers.expat.errors.messages[exc.code]} at line {exc.lineno}, column {exc.offset}"
+
+
+@dataclass(slots=True)
+class _Ident:
+    id: str = ""
+    type: str = ""
+
+
+class _HeaderReader:
+    """expat handlers that pick the header fields and stop when they are complete.
+
+    ``stack`` holds the local names of the open elements. Each document (MsgHead, AppRec, SOAP
+    Envelope) is read relative to the depth of its root, so the same code reads a bare MsgHead, one
+    inside ``EI_fellesformat`` and one inside a SOAP Body.
+
+    Cost: constant per element. The handlers look at the path relative to the document's root, but
+    only when it is at most ``_FIELD_DEPTH`` long (no field is deeper), so deeply nested junk costs
+    no copy of the stack (copying it on every tag made 4 MiB of nested elements take 17 minutes);
+    nesting deeper than ``MAX_DEPTH`` ends the file as ``too_deep``.
+    """
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+        self.wrapper = ""
+        self.doc = ""  # "msghead" | "apprec" | "soap"
+        self.doc_depth = 0  # len(stack) at the document's root element
+        self.nested = ""  # "msghead" | "apprec" inside a SOAP Body
+        self.nested_depth = 0
+        self.capture: str | None = None
+        self.buffer: list[str] = []
+        self.fields: dict[str, str] = {}
+        self.sender_her: list[list[str]] = [[], []]  # level 1, level 2
+        self.receiver_her: list[list[str]] = [[], []]
+        self.ident: _Ident | None = None
+        self.errors: list[ReceiptError] = []
+        self.transport_errors: list[TransportError] = []
+        self.from_her: list[str] = []
+        self.to_her: list[str] = []
+        self.party_type = ""
+        self.signal: EbxmlKind = "payload"
+        self.payload_state: PayloadState = "none"
+        self.apprec_version = ""
+        self.payload: MsgHeadHeader | AppRecHeader | None = None
+
+    # ---- safety
+
+    def doctype(self, name: str, sysid: str | None, pubid: str | None, has_internal: int) -> None:
+        raise _Reject("unsafe_xml", "document type declaration (DTD) refused")
+
+    def entity(self, *args: object) -> None:
+        raise _Reject("unsafe_xml", "entity declaration refused")
+
+    def external_entity(self, *args: object) -> int:
+        raise _Reject("unsafe_xml", "external entity reference refused")
+
+    # ---- elements
+
+    def start(self, name: str, attrs: dict[str, str]) -> None:
+        ns, local = _local(name)
+        self.stack.append(local)
+        depth = len(self.stack)
+        if depth > MAX_DEPTH:
+            raise _Reject("too_deep", f"elements nested deeper than {MAX_DEPTH} levels")
+        if depth == 1:
+            self._root(ns, local)
+            return
+        if self.doc == "fellesformat" and not self.nested:
+            if (ns, local) in KNOWN_ROOTS and local in ("MsgHead", "AppRec"):
+                self._enter(ns, local, nested=False)
+            return
+        if self.doc == "soap" and not self.nested:
+            if depth - self.doc_depth <= _FIELD_DEPTH:
+                self._soap_start(ns, local, attrs)
+            return
+        kind = self.nested or self.doc
+        base = self.nested_depth if self.nested else self.doc_depth
+        if depth - base > _FIELD_DEPTH:
+            return
+        rel = self.stack[base:]
+        if kind == "msghead":
+            self._msghead_start(rel, attrs)
+        elif kind == "apprec":
+            self._apprec_start(rel, attrs)
+
+    def end(self, name: str) -> None:
+        depth = len(self.stack)
+        if self.capture is not None:
+            self.fields[self.capture] = "".join(self.buffer).strip()
+            self.capture = None
+            self.buffer = []
+        if self.nested:
+            if depth == self.nested_depth:
+                self._header_done()  # the embedded document ended before its header did
+            if depth - self.nested_depth <= _FIELD_DEPTH:
+                rel = self.stack[self.nested_depth :]
+                (self._msghead_end if self.nested == "msghead" else self._apprec_end)(rel)
+        elif self.doc in ("msghead", "apprec") and self.doc_depth < depth <= self.doc_depth + _FIELD_DEPTH:
+            rel = self.stack[self.doc_depth :]
+            (self._msghead_end if self.doc == "msghead" else self._apprec_end)(rel)
+        elif self.doc == "soap" and depth - self.doc_depth <= _FIELD_DEPTH:
+            self._soap_end(self.stack[self.doc_depth :])
+        self.stack.pop()
+        if depth == 1:
+            raise _Stop
+
+    def text(self, data: str) -> None:
+        if self.capture is not None:
+            self.buffer.append(data)
+
+    # ---- root detection
+
+    def _root(self, ns: str, local: str) -> None:
+        if (ns, local) not in KNOWN_ROOTS:
+            if local in KNOWN_LOCAL_ROOTS:
+                raise _Reject("unknown_namespace", f"root {local} in namespace {ns[:80] or '(none)'}")
+            raise _Reject("unknown_format", f"root element {local[:40]}")
+        if local == "EI_fellesformat":
+            self.doc, self.wrapper, self.doc_depth = "fellesformat", "fellesformat", 1
+            return
+        self._enter(ns, local, nested=False)
+
+    def _enter(self, ns: str, local: str, *, nested: bool) -> None:
+        kind = "msghead" if local == "MsgHead" else "apprec" if local == "AppRec" else "soap"
+        if kind == "apprec":
+            self.apprec_version = APPREC_VERSIONS[ns]
+        if nested:
+            self.nested, self.nested_depth = kind, len(self.stack)
+        else:
+            self.doc, self.doc_depth = kind, len(self.stack)
+
+    def _want(self, key: str) -> None:
+        self.capture = key
+        self.buffer = []
+
+    # ---- MsgHead: MsgInfo only
+
+    _PARTY = {"Sender": "s", "Receiver": "r"}
+
+    def _msghead_start(self, rel: list[str], attrs: dict[str, str]) -> None:
+        n = len(rel)
+        if n < 2 or rel[0] != "MsgInfo":
+            if n == 1 and rel[0] != "MsgInfo":
+                # Document/PatientReport come after MsgInfo: if MsgInfo was missing, stop here.
+                self._header_done()
+            return
+        leaf = rel[-1]
+        if n == 2:
+            if leaf == "Type":
+                self.fields["type"] = _attrs(attrs).get("V", "")
+            elif leaf == "Ack":
+                self.fields["ack"] = _attrs(attrs).get("V", "")
+            elif leaf in ("MIGversion", "GenDate", "MsgId"):
+                self._want(leaf)
+            elif leaf == "Patient":
+                # The patient is MsgInfo's last child: everything we need has been read.
+                self._header_done()
+            return
+        if rel[1] == "ConversationRef" and n == 3 and leaf in ("RefToParent", "RefToConversation"):
+            self._want(leaf)
+            return
+        if rel[1] in self._PARTY and rel[2] == "Organisation":
+            # Organisation/Ident (level 1); Organisation/(Organisation|HealthcareProfessional)/Ident (level 2)
+            if leaf == "Ident" and (n == 4 or (n == 5 and rel[3] in ("Organisation", "HealthcareProfessional"))):
+                self.ident = _Ident()
+            elif self.ident is not None and rel[-2] == "Ident":
+                if leaf == "Id":
+                    self._want("ident_id")
+                elif leaf == "TypeId":
+                    self.ident.type = _attrs(attrs).get("V", "")
+
+    def _msghead_end(self, rel: list[str]) -> None:
+        n = len(rel)
+        if n in (4, 5) and rel[-1] == "Ident" and self.ident is not None and rel[0] == "MsgInfo":
+            self.ident.id = self.fields.pop("ident_id", "")
+            if self.ident.type.strip().upper() == "HER" and self.ident.id:
+                level = 0 if n == 4 else 1
+                target = self.sender_her if self._PARTY.get(rel[1]) == "s" else self.receiver_her
+                target[level].append(self.ident.id)
+            self.ident = None
+        elif n == 1 and rel[0] == "MsgInfo":
+            self._header_done()
+
+    # ---- AppRec
+
+    def _apprec_start(self, rel: list[str], attrs: dict[str, str]) -> None:
+        n = len(rel)
+        leaf = rel[-1] if rel else ""
+        if n == 1:
+            if leaf in ("MIGversion", "GenDate", "Id"):
+                self._want(leaf)
+            elif leaf == "Status":
+                self.fields["status"] = _attrs(attrs).get("V", "")
+            elif leaf == "Error":
+                a = _attrs(attrs)
+                code, oid = a.get("V", "").strip(), a.get("S", "").strip()
+                swapped = bool(_OID_TEXT.match(code)) and not _OID_TEXT.match(oid)
+                if swapped:  # a known producer bug: V holds the OID and S the code
+                    code, oid = oid, code
+                self.errors.append(ReceiptError(code, oid, swapped))
+            return
+        if rel[0] == "OriginalMsgId" and n == 2:
+            if leaf == "MsgType":
+                self.fields["orig_type"] = _attrs(attrs).get("V", "")
+            elif leaf in ("IssueDate", "Id"):
+                self._want("orig_" + leaf)
+            return
+        if rel[0] in self._PARTY and n >= 4 and rel[1] == "HCP" and rel[2] == "Inst":
+            # Inst/Id + Inst/TypeId (level 1); Inst/(Dept|HCPerson)/Id + TypeId (level 2)
+            if leaf == "Id" and n in (4, 5):
+                self._want(f"hcp_id_{n}")
+            elif leaf == "TypeId" and n in (4, 5):
+                self.fields[f"hcp_type_{n}"] = _attrs(attrs).get("V", "")
+
+    def _apprec_end(self, rel: list[str]) -> None:
+        n = len(rel)
+        if rel and rel[0] in self._PARTY and n in (3, 4) and rel[1] == "HCP" and rel[-1] in ("Inst", "Dept", "HCPerson"):
+            size = 4 if n == 3 else 5
+            ident, kind = self.fields.pop(f"hcp_id_{size}", ""), self.fields.pop(f"hcp_type_{size}", "")
+            if kind.strip().upper() == "HER" and ident:
+                target = self.sender_her if self._PARTY[rel[0]] == "s" else self.receiver_her
+                target[0 if n == 3 else 1].append(ident)
+        elif n == 1 and rel[0] == "OriginalMsgId":
+            self._header_done()
+
+    # ---- SOAP / ebXML
+
+    def _soap_start(self, ns: str, local: str, attrs: dict[str, str]) -> None:
+        rel = self.stack[self.doc_depth :]
+        n = len(rel)
+        if rel[0] == "Body":
+            if n == 2:
+                if (ns, local) in KNOWN_ROOTS and local in ("MsgHead", "AppRec"):
+                    self.payload_state = "readable"
+                    self._enter(ns, local, nested=True)
+                elif local == "EncryptedData":
+                    self.payload_state = "encrypted"
+                elif local == "Manifest" and self.payload_state == "none":
+                    self.payload_state = "external"
+            return
+        if rel[0] != "Header" or n < 2:
+            return
+        if rel[1] == "Acknowledgment":
+            self.signal = "acknowledgment"
+            if n == 3 and local == "RefToMessageId":
+                self._want("ack_ref")
+            return
+        if rel[1] == "ErrorList":
+            self.signal = "message_error"
+            if n == 3 and local == "Error":
+                a = _attrs(attrs)
+                self.transport_errors.append(
+                    TransportError(a.get("errorCode", "").strip(), a.get("severity", "").strip(), a.get("location", "").strip())
+                )
+            return
+        if rel[1] != "MessageHeader" or n < 3:
+            return
+        if n == 3 and local in ("CPAId", "Service", "Action", "ConversationId"):
+            self._want(local)
+        elif n == 4 and rel[2] == "MessageData" and local in ("MessageId", "Timestamp", "RefToMessageId"):
+            self._want(local)
+        elif n == 4 and rel[2] in ("From", "To") and local == "PartyId":
+            self.party_type = _attrs(attrs).get("type", "")
+            self._want("party_" + rel[2])
+
+    def _soap_end(self, rel: list[str]) -> None:
+        if not rel:
+            return
+        if len(rel) == 4 and rel[-1] == "PartyId" and rel[2] in ("From", "To"):
+            value = self.fields.pop("party_" + rel[2], "")
+            if self.party_type.strip().upper() == "HER" and value:
+                (self.from_her if rel[2] == "From" else self.to_her).append(value)
+            self.party_type = ""
+        elif len(rel) == 1 and rel[0] in ("Header", "Body"):
+            if rel[0] == "Body" or self._is_signal():
+                # A signal has an empty Body; a payload's header is done once the Body ends.
+                raise _Stop
+
+    def _is_signal(self) -> bool:
+        action = self.fields.get("Action", "").strip()
+        return self.signal != "payload" or action in ("Acknowledgment", "MessageError")
+
+    # ---- completion
+
+    def _header_done(self) -> None:
+        if self.nested:
+            self.payload = self._build_document(self.nested)
+            self.nested = ""
+        raise _Stop
+
+    def _build_document(self, kind: str) -> MsgHeadHeader | AppRecHeader:
+        f = self.fields
+        if kind == "msghead":
+            return MsgHeadHeader(
+                msg_type=f.get("type", "").strip(),
+                mig_version=f.get("MIGversion", ""),
+                gen_date=f.get("GenDate", ""),
+                msg_id=f.get("MsgId", ""),
+                ack=f.get("ack", "").strip().upper(),
+                ref_to_parent=f.get("RefToParent", ""),
+                ref_to_conversation=f.get("RefToConversation", ""),
+                sender_her=tuple(self.sender_her[0] + self.sender_her[1]),
+                receiver_her=tuple(self.receiver_her[0] + self.receiver_her[1]),
+            )
+        return AppRecHeader(
+            version=self.apprec_version,
+            mig_version=f.get("MIGversion", ""),
+            gen_date=f.get("GenDate", ""),
+            id=f.get("Id", ""),
+            status=f.get("status", "").strip(),
+            errors=tuple(self.errors),
+            original_type=f.get("orig_type", "").strip(),
+            original_id=f.get("orig_Id", ""),
+            original_issue_date=f.get("orig_IssueDate", ""),
+            sender_her=tuple(self.sender_her[0] + self.sender_her[1]),
+            receiver_her=tuple(self.receiver_her[0] + self.receiver_her[1]),
+        )
+
+    def result(self, wrapper: str, consumed: int) -> Parsed:
+        if self.doc == "fellesformat":
+            return Parsed("incomplete", detail="EI_fellesformat without MsgHead or AppRec", wrapper=wrapper, bytes_read=consumed)
+        if self.doc == "soap":
+            return self._soap_result(wrapper, consumed)
+        if not self.doc:
+            return Parsed("incomplete", detail="no root element", wrapper=wrapper, bytes_read=consumed)
+        return check_document(self._build_document(self.doc), wrapper, consumed)
+
+    def _soap_result(self, wrapper: str, consumed: int) -> Parsed:
+        f = self.fields
+        action = f.get("Action", "").strip()
+        kind: EbxmlKind = self.signal
+        if kind == "payload" and action == "Acknowledgment":
+            kind = "acknowledgment"
+        elif kind == "payload" and action == "MessageError":
+            kind = "message_error"
+        header = EbxmlHeader(
+            kind=kind,
+            message_id=f.get("MessageId", ""),
+            ref_to_message_id=f.get("RefToMessageId", "") or f.get("ack_ref", ""),
+            action=action,
+            service=f.get("Service", ""),
+            cpa_id=f.get("CPAId", ""),
+            timestamp=f.get("Timestamp", ""),
+            from_her=tuple(self.from_her),
+            to_her=tuple(self.to_her),
+            errors=tuple(self.transport_errors),
+            payload=self.payload,
+            payload_state=self.payload_state,
+        )
+        if not header.message_id:
+            return Parsed("incomplete", header, detail="ebXML envelope without MessageId", wrapper=wrapper, bytes_read=consumed)
+        if header.payload is not None:
+            inner = check_document(header.payload, wrapper, consumed)
+            if inner.outcome != "ok":
+                return replace(inner, header=header)
+        return Parsed("ok", header, wrapper=wrapper, bytes_read=consumed)
+
+
+_OID_TEXT = re.compile(r"^\d+(\.\d+)+$")
+
+
+def check_document(doc: MsgHeadHeader | AppRecHeader, wrapper: str = "", consumed: int = 0) -> Parsed:
+    """Required fields and a plausible MIGversion, or the outcome that says what is wrong."""
+    mig = doc.mig_version.strip()
+    if isinstance(doc, MsgHeadHeader):
+        if mig and not MIG_VERSIONS["msghead"].match(mig):
+            return Parsed("unknown_version", doc, detail=f"MsgHead MIGversion {mig[:40]!r}", wrapper=wrapper, bytes_read=consumed)
+        if not doc.msg_id:
+            return Parsed("incomplete", doc, detail="MsgHead without MsgInfo/MsgId", wrapper=wrapper, bytes_read=consumed)
+        return Parsed("ok", doc, wrapper=wrapper, bytes_read=consumed)
+    if mig and not MIG_VERSIONS[doc.version].match(mig):
+        return Parsed("unknown_version", doc, detail=f"AppRec {doc.version} MIGversion {mig[:40]!r}", wrapper=wrapper, bytes_read=consumed)
+    if not doc.id or not doc.original_id:
+        return Parsed("incomplete", doc, detail="AppRec without Id or OriginalMsgId/Id", wrapper=wrapper, bytes_read=consumed)
+    return Parsed("ok", doc, wrapper=wrapper, bytes_read=consumed)
+
+
+# --------------------------------------------------------------------------------------------
+# MIME (ebXML over SMTP as stored by message servers)
+
+
+_XML_TYPES = ("text/xml", "application/xml", "application/soap+xml", "application/ebxml+xml")
+_PKCS7_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    content_type: str
+    encoding: str
+    body: bytes
+    complete: bool
+
+
+def _parse_mime(stream: _Stream, max_header_bytes: int) -> Parsed:
+    """A MIME file: its parts are located in the first ``max_header_bytes`` (read into memory; a
+    stored ebXML message is usually far smaller, and a larger one costs only that much)."""
+    data, at_end = stream.read_up_to(max_header_bytes)
+    split = _split_headers(data)
+    if split is None:
+        outcome: Outcome = "truncated" if at_end else "header_too_large"
+        return Parsed(outcome, detail="MIME headers do not end", wrapper="mime", bytes_read=stream.consumed)
+    message, body = split
+    ctype = message.get_content_type()
+    if ctype in _PKCS7_TYPES:
+        return Parsed("encrypted", detail=f"S/MIME {ctype}", wrapper="mime", bytes_read=stream.consumed)
+    if ctype.startswith("multipart/"):
+        boundary = message.get_param("boundary")
+        if not isinstance(boundary, str) or not boundary:
+            return Parsed("malformed", detail="multipart without boundary", wrapper="mime", bytes_read=stream.consumed)
+        parts = _split_parts(body, boundary.encode("ascii", "replace"))
+    else:
+        encoding = str(message.get("Content-Transfer-Encoding", "")).strip().lower()
+        parts = [_Part(ctype, encoding, body, at_end)]
+    first: Parsed | None = None
+    encrypted = False
+    extra_xml: _Part | None = None
+    for part in parts:
+        if part.content_type in _PKCS7_TYPES:
+            encrypted = True
+        elif _is_xml_part(part):
+            if first is None:
+                first = _parse_part(part, max_header_bytes)
+            elif extra_xml is None:
+                extra_xml = part
+    if first is None:
+        if encrypted:
+            return Parsed("encrypted", detail="MIME with only encrypted parts", wrapper="mime", bytes_read=stream.consumed)
+        if not at_end and not parts:
+            return Parsed("header_too_large", detail="no MIME part found", wrapper="mime", bytes_read=stream.consumed)
+        outcome = "truncated" if at_end and not parts else "unknown_format"
+        return Parsed(outcome, detail="MIME without an XML part", wrapper="mime", bytes_read=stream.consumed)
+    first = replace(first, wrapper="mime", bytes_read=stream.consumed)
+    header = first.header
+    if first.outcome == "ok" and isinstance(header, EbxmlHeader) and header.payload is None:
+        if encrypted:
+            first = replace(first, header=replace(header, payload_state="encrypted"))
+        elif extra_xml is not None:
+            inner = _parse_part(extra_xml, max_header_bytes)
+            if inner.outcome == "ok" and isinstance(inner.header, (MsgHeadHeader, AppRecHeader)):
+                first = replace(first, header=replace(header, payload=inner.header, payload_state="readable"))
+    return first
+
+
+def _split_headers(data: bytes) -> tuple[email.message.Message, bytes] | None:
+    match = re.search(rb"\r?\n\r?\n", data)
+    if match is None:
+        return None
+    head = data[: match.start()] + b"\n"
+    message = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
+    return message, data[match.end() :]
+
+
+def _split_parts(body: bytes, boundary: bytes) -> list[_Part]:
+    delimiter = b"--" + boundary
+    parts: list[_Part] = []
+    pos = body.find(delimiter)
+    while pos != -1:
+        after = pos + len(delimiter)
+        if body[after : after + 2] == b"--":
+            break  # the closing delimiter
+        line_end = body.find(b"\n", after)
+        if line_end == -1:
+            break
+        start = line_end + 1
+        nxt = body.find(b"\n" + delimiter, start)
+        chunk = body[start : nxt if nxt != -1 else len(body)]
+        if chunk.endswith(b"\r"):
+            chunk = chunk[:-1]
+        split = _split_headers(chunk)
+        if split is not None:
+            headers, content = split
+            parts.append(
+                _Part(
+                    headers.get_content_type(),
+                    str(headers.get("Content-Transfer-Encoding", "")).strip().lower(),
+                    content,
+                    nxt != -1,
+                )
+            )
+        pos = nxt + 1 if nxt != -1 else -1
+    return parts
+
+
+def _is_xml_part(part: _Part) -> bool:
+    if part.content_type in _XML_TYPES or part.content_type.endswith("+xml"):
+        return True
+    # A part without a Content-Type defaults to text/plain; some servers write XML that way.
+    return part.content_type == "text/plain" and part.body.lstrip()[:1] == b"<"
+
+
+def _parse_part(part: _Part, max_header_bytes: int) -> Parsed:
+    body = part.body
+    if part.encoding == "base64":
+        cleaned = re.sub(rb"[^A-Za-z0-9+/=]", b"", body)
+        cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
+        try:
+            body = base64.b64decode(cleaned)
+        except binascii.Error:
+            return Parsed("malformed", detail="bad base64 in MIME part")
+    elif part.encoding == "quoted-printable":
+        body = quopri.decodestring(body)
+    return _parse_xml(_Stream(_slices(body)), max_header_bytes, wrapper="mime")
+
+
+# --------------------------------------------------------------------------------------------
+# Timestamps
+
+TimestampKind = Literal["with_zone", "no_zone", "missing", "unparseable"]
+
+
+def parse_timestamp(text: str, naive_zone: tzinfo) -> tuple[datetime | None, TimestampKind]:
+    """An XML ``dateTime`` (GenDate, IssueDate, eb:Timestamp) as aware UTC.
+
+    KITH messages usually carry local time without an offset (``2025-01-01T10:00:00``); such a
+    value is read in ``naive_zone`` (Europe/Oslo unless configured). An explicit offset or ``Z`` is
+    respected. Fractional seconds beyond microseconds are cut.
+
+    Returns:
+        The instant (or None) and what kind of value it was.
+    """
+    text = text.strip()
+    if not text:
+        return None, "missing"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None, "unparseable"
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=naive_zone).astimezone(timezone.utc), "no_zone"
+    return moment.astimezone(timezone.utc), "with_zone"
+
+

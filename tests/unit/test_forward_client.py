@@ -1,0 +1,259 @@
+"""The forwarders' HTTP/1.1 client against a scripted server on 127.0.0.1: every way an answer may
+end (length, chunks with trailers, the close), interim answers, connections closed by the peer
+while idle or on purpose, answers that are no HTTP, and what reaches the wire."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+
+from normagent.forward.client import MAX_BODY, Client, HttpSettings, post
+from normagent.model import DeliveryFailed
+
+Script = Callable[[socket.socket, "Server"], None]
+
+
+@dataclass
+class Server:
+    """Accepts connections and hands each to ``script``; keeps every request it read."""
+
+    script: Script
+    sock: socket.socket = field(default_factory=socket.socket)
+    requests: list[bytes] = field(default_factory=list)
+    connections: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/avvik?x=1"
+
+    def start(self) -> Server:
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        thread = threading.Thread(target=self._accept, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                self.script(conn, self)
+            except OSError:
+                pass
+
+    def read_request(self, conn: socket.socket) -> bytes | None:
+        """One whole request (head and Content-Length body), or None at the client's close."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+        while len(body) < length:
+            body += conn.recv(65536)
+        request = head + b"\r\n\r\n" + body
+        with self.lock:
+            self.requests.append(request)
+        return request
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Script], Server]]:
+    servers: list[Server] = []
+
+    def make(script: Script) -> Server:
+        server = Server(script).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def answering(*answers: bytes, then_close: bool = False) -> Script:
+    """A script that answers each request on a connection with the next of ``answers`` (the last
+    one again when they run out), and closes after the last if told to."""
+
+    def script(conn: socket.socket, server: Server) -> None:
+        index = 0
+        while server.read_request(conn) is not None:
+            conn.sendall(answers[min(index, len(answers) - 1)])
+            index += 1
+            if then_close and index >= len(answers):
+                return
+
+    return script
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}"
+
+
+def client_for(url: str) -> Client:
+    return Client(HttpSettings(url=url, timeout=timedelta(seconds=5)))
+
+
+def send(client: Client, url: str, body: bytes = b'{"a":1}', headers: dict[str, str] | None = None) -> int:
+    return post(client, url, body, headers or {"Content-Type": "application/json"}, timeout=5.0)
+
+
+def test_the_request_is_one_post_with_host_headers_length_and_the_body_as_given(serve: Callable[[Script], Server]) -> None:
+    server = serve(answering(OK))
+    client = client_for(server.url)
+    body = '{"hva":"blåbær"}'.encode()
+    assert send(client, server.url, body, {"Idempotency-Key": "k-firing-1", "Authorization": "Bearer t"}) == 200
+    [request] = server.requests
+    head, _, got = request.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    port = server.sock.getsockname()[1]
+    assert lines[0] == b"POST /avvik?x=1 HTTP/1.1"
+    assert lines[1] == f"Host: 127.0.0.1:{port}".encode()
+    assert set(lines[2:]) == {b"Idempotency-Key: k-firing-1", b"Authorization: Bearer t", f"Content-Length: {len(body)}".encode()}
+    assert got == body
+
+
+def test_a_kept_alive_connection_carries_the_next_posts(serve: Callable[[Script], Server]) -> None:
+    server = serve(answering(OK))
+    client = client_for(server.url)
+    for _ in range(3):
+        assert send(client, server.url) == 200
+    assert server.connections == 1 and len(server.requests) == 3
+
+
+def test_a_chunked_answer_with_trailers_is_read_to_its_end(serve: Callable[[Script], Server]) -> None:
+    chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"4;ext=1\r\n{\"ok\r\n3\r\n\":1\r\n1\r\n}\r\n0\r\nX-Trailer: yes\r\n\r\n")
+    server = serve(answering(chunked))
+    client = client_for(server.url)
+    assert send(client, server.url) == 200
+    assert send(client, server.url) == 200  # the first answer was consumed exactly: the connection goes on
+    assert server.connections == 1
+
+
+def test_interim_answers_are_skipped(serve: Callable[[Script], Server]) -> None:
+    server = serve(answering(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" + OK))
+    client = client_for(server.url)
+    assert send(client, server.url) == 200
+    assert send(client, server.url) == 200
+    assert server.connections == 1
+
+
+def test_connection_close_and_http_1_0_end_the_connection(serve: Callable[[Script], Server]) -> None:
+    closing = b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+    server = serve(answering(closing, then_close=True))
+    client = client_for(server.url)
+    assert send(client, server.url) == 204
+    assert send(client, server.url) == 204
+    assert server.connections == 2
+    old = serve(answering(b"HTTP/1.0 200 OK\r\n\r\nno length: the body ends at the close", then_close=True))
+    client = client_for(old.url)
+    assert send(client, old.url) == 200
+    assert send(client, old.url) == 200
+    assert old.connections == 2
+
+
+def test_a_connection_the_peer_closed_while_idle_is_replaced_before_use(serve: Callable[[Script], Server]) -> None:
+    # The server answers and closes without saying so (as one whose keep-alive timeout ran out).
+    server = serve(answering(OK, then_close=True))
+    client = client_for(server.url)
+    assert send(client, server.url) == 200
+    sock = client._sock
+    assert sock is not None
+    sock.settimeout(5)  # until the server's close (its EOF) has reached us
+    assert sock.recv(1, socket.MSG_PEEK) == b""
+    assert send(client, server.url) == 200
+    assert server.connections == 2 and len(server.requests) == 2
+
+
+def test_an_error_status_is_an_http_error_with_the_start_of_the_answer(serve: Callable[[Script], Server]) -> None:
+    answer = b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nvedlikeho\r\n4\r\nld\nx\r\n0\r\n\r\n"
+    server = serve(answering(answer))
+    client = client_for(server.url)
+    with pytest.raises(DeliveryFailed) as failed:
+        send(client, server.url)
+    assert failed.value.result == "http_error"
+    assert str(failed.value).endswith("answered HTTP 503: vedlikehold x")
+
+
+def test_an_answer_that_is_no_http_is_an_error_that_says_so(serve: Callable[[Script], Server]) -> None:
+    server = serve(answering(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\r\n"))
+    client = client_for(server.url)
+    with pytest.raises(DeliveryFailed) as failed:
+        send(client, server.url)
+    assert failed.value.result == "error" and "not an HTTP answer" in str(failed.value)
+    assert client._sock is None  # never used again
+
+
+def test_a_peer_that_closes_without_answering_is_unreachable_or_an_error(serve: Callable[[Script], Server]) -> None:
+    def hang_up(conn: socket.socket, server: Server) -> None:
+        server.read_request(conn)
+
+    server = serve(hang_up)
+    with pytest.raises(DeliveryFailed) as failed:
+        send(client_for(server.url), server.url)
+    assert failed.value.result == "error" and "closed before an answer" in str(failed.value)
+
+
+def test_a_long_answer_body_is_not_read_to_its_end_and_the_connection_is_not_reused(serve: Callable[[Script], Server]) -> None:
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1) + b"x" * (MAX_BODY + 1)
+    server = serve(answering(big, OK))
+    client = client_for(server.url)
+    assert send(client, server.url) == 200
+    assert send(client, server.url) == 200
+    assert server.connections == 2
+
+
+def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(serve: Callable[[Script], Server]) -> None:
+    server = serve(answering(OK))
+    with pytest.raises(DeliveryFailed) as failed:
+        send(client_for(server.url), server.url, headers={"Authorization": "Bearer t\r\nX-Evil: 1"})
+    assert failed.value.result == "error" and "line break" in str(failed.value)
+    assert server.requests == []
+
+
+def test_a_slow_answer_is_a_timeout(serve: Callable[[Script], Server]) -> None:
+    release = threading.Event()
+
+    def slow(conn: socket.socket, server: Server) -> None:
+        server.read_request(conn)
+        release.wait(10)
+
+    server = serve(slow)
+    with pytest.raises(DeliveryFailed) as failed:
+        post(client_for(server.url), server.url, b"{}", {}, timeout=0.2)
+    release.set()
+    assert failed.value.result == "timeout"
+
+
+def test_nobody_listening_is_unreachable() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    with pytest.raises(DeliveryFailed) as failed:
+        send(client_for(url), url)
+    assert failed.value.result == "unreachable" and str(failed.value).endswith("connection refused")

@@ -1,0 +1,108 @@
+"""What the agent imports at start: no heavy library before it is used (issue 15, item 1).
+
+Every module in memory costs each of the hundreds of agents of a site its resident size for as long
+as it runs. Heavy libraries are imported where they are used: on the first poll, delivery, probe,
+report or EVTX read. A fresh interpreter does what ``normagent run`` does before its first cycle
+(import the agent, load every builtin plugin and gather all it offers, read and validate a
+configuration with every forwarder and the heavy collectors configured) and lists what it has imported.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+# module (or package) → where it belongs, for the message
+DENIED = {
+    "requests": "the availability plugin's HTTP probes, on the first probe",
+    "urllib3": "requests",
+    "http.client": "requests (the forwarders POST through normagent.forward.client)",
+    "email": "the e-mail forwarder, on its first delivery (smtplib)",
+    "smtplib": "the e-mail forwarder, on its first delivery",
+    "importlib.metadata": "third-party plugins' entry points, only where a distribution declares them",
+    "zipfile": "importlib.metadata",
+    "prometheus_client": "nowhere: the exposition is encoded by normagent.exposition",
+    "pysnmp": "network.snmp, on the first poll",
+    "pyasn1": "pysnmp",
+    "cryptography": "pysnmp (SNMPv3 privacy)",
+    "evtx": "the first EVTX read",
+    "icalendar": "[maintenance] calendar, when a file is configured",
+    "recurring_ical_events": "[maintenance] calendar",
+    "bcrypt": "[web] basic auth, on the first password check",
+    "jinja2": "nowhere",
+    "pygal": "nowhere",
+    "babel": "nowhere",
+    "rich": "structlog's optional pretty tracebacks: never",
+    "better_exceptions": "structlog's optional pretty tracebacks: never",
+    "colorama": "structlog's optional colours: never",
+    "tracemalloc": "nowhere",
+}
+
+PROBE = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    import normagent.cli
+    from normagent.agent import read_config
+
+    config, plugins = read_config(Path(sys.argv[1]))  # what ``run`` does first: the config with its plugins
+    assert not plugins.failed(), plugins.failed()
+    assert len(config.forwarders) == 4, config.forwarders
+    for offer in (plugins.collectors, plugins.metrics, plugins.rules, plugins.report_sections, plugins.forwarders):
+        offer()
+    print(json.dumps({"modules": sorted(sys.modules)}))
+    """
+)
+
+
+def test_no_heavy_module_is_imported_at_start(tmp_path: Path) -> None:
+    fixtures = Path(__file__).parents[1] / "fixtures"
+    config = tmp_path / "normagent.toml"
+    config.write_text(
+        f"""
+[agent]
+state_dir = "{tmp_path / 'state'}"
+
+[collectors."access.windows"]
+enabled = true
+paths = ["{fixtures / 'evtx' / 'security.evtx'}"]
+
+[collectors."network.snmp"]
+devices = [{{ name = "router", target = "127.0.0.1:1161", version = "3", user = "u", auth_key = "auth-passphrase-1", priv_key = "priv-passphrase-2" }}]
+
+[forwarders.webhook]
+kind = "webhook"
+url = "https://127.0.0.1:9/avvik"
+secret = "s"
+
+[forwarders.alertmanager]
+kind = "alertmanager"
+url = "http://127.0.0.1:9"
+
+[forwarders.epost]
+kind = "email"
+host = "127.0.0.1"
+port = 9
+starttls = false
+from_address = "normagent@example.invalid"
+to = ["avvik@example.invalid"]
+
+[forwarders.fil]
+kind = "file"
+path = "{tmp_path / 'avvik.jsonl'}"
+"""
+    )
+    done = subprocess.run([sys.executable, "-c", PROBE, str(config)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    modules = set(result["modules"])
+    assert "normagent.plugins.network.collectors" in modules and "normagent.forward.smtp" in modules  # the probe saw them
+    pulled = {
+        name: where
+        for name, where in DENIED.items()
+        if name in modules or any(m.startswith(name + ".") for m in modules)
+    }
+    assert pulled == {}, f"imported at start, but belongs to {pulled}"
