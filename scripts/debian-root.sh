@@ -29,17 +29,18 @@ root_tarball() {
     [[ $(id -u) -eq 0 ]] || die "needs root (mmdebstrap, chroot and mounts); run it as root"
     command -v mmdebstrap >/dev/null 2>&1 || apt_install mmdebstrap
     # Rebuilt when what goes into it changes; the apt sources pin the mirror's snapshot.
-    key="$( { printf '%s\n' "$ROOT_SUITE" "$ROOT_BASE_PACKAGES"; cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null; } \
-        | sha256sum | cut -c1-12)"
+    key="$( { printf '%s\n' "$ROOT_SUITE" "$ROOT_BASE_PACKAGES"
+              cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true
+            } | sha256sum | cut -c1-12)"
     tarball="${ROOT_CACHE}/${ROOT_SUITE}-${key}.tar"
-    if [[ ! -s "$tarball" ]]; then
+    if [[ ! -f "$tarball" ]]; then
         mkdir -p "$ROOT_CACHE"
         log="${ROOT_CACHE}/mmdebstrap.log"
         say "building a clean ${ROOT_SUITE} root (mmdebstrap --variant=apt, ${ROOT_BASE_PACKAGES}); log: ${log}"
         retry "mmdebstrap ${ROOT_SUITE} (Debian packages from the mirror in /etc/apt)" \
-            mmdebstrap --quiet --variant=apt --include="$ROOT_BASE_PACKAGES" "$ROOT_SUITE" "${tarball}.part" \
+            mmdebstrap --quiet --variant=apt --include="$ROOT_BASE_PACKAGES" "$ROOT_SUITE" "${tarball%.tar}.part.tar" \
             >"$log" 2>&1
-        mv "${tarball}.part" "$tarball"
+        mv "${tarball%.tar}.part.tar" "$tarball"
     fi
     printf '%s\n' "$tarball"
 }
