@@ -104,6 +104,9 @@ root_create() {
     mount --make-private "$ROOT"
     mount_into_root proc proc /proc
     mount_into_root sysfs sysfs /sys
+    # A container runtime gives its container the cgroup hierarchy; a systemd manager (the tests
+    # start a user manager) exits without a word where /sys/fs/cgroup is empty.
+    mount_into_root bind /sys/fs/cgroup /sys/fs/cgroup
     mount_into_root bind /dev /dev
     mount_into_root tmpfs tmpfs /tmp mode=1777
     mount_into_root tmpfs tmpfs /run mode=0755

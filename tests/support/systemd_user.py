@@ -51,6 +51,8 @@ def user_manager(work: Path, units: Mapping[str, str]) -> Iterator[UserManager]:
     unshare = require_tool("unshare", "util-linux")
     if os.geteuid() != 0:
         skip_for_host("not root: a user manager needs its own mount namespace here")
+    if not os.path.ismount("/sys/fs/cgroup"):
+        skip_for_host("no cgroup hierarchy at /sys/fs/cgroup (a bare chroot): systemd cannot run a manager")
     runtime, config = work / "runtime", work / "config"
     unit_dir = config / "systemd" / "user"
     unit_dir.mkdir(parents=True)
@@ -58,7 +60,9 @@ def user_manager(work: Path, units: Mapping[str, str]) -> Iterator[UserManager]:
     for name, text in units.items():
         (unit_dir / name).write_text(text)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work), "XDG_RUNTIME_DIR": str(runtime),
-           "XDG_CONFIG_HOME": str(config)}
+           "XDG_CONFIG_HOME": str(config),
+           # (its own words on stderr, into the log, instead of a journal this namespace may lack)
+           "SYSTEMD_LOG_TARGET": "console"}
     script = "mount -t tmpfs tmpfs /run/systemd && mkdir -p /run/systemd/system && exec " + str(MANAGER) + " --user"
     log = (work / "manager.log").open("wb")
     proc = subprocess.Popen([unshare, "-m", "--propagation", "private", "sh", "-c", script],
