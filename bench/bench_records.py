@@ -10,8 +10,9 @@ What is measured, each in one run (the machine is shared and noisy: read figures
   position in the last chunk, next to a full read: the reader parses only the chunks after the
   position, so the ratio should be near 1/26 (the file has 26 chunks).
 * journald: entries/s of read_journal over a generated journal (systemd-journal-remote, 50,000
-  entries), next to `journalctl -o json` alone into /dev/null; and the cost of one cycle with
-  nothing new (what a collector pays every interval).
+  entries) through each reader (libsystemd, journalctl), next to `journalctl -o json` alone into
+  /dev/null, taken in turn, medians; and the cost of one cycle with nothing new (what a collector
+  pays every interval). Exits non-zero if a reader's count or cursors differ.
 * syslog: messages/s accepted *durably* (counted only after fsync) over one TCP connection and
   over 8, octet-counted and newline framing; and over UDP, with what the kernel dropped.
 """
@@ -19,15 +20,20 @@ What is measured, each in one run (the machine is shared and noisy: read figures
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
+import resource
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 from evtx import PyEvtxParser
@@ -105,6 +111,12 @@ def export_entries(n: int) -> bytes:
     return bytes(out)
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children that ended (journalctl)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def journal_remote() -> str | None:
     for candidate in (shutil.which("systemd-journal-remote"), "/lib/systemd/systemd-journal-remote", "/usr/lib/systemd/systemd-journal-remote"):
         if candidate and Path(candidate).exists():
@@ -112,33 +124,108 @@ def journal_remote() -> str | None:
     return None
 
 
-def bench_journald(entries: int) -> None:
+def journald_at(rev: str, into: Path) -> Any:
+    """normagent/sources/journald.py as it is at commit ``rev``, imported on its own (it imports
+    only normagent.errors and normagent.model, which are this tree's)."""
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:normagent/sources/journald.py"], capture_output=True, check=True).stdout
+    path = into / "journald_at_rev.py"
+    path.write_bytes(source)
+    spec = importlib.util.spec_from_file_location("journald_at_rev", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_journald(entries: int, runs: int, compare_with: str | None = None) -> None:
+    """The two journal readers and ``journalctl -o json`` alone, in turn, ``runs`` times each; medians.
+
+    "touched" reads what the access parsers look at in every entry (MESSAGE, the identifier,
+    PRIORITY): the libsystemd reader decodes a field when it is looked at, so its figure alone
+    would flatter it.
+    """
     remote = journal_remote()
     if remote is None or shutil.which("journalctl") is None:
         print("journald  skipped: needs journalctl and systemd-journal-remote (scripts/servers unpacks it)")
         return
+    configure_logging("warning", "json", sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
-        journal = Path(tmp) / "bench.journal"
-        subprocess.run([remote, f"--output={journal}", "-"], input=export_entries(entries), check=True, capture_output=True)
-        settings = JournalSettings(files=(str(journal),), start="beginning", block_entries=1000)
+        # A directory: systemd-journal-remote rotates its output file past ~16 MiB (about 50,000
+        # entries), and the readers must see every file of the journal.
+        directory = Path(tmp) / "journal"
+        directory.mkdir()
+        subprocess.run([remote, f"--output={directory / 'bench.journal'}", "-"], input=export_entries(entries), check=True, capture_output=True)
 
-        def read_all() -> int:
-            return sum(len(block.records) for block, _ in read_journal(run_command, settings=settings))
+        def settings(reader: str) -> JournalSettings:
+            return JournalSettings(directory=str(directory), start="beginning", block_entries=1000, reader=reader)  # type: ignore[arg-type]
 
-        def journalctl_alone() -> None:
-            subprocess.run(["journalctl", f"--file={journal}", "--output=json", "--all"], stdout=subprocess.DEVNULL, check=True)
+        def read_all(reader: str) -> int:
+            return sum(len(block.records) for block, _ in read_journal(run_command, settings=settings(reader)))
 
-        got = read_all()
-        assert got == entries, (got, entries)
-        last = [c for _, c in read_journal(run_command, settings=settings)][-1]
+        def touched(reader: str) -> int:
+            n = 0
+            for block, _ in read_journal(run_command, settings=settings(reader)):
+                for entry in block.records:
+                    entry.message, entry.identifier, entry.fields.get("PRIORITY")  # type: ignore[union-attr]
+                    n += 1
+            return n
 
-        def idle_cycle() -> int:
-            return sum(len(b.records) for b, _ in read_journal(run_command, cursor=last, settings=settings))
+        def journalctl_alone() -> int:
+            subprocess.run(["journalctl", f"--directory={directory}", "--output=json", "--all"], stdout=subprocess.DEVNULL, check=True)
+            return entries
 
-        t_read, t_alone, t_idle = best(3, read_all), best(3, journalctl_alone), best(7, idle_cycle)
-    print(f"journald  read_journal   {entries} entries in {t_read:6.2f} s = {entries / t_read:>9,.0f} entries/s (blocks of 1000)")
-    print(f"journald  journalctl     {entries} entries in {t_alone:6.2f} s = {entries / t_alone:>9,.0f} entries/s (json to /dev/null; reader/journalctl {t_read / t_alone:.2f}x)")
-    print(f"journald  idle cycle     nothing new: {t_idle * 1000:6.1f} ms")
+        for reader in ("journalctl", "libsystemd"):
+            got = read_all(reader)
+            assert got == entries, (reader, got, entries)
+        blocks = {reader: list(read_journal(run_command, settings=settings(reader))) for reader in ("journalctl", "libsystemd")}
+        assert [c for _, c in blocks["journalctl"]] == [c for _, c in blocks["libsystemd"]], "the readers' cursors differ"
+        last = blocks["libsystemd"][-1][1]
+
+        def idle(reader: str) -> int:
+            return sum(len(b.records) for b, _ in read_journal(run_command, cursor=last, settings=settings(reader)))
+
+        cases: dict[str, Callable[[], object]] = {}
+        if compare_with:
+            old = journald_at(compare_with, Path(tmp))
+            old_settings = old.JournalSettings(directory=str(directory), start="beginning", block_entries=1000)
+
+            def read_at_rev() -> int:
+                return sum(len(block.records) for block, _ in old.read_journal(run_command, settings=old_settings))
+
+            got = read_at_rev()
+            assert got == entries, (compare_with, got, entries)
+            cases[f"read_journal at {compare_with}"] = read_at_rev
+        cases |= {
+            "journalctl -o json alone": journalctl_alone,
+            "reader: journalctl": lambda: read_all("journalctl"),
+            "reader: libsystemd": lambda: read_all("libsystemd"),
+            "reader: libsystemd, touched": lambda: touched("libsystemd"),
+            "reader: journalctl, touched": lambda: touched("journalctl"),
+        }
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        cpus: dict[str, list[float]] = {name: [] for name in cases}
+        idles: dict[str, list[float]] = {"journalctl": [], "libsystemd": []}
+        for _ in range(runs):  # in turn: the machine's load weighs on all alike
+            for name, fn in cases.items():
+                started, cpu = time.perf_counter(), cpu_seconds()
+                fn()
+                times[name].append(time.perf_counter() - started)
+                cpus[name].append(cpu_seconds() - cpu)
+            for reader in idles:
+                started = time.perf_counter()
+                idle(reader)
+                idles[reader].append(time.perf_counter() - started)
+    alone = statistics.median(times["journalctl -o json alone"])
+    alone_cpu = statistics.median(cpus["journalctl -o json alone"])
+    print(f"journald  {entries} entries, blocks of 1000, median of {runs} runs in turn (load average {os.getloadavg()[0]:.1f});")
+    print("          wall time, then CPU time (this process and its children: what the load does not stretch):")
+    for name, spent in times.items():
+        median, cpu = statistics.median(spent), statistics.median(cpus[name])
+        print(f"  {name:30s} {median:6.2f} s = {entries / median:>9,.0f} entries/s ({alone / median:.2f}x journalctl's rate); "
+              f"CPU {cpu:6.2f} s = {entries / cpu:>9,.0f} entries/s ({alone_cpu / cpu:.2f}x)")
+    for reader, spent in idles.items():
+        print(f"  idle cycle, {reader:11s}       nothing new: {statistics.median(spent) * 1000:6.1f} ms")
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,12 +294,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["evtx", "journald", "syslog"])
     parser.add_argument("--journal-entries", type=int, default=50_000)
+    parser.add_argument("--journal-runs", type=int, default=5)
+    parser.add_argument("--compare-with", metavar="REV", help="also time read_journal as it is at this commit (journald)")
     parser.add_argument("--syslog-messages", type=int, default=200_000)
     args = parser.parse_args()
     if args.only in (None, "evtx"):
         bench_evtx()
     if args.only in (None, "journald"):
-        bench_journald(args.journal_entries)
+        bench_journald(args.journal_entries, args.journal_runs, args.compare_with)
     if args.only in (None, "syslog"):
         bench_syslog(args.syslog_messages)
     return 0

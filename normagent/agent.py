@@ -24,6 +24,7 @@ Imports everything; nothing imports it except cli.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import os
 import signal
@@ -48,6 +49,7 @@ from normagent.loader import Plugins, build_plugins
 from normagent.log import configure_logging
 from normagent.maintenance import Calendar, MaintenanceSettings, validate_maintenance
 from normagent.model import CollectorSpec, RunContext
+from normagent.report.settings import ReportSettings, validate_report
 from normagent.privacy import KEY_FILE, Pseudonymiser, load_or_create_key
 from normagent.scheduler import Job, Scheduler, advice_for
 from normagent.sources.command import run_command
@@ -72,6 +74,7 @@ def sections() -> dict[str, Section]:
         "syslog": Section(SyslogSettings, check=validate_syslog, optional=True),
         "maintenance": Section(MaintenanceSettings, check=validate_maintenance),
         "deviations": Section(DeviationSettings, check=validate_deviations),
+        "report": Section(ReportSettings, check=validate_report),
     }
 
 
@@ -449,7 +452,8 @@ class Agent:
             clock=self._clock,
             host=self._host,
             root=Path("/"),
-            run_command=run_command,
+            # A command in flight is killed at shutdown (its run fails, nothing of it committed).
+            run_command=functools.partial(run_command, stop=self._stop.is_set),
             snmp=self._snmp,
             state=self._ledger_or_fail().checkpoints(job.name),
             pseudonymise=self._pseudonymise,

@@ -1,4 +1,4 @@
-"""The ``normagent`` command: run | collect --once | check-config | parse | plugins | deviations | rules.
+"""The ``normagent`` command: run | collect --once | check-config | parse | plugins | deviations | rules | report.
 
 ``main()`` is the one place that prints a ``NormagentError`` and turns it into an exit code:
 ``check-config`` exits 2 on a bad config, ``run`` exits 78 (EX_CONFIG) so systemd's
@@ -148,6 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
     rules_export = rules_sub.add_parser("export", help="the rules as Prometheus alerting rules")
     config_option(rules_export)
     rules_export.add_argument("--format", choices=("prometheus",), required=True)
+
+    report = sub.add_parser(
+        "report", help="the monthly report for the data controller (HTML, Markdown, JSON, PDF)",
+        description="The report of a month (default: last month) or a year, from this host's ledger or, with "
+        "--prometheus-url, for every host Prometheus scrapes: a summary for management, data completeness, and the "
+        "factsheet's sections with their key figures and 12-month trends. Exits 65 when the period has no data "
+        "(the report says so), 69 when Prometheus, Chromium or the SMTP server is not there.",
+    )
+    config_option(report)
+    from normagent.report.command import add_arguments
+
+    add_arguments(report)
     return parser
 
 
@@ -190,6 +202,8 @@ def dispatch(args: argparse.Namespace, out: TextIO, early: EarlySignals | None =
         return parse_files(args, out)
     if args.command in ("deviations", "rules"):
         return deviation_command(args, out)
+    if args.command == "report":
+        return report_command(args, out)
     raise UsageError(f"unknown command {args.command}")
 
 
@@ -210,6 +224,21 @@ def deviation_command(args: argparse.Namespace, out: TextIO) -> int:
     if args.action == "test":
         return devcmd.rules_test(config, plugins, args.at, args.rule, args.expect, args.format, out)
     return devcmd.rules_export(config, plugins, out)
+
+
+def report_command(args: argparse.Namespace, out: TextIO) -> int:
+    from normagent.agent import read_config
+    from normagent.log import configure_logging
+
+    configure_logging("info", "auto")
+    config, plugins = read_config(args.config)
+    try:
+        from normagent.report.command import run_report
+    except ImportError as exc:  # the report extra is not installed
+        raise UsageError(
+            f"normagent report needs the report extra ({exc.name or exc} is missing): pip install 'normagent[report]'"
+        ) from None
+    return run_report(args, config, plugins, out, sys.stderr)
 
 
 def _quiet_logging() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 EX_USAGE = 64  # sysexits.h: the command was used incorrectly
 EX_DATAERR = 65
 EX_NOINPUT = 66
+EX_UNAVAILABLE = 69  # a service or program the command needs is not there (Prometheus, Chromium, SMTP)
 EX_SOFTWARE = 70
 EX_CANTCREAT = 73
 EX_CONFIG = 78  # systemd's RestartPreventExitStatus=78 ends restart loops on a bad config
@@ -92,6 +93,13 @@ class InputError(NormagentError):
     """An input given on the command line cannot be read."""
 
     exit_code = EX_NOINPUT
+
+
+class Unavailable(NormagentError):
+    """Something the command needs is not there or does not answer: a Prometheus that is down, a
+    Chromium that is not installed, an SMTP server that refuses. Nothing was half done."""
+
+    exit_code = EX_UNAVAILABLE
 
 
 class NoData(Exception):

@@ -71,7 +71,11 @@ def register_report_sections() -> Iterable[ReportSection]:
 
     Called when a report is built (``normagent report``). A section's ``build`` reads numbers
     through ``ReportData`` only, so the same section works on one host's ledger and on a fleet's
-    Prometheus.
+    Prometheus (which keeps no rollups and no events: ``rollups`` and ``events`` answer empty,
+    and the section should say what it cannot show). Its ``indicators`` are the key figures the
+    report shows for this month, last month and as a 12-month trend; ``title_en`` titles it in
+    an English report. Paragraphs and tables hold counts, closed-set values and pseudonyms only:
+    never a user name, an address or a message id.
 
     Returns:
         Report sections with unique ids; ``order`` places them (factsheet order: 10 operations

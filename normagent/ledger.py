@@ -1,8 +1,10 @@
 """Ledger: the only module that opens normagent's SQLite database, and the only writer of agent state.
 
 What it keeps: each collector's checkpoints, counter and gauge series (counters also in hourly
-buckets, so a report can ask for the increase over any month), per-day rollups, notable events and
-the health of every collector's last run.
+buckets, so a report can ask for the increase over any month; gauges as the hour's last value
+whenever it changes, so a report can ask what a gauge said at the end of any month), per-day
+rollups, notable events, the health of every collector's last run and, per hour, how many runs
+each collector made and how many failed (the report's data completeness).
 
 The one promise: ``commit(collector, batch)`` stores a batch's observations *and* the checkpoints
 they lead to in one transaction (WAL, ``synchronous=FULL``, so a committed batch survives power
@@ -109,7 +111,9 @@ _ENVIRONMENT_CODES = frozenset(
 # disk too.
 _NEARLY_FULL_BYTES = 1024 * 1024
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+DEVIATIONS_SCHEMA = 2  # the first schema with deviation candidates and their acknowledgements
+HISTORY_SCHEMA = 3  # the first schema with run and gauge history (the report's completeness, gauges at a time)
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema.
     """
@@ -175,6 +179,21 @@ MIGRATIONS: tuple[str, ...] = (
         id INTEGER PRIMARY KEY AUTOINCREMENT, candidate_id INTEGER NOT NULL, at REAL NOT NULL, note TEXT NOT NULL
     );
     CREATE INDEX acks_by_candidate ON acks (candidate_id);
+    """,
+    # 3: history for the monthly report: each collector's runs per hour (did it run, did it
+    # succeed: data completeness), and each gauge's value per hour in which it changed (NULL: the
+    # series went away), so a report can ask what a gauge said at the end of a past month. The
+    # gauges' current values are their first history rows.
+    """
+    CREATE TABLE run_hours (
+        collector TEXT NOT NULL, hour INTEGER NOT NULL, runs INTEGER NOT NULL, failures INTEGER NOT NULL,
+        PRIMARY KEY (collector, hour)
+    ) WITHOUT ROWID;
+    CREATE TABLE gauge_hours (
+        metric TEXT NOT NULL, labels TEXT NOT NULL, hour INTEGER NOT NULL, value REAL,
+        PRIMARY KEY (metric, labels, hour)
+    ) WITHOUT ROWID;
+    INSERT INTO gauge_hours (metric, labels, hour, value) SELECT metric, labels, CAST(updated_at / 3600 AS INTEGER), value FROM gauges;
     """,
 )
 
@@ -280,6 +299,9 @@ class Ledger:
         self._snapshot: Snapshot | None = None
         self.host_id = ""
         self.created_at = ""
+        self.history_since = ""  # when run and gauge history began (schema 3), "" before
+        self.schema_version = SCHEMA_VERSION
+        self.readonly = False
         self.created = False  # this open created the ledger
         self._identity = (0, 0)  # (st_dev, st_ino) of the file opened at ``path``
         self._lost: str | None = None
@@ -374,10 +396,50 @@ class Ledger:
         self.created = version == 0
         for target in range(version + 1, SCHEMA_VERSION + 1):
             self._migrate(target)
-        meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('host_id', 'created_at')").fetchall())
+        self._read_meta()
+        self._load_mirror()
+
+    def _read_meta(self) -> None:
+        meta = dict(self._conn.execute("SELECT key, value FROM meta WHERE key IN ('host_id', 'created_at', 'history_since')").fetchall())
         self.host_id = meta["host_id"]
         self.created_at = meta.get("created_at", "")
-        self._load_mirror()
+        self.history_since = meta.get("history_since", "")
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> Ledger:
+        """Open an existing ledger to read it (``normagent report``): nothing is created, migrated
+        or written, so a report never changes the state of the agent that runs beside it. A ledger
+        of an older schema is read as it is (``schema_version`` tells what it lacks).
+
+        Raises:
+            StateError: there is no ledger at ``path``, it cannot be opened, is not a normagent
+                ledger or was written by a newer normagent.
+        """
+        if not _has_content(path):
+            raise StateError(f"{path}: no ledger here (the agent has not run with this state directory); see --config")
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0, isolation_level=None, check_same_thread=False)
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{path}: not a readable normagent ledger ({exc})") from exc
+        ledger = cls(conn, path, SystemClock())
+        ledger.readonly = True
+        ledger.schema_version = version
+        try:
+            if version > SCHEMA_VERSION:
+                raise StateError(
+                    f"{path}: ledger schema {version} was written by a newer normagent (this one knows {SCHEMA_VERSION})"
+                )
+            if version < 1:
+                raise StateError(f"{path}: not a normagent ledger (it has no schema)")
+            ledger._read_meta()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StateError(f"{path}: not a readable normagent ledger ({exc})") from exc
+        except StateError:
+            conn.close()
+            raise
+        return ledger
 
     def _migrate(self, target: int) -> None:
         with self._transaction() as conn:
@@ -387,6 +449,9 @@ class Ledger:
             if target == 1:
                 conn.execute("INSERT INTO meta (key, value) VALUES ('host_id', ?)", (uuid.uuid4().hex,))
                 conn.execute("INSERT INTO meta (key, value) VALUES ('created_at', ?)", (self._clock.now().isoformat(),))
+            if target == HISTORY_SCHEMA:
+                # Since when run history exists: before it, a report cannot tell how complete the data is.
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('history_since', ?)", (self._clock.now().isoformat(),))
             conn.execute(f"PRAGMA user_version = {target}")
 
     def _check_marker(self, *, new_state: bool, existed: bool) -> None:
@@ -632,6 +697,12 @@ class Ledger:
                         "INSERT OR REPLACE INTO gauges (metric, labels, collector, value, updated_at) VALUES (?, ?, ?, ?, ?)",
                         [(metric, _labels_json(labels), collector, value, now) for labels, value in series.items()],
                     )
+                    history = _gauge_changes(self._mirror.gauges, collector, metric, series)
+                    if history:
+                        conn.executemany(
+                            "INSERT OR REPLACE INTO gauge_hours (metric, labels, hour, value) VALUES (?, ?, ?, ?)",
+                            [(metric, _labels_json(labels), hour, value) for labels, value in history],
+                        )
                 conn.executemany(
                     "INSERT INTO rollups (name, day, key, value, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (name, day, key) DO UPDATE SET value = value + excluded.value, "
@@ -704,6 +775,11 @@ class Ledger:
                     "(collector, started_at, duration, ok, reason, last_success, runs, failures) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (state.collector, started, state.duration, int(state.up), state.reason, state.last_success, state.runs, state.failures),
                 )
+                conn.execute(
+                    "INSERT INTO run_hours (collector, hour, runs, failures) VALUES (?, ?, 1, ?) "
+                    "ON CONFLICT (collector, hour) DO UPDATE SET runs = runs + 1, failures = failures + excluded.failures",
+                    (state.collector, int(started // 3600), 0 if outcome.ok else 1),
+                )
 
     def prune(self, before: datetime) -> int:
         """Forget hourly counter buckets, rollups and events older than ``before``; counters stay.
@@ -715,6 +791,14 @@ class Ledger:
             removed: int = conn.execute("DELETE FROM counter_hours WHERE hour < ?", (int(before.timestamp() // 3600),)).rowcount
             removed += conn.execute("DELETE FROM rollups WHERE day < ?", (before.date().isoformat(),)).rowcount
             removed += conn.execute("DELETE FROM events WHERE at < ?", (before.timestamp(),)).rowcount
+            cut = int(before.timestamp() // 3600)
+            removed += conn.execute("DELETE FROM run_hours WHERE hour < ?", (cut,)).rowcount
+            # A gauge's last value before the cut is kept: it is still its value at the cut.
+            removed += conn.execute(
+                "DELETE FROM gauge_hours WHERE hour < ? AND hour < (SELECT max(h.hour) FROM gauge_hours h "
+                "WHERE h.metric = gauge_hours.metric AND h.labels = gauge_hours.labels AND h.hour < ?)",
+                (cut, cut),
+            ).rowcount
         return removed
 
     def forget_gauges(self, collector: str) -> None:
@@ -725,6 +809,11 @@ class Ledger:
         """
         with self._lock:
             with self._transaction(f"cannot forget the gauges of {collector}") as conn:
+                hour = int(self._clock.now().timestamp() // 3600)
+                conn.executemany(
+                    "INSERT OR REPLACE INTO gauge_hours (metric, labels, hour, value) VALUES (?, ?, ?, NULL)",
+                    [(m, _labels_json(labels), hour) for (m, labels), (_, owner) in self._mirror.gauges.items() if owner == collector],
+                )
                 conn.execute("DELETE FROM gauges WHERE collector = ?", (collector,))
             self._mirror.gauges = {k: v for k, v in self._mirror.gauges.items() if v[1] != collector}
             self._snapshot = None
@@ -825,6 +914,128 @@ class Ledger:
                 (kind, period.start.timestamp(), period.end.timestamp()),
             ).fetchall()
         return [Event(kind, datetime.fromtimestamp(at, timezone.utc), key, json.loads(attrs)) for key, at, attrs in rows]
+
+    # ---------------------------------------------------------------------------------------
+    # the report's reads (normagent report; see normagent/report/data.py)
+
+    def gauge(self, metric: str, at: datetime, by: Sequence[str] = ()) -> dict[tuple[str, ...], float]:
+        """What a gauge said at ``at`` (hour resolution: the last value set in an hour before the
+        one ``at`` falls in, or earlier), summed by the labels in ``by``; series that had gone
+        away by then are left out.
+
+        A ledger from before the gauge history (schema < 3) knows only the current values: they
+        are given for an ``at`` after their last change, and nothing for an earlier one.
+        """
+        hour = int(at.timestamp() // 3600)
+        with self._lock:
+            if self.schema_version >= HISTORY_SCHEMA:
+                rows = self._conn.execute(
+                    "SELECT g.labels, g.value FROM gauge_hours g WHERE g.metric = ? AND g.hour = (SELECT max(h.hour) "
+                    "FROM gauge_hours h WHERE h.metric = g.metric AND h.labels = g.labels AND h.hour < ?)",
+                    (metric, hour),
+                ).fetchall()
+            else:
+                rows = self._conn.execute(
+                    "SELECT labels, value FROM gauges WHERE metric = ? AND updated_at < ?", (metric, at.timestamp())
+                ).fetchall()
+        result: dict[tuple[str, ...], float] = {}
+        for labels_json, value in rows:
+            if value is None:
+                continue
+            labels = json.loads(labels_json)
+            key = tuple(labels.get(name, "") for name in by)
+            result[key] = result.get(key, 0.0) + float(value)
+        return result
+
+    def run_hours(self, period: Period) -> dict[str, dict[int, tuple[int, int]]]:
+        """Each collector's runs in ``period`` by hour (Unix hour → (runs, failures)); empty for a
+        ledger from before the run history (schema < 3: see ``history_since``)."""
+        if self.schema_version < HISTORY_SCHEMA:
+            return {}
+        start, end = int(period.start.timestamp() // 3600), int(-(-period.end.timestamp() // 3600))
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT collector, hour, runs, failures FROM run_hours WHERE hour >= ? AND hour < ? ORDER BY collector, hour",
+                (start, end),
+            ).fetchall()
+        out: dict[str, dict[int, tuple[int, int]]] = {}
+        for collector, hour, runs, failures in rows:
+            out.setdefault(collector, {})[int(hour)] = (int(runs), int(failures))
+        return out
+
+    def counter_metrics(self) -> list[str]:
+        with self._lock:
+            return [m for (m,) in self._conn.execute("SELECT DISTINCT metric FROM counters ORDER BY metric")]
+
+    def counter_history(self, metric: str) -> list[tuple[Labels, float, list[tuple[int, float]]]]:
+        """Each series of a counter: (labels, its total now, its hourly increases oldest first), for
+        exporting the ledger's history to Prometheus (``normagent.report.openmetrics``)."""
+        with self._lock:
+            totals = self._conn.execute("SELECT labels, value FROM counters WHERE metric = ? ORDER BY labels", (metric,)).fetchall()
+            hours: dict[str, list[tuple[int, float]]] = {}
+            for labels, hour, value in self._conn.execute(
+                "SELECT labels, hour, value FROM counter_hours WHERE metric = ? ORDER BY labels, hour", (metric,)
+            ):
+                hours.setdefault(labels, []).append((int(hour), float(value)))
+        return [(_labels_from_json(labels), float(total), hours.get(labels, [])) for labels, total in totals]
+
+    def gauge_history(self) -> dict[str, list[tuple[Labels, list[tuple[int, float | None]]]]]:
+        """Every gauge's history (schema 3): metric → [(labels, [(hour, value or None)])]."""
+        if self.schema_version < HISTORY_SCHEMA:
+            return {}
+        out: dict[str, dict[str, list[tuple[int, float | None]]]] = {}
+        with self._lock:
+            for metric, labels, hour, value in self._conn.execute(
+                "SELECT metric, labels, hour, value FROM gauge_hours ORDER BY metric, labels, hour"
+            ):
+                out.setdefault(metric, {}).setdefault(labels, []).append((int(hour), value))
+        return {m: [(_labels_from_json(lj), rows) for lj, rows in per.items()] for m, per in out.items()}
+
+    def has_data(self, period: Period) -> bool:
+        """Whether anything was counted or any collector ran in ``period``."""
+        start, end = int(period.start.timestamp() // 3600), int(-(-period.end.timestamp() // 3600))
+        with self._lock:
+            if self._conn.execute("SELECT 1 FROM counter_hours WHERE hour >= ? AND hour < ? LIMIT 1", (start, end)).fetchone():
+                return True
+            if self.schema_version >= HISTORY_SCHEMA:
+                return self._conn.execute("SELECT 1 FROM run_hours WHERE hour >= ? AND hour < ? LIMIT 1", (start, end)).fetchone() is not None
+        return False
+
+    def first_hour(self) -> int | None:
+        """The first hour with anything counted or run in this ledger (its data starts there)."""
+        with self._lock:
+            row = self._conn.execute("SELECT min(hour) FROM counter_hours").fetchone()
+            first = row[0] if row else None
+            if self.schema_version >= HISTORY_SCHEMA:
+                other = self._conn.execute("SELECT min(hour) FROM run_hours").fetchone()[0]
+                first = other if first is None else (first if other is None else min(first, other))
+        return None if first is None else int(first)
+
+    def candidates_between(self, period: Period) -> list[CandidateRecord]:
+        """Candidates that fired and were open at some time in ``period`` (fired before its end,
+        not resolved before its start), oldest first, each with its last change document and its
+        acknowledgements (time and note). Empty for a ledger from before deviations (schema 1)."""
+        if self.schema_version < 2:
+            return []
+        start, end = period.start.timestamp(), period.end.timestamp()
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_CANDIDATE_COLUMNS}, document FROM candidates WHERE fired_at IS NOT NULL AND fired_at < ? "
+                "AND (resolved_at IS NULL OR resolved_at >= ?) ORDER BY fired_at, id",
+                (end, start),
+            ).fetchall()
+            ids = [int(r[0]) for r in rows]
+            acks: dict[int, list[tuple[datetime, str]]] = {}
+            if ids:
+                for cid, at, note in self._conn.execute(
+                    f"SELECT candidate_id, at, note FROM acks WHERE candidate_id IN ({','.join('?' * len(ids))}) ORDER BY id",
+                    ids,
+                ):
+                    acks.setdefault(int(cid), []).append((_dt(at) or _EPOCH, note))
+        return [
+            CandidateRecord(_candidate(row[:-1]), json.loads(row[-1]) if row[-1] else None, [], acks.get(int(row[0]), []))
+            for row in rows
+        ]
 
     # ---------------------------------------------------------------------------------------
     # deviation candidates and the outbox (see normagent/rules.py for why here, in one transaction)
@@ -1149,6 +1360,23 @@ class Ledger:
                 stats = _deviation_stats(conn) if removed else None
             self._changed(stats)
             return removed
+
+
+def _gauge_changes(
+    current: Mapping[SeriesKey, tuple[float, str]], collector: str, metric: str, series: Mapping[Labels, float]
+) -> list[tuple[Labels, float | None]]:
+    """The gauge history rows a batch adds: series whose value changed or that are new, and (as
+    None) the series of ``metric`` the collector set before and no longer sets. A value that did
+    not change writes nothing: the history keeps a row per hour *in which it changed*."""
+    out: list[tuple[Labels, float | None]] = []
+    for labels, value in series.items():
+        known = current.get((metric, labels))
+        if known is None or known[0] != value:
+            out.append((labels, value))
+    for (name, labels), (_, owner) in current.items():
+        if name == metric and owner == collector and labels not in series:
+            out.append((labels, None))
+    return out
 
 
 def _end_day(period: Period) -> str:

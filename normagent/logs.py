@@ -30,11 +30,13 @@ Imports model, errors and sources only.
 
 from __future__ import annotations
 
+import contextlib
 import glob
-import itertools
+import io
 import json
 import os
 import re
+import stat
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -72,10 +74,12 @@ from normagent.sources.files import (
     FILE_ERROR_REASONS,
     FileSource,
     FileTail,
-    invalid_utf8_lines,
+    codec_from_magic,
     error_reason,
-    open_decompressed,
-    read_chunks,
+    invalid_utf8_lines,
+    open_codec_stream,
+    read_fd,
+    read_stream,
 )
 from normagent.sources.journald import JournalSettings, decode_journal_json, read_journal
 from normagent.sources.spool import SPOOL_KEY, SpoolBusy, SpoolReader
@@ -243,7 +247,7 @@ def journal_log_collector(
     enabled_by_default: bool = True,
     max_failures: int = MAX_FAILURES,
 ) -> CollectorSpec:
-    """A collector that reads journald entries (``journalctl -o json``) after its saved cursor.
+    """A collector that reads journald entries (libsystemd, else ``journalctl -o json``) after its saved cursor.
 
     Blocks are ``RecordBlock``s of ``JournalEntry``; the cursor is committed with each block's
     counts. Raises ``NoData`` (a quiet, successful run) where the host has no journal.
@@ -1144,6 +1148,7 @@ def merge_counts(observations: Iterable[Observation]) -> list[Observation]:
 InputKind = Literal["text", "journal", "evtx"]
 _EVTX_MAGIC = b"ElfFile\x00"
 _JOURNAL_SNIFF = re.compile(rb'^\s*\x1e?\{\s*"__CURSOR"')
+HEAD_BYTES = 65536  # read to tell an input's kind: enough for a journal entry with a long message
 
 
 @dataclass(frozen=True, slots=True)
@@ -1173,6 +1178,22 @@ class ParsedInput:
     problems: tuple[tuple[int, str], ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class ParseJob:
+    """One parser's part in ``parse_each``: the parser, its context, the metrics it declares.
+
+    Attributes:
+        parser: The collector's parser.
+        ctx: Now, zone, pseudonymiser, settings and how many unparsed examples to keep.
+        metrics: The collector's declared metrics; if given, observations are checked against
+            them as the daemon does.
+    """
+
+    parser: Parser
+    ctx: ParseContext
+    metrics: tuple[MetricSpec, ...] = ()
+
+
 def parse_inputs(
     inputs: Sequence[str | Path],
     parser: Parser,
@@ -1185,20 +1206,38 @@ def parse_inputs(
 ) -> Iterator[ParsedInput]:
     """Run ``parser`` over whole inputs, statelessly, one ``ParsedInput`` per input.
 
+    ``parse_each`` with one job; see there.
+    """
+    job = ParseJob(parser, ctx, tuple(metrics))
+    for (parsed,) in parse_each(inputs, (job,), kind=kind, stdin=stdin, block_bytes=block_bytes):
+        yield parsed
+
+
+def parse_each(
+    inputs: Sequence[str | Path],
+    jobs: Sequence[ParseJob],
+    *,
+    kind: InputKind | None = None,
+    stdin: IO[bytes] | None = None,
+    block_bytes: int = BLOCK_BYTES,
+) -> Iterator[list[ParsedInput]]:
+    """Run every job's parser over whole inputs, statelessly: per input, one ``ParsedInput`` per job.
+
+    Each input is opened and read **once**, and every block goes to every parser in turn (the
+    way the daemon hands a block to one collector's parser), so N parsers cost one read, not N,
+    and a pipe (``<(zcat auth.log.2.gz)``) or stdin works without being kept aside.
+
     Inputs are plain, gzip, bzip2 or xz text files, ``journalctl -o json`` output (recognised by
     its first line, compressed or not), ``.evtx`` files, or ``"-"`` for stdin. Nothing is
-    checkpointed or stored. A block the parser raises on is parsed line by line; lines that still
-    fail count as unparsed (``failed_lines``) and ``log_block_failed`` is logged.
+    checkpointed or stored. A block a parser raises on is parsed line by line for that parser;
+    lines that still fail count as unparsed (``failed_lines``) and ``log_block_failed`` is logged.
 
     Args:
         inputs: Paths, or ``"-"``.
-        parser: The collector's parser.
-        ctx: Now, zone, pseudonymiser, settings and how many unparsed examples to keep.
+        jobs: The parsers, each with its context and metrics.
         kind: Force the kind of every input; default: recognise each one.
         stdin: Where ``"-"`` reads from (default ``sys.stdin.buffer``).
-        metrics: The collector's declared metrics; if given, observations are checked against
-            them as the daemon does.
-        block_bytes: Size of the blocks handed to the parser.
+        block_bytes: Size of the blocks handed to the parsers.
 
     Raises:
         InputError: An input does not exist or cannot be read (raised before anything is parsed).
@@ -1213,43 +1252,64 @@ def parse_inputs(
             raise InputError(f"{text}: is a directory, not a log file")
         if not os.access(text, os.R_OK):
             raise InputError(f"{text}: permission denied")
-    declared = {m.name: m for m in metrics} or None
     for item in inputs:
         text = str(item)
         damage: list[str] = []
-        found, blocks = _input_blocks(text, kind, stdin, block_bytes, damage)
-        total = ParseResult(carry=ctx.carry)
-        lines = failed = 0
-        problems: list[tuple[int, str]] = []
+        runs = [_JobRun(job) for job in jobs]
+        lines = 0
         origin = text
-        for block in blocks:
-            origin = block.origin
-            block_ctx = replace(ctx, carry=total.carry)
-            try:
-                result = checked_parse(parser, block, block_ctx, declared)
-            except Exception as exc:
-                result, bad = parse_one_by_one(parser, block, block_ctx, declared)
-                failed += bad
-                log.error("log_block_failed", origin=block.origin, error=f"{type(exc).__name__}: {exc}", failed_lines=bad)
-            problems += _numbered(block, lines, result.problems)
-            lines += _lines_of(block)
-            total.merge(result, ctx.examples)
+        with contextlib.ExitStack() as closing:
+            found, blocks = _input_blocks(text, kind, stdin, block_bytes, damage, closing)
+            for block in blocks:
+                origin = block.origin
+                for run in runs:
+                    run.feed(block, lines)
+                lines += _lines_of(block)
+        yield [run.finish(text, found, origin, lines, "; ".join(damage)) for run in runs]
+
+
+class _JobRun:
+    """One job's tally over one input: the results of its blocks, summed, its carry threaded."""
+
+    def __init__(self, job: ParseJob) -> None:
+        self.job = job
+        self.declared = {m.name: m for m in job.metrics} or None
+        self.total = ParseResult(carry=job.ctx.carry)
+        self.failed = 0
+        self.problems: list[tuple[int, str]] = []
+
+    def feed(self, block: LogBlock, before: int) -> None:
+        """Parse one block; ``before`` is the number of lines of the input before it."""
+        parser, ctx = self.job.parser, self.job.ctx
+        block_ctx = replace(ctx, carry=self.total.carry) if self.total.carry is not None or ctx.carry is not None else ctx
+        try:
+            result = checked_parse(parser, block, block_ctx, self.declared)
+        except Exception as exc:
+            result, bad = parse_one_by_one(parser, block, block_ctx, self.declared)
+            self.failed += bad
+            log.error("log_block_failed", origin=block.origin, error=f"{type(exc).__name__}: {exc}", failed_lines=bad)
+        if result.problems:
+            self.problems += _numbered(block, before, result.problems)
+        self.total.merge(result, ctx.examples)
+
+    def finish(self, path: str, kind: InputKind, origin: str, lines: int, damage: str) -> ParsedInput:
+        """The input is complete: what it left unfinished is settled now, as it stands."""
+        parser, ctx, total = self.job.parser, self.job.ctx, self.total
         if total.carry is not None:
-            # The input is complete: what it left unfinished is settled now, as it stands.
             ending = TextBlock(b"", origin, None, 0)
             try:
-                total.merge(checked_parse(parser, ending, replace(ctx, carry=total.carry, final=True), declared), ctx.examples)
+                total.merge(checked_parse(parser, ending, replace(ctx, carry=total.carry, final=True), self.declared), ctx.examples)
             except Exception as exc:
                 log.error("log_carry_failed", origin=origin, error=f"{type(exc).__name__}: {exc}")
         total.observations = merge_counts(total.observations)
-        yield ParsedInput(
-            path=text,
-            kind=found,
+        return ParsedInput(
+            path=path,
+            kind=kind,
             result=total,
             lines=lines,
-            failed_lines=failed,
-            damage="; ".join(damage),
-            problems=tuple(problems),
+            failed_lines=self.failed,
+            damage=damage,
+            problems=tuple(self.problems),
         )
 
 
@@ -1263,35 +1323,93 @@ def _numbered(block: LogBlock, before: int, problems: Sequence[ParseProblem]) ->
 
 
 def _input_blocks(
-    text: str, kind: InputKind | None, stdin: IO[bytes] | None, block_bytes: int, damage: list[str]
+    text: str,
+    kind: InputKind | None,
+    stdin: IO[bytes] | None,
+    block_bytes: int,
+    damage: list[str],
+    closing: contextlib.ExitStack,
 ) -> tuple[InputKind, Iterator[LogBlock]]:
+    """The kind of one input and its blocks, from one open of it (``closing`` closes it).
+
+    A regular file is read with ``pread`` as the daemon's tail reads it (or through its
+    decompressor); a pipe, a device or stdin is read forward once, what was read to tell its
+    kind given again before the rest.
+    """
     if text == "-":
-        stream = stdin if stdin is not None else sys.stdin.buffer
-        head = stream.read(4096)
-        found = kind or _sniff(head)
-        if found == "evtx":
-            raise InputError("-: EVTX cannot be read from stdin; give the file's path")
-        chunks = itertools.chain([head], iter(lambda: stream.read(block_bytes), b""))
-        return found, _text_or_journal(chunks, "<stdin>", found, None, block_bytes)
-    if kind == "evtx" or (kind is None and _is_evtx(text)):
+        stream: IO[bytes] = stdin if stdin is not None else sys.stdin.buffer
+        mtime = None
+        regular = False
+    else:
+        if kind == "evtx" or (kind is None and text.lower().endswith(".evtx")):
+            return "evtx", _evtx_blocks(text, damage)
+        try:
+            stream = closing.enter_context(open(text, "rb"))  # noqa: SIM115 - closed by ``closing``
+            st = os.fstat(stream.fileno())
+        except OSError as exc:
+            raise InputError(f"{text}: {exc.strerror or exc}") from exc
+        regular = stat.S_ISREG(st.st_mode)
+        mtime = datetime.fromtimestamp(st.st_mtime, timezone.utc) if regular else None
+    head = _read_head(stream, HEAD_BYTES)
+    if text != "-" and (kind == "evtx" or (kind is None and head.startswith(_EVTX_MAGIC))):
+        if not regular:
+            raise InputError(f"{text}: EVTX cannot be read from a pipe; give the file's path")
         return "evtx", _evtx_blocks(text, damage)
-    with open_decompressed(text) as probe:
-        head = probe.read(4096)
+    codec = codec_from_magic(head)
+    if regular and not codec:
+        found = kind or _sniff(head)
+        return found, _text_or_journal(read_fd(stream.fileno(), text, mtime=mtime, block_bytes=block_bytes), text, found)
+    if regular:
+        stream.seek(0)
+    else:
+        stream = io.BufferedReader(_Replayed(head, stream))
+    if codec:
+        stream = closing.enter_context(open_codec_stream(stream, codec))
+        head = _read_head(stream, HEAD_BYTES)
+        stream = io.BufferedReader(_Replayed(head, stream))
     found = kind or _sniff(head)
-    return found, _file_blocks(text, found, block_bytes)
+    if found == "evtx":  # only stdin gets here: a path was sent to the EVTX reader above
+        raise InputError("-: EVTX cannot be read from stdin; give the file's path")
+    origin = "<stdin>" if text == "-" else text
+    return found, _text_or_journal(read_stream(stream, origin, mtime=mtime, block_bytes=block_bytes), origin, found)
 
 
-def _file_blocks(path: str, kind: InputKind, block_bytes: int) -> Iterator[LogBlock]:
-    mtime = datetime.fromtimestamp(os.stat(path).st_mtime, timezone.utc)
-    with open_decompressed(path) as stream:
-        chunks = iter(lambda: stream.read(block_bytes), b"")
-        yield from _text_or_journal(chunks, path, kind, mtime, block_bytes)
+def _read_head(stream: IO[bytes], size: int) -> bytes:
+    """Up to ``size`` bytes; fewer only at the end of the stream (a pipe gives what it has)."""
+    parts: list[bytes] = []
+    got = 0
+    while got < size:
+        part = stream.read(size - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
 
 
-def _text_or_journal(
-    chunks: Iterable[bytes], origin: str, kind: InputKind, mtime: datetime | None, block_bytes: int
-) -> Iterator[LogBlock]:
-    blocks = read_chunks(chunks, origin, mtime=mtime, block_bytes=block_bytes)
+class _Replayed(io.RawIOBase):
+    """``head`` again, then the rest of ``stream``: a pipe sniffed without losing what was sniffed."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
+        super().__init__()
+        self._head = memoryview(head)
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _text_or_journal(blocks: Iterator[TextBlock], origin: str, kind: InputKind) -> Iterator[LogBlock]:
     if kind == "text":
         yield from blocks
         return
@@ -1306,16 +1424,23 @@ def _text_or_journal(
 
 
 def _sniff(head: bytes) -> InputKind:
+    """What an input is, by its first bytes: an EVTX file, ``journalctl -o json`` output, or text.
+
+    journalctl does not promise its field order (systemd 252 may print ``_HOSTNAME`` before
+    ``__CURSOR``), so a first line that does not start with the cursor is read as JSON.
+    """
     if head.startswith(_EVTX_MAGIC):
         return "evtx"
-    return "journal" if _JOURNAL_SNIFF.match(head) else "text"
-
-
-def _is_evtx(path: str) -> bool:
-    if path.lower().endswith(".evtx"):
-        return True
-    with open(path, "rb") as f:
-        return f.read(len(_EVTX_MAGIC)) == _EVTX_MAGIC
+    if _JOURNAL_SNIFF.match(head):
+        return "journal"
+    first = head.lstrip(b"\x1e \t\r\n").split(b"\n", 1)[0]
+    if not first.startswith(b"{"):
+        return "text"
+    try:
+        entry = json.loads(first)
+    except (ValueError, RecursionError):
+        return "text"
+    return "journal" if isinstance(entry, dict) and "__CURSOR" in entry and "__REALTIME_TIMESTAMP" in entry else "text"
 
 
 def _evtx_blocks(path: str, damage: list[str]) -> Iterator[LogBlock]:
@@ -1344,6 +1469,7 @@ def _evtx_blocks(path: str, damage: list[str]) -> Iterator[LogBlock]:
 __all__ = [
     "LOG_METRICS",
     "FileSource",
+    "ParseJob",
     "ParsedInput",
     "ParserFailed",
     "checked_parse",
@@ -1354,6 +1480,7 @@ __all__ = [
     "line_parser",
     "merge_counts",
     "parse_context",
+    "parse_each",
     "parse_inputs",
     "record_parser",
     "syslog_log_collector",

@@ -905,6 +905,36 @@ class SectionContent:
     tables: tuple[ReportTable, ...] = ()
 
 
+IndicatorKind = Literal["increase", "gauge"]
+IndicatorUnit = Literal["count", "seconds"]
+
+
+@dataclass(frozen=True, slots=True)
+class Indicator:
+    """A key figure of a report section: the report shows it for the month, the month before and
+    the twelve months up to it (a trend chart), from the ledger or a fleet's Prometheus alike.
+
+    Attributes:
+        id: ``"<plugin>.<thing>"``, stable: the report's JSON names it.
+        metric: The metric it reads.
+        title: What it is, in bokmål ("Mislykkede pålogginger").
+        title_en: The same in English.
+        kind: ``"increase"``: a counter's increase over the month; ``"gauge"``: a gauge's value at
+            the month's end.
+        labels: Exact label values the series must have (``{"planned": "false"}``); the matching
+            series are added up.
+        unit: ``"count"`` or ``"seconds"`` (shown as a duration).
+    """
+
+    id: str
+    metric: str
+    title: str
+    title_en: str
+    kind: IndicatorKind = "increase"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    unit: IndicatorUnit = "count"
+
+
 @dataclass(frozen=True, slots=True)
 class ReportSection:
     """A section of the monthly report.
@@ -912,8 +942,11 @@ class ReportSection:
     Attributes:
         id: ``"<plugin>.<thing>"``.
         title: Norwegian section title as the data controller reads it.
-        order: Position in the report (factsheet order: 10 operations status … 80 firewall).
+        order: Position in the report (factsheet order: 10 operations status … 80 firewall); the
+            tens name the factsheet area the section belongs to.
         build: ``build(data, period) -> SectionContent``; pure over ``ReportData``.
+        title_en: The title in English (empty: the Norwegian one is shown).
+        indicators: Its key figures, each shown for this month, last month and as a 12-month trend.
         plugin: Filled in by the loader.
     """
 
@@ -921,6 +954,8 @@ class ReportSection:
     title: str
     order: int
     build: Callable[[ReportData, Period], SectionContent]
+    title_en: str = ""
+    indicators: tuple[Indicator, ...] = ()
     plugin: str = ""
 
 

@@ -27,26 +27,22 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any, Literal, TextIO
 
 from normagent.errors import InputError, UsageError
-from normagent.logs import ParsedInput, host_zone, parse_inputs
+from normagent.logs import ParseJob, ParsedInput, host_zone, parse_each
 from normagent.model import CollectorSpec, Count, MaintenanceCalendar, NoMaintenance, ParseContext, Rollup
 from normagent.privacy import Pseudonymiser
-from normagent.sources.files import open_decompressed
 
 if TYPE_CHECKING:
     from normagent.config import Config
     from normagent.loader import Plugins
 
 Format = Literal["text", "json"]
-SPOOL_BYTES = 32 * 2**20  # stdin is kept in memory up to this, then in an unnamed temporary file
 MAX_PROBLEMS_SHOWN = 10  # malformed lines named per input and collector in the text output
 
 
@@ -187,72 +183,33 @@ def parse_paths(
     stdin: IO[bytes] | None = None,
     now: datetime | None = None,
 ) -> list[InputResult]:
-    """Every input through every chosen parser; stdin is spooled so each parser can read it."""
+    """Every input through every chosen parser: each input is read once, and every block it
+    yields goes to each parser in turn (``parse_each``)."""
     # One throwaway key for the whole run: the same account is the same pseudonym across inputs.
     pseudonymise = Pseudonymiser(secrets.token_bytes(32))
     moment = now or datetime.now(timezone.utc)
     calendar = _calendar(config)
+    jobs = []
+    for spec in specs:
+        settings = _settings(spec, config)
+        ctx = ParseContext(
+            now=moment,
+            tz=_zone(settings),
+            pseudonymise=pseudonymise,
+            settings=settings,
+            examples=examples,
+            maintenance=calendar,
+        )
+        jobs.append(ParseJob(spec.parser, ctx, tuple(spec.metrics)))  # type: ignore[arg-type]  # chosen: parser set
     results: list[InputResult] = []
-    for path in paths:
-        spool = _spool(stdin if stdin is not None else sys.stdin.buffer) if path == "-" else None
-        try:
-            found: InputResult | None = None
-            for spec in specs:
-                if spool is not None:
-                    spool.seek(0)
-                settings = _settings(spec, config)
-                ctx = ParseContext(
-                    now=moment,
-                    tz=_zone(settings),
-                    pseudonymise=pseudonymise,
-                    settings=settings,
-                    examples=examples,
-                    maintenance=calendar,
-                )
-                kind = _journal_json(path, spool)
-                parsed = next(iter(parse_inputs([path], spec.parser, ctx, kind=kind, stdin=spool, metrics=spec.metrics)))  # type: ignore[arg-type]
-                if found is None:
-                    found = InputResult(path=parsed.path, kind=parsed.kind, lines=parsed.lines, damage=parsed.damage)
-                found.collectors.append(_collector_result(spec, parsed))
-            if found is not None:
-                results.append(found)
-        finally:
-            if spool is not None:
-                spool.close()
+    for parsed in parse_each(paths, jobs, stdin=stdin):
+        first = parsed[0] if parsed else None
+        if first is None:
+            continue
+        found = InputResult(path=first.path, kind=first.kind, lines=first.lines, damage=first.damage)
+        found.collectors.extend(_collector_result(spec, one) for spec, one in zip(specs, parsed, strict=True))
+        results.append(found)
     return results
-
-
-def _journal_json(path: str, spool: IO[bytes] | None) -> Literal["journal"] | None:
-    """"journal" if the input is ``journalctl -o json`` output, else None (the reader decides).
-
-    journalctl does not promise its field order (systemd 252 may print ``_HOSTNAME`` before
-    ``__CURSOR``), so the first line is read as JSON rather than matched by its first key.
-    """
-    try:
-        if spool is not None:
-            spool.seek(0)
-            head = spool.read(65536)
-            spool.seek(0)
-        else:
-            with open(path, "rb") as raw:
-                if raw.read(8) == b"ElfFile\x00":
-                    return None
-            with open_decompressed(path) as stream:
-                head = stream.read(65536)
-    except (OSError, EOFError, ValueError):
-        return None
-    first = head.lstrip(b"\x1e \t\r\n").split(b"\n", 1)[0]
-    try:
-        entry = json.loads(first)
-    except ValueError:
-        return None
-    return "journal" if isinstance(entry, dict) and "__CURSOR" in entry and "__REALTIME_TIMESTAMP" in entry else None
-
-
-def _spool(stream: IO[bytes]) -> IO[bytes]:
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed by the caller
-    shutil.copyfileobj(stream, spool)
-    return spool
 
 
 def _calendar(config: Config | None) -> MaintenanceCalendar:

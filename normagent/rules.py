@@ -485,7 +485,7 @@ class Engine:
     def rules_watching(self, touched: Iterable[str]) -> list[RuleSpec]:
         """The rules that read any of ``touched`` (metric names, ``rollup:<name>``, ``event:<kind>``)."""
         found: dict[str, RuleSpec] = {}
-        for name in touched:
+        for name in sorted(touched):  # a set's order follows the hash seed: candidates would be numbered differently each run
             for rule in self._by_watch.get(name, ()):
                 found[rule.name] = rule
         return list(found.values())

@@ -191,9 +191,16 @@ class EmailSender:
             smtp.login(self._settings.username, self._password)
 
     def send(self, delivery: Delivery) -> None:
+        self.send_message(message(delivery, self._settings))
+
+    def send_message(self, msg: EmailMessage) -> None:
+        """Send any message over this forwarder's SMTP settings (the monthly report uses it too).
+
+        Raises:
+            DeliveryFailed: with a closed-set result and a message naming the server.
+        """
         import smtplib
 
-        msg = message(delivery, self._settings)
         for again in (True, False):
             try:
                 if self._smtp is None:

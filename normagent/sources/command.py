@@ -20,7 +20,7 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from normagent.model import CommandResult
 
@@ -28,6 +28,8 @@ DEFAULT_TIMEOUT = 10.0
 MAX_OUTPUT = 16 * 2**20  # bytes per stream; a list of boots or packages is far below this
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _READ_CHUNK = 65536
+STOP_POLL = 0.2  # seconds between looks at ``stop`` while a command runs
+STOPPED = "stopped: the agent is shutting down"
 
 
 def child_environment(parent: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -48,6 +50,7 @@ def run_command(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     max_output: int = MAX_OUTPUT,
+    stop: Callable[[], bool] | None = None,
 ) -> CommandResult:
     """Run ``argv`` with a timeout and return what happened.
 
@@ -55,6 +58,11 @@ def run_command(
         argv: Program and arguments; the program is looked up on ``PATH`` unless it has a slash.
         timeout: Seconds the command may run before its process group is killed.
         max_output: Bytes of stdout (and, separately, of stderr) to accept before killing it.
+        stop: Checked at least every ``STOP_POLL`` seconds while the command runs; once it returns
+            True the process group is killed and the result is an error (the agent binds its
+            shutdown flag here: a slow command, such as an apt simulation on a loaded machine,
+            must not hold a shutdown for the whole grace, and a command's output cut short is
+            never committed, the run fails and is made again after the restart).
 
     Returns:
         A ``CommandResult``. ``returncode`` is ``None`` when the command did not start or was
@@ -85,15 +93,18 @@ def run_command(
     except OSError as exc:
         return CommandResult(argv=args, returncode=None, error=f"cannot start: {exc.strerror or exc}")
 
-    stdout, stderr, problem = _collect(proc, timeout, max_output)
+    stdout, stderr, problem = _collect(proc, timeout, max_output, stop)
     if problem:
         _kill_group(proc)
         return CommandResult(argv=args, returncode=None, stdout=stdout, stderr=stderr, error=problem)
     return CommandResult(argv=args, returncode=proc.returncode, stdout=stdout, stderr=stderr)
 
 
-def _collect(proc: subprocess.Popen[bytes], timeout: float, max_output: int) -> tuple[bytes, bytes, str]:
-    """Read both pipes until EOF and exit, a timeout, or too much output; never block past the deadline."""
+def _collect(
+    proc: subprocess.Popen[bytes], timeout: float, max_output: int, stop: Callable[[], bool] | None = None
+) -> tuple[bytes, bytes, str]:
+    """Read both pipes until EOF and exit, a timeout, a stop, or too much output; never block past
+    the deadline."""
     assert proc.stdout is not None and proc.stderr is not None
     out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
     chunks: dict[int, list[bytes]] = {out_fd: [], err_fd: []}
@@ -110,6 +121,11 @@ def _collect(proc: subprocess.Popen[bytes], timeout: float, max_output: int) -> 
                 if left <= 0:
                     problem = f"timed out after {timeout:g}s"
                     break
+                if stop is not None:
+                    if stop():
+                        problem = STOPPED
+                        break
+                    left = min(left, STOP_POLL)
                 for key, _ in selector.select(left):
                     fd = int(key.fd)
                     try:

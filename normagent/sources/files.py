@@ -313,11 +313,26 @@ def _open_codec(path: str, codec: str) -> IO[bytes]:
 def codec_of(path: str | Path) -> str:
     """``"gzip"``, ``"bz2"``, ``"xz"`` or ``""`` (plain), by the file's first bytes."""
     with open(path, "rb") as f:
-        magic = f.read(6)
+        return codec_from_magic(f.read(6))
+
+
+def codec_from_magic(head: bytes) -> str:
+    """``"gzip"``, ``"bz2"``, ``"xz"`` or ``""`` (plain), by the first bytes of a stream."""
     for prefix, codec in _MAGIC:
-        if magic.startswith(prefix):
+        if head.startswith(prefix):
             return codec
     return ""
+
+
+def open_codec_stream(stream: IO[bytes], codec: str) -> IO[bytes]:
+    """A decompressing reader over an open binary stream (which it does not close)."""
+    if codec == "gzip":
+        return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]  # GzipFile is a binary IO
+    if codec == "bz2":
+        return bz2.BZ2File(stream, "rb")
+    if codec == "xz":
+        return lzma.LZMAFile(stream, "rb")
+    raise ValueError(f"unknown codec {codec!r}")
 
 
 # Corrupt or truncated compressed data, as the three decompressors report it.
@@ -333,6 +348,15 @@ def read_chunks(
 ) -> Iterator[TextBlock]:
     """All lines of a finished stream given in pieces, in blocks; an unterminated last line is included."""
     for cut in _cut_blocks(_stream_reader(_chunk_reader(chunks), 0), 0, block_bytes, complete=True):
+        if cut.lines:
+            yield TextBlock(data=cut.data, origin=origin, mtime=mtime, lines=cut.lines)
+
+
+def read_fd(fd: int, origin: str, *, mtime: datetime | None = None, block_bytes: int = BLOCK_BYTES) -> Iterator[TextBlock]:
+    """All lines of an open regular file from its start, in blocks, read as the tail reads: one
+    ``pread`` per block into the block itself, no copy through a stream. An unterminated last
+    line is included."""
+    for cut in _cut_blocks(_pread_reader(fd), 0, block_bytes, complete=True):
         if cut.lines:
             yield TextBlock(data=cut.data, origin=origin, mtime=mtime, lines=cut.lines)
 
@@ -1163,14 +1187,17 @@ __all__ = [
     "FileTail",
     "FILE_ERROR_REASONS",
     "NotRegularFile",
+    "codec_from_magic",
     "codec_of",
     "error_reason",
     "fingerprint",
     "invalid_utf8_lines",
     "lag_bytes",
     "list_siblings",
+    "open_codec_stream",
     "open_decompressed",
     "read_chunks",
+    "read_fd",
     "read_stream",
     "read_whole",
     "tail_files",

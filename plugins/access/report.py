@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from normagent import Period, ReportData, ReportSection, ReportTable, Rollup, SectionContent
+from normagent import Indicator, Period, ReportData, ReportSection, ReportTable, Rollup, SectionContent
 
 from .tally import (
     ERRORS_BY_ORIGIN,
@@ -217,4 +217,17 @@ def _n(value: float) -> str:
     return f"{int(value):,}".replace(",", " ")
 
 
-SECTION = ReportSection(id="access.logins", title=TITLE, order=11, build=build)
+SECTION = ReportSection(
+    id="access.logins",
+    title=TITLE,
+    title_en="Operations status: logins and event logs",
+    order=11,
+    build=build,
+    indicators=(
+        Indicator("access.failed_logins", FAILED_LOGINS, "Mislykkede pålogginger", "Failed logins"),
+        Indicator("access.lockouts", LOCKOUTS, "Kontosperringer", "Account lockouts"),
+        Indicator("access.password_resets", PASSWORD_RESETS, "Glemte passord (tilbakestilt av en annen)",
+                  "Forgotten passwords (reset by someone else)", labels={"kind": "reset"}),
+        Indicator("access.eventlog_errors", EVENTLOG_ERRORS, "Feil i hendelseslogger", "Errors in event logs"),
+    ),
+)

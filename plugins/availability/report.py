@@ -18,9 +18,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
-from normagent import Event, Period, ReportData, ReportSection, ReportTable, SectionContent
+from normagent import Event, Indicator, Period, ReportData, ReportSection, ReportTable, SectionContent
 
-from .collectors import DOWNTIME, OBSERVED, OUTAGE_EVENT, SLA_EVENT
+from .collectors import DOWNTIME, OBSERVED, OUTAGE_EVENT, OUTAGES, SLA_EVENT
 
 REASONS = {
     "timeout": "tidsavbrudd",
@@ -171,8 +171,23 @@ def percent(value: float) -> str:
 
 
 SERVICES_SECTION = ReportSection(
-    id="availability.services", title="Driftsstatus: kritiske systemer og SLA", order=15, build=build_for(False)
+    id="availability.services",
+    title="Driftsstatus: kritiske systemer og SLA",
+    title_en="Operations status: critical systems and SLA",
+    order=15,
+    build=build_for(False),
+    # The counters do not tell network services from the others: the figures are of every probed service.
+    indicators=(
+        Indicator("availability.outages_unplanned", OUTAGES, "Uplanlagte utfall (alle overvåkede tjenester)",
+                  "Unplanned outages (every probed service)", labels={"planned": "false"}),
+        Indicator("availability.downtime_unplanned", DOWNTIME, "Uplanlagt nedetid (alle overvåkede tjenester)",
+                  "Unplanned downtime (every probed service)", labels={"planned": "false"}, unit="seconds"),
+    ),
 )
 NETWORK_SECTION = ReportSection(
-    id="availability.network", title="Nettleverandør: nedetid og SLA", order=60, build=build_for(network=True)
+    id="availability.network",
+    title="Nettleverandør: nedetid og SLA",
+    title_en="Network provider: downtime and SLA",
+    order=60,
+    build=build_for(network=True),
 )

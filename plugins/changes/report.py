@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 
-from normagent import Event, Period, ReportData, ReportSection, ReportTable, Rollup, SectionContent
+from normagent import Event, Indicator, Period, ReportData, ReportSection, ReportTable, Rollup, SectionContent
 
 from .vocab import (
     BY_PLAN,
@@ -217,4 +217,16 @@ def _n(value: int) -> str:
     return f"{value:,}".replace(",", " ")
 
 
-SECTION = ReportSection(id="changes.config", title=TITLE, order=50, build=build)
+SECTION = ReportSection(
+    id="changes.config",
+    title=TITLE,
+    title_en="Data processor: configuration changes",
+    order=50,
+    build=build,
+    indicators=(
+        Indicator("changes.config_unplanned", CONFIG_CHANGES, "Uplanlagte konfigurasjonsendringer", "Unplanned configuration changes",
+                  labels={"planned": "false"}),
+        Indicator("changes.packages_unplanned", PACKAGE_CHANGES, "Uplanlagte pakkeendringer", "Unplanned package changes",
+                  labels={"planned": "false"}),
+    ),
+)

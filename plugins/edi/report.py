@@ -4,9 +4,10 @@ Factsheet 12 asks for: messages without receipt, unplanned and planned stops, mi
 messages, and messages with a negative application receipt — count and error type. The section
 answers per message type from the counters (``ReportData.increase``), so it also works on a fleet's
 Prometheus, and lists the notable events (rejected messages, messages without receipt, stops) when
-the data source keeps events (one host's ledger). Message ids are shown so the operations provider
-can look a message up; they are not personal data. Error texts come from the code lists in
-``codes``, never from the messages. Times are Norwegian time.
+the data source keeps events (one host's ledger). Message ids are not shown: the report goes to the
+data controller, and a message id leads to a patient's message (the ledger keeps them for the
+operations provider). Error texts come from the code lists in ``codes``, never from the messages.
+Times are Norwegian time.
 
 Imports only normagent (the public API) and the standard library.
 """
@@ -17,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from normagent import Event, Period, ReportData, ReportSection, ReportTable, SectionContent
+from normagent import Event, Indicator, Period, ReportData, ReportSection, ReportTable, SectionContent
 from normagent.plugins.edi import codes, collectors, correlate
 
 TITLE = collectors.SECTION
@@ -94,7 +95,24 @@ def build(data: ReportData, period: Period) -> SectionContent:
     return SectionContent(paragraphs=tuple(paragraphs), tables=tuple(t for t in tables if t.rows or t.caption))
 
 
-SECTION = ReportSection(id="edi.messages", title=TITLE, order=30, build=build)
+SECTION = ReportSection(
+    id="edi.messages",
+    title=TITLE,
+    title_en="Message communication (EDI)",
+    order=30,
+    build=build,
+    indicators=(
+        Indicator("edi.unacknowledged", correlate.M_UNACK_TOTAL, "Meldinger uten kvittering innen fristen",
+                  "Messages without a receipt in time"),
+        Indicator("edi.rejected", correlate.M_RECEIPTS, "Avviste meldinger (negativ applikasjonskvittering)",
+                  "Rejected messages (negative application receipt)", labels={"status": "2"}),
+        Indicator("edi.misaddressed", correlate.M_MISADDRESSED, "Feiladresserte meldinger", "Mis-addressed messages"),
+        Indicator("edi.stop_unplanned", collectors.M_STOP_SECONDS, "Uplanlagt stans i meldingsutvekslingen",
+                  "Unplanned stops of message traffic", labels={"planned": "false"}, unit="seconds"),
+        Indicator("edi.stop_planned", collectors.M_STOP_SECONDS, "Planlagt stans i meldingsutvekslingen",
+                  "Planned stops of message traffic", labels={"planned": "true"}, unit="seconds"),
+    ),
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,11 +225,10 @@ def _rejected_list(events: Sequence[Event]) -> ReportTable:
                 _type(str(e.attrs.get("msg_type", ""))),
                 STATUS.get(str(e.attrs.get("status", "")), str(e.attrs.get("status", ""))),
                 _error_texts(str(e.attrs.get("errors", ""))),
-                str(e.attrs.get("original_msg_id", "")),
             )
         )
     return ReportTable(
-        columns=("Dato", "Tid", "Meldingstype", "Status", "Feil", "Meldings-ID"),
+        columns=("Dato", "Tid", "Meldingstype", "Status", "Feil"),
         rows=tuple(rows),
         caption="Avviste meldinger per dag (negative applikasjonskvitteringer).",
     )
@@ -227,11 +244,10 @@ def _unack_list(events: Sequence[Event]) -> ReportTable:
                 _type(str(e.attrs.get("msg_type", ""))),
                 RECEIPT.get(str(e.attrs.get("receipt", "")), str(e.attrs.get("receipt", ""))),
                 ("kom for sent: " + _time(str(e.attrs.get("receipt_at", "")))) if late else "ikke mottatt ved fristen",
-                str(e.attrs.get("message_id", "")),
             )
         )
     return ReportTable(
-        columns=("Sendt", "Meldingstype", "Kvittering", "Status", "Meldings-ID"),
+        columns=("Sendt", "Meldingstype", "Kvittering", "Status"),
         rows=tuple(rows),
         caption="Meldinger der kvitteringen ikke kom innen fristen.",
     )

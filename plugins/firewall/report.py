@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import timezone
 
-from normagent import Period, ReportData, ReportSection, ReportTable, SectionContent
+from normagent import Indicator, Period, ReportData, ReportSection, ReportTable, SectionContent
 
 from .parse import BLOCKED, BY_NETWORK, BY_PORT, RULE_CHANGE_EVENT, RULE_CHANGES
 
@@ -54,6 +54,8 @@ def build(data: ReportData, period: Period) -> SectionContent:
     ]
     ports = _top(data, BY_PORT, period)
     networks = _top(data, BY_NETWORK, period)
+    if not ports and total:
+        ports = None  # blocked traffic without its rollups: a source that keeps none (a fleet's Prometheus)
     if ports is None:
         paragraphs.append("Toppliste over porter og nettverk finnes bare i rapporten fra den enkelte serveren.")
     else:
@@ -87,4 +89,14 @@ def _top(data: ReportData, name: str, period: Period) -> list[tuple[str, int]] |
     return [(key, int(n)) for key, n in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]]
 
 
-SECTION = ReportSection(id="firewall.barrier", title=TITLE, order=80, build=build)
+SECTION = ReportSection(
+    id="firewall.barrier",
+    title=TITLE,
+    title_en="Security barrier (firewall)",
+    order=80,
+    build=build,
+    indicators=(
+        Indicator("firewall.blocked", BLOCKED, "Blokkerte pakker og forbindelser", "Blocked packets and connections"),
+        Indicator("firewall.rule_changes", RULE_CHANGES, "Endringer i brannmurens regelsett", "Changes of the firewall's rules"),
+    ),
+)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from normagent import Period, ReportData, ReportSection, ReportTable, SectionContent
+from normagent import Indicator, Period, ReportData, ReportSection, ReportTable, SectionContent
 
 from .parse import DEVICE_DOWN, DEVICE_RESTARTS, DOWN_EVENT, IF_DOWN, RESTART_EVENT, UP_EVENT
 
@@ -122,4 +122,14 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min"
 
 
-SECTION = ReportSection(id="network.devices", title=TITLE, order=61, build=build)
+SECTION = ReportSection(
+    id="network.devices",
+    title=TITLE,
+    title_en="Network provider: downtime and restarts of network equipment",
+    order=61,
+    build=build,
+    indicators=(
+        Indicator("network.device_down", DEVICE_DOWN, "Nedetid på nettverksutstyr", "Downtime of network equipment", unit="seconds"),
+        Indicator("network.device_restarts", DEVICE_RESTARTS, "Omstarter av nettverksutstyr", "Restarts of network equipment"),
+    ),
+)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from normagent import Event, Period, ReportData, ReportSection, ReportTable, SectionContent
+from normagent import Event, Indicator, Period, ReportData, ReportSection, ReportTable, SectionContent
 
 from .collectors import BOOT_EVENT, BOOTS, DOWNTIME, UNEXPECTED_SHUTDOWNS
 
@@ -194,4 +194,16 @@ def percent(value: float) -> str:
     return text.replace(".", ",")
 
 
-SECTION = ReportSection(id="system.uptime", title=TITLE, order=10, build=build)
+SECTION = ReportSection(
+    id="system.uptime",
+    title=TITLE,
+    title_en="Operations status: uptime and restarts",
+    order=10,
+    build=build,
+    indicators=(
+        Indicator("system.boots", BOOTS, "Omstarter", "Restarts"),
+        Indicator("system.unexpected_shutdowns", UNEXPECTED_SHUTDOWNS, "Stopp uten kontrollert avslutning", "Stops without an orderly shutdown"),
+        Indicator("system.downtime_unplanned", DOWNTIME, "Uplanlagt nedetid", "Unplanned downtime", labels={"planned": "false"}, unit="seconds"),
+        Indicator("system.downtime_planned", DOWNTIME, "Planlagt nedetid", "Planned downtime", labels={"planned": "true"}, unit="seconds"),
+    ),
+)

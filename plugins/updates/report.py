@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import timezone
 
-from normagent import Event, Period, ReportData, ReportSection, ReportTable, Rollup, SectionContent
+from normagent import Event, Indicator, Period, ReportData, ReportSection, ReportTable, Rollup, SectionContent
 
 from .vocab import (
     APPLIED,
@@ -153,4 +153,17 @@ def _n(value: float | int) -> str:
     return f"{int(value):,}".replace(",", " ")
 
 
-SECTION = ReportSection(id="updates.applied", title=TITLE, order=40, build=build)
+SECTION = ReportSection(
+    id="updates.applied",
+    title=TITLE,
+    title_en="System supplier: security and system updates",
+    order=40,
+    build=build,
+    indicators=(
+        Indicator("updates.security_applied", APPLIED, "Sikkerhetsoppdateringer installert", "Security updates installed",
+                  labels={"kind": "security", "result": "success"}),
+        Indicator("updates.failed", APPLIED, "Oppdateringer som feilet", "Updates that failed", labels={"result": "failure"}),
+        Indicator("updates.security_pending", PENDING, "Ventende sikkerhetsoppdateringer ved månedens slutt",
+                  "Security updates pending at the month's end", kind="gauge", labels={"kind": "security"}),
+    ),
+)

@@ -552,3 +552,43 @@ path = "{out}"
     assert document["rule"] == "site.sample_seen" and document["labels"] == {"kind": "a"}
     # The line is written (and fsynced) before the attempt is stored: wait for the count, do not race it.
     daemon.wait_for('normagent_forward_attempts_total{forwarder="lokal",result="ok"} 1.0')
+
+
+REPORT_LIBRARIES = ("jinja2", "pygal", "babel", "tqdm", "markupsafe")
+
+
+def test_the_running_agent_imports_none_of_the_reports_libraries(daemon: Daemon) -> None:
+    """The idle agent stays small: Jinja2, pygal, Babel and tqdm (the ``report`` extra) are
+    imported by ``normagent report`` alone, not by ``run`` with every builtin plugin loaded and
+    every collector run once. ``-X importtime`` lists every module the process imported."""
+    daemon.config.write_text(
+        f"""
+[agent]
+state_dir = "{daemon.tmp / 'state'}"
+log_format = "json"
+shutdown_grace = "2s"
+
+[web]
+listen = "127.0.0.1:{daemon.port}"
+
+[plugins]
+entry_points = false
+"""
+    )
+    daemon.start(argv=[sys.executable, "-X", "importtime", "-m", "normagent", "run", "--config", str(daemon.config)])
+    started = daemon.wait_for_event("agent_started")
+    collectors = list(started["collectors"])  # type: ignore[call-overload]
+    assert len(collectors) > 10
+    end = time.monotonic() + 60
+    while True:  # every collector has run once (succeeded or not)
+        page = daemon.metrics()
+        waiting = [c for c in collectors if f'normagent_collector_duration_seconds{{collector="{c}"}}' not in page]
+        if not waiting:
+            break
+        assert time.monotonic() < end, f"collectors that never ran: {waiting}"
+        time.sleep(0.1)
+    assert daemon.stop() == 0
+    imported = {line.rsplit("|", 1)[1].strip() for line in daemon.log.read_text().splitlines() if line.startswith("import time:")}
+    assert "normagent.report.settings" in imported and "normagent.plugins.system" in " ".join(imported)
+    assert sorted(m for m in imported if m.split(".")[0] in REPORT_LIBRARIES) == []
+    assert sorted(m for m in imported if m.startswith("normagent.report.")) == ["normagent.report.command", "normagent.report.settings"]

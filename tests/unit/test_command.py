@@ -76,6 +76,34 @@ def test_timeout_kills_the_whole_process_group() -> None:
     assert not _alive(helper)
 
 
+def test_a_stop_kills_the_command_and_its_helpers_and_is_an_error() -> None:
+    """The agent's shutdown flag: a command in flight (and a helper it forked) is killed once the
+    flag is up, well before its own timeout, and the result says so (no output is taken as whole)."""
+    stop = threading.Event()
+    results: list[CommandResult] = []
+    caller = threading.Thread(
+        target=lambda: results.append(run_command(["sh", "-c", "sleep 3600 & echo $!; wait"], timeout=3600, stop=stop.is_set))
+    )
+    caller.start()
+    stop.set()
+    caller.join(60)
+    assert not caller.is_alive(), "run_command kept waiting after the stop"
+    [result] = results
+    assert (result.returncode, result.ok, result.error) == (None, False, "stopped: the agent is shutting down")
+    if result.stdout.split():  # the helper was started before the stop was seen
+        helper = int(result.stdout.split()[0])
+        deadline = time.monotonic() + 5
+        while _alive(helper) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(helper)
+
+
+def test_a_stop_that_never_comes_changes_nothing() -> None:
+    result = run_command(["sh", "-c", "echo out; echo err >&2; exit 3"], stop=lambda: False)
+
+    assert (result.returncode, result.stdout, result.stderr, result.error) == (3, b"out\n", b"err\n", "")
+
+
 def test_output_beyond_the_cap_stops_the_command_and_keeps_the_head() -> None:
     result = run_command(["sh", "-c", "yes normagent"], timeout=10, max_output=4096)
     assert result.returncode is None

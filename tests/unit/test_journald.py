@@ -1,8 +1,10 @@
-"""journald reader: real journalctl over real journal files (tests/fixtures/journal).
+"""journald readers: real journalctl, and the host's libsystemd, over real journal files
+(tests/fixtures/journal, written by systemd-journal-remote).
 
 The expected entries come from the export-format sources the journal files were made from, read
-by a small export parser here, not from journalctl: what the reader decodes is checked against
-what was written.
+by a small export parser here, not from journalctl: what each reader decodes is checked against
+what was written. Every reading test runs through both readers, and the readers are checked
+against each other: the same blocks, entries and cursors, and a cursor of one resumes in the other.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from structlog.testing import capture_logs
 from normagent.errors import NoData
 from normagent.model import CommandResult, JournalEntry
 from normagent.sources.command import run_command
+from normagent.sources import journald, sdjournal
 from normagent.sources.journald import (
     JournalError,
     JournalSettings,
@@ -105,13 +108,29 @@ def journalctl() -> str:
     return path
 
 
+READERS = ("journalctl", "libsystemd")
+
+
+def libsystemd_or_skip() -> None:
+    loaded = sdjournal.load()
+    if isinstance(loaded, str):
+        skip_for_host(f"libsystemd cannot be loaded here: {loaded}")
+
+
+@pytest.fixture(params=READERS)
+def reader(request: pytest.FixtureRequest, journalctl: str) -> str:
+    """Each reading test once through journalctl and once through libsystemd."""
+    if request.param == "libsystemd":
+        libsystemd_or_skip()
+    return str(request.param)
+
+
 def read_all(journalctl: str, **kwargs: object) -> list[tuple[list[JournalEntry], str]]:
     cursor = kwargs.pop("cursor", None)
+    library = str(kwargs.pop("library", journald.LIBSYSTEMD))
     settings = JournalSettings(**kwargs)  # type: ignore[arg-type]
-    return [
-        (list(block.records), c)  # type: ignore[arg-type]
-        for block, c in read_journal(run_command, cursor=cursor, settings=settings, journalctl=journalctl)  # type: ignore[arg-type]
-    ]
+    blocks = read_journal(run_command, cursor=cursor, settings=settings, journalctl=journalctl, library=library)  # type: ignore[arg-type]
+    return [(list(block.records), c) for block, c in blocks]  # type: ignore[misc]
 
 
 def entries_of(blocks: list[tuple[list[JournalEntry], str]]) -> list[JournalEntry]:
@@ -130,9 +149,9 @@ def exported_summary(entry: Exported) -> tuple[str, str, str, datetime]:
 # Reading and decoding
 
 
-def test_reads_every_entry_in_order_with_values_decoded(journalctl: str) -> None:
+def test_reads_every_entry_in_order_with_values_decoded(journalctl: str, reader: str) -> None:
     """Binary, multi-line, repeated and >4096-byte values all arrive as the text that was written."""
-    blocks = read_all(journalctl, files=(str(MAIN),), start="beginning", block_entries=7)
+    blocks = read_all(journalctl, reader=reader, files=(str(MAIN),), start="beginning", block_entries=7)
 
     got = entries_of(blocks)
 
@@ -144,18 +163,18 @@ def test_reads_every_entry_in_order_with_values_decoded(journalctl: str) -> None
     assert max(len(e.message) for e in got) > 4096  # --all: not null
 
 
-def test_blocks_are_bounded_and_carry_the_cursor_of_their_last_entry(journalctl: str) -> None:
-    blocks = read_all(journalctl, files=(str(MAIN),), start="beginning", block_entries=5)
+def test_blocks_are_bounded_and_carry_the_cursor_of_their_last_entry(journalctl: str, reader: str) -> None:
+    blocks = read_all(journalctl, reader=reader, files=(str(MAIN),), start="beginning", block_entries=5)
 
     assert [len(records) for records, _ in blocks] == [5] * (len(MAIN_EXPORT) // 5) + [len(MAIN_EXPORT) % 5]
     assert all(cursor == records[-1].cursor for records, cursor in blocks)
 
 
 @pytest.mark.parametrize("after", [0, 4, 5, 19, 30, 31])
-def test_resuming_from_a_cursor_reads_exactly_the_entries_after_it(journalctl: str, after: int) -> None:
-    everything = entries_of(read_all(journalctl, files=(str(MAIN),), start="beginning"))
+def test_resuming_from_a_cursor_reads_exactly_the_entries_after_it(journalctl: str, reader: str, after: int) -> None:
+    everything = entries_of(read_all(journalctl, reader=reader, files=(str(MAIN),), start="beginning"))
 
-    resumed = entries_of(read_all(journalctl, files=(str(MAIN),), cursor=everything[after].cursor, block_entries=4))
+    resumed = entries_of(read_all(journalctl, reader=reader, files=(str(MAIN),), cursor=everything[after].cursor, block_entries=4))
 
     assert [e.cursor for e in resumed] == [e.cursor for e in everything[after + 1 :]]
 
@@ -185,63 +204,178 @@ FILTERS: list[tuple[str, dict[str, object], Callable[[Exported], bool]]] = [
 
 @pytest.mark.parametrize(("kwargs", "wanted"), [(k, w) for _, k, w in FILTERS], ids=[n for n, _, _ in FILTERS])
 def test_filters_select_exactly_the_matching_entries(
-    journalctl: str, kwargs: dict[str, object], wanted: Callable[[Exported], bool]
+    journalctl: str, reader: str, kwargs: dict[str, object], wanted: Callable[[Exported], bool]
 ) -> None:
-    got = entries_of(read_all(journalctl, files=(str(MAIN),), start="beginning", block_entries=3, **kwargs))
+    got = entries_of(read_all(journalctl, reader=reader, files=(str(MAIN),), start="beginning", block_entries=3, **kwargs))
 
     assert [summary(e) for e in got] == [exported_summary(e) for e in MAIN_EXPORT if wanted(e)]
 
 
-def test_start_at_end_takes_the_newest_cursor_then_reads_only_new_entries(journalctl: str, tmp_path: Path) -> None:
+def test_start_at_end_takes_the_newest_cursor_then_reads_only_new_entries(journalctl: str, reader: str, tmp_path: Path) -> None:
     """A first run commits the end; entries that arrive later (a new journal file) are read once."""
     shutil.copy(ARCHIVE, tmp_path / ARCHIVE.name)
 
-    first = read_all(journalctl, directory=str(tmp_path), start="end")
+    first = read_all(journalctl, reader=reader, directory=str(tmp_path), start="end")
     shutil.copy(CURRENT, tmp_path / CURRENT.name)
-    second = read_all(journalctl, directory=str(tmp_path), cursor=first[-1][1])
-    third = read_all(journalctl, directory=str(tmp_path), cursor=second[-1][1])
+    second = read_all(journalctl, reader=reader, directory=str(tmp_path), cursor=first[-1][1])
+    third = read_all(journalctl, reader=reader, directory=str(tmp_path), cursor=second[-1][1])
 
     assert [records for records, _ in first] == [[]]
     assert [summary(e) for e in entries_of(second)] == [exported_summary(e) for e in CURRENT_EXPORT]
     assert third == []
 
 
-def test_start_at_end_with_a_filter_the_newest_entry_does_not_match(journalctl: str) -> None:
+def test_start_at_end_with_a_filter_the_newest_entry_does_not_match(journalctl: str, reader: str) -> None:
     """The end cursor is the newest entry of the whole journal; resuming from it is not a lost cursor."""
-    first = read_all(journalctl, files=(str(MAIN),), identifiers=("CRON",), start="end")
+    first = read_all(journalctl, reader=reader, files=(str(MAIN),), identifiers=("CRON",), start="end")
     with capture_logs() as logs:
-        second = read_all(journalctl, files=(str(MAIN),), identifiers=("CRON",), cursor=first[-1][1])
+        second = read_all(journalctl, reader=reader, files=(str(MAIN),), identifiers=("CRON",), cursor=first[-1][1])
 
     assert MAIN_EXPORT[-1].text("SYSLOG_IDENTIFIER") != "CRON"
     assert second == []
     assert not [entry for entry in logs if entry["event"] == "journal_cursor_lost"]
 
 
-def test_a_vacuumed_cursor_is_reported_and_the_nearest_entry_is_not_skipped(journalctl: str, tmp_path: Path) -> None:
+def test_a_vacuumed_cursor_is_reported_and_the_nearest_entry_is_not_skipped(journalctl: str, reader: str, tmp_path: Path) -> None:
     """journalctl --after-cursor (systemd < 255) would drop the first surviving entry; we must not."""
     for path in (ARCHIVE, CURRENT):
         shutil.copy(path, tmp_path / path.name)
-    everything = entries_of(read_all(journalctl, directory=str(tmp_path), start="beginning"))
+    everything = entries_of(read_all(journalctl, reader=reader, directory=str(tmp_path), start="beginning"))
     cursor_in_archive = everything[10].cursor
     (tmp_path / ARCHIVE.name).unlink()  # what journald's vacuum does to an old archived file
 
     with capture_logs() as logs:
-        resumed = entries_of(read_all(journalctl, directory=str(tmp_path), cursor=cursor_in_archive))
+        resumed = entries_of(read_all(journalctl, reader=reader, directory=str(tmp_path), cursor=cursor_in_archive))
 
     assert [summary(e) for e in resumed] == [exported_summary(e) for e in CURRENT_EXPORT]
     lost = [entry for entry in logs if entry["event"] == "journal_cursor_lost"]
     assert len(lost) == 1 and lost[0]["log_level"] == "warning" and lost[0]["reason"] == "vacuumed"
 
 
+def test_a_rotation_under_the_cursor_resumes_after_it_with_nothing_lost_or_doubled(journalctl: str, reader: str, tmp_path: Path) -> None:
+    """journald renames the active file to an archive and starts a new one: the cursor, now in the
+    archive, still names its entry; the read goes on with the new file's entries, quietly."""
+    active = tmp_path / "system.journal"
+    shutil.copy(ARCHIVE, active)
+    before = read_all(journalctl, reader=reader, directory=str(tmp_path), start="beginning")
+    committed = before[-1][1]
+    active.rename(tmp_path / "system@0123456789abcdef0123456789abcdef-0000000000000001-0005f0e1d2c3b4a5.journal")
+    shutil.copy(CURRENT, active)
+
+    with capture_logs() as logs:
+        resumed = entries_of(read_all(journalctl, reader=reader, directory=str(tmp_path), cursor=committed))
+
+    assert [summary(e) for e in entries_of(before)] == [exported_summary(e) for e in ARCHIVE_EXPORT]
+    assert [summary(e) for e in resumed] == [exported_summary(e) for e in CURRENT_EXPORT]
+    assert not [entry for entry in logs if entry["event"] == "journal_cursor_lost"]
+
+
 @pytest.mark.parametrize(("start", "expected"), [("beginning", len(MAIN_EXPORT)), ("end", 0)])
 def test_a_cursor_journalctl_cannot_parse_falls_back_to_the_start_setting(
-    journalctl: str, start: str, expected: int
+    journalctl: str, reader: str, start: str, expected: int
 ) -> None:
     with capture_logs() as logs:
-        got = entries_of(read_all(journalctl, files=(str(MAIN),), cursor="not-a-cursor", start=start))
+        got = entries_of(read_all(journalctl, reader=reader, files=(str(MAIN),), cursor="not-a-cursor", start=start))
 
     assert len(got) == expected
     assert [entry["reason"] for entry in logs if entry["event"] == "journal_cursor_lost"] == ["invalid cursor"]
+
+
+# --------------------------------------------------------------------------------------------
+# The two readers against each other
+
+
+SAME = [
+    ("everything, blocks of 7", {"start": "beginning", "block_entries": 7}),
+    ("everything, one block", {"start": "beginning", "block_entries": 1000}),
+    ("blocks of 1", {"start": "beginning", "block_entries": 1}),
+    *[(name, {"start": "beginning", "block_entries": 3, **kwargs}) for name, kwargs, _ in FILTERS],
+    ("from the end", {"start": "end"}),
+    ("from the end, filtered", {"start": "end", "identifiers": ("CRON",)}),
+]
+
+
+@pytest.mark.parametrize("kwargs", [k for _, k in SAME], ids=[n for n, _ in SAME])
+def test_both_readers_give_the_same_blocks_entries_and_cursors(journalctl: str, kwargs: dict[str, object]) -> None:
+    """Fields (binary, repeated, over 4096 bytes), times, cursors and block cuts, all equal."""
+    libsystemd_or_skip()
+
+    by_journalctl = read_all(journalctl, reader="journalctl", files=(str(MAIN),), **kwargs)
+    by_libsystemd = read_all(journalctl, reader="libsystemd", files=(str(MAIN),), **kwargs)
+
+    assert by_libsystemd == by_journalctl
+    assert [dict(e.fields) for e in entries_of(by_libsystemd)] == [dict(e.fields) for e in entries_of(by_journalctl)]
+
+
+@pytest.mark.parametrize("after", [0, 4, 19, 31])
+@pytest.mark.parametrize(("first", "then"), [("journalctl", "libsystemd"), ("libsystemd", "journalctl")])
+def test_a_cursor_committed_by_one_reader_resumes_in_the_other(journalctl: str, first: str, then: str, after: int) -> None:
+    """A host that gains or loses libsystemd, or a changed reader setting, neither repeats nor skips."""
+    libsystemd_or_skip()
+    everything = entries_of(read_all(journalctl, reader=first, files=(str(MAIN),), start="beginning"))
+
+    resumed = entries_of(read_all(journalctl, reader=then, files=(str(MAIN),), cursor=everything[after].cursor, block_entries=4))
+
+    assert [e.cursor for e in resumed] == [e.cursor for e in everything[after + 1 :]]
+
+
+def test_a_split_journal_directory_reads_alike_in_both(journalctl: str, tmp_path: Path) -> None:
+    """Two files of one journal (an archive and the current file) interleave the same way."""
+    libsystemd_or_skip()
+    for path in (ARCHIVE, CURRENT):
+        shutil.copy(path, tmp_path / path.name)
+
+    by_journalctl = read_all(journalctl, reader="journalctl", directory=str(tmp_path), start="beginning", block_entries=6)
+    by_libsystemd = read_all(journalctl, reader="libsystemd", directory=str(tmp_path), start="beginning", block_entries=6)
+
+    assert by_libsystemd == by_journalctl
+    assert [summary(e) for e in entries_of(by_libsystemd)] == [exported_summary(e) for e in ARCHIVE_EXPORT + CURRENT_EXPORT]
+
+
+def test_without_libsystemd_auto_reads_through_journalctl_and_says_so(journalctl: str) -> None:
+    """Where the library cannot be loaded, the fallback reads the same, and the log names the reader."""
+    journald._announce.cache_clear()
+    with capture_logs() as logs:
+        got = read_all(journalctl, files=(str(MAIN),), start="beginning", library="libnormagent-absent.so.0")
+        again = read_all(journalctl, files=(str(MAIN),), cursor=entries_of(got)[-5].cursor, library="libnormagent-absent.so.0")
+
+    assert [summary(e) for e in entries_of(got)] == [exported_summary(e) for e in MAIN_EXPORT]
+    assert entries_of(again) == entries_of(got)[-4:]  # the next run resumes as the journalctl reader does
+    [said] = [entry for entry in logs if entry["event"] == "journal_reader"]  # once per process, not per run
+    assert said["reader"] == "journalctl" and "libnormagent-absent.so.0" in said["reason"] and said["log_level"] == "info"
+
+
+def test_with_libsystemd_auto_reads_through_it_and_says_so(journalctl: str) -> None:
+    libsystemd_or_skip()
+    journald._announce.cache_clear()
+    with capture_logs() as logs:
+        got = read_all(journalctl, files=(str(MAIN),), start="beginning", library="libsystemd.so.0")
+
+    assert [summary(e) for e in entries_of(got)] == [exported_summary(e) for e in MAIN_EXPORT]
+    assert [(e["reader"], e["library"]) for e in logs if e["event"] == "journal_reader"] == [("libsystemd", "libsystemd.so.0")]
+    assert all(isinstance(e.fields, sdjournal.JournalFields) for e in entries_of(got))
+
+
+def test_reader_libsystemd_without_the_library_is_a_journal_error() -> None:
+    """Asked for by name, a missing library fails the run (visibly) instead of switching reader."""
+    settings = JournalSettings(files=(str(MAIN),), reader="libsystemd")
+
+    with pytest.raises(JournalError, match="libnormagent-absent.so.0"):
+        list(read_journal(run_command, settings=settings, library="libnormagent-absent.so.0"))
+
+
+def test_libsystemd_fields_behave_as_the_dict_journalctl_gives(journalctl: str) -> None:
+    libsystemd_or_skip()
+    [(entries, _)] = read_all(journalctl, reader="libsystemd", files=(str(MAIN),), start="beginning", block_entries=100)
+    [(expected, _)] = read_all(journalctl, reader="journalctl", files=(str(MAIN),), start="beginning", block_entries=100)
+
+    for got, want in zip(entries, expected, strict=True):
+        fields, plain = got.fields, dict(want.fields)
+        assert len(fields) == len(plain) and set(fields) == set(plain) and fields == plain
+        assert all(fields[name] == value and fields.get(name) == value and name in fields for name, value in plain.items())
+        assert fields.get("NO_SUCH_FIELD", "absent") == "absent" and "NO_SUCH_FIELD" not in fields
+        with pytest.raises(KeyError):
+            fields["NO_SUCH_FIELD"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,36 +384,36 @@ def test_a_cursor_journalctl_cannot_parse_falls_back_to_the_start_setting(
 
 def test_missing_journalctl_is_no_data() -> None:
     with pytest.raises(NoData, match="journalctl is not installed"):
-        list(read_journal(run_command, journalctl="/nonexistent/bin/journalctl"))
+        list(read_journal(run_command, settings=JournalSettings(reader="journalctl"), journalctl="/nonexistent/bin/journalctl"))
 
 
 @pytest.mark.parametrize("kind", ["missing file", "empty file", "missing directory", "empty directory"])
 @pytest.mark.parametrize("start", ["beginning", "end"])
-def test_no_journal_there_is_no_data(journalctl: str, tmp_path: Path, kind: str, start: str) -> None:
+def test_no_journal_there_is_no_data(journalctl: str, reader: str, tmp_path: Path, kind: str, start: str) -> None:
     if kind == "missing file":
-        settings = JournalSettings(files=(str(tmp_path / "absent.journal"),), start=start)  # type: ignore[arg-type]
+        settings = JournalSettings(files=(str(tmp_path / "absent.journal"),), start=start, reader=reader)  # type: ignore[arg-type]
     elif kind == "empty file":
         (tmp_path / "new.journal").write_bytes(b"")
-        settings = JournalSettings(files=(str(tmp_path / "new.journal"),), start=start)  # type: ignore[arg-type]
+        settings = JournalSettings(files=(str(tmp_path / "new.journal"),), start=start, reader=reader)  # type: ignore[arg-type]
     elif kind == "missing directory":
-        settings = JournalSettings(directory=str(tmp_path / "absent"), start=start)  # type: ignore[arg-type]
+        settings = JournalSettings(directory=str(tmp_path / "absent"), start=start, reader=reader)  # type: ignore[arg-type]
     else:
-        settings = JournalSettings(directory=str(tmp_path), start=start)  # type: ignore[arg-type]
+        settings = JournalSettings(directory=str(tmp_path), start=start, reader=reader)  # type: ignore[arg-type]
 
     with pytest.raises(NoData):
         list(read_journal(run_command, settings=settings, journalctl=journalctl))
 
 
-def test_a_damaged_journal_file_is_a_journal_error(journalctl: str, tmp_path: Path) -> None:
+def test_a_damaged_journal_file_is_a_journal_error(journalctl: str, reader: str, tmp_path: Path) -> None:
     """A file that is not a journal is a fault to see (the run fails), not an absent source."""
     (tmp_path / "x.journal").write_bytes(b"this is not a journal file\n" * 100)
 
     with pytest.raises(JournalError, match="Bad message"):
-        list(read_journal(run_command, settings=JournalSettings(files=(str(tmp_path / "x.journal"),)), journalctl=journalctl))
+        list(read_journal(run_command, settings=JournalSettings(files=(str(tmp_path / "x.journal"),), reader=reader), journalctl=journalctl))
 
 
 def test_a_journalctl_timeout_is_a_journal_error() -> None:
-    settings = JournalSettings(files=("/x.journal",))
+    settings = JournalSettings(files=("/x.journal",), reader="journalctl")
     argv = ("journalctl", "--output=json", "--all", "--no-pager", "--file=/x.journal", "--lines=1")
     runner = recorded_command({argv: CommandResult(argv=argv, returncode=None, error="timed out after 30s")})
 
@@ -296,9 +430,18 @@ def test_access_limited_to_own_entries_is_logged(journalctl: str) -> None:
         return CommandResult(result.argv, result.returncode, result.stdout, hint + result.stderr, result.error)
 
     with capture_logs() as logs:
-        list(read_journal(hinting, settings=JournalSettings(files=(str(MAIN),), start="beginning"), journalctl=journalctl))
+        list(read_journal(hinting, settings=JournalSettings(files=(str(MAIN),), start="beginning", reader="journalctl"), journalctl=journalctl))
 
     assert [entry["event"] for entry in logs] == ["journal_access_limited"]
+
+
+@pytest.mark.parametrize(
+    ("euid", "groups", "limited"),
+    [(0, set(), False), (1000, {"users"}, True), (1000, {"users", "systemd-journal"}, False), (998, {"adm"}, False), (1000, {"wheel"}, False)],
+)
+def test_libsystemd_reader_knows_when_the_local_journal_shows_only_own_entries(euid: int, groups: set[str], limited: bool) -> None:
+    """The libsystemd reader's counterpart of journalctl's hint (root or the journal's groups see all)."""
+    assert sdjournal.access_limited(euid, groups) is limited
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,6 +559,7 @@ def test_priority_range(text: str, bounds: tuple[int, int]) -> None:
         {"directory": "/var/log/journal", "files": ("/x.journal",)},
         {"units": ("A=B",)},
         {"identifiers": ("",)},
+        {"reader": "python"},
     ],
 )
 def test_settings_reject_what_journalctl_would_misread(kwargs: dict[str, object]) -> None:

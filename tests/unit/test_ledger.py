@@ -643,3 +643,103 @@ def test_a_rescue_sets_the_lost_ledgers_wal_aside(tmp_path: Path, clock: FakeClo
     assert path.with_name("ledger.db-wal.lost").exists()
     with Ledger.open(path, clock=clock, metrics=[FAILURES]) as back:
         assert back.counter_value(FAILURES.name, {"reason": "r"}) == 3
+
+
+# ------------------------------------------------------------------------------------------------
+# the report's history (schema 3): gauges at a time, runs per hour, read-only opening
+
+
+def test_gauge_at_a_past_time_is_the_value_it_had_then(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    with Ledger.open(tmp_path / "l.db", clock=clock, metrics=[FREE]) as ledger:
+        ledger.commit("fs", Batch([Gauge(FREE.name, 100, {"mountpoint": "/"}), Gauge(FREE.name, 7, {"mountpoint": "/srv"})]))
+        clock.advance(3600)
+        ledger.commit("fs", Batch([Gauge(FREE.name, 100, {"mountpoint": "/"}), Gauge(FREE.name, 9, {"mountpoint": "/srv"})]))
+        clock.advance(3600)
+        ledger.commit("fs", Batch([Gauge(FREE.name, 80, {"mountpoint": "/"})]))  # /srv went away
+        clock.advance(3600)
+        by = ("mountpoint",)
+        assert ledger.gauge(FREE.name, T0, by) == {}
+        assert ledger.gauge(FREE.name, T0 + timedelta(hours=1), by) == {("/",): 100, ("/srv",): 7}
+        assert ledger.gauge(FREE.name, T0 + timedelta(hours=2), by) == {("/",): 100, ("/srv",): 9}
+        assert ledger.gauge(FREE.name, T0 + timedelta(hours=3), by) == {("/",): 80}
+        assert ledger.gauge(FREE.name, T0 + timedelta(hours=3)) == {(): 80}
+        # A value that did not change writes no history row.
+        rows = ledger._conn.execute("SELECT count(*) FROM gauge_hours WHERE labels LIKE '%\"/\"%'").fetchone()[0]
+        assert rows == 2
+
+
+def test_forgotten_gauges_end_their_history(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    with Ledger.open(tmp_path / "l.db", clock=clock, metrics=[FREE]) as ledger:
+        ledger.commit("fs", Batch([Gauge(FREE.name, 5, {"mountpoint": "/"})]))
+        clock.advance(7200)
+        ledger.forget_gauges("fs")
+        clock.advance(3600)
+        assert ledger.gauge(FREE.name, T0 + timedelta(hours=2)) == {(): 5}
+        assert ledger.gauge(FREE.name, clock.now()) == {}
+
+
+def test_runs_are_kept_per_hour_with_their_failures(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    with Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
+        for minute, ok in ((0, True), (20, False), (40, True), (70, False)):
+            ledger.record_run(RunOutcome("c", T0 + timedelta(minutes=minute), 0.1, ok))
+        hours = ledger.run_hours(Period(T0, T0 + timedelta(hours=2)))
+        h = int(T0.timestamp() // 3600)
+        assert hours == {"c": {h: (3, 1), h + 1: (1, 1)}}
+        assert ledger.has_data(Period(T0, T0 + timedelta(hours=1)))
+        assert not ledger.has_data(Period(T0 + timedelta(hours=5), T0 + timedelta(hours=6)))
+
+
+def test_prune_keeps_the_last_gauge_value_before_the_cut(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    with Ledger.open(tmp_path / "l.db", clock=clock, metrics=[FREE]) as ledger:
+        for value in (1, 2, 3):
+            ledger.commit("fs", Batch([Gauge(FREE.name, value, {"mountpoint": "/"})]))
+            ledger.record_run(RunOutcome("fs", clock.now(), 0.1, True))
+            clock.advance(86400)
+        ledger.prune(T0 + timedelta(days=2))
+        assert ledger.gauge(FREE.name, T0 + timedelta(days=2)) == {(): 2}  # set before the cut, still true at it
+        assert ledger.gauge(FREE.name, T0 + timedelta(hours=1)) == {}  # the value before it is forgotten
+        assert ledger.gauge(FREE.name, clock.now()) == {(): 3}
+        assert ledger.run_hours(Period(T0, T0 + timedelta(days=2))) == {}
+
+
+def test_open_readonly_changes_nothing_and_refuses_what_is_no_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    with pytest.raises(StateError, match="no ledger here"):
+        Ledger.open_readonly(path)
+    assert not path.exists()
+    path.write_bytes(b"not a database at all, only words" * 100)
+    with pytest.raises(StateError, match="not a readable normagent ledger"):
+        Ledger.open_readonly(path)
+    path.unlink()
+    with Ledger.open(path, clock=FakeClock(T0), metrics=[FAILURES]) as ledger:
+        ledger.commit("c", Batch([Count(FAILURES.name, {"reason": "x"}, 2)]))
+    before = path.read_bytes()
+    with Ledger.open_readonly(path) as reader:
+        assert reader.readonly and reader.schema_version == SCHEMA_VERSION
+        assert reader.increase(FAILURES.name, Period(T0, T0 + timedelta(hours=1))) == {(): 2}
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader._conn.execute("DELETE FROM counters")
+    assert path.read_bytes() == before
+
+
+def test_a_schema_2_ledger_migrates_with_its_gauges_as_first_history(tmp_path: Path) -> None:
+    """An agent upgraded over a ledger of schema 2: the gauges it had become their history's first rows."""
+    path = tmp_path / "l.db"
+    with Ledger.open(path, clock=FakeClock(T0), metrics=[FREE]) as ledger:
+        ledger.commit("fs", Batch([Gauge(FREE.name, 42, {"mountpoint": "/"})]))
+    conn = sqlite3.connect(path)
+    conn.executescript("DROP TABLE run_hours; DROP TABLE gauge_hours; DELETE FROM meta WHERE key = 'history_since'; PRAGMA user_version = 2;")
+    conn.close()
+    with Ledger.open_readonly(path) as old:
+        assert old.schema_version == 2
+        assert old.gauge(FREE.name, T0 + timedelta(minutes=1)) == {(): 42}  # the current value, after its last write
+        assert old.gauge(FREE.name, T0 - timedelta(hours=1)) == {}  # before it: unknown
+        assert old.run_hours(Period(T0, T0 + timedelta(hours=1))) == {}
+    later = T0 + timedelta(days=1)
+    with Ledger.open(path, clock=FakeClock(later), metrics=[FREE]) as ledger:
+        assert ledger.history_since == later.isoformat()
+        assert ledger.gauge(FREE.name, T0 + timedelta(hours=1)) == {(): 42}

@@ -38,6 +38,8 @@ from normagent.logs import (
     journal_log_collector,
     line_parser,
     merge_counts,
+    ParseJob,
+    parse_each,
     parse_inputs,
     record_parser,
 )
@@ -58,9 +60,10 @@ from normagent.model import (
 from normagent.sources.command import run_command
 from normagent.sources.evtx import EvtxSettings
 from normagent.sources.files import FILE_ERROR_REASONS, FileSource, NotRegularFile
+from normagent.sources import sdjournal
 from normagent.sources.journald import JournalSettings
 from normagent.testing import EPOCH, FakeClock, make_context, parse_text, run_collector_once, test_pseudonymiser
-from tests.support.tools import require_tool
+from tests.support.tools import require_tool, skip_for_host
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FAILED = MetricSpec("test_failed_logins_total", "counter", "Failed logins seen.", labels=("via",), section="Driftsstatus")
@@ -508,6 +511,20 @@ def test_parse_inputs_reads_plain_compressed_and_stdin(tmp_path: Path) -> None:
         assert item.result.observations == [Count(FAILED.name, {"via": "ssh"}, 3)]
 
 
+def test_parse_each_gives_every_parser_every_block_of_one_read(tmp_path: Path) -> None:
+    """Two parsers over one read: each gets what it would get alone, one's failure is its own."""
+    raw = lines(0, 30, "Failed") + b"POISON password\n" + lines(30, 20)
+    (tmp_path / "a.log").write_bytes(raw)
+    alone = [next(parse_inputs([tmp_path / "a.log"], parser, CTX, block_bytes=256)) for parser in (PARSER, poisoned())]
+
+    with capture_logs() as logs:
+        [together] = parse_each([tmp_path / "a.log"], [ParseJob(PARSER, CTX), ParseJob(poisoned(), CTX)], block_bytes=256)
+
+    assert together == alone
+    assert [t.result.parsed for t in together] == [30, 30] and [t.failed_lines for t in together] == [0, 1]
+    assert [e["event"] for e in logs] == ["log_block_failed"]
+
+
 def test_parse_inputs_recognises_journalctl_json(tmp_path: Path) -> None:
     entries = [
         {"__CURSOR": f"s=1;i={i}", "__REALTIME_TIMESTAMP": str(1_700_000_000_000_000 + i), "MESSAGE": m}
@@ -702,17 +719,39 @@ class JournalOnly:
     journal: JournalSettings = JournalSettings(files=(str(MAIN_JOURNAL),), start="beginning", block_entries=10)
 
 
+def journal_reading(reader: str) -> type:
+    """``JournalOnly`` whose journal is read by ``reader``."""
+
+    @dataclass(frozen=True, slots=True)
+    class Reading:
+        journal: JournalSettings = JournalSettings(files=(str(MAIN_JOURNAL),), start="beginning", block_entries=10, reader=reader)  # type: ignore[arg-type]
+
+    return Reading
+
+
 def count_every_entry(block: LogBlock, ctx: ParseContext) -> ParseResult:
     assert isinstance(block, RecordBlock)
     return ParseResult(parsed=len(block.records), observations=[Count(FAILED.name, {"via": "journal"}, len(block.records))])
 
 
-def test_journal_collector_counts_every_entry_once_and_resumes_by_cursor(journalctl: str, ledger: Ledger) -> None:
-    spec = journal_log_collector("test.journal", help="j", parser=count_every_entry, settings=JournalOnly, metrics=(FAILED,))
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [("journalctl", "journalctl"), ("libsystemd", "libsystemd"), ("journalctl", "libsystemd"), ("libsystemd", "journalctl")],
+)
+def test_journal_collector_counts_every_entry_once_and_resumes_by_cursor(journalctl: str, ledger: Ledger, first: str, then: str) -> None:
+    """A crash after two committed blocks, then runs to the end: every entry counted once, whichever
+    reader committed the cursor and whichever resumes from it."""
+    if "libsystemd" in (first, then) and isinstance(sdjournal.load(), str):
+        skip_for_host(f"libsystemd cannot be loaded here: {sdjournal.load()}")
+
+    def spec(reader: str) -> CollectorSpec:
+        return journal_log_collector("test.journal", help="j", parser=count_every_entry, settings=journal_reading(reader), metrics=(FAILED,))
+
     expected = exported_entries(FIXTURES / "journal" / "main.export")
-    assert commit_some(spec, ledger, Path("/"), 2, run_command=run_command) == 2
-    run_collector_once(spec, ledger, run_command=run_command)
-    run_collector_once(spec, ledger, run_command=run_command)
+    assert commit_some(spec(first), ledger, Path("/"), 2, run_command=run_command) == 2
+    assert ledger.counter_value(FAILED.name, {"via": "journal"}) == 20  # two blocks of 10, one batch each
+    run_collector_once(spec(then), ledger, run_command=run_command)
+    run_collector_once(spec(then), ledger, run_command=run_command)
     assert ledger.counter_value(FAILED.name, {"via": "journal"}) == expected
     assert outcomes(ledger, "test.journal")["parsed"] == expected
     newest = run_command([journalctl, f"--file={MAIN_JOURNAL}", "--output=json", "--lines=1"]).stdout
@@ -720,7 +759,7 @@ def test_journal_collector_counts_every_entry_once_and_resumes_by_cursor(journal
 
 
 def test_journal_collector_without_journalctl_is_no_data(ledger: Ledger) -> None:
-    spec = journal_log_collector("test.journal", help="j", parser=count_every_entry, settings=JournalOnly, metrics=(FAILED,))
+    spec = journal_log_collector("test.journal", help="j", parser=count_every_entry, settings=journal_reading("journalctl"), metrics=(FAILED,))
     with pytest.raises(NoData):
         run_collector_once(spec, ledger)  # the default recorded_command knows no command
 

@@ -1,5 +1,6 @@
-"""journald: the same login rules on a real journal file (read by the real journalctl), event-log
-errors per origin, the journald/auth.log preference and the bounded origin label."""
+"""journald: the same login rules on a real journal file (read by the real journalctl and by the
+host's libsystemd: every test that reads the file runs through both readers), event-log errors per
+origin, the journald/auth.log preference and the bounded origin label."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ from normagent.plugins.access.journal import journal_origin, parse_journal, pars
 from normagent.plugins.access.tally import ERRORS_BY_ORIGIN, EVENTLOG_ERRORS, FAILED_LOGINS
 from normagent.testing import EPOCH, MemoryCheckpoints, make_context, observations, run_collector_once, test_pseudonymiser
 from tests.plugins.access.cases import FIXTURES, verdict
-from tests.support.tools import find_tool, require_tool
+from normagent.sources import sdjournal
+from normagent.sources.journald import read_journal
+from tests.support.tools import find_tool, require_tool, skip_for_host
 
 JOURNAL = FIXTURES / "access.journal"
 
@@ -56,6 +59,28 @@ def _entries() -> list[JournalEntry]:
     return entries
 
 
+READERS = ("journalctl", "libsystemd")
+
+
+@pytest.fixture(params=READERS)
+def reader(request: pytest.FixtureRequest, needs_journalctl: None) -> str:
+    """Each test that reads the journal file once through journalctl and once through libsystemd."""
+    if request.param == "libsystemd":
+        loaded = sdjournal.load()
+        if isinstance(loaded, str):
+            skip_for_host(f"libsystemd cannot be loaded here: {loaded}")
+    return str(request.param)
+
+
+def entries_for(reader: str) -> list[JournalEntry]:
+    """The file's entries as the collector's reader hands them out (libsystemd's fields are decoded
+    when looked at); the same entries, field for field, as journalctl's (test_journald.py)."""
+    settings = JournalSettings(files=(str(JOURNAL),), start="beginning", reader=reader, block_entries=100_000)  # type: ignore[arg-type]
+    got = [entry for block, _ in read_journal(real_run, settings=settings) for entry in block.records]
+    assert got == ENTRIES
+    return got  # type: ignore[return-value]
+
+
 def _ctx(**settings: object) -> ParseContext:
     return ParseContext(now=EPOCH, tz=timezone.utc, pseudonymise=test_pseudonymiser(), settings=JournalErrorSettings(**settings))  # type: ignore[arg-type]
 
@@ -63,13 +88,14 @@ def _ctx(**settings: object) -> ParseContext:
 ENTRIES = _entries() if find_tool("journalctl") else []
 # Without journalctl the entries are unknown when tests are collected: one case stands for them all
 # and skips (fails under CI) through the fixture, instead of vanishing as an empty parameter set.
-PER_ENTRY = [pytest.param(e, id=e.fields["NORMAGENT_TEST_RULE"]) for e in ENTRIES if e.fields["NORMAGENT_TEST_RULE"] != "J2"]
+PER_ENTRY = [pytest.param(n, id=e.fields["NORMAGENT_TEST_RULE"]) for n, e in enumerate(ENTRIES) if e.fields["NORMAGENT_TEST_RULE"] != "J2"]
 
 
-@pytest.mark.usefixtures("needs_journalctl")
-@pytest.mark.parametrize("entry", PER_ENTRY or [pytest.param(None, id="journalctl-missing")])
-def test_each_journal_entry_gets_the_verdict_of_its_line(entry: JournalEntry) -> None:
+@pytest.mark.parametrize("index", PER_ENTRY or [pytest.param(None, id="journalctl-missing")])
+def test_each_journal_entry_gets_the_verdict_of_its_line(reader: str, index: int) -> None:
     """J1: identifier + MESSAGE are judged exactly as the auth.log line they would have been."""
+    entry = entries_for(reader)[index]
+
     result = parse_journal_logins(RecordBlock((entry,), "test"), _ctx())
 
     assert verdict(result) == entry.fields["NORMAGENT_TEST_EXPECT"], entry.message
@@ -94,26 +120,26 @@ def test_keys_offered_before_a_login_are_no_failed_logins_in_the_journal_either(
     assert (result.parsed, result.ignored) == (2, 2)
 
 
-@pytest.mark.usefixtures("needs_journalctl")
-def test_errors_are_counted_per_origin_with_units_folded() -> None:
+def test_errors_are_counted_per_origin_with_units_folded(reader: str) -> None:
     """J2: priority 0-3 entries count once each under their unit, identifier or command."""
-    origins = sorted({e.fields["NORMAGENT_TEST_ERROR_ORIGIN"] for e in ENTRIES if "NORMAGENT_TEST_ERROR_ORIGIN" in e.fields})
+    entries = entries_for(reader)
+    origins = sorted({e.fields["NORMAGENT_TEST_ERROR_ORIGIN"] for e in entries if "NORMAGENT_TEST_ERROR_ORIGIN" in e.fields})
 
-    result = parse_journal_errors(RecordBlock(tuple(ENTRIES), "test"), _ctx(origins=tuple(origins)))
+    result = parse_journal_errors(RecordBlock(tuple(entries), "test"), _ctx(origins=tuple(origins)))
 
     expected: dict[str, float] = {}
-    for e in ENTRIES:
+    for e in entries:
         if "NORMAGENT_TEST_ERROR_ORIGIN" in e.fields:
             expected[e.fields["NORMAGENT_TEST_ERROR_ORIGIN"]] = expected.get(e.fields["NORMAGENT_TEST_ERROR_ORIGIN"], 0) + 1
     got = {dict(o.labels)["origin"]: o.value for o in result.observations if isinstance(o, Count)}
     assert got == expected
-    assert result.parsed == sum(expected.values()) and result.parsed + result.ignored == len(ENTRIES)
+    assert result.parsed == sum(expected.values()) and result.parsed + result.ignored == len(entries)
     assert {"nginx.service", "getty@.service", "session.scope", "kernel", "user@.service"} <= set(got)
 
 
-@pytest.mark.usefixtures("needs_journalctl")
-def test_an_origin_that_is_not_labelled_is_other_but_kept_exactly_in_the_rollup() -> None:
-    result = parse_journal_errors(RecordBlock(tuple(ENTRIES), "test"), _ctx(origins=("nginx.service",)))
+def test_an_origin_that_is_not_labelled_is_other_but_kept_exactly_in_the_rollup(reader: str) -> None:
+    entries = entries_for(reader)
+    result = parse_journal_errors(RecordBlock(tuple(entries), "test"), _ctx(origins=("nginx.service",)))
 
     labels = {dict(o.labels)["origin"] for o in result.observations if isinstance(o, Count)}
     assert labels == {"nginx.service", "other"}
@@ -121,14 +147,14 @@ def test_an_origin_that_is_not_labelled_is_other_but_kept_exactly_in_the_rollup(
     assert "journal:kernel" in rolled and "journal:getty@.service" in rolled
 
 
-@pytest.mark.usefixtures("needs_journalctl")
-def test_the_combined_parser_gives_each_entry_one_outcome() -> None:
+def test_the_combined_parser_gives_each_entry_one_outcome(reader: str) -> None:
     """An sshd "error:" line is both an event-log error and a login verdict: parsed once."""
-    result = parse_journal(RecordBlock(tuple(ENTRIES), "test"), _ctx())
+    entries = entries_for(reader)
+    result = parse_journal(RecordBlock(tuple(entries), "test"), _ctx())
 
-    assert result.parsed + result.ignored + result.unparsed == len(ENTRIES)
+    assert result.parsed + result.ignored + result.unparsed == len(entries)
     errors = sum(o.value for o in result.observations if isinstance(o, Count) and o.metric == EVENTLOG_ERRORS)
-    assert errors == sum(1 for e in ENTRIES if "NORMAGENT_TEST_ERROR_ORIGIN" in e.fields)
+    assert errors == sum(1 for e in entries if "NORMAGENT_TEST_ERROR_ORIGIN" in e.fields)
 
 
 @pytest.mark.parametrize(
@@ -152,13 +178,13 @@ def test_journal_origin(fields: dict[str, str], origin: str) -> None:
 # the collectors, end to end over the real journal file
 
 
-def _login_settings(prefer: str = "journald", identifiers: tuple[str, ...] = LOGIN_IDENTIFIERS, **files: object) -> LoginSettings:
-    from normagent import FileSource, JournalSettings
-
+def _login_settings(
+    prefer: str = "journald", identifiers: tuple[str, ...] = LOGIN_IDENTIFIERS, reader: str = "auto", **files: object
+) -> LoginSettings:
     return LoginSettings(
         prefer=prefer,  # type: ignore[arg-type]
         files=FileSource(paths=("/var/log/auth.log",), start_at="beginning", **files),  # type: ignore[arg-type]
-        journal=JournalSettings(identifiers=identifiers, files=(str(JOURNAL),), start="beginning"),
+        journal=JournalSettings(identifiers=identifiers, files=(str(JOURNAL),), start="beginning", reader=reader),  # type: ignore[arg-type]
     )
 
 
@@ -174,30 +200,28 @@ def _expected_failures() -> float:
     return total
 
 
-@pytest.mark.usefixtures("needs_journalctl")
-def test_logins_read_the_journal_when_it_holds_login_messages(tmp_path: Path) -> None:
+def test_logins_read_the_journal_when_it_holds_login_messages(reader: str, tmp_path: Path) -> None:
     """J3: prefer journald + a journal with sshd entries: the journal is read, auth.log is not."""
     (tmp_path / "var/log").mkdir(parents=True)
     (tmp_path / "var/log/auth.log").write_text("Nov 23 07:25:53 h sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2\n")
     state = MemoryCheckpoints()
 
-    batches = run_collector_once(LOGINS, settings=_login_settings(), root=tmp_path, run_command=real_run, state=state)
+    batches = run_collector_once(LOGINS, settings=_login_settings(reader=reader), root=tmp_path, run_command=real_run, state=state)
 
     assert batches[0].checkpoints[0] == Checkpoint(SOURCE_KEY, {"prefer": "journald", "source": "journal"})
     failed = sum(o.value for o in observations(batches) if isinstance(o, Count) and o.metric == FAILED_LOGINS)
     assert failed == _expected_failures()
     assert not [k for k in state.values if k.startswith("file:")]
-    again = run_collector_once(LOGINS, settings=_login_settings(), root=tmp_path, run_command=real_run, state=state)
+    again = run_collector_once(LOGINS, settings=_login_settings(reader=reader), root=tmp_path, run_command=real_run, state=state)
     assert sum(o.value for o in observations(again) if isinstance(o, Count) and o.metric == FAILED_LOGINS) == 0
 
 
-@pytest.mark.usefixtures("needs_journalctl")
-def test_logins_fall_back_to_files_when_the_journal_holds_no_login_messages(tmp_path: Path) -> None:
+def test_logins_fall_back_to_files_when_the_journal_holds_no_login_messages(reader: str, tmp_path: Path) -> None:
     (tmp_path / "var/log").mkdir(parents=True)
     (tmp_path / "var/log/auth.log").write_text("Nov 23 07:25:53 h sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2\n")
 
     batches = run_collector_once(
-        LOGINS, settings=_login_settings(identifiers=("no-such-program",)), root=tmp_path, run_command=real_run
+        LOGINS, settings=_login_settings(identifiers=("no-such-program",), reader=reader), root=tmp_path, run_command=real_run
     )
 
     assert batches[0].checkpoints[0].value == {"prefer": "journald", "source": "files"}
@@ -205,15 +229,14 @@ def test_logins_fall_back_to_files_when_the_journal_holds_no_login_messages(tmp_
     assert failed == 1
 
 
-@pytest.mark.usefixtures("needs_journalctl")
-def test_changing_prefer_switches_source_and_forgets_the_old_position(tmp_path: Path) -> None:
+def test_changing_prefer_switches_source_and_forgets_the_old_position(reader: str, tmp_path: Path) -> None:
     (tmp_path / "var/log").mkdir(parents=True)
     (tmp_path / "var/log/auth.log").write_text("Nov 23 07:25:53 h sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2\n")
     state = MemoryCheckpoints()
-    run_collector_once(LOGINS, settings=_login_settings("files"), root=tmp_path, run_command=real_run, state=state)
+    run_collector_once(LOGINS, settings=_login_settings("files", reader=reader), root=tmp_path, run_command=real_run, state=state)
     assert any(k.startswith("file:") for k in state.values)
 
-    batches = run_collector_once(LOGINS, settings=_login_settings("journald"), root=tmp_path, run_command=real_run, state=state)
+    batches = run_collector_once(LOGINS, settings=_login_settings("journald", reader=reader), root=tmp_path, run_command=real_run, state=state)
 
     first = batches[0].checkpoints
     assert first[0].value == {"prefer": "journald", "source": "journal"}
@@ -221,12 +244,11 @@ def test_changing_prefer_switches_source_and_forgets_the_old_position(tmp_path: 
     assert not any(k.startswith(("file:", "pattern:")) for k in state.values)
 
 
-@pytest.mark.usefixtures("needs_journalctl")
-def test_prefer_both_reads_both(tmp_path: Path) -> None:
+def test_prefer_both_reads_both(reader: str, tmp_path: Path) -> None:
     (tmp_path / "var/log").mkdir(parents=True)
     (tmp_path / "var/log/auth.log").write_text("Nov 23 07:25:53 h sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2\n")
 
-    batches = run_collector_once(LOGINS, settings=_login_settings("both"), root=tmp_path, run_command=real_run)
+    batches = run_collector_once(LOGINS, settings=_login_settings("both", reader=reader), root=tmp_path, run_command=real_run)
 
     failed = sum(o.value for o in observations(batches) if isinstance(o, Count) and o.metric == FAILED_LOGINS)
     assert failed == _expected_failures() + 1
@@ -306,11 +328,9 @@ def real_run_nothing(argv: Sequence[str], *, timeout: float = 10.0) -> CommandRe
     return CommandResult(tuple(argv), 0, b"")
 
 
-@pytest.mark.usefixtures("needs_journalctl")
-def test_origins_are_admitted_after_enough_errors_and_then_labelled() -> None:
-    from normagent import JournalSettings
-
-    settings = JournalErrorSettings(journal=JournalSettings(priority="err", files=(str(JOURNAL),), start="beginning"), max_origins=2, admit_after=2)
+def test_origins_are_admitted_after_enough_errors_and_then_labelled(reader: str) -> None:
+    journal = JournalSettings(priority="err", files=(str(JOURNAL),), start="beginning", reader=reader)  # type: ignore[arg-type]
+    settings = JournalErrorSettings(journal=journal, max_origins=2, admit_after=2)
     state = MemoryCheckpoints()
 
     first = run_collector_once(JOURNAL_ERRORS, settings=settings, run_command=real_run, state=state)
@@ -318,7 +338,7 @@ def test_origins_are_admitted_after_enough_errors_and_then_labelled() -> None:
     labels = {dict(o.labels)["origin"] for o in observations(first) if isinstance(o, Count) and o.metric == EVENTLOG_ERRORS and o.value}
     assert labels == {"other"}
     per_origin: dict[str, int] = {}
-    for e in ENTRIES:
+    for e in entries_for(reader):
         if "NORMAGENT_TEST_ERROR_ORIGIN" in e.fields:
             per_origin[e.fields["NORMAGENT_TEST_ERROR_ORIGIN"]] = per_origin.get(e.fields["NORMAGENT_TEST_ERROR_ORIGIN"], 0) + 1
     top_two = [o for o, n in sorted(per_origin.items(), key=lambda kv: (-kv[1], kv[0])) if n >= 2][:2]

@@ -6,7 +6,10 @@ import bz2
 import gzip
 import io
 import json
+import os
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -72,6 +75,54 @@ def test_stdin(auth_log: Path) -> None:
     result = parse_json("-", stdin=auth_log.read_bytes())["inputs"][0]
 
     assert result["path"] == "-" and counts_of(logins(result)) == expected_totals(load_cases())
+
+
+def fed_through_a_pipe(tmp_path: Path, data: bytes, *paths_after: str, **kwargs: object) -> dict:  # type: ignore[type-arg]
+    """``parse_json`` of a named pipe a writer fills once (``normagent parse <(zcat auth.log.2.gz)``).
+
+    A reader that opened the pipe twice would wait for a second writer for ever: the parse runs
+    in a thread with a deadline, and a blocked open is released (at EOF) before failing.
+    """
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: dict = {}  # type: ignore[type-arg]
+
+    def write() -> None:
+        with open(fifo, "wb") as pipe:
+            try:
+                pipe.write(data)
+            except BrokenPipeError:
+                pass  # the reader closed early: what it missed shows in the result
+
+    def parse() -> None:
+        got.update(parse_json(str(fifo), *paths_after, **kwargs))
+
+    writer = threading.Thread(target=write, daemon=True)
+    reader = threading.Thread(target=parse, daemon=True)
+    writer.start()
+    reader.start()
+    reader.join(timeout=60)
+    deadline = time.monotonic() + 10
+    while reader.is_alive() and time.monotonic() < deadline:  # release a reader stuck in open()
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+        reader.join(timeout=0.1)
+    assert got, "the parse did not finish: it opened the pipe more than once"
+    return got
+
+
+@pytest.mark.parametrize("compress", [lambda data: data, gzip.compress], ids=["plain", "gz"])
+def test_a_pipe_is_read_once_and_every_chosen_parser_sees_all_of_it(tmp_path: Path, auth_log: Path, compress) -> None:  # type: ignore[no-untyped-def]
+    chosen = ["access.logins", "access.journal_errors", "firewall.linux"]
+    from_file = parse_json(str(auth_log), collectors=chosen)["inputs"][0]
+
+    from_pipe = fed_through_a_pipe(tmp_path, compress(auth_log.read_bytes()), collectors=chosen)["inputs"][0]
+
+    assert from_pipe["lines"] == from_file["lines"] == len(load_cases())
+    assert from_pipe["collectors"] == from_file["collectors"]
+    assert counts_of(logins(from_pipe)) == expected_totals(load_cases())
 
 
 def test_an_evtx_file() -> None:
