@@ -25,14 +25,14 @@ from normagent.ledger import Ledger
 from tests.support.disks import fill, small_filesystem
 from tests.support.lines_plugin import write_lines
 from tests.support.tools import EVERY_BUILTIN, builtins_except
+from tests.support.ports import reserve_port
 
 ROOT = Path(__file__).parents[2]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on, reserved (see tests/support/ports.py)."""
+    return reserve_port()
 
 
 class Daemon:
