@@ -226,6 +226,8 @@ def test_sighup_applies_new_web_settings_on_the_same_address(daemon: Daemon) -> 
     assert status() == 401
     assert requests.get(url, auth=("prometheus", "s3cret"), timeout=2).status_code == 200
     assert daemon.proc.poll() is None
+    # The port was never free: the new server took over the old one's socket (see test_web).
+    assert [e.get("handed_over") for e in daemon.events() if e["event"] == "http_server_stopped"] == [True]
 
 
 # --------------------------------------------------------------------------------------------
