@@ -128,13 +128,17 @@ _SU = re.compile(
 )
 # login: util-linux and shadow formats
 _LOGIN = re.compile(
-    r"(?:FAILED LOGIN (?:\d+ |SESSION )FROM .*? FOR (?P<u1>.*), (?P<why1>[^,]*?)"
-    r"|TOO MANY LOGIN TRIES \(\d+\) FROM .*? FOR (?P<u2>.*), (?P<why2>[^,]*?)"
+    r"(?:FAILED LOGIN (?:\d+ |SESSION )FROM (?P<from1>.*?) FOR (?P<u1>.*), (?P<why1>[^,]*?)"
+    r"|TOO MANY LOGIN TRIES \(\d+\) FROM (?P<from2>.*?) FOR (?P<u2>.*), (?P<why2>[^,]*?)"
     r"|FAILED LOGIN \(\d+\)(?P<from3>.*?) FOR '(?P<u3>.*)', (?P<why3>.*?)"
     r"|TOO MANY LOGIN TRIES \(\d+\)(?P<from4>.*?) FOR '(?P<u4>.*)')\s*$",
     re.S,
 )
 _LOGIN_FROM = re.compile(r" from '([^']*)'")
+# util-linux's FROM names the remote host (``login -h``, from telnetd) or else the terminal, as
+# its /dev path without "/dev/" (``tty1``, ``pts/0``, ``ttyS0``, ``console``), or ``<unknown>``.
+# A host name has no "/"; a host named like a terminal is taken for one.
+_LOGIN_TERMINAL = re.compile(r"[^/]*/.*|tty[\w.-]*|hvc\d*|xvc\d*|console|<unknown>")
 _PASSWD_SHADOW = re.compile(r"password for '(?P<user>[^']*)' changed by '(?P<by>[^']*)'")
 _USERMOD = re.compile(r"change user '(?P<user>[^']*)' password\s*$")
 
@@ -388,8 +392,10 @@ def _classify_login(msg: str) -> Outcome:
     reason = _PAM_REASON.get(why.strip(), "other")
     if user in ("UNKNOWN", "(unknown)"):
         reason = "unknown_user" if reason == "bad_password" else reason
-    origin = m["from3"] or m["from4"] or ""
-    remote = _LOGIN_FROM.search(origin)
+    host = m["from1"] or m["from2"]
+    if host is not None:  # util-linux
+        return ("fail", "login", reason, 1, user, None if _LOGIN_TERMINAL.fullmatch(host) else host)
+    remote = _LOGIN_FROM.search(m["from3"] or m["from4"] or "")  # shadow: " on '<tty>'", " from '<host>'"
     return ("fail", "login", reason, 1, user, remote.group(1) if remote else None)
 
 

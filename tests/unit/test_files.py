@@ -353,6 +353,32 @@ def test_rotated_file_unterminated_last_line_counts_once_it_stops_growing(tmp_pa
     assert reader.run() == []
 
 
+def test_a_rotated_file_deleted_before_it_is_drained_is_reported_and_the_new_file_read_once(tmp_path: Path) -> None:
+    """The tail saw the rotation and read part of the rotated file, then the agent stopped; the
+    rotated file is deleted before the next run (logrotate with ``rotate 0``, a disk full
+    clean-up). What was not read is gone: the tail says how much (``unread_bytes``, a warning),
+    forgets the file and reads the current one, each of its lines once."""
+    log, old = tmp_path / "app.log", tmp_path / "app.log.1"
+    log.write_bytes(lines(0, 4))
+    reader = Reader(source(log, block_bytes=2 * len(lines(0, 1))))  # two lines a block
+    reader.run()
+    append(log, lines(4, 6))
+    log.rename(old)
+    log.write_bytes(lines(100, 2))
+    # Committed: the catch-up's checkpoint (the rotated file tracked) and its first block.
+    assert ids(reader.run(commit=2)) == [4, 5]
+    old.unlink()
+    with capture_logs() as logs:
+        assert ids(reader.run()) == [100, 101]
+    gone = [e for e in logs if e["event"] == "rotated_file_gone"]
+    assert gone == [
+        {"event": "rotated_file_gone", "log_level": "warning", "path": str(log), "unread_bytes": len(lines(6, 4))}
+    ]
+    append(log, lines(102, 1))
+    assert ids(reader.run()) == [102]
+    assert ids(reader.read) == [0, 1, 2, 3, 4, 5, 100, 101, 102]
+
+
 def test_a_finished_rotated_file_touched_again_is_not_read_twice(tmp_path: Path) -> None:
     """Its unterminated last line, once counted, moves the offset to the file's end: a rotated
     file kept because it was modified since the last look is read from there, not before it."""

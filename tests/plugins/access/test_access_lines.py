@@ -81,6 +81,22 @@ def test_no_raw_name_or_address_leaves_the_parser() -> None:
     assert keys[FAILED_BY_NETWORK] == test_pseudonymiser().network("203.0.113.9")
 
 
+def test_the_remote_host_of_a_util_linux_login_failure_is_its_network() -> None:
+    """``login -h`` (telnetd) names the client after FROM: counted by network, pseudonymised as
+    sshd's addresses are; a terminal after FROM is a local login, with no network."""
+    lines = (
+        "Nov 23 07:35:02 clinic-srv1 login[2403]: FAILED LOGIN 1 FROM 192.0.2.4 FOR bob, Authentication failure\n"
+        "Nov 23 07:35:03 clinic-srv1 login[2404]: FAILED LOGIN 1 FROM tty2 FOR bob, Authentication failure\n"
+    )
+
+    result = parse_text(parse_auth_lines, lines, tz=OSLO)
+
+    assert "192.0.2" not in repr(result.observations)
+    networks = [(o.key, o.value) for o in result.observations if isinstance(o, Rollup) and o.name == FAILED_BY_NETWORK]
+    assert networks == [(test_pseudonymiser().network("192.0.2.4"), 1.0)]
+    assert sum(failed_logins(result).values()) == 2
+
+
 def test_counts_are_aggregated_per_block() -> None:
     """Many attempts become one Count per series and one Rollup per (name, day, key)."""
     line = "Nov 23 07:25:53 clinic-srv1 sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2\n"
@@ -248,6 +264,19 @@ def _ctx():  # type: ignore[no-untyped-def]
         ("sshd", "Failed publickey for alice from 10.20.1.9 port 50000 ssh2", ("offer", "sshd", "50000", 1, "alice", "10.20.1.9")),
         ("sshd", "Failed password for a b from 192.0.2.1 port 22 ssh2", UNPARSED),  # no valid user has a space
         ("su", "FAILED SU (to root) alice on pts/0", ("fail", "su", "bad_password", 1, "root", None)),
+        # login (L1, L2): util-linux's FROM is the remote host (login -h) or else the terminal;
+        # shadow writes " on '<tty>'" and, for a remote login, " from '<host>'"
+        ("login", "FAILED LOGIN 1 FROM 192.0.2.4 FOR bob, Authentication failure", ("fail", "login", "bad_password", 1, "bob", "192.0.2.4")),
+        ("login", "FAILED LOGIN 2 FROM telnet.example.net FOR bob, Authentication failure", ("fail", "login", "bad_password", 1, "bob", "telnet.example.net")),
+        ("login", "FAILED LOGIN SESSION FROM 192.0.2.4 FOR bob, Permission denied", ("fail", "login", "not_allowed", 1, "bob", "192.0.2.4")),
+        ("login", "TOO MANY LOGIN TRIES (5) FROM 2001:db8::4 FOR (unknown), Maximum number of tries exceeded", ("fail", "login", "unknown_user", 1, "(unknown)", "2001:db8::4")),
+        ("login", "FAILED LOGIN 1 FROM tty1 FOR bob, Authentication failure", ("fail", "login", "bad_password", 1, "bob", None)),
+        ("login", "FAILED LOGIN 1 FROM pts/0 FOR bob, Authentication failure", ("fail", "login", "bad_password", 1, "bob", None)),
+        ("login", "FAILED LOGIN 1 FROM ttyS0 FOR bob, Authentication failure", ("fail", "login", "bad_password", 1, "bob", None)),
+        ("login", "FAILED LOGIN 1 FROM console FOR bob, Authentication failure", ("fail", "login", "bad_password", 1, "bob", None)),
+        ("login", "FAILED LOGIN 1 FROM <unknown> FOR bob, Authentication failure", ("fail", "login", "bad_password", 1, "bob", None)),
+        ("login", "FAILED LOGIN (1) on '/dev/tty1' FOR 'bob', Authentication failure", ("fail", "login", "bad_password", 1, "bob", None)),
+        ("login", "FAILED LOGIN (1) on '/dev/pts/4' from '192.0.2.4' FOR 'bob', Authentication failure", ("fail", "login", "bad_password", 1, "bob", "192.0.2.4")),
         ("systemd", "Failed to start foo.service.", IGNORED),
         ("sshd", "Failed password", UNPARSED),
     ],
