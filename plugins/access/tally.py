@@ -69,7 +69,7 @@ CASE_INSENSITIVE_SOURCES = frozenset({"windows", "kerberos", "ntlm"})
 
 # Placeholders programs print instead of a name: not an account anyone targeted.
 NO_ACCOUNT = frozenset({"", "UNKNOWN", "(unknown)", "<invalid username>", "-", "?"})
-NO_ADDRESS = frozenset({"", "-", "?", "UNKNOWN", "::1", "127.0.0.1", "localhost"})
+NO_ADDRESS = frozenset({"", "-", "?", "unknown", "::1", "127.0.0.1", "localhost"})  # compared casefolded
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 # A canonical dotted quad (no leading zeros, which ipaddress rejects).

@@ -401,3 +401,12 @@ def test_linux_account_names_that_differ_in_case_are_different_accounts() -> Non
     keys = {o.key for o in result.observations if isinstance(o, Rollup) and o.name == FAILED_BY_ACCOUNT}
     pseudonyms = test_pseudonymiser()
     assert keys == {pseudonyms.account(n) for n in ("admin", "Admin", "ADMIN")} and len(keys) == 3
+
+
+@pytest.mark.parametrize("placeholder", ["UNKNOWN", "unknown", "[UNKNOWN]", "LOCALHOST", "localhost", "-", ""])
+def test_an_address_placeholder_is_no_network_whatever_its_case(placeholder: str) -> None:
+    # sshd prints UNKNOWN for a peer it could not name; it is no source to count by network.
+    from normagent.plugins.access.tally import network_pseudonym
+
+    assert network_pseudonym(test_pseudonymiser(), placeholder) is None
+    assert network_pseudonym(test_pseudonymiser(), "192.0.2.4") is not None
