@@ -12,6 +12,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from normagent.zones import add_bundled_zone_path
+
+add_bundled_zone_path()  # before any plugin asks for a zone (see normagent/zones.py)
+
 if TYPE_CHECKING:
     from normagent.errors import NoData, SnmpAuthError, SnmpError, SnmpTimeout, SnmpTooManyRows
     from normagent.hookspecs import hookimpl

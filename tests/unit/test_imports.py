@@ -106,3 +106,22 @@ path = "{tmp_path / 'avvik.jsonl'}"
         if name in modules or any(m.startswith(name + ".") for m in modules)
     }
     assert pulled == {}, f"imported at start, but belongs to {pulled}"
+
+
+def test_zones_come_from_the_bundled_files_without_zipfile_where_the_host_has_none(tmp_path: Path) -> None:
+    # A host without /usr/share/zoneinfo (a minimal Debian root, a container): no path of zoneinfo's holds zones.
+    probe = textwrap.dedent(
+        """
+        import json, sys, zoneinfo
+        import normagent
+        zone = zoneinfo.ZoneInfo("Europe/Oslo")
+        print(json.dumps({"zone": str(zone), "zipfile": "zipfile" in sys.modules, "path": list(zoneinfo.TZPATH)}))
+        """
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONTZPATH": str(tmp_path / "no-zones")}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["zone"] == "Europe/Oslo"
+    assert result["path"][0] == str(tmp_path / "no-zones")  # the host's paths keep their precedence
+    assert result["zipfile"] is False
