@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -157,18 +158,71 @@ def test_a_session_answers_many_gets_and_walks_and_splits_long_gets(snmpd: Snmpd
         session.get([SYS_UPTIME])
 
 
-def test_calls_leave_no_sockets_open(snmpd: Snmpd, client: PysnmpClient) -> None:
+def test_calls_keep_one_socket_per_device_and_close_releases_them(snmpd: Snmpd) -> None:
     def open_fds() -> int:
         return len(os.listdir("/proc/self/fd"))
 
+    client = PysnmpClient()
     client.get(snmpd.target, [SYS_UPTIME], auth=COMMUNITY, timeout=2)  # warm imports
+    client.close()
     before = open_fds()
+    client.get(snmpd.target, [SYS_UPTIME], auth=COMMUNITY, timeout=2)
+    client.walk(snmpd.target, SYSTEM, auth=V3_AUTH, timeout=2)
+    kept = open_fds()
     for _ in range(5):
         client.get(snmpd.target, [SYS_UPTIME], auth=COMMUNITY, timeout=2)
         client.walk(snmpd.target, SYSTEM, auth=V3_AUTH, timeout=2)
         with client.session(snmpd.target, auth=V3_AUTH, timeout=2) as session:
             session.get([SYS_UPTIME])
-    assert open_fds() == before
+    assert (client.engines, open_fds()) == (2, kept)
+    client.close()
+    assert (client.engines, open_fds()) == (0, before)
+
+
+USM_UNKNOWN_ENGINE_IDS = "1.3.6.1.6.3.15.1.1.4.0"  # snmpd counts every SNMPv3 discovery it answers
+
+
+def test_polls_on_fresh_threads_discover_a_v3_agent_once(snmpd: Snmpd) -> None:
+    """The scheduler runs each collector run on a new thread; the device's engine (its socket, its
+    SNMPv3 discovery, the tables it builds) must outlive the run, or every poll pays for all of it
+    again (CPU, and native memory the threads' malloc arenas keep)."""
+    client = PysnmpClient()
+    counter = PysnmpClient()
+
+    def discoveries() -> int:
+        value = counter.get(snmpd.target, [USM_UNKNOWN_ENGINE_IDS], auth=COMMUNITY, timeout=2)[0].value
+        assert isinstance(value, int)
+        return value
+
+    def poll() -> None:
+        with client.session(snmpd.target, auth=V3_AUTH, timeout=2) as session:
+            session.get([SYS_UPTIME])
+            session.walk(SYSTEM)
+
+    try:
+        first = discoveries()
+        for _ in range(6):
+            run = threading.Thread(target=poll)
+            run.start()
+            run.join()
+        assert discoveries() - first == 1
+        assert client.engines == 1
+    finally:
+        client.close()
+        counter.close()
+
+
+def test_a_failed_request_drops_the_engine_and_the_next_session_starts_afresh(snmpd: Snmpd) -> None:
+    client = PysnmpClient()
+    try:
+        client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=2)
+        with pytest.raises(SnmpError):
+            client.walk(snmpd.target, SYSTEM, auth=V3_AUTH, timeout=2, max_rows=2)
+        assert client.engines == 0
+        assert client.get(snmpd.target, [SYS_LOCATION], auth=V3_AUTH, timeout=2)[0].value == LOCATION.encode()
+        assert client.engines == 1
+    finally:
+        client.close()
 
 
 def test_nobody_listening_is_a_timeout(client: PysnmpClient) -> None:
