@@ -2,7 +2,10 @@
 
 1. **netfilter**: a generated kern.log of ufw/iptables LOG lines (``--lines``), read by the
    ``firewall.linux`` collector (files) through the log driver into a real ledger, in a child
-   process; the same file through ``LC_ALL=C grep -c 'kernel:'``; medians of ``--runs``.
+   process; the same file through ``LC_ALL=C grep -cE`` with what the reader selects
+   (``NETFILTER_GREP``); in turn, medians of ``--runs``.
+   With ``--before REV`` the plugin as it was at that git revision runs too, in the same turns
+   (same driver and ledger: the plugin's own code is what differs).
 2. **filterlog**: the same for a spool file of pfSense filterlog lines (what the syslog receiver
    writes), read by ``firewall.appliances`` through the spool reader.
 3. **receiver**: ``normagent run`` with ``[syslog]``; one sender writes ``--rate`` filterlog
@@ -10,12 +13,14 @@
    the number sent (nothing lost), and the time it took after the last message is printed.
 
 Start-up (interpreter, imports, opening the ledger) is measured apart and taken off the lines/s
-("net of start-up"). Prints figures; exits 1 if any count differs from what was generated or sent.
-Not part of the test suite.
+("net of start-up"). Every run's counts are checked against the generator's truth: blocked
+packets, lines by outcome, and the report rollups (blocked packets by port and by source network,
+and how many distinct networks). Prints figures; exits 1 if any count differs from what was
+generated or sent. Not part of the test suite.
 
 Usage::
 
-    python bench/bench_firewall.py [--lines 1000000] [--runs 3] [--rate 20000] [--seconds 60] [--skip-receiver]
+    python bench/bench_firewall.py [--lines 1000000] [--runs 5] [--before REV] [--rate 20000] [--seconds 60] [--skip-receiver]
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import signal
 import socket
 import statistics
@@ -35,22 +41,31 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# What each reader selects, as ERE: the lines firewall.linux looks at (``_SLOW_MARKS``), and the
+# appliance messages it understands (``classify_appliance``).
+NETFILTER_GREP = "IN=[^ ]* OUT=|NETFILTER_CFG|Reloaded (firewalld|ufw)"
+APPLIANCE_GREP = "filterlog|%(ASA|FTD|PIX|FWSM)-|(logid|devid|log_id|device_id)="
 
 CHILD = r"""
-import json, sys, time
+import json, os, sys, time
 t0 = time.perf_counter()
 from datetime import datetime, timezone
 from pathlib import Path
+if os.environ.get("BENCH_PLUGIN_ROOT"):  # the plugin of another revision, as package "firewall_before"
+    sys.path.insert(0, os.environ["BENCH_PLUGIN_ROOT"])
+    from firewall_before.collectors import APPLIANCES, LINUX, LinuxSettings
+else:
+    from normagent.plugins.firewall.collectors import APPLIANCES, LINUX, LinuxSettings
+from normagent import Period
 from normagent.ledger import Ledger
 from normagent.logs import FileSource
 from normagent.sources.spool import SPOOL_KEY, SpoolShare
 from normagent.testing import FakeClock, run_collector_once
-from normagent.plugins.firewall.collectors import APPLIANCES, LINUX, LinuxSettings
 kind, root, state = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 clock = FakeClock(datetime(2026, 11, 23, 12, tzinfo=timezone.utc))
 ledger = Ledger.open(state / "ledger.db", clock=clock)
 startup = time.perf_counter() - t0
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 if kind == "netfilter":
     settings = LinuxSettings(source="files", files=FileSource(paths=("/kern.log",), start_at="beginning", timezone="UTC"))
     run_collector_once(LINUX, ledger, settings=settings, root=root, clock=clock, timeout=3600)
@@ -59,82 +74,131 @@ else:
     share = SpoolShare(root, lambda: [ledger.checkpoints("firewall.appliances").get(SPOOL_KEY)])
     run_collector_once(APPLIANCES, ledger, syslog_spool=share, clock=clock, timeout=3600)
     source = "firewall.appliances"
-elapsed = time.perf_counter() - started
+elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
 lines = {r: ledger.counter_value("normagent_log_lines_total", {"source": source, "result": r}) for r in ("parsed", "ignored", "unparsed")}
-print(json.dumps({"startup": startup, "elapsed": elapsed, "blocked": ledger.counter_total("normagent_firewall_blocked_total"), "lines": lines}))
+period = Period(datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, tzinfo=timezone.utc))
+rows = {name: ledger.rollups(name, period) for name in ("firewall.blocked_by_port", "firewall.blocked_by_network")}
+print(json.dumps({
+    "startup": startup, "elapsed": elapsed, "cpu": cpu, "blocked": ledger.counter_total("normagent_firewall_blocked_total"), "lines": lines,
+    "by_port": sum(r.value for r in rows["firewall.blocked_by_port"]),
+    "by_network": sum(r.value for r in rows["firewall.blocked_by_network"]),
+    "networks": len({r.key for r in rows["firewall.blocked_by_network"]}),
+}))
 """
 
 
-def gen_netfilter(path: Path, n: int, rng: random.Random) -> int:
-    """kern.log lines: 90 % ufw/iptables blocks, 5 % [UFW AUDIT] (allowed), 5 % other kernel lines."""
-    blocked = 0
-    with path.open("w") as out:
-        for i in range(n):
-            sec = i * 86400 // n
-            stamp = f"Nov 23 {sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d} fw01 kernel: [{i}.{i % 999999:06d}]"
-            r = rng.random()
-            if r < 0.05:
-                out.write(f"{stamp} usb 1-1: new high-speed USB device number {i % 100} using xhci_hcd\n")
-                continue
-            prefix = "[UFW AUDIT] " if r < 0.10 else rng.choice(("[UFW BLOCK] ", "IPTABLES-DROPPED: ", "[UFW BLOCK] "))
-            blocked += r >= 0.10
-            src = f"{rng.choice((45, 89, 185, 193, 203))}.{rng.randrange(256)}.{rng.randrange(8)}.{rng.randrange(1, 255)}"
-            proto = rng.choice(("TCP", "TCP", "TCP", "UDP"))
-            out.write(
-                f"{stamp} {prefix}IN=eth0 OUT= MAC=00:11:22:33:44:55:66:77:88:99:aa:bb:08:00 SRC={src} DST=10.0.0.5 LEN=52 "
-                f"TOS=0x00 PREC=0x00 TTL=52 ID={i % 65536} DF PROTO={proto} SPT={rng.randrange(1024, 65535)} "
-                f"DPT={rng.choice((22, 23, 80, 443, 445, 3389, 8080))} WINDOW=1024 RES=0x00 SYN URGP=0\n"
-            )
-    return blocked
+def netfilter_lines(n: int, rng: random.Random) -> tuple[list[str], int, int]:
+    """kern.log lines over one day: 90 % ufw/iptables blocks, 5 % [UFW AUDIT] (allowed), 5 %
+    other kernel lines; how many are blocks, and from how many /24 networks."""
+    lines, blocked, networks = [], 0, set()
+    for i in range(n):
+        sec = i * 86400 // n
+        stamp = f"Nov 23 {sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d} fw01 kernel: [{i}.{i % 999999:06d}]"
+        r = rng.random()
+        if r < 0.05:
+            lines.append(f"{stamp} usb 1-1: new high-speed USB device number {i % 100} using xhci_hcd\n")
+            continue
+        prefix = "[UFW AUDIT] " if r < 0.10 else rng.choice(("[UFW BLOCK] ", "IPTABLES-DROPPED: ", "[UFW BLOCK] "))
+        blocked += r >= 0.10
+        src = f"{rng.choice((45, 89, 185, 193, 203))}.{rng.randrange(256)}.{rng.randrange(8)}.{rng.randrange(1, 255)}"
+        if r >= 0.10:
+            networks.add(src.rsplit(".", 1)[0])
+        proto = rng.choice(("TCP", "TCP", "TCP", "UDP"))
+        lines.append(
+            f"{stamp} {prefix}IN=eth0 OUT= MAC=00:11:22:33:44:55:66:77:88:99:aa:bb:08:00 SRC={src} DST=10.0.0.5 LEN=52 "
+            f"TOS=0x00 PREC=0x00 TTL=52 ID={i % 65536} DF PROTO={proto} SPT={rng.randrange(1024, 65535)} "
+            f"DPT={rng.choice((22, 23, 80, 443, 445, 3389, 8080))} WINDOW=1024 RES=0x00 SYN URGP=0\n"
+        )
+    return lines, blocked, len(networks)
 
 
-def gen_filterlog(path: Path, n: int, rng: random.Random) -> int:
-    """Spool lines of pfSense filterlog: 85 % blocks, 15 % passes, from two senders."""
-    blocked = 0
-    with path.open("w") as out:
-        for i in range(n):
-            sec = i * 86400 // n
-            action = "pass" if rng.random() < 0.15 else "block"
-            blocked += action == "block"
-            src = f"{rng.choice((45, 89, 185))}.{rng.randrange(256)}.{rng.randrange(8)}.{rng.randrange(1, 255)}"
-            proto, pid = rng.choice((("tcp", 6), ("tcp", 6), ("udp", 17)))
-            out.write(
-                f"2026-11-23T{sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}.{i % 1000000:06d}Z 192.0.2.{1 + i % 2} "
-                f"<134>Nov 23 {sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d} pfsense filterlog[4242]: "
-                f"5,,,1000102433,em0,match,{action},in,4,0x0,,64,{i % 65536},0,none,{pid},{proto},60,{src},10.0.0.5,"
-                f"{rng.randrange(1024, 65535)},{rng.choice((22, 443, 3389, 53))},0\n"
-            )
-    return blocked
+def filterlog_lines(n: int, rng: random.Random) -> tuple[list[str], int, int]:
+    """Spool lines of pfSense filterlog over one day: 85 % blocks, 15 % passes, from two
+    senders; how many are blocks, and from how many /24 networks."""
+    lines, blocked, networks = [], 0, set()
+    for i in range(n):
+        sec = i * 86400 // n
+        action = "pass" if rng.random() < 0.15 else "block"
+        blocked += action == "block"
+        src = f"{rng.choice((45, 89, 185))}.{rng.randrange(256)}.{rng.randrange(8)}.{rng.randrange(1, 255)}"
+        if action == "block":
+            networks.add(src.rsplit(".", 1)[0])
+        proto, pid = rng.choice((("tcp", 6), ("tcp", 6), ("udp", 17)))
+        lines.append(
+            f"2026-11-23T{sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}.{i % 1000000:06d}Z 192.0.2.{1 + i % 2} "
+            f"<134>Nov 23 {sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d} pfsense filterlog[4242]: "
+            f"5,,,1000102433,em0,match,{action},in,4,0x0,,64,{i % 65536},0,none,{pid},{proto},60,{src},10.0.0.5,"
+            f"{rng.randrange(1024, 65535)},{rng.choice((22, 443, 3389, 53))},0\n"
+        )
+    return lines, blocked, len(networks)
 
 
-def run_child(kind: str, root: Path) -> dict:  # type: ignore[type-arg]
+def gen_netfilter(path: Path, n: int, rng: random.Random) -> tuple[int, int]:
+    """Write ``netfilter_lines`` to ``path``; return how many are blocks, from how many networks."""
+    lines, blocked, networks = netfilter_lines(n, rng)
+    path.write_text("".join(lines))
+    return blocked, networks
+
+
+def gen_filterlog(path: Path, n: int, rng: random.Random) -> tuple[int, int]:
+    """Write ``filterlog_lines`` to ``path``; return how many are blocks, from how many networks."""
+    lines, blocked, networks = filterlog_lines(n, rng)
+    path.write_text("".join(lines))
+    return blocked, networks
+
+
+def run_child(kind: str, root: Path, plugin_root: Path | None) -> dict:  # type: ignore[type-arg]
+    env = {**os.environ, "BENCH_PLUGIN_ROOT": str(plugin_root) if plugin_root else ""}
     with tempfile.TemporaryDirectory() as state:
-        done = subprocess.run([sys.executable, "-c", CHILD, kind, str(root), state], capture_output=True, text=True, cwd=ROOT, check=False)
+        done = subprocess.run([sys.executable, "-c", CHILD, kind, str(root), state], capture_output=True, text=True, cwd=ROOT, env=env, check=False)
     if done.returncode:
         sys.exit(f"{kind} run failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def grep(path: Path, pattern: str) -> tuple[int, float]:
+def grep(path: Path, pattern: str) -> tuple[int, float, float]:
+    """``LC_ALL=C grep -cE pattern path``: matches, wall seconds, CPU seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(["grep", "-c", pattern, str(path)], capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}, check=False)
-    return int(done.stdout.strip() or 0), time.perf_counter() - started
+    done = subprocess.run(["grep", "-cE", pattern, str(path)], capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}, check=False)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return int(done.stdout.strip() or 0), wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
-def files_bench(kind: str, root: Path, file: Path, lines: int, truth: int, runs: int, pattern: str) -> bool:
-    reports, greps = [], []
+def files_bench(kind: str, root: Path, file: Path, lines: int, truth: tuple[int, int], runs: int, pattern: str, before: Path | None, rev: str) -> bool:
+    """Run each variant and grep in turn, ``runs`` times; print medians and check every count."""
+    blocked, networks = truth
+    variants = ([(f"before ({rev})", before)] if before else []) + [("now", None)]
+    reports: dict[str, list[dict]] = {name: [] for name, _ in variants}  # type: ignore[type-arg]
+    greps = []
     for _ in range(runs):
-        reports.append(run_child(kind, root))
+        for name, plugin_root in variants:
+            reports[name].append(run_child(kind, root, plugin_root))
         greps.append(grep(file, pattern))
-    ok = all(r["blocked"] == truth and sum(r["lines"].values()) == lines and r["lines"]["unparsed"] == 0 for r in reports)
-    net = statistics.median(r["elapsed"] for r in reports)
-    startup = statistics.median(r["startup"] for r in reports)
-    g = statistics.median(t for _, t in greps)
-    print(f"\n{kind}: {lines:,} lines, {file.stat().st_size / 2**20:.0f} MiB, {truth:,} blocked (truth)")
-    print(f"  counts equal the truth in every run: {'yes' if ok else 'NO'} ({reports[0]['blocked']:,.0f} blocked, lines {reports[0]['lines']})")
-    print(f"  normagent, {runs} runs: median {net:.3f} s net of start-up ({startup:.2f} s) = {lines / net:,.0f} lines/s "
-          f"(best {min(r['elapsed'] for r in reports):.3f} s, worst {max(r['elapsed'] for r in reports):.3f} s)")
-    print(f"  grep -c '{pattern}': median {g:.3f} s = {lines / g:,.0f} lines/s ({greps[0][0]:,} matches); normagent / grep: {net / g:.1f}x")
+    g = statistics.median(t for _, t, _ in greps)
+    g_cpu = statistics.median(c for _, _, c in greps)
+    print(f"\n{kind}: {lines:,} lines, {file.stat().st_size / 2**20:.0f} MiB, {blocked:,} blocked from {networks:,} /24 networks (truth)")
+    print(f"  LC_ALL=C grep -cE '{pattern}': median {g:.3f} s = {lines / g:,.0f} lines/s, CPU {g_cpu:.3f} s ({greps[0][0]:,} matches; "
+          f"best {min(t for _, t, _ in greps):.3f} s, worst {max(t for _, t, _ in greps):.3f} s)")
+    ok = True
+    for name, _ in variants:
+        rs = reports[name]
+        good = all(
+            r["blocked"] == blocked and sum(r["lines"].values()) == lines and r["lines"]["unparsed"] == 0
+            and r["lines"]["parsed"] == blocked and r["by_port"] == blocked and r["by_network"] == blocked and r["networks"] == networks
+            for r in rs
+        )
+        ok &= good
+        net = statistics.median(r["elapsed"] for r in rs)
+        cpu = statistics.median(r["cpu"] for r in rs)
+        startup = statistics.median(r["startup"] for r in rs)
+        print(f"  normagent {name}, {runs} runs: median {net:.3f} s net of start-up ({startup:.2f} s) = {lines / net:,.0f} lines/s "
+              f"(best {min(r['elapsed'] for r in rs):.3f} s, worst {max(r['elapsed'] for r in rs):.3f} s); {net / g:.1f}x grep's time")
+        print(f"    CPU: median {cpu:.3f} s = {lines / cpu:,.0f} lines/s per CPU second; {cpu / g_cpu:.1f}x grep's CPU time")
+        r = rs[0]
+        print(f"    counts equal the truth in every run: {'yes' if good else 'NO'} ({r['blocked']:,.0f} blocked, lines {r['lines']}, "
+              f"by port {r['by_port']:,.0f}, by network {r['by_network']:,.0f} in {r['networks']:,} rows' networks)")
     return ok
 
 
@@ -200,26 +264,40 @@ def receiver_bench(rate: int, seconds: int) -> bool:
     return ok
 
 
+def plugin_at(rev: str, into: Path) -> Path:
+    """The firewall plugin's files at git revision ``rev``, as package ``firewall_before`` under
+    ``into`` (a name of its own: ``plugins`` would be this checkout's)."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "plugins/firewall"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    (into / "plugins" / "firewall").rename(into / "firewall_before")
+    return into
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--before", metavar="REV", help="also run the firewall plugin of this git revision, in turn")
     parser.add_argument("--rate", type=int, default=20_000)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--skip-receiver", action="store_true")
+    parser.add_argument("--only", choices=("netfilter", "filterlog"), help="run one of the two file benchmarks")
     args = parser.parse_args(argv)
     rng = random.Random(1)
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
+        before = plugin_at(args.before, Path(tmp)) if args.before else None
         net_root = Path(tmp) / "net"
         net_root.mkdir()
         truth = gen_netfilter(net_root / "kern.log", args.lines, rng)
-        ok &= files_bench("netfilter", net_root, net_root / "kern.log", args.lines, truth, args.runs, "kernel:")
+        if args.only in (None, "netfilter"):
+            ok &= files_bench("netfilter", net_root, net_root / "kern.log", args.lines, truth, args.runs, NETFILTER_GREP, before, args.before)
         spool = Path(tmp) / "spool"
         spool.mkdir()
         truth = gen_filterlog(spool / "syslog.log", args.lines, rng)
-        # The spool reader removes nothing from the current file: every run reads it all again.
-        ok &= files_bench("filterlog", spool, spool / "syslog.log", args.lines, truth, args.runs, "filterlog")
+        if args.only in (None, "filterlog"):
+            # The spool reader removes nothing from the current file: every run reads it all again.
+            ok &= files_bench("filterlog", spool, spool / "syslog.log", args.lines, truth, args.runs, APPLIANCE_GREP, before, args.before)
     if not args.skip_receiver:
         ok &= receiver_bench(args.rate, args.seconds)
     return 0 if ok else 1

@@ -639,8 +639,9 @@ def _collect_files(
 def _collect_spool(
     ctx: RunContext, parser: Parser, declared: Sequence[MetricSpec], max_failures: int, commit_bytes: int
 ) -> Iterator[Batch]:
-    """The driver for the syslog spool: as for files, plus the lock that keeps a commit from
-    crossing the receiver's discard of a file, and the removal of files read to their end."""
+    """The driver for the syslog spool: as for files (a run that read all there was settles every
+    carry with an empty block), plus the lock that keeps a commit from crossing the receiver's
+    discard of a file, and the removal of files read to their end."""
     share = ctx.syslog_spool
     if share is None:
         raise NoData("no syslog receiver is configured ([syslog] in the configuration)")
@@ -650,6 +651,7 @@ def _collect_spool(
     pending = _Pending(ctx.collector)
     identities: set[Any] = set()
     finished: list[Path] = []
+    paused = ""
     reads = reader.reads()
 
     def flush(batch: Batch) -> Iterator[Batch]:
@@ -690,6 +692,8 @@ def _collect_spool(
                     break
         finally:
             reads.close()
+        if not paused:
+            parsing.settle(pending)
         finished.extend(reader.stale)
         pending.lag = reader.lag()
         yield from flush(pending.batch(zeros=True))

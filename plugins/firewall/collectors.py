@@ -24,10 +24,17 @@ Devices are a bounded label: the names configured under ``devices`` (each with t
 names, sender addresses or Windows computer names that are it), ``local`` for this host, and
 ``other`` for every sender not configured.
 
+A rule change is *planned* when it falls inside a window or a planned change of the maintenance
+calendar (``[maintenance]``, ``ctx.maintenance``; README "Planned or not"): every collector that
+can see rule changes passes its batches through ``judge_planned``, which sets the ``planned``
+label of ``normagent_firewall_rule_changes_total`` and the ``planned`` attribute of each
+``firewall.rule_change`` event. The parsers are pure and know no calendar (they count every change
+as ``planned="false"``), so ``normagent parse`` shows every change unplanned.
+
 Exposition, e.g.::
 
     normagent_firewall_blocked_total{device="edge",direction="in",proto="tcp"} 1523
-    normagent_firewall_rule_changes_total{device="local"} 2
+    normagent_firewall_rule_changes_total{device="local",planned="false"} 2
 
 The same facts by hand: ``journalctl -k | grep -c 'UFW BLOCK'``, ``ausearch -m NETFILTER_CFG``.
 
@@ -37,18 +44,23 @@ Imports only normagent (the public API) and the standard library.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Literal
 
 from normagent import (
     Batch,
     CollectorSpec,
+    Count,
+    Event,
     EvtxSettings,
     FileSource,
     JournalSettings,
+    MaintenanceCalendar,
     MetricSpec,
+    Observation,
     RunContext,
     evtx_log_collector,
     file_log_collector,
@@ -66,6 +78,7 @@ from .parse import (
     MESSAGES,
     OTHER,
     PROTOS,
+    RULE_CHANGE_EVENT,
     RULE_CHANGES,
     parse_appliance_lines,
     parse_linux_journal,
@@ -114,8 +127,9 @@ RULE_CHANGES_SPEC = MetricSpec(
     RULE_CHANGES,
     "counter",
     "Changes of a firewall's rule set or configuration (auditd NETFILTER_CFG, firewalld/ufw reloads, "
-    "Windows 4946-4948/2004-2006/2033, FortiGate and Cisco ASA configuration changes), by device.",
-    labels=("device",),
+    "Windows 4946-4948/2004-2006/2033, FortiGate and Cisco ASA configuration changes), by device, and "
+    "whether planned (inside a window or planned change of the maintenance calendar).",
+    labels=("device", "planned"),
     section=SECTION,
 )
 MESSAGES_SPEC = MetricSpec(
@@ -129,7 +143,7 @@ MESSAGES_SPEC = MetricSpec(
 LINUX_METRICS = (
     MetricSpec(BLOCKED_SPEC.name, BLOCKED_SPEC.kind, BLOCKED_SPEC.help, BLOCKED_SPEC.labels,
                tuple((LOCAL, d, p) for d in ("in", "out") for p in PROTOS[:3]), SECTION),
-    MetricSpec(RULE_CHANGES_SPEC.name, RULE_CHANGES_SPEC.kind, RULE_CHANGES_SPEC.help, RULE_CHANGES_SPEC.labels, ((LOCAL,),), SECTION),
+    MetricSpec(RULE_CHANGES_SPEC.name, RULE_CHANGES_SPEC.kind, RULE_CHANGES_SPEC.help, RULE_CHANGES_SPEC.labels, ((LOCAL, "false"), (LOCAL, "true")), SECTION),
 )
 WINDOWS_METRICS = (BLOCKED_SPEC, RULE_CHANGES_SPEC)
 APPLIANCE_METRICS = (BLOCKED_SPEC, RULE_CHANGES_SPEC, MESSAGES_SPEC)
@@ -226,6 +240,50 @@ class ApplianceSettings:
         _check_devices(self.devices)
 
 
+CollectFn = Callable[[RunContext], Iterable[Batch]]
+
+
+def judge_planned(collect: CollectFn) -> CollectFn:
+    """``collect`` with every rule change judged against the run's maintenance calendar."""
+
+    def judged(ctx: RunContext) -> Iterator[Batch]:
+        for batch in collect(ctx):
+            yield planned_batch(batch, ctx.maintenance)
+
+    return judged
+
+
+def planned_batch(batch: Batch, calendar: MaintenanceCalendar) -> Batch:
+    """The batch with its rule changes planned or not: a change inside a window or a planned
+    change of ``calendar`` is planned.
+
+    The parsers count each change once, as ``planned="false"``, and write one
+    ``firewall.rule_change`` event for it (with its time and device): the events say which of a
+    device's changes were planned, and that many move from ``false`` to ``true``.
+    """
+    if not any(isinstance(o, Event) and o.kind == RULE_CHANGE_EVENT for o in batch.observations):
+        return batch
+    changes: Counter[str] = Counter()  # device -> changes counted
+    planned: Counter[str] = Counter()  # device -> of them, planned
+    kept: list[Observation] = []
+    for obs in batch.observations:
+        if isinstance(obs, Count) and obs.metric == RULE_CHANGES:
+            changes[dict(obs.labels)["device"]] += int(obs.value)
+        elif isinstance(obs, Event) and obs.kind == RULE_CHANGE_EVENT:
+            inside = calendar.planned_at(obs.at) is not None
+            planned[str(obs.attrs.get("device", ""))] += inside
+            kept.append(replace(obs, attrs={**obs.attrs, "planned": inside}))
+        else:
+            kept.append(obs)
+    counts: Iterable[Count] = (
+        Count(RULE_CHANGES, {"device": device, "planned": label}, n)
+        for device, total in sorted(changes.items())
+        for label, n in (("true", min(planned[device], total)), ("false", total - min(planned[device], total)))
+        if n
+    )
+    return replace(batch, observations=[*counts, *kept])
+
+
 def parse_linux(block: TextBlock | RecordBlock, ctx: ParseContext) -> ParseResult:
     """The Linux parser for either source: kern.log/audit.log lines or journal entries."""
     if isinstance(block, TextBlock):
@@ -260,7 +318,7 @@ def collect_linux(ctx: RunContext) -> Iterator[Batch]:
 LINUX = CollectorSpec(
     name="firewall.linux",
     help="This host's firewall: blocked packets (netfilter/nftables/ufw/firewalld LOG lines) and rule-set changes.",
-    collect=collect_linux,
+    collect=judge_planned(collect_linux),
     interval=timedelta(seconds=60),
     timeout=timedelta(seconds=60),
     settings=LinuxSettings,
@@ -278,7 +336,7 @@ WINDOWS_LOG = file_log_collector(
     enabled_by_default=False,
 )
 
-WINDOWS_EVENTS = evtx_log_collector(
+_WINDOWS_EVENTS = evtx_log_collector(
     "firewall.windows_events",
     help="WFP drops (5152/5157) and firewall rule changes from Windows event logs (EVTX).",
     parser=parse_windows_events,  # type: ignore[arg-type]  # a record parser: EVTX blocks are RecordBlocks
@@ -288,12 +346,15 @@ WINDOWS_EVENTS = evtx_log_collector(
     enabled_by_default=False,
 )
 
-APPLIANCES = syslog_log_collector(
+_APPLIANCES = syslog_log_collector(
     "firewall.appliances",
     help="Blocks and configuration changes that firewalls send to the syslog receiver (pfSense/OPNsense, FortiGate, Cisco ASA).",
     parser=parse_appliance_lines,
     settings=ApplianceSettings,
     metrics=APPLIANCE_METRICS,
 )
+
+WINDOWS_EVENTS = replace(_WINDOWS_EVENTS, collect=judge_planned(_WINDOWS_EVENTS.collect))
+APPLIANCES = replace(_APPLIANCES, collect=judge_planned(_APPLIANCES.collect))
 
 COLLECTORS: tuple[CollectorSpec, ...] = (LINUX, WINDOWS_LOG, WINDOWS_EVENTS, APPLIANCES)

@@ -27,34 +27,49 @@ tells them apart in any file):
 
 Labels stay bounded: ``device`` is a configured name (the spool's sender address or the syslog
 host name, matched against ``devices``), ``local`` for this host's own logs, or ``other``;
-``direction`` is in|out|forward|unknown, ``proto`` tcp|udp|icmp|icmpv6|other. Source addresses
-reach the report only as pseudonyms of their /24 or /48 (``firewall.blocked_by_network``);
-destination ports as ``<proto>/<port>`` (``firewall.blocked_by_port``).
+``direction`` is in|out|forward|unknown, ``proto`` tcp|udp|icmp|icmpv6|other. A rule change is
+counted with ``planned="false"``: a pure parser knows no calendar, and the collectors judge each
+change against the maintenance calendar (``collectors.judge_planned``). Source addresses reach
+the report only as pseudonyms of their /24 or /48 (``firewall.blocked_by_network``); destination
+ports as ``<proto>/<port>`` (``firewall.blocked_by_port``, ports 0-65535). Rollup rows count per
+UTC day; when in the day is not kept (the counters' hours have it), so their first and last
+seen are left empty.
 
-Speed: a block is cut by one bytes pattern per format in C (``findall``), the matches are
-counted with ``collections.Counter`` (C), and Python runs once per *distinct* combination of
-labels, day, network and port, not per line; only lines the pattern does not take whole go the
-general way (decoded, split, looked at one by one), which gives the same answer for the lines the
-pattern takes (property tests hold the two to it).
+Speed (bench/README.md, bench_firewall): in a firewall log nearly every line counts, so no line
+can be skipped as the access plugin skips most of auth.log. Instead the usual lines — netfilter
+LOG lines with rsyslog's stamps, filterlog spool lines — are taken apart by one bytes pattern per
+block in C (``findall``): a line of the usual shape yields its fields, any other line whole for
+the general way. The fields are counted with ``collections.Counter`` over tuples of bytes (C),
+and Python runs once per *distinct* combination of stamp minute, prefix, protocol, port and
+network, not per line; only the distinct values are decoded. The pattern takes only shapes on
+which the general way (decode, split, the rules above, line by line) gives the same answer, and
+property tests hold the two to it line by line and block by block. Network pseudonyms are
+memoised across blocks (``NetworkPseudonyms``); a backlog's source-network rows are gathered
+from block to block in the parser's carry (``flush_networks``) rather than written per block.
 
-Pure: no I/O, no clock, no state between calls. Imports only ``normagent`` and the standard library.
+Pure: no I/O, no clock, no state between calls but bounded memos of pure functions. Imports only
+``normagent`` and the standard library.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from itertools import compress, filterfalse
 from operator import itemgetter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, timezone, tzinfo
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from normagent import (
     Count,
     Event,
     JournalEntry,
+    JSONValue,
+    Observation,
     ParseContext,
     ParseResult,
     RecordBlock,
@@ -65,6 +80,9 @@ from normagent import (
     parse_syslog,
     rfc3164_time,
 )
+
+if TYPE_CHECKING:
+    from normagent.privacy import Pseudonymiser
 
 BLOCKED = "normagent_firewall_blocked_total"
 RULE_CHANGES = "normagent_firewall_rule_changes_total"
@@ -109,53 +127,144 @@ def direction_of(inside: str, outside: str) -> str:
     return "out" if outside else "unknown"
 
 
+def port_key(proto: str, port: str | None) -> str | None:
+    """The rollup key of a blocked destination port, ``tcp/443``; None for other protocols and
+    for what is no port (not ASCII digits, or above 65535: a log line may say anything)."""
+    if not port or proto not in ("tcp", "udp") or not (port.isascii() and port.isdigit()) or len(port) > 5:
+        return None
+    number = int(port)
+    return f"{proto}/{number}" if number <= 65535 else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Network pseudonyms
+
+MEMO_SIZE: Final = 16_384  # entries per memo; a full memo starts over
+_MISSING: Final = object()
+
+
+class NetworkPseudonyms:
+    """The pseudonyms of source networks under one key, memoised across blocks and runs.
+
+    A pseudonym is an HMAC (microseconds), and a firewall under a scan sees the same networks in
+    every block. The value is a pure function of the key and the network, so it is kept: per
+    IPv4 /24 given as its first three octets in bytes (what the fast paths cut out, no decoding),
+    and per address as written (IPv6, and the general way). Each memo holds at most ``MEMO_SIZE``
+    entries (about 2.5 MB when full, only on a host blocked by that many networks), and starts
+    over when full (between blocks). Raw values are kept only here, in memory, never in the ledger.
+    """
+
+    __slots__ = ("_pseudonymise", "_v4", "_addresses")
+
+    def __init__(self, pseudonymise: Pseudonymiser) -> None:
+        self._pseudonymise = pseudonymise
+        self._v4: dict[bytes, str] = {}  # "" for no network
+        self._addresses: dict[str, str | None] = {}
+
+    def v4(self, prefix: bytes) -> str | None:
+        """The pseudonym of the /24 of any valid address in ``b"203.0.113"`` (what
+        ``Pseudonymiser.network`` gives it), None if those are no three octets of an address."""
+        found = self._v4.get(prefix)
+        if found is not None:
+            return found or None
+        octets = prefix.split(b".")
+        value = ""  # memoised as "": no network
+        # ipaddress's rules, without its cost: 0-255, no leading zeros.
+        if len(octets) == 3 and all(o.isdigit() and len(o) <= 3 and int(o) <= 255 and (o == b"0" or o[:1] != b"0") for o in octets):
+            value = self._pseudonymise(f"network:{prefix.decode('ascii')}.0/24")
+        self._v4[prefix] = value
+        return value or None
+
+    def count_v4(self, rows: Counter[str], prefixes: Callable[[], Iterable[bytes]]) -> None:
+        """Add one to ``rows`` for the pseudonym of each /24 that ``prefixes()`` yields, in C;
+        Python runs only for the prefixes not memoised yet (``prefixes`` is called again then)."""
+        known = self._v4
+        counts = cast("Counter[str | None]", rows)  # None: a prefix not memoised yet, taken out below
+        counts.update(map(known.get, prefixes()))
+        missed = counts.pop(None, 0)
+        if missed:
+            fresh = set(filterfalse(known.__contains__, prefixes()))
+            for prefix in fresh:
+                self.v4(prefix)
+            rows.update(map(known.__getitem__, filter(fresh.__contains__, prefixes())))
+        rows.pop("", None)  # no network
+
+    def address(self, address: str) -> str | None:
+        """``Pseudonymiser.network(address)``: the pseudonym of its /24 or /48, or None."""
+        found = self._addresses.get(address, _MISSING)
+        if found is not _MISSING:
+            return found  # type: ignore[return-value]
+        value = self._pseudonymise.network(address)
+        if len(address) <= 64:  # an address is short; a log line may hold anything
+            self._addresses[address] = value
+        return value
+
+    def trim(self) -> None:
+        """Start a memo over once it holds ``MEMO_SIZE`` (between blocks: a block's own
+        prefixes stay until it is counted)."""
+        if len(self._v4) >= MEMO_SIZE:
+            self._v4.clear()
+        if len(self._addresses) >= MEMO_SIZE:
+            self._addresses.clear()
+
+
+@functools.lru_cache(maxsize=4)
+def network_pseudonyms(pseudonymise: Pseudonymiser) -> NetworkPseudonyms:
+    """The memo of one pseudonymiser (the agent has one; tests make others)."""
+    return NetworkPseudonyms(pseudonymise)
+
+
 # ---------------------------------------------------------------------------------------------
 # What a block adds up to
 
 
-@dataclass
 class Tally:
     """Counts, rollup rows and rule-change events of one block, aggregated before they become
-    observations (a 1 MiB block of blocks becomes a few dozen observations)."""
+    observations (a 1 MiB block of blocks becomes a few dozen observations and a row per
+    distinct port and network).
 
-    ctx: ParseContext
-    blocked: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # device, direction, proto
-    changes: Counter[str] = field(default_factory=Counter)  # device
-    messages: Counter[str] = field(default_factory=Counter)  # device
-    ports: dict[tuple[date, str], list[Any]] = field(default_factory=dict)  # -> [n, first, last]
-    networks: dict[tuple[date, str], list[Any]] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
-    _pseudonyms: dict[str, str | None] = field(default_factory=dict)
+    ``carry``: gather the source-network rows of a backlog from block to block (``finish``);
+    the rows the block before left in ``ctx.carry`` are taken over first.
+    """
+
+    __slots__ = ("blocked", "changes", "messages", "ports", "networks", "events", "names", "since")
+
+    def __init__(self, ctx: ParseContext, *, carry: bool = False) -> None:
+        self.blocked: Counter[tuple[str, str, str]] = Counter()  # device, direction, proto
+        self.changes: Counter[str] = Counter()  # device
+        self.messages: Counter[str] = Counter()  # device
+        self.ports: Counter[tuple[date, str]] = Counter()  # UTC day, "tcp/443"
+        self.networks: dict[date, Counter[str]] = {}  # UTC day -> pseudonym -> blocked
+        self.events: list[Event] = []
+        self.names = network_pseudonyms(ctx.pseudonymise)
+        self.names.trim()
+        self.since: float | None = None
+        if carry:
+            self.since, self.networks = _carried(ctx.carry)
 
     def block(self, device: str, direction: str, proto: str, when: datetime, source: str | None, port: str | None, n: int = 1) -> None:
         self.blocked[(device, direction, proto)] += n
         day = when.astimezone(timezone.utc).date()
-        if port and port.isdigit() and proto in ("tcp", "udp"):
-            _row(self.ports, (day, f"{proto}/{int(port)}"), when, n)
+        key = port_key(proto, port)
+        if key is not None:
+            self.ports[(day, key)] += n
         if source:
-            key = self.network(source)
-            if key is not None:
-                _row(self.networks, (day, key), when, n)
+            network = self.names.address(source)
+            if network is not None:
+                self.add_network(day, network, n)
 
-    def network(self, address: str) -> str | None:
-        """The pseudonym of an address's /24 or /48, memoised per block."""
-        if address not in self._pseudonyms:
-            self._pseudonyms[address] = self.ctx.pseudonymise.network(address)
-        return self._pseudonyms[address]
+    def add_network(self, day: date, network: str, n: int) -> None:
+        rows = self.networks.get(day)
+        if rows is None:
+            rows = self.networks[day] = Counter()
+        rows[network] += n
 
-    def network_v4(self, prefix: bytes) -> str | None:
-        """The pseudonym of an IPv4 /24 given as its first three octets (``b"203.0.113"``), without
-        parsing an address: the same value ``pseudonymise.network`` gives for any address in it."""
-        key = prefix.decode("ascii")
-        found = self._pseudonyms.get(key)
-        if found is None and key not in self._pseudonyms:
-            octets = key.split(".")
-            if all(o == "0" or (o[0] != "0" and int(o) <= 255) for o in octets):
-                found = self.ctx.pseudonymise(f"network:{key}.0/24")
-            else:
-                found = self.ctx.pseudonymise.network(key + ".0")
-            self._pseudonyms[key] = found
-        return found
+    def day_networks(self, day: date) -> Counter[str]:
+        """The rows of one day (for a fast path to count into)."""
+        rows = self.networks.get(day)
+        if rows is None:
+            rows = self.networks[day] = Counter()
+        return rows
 
     def change(self, device: str, when: datetime, source: str, line: str) -> None:
         self.changes[device] += 1
@@ -163,29 +272,79 @@ class Tally:
         key = f"{device}:{when.astimezone(timezone.utc).isoformat()}:{digest}"
         self.events.append(Event(RULE_CHANGE_EVENT, when, key, {"device": device, "source": source}))
 
-    def observations(self) -> list[Any]:
-        out: list[Any] = [
+    def finish(self, result: ParseResult, ctx: ParseContext, *, block: TextBlock | None = None) -> None:
+        """Put the block's observations into ``result``.
+
+        ``block``: the block, for a tally that carries source-network rows: they are written now
+        or left in ``result.carry`` (see ``flush_networks``).
+        """
+        out: list[Observation] = [
             Count(BLOCKED, {"device": d, "direction": r, "proto": p}, n) for (d, r, p), n in sorted(self.blocked.items())
         ]
-        out += [Count(RULE_CHANGES, {"device": d}, n) for d, n in sorted(self.changes.items())]
+        # Planned or not is for the collectors to judge against the calendar (collectors.judge_planned).
+        out += [Count(RULE_CHANGES, {"device": d, "planned": "false"}, n) for d, n in sorted(self.changes.items())]
         out += [Count(MESSAGES, {"device": d}, n) for d, n in sorted(self.messages.items())]
-        for name, rows in ((BY_PORT, self.ports), (BY_NETWORK, self.networks)):
-            for (day, key), (n, first, last) in sorted(rows.items()):
-                out.append(Rollup(name, day, key, n, first, last))
+        out += [Rollup(BY_PORT, day, key, n) for (day, key), n in sorted(self.ports.items())]
+        networks = self.networks
+        if block is not None and networks:
+            since = ctx.now.timestamp() if self.since is None else self.since
+            rows = sum(map(len, networks.values()))
+            if not flush_networks(len(block.data), rows, since, ctx):
+                result.carry = {"since": since, "rows": {day.isoformat(): keys for day, keys in networks.items()}}  # type: ignore[misc]
+                networks = {}
+        for day, keys in sorted(networks.items()):
+            out += [Rollup(BY_NETWORK, day, key, n) for key, n in sorted(keys.items()) if n]
         out += self.events
-        return out
+        result.observations = out
 
 
-def _row(rows: dict[tuple[date, str], list[Any]], key: tuple[date, str], when: datetime, n: int) -> None:
-    row = rows.get(key)
-    if row is None:
-        rows[key] = [n, when, when]
-    else:
-        row[0] += n
-        if when < row[1]:
-            row[1] = when
-        elif when > row[2]:
-            row[2] = when
+# ---------------------------------------------------------------------------------------------
+# Source-network rows of a backlog, carried from block to block
+
+CARRY_FROM: Final = 256 * 1024  # bytes: a block at least this big comes from a reader in a backlog
+MAX_CARRIED: Final = 20_000  # rows
+CARRY_FOR: Final = timedelta(minutes=10)
+
+
+def flush_networks(size: int, rows: int, since: float, ctx: ParseContext) -> bool:
+    """Whether the source-network rows gathered so far are written with this block.
+
+    A backlog of blocked packets from many networks (a scan) gives every 1 MiB block thousands
+    of distinct networks, and a row costs the ledger more than the lines it counts. So while a
+    reader hands out full blocks (``size`` at least ``CARRY_FROM``: it is catching up), the rows
+    are added up in the parser's carry, which the log driver commits with each block's position
+    (``ParseContext.carry``): nothing is lost or counted twice across a crash. They are written
+    with the first block that is not full (the reader has caught up), at the end of a run (the
+    driver's empty block), at the end of ``normagent parse`` (``final``), once more than
+    ``MAX_CARRIED`` wait, and once the first of them waited ``CARRY_FOR`` (a reader that never
+    catches up). The carry holds pseudonyms, never an address:
+    ``{"since": <epoch>, "rows": {"2026-11-23": {"<pseudonym>": n}}}``.
+    """
+    return size < CARRY_FROM or ctx.final or rows > MAX_CARRIED or ctx.now.timestamp() - since >= CARRY_FOR.total_seconds()
+
+
+def _carried(carry: JSONValue) -> tuple[float | None, dict[date, Counter[str]]]:
+    """The rows a carry holds, copied (the driver keeps the carry it gave for the block before;
+    a copy is one C-level pass); parts that are not what ``Tally.finish`` writes (the carry is
+    JSON from the ledger) are left out."""
+    if not isinstance(carry, dict):
+        return None, {}
+    since = carry.get("since")
+    rows = carry.get("rows")
+    out: dict[date, Counter[str]] = {}
+    if isinstance(rows, dict):
+        for text, keys in rows.items():
+            try:
+                day = date.fromisoformat(text)
+            except ValueError:
+                continue
+            if isinstance(keys, dict):
+                try:
+                    sum(cast("dict[str, int]", keys).values())  # numbers only (checked in C)
+                except TypeError:
+                    keys = {k: v for k, v in keys.items() if isinstance(v, (int, float))}
+                out[day] = Counter(keys)
+    return (float(since) if isinstance(since, (int, float)) and not isinstance(since, bool) else None), out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,6 +407,24 @@ def line_time(line: str, ref: datetime, tz: tzinfo) -> datetime | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
+def minute_day(minute: str, offset: str, ref: datetime, tz: tzinfo) -> date | None:
+    """The UTC day of every line stamped in one minute (``"Nov 23 07:25"`` or
+    ``"2026-11-23T07:25"`` with its ``offset``), as ``line_time`` dates each line (a stamp it
+    cannot read is dated ``ref``); None if the lines of that minute may fall on two days.
+
+    Offsets are whole minutes, so a minute's lines share a UTC day unless a stamp's year, which
+    RFC 3164 leaves out, is not the same for its first and last second (``rfc3164_time`` takes the
+    year that puts the stamp at most a day after ``ref``): then each line must be dated alone.
+    Memoised: a pure function, and ``rfc3164_time`` costs tens of microseconds while a quiet
+    log's block may hold hundreds of minutes (and the next block the same again).
+    """
+    first = line_time(f"{minute}:00{offset}", ref, tz) or ref
+    last = line_time(f"{minute}:59{offset}", ref, tz) or ref
+    day = first.astimezone(timezone.utc).date()
+    return day if day == last.astimezone(timezone.utc).date() else None
+
+
 # ---------------------------------------------------------------------------------------------
 # netfilter LOG lines (kern.log / syslog files, journal MESSAGE)
 
@@ -256,20 +433,11 @@ _NETFILTER_MSG = re.compile(
     r"(?:\[ *\d+\.\d+\] )?(?P<prefix>.*?)IN=(?P<in>\S*) OUT=(?P<out>\S*) (?:(?:MAC|PHYSIN|PHYSOUT)=\S* )*"
     r"SRC=(?P<src>\S+) DST=\S+ (?:.*? )?PROTO=(?P<proto>\S+)(?: SPT=\d+ DPT=(?P<dpt>\d+))?"
 )
-# A LOG line's message, in bytes, for the fast path; the pattern starts with a literal, which
-# ``re`` finds by a fast scan rather than trying every position. Groups: 1 prefix, 2 IN, 3 OUT,
-# 4 the /24 of an IPv4 SRC, 5 an IPv6 SRC, 6 PROTO, 7 DPT.
-_NETFILTER_FAST: Final = re.compile(
-    rb" kernel: (?:\[ *\d+\.\d+\] )?([^\n]*?)IN=(\S*) OUT=(\S*) (?:MAC=\S* )?"
-    rb"SRC=(?:(\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}|([0-9a-fA-F:]+)) DST=\S+ [^\n\[]*?PROTO=(\w+)(?: SPT=\d+ DPT=(\d+))?"
-)
-# The stamp of a line as rsyslog writes it: the day, to the block's first and last line.
-_DAY = re.compile(rb"(?:([A-Z][a-z]{2} [ \d]\d) \d\d:\d\d:\d\d|(\d{4}-\d\d-\d\d)T\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)) \S+ ")
-_KERNEL_MARK: Final = b" kernel: "
-_NETFILTER_MARK: Final = re.compile(rb"IN=\S* OUT=")
 # Raw (``audit(1580905834.919:82970)``) and ``ausearch -i`` (``audit(2020-05-28 17:46:41.878:162)``).
 _AUDIT_CFG = re.compile(r"type=NETFILTER_CFG msg=audit\((?P<stamp>\d+(?:\.\d+)?|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?):(?P<serial>\d+)\)")
 _RELOADED = re.compile(r"\bReloaded (?:firewalld|ufw)\b")
+# The lines the general way looks at; every other line is ignored.
+_SLOW_MARKS: Final = re.compile(rb"IN=\S* OUT=|NETFILTER_CFG|Reloaded (?:firewalld|ufw)")
 
 
 def netfilter_message(message: str) -> tuple[bool, str, str, str, str | None] | None:
@@ -293,19 +461,22 @@ def parse_linux_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
     (anything else, including packets a LOG rule logged as allowed), ``unparsed`` (a line that
     looks like a LOG line or an audit record of a rule change, but no pattern understands it).
     """
+    return linux_lines(block, ctx, fast=True)
+
+
+def linux_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseResult:
+    """``parse_linux_lines``; ``fast=False`` reads every line the general way (the definition
+    the fast path is held to)."""
     if not isinstance(block, TextBlock):  # journal entries or EVTX records given to ``normagent parse``
         return ParseResult(ignored=len(block.records))
-    data = block.data
     result = ParseResult()
-    tally = Tally(ctx)
+    tally = Tally(ctx, carry=True)
     device = getattr(ctx.settings, "device", LOCAL) or LOCAL
     ref = block.mtime or ctx.now
     parsed = unparsed = 0
-    if _KERNEL_MARK in data and _NETFILTER_MARK.search(data):
-        fast, rest = _netfilter_fast(data, tally, device, ref, ctx.tz)
-        parsed += fast
-    else:
-        rest = data
+    rest = block.data
+    if fast:
+        parsed, rest = _netfilter_fast(rest, tally, device, ref, ctx.tz)
     reloads = getattr(ctx.settings, "count_service_reloads", True)
     audit_seen: set[str] = set()
     for raw in _slow_candidates(rest):
@@ -317,13 +488,10 @@ def parse_linux_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
                 result.examples.append(line)
         elif outcome:
             parsed += 1
-    result.observations = tally.observations()
+    tally.finish(result, ctx, block=block)
     result.parsed, result.unparsed = parsed, unparsed
     result.ignored = block.line_count - parsed - unparsed
     return result
-
-
-_SLOW_MARKS: Final = re.compile(rb"IN=\S* OUT=|NETFILTER_CFG|Reloaded (?:firewalld|ufw)")
 
 
 def _slow_candidates(data: bytes) -> Iterable[bytes]:
@@ -351,11 +519,14 @@ def _linux_line(line: str, tally: Tally, device: str, ref: datetime, tz: tzinfo,
         ident = f"{stamp}:{m['serial']}"
         if ident in audit_seen:
             return False  # another record of the same change (an nftables transaction)
+        try:
+            if "-" in stamp:
+                when = datetime.fromisoformat(stamp.replace(" ", "T")).replace(tzinfo=tz).astimezone(timezone.utc)
+            else:
+                when = datetime.fromtimestamp(float(stamp), timezone.utc)
+        except (ValueError, OverflowError, OSError):
+            return None  # a time no clock shows (a damaged record)
         audit_seen.add(ident)
-        if "-" in stamp:
-            when = datetime.fromisoformat(stamp.replace(" ", "T")).replace(tzinfo=tz).astimezone(timezone.utc)
-        else:
-            when = datetime.fromtimestamp(float(stamp), timezone.utc)
         tally.change(device, when, "auditd", f"audit:{ident}")
         return True
     when = line_time(line, ref, tz) or ref
@@ -378,61 +549,97 @@ def _linux_line(line: str, tally: Tally, device: str, ref: datetime, tz: tzinfo,
     return False
 
 
+# The fast path's shape of a LOG line in rsyslog's files, from the newline before it (the
+# block is searched with one put in front), or any other line whole (group 9). It takes only
+# what the general way reads alike: fields of printable ASCII ended by a space (where
+# ``_NETFILTER_MSG``'s ``\S`` would run on over other bytes), IPv4 sources whose last octet is
+# valid (the first three are checked per distinct /24), the usual fields between DST= and
+# PROTO= (so the first PROTO= is this one), and a port followed by a space or the line's end.
+# Groups: 1 RFC 3164 minute, 2 RFC 3339 minute, 3 its offset, 4 prefix + IN= + OUT=, 5 IPv4
+# source /24, 6 IPv6 source, 7 PROTO, 8 DPT, 9 another line. (``(?:x|)`` is ``(?:x)?``, cheaper
+# in ``re``.)
+_NETFILTER_LINE: Final = re.compile(
+    rb"\n(?:"
+    rb"(?:([A-Z][a-z][a-z] [ 0-9][0-9] [0-2][0-9]:[0-5][0-9]):[0-5][0-9]"
+    rb"|([0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]):[0-5][0-9](?:\.[0-9]{1,6}|)(Z|[+-][01][0-9]:[0-5][0-9]))"
+    rb" [A-Za-z0-9._-]++ kernel: (?:\[ *+[0-9]++\.[0-9]++\] |)"
+    rb"([ -<>-~]*IN=[!-~]*+ OUT=[!-~]*+ )(?:MAC=[!-~]*+ |)"
+    rb"SRC=(?:([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])|([0-9a-f:]++))"
+    rb" DST=[!-~]++ LEN=[0-9]++ "
+    rb"(?:TOS=0x[0-9A-F][0-9A-F] PREC=0x[0-9A-F][0-9A-F] TTL=[0-9]++ ID=[0-9]++ (?:CE |)(?:DF |)(?:MF |)"
+    rb"|TC=[0-9]++ HOPLIMIT=[0-9]++ FLOWLBL=[0-9]++ )"
+    rb"PROTO=([!-~]++)(?: SPT=[0-9]++ DPT=([0-9]++)(?=[ \n]|\Z)|(?= (?!SPT=)|\n|\Z))"
+    rb"|([^\n]*+))"
+)
+
+
 def _netfilter_fast(data: bytes, tally: Tally, device: str, ref: datetime, tz: tzinfo) -> tuple[int, bytes]:
-    """Count the LOG lines of a block in C; return how many counted, and the lines left for the
-    general way (all of them when the block does not have the usual shape).
+    """Count the LOG lines of the usual shape in C; return how many counted, and the other lines
+    for the general way — all of them when the block holds an audit record (``_linux_line``
+    reads any line with ``NETFILTER_CFG`` in it as one), or LOG lines of two UTC days.
 
-    The usual shape: every line holding ``IN=…OUT=`` is one ``_NETFILTER_FAST`` takes, there is no
-    audit record or reload in the block, and its first and last lines carry stamps of the same
-    day (a 1 MiB block spans minutes). Then the matches are counted by ``Counter`` over C-level
-    projections, and Python runs once per distinct (prefix, interfaces, protocol), (protocol,
-    port) and network — not per line. A rollup row's first and last seen are noon of that day.
+    The matches are counted by ``Counter`` over C-level projections; Python runs once per
+    distinct minute, per distinct (prefix and interfaces, protocol, port), and per distinct
+    (prefix and interfaces, source network).
     """
-    if b"NETFILTER_CFG" in data or b"Reloaded " in data or b"[SRC=" in data:
+    if b" OUT=" not in data or b"NETFILTER_CFG" in data:
         return 0, data
-    first = _DAY.match(data)
-    last_start = data.rfind(b"\n", 0, len(data) - 1) + 1
-    last = _DAY.match(data, last_start)
-    if first is None or last is None or first.group(1, 2) != last.group(1, 2):
-        return 0, data
-    matches = _NETFILTER_FAST.findall(data)
-    if len(matches) != data.count(b" OUT="):
-        return 0, data
-    when = _day_time(first.group(1) or first.group(2), ref, tz) or ref
-    verdicts: dict[bytes, bool] = {}
-    counted = 0
-    for (prefix, inside, outside, proto), n in Counter(map(itemgetter(0, 1, 2, 5), matches)).items():
-        blocked = verdicts.get(prefix)
-        if blocked is None:
-            blocked = verdicts[prefix] = verdict_blocked(prefix.decode("utf-8", "replace"))
-        if blocked:
-            counted += n
-            tally.blocked[(device, direction_of(inside.decode(), outside.decode()), proto_label(proto.decode()))] += n
-    if not counted:
-        return 0, b""
-    every = all(verdicts.values())
-    day = when.date()
-    for (prefix, proto, port), n in Counter(map(itemgetter(0, 5, 6), matches)).items():
-        label = proto_label(proto.decode())
-        if port and label in ("tcp", "udp") and (every or verdicts[prefix]):
-            _row(tally.ports, (day, f"{label}/{int(port)}"), when, n)
-    for (prefix, net4, src6), n in Counter(map(itemgetter(0, 3, 4), matches)).items():
-        if every or verdicts[prefix]:
-            key = tally.network_v4(net4) if net4 else tally.network(src6.decode("ascii", "replace"))
+    matches = _NETFILTER_LINE.findall(b"\n" + data[:-1] if data.endswith(b"\n") else b"\n" + data)
+    day: date | None = None
+    minutes: set[Any] = set(map(itemgetter(0), matches))  # RFC 3164 minutes; b"" on other lines
+    if b"" in minutes and any(map(itemgetter(1), matches)):
+        minutes |= set(map(itemgetter(1, 2), matches))  # RFC 3339 minutes, with their offsets
+    for minute in minutes - {b"", (b"", b"")}:
+        stamp, offset = (minute, b"") if isinstance(minute, bytes) else minute
+        found = minute_day(stamp.decode("ascii"), offset.decode("ascii"), ref, tz)
+        if found is None or found != (day or found):
+            return 0, data  # a minute of two days, or lines of two days: each line its own day
+        day = found
+    others = b"\n".join(filter(None, map(itemgetter(8), matches)))
+    rest = others + b"\n" if others else b""
+    if day is None:
+        return 0, rest  # no LOG line of the usual shape
+    counted: dict[bytes, str] = {}  # prefix + interfaces of a blocked packet -> direction
+    parsed = 0
+    protos: dict[bytes, str] = {}
+    blocked, ports = tally.blocked, tally.ports
+    heads: set[bytes] = set()
+    for (head, proto, dport), n in Counter(map(itemgetter(3, 6, 7), matches)).items():
+        if not head:
+            continue  # another line
+        heads.add(head)
+        direction = counted.get(head)
+        if direction is None:
+            text = head.decode("ascii")
+            eq = text.index("=")  # the "=" of IN=: the prefix holds none
+            if not verdict_blocked(text[: eq - 2]):
+                continue  # a packet let through
+            out = text.index(" OUT=", eq)
+            direction = counted[head] = direction_of(text[eq + 1 : out], text[out + 5 : -1])
+        label = protos.get(proto)
+        if label is None:
+            label = protos[proto] = proto_label(proto.decode("ascii"))
+        parsed += n
+        blocked[(device, direction, label)] += n
+        if dport:
+            key = port_key(label, dport.decode("ascii"))
             if key is not None:
-                _row(tally.networks, (day, key), when, n)
-    return counted, b""
-
-
-def _day_time(stamp: bytes, ref: datetime, tz: tzinfo) -> datetime | None:
-    """Noon of a stamp's day (``Nov 23`` or ``2026-11-23``), for rollup rows of the fast path."""
-    text = stamp.decode("ascii")
-    if text[:1].isdigit():
-        try:
-            return datetime.fromisoformat(text + "T12:00:00").replace(tzinfo=timezone.utc)
-        except ValueError:
-            return None
-    return rfc3164_time(f"{text} 12:00:00", ref, tz)
+                ports[(day, key)] += n
+    # Source networks, counted in C into the tally's rows (which hold what the blocks before
+    # carried): the /24 of every blocked packet's line, then the IPv6 sources one by one.
+    if counted.keys() == heads:
+        prefixes = lambda: filter(None, map(itemgetter(4), matches))  # noqa: E731
+    else:  # some packets were let through
+        prefixes = lambda: filter(None, compress(map(itemgetter(4), matches), map(counted.__contains__, map(itemgetter(3), matches))))  # noqa: E731
+    rows = tally.day_networks(day)
+    tally.names.count_v4(rows, prefixes)
+    if any(map(itemgetter(5), matches)):
+        for (head, net6), n in Counter(map(itemgetter(3, 5), matches)).items():
+            if net6 and head in counted:
+                network = tally.names.address(net6.decode("ascii"))
+                if network is not None:
+                    rows[network] += n
+    return parsed, rest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,7 +668,7 @@ def parse_linux_journal(block: RecordBlock, ctx: ParseContext) -> ParseResult:
             result.parsed += 1
         else:
             result.ignored += 1
-    result.observations = tally.observations()
+    tally.finish(result, ctx)
     return result
 
 
@@ -536,7 +743,7 @@ def parse_pfirewall(block: TextBlock, ctx: ParseContext) -> ParseResult:
                 result.examples.append(line)
         elif outcome:
             parsed += 1
-    result.observations = tally.observations()
+    tally.finish(result, ctx)
     result.parsed, result.unparsed = parsed, unparsed
     result.ignored = block.line_count - parsed - unparsed
     return result
@@ -614,7 +821,7 @@ def parse_windows_events(block: RecordBlock, ctx: ParseContext) -> ParseResult:
         else:
             tally.change(device, record.time, f"windows:{record.event_id}", f"{record.channel}:{record.record_id}")
         result.parsed += 1
-    result.observations = tally.observations()
+    tally.finish(result, ctx)
     return result
 
 
@@ -749,19 +956,24 @@ def parse_appliance_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
     syslog server's file only a firewall message no rule understands does. A firewall message of
     no interest (a pass, a session teardown, an administrator's login) is ``ignored``.
     """
+    return appliance_lines(block, ctx, fast=True)
+
+
+def appliance_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseResult:
+    """``parse_appliance_lines``; ``fast=False`` reads every line the general way (the
+    definition the fast path is held to)."""
     if not isinstance(block, TextBlock):  # journal entries or EVTX records given to ``normagent parse``
         return ParseResult(ignored=len(block.records))
     result = ParseResult()
-    tally = Tally(ctx)
+    tally = Tally(ctx, carry=True)
     devices = device_map(ctx)
     ref = block.mtime or ctx.now
-    parsed = unparsed = ignored = 0
+    parsed = unparsed = 0
     data = block.data
     # The receiver's spool files (``syslog.log``, ``syslog.log-<stamp>``): what is in them was sent here.
     spool = block.origin.rsplit("/", 1)[-1].startswith("syslog.log")
-    fast_parsed, fast_ignored, data = _filterlog_fast(data, tally, devices)
-    parsed += fast_parsed
-    ignored += fast_ignored
+    if fast:
+        parsed, data = _filterlog_fast(data, tally, devices)
     for raw in data.split(b"\n"):
         if not raw.strip():
             continue
@@ -772,9 +984,7 @@ def parse_appliance_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
                 result.examples.append(line)
         elif outcome:
             parsed += 1
-        else:
-            ignored += 1
-    result.observations = tally.observations()
+    tally.finish(result, ctx, block=block)
     result.parsed, result.unparsed = parsed, unparsed
     result.ignored = block.line_count - parsed - unparsed
     return result
@@ -818,66 +1028,99 @@ def _appliance_line(raw: bytes, tally: Tally, devices: DeviceMap, ref: datetime,
     return False, line
 
 
-# The spool lines of filterlog blocks in their usual shape, whole, for the fast path: the sender,
-# the host and tag, and the CSV fields that count. Groups: 1 sender, 2 host (RFC 3164 with a
-# host, or RFC 5424), 3 action, 4 direction, 5 IPv4 protocol, 6 IPv4 source /24, 7 IPv4 dport,
-# 8 IPv6 protocol, 9 IPv6 source, 10 IPv6 dport. The day comes from the receive stamp (UTC).
-_FILTERLOG_FAST: Final = re.compile(
-    rb"^(\d{4}-\d\d-\d\d)T[\d:.]+Z (\S+) <\d{1,3}>(?:1 \S+ (\S+) filterlog \S+ \S+ - |[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d (?:(\S+) )?filterlog(?:\[\d+\])?: )"
-    rb"\d*,[^,\n]*,[^,\n]*,[^,\n]*,[^,\n]*,[^,\n]*,(block|reject|pass),(in|out),"
-    rb"(?:4,[^,\n]*,[^,\n]*,[^,\n]*,[^,\n]*,[^,\n]*,[^,\n]*,\d+,(\w+),\d+,(\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3},[\d.]+(?:,\d+,(\d+))?"
-    rb"|6,[^,\n]*,[^,\n]*,[^,\n]*,([\w-]+),\d+,\d+,([0-9a-fA-F:]+),[0-9a-fA-F:]+(?:,\d+,(\d+))?)(?:,[^\n]*)?$",
-    re.M,
+# The fast path's shape of a filterlog spool line (``<received> <sender> <message>``), from the
+# newline before it (the block is searched with one put in front), or any other line whole
+# (group 13). It takes only what ``parse_spool_line`` + ``parse_syslog`` + ``_filterlog`` read
+# alike: a valid receive time (its day checked per distinct value), a PRI up to 191, an RFC 3164
+# header with a month name and a host that ``_TAG`` cannot take for the tag, or an RFC 5424 one
+# with a valid stamp and no structured data; CSV fields of printable ASCII without spaces to the
+# line's end (so ``strip`` changes nothing), action block|reject|pass and direction in|out as
+# written, and an IPv4 source whose last octet is valid. Groups: 1 receive day, 2 sender, 3 RFC
+# 3164 host, 4 RFC 5424 host, 5 action, 6 direction, 7 IPv4 protocol, 8 IPv4 source /24, 9 IPv4
+# destination port, 10 IPv6 protocol, 11 IPv6 source, 12 IPv6 destination port, 13 another line.
+_FIELD = rb"[!-+\--~]*+"  # a CSV field: printable ASCII but comma
+_FILTERLOG_LINE: Final = re.compile(
+    rb"\n(?:"
+    rb"([0-9]{4}-[01][0-9]-[0-3][0-9])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?Z ([!-~]++) <(?:1[0-8][0-9]|19[01]|0?[0-9]?[0-9])>"
+    rb"(?:(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9] (?:([A-Za-z0-9._-]++) )?filterlog(?:\[[0-9]++\])?: "
+    rb"|1 (?:-|[0-9]{4}-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9](?:\.[0-9]{1,9})?(?:Z|[+-][0-9][0-9]:[0-9][0-9])?) ([A-Za-z0-9._-]++) filterlog [!-~]++ [!-~]++ - )"
+    + (_FIELD + rb",") * 6 + rb"(block|reject|pass),(in|out),"
+    rb"(?:4," + (_FIELD + rb",") * 7 + rb"(" + _FIELD + rb")," + _FIELD + rb","
+    rb"([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]),"
+    + _FIELD + rb"(?:," + _FIELD + rb"(?:,(" + _FIELD + rb")(?:,[!-~]*+)?)?)?"
+    rb"|6," + (_FIELD + rb",") * 3 + rb"(" + _FIELD + rb")," + (_FIELD + rb",") * 2 + rb"(" + _FIELD + rb"),"
+    + _FIELD + rb"(?:," + _FIELD + rb"(?:,(" + _FIELD + rb")(?:,[!-~]*+)?)?)?)"
+    rb"(?=\n|\Z)"
+    rb"|([^\n]*+))"
 )
 
 
-def _filterlog_fast(data: bytes, tally: Tally, devices: DeviceMap) -> tuple[int, int, bytes]:
-    """Count the filterlog spool lines ``_FILTERLOG_FAST`` takes whole, per distinct combination;
-    return (parsed, ignored, the other lines)."""
+def _filterlog_fast(data: bytes, tally: Tally, devices: DeviceMap) -> tuple[int, bytes]:
+    """Count the filterlog spool lines of the usual shape in C; return how many counted (blocks),
+    and the other lines for the general way — all of them when the receive days are not one
+    valid date.
+
+    The matches are counted by ``Counter`` over C-level projections; Python runs once per
+    distinct (sender, host, action, direction, protocol, port).
+    """
     if b"filterlog" not in data:
-        return 0, 0, data
-    matches = _FILTERLOG_FAST.findall(data)
-    if not matches:
-        return 0, 0, data
-    rest = _FILTERLOG_FAST.sub(b"", data)
-    parsed = ignored = 0
-    names: dict[tuple[bytes, bytes], str] = {}
-    days: dict[bytes, datetime] = {}
-
-    def device_of(sender: bytes, host: bytes) -> str:
-        name = names.get((sender, host))
-        if name is None:
-            name = names[(sender, host)] = devices.name(sender.decode("ascii", "replace"), host.decode("ascii", "replace"))
-        return name
-
-    def day_of(day: bytes) -> datetime:
-        when = days.get(day)
-        if when is None:
-            when = days[day] = datetime.fromisoformat(day.decode() + "T12:00:00+00:00")
-        return when
-
-    # (day, sender, host5, host3, action, dir, proto4, net4, port4, proto6, src6, port6)
-    for (sender, host5, host3, action, direction, proto4, proto6), n in Counter(map(itemgetter(1, 2, 3, 4, 5, 6, 9), matches)).items():
-        device = device_of(sender, host5 or host3)
-        tally.messages[device] += n
+        return 0, data
+    matches = _FILTERLOG_LINE.findall(b"\n" + data[:-1] if data.endswith(b"\n") else b"\n" + data)
+    days = set(filter(None, map(itemgetter(0), matches)))
+    if len(days) > 1:
+        return 0, data  # each line its own day
+    others = b"\n".join(filter(None, map(itemgetter(12), matches)))
+    rest = others + b"\n" if others else b""
+    if not days:
+        return 0, rest
+    try:
+        day = date.fromisoformat(days.pop().decode("ascii"))
+    except ValueError:
+        return 0, data  # parse_spool_line refuses the lines: the general way says unparsed
+    names: dict[tuple[bytes, bytes, bytes], str] = {}
+    protos: dict[bytes, str] = {}
+    parsed = 0
+    passed = False
+    blocked, ports, messages = tally.blocked, tally.ports, tally.messages
+    for (sender, host3, host5, action, direction, proto4, port4, proto6, port6), n in Counter(
+        map(itemgetter(1, 2, 3, 4, 5, 6, 8, 9, 11), matches)
+    ).items():
+        if not sender:
+            continue  # another line
+        device = names.get((sender, host3, host5))
+        if device is None:
+            host = host3 or (b"" if host5 == b"-" else host5)  # RFC 5424's nil host
+            device = names[(sender, host3, host5)] = devices.name(sender.decode("ascii"), host.decode("ascii"))
+        messages[device] += n
         if action == b"pass":
-            ignored += n
+            passed = True
             continue
+        proto = proto4 or proto6
+        label = protos.get(proto)
+        if label is None:
+            label = protos[proto] = proto_label(proto.decode("ascii"))
         parsed += n
-        tally.blocked[(device, direction.decode(), proto_label((proto4 or proto6).decode()))] += n
-    for (day, action, proto4, port4, proto6, port6), n in Counter(map(itemgetter(0, 4, 6, 8, 9, 11), matches)).items():
-        label = proto_label((proto4 or proto6).decode())
+        blocked[(device, direction.decode("ascii"), label)] += n
         port = port4 or port6
-        if action != b"pass" and port and label in ("tcp", "udp"):
-            when = day_of(day)
-            _row(tally.ports, (when.date(), f"{label}/{int(port)}"), when, n)
-    for (day, action, net4, src6), n in Counter(map(itemgetter(0, 4, 7, 10), matches)).items():
-        if action != b"pass":
-            key = tally.network_v4(net4) if net4 else tally.network(src6.decode("ascii", "replace"))
+        if port:
+            key = port_key(label, port.decode("ascii"))
             if key is not None:
-                when = day_of(day)
-                _row(tally.networks, (when.date(), key), when, n)
-    return parsed, ignored, rest
+                ports[(day, key)] += n
+    # Source networks, counted in C into the tally's rows: the /24 of every blocked packet's
+    # line, then the IPv6 sources one by one.
+    rows = tally.day_networks(day)
+    if passed:
+        prefixes = lambda: filter(None, compress(map(itemgetter(7), matches), map(b"pass".__ne__, map(itemgetter(4), matches))))  # noqa: E731
+    else:
+        prefixes = lambda: filter(None, map(itemgetter(7), matches))  # noqa: E731
+    tally.names.count_v4(rows, prefixes)
+    if any(map(itemgetter(10), matches)):
+        for (action, src6), n in Counter(map(itemgetter(4, 10), matches)).items():
+            if src6 and action != b"pass":
+                network = tally.names.address(src6.decode("ascii"))
+                if network is not None:
+                    rows[network] += n
+    return parsed, rest
 
 
 __all__ = [
@@ -890,8 +1133,11 @@ __all__ = [
     "RULE_CHANGES",
     "RULE_CHANGE_EVENT",
     "DeviceMap",
+    "NetworkPseudonyms",
     "accept_windows",
+    "appliance_lines",
     "classify_appliance",
+    "linux_lines",
     "parse_appliance_lines",
     "parse_linux_journal",
     "parse_linux_lines",

@@ -4,12 +4,11 @@ Texts are in bokmål and English and hold no personal data: a device's configure
 for this host), a protocol and port, counts and periods. A source address reaches no text; the
 report ranks source networks as pseudonyms.
 
-``firewall.rule_change_unplanned`` watches ``normagent_firewall_rule_changes_total``. The counter
-does not yet say whether a change was planned (the maintenance calendar's ``planned`` label is
-being added to it), so until it does every rule change is a candidate, whose measures ask the
-handler to check it against the plan; once the label is there, the rule selects
-``planned="false"`` (``labels``), as ``changes.unplanned_config_change`` does. A change of the
-security barrier touches its integrity, planned or not.
+``firewall.rule_change_unplanned`` fires for a rule change outside every window and planned change
+of the maintenance calendar (``[maintenance]``): it watches ``normagent_firewall_rule_changes_total``
+for the changes the collectors counted as ``planned="false"`` (``collectors.judge_planned`` decides
+each one by the calendar), as ``changes.unplanned_config_change`` does. A change inside a window is
+a planned one and raises no candidate. A change of the security barrier touches its integrity.
 
 ``firewall.outbound_blocked`` is the other direction of the barrier: many connections *out* of
 the clinic's network stopped by the firewall often mean a machine inside is infected and calling
@@ -70,27 +69,30 @@ RULE_CHANGE = RuleSpec(
     comparison=">",
     threshold=0,
     window=timedelta(hours=1),
+    labels={"planned": "false"},
     group_by=("device",),
     severity=Severity.WARNING,
-    summary="Regelsettet eller oppsettet til brannmuren ({device}) ble endret {value} gang(er) siste {window}.",
+    summary="Regelsettet eller oppsettet til brannmuren ({device}) ble endret utenfor en plan {value} gang(er) siste {window}.",
     section=SECTION,
     cia=("integritet",),
     owner="IKT-leder",
     text_nb=RuleText(
-        "Brannmurens regler er endret",
-        "Regelsettet eller oppsettet til brannmuren ({device}) ble endret {value} gang(er) siste {window}.",
+        "Brannmurens regler er endret utenfor en plan",
+        "Regelsettet eller oppsettet til brannmuren ({device}) ble endret utenfor en plan {value} gang(er) siste "
+        "{window}.",
         "En endring utenfor en plan kan slippe gjennom trafikk som skulle vært stoppet, eller stenge ute "
         "tjenester klinikken trenger.",
-        "Kontroller at endringen var planlagt og godkjent (vedlikeholdskalenderen, driftsleverandøren). Var den "
-        "ikke det: finn ut hvem som gjorde den og hva som ble endret, og sett tilbake det som ikke skal være der.",
+        "Kontroller om endringen var godkjent likevel (driftsleverandøren) og bare mangler i "
+        "vedlikeholdskalenderen. Var den ikke det: finn ut hvem som gjorde den og hva som ble endret, og sett tilbake det som ikke skal være der.",
     ),
     text_en=RuleText(
-        "The firewall's rules were changed",
-        "The rule set or configuration of the firewall ({device}) was changed {value} time(s) in the last {window}.",
+        "The firewall's rules were changed outside a plan",
+        "The rule set or configuration of the firewall ({device}) was changed outside a plan {value} time(s) in the "
+        "last {window}.",
         "A change outside a plan may let through traffic that should be stopped, or shut out services the "
         "clinic needs.",
-        "Check that the change was planned and approved (the maintenance calendar, the operations provider). If "
-        "it was not: find out who made it and what was changed, and undo what should not be there.",
+        "Check whether the change was approved all the same (the operations provider) and is only missing "
+        "from the maintenance calendar. If it was not: find out who made it and what was changed, and undo what should not be there.",
     ),
 )
 

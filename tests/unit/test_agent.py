@@ -325,6 +325,7 @@ def test_sigterm_during_a_long_catch_up_stops_at_the_next_block_and_keeps_what_w
 
     assert daemon.stop() == 0  # Daemon.stop waits 15 s, a quarter of the grace
 
+    # This collector's pause: another one reading at that moment (updates.apt) pauses too.
     paused = [e["reason"] for e in daemon.events() if e["event"] == "log_read_paused" and e.get("collector") == "daemon.log"]
     assert paused == ["shutdown"]
     with Ledger.open(daemon.tmp / "state" / "ledger.db") as ledger:

@@ -5,6 +5,7 @@ are removed, and a file the receiver discards under a reader is never counted tw
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,9 @@ from structlog.testing import capture_logs
 from normagent.errors import NoData
 from normagent.ledger import Ledger
 from normagent.logs import line_parser, syslog_log_collector
-from normagent.model import Count, MetricSpec, ParseContext
+from normagent.model import Count, LogBlock, MetricSpec, ParseContext, ParseResult, TextBlock
 from normagent.sources.spool import SPOOL_KEY, SpoolReader, SpoolShare
-from normagent.sources.syslog import SPOOL_NAME, SyslogReceiver, SyslogSettings, parse_spool_line
+from normagent.sources.syslog import SPOOL_NAME, SyslogReceiver, SyslogSettings, parse_spool_line, spool_line
 from normagent.testing import FakeClock, run_collector_once
 from tests.unit.test_syslog import count, tcp, wait_until
 
@@ -153,3 +154,32 @@ def test_a_half_written_line_waits_and_a_position_in_a_reused_inode_is_not_trust
 def test_without_a_receiver_the_collector_has_no_data(ledger: Ledger) -> None:
     with pytest.raises(NoData, match=r"\[syslog\]"):
         run_collector_once(READER, ledger)
+
+
+def gathering_parser(block: LogBlock, ctx: ParseContext) -> ParseResult:
+    """Counts spool lines in its carry and writes the total only when asked with an empty block
+    (the end of a run) or ``final``: a parser that gathers across the blocks of a backlog."""
+    assert isinstance(block, TextBlock)
+    total = (ctx.carry if isinstance(ctx.carry, int) else 0) + block.line_count
+    result = ParseResult(parsed=block.line_count)
+    if not block.data or ctx.final:
+        result.observations.append(Count(METRIC.name, {}, total))
+        return result
+    result.carry = total
+    return result
+
+
+def test_the_spool_reader_settles_a_parsers_carry_at_the_end_of_a_run(tmp_path: Path, ledger: Ledger) -> None:
+    """As the file reader does: what a parser gathered across blocks is written when the run has
+    read all there was, in the run's last batch, and the carry is gone."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    at = datetime(2026, 11, 23, 7, tzinfo=timezone.utc)
+    (spool / SPOOL_NAME).write_bytes(b"".join(spool_line(at, "192.0.2.1", b"<134>message %d" % i) for i in range(5000)))
+    reader = syslog_log_collector("test.gathering", help="gathers spooled messages", parser=gathering_parser, metrics=(METRIC,))
+    share = SpoolShare(spool, lambda: [ledger.checkpoints(reader.name).get(SPOOL_KEY)])
+
+    run_collector_once(reader, ledger, syslog_spool=share)
+
+    assert counted(ledger) == 5000
+    assert ledger.checkpoints(reader.name).get("carry:" + SPOOL_KEY) is None

@@ -90,7 +90,7 @@ def test_a_rule_change_fires_and_resolves_when_the_window_has_passed(ledger: Led
 
     assert firing(ledger)["firewall.rule_change_unplanned"] == [{"device": "local"}]
     [doc] = fired(ledger, "firewall.rule_change_unplanned")
-    assert what(doc)[1] == "The rule set or configuration of the firewall (local) was changed 1 time(s) in the last 1 hour."
+    assert what(doc)[1] == "The rule set or configuration of the firewall (local) was changed outside a plan 1 time(s) in the last 1 hour."
     assert doc["cia"] == ["integritet"] and doc["severity"] == "warning"
     clock.advance(2 * 3600)
     ledger.evaluate_rules()
