@@ -140,6 +140,7 @@ class _Engine:
     transport: Any
     auth_data: Any
     used: float
+    sessions: int = 0
 
 
 class PysnmpClient:
@@ -202,6 +203,15 @@ class PysnmpClient:
         """Engines kept open (one per device polled lately); for tests and benchmarks."""
         return len(self._engines)
 
+    def pending_tasks(self) -> int:
+        """Tasks waiting on the client's loop (none between polls: see ``_tick``); for tests."""
+        with self._lock:
+            loop = self._loop
+        if loop is None:
+            return 0
+        count: int = asyncio.run_coroutine_threadsafe(_other_tasks(), loop).result()
+        return count
+
     def close(self) -> None:
         """Close every engine's socket, stop the loop and end its thread; the next request starts
         them again. A second call does nothing."""
@@ -246,7 +256,21 @@ class PysnmpClient:
             kept = _Engine(SnmpEngine(), transport, auth_data(session.auth), now)
             self._engines[session.key] = kept
         kept.used = now
+        kept.sessions += 1
+        _tick(kept.engine, True)
         return kept
+
+    def _release(self, kept: _Engine) -> None:
+        """A session of ``kept`` ended: with none left, its timer stops (see ``_tick``)."""
+        with self._lock:
+            loop = self._loop
+        if loop is not None:
+            asyncio.run_coroutine_threadsafe(self._released(kept), loop).result()
+
+    async def _released(self, kept: _Engine) -> None:
+        kept.sessions -= 1
+        if kept.sessions <= 0:
+            _tick(kept.engine, False)
 
     def _drop(self, key: tuple[Any, ...]) -> None:
         kept = self._engines.pop(key, None)
@@ -256,6 +280,28 @@ class PysnmpClient:
     async def _close_engines(self) -> None:
         for key in list(self._engines):
             self._drop(key)
+
+
+def _tick(engine: Any, on: bool) -> None:
+    """Start or stop the engine's timer (on the loop's thread).
+
+    pysnmp's asyncio dispatcher wakes every 0.1 s while a transport is registered, to time out
+    and retry requests: kept between polls, an engine's timer alone cost the idle agent more CPU
+    than everything else. It runs while a session is open and sleeps between them; with no
+    request in flight it has nothing to do.
+    """
+    dispatcher = engine.transport_dispatcher
+    if dispatcher is None:
+        return  # no request sent yet: registering the transport starts the timer
+    if on and dispatcher.loopingcall is None:
+        dispatcher.loopingcall = asyncio.ensure_future(dispatcher.handle_timeout())
+    elif not on and dispatcher.loopingcall is not None:
+        dispatcher.loopingcall.cancel()
+        dispatcher.loopingcall = None
+
+
+async def _other_tasks() -> int:
+    return len(asyncio.all_tasks()) - 1
 
 
 def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
@@ -308,7 +354,10 @@ class PysnmpSession:
 
     def close(self) -> None:
         """End the session; the engine stays with the client for the device's next session."""
+        kept, self._kept = self._kept, None
         self._open = False
+        if kept is not None:
+            self._client._release(kept)
 
     # ------------------------------------------------------------------------------------------
 

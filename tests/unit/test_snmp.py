@@ -212,6 +212,30 @@ def test_polls_on_fresh_threads_discover_a_v3_agent_once(snmpd: Snmpd) -> None:
         counter.close()
 
 
+def test_between_polls_the_kept_engines_wait_for_nothing(snmpd: Snmpd) -> None:
+    """pysnmp's dispatcher wakes every 0.1 s while its timer runs: an idle agent must not pay for
+    that between polls, and a poll after the pause must still time out."""
+    client = PysnmpClient()
+    try:
+        for _ in range(3):
+            with client.session(snmpd.target, auth=V3_AUTH, timeout=0.5) as session:
+                session.get([SYS_UPTIME])
+                assert client.pending_tasks() == 1  # the timer, while a request may need it
+            assert client.pending_tasks() == 0
+        with client.session(snmpd.target, auth=V3_AUTH, timeout=0.5) as session:
+            session.get([SYS_UPTIME])
+            with client.session(snmpd.target, auth=V3_AUTH, timeout=0.5) as other:
+                other.get([SYS_UPTIME])
+            assert client.pending_tasks() == 1  # the first session still holds it
+        assert client.pending_tasks() == 0
+        snmpd.stop()
+        with pytest.raises(SnmpTimeout):
+            client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=0.5)
+    finally:
+        client.close()
+        snmpd.start()
+
+
 def test_a_failed_request_drops_the_engine_and_the_next_session_starts_afresh(snmpd: Snmpd) -> None:
     client = PysnmpClient()
     try:
