@@ -44,6 +44,7 @@ import asyncio
 import ipaddress
 import re
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -162,6 +163,7 @@ class PysnmpClient:
         self._thread: threading.Thread | None = None
         # Touched only by coroutines on the loop's thread, so without a lock.
         self._engines: dict[tuple[Any, ...], _Engine] = {}
+        self._finalizer: weakref.finalize[Any, PysnmpClient] | None = None
 
     @contextmanager
     def session(self, target: str, *, auth: SnmpAuth, timeout: float, retries: int = 1) -> Iterator[PysnmpSession]:
@@ -216,17 +218,10 @@ class PysnmpClient:
         """Close every engine's socket, stop the loop and end its thread; the next request starts
         them again. A second call does nothing."""
         with self._lock:
-            loop, thread = self._loop, self._thread
+            finalizer, self._finalizer = self._finalizer, None
             self._loop = self._thread = None
-        if loop is None or thread is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._close_engines(), loop).result(timeout=30)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            if not thread.is_alive():
-                loop.close()
+        if finalizer is not None:
+            finalizer()
 
     # ------------------------------------------------------------------------------------------
 
@@ -238,6 +233,9 @@ class PysnmpClient:
                 thread = threading.Thread(target=_run_forever, args=(loop,), name="snmp-loop", daemon=True)
                 thread.start()
                 self._loop, self._thread = loop, thread
+                # A client dropped without close() (a test, a one-shot command) still ends its
+                # thread and closes its sockets when it is collected.
+                self._finalizer = weakref.finalize(self, _shut_down, loop, thread, self._engines)
             loop = self._loop
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
@@ -277,9 +275,25 @@ class PysnmpClient:
         if kept is not None:
             kept.engine.close_dispatcher()
 
-    async def _close_engines(self) -> None:
-        for key in list(self._engines):
-            self._drop(key)
+
+
+def _shut_down(loop: asyncio.AbstractEventLoop, thread: threading.Thread, engines: dict[tuple[Any, ...], _Engine]) -> None:
+    """Close every engine's socket, stop the loop and end its thread (``PysnmpClient.close``)."""
+
+    async def close_engines() -> None:
+        while engines:
+            engines.popitem()[1].engine.close_dispatcher()
+
+    if threading.current_thread() is thread:  # collected on the loop's own thread: cannot wait
+        loop.call_soon(loop.stop)
+        return
+    try:
+        asyncio.run_coroutine_threadsafe(close_engines(), loop).result(timeout=30)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        if not thread.is_alive():
+            loop.close()
 
 
 def _tick(engine: Any, on: bool) -> None:

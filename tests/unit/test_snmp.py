@@ -6,6 +6,7 @@ snmpd tests skip, except under CI, where they fail (tests/support/tools.py).
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import threading
@@ -46,8 +47,10 @@ def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpd]:
 
 
 @pytest.fixture
-def client() -> PysnmpClient:
-    return PysnmpClient()
+def client() -> Iterator[PysnmpClient]:
+    client = PysnmpClient()
+    yield client
+    client.close()
 
 
 def test_get_returns_plain_python_values(snmpd: Snmpd, client: PysnmpClient) -> None:
@@ -312,3 +315,19 @@ def test_mib_modules_are_compiled_once_per_process(snmpd: Snmpd, client: PysnmpC
     compiled = dict(builder.runpy._code)  # type: ignore[attr-defined]
     client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=2)
     assert compiled and builder.runpy._code == compiled  # type: ignore[attr-defined]
+
+
+def test_a_client_dropped_without_close_ends_its_thread_and_closes_its_sockets(snmpd: Snmpd) -> None:
+    def loops() -> int:
+        return sum(t.name == "snmp-loop" and t.is_alive() for t in threading.enumerate())
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = (loops(), open_fds())
+    client = PysnmpClient()
+    client.get(snmpd.target, [SYS_UPTIME], auth=COMMUNITY, timeout=2)
+    assert loops() == before[0] + 1
+    del client
+    gc.collect()
+    assert (loops(), open_fds()) == before
