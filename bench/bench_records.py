@@ -43,6 +43,9 @@ from normagent.log import configure_logging
 from normagent.sources.command import run_command
 from normagent.sources.evtx import EvtxPosition, read_evtx, scan_chunks
 from normagent.sources.journald import JournalSettings, read_journal
+
+# The fields access.logins declares (plugins/access/journal.py LOGIN_FIELDS).
+ACCESS_FIELDS = ("MESSAGE", "SYSLOG_IDENTIFIER|_COMM")
 from normagent.sources.syslog import SyslogReceiver, SyslogSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,12 +163,12 @@ def bench_journald(entries: int, runs: int, compare_with: str | None = None) -> 
         def settings(reader: str) -> JournalSettings:
             return JournalSettings(directory=str(directory), start="beginning", block_entries=1000, reader=reader)  # type: ignore[arg-type]
 
-        def read_all(reader: str) -> int:
-            return sum(len(block.records) for block, _ in read_journal(run_command, settings=settings(reader)))
+        def read_all(reader: str, fields: tuple[str, ...] | None = None) -> int:
+            return sum(len(block.records) for block, _ in read_journal(run_command, settings=settings(reader), fields=fields))
 
-        def touched(reader: str) -> int:
+        def touched(reader: str, fields: tuple[str, ...] | None = None) -> int:
             n = 0
-            for block, _ in read_journal(run_command, settings=settings(reader)):
+            for block, _ in read_journal(run_command, settings=settings(reader), fields=fields):
                 for entry in block.records:
                     entry.message, entry.identifier, entry.fields.get("PRIORITY")  # type: ignore[union-attr]
                     n += 1
@@ -180,6 +183,11 @@ def bench_journald(entries: int, runs: int, compare_with: str | None = None) -> 
             assert got == entries, (reader, got, entries)
         blocks = {reader: list(read_journal(run_command, settings=settings(reader))) for reader in ("journalctl", "libsystemd")}
         assert [c for _, c in blocks["journalctl"]] == [c for _, c in blocks["libsystemd"]], "the readers' cursors differ"
+        declared = list(read_journal(run_command, settings=settings("libsystemd"), fields=ACCESS_FIELDS))
+        assert [c for _, c in declared] == [c for _, c in blocks["journalctl"]], "declared fields: the cursors differ"
+        assert [(e.message, e.identifier, e.realtime) for b, _ in declared for e in b.records] == [  # type: ignore[union-attr]
+            (e.message, e.identifier, e.realtime) for b, _ in blocks["journalctl"] for e in b.records  # type: ignore[union-attr]
+        ], "declared fields: the entries differ"
         last = blocks["libsystemd"][-1][1]
 
         def idle(reader: str) -> int:
@@ -201,6 +209,8 @@ def bench_journald(entries: int, runs: int, compare_with: str | None = None) -> 
             "reader: journalctl": lambda: read_all("journalctl"),
             "reader: libsystemd": lambda: read_all("libsystemd"),
             "reader: libsystemd, touched": lambda: touched("libsystemd"),
+            "libsystemd, access's fields": lambda: read_all("libsystemd", ACCESS_FIELDS),
+            "libsystemd, access's, touched": lambda: touched("libsystemd", ACCESS_FIELDS),
             "reader: journalctl, touched": lambda: touched("journalctl"),
         }
         times: dict[str, list[float]] = {name: [] for name in cases}

@@ -58,7 +58,7 @@ from normagent.sources.snmp_lazy import LazySnmpClient
 from normagent.sources.spool import SPOOL_KEY, SpoolShare
 from normagent.sources.syslog import SyslogReceiver, SyslogSettings, validate_syslog
 from normagent.syslog_stats import syslog_collector
-from normagent.web import WebSettings, start_server, validate_web
+from normagent.web import WebSettings, parse_listen, start_server, validate_web
 
 log = structlog.get_logger(__name__)
 
@@ -335,16 +335,23 @@ class Agent:
     def _restart_server(self, config: Config, old: Config) -> bool:
         """Serve with the new [web] settings; on failure serve the old ones again and say so.
 
-        The old server stops first: the new one usually listens on the same address.
+        On the same address (the usual case: new users, TLS files or limits) the new server takes
+        over the old one's listening socket, so the port is never free: no scrape is refused
+        meanwhile and no other process can take it (which used to leave the agent unable to
+        serve even the old settings, and end). On another address the old server stops first,
+        since the new address may overlap it ("0.0.0.0:9824" after "127.0.0.1:9824").
         """
-        self._server.stop()
+        web, old_web = config.sections["web"], old.sections["web"]
         app = MetricsApp(self._ledger_or_fail().snapshot, self._view, self._http_stats)
+        listener = self._server.hand_over() if parse_listen(web.listen) == parse_listen(old_web.listen) else None
+        if listener is None:
+            self._server.stop()
         try:
-            self._server = start_server(config.sections["web"], app, self.healthy)
+            self._server = start_server(web, app, self.healthy, listener=listener)
             return True
         except NormagentError as exc:
             log.error("config_reload_failed", problems=[str(exc)], kept=str(old.path or "built-in defaults"))
-            self._server = start_server(old.sections["web"], app, self.healthy)
+            self._server = start_server(old_web, app, self.healthy, listener=listener)
             return False
 
     def close(self) -> None:

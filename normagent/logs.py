@@ -240,6 +240,7 @@ def journal_log_collector(
     parser: Parser,
     settings: type,
     journal: Callable[[Any], JournalSettings] | None = None,
+    fields: Iterable[str] | None = None,
     metrics: Iterable[MetricSpec] = (),
     interval: timedelta = timedelta(seconds=60),
     timeout: timedelta = timedelta(seconds=30),
@@ -255,6 +256,13 @@ def journal_log_collector(
     Args:
         journal: Gets the ``JournalSettings`` out of a settings instance. Default: the settings
             instance itself if it is one, else its ``journal`` field.
+        fields: The entry fields the parser looks at (``JournalEntry.fields``; ``"__CURSOR"``
+            if it reads every entry's ``cursor``; ``"A|B"`` for B read only where A is missing or
+            empty, as ``get("A") or get("B")`` reads), or None for all of them. Declaring them lets
+            the libsystemd reader read just these, the first value of a repeated field each,
+            and the cursor of each block's last entry only: several times faster on entries of
+            20-odd fields. A parser that needs a repeated field's every value, or fields it
+            cannot name in advance, leaves this None.
 
     The other arguments are as for ``file_log_collector``.
     """
@@ -263,9 +271,10 @@ def journal_log_collector(
     if not isinstance(chosen, JournalSettings):
         raise TypeError(f"{name}: journal(settings) must return a JournalSettings, got {type(chosen).__name__}")
     declared = _declared(metrics)
+    wanted = None if fields is None else tuple(fields)
 
     def collect(ctx: RunContext) -> Iterator[Batch]:
-        return _collect_records(ctx, parser, _journal_steps(ctx, pick(ctx.settings)), declared, max_failures)
+        return _collect_records(ctx, parser, _journal_steps(ctx, pick(ctx.settings), wanted), declared, max_failures)
 
     return CollectorSpec(
         name=name,
@@ -782,13 +791,14 @@ def _compact(value: JSONValue) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _journal_steps(ctx: RunContext, chosen: JournalSettings) -> Iterator[_Step]:
+def _journal_steps(ctx: RunContext, chosen: JournalSettings, fields: tuple[str, ...] | None) -> Iterator[_Step]:
     cursor = ctx.state.get(JOURNAL_KEY)
     blocks = read_journal(
         ctx.run_command,
         cursor=cursor if isinstance(cursor, str) else None,
         settings=chosen,
         origin=chosen.directory or "journal",
+        fields=fields,
     )
     for block, position in blocks:
         yield _Step(block, JOURNAL_KEY, position)

@@ -493,7 +493,12 @@ class TextBlock:
 
 @dataclass(frozen=True, slots=True)
 class JournalEntry:
-    """One journald entry: ``fields`` as ``journalctl -o json`` prints them, values decoded to str."""
+    """One journald entry: ``fields`` as ``journalctl -o json`` prints them, values decoded to str.
+
+    From a collector that declares its fields (``journal_log_collector(fields=...)``) and the
+    libsystemd reader: only those fields, and ``cursor`` is ``""`` except on a block's last entry
+    (the checkpoint) unless ``__CURSOR`` was declared.
+    """
 
     fields: Mapping[str, str]
     realtime: datetime

@@ -749,8 +749,11 @@ class _Server:
         tasks = [t for t in (accepting, *(c.task for c in connections)) if t is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def stop(self, timeout: float) -> list[str]:
-        """Stop accepting, end every connection, join the threads. Returns threads still alive."""
+    def stop(self, timeout: float, *, keep_listener: bool = False) -> list[str]:
+        """Stop accepting, end every connection, join the threads. Returns threads still alive.
+
+        With ``keep_listener`` the listening socket stays open (see ``RunningServer.hand_over``).
+        """
         if self._thread.is_alive():
             self._ready.wait()
             stopping = self._stopping
@@ -765,7 +768,8 @@ class _Server:
             lingering += self._auth_workers.stop(timeout)
         if self._thread.is_alive():
             lingering.append(self._thread)
-        self.sock.close()
+        if not keep_listener:
+            self.sock.close()
         return [t.name for t in lingering]
 
     def stats(self) -> ServerStats:
@@ -1134,13 +1138,30 @@ class RunningServer:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving; requests in flight are cut off. Safe to call twice."""
+        self._stop(timeout, keep_listener=False)
+
+    def hand_over(self, timeout: float = 5.0) -> socket.socket:
+        """Stop serving but keep listening: the socket, for ``start_server(..., listener=...)``.
+
+        A reload that keeps the address never lets go of the port: closing and binding again
+        leaves a moment in which a scrape is refused, connections waiting to be accepted are
+        reset, and another process can take the port (then even the old settings cannot be
+        served again). Connections that arrive meanwhile wait in the kernel's backlog for the
+        next server.
+        """
+        if self._stopped:
+            raise RuntimeError("the server has stopped; its socket is closed")
+        self._stop(timeout, keep_listener=True)
+        return self._server.sock
+
+    def _stop(self, timeout: float, *, keep_listener: bool) -> None:
         if self._stopped:
             return
         self._stopped = True
-        lingering = self._server.stop(timeout)
+        lingering = self._server.stop(timeout, keep_listener=keep_listener)
         if lingering:
             log.warning("http_threads_still_running", threads=len(lingering))
-        log.info("http_server_stopped", listen=self.address)
+        log.info("http_server_stopped", listen=self.address, handed_over=keep_listener)
 
     def __enter__(self) -> RunningServer:
         return self
@@ -1149,13 +1170,17 @@ class RunningServer:
         self.stop()
 
 
-def start_server(settings: WebSettings, metrics_app: WSGIApp, healthy: Callable[[], bool]) -> RunningServer:
+def start_server(
+    settings: WebSettings, metrics_app: WSGIApp, healthy: Callable[[], bool], *, listener: socket.socket | None = None
+) -> RunningServer:
     """Serve ``/metrics`` (``metrics_app``) and ``/healthz`` (``healthy()``) as ``settings`` say.
 
     Args:
         settings: Validated ``[web]`` settings (``validate_web`` found nothing).
         metrics_app: WSGI app that answers ``/metrics``.
         healthy: Called on each ``/healthz`` request; True answers 200 "ok", False 503.
+        listener: A socket already listening on ``settings.listen`` (``RunningServer.hand_over``),
+            served instead of binding a new one; left open if this raises.
 
     Returns:
         The running server; its ``address`` is the bound ``host:port`` (useful with port 0).
@@ -1170,21 +1195,7 @@ def start_server(settings: WebSettings, metrics_app: WSGIApp, healthy: Callable[
         raise ListenError(f"web.listen: {exc}") from None
     context = tls_context(settings)
     auth = BasicAuth(settings.basic_auth_users) if settings.basic_auth_users else None
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise ListenError(f"web.listen: cannot resolve {host}: {exc.strerror}") from None
-    family, *_, sockaddr = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        # A reload that changes [web] listens again on the address the old server just left.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(sockaddr)
-        sock.listen(LISTEN_BACKLOG)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise ListenError(f"web.listen: cannot listen on {settings.listen}: {exc.strerror or exc}") from None
+    sock = listener if listener is not None else _listen(settings.listen, host, port)
     server = _Server(sock, Routes(metrics_app, healthy), auth, context, settings)
     server.start()
     running = RunningServer(server, context is not None)
@@ -1196,3 +1207,24 @@ def start_server(settings: WebSettings, metrics_app: WSGIApp, healthy: Callable[
         basic_auth=auth is not None,
     )
     return running
+
+
+def _listen(listen: str, host: str, port: int) -> socket.socket:
+    """A non-blocking socket listening on ``host``:``port`` (``listen`` as written, for errors)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ListenError(f"web.listen: cannot resolve {host}: {exc.strerror}") from None
+    family, *_, sockaddr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # A restart or a reload to another address may find connections of the previous server
+        # lingering in TIME_WAIT on this port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"web.listen: cannot listen on {listen}: {exc.strerror or exc}") from None
+    return sock

@@ -1037,8 +1037,10 @@ def _new_tracked(fd: int, st: os.stat_result, real: str, *, at_end: bool) -> _Tr
         nl = tail.rfind(b"\n")
         if nl >= 0:
             t.offset = st.st_size - window + nl + 1
+        elif window == st.st_size:
+            t.offset = 0  # one unfinished line, whose start is known: counted once complete
         else:
-            t.offset, t.skip = st.st_size, True
+            t.offset, t.skip = st.st_size, True  # a line longer than the window: its start is unknown
     return t
 
 

@@ -212,6 +212,7 @@ def read_journal(
     journalctl: str = "journalctl",
     origin: str = "journal",
     library: str = LIBSYSTEMD,
+    fields: Sequence[str] | None = None,
 ) -> Iterator[tuple[RecordBlock, str]]:
     """Read journal entries after ``cursor`` in blocks, each with the cursor to commit with it.
 
@@ -226,6 +227,12 @@ def read_journal(
         journalctl: The journalctl executable.
         origin: Names the source in blocks and log events (``"journal"``, a directory).
         library: The libsystemd to load, for the libsystemd reader.
+        fields: The fields the caller looks at (``JournalEntry.fields``), or None for all of them.
+            The libsystemd reader then reads only these (the first value of a repeated field;
+            ``"A|B"`` reads B only where A is missing or empty, as ``get("A") or get("B")``;
+            ``__CURSOR`` and ``__REALTIME_TIMESTAMP`` may be named) and takes the cursor only of
+            each block's last entry: the other entries' ``cursor`` is ``""`` unless ``__CURSOR``
+            is named. The journalctl reader gives every field and cursor regardless.
 
     Yields:
         ``(RecordBlock, cursor)``: up to ``settings.block_entries`` entries and the cursor of the
@@ -257,6 +264,7 @@ def read_journal(
             groups=[units, idents],
             block_entries=settings.block_entries,
             origin=origin,
+            fields=fields,
         )
     except sdjournal.SdJournalError as exc:
         raise JournalError(str(exc)) from exc

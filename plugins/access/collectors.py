@@ -74,7 +74,7 @@ from normagent import (
     journal_log_collector,
 )
 
-from .journal import parse_journal_errors, parse_journal_logins
+from .journal import ERROR_FIELDS, LOGIN_FIELDS, parse_journal_errors, parse_journal_logins
 from .parse import parse_auth_lines
 from .tally import (
     ERRORS_BY_ORIGIN,
@@ -295,6 +295,7 @@ _JOURNAL = journal_log_collector(
     parser=parse_journal_logins,
     settings=LoginSettings,
     journal=lambda s: s.journal,
+    fields=LOGIN_FIELDS,
     metrics=LOGIN_METRICS,
 )
 
@@ -517,6 +518,7 @@ JOURNAL_ERRORS = bounded_origins(
         parser=parse_journal_errors,
         settings=JournalErrorSettings,
         journal=lambda s: s.journal,
+        fields=ERROR_FIELDS,
         metrics=(EVENTLOG_ERRORS_SPEC,),
     )
 )

@@ -27,6 +27,13 @@ _CANDIDATE = re.compile(
     r"Failed |FAILED |; logname=|; TTY=|Accepted |pam_faillock\(|chauthtok\): password changed|, deny "
     r"|' changed by '|change user '|TOO MANY LOGIN TRIES|BAD SU |PAM: "
 )
+# The fields each parser reads (``JournalEntry.message``/``identifier`` included), declared by its
+# collector so that the libsystemd reader reads these and no others; "A|B": B only where A is
+# missing or empty (the parsers read ``get(A) or get(B)``). Each field read costs a scan of the
+# entry's 20-odd fields in libsystemd, so the logins collector names two.
+LOGIN_FIELDS = ("MESSAGE", "SYSLOG_IDENTIFIER|_COMM")
+ERROR_FIELDS = ("PRIORITY", "_TRANSPORT", "_SYSTEMD_UNIT|_SYSTEMD_USER_UNIT", "SYSLOG_IDENTIFIER|_COMM")
+JOURNAL_FIELDS = LOGIN_FIELDS + ERROR_FIELDS  # parse_journal's
 ERROR_PRIORITY = 3  # err; crit, alert and emerg are more severe
 
 _INSTANCE = re.compile(r"@[^.]*(?=\.[a-z]+$)")

@@ -74,6 +74,7 @@ from normagent import (
 
 from .parse import (
     BLOCKED,
+    JOURNAL_FIELDS,
     LOCAL,
     MESSAGES,
     OTHER,
@@ -305,6 +306,7 @@ _JOURNAL = journal_log_collector(
     parser=parse_linux_journal,  # type: ignore[arg-type]  # journal blocks are RecordBlocks
     settings=LinuxSettings,
     journal=lambda s: s.journal,
+    fields=JOURNAL_FIELDS,
     metrics=LINUX_METRICS,
 )
 

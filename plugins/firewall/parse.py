@@ -672,6 +672,10 @@ def parse_linux_journal(block: RecordBlock, ctx: ParseContext) -> ParseResult:
     return result
 
 
+# Every field parse_linux_journal reads; ``__CURSOR``: a service reload is keyed by its entry's cursor.
+JOURNAL_FIELDS: Final = ("MESSAGE", "_AUDIT_TYPE_NAME", "_AUDIT_TYPE", "_AUDIT_ID", "__CURSOR")
+
+
 def _journal_entry(entry: JournalEntry, tally: Tally, device: str, audit_seen: set[str], reloads: bool) -> bool | None:
     fields = entry.fields
     message = entry.message

@@ -27,6 +27,7 @@ import pytest
 import requests
 
 from tests.support.tools import REPO, require_tool
+from tests.support.ports import reserve_port
 
 MAKE_PKI = REPO / "tests" / "fixtures" / "tls" / "make_pki.sh"
 
@@ -41,10 +42,8 @@ def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on, reserved (see tests/support/ports.py)."""
+    return reserve_port()
 
 
 @dataclass

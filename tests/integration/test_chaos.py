@@ -33,6 +33,7 @@ import pytest
 
 from normagent.ledger import Ledger
 from tests.support.tools import EVERY_BUILTIN
+from tests.support.ports import reserve_port
 
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("chaos_plugin_for_truth", HERE / "chaos_plugin.py")
@@ -179,9 +180,8 @@ class ChaosLog:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on, reserved (see tests/support/ports.py)."""
+    return reserve_port()
 
 
 @dataclass

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from normagent.ledger import Ledger
+from tests.support.ports import reserve_port
 
 ROUNDS = 6
 TCP_PER_ROUND = 300
@@ -30,6 +31,9 @@ UDP_PER_ROUND = 60
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """TCP: reserved (tests/support/ports.py); UDP has no TIME_WAIT to hold a port with."""
+    if kind == socket.SOCK_STREAM:
+        return reserve_port()
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

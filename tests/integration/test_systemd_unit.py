@@ -98,7 +98,7 @@ def test_unit_keeps_the_promises_the_agent_relies_on() -> None:
     assert "pid" not in settings.get("ProcSubset", [])
 
 
-def test_sysusers_and_tmpfiles_create_the_user_and_config_directory(tmp_path: Path) -> None:
+def test_sysusers_and_tmpfiles_create_the_user_config_and_state_directories(tmp_path: Path) -> None:
     sysusers = require_tool("systemd-sysusers", "systemd")
     tmpfiles = require_tool("systemd-tmpfiles", "systemd")
     root = tmp_path / "root"
@@ -119,6 +119,9 @@ def test_sysusers_and_tmpfiles_create_the_user_and_config_directory(tmp_path: Pa
     config_dir = (root / "etc/normagent").stat()
     assert oct(config_dir.st_mode & 0o7777) == "0o750"
     assert (config_dir.st_uid, config_dir.st_gid) == (0, int(group["normagent"][2]))
+    state_dir = (root / "var/lib/normagent").stat()
+    assert oct(state_dir.st_mode & 0o7777) == "0o700"
+    assert (state_dir.st_uid, state_dir.st_gid) == (int(user[2]), int(group["normagent"][2]))
 
 
 # ------------------------------------------------------------------------------------------------

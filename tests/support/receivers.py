@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from tests.support.ports import reserve_port
 
 
 @dataclass
@@ -129,9 +130,8 @@ class WebhookReceiver:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on, reserved (see tests/support/ports.py)."""
+    return reserve_port()
 
 
 def main(argv: list[str]) -> int:

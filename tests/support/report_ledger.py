@@ -135,7 +135,7 @@ def _hour(ledger: Ledger, clock: FakeClock, rng: random.Random, hour: datetime, 
     blocked = int(rng.randint(20, 400) * s)
     obs.append(Count(BLOCKED, {"device": "local", "direction": "in", "proto": "tcp"}, blocked))
     if rng.random() < 0.005:
-        obs.append(Count(RULE_CHANGES, {"device": "local"}, 1))
+        obs.append(Count(RULE_CHANGES, {"device": "local", "planned": "false"}, 1))
     if hour.hour == 3 and rng.random() < 0.2:
         obs.append(Count(UPDATES, {"kind": "security", "result": "success"}, rng.randint(1, 4)))
     if after_outage:

@@ -25,14 +25,14 @@ from normagent.ledger import Ledger
 from tests.support.disks import fill, small_filesystem
 from tests.support.lines_plugin import write_lines
 from tests.support.tools import EVERY_BUILTIN, builtins_except
+from tests.support.ports import reserve_port
 
 ROOT = Path(__file__).parents[2]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on, reserved (see tests/support/ports.py)."""
+    return reserve_port()
 
 
 class Daemon:
@@ -226,6 +226,8 @@ def test_sighup_applies_new_web_settings_on_the_same_address(daemon: Daemon) -> 
     assert status() == 401
     assert requests.get(url, auth=("prometheus", "s3cret"), timeout=2).status_code == 200
     assert daemon.proc.poll() is None
+    # The port was never free: the new server took over the old one's socket (see test_web).
+    assert [e.get("handed_over") for e in daemon.events() if e["event"] == "http_server_stopped"] == [True]
 
 
 # --------------------------------------------------------------------------------------------

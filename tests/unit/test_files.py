@@ -190,6 +190,24 @@ def test_overlong_line_whose_rest_ends_where_a_read_starts(tmp_path: Path) -> No
     assert got == [lines(0, 1)[:-1], b"x" * 256, lines(1, 1)[:-1]]
 
 
+def test_overlong_line_that_starts_more_than_a_block_into_the_file(tmp_path: Path) -> None:
+    """The skip resumes after the cut part of the line, not at a block's length from the start."""
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 10) + b"x" * 1000 + b"\n" + lines(10, 1))  # the long line at offset 460
+    got = Reader(source(log, block_bytes=256)).run()
+    assert got == [*lines(0, 10).split(b"\n")[:-1], b"x" * 256, lines(10, 1)[:-1]]
+
+
+def test_overlong_line_that_fills_exactly_one_block_at_the_end_of_the_file(tmp_path: Path) -> None:
+    """The cut part ends the run: the checkpoint must carry "skip the rest" to the next run."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"y" * 256)
+    reader = Reader(source(log, block_bytes=256))
+    assert reader.run() == [b"y" * 256]
+    append(log, b"y" * 10 + b"\n" + lines(0, 1))
+    assert ids(reader.run()) == [0]
+
+
 def test_overlong_line_split_across_runs_is_still_one_line(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"y" * 300)
@@ -228,6 +246,17 @@ def test_start_at_end_when_the_last_newline_is_the_first_byte_looked_at(tmp_path
     assert reader.run() == []
     append(log, b"0007\n")
     assert reader.run() == [b"Nov 23 07:00:00 host app[1]: line 00000007"]
+
+
+def test_start_at_end_on_a_file_that_is_one_unfinished_line_counts_that_line_once_complete(tmp_path: Path) -> None:
+    # The line starts at offset 0, inside the window looked at: it is known whole, as one after a
+    # newline is, and must not be skipped as the rest of a line whose start is unknown.
+    log = tmp_path / "app.log"
+    log.write_bytes(b"Nov 23 07:00:00 host app[1]: line 0000")
+    reader = Reader(source(log, start_at="end"))
+    assert reader.run() == []
+    append(log, b"0005\n" + lines(6, 1))
+    assert reader.run() == [b"Nov 23 07:00:00 host app[1]: line 00000005", lines(6, 1)[:-1]]
 
 
 def test_start_at_beginning_reads_history(tmp_path: Path) -> None:
@@ -324,6 +353,23 @@ def test_rotated_file_unterminated_last_line_counts_once_it_stops_growing(tmp_pa
     assert reader.run() == []
 
 
+def test_a_finished_rotated_file_touched_again_is_not_read_twice(tmp_path: Path) -> None:
+    """Its unterminated last line, once counted, moves the offset to the file's end: a rotated
+    file kept because it was modified since the last look is read from there, not before it."""
+    log, old = tmp_path / "app.log", tmp_path / "app.log.1"
+    log.write_bytes(lines(0, 1) + b"Nov 23 07:00:00 host app[1]: line 00000001")
+    reader = Reader(source(log))
+    assert ids(reader.run()) == [0]
+    log.rename(old)
+    log.write_bytes(b"")
+    assert reader.run() == []
+    later = old.stat().st_mtime_ns + 10**9
+    os.utime(old, ns=(later, later))  # modified since the last look, but not grown
+    assert ids(reader.run()) == [1]
+    assert reader.run() == []
+    assert ids(reader.read) == [0, 1]
+
+
 def test_rotation_while_the_new_file_is_not_there_yet(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(lines(0, 2))
@@ -332,9 +378,29 @@ def test_rotation_while_the_new_file_is_not_there_yet(tmp_path: Path) -> None:
     append(log, lines(2, 1))
     log.rename(tmp_path / "app.log.1")
     assert ids(reader.run()) == [2]
+    assert reader.origins[-1] == str(tmp_path / "app.log.1")  # the parser names the file it came from
     log.write_bytes(lines(3, 2))
     assert ids(reader.run()) == [3, 4]
     assert ids(reader.read) == list(range(5))
+
+
+def test_a_file_that_appears_and_is_rotated_while_the_path_had_none_is_read_whole(tmp_path: Path) -> None:
+    """No file at the path at the last look, but one was read there before: whatever was written
+    since (now rotated) is owed, not only the file there now."""
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 2))
+    reader = Reader(source(log))
+    assert ids(reader.run()) == [0, 1]
+    log.rename(tmp_path / "app.log.1")
+    assert reader.run() == []  # no file at the path
+    last = (tmp_path / "app.log.1").stat().st_mtime_ns
+    (tmp_path / "app.log.1").rename(tmp_path / "app.log.2")
+    (tmp_path / "app.log.1").write_bytes(lines(2, 1))  # written and rotated while we were away
+    log.write_bytes(lines(3, 1))
+    for n, path in enumerate((tmp_path / "app.log.1", log), 1):
+        os.utime(path, ns=(last + n * 10**9, last + n * 10**9))
+    assert ids(reader.run()) == [2, 3]
+    assert ids(reader.read) == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz"])
@@ -354,10 +420,30 @@ def test_catch_up_after_downtime_reads_rotated_and_compressed_files(tmp_path: Pa
     old.unlink()
     log.rename(tmp_path / "auth.log.1")
     log.write_bytes(lines(8, 2))
+    newest = log.stat().st_mtime_ns + 10**9  # the compressed copy is the newest file: seen equals its time
+    os.utime(tmp_path / f"auth.log.2{suffix}", ns=(newest, newest))
     assert ids(reader.run()) == list(range(3, 10))
     assert reader.run() == []
+    assert reader.state.values[f"file:{log}"]["rotated"] == []  # read and quiet for a run: forgotten
     append(log, lines(10, 1))
     assert ids(reader.run()) == [10]
+
+
+def test_catch_up_tells_the_renamed_file_from_a_newer_one_with_the_same_first_line(tmp_path: Path) -> None:
+    """Read while short, its fingerprint is one line, which the next file starts with too; down
+    across two rotations, the newer one is listed first. The renamed file (same inode) wins."""
+    log = tmp_path / "app.log"
+    header = b"Nov 23 07:00:00 host app[1]: logging started 00000999\n"
+    log.write_bytes(header)
+    reader = Reader(source(log))
+    assert ids(reader.run()) == [999]
+    append(log, lines(1, 1))
+    log.rename(tmp_path / "app.log.1")
+    log.write_bytes(header + lines(2, 1))
+    (tmp_path / "app.log.1").rename(tmp_path / "app.log.2")
+    log.rename(tmp_path / "app.log.1")
+    log.write_bytes(lines(3, 1))
+    assert ids(reader.run()) == [1, 999, 2, 3]
 
 
 def test_catch_up_with_dateext_names(tmp_path: Path) -> None:
@@ -607,8 +693,23 @@ def test_glob_file_gone_forgets_its_checkpoint(tmp_path: Path) -> None:
     reader = Reader(source(tmp_path / "*.log"))
     reader.run()
     (tmp_path / "a.log").unlink()
-    reader.run()
+    tail = FileTail(source(tmp_path / "*.log"), reader.state)
+    for step in tail.reads():
+        reader.state.apply([Checkpoint(step.key, step.checkpoint)])
     assert not [k for k in reader.state.values if k.startswith("file:")]
+    assert tail.lag() == 0  # nothing owed for a file that is gone
+
+
+def test_a_crash_after_the_first_checkpoint_then_a_rotation_reads_the_old_file_whole(tmp_path: Path) -> None:
+    """The first checkpoint of a new file knows it but has no "last look" yet: a rotation before
+    the next run must still be followed, not taken for a new file at the path."""
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 2))
+    reader = Reader(source(log))
+    assert reader.run(commit=2) == []  # the pattern's checkpoint and the file's; then the run dies
+    log.rename(tmp_path / "app.log.1")
+    log.write_bytes(lines(2, 1))
+    assert ids(reader.run()) == [0, 1, 2]
 
 
 def test_crash_before_commit_reads_the_block_again(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import json
 
 import shutil
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -128,8 +128,9 @@ def reader(request: pytest.FixtureRequest, journalctl: str) -> str:
 def read_all(journalctl: str, **kwargs: object) -> list[tuple[list[JournalEntry], str]]:
     cursor = kwargs.pop("cursor", None)
     library = str(kwargs.pop("library", journald.LIBSYSTEMD))
+    fields = kwargs.pop("fields", None)
     settings = JournalSettings(**kwargs)  # type: ignore[arg-type]
-    blocks = read_journal(run_command, cursor=cursor, settings=settings, journalctl=journalctl, library=library)  # type: ignore[arg-type]
+    blocks = read_journal(run_command, cursor=cursor, settings=settings, journalctl=journalctl, library=library, fields=fields)  # type: ignore[arg-type]
     return [(list(block.records), c) for block, c in blocks]  # type: ignore[misc]
 
 
@@ -330,6 +331,63 @@ def test_a_split_journal_directory_reads_alike_in_both(journalctl: str, tmp_path
 
     assert by_libsystemd == by_journalctl
     assert [summary(e) for e in entries_of(by_libsystemd)] == [exported_summary(e) for e in ARCHIVE_EXPORT + CURRENT_EXPORT]
+
+
+DECLARED = ("MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "_COMM")
+DECLARED_FILTERS = [pytest.param({}, id="all"), pytest.param({"identifiers": ("sshd", "sudo")}, id="identifiers"), pytest.param({"priority": "err"}, id="priority")]
+
+
+@pytest.mark.parametrize("kwargs", DECLARED_FILTERS)
+@pytest.mark.parametrize("block_entries", [1, 2, 3, 5, 7, 100])
+def test_declared_fields_checkpoint_each_blocks_last_entry_and_resume_exactly_after_it(
+    journalctl: str, kwargs: dict[str, object], block_entries: int
+) -> None:
+    """Exactly once with the cursor taken per block, not per entry: every block's cursor is its
+    last entry's (as the full reader's), and resuming from it reads exactly the entries after it."""
+    libsystemd_or_skip()
+    everything = entries_of(read_all(journalctl, reader="journalctl", files=(str(MAIN),), start="beginning", **kwargs))
+    assert everything
+
+    blocks = read_all(journalctl, reader="libsystemd", files=(str(MAIN),), start="beginning", block_entries=block_entries, fields=DECLARED, **kwargs)
+
+    assert [summary(e) for e in entries_of(blocks)] == [summary(e) for e in everything]
+    handed = 0
+    for records, cursor in blocks:
+        handed += len(records)
+        assert cursor == records[-1].cursor == everything[handed - 1].cursor
+        resumed = read_all(journalctl, reader="libsystemd", files=(str(MAIN),), cursor=cursor, block_entries=block_entries, fields=DECLARED, **kwargs)
+        assert [summary(e) for e in entries_of(resumed)] == [summary(e) for e in everything[handed:]]
+        assert [c for _, c in resumed] == [r[-1].cursor for r, _ in resumed]
+    assert handed == len(everything)
+
+
+def test_declared_fields_are_the_only_fields_read_repeated_ones_by_their_first_value(journalctl: str) -> None:
+    libsystemd_or_skip()
+    full = entries_of(read_all(journalctl, reader="journalctl", files=(str(MAIN),), start="beginning"))
+
+    got = entries_of(read_all(journalctl, reader="libsystemd", files=(str(MAIN),), start="beginning", fields=("MESSAGE", "NORMAGENT_TAG", "__CURSOR", "__REALTIME_TIMESTAMP")))
+
+    assert [dict(e.fields) for e in got] == [
+        {k: v.split("\n")[0] if k == "NORMAGENT_TAG" else v for k, v in e.fields.items() if k in ("MESSAGE", "NORMAGENT_TAG", "__CURSOR", "__REALTIME_TIMESTAMP")}
+        for e in full
+    ]
+    assert [e.cursor for e in got] == [e.cursor for e in full]  # __CURSOR declared: every entry's
+    assert [e for e in got if e.message == "tagged twice"][0].fields["NORMAGENT_TAG"] == "alpha"
+
+
+def test_a_declared_alternative_is_read_only_where_the_first_is_missing(journalctl: str) -> None:
+    """``"A|B"``: what ``fields.get("A") or fields.get("B")`` gives, without reading B where A is."""
+    libsystemd_or_skip()
+    full = entries_of(read_all(journalctl, reader="journalctl", files=(str(MAIN),), start="beginning"))
+
+    got = entries_of(read_all(journalctl, reader="libsystemd", files=(str(MAIN),), start="beginning", fields=("NO_SUCH|_SYSTEMD_UNIT|SYSLOG_IDENTIFIER",)))
+
+    def either(fields: Mapping[str, str]) -> str:
+        return fields.get("_SYSTEMD_UNIT") or fields.get("SYSLOG_IDENTIFIER", "")
+
+    assert [either(e.fields) for e in got] == [either(e.fields) for e in full]
+    assert any("SYSLOG_IDENTIFIER" in e.fields for e in got) and any("_SYSTEMD_UNIT" in e.fields for e in got)
+    assert all(("SYSLOG_IDENTIFIER" in e.fields) == (not e.fields.get("_SYSTEMD_UNIT")) for e in got)
 
 
 def test_without_libsystemd_auto_reads_through_journalctl_and_says_so(journalctl: str) -> None:

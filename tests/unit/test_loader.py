@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -158,9 +159,17 @@ def _distribution(root: Path, name: str, entry_points: str, module: str = "") ->
     return root
 
 
-def test_entry_points_are_looked_for_only_where_a_distribution_declares_the_group(tmp_path: Path) -> None:
+def test_entry_points_are_looked_for_only_where_a_distribution_declares_the_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.machinery
+
     from normagent.loader import declared_anywhere
 
+    # The interpreter's own finders only: a finder of distributions another test or library left on
+    # sys.meta_path (an editable install's, say) makes the answer a conservative yes, checked last.
+    standard = [importlib.machinery.BuiltinImporter, importlib.machinery.FrozenImporter, importlib.machinery.PathFinder]
+    monkeypatch.setattr(sys, "meta_path", standard)
     others = _distribution(tmp_path / "a", "tool", "[console_scripts]\ntool = tool:main\n")
     assert not declared_anywhere("normagent", [str(others)])
     ours = _distribution(tmp_path / "b", "clinic_plugin", "[console_scripts]\nx = y:z\n\n[ normagent ]\nclinic = clinic_plugin\n")
@@ -169,6 +178,14 @@ def test_entry_points_are_looked_for_only_where_a_distribution_declares_the_grou
     archive.write_bytes(b"PK\x05\x06" + b"\0" * 18)
     assert declared_anywhere("normagent", [str(archive)])  # cannot look inside without importlib.metadata: yes
     assert not declared_anywhere("normagent", [str(tmp_path / "missing")])
+
+    class DistributionFinder:
+        @staticmethod
+        def find_distributions(*args: object, **kwargs: object) -> list[object]:
+            return []
+
+    monkeypatch.setattr(sys, "meta_path", [*standard, DistributionFinder])
+    assert declared_anywhere("normagent", [str(others)])  # it cannot know what that finder holds
 
 
 def test_a_plugin_installed_with_an_entry_point_is_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

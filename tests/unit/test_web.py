@@ -262,6 +262,33 @@ def test_address_in_use_is_a_listen_error(serve: Callable[..., web.RunningServer
     assert err.value.exit_code == 69
 
 
+def test_a_handed_over_listener_never_frees_the_port_and_serves_who_waited() -> None:
+    """A reload on the same address (issue: SIGHUP could fail to listen again): the next server
+    takes the old one's socket; meanwhile nobody else can bind the port, and a scraper that
+    connects between the two servers is answered by the new one, not refused."""
+    old = start_server(WebSettings(listen="127.0.0.1:0"), metrics_app(), lambda: True)
+    listener = old.hand_over()
+    new: web.RunningServer | None = None
+    try:
+        waiting = socket.create_connection((old.host, old.port), timeout=5)  # no server runs now
+        waiting.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        with socket.socket() as other:  # another process, even one that asks for SO_REUSEADDR
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            with pytest.raises(OSError, match="Address already in use"):
+                other.bind((old.host, old.port))
+        new = start_server(WebSettings(listen=old.address, basic_auth_users=HASHES), metrics_app(), lambda: True,
+                           listener=listener)
+        with waiting:
+            assert waiting.makefile("rb").readline().split()[1] == b"401"
+        assert new.address == old.address
+        assert requests.get(f"{new.url}/metrics", auth=("prometheus", PASSWORD), timeout=5).status_code == 200
+    finally:
+        (new.stop() if new is not None else listener.close())
+    assert listener.fileno() == -1  # stopping the new server closed it
+    with pytest.raises(RuntimeError, match="has stopped"):
+        old.hand_over()
+
+
 # ------------------------------------------------------------------------------------------------
 # basic auth
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from normagent import Checkpoint, CommandResult, Count, FileSource, JournalEntry, JournalSettings, ParseContext, RecordBlock, Rollup
+from normagent import Checkpoint, CommandResult, Count, FileSource, JournalEntry, JournalSettings, ParseContext, ParseResult, RecordBlock, Rollup
 from normagent.plugins.access.collectors import (
     JOURNAL_ERRORS,
     LOGIN_IDENTIFIERS,
@@ -23,7 +23,7 @@ from normagent.plugins.access.collectors import (
     LoginSettings,
     OriginTracker,
 )
-from normagent.plugins.access.journal import journal_origin, parse_journal, parse_journal_errors, parse_journal_logins
+from normagent.plugins.access.journal import ERROR_FIELDS, JOURNAL_FIELDS, LOGIN_FIELDS, journal_origin, parse_journal, parse_journal_errors, parse_journal_logins
 from normagent.plugins.access.tally import ERRORS_BY_ORIGIN, EVENTLOG_ERRORS, FAILED_LOGINS
 from normagent.testing import EPOCH, MemoryCheckpoints, make_context, observations, run_collector_once, test_pseudonymiser
 from tests.plugins.access.cases import FIXTURES, verdict
@@ -155,6 +155,28 @@ def test_the_combined_parser_gives_each_entry_one_outcome(reader: str) -> None:
     assert result.parsed + result.ignored + result.unparsed == len(entries)
     errors = sum(o.value for o in result.observations if isinstance(o, Count) and o.metric == EVENTLOG_ERRORS)
     assert errors == sum(1 for e in entries if "NORMAGENT_TEST_ERROR_ORIGIN" in e.fields)
+
+
+@pytest.mark.parametrize(
+    ("parse", "declared"),
+    [(parse_journal_logins, LOGIN_FIELDS), (parse_journal_errors, ERROR_FIELDS), (parse_journal, JOURNAL_FIELDS)],
+    ids=["logins", "errors", "both"],
+)
+def test_the_parsers_read_no_field_the_collectors_do_not_declare(reader: str, parse: Callable[[RecordBlock, ParseContext], ParseResult], declared: tuple[str, ...]) -> None:
+    """The collectors declare the fields their parser reads and the libsystemd reader then reads
+    only those: the parser gives the same result on the entries so read as with every field."""
+    entries = tuple(entries_for(reader))
+    settings = JournalSettings(files=(str(JOURNAL),), start="beginning", reader=reader, block_entries=100_000)  # type: ignore[arg-type]
+    cut = tuple(e for block, _ in read_journal(real_run, settings=settings, fields=declared) for e in block.records)
+    origins = tuple(sorted({e.fields["NORMAGENT_TEST_ERROR_ORIGIN"] for e in entries if "NORMAGENT_TEST_ERROR_ORIGIN" in e.fields}))
+    if reader == "libsystemd":
+        names = {name for item in declared for name in item.split("|")}
+        assert all(set(e.fields) <= names for e in cut)  # type: ignore[union-attr]
+
+    full = parse(RecordBlock(entries, "test"), _ctx(origins=origins))
+
+    assert full.parsed
+    assert parse(RecordBlock(cut, "test"), _ctx(origins=origins)) == full
 
 
 @pytest.mark.parametrize(

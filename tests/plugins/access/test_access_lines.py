@@ -238,6 +238,16 @@ def _ctx():  # type: ignore[no-untyped-def]
         ("sshd-session", "Failed password for invalid user  from 192.0.2.68 port 34916 ssh2", ("fail", "sshd", "unknown_user", 1, "", "192.0.2.68")),
         ("sudo", "   alice : 2 incorrect password attempts ; TTY=pts/1 ; PWD=/ ; USER=root ; COMMAND=/bin/ls", ("fail", "sudo", "bad_password", 2, "alice", None)),
         ("gdm-password]", "pam_unix(gdm-password:auth): authentication failure; logname= uid=0 euid=0 tty=/dev/tty1 ruser= rhost=  user=carol", ("fail", "gdm", "bad_password", 1, "carol", None)),
+        # pam_unix's key=value tail: rhost= before user=, user= alone, user= empty, no user= at all
+        ("gdm-password]", "pam_unix(gdm-password:auth): authentication failure; logname= uid=0 euid=0 tty=:0 ruser= rhost=192.0.2.7  user=carol", ("fail", "gdm", "bad_password", 1, "carol", "192.0.2.7")),
+        ("gdm-password]", "pam_unix(gdm-password:auth): authentication failure; user=bob", ("fail", "gdm", "bad_password", 1, "bob", None)),
+        ("gdm-password]", "pam_unix(gdm-password:auth): authentication failure; user=", ("fail", "gdm", "unknown_user", 1, None, None)),
+        ("gdm-password]", "pam_unix(gdm-password:auth): authentication failure; logname= uid=0 euid=0 tty=:0 ruser= rhost=192.0.2.7", ("fail", "gdm", "unknown_user", 1, None, "192.0.2.7")),
+        ("gdm-password]", "pam_unix(gdm-password:auth): authentication failure; rhost=h user=dave", ("fail", "gdm", "bad_password", 1, "dave", "h")),
+        ("sshd", "Accepted password for alice from 192.0.2.5 port 50022 ssh2", ("success", "sshd", "50022", 1, "alice", "192.0.2.5")),
+        ("sshd", "Failed publickey for alice from 10.20.1.9 port 50000 ssh2", ("offer", "sshd", "50000", 1, "alice", "10.20.1.9")),
+        ("sshd", "Failed password for a b from 192.0.2.1 port 22 ssh2", UNPARSED),  # no valid user has a space
+        ("su", "FAILED SU (to root) alice on pts/0", ("fail", "su", "bad_password", 1, "root", None)),
         ("systemd", "Failed to start foo.service.", IGNORED),
         ("sshd", "Failed password", UNPARSED),
     ],

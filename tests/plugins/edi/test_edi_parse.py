@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 
 import tracemalloc
@@ -12,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from tests.plugins.edi.edi_generator import BILLION_LAUGHS, PATIENT_MARKER, XXE, apprec, msghead
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from normagent.plugins.edi.parse import (
@@ -327,17 +328,42 @@ def test_arbitrary_bytes_are_never_a_message(data: bytes) -> None:
     assert (parsed.outcome == "empty") == (data.removeprefix(b"\xef\xbb\xbf").strip(b" \t\r\n") == b"")  # a BOM is no content
 
 
+def damaged_receipt(position: int, noise: bytes) -> tuple[bytes, bytes]:
+    """The receipt the property below damages, before and after ``noise`` is written at ``position``."""
+    data = apprec("r-2", "m-2", "EPIKRISE", "2", "2026-11-23T10:00:00", "2000001", "1000001",
+                  errors=(("E21", "2.16.578.1.12.4.1.1.8221"),))
+    position %= len(data)
+    return data, data[:position] + noise + data[position + len(noise):]
+
+
+# Byte 717 is the P of MsgType V="EPIKRISE" (an attribute), byte 243 the hyphen of <Id>r-2</Id>
+# (element text): a tab in the one reads as a space, in the other it stays a tab.
+TAB_IN_ATTRIBUTE, TAB_IN_ELEMENT = 717, 243
+
+
+def test_a_tab_reads_as_a_space_in_an_attribute_and_stays_a_tab_in_an_element() -> None:
+    """XML 1.0 §3.3.3 normalises an attribute value's tabs to spaces; an element's text keeps them."""
+    data, in_attribute = damaged_receipt(TAB_IN_ATTRIBUTE, b"\t")
+    _, in_element = damaged_receipt(TAB_IN_ELEMENT, b"\t")
+    assert b'V="E\tIKRISE"' in in_attribute and b"<Id>r\t2</Id>" in in_element
+
+    original = parse_bytes(data).header
+    assert isinstance(original, AppRecHeader)
+    assert parse_bytes(in_attribute).header == dataclasses.replace(original, original_type="E IKRISE")
+    assert parse_bytes(in_element).header == dataclasses.replace(original, id="r\t2")
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(min_value=0, max_value=10_000), st.binary(max_size=40))
+@example(TAB_IN_ATTRIBUTE, b"\t")  # once failed: the oracle looked for the tab the parser rightly read as a space
+@example(TAB_IN_ELEMENT, b"\t")
 def test_a_corrupted_receipt_is_refused_or_read_without_invented_values(position: int, noise: bytes) -> None:
     """Noise written over a receipt: either a clear refusal, or a header whose every value stands
     in the damaged file as written (never one made up), and where the noise missed the header's
     values, exactly the original header."""
-    data = apprec("r-2", "m-2", "EPIKRISE", "2", "2026-11-23T10:00:00", "2000001", "1000001",
-                  errors=(("E21", "2.16.578.1.12.4.1.1.8221"),))
+    data, damaged = damaged_receipt(position, noise)
     original = parse_bytes(data).header
     position %= len(data)
-    damaged = data[:position] + noise + data[position + len(noise):]
 
     parsed = parse_bytes(damaged)
 

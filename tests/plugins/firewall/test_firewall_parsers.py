@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from normagent import Count, Event, ParseResult, Rollup
+from normagent import Count, Event, JournalEntry, ParseContext, ParseResult, RecordBlock, Rollup
 from normagent.plugins.firewall.collectors import ApplianceSettings, Device, LinuxSettings, WindowsLogSettings
 from normagent.plugins.firewall.parse import (
     BLOCKED,
@@ -19,12 +19,14 @@ from normagent.plugins.firewall.parse import (
     MESSAGES,
     PROTOS,
     RULE_CHANGES,
+    JOURNAL_FIELDS,
     parse_appliance_lines,
+    parse_linux_journal,
     parse_linux_lines,
     parse_pfirewall,
 )
 from normagent.sources.syslog import spool_line
-from normagent.testing import parse_text
+from normagent.testing import parse_text, test_pseudonymiser
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "logs" / "firewall"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
@@ -208,6 +210,31 @@ def test_any_sender_is_a_configured_device_or_other(rows: list[tuple[str, int, s
     check_closed(result, len(rows))
     blocked = sum(v for k, v in counts(result, BLOCKED).items())
     assert blocked == sum(1 for _, _, a, d in rows if a in ("block", "reject") and d in ("in", "out"))
+
+
+def test_the_journal_parser_reads_no_field_it_does_not_declare() -> None:
+    """The collector declares JOURNAL_FIELDS, and the libsystemd reader reads only those: the
+    parser must give the same result on entries cut down to them."""
+    netfilter = (FIXTURES / "netfilter" / "kern.log").read_text().splitlines()
+    common = {"_HOSTNAME": "fw1", "_PID": "1", "SYSLOG_IDENTIFIER": "kernel", "_TRANSPORT": "kernel", "PRIORITY": "4"}
+    messages = [dict(common, MESSAGE=line.split(": ", 1)[-1]) for line in netfilter]
+    messages += [
+        dict(common, MESSAGE="table=filter family=2 entries=12", _AUDIT_TYPE_NAME="NETFILTER_CFG", _AUDIT_TYPE="1325", _AUDIT_ID="77"),
+        dict(common, MESSAGE="table=nat family=2 entries=3", _AUDIT_TYPE="1325", _AUDIT_ID="77"),
+        dict(common, MESSAGE="table=nat family=2 entries=4", _AUDIT_TYPE="1325", _AUDIT_ID="78"),
+        dict(common, MESSAGE="Reloaded firewalld - dynamic firewall daemon.", SYSLOG_IDENTIFIER="systemd", _SYSTEMD_UNIT="init.scope"),
+        dict(common, MESSAGE="Reloaded firewalld - dynamic firewall daemon.", SYSLOG_IDENTIFIER="systemd", _SYSTEMD_UNIT="init.scope"),
+    ]
+    entries = [
+        JournalEntry({**fields, "__CURSOR": f"s=1;i={n:x};t={n:x}"}, NOW, f"s=1;i={n:x};t={n:x}") for n, fields in enumerate(messages)
+    ]
+    cut = [JournalEntry({k: v for k, v in e.fields.items() if k in JOURNAL_FIELDS}, e.realtime, e.cursor) for e in entries]
+    ctx = ParseContext(now=NOW, tz=timezone.utc, pseudonymise=test_pseudonymiser(), settings=LinuxSettings())
+
+    full = parse_linux_journal(RecordBlock(tuple(entries), "journal"), ctx)
+
+    assert full.parsed > len(netfilter) // 2 and counts(full, RULE_CHANGES)
+    assert parse_linux_journal(RecordBlock(tuple(cut), "journal"), ctx) == full
 
 
 @pytest.mark.parametrize("stamp", ["1494907217558.1", "99999999999999999999", "2020-13-28 17:46:41.878", "2020-05-28 25:46:41"])
