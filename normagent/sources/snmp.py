@@ -1,13 +1,21 @@
 """SNMP reads (GET, subtree walk) over pysnmp 7, behind the synchronous ``SnmpClient`` protocol.
 
 pysnmp 7's API (``pysnmp.hlapi.v3arch.asyncio``) is asyncio only, while collectors are
-plain functions run on the scheduler's threads. The bridge is a *session*: ``client.session(...)``
-opens an ``asyncio.Runner`` (a private event loop) on the calling thread and one ``SnmpEngine``
-in it; every ``get``/``walk`` of the session runs on that loop, and leaving the ``with`` block
-closes the engine's dispatcher (and with it the UDP socket) and the loop. Nothing outlives a
-session, so a hung agent or an abandoned collector run cannot wedge a shared loop, and two
-collectors polling at once share nothing. A session pays the engine's set-up once and, for SNMPv3,
-the engine-id discovery and key localisation once, instead of for every request.
+plain functions run on the scheduler's threads. The bridge is one event loop per client, on a
+thread of its own started by the first request, and one ``SnmpEngine`` (with its UDP socket) per
+device, made by the device's first session and kept for the client's life: ``client.session(...)``
+hands the device's engine to the calling thread, whose ``get``/``walk`` run on that loop. The
+agent keeps one client (``LazySnmpClient``) from start to stop, and ``close()`` closes every
+engine's socket and the loop.
+
+Why not a loop and an engine per session: an engine runs some thirty MIB modules and builds its
+tables anew (about 0.1 s of CPU, a fifth of the idle agent's CPU at one poll a minute), and a
+session on each collector run's fresh thread allocated all of that in yet another of glibc's
+per-thread malloc arenas, which keep what is freed: the idle agent with one SNMPv3 device grew
+from 65 to 97 MB in ten minutes (bench/README.md). A kept engine also keeps the SNMPv3 discovery
+(the agent's engine id, boots and time) and the localised keys. An engine whose request failed
+(timeout, refused credentials, any error) is dropped and the device's next session starts afresh,
+so a restarted agent (new engine boots) or a changed key costs one failed poll at most.
 
 Two things make a poll of a device with many interfaces fast (bench/bench_snmp.py: 50 interfaces,
 400 variables, in about 0.4 s instead of 1.9 s): requests go to pysnmp's RFC 3413 command
@@ -36,8 +44,10 @@ import asyncio
 import ipaddress
 import re
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from pyasn1.error import PyAsn1Error
@@ -119,6 +129,21 @@ _AUTH_INDICATIONS = (
 _AUTH_STATUSES = frozenset({"authorizationError", "noAccess"})
 
 
+IDLE_ENGINE_SECONDS = 3600.0
+"""An engine no session used for this long is closed (a device removed by a reload, a changed key)."""
+
+
+@dataclass(slots=True)
+class _Engine:
+    """A device's engine, its transport target and its credentials as pysnmp wants them."""
+
+    engine: Any
+    transport: Any
+    auth_data: Any
+    used: float
+    sessions: int = 0
+
+
 class PysnmpClient:
     """The ``SnmpClient`` protocol over pysnmp 7 (SNMP v1, v2c and v3).
 
@@ -133,10 +158,16 @@ class PysnmpClient:
             raise ValueError("max_repetitions and max_varbinds must be at least 1")
         self.max_repetitions = max_repetitions
         self.max_varbinds = max_varbinds
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        # Touched only by coroutines on the loop's thread, so without a lock.
+        self._engines: dict[tuple[Any, ...], _Engine] = {}
+        self._finalizer: weakref.finalize[Any, PysnmpClient] | None = None
 
     @contextmanager
     def session(self, target: str, *, auth: SnmpAuth, timeout: float, retries: int = 1) -> Iterator[PysnmpSession]:
-        """Requests to ``target`` on one engine; everything is closed when the block ends.
+        """Requests to ``target`` on the device's kept engine (made by its first session).
 
         Args:
             target: ``host``, ``host:port``, ``[v6-address]:port`` or a bare IPv6 address.
@@ -169,25 +200,145 @@ class PysnmpClient:
         with self.session(target, auth=auth, timeout=timeout) as session:
             return session.walk(oid, max_rows=max_rows)
 
+    @property
+    def engines(self) -> int:
+        """Engines kept open (one per device polled lately); for tests and benchmarks."""
+        return len(self._engines)
+
+    def pending_tasks(self) -> int:
+        """Tasks waiting on the client's loop (none between polls: see ``_tick``); for tests."""
+        with self._lock:
+            loop = self._loop
+        if loop is None:
+            return 0
+        count: int = asyncio.run_coroutine_threadsafe(_other_tasks(), loop).result()
+        return count
+
     def close(self) -> None:
-        """Nothing to release: every session already closed what it opened. Kept for symmetry."""
+        """Close every engine's socket, stop the loop and end its thread; the next request starts
+        them again. A second call does nothing."""
+        with self._lock:
+            finalizer, self._finalizer = self._finalizer, None
+            self._loop = self._thread = None
+        if finalizer is not None:
+            finalizer()
+
+    # ------------------------------------------------------------------------------------------
+
+    def _submit(self, coro: Any) -> Any:
+        """Run ``coro`` on the client's loop and wait for it (the caller's thread blocks)."""
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=_run_forever, args=(loop,), name="snmp-loop", daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+                # A client dropped without close() (a test, a one-shot command) still ends its
+                # thread and closes its sockets when it is collected.
+                self._finalizer = weakref.finalize(self, _shut_down, loop, thread, self._engines)
+            loop = self._loop
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    async def _engine_for(self, session: PysnmpSession) -> _Engine:
+        now = asyncio.get_running_loop().time()
+        for key, idle in list(self._engines.items()):
+            if now - idle.used > IDLE_ENGINE_SECONDS and key != session.key:
+                self._drop(key)
+        kept = self._engines.get(session.key)
+        if kept is None:
+            kind = Udp6TransportTarget if _is_ipv6(session.host) else UdpTransportTarget
+            try:
+                transport = await kind.create((session.host, session.port), timeout=session.timeout, retries=session.retries)
+            except Exception as exc:  # pysnmp raises PySnmpError for unresolvable names
+                raise SnmpError(f"bad SNMP target {session.target!r}: {exc}") from None
+            kept = _Engine(SnmpEngine(), transport, auth_data(session.auth), now)
+            self._engines[session.key] = kept
+        kept.used = now
+        kept.sessions += 1
+        _tick(kept.engine, True)
+        return kept
+
+    def _release(self, kept: _Engine) -> None:
+        """A session of ``kept`` ended: with none left, its timer stops (see ``_tick``)."""
+        with self._lock:
+            loop = self._loop
+        if loop is not None:
+            asyncio.run_coroutine_threadsafe(self._released(kept), loop).result()
+
+    async def _released(self, kept: _Engine) -> None:
+        kept.sessions -= 1
+        if kept.sessions <= 0:
+            _tick(kept.engine, False)
+
+    def _drop(self, key: tuple[Any, ...]) -> None:
+        kept = self._engines.pop(key, None)
+        if kept is not None:
+            kept.engine.close_dispatcher()
+
+
+
+def _shut_down(loop: asyncio.AbstractEventLoop, thread: threading.Thread, engines: dict[tuple[Any, ...], _Engine]) -> None:
+    """Close every engine's socket, stop the loop and end its thread (``PysnmpClient.close``)."""
+
+    async def close_engines() -> None:
+        while engines:
+            engines.popitem()[1].engine.close_dispatcher()
+
+    if threading.current_thread() is thread:  # collected on the loop's own thread: cannot wait
+        loop.call_soon(loop.stop)
+        return
+    try:
+        asyncio.run_coroutine_threadsafe(close_engines(), loop).result(timeout=30)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        if not thread.is_alive():
+            loop.close()
+
+
+def _tick(engine: Any, on: bool) -> None:
+    """Start or stop the engine's timer (on the loop's thread).
+
+    pysnmp's asyncio dispatcher wakes every 0.1 s while a transport is registered, to time out
+    and retry requests: kept between polls, an engine's timer alone cost the idle agent more CPU
+    than everything else. It runs while a session is open and sleeps between them; with no
+    request in flight it has nothing to do.
+    """
+    dispatcher = engine.transport_dispatcher
+    if dispatcher is None:
+        return  # no request sent yet: registering the transport starts the timer
+    if on and dispatcher.loopingcall is None:
+        dispatcher.loopingcall = asyncio.ensure_future(dispatcher.handle_timeout())
+    elif not on and dispatcher.loopingcall is not None:
+        dispatcher.loopingcall.cancel()
+        dispatcher.loopingcall = None
+
+
+async def _other_tasks() -> int:
+    return len(asyncio.all_tasks()) - 1
+
+
+def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    loop.run_forever()
 
 
 class PysnmpSession:
-    """One agent, one engine, one private event loop; made by ``PysnmpClient.session``."""
+    """Requests to one agent on its kept engine; made by ``PysnmpClient.session``."""
 
     def __init__(self, client: PysnmpClient, target: str, auth: SnmpAuth, timeout: float, retries: int) -> None:
-        self._host, self._port = split_target(target)
-        self._target = target
-        self._auth = auth
-        self._auth_data = auth_data(auth)
-        self._timeout = timeout
-        self._retries = retries
+        self.host, self.port = split_target(target)
+        self.target = target
+        self.auth = auth
+        auth_data(auth)  # unusable credentials fail here, before anything is sent
+        self.timeout = timeout
+        self.retries = retries
+        self.key = (self.host, self.port, auth, timeout, retries)
+        self._client = client
         self._repetitions = client.max_repetitions
         self._varbinds = client.max_varbinds
-        self._runner: asyncio.Runner | None = asyncio.Runner()
-        self._engine: Any = None
-        self._transport: Any = None
+        self._open = True
+        self._kept: _Engine | None = None
 
     def get(self, oids: Sequence[str]) -> list[SnmpVarBind]:
         """Read the given OIDs with GET requests of at most ``max_varbinds`` variables each.
@@ -216,38 +367,33 @@ class PysnmpSession:
         return rows
 
     def close(self) -> None:
-        """Close the engine's sockets and the loop; a second call does nothing."""
-        runner, self._runner = self._runner, None
-        if runner is None:
-            return
-        try:
-            if self._engine is not None:
-                runner.run(self._close_engine())
-        finally:
-            runner.close()
+        """End the session; the engine stays with the client for the device's next session."""
+        kept, self._kept = self._kept, None
+        self._open = False
+        if kept is not None:
+            self._client._release(kept)
 
     # ------------------------------------------------------------------------------------------
 
     def _run(self, coro: Any) -> Any:
-        if self._runner is None:
+        if not self._open:
             coro.close()
-            raise SnmpError(f"SNMP session to {self._target} is closed")
-        return self._runner.run(coro)
+            raise SnmpError(f"SNMP session to {self.target} is closed")
+        return self._client._submit(self._dropping_on_failure(coro))
 
-    async def _close_engine(self) -> None:
-        self._engine.close_dispatcher()
-        self._engine = None
+    async def _dropping_on_failure(self, coro: Any) -> Any:
+        """``coro``'s result; on any failure the device's engine is closed and forgotten, so
+        its next session discovers the agent again (new boots after a restart, a changed key)."""
+        try:
+            return await coro
+        except BaseException:
+            self._kept = None
+            self._client._drop(self.key)
+            raise
 
     async def _ready(self) -> None:
-        if self._engine is not None:
-            return
-        kind = Udp6TransportTarget if _is_ipv6(self._host) else UdpTransportTarget
-        try:
-            transport = await kind.create((self._host, self._port), timeout=self._timeout, retries=self._retries)
-        except Exception as exc:  # pysnmp raises PySnmpError for unresolvable names
-            raise SnmpError(f"bad SNMP target {self._target!r}: {exc}") from None
-        self._engine = SnmpEngine()
-        self._transport = transport
+        if self._kept is None:
+            self._kept = await self._client._engine_for(self)
 
     async def _get(self, oids: tuple[str, ...]) -> list[SnmpVarBind]:
         await self._ready()
@@ -262,7 +408,7 @@ class PysnmpSession:
         if too_big and len(oids) > 1:
             half = len(oids) // 2
             return [*await self._get_chunk(oids[:half]), *await self._get_chunk(oids[half:])]
-        _raise_for(self._target, indication, status, index)
+        _raise_for(self.target, indication, status, index)
         return [SnmpVarBind(str(name), to_python(value)) for name, value in var_binds]
 
     async def _walk(self, oid: str, max_rows: int) -> list[SnmpVarBind]:
@@ -271,7 +417,7 @@ class PysnmpSession:
         current = root
         rows: list[SnmpVarBind] = []
         while True:
-            if self._auth.version == "1":
+            if self.auth.version == "1":
                 indication, status, index, var_binds = await self._send(cmdgen.NextCommandGeneratorSingleRun(), [(current, univ.Null(""))])
                 if status and _status_name(status) == "noSuchName":
                     break  # SNMPv1's end of the MIB view
@@ -279,7 +425,7 @@ class PysnmpSession:
                 indication, status, index, var_binds = await self._send(
                     cmdgen.BulkCommandGeneratorSingleRun(), [(current, univ.Null(""))], bulk=(0, self._repetitions)
                 )
-            _raise_for(self._target, indication, status, index)
+            _raise_for(self.target, indication, status, index)
             if not var_binds:
                 break
             for name, value in var_binds:
@@ -287,11 +433,11 @@ class PysnmpSession:
                     return rows
                 if name <= current:
                     # An agent that answers with an OID not after the one asked would loop forever.
-                    raise SnmpError(f"walk of {oid} on {self._target}: the agent answered {name} after {current}")
+                    raise SnmpError(f"walk of {oid} on {self.target}: the agent answered {name} after {current}")
                 rows.append(SnmpVarBind(str(name), to_python(value)))
                 current = name
                 if len(rows) > max_rows:
-                    raise SnmpTooManyRows(f"walk of {oid} on {self._target} returned more than {max_rows} variables")
+                    raise SnmpTooManyRows(f"walk of {oid} on {self.target} returned more than {max_rows} variables")
         return rows
 
     async def _send(self, generator: Any, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None = None) -> Any:
@@ -301,7 +447,9 @@ class PysnmpSession:
         (about 1 ms each); this collector asks by number and reads numbers, so the request goes to
         the command generator of RFC 3413 directly, configured as the high-level API does it.
         """
-        addr_name, _ = LCD.configure(self._engine, self._auth_data, self._transport, b"")
+        assert self._kept is not None  # _ready() ran
+        engine = self._kept.engine
+        addr_name, _ = LCD.configure(engine, self._kept.auth_data, self._kept.transport, b"")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def done(engine: Any, handle: Any, indication: Any, status: Any, index: Any, answer: Any, ctx: Any) -> None:
@@ -310,9 +458,9 @@ class PysnmpSession:
 
         context = ContextData()
         if bulk is None:
-            generator.send_varbinds(self._engine, addr_name, context.contextEngineId, context.contextName, var_binds, done)
+            generator.send_varbinds(engine, addr_name, context.contextEngineId, context.contextName, var_binds, done)
         else:
-            generator.send_varbinds(self._engine, addr_name, context.contextEngineId, context.contextName, *bulk, var_binds, done)
+            generator.send_varbinds(engine, addr_name, context.contextEngineId, context.contextName, *bulk, var_binds, done)
         return await future
 
 

@@ -98,12 +98,15 @@ class Snmpd:
         log.close()
         client = PysnmpClient()
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                client.get(self.target, [SYS_UPTIME], auth=COMMUNITY, timeout=0.3)
-                return
-            except SnmpError:
-                continue
+        try:
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    client.get(self.target, [SYS_UPTIME], auth=COMMUNITY, timeout=0.3)
+                    return
+                except SnmpError:
+                    continue
+        finally:
+            client.close()
         self.stop()
         raise RuntimeError(f"snmpd did not start; its log: {self.log_text()[-2000:]}")
 

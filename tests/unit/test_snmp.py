@@ -6,8 +6,10 @@ snmpd tests skip, except under CI, where they fail (tests/support/tools.py).
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -45,8 +47,10 @@ def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpd]:
 
 
 @pytest.fixture
-def client() -> PysnmpClient:
-    return PysnmpClient()
+def client() -> Iterator[PysnmpClient]:
+    client = PysnmpClient()
+    yield client
+    client.close()
 
 
 def test_get_returns_plain_python_values(snmpd: Snmpd, client: PysnmpClient) -> None:
@@ -157,18 +161,95 @@ def test_a_session_answers_many_gets_and_walks_and_splits_long_gets(snmpd: Snmpd
         session.get([SYS_UPTIME])
 
 
-def test_calls_leave_no_sockets_open(snmpd: Snmpd, client: PysnmpClient) -> None:
+def test_calls_keep_one_socket_per_device_and_close_releases_them(snmpd: Snmpd) -> None:
     def open_fds() -> int:
         return len(os.listdir("/proc/self/fd"))
 
+    client = PysnmpClient()
     client.get(snmpd.target, [SYS_UPTIME], auth=COMMUNITY, timeout=2)  # warm imports
+    client.close()
     before = open_fds()
+    client.get(snmpd.target, [SYS_UPTIME], auth=COMMUNITY, timeout=2)
+    client.walk(snmpd.target, SYSTEM, auth=V3_AUTH, timeout=2)
+    kept = open_fds()
     for _ in range(5):
         client.get(snmpd.target, [SYS_UPTIME], auth=COMMUNITY, timeout=2)
         client.walk(snmpd.target, SYSTEM, auth=V3_AUTH, timeout=2)
         with client.session(snmpd.target, auth=V3_AUTH, timeout=2) as session:
             session.get([SYS_UPTIME])
-    assert open_fds() == before
+    assert (client.engines, open_fds()) == (2, kept)
+    client.close()
+    assert (client.engines, open_fds()) == (0, before)
+
+
+USM_UNKNOWN_ENGINE_IDS = "1.3.6.1.6.3.15.1.1.4.0"  # snmpd counts every SNMPv3 discovery it answers
+
+
+def test_polls_on_fresh_threads_discover_a_v3_agent_once(snmpd: Snmpd) -> None:
+    """The scheduler runs each collector run on a new thread; the device's engine (its socket, its
+    SNMPv3 discovery, the tables it builds) must outlive the run, or every poll pays for all of it
+    again (CPU, and native memory the threads' malloc arenas keep)."""
+    client = PysnmpClient()
+    counter = PysnmpClient()
+
+    def discoveries() -> int:
+        value = counter.get(snmpd.target, [USM_UNKNOWN_ENGINE_IDS], auth=COMMUNITY, timeout=2)[0].value
+        assert isinstance(value, int)
+        return value
+
+    def poll() -> None:
+        with client.session(snmpd.target, auth=V3_AUTH, timeout=2) as session:
+            session.get([SYS_UPTIME])
+            session.walk(SYSTEM)
+
+    try:
+        first = discoveries()
+        for _ in range(6):
+            run = threading.Thread(target=poll)
+            run.start()
+            run.join()
+        assert discoveries() - first == 1
+        assert client.engines == 1
+    finally:
+        client.close()
+        counter.close()
+
+
+def test_between_polls_the_kept_engines_wait_for_nothing(snmpd: Snmpd) -> None:
+    """pysnmp's dispatcher wakes every 0.1 s while its timer runs: an idle agent must not pay for
+    that between polls, and a poll after the pause must still time out."""
+    client = PysnmpClient()
+    try:
+        for _ in range(3):
+            with client.session(snmpd.target, auth=V3_AUTH, timeout=0.5) as session:
+                session.get([SYS_UPTIME])
+                assert client.pending_tasks() == 1  # the timer, while a request may need it
+            assert client.pending_tasks() == 0
+        with client.session(snmpd.target, auth=V3_AUTH, timeout=0.5) as session:
+            session.get([SYS_UPTIME])
+            with client.session(snmpd.target, auth=V3_AUTH, timeout=0.5) as other:
+                other.get([SYS_UPTIME])
+            assert client.pending_tasks() == 1  # the first session still holds it
+        assert client.pending_tasks() == 0
+        snmpd.stop()
+        with pytest.raises(SnmpTimeout):
+            client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=0.5)
+    finally:
+        client.close()
+        snmpd.start()
+
+
+def test_a_failed_request_drops_the_engine_and_the_next_session_starts_afresh(snmpd: Snmpd) -> None:
+    client = PysnmpClient()
+    try:
+        client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=2)
+        with pytest.raises(SnmpError):
+            client.walk(snmpd.target, SYSTEM, auth=V3_AUTH, timeout=2, max_rows=2)
+        assert client.engines == 0
+        assert client.get(snmpd.target, [SYS_LOCATION], auth=V3_AUTH, timeout=2)[0].value == LOCATION.encode()
+        assert client.engines == 1
+    finally:
+        client.close()
 
 
 def test_nobody_listening_is_a_timeout(client: PysnmpClient) -> None:
@@ -234,3 +315,19 @@ def test_mib_modules_are_compiled_once_per_process(snmpd: Snmpd, client: PysnmpC
     compiled = dict(builder.runpy._code)  # type: ignore[attr-defined]
     client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=2)
     assert compiled and builder.runpy._code == compiled  # type: ignore[attr-defined]
+
+
+def test_a_client_dropped_without_close_ends_its_thread_and_closes_its_sockets(snmpd: Snmpd) -> None:
+    def loops() -> int:
+        return sum(t.name == "snmp-loop" and t.is_alive() for t in threading.enumerate())
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = (loops(), open_fds())
+    client = PysnmpClient()
+    client.get(snmpd.target, [SYS_UPTIME], auth=COMMUNITY, timeout=2)
+    assert loops() == before[0] + 1
+    del client
+    gc.collect()
+    assert (loops(), open_fds()) == before
