@@ -15,7 +15,6 @@ import ssl
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from normagent.model import DeliveryFailed

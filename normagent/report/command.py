@@ -144,7 +144,6 @@ def run_report(args: argparse.Namespace, config: Config, plugins: Plugins, out: 
     sections = list(plugins.report_sections().values())
     intervals = _intervals(config, plugins)
     source_info: dict[str, Any]
-    warnings: list[str] = []
     ledger = client = None
     try:
         hosts: list[HostSource]

@@ -27,7 +27,7 @@ Imports ledger, model and errors, and requests (for Prometheus) where used.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -37,7 +37,6 @@ from normagent.errors import Unavailable, UsageError
 from normagent.model import Event, Period, ReportData, Rollup
 
 if TYPE_CHECKING:
-    import requests
 
     from normagent.ledger import Ledger
 

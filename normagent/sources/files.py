@@ -72,7 +72,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -282,24 +282,6 @@ def _stream_reader(read: Callable[[int], bytes], start: int) -> Callable[[int, i
     return read_at
 
 
-def _chunk_reader(chunks: Iterable[bytes]) -> Callable[[int], bytes]:
-    """``read(n)`` over an iterable of byte strings of any size."""
-    pieces = iter(chunks)
-    buffer = b""
-
-    def read(size: int) -> bytes:
-        nonlocal buffer
-        while len(buffer) < size:
-            piece = next(pieces, None)
-            if piece is None:
-                break
-            buffer += piece
-        out, buffer = buffer[:size], buffer[size:]
-        return out
-
-    return read
-
-
 def _open_codec(path: str, codec: str) -> IO[bytes]:
     if codec == "gzip":
         return gzip.open(path, "rb")  # type: ignore[return-value]  # GzipFile is a binary IO
@@ -341,15 +323,6 @@ _DECOMPRESS_ERRORS = (EOFError, OSError, lzma.LZMAError, ValueError)
 
 # --------------------------------------------------------------------------------------------
 # Whole files, stateless (``normagent parse``)
-
-
-def read_chunks(
-    chunks: Iterable[bytes], origin: str, *, mtime: datetime | None = None, block_bytes: int = BLOCK_BYTES
-) -> Iterator[TextBlock]:
-    """All lines of a finished stream given in pieces, in blocks; an unterminated last line is included."""
-    for cut in _cut_blocks(_stream_reader(_chunk_reader(chunks), 0), 0, block_bytes, complete=True):
-        if cut.lines:
-            yield TextBlock(data=cut.data, origin=origin, mtime=mtime, lines=cut.lines)
 
 
 def read_fd(fd: int, origin: str, *, mtime: datetime | None = None, block_bytes: int = BLOCK_BYTES) -> Iterator[TextBlock]:
@@ -1198,7 +1171,6 @@ __all__ = [
     "list_siblings",
     "open_codec_stream",
     "open_decompressed",
-    "read_chunks",
     "read_fd",
     "read_stream",
     "read_whole",

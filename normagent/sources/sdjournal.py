@@ -170,7 +170,7 @@ def _load(library: str) -> _Lib | str:
     except (OSError, AttributeError) as exc:
         return f"{library}: {exc}"
     p, u64, size = ctypes.c_void_p, ctypes.c_uint64, ctypes.c_size_t
-    out_p, out_size = ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(size)
+    out_p = ctypes.POINTER(ctypes.c_void_p)
     for lib in (fast, slow):
         lib.sd_journal_open.argtypes = [out_p, ctypes.c_int]
         lib.sd_journal_open_directory.argtypes = [out_p, ctypes.c_char_p, ctypes.c_int]

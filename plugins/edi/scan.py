@@ -45,7 +45,6 @@ from pathlib import Path
 from normagent.plugins.edi.index import DirState, FileEntry, Index
 from normagent.plugins.edi.settings import EdiFolder
 from normagent.plugins.edi.watch import (
-    IN_ISDIR,
     IN_Q_OVERFLOW,
     SELF_EVENTS,
     Inotify,

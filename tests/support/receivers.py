@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
 import sys
 import threading
 from dataclasses import dataclass, field
