@@ -61,14 +61,12 @@ def build(data: ReportData, period: Period) -> SectionContent:
     ]
     ports = _top(data, BY_PORT, period)
     networks = _top(data, BY_NETWORK, period)
-    if not ports and total:
-        ports = None  # blocked traffic without its rollups: a source that keeps none (a fleet's Prometheus)
-    if ports is None:
+    if not ports and total:  # blocked traffic without its rollups: a source that keeps none (a fleet's Prometheus)
         paragraphs.append("Toppliste over porter og nettverk finnes bare i rapporten fra den enkelte serveren.")
     else:
         tables.append(ReportTable(("port", "blokkert"), tuple(ports), caption=f"De {TOP} mest blokkerte målportene"))
         tables.append(
-            ReportTable(("nettverk (pseudonym)", "blokkert"), tuple(networks or ()), caption=f"De {TOP} kildenettverkene med flest blokkeringer")
+            ReportTable(("nettverk (pseudonym)", "blokkert"), tuple(networks), caption=f"De {TOP} kildenettverkene med flest blokkeringer")
         )
     events = sorted(data.events(RULE_CHANGE_EVENT, period), key=lambda e: e.at)
     if events:
@@ -95,13 +93,9 @@ def _number(n: float) -> str:
     return f"{n:,.0f}".replace(",", " ")
 
 
-def _top(data: ReportData, name: str, period: Period) -> list[tuple[str, int]] | None:
-    try:
-        rows = data.rollups(name, period)
-    except NotImplementedError:
-        return None
+def _top(data: ReportData, name: str, period: Period) -> list[tuple[str, int]]:
     totals: defaultdict[str, float] = defaultdict(float)
-    for row in rows:
+    for row in data.rollups(name, period):
         totals[row.key] += row.value
     return [(key, int(n)) for key, n in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]]
 
