@@ -16,15 +16,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 
-from tests.support.tools import require_tool
+from tests.support.tools import require_tool, skip_for_host
 
 from normagent.ledger import Ledger
 
@@ -33,13 +31,14 @@ from normagent.ledger import Ledger
 def small_filesystem(where: Path, size: str = "512k") -> Iterator[Path]:
     """A real filesystem of ``size`` mounted at ``where`` for the duration of the block."""
     where.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip(f"a {size} tmpfs needs root and mount(8): the real small-filesystem case cannot run here")
+    if os.geteuid() != 0:
+        skip_for_host(f"not root: a {size} tmpfs cannot be mounted, so the real small-filesystem case cannot run")
+    mount = require_tool("mount", "mount")
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)], capture_output=True, text=True
+        [mount, "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)], capture_output=True, text=True
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a {size} tmpfs here ({done.stderr.strip()}): the real small-filesystem case cannot run")
+        skip_for_host(f"this host refuses a {size} tmpfs ({done.stderr.strip()}): the real small-filesystem case cannot run")
     try:
         yield where
     finally:
