@@ -161,6 +161,26 @@ def test_a_stamp_one_day_ahead_of_the_file_is_still_this_year() -> None:
     assert last_year == datetime(2025, 1, 2, 23, 10, tzinfo=timezone.utc).timestamp()
 
 
+def test_a_stamp_exactly_one_day_ahead_of_the_file_is_still_this_year() -> None:
+    """The hour a day after the file's mtime is the last hour of this year's reading, not last year's."""
+    clock = Clock(datetime(2025, 12, 31, 23, 0, tzinfo=timezone.utc), OSLO)  # Jan 1, 00:00 in Oslo
+
+    when, _, _ = split_line("Jan  2 00:00:00 h sshd[1]: x", clock)  # type: ignore[misc]
+
+    assert when == datetime(2026, 1, 1, 23, 0, tzinfo=timezone.utc).timestamp()
+
+
+def test_feb_29_read_in_a_year_without_one_is_last_leap_day() -> None:
+    """No Feb 29 in the file's year: the stamp is the previous year's, when there was one."""
+    clock = Clock(datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc), OSLO)
+
+    when, _, _ = split_line("Feb 29 12:00:00 h sshd[1]: x", clock)  # type: ignore[misc]
+    none, _, _ = split_line("Feb 29 12:00:00 h sshd[1]: x", Clock(datetime(2027, 3, 10, tzinfo=timezone.utc), OSLO))  # type: ignore[misc]
+
+    assert when == datetime(2024, 2, 29, 11, 0, tzinfo=timezone.utc).timestamp()
+    assert none is None  # neither 2027 nor 2026 had one: the file's date says nothing of 2024
+
+
 def test_rollup_days_are_utc_days() -> None:
     """00:30 in Oslo on Nov 24 is 23:30 UTC on Nov 23."""
     line = "Nov 24 00:30:00 h sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2"
@@ -262,6 +282,11 @@ def _ctx():  # type: ignore[no-untyped-def]
         ("gdm-password]", "pam_unix(gdm-password:auth): authentication failure; rhost=h user=dave", ("fail", "gdm", "bad_password", 1, "dave", "h")),
         ("sshd", "Accepted password for alice from 192.0.2.5 port 50022 ssh2", ("success", "sshd", "50022", 1, "alice", "192.0.2.5")),
         ("sshd", "Failed publickey for alice from 10.20.1.9 port 50000 ssh2", ("offer", "sshd", "50000", 1, "alice", "10.20.1.9")),
+        ("sshd", "Failed publickey for alice from 10.20.1.9 port 22 ssh2", ("offer", "sshd", "22", 1, "alice", "10.20.1.9")),
+        # sshd's PAM lines: an illegal user, or PAM's "User not known", is an unknown user
+        ("sshd", "PAM: Authentication failure for illegal user bob from 192.0.2.3", ("fail", "sshd", "unknown_user", 1, "bob", "192.0.2.3")),
+        ("sshd", "PAM: User not known to the underlying authentication module for bob from 192.0.2.3", ("fail", "sshd", "unknown_user", 1, "bob", "192.0.2.3")),
+        ("sshd", "PAM: Authentication failure for bob from 192.0.2.3", ("fail", "sshd", "bad_password", 1, "bob", "192.0.2.3")),
         ("sshd", "Failed password for a b from 192.0.2.1 port 22 ssh2", UNPARSED),  # no valid user has a space
         ("su", "FAILED SU (to root) alice on pts/0", ("fail", "su", "bad_password", 1, "root", None)),
         # login (L1, L2): util-linux's FROM is the remote host (login -h) or else the terminal;
