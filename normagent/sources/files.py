@@ -447,6 +447,33 @@ def _scan_siblings(real_path: str) -> list[_Sibling]:
     return list(unique.values())
 
 
+def _glob_matches(path: str, pattern: str) -> bool:
+    """Whether ``glob.glob(pattern, recursive=True)`` would list ``path`` if it were there.
+
+    For files that are gone, so glob cannot be asked. Not ``fnmatch``: its ``*`` also matches
+    ``/``, so ``/var/log/*.log`` would claim ``/var/log/app/x.log``, a file no configured path
+    names any more, and read it again. Here ``*``, ``?`` and ``[…]`` stay within one component,
+    ``**`` spans any number of them, and neither matches a hidden name (as glob does).
+    """
+    return _match_parts(path.split("/"), pattern.split("/"))
+
+
+def _match_parts(parts: list[str], patterns: list[str]) -> bool:
+    if not patterns:
+        return not parts
+    head, rest = patterns[0], patterns[1:]
+    if head == "**":
+        for n in range(len(parts) + 1):
+            if _match_parts(parts[n:], rest):
+                return True
+            if n < len(parts) and parts[n].startswith("."):
+                return False
+        return False
+    if not parts or (parts[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(parts[0], head) and _match_parts(parts[1:], rest)
+
+
 def _is_rotated_name(path: str, others: set[str]) -> bool:
     """Whether a glob match is a rotated sibling of another match, or compressed."""
     if os.path.splitext(path)[1] in _CODEC_BY_SUFFIX:
@@ -607,7 +634,7 @@ class FileTail:
                 logical = {_unrooted(self.root, m, absolute): m for m in matches}
                 for key in saved:  # files gone since, still owed a rotated tail
                     path = key[len(FILE_KEY) :]
-                    if fnmatch.fnmatchcase(path, pattern) and path not in logical:
+                    if path not in logical and _glob_matches(path, pattern):
                         logical[path] = _rooted(self.root, path)
             else:
                 logical = {pattern: rooted}

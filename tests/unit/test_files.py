@@ -8,6 +8,7 @@ would, and can stop early to play a crash before commit.
 from __future__ import annotations
 
 import bz2
+import glob
 import gzip
 import json
 import lzma
@@ -17,6 +18,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from normagent.sources.files import (
     _Moved,
     _open_pinned,
     _PathState,
+    _glob_matches,
     _Tracked,
     codec_of,
     error_reason,
@@ -65,6 +68,7 @@ class Reader:
     state: MemoryCheckpoints = field(default_factory=MemoryCheckpoints)
     read: list[bytes] = field(default_factory=list)  # every committed line, in order
     origins: list[str] = field(default_factory=list)
+    mtimes: list[datetime | None] = field(default_factory=list)  # each block's, in order
 
     def run(self, commit: int | None = None) -> list[bytes]:
         """One run; with ``commit``, only that many steps are committed (then the run dies)."""
@@ -78,6 +82,7 @@ class Reader:
                 assert step.block.lines == step.block.data.count(b"\n")
                 got.extend(step.block.data.split(b"\n")[:-1])
                 self.origins.append(step.block.origin)
+                self.mtimes.append(step.block.mtime)
             self.state.apply([Checkpoint(step.key, step.checkpoint)])
         assert not tail.errors
         self.read.extend(got)
@@ -1040,3 +1045,183 @@ def test_a_configured_path_may_be_a_link_to_a_regular_file(tmp_path: Path) -> No
     (tmp_path / "auth.log").symlink_to(tmp_path / "real.log")
     reader = Reader(FileSource(paths=("/auth.log",), start_at="beginning"), root=tmp_path)
     assert ids(reader.run()) == [0, 1]
+
+
+# --------------------------------------------------------------------------------------------
+# Cases the mutation run of issue 9 (item 24) found no test reaching: each of these failed with a
+# mutant of files.py applied (bench/README.md, "Mutation testing").
+
+
+def _stamp(path: Path, when: datetime) -> None:
+    ns = int(when.timestamp()) * 10**9
+    os.utime(path, ns=(ns, ns))
+
+
+NOV_1 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+NOV_2 = datetime(2026, 11, 2, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_every_block_carries_the_modification_time_of_the_file_it_came_from(tmp_path: Path, suffix: str) -> None:
+    """Year-less stamps are dated by the file's mtime (the parser's reference): a rotated file's
+    block carries the rotated file's, the current file's its own, a whole file's its own."""
+    log, old = tmp_path / "app.log", tmp_path / f"app.log.1{suffix}"
+    log.write_bytes(lines(0, 40))
+    reader = Reader(source(log))
+    reader.run()
+    append(log, lines(40, 2))
+    old.write_bytes(COMPRESSORS[suffix](log.read_bytes()) if suffix else log.read_bytes())
+    log.unlink()
+    log.write_bytes(lines(42, 1))
+    _stamp(old, NOV_1)
+    _stamp(log, NOV_2)
+    assert ids(reader.run()) == [40, 41, 42]
+    assert reader.mtimes[-2:] == [NOV_1, NOV_2]
+    assert [b.mtime for b in read_whole(old)] == [NOV_1]
+
+
+def test_a_rotated_file_being_compressed_is_listed_once_by_its_plain_name(tmp_path: Path) -> None:
+    """``x.1`` and ``x.1.gz`` side by side: the compressed twin may be half written."""
+    for name in ["x.log.1.gz", "x.log.1", "x.log.2.gz"]:
+        (tmp_path / name).write_bytes(b"a\n")
+    got = [os.path.basename(s.path) for s in list_siblings(str(tmp_path / "x.log"))]
+    assert got == ["x.log.1", "x.log.2.gz"]
+
+
+def test_rotated_siblings_are_found_among_many_links_fifos_and_other_files(tmp_path: Path) -> None:
+    """A link or FIFO under a rotated name is passed over, not the end of the listing. The regular
+    files sit between the others in creation order, so that a listing in creation order, in its
+    reverse, or in a hash order (ext4) puts others before them."""
+    (tmp_path / "auth.log").write_bytes(lines(0, 1))
+    (tmp_path / "elsewhere").write_bytes(lines(1, 1))
+    for n in range(3, 13):
+        (tmp_path / f"auth.log.{n}").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "auth.log.1").write_bytes(lines(2, 1))
+    (tmp_path / "auth.log.2").write_bytes(lines(3, 1))
+    for n in range(13, 23):
+        os.mkfifo(tmp_path / f"auth.log.{n}")
+    assert [os.path.basename(s.path) for s in list_siblings(str(tmp_path / "auth.log"))] == ["auth.log.1", "auth.log.2"]
+
+
+def test_a_glob_match_is_a_rotated_name_only_beside_the_file_it_was_rotated_from(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "app.log").write_bytes(lines(0, 1))
+    (tmp_path / "b" / "app.log.1").write_bytes(lines(1, 1))  # b's only log: nothing was rotated there
+    reader = Reader(source(str(tmp_path / "*" / "app.log*")))
+    assert sorted(ids(reader.run())) == [0, 1]
+
+
+def test_a_double_star_glob_crosses_directories(tmp_path: Path) -> None:
+    (tmp_path / "x" / "y").mkdir(parents=True)
+    (tmp_path / "x" / "y" / "app.log").write_bytes(lines(0, 1))
+    (tmp_path / "app.log").write_bytes(lines(1, 1))
+    reader = Reader(source(str(tmp_path / "**" / "app.log")))
+    assert sorted(ids(reader.run())) == [0, 1]
+
+
+def test_a_file_no_longer_configured_is_not_read(tmp_path: Path) -> None:
+    """Its checkpoint stays in the ledger; a glob of the same source must not take it up again."""
+    (tmp_path / "other").mkdir()
+    a, b = tmp_path / "a.log", tmp_path / "other" / "b.log"
+    a.write_bytes(lines(0, 1))
+    b.write_bytes(lines(100, 1))
+    reader = Reader(source(tmp_path / "*.log", b))
+    assert sorted(ids(reader.run())) == [0, 100]
+    append(a, lines(1, 1))
+    append(b, lines(101, 1))
+    reader.source = source(tmp_path / "*.log")
+    assert ids(reader.run()) == [1]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["*.log", "*/*.log", "**/*.log", "**", "a/**", "a/**/b.log", "**/b.log", "?.log", "[ab]/*.log", ".h/*.log", "**/.h/*.log", "a/*/b.log"],
+)
+def test_a_gone_file_is_taken_for_a_glob_match_exactly_when_glob_would_list_it(tmp_path: Path, pattern: str) -> None:
+    """The tail asks glob for the files there, and ``_glob_matches`` for those gone since."""
+    for name in ["a.log", "b.log", ".h.log", "a/b.log", "a/x/b.log", "a/x/y/b.log", "a/.h/b.log", ".h/c.log", "b/c.log"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    files = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
+    listed = {os.path.relpath(m, tmp_path) for m in glob.glob(str(tmp_path / pattern), recursive=True) if os.path.isfile(m)}
+    assert {f for f in files if _glob_matches(f"{tmp_path}/{f}", f"{tmp_path}/{pattern}")} == listed
+
+
+def test_exclude_of_the_first_match_leaves_the_later_ones_in(tmp_path: Path) -> None:
+    (tmp_path / "a-debug.log").write_bytes(lines(0, 1))
+    (tmp_path / "b.log").write_bytes(lines(1, 1))
+    (tmp_path / "c.log").write_bytes(lines(2, 1))
+    reader = Reader(source(tmp_path / "*.log", exclude=("*/a-debug.log",)))
+    assert ids(reader.run()) == [1, 2]
+
+
+def test_an_old_rotated_file_is_not_read_after_the_current_file_was_deleted(tmp_path: Path) -> None:
+    """No file at the path, only an old sibling: the last look (``seen``) tells it is not new."""
+    log, old = tmp_path / "app.log", tmp_path / "app.log.1"
+    old.write_bytes(lines(900, 2))
+    _stamp(old, NOV_1)
+    log.write_bytes(lines(0, 2))
+    reader = Reader(source(log))
+    assert ids(reader.run()) == [0, 1]
+    log.unlink()
+    assert reader.run() == []
+    assert reader.state.values[f"file:{log}"]["current"] is None  # type: ignore[index]
+    assert reader.run() == []  # still no file at the path: the old sibling stays unread
+    log.write_bytes(lines(2, 1))
+    assert ids(reader.run()) == [2]
+
+
+def test_a_crash_after_the_first_checkpoint_a_rotation_then_a_new_file_a_run_later(tmp_path: Path) -> None:
+    """Known but never looked at (no ``seen``), rotated with no file after it: the rotated file
+    is read, and the file that appears at the path a run later is new, read from its start."""
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 2))
+    reader = Reader(source(log))
+    assert reader.run(commit=2) == []  # the pattern's checkpoint and the file's; then the run dies
+    log.rename(tmp_path / "app.log.1")
+    assert ids(reader.run()) == [0, 1]
+    log.write_bytes(lines(2, 2))
+    assert ids(reader.run()) == [2, 3]
+    assert reader.run() == []
+    assert reader.state.values[f"file:{log}"]["rotated"] == []  # type: ignore[index]
+
+
+def test_an_unreadable_rotated_file_does_not_hide_the_newer_ones(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 2))
+    reader = Reader(source(log))
+    reader.run()
+    last = log.stat().st_mtime_ns
+    log.unlink()
+    (tmp_path / "app.log.2.gz").write_bytes(b"not gzip at all\n")
+    (tmp_path / "app.log.1").write_bytes(lines(2, 2))
+    log.write_bytes(lines(4, 1))
+    for n, path in enumerate((tmp_path / "app.log.2.gz", tmp_path / "app.log.1", log), 1):
+        os.utime(path, ns=(last + n * 10**9, last + n * 10**9))
+    with capture_logs() as logs:
+        assert ids(reader.run()) == [2, 3, 4]
+    assert [e["path"] for e in logs if e["event"] == "rotated_file_unreadable"] == [str(tmp_path / "app.log.2.gz")]
+
+
+def test_the_unterminated_last_line_of_a_compressed_rotated_file_is_a_line(tmp_path: Path) -> None:
+    """logrotate compresses a file whole: its last line will never be finished."""
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 40) + b"Nov 23 07:00:00 host app[1]: line 00000040")
+    reader = Reader(source(log))
+    assert ids(reader.run()) == list(range(40))
+    (tmp_path / "app.log.1.gz").write_bytes(gzip.compress(log.read_bytes()))
+    log.unlink()
+    log.write_bytes(lines(41, 1))
+    assert ids(reader.run()) == [40, 41]
+    assert reader.run() == []
+
+
+def test_start_at_end_inside_a_line_longer_than_the_window_skips_the_rest_of_that_line(tmp_path: Path) -> None:
+    """No newline in the last 64 KiB: where the line started is unknown, so none of it is read."""
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 1) + b"x" * (70 * 1024))
+    reader = Reader(source(log, start_at="end"))
+    assert reader.run() == []
+    append(log, b"the end of the long line\n" + lines(1, 2))
+    assert ids(reader.run()) == [1, 2]
