@@ -1225,3 +1225,161 @@ def test_start_at_end_inside_a_line_longer_than_the_window_skips_the_rest_of_tha
     assert reader.run() == []
     append(log, b"the end of the long line\n" + lines(1, 2))
     assert ids(reader.run()) == [1, 2]
+
+
+HEADER = b"Nov 23 07:00:00 host app[1]: logging started 00000999\n"
+
+
+def test_the_fingerprint_grows_with_the_file_so_a_rewrite_with_the_same_first_line_is_told_apart(tmp_path: Path) -> None:
+    """First seen as one line, its fingerprint grows to FINGERPRINT_BYTES as the file does; a
+    copytruncate whose new content starts with the same line is then not taken for the old file."""
+    log = tmp_path / "app.log"
+    log.write_bytes(HEADER)
+    reader = Reader(source(log))
+    assert ids(reader.run()) == [999]
+    append(log, lines(0, 30))
+    assert ids(reader.run()) == list(range(30))
+    append(log, lines(30, 2))
+    shutil.copyfile(log, tmp_path / "app.log.1")
+    with open(log, "r+b") as f:
+        f.truncate(0)
+    append(log, HEADER + lines(100, 40))  # longer than the old offset, same first line
+    assert ids(reader.run()) == [30, 31, 999, *range(100, 140)]
+
+
+def test_a_new_file_with_the_same_first_line_is_not_the_renamed_one(tmp_path: Path) -> None:
+    """Another inode at the path is another file, whatever its first bytes."""
+    log = tmp_path / "app.log"
+    log.write_bytes(HEADER)
+    reader = Reader(source(log))
+    assert ids(reader.run()) == [999]
+    append(log, lines(0, 1))
+    log.rename(tmp_path / "app.log.1")
+    log.write_bytes(HEADER + lines(100, 5))
+    assert ids(reader.run()) == [0, 999, *range(100, 105)]
+
+
+def test_the_renamed_file_is_found_before_an_older_one_with_the_same_first_line(tmp_path: Path) -> None:
+    """Two siblings start alike: the renamed file (same inode, listed first) is the one read, not
+    the older history behind it."""
+    log = tmp_path / "app.log"
+    (tmp_path / "app.log.1").write_bytes(HEADER + lines(900, 2))  # history from before
+    log.write_bytes(HEADER)
+    reader = Reader(source(log))
+    assert ids(reader.run()) == [999]
+    append(log, lines(0, 1))
+    _rotate(log)
+    log.write_bytes(lines(1, 1))
+    assert ids(reader.run()) == [0, 1]
+
+
+def _rotate(log: Path) -> None:
+    """logrotate without compression: x.N becomes x.N+1, oldest first, then x becomes x.1."""
+    n = 1
+    while log.with_name(f"{log.name}.{n}").exists():
+        n += 1
+    for k in range(n - 1, 0, -1):
+        log.with_name(f"{log.name}.{k}").rename(log.with_name(f"{log.name}.{k + 1}"))
+    log.rename(log.with_name(f"{log.name}.1"))
+
+
+def test_an_unreadable_sibling_listed_first_does_not_hide_the_renamed_file(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 2))
+    reader = Reader(source(log))
+    reader.run()
+    append(log, lines(2, 1))
+    log.rename(tmp_path / "app.log.2")
+    (tmp_path / "app.log.1.gz").write_bytes(b"not gzip at all\n")
+    log.write_bytes(lines(3, 1))
+    assert ids(reader.run()) == [2, 3]
+
+
+def test_an_old_short_copy_with_the_same_first_bytes_does_not_stall_the_path(tmp_path: Path) -> None:
+    """A copy cut short (a full disk during copytruncate) starts like the file read, but is shorter
+    than what was read: it is not that file, and the path goes on being read."""
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 40))
+    reader = Reader(source(log))
+    assert len(reader.run()) == 40
+    short = tmp_path / "app.log.1"
+    short.write_bytes(lines(0, 30))  # more than the fingerprint's bytes, less than was read
+    assert FINGERPRINT_BYTES <= short.stat().st_size < log.stat().st_size
+    _stamp(short, NOV_1)  # from before the last look
+    log.unlink()
+    log.write_bytes(lines(100, 1))
+    assert ids(reader.run()) == [100]
+    append(log, lines(101, 1))
+    assert ids(reader.run()) == [101]
+
+
+def test_an_empty_rotated_file_deleted_before_it_is_drained_is_not_taken_for_another(tmp_path: Path) -> None:
+    """An empty file's fingerprint matches any file: only its own inode is it."""
+    log = tmp_path / "app.log"
+    (tmp_path / "app.log.1").write_bytes(lines(900, 2))  # history, never read
+    log.write_bytes(lines(0, 2))
+    reader = Reader(source(log))
+    assert ids(reader.run()) == [0, 1]
+    # down across two rotations; the second moved an empty file
+    _rotate(log)
+    log.write_bytes(b"")
+    _rotate(log)
+    log.write_bytes(lines(2, 1))
+    assert ids(reader.run()) == [2]
+    assert len(reader.state.values[f"file:{log}"]["rotated"]) == 2  # type: ignore[index,arg-type]
+    (tmp_path / "app.log.1").unlink()  # the empty one
+    assert reader.run() == []
+    assert ids(reader.read) == [0, 1, 2]
+
+
+def test_a_rotated_file_newer_than_the_current_one_is_forgotten_after_a_quiet_run(tmp_path: Path) -> None:
+    """Written after the new file was created, the rotated file is the newest: ``seen`` is its
+    own time, which it does not exceed; once quiet for a run it is done."""
+    log, old = tmp_path / "app.log", tmp_path / "app.log.1"
+    log.write_bytes(lines(0, 2))
+    reader = Reader(source(log))
+    reader.run()
+    log.rename(old)
+    log.write_bytes(b"")
+    append(old, lines(2, 1))
+    now = old.stat().st_mtime_ns
+    os.utime(log, ns=(now + 10**9, now + 10**9))
+    os.utime(old, ns=(now + 2 * 10**9, now + 2 * 10**9))
+    assert ids(reader.run()) == [2]
+    assert reader.run() == []
+    assert reader.state.values[f"file:{log}"]["rotated"] == []  # type: ignore[index]
+
+
+def test_lines_written_late_to_an_empty_rotated_file_are_read_after_a_further_rotation(tmp_path: Path) -> None:
+    """Tracked while empty (an empty fingerprint), it is known by its inode alone, also when a
+    file of another inode is listed before it."""
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 2))
+    reader = Reader(source(log))
+    assert ids(reader.run()) == [0, 1]
+    _rotate(log)
+    log.write_bytes(b"")
+    _rotate(log)  # the empty file is app.log.1 now
+    log.write_bytes(lines(2, 1))
+    assert ids(reader.run()) == [2]
+    _rotate(log)  # the empty file is app.log.2, behind the file read last
+    append(tmp_path / "app.log.2", lines(3, 1))  # its writer had not reopened yet
+    log.write_bytes(lines(4, 1))
+    assert ids(reader.run()) == [3, 4]
+
+
+def test_of_two_copies_that_start_alike_the_newest_is_the_file_read(tmp_path: Path) -> None:
+    """copytruncate of a file that starts with the same header every time (a firewall log): its
+    first look saw only the header, so both copies match the fingerprint; the newer is the copy."""
+    log = tmp_path / "app.log"
+    (tmp_path / "app.log.1").write_bytes(HEADER + lines(900, 2))  # the previous copy
+    log.write_bytes(HEADER)
+    reader = Reader(source(log))
+    assert ids(reader.run()) == [999]
+    append(log, lines(0, 1))
+    (tmp_path / "app.log.1").rename(tmp_path / "app.log.2")
+    shutil.copyfile(log, tmp_path / "app.log.1")
+    with open(log, "r+b") as f:
+        f.truncate(0)
+    append(log, lines(1, 1))
+    assert ids(reader.run()) == [0, 1]
