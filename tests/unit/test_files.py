@@ -1090,8 +1090,8 @@ def test_a_rotated_file_being_compressed_is_listed_once_by_its_plain_name(tmp_pa
 
 def test_rotated_siblings_are_found_among_many_links_fifos_and_other_files(tmp_path: Path) -> None:
     """A link or FIFO under a rotated name is passed over, not the end of the listing. The regular
-    files sit between the others in creation order, so that a listing in creation order, in its
-    reverse, or in a hash order (ext4) puts others before them."""
+    files sit between twenty others in creation order, so that a listing in creation order or its
+    reverse puts others before them, and a hash order (ext4) all but surely does."""
     (tmp_path / "auth.log").write_bytes(lines(0, 1))
     (tmp_path / "elsewhere").write_bytes(lines(1, 1))
     for n in range(3, 13):
