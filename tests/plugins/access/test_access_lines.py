@@ -137,6 +137,11 @@ def test_addresses_in_one_slash_24_are_one_network() -> None:
         ("2024-03-01T08:00:00+0000 h sshd[1]: x", datetime(2024, 3, 1, 8, 0, 0, tzinfo=timezone.utc)),
         ("2024-03-01T08:00:00Z h sshd[1]: x", datetime(2024, 3, 1, 8, 0, 0, tzinfo=timezone.utc)),
         ("2022-03-28T14:27:30+00 h sshd[1]: x", datetime(2022, 3, 28, 14, 27, 30, tzinfo=timezone.utc)),
+        # half-hour offsets, and an RFC 3339 stamp without one: local time, as a classic stamp is
+        ("2026-11-23T07:25:53+05:30 h sshd[1]: x", datetime(2026, 11, 23, 1, 55, 53, tzinfo=timezone.utc)),
+        ("2026-11-23T07:25:53.5-03:30 h sshd[1]: x", datetime(2026, 11, 23, 10, 55, 53, tzinfo=timezone.utc)),
+        ("2026-11-23 07:25:53 h sshd[1]: x", datetime(2026, 11, 23, 6, 25, 53, tzinfo=timezone.utc)),
+        ("2026-07-03T21:44:07 h sshd[1]: x", datetime(2026, 7, 3, 19, 44, 7, tzinfo=timezone.utc)),
         ("2015 Nov 13 13:40:01 h sshd[1]: x", datetime(2015, 11, 13, 12, 40, 1, tzinfo=timezone.utc)),
         ("<38>1 2019-07-08T17:40:16.954167-04:00 h sshd 1 - - x", datetime(2019, 7, 8, 21, 40, 16, tzinfo=timezone.utc)),
     ],
