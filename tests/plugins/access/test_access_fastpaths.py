@@ -33,6 +33,7 @@ from normagent.plugins.access.parse import (
     classify,
     parse_auth_lines,
     split_line,
+    split_line_slow,
 )
 from normagent.plugins.access.tally import FAILED_LOGINS, Tally
 from normagent.testing import EPOCH, parse_text, test_pseudonymiser
@@ -214,6 +215,32 @@ def test_every_stamp_is_dated_alike_by_the_shortcuts_and_the_general_way(stamp: 
     ctx = ctx_for(tz)
 
     assert summary(_parse_lines(data, ctx, fast=True)) == summary(_parse_lines(data, ctx, fast=False))
+
+
+# Stamps one character off the two shapes split_line cuts by position.
+ODD_STAMPS = [
+    "2026-11-23T07:25:53xyz+01:00", "2026-11-23T07:25:53.+01:00", "2026-11-23T07:25:53.5a+01:00",
+    "2026-11-23T07:25:53,12+01:00", "2026-11-23T07:25:53.1234567+01:00", "2026-11-23T7:25:53+01:00",
+    "2026-11-23T07:25:53+01:0", "2026-11-23T07:25:53+1:00", "2026-11-23T07:25:53 +01:00", "2026-11-23T07:25:53+01:00:00",
+    "2026-11-23T07:25:53-0130", "2026-11-23T07:2a:53+01:00", "2026-11-23T07:25:5a+01:00", "2026-11-23X07:25:53+01:00",
+    "2026/11/23T07:25:53+01:00", "2026-11-23T07-25-53+01:00", "2026-11-23T07:25:53+01;00", "2026-11-23T07:25:53*01:00",
+    "Nov 23 7:25:53", "Nov  23 07:25:53", "Nov 23 07:25:5", "Nov 2307:25:53", "nov 23 07:25:53", "NOV 23 07:25:53",
+    "Nov 3 07:25:53", "Nov 23 07:25:53.123", "Nov 23 2026 07:25:53", "2026 Nov 23 07:25:53", "Nov x3 07:25:53",
+    "Nov 23 07-25:53", "Nov 23 07:25-53", "Nov-23 07:25:53", "Nov 23 0a:25:53", "Nov 23 07:2a:53", "Nov 23 07:25:5a",
+    "No 23 07:25:53", "Novx23 07:25:53", "Nov 23 07:25:53x",
+]
+
+
+@pytest.mark.parametrize("stamp", STAMPS + ODD_STAMPS)
+def test_the_positional_cut_reads_every_stamp_and_header_as_the_patterns_do(stamp: str) -> None:
+    """split_line cuts the two usual shapes by position and hands anything else to the patterns;
+    whatever it takes, it must read as split_line_slow does (one clock for all, as in a block)."""
+    clock = Clock(EPOCH, ZONES[0])
+    for header in HEADERS:
+        for line in MESSAGES:
+            tag, message = re.match(r"(.*?)(?:\[\d+\])?: (.*)", line).groups()  # type: ignore[union-attr]
+            text = f"{stamp} {header.replace('T', tag)} {message}"
+            assert split_line(text, clock) == split_line_slow(text, Clock(EPOCH, ZONES[0])), text
 
 
 # "T" stands for the tag of each of MESSAGES.
