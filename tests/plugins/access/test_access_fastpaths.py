@@ -243,6 +243,23 @@ def test_the_positional_cut_reads_every_stamp_and_header_as_the_patterns_do(stam
             assert split_line(text, clock) == split_line_slow(text, Clock(EPOCH, ZONES[0])), text
 
 
+# Whole lines one edit off the usual shapes, found by searching such edits for ones that a
+# mutant of split_line's guards reads otherwise than the patterns (bench/README.md).
+ODD_LINES = [
+    "2026-11-23T07:25:53123456+01:00 h gdm-password]: Failed password for root from 203.0.113.9 port 5 ssh2",
+    "2026-11-23T07:25:53,\t5-03:30 h gdm-password]: Failed password for root from 203.0.113.9 port 5 ssh2",
+    "2026-11-23T07:25:53.a5+01:00 h sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2",
+    "2026-11-23T07:25:53+01:0: 0 sshd[4242]: Failed password for root from 203.0.113.9 port 5 ssh2",
+    "Nov  3 07:25:53sshd[4242]: Failed password for root from 203.0.113.9 port 5 ssh2",
+    "Nov 23 07:25:53xh sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2",
+]
+
+
+@pytest.mark.parametrize("line", ODD_LINES)
+def test_the_positional_cut_reads_lines_one_edit_off_as_the_patterns_do(line: str) -> None:
+    assert split_line(line, Clock(EPOCH, ZONES[0])) == split_line_slow(line, Clock(EPOCH, ZONES[0]))
+
+
 # "T" stands for the tag of each of MESSAGES.
 HEADERS = [
     "h T[1]:", "h: T[1]:", "h:x T[1]:", "h:: T[1]:", "[h] T[1]:", "h] T[1]:", "h T[x]:", "h T[]:", "h T:", " h T[1]:",
