@@ -243,6 +243,19 @@ def test_the_positional_cut_reads_every_stamp_and_header_as_the_patterns_do(stam
             assert split_line(text, clock) == split_line_slow(text, Clock(EPOCH, ZONES[0])), text
 
 
+def test_where_a_line_sits_in_its_block_does_not_change_its_outcome() -> None:
+    """The prefilter scans from the block's first byte: a line whose first byte is an anchor's (a
+    message without stamp or tag) is judged at the start of a block as it is after another line."""
+    ctx = ctx_for(ZONES[0])
+    filler = "Nov 23 07:00:00 h cron[1]: (root) CMD (true)"
+    for body in sorted({line.split(": ", 1)[1] for line in REAL[:2000] if ": " in line}):
+        alone = parse_auth_lines(block([body]), ctx)
+        after = parse_auth_lines(block([filler, body]), ctx)
+        assert (alone.parsed, alone.unparsed, alone.ignored + 1, sorted(map(repr, alone.observations))) == (
+            after.parsed, after.unparsed, after.ignored, sorted(map(repr, after.observations))
+        ), body
+
+
 # Whole lines one edit off the usual shapes, found by searching such edits for ones that a
 # mutant of split_line's guards reads otherwise than the patterns (bench/README.md).
 ODD_LINES = [
