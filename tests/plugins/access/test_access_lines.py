@@ -248,6 +248,17 @@ def test_the_prefilter_drops_pam_lines_of_services_with_their_own_verdict() -> N
     assert (spans, dropped) == ([], 3)
 
 
+def test_the_prefilter_finds_an_anchor_right_after_a_byte_that_starts_none() -> None:
+    """Each scan goes on from the byte after a miss: an empty name in quotes puts the quote of
+    "' changed by '" right after another quote, and that line counts (a password reset)."""
+    data = b"Nov 23 07:00:00 h passwd[1]: password for '' changed by 'root'\n"
+
+    spans, _ = candidate_lines(data)
+
+    assert spans == [(0, len(data) - 1)]
+    assert parse_text(parse_auth_lines, data).parsed == 1
+
+
 def test_crlf_lines() -> None:
     data = b"Nov 23 07:25:53 h sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2\r\n"
 
