@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from normagent import ParseContext, ParseResult, TextBlock
+from normagent import ParseContext, ParseResult, Rollup, TextBlock
 from normagent.plugins.access.parse import (
     IGNORED,
     UNPARSED,
@@ -241,6 +241,29 @@ def test_the_positional_cut_reads_every_stamp_and_header_as_the_patterns_do(stam
             tag, message = re.match(r"(.*?)(?:\[\d+\])?: (.*)", line).groups()  # type: ignore[union-attr]
             text = f"{stamp} {header.replace('T', tag)} {message}"
             assert split_line(text, clock) == split_line_slow(text, Clock(EPOCH, ZONES[0])), text
+
+
+def test_lines_out_of_time_order_give_each_row_its_earliest_and_latest_time() -> None:
+    """A block's lines need not be in time order (a clock stepped back, files merged): the rows the
+    sshd shortcut fills keep the earliest first and the latest last, as the general way does. A
+    line whose stamp is no time (Feb 30) goes the general way and stops nothing after it."""
+    ctx = ctx_for(timezone.utc)
+    messages = [
+        "Failed password for root from 203.0.113.9 port 5 ssh2",
+        "Failed password for invalid user admin from 203.0.113.9 port 5 ssh2",
+        "Accepted password for bob from 203.0.113.9 port 5 ssh2",
+    ]
+    lines = [f"Feb 30 07:25:00 h sshd[1]: {m}" for m in messages]
+    lines += [f"Nov 22 07:25:{s} h sshd[1]: {m}" for s in ("30", "10", "50", "20", "05", "40") for m in messages]
+    data = block(lines)
+
+    got = _parse_lines(data, ctx, fast=True)
+
+    assert summary(got) == summary(_parse_lines(data, ctx, fast=False))
+    rows = [o for o in got.observations if isinstance(o, Rollup) and o.day.day == 22]  # the Feb 30 lines: the file's day
+    assert len(rows) == 4  # by account (2), by network, success by network
+    first, last = EPOCH.replace(day=22, minute=25, second=5), EPOCH.replace(day=22, minute=25, second=50)
+    assert {(o.first_seen, o.last_seen) for o in rows} == {(first, last)}
 
 
 def test_where_a_line_sits_in_its_block_does_not_change_its_outcome() -> None:

@@ -305,6 +305,9 @@ def _ctx():  # type: ignore[no-untyped-def]
         ("sshd", "PAM: Authentication failure for bob from 192.0.2.3", ("fail", "sshd", "bad_password", 1, "bob", "192.0.2.3")),
         ("sshd", "Failed password for a b from 192.0.2.1 port 22 ssh2", UNPARSED),  # no valid user has a space
         ("su", "FAILED SU (to root) alice on pts/0", ("fail", "su", "bad_password", 1, "root", None)),
+        # pam_unix's chauthtok line without a service in the tag: its program names the source
+        ("passwd", "pam_unix: password changed for bob", ("reset", "passwd", "unknown", 1, "bob", None)),
+        ("sshd", "pam_unix: password changed for bob", ("reset", "pam", "unknown", 1, "bob", None)),
         # login (L1, L2): util-linux's FROM is the remote host (login -h) or else the terminal;
         # shadow writes " on '<tty>'" and, for a remote login, " from '<host>'"
         ("login", "FAILED LOGIN 1 FROM 192.0.2.4 FOR bob, Authentication failure", ("fail", "login", "bad_password", 1, "bob", "192.0.2.4")),
