@@ -259,6 +259,24 @@ def test_the_prefilter_finds_an_anchor_right_after_a_byte_that_starts_none() -> 
     assert parse_text(parse_auth_lines, data).parsed == 1
 
 
+def test_the_prefilter_keeps_pam_counts_of_services_without_their_own_verdict() -> None:
+    """"PAM n more authentication failures" is passed over only for sshd, sudo, su and login."""
+    line = b"Nov 23 07:00:00 h gdm-password]: PAM 2 more authentication failures; logname= uid=0 euid=0 tty=:0 ruser= rhost=  user=carol\n"
+
+    assert candidate_lines(line) == ([(0, len(line) - 1)], 0)
+    assert parse_text(parse_auth_lines, line).parsed == 1
+
+
+def test_classic_stamps_take_their_year_from_the_file_not_from_now() -> None:
+    """Read in November, a file last written in January: its March lines are last year's."""
+    line = "Mar  1 10:00:00 h sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2"
+    mtime = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    result = parse_text(parse_auth_lines, line, tz=OSLO, mtime=mtime, now=EPOCH)
+
+    assert {o.day for o in result.observations if isinstance(o, Rollup)} == {date(2025, 3, 1)}
+
+
 def test_crlf_lines() -> None:
     data = b"Nov 23 07:25:53 h sshd[1]: Failed password for root from 203.0.113.9 port 5 ssh2\r\n"
 
