@@ -24,6 +24,7 @@ import pytest
 
 from normagent.ledger import Ledger
 from tests.support.ports import reserve_port
+from tests.support.service import service_environment
 
 ROUNDS = 6
 TCP_PER_ROUND = 300
@@ -102,7 +103,8 @@ devices = {{ lab = {{ senders = ["127.0.0.1"] }} }}
 
     def start() -> subprocess.Popen[bytes]:
         with open(output, "ab") as out:
-            return subprocess.Popen([sys.executable, "-m", "normagent", "run", "--config", str(config)], stdout=out, stderr=out)
+            return subprocess.Popen([sys.executable, "-m", "normagent", "run", "--config", str(config)], stdout=out, stderr=out,
+                                    env={**os.environ, **service_environment()})
 
     def wait_listening() -> None:
         deadline = time.monotonic() + 60
