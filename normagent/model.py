@@ -568,7 +568,10 @@ class WindowsEvent:
             raise ValueError(f"not a Windows event (time, channel, provider and computer are strings): {str(value)[:200]}")
         if not (isinstance(data, dict) and all(isinstance(v, str) for v in data.values())):
             raise ValueError(f"not a Windows event (data maps names to strings): {str(value)[:200]}")
-        when = datetime.fromisoformat(time)
+        try:
+            when = datetime.fromisoformat(time)
+        except ValueError:
+            raise ValueError(f"not a Windows event (its time is not ISO 8601): {time!r}") from None
         if when.tzinfo is None:
             raise ValueError(f"not a Windows event (its time has no offset): {time!r}")
         return cls(record_id=record_id, time=when, channel=channel, provider=provider, event_id=event_id,  # type: ignore[arg-type]

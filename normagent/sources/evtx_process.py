@@ -41,8 +41,9 @@ from normagent.model import RecordBlock, WindowsEvent
 from normagent.sources.evtx import EvtxFileError, EvtxPosition, EvtxStats
 
 # The worker, started with this interpreter and environment (PYTHONOPTIMIZE and the rest carry
-# over). Tests pass another command (``command=``) to play a child that crashes or hangs.
-WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "normagent.sources.evtx_worker")
+# over; -P: the working directory is no place to import from). Tests set another command to play
+# a child that crashes or hangs.
+WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-P", "-m", "normagent.sources.evtx_worker")
 # How long a child may stay silent (no block, no last line) before it is taken for stuck. A block
 # is sent at least every block_records * SCAN_FACTOR records; even a 1 GB file's first block
 # (chunk headers scanned, then up to a million records read) comes well within this.
@@ -62,7 +63,7 @@ def read_evtx_in_child(
     position: EvtxPosition | None = None,
     deadline: float | None = None,
     silence: float = SILENCE_SECONDS,
-    command: Sequence[str] = WORKER_COMMAND,
+    command: Sequence[str] | None = None,
 ) -> EvtxProcessReader:
     """``read_evtx`` in a child process; see the module docstring.
 
@@ -70,7 +71,8 @@ def read_evtx_in_child(
         path, channels, event_ids, block_records, position: As for ``read_evtx``.
         deadline: ``time.monotonic()`` value at which the child is killed (the run's deadline).
         silence: Seconds the child may go without sending a line before it is killed.
-        command: The worker command; tests only.
+        command: The worker command; tests only. None: ``WORKER_COMMAND``, looked up at the call,
+            so a test can set it for a reader the agent creates deep inside a collector.
     """
     if block_records < 1:
         raise ValueError(f"block_records must be at least 1, got {block_records}")
@@ -82,7 +84,7 @@ def read_evtx_in_child(
         block_records=block_records,
         deadline=deadline,
         silence=silence,
-        command=tuple(command),
+        command=tuple(command if command is not None else WORKER_COMMAND),
     )
 
 
