@@ -3,7 +3,9 @@
 ``read_evtx(path, ...)`` returns an ``EvtxReader``; iterating it yields ``(RecordBlock, last_record_id)``
 with ``WindowsEvent`` records. After each block, ``reader.position`` is the ``EvtxPosition`` to
 commit with that block's observations (``position.to_json()``), and ``reader.stats`` counts what
-was read, filtered out, damaged or lost so far.
+was read, filtered out, damaged or lost so far. The agent and ``normagent parse`` run a pass in a
+child process (``normagent.sources.evtx_process``, which gives the same blocks through the same
+interface), so that a crash of the native parser or the memory a pass fragments stays there.
 
 How a file is read, and why:
 
