@@ -118,6 +118,7 @@ class EvtxProcessReader:
         self._silence = silence
         self._command = command
         self._child: subprocess.Popen[bytes] | None = None
+        self._started = False
         self._stderr = b""
 
     def __enter__(self) -> EvtxProcessReader:
@@ -139,8 +140,9 @@ class EvtxProcessReader:
                 pipe.close()
 
     def __iter__(self) -> Iterator[tuple[RecordBlock, int]]:
-        if self._child is not None:
+        if self._started:
             raise RuntimeError(f"{self.path}: an EVTX pass is iterated once")
+        self._started = True
         lines: Generator[bytes, None, None] | None = None
         try:
             child = self._child = subprocess.Popen(

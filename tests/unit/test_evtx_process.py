@@ -213,3 +213,11 @@ def test_the_agent_process_never_loads_the_native_parser(tmp_path: Path) -> None
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["2261", "False"]
+
+
+def test_a_pass_is_iterated_once() -> None:
+    """A second iteration would start again from the first position and count everything twice."""
+    reader = read_evtx_in_child(FIXTURES / "new-user-security.evtx")
+    assert sum(len(block.records) for block, _ in reader) == 4
+    with pytest.raises(RuntimeError, match="iterated once"):
+        list(reader)
