@@ -257,7 +257,6 @@ class Section:
     optional: bool = False  # absent table → None instead of defaults
 
 
-
 def _close_matches(word: str, possibilities: list[str], n: int = 1, cutoff: float = 0.6) -> list[str]:
     """difflib's "did you mean" for a wrong key or value; difflib is imported only then, as the
     running agent never needs it."""

@@ -157,11 +157,10 @@ _LEGACY_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LEGACY_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
-
 def gzipped(body: bytes) -> bytes:
-    """``body`` as a gzip member (RFC 1952), from zlib directly: the gzip module (with shutil,
-    bz2 and lzma) is not worth its resident memory for this one call. Level 6, as
-    prometheus_client compresses; the header's time is 0, which RFC 1952 allows."""
+    """``body`` as a gzip member (RFC 1952), from zlib directly: the gzip module is not worth
+    its resident memory in every agent for this one call. Level 6, as prometheus_client
+    compresses; the header's time is 0, which RFC 1952 allows."""
     packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 16+15: the gzip header and trailer
     return packer.compress(body) + packer.flush()
 
