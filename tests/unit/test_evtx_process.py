@@ -221,3 +221,18 @@ def test_a_pass_is_iterated_once() -> None:
     assert sum(len(block.records) for block, _ in reader) == 4
     with pytest.raises(RuntimeError, match="iterated once"):
         list(reader)
+
+
+def test_a_stop_signal_to_the_agent_s_process_group_does_not_end_the_child_mid_pass() -> None:
+    """``systemctl stop`` signals the whole cgroup: the child ignores SIGTERM and SIGINT, and the
+    agent, which decides when to stop reading, ends it itself."""
+    import signal
+
+    reader = read_evtx_in_child(SECURITY, block_records=100)
+    blocks = iter(reader)
+    total = len(next(blocks)[0].records)  # the worker has started, its handlers are set
+    [child] = psutil.Process().children()
+    child.send_signal(signal.SIGTERM)
+    child.send_signal(signal.SIGINT)
+    total += sum(len(block.records) for block, _ in blocks)
+    assert total == 2261 and reader.position.record_id == 2261

@@ -550,6 +550,17 @@ def test_parse_inputs_reads_evtx() -> None:
     assert (item.kind, item.lines, item.result.ignored) == ("evtx", expected, expected)
 
 
+def test_parse_inputs_reports_an_evtx_file_that_crashes_the_parser_as_an_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``normagent parse`` reads EVTX through the same child process: a crash is exit 66 naming the file."""
+    from normagent.sources import evtx_process
+    from tests.support.evtx_workers import crashing_worker
+
+    monkeypatch.setattr(evtx_process, "WORKER_COMMAND", crashing_worker(1))
+    path = FIXTURES / "evtx" / "security.evtx"
+    with pytest.raises(InputError, match=f"{path}: the evtx parser crashed \\(killed by SIGSEGV\\)"):
+        list(parse_inputs([path], record_parser(lambda record, ctx: []), CTX))
+
+
 def test_parse_inputs_names_a_missing_input_before_parsing_anything(tmp_path: Path) -> None:
     (tmp_path / "a.log").write_bytes(lines(0, 1))
     with pytest.raises(InputError, match="nope.log: no such file"):
