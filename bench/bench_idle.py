@@ -50,6 +50,8 @@ from typing import Any
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.support.service import service_environment  # noqa: E402
 DEBS_ROOT = REPO / ".cache" / "debs" / "root"
 BLOCK = 100  # scrapes of one exporter before switching to the other
 PROMETHEUS_HEADERS = {  # what Prometheus 2.42 sends when it scrapes
@@ -222,6 +224,7 @@ def start_normagent(workdir: Path, log: Path, extra_config: str = "", forwarders
                       + extra_config + (forwarders_config(workdir) if forwarders else ""))
     binary = Path(sys.executable).with_name("normagent")
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    env.update(service_environment())  # the agent as systemd/normagent.service runs it
     command = [str(binary)]
     if source_tree is not None:  # the editable install's finder would answer for normagent: take it out
         command = [sys.executable, "-c", "import sys; sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in "

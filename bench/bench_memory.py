@@ -117,6 +117,7 @@ def agent_config(home: Path, sources: str) -> Path:
 
 def run_for(command: list[str], seconds: float, stderr: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    env.update(bench_idle.service_environment())  # the agent as systemd/normagent.service runs it
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL, env=env)
 
 

@@ -71,6 +71,7 @@ if TYPE_CHECKING:
         TextBlock,
         WindowsEvent,
     )
+    from normagent.memory import give_back_memory
     from normagent.privacy import network_of
     from normagent.sources.evtx import EvtxSettings
     from normagent.sources.journald import JournalSettings
@@ -101,6 +102,7 @@ _HOMES = {
          "SnmpVarBind", "TextBlock", "WindowsEvent"),
         "normagent.model",
     ),
+    "give_back_memory": "normagent.memory",
     "network_of": "normagent.privacy",
     "EvtxSettings": "normagent.sources.evtx",
     "JournalSettings": "normagent.sources.journald",
@@ -128,6 +130,7 @@ __all__ = [
     "JournalSettings",
     "evtx_log_collector",
     "file_log_collector",
+    "give_back_memory",
     "journal_log_collector",
     "line_parser",
     "network_of",

@@ -37,7 +37,7 @@ from typing import Any
 
 import structlog
 
-from normagent import __version__, systemd
+from normagent import __version__, memory, systemd
 from normagent.clock import Clock, SystemClock
 from normagent.config import Config, Section, find_config_path, load_config
 from normagent.deviations import Deviations, DeviationSettings, check_rule, validate_deviations
@@ -65,6 +65,9 @@ log = structlog.get_logger(__name__)
 LEDGER_FILE = "ledger.db"
 PRUNE_EVERY = timedelta(hours=6)
 PRUNE_RETRY = timedelta(minutes=5)  # after a prune the ledger could not store (a full disk)
+# Seconds between handing freed memory back (normagent.memory), when no collector runs: the
+# collectors' usual interval, so what one cycle freed is given back before the next.
+GIVE_BACK_EVERY = 60.0
 
 
 def sections() -> dict[str, Section]:
@@ -184,6 +187,7 @@ class Agent:
         """Wait for stop or reload requests; feed the watchdog. Returns the exit code."""
         watchdog = systemd.watchdog_interval()
         next_prune = self._clock.monotonic()
+        next_give_back = self._clock.monotonic() + GIVE_BACK_EVERY
         next_rules = 0.0
         while not self._stop.is_set():
             self._wake.wait(timeout=min(watchdog or 5.0, 5.0, next_rules))
@@ -198,6 +202,9 @@ class Agent:
             self._watch_state()
             if watchdog and self.healthy():
                 systemd.notify("WATCHDOG=1")
+            if self._clock.monotonic() >= next_give_back and self._scheduler and not self._scheduler.running():
+                next_give_back = self._clock.monotonic() + GIVE_BACK_EVERY
+                memory.give_back_memory()
             if self._clock.monotonic() >= next_prune and self._ledger and self._setup and not self._state_lost:
                 next_prune = self._clock.monotonic() + PRUNE_EVERY.total_seconds()
                 try:
@@ -482,6 +489,7 @@ def run_agent(config_path: Path | None, early_signals: Sequence[int] = (), *, ne
             needs nothing, as the configuration is read after it anyway.
         new_state: ``--new-state``: start a new ledger where the old one is lost, on purpose.
     """
+    memory.limit_malloc_arenas()  # before the first thread: glibc fixes the limit then
     agent = Agent(config_path, new_state=new_state)
     agent.install_signal_handlers()
     if any(signum in (signal.SIGTERM, signal.SIGINT) for signum in early_signals):

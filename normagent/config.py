@@ -30,7 +30,6 @@ Imports only normagent.errors (and, for types, normagent.model and normagent.loa
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import re
 import tomllib
@@ -256,6 +255,14 @@ class Section:
     settings: type
     check: Callable[[Any], Sequence[tuple[str, str]]] | None = None  # → (key, message) pairs
     optional: bool = False  # absent table → None instead of defaults
+
+
+def _close_matches(word: str, possibilities: list[str], n: int = 1, cutoff: float = 0.6) -> list[str]:
+    """difflib's "did you mean" for a wrong key or value; difflib is imported only then, as the
+    running agent never needs it."""
+    import difflib
+
+    return difflib.get_close_matches(word, possibilities, n=n, cutoff=cutoff)
 
 
 def find_config_path(explicit: Path | None) -> Path | None:
@@ -528,7 +535,7 @@ class _Walker:
             path: KeyPath = ("rules", name)
             site = name not in known
             if site and not (isinstance(raw, dict) and "watch" in raw):
-                close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+                close = _close_matches(name, list(known), n=1, cutoff=0.6)
                 extra = "" if close else "; a rule of the site's own needs watch, comparison and threshold"
                 self.unknown(path, name, list(known), what="rule", extra=extra)
                 continue
@@ -620,7 +627,7 @@ class _Walker:
     # -------------------------------------------------------------------------------------------
 
     def unknown(self, path: KeyPath, key: str, choices: Sequence[str], what: str = "key", extra: str = "") -> None:
-        close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
+        close = _close_matches(key, list(choices), n=1, cutoff=0.6)
         hint = f'; did you mean "{close[0]}"?' if close else ""
         if not close and choices and len(choices) <= 12:
             hint = "; expected one of: " + ", ".join(sorted(str(c) for c in choices))
@@ -700,7 +707,7 @@ class _Walker:
             if raw in args and type(raw) is type(args[0]):
                 return raw
             choices = ", ".join(f'"{a}"' if isinstance(a, str) else str(a) for a in args)
-            close = difflib.get_close_matches(str(raw), [str(a) for a in args], n=1) if isinstance(raw, str) else []
+            close = _close_matches(str(raw), [str(a) for a in args], n=1) if isinstance(raw, str) else []
             hint = f'; did you mean "{close[0]}"?' if close else ""
             self.problem(path, f"expected one of {choices}, got {_show(raw)}{hint}")
             return INVALID

@@ -38,6 +38,7 @@ import os
 import re
 import stat
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -814,7 +815,8 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
     its position; one that cannot be opened (permissions, I/O) does not keep the others from
     being read, and the run fails at the end.
     """
-    from normagent.sources.evtx import EvtxFileError, EvtxPosition, read_evtx
+    from normagent.sources.evtx import EvtxFileError, EvtxPosition
+    from normagent.sources.evtx_process import read_evtx_in_child
 
     failures: list[Exception] = []
     for logical, real in _expand(ctx.root, chosen.paths):
@@ -832,17 +834,21 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
             except ValueError:
                 ctx.log.warning("checkpoint_unusable", key=key)
                 position = EvtxPosition()
-            reader = read_evtx(
+            # In a child process: a parser crash on a hostile file ends that child, not the
+            # agent, and the memory a pass fragments is handed back when it exits.
+            reader = read_evtx_in_child(
                 real,
                 position=position,
                 channels=tuple(getattr(chosen, "channels", ())),
                 event_ids=tuple(getattr(chosen, "event_ids", ())),
                 block_records=int(getattr(chosen, "block_records", RECORDS_PER_BLOCK)),
+                deadline=_real_deadline(ctx),
             )
             counted = 0
-            for block, _ in reader:
-                unreadable, counted = reader.stats.unreadable - counted, reader.stats.unreadable
-                yield _Step(block, key, {"position": reader.position.to_json()}, unreadable)
+            with reader:  # stopped early (deadline, shutdown): the child is killed and reaped
+                for block, _ in reader:
+                    unreadable, counted = reader.stats.unreadable - counted, reader.stats.unreadable
+                    yield _Step(block, key, {"position": reader.position.to_json()}, unreadable)
             _log_evtx_pass(ctx, logical, reader.stats)
             done: dict[str, JSONValue] = {
                 "position": reader.position.to_json(),
@@ -867,6 +873,14 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
             failures.append(exc)
     if failures:
         raise failures[0]
+
+
+def _real_deadline(ctx: RunContext) -> float | None:
+    """The run's deadline on ``time.monotonic()`` (``ctx.clock`` may be a test's), for a child process to
+    be killed at; None when the run has none."""
+    if ctx.deadline == float("inf"):
+        return None
+    return time.monotonic() + max(ctx.deadline - ctx.clock.monotonic(), 0.0)
 
 
 def _log_evtx_pass(ctx: RunContext, path: str, stats: Any) -> None:
@@ -1460,12 +1474,16 @@ def _sniff(head: bytes) -> InputKind:
 def _evtx_blocks(path: str, damage: list[str]) -> Iterator[LogBlock]:
     """The records of an .evtx input; a file that is no EVTX is an ``InputError`` (exit 66), as a
     missing one is. Damage inside a readable file is described in ``damage`` once it is read."""
-    from normagent.sources.evtx import EvtxFileError, read_evtx
+    from normagent.sources.evtx import EvtxFileError
+    from normagent.sources.evtx_process import read_evtx_in_child
 
     try:
-        reader = read_evtx(path, block_records=RECORDS_PER_BLOCK)
-        for block, _ in reader:
-            yield block
+        # In a child process, as the agent reads it: a file that crashes the parser is an
+        # unreadable input, not a crash of the command.
+        reader = read_evtx_in_child(path, block_records=RECORDS_PER_BLOCK)
+        with reader:
+            for block, _ in reader:
+                yield block
     except EvtxFileError as exc:
         raise InputError(str(exc)) from exc
     except OSError as exc:

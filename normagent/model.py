@@ -544,6 +544,39 @@ class WindowsEvent:
     computer: str
     data: Mapping[str, str]
 
+    def to_json(self) -> list[JSONValue]:
+        """The event as a JSON array in field order (the EVTX worker process sends events this way).
+
+        An array, not an object: a block of a thousand events would repeat every key a thousand
+        times through the pipe. ``time`` is ISO 8601 with its offset, so ``from_json`` gets the
+        same aware datetime back; JSON integers keep ``keywords`` above 2**63 exactly.
+        """
+        return [self.record_id, self.time.isoformat(), self.channel, self.provider, self.event_id, self.level,
+                self.keywords, self.computer, dict(self.data)]
+
+    @classmethod
+    def from_json(cls, value: JSONValue) -> WindowsEvent:
+        """Rebuild an event from ``to_json``; ``ValueError`` saying what is wrong for anything else
+        (what a damaged or foreign process wrote must not become a plausible event)."""
+        if not (isinstance(value, list) and len(value) == 9):
+            raise ValueError(f"not a Windows event (an array of 9 fields): {str(value)[:200]}")
+        record_id, time, channel, provider, event_id, level, keywords, computer, data = value
+        numbers = (record_id, event_id, level, keywords)
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
+            raise ValueError(f"not a Windows event (record id, event id, level and keywords are integers): {str(value)[:200]}")
+        if not (isinstance(time, str) and isinstance(channel, str) and isinstance(provider, str) and isinstance(computer, str)):
+            raise ValueError(f"not a Windows event (time, channel, provider and computer are strings): {str(value)[:200]}")
+        if not (isinstance(data, dict) and all(isinstance(v, str) for v in data.values())):
+            raise ValueError(f"not a Windows event (data maps names to strings): {str(value)[:200]}")
+        try:
+            when = datetime.fromisoformat(time)
+        except ValueError:
+            raise ValueError(f"not a Windows event (its time is not ISO 8601): {time!r}") from None
+        if when.tzinfo is None:
+            raise ValueError(f"not a Windows event (its time has no offset): {time!r}")
+        return cls(record_id=record_id, time=when, channel=channel, provider=provider, event_id=event_id,  # type: ignore[arg-type]
+                   level=level, keywords=keywords, computer=computer, data=data)  # type: ignore[arg-type]
+
 
 LogRecord: TypeAlias = "JournalEntry | WindowsEvent"
 

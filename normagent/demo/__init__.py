@@ -20,9 +20,7 @@ import argparse
 import hashlib
 import io
 import json
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +33,9 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from normagent.errors import InputError, NormagentError, UsageError
+
+# shutil and tempfile (which bring bz2, lzma and random) are imported where they are used: every
+# `normagent run` imports this module for the demo's arguments.
 
 log = structlog.get_logger(__name__)
 
@@ -112,6 +113,8 @@ def run_demo(
         return result
     finally:
         if remove and created:
+            import shutil
+
             shutil.rmtree(directory, ignore_errors=True)
             print(f"{directory} removed (--keep or --dir keeps the clinic, its ledger and the report)", file=out)
 
@@ -131,6 +134,8 @@ def _check_port(port: int) -> None:
 
 def _directory(given: Path | None) -> tuple[Path, bool]:
     if given is None:
+        import tempfile
+
         return Path(tempfile.mkdtemp(prefix="normagent-demo-")), True
     path = given.absolute()
     if path.exists():
@@ -224,6 +229,8 @@ def _reports(config_path: Path, result: DemoResult, lang: str, now: datetime, ou
     folder.mkdir(exist_ok=True)
     formats = ["html", "json"]
     chromium = config.sections["report"].chromium
+    import shutil
+
     if shutil.which(chromium):
         formats.append("pdf")
     else:

@@ -3,7 +3,9 @@
 ``read_evtx(path, ...)`` returns an ``EvtxReader``; iterating it yields ``(RecordBlock, last_record_id)``
 with ``WindowsEvent`` records. After each block, ``reader.position`` is the ``EvtxPosition`` to
 commit with that block's observations (``position.to_json()``), and ``reader.stats`` counts what
-was read, filtered out, damaged or lost so far.
+was read, filtered out, damaged or lost so far. The agent and ``normagent parse`` run a pass in a
+child process (``normagent.sources.evtx_process``, which gives the same blocks through the same
+interface), so that a crash of the native parser or the memory a pass fragments stays there.
 
 How a file is read, and why:
 
@@ -66,7 +68,7 @@ import struct
 import zlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Generator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -227,6 +229,24 @@ class EvtxStats:
     chunks_damaged: int = 0
     out_of_order: int = 0
     truncated: bool = False
+
+    def to_json(self) -> dict[str, JSONValue]:
+        """The counts as a JSON object (the EVTX worker process reports them after each block)."""
+        return {name: getattr(self, name) for name in _STATS_FIELDS}
+
+    @classmethod
+    def from_json(cls, value: JSONValue) -> EvtxStats:
+        """Rebuild stats from ``to_json``: every field, of its type, and nothing else (``ValueError``)."""
+        if not (isinstance(value, dict) and set(value) == set(_STATS_FIELDS)):
+            raise ValueError(f"not EVTX stats (the fields {', '.join(_STATS_FIELDS)}): {str(value)[:200]}")
+        for name, kind in _STATS_FIELDS.items():
+            item = value[name]
+            if not (isinstance(item, kind) and (kind is bool or (not isinstance(item, bool) and item >= 0))):  # type: ignore[operator]
+                raise ValueError(f"not EVTX stats ({name} is not a {'flag' if kind is bool else 'count'}): {str(value)[:200]}")
+        return cls(**value)  # type: ignore[arg-type]
+
+
+_STATS_FIELDS: dict[str, type] = {f.name: type(f.default) for f in fields(EvtxStats)}  # every field: int or bool
 
 
 @dataclass(frozen=True, slots=True)

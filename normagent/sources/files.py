@@ -59,18 +59,16 @@ Imports only the standard library and normagent.model (structlog for the log).
 
 from __future__ import annotations
 
-import bz2
 import contextlib
 import errno
 import fnmatch
 import functools
 import glob
-import gzip
 import hashlib
-import lzma
 import os
 import re
 import stat
+import sys
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -282,12 +280,22 @@ def _stream_reader(read: Callable[[int], bytes], start: int) -> Callable[[int, i
     return read_at
 
 
+# The decompressors' modules (gzip, bz2, lzma, with their libraries) are imported by the first
+# compressed file read, not by every agent: most rotate to plain files first.
+
+
 def _open_codec(path: str, codec: str) -> IO[bytes]:
     if codec == "gzip":
+        import gzip
+
         return gzip.open(path, "rb")  # type: ignore[return-value]  # GzipFile is a binary IO
     if codec == "bz2":
+        import bz2
+
         return bz2.open(path, "rb")
     if codec == "xz":
+        import lzma
+
         return lzma.open(path, "rb")
     return open(path, "rb")  # noqa: SIM115 - the caller closes it
 
@@ -309,16 +317,26 @@ def codec_from_magic(head: bytes) -> str:
 def open_codec_stream(stream: IO[bytes], codec: str) -> IO[bytes]:
     """A decompressing reader over an open binary stream (which it does not close)."""
     if codec == "gzip":
+        import gzip
+
         return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]  # GzipFile is a binary IO
     if codec == "bz2":
+        import bz2
+
         return bz2.BZ2File(stream, "rb")
     if codec == "xz":
+        import lzma
+
         return lzma.LZMAFile(stream, "rb")
     raise ValueError(f"unknown codec {codec!r}")
 
 
-# Corrupt or truncated compressed data, as the three decompressors report it.
-_DECOMPRESS_ERRORS = (EOFError, OSError, lzma.LZMAError, ValueError)
+def _decompress_errors() -> tuple[type[BaseException], ...]:
+    """Corrupt or truncated compressed data, as the three decompressors report it. A function, as
+    ``except`` evaluates it only when something was raised: lzma's error exists only once lzma
+    was imported, and only then can it have been raised."""
+    lzma = sys.modules.get("lzma")
+    return (EOFError, OSError, ValueError, *((lzma.LZMAError,) if lzma is not None else ()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -791,7 +809,7 @@ class FileTail:
                 head = _read_head(sibling, FINGERPRINT_BYTES)
             except _Moved:
                 raise  # before anything is handed out: this run leaves the path alone
-            except (OSError, *_DECOMPRESS_ERRORS) as exc:
+            except _decompress_errors() as exc:
                 self.log.warning("rotated_file_unreadable", path=self._logical(sibling.path), error=str(exc))
                 continue
             plan.append((_Tracked(st.st_dev, st.st_ino, fingerprint(head), len(head), path=sibling.path), sibling))
@@ -880,7 +898,7 @@ class FileTail:
                 yield from self._emit(key, t, reader, origin, mtime, t.fp[:16], complete=True)
         except _Moved:
             raise
-        except _DECOMPRESS_ERRORS as exc:
+        except _decompress_errors() as exc:
             self.log.warning("rotated_file_corrupt", path=origin, offset=t.offset, error=str(exc))
         if t.mtime <= (ps.seen or 0):
             ps.rotated.remove(t)
@@ -1107,14 +1125,7 @@ def _opened(sibling: _Sibling) -> Iterator[IO[bytes]]:
     raw = os.fdopen(_open_pinned(sibling), "rb")
     stream: IO[bytes]
     try:
-        if sibling.codec == "gzip":
-            stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
-        elif sibling.codec == "bz2":
-            stream = bz2.BZ2File(raw)
-        elif sibling.codec == "xz":
-            stream = lzma.LZMAFile(raw)
-        else:
-            stream = raw
+        stream = open_codec_stream(raw, sibling.codec) if sibling.codec else raw
         try:
             yield stream
         finally:
@@ -1148,7 +1159,7 @@ def _locate(t: _Tracked, siblings: list[_Sibling]) -> _Sibling | None:
             head = _read_head(sibling, t.fpn)
         except _Moved:
             raise
-        except (OSError, *_DECOMPRESS_ERRORS):
+        except _decompress_errors():
             continue  # unreadable: it cannot be told to be this file
         if len(head) < t.fpn or fingerprint(head) != t.fp:
             continue

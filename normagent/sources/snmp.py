@@ -507,7 +507,9 @@ class _CompiledMibs:
         return namespace
 
 
-if not isinstance(mib_builder.runpy, _CompiledMibs):
+# Under ``python -O`` (the service's PYTHONOPTIMIZE) pysnmp runs the code object its MIB source
+# already read, and has no ``runpy`` to stand in for.
+if getattr(mib_builder, "runpy", None) is not None and not isinstance(mib_builder.runpy, _CompiledMibs):
     mib_builder.runpy = _CompiledMibs()
 
 

@@ -24,7 +24,6 @@ only ``normagent`` and the standard library.
 
 from __future__ import annotations
 
-import calendar
 import functools
 import re
 from datetime import datetime, timedelta
@@ -49,6 +48,8 @@ Outcome: TypeAlias = "Verdict | str"
 # Services whose own message carries the verdict; pam_unix's lines for them repeat an attempt
 # already counted (docs/access-counting-rules.md, rule P1).
 OWN_VERDICT = frozenset({"sshd", "sudo", "su", "login"})
+
+_EPOCH_ORDINAL = datetime(1970, 1, 1).toordinal()  # day 0 of Unix time, for Clock.iso
 
 _FAMILY = {
     "sshd": "sshd",
@@ -482,8 +483,9 @@ class Clock:
         if base is None:
             try:
                 y, mo, d = int(date[:4]), int(date[5:7]), int(date[8:10])
-                base = float(calendar.timegm((y, mo, d, int(h), 0, 0)))
-                datetime(y, mo, d)  # validates the date
+                # calendar.timegm's arithmetic, without the calendar module;
+                # datetime() validates the date
+                base = float((datetime(y, mo, d).toordinal() - _EPOCH_ORDINAL) * 86_400 + int(h) * 3_600)
             except ValueError:
                 return None
             if off is None:

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from normagent import CollectorSpec, ReportSection, RuleSpec, hookimpl
 
 from .collectors import PROBES_COLLECTOR
-from .report import NETWORK_SECTION, SERVICES_SECTION
 from .rules import RULES
 
 
@@ -28,4 +27,6 @@ def register_rules() -> Iterable[RuleSpec]:
 
 @hookimpl
 def register_report_sections() -> Iterable[ReportSection]:
+    from .report import NETWORK_SECTION, SERVICES_SECTION  # imported by `normagent report`, not by `run`
+
     return (SERVICES_SECTION, NETWORK_SECTION)

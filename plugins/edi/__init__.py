@@ -13,7 +13,6 @@ from collections.abc import Iterable
 
 from normagent import CollectorSpec, ReportSection, RuleSpec, hookimpl
 from normagent.plugins.edi.collectors import make_spec
-from normagent.plugins.edi.report import SECTION
 from normagent.plugins.edi.rules import RULES
 
 
@@ -29,4 +28,6 @@ def register_rules() -> Iterable[RuleSpec]:
 
 @hookimpl
 def register_report_sections() -> Iterable[ReportSection]:
+    from normagent.plugins.edi.report import SECTION  # imported by `normagent report`, not by `run`
+
     return (SECTION,)

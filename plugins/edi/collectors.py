@@ -48,6 +48,7 @@ from normagent import (
     MetricSpec,
     NoData,
     RunContext,
+    give_back_memory,
 )
 from normagent.plugins.edi import codes, correlate, stops
 from normagent.plugins.edi.index import (
@@ -389,23 +390,6 @@ class _Budget:
 BIG_CYCLE = 10_000  # files read in one cycle after which the freed memory is handed back
 
 
-def _give_back_memory() -> None:
-    """Hand the memory of a large cycle (a first index: the names of 300,000 files, their
-    traffic times) back to the system, so the idle agent does not keep its peak.
-
-    Python's allocator frees its arenas, but glibc keeps the freed heap unless asked
-    (``malloc_trim``); elsewhere (musl) this does nothing.
-    """
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 class EdiCollector:
     """The collector object behind ``edi.messages``: holds the index's small mirror and the
     inotify watches between cycles.
@@ -541,7 +525,7 @@ class EdiCollector:
         yield from self._finish(ctx, cycle, index, stage, tally, traffic, found.folders_up)
         if found.found >= BIG_CYCLE:
             del found, stage, tally, traffic
-            _give_back_memory()
+            give_back_memory()  # the first index's names and times: the idle agent must not keep its peak
 
     @staticmethod
     def _stage_dirs(

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import quopri
 import re
 import xml.parsers.expat
 from collections.abc import Iterable, Iterator
@@ -978,6 +977,8 @@ def _parse_part(part: _Part, max_header_bytes: int) -> Parsed:
         except binascii.Error:
             return Parsed("malformed", detail="bad base64 in MIME part")
     elif part.encoding == "quoted-printable":
+        import quopri  # here: rare in EDI, and not worth every agent's memory
+
         body = quopri.decodestring(body)
     return _parse_xml(_Stream(_slices(body)), max_header_bytes, wrapper="mime")
 

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from normagent import CollectorSpec, ReportSection, RuleSpec, hookimpl
 
 from .collectors import COLLECTORS
-from .report import SECTION
 from .rules import RULES
 
 
@@ -29,4 +28,6 @@ def register_rules() -> Iterable[RuleSpec]:
 
 @hookimpl
 def register_report_sections() -> Iterable[ReportSection]:
+    from .report import SECTION  # imported by `normagent report`, not by `run`
+
     return (SECTION,)

@@ -26,6 +26,7 @@ import pytest
 import requests
 
 from tests.support.tools import REPO, require_tool
+from tests.support.service import service_environment
 from tests.support.ports import reserve_port
 
 MAKE_PKI = REPO / "tests" / "fixtures" / "tls" / "make_pki.sh"
@@ -38,6 +39,11 @@ def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
     env.update(extra or {})
     return env
+
+
+def agent_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``server_env`` with the systemd unit's ``Environment=``: the agent as the service runs it."""
+    return server_env({**service_environment(), **(extra or {})})
 
 
 def free_port() -> int:
@@ -194,7 +200,7 @@ def start_agent(start_process: Callable[..., Process], tmp_path: Path) -> Callab
             lines += ["", f"[collectors.{json.dumps(collector)}]", *(f"{k} = {toml_value(v)}" for k, v in settings.items())]
         config = tmp_path / f"{name}.toml"
         config.write_text("\n".join(lines) + "\n")
-        process = start_process(name, [*normagent_command(), "run", "--config", str(config)], env=server_env(env))
+        process = start_process(name, [*normagent_command(), "run", "--config", str(config)], env=agent_env(env))
         scheme = "https" if "tls_cert_file" in web_table else "http"
         agent = Agent(process, config, state_dir, f"{scheme}://127.0.0.1:{port}", f"127.0.0.1:{port}", dict(request_args or {}))
         wait_until("normagent /healthz to answer 200", lambda: agent.get("/healthz").status_code == 200, process=process)

@@ -33,6 +33,7 @@ import pytest
 from normagent.ledger import Ledger
 from tests.support.tools import EVERY_BUILTIN
 from tests.support.ports import reserve_port
+from tests.support.service import service_environment
 
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("chaos_plugin_for_truth", HERE / "chaos_plugin.py")
@@ -193,7 +194,8 @@ class Agent:
     starts: int = 0
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+        env = {**os.environ, **service_environment(),
+               "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
         with open(self.output, "ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "normagent", "run", "--config", str(self.config)], stdout=out, stderr=out, env=env

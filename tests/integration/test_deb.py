@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import REPO, free_port, wait_until
-from tests.integration.test_systemd_unit import unit_settings
+from tests.support.service import service_environment, unit_settings
 from tests.support.tools import require_tool, skip_for_host
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -112,7 +112,8 @@ def run_service(root: Root, port: int) -> str:
     (exec_start,) = settings["ExecStart"]
     (user,), (group,) = settings["User"], settings["Group"]
     groups = ",".join(" ".join(settings["SupplementaryGroups"]).split())
-    argv = ["chroot", str(root.path), "/usr/bin/env", "-i", f"PATH={PATH}",
+    environment = [f"{key}={value}" for key, value in service_environment(root.file("/usr/lib/systemd/system/normagent.service")).items()]
+    argv = ["chroot", str(root.path), "/usr/bin/env", "-i", f"PATH={PATH}", *environment,
             f"STATE_DIRECTORY={STATE}", "setpriv", f"--reuid={user}", f"--regid={group}", f"--groups={groups}",
             "--", *shlex.split(exec_start)]
     log = root.file("/root/agent.log")
@@ -170,6 +171,8 @@ def test_install_run_upgrade_remove_purge(root: Root, debs: dict[int, Path]) -> 
     # Debian's convention for daemons: enabled on install (and started where systemd runs).
     assert os.readlink(root.file(WANTS)).endswith("/systemd/system/normagent.service")
     assert root.run("find", "/opt/normagent", "-name", "*.pyc").stdout.count("\n") > 100, "postinst compiles"
+    # ... also the level the service runs (PYTHONOPTIMIZE=2): it may not write to /opt itself
+    assert root.run("find", "/opt/normagent", "-name", "*.opt-2.pyc").stdout.count("\n") > 100
 
     # The units as systemd reads them, against the root's own systemd and files.
     units = [f"/usr/lib/systemd/system/{p.name}" for p in sorted((REPO / "systemd").glob("normagent*.service"))]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.integration.conftest import Process, free_port, normagent_command, server_env, toml_value, wait_until
+from tests.integration.conftest import Process, agent_env, free_port, normagent_command, server_env, toml_value, wait_until
 from tests.support.tools import REPO
 
 pytestmark = pytest.mark.integration
@@ -69,7 +69,7 @@ class Setup:
     def start_agent(self) -> None:
         self.starts += 1
         self.agent = self.start_process(f"normagent-{self.starts}", [*normagent_command(), "run", "--config", str(self.config)],
-                                        env=server_env({"PYTHONPATH": str(REPO)}))
+                                        env=agent_env({"PYTHONPATH": str(REPO)}))
         wait_until("normagent to answer", lambda: requests.get(f"http://127.0.0.1:{self.agent_port}/healthz", timeout=5).ok,
                    process=self.agent)
 

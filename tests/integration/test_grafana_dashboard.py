@@ -36,7 +36,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import Agent, Process, free_port, normagent_command, server_env, wait_until
+from tests.integration.conftest import Agent, Process, agent_env, free_port, normagent_command, wait_until
 from tests.plugins.edi.edi_generator import FOLDERS, OWN_HER, Config, generate
 from tests.support.snmpd import start_snmpd
 from tests.support.tools import REPO, require_tool
@@ -405,7 +405,7 @@ def test_every_dashboard_query_returns_data(
         port, dead_port, syslog_port = free_port(), free_port(), free_port()
         config = tmp_path / "normagent.toml"
         config.write_text(agent_config(tmp_path, port, pki, logs, edi_root, snmpd.target, tcp_service.port, dead_port, syslog_port, watched, recent_wtmp(tmp_path / "wtmp")))
-        agent_process = start_process("normagent", [*normagent_command(), "run", "--config", str(config)], env=server_env())
+        agent_process = start_process("normagent", [*normagent_command(), "run", "--config", str(config)], env=agent_env())
         agent = Agent(agent_process, config, tmp_path / "state", f"https://127.0.0.1:{port}", f"127.0.0.1:{port}",
                       {"verify": str(pki / "ca.crt"), "auth": ("prometheus", PASSWORD)})
         wait_until("the agent to answer", lambda: agent.get("/healthz").status_code == 200, process=agent_process, timeout=60)

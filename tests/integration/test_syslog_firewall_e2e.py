@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from normagent.ledger import Ledger
-from tests.support.ports import reserve_port
+from tests.support.ports import reserve_port, reserve_udp_port
+from tests.support.service import service_environment
 
 ROUNDS = 6
 TCP_PER_ROUND = 300
@@ -31,12 +32,8 @@ UDP_PER_ROUND = 60
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """TCP: reserved (tests/support/ports.py); UDP has no TIME_WAIT to hold a port with."""
-    if kind == socket.SOCK_STREAM:
-        return reserve_port()
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """Reserved, TCP and UDP alike (tests/support/ports.py)."""
+    return reserve_port() if kind == socket.SOCK_STREAM else reserve_udp_port()
 
 
 def line(n: int) -> bytes:
@@ -102,7 +99,8 @@ devices = {{ lab = {{ senders = ["127.0.0.1"] }} }}
 
     def start() -> subprocess.Popen[bytes]:
         with open(output, "ab") as out:
-            return subprocess.Popen([sys.executable, "-m", "normagent", "run", "--config", str(config)], stdout=out, stderr=out)
+            return subprocess.Popen([sys.executable, "-m", "normagent", "run", "--config", str(config)], stdout=out, stderr=out,
+                                    env={**os.environ, **service_environment()})
 
     def wait_listening() -> None:
         deadline = time.monotonic() + 60

@@ -20,25 +20,13 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import REPO, Agent, normagent_command, server_env, wait_until
+from tests.support.service import UNIT, service_environment, unit_settings
 from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.integration
 
 SYSTEMD = REPO / "systemd"
-UNIT = SYSTEMD / "normagent.service"
 MAX_EXPOSURE = 2.0
-
-
-def unit_settings(path: Path = UNIT) -> dict[str, list[str]]:
-    """``Key=value`` lines of a unit file (all sections), values of repeated keys in order."""
-    settings: dict[str, list[str]] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", ";", "[")):
-            continue
-        key, _, value = line.partition("=")
-        settings.setdefault(key.strip(), []).append(value.strip())
-    return settings
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +82,11 @@ def test_unit_keeps_the_promises_the_agent_relies_on() -> None:
     assert set(settings["SupplementaryGroups"][0].split()) == {"adm", "systemd-journal"}
     assert settings["ExecStart"][0].split()[1:] == ["run"]
     assert settings.get("WatchdogSec"), "the agent feeds a watchdog; the unit must ask for one"
+    assert service_environment() == {"PYTHONOPTIMIZE": "2"}
+    exported = (REPO / "scripts" / "agent").read_text()
+    assert all(f"export {key}={value}\n" in exported for key, value in service_environment().items()), (
+        "scripts/agent runs the agent as the service does"
+    )
     # psutil reads the boot time from /proc/stat, which ProcSubset=pid hides.
     assert "pid" not in settings.get("ProcSubset", [])
 

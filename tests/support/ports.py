@@ -16,6 +16,7 @@ asyncio, Go's net.Listen: every server the tests start) gets it at once.
 
 from __future__ import annotations
 
+import random
 import socket
 
 
@@ -32,3 +33,29 @@ def reserve_port(host: str = "127.0.0.1") -> int:
             accepted.close()
             client.recv(1)  # the FIN has arrived: the accepted socket is past the handshake
     return port
+
+
+def reserve_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port on ``host`` that nothing is bound to, below the kernel's ephemeral range.
+
+    UDP has no TIME_WAIT to hold a port with; instead the port comes from outside the range
+    the kernel hands out for ``bind(…, 0)`` and outgoing sockets
+    (``net.ipv4.ip_local_port_range``), so only an explicit bind elsewhere could take it before
+    the server the test starts binds it.
+    """
+    low = 32768
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10_000, max(10_001, low))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free UDP port on {host} in 10000..{low}")

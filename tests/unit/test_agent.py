@@ -25,6 +25,7 @@ from tests.support.disks import fill, small_filesystem
 from tests.support.lines_plugin import write_lines
 from tests.support.tools import EVERY_BUILTIN, builtins_except
 from tests.support.ports import reserve_port
+from tests.support.service import service_environment
 
 ROOT = Path(__file__).parents[2]
 
@@ -66,7 +67,7 @@ interval = "{interval}"
         )
 
     def start(self, *options: str, argv: list[str] | None = None, stdin: int | None = None, stdout: int | None = None) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, **service_environment(), "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(
             argv or [sys.executable, "-m", "normagent", "run", "--config", str(self.config), *options],
             stdin=stdin, stdout=stdout or subprocess.DEVNULL, stderr=self.log.open("wb"), env=env, cwd=self.tmp,

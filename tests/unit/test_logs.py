@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
@@ -549,6 +550,17 @@ def test_parse_inputs_reads_evtx() -> None:
     assert (item.kind, item.lines, item.result.ignored) == ("evtx", expected, expected)
 
 
+def test_parse_inputs_reports_an_evtx_file_that_crashes_the_parser_as_an_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``normagent parse`` reads EVTX through the same child process: a crash is exit 66 naming the file."""
+    from normagent.sources import evtx_process
+    from tests.support.evtx_workers import crashing_worker
+
+    monkeypatch.setattr(evtx_process, "WORKER_COMMAND", crashing_worker(1))
+    path = FIXTURES / "evtx" / "security.evtx"
+    with pytest.raises(InputError, match=f"{path}: the evtx parser crashed \\(killed by SIGSEGV\\)"):
+        list(parse_inputs([path], record_parser(lambda record, ctx: []), CTX))
+
+
 def test_parse_inputs_names_a_missing_input_before_parsing_anything(tmp_path: Path) -> None:
     (tmp_path / "a.log").write_bytes(lines(0, 1))
     with pytest.raises(InputError, match="nope.log: no such file"):
@@ -809,6 +821,60 @@ def test_a_shutdown_ends_a_record_reader_at_the_next_block_keeping_what_was_read
     assert outcomes(ledger, "test.windows")["ignored"] == 50
     run_collector_once(spec, ledger, root=tmp_path)  # after the restart
     assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": expected, "unparsed": 0}
+
+
+def test_a_crash_of_the_evtx_parser_keeps_the_blocks_committed_before_and_the_next_version_resumes_after_them(
+    tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parser's child process dies (a segfault on a hostile file) after two blocks: the agent lives
+    on, the two blocks stay committed, the file is counted unreadable once and left alone until it
+    changes; then it is read on from the committed position, every record counted exactly once."""
+    import psutil
+
+    from normagent.sources import evtx_process
+    from tests.support.evtx_workers import crashing_worker
+
+    (tmp_path / "logs").mkdir()
+    path = tmp_path / "logs" / "security.evtx"
+    shutil.copy(FIXTURES / "evtx" / "security.evtx", path)
+    spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=Windows, metrics=(FAILED,))
+    real_worker = evtx_process.WORKER_COMMAND
+    monkeypatch.setattr(evtx_process, "WORKER_COMMAND", crashing_worker(2))
+
+    with capture_logs() as logs:
+        run_collector_once(spec, ledger, root=tmp_path)
+        run_collector_once(spec, ledger, root=tmp_path)  # the same version: not opened again
+
+    assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": 100, "unparsed": 0}
+    assert ledger.counter_value("normagent_log_files_unreadable_total", {"source": "test.windows"}) == 1
+    [error] = [e for e in logs if e["log_level"] == "error"]
+    assert error["event"] == "evtx_file_unreadable"
+    assert error["error"].startswith(f"{path}: the evtx parser crashed (killed by SIGSEGV)")
+    saved = ledger.checkpoints("test.windows").get("evtx:/logs/security.evtx")
+    assert isinstance(saved, dict) and saved["position"]["record_id"] == 100  # type: ignore[index]
+    assert psutil.Process().children() == []
+
+    monkeypatch.setattr(evtx_process, "WORKER_COMMAND", real_worker)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # a new version
+    run_collector_once(spec, ledger, root=tmp_path)
+    assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": 2261, "unparsed": 0}
+    assert ledger.counter_value("normagent_log_files_unreadable_total", {"source": "test.windows"}) == 1
+
+
+def test_an_evtx_parser_that_hangs_is_killed_at_the_run_s_deadline(tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's deadline (a test clock's) holds for the child too: killed and reaped, the run fails."""
+    import psutil
+
+    from normagent.sources import evtx_process
+
+    (tmp_path / "logs").mkdir()
+    shutil.copy(FIXTURES / "evtx" / "new-user-security.evtx", tmp_path / "logs" / "a.evtx")
+    monkeypatch.setattr(evtx_process, "WORKER_COMMAND", (sys.executable, "-c", "import signal; signal.pause()"))
+    spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=Windows, metrics=(FAILED,))
+    with pytest.raises(TimeoutError, match="a.evtx: the evtx parser was stopped at the run's deadline"):
+        run_collector_once(spec, ledger, root=tmp_path, timeout=0.3)
+    assert psutil.Process().children() == []
+    assert ledger.checkpoints("test.windows").get("evtx:/logs/a.evtx") is None  # read again next run
 
 
 def test_evtx_collector_counts_a_file_that_is_not_evtx_once_and_reads_the_others(tmp_path: Path, ledger: Ledger) -> None:

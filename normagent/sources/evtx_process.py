@@ -1,0 +1,308 @@
+"""Read an EVTX file in a child process (``normagent.sources.evtx_worker``): ``read_evtx`` for the agent.
+
+``read_evtx_in_child`` takes ``read_evtx``'s arguments and returns an ``EvtxProcessReader``, which
+behaves as an ``EvtxReader`` does (iterate it for ``(RecordBlock, last_record_id)``; ``position``
+and ``stats`` are current after each block; ``EvtxFileError`` and ``OSError`` as there). The pass
+itself runs in a child started with this interpreter, which sends its blocks back as JSON lines
+(see the worker's docstring). Why: the native parser's crash on a hostile file ends the child,
+not the agent, and the allocator fragmentation a pass leaves behind leaves with the child.
+
+What the agent does when the child fails, and why:
+
+* Killed by a signal or ended without its last line (a segfault, a Rust panic, the OOM killer):
+  ``EvtxFileError`` "the evtx parser crashed (…)" naming the file and the signal or exit status.
+  The agent counts the file unreadable until it changes, as any damaged file; the blocks received
+  before stay committed, and the next version resumes from the committed position.
+* Stopped by SIGTERM, SIGINT or SIGHUP (someone stopping the agent's whole process group): not the
+  file's fault, so ``ChildProcessError`` (an ``OSError``): the run fails and the file is read
+  again next time. The worker ignores these signals; this is for the moment before it can.
+* A line that is not one the worker writes (garbage, cut short): ``EvtxFileError`` saying so.
+* Silent for ``silence`` seconds (a parser stuck in a loop): killed, ``EvtxFileError``. Past the
+  run's deadline (``deadline``, on ``time.monotonic()``): killed, ``TimeoutError``; the scheduler
+  has abandoned that run anyway.
+* The consumer stops early (closes the iteration, leaves a ``with`` block): the child is killed
+  and reaped, its pipes closed. ``close()`` does it too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from normagent.model import RecordBlock, WindowsEvent
+from normagent.sources.evtx import EvtxFileError, EvtxPosition, EvtxStats
+
+# The worker, started with this interpreter and environment (PYTHONOPTIMIZE and the rest carry
+# over; -P: the working directory is no place to import from). Tests set another command to play
+# a child that crashes or hangs.
+WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-P", "-m", "normagent.sources.evtx_worker")
+# How long a child may stay silent (no block, no last line) before it is taken for stuck. A block
+# is sent at least every block_records * SCAN_FACTOR records; even a 1 GB file's first block
+# (chunk headers scanned, then up to a million records read) comes well within this.
+SILENCE_SECONDS = 600.0
+STDERR_TAIL = 2000  # bytes of the child's stderr kept for the crash message (a traceback's end, a panic)
+READ_BYTES = 1 << 20
+EXIT_SECONDS = 5.0  # how long a child that closed its output may take to exit before it is killed
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+
+
+def read_evtx_in_child(
+    path: str | os.PathLike[str],
+    *,
+    channels: Iterable[str] | None = None,
+    event_ids: Iterable[int] | None = None,
+    block_records: int = 1000,
+    position: EvtxPosition | None = None,
+    deadline: float | None = None,
+    silence: float = SILENCE_SECONDS,
+    command: Sequence[str] | None = None,
+) -> EvtxProcessReader:
+    """``read_evtx`` in a child process; see the module docstring.
+
+    Args:
+        path, channels, event_ids, block_records, position: As for ``read_evtx``.
+        deadline: ``time.monotonic()`` value at which the child is killed (the run's deadline).
+        silence: Seconds the child may go without sending a line before it is killed.
+        command: The worker command; tests only. None: ``WORKER_COMMAND``, looked up at the call,
+            so a test can set it for a reader the agent creates deep inside a collector.
+    """
+    if block_records < 1:
+        raise ValueError(f"block_records must be at least 1, got {block_records}")
+    return EvtxProcessReader(
+        Path(path),
+        position if position is not None else EvtxPosition(),
+        channels=tuple(channels or ()),
+        event_ids=tuple(int(i) for i in event_ids or ()),
+        block_records=block_records,
+        deadline=deadline,
+        silence=silence,
+        command=tuple(command if command is not None else WORKER_COMMAND),
+    )
+
+
+class EvtxProcessReader:
+    """One pass over an EVTX file in a child process; see ``read_evtx_in_child``. Iterate it once."""
+
+    def __init__(
+        self,
+        path: Path,
+        start: EvtxPosition,
+        *,
+        channels: tuple[str, ...],
+        event_ids: tuple[int, ...],
+        block_records: int,
+        deadline: float | None,
+        silence: float,
+        command: tuple[str, ...],
+    ) -> None:
+        self.path = path
+        self.start = start
+        self.position = start
+        self.stats = EvtxStats()
+        self._request = {
+            "path": str(path),
+            "position": start.to_json(),
+            "channels": list(channels),
+            "event_ids": list(event_ids),
+            "block_records": block_records,
+        }
+        self._deadline = deadline
+        self._silence = silence
+        self._command = command
+        self._child: subprocess.Popen[bytes] | None = None
+        self._started = False
+        self._stderr = b""
+
+    def __enter__(self) -> EvtxProcessReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Kill the child if it still runs, reap it and close its pipes (safe to call again)."""
+        child, self._child = self._child, None
+        if child is None:
+            return
+        if child.returncode is None:
+            child.kill()
+        child.wait()  # SIGKILL cannot be ignored: this returns at once
+        for pipe in (child.stdin, child.stdout, child.stderr):
+            if pipe is not None:
+                pipe.close()
+
+    def __iter__(self) -> Iterator[tuple[RecordBlock, int]]:
+        if self._started:
+            raise RuntimeError(f"{self.path}: an EVTX pass is iterated once")
+        self._started = True
+        lines: Generator[bytes, None, None] | None = None
+        try:
+            child = self._child = subprocess.Popen(
+                self._command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                close_fds=True,
+                start_new_session=True,  # the terminal's Ctrl-C is for the agent, which ends the child
+            )
+            assert child.stdin is not None
+            try:
+                child.stdin.write(json.dumps(self._request).encode("utf-8"))
+                child.stdin.close()
+            except BrokenPipeError:
+                pass  # the child is gone already: what it said (or did not) tells why, below
+            lines = self._lines(child)
+            for line in lines:
+                answer = self._decode(line)
+                if "block" in answer:
+                    yield self._block(answer)
+                elif "end" in answer:
+                    self._end(answer)
+                    return
+                else:
+                    raise self._error(answer)
+            raise self._crash(child)
+        finally:
+            if lines is not None:
+                lines.close()
+            self.close()
+
+    def _lines(self, child: subprocess.Popen[bytes]) -> Generator[bytes, None, None]:
+        """The child's stdout, line by line, until it closes; its stderr's tail kept on the side."""
+        out, err = child.stdout, child.stderr
+        assert out is not None and err is not None
+        pending = bytearray()
+        searched = 0  # pending[:searched] holds no newline: a long line is not scanned again and again
+        with selectors.DefaultSelector() as selector:
+            selector.register(out, selectors.EVENT_READ)
+            selector.register(err, selectors.EVENT_READ)
+            heard = time.monotonic()
+            while selector.get_map().get(out) is not None:
+                for key, _ in selector.select(self._wait(heard)):  # none: the wait is checked again
+                    data = os.read(key.fd, READ_BYTES)
+                    if not data:
+                        selector.unregister(key.fileobj)
+                    elif key.fileobj is err:
+                        self._stderr = (self._stderr + data)[-STDERR_TAIL:]
+                    else:
+                        pending += data
+                        while (newline := pending.find(b"\n", searched)) >= 0:
+                            line = bytes(pending[:newline])
+                            del pending[: newline + 1]
+                            searched = 0
+                            yield line
+                            heard = time.monotonic()  # the consumer's time with a block is not the child's silence
+                        searched = len(pending)
+            if pending:
+                raise self._crash(child, f"its last line is cut short after {len(pending):,} bytes")
+            # stdout is closed: the child is ending. Collect the rest of stderr for the message.
+            while selector.get_map():
+                for key, _ in selector.select(self._wait(heard)):
+                    data = os.read(key.fd, READ_BYTES)
+                    if data:
+                        self._stderr = (self._stderr + data)[-STDERR_TAIL:]
+                    else:
+                        selector.unregister(key.fileobj)
+
+    def _wait(self, heard: float) -> float:
+        """Seconds left to wait for the child's next line; kills it and raises when none are left."""
+        now = time.monotonic()
+        left = heard + self._silence - now
+        if self._deadline is not None and self._deadline - now < left:
+            if self._deadline <= now:
+                self.close()
+                raise TimeoutError(f"{self.path}: the evtx parser was stopped at the run's deadline")
+            return self._deadline - now
+        if left <= 0:
+            self.close()
+            raise EvtxFileError(f"{self.path}: the evtx parser hung (nothing from it in {self._silence:g} s); it was stopped")
+        return left
+
+    def _decode(self, line: bytes) -> dict[str, Any]:
+        try:
+            answer = json.loads(line)
+        except (ValueError, RecursionError):
+            answer = None
+        if not isinstance(answer, dict):
+            raise EvtxFileError(f"{self.path}: the evtx parser sent an unreadable line: {line[:120]!r}")
+        return answer
+
+    def _block(self, answer: dict[str, Any]) -> tuple[RecordBlock, int]:
+        try:
+            records = answer["block"]
+            if not isinstance(records, list):
+                raise ValueError("its records are not a list")
+            events = tuple(WindowsEvent.from_json(record) for record in records)
+            origin, last = answer["origin"], answer["last"]
+            if not isinstance(origin, str) or type(last) is not int:
+                raise ValueError("origin or last record id missing")
+            self._progress(answer)
+        except (ValueError, KeyError) as exc:
+            raise EvtxFileError(f"{self.path}: the evtx parser sent a block that is not one: {exc}") from exc
+        return RecordBlock(records=events, origin=origin), last
+
+    def _end(self, answer: dict[str, Any]) -> None:
+        try:
+            self._progress(answer)
+        except (ValueError, KeyError) as exc:
+            raise EvtxFileError(f"{self.path}: the evtx parser sent a last line that is not one: {exc}") from exc
+
+    def _progress(self, answer: dict[str, Any]) -> None:
+        """Take the position and stats a line carries (``ValueError`` if they are not that)."""
+        position, stats = EvtxPosition.from_json(answer["position"]), EvtxStats.from_json(answer["stats"])
+        self.position, self.stats = position, stats
+
+    def _error(self, answer: dict[str, Any]) -> Exception:
+        """The exception a last line with an error stands for, as the reader in this process would raise it."""
+        kind, message = answer.get("error"), answer.get("message")
+        if not isinstance(message, str):
+            return EvtxFileError(f"{self.path}: the evtx parser sent an unreadable line: {str(answer)[:120]}")
+        if kind == "evtx":
+            if "position" in answer:
+                try:
+                    self._progress(answer)
+                except (ValueError, KeyError) as exc:
+                    return EvtxFileError(f"{self.path}: the evtx parser sent an unreadable line: {exc}")
+            return EvtxFileError(message, incomplete=answer.get("incomplete") is True)
+        if kind == "os":
+            errno = answer.get("errno")
+            return OSError(errno if isinstance(errno, int) else 0, message, str(answer.get("filename") or self.path))
+        return EvtxFileError(f"{self.path}: the evtx parser failed: {message}")
+
+    def _crash(self, child: subprocess.Popen[bytes], what: str = "") -> Exception:
+        """Why the child ended without its last line, as the exception to raise (the child reaped)."""
+        try:
+            status = child.wait(timeout=EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            status = None  # stdout closed yet still running: killed by close()
+        said = self._stderr.decode("utf-8", "replace").strip().splitlines()
+        tail = f": {said[-1][:300]}" if said else ""
+        if status is not None and status < 0 and -status in STOP_SIGNALS:
+            return ChildProcessError(f"{self.path}: the evtx parser was stopped by {signal.Signals(-status).name} before it finished")
+        if status is None:
+            how = "it closed its output but did not end"
+        elif status < 0:
+            how = f"killed by {_signal_name(-status)}"
+        else:
+            how = f"exit status {status}"
+        if what:
+            how = f"{what}; {how}"
+        elif status == 0:
+            how = f"it ended without finishing its answer; {how}"
+        return EvtxFileError(f"{self.path}: the evtx parser crashed ({how}){tail}")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
