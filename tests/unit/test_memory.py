@@ -57,7 +57,7 @@ def test_threads_share_the_limited_arenas(tmp_path: Path) -> None:
         barrier = threading.Barrier(9)
         def work():
             barrier.wait()
-            block = [bytes(2000) for _ in range(20_000)]
+            block = [bytes(2000) for _ in range(2_000)]
             barrier.wait()
         threads = [threading.Thread(target=work) for _ in range(8)]
         for t in threads: t.start()
