@@ -20,13 +20,16 @@ On a C library without these calls (musl) both do nothing: they are tuning, neve
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 
 M_ARENA_MAX = -8  # glibc's malloc.h: mallopt parameter for the number of arenas
 ARENAS = 2  # the main thread's and one shared by every other thread
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    """The process's own C library (the handle of the main program), looked up once."""
     try:
         return ctypes.CDLL(None)
     except OSError:
