@@ -156,7 +156,8 @@ def _build(args: argparse.Namespace, directory: Path, year: int, month: int, now
     from normagent.agent import read_config
     from normagent.demo.clinic import build_clinic
     from normagent.demo.config import write_config
-    from normagent.demo.replay import Progress, SimulatedClock, replay
+    from normagent.demo.replay import Progress, replay
+    from normagent.testing import FakeClock
     from normagent.ledger import Ledger
     from normagent.log import configure_logging
     from normagent.privacy import Pseudonymiser, load_or_create_key
@@ -170,7 +171,7 @@ def _build(args: argparse.Namespace, directory: Path, year: int, month: int, now
     config, plugins = read_config(config_path)
     state = config.state_dir()
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    clock = SimulatedClock(clinic.start)
+    clock = FakeClock(clinic.start)
     # The ledger's id (it names the host in the report, and is in every candidate's key) and the
     # pseudonym key come from the seed, so that two demos of a month write the same report; a real
     # agent's are random (ledger.py, privacy.py).

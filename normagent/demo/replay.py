@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import structlog
 
 from normagent.model import CommandResult, RunContext
+from normagent.testing import FakeClock  # the demo's clock moves only when the replay says
 
 if TYPE_CHECKING:
     from normagent.config import Config
@@ -58,28 +59,10 @@ FOLLOW_UP = {
 }
 
 
-class SimulatedClock:
-    """The demo's clock: moves only when the replay says, by whole steps."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start.astimezone(timezone.utc)
-        self._mono = 1000.0
-
-    def now(self) -> datetime:
-        return self._now
-
-    def monotonic(self) -> float:
-        return self._mono
-
-    def advance(self, delta: timedelta) -> None:
-        self._now += delta
-        self._mono += delta.total_seconds()
-
-
 class DemoHost:
     """The clinic server's host facts: steady figures, and the EPJ process absent in an outage."""
 
-    def __init__(self, clinic: Clinic, clock: SimulatedClock) -> None:
+    def __init__(self, clinic: Clinic, clock: FakeClock) -> None:
         self._clinic = clinic
         self._clock = clock
         self._boot = (clinic.start - timedelta(days=40)).timestamp()
@@ -167,7 +150,7 @@ def replay(
     plugins: Plugins,
     clinic: Clinic,
     ledger: Ledger,
-    clock: SimulatedClock,
+    clock: FakeClock,
     pseudonymise: Pseudonymiser,
     progress: Progress,
 ) -> ReplayStats:
@@ -227,7 +210,7 @@ def replay(
             progress.day(min(days, (now - clinic.start) // timedelta(days=1)), now)
         if now >= clinic.end:
             break
-        clock.advance(STEP)
+        clock.advance(STEP.total_seconds())
     progress.day(days, clock.now())
     return stats
 
