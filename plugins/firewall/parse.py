@@ -189,6 +189,17 @@ class NetworkPseudonyms:
             rows.update(map(known.__getitem__, filter(fresh.__contains__, prefixes())))
         rows.pop("", None)  # no network
 
+    def add_v4(self, rows: Counter[str], counts: Mapping[bytes, int]) -> None:
+        """Add to ``rows`` the count of each /24 in ``counts`` (first three octets: lines) under
+        its pseudonym; one lookup per distinct prefix (a fast path counts them in C)."""
+        known = self._v4
+        for prefix, n in counts.items():
+            network = known.get(prefix)
+            if network is None:
+                network = self.v4(prefix) or ""
+            if network:
+                rows[network] += n
+
     def address(self, address: str) -> str | None:
         """``Pseudonymiser.network(address)``: the pseudonym of its /24 or /48, or None."""
         found = self._addresses.get(address, _MISSING)
@@ -1059,71 +1070,88 @@ _FILTERLOG_LINE: Final = re.compile(
 )
 
 
+# The fast path's scan of a block: the C extension (``_filterlog.c``) when it is built, else this
+# module's reference, which is its definition (tests hold the two equal on any bytes).
+# ``(days, counts, v4, v6, others)``: the distinct receive days of the lines of the fast shape in
+# the order first seen; their count per (sender, RFC 3164 host, RFC 5424 host, action, direction,
+# protocol, destination port); the count of each source /24 (first three octets) and of each IPv6
+# source among those that are no pass; every other non-empty line, joined by newlines.
+FilterlogScan = tuple[
+    list[bytes],
+    dict[tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes], int],
+    dict[bytes, int],
+    dict[bytes, int],
+    bytes,
+]
+
+
+def _filterlog_scan_py(data: bytes) -> FilterlogScan:
+    """``_filterlog.scan`` in Python: ``_FILTERLOG_LINE`` over the block, counted per distinct
+    value (the fallback when the extension is not built, and the definition it is tested against)."""
+    matches = _FILTERLOG_LINE.findall(b"\n" + data[:-1] if data.endswith(b"\n") else b"\n" + data)
+    days = list(dict.fromkeys(filter(None, map(itemgetter(0), matches))))
+    counts = Counter((m[1], m[2], m[3], m[4], m[5], m[6] or m[9], m[8] or m[11]) for m in matches if m[1])
+    v4 = Counter(m[7] for m in matches if m[7] and m[4] != b"pass")
+    v6 = Counter(m[10] for m in matches if m[10] and m[4] != b"pass")
+    others = b"\n".join(filter(None, map(itemgetter(12), matches)))
+    return days, dict(counts), dict(v4), dict(v6), others
+
+
+try:
+    from normagent.plugins.firewall._filterlog import scan as _filterlog_scan
+except ImportError:  # not built (no compiler where it was installed): the same answers, slower
+    _filterlog_scan = _filterlog_scan_py
+
+
 def _filterlog_fast(data: bytes, tally: Tally, devices: DeviceMap) -> tuple[int, bytes]:
-    """Count the filterlog spool lines of the usual shape in C; return how many counted (blocks),
+    """Count the filterlog spool lines of the usual shape; return how many counted (blocks),
     and the other lines for the general way — all of them when the receive days are not one
     valid date.
 
-    The matches are counted by ``Counter`` over C-level projections; Python runs once per
-    distinct (sender, host, action, direction, protocol, port).
+    The block is scanned once (``_filterlog_scan``: in C when built) into counts per distinct
+    value; Python runs once per distinct (sender, host, action, direction, protocol, port) and
+    per distinct source network.
     """
     if b"filterlog" not in data:
         return 0, data
-    matches = _FILTERLOG_LINE.findall(b"\n" + data[:-1] if data.endswith(b"\n") else b"\n" + data)
-    days = set(filter(None, map(itemgetter(0), matches)))
+    days, counts, v4, v6, others = _filterlog_scan(data)
     if len(days) > 1:
         return 0, data  # each line its own day
-    others = b"\n".join(filter(None, map(itemgetter(12), matches)))
     rest = others + b"\n" if others else b""
     if not days:
         return 0, rest
     try:
-        day = date.fromisoformat(days.pop().decode("ascii"))
+        day = date.fromisoformat(days[0].decode("ascii"))
     except ValueError:
         return 0, data  # parse_spool_line refuses the lines: the general way says unparsed
     names: dict[tuple[bytes, bytes, bytes], str] = {}
     protos: dict[bytes, str] = {}
     parsed = 0
-    passed = False
     blocked, ports, messages = tally.blocked, tally.ports, tally.messages
-    for (sender, host3, host5, action, direction, proto4, port4, proto6, port6), n in Counter(
-        map(itemgetter(1, 2, 3, 4, 5, 6, 8, 9, 11), matches)
-    ).items():
-        if not sender:
-            continue  # another line
+    for (sender, host3, host5, action, direction, proto, port), n in counts.items():
         device = names.get((sender, host3, host5))
         if device is None:
             host = host3 or (b"" if host5 == b"-" else host5)  # RFC 5424's nil host
             device = names[(sender, host3, host5)] = devices.name(sender.decode("ascii"), host.decode("ascii"))
         messages[device] += n
         if action == b"pass":
-            passed = True
             continue
-        proto = proto4 or proto6
         label = protos.get(proto)
         if label is None:
             label = protos[proto] = proto_label(proto.decode("ascii"))
         parsed += n
         blocked[(device, direction.decode("ascii"), label)] += n
-        port = port4 or port6
         if port:
             key = port_key(label, port.decode("ascii"))
             if key is not None:
                 ports[(day, key)] += n
-    # Source networks, counted in C into the tally's rows: the /24 of every blocked packet's
-    # line, then the IPv6 sources one by one.
+    # Source networks: per distinct /24 (memoised pseudonyms), then per distinct IPv6 source.
     rows = tally.day_networks(day)
-    if passed:
-        prefixes = lambda: filter(None, compress(map(itemgetter(7), matches), map(b"pass".__ne__, map(itemgetter(4), matches))))  # noqa: E731
-    else:
-        prefixes = lambda: filter(None, map(itemgetter(7), matches))  # noqa: E731
-    tally.names.count_v4(rows, prefixes)
-    if any(map(itemgetter(10), matches)):
-        for (action, src6), n in Counter(map(itemgetter(4, 10), matches)).items():
-            if src6 and action != b"pass":
-                network = tally.names.address(src6.decode("ascii"))
-                if network is not None:
-                    rows[network] += n
+    tally.names.add_v4(rows, v4)
+    for src6, n in v6.items():
+        network = tally.names.address(src6.decode("ascii"))
+        if network is not None:
+            rows[network] += n
     return parsed, rest
 
 

@@ -1,0 +1,600 @@
+/* The filterlog fast path's scan of a block, in one forward pass over the bytes.
+ *
+ * scan(data: bytes) -> (days, counts, v4, v6, others), exactly what parse.py's
+ * ``_filterlog_scan_py`` (built on the ``_FILTERLOG_LINE`` pattern) returns for the same bytes:
+ *
+ *   days    list of the distinct receive days (``b"2026-11-23"``) of the lines of the fast shape,
+ *           in the order first seen;
+ *   counts  {(sender, rfc3164 host, rfc5424 host, action, direction, protocol, port): lines};
+ *   v4      {source /24 as its first three octets: lines}, lines that are no pass;
+ *   v6      {IPv6 source: lines}, lines that are no pass and have one;
+ *   others  every other line that is not empty, joined by "\n" (for the general way).
+ *
+ * Dicts are in the order of first appearance. Why C: the pattern costs re ~13,000 instructions a
+ * line, and issue 12 gives a whole line ~2,400 (bench/README.md, bench_firewall.py). The matcher
+ * below is that pattern taken apart by hand; every repeat in it is possessive or can take only
+ * one length (each is followed by a byte the repeat cannot take), so a line either matches in
+ * exactly one way or not at all, and no backtracking is needed. The block is read forward only,
+ * every index checked against the line's end; keys are spans of the block (which outlives the
+ * call) counted in hash tables of our own, so Python objects are made once per distinct value.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef const unsigned char *cursor;
+
+/* Byte classes of the pattern. */
+enum { C_DIGIT = 1, C_PRINT = 2, C_FIELD = 4, C_HOST = 8 };
+static unsigned char classes[256];
+
+static void init_classes(void) {
+    for (int c = 0; c < 256; c++) {
+        unsigned char k = 0;
+        if (c >= '0' && c <= '9') k |= C_DIGIT;
+        if (c >= '!' && c <= '~') k |= C_PRINT;                 /* [!-~] */
+        if (c >= '!' && c <= '~' && c != ',') k |= C_FIELD;     /* [!-+\--~] */
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')
+            k |= C_HOST;                                        /* [A-Za-z0-9._-] */
+        classes[c] = k;
+    }
+}
+
+#define IS(c, k) (classes[(unsigned char)(c)] & (k))
+
+/* The end of the run of bytes of class k from p (possessive: as many as there are). */
+static inline cursor run(cursor p, cursor e, unsigned char k) {
+    while (p < e && IS(*p, k)) p++;
+    return p;
+}
+
+/* p + n bytes, all digits? */
+static inline int digits(cursor p, cursor e, Py_ssize_t n) {
+    if (e - p < n) return 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!IS(p[i], C_DIGIT)) return 0;
+    return 1;
+}
+
+static inline int lit(cursor p, cursor e, const char *s, Py_ssize_t n) {
+    return e - p >= n && memcmp(p, s, (size_t)n) == 0;
+}
+
+typedef struct {
+    cursor p;
+    Py_ssize_t n;
+} span;
+
+enum { K_SENDER, K_HOST3, K_HOST5, K_ACTION, K_DIRECTION, K_PROTO, K_PORT, NKEY };
+
+typedef struct {
+    span day;
+    span key[NKEY];
+    span prefix; /* IPv4 source /24 (empty for IPv6) */
+    span src6;   /* IPv6 source (empty for IPv4) */
+    int pass;
+} line_groups;
+
+static inline span mkspan(cursor a, cursor b) {
+    span s = {a, b - a};
+    return s;
+}
+
+/* ``(?:,FIELD(?:,(FIELD)(?:,[!-~]*+)?)?)?(?=\n|\Z)`` after the destination: the port group. */
+static int tail(cursor p, cursor e, span *port) {
+    port->p = p;
+    port->n = 0;
+    if (p == e) return 1;
+    if (*p != ',') return 0;
+    p = run(p + 1, e, C_FIELD); /* source port */
+    if (p == e) return 1;
+    if (*p != ',') return 0;
+    cursor q = p + 1;
+    p = run(q, e, C_FIELD); /* destination port */
+    *port = mkspan(q, p);
+    if (p == e) return 1;
+    if (*p != ',') return 0;
+    return run(p + 1, e, C_PRINT) == e;
+}
+
+/* n CSV fields, each followed by a comma; the position after, or NULL. */
+static inline cursor fields(cursor p, cursor e, int n) {
+    for (int i = 0; i < n; i++) {
+        p = run(p, e, C_FIELD);
+        if (p == e || *p != ',') return NULL;
+        p++;
+    }
+    return p;
+}
+
+/* An octet of 1..3 digits ended by '.', from p; the position of the '.', or NULL. */
+static inline cursor octet(cursor p, cursor e) {
+    cursor q = run(p, e, C_DIGIT);
+    if (q == p || q - p > 3 || q == e || *q != '.') return NULL;
+    return q;
+}
+
+static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+
+/* Does the line [s, e) match ``_FILTERLOG_LINE``'s first alternative whole? Its groups in g. */
+static int match_line(cursor s, cursor e, line_groups *g) {
+    cursor p = s, q;
+    /* ([0-9]{4}-[01][0-9]-[0-3][0-9])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9] */
+    if (e - p < 19) return 0;
+    if (!digits(p, e, 4) || p[4] != '-' || (p[5] != '0' && p[5] != '1') || !IS(p[6], C_DIGIT) || p[7] != '-' ||
+        p[8] < '0' || p[8] > '3' || !IS(p[9], C_DIGIT) || p[10] != 'T')
+        return 0;
+    if (!(((p[11] == '0' || p[11] == '1') && IS(p[12], C_DIGIT)) || (p[11] == '2' && p[12] >= '0' && p[12] <= '3')))
+        return 0;
+    if (p[13] != ':' || p[14] < '0' || p[14] > '5' || !IS(p[15], C_DIGIT) || p[16] != ':' || p[17] < '0' || p[17] > '5' ||
+        !IS(p[18], C_DIGIT))
+        return 0;
+    g->day = mkspan(p, p + 10);
+    p += 19;
+    /* (?:\.[0-9]{1,6})?Z  */
+    if (p < e && *p == '.') {
+        q = run(p + 1, e, C_DIGIT);
+        if (q - (p + 1) < 1 || q - (p + 1) > 6) return 0;
+        p = q;
+    }
+    if (!lit(p, e, "Z ", 2)) return 0;
+    p += 2;
+    /* ([!-~]++) < */
+    q = run(p, e, C_PRINT);
+    if (q == p || !lit(q, e, " <", 2)) return 0;
+    g->key[K_SENDER] = mkspan(p, q);
+    p = q + 2;
+    /* (?:1[0-8][0-9]|19[01]|0?[0-9]?[0-9])> */
+    q = run(p, e, C_DIGIT);
+    switch (q - p) {
+    case 1:
+    case 2:
+        break;
+    case 3:
+        if (!(p[0] == '0' || (p[0] == '1' && p[1] <= '8') || (p[0] == '1' && p[1] == '9' && p[2] <= '1'))) return 0;
+        break;
+    default:
+        return 0;
+    }
+    if (q == e || *q != '>') return 0;
+    p = q + 1;
+    g->key[K_HOST3] = mkspan(p, p);
+    g->key[K_HOST5] = mkspan(p, p);
+    if (p < e && *p == '1') {
+        /* 1 (?:-|stamp) ([A-Za-z0-9._-]++) filterlog [!-~]++ [!-~]++ -  */
+        if (!lit(p, e, "1 ", 2)) return 0;
+        p += 2;
+        if (p < e && *p == '-') {
+            p++;
+        } else {
+            /* [0-9]{4}-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9] */
+            if (e - p < 19) return 0;
+            if (!digits(p, e, 4) || p[4] != '-' || !digits(p + 5, e, 2) || p[7] != '-' || !digits(p + 8, e, 2) ||
+                p[10] != 'T' || !digits(p + 11, e, 2) || p[13] != ':' || !digits(p + 14, e, 2) || p[16] != ':' ||
+                !digits(p + 17, e, 2))
+                return 0;
+            p += 19;
+            /* (?:\.[0-9]{1,9})? */
+            if (p < e && *p == '.') {
+                q = run(p + 1, e, C_DIGIT);
+                if (q - (p + 1) < 1 || q - (p + 1) > 9) return 0;
+                p = q;
+            }
+            /* (?:Z|[+-][0-9][0-9]:[0-9][0-9])? */
+            if (p < e && *p == 'Z') {
+                p++;
+            } else if (p < e && (*p == '+' || *p == '-')) {
+                if (e - p < 6 || !digits(p + 1, e, 2) || p[3] != ':' || !digits(p + 4, e, 2)) return 0;
+                p += 6;
+            }
+        }
+        if (p == e || *p != ' ') return 0;
+        p++;
+        q = run(p, e, C_HOST);
+        if (q == p || !lit(q, e, " filterlog ", 11)) return 0;
+        g->key[K_HOST5] = mkspan(p, q);
+        p = q + 11;
+        q = run(p, e, C_PRINT); /* procid */
+        if (q == p || q == e || *q != ' ') return 0;
+        p = q + 1;
+        q = run(p, e, C_PRINT); /* msgid */
+        if (q == p || !lit(q, e, " - ", 3)) return 0;
+        p = q + 3;
+    } else {
+        /* (?:Jan|...|Dec) [ 0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]  */
+        if (e - p < 16) return 0;
+        int month = 0;
+        for (int i = 0; i < 12 && !month; i++) month = memcmp(p, months + 3 * i, 3) == 0;
+        if (!month || p[3] != ' ' || (p[4] != ' ' && !IS(p[4], C_DIGIT)) || !IS(p[5], C_DIGIT) || p[6] != ' ' ||
+            !digits(p + 7, e, 2) || p[9] != ':' || !digits(p + 10, e, 2) || p[12] != ':' || !digits(p + 13, e, 2) ||
+            p[15] != ' ')
+            return 0;
+        p += 16;
+        /* (?:([A-Za-z0-9._-]++) )?filterlog: with the host, its run must end in a space; without
+         * it "filterlog" must be followed by '[' or ':', and then the host's run is "filterlog"
+         * ended by that byte. Exactly one of the two can go on. */
+        if (lit(p, e, "filterlog", 9) && e - p > 9 && (p[9] == '[' || p[9] == ':')) {
+            p += 9;
+        } else {
+            q = run(p, e, C_HOST);
+            if (q == p || !lit(q, e, " filterlog", 10)) return 0;
+            g->key[K_HOST3] = mkspan(p, q);
+            p = q + 10;
+        }
+        /* (?:\[[0-9]++\])?:  */
+        if (p < e && *p == '[') {
+            q = run(p + 1, e, C_DIGIT);
+            if (q == p + 1 || q == e || *q != ']') return 0;
+            p = q + 1;
+        }
+        if (!lit(p, e, ": ", 2)) return 0;
+        p += 2;
+    }
+    /* (FIELD,){6}(block|reject|pass),(in|out), */
+    p = fields(p, e, 6);
+    if (p == NULL) return 0;
+    if (lit(p, e, "block,", 6)) {
+        q = p + 5;
+        g->pass = 0;
+    } else if (lit(p, e, "reject,", 7)) {
+        q = p + 6;
+        g->pass = 0;
+    } else if (lit(p, e, "pass,", 5)) {
+        q = p + 4;
+        g->pass = 1;
+    } else {
+        return 0;
+    }
+    g->key[K_ACTION] = mkspan(p, q);
+    p = q + 1;
+    if (lit(p, e, "in,", 3)) {
+        q = p + 2;
+    } else if (lit(p, e, "out,", 4)) {
+        q = p + 3;
+    } else {
+        return 0;
+    }
+    g->key[K_DIRECTION] = mkspan(p, q);
+    p = q + 1;
+    if (lit(p, e, "4,", 2)) {
+        p = fields(p + 2, e, 7);
+        if (p == NULL) return 0;
+        q = run(p, e, C_FIELD);
+        if (q == e || *q != ',') return 0;
+        g->key[K_PROTO] = mkspan(p, q);
+        p = fields(q + 1, e, 1);
+        if (p == NULL) return 0;
+        /* ([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]), */
+        cursor a = p;
+        for (int i = 0; i < 3; i++) {
+            p = octet(p, e);
+            if (p == NULL) return 0;
+            if (i < 2) p++;
+        }
+        g->prefix = mkspan(a, p);
+        p++;
+        q = run(p, e, C_DIGIT);
+        switch (q - p) {
+        case 1:
+            break;
+        case 2:
+            if (p[0] == '0') return 0;
+            break;
+        case 3:
+            if (!(p[0] == '1' || (p[0] == '2' && p[1] <= '4') || (p[0] == '2' && p[1] == '5' && p[2] <= '5'))) return 0;
+            break;
+        default:
+            return 0;
+        }
+        if (q == e || *q != ',') return 0;
+        g->src6 = mkspan(q, q);
+        p = run(q + 1, e, C_FIELD); /* destination */
+        return tail(p, e, &g->key[K_PORT]);
+    }
+    if (lit(p, e, "6,", 2)) {
+        p = fields(p + 2, e, 3);
+        if (p == NULL) return 0;
+        q = run(p, e, C_FIELD);
+        if (q == e || *q != ',') return 0;
+        g->key[K_PROTO] = mkspan(p, q);
+        p = fields(q + 1, e, 2);
+        if (p == NULL) return 0;
+        q = run(p, e, C_FIELD);
+        if (q == e || *q != ',') return 0;
+        g->src6 = mkspan(p, q);
+        g->prefix = mkspan(p, p);
+        p = run(q + 1, e, C_FIELD); /* destination */
+        return tail(p, e, &g->key[K_PORT]);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Counting spans: a table of entries in the order first seen, found through open addressing. */
+
+typedef struct {
+    span key[NKEY];
+    Py_ssize_t count;
+    uint64_t hash;
+} entry;
+
+typedef struct {
+    int width;           /* spans in a key */
+    entry *items;        /* in the order first seen */
+    Py_ssize_t len, cap;
+    Py_ssize_t *slots;   /* index + 1 into items; 0: empty */
+    size_t mask;         /* slots - 1 (a power of two) */
+} table;
+
+static uint64_t hash_spans(const span *key, int width) {
+    uint64_t h = 0x9E3779B97F4A7C15ULL;
+    for (int i = 0; i < width; i++) {
+        cursor p = key[i].p;
+        Py_ssize_t n = key[i].n;
+        h = (h ^ (uint64_t)n) * 0xff51afd7ed558ccdULL;
+        while (n >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            h = (h ^ w) * 0x100000001b3ULL;
+            h ^= h >> 29;
+            p += 8;
+            n -= 8;
+        }
+        uint64_t w = 0;
+        for (Py_ssize_t j = 0; j < n; j++) w |= (uint64_t)p[j] << (8 * j);
+        h = (h ^ w) * 0x100000001b3ULL;
+        h ^= h >> 29;
+    }
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static int same(const span *a, const span *b, int width) {
+    for (int i = 0; i < width; i++)
+        if (a[i].n != b[i].n || memcmp(a[i].p, b[i].p, (size_t)a[i].n) != 0) return 0;
+    return 1;
+}
+
+static void table_free(table *t) {
+    PyMem_Free(t->items);
+    PyMem_Free(t->slots);
+    t->items = NULL;
+    t->slots = NULL;
+}
+
+static int table_init(table *t, int width) {
+    t->width = width;
+    t->len = 0;
+    t->cap = 16;
+    t->mask = 63;
+    t->items = PyMem_Malloc(sizeof(entry) * (size_t)t->cap);
+    t->slots = PyMem_Calloc(t->mask + 1, sizeof(Py_ssize_t));
+    if (t->items == NULL || t->slots == NULL) {
+        table_free(t);
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* Twice the slots, the entries put back. */
+static int table_grow(table *t) {
+    size_t size = (t->mask + 1) * 2;
+    if (size > (size_t)PY_SSIZE_T_MAX / sizeof(Py_ssize_t)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t *slots = PyMem_Calloc(size, sizeof(Py_ssize_t));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t mask = size - 1;
+    for (Py_ssize_t i = 0; i < t->len; i++) {
+        size_t at = (size_t)t->items[i].hash & mask;
+        while (slots[at]) at = (at + 1) & mask;
+        slots[at] = i + 1;
+    }
+    PyMem_Free(t->slots);
+    t->slots = slots;
+    t->mask = mask;
+    return 0;
+}
+
+/* Add n to the count of key. */
+static int table_add(table *t, const span *key, Py_ssize_t n) {
+    uint64_t h = hash_spans(key, t->width);
+    size_t at = (size_t)h & t->mask;
+    Py_ssize_t i;
+    while ((i = t->slots[at]) != 0) {
+        entry *x = &t->items[i - 1];
+        if (x->hash == h && same(x->key, key, t->width)) {
+            x->count += n;
+            return 0;
+        }
+        at = (at + 1) & t->mask;
+    }
+    if (t->len == t->cap) {
+        if ((size_t)t->cap > (size_t)PY_SSIZE_T_MAX / 2 / sizeof(entry)) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        entry *items = PyMem_Realloc(t->items, sizeof(entry) * (size_t)t->cap * 2);
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->items = items;
+        t->cap *= 2;
+    }
+    entry *x = &t->items[t->len];
+    memcpy(x->key, key, sizeof(span) * (size_t)t->width);
+    x->count = n;
+    x->hash = h;
+    t->slots[at] = ++t->len;
+    if ((size_t)t->len * 2 > t->mask + 1) return table_grow(t);
+    return 0;
+}
+
+static PyObject *span_bytes(span s) {
+    return PyBytes_FromStringAndSize((const char *)s.p, s.n);
+}
+
+/* The table as a dict {bytes or tuple of bytes: int}. */
+static PyObject *table_dict(const table *t) {
+    PyObject *out = PyDict_New();
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < t->len; i++) {
+        const entry *x = &t->items[i];
+        PyObject *key;
+        if (t->width == 1) {
+            key = span_bytes(x->key[0]);
+        } else {
+            key = PyTuple_New(t->width);
+            for (int j = 0; key != NULL && j < t->width; j++) {
+                PyObject *part = span_bytes(x->key[j]);
+                if (part == NULL) {
+                    Py_CLEAR(key);
+                    break;
+                }
+                PyTuple_SET_ITEM(key, j, part);
+            }
+        }
+        PyObject *count = key == NULL ? NULL : PyLong_FromSsize_t(x->count);
+        if (count == NULL || PyDict_SetItem(out, key, count) < 0) {
+            Py_XDECREF(key);
+            Py_XDECREF(count);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(key);
+        Py_DECREF(count);
+    }
+    return out;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The other lines, joined. */
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} buffer;
+
+static int buffer_put(buffer *b, int newline, cursor p, Py_ssize_t n) {
+    size_t need = (size_t)n + (newline ? 1 : 0);
+    if (need > (size_t)PY_SSIZE_T_MAX - b->len) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (b->len + need > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + need) cap = cap > (size_t)PY_SSIZE_T_MAX / 2 ? (size_t)PY_SSIZE_T_MAX : cap * 2;
+        char *data = PyMem_Realloc(b->data, cap);
+        if (data == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->data = data;
+        b->cap = cap;
+    }
+    if (newline) b->data[b->len++] = '\n';
+    memcpy(b->data + b->len, p, (size_t)n);
+    b->len += (size_t)n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static PyObject *scan(PyObject *module, PyObject *arg) {
+    (void)module;
+    if (!PyBytes_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "scan() takes bytes, not %.200s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    cursor s = (cursor)PyBytes_AS_STRING(arg);
+    cursor end = s + PyBytes_GET_SIZE(arg);
+    if (end > s && end[-1] == '\n') end--; /* the block's last newline ends its last line */
+
+    table days, counts, v4, v6;
+    buffer others = {NULL, 0, 0};
+    PyObject *result = NULL, *day_list = NULL, *count_dict = NULL, *v4_dict = NULL, *v6_dict = NULL, *rest = NULL;
+    int ready = 0;
+    if (table_init(&days, 1) < 0) return NULL;
+    ready = 1;
+    if (table_init(&counts, NKEY) < 0) goto done;
+    ready = 2;
+    if (table_init(&v4, 1) < 0) goto done;
+    ready = 3;
+    if (table_init(&v6, 1) < 0) goto done;
+    ready = 4;
+
+    span last_day = {NULL, -1};
+    cursor p = s;
+    for (;;) {
+        cursor e = memchr(p, '\n', (size_t)(end - p));
+        if (e == NULL) e = end;
+        line_groups g;
+        if (match_line(p, e, &g)) {
+            if (g.day.n != last_day.n || memcmp(g.day.p, last_day.p, (size_t)g.day.n) != 0) {
+                if (table_add(&days, &g.day, 0) < 0) goto done;
+                last_day = g.day;
+            }
+            if (table_add(&counts, g.key, 1) < 0) goto done;
+            if (!g.pass) {
+                if (g.prefix.n && table_add(&v4, &g.prefix, 1) < 0) goto done;
+                if (g.src6.n && table_add(&v6, &g.src6, 1) < 0) goto done;
+            }
+        } else if (e > p) {
+            if (buffer_put(&others, others.len > 0, p, e - p) < 0) goto done;
+        }
+        if (e == end) break;
+        p = e + 1;
+    }
+
+    day_list = PyList_New(days.len);
+    if (day_list == NULL) goto done;
+    for (Py_ssize_t i = 0; i < days.len; i++) {
+        PyObject *day = span_bytes(days.items[i].key[0]);
+        if (day == NULL) goto done;
+        PyList_SET_ITEM(day_list, i, day);
+    }
+    if ((count_dict = table_dict(&counts)) == NULL) goto done;
+    if ((v4_dict = table_dict(&v4)) == NULL) goto done;
+    if ((v6_dict = table_dict(&v6)) == NULL) goto done;
+    if ((rest = PyBytes_FromStringAndSize(others.data ? others.data : "", (Py_ssize_t)others.len)) == NULL) goto done;
+    result = PyTuple_Pack(5, day_list, count_dict, v4_dict, v6_dict, rest);
+
+done:
+    Py_XDECREF(day_list);
+    Py_XDECREF(count_dict);
+    Py_XDECREF(v4_dict);
+    Py_XDECREF(v6_dict);
+    Py_XDECREF(rest);
+    PyMem_Free(others.data);
+    if (ready >= 4) table_free(&v6);
+    if (ready >= 3) table_free(&v4);
+    if (ready >= 2) table_free(&counts);
+    if (ready >= 1) table_free(&days);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_O,
+     "scan(data: bytes) -> (days, counts, v4, v6, others): the filterlog spool lines of a block counted "
+     "per distinct value, as parse._filterlog_scan_py counts them."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_filterlog", "The filterlog fast path's scan of a block, in C (see parse._filterlog_scan_py).", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__filterlog(void) {
+    init_classes();
+    return PyModule_Create(&module_def);
+}
