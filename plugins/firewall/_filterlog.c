@@ -57,8 +57,12 @@ static inline int digits(cursor p, cursor e, Py_ssize_t n) {
     return 1;
 }
 
+/* Does the literal s of n bytes start at p? (A loop the compiler unrolls: no call per literal.) */
 static inline int lit(cursor p, cursor e, const char *s, Py_ssize_t n) {
-    return e - p >= n && memcmp(p, s, (size_t)n) == 0;
+    if (e - p < n) return 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (p[i] != (unsigned char)s[i]) return 0;
+    return 1;
 }
 
 typedef struct {
@@ -115,7 +119,20 @@ static inline cursor octet(cursor p, cursor e) {
     return q;
 }
 
-static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+/* A month's name (three bytes at p, which the caller checked are there), as the pattern spells it. */
+static int month(cursor p) {
+    uint32_t m = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+#define M(a, b, c) ((uint32_t)(a) << 16 | (uint32_t)(b) << 8 | (uint32_t)(c))
+    switch (m) {
+    case M('J', 'a', 'n'): case M('F', 'e', 'b'): case M('M', 'a', 'r'): case M('A', 'p', 'r'):
+    case M('M', 'a', 'y'): case M('J', 'u', 'n'): case M('J', 'u', 'l'): case M('A', 'u', 'g'):
+    case M('S', 'e', 'p'): case M('O', 'c', 't'): case M('N', 'o', 'v'): case M('D', 'e', 'c'):
+        return 1;
+    default:
+        return 0;
+    }
+#undef M
+}
 
 /* Does the line [s, e) match ``_FILTERLOG_LINE``'s first alternative whole? Its groups in g. */
 static int match_line(cursor s, cursor e, line_groups *g) {
@@ -204,9 +221,7 @@ static int match_line(cursor s, cursor e, line_groups *g) {
     } else {
         /* (?:Jan|...|Dec) [ 0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]  */
         if (e - p < 16) return 0;
-        int month = 0;
-        for (int i = 0; i < 12 && !month; i++) month = memcmp(p, months + 3 * i, 3) == 0;
-        if (!month || p[3] != ' ' || (p[4] != ' ' && !IS(p[4], C_DIGIT)) || !IS(p[5], C_DIGIT) || p[6] != ' ' ||
+        if (!month(p) || p[3] != ' ' || (p[4] != ' ' && !IS(p[4], C_DIGIT)) || !IS(p[5], C_DIGIT) || p[6] != ' ' ||
             !digits(p + 7, e, 2) || p[9] != ':' || !digits(p + 10, e, 2) || p[12] != ':' || !digits(p + 13, e, 2) ||
             p[15] != ' ')
             return 0;
@@ -311,68 +326,88 @@ static int match_line(cursor s, cursor e, line_groups *g) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Counting spans: a table of entries in the order first seen, found through open addressing. */
-
-typedef struct {
-    span key[NKEY];
-    Py_ssize_t count;
-    uint64_t hash;
-} entry;
+/* Counting spans: entries in the order first seen, found through open addressing. */
 
 typedef struct {
     int width;           /* spans in a key */
-    entry *items;        /* in the order first seen */
-    Py_ssize_t len, cap;
-    Py_ssize_t *slots;   /* index + 1 into items; 0: empty */
+    span *keys;          /* width spans per entry */
+    Py_ssize_t *counts;
+    uint64_t *hashes;
+    Py_ssize_t len, cap; /* entries */
+    Py_ssize_t *slots;   /* index + 1 of an entry; 0: empty */
     size_t mask;         /* slots - 1 (a power of two) */
 } table;
 
+static inline uint64_t mix(uint64_t h, uint64_t w) {
+    h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
+    return h ^ (h >> 32);
+}
+
 static uint64_t hash_spans(const span *key, int width) {
-    uint64_t h = 0x9E3779B97F4A7C15ULL;
+    uint64_t h = 0x243F6A8885A308D3ULL;
     for (int i = 0; i < width; i++) {
         cursor p = key[i].p;
         Py_ssize_t n = key[i].n;
-        h = (h ^ (uint64_t)n) * 0xff51afd7ed558ccdULL;
-        while (n >= 8) {
+        h = mix(h, (uint64_t)n);
+        for (; n >= 8; p += 8, n -= 8) {
             uint64_t w;
             memcpy(&w, p, 8);
-            h = (h ^ w) * 0x100000001b3ULL;
-            h ^= h >> 29;
-            p += 8;
-            n -= 8;
+            h = mix(h, w);
         }
-        uint64_t w = 0;
-        for (Py_ssize_t j = 0; j < n; j++) w |= (uint64_t)p[j] << (8 * j);
-        h = (h ^ w) * 0x100000001b3ULL;
-        h ^= h >> 29;
+        if (n) {
+            uint64_t w = 0;
+            for (Py_ssize_t j = 0; j < n; j++) w |= (uint64_t)p[j] << (8 * j);
+            h = mix(h, w);
+        }
     }
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ULL;
+    return h ^ (h >> 32);
 }
 
-static int same(const span *a, const span *b, int width) {
+static inline int same_bytes(cursor a, cursor b, Py_ssize_t n) {
+    if (a == b) return 1;
+    for (; n >= 8; a += 8, b += 8, n -= 8) {
+        uint64_t x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y) return 0;
+    }
+    for (; n > 0; n--)
+        if (*a++ != *b++) return 0;
+    return 1;
+}
+
+static inline int same(const span *a, const span *b, int width) {
     for (int i = 0; i < width; i++)
-        if (a[i].n != b[i].n || memcmp(a[i].p, b[i].p, (size_t)a[i].n) != 0) return 0;
+        if (a[i].n != b[i].n || !same_bytes(a[i].p, b[i].p, a[i].n)) return 0;
     return 1;
 }
 
 static void table_free(table *t) {
-    PyMem_Free(t->items);
+    PyMem_Free(t->keys);
+    PyMem_Free(t->counts);
+    PyMem_Free(t->hashes);
     PyMem_Free(t->slots);
-    t->items = NULL;
+    t->keys = NULL;
+    t->counts = NULL;
+    t->hashes = NULL;
     t->slots = NULL;
 }
 
-static int table_init(table *t, int width) {
+/* An empty table with room for about ``expected`` entries before it grows. */
+static int table_init(table *t, int width, Py_ssize_t expected) {
+    size_t slots = 64;
+    while (slots < 1u << 20 && (Py_ssize_t)slots < 2 * expected) slots *= 2;
     t->width = width;
     t->len = 0;
-    t->cap = 16;
-    t->mask = 63;
-    t->items = PyMem_Malloc(sizeof(entry) * (size_t)t->cap);
-    t->slots = PyMem_Calloc(t->mask + 1, sizeof(Py_ssize_t));
-    if (t->items == NULL || t->slots == NULL) {
+    t->cap = (Py_ssize_t)slots / 2;
+    t->mask = slots - 1;
+    t->keys = PyMem_Malloc(sizeof(span) * (size_t)width * (size_t)t->cap);
+    t->counts = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)t->cap);
+    t->hashes = PyMem_Malloc(sizeof(uint64_t) * (size_t)t->cap);
+    t->slots = PyMem_Calloc(slots, sizeof(Py_ssize_t));
+    if (t->keys == NULL || t->counts == NULL || t->hashes == NULL || t->slots == NULL) {
         table_free(t);
         PyErr_NoMemory();
         return -1;
@@ -380,62 +415,61 @@ static int table_init(table *t, int width) {
     return 0;
 }
 
-/* Twice the slots, the entries put back. */
+/* Twice the entries and slots, the entries put back into the slots. */
 static int table_grow(table *t) {
-    size_t size = (t->mask + 1) * 2;
-    if (size > (size_t)PY_SSIZE_T_MAX / sizeof(Py_ssize_t)) {
+    size_t slots = (t->mask + 1) * 2;
+    size_t cap = (size_t)t->cap * 2;
+    if (slots > (size_t)PY_SSIZE_T_MAX / sizeof(span) / (size_t)t->width) {
         PyErr_NoMemory();
         return -1;
     }
-    Py_ssize_t *slots = PyMem_Calloc(size, sizeof(Py_ssize_t));
-    if (slots == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    size_t mask = size - 1;
+    span *keys = PyMem_Realloc(t->keys, sizeof(span) * (size_t)t->width * cap);
+    if (keys == NULL) goto nomemory;
+    t->keys = keys;
+    Py_ssize_t *counts = PyMem_Realloc(t->counts, sizeof(Py_ssize_t) * cap);
+    if (counts == NULL) goto nomemory;
+    t->counts = counts;
+    uint64_t *hashes = PyMem_Realloc(t->hashes, sizeof(uint64_t) * cap);
+    if (hashes == NULL) goto nomemory;
+    t->hashes = hashes;
+    t->cap = (Py_ssize_t)cap;
+    Py_ssize_t *table = PyMem_Calloc(slots, sizeof(Py_ssize_t));
+    if (table == NULL) goto nomemory;
+    size_t mask = slots - 1;
     for (Py_ssize_t i = 0; i < t->len; i++) {
-        size_t at = (size_t)t->items[i].hash & mask;
-        while (slots[at]) at = (at + 1) & mask;
-        slots[at] = i + 1;
+        size_t at = (size_t)t->hashes[i] & mask;
+        while (table[at]) at = (at + 1) & mask;
+        table[at] = i + 1;
     }
     PyMem_Free(t->slots);
-    t->slots = slots;
+    t->slots = table;
     t->mask = mask;
     return 0;
+nomemory:
+    PyErr_NoMemory();
+    return -1;
 }
 
 /* Add n to the count of key. */
 static int table_add(table *t, const span *key, Py_ssize_t n) {
-    uint64_t h = hash_spans(key, t->width);
+    int width = t->width;
+    uint64_t h = hash_spans(key, width);
     size_t at = (size_t)h & t->mask;
     Py_ssize_t i;
     while ((i = t->slots[at]) != 0) {
-        entry *x = &t->items[i - 1];
-        if (x->hash == h && same(x->key, key, t->width)) {
-            x->count += n;
+        i--;
+        if (t->hashes[i] == h && same(t->keys + (size_t)i * (size_t)width, key, width)) {
+            t->counts[i] += n;
             return 0;
         }
         at = (at + 1) & t->mask;
     }
-    if (t->len == t->cap) {
-        if ((size_t)t->cap > (size_t)PY_SSIZE_T_MAX / 2 / sizeof(entry)) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        entry *items = PyMem_Realloc(t->items, sizeof(entry) * (size_t)t->cap * 2);
-        if (items == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        t->items = items;
-        t->cap *= 2;
-    }
-    entry *x = &t->items[t->len];
-    memcpy(x->key, key, sizeof(span) * (size_t)t->width);
-    x->count = n;
-    x->hash = h;
+    i = t->len;
+    memcpy(t->keys + (size_t)i * (size_t)width, key, sizeof(span) * (size_t)width);
+    t->counts[i] = n;
+    t->hashes[i] = h;
     t->slots[at] = ++t->len;
-    if ((size_t)t->len * 2 > t->mask + 1) return table_grow(t);
+    if (t->len == t->cap) return table_grow(t); /* at most half the slots taken */
     return 0;
 }
 
@@ -448,14 +482,14 @@ static PyObject *table_dict(const table *t) {
     PyObject *out = PyDict_New();
     if (out == NULL) return NULL;
     for (Py_ssize_t i = 0; i < t->len; i++) {
-        const entry *x = &t->items[i];
+        const span *spans = t->keys + (size_t)i * (size_t)t->width;
         PyObject *key;
         if (t->width == 1) {
-            key = span_bytes(x->key[0]);
+            key = span_bytes(spans[0]);
         } else {
             key = PyTuple_New(t->width);
             for (int j = 0; key != NULL && j < t->width; j++) {
-                PyObject *part = span_bytes(x->key[j]);
+                PyObject *part = span_bytes(spans[j]);
                 if (part == NULL) {
                     Py_CLEAR(key);
                     break;
@@ -463,7 +497,7 @@ static PyObject *table_dict(const table *t) {
                 PyTuple_SET_ITEM(key, j, part);
             }
         }
-        PyObject *count = key == NULL ? NULL : PyLong_FromSsize_t(x->count);
+        PyObject *count = key == NULL ? NULL : PyLong_FromSsize_t(t->counts[i]);
         if (count == NULL || PyDict_SetItem(out, key, count) < 0) {
             Py_XDECREF(key);
             Py_XDECREF(count);
@@ -523,13 +557,16 @@ static PyObject *scan(PyObject *module, PyObject *arg) {
     buffer others = {NULL, 0, 0};
     PyObject *result = NULL, *day_list = NULL, *count_dict = NULL, *v4_dict = NULL, *v6_dict = NULL, *rest = NULL;
     int ready = 0;
-    if (table_init(&days, 1) < 0) return NULL;
+    /* A line of the fast shape is over 100 bytes: room for the distinct sources of a block of
+     * them, so that the tables rarely grow. */
+    Py_ssize_t lines = (end - s) / 128;
+    if (table_init(&days, 1, 0) < 0) return NULL;
     ready = 1;
-    if (table_init(&counts, NKEY) < 0) goto done;
+    if (table_init(&counts, NKEY, 0) < 0) goto done;
     ready = 2;
-    if (table_init(&v4, 1) < 0) goto done;
+    if (table_init(&v4, 1, lines) < 0) goto done;
     ready = 3;
-    if (table_init(&v6, 1) < 0) goto done;
+    if (table_init(&v6, 1, 0) < 0) goto done;
     ready = 4;
 
     span last_day = {NULL, -1};
@@ -539,7 +576,7 @@ static PyObject *scan(PyObject *module, PyObject *arg) {
         if (e == NULL) e = end;
         line_groups g;
         if (match_line(p, e, &g)) {
-            if (g.day.n != last_day.n || memcmp(g.day.p, last_day.p, (size_t)g.day.n) != 0) {
+            if (g.day.n != last_day.n || !same_bytes(g.day.p, last_day.p, g.day.n)) {
                 if (table_add(&days, &g.day, 0) < 0) goto done;
                 last_day = g.day;
             }
@@ -558,7 +595,7 @@ static PyObject *scan(PyObject *module, PyObject *arg) {
     day_list = PyList_New(days.len);
     if (day_list == NULL) goto done;
     for (Py_ssize_t i = 0; i < days.len; i++) {
-        PyObject *day = span_bytes(days.items[i].key[0]);
+        PyObject *day = span_bytes(days.keys[i]);
         if (day == NULL) goto done;
         PyList_SET_ITEM(day_list, i, day);
     }
@@ -582,7 +619,50 @@ done:
     return result;
 }
 
+/* count_known(rows, known, counts) -> missed: add each count to rows under the name ``known``
+ * gives its key ("" for none: left out); the keys known does not hold, in order, for the caller to
+ * name (parse._count_known_py is the definition). One pass in C over a block's distinct /24s. */
+static PyObject *count_known(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 3 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "count_known() takes three dicts: rows, known, counts");
+        return NULL;
+    }
+    PyObject *rows = args[0], *known = args[1], *counts = args[2];
+    PyObject *missed = PyList_New(0);
+    if (missed == NULL) return NULL;
+    Py_ssize_t at = 0;
+    PyObject *key, *n;
+    while (PyDict_Next(counts, &at, &key, &n)) {
+        PyObject *name = PyDict_GetItemWithError(known, key); /* borrowed */
+        if (name == NULL) {
+            if (PyErr_Occurred() || PyList_Append(missed, key) < 0) goto fail;
+            continue;
+        }
+        if (PyUnicode_Check(name) && PyUnicode_GET_LENGTH(name) == 0) continue; /* no network */
+        PyObject *old = PyDict_GetItemWithError(rows, name); /* borrowed */
+        PyObject *sum;
+        if (old == NULL) {
+            if (PyErr_Occurred()) goto fail;
+            sum = Py_NewRef(n);
+        } else {
+            sum = PyNumber_Add(old, n);
+            if (sum == NULL) goto fail;
+        }
+        int failed = PyDict_SetItem(rows, name, sum);
+        Py_DECREF(sum);
+        if (failed < 0) goto fail;
+    }
+    return missed;
+fail:
+    Py_DECREF(missed);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"count_known", (PyCFunction)(void (*)(void))count_known, METH_FASTCALL,
+     "count_known(rows, known, counts) -> missed: add each count to rows under its known name, as "
+     "parse._count_known_py does; the keys not known yet."},
     {"scan", scan, METH_O,
      "scan(data: bytes) -> (days, counts, v4, v6, others): the filterlog spool lines of a block counted "
      "per distinct value, as parse._filterlog_scan_py counts them."},

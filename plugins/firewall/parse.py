@@ -189,16 +189,14 @@ class NetworkPseudonyms:
             rows.update(map(known.__getitem__, filter(fresh.__contains__, prefixes())))
         rows.pop("", None)  # no network
 
-    def add_v4(self, rows: Counter[str], counts: Mapping[bytes, int]) -> None:
+    def add_v4(self, rows: Counter[str], counts: dict[bytes, int]) -> None:
         """Add to ``rows`` the count of each /24 in ``counts`` (first three octets: lines) under
-        its pseudonym; one lookup per distinct prefix (a fast path counts them in C)."""
-        known = self._v4
-        for prefix, n in counts.items():
-            network = known.get(prefix)
-            if network is None:
-                network = self.v4(prefix) or ""
-            if network:
-                rows[network] += n
+        its pseudonym: one pass in C over the memo (``_count_known``), Python only for the
+        prefixes not memoised yet."""
+        for prefix in _count_known(rows, self._v4, counts):
+            network = self.v4(prefix)
+            if network is not None:
+                rows[network] += counts[prefix]
 
     def address(self, address: str) -> str | None:
         """``Pseudonymiser.network(address)``: the pseudonym of its /24 or /48, or None."""
@@ -1097,10 +1095,25 @@ def _filterlog_scan_py(data: bytes) -> FilterlogScan:
     return days, dict(counts), dict(v4), dict(v6), others
 
 
+def _count_known_py(rows: dict[str, int], known: dict[bytes, str], counts: dict[bytes, int]) -> list[bytes]:
+    """Add each count to ``rows`` under the name ``known`` gives its key (``""``: none, left
+    out); return the keys ``known`` does not hold yet, in order (``_filterlog.count_known``)."""
+    missed = []
+    for key, n in counts.items():
+        name = known.get(key)
+        if name is None:
+            missed.append(key)
+        elif name:
+            rows[name] = rows.get(name, 0) + n
+    return missed
+
+
 try:
+    from normagent.plugins.firewall._filterlog import count_known as _count_known
     from normagent.plugins.firewall._filterlog import scan as _filterlog_scan
 except ImportError:  # not built (no compiler where it was installed): the same answers, slower
     _filterlog_scan = _filterlog_scan_py
+    _count_known = _count_known_py
 
 
 def _filterlog_fast(data: bytes, tally: Tally, devices: DeviceMap) -> tuple[int, bytes]:
