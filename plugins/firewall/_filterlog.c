@@ -25,6 +25,13 @@
 
 typedef const unsigned char *cursor;
 
+/* The matcher's small helpers are called once per field of every line: no call for them. */
+#if defined(__GNUC__)
+#define INLINE static inline __attribute__((always_inline))
+#else
+#define INLINE static inline
+#endif
+
 /* Byte classes of the pattern. */
 enum { C_DIGIT = 1, C_PRINT = 2, C_FIELD = 4, C_HOST = 8 };
 static unsigned char classes[256];
@@ -44,13 +51,23 @@ static void init_classes(void) {
 #define IS(c, k) (classes[(unsigned char)(c)] & (k))
 
 /* The end of the run of bytes of class k from p (possessive: as many as there are). */
-static inline cursor run(cursor p, cursor e, unsigned char k) {
+INLINE cursor run(cursor p, cursor e, unsigned char k) {
     while (p < e && IS(*p, k)) p++;
     return p;
 }
 
+/* The end of the run of [!-~] from p. */
+INLINE cursor run_print(cursor p, cursor e) {
+    return run(p, e, C_PRINT);
+}
+
+/* The end of the run of CSV field bytes ([!-+\--~]: [!-~] but a comma) from p. */
+INLINE cursor run_field(cursor p, cursor e) {
+    return run(p, e, C_FIELD);
+}
+
 /* p + n bytes, all digits? */
-static inline int digits(cursor p, cursor e, Py_ssize_t n) {
+INLINE int digits(cursor p, cursor e, Py_ssize_t n) {
     if (e - p < n) return 0;
     for (Py_ssize_t i = 0; i < n; i++)
         if (!IS(p[i], C_DIGIT)) return 0;
@@ -58,7 +75,7 @@ static inline int digits(cursor p, cursor e, Py_ssize_t n) {
 }
 
 /* Does the literal s of n bytes start at p? (A loop the compiler unrolls: no call per literal.) */
-static inline int lit(cursor p, cursor e, const char *s, Py_ssize_t n) {
+INLINE int lit(cursor p, cursor e, const char *s, Py_ssize_t n) {
     if (e - p < n) return 0;
     for (Py_ssize_t i = 0; i < n; i++)
         if (p[i] != (unsigned char)s[i]) return 0;
@@ -86,26 +103,26 @@ static inline span mkspan(cursor a, cursor b) {
 }
 
 /* ``(?:,FIELD(?:,(FIELD)(?:,[!-~]*+)?)?)?(?=\n|\Z)`` after the destination: the port group. */
-static int tail(cursor p, cursor e, span *port) {
+INLINE int tail(cursor p, cursor e, span *port) {
     port->p = p;
     port->n = 0;
     if (p == e) return 1;
     if (*p != ',') return 0;
-    p = run(p + 1, e, C_FIELD); /* source port */
+    p = run_field(p + 1, e); /* source port */
     if (p == e) return 1;
     if (*p != ',') return 0;
     cursor q = p + 1;
-    p = run(q, e, C_FIELD); /* destination port */
+    p = run_field(q, e); /* destination port */
     *port = mkspan(q, p);
     if (p == e) return 1;
     if (*p != ',') return 0;
-    return run(p + 1, e, C_PRINT) == e;
+    return run_print(p + 1, e) == e;
 }
 
 /* n CSV fields, each followed by a comma; the position after, or NULL. */
-static inline cursor fields(cursor p, cursor e, int n) {
+INLINE cursor fields(cursor p, cursor e, int n) {
     for (int i = 0; i < n; i++) {
-        p = run(p, e, C_FIELD);
+        p = run_field(p, e);
         if (p == e || *p != ',') return NULL;
         p++;
     }
@@ -113,14 +130,14 @@ static inline cursor fields(cursor p, cursor e, int n) {
 }
 
 /* An octet of 1..3 digits ended by '.', from p; the position of the '.', or NULL. */
-static inline cursor octet(cursor p, cursor e) {
+INLINE cursor octet(cursor p, cursor e) {
     cursor q = run(p, e, C_DIGIT);
     if (q == p || q - p > 3 || q == e || *q != '.') return NULL;
     return q;
 }
 
 /* A month's name (three bytes at p, which the caller checked are there), as the pattern spells it. */
-static int month(cursor p) {
+INLINE int month(cursor p) {
     uint32_t m = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
 #define M(a, b, c) ((uint32_t)(a) << 16 | (uint32_t)(b) << 8 | (uint32_t)(c))
     switch (m) {
@@ -158,7 +175,7 @@ static int match_line(cursor s, cursor e, line_groups *g) {
     if (!lit(p, e, "Z ", 2)) return 0;
     p += 2;
     /* ([!-~]++) < */
-    q = run(p, e, C_PRINT);
+    q = run_print(p, e);
     if (q == p || !lit(q, e, " <", 2)) return 0;
     g->key[K_SENDER] = mkspan(p, q);
     p = q + 2;
@@ -212,10 +229,10 @@ static int match_line(cursor s, cursor e, line_groups *g) {
         if (q == p || !lit(q, e, " filterlog ", 11)) return 0;
         g->key[K_HOST5] = mkspan(p, q);
         p = q + 11;
-        q = run(p, e, C_PRINT); /* procid */
+        q = run_print(p, e); /* procid */
         if (q == p || q == e || *q != ' ') return 0;
         p = q + 1;
-        q = run(p, e, C_PRINT); /* msgid */
+        q = run_print(p, e); /* msgid */
         if (q == p || !lit(q, e, " - ", 3)) return 0;
         p = q + 3;
     } else {
@@ -275,7 +292,7 @@ static int match_line(cursor s, cursor e, line_groups *g) {
     if (lit(p, e, "4,", 2)) {
         p = fields(p + 2, e, 7);
         if (p == NULL) return 0;
-        q = run(p, e, C_FIELD);
+        q = run_field(p, e);
         if (q == e || *q != ',') return 0;
         g->key[K_PROTO] = mkspan(p, q);
         p = fields(q + 1, e, 1);
@@ -304,22 +321,22 @@ static int match_line(cursor s, cursor e, line_groups *g) {
         }
         if (q == e || *q != ',') return 0;
         g->src6 = mkspan(q, q);
-        p = run(q + 1, e, C_FIELD); /* destination */
+        p = run_field(q + 1, e); /* destination */
         return tail(p, e, &g->key[K_PORT]);
     }
     if (lit(p, e, "6,", 2)) {
         p = fields(p + 2, e, 3);
         if (p == NULL) return 0;
-        q = run(p, e, C_FIELD);
+        q = run_field(p, e);
         if (q == e || *q != ',') return 0;
         g->key[K_PROTO] = mkspan(p, q);
         p = fields(q + 1, e, 2);
         if (p == NULL) return 0;
-        q = run(p, e, C_FIELD);
+        q = run_field(p, e);
         if (q == e || *q != ',') return 0;
         g->src6 = mkspan(p, q);
         g->prefix = mkspan(p, p);
-        p = run(q + 1, e, C_FIELD); /* destination */
+        p = run_field(q + 1, e); /* destination */
         return tail(p, e, &g->key[K_PORT]);
     }
     return 0;
@@ -338,16 +355,22 @@ typedef struct {
     size_t mask;         /* slots - 1 (a power of two) */
 } table;
 
-static inline uint64_t mix(uint64_t h, uint64_t w) {
+INLINE uint64_t mix(uint64_t h, uint64_t w) {
     h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
     return h ^ (h >> 32);
 }
 
-static uint64_t hash_spans(const span *key, int width) {
+INLINE uint64_t hash_spans(const span *key, int width) {
     uint64_t h = 0x243F6A8885A308D3ULL;
     for (int i = 0; i < width; i++) {
         cursor p = key[i].p;
         Py_ssize_t n = key[i].n;
+        if (n < 8) { /* the bytes and the length in one word */
+            uint64_t w = (uint64_t)n << 56;
+            for (Py_ssize_t j = 0; j < n; j++) w |= (uint64_t)p[j] << (8 * j);
+            h = mix(h, w);
+            continue;
+        }
         h = mix(h, (uint64_t)n);
         for (; n >= 8; p += 8, n -= 8) {
             uint64_t w;
@@ -365,7 +388,7 @@ static uint64_t hash_spans(const span *key, int width) {
     return h ^ (h >> 32);
 }
 
-static inline int same_bytes(cursor a, cursor b, Py_ssize_t n) {
+INLINE int same_bytes(cursor a, cursor b, Py_ssize_t n) {
     if (a == b) return 1;
     for (; n >= 8; a += 8, b += 8, n -= 8) {
         uint64_t x, y;
@@ -378,7 +401,7 @@ static inline int same_bytes(cursor a, cursor b, Py_ssize_t n) {
     return 1;
 }
 
-static inline int same(const span *a, const span *b, int width) {
+INLINE int same(const span *a, const span *b, int width) {
     for (int i = 0; i < width; i++)
         if (a[i].n != b[i].n || !same_bytes(a[i].p, b[i].p, a[i].n)) return 0;
     return 1;
