@@ -35,7 +35,7 @@ from tests.plugins.firewall.test_firewall_fastpaths import (
     _garble,
     filterlog_lines,
 )
-from tests.support.tools import in_ci, require_tool
+from tests.support.tools import require_extension, require_tool
 
 ROOT = Path(__file__).parents[3]
 SOURCE = ROOT / "plugins" / "firewall" / "_filterlog.c"
@@ -43,14 +43,7 @@ USUAL: list[str] = EDGE_LINES["filterlog"][0]  # type: ignore[assignment]
 
 
 def _extension() -> ModuleType:
-    try:
-        from normagent.plugins.firewall import _filterlog
-    except ImportError as error:
-        reason = f"the C extension normagent.plugins.firewall._filterlog is not built ({error}); build it (pip install -e .)"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return _filterlog
+    return require_extension("normagent.plugins.firewall._filterlog")
 
 
 @pytest.fixture(scope="module")
