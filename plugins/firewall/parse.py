@@ -1087,24 +1087,41 @@ def _filterlog_scan_py(data: bytes) -> FilterlogScan:
     """``_filterlog.scan`` in Python: ``_FILTERLOG_LINE`` over the block, counted per distinct
     value (the fallback when the extension is not built, and the definition it is tested against)."""
     matches = _FILTERLOG_LINE.findall(b"\n" + data[:-1] if data.endswith(b"\n") else b"\n" + data)
-    days = list(dict.fromkeys(filter(None, map(itemgetter(0), matches))))
-    counts = Counter((m[1], m[2], m[3], m[4], m[5], m[6] or m[9], m[8] or m[11]) for m in matches if m[1])
-    v4 = Counter(m[7] for m in matches if m[7] and m[4] != b"pass")
-    v6 = Counter(m[10] for m in matches if m[10] and m[4] != b"pass")
+    days = list(set(filter(None, map(itemgetter(0), matches))))
+    if len(days) > 1:
+        days = list(dict.fromkeys(filter(None, map(itemgetter(0), matches))))  # in the order first seen
+    # Counted over C-level projections (per line), merged per distinct value: a line has the
+    # protocol and port of IPv4 or of IPv6; another line has no sender.
+    counts: dict[tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes], int] = {}
+    for (sender, host3, host5, action, direction, proto4, proto6, port4, port6), n in Counter(
+        map(itemgetter(1, 2, 3, 4, 5, 6, 9, 8, 11), matches)
+    ).items():
+        if sender:
+            key = (sender, host3, host5, action, direction, proto4 or proto6, port4 or port6)
+            counts[key] = counts.get(key, 0) + n
+    # The sources of the lines that are no pass (of all of them when none is).
+    sources4: Iterable[bytes] = map(itemgetter(7), matches)
+    sources6: Iterable[bytes] = map(itemgetter(10), matches)
+    if any(key[3] == b"pass" for key in counts):
+        blocks = list(map(b"pass".__ne__, map(itemgetter(4), matches)))
+        sources4, sources6 = compress(sources4, blocks), compress(sources6, blocks)
+    v4 = Counter(filter(None, sources4))
+    v6 = Counter(filter(None, sources6)) if any(map(itemgetter(10), matches)) else Counter()
     others = b"\n".join(filter(None, map(itemgetter(12), matches)))
-    return days, dict(counts), dict(v4), dict(v6), others
+    return days, counts, dict(v4), dict(v6), others
 
 
 def _count_known_py(rows: dict[str, int], known: dict[bytes, str], counts: dict[bytes, int]) -> list[bytes]:
     """Add each count to ``rows`` under the name ``known`` gives its key (``""``: none, left
     out); return the keys ``known`` does not hold yet, in order (``_filterlog.count_known``)."""
     missed = []
+    get, add = known.get, rows.get
     for key, n in counts.items():
-        name = known.get(key)
+        name = get(key)
         if name is None:
             missed.append(key)
         elif name:
-            rows[name] = rows.get(name, 0) + n
+            rows[name] = add(name, 0) + n
     return missed
 
 
