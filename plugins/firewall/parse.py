@@ -1121,15 +1121,11 @@ def _filterlog_scan_py(data: bytes) -> FilterlogScan:
 def _count_known_py(rows: dict[str, int], known: dict[bytes, str], counts: dict[bytes, int]) -> list[bytes]:
     """Add each count to ``rows`` under the name ``known`` gives its key (``""``: none, left
     out); return the keys ``known`` does not hold yet, in order (``_filterlog.count_known``)."""
-    missed = []
-    get, add = known.get, rows.get
-    for key, n in counts.items():
-        name = get(key)
-        if name is None:
-            missed.append(key)
-        elif name:
+    add = rows.get
+    for name, n in zip(map(known.get, counts), counts.values()):
+        if name:
             rows[name] = add(name, 0) + n
-    return missed
+    return list(filterfalse(known.__contains__, counts))
 
 
 try:
