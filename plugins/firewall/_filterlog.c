@@ -643,7 +643,7 @@ done:
 }
 
 /* count_known(rows, known, counts) -> missed: add each count to rows under the name ``known``
- * gives its key ("" for none: left out); the keys known does not hold, in order, for the caller to
+ * gives its key (a false one, "", for none: left out); the keys known does not hold, in order, for the caller to
  * name (parse._count_known_py is the definition). One pass in C over a block's distinct /24s. */
 static PyObject *count_known(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
@@ -657,29 +657,42 @@ static PyObject *count_known(PyObject *module, PyObject *const *args, Py_ssize_t
     Py_ssize_t at = 0;
     PyObject *key, *n;
     while (PyDict_Next(counts, &at, &key, &n)) {
+        /* Held for the body: a key's __eq__ could run Python code that changes the dicts. */
+        Py_INCREF(key);
+        Py_INCREF(n);
         PyObject *name = PyDict_GetItemWithError(known, key); /* borrowed */
+        Py_XINCREF(name);
+        int failed = 0;
         if (name == NULL) {
-            if (PyErr_Occurred() || PyList_Append(missed, key) < 0) goto fail;
-            continue;
-        }
-        if (PyUnicode_Check(name) && PyUnicode_GET_LENGTH(name) == 0) continue; /* no network */
-        PyObject *old = PyDict_GetItemWithError(rows, name); /* borrowed */
-        PyObject *sum;
-        if (old == NULL) {
-            if (PyErr_Occurred()) goto fail;
-            sum = Py_NewRef(n);
+            failed = PyErr_Occurred() != NULL || PyList_Append(missed, key) < 0;
         } else {
-            sum = PyNumber_Add(old, n);
-            if (sum == NULL) goto fail;
+            int named = PyObject_IsTrue(name); /* "": no network */
+            if (named < 0) {
+                failed = 1;
+            } else if (named) {
+                /* rows.get(name, 0) + n, as the definition adds */
+                PyObject *old = PyDict_GetItemWithError(rows, name); /* borrowed */
+                PyObject *sum = NULL;
+                if (old != NULL) {
+                    sum = PyNumber_Add(old, n);
+                } else if (!PyErr_Occurred()) {
+                    PyObject *zero = PyLong_FromLong(0);
+                    sum = zero == NULL ? NULL : PyNumber_Add(zero, n);
+                    Py_XDECREF(zero);
+                }
+                failed = sum == NULL || PyDict_SetItem(rows, name, sum) < 0;
+                Py_XDECREF(sum);
+            }
         }
-        int failed = PyDict_SetItem(rows, name, sum);
-        Py_DECREF(sum);
-        if (failed < 0) goto fail;
+        Py_XDECREF(name);
+        Py_DECREF(n);
+        Py_DECREF(key);
+        if (failed) {
+            Py_DECREF(missed);
+            return NULL;
+        }
     }
     return missed;
-fail:
-    Py_DECREF(missed);
-    return NULL;
 }
 
 static PyMethodDef methods[] = {

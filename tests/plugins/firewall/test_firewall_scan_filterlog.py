@@ -299,8 +299,15 @@ def test_count_known_takes_dicts_only() -> None:
     for args in (({}, {}, []), ({}, [], {}), ([], {}, {}), ({}, {})):
         with pytest.raises(TypeError):
             count_known(*args)
-    with pytest.raises(TypeError):  # a count that is no number, under a name already counted
-        count_known({"n": 1}, {b"p": "n"}, {b"p": "x"})
+    for rows in ({"n": 1}, {}):  # a count that is no number, under a name counted or not
+        with pytest.raises(TypeError):
+            _count_known_py(dict(rows), {b"p": "n"}, {b"p": "x"})  # type: ignore[dict-item]
+        with pytest.raises(TypeError):
+            count_known(dict(rows), {b"p": "n"}, {b"p": "x"})
+    known: dict[bytes, Any] = {b"a": None, b"b": 0, b"c": "", b"d": "n"}  # false names count nowhere
+    ours, theirs = {"n": 1}, {"n": 1}
+    assert count_known(ours, known, dict.fromkeys(known, 2)) == _count_known_py(theirs, known, dict.fromkeys(known, 2)) == []
+    assert ours == theirs == {"n": 3}
 
 
 # ---------------------------------------------------------------------------------------------
