@@ -11,10 +11,12 @@
  *   others  every other line that is not empty, joined by "\n" (for the general way).
  *
  * Dicts are in the order of first appearance. Why C: the pattern costs re ~13,000 instructions a
- * line, and issue 12 gives a whole line ~2,400 (bench/README.md, bench_firewall.py). The matcher
- * below is that pattern taken apart by hand; every repeat in it is possessive or can take only
- * one length (each is followed by a byte the repeat cannot take), so a line either matches in
- * exactly one way or not at all, and no backtracking is needed. The block is read forward only,
+ * line, and the targets of issues 12 and 15 leave a whole line ~2,400 (bench/README.md,
+ * bench_firewall.py). The matcher below is that pattern taken apart by hand: every repeat in it
+ * is possessive or can take only one length (each is followed by a byte the repeat cannot take),
+ * and the alternatives start with different bytes, so a line matches in exactly one way or not at
+ * all and nothing needs to backtrack. The one place where re does backtrack, the optional RFC 3164
+ * host before "filterlog", is decided up front (see there). The block is read forward only,
  * every index checked against the line's end; keys are spans of the block (which outlives the
  * call) counted in hash tables of our own, so Python objects are made once per distinct value.
  */
