@@ -52,20 +52,23 @@ static void init_classes(void) {
 
 #define IS(c, k) (classes[(unsigned char)(c)] & (k))
 
-/* The end of the run of bytes of class k from p (possessive: as many as there are). */
-INLINE cursor run(cursor p, cursor e, unsigned char k) {
-    while (p < e && IS(*p, k)) p++;
+/* The end of the run of bytes of class k from p (possessive: as many as there are). No bound
+ * is checked: a run stops at its line's end by itself, because the byte there is in no class —
+ * the '\n' that ends the line, or for the block's last line that '\n' or the NUL that CPython
+ * keeps after every bytes object's last byte (documented for PyBytes_AsString). */
+INLINE cursor run(cursor p, unsigned char k) {
+    while (IS(*p, k)) p++;
     return p;
 }
 
 /* The end of the run of [!-~] from p. */
-INLINE cursor run_print(cursor p, cursor e) {
-    return run(p, e, C_PRINT);
+INLINE cursor run_print(cursor p) {
+    return run(p, C_PRINT);
 }
 
 /* The end of the run of CSV field bytes ([!-+\--~]: [!-~] but a comma) from p. */
-INLINE cursor run_field(cursor p, cursor e) {
-    return run(p, e, C_FIELD);
+INLINE cursor run_field(cursor p) {
+    return run(p, C_FIELD);
 }
 
 /* p + n bytes, all digits? */
@@ -110,21 +113,21 @@ INLINE int tail(cursor p, cursor e, span *port) {
     port->n = 0;
     if (p == e) return 1;
     if (*p != ',') return 0;
-    p = run_field(p + 1, e); /* source port */
+    p = run_field(p + 1); /* source port */
     if (p == e) return 1;
     if (*p != ',') return 0;
     cursor q = p + 1;
-    p = run_field(q, e); /* destination port */
+    p = run_field(q); /* destination port */
     *port = mkspan(q, p);
     if (p == e) return 1;
     if (*p != ',') return 0;
-    return run_print(p + 1, e) == e;
+    return run_print(p + 1) == e;
 }
 
 /* n CSV fields, each followed by a comma; the position after, or NULL. */
 INLINE cursor fields(cursor p, cursor e, int n) {
     for (int i = 0; i < n; i++) {
-        p = run_field(p, e);
+        p = run_field(p);
         if (p == e || *p != ',') return NULL;
         p++;
     }
@@ -133,7 +136,7 @@ INLINE cursor fields(cursor p, cursor e, int n) {
 
 /* An octet of 1..3 digits ended by '.', from p; the position of the '.', or NULL. */
 INLINE cursor octet(cursor p, cursor e) {
-    cursor q = run(p, e, C_DIGIT);
+    cursor q = run(p, C_DIGIT);
     if (q == p || q - p > 3 || q == e || *q != '.') return NULL;
     return q;
 }
@@ -170,19 +173,19 @@ static int match_line(cursor s, cursor e, line_groups *g) {
     p += 19;
     /* (?:\.[0-9]{1,6})?Z  */
     if (p < e && *p == '.') {
-        q = run(p + 1, e, C_DIGIT);
+        q = run(p + 1, C_DIGIT);
         if (q - (p + 1) < 1 || q - (p + 1) > 6) return 0;
         p = q;
     }
     if (!lit(p, e, "Z ", 2)) return 0;
     p += 2;
     /* ([!-~]++) < */
-    q = run_print(p, e);
+    q = run_print(p);
     if (q == p || !lit(q, e, " <", 2)) return 0;
     g->key[K_SENDER] = mkspan(p, q);
     p = q + 2;
     /* (?:1[0-8][0-9]|19[01]|0?[0-9]?[0-9])> */
-    q = run(p, e, C_DIGIT);
+    q = run(p, C_DIGIT);
     switch (q - p) {
     case 1:
     case 2:
@@ -213,7 +216,7 @@ static int match_line(cursor s, cursor e, line_groups *g) {
             p += 19;
             /* (?:\.[0-9]{1,9})? */
             if (p < e && *p == '.') {
-                q = run(p + 1, e, C_DIGIT);
+                q = run(p + 1, C_DIGIT);
                 if (q - (p + 1) < 1 || q - (p + 1) > 9) return 0;
                 p = q;
             }
@@ -227,14 +230,14 @@ static int match_line(cursor s, cursor e, line_groups *g) {
         }
         if (p == e || *p != ' ') return 0;
         p++;
-        q = run(p, e, C_HOST);
+        q = run(p, C_HOST);
         if (q == p || !lit(q, e, " filterlog ", 11)) return 0;
         g->key[K_HOST5] = mkspan(p, q);
         p = q + 11;
-        q = run_print(p, e); /* procid */
+        q = run_print(p); /* procid */
         if (q == p || q == e || *q != ' ') return 0;
         p = q + 1;
-        q = run_print(p, e); /* msgid */
+        q = run_print(p); /* msgid */
         if (q == p || !lit(q, e, " - ", 3)) return 0;
         p = q + 3;
     } else {
@@ -251,14 +254,14 @@ static int match_line(cursor s, cursor e, line_groups *g) {
         if (lit(p, e, "filterlog", 9) && e - p > 9 && (p[9] == '[' || p[9] == ':')) {
             p += 9;
         } else {
-            q = run(p, e, C_HOST);
+            q = run(p, C_HOST);
             if (q == p || !lit(q, e, " filterlog", 10)) return 0;
             g->key[K_HOST3] = mkspan(p, q);
             p = q + 10;
         }
         /* (?:\[[0-9]++\])?:  */
         if (p < e && *p == '[') {
-            q = run(p + 1, e, C_DIGIT);
+            q = run(p + 1, C_DIGIT);
             if (q == p + 1 || q == e || *q != ']') return 0;
             p = q + 1;
         }
@@ -294,7 +297,7 @@ static int match_line(cursor s, cursor e, line_groups *g) {
     if (lit(p, e, "4,", 2)) {
         p = fields(p + 2, e, 7);
         if (p == NULL) return 0;
-        q = run_field(p, e);
+        q = run_field(p);
         if (q == e || *q != ',') return 0;
         g->key[K_PROTO] = mkspan(p, q);
         p = fields(q + 1, e, 1);
@@ -308,7 +311,7 @@ static int match_line(cursor s, cursor e, line_groups *g) {
         }
         g->prefix = mkspan(a, p);
         p++;
-        q = run(p, e, C_DIGIT);
+        q = run(p, C_DIGIT);
         switch (q - p) {
         case 1:
             break;
@@ -323,22 +326,22 @@ static int match_line(cursor s, cursor e, line_groups *g) {
         }
         if (q == e || *q != ',') return 0;
         g->src6 = mkspan(q, q);
-        p = run_field(q + 1, e); /* destination */
+        p = run_field(q + 1); /* destination */
         return tail(p, e, &g->key[K_PORT]);
     }
     if (lit(p, e, "6,", 2)) {
         p = fields(p + 2, e, 3);
         if (p == NULL) return 0;
-        q = run_field(p, e);
+        q = run_field(p);
         if (q == e || *q != ',') return 0;
         g->key[K_PROTO] = mkspan(p, q);
         p = fields(q + 1, e, 2);
         if (p == NULL) return 0;
-        q = run_field(p, e);
+        q = run_field(p);
         if (q == e || *q != ',') return 0;
         g->src6 = mkspan(p, q);
         g->prefix = mkspan(p, p);
-        p = run_field(q + 1, e); /* destination */
+        p = run_field(q + 1); /* destination */
         return tail(p, e, &g->key[K_PORT]);
     }
     return 0;
