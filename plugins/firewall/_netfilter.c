@@ -1,0 +1,657 @@
+/* One pass over a block of kern.log lines: the netfilter LOG lines of the usual shape counted
+ * per distinct value, every other line handed back whole for the general way.
+ *
+ * Why C: the fast path's bytes pattern (parse._NETFILTER_LINE) costs CPython's `re` ~13,400
+ * instructions a line, and the targets of issues 12 and 15 leave ~2,400 for everything
+ * (bench/README.md, bench_firewall). This file is that pattern written out as a forward-only walk
+ * over each line, with the counting done here too, so that Python runs once per distinct value.
+ *
+ * `scan(data: bytes)` returns exactly what parse.netfilter_scan_py returns (the reference, built
+ * on `_NETFILTER_LINE.findall`, and the fallback when this module is not built):
+ *
+ *   (minutes, stamps, packets, v4, v6, others)
+ *   minutes: set[bytes]                   RFC 3164 minutes, b"Nov 23 07:25"
+ *   stamps:  set[tuple[bytes, bytes]]     RFC 3339 minutes and offsets, (b"2026-11-23T07:25", b"+01:00")
+ *   packets: dict[tuple[bytes, bytes, bytes], int]   (head, PROTO, DPT or b"") -> lines
+ *   v4:      dict[bytes, dict[bytes, int]]  head -> IPv4 source /24 (three octets) -> lines
+ *   v6:      dict[bytes, dict[bytes, int]]  head -> IPv6 source -> lines
+ *   others:  bytes                        the other non-empty lines, each ended by b"\n"
+ *
+ * where head is the log prefix with IN= and OUT= (group 4 of the pattern). Why the walk below is
+ * the pattern, step by step (each place where `re` could backtrack has one way to match only):
+ * - the stamp, host, kernel time stamp, IN=/OUT= values, MAC=, DST=, LEN=, the numbers and PROTO=
+ *   are possessive or fixed, or optional parts whose first bytes differ from what follows
+ *   (`(?:CE |)(?:DF |)(?:MF |)PROTO=`, `(?:MAC=…|)SRC=`); the kernel time stamp `[12.5] ` holds
+ *   no "=", so taking it or leaving it to the prefix finds the same IN=, and `re` takes it;
+ * - the prefix `[ -<>-~]*IN=` holds no "=": the only IN= it can reach is the one whose "=" is the
+ *   first byte outside that class;
+ * - an RFC 3339 fraction `(?:\.[0-9]{1,6}|)` before `(Z|[+-]…)`: all its digits, 1 to 6;
+ * - the IPv4 source: three octets of 1-3 digits, a last octet 0-255 without a leading zero, then
+ *   " DST="; else the IPv6 alternative `[0-9a-f:]++` then " DST=" (no "." in it: the two cannot
+ *   both match);
+ * - after PROTO's value: " SPT=digits DPT=digits" then a space or the line's end; else a space
+ *   not followed by "SPT=", or the line's end.
+ *
+ * Bounds: every read is checked against the line's end; nothing is copied from the input but into
+ * `bytes` objects sized for it. Counts are kept in open-addressing tables keyed by spans of the
+ * input (no Python object per line), hashed with CPython's randomised bytes hash (a log line is
+ * written by whoever sends packets: no chosen collisions).
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+typedef struct {
+    Py_ssize_t off, len;
+} Span;
+
+typedef struct {
+    Py_hash_t hash;
+    Py_ssize_t tag; /* head index (packets, sources); 0 elsewhere */
+    Span a, b;      /* b.len == 0 where unused */
+    Py_ssize_t value; /* count, or the head's index in the heads table; -1: an empty slot */
+} Entry;
+
+typedef struct {
+    Entry *slots;
+    size_t mask; /* capacity - 1, a power of two */
+    size_t used;
+} Table;
+
+typedef struct {
+    Span *items;
+    Py_ssize_t n, cap;
+} Spans;
+
+static int table_init(Table *t, size_t cap)
+{
+    t->slots = PyMem_Malloc(cap * sizeof(Entry));
+    if (t->slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < cap; i++)
+        t->slots[i].value = -1;
+    t->mask = cap - 1;
+    t->used = 0;
+    return 0;
+}
+
+static void table_free(Table *t)
+{
+    PyMem_Free(t->slots);
+    t->slots = NULL;
+}
+
+static int span_eq(const char *buf, Span x, Span y)
+{
+    return x.len == y.len && (x.len == 0 || memcmp(buf + x.off, buf + y.off, (size_t)x.len) == 0);
+}
+
+static int table_grow(Table *t)
+{
+    size_t cap = (t->mask + 1) * 2;
+    if (cap > ((size_t)PY_SSIZE_T_MAX) / sizeof(Entry)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Entry *old = t->slots;
+    size_t oldcap = t->mask + 1;
+    if (table_init(t, cap) < 0) {
+        t->slots = old;
+        t->mask = oldcap - 1;
+        return -1;
+    }
+    for (size_t i = 0; i < oldcap; i++) {
+        if (old[i].value < 0)
+            continue;
+        size_t j = (size_t)old[i].hash & t->mask;
+        while (t->slots[j].value >= 0)
+            j = (j + 1) & t->mask;
+        t->slots[j] = old[i];
+        t->used++;
+    }
+    PyMem_Free(old);
+    return 0;
+}
+
+/* The entry of (tag, a, b), made with value `fresh` if new; NULL with MemoryError set. */
+static Entry *table_get(Table *t, const char *buf, Py_ssize_t tag, Span a, Span b, Py_ssize_t fresh)
+{
+    if ((t->used + 1) * 2 > t->mask + 1 && table_grow(t) < 0)
+        return NULL;
+    Py_hash_t h = _Py_HashBytes(buf + a.off, a.len);
+    if (b.len)
+        h = (Py_hash_t)((size_t)h * 1000003u) ^ _Py_HashBytes(buf + b.off, b.len);
+    h ^= (Py_hash_t)((size_t)tag * 0x9E3779B97F4A7C15u);
+    size_t j = (size_t)h & t->mask;
+    for (;;) {
+        Entry *e = &t->slots[j];
+        if (e->value < 0) {
+            e->hash = h;
+            e->tag = tag;
+            e->a = a;
+            e->b = b;
+            e->value = fresh;
+            t->used++;
+            return e;
+        }
+        if (e->hash == h && e->tag == tag && span_eq(buf, e->a, a) && span_eq(buf, e->b, b))
+            return e;
+        j = (j + 1) & t->mask;
+    }
+}
+
+static int spans_push(Spans *s, Span x)
+{
+    if (s->n == s->cap) {
+        Py_ssize_t cap = s->cap ? s->cap * 2 : 64;
+        if ((size_t)cap > ((size_t)PY_SSIZE_T_MAX) / sizeof(Span)) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        Span *items = PyMem_Realloc(s->items, (size_t)cap * sizeof(Span));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        s->items = items;
+        s->cap = cap;
+    }
+    s->items[s->n++] = x;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Byte classes and small steps; `p` is an index into the line, `e` its end (a "\n" or the end). */
+
+#define DIGIT(c) ((c) >= '0' && (c) <= '9')
+#define UPPER(c) ((c) >= 'A' && (c) <= 'Z')
+#define LOWER(c) ((c) >= 'a' && (c) <= 'z')
+#define GRAPH(c) ((c) >= '!' && (c) <= '~')                      /* [!-~] */
+#define PREFIX(c) ((c) >= ' ' && (c) <= '~' && (c) != '=')         /* [ -<>-~] */
+#define HOST(c) (UPPER(c) || LOWER(c) || DIGIT(c) || (c) == '.' || (c) == '_' || (c) == '-')
+#define HEX6(c) (DIGIT(c) || ((c) >= 'a' && (c) <= 'f') || (c) == ':') /* [0-9a-f:] */
+#define HEXUP(c) (DIGIT(c) || ((c) >= 'A' && (c) <= 'F'))              /* [0-9A-F] */
+
+static int lit(const unsigned char *s, Py_ssize_t p, Py_ssize_t e, const char *word, Py_ssize_t n)
+{
+    return e - p >= n && memcmp(s + p, word, (size_t)n) == 0;
+}
+
+#define LIT(word) lit(s, p, e, word, (Py_ssize_t)(sizeof(word) - 1))
+
+static int in_range(const unsigned char *s, Py_ssize_t p, Py_ssize_t e, char lo, char hi)
+{
+    return p < e && s[p] >= (unsigned char)lo && s[p] <= (unsigned char)hi;
+}
+
+#define RANGE(i, lo, hi) in_range(s, p + (i), e, lo, hi)
+
+/* End of a run of digits from p (p itself when none). */
+static Py_ssize_t digits(const unsigned char *s, Py_ssize_t p, Py_ssize_t e)
+{
+    while (p < e && DIGIT(s[p]))
+        p++;
+    return p;
+}
+
+static Py_ssize_t graphs(const unsigned char *s, Py_ssize_t p, Py_ssize_t e)
+{
+    while (p < e && GRAPH(s[p]))
+        p++;
+    return p;
+}
+
+typedef struct {
+    Span minute, stamp, offset, head, v4, v6, proto, dport;
+} Line;
+
+/* Whether s[0:e] is a LOG line of the usual shape (the main alternative of _NETFILTER_LINE,
+ * matched at the line's start and ending at most at its end); its groups in `m` (offsets
+ * relative to s). */
+static int match_line(const unsigned char *s, Py_ssize_t e, Line *m)
+{
+    Py_ssize_t p = 0, q;
+    memset(m, 0, sizeof(*m));
+    /* The stamp: RFC 3164 "Nov 23 07:25:53" or RFC 3339 "2026-11-23T07:25:53[.f]Z|+01:00". */
+    if (RANGE(0, 'A', 'Z')) {
+        if (!(RANGE(1, 'a', 'z') && RANGE(2, 'a', 'z') && RANGE(3, ' ', ' ') && (RANGE(4, ' ', ' ') || RANGE(4, '0', '9')) &&
+              RANGE(5, '0', '9') && RANGE(6, ' ', ' ') && RANGE(7, '0', '2') && RANGE(8, '0', '9') && RANGE(9, ':', ':') &&
+              RANGE(10, '0', '5') && RANGE(11, '0', '9') && RANGE(12, ':', ':') && RANGE(13, '0', '5') && RANGE(14, '0', '9')))
+            return 0;
+        m->minute = (Span){0, 12};
+        p = 15;
+    } else if (RANGE(0, '0', '9')) {
+        if (!(RANGE(1, '0', '9') && RANGE(2, '0', '9') && RANGE(3, '0', '9') && RANGE(4, '-', '-') && RANGE(5, '0', '1') &&
+              RANGE(6, '0', '9') && RANGE(7, '-', '-') && RANGE(8, '0', '3') && RANGE(9, '0', '9') && RANGE(10, 'T', 'T') &&
+              RANGE(11, '0', '2') && RANGE(12, '0', '9') && RANGE(13, ':', ':') && RANGE(14, '0', '5') && RANGE(15, '0', '9') &&
+              RANGE(16, ':', ':') && RANGE(17, '0', '5') && RANGE(18, '0', '9')))
+            return 0;
+        m->stamp = (Span){0, 16};
+        p = 19;
+        if (p < e && s[p] == '.') {
+            q = digits(s, p + 1, e);
+            if (q - (p + 1) < 1 || q - (p + 1) > 6)
+                return 0;
+            p = q;
+        }
+        if (RANGE(0, 'Z', 'Z')) {
+            m->offset = (Span){p, 1};
+            p += 1;
+        } else if ((RANGE(0, '+', '+') || RANGE(0, '-', '-')) && RANGE(1, '0', '1') && RANGE(2, '0', '9') && RANGE(3, ':', ':') &&
+                   RANGE(4, '0', '5') && RANGE(5, '0', '9')) {
+            m->offset = (Span){p, 6};
+            p += 6;
+        } else {
+            return 0;
+        }
+    } else {
+        return 0;
+    }
+    /* " host kernel: " */
+    if (!LIT(" "))
+        return 0;
+    q = ++p;
+    while (p < e && HOST(s[p]))
+        p++;
+    if (p == q || !LIT(" kernel: "))
+        return 0;
+    p += 9;
+    /* The kernel's time stamp "[ 12.5] ", if whole. */
+    if (p < e && s[p] == '[') {
+        q = p + 1;
+        while (q < e && s[q] == ' ')
+            q++;
+        Py_ssize_t r = digits(s, q, e);
+        if (r > q && r < e && s[r] == '.') {
+            Py_ssize_t t = digits(s, r + 1, e);
+            if (t > r + 1 && lit(s, t, e, "] ", 2))
+                p = t + 2;
+        }
+    }
+    /* The head: prefix (no "="), IN=value OUT=value and a space. */
+    Py_ssize_t h = p;
+    while (p < e && PREFIX(s[p]))
+        p++;
+    if (!(p < e && s[p] == '=' && p - 2 >= h && s[p - 2] == 'I' && s[p - 1] == 'N'))
+        return 0;
+    p = graphs(s, p + 1, e);
+    if (!LIT(" OUT="))
+        return 0;
+    p = graphs(s, p + 5, e);
+    if (!LIT(" "))
+        return 0;
+    p += 1;
+    m->head = (Span){h, p - h};
+    if (LIT("MAC=")) {
+        p = graphs(s, p + 4, e);
+        if (!LIT(" "))
+            return 0;
+        p += 1;
+    }
+    /* The source: an IPv4 address (its /24 kept) or the IPv6 alternative, then " DST=". */
+    if (!LIT("SRC="))
+        return 0;
+    p += 4;
+    {
+        Py_ssize_t a = p, r = p, ok = 1;
+        for (int i = 0; i < 3 && ok; i++) {
+            Py_ssize_t t = digits(s, r, e);
+            if (t - r < 1 || t - r > 3 || t >= e || s[t] != '.')
+                ok = 0;
+            else
+                r = t + 1;
+        }
+        if (ok) {
+            Py_ssize_t t = digits(s, r, e), n = t - r;
+            ok = (n == 1) || (n == 2 && s[r] != '0') ||
+                 (n == 3 && (s[r] == '1' || (s[r] == '2' && (s[r + 1] < '5' || (s[r + 1] == '5' && s[r + 2] <= '5')))));
+            if (ok && lit(s, t, e, " DST=", 5)) {
+                m->v4 = (Span){a, r - 1 - a};
+                p = t;
+            } else {
+                ok = 0;
+            }
+        }
+        if (!ok) {
+            r = a;
+            while (r < e && HEX6(s[r]))
+                r++;
+            if (r == a || !lit(s, r, e, " DST=", 5))
+                return 0;
+            m->v6 = (Span){a, r - a};
+            p = r;
+        }
+    }
+    /* " DST=x LEN=n " */
+    q = graphs(s, p + 5, e);
+    if (q == p + 5)
+        return 0;
+    p = q;
+    if (!LIT(" LEN="))
+        return 0;
+    q = digits(s, p + 5, e);
+    if (q == p + 5 || !lit(s, q, e, " ", 1))
+        return 0;
+    p = q + 1;
+    /* IPv4's TOS= PREC= TTL= ID= [CE ][DF ][MF ], or IPv6's TC= HOPLIMIT= FLOWLBL= */
+    if (LIT("TOS=0x")) {
+        if (!(RANGE(6, '0', '9') || RANGE(6, 'A', 'F')) || !(RANGE(7, '0', '9') || RANGE(7, 'A', 'F')))
+            return 0;
+        p += 8;
+        if (!LIT(" PREC=0x"))
+            return 0;
+        if (!(RANGE(8, '0', '9') || RANGE(8, 'A', 'F')) || !(RANGE(9, '0', '9') || RANGE(9, 'A', 'F')))
+            return 0;
+        p += 10;
+        if (!LIT(" TTL="))
+            return 0;
+        q = digits(s, p + 5, e);
+        if (q == p + 5)
+            return 0;
+        p = q;
+        if (!LIT(" ID="))
+            return 0;
+        q = digits(s, p + 4, e);
+        if (q == p + 4 || !lit(s, q, e, " ", 1))
+            return 0;
+        p = q + 1;
+        if (LIT("CE "))
+            p += 3;
+        if (LIT("DF "))
+            p += 3;
+        if (LIT("MF "))
+            p += 3;
+    } else if (LIT("TC=")) {
+        q = digits(s, p + 3, e);
+        if (q == p + 3)
+            return 0;
+        p = q;
+        if (!LIT(" HOPLIMIT="))
+            return 0;
+        q = digits(s, p + 10, e);
+        if (q == p + 10)
+            return 0;
+        p = q;
+        if (!LIT(" FLOWLBL="))
+            return 0;
+        q = digits(s, p + 9, e);
+        if (q == p + 9 || !lit(s, q, e, " ", 1))
+            return 0;
+        p = q + 1;
+    } else {
+        return 0;
+    }
+    /* PROTO=x, then " SPT=n DPT=n" before a space or the end, or no SPT= at all. */
+    if (!LIT("PROTO="))
+        return 0;
+    q = graphs(s, p + 6, e);
+    if (q == p + 6)
+        return 0;
+    m->proto = (Span){p + 6, q - (p + 6)};
+    p = q;
+    if (LIT(" SPT=")) {
+        q = digits(s, p + 5, e);
+        if (q == p + 5 || !lit(s, q, e, " DPT=", 5))
+            return 0;
+        Py_ssize_t t = digits(s, q + 5, e);
+        if (t == q + 5 || !(t == e || s[t] == ' '))
+            return 0;
+        m->dport = (Span){q + 5, t - (q + 5)};
+        return 1;
+    }
+    return p == e || s[p] == ' ';
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    Table minutes, stamps, heads, packets, v4, v6;
+    Spans heads_by_index, others;
+} Scan;
+
+static void scan_free(Scan *sc)
+{
+    table_free(&sc->minutes);
+    table_free(&sc->stamps);
+    table_free(&sc->heads);
+    table_free(&sc->packets);
+    table_free(&sc->v4);
+    table_free(&sc->v6);
+    PyMem_Free(sc->heads_by_index.items);
+    PyMem_Free(sc->others.items);
+}
+
+static PyObject *bytes_of(const char *buf, Span x)
+{
+    return PyBytes_FromStringAndSize(buf + x.off, x.len);
+}
+
+/* head -> {source: lines} for the sources table `t`. */
+static PyObject *sources_dict(const char *buf, Table *t, PyObject *heads)
+{
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i <= t->mask; i++) {
+        Entry *x = &t->slots[i];
+        if (x->value < 0)
+            continue;
+        PyObject *head = PyList_GET_ITEM(heads, x->tag);
+        PyObject *inner = PyDict_GetItemWithError(out, head); /* borrowed */
+        if (inner == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+            inner = PyDict_New();
+            if (inner == NULL)
+                goto fail;
+            int rc = PyDict_SetItem(out, head, inner);
+            Py_DECREF(inner); /* the dict holds it */
+            if (rc < 0)
+                goto fail;
+        }
+        PyObject *key = bytes_of(buf, x->a);
+        PyObject *n = key ? PyLong_FromSsize_t(x->value) : NULL;
+        int rc = n ? PyDict_SetItem(inner, key, n) : -1;
+        Py_XDECREF(key);
+        Py_XDECREF(n);
+        if (rc < 0)
+            goto fail;
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *scan_result(const char *buf, Scan *sc)
+{
+    PyObject *heads = NULL, *minutes = NULL, *stamps = NULL, *packets = NULL, *v4 = NULL, *v6 = NULL, *others = NULL, *result;
+    heads = PyList_New(sc->heads_by_index.n);
+    if (heads == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < sc->heads_by_index.n; i++) {
+        PyObject *head = bytes_of(buf, sc->heads_by_index.items[i]);
+        if (head == NULL)
+            goto fail;
+        PyList_SET_ITEM(heads, i, head);
+    }
+    if ((minutes = PySet_New(NULL)) == NULL || (stamps = PySet_New(NULL)) == NULL || (packets = PyDict_New()) == NULL)
+        goto fail;
+    for (size_t i = 0; i <= sc->minutes.mask; i++) {
+        Entry *x = &sc->minutes.slots[i];
+        if (x->value < 0)
+            continue;
+        PyObject *minute = bytes_of(buf, x->a);
+        int rc = minute ? PySet_Add(minutes, minute) : -1;
+        Py_XDECREF(minute);
+        if (rc < 0)
+            goto fail;
+    }
+    for (size_t i = 0; i <= sc->stamps.mask; i++) {
+        Entry *x = &sc->stamps.slots[i];
+        if (x->value < 0)
+            continue;
+        PyObject *pair = Py_BuildValue("(y#y#)", buf + x->a.off, x->a.len, buf + x->b.off, x->b.len);
+        int rc = pair ? PySet_Add(stamps, pair) : -1;
+        Py_XDECREF(pair);
+        if (rc < 0)
+            goto fail;
+    }
+    for (size_t i = 0; i <= sc->packets.mask; i++) {
+        Entry *x = &sc->packets.slots[i];
+        if (x->value < 0)
+            continue;
+        PyObject *key = Py_BuildValue("(Oy#y#)", PyList_GET_ITEM(heads, x->tag), buf + x->a.off, x->a.len, buf + x->b.off, x->b.len);
+        PyObject *n = key ? PyLong_FromSsize_t(x->value) : NULL;
+        int rc = n ? PyDict_SetItem(packets, key, n) : -1;
+        Py_XDECREF(key);
+        Py_XDECREF(n);
+        if (rc < 0)
+            goto fail;
+    }
+    if ((v4 = sources_dict(buf, &sc->v4, heads)) == NULL || (v6 = sources_dict(buf, &sc->v6, heads)) == NULL)
+        goto fail;
+    {
+        Py_ssize_t size = 0;
+        for (Py_ssize_t i = 0; i < sc->others.n; i++)
+            size += sc->others.items[i].len + 1; /* within the input's size: each line and its "\n" */
+        others = PyBytes_FromStringAndSize(NULL, size);
+        if (others == NULL)
+            goto fail;
+        char *out = PyBytes_AS_STRING(others);
+        for (Py_ssize_t i = 0; i < sc->others.n; i++) {
+            Span x = sc->others.items[i];
+            memcpy(out, buf + x.off, (size_t)x.len);
+            out += x.len;
+            *out++ = '\n';
+        }
+    }
+    Py_CLEAR(heads);
+    result = PyTuple_New(6);
+    if (result == NULL)
+        goto fail;
+    PyTuple_SET_ITEM(result, 0, minutes);
+    PyTuple_SET_ITEM(result, 1, stamps);
+    PyTuple_SET_ITEM(result, 2, packets);
+    PyTuple_SET_ITEM(result, 3, v4);
+    PyTuple_SET_ITEM(result, 4, v6);
+    PyTuple_SET_ITEM(result, 5, others);
+    return result;
+fail:
+    Py_XDECREF(heads);
+    Py_XDECREF(minutes);
+    Py_XDECREF(stamps);
+    Py_XDECREF(packets);
+    Py_XDECREF(v4);
+    Py_XDECREF(v6);
+    Py_XDECREF(others);
+    return NULL;
+}
+
+static int count_line(const char *buf, Py_ssize_t start, Py_ssize_t end, Scan *sc, Span *last_head, Py_ssize_t *last_index,
+                      Span *last_minute)
+{
+    const Span none = {0, 0};
+    Line m;
+    if (!match_line((const unsigned char *)buf + start, end - start, &m)) {
+        if (end > start)
+            return spans_push(&sc->others, (Span){start, end - start});
+        return 0;
+    }
+    /* offsets relative to the buffer */
+    m.minute.off += start;
+    m.stamp.off += start;
+    m.offset.off += start;
+    m.head.off += start;
+    m.v4.off += start;
+    m.v6.off += start;
+    m.proto.off += start;
+    m.dport.off += start;
+    if (m.minute.len) {
+        if (!span_eq(buf, m.minute, *last_minute)) {
+            if (table_get(&sc->minutes, buf, 0, m.minute, none, 0) == NULL)
+                return -1;
+            *last_minute = m.minute;
+        }
+    } else if (table_get(&sc->stamps, buf, 0, m.stamp, m.offset, 0) == NULL) {
+        return -1;
+    }
+    Py_ssize_t head;
+    if (last_head->len && span_eq(buf, m.head, *last_head)) {
+        head = *last_index;
+    } else {
+        Entry *x = table_get(&sc->heads, buf, 0, m.head, none, sc->heads_by_index.n);
+        if (x == NULL)
+            return -1;
+        if (x->value == sc->heads_by_index.n && spans_push(&sc->heads_by_index, m.head) < 0)
+            return -1;
+        head = x->value;
+        *last_head = m.head;
+        *last_index = head;
+    }
+    Entry *x = table_get(&sc->packets, buf, head, m.proto, m.dport, 0);
+    if (x == NULL)
+        return -1;
+    x->value++;
+    x = m.v4.len ? table_get(&sc->v4, buf, head, m.v4, none, 0) : table_get(&sc->v6, buf, head, m.v6, none, 0);
+    if (x == NULL)
+        return -1;
+    x->value++;
+    return 0;
+}
+
+static PyObject *scan(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyBytes_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "scan() takes bytes, not %.100s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    const char *buf = PyBytes_AS_STRING(arg);
+    Py_ssize_t size = PyBytes_GET_SIZE(arg);
+    Scan sc;
+    memset(&sc, 0, sizeof(sc));
+    if (table_init(&sc.minutes, 64) < 0 || table_init(&sc.stamps, 64) < 0 || table_init(&sc.heads, 16) < 0 ||
+        table_init(&sc.packets, 64) < 0 || table_init(&sc.v4, 1024) < 0 || table_init(&sc.v6, 16) < 0)
+        goto fail;
+    Span last_head = {0, 0}, last_minute = {0, 0};
+    Py_ssize_t last_index = -1;
+    /* The lines of `data`: split at "\n", without the empty one after a final "\n" (but one
+     * empty line for b"" and for b"\n"), as the pattern sees b"\n" + data[:-1] or b"\n" + data. */
+    Py_ssize_t start = 0;
+    for (;;) {
+        const char *nl = size > start ? memchr(buf + start, '\n', (size_t)(size - start)) : NULL;
+        Py_ssize_t end = nl ? nl - buf : size;
+        if (count_line(buf, start, end, &sc, &last_head, &last_index, &last_minute) < 0)
+            goto fail;
+        if (nl == NULL || end + 1 == size)
+            break;
+        start = end + 1;
+    }
+    PyObject *result = scan_result(buf, &sc);
+    scan_free(&sc);
+    return result;
+fail:
+    scan_free(&sc);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_O,
+     "scan(data: bytes) -> (minutes, stamps, packets, v4, v6, others): the netfilter LOG lines of\n"
+     "the usual shape in a block, counted per distinct value, and the other lines (see\n"
+     "normagent.plugins.firewall.parse.netfilter_scan_py, the reference)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_netfilter", "The netfilter fast path's scan of a block, in C.", -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__netfilter(void)
+{
+    return PyModule_Create(&module);
+}
