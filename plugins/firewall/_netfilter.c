@@ -40,23 +40,37 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
+
+#if defined(__GNUC__)
+#define INLINE static inline __attribute__((always_inline))
+#else
+#define INLINE static inline
+#endif
 
 typedef struct {
     Py_ssize_t off, len;
 } Span;
 
-typedef struct {
-    Py_hash_t hash;
-    Py_ssize_t tag; /* head index (packets, sources); 0 elsewhere */
-    Span a, b;      /* b.len == 0 where unused */
-    Py_ssize_t value; /* count, or the head's index in the heads table; -1: an empty slot */
-} Entry;
+#define SHORT_KEY 24 /* bytes: a key this short is kept in its entry (compared and copied out from there) */
 
 typedef struct {
-    Entry *slots;
-    size_t mask; /* capacity - 1, a power of two */
-    size_t used;
+    uint64_t hash;
+    Py_ssize_t tag; /* head index (packets, sources); 0 elsewhere */
+    Span a, b;      /* where the key is in the input; b.len == 0 where unused */
+    uint64_t key[SHORT_KEY / 8]; /* a's bytes then b's, zero-padded, if they fit; else zero */
+    Py_ssize_t value; /* count, or the head's index in the heads table */
+} Entry;
+
+/* Entries in the order they came (dense, what the results are built from), found through an
+ * open-addressing index of 8-byte slots: the entry's number + 1 in the low 32 bits (0: empty),
+ * the hash's high 32 bits above, so that a probe touches an entry only when its hash matches. */
+typedef struct {
+    uint64_t *slots;
+    size_t mask; /* slots - 1, a power of two */
+    Entry *entries;
+    size_t n, cap;
 } Table;
 
 typedef struct {
@@ -64,83 +78,143 @@ typedef struct {
     Py_ssize_t n, cap;
 } Spans;
 
-static int table_init(Table *t, size_t cap)
+static int table_init(Table *t, size_t slots)
 {
-    t->slots = PyMem_Malloc(cap * sizeof(Entry));
+    t->slots = PyMem_Calloc(slots, sizeof(uint64_t));
     if (t->slots == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    for (size_t i = 0; i < cap; i++)
-        t->slots[i].value = -1;
-    t->mask = cap - 1;
-    t->used = 0;
+    t->mask = slots - 1;
+    t->entries = NULL;
+    t->n = t->cap = 0;
     return 0;
 }
 
 static void table_free(Table *t)
 {
     PyMem_Free(t->slots);
+    PyMem_Free(t->entries);
     t->slots = NULL;
+    t->entries = NULL;
 }
 
-static int span_eq(const char *buf, Span x, Span y)
+INLINE int span_eq(const char *buf, Span x, Span y)
 {
     return x.len == y.len && (x.len == 0 || memcmp(buf + x.off, buf + y.off, (size_t)x.len) == 0);
 }
 
-static int table_grow(Table *t)
+/* Room for one more entry: the index at most half full, the entries' array grown. */
+static int table_room(Table *t)
 {
-    size_t cap = (t->mask + 1) * 2;
-    if (cap > ((size_t)PY_SSIZE_T_MAX) / sizeof(Entry)) {
+    if (t->n >= 0xFFFFFFFEu) {
         PyErr_NoMemory();
         return -1;
     }
-    Entry *old = t->slots;
-    size_t oldcap = t->mask + 1;
-    if (table_init(t, cap) < 0) {
-        t->slots = old;
-        t->mask = oldcap - 1;
-        return -1;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        if (cap > ((size_t)PY_SSIZE_T_MAX) / sizeof(Entry)) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        Entry *entries = PyMem_Realloc(t->entries, cap * sizeof(Entry));
+        if (entries == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->entries = entries;
+        t->cap = cap;
     }
-    for (size_t i = 0; i < oldcap; i++) {
-        if (old[i].value < 0)
-            continue;
-        size_t j = (size_t)old[i].hash & t->mask;
-        while (t->slots[j].value >= 0)
-            j = (j + 1) & t->mask;
-        t->slots[j] = old[i];
-        t->used++;
+    if ((t->n + 1) * 2 > t->mask + 1) {
+        size_t size = (t->mask + 1) * 2;
+        uint64_t *slots = PyMem_Calloc(size, sizeof(uint64_t));
+        if (slots == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (size_t i = 0; i < t->n; i++) {
+            size_t j = (size_t)t->entries[i].hash & (size - 1);
+            while (slots[j])
+                j = (j + 1) & (size - 1);
+            slots[j] = (t->entries[i].hash & 0xFFFFFFFF00000000u) | (uint64_t)(i + 1);
+        }
+        PyMem_Free(t->slots);
+        t->slots = slots;
+        t->mask = size - 1;
     }
-    PyMem_Free(old);
     return 0;
 }
 
-/* The entry of (tag, a, b), made with value `fresh` if new; NULL with MemoryError set. */
-static Entry *table_get(Table *t, const char *buf, Py_ssize_t tag, Span a, Span b, Py_ssize_t fresh)
+INLINE uint64_t fmix(uint64_t h)
 {
-    if ((t->used + 1) * 2 > t->mask + 1 && table_grow(t) < 0)
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdu;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53u;
+    h ^= h >> 33;
+    return h;
+}
+
+/* The entry of (tag, a, b), made with value `fresh` if new; NULL with MemoryError set.
+ *
+ * A short key (the usual: a /24, a protocol and port, a minute) is copied into a zero-padded
+ * buffer and hashed by a mix seeded per process (`seed`, from CPython's randomised bytes hash);
+ * a long one (a head, an odd field) by CPython's bytes hash itself. Either way the hash depends
+ * on a secret, so lines written by whoever sends packets cannot be made to collide. */
+static Entry *table_get(Table *t, const char *buf, uint64_t seed, Py_ssize_t tag, Span a, Span b, Py_ssize_t fresh)
+{
+    if (table_room(t) < 0) /* before the probe: the empty slot it ends on is the one to fill */
         return NULL;
-    Py_hash_t h = _Py_HashBytes(buf + a.off, a.len);
-    if (b.len)
-        h = (Py_hash_t)((size_t)h * 1000003u) ^ _Py_HashBytes(buf + b.off, b.len);
-    h ^= (Py_hash_t)((size_t)tag * 0x9E3779B97F4A7C15u);
+    uint64_t key[SHORT_KEY / 8] = {0};
+    int inline_key = a.len + b.len <= SHORT_KEY;
+    uint64_t h;
+    if (inline_key) {
+        memcpy((char *)key, buf + a.off, (size_t)a.len);
+        memcpy((char *)key + a.len, buf + b.off, (size_t)b.len);
+        h = fmix(seed ^ key[0]);
+        for (int i = 1; i < SHORT_KEY / 8; i++)
+            h = fmix(h ^ key[i]);
+    } else {
+        h = (uint64_t)_Py_HashBytes(buf + a.off, a.len) ^ fmix(seed ^ (uint64_t)_Py_HashBytes(buf + b.off, b.len));
+    }
+    h = fmix(h ^ ((uint64_t)a.len << 40) ^ ((uint64_t)b.len << 52) ^ (uint64_t)tag);
+    uint64_t high = h & 0xFFFFFFFF00000000u;
     size_t j = (size_t)h & t->mask;
     for (;;) {
-        Entry *e = &t->slots[j];
-        if (e->value < 0) {
-            e->hash = h;
-            e->tag = tag;
-            e->a = a;
-            e->b = b;
-            e->value = fresh;
-            t->used++;
-            return e;
+        uint64_t slot = t->slots[j];
+        if (slot == 0)
+            break;
+        if ((slot & 0xFFFFFFFF00000000u) == high) {
+            Entry *e = &t->entries[(slot & 0xFFFFFFFFu) - 1];
+            if (e->hash == h && e->tag == tag && e->a.len == a.len && e->b.len == b.len &&
+                (inline_key ? (e->key[0] == key[0] && e->key[1] == key[1] && e->key[2] == key[2])
+                            : span_eq(buf, e->a, a) && span_eq(buf, e->b, b)))
+                return e;
         }
-        if (e->hash == h && e->tag == tag && span_eq(buf, e->a, a) && span_eq(buf, e->b, b))
-            return e;
         j = (j + 1) & t->mask;
     }
+    Entry *e = &t->entries[t->n];
+    e->hash = h;
+    e->tag = tag;
+    e->a = a;
+    e->b = b;
+    memcpy(e->key, key, sizeof(key));
+    e->value = fresh;
+    t->slots[j] = high | (uint64_t)(t->n + 1);
+    t->n++;
+    return e;
+}
+
+/* The bytes of an entry's key parts: from the entry when short (no read of a line long gone
+ * from the cache), else from the input. */
+static const char *part_a(const char *buf, Entry *x)
+{
+    return x->a.len + x->b.len <= SHORT_KEY ? (const char *)x->key : buf + x->a.off;
+}
+
+static const char *part_b(const char *buf, Entry *x)
+{
+    return x->a.len + x->b.len <= SHORT_KEY ? (const char *)x->key + x->a.len : buf + x->b.off;
 }
 
 static int spans_push(Spans *s, Span x)
@@ -175,14 +249,19 @@ static int spans_push(Spans *s, Span x)
 #define HEX6(c) (DIGIT(c) || ((c) >= 'a' && (c) <= 'f') || (c) == ':') /* [0-9a-f:] */
 #define HEXUP(c) (DIGIT(c) || ((c) >= 'A' && (c) <= 'F'))              /* [0-9A-F] */
 
-static int lit(const unsigned char *s, Py_ssize_t p, Py_ssize_t e, const char *word, Py_ssize_t n)
+INLINE int lit(const unsigned char *s, Py_ssize_t p, Py_ssize_t e, const char *word, Py_ssize_t n)
 {
-    return e - p >= n && memcmp(s + p, word, (size_t)n) == 0;
+    if (e - p < n)
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++) /* unrolled where inlined: no call per literal */
+        if (s[p + i] != (unsigned char)word[i])
+            return 0;
+    return 1;
 }
 
 #define LIT(word) lit(s, p, e, word, (Py_ssize_t)(sizeof(word) - 1))
 
-static int in_range(const unsigned char *s, Py_ssize_t p, Py_ssize_t e, char lo, char hi)
+INLINE int in_range(const unsigned char *s, Py_ssize_t p, Py_ssize_t e, char lo, char hi)
 {
     return p < e && s[p] >= (unsigned char)lo && s[p] <= (unsigned char)hi;
 }
@@ -190,18 +269,61 @@ static int in_range(const unsigned char *s, Py_ssize_t p, Py_ssize_t e, char lo,
 #define RANGE(i, lo, hi) in_range(s, p + (i), e, lo, hi)
 
 /* End of a run of digits from p (p itself when none). */
-static Py_ssize_t digits(const unsigned char *s, Py_ssize_t p, Py_ssize_t e)
+INLINE Py_ssize_t digits(const unsigned char *s, Py_ssize_t p, Py_ssize_t e)
 {
     while (p < e && DIGIT(s[p]))
         p++;
     return p;
 }
 
-static Py_ssize_t graphs(const unsigned char *s, Py_ssize_t p, Py_ssize_t e)
+/* Eight bytes at a time (SWAR): a mask with bit 7 set in each byte of `w` outside 0x21-0x7E
+ * ([!-~]), or, with `prefix`, outside 0x20-0x7E or "=" ([ -<>-~]). Exact for the lowest set
+ * byte, which is all the runs below use: each test adds within a byte without carrying into the
+ * next, and the "=" test's borrows reach only bytes above a true match. */
+#define ONES 0x0101010101010101u
+#define HIGHS 0x8080808080808080u
+
+INLINE uint64_t outside(uint64_t w, int prefix)
 {
-    while (p < e && GRAPH(s[p]))
-        p++;
+    uint64_t x = w & ~HIGHS;
+    uint64_t bad = w & HIGHS;                                     /* >= 0x80 */
+    bad |= ~(x + (0x80 - (prefix ? 0x20 : 0x21)) * ONES) & HIGHS; /* below the class */
+    bad |= (x + ONES) & HIGHS;                                    /* 0x7F */
+    if (prefix) {
+        uint64_t z = x ^ (0x3D * ONES); /* "=" */
+        bad |= (z - ONES) & ~z & HIGHS;
+    }
+    return bad;
+}
+
+INLINE Py_ssize_t run(const unsigned char *s, Py_ssize_t p, Py_ssize_t e, int prefix)
+{
+    while (e - p >= 8) {
+        uint64_t w;
+        memcpy(&w, s + p, 8);
+        uint64_t bad = outside(w, prefix);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && defined(__GNUC__)
+        if (bad)
+            return p + (__builtin_ctzll(bad) >> 3);
+        p += 8;
+#else
+        if (bad)
+            break;
+        p += 8;
+#endif
+    }
+    if (prefix)
+        while (p < e && PREFIX(s[p]))
+            p++;
+    else
+        while (p < e && GRAPH(s[p]))
+            p++;
     return p;
+}
+
+INLINE Py_ssize_t graphs(const unsigned char *s, Py_ssize_t p, Py_ssize_t e)
+{
+    return run(s, p, e, 0);
 }
 
 typedef struct {
@@ -214,7 +336,8 @@ typedef struct {
 static int match_line(const unsigned char *s, Py_ssize_t e, Line *m)
 {
     Py_ssize_t p = 0, q;
-    memset(m, 0, sizeof(*m));
+    const Span none = {0, 0};
+    m->minute = m->stamp = m->offset = m->v4 = m->v6 = m->dport = none;
     /* The stamp: RFC 3164 "Nov 23 07:25:53" or RFC 3339 "2026-11-23T07:25:53[.f]Z|+01:00". */
     if (RANGE(0, 'A', 'Z')) {
         if (!(RANGE(1, 'a', 'z') && RANGE(2, 'a', 'z') && RANGE(3, ' ', ' ') && (RANGE(4, ' ', ' ') || RANGE(4, '0', '9')) &&
@@ -273,8 +396,7 @@ static int match_line(const unsigned char *s, Py_ssize_t e, Line *m)
     }
     /* The head: prefix (no "="), IN=value OUT=value and a space. */
     Py_ssize_t h = p;
-    while (p < e && PREFIX(s[p]))
-        p++;
+    p = run(s, p, e, 1);
     if (!(p < e && s[p] == '=' && p - 2 >= h && s[p - 2] == 'I' && s[p - 1] == 'N'))
         return 0;
     p = graphs(s, p + 1, e);
@@ -410,6 +532,7 @@ static int match_line(const unsigned char *s, Py_ssize_t e, Line *m)
 typedef struct {
     Table minutes, stamps, heads, packets, v4, v6;
     Spans heads_by_index, others;
+    uint64_t seed;
 } Scan;
 
 static void scan_free(Scan *sc)
@@ -435,10 +558,8 @@ static PyObject *sources_dict(const char *buf, Table *t, PyObject *heads)
     PyObject *out = PyDict_New();
     if (out == NULL)
         return NULL;
-    for (size_t i = 0; i <= t->mask; i++) {
-        Entry *x = &t->slots[i];
-        if (x->value < 0)
-            continue;
+    for (size_t i = 0; i < t->n; i++) {
+        Entry *x = &t->entries[i];
         PyObject *head = PyList_GET_ITEM(heads, x->tag);
         PyObject *inner = PyDict_GetItemWithError(out, head); /* borrowed */
         if (inner == NULL) {
@@ -452,7 +573,7 @@ static PyObject *sources_dict(const char *buf, Table *t, PyObject *heads)
             if (rc < 0)
                 goto fail;
         }
-        PyObject *key = bytes_of(buf, x->a);
+        PyObject *key = PyBytes_FromStringAndSize(part_a(buf, x), x->a.len);
         PyObject *n = key ? PyLong_FromSsize_t(x->value) : NULL;
         int rc = n ? PyDict_SetItem(inner, key, n) : -1;
         Py_XDECREF(key);
@@ -480,31 +601,25 @@ static PyObject *scan_result(const char *buf, Scan *sc)
     }
     if ((minutes = PySet_New(NULL)) == NULL || (stamps = PySet_New(NULL)) == NULL || (packets = PyDict_New()) == NULL)
         goto fail;
-    for (size_t i = 0; i <= sc->minutes.mask; i++) {
-        Entry *x = &sc->minutes.slots[i];
-        if (x->value < 0)
-            continue;
-        PyObject *minute = bytes_of(buf, x->a);
+    for (size_t i = 0; i < sc->minutes.n; i++) {
+        Entry *x = &sc->minutes.entries[i];
+        PyObject *minute = PyBytes_FromStringAndSize(part_a(buf, x), x->a.len);
         int rc = minute ? PySet_Add(minutes, minute) : -1;
         Py_XDECREF(minute);
         if (rc < 0)
             goto fail;
     }
-    for (size_t i = 0; i <= sc->stamps.mask; i++) {
-        Entry *x = &sc->stamps.slots[i];
-        if (x->value < 0)
-            continue;
-        PyObject *pair = Py_BuildValue("(y#y#)", buf + x->a.off, x->a.len, buf + x->b.off, x->b.len);
+    for (size_t i = 0; i < sc->stamps.n; i++) {
+        Entry *x = &sc->stamps.entries[i];
+        PyObject *pair = Py_BuildValue("(y#y#)", part_a(buf, x), x->a.len, part_b(buf, x), x->b.len);
         int rc = pair ? PySet_Add(stamps, pair) : -1;
         Py_XDECREF(pair);
         if (rc < 0)
             goto fail;
     }
-    for (size_t i = 0; i <= sc->packets.mask; i++) {
-        Entry *x = &sc->packets.slots[i];
-        if (x->value < 0)
-            continue;
-        PyObject *key = Py_BuildValue("(Oy#y#)", PyList_GET_ITEM(heads, x->tag), buf + x->a.off, x->a.len, buf + x->b.off, x->b.len);
+    for (size_t i = 0; i < sc->packets.n; i++) {
+        Entry *x = &sc->packets.entries[i];
+        PyObject *key = Py_BuildValue("(Oy#y#)", PyList_GET_ITEM(heads, x->tag), part_a(buf, x), x->a.len, part_b(buf, x), x->b.len);
         PyObject *n = key ? PyLong_FromSsize_t(x->value) : NULL;
         int rc = n ? PyDict_SetItem(packets, key, n) : -1;
         Py_XDECREF(key);
@@ -572,18 +687,18 @@ static int count_line(const char *buf, Py_ssize_t start, Py_ssize_t end, Scan *s
     m.dport.off += start;
     if (m.minute.len) {
         if (!span_eq(buf, m.minute, *last_minute)) {
-            if (table_get(&sc->minutes, buf, 0, m.minute, none, 0) == NULL)
+            if (table_get(&sc->minutes, buf, sc->seed, 0, m.minute, none, 0) == NULL)
                 return -1;
             *last_minute = m.minute;
         }
-    } else if (table_get(&sc->stamps, buf, 0, m.stamp, m.offset, 0) == NULL) {
+    } else if (table_get(&sc->stamps, buf, sc->seed, 0, m.stamp, m.offset, 0) == NULL) {
         return -1;
     }
     Py_ssize_t head;
     if (last_head->len && span_eq(buf, m.head, *last_head)) {
         head = *last_index;
     } else {
-        Entry *x = table_get(&sc->heads, buf, 0, m.head, none, sc->heads_by_index.n);
+        Entry *x = table_get(&sc->heads, buf, sc->seed, 0, m.head, none, sc->heads_by_index.n);
         if (x == NULL)
             return -1;
         if (x->value == sc->heads_by_index.n && spans_push(&sc->heads_by_index, m.head) < 0)
@@ -592,11 +707,11 @@ static int count_line(const char *buf, Py_ssize_t start, Py_ssize_t end, Scan *s
         *last_head = m.head;
         *last_index = head;
     }
-    Entry *x = table_get(&sc->packets, buf, head, m.proto, m.dport, 0);
+    Entry *x = table_get(&sc->packets, buf, sc->seed, head, m.proto, m.dport, 0);
     if (x == NULL)
         return -1;
     x->value++;
-    x = m.v4.len ? table_get(&sc->v4, buf, head, m.v4, none, 0) : table_get(&sc->v6, buf, head, m.v6, none, 0);
+    x = m.v4.len ? table_get(&sc->v4, buf, sc->seed, head, m.v4, none, 0) : table_get(&sc->v6, buf, sc->seed, head, m.v6, none, 0);
     if (x == NULL)
         return -1;
     x->value++;
@@ -614,6 +729,7 @@ static PyObject *scan(PyObject *module, PyObject *arg)
     Py_ssize_t size = PyBytes_GET_SIZE(arg);
     Scan sc;
     memset(&sc, 0, sizeof(sc));
+    sc.seed = (uint64_t)_Py_HashBytes("normagent._netfilter", 20); /* randomised per process */
     if (table_init(&sc.minutes, 64) < 0 || table_init(&sc.stamps, 64) < 0 || table_init(&sc.heads, 16) < 0 ||
         table_init(&sc.packets, 64) < 0 || table_init(&sc.v4, 1024) < 0 || table_init(&sc.v6, 16) < 0)
         goto fail;
@@ -639,7 +755,60 @@ fail:
     return NULL;
 }
 
+/* add_named(rows, names, counts) -> missing: for each key of `counts` that `names` names, add
+ * its count to rows[name] (a name of "" is no name: left out); the keys `names` does not hold,
+ * in the order of `counts`. The counting of parse.NetworkPseudonyms.count_v4_lines, once per
+ * distinct network without a Python step each (parse.add_named_py is the reference). */
+static PyObject *add_named(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "add_named() takes three dicts: rows, names, counts");
+        return NULL;
+    }
+    PyObject *rows = args[0], *names = args[1], *counts = args[2];
+    if (rows == counts) {
+        PyErr_SetString(PyExc_ValueError, "add_named(): rows and counts must be two dicts");
+        return NULL;
+    }
+    PyObject *missing = PyList_New(0);
+    if (missing == NULL)
+        return NULL;
+    Py_ssize_t pos = 0;
+    PyObject *key, *n;
+    while (PyDict_Next(counts, &pos, &key, &n)) {
+        PyObject *name = PyDict_GetItemWithError(names, key); /* borrowed */
+        if (name == NULL) {
+            if (PyErr_Occurred() || PyList_Append(missing, key) < 0)
+                goto fail;
+            continue;
+        }
+        int named = PyUnicode_Check(name) ? PyUnicode_GET_LENGTH(name) > 0 : PyObject_IsTrue(name);
+        if (named < 0)
+            goto fail;
+        if (!named)
+            continue;
+        PyObject *had = PyDict_GetItemWithError(rows, name); /* borrowed */
+        if (had == NULL && PyErr_Occurred())
+            goto fail;
+        PyObject *sum = had == NULL ? Py_NewRef(n) : PyNumber_Add(had, n);
+        if (sum == NULL)
+            goto fail;
+        int rc = PyDict_SetItem(rows, name, sum);
+        Py_DECREF(sum);
+        if (rc < 0)
+            goto fail;
+    }
+    return missing;
+fail:
+    Py_DECREF(missing);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"add_named", (PyCFunction)(void (*)(void))add_named, METH_FASTCALL,
+     "add_named(rows, names, counts) -> missing: counts added to rows under their names (see\n"
+     "normagent.plugins.firewall.parse.add_named_py, the reference)."},
     {"scan", scan, METH_O,
      "scan(data: bytes) -> (minutes, stamps, packets, v4, v6, others): the netfilter LOG lines of\n"
      "the usual shape in a block, counted per distinct value, and the other lines (see\n"

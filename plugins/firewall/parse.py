@@ -139,6 +139,25 @@ def port_key(proto: str, port: str | None) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # Network pseudonyms
 
+def add_named_py(rows: dict[str, int], names: Mapping[bytes, str], counts: Mapping[bytes, int]) -> list[bytes]:
+    """For each key of ``counts`` that ``names`` names, add its count to ``rows[name]`` (a name
+    of "" is no name: left out); return the keys ``names`` does not hold, in order. The
+    definition of ``_netfilter.add_named`` (C) and its fallback."""
+    missing = []
+    for key, n in counts.items():
+        name = names.get(key)
+        if name is None:
+            missing.append(key)
+        elif name:
+            rows[name] = rows.get(name, 0) + n
+    return missing
+
+
+try:  # in C: plugins/firewall/_netfilter.c
+    from normagent.plugins.firewall._netfilter import add_named as _add_named
+except ImportError:  # not built
+    _add_named = add_named_py
+
 MEMO_SIZE: Final = 16_384  # entries per memo; a full memo starts over
 _MISSING: Final = object()
 
@@ -189,17 +208,16 @@ class NetworkPseudonyms:
             rows.update(map(known.__getitem__, filter(fresh.__contains__, prefixes())))
         rows.pop("", None)  # no network
 
-    def count_v4_lines(self, rows: Counter[str], lines: Mapping[bytes, int]) -> None:
+    def count_v4_lines(self, rows: Counter[str], lines: dict[bytes, int]) -> None:
         """Add to ``rows`` the lines of each /24 in ``lines`` (``b"203.0.113"`` -> lines) under
-        its pseudonym; what is no network is left out. Once per distinct /24: a fast path that
-        counted its lines per network already."""
-        known = self._v4
-        for prefix, n in lines.items():
-            name = known.get(prefix)
-            if name is None:
-                name = self.v4(prefix) or ""
-            if name:
-                rows[name] += n
+        its pseudonym; what is no network is left out. Once per distinct /24 (a fast path counted
+        its lines per network already), in C where the extension is built; Python runs only for
+        the networks not memoised yet."""
+        missing = _add_named(rows, self._v4, lines)
+        if missing:
+            for prefix in missing:
+                self.v4(prefix)
+            _add_named(rows, self._v4, {prefix: lines[prefix] for prefix in missing})
 
     def address(self, address: str) -> str | None:
         """``Pseudonymiser.network(address)``: the pseudonym of its /24 or /48, or None."""
