@@ -99,9 +99,25 @@ static void table_free(Table *t)
     t->entries = NULL;
 }
 
+/* Equal bytes, eight at a time (no library call for the short spans compared per line). */
+INLINE int bytes_eq(const char *x, const char *y, Py_ssize_t n)
+{
+    for (; n >= 8; x += 8, y += 8, n -= 8) {
+        uint64_t u, v;
+        memcpy(&u, x, 8);
+        memcpy(&v, y, 8);
+        if (u != v)
+            return 0;
+    }
+    for (; n > 0; x++, y++, n--)
+        if (*x != *y)
+            return 0;
+    return 1;
+}
+
 INLINE int span_eq(const char *buf, Span x, Span y)
 {
-    return x.len == y.len && (x.len == 0 || memcmp(buf + x.off, buf + y.off, (size_t)x.len) == 0);
+    return x.len == y.len && bytes_eq(buf + x.off, buf + y.off, x.len);
 }
 
 /* Room for one more entry: the index at most half full, the entries' array grown. */
@@ -169,11 +185,14 @@ static Entry *table_get(Table *t, const char *buf, uint64_t seed, Py_ssize_t tag
     int inline_key = a.len + b.len <= SHORT_KEY;
     uint64_t h;
     if (inline_key) {
-        memcpy((char *)key, buf + a.off, (size_t)a.len);
-        memcpy((char *)key + a.len, buf + b.off, (size_t)b.len);
-        h = fmix(seed ^ key[0]);
-        for (int i = 1; i < SHORT_KEY / 8; i++)
-            h = fmix(h ^ key[i]);
+        unsigned char *k = (unsigned char *)key;
+        for (Py_ssize_t i = 0; i < a.len; i++)
+            k[i] = (unsigned char)buf[a.off + i];
+        for (Py_ssize_t i = 0; i < b.len; i++)
+            k[a.len + i] = (unsigned char)buf[b.off + i];
+        h = (seed ^ key[0]) * 0x9E3779B97F4A7C15u;
+        h = ((h << 31 | h >> 33) ^ key[1]) * 0xC2B2AE3D27D4EB4Fu;
+        h = ((h << 31 | h >> 33) ^ key[2]) * 0x9E3779B97F4A7C15u;
     } else {
         h = (uint64_t)_Py_HashBytes(buf + a.off, a.len) ^ fmix(seed ^ (uint64_t)_Py_HashBytes(buf + b.off, b.len));
     }
