@@ -90,11 +90,20 @@ python_for_venv() {
     printf '%s\n' "$py"
 }
 
+# c_sources_digest — a line that changes when a C source of the tree or the C toolchain changes.
+c_sources_digest() {
+    find "${REPO_ROOT}/normagent" "${REPO_ROOT}/plugins" -name '*.c' -type f -print0 | sort -z \
+        | xargs -0 -r sha256sum
+    printf 'cc=%s python-headers=%s\n' "$(command -v cc || echo none)" \
+        "$(python3 -c 'import sysconfig, os; print(os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null || echo none)"
+}
+
 # ensure_venv STAMP_NAME PIP_ARGS... — create .venv if needed and run `pip install PIP_ARGS` unless
 # the stamp says that exact install was already done for the current pyproject.toml.
 #
 # Installs are editable (the tree is the code), so only pyproject.toml (dependencies, packages,
-# entry points) decides whether pip must run again: a second start skips pip entirely.
+# entry points) and the C sources of the compiled scanners (built in place by pip) decide whether
+# pip must run again: a second start skips pip entirely.
 ensure_venv() {
     local stamp_name="$1"; shift
     local py stamp want
@@ -105,7 +114,9 @@ ensure_venv() {
         "$py" -m venv "${VENV}" || die "python3 -m venv ${VENV} failed"
     fi
     stamp="${VENV}/.normagent-${stamp_name}.stamp"
-    want="$( { printf '%s\n' "$*"; cat "${REPO_ROOT}/pyproject.toml"; } | sha256sum | cut -d' ' -f1)"
+    # The compiled scanners are built by pip too: their C sources and whether a compiler is there
+    # (a first install without one runs the pure-Python readers; one made later builds them).
+    want="$( { printf '%s\n' "$*"; cat "${REPO_ROOT}/pyproject.toml"; c_sources_digest; } | sha256sum | cut -d' ' -f1)"
     if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
         && "${VENV}/bin/python" -c 'import normagent' >/dev/null 2>&1; then
         return 0

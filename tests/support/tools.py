@@ -14,10 +14,12 @@ skips on a developer's machine with the command that installs it, and fails unde
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 from pathlib import Path
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any, NoReturn
 
 import pytest
@@ -52,6 +54,17 @@ def require_tool(name: str, package: str) -> str:
     if path is not None:
         return path
     missing_tool(f"{name} not found (Debian package {package})")
+
+
+def require_extension(module: str) -> ModuleType:
+    """The compiled module ``module`` (one of pyproject.toml's ext-modules); if it was not built —
+    no compiler or Python headers when pip installed normagent — skip saying so (a failure under
+    CI, whose scripts/servers installs gcc and python3-dev before the install)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        missing_tool(f"compiled module {module} not built ({error}; it needs gcc, libc6-dev and "
+                     "python3-dev when pip installs normagent)")
 
 
 def missing_tool(what: str) -> NoReturn:
