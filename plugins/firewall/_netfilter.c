@@ -59,7 +59,7 @@ typedef struct {
     uint64_t hash;
     Py_ssize_t tag; /* head index (packets, sources); 0 elsewhere */
     Span a, b;      /* where the key is in the input; b.len == 0 where unused */
-    uint64_t key[SHORT_KEY / 8]; /* a's bytes then b's, zero-padded, if they fit; else zero */
+    uint64_t key[SHORT_KEY / 8]; /* a's bytes then b's, if they fit (else unused) */
     Py_ssize_t value; /* count, or the head's index in the heads table */
 } Entry;
 
@@ -173,28 +173,32 @@ INLINE uint64_t fmix(uint64_t h)
 
 /* The entry of (tag, a, b), made with value `fresh` if new; NULL with MemoryError set.
  *
- * A short key (the usual: a /24, a protocol and port, a minute) is copied into a zero-padded
- * buffer and hashed by a mix seeded per process (`seed`, from CPython's randomised bytes hash);
+ * A short key (the usual: a /24, a protocol and port, a minute) is hashed by a mix seeded per
+ * process (`seed`, from CPython's randomised bytes hash);
  * a long one (a head, an odd field) by CPython's bytes hash itself. Either way the hash depends
- * on a secret, so lines written by whoever sends packets cannot be made to collide. */
+ * on a secret, so lines written by whoever sends packets cannot be made to collide. A new short
+ * key is copied into its entry (its length checked against the entry's room). */
 static Entry *table_get(Table *t, const char *buf, uint64_t seed, Py_ssize_t tag, Span a, Span b, Py_ssize_t fresh)
 {
     if (table_room(t) < 0) /* before the probe: the empty slot it ends on is the one to fill */
         return NULL;
-    uint64_t key[SHORT_KEY / 8] = {0};
     int inline_key = a.len + b.len <= SHORT_KEY;
-    uint64_t h;
-    if (inline_key) {
-        unsigned char *k = (unsigned char *)key;
-        for (Py_ssize_t i = 0; i < a.len; i++)
-            k[i] = (unsigned char)buf[a.off + i];
-        for (Py_ssize_t i = 0; i < b.len; i++)
-            k[a.len + i] = (unsigned char)buf[b.off + i];
-        h = (seed ^ key[0]) * 0x9E3779B97F4A7C15u;
-        h = ((h << 31 | h >> 33) ^ key[1]) * 0xC2B2AE3D27D4EB4Fu;
-        h = ((h << 31 | h >> 33) ^ key[2]) * 0x9E3779B97F4A7C15u;
+    uint64_t h = seed;
+    if (inline_key) { /* the bytes of a then b, gathered eight at a time into a word and mixed */
+        uint64_t w = 0;
+        Py_ssize_t k = 0;
+        for (Py_ssize_t i = 0; i < a.len + b.len; i++) {
+            unsigned char c = (unsigned char)(i < a.len ? buf[a.off + i] : buf[b.off + i - a.len]);
+            w |= (uint64_t)c << (8 * (k & 7));
+            if ((++k & 7) == 0) {
+                h = ((h << 31 | h >> 33) ^ w) * 0x9E3779B97F4A7C15u;
+                w = 0;
+            }
+        }
+        if (k & 7)
+            h = ((h << 31 | h >> 33) ^ w) * 0xC2B2AE3D27D4EB4Fu;
     } else {
-        h = (uint64_t)_Py_HashBytes(buf + a.off, a.len) ^ fmix(seed ^ (uint64_t)_Py_HashBytes(buf + b.off, b.len));
+        h = (uint64_t)_Py_HashBytes(buf + a.off, a.len) ^ fmix(h ^ (uint64_t)_Py_HashBytes(buf + b.off, b.len));
     }
     h = fmix(h ^ ((uint64_t)a.len << 40) ^ ((uint64_t)b.len << 52) ^ (uint64_t)tag);
     uint64_t high = h & 0xFFFFFFFF00000000u;
@@ -206,7 +210,8 @@ static Entry *table_get(Table *t, const char *buf, uint64_t seed, Py_ssize_t tag
         if ((slot & 0xFFFFFFFF00000000u) == high) {
             Entry *e = &t->entries[(slot & 0xFFFFFFFFu) - 1];
             if (e->hash == h && e->tag == tag && e->a.len == a.len && e->b.len == b.len &&
-                (inline_key ? (e->key[0] == key[0] && e->key[1] == key[1] && e->key[2] == key[2])
+                (inline_key ? bytes_eq((const char *)e->key, buf + a.off, a.len) &&
+                                  bytes_eq((const char *)e->key + a.len, buf + b.off, b.len)
                             : span_eq(buf, e->a, a) && span_eq(buf, e->b, b)))
                 return e;
         }
@@ -217,7 +222,10 @@ static Entry *table_get(Table *t, const char *buf, uint64_t seed, Py_ssize_t tag
     e->tag = tag;
     e->a = a;
     e->b = b;
-    memcpy(e->key, key, sizeof(key));
+    if (inline_key) { /* a.len + b.len <= sizeof(e->key), checked above */
+        memcpy((char *)e->key, buf + a.off, (size_t)a.len);
+        memcpy((char *)e->key + a.len, buf + b.off, (size_t)b.len);
+    }
     e->value = fresh;
     t->slots[j] = high | (uint64_t)(t->n + 1);
     t->n++;
