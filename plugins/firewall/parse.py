@@ -47,6 +47,13 @@ property tests hold the two to it line by line and block by block. Network pseud
 memoised across blocks (``NetworkPseudonyms``); a backlog's source-network rows are gathered
 from block to block in the parser's carry (``flush_networks``) rather than written per block.
 
+The netfilter lines are scanned by a compiled module of this package (``_netfilter.c``): one
+forward walk over the block that does what ``_NETFILTER_LINE`` does, counting per distinct value
+as it goes (no Python object per line), and the pseudonyms' counts added in C
+(``add_named``). ``netfilter_scan_py`` and ``add_named_py`` (the pattern and ``Counter``) are
+their definitions and the fallback where the module is not built (no compiler); the tests hold
+each pair equal on every input.
+
 Pure: no I/O, no clock, no state between calls but bounded memos of pure functions. Imports only
 ``normagent`` and the standard library.
 """
