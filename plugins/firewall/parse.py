@@ -630,17 +630,24 @@ def netfilter_scan_py(data: bytes) -> NetfilterScan:
     definition the C scan (``_netfilter.scan``) is held to, and its fallback where the extension
     is not built."""
     matches = _NETFILTER_LINE.findall(b"\n" + data[:-1] if data.endswith(b"\n") else b"\n" + data)
-    minutes = {m[0] for m in matches if m[0]}
-    stamps = {(m[1], m[2]) for m in matches if m[1]}
-    packets = dict(Counter((m[3], m[6], m[7]) for m in matches if m[3]))
+    # Projections in C (itemgetter, Counter): Python runs per distinct value, as after the C scan.
+    minutes = set(map(itemgetter(0), matches))  # b"" for the other lines and RFC 3339 stamps
+    stamps = set(map(itemgetter(1, 2), matches)) if b"" in minutes else set()
+    minutes.discard(b"")
+    stamps.discard((b"", b""))
+    packets = Counter(map(itemgetter(3, 6, 7), matches))
+    packets.pop((b"", b"", b""), None)  # the other lines
     v4: dict[bytes, dict[bytes, int]] = {}
-    for (head, network), n in Counter((m[3], m[4]) for m in matches if m[4]).items():
-        v4.setdefault(head, {})[network] = n
+    for (head, network), n in Counter(map(itemgetter(3, 4), matches)).items():
+        if network:
+            v4.setdefault(head, {})[network] = n
     v6: dict[bytes, dict[bytes, int]] = {}
-    for (head, source), n in Counter((m[3], m[5]) for m in matches if m[5]).items():
-        v6.setdefault(head, {})[source] = n
+    if any(map(itemgetter(5), matches)):
+        for (head, source), n in Counter(map(itemgetter(3, 5), matches)).items():
+            if source:
+                v6.setdefault(head, {})[source] = n
     others = b"\n".join(filter(None, map(itemgetter(8), matches)))
-    return minutes, stamps, packets, v4, v6, others + b"\n" if others else b""
+    return minutes, stamps, dict(packets), v4, v6, others + b"\n" if others else b""
 
 
 try:  # the C scan (plugins/firewall/_netfilter.c): the same answer, ~10x less time a line
