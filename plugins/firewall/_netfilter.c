@@ -33,9 +33,14 @@
  *   not followed by "SPT=", or the line's end.
  *
  * Bounds: every read is checked against the line's end; nothing is copied from the input but into
- * `bytes` objects sized for it. Counts are kept in open-addressing tables keyed by spans of the
- * input (no Python object per line), hashed with CPython's randomised bytes hash (a log line is
- * written by whoever sends packets: no chosen collisions).
+ * `bytes` objects sized for it and into a table entry's room for a short key (length checked).
+ * Counts are kept in open-addressing tables keyed by spans of the input (no Python object per
+ * line), hashed by a mix seeded from CPython's randomised bytes hash, or by that hash itself (a
+ * log line is written by whoever sends packets: no chosen collisions). Memory: a table entry per
+ * distinct value and a span per other line, both at most one per line of the block.
+ *
+ * `add_named(rows, names, counts)` adds a block's counts per network to the day's rows under
+ * their pseudonyms (parse.add_named_py is its definition).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -659,7 +664,7 @@ static PyObject *scan_result(const char *buf, Scan *sc)
     {
         Py_ssize_t size = 0;
         for (Py_ssize_t i = 0; i < sc->others.n; i++)
-            size += sc->others.items[i].len + 1; /* within the input's size: each line and its "\n" */
+            size += sc->others.items[i].len + 1; /* each line and its "\n": at most the input's size + 1 */
         others = PyBytes_FromStringAndSize(NULL, size);
         if (others == NULL)
             goto fail;
