@@ -79,7 +79,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 
-from normagent.lines import count_lines
+from normagent.sources.lines import count_lines
 from normagent.model import CheckpointReader, JSONValue, TextBlock
 
 log = structlog.get_logger(__name__)

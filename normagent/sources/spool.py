@@ -41,7 +41,7 @@ from typing import Any
 
 import structlog
 
-from normagent.lines import count_lines
+from normagent.sources.lines import count_lines
 from normagent.model import JSONValue, TextBlock
 from normagent.sources.syslog import _ROTATED, SPOOL_NAME
 

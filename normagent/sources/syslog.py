@@ -70,7 +70,7 @@ import structlog
 
 from normagent.clock import Clock
 from normagent.errors import NormagentError
-from normagent.lines import count_lines
+from normagent.sources.lines import count_lines
 
 log = structlog.get_logger(__name__)
 

@@ -647,63 +647,7 @@ done:
     return result;
 }
 
-/* count_known(rows, known, counts) -> missed: add each count to rows under the name ``known``
- * gives its key (a false one, "", for none: left out); the keys known does not hold, in order, for the caller to
- * name (parse._count_known_py is the definition). One pass in C over a block's distinct /24s. */
-static PyObject *count_known(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    (void)module;
-    if (nargs != 3 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyDict_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "count_known() takes three dicts: rows, known, counts");
-        return NULL;
-    }
-    PyObject *rows = args[0], *known = args[1], *counts = args[2];
-    PyObject *missed = PyList_New(0);
-    if (missed == NULL) return NULL;
-    Py_ssize_t at = 0;
-    PyObject *key, *n;
-    while (PyDict_Next(counts, &at, &key, &n)) {
-        /* Held for the body: a key's __eq__ could run Python code that changes the dicts. */
-        Py_INCREF(key);
-        Py_INCREF(n);
-        PyObject *name = PyDict_GetItemWithError(known, key); /* borrowed */
-        Py_XINCREF(name);
-        int failed = 0;
-        if (name == NULL) {
-            failed = PyErr_Occurred() != NULL || PyList_Append(missed, key) < 0;
-        } else {
-            int named = PyObject_IsTrue(name); /* "": no network */
-            if (named < 0) {
-                failed = 1;
-            } else if (named) {
-                /* rows.get(name, 0) + n, as the definition adds */
-                PyObject *old = PyDict_GetItemWithError(rows, name); /* borrowed */
-                PyObject *sum = NULL;
-                if (old != NULL) {
-                    sum = PyNumber_Add(old, n);
-                } else if (!PyErr_Occurred()) {
-                    PyObject *zero = PyLong_FromLong(0);
-                    sum = zero == NULL ? NULL : PyNumber_Add(zero, n);
-                    Py_XDECREF(zero);
-                }
-                failed = sum == NULL || PyDict_SetItem(rows, name, sum) < 0;
-                Py_XDECREF(sum);
-            }
-        }
-        Py_XDECREF(name);
-        Py_DECREF(n);
-        Py_DECREF(key);
-        if (failed) {
-            Py_DECREF(missed);
-            return NULL;
-        }
-    }
-    return missed;
-}
-
 static PyMethodDef methods[] = {
-    {"count_known", (PyCFunction)(void (*)(void))count_known, METH_FASTCALL,
-     "count_known(rows, known, counts) -> missed: add each count to rows under its known name, as "
-     "parse._count_known_py does; the keys not known yet."},
     {"scan", scan, METH_O,
      "scan(data: bytes) -> (days, counts, v4, v6, others): the filterlog spool lines of a block counted "
      "per distinct value, as parse._filterlog_scan_py counts them."},

@@ -1,6 +1,5 @@
-# The C extension _filterlog.c; parse._filterlog_scan_py and parse._count_known_py are its definitions.
+# The C extension _filterlog.c; parse._filterlog_scan_py is its definition.
 
 def scan(
     data: bytes, /
 ) -> tuple[list[bytes], dict[tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes], int], dict[bytes, int], dict[bytes, int], bytes]: ...
-def count_known(rows: dict[str, int], known: dict[bytes, str], counts: dict[bytes, int], /) -> list[bytes]: ...

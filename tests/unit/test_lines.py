@@ -1,6 +1,6 @@
-"""Counting a block's lines: the compiled counter (normagent/_lines.c) answers as bytes.count does.
+"""Counting a block's lines: the compiled counter (normagent/sources/_lines.c) answers as bytes.count does.
 
-Every reader counts each block's lines with ``normagent.lines.count_lines``; a wrong count is a
+Every reader counts each block's lines with ``normagent.sources.lines.count_lines``; a wrong count is a
 wrong ``normagent_log_lines_total`` and a wrong "ignored". The compiled counter is held to
 ``bytes.count(b"\\n")`` on drawn and edge-case input, and run under the sanitizers.
 """
@@ -15,15 +15,15 @@ import pytest
 
 from hypothesis import given, strategies as st
 
-from normagent import lines
+from normagent.sources import lines
 from tests.support.sanitizers import build_sanitized, run_sanitized
 from tests.support.tools import REPO, require_extension
 
-SOURCE = REPO / "normagent" / "_lines.c"
+SOURCE = REPO / "normagent" / "sources" / "_lines.c"
 
 
 def compiled_count() -> object:
-    return require_extension("normagent._lines").count_lines  # type: ignore[attr-defined]
+    return require_extension("normagent.sources._lines").count_lines  # type: ignore[attr-defined]
 
 
 def test_the_readers_use_the_compiled_counter_when_it_is_built() -> None:
@@ -39,7 +39,7 @@ def test_the_compiled_count_is_bytes_count(data: bytes) -> None:
 
 
 def test_without_the_compiled_counter_bytes_count_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "normagent._lines", None)  # as if it was never built
+    monkeypatch.setitem(sys.modules, "normagent.sources._lines", None)  # as if it was never built
     fallback = importlib.reload(lines)
     try:
         assert not fallback.COMPILED
@@ -67,7 +67,7 @@ def test_what_is_no_buffer_is_refused() -> None:
 
 SANITIZED = r"""
 import ctypes, random, sys
-import normagent._lines as compiled
+import normagent.sources._lines as compiled
 assert compiled.__file__.startswith(sys.argv[1]), compiled.__file__
 rng = random.Random(15)
 for size in list(range(70)) + [rng.randrange(1 << 16) for _ in range(300)]:
@@ -84,5 +84,5 @@ print("ok")
 
 
 def test_the_counter_is_memory_safe_under_the_sanitizers(tmp_path: Path) -> None:
-    build = build_sanitized(SOURCE, "normagent._lines", tmp_path)
+    build = build_sanitized(SOURCE, "normagent.sources._lines", tmp_path)
     assert run_sanitized(SANITIZED, str(build), first_on_path=build).strip() == "ok"

@@ -1,9 +1,9 @@
-/* normagent._lines: count the lines of a block (its b"\n" bytes) with memchr.
+/* normagent.sources._lines: count the lines of a block (its b"\n" bytes) with memchr.
  *
  * Why compiled: every log collector's driver counts each block's lines (the lines_total metric,
  * "ignored" = lines - parsed - unparsed). bytes.count(b"\n") walks a byte at a time (about 3 GB/s
  * here), as long as a whole grep -c over the same file; glibc's memchr is vectorised (about
- * 14 GB/s on 240-byte lines). normagent/lines.py falls back to bytes.count where this module was
+ * 14 GB/s on 240-byte lines). normagent/sources/lines.py falls back to bytes.count where this module was
  * not built, with the same answer (tests/unit/test_lines.py).
  *
  * Memory safety: reads only inside the buffer it was given, which the buffer protocol keeps alive
@@ -41,8 +41,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "normagent._lines",
-    .m_doc = "Count a block's lines with memchr (see normagent/lines.py).",
+    .m_name = "normagent.sources._lines",
+    .m_doc = "Count a block's lines with memchr (see normagent/sources/lines.py).",
     .m_size = 0,
     .m_methods = methods,
 };

@@ -2,7 +2,7 @@
 
 A reader counts each block it hands out (``TextBlock.lines``): the lines a collector read, and so
 the ones its parser ignored. ``bytes.count`` walks a byte at a time and on a log of 240-byte lines
-costs about as much as a whole ``grep -c`` over the file; the compiled ``normagent._lines`` finds
+costs about as much as a whole ``grep -c`` over the file; the compiled ``normagent.sources._lines`` finds
 each newline with glibc's vectorised ``memchr``, about five times faster. Where it was not built
 (no C compiler when pip installed normagent) ``bytes.count`` gives the same answer.
 """
@@ -19,7 +19,7 @@ def _count_by_bytes(data: bytes) -> int:
 count_lines: Callable[[bytes], int]
 """The number of ``b"\\n"`` bytes in ``data``."""
 try:
-    from normagent._lines import count_lines
+    from normagent.sources._lines import count_lines
 except ImportError:  # not built: no C compiler or Python headers when normagent was installed
     count_lines = _count_by_bytes
 

@@ -1,0 +1,858 @@
+/* One pass over a block of kern.log lines: the netfilter LOG lines of the usual shape counted
+ * per distinct value, every other line handed back whole for the general way.
+ *
+ * Why C: the fast path's bytes pattern (parse._NETFILTER_LINE) costs CPython's `re` ~13,400
+ * instructions a line, and the targets of issues 12 and 15 leave ~2,400 for everything
+ * (bench/README.md, bench_firewall). This file is that pattern written out as a forward-only walk
+ * over each line, with the counting done here too, so that Python runs once per distinct value.
+ *
+ * `scan(data: bytes)` returns exactly what parse.netfilter_scan_py returns (the reference, built
+ * on `_NETFILTER_LINE.findall`, and the fallback when this module is not built):
+ *
+ *   (minutes, stamps, packets, v4, v6, others)
+ *   minutes: set[bytes]                   RFC 3164 minutes, b"Nov 23 07:25"
+ *   stamps:  set[tuple[bytes, bytes]]     RFC 3339 minutes and offsets, (b"2026-11-23T07:25", b"+01:00")
+ *   packets: dict[tuple[bytes, bytes, bytes], int]   (head, PROTO, DPT or b"") -> lines
+ *   v4:      dict[bytes, dict[bytes, int]]  head -> IPv4 source /24 (three octets) -> lines
+ *   v6:      dict[bytes, dict[bytes, int]]  head -> IPv6 source -> lines
+ *   others:  bytes                        the other non-empty lines, each ended by b"\n"
+ *
+ * where head is the log prefix with IN= and OUT= (group 4 of the pattern). Why the walk below is
+ * the pattern, step by step (each place where `re` could backtrack has one way to match only):
+ * - the stamp, host, kernel time stamp, IN=/OUT= values, MAC=, DST=, LEN=, the numbers and PROTO=
+ *   are possessive or fixed, or optional parts whose first bytes differ from what follows
+ *   (`(?:CE |)(?:DF |)(?:MF |)PROTO=`, `(?:MAC=…|)SRC=`); the kernel time stamp `[12.5] ` holds
+ *   no "=", so taking it or leaving it to the prefix finds the same IN=, and `re` takes it;
+ * - the prefix `[ -<>-~]*IN=` holds no "=": the only IN= it can reach is the one whose "=" is the
+ *   first byte outside that class;
+ * - an RFC 3339 fraction `(?:\.[0-9]{1,6}|)` before `(Z|[+-]…)`: all its digits, 1 to 6;
+ * - the IPv4 source: three octets of 1-3 digits, a last octet 0-255 without a leading zero, then
+ *   " DST="; else the IPv6 alternative `[0-9a-f:]++` then " DST=" (no "." in it: the two cannot
+ *   both match);
+ * - after PROTO's value: " SPT=digits DPT=digits" then a space or the line's end; else a space
+ *   not followed by "SPT=", or the line's end.
+ *
+ * Bounds: every read is checked against the line's end; nothing is copied from the input but into
+ * `bytes` objects sized for it and into a table entry's room for a short key (length checked).
+ * Counts are kept in open-addressing tables keyed by spans of the input (no Python object per
+ * line), hashed by a mix seeded from CPython's randomised bytes hash, or by that hash itself (a
+ * log line is written by whoever sends packets: no chosen collisions). Memory: a table entry per
+ * distinct value and a span per other line, both at most one per line of the block.
+ *
+ * `add_named(rows, names, counts)` adds a block's counts per network to the day's rows under
+ * their pseudonyms (parse.add_named_py is its definition).
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__)
+#define INLINE static inline __attribute__((always_inline))
+#else
+#define INLINE static inline
+#endif
+
+typedef struct {
+    Py_ssize_t off, len;
+} Span;
+
+#define SHORT_KEY 24 /* bytes: a key this short is kept in its entry (compared and copied out from there) */
+
+typedef struct {
+    uint64_t hash;
+    Py_ssize_t tag; /* head index (packets, sources); 0 elsewhere */
+    Span a, b;      /* where the key is in the input; b.len == 0 where unused */
+    uint64_t key[SHORT_KEY / 8]; /* a's bytes then b's, if they fit (else unused) */
+    Py_ssize_t value; /* count, or the head's index in the heads table */
+} Entry;
+
+/* Entries in the order they came (dense, what the results are built from), found through an
+ * open-addressing index of 8-byte slots: the entry's number + 1 in the low 32 bits (0: empty),
+ * the hash's high 32 bits above, so that a probe touches an entry only when its hash matches. */
+typedef struct {
+    uint64_t *slots;
+    size_t mask; /* slots - 1, a power of two */
+    Entry *entries;
+    size_t n, cap;
+} Table;
+
+typedef struct {
+    Span *items;
+    Py_ssize_t n, cap;
+} Spans;
+
+static int table_init(Table *t, size_t slots)
+{
+    t->slots = PyMem_Calloc(slots, sizeof(uint64_t));
+    if (t->slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->mask = slots - 1;
+    t->entries = NULL;
+    t->n = t->cap = 0;
+    return 0;
+}
+
+static void table_free(Table *t)
+{
+    PyMem_Free(t->slots);
+    PyMem_Free(t->entries);
+    t->slots = NULL;
+    t->entries = NULL;
+}
+
+/* Equal bytes, eight at a time (no library call for the short spans compared per line). */
+INLINE int bytes_eq(const char *x, const char *y, Py_ssize_t n)
+{
+    for (; n >= 8; x += 8, y += 8, n -= 8) {
+        uint64_t u, v;
+        memcpy(&u, x, 8);
+        memcpy(&v, y, 8);
+        if (u != v)
+            return 0;
+    }
+    for (; n > 0; x++, y++, n--)
+        if (*x != *y)
+            return 0;
+    return 1;
+}
+
+INLINE int span_eq(const char *buf, Span x, Span y)
+{
+    return x.len == y.len && bytes_eq(buf + x.off, buf + y.off, x.len);
+}
+
+/* Room for one more entry: the index at most half full, the entries' array grown. */
+static int table_room(Table *t)
+{
+    if (t->n >= 0xFFFFFFFEu) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        if (cap > ((size_t)PY_SSIZE_T_MAX) / sizeof(Entry)) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        Entry *entries = PyMem_Realloc(t->entries, cap * sizeof(Entry));
+        if (entries == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->entries = entries;
+        t->cap = cap;
+    }
+    if ((t->n + 1) * 2 > t->mask + 1) {
+        size_t size = (t->mask + 1) * 2;
+        uint64_t *slots = PyMem_Calloc(size, sizeof(uint64_t));
+        if (slots == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (size_t i = 0; i < t->n; i++) {
+            size_t j = (size_t)t->entries[i].hash & (size - 1);
+            while (slots[j])
+                j = (j + 1) & (size - 1);
+            slots[j] = (t->entries[i].hash & 0xFFFFFFFF00000000u) | (uint64_t)(i + 1);
+        }
+        PyMem_Free(t->slots);
+        t->slots = slots;
+        t->mask = size - 1;
+    }
+    return 0;
+}
+
+INLINE uint64_t fmix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdu;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53u;
+    h ^= h >> 33;
+    return h;
+}
+
+/* The entry of (tag, a, b), made with value `fresh` if new; NULL with MemoryError set.
+ *
+ * A short key (the usual: a /24, a protocol and port, a minute) is hashed by a mix seeded per
+ * process (`seed`, from CPython's randomised bytes hash);
+ * a long one (a head, an odd field) by CPython's bytes hash itself. Either way the hash depends
+ * on a secret, so lines written by whoever sends packets cannot be made to collide. A new short
+ * key is copied into its entry (its length checked against the entry's room). */
+static Entry *table_get(Table *t, const char *buf, uint64_t seed, Py_ssize_t tag, Span a, Span b, Py_ssize_t fresh)
+{
+    if (table_room(t) < 0) /* before the probe: the empty slot it ends on is the one to fill */
+        return NULL;
+    int inline_key = a.len + b.len <= SHORT_KEY;
+    uint64_t h = seed;
+    if (inline_key) { /* the bytes of a then b, gathered eight at a time into a word and mixed */
+        uint64_t w = 0;
+        Py_ssize_t k = 0;
+        for (Py_ssize_t i = 0; i < a.len + b.len; i++) {
+            unsigned char c = (unsigned char)(i < a.len ? buf[a.off + i] : buf[b.off + i - a.len]);
+            w |= (uint64_t)c << (8 * (k & 7));
+            if ((++k & 7) == 0) {
+                h = ((h << 31 | h >> 33) ^ w) * 0x9E3779B97F4A7C15u;
+                w = 0;
+            }
+        }
+        if (k & 7)
+            h = ((h << 31 | h >> 33) ^ w) * 0xC2B2AE3D27D4EB4Fu;
+    } else {
+        h = (uint64_t)_Py_HashBytes(buf + a.off, a.len) ^ fmix(h ^ (uint64_t)_Py_HashBytes(buf + b.off, b.len));
+    }
+    h = fmix(h ^ ((uint64_t)a.len << 40) ^ ((uint64_t)b.len << 52) ^ (uint64_t)tag);
+    uint64_t high = h & 0xFFFFFFFF00000000u;
+    size_t j = (size_t)h & t->mask;
+    for (;;) {
+        uint64_t slot = t->slots[j];
+        if (slot == 0)
+            break;
+        if ((slot & 0xFFFFFFFF00000000u) == high) {
+            Entry *e = &t->entries[(slot & 0xFFFFFFFFu) - 1];
+            if (e->hash == h && e->tag == tag && e->a.len == a.len && e->b.len == b.len &&
+                (inline_key ? bytes_eq((const char *)e->key, buf + a.off, a.len) &&
+                                  bytes_eq((const char *)e->key + a.len, buf + b.off, b.len)
+                            : span_eq(buf, e->a, a) && span_eq(buf, e->b, b)))
+                return e;
+        }
+        j = (j + 1) & t->mask;
+    }
+    Entry *e = &t->entries[t->n];
+    e->hash = h;
+    e->tag = tag;
+    e->a = a;
+    e->b = b;
+    if (inline_key) { /* a.len + b.len <= sizeof(e->key), checked above */
+        memcpy((char *)e->key, buf + a.off, (size_t)a.len);
+        memcpy((char *)e->key + a.len, buf + b.off, (size_t)b.len);
+    }
+    e->value = fresh;
+    t->slots[j] = high | (uint64_t)(t->n + 1);
+    t->n++;
+    return e;
+}
+
+/* The bytes of an entry's key parts: from the entry when short (no read of a line long gone
+ * from the cache), else from the input. */
+static const char *part_a(const char *buf, Entry *x)
+{
+    return x->a.len + x->b.len <= SHORT_KEY ? (const char *)x->key : buf + x->a.off;
+}
+
+static const char *part_b(const char *buf, Entry *x)
+{
+    return x->a.len + x->b.len <= SHORT_KEY ? (const char *)x->key + x->a.len : buf + x->b.off;
+}
+
+static int spans_push(Spans *s, Span x)
+{
+    if (s->n == s->cap) {
+        Py_ssize_t cap = s->cap ? s->cap * 2 : 64;
+        if ((size_t)cap > ((size_t)PY_SSIZE_T_MAX) / sizeof(Span)) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        Span *items = PyMem_Realloc(s->items, (size_t)cap * sizeof(Span));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        s->items = items;
+        s->cap = cap;
+    }
+    s->items[s->n++] = x;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Byte classes and small steps; `p` is an index into the line, `e` its end (a "\n" or the end). */
+
+#define DIGIT(c) ((c) >= '0' && (c) <= '9')
+#define UPPER(c) ((c) >= 'A' && (c) <= 'Z')
+#define LOWER(c) ((c) >= 'a' && (c) <= 'z')
+#define GRAPH(c) ((c) >= '!' && (c) <= '~')                      /* [!-~] */
+#define PREFIX(c) ((c) >= ' ' && (c) <= '~' && (c) != '=')         /* [ -<>-~] */
+#define HOST(c) (UPPER(c) || LOWER(c) || DIGIT(c) || (c) == '.' || (c) == '_' || (c) == '-')
+#define HEX6(c) (DIGIT(c) || ((c) >= 'a' && (c) <= 'f') || (c) == ':') /* [0-9a-f:] */
+#define HEXUP(c) (DIGIT(c) || ((c) >= 'A' && (c) <= 'F'))              /* [0-9A-F] */
+
+INLINE int lit(const unsigned char *s, Py_ssize_t p, Py_ssize_t e, const char *word, Py_ssize_t n)
+{
+    if (e - p < n)
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++) /* unrolled where inlined: no call per literal */
+        if (s[p + i] != (unsigned char)word[i])
+            return 0;
+    return 1;
+}
+
+#define LIT(word) lit(s, p, e, word, (Py_ssize_t)(sizeof(word) - 1))
+
+INLINE int in_range(const unsigned char *s, Py_ssize_t p, Py_ssize_t e, char lo, char hi)
+{
+    return p < e && s[p] >= (unsigned char)lo && s[p] <= (unsigned char)hi;
+}
+
+#define RANGE(i, lo, hi) in_range(s, p + (i), e, lo, hi)
+
+/* End of a run of digits from p (p itself when none). */
+INLINE Py_ssize_t digits(const unsigned char *s, Py_ssize_t p, Py_ssize_t e)
+{
+    while (p < e && DIGIT(s[p]))
+        p++;
+    return p;
+}
+
+/* Eight bytes at a time (SWAR): a mask with bit 7 set in each byte of `w` outside 0x21-0x7E
+ * ([!-~]), or, with `prefix`, outside 0x20-0x7E or "=" ([ -<>-~]). Exact for the lowest set
+ * byte, which is all the runs below use: each test adds within a byte without carrying into the
+ * next, and the "=" test's borrows reach only bytes above a true match. */
+#define ONES 0x0101010101010101u
+#define HIGHS 0x8080808080808080u
+
+INLINE uint64_t outside(uint64_t w, int prefix)
+{
+    uint64_t x = w & ~HIGHS;
+    uint64_t bad = w & HIGHS;                                     /* >= 0x80 */
+    bad |= ~(x + (0x80 - (prefix ? 0x20 : 0x21)) * ONES) & HIGHS; /* below the class */
+    bad |= (x + ONES) & HIGHS;                                    /* 0x7F */
+    if (prefix) {
+        uint64_t z = x ^ (0x3D * ONES); /* "=" */
+        bad |= (z - ONES) & ~z & HIGHS;
+    }
+    return bad;
+}
+
+INLINE Py_ssize_t run(const unsigned char *s, Py_ssize_t p, Py_ssize_t e, int prefix)
+{
+    while (e - p >= 8) {
+        uint64_t w;
+        memcpy(&w, s + p, 8);
+        uint64_t bad = outside(w, prefix);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && defined(__GNUC__)
+        if (bad)
+            return p + (__builtin_ctzll(bad) >> 3);
+        p += 8;
+#else
+        if (bad)
+            break;
+        p += 8;
+#endif
+    }
+    if (prefix)
+        while (p < e && PREFIX(s[p]))
+            p++;
+    else
+        while (p < e && GRAPH(s[p]))
+            p++;
+    return p;
+}
+
+INLINE Py_ssize_t graphs(const unsigned char *s, Py_ssize_t p, Py_ssize_t e)
+{
+    return run(s, p, e, 0);
+}
+
+typedef struct {
+    Span minute, stamp, offset, head, v4, v6, proto, dport;
+} Line;
+
+/* Whether s[0:e] is a LOG line of the usual shape (the main alternative of _NETFILTER_LINE,
+ * matched at the line's start and ending at most at its end); its groups in `m` (offsets
+ * relative to s). */
+static int match_line(const unsigned char *s, Py_ssize_t e, Line *m)
+{
+    Py_ssize_t p = 0, q;
+    const Span none = {0, 0};
+    m->minute = m->stamp = m->offset = m->v4 = m->v6 = m->dport = none;
+    /* The stamp: RFC 3164 "Nov 23 07:25:53" or RFC 3339 "2026-11-23T07:25:53[.f]Z|+01:00". */
+    if (RANGE(0, 'A', 'Z')) {
+        if (!(RANGE(1, 'a', 'z') && RANGE(2, 'a', 'z') && RANGE(3, ' ', ' ') && (RANGE(4, ' ', ' ') || RANGE(4, '0', '9')) &&
+              RANGE(5, '0', '9') && RANGE(6, ' ', ' ') && RANGE(7, '0', '2') && RANGE(8, '0', '9') && RANGE(9, ':', ':') &&
+              RANGE(10, '0', '5') && RANGE(11, '0', '9') && RANGE(12, ':', ':') && RANGE(13, '0', '5') && RANGE(14, '0', '9')))
+            return 0;
+        m->minute = (Span){0, 12};
+        p = 15;
+    } else if (RANGE(0, '0', '9')) {
+        if (!(RANGE(1, '0', '9') && RANGE(2, '0', '9') && RANGE(3, '0', '9') && RANGE(4, '-', '-') && RANGE(5, '0', '1') &&
+              RANGE(6, '0', '9') && RANGE(7, '-', '-') && RANGE(8, '0', '3') && RANGE(9, '0', '9') && RANGE(10, 'T', 'T') &&
+              RANGE(11, '0', '2') && RANGE(12, '0', '9') && RANGE(13, ':', ':') && RANGE(14, '0', '5') && RANGE(15, '0', '9') &&
+              RANGE(16, ':', ':') && RANGE(17, '0', '5') && RANGE(18, '0', '9')))
+            return 0;
+        m->stamp = (Span){0, 16};
+        p = 19;
+        if (p < e && s[p] == '.') {
+            q = digits(s, p + 1, e);
+            if (q - (p + 1) < 1 || q - (p + 1) > 6)
+                return 0;
+            p = q;
+        }
+        if (RANGE(0, 'Z', 'Z')) {
+            m->offset = (Span){p, 1};
+            p += 1;
+        } else if ((RANGE(0, '+', '+') || RANGE(0, '-', '-')) && RANGE(1, '0', '1') && RANGE(2, '0', '9') && RANGE(3, ':', ':') &&
+                   RANGE(4, '0', '5') && RANGE(5, '0', '9')) {
+            m->offset = (Span){p, 6};
+            p += 6;
+        } else {
+            return 0;
+        }
+    } else {
+        return 0;
+    }
+    /* " host kernel: " */
+    if (!LIT(" "))
+        return 0;
+    q = ++p;
+    while (p < e && HOST(s[p]))
+        p++;
+    if (p == q || !LIT(" kernel: "))
+        return 0;
+    p += 9;
+    /* The kernel's time stamp "[ 12.5] ", if whole. */
+    if (p < e && s[p] == '[') {
+        q = p + 1;
+        while (q < e && s[q] == ' ')
+            q++;
+        Py_ssize_t r = digits(s, q, e);
+        if (r > q && r < e && s[r] == '.') {
+            Py_ssize_t t = digits(s, r + 1, e);
+            if (t > r + 1 && lit(s, t, e, "] ", 2))
+                p = t + 2;
+        }
+    }
+    /* The head: prefix (no "="), IN=value OUT=value and a space. */
+    Py_ssize_t h = p;
+    p = run(s, p, e, 1);
+    if (!(p < e && s[p] == '=' && p - 2 >= h && s[p - 2] == 'I' && s[p - 1] == 'N'))
+        return 0;
+    p = graphs(s, p + 1, e);
+    if (!LIT(" OUT="))
+        return 0;
+    p = graphs(s, p + 5, e);
+    if (!LIT(" "))
+        return 0;
+    p += 1;
+    m->head = (Span){h, p - h};
+    if (LIT("MAC=")) {
+        p = graphs(s, p + 4, e);
+        if (!LIT(" "))
+            return 0;
+        p += 1;
+    }
+    /* The source: an IPv4 address (its /24 kept) or the IPv6 alternative, then " DST=". */
+    if (!LIT("SRC="))
+        return 0;
+    p += 4;
+    {
+        Py_ssize_t a = p, r = p, ok = 1;
+        for (int i = 0; i < 3 && ok; i++) {
+            Py_ssize_t t = digits(s, r, e);
+            if (t - r < 1 || t - r > 3 || t >= e || s[t] != '.')
+                ok = 0;
+            else
+                r = t + 1;
+        }
+        if (ok) {
+            Py_ssize_t t = digits(s, r, e), n = t - r;
+            ok = (n == 1) || (n == 2 && s[r] != '0') ||
+                 (n == 3 && (s[r] == '1' || (s[r] == '2' && (s[r + 1] < '5' || (s[r + 1] == '5' && s[r + 2] <= '5')))));
+            if (ok && lit(s, t, e, " DST=", 5)) {
+                m->v4 = (Span){a, r - 1 - a};
+                p = t;
+            } else {
+                ok = 0;
+            }
+        }
+        if (!ok) {
+            r = a;
+            while (r < e && HEX6(s[r]))
+                r++;
+            if (r == a || !lit(s, r, e, " DST=", 5))
+                return 0;
+            m->v6 = (Span){a, r - a};
+            p = r;
+        }
+    }
+    /* " DST=x LEN=n " */
+    q = graphs(s, p + 5, e);
+    if (q == p + 5)
+        return 0;
+    p = q;
+    if (!LIT(" LEN="))
+        return 0;
+    q = digits(s, p + 5, e);
+    if (q == p + 5 || !lit(s, q, e, " ", 1))
+        return 0;
+    p = q + 1;
+    /* IPv4's TOS= PREC= TTL= ID= [CE ][DF ][MF ], or IPv6's TC= HOPLIMIT= FLOWLBL= */
+    if (LIT("TOS=0x")) {
+        if (!(RANGE(6, '0', '9') || RANGE(6, 'A', 'F')) || !(RANGE(7, '0', '9') || RANGE(7, 'A', 'F')))
+            return 0;
+        p += 8;
+        if (!LIT(" PREC=0x"))
+            return 0;
+        if (!(RANGE(8, '0', '9') || RANGE(8, 'A', 'F')) || !(RANGE(9, '0', '9') || RANGE(9, 'A', 'F')))
+            return 0;
+        p += 10;
+        if (!LIT(" TTL="))
+            return 0;
+        q = digits(s, p + 5, e);
+        if (q == p + 5)
+            return 0;
+        p = q;
+        if (!LIT(" ID="))
+            return 0;
+        q = digits(s, p + 4, e);
+        if (q == p + 4 || !lit(s, q, e, " ", 1))
+            return 0;
+        p = q + 1;
+        if (LIT("CE "))
+            p += 3;
+        if (LIT("DF "))
+            p += 3;
+        if (LIT("MF "))
+            p += 3;
+    } else if (LIT("TC=")) {
+        q = digits(s, p + 3, e);
+        if (q == p + 3)
+            return 0;
+        p = q;
+        if (!LIT(" HOPLIMIT="))
+            return 0;
+        q = digits(s, p + 10, e);
+        if (q == p + 10)
+            return 0;
+        p = q;
+        if (!LIT(" FLOWLBL="))
+            return 0;
+        q = digits(s, p + 9, e);
+        if (q == p + 9 || !lit(s, q, e, " ", 1))
+            return 0;
+        p = q + 1;
+    } else {
+        return 0;
+    }
+    /* PROTO=x, then " SPT=n DPT=n" before a space or the end, or no SPT= at all. */
+    if (!LIT("PROTO="))
+        return 0;
+    q = graphs(s, p + 6, e);
+    if (q == p + 6)
+        return 0;
+    m->proto = (Span){p + 6, q - (p + 6)};
+    p = q;
+    if (LIT(" SPT=")) {
+        q = digits(s, p + 5, e);
+        if (q == p + 5 || !lit(s, q, e, " DPT=", 5))
+            return 0;
+        Py_ssize_t t = digits(s, q + 5, e);
+        if (t == q + 5 || !(t == e || s[t] == ' '))
+            return 0;
+        m->dport = (Span){q + 5, t - (q + 5)};
+        return 1;
+    }
+    return p == e || s[p] == ' ';
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    Table minutes, stamps, heads, packets, v4, v6;
+    Spans heads_by_index, others;
+    uint64_t seed;
+} Scan;
+
+static void scan_free(Scan *sc)
+{
+    table_free(&sc->minutes);
+    table_free(&sc->stamps);
+    table_free(&sc->heads);
+    table_free(&sc->packets);
+    table_free(&sc->v4);
+    table_free(&sc->v6);
+    PyMem_Free(sc->heads_by_index.items);
+    PyMem_Free(sc->others.items);
+}
+
+static PyObject *bytes_of(const char *buf, Span x)
+{
+    return PyBytes_FromStringAndSize(buf + x.off, x.len);
+}
+
+/* head -> {source: lines} for the sources table `t`. */
+static PyObject *sources_dict(const char *buf, Table *t, PyObject *heads)
+{
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < t->n; i++) {
+        Entry *x = &t->entries[i];
+        PyObject *head = PyList_GET_ITEM(heads, x->tag);
+        PyObject *inner = PyDict_GetItemWithError(out, head); /* borrowed */
+        if (inner == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+            inner = PyDict_New();
+            if (inner == NULL)
+                goto fail;
+            int rc = PyDict_SetItem(out, head, inner);
+            Py_DECREF(inner); /* the dict holds it */
+            if (rc < 0)
+                goto fail;
+        }
+        PyObject *key = PyBytes_FromStringAndSize(part_a(buf, x), x->a.len);
+        PyObject *n = key ? PyLong_FromSsize_t(x->value) : NULL;
+        int rc = n ? PyDict_SetItem(inner, key, n) : -1;
+        Py_XDECREF(key);
+        Py_XDECREF(n);
+        if (rc < 0)
+            goto fail;
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *scan_result(const char *buf, Scan *sc)
+{
+    PyObject *heads = NULL, *minutes = NULL, *stamps = NULL, *packets = NULL, *v4 = NULL, *v6 = NULL, *others = NULL, *result;
+    heads = PyList_New(sc->heads_by_index.n);
+    if (heads == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < sc->heads_by_index.n; i++) {
+        PyObject *head = bytes_of(buf, sc->heads_by_index.items[i]);
+        if (head == NULL)
+            goto fail;
+        PyList_SET_ITEM(heads, i, head);
+    }
+    if ((minutes = PySet_New(NULL)) == NULL || (stamps = PySet_New(NULL)) == NULL || (packets = PyDict_New()) == NULL)
+        goto fail;
+    for (size_t i = 0; i < sc->minutes.n; i++) {
+        Entry *x = &sc->minutes.entries[i];
+        PyObject *minute = PyBytes_FromStringAndSize(part_a(buf, x), x->a.len);
+        int rc = minute ? PySet_Add(minutes, minute) : -1;
+        Py_XDECREF(minute);
+        if (rc < 0)
+            goto fail;
+    }
+    for (size_t i = 0; i < sc->stamps.n; i++) {
+        Entry *x = &sc->stamps.entries[i];
+        PyObject *pair = Py_BuildValue("(y#y#)", part_a(buf, x), x->a.len, part_b(buf, x), x->b.len);
+        int rc = pair ? PySet_Add(stamps, pair) : -1;
+        Py_XDECREF(pair);
+        if (rc < 0)
+            goto fail;
+    }
+    for (size_t i = 0; i < sc->packets.n; i++) {
+        Entry *x = &sc->packets.entries[i];
+        PyObject *key = Py_BuildValue("(Oy#y#)", PyList_GET_ITEM(heads, x->tag), part_a(buf, x), x->a.len, part_b(buf, x), x->b.len);
+        PyObject *n = key ? PyLong_FromSsize_t(x->value) : NULL;
+        int rc = n ? PyDict_SetItem(packets, key, n) : -1;
+        Py_XDECREF(key);
+        Py_XDECREF(n);
+        if (rc < 0)
+            goto fail;
+    }
+    if ((v4 = sources_dict(buf, &sc->v4, heads)) == NULL || (v6 = sources_dict(buf, &sc->v6, heads)) == NULL)
+        goto fail;
+    {
+        Py_ssize_t size = 0;
+        for (Py_ssize_t i = 0; i < sc->others.n; i++)
+            size += sc->others.items[i].len + 1; /* each line and its "\n": at most the input's size + 1 */
+        others = PyBytes_FromStringAndSize(NULL, size);
+        if (others == NULL)
+            goto fail;
+        char *out = PyBytes_AS_STRING(others);
+        for (Py_ssize_t i = 0; i < sc->others.n; i++) {
+            Span x = sc->others.items[i];
+            memcpy(out, buf + x.off, (size_t)x.len);
+            out += x.len;
+            *out++ = '\n';
+        }
+    }
+    Py_CLEAR(heads);
+    result = PyTuple_New(6);
+    if (result == NULL)
+        goto fail;
+    PyTuple_SET_ITEM(result, 0, minutes);
+    PyTuple_SET_ITEM(result, 1, stamps);
+    PyTuple_SET_ITEM(result, 2, packets);
+    PyTuple_SET_ITEM(result, 3, v4);
+    PyTuple_SET_ITEM(result, 4, v6);
+    PyTuple_SET_ITEM(result, 5, others);
+    return result;
+fail:
+    Py_XDECREF(heads);
+    Py_XDECREF(minutes);
+    Py_XDECREF(stamps);
+    Py_XDECREF(packets);
+    Py_XDECREF(v4);
+    Py_XDECREF(v6);
+    Py_XDECREF(others);
+    return NULL;
+}
+
+static int count_line(const char *buf, Py_ssize_t start, Py_ssize_t end, Scan *sc, Span *last_head, Py_ssize_t *last_index,
+                      Span *last_minute)
+{
+    const Span none = {0, 0};
+    Line m;
+    if (!match_line((const unsigned char *)buf + start, end - start, &m)) {
+        if (end > start)
+            return spans_push(&sc->others, (Span){start, end - start});
+        return 0;
+    }
+    /* offsets relative to the buffer */
+    m.minute.off += start;
+    m.stamp.off += start;
+    m.offset.off += start;
+    m.head.off += start;
+    m.v4.off += start;
+    m.v6.off += start;
+    m.proto.off += start;
+    m.dport.off += start;
+    if (m.minute.len) {
+        if (!span_eq(buf, m.minute, *last_minute)) {
+            if (table_get(&sc->minutes, buf, sc->seed, 0, m.minute, none, 0) == NULL)
+                return -1;
+            *last_minute = m.minute;
+        }
+    } else if (table_get(&sc->stamps, buf, sc->seed, 0, m.stamp, m.offset, 0) == NULL) {
+        return -1;
+    }
+    Py_ssize_t head;
+    if (last_head->len && span_eq(buf, m.head, *last_head)) {
+        head = *last_index;
+    } else {
+        Entry *x = table_get(&sc->heads, buf, sc->seed, 0, m.head, none, sc->heads_by_index.n);
+        if (x == NULL)
+            return -1;
+        if (x->value == sc->heads_by_index.n && spans_push(&sc->heads_by_index, m.head) < 0)
+            return -1;
+        head = x->value;
+        *last_head = m.head;
+        *last_index = head;
+    }
+    Entry *x = table_get(&sc->packets, buf, sc->seed, head, m.proto, m.dport, 0);
+    if (x == NULL)
+        return -1;
+    x->value++;
+    x = m.v4.len ? table_get(&sc->v4, buf, sc->seed, head, m.v4, none, 0) : table_get(&sc->v6, buf, sc->seed, head, m.v6, none, 0);
+    if (x == NULL)
+        return -1;
+    x->value++;
+    return 0;
+}
+
+static PyObject *scan(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyBytes_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "scan() takes bytes, not %.100s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    const char *buf = PyBytes_AS_STRING(arg);
+    Py_ssize_t size = PyBytes_GET_SIZE(arg);
+    Scan sc;
+    memset(&sc, 0, sizeof(sc));
+    sc.seed = (uint64_t)_Py_HashBytes("normagent._netfilter", 20); /* randomised per process */
+    if (table_init(&sc.minutes, 64) < 0 || table_init(&sc.stamps, 64) < 0 || table_init(&sc.heads, 16) < 0 ||
+        table_init(&sc.packets, 64) < 0 || table_init(&sc.v4, 1024) < 0 || table_init(&sc.v6, 16) < 0)
+        goto fail;
+    Span last_head = {0, 0}, last_minute = {0, 0};
+    Py_ssize_t last_index = -1;
+    /* The lines of `data`: split at "\n", without the empty one after a final "\n" (but one
+     * empty line for b"" and for b"\n"), as the pattern sees b"\n" + data[:-1] or b"\n" + data. */
+    Py_ssize_t start = 0;
+    for (;;) {
+        const char *nl = size > start ? memchr(buf + start, '\n', (size_t)(size - start)) : NULL;
+        Py_ssize_t end = nl ? nl - buf : size;
+        if (count_line(buf, start, end, &sc, &last_head, &last_index, &last_minute) < 0)
+            goto fail;
+        if (nl == NULL || end + 1 == size)
+            break;
+        start = end + 1;
+    }
+    PyObject *result = scan_result(buf, &sc);
+    scan_free(&sc);
+    return result;
+fail:
+    scan_free(&sc);
+    return NULL;
+}
+
+/* add_named(rows, names, counts) -> missing: for each key of `counts` that `names` names, add
+ * its count to rows[name] (a name of "" is no name: left out); the keys `names` does not hold,
+ * in the order of `counts`. The counting of parse.NetworkPseudonyms.count_v4_lines, once per
+ * distinct network without a Python step each (parse.add_named_py is the reference). */
+static PyObject *add_named(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "add_named() takes three dicts: rows, names, counts");
+        return NULL;
+    }
+    PyObject *rows = args[0], *names = args[1], *counts = args[2];
+    if (rows == counts) {
+        PyErr_SetString(PyExc_ValueError, "add_named(): rows and counts must be two dicts");
+        return NULL;
+    }
+    PyObject *missing = PyList_New(0);
+    if (missing == NULL)
+        return NULL;
+    Py_ssize_t pos = 0;
+    PyObject *key, *n;
+    while (PyDict_Next(counts, &pos, &key, &n)) {
+        PyObject *name = PyDict_GetItemWithError(names, key); /* borrowed */
+        if (name == NULL) {
+            if (PyErr_Occurred() || PyList_Append(missing, key) < 0)
+                goto fail;
+            continue;
+        }
+        int named = PyUnicode_Check(name) ? PyUnicode_GET_LENGTH(name) > 0 : PyObject_IsTrue(name);
+        if (named < 0)
+            goto fail;
+        if (!named)
+            continue;
+        PyObject *had = PyDict_GetItemWithError(rows, name); /* borrowed */
+        if (had == NULL && PyErr_Occurred())
+            goto fail;
+        PyObject *sum = had == NULL ? Py_NewRef(n) : PyNumber_Add(had, n);
+        if (sum == NULL)
+            goto fail;
+        int rc = PyDict_SetItem(rows, name, sum);
+        Py_DECREF(sum);
+        if (rc < 0)
+            goto fail;
+    }
+    return missing;
+fail:
+    Py_DECREF(missing);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"add_named", (PyCFunction)(void (*)(void))add_named, METH_FASTCALL,
+     "add_named(rows, names, counts) -> missing: counts added to rows under their names (see\n"
+     "normagent.plugins.firewall.parse.add_named_py, the reference)."},
+    {"scan", scan, METH_O,
+     "scan(data: bytes) -> (minutes, stamps, packets, v4, v6, others): the netfilter LOG lines of\n"
+     "the usual shape in a block, counted per distinct value, and the other lines (see\n"
+     "normagent.plugins.firewall.parse.netfilter_scan_py, the reference)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_netfilter", "The netfilter fast path's scan of a block, in C.", -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__netfilter(void)
+{
+    return PyModule_Create(&module);
+}
