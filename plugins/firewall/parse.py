@@ -71,10 +71,10 @@ import functools
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
-from itertools import compress, filterfalse
+from itertools import compress
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -207,20 +207,6 @@ class NetworkPseudonyms:
             value = self._pseudonymise(f"network:{prefix.decode('ascii')}.0/24")
         self._v4[prefix] = value
         return value or None
-
-    def count_v4(self, rows: Counter[str], prefixes: Callable[[], Iterable[bytes]]) -> None:
-        """Add one to ``rows`` for the pseudonym of each /24 that ``prefixes()`` yields, in C;
-        Python runs only for the prefixes not memoised yet (``prefixes`` is called again then)."""
-        known = self._v4
-        counts = cast("Counter[str | None]", rows)  # None: a prefix not memoised yet, taken out below
-        counts.update(map(known.get, prefixes()))
-        missed = counts.pop(None, 0)
-        if missed:
-            fresh = set(filterfalse(known.__contains__, prefixes()))
-            for prefix in fresh:
-                self.v4(prefix)
-            rows.update(map(known.__getitem__, filter(fresh.__contains__, prefixes())))
-        rows.pop("", None)  # no network
 
     def count_v4_lines(self, rows: Counter[str], lines: dict[bytes, int]) -> None:
         """Add to ``rows`` the lines of each /24 in ``lines`` (``b"203.0.113"`` -> lines) under
