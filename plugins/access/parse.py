@@ -18,6 +18,12 @@ in bytes (``_LINE_HEAD``) and only their message decoded for ``classify``. Each 
 only shapes on which the general way (``split_line`` + ``classify``) gives the same answer, and
 property tests hold them to it. Counts are aggregated per block (see tally.py).
 
+The scans and the fast lines' aggregation (``scan_lines``) also exist compiled, in
+``_candidates.c``: pip builds it where a compiler is there, and ``candidate_lines`` then uses it;
+``scan_lines`` stays the reference (tests hold the two to the same answer) and the fallback. The
+compiled scan hands Python one row per distinct (day, account) and (day, address), not one
+match per line.
+
 Pure: no I/O, no clock, no state between calls (pseudonyms are memoised, see tally.py). Imports
 only ``normagent`` and the standard library.
 """
@@ -1181,12 +1187,17 @@ def apply(tally: Tally, verdict: Verdict, when: float, *, alone: bool = True) ->
         tally.logged_in(account or "", address or "", label)
 
 
-# The compiled scanner where it was built (pip builds it when a compiler is there), else the
-# Python reference: the two give the same answer.
-try:
-    from normagent.plugins.access import _candidates  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - depends on the build host
-    _candidates = None
-_SCAN: Final[Callable[[bytes, HourOf | None], tuple[list[tuple[int, int]], int, FastRead | None]]] = (
-    scan_lines if _candidates is None else _candidates.scan
-)
+# The compiled scan where it was built (pip builds it when a compiler is there), else the Python
+# reference: the two give the same answer.
+ScanLines: TypeAlias = "Callable[[bytes, HourOf | None], tuple[list[tuple[int, int]], int, FastRead | None]]"
+
+
+def _compiled_scan() -> ScanLines | None:
+    try:
+        from normagent.plugins.access._candidates import scan
+    except ImportError:  # no compiler where normagent was installed
+        return None
+    return scan
+
+
+_SCAN: Final[ScanLines] = _compiled_scan() or scan_lines
