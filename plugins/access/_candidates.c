@@ -1,7 +1,7 @@
 /* The access parser's byte scans in C: plugins/access/parse.py's scan_lines, exactly.
  *
  * scan(data: bytes, hour: Callable[[bytes], tuple] | None)
- *     -> (list of (start, end), dropped: int, FastRead tuple or None)
+ *     -> (list of (start, end), dropped: int, FastRead tuple or None, heads or None)
  *
  * scan_lines (parse.py) is the reference and the fallback where this module was not built; the
  * tests hold the two to the same answer on every input they draw. Why C: the scans are memchr
@@ -309,8 +309,40 @@ static Idx print_run(const Buf *b, Idx i)
     return i;
 }
 
-/* _FAST_HEAD at start: the position after "]: ", or -1 */
-static Idx match_head(const Buf *b, Idx start, Match *m)
+/* After the stamp's hour (m->key1): ":MM:SS", and for RFC 3339 the fraction and the offset; the
+ * position after them, or -1 */
+static Idx match_stamp_rest(const Buf *b, Idx i, Match *m)
+{
+    /* :(\d\d:\d\d) */
+    if (!(at(b, i, ':') && digit_at(b, i + 1) && digit_at(b, i + 2) && at(b, i + 3, ':') && digit_at(b, i + 4) &&
+          digit_at(b, i + 5)))
+        return -1;
+    m->ms = i + 1;
+    i += 6;
+    m->key2 = i;
+    m->key2_len = 0;
+    if (m->key1_len == 13) {
+        /* (?:[.,]\d+)?([+-]\d\d:\d\d) */
+        if (at(b, i, '.') || at(b, i, ',')) {
+            Idx j = i + 1;
+            while (digit_at(b, j))
+                j++;
+            if (j == i + 1)
+                return -1; /* no digit: the group fails, and "[.,]" is no "[+-]" */
+            i = j;
+        }
+        if (!((at(b, i, '+') || at(b, i, '-')) && digit_at(b, i + 1) && digit_at(b, i + 2) && at(b, i + 3, ':') &&
+              digit_at(b, i + 4) && digit_at(b, i + 5)))
+            return -1;
+        m->key2 = i;
+        m->key2_len = 6;
+        i += 6;
+    }
+    return i;
+}
+
+/* The stamp of _FAST_HEAD (groups 1 to 4) at start: the position after it, or -1 */
+static Idx match_stamp(const Buf *b, Idx start, Match *m)
 {
     Idx i = start;
     if (i < b->n && b->d[i] >= 'A' && b->d[i] <= 'Z') {
@@ -338,31 +370,15 @@ static Idx match_head(const Buf *b, Idx start, Match *m)
     } else {
         return -1;
     }
-    /* :(\d\d:\d\d) */
-    if (!(at(b, i, ':') && digit_at(b, i + 1) && digit_at(b, i + 2) && at(b, i + 3, ':') && digit_at(b, i + 4) &&
-          digit_at(b, i + 5)))
+    return match_stamp_rest(b, i, m);
+}
+
+/* _FAST_HEAD at start: the position after "]: ", or -1 */
+static Idx match_head(const Buf *b, Idx start, Match *m)
+{
+    Idx i = match_stamp(b, start, m);
+    if (i < 0)
         return -1;
-    m->ms = i + 1;
-    i += 6;
-    m->key2 = i;
-    m->key2_len = 0;
-    if (m->key1_len == 13) {
-        /* (?:[.,]\d+)?([+-]\d\d:\d\d) */
-        if (at(b, i, '.') || at(b, i, ',')) {
-            Idx j = i + 1;
-            while (digit_at(b, j))
-                j++;
-            if (j == i + 1)
-                return -1; /* no digit: the group fails, and "[.,]" is no "[+-]" */
-            i = j;
-        }
-        if (!((at(b, i, '+') || at(b, i, '-')) && digit_at(b, i + 1) && digit_at(b, i + 2) && at(b, i + 3, ':') &&
-              digit_at(b, i + 4) && digit_at(b, i + 5)))
-            return -1;
-        m->key2 = i;
-        m->key2_len = 6;
-        i += 6;
-    }
     /* " " host " sshd" */
     if (!at(b, i, ' '))
         return -1;
@@ -859,6 +875,96 @@ static PyObject *read_tuple(Read *r, const Buf *b)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* The other candidates' stamp and tag (_LINE_HEAD, _split_bytes) */
+
+/* [\x21-\x27\x2a-\x39\x3b-\x5a\x5c\x5e-\x7e]: printable, no "(", ")", ":", "[" or "]" */
+static int is_tag(unsigned char c) { return is_host(c) && c != '(' && c != ')'; }
+
+/* _LINE_HEAD on data[start:end]: the message's start, or -1; the tag in *tag, *tag_end */
+static Idx match_line_head(const Buf *whole, Match *m, Idx *tag, Idx *tag_end)
+{
+    Buf b = {whole->d, m->end}; /* the pattern sees the line only (endpos) */
+    /* _FAST_HEAD up to " sshd": the stamp, " ", the host */
+    Idx i = match_stamp(&b, m->start, m);
+    if (i < 0 || !at(&b, i, ' '))
+        return -1;
+    i++;
+    Idx host = i;
+    while (i < b.n && is_host(b.d[i]))
+        i++;
+    if (i == host || !at(&b, i, ' '))
+        return -1;
+    i++;
+    /* " (tag)(?:\[\d+\]|\])?: " */
+    *tag = i;
+    while (i < b.n && is_tag(b.d[i]))
+        i++;
+    if (i == *tag)
+        return -1;
+    *tag_end = i;
+    if (at(&b, i, '[')) {
+        Idx digits = i + 1, j = i + 1;
+        while (digit_at(&b, j))
+            j++;
+        if (j == digits || !at(&b, j, ']'))
+            return -1; /* "[" is neither "]" nor ":" */
+        i = j + 1;
+    } else if (at(&b, i, ']')) {
+        i++;
+    }
+    if (!(at(&b, i, ':') && at(&b, i + 1, ' ')))
+        return -1;
+    return i + 2;
+}
+
+/* For each span: (time, tag, the message's start), or None where _LINE_HEAD does not match or the
+ * stamp is no time (split_line decides). */
+static PyObject *heads_list(Read *r, const Buf *b, PyObject *spans, PyObject *hour)
+{
+    Py_ssize_t n = PyList_GET_SIZE(spans);
+    PyObject *heads = PyList_New(n);
+    if (heads == NULL)
+        return NULL;
+    PyObject *last_tag = NULL; /* the tags repeat: one str while they do */
+    Idx last_start = 0, last_len = -1;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *span = PyList_GET_ITEM(spans, k);
+        Match m = {0};
+        m.start = PyLong_AsSsize_t(PyTuple_GET_ITEM(span, 0));
+        m.end = PyLong_AsSsize_t(PyTuple_GET_ITEM(span, 1));
+        Idx tag = 0, tag_end = 0;
+        Idx msg = match_line_head(b, &m, &tag, &tag_end);
+        PyObject *head = NULL;
+        if (msg >= 0) {
+            Entry *h = hour_of(r, b, &m, hour);
+            if (h == NULL)
+                goto fail;
+            if (h->n >= 0) {
+                if (last_tag == NULL || last_len != tag_end - tag ||
+                    memcmp(b->d + last_start, b->d + tag, (size_t)last_len) != 0) {
+                    Py_XDECREF(last_tag);
+                    last_tag = PyUnicode_DecodeASCII((const char *)b->d + tag, tag_end - tag, NULL);
+                    if (last_tag == NULL)
+                        goto fail;
+                    last_start = tag;
+                    last_len = tag_end - tag;
+                }
+                const unsigned char *ms = b->d + m.ms;
+                int into = ((ms[0] - '0') * 10 + (ms[1] - '0')) * 60 + (ms[3] - '0') * 10 + (ms[4] - '0');
+                head = Py_BuildValue("(dOn)", h->first + (double)into, last_tag, msg);
+                if (head == NULL)
+                    goto fail;
+            }
+        }
+        PyList_SET_ITEM(heads, k, head == NULL ? Py_NewRef(Py_None) : head);
+    }
+    Py_XDECREF(last_tag);
+    return heads;
+fail:
+    Py_XDECREF(last_tag);
+    Py_DECREF(heads); /* the items not set yet are NULL: list_dealloc skips them */
+    return NULL;
+}
 
 typedef struct {
     Idx start, end;
@@ -916,7 +1022,7 @@ static PyObject *scan(PyObject *module, PyObject *args)
     r.hours.spans = 2;
     r.by_account.spans = r.by_network.spans = r.ok_by_network.spans = 1;
     r.sessions.spans = 3;
-    PyObject *result = NULL, *spans = NULL, *read = NULL;
+    PyObject *result = NULL, *spans = NULL, *read = NULL, *heads = NULL;
     Py_INCREF(data); /* the spans point into it while `hour` runs */
 
     if (scan_semicolons(&s) < 0 || scan_others(&s) < 0 || scan_accepted(&s, fast) < 0 || scan_failed(&s, fast) < 0)
@@ -940,11 +1046,15 @@ static PyObject *scan(PyObject *module, PyObject *args)
     spans = spans_list(&s.found);
     if (spans == NULL)
         goto done;
-    result = Py_BuildValue("(NnN)", spans, s.dropped, read);
-    spans = read = NULL; /* stolen, even on failure */
+    heads = fast ? heads_list(&r, &s.b, spans, hour) : Py_NewRef(Py_None);
+    if (heads == NULL)
+        goto done;
+    result = Py_BuildValue("(NnNN)", spans, s.dropped, read, heads);
+    spans = read = heads = NULL; /* stolen, even on failure */
 done:
     Py_XDECREF(spans);
     Py_XDECREF(read);
+    Py_XDECREF(heads);
     Py_XDECREF(r.offers);
     table_free(&s.found);
     table_free(&r.hours);
@@ -960,7 +1070,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
-     "scan(data, hour) -> (spans, dropped, read): plugins/access/parse.py's scan_lines, compiled."},
+     "scan(data, hour) -> (spans, dropped, read, heads): plugins/access/parse.py's scan_lines, compiled."},
     {NULL, NULL, 0, NULL},
 };
 

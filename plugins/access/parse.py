@@ -31,6 +31,7 @@ only ``normagent`` and the standard library.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from datetime import datetime, timedelta
 from collections.abc import Callable
@@ -683,14 +684,17 @@ def candidate_lines(data: bytes, quick: _Quick | None = None) -> tuple[list[tupl
     ``scan_lines`` by the compiled scanner (``_candidates.c``) where it was built, else by the
     Python below, which is its reference: both give the same answer (tests hold them to it).
     """
-    spans, dropped, read = _SCAN(data, None if quick is None else quick.hour)
+    spans, dropped, read, _ = _SCAN(data, None if quick is None else quick.hour)
     if quick is not None and read is not None:
         quick.add(read)
     return spans, dropped
 
 
-def scan_lines(data: bytes, hour: HourOf | None) -> tuple[list[tuple[int, int]], int, FastRead | None]:
+def scan_lines(data: bytes, hour: HourOf | None) -> tuple[list[tuple[int, int]], int, FastRead | None, list[Head | None] | None]:
     """``candidate_lines``' scan, in Python: the reference of the compiled scanner, and its fallback.
+
+    Returns the candidates, the duplicates passed over, what the fast lines counted and, with
+    ``hour``, each candidate's ``Head`` (see ``_heads``).
 
     Each line is ``(start, end)``; ``end`` excludes the newline.
 
@@ -803,7 +807,8 @@ def scan_lines(data: bytes, hour: HourOf | None) -> tuple[list[tuple[int, int]],
         rest, read = _read_fast(hour, fails, oks)
         for m in rest:  # a stamp that is no time: the general way decides
             found[m.start()] = m.end()
-    return [(start, end) for start, end in sorted(found.items()) if end != _READ], dropped, read
+    spans = [(start, end) for start, end in sorted(found.items()) if end != _READ]
+    return spans, dropped, read, None if hour is None else _heads(data, spans, hour)
 
 
 def _found(data: bytes, p: int, found: dict[int, int]) -> int:
@@ -1074,21 +1079,25 @@ def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseRes
     fallback = (block.mtime or ctx.now).timestamp()
     if b"\x00" in data:
         data = drop_nul_padding(data)
-    quick = _Quick(clock) if fast else None
-    spans, _ = candidate_lines(data, quick)
     parsed = unparsed = 0
-    if quick is not None:
+    heads: list[Head | None] | None = None
+    if fast:
+        quick = _Quick(clock)
+        spans, _, read, heads = _SCAN(data, quick.hour)
+        if read is not None:
+            quick.add(read)
         quick.into(tally)
         parsed = quick.lines
-    head = _LINE_HEAD if fast else None
+    else:
+        spans, _ = candidate_lines(data)
     judge = _classify_short if fast else classify
     examples = result.examples
     fail = tally.fail
-    for start, end in spans:
-        split: tuple[float | None, str, str] | None = (
-            _split_bytes(head(data, start, end), data, end, clock) if head is not None else None
-        )
-        if split is None:
+    for (start, end), head in zip(spans, heads if heads is not None else itertools.repeat(None)):
+        split: tuple[float | None, str, str] | None
+        if head is not None:  # stamp and tag cut in bytes: only the message is decoded
+            split = (head[0], head[1], data[head[2] : end].decode("utf-8", "replace").rstrip("\r"))
+        else:
             split = split_line(data[start:end].decode("utf-8", "replace").rstrip("\r"), clock)
         if split is None:
             verdict: Outcome = UNPARSED
@@ -1148,23 +1157,35 @@ _LINE_HEAD: Final = re.compile(
 ).match
 
 
-def _split_bytes(m: re.Match[bytes] | None, data: bytes, end: int, clock: Clock) -> tuple[float, str, str] | None:
-    """``split_line``'s answer for a line ``_LINE_HEAD`` matched (None if it did not, or if the stamp
-    is no time), cut in bytes: the header is ASCII, so the message decodes alike on its own."""
-    if m is None:
-        return None
-    classic, iso, minute_second, offset, tag = m.groups()
-    key = classic or iso + offset
-    hours = clock.fast
-    hour = hours.get(key)
-    if hour is None:
-        hour = hours[key] = _stamp_hour(clock, key)
-    base = hour[0]
-    if base is None:
-        return None
-    into = _MINUTE_SECOND.get(minute_second)
-    when = base + (into if into is not None else int(minute_second[:2]) * 60 + int(minute_second[3:]))
-    return when, tag.decode("ascii"), data[m.end() : end].decode("utf-8", "replace").rstrip("\r")
+# A candidate's time, tag and where its message starts, as ``split_line`` would read them.
+Head: TypeAlias = "tuple[float, str, int]"
+
+
+def _heads(data: bytes, spans: list[tuple[int, int]], hour: HourOf) -> list[Head | None]:
+    """``split_line``'s time and tag for each candidate ``_LINE_HEAD`` matches, cut in bytes (None
+    where it does not match or the stamp is no time: ``split_line`` decides). The header is
+    ASCII, so the message decodes alike on its own."""
+    heads: list[Head | None] = []
+    hours: dict[bytes, tuple[float, int | None] | tuple[None, None]] = {}
+    seconds = _MINUTE_SECOND
+    for start, end in spans:
+        m = _LINE_HEAD(data, start, end)
+        if m is None:
+            heads.append(None)
+            continue
+        classic, iso, minute_second, offset, tag = m.groups()
+        key = classic or iso + offset
+        stamp = hours.get(key)
+        if stamp is None:
+            stamp = hours[key] = hour(key)
+        base = stamp[0]
+        if base is None:
+            heads.append(None)
+            continue
+        into = seconds.get(minute_second)
+        when = base + (into if into is not None else int(minute_second[:2]) * 60 + int(minute_second[3:]))
+        heads.append((when, tag.decode("ascii"), m.end()))
+    return heads
 
 
 def apply(tally: Tally, verdict: Verdict, when: float, *, alone: bool = True) -> None:
@@ -1189,7 +1210,9 @@ def apply(tally: Tally, verdict: Verdict, when: float, *, alone: bool = True) ->
 
 # The compiled scan where it was built (pip builds it when a compiler is there), else the Python
 # reference: the two give the same answer.
-ScanLines: TypeAlias = "Callable[[bytes, HourOf | None], tuple[list[tuple[int, int]], int, FastRead | None]]"
+ScanLines: TypeAlias = (
+    "Callable[[bytes, HourOf | None], tuple[list[tuple[int, int]], int, FastRead | None, list[Head | None] | None]]"
+)
 
 
 def _compiled_scan() -> ScanLines | None:
