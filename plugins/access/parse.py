@@ -18,7 +18,8 @@ in bytes (``_LINE_HEAD``) and only their message decoded for ``classify``. Each 
 only shapes on which the general way (``split_line`` + ``classify``) gives the same answer, and
 property tests hold them to it. Counts are aggregated per block (see tally.py).
 
-The scans and the fast lines' aggregation (``scan_lines``) also exist compiled, in
+The scans, the fast lines' aggregation and the other candidates' stamp and tag cut
+(``scan_lines``) also exist compiled, in
 ``_candidates.c``: pip builds it where a compiler is there, and ``candidate_lines`` then uses it;
 ``scan_lines`` stays the reference (tests hold the two to the same answer) and the fallback. The
 compiled scan hands Python one row per distinct (day, account) and (day, address), not one
