@@ -547,8 +547,8 @@ static int own_verdict_pam(const Buf *b, Idx start, Idx semi)
     Idx tag = rfind_byte(b, ' ', start, more);
     if (tag < 0)
         return 0; /* data[0:-1] holds "]: PAM ": no tag */
-    Idx name_end = find_byte(b, '[', tag);
-    if (name_end < 0 || name_end + 1 > more)
+    Idx name_end = find_lit(b, tag, more, LIT("["));
+    if (name_end < 0)
         return 0; /* the slice would run to the block's end, past "]: PAM " */
     int own = 0;
     for (size_t k = 0; k < sizeof OWN_VERDICT_TAGS / sizeof OWN_VERDICT_TAGS[0]; k++) {

@@ -33,6 +33,7 @@ from normagent import TextBlock
 from normagent.plugins.access import parse
 from normagent.plugins.access.parse import Clock, HourOf, _parse_lines, _Quick, parse_auth_lines, scan_lines
 from normagent.testing import EPOCH
+from tests.plugins.access.test_access_parsecmd import logins, parse_json
 from tests.plugins.access.test_access_fastpaths import BYTES, INSERTS, REAL, SETTINGS, ZONES, ctx_for, real_lines, summary
 from tests.support.tools import require_extension, require_tool
 
@@ -257,6 +258,17 @@ def test_the_parser_answers_alike_with_either_scan(compiled: ModuleType, monkeyp
     with_python = [summary(parse_auth_lines(b, ctx)) for b in blocks]
     assert with_c == with_python
     assert with_python == [summary(_parse_lines(b, ctx, fast=False)) for b in blocks]
+
+
+def test_normagent_parse_answers_alike_with_either_scan(compiled: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    log.write_bytes(b"".join(path.read_bytes() for path in FIXTURES) + "".join(line + "\n" for line in REAL).encode("utf-8", "surrogateescape"))
+    assert parse._SCAN is compiled.scan
+    with_c = parse_json(str(log), collectors=["access.logins"])
+    monkeypatch.setattr(parse, "_SCAN", scan_lines)
+    with_python = parse_json(str(log), collectors=["access.logins"])
+    assert with_c == with_python
+    assert logins(with_c["inputs"][0])["counts"]
 
 
 # ---------------------------------------------------------------------------------------------
