@@ -19,11 +19,10 @@ only shapes on which the general way (``split_line`` + ``classify``) gives the s
 property tests hold them to it. Counts are aggregated per block (see tally.py).
 
 The scans, the fast lines' aggregation and the other candidates' stamp and tag cut
-(``scan_lines``) also exist compiled, in
-``_candidates.c``: pip builds it where a compiler is there, and ``candidate_lines`` then uses it;
-``scan_lines`` stays the reference (tests hold the two to the same answer) and the fallback. The
-compiled scan hands Python one row per distinct (day, account) and (day, address), not one
-match per line.
+(``scan_lines``) also exist compiled, in ``_candidates.c``: pip builds it where a compiler is
+there, and the parser then uses it; ``scan_lines`` stays the reference (tests hold the two to
+the same answer) and the fallback. The compiled scan hands Python one row per distinct (day,
+account) and (day, address), not one match per line.
 
 Pure: no I/O, no clock, no state between calls (pseudonyms are memoised, see tally.py). Imports
 only ``normagent`` and the standard library.
@@ -34,8 +33,8 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-from datetime import datetime, timedelta
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Final, TypeAlias
 
 from normagent import ParseContext, ParseResult, TextBlock
