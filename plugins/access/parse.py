@@ -673,6 +673,8 @@ def _own_verdict_pam(data: bytes, start: int, semicolon: int) -> bool:
         return data.endswith(b"authentication failures", start, semicolon) or data.endswith(b"authentication failure", start, semicolon)
     tag = data.rfind(b" ", start, more)
     name_end = data.find(b"[", tag, more)
+    if name_end < 0:  # no "[" before "]: PAM ": no tag (and no slice to the block's end, per line)
+        return False
     return data[tag + 1 : name_end] in _OWN_VERDICT_TAGS and data.endswith(
         (b"authentication failures", b"authentication failure"), start, semicolon
     )
