@@ -79,6 +79,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 
+from normagent.lines import count_lines
 from normagent.model import CheckpointReader, JSONValue, TextBlock
 
 log = structlog.get_logger(__name__)
@@ -247,7 +248,7 @@ def _cut_blocks(
         at_end = len(data) < block_bytes and (cut == len(data) or not complete)
         del data  # before the yield: the allocator reuses its memory for the next read
         pos += cut
-        yield _Cut(block, block.count(b"\n"), pos, False)
+        yield _Cut(block, count_lines(block), pos, False)
         if at_end:
             return  # the end for now: a partial line after the cut waits for its newline
 

@@ -41,6 +41,7 @@ from typing import Any
 
 import structlog
 
+from normagent.lines import count_lines
 from normagent.model import JSONValue, TextBlock
 from normagent.sources.syslog import _ROTATED, SPOOL_NAME
 
@@ -240,7 +241,7 @@ class SpoolReader:
             self._lag = max(0, self._lag - cut)
             yield SpoolRead(
                 f.position(offset).to_json(),
-                TextBlock(block, str(f.path), mtime, block.count(b"\n")),
+                TextBlock(block, str(f.path), mtime, count_lines(block)),
                 f"{where}@{start}",
                 cut,
                 f.identity,

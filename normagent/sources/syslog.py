@@ -70,6 +70,7 @@ import structlog
 
 from normagent.clock import Clock
 from normagent.errors import NormagentError
+from normagent.lines import count_lines
 
 log = structlog.get_logger(__name__)
 
@@ -806,7 +807,7 @@ def _lines_after(path: Path, offset: int) -> int:
     with open(path, "rb") as f:
         f.seek(offset)
         while chunk := f.read(READ_BYTES * 16):
-            lines += chunk.count(b"\n")
+            lines += count_lines(chunk)
             last = chunk[-1:]
     return lines + (last != b"\n")
 

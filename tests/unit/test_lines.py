@@ -1,0 +1,88 @@
+"""Counting a block's lines: the compiled counter (normagent/_lines.c) answers as bytes.count does.
+
+Every reader counts each block's lines with ``normagent.lines.count_lines``; a wrong count is a
+wrong ``normagent_log_lines_total`` and a wrong "ignored". The compiled counter is held to
+``bytes.count(b"\\n")`` on drawn and edge-case input, and run under the sanitizers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+from hypothesis import given, strategies as st
+
+from normagent import lines
+from tests.support.sanitizers import build_sanitized, run_sanitized
+from tests.support.tools import REPO, require_extension
+
+SOURCE = REPO / "normagent" / "_lines.c"
+
+
+def compiled_count() -> object:
+    return require_extension("normagent._lines").count_lines  # type: ignore[attr-defined]
+
+
+def test_the_readers_use_the_compiled_counter_when_it_is_built() -> None:
+    assert lines.count_lines is compiled_count()
+    assert lines.COMPILED
+
+
+@given(st.binary(max_size=5000) | st.lists(st.sampled_from([b"\n", b"a", b"\r\n", b"\x00", b"\n\n", b"x" * 70])).map(b"".join))
+def test_the_compiled_count_is_bytes_count(data: bytes) -> None:
+    count = compiled_count()
+    assert count(data) == data.count(b"\n")  # type: ignore[operator]
+    assert count(bytearray(data)) == count(memoryview(data)) == data.count(b"\n")  # type: ignore[operator]
+
+
+def test_without_the_compiled_counter_bytes_count_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "normagent._lines", None)  # as if it was never built
+    fallback = importlib.reload(lines)
+    try:
+        assert not fallback.COMPILED
+        assert fallback.count_lines(b"a\nb\n\nc") == 3
+    finally:
+        monkeypatch.undo()
+        importlib.reload(lines)
+
+
+def test_edges_and_a_large_block() -> None:
+    count = compiled_count()
+    for data in (b"", b"\n", b"a", b"a\n", b"\na", b"\n" * 1_000_003, b"x" * 16 * 2**20, (b"y" * 239 + b"\n") * 70_000):
+        assert count(data) == data.count(b"\n")  # type: ignore[operator]
+
+
+def test_what_is_no_buffer_is_refused() -> None:
+    count = compiled_count()
+    for wrong in ("text\n", 12, None, [b"\n"]):
+        try:
+            count(wrong)  # type: ignore[operator]
+        except TypeError:
+            continue
+        raise AssertionError(f"{wrong!r} was counted")
+
+
+SANITIZED = r"""
+import ctypes, random, sys
+import normagent._lines as compiled
+assert compiled.__file__.startswith(sys.argv[1]), compiled.__file__
+rng = random.Random(15)
+for size in list(range(70)) + [rng.randrange(1 << 16) for _ in range(300)]:
+    data = bytes(rng.choice(b"\nab\x00") for _ in range(size))
+    assert compiled.count_lines(data) == data.count(b"\n")
+    # A bytes object ends in a NUL of its own: a buffer of exactly its size (malloc'd, as
+    # PYTHONMALLOC=malloc makes it) lets the sanitizer see a read even one byte past the end.
+    exact = memoryview((ctypes.c_char * size).from_buffer_copy(data)).cast("B")
+    assert compiled.count_lines(exact) == data.count(b"\n")
+    start = rng.randrange(size + 1)
+    assert compiled.count_lines(exact[start:]) == data[start:].count(b"\n")
+print("ok")
+"""
+
+
+def test_the_counter_is_memory_safe_under_the_sanitizers(tmp_path: Path) -> None:
+    build = build_sanitized(SOURCE, "normagent._lines", tmp_path)
+    assert run_sanitized(SANITIZED, str(build), first_on_path=build).strip() == "ok"
