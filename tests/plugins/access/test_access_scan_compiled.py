@@ -8,16 +8,13 @@ each stamp's hour from the same ``hour`` function.
 Real logs cut at every byte, real lines garbled by hypothesis, every hostile byte at every
 position of the lines the fast patterns take, random bytes, lines of a megabyte, no trailing
 newline. A last test builds the C file with AddressSanitizer and UBSan and runs a differential
-loop under them.
+loop under them (tests/support/sanitizers.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import random
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable
 from datetime import timezone
@@ -35,7 +32,8 @@ from normagent.plugins.access.parse import Clock, HourOf, _parse_lines, _Quick, 
 from normagent.testing import EPOCH
 from tests.plugins.access.test_access_parsecmd import logins, parse_json
 from tests.plugins.access.test_access_fastpaths import BYTES, INSERTS, REAL, SETTINGS, ZONES, ctx_for, real_lines, summary
-from tests.support.tools import require_extension, require_tool
+from tests.support.sanitizers import build_sanitized, run_sanitized
+from tests.support.tools import require_extension
 
 ROOT = Path(__file__).parents[3]
 LOGS = ROOT / "tests" / "fixtures" / "logs"
@@ -274,13 +272,11 @@ def test_normagent_parse_answers_alike_with_either_scan(compiled: ModuleType, mo
 # ---------------------------------------------------------------------------------------------
 # memory safety
 
-ASAN_CHECK = textwrap.dedent(
+SANITIZED_CHECK = textwrap.dedent(
     """
-    import importlib.util, random, sys
-    spec = importlib.util.spec_from_file_location("_candidates", sys.argv[1])
-    scanner = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(scanner)
-    sys.path[:0] = [sys.argv[2]]
+    import random, sys
+    from normagent.plugins.access import _candidates as scanner
+    assert scanner.__file__.startswith(sys.argv[1]), scanner.__file__  # the sanitized build
     from tests.plugins.access.test_access_scan_compiled import FAST_LINES, HOSTILE, PIECES, clock_hour, odd_hour
     from normagent.plugins.access.parse import scan_lines
     rng = random.Random(1)
@@ -308,20 +304,6 @@ ASAN_CHECK = textwrap.dedent(
 
 @pytest.mark.slow
 def test_the_scan_under_address_and_undefined_behaviour_sanitizers(tmp_path: Path) -> None:
-    require_tool("gcc", "gcc")
-    includes = subprocess.run(
-        [sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['include'])"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    module = tmp_path / "_candidates.so"
-    subprocess.run(
-        ["gcc", "-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined",
-         "-std=c11", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", f"-I{includes}", "-o", str(module), str(SOURCE)],
-        check=True,
-    )
-    asan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True, check=True).stdout.strip()
-    # PYTHONMALLOC=malloc: a block in pymalloc's arenas has no red zone around it
-    env = dict(os.environ, LD_PRELOAD=asan, ASAN_OPTIONS="detect_leaks=0", PYTHONMALLOC="malloc", PYTHONHASHSEED="0")
-    run = subprocess.run([sys.executable, "-c", ASAN_CHECK, str(module), str(ROOT)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
-    assert run.returncode == 0, run.stderr[-4000:]
-    assert "ERROR: AddressSanitizer" not in run.stderr and "runtime error" not in run.stderr, run.stderr[-4000:]
-    assert run.stdout.startswith("checked ")
+    build = build_sanitized(SOURCE, "normagent.plugins.access._candidates", tmp_path)
+    out = run_sanitized(SANITIZED_CHECK, str(tmp_path), first_on_path=build)
+    assert out.startswith("checked ")
