@@ -18,6 +18,12 @@ in bytes (``_LINE_HEAD``) and only their message decoded for ``classify``. Each 
 only shapes on which the general way (``split_line`` + ``classify``) gives the same answer, and
 property tests hold them to it. Counts are aggregated per block (see tally.py).
 
+The scans, the fast lines' aggregation and the other candidates' stamp and tag cut
+(``scan_lines``) also exist compiled, in ``_candidates.c``: pip builds it where a compiler is
+there, and the parser then uses it; ``scan_lines`` stays the reference (tests hold the two to
+the same answer) and the fallback. The compiled scan hands Python one row per distinct (day,
+account) and (day, address), not one match per line.
+
 Pure: no I/O, no clock, no state between calls (pseudonyms are memoised, see tally.py). Imports
 only ``normagent`` and the standard library.
 """
@@ -25,7 +31,9 @@ only ``normagent`` and the standard library.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Final, TypeAlias
 
@@ -665,6 +673,8 @@ def _own_verdict_pam(data: bytes, start: int, semicolon: int) -> bool:
         return data.endswith(b"authentication failures", start, semicolon) or data.endswith(b"authentication failure", start, semicolon)
     tag = data.rfind(b" ", start, more)
     name_end = data.find(b"[", tag, more)
+    if name_end < 0:  # no "[" before "]: PAM ": no tag (and no slice to the block's end, per line)
+        return False
     return data[tag + 1 : name_end] in _OWN_VERDICT_TAGS and data.endswith(
         (b"authentication failures", b"authentication failure"), start, semicolon
     )
@@ -672,6 +682,21 @@ def _own_verdict_pam(data: bytes, start: int, semicolon: int) -> bool:
 
 def candidate_lines(data: bytes, quick: _Quick | None = None) -> tuple[list[tuple[int, int]], int]:
     """The lines that hold an anchor, in order, and how many were passed over as duplicates.
+
+    ``scan_lines`` by the compiled scanner (``_candidates.c``) where it was built, else by the
+    Python below, which is its reference: both give the same answer (tests hold them to it).
+    """
+    spans, dropped, read, _ = _SCAN(data, None if quick is None else quick.hour)
+    if quick is not None and read is not None:
+        quick.add(read)
+    return spans, dropped
+
+
+def scan_lines(data: bytes, hour: HourOf | None) -> tuple[list[tuple[int, int]], int, FastRead | None, list[Head | None] | None]:
+    """``candidate_lines``' scan, in Python: the reference of the compiled scanner, and its fallback.
+
+    Returns the candidates, the duplicates passed over, what the fast lines counted and, with
+    ``hour``, each candidate's ``Head`` (see ``_heads``).
 
     Each line is ``(start, end)``; ``end`` excludes the newline.
 
@@ -684,8 +709,10 @@ def candidate_lines(data: bytes, quick: _Quick | None = None) -> tuple[list[tupl
     name an attacker chose (``Failed password for invalid user pam_unix(sshd:auth): ...``) does
     not hide the line: ``classify`` has the last word.
 
-    With ``quick``, sshd's plain ``Failed``/``Accepted`` lines are read into it as they are found
-    (see ``_Quick``) and left out of the list; every other candidate is in the list.
+    With ``hour`` (a stamp's hour by its bytes, ``_Quick.hour``), sshd's plain ``Failed``/``Accepted``
+    lines are matched whole as they are found, left out of the list and counted into the returned
+    ``FastRead`` (see ``_read_fast``), unless their stamp is no time; every other candidate is in
+    the list. Without ``hour`` there is no ``FastRead`` (None) and every candidate is in the list.
     """
     found: dict[int, int] = {}  # start -> end; _READ for the "Accepted" lines quick has read
     dropped = 0
@@ -729,7 +756,7 @@ def candidate_lines(data: bytes, quick: _Quick | None = None) -> tuple[list[tupl
         else:
             p = find(b"'", p + 1)
 
-    fast = quick is not None
+    fast = hour is not None
     oks: list[re.Match[bytes]] = []
     p = find(b"A")
     while p >= 0:
@@ -777,10 +804,13 @@ def candidate_lines(data: bytes, quick: _Quick | None = None) -> tuple[list[tupl
         else:
             p = find(b"F", p + 1)
 
-    if quick is not None:
-        for m in quick.read(fails, oks):  # a stamp that is no time: the general way decides
+    read: FastRead | None = None
+    if hour is not None:
+        rest, read = _read_fast(hour, fails, oks)
+        for m in rest:  # a stamp that is no time: the general way decides
             found[m.start()] = m.end()
-    return [(start, end) for start, end in sorted(found.items()) if end != _READ], dropped
+    spans = [(start, end) for start, end in sorted(found.items()) if end != _READ]
+    return spans, dropped, read, None if hour is None else _heads(data, spans, hour)
 
 
 def _found(data: bytes, p: int, found: dict[int, int]) -> int:
@@ -854,12 +884,107 @@ def _stamp_hour(clock: Clock, key: bytes) -> tuple[float, int | None] | tuple[No
 Rows = dict[tuple[int, bytes], list[float]]  # (UTC day, raw account or address) -> [n, first, last]
 
 
+# What the fast path read from a block: lines, bad_password and unknown_user counts, the rows
+# failed by account, failed by network and succeeded by network, sshd's key offers for valid
+# users (S11: the tally decides) as (time, user, address, port), and the sessions that logged in
+# as (user, address, port); all of it raw bytes, aggregated per distinct key.
+FastRead: TypeAlias = (
+    "tuple[int, int, int, Rows, Rows, Rows, list[tuple[float, bytes, bytes, bytes]], set[tuple[bytes, bytes, bytes]]]"
+)
+# A stamp's hour by the fast patterns' key (``_Quick.hour``).
+HourOf: TypeAlias = "Callable[[bytes], tuple[float, int | None] | tuple[None, None]]"
+
+
+def _read_fast(hour: HourOf, fails: list[re.Match[bytes]], oks: list[re.Match[bytes]]) -> tuple[list[re.Match[bytes]], FastRead]:
+    """Count the lines ``_FAST_FAILED`` and ``_FAST_ACCEPTED`` matched; return those whose stamp
+    is no time (nothing of them counted) and what the others count.
+
+    The times are those ``split_line`` gives: the stamp's hour, plus minutes and seconds, in the
+    same whole-second float arithmetic."""
+    # One loop body per line, with no call but the dictionary's: this runs for most of the
+    # lines that count on a server under attack.
+    hours: dict[bytes, tuple[float, int | None] | tuple[None, None]] = {}
+    seconds = _MINUTE_SECOND
+    keyed = _KEY_METHODS
+    by_account: Rows = {}
+    by_network: Rows = {}
+    offers: list[tuple[float, bytes, bytes, bytes]] = []
+    bad_password = unknown_user = 0
+    rest: list[re.Match[bytes]] = []
+    for m in fails:
+        classic, iso, minute_second, offset, method, invalid, user, addr, port = m.groups()
+        key = classic or iso + offset
+        stamp = hours.get(key)
+        if stamp is None:
+            stamp = hours[key] = hour(key)
+        base, day = stamp
+        if base is None:
+            rest.append(m)
+            continue
+        into = seconds.get(minute_second)
+        when = base + (into if into is not None else int(minute_second[:2]) * 60 + int(minute_second[3:]))
+        if day is None:
+            day = int(when // 86400)
+        if invalid is not None:
+            unknown_user += 1
+        elif method in keyed:
+            offers.append((when, user, addr, port))
+            continue
+        else:
+            bad_password += 1
+        row = by_account.get((day, user))
+        if row is None:
+            by_account[(day, user)] = [1, when, when]
+        else:
+            row[0] += 1
+            if when > row[2]:
+                row[2] = when
+            elif when < row[1]:
+                row[1] = when
+        row = by_network.get((day, addr))
+        if row is None:
+            by_network[(day, addr)] = [1, when, when]
+        else:
+            row[0] += 1
+            if when > row[2]:
+                row[2] = when
+            elif when < row[1]:
+                row[1] = when
+    ok_by_network: Rows = {}
+    sessions: set[tuple[bytes, bytes, bytes]] = set()
+    for m in oks:
+        classic, iso, minute_second, offset, _, user, addr, port = m.groups()
+        key = classic or iso + offset
+        stamp = hours.get(key)
+        if stamp is None:
+            stamp = hours[key] = hour(key)
+        base, day = stamp
+        if base is None:
+            rest.append(m)
+            continue
+        into = seconds.get(minute_second)
+        when = base + (into if into is not None else int(minute_second[:2]) * 60 + int(minute_second[3:]))
+        if day is None:
+            day = int(when // 86400)
+        sessions.add((user, addr, port))
+        row = ok_by_network.get((day, addr))
+        if row is None:
+            ok_by_network[(day, addr)] = [1, when, when]
+        else:
+            row[0] += 1
+            if when > row[2]:
+                row[2] = when
+            elif when < row[1]:
+                row[1] = when
+    lines = len(fails) + len(oks) - len(rest)
+    return rest, (lines, bad_password, unknown_user, by_account, by_network, ok_by_network, offers, sessions)
+
+
 class _Quick:
     """What sshd's fast path read from one block: counts per reason and rollup rows, by raw bytes.
 
-    The times are those ``split_line`` gives: the stamp's hour from the block's ``Clock``, plus
-    minutes and seconds, in the same whole-second float arithmetic. Keys offered for valid users
-    and the sessions that logged in go to the tally, which decides what the offers count (S11).
+    Keys offered for valid users and the sessions that logged in go to the tally, which decides
+    what the offers count (S11).
     """
 
     __slots__ = ("clock", "lines", "reasons", "by_account", "by_network", "ok_by_network", "offers", "sessions")
@@ -875,89 +1000,35 @@ class _Quick:
         self.offers: list[tuple[float, bytes, bytes, bytes]] = []
         self.sessions: set[tuple[bytes, bytes, bytes]] = set()  # (user, address, port) that logged in
 
-    def read(self, fails: list[re.Match[bytes]], oks: list[re.Match[bytes]]) -> list[re.Match[bytes]]:
-        """Count the lines ``_FAST_FAILED`` and ``_FAST_ACCEPTED`` matched; return those whose stamp
-        is no time (nothing of them counted)."""
-        # One loop body per line, with no call but the dictionary's: this runs for most of the
-        # lines that count on a server under attack.
-        clock = self.clock
-        hours = clock.fast
-        seconds = _MINUTE_SECOND
-        keyed = _KEY_METHODS
-        by_account, by_network = self.by_account, self.by_network
-        offers = self.offers
-        bad_password = unknown_user = 0
-        rest: list[re.Match[bytes]] = []
-        for m in fails:
-            classic, iso, minute_second, offset, method, invalid, user, addr, port = m.groups()
-            key = classic or iso + offset
-            hour = hours.get(key)
-            if hour is None:
-                hour = hours[key] = _stamp_hour(clock, key)
-            base, day = hour
-            if base is None:
-                rest.append(m)
+    def hour(self, key: bytes) -> tuple[float, int | None] | tuple[None, None]:
+        """(epoch of the stamp's hour, its UTC day or None) for a fast pattern's key, once per block's
+        ``Clock``: the scan asks once per distinct key it meets."""
+        hours = self.clock.fast
+        stamp = hours.get(key)
+        if stamp is None:
+            stamp = hours[key] = _stamp_hour(self.clock, key)
+        return stamp
+
+    def add(self, read: FastRead) -> None:
+        """Add what a scan read (per distinct row: the rows are aggregated already)."""
+        lines, bad_password, unknown_user, by_account, by_network, ok_by_network, offers, sessions = read
+        self.lines += lines
+        self.reasons["bad_password"] += bad_password
+        self.reasons["unknown_user"] += unknown_user
+        for mine, theirs in ((self.by_account, by_account), (self.by_network, by_network), (self.ok_by_network, ok_by_network)):
+            if not mine:
+                mine.update(theirs)
                 continue
-            into = seconds.get(minute_second)
-            when = base + (into if into is not None else int(minute_second[:2]) * 60 + int(minute_second[3:]))
-            if day is None:
-                day = int(when // 86400)
-            if invalid is not None:
-                unknown_user += 1
-            elif method in keyed:
-                offers.append((when, user, addr, port))
-                continue
-            else:
-                bad_password += 1
-            row = by_account.get((day, user))
-            if row is None:
-                by_account[(day, user)] = [1, when, when]
-            else:
-                row[0] += 1
-                if when > row[2]:
-                    row[2] = when
-                elif when < row[1]:
-                    row[1] = when
-            row = by_network.get((day, addr))
-            if row is None:
-                by_network[(day, addr)] = [1, when, when]
-            else:
-                row[0] += 1
-                if when > row[2]:
-                    row[2] = when
-                elif when < row[1]:
-                    row[1] = when
-        by_network = self.ok_by_network
-        sessions = self.sessions
-        for m in oks:
-            classic, iso, minute_second, offset, _, user, addr, port = m.groups()
-            key = classic or iso + offset
-            hour = hours.get(key)
-            if hour is None:
-                hour = hours[key] = _stamp_hour(clock, key)
-            base, day = hour
-            if base is None:
-                rest.append(m)
-                continue
-            into = seconds.get(minute_second)
-            when = base + (into if into is not None else int(minute_second[:2]) * 60 + int(minute_second[3:]))
-            if day is None:
-                day = int(when // 86400)
-            sessions.add((user, addr, port))
-            row = by_network.get((day, addr))
-            if row is None:
-                by_network[(day, addr)] = [1, when, when]
-            else:
-                row[0] += 1
-                if when > row[2]:
-                    row[2] = when
-                elif when < row[1]:
-                    row[1] = when
-        reasons = self.reasons
-        reasons["bad_password"] += bad_password
-        reasons["unknown_user"] += unknown_user
-        self.lines += len(fails) + len(oks) - len(rest)
-        return rest
+            for key, (n, first, last) in theirs.items():
+                row = mine.get(key)
+                if row is None:
+                    mine[key] = [n, first, last]
+                else:
+                    row[0] += n
+                    row[1] = min(row[1], first)
+                    row[2] = max(row[2], last)
+        self.offers.extend(offers)
+        self.sessions |= sessions
 
     def into(self, tally: Tally) -> None:
         """Add what was read to the block's tally."""
@@ -1010,21 +1081,25 @@ def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseRes
     fallback = (block.mtime or ctx.now).timestamp()
     if b"\x00" in data:
         data = drop_nul_padding(data)
-    quick = _Quick(clock) if fast else None
-    spans, _ = candidate_lines(data, quick)
     parsed = unparsed = 0
-    if quick is not None:
+    heads: list[Head | None] | None = None
+    if fast:
+        quick = _Quick(clock)
+        spans, _, read, heads = _SCAN(data, quick.hour)
+        if read is not None:
+            quick.add(read)
         quick.into(tally)
         parsed = quick.lines
-    head = _LINE_HEAD if fast else None
+    else:
+        spans, _ = candidate_lines(data)
     judge = _classify_short if fast else classify
     examples = result.examples
     fail = tally.fail
-    for start, end in spans:
-        split: tuple[float | None, str, str] | None = (
-            _split_bytes(head(data, start, end), data, end, clock) if head is not None else None
-        )
-        if split is None:
+    for (start, end), head in zip(spans, heads if heads is not None else itertools.repeat(None)):
+        split: tuple[float | None, str, str] | None
+        if head is not None:  # stamp and tag cut in bytes: only the message is decoded
+            split = (head[0], head[1], data[head[2] : end].decode("utf-8", "replace").rstrip("\r"))
+        else:
             split = split_line(data[start:end].decode("utf-8", "replace").rstrip("\r"), clock)
         if split is None:
             verdict: Outcome = UNPARSED
@@ -1084,23 +1159,35 @@ _LINE_HEAD: Final = re.compile(
 ).match
 
 
-def _split_bytes(m: re.Match[bytes] | None, data: bytes, end: int, clock: Clock) -> tuple[float, str, str] | None:
-    """``split_line``'s answer for a line ``_LINE_HEAD`` matched (None if it did not, or if the stamp
-    is no time), cut in bytes: the header is ASCII, so the message decodes alike on its own."""
-    if m is None:
-        return None
-    classic, iso, minute_second, offset, tag = m.groups()
-    key = classic or iso + offset
-    hours = clock.fast
-    hour = hours.get(key)
-    if hour is None:
-        hour = hours[key] = _stamp_hour(clock, key)
-    base = hour[0]
-    if base is None:
-        return None
-    into = _MINUTE_SECOND.get(minute_second)
-    when = base + (into if into is not None else int(minute_second[:2]) * 60 + int(minute_second[3:]))
-    return when, tag.decode("ascii"), data[m.end() : end].decode("utf-8", "replace").rstrip("\r")
+# A candidate's time, tag and where its message starts, as ``split_line`` would read them.
+Head: TypeAlias = "tuple[float, str, int]"
+
+
+def _heads(data: bytes, spans: list[tuple[int, int]], hour: HourOf) -> list[Head | None]:
+    """``split_line``'s time and tag for each candidate ``_LINE_HEAD`` matches, cut in bytes (None
+    where it does not match or the stamp is no time: ``split_line`` decides). The header is
+    ASCII, so the message decodes alike on its own."""
+    heads: list[Head | None] = []
+    hours: dict[bytes, tuple[float, int | None] | tuple[None, None]] = {}
+    seconds = _MINUTE_SECOND
+    for start, end in spans:
+        m = _LINE_HEAD(data, start, end)
+        if m is None:
+            heads.append(None)
+            continue
+        classic, iso, minute_second, offset, tag = m.groups()
+        key = classic or iso + offset
+        stamp = hours.get(key)
+        if stamp is None:
+            stamp = hours[key] = hour(key)
+        base = stamp[0]
+        if base is None:
+            heads.append(None)
+            continue
+        into = seconds.get(minute_second)
+        when = base + (into if into is not None else int(minute_second[:2]) * 60 + int(minute_second[3:]))
+        heads.append((when, tag.decode("ascii"), m.end()))
+    return heads
 
 
 def apply(tally: Tally, verdict: Verdict, when: float, *, alone: bool = True) -> None:
@@ -1121,3 +1208,21 @@ def apply(tally: Tally, verdict: Verdict, when: float, *, alone: bool = True) ->
     elif kind == "success":
         tally.success(when, address)
         tally.logged_in(account or "", address or "", label)
+
+
+# The compiled scan where it was built (pip builds it when a compiler is there), else the Python
+# reference: the two give the same answer.
+ScanLines: TypeAlias = (
+    "Callable[[bytes, HourOf | None], tuple[list[tuple[int, int]], int, FastRead | None, list[Head | None] | None]]"
+)
+
+
+def _compiled_scan() -> ScanLines | None:
+    try:
+        from normagent.plugins.access._candidates import scan
+    except ImportError:  # no compiler where normagent was installed
+        return None
+    return scan
+
+
+_SCAN: Final[ScanLines] = _compiled_scan() or scan_lines
