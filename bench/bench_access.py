@@ -44,6 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from daemon_process import DAEMON_PROCESS  # bench/, the script's own directory
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 F2B_DIR = Path(tempfile.gettempdir()) / "normagent-bench-fail2ban"
@@ -68,6 +70,7 @@ from normagent.logs import FileSource
 from normagent.testing import FakeClock, run_collector_once
 from normagent.plugins.access.collectors import LOGINS, LoginSettings
 
+""" + DAEMON_PROCESS + r"""
 root, state = Path(sys.argv[1]), Path(sys.argv[2])
 clock = FakeClock(datetime.now(timezone.utc))
 # gen_authlog.py writes classic stamps in Europe/Oslo time (the fake root has no /etc/localtime).

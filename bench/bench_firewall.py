@@ -40,6 +40,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from daemon_process import DAEMON_PROCESS  # bench/, the script's own directory
+
 ROOT = Path(__file__).resolve().parent.parent
 # What each reader selects, as ERE: the lines firewall.linux looks at (``_SLOW_MARKS``), and the
 # appliance messages it understands (``classify_appliance``).
@@ -61,6 +63,7 @@ from normagent.ledger import Ledger
 from normagent.logs import FileSource
 from normagent.sources.spool import SPOOL_KEY, SpoolShare
 from normagent.testing import FakeClock, run_collector_once
+""" + DAEMON_PROCESS + r"""
 kind, root, state = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 clock = FakeClock(datetime(2026, 11, 23, 12, tzinfo=timezone.utc))
 ledger = Ledger.open(state / "ledger.db", clock=clock)

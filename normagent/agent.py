@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import gc
 import os
 import signal
 import threading
@@ -490,16 +489,13 @@ def run_agent(config_path: Path | None, early_signals: Sequence[int] = (), *, ne
         new_state: ``--new-state``: start a new ledger where the old one is lost, on purpose.
     """
     memory.limit_malloc_arenas()  # before the first thread: glibc fixes the limit then
+    memory.reuse_block_buffers()
     agent = Agent(config_path, new_state=new_state)
     agent.install_signal_handlers()
     if any(signum in (signal.SIGTERM, signal.SIGINT) for signum in early_signals):
         return 0
     agent.start()
-    # Everything imported and built so far lives as long as the process: keep the collector from
-    # walking it again and again, and let young garbage (a log block's parse) pile up a little more
-    # before a collection (measured: about 4 % of a large log catch-up).
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    memory.settle_after_start()
     return agent.serve()
 
 
