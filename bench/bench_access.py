@@ -44,7 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from daemon_process import DAEMON_PROCESS  # bench/, the script's own directory
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, also when loaded from a file by the tests
+from daemon_process import DAEMON_PROCESS  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -268,6 +268,9 @@ def child(args: argparse.Namespace) -> int:
     from normagent.testing import FakeClock, make_context
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    from daemon_process import DAEMON_PROCESS  # bench/: the process as `normagent run` sets it up
+
+    exec(DAEMON_PROCESS, {})
     tree: Path = args.dir
     truth = gen.Truth.from_json(json.loads((tree / "truth.json").read_text()))
     clock = FakeClock(datetime.fromtimestamp(args.start, timezone.utc))

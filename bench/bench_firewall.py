@@ -40,7 +40,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from daemon_process import DAEMON_PROCESS  # bench/, the script's own directory
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, also when loaded from a file by the tests
+from daemon_process import DAEMON_PROCESS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # What each reader selects, as ERE: the lines firewall.linux looks at (``_SLOW_MARKS``), and the
