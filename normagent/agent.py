@@ -489,7 +489,6 @@ def run_agent(config_path: Path | None, early_signals: Sequence[int] = (), *, ne
         new_state: ``--new-state``: start a new ledger where the old one is lost, on purpose.
     """
     memory.limit_malloc_arenas()  # before the first thread: glibc fixes the limit then
-    memory.reuse_block_buffers()
     agent = Agent(config_path, new_state=new_state)
     agent.install_signal_handlers()
     if any(signum in (signal.SIGTERM, signal.SIGINT) for signum in early_signals):

@@ -14,13 +14,6 @@ longer uses:
 Measured on the idle agent with every forwarder and the rules engine (bench/README.md): two
 arenas and a collection plus ``malloc_trim`` after the collectors' runs save 3–4 MB of 44.
 
-A third habit costs time instead: a request of 128 KiB or more is served by a fresh ``mmap`` and
-given back with ``munmap`` when freed (glibc raises that threshold only for larger requests than
-the last freed one), so every 1 MiB block a log reader reads, and the copy it cuts, is new memory
-that the kernel must fault in page by page — about a sixth of a backlog's CPU time, in the
-kernel. ``reuse_block_buffers`` keeps such buffers on the heap, where the next block reuses them;
-the heap they leave is handed back by ``give_back_memory`` as any other.
-
 On a C library without these calls (musl) both do nothing: they are tuning, never behaviour.
 """
 
@@ -30,16 +23,8 @@ import ctypes
 import functools
 import gc
 
-# glibc's malloc.h: mallopt parameters
-M_TRIM_THRESHOLD = -1
-M_MMAP_THRESHOLD = -3
-M_ARENA_MAX = -8
+M_ARENA_MAX = -8  # glibc's malloc.h: mallopt parameter for the number of arenas
 ARENAS = 2  # the main thread's and one shared by every other thread
-# Requests below this come from the heap: the readers' blocks (1 MiB by default) and their cuts.
-HEAP_REQUESTS_BELOW = 4 << 20
-# Free memory at the heap's top kept for the next block rather than trimmed at once (a few
-# blocks' worth; the idle agent's give_back_memory trims all of it).
-KEEP_AT_TOP = 8 << 20
 
 
 @functools.cache
@@ -65,20 +50,6 @@ def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
     libc = _libc()
     mallopt = getattr(libc, "mallopt", None)
     return bool(mallopt is not None and mallopt(M_ARENA_MAX, arenas) == 1)
-
-
-def reuse_block_buffers(below: int = HEAP_REQUESTS_BELOW, keep: int = KEEP_AT_TOP) -> bool:
-    """Serve requests below ``below`` bytes from the heap, and keep up to ``keep`` free bytes at
-    its top, as ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` would (either set in
-    the environment wins: nothing is changed). Returns whether both were set.
-    """
-    import os
-
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
-        return False
-    libc = _libc()
-    mallopt = getattr(libc, "mallopt", None)
-    return bool(mallopt is not None and mallopt(M_MMAP_THRESHOLD, below) == 1 and mallopt(M_TRIM_THRESHOLD, keep) == 1)
 
 
 def settle_after_start() -> None:

@@ -23,7 +23,7 @@ GLIBC = platform.libc_ver()[0] == "glibc"
 
 
 def run(code: str, args: Sequence[str] = (), **env: str) -> dict[str, object]:
-    base = {k: v for k, v in os.environ.items() if k not in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
+    base = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True,
                             timeout=120, env={**base, **env})
     assert result.returncode == 0, result.stderr
@@ -75,34 +75,6 @@ def test_threads_share_the_limited_arenas(tmp_path: Path) -> None:
     limited = run(code.replace("LIMIT", "True"), args=[str(tmp_path / "limited.xml")])
     assert limited == {"arenas": 2}
     assert int(str(free["arenas"])) > 2
-
-
-def test_block_buffers_are_reused_instead_of_faulted_in_anew(tmp_path: Path) -> None:
-    # A reader's loop: a 1 MiB pread and the cut copy of it, block after block. Served by mmap,
-    # each is new memory the kernel faults in page by page (256 faults a MiB); from the heap the
-    # next block takes the pages the last one left.
-    log = tmp_path / "big.log"
-    log.write_bytes((b"x" * 239 + b"\n") * (16 * 4370))
-    code = """
-        import json, os, resource, sys
-        from normagent import memory
-        tuned = memory.reuse_block_buffers() if TUNE else False
-        fd = os.open(sys.argv[1], os.O_RDONLY)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        for _ in range(4):
-            pos = 0
-            while block := os.pread(fd, 1 << 20, pos):
-                cut = block[: block.rfind(b"\\n") + 1]
-                pos += len(cut)
-                del block, cut
-        print(json.dumps({"tuned": tuned, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}))
-    """
-    plain = run(code.replace("TUNE", "False"), args=[str(log)])
-    tuned = run(code.replace("TUNE", "True"), args=[str(log)])
-    assert tuned["tuned"] is True
-    assert int(str(plain["faults"])) > 64 * 2 * 200  # 64 blocks and their cuts, new pages each time
-    assert int(str(tuned["faults"])) * 10 < int(str(plain["faults"]))
-    assert run(code.replace("TUNE", "True"), args=[str(log)], MALLOC_MMAP_THRESHOLD_="131072")["tuned"] is False
 
 
 def test_give_back_returns_freed_heap_to_the_system() -> None:
