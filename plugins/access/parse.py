@@ -680,15 +680,13 @@ def _own_verdict_pam(data: bytes, start: int, semicolon: int) -> bool:
     )
 
 
-def candidate_lines(data: bytes, quick: _Quick | None = None) -> tuple[list[tuple[int, int]], int]:
+def candidate_lines(data: bytes) -> tuple[list[tuple[int, int]], int]:
     """The lines that hold an anchor, in order, and how many were passed over as duplicates.
 
     ``scan_lines`` by the compiled scanner (``_candidates.c``) where it was built, else by the
     Python below, which is its reference: both give the same answer (tests hold them to it).
     """
-    spans, dropped, read, _ = _SCAN(data, None if quick is None else quick.hour)
-    if quick is not None and read is not None:
-        quick.add(read)
+    spans, dropped, _, _ = _SCAN(data, None)
     return spans, dropped
 
 
@@ -1009,26 +1007,11 @@ class _Quick:
             stamp = hours[key] = _stamp_hour(self.clock, key)
         return stamp
 
-    def add(self, read: FastRead) -> None:
-        """Add what a scan read (per distinct row: the rows are aggregated already)."""
-        lines, bad_password, unknown_user, by_account, by_network, ok_by_network, offers, sessions = read
-        self.lines += lines
-        self.reasons["bad_password"] += bad_password
-        self.reasons["unknown_user"] += unknown_user
-        for mine, theirs in ((self.by_account, by_account), (self.by_network, by_network), (self.ok_by_network, ok_by_network)):
-            if not mine:
-                mine.update(theirs)
-                continue
-            for key, (n, first, last) in theirs.items():
-                row = mine.get(key)
-                if row is None:
-                    mine[key] = [n, first, last]
-                else:
-                    row[0] += n
-                    row[1] = min(row[1], first)
-                    row[2] = max(row[2], last)
-        self.offers.extend(offers)
-        self.sessions |= sessions
+    def take(self, read: FastRead) -> None:
+        """Take what the block's scan read: the rows are aggregated per distinct key already, and
+        taken over, not copied (one scan per block, so nothing is there to merge with)."""
+        self.lines, bad_password, unknown_user, self.by_account, self.by_network, self.ok_by_network, self.offers, self.sessions = read
+        self.reasons = {"bad_password": bad_password, "unknown_user": unknown_user}
 
     def into(self, tally: Tally) -> None:
         """Add what was read to the block's tally."""
@@ -1087,7 +1070,7 @@ def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseRes
         quick = _Quick(clock)
         spans, _, read, heads = _SCAN(data, quick.hour)
         if read is not None:
-            quick.add(read)
+            quick.take(read)
         quick.into(tally)
         parsed = quick.lines
     else:
