@@ -814,9 +814,17 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
     is not opened again. A file that is not EVTX is counted and logged once per version and keeps
     its position; one that cannot be opened (permissions, I/O) does not keep the others from
     being read, and the run fails at the end.
+
+    A crash of the parser in a chunk is kept in the position. The first one is taken for bad luck
+    (the OOM killer): the file counts as unreadable until it changes. A second one in
+    the same chunk (after a restart too: the position is committed) skips that chunk
+    (``evtx_chunk_skipped``) and reads on after it in a second pass of this run; its numbers are
+    counted as unparsed once. Without that, a live log that changes every few seconds would
+    crash on the same chunk forever and never be read past it. At most two passes per file and
+    run: a crash in the second is a first crash in another chunk (or the skip did not help).
     """
     from normagent.sources.evtx import EvtxFileError, EvtxPosition
-    from normagent.sources.evtx_process import read_evtx_in_child
+    from normagent.sources.evtx_process import EvtxCrash, read_evtx_in_child
 
     failures: list[Exception] = []
     for logical, real in _expand(ctx.root, chosen.paths):
@@ -834,32 +842,52 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
             except ValueError:
                 ctx.log.warning("checkpoint_unusable", key=key)
                 position = EvtxPosition()
-            # In a child process: a parser crash on a hostile file ends that child, not the
-            # agent, and the memory a pass fragments is handed back when it exits.
-            reader = read_evtx_in_child(
-                real,
-                position=position,
-                channels=tuple(getattr(chosen, "channels", ())),
-                event_ids=tuple(getattr(chosen, "event_ids", ())),
-                block_records=int(getattr(chosen, "block_records", RECORDS_PER_BLOCK)),
-                deadline=_real_deadline(ctx),
-            )
-            counted = 0
-            with reader:  # stopped early (deadline, shutdown): the child is killed and reaped
-                for block, _ in reader:
-                    unreadable, counted = reader.stats.unreadable - counted, reader.stats.unreadable
-                    yield _Step(block, key, {"position": reader.position.to_json()}, unreadable)
-            _log_evtx_pass(ctx, logical, reader.stats)
-            done: dict[str, JSONValue] = {
-                "position": reader.position.to_json(),
-                "size": st.st_size,
-                "mtime_ns": st.st_mtime_ns,
-            }
-            yield _Step(RecordBlock(records=(), origin=logical), key, done)
+            for again in (False, True):
+                # In a child process: a parser crash on a hostile file ends that child, not the
+                # agent, and the memory a pass fragments is handed back when it exits.
+                reader = read_evtx_in_child(
+                    real,
+                    position=position,
+                    channels=tuple(getattr(chosen, "channels", ())),
+                    event_ids=tuple(getattr(chosen, "event_ids", ())),
+                    block_records=int(getattr(chosen, "block_records", RECORDS_PER_BLOCK)),
+                    deadline=_real_deadline(ctx),
+                )
+                counted = 0
+                skipped: EvtxCrash | None = None
+                try:
+                    with reader:  # stopped early (deadline, shutdown): the child is killed and reaped
+                        for block, _ in reader:
+                            unreadable, counted = reader.stats.unreadable - counted, reader.stats.unreadable
+                            yield _Step(block, key, {"position": reader.position.to_json()}, unreadable)
+                except EvtxCrash as exc:
+                    if again or exc.chunk is None or not reader.position.after_crash(exc.chunk).skips(exc.chunk):
+                        raise
+                    skipped = exc
+                if skipped is None or skipped.chunk is None:
+                    _log_evtx_pass(ctx, logical, reader.stats)
+                    done: dict[str, JSONValue] = {
+                        "position": reader.position.to_json(),
+                        "size": st.st_size,
+                        "mtime_ns": st.st_mtime_ns,
+                    }
+                    yield _Step(RecordBlock(records=(), origin=logical), key, done)
+                    break
+                chunk = skipped.chunk
+                position = reader.position.after_crash(chunk)
+                ctx.log.error(
+                    "evtx_chunk_skipped", path=logical, offset=chunk.offset, first=chunk.first, last=chunk.last,
+                    crashes=position.crashes, error=str(skipped),
+                )
+                # Committed before the next pass: should it fail, the chunk is still skipped next time.
+                yield _Step(RecordBlock(records=(), origin=logical), key, {"position": position.to_json()})
         except EvtxFileError as exc:
-            # What the file holds is no EVTX (or the start of one still being copied): wait for
-            # its next version, keeping the position for the day it is a readable log again.
+            # What the file holds is no EVTX (or the start of one still being copied), or the
+            # parser crashed in it: wait for its next version, keeping the position (and the
+            # chunk it crashed in, to skip if it crashes there again) for the day it is readable.
             kept = reader.position if reader is not None else position
+            if isinstance(exc, EvtxCrash) and exc.chunk is not None:
+                kept = kept.after_crash(exc.chunk)
             state: dict[str, JSONValue] = {"position": kept.to_json(), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
             age = ctx.clock.now() - datetime.fromtimestamp(st.st_mtime_ns / 1e9, timezone.utc)
             if exc.incomplete and age < INCOMPLETE_GRACE:
