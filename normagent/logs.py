@@ -1501,26 +1501,57 @@ def _sniff(head: bytes) -> InputKind:
 
 def _evtx_blocks(path: str, damage: list[str]) -> Iterator[LogBlock]:
     """The records of an .evtx input; a file that is no EVTX is an ``InputError`` (exit 66), as a
-    missing one is. Damage inside a readable file is described in ``damage`` once it is read."""
-    from normagent.sources.evtx import EvtxFileError
-    from normagent.sources.evtx_process import read_evtx_in_child
+    missing one is. Damage inside a readable file is described in ``damage`` once it is read.
 
-    try:
-        # In a child process, as the agent reads it: a file that crashes the parser is an
-        # unreadable input, not a crash of the command.
-        reader = read_evtx_in_child(path, block_records=RECORDS_PER_BLOCK)
-        with reader:
-            for block, _ in reader:
-                yield block
-    except EvtxFileError as exc:
-        raise InputError(str(exc)) from exc
-    except OSError as exc:
-        raise InputError(f"{path}: {exc.strerror or exc}") from exc
-    stats = reader.stats
+    A chunk that crashes the parser is skipped at once (a one-shot command keeps no state to wait
+    for a second crash, and stopping there would hide every record after it): logged
+    (``evtx_chunk_skipped``) and named in ``damage``, and a new pass reads on after it, its
+    numbers counted as unreadable. A crash before any chunk, or again in a chunk already skipped
+    (no progress), is an ``InputError``.
+    """
+    from normagent.sources.evtx import EvtxFileError, EvtxPosition, EvtxStats
+    from normagent.sources.evtx_process import EvtxCrash, read_evtx_in_child
+
+    position = EvtxPosition()
+    total = EvtxStats()
+    crashes: list[str] = []
+    skipped: set[tuple[int, int]] = set()
+    while True:
+        # In a child process, as the agent reads it: a file that crashes the parser is damage in
+        # that file, not a crash of the command.
+        reader = read_evtx_in_child(path, block_records=RECORDS_PER_BLOCK, position=position)
+        try:
+            with reader:
+                for block, _ in reader:
+                    yield block
+            crash = None
+        except EvtxCrash as exc:
+            chunk = exc.chunk
+            if chunk is None or (chunk.offset, chunk.first) in skipped:
+                raise InputError(str(exc)) from exc
+            crash = exc
+        except EvtxFileError as exc:
+            raise InputError(str(exc)) from exc
+        except OSError as exc:
+            raise InputError(f"{path}: {exc.strerror or exc}") from exc
+        stats = reader.stats
+        total.unreadable += stats.unreadable
+        total.implausible += stats.implausible
+        total.chunks_damaged = max(total.chunks_damaged, stats.chunks_damaged)
+        if crash is None:
+            break
+        assert crash.chunk is not None
+        chunk = crash.chunk
+        skipped.add((chunk.offset, chunk.first))
+        said = str(crash).removeprefix(f"{path}: ")
+        log.warning("evtx_chunk_skipped", path=path, offset=chunk.offset, first=chunk.first, last=chunk.last, error=str(crash))
+        crashes.append(f"{said}; that chunk skipped")
+        position = reader.position.skipping(chunk)
+    damage.extend(crashes)
     for n, one, many in (
-        (stats.chunks_damaged, "damaged chunk header", "damaged chunk headers"),
-        (stats.unreadable, "record announced but unreadable", "records announced but unreadable"),
-        (stats.implausible, "record with a damaged number", "records with a damaged number"),
+        (total.chunks_damaged, "damaged chunk header", "damaged chunk headers"),
+        (total.unreadable, "record announced but unreadable", "records announced but unreadable"),
+        (total.implausible, "record with a damaged number", "records with a damaged number"),
     ):
         if n:
             damage.append(f"{n:,} {one if n == 1 else many}")

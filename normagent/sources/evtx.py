@@ -231,6 +231,10 @@ class EvtxPosition:
         crashes = self.crashes + 1 if self.crashed is not None and self.crashed.same_chunk(chunk) else 1
         return replace(self, crashed=chunk, crashes=crashes)
 
+    def skipping(self, chunk: ChunkSpan) -> EvtxPosition:
+        """This position, skipping ``chunk`` at once (``normagent parse``: one pass, no second chance)."""
+        return replace(self, crashed=chunk, crashes=max(self.crashes if self.crashed == chunk else 0, SKIP_AFTER_CRASHES))
+
     def skips(self, chunk: ChunkSpan) -> bool:
         """Whether the reader skips ``chunk``: the parser crashed in it ``SKIP_AFTER_CRASHES`` times."""
         return self.crashed is not None and self.crashes >= SKIP_AFTER_CRASHES and self.crashed.same_chunk(chunk)
