@@ -142,8 +142,9 @@ LOG_METRICS: tuple[MetricSpec, ...] = (
 FILES_UNREADABLE_SPEC = MetricSpec(
     FILES_UNREADABLE,
     "counter",
-    "Log files that cannot be read at all (an .evtx that is not an EVTX file, or one the parser "
-    "rejects), counted once per version of the file (its size and modification time).",
+    "Log files that cannot be read at all (an .evtx that is not an EVTX file, one the parser "
+    "rejects, or one it crashed on: the first crash in a chunk; a second there skips that chunk), "
+    "counted once per version of the file (its size and modification time).",
     labels=("source",),
     section="Agent",
 )
@@ -314,6 +315,8 @@ def evtx_log_collector(
     ``normagent_log_files_unreadable_total`` and logged (``evtx_file_unreadable``) once per
     version, and the run goes on; one cut inside its header (empty, or a copy still being
     written) is waited for while it is younger than ``INCOMPLETE_GRACE``, and counted so after.
+    A file that crashes the parser is counted so too, and a chunk it crashes in twice is
+    skipped (``evtx_chunk_skipped``; see ``_evtx_steps``).
 
     Args:
         evtx: Gets the EVTX settings out of a settings instance: an ``EvtxSettings``
@@ -926,6 +929,7 @@ def _log_evtx_pass(ctx: RunContext, path: str, stats: Any) -> None:
             damaged_numbers=stats.implausible,
             parse_errors=stats.errors,
             damaged_chunks=stats.chunks_damaged,
+            skipped_chunks=stats.chunks_skipped,
         )
 
 
