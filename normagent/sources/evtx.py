@@ -233,7 +233,7 @@ class EvtxPosition:
 
     def skipping(self, chunk: ChunkSpan) -> EvtxPosition:
         """This position, skipping ``chunk`` at once (``normagent parse``: one pass, no second chance)."""
-        return replace(self, crashed=chunk, crashes=max(self.crashes if self.crashed == chunk else 0, SKIP_AFTER_CRASHES))
+        return replace(self, crashed=chunk, crashes=max(self.after_crash(chunk).crashes, SKIP_AFTER_CRASHES))
 
     def skips(self, chunk: ChunkSpan) -> bool:
         """Whether the reader skips ``chunk``: the parser crashed in it ``SKIP_AFTER_CRASHES`` times."""
