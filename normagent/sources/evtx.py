@@ -46,7 +46,8 @@ How a file is read, and why:
 * A chunk that crashes the native parser (a segfault, a Rust panic: the pass runs in a child
   process, see ``normagent.sources.evtx_process``) would otherwise stop the file there for good:
   every pass resumes from the committed position and crashes on the same chunk. So the reader
-  announces each chunk before it parses it (``on_chunk``), the agent remembers a crash in the
+  announces each chunk before it parses it and when the parser is done with it (``on_chunk``),
+  the agent remembers a crash (or a hang) in the parser in the
   position (``crashed``, ``crashes``), and a position whose chunk crashed twice makes the reader
   skip that chunk: the numbers it announces after the position count once in
   ``stats.unreadable`` and ``stats.chunks_skipped`` counts the chunk. A chunk that parses after
@@ -405,9 +406,10 @@ class EvtxReader:
         self._block = block_records
         self._chunks, self.stats.chunks_damaged = scan_chunks(path)
         self.stats.truncated = any(c.size < CHUNK_BYTES for c in self._chunks)
-        # Called with each chunk right before the native parser gets it: the EVTX worker tells the
-        # agent, so that a crash names its chunk and the next pass can skip it.
-        self.on_chunk: Callable[[ChunkSpan], None] | None = None
+        # Called with each chunk right before the native parser gets it, and with None once the
+        # parser is done with it (freed): the EVTX worker tells the agent, so that a crash or a
+        # hang in the parser names its chunk and the next pass can skip it.
+        self.on_chunk: Callable[[ChunkSpan | None], None] | None = None
         crashed = start.crashed
         if crashed is not None and not any(chunk_span(c).same_chunk(crashed) for c in self._chunks):
             # That chunk is gone (overwritten by a wrapped log, a new file): the mark with it.
@@ -488,6 +490,8 @@ class EvtxReader:
                 if self.on_chunk is not None:
                     self.on_chunk(span)
                 parsed = self._chunk_records(view, chunk)
+                if self.on_chunk is not None:
+                    self.on_chunk(None)
                 if self.position.crashed is not None and self.position.crashed.same_chunk(span):
                     self.position = replace(self.position, crashed=None, crashes=0)  # it parses: the crash was bad luck
                 for header_id, stamp, data in parsed:

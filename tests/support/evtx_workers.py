@@ -40,10 +40,12 @@ sys.exit(evtx_worker.serve(json.loads(sys.stdin.buffer.read()), emit))
     )
 
 
-def chunk_crashing_worker(offset: int, signal_name: str = "SIGSEGV", *, once: Path | None = None) -> tuple[str, ...]:
-    """The real worker, which kills itself with ``signal_name`` right after it announced the chunk at
-    ``offset``: where the native parser would crash on a hostile chunk. With ``once``, only while
-    that file does not exist (it creates it): a transient crash (the OOM killer), gone next pass."""
+def chunk_crashing_worker(offset: int, signal_name: str | None = "SIGSEGV", *, once: Path | None = None) -> tuple[str, ...]:
+    """The real worker, which kills itself with ``signal_name`` (None: hangs) right after it announced
+    the chunk at ``offset``: where the native parser would crash on a hostile chunk. With ``once``,
+    only while that file does not exist (it creates it): a transient crash (the OOM killer), gone
+    next pass."""
+    die = "signal.pause()" if signal_name is None else f"os.kill(os.getpid(), signal.{signal_name})"
     return python(
         NO_CORE + f"""
 import json, os, signal, sys
@@ -55,10 +57,10 @@ def emit(answer):
     chunk = answer.get("chunk")
     if chunk is not None and chunk["offset"] == {offset}:
         if once is None:
-            os.kill(os.getpid(), signal.{signal_name})
+            {die}
         elif not os.path.exists(once):
             open(once, "x").close()
-            os.kill(os.getpid(), signal.{signal_name})
+            {die}
 sys.exit(evtx_worker.serve(json.loads(sys.stdin.buffer.read()), emit))
 """
     )

@@ -732,7 +732,15 @@ def announced_and_read(position: EvtxPosition, block_records: int = 100) -> tupl
     """The chunks a pass announced, the record ids it delivered, and the reader (stats, position)."""
     reader = read_evtx(SECURITY, position=position, block_records=block_records)
     spans: list[ChunkSpan] = []
-    reader.on_chunk = spans.append
+    held: list[ChunkSpan | None] = [None]
+
+    def announce(span: ChunkSpan | None) -> None:
+        assert (held[-1] is None) != (span is None)  # one chunk in the parser at a time, and it is let go
+        held.append(span)
+        if span is not None:
+            spans.append(span)
+
+    reader.on_chunk = announce
     ids = [e.record_id for block, _ in reader for e in block.records]  # type: ignore[union-attr]
     return spans, ids, reader
 

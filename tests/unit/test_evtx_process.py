@@ -159,8 +159,16 @@ def test_a_crash_before_any_chunk_names_none_and_a_hang_names_the_chunk_it_hung_
         'import signal, sys; sys.stdin.read(); print(\'{"chunk": {"offset": 135168, "first": 178, "last": 260}}\', flush=True); signal.pause()'
     )
     with pytest.raises(EvtxCrash, match=r"hung \(nothing from it in 0.3 s\) in chunk at offset 135,168 \(records 178..260\); it was stopped") as hung:
-        list(read_evtx_in_child(SECURITY, command=announce_and_hang, silence=0.3))
+        list(read_evtx_in_child(SECURITY, command=announce_and_hang, chunk_silence=0.3))
     assert hung.value.chunk == CHUNK_2
+    # Out of the parser, the chunk's short wait no longer holds, and no chunk is to blame.
+    let_go = python(
+        'import sys, time; sys.stdin.read(); print(\'{"chunk": {"offset": 135168, "first": 178, "last": 260}}\', flush=True); '
+        'print(\'{"chunk": null}\', flush=True); time.sleep(0.6)'
+    )
+    with pytest.raises(EvtxCrash, match=r"crashed \(it ended without finishing its answer; exit status 0\)$") as ended:
+        list(read_evtx_in_child(SECURITY, command=let_go, chunk_silence=0.2))
+    assert ended.value.chunk is None
 
 
 def test_a_child_that_exits_without_its_last_line_is_a_crash_with_its_status_and_last_words() -> None:

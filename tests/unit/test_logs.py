@@ -907,14 +907,15 @@ def touched(path: Path) -> None:
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
 
 
-@pytest.mark.parametrize("restart", [False, True])
+@pytest.mark.parametrize(("restart", "signal_name"), [(False, "SIGSEGV"), (True, "SIGSEGV"), (False, None)])
 def test_a_chunk_that_crashes_the_evtx_parser_twice_is_skipped_and_the_log_read_on_after_it(
-    tmp_path: Path, ledger: Ledger, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, restart: bool
+    tmp_path: Path, ledger: Ledger, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, restart: bool, signal_name: str | None
 ) -> None:
     """A hostile chunk in a live Security.evtx: the first crash there counts the file unreadable
     until it changes (it may have been bad luck) and the committed position remembers the chunk,
     so a restart changes nothing; the second crash there skips it, logged, its 83 records counted
-    unparsed once, and every record after it is read in the same run, and never again."""
+    unparsed once, and every record after it is read in the same run, and never again. A chunk
+    that hangs the parser (signal_name None) is stopped and skipped the same way."""
     import psutil
 
     from normagent.sources import evtx_process
@@ -924,8 +925,10 @@ def test_a_chunk_that_crashes_the_evtx_parser_twice_is_skipped_and_the_log_read_
     path = tmp_path / "logs" / "security.evtx"
     shutil.copy(FIXTURES / "evtx" / "security.evtx", path)
     spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=Windows, metrics=(FAILED,))
-    monkeypatch.setattr(evtx_process, "WORKER_COMMAND", chunk_crashing_worker(SECURITY_CHUNK_2))
+    monkeypatch.setattr(evtx_process, "WORKER_COMMAND", chunk_crashing_worker(SECURITY_CHUNK_2, signal_name))
+    monkeypatch.setattr(evtx_process, "CHUNK_SILENCE_SECONDS", 0.3)
     key = "evtx:/logs/security.evtx"
+    how = "crashed (killed by SIGSEGV)" if signal_name else "hung (nothing from it in 0.3 s)"
 
     with capture_logs() as logs:
         run_collector_once(spec, ledger, root=tmp_path)
@@ -933,7 +936,7 @@ def test_a_chunk_that_crashes_the_evtx_parser_twice_is_skipped_and_the_log_read_
     assert ledger.counter_value("normagent_log_files_unreadable_total", {"source": "test.windows"}) == 1
     [error] = [e for e in logs if e["log_level"] == "error"]
     assert (error["event"], error["retry"]) == ("evtx_file_unreadable", "when it changes")
-    assert error["error"] == f"{path}: the evtx parser crashed (killed by SIGSEGV) in chunk at offset 135,168 (records 178..260)"
+    assert error["error"].startswith(f"{path}: the evtx parser {how} in chunk at offset 135,168 (records 178..260)")
     saved = ledger.checkpoints("test.windows").get(key)
     assert isinstance(saved, dict) and saved["position"]["record_id"] == 150  # type: ignore[index]
     assert saved["position"]["crashed"] == {"offset": SECURITY_CHUNK_2, "first": 178, "last": 260, "crashes": 1}  # type: ignore[index]
@@ -950,7 +953,7 @@ def test_a_chunk_that_crashes_the_evtx_parser_twice_is_skipped_and_the_log_read_
         [skipped] = [e for e in logs if e["log_level"] == "error"]
         assert skipped["event"] == "evtx_chunk_skipped"
         assert (skipped["path"], skipped["offset"], skipped["first"], skipped["last"], skipped["crashes"]) == ("/logs/security.evtx", SECURITY_CHUNK_2, 178, 260, 2)
-        assert "crashed (killed by SIGSEGV) in chunk at offset 135,168" in skipped["error"]
+        assert f"{how} in chunk at offset 135,168" in skipped["error"]
         saved = now.checkpoints("test.windows").get(key)
         assert isinstance(saved, dict) and "crashed" not in saved["position"] and "unreadable" not in saved  # type: ignore[operator]
 
