@@ -47,9 +47,8 @@ How a file is read, and why:
   process, see ``normagent.sources.evtx_process``) would otherwise stop the file there for good:
   every pass resumes from the committed position and crashes on the same chunk. So the reader
   announces each chunk before it parses it and when the parser is done with it (``on_chunk``),
-  the agent remembers a crash (or a hang) in the parser in the
-  position (``crashed``, ``crashes``), and a position whose chunk crashed twice makes the reader
-  skip that chunk: the numbers it announces after the position count once in
+  the agent keeps a crash (or a hang) in the parser in the position (``crashed``, ``crashes``),
+  and a position whose chunk crashed twice makes the reader skip that chunk: the numbers it announces after the position count once in
   ``stats.unreadable`` and ``stats.chunks_skipped`` counts the chunk. A chunk that parses after
   one crash was bad luck (the OOM killer): its mark is dropped and it is read as any other. A
   chunk every number of which was counted unreadable already (below ``unreadable_through``, not
@@ -191,6 +190,7 @@ class ChunkSpan:
 
 
 def chunk_span(chunk: Chunk) -> ChunkSpan:
+    """How ``chunk`` is announced, and named in a crash mark."""
     return ChunkSpan(offset=HEADER_BYTES + chunk.index * CHUNK_BYTES, first=chunk.first, last=chunk.last)
 
 
@@ -205,8 +205,9 @@ class EvtxPosition:
         witnesses: (number, anchor) of records read before: the first one read from the file and
             the first one the latest pass saw. A file that still holds one is the same log, even
             where the anchor is gone (a rolled-back copy, a damaged record).
-        crashed: The chunk after the position in which the parser crashed (killed by a signal,
-            ended without its answer, hung); None: none. Committed with the file's state, so
+        crashed: The chunk the parser crashed in (killed by a signal, ended without its answer,
+            hung) on its way from this position: the one holding the position or one after it;
+            None: none. Committed with the file's state, so
             a restart between two crashes changes nothing.
         crashes: Passes that crashed in ``crashed``: 1 is retried (bad luck happens: the OOM
             killer), from 2 on the reader skips that chunk (``SKIP_AFTER_CRASHES``).
