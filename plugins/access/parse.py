@@ -39,7 +39,7 @@ from typing import Final, TypeAlias
 
 from normagent import ParseContext, ParseResult, TextBlock
 
-from .tally import FAILED_BY_ACCOUNT, FAILED_BY_NETWORK, SUCCESS_BY_NETWORK, Tally
+from .tally import FAILED_BY_ACCOUNT, FAILED_BY_NETWORK, SUCCESS_BY_NETWORK, BatchRollups, Tally
 
 # ---------------------------------------------------------------------------------------------
 # Outcomes of classify(): a verdict tuple, or one of two markers.
@@ -1051,8 +1051,19 @@ def parse_auth_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
     return _parse_lines(block, ctx, fast=True)
 
 
-def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseResult:
-    """``parse_auth_lines``; ``fast=False`` sends every candidate line the general way (for the tests)."""
+def parse_auth_lines_into(batch: BatchRollups, block: TextBlock, ctx: ParseContext) -> ParseResult:
+    """``parse_auth_lines``, with the block's rollup rows added to ``batch`` instead of returned.
+
+    The result holds the block's counts only; ``batch`` merges the rows of the blocks a ledger
+    batch gathers, and its holder hands them on with those blocks' checkpoints. The rows are
+    added last, once the block is read: a block the parser fails on adds nothing.
+    """
+    return _parse_lines(block, ctx, fast=True, batch=batch)
+
+
+def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool, batch: BatchRollups | None = None) -> ParseResult:
+    """``parse_auth_lines``; ``fast=False`` sends every candidate line the general way (for the
+    tests); ``batch``: see ``parse_auth_lines_into``."""
     data = block.data
     lines = block.line_count
     result = ParseResult()
@@ -1104,7 +1115,11 @@ def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseRes
             apply(tally, verdict, when if when is not None else fallback)
     # Keys offered in a session that logged in were no attempts (S11): those lines count as ignored.
     parsed -= tally.settle()
-    result.observations = tally.observations()
+    if batch is None:
+        result.observations = tally.observations()
+    else:
+        result.observations = tally.count_observations()
+        tally.hand_rows(batch)
     result.parsed = parsed
     result.unparsed = unparsed
     result.ignored = lines - parsed - unparsed
