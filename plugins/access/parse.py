@@ -1018,10 +1018,7 @@ class _Quick:
         for reason, n in self.reasons.items():
             if n:
                 tally.count_fails("sshd", reason, n)
-        for when, user, addr, port in self.offers:
-            tally.key_offer(when, user.decode("ascii"), addr.decode("ascii"), port.decode("ascii"))
-        for user, addr, port in self.sessions:
-            tally.logged_in(user.decode("ascii"), addr.decode("ascii"), port.decode("ascii"))
+        tally.raw_logins(self.offers, self.sessions)
         tally.merge_rows(
             {
                 (name, day, raw.decode("ascii")): row

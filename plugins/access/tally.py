@@ -92,7 +92,7 @@ class Tally:
     never leaves this object.
     """
 
-    __slots__ = ("counts", "_rows", "_pseudonymise", "_business", "_offers", "_sessions")
+    __slots__ = ("counts", "_rows", "_pseudonymise", "_business", "_offers", "_sessions", "_raw_offers", "_raw_sessions")
 
     def __init__(self, ctx: ParseContext) -> None:
         self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
@@ -101,6 +101,9 @@ class Tally:
         self._business = _business_hours(ctx)
         self._offers: list[tuple[float, str, str, str, float, bool]] = []
         self._sessions: set[tuple[str, str, str]] = set()
+        # sshd's fast path's offers (time, user, address, port) and sessions, as ASCII bytes.
+        self._raw_offers: list[tuple[float, bytes, bytes, bytes]] = []
+        self._raw_sessions: set[tuple[bytes, bytes, bytes]] = set()
 
     # -- what parsers report --------------------------------------------------------------------
 
@@ -167,6 +170,19 @@ class Tally:
         """An sshd session (account, client address and port) that logged in, for ``settle``."""
         self._sessions.add((account, address, port))
 
+    def raw_logins(self, offers: list[tuple[float, bytes, bytes, bytes]], sessions: set[tuple[bytes, bytes, bytes]]) -> None:
+        """sshd's key offers (time, user, address, port) and sessions (user, address, port) as its
+        fast path read them, in ASCII bytes: ``key_offer`` and ``logged_in`` for each, of one line
+        each, decoded only where an offer counts. Taken over, not copied."""
+        if self._raw_offers:
+            self._raw_offers.extend(offers)
+        else:
+            self._raw_offers = offers
+        if self._raw_sessions:
+            self._raw_sessions.update(sessions)
+        else:
+            self._raw_sessions = sessions
+
     def settle(self) -> int:
         """Count the block's key offers: a failed login each, unless its session logged in.
 
@@ -176,13 +192,51 @@ class Tally:
         offers that were left out (the caller counts them as ignored).
         """
         left_out = 0
+        sessions, raw_sessions = self._sessions, self._raw_sessions
         for when, account, address, port, n, alone in self._offers:
-            if (account, address, port) in self._sessions:
+            if (account, address, port) in sessions or (raw_sessions and _encoded(account, address, port) in raw_sessions):
                 left_out += alone
             else:
                 self.fail("sshd", "bad_key", n, when, account, address or None)
         self._offers.clear()
+        if self._raw_offers:
+            left_out += self._settle_raw(self._raw_offers, raw_sessions | {_encoded(*session) for session in sessions})
+            self._raw_offers = []
         return left_out
+
+    def _settle_raw(self, offers: list[tuple[float, bytes, bytes, bytes]], sessions: set[tuple[bytes, bytes, bytes]]) -> int:
+        """``settle`` for the fast path's offers: what ``fail("sshd", "bad_key", 1, ...)`` would do
+        for each offer no session took, the rows aggregated in bytes first (an attacker's
+        address and account recur), then decoded once per distinct row."""
+        by_account: dict[tuple[int, bytes], list[float]] = {}
+        by_network: dict[tuple[int, bytes], list[float]] = {}
+        counted = 0
+        for when, user, addr, port in offers:
+            if (user, addr, port) in sessions:
+                continue
+            counted += 1
+            day = int(when // 86400)
+            for rows, raw in ((by_account, user), (by_network, addr)):
+                row = rows.get((day, raw))
+                if row is None:
+                    rows[(day, raw)] = [1, when, when]
+                else:
+                    row[0] += 1
+                    if when < row[1]:
+                        row[1] = when
+                    elif when > row[2]:
+                        row[2] = when
+        if counted:
+            self.count_fails("sshd", "bad_key", counted)
+            self.merge_rows(
+                {
+                    (name, day, raw.decode("ascii")): row
+                    for name, rows in ((FAILED_BY_ACCOUNT, by_account), (FAILED_BY_NETWORK, by_network))
+                    for (day, raw), row in rows.items()
+                    if raw or name is FAILED_BY_ACCOUNT  # an empty address is none (fail's ``address or None``)
+                }
+            )
+        return len(offers) - counted
 
     def lockout(self, source: str, when: float, account: str | None, n: float = 1) -> None:
         self._count(LOCKOUTS, (("source", source),), n)
@@ -324,6 +378,12 @@ def rollups(rows: dict[tuple[str, int, str], list[float]], pseudonymise: Pseudon
             last_seen = stamps[last] = _utc(last)
         out.append(Rollup(name, when, key, value, first_seen, last_seen))
     return out
+
+
+def _encoded(account: str, address: str, port: str) -> tuple[bytes, bytes, bytes]:
+    """A session or offer of the general way as the fast path's bytes: equal to an ASCII one's
+    exactly when the strings equal its decoding (a non-ASCII string never does)."""
+    return (account.encode("utf-8", "surrogatepass"), address.encode("utf-8", "surrogatepass"), port.encode("utf-8", "surrogatepass"))
 
 
 def _utc(epoch: float) -> datetime:
