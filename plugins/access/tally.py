@@ -117,12 +117,21 @@ class Tally:
         counts[key] = counts.get(key, 0.0) + n
         day = int(when // 86400)
         rows = self._rows
-        for name, raw in ((FAILED_BY_ACCOUNT, account), (FAILED_BY_NETWORK, address)):
-            if raw is None:
-                continue
-            row = rows.get((name, day, raw))
+        # The account's row, then the address's: written out twice, as this runs once per line.
+        if account is not None:
+            row = rows.get((FAILED_BY_ACCOUNT, day, account))
             if row is None:
-                rows[(name, day, raw)] = [n, when, when]
+                rows[(FAILED_BY_ACCOUNT, day, account)] = [n, when, when]
+            else:
+                row[0] += n
+                if when < row[1]:
+                    row[1] = when
+                elif when > row[2]:
+                    row[2] = when
+        if address is not None:
+            row = rows.get((FAILED_BY_NETWORK, day, address))
+            if row is None:
+                rows[(FAILED_BY_NETWORK, day, address)] = [n, when, when]
             else:
                 row[0] += n
                 if when < row[1]:
@@ -216,16 +225,24 @@ class Tally:
                 continue
             counted += 1
             day = int(when // 86400)
-            for rows, raw in ((by_account, user), (by_network, addr)):
-                row = rows.get((day, raw))
-                if row is None:
-                    rows[(day, raw)] = [1, when, when]
-                else:
-                    row[0] += 1
-                    if when < row[1]:
-                        row[1] = when
-                    elif when > row[2]:
-                        row[2] = when
+            row = by_account.get((day, user))
+            if row is None:
+                by_account[(day, user)] = [1, when, when]
+            else:
+                row[0] += 1
+                if when < row[1]:
+                    row[1] = when
+                elif when > row[2]:
+                    row[2] = when
+            row = by_network.get((day, addr))
+            if row is None:
+                by_network[(day, addr)] = [1, when, when]
+            else:
+                row[0] += 1
+                if when < row[1]:
+                    row[1] = when
+                elif when > row[2]:
+                    row[2] = when
         if counted:
             self.count_fails("sshd", "bad_key", counted)
             self.merge_rows(
