@@ -85,7 +85,7 @@ from .tally import (
     LOCKOUTS,
     OTHER_ORIGIN,
     PASSWORD_RESETS,
-    BatchRollups,
+    BatchTally,
     preset_labels,
 )
 from .windows import parse_windows
@@ -301,21 +301,24 @@ _FILES = _login_files(parse_auth_lines)
 
 
 def collect_login_files(ctx: RunContext, *, commit_bytes: int | None = None) -> Iterator[Batch]:
-    """The auth log files through the log driver, each batch's rollup rows merged across its blocks.
+    """The auth log files through the log driver, each batch's counts and rollup rows merged
+    across its blocks.
 
     The driver gathers blocks into a batch (one transaction) and yields it *before* it parses
-    the next block; the parser adds each block's rollup rows to ``rows`` once it has read the
-    block, and every batch leaves with the rows added since the batch before. So a batch carries
-    the rollups of exactly the blocks whose checkpoints it carries: a run that dies before a
-    batch is committed has counted none of that batch's blocks, and reads them again next run.
-    (The parser's counts are declared metrics, so the driver refuses none of its results; when
-    the parser raises, it has added nothing.) ``commit_bytes``: the driver's batch size, for tests.
+    the next block; the parser adds each block's counts and rows to ``totals`` once it has read
+    the block, and every batch leaves with what was added since the batch before. So a batch
+    carries the counts and rollups of exactly the blocks whose checkpoints it carries: a run
+    that dies before a batch is committed has counted none of that batch's blocks, and reads
+    them again next run. (The driver's checks of a parser's result concern its observations,
+    and this parser returns only its lines' outcomes, so the driver refuses none of its results;
+    when the parser raises, it has added nothing.) ``commit_bytes``: the driver's batch size, for
+    tests.
     """
-    rows = BatchRollups(ctx.pseudonymise)
-    files = _login_files(functools.partial(parse_auth_lines_into, rows), commit_bytes)
+    totals = BatchTally(ctx.pseudonymise)
+    files = _login_files(functools.partial(parse_auth_lines_into, totals), commit_bytes)
     for batch in files.collect(ctx):
-        rollups = rows.take()
-        yield Batch([*batch.observations, *rollups], batch.checkpoints) if rollups else batch
+        observations = totals.take()
+        yield Batch([*batch.observations, *observations], batch.checkpoints) if observations else batch
 _JOURNAL = journal_log_collector(
     "access.logins",
     help="Failed logins, lockouts and password changes from the journal.",

@@ -39,7 +39,7 @@ from typing import Final, TypeAlias
 
 from normagent import ParseContext, ParseResult, TextBlock
 
-from .tally import FAILED_BY_ACCOUNT, FAILED_BY_NETWORK, SUCCESS_BY_NETWORK, BatchRollups, Tally
+from .tally import FAILED_BY_ACCOUNT, FAILED_BY_NETWORK, SUCCESS_BY_NETWORK, BatchTally, Tally
 
 # ---------------------------------------------------------------------------------------------
 # Outcomes of classify(): a verdict tuple, or one of two markers.
@@ -1048,17 +1048,18 @@ def parse_auth_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
     return _parse_lines(block, ctx, fast=True)
 
 
-def parse_auth_lines_into(batch: BatchRollups, block: TextBlock, ctx: ParseContext) -> ParseResult:
-    """``parse_auth_lines``, with the block's rollup rows added to ``batch`` instead of returned.
+def parse_auth_lines_into(batch: BatchTally, block: TextBlock, ctx: ParseContext) -> ParseResult:
+    """``parse_auth_lines``, with the block's counts and rollup rows added to ``batch`` instead of
+    returned as observations (the result holds the lines' outcomes only).
 
-    The result holds the block's counts only; ``batch`` merges the rows of the blocks a ledger
-    batch gathers, and its holder hands them on with those blocks' checkpoints. The rows are
-    added last, once the block is read: a block the parser fails on adds nothing.
+    ``batch`` merges what the blocks of a ledger batch add up to, and its holder hands that on
+    with those blocks' checkpoints. The block is added last, once it is read: a block the parser
+    fails on adds nothing.
     """
     return _parse_lines(block, ctx, fast=True, batch=batch)
 
 
-def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool, batch: BatchRollups | None = None) -> ParseResult:
+def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool, batch: BatchTally | None = None) -> ParseResult:
     """``parse_auth_lines``; ``fast=False`` sends every candidate line the general way (for the
     tests); ``batch``: see ``parse_auth_lines_into``."""
     data = block.data
@@ -1115,8 +1116,7 @@ def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool, batch: Batc
     if batch is None:
         result.observations = tally.observations()
     else:
-        result.observations = tally.count_observations()
-        tally.hand_rows(batch)
+        tally.hand_over(batch)
     result.parsed = parsed
     result.unparsed = unparsed
     result.ignored = lines - parsed - unparsed

@@ -290,17 +290,15 @@ class Tally:
 
     def observations(self) -> list[Observation]:
         """The block's counts, then its rollup rows (one ``Rollup`` per name, day and key)."""
-        out = self.count_observations()
+        out: list[Observation] = [Count(metric, labels, value) for (metric, labels), value in self.counts.items()]
         out.extend(rollups(self._rows, self._pseudonymise))
         return out
 
-    def count_observations(self) -> list[Observation]:
-        """The block's counts alone: its rollup rows go to a ``BatchRollups`` by ``hand_rows``."""
-        return [Count(metric, labels, value) for (metric, labels), value in self.counts.items()]
-
-    def hand_rows(self, batch: BatchRollups) -> None:
-        """Give the block's rollup rows to ``batch`` (taken over, not copied: the tally keeps none)."""
-        batch.add(self._rows)
+    def hand_over(self, batch: BatchTally) -> None:
+        """Add the block's counts and rollup rows to ``batch`` instead of making observations of
+        them (the rows are taken over, not copied: the tally is empty afterwards)."""
+        batch.add(self.counts, self._rows)
+        self.counts = {}
         self._rows = {}
 
     def _count(self, metric: str, labels: tuple[tuple[str, str], ...], n: float) -> None:
@@ -320,36 +318,43 @@ class Tally:
                 row[2] = when
 
 
-class BatchRollups:
-    """The rollup rows of the blocks read since the last batch left, merged across those blocks.
+class BatchTally:
+    """What the blocks read since the last batch left add up to: counts and rollup rows, merged
+    across those blocks.
 
     A batch of the file driver carries up to 16 MiB of blocks (one ledger transaction), and a
     brute-force run's networks and accounts recur in every block of a day: one ``Rollup`` per
-    (name, day, key) per *batch* instead of per block is a third fewer objects made, each with
-    two datetimes, and merged again by the ledger (21,273 against 13,638 on the 1M-line bench
-    log). Rows stay under the raw value until ``take``, which pseudonymises once per distinct
+    (name, day, key) and one ``Count`` per series per *batch* instead of per block is a third
+    fewer rollups made, each with two datetimes, and a tenth of the counts, each merged again by
+    the ledger (on the 1M-line bench log 13,638 rollups against 21,273, 104 counts against
+    1,560). Rows stay under the raw value until ``take``, which pseudonymises once per distinct
     value, as ``Tally.observations`` does; a raw value never leaves this object.
 
     Whoever holds one must hand ``take``'s observations on with the checkpoints of exactly the
-    blocks whose rows were added since the last ``take`` (see ``collectors.collect_login_files``).
+    blocks added since the last ``take`` (see ``collectors.collect_login_files``).
     """
 
-    __slots__ = ("_rows", "_pseudonymise")
+    __slots__ = ("_counts", "_rows", "_pseudonymise")
 
     def __init__(self, pseudonymise: Pseudonymiser) -> None:
+        self._counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self._rows: dict[tuple[str, int, str], list[float]] = {}
         self._pseudonymise = pseudonymise
 
-    def add(self, rows: dict[tuple[str, int, str], list[float]]) -> None:
-        """Merge one block's rows (``(name, utc_day, raw) -> [n, first, last]``), taking them over."""
-        mine = self._rows
-        if not mine:
+    def add(self, counts: dict[tuple[str, tuple[tuple[str, str], ...]], float], rows: dict[tuple[str, int, str], list[float]]) -> None:
+        """Merge one block's counts and rows (``(name, utc_day, raw) -> [n, first, last]``); the
+        rows are taken over."""
+        mine = self._counts
+        for key, value in counts.items():
+            mine[key] = mine.get(key, 0.0) + value
+        have_rows = self._rows
+        if not have_rows:
             self._rows = rows
             return
         for key, row in rows.items():
-            have = mine.get(key)
+            have = have_rows.get(key)
             if have is None:
-                mine[key] = row
+                have_rows[key] = row
             else:
                 have[0] += row[0]
                 if row[1] < have[1]:
@@ -358,9 +363,13 @@ class BatchRollups:
                     have[2] = row[2]
 
     def take(self) -> list[Observation]:
-        """The merged rows as ``Rollup`` observations; the object is empty afterwards."""
-        rows, self._rows = self._rows, {}
-        return rollups(rows, self._pseudonymise) if rows else []
+        """The counts and the merged rows as observations; the object is empty afterwards."""
+        counts, rows = self._counts, self._rows
+        self._counts, self._rows = {}, {}
+        out: list[Observation] = [Count(metric, labels, value) for (metric, labels), value in counts.items()]
+        if rows:
+            out.extend(rollups(rows, self._pseudonymise))
+        return out
 
 
 def rollups(rows: dict[tuple[str, int, str], list[float]], pseudonymise: Pseudonymiser) -> list[Observation]:

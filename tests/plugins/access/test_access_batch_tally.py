@@ -1,7 +1,8 @@
-"""access.logins over files hands on each batch's rollup rows merged across the batch's blocks
-(``collect_login_files``, ``BatchRollups``): the same counts and rows as one set of observations
-per block, each batch carrying the rows of exactly the blocks whose checkpoints it carries, so
-that a run dying between two batches counts every line once when the next run resumes."""
+"""access.logins over files hands on each batch's counts and rollup rows merged across the
+batch's blocks (``collect_login_files``, ``BatchTally``): the same counts and rows as one set of
+observations per block, each batch carrying those of exactly the blocks whose checkpoints it
+carries, so that a run dying between two batches counts every line once when the next run
+resumes."""
 
 from __future__ import annotations
 
