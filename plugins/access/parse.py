@@ -1019,17 +1019,9 @@ class _Quick:
             if n:
                 tally.count_fails("sshd", reason, n)
         tally.raw_logins(self.offers, self.sessions)
-        tally.merge_rows(
-            {
-                (name, day, raw.decode("ascii")): row
-                for name, rows in (
-                    (FAILED_BY_ACCOUNT, self.by_account),
-                    (FAILED_BY_NETWORK, self.by_network),
-                    (SUCCESS_BY_NETWORK, self.ok_by_network),
-                )
-                for (day, raw), row in rows.items()
-            }
-        )
+        tally.merge_raw_rows(FAILED_BY_ACCOUNT, self.by_account)
+        tally.merge_raw_rows(FAILED_BY_NETWORK, self.by_network)
+        tally.merge_raw_rows(SUCCESS_BY_NETWORK, self.ok_by_network)
 
 
 def parse_auth_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:

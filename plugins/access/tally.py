@@ -16,7 +16,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from normagent import Count, Observation, ParseContext, Rollup
 
@@ -92,11 +92,12 @@ class Tally:
     never leaves this object.
     """
 
-    __slots__ = ("counts", "_rows", "_pseudonymise", "_business", "_offers", "_sessions", "_raw_offers", "_raw_sessions")
+    __slots__ = ("counts", "_rows", "_raw_rows", "_pseudonymise", "_business", "_offers", "_sessions", "_raw_offers", "_raw_sessions")
 
     def __init__(self, ctx: ParseContext) -> None:
         self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self._rows: dict[tuple[str, int, str], list[float]] = {}
+        self._rows: Rows = {}
+        self._raw_rows: RawRows = {}  # rows a fast path aggregated in bytes (``merge_raw_rows``)
         self._pseudonymise = ctx.pseudonymise
         self._business = _business_hours(ctx)
         self._offers: list[tuple[float, str, str, str, float, bool]] = []
@@ -140,33 +141,25 @@ class Tally:
                     row[2] = when
 
     def count_fails(self, source: str, reason: str, n: float) -> None:
-        """Add ``n`` failed attempts to the counter alone; their rollup rows come by ``merge_rows``."""
+        """Add ``n`` failed attempts to the counter alone; their rollup rows come by ``merge_raw_rows``."""
         key = _FAIL_KEYS.get((source, reason))
         if key is None:
             key = (FAILED_LOGINS, (("reason", reason), ("source", source)))
         self.counts[key] = self.counts.get(key, 0.0) + n
 
-    def merge_rows(self, rows: dict[tuple[str, int, str], list[float]]) -> None:
-        """Add rollup rows a parser aggregated itself: ``(name, utc_day, raw) -> [n, first, last]``.
+    def merge_raw_rows(self, name: str, rows: dict[tuple[int, bytes], list[float]]) -> None:
+        """Add rollup rows of ``name`` a parser aggregated itself: ``(utc_day, raw) -> [n, first, last]``.
 
         ``raw`` is an account name for the ``*_by_account`` rollups and an address for the
-        ``*_by_network`` ones, pseudonymised like those of ``fail`` and ``success``. The rows are
-        taken over, not copied.
+        ``*_by_network`` ones, in ASCII bytes, pseudonymised like those of ``fail`` and
+        ``success``. They are decoded once per distinct row when observations are made, in a
+        ``BatchTally`` once per batch. The rows are taken over, not copied.
         """
-        mine = self._rows
-        if mine.keys().isdisjoint(rows):
-            mine.update(rows)
-            return
-        for key, (n, first, last) in rows.items():
-            row = mine.get(key)
-            if row is None:
-                mine[key] = [n, first, last]
-            else:
-                row[0] += n
-                if first < row[1]:
-                    row[1] = first
-                if last > row[2]:
-                    row[2] = last
+        have = self._raw_rows.get(name)
+        if have is None:
+            self._raw_rows[name] = rows
+        else:
+            _merge(have, rows)
 
     def key_offer(self, when: float, account: str, address: str, port: str, n: float = 1, *, alone: bool = True) -> None:
         """sshd refused a key a client offered for a valid account (rule S11): decided by ``settle``.
@@ -245,14 +238,8 @@ class Tally:
                     row[2] = when
         if counted:
             self.count_fails("sshd", "bad_key", counted)
-            self.merge_rows(
-                {
-                    (name, day, raw.decode("ascii")): row
-                    for name, rows in ((FAILED_BY_ACCOUNT, by_account), (FAILED_BY_NETWORK, by_network))
-                    for (day, raw), row in rows.items()
-                    if raw or name is FAILED_BY_ACCOUNT  # an empty address is none (fail's ``address or None``)
-                }
-            )
+            self.merge_raw_rows(FAILED_BY_ACCOUNT, by_account)
+            self.merge_raw_rows(FAILED_BY_NETWORK, {key: row for key, row in by_network.items() if key[1]})  # fail's ``address or None``
         return len(offers) - counted
 
     def lockout(self, source: str, when: float, account: str | None, n: float = 1) -> None:
@@ -291,15 +278,16 @@ class Tally:
     def observations(self) -> list[Observation]:
         """The block's counts, then its rollup rows (one ``Rollup`` per name, day and key)."""
         out: list[Observation] = [Count(metric, labels, value) for (metric, labels), value in self.counts.items()]
-        out.extend(rollups(self._rows, self._pseudonymise))
+        out.extend(rollups(_decoded(self._rows, self._raw_rows), self._pseudonymise))
         return out
 
     def hand_over(self, batch: BatchTally) -> None:
         """Add the block's counts and rollup rows to ``batch`` instead of making observations of
         them (the rows are taken over, not copied: the tally is empty afterwards)."""
-        batch.add(self.counts, self._rows)
+        batch.add(self.counts, self._rows, self._raw_rows)
         self.counts = {}
         self._rows = {}
+        self._raw_rows = {}
 
     def _count(self, metric: str, labels: tuple[tuple[str, str], ...], n: float) -> None:
         key = (metric, labels)
@@ -334,42 +322,70 @@ class BatchTally:
     blocks added since the last ``take`` (see ``collectors.collect_login_files``).
     """
 
-    __slots__ = ("_counts", "_rows", "_pseudonymise")
+    __slots__ = ("_counts", "_rows", "_raw_rows", "_pseudonymise")
 
     def __init__(self, pseudonymise: Pseudonymiser) -> None:
         self._counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self._rows: dict[tuple[str, int, str], list[float]] = {}
+        self._rows: Rows = {}
+        self._raw_rows: RawRows = {}
         self._pseudonymise = pseudonymise
 
-    def add(self, counts: dict[tuple[str, tuple[tuple[str, str], ...]], float], rows: dict[tuple[str, int, str], list[float]]) -> None:
-        """Merge one block's counts and rows (``(name, utc_day, raw) -> [n, first, last]``); the
-        rows are taken over."""
+    def add(self, counts: dict[tuple[str, tuple[tuple[str, str], ...]], float], rows: Rows, raw_rows: RawRows) -> None:
+        """Merge one block's counts and rows (as a ``Tally`` keeps them); the rows are taken over."""
         mine = self._counts
         for key, value in counts.items():
             mine[key] = mine.get(key, 0.0) + value
-        have_rows = self._rows
-        if not have_rows:
+        if self._rows:
+            _merge(self._rows, rows)
+        else:
             self._rows = rows
-            return
-        for key, row in rows.items():
-            have = have_rows.get(key)
+        for name, block_rows in raw_rows.items():
+            have = self._raw_rows.get(name)
             if have is None:
-                have_rows[key] = row
+                self._raw_rows[name] = block_rows
             else:
-                have[0] += row[0]
-                if row[1] < have[1]:
-                    have[1] = row[1]
-                if row[2] > have[2]:
-                    have[2] = row[2]
+                _merge(have, block_rows)
 
     def take(self) -> list[Observation]:
         """The counts and the merged rows as observations; the object is empty afterwards."""
-        counts, rows = self._counts, self._rows
-        self._counts, self._rows = {}, {}
+        counts, rows, raw_rows = self._counts, self._rows, self._raw_rows
+        self._counts, self._rows, self._raw_rows = {}, {}, {}
         out: list[Observation] = [Count(metric, labels, value) for (metric, labels), value in counts.items()]
-        if rows:
-            out.extend(rollups(rows, self._pseudonymise))
+        if rows or raw_rows:
+            out.extend(rollups(_decoded(rows, raw_rows), self._pseudonymise))
         return out
+
+
+# Rollup rows while they are added up: (name, UTC day, raw account or address) -> [n, first, last],
+# and those a fast path aggregated in ASCII bytes: name -> (UTC day, raw) -> [n, first, last].
+Rows: TypeAlias = "dict[tuple[str, int, str], list[float]]"
+RawRows: TypeAlias = "dict[str, dict[tuple[int, bytes], list[float]]]"
+_Key = TypeVar("_Key")
+
+
+def _merge(mine: dict[_Key, list[float]], rows: dict[_Key, list[float]]) -> None:
+    """Add ``rows`` to ``mine``, row by row: counts add up, first and last times widen. A row
+    ``mine`` does not have is taken over, not copied."""
+    for key, row in rows.items():
+        have = mine.get(key)
+        if have is None:
+            mine[key] = row
+        else:
+            have[0] += row[0]
+            if row[1] < have[1]:
+                have[1] = row[1]
+            if row[2] > have[2]:
+                have[2] = row[2]
+
+
+def _decoded(rows: Rows, raw_rows: RawRows) -> Rows:
+    """``rows`` and ``raw_rows`` (decoded) in one: the smaller is added to the larger, which is
+    given back."""
+    decoded = {(name, day, value.decode("ascii")): row for name, raw in raw_rows.items() for (day, value), row in raw.items()}
+    if len(decoded) < len(rows):
+        rows, decoded = decoded, rows
+    _merge(decoded, rows)
+    return decoded
 
 
 def rollups(rows: dict[tuple[str, int, str], list[float]], pseudonymise: Pseudonymiser) -> list[Observation]:
