@@ -278,7 +278,7 @@ class Tally:
     def observations(self) -> list[Observation]:
         """The block's counts, then its rollup rows (one ``Rollup`` per name, day and key)."""
         out: list[Observation] = [Count(metric, labels, value) for (metric, labels), value in self.counts.items()]
-        out.extend(rollups(_decoded(self._rows, self._raw_rows), self._pseudonymise))
+        out.extend(rollups(self._rows, self._raw_rows, self._pseudonymise))
         return out
 
     def hand_over(self, batch: BatchTally) -> None:
@@ -352,7 +352,7 @@ class BatchTally:
         self._counts, self._rows, self._raw_rows = {}, {}, {}
         out: list[Observation] = [Count(metric, labels, value) for (metric, labels), value in counts.items()]
         if rows or raw_rows:
-            out.extend(rollups(_decoded(rows, raw_rows), self._pseudonymise))
+            out.extend(rollups(rows, raw_rows, self._pseudonymise))
         return out
 
 
@@ -378,19 +378,11 @@ def _merge(mine: dict[_Key, list[float]], rows: dict[_Key, list[float]]) -> None
                 have[2] = row[2]
 
 
-def _decoded(rows: Rows, raw_rows: RawRows) -> Rows:
-    """``rows`` and ``raw_rows`` (decoded) in one: the smaller is added to the larger, which is
-    given back."""
-    decoded = {(name, day, value.decode("ascii")): row for name, raw in raw_rows.items() for (day, value), row in raw.items()}
-    if len(decoded) < len(rows):
-        rows, decoded = decoded, rows
-    _merge(decoded, rows)
-    return decoded
-
-
-def rollups(rows: dict[tuple[str, int, str], list[float]], pseudonymise: Pseudonymiser) -> list[Observation]:
-    """One ``Rollup`` per (name, day, pseudonym) of rows kept under raw values; rows whose raw value
-    is a placeholder (no account, a local address) are left out."""
+def rollups(rows: Rows, raw_rows: RawRows, pseudonymise: Pseudonymiser) -> list[Observation]:
+    """One ``Rollup`` per (name, day, pseudonym) of rows kept under raw values, as text or as a
+    fast path's ASCII bytes; rows whose raw value is a placeholder (no account, a local address)
+    are left out. Raw values that share a pseudonym (addresses of one network, or one account as
+    text and as bytes) make one row."""
     merged: dict[tuple[str, int, str], list[float]] = {}
     for (name, day, raw), row in rows.items():
         if name in _BY_ADDRESS:
@@ -404,6 +396,14 @@ def rollups(rows: dict[tuple[str, int, str], list[float]], pseudonymise: Pseudon
         have = merged.get((name, day, key))
         # A new list when two raw values share a pseudonym: the caller's rows stay as they are.
         merged[(name, day, key)] = row if have is None else [have[0] + row[0], min(have[1], row[1]), max(have[2], row[2])]
+    for name, raws in raw_rows.items():
+        pseudonym = network_pseudonym if name in _BY_ADDRESS else account_pseudonym if name in _BY_ACCOUNT else None
+        for (day, value), row in raws.items():
+            key = value.decode("ascii") if pseudonym is None else pseudonym(pseudonymise, value.decode("ascii"))
+            if key is None:
+                continue
+            have = merged.get((name, day, key))
+            merged[(name, day, key)] = row if have is None else [have[0] + row[0], min(have[1], row[1]), max(have[2], row[2])]
     out: list[Observation] = []
     days: dict[int, date] = {}
     # One line's time is often the first or last of two rows (its account's and its network's).
