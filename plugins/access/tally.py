@@ -117,28 +117,10 @@ class Tally:
         counts = self.counts
         counts[key] = counts.get(key, 0.0) + n
         day = int(when // 86400)
-        rows = self._rows
-        # The account's row, then the address's: written out twice, as this runs once per line.
         if account is not None:
-            row = rows.get((FAILED_BY_ACCOUNT, day, account))
-            if row is None:
-                rows[(FAILED_BY_ACCOUNT, day, account)] = [n, when, when]
-            else:
-                row[0] += n
-                if when < row[1]:
-                    row[1] = when
-                elif when > row[2]:
-                    row[2] = when
+            _count_in(self._rows, (FAILED_BY_ACCOUNT, day, account), n, when)
         if address is not None:
-            row = rows.get((FAILED_BY_NETWORK, day, address))
-            if row is None:
-                rows[(FAILED_BY_NETWORK, day, address)] = [n, when, when]
-            else:
-                row[0] += n
-                if when < row[1]:
-                    row[1] = when
-                elif when > row[2]:
-                    row[2] = when
+            _count_in(self._rows, (FAILED_BY_NETWORK, day, address), n, when)
 
     def count_fails(self, source: str, reason: str, n: float) -> None:
         """Add ``n`` failed attempts to the counter alone; their rollup rows come by ``merge_raw_rows``."""
@@ -218,24 +200,8 @@ class Tally:
                 continue
             counted += 1
             day = int(when // 86400)
-            row = by_account.get((day, user))
-            if row is None:
-                by_account[(day, user)] = [1, when, when]
-            else:
-                row[0] += 1
-                if when < row[1]:
-                    row[1] = when
-                elif when > row[2]:
-                    row[2] = when
-            row = by_network.get((day, addr))
-            if row is None:
-                by_network[(day, addr)] = [1, when, when]
-            else:
-                row[0] += 1
-                if when < row[1]:
-                    row[1] = when
-                elif when > row[2]:
-                    row[2] = when
+            _count_in(by_account, (day, user), 1, when)
+            _count_in(by_network, (day, addr), 1, when)
         if counted:
             self.count_fails("sshd", "bad_key", counted)
             self.merge_raw_rows(FAILED_BY_ACCOUNT, by_account)
@@ -294,16 +260,7 @@ class Tally:
         self.counts[key] = self.counts.get(key, 0.0) + n
 
     def _roll(self, name: str, when: float, raw: str, n: float) -> None:
-        rkey = (name, int(when // 86400), raw)
-        row = self._rows.get(rkey)
-        if row is None:
-            self._rows[rkey] = [n, when, when]
-        else:
-            row[0] += n
-            if when < row[1]:
-                row[1] = when
-            elif when > row[2]:
-                row[2] = when
+        _count_in(self._rows, (name, int(when // 86400), raw), n, when)
 
 
 class BatchTally:
@@ -361,6 +318,19 @@ class BatchTally:
 Rows: TypeAlias = "dict[tuple[str, int, str], list[float]]"
 RawRows: TypeAlias = "dict[str, dict[tuple[int, bytes], list[float]]]"
 _Key = TypeVar("_Key")
+
+
+def _count_in(rows: dict[_Key, list[float]], key: _Key, n: float, when: float) -> None:
+    """Add ``n`` at ``when`` to the row ``key`` (``[n, first, last]``), made if it is not there."""
+    row = rows.get(key)
+    if row is None:
+        rows[key] = [n, when, when]
+    else:
+        row[0] += n
+        if when < row[1]:
+            row[1] = when
+        elif when > row[2]:
+            row[2] = when
 
 
 def _merge(mine: dict[_Key, list[float]], rows: dict[_Key, list[float]]) -> None:
