@@ -368,10 +368,14 @@ def rollups(rows: Rows, raw_rows: RawRows, pseudonymise: Pseudonymiser) -> list[
         merged[(name, day, key)] = row if have is None else [have[0] + row[0], min(have[1], row[1]), max(have[2], row[2])]
     for name, raws in raw_rows.items():
         pseudonym = network_pseudonym if name in _BY_ADDRESS else account_pseudonym if name in _BY_ACCOUNT else None
+        # An address or account recurs on each day of the batch: asked of the memo once.
+        keys: dict[bytes, str | None] = {}
         for (day, value), row in raws.items():
-            key = value.decode("ascii") if pseudonym is None else pseudonym(pseudonymise, value.decode("ascii"))
+            key = keys.get(value)
             if key is None:
-                continue
+                key = keys[value] = value.decode("ascii") if pseudonym is None else pseudonym(pseudonymise, value.decode("ascii"))
+                if key is None:
+                    continue
             have = merged.get((name, day, key))
             merged[(name, day, key)] = row if have is None else [have[0] + row[0], min(have[1], row[1]), max(have[2], row[2])]
     out: list[Observation] = []
