@@ -370,10 +370,11 @@ def rollups(rows: Rows, raw_rows: RawRows, pseudonymise: Pseudonymiser) -> list[
         pseudonym = network_pseudonym if name in _BY_ADDRESS else account_pseudonym if name in _BY_ACCOUNT else None
         # An address or account recurs on each day of the batch: asked of the memo once.
         keys: dict[bytes, str | None] = {}
-        for (day, value), row in raws.items():
-            key = keys.get(value)
+        for (day, raw_bytes), row in raws.items():
+            key = keys.get(raw_bytes)
             if key is None:
-                key = keys[value] = value.decode("ascii") if pseudonym is None else pseudonym(pseudonymise, value.decode("ascii"))
+                text = raw_bytes.decode("ascii")
+                key = keys[raw_bytes] = text if pseudonym is None else pseudonym(pseudonymise, text)
                 if key is None:
                     continue
             have = merged.get((name, day, key))

@@ -7,9 +7,9 @@ resumes."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -55,21 +55,23 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def merged(batch: Batch) -> tuple[dict[object, float], dict[tuple[str, object, str], tuple[float, object, object]]]:
+Series = tuple[str, tuple[tuple[str, str], ...]]
+RowKey = tuple[str, date, str]
+
+
+def merged(batch: Batch) -> tuple[dict[Series, float], dict[RowKey, tuple[float, datetime, datetime]]]:
     """A batch's counts and rollup rows, each added up per series and per (name, day, key)."""
-    counts: dict[object, float] = {}
-    rows: dict[tuple[str, object, str], tuple[float, object, object]] = {}
+    counts: dict[Series, float] = {}
+    rows: dict[RowKey, tuple[float, datetime, datetime]] = {}
     for obs in batch.observations:
         if isinstance(obs, Count):
             counts[(obs.metric, obs.labels)] = counts.get((obs.metric, obs.labels), 0.0) + obs.value
         elif isinstance(obs, Rollup):
             key = (obs.name, obs.day, obs.key)
-            have = rows.get(key)
             first, last = obs.first_seen, obs.last_seen
             assert first is not None and last is not None
-            if have is not None:
-                first, last = min(first, have[1]), max(last, have[2])  # type: ignore[type-var]
-            rows[key] = ((have[0] if have else 0.0) + obs.value, first, last)
+            have = rows.get(key)
+            rows[key] = (obs.value, first, last) if have is None else (have[0] + obs.value, min(first, have[1]), max(last, have[2]))
     return counts, rows
 
 
@@ -90,7 +92,7 @@ def test_each_batch_carries_the_rows_of_its_own_blocks_merged(root: Path) -> Non
     assert rows < per_block_rows  # merged across blocks, not only within them
 
 
-def stored(ledger: Ledger) -> tuple[dict[object, float], dict[str, list[Rollup]]]:
+def stored(ledger: Ledger) -> tuple[dict[Series, float], dict[str, list[Rollup]]]:
     snapshot = ledger.snapshot()
     counters = {
         (metric, labels): value
@@ -101,10 +103,12 @@ def stored(ledger: Ledger) -> tuple[dict[object, float], dict[str, list[Rollup]]
     return counters, {name: ledger.rollups(name, EVERYTHING) for name in ROLLUPS}
 
 
-def collect(spec: CollectorSpec, ledger: Ledger, clock: FakeClock, root: Path) -> Iterator[Batch]:
+def collect(spec: CollectorSpec, ledger: Ledger, clock: FakeClock, root: Path) -> Generator[Batch, None, None]:
     ledger.declare(spec.metrics)
     ctx: RunContext = make_context(spec, settings=settings(), root=root, clock=clock, state=ledger.checkpoints(spec.name))
-    return spec.collect(ctx)
+    batches = spec.collect(ctx)
+    assert isinstance(batches, Generator)  # closed to play the run's death
+    return batches
 
 
 @pytest.mark.parametrize("survived", [0, 1, 2, 5, 9])
