@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from normagent import Batch, CollectorSpec, Count, FileSource, Period, Rollup, RunContext
+from normagent import Batch, CollectorSpec, Count, FileSource, ParseContext, Period, Rollup, RunContext, TextBlock
 from normagent.ledger import Ledger
 from normagent.plugins.access.collectors import LOGINS, LoginSettings, _login_files, collect_login_files
-from normagent.plugins.access.parse import parse_auth_lines
-from normagent.plugins.access.tally import FAILED_BY_ACCOUNT, FAILED_BY_NETWORK, LOCKOUT_BY_ACCOUNT, SUCCESS_BY_NETWORK
-from normagent.testing import FakeClock, make_context, run_collector_once
+from normagent.plugins.access.parse import parse_auth_lines, parse_auth_lines_into
+from normagent.plugins.access.tally import FAILED_BY_ACCOUNT, FAILED_BY_NETWORK, LOCKOUT_BY_ACCOUNT, SUCCESS_BY_NETWORK, BatchTally
+from normagent.testing import EPOCH, FakeClock, make_context, run_collector_once, test_pseudonymiser
 
 from .test_access_collectors import _generator
 
@@ -131,3 +131,27 @@ def test_a_run_that_dies_between_batches_counts_every_line_once(root: Path, tmp_
         got = stored(cut)
     assert got == want
     assert sum(r.value for r in want[1][FAILED_BY_NETWORK]) > 0
+
+
+def test_one_row_per_key_whichever_block_and_way_its_lines_came() -> None:
+    """Alice fails from two addresses of one /24 in two blocks, once on sshd's fast path (its rows
+    in bytes) and once the general way (no host: its rows in text): the batch makes one row of
+    each, with both lines and both times, as one block holding both lines does."""
+    lines = [
+        "Nov 23 07:40:01 clinic-srv1 sshd[3001]: Failed password for alice from 203.0.113.9 port 50000 ssh2",
+        "Nov 23 07:41:02 sshd[3002]: Failed password for alice from 203.0.113.10 port 50001 ssh2",
+    ]
+    ctx = ParseContext(now=EPOCH, tz=timezone.utc, pseudonymise=test_pseudonymiser())
+    blocks = [TextBlock(f"{line}\n".encode(), "test", EPOCH, 1) for line in lines]
+    batch = BatchTally(ctx.pseudonymise)
+    for one in blocks:
+        assert parse_auth_lines_into(batch, one, ctx).parsed == 1
+    together = parse_auth_lines(TextBlock("".join(f"{line}\n" for line in lines).encode(), "test", EPOCH, 2), ctx)
+
+    got = batch.take()
+
+    rows = [o for o in got if isinstance(o, Rollup)]
+    assert sorted(o.name for o in rows) == [FAILED_BY_ACCOUNT, FAILED_BY_NETWORK]
+    assert all(o.value == 2 and o.first_seen != o.last_seen for o in rows)
+    assert sorted(map(repr, got)) == sorted(map(repr, together.observations))
+    assert batch.take() == []  # taken: the next batch starts empty
