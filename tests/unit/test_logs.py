@@ -232,6 +232,25 @@ def test_blocks_are_gathered_into_batches_of_commit_bytes(root: Path, ledger: Le
     assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 100
 
 
+def test_a_batch_leaves_before_the_next_block_is_parsed(root: Path) -> None:
+    """What a parser gathered since the last batch is exactly what the next batch's checkpoints
+    cover: the driver yields a batch before it parses another block (access.logins adds up each
+    batch's counts and rollup rows on this, docs/plugins.md)."""
+    write(root, lines(0, 100, "Failed"))  # about 20 blocks of 256 bytes, batches of 2,000
+    parsed: list[int] = []
+
+    def recording(block: TextBlock, ctx: ParseContext) -> ParseResult:
+        parsed.append(len(block.data))
+        return PARSER(block, ctx)
+
+    spec = collector(recording, commit_bytes=2000)
+    read = 0
+    for batch in spec.collect(make_context(spec, root=root)):
+        read += sum(o.value for o in batch.observations if isinstance(o, Count) and o.metric == BYTES)
+        assert sum(parsed) == read
+    assert read == (root / "var/log/auth.log").stat().st_size and len(parsed) > 10
+
+
 def test_a_rotation_is_followed_through_the_driver(root: Path, ledger: Ledger) -> None:
     spec = collector()
     path = write(root, lines(0, 3, "Failed"))
