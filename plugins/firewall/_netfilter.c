@@ -702,6 +702,8 @@ fail:
     return NULL;
 }
 
+#define FEW_HEADS 8 /* distinct heads so far in a block: compared one by one, not hashed */
+
 static int count_line(const char *buf, Py_ssize_t start, Py_ssize_t end, Scan *sc, Span *last_head, Py_ssize_t *last_index,
                       Span *last_minute)
 {
@@ -730,9 +732,21 @@ static int count_line(const char *buf, Py_ssize_t start, Py_ssize_t end, Scan *s
     } else if (table_get(&sc->stamps, buf, sc->seed, 0, m.stamp, m.offset, 0) == NULL) {
         return -1;
     }
-    Py_ssize_t head;
+    Py_ssize_t head = -1;
     if (last_head->len && span_eq(buf, m.head, *last_head)) {
         head = *last_index;
+    } else if (sc->heads_by_index.n <= FEW_HEADS) {
+        /* A log holds a few heads (LOG prefixes with their interfaces), ~25 bytes each, taking
+         * turns line by line: comparing with each is cheaper than hashing it (bench/README.md). */
+        for (Py_ssize_t i = 0; i < sc->heads_by_index.n; i++)
+            if (span_eq(buf, m.head, sc->heads_by_index.items[i])) {
+                head = i;
+                break;
+            }
+    }
+    if (head >= 0) {
+        *last_head = m.head;
+        *last_index = head;
     } else {
         Entry *x = table_get(&sc->heads, buf, sc->seed, 0, m.head, none, sc->heads_by_index.n);
         if (x == NULL)
