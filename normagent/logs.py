@@ -634,7 +634,8 @@ def _collect_files(
                         yield pending.batch()
                     yield failed
                     raise ParserFailed(f"the parser failed on {read.block.origin} at {read.position}")
-                pending.invalid_utf8 += invalid_utf8_lines(read.block.data)
+                if not read.ascii:  # an ASCII block, known from its line count, is valid UTF-8
+                    pending.invalid_utf8 += invalid_utf8_lines(read.block.data)
             elif read.checkpoint is None:
                 parsing.forget(read.key, pending)
             pending.checkpoints[read.key] = read.checkpoint
@@ -698,7 +699,8 @@ def _collect_spool(
                             yield from flush(pending.batch())
                         yield failed
                         raise ParserFailed(f"the parser failed on {read.block.origin} at {read.position}")
-                    pending.invalid_utf8 += invalid_utf8_lines(read.block.data)
+                    if not read.ascii:  # an ASCII block, known from its line count, is valid UTF-8
+                        pending.invalid_utf8 += invalid_utf8_lines(read.block.data)
                     identities.add(read.identity)
                 if reader.stale:
                     finished.extend(reader.stale)

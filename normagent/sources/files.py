@@ -79,7 +79,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 
-from normagent.sources.lines import count_lines
+from normagent.sources.lines import count_lines_ascii
 from normagent.model import CheckpointReader, JSONValue, TextBlock
 
 log = structlog.get_logger(__name__)
@@ -155,6 +155,8 @@ class FileRead:
         position: Where the block starts, stable across retries of the same block (for counting
             consecutive parser failures), e.g. ``"2049:1311@1048576"``.
         bytes_read: Bytes this step consumed from the source (lines, plus skipped bytes).
+        ascii: Every byte of the block is ASCII, so it is valid UTF-8 (found while its lines were
+            counted: the driver's UTF-8 check can skip it); False when not known.
     """
 
     key: str
@@ -162,6 +164,7 @@ class FileRead:
     block: TextBlock | None = None
     position: str = ""
     bytes_read: int = 0
+    ascii: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,6 +207,7 @@ class _Cut:
     end: int  # stream offset just after this cut
     skip: bool  # still skipping the rest of an over-long line
     truncated: bool = False
+    ascii: bool = False  # every byte of data is ASCII (known from counting its lines)
 
 
 def _cut_blocks(
@@ -253,7 +257,8 @@ def _cut_blocks(
         block = _copy(buffer, cut)
         at_end = n < block_bytes and (cut == n or not complete)
         pos += cut
-        yield _Cut(block, count_lines(block), pos, False)
+        lines, ascii = count_lines_ascii(block)
+        yield _Cut(block, lines, pos, False, ascii=ascii)
         if at_end:
             return  # the end for now: a partial line after the cut waits for its newline
 
@@ -970,7 +975,7 @@ class FileTail:
             ps = self._states[key]
             self._lag[key] = _lag_of(ps)
             block = TextBlock(cut.data, origin, mtime, cut.lines) if cut.lines else None
-            yield FileRead(key, ps.to_json(), block, at, consumed)
+            yield FileRead(key, ps.to_json(), block, at, consumed, ascii=cut.ascii)
 
     def _logical(self, real: str) -> str:
         return _unrooted(self.root, real, True) if str(self.root) != "/" else real

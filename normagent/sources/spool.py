@@ -41,7 +41,7 @@ from typing import Any
 
 import structlog
 
-from normagent.sources.lines import count_lines
+from normagent.sources.lines import count_lines_ascii
 from normagent.model import JSONValue, TextBlock
 from normagent.sources.syslog import _ROTATED, SPOOL_NAME
 
@@ -170,6 +170,7 @@ class SpoolRead:
         bytes_read: Bytes this step consumed.
         identity: The file the block came from (to check it was not taken meanwhile).
         finished: Rotated files this position has moved past: removable once it is committed.
+        ascii: Every byte of the block is ASCII (valid UTF-8: the driver's check can skip it).
     """
 
     checkpoint: JSONValue
@@ -178,6 +179,7 @@ class SpoolRead:
     bytes_read: int = 0
     identity: Identity | None = None
     finished: tuple[Path, ...] = ()
+    ascii: bool = False
 
 
 class SpoolReader:
@@ -247,12 +249,14 @@ class SpoolReader:
                 f.head = os.pread(f.fd, FINGERPRINT_BYTES, 0)
             start, offset = offset, offset + cut
             self._lag = max(0, self._lag - cut)
+            lines, ascii = count_lines_ascii(block)
             yield SpoolRead(
                 f.position(offset).to_json(),
-                TextBlock(block, str(f.path), mtime, count_lines(block)),
+                TextBlock(block, str(f.path), mtime, lines),
                 f"{where}@{start}",
                 cut,
                 f.identity,
+                ascii=ascii,
             )
 
 
