@@ -251,6 +251,25 @@ def test_a_batch_is_committed_early_once_it_holds_commit_observations(
     assert len(failed) >= 100 // (12 + 5) and all(12 <= n < 12 + 5 for n in failed[:-1]), failed  # a block: at most 5 lines
 
 
+def test_a_batch_leaves_before_the_next_block_is_parsed(root: Path) -> None:
+    """What a parser gathered since the last batch is exactly what the next batch's checkpoints
+    cover: the driver yields a batch before it parses another block (access.logins adds up each
+    batch's counts and rollup rows on this, docs/plugins.md)."""
+    write(root, lines(0, 100, "Failed"))  # about 20 blocks of 256 bytes, batches of 2,000
+    parsed: list[int] = []
+
+    def recording(block: TextBlock, ctx: ParseContext) -> ParseResult:
+        parsed.append(len(block.data))
+        return PARSER(block, ctx)
+
+    spec = collector(recording, commit_bytes=2000)
+    read = 0
+    for batch in spec.collect(make_context(spec, root=root)):
+        read += sum(o.value for o in batch.observations if isinstance(o, Count) and o.metric == BYTES)
+        assert sum(parsed) == read
+    assert read == (root / "var/log/auth.log").stat().st_size and len(parsed) > 10
+
+
 def test_a_rotation_is_followed_through_the_driver(root: Path, ledger: Ledger) -> None:
     spec = collector()
     path = write(root, lines(0, 3, "Failed"))
