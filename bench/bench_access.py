@@ -4,7 +4,7 @@ Compares, in one run on the same file:
 
 * **normagent** — the agent's own path: the ``access.logins`` collector (the log driver's
   rotation-safe tail in 1 MiB blocks, the parser's byte scans and fast paths, one ledger
-  transaction per 16 MiB of blocks into a real SQLite ledger), run in a child process that
+  transaction per 64 MiB of blocks into a real SQLite ledger), run in a child process that
   reports its own peak RSS (``RUSAGE_SELF.ru_maxrss``; interpreter and imports included);
 * ``LC_ALL=C grep -cE '<alternation of the failure messages>'`` — the floor: counting lines that
   mention a failure, without understanding them;

@@ -5,7 +5,9 @@
    process; the same file through ``LC_ALL=C grep -cE`` with what the reader selects
    (``NETFILTER_GREP``); in turn, medians of ``--runs``.
    With ``--before REV`` the plugin as it was at that git revision runs too, in the same turns
-   (same driver and ledger: the plugin's own code is what differs).
+   (same driver and ledger: the plugin's own code is what differs). With ``--before-checkout
+   DIR`` the whole of another checkout runs instead (its driver, ledger, plugin and compiled
+   modules, with its own ``.venv``: e.g. the main checkout), for changes outside the plugin.
 2. **filterlog**: the same for a spool file of pfSense filterlog lines (what the syslog receiver
    writes), read by ``firewall.appliances`` through the spool reader.
 3. **receiver**: ``normagent run`` with ``[syslog]``; one sender writes ``--rate`` filterlog
@@ -20,7 +22,7 @@ generated or sent. Not part of the test suite.
 
 Usage::
 
-    python bench/bench_firewall.py [--lines 1000000] [--runs 5] [--before REV] [--rate 20000] [--seconds 60] [--skip-receiver]
+    python bench/bench_firewall.py [--lines 1000000] [--runs 5] [--before REV | --before-checkout DIR] [--rate 20000] [--seconds 60] [--skip-receiver]
 """
 
 from __future__ import annotations
@@ -151,10 +153,13 @@ def gen_filterlog(path: Path, n: int, rng: random.Random) -> tuple[int, int]:
     return blocked, networks
 
 
-def run_child(kind: str, root: Path, plugin_root: Path | None) -> dict:  # type: ignore[type-arg]
+def run_child(kind: str, root: Path, plugin_root: Path | None, checkout: Path | None = None) -> dict:  # type: ignore[type-arg]
+    """One run of the child: this checkout, its plugin of ``plugin_root`` (``--before``), or the
+    whole of ``checkout`` with its own interpreter (``--before-checkout``)."""
     env = {**os.environ, "BENCH_PLUGIN_ROOT": str(plugin_root) if plugin_root else ""}
+    python, cwd = (str(checkout / ".venv" / "bin" / "python"), checkout) if checkout else (sys.executable, ROOT)
     with tempfile.TemporaryDirectory() as state:
-        done = subprocess.run([sys.executable, "-c", CHILD, kind, str(root), state], capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+        done = subprocess.run([python, "-c", CHILD, kind, str(root), state], capture_output=True, text=True, cwd=cwd, env=env, check=False)
     if done.returncode:
         sys.exit(f"{kind} run failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -170,15 +175,22 @@ def grep(path: Path, pattern: str) -> tuple[int, float, float]:
     return int(done.stdout.strip() or 0), wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
-def files_bench(kind: str, root: Path, file: Path, lines: int, truth: tuple[int, int], runs: int, pattern: str, before: Path | None, rev: str) -> bool:
+def files_bench(
+    kind: str, root: Path, file: Path, lines: int, truth: tuple[int, int], runs: int, pattern: str, before: Path | None, rev: str,
+    checkout: Path | None = None,
+) -> bool:
     """Run each variant and grep in turn, ``runs`` times; print medians and check every count."""
     blocked, networks = truth
-    variants = ([(f"before ({rev})", before)] if before else []) + [("now", None)]
-    reports: dict[str, list[dict]] = {name: [] for name, _ in variants}  # type: ignore[type-arg]
+    variants: list[tuple[str, Path | None, Path | None]] = [("now", None, None)]
+    if before:
+        variants.insert(0, (f"before ({rev})", before, None))
+    if checkout:
+        variants.insert(0, (f"before ({checkout})", None, checkout))
+    reports: dict[str, list[dict]] = {name: [] for name, _, _ in variants}  # type: ignore[type-arg]
     greps = []
     for _ in range(runs):
-        for name, plugin_root in variants:
-            reports[name].append(run_child(kind, root, plugin_root))
+        for name, plugin_root, tree in variants:
+            reports[name].append(run_child(kind, root, plugin_root, tree))
         greps.append(grep(file, pattern))
     g = statistics.median(t for _, t, _ in greps)
     g_cpu = statistics.median(c for _, _, c in greps)
@@ -186,7 +198,7 @@ def files_bench(kind: str, root: Path, file: Path, lines: int, truth: tuple[int,
     print(f"  LC_ALL=C grep -cE '{pattern}': median {g:.3f} s = {lines / g:,.0f} lines/s, CPU {g_cpu:.3f} s ({greps[0][0]:,} matches; "
           f"best {min(t for _, t, _ in greps):.3f} s, worst {max(t for _, t, _ in greps):.3f} s)")
     ok = True
-    for name, _ in variants:
+    for name, _, _ in variants:
         rs = reports[name]
         good = all(
             r["blocked"] == blocked and sum(r["lines"].values()) == lines and r["lines"]["unparsed"] == 0
@@ -282,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--before", metavar="REV", help="also run the firewall plugin of this git revision, in turn")
+    parser.add_argument("--before-checkout", metavar="DIR", type=Path, help="also run the whole of this checkout (its .venv), in turn")
     parser.add_argument("--rate", type=int, default=20_000)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--skip-receiver", action="store_true")
@@ -295,13 +308,17 @@ def main(argv: list[str] | None = None) -> int:
         net_root.mkdir()
         truth = gen_netfilter(net_root / "kern.log", args.lines, rng)
         if args.only in (None, "netfilter"):
-            ok &= files_bench("netfilter", net_root, net_root / "kern.log", args.lines, truth, args.runs, NETFILTER_GREP, before, args.before)
+            ok &= files_bench(
+                "netfilter", net_root, net_root / "kern.log", args.lines, truth, args.runs, NETFILTER_GREP, before, args.before, args.before_checkout
+            )
         spool = Path(tmp) / "spool"
         spool.mkdir()
         truth = gen_filterlog(spool / "syslog.log", args.lines, rng)
         if args.only in (None, "filterlog"):
             # The spool reader removes nothing from the current file: every run reads it all again.
-            ok &= files_bench("filterlog", spool, spool / "syslog.log", args.lines, truth, args.runs, APPLIANCE_GREP, before, args.before)
+            ok &= files_bench(
+                "filterlog", spool, spool / "syslog.log", args.lines, truth, args.runs, APPLIANCE_GREP, before, args.before, args.before_checkout
+            )
     if not args.skip_receiver:
         ok &= receiver_bench(args.rate, args.seconds)
     return 0 if ok else 1

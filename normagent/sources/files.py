@@ -79,7 +79,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 
-from normagent.sources.lines import count_lines
+from normagent.sources.lines import count_lines_ascii
 from normagent.model import CheckpointReader, JSONValue, TextBlock
 
 log = structlog.get_logger(__name__)
@@ -155,6 +155,8 @@ class FileRead:
         position: Where the block starts, stable across retries of the same block (for counting
             consecutive parser failures), e.g. ``"2049:1311@1048576"``.
         bytes_read: Bytes this step consumed from the source (lines, plus skipped bytes).
+        ascii: Every byte of the block is ASCII, so it is valid UTF-8 (found while its lines were
+            counted: the driver's UTF-8 check can skip it); False when not known.
     """
 
     key: str
@@ -162,6 +164,7 @@ class FileRead:
     block: TextBlock | None = None
     position: str = ""
     bytes_read: int = 0
+    ascii: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,81 +207,97 @@ class _Cut:
     end: int  # stream offset just after this cut
     skip: bool  # still skipping the rest of an over-long line
     truncated: bool = False
+    ascii: bool = False  # every byte of data is ASCII (known from counting its lines)
 
 
 def _cut_blocks(
-    read_at: Callable[[int, int], bytes], start: int, block_bytes: int, *, skip: bool = False, complete: bool = False
+    read_into: Callable[[int, bytearray], int], start: int, block_bytes: int, *, skip: bool = False, complete: bool = False
 ) -> Iterator[_Cut]:
     """Cut a byte stream into blocks of complete lines, none longer than ``block_bytes``.
 
     Each read starts at the end of the last complete line: the partial line at a block's end is
-    read again with the next block rather than copied over, so a block costs one copy.
+    read again with the next block rather than copied over. Reads go into one buffer kept while
+    the generator runs (dropped with it, so an idle agent keeps none), and a block's complete
+    lines are copied out of it once: a fresh ``bytes`` per read, and its slice, were two new
+    allocations of a block's size each, which glibc serves from ``mmap`` (128 KiB and more) and
+    the kernel faults in page by page (bench/README.md, bench_firewall.py: a sixth of a backlog's
+    CPU time).
 
     Args:
-        read_at: ``read_at(offset, n)`` returns up to n bytes from ``offset``; fewer only at the
-            end of the stream.
+        read_into: ``read_into(offset, buffer)`` fills ``buffer`` from ``offset`` and returns how
+            many bytes it put there; fewer than ``len(buffer)`` only at the end of the stream.
         start: Stream offset to start at.
         block_bytes: Largest block, and longest line kept whole; a longer line is cut, counted
             once, and the rest of it skipped (``skip`` carries that over to the next read).
         skip: Discard bytes up to and including the first newline (an over-long line's rest).
         complete: The stream is finished: an unterminated last line is a line (``b"\\n"`` added).
     """
+    buffer = bytearray(block_bytes)
     pos = start
     while True:
-        data = read_at(pos, block_bytes)
-        if not data:
+        n = read_into(pos, buffer)
+        if not n:
             return
         if skip:
-            nl = data.find(b"\n")
-            pos += len(data) if nl < 0 else nl + 1
+            nl = buffer.find(b"\n", 0, n)
+            pos += n if nl < 0 else nl + 1
             skip = nl < 0
             yield _Cut(b"", 0, pos, skip)
             continue
-        cut = data.rfind(b"\n") + 1
+        cut = buffer.rfind(b"\n", 0, n) + 1
         if cut == 0:
-            if len(data) >= block_bytes:
-                pos += len(data)
+            if n >= block_bytes:
+                pos += n
                 skip = True
-                yield _Cut(data + b"\n", 1, pos, True, truncated=True)
+                yield _Cut(bytes(buffer) + b"\n", 1, pos, True, truncated=True)
                 continue
             if complete:  # the unterminated last line of a finished stream
-                yield _Cut(data + b"\n", 1, pos + len(data), False)
+                yield _Cut(_copy(buffer, n) + b"\n", 1, pos + n, False)
             return
-        block = data if cut == len(data) else data[:cut]
-        at_end = len(data) < block_bytes and (cut == len(data) or not complete)
-        del data  # before the yield: the allocator reuses its memory for the next read
+        block = _copy(buffer, cut)
+        at_end = n < block_bytes and (cut == n or not complete)
         pos += cut
-        yield _Cut(block, count_lines(block), pos, False)
+        lines, ascii = count_lines_ascii(block)
+        yield _Cut(block, lines, pos, False, ascii=ascii)
         if at_end:
             return  # the end for now: a partial line after the cut waits for its newline
 
 
-def _pread_reader(fd: int) -> Callable[[int, int], bytes]:
-    def read_at(offset: int, size: int) -> bytes:
-        return os.pread(fd, size, offset)
+def _copy(buffer: bytearray, n: int) -> bytes:
+    """The first ``n`` bytes of ``buffer``, copied once."""
+    with memoryview(buffer) as view:
+        return view[:n].tobytes()
 
-    return read_at
+
+def _pread_reader(fd: int) -> Callable[[int, bytearray], int]:
+    def read_into(offset: int, buffer: bytearray) -> int:
+        return os.preadv(fd, (buffer,), offset)
+
+    return read_into
 
 
-def _stream_reader(read: Callable[[int], bytes], start: int) -> Callable[[int, int], bytes]:
-    """``read_at`` over a stream that only reads forward (decompressors, stdin) from ``start``."""
-    buffer = b""
-    buffer_at = start  # stream offset of buffer[0]
+def _stream_reader(read: Callable[[int], bytes], start: int) -> Callable[[int, bytearray], int]:
+    """``read_into`` over a stream that only reads forward (decompressors, stdin) from ``start``."""
+    pending = b""
+    pending_at = start  # stream offset of pending[0]
 
-    def read_at(offset: int, size: int) -> bytes:
-        nonlocal buffer, buffer_at
-        if offset < buffer_at:
-            raise ValueError(f"cannot read backwards in a stream (at {buffer_at}, asked {offset})")
-        buffer = buffer[offset - buffer_at :]
-        buffer_at = offset
-        while len(buffer) < size:
-            more = read(size - len(buffer))
+    def read_into(offset: int, buffer: bytearray) -> int:
+        nonlocal pending, pending_at
+        if offset < pending_at:
+            raise ValueError(f"cannot read backwards in a stream (at {pending_at}, asked {offset})")
+        size = len(buffer)
+        pending = pending[offset - pending_at :]
+        pending_at = offset
+        while len(pending) < size:
+            more = read(size - len(pending))
             if not more:
                 break
-            buffer = buffer + more if buffer else more
-        return buffer if len(buffer) <= size else buffer[:size]
+            pending = pending + more if pending else more
+        n = min(len(pending), size)
+        buffer[:n] = pending[:n] if n < len(pending) else pending
+        return n
 
-    return read_at
+    return read_into
 
 
 # The decompressors' modules (gzip, bz2, lzma, with their libraries) are imported by the first
@@ -346,7 +365,7 @@ def _decompress_errors() -> tuple[type[BaseException], ...]:
 
 def read_fd(fd: int, origin: str, *, mtime: datetime | None = None, block_bytes: int = BLOCK_BYTES) -> Iterator[TextBlock]:
     """All lines of an open regular file from its start, in blocks, read as the tail reads: one
-    ``pread`` per block into the block itself, no copy through a stream. An unterminated last
+    ``preadv`` per block into a buffer kept for the file, no copy through a stream. An unterminated last
     line is included."""
     for cut in _cut_blocks(_pread_reader(fd), 0, block_bytes, complete=True):
         if cut.lines:
@@ -929,7 +948,7 @@ class FileTail:
         self,
         key: str,
         t: _Tracked,
-        read_at: Callable[[int, int], bytes],
+        read_into: Callable[[int, bytearray], int],
         origin: str,
         mtime: datetime,
         position: str,
@@ -938,7 +957,7 @@ class FileTail:
         fd: int | None = None,
     ) -> Iterator[FileRead]:
         start = t.offset
-        for cut in _cut_blocks(read_at, t.offset, self.source.block_bytes, skip=t.skip, complete=complete):
+        for cut in _cut_blocks(read_into, t.offset, self.source.block_bytes, skip=t.skip, complete=complete):
             if fd is not None and not _unchanged(t, fd, cut.end):
                 # Truncated (copytruncate) between our identity check and this read: what was
                 # read may be the new content. Drop it; the next run sorts out the rotation.
@@ -956,7 +975,7 @@ class FileTail:
             ps = self._states[key]
             self._lag[key] = _lag_of(ps)
             block = TextBlock(cut.data, origin, mtime, cut.lines) if cut.lines else None
-            yield FileRead(key, ps.to_json(), block, at, consumed)
+            yield FileRead(key, ps.to_json(), block, at, consumed, ascii=cut.ascii)
 
     def _logical(self, real: str) -> str:
         return _unrooted(self.root, real, True) if str(self.root) != "/" else real

@@ -5,6 +5,9 @@ the ones its parser ignored. ``bytes.count`` walks a byte at a time and on a log
 costs about as much as a whole ``grep -c`` over the file; the compiled ``normagent.sources._lines`` finds
 each newline with glibc's vectorised ``memchr``, about five times faster. Where it was not built
 (no C compiler when pip installed normagent) ``bytes.count`` gives the same answer.
+
+``count_lines_ascii`` also tells whether the block is ASCII, in the same pass: the driver checks
+every block for UTF-8 (``invalid_utf8_lines``), and a block of ASCII needs no further look.
 """
 
 from __future__ import annotations
@@ -16,14 +19,21 @@ def _count_by_bytes(data: bytes) -> int:
     return data.count(b"\n")
 
 
+def _count_ascii_by_bytes(data: bytes) -> tuple[int, bool]:
+    return data.count(b"\n"), data.isascii()
+
+
 count_lines: Callable[[bytes], int]
 """The number of ``b"\\n"`` bytes in ``data``."""
+count_lines_ascii: Callable[[bytes], tuple[int, bool]]
+"""The number of ``b"\\n"`` bytes in ``data``, and whether every byte of it is ASCII."""
 try:
-    from normagent.sources._lines import count_lines
+    from normagent.sources._lines import count_lines, count_lines_ascii
 except ImportError:  # not built: no C compiler or Python headers when normagent was installed
     count_lines = _count_by_bytes
+    count_lines_ascii = _count_ascii_by_bytes
 
 COMPILED = count_lines is not _count_by_bytes
 """Whether the compiled counter is in use."""
 
-__all__ = ["COMPILED", "count_lines"]
+__all__ = ["COMPILED", "count_lines", "count_lines_ascii"]

@@ -41,7 +41,7 @@ from typing import Any
 
 import structlog
 
-from normagent.sources.lines import count_lines
+from normagent.sources.lines import count_lines_ascii
 from normagent.model import JSONValue, TextBlock
 from normagent.sources.syslog import _ROTATED, SPOOL_NAME
 
@@ -170,6 +170,7 @@ class SpoolRead:
         bytes_read: Bytes this step consumed.
         identity: The file the block came from (to check it was not taken meanwhile).
         finished: Rotated files this position has moved past: removable once it is committed.
+        ascii: Every byte of the block is ASCII (valid UTF-8: the driver's check can skip it).
     """
 
     checkpoint: JSONValue
@@ -178,6 +179,7 @@ class SpoolRead:
     bytes_read: int = 0
     identity: Identity | None = None
     finished: tuple[Path, ...] = ()
+    ascii: bool = False
 
 
 class SpoolReader:
@@ -223,28 +225,38 @@ class SpoolReader:
         mtime = datetime.fromtimestamp(f.st.st_mtime, timezone.utc)
         where = f"{f.st.st_dev}:{f.st.st_ino}"
         want = self.block_bytes
+        # One read buffer for the file, and each block copied out of it once: a fresh ``bytes``
+        # per read and its slice were two allocations of a block's size, each faulted in page by
+        # page (glibc serves them from ``mmap``). Dropped with the generator: idle keeps none.
+        buffer = bytearray(want)
         while offset < size:
-            data = os.pread(f.fd, min(want, size - offset), offset)
-            if not data:
+            if len(buffer) < want:
+                buffer = bytearray(want)
+            with memoryview(buffer) as view:
+                n = os.preadv(f.fd, (view[: min(want, size - offset)],), offset)
+            if not n:
                 return
-            cut = data.rfind(b"\n") + 1
+            cut = buffer.rfind(b"\n", 0, n) + 1
             if cut == 0:
-                if offset + len(data) >= size:
+                if offset + n >= size:
                     return  # a line still being written: it waits for its end
                 want *= 2  # a line longer than a block (the receiver caps one at about 1 MiB)
                 continue
             want = self.block_bytes
-            block = data if cut == len(data) else data[:cut]
+            with memoryview(buffer) as view:
+                block = view[:cut].tobytes()
             if len(f.head) < FINGERPRINT_BYTES:  # a young file: its fingerprint grows with it
                 f.head = os.pread(f.fd, FINGERPRINT_BYTES, 0)
             start, offset = offset, offset + cut
             self._lag = max(0, self._lag - cut)
+            lines, ascii = count_lines_ascii(block)
             yield SpoolRead(
                 f.position(offset).to_json(),
-                TextBlock(block, str(f.path), mtime, count_lines(block)),
+                TextBlock(block, str(f.path), mtime, lines),
                 f"{where}@{start}",
                 cut,
                 f.identity,
+                ascii=ascii,
             )
 
 

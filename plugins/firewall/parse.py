@@ -618,10 +618,13 @@ NetfilterScan = tuple[
 ]
 
 
-def netfilter_scan_py(data: bytes) -> NetfilterScan:
-    """The groups of ``_NETFILTER_LINE`` over every line of ``data``, aggregated: the
-    definition the C scan (``_netfilter.scan``) is held to, and its fallback where the extension
-    is not built."""
+def netfilter_scan_py(data: bytes) -> NetfilterScan | None:
+    """The groups of ``_NETFILTER_LINE`` over every line of ``data``, aggregated; None when
+    ``data`` holds ``NETFILTER_CFG`` anywhere (``_linux_line`` reads any line holding it as an
+    audit record, so such a block goes the general way whole). The definition the C scan
+    (``_netfilter.scan``) is held to, and its fallback where the extension is not built."""
+    if b"NETFILTER_CFG" in data:
+        return None
     matches = _NETFILTER_LINE.findall(b"\n" + data[:-1] if data.endswith(b"\n") else b"\n" + data)
     # Projections in C (itemgetter, Counter): Python runs per distinct value, as after the C scan.
     minutes = set(map(itemgetter(0), matches))  # b"" for the other lines and RFC 3339 stamps
@@ -658,9 +661,12 @@ def _netfilter_fast(data: bytes, tally: Tally, device: str, ref: datetime, tz: t
     Python runs once per distinct minute, per distinct (prefix and interfaces, protocol, port),
     and per distinct (prefix and interfaces, source network).
     """
-    if b" OUT=" not in data or b"NETFILTER_CFG" in data:
+    if b" OUT=" not in data:
         return 0, data
-    minutes, stamps, packets, v4, v6, rest = _netfilter_scan(data)
+    scanned = _netfilter_scan(data)
+    if scanned is None:  # an audit record of a rule change: the general way reads the block
+        return 0, data
+    minutes, stamps, packets, v4, v6, rest = scanned
     day: date | None = None
     for stamp, offset in [(m, b"") for m in minutes] + list(stamps):
         found = minute_day(stamp.decode("ascii"), offset.decode("ascii"), ref, tz)

@@ -38,12 +38,37 @@ def test_the_compiled_count_is_bytes_count(data: bytes) -> None:
     assert count(bytearray(data)) == count(memoryview(data)) == data.count(b"\n")  # type: ignore[operator]
 
 
+def compiled_count_ascii() -> object:
+    return require_extension("normagent.sources._lines").count_lines_ascii  # type: ignore[attr-defined]
+
+
+@given(st.binary(max_size=5000) | st.lists(st.sampled_from([b"\n", b"a", b"\x7f", b"\x80", b"\xff", b"\x00", b"x" * 70])).map(b"".join))
+def test_the_compiled_count_and_ascii_check_are_bytes_count_and_isascii(data: bytes) -> None:
+    count = compiled_count_ascii()
+    expected = (data.count(b"\n"), data.isascii())
+    assert count(data) == count(bytearray(data)) == count(memoryview(data)) == expected  # type: ignore[operator]
+    assert lines.count_lines_ascii is count
+
+
+def test_a_byte_that_is_no_ascii_is_seen_at_every_position() -> None:
+    """The check runs 64 bytes at a time and then a byte at a time: a high byte at any place of
+    a block of any length around those edges, and a newline there, are both seen."""
+    count = compiled_count_ascii()
+    for size in range(1, 200):
+        for at in range(size):
+            for byte in (b"\x80", b"\xff", b"\n"):
+                data = b"a" * at + byte + b"a" * (size - at - 1)
+                assert count(data) == (data.count(b"\n"), data.isascii()), (size, at, byte)  # type: ignore[operator]
+
+
 def test_without_the_compiled_counter_bytes_count_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "normagent.sources._lines", None)  # as if it was never built
     fallback = importlib.reload(lines)
     try:
         assert not fallback.COMPILED
         assert fallback.count_lines(b"a\nb\n\nc") == 3
+        assert fallback.count_lines_ascii(b"a\nb\n\nc") == (3, True)
+        assert fallback.count_lines_ascii("é\n".encode()) == (1, False)
     finally:
         monkeypatch.undo()
         importlib.reload(lines)
@@ -51,18 +76,21 @@ def test_without_the_compiled_counter_bytes_count_answers(monkeypatch: pytest.Mo
 
 def test_edges_and_a_large_block() -> None:
     count = compiled_count()
+    both = compiled_count_ascii()
     for data in (b"", b"\n", b"a", b"a\n", b"\na", b"\n" * 1_000_003, b"x" * 16 * 2**20, (b"y" * 239 + b"\n") * 70_000):
         assert count(data) == data.count(b"\n")  # type: ignore[operator]
+        assert both(data) == (data.count(b"\n"), True)  # type: ignore[operator]
+        assert both(data + b"\xc3\xa9") == (data.count(b"\n"), False)  # type: ignore[operator]
 
 
 def test_what_is_no_buffer_is_refused() -> None:
-    count = compiled_count()
-    for wrong in ("text\n", 12, None, [b"\n"]):
-        try:
-            count(wrong)  # type: ignore[operator]
-        except TypeError:
-            continue
-        raise AssertionError(f"{wrong!r} was counted")
+    for count in (compiled_count(), compiled_count_ascii()):
+        for wrong in ("text\n", 12, None, [b"\n"]):
+            try:
+                count(wrong)  # type: ignore[operator]
+            except TypeError:
+                continue
+            raise AssertionError(f"{wrong!r} was counted")
 
 
 SANITIZED = r"""
@@ -71,7 +99,7 @@ import normagent.sources._lines as compiled
 assert compiled.__file__.startswith(sys.argv[1]), compiled.__file__
 rng = random.Random(15)
 for size in list(range(70)) + [rng.randrange(1 << 16) for _ in range(300)]:
-    data = bytes(rng.choice(b"\nab\x00") for _ in range(size))
+    data = bytes(rng.choice(b"\nab\x00\x80" if size % 3 == 0 else b"\nab\x00") for _ in range(size))
     assert compiled.count_lines(data) == data.count(b"\n")
     # A bytes object ends in a NUL of its own: a buffer of exactly its size (malloc'd, as
     # PYTHONMALLOC=malloc makes it) lets the sanitizer see a read even one byte past the end.
@@ -79,6 +107,9 @@ for size in list(range(70)) + [rng.randrange(1 << 16) for _ in range(300)]:
     assert compiled.count_lines(exact) == data.count(b"\n")
     start = rng.randrange(size + 1)
     assert compiled.count_lines(exact[start:]) == data[start:].count(b"\n")
+    both = (data.count(b"\n"), data.isascii())
+    assert compiled.count_lines_ascii(data) == compiled.count_lines_ascii(exact) == both
+    assert compiled.count_lines_ascii(exact[start:]) == (data[start:].count(b"\n"), data[start:].isascii())
 print("ok")
 """
 

@@ -232,6 +232,25 @@ def test_blocks_are_gathered_into_batches_of_commit_bytes(root: Path, ledger: Le
     assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 100
 
 
+def test_a_batch_is_committed_early_once_it_holds_commit_observations(
+    root: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parser that gives an observation per line must not gather a whole ``COMMIT_BYTES`` of
+    them in memory: the batch is committed once it holds ``COMMIT_OBSERVATIONS``, blocks whole."""
+    from normagent import logs
+
+    def per_line(block: LogBlock, ctx: ParseContext) -> ParseResult:
+        n = block.line_count
+        return ParseResult(observations=[Count(FAILED.name, {"via": "ssh"}) for _ in range(n)], parsed=n)
+
+    monkeypatch.setattr(logs, "COMMIT_OBSERVATIONS", 12)
+    write(root, lines(0, 100, "Failed"))  # 100 lines in about 20 blocks of 256 bytes
+    batches = run_collector_once(collector(parser=per_line, commit_bytes=10**9), ledger, root=root)
+    failed = [sum(1 for o in b.observations if isinstance(o, Count) and o.metric == FAILED.name) for b in batches]
+    assert sum(failed) == 100 and ledger.counter_value(FAILED.name, {"via": "ssh"}) == 100
+    assert len(failed) >= 100 // (12 + 5) and all(12 <= n < 12 + 5 for n in failed[:-1]), failed  # a block: at most 5 lines
+
+
 def test_a_batch_leaves_before_the_next_block_is_parsed(root: Path) -> None:
     """What a parser gathered since the last batch is exactly what the next batch's checkpoints
     cover: the driver yields a batch before it parses another block (access.logins adds up each

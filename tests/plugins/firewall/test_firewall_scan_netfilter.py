@@ -17,7 +17,6 @@ import pickle
 import random
 from collections import Counter
 from collections.abc import Callable
-from datetime import timezone
 from pathlib import Path
 
 import pytest
@@ -38,20 +37,20 @@ except ImportError:  # not built: each test says so through c_scan()
 
 SOURCE = Path(parse.__file__).with_name("_netfilter.c")
 BUILD = (  # how to build it in place while working (pip builds it on install)
-    f"gcc -O2 -std=c11 -Wall -Wextra -shared -fPIC $(python3-config --includes) "
-    f"-o plugins/firewall/_netfilter$(python3-config --extension-suffix) plugins/firewall/_netfilter.c"
+    "gcc -O2 -std=c11 -Wall -Wextra -shared -fPIC $(python3-config --includes) "
+    "-o plugins/firewall/_netfilter$(python3-config --extension-suffix) plugins/firewall/_netfilter.c"
 )
 SETTINGS = fastpaths.SETTINGS
 
 
-def c_scan() -> Callable[[bytes], NetfilterScan]:
+def c_scan() -> Callable[[bytes], NetfilterScan | None]:
     """The C scan; a missing extension fails under CI (the test scripts build it) and skips
     elsewhere (build it in place: ``BUILD``)."""
     module = require_extension("normagent.plugins.firewall._netfilter")
     return module.scan  # type: ignore[no-any-return]
 
 
-def same(data: bytes) -> NetfilterScan:
+def same(data: bytes) -> NetfilterScan | None:
     """Scan ``data`` with both; they must agree. The C answer, for further checks."""
     got = c_scan()(data)
     assert got == netfilter_scan_py(data), data[:300]
@@ -94,8 +93,26 @@ def test_stamps_heads_tails_and_hosts_at_the_edge_scan_alike() -> None:
     lines += [f"Nov 23 07:25:53 {host} kernel: [1.5] {message}" for host in fastpaths.HOSTS for message in fastpaths.MESSAGES]
     for line in lines:
         same(encode([line]))
-    got = same(encode(lines))
+    audit = [line for line in lines if "NETFILTER_CFG" in line]
+    assert audit, "the messages hold an audit record of a rule change"
+    assert same(encode(lines)) is None, "a block with an audit record goes the general way whole"
+    got = same(encode([line for line in lines if line not in audit]))
+    assert got is not None
     assert sum(got[2].values()) > len(lines) // 3, "most of these lines are of the usual shape"
+
+
+@pytest.mark.parametrize("at", [0, 1, 100, 239, 240, 10_000])
+def test_a_block_holding_netfilter_cfg_anywhere_scans_to_none(at: int) -> None:
+    """The general way reads every line holding NETFILTER_CFG as an audit record, so the scan
+    gives such a block up whole (None) wherever the word is: at the start, the end, inside a
+    LOG line's prefix or field; another word is no such record."""
+    line = EDGE_LINES[0]
+    data = encode([line] * 50)
+    for word, expected_none in ((b"NETFILTER_CFG", True), (b"NETFILTER_CFg", False), (b"NETFILTER CFG", False)):
+        cut = min(at, len(data))
+        edited = data[:cut] + word + data[cut:]
+        got = same(edited)
+        assert (got is None) is expected_none, (at, word)
 
 
 # Each hostile byte (and each of the fast-path tests' inserts) at every position of a usual line
@@ -119,7 +136,8 @@ def test_every_position_of_a_usual_line_with_a_hostile_byte_scans_alike(line: st
             if scan(data) != netfilter_scan_py(data):
                 differ.append((cut, insert))
     assert not differ, f"the C scan reads {len(differ)} edits otherwise, the first: {differ[:5]}"
-    assert sum(scan(encode([line]))[2].values()) == 1, "the line itself is of the usual shape"
+    alone = scan(encode([line]))
+    assert alone is not None and sum(alone[2].values()) == 1, "the line itself is of the usual shape"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,6 +208,7 @@ def test_megabyte_lines_scan_alike() -> None:
         "\udcff" * mb,
     ]
     got = same(encode(usual[:10] + hostile + usual[10:]))
+    assert got is not None
     assert sum(got[2].values()) >= sum("AUDIT" not in line and "usb" not in line for line in usual) - 2
 
 
@@ -248,7 +267,9 @@ def test_add_named_refuses_what_is_no_dict_and_one_dict_twice() -> None:
 
 def test_the_scan_takes_the_benchs_lines_whole() -> None:
     lines, blocked, networks = fastpaths.BENCH.netfilter_lines(3000, random.Random(5))  # type: ignore[attr-defined]
-    minutes, stamps, packets, v4, v6, others = same("".join(lines).encode())
+    got = same("".join(lines).encode())
+    assert got is not None
+    minutes, stamps, packets, v4, v6, others = got
 
     assert sum(packets.values()) + others.count(b"\n") == len(lines) and not stamps and not v6
     assert sum(n for head, counts in v4.items() if b"AUDIT" not in head for n in counts.values()) == blocked
