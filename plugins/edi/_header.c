@@ -15,9 +15,9 @@
  * What it accepts, and only that (anything else: None, and expat decides): the whole document
  * in ``data``; an optional UTF-8 byte order mark; an optional XML declaration of version 1.0 with
  * encoding UTF-8 or ISO-8859-1 (as expat, case-insensitive); then the root element at once
- * (nothing but blanks between), unprefixed, MsgHead or AppRec in its namespace declared on the
- * root by ``xmlns``; below it unprefixed ASCII element names, attributes with at most a prefix
- * declared on the root (or ``xml``), no namespace declaration below the root, no entity or
+ * (nothing but blanks and comments between), MsgHead or AppRec in its namespace, declared on the
+ * root; ASCII names with at most a prefix declared on the root (``xml`` too for an attribute), no
+ * namespace declaration below the root, no entity or
  * character reference, CDATA section, processing instruction or document type declaration
  * (comments are skipped, except inside a field being read), only characters XML allows (C1 controls refused too), valid UTF-8, no ``]]>`` in
  * text, no element inside a field being read, at most MAX_DEPTH levels, and the header complete
@@ -174,8 +174,12 @@ typedef struct {
 } Attr;
 
 typedef struct {
-    Ptr name;
+    Ptr name;  /* the qualified name as written */
     Py_ssize_t name_len;
+    Ptr prefix;  /* NULL: none */
+    Py_ssize_t prefix_len;
+    Ptr local;
+    Py_ssize_t local_len;
     int empty;  /* ends with "/>" */
     int n_attrs;
     Attr attrs[MAX_ATTRS];
@@ -209,10 +213,33 @@ static int is_lit(Ptr a, Py_ssize_t an, const char *lit)
     return (size_t)an == n && memcmp(a, lit, n) == 0;
 }
 
+/* A name with at most one prefix: the position after it, or NULL. */
+static Ptr scan_qname(Ptr p, Ptr end, Ptr *prefix, Py_ssize_t *prefix_len, Ptr *local, Py_ssize_t *local_len)
+{
+    Ptr q = scan_ncname(p, end);
+    if (q == NULL)
+        return NULL;
+    if (q < end && *q == ':') {
+        *prefix = p;
+        *prefix_len = q - p;
+        *local = q + 1;
+        q = scan_ncname(q + 1, end);
+        if (q == NULL)
+            return NULL;
+        *local_len = q - *local;
+    } else {
+        *prefix = NULL;
+        *prefix_len = 0;
+        *local = p;
+        *local_len = q - p;
+    }
+    return q;
+}
+
 /* A start tag from just after '<'; returns the position after it, or NULL (left to expat). */
 static Ptr scan_start_tag(Ptr p, Ptr end, int latin1, Tag *tag)
 {
-    Ptr q = scan_ncname(p, end);
+    Ptr q = scan_qname(p, end, &tag->prefix, &tag->prefix_len, &tag->local, &tag->local_len);
     if (q == NULL || q >= end)
         return NULL;
     tag->name = p;
@@ -235,24 +262,9 @@ static Ptr scan_start_tag(Ptr p, Ptr end, int latin1, Tag *tag)
         if (after == p || tag->n_attrs >= MAX_ATTRS)
             return NULL;  /* an attribute must follow a blank */
         Attr *a = &tag->attrs[tag->n_attrs];
-        Ptr name = after;
-        q = scan_ncname(name, end);
-        if (q == NULL || q >= end)
+        q = scan_qname(after, end, &a->prefix, &a->prefix_len, &a->local, &a->local_len);
+        if (q == NULL)
             return NULL;
-        if (*q == ':') {
-            a->prefix = name;
-            a->prefix_len = q - name;
-            a->local = q + 1;
-            q = scan_ncname(q + 1, end);
-            if (q == NULL || q >= end)
-                return NULL;
-            a->local_len = q - a->local;
-        } else {
-            a->prefix = NULL;
-            a->prefix_len = 0;
-            a->local = name;
-            a->local_len = q - name;
-        }
         q = skip_blanks(q, end);
         if (q >= end || *q != '=')
             return NULL;
@@ -293,9 +305,21 @@ typedef struct {
     int n;
     Ptr prefix[MAX_ATTRS];
     Py_ssize_t prefix_len[MAX_ATTRS];
+    Ptr uri[MAX_ATTRS];
+    Py_ssize_t uri_len[MAX_ATTRS];
     Ptr default_ns;  /* NULL: not declared */
     Py_ssize_t default_ns_len;
 } Decls;
+
+/* The declaration of ``prefix`` (its index in ``decls``), or -1: unbound, or one this scan leaves
+ * to expat (``xml``, ``xmlns`` on an element). */
+static int bound_uri(const Decls *decls, Ptr prefix, Py_ssize_t len)
+{
+    for (int k = 0; k < decls->n; k++)
+        if (same(prefix, len, decls->prefix[k], decls->prefix_len[k]))
+            return k;
+    return -1;
+}
 
 static int check_attrs(const Tag *tag, int root, Decls *decls)
 {
@@ -309,6 +333,9 @@ static int check_attrs(const Tag *tag, int root, Decls *decls)
         if (is_xmlns(a)) {
             if (!root)
                 return 0;
+            for (Py_ssize_t k = 0; k < a->value_len; k++)
+                if (is_blank(a->value[k]))
+                    return 0;  /* a URI holding the namespace separator (a space): expat refuses it */
             if (a->prefix == NULL) {
                 decls->default_ns = a->value;
                 decls->default_ns_len = a->value_len;
@@ -319,6 +346,8 @@ static int check_attrs(const Tag *tag, int root, Decls *decls)
                     return 0;
                 decls->prefix[decls->n] = a->local;
                 decls->prefix_len[decls->n] = a->local_len;
+                decls->uri[decls->n] = a->value;
+                decls->uri_len[decls->n] = a->value_len;
                 decls->n++;
             }
         } else if (is_lit(a->local, a->local_len, "xmlns")) {
@@ -326,14 +355,13 @@ static int check_attrs(const Tag *tag, int root, Decls *decls)
         }
     }
     /* every prefix bound (declarations on the root are in scope for all its attributes) */
+    if (tag->prefix != NULL && bound_uri(decls, tag->prefix, tag->prefix_len) < 0)
+        return 0;
     for (int i = 0; i < tag->n_attrs; i++) {
         const Attr *a = &tag->attrs[i];
         if (a->prefix == NULL || is_xmlns(a) || is_lit(a->prefix, a->prefix_len, "xml"))
             continue;
-        int bound = 0;
-        for (int k = 0; k < decls->n && !bound; k++)
-            bound = same(a->prefix, a->prefix_len, decls->prefix[k], decls->prefix_len[k]);
-        if (!bound)
+        if (bound_uri(decls, a->prefix, a->prefix_len) < 0)
             return 0;
     }
     return 1;
@@ -826,15 +854,24 @@ static int read_document(Reader *r, Ptr p, Ptr end, const char **version)
     decls.default_ns_len = 0;
     /* the root */
     Ptr q = scan_start_tag(p + 1, end, r->latin1, &tag);
-    if (q == NULL || !check_attrs(&tag, 1, &decls) || decls.default_ns == NULL)
+    if (q == NULL || !check_attrs(&tag, 1, &decls))
         return 0;
-    if (is_lit(tag.name, tag.name_len, "MsgHead") && is_lit(decls.default_ns, decls.default_ns_len, NS_MSGHEAD)) {
+    Ptr ns = decls.default_ns;
+    Py_ssize_t ns_len = decls.default_ns_len;
+    if (tag.prefix != NULL) {
+        int k = bound_uri(&decls, tag.prefix, tag.prefix_len);
+        ns = decls.uri[k];  /* check_attrs made sure it is bound */
+        ns_len = decls.uri_len[k];
+    }
+    if (ns == NULL)
+        return 0;
+    if (is_lit(tag.local, tag.local_len, "MsgHead") && is_lit(ns, ns_len, NS_MSGHEAD)) {
         r->kind = 0;
         *version = "";
-    } else if (is_lit(tag.name, tag.name_len, "AppRec") && is_lit(decls.default_ns, decls.default_ns_len, NS_APPREC_10)) {
+    } else if (is_lit(tag.local, tag.local_len, "AppRec") && is_lit(ns, ns_len, NS_APPREC_10)) {
         r->kind = 1;
         *version = "1.0";
-    } else if (is_lit(tag.name, tag.name_len, "AppRec") && is_lit(decls.default_ns, decls.default_ns_len, NS_APPREC_11)) {
+    } else if (is_lit(tag.local, tag.local_len, "AppRec") && is_lit(ns, ns_len, NS_APPREC_11)) {
         r->kind = 1;
         *version = "1.1";
     } else {
@@ -853,8 +890,9 @@ static int read_document(Reader *r, Ptr p, Ptr end, const char **version)
             return 0;
         if (lt[1] == '/') {
             /* an end tag */
-            Ptr name = lt + 2;
-            Ptr ne = scan_ncname(name, end);
+            Ptr name = lt + 2, pre, loc;
+            Py_ssize_t pre_len, loc_len;
+            Ptr ne = scan_qname(name, end, &pre, &pre_len, &loc, &loc_len);
             if (ne == NULL)
                 return 0;
             Ptr gt = skip_blanks(ne, end);
@@ -887,7 +925,7 @@ static int read_document(Reader *r, Ptr p, Ptr end, const char **version)
         if (q == NULL || !check_attrs(&tag, 0, &decls) || r->depth >= MAX_DEPTH)
             return 0;
         int d = r->depth;
-        r->stack[d] = name_id(tag.name, tag.name_len);
+        r->stack[d] = name_id(tag.local, tag.local_len);
         r->names[d] = tag.name;
         r->name_lens[d] = tag.name_len;
         r->depth = d + 1;
