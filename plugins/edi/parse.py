@@ -181,9 +181,14 @@ class EbxmlHeader:
 
 Header: TypeAlias = "MsgHeadHeader | AppRecHeader | EbxmlHeader"
 
-# What the compiled fast path hands back: kind ("msghead" | "apprec"), the AppRec's version, the
-# reader's fields, the HER ids of sender and receiver (level 1, level 2) and the (V, S) of each Error.
-Scanned: TypeAlias = "tuple[str, str, dict[str, str], list[list[str]], list[list[str]], list[tuple[str, str]]]"
+# What the compiled fast path hands back: kind ("msghead" | "apprec" | "soap"), the AppRec's version,
+# the reader's fields, the HER ids of sender and receiver (level 1, level 2), the (V, S) of each
+# Error, and for an envelope (else None): From and To HER ids, the (errorCode, severity, location)
+# of each transport error, the signal, the payload state, the payload's kind ("" for none) and version.
+ScannedSoap: TypeAlias = "tuple[list[str], list[str], list[tuple[str, str, str]], EbxmlKind, PayloadState, str, str]"
+Scanned: TypeAlias = (
+    "tuple[str, str, dict[str, str], list[list[str]], list[list[str]], list[tuple[str, str]], ScannedSoap | None]"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,10 +230,23 @@ def parse_file_bytes(data: bytes, *, name: str = "", max_header_bytes: int = DEF
     if _SCAN is not None and len(data) <= CHUNK and (data[:1] == b"<" or data[:4] == UTF8_BOM + b"<"):
         found = _SCAN(data)
         if found is not None:
-            kind, version, fields, sender_her, receiver_her, errors = found
-            doc = _document(kind, version, fields, sender_her, receiver_her, (_receipt_error(v, s) for v, s in errors))
-            return check_document(doc, "", len(data))
+            return _scanned(found, len(data))
     return parse_bytes(data, name=name, max_header_bytes=max_header_bytes)
+
+
+def _scanned(found: Scanned, consumed: int) -> Parsed:
+    """The ``Parsed`` of what the compiled scan read, as ``_HeaderReader.result`` makes it."""
+    kind, version, fields, sender_her, receiver_her, errors, soap = found
+    receipt_errors = [_receipt_error(v, s) for v, s in errors]
+    if soap is None:
+        return check_document(_document(kind, version, fields, sender_her, receiver_her, receipt_errors), "", consumed)
+    from_her, to_her, transport_errors, signal, payload_state, nested, nested_version = soap
+    payload = _document(nested, nested_version, fields, sender_her, receiver_her, receipt_errors) if nested else None
+    return _ebxml_parsed(
+        fields, signal, from_her, to_her,
+        [TransportError(code.strip(), severity.strip(), location.strip()) for code, severity, location in transport_errors],
+        payload, payload_state, "", consumed,
+    )
 
 
 def parse_header(
@@ -792,34 +810,42 @@ class _HeaderReader:
         return check_document(self._build_document(self.doc), wrapper, consumed)
 
     def _soap_result(self, wrapper: str, consumed: int) -> Parsed:
-        f = self.fields
-        action = f.get("Action", "").strip()
-        kind: EbxmlKind = self.signal
-        if kind == "payload" and action == "Acknowledgment":
-            kind = "acknowledgment"
-        elif kind == "payload" and action == "MessageError":
-            kind = "message_error"
-        header = EbxmlHeader(
-            kind=kind,
-            message_id=f.get("MessageId", ""),
-            ref_to_message_id=f.get("RefToMessageId", "") or f.get("ack_ref", ""),
-            action=action,
-            service=f.get("Service", ""),
-            cpa_id=f.get("CPAId", ""),
-            timestamp=f.get("Timestamp", ""),
-            from_her=tuple(self.from_her),
-            to_her=tuple(self.to_her),
-            errors=tuple(self.transport_errors),
-            payload=self.payload,
-            payload_state=self.payload_state,
-        )
-        if not header.message_id:
-            return Parsed("incomplete", header, detail="ebXML envelope without MessageId", wrapper=wrapper, bytes_read=consumed)
-        if header.payload is not None:
-            inner = check_document(header.payload, wrapper, consumed)
-            if inner.outcome != "ok":
-                return replace(inner, header=header)
-        return Parsed("ok", header, wrapper=wrapper, bytes_read=consumed)
+        return _ebxml_parsed(self.fields, self.signal, self.from_her, self.to_her, self.transport_errors, self.payload,
+                             self.payload_state, wrapper, consumed)
+
+
+def _ebxml_parsed(
+    f: dict[str, str], signal: EbxmlKind, from_her: list[str], to_her: list[str], transport_errors: list[TransportError],
+    payload: MsgHeadHeader | AppRecHeader | None, payload_state: PayloadState, wrapper: str, consumed: int,
+) -> Parsed:
+    """An envelope's ``Parsed`` from what the reader collected."""
+    action = f.get("Action", "").strip()
+    kind: EbxmlKind = signal
+    if kind == "payload" and action == "Acknowledgment":
+        kind = "acknowledgment"
+    elif kind == "payload" and action == "MessageError":
+        kind = "message_error"
+    header = EbxmlHeader(
+        kind=kind,
+        message_id=f.get("MessageId", ""),
+        ref_to_message_id=f.get("RefToMessageId", "") or f.get("ack_ref", ""),
+        action=action,
+        service=f.get("Service", ""),
+        cpa_id=f.get("CPAId", ""),
+        timestamp=f.get("Timestamp", ""),
+        from_her=tuple(from_her),
+        to_her=tuple(to_her),
+        errors=tuple(transport_errors),
+        payload=payload,
+        payload_state=payload_state,
+    )
+    if not header.message_id:
+        return Parsed("incomplete", header, detail="ebXML envelope without MessageId", wrapper=wrapper, bytes_read=consumed)
+    if header.payload is not None:
+        inner = check_document(header.payload, wrapper, consumed)
+        if inner.outcome != "ok":
+            return replace(inner, header=header)
+    return Parsed("ok", header, wrapper=wrapper, bytes_read=consumed)
 
 
 _OID_TEXT = re.compile(r"^\d+(\.\d+)+$")

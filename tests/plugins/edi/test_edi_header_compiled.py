@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from normagent.plugins.edi import parse
 from normagent.plugins.edi.parse import CHUNK, parse_bytes, parse_file_bytes
-from tests.plugins.edi.edi_generator import BILLION_LAUGHS, XXE, apprec, msghead
+from tests.plugins.edi.edi_generator import BILLION_LAUGHS, XXE, acknowledgment, apprec, envelope, message_error, msghead
 from tests.plugins.edi.test_edi_parse import DOCUMENTS
 from tests.support.sanitizers import build_sanitized, run_sanitized
 from tests.support.tools import require_extension
@@ -43,6 +43,11 @@ PIECES = [
     b"<MsgInfo>", b"</OriginalMsgId>", b"<Inst>", b"</Inst>", b"<Dept><Id>5</Id><TypeId V='HER'/></Dept>", b"<?pi x?>",
     b"<!DOCTYPE x>", b"<![CDATA[x]]>", b"&#65;", b"&lt;", b"&amp;", b"'", b'"', b"<", b">", b"/>", b"=", b":",
     b"xmlns", b"\xef\xbb\xbf", b"<a:b:c/>", b"</>", b"< x>", b"<x >", b"</x >", b"<x/ >",
+    b"<eb:Acknowledgment>", b"</SOAP:Header>", b"<SOAP:Body/>", b"</SOAP:Body>", b"<EncryptedData/>", b"<Manifest/>",
+    b'<eb:PartyId eb:type="HER">9</eb:PartyId>', b' eb:type=" her "', b"<eb:Action>MessageError</eb:Action>",
+    b'<eb:Error eb:errorCode=" E1 " severity="x" eb:location="y"/>', b' xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24"',
+    b' xmlns:eb="urn:other"', b' xmlns=""', b"<MsgHead xmlns='http://www.kith.no/xmlstds/msghead/2006-05-24'>",
+    b"<AppRec xmlns='http://www.kith.no/xmlstds/apprec/2012-02-15'/>",
 ]
 
 
@@ -72,6 +77,14 @@ def plain_messages() -> list[bytes]:
                             errors=(("E21", "2.16.578.1.12.4.1.1.8221"), ("07", "2.16.578.1.12.4.1.1.8223"))))
     found.append(apprec("r-8", "m-8", "LOM", "2", "", "2000001", "1000001", swapped=True, her_quirk=True, prefix="ar"))
     found.append(apprec("r-7", "m-7", "LOM", "1", "2026-11-23T10:00:00", "2", "1", encoding="ISO-8859-1"))
+    payload = msghead("m-6", "EPIKRISE", "2026-11-23T10:00:00", "1000001", "2000001")
+    receipt = apprec("r-6", "m-6", "EPIKRISE", "2", "2026-11-23T10:00:00", "2", "1", errors=(("E21", "2.16.578.1.12.4.1.1.8221"),))
+    found.append(envelope("e-6@x", "EPIKRISE", "2026-11-23T10:00:00", payload))
+    found.append(envelope("e-5@x", "APPREC", "2026-11-23T10:00:00", receipt))
+    found.append(envelope("e-4@x", "EPIKRISE", "2026-11-23T10:00:00", None))
+    found.append(acknowledgment("a-1@x", "e-6@x", "2026-11-23T10:00:00"))
+    found.append(message_error("x-1@x", "e-6@x", "2026-11-23T10:00:00", "ValueNotRecognized", "xpointer(//To/PartyId)"))
+    found.append(message_error("x-2@x", "e-6@x", "", "T01", "", unprefixed=True))
     return found
 
 
@@ -192,9 +205,7 @@ SANITIZED = """
     for data in inputs:
         found = scanner.scan(data)
         if found is not None:
-            kind, version, fields, sender, receiver, errors = found
-            doc = parse._document(kind, version, fields, sender, receiver, (parse._receipt_error(v, s) for v, s in errors))
-            assert parse.check_document(doc, "", len(data)) == parse.parse_bytes(data), data
+            assert parse._scanned(found, len(data)) == parse.parse_bytes(data), data
     print("checked", len(inputs))
 """
 
