@@ -612,7 +612,7 @@ class EdiCollector:
         folder = candidate.folder
         name = printable(candidate.name)
         mtime = candidate.mtime_ns / 1e9
-        previous = stage.index.watched(candidate.path)
+        previous = stage.index.watched(candidate.directory, candidate.name)
         if not candidate.regular:
             # Never opened: a link may point anywhere (/etc/shadow), a FIFO would block a reader.
             stage.put_file(candidate.path, FileEntry(candidate.size, candidate.mtime_ns, "not_regular"), indexed=candidate.indexed)

@@ -284,9 +284,8 @@ class Index:
     def file_known(self, path: str) -> bool:
         return self.store.get(file_key(path)) is not None
 
-    def watched(self, path: str) -> str:
-        """The outcome of a file in the watch (``WATCHED``), or ``""``."""
-        directory, name = os.path.split(path)
+    def watched(self, directory: str, name: str) -> str:
+        """The outcome of the file ``name`` in ``directory`` in the watch (``WATCHED``), or ``""``."""
         return self.watch.get(directory, {}).get(name, "")
 
     def known_names(self, directory: str) -> set[str]:
