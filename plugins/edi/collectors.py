@@ -552,6 +552,7 @@ class EdiCollector:
                 return  # the run's deadline passed while reading: nothing more can be committed
         self._stage_dirs(index, stage, found, deferred, watcher, now)
         yield from self._finish(ctx, cycle, index, stage, tally, traffic, found.folders_up)
+        index.absent = None  # the first cycle's help only: later cycles read few files, the idle agent keeps less
         if found.found >= BIG_CYCLE:
             del found, stage, tally, traffic
             give_back_memory()  # the first index's names and times: the idle agent must not keep its peak
