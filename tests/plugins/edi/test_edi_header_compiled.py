@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from normagent.plugins.edi import parse
 from normagent.plugins.edi.parse import CHUNK, parse_bytes, parse_file_bytes
 from tests.plugins.edi.edi_generator import BILLION_LAUGHS, XXE, acknowledgment, apprec, envelope, message_error, msghead
-from tests.plugins.edi.test_edi_parse import DOCUMENTS
+from tests.plugins.edi.test_edi_parse import DOCUMENTS, styled_messages
 from tests.support.sanitizers import build_sanitized, run_sanitized
 from tests.support.tools import require_extension
 
@@ -69,13 +69,8 @@ def test_the_compiled_scan_is_used(compiled: ModuleType) -> None:
 
 
 def plain_messages() -> list[bytes]:
-    found = []
-    for style in ({}, {"prefix": "ns9"}, {"encoding": "ISO-8859-1"}, {"bom": True}, {"her_quirk": True}, {"ack": "N"}):
-        found.append(msghead("m-9", "HENVISNING", "2026-11-23T10:00:00", "1000001", "2000001", **style))  # type: ignore[arg-type]
-    for version in ("1.0", "1.1"):
-        found.append(apprec("r-9", "m-9", "LOM", "3", "2026-11-23T10:00:00", "2000001", "1000001", version=version,
-                            errors=(("E21", "2.16.578.1.12.4.1.1.8221"), ("07", "2.16.578.1.12.4.1.1.8223"))))
-    found.append(apprec("r-8", "m-8", "LOM", "2", "", "2000001", "1000001", swapped=True, her_quirk=True, prefix="ar"))
+    """Documents of the usual shapes: each must take the fast path."""
+    found = styled_messages()
     found.append(apprec("r-7", "m-7", "LOM", "1", "2026-11-23T10:00:00", "2", "1", encoding="ISO-8859-1"))
     payload = msghead("m-6", "EPIKRISE", "2026-11-23T10:00:00", "1000001", "2000001")
     receipt = apprec("r-6", "m-6", "EPIKRISE", "2", "2026-11-23T10:00:00", "2", "1", errors=(("E21", "2.16.578.1.12.4.1.1.8221"),))
@@ -191,7 +186,7 @@ SANITIZED = """
     from normagent.plugins.edi import _header as scanner
     assert scanner.__file__.startswith(sys.argv[1]), scanner.__file__  # the sanitized build
     from normagent.plugins.edi import parse
-    from tests.plugins.edi.test_edi_parse import DOCUMENTS
+    from tests.plugins.edi.test_edi_parse import DOCUMENTS, styled_messages
     from tests.plugins.edi.test_edi_header_compiled import PIECES, PLAIN
     rng = random.Random(1)
     inputs = []
