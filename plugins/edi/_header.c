@@ -505,6 +505,16 @@ static void want(Reader *r, int key, Ptr after)
     r->capture_from = after;
 }
 
+/* fields[key] = _attr(attrs, name) */
+static int field_from_attr(Reader *r, const Tag *tag, const char *name, int key)
+{
+    PyObject *v = attr_value(tag, name, r->latin1);
+    if (v == NULL)
+        return -1;
+    set_field(r, key, v);
+    return 0;
+}
+
 static int append_if_her(PyObject *list, PyObject *ident, PyObject *kind)
 {
     int her = is_her(kind, ident);
@@ -531,10 +541,8 @@ static int start_msghead(Reader *r, const Tag *tag, Ptr after)
         return 0;
     if (n == 2) {
         if (leaf == N_Type || leaf == N_Ack) {
-            PyObject *v = attr_value(tag, "V", r->latin1);
-            if (v == NULL)
+            if (field_from_attr(r, tag, "V", leaf == N_Type ? F_type : F_ack) < 0)
                 return -1;
-            set_field(r, leaf == N_Type ? F_type : F_ack, v);
         } else if (leaf == N_MIGversion) {
             want(r, F_MIGversion, after);
         } else if (leaf == N_GenDate) {
@@ -620,10 +628,8 @@ static int start_apprec(Reader *r, const Tag *tag, Ptr after)
         } else if (leaf == N_Id) {
             want(r, F_Id, after);
         } else if (leaf == N_Status) {
-            PyObject *v = attr_value(tag, "V", r->latin1);
-            if (v == NULL)
+            if (field_from_attr(r, tag, "V", F_status) < 0)
                 return -1;
-            set_field(r, F_status, v);
         } else if (leaf == N_Error) {
             PyObject *v = attr_value(tag, "V", r->latin1);
             if (v == NULL)
@@ -651,10 +657,8 @@ static int start_apprec(Reader *r, const Tag *tag, Ptr after)
     if (first == N_OriginalMsgId) {
         if (n == 2) {
             if (leaf == N_MsgType) {
-                PyObject *v = attr_value(tag, "V", r->latin1);
-                if (v == NULL)
+                if (field_from_attr(r, tag, "V", F_orig_type) < 0)
                     return -1;
-                set_field(r, F_orig_type, v);
             } else if (leaf == N_IssueDate) {
                 want(r, F_orig_IssueDate, after);
             } else if (leaf == N_Id) {
@@ -667,10 +671,8 @@ static int start_apprec(Reader *r, const Tag *tag, Ptr after)
         if (leaf == N_Id && n <= 5) {
             want(r, n == 4 ? F_hcp_id_4 : F_hcp_id_5, after);
         } else if (leaf == N_TypeId && n <= 5) {
-            PyObject *v = attr_value(tag, "V", r->latin1);
-            if (v == NULL)
+            if (field_from_attr(r, tag, "V", n == 4 ? F_hcp_type_4 : F_hcp_type_5) < 0)
                 return -1;
-            set_field(r, n == 4 ? F_hcp_type_4 : F_hcp_type_5, v);
         }
     }
     return 0;
