@@ -40,8 +40,10 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, also when loaded from a file by the tests
@@ -94,7 +96,8 @@ with Ledger.open(state / "ledger.db", clock=clock) as ledger:
         rollups[name] = {"rows": len(rows), "total": sum(r.value for r in rows)}
 import resource
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"elapsed": elapsed, "cpu": cpu, "batches": len(batches), "counts": counts, "lines": lines, "rollups": rollups, "peak_mb": peak}))
+compiled = sorted(n for n, m in list(sys.modules.items()) if n.startswith("normagent") and str(getattr(m, "__file__", "")).endswith(".so"))
+print(json.dumps({"elapsed": elapsed, "cpu": cpu, "batches": len(batches), "counts": counts, "lines": lines, "rollups": rollups, "peak_mb": peak, "compiled": compiled}))
 """
 
 
@@ -135,6 +138,27 @@ def unpack(rev: str, into: Path) -> Path:
         sys.exit(f"git archive {rev} failed")
     (tree / "normagent" / "plugins").symlink_to(tree / "plugins")
     return tree
+
+
+def build_compiled(tree: Path) -> list[str]:
+    """Compile the C modules ``tree``'s pyproject.toml declares, in place, as pip's build would
+    (the interpreter's compiler and CFLAGS plus each module's own arguments): ``git archive``
+    holds no built module, and without this the compared commit runs its Python fallbacks.
+    Returns the modules built; a module that does not compile stops the benchmark."""
+    pyproject = tomllib.loads((tree / "pyproject.toml").read_text())
+    modules = pyproject.get("tool", {}).get("setuptools", {}).get("ext-modules", [])
+    cc = str(sysconfig.get_config_var("CC") or "cc").split()
+    flags = f"{sysconfig.get_config_var('CFLAGS')} {sysconfig.get_config_var('CCSHARED')}".split()
+    built = []
+    for module in modules:
+        target = tree / (module["name"].replace(".", "/") + str(sysconfig.get_config_var("EXT_SUFFIX")))
+        argv = [*cc, *flags, *module.get("extra-compile-args", []), f"-I{sysconfig.get_config_var('INCLUDEPY')}",
+                "-shared", "-o", str(target), *(str(tree / source) for source in module["sources"])]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.exit(f"building {module['name']} of the compared commit failed:\n{done.stderr}")
+        built.append(module["name"])
+    return built
 
 
 def child_env(tree: Path | None) -> dict[str, str]:
@@ -263,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail2ban-lines", type=int, default=200_000, help="lines given to fail2ban-regex (it is slow; 0: skip)")
     parser.add_argument("--parse", action="store_true", help="also time `normagent parse --collector access.logins FILE`")
     parser.add_argument("--compare-with", metavar="REV", help="also run the agent (and parse) of this commit, in turn")
+    parser.add_argument("--compare-built", action="store_true",
+                        help="build the compared commit's C modules (else it runs its Python fallbacks)")
     parser.add_argument("--parse-collectors", default="access.logins",
                         help='the collectors --parse names (comma-separated), or "all": every collector with a parser, as plain `normagent parse FILE`')
     args = parser.parse_args(argv)
@@ -280,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         size = log.stat().st_size
 
         before = unpack(args.compare_with, Path(tmp)) if args.compare_with else None
+        if before is not None and args.compare_built:
+            print(f"built at {args.compare_with}: {', '.join(build_compiled(before)) or 'nothing (no C module declared)'}")
         # In turn, so that the machine's load at any moment weighs on all alike.
         reports: list[tuple[dict, float]] = []  # type: ignore[type-arg]
         greps: list[tuple[int, float, float]] = []
@@ -326,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     agent_rate = lines / agent_time
     print(f"\nnormagent (driver + parser + ledger), {args.runs} runs: {spread(times)} = {agent_rate:,.0f} lines/s, {first['batches']} batches")
     print(f"  peak RSS of the agent process: {max(peak for _, peak in reports):.1f} MB (largest of the runs)")
+    print(f"  compiled modules in use: {', '.join(first.get('compiled', [])) or 'none'}")
     print(f"grep -cE, {args.runs} runs: {spread(grep_times)} = {lines / grep_time:,.0f} lines/s "
           f"({greps[0][0]:,} lines matched; truth {truth['failure_lines']:,})")
     print(f"  normagent / grep time (medians): {agent_time / grep_time:.1f}x")
@@ -339,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{before_time / grep_time:.1f}x grep; now / before time: {agent_time / before_time:.2f}")
         print(f"  CPU time (median): {before_cpu:.3f} s = {lines / before_cpu:,.0f} lines/s, {before_cpu / grep_cpu:.1f}x grep; "
               f"now / before: {agent_cpu / before_cpu:.2f}")
+        print(f"  compiled modules in use: {', '.join(befores[0][0].get('compiled', [])) or 'none'}")
     daemon = {"": (agent_time, agent_cpu)}
     if befores:
         daemon[f" at {args.compare_with}"] = (before_time, before_cpu)

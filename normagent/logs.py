@@ -142,8 +142,9 @@ LOG_METRICS: tuple[MetricSpec, ...] = (
 FILES_UNREADABLE_SPEC = MetricSpec(
     FILES_UNREADABLE,
     "counter",
-    "Log files that cannot be read at all (an .evtx that is not an EVTX file, or one the parser "
-    "rejects), counted once per version of the file (its size and modification time).",
+    "Log files that cannot be read at all (an .evtx that is not an EVTX file, one the parser "
+    "rejects, or one it crashed on: the first crash in a chunk; a second there skips that chunk), "
+    "counted once per version of the file (its size and modification time).",
     labels=("source",),
     section="Agent",
 )
@@ -314,6 +315,8 @@ def evtx_log_collector(
     ``normagent_log_files_unreadable_total`` and logged (``evtx_file_unreadable``) once per
     version, and the run goes on; one cut inside its header (empty, or a copy still being
     written) is waited for while it is younger than ``INCOMPLETE_GRACE``, and counted so after.
+    A file that crashes the parser is counted so too, and a chunk it crashes in twice is
+    skipped (``evtx_chunk_skipped``; see ``_evtx_steps``).
 
     Args:
         evtx: Gets the EVTX settings out of a settings instance: an ``EvtxSettings``
@@ -814,9 +817,17 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
     is not opened again. A file that is not EVTX is counted and logged once per version and keeps
     its position; one that cannot be opened (permissions, I/O) does not keep the others from
     being read, and the run fails at the end.
+
+    A crash of the parser in a chunk is kept in the position. The first one is taken for bad luck
+    (the OOM killer): the file counts as unreadable until it changes. A second one in
+    the same chunk (after a restart too: the position is committed) skips that chunk
+    (``evtx_chunk_skipped``) and reads on after it in a second pass of this run; its numbers are
+    counted as unparsed once. Without that, a live log that changes every few seconds would
+    crash on the same chunk forever and never be read past it. At most two passes per file and
+    run: a crash in the second is a first crash in another chunk (or the skip did not help).
     """
     from normagent.sources.evtx import EvtxFileError, EvtxPosition
-    from normagent.sources.evtx_process import read_evtx_in_child
+    from normagent.sources.evtx_process import EvtxCrash, read_evtx_in_child
 
     failures: list[Exception] = []
     for logical, real in _expand(ctx.root, chosen.paths):
@@ -834,32 +845,52 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
             except ValueError:
                 ctx.log.warning("checkpoint_unusable", key=key)
                 position = EvtxPosition()
-            # In a child process: a parser crash on a hostile file ends that child, not the
-            # agent, and the memory a pass fragments is handed back when it exits.
-            reader = read_evtx_in_child(
-                real,
-                position=position,
-                channels=tuple(getattr(chosen, "channels", ())),
-                event_ids=tuple(getattr(chosen, "event_ids", ())),
-                block_records=int(getattr(chosen, "block_records", RECORDS_PER_BLOCK)),
-                deadline=_real_deadline(ctx),
-            )
-            counted = 0
-            with reader:  # stopped early (deadline, shutdown): the child is killed and reaped
-                for block, _ in reader:
-                    unreadable, counted = reader.stats.unreadable - counted, reader.stats.unreadable
-                    yield _Step(block, key, {"position": reader.position.to_json()}, unreadable)
-            _log_evtx_pass(ctx, logical, reader.stats)
-            done: dict[str, JSONValue] = {
-                "position": reader.position.to_json(),
-                "size": st.st_size,
-                "mtime_ns": st.st_mtime_ns,
-            }
-            yield _Step(RecordBlock(records=(), origin=logical), key, done)
+            for again in (False, True):
+                # In a child process: a parser crash on a hostile file ends that child, not the
+                # agent, and the memory a pass fragments is handed back when it exits.
+                reader = read_evtx_in_child(
+                    real,
+                    position=position,
+                    channels=tuple(getattr(chosen, "channels", ())),
+                    event_ids=tuple(getattr(chosen, "event_ids", ())),
+                    block_records=int(getattr(chosen, "block_records", RECORDS_PER_BLOCK)),
+                    deadline=_real_deadline(ctx),
+                )
+                counted = 0
+                skipped: EvtxCrash | None = None
+                try:
+                    with reader:  # stopped early (deadline, shutdown): the child is killed and reaped
+                        for block, _ in reader:
+                            unreadable, counted = reader.stats.unreadable - counted, reader.stats.unreadable
+                            yield _Step(block, key, {"position": reader.position.to_json()}, unreadable)
+                except EvtxCrash as exc:
+                    if again or exc.chunk is None or not reader.position.after_crash(exc.chunk).skips(exc.chunk):
+                        raise
+                    skipped = exc
+                if skipped is None or skipped.chunk is None:
+                    _log_evtx_pass(ctx, logical, reader.stats)
+                    done: dict[str, JSONValue] = {
+                        "position": reader.position.to_json(),
+                        "size": st.st_size,
+                        "mtime_ns": st.st_mtime_ns,
+                    }
+                    yield _Step(RecordBlock(records=(), origin=logical), key, done)
+                    break
+                chunk = skipped.chunk
+                position = reader.position.after_crash(chunk)
+                ctx.log.error(
+                    "evtx_chunk_skipped", path=logical, offset=chunk.offset, first=chunk.first, last=chunk.last,
+                    crashes=position.crashes, error=str(skipped),
+                )
+                # Committed before the next pass: should it fail, the chunk is still skipped next time.
+                yield _Step(RecordBlock(records=(), origin=logical), key, {"position": position.to_json()})
         except EvtxFileError as exc:
-            # What the file holds is no EVTX (or the start of one still being copied): wait for
-            # its next version, keeping the position for the day it is a readable log again.
+            # What the file holds is no EVTX (or the start of one still being copied), or the
+            # parser crashed in it: wait for its next version, keeping the position (and the
+            # chunk it crashed in, to skip if it crashes there again) for the day it is readable.
             kept = reader.position if reader is not None else position
+            if isinstance(exc, EvtxCrash) and exc.chunk is not None:
+                kept = kept.after_crash(exc.chunk)
             state: dict[str, JSONValue] = {"position": kept.to_json(), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
             age = ctx.clock.now() - datetime.fromtimestamp(st.st_mtime_ns / 1e9, timezone.utc)
             if exc.incomplete and age < INCOMPLETE_GRACE:
@@ -898,6 +929,7 @@ def _log_evtx_pass(ctx: RunContext, path: str, stats: Any) -> None:
             damaged_numbers=stats.implausible,
             parse_errors=stats.errors,
             damaged_chunks=stats.chunks_damaged,
+            skipped_chunks=stats.chunks_skipped,
         )
 
 
@@ -1473,26 +1505,57 @@ def _sniff(head: bytes) -> InputKind:
 
 def _evtx_blocks(path: str, damage: list[str]) -> Iterator[LogBlock]:
     """The records of an .evtx input; a file that is no EVTX is an ``InputError`` (exit 66), as a
-    missing one is. Damage inside a readable file is described in ``damage`` once it is read."""
-    from normagent.sources.evtx import EvtxFileError
-    from normagent.sources.evtx_process import read_evtx_in_child
+    missing one is. Damage inside a readable file is described in ``damage`` once it is read.
 
-    try:
-        # In a child process, as the agent reads it: a file that crashes the parser is an
-        # unreadable input, not a crash of the command.
-        reader = read_evtx_in_child(path, block_records=RECORDS_PER_BLOCK)
-        with reader:
-            for block, _ in reader:
-                yield block
-    except EvtxFileError as exc:
-        raise InputError(str(exc)) from exc
-    except OSError as exc:
-        raise InputError(f"{path}: {exc.strerror or exc}") from exc
-    stats = reader.stats
+    A chunk that crashes the parser is skipped at once (a one-shot command keeps no state to wait
+    for a second crash, and stopping there would hide every record after it): logged
+    (``evtx_chunk_skipped``) and named in ``damage``, and a new pass reads on after it, its
+    numbers counted as unreadable. A crash before any chunk, or again in a chunk already skipped
+    (no progress), is an ``InputError``.
+    """
+    from normagent.sources.evtx import EvtxFileError, EvtxPosition, EvtxStats
+    from normagent.sources.evtx_process import EvtxCrash, read_evtx_in_child
+
+    position = EvtxPosition()
+    total = EvtxStats()
+    crashes: list[str] = []
+    skipped: set[tuple[int, int]] = set()
+    while True:
+        # In a child process, as the agent reads it: a file that crashes the parser is damage in
+        # that file, not a crash of the command.
+        reader = read_evtx_in_child(path, block_records=RECORDS_PER_BLOCK, position=position)
+        try:
+            with reader:
+                for block, _ in reader:
+                    yield block
+            crash = None
+        except EvtxCrash as exc:
+            chunk = exc.chunk
+            if chunk is None or (chunk.offset, chunk.first) in skipped:
+                raise InputError(str(exc)) from exc
+            crash = exc
+        except EvtxFileError as exc:
+            raise InputError(str(exc)) from exc
+        except OSError as exc:
+            raise InputError(f"{path}: {exc.strerror or exc}") from exc
+        stats = reader.stats
+        total.unreadable += stats.unreadable
+        total.implausible += stats.implausible
+        total.chunks_damaged = max(total.chunks_damaged, stats.chunks_damaged)
+        if crash is None:
+            break
+        assert crash.chunk is not None
+        chunk = crash.chunk
+        skipped.add((chunk.offset, chunk.first))
+        said = str(crash).removeprefix(f"{path}: ")
+        log.warning("evtx_chunk_skipped", path=path, offset=chunk.offset, first=chunk.first, last=chunk.last, error=str(crash))
+        crashes.append(f"{said}; that chunk skipped")
+        position = reader.position.skipping(chunk)
+    damage.extend(crashes)
     for n, one, many in (
-        (stats.chunks_damaged, "damaged chunk header", "damaged chunk headers"),
-        (stats.unreadable, "record announced but unreadable", "records announced but unreadable"),
-        (stats.implausible, "record with a damaged number", "records with a damaged number"),
+        (total.chunks_damaged, "damaged chunk header", "damaged chunk headers"),
+        (total.unreadable, "record announced but unreadable", "records announced but unreadable"),
+        (total.implausible, "record with a damaged number", "records with a damaged number"),
     ):
         if n:
             damage.append(f"{n:,} {one if n == 1 else many}")

@@ -15,9 +15,9 @@ neither read nor created). Unparsed example lines may hold personal data: they g
 person who asked, on stdout, and nowhere else.
 
 Exit status: 0 when every input was read (whatever the parsers made of it; damage the EVTX reader
-skipped is listed with the input), 66 (``InputError``) when an input cannot be read or is not what
-it must be (an ``.evtx`` that is empty, cut inside its header, text or random bytes), 64
-(``UsageError``) for an unknown collector name.
+skipped, a chunk that crashed the parser among it, is listed with the input), 66 (``InputError``)
+when an input cannot be read or is not what it must be (an ``.evtx`` that is empty, cut inside its
+header, text or random bytes), 64 (``UsageError``) for an unknown collector name.
 
 Imports model, errors, privacy, loader (types), logs and (with a config) maintenance.
 """

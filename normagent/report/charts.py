@@ -3,8 +3,9 @@
 pygal writes the SVG (pure Python, no numpy: the report extra stays small; matplotlib would bring
 numpy and a font cache for twelve bars). Two things of pygal's are taken out because the report
 must be self-contained and reproducible: the ``<script>`` it puts in every chart (its tooltips;
-the report has no JavaScript), removed by an XML filter (``add_xml_filter``), and its random chart id, replaced
-by one derived from the indicator, so the same data gives the same bytes.
+the report has no JavaScript) and its comments (one says the day the chart was drawn), removed by
+an XML filter (``add_xml_filter``), and its random chart id, replaced by one derived from the
+indicator, so the same data gives the same bytes on any day.
 
 A month without data has no bar, and the report lists the missing months under the chart, so a
 missing month is never read as zero.
@@ -18,11 +19,14 @@ from typing import Any
 COLOR = "#2f5d8a"
 
 
-def _no_scripts(root: Any) -> Any:
-    """pygal's xml filter: drop every ``<script>`` (its tooltip config) from the chart."""
+def _reproducible(root: Any) -> Any:
+    """pygal's xml filter: drop every ``<script>`` (its tooltip config) and every comment from the
+    chart. pygal's first comment carries the day the chart was drawn ("Generated with pygal …
+    on 2026-12-06"): the same month's report drawn a day later would differ in its bytes."""
     for parent in root.iter():
         for child in list(parent):
-            if child.tag == "script" or str(child.tag).endswith("}script"):
+            # A comment's tag is a function (ElementTree's and lxml's Comment alike), not a name.
+            if callable(child.tag) or child.tag == "script" or str(child.tag).endswith("}script"):
                 parent.remove(child)
     return root
 
@@ -66,7 +70,7 @@ def trend_svg(chart_id: str, points: Sequence[Mapping[str, Any]], unit: str, lan
         min_scale=2,
         max_scale=4,
     )
-    chart.add_xml_filter(_no_scripts)
+    chart.add_xml_filter(_reproducible)
     chart.uuid = chart_id  # deterministic ids: the same report gives the same bytes
     chart.x_labels = [str(p["label"]) for p in points]
     chart.add("", values)

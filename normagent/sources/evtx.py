@@ -43,6 +43,18 @@ How a file is read, and why:
   ``stats.unreadable`` counts the record numbers a chunk header announces that were not delivered;
   the position remembers how far that was counted, so a damaged chunk that is re-read on the next
   run is not counted twice.
+* A chunk that crashes the native parser (a segfault, a Rust panic: the pass runs in a child
+  process, see ``normagent.sources.evtx_process``) would otherwise stop the file there for good:
+  every pass resumes from the committed position and crashes on the same chunk. So the reader
+  announces each chunk before it parses it and when the parser is done with it (``on_chunk``),
+  the agent keeps a crash (or a hang) in the parser in the position (``crashed``, ``crashes``),
+  and a position whose chunk crashed twice makes the reader skip that chunk: the numbers it announces after the position count once in
+  ``stats.unreadable`` and ``stats.chunks_skipped`` counts the chunk. A chunk that parses after
+  one crash was bad luck (the OOM killer): its mark is dropped and it is read as any other. A
+  chunk every number of which was counted unreadable already (below ``unreadable_through``, not
+  the newest chunk, which may still grow) is not parsed again: nothing in it can be delivered
+  without being counted twice, and a crashing chunk skipped before stays skipped when another
+  crash takes the position's mark.
 * A file that is not an EVTX file at all, or one cut inside its header, raises ``EvtxFileError``
   saying what is wrong; ``incomplete`` tells a file that may still be being copied (what is there
   is the start of an EVTX header) from one that never will be.
@@ -67,7 +79,7 @@ import re
 import struct
 import zlib
 from bisect import bisect_left, bisect_right
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -87,6 +99,7 @@ RECORD_HEADER_BYTES = 24  # signature, size, record number, time
 MIN_RECORD_BYTES = 28  # a record header and the copy of its size that ends the record
 MAX_RECORDS_PER_CHUNK = (CHUNK_BYTES - CHUNK_HEADER_BYTES) // MIN_RECORD_BYTES
 FILE_DIRTY = 0x1  # file header flag: the log was open for writing, its header may lag behind
+SKIP_AFTER_CRASHES = 2  # passes that crashed in one chunk before it is skipped (one may be bad luck)
 MAX_CONSECUTIVE_ERRORS = 10_000  # a parser stuck raising on one spot must not spin forever
 SCAN_FACTOR = 10  # yield (a possibly empty block) at least every block_records * SCAN_FACTOR records
 _STAMP = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?")
@@ -139,6 +152,49 @@ class EvtxFileError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class ChunkSpan:
+    """A chunk as the reader announces it before parsing it: where it is and which records it holds.
+
+    A chunk is the same chunk while its offset and first record are: the newest chunk of a live
+    log grows (its ``last`` rises with each record written), and a chunk overwritten when a
+    circular log wraps starts with another number.
+
+    Attributes:
+        offset: Its byte offset in the file.
+        first: The first record number its header gives.
+        last: The last record number, as far as the reader believes its header.
+    """
+
+    offset: int
+    first: int
+    last: int
+
+    def same_chunk(self, other: ChunkSpan) -> bool:
+        return (self.offset, self.first) == (other.offset, other.first)
+
+    def describe(self) -> str:
+        """``chunk at offset 4,096 (records 1..91)``, for a message."""
+        return f"chunk at offset {self.offset:,} (records {self.first:,}..{self.last:,})"
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {"offset": self.offset, "first": self.first, "last": self.last}
+
+    @classmethod
+    def from_json(cls, value: JSONValue) -> ChunkSpan:
+        """Rebuild a chunk from ``to_json``; ``ValueError`` for anything else."""
+        if isinstance(value, dict) and set(value) == {"offset", "first", "last"}:
+            offset, first, last = value["offset"], value["first"], value["last"]
+            if _count(offset) and _count(first) and _count(last):
+                return cls(offset=offset, first=first, last=last)  # type: ignore[arg-type]
+        raise ValueError(f"not an EVTX chunk (offset, first, last): {str(value)[:200]}")
+
+
+def chunk_span(chunk: Chunk) -> ChunkSpan:
+    """How ``chunk`` is announced, and named in a crash mark."""
+    return ChunkSpan(offset=HEADER_BYTES + chunk.index * CHUNK_BYTES, first=chunk.first, last=chunk.last)
+
+
+@dataclass(frozen=True, slots=True)
 class EvtxPosition:
     """Where a file was read up to: commit ``to_json()`` with the block it follows.
 
@@ -149,18 +205,41 @@ class EvtxPosition:
         witnesses: (number, anchor) of records read before: the first one read from the file and
             the first one the latest pass saw. A file that still holds one is the same log, even
             where the anchor is gone (a rolled-back copy, a damaged record).
+        crashed: The chunk the parser crashed in (killed by a signal, ended without its answer,
+            hung) on its way from this position: the one holding the position or one after it;
+            None: none. Committed with the file's state, so
+            a restart between two crashes changes nothing.
+        crashes: Passes that crashed in ``crashed``: 1 is retried (bad luck happens: the OOM
+            killer), from 2 on the reader skips that chunk (``SKIP_AFTER_CRASHES``).
     """
 
     record_id: int = 0
     anchor: str = ""
     unreadable_through: int = 0
     witnesses: tuple[Witness, ...] = ()
+    crashed: ChunkSpan | None = None
+    crashes: int = 0
 
     def to_json(self) -> dict[str, JSONValue]:
         out: dict[str, JSONValue] = {"record_id": self.record_id, "anchor": self.anchor, "unreadable_through": self.unreadable_through}
         if self.witnesses:
             out["witnesses"] = [[number, anchor] for number, anchor in self.witnesses]
+        if self.crashed is not None:
+            out["crashed"] = {**self.crashed.to_json(), "crashes": self.crashes}
         return out
+
+    def after_crash(self, chunk: ChunkSpan) -> EvtxPosition:
+        """This position with one more crash in ``chunk`` (the first one if another chunk was marked)."""
+        crashes = self.crashes + 1 if self.crashed is not None and self.crashed.same_chunk(chunk) else 1
+        return replace(self, crashed=chunk, crashes=crashes)
+
+    def skipping(self, chunk: ChunkSpan) -> EvtxPosition:
+        """This position, skipping ``chunk`` at once (``normagent parse``: one pass, no second chance)."""
+        return replace(self, crashed=chunk, crashes=max(self.after_crash(chunk).crashes, SKIP_AFTER_CRASHES))
+
+    def skips(self, chunk: ChunkSpan) -> bool:
+        """Whether the reader skips ``chunk``: the parser crashed in it ``SKIP_AFTER_CRASHES`` times."""
+        return self.crashed is not None and self.crashes >= SKIP_AFTER_CRASHES and self.crashed.same_chunk(chunk)
 
     @classmethod
     def from_json(cls, value: JSONValue) -> EvtxPosition:
@@ -179,8 +258,16 @@ class EvtxPosition:
                 if not (isinstance(item, list) and len(item) == 2 and _count(item[0]) and isinstance(item[1], str)):
                     raise ValueError(f"not an EVTX position (a witness is not [number, anchor]): {value!r}")
                 witnesses.append((int(item[0]), item[1]))  # type: ignore[arg-type]
+            crashed, crashes = None, 0
+            if "crashed" in value:
+                mark = value["crashed"]
+                if not (isinstance(mark, dict) and _count(mark.get("crashes")) and mark["crashes"]):
+                    raise ValueError(f"not an EVTX position (a crash mark without its count): {value!r}")
+                crashed = ChunkSpan.from_json({k: v for k, v in mark.items() if k != "crashes"})
+                crashes = int(mark["crashes"])  # type: ignore[arg-type]
             if isinstance(record_id, int) and _count(record_id) and isinstance(anchor, str) and isinstance(through, int) and _count(through):
-                return cls(record_id=record_id, anchor=anchor, unreadable_through=through, witnesses=tuple(witnesses))
+                return cls(record_id=record_id, anchor=anchor, unreadable_through=through, witnesses=tuple(witnesses),
+                           crashed=crashed, crashes=crashes)
         raise ValueError(f"not an EVTX position: {value!r}")
 
 
@@ -210,6 +297,8 @@ class EvtxStats:
             same log (that record's time at another number, or a record read before still in it):
             reading went on from there, and nothing was read twice.
         chunks_damaged: Chunks whose header is not an EVTX chunk header (skipped whole).
+        chunks_skipped: Chunks skipped because the parser crashed in them twice (see
+            ``EvtxPosition.crashes``); their numbers after the position are in ``unreadable``.
         out_of_order: Records numbered at or below one already read in this pass (a stale
             duplicate chunk), skipped so that no record is counted twice.
         truncated: The file ends inside a chunk (a truncated file, or a copy still being
@@ -227,6 +316,7 @@ class EvtxStats:
     replaced: bool = False
     relocated: bool = False
     chunks_damaged: int = 0
+    chunks_skipped: int = 0
     out_of_order: int = 0
     truncated: bool = False
 
@@ -317,6 +407,14 @@ class EvtxReader:
         self._block = block_records
         self._chunks, self.stats.chunks_damaged = scan_chunks(path)
         self.stats.truncated = any(c.size < CHUNK_BYTES for c in self._chunks)
+        # Called with each chunk right before the native parser gets it, and with None once the
+        # parser is done with it (freed): the EVTX worker tells the agent, so that a crash or a
+        # hang in the parser names its chunk and the next pass can skip it.
+        self.on_chunk: Callable[[ChunkSpan | None], None] | None = None
+        crashed = start.crashed
+        if crashed is not None and not any(chunk_span(c).same_chunk(crashed) for c in self._chunks):
+            # That chunk is gone (overwritten by a wrapped log, a new file): the mark with it.
+            self.position = replace(start, crashed=None, crashes=0)
 
     def __iter__(self) -> Iterator[tuple[RecordBlock, int]]:
         after = self.start.record_id
@@ -353,7 +451,7 @@ class EvtxReader:
             self.stats.relocated = True
             return start.record_id
         self.stats = EvtxStats(replaced=True, chunks_damaged=self.stats.chunks_damaged, truncated=self.stats.truncated)
-        self.position = EvtxPosition()
+        self.position = EvtxPosition()  # a crash mark was about another file
         return 0
 
     def _pass(self, after: int, *, check_anchor: bool) -> Generator[tuple[RecordBlock, int], None, str]:
@@ -362,6 +460,7 @@ class EvtxReader:
         if not chunks:
             return "done"
         counted_through = max(after, self.position.unreadable_through)
+        counted_before = counted_through
         anchor_checked = not (check_anchor and after and self.start.anchor and after == self.start.record_id)
         witnesses = self.position.witnesses
         first_seen: Witness | None = None
@@ -372,7 +471,31 @@ class EvtxReader:
         with _ChunkView(self.path) as view:
             for chunk in chunks:
                 before = chunk.first - 1  # the chunk's last record number so far
-                for header_id, stamp, data in self._chunk_records(view, chunk):
+                span = chunk_span(chunk)
+                if chunk.next_first and after < chunk.first and chunk.next_first - 1 <= counted_before:
+                    continue  # every number it holds was counted unreadable: nothing in it can be delivered
+                if self.position.skips(span):
+                    # The parser crashed in this chunk on two passes: its numbers after the position
+                    # count as unreadable (once: the position carries how far), and reading goes on.
+                    counted_through = _count_unreadable(chunk, chunk.first, _chunk_end(chunk, before), max(counted_through, last_id), self.stats)
+                    self.stats.chunks_skipped += 1
+                    if self.stats.unreadable > reported_unreadable:
+                        # Out with the count at once: should the next chunk crash the parser too, the
+                        # position that takes its mark already says this one was counted (and is
+                        # not parsed again).
+                        anchor = anchor_of(last_stamp) if last_stamp else self.position.anchor
+                        self.position = self._moved(last_id, anchor, counted_through, witnesses)
+                        yield RecordBlock(records=tuple(records), origin=str(self.path)), last_id
+                        records, scanned, reported_unreadable = [], 0, self.stats.unreadable
+                    continue
+                if self.on_chunk is not None:
+                    self.on_chunk(span)
+                parsed = self._chunk_records(view, chunk)
+                if self.on_chunk is not None:
+                    self.on_chunk(None)
+                if self.position.crashed is not None and self.position.crashed.same_chunk(span):
+                    self.position = replace(self.position, crashed=None, crashes=0)  # it parses: the crash was bad luck
+                for header_id, stamp, data in parsed:
                     # A chunk's numbers rise one by one: a gap is damage, known as soon as it shows.
                     counted_through = _count_unreadable(chunk, before + 1, header_id - 1, max(counted_through, last_id), self.stats)
                     before = header_id
@@ -402,16 +525,23 @@ class EvtxReader:
                     if len(records) >= self._block or scanned >= self._block * SCAN_FACTOR:
                         # The position carries how far unreadable numbers were counted, so the
                         # count rides with this block and is not repeated by the next run.
-                        self.position = EvtxPosition(last_id, anchor_of(last_stamp), counted_through, witnesses)
+                        self.position = self._moved(last_id, anchor_of(last_stamp), counted_through, witnesses)
                         yield RecordBlock(records=tuple(records), origin=str(self.path)), last_id
                         records, scanned, reported_unreadable = [], 0, self.stats.unreadable
                 end = _chunk_end(chunk, before)
                 counted_through = _count_unreadable(chunk, before + 1, end, max(counted_through, last_id), self.stats)
         if scanned or self.stats.unreadable > reported_unreadable:
             anchor = anchor_of(last_stamp) if last_stamp else self.position.anchor
-            self.position = EvtxPosition(last_id, anchor, counted_through, witnesses)
+            self.position = self._moved(last_id, anchor, counted_through, witnesses)
             yield RecordBlock(records=tuple(records), origin=str(self.path)), last_id
         return "done"
+
+    def _moved(self, record_id: int, anchor: str, counted_through: int, witnesses: tuple[Witness, ...]) -> EvtxPosition:
+        """The position after a block: the crash mark rides along until reading has passed its chunk."""
+        crashed = self.position.crashed
+        if crashed is not None and record_id > crashed.last:
+            crashed = None
+        return EvtxPosition(record_id, anchor, counted_through, witnesses, crashed, self.position.crashes if crashed else 0)
 
     def _chunk_records(self, view: _ChunkView, chunk: Chunk) -> list[tuple[int, str, str]]:
         """The records of one chunk whose numbers fit it, in order; the others counted as implausible."""

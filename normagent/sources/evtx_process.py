@@ -10,14 +10,27 @@ not the agent, and the allocator fragmentation a pass leaves behind leaves with 
 What the agent does when the child fails, and why:
 
 * Killed by a signal or ended without its last line (a segfault, a Rust panic, the OOM killer):
-  ``EvtxFileError`` "the evtx parser crashed (…)" naming the file and the signal or exit status.
-  The agent counts the file unreadable until it changes, as any damaged file; the blocks received
-  before stay committed, and the next version resumes from the committed position.
+  ``EvtxCrash`` (an ``EvtxFileError``) "the evtx parser crashed (…) in chunk at offset … (records
+  a..b)" naming the file, the signal or exit status, and the chunk the parser held (``chunk``;
+  None if it held none: no chunk is to blame, none is skipped). The blocks received before stay
+  committed. The
+  first crash in a chunk: the agent counts the file unreadable until it changes, as any damaged
+  file, and the position remembers the chunk; the second crash in the same chunk: the chunk is
+  skipped (``normagent.sources.evtx``) and reading goes on after it, so one damaged or hostile
+  chunk cannot silence a live log for good. ``normagent parse``, which keeps no state, skips at
+  the first crash. SIGKILL counts as a crash too: this module's own kills (the deadline, the
+  silence, a consumer that stops) never get here, so it came from outside — the OOM killer (bad
+  luck, or a chunk that makes the parser allocate without end) or an administrator — and it
+  takes two in the same chunk to skip it, as for any crash.
 * Stopped by SIGTERM, SIGINT or SIGHUP (someone stopping the agent's whole process group): not the
   file's fault, so ``ChildProcessError`` (an ``OSError``): the run fails and the file is read
   again next time. The worker ignores these signals; this is for the moment before it can.
 * A line that is not one the worker writes (garbage, cut short): ``EvtxFileError`` saying so.
-* Silent for ``silence`` seconds (a parser stuck in a loop): killed, ``EvtxFileError``. Past the
+* Silent for ``silence`` seconds, or for ``chunk_silence`` seconds while the parser holds a
+  chunk (one 64 KiB chunk takes milliseconds: a parser stuck in a loop): killed, ``EvtxCrash``
+  naming the chunk it was stuck in, which counts as a crash in that chunk (a loop in the parser
+  is the file's doing as much as a segfault; and the run's deadline, which would otherwise come
+  first on every run, says nothing about the file). Past the
   run's deadline (``deadline``, on ``time.monotonic()``): killed, ``TimeoutError``; the scheduler
   has abandoned that run anyway.
 * The consumer stops early (closes the iteration, leaves a ``with`` block): the child is killed
@@ -38,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from normagent.model import RecordBlock, WindowsEvent
-from normagent.sources.evtx import EvtxFileError, EvtxPosition, EvtxStats
+from normagent.sources.evtx import ChunkSpan, EvtxFileError, EvtxPosition, EvtxStats
 
 # The worker, started with this interpreter and environment (PYTHONOPTIMIZE and the rest carry
 # over; -P: the working directory is no place to import from). Tests set another command to play
@@ -48,10 +61,27 @@ WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-P", "-m", "normagent.source
 # is sent at least every block_records * SCAN_FACTOR records; even a 1 GB file's first block
 # (chunk headers scanned, then up to a million records read) comes well within this.
 SILENCE_SECONDS = 600.0
+# How long the parser may hold one chunk before it is taken for stuck in it: a 64 KiB chunk parses
+# in milliseconds; this is far above that and well below a collector's run timeout (2 minutes),
+# so that a chunk that hangs the parser is found before the deadline ends the run, every run.
+CHUNK_SILENCE_SECONDS = 30.0
 STDERR_TAIL = 2000  # bytes of the child's stderr kept for the crash message (a traceback's end, a panic)
 READ_BYTES = 1 << 20
 EXIT_SECONDS = 5.0  # how long a child that closed its output may take to exit before it is killed
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+
+
+class EvtxCrash(EvtxFileError):
+    """The worker died (a signal, an exit without its answer) or hung while it read a file.
+
+    Attributes:
+        chunk: The chunk the worker announced last: the one the native parser held. None if it
+            died before it announced one (then no chunk is to blame, and none is skipped).
+    """
+
+    def __init__(self, message: str, *, chunk: ChunkSpan | None) -> None:
+        super().__init__(message)
+        self.chunk = chunk
 
 
 def read_evtx_in_child(
@@ -63,6 +93,7 @@ def read_evtx_in_child(
     position: EvtxPosition | None = None,
     deadline: float | None = None,
     silence: float = SILENCE_SECONDS,
+    chunk_silence: float | None = None,
     command: Sequence[str] | None = None,
 ) -> EvtxProcessReader:
     """``read_evtx`` in a child process; see the module docstring.
@@ -71,6 +102,8 @@ def read_evtx_in_child(
         path, channels, event_ids, block_records, position: As for ``read_evtx``.
         deadline: ``time.monotonic()`` value at which the child is killed (the run's deadline).
         silence: Seconds the child may go without sending a line before it is killed.
+        chunk_silence: The same while the parser holds a chunk. None: ``CHUNK_SILENCE_SECONDS``,
+            looked up at the call (a test sets it for a reader the agent creates).
         command: The worker command; tests only. None: ``WORKER_COMMAND``, looked up at the call,
             so a test can set it for a reader the agent creates deep inside a collector.
     """
@@ -84,6 +117,7 @@ def read_evtx_in_child(
         block_records=block_records,
         deadline=deadline,
         silence=silence,
+        chunk_silence=chunk_silence if chunk_silence is not None else CHUNK_SILENCE_SECONDS,
         command=tuple(command if command is not None else WORKER_COMMAND),
     )
 
@@ -101,6 +135,7 @@ class EvtxProcessReader:
         block_records: int,
         deadline: float | None,
         silence: float,
+        chunk_silence: float,
         command: tuple[str, ...],
     ) -> None:
         self.path = path
@@ -116,10 +151,12 @@ class EvtxProcessReader:
         }
         self._deadline = deadline
         self._silence = silence
+        self._chunk_silence = chunk_silence
         self._command = command
         self._child: subprocess.Popen[bytes] | None = None
         self._started = False
         self._stderr = b""
+        self.chunk: ChunkSpan | None = None  # the chunk the parser holds, as the worker announced it
 
     def __enter__(self) -> EvtxProcessReader:
         return self
@@ -162,7 +199,9 @@ class EvtxProcessReader:
             lines = self._lines(child)
             for line in lines:
                 answer = self._decode(line)
-                if "block" in answer:
+                if "chunk" in answer:
+                    self._chunk(answer)
+                elif "block" in answer:
                     yield self._block(answer)
                 elif "end" in answer:
                     self._end(answer)
@@ -215,7 +254,8 @@ class EvtxProcessReader:
     def _wait(self, heard: float) -> float:
         """Seconds left to wait for the child's next line; kills it and raises when none are left."""
         now = time.monotonic()
-        left = heard + self._silence - now
+        silence = self._silence if self.chunk is None else min(self._silence, self._chunk_silence)
+        left = heard + silence - now
         if self._deadline is not None and self._deadline - now < left:
             if self._deadline <= now:
                 self.close()
@@ -223,8 +263,11 @@ class EvtxProcessReader:
             return self._deadline - now
         if left <= 0:
             self.close()
-            raise EvtxFileError(f"{self.path}: the evtx parser hung (nothing from it in {self._silence:g} s); it was stopped")
+            raise EvtxCrash(f"{self.path}: the evtx parser hung (nothing from it in {silence:g} s){self._where()}; it was stopped", chunk=self.chunk)
         return left
+
+    def _where(self) -> str:
+        return f" in {self.chunk.describe()}" if self.chunk is not None else ""
 
     def _decode(self, line: bytes) -> dict[str, Any]:
         try:
@@ -234,6 +277,12 @@ class EvtxProcessReader:
         if not isinstance(answer, dict):
             raise EvtxFileError(f"{self.path}: the evtx parser sent an unreadable line: {line[:120]!r}")
         return answer
+
+    def _chunk(self, answer: dict[str, Any]) -> None:
+        try:
+            self.chunk = None if answer["chunk"] is None else ChunkSpan.from_json(answer["chunk"])
+        except ValueError as exc:
+            raise EvtxFileError(f"{self.path}: the evtx parser sent an unreadable line: {exc}") from exc
 
     def _block(self, answer: dict[str, Any]) -> tuple[RecordBlock, int]:
         try:
@@ -297,7 +346,7 @@ class EvtxProcessReader:
             how = f"{what}; {how}"
         elif status == 0:
             how = f"it ended without finishing its answer; {how}"
-        return EvtxFileError(f"{self.path}: the evtx parser crashed ({how}){tail}")
+        return EvtxCrash(f"{self.path}: the evtx parser crashed ({how}){self._where()}{tail}", chunk=self.chunk)
 
 
 def _signal_name(number: int) -> str:

@@ -15,8 +15,11 @@ Protocol: the request is one JSON object on stdin::
     {"path": "...", "position": EvtxPosition.to_json(), "channels": [...], "event_ids": [...],
      "block_records": 1000}
 
-The answer is JSON lines on stdout, one per block, then exactly one last line:
+The answer is JSON lines on stdout: two per chunk (right before the native parser gets it, and
+once the parser is done with it and has been freed), one per block, then exactly one last line:
 
+    {"chunk": {"offset": 4096, "first": 1, "last": 91}}
+    {"chunk": null}
     {"block": [WindowsEvent.to_json(), ...], "origin": "...", "last": 123, "position": {...}, "stats": {...}}
     {"end": true, "position": {...}, "stats": {...}}
     {"error": "evtx", "message": "...", "incomplete": false, "position": {...}, "stats": {...}}
@@ -24,7 +27,11 @@ The answer is JSON lines on stdout, one per block, then exactly one last line:
     {"error": "request", "message": "..."}
 
 Anything else (no last line, a signal, a traceback on stderr) is a crash, which the parent
-reports. Imports only what ``normagent.sources.evtx`` needs: a child starts for every changed
+reports, naming the chunk the parser held (``ChunkSpan``: its offset and record range), if it
+held one: a crash in the parser is that chunk's doing, as is a parser that stays in one chunk far
+longer than a 64 KiB chunk takes (the parent's ``chunk_silence``). The agent keeps the crash in the
+file's position, and the reader skips a chunk the parser crashed in twice (see
+``normagent.sources.evtx``). Imports only what ``normagent.sources.evtx`` needs: a child starts for every changed
 file, and its start-up is part of what each pass costs.
 """
 
@@ -52,6 +59,7 @@ def serve(request: Any, emit: Emit) -> int:
     reader: EvtxReader | None = None
     try:
         reader = read_evtx(path, position=position, channels=channels, event_ids=event_ids, block_records=block_records)
+        reader.on_chunk = lambda chunk: emit({"chunk": chunk.to_json() if chunk is not None else None})
         for block, last in reader:
             emit({
                 "block": [event.to_json() for event in block.records],  # type: ignore[union-attr]

@@ -45,9 +45,10 @@ Imports only normagent (the public API) and the standard library.
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import time, timedelta
 from pathlib import Path
@@ -75,7 +76,7 @@ from normagent import (
 )
 
 from .journal import ERROR_FIELDS, LOGIN_FIELDS, parse_journal_errors, parse_journal_logins
-from .parse import parse_auth_lines
+from .parse import parse_auth_lines, parse_auth_lines_into
 from .tally import (
     ERRORS_BY_ORIGIN,
     EVENTLOG_ERRORS,
@@ -84,6 +85,7 @@ from .tally import (
     LOCKOUTS,
     OTHER_ORIGIN,
     PASSWORD_RESETS,
+    BatchTally,
     preset_labels,
 )
 from .windows import parse_windows
@@ -281,14 +283,42 @@ def parse_logins(block: TextBlock | RecordBlock, ctx: ParseContext) -> ParseResu
     return parse_journal_logins(block, ctx)
 
 
-_FILES = file_log_collector(
-    "access.logins",
-    help="Failed logins, lockouts and password changes from auth.log/secure.",
-    parser=parse_auth_lines,
-    settings=LoginSettings,
-    files=lambda s: s.files,
-    metrics=LOGIN_METRICS,
-)
+def _login_files(parser: Callable[[TextBlock, ParseContext], ParseResult], commit_bytes: int | None = None) -> CollectorSpec:
+    """The file side of ``access.logins``, read with ``parser`` (see ``collect_login_files``)."""
+    make = functools.partial(
+        file_log_collector,
+        "access.logins",
+        help="Failed logins, lockouts and password changes from auth.log/secure.",
+        parser=parser,
+        settings=LoginSettings,
+        files=lambda s: s.files,
+        metrics=LOGIN_METRICS,
+    )
+    return make() if commit_bytes is None else make(commit_bytes=commit_bytes)
+
+
+_FILES = _login_files(parse_auth_lines)
+
+
+def collect_login_files(ctx: RunContext, *, commit_bytes: int | None = None) -> Iterator[Batch]:
+    """The auth log files through the log driver, each batch's counts and rollup rows merged
+    across its blocks.
+
+    The driver gathers blocks into a batch (one transaction) and yields it *before* it parses
+    the next block; the parser adds each block's counts and rows to ``totals`` once it has read
+    the block, and every batch leaves with what was added since the batch before. So a batch
+    carries the counts and rollups of exactly the blocks whose checkpoints it carries: a run
+    that dies before a batch is committed has counted none of that batch's blocks, and reads
+    them again next run. (The driver's checks of a parser's result concern its observations,
+    and this parser returns only its lines' outcomes, so the driver refuses none of its results;
+    when the parser raises, it has added nothing.) ``commit_bytes``: the driver's batch size, for
+    tests.
+    """
+    totals = BatchTally(ctx.pseudonymise)
+    files = _login_files(functools.partial(parse_auth_lines_into, totals), commit_bytes)
+    for batch in files.collect(ctx):
+        observations = totals.take()
+        yield Batch([*batch.observations, *observations], batch.checkpoints) if observations else batch
 _JOURNAL = journal_log_collector(
     "access.logins",
     help="Failed logins, lockouts and password changes from the journal.",
@@ -311,10 +341,10 @@ def collect_logins(ctx: RunContext) -> Iterator[Batch]:
         ctx.log.info("login_source_chosen", source=source, prefer=settings.prefer, reason=why)
         yield Batch(checkpoints=[Checkpoint(SOURCE_KEY, {"prefer": settings.prefer, "source": source}), *_forget(ctx, source)])
     absent: list[str] = []
-    for name, spec in (("journal", _JOURNAL), ("files", _FILES)):
+    for name, collect in (("journal", _JOURNAL.collect), ("files", collect_login_files)):
         if source in (name, "both"):
             try:
-                yield from spec.collect(ctx)
+                yield from collect(ctx)
             except NoData as why:
                 absent.append(str(why))
     if absent and len(absent) == (2 if source == "both" else 1):

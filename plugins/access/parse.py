@@ -39,7 +39,7 @@ from typing import Final, TypeAlias
 
 from normagent import ParseContext, ParseResult, TextBlock
 
-from .tally import FAILED_BY_ACCOUNT, FAILED_BY_NETWORK, SUCCESS_BY_NETWORK, Tally
+from .tally import FAILED_BY_ACCOUNT, FAILED_BY_NETWORK, SUCCESS_BY_NETWORK, BatchTally, Tally
 
 # ---------------------------------------------------------------------------------------------
 # Outcomes of classify(): a verdict tuple, or one of two markers.
@@ -1018,21 +1018,10 @@ class _Quick:
         for reason, n in self.reasons.items():
             if n:
                 tally.count_fails("sshd", reason, n)
-        for when, user, addr, port in self.offers:
-            tally.key_offer(when, user.decode("ascii"), addr.decode("ascii"), port.decode("ascii"))
-        for user, addr, port in self.sessions:
-            tally.logged_in(user.decode("ascii"), addr.decode("ascii"), port.decode("ascii"))
-        tally.merge_rows(
-            {
-                (name, day, raw.decode("ascii")): row
-                for name, rows in (
-                    (FAILED_BY_ACCOUNT, self.by_account),
-                    (FAILED_BY_NETWORK, self.by_network),
-                    (SUCCESS_BY_NETWORK, self.ok_by_network),
-                )
-                for (day, raw), row in rows.items()
-            }
-        )
+        tally.raw_logins(self.offers, self.sessions)
+        tally.merge_raw_rows(FAILED_BY_ACCOUNT, self.by_account)
+        tally.merge_raw_rows(FAILED_BY_NETWORK, self.by_network)
+        tally.merge_raw_rows(SUCCESS_BY_NETWORK, self.ok_by_network)
 
 
 def parse_auth_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
@@ -1051,8 +1040,20 @@ def parse_auth_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
     return _parse_lines(block, ctx, fast=True)
 
 
-def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseResult:
-    """``parse_auth_lines``; ``fast=False`` sends every candidate line the general way (for the tests)."""
+def parse_auth_lines_into(batch: BatchTally, block: TextBlock, ctx: ParseContext) -> ParseResult:
+    """``parse_auth_lines``, with the block's counts and rollup rows added to ``batch`` instead of
+    returned as observations (the result holds the lines' outcomes only).
+
+    ``batch`` merges what the blocks of a ledger batch add up to, and its holder hands that on
+    with those blocks' checkpoints. The block is added last, once it is read: a block the parser
+    fails on adds nothing.
+    """
+    return _parse_lines(block, ctx, fast=True, batch=batch)
+
+
+def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool, batch: BatchTally | None = None) -> ParseResult:
+    """``parse_auth_lines``; ``fast=False`` sends every candidate line the general way (for the
+    tests); ``batch``: see ``parse_auth_lines_into``."""
     data = block.data
     lines = block.line_count
     result = ParseResult()
@@ -1104,7 +1105,10 @@ def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseRes
             apply(tally, verdict, when if when is not None else fallback)
     # Keys offered in a session that logged in were no attempts (S11): those lines count as ignored.
     parsed -= tally.settle()
-    result.observations = tally.observations()
+    if batch is None:
+        result.observations = tally.observations()
+    else:
+        tally.hand_over(batch)
     result.parsed = parsed
     result.unparsed = unparsed
     result.ignored = lines - parsed - unparsed

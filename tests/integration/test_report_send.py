@@ -15,8 +15,11 @@ from normagent.agent import read_config
 from normagent.cli import build_parser, main
 from normagent.errors import ConfigError, Unavailable
 from normagent.report.command import _intervals, run_report
-from tests.integration.test_forward_email import PASSWORD, USER, Mailbox, smtp_server  # noqa: F401 - the fixture
+from tests.integration import test_forward_email
+from tests.integration.test_forward_email import PASSWORD, USER, Mailbox
 from tests.support.report_ledger import History, write_history
+
+smtp_server = test_forward_email.smtp_server  # the real SMTP server fixture, shared with the e-mail forwarder's tests
 
 U = timezone.utc
 NOW = datetime(2026, 12, 1, 6, 0, tzinfo=U)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import re
 import shutil
+from dataclasses import replace
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from normagent.model import WindowsEvent
 from normagent.sources.evtx import (
     CHUNK_BYTES,
     HEADER_BYTES,
+    ChunkSpan,
     EvtxFileError,
     EvtxPosition,
     EvtxSettings,
@@ -686,6 +688,10 @@ def test_the_anchor_does_not_depend_on_how_evtx_prints_the_time(stamp: str, anch
         ({"record_id": 5, "anchor": "a", "unreadable_through": 9}, EvtxPosition(5, "a", 9)),
         ({"record_id": 5}, EvtxPosition(5)),
         ({"record_id": 5, "witnesses": [[1, "w"], [4, "v"]]}, EvtxPosition(5, witnesses=((1, "w"), (4, "v")))),
+        (
+            {"record_id": 5, "crashed": {"offset": 4096, "first": 1, "last": 91, "crashes": 2}},
+            EvtxPosition(5, crashed=ChunkSpan(4096, 1, 91), crashes=2),
+        ),
     ],
 )
 def test_positions_round_trip_through_json(value: Any, position: EvtxPosition) -> None:
@@ -694,7 +700,15 @@ def test_positions_round_trip_through_json(value: Any, position: EvtxPosition) -
 
 
 @pytest.mark.parametrize(
-    "value", ["5", [5], {"record_id": "5"}, True, {"record_id": -1}, {"witnesses": [[1]]}, {"witnesses": [["1", "a"]]}, {"witnesses": 3}]
+    "value",
+    [
+        "5", [5], {"record_id": "5"}, True, {"record_id": -1}, {"witnesses": [[1]]}, {"witnesses": [["1", "a"]]}, {"witnesses": 3},
+        {"crashed": {"offset": 4096, "first": 1, "last": 91}},  # a crash mark without its count
+        {"crashed": {"offset": 4096, "first": 1, "last": 91, "crashes": 0}},
+        {"crashed": {"offset": 4096, "first": 1, "crashes": 1}},
+        {"crashed": {"offset": -1, "first": 1, "last": 91, "crashes": 1}},
+        {"crashed": [4096, 1, 91, 1]},
+    ],
 )
 def test_a_position_that_is_not_one_is_refused(value: Any) -> None:
     with pytest.raises(ValueError):
@@ -705,3 +719,101 @@ def test_a_position_that_is_not_one_is_refused(value: Any) -> None:
 def test_evtx_settings_refuse_what_cannot_match(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         EvtxSettings(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# A chunk that crashes the parser (the crash itself is played in tests/unit/test_evtx_process.py)
+
+SECURITY = FIXTURES / "security.evtx"
+CHUNK_2 = ChunkSpan(HEADER_BYTES + 2 * CHUNK_BYTES, 178, 260)  # security.evtx's third chunk
+
+
+def announced_and_read(position: EvtxPosition, block_records: int = 100) -> tuple[list[ChunkSpan], list[int], Any]:
+    """The chunks a pass announced, the record ids it delivered, and the reader (stats, position)."""
+    reader = read_evtx(SECURITY, position=position, block_records=block_records)
+    spans: list[ChunkSpan] = []
+    held: list[ChunkSpan | None] = [None]
+
+    def announce(span: ChunkSpan | None) -> None:
+        assert (held[-1] is None) != (span is None)  # one chunk in the parser at a time, and it is let go
+        held.append(span)
+        if span is not None:
+            spans.append(span)
+
+    reader.on_chunk = announce
+    ids = [e.record_id for block, _ in reader for e in block.records]  # type: ignore[union-attr]
+    return spans, ids, reader
+
+
+def test_each_chunk_is_announced_before_it_is_parsed_with_its_offset_and_records() -> None:
+    spans, ids, _ = announced_and_read(EvtxPosition())
+    chunks, _ = scan_chunks(SECURITY)
+    assert spans == [ChunkSpan(HEADER_BYTES + c.index * CHUNK_BYTES, c.first, c.last) for c in chunks]
+    assert spans[2] == CHUNK_2 and ids == list(range(1, 2262))
+    resumed, _, _ = announced_and_read(EvtxPosition(record_id=2150))  # a resume announces what it parses only
+    assert [s.first for s in resumed] == [2110, 2202]
+
+
+@pytest.mark.parametrize("after", [0, 100, 177])
+def test_a_chunk_the_parser_crashed_in_twice_is_skipped_its_records_counted_once(after: int) -> None:
+    """Its numbers after the position are unreadable, once; every other record is delivered, once."""
+    start = read_evtx(SECURITY, block_records=after or 1)
+    position = EvtxPosition()
+    if after:
+        next(iter(start))
+        position = start.position
+    assert position.record_id == after
+    marked = position.after_crash(CHUNK_2).after_crash(replace(CHUNK_2, last=259))  # the same chunk, however far it reached
+
+    spans, ids, reader = announced_and_read(marked)
+
+    assert CHUNK_2.offset not in [s.offset for s in spans]
+    assert ids == [*range(after + 1, 178), *range(261, 2262)]
+    assert (reader.stats.unreadable, reader.stats.chunks_skipped) == (83, 1)
+    assert reader.position.crashed is None and reader.position.record_id == 2261  # passed: the mark is dropped
+    again_spans, again, again_reader = announced_and_read(reader.position)
+    assert (again, again_reader.stats.unreadable) == ([], 0)
+
+
+def test_a_crash_in_the_chunk_of_the_position_skips_only_the_records_after_it() -> None:
+    reader = read_evtx(SECURITY, block_records=150)
+    next(iter(reader))
+    position = reader.position  # record 150, in the second chunk (92..177)
+    chunk_1 = ChunkSpan(HEADER_BYTES + CHUNK_BYTES, 92, 177)
+    spans, ids, skipping = announced_and_read(position.skipping(chunk_1))
+    assert ids == list(range(178, 2262)) and skipping.stats.unreadable == 177 - 150
+
+
+def test_one_crash_is_bad_luck_the_chunk_is_read_and_its_mark_dropped() -> None:
+    marked = EvtxPosition().after_crash(CHUNK_2)
+    assert (marked.crashes, marked.skips(CHUNK_2)) == (1, False)
+    spans, ids, reader = announced_and_read(marked, block_records=5000)
+    assert CHUNK_2 in spans and ids == list(range(1, 2262)) and reader.stats.unreadable == 0
+    assert reader.position.crashed is None
+
+
+def test_a_crash_in_another_chunk_starts_the_count_again() -> None:
+    marked = EvtxPosition().after_crash(CHUNK_2).after_crash(replace(CHUNK_2, offset=CHUNK_2.offset + CHUNK_BYTES, first=261))
+    assert (marked.crashes, marked.skips(CHUNK_2)) == (1, False)
+
+
+def test_a_crash_mark_for_a_chunk_the_file_no_longer_holds_is_dropped() -> None:
+    """A wrapped log overwrote the chunk (another first record there): it is read as any other."""
+    gone = EvtxPosition().skipping(replace(CHUNK_2, first=5000, last=5090))
+    spans, ids, reader = announced_and_read(gone)
+    assert CHUNK_2 in spans and len(ids) == 2261 and reader.position.crashed is None
+
+
+def test_a_chunk_skipped_before_stays_skipped_when_another_chunk_takes_the_mark() -> None:
+    """After chunk 2 was skipped and counted, a crash in chunk 3 replaces the mark: chunk 2, all of
+    whose numbers were counted unreadable, is not parsed again (else the two would take turns)."""
+    first = read_evtx(SECURITY, position=EvtxPosition().skipping(CHUNK_2), block_records=150)
+    blocks = iter(first)
+    while first.position.unreadable_through < 260:
+        next(blocks)  # the skip's count goes out at once, with the block before it
+    assert first.position.record_id == 177 and first.stats.unreadable == 83
+    chunk_3 = ChunkSpan(HEADER_BYTES + 3 * CHUNK_BYTES, 261, 349)
+    other = first.position.after_crash(chunk_3)
+    spans, ids, reader = announced_and_read(other)
+    assert [s.first for s in spans][:2] == [92, 261] and ids == list(range(261, 2262))  # 92..177: the position's chunk
+    assert reader.stats.unreadable == 0  # counted once, by the pass that skipped it

@@ -20,10 +20,10 @@ import pytest
 
 from normagent.model import RecordBlock, WindowsEvent
 from normagent.sources import evtx_worker
-from normagent.sources.evtx import EvtxFileError, EvtxPosition, EvtxStats, read_evtx
-from normagent.sources.evtx_process import EvtxProcessReader, read_evtx_in_child
+from normagent.sources.evtx import CHUNK_BYTES, HEADER_BYTES, ChunkSpan, EvtxFileError, EvtxPosition, EvtxStats, read_evtx
+from normagent.sources.evtx_process import EvtxCrash, EvtxProcessReader, read_evtx_in_child
 from normagent.model import JSONValue
-from tests.support.evtx_workers import crashing_worker, python
+from tests.support.evtx_workers import chunk_crashing_worker, crashing_worker, python
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "evtx"
 SECURITY = FIXTURES / "security.evtx"
@@ -121,6 +121,56 @@ def test_a_child_killed_by_a_signal_is_a_crash_naming_the_file_and_the_signal(si
     assert_nothing_left(before)
 
 
+CHUNK_2 = ChunkSpan(HEADER_BYTES + 2 * CHUNK_BYTES, 178, 260)  # security.evtx's third chunk
+
+
+@pytest.mark.parametrize("signal_name", ["SIGSEGV", "SIGABRT", "SIGKILL"])
+def test_a_crash_names_the_chunk_the_parser_held_and_a_second_one_there_skips_it(signal_name: str) -> None:
+    """The worker announces each chunk before parsing it: a crash (SIGKILL from outside too: the
+    OOM killer) names the file, the chunk's offset and its records. Once marked twice in the
+    position, the chunk is skipped and the rest read; its records counted unreadable once."""
+    before = fds()
+    crashing = chunk_crashing_worker(CHUNK_2.offset, signal_name)
+    position = EvtxPosition()
+    delivered: list[int] = []
+    for crash in (1, 2):
+        reader = read_evtx_in_child(SECURITY, block_records=100, position=position, command=crashing)
+        with pytest.raises(EvtxCrash) as raised:
+            for block, _ in reader:
+                delivered.extend(e.record_id for e in block.records)  # type: ignore[union-attr]
+        assert str(raised.value) == f"{SECURITY}: the evtx parser crashed (killed by {signal_name}) in chunk at offset 135,168 (records 178..260)"
+        assert raised.value.chunk == CHUNK_2 and reader.position.record_id == 100
+        position = reader.position.after_crash(CHUNK_2)
+        assert (position.crashes, position.skips(CHUNK_2)) == (crash, crash == 2)
+    reader = read_evtx_in_child(SECURITY, block_records=100, position=position, command=crashing)
+    delivered += [e.record_id for block, _ in reader for e in block.records]  # type: ignore[union-attr]
+    assert delivered == [*range(1, 178), *range(261, 2262)]
+    assert (reader.stats.unreadable, reader.stats.chunks_skipped, reader.position.crashed) == (83, 1, None)
+    assert_nothing_left(before)
+
+
+def test_a_crash_before_any_chunk_names_none_and_a_hang_names_the_chunk_it_hung_in() -> None:
+    with pytest.raises(EvtxCrash, match=r"crashed \(killed by SIGSEGV\)$") as raised:
+        list(read_evtx_in_child(SECURITY, command=python(
+            "import os, resource, signal, sys; resource.setrlimit(resource.RLIMIT_CORE, (0, 0)); sys.stdin.read(); os.kill(os.getpid(), signal.SIGSEGV)"
+        )))
+    assert raised.value.chunk is None
+    announce_and_hang = python(
+        'import signal, sys; sys.stdin.read(); print(\'{"chunk": {"offset": 135168, "first": 178, "last": 260}}\', flush=True); signal.pause()'
+    )
+    with pytest.raises(EvtxCrash, match=r"hung \(nothing from it in 0.3 s\) in chunk at offset 135,168 \(records 178..260\); it was stopped") as hung:
+        list(read_evtx_in_child(SECURITY, command=announce_and_hang, chunk_silence=0.3))
+    assert hung.value.chunk == CHUNK_2
+    # Out of the parser, the chunk's short wait no longer holds, and no chunk is to blame.
+    let_go = python(
+        'import sys, time; sys.stdin.read(); print(\'{"chunk": {"offset": 135168, "first": 178, "last": 260}}\', flush=True); '
+        'print(\'{"chunk": null}\', flush=True); time.sleep(0.6)'
+    )
+    with pytest.raises(EvtxCrash, match=r"crashed \(it ended without finishing its answer; exit status 0\)$") as ended:
+        list(read_evtx_in_child(SECURITY, command=let_go, chunk_silence=0.2))
+    assert ended.value.chunk is None
+
+
 def test_a_child_that_exits_without_its_last_line_is_a_crash_with_its_status_and_last_words() -> None:
     before = fds()
     command = python("import sys; sys.stdin.read(); sys.stderr.write('thread main panicked at src/binxml.rs\\n'); sys.exit(101)")
@@ -146,6 +196,7 @@ def test_a_child_stopped_by_sigterm_is_not_the_file_s_fault() -> None:
         ('{\\"end\\": true, \\"position\\": 5}\\n', "sent a last line that is not one"),
         ('{\\"block\\": [', r"crashed \(its last line is cut short after 11 bytes; exit status 0\)"),
         ('{\\"error\\": \\"os\\"}\\n', "sent an unreadable line"),
+        ('{\\"chunk\\": {\\"offset\\": -1, \\"first\\": 1, \\"last\\": 2}}\\n', "sent an unreadable line: not an EVTX chunk"),
     ],
 )
 def test_garbage_from_the_child_is_a_clear_error(output: str, message: str) -> None:

@@ -232,6 +232,25 @@ def test_blocks_are_gathered_into_batches_of_commit_bytes(root: Path, ledger: Le
     assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 100
 
 
+def test_a_batch_leaves_before_the_next_block_is_parsed(root: Path) -> None:
+    """What a parser gathered since the last batch is exactly what the next batch's checkpoints
+    cover: the driver yields a batch before it parses another block (access.logins adds up each
+    batch's counts and rollup rows on this, docs/plugins.md)."""
+    write(root, lines(0, 100, "Failed"))  # about 20 blocks of 256 bytes, batches of 2,000
+    parsed: list[int] = []
+
+    def recording(block: TextBlock, ctx: ParseContext) -> ParseResult:
+        parsed.append(len(block.data))
+        return PARSER(block, ctx)
+
+    spec = collector(recording, commit_bytes=2000)
+    read = 0
+    for batch in spec.collect(make_context(spec, root=root)):
+        read += sum(o.value for o in batch.observations if isinstance(o, Count) and o.metric == BYTES)
+        assert sum(parsed) == read
+    assert read == (root / "var/log/auth.log").stat().st_size and len(parsed) > 10
+
+
 def test_a_rotation_is_followed_through_the_driver(root: Path, ledger: Ledger) -> None:
     spec = collector()
     path = write(root, lines(0, 3, "Failed"))
@@ -550,15 +569,53 @@ def test_parse_inputs_reads_evtx() -> None:
     assert (item.kind, item.lines, item.result.ignored) == ("evtx", expected, expected)
 
 
-def test_parse_inputs_reports_an_evtx_file_that_crashes_the_parser_as_an_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``normagent parse`` reads EVTX through the same child process: a crash is exit 66 naming the file."""
+def test_parse_inputs_reports_an_evtx_file_that_crashes_the_parser_before_any_chunk_as_an_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``normagent parse`` reads EVTX through the same child process: a crash no chunk is to blame
+    for is exit 66 naming the file."""
     from normagent.sources import evtx_process
-    from tests.support.evtx_workers import crashing_worker
+    from tests.support.evtx_workers import NO_CORE, python
 
-    monkeypatch.setattr(evtx_process, "WORKER_COMMAND", crashing_worker(1))
+    monkeypatch.setattr(evtx_process, "WORKER_COMMAND", python(NO_CORE + "import os, signal, sys; sys.stdin.read(); os.kill(os.getpid(), signal.SIGSEGV)"))
     path = FIXTURES / "evtx" / "security.evtx"
     with pytest.raises(InputError, match=f"{path}: the evtx parser crashed \\(killed by SIGSEGV\\)"):
         list(parse_inputs([path], record_parser(lambda record, ctx: []), CTX))
+
+
+@pytest.mark.parametrize("offsets", [[2], [2, 3], [25]])
+def test_parse_inputs_skips_a_chunk_that_crashes_the_parser_says_which_and_reads_on(
+    monkeypatch: pytest.MonkeyPatch, offsets: list[int]
+) -> None:
+    """A one-shot command has no second run to wait for: the first crash in a chunk skips it, the
+    damage names the chunk and the crash, and every other record is read once."""
+    from normagent.sources import evtx_process
+    from normagent.sources.evtx import CHUNK_BYTES, HEADER_BYTES, scan_chunks
+    from tests.support.evtx_workers import chunk_crashing_worker
+
+    path = FIXTURES / "evtx" / "security.evtx"
+    chunks = {HEADER_BYTES + c.index * CHUNK_BYTES: c for c in scan_chunks(path)[0]}
+    crashing = [HEADER_BYTES + i * CHUNK_BYTES for i in offsets]
+    worker = chunk_crashing_worker(crashing[0])
+    if len(crashing) > 1:  # crashes in either of two chunks
+        worker = (*worker[:-1], worker[-1].replace(f"== {crashing[0]}", f"in {tuple(crashing)}"))
+    monkeypatch.setattr(evtx_process, "WORKER_COMMAND", worker)
+    seen: list[int] = []
+
+    def keep(record: Any, ctx: ParseContext) -> list[Count]:
+        seen.append(record.record_id)
+        return []
+
+    with capture_logs() as logs:
+        [item] = parse_inputs([path], record_parser(keep), CTX)
+
+    lost = [n for o in crashing for n in range(chunks[o].first, chunks[o].last + 1)]
+    assert seen == [n for n in range(1, 2262) if n not in lost] and item.lines == len(seen)
+    said = [
+        f"the evtx parser crashed (killed by SIGSEGV) in chunk at offset {o:,} (records {chunks[o].first:,}..{chunks[o].last:,}); that chunk skipped"
+        for o in crashing
+    ]
+    assert item.damage == "; ".join([*said, f"{len(lost)} records announced but unreadable"])
+    skipped = [e for e in logs if e["event"] == "evtx_chunk_skipped"]
+    assert [(e["path"], e["offset"], e["first"], e["last"]) for e in skipped] == [(str(path), o, chunks[o].first, chunks[o].last) for o in crashing]
 
 
 def test_parse_inputs_names_a_missing_input_before_parsing_anything(tmp_path: Path) -> None:
@@ -859,6 +916,137 @@ def test_a_crash_of_the_evtx_parser_keeps_the_blocks_committed_before_and_the_ne
     run_collector_once(spec, ledger, root=tmp_path)
     assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": 2261, "unparsed": 0}
     assert ledger.counter_value("normagent_log_files_unreadable_total", {"source": "test.windows"}) == 1
+
+
+SECURITY_CHUNK_2 = 4096 + 2 * 65536  # security.evtx's third chunk: records 178..260
+
+
+def touched(path: Path) -> None:
+    """A new version of a live log (it changes every few seconds)."""
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+
+
+@pytest.mark.parametrize(("restart", "signal_name"), [(False, "SIGSEGV"), (True, "SIGSEGV"), (False, None)])
+def test_a_chunk_that_crashes_the_evtx_parser_twice_is_skipped_and_the_log_read_on_after_it(
+    tmp_path: Path, ledger: Ledger, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, restart: bool, signal_name: str | None
+) -> None:
+    """A hostile chunk in a live Security.evtx: the first crash there counts the file unreadable
+    until it changes (it may have been bad luck) and the committed position remembers the chunk,
+    so a restart changes nothing; the second crash there skips it, logged, its 83 records counted
+    unparsed once, and every record after it is read in the same run, and never again. A chunk
+    that hangs the parser (signal_name None) is stopped and skipped the same way."""
+    import psutil
+
+    from normagent.sources import evtx_process
+    from tests.support.evtx_workers import chunk_crashing_worker
+
+    (tmp_path / "logs").mkdir()
+    path = tmp_path / "logs" / "security.evtx"
+    shutil.copy(FIXTURES / "evtx" / "security.evtx", path)
+    spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=Windows, metrics=(FAILED,))
+    monkeypatch.setattr(evtx_process, "WORKER_COMMAND", chunk_crashing_worker(SECURITY_CHUNK_2, signal_name))
+    monkeypatch.setattr(evtx_process, "CHUNK_SILENCE_SECONDS", 0.3)
+    key = "evtx:/logs/security.evtx"
+    how = "crashed (killed by SIGSEGV)" if signal_name else "hung (nothing from it in 0.3 s)"
+
+    with capture_logs() as logs:
+        run_collector_once(spec, ledger, root=tmp_path)
+    assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": 150, "unparsed": 0}  # blocks of 50: 151..177 were pending
+    assert ledger.counter_value("normagent_log_files_unreadable_total", {"source": "test.windows"}) == 1
+    [error] = [e for e in logs if e["log_level"] == "error"]
+    assert (error["event"], error["retry"]) == ("evtx_file_unreadable", "when it changes")
+    assert error["error"].startswith(f"{path}: the evtx parser {how} in chunk at offset 135,168 (records 178..260)")
+    saved = ledger.checkpoints("test.windows").get(key)
+    assert isinstance(saved, dict) and saved["position"]["record_id"] == 150  # type: ignore[index]
+    assert saved["position"]["crashed"] == {"offset": SECURITY_CHUNK_2, "first": 178, "last": 260, "crashes": 1}  # type: ignore[index]
+
+    now = ledger
+    if restart:
+        now = Ledger.open(ledger.path, clock=clock)  # the agent restarted: what it knows is in the ledger
+    try:
+        touched(path)
+        with capture_logs() as logs:
+            run_collector_once(spec, now, root=tmp_path)
+        assert outcomes(now, "test.windows") == {"parsed": 0, "ignored": 2261 - 83, "unparsed": 83}
+        assert now.counter_value("normagent_log_files_unreadable_total", {"source": "test.windows"}) == 1
+        [skipped] = [e for e in logs if e["log_level"] == "error"]
+        assert skipped["event"] == "evtx_chunk_skipped"
+        assert (skipped["path"], skipped["offset"], skipped["first"], skipped["last"], skipped["crashes"]) == ("/logs/security.evtx", SECURITY_CHUNK_2, 178, 260, 2)
+        assert f"{how} in chunk at offset 135,168" in skipped["error"]
+        saved = now.checkpoints("test.windows").get(key)
+        assert isinstance(saved, dict) and "crashed" not in saved["position"] and "unreadable" not in saved  # type: ignore[operator]
+
+        for _ in range(2):  # the log changes on: nothing is read or counted twice, no child crashes
+            touched(path)
+            run_collector_once(spec, now, root=tmp_path)
+        assert outcomes(now, "test.windows") == {"parsed": 0, "ignored": 2261 - 83, "unparsed": 83}
+        assert now.counter_value("normagent_log_files_unreadable_total", {"source": "test.windows"}) == 1
+        assert psutil.Process().children() == []
+    finally:
+        if now is not ledger:
+            now.close()
+
+
+def test_a_crash_of_the_evtx_parser_that_does_not_come_again_loses_nothing(
+    tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bad luck (the OOM killer's SIGKILL) once in a chunk: that chunk is read normally on the next
+    version and its mark forgotten, every record counted once, none unparsed."""
+    from normagent.sources import evtx_process
+    from tests.support.evtx_workers import chunk_crashing_worker
+
+    (tmp_path / "logs").mkdir()
+    path = tmp_path / "logs" / "security.evtx"
+    shutil.copy(FIXTURES / "evtx" / "security.evtx", path)
+    spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=Windows, metrics=(FAILED,))
+    monkeypatch.setattr(evtx_process, "WORKER_COMMAND", chunk_crashing_worker(SECURITY_CHUNK_2, "SIGKILL", once=tmp_path / "crashed"))
+
+    run_collector_once(spec, ledger, root=tmp_path)
+    assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": 150, "unparsed": 0}
+    touched(path)
+    with capture_logs() as logs:
+        run_collector_once(spec, ledger, root=tmp_path)
+
+    assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": 2261, "unparsed": 0}
+    assert [e for e in logs if e["log_level"] in ("error", "warning")] == []
+    saved = ledger.checkpoints("test.windows").get("evtx:/logs/security.evtx")
+    assert isinstance(saved, dict) and "crashed" not in saved["position"]  # type: ignore[operator]
+
+
+def test_evtx_crashes_in_two_chunks_in_turn_each_skip_their_chunk_and_never_take_turns(
+    tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks 2 and 3 both crash the parser: 2 is skipped at its second crash, the same run's second
+    pass crashes in 3 (a first crash there), and 3 is skipped at the next version; chunk 2, whose
+    records were counted, is not parsed again though the mark moved on to 3."""
+    from normagent.sources import evtx_process
+    from tests.support.evtx_workers import chunk_crashing_worker
+
+    (tmp_path / "logs").mkdir()
+    path = tmp_path / "logs" / "security.evtx"
+    shutil.copy(FIXTURES / "evtx" / "security.evtx", path)
+    spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=Windows, metrics=(FAILED,))
+    chunk_3 = SECURITY_CHUNK_2 + 65536  # records 261..349
+    worker = chunk_crashing_worker(SECURITY_CHUNK_2)
+    worker = (*worker[:-1], worker[-1].replace(f"== {SECURITY_CHUNK_2}", f"in ({SECURITY_CHUNK_2}, {chunk_3})"))
+    monkeypatch.setattr(evtx_process, "WORKER_COMMAND", worker)
+
+    events = []
+    for _ in range(5):
+        with capture_logs() as logs:
+            run_collector_once(spec, ledger, root=tmp_path)
+        events.append([(e["event"], e.get("first")) for e in logs if e["log_level"] == "error"])
+        touched(path)
+
+    assert events == [
+        [("evtx_file_unreadable", None)],
+        [("evtx_chunk_skipped", 178), ("evtx_file_unreadable", None)],
+        [("evtx_chunk_skipped", 261)],
+        [],
+        [],
+    ]
+    assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": 2261 - 83 - 89, "unparsed": 83 + 89}
+    assert ledger.counter_value("normagent_log_files_unreadable_total", {"source": "test.windows"}) == 2
 
 
 def test_an_evtx_parser_that_hangs_is_killed_at_the_run_s_deadline(tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:

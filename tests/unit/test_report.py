@@ -105,6 +105,26 @@ def test_report_matches_golden(state_env: Path, fmt: str, golden: Any) -> None:
     golden.check(f"report-2026-11.{fmt}", data.decode("utf-8"))
 
 
+def test_the_html_report_is_the_same_on_another_day(state_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drawn on another day, the same month gives the same bytes: nothing of the day it was drawn
+    on gets into it (pygal stamps each chart with that day in a comment, unless taken out)."""
+    import datetime as dt
+
+    import pygal.svg
+
+    _, today, _ = report(state_env, "--month", "2026-11", "--format", "html")
+
+    class NextYear(dt.date):
+        @classmethod
+        def today(cls) -> NextYear:
+            return cls(2027, 12, 31)
+
+    monkeypatch.setattr(pygal.svg, "date", NextYear)
+    _, later, _ = report(state_env, "--month", "2026-11", "--format", "html")
+    assert later == today
+    assert b"<!--" not in later
+
+
 def test_json_validates_against_the_schema(state_env: Path) -> None:
     schema = json.loads(SCHEMA.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)

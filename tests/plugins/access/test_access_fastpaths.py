@@ -478,6 +478,6 @@ def test_merged_rows_add_up_with_the_tallys_own() -> None:
         alone.fail("sshd", "bad_password", 1, when, None, "203.0.113.9")
     merged.count_fails("sshd", "bad_password", 2)
 
-    merged.merge_rows({(FAILED_BY_NETWORK, day, "203.0.113.9"): [2, EPOCH.timestamp() + 5, EPOCH.timestamp() + 20]})
+    merged.merge_raw_rows(FAILED_BY_NETWORK, {(day, b"203.0.113.9"): [2, EPOCH.timestamp() + 5, EPOCH.timestamp() + 20]})
 
     assert sorted(map(repr, merged.observations())) == sorted(map(repr, alone.observations()))

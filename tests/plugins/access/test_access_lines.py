@@ -396,6 +396,22 @@ def test_keys_refused_in_a_session_that_does_not_log_in_are_failed_logins(stamp:
     assert result.parsed == 4
 
 
+@pytest.mark.parametrize(("offer_stamp", "login_stamp"), [(STAMPS[0], STAMPS[2]), (STAMPS[2], STAMPS[0]), (STAMPS[1], STAMPS[2])])
+def test_a_login_leaves_out_the_offers_of_its_session_whichever_way_each_line_is_read(offer_stamp: str, login_stamp: str) -> None:
+    """sshd's fast path reads lines with a host (in bytes), the general way the others (in text): an
+    offer read one way and the login of its session read the other are still one session (S11)."""
+    text = (
+        session(offer_stamp, f"Failed publickey for alice from 10.20.1.9 port 50000 ssh2: {KEY}")
+        + session(login_stamp, "", "Accepted publickey for alice from 10.20.1.9 port 50000 ssh2: ED25519 SHA256:def").split("\n", 1)[1]
+        + session(offer_stamp, f"Failed publickey for bob from 10.20.1.9 port 50002 ssh2: {KEY}")
+    )
+
+    result = parse_text(parse_auth_lines, text, tz=OSLO)
+
+    assert failed_logins(result) == {(("reason", "bad_key"), ("source", "sshd")): 1.0}  # bob's: no login
+    assert (result.parsed, result.ignored, result.unparsed) == (2, 1, 0)
+
+
 def test_a_password_refused_before_a_login_is_still_a_failed_login() -> None:
     """S11 is about keys offered: a wrong password typed in the session that then logs in is an attempt (S1)."""
     text = session(
