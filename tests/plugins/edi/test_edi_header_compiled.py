@@ -212,3 +212,18 @@ def test_a_wrong_scan_would_be_seen() -> None:
     assert parse_bytes(data) != wrong
     rng = random.Random(2)
     assert any(parse_bytes(bytes(rng.randrange(256) for _ in range(50))) != parse_bytes(data) for _ in range(3))
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK])
+def test_a_file_is_read_from_disk_as_from_memory(tmp_path: Path, size: int) -> None:
+    """One read of a small file, chunks of a larger one: the same ``Parsed`` as the bytes give."""
+    from normagent.plugins.edi.collectors import read_file
+    from tests.plugins.edi.test_edi_collector import _candidate_for
+
+    data = msghead("m-1", "EPIKRISE", "2026-11-23T10:00:00", "1", "2")
+    data = data.replace(b"</MsgHead>", b"<!--" + b"x" * max(0, size - len(data) - 7) + b"-->" + b"</MsgHead>")[:size]
+    path = tmp_path / "m.xml"
+    path.write_bytes(data)
+    assert path.stat().st_size == size
+    parsed, why = read_file(_candidate_for(path), 4 * CHUNK)
+    assert why == "" and parsed == parse_bytes(data)
