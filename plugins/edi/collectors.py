@@ -801,10 +801,7 @@ class EdiCollector:
         if index.last_prune is not None and now - index.last_prune < 86400:
             return
         limit = now - settings.history_retention.total_seconds()
-        forget = [
-            key for key, record in index.records()
-            if max(record.at, record.receipt_at) < limit and key not in stage.records
-        ]
+        forget = [key for key in index.handled_before(limit) if key not in stage.records]
         stage.put_records((key, None) for key in forget)
         stage.last_prune = now
         if forget:

@@ -358,13 +358,16 @@ class Index:
         for name in self.known_names(directory):
             yield os.path.join(directory, name)
 
-    def records(self) -> Iterator[tuple[str, Record]]:
-        """Every id's record, in key order, a page at a time (the daily prune)."""
+    def handled_before(self, limit: float) -> Iterator[str]:
+        """The ids whose record was last handled (read, or its receipt came) before ``limit``, in key
+        order, a page at a time (the daily prune). Only the two times are read of each record: after
+        a first index the prune goes through every id (300,000 at 100,000 messages), and building a
+        ``Record`` for each was most of its cost."""
         for prefix in (ENV, MSG):
             for key, value in self.store.scan(prefix):
-                record = Record.from_json(value)
-                if record is not None:
-                    yield key, record
+                # Record.from_json's layout: ``at`` at 3, ``receipt_at`` at 9.
+                if isinstance(value, list) and len(value) == 13 and max(float(value[3]), float(value[9])) < limit:  # type: ignore[arg-type]
+                    yield key
 
     def queued(self) -> Iterator[tuple[str, object]]:
         """The committed traffic queue (``q:``), a page at a time."""
