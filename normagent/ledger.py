@@ -74,6 +74,7 @@ SeriesKey = tuple[str, Labels]  # (metric, sorted label pairs)
 # every commit that leaves WAL_CHECKPOINT_PAGES pages or more in the WAL (a big commit triggers one
 # at once), and when the WAL starts over its file is cut back to WAL_SIZE_LIMIT bytes. The cost:
 # a checkpoint (one more fsync) every few dozen commits; see bench/README.md.
+UNCHANGED_CHECK_KEYS = 16  # checkpoints of an otherwise empty batch compared with the stored ones before writing
 WAL_CHECKPOINT_PAGES = 64
 WAL_SIZE_LIMIT = 256 * 1024
 
@@ -231,6 +232,9 @@ class _Mirror:
     counters: dict[SeriesKey, float] = field(default_factory=dict)
     gauges: dict[SeriesKey, tuple[float, str]] = field(default_factory=dict)  # value, collector
     runs: dict[str, RunState] = field(default_factory=dict)
+    # The hour (Unix hour) whose counter_hours row this process last wrote, per counter series:
+    # a count of 0 in that same hour would change nothing (see ``Ledger.commit``).
+    hours: dict[SeriesKey, int] = field(default_factory=dict)
 
 
 def _labels_json(labels: Labels) -> str:
@@ -599,9 +603,7 @@ class Ledger:
             DiskFull: the state filesystem is full; nothing of the transaction is stored.
             StateError: SQLite failed for another reason of the environment (I/O, locks, damage).
         """
-        why = self.lost()
-        if why is not None:
-            raise StateLost(f"{why}; nothing more is stored in the ledger this agent has open: {FRESH_START_HINT}")
+        self._refuse_if_lost()
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -619,6 +621,12 @@ class Ledger:
             if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF not in _ENVIRONMENT_CODES:
                 raise  # normagent's own mistake: the traceback is what helps
             raise _state_error(exc, self.path, doing) from exc
+
+    def _refuse_if_lost(self) -> None:
+        """``StateLost`` once the ledger is no longer at its path (see ``lost``)."""
+        why = self.lost()
+        if why is not None:
+            raise StateLost(f"{why}; nothing more is stored in the ledger this agent has open: {FRESH_START_HINT}")
 
     # ---------------------------------------------------------------------------------------
     # declarations
@@ -689,6 +697,15 @@ class Ledger:
         with self._lock:
             now = self._clock.now().timestamp()
             hour = int(now // 3600)
+            # What would change nothing is left out, and a batch left with nothing costs no
+            # transaction: every log collector ends each run with its zero series and its lag,
+            # and on an idle host that is all there is (issue 15: idle CPU).
+            counts = {key: value for key, value in counts.items() if value or self._mirror.hours.get(key) != hour}
+            gauges = {metric: series for metric, series in gauges.items() if not _gauges_unchanged(self._mirror.gauges, collector, metric, series)}
+            final = {cp.key: cp.value for cp in batch.checkpoints}
+            if not (counts or gauges or rollups or events) and self._checkpoints_unchanged(collector, final):
+                self._refuse_if_lost()  # as a write would: a lost ledger is said at the next batch
+                return
             with self._transaction(f"cannot store a batch of {collector}") as conn:
                 for (metric, labels), value in counts.items():
                     lj = _labels_json(labels)
@@ -735,7 +752,6 @@ class Ledger:
                 # The last checkpoint of a key decides (as if they were written in order), so the
                 # deletions and the writes can each go in one statement: a first index of 100,000
                 # files writes several hundred thousand keys.
-                final = {cp.key: cp.value for cp in batch.checkpoints}
                 conn.executemany(
                     "DELETE FROM checkpoints WHERE collector = ? AND key = ?",
                     [(collector, key) for key, value in final.items() if value is None],
@@ -751,6 +767,7 @@ class Ledger:
             mirror = self._mirror
             for key, value in counts.items():
                 mirror.counters[key] = mirror.counters.get(key, 0.0) + value
+                mirror.hours[key] = hour
             for metric, series in gauges.items():
                 for key in [k for k, (_, owner) in mirror.gauges.items() if k[0] == metric and owner == collector]:
                     del mirror.gauges[key]
@@ -759,6 +776,21 @@ class Ledger:
             if counts or gauges:
                 self._snapshot = None
             self._changed(stats)
+
+    def _checkpoints_unchanged(self, collector: str, final: Mapping[str, JSONValue]) -> bool:
+        """Whether writing ``final`` would leave every checkpoint as it is: each value equal to the
+        stored one (as stored: the same JSON text), each deletion of a key that is not there.
+
+        Asked only for a batch with nothing else to write, and answered False for more than a
+        few keys without reading them (such a batch is a first index's: it changes them)."""
+        if len(final) > UNCHANGED_CHECK_KEYS:
+            return False
+        dumps = json.JSONEncoder(separators=(",", ":")).encode
+        for key, value in final.items():
+            row = self._conn.execute("SELECT value FROM checkpoints WHERE collector = ? AND key = ?", (collector, key)).fetchone()
+            if (row is None) != (value is None) or (row is not None and row[0] != dumps(value)):
+                return False
+        return True
 
     def record_run(self, outcome: RunOutcome) -> None:
         """Store how a collector's run ended (health, not observations: no checkpoint involved).
@@ -1393,6 +1425,16 @@ class Ledger:
                 stats = _deviation_stats(conn) if removed else None
             self._changed(stats)
             return removed
+
+
+def _gauges_unchanged(
+    current: Mapping[SeriesKey, tuple[float, str]], collector: str, metric: str, series: Mapping[Labels, float]
+) -> bool:
+    """Whether ``series`` is exactly what ``collector`` has set for ``metric`` already: the same
+    series with the same values (writing them again would change no value and no history)."""
+    if any(current.get((metric, labels)) != (value, collector) for labels, value in series.items()):
+        return False
+    return not any(name == metric and owner == collector and labels not in series for (name, labels), (_, owner) in current.items())
 
 
 def _gauge_changes(

@@ -12,6 +12,7 @@ import stat
 import sqlite3
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -782,3 +783,93 @@ def test_a_schema_2_ledger_migrates_with_its_gauges_as_first_history(tmp_path: P
     with Ledger.open(path, clock=FakeClock(later), metrics=[FREE]) as ledger:
         assert ledger.history_since == later.isoformat()
         assert ledger.gauge(FREE.name, T0 + timedelta(hours=1)) == {(): 42}
+
+
+# ------------------------------------------------------------------------------------------------
+# a batch that changes nothing costs no transaction (issue 15: idle CPU)
+
+
+def idle_batch(offset: int = 120, free: float = 5.0) -> Batch:
+    """What a log collector's run ends with on an idle host: its zero series, its lag, its position."""
+    return Batch(
+        [Count(FAILURES.name, {"reason": "bad_password"}, 0), Gauge(FREE.name, free, {"mountpoint": "/"})],
+        [Checkpoint("file:a", {"offset": offset})],
+    )
+
+
+@contextlib.contextmanager
+def commits_seen(ledger: Ledger) -> Iterator[Callable[[], int]]:
+    """How many times another connection saw the database change (SQLite's ``data_version``)."""
+    reader = sqlite3.connect(f"file:{ledger.path}?mode=ro", uri=True)
+    try:
+        yield lambda: int(reader.execute("PRAGMA data_version").fetchone()[0])
+    finally:
+        reader.close()
+
+
+def hour_rows(ledger: Ledger) -> list[tuple[int, float]]:
+    [(_, _, rows)] = ledger.counter_history(FAILURES.name)
+    return rows
+
+
+def test_a_batch_that_changes_nothing_writes_nothing_but_each_hour_still_gets_its_zero_row(declared: Ledger, clock: FakeClock) -> None:
+    """The zero series and an unchanged gauge and position leave the ledger's file as it is; the
+    first zero of a new hour is still written (a counted zero is not the same as no data)."""
+    declared.commit("c", idle_batch())
+    before = hour_rows(declared)
+    with commits_seen(declared) as version:
+        seen = version()
+
+        for _ in range(3):
+            declared.commit("c", idle_batch())
+
+        assert version() == seen
+        assert hour_rows(declared) == before and [value for _, value in before] == [0.0]
+
+        clock.advance(3600)
+        declared.commit("c", idle_batch())
+
+        assert version() == seen + 1
+    assert [value for _, value in hour_rows(declared)] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        idle_batch(offset=121),
+        idle_batch(free=6.0),
+        Batch([Count(FAILURES.name, {"reason": "bad_password"}, 1)], [Checkpoint("file:a", {"offset": 120})]),
+        Batch([Gauge(FREE.name, 5.0, {"mountpoint": "/var"})], [Checkpoint("file:a", {"offset": 120})]),  # "/" gone, "/var" new
+        Batch([], [Checkpoint("file:a", None)]),
+        Batch([], [Checkpoint("file:b", {"offset": 120})]),
+        Batch([Count(FAILURES.name, {"reason": "new_reason"}, 0)]),
+    ],
+    ids=["position", "gauge", "count", "gauge-series-gone", "checkpoint-deleted", "new-checkpoint", "new-zero-series"],
+)
+def test_a_batch_that_changes_anything_is_stored_as_ever(declared: Ledger, changed: Batch) -> None:
+    declared.commit("c", idle_batch())
+    with commits_seen(declared) as version:
+        seen = version()
+        declared.commit("c", changed)
+        assert version() == seen + 1
+    expected = {cp.key: cp.value for cp in [*idle_batch().checkpoints, *changed.checkpoints]}
+    assert {key: declared.checkpoints("c").get(key) for key in expected} == expected
+    gauges = {(m, labels): value for (m, labels), (value, _) in declared._mirror.gauges.items()}
+    want = {(g.metric, g.labels): g.value for g in changed.observations if isinstance(g, Gauge)}
+    if want:
+        assert gauges == want
+    with Ledger.open(declared.path, metrics=[FAILURES, FREE]) as again:  # what is on disk, not the mirror
+        assert again.counter_value(FAILURES.name, {"reason": "bad_password"}) == sum(
+            c.value for c in changed.observations if isinstance(c, Count) and c.labels == (("reason", "bad_password"),)
+        )
+        assert {key: again.checkpoints("c").get(key) for key in expected} == expected
+
+
+def test_a_batch_that_changes_nothing_still_says_the_ledger_was_lost(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "state" / "ledger.db"
+    with Ledger.open(path, clock=clock, metrics=[FAILURES, FREE]) as ledger:
+        ledger.commit("c", idle_batch())
+        path.unlink()
+
+        with pytest.raises(StateLost, match="was deleted"):
+            ledger.commit("c", idle_batch())

@@ -365,3 +365,24 @@ def test_wait_idle_waits_until_the_run_has_stored_its_health(tmp_path: Path) -> 
         go.set()
         assert scheduler.wait_idle(SETTLE_DEADLINE) is True
         assert ledger.snapshot().runs["t.one"].runs == 1
+
+
+def test_an_idle_scheduler_sleeps_until_the_next_run_is_due_or_a_deadline(harness: Harness) -> None:
+    """Between runs nothing needs doing, so the loop is not woken every second (idle CPU); a run
+    that is still going is looked at again at its deadline."""
+    def hang(ctx: RunContext) -> Iterator[Batch]:
+        harness.release.wait(60)
+        yield Batch([Count(RUNS.name, {"collector": "t.hang"})])
+
+    harness.hung.add("t.hang")
+    scheduler = harness.start(job("t.minute", counting("t.minute"), interval=60.0), job("t.hang", hang, interval=60.0, timeout=20.0))
+    harness.clock.advance(1.0)  # past the first runs' spread: both start
+    scheduler.tick()
+    wait_for("the minute's run to end", lambda: scheduler.running() == ["t.hang"])
+
+    assert 19.0 <= scheduler.tick() <= 20.0  # the hanging run's deadline, not a second from now
+
+    harness.clock.advance(20.0)
+    scheduler.tick()  # the deadline: the hanging run times out
+    assert scheduler.abandoned() == ["t.hang"]
+    assert 60.0 * (1 - JITTER) - 22.0 <= scheduler.tick() <= 60.0 * (1 + JITTER)  # then the next run
