@@ -63,7 +63,7 @@ from normagent.plugins.edi.index import (
     printable,
 )
 from normagent.plugins.edi.scan import Candidate, DirectoryCache, ScanResult, Watcher, open_dir, scan
-from normagent.plugins.edi.parse import CHUNK, Parsed, parse_header
+from normagent.plugins.edi.parse import CHUNK, Parsed, parse_file_bytes, parse_header
 from normagent.plugins.edi.settings import WEEKDAYS, EdiSettings, zone
 
 SECTION = "Meldingskommunikasjon (EDI)"
@@ -342,16 +342,27 @@ def read_file(
                 fd = os.open(candidate.name, _FILE_FLAGS, dir_fd=directory)
             finally:
                 os.close(directory)
-        with os.fdopen(fd, "rb") as fh:
+        try:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
                 return None, "changed"
             if (before.st_size, before.st_mtime_ns) != (candidate.size, candidate.mtime_ns):
                 return None, "changed"
-            parsed = parse_header(_chunks(fh, out_of_time), name=candidate.name, max_header_bytes=max_header_bytes)
+            if before.st_size <= CHUNK:
+                # The usual message: one read of the whole file, and its header read from memory.
+                if out_of_time():
+                    raise _OutOfTime
+                data = _read_small(fd, before.st_size)
+                parsed = parse_file_bytes(data, name=candidate.name, max_header_bytes=max_header_bytes)
+            else:
+                with os.fdopen(fd, "rb", closefd=False) as fh:
+                    parsed = parse_header(_chunks(fh, out_of_time), name=candidate.name,
+                                          max_header_bytes=max_header_bytes)
             after = os.fstat(fd)
             if (after.st_size, after.st_mtime_ns) != (candidate.size, candidate.mtime_ns):
                 return None, "changed"
+        finally:
+            os.close(fd)
     except _OutOfTime:
         return None, "timeout"
     except FileNotFoundError:
@@ -361,6 +372,24 @@ def read_file(
             return None, "changed"
         return Parsed("unreadable", detail=exc.strerror or type(exc).__name__), ""
     return parsed, ""
+
+
+def _read_small(fd: int, size: int) -> bytes:
+    """A file of ``size`` <= ``CHUNK`` bytes as ``fstat`` gave it: what is there up to ``CHUNK``
+    bytes, in as few reads as the kernel allows (a file that changed meanwhile is caught by the
+    ``fstat`` after the read)."""
+    data = os.read(fd, CHUNK)
+    if len(data) >= size or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < CHUNK:
+        piece = os.read(fd, CHUNK - got)
+        if not piece:
+            break
+        parts.append(piece)
+        got += len(piece)
+    return b"".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -523,6 +552,7 @@ class EdiCollector:
                 return  # the run's deadline passed while reading: nothing more can be committed
         self._stage_dirs(index, stage, found, deferred, watcher, now)
         yield from self._finish(ctx, cycle, index, stage, tally, traffic, found.folders_up)
+        index.absent = None  # the first cycle's help only: later cycles read few files, the idle agent keeps less
         if found.found >= BIG_CYCLE:
             del found, stage, tally, traffic
             give_back_memory()  # the first index's names and times: the idle agent must not keep its peak
@@ -583,7 +613,7 @@ class EdiCollector:
         folder = candidate.folder
         name = printable(candidate.name)
         mtime = candidate.mtime_ns / 1e9
-        previous = stage.index.watched(candidate.path)
+        previous = stage.index.watched(candidate.directory, candidate.name)
         if not candidate.regular:
             # Never opened: a link may point anywhere (/etc/shadow), a FIFO would block a reader.
             stage.put_file(candidate.path, FileEntry(candidate.size, candidate.mtime_ns, "not_regular"), indexed=candidate.indexed)
@@ -771,10 +801,7 @@ class EdiCollector:
         if index.last_prune is not None and now - index.last_prune < 86400:
             return
         limit = now - settings.history_retention.total_seconds()
-        forget = [
-            key for key, record in index.records()
-            if max(record.at, record.receipt_at) < limit and key not in stage.records
-        ]
+        forget = [key for key in index.handled_before(limit) if key not in stage.records]
         stage.put_records((key, None) for key in forget)
         stage.last_prune = now
         if forget:

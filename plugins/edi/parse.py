@@ -25,7 +25,13 @@ expansion and without opening anything; parameter entities are never parsed. Wor
 constant and nesting deeper than ``MAX_DEPTH`` is refused (``too_deep``), so no file can cost more
 than a linear pass over ``max_header_bytes``.
 
-Imports only the standard library.
+Speed: a whole file of at most ``CHUNK`` bytes (``parse_file_bytes``: nearly every message) is first
+given to the compiled fast path (``_header.c``, built by pip where a compiler is), which reads a bare
+MsgHead or AppRec or an ebXML envelope of the usual shape in a few microseconds and answers None for
+anything it is not sure of (a DTD, entities, CDATA, other encodings...): expat reads those, and the
+result is the same ``Parsed`` either way (tests/plugins/edi/test_edi_header_compiled.py).
+
+Imports only the standard library (and its own compiled module where built).
 """
 
 from __future__ import annotations
@@ -34,10 +40,10 @@ import base64
 import binascii
 import re
 import xml.parsers.expat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone, tzinfo
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
 if TYPE_CHECKING:
     import email.message
@@ -181,6 +187,15 @@ class EbxmlHeader:
 
 Header: TypeAlias = "MsgHeadHeader | AppRecHeader | EbxmlHeader"
 
+# What the compiled fast path hands back: kind ("msghead" | "apprec" | "soap"), the AppRec's version,
+# the reader's fields, the HER ids of sender and receiver (level 1, level 2), the (V, S) of each
+# Error, and for an envelope (else None): From and To HER ids, the (errorCode, severity, location)
+# of each transport error, the signal, the payload state, the payload's kind ("" for none) and version.
+ScannedSoap: TypeAlias = "tuple[list[str], list[str], list[tuple[str, str, str]], EbxmlKind, PayloadState, str, str]"
+Scanned: TypeAlias = (
+    "tuple[str, str, dict[str, str], list[list[str]], list[list[str]], list[tuple[str, str]], ScannedSoap | None]"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Parsed:
@@ -209,6 +224,35 @@ class Parsed:
 def parse_bytes(data: bytes, *, name: str = "", max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> Parsed:
     """Parse one file's content held in memory (tests, small files)."""
     return parse_header(_slices(data), name=name, max_header_bytes=max_header_bytes)
+
+
+def parse_file_bytes(data: bytes, *, name: str = "", max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> Parsed:
+    """A whole file's content of at most ``CHUNK`` bytes (one read), as ``parse_header`` reads it.
+
+    A bare MsgHead or AppRec of the usual shape is read by the compiled fast path (``_header.c``)
+    where it was built; whatever that path is not sure of (it answers None) goes to expat, as does
+    everything where it was not built. Both give the same ``Parsed``.
+    """
+    if _SCAN is not None and len(data) <= CHUNK and (data[:1] == b"<" or data[:4] == UTF8_BOM + b"<"):
+        found = _SCAN(data)
+        if found is not None:
+            return _scanned(found, len(data))
+    return parse_bytes(data, name=name, max_header_bytes=max_header_bytes)
+
+
+def _scanned(found: Scanned, consumed: int) -> Parsed:
+    """The ``Parsed`` of what the compiled scan read, as ``_HeaderReader.result`` makes it."""
+    kind, version, fields, sender_her, receiver_her, errors, soap = found
+    receipt_errors = [_receipt_error(v, s) for v, s in errors]
+    if soap is None:
+        return check_document(_document(kind, version, fields, sender_her, receiver_her, receipt_errors), "", consumed)
+    from_her, to_her, transport_errors, signal, payload_state, nested, nested_version = soap
+    payload = _document(nested, nested_version, fields, sender_her, receiver_her, receipt_errors) if nested else None
+    return _ebxml_parsed(
+        fields, signal, from_her, to_her,
+        [TransportError(code.strip(), severity.strip(), location.strip()) for code, severity, location in transport_errors],
+        payload, payload_state, "", consumed,
+    )
 
 
 def parse_header(
@@ -649,11 +693,7 @@ class _HeaderReader:
             elif leaf == "Status":
                 self.fields["status"] = _attr(attrs, "V")
             elif leaf == "Error":
-                code, oid = _attr(attrs, "V").strip(), _attr(attrs, "S").strip()
-                swapped = bool(_OID_TEXT.match(code)) and not _OID_TEXT.match(oid)
-                if swapped:  # a known producer bug: V holds the OID and S the code
-                    code, oid = oid, code
-                self.errors.append(ReceiptError(code, oid, swapped))
+                self.errors.append(_receipt_error(_attr(attrs, "V"), _attr(attrs, "S")))
             return
         if n < 1 or n > _FIELD_DEPTH:
             return  # (n < 1: an element after the AppRec, inside the wrapper that holds it)
@@ -764,32 +804,7 @@ class _HeaderReader:
         raise _Stop
 
     def _build_document(self, kind: str) -> MsgHeadHeader | AppRecHeader:
-        f = self.fields
-        if kind == "msghead":
-            return MsgHeadHeader(
-                msg_type=f.get("type", "").strip(),
-                mig_version=f.get("MIGversion", ""),
-                gen_date=f.get("GenDate", ""),
-                msg_id=f.get("MsgId", ""),
-                ack=f.get("ack", "").strip().upper(),
-                ref_to_parent=f.get("RefToParent", ""),
-                ref_to_conversation=f.get("RefToConversation", ""),
-                sender_her=tuple(self.sender_her[0] + self.sender_her[1]),
-                receiver_her=tuple(self.receiver_her[0] + self.receiver_her[1]),
-            )
-        return AppRecHeader(
-            version=self.apprec_version,
-            mig_version=f.get("MIGversion", ""),
-            gen_date=f.get("GenDate", ""),
-            id=f.get("Id", ""),
-            status=f.get("status", "").strip(),
-            errors=tuple(self.errors),
-            original_type=f.get("orig_type", "").strip(),
-            original_id=f.get("orig_Id", ""),
-            original_issue_date=f.get("orig_IssueDate", ""),
-            sender_her=tuple(self.sender_her[0] + self.sender_her[1]),
-            receiver_her=tuple(self.receiver_her[0] + self.receiver_her[1]),
-        )
+        return _document(kind, self.apprec_version, self.fields, self.sender_her, self.receiver_her, self.errors)
 
     def result(self, wrapper: str, consumed: int) -> Parsed:
         if self.doc == "fellesformat":
@@ -801,37 +816,86 @@ class _HeaderReader:
         return check_document(self._build_document(self.doc), wrapper, consumed)
 
     def _soap_result(self, wrapper: str, consumed: int) -> Parsed:
-        f = self.fields
-        action = f.get("Action", "").strip()
-        kind: EbxmlKind = self.signal
-        if kind == "payload" and action == "Acknowledgment":
-            kind = "acknowledgment"
-        elif kind == "payload" and action == "MessageError":
-            kind = "message_error"
-        header = EbxmlHeader(
-            kind=kind,
-            message_id=f.get("MessageId", ""),
-            ref_to_message_id=f.get("RefToMessageId", "") or f.get("ack_ref", ""),
-            action=action,
-            service=f.get("Service", ""),
-            cpa_id=f.get("CPAId", ""),
-            timestamp=f.get("Timestamp", ""),
-            from_her=tuple(self.from_her),
-            to_her=tuple(self.to_her),
-            errors=tuple(self.transport_errors),
-            payload=self.payload,
-            payload_state=self.payload_state,
-        )
-        if not header.message_id:
-            return Parsed("incomplete", header, detail="ebXML envelope without MessageId", wrapper=wrapper, bytes_read=consumed)
-        if header.payload is not None:
-            inner = check_document(header.payload, wrapper, consumed)
-            if inner.outcome != "ok":
-                return replace(inner, header=header)
-        return Parsed("ok", header, wrapper=wrapper, bytes_read=consumed)
+        return _ebxml_parsed(self.fields, self.signal, self.from_her, self.to_her, self.transport_errors, self.payload,
+                             self.payload_state, wrapper, consumed)
+
+
+def _ebxml_parsed(
+    f: dict[str, str], signal: EbxmlKind, from_her: list[str], to_her: list[str], transport_errors: list[TransportError],
+    payload: MsgHeadHeader | AppRecHeader | None, payload_state: PayloadState, wrapper: str, consumed: int,
+) -> Parsed:
+    """An envelope's ``Parsed`` from what the reader collected."""
+    action = f.get("Action", "").strip()
+    kind: EbxmlKind = signal
+    if kind == "payload" and action == "Acknowledgment":
+        kind = "acknowledgment"
+    elif kind == "payload" and action == "MessageError":
+        kind = "message_error"
+    header = EbxmlHeader(
+        kind=kind,
+        message_id=f.get("MessageId", ""),
+        ref_to_message_id=f.get("RefToMessageId", "") or f.get("ack_ref", ""),
+        action=action,
+        service=f.get("Service", ""),
+        cpa_id=f.get("CPAId", ""),
+        timestamp=f.get("Timestamp", ""),
+        from_her=tuple(from_her),
+        to_her=tuple(to_her),
+        errors=tuple(transport_errors),
+        payload=payload,
+        payload_state=payload_state,
+    )
+    if not header.message_id:
+        return Parsed("incomplete", header, detail="ebXML envelope without MessageId", wrapper=wrapper, bytes_read=consumed)
+    if header.payload is not None:
+        inner = check_document(header.payload, wrapper, consumed)
+        if inner.outcome != "ok":
+            return replace(inner, header=header)
+    return Parsed("ok", header, wrapper=wrapper, bytes_read=consumed)
 
 
 _OID_TEXT = re.compile(r"^\d+(\.\d+)+$")
+
+
+def _receipt_error(v: str, s: str) -> ReceiptError:
+    """An ``AppRec/Error`` from its ``V`` and ``S`` attributes as written."""
+    code, oid = v.strip(), s.strip()
+    swapped = bool(_OID_TEXT.match(code)) and not _OID_TEXT.match(oid)
+    if swapped:  # a known producer bug: V holds the OID and S the code
+        code, oid = oid, code
+    return ReceiptError(code, oid, swapped)
+
+
+def _document(
+    kind: str, version: str, f: dict[str, str], sender_her: list[list[str]], receiver_her: list[list[str]],
+    errors: Iterable[ReceiptError],
+) -> MsgHeadHeader | AppRecHeader:
+    """The header record from what the reader collected (HER ids per party: level 1, level 2)."""
+    if kind == "msghead":
+        return MsgHeadHeader(
+            msg_type=f.get("type", "").strip(),
+            mig_version=f.get("MIGversion", ""),
+            gen_date=f.get("GenDate", ""),
+            msg_id=f.get("MsgId", ""),
+            ack=f.get("ack", "").strip().upper(),
+            ref_to_parent=f.get("RefToParent", ""),
+            ref_to_conversation=f.get("RefToConversation", ""),
+            sender_her=tuple(sender_her[0] + sender_her[1]),
+            receiver_her=tuple(receiver_her[0] + receiver_her[1]),
+        )
+    return AppRecHeader(
+        version=version,
+        mig_version=f.get("MIGversion", ""),
+        gen_date=f.get("GenDate", ""),
+        id=f.get("Id", ""),
+        status=f.get("status", "").strip(),
+        errors=tuple(errors),
+        original_type=f.get("orig_type", "").strip(),
+        original_id=f.get("orig_Id", ""),
+        original_issue_date=f.get("orig_IssueDate", ""),
+        sender_her=tuple(sender_her[0] + sender_her[1]),
+        receiver_her=tuple(receiver_her[0] + receiver_her[1]),
+    )
 
 
 def check_document(doc: MsgHeadHeader | AppRecHeader, wrapper: str = "", consumed: int = 0) -> Parsed:
@@ -981,6 +1045,21 @@ def _parse_part(part: _Part, max_header_bytes: int) -> Parsed:
 
         body = quopri.decodestring(body)
     return _parse_xml(_Stream(_slices(body)), max_header_bytes, wrapper="mime")
+
+
+# --------------------------------------------------------------------------------------------
+# The compiled fast path (``_header.c``), where pip built it
+
+
+def _compiled_scan() -> Callable[[bytes], Scanned | None] | None:
+    try:
+        from normagent.plugins.edi._header import scan
+    except ImportError:  # no compiler where normagent was installed: expat reads every file
+        return None
+    return scan
+
+
+_SCAN: Final[Callable[[bytes], Scanned | None] | None] = _compiled_scan()
 
 
 # --------------------------------------------------------------------------------------------

@@ -83,7 +83,9 @@ class EdiFolder:
 
     @property
     def label(self) -> str:
-        return self.name or Path(self.path).name or str(self.path)
+        # Asked per file read: a Path is not made anew each time (a first index asks 300,000 times).
+        path = self.path if isinstance(self.path, Path) else Path(self.path)
+        return self.name or path.name or str(path)
 
 
 @dataclass(frozen=True, slots=True)

@@ -407,16 +407,23 @@ def test_gen_dates_in_zones_and_without(text: str, expected: datetime | None, ki
 # the faster handlers read every document as the parser before them did (issue 15)
 
 
-def _documents() -> list[bytes]:
-    from tests.plugins.edi.edi_generator import acknowledgment, envelope, message_error
-
-    found = [path.read_bytes() for path in sorted(FIXTURES.rglob("*")) if path.is_file() and path.suffix != ".md"]
+def styled_messages() -> list[bytes]:
+    """A MsgHead in each producer style, AppRecs of both versions (one with the producers' quirks)."""
+    found = []
     for style in ({}, {"prefix": "ns9"}, {"encoding": "ISO-8859-1"}, {"bom": True}, {"her_quirk": True}, {"ack": "N"}):
         found.append(msghead("m-9", "HENVISNING", "2026-11-23T10:00:00", "1000001", "2000001", **style))  # type: ignore[arg-type]
     for version in ("1.0", "1.1"):
         found.append(apprec("r-9", "m-9", "LOM", "3", "2026-11-23T10:00:00", "2000001", "1000001", version=version,
                             errors=(("E21", "2.16.578.1.12.4.1.1.8221"), ("07", "2.16.578.1.12.4.1.1.8223"))))
     found.append(apprec("r-8", "m-8", "LOM", "2", "", "2000001", "1000001", swapped=True, her_quirk=True, prefix="ar"))
+    return found
+
+
+def _documents() -> list[bytes]:
+    from tests.plugins.edi.edi_generator import acknowledgment, envelope, message_error
+
+    found = [path.read_bytes() for path in sorted(FIXTURES.rglob("*")) if path.is_file() and path.suffix != ".md"]
+    found.extend(styled_messages())
     payload = msghead("m-7", "EPIKRISE", "2026-11-23T10:00:00", "1000001", "2000001")
     found.append(envelope("e-7@x", "EPIKRISE", "2026-11-23T10:00:00", payload))
     found.append(envelope("e-6@x", "EPIKRISE", "2026-11-23T10:00:00", None))
