@@ -170,7 +170,8 @@ class Deviations:
 
     def start(self) -> None:
         """Install the engine in the ledger, then start the forwarders that have work left."""
-        self._ledger.use_rules(self.engine, self.forwarding.names, on_change=self.forwarding.wake, collectors=self._collectors)
+        self._ledger.use_rules(self.engine, self.forwarding.names, on_change=self.forwarding.wake, collectors=self._collectors,
+                               watches=self.engine.watches)
         self.forwarding.start()
 
     def tick(self) -> float:

@@ -700,10 +700,13 @@ class Ledger:
             # What would change nothing is left out, and a batch left with nothing costs no
             # transaction: every log collector ends each run with its zero series and its lag,
             # and on an idle host that is all there is (issue 15: idle CPU).
+            # The rules judge what the batch speaks of, changed or not: a gauge that sits at 0 for
+            # a rule's ``for`` fires it at the commit that shows it still there.
+            touched = _touched(counts, gauges, rollups, events)
             counts = {key: value for key, value in counts.items() if value or self._mirror.hours.get(key) != hour}
             gauges = {metric: series for metric, series in gauges.items() if not _gauges_unchanged(self._mirror.gauges, collector, metric, series)}
             final = {cp.key: cp.value for cp in batch.checkpoints}
-            if not (counts or gauges or rollups or events) and self._checkpoints_unchanged(collector, final):
+            if not (counts or gauges or rollups or events or self._rules_watch(touched)) and self._checkpoints_unchanged(collector, final):
                 self._refuse_if_lost()  # as a write would: a lost ledger is said at the next batch
                 return
             with self._transaction(f"cannot store a batch of {collector}") as conn:
@@ -762,7 +765,7 @@ class Ledger:
                     [(collector, key, dumps(value), now) for key, value in final.items() if value is not None],
                 )
                 # The rules that watch what this batch changed, in this same transaction (see rules.py).
-                stats = self._evaluate_in(conn, _touched(counts, gauges, rollups, events), collector)
+                stats = self._evaluate_in(conn, touched, collector)
             # Only now, with the transaction durable, does the world see the new values.
             mirror = self._mirror
             for key, value in counts.items():
@@ -776,6 +779,13 @@ class Ledger:
             if counts or gauges:
                 self._snapshot = None
             self._changed(stats)
+
+    def _rules_watch(self, touched: set[str]) -> bool:
+        """Whether a rule would be evaluated in a commit that touched ``touched``."""
+        deviations = self._deviations
+        if deviations.evaluator is None or not touched:
+            return False
+        return deviations.watches is None or deviations.watches(touched)
 
     def _checkpoints_unchanged(self, collector: str, final: Mapping[str, JSONValue]) -> bool:
         """Whether writing ``final`` would leave every checkpoint as it is: each value equal to the
@@ -1111,6 +1121,7 @@ class Ledger:
         forwarders: Sequence[str] = (),
         on_change: Callable[[], None] | None = None,
         collectors: Iterable[str] | None = None,
+        watches: Callable[[set[str]], bool] | None = None,
     ) -> None:
         """Set what evaluates the rules inside commits and timer evaluations, and which forwarders
         get an outbox row for each change from now on.
@@ -1122,9 +1133,13 @@ class Ledger:
             on_change: Called after a transaction that added outbox rows (wakes the forwarders).
             collectors: The collectors that run now: the only ones whose health the rules see (a
                 collector disabled since its last, failed run is not "down"). None: every one.
+            watches: Whether a rule reads any of the names a commit touched (metrics,
+                ``rollup:<name>``, ``event:<kind>``): a batch that changes nothing and that no rule
+                reads is not written at all. None: every name is taken for watched.
         """
         with self._lock:
             self._deviations.evaluator = evaluator
+            self._deviations.watches = watches
             self._deviations.forwarders = tuple(forwarders)
             self._deviations.on_change = on_change
             self._deviations.collectors = frozenset(collectors) if collectors is not None else None
@@ -1658,6 +1673,7 @@ class _Stats:
 @dataclass
 class _DeviationState:
     evaluator: Evaluator | None = None
+    watches: Callable[[set[str]], bool] | None = None
     forwarders: tuple[str, ...] = ()
     on_change: Callable[[], None] | None = None
     collectors: frozenset[str] | None = None

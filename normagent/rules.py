@@ -482,6 +482,10 @@ class Engine:
         states = view.open_candidates(None if rules is None else [r.name for r in rules])
         return self.evaluate(view, states, now, rules)
 
+    def watches(self, touched: Iterable[str]) -> bool:
+        """Whether any rule reads one of ``touched`` (``Ledger.use_rules``'s ``watches``)."""
+        return any(name in self._by_watch for name in touched)
+
     def rules_watching(self, touched: Iterable[str]) -> list[RuleSpec]:
         """The rules that read any of ``touched`` (metric names, ``rollup:<name>``, ``event:<kind>``)."""
         found: dict[str, RuleSpec] = {}

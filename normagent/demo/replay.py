@@ -164,7 +164,8 @@ def replay(
 
     jobs = sorted((job for spec in plugins.collectors().values() if (job := job_for(spec, config)) is not None), key=lambda j: j.name)
     exposition_view(config, plugins, ledger, __version__)  # declares every metric
-    ledger.use_rules(build_engine(config, plugins, ledger.host_id, __version__), (), collectors=[j.name for j in jobs])
+    engine = build_engine(config, plugins, ledger.host_id, __version__)
+    ledger.use_rules(engine, (), collectors=[j.name for j in jobs], watches=engine.watches)
     host = DemoHost(clinic, clock)
     calendar = Calendar(config.sections["maintenance"])
     snmp = LazySnmpClient()

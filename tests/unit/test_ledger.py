@@ -873,3 +873,25 @@ def test_a_batch_that_changes_nothing_still_says_the_ledger_was_lost(tmp_path: P
 
         with pytest.raises(StateLost, match="was deleted"):
             ledger.commit("c", idle_batch())
+
+
+@pytest.mark.parametrize("watched", [True, False])
+def test_a_batch_that_changes_nothing_is_still_judged_by_the_rules_that_read_it(declared: Ledger, watched: bool) -> None:
+    """A rule's ``for`` passes at the commit that shows its gauge still where it was: the rules
+    that read what the batch speaks of are evaluated as ever; only a batch no rule reads is skipped."""
+    judged: list[set[str] | None] = []
+
+    def evaluator(view: Any, touched: set[str] | None, now: datetime) -> list[Any]:
+        judged.append(touched)
+        return []
+
+    declared.use_rules(evaluator, watches=lambda touched: watched and FREE.name in touched)
+    declared.commit("c", idle_batch())
+    judged.clear()
+    with commits_seen(declared) as version:
+        seen = version()
+
+        declared.commit("c", idle_batch())
+
+        assert judged == ([{FAILURES.name, FREE.name}] if watched else [])
+        assert version() == seen + watched  # judged in the batch's transaction, as before; else none
