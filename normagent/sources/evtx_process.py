@@ -66,7 +66,10 @@ SILENCE_SECONDS = 600.0
 # so that a chunk that hangs the parser is found before the deadline ends the run, every run.
 CHUNK_SILENCE_SECONDS = 30.0
 STDERR_TAIL = 2000  # bytes of the child's stderr kept for the crash message (a traceback's end, a panic)
-READ_BYTES = 1 << 20
+# Read from the child's pipes into one buffer kept for the pass: a pipe holds 64 KiB at most,
+# and os.read(fd, n) allocates n bytes for every read however little came (the chunk lines come
+# two per 64 KiB chunk, a few dozen bytes each), then shrinks them.
+READ_BYTES = 1 << 16
 EXIT_SECONDS = 5.0  # how long a child that closed its output may take to exit before it is killed
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
@@ -220,19 +223,21 @@ class EvtxProcessReader:
         assert out is not None and err is not None
         pending = bytearray()
         searched = 0  # pending[:searched] holds no newline: a long line is not scanned again and again
+        buffer = bytearray(READ_BYTES)
+        view = memoryview(buffer)
         with selectors.DefaultSelector() as selector:
             selector.register(out, selectors.EVENT_READ)
             selector.register(err, selectors.EVENT_READ)
             heard = time.monotonic()
             while selector.get_map().get(out) is not None:
                 for key, _ in selector.select(self._wait(heard)):  # none: the wait is checked again
-                    data = os.read(key.fd, READ_BYTES)
-                    if not data:
+                    n = os.readv(key.fd, [buffer])
+                    if not n:
                         selector.unregister(key.fileobj)
                     elif key.fileobj is err:
-                        self._stderr = (self._stderr + data)[-STDERR_TAIL:]
+                        self._stderr = (self._stderr + bytes(view[:n]))[-STDERR_TAIL:]
                     else:
-                        pending += data
+                        pending += view[:n]
                         while (newline := pending.find(b"\n", searched)) >= 0:
                             line = bytes(pending[:newline])
                             del pending[: newline + 1]
@@ -245,9 +250,9 @@ class EvtxProcessReader:
             # stdout is closed: the child is ending. Collect the rest of stderr for the message.
             while selector.get_map():
                 for key, _ in selector.select(self._wait(heard)):
-                    data = os.read(key.fd, READ_BYTES)
-                    if data:
-                        self._stderr = (self._stderr + data)[-STDERR_TAIL:]
+                    n = os.readv(key.fd, [buffer])
+                    if n:
+                        self._stderr = (self._stderr + bytes(view[:n]))[-STDERR_TAIL:]
                     else:
                         selector.unregister(key.fileobj)
 
