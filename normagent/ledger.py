@@ -36,6 +36,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -754,15 +755,19 @@ class Ledger:
                 )
                 # The last checkpoint of a key decides (as if they were written in order), so the
                 # deletions and the writes can each go in one statement: a first index of 100,000
-                # files writes several hundred thousand keys.
+                # files writes several hundred thousand keys. They go in key order: a first index's
+                # keys (random message ids and file names) land all over the B-tree, and in order
+                # the look-ups share the interior pages SQLite's small page cache still holds
+                # (about 5 % less CPU for the EDI index at 100,000 messages; see bench/README.md).
+                ordered = sorted(final.items(), key=itemgetter(0))
                 conn.executemany(
                     "DELETE FROM checkpoints WHERE collector = ? AND key = ?",
-                    [(collector, key) for key, value in final.items() if value is None],
+                    [(collector, key) for key, value in ordered if value is None],
                 )
                 dumps = json.JSONEncoder(separators=(",", ":")).encode
                 conn.executemany(
                     "INSERT OR REPLACE INTO checkpoints (collector, key, value, updated_at) VALUES (?, ?, ?, ?)",
-                    [(collector, key, dumps(value), now) for key, value in final.items() if value is not None],
+                    [(collector, key, dumps(value), now) for key, value in ordered if value is not None],
                 )
                 # The rules that watch what this batch changed, in this same transaction (see rules.py).
                 stats = self._evaluate_in(conn, touched, collector)
