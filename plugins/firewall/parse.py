@@ -174,6 +174,11 @@ except ImportError:  # not built
 
 MEMO_SIZE: Final = 16_384  # entries per memo; a full memo starts over
 _MISSING: Final = object()
+# ipaddress's rules for three octets, without its cost: 0-255, no leading zeros. One match in C
+# instead of a split and a generator over the octets (half of a first pseudonym's time: a scan
+# of a host brings ~10,000 networks to a run, each seen the first time).
+_OCTET: Final = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+_V4_PREFIX: Final = re.compile(_OCTET + rb"\." + _OCTET + rb"\." + _OCTET).fullmatch
 
 
 class NetworkPseudonyms:
@@ -200,10 +205,8 @@ class NetworkPseudonyms:
         found = self._v4.get(prefix)
         if found is not None:
             return found or None
-        octets = prefix.split(b".")
         value = ""  # memoised as "": no network
-        # ipaddress's rules, without its cost: 0-255, no leading zeros.
-        if len(octets) == 3 and all(o.isdigit() and len(o) <= 3 and int(o) <= 255 and (o == b"0" or o[:1] != b"0") for o in octets):
+        if _V4_PREFIX(prefix) is not None:
             value = self._pseudonymise(f"network:{prefix.decode('ascii')}.0/24")
         self._v4[prefix] = value
         return value or None

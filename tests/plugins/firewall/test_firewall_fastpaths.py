@@ -529,6 +529,19 @@ def test_a_v4_prefix_has_the_pseudonym_of_its_addresses(octets: list[str]) -> No
     assert got == pseudonymise.network(prefix + ".7")
 
 
+@pytest.mark.parametrize("prefix", [b"1.2.3\n", b"1.2.3 ", b"1.2.3.4", b"1..3", b"255.255.255", b"0.0.0", b"01.2.3", b"1.2.256", b"+1.2.3", b"1.2.\xd9\xa3", b""])
+def test_a_v4_prefix_is_three_octets_and_nothing_else(prefix: bytes) -> None:
+    """What the memo's one match (``_V4_PREFIX``) accepts is what ``Pseudonymiser.network`` takes
+    for an address in that /24, also with a byte before or after (the scans cut prefixes out of
+    lines)."""
+    pseudonymise = Pseudonymiser(b"k" * 32)
+    text = prefix.decode("utf-8")
+
+    got = network_pseudonyms(pseudonymise).v4(prefix)
+
+    assert got == pseudonymise.network(text + ".7")
+
+
 @pytest.mark.parametrize(("proto", "port", "key"), [
     ("tcp", "443", "tcp/443"), ("udp", "0", "udp/0"), ("tcp", "65535", "tcp/65535"), ("tcp", "65536", None), ("tcp", "0443", "tcp/443"),
     ("tcp", "9" * 5000, None), ("tcp", "²", None), ("tcp", "٣", None), ("icmp", "8", None), ("tcp", "", None), ("tcp", None, None),
