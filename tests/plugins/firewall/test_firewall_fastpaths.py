@@ -529,6 +529,21 @@ def test_a_v4_prefix_has_the_pseudonym_of_its_addresses(octets: list[str]) -> No
     assert got == pseudonymise.network(prefix + ".7")
 
 
+_MARK_PIECES = ["IN=", "IN=eth0", " OUT=", "OUT=", "NETFILTER_CFG", "NETFILTER_CF", "Reloaded ", "Reloaded firewalld", "Reloaded ufw", "Reloaded", "\n", " ", "x", "\t", "é"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_MARK_PIECES), max_size=12))
+def test_the_general_way_is_handed_exactly_the_lines_with_a_mark(pieces: list[str]) -> None:
+    """``_slow_candidates`` yields the lines ``_SLOW_MARKS`` finds something in, in order, and
+    nothing else: also where it skips a block that holds none of the marks' fixed words."""
+    from normagent.plugins.firewall.parse import _SLOW_MARKS, _slow_candidates
+
+    data = "".join(pieces).encode("utf-8")
+
+    assert list(_slow_candidates(data)) == [line for line in data.split(b"\n") if _SLOW_MARKS.search(line)]
+
+
 @pytest.mark.parametrize("prefix", [b"1.2.3\n", b"1.2.3 ", b"1.2.3.4", b"1..3", b"255.255.255", b"0.0.0", b"01.2.3", b"1.2.256", b"+1.2.3", b"1.2.\xd9\xa3", b""])
 def test_a_v4_prefix_is_three_octets_and_nothing_else(prefix: bytes) -> None:
     """What the memo's one match (``_V4_PREFIX``) accepts is what ``Pseudonymiser.network`` takes
