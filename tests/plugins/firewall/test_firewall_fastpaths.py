@@ -482,6 +482,22 @@ def test_a_backlogs_network_rows_are_carried_and_written_once(parse: object, lin
     assert all(len(key) == 16 and "." not in key and ":" not in key for key in carried), "the carry holds pseudonyms, never an address"
 
 
+def test_a_carry_handed_on_in_memory_counts_as_one_read_back_from_the_ledger() -> None:
+    """The driver hands a parser's carry to the next block as it is (its numbers are not checked
+    again then); read back from the ledger's JSON, the same rows come out."""
+    big = _big_block(NETFILTER_GENERATED, "/var/log/kern.log")
+    outcomes = []
+    for through_json in (False, True):
+        carry = None
+        for _ in range(3):
+            carry = parse_linux_lines(big, ctx_for(timezone.utc, LinuxSettings(), carry, examples=0)).carry
+            carry = json.loads(json.dumps(carry)) if through_json else carry
+        end = parse_linux_lines(TextBlock(b"", "/var/log/kern.log", None, 0), ctx_for(timezone.utc, LinuxSettings(), carry, examples=0))
+        outcomes.append(sorted((o.day, o.key, o.value) for o in end.observations if isinstance(o, Rollup)))
+
+    assert outcomes[0] and outcomes[0] == outcomes[1]
+
+
 @pytest.mark.parametrize("carry", [
     {"since": NOW.timestamp(), "rows": {"2026-11-22": {"aaaa": 3, "bbbb": "x"}, "not a day": {"cccc": 1}, "2026-11-23": "nope"}},
     {"since": "yesterday", "rows": []},
@@ -496,6 +512,7 @@ def test_a_damaged_carry_keeps_what_is_a_count_and_never_wedges_the_source(carry
     fast, general = linux_lines(block(lines), ctx, fast=True), linux_lines(block(lines), ctx, fast=False)
 
     assert summary(fast) == summary(general) and fast.carry is None
+    assert all(isinstance(o.value, (int, float)) for o in fast.observations if isinstance(o, Rollup)), "a row that is no count is left out"
 
 
 def test_rows_wait_at_most_carry_for() -> None:
