@@ -482,6 +482,22 @@ def test_a_backlogs_network_rows_are_carried_and_written_once(parse: object, lin
     assert all(len(key) == 16 and "." not in key and ":" not in key for key in carried), "the carry holds pseudonyms, never an address"
 
 
+def test_a_carry_handed_on_in_memory_counts_as_one_read_back_from_the_ledger() -> None:
+    """The driver hands a parser's carry to the next block as it is (its numbers are not checked
+    again then); read back from the ledger's JSON, the same rows come out."""
+    big = _big_block(NETFILTER_GENERATED, "/var/log/kern.log")
+    outcomes = []
+    for through_json in (False, True):
+        carry = None
+        for _ in range(3):
+            carry = parse_linux_lines(big, ctx_for(timezone.utc, LinuxSettings(), carry, examples=0)).carry
+            carry = json.loads(json.dumps(carry)) if through_json else carry
+        end = parse_linux_lines(TextBlock(b"", "/var/log/kern.log", None, 0), ctx_for(timezone.utc, LinuxSettings(), carry, examples=0))
+        outcomes.append(sorted((o.day, o.key, o.value) for o in end.observations if isinstance(o, Rollup)))
+
+    assert outcomes[0] and outcomes[0] == outcomes[1]
+
+
 @pytest.mark.parametrize("carry", [
     {"since": NOW.timestamp(), "rows": {"2026-11-22": {"aaaa": 3, "bbbb": "x"}, "not a day": {"cccc": 1}, "2026-11-23": "nope"}},
     {"since": "yesterday", "rows": []},
@@ -496,6 +512,7 @@ def test_a_damaged_carry_keeps_what_is_a_count_and_never_wedges_the_source(carry
     fast, general = linux_lines(block(lines), ctx, fast=True), linux_lines(block(lines), ctx, fast=False)
 
     assert summary(fast) == summary(general) and fast.carry is None
+    assert all(isinstance(o.value, (int, float)) for o in fast.observations if isinstance(o, Rollup)), "a row that is no count is left out"
 
 
 def test_rows_wait_at_most_carry_for() -> None:
@@ -527,6 +544,34 @@ def test_a_v4_prefix_has_the_pseudonym_of_its_addresses(octets: list[str]) -> No
     got = network_pseudonyms(pseudonymise).v4(prefix.encode("utf-8"))
 
     assert got == pseudonymise.network(prefix + ".7")
+
+
+_MARK_PIECES = ["IN=", "IN=eth0", " OUT=", "OUT=", "NETFILTER_CFG", "NETFILTER_CF", "Reloaded ", "Reloaded firewalld", "Reloaded ufw", "Reloaded", "\n", " ", "x", "\t", "é"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_MARK_PIECES), max_size=12))
+def test_the_general_way_is_handed_exactly_the_lines_with_a_mark(pieces: list[str]) -> None:
+    """``_slow_candidates`` yields the lines ``_SLOW_MARKS`` finds something in, in order, and
+    nothing else: also where it skips a block that holds none of the marks' fixed words."""
+    from normagent.plugins.firewall.parse import _SLOW_MARKS, _slow_candidates
+
+    data = "".join(pieces).encode("utf-8")
+
+    assert list(_slow_candidates(data)) == [line for line in data.split(b"\n") if _SLOW_MARKS.search(line)]
+
+
+@pytest.mark.parametrize("prefix", [b"1.2.3\n", b"1.2.3 ", b"1.2.3.4", b"1..3", b"255.255.255", b"0.0.0", b"01.2.3", b"1.2.256", b"+1.2.3", b"1.2.\xd9\xa3", b""])
+def test_a_v4_prefix_is_three_octets_and_nothing_else(prefix: bytes) -> None:
+    """What the memo's one match (``_V4_PREFIX``) accepts is what ``Pseudonymiser.network`` takes
+    for an address in that /24, also with a byte before or after (the scans cut prefixes out of
+    lines)."""
+    pseudonymise = Pseudonymiser(b"k" * 32)
+    text = prefix.decode("utf-8")
+
+    got = network_pseudonyms(pseudonymise).v4(prefix)
+
+    assert got == pseudonymise.network(text + ".7")
 
 
 @pytest.mark.parametrize(("proto", "port", "key"), [
