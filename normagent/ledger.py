@@ -238,6 +238,10 @@ class _Mirror:
     hours: dict[SeriesKey, int] = field(default_factory=dict)
 
 
+# A checkpoint as stored: compact JSON, so an unchanged value can be told by its text.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _labels_json(labels: Labels) -> str:
     return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -705,7 +709,11 @@ class Ledger:
             # a rule's ``for`` fires it at the commit that shows it still there.
             touched = _touched(counts, gauges, rollups, events)
             counts = {key: value for key, value in counts.items() if value or self._mirror.hours.get(key) != hour}
-            gauges = {metric: series for metric, series in gauges.items() if not _gauges_unchanged(self._mirror.gauges, collector, metric, series)}
+            # Per gauge metric, the history rows it adds; a metric whose series all sit where
+            # this collector set them adds none and is not written again.
+            history = {metric: _gauge_changes(self._mirror.gauges, collector, metric, series) for metric, series in gauges.items()}
+            gauges = {metric: series for metric, series in gauges.items()
+                      if history[metric] or any(self._mirror.gauges[(metric, labels)][1] != collector for labels in series)}
             final = {cp.key: cp.value for cp in batch.checkpoints}
             if not (counts or gauges or rollups or events or self._rules_watch(touched)) and self._checkpoints_unchanged(collector, final):
                 self._refuse_if_lost()  # as a write would: a lost ledger is said at the next batch
@@ -730,11 +738,10 @@ class Ledger:
                         "INSERT OR REPLACE INTO gauges (metric, labels, collector, value, updated_at) VALUES (?, ?, ?, ?, ?)",
                         [(metric, _labels_json(labels), collector, value, now) for labels, value in series.items()],
                     )
-                    history = _gauge_changes(self._mirror.gauges, collector, metric, series)
-                    if history:
+                    if history[metric]:
                         conn.executemany(
                             "INSERT OR REPLACE INTO gauge_hours (metric, labels, hour, value) VALUES (?, ?, ?, ?)",
-                            [(metric, _labels_json(labels), hour, value) for labels, value in history],
+                            [(metric, _labels_json(labels), hour, value) for labels, value in history[metric]],
                         )
                 conn.executemany(
                     "INSERT INTO rollups (name, day, key, value, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?) "
@@ -764,10 +771,9 @@ class Ledger:
                     "DELETE FROM checkpoints WHERE collector = ? AND key = ?",
                     [(collector, key) for key, value in ordered if value is None],
                 )
-                dumps = json.JSONEncoder(separators=(",", ":")).encode
                 conn.executemany(
                     "INSERT OR REPLACE INTO checkpoints (collector, key, value, updated_at) VALUES (?, ?, ?, ?)",
-                    [(collector, key, dumps(value), now) for key, value in ordered if value is not None],
+                    [(collector, key, _compact_json(value), now) for key, value in ordered if value is not None],
                 )
                 # The rules that watch what this batch changed, in this same transaction (see rules.py).
                 stats = self._evaluate_in(conn, touched, collector)
@@ -800,10 +806,9 @@ class Ledger:
         few keys without reading them (such a batch is a first index's: it changes them)."""
         if len(final) > UNCHANGED_CHECK_KEYS:
             return False
-        dumps = json.JSONEncoder(separators=(",", ":")).encode
         for key, value in final.items():
             row = self._conn.execute("SELECT value FROM checkpoints WHERE collector = ? AND key = ?", (collector, key)).fetchone()
-            if (row is None) != (value is None) or (row is not None and row[0] != dumps(value)):
+            if (row is None) != (value is None) or (row is not None and row[0] != _compact_json(value)):
                 return False
         return True
 
@@ -1445,16 +1450,6 @@ class Ledger:
                 stats = _deviation_stats(conn) if removed else None
             self._changed(stats)
             return removed
-
-
-def _gauges_unchanged(
-    current: Mapping[SeriesKey, tuple[float, str]], collector: str, metric: str, series: Mapping[Labels, float]
-) -> bool:
-    """Whether ``series`` is exactly what ``collector`` has set for ``metric`` already: the same
-    series with the same values (writing them again would change no value and no history)."""
-    if any(current.get((metric, labels)) != (value, collector) for labels, value in series.items()):
-        return False
-    return not any(name == metric and owner == collector and labels not in series for (name, labels), (_, owner) in current.items())
 
 
 def _gauge_changes(

@@ -319,6 +319,8 @@ def collect_login_files(ctx: RunContext, *, commit_bytes: int | None = None) -> 
     for batch in files.collect(ctx):
         observations = totals.take()
         yield Batch([*batch.observations, *observations], batch.checkpoints) if observations else batch
+
+
 _JOURNAL = journal_log_collector(
     "access.logins",
     help="Failed logins, lockouts and password changes from the journal.",
