@@ -75,6 +75,11 @@ SeriesKey = tuple[str, Labels]  # (metric, sorted label pairs)
 # every commit that leaves WAL_CHECKPOINT_PAGES pages or more in the WAL (a big commit triggers one
 # at once), and when the WAL starts over its file is cut back to WAL_SIZE_LIMIT bytes. The cost:
 # a checkpoint (one more fsync) every few dozen commits; see bench/README.md.
+# A run's health that says what the stored row says (up or down, and why) waits in memory for at
+# most this long, or for the next write, before it is stored: one transaction per collector run
+# was the largest part of the idle agent's CPU (issue 15). A crash loses at most this much of the
+# run history (runs that ended as the stored row says); every change of health is stored at once.
+HEALTH_WRITE_SECONDS = 300.0
 UNCHANGED_CHECK_KEYS = 16  # checkpoints of an otherwise empty batch compared with the stored ones before writing
 WAL_CHECKPOINT_PAGES = 64
 WAL_SIZE_LIMIT = 256 * 1024
@@ -238,6 +243,17 @@ class _Mirror:
     hours: dict[SeriesKey, int] = field(default_factory=dict)
 
 
+@dataclass
+class _UnwrittenHealth:
+    """Runs recorded in memory and not yet in the ledger (see ``Ledger.record_run``)."""
+
+    rows: dict[str, tuple[RunState, float]] = field(default_factory=dict)  # collector → (state, started)
+    hours: dict[tuple[str, int], list[int]] = field(default_factory=dict)  # (collector, Unix hour) → [runs, failures]
+    since: float | None = None  # monotonic time of the oldest run waiting
+    # What the stored row of each collector says (up, reason): a run that says the same waits.
+    stored: dict[str, tuple[bool, str]] = field(default_factory=dict)
+
+
 # A checkpoint as stored: compact JSON, so an unchanged value can be told by its text.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -311,6 +327,7 @@ class Ledger:
         self._lock = threading.RLock()
         self._metrics: dict[str, MetricSpec] = {}
         self._mirror = _Mirror()
+        self._unwritten = _UnwrittenHealth()
         self._snapshot: Snapshot | None = None
         self.host_id = ""
         self._new_host_id = ""  # the id a ledger created by this open gets (``open(host_id=)``)
@@ -514,12 +531,20 @@ class Ledger:
         ):
             name, duration, ok, reason, last_success, runs, failures = row
             mirror.runs[name] = RunState(name, bool(ok), duration, last_success, reason, runs, failures)
+            self._unwritten.stored[name] = (bool(ok), reason)
         self._mirror = mirror
         self._deviations.stats = _deviation_stats(self._conn)
         self._snapshot = None
 
     def close(self) -> None:
+        """Close the connection, after storing the health of runs that waited in memory."""
         with self._lock:
+            if self._unwritten.since is not None and self.lost() is None and not self.readonly:
+                try:
+                    self._write_health()
+                except StateError as exc:
+                    log.warning("collector_health_not_stored", reason=exc.reason, error=str(exc),
+                                runs=sum(runs for runs, _ in self._unwritten.hours.values()))
             self._conn.close()
 
     def __enter__(self) -> Ledger:
@@ -777,7 +802,12 @@ class Ledger:
                 )
                 # The rules that watch what this batch changed, in this same transaction (see rules.py).
                 stats = self._evaluate_in(conn, touched, collector)
+                health = self._unwritten.since is not None
+                if health:
+                    self._store_health(conn)  # runs' health kept in memory rides along (record_run)
             # Only now, with the transaction durable, does the world see the new values.
+            if health:
+                self._health_stored()
             mirror = self._mirror
             for key, value in counts.items():
                 mirror.counters[key] = mirror.counters.get(key, 0.0) + value
@@ -813,13 +843,21 @@ class Ledger:
         return True
 
     def record_run(self, outcome: RunOutcome) -> None:
-        """Store how a collector's run ended (health, not observations: no checkpoint involved).
+        """Keep how a collector's run ended (health, not observations: no checkpoint involved).
 
-        The health is exported from memory even when it cannot be stored (a full disk is exactly
-        when ``normagent_collector_up`` must say 0); only its copy on disk then lags behind.
+        The health is exported from memory at once, and stored in the ledger when it changed (up
+        or down, or another reason than the stored row's), with the next transaction that writes
+        anything, or ``HEALTH_WRITE_SECONDS`` after the oldest run waiting, whichever comes first;
+        ``close()`` stores what waits. A run that ends as the last did costs no transaction (one
+        per run was the largest part of the idle agent's CPU); a crash loses at most those runs'
+        count in the run history and their last-success time, never a change of health.
+
+        The health is exported even when it cannot be stored (a full disk is exactly when
+        ``normagent_collector_up`` must say 0); only its copy on disk then lags behind.
 
         Raises:
-            DiskFull, StateError: the health could not be stored (it is exported all the same).
+            DiskFull, StateError: the health could not be stored (it is exported all the same,
+                and stored with a later write).
         """
         with self._lock:
             previous = self._mirror.runs.get(outcome.collector)
@@ -836,19 +874,55 @@ class Ledger:
             )
             self._mirror.runs[outcome.collector] = state
             self._snapshot = None
+            unwritten = self._unwritten
+            unwritten.rows[state.collector] = (state, started)
+            tally = unwritten.hours.setdefault((state.collector, int(started // 3600)), [0, 0])
+            tally[0] += 1
+            tally[1] += 0 if outcome.ok else 1
+            now = self._clock.monotonic()
+            if unwritten.since is None:
+                unwritten.since = now
             if self.lost() is not None:
                 return  # nowhere to store it; the loss itself is reported by commits and the agent
-            with self._transaction(f"cannot store the health of {outcome.collector}") as conn:
-                conn.execute(
-                    "INSERT OR REPLACE INTO collector_runs "
-                    "(collector, started_at, duration, ok, reason, last_success, runs, failures) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (state.collector, started, state.duration, int(state.up), state.reason, state.last_success, state.runs, state.failures),
-                )
-                conn.execute(
-                    "INSERT INTO run_hours (collector, hour, runs, failures) VALUES (?, ?, 1, ?) "
-                    "ON CONFLICT (collector, hour) DO UPDATE SET runs = runs + 1, failures = failures + excluded.failures",
-                    (state.collector, int(started // 3600), 0 if outcome.ok else 1),
-                )
+            if unwritten.stored.get(state.collector) == (state.up, state.reason) and now - unwritten.since < HEALTH_WRITE_SECONDS:
+                return
+            self._write_health()
+
+    def _write_health(self) -> None:
+        """Store every run's health that waits in memory, in a transaction of its own."""
+        with self._transaction("cannot store the health of " + ", ".join(sorted(self._unwritten.rows))) as conn:
+            self._store_health(conn)
+        self._health_stored()
+
+    def _store_health(self, conn: sqlite3.Connection) -> None:
+        """Write the health waiting in memory in the caller's transaction; ``_health_stored``
+        forgets it once that transaction is committed."""
+        unwritten = self._unwritten
+        conn.executemany(
+            "INSERT OR REPLACE INTO collector_runs "
+            "(collector, started_at, duration, ok, reason, last_success, runs, failures) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(s.collector, started, s.duration, int(s.up), s.reason, s.last_success, s.runs, s.failures)
+             for s, started in unwritten.rows.values()],
+        )
+        conn.executemany(
+            "INSERT INTO run_hours (collector, hour, runs, failures) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (collector, hour) DO UPDATE SET runs = runs + excluded.runs, failures = failures + excluded.failures",
+            [(collector, hour, runs, failures) for (collector, hour), (runs, failures) in unwritten.hours.items()],
+        )
+
+    def _health_stored(self) -> None:
+        unwritten = self._unwritten
+        for state, _ in unwritten.rows.values():
+            unwritten.stored[state.collector] = (state.up, state.reason)
+        unwritten.rows.clear()
+        unwritten.hours.clear()
+        unwritten.since = None
+
+    def _unwritten_hours(self, start: int, end: int) -> Iterator[tuple[str, int, int, int]]:
+        """Runs kept in memory in hours ``start`` ≤ hour < ``end``: (collector, hour, runs, failures)."""
+        for (collector, hour), (runs, failures) in self._unwritten.hours.items():
+            if start <= hour < end:
+                yield collector, hour, runs, failures
 
     def prune(self, before: datetime) -> int:
         """Forget hourly counter buckets, rollups and events older than ``before``; counters stay.
@@ -1040,12 +1114,14 @@ class Ledger:
         start, end = int(period.start.timestamp() // 3600), int(-(-period.end.timestamp() // 3600))
         with self._lock:
             rows = self._conn.execute(
-                "SELECT collector, hour, runs, failures FROM run_hours WHERE hour >= ? AND hour < ? ORDER BY collector, hour",
+                "SELECT collector, hour, runs, failures FROM run_hours WHERE hour >= ? AND hour < ?",
                 (start, end),
             ).fetchall()
+            rows.extend(self._unwritten_hours(start, end))
         out: dict[str, dict[int, tuple[int, int]]] = {}
-        for collector, hour, runs, failures in rows:
-            out.setdefault(collector, {})[int(hour)] = (int(runs), int(failures))
+        for collector, hour, runs, failures in sorted(rows):
+            before = out.setdefault(collector, {}).get(int(hour), (0, 0))
+            out[collector][int(hour)] = (before[0] + int(runs), before[1] + int(failures))
         return out
 
     def counter_metrics(self) -> list[str]:
@@ -1083,6 +1159,8 @@ class Ledger:
             if self._conn.execute("SELECT 1 FROM counter_hours WHERE hour >= ? AND hour < ? LIMIT 1", (start, end)).fetchone():
                 return True
             if self.schema_version >= HISTORY_SCHEMA:
+                if next(self._unwritten_hours(start, end), None) is not None:
+                    return True
                 return self._conn.execute("SELECT 1 FROM run_hours WHERE hour >= ? AND hour < ? LIMIT 1", (start, end)).fetchone() is not None
         return False
 
@@ -1092,7 +1170,8 @@ class Ledger:
             row = self._conn.execute("SELECT min(hour) FROM counter_hours").fetchone()
             first = row[0] if row else None
             if self.schema_version >= HISTORY_SCHEMA:
-                other = self._conn.execute("SELECT min(hour) FROM run_hours").fetchone()[0]
+                stored = self._conn.execute("SELECT min(hour) FROM run_hours").fetchone()[0]
+                other = min([hour for _, hour in self._unwritten.hours] + ([] if stored is None else [stored]), default=None)
                 first = other if first is None else (first if other is None else min(first, other))
         return None if first is None else int(first)
 

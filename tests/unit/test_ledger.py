@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from normagent.errors import DiskFull, StateError, StateLost
-from normagent.ledger import SCHEMA_VERSION, WAL_SIZE_LIMIT, Ledger, MemoryCheckpoints, _state_error
+from normagent.ledger import HEALTH_WRITE_SECONDS, SCHEMA_VERSION, WAL_SIZE_LIMIT, Ledger, MemoryCheckpoints, _state_error
 from normagent.model import Batch, Checkpoint, Count, Event, Gauge, MetricSpec, Period, Rollup, RunOutcome
 from normagent.testing import FakeClock
 from tests.support.tools import skip_for_host
@@ -895,3 +895,92 @@ def test_a_batch_that_changes_nothing_is_still_judged_by_the_rules_that_read_it(
 
         assert judged == ([{FAILURES.name, FREE.name}] if watched else [])
         assert version() == seen + watched  # judged in the batch's transaction, as before; else none
+
+
+def stored_health(path: Path, collector: str) -> tuple[int, int, bool, int, int]:
+    """What the file holds of a collector's health, as a crash would leave it: (runs, failures, up)
+    of its row and the runs and failures of its run history."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        runs, failures, ok = conn.execute("SELECT runs, failures, ok FROM collector_runs WHERE collector = ?", (collector,)).fetchone()
+        hour_runs, hour_failures = conn.execute(
+            "SELECT sum(runs), sum(failures) FROM run_hours WHERE collector = ?", (collector,)
+        ).fetchone()
+    return runs, failures, bool(ok), hour_runs, hour_failures
+
+
+def ran(ledger: Ledger, clock: FakeClock, ok: bool = True, reason: str = "") -> None:
+    clock.advance(60)
+    ledger.record_run(RunOutcome("c", clock.now(), 0.1, ok, reason=reason))
+
+
+def test_a_run_that_ends_as_the_stored_one_waits_in_memory_and_every_change_of_health_is_stored_at_once(
+    declared: Ledger, clock: FakeClock
+) -> None:
+    """Issue 15: a transaction per run was the idle agent's largest cost. A run whose health is
+    what the file says waits (exported at once all the same); a change of health, up or down or
+    another reason, is stored with its run; nothing waits longer than HEALTH_WRITE_SECONDS."""
+    with commits_seen(declared) as version:
+        seen = version()
+        ran(declared, clock)  # the first: stored
+        assert version() == seen + 1
+        for _ in range(3):
+            ran(declared, clock)
+        assert version() == seen + 1
+        assert declared.snapshot().runs["c"].runs == 4  # exported from memory
+        assert stored_health(declared.path, "c") == (1, 0, True, 1, 0)
+
+        ran(declared, clock, ok=False, reason="timeout")  # down: stored with what waited
+        assert version() == seen + 2
+        assert stored_health(declared.path, "c") == (5, 1, False, 5, 1)
+        ran(declared, clock, ok=False, reason="timeout")
+        assert version() == seen + 2
+        ran(declared, clock, ok=False, reason="OSError")  # down for another reason: stored
+        assert stored_health(declared.path, "c") == (7, 3, False, 7, 3)
+        ran(declared, clock)  # up again: stored
+        assert stored_health(declared.path, "c") == (8, 3, True, 8, 3)
+
+        seen, waiting = version(), int(HEALTH_WRITE_SECONDS // 60)
+        for _ in range(waiting):
+            ran(declared, clock)
+        assert version() == seen  # a minute apart: the last within HEALTH_WRITE_SECONDS of the first
+        ran(declared, clock)
+        assert version() == seen + 1
+        assert stored_health(declared.path, "c") == (9 + waiting, 3, True, 9 + waiting, 3)
+
+
+def test_health_that_waits_goes_with_the_next_batch_written_and_is_stored_at_close(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "ledger.db"
+    with Ledger.open(path, clock=clock, metrics=[FAILURES, FREE]) as ledger:
+        for _ in range(3):
+            ran(ledger, clock)
+        assert stored_health(path, "c")[0] == 1
+        with commits_seen(ledger) as version:
+            seen = version()
+            ledger.commit("other", Batch([Count(FAILURES.name, {"reason": "r"})]))
+            assert version() == seen + 1  # one transaction for both
+        assert stored_health(path, "c") == (3, 0, True, 3, 0)
+
+        for _ in range(2):
+            ran(ledger, clock)
+        ledger.commit("other", Batch([Count(FAILURES.name, {"reason": "r"}, 0)]))  # changes nothing: no write
+        assert stored_health(path, "c")[0] == 3
+    assert stored_health(path, "c") == (5, 0, True, 5, 0)
+    with Ledger.open(path, clock=clock, metrics=[FAILURES, FREE]) as again:
+        assert again.snapshot().runs["c"].runs == 5
+        ran(again, clock)  # as the stored row says: waits
+        assert stored_health(path, "c")[0] == 5
+
+
+def test_the_run_history_counts_runs_that_wait_in_memory(tmp_path: Path, clock: FakeClock) -> None:
+    """The report's completeness read in the agent's own process (``normagent demo``, tests)."""
+    clock.advance(T0.timestamp() - clock.now().timestamp() - 60)
+    with Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
+        ran(ledger, clock)  # stored
+        for _ in range(70):
+            ran(ledger, clock)  # waiting (each HEALTH_WRITE_SECONDS some are stored)
+        h = int(T0.timestamp() // 3600)
+        hours = ledger.run_hours(Period(T0 - timedelta(hours=1), T0 + timedelta(hours=3)))
+        assert hours == {"c": {h: (60, 0), h + 1: (11, 0)}}
+        assert ledger._unwritten.hours  # some of them are in memory only
+        assert ledger.has_data(Period(T0 + timedelta(hours=1), T0 + timedelta(hours=2)))
+        assert ledger.first_hour() == h
