@@ -3,8 +3,9 @@
 Promises:
 - a collector never overlaps itself: a run that is still going when the next is due makes that
   slot be skipped (and logged), never doubled;
-- an exception or a hang in one collector does not delay the others: every run has its own
-  thread, and the loop that starts runs never waits for one;
+- an exception or a hang in one collector does not delay the others: every run has a thread of
+  its own while it runs (a kept one: see ``_Workers``), and the loop that starts runs never waits
+  for one;
 - a run that outlives its timeout is recorded as failed (``reason="timeout"``) at its deadline; its
   thread is left to finish (Python cannot kill a thread), and anything it yields after the deadline
   is not committed — its checkpoint says where the next run resumes;
@@ -19,6 +20,8 @@ Must not import exposition, agent, cli or plugins.
 
 from __future__ import annotations
 
+import contextvars
+import queue
 import random
 import threading
 import time
@@ -41,6 +44,9 @@ JITTER = 0.05  # each interval varies by ±5 %, so hundreds of agents do not bea
 # (a run ending, a reload, a stop) wakes it. It woke every second before: a third of the idle
 # scheduler's CPU. The bound is only a safety net.
 MAX_SLEEP = 60.0
+# A worker thread with no run for this long ends: the pool is as large as the runs that overlapped
+# lately (the first cycle starts every collector within a second), not more.
+WORKER_IDLE_SECONDS = 300.0
 # Reasons of runs that failed because the ledger could not store them (StateError and subclasses).
 STATE_REASONS = frozenset({StateError.reason, DiskFull.reason, StateLost.reason})
 
@@ -69,7 +75,7 @@ class _Run:
     job: Job
     ctx: RunContext
     started_mono: float
-    thread: threading.Thread | None = None
+    done: threading.Event = field(default_factory=threading.Event)  # its work is over, its health stored
     lock: threading.Lock = field(default_factory=threading.Lock)
     finished: bool = False
     outcome: RunOutcome | None = None
@@ -108,6 +114,7 @@ class Scheduler:
         # Every run whose thread has not ended, also of jobs a reload removed and of runs past their
         # timeout: shutdown waits for and names these, not only the runs of today's job list.
         self._runs: set[_Run] = set()
+        self._workers = _Workers()
         now = clock.monotonic()
         self._slots = {job.name: _Slot(job, now + self._initial_delay(job)) for job in jobs}
 
@@ -116,10 +123,13 @@ class Scheduler:
 
     def run(self, stop: threading.Event) -> None:
         """Start runs as they fall due until ``stop`` is set. Returns without waiting for runs."""
-        while not stop.is_set():
-            wait = self.tick()
-            self._wake.wait(timeout=wait)
-            self._wake.clear()
+        try:
+            while not stop.is_set():
+                wait = self.tick()
+                self._wake.wait(timeout=wait)
+                self._wake.clear()
+        finally:
+            self._workers.close()  # idle workers end now, busy ones when their run returns
 
     def wake(self) -> None:
         """Make ``run`` look at its jobs now (after ``replace_jobs`` or a stop request)."""
@@ -175,8 +185,7 @@ class Scheduler:
         with self._lock:
             runs = [run for run in self._runs if not run.timed_out]
         for run in runs:
-            if run.thread is not None:
-                run.thread.join(max(0.0, end - time.monotonic()))
+            run.done.wait(max(0.0, end - time.monotonic()))
         with self._lock:
             return not any(not run.timed_out for run in self._runs)
 
@@ -205,16 +214,16 @@ class Scheduler:
         ctx = self._context_for(job, now + job.timeout)
         run = _Run(job=job, ctx=ctx, started_mono=now)
         started_wall = self._clock.now()
-        thread = threading.Thread(
-            target=self._execute, args=(slot, run, started_wall), name=f"collector:{job.name}", daemon=True
-        )
-        run.thread = thread
         slot.run = run
         with self._lock:
-            # Started under the lock: wait_idle() must never see a run whose thread is not started
-            # (joining it raises, and a SIGTERM then exits 1).
             self._runs.add(run)
-            thread.start()
+        try:
+            self._workers.submit(f"collector:{job.name}", lambda: self._execute(slot, run, started_wall))
+        except BaseException:  # no thread to be had (RuntimeError): no run to wait for either
+            with self._lock:
+                self._runs.discard(run)
+            slot.run = None
+            raise
 
     def _execute(self, slot: _Slot, run: _Run, started_wall: Any) -> None:
         try:
@@ -229,6 +238,7 @@ class Scheduler:
                 if slot.run is run:
                     slot.run = None
                 self._runs.discard(run)
+            run.done.set()
             self._wake.set()
 
     def _finish(self, slot: _Slot, run: _Run, outcome: RunOutcome) -> None:
@@ -271,6 +281,64 @@ class Scheduler:
         due = slot.next_due + interval
         # Fell behind (a suspended host, a long GC): do not fire a burst of catch-up runs.
         return due if due > now else now + interval
+
+
+class _Workers:
+    """Threads for collector runs, kept between runs.
+
+    A run is given an idle worker, or a new one when every worker is busy, so a run that hangs
+    holds only its own thread and never delays another collector's, as with a thread per run.
+    Starting a thread for each run was a tenth of the idle agent's CPU (issue 15); on an idle host
+    the runs of a minute mostly take turns on one or two kept threads. A worker runs each run in a
+    fresh ``contextvars`` context (as a new thread would), under the name ``collector:<name>``
+    while it runs (py-spy, ``/proc/<pid>/task``), and ends after ``WORKER_IDLE_SECONDS`` without
+    one or at ``close()``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[queue.SimpleQueue[tuple[str, Callable[[], None]] | None]] = []
+        self._closed = False
+
+    def submit(self, name: str, work: Callable[[], None]) -> None:
+        """Run ``work`` on a thread of its own: an idle worker's, or a new one."""
+        with self._lock:
+            if self._idle:
+                self._idle.pop().put((name, work))  # the one idle last: the others may end
+                return
+        inbox: queue.SimpleQueue[tuple[str, Callable[[], None]] | None] = queue.SimpleQueue()
+        inbox.put((name, work))
+        threading.Thread(target=self._serve, args=(inbox,), name=name, daemon=True).start()
+
+    def close(self) -> None:
+        """End the idle workers; a busy one ends when its run returns. Later runs get new threads."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for inbox in idle:
+            inbox.put(None)
+
+    def _serve(self, inbox: queue.SimpleQueue[tuple[str, Callable[[], None]] | None]) -> None:
+        thread = threading.current_thread()
+        while True:
+            try:
+                task = inbox.get(timeout=WORKER_IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if inbox not in self._idle:
+                        continue  # handed a run as it timed out: it is in the inbox
+                    self._idle.remove(inbox)
+                return
+            if task is None:
+                return
+            thread.name, work = task
+            contextvars.Context().run(work)  # an exception ends this worker, as it ended a run's thread
+            del task, work
+            thread.name = "collector-idle"
+            with self._lock:
+                if self._closed:
+                    return
+                self._idle.append(inbox)
 
 
 def execute(

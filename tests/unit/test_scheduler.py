@@ -8,6 +8,7 @@ how fast this machine is.
 
 from __future__ import annotations
 
+import contextvars
 import random
 import threading
 import time
@@ -22,6 +23,7 @@ from structlog.testing import capture_logs
 from normagent import Batch, Checkpoint, CollectorSpec, Count, MetricSpec, NoData, RunContext
 from normagent.clock import SystemClock
 from normagent.ledger import Ledger
+from normagent import scheduler as scheduler_module
 from normagent.scheduler import JITTER, Job, Scheduler, execute
 from normagent.testing import FakeClock, make_context
 from tests.support.disks import limit_pages
@@ -386,3 +388,75 @@ def test_an_idle_scheduler_sleeps_until_the_next_run_is_due_or_a_deadline(harnes
     scheduler.tick()  # the deadline: the hanging run times out
     assert scheduler.abandoned() == ["t.hang"]
     assert 60.0 * (1 - JITTER) - 22.0 <= scheduler.tick() <= 60.0 * (1 + JITTER)  # then the next run
+
+
+def test_runs_take_turns_on_kept_threads_and_a_hung_run_keeps_its_own(harness: Harness) -> None:
+    """Issue 15: a thread started for every run was a tenth of the idle agent's CPU. Runs that do
+    not overlap reuse a kept thread, named after the collector while it runs; a run that hangs
+    keeps its thread to itself, and the others go on on other threads."""
+    used: dict[str, list[threading.Thread]] = {"t.a": [], "t.b": [], "t.hang": []}
+    order: list[tuple[str, threading.Thread]] = []
+    names: set[str] = set()
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("left_by_a_run", default="")
+    seen: list[str] = []
+
+    def noting(name: str) -> Any:
+        def collect(ctx: RunContext) -> Iterator[Batch]:
+            used[name].append(threading.current_thread())
+            order.append((name, threading.current_thread()))
+            names.add(threading.current_thread().name)
+            seen.append(var.get())
+            var.set(name)  # a run's context does not leak into the next run on the same thread
+            if name == "t.hang":
+                harness.release.wait(60)
+            yield Batch([Count(RUNS.name, {"collector": name})])
+        return collect
+
+    harness.hung.add("t.hang")
+    harness.start(job("t.a", noting("t.a")), job("t.b", noting("t.b"), interval=0.07),
+                  job("t.hang", noting("t.hang"), timeout=0.1))
+    harness.step(2.0)
+
+    runs = len(used["t.a"]) + len(used["t.b"])
+    threads = {id(t) for t in used["t.a"] + used["t.b"]}
+    assert runs >= 50 and len(threads) <= 3, (runs, len(threads))  # not a thread per run
+    [hung] = used["t.hang"]
+    after = order[order.index(("t.hang", hung)) + 1 :]
+    assert len(after) >= 40 and all(thread is not hung for _, thread in after)  # not handed a run while it hangs
+    assert names == {"collector:t.a", "collector:t.b", "collector:t.hang"}
+    assert set(seen) == {""}
+
+
+def test_kept_threads_end_when_idle_for_long_and_when_the_loop_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = SystemClock()
+    used: list[threading.Thread] = []
+
+    def collect(ctx: RunContext) -> Iterator[Batch]:
+        used.append(threading.current_thread())
+        yield Batch([Count(RUNS.name, {"collector": "t.loop"})])
+
+    with Ledger.open(tmp_path / "ledger.db", clock=clock, metrics=[RUNS]) as ledger:
+        scheduler = Scheduler(
+            [job("t.loop", collect, interval=0.01)], ledger=ledger, clock=clock,
+            context_for=lambda j, deadline: make_context(j.spec, clock=clock, state=ledger.checkpoints(j.name)),  # type: ignore[arg-type]
+        )
+        stop = threading.Event()
+        loop = threading.Thread(target=scheduler.run, args=(stop,))
+        loop.start()
+        wait_for("three runs", lambda: len(used) >= 3)
+        stop.set()
+        scheduler.wake()
+        loop.join(SETTLE_DEADLINE)
+        assert scheduler.wait_idle(SETTLE_DEADLINE)
+        wait_for("the kept threads to end", lambda: not any(t.is_alive() for t in used))
+
+        monkeypatch.setattr(scheduler_module, "WORKER_IDLE_SECONDS", 0.05)
+        harness = Harness(tmp_path / "second")
+        try:
+            used.clear()
+            harness.start(job("t.once", collect, interval=3600))
+            harness.step(1.0)
+            assert len(used) == 1
+            wait_for("an idle thread to end", lambda: not used[0].is_alive())
+        finally:
+            harness.close()
