@@ -47,7 +47,7 @@ import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyasn1.error import PyAsn1Error
@@ -142,6 +142,9 @@ class _Engine:
     auth_data: Any
     used: float
     sessions: int = 0
+    # Rows the last walk of each subtree returned: the next walk's GETBULK asks for that many and
+    # one more (the one past the subtree's end that ends the walk), not ``max_repetitions``.
+    walked: dict[str, int] = field(default_factory=dict)
 
 
 class PysnmpClient:
@@ -412,6 +415,26 @@ class PysnmpSession:
         return [SnmpVarBind(str(name), to_python(value)) for name, value in var_binds]
 
     async def _walk(self, oid: str, max_rows: int) -> list[SnmpVarBind]:
+        rows = await self._walk_rows(oid, max_rows)
+        if self._kept is not None:
+            self._kept.walked[oid] = len(rows)
+        return rows
+
+    def _repetitions_for(self, oid: str, rows: int) -> int:
+        """GETBULK repetitions for the next request of a walk of ``oid`` that has ``rows`` rows.
+
+        A device's table rarely changes between polls, and every variable an answer carries past
+        the subtree's end costs its BER decoding and nothing else: a walk of 4 interface names
+        asked for 25 got 21 of another column (an eighth of an idle SNMPv3 poll's CPU). So a walk
+        asks for the rows the last walk of the subtree on this engine returned, plus the one that
+        shows the end; a table that grew past that is read on with ``max_repetitions``."""
+        assert self._kept is not None  # _ready() ran
+        last = self._kept.walked.get(oid)
+        if last is None or rows > last:
+            return self._repetitions
+        return min(self._repetitions, last + 1 - rows)
+
+    async def _walk_rows(self, oid: str, max_rows: int) -> list[SnmpVarBind]:
         await self._ready()
         (root, _), = _request((oid,))
         current = root
@@ -423,7 +446,8 @@ class PysnmpSession:
                     break  # SNMPv1's end of the MIB view
             else:
                 indication, status, index, var_binds = await self._send(
-                    cmdgen.BulkCommandGeneratorSingleRun(), [(current, univ.Null(""))], bulk=(0, self._repetitions)
+                    cmdgen.BulkCommandGeneratorSingleRun(), [(current, univ.Null(""))],
+                    bulk=(0, self._repetitions_for(oid, len(rows))),
                 )
             _raise_for(self.target, indication, status, index)
             if not var_binds:

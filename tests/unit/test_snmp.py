@@ -11,12 +11,13 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from normagent.errors import SnmpAuthError, SnmpTooManyRows
 from normagent.model import SnmpAuth, SnmpVarBind
-from normagent.sources.snmp import PysnmpClient, SnmpError, SnmpTimeout, auth_data, split_target, to_python
+from normagent.sources.snmp import PysnmpClient, PysnmpSession, SnmpError, SnmpTimeout, auth_data, split_target, to_python
 from tests.support.snmpd import COMMUNITY, V3_AUTH, V3_AUTH_KEY, V3_PRIV_KEY, V3_USER, Snmpd, start_snmpd
 
 
@@ -159,6 +160,47 @@ def test_a_session_answers_many_gets_and_walks_and_splits_long_gets(snmpd: Snmpd
     assert table and again == [SnmpVarBind(SYS_LOCATION, LOCATION.encode())]
     with pytest.raises(SnmpError, match="closed"):
         session.get([SYS_UPTIME])
+
+
+@pytest.mark.parametrize("auth", [COMMUNITY, V3_AUTH], ids=["v2c", "v3"])
+def test_a_walk_asks_for_as_many_rows_as_the_last_walk_of_its_subtree_returned(
+    snmpd: Snmpd, auth: SnmpAuth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: what an answer carries past the subtree's end is decoded for nothing (21 of 25
+    variables of an idle poll's walk of 4 interface names). The next walk on the engine asks for
+    the rows the last returned and the one after, in as many requests as before; a table that
+    grew is still read to its end."""
+    def oids(rows: list[SnmpVarBind]) -> list[str]:
+        return [vb.oid for vb in rows]
+
+    answers: list[tuple[int, int]] = []  # (repetitions asked, variables answered) of each GETBULK
+    real_send = PysnmpSession._send
+
+    async def send(self: PysnmpSession, generator: Any, var_binds: Any, bulk: tuple[int, int] | None = None) -> Any:
+        answer = await real_send(self, generator, var_binds, bulk)
+        if bulk is not None:
+            answers.append((bulk[1], len(answer[3])))
+        return answer
+
+    monkeypatch.setattr(PysnmpSession, "_send", send)
+    client = PysnmpClient(max_repetitions=4)
+    try:
+        first = client.walk(snmpd.target, SYSTEM, auth=auth, timeout=2)
+        first_answers, answers[:] = list(answers), []
+        again = client.walk(snmpd.target, SYSTEM, auth=auth, timeout=2)
+        assert oids(again) == oids(first) and len(first) > 8  # sysUpTime's value moves on
+        assert all(asked == 4 for asked, _ in first_answers) and sum(n for _, n in first_answers) >= len(first) + 1
+        assert len(answers) == len(first_answers)
+        assert sum(n for _, n in answers) == len(first) + 1  # nothing asked past the end but the one that ends it
+        assert answers[-1][0] == len(first) + 1 - 4 * (len(answers) - 1)
+
+        [kept] = client._engines.values()
+        kept.walked[SYSTEM] = 2  # as if the table had 2 rows last time: it grew since
+        answers[:] = []
+        assert oids(client.walk(snmpd.target, SYSTEM, auth=auth, timeout=2)) == oids(first)
+        assert [asked for asked, _ in answers][:3] == [3, 4, 4]  # the rows expected and one more, then as configured
+    finally:
+        client.close()
 
 
 def test_calls_keep_one_socket_per_device_and_close_releases_them(snmpd: Snmpd) -> None:
