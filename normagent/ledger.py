@@ -4,7 +4,9 @@ What it keeps: each collector's checkpoints, counter and gauge series (counters 
 buckets, so a report can ask for the increase over any month; gauges as the hour's last value
 whenever it changes, so a report can ask what a gauge said at the end of any month), per-day
 rollups, notable events, the health of every collector's last run and, per hour, how many runs
-each collector made and how many failed (the report's data completeness).
+each collector made and how many failed (the report's data completeness). A run that ends as the
+stored health says waits in memory for a few minutes (``Ledger.record_run``): health is not
+observations, and a transaction per run was most of the idle agent's CPU.
 
 The one promise: ``commit(collector, batch)`` stores a batch's observations *and* the checkpoints
 they lead to in one transaction (WAL, ``synchronous=FULL``, so a committed batch survives power
@@ -75,10 +77,12 @@ SeriesKey = tuple[str, Labels]  # (metric, sorted label pairs)
 # every commit that leaves WAL_CHECKPOINT_PAGES pages or more in the WAL (a big commit triggers one
 # at once), and when the WAL starts over its file is cut back to WAL_SIZE_LIMIT bytes. The cost:
 # a checkpoint (one more fsync) every few dozen commits; see bench/README.md.
-# A run's health that says what the stored row says (up or down, and why) waits in memory for at
-# most this long, or for the next write, before it is stored: one transaction per collector run
-# was the largest part of the idle agent's CPU (issue 15). A crash loses at most this much of the
-# run history (runs that ended as the stored row says); every change of health is stored at once.
+# A run's health that says what the stored row says (up or down, and why, in the same hour) waits
+# in memory for at most this long, or for the next write, before it is stored: one transaction per
+# collector run was the largest part of the idle agent's CPU (issue 15). A crash loses at most this
+# much of the run history (runs that ended as the stored row says); every change of health, and
+# each collector's first run of an hour (the report's completeness is counted by the hour), is
+# stored at once.
 HEALTH_WRITE_SECONDS = 300.0
 UNCHANGED_CHECK_KEYS = 16  # checkpoints of an otherwise empty batch compared with the stored ones before writing
 WAL_CHECKPOINT_PAGES = 64
@@ -250,8 +254,9 @@ class _UnwrittenHealth:
     rows: dict[str, tuple[RunState, float]] = field(default_factory=dict)  # collector → (state, started)
     hours: dict[tuple[str, int], list[int]] = field(default_factory=dict)  # (collector, Unix hour) → [runs, failures]
     since: float | None = None  # monotonic time of the oldest run waiting
-    # What the stored row of each collector says (up, reason): a run that says the same waits.
-    stored: dict[str, tuple[bool, str]] = field(default_factory=dict)
+    # What the stored row of each collector says (up, reason, Unix hour of its start): a run that
+    # says the same waits.
+    stored: dict[str, tuple[bool, str, int]] = field(default_factory=dict)
 
 
 # A checkpoint as stored: compact JSON, so an unchanged value can be told by its text.
@@ -527,11 +532,11 @@ class Ledger:
         for metric, labels, collector, value in self._conn.execute("SELECT metric, labels, collector, value FROM gauges"):
             mirror.gauges[(metric, _labels_from_json(labels))] = (value, collector)
         for row in self._conn.execute(
-            "SELECT collector, duration, ok, reason, last_success, runs, failures FROM collector_runs"
+            "SELECT collector, duration, ok, reason, last_success, runs, failures, started_at FROM collector_runs"
         ):
-            name, duration, ok, reason, last_success, runs, failures = row
+            name, duration, ok, reason, last_success, runs, failures, started = row
             mirror.runs[name] = RunState(name, bool(ok), duration, last_success, reason, runs, failures)
-            self._unwritten.stored[name] = (bool(ok), reason)
+            self._unwritten.stored[name] = (bool(ok), reason, int(started // 3600))
         self._mirror = mirror
         self._deviations.stats = _deviation_stats(self._conn)
         self._snapshot = None
@@ -846,11 +851,12 @@ class Ledger:
         """Keep how a collector's run ended (health, not observations: no checkpoint involved).
 
         The health is exported from memory at once, and stored in the ledger when it changed (up
-        or down, or another reason than the stored row's), with the next transaction that writes
-        anything, or ``HEALTH_WRITE_SECONDS`` after the oldest run waiting, whichever comes first;
-        ``close()`` stores what waits. A run that ends as the last did costs no transaction (one
-        per run was the largest part of the idle agent's CPU); a crash loses at most those runs'
-        count in the run history and their last-success time, never a change of health.
+        or down, or another reason than the stored row's) or the run is the collector's first of
+        an hour, with the next transaction that writes anything, or ``HEALTH_WRITE_SECONDS`` after
+        the oldest run waiting, whichever comes first; ``close()`` stores what waits. A run that
+        ends as the last did costs no transaction (one per run was the largest part of the idle
+        agent's CPU); a crash loses at most those runs' count in the run history and their
+        last-success time, never a change of health nor an hour in which the collector ran.
 
         The health is exported even when it cannot be stored (a full disk is exactly when
         ``normagent_collector_up`` must say 0); only its copy on disk then lags behind.
@@ -876,7 +882,8 @@ class Ledger:
             self._snapshot = None
             unwritten = self._unwritten
             unwritten.rows[state.collector] = (state, started)
-            tally = unwritten.hours.setdefault((state.collector, int(started // 3600)), [0, 0])
+            hour = int(started // 3600)
+            tally = unwritten.hours.setdefault((state.collector, hour), [0, 0])
             tally[0] += 1
             tally[1] += 0 if outcome.ok else 1
             now = self._clock.monotonic()
@@ -884,7 +891,7 @@ class Ledger:
                 unwritten.since = now
             if self.lost() is not None:
                 return  # nowhere to store it; the loss itself is reported by commits and the agent
-            if unwritten.stored.get(state.collector) == (state.up, state.reason) and now - unwritten.since < HEALTH_WRITE_SECONDS:
+            if unwritten.stored.get(state.collector) == (state.up, state.reason, hour) and now - unwritten.since < HEALTH_WRITE_SECONDS:
                 return
             self._write_health()
 
@@ -912,8 +919,8 @@ class Ledger:
 
     def _health_stored(self) -> None:
         unwritten = self._unwritten
-        for state, _ in unwritten.rows.values():
-            unwritten.stored[state.collector] = (state.up, state.reason)
+        for state, started in unwritten.rows.values():
+            unwritten.stored[state.collector] = (state.up, state.reason, int(started // 3600))
         unwritten.rows.clear()
         unwritten.hours.clear()
         unwritten.since = None

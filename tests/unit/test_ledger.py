@@ -939,13 +939,19 @@ def test_a_run_that_ends_as_the_stored_one_waits_in_memory_and_every_change_of_h
         ran(declared, clock)  # up again: stored
         assert stored_health(declared.path, "c") == (8, 3, True, 8, 3)
 
+        clock.advance(3600 - clock.now().timestamp() % 3600 - 30)
+        seen = version()
+        ran(declared, clock)  # the first of a new hour: stored (the report counts hours with runs)
+        assert version() == seen + 1
+        assert stored_health(declared.path, "c") == (9, 3, True, 9, 3)
+
         seen, waiting = version(), int(HEALTH_WRITE_SECONDS // 60)
         for _ in range(waiting):
             ran(declared, clock)
         assert version() == seen  # a minute apart: the last within HEALTH_WRITE_SECONDS of the first
         ran(declared, clock)
         assert version() == seen + 1
-        assert stored_health(declared.path, "c") == (9 + waiting, 3, True, 9 + waiting, 3)
+        assert stored_health(declared.path, "c") == (10 + waiting, 3, True, 10 + waiting, 3)
 
 
 def test_health_that_waits_goes_with_the_next_batch_written_and_is_stored_at_close(tmp_path: Path, clock: FakeClock) -> None:
