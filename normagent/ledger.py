@@ -78,11 +78,11 @@ SeriesKey = tuple[str, Labels]  # (metric, sorted label pairs)
 # at once), and when the WAL starts over its file is cut back to WAL_SIZE_LIMIT bytes. The cost:
 # a checkpoint (one more fsync) every few dozen commits; see bench/README.md.
 # A run's health that says what the stored row says (up or down, and why, in the same hour) waits
-# in memory for at most this long, or for the next write, before it is stored: one transaction per
-# collector run was the largest part of the idle agent's CPU (issue 15). A crash loses at most this
-# much of the run history (runs that ended as the stored row says); every change of health, and
-# each collector's first run of an hour (the report's completeness is counted by the hour), is
-# stored at once.
+# in memory for at most this long, or for the next batch written, before it is stored: one
+# transaction per collector run was the largest part of the idle agent's CPU (issue 15). A crash
+# loses at most this much of the run history (runs that ended as the stored row says); every
+# change of health, and each collector's first run of an hour (the report's completeness is
+# counted by the hour), is stored at once.
 HEALTH_WRITE_SECONDS = 300.0
 UNCHANGED_CHECK_KEYS = 16  # checkpoints of an otherwise empty batch compared with the stored ones before writing
 WAL_CHECKPOINT_PAGES = 64
@@ -852,8 +852,8 @@ class Ledger:
 
         The health is exported from memory at once, and stored in the ledger when it changed (up
         or down, or another reason than the stored row's) or the run is the collector's first of
-        an hour, with the next transaction that writes anything, or ``HEALTH_WRITE_SECONDS`` after
-        the oldest run waiting, whichever comes first; ``close()`` stores what waits. A run that
+        an hour, with the next batch ``commit`` writes, or ``HEALTH_WRITE_SECONDS`` after the
+        oldest run waiting, whichever comes first; ``close()`` stores what waits. A run that
         ends as the last did costs no transaction (one per run was the largest part of the idle
         agent's CPU); a crash loses at most those runs' count in the run history and their
         last-success time, never a change of health nor an hour in which the collector ran.
