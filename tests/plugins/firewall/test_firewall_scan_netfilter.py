@@ -309,7 +309,7 @@ def test_the_parser_answers_alike_with_the_c_scan_and_its_fallback(tz: object, m
 CHILD = r"""
 import os, pickle, random, sys
 from normagent.plugins.firewall import _netfilter as module
-from normagent.plugins.firewall.parse import add_named_py, netfilter_scan_py
+from normagent.plugins.firewall.parse import NetRowsPy, add_named_py, netfilter_scan_py
 assert module.__file__.startswith(os.environ["SANITIZED_BUILD"]), module.__file__
 blocks = pickle.load(open(sys.argv[1], "rb"))
 def plain(got):
@@ -330,7 +330,45 @@ for i in range(2000):
     got, want = {"a": 1}, {"a": 1}
     if module.add_named(got, names, counts) != add_named_py(want, names, counts) or got != want:
         bad.append(f"add_named {i}")
-print(f"{len(blocks)} blocks, {len(bad)} differ: {bad[:5]}")
+# NetRows: the blocks' sources added on random days with random heads, copied on the way, named
+rows, mirror = module.NetRows(), NetRowsPy()
+kept = []
+for i, data in enumerate(blocks):
+    got, want = module.scan(data), netfilter_scan_py(data)
+    if got is None:
+        continue
+    heads = {head for head in want[3] if rng.random() < 0.7}
+    day = rng.choice([1, 739_000, 3_652_059])
+    if rng.random() < 0.2:
+        kept.append((rows, rows.as_dict()))
+        rows, mirror = rows.copy(), mirror.copy()
+    rows.add(got[3], day, heads)
+    mirror.add(want[3], day, heads)
+    if i % 97 == 0 and rows.as_dict() != mirror.as_dict():
+        bad.append(f"NetRows {i}")
+for day in (0, 3_652_060, -5):
+    try:
+        rows.add(got[3], day, set())
+    except ValueError:
+        pass
+    else:
+        bad.append(f"day {day}")
+names = {net: f"n{net % 7}" for _, net in mirror.as_dict() if net % 2}
+if sorted(rows.unnamed(names)) != sorted(mirror.unnamed(names)):
+    bad.append("unnamed")
+try:
+    rows.named(names)
+except KeyError:
+    pass
+else:
+    if mirror.unnamed(names):
+        bad.append("named without a name")
+names = {net: f"n{net % 7}" for _, net in mirror.as_dict()}
+if rows.named(names) != mirror.named(names) or rows.as_dict() != mirror.as_dict() or len(rows) != len(mirror):
+    bad.append("named")
+if any(old.as_dict() != then for old, then in kept):
+    bad.append("a copy changed")
+print(f"{len(blocks)} blocks, {len(mirror)} rows, {len(bad)} differ: {bad[:5]}")
 sys.exit(1 if bad else 0)
 """
 
@@ -351,6 +389,8 @@ def _sanitizer_blocks() -> list[bytes]:
     usual = fastpaths.BENCH_NETFILTER[:10]
     blocks.append(encode(usual + [usual[0].replace("MAC=", "MAC=" + "a" * 1_000_000), usual[5].replace("DPT=", "DPT=" + "9" * 100_000)]))
     blocks.append(encode(fastpaths.BENCH_NETFILTER, ""))
+    bench = fastpaths.BENCH.netfilter_lines(6000, random.Random(3))[0]  # type: ignore[attr-defined]
+    blocks += ["".join(bench[i : i + 600]).encode() for i in range(0, len(bench), 600)]  # ~5,000 networks: the tables grow
     return blocks
 
 
@@ -365,3 +405,4 @@ def test_the_c_scan_is_memory_safe_under_sanitizers(tmp_path: Path) -> None:
     out = run_sanitized(CHILD, str(blocks), first_on_path=build)
 
     assert " 0 differ" in out, out
+    assert int(out.split(" rows")[0].split()[-1]) > 1000, f"NetRows grew through several sizes: {out}"
