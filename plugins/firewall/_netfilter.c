@@ -384,19 +384,41 @@ static void counts_free(Counts *c)
 #define HEX6(c) (DIGIT(c) || ((c) >= 'a' && (c) <= 'f') || (c) == ':') /* [0-9a-f:] */
 #define HEXUP(c) (DIGIT(c) || ((c) >= 'A' && (c) <= 'F'))              /* [0-9A-F] */
 
+INLINE uint64_t load64(const void *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+INLINE uint32_t load32(const void *p)
+{
+    uint32_t w;
+    memcpy(&w, p, 4);
+    return w;
+}
+
 INLINE int lit(const unsigned char *s, Py_ssize_t p, Py_ssize_t e, const char *word, Py_ssize_t n)
 {
-    /* n is a constant where inlined: up to 16 bytes are compared as two words (the copies of a
-     * constant length become loads), longer words by memcmp */
+    /* n is a constant where inlined. A word of 4 to 16 bytes is compared as two loads of the
+     * input that overlap in its middle (its first and last 4 or 8 bytes), each with the same
+     * bytes of the word (constants once inlined): no byte beyond s[p + n - 1] is read, and no
+     * copy goes through the stack (a copy of n bytes into a zeroed buffer, loaded as a whole,
+     * stalls the load on the partial stores: the walk's costliest steps before). */
     if (e - p < n)
         return 0;
-    if (n <= 16) {
-        uint64_t x[2] = {0, 0}, y[2] = {0, 0};
-        memcpy(x, s + p, (size_t)n);
-        memcpy(y, word, (size_t)n);
-        return x[0] == y[0] && x[1] == y[1];
+    const unsigned char *x = s + p;
+    if (n >= 8 && n <= 16)
+        return load64(x) == load64(word) && load64(x + n - 8) == load64(word + n - 8);
+    if (n >= 4 && n < 8)
+        return load32(x) == load32(word) && load32(x + n - 4) == load32(word + n - 4);
+    if (n < 4) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (x[i] != (unsigned char)word[i])
+                return 0;
+        return 1;
     }
-    return memcmp(s + p, word, (size_t)n) == 0;
+    return memcmp(x, word, (size_t)n) == 0;
 }
 
 #define LIT(word) lit(s, p, e, word, (Py_ssize_t)(sizeof(word) - 1))
