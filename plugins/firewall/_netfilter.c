@@ -284,7 +284,7 @@ static int spans_push(Spans *s, Span x)
 /* Counts per 64-bit key: a block's IPv4 sources per (head, /24) (`Nets`), a backlog's per (UTC
  * day, /24) (`NetRows`). Open addressing with linear probing over slots of (key, count); a count
  * of 0 marks an empty slot (a key is only ever added with a count of 1 or more). The slots are at
- * most 5/8 full (grown before an insert). Keys are mixed with a seed from CPython's randomised
+ * most 3/4 full (grown before an insert). Keys are mixed with a seed from CPython's randomised
  * hash, so that sources chosen by whoever sends packets cannot be made to collide. A copy is one
  * memcpy of the slots. */
 
@@ -308,12 +308,10 @@ static uint64_t counts_seed(void)
     return (uint64_t)_Py_HashBytes("normagent._netfilter.Counts", 27); /* randomised per process */
 }
 
-/* Room for one more key: at most 5/8 of the slots used after it. */
-static int counts_room(Counts *c)
+/* The slots doubled (or made): called by counts_room only. */
+static int counts_grow(Counts *c)
 {
     size_t size = c->slots ? c->mask + 1 : 0;
-    if (size && (c->used + 1) * 8 <= size * 5)
-        return 0;
     size_t grown = size ? size * 2 : 64;
     if (grown > ((size_t)PY_SSIZE_T_MAX) / sizeof(Slot) / 2) {
         PyErr_NoMemory();
@@ -337,6 +335,14 @@ static int counts_room(Counts *c)
     c->slots = slots;
     c->mask = grown - 1;
     return 0;
+}
+
+/* Room for one more key: at most 3/4 of the slots used after it (the test inlined, per line). */
+INLINE int counts_room(Counts *c)
+{
+    if (c->slots != NULL && (c->used + 1) * 4 <= (c->mask + 1) * 3)
+        return 0;
+    return counts_grow(c);
 }
 
 /* Add n (>= 1) to the count of key; -1 with MemoryError or OverflowError set. */
