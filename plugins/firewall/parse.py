@@ -380,16 +380,15 @@ class Tally:
                 self.add_network(day, network, n)
 
     def add_network(self, day: date, network: str, n: int) -> None:
-        rows = self.networks.get(day)
-        if rows is None:
-            rows = self.networks[day] = Counter()
-        rows[network] += n
+        self.day_networks(day)[network] += n
 
     def day_networks(self, day: date) -> Counter[str]:
-        """The rows of one day (for a fast path to count into)."""
+        """The rows of one day to count into (a fast path's too): on first use a copy of the
+        carried rows of that day (one C-level dict copy; the carried ones stay as they are)."""
         rows = self.networks.get(day)
         if rows is None:
-            rows = self.networks[day] = Counter()
+            carried = self._carried.named.get(day) if self._carried is not None else None
+            rows = self.networks[day] = Counter(carried) if carried else Counter()
         return rows
 
     def v4_rows(self) -> NetRows | NetRowsPy:
@@ -424,7 +423,8 @@ class Tally:
         named: Mapping[date, Mapping[str, float]] = self.networks
         v4 = self._v4
         if carried is not None:
-            named = _added(carried.named, self.networks) if self.networks else carried.named
+            # the block's days already hold the carried rows of those days (``day_networks``)
+            named = {**carried.named, **self.networks} if self.networks else carried.named
             if v4 is None:
                 v4 = carried.v4
         if v4 is not None and not len(v4):
