@@ -966,6 +966,66 @@ fail:
     return NULL;
 }
 
+/* add_packed(counts, day): lines per /24 added to the rows of UTC day `day`; `counts` is either
+ * packed records of two native 64-bit integers, (/24, lines) (what _filterlog.scan gives), or a
+ * dict {/24: lines} (what its Python reference gives). A /24 above 2**24 - 1 or lines below 1
+ * are refused (ValueError); on an exception the rows may hold part of it (see add). */
+static PyObject *netrows_add_packed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "add_packed() takes the counts and a day's ordinal");
+        return NULL;
+    }
+    long long day = PyLong_AsLongLong(args[1]);
+    if (day == -1 && PyErr_Occurred())
+        return NULL;
+    if (day < 1 || day > MAX_DAY) {
+        PyErr_Format(PyExc_ValueError, "add_packed(): %lld is no date's ordinal", day);
+        return NULL;
+    }
+    Counts *rows = &((NetRows *)self)->counts;
+    PyObject *counts = args[0];
+    if (PyBytes_Check(counts)) {
+        const char *r = PyBytes_AS_STRING(counts);
+        Py_ssize_t size = PyBytes_GET_SIZE(counts);
+        if (size % 16) {
+            PyErr_SetString(PyExc_ValueError, "add_packed(): packed counts are records of 16 bytes");
+            return NULL;
+        }
+        for (Py_ssize_t at = 0; at < size; at += 16) {
+            uint64_t net;
+            int64_t n;
+            memcpy(&net, r + at, 8);
+            memcpy(&n, r + at + 8, 8);
+            if (net > NET_MASK || n < 1) {
+                PyErr_SetString(PyExc_ValueError, "add_packed(): a record that is no count of a /24");
+                return NULL;
+            }
+            if (counts_add(rows, (uint64_t)day << NET_BITS | net, n) < 0)
+                return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    if (!PyDict_Check(counts)) {
+        PyErr_SetString(PyExc_TypeError, "add_packed() takes packed bytes or a dict");
+        return NULL;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(counts, &pos, &key, &value)) {
+        long long net = PyLong_AsLongLong(key), n = net == -1 && PyErr_Occurred() ? -1 : PyLong_AsLongLong(value);
+        if (PyErr_Occurred())
+            return NULL;
+        if (net < 0 || net > (long long)NET_MASK || n < 1) {
+            PyErr_SetString(PyExc_ValueError, "add_packed(): a count that is no count of a /24");
+            return NULL;
+        }
+        if (counts_add(rows, (uint64_t)day << NET_BITS | (uint64_t)net, n) < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* unnamed(names) -> list[int]: the /24s of the rows that `names` (a dict) holds no key for, each
  * once per day it has rows on. */
 static PyObject *netrows_unnamed(PyObject *self, PyObject *names)
@@ -1076,6 +1136,8 @@ static PyMethodDef netrows_methods[] = {
     {"copy", netrows_copy, METH_NOARGS, "copy() -> NetRows: the same rows, in a table of their own."},
     {"add", (PyCFunction)(void (*)(void))netrows_add, METH_FASTCALL,
      "add(nets, day, heads): the lines of each /24 of a scan's Nets whose head is in heads, added to day's rows."},
+    {"add_packed", (PyCFunction)(void (*)(void))netrows_add_packed, METH_FASTCALL,
+     "add_packed(counts, day): lines per /24 (packed records or a dict) added to day's rows."},
     {"unnamed", netrows_unnamed, METH_O, "unnamed(names) -> list[int]: the /24s names has no key for."},
     {"named", netrows_named, METH_O, "named(names) -> {day: {name: lines}}: the rows under their names."},
     {"as_dict", netrows_as_dict, METH_NOARGS, "as_dict() -> {(day, /24): lines}."},

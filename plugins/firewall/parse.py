@@ -70,6 +70,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import struct
 from collections import Counter
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -215,6 +216,18 @@ class NetRowsPy:
                 for net, n in counts.items():
                     rows[base | net] = rows.get(base | net, 0) + n
 
+    def add_packed(self, counts: bytes | Mapping[int, int], day: int) -> None:
+        """Add lines per /24 to the rows of ``day``: ``{/24: lines}``, or packed as
+        ``_filterlog.scan`` gives them (``packed_counts``)."""
+        if not 1 <= day <= _MAX_DAY:
+            raise ValueError(f"add_packed(): {day} is no date's ordinal")
+        rows = self._rows
+        base = day << 24
+        for net, n in (packed_counts(counts) if isinstance(counts, bytes) else counts).items():
+            if not 0 <= net <= 0xFFFFFF or n < 1:
+                raise ValueError("add_packed(): a count that is no count of a /24")
+            rows[base | net] = rows.get(base | net, 0) + n
+
     def unnamed(self, names: Mapping[int, str]) -> list[int]:
         """The /24s ``names`` holds no key for (each once per day it has rows on)."""
         return [key & 0xFFFFFF for key in self._rows if key & 0xFFFFFF not in names]
@@ -232,6 +245,17 @@ class NetRowsPy:
     def as_dict(self) -> dict[tuple[int, int], int]:
         """``{(day, /24): lines}``."""
         return {(key >> 24, key & 0xFFFFFF): n for key, n in self._rows.items()}
+
+
+def packed_counts(packed: bytes) -> dict[int, int]:
+    """``{/24: lines}`` of records packed as two native 64-bit integers each (``_filterlog.scan``'s
+    IPv4 sources), in their order; a /24 given twice adds up."""
+    if len(packed) % 16:
+        raise ValueError("packed counts are records of 16 bytes")
+    out: dict[int, int] = {}
+    for net, n in struct.iter_unpack("=Qq", packed):
+        out[net] = out.get(net, 0) + n
+    return out
 
 
 def v4_net(prefix: bytes) -> int | None:
@@ -1307,12 +1331,13 @@ _FILTERLOG_LINE: Final = re.compile(
 # module's reference, which is its definition (tests hold the two equal on any bytes).
 # ``(days, counts, v4, v6, others)``: the distinct receive days of the lines of the fast shape in
 # the order first seen; their count per (sender, RFC 3164 host, RFC 5424 host, action, direction,
-# protocol, destination port); the count of each source /24 (first three octets) and of each IPv6
+# protocol, destination port); the count of each source /24 as a number (``v4_net``: /24s of valid
+# addresses only; in C packed, ``packed_counts``, for ``NetRows.add_packed``) and of each IPv6
 # source among those that are no pass; every other non-empty line, joined by newlines.
 FilterlogScan = tuple[
     list[bytes],
     dict[tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes], int],
-    dict[bytes, int],
+    "dict[int, int] | bytes",
     dict[bytes, int],
     bytes,
 ]
@@ -1340,10 +1365,14 @@ def _filterlog_scan_py(data: bytes) -> FilterlogScan:
     if any(key[3] == b"pass" for key in counts):
         blocks = list(map(b"pass".__ne__, map(itemgetter(4), matches)))
         sources4, sources6 = compress(sources4, blocks), compress(sources6, blocks)
-    v4 = Counter(filter(None, sources4))
+    v4: dict[int, int] = {}
+    for prefix, n in Counter(filter(None, sources4)).items():
+        net = v4_net(prefix)
+        if net is not None:  # a /24 that is no network has no pseudonym: counted nowhere
+            v4[net] = n
     v6 = Counter(filter(None, sources6)) if any(map(itemgetter(10), matches)) else Counter()
     others = b"\n".join(filter(None, map(itemgetter(12), matches)))
-    return days, counts, dict(v4), dict(v6), others
+    return days, counts, v4, dict(v6), others
 
 
 try:  # in C: plugins/firewall/_filterlog.c
@@ -1394,13 +1423,17 @@ def _filterlog_fast(data: bytes, tally: Tally, devices: DeviceMap) -> tuple[int,
             key = port_key(label, port.decode("ascii"))
             if key is not None:
                 ports[(day, key)] += n
-    # Source networks: per distinct /24 (memoised pseudonyms), then per distinct IPv6 source.
-    rows = tally.day_networks(day)
-    tally.names.count_v4_lines(rows, v4)
-    for src6, n in v6.items():
-        network = tally.names.address(src6.decode("ascii"))
-        if network is not None:
-            rows[network] += n
+    # Source networks: the /24s counted per (day, /24) in C into a copy of the carried rows
+    # (named when a batch is committed or the rows are written), then the IPv6 sources under
+    # their pseudonyms.
+    if v4:
+        tally.v4_rows().add_packed(v4, day.toordinal())
+    if v6:
+        rows = tally.day_networks(day)
+        for src6, n in v6.items():
+            network = tally.names.address(src6.decode("ascii"))
+            if network is not None:
+                rows[network] += n
     return parsed, rest
 
 
