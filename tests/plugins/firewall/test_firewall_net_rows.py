@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import struct
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -31,6 +32,8 @@ from normagent.plugins.firewall.parse import (
     NetRowsPy,
     netfilter_scan_py,
     network_pseudonyms,
+    packed_counts,
+    parse_appliance_lines,
     parse_linux_lines,
     v4_net,
 )
@@ -163,6 +166,57 @@ def test_net_rows_refuse_what_they_cannot_count() -> None:
     assert len(rows) == 0 and rows.named({}) == {} and rows.unnamed({}) == []
 
 
+packed_counts_st = st.dictionaries(st.integers(min_value=0, max_value=0xFFFFFF), st.integers(min_value=1, max_value=2**40), max_size=50)
+
+
+def pack(counts: dict[int, int]) -> bytes:
+    return b"".join(struct.pack("=Qq", net, n) for net, n in counts.items())
+
+
+@SETTINGS
+@given(st.lists(st.tuples(packed_counts_st, days, st.booleans(), st.booleans()), max_size=8))
+def test_packed_counts_add_up_in_c_as_in_their_definition(plan: list[tuple[dict[int, int], int, bool, bool]]) -> None:
+    """filterlog's /24 counts, packed (its C scan) or as a dict (its reference), added on
+    various days, with copies on the way: the C rows hold what the Python ones hold."""
+    module = c_module()
+    c_rows, py_rows = module.NetRows(), NetRowsPy()
+    for counts, day, packed, copy in plan:
+        if copy:
+            c_rows, py_rows = c_rows.copy(), py_rows.copy()
+        given_ = pack(counts) if packed else counts
+        assert packed_counts(pack(counts)) == counts
+        c_rows.add_packed(given_, day)
+        py_rows.add_packed(given_, day)
+        assert c_rows.as_dict() == py_rows.as_dict()
+
+
+def test_filterlogs_packed_counts_are_what_its_reference_counts() -> None:
+    """The C filterlog scan's packed /24s, added to rows, give the rows of its reference's dict."""
+    module = c_module()
+    filterlog = require_extension("normagent.plugins.firewall._filterlog")
+    data = "".join(fastpaths.BENCH.filterlog_lines(3000, random.Random(2))[0]).encode()  # type: ignore[attr-defined]
+    packed, reference = filterlog.scan(data)[2], parse._filterlog_scan_py(data)[2]  # noqa: SLF001
+    assert isinstance(packed, bytes) and packed_counts(packed) == reference and len(reference) > 1000
+    rows = module.NetRows()
+    rows.add_packed(packed, DAY)
+    assert rows.as_dict() == {(DAY, net): n for net, n in reference.items()}
+
+
+@pytest.mark.parametrize("bad", [
+    b"x" * 15, struct.pack("=Qq", 1 << 24, 1), struct.pack("=Qq", 5, 0), struct.pack("=Qq", 5, -3),
+    {1 << 24: 1}, {-1: 1}, {5: 0}, {"5": 1}, {5: "1"},
+], ids=repr)
+def test_packed_counts_that_are_no_counts_are_refused(bad: object) -> None:
+    module = c_module()
+    for rows in (module.NetRows(), NetRowsPy()):
+        with pytest.raises((ValueError, TypeError)):
+            rows.add_packed(bad, DAY)
+        with pytest.raises((ValueError, TypeError)):
+            rows.add_packed({}, 0)
+    with pytest.raises(TypeError):
+        module.NetRows().add_packed([(5, 1)], DAY)
+
+
 @SETTINGS
 @given(st.lists(st.sampled_from(["0", "00", "01", "1", "9", "10", "99", "100", "199", "255", "256", "300", "999", "", "a", "٣"]), min_size=1, max_size=4))
 def test_a_v4_network_number_is_named_as_its_addresses(octets: list[str]) -> None:
@@ -194,16 +248,34 @@ def _full_block(lines: list[str]) -> TextBlock:
     return fastpaths.block(lines * (CARRY_FROM // len(one.encode()) + 1), ORIGIN)
 
 
-def test_a_carry_is_a_value_the_same_block_from_it_twice_counts_alike() -> None:
+SPOOL = "/var/lib/normagent/syslog/syslog.log"
+
+
+def _filterlog_block(seed: int) -> TextBlock:
+    lines = [line.rstrip("\n") for line in fastpaths.BENCH.filterlog_lines(2000, random.Random(seed))[0]]  # type: ignore[attr-defined]
+    one = "".join(line + "\n" for line in lines)
+    return fastpaths.block(lines * (CARRY_FROM // len(one.encode()) + 1), SPOOL)
+
+
+@pytest.mark.parametrize("reader", ["netfilter", "filterlog"])
+def test_a_carry_is_a_value_the_same_block_from_it_twice_counts_alike(reader: str) -> None:
     """The driver may give one carry again (to a block retried after a failure, to each line of
     a block parsed one by one): a block never changes the carry it started from."""
-    first = parse_linux_lines(_full_block(bench_lines(2000, 4)), _ctx())
+    if reader == "netfilter":
+        parser, blocks, ctx = parse_linux_lines, [_full_block(bench_lines(2000, seed)) for seed in (4, 5)], _ctx
+    else:
+        parser, blocks = parse_appliance_lines, [_filterlog_block(seed) for seed in (4, 5)]
+
+        def ctx(carry: object = None) -> ParseContext:
+            return ParseContext(now=fastpaths.NOW, tz=timezone.utc, pseudonymise=test_pseudonymiser(), settings=fastpaths.DEVICES, carry=carry)  # type: ignore[arg-type]
+
+    first = parser(blocks[0], ctx())
     carry = first.carry
     assert isinstance(carry, LiveCarry)
     before = json.dumps(carry_json(carry), sort_keys=True)
-    second = _full_block(bench_lines(2000, 5))
+    second = blocks[1]
 
-    again = [parse_linux_lines(second, _ctx(carry)) for _ in range(2)]
+    again = [parser(second, ctx(carry)) for _ in range(2)]
 
     assert json.dumps(carry_json(carry), sort_keys=True) == before
     assert fastpaths.summary(again[0]) == fastpaths.summary(again[1])
