@@ -13,7 +13,9 @@
  *   minutes: set[bytes]                   RFC 3164 minutes, b"Nov 23 07:25"
  *   stamps:  set[tuple[bytes, bytes]]     RFC 3339 minutes and offsets, (b"2026-11-23T07:25", b"+01:00")
  *   packets: dict[tuple[bytes, bytes, bytes], int]   (head, PROTO, DPT or b"") -> lines
- *   v4:      dict[bytes, dict[bytes, int]]  head -> IPv4 source /24 (three octets) -> lines
+ *   v4:      Nets                         lines per (head, IPv4 source /24 as a number), /24s of
+ *                                         valid addresses only (the reference: {head: {/24: lines}},
+ *                                         which Nets.as_dict() gives; NetRows.add reads a Nets)
  *   v6:      dict[bytes, dict[bytes, int]]  head -> IPv6 source -> lines
  *   others:  bytes                        the other non-empty lines, each ended by b"\n"
  *
@@ -43,8 +45,9 @@
  * log line is written by whoever sends packets: no chosen collisions). Memory: a table entry per
  * distinct value and a span per other line, both at most one per line of the block.
  *
- * `add_named(rows, names, counts)` adds a block's counts per network to the day's rows under
- * their pseudonyms (parse.add_named_py is its definition).
+ * `NetRows` counts a backlog's blocked packets per (UTC day, /24) across blocks, from a scan's
+ * Nets or filterlog's packed counts, and names its rows once per batch (parse.NetRowsPy is its
+ * definition; see "Nets and NetRows" below).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -1377,60 +1380,7 @@ fail:
     return NULL;
 }
 
-/* add_named(rows, names, counts) -> missing: for each key of `counts` that `names` names, add
- * its count to rows[name] (a name of "" is no name: left out); the keys `names` does not hold,
- * in the order of `counts`. The counting of parse.NetworkPseudonyms.count_v4_lines, once per
- * distinct network without a Python step each (parse.add_named_py is the reference). */
-static PyObject *add_named(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    (void)module;
-    if (nargs != 3 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyDict_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "add_named() takes three dicts: rows, names, counts");
-        return NULL;
-    }
-    PyObject *rows = args[0], *names = args[1], *counts = args[2];
-    if (rows == counts) {
-        PyErr_SetString(PyExc_ValueError, "add_named(): rows and counts must be two dicts");
-        return NULL;
-    }
-    PyObject *missing = PyList_New(0);
-    if (missing == NULL)
-        return NULL;
-    Py_ssize_t pos = 0;
-    PyObject *key, *n;
-    while (PyDict_Next(counts, &pos, &key, &n)) {
-        PyObject *name = PyDict_GetItemWithError(names, key); /* borrowed */
-        if (name == NULL) {
-            if (PyErr_Occurred() || PyList_Append(missing, key) < 0)
-                goto fail;
-            continue;
-        }
-        int named = PyUnicode_Check(name) ? PyUnicode_GET_LENGTH(name) > 0 : PyObject_IsTrue(name);
-        if (named < 0)
-            goto fail;
-        if (!named)
-            continue;
-        PyObject *had = PyDict_GetItemWithError(rows, name); /* borrowed */
-        if (had == NULL && PyErr_Occurred())
-            goto fail;
-        PyObject *sum = had == NULL ? Py_NewRef(n) : PyNumber_Add(had, n);
-        if (sum == NULL)
-            goto fail;
-        int rc = PyDict_SetItem(rows, name, sum);
-        Py_DECREF(sum);
-        if (rc < 0)
-            goto fail;
-    }
-    return missing;
-fail:
-    Py_DECREF(missing);
-    return NULL;
-}
-
 static PyMethodDef methods[] = {
-    {"add_named", (PyCFunction)(void (*)(void))add_named, METH_FASTCALL,
-     "add_named(rows, names, counts) -> missing: counts added to rows under their names (see\n"
-     "normagent.plugins.firewall.parse.add_named_py, the reference)."},
     {"scan", scan, METH_O,
      "scan(data: bytes) -> (minutes, stamps, packets, v4, v6, others): the netfilter LOG lines of\n"
      "the usual shape in a block, counted per distinct value, and the other lines (see\n"

@@ -49,17 +49,20 @@ from block to block in the parser's carry (``flush_networks``) rather than writt
 
 The netfilter lines are scanned by a compiled module of this package (``_netfilter.c``): one
 forward walk over the block that does what ``_NETFILTER_LINE`` does, counting per distinct value
-as it goes (no Python object per line), and the pseudonyms' counts added in C
-(``add_named``). ``netfilter_scan_py`` and ``add_named_py`` (the pattern and ``Counter``) are
-their definitions and the fallback where the module is not built (no compiler); the tests hold
-each pair equal on every input.
+as it goes (no Python object per line). ``netfilter_scan_py`` (the pattern and ``Counter``) is its
+definition and the fallback where the module is not built (no compiler); the tests hold the two
+equal on every input.
 
 filterlog spool lines are scanned by a compiled extension, ``_filterlog.c`` (the pattern costs
 ``re`` ~13,000 instructions a line; the target leaves ~2,400 for everything): one forward pass
 over the block that matches each line as ``_FILTERLOG_LINE`` does and counts per distinct value
 in C; ``_filterlog_scan_py``, built on the pattern, is its definition (tests hold the two equal
-on any bytes) and the fallback where the extension was not built; the /24 counts it returns go
-through ``count_v4_lines`` like netfilter's.
+on any bytes) and the fallback where the extension was not built.
+
+A backlog's source /24s never become Python objects per block: both scans hand them back as
+numbers (``v4_net``), counted per (UTC day, /24) across blocks in a ``NetRows`` (C;
+``NetRowsPy`` is its definition) that the carry holds, and put under their pseudonyms once per
+distinct network when the driver commits a batch (the carry's JSON) or the rows are written.
 
 Pure: no I/O, no clock, no state between calls but bounded memos of pure functions. Imports only
 ``normagent`` and the standard library.
@@ -156,25 +159,6 @@ def port_key(proto: str, port: str | None) -> str | None:
 
 # ---------------------------------------------------------------------------------------------
 # Network pseudonyms
-
-def add_named_py(rows: dict[str, int], names: Mapping[bytes, str], counts: Mapping[bytes, int]) -> list[bytes]:
-    """For each key of ``counts`` that ``names`` names, add its count to ``rows[name]`` (a name
-    of "" is no name: left out); return the keys ``names`` does not hold, in order. The
-    definition of ``_netfilter.add_named`` (C) and its fallback."""
-    missing = []
-    for key, n in counts.items():
-        name = names.get(key)
-        if name is None:
-            missing.append(key)
-        elif name:
-            rows[name] = rows.get(name, 0) + n
-    return missing
-
-
-try:  # in C: plugins/firewall/_netfilter.c
-    from normagent.plugins.firewall._netfilter import add_named as _add_named
-except ImportError:  # not built
-    _add_named = add_named_py
 
 _MAX_DAY: Final = date.max.toordinal()
 
@@ -280,50 +264,39 @@ class NetworkPseudonyms:
 
     A pseudonym is an HMAC (microseconds), and a firewall under a scan sees the same networks in
     every block. The value is a pure function of the key and the network, so it is kept: per
-    IPv4 /24 given as its first three octets in bytes (what the fast paths cut out, no decoding),
-    and per address as written (IPv6, and the general way). Each memo holds at most ``MEMO_SIZE``
+    IPv4 /24 as its number (``v4_net``: what the scans count, no decoding), and per address as
+    written (IPv6, and the general way). Each memo holds at most ``MEMO_SIZE``
     entries (about 2.5 MB when full, only on a host blocked by that many networks), and starts
     over when full (between blocks). Raw values are kept only here, in memory, never in the ledger.
     """
 
-    __slots__ = ("_pseudonymise", "_v4", "_nets", "_addresses")
+    __slots__ = ("_pseudonymise", "_nets", "_addresses")
 
     def __init__(self, pseudonymise: Pseudonymiser) -> None:
         self._pseudonymise = pseudonymise
-        self._v4: dict[bytes, str] = {}  # "" for no network
-        self._nets: dict[int, str] = {}  # /24 as a number (``NetRows``) -> pseudonym
+        self._nets: dict[int, str] = {}  # /24 as a number (``v4_net``) -> pseudonym
         self._addresses: dict[str, str | None] = {}
 
-    def v4(self, prefix: bytes) -> str | None:
-        """The pseudonym of the /24 of any valid address in ``b"203.0.113"`` (what
-        ``Pseudonymiser.network`` gives it), None if those are no three octets of an address."""
-        found = self._v4.get(prefix)
-        if found is not None:
-            return found or None
-        value = ""  # memoised as "": no network
-        if _V4_PREFIX(prefix) is not None:
-            value = self._pseudonymise(f"network:{prefix.decode('ascii')}.0/24")
-        self._v4[prefix] = value
-        return value or None
+    def net(self, net: int) -> str:
+        """The pseudonym of the /24 numbered ``net`` (``v4_net``): what ``Pseudonymiser.network``
+        gives any address in it."""
+        found = self._nets.get(net)
+        if found is None:
+            found = self._nets[net] = self._pseudonymise(f"network:{net >> 16}.{net >> 8 & 255}.{net & 255}.0/24")
+        return found
 
-    def count_v4_lines(self, rows: Counter[str], lines: dict[bytes, int]) -> None:
-        """Add to ``rows`` the lines of each /24 in ``lines`` (``b"203.0.113"`` -> lines) under
-        its pseudonym; what is no network is left out. Once per distinct /24 (a fast path counted
-        its lines per network already), in C where the extension is built; Python runs only for
-        the networks not memoised yet."""
-        missing = _add_named(rows, self._v4, lines)
-        if missing:
-            for prefix in missing:
-                self.v4(prefix)
-            _add_named(rows, self._v4, {prefix: lines[prefix] for prefix in missing})
+    def v4(self, prefix: bytes) -> str | None:
+        """The pseudonym of the /24 of any valid address in ``b"203.0.113"``, None if those are no
+        three octets of an address."""
+        net = v4_net(prefix)
+        return None if net is None else self.net(net)
 
     def named(self, rows: NetRows | NetRowsPy) -> dict[date, dict[str, int]]:
         """``rows`` (lines per UTC day and /24 as a number) under the pseudonyms of their /24s,
         each asked of the memo once (in C where the extension is built), computed where missing."""
-        memo = self._nets
-        for net in rows.unnamed(memo):
-            memo[net] = self._pseudonymise(f"network:{net >> 16}.{net >> 8 & 255}.{net & 255}.0/24")
-        return {date.fromordinal(day): keys for day, keys in rows.named(memo).items()}
+        for net in rows.unnamed(self._nets):
+            self.net(net)
+        return {date.fromordinal(day): keys for day, keys in rows.named(self._nets).items()}
 
     def address(self, address: str) -> str | None:
         """``Pseudonymiser.network(address)``: the pseudonym of its /24 or /48, or None."""
@@ -338,8 +311,6 @@ class NetworkPseudonyms:
     def trim(self) -> None:
         """Start a memo over once it holds ``MEMO_SIZE`` (between blocks: a block's own
         prefixes stay until it is counted)."""
-        if len(self._v4) >= MEMO_SIZE:
-            self._v4.clear()
         if len(self._nets) >= MEMO_SIZE:
             self._nets.clear()
         if len(self._addresses) >= MEMO_SIZE:

@@ -599,7 +599,7 @@ def test_the_pseudonym_memo_is_bounded() -> None:
         names.v4(f"{i // 65536}.{i // 256 % 256}.{i % 256}".encode())
     names.trim()
 
-    assert len(names._v4) < MEMO_SIZE  # noqa: SLF001
+    assert len(names._nets) < MEMO_SIZE  # noqa: SLF001
 
 
 def test_day_of_a_row_is_the_utc_day() -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import pickle
 import random
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from hypothesis import strategies as st
 
 from normagent.plugins.firewall import parse
 from normagent.plugins.firewall.collectors import LinuxSettings
-from normagent.plugins.firewall.parse import NetfilterScan, add_named_py, linux_lines, netfilter_scan_py
+from normagent.plugins.firewall.parse import NetfilterScan, NetRowsPy, linux_lines, netfilter_scan_py
 from tests.plugins.firewall import test_firewall_fastpaths as fastpaths
 from tests.support.sanitizers import build_sanitized, run_sanitized
 from tests.support.tools import require_extension
@@ -237,41 +236,7 @@ def test_only_bytes_are_taken() -> None:
 def test_the_fast_path_uses_the_c_scan_when_built() -> None:
     """So the benchmark measures it (and the tests of the fast path run it)."""
     assert parse._netfilter_scan is c_scan()  # noqa: SLF001
-    assert parse._add_named is _netfilter.add_named  # noqa: SLF001
-
-
-# ---------------------------------------------------------------------------------------------
-# add_named: a block's counts per network added under their pseudonyms
-
-PREFIXES = st.binary(max_size=12) | st.sampled_from([b"203.0.113", b"10.0.0", b"300.1.2", b"01.2.3", b""])
-
-
-@SETTINGS
-@given(
-    st.dictionaries(PREFIXES, st.sampled_from(["", "aaaa", "bbbb", "cccc"]), max_size=20),
-    st.dictionaries(PREFIXES, st.integers(min_value=1, max_value=2**70), max_size=40),
-    st.dictionaries(st.sampled_from(["aaaa", "bbbb", "dddd"]), st.integers(min_value=0, max_value=2**70), max_size=3),
-)
-def test_add_named_adds_as_its_reference_does(names: dict[bytes, str], counts: dict[bytes, int], rows: dict[str, int]) -> None:
-    """Known networks added under their names (big counts too), "" left out, the unknown ones
-    handed back in order; into a plain dict and into the Counter the tally keeps."""
-    c_scan()
-    for kind in (dict, Counter):
-        got, want = kind(rows), kind(rows)
-        assert _netfilter.add_named(got, names, counts) == add_named_py(want, names, counts)
-        assert got == want and type(got) is kind
-
-
-def test_add_named_refuses_what_is_no_dict_and_one_dict_twice() -> None:
-    c_scan()
-    rows: dict[str, int] = {}
-    for args in [(rows, {}, [b"x"]), ({}, None, {}), ("x", {}, {}), (rows, {})]:
-        with pytest.raises(TypeError):
-            _netfilter.add_named(*args)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="two dicts"):
-        _netfilter.add_named(rows, {}, rows)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):  # a name that is no string, added to a count
-        _netfilter.add_named({b"n": "x"}, {b"k": b"n"}, {b"k": 1})  # type: ignore[dict-item]
+    assert parse._NetRows is _netfilter.NetRows  # noqa: SLF001
 
 
 def test_the_scan_takes_the_benchs_lines_whole() -> None:
@@ -297,7 +262,7 @@ def test_the_parser_answers_alike_with_the_c_scan_and_its_fallback(tz: object, m
 
     with_c = fastpaths.summary(linux_lines(data, ctx, fast=True))
     monkeypatch.setattr(parse, "_netfilter_scan", netfilter_scan_py)
-    monkeypatch.setattr(parse, "_add_named", add_named_py)
+    monkeypatch.setattr(parse, "_NetRows", NetRowsPy)
     with_fallback = fastpaths.summary(linux_lines(data, ctx, fast=True))
 
     assert with_c == with_fallback == fastpaths.summary(linux_lines(data, ctx, fast=False))
@@ -309,7 +274,7 @@ def test_the_parser_answers_alike_with_the_c_scan_and_its_fallback(tz: object, m
 CHILD = r"""
 import os, pickle, random, sys
 from normagent.plugins.firewall import _netfilter as module
-from normagent.plugins.firewall.parse import NetRowsPy, add_named_py, netfilter_scan_py
+from normagent.plugins.firewall.parse import NetRowsPy, netfilter_scan_py
 assert module.__file__.startswith(os.environ["SANITIZED_BUILD"]), module.__file__
 blocks = pickle.load(open(sys.argv[1], "rb"))
 def plain(got):
@@ -323,13 +288,6 @@ for data in (memoryview(b"x"), "x", None):
     else:
         bad.append(repr(data))
 rng = random.Random(7)
-for i in range(2000):
-    keys = [bytes(rng.randrange(256) for _ in range(rng.randrange(12))) for _ in range(rng.randrange(30))]
-    names = {k: rng.choice(["", "a", "b"]) for k in keys if rng.random() < 0.6}
-    counts = {k: rng.randrange(1, 2**66) for k in keys}
-    got, want = {"a": 1}, {"a": 1}
-    if module.add_named(got, names, counts) != add_named_py(want, names, counts) or got != want:
-        bad.append(f"add_named {i}")
 # NetRows: the blocks' sources added on random days with random heads, copied on the way, named
 rows, mirror = module.NetRows(), NetRowsPy()
 kept = []
