@@ -280,9 +280,10 @@ class NetworkPseudonyms:
     def net(self, net: int) -> str:
         """The pseudonym of the /24 numbered ``net`` (``v4_net``): what ``Pseudonymiser.network``
         gives any address in it."""
-        found = self._nets.get(net)
+        memo = self._nets
+        found = memo.get(net)
         if found is None:
-            found = self._nets[net] = self._pseudonymise(f"network:{net >> 16}.{net >> 8 & 255}.{net & 255}.0/24")
+            found = memo[net] = self._pseudonymise(f"network:{net >> 16}.{net >> 8 & 255}.{net & 255}.0/24")
         return found
 
     def v4(self, prefix: bytes) -> str | None:
@@ -294,9 +295,10 @@ class NetworkPseudonyms:
     def named(self, rows: NetRows | NetRowsPy) -> dict[date, dict[str, int]]:
         """``rows`` (lines per UTC day and /24 as a number) under the pseudonyms of their /24s,
         each asked of the memo once (in C where the extension is built), computed where missing."""
-        for net in rows.unnamed(self._nets):
-            self.net(net)
-        return {date.fromordinal(day): keys for day, keys in rows.named(self._nets).items()}
+        memo = self._nets  # this dict throughout: ``trim`` (another collector's thread) replaces it, never empties it
+        for net in rows.unnamed(memo):
+            memo[net] = self._pseudonymise(f"network:{net >> 16}.{net >> 8 & 255}.{net & 255}.0/24")
+        return {date.fromordinal(day): keys for day, keys in rows.named(memo).items()}
 
     def address(self, address: str) -> str | None:
         """``Pseudonymiser.network(address)``: the pseudonym of its /24 or /48, or None."""
@@ -309,12 +311,13 @@ class NetworkPseudonyms:
         return value
 
     def trim(self) -> None:
-        """Start a memo over once it holds ``MEMO_SIZE`` (between blocks: a block's own
-        prefixes stay until it is counted)."""
+        """Start a memo over once it holds ``MEMO_SIZE`` (between blocks). A new dict, not the
+        old one emptied: the collectors share this object from their threads, and ``named``
+        fills a memo and then reads each row's name from it, which must not empty meanwhile."""
         if len(self._nets) >= MEMO_SIZE:
-            self._nets.clear()
+            self._nets = {}
         if len(self._addresses) >= MEMO_SIZE:
-            self._addresses.clear()
+            self._addresses = {}
 
 
 @functools.lru_cache(maxsize=4)

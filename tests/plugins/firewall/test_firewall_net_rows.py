@@ -431,3 +431,26 @@ def test_rows_read_back_after_the_carry_waited_too_long_are_written(tmp_path: Pa
     got = Counter({(o.day, o.key): o.value for o in later.observations if isinstance(o, Rollup) and o.name == BY_NETWORK})
     assert sum(got.values()) == first.parsed + later.parsed
 
+
+
+def test_rows_are_named_while_another_collector_starts_the_memo_over() -> None:
+    """The memo of pseudonyms is shared by the firewall collectors' threads: one starting it over
+    (``trim``, a full memo) between another's filling it and reading its rows' names from it
+    leaves that one's names whole."""
+    from normagent.plugins.firewall.parse import MEMO_SIZE
+
+    pseudonymise = Pseudonymiser(b"t" * 32)
+    names = network_pseudonyms(pseudonymise)
+    for net in range(MEMO_SIZE):
+        names.net(net)
+
+    class Racing(NetRowsPy):
+        def unnamed(self, memo: Any) -> list[int]:
+            missing = super().unnamed(memo)
+            names.trim()  # the other thread, here
+            return missing
+
+    rows = Racing()
+    rows.add({b"h": {5: 2, MEMO_SIZE + 7: 3}}, DAY, {b"h"})
+
+    assert names.named(rows) == {date.fromordinal(DAY): {pseudonymise.network("0.0.5.1"): 2, pseudonymise.network("0.64.7.1"): 3}}
