@@ -736,67 +736,6 @@ static PyObject *bytes_of(const char *buf, Span x)
     return PyBytes_FromStringAndSize(buf + x.off, x.len);
 }
 
-/* head -> {source: lines} for the sources table `t`. */
-static PyObject *sources_dict(const char *buf, Table *t, PyObject *heads)
-{
-    PyObject *out = PyDict_New();
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < t->n; i++) {
-        Entry *x = &t->entries[i];
-        PyObject *head = PyList_GET_ITEM(heads, x->tag);
-        PyObject *inner = PyDict_GetItemWithError(out, head); /* borrowed */
-        if (inner == NULL) {
-            if (PyErr_Occurred())
-                goto fail;
-            inner = PyDict_New();
-            if (inner == NULL)
-                goto fail;
-            int rc = PyDict_SetItem(out, head, inner);
-            Py_DECREF(inner); /* the dict holds it */
-            if (rc < 0)
-                goto fail;
-        }
-        PyObject *key = PyBytes_FromStringAndSize(part_a(buf, x), x->a.len);
-        PyObject *n = key ? PyLong_FromSsize_t(x->value) : NULL;
-        int rc = n ? PyDict_SetItem(inner, key, n) : -1;
-        Py_XDECREF(key);
-        Py_XDECREF(n);
-        if (rc < 0)
-            goto fail;
-    }
-    return out;
-fail:
-    Py_DECREF(out);
-    return NULL;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* Nets and NetRows: IPv4 source /24s counted without a Python object per network.
- *
- * A backlog of blocked packets from a scan brings thousands of distinct networks to every 1 MiB
- * block (~3,470 of ~4,300 lines in bench_firewall's log). Handing each block's /24s to Python as
- * `bytes` keys of a dict, and adding them to the carried rows under their pseudonyms per block,
- * was ~1,300 instructions a line (bench/README.md). Instead a block's sources stay in the scan's
- * table (`Nets`), are added in C to the backlog's rows per (UTC day, /24) (`NetRows`), and become
- * pseudonyms once per distinct network when a batch is committed (`unnamed`, `named`).
- * parse.NetRowsPy is NetRows' definition, and with parse.netfilter_scan_py the fallback. */
-
-typedef struct {
-    PyObject_HEAD
-    Counts counts;   /* (head index << 24 | /24) -> lines */
-    PyObject *heads; /* list of bytes: the block's heads by index */
-} Nets;
-
-typedef struct {
-    PyObject_HEAD
-    Counts counts; /* (UTC day's ordinal << 24 | /24) -> lines */
-} NetRows;
-
-static PyTypeObject NetsType, NetRowsType;
-
-#define MAX_DAY 3652059 /* date.max.toordinal() */
-
 /* The dict at outer[key], made if missing (borrowed); NULL with an exception set. */
 static PyObject *dict_at(PyObject *outer, PyObject *key)
 {
@@ -833,6 +772,52 @@ static int add_to(PyObject *d, PyObject *key, int64_t n)
     Py_DECREF(count);
     return rc;
 }
+
+/* head -> {source: lines} for the sources table `t`. */
+static PyObject *sources_dict(const char *buf, Table *t, PyObject *heads)
+{
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < t->n; i++) {
+        Entry *x = &t->entries[i];
+        PyObject *inner = dict_at(out, PyList_GET_ITEM(heads, x->tag));
+        PyObject *key = inner ? PyBytes_FromStringAndSize(part_a(buf, x), x->a.len) : NULL;
+        int rc = key ? add_to(inner, key, (int64_t)x->value) : -1;
+        Py_XDECREF(key);
+        if (rc < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Nets and NetRows: IPv4 source /24s counted without a Python object per network.
+ *
+ * A backlog of blocked packets from a scan brings thousands of distinct networks to every 1 MiB
+ * block (~3,470 of ~4,300 lines in bench_firewall's log). Handing each block's /24s to Python as
+ * `bytes` keys of a dict, and adding them to the carried rows under their pseudonyms per block,
+ * was ~1,300 instructions a line (bench/README.md). Instead a block's sources stay in the scan's
+ * table (`Nets`), are added in C to the backlog's rows per (UTC day, /24) (`NetRows`), and become
+ * pseudonyms once per distinct network when a batch is committed (`unnamed`, `named`).
+ * parse.NetRowsPy is NetRows' definition, and with parse.netfilter_scan_py the fallback. */
+
+typedef struct {
+    PyObject_HEAD
+    Counts counts;   /* (head index << 24 | /24) -> lines */
+    PyObject *heads; /* list of bytes: the block's heads by index */
+} Nets;
+
+typedef struct {
+    PyObject_HEAD
+    Counts counts; /* (UTC day's ordinal << 24 | /24) -> lines */
+} NetRows;
+
+static PyTypeObject NetsType, NetRowsType;
+
+#define MAX_DAY 3652059 /* date.max.toordinal() */
 
 static void nets_dealloc(PyObject *self)
 {
@@ -1148,7 +1133,8 @@ static PyMethodDef netrows_methods[] = {
 };
 
 static PyTypeObject NetsType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "normagent.plugins.firewall._netfilter.Nets",
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "normagent.plugins.firewall._netfilter.Nets",
     .tp_basicsize = sizeof(Nets),
     .tp_dealloc = nets_dealloc,
     .tp_as_sequence = &nets_sequence,
@@ -1158,7 +1144,8 @@ static PyTypeObject NetsType = {
 };
 
 static PyTypeObject NetRowsType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "normagent.plugins.firewall._netfilter.NetRows",
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "normagent.plugins.firewall._netfilter.NetRows",
     .tp_basicsize = sizeof(NetRows),
     .tp_dealloc = netrows_dealloc,
     .tp_as_sequence = &netrows_sequence,
