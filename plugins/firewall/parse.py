@@ -335,9 +335,9 @@ class Tally:
     observations (a 1 MiB block of blocks becomes a few dozen observations and a row per
     distinct port and network).
 
-    Source-network rows are kept two ways: under pseudonyms (``networks``: the general way,
-    IPv6, the filterlog fast path) and, from the netfilter fast path, as lines per (UTC day, /24)
-    in a ``NetRows`` (``v4_rows``), named only when they are written or carried as JSON.
+    Source-network rows are kept two ways: under pseudonyms (``networks``: the general way and
+    IPv6 sources) and, from the fast paths' IPv4 sources, as lines per (UTC day, /24) in a
+    ``NetRows`` (``v4_rows``), named only when they are written or carried as JSON.
 
     ``carry``: gather the source-network rows of a backlog from block to block (``finish``);
     the rows the block before left in ``ctx.carry`` are taken over first: as they are when the
@@ -487,8 +487,8 @@ def flush_networks(size: int, rows: int, since: float, ctx: ParseContext) -> boo
 
 class _Carry(LiveCarry):
     """A carry as ``Tally.finish`` made it, handed from block to block by the driver as it is
-    (a ``LiveCarry``): rows under pseudonyms (``named``) and the netfilter fast path's lines per
-    (UTC day, /24) (``v4``, a ``NetRows``), neither ever changed once made. The next block takes
+    (a ``LiveCarry``): rows under pseudonyms (``named``) and the fast paths' lines per (UTC day,
+    /24) (``v4``, a ``NetRows``), neither ever changed once made. The next block takes
     them without looking at each row again, and adds its own to copies (the /24 rows in one
     memcpy); the pseudonyms of the /24 rows are asked once per distinct network when the driver
     puts a batch together (``json``), not per block. Read back from the ledger the carry is that
