@@ -161,6 +161,7 @@ def port_key(proto: str, port: str | None) -> str | None:
 # Network pseudonyms
 
 _MAX_DAY: Final = date.max.toordinal()
+MEMO_SIZE: Final = 16_384  # entries per memo; a full memo starts over
 
 
 class NetRowsPy:
@@ -194,11 +195,13 @@ class NetRowsPy:
         if not 1 <= day <= _MAX_DAY:
             raise ValueError(f"add(): {day} is no date's ordinal")
         rows = self._rows
+        get = rows.get
         base = day << 24
         for head, counts in nets.items():
             if head in heads:
                 for net, n in counts.items():
-                    rows[base | net] = rows.get(base | net, 0) + n
+                    key = base | net
+                    rows[key] = get(key, 0) + n
 
     def add_packed(self, counts: bytes | Mapping[int, int], day: int) -> None:
         """Add lines per /24 to the rows of ``day``: ``{/24: lines}``, or packed as
@@ -242,15 +245,16 @@ def packed_counts(packed: bytes) -> dict[int, int]:
     return out
 
 
+@functools.lru_cache(maxsize=MEMO_SIZE)
 def v4_net(prefix: bytes) -> int | None:
     """The /24 of ``b"203.0.113"`` as a number (``NetRows``' key), None if those are no three
-    octets of an address (the same test as ``NetworkPseudonyms.v4``)."""
+    octets of an address (the same test as ``NetworkPseudonyms.v4``). Memoised: the reference
+    scans (the fallback without a compiler) ask it per distinct /24 of every block."""
     if _V4_PREFIX(prefix) is None:
         return None
     a, b, c = prefix.split(b".")
     return int(a) << 16 | int(b) << 8 | int(c)
 
-MEMO_SIZE: Final = 16_384  # entries per memo; a full memo starts over
 _MISSING: Final = object()
 # ipaddress's rules for three octets, without its cost: 0-255, no leading zeros. One match in C
 # instead of a split and a generator over the octets (half of a first pseudonym's time: a scan
@@ -797,12 +801,14 @@ def netfilter_scan_py(data: bytes) -> NetfilterScan | None:
     packets = Counter(map(itemgetter(3, 6, 7), matches))
     packets.pop((b"", b"", b""), None)  # the other lines
     v4: dict[bytes, dict[int, int]] = {}
-    nets: dict[bytes, int | None] = {}
     for (head, prefix), n in Counter(map(itemgetter(3, 4), matches)).items():
         if prefix:
-            net = nets[prefix] if prefix in nets else nets.setdefault(prefix, v4_net(prefix))
+            net = v4_net(prefix)
             if net is not None:  # a /24 that is no network has no pseudonym: counted nowhere
-                v4.setdefault(head, {})[net] = n
+                counts = v4.get(head)
+                if counts is None:
+                    counts = v4[head] = {}
+                counts[net] = n
     v6: dict[bytes, dict[bytes, int]] = {}
     if any(map(itemgetter(5), matches)):
         for (head, source), n in Counter(map(itemgetter(3, 5), matches)).items():
