@@ -454,3 +454,39 @@ def test_rows_are_named_while_another_collector_starts_the_memo_over() -> None:
     rows.add({b"h": {5: 2, MEMO_SIZE + 7: 3}}, DAY, {b"h"})
 
     assert names.named(rows) == {date.fromordinal(DAY): {pseudonymise.network("0.0.5.1"): 2, pseudonymise.network("0.64.7.1"): 3}}
+
+
+@pytest.mark.parametrize("keep", [0, 1, 2])
+def test_filterlogs_rows_count_once_through_the_spool_when_a_run_dies_between_batches(tmp_path: Path, keep: int) -> None:
+    """The spool reader's driver commits the carry's JSON with each batch too: a run of
+    ``firewall.appliances`` that dies after any batch (one full block each) and the run after it
+    count every blocked packet and network row once."""
+    from normagent.logs import syslog_log_collector
+    from normagent.plugins.firewall.collectors import APPLIANCE_METRICS, ApplianceSettings
+    from normagent.sources.spool import SPOOL_KEY, SpoolShare
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    lines = fastpaths.BENCH.filterlog_lines(20_000, random.Random(13))[0]  # type: ignore[attr-defined]  # ~3.5 MiB: 4 blocks
+    (spool / "syslog.log").write_text("".join(lines))
+    whole = parse_appliance_lines(
+        TextBlock("".join(lines).encode(), str(spool / "syslog.log"), None, len(lines)),
+        ParseContext(now=fastpaths.NOW, tz=timezone.utc, pseudonymise=test_pseudonymiser(), settings=ApplianceSettings(), final=True),
+    )
+    rows = Counter({(o.day, o.key): o.value for o in whole.observations if isinstance(o, Rollup) and o.name == BY_NETWORK})
+    spec = syslog_log_collector("firewall.appliances", help="filterlog, a batch a block", parser=parse_appliance_lines,
+                                settings=ApplianceSettings, metrics=APPLIANCE_METRICS, commit_bytes=1)
+    clock = FakeClock(fastpaths.NOW)
+    with Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
+        share = SpoolShare(spool, lambda: [ledger.checkpoints(spec.name).get(SPOOL_KEY)])
+        ledger.declare(spec.metrics)
+        batches = spec.collect(make_context(spec, syslog_spool=share, clock=clock, state=ledger.checkpoints(spec.name)))
+        for done, batch in enumerate(batches):
+            if done == keep:
+                break
+            ledger.commit(spec.name, batch)
+            assert not _rows(ledger), "a backlog's rows wait in the carry"
+        batches.close()  # type: ignore[attr-defined]
+        run_collector_once(spec, ledger, syslog_spool=share, clock=clock)
+
+        assert _blocked(ledger) == whole.parsed and _rows(ledger) == rows and sum(rows.values()) == whole.parsed
