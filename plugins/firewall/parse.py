@@ -822,7 +822,7 @@ try:  # the C scan (plugins/firewall/_netfilter.c): the same answer, ~10x less t
     from normagent.plugins.firewall._netfilter import NetRows as _NetRows
     from normagent.plugins.firewall._netfilter import scan as _netfilter_scan
 except ImportError:  # not built (no compiler where it was installed)
-    _netfilter_scan = netfilter_scan_py  # type: ignore[assignment]
+    _netfilter_scan = netfilter_scan_py
     _NetRows = NetRowsPy  # type: ignore[assignment,misc]
 
 
