@@ -50,10 +50,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from pyasn1.error import PyAsn1Error
-from pyasn1.type import univ
-from pysnmp.entity.rfc3413 import cmdgen
-from pysnmp.hlapi.v3arch.asyncio import (
+from normagent.sources import snmp_cipher
+
+# Before pysnmp's first import: its privacy modules get their ciphers from the libcrypto already
+# loaded, and the ``cryptography`` package (~7 MB resident) is not imported (snmp_cipher).
+snmp_cipher.pysnmp_modules()
+
+from pyasn1.error import PyAsn1Error  # noqa: E402
+from pyasn1.type import univ  # noqa: E402
+from pysnmp.entity.rfc3413 import cmdgen  # noqa: E402
+from pysnmp.hlapi.v3arch.asyncio import (  # noqa: E402
     CommunityData,
     ContextData,
     SnmpEngine,
@@ -74,12 +80,12 @@ from pysnmp.hlapi.v3arch.asyncio import (
     usmNoAuthProtocol,
     usmNoPrivProtocol,
 )
-from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD
-from pysnmp.proto import errind, rfc1902, rfc1905
-from pysnmp.smi import builder as mib_builder
+from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD  # noqa: E402
+from pysnmp.proto import errind, rfc1902, rfc1905  # noqa: E402
+from pysnmp.smi import builder as mib_builder  # noqa: E402
 
-from normagent.errors import SnmpAuthError, SnmpError, SnmpTimeout, SnmpTooManyRows
-from normagent.model import SnmpAuth, SnmpVarBind
+from normagent.errors import SnmpAuthError, SnmpError, SnmpTimeout, SnmpTooManyRows  # noqa: E402
+from normagent.model import SnmpAuth, SnmpVarBind  # noqa: E402
 
 __all__ = [
     "PysnmpClient",
