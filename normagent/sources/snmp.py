@@ -80,8 +80,11 @@ from pysnmp.hlapi.v3arch.asyncio import (  # noqa: E402
     usmNoAuthProtocol,
     usmNoPrivProtocol,
 )
+from pysnmp.hlapi.v1arch.asyncio.auth import CommunityData as Community  # noqa: E402
+from pysnmp.hlapi.v1arch.asyncio.dispatch import SnmpDispatcher  # noqa: E402
 from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD  # noqa: E402
 from pysnmp.proto import errind, rfc1902, rfc1905  # noqa: E402
+from pysnmp.proto.api import v2c as v2c_api  # noqa: E402
 from pysnmp.smi import builder as mib_builder  # noqa: E402
 
 from normagent.errors import SnmpAuthError, SnmpError, SnmpTimeout, SnmpTooManyRows  # noqa: E402
@@ -141,7 +144,13 @@ IDLE_ENGINE_SECONDS = 3600.0
 
 @dataclass(slots=True)
 class _Engine:
-    """A device's engine, its transport target and its credentials as pysnmp wants them."""
+    """A device's engine, its transport target and its credentials as pysnmp wants them.
+
+    ``engine`` is an ``SnmpEngine`` (RFC 3412's architecture: SNMPv3, and v1, whose answers it
+    turns into v2c's types) or, for SNMPv2c, pysnmp's lighter ``SnmpDispatcher`` (its "v1arch"):
+    a community string needs none of the engine's MIB-backed tables, and an engine costs about
+    1 MB of resident memory per device, the dispatcher next to nothing (bench/README.md).
+    """
 
     engine: Any
     transport: Any
@@ -257,7 +266,10 @@ class PysnmpClient:
                 transport = await kind.create((session.host, session.port), timeout=session.timeout, retries=session.retries)
             except Exception as exc:  # pysnmp raises PySnmpError for unresolvable names
                 raise SnmpError(f"bad SNMP target {session.target!r}: {exc}") from None
-            kept = _Engine(SnmpEngine(), transport, auth_data(session.auth), now)
+            if session.auth.version == "2c":
+                kept = _Engine(SnmpDispatcher(), transport, Community(session.auth.community, mpModel=1), now)
+            else:
+                kept = _Engine(SnmpEngine(), transport, auth_data(session.auth), now)
             self._engines[session.key] = kept
         kept.used = now
         kept.sessions += 1
@@ -279,7 +291,7 @@ class PysnmpClient:
     def _drop(self, key: tuple[Any, ...]) -> None:
         kept = self._engines.pop(key, None)
         if kept is not None:
-            kept.engine.close_dispatcher()
+            _close(kept.engine)
 
 
 
@@ -288,7 +300,7 @@ def _shut_down(loop: asyncio.AbstractEventLoop, thread: threading.Thread, engine
 
     async def close_engines() -> None:
         while engines:
-            engines.popitem()[1].engine.close_dispatcher()
+            _close(engines.popitem()[1].engine)
 
     if threading.current_thread() is thread:  # collected on the loop's own thread: cannot wait
         loop.call_soon(loop.stop)
@@ -300,6 +312,14 @@ def _shut_down(loop: asyncio.AbstractEventLoop, thread: threading.Thread, engine
         thread.join(timeout=30)
         if not thread.is_alive():
             loop.close()
+
+
+def _close(engine: Any) -> None:
+    """Close an engine's or a dispatcher's socket and timer (on the loop's thread)."""
+    if isinstance(engine, SnmpDispatcher):
+        engine.close()
+    else:
+        engine.close_dispatcher()
 
 
 def _tick(engine: Any, on: bool) -> None:
@@ -455,6 +475,8 @@ class PysnmpSession:
         """
         assert self._kept is not None  # _ready() ran
         engine = self._kept.engine
+        if isinstance(engine, SnmpDispatcher):
+            return await self._send_v2c(engine, var_binds, bulk)
         addr_name, _ = LCD.configure(engine, self._kept.auth_data, self._kept.transport, b"")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
@@ -468,6 +490,30 @@ class PysnmpSession:
         else:
             generator.send_varbinds(engine, addr_name, context.contextEngineId, context.contextName, *bulk, var_binds, done)
         return await future
+
+
+    async def _send_v2c(self, dispatcher: Any, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None) -> Any:
+        """``_send`` for SNMPv2c: the PDU made and matched by pysnmp's ``SnmpDispatcher``
+        (request ids, retries, timeouts), without an engine."""
+        assert self._kept is not None
+        api = v2c_api.apiPDU if bulk is None else v2c_api.apiBulkPDU
+        pdu = v2c_api.GetRequestPDU() if bulk is None else v2c_api.GetBulkRequestPDU()
+        api.set_defaults(pdu)
+        if bulk is not None:
+            api.set_non_repeaters(pdu, bulk[0])
+            api.set_max_repetitions(pdu, bulk[1])
+        api.set_varbinds(pdu, var_binds)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def done(dispatcher: Any, request_id: Any, indication: Any, response: Any, ctx: Any) -> None:
+            if not future.cancelled():
+                future.set_result((indication, response))
+
+        dispatcher.send_pdu(self._kept.auth_data, self._kept.transport, pdu, done)
+        indication, response = await future
+        if indication or response is None:
+            return indication or errind.requestTimedOut, 0, 0, []
+        return None, api.get_error_status(response), api.get_error_index(response, muteErrors=True), api.get_varbinds(response)
 
 
 def _request(oids: tuple[str, ...]) -> list[tuple[Any, Any]]:

@@ -222,25 +222,27 @@ def test_polls_on_fresh_threads_discover_a_v3_agent_once(snmpd: Snmpd) -> None:
         counter.close()
 
 
-def test_between_polls_the_kept_engines_wait_for_nothing(snmpd: Snmpd) -> None:
+@pytest.mark.parametrize("auth", [V3_AUTH, COMMUNITY], ids=["v3", "v2c"])
+def test_between_polls_the_kept_engines_wait_for_nothing(snmpd: Snmpd, auth: SnmpAuth) -> None:
     """pysnmp's dispatcher wakes every 0.1 s while its timer runs: an idle agent must not pay for
-    that between polls, and a poll after the pause must still time out."""
+    that between polls, and a poll after the pause must still time out (v3's engine and v2c's
+    engine-less dispatcher alike)."""
     client = PysnmpClient()
     try:
         for _ in range(3):
-            with client.session(snmpd.target, auth=V3_AUTH, timeout=0.5) as session:
+            with client.session(snmpd.target, auth=auth, timeout=0.5) as session:
                 session.get([SYS_UPTIME])
                 assert client.pending_tasks() == 1  # the timer, while a request may need it
             assert client.pending_tasks() == 0
-        with client.session(snmpd.target, auth=V3_AUTH, timeout=0.5) as session:
+        with client.session(snmpd.target, auth=auth, timeout=0.5) as session:
             session.get([SYS_UPTIME])
-            with client.session(snmpd.target, auth=V3_AUTH, timeout=0.5) as other:
+            with client.session(snmpd.target, auth=auth, timeout=0.5) as other:
                 other.get([SYS_UPTIME])
             assert client.pending_tasks() == 1  # the first session still holds it
         assert client.pending_tasks() == 0
         snmpd.stop()
         with pytest.raises(SnmpTimeout):
-            client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=0.5)
+            client.get(snmpd.target, [SYS_UPTIME], auth=auth, timeout=0.5)
     finally:
         client.close()
         snmpd.start()
@@ -318,9 +320,10 @@ def test_mib_modules_are_compiled_once_per_process(snmpd: Snmpd, client: PysnmpC
     """Every engine runs pysnmp's core MIB modules; the second session compiles none of them."""
     from pysnmp.smi import builder
 
-    client.get(snmpd.target, [SYS_UPTIME], auth=COMMUNITY, timeout=2)
-    compiled = dict(builder.runpy._code)  # type: ignore[attr-defined]
     client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=2)
+    compiled = dict(builder.runpy._code)  # type: ignore[attr-defined]
+    client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=3)  # another engine
+    assert client.engines == 2
     assert compiled and builder.runpy._code == compiled  # type: ignore[attr-defined]
 
 
@@ -365,3 +368,26 @@ def test_an_snmpv3_auth_priv_poll_imports_no_cryptography(snmpd: Snmpd) -> None:
     answer = json.loads(result.stdout)
     assert answer["value"] == LOCATION
     assert [m for m in answer["modules"] if m.split(".")[0] == "cryptography"] == []
+
+
+def test_a_v2c_device_runs_no_mib_module(snmpd: Snmpd) -> None:
+    """SNMPv2c goes through pysnmp's engine-less dispatcher: an ``SnmpEngine`` runs some twenty
+    MIB modules into tables a community string does not need (about 1 MB per device)."""
+    probe = textwrap.dedent(
+        """
+        import json, sys
+        from pysnmp.smi import builder
+        from normagent.model import SnmpAuth
+        from normagent.sources.snmp import PysnmpClient
+        client = PysnmpClient()
+        with client.session(sys.argv[1], auth=SnmpAuth.v2c("public"), timeout=5) as session:
+            values = [session.get(["1.3.6.1.2.1.1.6.0"])[0].value.decode(), len(session.walk("1.3.6.1.2.1.1"))]
+        client.close()
+        print(json.dumps({"values": values, "mib_modules": len(builder.runpy._code)}))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONOPTIMIZE"}  # MIB modules run through runpy
+    result = subprocess.run([sys.executable, "-c", probe, snmpd.target], capture_output=True, text=True, check=True, timeout=120, env=env)
+    answer = json.loads(result.stdout)
+    assert answer["values"][0] == LOCATION and answer["values"][1] >= 7
+    assert answer["mib_modules"] == 0
