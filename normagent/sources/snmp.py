@@ -261,7 +261,8 @@ class PysnmpClient:
                 self._drop(key)
         kept = self._engines.get(session.key)
         if kept is None:
-            kind = Udp6TransportTarget if _is_ipv6(session.host) else UdpTransportTarget
+            version = _ip_version(session.host)
+            kind = _TARGETS[version]
             try:
                 transport = await kind.create((session.host, session.port), timeout=session.timeout, retries=session.retries)
             except Exception as exc:  # pysnmp raises PySnmpError for unresolvable names
@@ -618,11 +619,34 @@ def split_target(target: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _is_ipv6(host: str) -> bool:
+def _ip_version(host: str) -> int | None:
+    """4 or 6 for an address, ``None`` for a name."""
     try:
-        return ipaddress.ip_address(host).version == 6
+        return ipaddress.ip_address(host).version
     except ValueError:
-        return False
+        return None
+
+
+class _Udp(UdpTransportTarget):  # type: ignore[misc]
+    """A target whose host is an IPv4 address already.
+
+    pysnmp resolves every target with ``loop.getaddrinfo``, which runs in the loop's default
+    thread pool: its first call starts a thread that then waits for ever (0.4 MB resident with
+    what it imports, for a lookup an address does not need). A name is still resolved by pysnmp.
+    """
+
+    async def _resolve_address(self, address: tuple[str, int]) -> tuple[str, int]:
+        return address
+
+
+class _Udp6(Udp6TransportTarget):  # type: ignore[misc]
+    """``_Udp`` for an IPv6 address."""
+
+    async def _resolve_address(self, address: tuple[str, int]) -> tuple[str, int]:
+        return address
+
+
+_TARGETS: dict[int | None, Any] = {4: _Udp, 6: _Udp6, None: UdpTransportTarget}
 
 
 def _status_name(status: Any) -> str:

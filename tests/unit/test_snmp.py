@@ -391,3 +391,18 @@ def test_a_v2c_device_runs_no_mib_module(snmpd: Snmpd) -> None:
     answer = json.loads(result.stdout)
     assert answer["values"][0] == LOCATION and answer["values"][1] >= 7
     assert answer["mib_modules"] == 0
+
+
+def test_an_address_is_not_looked_up_and_a_name_still_is(snmpd: Snmpd) -> None:
+    """pysnmp resolves a target in the loop's thread pool, whose thread then stays for good; an
+    address needs no lookup, so a device given by address adds only the client's loop thread."""
+    before = set(threading.enumerate())
+    client = PysnmpClient()
+    try:
+        client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=2)
+        client.get(snmpd.target, [SYS_UPTIME], auth=COMMUNITY, timeout=2)
+        assert [t.name for t in set(threading.enumerate()) - before] == ["snmp-loop"]
+        by_name = f"localhost:{snmpd.port}"
+        assert client.get(by_name, [SYS_LOCATION], auth=COMMUNITY, timeout=2)[0].value == LOCATION.encode()
+    finally:
+        client.close()
