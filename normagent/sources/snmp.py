@@ -83,6 +83,7 @@ from pysnmp.hlapi.v3arch.asyncio import (  # noqa: E402
 from pysnmp.hlapi.v1arch.asyncio.auth import CommunityData as Community  # noqa: E402
 from pysnmp.hlapi.v1arch.asyncio.dispatch import SnmpDispatcher  # noqa: E402
 from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD  # noqa: E402
+from pysnmp.error import PySnmpError  # noqa: E402
 from pysnmp.proto import errind, rfc1902, rfc1905  # noqa: E402
 from pysnmp.proto.api import v2c as v2c_api  # noqa: E402
 from pysnmp.smi import builder as mib_builder  # noqa: E402
@@ -268,7 +269,7 @@ class PysnmpClient:
             except Exception as exc:  # pysnmp raises PySnmpError for unresolvable names
                 raise SnmpError(f"bad SNMP target {session.target!r}: {exc}") from None
             if session.auth.version == "2c":
-                kept = _Engine(SnmpDispatcher(), transport, Community(session.auth.community, mpModel=1), now)
+                kept = _Engine(_Dispatcher(), transport, Community(session.auth.community, mpModel=1), now)
             else:
                 kept = _Engine(SnmpEngine(), transport, auth_data(session.auth), now)
             self._engines[session.key] = kept
@@ -313,6 +314,21 @@ def _shut_down(loop: asyncio.AbstractEventLoop, thread: threading.Thread, engine
         thread.join(timeout=30)
         if not thread.is_alive():
             loop.close()
+
+
+class _Dispatcher(SnmpDispatcher):  # type: ignore[misc]
+    """pysnmp's ``SnmpDispatcher``, dropping an answer it cannot decode.
+
+    The engine drops a malformed message; the dispatcher's receive callback raises into the
+    event loop instead, which logs a traceback for every such datagram (a device sending garbage
+    could fill the journal). Here it is dropped, and the request times out as with SNMPv3.
+    """
+
+    def _recv_callback(self, *args: Any) -> Any:
+        try:
+            return super()._recv_callback(*args)
+        except (PyAsn1Error, PySnmpError):
+            return None
 
 
 def _close(engine: Any) -> None:

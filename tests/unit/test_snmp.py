@@ -267,6 +267,40 @@ def test_nobody_listening_is_a_timeout(client: PysnmpClient) -> None:
         client.get(f"127.0.0.1:{port}", [SYS_DESCR], auth=COMMUNITY, timeout=0.2)
 
 
+# A v2c GetResponse whose PDU stops after its request id: right version and community, so pysnmp
+# decodes it as far as the PDU.
+MALFORMED_RESPONSE = bytes.fromhex("301302010104067075626c6963a206020100020100")
+
+
+@pytest.mark.parametrize("auth", [COMMUNITY, V3_AUTH], ids=["v2c", "v3"])
+def test_an_agent_answering_garbage_is_a_timeout_and_no_traceback(
+    client: PysnmpClient, auth: SnmpAuth, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A device that answers every request with a message pysnmp cannot decode: the request
+    times out, and nothing is raised into the event loop (which would log a traceback for every
+    datagram the device sends)."""
+    answered = threading.Event()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as agent:
+        agent.bind(("127.0.0.1", 0))
+        agent.settimeout(10)
+
+        def answer() -> None:
+            try:
+                while True:
+                    _, peer = agent.recvfrom(65535)
+                    agent.sendto(MALFORMED_RESPONSE, peer)
+                    answered.set()
+            except OSError:
+                return
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        with pytest.raises(SnmpTimeout):
+            client.get(f"127.0.0.1:{agent.getsockname()[1]}", [SYS_DESCR], auth=auth, timeout=0.3)
+    assert answered.is_set()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
 @pytest.mark.parametrize(
     ("target", "expected"),
     [
