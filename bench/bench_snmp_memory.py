@@ -7,12 +7,13 @@ A fresh interpreter with the service's environment (``PYTHONOPTIMIZE=2``, two ma
 ``normagent run`` sets them) first imports what every agent has anyway (asyncio and ssl, structlog,
 sqlite3, ctypes, the thread pools…), then, measuring RSS (``/proc/self/smaps_rollup``, after a
 collection and ``malloc_trim``) after each step: pyasn1, pysnmp's core (``pysnmp.entity.config``),
-its high-level API, ``normagent.sources.snmp``, a bare ``SnmpEngine()`` (and the MIB modules it
-runs), the first SNMPv3 authPriv (SHA/AES) poll of a real snmpd, 20 more polls, the first SNMPv2c
-poll, and nine more devices of each version (the client keeps an engine per device: a device is
-its target, credentials and timeout, so the devices here differ by timeout). ``cryptography`` is
-reported as imported or not. ``--baseline REV`` runs the same in a second interpreter on that
-revision's sources (``git archive``), one after the other, ``--repeat`` times each; medians.
+its high-level API and ``normagent.sources.snmp``. Then, plan "v3": a bare ``SnmpEngine()`` (and
+the MIB modules it runs), the first SNMPv3 authPriv (SHA/AES) poll of a real snmpd, 20 more polls,
+the first SNMPv2c poll and nine more v3 devices; plan "v2c" (a site with only v2c devices): the
+first v2c poll and 20 more. Both end with nine more v2c devices. The client keeps an engine per
+device (a device is its target, credentials and timeout; the devices here differ by timeout).
+Whether ``cryptography`` was imported is reported. ``--baseline REV`` runs the same in another
+interpreter on that revision's sources (``git archive``), in turn, ``--repeat`` times; medians.
 """
 
 from __future__ import annotations
@@ -64,28 +65,37 @@ step("pysnmp.hlapi.v3arch.asyncio")
 from normagent.model import SnmpAuth
 from normagent.sources.snmp import PysnmpClient
 step("normagent.sources.snmp")
-from pysnmp.entity.engine import SnmpEngine
-engine = SnmpEngine()
-step("SnmpEngine()")
-mibs = sorted(engine.get_mib_builder().mibSymbols)
-del engine
-step("SnmpEngine() dropped")
+mibs = []
+if PLAN == "v3":
+    from pysnmp.entity.engine import SnmpEngine
+    engine = SnmpEngine()
+    step("SnmpEngine()")
+    mibs = sorted(engine.get_mib_builder().mibSymbols)
+    del engine
+    step("SnmpEngine() dropped")
 client = PysnmpClient()
 v3 = SnmpAuth.v3("normagent", "auth-passphrase-1", "priv-passphrase-2", auth_protocol="SHA", priv_protocol="AES")
 v2c = SnmpAuth.v2c("public")
 def poll(auth, timeout=2.0):
     with client.session(target, auth=auth, timeout=timeout) as s:
         s.get(["1.3.6.1.2.1.1.3.0"]); s.walk("1.3.6.1.2.1.2.2.1")
-poll(v3)
-step("first SNMPv3 authPriv poll (SHA/AES)")
-for _ in range(20):
+if PLAN == "v3":
     poll(v3)
-step("20 more v3 polls")
-poll(v2c)
-step("first SNMPv2c poll")
-for n in range(1, 10):
-    poll(v3, 2 + n / 10)
-step("9 more v3 devices")
+    step("first SNMPv3 authPriv poll (SHA/AES)")
+    for _ in range(20):
+        poll(v3)
+    step("20 more v3 polls")
+    poll(v2c)
+    step("first SNMPv2c poll")
+    for n in range(1, 10):
+        poll(v3, 2 + n / 10)
+    step("9 more v3 devices")
+else:
+    poll(v2c)
+    step("first SNMPv2c poll (no v3 device)")
+    for _ in range(20):
+        poll(v2c)
+    step("20 more v2c polls")
 for n in range(1, 10):
     poll(v2c, 2 + n / 10)
 step("9 more v2c devices")
@@ -107,10 +117,10 @@ def serve_snmpd() -> None:
         agent.close()
 
 
-def measure(tree: Path, target: str) -> dict[str, object]:
+def measure(tree: Path, target: str, plan: str) -> dict[str, object]:
     env = {**os.environ, "PYTHONOPTIMIZE": "2"}
     env.pop("MALLOC_ARENA_MAX", None)
-    code = MEASURE.replace("MODULES", repr(AGENT_MODULES))
+    code = MEASURE.replace("MODULES", repr(AGENT_MODULES)).replace("PLAN", repr(plan))
     out = subprocess.run([sys.executable, "-c", code, str(tree), target], capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
     if out.returncode != 0:
         raise SystemExit(out.stderr)
@@ -139,17 +149,24 @@ def main() -> int:
         try:
             assert server.stdout is not None
             target = server.stdout.readline().strip()
-            runs: dict[str, list[dict[str, object]]] = {name: [] for name in trees}
+            plans: dict[str, dict[str, list[dict[str, object]]]] = {plan: {name: [] for name in trees} for plan in ("v3", "v2c")}
             for _ in range(args.repeat):
-                for name, tree in trees.items():
-                    runs[name].append(measure(tree, target))
+                for plan, runs in plans.items():
+                    for name, tree in trees.items():
+                        runs[name].append(measure(tree, target, plan))
         finally:
             assert server.stdin is not None
             server.stdin.close()
             server.wait()
-    names = list(trees)
+    for plan, runs in plans.items():
+        report(plan, runs, args.repeat)
+    return 0
+
+
+def report(plan: str, runs: dict[str, list[dict[str, object]]], repeat: int) -> None:
+    names = list(runs)
     first = runs[names[0]][0]
-    print(f"RSS in MB (median of {args.repeat}), fresh interpreter, PYTHONOPTIMIZE=2, two malloc arenas")
+    print(f"\n{plan} first: RSS in MB (median of {repeat}), fresh interpreter, PYTHONOPTIMIZE=2, two malloc arenas")
     print(f"{'step':40s}" + "".join(f"{n:>28s}" for n in names))
     for i, (step, _) in enumerate(first["steps"]):  # type: ignore[arg-type]
         cells = []
@@ -160,8 +177,8 @@ def main() -> int:
         print(f"{step:40s}" + "".join(f"{c:>28s}" for c in cells))
     for name in names:
         print(f"{name}: cryptography imported: {runs[name][0]['cryptography']}; threads at the end: {runs[name][0]['threads']}")
-    print("MIB modules of a bare SnmpEngine():", ", ".join(first["mibs"]))  # type: ignore[arg-type]
-    return 0
+    if first["mibs"]:
+        print("MIB modules of a bare SnmpEngine():", ", ".join(first["mibs"]))  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":
