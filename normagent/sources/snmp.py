@@ -6,7 +6,9 @@ thread of its own started by the first request, and one ``SnmpEngine`` (with its
 device, made by the device's first session and kept for the client's life: ``client.session(...)``
 hands the device's engine to the calling thread, whose ``get``/``walk`` run on that loop. The
 agent keeps one client (``LazySnmpClient``) from start to stop, and ``close()`` closes every
-engine's socket and the loop.
+engine's socket and the loop. An SNMPv2c device gets pysnmp's engine-less ``SnmpDispatcher``
+instead of an engine: a community needs none of the engine's MIB-backed tables (about 1 MB per
+device); SNMPv1 keeps the engine, which turns v1's types and errors into v2c's.
 
 Why not a loop and an engine per session: an engine runs some thirty MIB modules and builds its
 tables anew (about 0.1 s of CPU, a fifth of the idle agent's CPU at one poll a minute), and a
@@ -24,8 +26,9 @@ answered; and pysnmp's core MIB modules, which every engine runs from source, ar
 per process (``_CompiledMibs``).
 
 SNMPv1 and v2c authenticate with a community; SNMPv3 with a USM user (``SnmpAuth.v3``): MD5 or
-the SHA family for authentication, DES, 3DES or AES for privacy (AES and DES need the
-``cryptography`` package, which pysnmp imports when present).
+the SHA family for authentication, DES, 3DES or AES for privacy, encrypted by the OpenSSL
+``libcrypto`` the interpreter has loaded (``snmp_cipher``), so pysnmp does not import the
+``cryptography`` package (about 7 MB resident).
 
 Values come back as plain Python: integers of every SNMP integer type as ``int``, OCTET STRING and
 its kin (Opaque, BITS) as ``bytes`` (a caller decodes what it knows to be text), OBJECT IDENTIFIER
