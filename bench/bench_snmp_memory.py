@@ -53,11 +53,6 @@ for m in MODULES:
 step("what every agent imports")
 import pyasn1.type.univ, pyasn1.codec.ber.decoder, pyasn1.codec.ber.encoder
 step("pyasn1")
-try:
-    from normagent.sources import snmp_cipher
-    snmp_cipher.pysnmp_modules()
-except ImportError:
-    pass
 import pysnmp.entity.config
 step("pysnmp core (pysnmp.entity.config)")
 import pysnmp.hlapi.v3arch.asyncio

@@ -26,9 +26,9 @@ answered; and pysnmp's core MIB modules, which every engine runs from source, ar
 per process (``_CompiledMibs``).
 
 SNMPv1 and v2c authenticate with a community; SNMPv3 with a USM user (``SnmpAuth.v3``): MD5 or
-the SHA family for authentication, DES, 3DES or AES for privacy, encrypted by the OpenSSL
-``libcrypto`` the interpreter has loaded (``snmp_cipher``), so pysnmp does not import the
-``cryptography`` package (about 7 MB resident).
+the SHA family for authentication, DES, 3DES or AES for privacy (AES and DES need the
+``cryptography`` package, which pysnmp imports when present; about 7 MB of resident memory, kept
+rather than handing pysnmp ciphers of our own: bench/README.md, "SNMP: what a device costs").
 
 Values come back as plain Python: integers of every SNMP integer type as ``int``, OCTET STRING and
 its kin (Opaque, BITS) as ``bytes`` (a caller decodes what it knows to be text), OBJECT IDENTIFIER
@@ -53,16 +53,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from normagent.sources import snmp_cipher
-
-# Before pysnmp's first import: its privacy modules get their ciphers from the libcrypto already
-# loaded, and the ``cryptography`` package (~7 MB resident) is not imported (snmp_cipher).
-snmp_cipher.pysnmp_modules()
-
-from pyasn1.error import PyAsn1Error  # noqa: E402
-from pyasn1.type import univ  # noqa: E402
-from pysnmp.entity.rfc3413 import cmdgen  # noqa: E402
-from pysnmp.hlapi.v3arch.asyncio import (  # noqa: E402
+from pyasn1.error import PyAsn1Error
+from pyasn1.type import univ
+from pysnmp.entity.rfc3413 import cmdgen
+from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
     ContextData,
     SnmpEngine,
@@ -83,16 +77,16 @@ from pysnmp.hlapi.v3arch.asyncio import (  # noqa: E402
     usmNoAuthProtocol,
     usmNoPrivProtocol,
 )
-from pysnmp.hlapi.v1arch.asyncio.auth import CommunityData as Community  # noqa: E402
-from pysnmp.hlapi.v1arch.asyncio.dispatch import SnmpDispatcher  # noqa: E402
-from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD  # noqa: E402
-from pysnmp.error import PySnmpError  # noqa: E402
-from pysnmp.proto import errind, rfc1902, rfc1905  # noqa: E402
-from pysnmp.proto.api import v2c as v2c_api  # noqa: E402
-from pysnmp.smi import builder as mib_builder  # noqa: E402
+from pysnmp.hlapi.v1arch.asyncio.auth import CommunityData as Community
+from pysnmp.hlapi.v1arch.asyncio.dispatch import SnmpDispatcher
+from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD
+from pysnmp.error import PySnmpError
+from pysnmp.proto import errind, rfc1902, rfc1905
+from pysnmp.proto.api import v2c as v2c_api
+from pysnmp.smi import builder as mib_builder
 
-from normagent.errors import SnmpAuthError, SnmpError, SnmpTimeout, SnmpTooManyRows  # noqa: E402
-from normagent.model import SnmpAuth, SnmpVarBind  # noqa: E402
+from normagent.errors import SnmpAuthError, SnmpError, SnmpTimeout, SnmpTooManyRows
+from normagent.model import SnmpAuth, SnmpVarBind
 
 __all__ = [
     "PysnmpClient",

@@ -7,12 +7,8 @@ snmpd tests skip, except under CI, where they fail (tests/support/tools.py).
 from __future__ import annotations
 
 import gc
-import json
 import os
 import socket
-import subprocess
-import sys
-import textwrap
 import threading
 from collections.abc import Iterator
 
@@ -378,30 +374,6 @@ def test_a_client_dropped_without_close_ends_its_thread_and_closes_its_sockets(s
     del client
     gc.collect()
     assert (loops(), open_fds()) == before
-
-
-def test_an_snmpv3_auth_priv_poll_imports_no_cryptography(snmpd: Snmpd) -> None:
-    """AES comes from the libcrypto the interpreter loaded (normagent.sources.snmp_cipher): the
-    ``cryptography`` package, ~7 MB of the idle agent's resident memory, is never imported."""
-    probe = textwrap.dedent(
-        """
-        import json, sys
-        from normagent.model import SnmpAuth
-        from normagent.sources.snmp import PysnmpClient
-        client = PysnmpClient()
-        auth = SnmpAuth.v3(*sys.argv[2:5], auth_protocol="SHA", priv_protocol="AES")
-        rows = client.get(sys.argv[1], ["1.3.6.1.2.1.1.6.0"], auth=auth, timeout=5)
-        client.close()
-        print(json.dumps({"value": rows[0].value.decode(), "modules": sorted(sys.modules)}))
-        """
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe, snmpd.target, V3_USER, V3_AUTH_KEY, V3_PRIV_KEY],
-        capture_output=True, text=True, check=True, timeout=120,
-    )
-    answer = json.loads(result.stdout)
-    assert answer["value"] == LOCATION
-    assert [m for m in answer["modules"] if m.split(".")[0] == "cryptography"] == []
 
 
 def test_a_v2c_device_runs_no_mib_module(snmpd: Snmpd) -> None:
