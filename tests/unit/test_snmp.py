@@ -7,8 +7,12 @@ snmpd tests skip, except under CI, where they fail (tests/support/tools.py).
 from __future__ import annotations
 
 import gc
+import json
 import os
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Iterator
 
