@@ -349,6 +349,19 @@ def _blocked(ledger: Ledger) -> float:
     return ledger.counter_total("normagent_firewall_blocked_total")
 
 
+def _die_after(spec: CollectorSpec, ledger: Ledger, keep: int, **context: Any) -> None:
+    """Run ``spec``, commit its first ``keep`` batches (the rows still waiting in the carry),
+    then die: the generator is dropped, the rest never committed."""
+    ledger.declare(spec.metrics)
+    batches = spec.collect(make_context(spec, state=ledger.checkpoints(spec.name), **context))
+    for done, batch in enumerate(batches):
+        if done == keep:
+            break
+        ledger.commit(spec.name, batch)
+        assert not _rows(ledger), "a backlog's rows wait in the carry"
+    batches.close()  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("keep", [0, 1, 2, 3])
 def test_a_backlogs_rows_count_once_when_a_run_dies_between_batches(tmp_path: Path, keep: int) -> None:
     """The rows ride in the carry of each batch (its JSON made when the batch is): a run that
@@ -358,14 +371,7 @@ def test_a_backlogs_rows_count_once_when_a_run_dies_between_batches(tmp_path: Pa
     spec = _backlog_collector()
     clock = FakeClock(fastpaths.NOW)
     with Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
-        ledger.declare(spec.metrics)
-        batches = spec.collect(make_context(spec, settings=BACKLOG_SETTINGS, root=root, clock=clock, state=ledger.checkpoints(spec.name)))
-        for done, batch in enumerate(batches):
-            if done == keep:
-                break
-            ledger.commit(spec.name, batch)
-            assert not _rows(ledger), "a backlog's rows wait in the carry"
-        batches.close()  # type: ignore[attr-defined]
+        _die_after(spec, ledger, keep, settings=BACKLOG_SETTINGS, root=root, clock=clock)
         carried = ledger.checkpoints(spec.name).get(f"carry:file:{ORIGIN}")
         assert (carried is not None) == (keep > 0) and (keep == 0 or isinstance(carried, dict))
         run_collector_once(spec, ledger, settings=BACKLOG_SETTINGS, root=root, clock=clock)
@@ -479,14 +485,7 @@ def test_filterlogs_rows_count_once_through_the_spool_when_a_run_dies_between_ba
     clock = FakeClock(fastpaths.NOW)
     with Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
         share = SpoolShare(spool, lambda: [ledger.checkpoints(spec.name).get(SPOOL_KEY)])
-        ledger.declare(spec.metrics)
-        batches = spec.collect(make_context(spec, syslog_spool=share, clock=clock, state=ledger.checkpoints(spec.name)))
-        for done, batch in enumerate(batches):
-            if done == keep:
-                break
-            ledger.commit(spec.name, batch)
-            assert not _rows(ledger), "a backlog's rows wait in the carry"
-        batches.close()  # type: ignore[attr-defined]
+        _die_after(spec, ledger, keep, syslog_spool=share, clock=clock)
         run_collector_once(spec, ledger, syslog_spool=share, clock=clock)
 
         assert _blocked(ledger) == whole.parsed and _rows(ledger) == rows and sum(rows.values()) == whole.parsed
