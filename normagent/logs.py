@@ -57,6 +57,7 @@ from normagent.model import (
     Count,
     Gauge,
     JSONValue,
+    LiveCarry,
     LogBlock,
     LogRecord,
     MetricSpec,
@@ -69,6 +70,7 @@ from normagent.model import (
     RecordBlock,
     RunContext,
     TextBlock,
+    carry_json,
 )
 from normagent.sources.files import (
     BLOCK_BYTES,
@@ -423,11 +425,15 @@ def _declared(metrics: Iterable[MetricSpec]) -> tuple[MetricSpec, ...]:
 
 @dataclass
 class _Pending:
-    """One batch being put together: a block's observations and every checkpoint up to it."""
+    """One batch being put together: a block's observations and every checkpoint up to it.
+
+    A parser's carry may be a ``LiveCarry`` here: its JSON value is made once, when the batch is
+    (before the next block is parsed, so it is the value after exactly this batch's blocks).
+    """
 
     source: str
     observations: list[Observation] = field(default_factory=list)
-    checkpoints: dict[str, JSONValue] = field(default_factory=dict)
+    checkpoints: dict[str, JSONValue | LiveCarry] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
     bytes_read: int = 0
     invalid_utf8: int = 0
@@ -473,7 +479,7 @@ class _Pending:
                     obs.append(Count(FILE_ERRORS, {"source": src, "reason": reason}, n))
         if self.lag is not None:
             obs.append(Gauge(LAG, self.lag, {"source": src}))
-        return Batch(observations=obs, checkpoints=[Checkpoint(k, v) for k, v in self.checkpoints.items()])
+        return Batch(observations=obs, checkpoints=[Checkpoint(k, carry_json(v)) for k, v in self.checkpoints.items()])
 
 
 class ParserFailed(Exception):
@@ -491,7 +497,7 @@ class _Parsing:
         self.metrics = {m.name: m for m in declared}
         self.max_failures = max_failures
         self.failed: dict[str, JSONValue] = dict(ctx.state.scan(FAILED_KEY))
-        self.carries: dict[str, JSONValue] = dict(ctx.state.scan(CARRY_KEY))
+        self.carries: dict[str, JSONValue | LiveCarry] = dict(ctx.state.scan(CARRY_KEY))
         self.origins: dict[str, str] = {}  # carry key -> the origin of its source's last block
 
     def parse(self, block: LogBlock, key: str, position: str, pending: _Pending) -> Batch | None:
@@ -570,7 +576,7 @@ class _Parsing:
         if self.carries.get(carry_key) is not None:
             self._keep_carry(carry_key, self.carries[carry_key], None, pending)
 
-    def _keep_carry(self, carry_key: str, before: JSONValue, after: JSONValue, pending: _Pending) -> None:
+    def _keep_carry(self, carry_key: str, before: JSONValue | LiveCarry, after: JSONValue | LiveCarry, pending: _Pending) -> None:
         if after == before:
             return
         self.carries[carry_key] = after

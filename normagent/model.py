@@ -592,6 +592,33 @@ class RecordBlock:
 LogBlock: TypeAlias = "TextBlock | RecordBlock"
 
 
+class LiveCarry:
+    """A carry kept as an object from block to block instead of as JSON (see ``ParseContext.carry``).
+
+    A parser whose carry is large and changes with every block (a firewall backlog's rows per
+    source network: ~10,000 of them, updated by every 1 MiB block) would spend more on making
+    and reading the carry's JSON value per block than on the block. The log driver hands such a
+    carry to the next block as it is, and asks it for its JSON value (``json``) only when it puts
+    together a batch, whose checkpoints are committed with it; a carry read back from the ledger
+    (the next run) is that JSON value again, which the parser checks as any carry it reads.
+
+    It must behave as a value: never changed once it is in a ``ParseResult`` (the driver may give
+    the same carry again, to the same block after a failure or to each line of a block parsed one
+    by one), and ``json`` must give the same value each time it is asked.
+    """
+
+    __slots__ = ()
+
+    def json(self) -> JSONValue:
+        """The carry as the JSON value committed with the batch."""
+        raise NotImplementedError
+
+
+def carry_json(carry: JSONValue | LiveCarry) -> JSONValue:
+    """A carry as JSON: a ``LiveCarry``'s value, or the carry itself."""
+    return carry.json() if isinstance(carry, LiveCarry) else carry
+
+
 @dataclass(frozen=True)
 class ParseContext:
     """What a pure parser may know besides its input.
@@ -609,7 +636,8 @@ class ParseContext:
             apt history stanza, a dpkg run) keeps the unfinished record here, so a record cut by
             a block boundary, a run's end or a restart is read whole. The driver commits it with
             the block's checkpoint, in the same transaction: after a crash the block and the
-            carry it started from are both read again.
+            carry it started from are both read again. A ``LiveCarry`` between the blocks of one
+            run: the driver commits its JSON value.
         final: The input is complete (``normagent parse`` at the end of a file): settle every
             unfinished record now. The daemon never sets it; it calls the parser with an empty
             block at the end of a run that read everything written so far instead, so a record
@@ -626,7 +654,7 @@ class ParseContext:
     pseudonymise: Pseudonymiser
     settings: Any = None
     examples: int = 0
-    carry: JSONValue = None
+    carry: JSONValue | LiveCarry = None
     final: bool = False
     maintenance: MaintenanceCalendar = field(default_factory=NoMaintenance)
 
@@ -660,7 +688,8 @@ class ParseResult:
         examples: Up to ``ParseContext.examples`` unparsed candidate lines, for ``normagent parse``
             only: they may hold personal data and are never logged or stored.
         carry: The unfinished record to hand to the next block of the same source (see
-            ``ParseContext.carry``); ``None`` when nothing is pending. Must be a small JSON value.
+            ``ParseContext.carry``); ``None`` when nothing is pending. Must be a small JSON value,
+            or a ``LiveCarry`` whose JSON value is.
         problems: Malformed lines worth naming by position (the driver logs them with the file
             and offset; ``normagent parse`` prints their line numbers). Optional: a parser that
             only counts ``unparsed`` is correct too.
@@ -671,7 +700,7 @@ class ParseResult:
     ignored: int = 0
     unparsed: int = 0
     examples: list[str] = field(default_factory=list)
-    carry: JSONValue = None
+    carry: JSONValue | LiveCarry = None
     problems: list[ParseProblem] = field(default_factory=list)
 
     def merge(self, other: ParseResult, keep_examples: int = 0) -> None:

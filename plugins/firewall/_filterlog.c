@@ -6,7 +6,8 @@
  *   days    list of the distinct receive days (``b"2026-11-23"``) of the lines of the fast shape,
  *           in the order first seen;
  *   counts  {(sender, rfc3164 host, rfc5424 host, action, direction, protocol, port): lines};
- *   v4      {source /24 as its first three octets: lines}, lines that are no pass;
+ *   v4      the lines that are no pass per source /24, packed (see packed_nets; parse.py's
+ *           reference gives {/24 as a number: lines}), /24s of valid addresses only;
  *   v6      {IPv6 source: lines}, lines that are no pass and have one;
  *   others  every other line that is not empty, joined by "\n" (for the general way).
  *
@@ -538,6 +539,40 @@ static PyObject *table_dict(const table *t) {
     return out;
 }
 
+/* The /24s of table t (spans "a.b.c" of 1-3 digits each) as packed records, in the order first
+ * seen: per /24 of a valid address (octets 0-255 without a leading zero: what ipaddress takes)
+ * its number a << 16 | b << 8 | c and its lines, as two native 64-bit integers (what
+ * _netfilter.NetRows.add_packed reads); the others have no pseudonym and are left out. One bytes
+ * object for the block's networks instead of a dict with a bytes key per network. */
+static PyObject *packed_nets(const table *t) {
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(16 * (size_t)t->len));
+    if (out == NULL) return NULL;
+    char *w = PyBytes_AS_STRING(out);
+    Py_ssize_t kept = 0;
+    for (Py_ssize_t i = 0; i < t->len; i++) {
+        span x = t->keys[i];
+        uint64_t net = 0;
+        int ok = 1, octets = 0;
+        cursor p = x.p, e = x.p + x.n;
+        while (ok && octets < 3) {
+            cursor q = p;
+            unsigned value = 0;
+            while (q < e && *q >= '0' && *q <= '9' && q - p < 3) value = value * 10 + (unsigned)(*q++ - '0');
+            ok = q > p && value <= 255 && !(q - p > 1 && *p == '0') && (octets < 2 ? q < e && *q == '.' : q == e);
+            net = net << 8 | (value & 0xFF);
+            p = q + 1;
+            octets++;
+        }
+        if (!ok) continue;
+        int64_t n = (int64_t)t->counts[i];
+        memcpy(w + 16 * kept, &net, 8);
+        memcpy(w + 16 * kept + 8, &n, 8);
+        kept++;
+    }
+    if (kept < t->len && _PyBytes_Resize(&out, 16 * kept) < 0) return NULL;
+    return out;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* The other lines, joined. */
 
@@ -628,7 +663,7 @@ static PyObject *scan(PyObject *module, PyObject *arg) {
         PyList_SET_ITEM(day_list, i, day);
     }
     if ((count_dict = table_dict(&counts)) == NULL) goto done;
-    if ((v4_dict = table_dict(&v4)) == NULL) goto done;
+    if ((v4_dict = packed_nets(&v4)) == NULL) goto done;
     if ((v6_dict = table_dict(&v6)) == NULL) goto done;
     if ((rest = PyBytes_FromStringAndSize(others.data ? others.data : "", (Py_ssize_t)others.len)) == NULL) goto done;
     result = PyTuple_Pack(5, day_list, count_dict, v4_dict, v6_dict, rest);

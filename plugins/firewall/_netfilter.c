@@ -13,7 +13,9 @@
  *   minutes: set[bytes]                   RFC 3164 minutes, b"Nov 23 07:25"
  *   stamps:  set[tuple[bytes, bytes]]     RFC 3339 minutes and offsets, (b"2026-11-23T07:25", b"+01:00")
  *   packets: dict[tuple[bytes, bytes, bytes], int]   (head, PROTO, DPT or b"") -> lines
- *   v4:      dict[bytes, dict[bytes, int]]  head -> IPv4 source /24 (three octets) -> lines
+ *   v4:      Nets                         lines per (head, IPv4 source /24 as a number), /24s of
+ *                                         valid addresses only (the reference: {head: {/24: lines}},
+ *                                         which Nets.as_dict() gives; NetRows.add reads a Nets)
  *   v6:      dict[bytes, dict[bytes, int]]  head -> IPv6 source -> lines
  *   others:  bytes                        the other non-empty lines, each ended by b"\n"
  *
@@ -43,8 +45,9 @@
  * log line is written by whoever sends packets: no chosen collisions). Memory: a table entry per
  * distinct value and a span per other line, both at most one per line of the block.
  *
- * `add_named(rows, names, counts)` adds a block's counts per network to the day's rows under
- * their pseudonyms (parse.add_named_py is its definition).
+ * `NetRows` counts a backlog's blocked packets per (UTC day, /24) across blocks, from a scan's
+ * Nets or filterlog's packed counts, and names its rows once per batch (parse.NetRowsPy is its
+ * definition; see "Nets and NetRows" below).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -281,6 +284,104 @@ static int spans_push(Spans *s, Span x)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Counts per 64-bit key: a block's IPv4 sources per (head, /24) (`Nets`), a backlog's per (UTC
+ * day, /24) (`NetRows`). Open addressing with linear probing over slots of (key, count); a count
+ * of 0 marks an empty slot (a key is only ever added with a count of 1 or more). The slots are at
+ * most 3/4 full (grown before an insert). Keys are mixed with a seed from CPython's randomised
+ * hash, so that sources chosen by whoever sends packets cannot be made to collide. A copy is one
+ * memcpy of the slots. */
+
+typedef struct {
+    uint64_t key;
+    int64_t n;
+} Slot;
+
+typedef struct {
+    Slot *slots; /* NULL: none yet */
+    size_t mask; /* slots - 1, a power of two */
+    size_t used;
+    uint64_t seed;
+} Counts;
+
+#define NET_BITS 24
+#define NET_MASK 0xFFFFFFu
+
+static uint64_t counts_seed(void)
+{
+    return (uint64_t)_Py_HashBytes("normagent._netfilter.Counts", 27); /* randomised per process */
+}
+
+/* The slots doubled (or made): called by counts_room only. */
+static int counts_grow(Counts *c)
+{
+    size_t size = c->slots ? c->mask + 1 : 0;
+    size_t grown = size ? size * 2 : 64;
+    if (grown > ((size_t)PY_SSIZE_T_MAX) / sizeof(Slot) / 2) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Slot *slots = PyMem_Calloc(grown, sizeof(Slot));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < size; i++) {
+        Slot x = c->slots[i];
+        if (x.n) {
+            size_t j = (size_t)fmix(x.key ^ c->seed) & (grown - 1);
+            while (slots[j].n)
+                j = (j + 1) & (grown - 1);
+            slots[j] = x;
+        }
+    }
+    PyMem_Free(c->slots);
+    c->slots = slots;
+    c->mask = grown - 1;
+    return 0;
+}
+
+/* Room for one more key: at most 3/4 of the slots used after it (the test inlined, per line). */
+INLINE int counts_room(Counts *c)
+{
+    if (c->slots != NULL && (c->used + 1) * 4 <= (c->mask + 1) * 3)
+        return 0;
+    return counts_grow(c);
+}
+
+/* Add n (>= 1) to the count of key; -1 with MemoryError or OverflowError set. */
+INLINE int counts_add(Counts *c, uint64_t key, int64_t n)
+{
+    if (counts_room(c) < 0)
+        return -1;
+    size_t j = (size_t)fmix(key ^ c->seed) & c->mask;
+    for (;;) {
+        Slot *x = &c->slots[j];
+        if (x->n == 0) {
+            x->key = key;
+            x->n = n;
+            c->used++;
+            return 0;
+        }
+        if (x->key == key) {
+            if (x->n > INT64_MAX - n) {
+                PyErr_SetString(PyExc_OverflowError, "a count above 2**63");
+                return -1;
+            }
+            x->n += n;
+            return 0;
+        }
+        j = (j + 1) & c->mask;
+    }
+}
+
+static void counts_free(Counts *c)
+{
+    PyMem_Free(c->slots);
+    c->slots = NULL;
+    c->used = 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Byte classes and small steps; `p` is an index into the line, `e` its end (a "\n" or the end). */
 
 #define DIGIT(c) ((c) >= '0' && (c) <= '9')
@@ -292,19 +393,41 @@ static int spans_push(Spans *s, Span x)
 #define HEX6(c) (DIGIT(c) || ((c) >= 'a' && (c) <= 'f') || (c) == ':') /* [0-9a-f:] */
 #define HEXUP(c) (DIGIT(c) || ((c) >= 'A' && (c) <= 'F'))              /* [0-9A-F] */
 
+INLINE uint64_t load64(const void *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+INLINE uint32_t load32(const void *p)
+{
+    uint32_t w;
+    memcpy(&w, p, 4);
+    return w;
+}
+
 INLINE int lit(const unsigned char *s, Py_ssize_t p, Py_ssize_t e, const char *word, Py_ssize_t n)
 {
-    /* n is a constant where inlined: up to 16 bytes are compared as two words (the copies of a
-     * constant length become loads), longer words by memcmp */
+    /* n is a constant where inlined. A word of 4 to 16 bytes is compared as two loads of the
+     * input that overlap in its middle (its first and last 4 or 8 bytes), each with the same
+     * bytes of the word (constants once inlined): no byte beyond s[p + n - 1] is read, and no
+     * copy goes through the stack (a copy of n bytes into a zeroed buffer, loaded as a whole,
+     * stalls the load on the partial stores: the walk's costliest steps before). */
     if (e - p < n)
         return 0;
-    if (n <= 16) {
-        uint64_t x[2] = {0, 0}, y[2] = {0, 0};
-        memcpy(x, s + p, (size_t)n);
-        memcpy(y, word, (size_t)n);
-        return x[0] == y[0] && x[1] == y[1];
+    const unsigned char *x = s + p;
+    if (n >= 8 && n <= 16)
+        return load64(x) == load64(word) && load64(x + n - 8) == load64(word + n - 8);
+    if (n >= 4 && n < 8)
+        return load32(x) == load32(word) && load32(x + n - 4) == load32(word + n - 4);
+    if (n < 4) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (x[i] != (unsigned char)word[i])
+                return 0;
+        return 1;
     }
-    return memcmp(s + p, word, (size_t)n) == 0;
+    return memcmp(x, word, (size_t)n) == 0;
 }
 
 #define LIT(word) lit(s, p, e, word, (Py_ssize_t)(sizeof(word) - 1))
@@ -376,6 +499,8 @@ INLINE Py_ssize_t graphs(const unsigned char *s, Py_ssize_t p, Py_ssize_t e)
 
 typedef struct {
     Span minute, stamp, offset, head, v4, v6, proto, dport;
+    int32_t net; /* with v4: its /24 as a number (a << 16 | b << 8 | c), or -1 when an octet is no
+                  * octet of an address (above 255, or a leading zero: what ipaddress refuses) */
 } Line;
 
 /* Whether s[0:e] is a LOG line of the usual shape (the main alternative of _NETFILTER_LINE,
@@ -467,13 +592,23 @@ static int match_line(const unsigned char *s, Py_ssize_t e, Line *m)
     p += 4;
     {
         Py_ssize_t a = p, r = p, ok = 1;
+        int32_t net = 0, canonical = 1;
         for (int i = 0; i < 3 && ok; i++) {
-            Py_ssize_t t = digits(s, r, e);
-            if (t - r < 1 || t - r > 3 || t >= e || s[t] != '.')
+            /* 1-3 digits and a ".", the octet's value read as it goes (at most 999: no overflow) */
+            int32_t octet = 0;
+            Py_ssize_t t = r;
+            while (t < e && t - r < 4 && DIGIT(s[t]))
+                octet = octet * 10 + (s[t++] - '0');
+            if (t - r < 1 || t - r > 3 || t >= e || s[t] != '.') {
                 ok = 0;
-            else
+            } else {
+                if (octet > 255 || (t - r > 1 && s[r] == '0'))
+                    canonical = 0;
+                net = net << 8 | (octet & 0xFF);
                 r = t + 1;
+            }
         }
+        m->net = canonical ? net : -1;
         if (ok) {
             Py_ssize_t t = digits(s, r, e), n = t - r;
             ok = (n == 1) || (n == 2 && s[r] != '0') ||
@@ -578,7 +713,8 @@ static int match_line(const unsigned char *s, Py_ssize_t e, Line *m)
 /* ------------------------------------------------------------------------------------------ */
 
 typedef struct {
-    Table minutes, stamps, heads, packets, v4, v6;
+    Table minutes, stamps, heads, packets, v6;
+    Counts v4; /* (head index << 24 | /24) -> lines */
     Spans heads_by_index, others;
     uint64_t seed;
 } Scan;
@@ -589,7 +725,7 @@ static void scan_free(Scan *sc)
     table_free(&sc->stamps);
     table_free(&sc->heads);
     table_free(&sc->packets);
-    table_free(&sc->v4);
+    counts_free(&sc->v4);
     table_free(&sc->v6);
     PyMem_Free(sc->heads_by_index.items);
     PyMem_Free(sc->others.items);
@@ -600,6 +736,43 @@ static PyObject *bytes_of(const char *buf, Span x)
     return PyBytes_FromStringAndSize(buf + x.off, x.len);
 }
 
+/* The dict at outer[key], made if missing (borrowed); NULL with an exception set. */
+static PyObject *dict_at(PyObject *outer, PyObject *key)
+{
+    PyObject *inner = PyDict_GetItemWithError(outer, key);
+    if (inner != NULL || PyErr_Occurred())
+        return inner;
+    inner = PyDict_New();
+    if (inner == NULL)
+        return NULL;
+    int rc = PyDict_SetItem(outer, key, inner);
+    Py_DECREF(inner); /* the dict holds it */
+    return rc < 0 ? NULL : inner;
+}
+
+/* d[key] += n (0 when missing); -1 with an exception set. */
+static int add_to(PyObject *d, PyObject *key, int64_t n)
+{
+    PyObject *count = PyLong_FromLongLong(n);
+    if (count == NULL)
+        return -1;
+    PyObject *had = PyDict_GetItemWithError(d, key); /* borrowed */
+    if (had == NULL && PyErr_Occurred()) {
+        Py_DECREF(count);
+        return -1;
+    }
+    if (had != NULL) {
+        PyObject *sum = PyNumber_Add(had, count);
+        Py_DECREF(count);
+        if (sum == NULL)
+            return -1;
+        count = sum;
+    }
+    int rc = PyDict_SetItem(d, key, count);
+    Py_DECREF(count);
+    return rc;
+}
+
 /* head -> {source: lines} for the sources table `t`. */
 static PyObject *sources_dict(const char *buf, Table *t, PyObject *heads)
 {
@@ -608,24 +781,79 @@ static PyObject *sources_dict(const char *buf, Table *t, PyObject *heads)
         return NULL;
     for (size_t i = 0; i < t->n; i++) {
         Entry *x = &t->entries[i];
-        PyObject *head = PyList_GET_ITEM(heads, x->tag);
-        PyObject *inner = PyDict_GetItemWithError(out, head); /* borrowed */
-        if (inner == NULL) {
-            if (PyErr_Occurred())
-                goto fail;
-            inner = PyDict_New();
-            if (inner == NULL)
-                goto fail;
-            int rc = PyDict_SetItem(out, head, inner);
-            Py_DECREF(inner); /* the dict holds it */
-            if (rc < 0)
-                goto fail;
-        }
-        PyObject *key = PyBytes_FromStringAndSize(part_a(buf, x), x->a.len);
-        PyObject *n = key ? PyLong_FromSsize_t(x->value) : NULL;
-        int rc = n ? PyDict_SetItem(inner, key, n) : -1;
+        PyObject *inner = dict_at(out, PyList_GET_ITEM(heads, x->tag));
+        PyObject *key = inner ? PyBytes_FromStringAndSize(part_a(buf, x), x->a.len) : NULL;
+        int rc = key ? add_to(inner, key, (int64_t)x->value) : -1;
         Py_XDECREF(key);
-        Py_XDECREF(n);
+        if (rc < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Nets and NetRows: IPv4 source /24s counted without a Python object per network.
+ *
+ * A backlog of blocked packets from a scan brings thousands of distinct networks to every 1 MiB
+ * block (~3,470 of ~4,300 lines in bench_firewall's log). Handing each block's /24s to Python as
+ * `bytes` keys of a dict, and adding them to the carried rows under their pseudonyms per block,
+ * was ~1,300 instructions a line (bench/README.md). Instead a block's sources stay in the scan's
+ * table (`Nets`), are added in C to the backlog's rows per (UTC day, /24) (`NetRows`), and become
+ * pseudonyms once per distinct network when a batch is committed (`unnamed`, `named`).
+ * parse.NetRowsPy is NetRows' definition, and with parse.netfilter_scan_py the fallback. */
+
+typedef struct {
+    PyObject_HEAD
+    Counts counts;   /* (head index << 24 | /24) -> lines */
+    PyObject *heads; /* list of bytes: the block's heads by index */
+} Nets;
+
+typedef struct {
+    PyObject_HEAD
+    Counts counts; /* (UTC day's ordinal << 24 | /24) -> lines */
+} NetRows;
+
+static PyTypeObject NetsType, NetRowsType;
+
+#define MAX_DAY 3652059 /* date.max.toordinal() */
+
+static void nets_dealloc(PyObject *self)
+{
+    Nets *nets = (Nets *)self;
+    counts_free(&nets->counts);
+    Py_XDECREF(nets->heads);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static Py_ssize_t nets_len(PyObject *self)
+{
+    return (Py_ssize_t)((Nets *)self)->counts.used;
+}
+
+/* {head: {/24: lines}}: what parse.netfilter_scan_py gives for v4 (for tests). */
+static PyObject *nets_as_dict(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    Nets *nets = (Nets *)self;
+    Counts *c = &nets->counts;
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; c->slots != NULL && i <= c->mask; i++) {
+        Slot x = c->slots[i];
+        if (x.n == 0)
+            continue;
+        uint64_t head = x.key >> NET_BITS;
+        if (head >= (uint64_t)PyList_GET_SIZE(nets->heads)) {
+            PyErr_SetString(PyExc_SystemError, "Nets: a head index out of range");
+            goto fail;
+        }
+        PyObject *inner = dict_at(out, PyList_GET_ITEM(nets->heads, (Py_ssize_t)head));
+        PyObject *net = inner ? PyLong_FromUnsignedLongLong(x.key & NET_MASK) : NULL;
+        int rc = net ? add_to(inner, net, x.n) : -1;
+        Py_XDECREF(net);
         if (rc < 0)
             goto fail;
     }
@@ -634,6 +862,298 @@ fail:
     Py_DECREF(out);
     return NULL;
 }
+
+static PyObject *netrows_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwds != NULL && PyDict_GET_SIZE(kwds) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "NetRows() takes no arguments");
+        return NULL;
+    }
+    NetRows *self = (NetRows *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->counts.slots = NULL;
+    self->counts.mask = 0;
+    self->counts.used = 0;
+    self->counts.seed = counts_seed();
+    return (PyObject *)self;
+}
+
+static void netrows_dealloc(PyObject *self)
+{
+    counts_free(&((NetRows *)self)->counts);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static Py_ssize_t netrows_len(PyObject *self)
+{
+    return (Py_ssize_t)((NetRows *)self)->counts.used;
+}
+
+/* copy() -> NetRows: the same rows in a table of their own (one memcpy). */
+static PyObject *netrows_copy(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    Counts *c = &((NetRows *)self)->counts;
+    NetRows *copy = (NetRows *)NetRowsType.tp_alloc(&NetRowsType, 0);
+    if (copy == NULL)
+        return NULL;
+    copy->counts = *c;
+    if (c->slots != NULL) {
+        copy->counts.slots = PyMem_Malloc((c->mask + 1) * sizeof(Slot));
+        if (copy->counts.slots == NULL) {
+            copy->counts.used = 0;
+            Py_DECREF(copy);
+            return PyErr_NoMemory();
+        }
+        memcpy(copy->counts.slots, c->slots, (c->mask + 1) * sizeof(Slot));
+    }
+    return (PyObject *)copy;
+}
+
+/* add(nets, day, heads): the lines of each /24 of `nets` whose head is in `heads` (a
+ * container), added to the rows of UTC day `day` (a date's ordinal). On an exception the rows
+ * may hold part of it: the caller adds to a copy it drops then (parse.Tally). */
+static PyObject *netrows_add(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyObject_TypeCheck(args[0], &NetsType)) {
+        PyErr_SetString(PyExc_TypeError, "add() takes a scan's Nets, a day's ordinal and the heads to count");
+        return NULL;
+    }
+    Nets *nets = (Nets *)args[0];
+    long long day = PyLong_AsLongLong(args[1]);
+    if (day == -1 && PyErr_Occurred())
+        return NULL;
+    if (day < 1 || day > MAX_DAY) {
+        PyErr_Format(PyExc_ValueError, "add(): %lld is no date's ordinal", day);
+        return NULL;
+    }
+    Py_ssize_t heads = PyList_GET_SIZE(nets->heads);
+    char *take = PyMem_Calloc((size_t)heads + 1, 1);
+    if (take == NULL)
+        return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < heads; i++) {
+        int rc = PySequence_Contains(args[2], PyList_GET_ITEM(nets->heads, i));
+        if (rc < 0)
+            goto fail;
+        take[i] = (char)rc;
+    }
+    Counts *c = &nets->counts, *rows = &((NetRows *)self)->counts;
+    for (size_t i = 0; c->slots != NULL && i <= c->mask; i++) {
+        Slot x = c->slots[i];
+        uint64_t head = x.key >> NET_BITS;
+        if (x.n == 0 || head >= (uint64_t)heads || !take[head])
+            continue;
+        if (counts_add(rows, (uint64_t)day << NET_BITS | (x.key & NET_MASK), x.n) < 0)
+            goto fail;
+    }
+    PyMem_Free(take);
+    Py_RETURN_NONE;
+fail:
+    PyMem_Free(take);
+    return NULL;
+}
+
+/* add_packed(counts, day): lines per /24 added to the rows of UTC day `day`; `counts` is either
+ * packed records of two native 64-bit integers, (/24, lines) (what _filterlog.scan gives), or a
+ * dict {/24: lines} (what its Python reference gives). A /24 above 2**24 - 1 or lines below 1
+ * are refused (ValueError); on an exception the rows may hold part of it (see add). */
+static PyObject *netrows_add_packed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "add_packed() takes the counts and a day's ordinal");
+        return NULL;
+    }
+    long long day = PyLong_AsLongLong(args[1]);
+    if (day == -1 && PyErr_Occurred())
+        return NULL;
+    if (day < 1 || day > MAX_DAY) {
+        PyErr_Format(PyExc_ValueError, "add_packed(): %lld is no date's ordinal", day);
+        return NULL;
+    }
+    Counts *rows = &((NetRows *)self)->counts;
+    PyObject *counts = args[0];
+    if (PyBytes_Check(counts)) {
+        const char *r = PyBytes_AS_STRING(counts);
+        Py_ssize_t size = PyBytes_GET_SIZE(counts);
+        if (size % 16) {
+            PyErr_SetString(PyExc_ValueError, "add_packed(): packed counts are records of 16 bytes");
+            return NULL;
+        }
+        for (Py_ssize_t at = 0; at < size; at += 16) {
+            uint64_t net;
+            int64_t n;
+            memcpy(&net, r + at, 8);
+            memcpy(&n, r + at + 8, 8);
+            if (net > NET_MASK || n < 1) {
+                PyErr_SetString(PyExc_ValueError, "add_packed(): a record that is no count of a /24");
+                return NULL;
+            }
+            if (counts_add(rows, (uint64_t)day << NET_BITS | net, n) < 0)
+                return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    if (!PyDict_Check(counts)) {
+        PyErr_SetString(PyExc_TypeError, "add_packed() takes packed bytes or a dict");
+        return NULL;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(counts, &pos, &key, &value)) {
+        long long net = PyLong_AsLongLong(key), n = net == -1 && PyErr_Occurred() ? -1 : PyLong_AsLongLong(value);
+        if (PyErr_Occurred())
+            return NULL;
+        if (net < 0 || net > (long long)NET_MASK || n < 1) {
+            PyErr_SetString(PyExc_ValueError, "add_packed(): a count that is no count of a /24");
+            return NULL;
+        }
+        if (counts_add(rows, (uint64_t)day << NET_BITS | (uint64_t)net, n) < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* unnamed(names) -> list[int]: the /24s of the rows that `names` (a dict) holds no key for, each
+ * once per day it has rows on. */
+static PyObject *netrows_unnamed(PyObject *self, PyObject *names)
+{
+    if (!PyDict_Check(names)) {
+        PyErr_SetString(PyExc_TypeError, "unnamed() takes a dict");
+        return NULL;
+    }
+    Counts *c = &((NetRows *)self)->counts;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; c->slots != NULL && i <= c->mask; i++) {
+        if (c->slots[i].n == 0)
+            continue;
+        PyObject *net = PyLong_FromUnsignedLongLong(c->slots[i].key & NET_MASK);
+        int rc = net ? PyDict_Contains(names, net) : -1;
+        if (rc == 0)
+            rc = PyList_Append(out, net);
+        Py_XDECREF(net);
+        if (rc < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+/* named(names) -> {day: {name: lines}}: the rows under the names `names` (a dict) gives their
+ * /24s (rows whose /24s share a name add up); KeyError for a /24 it does not name. */
+static PyObject *netrows_named(PyObject *self, PyObject *names)
+{
+    if (!PyDict_Check(names)) {
+        PyErr_SetString(PyExc_TypeError, "named() takes a dict");
+        return NULL;
+    }
+    Counts *c = &((NetRows *)self)->counts;
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    uint64_t last_day = 0;
+    PyObject *inner = NULL; /* borrowed: the dict of last_day */
+    for (size_t i = 0; c->slots != NULL && i <= c->mask; i++) {
+        Slot x = c->slots[i];
+        if (x.n == 0)
+            continue;
+        uint64_t day = x.key >> NET_BITS;
+        if (inner == NULL || day != last_day) {
+            PyObject *key = PyLong_FromUnsignedLongLong(day);
+            inner = key ? dict_at(out, key) : NULL;
+            Py_XDECREF(key);
+            if (inner == NULL)
+                goto fail;
+            last_day = day;
+        }
+        PyObject *net = PyLong_FromUnsignedLongLong(x.key & NET_MASK);
+        if (net == NULL)
+            goto fail;
+        PyObject *name = PyDict_GetItemWithError(names, net); /* borrowed */
+        if (name == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetObject(PyExc_KeyError, net);
+            Py_DECREF(net);
+            goto fail;
+        }
+        Py_DECREF(net);
+        if (add_to(inner, name, x.n) < 0)
+            goto fail;
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* {(day, /24): lines} (for tests). */
+static PyObject *netrows_as_dict(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    Counts *c = &((NetRows *)self)->counts;
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; c->slots != NULL && i <= c->mask; i++) {
+        Slot x = c->slots[i];
+        if (x.n == 0)
+            continue;
+        PyObject *key = Py_BuildValue("(KK)", (unsigned long long)(x.key >> NET_BITS), (unsigned long long)(x.key & NET_MASK));
+        int rc = key ? add_to(out, key, x.n) : -1;
+        Py_XDECREF(key);
+        if (rc < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+static PySequenceMethods nets_sequence = {.sq_length = nets_len};
+static PySequenceMethods netrows_sequence = {.sq_length = netrows_len};
+
+static PyMethodDef nets_methods[] = {
+    {"as_dict", nets_as_dict, METH_NOARGS, "as_dict() -> {head: {/24: lines}} (what netfilter_scan_py gives)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMethodDef netrows_methods[] = {
+    {"copy", netrows_copy, METH_NOARGS, "copy() -> NetRows: the same rows, in a table of their own."},
+    {"add", (PyCFunction)(void (*)(void))netrows_add, METH_FASTCALL,
+     "add(nets, day, heads): the lines of each /24 of a scan's Nets whose head is in heads, added to day's rows."},
+    {"add_packed", (PyCFunction)(void (*)(void))netrows_add_packed, METH_FASTCALL,
+     "add_packed(counts, day): lines per /24 (packed records or a dict) added to day's rows."},
+    {"unnamed", netrows_unnamed, METH_O, "unnamed(names) -> list[int]: the /24s names has no key for."},
+    {"named", netrows_named, METH_O, "named(names) -> {day: {name: lines}}: the rows under their names."},
+    {"as_dict", netrows_as_dict, METH_NOARGS, "as_dict() -> {(day, /24): lines}."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject NetsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "normagent.plugins.firewall._netfilter.Nets",
+    .tp_basicsize = sizeof(Nets),
+    .tp_dealloc = nets_dealloc,
+    .tp_as_sequence = &nets_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A block's IPv4 sources: lines per (head, /24), as scan() found them (made by scan() only).",
+    .tp_methods = nets_methods,
+};
+
+static PyTypeObject NetRowsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "normagent.plugins.firewall._netfilter.NetRows",
+    .tp_basicsize = sizeof(NetRows),
+    .tp_dealloc = netrows_dealloc,
+    .tp_as_sequence = &netrows_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Lines per (UTC day, IPv4 /24) of a backlog's blocked packets (parse.NetRowsPy is its definition).",
+    .tp_methods = netrows_methods,
+    .tp_new = netrows_new,
+};
 
 static PyObject *scan_result(const char *buf, Scan *sc)
 {
@@ -675,7 +1195,16 @@ static PyObject *scan_result(const char *buf, Scan *sc)
         if (rc < 0)
             goto fail;
     }
-    if ((v4 = sources_dict(buf, &sc->v4, heads)) == NULL || (v6 = sources_dict(buf, &sc->v6, heads)) == NULL)
+    {
+        Nets *nets = PyObject_New(Nets, &NetsType);
+        if (nets == NULL)
+            goto fail;
+        nets->counts = sc->v4; /* taken over */
+        memset(&sc->v4, 0, sizeof(sc->v4));
+        nets->heads = Py_NewRef(heads);
+        v4 = (PyObject *)nets;
+    }
+    if ((v6 = sources_dict(buf, &sc->v6, heads)) == NULL)
         goto fail;
     {
         Py_ssize_t size = 0;
@@ -773,7 +1302,9 @@ static int count_line(const char *buf, Py_ssize_t start, Py_ssize_t end, Scan *s
     if (x == NULL)
         return -1;
     x->value++;
-    x = m.v4.len ? table_get(&sc->v4, buf, sc->seed, head, m.v4, none, 0) : table_get(&sc->v6, buf, sc->seed, head, m.v6, none, 0);
+    if (m.v4.len) /* a /24 that is no network is counted nowhere (it has no pseudonym) */
+        return m.net < 0 ? 0 : counts_add(&sc->v4, (uint64_t)head << NET_BITS | (uint64_t)m.net, 1);
+    x = table_get(&sc->v6, buf, sc->seed, head, m.v6, none, 0);
     if (x == NULL)
         return -1;
     x->value++;
@@ -810,8 +1341,9 @@ static PyObject *scan(PyObject *module, PyObject *arg)
     Scan sc;
     memset(&sc, 0, sizeof(sc));
     sc.seed = (uint64_t)_Py_HashBytes("normagent._netfilter", 20); /* randomised per process */
+    sc.v4.seed = counts_seed();
     if (table_init(&sc.minutes, 64) < 0 || table_init(&sc.stamps, 64) < 0 || table_init(&sc.heads, 16) < 0 ||
-        table_init(&sc.packets, 64) < 0 || table_init(&sc.v4, 1024) < 0 || table_init(&sc.v6, 16) < 0)
+        table_init(&sc.packets, 64) < 0 || table_init(&sc.v6, 16) < 0)
         goto fail;
     Span last_head = {0, 0}, last_minute = {0, 0};
     Py_ssize_t last_index = -1;
@@ -835,60 +1367,7 @@ fail:
     return NULL;
 }
 
-/* add_named(rows, names, counts) -> missing: for each key of `counts` that `names` names, add
- * its count to rows[name] (a name of "" is no name: left out); the keys `names` does not hold,
- * in the order of `counts`. The counting of parse.NetworkPseudonyms.count_v4_lines, once per
- * distinct network without a Python step each (parse.add_named_py is the reference). */
-static PyObject *add_named(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    (void)module;
-    if (nargs != 3 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyDict_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "add_named() takes three dicts: rows, names, counts");
-        return NULL;
-    }
-    PyObject *rows = args[0], *names = args[1], *counts = args[2];
-    if (rows == counts) {
-        PyErr_SetString(PyExc_ValueError, "add_named(): rows and counts must be two dicts");
-        return NULL;
-    }
-    PyObject *missing = PyList_New(0);
-    if (missing == NULL)
-        return NULL;
-    Py_ssize_t pos = 0;
-    PyObject *key, *n;
-    while (PyDict_Next(counts, &pos, &key, &n)) {
-        PyObject *name = PyDict_GetItemWithError(names, key); /* borrowed */
-        if (name == NULL) {
-            if (PyErr_Occurred() || PyList_Append(missing, key) < 0)
-                goto fail;
-            continue;
-        }
-        int named = PyUnicode_Check(name) ? PyUnicode_GET_LENGTH(name) > 0 : PyObject_IsTrue(name);
-        if (named < 0)
-            goto fail;
-        if (!named)
-            continue;
-        PyObject *had = PyDict_GetItemWithError(rows, name); /* borrowed */
-        if (had == NULL && PyErr_Occurred())
-            goto fail;
-        PyObject *sum = had == NULL ? Py_NewRef(n) : PyNumber_Add(had, n);
-        if (sum == NULL)
-            goto fail;
-        int rc = PyDict_SetItem(rows, name, sum);
-        Py_DECREF(sum);
-        if (rc < 0)
-            goto fail;
-    }
-    return missing;
-fail:
-    Py_DECREF(missing);
-    return NULL;
-}
-
 static PyMethodDef methods[] = {
-    {"add_named", (PyCFunction)(void (*)(void))add_named, METH_FASTCALL,
-     "add_named(rows, names, counts) -> missing: counts added to rows under their names (see\n"
-     "normagent.plugins.firewall.parse.add_named_py, the reference)."},
     {"scan", scan, METH_O,
      "scan(data: bytes) -> (minutes, stamps, packets, v4, v6, others): the netfilter LOG lines of\n"
      "the usual shape in a block, counted per distinct value, and the other lines (see\n"
@@ -902,5 +1381,14 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__netfilter(void)
 {
-    return PyModule_Create(&module);
+    if (PyType_Ready(&NetsType) < 0 || PyType_Ready(&NetRowsType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Nets", (PyObject *)&NetsType) < 0 || PyModule_AddObjectRef(m, "NetRows", (PyObject *)&NetRowsType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -49,17 +49,20 @@ from block to block in the parser's carry (``flush_networks``) rather than writt
 
 The netfilter lines are scanned by a compiled module of this package (``_netfilter.c``): one
 forward walk over the block that does what ``_NETFILTER_LINE`` does, counting per distinct value
-as it goes (no Python object per line), and the pseudonyms' counts added in C
-(``add_named``). ``netfilter_scan_py`` and ``add_named_py`` (the pattern and ``Counter``) are
-their definitions and the fallback where the module is not built (no compiler); the tests hold
-each pair equal on every input.
+as it goes (no Python object per line). ``netfilter_scan_py`` (the pattern and ``Counter``) is its
+definition and the fallback where the module is not built (no compiler); the tests hold the two
+equal on every input.
 
 filterlog spool lines are scanned by a compiled extension, ``_filterlog.c`` (the pattern costs
 ``re`` ~13,000 instructions a line; the target leaves ~2,400 for everything): one forward pass
 over the block that matches each line as ``_FILTERLOG_LINE`` does and counts per distinct value
 in C; ``_filterlog_scan_py``, built on the pattern, is its definition (tests hold the two equal
-on any bytes) and the fallback where the extension was not built; the /24 counts it returns go
-through ``count_v4_lines`` like netfilter's.
+on any bytes) and the fallback where the extension was not built.
+
+A backlog's source /24s never become Python objects per block: both scans hand them back as
+numbers (``v4_net``), counted per (UTC day, /24) across blocks in a ``NetRows`` (C;
+``NetRowsPy`` is its definition) that the carry holds, and put under their pseudonyms once per
+distinct network when the driver commits a batch (the carry's JSON) or the rows are written.
 
 Pure: no I/O, no clock, no state between calls but bounded memos of pure functions. Imports only
 ``normagent`` and the standard library.
@@ -70,8 +73,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import struct
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from itertools import compress
@@ -83,6 +87,7 @@ from normagent import (
     Event,
     JournalEntry,
     JSONValue,
+    LiveCarry,
     Observation,
     ParseContext,
     ParseResult,
@@ -97,6 +102,8 @@ from normagent import (
 
 if TYPE_CHECKING:
     from normagent.privacy import Pseudonymiser
+
+    from ._netfilter import NetRows, Nets
 
 BLOCKED = "normagent_firewall_blocked_total"
 RULE_CHANGES = "normagent_firewall_rule_changes_total"
@@ -153,26 +160,101 @@ def port_key(proto: str, port: str | None) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # Network pseudonyms
 
-def add_named_py(rows: dict[str, int], names: Mapping[bytes, str], counts: Mapping[bytes, int]) -> list[bytes]:
-    """For each key of ``counts`` that ``names`` names, add its count to ``rows[name]`` (a name
-    of "" is no name: left out); return the keys ``names`` does not hold, in order. The
-    definition of ``_netfilter.add_named`` (C) and its fallback."""
-    missing = []
-    for key, n in counts.items():
-        name = names.get(key)
-        if name is None:
-            missing.append(key)
-        elif name:
-            rows[name] = rows.get(name, 0) + n
-    return missing
-
-
-try:  # in C: plugins/firewall/_netfilter.c
-    from normagent.plugins.firewall._netfilter import add_named as _add_named
-except ImportError:  # not built
-    _add_named = add_named_py
-
+_MAX_DAY: Final = date.max.toordinal()
 MEMO_SIZE: Final = 16_384  # entries per memo; a full memo starts over
+
+
+class NetRowsPy:
+    """Lines per (UTC day, IPv4 /24) of blocked packets, gathered from block to block of a
+    backlog without a pseudonym or a row object per network and block: the definition of
+    ``_netfilter.NetRows`` (C) and, with ``netfilter_scan_py``, its fallback.
+
+    A /24 is a number, ``a << 16 | b << 8 | c`` (only /24s of valid addresses: the scans leave
+    the others out); a day is its date's ordinal. ``add`` takes what a scan gives for its IPv4
+    sources (here ``{head: {/24: lines}}``, in C the scan's ``Nets``); ``unnamed`` and ``named``
+    put the rows under pseudonyms (``NetworkPseudonyms.named``), once per distinct network when a
+    batch is committed or the rows are written, instead of per block.
+    """
+
+    __slots__ = ("_rows",)
+
+    def __init__(self) -> None:
+        self._rows: dict[int, int] = {}  # day << 24 | /24 -> lines
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def copy(self) -> NetRowsPy:
+        """The same rows in a table of their own."""
+        other = NetRowsPy()
+        other._rows = self._rows.copy()
+        return other
+
+    def add(self, nets: Mapping[bytes, Mapping[int, int]], day: int, heads: Container[bytes]) -> None:
+        """Add the lines of each /24 of ``nets`` whose head is in ``heads`` to the rows of ``day``."""
+        if not 1 <= day <= _MAX_DAY:
+            raise ValueError(f"add(): {day} is no date's ordinal")
+        rows = self._rows
+        get = rows.get
+        base = day << 24
+        for head, counts in nets.items():
+            if head in heads:
+                for net, n in counts.items():
+                    key = base | net
+                    rows[key] = get(key, 0) + n
+
+    def add_packed(self, counts: bytes | Mapping[int, int], day: int) -> None:
+        """Add lines per /24 to the rows of ``day``: ``{/24: lines}``, or packed as
+        ``_filterlog.scan`` gives them (``packed_counts``)."""
+        if not 1 <= day <= _MAX_DAY:
+            raise ValueError(f"add_packed(): {day} is no date's ordinal")
+        rows = self._rows
+        base = day << 24
+        for net, n in (packed_counts(counts) if isinstance(counts, bytes) else counts).items():
+            if not 0 <= net <= 0xFFFFFF or n < 1:
+                raise ValueError("add_packed(): a count that is no count of a /24")
+            rows[base | net] = rows.get(base | net, 0) + n
+
+    def unnamed(self, names: Mapping[int, str]) -> list[int]:
+        """The /24s ``names`` holds no key for (each once per day it has rows on)."""
+        return [key & 0xFFFFFF for key in self._rows if key & 0xFFFFFF not in names]
+
+    def named(self, names: Mapping[int, str]) -> dict[int, dict[str, int]]:
+        """``{day: {name: lines}}``: the rows under the names of their /24s (KeyError for one
+        ``names`` does not name; /24s of one name add up)."""
+        out: dict[int, dict[str, int]] = {}
+        for key, n in self._rows.items():
+            keys = out.setdefault(key >> 24, {})
+            name = names[key & 0xFFFFFF]
+            keys[name] = keys.get(name, 0) + n
+        return out
+
+    def as_dict(self) -> dict[tuple[int, int], int]:
+        """``{(day, /24): lines}``."""
+        return {(key >> 24, key & 0xFFFFFF): n for key, n in self._rows.items()}
+
+
+def packed_counts(packed: bytes) -> dict[int, int]:
+    """``{/24: lines}`` of records packed as two native 64-bit integers each (``_filterlog.scan``'s
+    IPv4 sources), in their order; a /24 given twice adds up."""
+    if len(packed) % 16:
+        raise ValueError("packed counts are records of 16 bytes")
+    out: dict[int, int] = {}
+    for net, n in struct.iter_unpack("=Qq", packed):
+        out[net] = out.get(net, 0) + n
+    return out
+
+
+@functools.lru_cache(maxsize=MEMO_SIZE)
+def v4_net(prefix: bytes) -> int | None:
+    """The /24 of ``b"203.0.113"`` as a number (``NetRows``' key), None if those are no three
+    octets of an address (the same test as ``NetworkPseudonyms.v4``). Memoised: the reference
+    scans (the fallback without a compiler) ask it per distinct /24 of every block."""
+    if _V4_PREFIX(prefix) is None:
+        return None
+    a, b, c = prefix.split(b".")
+    return int(a) << 16 | int(b) << 8 | int(c)
+
 _MISSING: Final = object()
 # ipaddress's rules for three octets, without its cost: 0-255, no leading zeros. One match in C
 # instead of a split and a generator over the octets (half of a first pseudonym's time: a scan
@@ -186,41 +268,41 @@ class NetworkPseudonyms:
 
     A pseudonym is an HMAC (microseconds), and a firewall under a scan sees the same networks in
     every block. The value is a pure function of the key and the network, so it is kept: per
-    IPv4 /24 given as its first three octets in bytes (what the fast paths cut out, no decoding),
-    and per address as written (IPv6, and the general way). Each memo holds at most ``MEMO_SIZE``
+    IPv4 /24 as its number (``v4_net``: what the scans count, no decoding), and per address as
+    written (IPv6, and the general way). Each memo holds at most ``MEMO_SIZE``
     entries (about 2.5 MB when full, only on a host blocked by that many networks), and starts
     over when full (between blocks). Raw values are kept only here, in memory, never in the ledger.
     """
 
-    __slots__ = ("_pseudonymise", "_v4", "_addresses")
+    __slots__ = ("_pseudonymise", "_nets", "_addresses")
 
     def __init__(self, pseudonymise: Pseudonymiser) -> None:
         self._pseudonymise = pseudonymise
-        self._v4: dict[bytes, str] = {}  # "" for no network
+        self._nets: dict[int, str] = {}  # /24 as a number (``v4_net``) -> pseudonym
         self._addresses: dict[str, str | None] = {}
 
-    def v4(self, prefix: bytes) -> str | None:
-        """The pseudonym of the /24 of any valid address in ``b"203.0.113"`` (what
-        ``Pseudonymiser.network`` gives it), None if those are no three octets of an address."""
-        found = self._v4.get(prefix)
-        if found is not None:
-            return found or None
-        value = ""  # memoised as "": no network
-        if _V4_PREFIX(prefix) is not None:
-            value = self._pseudonymise(f"network:{prefix.decode('ascii')}.0/24")
-        self._v4[prefix] = value
-        return value or None
+    def net(self, net: int) -> str:
+        """The pseudonym of the /24 numbered ``net`` (``v4_net``): what ``Pseudonymiser.network``
+        gives any address in it."""
+        memo = self._nets
+        found = memo.get(net)
+        if found is None:
+            found = memo[net] = self._pseudonymise(f"network:{net >> 16}.{net >> 8 & 255}.{net & 255}.0/24")
+        return found
 
-    def count_v4_lines(self, rows: Counter[str], lines: dict[bytes, int]) -> None:
-        """Add to ``rows`` the lines of each /24 in ``lines`` (``b"203.0.113"`` -> lines) under
-        its pseudonym; what is no network is left out. Once per distinct /24 (a fast path counted
-        its lines per network already), in C where the extension is built; Python runs only for
-        the networks not memoised yet."""
-        missing = _add_named(rows, self._v4, lines)
-        if missing:
-            for prefix in missing:
-                self.v4(prefix)
-            _add_named(rows, self._v4, {prefix: lines[prefix] for prefix in missing})
+    def v4(self, prefix: bytes) -> str | None:
+        """The pseudonym of the /24 of any valid address in ``b"203.0.113"``, None if those are no
+        three octets of an address."""
+        net = v4_net(prefix)
+        return None if net is None else self.net(net)
+
+    def named(self, rows: NetRows | NetRowsPy) -> dict[date, dict[str, int]]:
+        """``rows`` (lines per UTC day and /24 as a number) under the pseudonyms of their /24s,
+        each asked of the memo once (in C where the extension is built), computed where missing."""
+        memo = self._nets  # this dict throughout: ``trim`` (another collector's thread) replaces it, never empties it
+        for net in rows.unnamed(memo):
+            memo[net] = self._pseudonymise(f"network:{net >> 16}.{net >> 8 & 255}.{net & 255}.0/24")
+        return {date.fromordinal(day): keys for day, keys in rows.named(memo).items()}
 
     def address(self, address: str) -> str | None:
         """``Pseudonymiser.network(address)``: the pseudonym of its /24 or /48, or None."""
@@ -233,12 +315,13 @@ class NetworkPseudonyms:
         return value
 
     def trim(self) -> None:
-        """Start a memo over once it holds ``MEMO_SIZE`` (between blocks: a block's own
-        prefixes stay until it is counted)."""
-        if len(self._v4) >= MEMO_SIZE:
-            self._v4.clear()
+        """Start a memo over once it holds ``MEMO_SIZE`` (between blocks). A new dict, not the
+        old one emptied: the collectors share this object from their threads, and ``named``
+        fills a memo and then reads each row's name from it, which must not empty meanwhile."""
+        if len(self._nets) >= MEMO_SIZE:
+            self._nets = {}
         if len(self._addresses) >= MEMO_SIZE:
-            self._addresses.clear()
+            self._addresses = {}
 
 
 @functools.lru_cache(maxsize=4)
@@ -256,11 +339,17 @@ class Tally:
     observations (a 1 MiB block of blocks becomes a few dozen observations and a row per
     distinct port and network).
 
+    Source-network rows are kept two ways: under pseudonyms (``networks``: the general way and
+    IPv6 sources) and, from the fast paths' IPv4 sources, as lines per (UTC day, /24) in a
+    ``NetRows`` (``v4_rows``), named only when they are written or carried as JSON.
+
     ``carry``: gather the source-network rows of a backlog from block to block (``finish``);
-    the rows the block before left in ``ctx.carry`` are taken over first.
+    the rows the block before left in ``ctx.carry`` are taken over first: as they are when the
+    driver hands on the ``_Carry`` the block before made (a value: it is never changed, this
+    block's rows go into copies), checked when it is JSON read back from the ledger.
     """
 
-    __slots__ = ("blocked", "changes", "messages", "ports", "networks", "events", "names", "since")
+    __slots__ = ("blocked", "changes", "messages", "ports", "networks", "events", "names", "since", "_v4", "_carried")
 
     def __init__(self, ctx: ParseContext, *, carry: bool = False) -> None:
         self.blocked: Counter[tuple[str, str, str]] = Counter()  # device, direction, proto
@@ -272,8 +361,14 @@ class Tally:
         self.names = network_pseudonyms(ctx.pseudonymise)
         self.names.trim()
         self.since: float | None = None
+        self._v4: NetRows | NetRowsPy | None = None  # the carried /24 rows (a copy) and this block's
+        self._carried: _Carry | None = None
         if carry:
-            self.since, self.networks = _carried(ctx.carry)
+            if type(ctx.carry) is _Carry:
+                self._carried = ctx.carry
+                self.since = ctx.carry.since
+            else:
+                self.since, self.networks = _carried(ctx.carry)
 
     def block(self, device: str, direction: str, proto: str, when: datetime, source: str | None, port: str | None, n: int = 1) -> None:
         self.blocked[(device, direction, proto)] += n
@@ -287,16 +382,24 @@ class Tally:
                 self.add_network(day, network, n)
 
     def add_network(self, day: date, network: str, n: int) -> None:
-        rows = self.networks.get(day)
-        if rows is None:
-            rows = self.networks[day] = Counter()
-        rows[network] += n
+        self.day_networks(day)[network] += n
 
     def day_networks(self, day: date) -> Counter[str]:
-        """The rows of one day (for a fast path to count into)."""
+        """The rows of one day to count into (a fast path's too): on first use a copy of the
+        carried rows of that day (one C-level dict copy; the carried ones stay as they are)."""
         rows = self.networks.get(day)
         if rows is None:
-            rows = self.networks[day] = Counter()
+            carried = self._carried.named.get(day) if self._carried is not None else None
+            rows = self.networks[day] = Counter(carried) if carried else Counter()
+        return rows
+
+    def v4_rows(self) -> NetRows | NetRowsPy:
+        """The rows per (UTC day, /24) to count this block's into (``NetRows.add``): a copy of the
+        carried ones (one memcpy in C), or new ones."""
+        rows = self._v4
+        if rows is None:
+            carried = self._carried.v4 if self._carried is not None else None
+            rows = self._v4 = carried.copy() if carried is not None else _NetRows()
         return rows
 
     def change(self, device: str, when: datetime, source: str, line: str) -> None:
@@ -318,17 +421,47 @@ class Tally:
         out += [Count(RULE_CHANGES, {"device": d, "planned": "false"}, n) for d, n in sorted(self.changes.items())]
         out += [Count(MESSAGES, {"device": d}, n) for d, n in sorted(self.messages.items())]
         out += [Rollup(BY_PORT, day, key, n) for (day, key), n in sorted(self.ports.items())]
-        networks = self.networks
-        if block is not None and networks:
+        carried = self._carried
+        named: Mapping[date, Mapping[str, float]] = self.networks
+        v4 = self._v4
+        if carried is not None:
+            # the block's days already hold the carried rows of those days (``day_networks``)
+            named = {**carried.named, **self.networks} if self.networks else carried.named
+            if v4 is None:
+                v4 = carried.v4
+        if v4 is not None and not len(v4):
+            v4 = None
+        if block is not None and (named or v4 is not None):
             since = ctx.now.timestamp() if self.since is None else self.since
-            rows = sum(map(len, networks.values()))
+            rows = sum(map(len, named.values())) + (len(v4) if v4 is not None else 0)
             if not flush_networks(len(block.data), rows, since, ctx):
-                result.carry = _Carry(since=since, rows={day.isoformat(): keys for day, keys in networks.items()})
-                networks = {}
-        for day, keys in sorted(networks.items()):
+                if carried is not None and named is carried.named and v4 is carried.v4:
+                    result.carry = carried  # nothing added: the same value
+                else:
+                    result.carry = _Carry(since, named, v4, self.names)
+                named, v4 = {}, None
+        if v4 is not None:
+            named = _added(named, self.names.named(v4))
+        for day, keys in sorted(named.items()):
             out += [Rollup(BY_NETWORK, day, key, n) for key, n in sorted(keys.items()) if n]
         out += self.events
         result.observations = out
+
+
+def _added(rows: Mapping[date, Mapping[str, float]], more: Mapping[date, Mapping[str, float]]) -> dict[date, Mapping[str, float]]:
+    """``rows`` with ``more`` added, as new dicts where they differ: neither is changed (a
+    carried value is shared with the driver, which may hand it on again)."""
+    out = dict(rows)
+    for day, keys in more.items():
+        have = out.get(day)
+        if not have:
+            out[day] = keys
+            continue
+        merged = dict(have)
+        for key, n in keys.items():
+            merged[key] = merged.get(key, 0) + n
+        out[day] = merged
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,22 +489,33 @@ def flush_networks(size: int, rows: int, since: float, ctx: ParseContext) -> boo
     return size < CARRY_FROM or ctx.final or rows > MAX_CARRIED or ctx.now.timestamp() - since >= CARRY_FOR.total_seconds()
 
 
-class _Carry(dict[str, Any]):
-    """A carry as ``Tally.finish`` made it: its rows are counts. The driver hands it to the next
-    block as it is, and that block takes its numbers without looking at each again (a pass over
-    every carried row, ~10,000 of a scan backlog, per 1 MiB block: ~170 instructions a line).
-    Read back from the ledger it is a plain ``dict`` again, and checked."""
+class _Carry(LiveCarry):
+    """A carry as ``Tally.finish`` made it, handed from block to block by the driver as it is
+    (a ``LiveCarry``): rows under pseudonyms (``named``) and the fast paths' lines per (UTC day,
+    /24) (``v4``, a ``NetRows``), neither ever changed once made. The next block takes
+    them without looking at each row again, and adds its own to copies (the /24 rows in one
+    memcpy); the pseudonyms of the /24 rows are asked once per distinct network when the driver
+    puts a batch together (``json``), not per block. Read back from the ledger the carry is that
+    JSON again, and checked (``_carried``)."""
 
-    __slots__ = ()
+    __slots__ = ("since", "named", "v4", "_names")
+
+    def __init__(self, since: float, named: Mapping[date, Mapping[str, float]], v4: NetRows | NetRowsPy | None, names: NetworkPseudonyms) -> None:
+        self.since = since
+        self.named = named
+        self.v4 = v4
+        self._names = names
+
+    def json(self) -> JSONValue:
+        rows = _added(self.named, self._names.named(self.v4)) if self.v4 is not None else self.named
+        return {"since": self.since, "rows": {day.isoformat(): dict(keys) for day, keys in rows.items()}}
 
 
-def _carried(carry: JSONValue) -> tuple[float | None, dict[date, Counter[str]]]:
-    """The rows a carry holds, copied (the driver keeps the carry it gave for the block before;
-    a copy is one C-level pass); parts that are not what ``Tally.finish`` writes (the carry is
-    JSON from the ledger) are left out."""
+def _carried(carry: JSONValue | LiveCarry) -> tuple[float | None, dict[date, Counter[str]]]:
+    """The rows of a carry read back from the ledger (JSON); parts that are not what
+    ``_Carry.json`` writes are left out."""
     if not isinstance(carry, dict):
         return None, {}
-    trusted = type(carry) is _Carry
     since = carry.get("since")
     rows = carry.get("rows")
     out: dict[date, Counter[str]] = {}
@@ -382,9 +526,6 @@ def _carried(carry: JSONValue) -> tuple[float | None, dict[date, Counter[str]]]:
             except ValueError:
                 continue
             if isinstance(keys, dict):
-                if trusted:
-                    out[day] = Counter(keys)
-                    continue
                 try:
                     sum(cast("dict[str, int]", keys).values())  # numbers only (checked in C)
                 except TypeError:
@@ -631,13 +772,14 @@ _NETFILTER_LINE: Final = re.compile(
 # What one scan of a block finds (``netfilter_scan_py``, and the C module's ``scan``):
 # RFC 3164 minutes (b"Nov 23 07:25"); RFC 3339 minutes with their offsets; lines per (head,
 # PROTO, DPT or b""), where the head is group 4 (prefix, IN=, OUT=); per head, lines per IPv4
-# source /24 (its first three octets) and per IPv6 source; the other non-empty lines, each
-# ended by a newline, for the general way.
+# source /24 as a number (``v4_net``: only /24s of valid addresses; in C a ``Nets``, which
+# ``NetRows.add`` reads, and whose ``as_dict()`` is this) and per IPv6 source; the other
+# non-empty lines, each ended by a newline, for the general way.
 NetfilterScan = tuple[
     set[bytes],
     set[tuple[bytes, bytes]],
     dict[tuple[bytes, bytes, bytes], int],
-    dict[bytes, dict[bytes, int]],
+    "dict[bytes, dict[int, int]] | Nets",
     dict[bytes, dict[bytes, int]],
     bytes,
 ]
@@ -658,10 +800,15 @@ def netfilter_scan_py(data: bytes) -> NetfilterScan | None:
     stamps.discard((b"", b""))
     packets = Counter(map(itemgetter(3, 6, 7), matches))
     packets.pop((b"", b"", b""), None)  # the other lines
-    v4: dict[bytes, dict[bytes, int]] = {}
-    for (head, network), n in Counter(map(itemgetter(3, 4), matches)).items():
-        if network:
-            v4.setdefault(head, {})[network] = n
+    v4: dict[bytes, dict[int, int]] = {}
+    for (head, prefix), n in Counter(map(itemgetter(3, 4), matches)).items():
+        if prefix:
+            net = v4_net(prefix)
+            if net is not None:  # a /24 that is no network has no pseudonym: counted nowhere
+                counts = v4.get(head)
+                if counts is None:
+                    counts = v4[head] = {}
+                counts[net] = n
     v6: dict[bytes, dict[bytes, int]] = {}
     if any(map(itemgetter(5), matches)):
         for (head, source), n in Counter(map(itemgetter(3, 5), matches)).items():
@@ -672,9 +819,11 @@ def netfilter_scan_py(data: bytes) -> NetfilterScan | None:
 
 
 try:  # the C scan (plugins/firewall/_netfilter.c): the same answer, ~10x less time a line
+    from normagent.plugins.firewall._netfilter import NetRows as _NetRows
     from normagent.plugins.firewall._netfilter import scan as _netfilter_scan
 except ImportError:  # not built (no compiler where it was installed)
     _netfilter_scan = netfilter_scan_py
+    _NetRows = NetRowsPy  # type: ignore[assignment,misc]
 
 
 def _netfilter_fast(data: bytes, tally: Tally, device: str, ref: datetime, tz: tzinfo) -> tuple[int, bytes]:
@@ -726,14 +875,14 @@ def _netfilter_fast(data: bytes, tally: Tally, device: str, ref: datetime, tz: t
             key = port_key(label, dport.decode("ascii"))
             if key is not None:
                 ports[(day, key)] += n
-    # Source networks, into the tally's rows (which hold what the blocks before carried): the
-    # /24s of the blocked packets' lines, then their IPv6 sources.
-    rows = tally.day_networks(day)
-    for head, networks in v4.items():
-        if head in counted:
-            tally.names.count_v4_lines(rows, networks)
+    # Source networks: the /24s of the blocked packets' lines counted per (day, /24) in C, into
+    # a copy of the carried rows (named when a batch is committed or the rows are written), then
+    # their IPv6 sources under their pseudonyms.
+    if counted and len(v4):
+        tally.v4_rows().add(v4, day.toordinal(), counted)  # type: ignore[arg-type]  # C's Nets with C's NetRows
     for head, sources in v6.items():
         if head in counted:
+            rows = tally.day_networks(day)
             for source, n in sources.items():
                 network = tally.names.address(source.decode("ascii"))
                 if network is not None:
@@ -1162,12 +1311,13 @@ _FILTERLOG_LINE: Final = re.compile(
 # module's reference, which is its definition (tests hold the two equal on any bytes).
 # ``(days, counts, v4, v6, others)``: the distinct receive days of the lines of the fast shape in
 # the order first seen; their count per (sender, RFC 3164 host, RFC 5424 host, action, direction,
-# protocol, destination port); the count of each source /24 (first three octets) and of each IPv6
+# protocol, destination port); the count of each source /24 as a number (``v4_net``: /24s of valid
+# addresses only; in C packed, ``packed_counts``, for ``NetRows.add_packed``) and of each IPv6
 # source among those that are no pass; every other non-empty line, joined by newlines.
 FilterlogScan = tuple[
     list[bytes],
     dict[tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes], int],
-    dict[bytes, int],
+    "dict[int, int] | bytes",
     dict[bytes, int],
     bytes,
 ]
@@ -1195,10 +1345,14 @@ def _filterlog_scan_py(data: bytes) -> FilterlogScan:
     if any(key[3] == b"pass" for key in counts):
         blocks = list(map(b"pass".__ne__, map(itemgetter(4), matches)))
         sources4, sources6 = compress(sources4, blocks), compress(sources6, blocks)
-    v4 = Counter(filter(None, sources4))
+    v4: dict[int, int] = {}
+    for prefix, n in Counter(filter(None, sources4)).items():
+        net = v4_net(prefix)
+        if net is not None:  # a /24 that is no network has no pseudonym: counted nowhere
+            v4[net] = n
     v6 = Counter(filter(None, sources6)) if any(map(itemgetter(10), matches)) else Counter()
     others = b"\n".join(filter(None, map(itemgetter(12), matches)))
-    return days, counts, dict(v4), dict(v6), others
+    return days, counts, v4, dict(v6), others
 
 
 try:  # in C: plugins/firewall/_filterlog.c
@@ -1249,13 +1403,17 @@ def _filterlog_fast(data: bytes, tally: Tally, devices: DeviceMap) -> tuple[int,
             key = port_key(label, port.decode("ascii"))
             if key is not None:
                 ports[(day, key)] += n
-    # Source networks: per distinct /24 (memoised pseudonyms), then per distinct IPv6 source.
-    rows = tally.day_networks(day)
-    tally.names.count_v4_lines(rows, v4)
-    for src6, n in v6.items():
-        network = tally.names.address(src6.decode("ascii"))
-        if network is not None:
-            rows[network] += n
+    # Source networks: the /24s counted per (day, /24) in C into a copy of the carried rows
+    # (named when a batch is committed or the rows are written), then the IPv6 sources under
+    # their pseudonyms.
+    if v4:
+        tally.v4_rows().add_packed(v4, day.toordinal())
+    if v6:
+        rows = tally.day_networks(day)
+        for src6, n in v6.items():
+            network = tally.names.address(src6.decode("ascii"))
+            if network is not None:
+                rows[network] += n
     return parsed, rest
 
 

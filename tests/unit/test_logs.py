@@ -49,6 +49,8 @@ from normagent.model import (
     Count,
     Event,
     JournalEntry,
+    JSONValue,
+    LiveCarry,
     LogBlock,
     MetricSpec,
     ParseContext,
@@ -777,6 +779,76 @@ def test_malformed_lines_are_logged_by_position_without_their_text(root: Path, l
     assert [(e["origin"].endswith("auth.log"), e["position"].split("@")[1]) for e in found] == [(True, f"0+{len(first)}")]
     assert ends(ledger) == {"end": 1}
     assert "secret" not in json.dumps(logs, default=str)
+
+
+class LinesSeen(LiveCarry):
+    """A carry kept as an object between blocks: the lines read so far. ``asked`` records each
+    time the driver asks for its JSON (a list shared by the test)."""
+
+    __slots__ = ("lines", "asked")
+
+    def __init__(self, lines: int, asked: list[int]) -> None:
+        self.lines = lines
+        self.asked = asked
+
+    def json(self) -> JSONValue:
+        self.asked.append(self.lines)
+        return {"lines": self.lines}
+
+
+def live_carry_parser(asked: list[int], handed: list[str]) -> Any:
+    """Counts lines into a ``LinesSeen``; records what each block was handed (``handed``):
+    "object" (the carry of the block before, in memory), "json" (read back from the ledger) or
+    "none"; never changes the carry it was given."""
+
+    def parse(block: LogBlock, ctx: ParseContext) -> ParseResult:
+        assert isinstance(block, TextBlock)
+        carry = ctx.carry
+        if isinstance(carry, LinesSeen):
+            before, kind = carry.lines, "object"
+        elif isinstance(carry, dict):
+            before, kind = int(carry["lines"]), "json"
+        else:
+            before, kind = 0, "none"
+        if block.data:
+            handed.append(kind)
+        return ParseResult(ignored=block.line_count, carry=LinesSeen(before + block.line_count, asked) if block.data else carry)
+
+    return parse
+
+
+@pytest.mark.parametrize("keep", [0, 1, 2, 3])
+def test_a_live_carry_is_handed_on_as_it_is_and_committed_as_json_once_per_batch(root: Path, ledger: Ledger, keep: int) -> None:
+    """Between the blocks of a run the parser gets the carry object the block before made; each
+    batch commits its JSON, asked once when the batch is put together (so it is the value after
+    exactly that batch's blocks), and a run that dies after any batch resumes from that JSON:
+    every line counted in the carry once."""
+    write(root, lines(0, 60))  # ~5,100 bytes: 20+ blocks of 256, batches of 3 blocks
+    asked: list[int] = []
+    handed: list[str] = []
+    spec = collector(parser=live_carry_parser(asked, handed), commit_bytes=3 * 240)
+    ledger.declare(spec.metrics)
+    batches = spec.collect(make_context(spec, root=root, state=ledger.checkpoints(SOURCE)))
+    committed = []
+    for done, batch in enumerate(batches):
+        if done == keep:
+            break
+        assert not any(isinstance(cp.value, LiveCarry) for cp in batch.checkpoints), "a batch holds JSON only"
+        ledger.commit(SOURCE, batch)
+        committed.append(ledger.checkpoints(SOURCE).get("carry:file:/var/log/auth.log"))
+    batches.close()  # type: ignore[attr-defined]
+    # asked once per batch put together (the last one built but never committed too), for the
+    # value after exactly its blocks: what the ledger holds agrees with the lines it counted
+    assert asked[:keep] == [c["lines"] for c in committed if isinstance(c, dict)] and len(asked) - keep in (0, 1)
+    assert not committed or committed[-1] == {"lines": outcomes(ledger)["ignored"]}
+    resumed_at = len(handed)
+
+    run_collector_once(spec, ledger, root=root)
+
+    assert ledger.checkpoints(SOURCE).get("carry:file:/var/log/auth.log") == {"lines": 60}
+    assert outcomes(ledger)["ignored"] == 60
+    assert handed[0] == "none" and set(handed[1:resumed_at]) <= {"object"}
+    assert handed[resumed_at] == ("json" if keep else "none") and set(handed[resumed_at + 1 :]) == {"object"}
 
 
 def test_parse_inputs_threads_the_carry_and_settles_what_the_input_leaves_open(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import pickle
 import random
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from hypothesis import strategies as st
 
 from normagent.plugins.firewall import parse
 from normagent.plugins.firewall.collectors import LinuxSettings
-from normagent.plugins.firewall.parse import NetfilterScan, add_named_py, linux_lines, netfilter_scan_py
+from normagent.plugins.firewall.parse import NetfilterScan, NetRowsPy, linux_lines, netfilter_scan_py
 from tests.plugins.firewall import test_firewall_fastpaths as fastpaths
 from tests.support.sanitizers import build_sanitized, run_sanitized
 from tests.support.tools import require_extension
@@ -50,9 +49,18 @@ def c_scan() -> Callable[[bytes], NetfilterScan | None]:
     return module.scan  # type: ignore[no-any-return]
 
 
+def plain(scanned: NetfilterScan | None) -> NetfilterScan | None:
+    """A scan's answer with its IPv4 sources as the reference gives them (the C scan keeps them
+    in a ``Nets``, which ``NetRows.add`` reads; ``as_dict`` is what the reference's dict is)."""
+    if scanned is None or isinstance(scanned[3], dict):
+        return scanned
+    minutes, stamps, packets, v4, v6, others = scanned
+    return minutes, stamps, packets, v4.as_dict(), v6, others
+
+
 def same(data: bytes) -> NetfilterScan | None:
-    """Scan ``data`` with both; they must agree. The C answer, for further checks."""
-    got = c_scan()(data)
+    """Scan ``data`` with both; they must agree. The C answer (its sources as a dict), for further checks."""
+    got = plain(c_scan()(data))
     assert got == netfilter_scan_py(data), data[:300]
     return got
 
@@ -133,7 +141,7 @@ def test_every_position_of_a_usual_line_with_a_hostile_byte_scans_alike(line: st
     for cut in range(len(line) + 1):
         for insert in EDGE_INSERTS:
             data = encode([fastpaths._garble(line, cut, insert)])
-            if scan(data) != netfilter_scan_py(data):
+            if plain(scan(data)) != netfilter_scan_py(data):
                 differ.append((cut, insert))
     assert not differ, f"the C scan reads {len(differ)} edits otherwise, the first: {differ[:5]}"
     alone = scan(encode([line]))
@@ -228,41 +236,7 @@ def test_only_bytes_are_taken() -> None:
 def test_the_fast_path_uses_the_c_scan_when_built() -> None:
     """So the benchmark measures it (and the tests of the fast path run it)."""
     assert parse._netfilter_scan is c_scan()  # noqa: SLF001
-    assert parse._add_named is _netfilter.add_named  # noqa: SLF001
-
-
-# ---------------------------------------------------------------------------------------------
-# add_named: a block's counts per network added under their pseudonyms
-
-PREFIXES = st.binary(max_size=12) | st.sampled_from([b"203.0.113", b"10.0.0", b"300.1.2", b"01.2.3", b""])
-
-
-@SETTINGS
-@given(
-    st.dictionaries(PREFIXES, st.sampled_from(["", "aaaa", "bbbb", "cccc"]), max_size=20),
-    st.dictionaries(PREFIXES, st.integers(min_value=1, max_value=2**70), max_size=40),
-    st.dictionaries(st.sampled_from(["aaaa", "bbbb", "dddd"]), st.integers(min_value=0, max_value=2**70), max_size=3),
-)
-def test_add_named_adds_as_its_reference_does(names: dict[bytes, str], counts: dict[bytes, int], rows: dict[str, int]) -> None:
-    """Known networks added under their names (big counts too), "" left out, the unknown ones
-    handed back in order; into a plain dict and into the Counter the tally keeps."""
-    c_scan()
-    for kind in (dict, Counter):
-        got, want = kind(rows), kind(rows)
-        assert _netfilter.add_named(got, names, counts) == add_named_py(want, names, counts)
-        assert got == want and type(got) is kind
-
-
-def test_add_named_refuses_what_is_no_dict_and_one_dict_twice() -> None:
-    c_scan()
-    rows: dict[str, int] = {}
-    for args in [(rows, {}, [b"x"]), ({}, None, {}), ("x", {}, {}), (rows, {})]:
-        with pytest.raises(TypeError):
-            _netfilter.add_named(*args)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="two dicts"):
-        _netfilter.add_named(rows, {}, rows)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):  # a name that is no string, added to a count
-        _netfilter.add_named({b"n": "x"}, {b"k": b"n"}, {b"k": 1})  # type: ignore[dict-item]
+    assert parse._NetRows is _netfilter.NetRows  # noqa: SLF001
 
 
 def test_the_scan_takes_the_benchs_lines_whole() -> None:
@@ -271,7 +245,7 @@ def test_the_scan_takes_the_benchs_lines_whole() -> None:
     assert got is not None
     minutes, stamps, packets, v4, v6, others = got
 
-    assert sum(packets.values()) + others.count(b"\n") == len(lines) and not stamps and not v6
+    assert isinstance(v4, dict) and sum(packets.values()) + others.count(b"\n") == len(lines) and not stamps and not v6
     assert sum(n for head, counts in v4.items() if b"AUDIT" not in head for n in counts.values()) == blocked
     assert len({network for head, counts in v4.items() if b"AUDIT" not in head for network in counts}) == networks
     assert all(b"usb" in line for line in others.splitlines())
@@ -288,7 +262,7 @@ def test_the_parser_answers_alike_with_the_c_scan_and_its_fallback(tz: object, m
 
     with_c = fastpaths.summary(linux_lines(data, ctx, fast=True))
     monkeypatch.setattr(parse, "_netfilter_scan", netfilter_scan_py)
-    monkeypatch.setattr(parse, "_add_named", add_named_py)
+    monkeypatch.setattr(parse, "_NetRows", NetRowsPy)
     with_fallback = fastpaths.summary(linux_lines(data, ctx, fast=True))
 
     assert with_c == with_fallback == fastpaths.summary(linux_lines(data, ctx, fast=False))
@@ -300,10 +274,12 @@ def test_the_parser_answers_alike_with_the_c_scan_and_its_fallback(tz: object, m
 CHILD = r"""
 import os, pickle, random, sys
 from normagent.plugins.firewall import _netfilter as module
-from normagent.plugins.firewall.parse import add_named_py, netfilter_scan_py
+from normagent.plugins.firewall.parse import NetRowsPy, netfilter_scan_py
 assert module.__file__.startswith(os.environ["SANITIZED_BUILD"]), module.__file__
 blocks = pickle.load(open(sys.argv[1], "rb"))
-bad = [i for i, data in enumerate(blocks) if module.scan(data) != netfilter_scan_py(data)]
+def plain(got):
+    return got if got is None else (*got[:3], got[3].as_dict(), *got[4:])
+bad = [i for i, data in enumerate(blocks) if plain(module.scan(data)) != netfilter_scan_py(data)]
 for data in (memoryview(b"x"), "x", None):
     try:
         module.scan(data)
@@ -312,14 +288,70 @@ for data in (memoryview(b"x"), "x", None):
     else:
         bad.append(repr(data))
 rng = random.Random(7)
+# NetRows: the blocks' sources added on random days with random heads, copied on the way, named
+rows, mirror = module.NetRows(), NetRowsPy()
+kept = []
+for i, data in enumerate(blocks):
+    got, want = module.scan(data), netfilter_scan_py(data)
+    if got is None:
+        continue
+    heads = {head for head in want[3] if rng.random() < 0.7}
+    day = rng.choice([1, 739_000, 3_652_059])
+    if rng.random() < 0.2:
+        kept.append((rows, rows.as_dict()))
+        rows, mirror = rows.copy(), mirror.copy()
+    rows.add(got[3], day, heads)
+    mirror.add(want[3], day, heads)
+    if i % 97 == 0 and rows.as_dict() != mirror.as_dict():
+        bad.append(f"NetRows {i}")
+for day in (0, 3_652_060, -5):
+    try:
+        rows.add(got[3], day, set())
+    except ValueError:
+        pass
+    else:
+        bad.append(f"day {day}")
+names = {net: f"n{net % 7}" for _, net in mirror.as_dict() if net % 2}
+if sorted(rows.unnamed(names)) != sorted(mirror.unnamed(names)):
+    bad.append("unnamed")
+try:
+    rows.named(names)
+except KeyError:
+    pass
+else:
+    if mirror.unnamed(names):
+        bad.append("named without a name")
+names = {net: f"n{net % 7}" for _, net in mirror.as_dict()}
+if rows.named(names) != mirror.named(names) or rows.as_dict() != mirror.as_dict() or len(rows) != len(mirror):
+    bad.append("named")
+if any(old.as_dict() != then for old, then in kept):
+    bad.append("a copy changed")
+grown = len(mirror)
+# add_packed: records and dicts, good and bad (filterlog's /24 counts)
+import struct
 for i in range(2000):
-    keys = [bytes(rng.randrange(256) for _ in range(rng.randrange(12))) for _ in range(rng.randrange(30))]
-    names = {k: rng.choice(["", "a", "b"]) for k in keys if rng.random() < 0.6}
-    counts = {k: rng.randrange(1, 2**66) for k in keys}
-    got, want = {"a": 1}, {"a": 1}
-    if module.add_named(got, names, counts) != add_named_py(want, names, counts) or got != want:
-        bad.append(f"add_named {i}")
-print(f"{len(blocks)} blocks, {len(bad)} differ: {bad[:5]}")
+    counts = {rng.randrange(1 << 24): rng.randrange(1, 2**40) for _ in range(rng.randrange(40))}
+    packed = b"".join(struct.pack("=Qq", net, n) for net, n in counts.items())
+    if rng.random() < 0.1:
+        packed = packed[: rng.randrange(len(packed) + 1)]
+    if rng.random() < 0.05:
+        packed += struct.pack("=Qq", rng.choice([1 << 24, 2**63]), rng.choice([0, -1, 5]))
+    day = rng.choice([1, 739_000, 3_652_059])
+    given = packed if i % 2 else counts
+    outcomes = []
+    for target in (rows, mirror):
+        try:
+            target.add_packed(given, day)
+            outcomes.append("ok")
+        except (ValueError, TypeError) as exc:
+            outcomes.append(type(exc).__name__)
+    if outcomes[0] != outcomes[1]:
+        bad.append(f"add_packed {i}: {outcomes}")
+    if outcomes[0] != "ok":  # a partial add: start both over from equal rows
+        rows, mirror = module.NetRows(), NetRowsPy()
+if rows.as_dict() != mirror.as_dict():
+    bad.append("add_packed rows")
+print(f"{len(blocks)} blocks, {grown} rows, {len(bad)} differ: {bad[:5]}")
 sys.exit(1 if bad else 0)
 """
 
@@ -340,6 +372,8 @@ def _sanitizer_blocks() -> list[bytes]:
     usual = fastpaths.BENCH_NETFILTER[:10]
     blocks.append(encode(usual + [usual[0].replace("MAC=", "MAC=" + "a" * 1_000_000), usual[5].replace("DPT=", "DPT=" + "9" * 100_000)]))
     blocks.append(encode(fastpaths.BENCH_NETFILTER, ""))
+    bench = fastpaths.BENCH.netfilter_lines(6000, random.Random(3))[0]  # type: ignore[attr-defined]
+    blocks += ["".join(bench[i : i + 600]).encode() for i in range(0, len(bench), 600)]  # ~5,000 networks: the tables grow
     return blocks
 
 
@@ -354,3 +388,4 @@ def test_the_c_scan_is_memory_safe_under_sanitizers(tmp_path: Path) -> None:
     out = run_sanitized(CHILD, str(blocks), first_on_path=build)
 
     assert " 0 differ" in out, out
+    assert int(out.split(" rows")[0].split()[-1]) > 1000, f"NetRows grew through several sizes: {out}"
