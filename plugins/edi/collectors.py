@@ -59,8 +59,10 @@ from normagent.plugins.edi.index import (
     FileEntry,
     Index,
     Stage,
+    FORMAT,
     derive,
     printable,
+    upgrade,
 )
 from normagent.plugins.edi.scan import Candidate, DirectoryCache, ScanResult, Watcher, open_dir, scan
 from normagent.plugins.edi.parse import CHUNK, Parsed, parse_file_bytes, parse_header
@@ -487,10 +489,11 @@ class EdiCollector:
         if not settings.folders:
             raise NoData("no EDI folders configured")
         index = self._index_for(ctx)
-        if index.version < 2:
-            # A ledger written before the derived families existed (or a new one): made once.
+        if index.version < FORMAT:
+            # A ledger written before the derived families existed (or a new one): made once; one of
+            # layout 2: its pending set moved under time-ordered keys.
             started = ctx.clock.monotonic()
-            derived = derive(ctx.state)
+            derived = derive(ctx.state) if index.version < 2 else upgrade(ctx.state)
             yield Batch([], [*derived, Checkpoint(TOKEN, uuid.uuid4().hex)])
             index = self._index = Index.load(ctx.state)
             ctx.log.info("edi_index_derived", entries=len(derived), duration_s=round(ctx.clock.monotonic() - started, 3))

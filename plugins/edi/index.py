@@ -22,13 +22,16 @@ In the collector's own checkpoints, the ledger's key-value table ``checkpoints``
 key                    value
 =====================  =====================================================================
 ``g``                  token of the last committed batch (see "consistency" below)
-``v``                  2 once the families below marked "derived" exist
+``v``                  3 once the families below marked "derived" exist in this layout
 ``n``                  how many files the index holds (derived)
 ``f:<path>``           ``[size, mtime_ns, outcome]`` of a file already read
 ``fx:<quoted path>``   the same for a path that is not valid UTF-8 (see ``file_key``)
 ``m:<id>``             a ``correlate.Record`` for a MsgHead/AppRec id (or a placeholder)
 ``e:<id>``             a ``correlate.Record`` for an ebXML MessageId
-``w:<m: or e: key>``   the same record while it waits for its receipt: the pending set (derived)
+``wt:<time>:<key>``    the record of ``<key>`` (``m:``/``e:``) while it waits for its receipt: the pending
+                       set (derived). ``<time>`` is the record's ``at`` in milliseconds, 15 digits
+                       (``pending_key``), so the family is in the order messages were sent.
+                       Layout 2 kept it as ``w:<key>`` (``upgrade``)
 ``u:<m: or e: key>``   ``[receipt kind, arrived]`` of a receipt whose message was never read (derived)
 ``x:<file key>``       the outcome of a watched file (``WATCHED``) (derived)
 ``d:<dir>``/``dx:``    ``[mtime_ns, inode, rescan, [subdirectories]]``: ``DirState`` (derived)
@@ -42,6 +45,13 @@ key                    value
 What is kept in memory (``Index``) is a mirror of the derived families, the queue and the stop
 and service states: a few records per message still waiting, eight bytes per unmatched receipt,
 a few per directory. A restart reads them in milliseconds; it never reads the file or id entries.
+
+Why the pending set is keyed by time: a first index writes about 0.2 pending records and deletes
+0.18 per file; under ``w:<message id>`` each landed on a random B-tree leaf of the ledger, as
+the file and id entries do, and each such leaf is read, copied into the WAL and into the
+database again at every commit (bench/README.md, "the pending set by time"). By the time a
+message was sent, the writes of a batch go to the end of the family, and its receipt, which
+comes minutes later, deletes it from there.
 
 Consistency: ``Index`` is loaded from the ledger and then changed only by ``Index.apply(stage)``
 *after* the batch carrying ``stage`` was yielded and the generator resumed — the scheduler
@@ -70,13 +80,14 @@ from normagent.plugins.edi.stops import DirectionState, ServiceState
 
 TOKEN = "g"
 VERSION = "v"
-FORMAT = 2
+FORMAT = 3
 COUNT = "n"
 FILE = "f:"
 FILE_ESCAPED = "fx:"
 MSG = "m:"
 ENV = "e:"
-WAITING = "w:"
+WAITING = "w:"  # layout 2's pending set, read once by ``upgrade``
+PENDING = "wt:"
 UNMATCHED = "u:"
 WATCH = "x:"
 DIR = "d:"
@@ -139,6 +150,20 @@ def child_prefixes(directory: str) -> tuple[str, ...]:
     except UnicodeEncodeError:
         return (quoted,)
     return (FILE + directory + os.sep, quoted)
+
+
+def pending_key(key: str, record: Record) -> str:
+    """The checkpoint key of ``key``'s record in the pending set: ``wt:<at in ms, 15 digits>:<key>``.
+
+    Made from the record alone, so the key of a committed pending record is known without reading
+    the ledger (its deletion when the receipt comes). Times before 1970 count as 0; 15 digits last
+    until the year 33658."""
+    return f"{PENDING}{max(0, round(record.at * 1000)):015d}:{key}"
+
+
+def pending_record_key(checkpoint_key: str) -> str:
+    """The ``m:``/``e:`` key of a ``pending_key``."""
+    return checkpoint_key[len(PENDING) + 16 :]
 
 
 def printable(name: str) -> str:
@@ -274,10 +299,10 @@ class Index:
         index.version = version if isinstance(version, int) else 0
         count = get(COUNT)
         index.file_count = count if isinstance(count, int) else 0
-        for key, value in scan(WAITING):
+        for key, value in scan(PENDING):
             record = Record.from_json(value)
             if record is not None:
-                index.pending[key[len(WAITING) :]] = record
+                index.pending[pending_record_key(key)] = record
         for _, value in scan(UNMATCHED):
             if isinstance(value, list) and len(value) == 2 and value[0] in index.unmatched:
                 index.unmatched[str(value[0])].append(float(value[1]))
@@ -514,11 +539,15 @@ class Stage:
             out.append(Checkpoint(COUNT, index.file_count + delta))
         for key, record in self.records.items():
             out.append(Checkpoint(key, record.to_json() if record is not None else None))
+            committed = index.pending.get(key)
             if self.waits(key, record):
-                if index.pending.get(key) != record:
-                    out.append(Checkpoint(WAITING + key, record.to_json()))  # type: ignore[union-attr]
-            elif key in index.pending:
-                out.append(Checkpoint(WAITING + key, None))
+                assert record is not None
+                if committed != record:
+                    if committed is not None and pending_key(key, committed) != pending_key(key, record):
+                        out.append(Checkpoint(pending_key(key, committed), None))
+                    out.append(Checkpoint(pending_key(key, record), record.to_json()))
+            elif committed is not None:
+                out.append(Checkpoint(pending_key(key, committed), None))
             if key not in self.read:
                 self.read[key] = index.record(key)
             before, after = unmatched(self.read[key]), unmatched(record)
@@ -526,7 +555,7 @@ class Stage:
                 out.append(Checkpoint(UNMATCHED + key, list(after) if after is not None else None))
         for key in self.forgotten - self.records.keys():
             if key in index.pending:
-                out.append(Checkpoint(WAITING + key, None))
+                out.append(Checkpoint(pending_key(key, index.pending[key]), None))
         for directory, state in self.dirs.items():
             out.append(Checkpoint(dir_key(directory), state.to_json() if state is not None else None))
         out += [Checkpoint(k, v) for k, v in self.queue.items()]
@@ -588,11 +617,24 @@ def derive(store: Any) -> list[Checkpoint]:
             if record is None:
                 continue
             if record.waiting:
-                out.append(Checkpoint(WAITING + key, value))
+                out.append(Checkpoint(pending_key(key, record), value))
             receipt = unmatched(record)
             if receipt is not None:
                 out.append(Checkpoint(UNMATCHED + key, list(receipt)))
     # What the directories held when they were last listed is not known: each is listed once more.
     out += [Checkpoint(dir_key(directory), DirState(-1).to_json()) for directory in sorted(directories)]
     out += [Checkpoint(COUNT, files), Checkpoint(VERSION, FORMAT)]
+    return out
+
+
+def upgrade(store: Any) -> list[Checkpoint]:
+    """A layout-2 ledger's pending set (``w:<key>``) moved under its time-ordered keys
+    (``wt:``), in one batch with the new ``v``; everything else keeps its keys."""
+    out = []
+    for key, value in store.scan(WAITING):
+        out.append(Checkpoint(key, None))
+        record = Record.from_json(value)
+        if record is not None:
+            out.append(Checkpoint(pending_key(key[len(WAITING) :], record), value))
+    out.append(Checkpoint(VERSION, FORMAT))
     return out
