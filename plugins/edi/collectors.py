@@ -804,6 +804,9 @@ class EdiCollector:
         if index.last_prune is not None and now - index.last_prune < 86400:
             return
         limit = now - settings.history_retention.total_seconds()
+        if index.surely_none_before(limit):  # a fresh ledger's first index: nothing to read
+            stage.last_prune = now
+            return
         forget = [key for key in index.handled_before(limit) if key not in stage.records]
         stage.put_records((key, None) for key in forget)
         stage.last_prune = now

@@ -122,3 +122,47 @@ def test_a_ledger_of_layout_2_is_read_after_the_upgrade(harness: Any, tmp_path: 
     h.cycle()
     _assert_ledger_is_memory(h)
     assert h.value(UNACK, msg_type="LOM", receipt="application") == 3
+
+
+def test_a_fresh_ledgers_first_index_forgets_what_is_already_past_retention(harness: Any, tmp_path: Path) -> None:
+    """The first index of a fresh ledger knows the times of every record it committed, so its prune
+    reads no id when none is older than ``history_retention`` — and still forgets those that are,
+    as before: the ones committed in the cycle's earlier batches (the oldest files come first) at
+    once, one read in the last batch (an archive's) at the next day's prune."""
+    from datetime import timedelta
+
+    now = SENT + 30 * 86400
+    for i in range(5):
+        write(tmp_path / "ut" / f"old{i}.xml", msghead(f"old{i}", "LOM", "", OWN_HER[0], "2", ack="N"), SENT + i)
+        write(tmp_path / "ut" / f"new{i}.xml", msghead(f"new{i}", "LOM", "", OWN_HER[0], "2", ack="N"), now - 3600 + i)
+    write(tmp_path / "arkiv" / "gammel.xml", msghead("gammel", "LOM", "", OWN_HER[0], "2", ack="N"), SENT - 86400)
+    settings = EdiSettings(
+        folders=(EdiFolder(path=tmp_path / "ut", direction="out"),
+                 EdiFolder(path=tmp_path / "arkiv", direction="out", role="archive")),
+        history_retention=timedelta(days=10), batch_size=3,
+    )
+    h = harness(settings, now)
+    with capture_logs() as logs:
+        batches = h.cycle()
+    assert len(batches) > 3
+    state = h.ledger.checkpoints(h.spec.name)
+    assert [e["ids"] for e in logs if e["event"] == "edi_ids_forgotten"] == [5]
+    assert sorted(state.keys("m:")) == ["m:gammel", *(f"m:new{i}" for i in range(5))]
+    assert h.value("normagent_edi_messages_total", direction="out", msg_type="LOM") == 11
+    h.clock.advance(86400)
+    h.cycle()
+    assert sorted(state.keys("m:")) == [f"m:new{i}" for i in range(5)]
+
+    # All within retention: nothing forgotten in the first cycle; the prune after it reads the
+    # ledger as always.
+    for path in [*(tmp_path / "ut").glob("old*"), tmp_path / "arkiv" / "gammel.xml"]:
+        path.unlink()
+    h2 = harness(settings, now)
+    with capture_logs() as logs:
+        h2.cycle()
+    assert not [e for e in logs if e["event"] == "edi_ids_forgotten"]
+    assert sorted(h2.ledger.checkpoints(h2.spec.name).keys("m:")) == [f"m:new{i}" for i in range(5)]
+    h2.clock.advance(11 * 86400)
+    with capture_logs() as logs:
+        h2.cycle()
+    assert [e["ids"] for e in logs if e["event"] == "edi_ids_forgotten"] == [5]
