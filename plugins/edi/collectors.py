@@ -32,7 +32,7 @@ import threading
 import uuid
 import weakref
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO
@@ -419,6 +419,7 @@ class _Budget:
 
 
 BIG_CYCLE = 10_000  # files read in one cycle after which the freed memory is handed back
+DEFERRED_BATCH = 20_000  # deferred file entries per committed batch at the end of a first index
 
 
 class EdiCollector:
@@ -551,14 +552,54 @@ class EdiCollector:
             if ctx.expired():
                 return  # the next cycle resumes: uncommitted files are still new
             in_batch += 1
-            if not self._read_one(ctx, cycle, candidate, stage, tally, traffic, deferred, budget):
+            if not self._read_one(ctx, cycle, candidate, stage, tally, traffic, deferred, budget, found):
                 return  # the run's deadline passed while reading: nothing more can be committed
+        if index.absent is not None:
+            last = yield from self._write_deferred(ctx, index, stage, tally, traffic, found)
+            if last is None:
+                return
+            stage, tally, traffic = last, _Tally(), []
         self._stage_dirs(index, stage, found, deferred, watcher, now)
         yield from self._finish(ctx, cycle, index, stage, tally, traffic, found.folders_up)
         index.absent = None  # the first cycle's help only: later cycles read few files, the idle agent keeps less
         if found.found >= BIG_CYCLE:
             del found, stage, tally, traffic
             give_back_memory()  # the first index's names and times: the idle agent must not keep its peak
+
+    def _write_deferred(
+        self, ctx: RunContext, index: Index, stage: Stage, tally: _Tally, traffic: list[list[object]], found: ScanResult,
+    ) -> Generator[Batch, None, Stage | None]:
+        """The index entries of the files a fresh ledger's first index read ``ok``, written after
+        them, in key order, ``DEFERRED_BATCH`` a batch (with the batch still open). Returns the
+        stage for the cycle's last batch; None if the run ended first.
+
+        Why: a file's entry is keyed by its path, and a folder's names (UUIDs, usually) come in
+        no order: written with each batch, every entry landed on another B-tree leaf of the ledger,
+        which was read, copied into the WAL and into the database again at each commit — at 100,000
+        messages a third of the index's ledger writes. Written in key order into the empty family,
+        the leaves are filled one after the other. Until then an entry is one bit in the candidates
+        (``Candidates.defer``), and a run cut short loses nothing: its next cycle finds the files
+        without entries, reads them again and sees from their records that they were counted
+        (``correlate.Effect.counted_before``); it only writes their entries.
+        """
+        if traffic:
+            stage.queue[QUEUE + uuid.uuid4().hex] = traffic
+        candidates = found.candidates
+        for slots in candidates.deferred():
+            for slot in slots:
+                if len(stage.files) >= DEFERRED_BATCH:
+                    yield self._batch(stage, tally)
+                    index.apply(stage)
+                    tally.log_summaries(ctx)
+                    stage, tally = Stage(index), _Tally()
+                    if ctx.expired():
+                        return None
+                c = candidates.get(slot)
+                stage.put_file(c.path, FileEntry(c.size, c.mtime_ns, "ok"), indexed=False)
+        yield self._batch(stage, tally)
+        index.apply(stage)
+        tally.log_summaries(ctx)
+        return Stage(index)
 
     @staticmethod
     def _stage_dirs(
@@ -610,8 +651,12 @@ class EdiCollector:
         traffic: list[list[object]],
         deferred: dict[str, set[str]],
         budget: _Budget,
+        found: ScanResult | None = None,
     ) -> bool:
-        """Read one candidate into ``stage``; False if the run's deadline passed meanwhile."""
+        """Read one candidate into ``stage``; False if the run's deadline passed meanwhile.
+
+        In a fresh ledger's first index the entry of a file read ``ok`` is not staged but marked in
+        ``found``'s candidates and written at the end of the cycle (``_write_deferred``)."""
         settings = cycle.settings
         folder = candidate.folder
         name = printable(candidate.name)
@@ -657,7 +702,7 @@ class EdiCollector:
             return True
         facts = correlate.FileFacts(
             path=candidate.path, name=name, folder=folder.label, direction=folder.direction,
-            role=folder.role, mtime=mtime,
+            role=folder.role, mtime=mtime, indexed=candidate.indexed,
         )
         if parsed.outcome == "ok":
             effect = correlate.apply_file(facts, parsed, stage, cycle.correlation)
@@ -670,7 +715,14 @@ class EdiCollector:
             else:
                 effect.log("warning", "edi_file_not_read", folder=folder.label, file=name,
                            outcome=parsed.outcome, detail=parsed.detail, wrapper=parsed.wrapper)
-        stage.put_file(candidate.path, FileEntry(candidate.size, candidate.mtime_ns, effect.outcome), indexed=candidate.indexed)
+        if effect.counted_before:
+            stage.put_file(candidate.path, FileEntry(candidate.size, candidate.mtime_ns, "ok"), indexed=False)
+            return True
+        if (effect.outcome == "ok" and stage.index.absent is not None and found is not None and candidate.slot >= 0
+                and not candidate.indexed):
+            found.candidates.defer(candidate.slot)  # its entry is written at the end of the cycle, in key order
+        else:
+            stage.put_file(candidate.path, FileEntry(candidate.size, candidate.mtime_ns, effect.outcome), indexed=candidate.indexed)
         stage.put_records(effect.records.items())
         tally.count(M_FILES, {"outcome": effect.outcome})
         for metric, labels, value in effect.counts:

@@ -357,7 +357,12 @@ class Index:
         return FileEntry.from_json(self.store.get(file_key(path)))
 
     def file_known(self, path: str) -> bool:
-        return self.store.get(file_key(path)) is not None
+        """Whether the file at ``path`` — the path of a record read before — is in the index.
+
+        While a fresh ledger's first index runs (``absent``), every record was made by reading its
+        path this cycle and nothing has gone yet, so it is, also where the entry is still deferred
+        to the end of the cycle (``collectors``: the entries of the files read ``ok``)."""
+        return self.absent is not None or self.store.get(file_key(path)) is not None
 
     def watched(self, directory: str, name: str) -> str:
         """The outcome of the file ``name`` in ``directory`` in the watch (``WATCHED``), or ``""``."""
