@@ -419,7 +419,7 @@ class _Budget:
 
 
 BIG_CYCLE = 10_000  # files read in one cycle after which the freed memory is handed back
-DEFERRED_BATCH = 20_000  # deferred file entries per committed batch at the end of a first index
+DEFERRED_BATCH = 5_000  # deferred file entries per committed batch at the end of a first index
 
 
 class EdiCollector:

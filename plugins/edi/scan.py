@@ -162,16 +162,19 @@ class Candidates:
         self.flags[slot] |= 4
 
     def deferred(self) -> Iterator[list[int]]:
-        """The deferred candidates (``defer``), a directory at a time, each sorted by name, the
-        directories in the order of their entries' keys: so the entries go into the ledger in key order."""
-        by_place: dict[int, array[int]] = {}
-        flags, place = self.flags, self.place
-        for i in range(len(self.names)):
+        """The deferred candidates (``defer``) in the order of their entries' keys, a few at a time:
+        so the entries go into the ledger in key order."""
+        # By directory, then by the names' first two characters: each part is sorted on its own,
+        # so no list of 100,000 numbers is made (Python ints: the heap would keep their pages).
+        parts: dict[int, dict[str, array[int]]] = {}
+        flags, place, names = self.flags, self.place, self.names
+        for i in range(len(names)):
             if flags[i] & 4:
-                by_place.setdefault(place[i], array("l")).append(i)
-        names = self.names
-        for p in sorted(by_place, key=lambda p: file_key(self.places[p][0] + os.sep)):
-            yield sorted(by_place.pop(p), key=names.__getitem__)
+                parts.setdefault(place[i], {}).setdefault(names[i][:2], array("l")).append(i)
+        for p in sorted(parts, key=lambda p: file_key(self.places[p][0] + os.sep)):
+            by_prefix = parts.pop(p)
+            for prefix in sorted(by_prefix):
+                yield sorted(by_prefix.pop(prefix), key=names.__getitem__)
 
     def ordered(self) -> Iterator[Candidate]:
         """The candidates in reading order (``Candidate.order``): archives last, then by time, then path."""
