@@ -419,7 +419,7 @@ class _Budget:
 
 
 BIG_CYCLE = 10_000  # files read in one cycle after which the freed memory is handed back
-DEFERRED_BATCH = 5_000  # deferred file entries per committed batch at the end of a first index
+DEFERRED_BATCH = 2_000  # deferred file entries per committed batch at the end of a first index
 
 
 class EdiCollector:
@@ -555,10 +555,11 @@ class EdiCollector:
             if not self._read_one(ctx, cycle, candidate, stage, tally, traffic, deferred, budget, found):
                 return  # the run's deadline passed while reading: nothing more can be committed
         if index.absent is not None:
-            last = yield from self._write_deferred(ctx, index, stage, tally, traffic, found)
-            if last is None:
+            written = yield from self._write_deferred(ctx, index, stage, tally, traffic, found)
+            if written is None:
                 return
-            stage, tally, traffic = last, _Tally(), []
+            stage, tally, traffic = written, _Tally(), []
+            del written
         self._stage_dirs(index, stage, found, deferred, watcher, now)
         yield from self._finish(ctx, cycle, index, stage, tally, traffic, found.folders_up)
         index.absent = None  # the first cycle's help only: later cycles read few files, the idle agent keeps less
