@@ -24,7 +24,9 @@ key                    value
 ``g``                  token of the last committed batch (see "consistency" below)
 ``v``                  3 once the families below marked "derived" exist in this layout
 ``n``                  how many files the index holds (derived)
-``f:<path>``           ``[size, mtime_ns, outcome]`` of a file already read
+``f:<path>``           ``[size, mtime_ns, outcome]`` of a file already read (a fresh ledger's first
+                       index writes those of the files read ``ok`` at its end, in key order:
+                       ``collectors.EdiCollector._write_deferred``)
 ``fx:<quoted path>``   the same for a path that is not valid UTF-8 (see ``file_key``)
 ``m:<id>``             a ``correlate.Record`` for a MsgHead/AppRec id (or a placeholder)
 ``e:<id>``             a ``correlate.Record`` for an ebXML MessageId
