@@ -6,7 +6,9 @@ thread of its own started by the first request, and one ``SnmpEngine`` (with its
 device, made by the device's first session and kept for the client's life: ``client.session(...)``
 hands the device's engine to the calling thread, whose ``get``/``walk`` run on that loop. The
 agent keeps one client (``LazySnmpClient``) from start to stop, and ``close()`` closes every
-engine's socket and the loop.
+engine's socket and the loop. An SNMPv2c device gets pysnmp's engine-less ``SnmpDispatcher``
+instead of an engine: a community needs none of the engine's MIB-backed tables (about 1 MB per
+device); SNMPv1 keeps the engine, which turns v1's types and errors into v2c's.
 
 Why not a loop and an engine per session: an engine runs some thirty MIB modules and builds its
 tables anew (about 0.1 s of CPU, a fifth of the idle agent's CPU at one poll a minute), and a
@@ -25,7 +27,8 @@ per process (``_CompiledMibs``).
 
 SNMPv1 and v2c authenticate with a community; SNMPv3 with a USM user (``SnmpAuth.v3``): MD5 or
 the SHA family for authentication, DES, 3DES or AES for privacy (AES and DES need the
-``cryptography`` package, which pysnmp imports when present).
+``cryptography`` package, which pysnmp imports when present; about 7 MB of resident memory, kept
+rather than handing pysnmp ciphers of our own: bench/README.md, "SNMP: what a device costs").
 
 Values come back as plain Python: integers of every SNMP integer type as ``int``, OCTET STRING and
 its kin (Opaque, BITS) as ``bytes`` (a caller decodes what it knows to be text), OBJECT IDENTIFIER
@@ -74,8 +77,12 @@ from pysnmp.hlapi.v3arch.asyncio import (
     usmNoAuthProtocol,
     usmNoPrivProtocol,
 )
+from pysnmp.hlapi.v1arch.asyncio.auth import CommunityData as Community
+from pysnmp.hlapi.v1arch.asyncio.dispatch import SnmpDispatcher
 from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD
+from pysnmp.error import PySnmpError
 from pysnmp.proto import errind, rfc1902, rfc1905
+from pysnmp.proto.api import v2c as v2c_api
 from pysnmp.smi import builder as mib_builder
 
 from normagent.errors import SnmpAuthError, SnmpError, SnmpTimeout, SnmpTooManyRows
@@ -135,7 +142,13 @@ IDLE_ENGINE_SECONDS = 3600.0
 
 @dataclass(slots=True)
 class _Engine:
-    """A device's engine, its transport target and its credentials as pysnmp wants them."""
+    """A device's engine, its transport target and its credentials as pysnmp wants them.
+
+    ``engine`` is an ``SnmpEngine`` (RFC 3412's architecture: SNMPv3, and v1, whose answers it
+    turns into v2c's types) or, for SNMPv2c, pysnmp's lighter ``SnmpDispatcher`` (its "v1arch"):
+    a community string needs none of the engine's MIB-backed tables, and an engine costs about
+    1 MB of resident memory per device, the dispatcher next to nothing (bench/README.md).
+    """
 
     engine: Any
     transport: Any
@@ -246,12 +259,16 @@ class PysnmpClient:
                 self._drop(key)
         kept = self._engines.get(session.key)
         if kept is None:
-            kind = Udp6TransportTarget if _is_ipv6(session.host) else UdpTransportTarget
+            version = _ip_version(session.host)
+            kind = _TARGETS[version]
             try:
                 transport = await kind.create((session.host, session.port), timeout=session.timeout, retries=session.retries)
             except Exception as exc:  # pysnmp raises PySnmpError for unresolvable names
                 raise SnmpError(f"bad SNMP target {session.target!r}: {exc}") from None
-            kept = _Engine(SnmpEngine(), transport, auth_data(session.auth), now)
+            if session.auth.version == "2c":
+                kept = _Engine(_Dispatcher(), transport, Community(session.auth.community, mpModel=1), now)
+            else:
+                kept = _Engine(SnmpEngine(), transport, auth_data(session.auth), now)
             self._engines[session.key] = kept
         kept.used = now
         kept.sessions += 1
@@ -273,7 +290,7 @@ class PysnmpClient:
     def _drop(self, key: tuple[Any, ...]) -> None:
         kept = self._engines.pop(key, None)
         if kept is not None:
-            kept.engine.close_dispatcher()
+            _close(kept.engine)
 
 
 
@@ -282,7 +299,7 @@ def _shut_down(loop: asyncio.AbstractEventLoop, thread: threading.Thread, engine
 
     async def close_engines() -> None:
         while engines:
-            engines.popitem()[1].engine.close_dispatcher()
+            _close(engines.popitem()[1].engine)
 
     if threading.current_thread() is thread:  # collected on the loop's own thread: cannot wait
         loop.call_soon(loop.stop)
@@ -294,6 +311,29 @@ def _shut_down(loop: asyncio.AbstractEventLoop, thread: threading.Thread, engine
         thread.join(timeout=30)
         if not thread.is_alive():
             loop.close()
+
+
+class _Dispatcher(SnmpDispatcher):  # type: ignore[misc]
+    """pysnmp's ``SnmpDispatcher``, dropping an answer it cannot decode.
+
+    The engine drops a malformed message; the dispatcher's receive callback raises into the
+    event loop instead, which logs a traceback for every such datagram (a device sending garbage
+    could fill the journal). Here it is dropped, and the request times out as with SNMPv3.
+    """
+
+    def _recv_callback(self, *args: Any) -> Any:
+        try:
+            return super()._recv_callback(*args)
+        except (PyAsn1Error, PySnmpError):
+            return None
+
+
+def _close(engine: Any) -> None:
+    """Close an engine's or a dispatcher's socket and timer (on the loop's thread)."""
+    if isinstance(engine, SnmpDispatcher):
+        engine.close()
+    else:
+        engine.close_dispatcher()
 
 
 def _tick(engine: Any, on: bool) -> None:
@@ -449,6 +489,8 @@ class PysnmpSession:
         """
         assert self._kept is not None  # _ready() ran
         engine = self._kept.engine
+        if isinstance(engine, SnmpDispatcher):
+            return await self._send_v2c(engine, var_binds, bulk)
         addr_name, _ = LCD.configure(engine, self._kept.auth_data, self._kept.transport, b"")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
@@ -462,6 +504,30 @@ class PysnmpSession:
         else:
             generator.send_varbinds(engine, addr_name, context.contextEngineId, context.contextName, *bulk, var_binds, done)
         return await future
+
+
+    async def _send_v2c(self, dispatcher: Any, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None) -> Any:
+        """``_send`` for SNMPv2c: the PDU made and matched by pysnmp's ``SnmpDispatcher``
+        (request ids, retries, timeouts), without an engine."""
+        assert self._kept is not None
+        api = v2c_api.apiPDU if bulk is None else v2c_api.apiBulkPDU
+        pdu = v2c_api.GetRequestPDU() if bulk is None else v2c_api.GetBulkRequestPDU()
+        api.set_defaults(pdu)
+        if bulk is not None:
+            api.set_non_repeaters(pdu, bulk[0])
+            api.set_max_repetitions(pdu, bulk[1])
+        api.set_varbinds(pdu, var_binds)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def done(dispatcher: Any, request_id: Any, indication: Any, response: Any, ctx: Any) -> None:
+            if not future.cancelled():
+                future.set_result((indication, response))
+
+        dispatcher.send_pdu(self._kept.auth_data, self._kept.transport, pdu, done)
+        indication, response = await future
+        if indication or response is None:
+            return indication or errind.requestTimedOut, 0, 0, []
+        return None, api.get_error_status(response), api.get_error_index(response, muteErrors=True), api.get_varbinds(response)
 
 
 def _request(oids: tuple[str, ...]) -> list[tuple[Any, Any]]:
@@ -566,11 +632,34 @@ def split_target(target: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _is_ipv6(host: str) -> bool:
+def _ip_version(host: str) -> int | None:
+    """4 or 6 for an address, ``None`` for a name."""
     try:
-        return ipaddress.ip_address(host).version == 6
+        return ipaddress.ip_address(host).version
     except ValueError:
-        return False
+        return None
+
+
+class _Udp(UdpTransportTarget):  # type: ignore[misc]
+    """A target whose host is an IPv4 address already.
+
+    pysnmp resolves every target with ``loop.getaddrinfo``, which runs in the loop's default
+    thread pool: its first call starts a thread that then waits for ever (0.4 MB resident with
+    what it imports, for a lookup an address does not need). A name is still resolved by pysnmp.
+    """
+
+    async def _resolve_address(self, address: tuple[str, int]) -> tuple[str, int]:
+        return address
+
+
+class _Udp6(Udp6TransportTarget):  # type: ignore[misc]
+    """``_Udp`` for an IPv6 address."""
+
+    async def _resolve_address(self, address: tuple[str, int]) -> tuple[str, int]:
+        return address
+
+
+_TARGETS: dict[int | None, Any] = {4: _Udp, 6: _Udp6, None: UdpTransportTarget}
 
 
 def _status_name(status: Any) -> str:

@@ -7,8 +7,12 @@ snmpd tests skip, except under CI, where they fail (tests/support/tools.py).
 from __future__ import annotations
 
 import gc
+import json
 import os
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Iterator
 
@@ -218,25 +222,27 @@ def test_polls_on_fresh_threads_discover_a_v3_agent_once(snmpd: Snmpd) -> None:
         counter.close()
 
 
-def test_between_polls_the_kept_engines_wait_for_nothing(snmpd: Snmpd) -> None:
+@pytest.mark.parametrize("auth", [V3_AUTH, COMMUNITY], ids=["v3", "v2c"])
+def test_between_polls_the_kept_engines_wait_for_nothing(snmpd: Snmpd, auth: SnmpAuth) -> None:
     """pysnmp's dispatcher wakes every 0.1 s while its timer runs: an idle agent must not pay for
-    that between polls, and a poll after the pause must still time out."""
+    that between polls, and a poll after the pause must still time out (v3's engine and v2c's
+    engine-less dispatcher alike)."""
     client = PysnmpClient()
     try:
         for _ in range(3):
-            with client.session(snmpd.target, auth=V3_AUTH, timeout=0.5) as session:
+            with client.session(snmpd.target, auth=auth, timeout=0.5) as session:
                 session.get([SYS_UPTIME])
                 assert client.pending_tasks() == 1  # the timer, while a request may need it
             assert client.pending_tasks() == 0
-        with client.session(snmpd.target, auth=V3_AUTH, timeout=0.5) as session:
+        with client.session(snmpd.target, auth=auth, timeout=0.5) as session:
             session.get([SYS_UPTIME])
-            with client.session(snmpd.target, auth=V3_AUTH, timeout=0.5) as other:
+            with client.session(snmpd.target, auth=auth, timeout=0.5) as other:
                 other.get([SYS_UPTIME])
             assert client.pending_tasks() == 1  # the first session still holds it
         assert client.pending_tasks() == 0
         snmpd.stop()
         with pytest.raises(SnmpTimeout):
-            client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=0.5)
+            client.get(snmpd.target, [SYS_UPTIME], auth=auth, timeout=0.5)
     finally:
         client.close()
         snmpd.start()
@@ -259,6 +265,40 @@ def test_nobody_listening_is_a_timeout(client: PysnmpClient) -> None:
     port = _free_udp_port()
     with pytest.raises(SnmpTimeout, match="127.0.0.1"):
         client.get(f"127.0.0.1:{port}", [SYS_DESCR], auth=COMMUNITY, timeout=0.2)
+
+
+# A v2c GetResponse whose PDU stops after its request id: right version and community, so pysnmp
+# decodes it as far as the PDU.
+MALFORMED_RESPONSE = bytes.fromhex("301302010104067075626c6963a206020100020100")
+
+
+@pytest.mark.parametrize("auth", [COMMUNITY, V3_AUTH], ids=["v2c", "v3"])
+def test_an_agent_answering_garbage_is_a_timeout_and_no_traceback(
+    client: PysnmpClient, auth: SnmpAuth, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A device that answers every request with a message pysnmp cannot decode: the request
+    times out, and nothing is raised into the event loop (which would log a traceback for every
+    datagram the device sends)."""
+    answered = threading.Event()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as agent:
+        agent.bind(("127.0.0.1", 0))
+        agent.settimeout(10)
+
+        def answer() -> None:
+            try:
+                while True:
+                    _, peer = agent.recvfrom(65535)
+                    agent.sendto(MALFORMED_RESPONSE, peer)
+                    answered.set()
+            except OSError:
+                return
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        with pytest.raises(SnmpTimeout):
+            client.get(f"127.0.0.1:{agent.getsockname()[1]}", [SYS_DESCR], auth=auth, timeout=0.3)
+    assert answered.is_set()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
 @pytest.mark.parametrize(
@@ -314,9 +354,10 @@ def test_mib_modules_are_compiled_once_per_process(snmpd: Snmpd, client: PysnmpC
     """Every engine runs pysnmp's core MIB modules; the second session compiles none of them."""
     from pysnmp.smi import builder
 
-    client.get(snmpd.target, [SYS_UPTIME], auth=COMMUNITY, timeout=2)
-    compiled = dict(builder.runpy._code)  # type: ignore[attr-defined]
     client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=2)
+    compiled = dict(builder.runpy._code)  # type: ignore[attr-defined]
+    client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=3)  # another engine
+    assert client.engines == 2
     assert compiled and builder.runpy._code == compiled  # type: ignore[attr-defined]
 
 
@@ -337,3 +378,41 @@ def test_a_client_dropped_without_close_ends_its_thread_and_closes_its_sockets(s
     del client
     gc.collect()
     assert (loops(), open_fds()) == before
+
+
+def test_a_v2c_device_runs_no_mib_module(snmpd: Snmpd) -> None:
+    """SNMPv2c goes through pysnmp's engine-less dispatcher: an ``SnmpEngine`` runs some twenty
+    MIB modules into tables a community string does not need (about 1 MB per device)."""
+    probe = textwrap.dedent(
+        """
+        import json, sys
+        from pysnmp.smi import builder
+        from normagent.model import SnmpAuth
+        from normagent.sources.snmp import PysnmpClient
+        client = PysnmpClient()
+        with client.session(sys.argv[1], auth=SnmpAuth.v2c("public"), timeout=5) as session:
+            values = [session.get(["1.3.6.1.2.1.1.6.0"])[0].value.decode(), len(session.walk("1.3.6.1.2.1.1"))]
+        client.close()
+        print(json.dumps({"values": values, "mib_modules": len(builder.runpy._code)}))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONOPTIMIZE"}  # MIB modules run through runpy
+    result = subprocess.run([sys.executable, "-c", probe, snmpd.target], capture_output=True, text=True, check=True, timeout=120, env=env)
+    answer = json.loads(result.stdout)
+    assert answer["values"][0] == LOCATION and answer["values"][1] >= 7
+    assert answer["mib_modules"] == 0
+
+
+def test_an_address_is_not_looked_up_and_a_name_still_is(snmpd: Snmpd) -> None:
+    """pysnmp resolves a target in the loop's thread pool, whose thread then stays for good; an
+    address needs no lookup, so a device given by address adds only the client's loop thread."""
+    before = set(threading.enumerate())
+    client = PysnmpClient()
+    try:
+        client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=2)
+        client.get(snmpd.target, [SYS_UPTIME], auth=COMMUNITY, timeout=2)
+        assert [t.name for t in set(threading.enumerate()) - before] == ["snmp-loop"]
+        by_name = f"localhost:{snmpd.port}"
+        assert client.get(by_name, [SYS_LOCATION], auth=COMMUNITY, timeout=2)[0].value == LOCATION.encode()
+    finally:
+        client.close()
