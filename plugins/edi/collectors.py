@@ -417,6 +417,12 @@ class _Budget:
     def per_file(self) -> float:
         return (self.deadline - self.started) / 4
 
+    @property
+    def deferring(self) -> float:
+        """How long a fresh ledger's first index may keep its files' entries for the end of the run
+        (``EdiCollector._write_deferred``): half the run, so that writing them fits in it."""
+        return (self.deadline - self.started) / 2
+
 
 BIG_CYCLE = 10_000  # files read in one cycle after which the freed memory is handed back
 DEFERRED_BATCH = 2_000  # deferred file entries per committed batch at the end of a first index
@@ -540,6 +546,7 @@ class EdiCollector:
         in_batch = 0
         budget = _Budget(ctx.clock.monotonic(), ctx.deadline)
         batch_started = budget.started
+        deferring = index.absent is not None  # the entries of the files read ok are written at the end
         for candidate in found.candidates.ordered():
             if in_batch >= settings.batch_size or (in_batch and ctx.clock.monotonic() - batch_started >= budget.slice):
                 if traffic:
@@ -549,12 +556,22 @@ class EdiCollector:
                 tally.log_summaries(ctx)
                 stage, tally, traffic, in_batch = Stage(index), _Tally(), [], 0
                 batch_started = ctx.clock.monotonic()
+            if deferring and ctx.clock.monotonic() - budget.started >= budget.deferring:
+                # Half the run is gone: the entries so far are written now, the later ones with
+                # their batches. A run that ends before writing them costs its next one a second
+                # reading of those files.
+                written = yield from self._write_deferred(ctx, index, stage, tally, traffic, found)
+                if written is None:
+                    return
+                stage, tally, traffic, in_batch, deferring = written, _Tally(), [], 0, False
+                batch_started = ctx.clock.monotonic()
             if ctx.expired():
                 return  # the next cycle resumes: uncommitted files are still new
             in_batch += 1
-            if not self._read_one(ctx, cycle, candidate, stage, tally, traffic, deferred, budget, found):
+            if not self._read_one(ctx, cycle, candidate, stage, tally, traffic, deferred, budget,
+                                  found if deferring else None):
                 return  # the run's deadline passed while reading: nothing more can be committed
-        if index.absent is not None:
+        if deferring:
             written = yield from self._write_deferred(ctx, index, stage, tally, traffic, found)
             if written is None:
                 return

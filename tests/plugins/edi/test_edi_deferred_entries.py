@@ -62,3 +62,24 @@ def test_a_first_index_cut_after_any_batch_counts_every_file_once(harness: Any, 
         counted = [o for b in again for o in b.observations if type(o).__name__ == "Count" and o.value
                    and o.metric in ("normagent_edi_files_total", "normagent_edi_messages_total")]
         assert not counted, cut
+
+
+def test_a_long_first_index_writes_the_entries_so_far_when_half_its_time_is_gone(harness: Any, small_tree: Any) -> None:
+    """A first index longer than half its run writes the entries it kept back then, and the later
+    ones with their batches: a run ended at its deadline then leaves its next one nothing to read
+    twice."""
+    root, truth = small_tree
+    h = harness(settings_for(root, batch_size=40), truth.now)
+    run = h.batches(timeout=100)
+    batches = []
+    for batch in run:
+        h.ledger.commit(h.spec.name, batch)
+        batches.append(batch)
+        if len(batches) == 2:
+            h.clock.advance(51)  # past half of the run, not past its end
+    ok = [[c.key for c in b.checkpoints if c.key.startswith(FILE) and c.value and c.value[2] == "ok"] for b in batches]
+    assert [bool(keys) for keys in ok[:4]] == [False, False, True, True]
+    assert ok[2] == sorted(ok[2])
+    assert_truth(h, truth)
+    assert len(_entries(h)) == truth.file_count
+    assert h.value("normagent_edi_indexed_files") == truth.file_count
