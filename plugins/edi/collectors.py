@@ -32,7 +32,7 @@ import threading
 import uuid
 import weakref
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO
@@ -59,8 +59,10 @@ from normagent.plugins.edi.index import (
     FileEntry,
     Index,
     Stage,
+    FORMAT,
     derive,
     printable,
+    upgrade,
 )
 from normagent.plugins.edi.scan import Candidate, DirectoryCache, ScanResult, Watcher, open_dir, scan
 from normagent.plugins.edi.parse import CHUNK, Parsed, parse_file_bytes, parse_header
@@ -415,8 +417,15 @@ class _Budget:
     def per_file(self) -> float:
         return (self.deadline - self.started) / 4
 
+    @property
+    def deferring(self) -> float:
+        """How long a fresh ledger's first index may keep its files' entries for the end of the run
+        (``EdiCollector._write_deferred``): half the run, so that writing them fits in it."""
+        return (self.deadline - self.started) / 2
+
 
 BIG_CYCLE = 10_000  # files read in one cycle after which the freed memory is handed back
+DEFERRED_BATCH = 2_000  # deferred file entries per committed batch at the end of a first index
 
 
 class EdiCollector:
@@ -487,10 +496,11 @@ class EdiCollector:
         if not settings.folders:
             raise NoData("no EDI folders configured")
         index = self._index_for(ctx)
-        if index.version < 2:
-            # A ledger written before the derived families existed (or a new one): made once.
+        if index.version < FORMAT:
+            # A ledger written before the derived families existed (or a new one): made once; one of
+            # layout 2: its pending set moved under time-ordered keys.
             started = ctx.clock.monotonic()
-            derived = derive(ctx.state)
+            derived = derive(ctx.state) if index.version < 2 else upgrade(ctx.state)
             yield Batch([], [*derived, Checkpoint(TOKEN, uuid.uuid4().hex)])
             index = self._index = Index.load(ctx.state)
             ctx.log.info("edi_index_derived", entries=len(derived), duration_s=round(ctx.clock.monotonic() - started, 3))
@@ -536,6 +546,7 @@ class EdiCollector:
         in_batch = 0
         budget = _Budget(ctx.clock.monotonic(), ctx.deadline)
         batch_started = budget.started
+        deferring = index.absent is not None  # the entries of the files read ok are written at the end
         for candidate in found.candidates.ordered():
             if in_batch >= settings.batch_size or (in_batch and ctx.clock.monotonic() - batch_started >= budget.slice):
                 if traffic:
@@ -545,17 +556,68 @@ class EdiCollector:
                 tally.log_summaries(ctx)
                 stage, tally, traffic, in_batch = Stage(index), _Tally(), [], 0
                 batch_started = ctx.clock.monotonic()
+            if deferring and ctx.clock.monotonic() - budget.started >= budget.deferring:
+                # Half the run is gone: the entries so far are written now, the later ones with
+                # their batches. A run that ends before writing them costs its next one a second
+                # reading of those files.
+                written = yield from self._write_deferred(ctx, index, stage, tally, traffic, found)
+                if written is None:
+                    return
+                stage, tally, traffic, in_batch, deferring = written, _Tally(), [], 0, False
+                batch_started = ctx.clock.monotonic()
             if ctx.expired():
                 return  # the next cycle resumes: uncommitted files are still new
             in_batch += 1
-            if not self._read_one(ctx, cycle, candidate, stage, tally, traffic, deferred, budget):
+            if not self._read_one(ctx, cycle, candidate, stage, tally, traffic, deferred, budget,
+                                  found if deferring else None):
                 return  # the run's deadline passed while reading: nothing more can be committed
+        if deferring:
+            written = yield from self._write_deferred(ctx, index, stage, tally, traffic, found)
+            if written is None:
+                return
+            stage, tally, traffic = written, _Tally(), []
+            del written
         self._stage_dirs(index, stage, found, deferred, watcher, now)
         yield from self._finish(ctx, cycle, index, stage, tally, traffic, found.folders_up)
         index.absent = None  # the first cycle's help only: later cycles read few files, the idle agent keeps less
         if found.found >= BIG_CYCLE:
             del found, stage, tally, traffic
             give_back_memory()  # the first index's names and times: the idle agent must not keep its peak
+
+    def _write_deferred(
+        self, ctx: RunContext, index: Index, stage: Stage, tally: _Tally, traffic: list[list[object]], found: ScanResult,
+    ) -> Generator[Batch, None, Stage | None]:
+        """The index entries of the files a fresh ledger's first index read ``ok``, written after
+        them, in key order, ``DEFERRED_BATCH`` a batch (with the batch still open). Returns the
+        stage for the cycle's last batch; None if the run ended first.
+
+        Why: a file's entry is keyed by its path, and a folder's names (UUIDs, usually) come in
+        no order: written with each batch, every entry landed on another B-tree leaf of the ledger,
+        which was read, copied into the WAL and into the database again at each commit — at 100,000
+        messages a third of the index's ledger writes. Written in key order into the empty family,
+        the leaves are filled one after the other. Until then an entry is one bit in the candidates
+        (``Candidates.defer``), and a run cut short loses nothing: its next cycle finds the files
+        without entries, reads them again and sees from their records that they were counted
+        (``correlate.Effect.counted_before``); it only writes their entries.
+        """
+        if traffic:
+            stage.queue[QUEUE + uuid.uuid4().hex] = traffic
+        candidates = found.candidates
+        for slots in candidates.deferred():
+            for slot in slots:
+                if len(stage.files) >= DEFERRED_BATCH:
+                    yield self._batch(stage, tally)
+                    index.apply(stage)
+                    tally.log_summaries(ctx)
+                    stage, tally = Stage(index), _Tally()
+                    if ctx.expired():
+                        return None
+                c = candidates.get(slot)
+                stage.put_file(c.path, FileEntry(c.size, c.mtime_ns, "ok"), indexed=False)
+        yield self._batch(stage, tally)
+        index.apply(stage)
+        tally.log_summaries(ctx)
+        return Stage(index)
 
     @staticmethod
     def _stage_dirs(
@@ -607,8 +669,12 @@ class EdiCollector:
         traffic: list[list[object]],
         deferred: dict[str, set[str]],
         budget: _Budget,
+        found: ScanResult | None = None,
     ) -> bool:
-        """Read one candidate into ``stage``; False if the run's deadline passed meanwhile."""
+        """Read one candidate into ``stage``; False if the run's deadline passed meanwhile.
+
+        In a fresh ledger's first index the entry of a file read ``ok`` is not staged but marked in
+        ``found``'s candidates and written at the end of the cycle (``_write_deferred``)."""
         settings = cycle.settings
         folder = candidate.folder
         name = printable(candidate.name)
@@ -654,7 +720,7 @@ class EdiCollector:
             return True
         facts = correlate.FileFacts(
             path=candidate.path, name=name, folder=folder.label, direction=folder.direction,
-            role=folder.role, mtime=mtime,
+            role=folder.role, mtime=mtime, indexed=candidate.indexed,
         )
         if parsed.outcome == "ok":
             effect = correlate.apply_file(facts, parsed, stage, cycle.correlation)
@@ -667,7 +733,14 @@ class EdiCollector:
             else:
                 effect.log("warning", "edi_file_not_read", folder=folder.label, file=name,
                            outcome=parsed.outcome, detail=parsed.detail, wrapper=parsed.wrapper)
-        stage.put_file(candidate.path, FileEntry(candidate.size, candidate.mtime_ns, effect.outcome), indexed=candidate.indexed)
+        if effect.counted_before:
+            stage.put_file(candidate.path, FileEntry(candidate.size, candidate.mtime_ns, "ok"), indexed=False)
+            return True
+        if (effect.outcome == "ok" and stage.index.absent is not None and found is not None and candidate.slot >= 0
+                and not candidate.indexed):
+            found.candidates.defer(candidate.slot)  # its entry is written at the end of the cycle, in key order
+        else:
+            stage.put_file(candidate.path, FileEntry(candidate.size, candidate.mtime_ns, effect.outcome), indexed=candidate.indexed)
         stage.put_records(effect.records.items())
         tally.count(M_FILES, {"outcome": effect.outcome})
         for metric, labels, value in effect.counts:
@@ -801,6 +874,9 @@ class EdiCollector:
         if index.last_prune is not None and now - index.last_prune < 86400:
             return
         limit = now - settings.history_retention.total_seconds()
+        if index.surely_none_before(limit):  # a fresh ledger's first index: nothing to read
+            stage.last_prune = now
+            return
         forget = [key for key in index.handled_before(limit) if key not in stage.records]
         stage.put_records((key, None) for key in forget)
         stage.last_prune = now

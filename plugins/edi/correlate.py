@@ -124,7 +124,9 @@ class Record:
 class Lookup(Protocol):
     def record(self, key: str) -> Record | None: ...
 
-    def file_known(self, path: str) -> bool: ...
+    def file_known(self, path: str) -> bool:
+        """Whether the file at ``path``, the path of a record read before, is in the index."""
+        ...
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,6 +154,7 @@ class FileFacts:
     direction: str  # the folder's configured direction
     role: str
     mtime: float
+    indexed: bool = True  # the index has an entry for this path (False: a new file)
 
 
 @dataclass(slots=True)
@@ -163,6 +166,7 @@ class Effect:
     events: list[tuple[str, float, str, dict[str, object]]] = field(default_factory=list)  # kind, at, key, attrs
     records: dict[str, Record] = field(default_factory=dict)
     traffic: str = ""  # direction of traffic this file is, "" for none
+    counted_before: bool = False  # this very file was read and counted before; only its index entry is missing
     logs: list[tuple[str, str, dict[str, object]]] = field(default_factory=list)  # level, event, fields
 
     def count(self, metric: str, value: float = 1, **labels: str) -> None:
@@ -247,6 +251,10 @@ def _known(key: str, sig: int, facts: FileFacts, view: _View, effect: Effect) ->
     if existing.sig != sig:
         effect.outcome = "duplicate_id"
         effect.log("warning", "edi_duplicate_message_id", folder=facts.folder, file=facts.name, id=key[2:])
+    elif existing.path == facts.path and not facts.indexed:
+        # Read and counted already, its index entry not committed: a first index whose entries
+        # are written at its end (``collectors``) was cut short. The same file, not a new one.
+        effect.counted_before = True
     elif existing.path == facts.path:
         effect.outcome = "rewritten"  # the same file written again (seen with full_rescan)
         effect.log("debug", "edi_file_rewritten", folder=facts.folder, file=facts.name, id=key[2:])

@@ -22,13 +22,18 @@ In the collector's own checkpoints, the ledger's key-value table ``checkpoints``
 key                    value
 =====================  =====================================================================
 ``g``                  token of the last committed batch (see "consistency" below)
-``v``                  2 once the families below marked "derived" exist
+``v``                  3 once the families below marked "derived" exist in this layout
 ``n``                  how many files the index holds (derived)
-``f:<path>``           ``[size, mtime_ns, outcome]`` of a file already read
+``f:<path>``           ``[size, mtime_ns, outcome]`` of a file already read (a fresh ledger's first
+                       index writes those of the files read ``ok`` at its end, in key order:
+                       ``collectors.EdiCollector._write_deferred``)
 ``fx:<quoted path>``   the same for a path that is not valid UTF-8 (see ``file_key``)
 ``m:<id>``             a ``correlate.Record`` for a MsgHead/AppRec id (or a placeholder)
 ``e:<id>``             a ``correlate.Record`` for an ebXML MessageId
-``w:<m: or e: key>``   the same record while it waits for its receipt: the pending set (derived)
+``wt:<time>:<key>``    the record of ``<key>`` (``m:``/``e:``) while it waits for its receipt: the pending
+                       set (derived). ``<time>`` is the record's ``at`` in milliseconds, 15 digits
+                       (``pending_key``), so the family is in the order messages were sent.
+                       Layout 2 kept it as ``w:<key>`` (``upgrade``)
 ``u:<m: or e: key>``   ``[receipt kind, arrived]`` of a receipt whose message was never read (derived)
 ``x:<file key>``       the outcome of a watched file (``WATCHED``) (derived)
 ``d:<dir>``/``dx:``    ``[mtime_ns, inode, rescan, [subdirectories]]``: ``DirState`` (derived)
@@ -42,6 +47,13 @@ key                    value
 What is kept in memory (``Index``) is a mirror of the derived families, the queue and the stop
 and service states: a few records per message still waiting, eight bytes per unmatched receipt,
 a few per directory. A restart reads them in milliseconds; it never reads the file or id entries.
+
+Why the pending set is keyed by time: a first index writes about 0.2 pending records and deletes
+0.18 per file; under ``w:<message id>`` each landed on a random B-tree leaf of the ledger, as
+the file and id entries do, and each such leaf is read, copied into the WAL and into the
+database again at every commit (bench/README.md, "the pending set by time"). By the time a
+message was sent, the writes of a batch go to the end of the family, and its receipt, which
+comes minutes later, deletes it from there.
 
 Consistency: ``Index`` is loaded from the ledger and then changed only by ``Index.apply(stage)``
 *after* the batch carrying ``stage`` was yielded and the generator resumed — the scheduler
@@ -57,6 +69,7 @@ Imports only the standard library and this package.
 from __future__ import annotations
 
 import bisect
+import math
 import os
 import urllib.parse
 from array import array
@@ -70,13 +83,14 @@ from normagent.plugins.edi.stops import DirectionState, ServiceState
 
 TOKEN = "g"
 VERSION = "v"
-FORMAT = 2
+FORMAT = 3
 COUNT = "n"
 FILE = "f:"
 FILE_ESCAPED = "fx:"
 MSG = "m:"
 ENV = "e:"
-WAITING = "w:"
+WAITING = "w:"  # layout 2's pending set, read once by ``upgrade``
+PENDING = "wt:"
 UNMATCHED = "u:"
 WATCH = "x:"
 DIR = "d:"
@@ -141,6 +155,20 @@ def child_prefixes(directory: str) -> tuple[str, ...]:
     return (FILE + directory + os.sep, quoted)
 
 
+def pending_key(key: str, record: Record) -> str:
+    """The checkpoint key of ``key``'s record in the pending set: ``wt:<at in ms, 15 digits>:<key>``.
+
+    Made from the record alone, so the key of a committed pending record is known without reading
+    the ledger (its deletion when the receipt comes). Times before 1970 count as 0; 15 digits last
+    until the year 33658."""
+    return f"{PENDING}{max(0, round(record.at * 1000)):015d}:{key}"
+
+
+def pending_record_key(checkpoint_key: str) -> str:
+    """The ``m:``/``e:`` key of a ``pending_key``."""
+    return checkpoint_key[len(PENDING) + 16 :]
+
+
 def printable(name: str) -> str:
     """A file name for log lines: undecodable bytes as ``\\xNN``, never a lone surrogate."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -195,6 +223,11 @@ class DirState:
         if not isinstance(value, list) or len(value) != 4 or not isinstance(value[3], list):
             return None
         return cls(int(value[0]), int(value[1]), bool(value[2]), tuple(os.path.join(directory, str(n)) for n in value[3]))
+
+
+def handled_at(record: Record) -> float:
+    """When a record was last handled: its file read, or its receipt come (``history_retention``)."""
+    return max(record.at, record.receipt_at)
 
 
 def unmatched(record: Record | None) -> tuple[str, float] | None:
@@ -262,6 +295,9 @@ class Index:
         self.gauge_series: set[tuple[str, str]] = set()  # checkpointed: zeroed, never left stale
         # Record keys the ledger surely lacks, while the index reads a fresh ledger's first cycle (``load``).
         self.absent: AbsentKeys | None = None
+        # While ``absent`` is set: the earliest time a record committed since the load was handled
+        # (every record the ledger holds, then), so the first cycle's prune need not go through them.
+        self.oldest_handled = math.inf
 
     @classmethod
     def load(cls, store: Any) -> Index:
@@ -274,10 +310,10 @@ class Index:
         index.version = version if isinstance(version, int) else 0
         count = get(COUNT)
         index.file_count = count if isinstance(count, int) else 0
-        for key, value in scan(WAITING):
+        for key, value in scan(PENDING):
             record = Record.from_json(value)
             if record is not None:
-                index.pending[key[len(WAITING) :]] = record
+                index.pending[pending_record_key(key)] = record
         for _, value in scan(UNMATCHED):
             if isinstance(value, list) and len(value) == 2 and value[0] in index.unmatched:
                 index.unmatched[str(value[0])].append(float(value[1]))
@@ -323,7 +359,12 @@ class Index:
         return FileEntry.from_json(self.store.get(file_key(path)))
 
     def file_known(self, path: str) -> bool:
-        return self.store.get(file_key(path)) is not None
+        """Whether the file at ``path`` — the path of a record read before — is in the index.
+
+        While a fresh ledger's first index runs (``absent``), every record was made by reading its
+        path this cycle and nothing has gone yet, so it is, also where the entry is still deferred
+        to the end of the cycle (``collectors``: the entries of the files read ``ok``)."""
+        return self.absent is not None or self.store.get(file_key(path)) is not None
 
     def watched(self, directory: str, name: str) -> str:
         """The outcome of the file ``name`` in ``directory`` in the watch (``WATCHED``), or ``""``."""
@@ -357,6 +398,13 @@ class Index:
         """The paths of the files indexed in ``directory`` (not in its subdirectories)."""
         for name in self.known_names(directory):
             yield os.path.join(directory, name)
+
+    def surely_none_before(self, limit: float) -> bool:
+        """Whether no record the ledger holds was last handled before ``limit``, known without
+        reading it: only while it holds nothing but what this index committed since a fresh load
+        (``absent``). A first index of 100,000 messages would otherwise end by reading all 300,000
+        ids for the daily prune (``handled_before``)."""
+        return self.absent is not None and self.oldest_handled >= limit
 
     def handled_before(self, limit: float) -> Iterator[str]:
         """The ids whose record was last handled (read, or its receipt came) before ``limit``, in key
@@ -395,6 +443,8 @@ class Index:
         for key, record in stage.records.items():
             if absent is not None:
                 absent.add(key)
+                if record is not None:
+                    self.oldest_handled = min(self.oldest_handled, handled_at(record))
             if stage.waits(key, record):
                 self.pending[key] = record  # type: ignore[assignment]
             else:
@@ -514,11 +564,15 @@ class Stage:
             out.append(Checkpoint(COUNT, index.file_count + delta))
         for key, record in self.records.items():
             out.append(Checkpoint(key, record.to_json() if record is not None else None))
+            committed = index.pending.get(key)
             if self.waits(key, record):
-                if index.pending.get(key) != record:
-                    out.append(Checkpoint(WAITING + key, record.to_json()))  # type: ignore[union-attr]
-            elif key in index.pending:
-                out.append(Checkpoint(WAITING + key, None))
+                assert record is not None
+                if committed != record:
+                    if committed is not None and pending_key(key, committed) != pending_key(key, record):
+                        out.append(Checkpoint(pending_key(key, committed), None))
+                    out.append(Checkpoint(pending_key(key, record), record.to_json()))
+            elif committed is not None:
+                out.append(Checkpoint(pending_key(key, committed), None))
             if key not in self.read:
                 self.read[key] = index.record(key)
             before, after = unmatched(self.read[key]), unmatched(record)
@@ -526,7 +580,7 @@ class Stage:
                 out.append(Checkpoint(UNMATCHED + key, list(after) if after is not None else None))
         for key in self.forgotten - self.records.keys():
             if key in index.pending:
-                out.append(Checkpoint(WAITING + key, None))
+                out.append(Checkpoint(pending_key(key, index.pending[key]), None))
         for directory, state in self.dirs.items():
             out.append(Checkpoint(dir_key(directory), state.to_json() if state is not None else None))
         out += [Checkpoint(k, v) for k, v in self.queue.items()]
@@ -588,11 +642,24 @@ def derive(store: Any) -> list[Checkpoint]:
             if record is None:
                 continue
             if record.waiting:
-                out.append(Checkpoint(WAITING + key, value))
+                out.append(Checkpoint(pending_key(key, record), value))
             receipt = unmatched(record)
             if receipt is not None:
                 out.append(Checkpoint(UNMATCHED + key, list(receipt)))
     # What the directories held when they were last listed is not known: each is listed once more.
     out += [Checkpoint(dir_key(directory), DirState(-1).to_json()) for directory in sorted(directories)]
     out += [Checkpoint(COUNT, files), Checkpoint(VERSION, FORMAT)]
+    return out
+
+
+def upgrade(store: Any) -> list[Checkpoint]:
+    """A layout-2 ledger's pending set (``w:<key>``) moved under its time-ordered keys
+    (``wt:``), in one batch with the new ``v``; everything else keeps its keys."""
+    out = []
+    for key, value in store.scan(WAITING):
+        out.append(Checkpoint(key, None))
+        record = Record.from_json(value)
+        if record is not None:
+            out.append(Checkpoint(pending_key(key[len(WAITING) :], record), value))
+    out.append(Checkpoint(VERSION, FORMAT))
     return out

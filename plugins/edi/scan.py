@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from normagent.plugins.edi.index import DirState, FileEntry, Index
+from normagent.plugins.edi.index import DirState, FileEntry, Index, file_key
 from normagent.plugins.edi.settings import EdiFolder
 from normagent.plugins.edi.watch import (
     IN_Q_OVERFLOW,
@@ -109,6 +109,7 @@ class Candidate:
     base: str = ""  # the configured folder it was found under ("": ``directory``)
     regular: bool = True  # False: a symbolic link, FIFO, device or socket, never opened
     indexed: bool = False  # the index has an entry for it (it changed, or is watched)
+    slot: int = -1  # its place in ``Candidates`` (-1: not from there)
 
     @property
     def order(self) -> tuple[int, int, str]:
@@ -126,7 +127,7 @@ class Candidates:
         self.place = array("l")
         self.size = array("q")
         self.mtime = array("q")
-        self.flags = bytearray()  # 1: regular, 2: indexed
+        self.flags = bytearray()  # 1: regular, 2: indexed, 4: read "ok", its entry deferred (``defer``)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -154,7 +155,26 @@ class Candidates:
         name = self.names[i]
         flags = self.flags[i]
         return Candidate(os.path.join(directory, name), directory, name, folder, self.size[i], self.mtime[i], base,
-                         bool(flags & 1), bool(flags & 2))
+                         bool(flags & 1), bool(flags & 2), i)
+
+    def defer(self, slot: int) -> None:
+        """Mark a candidate read ``ok`` whose index entry is written at the end of the cycle."""
+        self.flags[slot] |= 4
+
+    def deferred(self) -> Iterator[list[int]]:
+        """The deferred candidates (``defer``) in the order of their entries' keys, a few at a time:
+        so the entries go into the ledger in key order."""
+        # By directory, then by the names' first two characters: each part is sorted on its own,
+        # so no list of 100,000 numbers is made (Python ints: the heap would keep their pages).
+        parts: dict[int, dict[str, array[int]]] = {}
+        flags, place, names = self.flags, self.place, self.names
+        for i in range(len(names)):
+            if flags[i] & 4:
+                parts.setdefault(place[i], {}).setdefault(names[i][:2], array("l")).append(i)
+        for p in sorted(parts, key=lambda p: file_key(self.places[p][0] + os.sep)):
+            by_prefix = parts.pop(p)
+            for prefix in sorted(by_prefix):
+                yield sorted(by_prefix.pop(prefix), key=names.__getitem__)
 
     def ordered(self) -> Iterator[Candidate]:
         """The candidates in reading order (``Candidate.order``): archives last, then by time, then path."""

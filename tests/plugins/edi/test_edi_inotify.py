@@ -364,8 +364,8 @@ def test_a_ledger_without_the_derived_families_gets_them_once(harness: Any, tmp_
     h.cycle()
     before = {m: h.nonzero(m, "msg_type", "receipt") for m in ("normagent_edi_unacknowledged_messages",)}
     state = h.ledger.checkpoints(h.spec.name)
-    derived = [k for k, _ in state.scan() if k[:2] in ("w:", "u:", "x:", "d:") or k in ("n", "v")]
-    assert any(k.startswith("w:") for k in derived) and "v" in derived
+    derived = [k for k, _ in state.scan() if k[:2] in ("wt", "u:", "x:", "d:") or k in ("n", "v")]
+    assert any(k.startswith("wt:") for k in derived) and "v" in derived
     h.ledger.commit(h.spec.name, Batch([], [Checkpoint(k, None) for k in derived]))
     h.restart()
     h.clock.advance(60)
@@ -376,5 +376,5 @@ def test_a_ledger_without_the_derived_families_gets_them_once(harness: Any, tmp_
     assert h.value(OK, outcome="ok") == 6
     assert h.value("normagent_edi_indexed_files") == 6
     assert {m: h.nonzero(m, "msg_type", "receipt") for m in before} == before
-    again = sorted(k for k, _ in h.ledger.checkpoints(h.spec.name).scan() if k[:2] in ("w:", "d:") or k in ("n", "v"))
-    assert again == sorted(k for k in derived if k[:2] in ("w:", "d:") or k in ("n", "v"))
+    again = sorted(k for k, _ in h.ledger.checkpoints(h.spec.name).scan() if k[:2] in ("wt", "d:") or k in ("n", "v"))
+    assert again == sorted(k for k in derived if k[:2] in ("wt", "d:") or k in ("n", "v"))
