@@ -64,9 +64,6 @@ log = structlog.get_logger(__name__)
 LEDGER_FILE = "ledger.db"
 PRUNE_EVERY = timedelta(hours=6)
 PRUNE_RETRY = timedelta(minutes=5)  # after a prune the ledger could not store (a full disk)
-# Seconds between handing freed memory back (normagent.memory), when no collector runs: the
-# collectors' usual interval, so what one cycle freed is given back before the next.
-GIVE_BACK_EVERY = 60.0
 
 
 def sections() -> dict[str, Section]:
@@ -186,7 +183,7 @@ class Agent:
         """Wait for stop or reload requests; feed the watchdog. Returns the exit code."""
         watchdog = systemd.watchdog_interval()
         next_prune = self._clock.monotonic()
-        next_give_back = self._clock.monotonic() + GIVE_BACK_EVERY
+        give_back = memory.GiveBackSchedule.starting(self._clock.monotonic())
         next_rules = 0.0
         while not self._stop.is_set():
             self._wake.wait(timeout=min(watchdog or 5.0, 5.0, next_rules))
@@ -201,9 +198,10 @@ class Agent:
             self._watch_state()
             if watchdog and self.healthy():
                 systemd.notify("WATCHDOG=1")
-            if self._clock.monotonic() >= next_give_back and self._scheduler and not self._scheduler.running():
-                next_give_back = self._clock.monotonic() + GIVE_BACK_EVERY
-                memory.give_back_memory()
+            if self._scheduler and not self._scheduler.running():
+                full = give_back.due(self._clock.monotonic())
+                if full is not None:
+                    memory.give_back_memory(full=full)
             if self._clock.monotonic() >= next_prune and self._ledger and self._setup and not self._state_lost:
                 next_prune = self._clock.monotonic() + PRUNE_EVERY.total_seconds()
                 try:

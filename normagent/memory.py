@@ -22,9 +22,14 @@ from __future__ import annotations
 import ctypes
 import functools
 import gc
+from dataclasses import dataclass
 
 M_ARENA_MAX = -8  # glibc's malloc.h: mallopt parameter for the number of arenas
 ARENAS = 2  # the main thread's and one shared by every other thread
+# Seconds between handing freed memory back when no collector runs: the collectors' usual
+# interval, so what one cycle freed is given back before the next.
+GIVE_BACK_EVERY = 60.0
+FULL_COLLECT_EVERY = 3600.0  # seconds between its full collections (``give_back_memory``)
 
 
 @functools.cache
@@ -60,15 +65,52 @@ def settle_after_start() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
-def give_back_memory() -> None:
+def give_back_memory(full: bool = True) -> None:
     """Collect cyclic garbage, then hand the allocator's free pages back to the system.
 
     Cheap after ``gc.freeze()`` (only what was allocated since is walked) and a few milliseconds
     of ``malloc_trim`` on an idle heap: the agent calls it once a minute when no collector runs,
     and after a cycle that read many files (an EDI first index).
+
+    ``full=False`` collects only the two young generations: what the last minute's runs left.
+    The agent's minute-by-minute call does that and a full collection once an hour
+    (``FULL_COLLECT_EVERY``), because what was built after start and lives on — an SNMP device's
+    kept engine and its MIB tables, tens of thousands of objects — sits in the oldest generation,
+    and walking it every minute was a tenth of the idle agent's CPU with one device (8.7 ms a
+    collection against 1.5–2 ms without it; bench/README.md). A cycle of objects that lived
+    through two of these collections before they were dropped waits for the hourly one (and
+    plain garbage, freed by its reference count, waits for nothing).
     """
-    gc.collect()
+    if full:
+        gc.collect()
+    else:
+        gc.collect(1)
     libc = _libc()
     trim = getattr(libc, "malloc_trim", None)
     if trim is not None:
         trim(0)
+
+
+@dataclass
+class GiveBackSchedule:
+    """When the serving agent gives memory back, and which of those times collect in full.
+
+    ``due(now)`` is ``None`` before the next give-back, else whether it is a full collection
+    (the first due after ``FULL_COLLECT_EVERY`` has passed) or only the young generations.
+    """
+
+    next_at: float
+    next_full_at: float
+
+    @classmethod
+    def starting(cls, now: float) -> GiveBackSchedule:
+        return cls(now + GIVE_BACK_EVERY, now + FULL_COLLECT_EVERY)
+
+    def due(self, now: float) -> bool | None:
+        if now < self.next_at:
+            return None
+        self.next_at = now + GIVE_BACK_EVERY
+        if now < self.next_full_at:
+            return False
+        self.next_full_at = now + FULL_COLLECT_EVERY
+        return True

@@ -6,17 +6,20 @@ own heap would blur a resident-size difference.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
 import subprocess
 import sys
 import textwrap
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from normagent import memory
 from tests.support.tools import skip_for_host
 
 GLIBC = platform.libc_ver()[0] == "glibc"
@@ -96,3 +99,44 @@ def test_give_back_returns_freed_heap_to_the_system() -> None:
     """
     result = run(code)
     assert float(str(result["before"])) - float(str(result["after"])) > 40
+
+
+class _Node:
+    """Something that can be part of a reference cycle and be watched by a weak reference."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_the_minute_give_back_collects_the_young_and_the_hourly_one_the_old() -> None:
+    """What the last runs left in a cycle is collected every minute (``full=False``); a cycle of
+    objects that had lived through collections (an SNMP engine's, say) waits for the full one,
+    so the minute's collection does not walk every long-lived object again."""
+    gc.disable()  # no automatic collection between the steps
+    try:
+        old = _Node()
+        old_ref = weakref.ref(old)
+        gc.collect()
+        gc.collect()  # survived: in the oldest generation now
+        del old
+        young = _Node()
+        young_ref = weakref.ref(young)
+        del young
+        memory.give_back_memory(full=False)
+        assert young_ref() is None
+        assert old_ref() is not None
+        memory.give_back_memory(full=True)
+        assert old_ref() is None
+    finally:
+        gc.enable()
+
+
+def test_the_give_back_schedule_collects_in_full_once_an_hour() -> None:
+    schedule = memory.GiveBackSchedule.starting(0.0)
+    due = {t: schedule.due(float(t)) for t in range(0, 7300, 30)}
+    assert [t for t, full in due.items() if full is not None] == list(range(60, 7300, 60))
+    assert [t for t, full in due.items() if full] == [3600, 7200]
+    late = memory.GiveBackSchedule.starting(0.0)
+    assert late.due(59.0) is None
+    assert late.due(4000.0) is True  # a give-back that came late (a long run) is the full one
+    assert late.due(4030.0) is None and late.due(4060.0) is False
