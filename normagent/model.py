@@ -19,6 +19,7 @@ Imports nothing from normagent at run time (types for signatures only under TYPE
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -592,7 +593,7 @@ class RecordBlock:
 LogBlock: TypeAlias = "TextBlock | RecordBlock"
 
 
-class LiveCarry:
+class LiveCarry(ABC):
     """A carry kept as an object from block to block instead of as JSON (see ``ParseContext.carry``).
 
     A parser whose carry is large and changes with every block (a firewall backlog's rows per
@@ -609,9 +610,9 @@ class LiveCarry:
 
     __slots__ = ()
 
+    @abstractmethod
     def json(self) -> JSONValue:
         """The carry as the JSON value committed with the batch."""
-        raise NotImplementedError
 
 
 def carry_json(carry: JSONValue | LiveCarry) -> JSONValue:

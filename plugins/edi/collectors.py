@@ -673,8 +673,9 @@ class EdiCollector:
     ) -> bool:
         """Read one candidate into ``stage``; False if the run's deadline passed meanwhile.
 
-        In a fresh ledger's first index the entry of a file read ``ok`` is not staged but marked in
-        ``found``'s candidates and written at the end of the cycle (``_write_deferred``)."""
+        ``found`` is given while a fresh ledger's first index defers its entries: the entry of a
+        file read ``ok`` is then not staged but marked in its candidates and written at the end of
+        the cycle (``_write_deferred``)."""
         settings = cycle.settings
         folder = candidate.folder
         name = printable(candidate.name)
@@ -736,7 +737,7 @@ class EdiCollector:
         if effect.counted_before:
             stage.put_file(candidate.path, FileEntry(candidate.size, candidate.mtime_ns, "ok"), indexed=False)
             return True
-        if (effect.outcome == "ok" and stage.index.absent is not None and found is not None and candidate.slot >= 0
+        if (effect.outcome == "ok" and found is not None and candidate.slot >= 0
                 and not candidate.indexed):
             found.candidates.defer(candidate.slot)  # its entry is written at the end of the cycle, in key order
         else:
