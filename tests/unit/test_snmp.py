@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -342,6 +343,64 @@ def test_an_agent_answering_garbage_is_a_timeout_and_no_traceback(
             client.get(f"127.0.0.1:{agent.getsockname()[1]}", [SYS_DESCR], auth=auth, timeout=0.3)
     assert answered.is_set()
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+def _answer_v2c(request: bytes, *, request_id_offset: int = 0, echo: bool = False) -> bytes:
+    """A v2c device's answer to ``request``: sysLocation's value for every variable asked, as a
+    GetResponse with the request's id plus ``request_id_offset``; or, with ``echo``, the request
+    itself sent back (a reflector, or a device that answers with the wrong PDU type)."""
+    from pyasn1.codec.ber import decoder, encoder
+    from pysnmp.proto.api import v2c as api
+
+    if echo:
+        return request
+    message, _ = decoder.decode(request, asn1Spec=api.Message())
+    asked = api.apiMessage.get_pdu(message)
+    response = api.apiPDU.get_response(asked)
+    api.apiPDU.set_request_id(response, int(api.apiPDU.get_request_id(asked)) + request_id_offset)
+    api.apiPDU.set_varbinds(response, [(name, api.OctetString(LOCATION)) for name, _ in api.apiPDU.get_varbinds(asked)])
+    answer = api.apiMessage.get_response(message)
+    api.apiMessage.set_pdu(answer, response)
+    return bytes(encoder.encode(answer))
+
+
+@pytest.mark.parametrize(
+    ("answer", "answers"),
+    [({}, True), ({"request_id_offset": 1}, False), ({"echo": True}, False)],
+    ids=["right", "another-request-id", "not-a-response"],
+)
+def test_a_v2c_answer_counts_only_as_a_response_to_the_request_in_flight(
+    client: PysnmpClient, answer: dict[str, Any], answers: bool
+) -> None:
+    """SNMPv2c without pysnmp's dispatcher: an answer is matched to its request by request id and
+    must be a Response PDU; anything else is dropped and the request times out."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as agent:
+        agent.bind(("127.0.0.1", 0))
+        agent.settimeout(10)
+        seen: list[bytes] = []
+
+        def serve() -> None:
+            try:
+                while True:
+                    request, peer = agent.recvfrom(65535)
+                    seen.append(request)
+                    agent.sendto(_answer_v2c(request, **answer), peer)
+            except OSError:
+                return
+
+        threading.Thread(target=serve, daemon=True).start()
+        target = f"127.0.0.1:{agent.getsockname()[1]}"
+        if answers:
+            assert client.get(target, [SYS_LOCATION, SYS_CONTACT], auth=COMMUNITY, timeout=2) == [
+                SnmpVarBind(SYS_LOCATION, LOCATION.encode()), SnmpVarBind(SYS_CONTACT, LOCATION.encode())
+            ]
+        else:
+            with pytest.raises(SnmpTimeout):
+                client.get(target, [SYS_LOCATION], auth=COMMUNITY, timeout=0.3)
+            deadline = time.monotonic() + 10  # both were sent before the timeout: wait for the agent to read them
+            while len(seen) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(seen) == 2  # the request and its one retry, both answered wrongly
 
 
 @pytest.mark.parametrize(
