@@ -2,8 +2,8 @@
 
 Imported by ``normagent.sources.snmp`` when the first SNMPv1 or v3 device connects, never for a
 site whose devices all speak SNMPv2c: this module brings pysnmp's engine, its USM (and with it
-``cryptography``), its SMI builder and its high-level API's helpers, about 10 MB of resident memory
-that a community string does not need (bench/README.md, "SNMP: v2c without the engine").
+``cryptography``) and its SMI builder, about 10 MB of resident memory that a community string does
+not need (bench/README.md, "SNMP: v2c without the engine").
 
 Imports only the standard library, pysnmp and normagent's leaf modules.
 """
@@ -11,78 +11,84 @@ Imports only the standard library, pysnmp and normagent's leaf modules.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from typing import Any
 
+from pysnmp.carrier.asyncio.dgram import udp, udp6
+from pysnmp.entity import config
+from pysnmp.entity.engine import SnmpEngine
 from pysnmp.entity.rfc3413 import cmdgen
-from pysnmp.hlapi.v3arch.asyncio import (
-    CommunityData,
-    ContextData,
-    SnmpEngine,
-    Udp6TransportTarget,
-    UdpTransportTarget,
-    UsmUserData,
-    usm3DESEDEPrivProtocol,
-    usmAesCfb128Protocol,
-    usmAesCfb192Protocol,
-    usmAesCfb256Protocol,
-    usmDESPrivProtocol,
-    usmHMAC128SHA224AuthProtocol,
-    usmHMAC192SHA256AuthProtocol,
-    usmHMAC256SHA384AuthProtocol,
-    usmHMAC384SHA512AuthProtocol,
-    usmHMACMD5AuthProtocol,
-    usmHMACSHAAuthProtocol,
-    usmNoAuthProtocol,
-    usmNoPrivProtocol,
-)
-from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD
 from pysnmp.smi import builder as mib_builder
 
 from normagent.errors import SnmpError
 from normagent.model import SnmpAuth
 
 _AUTH_PROTOCOLS = {
-    "none": usmNoAuthProtocol,
-    "MD5": usmHMACMD5AuthProtocol,
-    "SHA": usmHMACSHAAuthProtocol,
-    "SHA224": usmHMAC128SHA224AuthProtocol,
-    "SHA256": usmHMAC192SHA256AuthProtocol,
-    "SHA384": usmHMAC256SHA384AuthProtocol,
-    "SHA512": usmHMAC384SHA512AuthProtocol,
+    "none": config.USM_AUTH_NONE,
+    "MD5": config.USM_AUTH_HMAC96_MD5,
+    "SHA": config.USM_AUTH_HMAC96_SHA,
+    "SHA224": config.USM_AUTH_HMAC128_SHA224,
+    "SHA256": config.USM_AUTH_HMAC192_SHA256,
+    "SHA384": config.USM_AUTH_HMAC256_SHA384,
+    "SHA512": config.USM_AUTH_HMAC384_SHA512,
 }
 _PRIV_PROTOCOLS = {
-    "none": usmNoPrivProtocol,
-    "DES": usmDESPrivProtocol,
-    "3DES": usm3DESEDEPrivProtocol,
-    "AES": usmAesCfb128Protocol,
-    "AES192": usmAesCfb192Protocol,
-    "AES256": usmAesCfb256Protocol,
+    "none": config.USM_PRIV_NONE,
+    "DES": config.USM_PRIV_CBC56_DES,
+    "3DES": config.USM_PRIV_CBC168_3DES,
+    "AES": config.USM_PRIV_CFB128_AES,
+    "AES192": config.USM_PRIV_CFB192_AES,
+    "AES256": config.USM_PRIV_CFB256_AES,
 }
+# The names under which the device's engine knows its one target (each device has its own engine).
+_PARAMS, _ADDRESS, _COMMUNITY = "normagent-params", "normagent-target", "normagent-community"
 
 
 class EngineDevice:
-    """One device on an ``SnmpEngine`` of its own: its transport target and its credentials.
+    """One device on an ``SnmpEngine`` of its own, configured for its one target.
 
     A kept engine keeps the SNMPv3 discovery (the agent's engine id, boots and time) and the
-    localised keys; SNMPv1 uses the engine too, which turns v1's types and errors into v2c's.
+    localised keys; SNMPv1 uses the engine too, which turns v1's types and errors into v2c's. The
+    engine is configured once, through pysnmp's engine configuration API (``pysnmp.entity.config``:
+    the user or community, the target's parameters, transport and address), as its high-level API
+    would on every request; that API itself (``pysnmp.hlapi``, about 0.5 MB) is not imported.
     """
 
-    def __init__(self, engine: Any, transport: Any, auth_data: Any) -> None:
+    def __init__(self, engine: Any) -> None:
         self.engine = engine
-        self.transport = transport
-        self.auth_data = auth_data
 
     @classmethod
     async def open(cls, host: str, port: int, auth: SnmpAuth, timeout: float, retries: int, version: int | None) -> EngineDevice:
-        """The device's engine and transport target (``version``: 4 or 6 for an address, ``None``
-        for a name, which pysnmp resolves)."""
-        kind = _TARGETS[version]
-        try:
-            transport = await kind.create((host, port), timeout=timeout, retries=retries)
-        except Exception as exc:  # pysnmp raises PySnmpError for unresolvable names
-            raise SnmpError(f"bad SNMP target {host!r}: {exc}") from None
-        return cls(SnmpEngine(), transport, auth_data(auth))
+        """The device's engine (``version``: 4 or 6 for an address, ``None`` for a name, resolved
+        here through the loop; an address is used as it is, without a lookup in the loop's thread
+        pool, whose first use starts a thread that then stays)."""
+        address: tuple[Any, ...] = (host, port)
+        if version is None:
+            try:
+                found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            except OSError as exc:
+                raise SnmpError(f"bad SNMP target {host!r}: {exc}") from None
+            family, address = found[0][0], found[0][4][:2]
+            version = 6 if family == socket.AF_INET6 else 4
+        engine = SnmpEngine()
+        if auth.version == "1":
+            config.add_v1_system(engine, _COMMUNITY, auth.community)
+            security_name, level, model = _COMMUNITY, "noAuthNoPriv", 0
+        else:
+            authenticated, private = auth.auth_protocol != "none", auth.priv_protocol != "none"
+            config.add_v3_user(
+                engine, auth.user,
+                _AUTH_PROTOCOLS[auth.auth_protocol], auth.auth_key if authenticated else None,
+                _PRIV_PROTOCOLS[auth.priv_protocol], auth.priv_key if private else None,
+            )
+            security_name, model = auth.user, 3
+            level = "authPriv" if private else "authNoPriv" if authenticated else "noAuthNoPriv"
+        config.add_target_parameters(engine, _PARAMS, security_name, level, model)
+        domain, transport = (udp6.DOMAIN_NAME, udp6.Udp6AsyncioTransport) if version == 6 else (udp.DOMAIN_NAME, udp.UdpAsyncioTransport)
+        config.add_transport(engine, domain, transport().open_client_mode())
+        config.add_target_address(engine, _ADDRESS, domain, address, _PARAMS, timeout * 100, retries)  # in 1/100 s (RFC 3413)
+        return cls(engine)
 
     async def request(self, kind: str, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None) -> Any:
         """One request (``kind``: "get", "next" or "bulk") with raw variable bindings; the
@@ -90,24 +96,20 @@ class EngineDevice:
 
         pysnmp's high-level calls resolve every requested and answered OID through its MIB view
         (about 1 ms each); this collector asks by number and reads numbers, so the request goes to
-        the command generator of RFC 3413 directly, configured as the high-level API does it.
+        the command generator of RFC 3413 directly.
         """
-        addr_name, _ = LCD.configure(self.engine, self.auth_data, self.transport, b"")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def done(engine: Any, handle: Any, indication: Any, status: Any, index: Any, answer: Any, ctx: Any) -> None:
             if not future.cancelled():
                 future.set_result((indication, status, index, list(answer)))
 
-        context = ContextData()
         if kind == "bulk":
             assert bulk is not None
-            cmdgen.BulkCommandGeneratorSingleRun().send_varbinds(
-                self.engine, addr_name, context.contextEngineId, context.contextName, *bulk, var_binds, done
-            )
+            cmdgen.BulkCommandGeneratorSingleRun().send_varbinds(self.engine, _ADDRESS, None, b"", *bulk, var_binds, done)
         else:
             generator = cmdgen.GetCommandGenerator() if kind == "get" else cmdgen.NextCommandGeneratorSingleRun()
-            generator.send_varbinds(self.engine, addr_name, context.contextEngineId, context.contextName, var_binds, done)
+            generator.send_varbinds(self.engine, _ADDRESS, None, b"", var_binds, done)
         return await future
 
     def tick(self, on: bool) -> None:
@@ -163,41 +165,3 @@ class _CompiledMibs:
 # already read, and has no ``runpy`` to stand in for.
 if getattr(mib_builder, "runpy", None) is not None and not isinstance(mib_builder.runpy, _CompiledMibs):
     mib_builder.runpy = _CompiledMibs()
-
-
-def auth_data(auth: SnmpAuth) -> Any:
-    """pysnmp's ``CommunityData`` or ``UsmUserData`` for ``auth`` (checked by
-    ``normagent.sources.snmp.check_auth`` first)."""
-    if auth.version in ("1", "2c"):
-        return CommunityData(auth.community, mpModel=0 if auth.version == "1" else 1)
-    authenticated = auth.auth_protocol != "none"
-    private = auth.priv_protocol != "none"
-    return UsmUserData(
-        auth.user,
-        authKey=auth.auth_key if authenticated else None,
-        privKey=auth.priv_key if private else None,
-        authProtocol=_AUTH_PROTOCOLS[auth.auth_protocol],
-        privProtocol=_PRIV_PROTOCOLS[auth.priv_protocol],
-    )
-
-
-class _Udp(UdpTransportTarget):  # type: ignore[misc]
-    """A target whose host is an IPv4 address already.
-
-    pysnmp resolves every target with ``loop.getaddrinfo``, which runs in the loop's default
-    thread pool: its first call starts a thread that then waits for ever (0.4 MB resident with
-    what it imports, for a lookup an address does not need). A name is still resolved by pysnmp.
-    """
-
-    async def _resolve_address(self, address: tuple[str, int]) -> tuple[str, int]:
-        return address
-
-
-class _Udp6(Udp6TransportTarget):  # type: ignore[misc]
-    """``_Udp`` for an IPv6 address."""
-
-    async def _resolve_address(self, address: tuple[str, int]) -> tuple[str, int]:
-        return address
-
-
-_TARGETS: dict[int | None, Any] = {4: _Udp, 6: _Udp6, None: UdpTransportTarget}

@@ -494,7 +494,8 @@ SMI_HOLLOW = ("pysnmp.smi.error",)
 def test_a_v2c_only_poll_imports_no_engine_smi_or_hlapi(snmpd: Snmpd) -> None:
     """network.snmp polling a v2c device (the system group, its interfaces, a named extra OID) in a
     fresh interpreter as the agent does it (lazy client): none of pysnmp's engine, SMI, high-level
-    API or cryptography is imported; a v3 device after it then brings the engine."""
+    API or cryptography is imported; a v3 device after it then brings the engine, still without
+    the high-level API."""
     probe = textwrap.dedent(
         """
         import json, sys
@@ -532,6 +533,7 @@ def test_a_v2c_only_poll_imports_no_engine_smi_or_hlapi(snmpd: Snmpd) -> None:
     assert [m for m in answer["v2c_loaded"] if m not in SMI_HOLLOW] == []
     assert answer["v3"] == {"normagent_snmp_up": 1}
     assert "normagent.sources.snmp_engine" in answer["v3_loaded"] and "pysnmp.entity.engine" in answer["v3_loaded"]
+    assert [m for m in answer["v3_loaded"] if m.startswith("pysnmp.hlapi")] == []  # the engine is configured without it
     assert set(answer["smi"]) - {"pysnmp.smi", *SMI_HOLLOW, *answer["v3_loaded"]} == set()
 
 
@@ -573,5 +575,9 @@ def test_an_address_is_not_looked_up_and_a_name_still_is(snmpd: Snmpd) -> None:
         assert [t.name for t in set(threading.enumerate()) - before] == ["snmp-loop"]
         by_name = f"localhost:{snmpd.port}"
         assert client.get(by_name, [SYS_LOCATION], auth=COMMUNITY, timeout=2)[0].value == LOCATION.encode()
+        assert client.get(by_name, [SYS_LOCATION], auth=V3_AUTH, timeout=2)[0].value == LOCATION.encode()
+        for auth in (COMMUNITY, V3_AUTH):
+            with pytest.raises(SnmpError, match="bad SNMP target"):
+                client.get(f"no-such-host.invalid:{snmpd.port}", [SYS_LOCATION], auth=auth, timeout=2)
     finally:
         client.close()
