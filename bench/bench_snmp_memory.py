@@ -7,8 +7,8 @@ A fresh interpreter with the service's environment (``PYTHONOPTIMIZE=2``, two ma
 ``normagent run`` sets them) first imports what every agent has anyway (asyncio and ssl, structlog,
 sqlite3, ctypes, the thread pools…), then, measuring RSS (``/proc/self/smaps_rollup``, after a
 collection and ``malloc_trim``) after each step: pyasn1, then for plan "v3" pysnmp's core
-(``pysnmp.entity.config``) and its high-level API, and ``normagent.sources.snmp`` (for plan "v2c"
-alone: what it imports is all a v2c-only site loads). Then, plan "v3": a bare ``SnmpEngine()`` (and
+(``pysnmp.entity.config``), and ``normagent.sources.snmp`` (what it imports beyond: on main its
+high-level API; for plan "v2c" it is the only step, what it imports is all a v2c-only site loads). Then, plan "v3": a bare ``SnmpEngine()`` (and
 the MIB modules it runs), the first SNMPv3 authPriv (SHA/AES) poll of a real snmpd, 20 more polls,
 the first SNMPv2c poll and nine more v3 devices; plan "v2c" (a site with only v2c devices): the
 first v2c poll and 20 more. Both end with nine more v2c devices. The client keeps an engine per
@@ -58,8 +58,6 @@ from normagent.model import SnmpAuth
 if PLAN == "v3":
     import pysnmp.entity.config
     step("pysnmp core (pysnmp.entity.config)")
-    import pysnmp.hlapi.v3arch.asyncio
-    step("pysnmp.hlapi.v3arch.asyncio")
 from normagent.sources.snmp import PysnmpClient
 step("normagent.sources.snmp")
 mibs = []
