@@ -1,9 +1,8 @@
 """SNMP reads (GET, subtree walk) over pysnmp 7, behind the synchronous ``SnmpClient`` protocol.
 
-pysnmp 7's API (``pysnmp.hlapi.v3arch.asyncio``) is asyncio only, while collectors are
-plain functions run on the scheduler's threads. The bridge is one event loop per client, on a
-thread of its own started by the first request, and one device object (with its UDP socket) per
-device, made by the device's first session and kept for the client's life: ``client.session(...)``
+pysnmp 7's engine is asyncio only, while collectors are plain functions run on the scheduler's
+threads. The bridge is one event loop per client, on a thread of its own started by the first
+request, and one device object (with its UDP socket) per device, made by the device's first session and kept for the client's life: ``client.session(...)``
 hands the device to the calling thread, whose ``get``/``walk`` run on that loop. The agent keeps
 one client (``LazySnmpClient``) from start to stop, and ``close()`` closes every device's socket
 and the loop. An SNMPv2c device (``CommunityDevice``) is a socket, pysnmp's message and PDU types
@@ -29,8 +28,9 @@ are compiled once per process (``snmp_engine._CompiledMibs``).
 
 SNMPv1 and v2c authenticate with a community; SNMPv3 with a USM user (``SnmpAuth.v3``): MD5 or
 the SHA family for authentication, DES, 3DES or AES for privacy (AES and DES need the
-``cryptography`` package, which pysnmp imports when present; about 7 MB of resident memory, kept
-rather than handing pysnmp ciphers of our own: bench/README.md, "SNMP: what a device costs").
+``cryptography`` package, which pysnmp's engine imports when present; about 7 MB of resident memory,
+kept rather than handing pysnmp ciphers of our own, and loaded only with the first SNMPv3 or v1
+device: bench/README.md, "SNMP: what a device costs" and "SNMP: v2c without the engine").
 
 Values come back as plain Python: integers of every SNMP integer type as ``int``, OCTET STRING and
 its kin (Opaque, BITS) as ``bytes`` (a caller decodes what it knows to be text), OBJECT IDENTIFIER
