@@ -2,8 +2,9 @@
 
 pysnmp 7's engine is asyncio only, while collectors are plain functions run on the scheduler's
 threads. The bridge is one event loop per client, on a thread of its own started by the first
-request, and one device object (with its UDP socket) per device, made by the device's first session and kept for the client's life: ``client.session(...)``
-hands the device to the calling thread, whose ``get``/``walk`` run on that loop. The agent keeps
+request, and one device object (with its UDP socket) per device, made by the device's first
+session and kept for the client's life: ``client.session(...)`` hands the device to the calling
+thread, whose ``get``/``walk`` run on that loop. The agent keeps
 one client (``LazySnmpClient``) from start to stop, and ``close()`` closes every device's socket
 and the loop. An SNMPv2c device (``CommunityDevice``) is a socket, pysnmp's message and PDU types
 (``pysnmp.proto.api``) and pyasn1's BER codec: no engine, and nothing of pysnmp's SMI, high-level
