@@ -296,7 +296,8 @@ class CommunityDevice(asyncio.DatagramProtocol):
     requests: each attempt waits on its own deadline.
     """
 
-    def __init__(self, community: str, timeout: float, retries: int) -> None:
+    def __init__(self, target: str, community: str, timeout: float, retries: int) -> None:
+        self.target = target  # for messages
         self.community = community
         self.timeout = timeout
         self.retries = retries
@@ -306,7 +307,7 @@ class CommunityDevice(asyncio.DatagramProtocol):
     @classmethod
     async def open(cls, host: str, port: int, community: str, timeout: float, retries: int) -> CommunityDevice:
         """The device's socket, connected to ``host`` (an address, or a name the loop resolves)."""
-        device = cls(community, timeout, retries)
+        device = cls(f"{host}:{port}", community, timeout, retries)
         try:
             await asyncio.get_running_loop().create_datagram_endpoint(lambda: device, remote_addr=(host, port))
         except OSError as exc:  # an unresolvable name, no route
@@ -354,7 +355,7 @@ class CommunityDevice(asyncio.DatagramProtocol):
         try:
             for _ in range(self.retries + 1):
                 if self._transport is None or self._transport.is_closing():
-                    raise SnmpError("SNMP device closed")
+                    raise SnmpError(f"SNMP device {self.target} closed")
                 self._transport.sendto(datagram)
                 done, _ = await asyncio.wait((answer,), timeout=self.timeout)
                 if done:
@@ -373,7 +374,7 @@ class CommunityDevice(asyncio.DatagramProtocol):
             self._transport.close()
         for waiting in self._waiting.values():
             if not waiting.done():
-                waiting.set_exception(SnmpError("SNMP device closed"))
+                waiting.set_exception(SnmpError(f"SNMP device {self.target} closed"))
 
 
 async def _other_tasks() -> int:
