@@ -1,11 +1,16 @@
 """The network plugin's collector ``network.snmp``: polls the configured devices over SNMP.
 
-Each device is polled in one SNMP session (see ``normagent.sources.snmp``): if interfaces are
-configured, a walk of the interface names (``ifName``, else ``ifDescr``); then one GET (split only
-past the client's ``max_varbinds``) of ``sysUpTime.0``, the named extra OIDs and the chosen
-interfaces' ``ifOperStatus``, ``ifLastChange``, ``ifHCIn/OutOctets``, errors and discards (and a
-GET of the 32-bit octets where a device has no HC counters). An idle poll is thus two requests: a
-request and its answer are most of an SNMPv3 poll's CPU (BER and USM in pysnmp). A timeout ends the device's poll at once (the device is down; nothing else
+Each device is polled in one SNMP session (see ``normagent.sources.snmp``) with, at most, a walk of
+the interface names (``ifName``, else ``ifDescr``) and one GET (split only past the client's
+``max_varbinds``) of ``sysUpTime.0``, ``ifNumber``, ``ifTableLastChange``, the named extra OIDs
+and each chosen interface's name, ``ifOperStatus``, ``ifLastChange``, ``ifHCIn/OutOctets``, errors
+and discards (and a GET of the 32-bit octets where a device has no HC counters). What the walk
+chose is kept as a checkpoint (``table:<device>``, ``parse.InterfaceTable``), and the walk is left
+out while nothing says the table changed: no restart (sysUpTime), the same ``ifNumber`` and
+``ifTableLastChange``, the chosen indices still named as they were, and at most ``rewalk`` (15
+minutes) since the walk. An idle poll is thus one request: a request and its answer are most of
+an SNMPv3 poll's CPU (BER and USM in pysnmp). SNMPv1 devices are walked on every poll (a v1 GET of
+an object the device lacks fails as a whole). A timeout ends the device's poll at once (the device is down; nothing else
 is asked). Devices are polled side by side (``parallel`` at a time), and whatever a device does —
 never answers, refuses us, sends garbage or a table without end — costs at most its timeout times
 its attempts per request and ``max_rows`` rows, becomes ``normagent_snmp_up{device} 0`` with a
@@ -34,7 +39,7 @@ import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from normagent import (
@@ -66,8 +71,10 @@ from .parse import (
     POLL_FAILURES,
     SNMP_UP,
     DevicePoll,
+    MIN_SLACK,
     DeviceState,
     InterfaceSample,
+    InterfaceTable,
     clean_name,
     judge,
 )
@@ -77,6 +84,8 @@ SECTION = "Nettleverandør"
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
 IF_NAME = "1.3.6.1.2.1.31.1.1.1.1"
 IF_DESCR = "1.3.6.1.2.1.2.2.1.2"
+IF_NUMBER = "1.3.6.1.2.1.2.1.0"
+IF_TABLE_LAST_CHANGE = "1.3.6.1.2.1.31.1.5.0"  # IF-MIB: sysUpTime of the last row added, removed or renamed
 # column -> (state key, 64-bit?)
 IF_COLUMNS: Mapping[str, str] = {
     "oper": "1.3.6.1.2.1.2.2.1.8",
@@ -126,6 +135,10 @@ class Device:
             logged and left out.
         max_rows: Rows a walk of the interface names may return; a longer table is a device error
             (``too_many_rows``).
+        rewalk: Longest time between walks of the interface names (0: walk on every poll). Between
+            walks a poll reads the chosen interfaces' names with their counters and walks again
+            when sysUpTime, ifNumber, ifTableLastChange or a name says the table changed; an
+            interface renamed into ``interfaces`` where none of those shows it is seen within this.
     """
 
     name: str = ""
@@ -143,6 +156,7 @@ class Device:
     retries: int = field(default=1, metadata={"min": 0, "max": 5})
     max_interfaces: int = field(default=64, metadata={"min": 1, "max": 1000})
     max_rows: int = field(default=5000, metadata={"min": 10, "max": 100_000})
+    rewalk: timedelta = field(default=timedelta(minutes=15), metadata={"min": timedelta(0), "max": timedelta(days=1)})
 
     def __post_init__(self) -> None:
         if not NAME.match(self.name):
@@ -199,37 +213,28 @@ class SnmpSettings:
 # Polling (I/O through ctx.snmp)
 
 
-def poll_device(client: Any, device: Device, log: Any, clock: Any) -> DevicePoll:
-    """Poll one device; never raises (a failure is a ``DevicePoll`` with ``ok=False`` and a reason)."""
+def poll_device(client: Any, device: Device, log: Any, clock: Any, table: InterfaceTable | None = None) -> DevicePoll:
+    """Poll one device; never raises (a failure is a ``DevicePoll`` with ``ok=False`` and a reason).
+
+    ``table`` is what the last walk of the interface names chose (its checkpoint): while it may
+    stand (``_may_skip_walk``) and the GET's answers say it holds (``_table_holds``), an idle poll
+    is that one GET; otherwise the names are walked and asked again. The poll's ``table`` is the
+    one to keep (``None``: walk on the next poll).
+    """
     started = time.perf_counter()
-    bad = 0
     try:
         with client.session(device.target, auth=device.auth(), timeout=device.timeout.total_seconds(), retries=device.retries) as session:
-            ordered: list[tuple[str, int]] = []
-            if device.interfaces:
-                ordered, bad = _chosen_interfaces(session, device, log)
-            # sysUpTime, the extra OIDs and the chosen interfaces' columns in one GET (split only
-            # past max_varbinds): a request and its answer are most of an SNMPv3 poll's CPU.
-            names = list(device.oids)
-            head = [SYS_UPTIME, *(device.oids[n] for n in names)]
-            answers = session.get([*head, *(f"{IF_COLUMNS[column]}.{index}" for _, index in ordered for column in IF_COLUMNS)])
-            uptime_at = clock.now()
-            first, columns = answers[: len(head)], answers[len(head) :]
-            uptime = first[0].value if first else None
-            if not _is_int(uptime):
-                bad += 1
-                uptime = None
-            values: dict[str, float] = {}
-            for name, vb in zip(names, first[1:], strict=False):
-                number = _number(vb.value)
-                if number is None:
-                    bad += 1
-                else:
-                    values[name] = number
-            samples: tuple[InterfaceSample, ...] = ()
-            if ordered:
-                samples, extra_bad = _samples(session, ordered, columns)
-                bad += extra_bad
+            if not device.interfaces:
+                answers, uptime_at = _get_all(session, device, None, clock)
+                return _read(session, device, None, answers, uptime_at, started, keep=None)
+            if table is not None and _may_skip_walk(device, table, clock.now().timestamp()):
+                answers, uptime_at = _get_all(session, device, table, clock)
+                if _table_holds(table, answers, uptime_at, time.perf_counter() - started):
+                    return _read(session, device, table, answers, uptime_at, started, keep=table)
+            walked = _chosen_interfaces(session, device, log)
+            answers, uptime_at = _get_all(session, device, walked, clock)
+            keep = _new_table(device, walked, answers, uptime_at, time.perf_counter() - started)
+            return _read(session, device, walked, answers, uptime_at, started, keep=keep)
     except SnmpError as exc:
         reason = (
             "timeout" if isinstance(exc, SnmpTimeout)
@@ -240,24 +245,132 @@ def poll_device(client: Any, device: Device, log: Any, clock: Any) -> DevicePoll
         return DevicePoll(ok=False, reason=reason, detail=str(exc), duration=time.perf_counter() - started)
     except ValueError as exc:  # credentials pysnmp cannot use; config checks make this rare
         return DevicePoll(ok=False, reason="error", detail=str(exc), duration=time.perf_counter() - started)
+
+
+@dataclass(frozen=True, slots=True)
+class _Walked:
+    """What a walk of the interface names chose (see ``InterfaceTable``)."""
+
+    column: str
+    chosen: tuple[tuple[str, int], ...]
+    bad: int
+
+
+# The head of every poll's GET: sysUpTime, then what says the interface table changed.
+HEAD = (SYS_UPTIME, IF_NUMBER, IF_TABLE_LAST_CHANGE)
+
+
+def _get_all(session: Any, device: Device, table: InterfaceTable | _Walked | None, clock: Any) -> tuple[list[Any], datetime]:
+    """One GET (split only past ``max_varbinds``: a request and its answer are most of an SNMPv3
+    poll's CPU) of sysUpTime, ifNumber and ifTableLastChange (with interfaces; SNMPv1 answers an
+    absent one with an error, so not there), the extra OIDs, and each chosen interface's name in
+    ``table.column`` followed by its ``IF_COLUMNS``."""
+    head = list(HEAD) if device.interfaces and device.version != "1" else [SYS_UPTIME]
+    oids = [*head, *device.oids.values()]
+    if table is not None:
+        for _, index in table.chosen:
+            oids += [f"{table.column}.{index}", *(f"{IF_COLUMNS[column]}.{index}" for column in IF_COLUMNS)]
+    answers = session.get(oids)
+    return answers, clock.now()
+
+
+def _may_skip_walk(device: Device, table: InterfaceTable, now: float) -> bool:
+    """Whether ``table`` may stand for a walk before anything is asked: made for these settings,
+    younger than ``rewalk`` (an interface renamed into the patterns on an index not chosen is seen
+    within that bound), on a device that can be asked ifTableLastChange (not SNMPv1)."""
+    return (
+        device.version != "1"
+        and table.patterns == device.interfaces
+        and table.max_interfaces == device.max_interfaces
+        and 0 <= now - table.walked_at < device.rewalk.total_seconds()
+    )
+
+
+def _table_holds(table: InterfaceTable, answers: list[Any], uptime_at: datetime, duration: float) -> bool:
+    """Whether the GET's answers say nothing changed since the walk: the device did not restart
+    (its boot time moved by less than the poll's uncertainty), ifNumber and ifTableLastChange are
+    as they were, and every chosen index still has its name."""
+    uptime, number, last_change = (vb.value for vb in answers[: len(HEAD)])
+    if not _is_int(uptime) or abs(uptime_at.timestamp() - uptime / 100 - table.boot) > max(MIN_SLACK, 2 * duration):
+        return False
+    if _int_or_none(number) != table.number or _int_or_none(last_change) != table.last_change:
+        return False
+    return _names(table, answers) == [name for name, _ in table.chosen]
+
+
+def _new_table(device: Device, walked: _Walked, answers: list[Any], uptime_at: datetime, duration: float) -> InterfaceTable | None:
+    """The table to keep after a walk; ``None`` (walk again next time) when the GET after it says
+    the table may have changed under the walk: ifTableLastChange is within the
+    poll's uncertainty of now (sysUpTime), so the ifNumber and ifTableLastChange the table keeps
+    may be newer than the names the walk read."""
+    if device.version == "1":
+        return None
+    uptime, number, last_change = (vb.value for vb in answers[: len(HEAD)])
+    if not _is_int(uptime):
+        return None
+    last_change = _int_or_none(last_change)
+    if last_change and uptime - last_change <= 100 * max(MIN_SLACK, 2 * duration):  # 0: no change since the agent started
+        return None
+    return InterfaceTable(
+        column=walked.column, chosen=walked.chosen, bad=walked.bad, walked_at=uptime_at.timestamp(),
+        boot=uptime_at.timestamp() - uptime / 100, number=_int_or_none(number), last_change=last_change,
+        patterns=device.interfaces, max_interfaces=device.max_interfaces,
+    )
+
+
+def _names(table: InterfaceTable, answers: list[Any]) -> list[str | None]:
+    """The chosen interfaces' names in the GET's answers (after the head and the extra OIDs)."""
+    start = len(answers) - len(table.chosen) * (1 + len(IF_COLUMNS))
+    return [clean_name(vb.value) for vb in answers[start :: 1 + len(IF_COLUMNS)]]
+
+
+def _read(
+    session: Any, device: Device, table: InterfaceTable | _Walked | None, answers: list[Any], uptime_at: datetime,
+    started: float, *, keep: InterfaceTable | None,
+) -> DevicePoll:
+    """The poll from the GET's ``answers`` (``_get_all``) for the interfaces ``table`` chose."""
+    chosen = table.chosen if table is not None else ()
+    bad = table.bad if table is not None else 0  # the walk's unusable rows, on every poll as before
+    head = len(HEAD) if device.interfaces and device.version != "1" else 1
+    uptime = answers[0].value if answers else None
+    if not _is_int(uptime):
+        bad += 1
+        uptime = None
+    values: dict[str, float] = {}
+    for name, vb in zip(device.oids, answers[head : head + len(device.oids)], strict=False):
+        number = _number(vb.value)
+        if number is None:
+            bad += 1
+        else:
+            values[name] = number
+    samples: tuple[InterfaceSample, ...] = ()
+    if chosen:
+        width = 1 + len(IF_COLUMNS)
+        rows = answers[head + len(device.oids) :]
+        columns = [vb for pos in range(len(chosen)) for vb in rows[pos * width + 1 : (pos + 1) * width]]
+        samples, extra_bad = _samples(session, list(chosen), columns)
+        bad += extra_bad
     return DevicePoll(
         ok=True,
         reason="bad_response" if bad else "",
-        uptime=uptime,  # type: ignore[arg-type]
+        uptime=uptime,
         uptime_at=uptime_at,
         interfaces=samples,
         values=values,
         bad_values=bad,
         duration=time.perf_counter() - started,
+        table=keep,
     )
 
 
-def _chosen_interfaces(session: Any, device: Device, log: Any) -> tuple[list[tuple[str, int]], int]:
+def _chosen_interfaces(session: Any, device: Device, log: Any) -> _Walked:
     """The device's interfaces that match ``device.interfaces`` as (name, ifIndex), by ifIndex, at
     most ``max_interfaces``; and the count of rows that were not a usable name."""
     bad = 0
+    column = IF_NAME
     rows = session.walk(IF_NAME, max_rows=device.max_rows)
     if not rows:
+        column = IF_DESCR
         rows = session.walk(IF_DESCR, max_rows=device.max_rows)
     chosen: dict[str, int] = {}
     for vb in rows:
@@ -272,7 +385,7 @@ def _chosen_interfaces(session: Any, device: Device, log: Any) -> tuple[list[tup
     if len(ordered) > device.max_interfaces:
         log.warning("snmp_interfaces_capped", device=device.name, matching=len(ordered), kept=device.max_interfaces)
         ordered = ordered[: device.max_interfaces]
-    return ordered, bad
+    return _Walked(column, tuple(ordered), bad)
 
 
 def _samples(session: Any, ordered: list[tuple[str, int]], answers: list[Any]) -> tuple[tuple[InterfaceSample, ...], int]:
@@ -308,6 +421,10 @@ def _samples(session: Any, ordered: list[tuple[str, int]], answers: list[Any]) -
             else:
                 bad += 1
     return tuple(samples), bad
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _is_int(value: object) -> bool:
@@ -349,13 +466,16 @@ def collect_snmp(ctx: RunContext) -> Iterator[Batch]:
         raise NoData("no SNMP devices configured")
     observations: list[Observation] = []
     checkpoints: list[Checkpoint] = []
+    tables = {d.name: InterfaceTable.from_json(ctx.state.get(f"table:{d.name}")) for d in settings.devices}
     if len(settings.devices) == 1 or settings.parallel == 1:
-        polls = _poll_in_turn(ctx, settings.devices)
+        polls = _poll_in_turn(ctx, settings.devices, tables)
     else:
-        polls = _poll_side_by_side(ctx, settings.devices, settings.parallel)
+        polls = _poll_side_by_side(ctx, settings.devices, settings.parallel, tables)
     now = ctx.clock.now()
     for device in settings.devices:
         poll = polls[device.name]
+        if poll.table != tables[device.name]:
+            checkpoints.append(Checkpoint(f"table:{device.name}", poll.table.to_json() if poll.table is not None else None))
         key = f"device:{device.name}"
         state = DeviceState.from_json(ctx.state.get(key))
         obs, state = judge(device.name, poll, state, now)
@@ -371,7 +491,7 @@ def collect_snmp(ctx: RunContext) -> Iterator[Batch]:
 LATE = DevicePoll(ok=False, reason="timeout", detail="the run's deadline came first")
 
 
-def _poll_in_turn(ctx: RunContext, devices: tuple[Device, ...]) -> dict[str, DevicePoll]:
+def _poll_in_turn(ctx: RunContext, devices: tuple[Device, ...], tables: dict[str, InterfaceTable | None]) -> dict[str, DevicePoll]:
     """One device after the other on the collector's own thread (no pool: a thread costs memory).
 
     A device that could not outlast the run's deadline (its timeout times its attempts) is not
@@ -381,16 +501,18 @@ def _poll_in_turn(ctx: RunContext, devices: tuple[Device, ...]) -> dict[str, Dev
     for device in devices:
         remaining = _remaining(ctx)
         worst = device.timeout.total_seconds() * (device.retries + 1)
-        polls[device.name] = LATE if remaining is not None and remaining < worst else poll_device(ctx.snmp, device, ctx.log, ctx.clock)
+        polls[device.name] = LATE if remaining is not None and remaining < worst else poll_device(ctx.snmp, device, ctx.log, ctx.clock, tables[device.name])
     return polls
 
 
-def _poll_side_by_side(ctx: RunContext, devices: tuple[Device, ...], parallel: int) -> dict[str, DevicePoll]:
+def _poll_side_by_side(
+    ctx: RunContext, devices: tuple[Device, ...], parallel: int, tables: dict[str, InterfaceTable | None]
+) -> dict[str, DevicePoll]:
     """``parallel`` devices at a time; one not done shortly before the run's deadline counts as late
     (its thread ends within its own timeout, and its answer is dropped)."""
     pool = ThreadPoolExecutor(max_workers=min(parallel, len(devices)), thread_name_prefix="snmp")
     try:
-        futures: dict[Future[DevicePoll], Device] = {pool.submit(poll_device, ctx.snmp, d, ctx.log, ctx.clock): d for d in devices}
+        futures: dict[Future[DevicePoll], Device] = {pool.submit(poll_device, ctx.snmp, d, ctx.log, ctx.clock, tables[d.name]): d for d in devices}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=_remaining(ctx), return_when=FIRST_COMPLETED)

@@ -109,6 +109,76 @@ class DevicePoll:
     values: dict[str, float] = field(default_factory=dict)
     bad_values: int = 0
     duration: float = 0.0
+    table: InterfaceTable | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceTable:
+    """What the last walk of a device's interface names chose, and what says it may be stale (the
+    checkpoint ``table:<device>``): a poll with a table that still holds GETs the chosen indices'
+    names with their columns instead of walking the names again (see ``collectors.poll_device``).
+
+    Attributes:
+        column: The column the walk read (``ifName``, else ``ifDescr``).
+        chosen: The matching interfaces as (name, ifIndex), by ifIndex, at most ``max_interfaces``.
+        bad: Rows of the walk that were not a usable name (counted as bad values on every poll).
+        walked_at: When the walk was (epoch seconds, the agent's clock).
+        boot: The device's boot time (``walked_at`` − sysUpTime): a later one is a restart.
+        number: ``ifNumber`` then (``None``: absent).
+        last_change: ``ifTableLastChange`` then (``None``: absent).
+        patterns: The ``interfaces`` patterns the choice was made for.
+        max_interfaces: The cap the choice was made for.
+    """
+
+    column: str
+    chosen: tuple[tuple[str, int], ...]
+    bad: int
+    walked_at: float
+    boot: float
+    number: int | None
+    last_change: int | None
+    patterns: tuple[str, ...]
+    max_interfaces: int
+
+    @classmethod
+    def from_json(cls, value: Any) -> InterfaceTable | None:
+        """The table of a checkpoint; ``None`` for anything else (the next poll walks)."""
+        if not isinstance(value, dict):
+            return None
+        try:
+            chosen = tuple((str(name), _int(index)) for name, index in value["chosen"])
+            return cls(
+                column=str(value["column"]),
+                chosen=chosen,
+                bad=_int(value["bad"]),
+                walked_at=float(value["walked_at"]),
+                boot=float(value["boot"]),
+                number=None if value["number"] is None else _int(value["number"]),
+                last_change=None if value["last_change"] is None else _int(value["last_change"]),
+                patterns=tuple(str(p) for p in value["patterns"]),
+                max_interfaces=_int(value["max_interfaces"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "column": self.column,
+            "chosen": [[name, index] for name, index in self.chosen],
+            "bad": self.bad,
+            "walked_at": self.walked_at,
+            "boot": self.boot,
+            "number": self.number,
+            "last_change": self.last_change,
+            "patterns": list(self.patterns),
+            "max_interfaces": self.max_interfaces,
+        }
+
+
+def _int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"not an integer: {value!r}")
+    return value
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 from normagent.errors import SnmpTimeout
 from normagent.ledger import Ledger
 from normagent.model import SnmpVarBind
-from normagent.plugins.network.collectors import IF_COLUMNS, IF_NAME, SNMP, SYS_UPTIME, Device, SnmpSettings
+from normagent.plugins.network.collectors import IF_COLUMNS, IF_NAME, IF_NUMBER, IF_TABLE_LAST_CHANGE, SNMP, SYS_UPTIME, Device, SnmpSettings
 from normagent.plugins.network.rules import RULES
 from normagent.testing import FakeClock, run_collector_once
 from tests.support.deviation_rules import fired, firing, install, what
@@ -57,7 +57,8 @@ class Router:
             raise SnmpTimeout("no answer")
         columns = {f"{oid}.{INDEX}": name for name, oid in IF_COLUMNS.items()}
         values = {"oper": self.oper, "last_change": self.last_change, **self.counters}
-        return [SnmpVarBind(oid, self.uptime() if oid == SYS_UPTIME else values[columns[oid]]) for oid in oids]
+        fixed = {SYS_UPTIME: self.uptime(), IF_NUMBER: 1, IF_TABLE_LAST_CHANGE: 0, f"{IF_NAME}.{INDEX}": "ge-0/0/1"}
+        return [SnmpVarBind(oid, fixed[oid] if oid in fixed else values[columns[oid]]) for oid in oids]
 
     def walk(self, oid: str, *, max_rows: int = 10_000) -> list[SnmpVarBind]:
         if not self.answering:
