@@ -547,8 +547,11 @@ class EdiCollector:
         budget = _Budget(ctx.clock.monotonic(), ctx.deadline)
         batch_started = budget.started
         deferring = index.absent is not None  # the entries of the files read ok are written at the end
+        # A fresh ledger's first index commits larger batches: their records (random message ids)
+        # go into the ledger in one sorted pass each (``first_index_batch_size``).
+        batch_size = settings.first_index_batch_size if index.absent is not None else settings.batch_size
         for candidate in found.candidates.ordered():
-            if in_batch >= settings.batch_size or (in_batch and ctx.clock.monotonic() - batch_started >= budget.slice):
+            if in_batch >= batch_size or (in_batch and ctx.clock.monotonic() - batch_started >= budget.slice):
                 if traffic:
                     stage.queue[QUEUE + uuid.uuid4().hex] = traffic
                 yield self._batch(stage, tally)
