@@ -584,8 +584,14 @@ class EdiCollector:
         yield from self._finish(ctx, cycle, index, stage, tally, traffic, found.folders_up)
         index.absent = None  # the first cycle's help only: later cycles read few files, the idle agent keeps less
         if found.found >= BIG_CYCLE:
-            del found, stage, tally, traffic
-            give_back_memory()  # the first index's names and times: the idle agent must not keep its peak
+            # The first index's names and times: the idle agent must not keep its peak. The mirror
+            # is read again from the ledger after the give-back: its records were made among the
+            # cycle's batches, spread over the allocator's arenas, and kept some from being handed
+            # back (bench/README.md).
+            del found, stage, tally, traffic, index
+            self._index = None
+            give_back_memory()
+            self._index = Index.load(ctx.state)
 
     def _write_deferred(
         self, ctx: RunContext, index: Index, stage: Stage, tally: _Tally, traffic: list[list[object]], found: ScanResult,

@@ -268,7 +268,7 @@ class EdiSettings:
     count_encrypted_envelopes: bool = True
     write_grace: timedelta = field(default=timedelta(minutes=10), metadata={"min": timedelta(0), "max": timedelta(days=1)})
     batch_size: int = field(default=1000, metadata={"min": 1, "max": 100_000})
-    first_index_batch_size: int = field(default=20_000, metadata={"min": 1, "max": 100_000})
+    first_index_batch_size: int = field(default=10000, metadata={"min": 1, "max": 100_000})
     max_header_bytes: int = field(default=4 * 1024 * 1024, metadata={"min": 4096, "max": 16 * 1024 * 1024})
     full_rescan: bool = False
     inotify: bool = True
