@@ -230,9 +230,11 @@ class EdiSettings:
         first_index_batch_size: Files per committed batch while a fresh ledger's first index runs
             (the time limit of ``batch_size`` applies too). Each batch writes the records of its
             message ids, random keys, in one sorted pass over the ledger: the more of them a pass
-            holds, the more share a B-tree page (at 100,000 messages, 20,000 files a batch halve the
-            index's ledger CPU against 1,000). Costs about 1 KiB of memory per file of a batch
-            while it is built and committed; a crash re-reads at most the batch not committed.
+            holds, the more share a B-tree page (at 100,000 messages, 5,000 files a batch take a
+            third less of the ledger's CPU than 1,000, 20,000 half). Costs about 1 KiB of memory
+            per file of a batch while it is built and committed, and larger batches leave more of
+            the interpreter's memory arenas held after the index (bench/README.md); a crash
+            re-reads at most the batch not committed.
         max_header_bytes: Give up on a file whose header is not complete after this many bytes.
         full_rescan: Stat every file every cycle instead of trusting directory modification times
             and write-once files (for network shares with coarse or unreliable timestamps).
@@ -268,7 +270,7 @@ class EdiSettings:
     count_encrypted_envelopes: bool = True
     write_grace: timedelta = field(default=timedelta(minutes=10), metadata={"min": timedelta(0), "max": timedelta(days=1)})
     batch_size: int = field(default=1000, metadata={"min": 1, "max": 100_000})
-    first_index_batch_size: int = field(default=10000, metadata={"min": 1, "max": 100_000})
+    first_index_batch_size: int = field(default=5000, metadata={"min": 1, "max": 100_000})
     max_header_bytes: int = field(default=4 * 1024 * 1024, metadata={"min": 4096, "max": 16 * 1024 * 1024})
     full_rescan: bool = False
     inotify: bool = True
