@@ -79,7 +79,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 
-from normagent.sources.lines import count_lines_ascii
+from normagent.sources.lines import BlockCopies, count_lines_ascii
 from normagent.model import CheckpointReader, JSONValue, TextBlock
 
 log = structlog.get_logger(__name__)
@@ -221,7 +221,8 @@ def _cut_blocks(
     lines are copied out of it once: a fresh ``bytes`` per read, and its slice, were two new
     allocations of a block's size each, which glibc serves from ``mmap`` (128 KiB and more) and
     the kernel faults in page by page (bench/README.md, bench_firewall.py: a sixth of a backlog's
-    CPU time).
+    CPU time). The copies go into objects kept while the generator runs where nobody else holds
+    them any more (``BlockCopies``): a fresh one per block was faulted in again each time.
 
     Args:
         read_into: ``read_into(offset, buffer)`` fills ``buffer`` from ``offset`` and returns how
@@ -233,6 +234,7 @@ def _cut_blocks(
         complete: The stream is finished: an unterminated last line is a line (``b"\\n"`` added).
     """
     buffer = bytearray(block_bytes)
+    copies = BlockCopies(max(block_bytes, 2))
     pos = start
     while True:
         n = read_into(pos, buffer)
@@ -254,7 +256,7 @@ def _cut_blocks(
             if complete:  # the unterminated last line of a finished stream
                 yield _Cut(_copy(buffer, n) + b"\n", 1, pos + n, False)
             return
-        block = _copy(buffer, cut)
+        block = copies.copy(buffer, cut)
         at_end = n < block_bytes and (cut == n or not complete)
         pos += cut
         lines, ascii = count_lines_ascii(block)

@@ -8,6 +8,12 @@ each newline with glibc's vectorised ``memchr``, about five times faster. Where 
 
 ``count_lines_ascii`` also tells whether the block is ASCII, in the same pass: the driver checks
 every block for UTF-8 (``invalid_utf8_lines``), and a block of ASCII needs no further look.
+
+``BlockCopies`` copies a block's complete lines out of a reader's read buffer. A fresh ``bytes``
+of a block's size per block is faulted in page by page (glibc hands the freed block back to the
+kernel at once), which cost a firewall backlog more than the copy itself; the compiled one writes
+each block into one of two kept objects that nobody else holds any more (``_lines.c``). Where it
+was not built, each copy is a fresh object: the same bytes.
 """
 
 from __future__ import annotations
@@ -23,17 +29,41 @@ def _count_ascii_by_bytes(data: bytes) -> tuple[int, bool]:
     return data.count(b"\n"), data.isascii()
 
 
+class _BlockCopiesByBytes:
+    """``BlockCopies`` without the compiled module: a fresh ``bytes`` per copy."""
+
+    __slots__ = ("capacity",)
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 2:
+            raise ValueError("BlockCopies: capacity must be 2 bytes or more")
+        self.capacity = capacity
+
+    def copy(self, buffer: bytearray, n: int, /) -> bytes:
+        """The first ``n`` bytes of ``buffer``."""
+        if not 0 <= n <= len(buffer):
+            raise ValueError(f"copy(): {n} bytes asked of a buffer of {len(buffer)}")
+        with memoryview(buffer) as view:
+            return view[:n].tobytes()
+
+
 count_lines: Callable[[bytes], int]
 """The number of ``b"\\n"`` bytes in ``data``."""
 count_lines_ascii: Callable[[bytes], tuple[int, bool]]
 """The number of ``b"\\n"`` bytes in ``data``, and whether every byte of it is ASCII."""
+BlockCopies: type[_BlockCopiesByBytes]
+"""``BlockCopies(capacity).copy(buffer, n)``: the first ``n`` bytes of a read buffer, as ``bytes``."""
 try:
     from normagent.sources._lines import count_lines, count_lines_ascii
 except ImportError:  # not built: no C compiler or Python headers when normagent was installed
     count_lines = _count_by_bytes
     count_lines_ascii = _count_ascii_by_bytes
+try:
+    from normagent.sources._lines import BlockCopies  # type: ignore[assignment,no-redef]  # a module built before it
+except ImportError:
+    BlockCopies = _BlockCopiesByBytes
 
 COMPILED = count_lines is not _count_by_bytes
 """Whether the compiled counter is in use."""
 
-__all__ = ["COMPILED", "count_lines", "count_lines_ascii"]
+__all__ = ["COMPILED", "BlockCopies", "count_lines", "count_lines_ascii"]

@@ -41,7 +41,7 @@ from typing import Any
 
 import structlog
 
-from normagent.sources.lines import count_lines_ascii
+from normagent.sources.lines import BlockCopies, count_lines_ascii
 from normagent.model import JSONValue, TextBlock
 from normagent.sources.syslog import _ROTATED, SPOOL_NAME
 
@@ -227,8 +227,11 @@ class SpoolReader:
         want = self.block_bytes
         # One read buffer for the file, and each block copied out of it once: a fresh ``bytes``
         # per read and its slice were two allocations of a block's size, each faulted in page by
-        # page (glibc serves them from ``mmap``). Dropped with the generator: idle keeps none.
+        # page (glibc serves them from ``mmap``). Dropped with the generator: idle keeps none. The
+        # copies go into objects kept while the file is read where nobody else holds them any
+        # more (``BlockCopies``): a fresh one per block was faulted in again each time.
         buffer = bytearray(want)
+        copies = BlockCopies(max(want, 2))
         while offset < size:
             if len(buffer) < want:
                 buffer = bytearray(want)
@@ -243,8 +246,7 @@ class SpoolReader:
                 want *= 2  # a line longer than a block (the receiver caps one at about 1 MiB)
                 continue
             want = self.block_bytes
-            with memoryview(buffer) as view:
-                block = view[:cut].tobytes()
+            block = copies.copy(buffer, cut)
             if len(f.head) < FINGERPRINT_BYTES:  # a young file: its fingerprint grows with it
                 f.head = os.pread(f.fd, FINGERPRINT_BYTES, 0)
             start, offset = offset, offset + cut
