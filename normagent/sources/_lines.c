@@ -21,6 +21,8 @@
  * one takes the place of the older. The memory behind a kept object is the block size it was made
  * with; its length is only ever set at most to that. The pure-Python fallback (lines.py) copies
  * into a fresh object each time: the same bytes either way (tests/unit/test_lines.py).
+ * `pread` reads a block from a file straight into such an object and keeps its complete lines:
+ * no read buffer and no copy out of it for a plain file's usual block.
  *
  * Memory safety: reads only inside the buffer it was given, which the buffer protocol keeps alive
  * and unmoved until PyBuffer_Release; writes only into objects it made, within their size.
@@ -30,6 +32,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <structmember.h>
+#include <errno.h>
+#include <unistd.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -146,6 +150,38 @@ copies_free_one(BlockCopies *self)
 #endif
 }
 
+/* A kept object to write a block of up to `capacity` bytes into (a new reference), or NULL
+ * with MemoryError set. */
+static PyObject *
+copies_take(BlockCopies *self)
+{
+    PyObject *out = copies_free_one(self);
+    if (out != NULL)
+        return Py_NewRef(out);
+    out = PyBytes_FromStringAndSize(NULL, self->capacity);
+    if (out != NULL) {
+        Py_XSETREF(self->kept[self->next], Py_NewRef(out));
+        self->next ^= 1;
+    }
+    return out;
+}
+
+/* Set a kept object's length to n (<= its capacity), as a new object of n bytes would be. */
+static void
+copies_settle(PyObject *out, Py_ssize_t n)
+{
+    Py_SET_SIZE(out, n);
+    PyBytes_AS_STRING(out)[n] = '\0';
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+    ((PyBytesObject *)out)->ob_shash = -1; /* as a new object: hash not computed yet */
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+}
+
 static PyObject *
 copies_copy(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -169,35 +205,75 @@ copies_copy(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     if (n < 2 || n > self->capacity) { /* 0 and 1 byte: CPython's shared objects; longer: a fresh one */
         out = PyBytes_FromStringAndSize(view.buf, n);
     } else {
-        out = copies_free_one(self);
-        if (out != NULL) {
-            Py_INCREF(out);
-        } else {
-            out = PyBytes_FromStringAndSize(NULL, self->capacity);
-            if (out != NULL) {
-                Py_XSETREF(self->kept[self->next], Py_NewRef(out));
-                self->next ^= 1;
-            }
-        }
+        out = copies_take(self);
         if (out != NULL) {
             memcpy(PyBytes_AS_STRING(out), view.buf, (size_t)n);
-            Py_SET_SIZE(out, n);
-            PyBytes_AS_STRING(out)[n] = '\0';
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-#endif
-            ((PyBytesObject *)out)->ob_shash = -1; /* as a new object: hash not computed yet */
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
+            copies_settle(out, n);
         }
     }
     PyBuffer_Release(&view);
     return out;
 }
 
+/* pread(fd, offset, size): one pread(2) of up to `size` (<= capacity) bytes at `offset` into a
+ * kept object, as os.pread does it (retried on EINTR after the signal handlers ran; OSError
+ * otherwise); returns (the bytes read up to and with their last newline, or None when they hold
+ * none, how many bytes were read). */
+static PyObject *
+copies_pread(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    BlockCopies *self = (BlockCopies *)op;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "pread() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    int fd = PyObject_AsFileDescriptor(args[0]);
+    if (fd < 0)
+        return NULL;
+    long long offset = PyLong_AsLongLong(args[1]);
+    if (offset == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t size = PyNumber_AsSsize_t(args[2], PyExc_OverflowError);
+    if (size == -1 && PyErr_Occurred())
+        return NULL;
+    if (offset < 0 || (long long)(off_t)offset != offset || size < 0 || size > self->capacity) {
+        PyErr_Format(PyExc_ValueError, "pread(): offset %lld or size %zd out of range (capacity %zd)", offset, size,
+                     self->capacity);
+        return NULL;
+    }
+    PyObject *out = copies_take(self); /* held by this call only while the GIL is released */
+    if (out == NULL)
+        return NULL;
+    char *buf = PyBytes_AS_STRING(out);
+    ssize_t n;
+    int failed = 0;
+    do {
+        Py_BEGIN_ALLOW_THREADS
+        n = pread(fd, buf, (size_t)size, (off_t)offset);
+        Py_END_ALLOW_THREADS
+    } while (n < 0 && errno == EINTR && !(failed = PyErr_CheckSignals()));
+    if (n < 0) {
+        if (!failed)
+            PyErr_SetFromErrno(PyExc_OSError);
+        Py_DECREF(out);
+        return NULL;
+    }
+    Py_ssize_t cut = (Py_ssize_t)n;
+    while (cut > 0 && buf[cut - 1] != '\n') /* the last newline: within the last line's length of the end */
+        cut--;
+    if (cut == 0) {
+        Py_DECREF(out); /* back to the keeper alone: written again next time */
+        return Py_BuildValue("(On)", Py_None, (Py_ssize_t)n);
+    }
+    copies_settle(out, cut);
+    PyObject *result = Py_BuildValue("(On)", out, (Py_ssize_t)n);
+    Py_DECREF(out);
+    return result;
+}
+
 static PyMethodDef copies_methods[] = {
+    {"pread", (PyCFunction)(void (*)(void))copies_pread, METH_FASTCALL,
+     "pread(fd, offset, size, /)\n--\n\nOne read of up to size bytes at offset: (its complete lines or None, bytes read)."},
     {"copy", (PyCFunction)(void (*)(void))copies_copy, METH_FASTCALL,
      "copy(buffer, n, /)\n--\n\nThe first n bytes of buffer as bytes (written into a kept object nobody else holds)."},
     {NULL, NULL, 0, NULL},

@@ -9,7 +9,8 @@ each newline with glibc's vectorised ``memchr``, about five times faster. Where 
 ``count_lines_ascii`` also tells whether the block is ASCII, in the same pass: the driver checks
 every block for UTF-8 (``invalid_utf8_lines``), and a block of ASCII needs no further look.
 
-``BlockCopies`` copies a block's complete lines out of a reader's read buffer. A fresh ``bytes``
+``BlockCopies`` copies a block's complete lines out of a reader's read buffer, or reads a plain
+file's block straight into a kept object (``pread``). A fresh ``bytes``
 of a block's size per block is faulted in page by page (glibc hands the freed block back to the
 kernel at once), which cost a firewall backlog more than the copy itself; the compiled one writes
 each block into one of two kept objects that nobody else holds any more (``_lines.c``). Where it
@@ -18,6 +19,7 @@ was not built, each copy is a fresh object: the same bytes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 
@@ -45,6 +47,15 @@ class _BlockCopiesByBytes:
             raise ValueError(f"copy(): {n} bytes asked of a buffer of {len(buffer)}")
         with memoryview(buffer) as view:
             return view[:n].tobytes()
+
+    def pread(self, fd: int, offset: int, size: int, /) -> tuple[bytes | None, int]:
+        """One read of up to ``size`` bytes of ``fd`` at ``offset``: its complete lines (up to
+        and with the last newline), or None when it holds no newline; and how many bytes it read."""
+        if offset < 0 or not 0 <= size <= self.capacity:
+            raise ValueError(f"pread(): offset {offset} or size {size} out of range (capacity {self.capacity})")
+        data = os.pread(fd, size, offset)
+        cut = data.rfind(b"\n") + 1
+        return (data[:cut] if cut else None), len(data)
 
 
 count_lines: Callable[[bytes], int]

@@ -8,12 +8,13 @@ wrong ``normagent_log_lines_total`` and a wrong "ignored". The compiled counter 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from normagent.sources import lines
 from tests.support.sanitizers import build_sanitized, run_sanitized
@@ -167,6 +168,60 @@ def test_a_file_s_blocks_are_its_bytes_whether_held_or_dropped(tmp_path: Path) -
     assert len(held) > 10 and all(block.endswith(b"\n") for block in held)
 
 
+@pytest.mark.parametrize("copies", [pytest.param(None, id="compiled"), pytest.param(lines._BlockCopiesByBytes, id="fallback")])
+def test_pread_reads_a_file_s_complete_lines_into_a_block(tmp_path: Path, copies: type | None) -> None:
+    """One read of up to ``size`` bytes: its complete lines and how many bytes it read, None
+    without a newline; the compiled one and the fallback alike, blocks held left as they were."""
+    kind = copies or compiled_copies()
+    data = b"first line\nsecond\n" + b"x" * 50 + b"\nlast without end"
+    path = tmp_path / "log"
+    path.write_bytes(data)
+    c = kind(64)
+    with open(path, "rb") as f:
+        fd = f.fileno()
+        held = []
+        for offset in range(len(data) + 2):
+            for size in (0, 1, 5, 11, 12, 30, 64):
+                block, n = c.pread(fd, offset, size)
+                got = data[offset : offset + size]
+                cut = got.rfind(b"\n") + 1
+                assert n == len(got)
+                assert block == (got[:cut] if cut else None), (offset, size)
+                if block is not None:
+                    assert hash(block) == hash(got[:cut])
+                    if size == 30:
+                        held.append((block, got[:cut]))
+                assert all(kept == expected for kept, expected in held)
+        for offset, size in ((-1, 5), (0, 65), (0, -1)):
+            with pytest.raises(ValueError):
+                c.pread(fd, offset, size)
+    directory = os.open(tmp_path, os.O_RDONLY)
+    try:
+        with pytest.raises(IsADirectoryError):
+            c.pread(directory, 0, 5)
+    finally:
+        os.close(directory)
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.lists(st.sampled_from([b"a", b"bb", b"\n", b"\n", b"x" * 40, b"\xc3\xa9", b"\n" * 3]), max_size=60).map(b"".join),
+       st.integers(2, 50), st.booleans(), st.booleans())
+def test_a_file_read_straight_into_blocks_is_cut_as_through_the_read_buffer(data: bytes, block_bytes: int, skip: bool, complete: bool) -> None:
+    """``_cut_blocks`` with ``fd`` (blocks read into ``BlockCopies``' objects) hands out the same
+    cuts — bytes, lines, ends, over-long lines, a partial last line left — as the general way."""
+    import tempfile
+
+    from normagent.sources.files import _cut_blocks, _pread_reader
+
+    with tempfile.TemporaryFile() as f:
+        f.write(data)
+        f.flush()
+        fd = f.fileno()
+        general = [(c.data, c.lines, c.end, c.skip, c.truncated, c.ascii) for c in _cut_blocks(_pread_reader(fd), 0, block_bytes, skip=skip, complete=complete)]
+        direct = [(c.data, c.lines, c.end, c.skip, c.truncated, c.ascii) for c in _cut_blocks(_pread_reader(fd), 0, block_bytes, skip=skip, complete=complete, fd=fd)]
+    assert direct == general
+
+
 SANITIZED = r"""
 import ctypes, random, sys
 import normagent.sources._lines as compiled
@@ -196,6 +251,22 @@ for step in range(3000):
     if len(held) > 3:
         held.pop(rng.randrange(len(held)))
     assert all(kept == copy for kept, copy in held)
+import os, tempfile
+with tempfile.TemporaryFile() as f:
+    data = bytes(rng.choice(b"ab\n\x00\xff") for _ in range(1 << 14))
+    f.write(data)
+    f.flush()
+    for step in range(2000):
+        offset, size = rng.randrange(len(data) + 10), rng.randrange(1 << 12)
+        block, n = copies.pread(f.fileno(), offset, size)
+        got = data[offset : offset + size]
+        cut = got.rfind(b"\n") + 1
+        assert n == len(got) and block == (got[:cut] if cut else None)
+        if block is not None and step % 5 == 0:
+            held.append((block, bytes(block)))
+        if len(held) > 3:
+            held.pop(rng.randrange(len(held)))
+        assert all(kept == copy for kept, copy in held)
 del copies
 print("ok")
 """
