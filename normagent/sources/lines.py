@@ -70,7 +70,7 @@ except ImportError:  # not built: no C compiler or Python headers when normagent
     count_lines = _count_by_bytes
     count_lines_ascii = _count_ascii_by_bytes
 try:
-    from normagent.sources._lines import BlockCopies  # type: ignore[assignment,no-redef]  # a module built before it
+    from normagent.sources._lines import BlockCopies  # type: ignore[assignment]  # the stub types it as its own class
 except ImportError:
     BlockCopies = _BlockCopiesByBytes
 

@@ -656,17 +656,6 @@ def _rfc3164_at(now_year: int, limit: datetime, month: int, day: int, hour: int,
         if value <= limit:
             return value.astimezone(timezone.utc)
     return None
-    local_now = ref.astimezone(tz)
-    limit = local_now + timedelta(days=1)
-    day, hour, minute = int(m[2]), int(m[3]), int(m[4])
-    for year in (local_now.year + 1, local_now.year, local_now.year - 1):
-        try:
-            value = datetime(year, month, day, hour, minute, second, tzinfo=tz)
-        except ValueError:
-            continue  # Feb 29 outside a leap year, or no such day or hour at all
-        if value <= limit:
-            return value.astimezone(timezone.utc)
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
