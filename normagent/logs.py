@@ -830,6 +830,7 @@ def _journal_steps(ctx: RunContext, chosen: JournalSettings, fields: tuple[str, 
     )
     for block, position in blocks:
         yield _Step(block, JOURNAL_KEY, position)
+        del block  # not held while the next one is read (see _collect_records)
 
 
 def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:

@@ -15,7 +15,7 @@ import re
 import shutil
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -917,6 +917,34 @@ def test_journal_collector_counts_every_entry_once_and_resumes_by_cursor(journal
     assert outcomes(ledger, "test.journal")["parsed"] == expected
     newest = run_command([journalctl, f"--file={MAIN_JOURNAL}", "--output=json", "--lines=1"]).stdout
     assert ledger.checkpoints("test.journal").get("journal") == json.loads(newest)["__CURSOR"]
+
+
+def test_a_journal_block_is_let_go_before_the_next_one_is_read(
+    journalctl: str, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for EVTX: when the reader is asked for the next block, nothing holds the one before."""
+    import gc
+
+    import normagent.logs
+
+    read_journal = normagent.logs.read_journal
+    held: list[int] = []
+    blocks = 0
+
+    def reading(*args: Any, **kwargs: Any) -> Iterator[tuple[RecordBlock, str]]:
+        nonlocal blocks
+        for block, position in read_journal(*args, **kwargs):
+            yield block, position
+            records = block.records  # asked for the next block: who else holds this one?
+            del block
+            blocks += 1
+            if any(isinstance(r, RecordBlock) for r in gc.get_referrers(records)):
+                held.append(blocks)
+
+    monkeypatch.setattr(normagent.logs, "read_journal", reading)
+    spec = journal_log_collector("test.journal", help="j", parser=count_every_entry, settings=journal_reading("journalctl"), metrics=(FAILED,))
+    run_collector_once(spec, ledger, run_command=run_command)
+    assert blocks > 3 and held == []
 
 
 def test_journal_collector_without_journalctl_is_no_data(ledger: Ledger) -> None:
