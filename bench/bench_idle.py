@@ -11,7 +11,8 @@ default deviation rules, one forwarder of every kind enabled (webhook, Alertmana
 and Defender), the ClamAV collectors on its ClamAV fixtures (clamscan, clamd and freshclam logs, two
 signature databases), and ``network.snmp`` polling a real snmpd (started here on 127.0.0.1, so
 pysnmp is loaded as on a site with a router configured). ``--sources snmp-off`` is the same without
-the SNMP device (pysnmp never loaded); ``--sources defaults`` is the built-in configuration (only
+the SNMP device (pysnmp never loaded), ``--sources v2c`` the same with an SNMPv2c device in place of
+the SNMPv3 one; ``--sources defaults`` is the built-in configuration (only
 the state directory and the port set). The script measures, for both:
 
 1. resident memory (RSS) after a warm-up, after the scrapes and at the end;
@@ -132,7 +133,7 @@ def wait_ready(exporter: Exporter, path: str, timeout: float = 60) -> None:
 FIXTURES = REPO / "tests" / "fixtures"
 
 
-def source_config(workdir: Path, snmp_target: str | None) -> str:
+def source_config(workdir: Path, snmp_target: str | None, snmp_version: str = "3") -> str:
     """Configuration that gives every collector something to read (see the module docstring)."""
     logs = workdir / "logs"
     databases = workdir / "clamav"
@@ -167,7 +168,12 @@ start_at = "beginning"
 [collectors."malware.clamav_status"]
 database_directory = "{databases}"
 """
-    if snmp_target:
+    if snmp_target and snmp_version == "2c":
+        text += f"""
+[collectors."network.snmp"]
+devices = [{{ name = "bench", target = "{snmp_target}", version = "2c", community = "public", interfaces = ["*"] }}]
+"""
+    elif snmp_target:
         text += f"""
 [collectors."network.snmp"]
 devices = [{{ name = "bench", target = "{snmp_target}", version = "3", user = "normagent", auth_key = "auth-passphrase-1", priv_key = "priv-passphrase-2", interfaces = ["*"] }}]
@@ -309,7 +315,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds to let both settle first (default 30)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out", help="directory for the JSON result")
     parser.add_argument("--sources", default="all",
-                        help="what normagent's collectors read: all, snmp-off or defaults, or several separated by "
+                        help="what normagent's collectors read: all, v2c (all with an SNMPv2c device instead of "
+                        "the SNMPv3 one), snmp-off or defaults, or several separated by "
                         "commas (one agent each, side by side; default all: see the module docstring)")
     parser.add_argument("--baseline", metavar="REVISION",
                         help="also run the agent of this git revision (its sources unpacked, same venv) beside each")
@@ -317,8 +324,8 @@ def main() -> int:
                         help="without the four forwarders (by default every kind is enabled; the rules engine always runs)")
     args = parser.parse_args()
     variants = args.sources.split(",")
-    if not variants or any(v not in ("all", "snmp-off", "defaults") for v in variants):
-        parser.error(f"--sources: {args.sources!r}: each must be all, snmp-off or defaults")
+    if not variants or any(v not in ("all", "v2c", "snmp-off", "defaults") for v in variants):
+        parser.error(f"--sources: {args.sources!r}: each must be all, v2c, snmp-off or defaults")
 
     with tempfile.TemporaryDirectory(prefix="normagent-bench-") as tmp:
         workdir = Path(tmp)
@@ -326,7 +333,7 @@ def main() -> int:
         snmpd = None
         try:
             snmp_target = None
-            if "all" in variants:
+            if "all" in variants or "v2c" in variants:
                 sys.path.insert(0, str(REPO))
                 from tests.support.snmpd import start_snmpd
 
@@ -339,7 +346,8 @@ def main() -> int:
                 for label, tree in trees:
                     home = workdir / f"{label.split()[0]}-{variant}"
                     home.mkdir()
-                    extra = "" if variant == "defaults" else source_config(home, snmp_target if variant == "all" else None)
+                    extra = "" if variant == "defaults" else source_config(
+                        home, snmp_target if variant in ("all", "v2c") else None, "2c" if variant == "v2c" else "3")
                     name = label if len(variants) == 1 else f"{label} [{variant}]"
                     exporters.append(start_normagent(home, home / "normagent.log", extra, forwarders=not args.no_forwarders,
                                                      name=name, source_tree=tree))

@@ -9,7 +9,7 @@ start it (tests/support/snmpd.py): the benchmark binds a UDP socket on 127.0.0.1
 snmpd by socket activation, so snmpd sees only the namespace's interfaces and answers here. The
 collector runs as the agent runs it (``run_collector_once`` with the lazy pysnmp client and the
 system clock), configured with ``interfaces = ["a*", "b*"]``: each poll is one SNMP session that
-reads sysUpTime, walks ifName and GETs 8 columns of each of the 50 interfaces (400 variables).
+walks ifName, then GETs sysUpTime and 8 columns of each of the 50 interfaces (401 variables).
 
 Reported per version: the first poll (pysnmp imported, engine compiled) apart, then min / median /
 max of the poll itself (``normagent_snmp_poll_duration_seconds``) and of the whole collector run

@@ -1,14 +1,16 @@
 """SNMP reads (GET, subtree walk) over pysnmp 7, behind the synchronous ``SnmpClient`` protocol.
 
-pysnmp 7's API (``pysnmp.hlapi.v3arch.asyncio``) is asyncio only, while collectors are
-plain functions run on the scheduler's threads. The bridge is one event loop per client, on a
-thread of its own started by the first request, and one ``SnmpEngine`` (with its UDP socket) per
-device, made by the device's first session and kept for the client's life: ``client.session(...)``
-hands the device's engine to the calling thread, whose ``get``/``walk`` run on that loop. The
-agent keeps one client (``LazySnmpClient``) from start to stop, and ``close()`` closes every
-engine's socket and the loop. An SNMPv2c device gets pysnmp's engine-less ``SnmpDispatcher``
-instead of an engine: a community needs none of the engine's MIB-backed tables (about 1 MB per
-device); SNMPv1 keeps the engine, which turns v1's types and errors into v2c's.
+pysnmp 7's engine is asyncio only, while collectors are plain functions run on the scheduler's
+threads. The bridge is one event loop per client, on a thread of its own started by the first
+request, and one device object (with its UDP socket) per device, made by the device's first
+session and kept for the client's life: ``client.session(...)`` hands the device to the calling
+thread, whose ``get``/``walk`` run on that loop. The agent keeps
+one client (``LazySnmpClient``) from start to stop, and ``close()`` closes every device's socket
+and the loop. An SNMPv2c device (``CommunityDevice``) is a socket, pysnmp's message and PDU types
+(``pysnmp.proto.api``) and pyasn1's BER codec: no engine, and nothing of pysnmp's SMI, high-level
+API or USM is imported for it. SNMPv3 and v1 devices get an ``SnmpEngine`` each
+(``normagent.sources.snmp_engine``, imported with the first such device); the engine turns v1's
+types and errors into v2c's.
 
 Why not a loop and an engine per session: an engine runs some thirty MIB modules and builds its
 tables anew (about 0.1 s of CPU, a fifth of the idle agent's CPU at one poll a minute), and a
@@ -20,15 +22,16 @@ from 65 to 97 MB in ten minutes (bench/README.md). A kept engine also keeps the 
 so a restarted agent (new engine boots) or a changed key costs one failed poll at most.
 
 Two things make a poll of a device with many interfaces fast (bench/bench_snmp.py: 50 interfaces,
-400 variables, in about 0.4 s instead of 1.9 s): requests go to pysnmp's RFC 3413 command
-generators with numeric OIDs, skipping the high-level API's MIB lookup of every OID asked and
-answered; and pysnmp's core MIB modules, which every engine runs from source, are compiled once
-per process (``_CompiledMibs``).
+400 variables, in about 0.4 s instead of 1.9 s): requests go by numeric OID (v2c straight into a
+PDU, v3 to pysnmp's RFC 3413 command generators), skipping the high-level API's MIB lookup of
+every OID asked and answered; and pysnmp's core MIB modules, which every engine runs from source,
+are compiled once per process (``snmp_engine._CompiledMibs``).
 
 SNMPv1 and v2c authenticate with a community; SNMPv3 with a USM user (``SnmpAuth.v3``): MD5 or
 the SHA family for authentication, DES, 3DES or AES for privacy (AES and DES need the
-``cryptography`` package, which pysnmp imports when present; about 7 MB of resident memory, kept
-rather than handing pysnmp ciphers of our own: bench/README.md, "SNMP: what a device costs").
+``cryptography`` package, which pysnmp's engine imports when present; about 7 MB of resident memory,
+kept rather than handing pysnmp ciphers of our own, and loaded only with the first SNMPv3 or v1
+device: bench/README.md, "SNMP: what a device costs" and "SNMP: v2c without the engine").
 
 Values come back as plain Python: integers of every SNMP integer type as ``int``, OCTET STRING and
 its kin (Opaque, BITS) as ``bytes`` (a caller decodes what it knows to be text), OBJECT IDENTIFIER
@@ -38,7 +41,8 @@ Failures raise ``SnmpError`` (a ``ConnectionError``) or a narrower one: ``SnmpTi
 key or an access-control refusal, ``SnmpTooManyRows`` for a walk beyond its limit. No message
 holds a community string or a key.
 
-Imports only the standard library, pysnmp and normagent's leaf modules.
+Imports only the standard library, pyasn1, pysnmp's protocol types (``pysnmp.proto``) and
+normagent's leaf modules; ``normagent.sources.snmp_engine`` (pysnmp's engine) late.
 """
 
 from __future__ import annotations
@@ -51,42 +55,19 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+from pyasn1.codec.ber import decoder, encoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
-from pysnmp.entity.rfc3413 import cmdgen
-from pysnmp.hlapi.v3arch.asyncio import (
-    CommunityData,
-    ContextData,
-    SnmpEngine,
-    Udp6TransportTarget,
-    UdpTransportTarget,
-    UsmUserData,
-    usm3DESEDEPrivProtocol,
-    usmAesCfb128Protocol,
-    usmAesCfb192Protocol,
-    usmAesCfb256Protocol,
-    usmDESPrivProtocol,
-    usmHMAC128SHA224AuthProtocol,
-    usmHMAC192SHA256AuthProtocol,
-    usmHMAC256SHA384AuthProtocol,
-    usmHMAC384SHA512AuthProtocol,
-    usmHMACMD5AuthProtocol,
-    usmHMACSHAAuthProtocol,
-    usmNoAuthProtocol,
-    usmNoPrivProtocol,
-)
-from pysnmp.hlapi.v1arch.asyncio.auth import CommunityData as Community
-from pysnmp.hlapi.v1arch.asyncio.dispatch import SnmpDispatcher
-from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD
-from pysnmp.error import PySnmpError
 from pysnmp.proto import errind, rfc1902, rfc1905
 from pysnmp.proto.api import v2c as v2c_api
-from pysnmp.smi import builder as mib_builder
 
 from normagent.errors import SnmpAuthError, SnmpError, SnmpTimeout, SnmpTooManyRows
 from normagent.model import SnmpAuth, SnmpVarBind
+
+if TYPE_CHECKING:
+    from normagent.sources.snmp_engine import EngineDevice
 
 __all__ = [
     "PysnmpClient",
@@ -95,29 +76,16 @@ __all__ = [
     "SnmpError",
     "SnmpTimeout",
     "SnmpTooManyRows",
+    "check_auth",
     "split_target",
     "to_python",
 ]
 
 DEFAULT_PORT = 161
 _ABSENT = (rfc1905.NoSuchObject, rfc1905.NoSuchInstance, rfc1905.EndOfMibView)
-_AUTH_PROTOCOLS = {
-    "none": usmNoAuthProtocol,
-    "MD5": usmHMACMD5AuthProtocol,
-    "SHA": usmHMACSHAAuthProtocol,
-    "SHA224": usmHMAC128SHA224AuthProtocol,
-    "SHA256": usmHMAC192SHA256AuthProtocol,
-    "SHA384": usmHMAC256SHA384AuthProtocol,
-    "SHA512": usmHMAC384SHA512AuthProtocol,
-}
-_PRIV_PROTOCOLS = {
-    "none": usmNoPrivProtocol,
-    "DES": usmDESPrivProtocol,
-    "3DES": usm3DESEDEPrivProtocol,
-    "AES": usmAesCfb128Protocol,
-    "AES192": usmAesCfb192Protocol,
-    "AES256": usmAesCfb256Protocol,
-}
+# The SNMPv3 protocols pysnmp offers (normagent.sources.snmp_engine maps them to its objects).
+AUTH_PROTOCOLS = frozenset({"none", "MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"})
+PRIV_PROTOCOLS = frozenset({"none", "DES", "3DES", "AES", "AES192", "AES256"})
 # What an agent says when it does not accept who we are (RFC 3414 section 3.2 reports, and the
 # USM processing of the answer on our side).
 _AUTH_INDICATIONS = (
@@ -142,17 +110,14 @@ IDLE_ENGINE_SECONDS = 3600.0
 
 @dataclass(slots=True)
 class _Engine:
-    """A device's engine, its transport target and its credentials as pysnmp wants them.
+    """A device kept by the client: how requests reach it, and what the client tracks of it.
 
-    ``engine`` is an ``SnmpEngine`` (RFC 3412's architecture: SNMPv3, and v1, whose answers it
-    turns into v2c's types) or, for SNMPv2c, pysnmp's lighter ``SnmpDispatcher`` (its "v1arch"):
-    a community string needs none of the engine's MIB-backed tables, and an engine costs about
-    1 MB of resident memory per device, the dispatcher next to nothing (bench/README.md).
+    ``device`` is a ``CommunityDevice`` for SNMPv2c (a UDP socket and pysnmp's message and PDU
+    types, nothing else) or an ``snmp_engine.EngineDevice`` (an ``SnmpEngine`` of its own: SNMPv3,
+    and v1, whose answers it turns into v2c's types).
     """
 
-    engine: Any
-    transport: Any
-    auth_data: Any
+    device: CommunityDevice | EngineDevice
     used: float
     sessions: int = 0
     # Rows the last walk of each subtree returned: the next walk's GETBULK asks for that many and
@@ -222,7 +187,7 @@ class PysnmpClient:
         return len(self._engines)
 
     def pending_tasks(self) -> int:
-        """Tasks waiting on the client's loop (none between polls: see ``_tick``); for tests."""
+        """Tasks waiting on the client's loop (none between polls: see ``EngineDevice.tick``); for tests."""
         with self._lock:
             loop = self._loop
         if loop is None:
@@ -263,23 +228,22 @@ class PysnmpClient:
         kept = self._engines.get(session.key)
         if kept is None:
             version = _ip_version(session.host)
-            kind = _TARGETS[version]
-            try:
-                transport = await kind.create((session.host, session.port), timeout=session.timeout, retries=session.retries)
-            except Exception as exc:  # pysnmp raises PySnmpError for unresolvable names
-                raise SnmpError(f"bad SNMP target {session.target!r}: {exc}") from None
+            device: CommunityDevice | EngineDevice
             if session.auth.version == "2c":
-                kept = _Engine(_Dispatcher(), transport, Community(session.auth.community, mpModel=1), now)
+                device = await CommunityDevice.open(session.host, session.port, session.auth.community, session.timeout, session.retries)
             else:
-                kept = _Engine(SnmpEngine(), transport, auth_data(session.auth), now)
+                from normagent.sources.snmp_engine import EngineDevice  # SNMPv1/v3 only: the engine, its USM, cryptography
+
+                device = await EngineDevice.open(session.host, session.port, session.auth, session.timeout, session.retries, version)
+            kept = _Engine(device, now)
             self._engines[session.key] = kept
         kept.used = now
         kept.sessions += 1
-        _tick(kept.engine, True)
+        kept.device.tick(True)
         return kept
 
     def _release(self, kept: _Engine) -> None:
-        """A session of ``kept`` ended: with none left, its timer stops (see ``_tick``)."""
+        """A session of ``kept`` ended: with none left, its timer stops (see ``EngineDevice.tick``)."""
         with self._lock:
             loop = self._loop
         if loop is not None:
@@ -288,12 +252,12 @@ class PysnmpClient:
     async def _released(self, kept: _Engine) -> None:
         kept.sessions -= 1
         if kept.sessions <= 0:
-            _tick(kept.engine, False)
+            kept.device.tick(False)
 
     def _drop(self, key: tuple[Any, ...]) -> None:
         kept = self._engines.pop(key, None)
         if kept is not None:
-            _close(kept.engine)
+            kept.device.close()
 
 
 
@@ -302,7 +266,7 @@ def _shut_down(loop: asyncio.AbstractEventLoop, thread: threading.Thread, engine
 
     async def close_engines() -> None:
         while engines:
-            _close(engines.popitem()[1].engine)
+            engines.popitem()[1].device.close()
 
     if threading.current_thread() is thread:  # collected on the loop's own thread: cannot wait
         loop.call_soon(loop.stop)
@@ -316,45 +280,101 @@ def _shut_down(loop: asyncio.AbstractEventLoop, thread: threading.Thread, engine
             loop.close()
 
 
-class _Dispatcher(SnmpDispatcher):  # type: ignore[misc]
-    """pysnmp's ``SnmpDispatcher``, dropping an answer it cannot decode.
+class CommunityDevice(asyncio.DatagramProtocol):
+    """An SNMPv2c device: a connected UDP socket on the client's loop and pysnmp's message types.
 
-    The engine drops a malformed message; the dispatcher's receive callback raises into the
-    event loop instead, which logs a traceback for every such datagram (a device sending garbage
-    could fill the journal). Here it is dropped, and the request times out as with SNMPv3.
+    A community string needs none of an ``SnmpEngine``'s state (no discovery, no keys, no MIB-backed
+    tables), so SNMPv2c uses pysnmp's protocol API (``pysnmp.proto.api.v2c``: the message and PDU
+    types, request ids) and pyasn1's BER codec directly, and nothing of pysnmp's engine, SMI or
+    high-level API is imported (``cryptography`` neither): a site with only v2c devices pays about
+    2 MB for SNMP instead of 11 (bench/README.md, "SNMP: v2c without the engine").
+
+    Requests are matched to answers by request id; the socket is connected, so the kernel drops
+    datagrams from anyone but the device. An answer that does not decode, or is not a Response to
+    a request in flight, is dropped (the request times out, as with the engine); so is an ICMP
+    "port unreachable" (nobody listening is a timeout, as pysnmp reports it). No timer runs between
+    requests: each attempt waits on its own deadline.
     """
 
-    def _recv_callback(self, *args: Any) -> Any:
+    def __init__(self, target: str, community: str, timeout: float, retries: int) -> None:
+        self.target = target  # for messages
+        self.community = community
+        self.timeout = timeout
+        self.retries = retries
+        self._transport: asyncio.DatagramTransport | None = None
+        self._waiting: dict[int, asyncio.Future[Any]] = {}
+
+    @classmethod
+    async def open(cls, host: str, port: int, community: str, timeout: float, retries: int) -> CommunityDevice:
+        """The device's socket, connected to ``host`` (an address, or a name the loop resolves)."""
+        device = cls(f"{host}:{port}", community, timeout, retries)
         try:
-            return super()._recv_callback(*args)
-        except (PyAsn1Error, PySnmpError):
-            return None
+            await asyncio.get_running_loop().create_datagram_endpoint(lambda: device, remote_addr=(host, port))
+        except OSError as exc:  # an unresolvable name, no route
+            raise SnmpError(f"bad SNMP target {host!r}: {exc}") from None
+        return device
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.DatagramTransport, transport)  # what create_datagram_endpoint makes
 
-def _close(engine: Any) -> None:
-    """Close an engine's or a dispatcher's socket and timer (on the loop's thread)."""
-    if isinstance(engine, SnmpDispatcher):
-        engine.close()
-    else:
-        engine.close_dispatcher()
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        try:
+            message, _ = decoder.decode(data, asn1Spec=v2c_api.Message())
+            pdu = v2c_api.apiMessage.get_pdu(message)
+            waiting = self._waiting.get(int(v2c_api.apiPDU.get_request_id(pdu)))
+        except (PyAsn1Error, ValueError, TypeError):
+            return  # garbage: dropped, the request times out
+        if waiting is not None and not waiting.done() and isinstance(pdu, rfc1905.ResponsePDU):
+            waiting.set_result(pdu)
 
+    def error_received(self, exc: Exception) -> None:
+        """An ICMP error for the connected socket (nobody listening): a lost answer, not a failure."""
 
-def _tick(engine: Any, on: bool) -> None:
-    """Start or stop the engine's timer (on the loop's thread).
+    async def request(self, kind: str, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None) -> Any:
+        """``EngineDevice.request`` for SNMPv2c (``kind`` "get" or "bulk"): the PDU sent up to
+        ``retries`` + 1 times, ``timeout`` seconds each."""
+        if kind == "bulk":
+            assert bulk is not None
+            api: Any = v2c_api.apiBulkPDU
+            pdu: Any = v2c_api.GetBulkRequestPDU()
+            api.set_defaults(pdu)
+            api.set_non_repeaters(pdu, bulk[0])
+            api.set_max_repetitions(pdu, bulk[1])
+        else:
+            api, pdu = v2c_api.apiPDU, v2c_api.GetRequestPDU()
+            api.set_defaults(pdu)
+        api.set_varbinds(pdu, var_binds)
+        message = v2c_api.Message()
+        v2c_api.apiMessage.set_defaults(message)
+        v2c_api.apiMessage.set_community(message, self.community)
+        v2c_api.apiMessage.set_pdu(message, pdu)
+        datagram = encoder.encode(message)
+        request_id = int(api.get_request_id(pdu))
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = answer
+        try:
+            for _ in range(self.retries + 1):
+                if self._transport is None or self._transport.is_closing():
+                    raise SnmpError(f"SNMP device {self.target} closed")
+                self._transport.sendto(datagram)
+                done, _ = await asyncio.wait((answer,), timeout=self.timeout)
+                if done:
+                    response = answer.result()
+                    return None, api.get_error_status(response), api.get_error_index(response, muteErrors=True), api.get_varbinds(response)
+        finally:
+            del self._waiting[request_id]
+        return errind.requestTimedOut, 0, 0, []
 
-    pysnmp's asyncio dispatcher wakes every 0.1 s while a transport is registered, to time out
-    and retry requests: kept between polls, an engine's timer alone cost the idle agent more CPU
-    than everything else. It runs while a session is open and sleeps between them; with no
-    request in flight it has nothing to do.
-    """
-    dispatcher = engine.transport_dispatcher
-    if dispatcher is None:
-        return  # no request sent yet: registering the transport starts the timer
-    if on and dispatcher.loopingcall is None:
-        dispatcher.loopingcall = asyncio.ensure_future(dispatcher.handle_timeout())
-    elif not on and dispatcher.loopingcall is not None:
-        dispatcher.loopingcall.cancel()
-        dispatcher.loopingcall = None
+    def tick(self, on: bool) -> None:
+        """Nothing to start or stop: no timer runs between requests."""
+
+    def close(self) -> None:
+        """Close the socket; a request in flight (a client closed under it) fails."""
+        if self._transport is not None:
+            self._transport.close()
+        for waiting in self._waiting.values():
+            if not waiting.done():
+                waiting.set_exception(SnmpError(f"SNMP device {self.target} closed"))
 
 
 async def _other_tasks() -> int:
@@ -373,7 +393,7 @@ class PysnmpSession:
         self.host, self.port = split_target(target)
         self.target = target
         self.auth = auth
-        auth_data(auth)  # unusable credentials fail here, before anything is sent
+        check_auth(auth)  # unusable credentials fail here, before anything is sent
         self.timeout = timeout
         self.retries = retries
         self.key = (self.host, self.port, auth, timeout, retries)
@@ -446,7 +466,7 @@ class PysnmpSession:
         return result
 
     async def _get_chunk(self, oids: tuple[str, ...]) -> list[SnmpVarBind]:
-        indication, status, index, var_binds = await self._send(cmdgen.GetCommandGenerator(), _request(oids))
+        indication, status, index, var_binds = await self._send("get", _request(oids))
         too_big = isinstance(indication, errind.TooBig) or (status and _status_name(status) == "tooBig")
         if too_big and len(oids) > 1:
             half = len(oids) // 2
@@ -481,12 +501,12 @@ class PysnmpSession:
         rows: list[SnmpVarBind] = []
         while True:
             if self.auth.version == "1":
-                indication, status, index, var_binds = await self._send(cmdgen.NextCommandGeneratorSingleRun(), [(current, univ.Null(""))])
+                indication, status, index, var_binds = await self._send("next", [(current, univ.Null(""))])
                 if status and _status_name(status) == "noSuchName":
                     break  # SNMPv1's end of the MIB view
             else:
                 indication, status, index, var_binds = await self._send(
-                    cmdgen.BulkCommandGeneratorSingleRun(), [(current, univ.Null(""))],
+                    "bulk", [(current, univ.Null(""))],
                     bulk=(0, self._repetitions_for(oid, len(rows))),
                 )
             _raise_for(self.target, indication, status, index)
@@ -504,54 +524,11 @@ class PysnmpSession:
                     raise SnmpTooManyRows(f"walk of {oid} on {self.target} returned more than {max_rows} variables")
         return rows
 
-    async def _send(self, generator: Any, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None = None) -> Any:
-        """One request with raw variable bindings; the answer's raw bindings.
-
-        pysnmp's high-level calls resolve every requested and answered OID through its MIB view
-        (about 1 ms each); this collector asks by number and reads numbers, so the request goes to
-        the command generator of RFC 3413 directly, configured as the high-level API does it.
-        """
+    async def _send(self, kind: str, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None = None) -> Any:
+        """One request (``kind``: "get", "next" or "bulk") with raw variable bindings; the answer as
+        ``(error indication, error status, error index, variable bindings)``."""
         assert self._kept is not None  # _ready() ran
-        engine = self._kept.engine
-        if isinstance(engine, SnmpDispatcher):
-            return await self._send_v2c(engine, var_binds, bulk)
-        addr_name, _ = LCD.configure(engine, self._kept.auth_data, self._kept.transport, b"")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-        def done(engine: Any, handle: Any, indication: Any, status: Any, index: Any, answer: Any, ctx: Any) -> None:
-            if not future.cancelled():
-                future.set_result((indication, status, index, list(answer)))
-
-        context = ContextData()
-        if bulk is None:
-            generator.send_varbinds(engine, addr_name, context.contextEngineId, context.contextName, var_binds, done)
-        else:
-            generator.send_varbinds(engine, addr_name, context.contextEngineId, context.contextName, *bulk, var_binds, done)
-        return await future
-
-
-    async def _send_v2c(self, dispatcher: Any, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None) -> Any:
-        """``_send`` for SNMPv2c: the PDU made and matched by pysnmp's ``SnmpDispatcher``
-        (request ids, retries, timeouts), without an engine."""
-        assert self._kept is not None
-        api = v2c_api.apiPDU if bulk is None else v2c_api.apiBulkPDU
-        pdu = v2c_api.GetRequestPDU() if bulk is None else v2c_api.GetBulkRequestPDU()
-        api.set_defaults(pdu)
-        if bulk is not None:
-            api.set_non_repeaters(pdu, bulk[0])
-            api.set_max_repetitions(pdu, bulk[1])
-        api.set_varbinds(pdu, var_binds)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-        def done(dispatcher: Any, request_id: Any, indication: Any, response: Any, ctx: Any) -> None:
-            if not future.cancelled():
-                future.set_result((indication, response))
-
-        dispatcher.send_pdu(self._kept.auth_data, self._kept.transport, pdu, done)
-        indication, response = await future
-        if indication or response is None:
-            return indication or errind.requestTimedOut, 0, 0, []
-        return None, api.get_error_status(response), api.get_error_index(response, muteErrors=True), api.get_varbinds(response)
+        return await self._kept.device.request(kind, var_binds, bulk)
 
 
 def _request(oids: tuple[str, ...]) -> list[tuple[Any, Any]]:
@@ -570,53 +547,20 @@ def _request(oids: tuple[str, ...]) -> list[tuple[Any, Any]]:
 _NUMERIC_OID = re.compile(r"^\.?\d+(\.\d+)*$")
 
 
-class _CompiledMibs:
-    """Stands in for ``runpy`` in pysnmp's MIB builder: compiles each MIB module once per process.
-
-    Every ``SnmpEngine`` loads pysnmp's core MIB modules, and pysnmp runs them from source with
-    ``runpy.run_path`` (it executes its cached byte code only under ``python -O``), compiling some
-    thirty modules again for every engine: about 0.3 s of CPU per SNMP session. This does what
-    ``run_path`` does — a fresh namespace from ``init_globals``, ``__name__`` and ``__file__`` set,
-    the module's code run in it — with the code object compiled once.
-    """
-
-    def __init__(self) -> None:
-        self._code: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def run_path(self, path: str, init_globals: dict[str, Any] | None = None, run_name: str | None = None) -> dict[str, Any]:
-        with self._lock:
-            code = self._code.get(path)
-            if code is None:
-                with open(path, "rb") as f:
-                    code = compile(f.read(), path, "exec")
-                self._code[path] = code
-        namespace: dict[str, Any] = dict(init_globals or {})
-        namespace.update(__name__=run_name or "<run_path>", __file__=path, __loader__=None, __package__=None, __spec__=None)
-        exec(code, namespace)  # noqa: S102 - pysnmp's own MIB modules, as runpy would run them
-        return namespace
-
-
-# Under ``python -O`` (the service's PYTHONOPTIMIZE) pysnmp runs the code object its MIB source
-# already read, and has no ``runpy`` to stand in for.
-if getattr(mib_builder, "runpy", None) is not None and not isinstance(mib_builder.runpy, _CompiledMibs):
-    mib_builder.runpy = _CompiledMibs()
-
-
-def auth_data(auth: SnmpAuth) -> Any:
-    """pysnmp's ``CommunityData`` or ``UsmUserData`` for ``auth``.
+def check_auth(auth: SnmpAuth) -> None:
+    """Refuse credentials pysnmp could not use, before anything is sent.
 
     Raises:
         ValueError: an SNMPv3 user without a name, a key shorter than 8 characters (RFC 3414
             requires 8), privacy without authentication, or an unknown version or protocol.
     """
     if auth.version in ("1", "2c"):
-        return CommunityData(auth.community, mpModel=0 if auth.version == "1" else 1)
+        return
     if auth.version != "3":
         raise ValueError(f"SNMP version must be '1', '2c' or '3', got {auth.version!r}")
     if not auth.user:
         raise ValueError("SNMPv3 needs a user name")
-    if auth.auth_protocol not in _AUTH_PROTOCOLS or auth.priv_protocol not in _PRIV_PROTOCOLS:
+    if auth.auth_protocol not in AUTH_PROTOCOLS or auth.priv_protocol not in PRIV_PROTOCOLS:
         raise ValueError(f"unknown SNMPv3 protocol ({auth.auth_protocol}/{auth.priv_protocol})")
     authenticated = auth.auth_protocol != "none"
     private = auth.priv_protocol != "none"
@@ -625,13 +569,6 @@ def auth_data(auth: SnmpAuth) -> Any:
     for name, used, key in (("auth_key", authenticated, auth.auth_key), ("priv_key", private, auth.priv_key)):
         if used and len(key) < 8:
             raise ValueError(f"SNMPv3 {name} must be at least 8 characters (RFC 3414)")
-    return UsmUserData(
-        auth.user,
-        authKey=auth.auth_key if authenticated else None,
-        privKey=auth.priv_key if private else None,
-        authProtocol=_AUTH_PROTOCOLS[auth.auth_protocol],
-        privProtocol=_PRIV_PROTOCOLS[auth.priv_protocol],
-    )
 
 
 def split_target(target: str) -> tuple[str, int]:
@@ -662,28 +599,6 @@ def _ip_version(host: str) -> int | None:
         return ipaddress.ip_address(host).version
     except ValueError:
         return None
-
-
-class _Udp(UdpTransportTarget):  # type: ignore[misc]
-    """A target whose host is an IPv4 address already.
-
-    pysnmp resolves every target with ``loop.getaddrinfo``, which runs in the loop's default
-    thread pool: its first call starts a thread that then waits for ever (0.4 MB resident with
-    what it imports, for a lookup an address does not need). A name is still resolved by pysnmp.
-    """
-
-    async def _resolve_address(self, address: tuple[str, int]) -> tuple[str, int]:
-        return address
-
-
-class _Udp6(Udp6TransportTarget):  # type: ignore[misc]
-    """``_Udp`` for an IPv6 address."""
-
-    async def _resolve_address(self, address: tuple[str, int]) -> tuple[str, int]:
-        return address
-
-
-_TARGETS: dict[int | None, Any] = {4: _Udp, 6: _Udp6, None: UdpTransportTarget}
 
 
 def _status_name(status: Any) -> str:

@@ -1,10 +1,11 @@
 """The network plugin's collector ``network.snmp``: polls the configured devices over SNMP.
 
-Each device is polled in one SNMP session (one engine, see ``normagent.sources.snmp``): a GET of
-``sysUpTime.0`` and the named extra OIDs; if interfaces are configured, a walk of the interface
-names (``ifName``, else ``ifDescr``) and GETs of the chosen interfaces' ``ifOperStatus``,
-``ifLastChange``, ``ifHCIn/OutOctets`` (or the 32-bit octets where a device has no HC counters),
-errors and discards. A timeout ends the device's poll at once (the device is down; nothing else
+Each device is polled in one SNMP session (see ``normagent.sources.snmp``): if interfaces are
+configured, a walk of the interface names (``ifName``, else ``ifDescr``); then one GET (split only
+past the client's ``max_varbinds``) of ``sysUpTime.0``, the named extra OIDs and the chosen
+interfaces' ``ifOperStatus``, ``ifLastChange``, ``ifHCIn/OutOctets``, errors and discards (and a
+GET of the 32-bit octets where a device has no HC counters). An idle poll is thus two requests: a
+request and its answer are most of an SNMPv3 poll's CPU (BER and USM in pysnmp). A timeout ends the device's poll at once (the device is down; nothing else
 is asked). Devices are polled side by side (``parallel`` at a time), and whatever a device does —
 never answers, refuses us, sends garbage or a table without end — costs at most its timeout times
 its attempts per request and ``max_rows`` rows, becomes ``normagent_snmp_up{device} 0`` with a
@@ -204,9 +205,16 @@ def poll_device(client: Any, device: Device, log: Any, clock: Any) -> DevicePoll
     bad = 0
     try:
         with client.session(device.target, auth=device.auth(), timeout=device.timeout.total_seconds(), retries=device.retries) as session:
+            ordered: list[tuple[str, int]] = []
+            if device.interfaces:
+                ordered, bad = _chosen_interfaces(session, device, log)
+            # sysUpTime, the extra OIDs and the chosen interfaces' columns in one GET (split only
+            # past max_varbinds): a request and its answer are most of an SNMPv3 poll's CPU.
             names = list(device.oids)
-            first = session.get([SYS_UPTIME, *(device.oids[n] for n in names)])
+            head = [SYS_UPTIME, *(device.oids[n] for n in names)]
+            answers = session.get([*head, *(f"{IF_COLUMNS[column]}.{index}" for _, index in ordered for column in IF_COLUMNS)])
             uptime_at = clock.now()
+            first, columns = answers[: len(head)], answers[len(head) :]
             uptime = first[0].value if first else None
             if not _is_int(uptime):
                 bad += 1
@@ -219,8 +227,8 @@ def poll_device(client: Any, device: Device, log: Any, clock: Any) -> DevicePoll
                 else:
                     values[name] = number
             samples: tuple[InterfaceSample, ...] = ()
-            if device.interfaces:
-                samples, extra_bad = _interfaces(session, device, log)
+            if ordered:
+                samples, extra_bad = _samples(session, ordered, columns)
                 bad += extra_bad
     except SnmpError as exc:
         reason = (
@@ -244,7 +252,9 @@ def poll_device(client: Any, device: Device, log: Any, clock: Any) -> DevicePoll
     )
 
 
-def _interfaces(session: Any, device: Device, log: Any) -> tuple[tuple[InterfaceSample, ...], int]:
+def _chosen_interfaces(session: Any, device: Device, log: Any) -> tuple[list[tuple[str, int]], int]:
+    """The device's interfaces that match ``device.interfaces`` as (name, ifIndex), by ifIndex, at
+    most ``max_interfaces``; and the count of rows that were not a usable name."""
     bad = 0
     rows = session.walk(IF_NAME, max_rows=device.max_rows)
     if not rows:
@@ -262,10 +272,13 @@ def _interfaces(session: Any, device: Device, log: Any) -> tuple[tuple[Interface
     if len(ordered) > device.max_interfaces:
         log.warning("snmp_interfaces_capped", device=device.name, matching=len(ordered), kept=device.max_interfaces)
         ordered = ordered[: device.max_interfaces]
-    if not ordered:
-        return (), bad
-    oids = [f"{IF_COLUMNS[column]}.{index}" for _, index in ordered for column in IF_COLUMNS]
-    answers = session.get(oids)
+    return ordered, bad
+
+
+def _samples(session: Any, ordered: list[tuple[str, int]], answers: list[Any]) -> tuple[tuple[InterfaceSample, ...], int]:
+    """The chosen interfaces' samples from their columns' ``answers`` (``IF_COLUMNS`` per interface,
+    in order); 32-bit octets are read where the device has no HC counters."""
+    bad = 0
     width = len(IF_COLUMNS)
     samples: list[InterfaceSample] = []
     narrow: list[tuple[int, str]] = []  # (position in samples, counter) to read as 32-bit

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest
 
 from normagent.errors import SnmpAuthError, SnmpTooManyRows
 from normagent.model import SnmpAuth, SnmpVarBind
-from normagent.sources.snmp import PysnmpClient, PysnmpSession, SnmpError, SnmpTimeout, auth_data, split_target, to_python
+from normagent.sources.snmp import PysnmpClient, PysnmpSession, SnmpError, SnmpTimeout, check_auth, split_target, to_python
 from tests.support.snmpd import COMMUNITY, V3_AUTH, V3_AUTH_KEY, V3_PRIV_KEY, V3_USER, Snmpd, start_snmpd
 
 
@@ -150,7 +151,7 @@ def test_v3_wrong_priv_key_is_a_timeout(snmpd: Snmpd, client: PysnmpClient) -> N
 )
 def test_unusable_v3_credentials_are_refused_before_sending(auth: SnmpAuth, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        auth_data(auth)
+        check_auth(auth)
 
 
 def test_a_session_answers_many_gets_and_walks_and_splits_long_gets(snmpd: Snmpd) -> None:
@@ -180,8 +181,8 @@ def test_a_walk_asks_for_as_many_rows_as_the_last_walk_of_its_subtree_returned(
     answers: list[tuple[int, int]] = []  # (repetitions asked, variables answered) of each GETBULK
     real_send = PysnmpSession._send
 
-    async def send(self: PysnmpSession, generator: Any, var_binds: Any, bulk: tuple[int, int] | None = None) -> Any:
-        answer = await real_send(self, generator, var_binds, bulk)
+    async def send(self: PysnmpSession, kind: str, var_binds: Any, bulk: tuple[int, int] | None = None) -> Any:
+        answer = await real_send(self, kind, var_binds, bulk)
         if bulk is not None:
             answers.append((bulk[1], len(answer[3])))
         return answer
@@ -264,23 +265,24 @@ def test_polls_on_fresh_threads_discover_a_v3_agent_once(snmpd: Snmpd) -> None:
         counter.close()
 
 
-@pytest.mark.parametrize("auth", [V3_AUTH, COMMUNITY], ids=["v3", "v2c"])
-def test_between_polls_the_kept_engines_wait_for_nothing(snmpd: Snmpd, auth: SnmpAuth) -> None:
+@pytest.mark.parametrize(("auth", "timers"), [(V3_AUTH, 1), (COMMUNITY, 0)], ids=["v3", "v2c"])
+def test_between_polls_the_kept_engines_wait_for_nothing(snmpd: Snmpd, auth: SnmpAuth, timers: int) -> None:
     """pysnmp's dispatcher wakes every 0.1 s while its timer runs: an idle agent must not pay for
-    that between polls, and a poll after the pause must still time out (v3's engine and v2c's
-    engine-less dispatcher alike)."""
+    that between polls, and a poll after the pause must still time out. SNMPv3's engine runs its
+    timer while a session is open; SNMPv2c's device has none at all (each attempt waits on its own
+    deadline)."""
     client = PysnmpClient()
     try:
         for _ in range(3):
             with client.session(snmpd.target, auth=auth, timeout=0.5) as session:
                 session.get([SYS_UPTIME])
-                assert client.pending_tasks() == 1  # the timer, while a request may need it
+                assert client.pending_tasks() == timers  # the timer, while a request may need it
             assert client.pending_tasks() == 0
         with client.session(snmpd.target, auth=auth, timeout=0.5) as session:
             session.get([SYS_UPTIME])
             with client.session(snmpd.target, auth=auth, timeout=0.5) as other:
                 other.get([SYS_UPTIME])
-            assert client.pending_tasks() == 1  # the first session still holds it
+            assert client.pending_tasks() == timers  # the first session still holds it
         assert client.pending_tasks() == 0
         snmpd.stop()
         with pytest.raises(SnmpTimeout):
@@ -341,6 +343,64 @@ def test_an_agent_answering_garbage_is_a_timeout_and_no_traceback(
             client.get(f"127.0.0.1:{agent.getsockname()[1]}", [SYS_DESCR], auth=auth, timeout=0.3)
     assert answered.is_set()
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+def _answer_v2c(request: bytes, *, request_id_offset: int = 0, echo: bool = False) -> bytes:
+    """A v2c device's answer to ``request``: sysLocation's value for every variable asked, as a
+    GetResponse with the request's id plus ``request_id_offset``; or, with ``echo``, the request
+    itself sent back (a reflector, or a device that answers with the wrong PDU type)."""
+    from pyasn1.codec.ber import decoder, encoder
+    from pysnmp.proto.api import v2c as api
+
+    if echo:
+        return request
+    message, _ = decoder.decode(request, asn1Spec=api.Message())
+    asked = api.apiMessage.get_pdu(message)
+    response = api.apiPDU.get_response(asked)
+    api.apiPDU.set_request_id(response, int(api.apiPDU.get_request_id(asked)) + request_id_offset)
+    api.apiPDU.set_varbinds(response, [(name, api.OctetString(LOCATION)) for name, _ in api.apiPDU.get_varbinds(asked)])
+    answer = api.apiMessage.get_response(message)
+    api.apiMessage.set_pdu(answer, response)
+    return bytes(encoder.encode(answer))
+
+
+@pytest.mark.parametrize(
+    ("answer", "answers"),
+    [({}, True), ({"request_id_offset": 1}, False), ({"echo": True}, False)],
+    ids=["right", "another-request-id", "not-a-response"],
+)
+def test_a_v2c_answer_counts_only_as_a_response_to_the_request_in_flight(
+    client: PysnmpClient, answer: dict[str, Any], answers: bool
+) -> None:
+    """SNMPv2c without pysnmp's dispatcher: an answer is matched to its request by request id and
+    must be a Response PDU; anything else is dropped and the request times out."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as agent:
+        agent.bind(("127.0.0.1", 0))
+        agent.settimeout(10)
+        seen: list[bytes] = []
+
+        def serve() -> None:
+            try:
+                while True:
+                    request, peer = agent.recvfrom(65535)
+                    seen.append(request)
+                    agent.sendto(_answer_v2c(request, **answer), peer)
+            except OSError:
+                return
+
+        threading.Thread(target=serve, daemon=True).start()
+        target = f"127.0.0.1:{agent.getsockname()[1]}"
+        if answers:
+            assert client.get(target, [SYS_LOCATION, SYS_CONTACT], auth=COMMUNITY, timeout=2) == [
+                SnmpVarBind(SYS_LOCATION, LOCATION.encode()), SnmpVarBind(SYS_CONTACT, LOCATION.encode())
+            ]
+        else:
+            with pytest.raises(SnmpTimeout):
+                client.get(target, [SYS_LOCATION], auth=COMMUNITY, timeout=0.3)
+            deadline = time.monotonic() + 10  # both were sent before the timeout: wait for the agent to read them
+            while len(seen) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(seen) == 2  # the request and its one retry, both answered wrongly
 
 
 @pytest.mark.parametrize(
@@ -422,27 +482,86 @@ def test_a_client_dropped_without_close_ends_its_thread_and_closes_its_sockets(s
     assert (loops(), open_fds()) == before
 
 
-def test_a_v2c_device_runs_no_mib_module(snmpd: Snmpd) -> None:
-    """SNMPv2c goes through pysnmp's engine-less dispatcher: an ``SnmpEngine`` runs some twenty
-    MIB modules into tables a community string does not need (about 1 MB per device)."""
+# What a site whose devices all speak SNMPv2c must never import: pysnmp's engine, its USM and the
+# ciphers (cryptography), its SMI (MIB builder, views, the SMI objects) and its high-level API.
+# ``pysnmp.smi`` itself (an empty package) and ``pysnmp.smi.error`` (exception classes) come with
+# pysnmp's protocol types (pysnmp.proto.rfc1155) and hold nothing.
+ENGINE_MODULES = ("pysnmp.entity", "pysnmp.hlapi", "pysnmp.carrier", "pysnmp.proto.secmod", "pysnmp.proto.mpmod",
+                  "pysnmp.proto.rfc3412", "pysnmp.smi.", "cryptography", "normagent.sources.snmp_engine")
+SMI_HOLLOW = ("pysnmp.smi.error",)
+
+
+def test_a_v2c_only_poll_imports_no_engine_smi_or_hlapi(snmpd: Snmpd) -> None:
+    """network.snmp polling a v2c device (the system group, its interfaces, a named extra OID) in a
+    fresh interpreter as the agent does it (lazy client): none of pysnmp's engine, SMI, high-level
+    API or cryptography is imported; a v3 device after it then brings the engine, still without
+    the high-level API."""
     probe = textwrap.dedent(
         """
         import json, sys
-        from pysnmp.smi import builder
-        from normagent.model import SnmpAuth
-        from normagent.sources.snmp import PysnmpClient
-        client = PysnmpClient()
-        with client.session(sys.argv[1], auth=SnmpAuth.v2c("public"), timeout=5) as session:
-            values = [session.get(["1.3.6.1.2.1.1.6.0"])[0].value.decode(), len(session.walk("1.3.6.1.2.1.1"))]
+        from normagent.clock import SystemClock
+        from normagent.ledger import MemoryCheckpoints
+        from normagent.plugins.network.collectors import SNMP, Device, SnmpSettings
+        from normagent.sources.snmp_lazy import LazySnmpClient
+        from normagent.testing import observations, run_collector_once
+
+        def poll(device):
+            got = observations(run_collector_once(SNMP, settings=SnmpSettings(devices=(device,)), snmp=client,
+                                                  clock=SystemClock(), state=MemoryCheckpoints()))
+            return {o.metric: o.value for o in got if getattr(o, "metric", None) in ("normagent_snmp_up", "normagent_snmp_oid_value")}
+
+        def loaded():
+            return sorted(m for m in sys.modules if m.startswith(tuple(json.loads(sys.argv[2]))))
+
+        client = LazySnmpClient()
+        v2c = poll(Device(name="r1", target=sys.argv[1], version="2c", community="public", interfaces=("*",),
+                          oids={"interfaces": "1.3.6.1.2.1.2.1.0"}))
+        after_v2c = loaded()
+        v3 = poll(Device(name="r2", target=sys.argv[1], version="3", user=sys.argv[3], auth_key=sys.argv[4], priv_key=sys.argv[5]))
         client.close()
-        print(json.dumps({"values": values, "mib_modules": len(builder.runpy._code)}))
+        print(json.dumps({"v2c": v2c, "v2c_loaded": after_v2c, "v3": v3, "v3_loaded": loaded(),
+                          "smi": sorted(m for m in sys.modules if m.startswith("pysnmp.smi"))}))
         """
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONOPTIMIZE"}  # MIB modules run through runpy
-    result = subprocess.run([sys.executable, "-c", probe, snmpd.target], capture_output=True, text=True, check=True, timeout=120, env=env)
-    answer = json.loads(result.stdout)
-    assert answer["values"][0] == LOCATION and answer["values"][1] >= 7
-    assert answer["mib_modules"] == 0
+    result = subprocess.run(
+        [sys.executable, "-c", probe, snmpd.target, json.dumps(ENGINE_MODULES), V3_USER, V3_AUTH_KEY, V3_PRIV_KEY],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.splitlines()[-1])  # the collector's log lines before it
+    assert answer["v2c"]["normagent_snmp_up"] == 1 and answer["v2c"]["normagent_snmp_oid_value"] >= 1  # ifNumber
+    assert [m for m in answer["v2c_loaded"] if m not in SMI_HOLLOW] == []
+    assert answer["v3"] == {"normagent_snmp_up": 1}
+    assert "normagent.sources.snmp_engine" in answer["v3_loaded"] and "pysnmp.entity.engine" in answer["v3_loaded"]
+    assert [m for m in answer["v3_loaded"] if m.startswith("pysnmp.hlapi")] == []  # the engine is configured without it
+    assert set(answer["smi"]) - {"pysnmp.smi", *SMI_HOLLOW, *answer["v3_loaded"]} == set()
+
+
+def test_a_v2c_device_runs_no_mib_module(snmpd: Snmpd) -> None:
+    """SNMPv2c goes without an engine: no ``SnmpEngine`` is made and no MIB module runs, even with
+    an SNMPv3 device's engine module loaded in the same process."""
+    from pysnmp.smi import builder
+
+    from normagent.sources import snmp_engine
+
+    compiled = dict(builder.runpy._code)  # type: ignore[attr-defined]
+    made: list[object] = []
+    real_open = snmp_engine.EngineDevice.open
+
+    async def counting_open(*args: Any) -> Any:
+        made.append(args)
+        return await real_open(*args)
+
+    client = PysnmpClient()
+    try:
+        snmp_engine.EngineDevice.open = counting_open  # type: ignore[method-assign]
+        with client.session(snmpd.target, auth=COMMUNITY, timeout=5) as session:
+            assert session.get([SYS_LOCATION])[0].value == LOCATION.encode()
+            assert len(session.walk(SYSTEM)) >= 7
+    finally:
+        snmp_engine.EngineDevice.open = real_open  # type: ignore[method-assign]
+        client.close()
+    assert made == [] and builder.runpy._code == compiled  # type: ignore[attr-defined]
 
 
 def test_an_address_is_not_looked_up_and_a_name_still_is(snmpd: Snmpd) -> None:
@@ -456,5 +575,9 @@ def test_an_address_is_not_looked_up_and_a_name_still_is(snmpd: Snmpd) -> None:
         assert [t.name for t in set(threading.enumerate()) - before] == ["snmp-loop"]
         by_name = f"localhost:{snmpd.port}"
         assert client.get(by_name, [SYS_LOCATION], auth=COMMUNITY, timeout=2)[0].value == LOCATION.encode()
+        assert client.get(by_name, [SYS_LOCATION], auth=V3_AUTH, timeout=2)[0].value == LOCATION.encode()
+        for auth in (COMMUNITY, V3_AUTH):
+            with pytest.raises(SnmpError, match="bad SNMP target"):
+                client.get(f"no-such-host.invalid:{snmpd.port}", [SYS_LOCATION], auth=auth, timeout=2)
     finally:
         client.close()

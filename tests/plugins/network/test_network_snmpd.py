@@ -114,6 +114,41 @@ def test_uptime_and_interfaces(snmpd: Snmpd, make: Any) -> None:
     assert not [o for o in second if isinstance(o, Event)]
 
 
+SNMP_IN_PKTS = "1.3.6.1.2.1.11.1.0"  # SNMPv2-MIB snmpInPkts: every message snmpd received
+
+
+@pytest.mark.parametrize("make", [v2c, v3], ids=["v2c", "v3-sha-aes"])
+def test_an_idle_poll_is_two_requests(snmpd: Snmpd, make: Any) -> None:
+    """Issue 15 item 6: a request and its answer are most of an SNMPv3 poll's CPU. A poll with
+    interfaces and an extra OID is the walk of the names and one GET of sysUpTime, the extra OID
+    and every chosen interface's columns; what it reads is unchanged."""
+    counter = PysnmpClient()
+    client = LazySnmpClient()
+    state = MemoryCheckpoints()
+    device = make(snmpd, interfaces=("*",), oids={"interfaces": "1.3.6.1.2.1.2.1.0"})
+
+    def packets() -> int:
+        value = counter.get(snmpd.target, [SNMP_IN_PKTS], auth=COMMUNITY, timeout=2)[0].value
+        assert isinstance(value, int)
+        return value
+
+    def run() -> list[Any]:
+        return observations(run_collector_once(SNMP, settings=SnmpSettings(devices=(device,)), snmp=client, clock=SystemClock(), state=state))
+
+    try:
+        run()  # SNMPv3's discovery; the walk learns the table's length
+        before = packets()
+        obs = run()
+        assert packets() - before == 3  # the poll's two, and the second count's own
+    finally:
+        client.close()
+        counter.close()
+    interfaces = gauges(obs, "normagent_network_interface_up")
+    assert gauges(obs, "normagent_snmp_up") == {(("device", "r1"),): 1}
+    assert (("device", "r1"), ("interface", "lo")) in interfaces
+    assert gauges(obs, "normagent_snmp_oid_value") == {(("device", "r1"), ("name", "interfaces")): len(interfaces)}
+
+
 def test_a_restart_of_snmpd_is_a_restart_of_the_device(tmp_path: Path) -> None:
     agent = start_snmpd(tmp_path)
     try:
