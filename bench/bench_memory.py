@@ -64,9 +64,13 @@ def group(name):
 # what the ones before it did not already bring; then the rest in the order they finished.
 FIRST = ["ssl", "socket", "concurrent.futures", "asyncio", "logging", "hashlib", "sqlite3", "psutil", "pluggy",
          "structlog", "evtx", "email.parser", "smtplib", "xml.parsers.expat", "zoneinfo"]
+# Only what the agent imported: the EVTX parser runs in a child process, and smtplib comes with
+# the e-mail forwarder's first delivery.
+agent = json.load(sys.stdin)
+imported = set(agent)
 base = rss()
 costs, last = {}, base
-for name in FIRST + json.load(sys.stdin):
+for name in [f for f in FIRST if f in imported] + agent:
     if name in sys.modules:
         continue
     try:
@@ -103,6 +107,48 @@ threading.Thread(target=dump, daemon=True).start()
 from normagent.cli import main
 sys.exit(main(["run", "--config", config]))
 '''
+
+
+# ``normagent run`` with a SIGUSR1 handler that writes, from inside, what /proc cannot tell:
+# pymalloc's arenas (``sys._debugmallocstats``, on stderr) and SQLite's own heap (every
+# connection's page cache, schema and prepared statements: ``sqlite3_memory_used``).
+ALLOCATORS = r'''
+import ctypes, os, signal, sys
+def allocators(*_):
+    path = os.environ["NORMAGENT_BENCH_ALLOCATORS"]
+    try:
+        lib = ctypes.CDLL("libsqlite3.so.0")
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        used = lib.sqlite3_memory_used()
+    except (OSError, AttributeError):
+        used = -1
+    with open(path, "w") as f:
+        f.write(f"sqlite3_memory_used {used}\n")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    saved = os.dup(2)
+    os.dup2(fd, 2)
+    try:
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(fd)
+        os.close(saved)
+signal.signal(signal.SIGUSR1, allocators)
+from normagent.cli import main
+sys.exit(main(["run", "--config", sys.argv[1]]))
+'''
+
+
+def allocator_figures(text: str) -> dict[str, int]:
+    """pymalloc's arenas and blocks, and SQLite's heap, from what ``ALLOCATORS`` wrote."""
+    wanted = {"# arenas allocated current": "pymalloc_arenas", "# bytes in allocated blocks": "pymalloc_bytes_in_use",
+              "# bytes in available blocks": "pymalloc_bytes_free_in_used_pools", "sqlite3_memory_used": "sqlite_bytes"}
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        for prefix, key in wanted.items():
+            if line.startswith(prefix):
+                found[key] = int(line.rsplit(None, 1)[-1].replace(",", ""))
+    return found
 
 
 def agent_config(home: Path, sources: str) -> Path:
@@ -185,8 +231,15 @@ def main() -> int:
                    if line.startswith("import time:") and "self [us]" not in line]
         # 2. smaps of the agent as it runs
         config = agent_config(root / "b", args.sources)
-        popen = run_for([str(binary), "run", "--config", str(config)], args.warmup)
+        figures = root / "allocators.txt"
+        os.environ["NORMAGENT_BENCH_ALLOCATORS"] = str(figures)
+        popen = run_for([sys.executable, "-c", ALLOCATORS, str(config)], args.warmup)
         time.sleep(args.warmup)
+        popen.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while "Total" not in (figures.read_text() if figures.exists() else "") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        result["allocators"] = allocator_figures(figures.read_text()) if figures.exists() else {}
         status = {k: v for k, v in (line.split(":", 1) for line in open(f"/proc/{popen.pid}/status")) if k in ("VmRSS", "RssAnon", "RssFile", "Threads")}
         result["status"] = {k: v.strip() for k, v in status.items()}
         result["smaps"] = smaps(popen.pid, root / "b" / "state")
@@ -210,6 +263,11 @@ def main() -> int:
         if kb >= 200:
             print(f"  {kb / 1024:6.1f} MB  {key}")
     print(f"ledger: {result['ledger_connections']} open database descriptors, files {result['ledger_bytes'] / 2**20:.1f} MB")
+    a = result["allocators"]
+    if a:
+        print(f"pymalloc: {a.get('pymalloc_arenas')} arenas of 1 MiB, {a.get('pymalloc_bytes_in_use', 0) / 2**20:.1f} MB in live "
+              f"objects, {a.get('pymalloc_bytes_free_in_used_pools', 0) / 2**20:.1f} MB free in used pools; "
+              f"SQLite's heap {a.get('sqlite_bytes', 0) / 2**20:.2f} MB")
     imports = result["imports"]
     print(f"\nimports, RSS after each group in a fresh interpreter (interpreter and site {imports['interpreter'] / 1024:.1f} MB,"
           f" all imported {imports['total'] / 1024:.1f} MB):")

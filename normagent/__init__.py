@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     )
     from normagent.memory import give_back_memory
     from normagent.privacy import network_of
-    from normagent.sources.evtx import EvtxSettings
+    from normagent.sources.evtx_settings import EvtxSettings
     from normagent.sources.journald import JournalSettings
     from normagent.sources.syslog import SpoolLine, SyslogMessage, parse_spool_line, parse_syslog, rfc3164_time
 
@@ -105,7 +105,7 @@ _HOMES = {
     ),
     "give_back_memory": "normagent.memory",
     "network_of": "normagent.privacy",
-    "EvtxSettings": "normagent.sources.evtx",
+    "EvtxSettings": "normagent.sources.evtx_settings",
     "JournalSettings": "normagent.sources.journald",
     **dict.fromkeys(("SpoolLine", "SyslogMessage", "parse_spool_line", "parse_syslog", "rfc3164_time"), "normagent.sources.syslog"),
 }

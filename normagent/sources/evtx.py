@@ -80,13 +80,14 @@ import struct
 import zlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
 
 from normagent.model import JSONValue, RecordBlock, WindowsEvent
+from normagent.sources.evtx_settings import EvtxSettings as EvtxSettings  # where it was before
 
 FILE_MAGIC = b"ElfFile\x00"
 CHUNK_MAGIC = b"ElfChnk\x00"
@@ -109,32 +110,6 @@ _FILETIME_EPOCH = datetime(1601, 1, 1)
 _TICKS = 10_000_000  # FILETIME counts 100 ns ticks
 
 Witness = tuple[int, str]  # (record number, anchor) of a record read before
-
-
-@dataclass(frozen=True, slots=True)
-class EvtxSettings:
-    """Which EVTX files to read and which records to keep; embed it in a collector's settings.
-
-    Attributes:
-        paths: EVTX files or globs (``/srv/eventlogs/*/Security.evtx``): exported logs, or logs
-            forwarded to a share. None by default: there is no EVTX on a Linux host by itself.
-        channels: Keep records of these channels only (``Security``, ``System``,
-            ``Microsoft-Windows-Windows Defender/Operational``; case-insensitive). Empty: all.
-        event_ids: Keep records with these event ids only. Empty: all.
-        block_records: Records per block, i.e. per committed batch.
-    """
-
-    paths: tuple[str, ...] = ()
-    channels: tuple[str, ...] = ()
-    event_ids: tuple[int, ...] = field(default=(), metadata={"min": 0, "max": 0xFFFF})
-    block_records: int = field(default=1000, metadata={"min": 1, "max": 100_000})
-
-    def __post_init__(self) -> None:
-        if self.block_records < 1:
-            raise ValueError(f"block_records must be at least 1, got {self.block_records}")
-        for event_id in self.event_ids:
-            if not 0 <= event_id <= 0xFFFF:
-                raise ValueError(f"event id {event_id} is outside 0..65535")
 
 
 class EvtxFileError(ValueError):

@@ -291,7 +291,8 @@ class EvtxProcessReader:
 
     def _block(self, answer: dict[str, Any]) -> tuple[RecordBlock, int]:
         try:
-            records = answer["block"]
+            # Taken out of the answer, which the caller holds while the consumer has the block.
+            records = answer.pop("block")
             if not isinstance(records, list):
                 raise ValueError("its records are not a list")
             events = tuple(WindowsEvent.from_json(record) for record in records)

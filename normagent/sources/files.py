@@ -79,7 +79,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 
-from normagent.sources.lines import count_lines_ascii
+from normagent.sources.lines import BlockCopies, count_lines_ascii
 from normagent.model import CheckpointReader, JSONValue, TextBlock
 
 log = structlog.get_logger(__name__)
@@ -211,7 +211,13 @@ class _Cut:
 
 
 def _cut_blocks(
-    read_into: Callable[[int, bytearray], int], start: int, block_bytes: int, *, skip: bool = False, complete: bool = False
+    read_into: Callable[[int, bytearray], int],
+    start: int,
+    block_bytes: int,
+    *,
+    skip: bool = False,
+    complete: bool = False,
+    fd: int | None = None,
 ) -> Iterator[_Cut]:
     """Cut a byte stream into blocks of complete lines, none longer than ``block_bytes``.
 
@@ -221,7 +227,10 @@ def _cut_blocks(
     lines are copied out of it once: a fresh ``bytes`` per read, and its slice, were two new
     allocations of a block's size each, which glibc serves from ``mmap`` (128 KiB and more) and
     the kernel faults in page by page (bench/README.md, bench_firewall.py: a sixth of a backlog's
-    CPU time).
+    CPU time). The copies go into objects kept while the generator runs where nobody else holds
+    them any more (``BlockCopies``): a fresh one per block was faulted in again each time. A
+    plain file's usual block (``fd``) is read straight into such an object, no copy at all; a
+    read that holds no newline is read again the general way.
 
     Args:
         read_into: ``read_into(offset, buffer)`` fills ``buffer`` from ``offset`` and returns how
@@ -231,10 +240,25 @@ def _cut_blocks(
             once, and the rest of it skipped (``skip`` carries that over to the next read).
         skip: Discard bytes up to and including the first newline (an over-long line's rest).
         complete: The stream is finished: an unterminated last line is a line (``b"\\n"`` added).
+        fd: The stream is this file, read with ``os.preadv`` by ``read_into``: a block may be read
+            into its object directly (``BlockCopies.pread``: the same bytes).
     """
-    buffer = bytearray(block_bytes)
+    buffer: bytearray | None = None  # made when a read needs it: a stream, an over-long line, a line being written
+    copies = BlockCopies(max(block_bytes, 2))
     pos = start
     while True:
+        if fd is not None and not skip:
+            block, n = copies.pread(fd, pos, block_bytes)
+            if not n:
+                return
+            if block is not None:
+                pos += len(block)
+                yield _block_cut(block, pos)
+                if n < block_bytes and (len(block) == n or not complete):
+                    return  # the end for now: a partial line after the cut waits for its newline
+                continue
+        if buffer is None:
+            buffer = bytearray(block_bytes)
         n = read_into(pos, buffer)
         if not n:
             return
@@ -254,13 +278,16 @@ def _cut_blocks(
             if complete:  # the unterminated last line of a finished stream
                 yield _Cut(_copy(buffer, n) + b"\n", 1, pos + n, False)
             return
-        block = _copy(buffer, cut)
-        at_end = n < block_bytes and (cut == n or not complete)
         pos += cut
-        lines, ascii = count_lines_ascii(block)
-        yield _Cut(block, lines, pos, False, ascii=ascii)
-        if at_end:
+        yield _block_cut(copies.copy(buffer, cut), pos)
+        if n < block_bytes and (cut == n or not complete):
             return  # the end for now: a partial line after the cut waits for its newline
+
+
+def _block_cut(block: bytes, end: int) -> _Cut:
+    """A block of complete lines that ends at stream offset ``end``, its lines counted."""
+    lines, ascii = count_lines_ascii(block)
+    return _Cut(block, lines, end, False, ascii=ascii)
 
 
 def _copy(buffer: bytearray, n: int) -> bytes:
@@ -957,7 +984,7 @@ class FileTail:
         fd: int | None = None,
     ) -> Iterator[FileRead]:
         start = t.offset
-        for cut in _cut_blocks(read_into, t.offset, self.source.block_bytes, skip=t.skip, complete=complete):
+        for cut in _cut_blocks(read_into, t.offset, self.source.block_bytes, skip=t.skip, complete=complete, fd=fd):
             if fd is not None and not _unchanged(t, fd, cut.end):
                 # Truncated (copytruncate) between our identity check and this read: what was
                 # read may be the new content. Drop it; the next run sorts out the rotation.

@@ -41,7 +41,7 @@ from typing import Any
 
 import structlog
 
-from normagent.sources.lines import count_lines_ascii
+from normagent.sources.lines import BlockCopies, count_lines_ascii
 from normagent.model import JSONValue, TextBlock
 from normagent.sources.syslog import _ROTATED, SPOOL_NAME
 
@@ -225,26 +225,35 @@ class SpoolReader:
         mtime = datetime.fromtimestamp(f.st.st_mtime, timezone.utc)
         where = f"{f.st.st_dev}:{f.st.st_ino}"
         want = self.block_bytes
-        # One read buffer for the file, and each block copied out of it once: a fresh ``bytes``
-        # per read and its slice were two allocations of a block's size, each faulted in page by
-        # page (glibc serves them from ``mmap``). Dropped with the generator: idle keeps none.
-        buffer = bytearray(want)
+        # A block is read straight into an object kept while the file is read that nobody else
+        # holds any more (``BlockCopies.pread``): a fresh ``bytes`` per block was faulted in page
+        # by page each time. A read that holds no newline (a line longer than a block, or one
+        # still being written) is read again into a buffer that grows. Dropped with the
+        # generator: idle keeps none.
+        buffer: bytearray | None = None
+        copies = BlockCopies(max(want, 2))
         while offset < size:
-            if len(buffer) < want:
-                buffer = bytearray(want)
-            with memoryview(buffer) as view:
-                n = os.preadv(f.fd, (view[: min(want, size - offset)],), offset)
-            if not n:
-                return
-            cut = buffer.rfind(b"\n", 0, n) + 1
-            if cut == 0:
-                if offset + n >= size:
-                    return  # a line still being written: it waits for its end
-                want *= 2  # a line longer than a block (the receiver caps one at about 1 MiB)
-                continue
+            block: bytes | None = None
+            if want == self.block_bytes:
+                block, n = copies.pread(f.fd, offset, min(want, size - offset))
+                if not n:
+                    return
+            if block is None:
+                if buffer is None or len(buffer) < want:
+                    buffer = bytearray(want)
+                with memoryview(buffer) as view:
+                    n = os.preadv(f.fd, (view[: min(want, size - offset)],), offset)
+                if not n:
+                    return
+                cut = buffer.rfind(b"\n", 0, n) + 1
+                if cut == 0:
+                    if offset + n >= size:
+                        return  # a line still being written: it waits for its end
+                    want *= 2  # a line longer than a block (the receiver caps one at about 1 MiB)
+                    continue
+                block = copies.copy(buffer, cut)
             want = self.block_bytes
-            with memoryview(buffer) as view:
-                block = view[:cut].tobytes()
+            cut = len(block)
             if len(f.head) < FINGERPRINT_BYTES:  # a young file: its fingerprint grows with it
                 f.head = os.pread(f.fd, FINGERPRINT_BYTES, 0)
             start, offset = offset, offset + cut

@@ -418,8 +418,14 @@ class Index:
                     yield key
 
     def queued(self) -> Iterator[tuple[str, object]]:
-        """The committed traffic queue (``q:``), a page at a time."""
-        return iter(self.store.scan(QUEUE))
+        """The committed traffic queue (``q:``), one entry at a time, in key order.
+
+        By key, not a page of the family at once: after a first index the queue holds a
+        timestamp per file (300,000 at 100,000 messages), and a page of its entries decoded at
+        once was the peak of the index's memory (about 10 MiB over the rest)."""
+        get = self.store.get
+        for key in sorted(self.queue):
+            yield key, get(key)
 
     def unmatched_since(self, cutoff: float) -> dict[str, int]:
         """Committed unmatched receipts per kind that came at or after ``cutoff``."""

@@ -36,6 +36,7 @@ import fnmatch
 import os
 import re
 import stat
+import sys
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -116,25 +117,40 @@ class Candidate:
         return (ROLE_ORDER.get(self.folder.role, 0), self.mtime_ns, self.path)
 
 
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # os.fsdecode's
+
+
 class Candidates:
-    """The files to read, kept compactly: a first index of 300,000 files holds their names (as
-    listed), and four arrays — not 300,000 objects."""
+    """The files to read, kept compactly: a first index of 300,000 files holds their names in one
+    buffer and five arrays — not 300,000 objects.
+
+    The names are kept as their bytes (``os.fsencode``, which undoes ``os.listdir``'s decoding
+    exactly, lone surrogates included) in one buffer, and made ``str`` again when read: as 300,000
+    strings they took 28 MiB of the interpreter's small-object arenas, allocated among the
+    directory states and watches made during the listing, which then kept some of those arenas
+    from being handed back after the index (bench/README.md)."""
 
     def __init__(self) -> None:
         self.places: list[tuple[str, str, EdiFolder]] = []  # (directory, base, folder)
         self._place_ids: dict[str, int] = {}
-        self.names: list[str] = []
+        self._names = bytearray()  # the names' bytes, one after the other
+        self._ends = array("q")  # where each name ends in ``_names``
         self.place = array("l")
         self.size = array("q")
         self.mtime = array("q")
         self.flags = bytearray()  # 1: regular, 2: indexed, 4: read "ok", its entry deferred (``defer``)
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self._ends)
 
     def __iter__(self) -> Iterator[Candidate]:
         """The candidates in the order found (``ordered`` gives reading order)."""
-        return (self.get(i) for i in range(len(self.names)))
+        return (self.get(i) for i in range(len(self._ends)))
+
+    def name(self, i: int) -> str:
+        """The name of candidate ``i``, as ``os.listdir`` gave it."""
+        ends = self._ends
+        return self._names[ends[i - 1] if i else 0 : ends[i]].decode(_FS_ENCODING, _FS_ERRORS)
 
     def place_id(self, directory: str, base: str, folder: EdiFolder) -> int:
         found = self._place_ids.get(directory)
@@ -144,7 +160,8 @@ class Candidates:
         return found
 
     def add(self, place: int, name: str, size: int, mtime_ns: int, *, regular: bool, indexed: bool) -> None:
-        self.names.append(name)
+        self._names += os.fsencode(name)
+        self._ends.append(len(self._names))
         self.place.append(place)
         self.size.append(size)
         self.mtime.append(mtime_ns)
@@ -152,7 +169,7 @@ class Candidates:
 
     def get(self, i: int) -> Candidate:
         directory, base, folder = self.places[self.place[i]]
-        name = self.names[i]
+        name = self.name(i)
         flags = self.flags[i]
         return Candidate(os.path.join(directory, name), directory, name, folder, self.size[i], self.mtime[i], base,
                          bool(flags & 1), bool(flags & 2), i)
@@ -167,14 +184,14 @@ class Candidates:
         # By directory, then by the names' first two characters: each part is sorted on its own,
         # so no list of 100,000 numbers is made (Python ints: the heap would keep their pages).
         parts: dict[int, dict[str, array[int]]] = {}
-        flags, place, names = self.flags, self.place, self.names
-        for i in range(len(names)):
+        flags, place, name = self.flags, self.place, self.name
+        for i in range(len(self)):
             if flags[i] & 4:
-                parts.setdefault(place[i], {}).setdefault(names[i][:2], array("l")).append(i)
+                parts.setdefault(place[i], {}).setdefault(name(i)[:2], array("l")).append(i)
         for p in sorted(parts, key=lambda p: file_key(self.places[p][0] + os.sep)):
             by_prefix = parts.pop(p)
             for prefix in sorted(by_prefix):
-                yield sorted(by_prefix.pop(prefix), key=names.__getitem__)
+                yield sorted(by_prefix.pop(prefix), key=name)
 
     def ordered(self) -> Iterator[Candidate]:
         """The candidates in reading order (``Candidate.order``): archives last, then by time, then path."""
@@ -182,7 +199,7 @@ class Candidates:
         place, mtime = self.place, self.mtime
         shift = 1 << 63
         # One int per file as the sort key (role, then time): small, and compared in C.
-        order = array("l", sorted(range(len(self.names)), key=lambda i: (roles[place[i]] << 64) + mtime[i] + shift))
+        order = array("l", sorted(range(len(self)), key=lambda i: (roles[place[i]] << 64) + mtime[i] + shift))
         i = 0
         while i < len(order):
             j = i + 1

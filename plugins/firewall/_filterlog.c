@@ -6,7 +6,7 @@
  *   days    list of the distinct receive days (``b"2026-11-23"``) of the lines of the fast shape,
  *           in the order first seen;
  *   counts  {(sender, rfc3164 host, rfc5424 host, action, direction, protocol, port): lines};
- *   v4      the lines that are no pass per source /24, packed (see packed_nets; parse.py's
+ *   v4      the lines that are no pass per source /24, packed (see nets_packed; parse.py's
  *           reference gives {/24 as a number: lines}), /24s of valid addresses only;
  *   v6      {IPv6 source: lines}, lines that are no pass and have one;
  *   others  every other line that is not empty, joined by "\n" (for the general way).
@@ -99,6 +99,8 @@ typedef struct {
     span day;
     span key[NKEY];
     span prefix; /* IPv4 source /24 (empty for IPv6) */
+    int32_t net; /* that /24 as a number (a << 16 | b << 8 | c), or -1: IPv6, or an octet that is
+                  * no octet of an address (above 255, or a leading zero: what ipaddress refuses) */
     span src6;   /* IPv6 source (empty for IPv4) */
     int pass;
 } line_groups;
@@ -305,12 +307,19 @@ static int match_line(cursor s, cursor e, line_groups *g) {
         if (p == NULL) return 0;
         /* ([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]), */
         cursor a = p;
+        int32_t net = 0, canonical = 1;
         for (int i = 0; i < 3; i++) {
+            cursor o = p;
             p = octet(p, e);
             if (p == NULL) return 0;
+            int32_t value = 0; /* 1 to 3 digits: at most 999 */
+            for (cursor d = o; d < p; d++) value = value * 10 + (*d - '0');
+            if (value > 255 || (p - o > 1 && *o == '0')) canonical = 0;
+            net = net << 8 | (value & 0xFF);
             if (i < 2) p++;
         }
         g->prefix = mkspan(a, p);
+        g->net = canonical ? net : -1;
         p++;
         q = run(p, C_DIGIT);
         switch (q - p) {
@@ -342,6 +351,7 @@ static int match_line(cursor s, cursor e, line_groups *g) {
         if (q == e || *q != ',') return 0;
         g->src6 = mkspan(p, q);
         g->prefix = mkspan(p, p);
+        g->net = -1;
         p = run_field(q + 1); /* destination */
         return tail(p, e, &g->key[K_PORT]);
     }
@@ -539,37 +549,117 @@ static PyObject *table_dict(const table *t) {
     return out;
 }
 
-/* The /24s of table t (spans "a.b.c" of 1-3 digits each) as packed records, in the order first
- * seen: per /24 of a valid address (octets 0-255 without a leading zero: what ipaddress takes)
- * its number a << 16 | b << 8 | c and its lines, as two native 64-bit integers (what
- * _netfilter.NetRows.add_packed reads); the others have no pseudonym and are left out. One bytes
- * object for the block's networks instead of a dict with a bytes key per network. */
-static PyObject *packed_nets(const table *t) {
+/* The lines per source /24 of a block, keyed by the /24 as a number: no look at the block's
+ * bytes again per line (a span key is compared with its first sighting, a read at a random place
+ * of the 1 MiB block: most of the scan's table time on a log of thousands of networks). Entries
+ * in the order first seen, found through open-addressing slots (entry + 1, 0: empty) at most half
+ * full; keys mixed with a seed from CPython's randomised hash, so that sources chosen by whoever
+ * sends packets cannot be made to collide. */
+typedef struct {
+    uint64_t *keys;
+    int64_t *counts;
+    Py_ssize_t len, cap;
+    Py_ssize_t *slots;
+    size_t mask;
+    uint64_t seed;
+} nets;
+
+INLINE uint64_t fmix(uint64_t k) {
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ULL;
+    return k ^ (k >> 33);
+}
+
+static void nets_free(nets *t) {
+    PyMem_Free(t->keys);
+    PyMem_Free(t->counts);
+    PyMem_Free(t->slots);
+    t->keys = NULL;
+    t->counts = NULL;
+    t->slots = NULL;
+}
+
+static int nets_init(nets *t, Py_ssize_t expected) {
+    size_t slots = 64;
+    while (slots < 1u << 20 && (Py_ssize_t)slots < 2 * expected) slots *= 2;
+    t->len = 0;
+    t->cap = (Py_ssize_t)slots / 2;
+    t->mask = slots - 1;
+    t->seed = (uint64_t)_Py_HashBytes("normagent._filterlog.nets", 25); /* randomised per process */
+    t->keys = PyMem_Malloc(sizeof(uint64_t) * (size_t)t->cap);
+    t->counts = PyMem_Malloc(sizeof(int64_t) * (size_t)t->cap);
+    t->slots = PyMem_Calloc(slots, sizeof(Py_ssize_t));
+    if (t->keys == NULL || t->counts == NULL || t->slots == NULL) {
+        nets_free(t);
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* Twice the entries and slots, the entries put back into the slots. */
+static int nets_grow(nets *t) {
+    size_t slots = (t->mask + 1) * 2, cap = (size_t)t->cap * 2;
+    if (slots > (size_t)PY_SSIZE_T_MAX / sizeof(uint64_t) / 2) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    uint64_t *keys = PyMem_Realloc(t->keys, sizeof(uint64_t) * cap);
+    if (keys == NULL) goto nomemory;
+    t->keys = keys;
+    int64_t *counts = PyMem_Realloc(t->counts, sizeof(int64_t) * cap);
+    if (counts == NULL) goto nomemory;
+    t->counts = counts;
+    Py_ssize_t *table = PyMem_Calloc(slots, sizeof(Py_ssize_t));
+    if (table == NULL) goto nomemory;
+    t->cap = (Py_ssize_t)cap;
+    size_t mask = slots - 1;
+    for (Py_ssize_t i = 0; i < t->len; i++) {
+        size_t at = (size_t)fmix(t->keys[i] ^ t->seed) & mask;
+        while (table[at]) at = (at + 1) & mask;
+        table[at] = i + 1;
+    }
+    PyMem_Free(t->slots);
+    t->slots = table;
+    t->mask = mask;
+    return 0;
+nomemory:
+    PyErr_NoMemory();
+    return -1;
+}
+
+/* One more line of the /24 numbered key. */
+static int nets_add(nets *t, uint64_t key) {
+    size_t at = (size_t)fmix(key ^ t->seed) & t->mask;
+    Py_ssize_t i;
+    while ((i = t->slots[at]) != 0) {
+        if (t->keys[i - 1] == key) {
+            t->counts[i - 1]++;
+            return 0;
+        }
+        at = (at + 1) & t->mask;
+    }
+    i = t->len;
+    t->keys[i] = key;
+    t->counts[i] = 1;
+    t->slots[at] = ++t->len;
+    if (t->len == t->cap) return nets_grow(t); /* at most half the slots taken */
+    return 0;
+}
+
+/* The /24s of a block as packed records in the order first seen: per /24 its number and its
+ * lines, as two native 64-bit integers (what _netfilter.NetRows.add_packed reads). One bytes
+ * object for the block's networks instead of a dict with a key per network. */
+static PyObject *nets_packed(const nets *t) {
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(16 * (size_t)t->len));
     if (out == NULL) return NULL;
     char *w = PyBytes_AS_STRING(out);
-    Py_ssize_t kept = 0;
     for (Py_ssize_t i = 0; i < t->len; i++) {
-        span x = t->keys[i];
-        uint64_t net = 0;
-        int ok = 1, octets = 0;
-        cursor p = x.p, e = x.p + x.n;
-        while (ok && octets < 3) {
-            cursor q = p;
-            unsigned value = 0;
-            while (q < e && *q >= '0' && *q <= '9' && q - p < 3) value = value * 10 + (unsigned)(*q++ - '0');
-            ok = q > p && value <= 255 && !(q - p > 1 && *p == '0') && (octets < 2 ? q < e && *q == '.' : q == e);
-            net = net << 8 | (value & 0xFF);
-            p = q + 1;
-            octets++;
-        }
-        if (!ok) continue;
-        int64_t n = (int64_t)t->counts[i];
-        memcpy(w + 16 * kept, &net, 8);
-        memcpy(w + 16 * kept + 8, &n, 8);
-        kept++;
+        memcpy(w + 16 * i, &t->keys[i], 8);
+        memcpy(w + 16 * i + 8, &t->counts[i], 8);
     }
-    if (kept < t->len && _PyBytes_Resize(&out, 16 * kept) < 0) return NULL;
     return out;
 }
 
@@ -616,7 +706,8 @@ static PyObject *scan(PyObject *module, PyObject *arg) {
     cursor end = s + PyBytes_GET_SIZE(arg);
     if (end > s && end[-1] == '\n') end--; /* the block's last newline ends its last line */
 
-    table days, counts, v4, v6;
+    table days, counts, v6;
+    nets v4 = {0};
     buffer others = {NULL, 0, 0};
     PyObject *result = NULL, *day_list = NULL, *count_dict = NULL, *v4_dict = NULL, *v6_dict = NULL, *rest = NULL;
     int ready = 0;
@@ -627,7 +718,7 @@ static PyObject *scan(PyObject *module, PyObject *arg) {
     ready = 1;
     if (table_init(&counts, NKEY, 0) < 0) goto done;
     ready = 2;
-    if (table_init(&v4, 1, lines) < 0) goto done;
+    if (nets_init(&v4, lines) < 0) goto done;
     ready = 3;
     if (table_init(&v6, 1, 0) < 0) goto done;
     ready = 4;
@@ -645,7 +736,7 @@ static PyObject *scan(PyObject *module, PyObject *arg) {
             }
             if (table_add(&counts, g.key, 1) < 0) goto done;
             if (!g.pass) {
-                if (g.prefix.n && table_add(&v4, &g.prefix, 1) < 0) goto done;
+                if (g.net >= 0 && nets_add(&v4, (uint64_t)g.net) < 0) goto done; /* a /24 that is no network: counted nowhere */
                 if (g.src6.n && table_add(&v6, &g.src6, 1) < 0) goto done;
             }
         } else if (e > p) {
@@ -663,7 +754,7 @@ static PyObject *scan(PyObject *module, PyObject *arg) {
         PyList_SET_ITEM(day_list, i, day);
     }
     if ((count_dict = table_dict(&counts)) == NULL) goto done;
-    if ((v4_dict = packed_nets(&v4)) == NULL) goto done;
+    if ((v4_dict = nets_packed(&v4)) == NULL) goto done;
     if ((v6_dict = table_dict(&v6)) == NULL) goto done;
     if ((rest = PyBytes_FromStringAndSize(others.data ? others.data : "", (Py_ssize_t)others.len)) == NULL) goto done;
     result = PyTuple_Pack(5, day_list, count_dict, v4_dict, v6_dict, rest);
@@ -676,7 +767,7 @@ done:
     Py_XDECREF(rest);
     PyMem_Free(others.data);
     if (ready >= 4) table_free(&v6);
-    if (ready >= 3) table_free(&v4);
+    if (ready >= 3) nets_free(&v4);
     if (ready >= 2) table_free(&counts);
     if (ready >= 1) table_free(&days);
     return result;

@@ -340,6 +340,25 @@ static int counts_grow(Counts *c)
     return 0;
 }
 
+/* Slots made for about `expected` keys before the first grows (an empty Counts only): a block's
+ * /24s are counted into a table that would otherwise double six times on the way to the ~3,500
+ * networks of a 1 MiB block under a scan, each time putting every key back (4.5 % of the scan). */
+static int counts_reserve(Counts *c, size_t expected)
+{
+    size_t slots = 64;
+    while (slots < ((size_t)1 << 20) && slots / 4 * 3 < expected)
+        slots *= 2;
+    if (c->slots != NULL)
+        return 0;
+    c->slots = PyMem_Calloc(slots, sizeof(Slot));
+    if (c->slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    c->mask = slots - 1;
+    return 0;
+}
+
 /* Room for one more key: at most 3/4 of the slots used after it (the test inlined, per line). */
 INLINE int counts_room(Counts *c)
 {
@@ -1342,7 +1361,8 @@ static PyObject *scan(PyObject *module, PyObject *arg)
     memset(&sc, 0, sizeof(sc));
     sc.seed = (uint64_t)_Py_HashBytes("normagent._netfilter", 20); /* randomised per process */
     sc.v4.seed = counts_seed();
-    if (table_init(&sc.minutes, 64) < 0 || table_init(&sc.stamps, 64) < 0 || table_init(&sc.heads, 16) < 0 ||
+    /* a usual LOG line is over 200 bytes: at most one new /24 per 256 bytes of a block, mostly fewer */
+    if (counts_reserve(&sc.v4, (size_t)(size / 256)) < 0 || table_init(&sc.minutes, 64) < 0 || table_init(&sc.stamps, 64) < 0 || table_init(&sc.heads, 16) < 0 ||
         table_init(&sc.packets, 64) < 0 || table_init(&sc.v6, 16) < 0)
         goto fail;
     Span last_head = {0, 0}, last_minute = {0, 0};

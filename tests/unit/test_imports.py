@@ -29,6 +29,7 @@ DENIED = {
     "pyasn1": "pysnmp",
     "cryptography": "pysnmp (SNMPv3 privacy)",
     "evtx": "the first EVTX read",
+    "normagent.sources.evtx": "the first EVTX pass (the settings are normagent.sources.evtx_settings)",
     "icalendar": "[maintenance] calendar, when a file is configured",
     "recurring_ical_events": "[maintenance] calendar",
     "bcrypt": "[web] basic auth, on the first password check",

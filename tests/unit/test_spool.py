@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from normagent.errors import NoData
@@ -183,3 +185,33 @@ def test_the_spool_reader_settles_a_parsers_carry_at_the_end_of_a_run(tmp_path: 
 
     assert counted(ledger) == 5000
     assert ledger.checkpoints(reader.name).get("carry:" + SPOOL_KEY) is None
+
+
+@settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.sampled_from([b"<13>a", b"<13>" + b"x" * 37, b"\n", b"\n", b"\n", b"\xc3\xa9", b"\n" * 3]), max_size=50).map(b"".join),
+    st.integers(2, 40),
+)
+def test_blocks_read_straight_into_kept_objects_are_the_spool_s_lines(tmp_path_factory: pytest.TempPathFactory, data: bytes, block_bytes: int) -> None:
+    """The reader's blocks (read with ``BlockCopies.pread``, or again into a growing buffer when a
+    read holds no newline) are the file's complete lines in order, each block whole lines, the
+    same as with a fresh object per block (the fallback without the compiled module)."""
+    from normagent.sources import spool as spool_module
+    from normagent.sources.lines import _BlockCopiesByBytes
+
+    spool = tmp_path_factory.mktemp("spool")
+    (spool / SPOOL_NAME).write_bytes(data)
+
+    def steps() -> list[tuple[bytes, int, int, str]]:
+        return [(s.block.data, s.block.line_count, s.bytes_read, s.position) for s in SpoolReader(spool, None, block_bytes=block_bytes).reads() if s.block]
+
+    direct = steps()
+    held = [block for block, *_ in direct]
+    assert b"".join(held) == data[: data.rfind(b"\n") + 1]
+    assert all(block.endswith(b"\n") and lines == block.count(b"\n") for block, lines, *_ in direct)
+    original = spool_module.BlockCopies
+    spool_module.BlockCopies = _BlockCopiesByBytes  # type: ignore[misc]
+    try:
+        assert steps() == direct
+    finally:
+        spool_module.BlockCopies = original  # type: ignore[misc]

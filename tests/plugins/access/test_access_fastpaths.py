@@ -481,3 +481,21 @@ def test_merged_rows_add_up_with_the_tallys_own() -> None:
     merged.merge_raw_rows(FAILED_BY_NETWORK, {(day, b"203.0.113.9"): [2, EPOCH.timestamp() + 5, EPOCH.timestamp() + 20]})
 
     assert sorted(map(repr, merged.observations())) == sorted(map(repr, alone.observations()))
+
+
+def test_the_minute_second_table_is_built_by_the_python_scan_not_at_import() -> None:
+    """Its 3,660 keys are 0.4 MB that only the Python scan uses (the compiled scanner's fallback
+    and reference): the plugin loaded as at start has not built it; the Python scan's first
+    block with a sshd line builds it, once, with the same seconds."""
+    import subprocess
+
+    probe = (
+        "import normagent.plugins.access as plugin, normagent.plugins.access.parse as p\n"
+        "before = p._minute_second.cache_info().currsize\n"
+        "line = b'Nov 23 07:12:09 h sshd[1]: Failed password for root from 192.0.2.7 port 22 ssh2\\n'\n"
+        "spans, dropped, read, heads = p.scan_lines(line * 2, lambda key: (0.0, None))\n"
+        "p.scan_lines(line, lambda key: (0.0, None))\n"
+        "print(before, p._minute_second.cache_info().currsize, p._minute_second.cache_info().misses, read is not None)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["0", "1", "1", "True"]

@@ -91,7 +91,7 @@ def _all_time() -> Any:
 
 def test_small_batches_give_the_same_result(harness: Any, tree: tuple[Path, Truth], tmp_path: Path) -> None:
     root = copy_tree(tree[0], tmp_path / "edi")
-    h = harness(settings_for(root, batch_size=37), tree[1].now)
+    h = harness(settings_for(root, batch_size=37, first_index_batch_size=37), tree[1].now)
     batches = h.cycle()
     assert len(batches) > 10
     assert_truth(h, tree[1])
@@ -132,7 +132,7 @@ def test_restart_resumes_without_counting_twice(harness: Any, tree: tuple[Path, 
 def test_an_abandoned_run_loses_nothing_and_counts_nothing_twice(harness: Any, tree: tuple[Path, Truth], tmp_path: Path) -> None:
     """Batches committed before the run was abandoned stay; the one that was not is redone."""
     root = copy_tree(tree[0], tmp_path / "edi")
-    h = harness(settings_for(root, batch_size=50), tree[1].now)
+    h = harness(settings_for(root, batch_size=50, first_index_batch_size=50), tree[1].now)
     run = h.batches()
     for _ in range(3):
         h.ledger.commit(h.spec.name, next(run))
@@ -144,7 +144,7 @@ def test_an_abandoned_run_loses_nothing_and_counts_nothing_twice(harness: Any, t
 
 def test_a_failed_commit_leaves_the_index_as_the_ledger_has_it(harness: Any, tree: tuple[Path, Truth], tmp_path: Path) -> None:
     root = copy_tree(tree[0], tmp_path / "edi")
-    h = harness(settings_for(root, batch_size=50), tree[1].now)
+    h = harness(settings_for(root, batch_size=50, first_index_batch_size=50), tree[1].now)
     run = h.batches()
     h.ledger.commit(h.spec.name, next(run))
     bad = next(run)

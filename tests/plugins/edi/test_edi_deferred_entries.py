@@ -25,7 +25,7 @@ def _entries(h: Any) -> list[str]:
 
 def test_the_entries_come_in_their_own_batches_after_the_files(harness: Any, small_tree: Any) -> None:
     root, truth = small_tree
-    h = harness(settings_for(root, batch_size=40), truth.now)
+    h = harness(settings_for(root, batch_size=40, first_index_batch_size=40), truth.now)
     batches = h.cycle()
     files = [[c.key for c in b.checkpoints if c.key.startswith(FILE)] for b in batches]
     ok = [[c.key for c in b.checkpoints if c.key.startswith(FILE) and c.value and c.value[2] == "ok"] for b in batches]
@@ -41,10 +41,10 @@ def test_the_entries_come_in_their_own_batches_after_the_files(harness: Any, sma
 
 def test_a_first_index_cut_after_any_batch_counts_every_file_once(harness: Any, small_tree: Any) -> None:
     root, truth = small_tree
-    total = len(harness(settings_for(root, batch_size=40), truth.now).cycle())
+    total = len(harness(settings_for(root, batch_size=40, first_index_batch_size=40), truth.now).cycle())
     assert total > 4
     for cut in range(1, total):
-        h = harness(settings_for(root, batch_size=40), truth.now)
+        h = harness(settings_for(root, batch_size=40, first_index_batch_size=40), truth.now)
         run = h.batches()
         for _ in range(cut):
             h.ledger.commit(h.spec.name, next(run))
@@ -69,7 +69,7 @@ def test_a_long_first_index_writes_the_entries_so_far_when_half_its_time_is_gone
     ones with their batches: a run ended at its deadline then leaves its next one nothing to read
     twice."""
     root, truth = small_tree
-    h = harness(settings_for(root, batch_size=40), truth.now)
+    h = harness(settings_for(root, batch_size=40, first_index_batch_size=40), truth.now)
     run = h.batches(timeout=100)
     batches = []
     for batch in run:

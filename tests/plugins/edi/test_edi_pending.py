@@ -138,7 +138,7 @@ def test_a_fresh_ledgers_first_index_forgets_what_is_already_past_retention(harn
     settings = EdiSettings(
         folders=(EdiFolder(path=tmp_path / "ut", direction="out"),
                  EdiFolder(path=tmp_path / "arkiv", direction="out", role="archive")),
-        history_retention=timedelta(days=10), batch_size=3,
+        history_retention=timedelta(days=10), batch_size=3, first_index_batch_size=3,
     )
     h = harness(settings, now)
     with capture_logs() as logs:

@@ -15,7 +15,7 @@ import json
 import random
 import sys
 from collections import Counter
-from datetime import date, datetime, timezone, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -29,7 +29,9 @@ from normagent.plugins.firewall.parse import (
     BY_NETWORK,
     CARRY_FROM,
     appliance_lines,
+    _minute_day_general,
     linux_lines,
+    minute_day,
     network_pseudonyms,
     parse_appliance_lines,
     parse_linux_lines,
@@ -341,6 +343,58 @@ def test_every_stamp_is_dated_alike_by_the_fast_path_and_the_general_way(stamp: 
     ctx = ctx_for(tz, LinuxSettings())
 
     assert summary(linux_lines(data, ctx, fast=True)) == summary(linux_lines(data, ctx, fast=False))
+
+
+_MINUTE_ZONES: list[tzinfo] = [
+    *ZONES, ZoneInfo("America/Sao_Paulo"), ZoneInfo("Australia/Lord_Howe"), ZoneInfo("Pacific/Kiritimati"), ZoneInfo("Pacific/Apia"),
+    timezone(-timedelta(hours=3, minutes=30)), timezone(timedelta(hours=14)),
+]
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.sampled_from(["Jan", "Feb", "Mar", "Apr", "Oct", "Nov", "Dec", "Foo", "Nov", "Dec"]),
+    st.sampled_from([" 1", " 9", "01", "00", "28", "29", "30", "31", "32", "99", "24", "25"]),
+    st.integers(0, 29),
+    st.integers(0, 59),
+    st.sampled_from(_MINUTE_ZONES),
+    st.datetimes(min_value=datetime(2019, 12, 28), max_value=datetime(2027, 1, 5), timezones=st.just(timezone.utc))
+    | st.sampled_from([datetime(2026, 12, 31, 23, 30, tzinfo=timezone.utc), datetime(2025, 12, 31, 0, 0, 30, tzinfo=timezone.utc),
+                       datetime(2026, 3, 29, 1, 0, tzinfo=timezone.utc), datetime(2028, 2, 28, 23, 0, 30, tzinfo=timezone.utc)]),
+)
+def test_a_short_minute_is_dated_as_line_time_dates_its_first_and_last_second(
+    month: str, day: str, hour: int, minute: int, tz: tzinfo, ref: datetime
+) -> None:
+    """``minute_day`` reads the scans' RFC 3164 minutes without ``line_time``'s patterns: the same
+    day (or None) on every month, day and hour, valid or not, near New Year (the year RFC 3164
+    leaves out), in DST gaps and in half-hour and +14 zones."""
+    text = f"{month} {day} {hour:02d}:{minute:02d}"
+    minute_day.cache_clear()
+    assert minute_day(text, "", ref, tz) == _minute_day_general(text, "", ref, tz)
+
+
+@pytest.mark.parametrize("tz", _MINUTE_ZONES, ids=str)
+def test_a_short_minute_at_the_edge_of_the_year_rfc3164_leaves_out(tz: tzinfo) -> None:
+    """``now`` a day (and a second or a minute either way) before a minute's first or last second,
+    in the year after or the year of ``now``: the guessed year changes there, and ``minute_day``
+    takes it as ``line_time`` does (the next year, ``<=`` a day after ``now``)."""
+    minutes = ["Jan 01 00:00", "Jan  1 00:10", "Dec 31 23:59", "Feb 29 12:00", "Mar 01 00:00", "Nov 23 07:25", "Oct 25 02:30",
+               "Mar 29 02:30"]
+    for text in minutes:
+        month, day, clock = text.split()
+        for year in (2026, 2027, 2028):
+            for second in (0, 59):
+                try:
+                    local = datetime(year, _MONTHS.index(month) + 1, int(day), int(clock[:2]), int(clock[3:]), second)
+                except ValueError:
+                    continue
+                for delta in (-61, -60, -1, 0, 1, 59, 60):
+                    ref = (local - timedelta(days=1) + timedelta(seconds=delta)).replace(tzinfo=tz).astimezone(timezone.utc)
+                    minute_day.cache_clear()
+                    assert minute_day(text, "", ref, tz) == _minute_day_general(text, "", ref, tz), (text, ref)
+
+
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
 HEADS = [
