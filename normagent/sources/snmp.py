@@ -50,9 +50,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
+import socket
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -69,6 +70,9 @@ from normagent.model import SnmpAuth, SnmpVarBind
 if TYPE_CHECKING:
     from normagent.sources.snmp_engine import EngineDevice
 
+Lookup = Callable[..., Awaitable[list[tuple[Any, ...]]]]
+"""``getaddrinfo(host, port, *, family, type)`` as ``asyncio``'s loop offers it."""
+
 __all__ = [
     "PysnmpClient",
     "PysnmpSession",
@@ -77,6 +81,7 @@ __all__ = [
     "SnmpTimeout",
     "SnmpTooManyRows",
     "check_auth",
+    "resolve",
     "split_target",
     "to_python",
 ]
@@ -306,11 +311,12 @@ class CommunityDevice(asyncio.DatagramProtocol):
 
     @classmethod
     async def open(cls, host: str, port: int, community: str, timeout: float, retries: int) -> CommunityDevice:
-        """The device's socket, connected to ``host`` (an address, or a name the loop resolves)."""
+        """The device's socket, connected to ``host`` (an address, or a name resolved by ``resolve``)."""
         device = cls(f"{host}:{port}", community, timeout, retries)
+        family, address = (0, (host, port)) if _ip_version(host) else await resolve(host, port)
         try:
-            await asyncio.get_running_loop().create_datagram_endpoint(lambda: device, remote_addr=(host, port))
-        except OSError as exc:  # an unresolvable name, no route
+            await asyncio.get_running_loop().create_datagram_endpoint(lambda: device, remote_addr=address, family=family)
+        except OSError as exc:  # no route, an address of no family this host has
             raise SnmpError(f"bad SNMP target {host!r}: {exc}") from None
         return device
 
@@ -591,6 +597,28 @@ def split_target(target: str) -> tuple[str, int]:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise SnmpError(f"bad SNMP target {target!r}: expected host, host:port or [address]:port")
     return host, int(port)
+
+
+async def resolve(host: str, port: int, lookup: Lookup | None = None) -> tuple[int, tuple[Any, ...]]:
+    """The address family and socket address to send to for a target given by name.
+
+    IPv4 first, and IPv6 only for a name with no IPv4 address: a name means IPv4 to net-snmp
+    (its default ``udp:`` transport) and to pysnmp's ``UdpTransportTarget``. The first answer of
+    an unrestricted lookup would do otherwise where the system sorts IPv6 first: "localhost" is
+    then ``::1``, and an SNMP agent listening on 127.0.0.1 (snmpd's usual ``agentAddress``) never
+    answers. ``lookup`` is ``getaddrinfo``'s signature (the running loop's, by default).
+    """
+    lookup = lookup or asyncio.get_running_loop().getaddrinfo
+    problem: OSError | None = None
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            found = await lookup(host, port, family=family, type=socket.SOCK_DGRAM)
+        except OSError as exc:  # socket.gaierror: no such name, or no address of this family
+            problem = problem or exc
+            continue
+        if found:
+            return int(found[0][0]), tuple(found[0][4])
+    raise SnmpError(f"bad SNMP target {host!r}: {problem or 'no address'}")
 
 
 def _ip_version(host: str) -> int | None:

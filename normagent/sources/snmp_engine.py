@@ -21,7 +21,7 @@ from pysnmp.entity.engine import SnmpEngine
 from pysnmp.entity.rfc3413 import cmdgen
 from pysnmp.smi import builder as mib_builder
 
-from normagent.errors import SnmpError
+from normagent.sources.snmp import resolve
 from normagent.model import SnmpAuth
 
 _AUTH_PROTOCOLS = {
@@ -65,11 +65,8 @@ class EngineDevice:
         pool, whose first use starts a thread that then stays)."""
         address: tuple[Any, ...] = (host, port)
         if version is None:
-            try:
-                found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-            except OSError as exc:
-                raise SnmpError(f"bad SNMP target {host!r}: {exc}") from None
-            family, address = found[0][0], found[0][4][:2]
+            family, found = await resolve(host, port)
+            address = found[:2]
             version = 6 if family == socket.AF_INET6 else 4
         engine = SnmpEngine()
         if auth.version == "1":

@@ -116,7 +116,7 @@ class Device:
 
     Attributes:
         name: The device's label in metrics (letters, digits, ``_ . : -``; at most 64).
-        target: ``host``, ``host:port`` or ``[IPv6]:port`` of its SNMP agent (port 161 by default).
+        target: ``host``, ``host:port`` or ``[IPv6]:port`` of its SNMP agent (port 161 by default); a name is sent to over IPv4 if it has an IPv4 address.
         version: ``"2c"`` (community), ``"3"`` (user: authPriv with SHA and AES is what a router
             should be given) or ``"1"``.
         community: The community (v1, v2c). Keep this file readable by root and normagent only.

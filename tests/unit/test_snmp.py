@@ -6,6 +6,7 @@ snmpd tests skip, except under CI, where they fail (tests/support/tools.py).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -22,7 +23,7 @@ import pytest
 
 from normagent.errors import SnmpAuthError, SnmpTooManyRows
 from normagent.model import SnmpAuth, SnmpVarBind
-from normagent.sources.snmp import PysnmpClient, PysnmpSession, SnmpError, SnmpTimeout, check_auth, split_target, to_python
+from normagent.sources.snmp import PysnmpClient, PysnmpSession, SnmpError, SnmpTimeout, check_auth, resolve, split_target, to_python
 from tests.support.snmpd import COMMUNITY, V3_AUTH, V3_AUTH_KEY, V3_PRIV_KEY, V3_USER, Snmpd, start_snmpd
 
 
@@ -562,6 +563,42 @@ def test_a_v2c_device_runs_no_mib_module(snmpd: Snmpd) -> None:
         snmp_engine.EngineDevice.open = real_open  # type: ignore[method-assign]
         client.close()
     assert made == [] and builder.runpy._code == compiled  # type: ignore[attr-defined]
+
+
+class _Names:
+    """A resolver's answers by family, as ``getaddrinfo`` gives them for a name listed in both (the
+    order a system that sorts IPv6 first gives to an unrestricted lookup), and the lookups asked."""
+
+    def __init__(self, **by_family: list[str]) -> None:
+        self.by_family = by_family
+        self.asked: list[int] = []
+
+    async def __call__(self, host: str, port: int, *, family: int = 0, type: int = 0) -> list[tuple[Any, ...]]:
+        self.asked.append(family)
+        kinds = {"v6": socket.AF_INET6, "v4": socket.AF_INET}
+        found = [
+            (kinds[kind], socket.SOCK_DGRAM, 17, "", (address, port, 0, 0) if kind == "v6" else (address, port))
+            for kind, addresses in self.by_family.items()
+            for address in addresses
+            if family in (0, kinds[kind])
+        ]
+        if not found:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return found
+
+
+def test_a_name_is_sent_to_over_ipv4_first_and_ipv6_only_without_an_ipv4_address() -> None:
+    """A name means IPv4, as to net-snmp and pysnmp's UdpTransportTarget: "localhost" listed as
+    ::1 first must not send to ::1 while snmpd listens on 127.0.0.1 (a clean Debian root does sort
+    it so, and the name test below timed out there)."""
+    both = _Names(v6=["::1"], v4=["127.0.0.1"])
+    assert asyncio.run(resolve("localhost", 161, both)) == (socket.AF_INET, ("127.0.0.1", 161))
+    assert both.asked == [socket.AF_INET]
+    only_v6 = _Names(v6=["2001:db8::1"])
+    assert asyncio.run(resolve("v6.example", 1161, only_v6)) == (socket.AF_INET6, ("2001:db8::1", 1161, 0, 0))
+    assert only_v6.asked == [socket.AF_INET, socket.AF_INET6]
+    with pytest.raises(SnmpError, match="bad SNMP target 'nowhere.invalid': .*not known"):
+        asyncio.run(resolve("nowhere.invalid", 161, _Names()))
 
 
 def test_an_address_is_not_looked_up_and_a_name_still_is(snmpd: Snmpd) -> None:
