@@ -32,6 +32,8 @@ Imports only ``normagent`` and the standard library.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -147,12 +149,15 @@ class InterfaceTable:
             return None
         try:
             chosen = tuple((str(name), _int(index)) for name, index in value["chosen"])
+            column = str(value["column"])
+            if not _NUMERIC_OID.fullmatch(column):  # it is asked of the device: an OID, nothing else
+                raise ValueError(f"not a numeric OID: {column!r}")
             return cls(
-                column=str(value["column"]),
+                column=column,
                 chosen=chosen,
                 bad=_int(value["bad"]),
-                walked_at=float(value["walked_at"]),
-                boot=float(value["boot"]),
+                walked_at=_finite(value["walked_at"]),
+                boot=_finite(value["boot"]),
                 number=None if value["number"] is None else _int(value["number"]),
                 last_change=None if value["last_change"] is None else _int(value["last_change"]),
                 patterns=tuple(str(p) for p in value["patterns"]),
@@ -173,6 +178,18 @@ class InterfaceTable:
             "patterns": list(self.patterns),
             "max_interfaces": self.max_interfaces,
         }
+
+
+_NUMERIC_OID = re.compile(r"[0-9]+(?:\.[0-9]+)+", re.ASCII)
+
+
+def _finite(value: Any) -> float:
+    """A finite float: a NaN time would make every comparison with it false, so a table would
+    never look stale."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"not a finite number: {value!r}")
+    return number
 
 
 def _int(value: Any) -> int:

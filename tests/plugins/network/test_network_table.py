@@ -209,6 +209,23 @@ def test_a_checkpoint_that_does_not_read_walks_again(switch: Switch) -> None:
     assert switch.walks == 2
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [{"column": "1.3.6.1.2.1.31.1.1.1.1 OR 1"}, {"column": ""}, {"boot": "nan"}],
+    ids=["column-not-an-oid", "column-empty", "boot-nan"],
+)
+def test_a_damaged_checkpoint_is_not_asked_of_the_device_nor_trusted(switch: Switch, damage: dict[str, Any]) -> None:
+    """The column is asked of the device and the times decide whether the table is stale: a
+    checkpoint whose column is no numeric OID, or whose times are not finite (a NaN makes every
+    comparison false, so the table would never look stale), reads as no table: the poll walks
+    first and asks one GET, of what the walk chose."""
+    state = MemoryCheckpoints()
+    settled(switch, state)
+    state.values["table:sw"] = {**state.values["table:sw"], **damage}
+    assert poll(switch, state) == {"ge-0/0/1", "ge-0/0/2"}
+    assert (switch.walks, switch.gets) == (2, 3)
+
+
 def test_a_device_with_descriptions_only_keeps_the_descr_column(clock: FakeClock) -> None:
     class DescrOnly(Switch):
         def _value(self, oid: str) -> object:
