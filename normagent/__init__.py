@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     from normagent.privacy import network_of
     from normagent.sources.evtx_settings import EvtxSettings
     from normagent.sources.journald import JournalSettings
-    from normagent.sources.syslog import SpoolLine, SyslogMessage, parse_spool_line, parse_syslog, rfc3164_time
+    from normagent.sources.syslog import SpoolLine, SyslogMessage, parse_spool_line, parse_syslog, rfc3164_instant, rfc3164_time
 
 
 # Kept equal to pyproject.toml's version by tests/unit/test_cli.py. Not read from the installed
@@ -107,7 +107,7 @@ _HOMES = {
     "network_of": "normagent.privacy",
     "EvtxSettings": "normagent.sources.evtx_settings",
     "JournalSettings": "normagent.sources.journald",
-    **dict.fromkeys(("SpoolLine", "SyslogMessage", "parse_spool_line", "parse_syslog", "rfc3164_time"), "normagent.sources.syslog"),
+    **dict.fromkeys(("SpoolLine", "SyslogMessage", "parse_spool_line", "parse_syslog", "rfc3164_instant", "rfc3164_time"), "normagent.sources.syslog"),
 }
 
 
@@ -139,6 +139,7 @@ __all__ = [
     "parse_syslog",
     "record_parser",
     "Advice",
+    "rfc3164_instant",
     "rfc3164_time",
     "syslog_log_collector",
     "SpoolLine",

@@ -591,19 +591,34 @@ def rfc3164_time(stamp: str, now: datetime, tz: tzinfo) -> datetime | None:
         tz: The zone the sender writes its local time in.
     """
     match = _BSD_STAMP.match(stamp + " ")
-    if not match or match["mon"].lower() not in _MONTHS:
+    if not match:
         return None
-    month = _MONTHS.index(match["mon"].lower()) + 1
     hour, minute, second = (int(x) for x in match["clock"].split(":"))
     explicit = match["lyear"] or match["myear"]
+    return rfc3164_instant(match["mon"], int(match["day"]), hour, minute, second, now, tz, year=int(explicit) if explicit else None)
+
+
+def rfc3164_instant(
+    month: str, day: int, hour: int, minute: int, second: int, now: datetime, tz: tzinfo, year: int | None = None
+) -> datetime | None:
+    """``rfc3164_time`` of a stamp already split into its fields (``month`` as written, "Nov"):
+    for a reader that has them from a scan of its own and need not parse the stamp's text.
+
+    Without ``year``, the latest of next year, this year and last year (in ``tz``) that does not
+    put the stamp more than a day after ``now``. None for an unknown month or no such day.
+    """
+    try:
+        number = _MONTHS.index(month.lower()) + 1
+    except ValueError:
+        return None
     local_now = now.astimezone(tz)
-    years = [int(explicit)] if explicit else [local_now.year + 1, local_now.year, local_now.year - 1]
-    for year in years:
+    years = (year,) if year is not None else (local_now.year + 1, local_now.year, local_now.year - 1)
+    for candidate in years:
         try:
-            value = datetime(year, month, int(match["day"]), hour, minute, second, tzinfo=tz)
+            value = datetime(candidate, number, day, hour, minute, second, tzinfo=tz)
         except ValueError:
             continue  # Feb 29 outside a leap year, or no such day at all
-        if explicit or value <= local_now + timedelta(days=1):
+        if year is not None or value <= local_now + timedelta(days=1):
             return value.astimezone(timezone.utc)
     return None
 

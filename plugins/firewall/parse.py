@@ -97,6 +97,7 @@ from normagent import (
     WindowsEvent,
     parse_spool_line,
     parse_syslog,
+    rfc3164_instant,
     rfc3164_time,
 )
 
@@ -608,14 +609,10 @@ def minute_day(minute: str, offset: str, ref: datetime, tz: tzinfo) -> date | No
     """
     if not offset:
         m = _SHORT_MINUTE(minute)
-        if m is not None:  # the scan's RFC 3164 minutes: the same steps without parsing each stamp twice
-            month = _MONTH_NUMBERS.get(m[1].lower())
-            if month is None:  # no month: both ends dated ``ref``
-                return ref.astimezone(timezone.utc).date()
-            year, limit = _guess_from(ref, tz)
-            day, hour, mm = int(m[2]), int(m[3]), int(m[4])
-            first = _rfc3164_at(year, limit, month, day, hour, mm, 0, tz) or ref
-            last = _rfc3164_at(year, limit, month, day, hour, mm, 59, tz) or ref
+        if m is not None:  # the scan's RFC 3164 minutes: dated from their fields, not their text again
+            month, day, hour, mm = m[1], int(m[2]), int(m[3]), int(m[4])
+            first = rfc3164_instant(month, day, hour, mm, 0, ref, tz) or ref
+            last = rfc3164_instant(month, day, hour, mm, 59, ref, tz) or ref
             found = first.astimezone(timezone.utc).date()
             return found if found == last.astimezone(timezone.utc).date() else None
     return _minute_day_general(minute, offset, ref, tz)
@@ -631,31 +628,6 @@ def _minute_day_general(minute: str, offset: str, ref: datetime, tz: tzinfo) -> 
 
 # An RFC 3164 minute as the scans take it (``_NETFILTER_LINE`` group 1).
 _SHORT_MINUTE: Final = re.compile(r"([A-Z][a-z][a-z]) ([ 0-9][0-9]) ([0-2][0-9]):([0-5][0-9])").fullmatch
-_MONTH_NUMBERS: Final = {name: i for i, name in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
-
-
-@functools.lru_cache(maxsize=16)
-def _guess_from(ref: datetime, tz: tzinfo) -> tuple[int, datetime]:
-    """``syslog.rfc3164_time``'s view from ``ref`` in ``tz``: this year, and the latest local time
-    a stamp without a year may stand for (a day after ``ref``)."""
-    local_now = ref.astimezone(tz)
-    return local_now.year, local_now + timedelta(days=1)
-
-
-def _rfc3164_at(now_year: int, limit: datetime, month: int, day: int, hour: int, minute: int, second: int, tz: tzinfo) -> datetime | None:
-    """``line_time(stamp, ref, tz)`` of an RFC 3164 stamp without a year (``_guess_from(ref, tz)``
-    gives ``now_year`` and ``limit``): the steps of ``syslog.rfc3164_time`` (the latest of next
-    year, this year and last year, in ``tz``, that is not after ``limit``) without its two
-    patterns and the stamp's text (1,440 minutes of a day's backlog cost ~17 us each that way).
-    ``tests/plugins/firewall/test_firewall_fastpaths.py`` holds ``minute_day`` to ``line_time``."""
-    for year in (now_year + 1, now_year, now_year - 1):
-        try:
-            value = datetime(year, month, day, hour, minute, second, tzinfo=tz)
-        except ValueError:
-            continue  # Feb 29 outside a leap year, or no such day or hour at all
-        if value <= limit:
-            return value.astimezone(timezone.utc)
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
