@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from types import TracebackType
-from typing import Any
 
 from normagent.errors import SnmpTimeout
 from normagent.ledger import Ledger
@@ -21,36 +19,23 @@ from normagent.plugins.network.collectors import IF_COLUMNS, IF_NAME, IF_NUMBER,
 from normagent.plugins.network.rules import RULES
 from normagent.testing import FakeClock, run_collector_once
 from tests.support.deviation_rules import fired, firing, install, what
+from tests.support.snmp_standin import StandInDevice
 
 INDEX = 3
 
 
-class Router:
+class Router(StandInDevice):
     """One router with one interface (ge-0/0/1), as an SNMP client sees it."""
 
     def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.booted = clock.now() - timedelta(days=10)
+        super().__init__(clock)
         self.answering = True
         self.oper = 1
         self.last_change = 0
         self.counters = {"in_octets": 0, "out_octets": 0, "in_errors": 0, "out_errors": 0, "in_discards": 0, "out_discards": 0}
 
-    def uptime(self) -> int:
-        return int((self.clock.now() - self.booted).total_seconds() * 100)
-
     def set_oper(self, oper: int) -> None:
         self.oper, self.last_change = oper, self.uptime()
-
-    # the SnmpClient's session, as poll_device uses it
-    def session(self, target: str, *, auth: Any, timeout: float, retries: int = 1) -> Router:
-        return self
-
-    def __enter__(self) -> Router:
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        return None
 
     def get(self, oids: Sequence[str]) -> list[SnmpVarBind]:
         if not self.answering:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
-from types import TracebackType
 from typing import Any
 
 import pytest
@@ -32,31 +31,19 @@ from normagent.plugins.network.collectors import (
     SnmpSettings,
 )
 from normagent.testing import FakeClock, observations, run_collector_once
+from tests.support.snmp_standin import StandInDevice
 
 
-class Switch:
+class Switch(StandInDevice):
     """A device with named interfaces by ifIndex, as an SNMP client sees it; counts its walks."""
 
     def __init__(self, clock: FakeClock, names: dict[int, str]) -> None:
-        self.clock = clock
-        self.booted = clock.now() - timedelta(days=10)
+        super().__init__(clock)
         self.names = dict(names)
         self.number = len(names)
         self.last_change = 0
         self.walks = 0
         self.gets = 0
-
-    def uptime(self) -> int:
-        return int((self.clock.now() - self.booted).total_seconds() * 100)
-
-    def session(self, target: str, *, auth: Any, timeout: float, retries: int = 1) -> Switch:
-        return self
-
-    def __enter__(self) -> Switch:
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        return None
 
     def get(self, oids: Sequence[str]) -> list[SnmpVarBind]:
         self.gets += 1
