@@ -265,13 +265,18 @@ def _get_all(session: Any, device: Device, table: InterfaceTable | _Walked | Non
     poll's CPU) of sysUpTime, ifNumber and ifTableLastChange (with interfaces; SNMPv1 answers an
     absent one with an error, so not there), the extra OIDs, and each chosen interface's name in
     ``table.column`` followed by its ``IF_COLUMNS``."""
-    head = list(HEAD) if device.interfaces and device.version != "1" else [SYS_UPTIME]
-    oids = [*head, *device.oids.values()]
+    oids = [*_head(device), *device.oids.values()]
     if table is not None:
         for _, index in table.chosen:
             oids += [f"{table.column}.{index}", *(f"{IF_COLUMNS[column]}.{index}" for column in IF_COLUMNS)]
     answers = session.get(oids)
     return answers, clock.now()
+
+
+def _head(device: Device) -> tuple[str, ...]:
+    """What a poll's GET asks first: sysUpTime, and with interfaces ifNumber and ifTableLastChange
+    (not of SNMPv1, which answers an absent object with an error for the whole request)."""
+    return HEAD if device.interfaces and device.version != "1" else (SYS_UPTIME,)
 
 
 def _may_skip_walk(device: Device, table: InterfaceTable, now: float) -> bool:
@@ -331,7 +336,7 @@ def _read(
     """The poll from the GET's ``answers`` (``_get_all``) for the interfaces ``table`` chose."""
     chosen = table.chosen if table is not None else ()
     bad = table.bad if table is not None else 0  # the walk's unusable rows, on every poll as before
-    head = len(HEAD) if device.interfaces and device.version != "1" else 1
+    head = len(_head(device))
     uptime = answers[0].value if answers else None
     if not _is_int(uptime):
         bad += 1
