@@ -69,6 +69,7 @@ from normagent.model import SnmpAuth, SnmpVarBind
 
 if TYPE_CHECKING:
     from normagent.sources.snmp_engine import EngineDevice
+    from normagent.sources.snmp_usm import UsmDevice
 
 Lookup = Callable[..., Awaitable[list[tuple[Any, ...]]]]
 """``getaddrinfo(host, port, *, family, type)`` as ``asyncio``'s loop offers it."""
@@ -122,7 +123,7 @@ class _Engine:
     and v1, whose answers it turns into v2c's types).
     """
 
-    device: CommunityDevice | EngineDevice
+    device: CommunityDevice | UsmDevice | EngineDevice
     used: float
     sessions: int = 0
     # Rows the last walk of each subtree returned: the next walk's GETBULK asks for that many and
@@ -233,9 +234,13 @@ class PysnmpClient:
         kept = self._engines.get(session.key)
         if kept is None:
             version = _ip_version(session.host)
-            device: CommunityDevice | EngineDevice
+            device: CommunityDevice | UsmDevice | EngineDevice
             if session.auth.version == "2c":
                 device = await CommunityDevice.open(session.host, session.port, session.auth.community, session.timeout, session.retries)
+            elif session.auth.version == "3":
+                from normagent.sources.snmp_usm import UsmDevice  # SNMPv3 only: pysnmp's USM services, cryptography for privacy
+
+                device = await UsmDevice.open(session.host, session.port, session.auth, session.timeout, session.retries)
             else:
                 from normagent.sources.snmp_engine import EngineDevice  # SNMPv1/v3 only: the engine, its USM, cryptography
 
@@ -285,91 +290,73 @@ def _shut_down(loop: asyncio.AbstractEventLoop, thread: threading.Thread, engine
             loop.close()
 
 
-class CommunityDevice(asyncio.DatagramProtocol):
-    """An SNMPv2c device: a connected UDP socket on the client's loop and pysnmp's message types.
+class UdpDevice(asyncio.DatagramProtocol):
+    """What SNMPv2c and SNMPv3 devices share: a connected UDP socket on the client's loop, the
+    requests in flight and their retries.
 
-    A community string needs none of an ``SnmpEngine``'s state (no discovery, no keys, no MIB-backed
-    tables), so SNMPv2c uses pysnmp's protocol API (``pysnmp.proto.api.v2c``: the message and PDU
-    types, request ids) and pyasn1's BER codec directly, and nothing of pysnmp's engine, SMI or
-    high-level API is imported (``cryptography`` neither): a site with only v2c devices pays about
-    2 MB for SNMP instead of 11 (bench/README.md, "SNMP: v2c without the engine").
-
-    Requests are matched to answers by request id; the socket is connected, so the kernel drops
-    datagrams from anyone but the device. An answer that does not decode, or is not a Response to
-    a request in flight, is dropped (the request times out, as with the engine); so is an ICMP
-    "port unreachable" (nobody listening is a timeout, as pysnmp reports it). No timer runs between
-    requests: each attempt waits on its own deadline.
+    An answer is matched to its request by the subclass's ``_match`` (a request id for v2c, a
+    message id for v3), which reads the datagram and returns ``(key, answer)``, or ``None`` or an
+    exception for anything that does not decode or is not the answer it claims to be: such a
+    datagram is dropped and the request times out, as with pysnmp's engine. The socket is
+    connected, so the kernel drops datagrams from anyone but the device; an ICMP "port
+    unreachable" (nobody listening) is a lost answer too. No timer runs between requests: each
+    attempt waits on its own deadline.
     """
 
-    def __init__(self, target: str, community: str, timeout: float, retries: int) -> None:
+    def __init__(self, target: str, timeout: float, retries: int) -> None:
         self.target = target  # for messages
-        self.community = community
         self.timeout = timeout
         self.retries = retries
         self._transport: asyncio.DatagramTransport | None = None
         self._waiting: dict[int, asyncio.Future[Any]] = {}
 
-    @classmethod
-    async def open(cls, host: str, port: int, community: str, timeout: float, retries: int) -> CommunityDevice:
-        """The device's socket, connected to ``host`` (an address, or a name resolved by ``resolve``)."""
-        device = cls(f"{host}:{port}", community, timeout, retries)
+    async def _connect(self, host: str, port: int) -> None:
+        """Connect the socket to ``host`` (an address, or a name resolved by ``resolve``)."""
         family, address = (0, (host, port)) if _ip_version(host) else await resolve(host, port)
         try:
-            await asyncio.get_running_loop().create_datagram_endpoint(lambda: device, remote_addr=address, family=family)
+            await asyncio.get_running_loop().create_datagram_endpoint(lambda: self, remote_addr=address, family=family)
         except OSError as exc:  # no route, an address of no family this host has
             raise SnmpError(f"bad SNMP target {host!r}: {exc}") from None
-        return device
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)  # what create_datagram_endpoint makes
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         try:
-            message, _ = decoder.decode(data, asn1Spec=v2c_api.Message())
-            pdu = v2c_api.apiMessage.get_pdu(message)
-            waiting = self._waiting.get(int(v2c_api.apiPDU.get_request_id(pdu)))
-        except (PyAsn1Error, ValueError, TypeError):
-            return  # garbage: dropped, the request times out
-        if waiting is not None and not waiting.done() and isinstance(pdu, rfc1905.ResponsePDU):
-            waiting.set_result(pdu)
+            matched = self._match(data)
+        except (PyAsn1Error, ValueError, TypeError, KeyError, IndexError, AttributeError):  # pysnmp's ProtocolError is a PyAsn1Error
+            return  # garbage, or not what it claims to be: dropped, the request times out
+        if matched is None:
+            return
+        key, answer = matched
+        waiting = self._waiting.get(key)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(answer)
+
+    def _match(self, data: bytes) -> tuple[int, Any] | None:
+        raise NotImplementedError
 
     def error_received(self, exc: Exception) -> None:
         """An ICMP error for the connected socket (nobody listening): a lost answer, not a failure."""
 
-    async def request(self, kind: str, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None) -> Any:
-        """``EngineDevice.request`` for SNMPv2c (``kind`` "get" or "bulk"): the PDU sent up to
-        ``retries`` + 1 times, ``timeout`` seconds each."""
-        if kind == "bulk":
-            assert bulk is not None
-            api: Any = v2c_api.apiBulkPDU
-            pdu: Any = v2c_api.GetBulkRequestPDU()
-            api.set_defaults(pdu)
-            api.set_non_repeaters(pdu, bulk[0])
-            api.set_max_repetitions(pdu, bulk[1])
-        else:
-            api, pdu = v2c_api.apiPDU, v2c_api.GetRequestPDU()
-            api.set_defaults(pdu)
-        api.set_varbinds(pdu, var_binds)
-        message = v2c_api.Message()
-        v2c_api.apiMessage.set_defaults(message)
-        v2c_api.apiMessage.set_community(message, self.community)
-        v2c_api.apiMessage.set_pdu(message, pdu)
-        datagram = encoder.encode(message)
-        request_id = int(api.get_request_id(pdu))
+    async def _exchange(self, key: int, datagram: bytes, *, attempts: int | None = None) -> Any:
+        """Send ``datagram`` up to ``attempts`` times (``retries`` + 1 by default), ``timeout``
+        seconds each, until ``_match`` finds its answer under ``key``; ``None`` if none came."""
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting[request_id] = answer
+        if key in self._waiting:
+            raise SnmpError(f"SNMP request to {self.target}: id {key} already in flight")
+        self._waiting[key] = answer
         try:
-            for _ in range(self.retries + 1):
+            for _ in range(self.retries + 1 if attempts is None else attempts):
                 if self._transport is None or self._transport.is_closing():
                     raise SnmpError(f"SNMP device {self.target} closed")
                 self._transport.sendto(datagram)
                 done, _ = await asyncio.wait((answer,), timeout=self.timeout)
                 if done:
-                    response = answer.result()
-                    return None, api.get_error_status(response), api.get_error_index(response, muteErrors=True), api.get_varbinds(response)
+                    return answer.result()
         finally:
-            del self._waiting[request_id]
-        return errind.requestTimedOut, 0, 0, []
+            del self._waiting[key]
+        return None
 
     def tick(self, on: bool) -> None:
         """Nothing to start or stop: no timer runs between requests."""
@@ -381,6 +368,71 @@ class CommunityDevice(asyncio.DatagramProtocol):
         for waiting in self._waiting.values():
             if not waiting.done():
                 waiting.set_exception(SnmpError(f"SNMP device {self.target} closed"))
+
+
+def request_pdu(kind: str, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None) -> tuple[Any, Any]:
+    """A GetRequest (``kind`` "get") or GetBulkRequest ("bulk", ``bulk`` = (non-repeaters,
+    max-repetitions)) PDU asking for ``var_binds``, with a fresh request id; and pysnmp's API
+    for its kind (SNMPv2c and v3 share the PDU types of RFC 3416)."""
+    if kind == "bulk":
+        assert bulk is not None
+        api: Any = v2c_api.apiBulkPDU
+        pdu: Any = v2c_api.GetBulkRequestPDU()
+        api.set_defaults(pdu)
+        api.set_non_repeaters(pdu, bulk[0])
+        api.set_max_repetitions(pdu, bulk[1])
+    elif kind == "get":
+        api, pdu = v2c_api.apiPDU, v2c_api.GetRequestPDU()
+        api.set_defaults(pdu)
+    else:
+        raise SnmpError(f"SNMP request kind {kind!r} is for SNMPv1 only")
+    api.set_varbinds(pdu, var_binds)
+    return api, pdu
+
+
+class CommunityDevice(UdpDevice):
+    """An SNMPv2c device: a connected UDP socket on the client's loop and pysnmp's message types.
+
+    A community string needs none of an ``SnmpEngine``'s state (no discovery, no keys, no MIB-backed
+    tables), so SNMPv2c uses pysnmp's protocol API (``pysnmp.proto.api.v2c``: the message and PDU
+    types, request ids) and pyasn1's BER codec directly, and nothing of pysnmp's engine, SMI or
+    high-level API is imported (``cryptography`` neither): a site with only v2c devices pays about
+    2 MB for SNMP instead of 11 (bench/README.md, "SNMP: v2c without the engine").
+
+    Requests are matched to answers by request id; an answer that does not decode, or is not a
+    Response to a request in flight, is dropped (``UdpDevice``).
+    """
+
+    def __init__(self, target: str, community: str, timeout: float, retries: int) -> None:
+        super().__init__(target, timeout, retries)
+        self.community = community
+
+    @classmethod
+    async def open(cls, host: str, port: int, community: str, timeout: float, retries: int) -> CommunityDevice:
+        """The device's socket, connected to ``host`` (an address, or a name resolved by ``resolve``)."""
+        device = cls(f"{host}:{port}", community, timeout, retries)
+        await device._connect(host, port)
+        return device
+
+    def _match(self, data: bytes) -> tuple[int, Any] | None:
+        message, _ = decoder.decode(data, asn1Spec=v2c_api.Message())
+        pdu = v2c_api.apiMessage.get_pdu(message)
+        if not isinstance(pdu, rfc1905.ResponsePDU):
+            return None
+        return int(v2c_api.apiPDU.get_request_id(pdu)), pdu
+
+    async def request(self, kind: str, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None) -> Any:
+        """``EngineDevice.request`` for SNMPv2c (``kind`` "get" or "bulk"): the PDU sent up to
+        ``retries`` + 1 times, ``timeout`` seconds each."""
+        api, pdu = request_pdu(kind, var_binds, bulk)
+        message = v2c_api.Message()
+        v2c_api.apiMessage.set_defaults(message)
+        v2c_api.apiMessage.set_community(message, self.community)
+        v2c_api.apiMessage.set_pdu(message, pdu)
+        response = await self._exchange(int(api.get_request_id(pdu)), encoder.encode(message))
+        if response is None:
+            return errind.requestTimedOut, 0, 0, []
+        return None, api.get_error_status(response), api.get_error_index(response, muteErrors=True), api.get_varbinds(response)
 
 
 async def _other_tasks() -> int:

@@ -266,12 +266,12 @@ def test_polls_on_fresh_threads_discover_a_v3_agent_once(snmpd: Snmpd) -> None:
         counter.close()
 
 
-@pytest.mark.parametrize(("auth", "timers"), [(V3_AUTH, 1), (COMMUNITY, 0)], ids=["v3", "v2c"])
+@pytest.mark.parametrize(("auth", "timers"), [(V1, 1), (V3_AUTH, 0), (COMMUNITY, 0)], ids=["v1", "v3", "v2c"])
 def test_between_polls_the_kept_engines_wait_for_nothing(snmpd: Snmpd, auth: SnmpAuth, timers: int) -> None:
     """pysnmp's dispatcher wakes every 0.1 s while its timer runs: an idle agent must not pay for
-    that between polls, and a poll after the pause must still time out. SNMPv3's engine runs its
-    timer while a session is open; SNMPv2c's device has none at all (each attempt waits on its own
-    deadline)."""
+    that between polls, and a poll after the pause must still time out. SNMPv1's engine runs its
+    timer while a session is open; SNMPv2c's and SNMPv3's devices have none at all (each attempt
+    waits on its own deadline)."""
     client = PysnmpClient()
     try:
         for _ in range(3):
