@@ -428,7 +428,7 @@ class UsmDevice(UdpDevice):
             return None
         if scoped["contextEngineId"].asOctets() != self.engine_id or scoped["contextName"].asOctets() != b"":
             return None
-        return msg_id, _Answer("response", pdu=pdu)
+        return msg_id, _Answer("response", pdu=pdu, authenticated=level >= 2)
 
     def _timely(self, boots: int, time: int) -> bool:
         """RFC 3414 3.2.7b for an authenticated message: take the agent's boots and time if they are

@@ -37,6 +37,45 @@ V3_PRIV_KEY = "priv-passphrase-2"
 V3_AUTH = SnmpAuth.v3(V3_USER, V3_AUTH_KEY, V3_PRIV_KEY, auth_protocol="SHA", priv_protocol="AES")
 COMMUNITY = SnmpAuth.v2c("public")
 
+# net-snmp's names of the protocols SnmpAuth names. pysnmp's AES192 and AES256 (what normagent
+# offers) extend the key as Cisco does, which net-snmp calls AES-192-C and AES-256-C. net-snmp has
+# no 3DES.
+NET_SNMP_AUTH = {"MD5": "MD5", "SHA": "SHA", "SHA224": "SHA-224", "SHA256": "SHA-256", "SHA384": "SHA-384", "SHA512": "SHA-512"}
+NET_SNMP_PRIV = {"DES": "DES", "AES": "AES", "AES192": "AES-192-C", "AES256": "AES-256-C"}
+
+
+def v3_user(auth_protocol: str, priv_protocol: str) -> SnmpAuth:
+    """The fixture's SNMPv3 user for a pair of protocols (``"none"`` for none): every pair of
+    NET_SNMP_AUTH and NET_SNMP_PRIV, each pair with its own user and keys, may read with the level
+    its protocols give; ``V3_AUTH`` is SHA/AES's."""
+    if (auth_protocol, priv_protocol) == ("SHA", "AES"):
+        return V3_AUTH
+    name = f"u-{auth_protocol}-{priv_protocol}".lower()
+    auth_key = f"{name}-auth-key" if auth_protocol != "none" else ""
+    priv_key = f"{name}-priv-key" if priv_protocol != "none" else ""
+    return SnmpAuth.v3(name, auth_key, priv_key, auth_protocol=auth_protocol, priv_protocol=priv_protocol)
+
+
+V3_PAIRS = [("none", "none")] + [(a, p) for a in NET_SNMP_AUTH for p in ("none", *NET_SNMP_PRIV)]
+
+
+def _v3_users_config() -> str:
+    lines = []
+    for auth_protocol, priv_protocol in V3_PAIRS:
+        auth = v3_user(auth_protocol, priv_protocol)
+        if auth is V3_AUTH:
+            continue
+        line = f"createUser {auth.user}"
+        level = "noauth"
+        if auth_protocol != "none":
+            line += f' {NET_SNMP_AUTH[auth_protocol]} "{auth.auth_key}"'
+            level = "auth"
+        if priv_protocol != "none":
+            line += f' {NET_SNMP_PRIV[priv_protocol]} "{auth.priv_key}"'
+            level = "priv"
+        lines += [line, f"rouser {auth.user} {level}"]
+    return "\n".join(lines) + "\n"
+
 
 @dataclass
 class Snmpd:
@@ -61,6 +100,7 @@ class Snmpd:
             "rocommunity public 127.0.0.1\n"
             f'createUser {V3_USER} SHA "{V3_AUTH_KEY}" AES "{V3_PRIV_KEY}"\n'
             f"rouser {V3_USER} priv\n"
+            + _v3_users_config() +
             "sysLocation normagent test rack 7\n"
             "sysContact drift@example.invalid\n" + self.extra_config
         )

@@ -24,7 +24,8 @@ import pytest
 from normagent.errors import SnmpAuthError, SnmpTooManyRows
 from normagent.model import SnmpAuth, SnmpVarBind
 from normagent.sources.snmp import PysnmpClient, PysnmpSession, SnmpError, SnmpTimeout, check_auth, resolve, split_target, to_python
-from tests.support.snmpd import COMMUNITY, V3_AUTH, V3_AUTH_KEY, V3_PRIV_KEY, V3_USER, Snmpd, start_snmpd
+from tests.support.snmpv3_standin import VALUE, V3StandIn
+from tests.support.snmpd import COMMUNITY, V3_AUTH, V3_AUTH_KEY, V3_PAIRS, V3_PRIV_KEY, V3_USER, Snmpd, start_snmpd, v3_user
 
 
 SYS_DESCR = "1.3.6.1.2.1.1.1.0"
@@ -120,26 +121,76 @@ def test_v3_auth_priv_reads_what_v2c_reads(snmpd: Snmpd, client: PysnmpClient) -
     assert [vb.value for vb in got] == [LOCATION.encode(), CONTACT.encode()]
 
 
+@pytest.mark.parametrize(("auth_protocol", "priv_protocol"), V3_PAIRS, ids=[f"{a}-{p}" for a, p in V3_PAIRS])
+def test_every_v3_protocol_pair_reads_a_real_snmpd(snmpd: Snmpd, client: PysnmpClient, auth_protocol: str, priv_protocol: str) -> None:
+    """Each authentication and privacy protocol net-snmp shares with normagent, each pair a user of
+    its own (tests.support.snmpd): a GET, and a walk whose GETBULK answers are as long as they come."""
+    auth = v3_user(auth_protocol, priv_protocol)
+    got = client.get(snmpd.target, [SYS_LOCATION, SYS_CONTACT], auth=auth, timeout=2)
+    assert [vb.value for vb in got] == [LOCATION.encode(), CONTACT.encode()]
+    assert SnmpVarBind(SYS_LOCATION, LOCATION.encode()) in client.walk(snmpd.target, SYSTEM, auth=auth, timeout=2)
+
+
 @pytest.mark.parametrize(
-    "auth",
+    ("auth", "says"),
     [
-        SnmpAuth.v3(V3_USER, "wrong-passphrase", V3_PRIV_KEY),
-        SnmpAuth.v3("nobody-here", V3_AUTH_KEY, V3_PRIV_KEY),
-        SnmpAuth.v3(V3_USER, V3_AUTH_KEY),  # authNoPriv: the user may only read with privacy
+        (SnmpAuth.v3(V3_USER, "wrong-passphrase", V3_PRIV_KEY), "Wrong SNMP PDU digest"),
+        (SnmpAuth.v3(V3_USER, V3_AUTH_KEY, V3_PRIV_KEY, auth_protocol="MD5"), "Wrong SNMP PDU digest"),
+        (SnmpAuth.v3("nobody-here", V3_AUTH_KEY, V3_PRIV_KEY), "Unknown USM user"),
+        (SnmpAuth.v3(V3_USER, V3_AUTH_KEY), "authorizationError"),  # authNoPriv: the user may only read with privacy
+        (SnmpAuth.v3(V3_USER, V3_AUTH_KEY, "wrong-priv-passphrase"), "a wrong privacy key or protocol"),
+        (SnmpAuth.v3(V3_USER, V3_AUTH_KEY, V3_PRIV_KEY, priv_protocol="DES"), "a wrong privacy key or protocol"),
     ],
-    ids=["wrong-auth-key", "unknown-user", "too-low-level"],
+    ids=["wrong-auth-key", "wrong-auth-protocol", "unknown-user", "too-low-level", "wrong-priv-key", "wrong-priv-protocol"],
 )
-def test_v3_refusals_are_auth_errors_without_the_keys(snmpd: Snmpd, client: PysnmpClient, auth: SnmpAuth) -> None:
+def test_v3_refusals_are_auth_errors_without_the_keys(snmpd: Snmpd, client: PysnmpClient, auth: SnmpAuth, says: str) -> None:
+    """The agent's Reports (usmStatsWrongDigests, usmStatsUnknownUserNames) and access refusals
+    read as the engine gave them. An agent cannot decrypt a request with a wrong privacy key and
+    drops it without a Report; that it does answer an authenticated request without privacy tells
+    it from a lost packet."""
     with pytest.raises(SnmpAuthError) as err:
-        client.get(snmpd.target, [SYS_UPTIME], auth=auth, timeout=1)
-    assert err.value.reason == "auth"
+        client.get(snmpd.target, [SYS_UPTIME], auth=auth, timeout=0.5)
+    assert err.value.reason == "auth" and says in str(err.value)
     assert "passphrase" not in str(err.value) and "passphrase" not in repr(auth)
+    assert client.engines == 0  # dropped: the next session discovers the agent again
 
 
-def test_v3_wrong_priv_key_is_a_timeout(snmpd: Snmpd, client: PysnmpClient) -> None:
-    """An agent cannot decrypt such a request and drops it: nothing tells it from a lost packet."""
-    with pytest.raises(SnmpTimeout):
-        client.get(snmpd.target, [SYS_UPTIME], auth=SnmpAuth.v3(V3_USER, V3_AUTH_KEY, "wrong-priv-key"), timeout=0.5)
+def test_a_silent_agent_after_v3_discovery_is_still_a_timeout(client: PysnmpClient) -> None:
+    """A device that answers the discovery and nothing else (neither the encrypted request nor the
+    authenticated probe without privacy) has not refused anything: a timeout."""
+    with V3StandIn(V3_AUTH, mode="silent") as agent:
+        with pytest.raises(SnmpTimeout):
+            client.get(agent.target, [SYS_UPTIME], auth=V3_AUTH, timeout=0.3)
+    assert [flags & 3 for flags in agent.requests] == [0, 3, 3, 1]  # discovery, the request and its retry, the probe
+
+
+@pytest.mark.parametrize("mode", ["garbage", "wrong-digest", "other-key", "replayed", "stale-time", "other-msgid", "unencrypted"])
+def test_a_v3_answer_counts_only_if_authentic_timely_and_the_request_s(
+    client: PysnmpClient, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Answers with the real key material, each spoiled one way: garbage, a digest with one bit
+    flipped, a digest made with another key, the answer to the request before (replayed), an engine
+    time 1000 s behind the agent's (outside RFC 3414's 150 s window), another message id, a Response
+    without the request's privacy. Each is dropped and the request times out; the same stand-in's
+    right answers read (the first request of each test)."""
+    with V3StandIn(V3_AUTH) as agent:
+        assert client.get(agent.target, [SYS_LOCATION], auth=V3_AUTH, timeout=0.5) == [SnmpVarBind(SYS_LOCATION, VALUE)]
+        agent.mode = mode
+        with pytest.raises(SnmpTimeout):
+            client.get(agent.target, [SYS_LOCATION], auth=V3_AUTH, timeout=0.5)
+    assert [flags & 3 for flags in agent.requests] == [0, 3, 3, 3]  # discovery, a request, then one and its retry
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+def test_an_authenticated_not_in_time_window_report_resynchronises_once(client: PysnmpClient) -> None:
+    """A restarted agent (boots + 1) answers a kept device's request with an authenticated Report
+    of usmStatsNotInTimeWindows: its boots and time are taken and the request goes again, once."""
+    with V3StandIn(V3_AUTH) as agent:
+        with client.session(agent.target, auth=V3_AUTH, timeout=2) as session:
+            assert session.get([SYS_LOCATION])[0].value == VALUE
+            agent.mode = "resync"
+            assert session.get([SYS_LOCATION])[0].value == VALUE
+    assert [flags & 3 for flags in agent.requests] == [0, 3, 3, 3]
 
 
 @pytest.mark.parametrize(
@@ -492,11 +543,18 @@ ENGINE_MODULES = ("pysnmp.entity", "pysnmp.hlapi", "pysnmp.carrier", "pysnmp.pro
 SMI_HOLLOW = ("pysnmp.smi.error",)
 
 
-def test_a_v2c_only_poll_imports_no_engine_smi_or_hlapi(snmpd: Snmpd) -> None:
+# What an SNMPv3 device must not import either: it has pysnmp's message types, USM services and
+# (for privacy) cryptography, but no engine, SMI, high-level API or USM module of the engine.
+V3_ENGINE_MODULES = ("pysnmp.entity", "pysnmp.hlapi", "pysnmp.carrier", "pysnmp.smi.", "pysnmp.proto.rfc3412",
+                     "pysnmp.proto.secmod.rfc3414.service", "normagent.sources.snmp_engine")
+
+
+def test_v2c_and_v3_polls_import_no_engine_smi_or_hlapi(snmpd: Snmpd) -> None:
     """network.snmp polling a v2c device (the system group, its interfaces, a named extra OID) in a
     fresh interpreter as the agent does it (lazy client): none of pysnmp's engine, SMI, high-level
-    API or cryptography is imported; a v3 device after it then brings the engine, still without
-    the high-level API."""
+    API or cryptography is imported; a v3 device (SHA/AES) after it brings pysnmp's USM services and
+    cryptography, still no engine, SMI or high-level API; a v1 device after that gets its engine,
+    whose USM module finds what the v3 device left of its package."""
     probe = textwrap.dedent(
         """
         import json, sys
@@ -511,21 +569,26 @@ def test_a_v2c_only_poll_imports_no_engine_smi_or_hlapi(snmpd: Snmpd) -> None:
                                                   clock=SystemClock(), state=MemoryCheckpoints()))
             return {o.metric: o.value for o in got if getattr(o, "metric", None) in ("normagent_snmp_up", "normagent_snmp_oid_value")}
 
-        def loaded():
-            return sorted(m for m in sys.modules if m.startswith(tuple(json.loads(sys.argv[2]))))
+        def loaded(prefixes):
+            return sorted(m for m in sys.modules if m.startswith(tuple(prefixes)))
 
         client = LazySnmpClient()
         v2c = poll(Device(name="r1", target=sys.argv[1], version="2c", community="public", interfaces=("*",),
                           oids={"interfaces": "1.3.6.1.2.1.2.1.0"}))
-        after_v2c = loaded()
-        v3 = poll(Device(name="r2", target=sys.argv[1], version="3", user=sys.argv[3], auth_key=sys.argv[4], priv_key=sys.argv[5]))
+        after_v2c = loaded(json.loads(sys.argv[2]))
+        v3 = poll(Device(name="r2", target=sys.argv[1], version="3", user=sys.argv[4], auth_key=sys.argv[5], priv_key=sys.argv[6],
+                         interfaces=("*",)))
+        after_v3 = loaded(json.loads(sys.argv[3]))
+        crypto_after_v3 = "cryptography" in sys.modules
+        v1 = poll(Device(name="r3", target=sys.argv[1], version="1", community="public"))
         client.close()
-        print(json.dumps({"v2c": v2c, "v2c_loaded": after_v2c, "v3": v3, "v3_loaded": loaded(),
-                          "smi": sorted(m for m in sys.modules if m.startswith("pysnmp.smi"))}))
+        print(json.dumps({"v2c": v2c, "v2c_loaded": after_v2c, "v3": v3, "v3_loaded": after_v3, "crypto": crypto_after_v3,
+                          "v1": v1, "engine": "pysnmp.entity.engine" in sys.modules}))
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", probe, snmpd.target, json.dumps(ENGINE_MODULES), V3_USER, V3_AUTH_KEY, V3_PRIV_KEY],
+        [sys.executable, "-c", probe, snmpd.target, json.dumps(ENGINE_MODULES), json.dumps(V3_ENGINE_MODULES),
+         V3_USER, V3_AUTH_KEY, V3_PRIV_KEY],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
@@ -533,9 +596,8 @@ def test_a_v2c_only_poll_imports_no_engine_smi_or_hlapi(snmpd: Snmpd) -> None:
     assert answer["v2c"]["normagent_snmp_up"] == 1 and answer["v2c"]["normagent_snmp_oid_value"] >= 1  # ifNumber
     assert [m for m in answer["v2c_loaded"] if m not in SMI_HOLLOW] == []
     assert answer["v3"] == {"normagent_snmp_up": 1}
-    assert "normagent.sources.snmp_engine" in answer["v3_loaded"] and "pysnmp.entity.engine" in answer["v3_loaded"]
-    assert [m for m in answer["v3_loaded"] if m.startswith("pysnmp.hlapi")] == []  # the engine is configured without it
-    assert set(answer["smi"]) - {"pysnmp.smi", *SMI_HOLLOW, *answer["v3_loaded"]} == set()
+    assert [m for m in answer["v3_loaded"] if m not in SMI_HOLLOW] == [] and answer["crypto"]
+    assert answer["v1"] == {"normagent_snmp_up": 1} and answer["engine"]
 
 
 def test_a_v2c_device_runs_no_mib_module(snmpd: Snmpd) -> None:
