@@ -102,7 +102,7 @@ _REPORTABLE, _AUTH_FLAG, _PRIV_FLAG = 0x04, 0x01, 0x02
 _LEVELS = {0: 1, _AUTH_FLAG: 2, _AUTH_FLAG | _PRIV_FLAG: 3}  # msgFlags' low bits → securityLevel
 
 
-class UsmSecurityParameters(univ.Sequence):
+class UsmSecurityParameters(univ.Sequence):  # type: ignore[misc]  # pyasn1 is untyped
     """RFC 3414 section 2.4's msgSecurityParameters.
 
     pysnmp defines this type in its USM module (``rfc3414.service``), the one that imports its SMI;
@@ -219,15 +219,19 @@ class UsmDevice(UdpDevice):
         authenticated, private = auth.auth_protocol != "none", auth.priv_protocol != "none"
         self.user = auth.user.encode()
         self.level = 3 if private else 2 if authenticated else 1
+        # pysnmp's services, and the master keys (RFC 3414 A.2.1: a megabyte hashed each) once per
+        # device, localised to the agent's engine id when it is discovered.
         self._auth: Any = None
         self._auth_id: tuple[int, ...] | None = None
+        self._auth_master: Any = None
+        self._priv: Any = None
+        self._priv_master: Any = None
         if authenticated:
             self._auth, self._auth_id = auth_service(auth.auth_protocol)
-        self._priv: Any = priv_service(auth.priv_protocol) if private else None
-        # The master keys (RFC 3414 A.2.1: a megabyte hashed each) once per device, localised to
-        # the agent's engine id when it is discovered.
-        self._auth_master = self._auth.hash_passphrase(auth.auth_key) if authenticated else None
-        self._priv_master = self._priv.hash_passphrase(self._auth_id, auth.priv_key) if private else None
+            self._auth_master = self._auth.hash_passphrase(auth.auth_key)
+        if private:
+            self._priv = priv_service(auth.priv_protocol)
+            self._priv_master = self._priv.hash_passphrase(self._auth_id, auth.priv_key)
         self._auth_key: Any = None
         self._priv_key: Any = None
         self._digest = b"\x00" * self._auth.digest_length if authenticated else b""

@@ -10,8 +10,9 @@ to the namespace it was made in. Stopped by PID, never by name.
 
 The SNMPv3 user is made with a ``createUser`` line in the configuration snmpd is started with
 (``-C -c``: snmpd then reads no other file, so the persistent directory's ``snmpd.conf`` is not
-read for ``createUser`` lines either); the persistent directory (``$SNMP_PERSISTENT_DIR``, never
-``/var/lib/snmp``) keeps the engine id and boot count across restarts.
+read for ``createUser`` lines either). Nor is the engine id and boot count snmpd saves there
+(``$SNMP_PERSISTENT_DIR``, never ``/var/lib/snmp``) read back: a restarted snmpd has a new engine
+id, and boots 1.
 """
 
 from __future__ import annotations

@@ -23,7 +23,9 @@ import pytest
 
 from normagent.errors import SnmpAuthError, SnmpTooManyRows
 from normagent.model import SnmpAuth, SnmpVarBind
-from normagent.sources.snmp import PysnmpClient, PysnmpSession, SnmpError, SnmpTimeout, check_auth, resolve, split_target, to_python
+from normagent.sources.snmp import (
+    AUTH_PROTOCOLS, PRIV_PROTOCOLS, PysnmpClient, PysnmpSession, SnmpError, SnmpTimeout, check_auth, resolve, split_target, to_python,
+)
 from tests.support.snmpv3_standin import VALUE, V3StandIn
 from tests.support.snmpd import COMMUNITY, V3_AUTH, V3_AUTH_KEY, V3_PAIRS, V3_PRIV_KEY, V3_USER, Snmpd, start_snmpd, v3_user
 
@@ -680,3 +682,19 @@ def test_an_address_is_not_looked_up_and_a_name_still_is(snmpd: Snmpd) -> None:
                 client.get(f"no-such-host.invalid:{snmpd.port}", [SYS_LOCATION], auth=auth, timeout=2)
     finally:
         client.close()
+
+
+def test_v3_uses_the_protocol_classes_and_report_meanings_of_pysnmp_s_engine() -> None:
+    """SNMPv3 without the engine must localise keys, digest and encrypt exactly as the engine path
+    does (AES192/AES256: the key extension pysnmp.entity.config's USM_PRIV_CFB*_AES name), and a
+    Report must read as the engine read it."""
+    from pysnmp.proto.mpmod import rfc3412
+
+    from normagent.sources import snmp_engine, snmp_usm
+
+    for name in AUTH_PROTOCOLS - {"none"}:
+        service, service_id = snmp_usm.auth_service(name)
+        assert service_id == snmp_engine._AUTH_PROTOCOLS[name], name
+    for name in PRIV_PROTOCOLS - {"none"}:
+        assert snmp_usm.priv_service(name).SERVICE_ID == snmp_engine._PRIV_PROTOCOLS[name], name
+    assert snmp_usm._REPORTS == rfc3412._snmpErrors

@@ -58,10 +58,11 @@ def v3(agent: Snmpd, **kw: Any) -> Device:
     return Device(name="r1", target=agent.target, version="3", user=V3_USER, auth_key=V3_AUTH_KEY, priv_key=V3_PRIV_KEY, **kw)
 
 
-def poll(*devices: Device, state: MemoryCheckpoints | None = None, timeout: float | None = None) -> list[Any]:
+def poll(*devices: Device, state: MemoryCheckpoints | None = None, timeout: float | None = None,
+         client: LazySnmpClient | None = None) -> list[Any]:
     return observations(
         run_collector_once(
-            SNMP, settings=SnmpSettings(devices=devices), snmp=LazySnmpClient(), clock=SystemClock(),
+            SNMP, settings=SnmpSettings(devices=devices), snmp=client or LazySnmpClient(), clock=SystemClock(),
             state=state if state is not None else MemoryCheckpoints(), timeout=timeout,
         )
     )
@@ -190,6 +191,35 @@ def test_a_restart_of_snmpd_is_a_restart_of_the_device(tmp_path: Path) -> None:
     assert [e.attrs["device"] for e in after if isinstance(e, Event) and e.kind == "network.device_restart"] == ["r1"]
 
 
+UNKNOWN_ENGINE_IDS = "1.3.6.1.6.3.15.1.1.4.0"  # snmpd's count of SNMPv3 messages to an engine id not its own
+
+
+def test_a_kept_v3_device_follows_a_restarted_snmpd(tmp_path: Path) -> None:
+    """The agent's client keeps a v3 device's discovery (engine id, boots, time) and keys across
+    polls. snmpd restarted (with a new engine id: tests.support.snmpd) answers the kept device's
+    next request with a Report of usmStatsUnknownEngineIDs: the device discovers it again and asks
+    again, in the same poll, which reads; the restart shows. (An agent that kept its engine id
+    and counted a boot answers with usmStatsNotInTimeWindows instead: test_snmp's stand-in.)"""
+    agent = start_snmpd(tmp_path)
+    client = LazySnmpClient()
+    try:
+        state = MemoryCheckpoints()
+        device = v3(agent)
+        wait_for(lambda: uptime_ticks(agent) > 400)  # a restart is told from jitter after 2 s
+        poll(device, state=state, client=client)
+        poll(device, state=state, client=client)
+        agent.restart()
+        after = poll(device, state=state, client=client)
+        unknown = PysnmpClient().get(agent.target, [UNKNOWN_ENGINE_IDS], auth=COMMUNITY, timeout=2)[0].value
+    finally:
+        client.close()
+        agent.close()
+    assert gauges(after, "normagent_snmp_up") == {(("device", "r1"),): 1}
+    assert counted(after, "normagent_network_device_restarts_total") == 1
+    assert [e.kind for e in after if isinstance(e, Event)] == ["network.device_restart"]
+    assert unknown == 2  # the kept device's request to the old engine id, then its discovery
+
+
 def test_a_silent_device_is_down_and_answers_again(tmp_path: Path) -> None:
     agent = start_snmpd(tmp_path)
     try:
@@ -209,8 +239,17 @@ def test_a_silent_device_is_down_and_answers_again(tmp_path: Path) -> None:
     assert gauges(back, "normagent_snmp_up") == {(("device", "r1"),): 1}
 
 
-def test_wrong_credentials_are_auth_failures_not_downtime(snmpd: Snmpd) -> None:
-    wrong = Device(name="r1", target=snmpd.target, version="3", user=V3_USER, auth_key="not-the-key", priv_key=V3_PRIV_KEY)
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {"user": V3_USER, "auth_key": "not-the-key", "priv_key": V3_PRIV_KEY},
+        {"user": V3_USER, "auth_key": V3_AUTH_KEY, "priv_key": "not-the-key"},
+        {"user": "not-the-key-holder", "auth_key": V3_AUTH_KEY, "priv_key": V3_PRIV_KEY},
+    ],
+    ids=["wrong-auth-key", "wrong-priv-key", "unknown-user"],
+)
+def test_wrong_credentials_are_auth_failures_not_downtime(snmpd: Snmpd, credentials: dict[str, str]) -> None:
+    wrong = Device(name="r1", target=snmpd.target, version="3", timeout=timedelta(milliseconds=500), **credentials)
     obs = poll(wrong)
     assert gauges(obs, "normagent_snmp_up") == {(("device", "r1"),): 0}
     assert counted(obs, "normagent_snmp_poll_failures_total", reason="auth") == 1
