@@ -6,10 +6,10 @@
 A fresh interpreter with the service's environment (``PYTHONOPTIMIZE=2``, two malloc arenas as
 ``normagent run`` sets them) first imports what every agent has anyway (asyncio and ssl, structlog,
 sqlite3, ctypes, the thread pools…), then, measuring RSS (``/proc/self/smaps_rollup``, after a
-collection and ``malloc_trim``) after each step: pyasn1, then for plan "v3" pysnmp's core
-(``pysnmp.entity.config``), and ``normagent.sources.snmp`` (what it imports beyond: on main its
-high-level API; for plan "v2c" it is the only step, what it imports is all a v2c-only site loads). Then, plan "v3": a bare ``SnmpEngine()`` (and
-the MIB modules it runs), the first SNMPv3 authPriv (SHA/AES) poll of a real snmpd, 20 more polls,
+collection and ``malloc_trim``) after each step: pyasn1, ``normagent.sources.snmp`` (what every
+SNMP site loads), then, plan "v3": the first SNMPv3 authPriv (SHA/AES) poll of a real snmpd (what
+SNMPv3 imports and makes: pysnmp's USM services and cryptography, or before 2026-12-07 an
+``SnmpEngine`` and its MIB modules), 20 more polls,
 the first SNMPv2c poll and nine more v3 devices; plan "v2c" (a site with only v2c devices): the
 first v2c poll and 20 more. Both end with nine more v2c devices. The client keeps an engine per
 device (a device is its target, credentials and timeout; the devices here differ by timeout).
@@ -55,19 +55,8 @@ step("what every agent imports")
 import pyasn1.type.univ, pyasn1.codec.ber.decoder, pyasn1.codec.ber.encoder
 step("pyasn1")
 from normagent.model import SnmpAuth
-if PLAN == "v3":
-    import pysnmp.entity.config
-    step("pysnmp core (pysnmp.entity.config)")
 from normagent.sources.snmp import PysnmpClient
 step("normagent.sources.snmp")
-mibs = []
-if PLAN == "v3":
-    from pysnmp.entity.engine import SnmpEngine
-    engine = SnmpEngine()
-    step("SnmpEngine()")
-    mibs = sorted(engine.get_mib_builder().mibSymbols)
-    del engine
-    step("SnmpEngine() dropped")
 client = PysnmpClient()
 v3 = SnmpAuth.v3("normagent", "auth-passphrase-1", "priv-passphrase-2", auth_protocol="SHA", priv_protocol="AES")
 v2c = SnmpAuth.v2c("public")
@@ -95,8 +84,8 @@ for n in range(1, 10):
     poll(v2c, 2 + n / 10)
 step("9 more v2c devices")
 client.close()
-engine_modules = sorted(m for m in sys.modules if m.startswith(("pysnmp.entity", "pysnmp.hlapi", "pysnmp.smi.builder", "pysnmp.smi.view", "cryptography")))
-print(json.dumps({"steps": steps, "mibs": mibs, "threads": threading.active_count(), "engine_modules": len(engine_modules),
+engine_modules = sorted(m for m in sys.modules if m.startswith(("pysnmp.entity", "pysnmp.hlapi", "pysnmp.smi.builder", "pysnmp.smi.view")))
+print(json.dumps({"steps": steps, "threads": threading.active_count(), "engine_modules": len(engine_modules),
                   "cryptography": "cryptography" in sys.modules and sys.modules["cryptography"] is not None}))
 """
 
@@ -172,10 +161,8 @@ def report(plan: str, runs: dict[str, list[dict[str, object]]], repeat: int) -> 
             cells.append(f"{statistics.median(values):8.1f} ({statistics.median(values) - statistics.median(before):+5.1f})")
         print(f"{step:40s}" + "".join(f"{c:>28s}" for c in cells))
     for name in names:
-        print(f"{name}: cryptography imported: {runs[name][0]['cryptography']}; modules of pysnmp's engine, SMI builder/view, "
-              f"hlapi or cryptography: {runs[name][0]['engine_modules']}; threads at the end: {runs[name][0]['threads']}")
-    if first["mibs"]:
-        print("MIB modules of a bare SnmpEngine():", ", ".join(first["mibs"]))  # type: ignore[arg-type]
+        print(f"{name}: cryptography imported: {runs[name][0]['cryptography']}; modules of pysnmp's engine, SMI builder/view "
+              f"or hlapi: {runs[name][0]['engine_modules']}; threads at the end: {runs[name][0]['threads']}")
 
 
 if __name__ == "__main__":
