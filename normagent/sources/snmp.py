@@ -6,43 +6,48 @@ request, and one device object (with its UDP socket) per device, made by the dev
 session and kept for the client's life: ``client.session(...)`` hands the device to the calling
 thread, whose ``get``/``walk`` run on that loop. The agent keeps
 one client (``LazySnmpClient``) from start to stop, and ``close()`` closes every device's socket
-and the loop. An SNMPv2c device (``CommunityDevice``) is a socket, pysnmp's message and PDU types
-(``pysnmp.proto.api``) and pyasn1's BER codec: no engine, and nothing of pysnmp's SMI, high-level
-API or USM is imported for it. SNMPv3 and v1 devices get an ``SnmpEngine`` each
-(``normagent.sources.snmp_engine``, imported with the first such device); the engine turns v1's
-types and errors into v2c's.
+and the loop. SNMPv2c and SNMPv3 devices are a UDP socket each on that loop (``UdpDevice``: the
+requests in flight, their retries, the rule that an answer counts only if it decodes and matches
+one), with pysnmp's message and PDU types (``pysnmp.proto``) and pyasn1's BER codec, and no engine:
+an SNMPv2c device (``CommunityDevice``) adds its community, an SNMPv3 device
+(``normagent.sources.snmp_usm.UsmDevice``, imported with the first such device) RFC 3414's USM
+with pysnmp's own key localisation, digests and ciphers. Nothing of pysnmp's engine, SMI or
+high-level API is imported for either. SNMPv1 devices get an ``SnmpEngine`` each
+(``normagent.sources.snmp_engine``, imported with the first such device), which turns v1's types
+and errors into v2c's.
 
-Why not a loop and an engine per session: an engine runs some thirty MIB modules and builds its
-tables anew (about 0.1 s of CPU, a fifth of the idle agent's CPU at one poll a minute), and a
-session on each collector run's fresh thread allocated all of that in yet another of glibc's
-per-thread malloc arenas, which keep what is freed: the idle agent with one SNMPv3 device grew
-from 65 to 97 MB in ten minutes (bench/README.md). A kept engine also keeps the SNMPv3 discovery
-(the agent's engine id, boots and time) and the localised keys. An engine whose request failed
-(timeout, refused credentials, any error) is dropped and the device's next session starts afresh,
-so a restarted agent (new engine boots) or a changed key costs one failed poll at most.
+Why a kept device and not one per session: the USM state of an SNMPv3 device (the agent's engine
+id, boots and time, the localised keys) is found out once (a discovery, key localisation) and
+kept; an engine (SNMPv1) runs some thirty MIB modules and builds its tables anew (about 0.1 s of
+CPU), and a session on each collector run's fresh thread allocated all of that in yet another of
+glibc's per-thread malloc arenas, which keep what is freed: the idle agent with one SNMPv3 device
+on an engine per session grew from 65 to 97 MB in ten minutes (bench/README.md). A device whose
+request failed (timeout, refused credentials, any error) is dropped and its next session starts
+afresh, so a restarted agent (new engine id or boots) or a changed key costs one failed poll at
+most.
 
-Two things make a poll of a device with many interfaces fast (bench/bench_snmp.py: 50 interfaces,
-400 variables, in about 0.4 s instead of 1.9 s): requests go by numeric OID (v2c straight into a
-PDU, v3 to pysnmp's RFC 3413 command generators), skipping the high-level API's MIB lookup of
-every OID asked and answered; and pysnmp's core MIB modules, which every engine runs from source,
-are compiled once per process (``snmp_engine._CompiledMibs``).
+Requests go by numeric OID straight into a PDU (SNMPv1: to pysnmp's RFC 3413 command generators),
+skipping the high-level API's MIB lookup of every OID asked and answered (bench/bench_snmp.py: 50
+interfaces, 400 variables, in under 0.15 s), and pysnmp's core MIB modules, which every engine
+runs from source, are compiled once per process (``snmp_engine._CompiledMibs``).
 
 SNMPv1 and v2c authenticate with a community; SNMPv3 with a USM user (``SnmpAuth.v3``): MD5 or
-the SHA family for authentication, DES, 3DES or AES for privacy (AES and DES need the
-``cryptography`` package, which pysnmp's engine imports when present; about 7 MB of resident memory,
-kept rather than handing pysnmp ciphers of our own, and loaded only with the first SNMPv3 or v1
-device: bench/README.md, "SNMP: what a device costs" and "SNMP: v2c without the engine").
+the SHA family for authentication, DES, 3DES or AES for privacy (pysnmp's privacy services need
+the ``cryptography`` package, about 9 MB of resident memory with OpenSSL's cipher tables, imported
+only for a device with privacy: bench/README.md, "SNMP: v3 without the engine").
 
 Values come back as plain Python: integers of every SNMP integer type as ``int``, OCTET STRING and
 its kin (Opaque, BITS) as ``bytes`` (a caller decodes what it knows to be text), OBJECT IDENTIFIER
 and IpAddress as dotted ``str``, and noSuchObject / noSuchInstance / endOfMibView as ``None``.
 Failures raise ``SnmpError`` (a ``ConnectionError``) or a narrower one: ``SnmpTimeout`` (also a
 ``TimeoutError``) when the agent does not answer, ``SnmpAuthError`` for an unknown user, a wrong
-key or an access-control refusal, ``SnmpTooManyRows`` for a walk beyond its limit. No message
-holds a community string or a key.
+key (an SNMPv3 agent that answers an authenticated request but not an encrypted one: a wrong
+privacy key) or an access-control refusal, ``SnmpTooManyRows`` for a walk beyond its limit. No
+message holds a community string or a key.
 
 Imports only the standard library, pyasn1, pysnmp's protocol types (``pysnmp.proto``) and
-normagent's leaf modules; ``normagent.sources.snmp_engine`` (pysnmp's engine) late.
+normagent's leaf modules; ``normagent.sources.snmp_usm`` (SNMPv3) and
+``normagent.sources.snmp_engine`` (pysnmp's engine, SNMPv1) late.
 """
 
 from __future__ import annotations
@@ -118,9 +123,10 @@ IDLE_ENGINE_SECONDS = 3600.0
 class _Engine:
     """A device kept by the client: how requests reach it, and what the client tracks of it.
 
-    ``device`` is a ``CommunityDevice`` for SNMPv2c (a UDP socket and pysnmp's message and PDU
-    types, nothing else) or an ``snmp_engine.EngineDevice`` (an ``SnmpEngine`` of its own: SNMPv3,
-    and v1, whose answers it turns into v2c's types).
+    ``device`` is a ``CommunityDevice`` for SNMPv2c or a ``snmp_usm.UsmDevice`` for SNMPv3 (a UDP
+    socket and pysnmp's message and PDU types, and for v3 its USM state) or an
+    ``snmp_engine.EngineDevice`` for SNMPv1 (an ``SnmpEngine`` of its own, whose answers it turns
+    into v2c's types).
     """
 
     device: CommunityDevice | UsmDevice | EngineDevice

@@ -1,9 +1,12 @@
-"""SNMPv1 and SNMPv3 devices on pysnmp's ``SnmpEngine`` (RFC 3412's architecture).
+"""SNMPv1 devices on pysnmp's ``SnmpEngine`` (RFC 3412's architecture).
 
-Imported by ``normagent.sources.snmp`` when the first SNMPv1 or v3 device connects, never for a
-site whose devices all speak SNMPv2c: this module brings pysnmp's engine, its USM (and with it
-``cryptography``) and its SMI builder, about 10 MB of resident memory that a community string does
-not need (bench/README.md, "SNMP: v2c without the engine").
+Imported by ``normagent.sources.snmp`` when the first SNMPv1 device connects, never for a site
+whose devices speak SNMPv2c or v3 (``CommunityDevice``, ``snmp_usm.UsmDevice``): this module
+brings pysnmp's engine, its USM (and with it ``cryptography``) and its SMI builder, about 10 MB of
+resident memory and 1 MB more per device (bench/README.md, "SNMP: v2c without the engine", "SNMP:
+v3 without the engine"). The engine could still serve SNMPv3 (``EngineDevice.open`` configures a
+USM user as before), which is how SNMPv3 was polled until 2026-12-07; its protocol tables are the
+ones ``snmp_usm`` must match (a test pins it).
 
 Imports only the standard library, pysnmp and normagent's leaf modules.
 """
@@ -48,8 +51,8 @@ _PARAMS, _ADDRESS, _COMMUNITY = "normagent-params", "normagent-target", "normage
 class EngineDevice:
     """One device on an ``SnmpEngine`` of its own, configured for its one target.
 
-    A kept engine keeps the SNMPv3 discovery (the agent's engine id, boots and time) and the
-    localised keys; SNMPv1 uses the engine too, which turns v1's types and errors into v2c's. The
+    SNMPv1 uses the engine, which turns v1's types and errors into v2c's (and could do SNMPv3: a
+    kept engine keeps the discovery and the localised keys). The
     engine is configured once, through pysnmp's engine configuration API (``pysnmp.entity.config``:
     the user or community, the target's parameters, transport and address), as its high-level API
     would on every request; that API itself (``pysnmp.hlapi``, about 0.5 MB) is not imported.

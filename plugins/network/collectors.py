@@ -123,7 +123,7 @@ class Device:
         user: The SNMPv3 user.
         auth_protocol: SNMPv3 authentication: ``"SHA"`` (the SHA-2 family too), ``"MD5"`` or ``"none"``.
         auth_key: SNMPv3 authentication passphrase (at least 8 characters).
-        priv_protocol: SNMPv3 privacy: ``"AES"`` (``AES192``, ``AES256``), ``"DES"``, ``"3DES"`` or ``"none"``.
+        priv_protocol: SNMPv3 privacy: ``"AES"`` (``AES192``, ``AES256``: the key extended as Cisco does, net-snmp's ``AES-192-C`` / ``AES-256-C``), ``"DES"``, ``"3DES"`` or ``"none"``.
         priv_key: SNMPv3 privacy passphrase (at least 8 characters).
         interfaces: Interfaces to watch, by ``ifName`` (else ``ifDescr``): names or globs
             (``"ge-0/0/*"``, ``"*"``); none: only the device itself.
