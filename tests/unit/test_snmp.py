@@ -698,3 +698,23 @@ def test_v3_uses_the_protocol_classes_and_report_meanings_of_pysnmp_s_engine() -
     for name in PRIV_PROTOCOLS - {"none"}:
         assert snmp_usm.priv_service(name).SERVICE_ID == snmp_engine._PRIV_PROTOCOLS[name], name
     assert snmp_usm._REPORTS == rfc3412._snmpErrors
+
+
+@pytest.mark.parametrize(("auth_protocol", "priv_protocol"), [("SHA", "3DES"), ("MD5", "3DES"), ("SHA512", "3DES"), ("SHA256", "AES256")])
+def test_v3_reads_pysnmp_s_own_agent(client: PysnmpClient, auth_protocol: str, priv_protocol: str) -> None:
+    """3DES, which net-snmp does not have, against pysnmp's engine as the agent (its USM module
+    does the agent's side: discovery, timeliness, its own key localisation and extension). Unlike
+    net-snmp, pysnmp's agent reports a wrong privacy key (usmStatsDecryptionErrors)."""
+    from tests.support.pysnmp_agent import SYS_DESCR, PysnmpAgent
+
+    auth = SnmpAuth.v3(f"user-{priv_protocol}", "auth-key-for-pysnmp", "priv-key-for-pysnmp",
+                       auth_protocol=auth_protocol, priv_protocol=priv_protocol)  # type: ignore[arg-type]
+    agent = PysnmpAgent(auth)
+    try:
+        [got] = client.get(agent.target, [SYS_DESCR], auth=auth, timeout=2)
+        assert isinstance(got.value, bytes) and got.value
+        with pytest.raises(SnmpAuthError, match="ciphertext is broken"):  # errind.decryptionError, as the engine said it
+            client.get(agent.target, [SYS_DESCR], auth=SnmpAuth.v3(auth.user, auth.auth_key, "another-priv-key",
+                                                                  auth_protocol=auth.auth_protocol, priv_protocol=auth.priv_protocol), timeout=0.5)
+    finally:
+        agent.close()
