@@ -199,6 +199,60 @@ class _Answer:
     engine: tuple[bytes, int, int] | None = None  # discovered: the agent's engine id, boots, time
 
 
+@dataclass(frozen=True, slots=True)
+class UsmSecurity:
+    """Who a message is from and to, and the services and localised keys that protect it."""
+
+    engine_id: bytes  # msgAuthoritativeEngineID
+    user: bytes
+    boots: int
+    time: int
+    auth: Any = None
+    auth_key: Any = None
+    priv: Any = None
+    priv_key: Any = None
+
+
+def encode_message(msg_id: int, pdu: Any, flags: int, security: UsmSecurity, *, context: bytes) -> bytes:
+    """An SNMPv3 message (RFC 3412 section 6, RFC 3414 3.1): ``pdu`` in the default context of the
+    engine ``context``, encrypted by ``security.priv`` when ``flags`` ask for privacy, its digest
+    set by ``security.auth`` when they ask for authentication (pysnmp's services, with the keys
+    localised to ``security.engine_id``)."""
+    scoped = ScopedPDU()
+    scoped.setComponentByPosition(0, context)  # contextEngineID
+    scoped.setComponentByPosition(1, b"")  # contextName: the default context
+    scoped.setComponentByPosition(2)
+    scoped.getComponentByPosition(2).setComponentByType(pdu.tagSet, pdu, verifyConstraints=False, matchTags=False, matchConstraints=False)
+    message = SNMPv3Message()
+    message["msgVersion"] = 3
+    header = message["msgGlobalData"]
+    header["msgID"] = msg_id
+    header["msgMaxSize"] = MAX_MESSAGE_SIZE
+    header["msgFlags"] = bytes([flags])
+    header["msgSecurityModel"] = _USM
+    params = UsmSecurityParameters()
+    params["msgAuthoritativeEngineId"] = security.engine_id
+    params["msgAuthoritativeEngineBoots"] = security.boots
+    params["msgAuthoritativeEngineTime"] = security.time
+    params["msgUserName"] = security.user
+    authenticated = bool(flags & _AUTH_FLAG)
+    # the digest's place, zeros until the message is encoded (RFC 3414 3.1.8a)
+    params["msgAuthenticationParameters"] = b"\x00" * security.auth.digest_length if authenticated else b""
+    if flags & _PRIV_FLAG:
+        plain = encoder.encode(scoped)
+        encrypted, salt = security.priv.encrypt_data(security.priv_key, (security.boots, security.time, None), plain)
+        params["msgPrivacyParameters"] = salt
+        message["msgData"]["encryptedPDU"] = encrypted
+    else:
+        params["msgPrivacyParameters"] = b""
+        message["msgData"]["plaintext"] = scoped
+    message["msgSecurityParameters"] = encoder.encode(params)
+    whole: bytes = encoder.encode(message)
+    if authenticated:
+        whole = security.auth.authenticate_outgoing_message(security.auth_key, whole)
+    return whole
+
+
 class UsmDevice(UdpDevice):
     """An SNMPv3 device: a connected UDP socket on the client's loop, and the USM state of one user
     at one agent (see the module docstring).
@@ -234,7 +288,6 @@ class UsmDevice(UdpDevice):
             self._priv_master = self._priv.hash_passphrase(self._auth_id, auth.priv_key)
         self._auth_key: Any = None
         self._priv_key: Any = None
-        self._digest = b"\x00" * self._auth.digest_length if authenticated else b""
         # The agent: engine id (None until discovered), boots, the latest time it sent and when.
         self.engine_id: bytes | None = None
         self.boots = 0
@@ -348,38 +401,10 @@ class UsmDevice(UdpDevice):
         self._synced_at = asyncio.get_running_loop().time()
 
     def _message(self, msg_id: int, pdu: Any, level: int, *, engine_id: bytes, user: bytes, boots: int, time: int) -> bytes:
-        """The whole message (RFC 3412 section 6, RFC 3414 3.1), encrypted and authenticated as
-        ``level`` says, by pysnmp's services."""
-        scoped = ScopedPDU()
-        scoped.setComponentByPosition(0, engine_id)  # contextEngineID: the agent's
-        scoped.setComponentByPosition(1, b"")  # contextName: the default context
-        scoped.setComponentByPosition(2)
-        scoped.getComponentByPosition(2).setComponentByType(pdu.tagSet, pdu, verifyConstraints=False, matchTags=False, matchConstraints=False)
-        message = SNMPv3Message()
-        message["msgVersion"] = 3
-        header = message["msgGlobalData"]
-        header["msgID"] = msg_id
-        header["msgMaxSize"] = MAX_MESSAGE_SIZE
-        header["msgFlags"] = bytes([_REPORTABLE | (_AUTH_FLAG if level >= 2 else 0) | (_PRIV_FLAG if level == 3 else 0)])
-        header["msgSecurityModel"] = _USM
-        params = UsmSecurityParameters()
-        params["msgAuthoritativeEngineId"] = engine_id
-        params["msgAuthoritativeEngineBoots"] = boots
-        params["msgAuthoritativeEngineTime"] = time
-        params["msgUserName"] = user
-        params["msgAuthenticationParameters"] = self._digest if level >= 2 else b""  # the digest's place (RFC 3414 3.1.8a)
-        if level == 3:
-            encrypted, salt = self._priv.encrypt_data(self._priv_key, (boots, time, None), encoder.encode(scoped))
-            params["msgPrivacyParameters"] = salt
-            message["msgData"]["encryptedPDU"] = encrypted
-        else:
-            params["msgPrivacyParameters"] = b""
-            message["msgData"]["plaintext"] = scoped
-        message["msgSecurityParameters"] = encoder.encode(params)
-        whole: bytes = encoder.encode(message)
-        if level >= 2:
-            whole = self._auth.authenticate_outgoing_message(self._auth_key, whole)
-        return whole
+        """The request's whole message, reportable, encrypted and authenticated as ``level`` says."""
+        flags = _REPORTABLE | (_AUTH_FLAG if level >= 2 else 0) | (_PRIV_FLAG if level == 3 else 0)
+        security = UsmSecurity(engine_id, user, boots, time, self._auth, self._auth_key, self._priv, self._priv_key)
+        return encode_message(msg_id, pdu, flags, security, context=engine_id)
 
     # -- answers -------------------------------------------------------------------------------
 

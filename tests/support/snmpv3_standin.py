@@ -16,14 +16,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyasn1.codec.ber import decoder, encoder
+from pyasn1.codec.ber import decoder
 from pyasn1.type import univ
 from pysnmp.proto import rfc1905
 from pysnmp.proto.api import v2c as api
 from pysnmp.proto.mpmod.rfc3412 import ScopedPDU, SNMPv3Message
 
 from normagent.model import SnmpAuth
-from normagent.sources.snmp_usm import UsmSecurityParameters, auth_service, priv_service
+from normagent.sources.snmp_usm import UsmSecurity, UsmSecurityParameters, auth_service, encode_message, priv_service
 
 VALUE = b"stand-in rack 9"
 ENGINE_ID = bytes.fromhex("80001f8880") + b"standin!"
@@ -148,36 +148,9 @@ class V3StandIn:
         return bytes(params["msgAuthenticationParameters"].asOctets())
 
     def _message(self, msg_id: int, pdu: Any, level: int, boots: int, engine_time: int, *, other_key: bool = False) -> bytes:
-        scoped = ScopedPDU()
-        scoped.setComponentByPosition(0, ENGINE_ID)
-        scoped.setComponentByPosition(1, b"")
-        scoped.setComponentByPosition(2)
-        scoped.getComponentByPosition(2).setComponentByType(pdu.tagSet, pdu, verifyConstraints=False, matchTags=False, matchConstraints=False)
-        message = SNMPv3Message()
-        message["msgVersion"] = 3
-        header = message["msgGlobalData"]
-        header["msgID"] = msg_id
-        header["msgMaxSize"] = 65507
-        header["msgFlags"] = bytes([{1: 0, 2: 1, 3: 3}[level]])
-        header["msgSecurityModel"] = 3
-        params = UsmSecurityParameters()
-        params["msgAuthoritativeEngineId"] = ENGINE_ID
-        params["msgAuthoritativeEngineBoots"] = boots
-        params["msgAuthoritativeEngineTime"] = engine_time
-        params["msgUserName"] = self.auth.user.encode() if level > 1 else b""
-        params["msgAuthenticationParameters"] = b"\x00" * self._auth.digest_length if level > 1 else b""
-        if level == 3:
-            encrypted, salt = self._priv.encrypt_data(self.priv_key, (boots, engine_time, None), encoder.encode(scoped))
-            params["msgPrivacyParameters"] = salt
-            message["msgData"]["encryptedPDU"] = encrypted
-        else:
-            params["msgPrivacyParameters"] = b""
-            message["msgData"]["plaintext"] = scoped
-        message["msgSecurityParameters"] = encoder.encode(params)
-        whole: bytes = encoder.encode(message)
-        if level > 1:
-            key = self.auth_key
-            if other_key:
-                key = self._auth.localize_key(self._auth.hash_passphrase("someone-else's-key"), univ.OctetString(ENGINE_ID))
-            whole = self._auth.authenticate_outgoing_message(key, whole)
-        return whole
+        key = self.auth_key
+        if other_key:
+            key = self._auth.localize_key(self._auth.hash_passphrase("someone-else's-key"), univ.OctetString(ENGINE_ID))
+        user = self.auth.user.encode() if level > 1 else b""
+        security = UsmSecurity(ENGINE_ID, user, boots, engine_time, self._auth, key, self._priv, self.priv_key)
+        return encode_message(msg_id, pdu, {1: 0, 2: 1, 3: 3}[level], security, context=ENGINE_ID)
