@@ -615,8 +615,9 @@ def check_auth(auth: SnmpAuth) -> None:
     """Refuse credentials pysnmp could not use, before anything is sent.
 
     Raises:
-        ValueError: an SNMPv3 user without a name, a key shorter than 8 characters (RFC 3414
-            requires 8), privacy without authentication, or an unknown version or protocol.
+        ValueError: an SNMPv3 user without a name or with one longer than 32 octets, a key shorter
+            than 8 characters (RFC 3414 requires 8), privacy without authentication, or an unknown
+            version or protocol.
     """
     if auth.version in ("1", "2c"):
         return
@@ -624,6 +625,8 @@ def check_auth(auth: SnmpAuth) -> None:
         raise ValueError(f"SNMP version must be '1', '2c' or '3', got {auth.version!r}")
     if not auth.user:
         raise ValueError("SNMPv3 needs a user name")
+    if len(auth.user.encode()) > 32:
+        raise ValueError("SNMPv3 user names are at most 32 octets (RFC 3414's msgUserName)")
     if auth.auth_protocol not in AUTH_PROTOCOLS or auth.priv_protocol not in PRIV_PROTOCOLS:
         raise ValueError(f"unknown SNMPv3 protocol ({auth.auth_protocol}/{auth.priv_protocol})")
     authenticated = auth.auth_protocol != "none"

@@ -44,8 +44,10 @@ from types import ModuleType
 from typing import Any
 
 from pyasn1.codec.ber import decoder, encoder
+from pyasn1.error import PyAsn1Error
 from pyasn1.type import constraint, namedtype, univ
 from pysnmp.proto import errind, rfc1905
+from pysnmp.proto.error import StatusInformation
 from pysnmp.proto.api import v2c as v2c_api
 from pysnmp.proto.mpmod.rfc3412 import ScopedPDU, SNMPv3Message
 
@@ -404,7 +406,11 @@ class UsmDevice(UdpDevice):
         """The request's whole message, reportable, encrypted and authenticated as ``level`` says."""
         flags = _REPORTABLE | (_AUTH_FLAG if level >= 2 else 0) | (_PRIV_FLAG if level == 3 else 0)
         security = UsmSecurity(engine_id, user, boots, time, self._auth, self._auth_key, self._priv, self._priv_key)
-        return encode_message(msg_id, pdu, flags, security, context=engine_id)
+        try:
+            return encode_message(msg_id, pdu, flags, security, context=engine_id)
+        except PyAsn1Error as exc:  # pysnmp's StatusInformation too (a cipher it cannot load): no value, no key
+            indication = exc.get("errorIndication") if isinstance(exc, StatusInformation) else None
+            raise SnmpError(f"SNMPv3 request to {self.target} could not be made: {indication or type(exc).__name__}") from None
 
     # -- answers -------------------------------------------------------------------------------
 

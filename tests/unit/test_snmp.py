@@ -199,6 +199,7 @@ def test_an_authenticated_not_in_time_window_report_resynchronises_once(client: 
     ("auth", "message"),
     [
         (SnmpAuth(version="3", user=""), "needs a user name"),
+        (SnmpAuth.v3("u" * 33, "long-enough-key", "long-enough-key"), "at most 32 octets"),
         (SnmpAuth.v3("u", "short", "long-enough-key"), "auth_key must be at least 8"),
         (SnmpAuth(version="3", user="u", auth_protocol="none", priv_key="long-enough-key"), "privacy needs authentication"),
     ],
@@ -718,3 +719,15 @@ def test_v3_reads_pysnmp_s_own_agent(client: PysnmpClient, auth_protocol: str, p
                                                                   auth_protocol=auth.auth_protocol, priv_protocol=auth.priv_protocol), timeout=0.5)
     finally:
         agent.close()
+
+
+def test_v3_privacy_without_its_cipher_is_an_snmp_error_naming_no_key(snmpd: Snmpd, client: PysnmpClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pysnmp's privacy services refuse to encrypt when ``cryptography`` could not be imported
+    (their own switch, ``PysnmpCryptoError``): an ``SnmpError`` the collector reports, not pysnmp's
+    exception with its keyword arguments."""
+    from normagent.sources import snmp_usm
+
+    monkeypatch.setattr(snmp_usm._secmod("rfc3826.priv.aes"), "PysnmpCryptoError", True)
+    with pytest.raises(SnmpError, match="could not be made: Ciphering services not available") as err:
+        client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=1)
+    assert not isinstance(err.value, SnmpTimeout) and V3_PRIV_KEY not in str(err.value)
