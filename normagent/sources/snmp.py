@@ -9,27 +9,22 @@ one client (``LazySnmpClient``) from start to stop, and ``close()`` closes every
 and the loop. SNMPv2c and SNMPv3 devices are a UDP socket each on that loop (``UdpDevice``: the
 requests in flight, their retries, the rule that an answer counts only if it decodes and matches
 one), with pysnmp's message and PDU types (``pysnmp.proto``) and pyasn1's BER codec, and no engine:
-an SNMPv2c device (``CommunityDevice``) adds its community, an SNMPv3 device
-(``normagent.sources.snmp_usm.UsmDevice``, imported with the first such device) RFC 3414's USM
-with pysnmp's own key localisation, digests and ciphers. Nothing of pysnmp's engine, SMI or
-high-level API is imported for either. SNMPv1 devices get an ``SnmpEngine`` each
-(``normagent.sources.snmp_engine``, imported with the first such device), which turns v1's types
-and errors into v2c's.
+an SNMPv1 or v2c device (``CommunityDevice``) adds its community (and for v1 pysnmp's RFC 2576
+translation of v1's PDUs to v2c's), an SNMPv3 device (``normagent.sources.snmp_usm.UsmDevice``,
+imported with the first such device) RFC 3414's USM with pysnmp's own key localisation, digests
+and ciphers. Nothing of pysnmp's engine (``SnmpEngine``), SMI or high-level API is imported.
 
 Why a kept device and not one per session: the USM state of an SNMPv3 device (the agent's engine
 id, boots and time, the localised keys) is found out once (a discovery, key localisation) and
-kept; an engine (SNMPv1) runs some thirty MIB modules and builds its tables anew (about 0.1 s of
-CPU), and a session on each collector run's fresh thread allocated all of that in yet another of
-glibc's per-thread malloc arenas, which keep what is freed: the idle agent with one SNMPv3 device
-on an engine per session grew from 65 to 97 MB in ten minutes (bench/README.md). A device whose
+kept (when pysnmp's ``SnmpEngine`` did it, an engine per session ran some thirty MIB modules anew
+each time, in yet another of glibc's per-thread malloc arenas, which keep what is freed: the idle
+agent with one SNMPv3 device grew from 65 to 97 MB in ten minutes; bench/README.md). A device whose
 request failed (timeout, refused credentials, any error) is dropped and its next session starts
 afresh, so a restarted agent (new engine id or boots) or a changed key costs one failed poll at
 most.
 
-Requests go by numeric OID straight into a PDU (SNMPv1: to pysnmp's RFC 3413 command generators),
-skipping the high-level API's MIB lookup of every OID asked and answered (bench/bench_snmp.py: 50
-interfaces, 400 variables, in under 0.15 s), and pysnmp's core MIB modules, which every engine
-runs from source, are compiled once per process (``snmp_engine._CompiledMibs``).
+Requests go by numeric OID straight into a PDU, without the high-level API's MIB lookup of every
+OID asked and answered (bench/bench_snmp.py: 50 interfaces, 400 variables, in under 0.15 s).
 
 SNMPv1 and v2c authenticate with a community; SNMPv3 with a USM user (``SnmpAuth.v3``): MD5 or
 the SHA family for authentication, DES, 3DES or AES for privacy (pysnmp's privacy services need
@@ -46,8 +41,8 @@ privacy key) or an access-control refusal, ``SnmpTooManyRows`` for a walk beyond
 message holds a community string or a key.
 
 Imports only the standard library, pyasn1, pysnmp's protocol types (``pysnmp.proto``) and
-normagent's leaf modules; ``normagent.sources.snmp_usm`` (SNMPv3) and
-``normagent.sources.snmp_engine`` (pysnmp's engine, SNMPv1) late.
+normagent's leaf modules; ``normagent.sources.snmp_usm`` (SNMPv3) and pysnmp's v1 API and RFC 2576
+translation (SNMPv1) late.
 """
 
 from __future__ import annotations
@@ -73,7 +68,6 @@ from normagent.errors import SnmpAuthError, SnmpError, SnmpTimeout, SnmpTooManyR
 from normagent.model import SnmpAuth, SnmpVarBind
 
 if TYPE_CHECKING:
-    from normagent.sources.snmp_engine import EngineDevice
     from normagent.sources.snmp_usm import UsmDevice
 
 Lookup = Callable[..., Awaitable[list[tuple[Any, ...]]]]
@@ -94,7 +88,7 @@ __all__ = [
 
 DEFAULT_PORT = 161
 _ABSENT = (rfc1905.NoSuchObject, rfc1905.NoSuchInstance, rfc1905.EndOfMibView)
-# The SNMPv3 protocols pysnmp offers (normagent.sources.snmp_engine maps them to its objects).
+# The SNMPv3 protocols pysnmp offers (normagent.sources.snmp_usm maps them to its services).
 AUTH_PROTOCOLS = frozenset({"none", "MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"})
 PRIV_PROTOCOLS = frozenset({"none", "DES", "3DES", "AES", "AES192", "AES256"})
 # What an agent says when it does not accept who we are (RFC 3414 section 3.2 reports, and the
@@ -123,15 +117,12 @@ IDLE_ENGINE_SECONDS = 3600.0
 class _Engine:
     """A device kept by the client: how requests reach it, and what the client tracks of it.
 
-    ``device`` is a ``CommunityDevice`` for SNMPv2c or a ``snmp_usm.UsmDevice`` for SNMPv3 (a UDP
-    socket and pysnmp's message and PDU types, and for v3 its USM state) or an
-    ``snmp_engine.EngineDevice`` for SNMPv1 (an ``SnmpEngine`` of its own, whose answers it turns
-    into v2c's types).
+    ``device`` is a ``CommunityDevice`` for SNMPv1 and v2c or a ``snmp_usm.UsmDevice`` for SNMPv3:
+    a UDP socket and pysnmp's message and PDU types, and for v3 its USM state.
     """
 
-    device: CommunityDevice | UsmDevice | EngineDevice
+    device: CommunityDevice | UsmDevice
     used: float
-    sessions: int = 0
     # Rows the last walk of each subtree returned: the next walk's GETBULK asks for that many and
     # one more (the one past the subtree's end that ends the walk), not ``max_repetitions``.
     walked: dict[str, int] = field(default_factory=dict)
@@ -199,7 +190,7 @@ class PysnmpClient:
         return len(self._engines)
 
     def pending_tasks(self) -> int:
-        """Tasks waiting on the client's loop (none between polls: see ``EngineDevice.tick``); for tests."""
+        """Tasks waiting on the client's loop (none between polls: no device runs a timer); for tests."""
         with self._lock:
             loop = self._loop
         if loop is None:
@@ -239,36 +230,19 @@ class PysnmpClient:
                 self._drop(key)
         kept = self._engines.get(session.key)
         if kept is None:
-            version = _ip_version(session.host)
-            device: CommunityDevice | UsmDevice | EngineDevice
-            if session.auth.version == "2c":
-                device = await CommunityDevice.open(session.host, session.port, session.auth.community, session.timeout, session.retries)
-            elif session.auth.version == "3":
+            device: CommunityDevice | UsmDevice
+            if session.auth.version == "3":
                 from normagent.sources.snmp_usm import UsmDevice  # SNMPv3 only: pysnmp's USM services, cryptography for privacy
 
                 device = await UsmDevice.open(session.host, session.port, session.auth, session.timeout, session.retries)
             else:
-                from normagent.sources.snmp_engine import EngineDevice  # SNMPv1/v3 only: the engine, its USM, cryptography
-
-                device = await EngineDevice.open(session.host, session.port, session.auth, session.timeout, session.retries, version)
+                device = await CommunityDevice.open(
+                    session.host, session.port, session.auth.community, session.timeout, session.retries, session.auth.version
+                )
             kept = _Engine(device, now)
             self._engines[session.key] = kept
         kept.used = now
-        kept.sessions += 1
-        kept.device.tick(True)
         return kept
-
-    def _release(self, kept: _Engine) -> None:
-        """A session of ``kept`` ended: with none left, its timer stops (see ``EngineDevice.tick``)."""
-        with self._lock:
-            loop = self._loop
-        if loop is not None:
-            asyncio.run_coroutine_threadsafe(self._released(kept), loop).result()
-
-    async def _released(self, kept: _Engine) -> None:
-        kept.sessions -= 1
-        if kept.sessions <= 0:
-            kept.device.tick(False)
 
     def _drop(self, key: tuple[Any, ...]) -> None:
         kept = self._engines.pop(key, None)
@@ -364,9 +338,6 @@ class UdpDevice(asyncio.DatagramProtocol):
             del self._waiting[key]
         return None
 
-    def tick(self, on: bool) -> None:
-        """Nothing to start or stop: no timer runs between requests."""
-
     def close(self) -> None:
         """Close the socket; a request in flight (a client closed under it) fails."""
         if self._transport is not None:
@@ -377,9 +348,9 @@ class UdpDevice(asyncio.DatagramProtocol):
 
 
 def request_pdu(kind: str, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None) -> tuple[Any, Any]:
-    """A GetRequest (``kind`` "get") or GetBulkRequest ("bulk", ``bulk`` = (non-repeaters,
-    max-repetitions)) PDU asking for ``var_binds``, with a fresh request id; and pysnmp's API
-    for its kind (SNMPv2c and v3 share the PDU types of RFC 3416)."""
+    """A GetRequest (``kind`` "get"), GetNextRequest ("next") or GetBulkRequest ("bulk", ``bulk``
+    = (non-repeaters, max-repetitions)) PDU asking for ``var_binds``, with a fresh request id; and
+    pysnmp's API for its kind (the PDU types of RFC 3416; SNMPv1's are made from them)."""
     if kind == "bulk":
         assert bulk is not None
         api: Any = v2c_api.apiBulkPDU
@@ -387,57 +358,74 @@ def request_pdu(kind: str, var_binds: list[tuple[Any, Any]], bulk: tuple[int, in
         api.set_defaults(pdu)
         api.set_non_repeaters(pdu, bulk[0])
         api.set_max_repetitions(pdu, bulk[1])
-    elif kind == "get":
-        api, pdu = v2c_api.apiPDU, v2c_api.GetRequestPDU()
-        api.set_defaults(pdu)
     else:
-        raise SnmpError(f"SNMP request kind {kind!r} is for SNMPv1 only")
+        api = v2c_api.apiPDU
+        pdu = v2c_api.GetRequestPDU() if kind == "get" else v2c_api.GetNextRequestPDU()
+        api.set_defaults(pdu)
     api.set_varbinds(pdu, var_binds)
     return api, pdu
 
 
 class CommunityDevice(UdpDevice):
-    """An SNMPv2c device: a connected UDP socket on the client's loop and pysnmp's message types.
+    """An SNMPv1 or v2c device: a connected UDP socket on the client's loop and pysnmp's message types.
 
     A community string needs none of an ``SnmpEngine``'s state (no discovery, no keys, no MIB-backed
-    tables), so SNMPv2c uses pysnmp's protocol API (``pysnmp.proto.api.v2c``: the message and PDU
-    types, request ids) and pyasn1's BER codec directly, and nothing of pysnmp's engine, SMI or
-    high-level API is imported (``cryptography`` neither): a site with only v2c devices pays about
-    2 MB for SNMP instead of 11 (bench/README.md, "SNMP: v2c without the engine").
+    tables), so SNMPv1 and v2c use pysnmp's protocol API (``pysnmp.proto.api.v1``/``v2c``: the
+    message and PDU types, request ids) and pyasn1's BER codec directly, and nothing of pysnmp's
+    engine, SMI or high-level API is imported (``cryptography`` neither): a site with only v2c
+    devices pays about 2 MB for SNMP instead of 11 (bench/README.md, "SNMP: v2c without the
+    engine"). SNMPv1's PDUs are made from and read as v2c's by pysnmp's RFC 2576 translation
+    (``pysnmp.proto.proxy.rfc2576``, what its engine's command generator does): the same types and
+    errors for the session whatever the version (noSuchName stays an error status, as v1 has no
+    noSuchObject).
 
     Requests are matched to answers by request id; an answer that does not decode, or is not a
     Response to a request in flight, is dropped (``UdpDevice``).
     """
 
-    def __init__(self, target: str, community: str, timeout: float, retries: int) -> None:
+    def __init__(self, target: str, community: str, timeout: float, retries: int, version: str = "2c") -> None:
         super().__init__(target, timeout, retries)
         self.community = community
+        self.version = version
+        self._api: Any = v2c_api
+        if version == "1":
+            from pysnmp.proto.api import v1 as v1_api
+
+            self._api = v1_api
 
     @classmethod
-    async def open(cls, host: str, port: int, community: str, timeout: float, retries: int) -> CommunityDevice:
+    async def open(cls, host: str, port: int, community: str, timeout: float, retries: int, version: str = "2c") -> CommunityDevice:
         """The device's socket, connected to ``host`` (an address, or a name resolved by ``resolve``)."""
-        device = cls(f"{host}:{port}", community, timeout, retries)
+        device = cls(f"{host}:{port}", community, timeout, retries, version)
         await device._connect(host, port)
         return device
 
     def _match(self, data: bytes) -> tuple[int, Any] | None:
-        message, _ = decoder.decode(data, asn1Spec=v2c_api.Message())
-        pdu = v2c_api.apiMessage.get_pdu(message)
-        if not isinstance(pdu, rfc1905.ResponsePDU):
+        message, _ = decoder.decode(data, asn1Spec=self._api.Message())
+        pdu = self._api.apiMessage.get_pdu(message)
+        if not isinstance(pdu, self._api.GetResponsePDU if self.version == "1" else rfc1905.ResponsePDU):
             return None
-        return int(v2c_api.apiPDU.get_request_id(pdu)), pdu
+        return int(self._api.apiPDU.get_request_id(pdu)), pdu
 
     async def request(self, kind: str, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None) -> Any:
-        """``EngineDevice.request`` for SNMPv2c (``kind`` "get" or "bulk"): the PDU sent up to
-        ``retries`` + 1 times, ``timeout`` seconds each."""
+        """One request (``kind``: "get", "next" or "bulk", v2c only) with raw variable bindings,
+        sent up to ``retries`` + 1 times, ``timeout`` seconds each; the answer as ``(error
+        indication, error status, error index, variable bindings)``."""
         api, pdu = request_pdu(kind, var_binds, bulk)
-        message = v2c_api.Message()
-        v2c_api.apiMessage.set_defaults(message)
-        v2c_api.apiMessage.set_community(message, self.community)
-        v2c_api.apiMessage.set_pdu(message, pdu)
+        sent = pdu
+        if self.version == "1":
+            from pysnmp.proto.proxy import rfc2576
+
+            sent = rfc2576.v2_to_v1(pdu)
+        message = self._api.Message()
+        self._api.apiMessage.set_defaults(message)
+        self._api.apiMessage.set_community(message, self.community)
+        self._api.apiMessage.set_pdu(message, sent)
         response = await self._exchange(int(api.get_request_id(pdu)), encoder.encode(message))
         if response is None:
             return errind.requestTimedOut, 0, 0, []
+        if self.version == "1":
+            response = rfc2576.v1_to_v2(response, pdu)
         return None, api.get_error_status(response), api.get_error_index(response, muteErrors=True), api.get_varbinds(response)
 
 
@@ -494,11 +482,9 @@ class PysnmpSession:
         return rows
 
     def close(self) -> None:
-        """End the session; the engine stays with the client for the device's next session."""
-        kept, self._kept = self._kept, None
+        """End the session; the device stays with the client for its next session."""
+        self._kept = None
         self._open = False
-        if kept is not None:
-            self._client._release(kept)
 
     # ------------------------------------------------------------------------------------------
 

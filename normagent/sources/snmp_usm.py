@@ -13,7 +13,8 @@ the cryptography are pysnmp's, exactly as its engine would do them:
   RFC 3416 (``pysnmp.proto.api.v2c``);
 - password to key and key localisation (RFC 3414 A.2, and the key extension of 3DES, AES192 and
   AES256), digests and ciphers: pysnmp's authentication and privacy services, the very classes
-  ``snmp_engine``'s protocol tables name (``_AUTH_SERVICES``, ``_PRIV_SERVICES``; a test pins it);
+  its engine's configuration names for each protocol (``pysnmp.entity.config``'s USM_AUTH_* and
+  USM_PRIV_* constants, which normagent's engine path used until 2026-12-07; a test pins it);
 - the Report OIDs and the error indications they become (``_REPORTS``: the engine's
   ``rfc3412._snmpErrors``, pinned by a test too).
 
@@ -57,7 +58,7 @@ from normagent.sources.snmp import UdpDevice, request_pdu
 
 # The service classes of every protocol normagent.sources.snmp offers, by module under
 # pysnmp.proto.secmod, class and (SHA-2) the service id the class is made for: the classes
-# pysnmp.entity.config's USM_AUTH_* / USM_PRIV_* constants (snmp_engine's tables) stand for.
+# pysnmp.entity.config's USM_AUTH_* / USM_PRIV_* constants stand for.
 _AUTH_SERVICES: dict[str, tuple[str, str, str | None]] = {
     "MD5": ("rfc3414.auth.hmacmd5", "HmacMd5", None),
     "SHA": ("rfc3414.auth.hmacsha", "HmacSha", None),
@@ -307,7 +308,7 @@ class UsmDevice(UdpDevice):
     # -- requests ------------------------------------------------------------------------------
 
     async def request(self, kind: str, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None) -> Any:
-        """``EngineDevice.request`` for SNMPv3 (``kind`` "get" or "bulk"): ``(error indication,
+        """``CommunityDevice.request`` for SNMPv3 (``kind`` "get" or "bulk"): ``(error indication,
         error status, error index, variable bindings)``."""
         api, pdu = request_pdu(kind, var_binds, bulk)
         discovered = resynced = rediscovered = False

@@ -13,9 +13,31 @@ import socket
 import threading
 from typing import Any
 
+from pysnmp.entity import config
+
 from normagent.model import SnmpAuth
 
 SYS_DESCR = "1.3.6.1.2.1.1.1.0"
+
+# normagent's protocol names as pysnmp's engine configuration knows them: what normagent's engine
+# path configured until 2026-12-07, and what ``normagent.sources.snmp_usm`` must match.
+ENGINE_AUTH_PROTOCOLS = {
+    "none": config.USM_AUTH_NONE,
+    "MD5": config.USM_AUTH_HMAC96_MD5,
+    "SHA": config.USM_AUTH_HMAC96_SHA,
+    "SHA224": config.USM_AUTH_HMAC128_SHA224,
+    "SHA256": config.USM_AUTH_HMAC192_SHA256,
+    "SHA384": config.USM_AUTH_HMAC256_SHA384,
+    "SHA512": config.USM_AUTH_HMAC384_SHA512,
+}
+ENGINE_PRIV_PROTOCOLS = {
+    "none": config.USM_PRIV_NONE,
+    "DES": config.USM_PRIV_CBC56_DES,
+    "3DES": config.USM_PRIV_CBC168_3DES,
+    "AES": config.USM_PRIV_CFB128_AES,
+    "AES192": config.USM_PRIV_CFB192_AES,
+    "AES256": config.USM_PRIV_CFB256_AES,
+}
 
 
 class PysnmpAgent:
@@ -55,10 +77,8 @@ class PysnmpAgent:
 
     def _start(self) -> Any:
         from pysnmp.carrier.asyncio.dgram import udp
-        from pysnmp.entity import config, engine
+        from pysnmp.entity import engine
         from pysnmp.entity.rfc3413 import cmdrsp, context
-
-        from normagent.sources.snmp_engine import _AUTH_PROTOCOLS, _PRIV_PROTOCOLS
 
         snmp_engine = engine.SnmpEngine()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -70,8 +90,8 @@ class PysnmpAgent:
         authenticated, private = auth.auth_protocol != "none", auth.priv_protocol != "none"
         config.add_v3_user(
             snmp_engine, auth.user,
-            _AUTH_PROTOCOLS[auth.auth_protocol], auth.auth_key if authenticated else None,
-            _PRIV_PROTOCOLS[auth.priv_protocol], auth.priv_key if private else None,
+            ENGINE_AUTH_PROTOCOLS[auth.auth_protocol], auth.auth_key if authenticated else None,
+            ENGINE_PRIV_PROTOCOLS[auth.priv_protocol], auth.priv_key if private else None,
         )
         level = "authPriv" if private else "authNoPriv" if authenticated else "noAuthNoPriv"
         config.add_vacm_user(snmp_engine, 3, auth.user, level, (1, 3, 6))

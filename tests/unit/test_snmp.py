@@ -27,7 +27,7 @@ from normagent.sources.snmp import (
     AUTH_PROTOCOLS, PRIV_PROTOCOLS, PysnmpClient, PysnmpSession, SnmpError, SnmpTimeout, check_auth, resolve, split_target, to_python,
 )
 from tests.support.snmpv3_standin import VALUE, V3StandIn
-from tests.support.snmpd import COMMUNITY, V3_AUTH, V3_AUTH_KEY, V3_PAIRS, V3_PRIV_KEY, V3_USER, Snmpd, start_snmpd, v3_user
+from tests.support.snmpd import COMMUNITY, V3_AUTH, V3_AUTH_KEY, V3_PAIRS, V3_PRIV_KEY, V3_USER, Snmpd, start_snmpd, v3_user, v3_users_config
 
 
 SYS_DESCR = "1.3.6.1.2.1.1.1.0"
@@ -48,8 +48,9 @@ def _free_udp_port() -> int:
 
 @pytest.fixture(scope="module")
 def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpd]:
-    """A real snmpd answering v1/v2c community ``public`` and the SNMPv3 user of tests.support.snmpd."""
-    agent = start_snmpd(tmp_path_factory.mktemp("snmpd"))
+    """A real snmpd answering v1/v2c community ``public`` and the SNMPv3 users of tests.support.snmpd
+    (one for each pair of protocols)."""
+    agent = start_snmpd(tmp_path_factory.mktemp("snmpd"), extra_config=v3_users_config())
     try:
         yield agent
     finally:
@@ -320,12 +321,12 @@ def test_polls_on_fresh_threads_discover_a_v3_agent_once(snmpd: Snmpd) -> None:
         counter.close()
 
 
-@pytest.mark.parametrize(("auth", "timers"), [(V1, 1), (V3_AUTH, 0), (COMMUNITY, 0)], ids=["v1", "v3", "v2c"])
-def test_between_polls_the_kept_engines_wait_for_nothing(snmpd: Snmpd, auth: SnmpAuth, timers: int) -> None:
-    """pysnmp's dispatcher wakes every 0.1 s while its timer runs: an idle agent must not pay for
-    that between polls, and a poll after the pause must still time out. SNMPv1's engine runs its
-    timer while a session is open; SNMPv2c's and SNMPv3's devices have none at all (each attempt
-    waits on its own deadline)."""
+@pytest.mark.parametrize("auth", [V1, V3_AUTH, COMMUNITY], ids=["v1", "v3", "v2c"])
+def test_between_polls_the_kept_devices_wait_for_nothing(snmpd: Snmpd, auth: SnmpAuth) -> None:
+    """pysnmp's engine dispatcher woke every 0.1 s while its timer ran: an idle agent must not pay
+    for anything between polls, and a poll after the pause must still time out. No device runs a
+    timer, in a session or between sessions: each attempt waits on its own deadline."""
+    timers = 0
     client = PysnmpClient()
     try:
         for _ in range(3):
@@ -507,17 +508,6 @@ def test_an_oid_that_is_not_a_number_is_refused(snmpd: Snmpd, client: PysnmpClie
         client.walk(snmpd.target, "iso.org", auth=COMMUNITY, timeout=1)
 
 
-def test_mib_modules_are_compiled_once_per_process(snmpd: Snmpd, client: PysnmpClient) -> None:
-    """Every engine runs pysnmp's core MIB modules; the second session compiles none of them."""
-    from pysnmp.smi import builder
-
-    client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=2)
-    compiled = dict(builder.runpy._code)  # type: ignore[attr-defined]
-    client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=3)  # another engine
-    assert client.engines == 2
-    assert compiled and builder.runpy._code == compiled  # type: ignore[attr-defined]
-
-
 def test_a_client_dropped_without_close_ends_its_thread_and_closes_its_sockets(snmpd: Snmpd) -> None:
     def loops() -> int:
         return sum(t.name == "snmp-loop" and t.is_alive() for t in threading.enumerate())
@@ -542,22 +532,21 @@ def test_a_client_dropped_without_close_ends_its_thread_and_closes_its_sockets(s
 # ``pysnmp.smi`` itself (an empty package) and ``pysnmp.smi.error`` (exception classes) come with
 # pysnmp's protocol types (pysnmp.proto.rfc1155) and hold nothing.
 ENGINE_MODULES = ("pysnmp.entity", "pysnmp.hlapi", "pysnmp.carrier", "pysnmp.proto.secmod", "pysnmp.proto.mpmod",
-                  "pysnmp.proto.rfc3412", "pysnmp.smi.", "cryptography", "normagent.sources.snmp_engine")
+                  "pysnmp.proto.rfc3412", "pysnmp.smi.", "cryptography")
 SMI_HOLLOW = ("pysnmp.smi.error",)
 
 
 # What an SNMPv3 device must not import either: it has pysnmp's message types, USM services and
 # (for privacy) cryptography, but no engine, SMI, high-level API or USM module of the engine.
 V3_ENGINE_MODULES = ("pysnmp.entity", "pysnmp.hlapi", "pysnmp.carrier", "pysnmp.smi.", "pysnmp.proto.rfc3412",
-                     "pysnmp.proto.secmod.rfc3414.service", "normagent.sources.snmp_engine")
+                     "pysnmp.proto.secmod.rfc3414.service")
 
 
-def test_v2c_and_v3_polls_import_no_engine_smi_or_hlapi(snmpd: Snmpd) -> None:
+def test_v1_v2c_and_v3_polls_import_no_engine_smi_or_hlapi(snmpd: Snmpd) -> None:
     """network.snmp polling a v2c device (the system group, its interfaces, a named extra OID) in a
     fresh interpreter as the agent does it (lazy client): none of pysnmp's engine, SMI, high-level
     API or cryptography is imported; a v3 device (SHA/AES) after it brings pysnmp's USM services and
-    cryptography, still no engine, SMI or high-level API; a v1 device after that gets its engine,
-    whose USM module finds what the v3 device left of its package."""
+    cryptography, still no engine, SMI or high-level API; nor does a v1 device after that."""
     probe = textwrap.dedent(
         """
         import json, sys
@@ -586,7 +575,7 @@ def test_v2c_and_v3_polls_import_no_engine_smi_or_hlapi(snmpd: Snmpd) -> None:
         v1 = poll(Device(name="r3", target=sys.argv[1], version="1", community="public"))
         client.close()
         print(json.dumps({"v2c": v2c, "v2c_loaded": after_v2c, "v3": v3, "v3_loaded": after_v3, "crypto": crypto_after_v3,
-                          "v1": v1, "engine": "pysnmp.entity.engine" in sys.modules}))
+                          "v1": v1, "v1_loaded": loaded(json.loads(sys.argv[3]))}))
         """
     )
     result = subprocess.run(
@@ -600,34 +589,8 @@ def test_v2c_and_v3_polls_import_no_engine_smi_or_hlapi(snmpd: Snmpd) -> None:
     assert [m for m in answer["v2c_loaded"] if m not in SMI_HOLLOW] == []
     assert answer["v3"] == {"normagent_snmp_up": 1}
     assert [m for m in answer["v3_loaded"] if m not in SMI_HOLLOW] == [] and answer["crypto"]
-    assert answer["v1"] == {"normagent_snmp_up": 1} and answer["engine"]
-
-
-def test_a_v2c_device_runs_no_mib_module(snmpd: Snmpd) -> None:
-    """SNMPv2c goes without an engine: no ``SnmpEngine`` is made and no MIB module runs, even with
-    an SNMPv3 device's engine module loaded in the same process."""
-    from pysnmp.smi import builder
-
-    from normagent.sources import snmp_engine
-
-    compiled = dict(builder.runpy._code)  # type: ignore[attr-defined]
-    made: list[object] = []
-    real_open = snmp_engine.EngineDevice.open
-
-    async def counting_open(*args: Any) -> Any:
-        made.append(args)
-        return await real_open(*args)
-
-    client = PysnmpClient()
-    try:
-        snmp_engine.EngineDevice.open = counting_open  # type: ignore[method-assign]
-        with client.session(snmpd.target, auth=COMMUNITY, timeout=5) as session:
-            assert session.get([SYS_LOCATION])[0].value == LOCATION.encode()
-            assert len(session.walk(SYSTEM)) >= 7
-    finally:
-        snmp_engine.EngineDevice.open = real_open  # type: ignore[method-assign]
-        client.close()
-    assert made == [] and builder.runpy._code == compiled  # type: ignore[attr-defined]
+    assert answer["v1"] == {"normagent_snmp_up": 1}
+    assert [m for m in answer["v1_loaded"] if m not in SMI_HOLLOW] == []
 
 
 class _Names:
@@ -686,18 +649,21 @@ def test_an_address_is_not_looked_up_and_a_name_still_is(snmpd: Snmpd) -> None:
 
 
 def test_v3_uses_the_protocol_classes_and_report_meanings_of_pysnmp_s_engine() -> None:
-    """SNMPv3 without the engine must localise keys, digest and encrypt exactly as the engine path
-    does (AES192/AES256: the key extension pysnmp.entity.config's USM_PRIV_CFB*_AES name), and a
-    Report must read as the engine read it."""
+    """SNMPv3 without the engine must localise keys, digest and encrypt exactly as pysnmp's engine
+    does with the protocols its configuration names for ours (the tables normagent's engine path
+    used: AES192/AES256 are USM_PRIV_CFB*_AES, the key extension Cisco's), and a Report must read
+    as the engine read it."""
     from pysnmp.proto.mpmod import rfc3412
 
-    from normagent.sources import snmp_engine, snmp_usm
+    from normagent.sources import snmp_usm
+    from tests.support.pysnmp_agent import ENGINE_AUTH_PROTOCOLS, ENGINE_PRIV_PROTOCOLS
 
+    assert set(ENGINE_AUTH_PROTOCOLS) == AUTH_PROTOCOLS and set(ENGINE_PRIV_PROTOCOLS) == PRIV_PROTOCOLS
     for name in AUTH_PROTOCOLS - {"none"}:
         service, service_id = snmp_usm.auth_service(name)
-        assert service_id == snmp_engine._AUTH_PROTOCOLS[name], name
+        assert service_id == ENGINE_AUTH_PROTOCOLS[name], name
     for name in PRIV_PROTOCOLS - {"none"}:
-        assert snmp_usm.priv_service(name).SERVICE_ID == snmp_engine._PRIV_PROTOCOLS[name], name
+        assert snmp_usm.priv_service(name).SERVICE_ID == ENGINE_PRIV_PROTOCOLS[name], name
     assert snmp_usm._REPORTS == rfc3412._snmpErrors
 
 
