@@ -1,12 +1,12 @@
 """SNMP reads (GET, subtree walk) over pysnmp 7, behind the synchronous ``SnmpClient`` protocol.
 
-pysnmp 7's engine is asyncio only, while collectors are plain functions run on the scheduler's
-threads. The bridge is one event loop per client, on a thread of its own started by the first
+The devices' sockets live on asyncio (as pysnmp 7 does), while collectors are plain functions run
+on the scheduler's threads. The bridge is one event loop per client, on a thread of its own started by the first
 request, and one device object (with its UDP socket) per device, made by the device's first
 session and kept for the client's life: ``client.session(...)`` hands the device to the calling
 thread, whose ``get``/``walk`` run on that loop. The agent keeps
 one client (``LazySnmpClient``) from start to stop, and ``close()`` closes every device's socket
-and the loop. SNMPv2c and SNMPv3 devices are a UDP socket each on that loop (``UdpDevice``: the
+and the loop. Devices (SNMPv1, v2c, v3) are a UDP socket each on that loop (``UdpDevice``: the
 requests in flight, their retries, the rule that an answer counts only if it decodes and matches
 one), with pysnmp's message and PDU types (``pysnmp.proto``) and pyasn1's BER codec, and no engine:
 an SNMPv1 or v2c device (``CommunityDevice``) adds its community (and for v1 pysnmp's RFC 2576
@@ -151,7 +151,7 @@ class PysnmpClient:
 
     @contextmanager
     def session(self, target: str, *, auth: SnmpAuth, timeout: float, retries: int = 1) -> Iterator[PysnmpSession]:
-        """Requests to ``target`` on the device's kept engine (made by its first session).
+        """Requests to ``target`` on the device kept for it (made by its first session).
 
         Args:
             target: ``host``, ``host:port``, ``[v6-address]:port`` or a bare IPv6 address.
@@ -199,7 +199,7 @@ class PysnmpClient:
         return count
 
     def close(self) -> None:
-        """Close every engine's socket, stop the loop and end its thread; the next request starts
+        """Close every device's socket, stop the loop and end its thread; the next request starts
         them again. A second call does nothing."""
         with self._lock:
             finalizer, self._finalizer = self._finalizer, None
@@ -439,7 +439,7 @@ def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
 
 
 class PysnmpSession:
-    """Requests to one agent on its kept engine; made by ``PysnmpClient.session``."""
+    """Requests to one agent on its kept device; made by ``PysnmpClient.session``."""
 
     def __init__(self, client: PysnmpClient, target: str, auth: SnmpAuth, timeout: float, retries: int) -> None:
         self.host, self.port = split_target(target)
