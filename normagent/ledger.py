@@ -59,6 +59,7 @@ from normagent.model import (
     HEALTH_GAUGES,
     Period,
     Rollup,
+    RollupRows,
     RollupSum,
     RunOutcome,
     Severity,
@@ -706,6 +707,7 @@ class Ledger:
         counts: dict[SeriesKey, float] = {}
         gauges: dict[str, dict[Labels, float]] = {}
         rollups: dict[tuple[str, date, str], list[Any]] = {}
+        bulk: list[RollupRows] = []
         events: list[Event] = []
         for obs in batch.observations:
             if isinstance(obs, Count):
@@ -721,6 +723,12 @@ class Ledger:
                 row[0] += obs.value
                 row[1] = _min_time(row[1], obs.first_seen)
                 row[2] = _max_time(row[2], obs.last_seen)
+            elif isinstance(obs, RollupRows):
+                try:
+                    sum(obs.values.values())  # numbers only, as a Rollup's value must be (in C: no pass in Python)
+                except TypeError:
+                    raise ValueError(f"{collector}: a value of RollupRows {obs.name} is no number") from None
+                bulk.append(obs)
             elif isinstance(obs, Event):
                 events.append(obs)
             else:
@@ -738,6 +746,7 @@ class Ledger:
             # The rules judge what the batch speaks of, changed or not: a gauge that sits at 0 for
             # a rule's ``for`` fires it at the commit that shows it still there.
             touched = _touched(counts, gauges, rollups, events)
+            touched.update(f"rollup:{rows.name}" for rows in bulk)
             counts = {key: value for key, value in counts.items() if value or self._mirror.hours.get(key) != hour}
             # Per gauge metric, the history rows it adds; a metric whose series all sit where
             # this collector set them adds none and is not written again.
@@ -745,7 +754,7 @@ class Ledger:
             gauges = {metric: series for metric, series in gauges.items()
                       if history[metric] or any(self._mirror.gauges[(metric, labels)][1] != collector for labels in series)}
             final = {cp.key: cp.value for cp in batch.checkpoints}
-            if not (counts or gauges or rollups or events or self._rules_watch(touched)) and self._checkpoints_unchanged(collector, final):
+            if not (counts or gauges or rollups or bulk or events or self._rules_watch(touched)) and self._checkpoints_unchanged(collector, final):
                 self._refuse_if_lost()  # as a write would: a lost ledger is said at the next batch
                 return
             with self._transaction(f"cannot store a batch of {collector}") as conn:
@@ -783,6 +792,16 @@ class Ledger:
                         for (name, day, row_key), (value, first, last) in rollups.items()
                     ],
                 )
+                # Many keys' rows at once, each added to its row as a Rollup of its own would be
+                # (no first or last seen: those stay as they are); a key also given as a Rollup
+                # above adds up in its row. One statement per name and day, no object per row.
+                for rows in bulk:
+                    name, day_text = rows.name, rows.day.isoformat()
+                    conn.executemany(
+                        "INSERT INTO rollups (name, day, key, value) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (name, day, key) DO UPDATE SET value = value + excluded.value",
+                        ((name, day_text, key, float(value)) for key, value in rows.values.items() if value),
+                    )
                 conn.executemany(
                     "INSERT OR IGNORE INTO events (collector, kind, key, at, attrs) VALUES (?, ?, ?, ?, ?)",
                     [
