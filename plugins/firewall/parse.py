@@ -302,8 +302,9 @@ class NetworkPseudonyms:
         """``rows`` (lines per UTC day and /24 as a number) under the pseudonyms of their /24s,
         each asked of the memo once (in C where the extension is built), computed where missing."""
         memo = self._nets  # this dict throughout: ``trim`` (another collector's thread) replaces it, never empties it
-        for net in rows.unnamed(memo):
-            memo[net] = self._pseudonymise(f"network:{net >> 16}.{net >> 8 & 255}.{net & 255}.0/24")
+        unnamed = rows.unnamed(memo)
+        if unnamed:  # a backlog's first batch: ~10,000 at once
+            memo.update(zip(unnamed, self._pseudonymise.many([f"network:{net >> 16}.{net >> 8 & 255}.{net & 255}.0/24" for net in unnamed])))
         return {date.fromordinal(day): keys for day, keys in rows.named(memo).items()}
 
     def address(self, address: str) -> str | None:
