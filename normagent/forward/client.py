@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from normagent.model import DeliveryFailed
+from normagent.smallfile import read_secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +113,6 @@ def _no_password() -> bytes:
 
 def _reason(exc: BaseException) -> str:
     return str(getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc)
-
-
-def read_secret(path: Path) -> str:
-    return path.read_text(encoding="utf-8").strip()
 
 
 def bearer(settings: HttpSettings) -> str:
