@@ -32,7 +32,13 @@ class FileTooLarge(OSError):
 
 
 def read_small(path: Path, limit: int) -> bytes:
-    """The bytes of the regular file ``path``, at most ``limit`` of them.
+    """The bytes of the regular file ``path``, at most ``limit`` of them (see ``read_small_stat``)."""
+    return read_small_stat(path, limit)[0]
+
+
+def read_small_stat(path: Path, limit: int) -> tuple[bytes, os.stat_result]:
+    """The bytes of the regular file ``path``, at most ``limit`` of them, with its ``fstat``
+    before reading (for a reader that notices when the file is replaced).
 
     Raises:
         FileNotFoundError, PermissionError, IsADirectoryError: as ``open`` would.
@@ -42,20 +48,21 @@ def read_small(path: Path, limit: int) -> bytes:
     """
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     try:
-        mode = os.fstat(fd).st_mode
+        st = os.fstat(fd)
+        mode = st.st_mode
         if stat.S_ISDIR(mode):
             raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
         if not stat.S_ISREG(mode):
             kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
             raise NotRegularFile(errno.EINVAL, f"is {kind}, not a regular file", str(path))
-        if os.fstat(fd).st_size > limit:
+        if st.st_size > limit:
             raise FileTooLarge(errno.EFBIG, f"is larger than {limit:,} bytes", str(path))
         parts: list[bytes] = []
         size = 0
         while size <= limit:
             part = os.read(fd, limit + 1 - size)
             if not part:
-                return b"".join(parts)
+                return b"".join(parts), st
             parts.append(part)
             size += len(part)
         raise FileTooLarge(errno.EFBIG, f"is larger than {limit:,} bytes", str(path))
