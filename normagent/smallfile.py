@@ -16,11 +16,18 @@ import stat
 from pathlib import Path
 
 _KINDS = (
-    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISDIR, "a directory"),
     (stat.S_ISCHR, "a character device"),
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symbolic link"),
 )
+
+
+def kind_of(mode: int) -> str:
+    """What a file of ``st_mode`` ``mode`` is, for a message: "a FIFO (named pipe)", …"""
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
 
 
 class NotRegularFile(OSError):
@@ -46,15 +53,19 @@ def read_small_stat(path: Path, limit: int) -> tuple[bytes, os.stat_result]:
         FileTooLarge: more than ``limit`` bytes (checked before reading, and again while
             reading, for a file that grows meanwhile).
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a socket, or a device without its driver
+            raise NotRegularFile(errno.EINVAL, f"is {kind_of(os.stat(path).st_mode)}, not a regular file", str(path)) from None
+        raise
     try:
         st = os.fstat(fd)
         mode = st.st_mode
         if stat.S_ISDIR(mode):
             raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
         if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-            raise NotRegularFile(errno.EINVAL, f"is {kind}, not a regular file", str(path))
+            raise NotRegularFile(errno.EINVAL, f"is {kind_of(mode)}, not a regular file", str(path))
         if st.st_size > limit:
             raise FileTooLarge(errno.EFBIG, f"is larger than {limit:,} bytes", str(path))
         parts: list[bytes] = []

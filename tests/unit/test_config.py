@@ -81,7 +81,7 @@ def test_what_is_no_config_file_is_one_clear_problem_without_blocking_or_reading
     deep = tmp_path / "deep.toml"
     deep.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
     expected = {
-        fifo: "cannot read: is a FIFO, not a regular file",
+        fifo: "cannot read: is a FIFO (named pipe), not a regular file",
         zero: "cannot read: is a character device, not a regular file",
         huge: f"cannot read: is larger than {MAX_CONFIG_BYTES:,} bytes",
         deep: "TOML syntax error: arrays or inline tables nested too deep",

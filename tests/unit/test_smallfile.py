@@ -51,7 +51,7 @@ def test_a_fifo_is_refused_at_once_without_waiting_for_a_writer(tmp_path: Path) 
             pass
         pytest.fail("read_small blocked on a FIFO")
     assert len(outcome) == 1 and isinstance(outcome[0], NotRegularFile)
-    assert outcome[0].strerror == "is a FIFO, not a regular file" and outcome[0].filename == str(fifo)
+    assert outcome[0].strerror == "is a FIFO (named pipe), not a regular file" and outcome[0].filename == str(fifo)
 
 
 def test_devices_directories_and_sockets_are_refused_with_what_they_are(tmp_path: Path) -> None:
@@ -63,7 +63,7 @@ def test_devices_directories_and_sockets_are_refused_with_what_they_are(tmp_path
         read_small(tmp_path / "absent", 100)
     with socket.socket(socket.AF_UNIX) as server:
         server.bind(str(tmp_path / "sock"))
-        with pytest.raises(OSError):
+        with pytest.raises(NotRegularFile, match="is a socket"):
             read_small(tmp_path / "sock", 100)
 
 
