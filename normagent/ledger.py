@@ -707,7 +707,11 @@ class Ledger:
         counts: dict[SeriesKey, float] = {}
         gauges: dict[str, dict[Labels, float]] = {}
         rollups: dict[tuple[str, date, str], list[Any]] = {}
-        bulk: list[RollupRows] = []
+        # RollupRows per (name, day): as given while one, merged (a dict of our own, zeros left
+        # out before adding, so that a key given is written even where its values add up to 0,
+        # as its Rollups would be) once a second comes, e.g. a rollup's rows of every block.
+        bulk: dict[tuple[str, date], Mapping[str, float]] = {}
+        merged: dict[tuple[str, date], dict[str, float]] = {}
         events: list[Event] = []
         for obs in batch.observations:
             if isinstance(obs, Count):
@@ -728,7 +732,18 @@ class Ledger:
                     sum(obs.values.values())  # numbers only, as a Rollup's value must be (in C: no pass in Python)
                 except TypeError:
                     raise ValueError(f"{collector}: a value of RollupRows {obs.name} is no number") from None
-                bulk.append(obs)
+                bkey = (obs.name, obs.day)
+                had = bulk.get(bkey)
+                if had is None:
+                    bulk[bkey] = obs.values
+                    continue
+                into = merged.get(bkey)
+                if into is None:
+                    into = merged[bkey] = {k: v for k, v in had.items() if v}
+                    bulk[bkey] = into
+                for k, v in obs.values.items():
+                    if v:
+                        into[k] = into.get(k, 0) + v
             elif isinstance(obs, Event):
                 events.append(obs)
             else:
@@ -746,7 +761,7 @@ class Ledger:
             # The rules judge what the batch speaks of, changed or not: a gauge that sits at 0 for
             # a rule's ``for`` fires it at the commit that shows it still there.
             touched = _touched(counts, gauges, rollups, events)
-            touched.update(f"rollup:{rows.name}" for rows in bulk)
+            touched.update(f"rollup:{name}" for name, _ in bulk)
             counts = {key: value for key, value in counts.items() if value or self._mirror.hours.get(key) != hour}
             # Per gauge metric, the history rows it adds; a metric whose series all sit where
             # this collector set them adds none and is not written again.
@@ -795,12 +810,12 @@ class Ledger:
                 # Many keys' rows at once, each added to its row as a Rollup of its own would be
                 # (no first or last seen: those stay as they are); a key also given as a Rollup
                 # above adds up in its row. One statement per name and day, no object per row.
-                for rows in bulk:
-                    name, day_text = rows.name, rows.day.isoformat()
+                for (name, day), values in bulk.items():
+                    day_text, every = day.isoformat(), (name, day) in merged
                     conn.executemany(
                         "INSERT INTO rollups (name, day, key, value) VALUES (?, ?, ?, ?) "
                         "ON CONFLICT (name, day, key) DO UPDATE SET value = value + excluded.value",
-                        ((name, day_text, key, float(value)) for key, value in rows.values.items() if value),
+                        ((name, day_text, key, float(value)) for key, value in values.items() if value or every),
                     )
                 conn.executemany(
                     "INSERT OR IGNORE INTO events (collector, kind, key, at, attrs) VALUES (?, ?, ?, ?, ?)",

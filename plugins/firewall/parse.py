@@ -92,7 +92,6 @@ from normagent import (
     ParseContext,
     ParseResult,
     RecordBlock,
-    Rollup,
     RollupRows,
     TextBlock,
     WindowsEvent,
@@ -432,7 +431,11 @@ class Tally:
         # Planned or not is for the collectors to judge against the calendar (collectors.judge_planned).
         out += [Count(RULE_CHANGES, {"device": d, "planned": "false"}, n) for d, n in sorted(self.changes.items())]
         out += [Count(MESSAGES, {"device": d}, n) for d, n in sorted(self.messages.items())]
-        out += [Rollup(BY_PORT, day, key, n) for (day, key), n in sorted(self.ports.items())]
+        # A block's port rows as one observation a day (the ledger adds a batch's up per day).
+        ports: dict[date, dict[str, int]] = {}
+        for (day, key), n in self.ports.items():
+            ports.setdefault(day, {})[key] = n
+        out += [RollupRows(BY_PORT, day, keys) for day, keys in sorted(ports.items())]
         carried = self._carried
         named: Mapping[date, Mapping[str, float]] = self.networks
         v4 = self._v4

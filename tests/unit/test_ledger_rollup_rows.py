@@ -37,7 +37,7 @@ single = st.builds(
     Rollup, st.sampled_from(NAMES), st.sampled_from(DAYS), st.sampled_from(KEYS), st.integers(0, 5), moments, moments
 )
 many = st.builds(
-    RollupRows, st.sampled_from(NAMES), st.sampled_from(DAYS), st.dictionaries(st.sampled_from(KEYS), st.integers(0, 5) | st.integers(0, 5).map(float))
+    RollupRows, st.sampled_from(NAMES), st.sampled_from(DAYS), st.dictionaries(st.sampled_from(KEYS), st.integers(-2, 5) | st.integers(-2, 5).map(float))
 )  # whole numbers (counts): their sums are exact in any order, as the two ledgers add in two orders
 batches = st.lists(st.lists(st.one_of(single, many), max_size=6), min_size=1, max_size=4)
 
@@ -129,3 +129,13 @@ def test_a_runs_summary_counts_the_rows_rollup_rows_carry() -> None:
     result.add(Batch([RollupRows("n", DAYS[0], {"a": 1, "b": 0, "c": 2}), Rollup("n", DAYS[0], "a", 1)]))
 
     assert result.rollup_rows == {"n": 3}
+
+
+def test_rows_of_one_name_and_day_merged_in_a_batch_keep_every_key_given(ledger: Ledger) -> None:
+    """Several ``RollupRows`` of one rollup and day in a batch (a block's each): a key given with a
+    value that is not 0 has its row, though its values add up to 0 (as its ``Rollup``s would);
+    a key given only as 0 has none."""
+    day = DAYS[0]
+    ledger.commit("c", Batch([RollupRows("n", day, {"a": 2, "b": 0}), RollupRows("n", day, {"a": -2, "c": 1}), RollupRows("n", day, {"b": 0})]))
+
+    assert table(ledger.path) == [("n", "2026-11-22", "a", 0.0, None, None), ("n", "2026-11-22", "c", 1.0, None, None)]
