@@ -728,6 +728,8 @@ class Ledger:
                 row[1] = _min_time(row[1], obs.first_seen)
                 row[2] = _max_time(row[2], obs.last_seen)
             elif isinstance(obs, RollupRows):
+                if not isinstance(obs.values, Mapping):
+                    raise ValueError(f"{collector}: RollupRows {obs.name} holds no mapping of keys to values")
                 try:
                     sum(obs.values.values())  # numbers only, as a Rollup's value must be (in C: no pass in Python)
                 except TypeError:

@@ -87,13 +87,12 @@ def test_a_batch_of_rollup_rows_alone_is_stored_and_judged_by_the_rules(ledger: 
     assert judged == [{"rollup:n"}]
 
 
-@pytest.mark.parametrize("value", ["3", None, b"1"], ids=["text", "none", "bytes"])
-def test_a_value_that_is_no_number_stores_nothing_of_its_batch(ledger: Ledger, value: object) -> None:
+@pytest.mark.parametrize(
+    "values", [{"a": 1, "b": "3"}, {"a": 1, "b": None}, {"a": b"1"}, [("a", 1)]], ids=["text", "none", "bytes", "no-mapping"]
+)
+def test_a_value_that_is_no_number_stores_nothing_of_its_batch(ledger: Ledger, values: Any) -> None:
     ledger.declare([FAILURES])
-    batch = Batch(
-        [Count(FAILURES.name, {"reason": "r"}, 5), RollupRows("n", DAYS[0], {"a": 1, "b": value})],  # type: ignore[dict-item]
-        [Checkpoint("file:a", 999)],
-    )
+    batch = Batch([Count(FAILURES.name, {"reason": "r"}, 5), RollupRows("n", DAYS[0], values)], [Checkpoint("file:a", 999)])
 
     with pytest.raises(ValueError, match="RollupRows n"):
         ledger.commit("c", batch)
