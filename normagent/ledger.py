@@ -771,7 +771,8 @@ class Ledger:
             gauges = {metric: series for metric, series in gauges.items()
                       if history[metric] or any(self._mirror.gauges[(metric, labels)][1] != collector for labels in series)}
             final = {cp.key: cp.value for cp in batch.checkpoints}
-            if not (counts or gauges or rollups or bulk or events or self._rules_watch(touched)) and self._checkpoints_unchanged(collector, final):
+            changes = counts or gauges or rollups or bulk or events
+            if not (changes or self._rules_watch(touched)) and self._checkpoints_unchanged(collector, final):
                 self._refuse_if_lost()  # as a write would: a lost ledger is said at the next batch
                 return
             with self._transaction(f"cannot store a batch of {collector}") as conn:

@@ -16,8 +16,8 @@ import hmac
 import ipaddress
 import os
 import secrets
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 

@@ -312,7 +312,8 @@ class NetworkPseudonyms:
         memo = self._nets  # this dict throughout: ``trim`` (another collector's thread) replaces it, never empties it
         unnamed = rows.unnamed(memo)
         if unnamed:  # a backlog's first batch: ~10,000 at once
-            memo.update(zip(unnamed, self._pseudonymise.many([f"network:{net >> 16}.{net >> 8 & 255}.{net & 255}.0/24" for net in unnamed])))
+            texts = [f"network:{net >> 16}.{net >> 8 & 255}.{net & 255}.0/24" for net in unnamed]
+            memo.update(zip(unnamed, self._pseudonymise.many(texts)))
         return {date.fromordinal(day): keys for day, keys in rows.named(memo).items()}
 
     def address(self, address: str) -> str | None:
@@ -718,12 +719,12 @@ def linux_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseResu
 def _slow_candidates(data: bytes) -> Iterable[bytes]:
     """Lines of ``data`` holding a mark of a LOG line, an audit rule change or a reload.
 
-    Each mark holds one of three fixed words (``IN=``, ``NETFILTER_CFG``, ``Reloaded ``); a block's other lines after the
-    fast path (a kern.log's USB, disk and driver messages) seldom hold any, and ``bytes`` finds
-    a word with its own fast search where the pattern tests every byte against its first
-    characters (~50 instructions a byte: 5 % of a netfilter backlog's time for its 5 % other
-    lines). ``IN=`` is looked for only where a "=" is (``memchr``, ~15x faster than the
-    search for the word; a kern.log's other lines seldom hold one)."""
+    Each mark holds one of three fixed words (``IN=``, ``NETFILTER_CFG``, ``Reloaded ``); a
+    block's other lines after the fast path (a kern.log's USB, disk and driver messages) seldom
+    hold any, and ``bytes`` finds a word with its own fast search where the pattern tests every
+    byte against its first characters (~50 instructions a byte: 5 % of a netfilter backlog's
+    time for its 5 % other lines). ``IN=`` is looked for only where a "=" is (``memchr``, ~15x
+    faster than the search for the word; a kern.log's other lines seldom hold one)."""
     if not ((b"=" in data and b"IN=" in data) or b"NETFILTER_CFG" in data or b"Reloaded " in data):
         return
     pos = 0

@@ -37,8 +37,12 @@ single = st.builds(
     Rollup, st.sampled_from(NAMES), st.sampled_from(DAYS), st.sampled_from(KEYS), st.integers(0, 5), moments, moments
 )
 many = st.builds(
-    RollupRows, st.sampled_from(NAMES), st.sampled_from(DAYS), st.dictionaries(st.sampled_from(KEYS), st.integers(-2, 5) | st.integers(-2, 5).map(float))
-)  # whole numbers (counts): their sums are exact in any order, as the two ledgers add in two orders
+    RollupRows,
+    st.sampled_from(NAMES),
+    st.sampled_from(DAYS),
+    # whole numbers (counts): their sums are exact in any order, as the two ledgers add in two orders
+    st.dictionaries(st.sampled_from(KEYS), st.integers(-2, 5) | st.integers(-2, 5).map(float)),
+)
 batches = st.lists(st.lists(st.one_of(single, many), max_size=6), min_size=1, max_size=4)
 
 

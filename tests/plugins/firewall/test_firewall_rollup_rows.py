@@ -12,7 +12,10 @@ from normagent.parsecmd import run_parse
 from normagent.testing import EPOCH
 
 PLUGINS = build_plugins(entry_points_enabled=False)
-LINE = "Nov 23 07:25:5{n} fw01 kernel: [UFW BLOCK] IN=eth0 OUT= MAC= SRC={src} DST=10.0.0.5 LEN=52 TOS=0x00 PREC=0x00 TTL=52 ID=1 DF PROTO=TCP SPT=4{n} DPT=22 WINDOW=1024 RES=0x00 SYN URGP=0\n"
+LINE = (
+    "Nov 23 07:25:5{n} fw01 kernel: [UFW BLOCK] IN=eth0 OUT= MAC= SRC={src} DST=10.0.0.5 LEN=52 TOS=0x00 PREC=0x00 TTL=52 ID=1 DF "
+    "PROTO=TCP SPT=4{n} DPT=22 WINDOW=1024 RES=0x00 SYN URGP=0\n"
+)
 
 
 def test_parse_counts_a_networks_rows_distinct_keys(tmp_path: Path) -> None:
