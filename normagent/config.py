@@ -42,12 +42,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from normagent.errors import ConfigError, Problem
+from normagent.smallfile import read_small_text
 
 if TYPE_CHECKING:
     from normagent.loader import Plugins
 
 DEFAULT_CONFIG_PATH = Path("/etc/normagent/normagent.toml")
 CONFIG_ENV = "NORMAGENT_CONFIG"
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a site with hundreds of probes and devices writes some 100 kB
 DURATION = re.compile(
     r"^(?:(?P<y>\d+)y)?(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?(?:(?P<ms>\d+)ms)?$"
 )
@@ -384,12 +386,14 @@ def load_config(
     text = ""
     if path is not None:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_small_text(path, MAX_CONFIG_BYTES)
         except FileNotFoundError:
             raise ConfigError([Problem(path, "", "file not found")]) from None
         except IsADirectoryError:
             raise ConfigError([Problem(path, "", "is a directory, expected a TOML file")]) from None
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
+            raise ConfigError([Problem(path, "", f"cannot read: {exc.strerror or exc}")]) from None
+        except UnicodeDecodeError as exc:
             raise ConfigError([Problem(path, "", f"cannot read: {exc}")]) from None
     try:
         data = tomllib.loads(text)
@@ -397,6 +401,8 @@ def load_config(
         line = re.search(r"line (\d+)", str(exc))
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise ConfigError([Problem(path, "", f"TOML syntax error: {message}", int(line.group(1)) if line else None)]) from None
+    except RecursionError:  # tomllib descends once per nested array or inline table
+        raise ConfigError([Problem(path, "", "TOML syntax error: arrays or inline tables nested too deep")]) from None
     walker = _Walker(path, _line_index(text), base=path.parent if path else Path.cwd())
     walker.rule_check = rule_check
     config, plugins = walker.config(data, plugins_for, sections)
@@ -854,7 +860,7 @@ def locate(file: Path | None, path: KeyPath) -> int | None:
     if file is None:
         return None
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_small_text(file, MAX_CONFIG_BYTES)
     except (OSError, UnicodeDecodeError):
         return None
     return _Walker(file, _line_index(text), file.parent).line_of(path)

@@ -59,6 +59,7 @@ from normagent.model import (
     HEALTH_GAUGES,
     Period,
     Rollup,
+    RollupRows,
     RollupSum,
     RunOutcome,
     Severity,
@@ -706,6 +707,11 @@ class Ledger:
         counts: dict[SeriesKey, float] = {}
         gauges: dict[str, dict[Labels, float]] = {}
         rollups: dict[tuple[str, date, str], list[Any]] = {}
+        # RollupRows per (name, day): as given while one, merged (a dict of our own, zeros left
+        # out before adding, so that a key given is written even where its values add up to 0,
+        # as its Rollups would be) once a second comes, e.g. a rollup's rows of every block.
+        bulk: dict[tuple[str, date], Mapping[str, float]] = {}
+        merged: dict[tuple[str, date], dict[str, float]] = {}
         events: list[Event] = []
         for obs in batch.observations:
             if isinstance(obs, Count):
@@ -721,6 +727,25 @@ class Ledger:
                 row[0] += obs.value
                 row[1] = _min_time(row[1], obs.first_seen)
                 row[2] = _max_time(row[2], obs.last_seen)
+            elif isinstance(obs, RollupRows):
+                if not isinstance(obs.values, Mapping):
+                    raise ValueError(f"{collector}: RollupRows {obs.name} holds no mapping of keys to values")
+                try:
+                    sum(obs.values.values())  # numbers only, as a Rollup's value must be (in C: no pass in Python)
+                except TypeError:
+                    raise ValueError(f"{collector}: a value of RollupRows {obs.name} is no number") from None
+                bkey = (obs.name, obs.day)
+                had = bulk.get(bkey)
+                if had is None:
+                    bulk[bkey] = obs.values
+                    continue
+                into = merged.get(bkey)
+                if into is None:
+                    into = merged[bkey] = {k: v for k, v in had.items() if v}
+                    bulk[bkey] = into
+                for k, v in obs.values.items():
+                    if v:
+                        into[k] = into.get(k, 0) + v
             elif isinstance(obs, Event):
                 events.append(obs)
             else:
@@ -738,6 +763,7 @@ class Ledger:
             # The rules judge what the batch speaks of, changed or not: a gauge that sits at 0 for
             # a rule's ``for`` fires it at the commit that shows it still there.
             touched = _touched(counts, gauges, rollups, events)
+            touched.update(f"rollup:{name}" for name, _ in bulk)
             counts = {key: value for key, value in counts.items() if value or self._mirror.hours.get(key) != hour}
             # Per gauge metric, the history rows it adds; a metric whose series all sit where
             # this collector set them adds none and is not written again.
@@ -745,7 +771,8 @@ class Ledger:
             gauges = {metric: series for metric, series in gauges.items()
                       if history[metric] or any(self._mirror.gauges[(metric, labels)][1] != collector for labels in series)}
             final = {cp.key: cp.value for cp in batch.checkpoints}
-            if not (counts or gauges or rollups or events or self._rules_watch(touched)) and self._checkpoints_unchanged(collector, final):
+            changes = counts or gauges or rollups or bulk or events
+            if not (changes or self._rules_watch(touched)) and self._checkpoints_unchanged(collector, final):
                 self._refuse_if_lost()  # as a write would: a lost ledger is said at the next batch
                 return
             with self._transaction(f"cannot store a batch of {collector}") as conn:
@@ -783,6 +810,16 @@ class Ledger:
                         for (name, day, row_key), (value, first, last) in rollups.items()
                     ],
                 )
+                # Many keys' rows at once, each added to its row as a Rollup of its own would be
+                # (no first or last seen: those stay as they are); a key also given as a Rollup
+                # above adds up in its row. One statement per name and day, no object per row.
+                for (name, day), values in bulk.items():
+                    day_text, every = day.isoformat(), (name, day) in merged
+                    conn.executemany(
+                        "INSERT INTO rollups (name, day, key, value) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (name, day, key) DO UPDATE SET value = value + excluded.value",
+                        ((name, day_text, key, float(value)) for key, value in values.items() if value or every),
+                    )
                 conn.executemany(
                     "INSERT OR IGNORE INTO events (collector, kind, key, at, attrs) VALUES (?, ?, ?, ?, ?)",
                     [

@@ -40,7 +40,6 @@ Imports only normagent.model (types) and the standard library (icalendar lazily)
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Sequence
@@ -53,6 +52,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import structlog
 
 from normagent.model import PlannedWindow
+from normagent.smallfile import read_small_stat
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +60,7 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CHUNK = timedelta(days=32)  # windows are expanded and cached per chunk of this length
 MAX_OCCURRENCES = 20_000  # per chunk and file: a calendar that recurs more often is refused
+MAX_CALENDAR_BYTES = 32 * 1024 * 1024  # years of a busy change calendar exported whole are a few MB
 TOO_FREQUENT = ("SECONDLY", "MINUTELY")
 
 
@@ -316,15 +317,13 @@ class IcalFile:
                 used; the message says ``<file>:<line>: what``.
         """
         try:
-            with path.open("rb") as handle:
-                st = os.fstat(handle.fileno())
-                data = handle.read()
+            data, st = read_small_stat(path, MAX_CALENDAR_BYTES)
         except FileNotFoundError:
             raise CalendarError(f"{path}: file not found") from None
         except IsADirectoryError:
             raise CalendarError(f"{path}: is a directory, expected an iCalendar file") from None
         except OSError as exc:
-            raise CalendarError(f"{path}: cannot read: {exc.strerror}") from None
+            raise CalendarError(f"{path}: cannot read: {exc.strerror or exc}") from None
         identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         try:
             text = data.decode("utf-8")

@@ -9,7 +9,8 @@ How a collector talks to the core, in one picture::
                                    each Batch is committed in ONE ledger transaction
 
 Observations are ``Count`` (add to a counter), ``Gauge`` (set a value), ``Rollup`` (add to a per-day
-tally kept for the report) and ``Event`` (a notable, timestamped fact kept for the report). A
+tally kept for the report; ``RollupRows`` for many keys of one tally and day at once) and ``Event``
+(a notable, timestamped fact kept for the report). A
 ``Checkpoint`` is where a source was read up to. Because the only way to store either is a ``Batch``,
 a position is never saved without the counts it covers, nor counts without their position.
 
@@ -157,6 +158,24 @@ class Rollup:
 
 
 @dataclass(frozen=True, slots=True)
+class RollupRows:
+    """Add to the per-day tallies of many keys of one rollup at once: the same as a
+    ``Rollup(name, day, key, value)`` for each ``key: value`` of ``values`` whose value is not 0,
+    without first or last seen.
+
+    Why: a firewall backlog under a scan brings ~10,000 source networks to one batch, and an
+    object per row, taken apart again by the ledger, cost more than writing the rows (issue 15):
+    the ledger writes these in one statement, with the batch's other observations and checkpoints
+    in the same transaction. ``values`` is not copied: it must not change once handed over (the
+    firewall's are the rows a carry holds, which are never changed).
+    """
+
+    name: str
+    day: date
+    values: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """A notable, timestamped fact for the report (an unexpected shutdown, a rejected message).
 
@@ -171,7 +190,7 @@ class Event:
     attrs: Mapping[str, EventValue] = field(default_factory=dict)
 
 
-Observation: TypeAlias = "Count | Gauge | Rollup | Event"
+Observation: TypeAlias = "Count | Gauge | Rollup | RollupRows | Event"
 
 
 @dataclass(frozen=True, slots=True)

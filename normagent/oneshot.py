@@ -23,7 +23,7 @@ import structlog
 from normagent.clock import Clock
 from normagent.errors import NoData, StateError
 from normagent.ledger import Ledger, MemoryCheckpoints
-from normagent.model import Advice, Batch, CollectorSpec, Count, Event, Gauge, MaintenanceCalendar, NoMaintenance, Rollup, RunContext
+from normagent.model import Advice, Batch, CollectorSpec, Count, Event, Gauge, MaintenanceCalendar, NoMaintenance, Rollup, RollupRows, RunContext
 from normagent.scheduler import advice_for
 from normagent.privacy import KEY_FILE, Pseudonymiser, read_key
 
@@ -57,6 +57,8 @@ class CollectorReport:
                 self.gauges[(obs.metric, obs.labels)] = obs.value
             elif isinstance(obs, Rollup):
                 self.rollup_rows[obs.name] = self.rollup_rows.get(obs.name, 0) + 1
+            elif isinstance(obs, RollupRows):
+                self.rollup_rows[obs.name] = self.rollup_rows.get(obs.name, 0) + sum(1 for value in obs.values.values() if value)
             elif isinstance(obs, Event):
                 self.events.append(obs)
         self.checkpoints += len(batch.checkpoints)

@@ -35,7 +35,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, TextIO
 
 from normagent.errors import InputError, UsageError
 from normagent.logs import ParseJob, ParsedInput, host_zone, parse_each
-from normagent.model import CollectorSpec, Count, MaintenanceCalendar, NoMaintenance, ParseContext, Rollup
+from normagent.model import CollectorSpec, Count, MaintenanceCalendar, NoMaintenance, ParseContext, Rollup, RollupRows
 from normagent.privacy import Pseudonymiser
 
 if TYPE_CHECKING:
@@ -253,6 +253,8 @@ def _collector_result(spec: CollectorSpec, parsed: ParsedInput) -> CollectorResu
             counts[(obs.metric, labels)] = counts.get((obs.metric, labels), 0.0) + obs.value
         elif isinstance(obs, Rollup):
             keys.setdefault(obs.name, set()).add(obs.key)
+        elif isinstance(obs, RollupRows):
+            keys.setdefault(obs.name, set()).update(key for key, value in obs.values.items() if value)
     return CollectorResult(
         collector=spec.name,
         parsed=result.parsed,

@@ -16,6 +16,7 @@ import hmac
 import ipaddress
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,23 @@ class Pseudonymiser:
 
     def __post_init__(self) -> None:
         # The keyed state is computed once; each pseudonym copies it (a third cheaper per call).
-        object.__setattr__(self, "_keyed", hmac.new(self.key, digestmod=hashlib.sha256))
+        object.__setattr__(self, "_keyed", _keyed_sha256(self.key))
 
     def __call__(self, value: str) -> str:
         mac = self._keyed.copy()
         mac.update(value.encode("utf-8", "surrogatepass"))
         return str(mac.hexdigest()[:16])
+
+    def many(self, values: Iterable[str]) -> list[str]:
+        """``[self(value) for value in values]``, without a call per value: a firewall backlog
+        names ~10,000 networks at once (issue 15)."""
+        copy = self._keyed.copy
+        out = []
+        for value in values:
+            mac = copy()
+            mac.update(value.encode("utf-8", "surrogatepass"))
+            out.append(mac.hexdigest()[:16])
+        return out
 
     def account(self, name: str) -> str:
         """Pseudonym of an account name, as given: ``admin`` and ``Admin`` differ.
@@ -55,6 +67,19 @@ class Pseudonymiser:
         """Pseudonym of the /24 (IPv4) or /48 (IPv6) an address is in; ``None`` if it is no address."""
         net = network_of(address)
         return self("network:" + net) if net else None
+
+
+def _keyed_sha256(key: bytes) -> Any:
+    """HMAC-SHA256 keyed with ``key``, to be copied per value: OpenSSL's own HMAC object where
+    the interpreter has it (``_hashlib``: its ``copy`` is one C call; ``hmac.HMAC.copy`` builds a
+    Python object around one, ~40 % of a network's pseudonym), else ``hmac``'s. The same MAC
+    either way (tests/unit/test_privacy.py holds both to ``hmac.new``)."""
+    try:
+        from _hashlib import hmac_new  # noqa: PLC0415 - CPython's OpenSSL binding, absent on some builds
+
+        return hmac_new(key, digestmod="sha256")
+    except (ImportError, ValueError):  # no OpenSSL binding, or sha256 refused by its policy
+        return hmac.new(key, digestmod=hashlib.sha256)
 
 
 def network_of(address: str) -> str | None:

@@ -24,8 +24,11 @@ from normagent.model import (
     CommandResult,
     LogBlock,
     NoMaintenance,
+    Observation,
     ParseContext,
     ParseResult,
+    Rollup,
+    RollupRows,
     RunContext,
     SnmpAuth,
     SnmpVarBind,
@@ -223,6 +226,19 @@ def run_collector_once(spec: CollectorSpec, ledger: Ledger | None = None, **cont
 def observations(batches: Iterable[Batch]) -> list[Any]:
     """All observations of some batches, in order."""
     return [obs for batch in batches for obs in batch.observations]
+
+
+def rollup_rows(observations: Iterable[Observation]) -> list[Rollup]:
+    """The rollup rows some observations add, one ``Rollup`` each: a ``Rollup`` as it is, a
+    ``RollupRows`` as the ``Rollup`` of each of its keys whose value is not 0, in key order
+    (what the ledger writes for it), in the order the observations come."""
+    out: list[Rollup] = []
+    for obs in observations:
+        if isinstance(obs, Rollup):
+            out.append(obs)
+        elif isinstance(obs, RollupRows):
+            out += [Rollup(obs.name, obs.day, key, value) for key, value in sorted(obs.values.items()) if value]
+    return out
 
 
 def parse_text(

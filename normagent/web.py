@@ -65,6 +65,7 @@ from typing import Any, Literal, TypeAlias, cast
 import structlog
 
 from normagent.errors import EX_CONFIG, NormagentError
+from normagent.smallfile import read_small
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +80,7 @@ ClientAuthType = Literal[
 TLSVersionName = Literal["TLS12", "TLS13"]
 
 DEFAULT_LISTEN = "127.0.0.1:9824"
+MAX_PEM_BYTES = 4 * 1024 * 1024  # a certificate chain, a key or a CA bundle (the system's is ~200 kB)
 TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
 VERIFY_MODES = {
     "NoClientCert": ssl.CERT_NONE,
@@ -311,7 +313,7 @@ def tls_context(settings: WebSettings) -> ssl.SSLContext | None:
         ("tls_key_file", settings.tls_key_file, b"PRIVATE KEY-----", "PEM private key"),
     ):
         try:
-            text = path.read_bytes()
+            text = read_small(path, MAX_PEM_BYTES)
         except OSError as exc:
             raise fail(key, f"cannot read {path}: {exc.strerror or exc}") from None
         if marker not in text:
@@ -334,7 +336,7 @@ def tls_context(settings: WebSettings) -> ssl.SSLContext | None:
         raise fail("client_auth_type", f'"{settings.client_auth_type}" {UNSUPPORTED_CLIENT_AUTH}')
     if settings.tls_client_ca_file is not None:
         try:
-            if b"-----BEGIN CERTIFICATE-----" not in settings.tls_client_ca_file.read_bytes():
+            if b"-----BEGIN CERTIFICATE-----" not in read_small(settings.tls_client_ca_file, MAX_PEM_BYTES):
                 raise fail("tls_client_ca_file", f"{settings.tls_client_ca_file} holds no PEM certificate (no BEGIN CERTIFICATE block)")
             ctx.load_verify_locations(cafile=settings.tls_client_ca_file)
         except (ssl.SSLError, OSError) as exc:

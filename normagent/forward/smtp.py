@@ -29,7 +29,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from normagent.forward.client import read_secret, tls_problems
+from normagent.forward.client import tls_problems
+from normagent.smallfile import read_secret
 from normagent.hookspecs import hookimpl
 from normagent.model import Delivery, DeliveryFailed, ForwarderSpec
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from normagent.forward.client import HttpSettings, bearer, http_problems, post, probe, read_secret, session
+from normagent.forward.client import HttpSettings, bearer, http_problems, post, probe, session
+from normagent.smallfile import read_secret
 from normagent.hookspecs import hookimpl
 from normagent.model import Delivery, ForwarderSpec
 

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from normagent.errors import EX_DATAERR, InputError, UsageError
+from normagent.smallfile import read_secret
 
 if TYPE_CHECKING:
     from normagent.report.build import ReportPeriod
@@ -153,9 +154,11 @@ def run_report(args: argparse.Namespace, config: Config, plugins: Plugins, out: 
             password = ""
             if args.prometheus_password_file is not None:
                 try:
-                    password = args.prometheus_password_file.read_text(encoding="utf-8").strip()
+                    password = read_secret(args.prometheus_password_file)
                 except OSError as exc:
                     raise InputError(f"--prometheus-password-file {args.prometheus_password_file}: {exc.strerror or exc}") from None
+                except UnicodeDecodeError as exc:
+                    raise InputError(f"--prometheus-password-file {args.prometheus_password_file}: not UTF-8 text ({exc})") from None
             client = PrometheusClient(
                 PrometheusSettings(
                     url=args.prometheus_url, match=args.match, host_label=args.host_label, ca_file=args.prometheus_ca_file,

@@ -81,6 +81,7 @@ import structlog
 
 from normagent.sources.lines import BlockCopies, count_lines_ascii
 from normagent.model import CheckpointReader, JSONValue, TextBlock
+from normagent.smallfile import kind_of
 
 log = structlog.get_logger(__name__)
 
@@ -1024,20 +1025,6 @@ class NotRegularFile(OSError):
         self.kind = kind
 
 
-_KINDS = (
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISLNK, "a symbolic link"),
-)
-
-
-def _kind(mode: int) -> str:
-    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
-
-
 def _open_file(path: str, *, follow: bool) -> int:
     """An fd on the regular file at ``path``, opened without ever blocking.
 
@@ -1056,14 +1043,14 @@ def _open_file(path: str, *, follow: bool) -> int:
         fd = os.open(path, flags)
     except OSError as exc:
         if exc.errno == errno.ENXIO:  # a socket, or a device without its driver
-            raise NotRegularFile(path, _kind(os.lstat(path).st_mode)) from None
+            raise NotRegularFile(path, kind_of(os.lstat(path).st_mode)) from None
         if exc.errno == errno.ELOOP and not follow:
             raise NotRegularFile(path, "a symbolic link") from None
         raise
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise NotRegularFile(path, _kind(mode))
+            raise NotRegularFile(path, kind_of(mode))
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)

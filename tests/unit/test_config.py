@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import types
 import typing
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from normagent.config import (
+    MAX_CONFIG_BYTES,
     AgentSettings,
     KeyPath,
     PluginsSettings,
@@ -65,6 +67,29 @@ def test_missing_file_is_one_clear_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load(tmp_path / "absent.toml")
     assert [p.message for p in err.value.problems] == ["file not found"]
+
+
+def test_what_is_no_config_file_is_one_clear_problem_without_blocking_or_reading_it_whole(tmp_path: Path) -> None:
+    """A FIFO (which would block ``open`` until a writer came), a device that never ends, a file
+    far too large and nesting deeper than tomllib's recursion: each one problem that says what."""
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.toml"
+    zero.symlink_to("/dev/zero")
+    huge = tmp_path / "huge.toml"
+    huge.write_bytes(b"# padding\n" * (MAX_CONFIG_BYTES // 10 + 1))
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    expected = {
+        fifo: "cannot read: is a FIFO (named pipe), not a regular file",
+        zero: "cannot read: is a character device, not a regular file",
+        huge: f"cannot read: is larger than {MAX_CONFIG_BYTES:,} bytes",
+        deep: "TOML syntax error: arrays or inline tables nested too deep",
+    }
+    for path, message in expected.items():
+        with pytest.raises(ConfigError) as err:
+            load(path)
+        assert [(p.file, p.message) for p in err.value.problems] == [(path, message)]
 
 
 def test_no_file_means_built_in_defaults() -> None:

@@ -5,6 +5,8 @@ while idle or on purpose, answers that are no HTTP, and what reaches the wire.""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -12,7 +14,7 @@ from datetime import timedelta
 
 import pytest
 
-from normagent.forward.client import MAX_BODY, Client, HttpSettings, post
+from normagent.forward.client import MAX_BODY, Client, HttpSettings, http_problems, post, probe
 from normagent.model import DeliveryFailed
 
 Script = Callable[[socket.socket, "Server"], None]
@@ -257,3 +259,45 @@ def test_nobody_listening_is_unreachable() -> None:
     with pytest.raises(DeliveryFailed) as failed:
         send(client_for(url), url)
     assert failed.value.result == "unreachable" and str(failed.value).endswith("connection refused")
+
+
+PROBE_IDNA = """
+import sys
+from datetime import timedelta
+from normagent.forward.client import Client, HttpSettings, post
+url = sys.argv[1]
+status = post(Client(HttpSettings(url=url, timeout=timedelta(seconds=5))), url, b"{}", {}, timeout=5.0)
+print(status, "encodings.idna" in sys.modules)
+"""
+
+
+def test_a_delivery_to_an_ascii_name_leaves_the_idna_codec_unimported(serve: Callable[[Script], Server]) -> None:
+    """The host goes to getaddrinfo as bytes: no ``encodings.idna`` (with ``unicodedata``) in
+    the agent for a name that is ASCII anyway. A fresh interpreter, since pytest imported it."""
+    server = serve(answering(OK))
+    url = server.url.replace("127.0.0.1", "localhost")
+    done = subprocess.run([sys.executable, "-c", PROBE_IDNA, url], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["200", "False"]
+    assert server.requests and b"Host: localhost:" in server.requests[0]
+
+
+def test_a_name_beyond_ascii_is_looked_up_and_sent_as_its_idna_a_label() -> None:
+    """``bücher.invalid`` is looked up as ``xn--bcher-kva.invalid``: unreachable, said so (it
+    once failed before any lookup, encoding the request line as ASCII)."""
+    client = client_for("http://bücher.invalid:9/")
+    assert client.target("http://bücher.invalid:9/ø å?q=ü")[1:] == (
+        "xn--bcher-kva.invalid", 9, b"POST /%C3%B8%20%C3%A5?q=%C3%BC HTTP/1.1\r\nHost: xn--bcher-kva.invalid:9\r\n")
+    with pytest.raises(DeliveryFailed) as failed:
+        send(client, "http://bücher.invalid:9/")
+    assert failed.value.result == "unreachable"
+
+
+def test_a_host_no_dns_name_can_stand_for_is_a_problem_and_a_failed_delivery_not_a_crash() -> None:
+    url = f"http://{'ü' * 64}.example/"
+    problems = http_problems(HttpSettings(url=url))
+    assert problems and problems[0][0] == "url" and "no valid internationalised domain name" in problems[0][1]
+    assert probe(HttpSettings(url=url)) == problems
+    with pytest.raises(DeliveryFailed) as failed:
+        send(client_for(url), url)
+    assert failed.value.result == "error" and "label" in str(failed.value)

@@ -209,6 +209,9 @@ def test_binary_garbage_and_missing_files_are_clear_problems(tmp_path: Path) -> 
     assert validate_maintenance(MaintenanceSettings(calendar=garbage)) == [("calendar", f"{garbage}:2: not UTF-8 text (RFC 5545 calendars are UTF-8)")]
     missing = tmp_path / "nope.ics"
     assert validate_maintenance(MaintenanceSettings(calendar=missing)) == [("calendar", f"{missing}: file not found")]
+    fifo = tmp_path / "fifo.ics"
+    os.mkfifo(fifo)  # would block the reader until a writer came
+    assert validate_maintenance(MaintenanceSettings(calendar=fifo)) == [("calendar", f"{fifo}: cannot read: is a FIFO (named pipe), not a regular file")]
 
 
 def test_check_config_names_the_calendar_line(tmp_path: Path) -> None:

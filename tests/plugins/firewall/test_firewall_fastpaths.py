@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from normagent import Count, Event, ParseContext, ParseResult, Rollup, TextBlock
+from normagent import Count, Event, ParseContext, ParseResult, Rollup, RollupRows, TextBlock
 from normagent.plugins.firewall.collectors import ApplianceSettings, Device, LinuxSettings
 from normagent.plugins.firewall.parse import (
     BY_NETWORK,
@@ -40,7 +40,7 @@ from normagent.plugins.firewall.parse import (
 from normagent.model import carry_json
 from normagent.privacy import Pseudonymiser
 from normagent.sources.syslog import spool_line
-from normagent.testing import test_pseudonymiser
+from normagent.testing import rollup_rows, test_pseudonymiser
 
 ROOT = Path(__file__).parents[3]
 FIXTURES = ROOT / "tests" / "fixtures" / "logs" / "firewall"
@@ -254,7 +254,8 @@ def block(lines: list[str], origin: str = "/var/log/kern.log") -> TextBlock:
 
 def summary(result: ParseResult) -> tuple[object, ...]:
     """Everything a result says, comparable (observations in order, carry, examples)."""
-    return (result.parsed, result.ignored, result.unparsed, list(map(repr, result.observations)), result.examples, json.dumps(carry_json(result.carry), sort_keys=True))
+    observations = [repr(rollup_rows([o])) if isinstance(o, RollupRows) else repr(o) for o in result.observations]
+    return (result.parsed, result.ignored, result.unparsed, observations, result.examples, json.dumps(carry_json(result.carry), sort_keys=True))
 
 
 def totals(results: list[ParseResult]) -> tuple[object, ...]:
@@ -269,8 +270,9 @@ def totals(results: list[ParseResult]) -> tuple[object, ...]:
         for obs in result.observations:
             if isinstance(obs, Count):
                 counts[(obs.metric, obs.labels)] += obs.value
-            elif isinstance(obs, Rollup):
-                rows[(obs.name, obs.day, obs.key)] += obs.value
+            elif isinstance(obs, (Rollup, RollupRows)):
+                for row in rollup_rows([obs]):
+                    rows[(row.name, row.day, row.key)] += row.value
             elif isinstance(obs, Event):
                 events.add((obs.kind, obs.key, obs.at, tuple(sorted(obs.attrs.items()))))
     return tuple(outcomes), +counts, +rows, events
@@ -528,10 +530,10 @@ def test_a_backlogs_network_rows_are_carried_and_written_once(parse: object, lin
     end = parse(TextBlock(b"", origin, None, 0), ctx_for(timezone.utc, settings_, json.loads(json.dumps(carry_json(second.carry))), examples=0))  # type: ignore[operator]
     alone = parse(big, ctx_for(timezone.utc, settings_, examples=0, final=True))  # type: ignore[operator]
 
-    assert first.carry and not [o for o in first.observations + second.observations if isinstance(o, Rollup) and o.name == BY_NETWORK]
+    assert first.carry and not [o for o in rollup_rows(first.observations + second.observations) if o.name == BY_NETWORK]
     assert end.carry is None
-    written = Counter({(o.day, o.key): o.value for o in end.observations if isinstance(o, Rollup)})
-    once = Counter({(o.day, o.key): o.value for o in alone.observations if isinstance(o, Rollup) and o.name == BY_NETWORK})
+    written = Counter({(o.day, o.key): o.value for o in rollup_rows(end.observations)})
+    once = Counter({(o.day, o.key): o.value for o in rollup_rows(alone.observations) if o.name == BY_NETWORK})
     assert written and written == once + once
     carried = [key for keys in carry_json(first.carry)["rows"].values() for key in keys]  # type: ignore[index,union-attr]
     assert all(len(key) == 16 and "." not in key and ":" not in key for key in carried), "the carry holds pseudonyms, never an address"
@@ -548,7 +550,7 @@ def test_a_carry_handed_on_in_memory_counts_as_one_read_back_from_the_ledger() -
             carry = parse_linux_lines(big, ctx_for(timezone.utc, LinuxSettings(), carry, examples=0)).carry
             carry = json.loads(json.dumps(carry_json(carry))) if through_json else carry
         end = parse_linux_lines(TextBlock(b"", "/var/log/kern.log", None, 0), ctx_for(timezone.utc, LinuxSettings(), carry, examples=0))
-        outcomes.append(sorted((o.day, o.key, o.value) for o in end.observations if isinstance(o, Rollup)))
+        outcomes.append(sorted((o.day, o.key, o.value) for o in rollup_rows(end.observations)))
 
     assert outcomes[0] and outcomes[0] == outcomes[1]
 
@@ -567,7 +569,7 @@ def test_a_damaged_carry_keeps_what_is_a_count_and_never_wedges_the_source(carry
     fast, general = linux_lines(block(lines), ctx, fast=True), linux_lines(block(lines), ctx, fast=False)
 
     assert summary(fast) == summary(general) and fast.carry is None
-    assert all(isinstance(o.value, (int, float)) for o in fast.observations if isinstance(o, Rollup)), "a row that is no count is left out"
+    assert all(isinstance(o.value, (int, float)) for o in rollup_rows(fast.observations)), "a row that is no count is left out"
 
 
 def test_rows_wait_at_most_carry_for() -> None:
@@ -581,7 +583,7 @@ def test_rows_wait_at_most_carry_for() -> None:
     second = parse_linux_lines(big, later)
 
     assert first.carry is not None and second.carry is None
-    assert any(isinstance(o, Rollup) and o.name == BY_NETWORK for o in second.observations)
+    assert any(o.name == BY_NETWORK for o in rollup_rows(second.observations))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -642,7 +644,7 @@ def test_a_superscript_port_is_no_crash() -> None:
     line = "2026-11-23T07:00:00.000000Z 192.0.2.1 <134>Nov 23 07:00:00 pfsense filterlog[1]: 5,,,0,em0,match,block,in,4,0x0,,64,1,0,none,6,tcp,60,198.51.100.7,10.0.0.5,1,²,0"
     result = appliance_lines(block([line], "/x/syslog.log"), ctx_for(timezone.utc, DEVICES), fast=False)
 
-    assert result.parsed == 1 and not [o for o in result.observations if isinstance(o, Rollup) and o.name != BY_NETWORK]
+    assert result.parsed == 1 and not [o for o in rollup_rows(result.observations) if o.name != BY_NETWORK]
 
 
 def test_the_pseudonym_memo_is_bounded() -> None:
@@ -661,7 +663,7 @@ def test_day_of_a_row_is_the_utc_day() -> None:
     line = "Nov 23 00:30:00 fw01 kernel: [UFW BLOCK] IN=eth0 OUT= SRC=203.0.113.9 DST=10.0.0.5 LEN=52 TOS=0x00 PREC=0x00 TTL=52 ID=1 DF PROTO=TCP SPT=5 DPT=22"
     result = parse_linux_lines(block([line]), ctx_for(ZoneInfo("Europe/Oslo"), LinuxSettings()))
 
-    assert {o.day for o in result.observations if isinstance(o, Rollup)} == {date(2026, 11, 22)}
+    assert {o.day for o in rollup_rows(result.observations)} == {date(2026, 11, 22)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from normagent import LiveCarry, ParseContext, ParseResult, Rollup, TextBlock
+from normagent import LiveCarry, ParseContext, ParseResult, TextBlock
 from normagent.ledger import Ledger
 from normagent.logs import FileSource, file_log_collector
 from normagent.model import CollectorSpec, carry_json
@@ -38,7 +38,7 @@ from normagent.plugins.firewall.parse import (
     v4_net,
 )
 from normagent.privacy import Pseudonymiser
-from normagent.testing import FakeClock, make_context, run_collector_once, test_pseudonymiser
+from normagent.testing import FakeClock, make_context, rollup_rows, run_collector_once, test_pseudonymiser
 from tests.plugins.firewall import test_firewall_fastpaths as fastpaths
 from tests.support.tools import require_extension
 
@@ -296,11 +296,11 @@ def test_a_carry_in_memory_writes_what_one_read_back_from_json_writes_for_every_
                 carry = json.loads(json.dumps(carry_json(carry)))  # type: ignore[arg-type]
         end = parse_linux_lines(TextBlock(b"", ORIGIN, None, 0), _ctx(carry))
         assert end.carry is None
-        written.append(Counter({(o.day, o.key): o.value for o in end.observations if isinstance(o, Rollup) and o.name == BY_NETWORK}))
+        written.append(Counter({(o.day, o.key): o.value for o in rollup_rows(end.observations) if o.name == BY_NETWORK}))
     alone = Counter[tuple[date, str]]()
     for block_lines in lines:
         result = parse_linux_lines(_full_block(block_lines), ParseContext(now=fastpaths.NOW, tz=timezone.utc, pseudonymise=test_pseudonymiser(), settings=LinuxSettings(), final=True))
-        alone.update({(o.day, o.key): o.value for o in result.observations if isinstance(o, Rollup) and o.name == BY_NETWORK})
+        alone.update({(o.day, o.key): o.value for o in rollup_rows(result.observations) if o.name == BY_NETWORK})
     assert alone and all(rows == alone for rows in written)
 
 
@@ -334,7 +334,7 @@ def _write_backlog(root: Path) -> tuple[int, Counter[tuple[date, str]]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(line + "\n" for line in lines))
     alone = parse_linux_lines(fastpaths.block(lines, ORIGIN), ParseContext(now=fastpaths.NOW, tz=timezone.utc, pseudonymise=test_pseudonymiser(), settings=BACKLOG_SETTINGS, final=True))
-    rows = Counter({(o.day, o.key): o.value for o in alone.observations if isinstance(o, Rollup) and o.name == BY_NETWORK})
+    rows = Counter({(o.day, o.key): o.value for o in rollup_rows(alone.observations) if o.name == BY_NETWORK})
     return alone.parsed, rows
 
 
@@ -434,7 +434,7 @@ def test_rows_read_back_after_the_carry_waited_too_long_are_written(tmp_path: Pa
     stored = json.loads(json.dumps(carry_json(first.carry)))
     later = parse_linux_lines(_full_block(bench_lines(2000, 5)), _ctx(stored, now=fastpaths.NOW + timedelta(minutes=10)))
     assert later.carry is None
-    got = Counter({(o.day, o.key): o.value for o in later.observations if isinstance(o, Rollup) and o.name == BY_NETWORK})
+    got = Counter({(o.day, o.key): o.value for o in rollup_rows(later.observations) if o.name == BY_NETWORK})
     assert sum(got.values()) == first.parsed + later.parsed
 
 
@@ -479,7 +479,7 @@ def test_filterlogs_rows_count_once_through_the_spool_when_a_run_dies_between_ba
         TextBlock("".join(lines).encode(), str(spool / "syslog.log"), None, len(lines)),
         ParseContext(now=fastpaths.NOW, tz=timezone.utc, pseudonymise=test_pseudonymiser(), settings=ApplianceSettings(), final=True),
     )
-    rows = Counter({(o.day, o.key): o.value for o in whole.observations if isinstance(o, Rollup) and o.name == BY_NETWORK})
+    rows = Counter({(o.day, o.key): o.value for o in rollup_rows(whole.observations) if o.name == BY_NETWORK})
     spec = syslog_log_collector("firewall.appliances", help="filterlog, a batch a block", parser=parse_appliance_lines,
                                 settings=ApplianceSettings, metrics=APPLIANCE_METRICS, commit_bytes=1)
     clock = FakeClock(fastpaths.NOW)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from normagent import Count, Event, JournalEntry, ParseContext, ParseResult, RecordBlock, Rollup
+from normagent import Count, Event, JournalEntry, ParseContext, ParseResult, RecordBlock
 from normagent.plugins.firewall.collectors import ApplianceSettings, Device, LinuxSettings, WindowsLogSettings
 from normagent.plugins.firewall.parse import (
     BLOCKED,
@@ -26,7 +26,7 @@ from normagent.plugins.firewall.parse import (
     parse_pfirewall,
 )
 from normagent.sources.syslog import spool_line
-from normagent.testing import parse_text, test_pseudonymiser
+from normagent.testing import parse_text, rollup_rows, test_pseudonymiser
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "logs" / "firewall"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
@@ -42,8 +42,8 @@ def counts(result: ParseResult, metric: str) -> dict[tuple[str, ...], float]:
 
 def rollup(result: ParseResult, name: str) -> Counter[str]:
     out: Counter[str] = Counter()
-    for o in result.observations:
-        if isinstance(o, Rollup) and o.name == name:
+    for o in rollup_rows(result.observations):
+        if o.name == name:
             out[o.key] += o.value
     return out
 

@@ -1,0 +1,94 @@
+"""Read a small file an operator names (the configuration, a secret, a certificate) safely.
+
+Why not ``Path.read_text``: the path is whatever a configuration or a command line says, and
+bad luck or an attacker can put something else there. A FIFO blocks ``open`` until someone writes
+to it, so the agent would hang at start without a word; a device such as ``/dev/zero`` never
+ends, and a log file given by mistake can be gigabytes, read whole into memory. Here the file is
+opened without blocking, must be a regular file, and is read only up to a limit; each refusal is
+an ``OSError`` whose text says what the path is instead.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
+
+
+def kind_of(mode: int) -> str:
+    """What a file of ``st_mode`` ``mode`` is, for a message: "a FIFO (named pipe)", …"""
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+class NotRegularFile(OSError):
+    """The path is a FIFO, a device or a socket, where a file was expected."""
+
+
+class FileTooLarge(OSError):
+    """The file is larger than what its kind can reasonably be."""
+
+
+def read_small(path: Path, limit: int) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them (see ``read_small_stat``)."""
+    return read_small_stat(path, limit)[0]
+
+
+def read_small_stat(path: Path, limit: int) -> tuple[bytes, os.stat_result]:
+    """The bytes of the regular file ``path``, at most ``limit`` of them, with its ``fstat``
+    before reading (for a reader that notices when the file is replaced).
+
+    Raises:
+        FileNotFoundError, PermissionError, IsADirectoryError: as ``open`` would.
+        NotRegularFile: a FIFO, device or socket (opened without blocking, never read).
+        FileTooLarge: more than ``limit`` bytes (checked before reading, and again while
+            reading, for a file that grows meanwhile).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a socket, or a device without its driver
+            raise NotRegularFile(errno.EINVAL, f"is {kind_of(os.stat(path).st_mode)}, not a regular file", str(path)) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(errno.EINVAL, f"is {kind_of(mode)}, not a regular file", str(path))
+        if st.st_size > limit:
+            raise FileTooLarge(errno.EFBIG, f"is larger than {limit:,} bytes", str(path))
+        parts: list[bytes] = []
+        size = 0
+        while size <= limit:
+            part = os.read(fd, limit + 1 - size)
+            if not part:
+                return b"".join(parts), st
+            parts.append(part)
+            size += len(part)
+        raise FileTooLarge(errno.EFBIG, f"is larger than {limit:,} bytes", str(path))
+    finally:
+        os.close(fd)
+
+
+def read_small_text(path: Path, limit: int) -> str:
+    """``read_small`` decoded as UTF-8 (``UnicodeDecodeError`` names the byte's position)."""
+    return read_small(path, limit).decode("utf-8")
+
+
+MAX_SECRET_BYTES = 64 * 1024  # a token, password or shared secret; anything longer is the wrong file
+
+
+def read_secret(path: Path) -> str:
+    """A secret file's text, trimmed (refused: a FIFO, a device, a file over 64 KiB)."""
+    return read_small_text(path, MAX_SECRET_BYTES).strip()
