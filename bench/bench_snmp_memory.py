@@ -11,7 +11,8 @@ SNMP site loads), then, plan "v3": the first SNMPv3 authPriv (SHA/AES) poll of a
 SNMPv3 imports and makes: pysnmp's USM services and cryptography, or before 2026-12-07 an
 ``SnmpEngine`` and its MIB modules), 20 more polls,
 the first SNMPv2c poll and nine more v3 devices; plan "v2c" (a site with only v2c devices): the
-first v2c poll and 20 more. Both end with nine more v2c devices. The client keeps an engine per
+first v2c poll and 20 more; plan "v1" (a site with SNMPv1 devices): the first v1 poll, 20 more and
+nine more v1 devices. All end with nine more v2c devices. The client keeps an engine per
 device (a device is its target, credentials and timeout; the devices here differ by timeout).
 Whether ``cryptography`` was imported is reported. ``--baseline REV`` runs the same in another
 interpreter on that revision's sources (``git archive``), in turn, ``--repeat`` times; medians.
@@ -74,6 +75,16 @@ if PLAN == "v3":
     for n in range(1, 10):
         poll(v3, 2 + n / 10)
     step("9 more v3 devices")
+elif PLAN == "v1":
+    v1 = SnmpAuth(version="1", community="public")
+    poll(v1)
+    step("first SNMPv1 poll")
+    for _ in range(20):
+        poll(v1)
+    step("20 more v1 polls")
+    for n in range(1, 10):
+        poll(v1, 2 + n / 10)
+    step("9 more v1 devices")
 else:
     poll(v2c)
     step("first SNMPv2c poll (no v3 device)")
@@ -134,7 +145,7 @@ def main() -> int:
         try:
             assert server.stdout is not None
             target = server.stdout.readline().strip()
-            plans: dict[str, dict[str, list[dict[str, object]]]] = {plan: {name: [] for name in trees} for plan in ("v3", "v2c")}
+            plans: dict[str, dict[str, list[dict[str, object]]]] = {plan: {name: [] for name in trees} for plan in ("v3", "v2c", "v1")}
             for _ in range(args.repeat):
                 for plan, runs in plans.items():
                     for name, tree in trees.items():
