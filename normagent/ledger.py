@@ -261,7 +261,26 @@ class _UnwrittenHealth:
 
 
 # A checkpoint as stored: compact JSON, so an unchanged value can be told by its text.
-_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+_checked_json = json.JSONEncoder(separators=(",", ":")).encode
+# The same text from the C encoder made once (``JSONEncoder.encode`` makes one per call and goes
+# through two Python frames: half its cost for a first index's hundreds of thousands of small
+# values; bench/README.md, w14-edi). It skips the circular-reference check, so a value that
+# recurses too deep is encoded again the checked way, which says why (ValueError) as before.
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+_fast_json = None if _c_encoder is None else _c_encoder(
+    None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True,
+)
+
+
+def _compact_json(value: object) -> str:
+    if _fast_json is None:
+        return _checked_json(value)
+    if isinstance(value, str):  # as JSONEncoder.encode: a plain string is no container
+        return json.encoder.encode_basestring_ascii(value)
+    try:
+        return "".join(_fast_json(value, 0))
+    except RecursionError:
+        return _checked_json(value)
 
 
 def _labels_json(labels: Labels) -> str:

@@ -621,8 +621,8 @@ class EdiCollector:
                     stage, tally = Stage(index), _Tally()
                     if ctx.expired():
                         return None
-                c = candidates.get(slot)
-                stage.put_file(c.path, FileEntry(c.size, c.mtime_ns, "ok"), indexed=False)
+                stage.put_file(candidates.path(slot), FileEntry(candidates.size[slot], candidates.mtime[slot], "ok"),
+                               indexed=False)
         yield self._batch(stage, tally)
         index.apply(stage)
         tally.log_summaries(ctx)

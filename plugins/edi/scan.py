@@ -132,6 +132,7 @@ class Candidates:
 
     def __init__(self) -> None:
         self.places: list[tuple[str, str, EdiFolder]] = []  # (directory, base, folder)
+        self._prefixes: list[str] = []  # each place's directory as ``os.path.join`` prefixes a name
         self._place_ids: dict[str, int] = {}
         self._names = bytearray()  # the names' bytes, one after the other
         self._ends = array("q")  # where each name ends in ``_names``
@@ -157,7 +158,13 @@ class Candidates:
         if found is None:
             found = self._place_ids[directory] = len(self.places)
             self.places.append((directory, base, folder))
+            self._prefixes.append(os.path.join(directory, ""))
         return found
+
+    def path(self, i: int) -> str:
+        """``os.path.join(directory, name)`` of candidate ``i``: its place's prefix and its name (a
+        name from a listing is never absolute nor empty; no join per file)."""
+        return self._prefixes[self.place[i]] + self.name(i)
 
     def add(self, place: int, name: str, size: int, mtime_ns: int, *, regular: bool, indexed: bool) -> None:
         self._names += os.fsencode(name)
@@ -168,10 +175,11 @@ class Candidates:
         self.flags.append((1 if regular else 0) | (2 if indexed else 0))
 
     def get(self, i: int) -> Candidate:
-        directory, base, folder = self.places[self.place[i]]
+        place = self.place[i]
+        directory, base, folder = self.places[place]
         name = self.name(i)
         flags = self.flags[i]
-        return Candidate(os.path.join(directory, name), directory, name, folder, self.size[i], self.mtime[i], base,
+        return Candidate(self._prefixes[place] + name, directory, name, folder, self.size[i], self.mtime[i], base,
                          bool(flags & 1), bool(flags & 2), i)
 
     def defer(self, slot: int) -> None:
