@@ -537,8 +537,9 @@ def _list_dir(
         fd = open_dir(base, directory)
         try:
             listed = set(os.listdir(fd))
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
     except OSError as exc:
         # Down until a listing succeeds: the next cycle lists it again.
         result.problems.append((folder.label, f"cannot list a directory: {exc.strerror}"))
@@ -546,32 +547,35 @@ def _list_dir(
         if watched is not None:
             watched.relist = True
         return prev.subdirs if prev is not None else ()
-    result.listed += 1
-    known_subdirs = {os.path.basename(d) for d in prev.subdirs} if prev is not None else set()
-    # Set differences run in C: with 100,000 files in a folder, only the new names cost Python time.
-    # Known files are written once and not looked at again (unless full, or watched).
-    if cycle.full:
-        entries = index.known_entries(directory)
-        known = set(entries)
-    else:
-        entries = {}
-        known = index.known_names(directory)
-    result.gone.extend(os.path.join(directory, name) for name in known - listed)
-    watch = index.watch.get(directory, {})
-    if cycle.full:
-        fresh = listed - known_subdirs
-    else:
-        fresh = listed - known - known_subdirs
-        fresh.update(watch.keys() & listed)
-    subdirs = [os.path.join(directory, name) for name in listed & known_subdirs] if folder.recursive else []
-    del listed
-    for name in fresh:
-        if name in known:
-            entry = entries.get(name) or index.file_entry(os.path.join(directory, name))
+    try:
+        result.listed += 1
+        known_subdirs = {os.path.basename(d) for d in prev.subdirs} if prev is not None else set()
+        # Set differences run in C: with 100,000 files in a folder, only the new names cost Python time.
+        # Known files are written once and not looked at again (unless full, or watched).
+        if cycle.full:
+            entries = index.known_entries(directory)
+            known = set(entries)
         else:
-            entry = None
-        if _consider(directory, base, name, folder, entry, cycle) == "dir" and folder.recursive:
-            subdirs.append(os.path.join(directory, name))
+            entries = {}
+            known = index.known_names(directory)
+        result.gone.extend(os.path.join(directory, name) for name in known - listed)
+        watch = index.watch.get(directory, {})
+        if cycle.full:
+            fresh = listed - known_subdirs
+        else:
+            fresh = listed - known - known_subdirs
+            fresh.update(watch.keys() & listed)
+        subdirs = [os.path.join(directory, name) for name in listed & known_subdirs] if folder.recursive else []
+        del listed
+        for name in fresh:
+            if name in known:
+                entry = entries.get(name) or index.file_entry(os.path.join(directory, name))
+            else:
+                entry = None
+            if _consider(directory, base, name, folder, entry, cycle, fd) == "dir" and folder.recursive:
+                subdirs.append(os.path.join(directory, name))
+    finally:
+        os.close(fd)
     try:
         after = (os.stat(directory) if directory == base else os.lstat(directory)).st_mtime_ns
     except OSError:
@@ -582,10 +586,17 @@ def _list_dir(
     return tuple(subdirs)
 
 
-def _consider(directory: str, base: str, name: str, folder: EdiFolder, entry: FileEntry | None, cycle: _Cycle) -> str:
+def _consider(
+    directory: str, base: str, name: str, folder: EdiFolder, entry: FileEntry | None, cycle: _Cycle,
+    dir_fd: int | None = None,
+) -> str:
     """Make ``name`` a candidate if it is a wanted file that is new or changed (``entry``: what the
     index holds for it). Returns ``"dir"`` for a directory, ``"gone"`` for a name no longer there,
     ``""`` otherwise.
+
+    ``dir_fd``: the directory as its listing opened it (``open_dir``); the name is looked at there,
+    relative to it (no walk of the whole path per file: a third of the ``lstat``'s cost in a first
+    index; and the directory listed, not another put in its place since).
 
     Nothing is followed: a symbolic link (to ``/etc/shadow``, or to a directory elsewhere), a FIFO,
     a device or a socket that matches the folder's glob becomes a candidate that is never opened —
@@ -595,16 +606,15 @@ def _consider(directory: str, base: str, name: str, folder: EdiFolder, entry: Fi
     patterns = cycle.patterns(folder)
     if patterns.ignored(name):
         return ""
-    path = os.path.join(directory, name)
     try:
-        st = os.lstat(path)
+        st = os.lstat(os.path.join(directory, name)) if dir_fd is None else os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except OSError:
         if entry is not None:
-            result.gone.append(path)
+            result.gone.append(os.path.join(directory, name))
         return "gone"
     if stat.S_ISDIR(st.st_mode):
         if entry is not None:
-            result.gone.append(path)  # a file replaced by a directory
+            result.gone.append(os.path.join(directory, name))  # a file replaced by a directory
         return "dir"
     if not patterns.read(name):
         return ""
