@@ -104,6 +104,8 @@ DIRECTIONS = ("in", "out")
 
 
 def _key(plain: str, escaped: str, path: str) -> str:
+    if path.isascii():  # the usual path: valid UTF-8, no encoded copy made to find out
+        return plain + path
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
@@ -171,6 +173,8 @@ def pending_record_key(checkpoint_key: str) -> str:
 
 def printable(name: str) -> str:
     """A file name for log lines: undecodable bytes as ``\\xNN``, never a lone surrogate."""
+    if name.isascii():  # the usual name: no surrogate in it, and no copy made (asked per file read)
+        return name
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 

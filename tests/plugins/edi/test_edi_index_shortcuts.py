@@ -3,6 +3,7 @@ a candidate's path is ``os.path.join``'s, and a checkpoint's stored text is ``JS
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -49,3 +50,43 @@ def test_a_checkpoint_that_cannot_be_json_is_refused_as_before() -> None:
         _compact_json({(1, 2): "tuple key"})
     with pytest.raises(TypeError):
         _compact_json([object()])
+
+
+def test_a_records_receipt_spelt_out_passes_every_other_field_on() -> None:
+    from normagent.plugins.edi.correlate import Record
+
+    # Every field away from its default, so one left out of ``with_receipt`` shows.
+    values: dict[str, object] = {}
+    for i, f in enumerate(dataclasses.fields(Record)):
+        values[f.name] = {str: f"v{i}", float: float(i) + 0.5, int: i + 7, bool: f.default is False}[
+            type(f.default) if f.default is not dataclasses.MISSING else str]
+    record = Record(**values)  # type: ignore[arg-type]
+    assert record.with_receipt("2", 99.5) == dataclasses.replace(record, receipt="2", receipt_at=99.5)
+
+
+def test_a_batchs_counts_add_up_per_series_whatever_the_labels_order() -> None:
+    from normagent.plugins.edi.collectors import _Tally
+
+    tally = _Tally()
+    tally.count("m", {"b": "1", "a": "2"})
+    tally.count("m", {"a": "2", "b": "1"}, 2)
+    tally.count("m", {"a": "2", "b": "3"})
+    tally.count("n", {"a": "2", "b": "1"})
+    got = {(c.metric, c.labels): c.value for c in tally.observations()}
+    assert got == {("m", (("a", "2"), ("b", "1"))): 3.0, ("m", (("a", "2"), ("b", "3"))): 1.0,
+                   ("n", (("a", "2"), ("b", "1"))): 1.0}
+
+
+@pytest.mark.parametrize("name", ["plain.xml", "b\udce6r.xml", "æøå.xml", "\udcff"])
+def test_names_and_keys_of_ascii_and_other_names_are_as_the_long_way_makes_them(name: str) -> None:
+    from urllib.parse import quote
+
+    from normagent.plugins.edi.index import file_key, printable
+
+    assert printable(name) == name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    path = "/srv/edi/" + name
+    try:
+        path.encode("utf-8")
+        assert file_key(path) == "f:" + path
+    except UnicodeEncodeError:
+        assert file_key(path) == "fx:" + quote(os.fsencode(path), safe="/")
