@@ -64,36 +64,28 @@ v2c = SnmpAuth.v2c("public")
 def poll(auth, timeout=2.0):
     with client.session(target, auth=auth, timeout=timeout) as s:
         s.get(["1.3.6.1.2.1.1.3.0"]); s.walk("1.3.6.1.2.1.2.2.1")
-if PLAN == "v3":
-    poll(v3)
-    step("first SNMPv3 authPriv poll (SHA/AES)")
+def first_and_20_more(auth, first, more):
+    poll(auth)
+    step(first)
     for _ in range(20):
-        poll(v3)
-    step("20 more v3 polls")
+        poll(auth)
+    step(more)
+def nine_more(auth, name):
+    for n in range(1, 10):
+        poll(auth, 2 + n / 10)
+    step(name)
+if PLAN == "v3":
+    first_and_20_more(v3, "first SNMPv3 authPriv poll (SHA/AES)", "20 more v3 polls")
     poll(v2c)
     step("first SNMPv2c poll")
-    for n in range(1, 10):
-        poll(v3, 2 + n / 10)
-    step("9 more v3 devices")
+    nine_more(v3, "9 more v3 devices")
 elif PLAN == "v1":
     v1 = SnmpAuth(version="1", community="public")
-    poll(v1)
-    step("first SNMPv1 poll")
-    for _ in range(20):
-        poll(v1)
-    step("20 more v1 polls")
-    for n in range(1, 10):
-        poll(v1, 2 + n / 10)
-    step("9 more v1 devices")
+    first_and_20_more(v1, "first SNMPv1 poll", "20 more v1 polls")
+    nine_more(v1, "9 more v1 devices")
 else:
-    poll(v2c)
-    step("first SNMPv2c poll (no v3 device)")
-    for _ in range(20):
-        poll(v2c)
-    step("20 more v2c polls")
-for n in range(1, 10):
-    poll(v2c, 2 + n / 10)
-step("9 more v2c devices")
+    first_and_20_more(v2c, "first SNMPv2c poll (no v3 device)", "20 more v2c polls")
+nine_more(v2c, "9 more v2c devices")
 client.close()
 engine_modules = sorted(m for m in sys.modules if m.startswith(("pysnmp.entity", "pysnmp.hlapi", "pysnmp.smi.builder", "pysnmp.smi.view")))
 print(json.dumps({"steps": steps, "threads": threading.active_count(), "engine_modules": len(engine_modules),
