@@ -151,9 +151,13 @@ class Context:
     timeouts: Callable[[str], tuple[float, float, float]]  # msg_type → (transport, application, alarm)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FileFacts:
-    """A file as the collector found it."""
+    """A file as the collector found it.
+
+    Not frozen: one is made per file read, and a frozen dataclass's ``__init__`` sets each field
+    through ``object.__setattr__`` (four times a plain one's cost; bench/README.md, w14-edi).
+    Nothing changes one after it is made."""
 
     path: str
     name: str  # printable (``index.printable``), for logs

@@ -97,9 +97,12 @@ def resolve(root: Path, path: Path) -> str:
     return os.path.normpath(os.path.join(str(root), str(path).lstrip("/")))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Candidate:
-    """A file that is new or changed since it was last read."""
+    """A file that is new or changed since it was last read.
+
+    Not frozen: a first index makes one per file (``Candidates.get``), and a frozen dataclass's
+    ``__init__`` costs four times a plain one's (bench/README.md, w14-edi). Nothing changes one."""
 
     path: str
     directory: str
