@@ -47,6 +47,7 @@ translation (SNMPv1) late.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import ipaddress
 import re
@@ -270,7 +271,7 @@ def _shut_down(loop: asyncio.AbstractEventLoop, thread: threading.Thread, engine
             loop.close()
 
 
-class UdpDevice(asyncio.DatagramProtocol):
+class UdpDevice(asyncio.DatagramProtocol, abc.ABC):
     """What SNMPv2c and SNMPv3 devices share: a connected UDP socket on the client's loop, the
     requests in flight and their retries.
 
@@ -313,8 +314,10 @@ class UdpDevice(asyncio.DatagramProtocol):
         if waiting is not None and not waiting.done():
             waiting.set_result(answer)
 
+    @abc.abstractmethod
     def _match(self, data: bytes) -> tuple[int, Any] | None:
-        raise NotImplementedError
+        """``(key, answer)`` for a datagram that answers a request in flight, else ``None`` (or an
+        exception): what each SNMP version reads from its messages."""
 
     def error_received(self, exc: Exception) -> None:
         """An ICMP error for the connected socket (nobody listening): a lost answer, not a failure."""
