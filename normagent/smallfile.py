@@ -32,7 +32,7 @@ def kind_of(mode: int) -> str:
 
 # Read in pieces, never ``limit`` bytes at once: a 4 MiB buffer for a 3 kB file is an mmap'd chunk
 # whose free raises glibc's mmap threshold to 4 MiB, after which every buffer below that size
-# (a log reader's 1 MiB blocks) comes from the heap and stays there: 2 MB more idle RSS.
+# (a log reader's 1 MiB blocks) comes from the heap and stays there: 3-5 MB more idle RSS.
 _CHUNK = 64 * 1024
 
 
