@@ -103,6 +103,8 @@ typedef struct {
                   * no octet of an address (above 255, or a leading zero: what ipaddress refuses) */
     span src6;   /* IPv6 source (empty for IPv4) */
     int pass;
+    int action;    /* which of block, reject, pass K_ACTION is (0, 1, 2) */
+    int direction; /* which of in, out K_DIRECTION is (0, 1) */
 } line_groups;
 
 static inline span mkspan(cursor a, cursor b) {
@@ -277,12 +279,15 @@ static int match_line(cursor s, cursor e, line_groups *g) {
     if (lit(p, e, "block,", 6)) {
         q = p + 5;
         g->pass = 0;
+        g->action = 0;
     } else if (lit(p, e, "reject,", 7)) {
         q = p + 6;
         g->pass = 0;
+        g->action = 1;
     } else if (lit(p, e, "pass,", 5)) {
         q = p + 4;
         g->pass = 1;
+        g->action = 2;
     } else {
         return 0;
     }
@@ -290,8 +295,10 @@ static int match_line(cursor s, cursor e, line_groups *g) {
     p = q + 1;
     if (lit(p, e, "in,", 3)) {
         q = p + 2;
+        g->direction = 0;
     } else if (lit(p, e, "out,", 4)) {
         q = p + 3;
+        g->direction = 1;
     } else {
         return 0;
     }
@@ -549,6 +556,166 @@ static PyObject *table_dict(const table *t) {
     return out;
 }
 
+/* The entry of key in t (made with a count of 0 if new): its index, or -1 with MemoryError set. */
+static Py_ssize_t table_index(table *t, const span *key) {
+    int width = t->width;
+    uint64_t h = hash_spans(key, width);
+    size_t at = (size_t)h & t->mask;
+    Py_ssize_t i;
+    while ((i = t->slots[at]) != 0) {
+        i--;
+        if (t->hashes[i] == h && same(t->keys + (size_t)i * (size_t)width, key, width)) return i;
+        at = (at + 1) & t->mask;
+    }
+    i = t->len;
+    memcpy(t->keys + (size_t)i * (size_t)width, key, sizeof(span) * (size_t)width);
+    t->counts[i] = 0;
+    t->hashes[i] = h;
+    t->slots[at] = ++t->len;
+    if (t->len == t->cap && table_grow(t) < 0) return -1;
+    return i;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The lines per 7-span key (sender, RFC 3164 host, RFC 5424 host, action, direction, protocol,
+ * port), without hashing and comparing seven spans of bytes per line (a third of the scan's
+ * instructions, bench/README.md). The three that name the device rarely vary: they become the
+ * device's number (`devices`: its spans compared with the two devices seen last, else looked up
+ * in a table of their own); action and direction are known from which literal matched; protocol
+ * and port are short (tcp, 443): each one's bytes as one word. So the usual key is three words,
+ * hashed with two multiplies and compared as words. Equal words are equal spans, and only equal
+ * spans: the device's number is its spans' own entry, action and direction are the literal's
+ * number, and a word holds its span's bytes and its length. A protocol or port longer than eight
+ * bytes makes a key hashed and compared span by span (`whole`), marked so in its first word, so
+ * that the two kinds never meet. Entries in the order first seen, as in `table` (whose arrays
+ * hold the spans of a key's first line, its count, hash and slots). */
+
+typedef struct {
+    uint64_t w0, w1, w2;
+} packed_key;
+
+typedef struct {
+    table t;            /* the keys' spans (first line seen), counts, hashes and slots */
+    packed_key *packed; /* per entry, room for t.cap */
+    uint64_t seed;      /* from CPython's randomised hash: no chosen collisions */
+} key_table;
+
+#define WHOLE_KEY (1ULL << 63)
+
+static int keys_init(key_table *k) {
+    if (table_init(&k->t, NKEY, 0) < 0) return -1;
+    k->packed = PyMem_Malloc(sizeof(packed_key) * (size_t)k->t.cap);
+    if (k->packed == NULL) {
+        table_free(&k->t);
+        PyErr_NoMemory();
+        return -1;
+    }
+    k->seed = (uint64_t)_Py_HashBytes("normagent._filterlog.keys", 25);
+    return 0;
+}
+
+static void keys_free(key_table *k) {
+    table_free(&k->t);
+    PyMem_Free(k->packed);
+    k->packed = NULL;
+}
+
+/* The n (<= 8) bytes at p as one little-endian word, zero above them; `limit`: the block's end
+ * (no byte at or beyond it is read). */
+INLINE uint64_t word_of(cursor p, Py_ssize_t n, cursor limit) {
+    if (limit - p >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        return n == 8 ? w : w & ((1ULL << (8 * n)) - 1);
+    }
+    uint64_t w = 0;
+    for (Py_ssize_t j = 0; j < n; j++) w |= (uint64_t)p[j] << (8 * j);
+    return w;
+}
+
+INLINE uint64_t hash_packed(packed_key k, uint64_t seed) {
+    uint64_t h = (k.w0 ^ seed) * 0x9E3779B97F4A7C15ULL;
+    h = (h ^ k.w1) * 0xC2B2AE3D27D4EB4FULL;
+    h = (h ^ k.w2) * 0x165667B19E3779F9ULL;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ULL;
+    return h ^ (h >> 32);
+}
+
+/* Add a line to the count of g's key, its device numbered `device`; -1 with MemoryError set. */
+INLINE int keys_add(key_table *k, const line_groups *g, Py_ssize_t device, cursor limit) {
+    table *t = &k->t;
+    const span *key = g->key;
+    span proto = key[K_PROTO], port = key[K_PORT];
+    packed_key pk;
+    pk.w0 = (uint64_t)device | (uint64_t)g->action << 32 | (uint64_t)g->direction << 34;
+    uint64_t h;
+    int whole = proto.n > 8 || port.n > 8;
+    if (whole) {
+        pk.w0 |= WHOLE_KEY;
+        pk.w1 = pk.w2 = 0;
+        h = hash_spans(key, NKEY) ^ k->seed;
+    } else {
+        pk.w0 |= (uint64_t)proto.n << 40 | (uint64_t)port.n << 48;
+        pk.w1 = word_of(proto.p, proto.n, limit);
+        pk.w2 = word_of(port.p, port.n, limit);
+        h = hash_packed(pk, k->seed);
+    }
+    size_t at = (size_t)h & t->mask;
+    Py_ssize_t i;
+    while ((i = t->slots[at]) != 0) {
+        i--;
+        const packed_key *x = &k->packed[i];
+        if (t->hashes[i] == h && x->w0 == pk.w0 && x->w1 == pk.w1 && x->w2 == pk.w2 &&
+            (!whole || same(t->keys + (size_t)i * NKEY, key, NKEY))) {
+            t->counts[i]++;
+            return 0;
+        }
+        at = (at + 1) & t->mask;
+    }
+    i = t->len;
+    memcpy(t->keys + (size_t)i * NKEY, key, sizeof(span) * NKEY);
+    k->packed[i] = pk;
+    t->counts[i] = 1;
+    t->hashes[i] = h;
+    t->slots[at] = ++t->len;
+    if (t->len == t->cap) { /* at most half the slots taken; room for the packed keys first */
+        packed_key *packed = PyMem_Realloc(k->packed, sizeof(packed_key) * (size_t)t->cap * 2);
+        if (packed == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        k->packed = packed;
+        return table_grow(t);
+    }
+    return 0;
+}
+
+/* The number of g's device (sender, RFC 3164 host, RFC 5424 host: its entry in `devices`), or
+ * -1 with MemoryError set. The two devices seen last are compared first, the last at [0]: a hit
+ * on [1] swaps them, so that two senders taking turns line by line hit [1] every time (a branch
+ * that goes the same way). */
+typedef struct {
+    span spans[2][3];
+    Py_ssize_t number[2]; /* -1: none */
+} recent_devices;
+
+INLINE Py_ssize_t device_of(table *devices, recent_devices *r, const span *key) {
+    if (r->number[0] >= 0 && same(r->spans[0], key, 3)) return r->number[0];
+    Py_ssize_t n;
+    if (r->number[1] >= 0 && same(r->spans[1], key, 3)) {
+        n = r->number[1];
+    } else {
+        n = table_index(devices, key);
+        if (n < 0) return -1;
+    }
+    memcpy(r->spans[1], r->spans[0], sizeof(r->spans[0]));
+    r->number[1] = r->number[0];
+    memcpy(r->spans[0], key, sizeof(r->spans[0]));
+    r->number[0] = n;
+    return n;
+}
+
 /* The lines per source /24 of a block, keyed by the /24 as a number: no look at the block's
  * bytes again per line (a span key is compared with its first sighting, a read at a random place
  * of the 1 MiB block: most of the scan's table time on a log of thousands of networks). Entries
@@ -706,7 +873,9 @@ static PyObject *scan(PyObject *module, PyObject *arg) {
     cursor end = s + PyBytes_GET_SIZE(arg);
     if (end > s && end[-1] == '\n') end--; /* the block's last newline ends its last line */
 
-    table days, counts, v6;
+    table days, devices, v6;
+    key_table counts;
+    recent_devices recent = {.number = {-1, -1}};
     nets v4 = {0};
     buffer others = {NULL, 0, 0};
     PyObject *result = NULL, *day_list = NULL, *count_dict = NULL, *v4_dict = NULL, *v6_dict = NULL, *rest = NULL;
@@ -716,12 +885,15 @@ static PyObject *scan(PyObject *module, PyObject *arg) {
     Py_ssize_t lines = (end - s) / 128;
     if (table_init(&days, 1, 0) < 0) return NULL;
     ready = 1;
-    if (table_init(&counts, NKEY, 0) < 0) goto done;
+    if (keys_init(&counts) < 0) goto done;
     ready = 2;
     if (nets_init(&v4, lines) < 0) goto done;
     ready = 3;
     if (table_init(&v6, 1, 0) < 0) goto done;
     ready = 4;
+    if (table_init(&devices, 3, 0) < 0) goto done;
+    ready = 5;
+    cursor limit = s + PyBytes_GET_SIZE(arg);
 
     span last_day = {NULL, -1};
     cursor p = s;
@@ -734,7 +906,8 @@ static PyObject *scan(PyObject *module, PyObject *arg) {
                 if (table_add(&days, &g.day, 0) < 0) goto done;
                 last_day = g.day;
             }
-            if (table_add(&counts, g.key, 1) < 0) goto done;
+            Py_ssize_t device = device_of(&devices, &recent, g.key);
+            if (device < 0 || keys_add(&counts, &g, device, limit) < 0) goto done;
             if (!g.pass) {
                 if (g.net >= 0 && nets_add(&v4, (uint64_t)g.net) < 0) goto done; /* a /24 that is no network: counted nowhere */
                 if (g.src6.n && table_add(&v6, &g.src6, 1) < 0) goto done;
@@ -753,7 +926,7 @@ static PyObject *scan(PyObject *module, PyObject *arg) {
         if (day == NULL) goto done;
         PyList_SET_ITEM(day_list, i, day);
     }
-    if ((count_dict = table_dict(&counts)) == NULL) goto done;
+    if ((count_dict = table_dict(&counts.t)) == NULL) goto done;
     if ((v4_dict = nets_packed(&v4)) == NULL) goto done;
     if ((v6_dict = table_dict(&v6)) == NULL) goto done;
     if ((rest = PyBytes_FromStringAndSize(others.data ? others.data : "", (Py_ssize_t)others.len)) == NULL) goto done;
@@ -766,9 +939,10 @@ done:
     Py_XDECREF(v6_dict);
     Py_XDECREF(rest);
     PyMem_Free(others.data);
+    if (ready >= 5) table_free(&devices);
     if (ready >= 4) table_free(&v6);
     if (ready >= 3) nets_free(&v4);
-    if (ready >= 2) table_free(&counts);
+    if (ready >= 2) keys_free(&counts);
     if (ready >= 1) table_free(&days);
     return result;
 }
