@@ -738,12 +738,48 @@ static Py_ssize_t match_line(const unsigned char *s, Py_ssize_t e, Line *m)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* The packets' entries of the usual keys found without hashing spans of bytes: a line's (head,
+ * PROTO, DPT) is looked up in `packets` (a span hash, a probe, the spans compared: ~190
+ * instructions a line) only when this direct-mapped cache does not hold it. A key whose PROTO
+ * and DPT are up to 8 bytes each is three words: the head's number and both lengths, PROTO's
+ * bytes, DPT's bytes (zero above them). Equal words are equal keys and only equal keys, so a slot
+ * holding the same words holds the entry `table_get` would find. A block has a few dozen such
+ * keys; two that share a slot take turns in it (each miss goes to the table, never wrong). */
+
+#define PACKET_SLOTS 256
+
+typedef struct {
+    uint64_t w0, w1, w2; /* w0 == 0: an empty slot (a key's w0 has bit 63 set) */
+    size_t entry;        /* its entry's index in `packets` */
+} PacketSlot;
+
+typedef struct {
+    PacketSlot slots[PACKET_SLOTS];
+} PacketCache;
+
+/* The n (<= 8) bytes at buf[off] as one little-endian word, zero above them; no byte at or
+ * beyond buf[size] is read. */
+INLINE uint64_t word_at(const char *buf, Py_ssize_t off, Py_ssize_t n, Py_ssize_t size)
+{
+    uint64_t w = 0;
+    if (size - off >= 8) {
+        memcpy(&w, buf + off, 8);
+        return n == 8 ? w : w & ((1ULL << (8 * n)) - 1);
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        w |= (uint64_t)(unsigned char)buf[off + i] << (8 * i);
+    return w;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 
 typedef struct {
     Table minutes, stamps, heads, packets, v6;
     Counts v4; /* (head index << 24 | /24) -> lines */
     Spans heads_by_index, others;
     uint64_t seed;
+    Py_ssize_t size; /* the block's */
+    PacketCache recent;
 } Scan;
 
 static void scan_free(Scan *sc)
@@ -1325,9 +1361,26 @@ static int count_line(const char *buf, Py_ssize_t start, Py_ssize_t end, Line *m
         *last_head = m.head;
         *last_index = head;
     }
-    Entry *x = table_get(&sc->packets, buf, sc->seed, head, m.proto, m.dport, 0);
-    if (x == NULL)
-        return -1;
+    Entry *x;
+    if (m.proto.len <= 8 && m.dport.len <= 8) {
+        uint64_t w0 = 1ULL << 63 | (uint64_t)head | (uint64_t)m.proto.len << 40 | (uint64_t)m.dport.len << 48;
+        uint64_t w1 = word_at(buf, m.proto.off, m.proto.len, sc->size), w2 = word_at(buf, m.dport.off, m.dport.len, sc->size);
+        uint64_t h = ((w0 * 0x9E3779B97F4A7C15u) ^ w1) * 0xC2B2AE3D27D4EB4Fu;
+        h = (h ^ w2) * 0x165667B19E3779F9u;
+        PacketSlot *slot = &sc->recent.slots[h >> 56];
+        if (slot->w0 == w0 && slot->w1 == w1 && slot->w2 == w2) {
+            x = &sc->packets.entries[slot->entry];
+        } else {
+            x = table_get(&sc->packets, buf, sc->seed, head, m.proto, m.dport, 0);
+            if (x == NULL)
+                return -1;
+            *slot = (PacketSlot){w0, w1, w2, (size_t)(x - sc->packets.entries)};
+        }
+    } else {
+        x = table_get(&sc->packets, buf, sc->seed, head, m.proto, m.dport, 0);
+        if (x == NULL)
+            return -1;
+    }
     x->value++;
     if (m.v4.len) /* a /24 that is no network is counted nowhere (it has no pseudonym) */
         return m.net < 0 ? 0 : counts_add(&sc->v4, (uint64_t)head << NET_BITS | (uint64_t)m.net, 1);
@@ -1367,6 +1420,7 @@ static PyObject *scan(PyObject *module, PyObject *arg)
         Py_RETURN_NONE;
     Scan sc;
     memset(&sc, 0, sizeof(sc));
+    sc.size = size;
     sc.seed = (uint64_t)_Py_HashBytes("normagent._netfilter", 20); /* randomised per process */
     sc.v4.seed = counts_seed();
     /* a usual LOG line is over 200 bytes: at most one new /24 per 256 bytes of a block, mostly fewer */

@@ -220,6 +220,43 @@ def test_megabyte_lines_scan_alike() -> None:
     assert sum(got[2].values()) >= sum("AUDIT" not in line and "usb" not in line for line in usual) - 2
 
 
+LOG_LINE = (
+    "Nov 23 07:25:53 fw01 kernel: [12.5] [UFW BLOCK] IN=eth0 OUT= MAC=00:11:22:33:44:55:66:77:88:99:aa:bb:08:00 "
+    "SRC=203.0.113.9 DST=10.0.0.5 LEN=52 TOS=0x00 PREC=0x00 TTL=52 ID=1 DF PROTO=TCP SPT=4242 DPT=22 WINDOW=1024"
+)
+
+
+def _one_byte_apart(n: int) -> list[str]:
+    """Values of n bytes that differ from ``"9" * n`` in one byte each: the first, the eighth,
+    the ninth and the last (the C scan keeps a PROTO or DPT of up to 8 bytes as one word)."""
+    return ["9" * n] + ["9" * at + "7" + "9" * (n - at - 1) for at in sorted({0, 7, 8, n - 1}) if 0 <= at < n]
+
+
+def test_protocols_and_ports_of_every_length_and_heads_taking_turns_scan_alike() -> None:
+    """The C scan finds a line's (head, PROTO, DPT) entry through a cache of three words per key
+    (the head's number and both lengths, PROTO's bytes, DPT's bytes): PROTO and DPT of 1 to 17
+    bytes that differ in one byte only, under three heads taking turns, each line also last in its
+    block ending right after DPT (a word read near the block's end), and more keys than the cache
+    has slots (keys sharing a slot take turns in it)."""
+    heads = ["[UFW BLOCK] IN=eth0 OUT= ", "IPTABLES-DROPPED: IN=eth0 OUT= ", "[UFW AUDIT] IN=eth1 OUT=eth0 "]
+    lines = []
+    for n in range(1, 18):
+        for value in _one_byte_apart(n):
+            for i, head in enumerate(heads):
+                line = LOG_LINE.replace("[UFW BLOCK] IN=eth0 OUT= ", head)
+                line = line.replace("PROTO=TCP", f"PROTO={value}") if n % 2 else line.replace("DPT=22", f"DPT={value}")
+                lines.append(line)
+                same(line.encode())
+                same(line.split(" WINDOW=")[0].encode())  # DPT's digits the block's last bytes
+                same(line.replace("PROTO=TCP SPT=4242 DPT=22 WINDOW=1024", f"PROTO={value}").encode())  # PROTO's the last
+    got = same(encode(lines))
+    assert got is not None and len(got[2]) == len(set(lines))  # each line counted, under a key of its own
+    same(encode(lines[::-1], ""))
+    many = [LOG_LINE.replace("DPT=22", f"DPT={port}").replace("PROTO=TCP", ("PROTO=TCP", "PROTO=UDP")[port % 2]) for port in range(3000)]
+    got = same(encode(many + many[::-7]))
+    assert got is not None and len(got[2]) == 3000
+
+
 def test_only_bytes_are_taken() -> None:
     """A memoryview, bytearray or str is refused with a TypeError, never read (the reference
     takes bytes too)."""
