@@ -520,7 +520,23 @@ typedef struct {
     Span minute, stamp, offset, head, v4, v6, proto, dport;
     int32_t net; /* with v4: its /24 as a number (a << 16 | b << 8 | c), or -1 when an octet is no
                   * octet of an address (above 255, or a leading zero: what ipaddress refuses) */
+    Py_ssize_t head_index; /* the head's number when it was one of the known heads, else -1 */
 } Line;
+
+#define FEW_HEADS 8 /* distinct heads so far in a block: compared one by one, not hashed */
+
+/* The block's first heads, as the walk found them (each at least "IN= OUT= ", 9 bytes): a line
+ * whose bytes after the kernel's time stamp begin with one of them has that head, because the
+ * walk over the same bytes ends in the same place (the prefix's run stops at the "=" of IN=,
+ * the value runs at the spaces that follow them, all inside the head). So the walk over the
+ * head, and the comparison with the heads after it, is one word compared per known head (and
+ * the rest of the one whose word is equal): a log holds a few heads, taking turns line by line. */
+typedef struct {
+    uint64_t first[FEW_HEADS]; /* its first 8 bytes */
+    const unsigned char *bytes[FEW_HEADS];
+    Py_ssize_t len[FEW_HEADS];
+    Py_ssize_t n;
+} KnownHeads;
 
 /* Whether the line at s is a LOG line of the usual shape (the main alternative of
  * _NETFILTER_LINE, matched at the line's start and ending at most at its end): where the match
@@ -533,7 +549,7 @@ typedef struct {
  * line's end (after PROTO's value or DPT's digits) take a "\n" as that end. So the walk never
  * passes the line's "\n", and the caller looks for it from where the match ended (only the few
  * fields after DPT= are left) or, for a line that does not match, from the line's start. */
-static Py_ssize_t match_line(const unsigned char *s, Py_ssize_t e, Line *m)
+static Py_ssize_t match_line(const unsigned char *s, Py_ssize_t e, Line *m, const KnownHeads *known)
 {
     Py_ssize_t p = 0, q;
     const Span none = {0, 0};
@@ -594,8 +610,19 @@ static Py_ssize_t match_line(const unsigned char *s, Py_ssize_t e, Line *m)
                 p = t + 2;
         }
     }
-    /* The head: prefix (no "="), IN=value OUT=value and a space. */
+    /* The head: prefix (no "="), IN=value OUT=value and a space; one of the known heads, or walked. */
     Py_ssize_t h = p;
+    m->head_index = -1;
+    if (e - p >= 8) {
+        uint64_t w = load64(s + p);
+        for (Py_ssize_t i = 0; i < known->n; i++)
+            if (known->first[i] == w && known->len[i] <= e - p && bytes_eq((const char *)s + p + 8, (const char *)known->bytes[i] + 8, known->len[i] - 8)) {
+                m->head_index = i;
+                p += known->len[i];
+                m->head = (Span){h, p - h};
+                goto mac;
+            }
+    }
     p = run(s, p, e, 1);
     if (!(p < e && s[p] == '=' && p - 2 >= h && s[p - 2] == 'I' && s[p - 1] == 'N'))
         return -1;
@@ -607,6 +634,7 @@ static Py_ssize_t match_line(const unsigned char *s, Py_ssize_t e, Line *m)
         return -1;
     p += 1;
     m->head = (Span){h, p - h};
+mac:
     if (LIT("MAC=")) {
         p = graphs(s, p + 4, e);
         if (!LIT(" "))
@@ -780,6 +808,7 @@ typedef struct {
     uint64_t seed;
     Py_ssize_t size; /* the block's */
     PacketCache recent;
+    KnownHeads known; /* heads_by_index's first FEW_HEADS */
 } Scan;
 
 static void scan_free(Scan *sc)
@@ -1306,8 +1335,6 @@ fail:
     return NULL;
 }
 
-#define FEW_HEADS 8 /* distinct heads so far in a block: compared one by one, not hashed */
-
 static int count_line(const char *buf, Py_ssize_t start, Py_ssize_t end, Line *matched, Scan *sc, Span *last_head,
                       Py_ssize_t *last_index, Span *last_minute)
 {
@@ -1337,7 +1364,9 @@ static int count_line(const char *buf, Py_ssize_t start, Py_ssize_t end, Line *m
         return -1;
     }
     Py_ssize_t head = -1;
-    if (last_head->len && span_eq(buf, m.head, *last_head)) {
+    if (m.head_index >= 0) {
+        head = m.head_index;
+    } else if (last_head->len && span_eq(buf, m.head, *last_head)) {
         head = *last_index;
     } else if (sc->heads_by_index.n <= FEW_HEADS) {
         /* A log holds a few heads (LOG prefixes with their interfaces), ~25 bytes each, taking
@@ -1355,8 +1384,17 @@ static int count_line(const char *buf, Py_ssize_t start, Py_ssize_t end, Line *m
         Entry *x = table_get(&sc->heads, buf, sc->seed, 0, m.head, none, sc->heads_by_index.n);
         if (x == NULL)
             return -1;
-        if (x->value == sc->heads_by_index.n && spans_push(&sc->heads_by_index, m.head) < 0)
-            return -1;
+        if (x->value == sc->heads_by_index.n) {
+            if (spans_push(&sc->heads_by_index, m.head) < 0)
+                return -1;
+            KnownHeads *known = &sc->known;
+            if (known->n < FEW_HEADS && m.head.len >= 8) { /* always: a head is 9 bytes or more */
+                known->first[known->n] = load64(buf + m.head.off);
+                known->bytes[known->n] = (const unsigned char *)buf + m.head.off;
+                known->len[known->n] = m.head.len;
+                known->n++;
+            }
+        }
         head = x->value;
         *last_head = m.head;
         *last_index = head;
@@ -1434,7 +1472,7 @@ static PyObject *scan(PyObject *module, PyObject *arg)
     Py_ssize_t start = 0;
     for (;;) {
         Line m;
-        Py_ssize_t stop = match_line((const unsigned char *)buf + start, size - start, &m);
+        Py_ssize_t stop = match_line((const unsigned char *)buf + start, size - start, &m, &sc.known);
         Py_ssize_t from = stop < 0 ? start : start + stop; /* the line's "\n" is not before it */
         const char *nl = size > from ? memchr(buf + from, '\n', (size_t)(size - from)) : NULL;
         Py_ssize_t end = nl ? nl - buf : size;

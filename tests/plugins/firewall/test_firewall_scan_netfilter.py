@@ -406,6 +406,7 @@ def _sanitizer_blocks() -> list[bytes]:
         blocks.append(encode(garbled, rng.choice(["\n", ""])))
     for line in USUAL_BYTES + [line.encode() for line in EDGE_LINES[2:]]:
         blocks += [line[:cut] for cut in range(len(line) + 1)]
+        blocks += [line + b"\n" + line[:cut] for cut in range(len(line) + 1)]  # cut in a head known from the line before
     usual = fastpaths.BENCH_NETFILTER[:10]
     blocks.append(encode(usual + [usual[0].replace("MAC=", "MAC=" + "a" * 1_000_000), usual[5].replace("DPT=", "DPT=" + "9" * 100_000)]))
     blocks.append(encode(fastpaths.BENCH_NETFILTER, ""))
