@@ -129,8 +129,39 @@ INLINE int tail(cursor p, cursor e, span *port) {
     return run_print(p + 1) == e;
 }
 
-/* n CSV fields, each followed by a comma; the position after, or NULL. */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* n CSV fields, each followed by a comma; the position after, or NULL.
+ *
+ * ``(FIELD,){n}`` with FIELD ``[!-+\--~]*+``: the bytes up to the n-th comma are all in [!-~]
+ * (a field takes every one of them but the comma, which ends it). So eight bytes at a time
+ * (SWAR): a mask of the bytes outside [!-~] and one of the commas, each exact in every byte
+ * (each test adds within a byte, the bytes' high bits taken off first, so that nothing carries
+ * into the next); the commas below the first byte outside are counted, and the n-th one found
+ * among them. A field's end is no longer a branch per byte taken or not (the field lengths vary
+ * line by line: the ID, a port). The last bytes of a line (fewer than eight before `e`) go a
+ * byte at a time. */
 INLINE cursor fields(cursor p, cursor e, int n) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && defined(__GNUC__)
+    while (e - p >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        uint64_t x = w & ~HIGHS;
+        uint64_t bad = (w | ~(x + (0x80 - 0x21) * ONES) | (x + ONES)) & HIGHS; /* >= 0x80, < "!", 0x7F */
+        uint64_t z = x ^ (0x2C * ONES);                                             /* 0 where a "," */
+        uint64_t commas = ~((z + 0x7F * ONES) | z) & HIGHS & ~bad;
+        if (bad) commas &= (bad & -bad) - 1; /* those below the first byte outside [!-~] */
+        int found = (int)(((commas >> 7) * ONES) >> 56);
+        if (found >= n) {
+            for (int i = 1; i < n; i++) commas &= commas - 1;
+            return p + (__builtin_ctzll(commas) >> 3) + 1;
+        }
+        if (bad) return NULL; /* a byte outside [!-~] before the n-th comma */
+        n -= found;
+        p += 8;
+    }
+#endif
     for (int i = 0; i < n; i++) {
         p = run_field(p);
         if (p == e || *p != ',') return NULL;
