@@ -466,13 +466,35 @@ INLINE Py_ssize_t digits(const unsigned char *s, Py_ssize_t p, Py_ssize_t e)
     return p;
 }
 
+#define ONES 0x0101010101010101u
+#define HIGHS 0x8080808080808080u
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define LITTLE_ENDIAN_LOADS 1 /* a word loaded from p holds p[i] at bits 8i */
+#else
+#define LITTLE_ENDIAN_LOADS 0
+#endif
+
+/* A word of eight bytes, byte i (at bits 8i: the i-th byte of a little-endian load) `b_i`. */
+#define LANES(b0, b1, b2, b3, b4, b5, b6, b7)                                                                    \
+    ((uint64_t)(unsigned char)(b0) | (uint64_t)(unsigned char)(b1) << 8 | (uint64_t)(unsigned char)(b2) << 16 |   \
+     (uint64_t)(unsigned char)(b3) << 24 | (uint64_t)(unsigned char)(b4) << 32 | (uint64_t)(unsigned char)(b5) << 40 | \
+     (uint64_t)(unsigned char)(b6) << 48 | (uint64_t)(unsigned char)(b7) << 56)
+
+/* Whether each byte of the word w (loaded little-endian) lies in the range of its place:
+ * lo_i <= w_i <= hi_i, with 0x20 <= lo_i <= hi_i <= 0x7E. Each test adds within a byte (0x7F -
+ * hi_i, 0x80 - lo_i: no carry out of a byte below 0x80), and a byte of 0x80 or more fails by
+ * itself, whatever its carry did to the bytes above it. */
+INLINE int lanes_in(uint64_t w, uint64_t lo, uint64_t hi)
+{
+    uint64_t above = w + (0x7F * ONES - hi); /* bit 7 set where w_i > hi_i */
+    uint64_t from = w + (0x80 * ONES - lo);  /* bit 7 set where w_i >= lo_i */
+    return ((w | above | ~from) & HIGHS) == 0;
+}
+
 /* Eight bytes at a time (SWAR): a mask with bit 7 set in each byte of `w` outside 0x21-0x7E
  * ([!-~]), or, with `prefix`, outside 0x20-0x7E or "=" ([ -<>-~]). Exact for the lowest set
  * byte, which is all the runs below use: each test adds within a byte without carrying into the
  * next, and the "=" test's borrows reach only bytes above a true match. */
-#define ONES 0x0101010101010101u
-#define HIGHS 0x8080808080808080u
-
 INLINE uint64_t outside(uint64_t w, int prefix)
 {
     uint64_t x = w & ~HIGHS;
@@ -556,7 +578,12 @@ static Py_ssize_t match_line(const unsigned char *s, Py_ssize_t e, Line *m, cons
     m->minute = m->stamp = m->offset = m->v4 = m->v6 = m->dport = none;
     /* The stamp: RFC 3164 "Nov 23 07:25:53" or RFC 3339 "2026-11-23T07:25:53[.f]Z|+01:00". */
     if (RANGE(0, 'A', 'Z')) {
-        if (!(RANGE(1, 'a', 'z') && RANGE(2, 'a', 'z') && RANGE(3, ' ', ' ') && (RANGE(4, ' ', ' ') || RANGE(4, '0', '9')) &&
+        if (LITTLE_ENDIAN_LOADS && e >= 15) { /* two words, each byte against its place's range; byte 4 also by itself */
+            if (!(lanes_in(load64(s), LANES('A', 'a', 'a', ' ', ' ', '0', ' ', '0'), LANES('Z', 'z', 'z', ' ', '9', '9', ' ', '2')) &&
+                  lanes_in(load64(s + 7), LANES('0', '0', ':', '0', '0', ':', '0', '0'), LANES('2', '9', ':', '5', '9', ':', '5', '9')) &&
+                  (s[4] == ' ' || DIGIT(s[4]))))
+                return -1;
+        } else if (!(RANGE(1, 'a', 'z') && RANGE(2, 'a', 'z') && RANGE(3, ' ', ' ') && (RANGE(4, ' ', ' ') || RANGE(4, '0', '9')) &&
               RANGE(5, '0', '9') && RANGE(6, ' ', ' ') && RANGE(7, '0', '2') && RANGE(8, '0', '9') && RANGE(9, ':', ':') &&
               RANGE(10, '0', '5') && RANGE(11, '0', '9') && RANGE(12, ':', ':') && RANGE(13, '0', '5') && RANGE(14, '0', '9')))
             return -1;

@@ -148,6 +148,23 @@ def test_every_position_of_a_usual_line_with_a_hostile_byte_scans_alike(line: st
     assert alone is not None and sum(alone[2].values()) == 1, "the line itself is of the usual shape"
 
 
+def test_every_byte_value_in_place_of_and_before_each_byte_of_a_usual_line_scans_alike() -> None:
+    """Each of the 256 byte values put in place of, and before, each byte of the usual RFC 3164
+    line, alone and after the same line whole (its head then known to the scan): the stamp is
+    checked a word at a time, the head compared with the known ones, PROTO and DPT kept as
+    words, so every value at every place is held to the reference."""
+    scan = c_scan()
+    raw = USUAL_BYTES[0]
+    differ = []
+    for at in range(len(raw) + 1):
+        for b in range(256):
+            for edit in (raw[:at] + bytes([b]) + raw[at + 1 :], raw[:at] + bytes([b]) + raw[at:]):
+                for data in (edit, raw + b"\n" + edit):
+                    if plain(scan(data)) != netfilter_scan_py(data):
+                        differ.append((at, b))
+    assert not differ, f"the C scan reads {len(differ)} edits otherwise, the first: {differ[:5]}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Random input
 
