@@ -80,9 +80,26 @@ INLINE int digits(cursor p, cursor e, Py_ssize_t n) {
     return 1;
 }
 
-/* Does the literal s of n bytes start at p? (A loop the compiler unrolls: no call per literal.) */
+INLINE uint64_t load64(const void *p) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+INLINE uint32_t load32(const void *p) {
+    uint32_t w;
+    memcpy(&w, p, 4);
+    return w;
+}
+
+/* Does the literal s of n bytes start at p? n is a constant where inlined: a literal of 4 to 16
+ * bytes is compared as two loads of the input that overlap in its middle (its first and last 4
+ * or 8 bytes), each with the same bytes of the literal (constants once inlined), no byte beyond
+ * p[n - 1] read; a shorter one byte by byte (a loop the compiler unrolls). */
 INLINE int lit(cursor p, cursor e, const char *s, Py_ssize_t n) {
     if (e - p < n) return 0;
+    if (n >= 8 && n <= 16) return load64(p) == load64(s) && load64(p + n - 8) == load64(s + n - 8);
+    if (n >= 4 && n < 8) return load32(p) == load32(s) && load32(p + n - 4) == load32(s + n - 4);
     for (Py_ssize_t i = 0; i < n; i++)
         if (p[i] != (unsigned char)s[i]) return 0;
     return 1;
@@ -168,13 +185,6 @@ INLINE cursor fields(cursor p, cursor e, int n) {
         p++;
     }
     return p;
-}
-
-/* An octet of 1..3 digits ended by '.', from p; the position of the '.', or NULL. */
-INLINE cursor octet(cursor p, cursor e) {
-    cursor q = run(p, C_DIGIT);
-    if (q == p || q - p > 3 || q == e || *q != '.') return NULL;
-    return q;
 }
 
 /* A month's name (three bytes at p, which the caller checked are there), as the pattern spells it. */
@@ -347,11 +357,11 @@ static int match_line(cursor s, cursor e, line_groups *g) {
         cursor a = p;
         int32_t net = 0, canonical = 1;
         for (int i = 0; i < 3; i++) {
+            /* 1 to 3 digits and a ".", the octet's value read as it goes: no second pass */
             cursor o = p;
-            p = octet(p, e);
-            if (p == NULL) return 0;
-            int32_t value = 0; /* 1 to 3 digits: at most 999 */
-            for (cursor d = o; d < p; d++) value = value * 10 + (*d - '0');
+            int32_t value = 0; /* at most 9999 */
+            while (IS(*p, C_DIGIT) && p - o < 4) value = value * 10 + (*p++ - '0');
+            if (p == o || p - o > 3 || p == e || *p != '.') return 0;
             if (value > 255 || (p - o > 1 && *o == '0')) canonical = 0;
             net = net << 8 | (value & 0xFF);
             if (i < 2) p++;
