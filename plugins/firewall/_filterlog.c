@@ -72,6 +72,30 @@ INLINE cursor run_field(cursor p) {
     return run(p, C_FIELD);
 }
 
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define LITTLE_ENDIAN_LOADS 1 /* a word loaded from p holds p[i] at bits 8i */
+#else
+#define LITTLE_ENDIAN_LOADS 0
+#endif
+
+/* A word of eight bytes, byte i (at bits 8i: the i-th byte of a little-endian load) `b_i`. */
+#define LANES(b0, b1, b2, b3, b4, b5, b6, b7)                                                                    \
+    ((uint64_t)(unsigned char)(b0) | (uint64_t)(unsigned char)(b1) << 8 | (uint64_t)(unsigned char)(b2) << 16 |   \
+     (uint64_t)(unsigned char)(b3) << 24 | (uint64_t)(unsigned char)(b4) << 32 | (uint64_t)(unsigned char)(b5) << 40 | \
+     (uint64_t)(unsigned char)(b6) << 48 | (uint64_t)(unsigned char)(b7) << 56)
+
+/* Whether each byte of the word w (loaded little-endian) lies in the range of its place:
+ * lo_i <= w_i <= hi_i, with 0x20 <= lo_i <= hi_i <= 0x7E (as in _netfilter.c). Each test adds
+ * within a byte (0x7F - hi_i, 0x80 - lo_i: no carry out of a byte below 0x80), and a byte of
+ * 0x80 or more fails by itself, whatever its carry did to the bytes above it. */
+INLINE int lanes_in(uint64_t w, uint64_t lo, uint64_t hi) {
+    uint64_t above = w + (0x7F * ONES - hi); /* bit 7 set where w_i > hi_i */
+    uint64_t from = w + (0x80 * ONES - lo);  /* bit 7 set where w_i >= lo_i */
+    return ((w | above | ~from) & HIGHS) == 0;
+}
+
 /* p + n bytes, all digits? */
 INLINE int digits(cursor p, cursor e, Py_ssize_t n) {
     if (e - p < n) return 0;
@@ -146,9 +170,6 @@ INLINE int tail(cursor p, cursor e, span *port) {
     return run_print(p + 1) == e;
 }
 
-#define ONES 0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
-
 /* n CSV fields, each followed by a comma; the position after, or NULL.
  *
  * ``(FIELD,){n}`` with FIELD ``[!-+\--~]*+``: the bytes up to the n-th comma are all in [!-~]
@@ -207,14 +228,22 @@ static int match_line(cursor s, cursor e, line_groups *g) {
     cursor p = s, q;
     /* ([0-9]{4}-[01][0-9]-[0-3][0-9])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9] */
     if (e - p < 19) return 0;
-    if (!digits(p, e, 4) || p[4] != '-' || (p[5] != '0' && p[5] != '1') || !IS(p[6], C_DIGIT) || p[7] != '-' ||
-        p[8] < '0' || p[8] > '3' || !IS(p[9], C_DIGIT) || p[10] != 'T')
-        return 0;
-    if (!(((p[11] == '0' || p[11] == '1') && IS(p[12], C_DIGIT)) || (p[11] == '2' && p[12] >= '0' && p[12] <= '3')))
-        return 0;
-    if (p[13] != ':' || p[14] < '0' || p[14] > '5' || !IS(p[15], C_DIGIT) || p[16] != ':' || p[17] < '0' || p[17] > '5' ||
-        !IS(p[18], C_DIGIT))
-        return 0;
+    if (LITTLE_ENDIAN_LOADS) { /* three words, each byte against its place's range; the hour 20-23 also by itself */
+        if (!(lanes_in(load64(p), LANES('0', '0', '0', '0', '-', '0', '0', '-'), LANES('9', '9', '9', '9', '-', '1', '9', '-')) &&
+              lanes_in(load64(p + 8), LANES('0', '0', 'T', '0', '0', ':', '0', '0'), LANES('3', '9', 'T', '2', '9', ':', '5', '9')) &&
+              lanes_in(load64(p + 11), LANES('0', '0', ':', '0', '0', ':', '0', '0'), LANES('2', '9', ':', '5', '9', ':', '5', '9')) &&
+              !(p[11] == '2' && p[12] > '3')))
+            return 0;
+    } else {
+        if (!digits(p, e, 4) || p[4] != '-' || (p[5] != '0' && p[5] != '1') || !IS(p[6], C_DIGIT) || p[7] != '-' ||
+            p[8] < '0' || p[8] > '3' || !IS(p[9], C_DIGIT) || p[10] != 'T')
+            return 0;
+        if (!(((p[11] == '0' || p[11] == '1') && IS(p[12], C_DIGIT)) || (p[11] == '2' && p[12] >= '0' && p[12] <= '3')))
+            return 0;
+        if (p[13] != ':' || p[14] < '0' || p[14] > '5' || !IS(p[15], C_DIGIT) || p[16] != ':' || p[17] < '0' || p[17] > '5' ||
+            !IS(p[18], C_DIGIT))
+            return 0;
+    }
     g->day = mkspan(p, p + 10);
     p += 19;
     /* (?:\.[0-9]{1,6})?Z  */
@@ -289,10 +318,17 @@ static int match_line(cursor s, cursor e, line_groups *g) {
     } else {
         /* (?:Jan|...|Dec) [ 0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]  */
         if (e - p < 16) return 0;
-        if (!month(p) || p[3] != ' ' || (p[4] != ' ' && !IS(p[4], C_DIGIT)) || !IS(p[5], C_DIGIT) || p[6] != ' ' ||
-            !digits(p + 7, e, 2) || p[9] != ':' || !digits(p + 10, e, 2) || p[12] != ':' || !digits(p + 13, e, 2) ||
-            p[15] != ' ')
+        if (LITTLE_ENDIAN_LOADS) { /* the month by name, the rest as two words (byte 4 also by itself) */
+            if (!(month(p) &&
+                  lanes_in(load64(p), LANES('A', 'a', 'a', ' ', ' ', '0', ' ', '0'), LANES('Z', 'z', 'z', ' ', '9', '9', ' ', '9')) &&
+                  lanes_in(load64(p + 8), LANES('0', ':', '0', '0', ':', '0', '0', ' '), LANES('9', ':', '9', '9', ':', '9', '9', ' ')) &&
+                  (p[4] == ' ' || IS(p[4], C_DIGIT))))
+                return 0;
+        } else if (!month(p) || p[3] != ' ' || (p[4] != ' ' && !IS(p[4], C_DIGIT)) || !IS(p[5], C_DIGIT) || p[6] != ' ' ||
+                   !digits(p + 7, e, 2) || p[9] != ':' || !digits(p + 10, e, 2) || p[12] != ':' || !digits(p + 13, e, 2) ||
+                   p[15] != ' ') {
             return 0;
+        }
         p += 16;
         /* (?:([A-Za-z0-9._-]++) )?filterlog: with the host, its run must end in a space; without
          * it "filterlog" must be followed by '[' or ':', and then the host's run is "filterlog"
