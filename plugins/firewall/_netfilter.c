@@ -543,6 +543,7 @@ typedef struct {
     int32_t net; /* with v4: its /24 as a number (a << 16 | b << 8 | c), or -1 when an octet is no
                   * octet of an address (above 255, or a leading zero: what ipaddress refuses) */
     Py_ssize_t head_index; /* the head's number when it was one of the known heads, else -1 */
+    Span host, mac;        /* " host kernel: " and "MAC=value " (len 0: none) */
 } Line;
 
 #define FEW_HEADS 8 /* distinct heads so far in a block: compared one by one, not hashed */
@@ -558,6 +559,11 @@ typedef struct {
     const unsigned char *bytes[FEW_HEADS];
     Py_ssize_t len[FEW_HEADS];
     Py_ssize_t n;
+    /* The same for two parts that rarely change from line to line, taken from the last line that
+     * matched: " host kernel: " and "MAC=value " (the host's run stops at the space before
+     * "kernel:", MAC's value at the space after it, both inside the part). NULL: none yet. */
+    const unsigned char *host, *mac;
+    Py_ssize_t host_len, mac_len;
 } KnownHeads;
 
 /* Whether the line at s is a LOG line of the usual shape (the main alternative of
@@ -616,15 +622,21 @@ static Py_ssize_t match_line(const unsigned char *s, Py_ssize_t e, Line *m, cons
     } else {
         return -1;
     }
-    /* " host kernel: " */
-    if (!LIT(" "))
-        return -1;
-    q = ++p;
-    while (p < e && HOST(s[p]))
-        p++;
-    if (p == q || !LIT(" kernel: "))
-        return -1;
-    p += 9;
+    /* " host kernel: ": the last line's, or walked */
+    q = p;
+    if (known->host != NULL && known->host_len <= e - p && bytes_eq((const char *)s + p, (const char *)known->host, known->host_len)) {
+        p += known->host_len;
+    } else {
+        if (!LIT(" "))
+            return -1;
+        Py_ssize_t r = ++p;
+        while (p < e && HOST(s[p]))
+            p++;
+        if (p == r || !LIT(" kernel: "))
+            return -1;
+        p += 9;
+    }
+    m->host = (Span){q, p - q};
     /* The kernel's time stamp "[ 12.5] ", if whole. */
     if (p < e && s[p] == '[') {
         q = p + 1;
@@ -662,11 +674,16 @@ static Py_ssize_t match_line(const unsigned char *s, Py_ssize_t e, Line *m, cons
     p += 1;
     m->head = (Span){h, p - h};
 mac:
-    if (LIT("MAC=")) {
+    m->mac = (Span){p, 0};
+    if (known->mac != NULL && known->mac_len <= e - p && bytes_eq((const char *)s + p, (const char *)known->mac, known->mac_len)) {
+        p += known->mac_len; /* the last line's MAC= and value */
+        m->mac.len = known->mac_len;
+    } else if (LIT("MAC=")) {
         p = graphs(s, p + 4, e);
         if (!LIT(" "))
             return -1;
         p += 1;
+        m->mac.len = p - m->mac.off;
     }
     /* The source: an IPv4 address (its /24 kept) or the IPv6 alternative, then " DST=". */
     if (!LIT("SRC="))
@@ -1501,6 +1518,14 @@ static PyObject *scan(PyObject *module, PyObject *arg)
         Line m;
         Py_ssize_t stop = match_line((const unsigned char *)buf + start, size - start, &m, &sc.known);
         Py_ssize_t from = stop < 0 ? start : start + stop; /* the line's "\n" is not before it */
+        if (stop >= 0) { /* its host and MAC parts for the lines after it */
+            sc.known.host = (const unsigned char *)buf + start + m.host.off;
+            sc.known.host_len = m.host.len;
+            if (m.mac.len) {
+                sc.known.mac = (const unsigned char *)buf + start + m.mac.off;
+                sc.known.mac_len = m.mac.len;
+            }
+        }
         const char *nl = size > from ? memchr(buf + from, '\n', (size_t)(size - from)) : NULL;
         Py_ssize_t end = nl ? nl - buf : size;
         if (count_line(buf, start, end, stop < 0 ? NULL : &m, &sc, &last_head, &last_index, &last_minute) < 0)
