@@ -38,7 +38,9 @@
  * - after PROTO's value: " SPT=digits DPT=digits" then a space or the line's end; else a space
  *   not followed by "SPT=", or the line's end.
  *
- * Bounds: every read is checked against the line's end; nothing is copied from the input but into
+ * Bounds: every read is checked against the block's end (a line is walked without looking for its
+ * end first: see match_line), but for runs of digits, which stop at the NUL CPython keeps after
+ * the block's last byte; nothing is copied from the input but into
  * `bytes` objects sized for it and into a table entry's room for a short key (length checked).
  * Counts are kept in open-addressing tables keyed by spans of the input (no Python object per
  * line), hashed by a mix seeded from CPython's randomised bytes hash, or by that hash itself (a
@@ -458,10 +460,13 @@ INLINE int in_range(const unsigned char *s, Py_ssize_t p, Py_ssize_t e, char lo,
 
 #define RANGE(i, lo, hi) in_range(s, p + (i), e, lo, hi)
 
-/* End of a run of digits from p (p itself when none). */
+/* End of a run of digits from p (p itself when none). No bound is checked: `e` is the block's
+ * end, where CPython keeps a NUL after every bytes object's last byte (PyBytes_AsString), and a
+ * NUL is no digit (nor is the "\n" that ends a line). */
 INLINE Py_ssize_t digits(const unsigned char *s, Py_ssize_t p, Py_ssize_t e)
 {
-    while (p < e && DIGIT(s[p]))
+    (void)e;
+    while (DIGIT(s[p]))
         p++;
     return p;
 }
@@ -696,7 +701,7 @@ mac:
             /* 1-3 digits and a ".", the octet's value read as it goes (at most 999: no overflow) */
             int32_t octet = 0;
             Py_ssize_t t = r;
-            while (t < e && t - r < 4 && DIGIT(s[t]))
+            while (t - r < 4 && DIGIT(s[t])) /* no bound: see digits() */
                 octet = octet * 10 + (s[t++] - '0');
             if (t - r < 1 || t - r > 3 || t >= e || s[t] != '.') {
                 ok = 0;
