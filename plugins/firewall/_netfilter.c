@@ -1070,6 +1070,7 @@ static PyObject *netrows_add(PyObject *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     Py_ssize_t heads = PyList_GET_SIZE(nets->heads);
+    size_t *pick = NULL;
     char *take = PyMem_Calloc((size_t)heads + 1, 1);
     if (take == NULL)
         return PyErr_NoMemory();
@@ -1080,17 +1081,32 @@ static PyObject *netrows_add(PyObject *self, PyObject *const *args, Py_ssize_t n
         take[i] = (char)rc;
     }
     Counts *c = &nets->counts, *rows = &((NetRows *)self)->counts;
-    for (size_t i = 0; c->slots != NULL && i <= c->mask; i++) {
+    /* The slots to add picked first without a branch per slot (a block's table is about half
+     * empty, in no order: a branch on each slot went the wrong way a third of the time, half of
+     * this call's time), then added. take[heads] is 0: a head out of range picks nothing. */
+    size_t size = c->slots != NULL ? c->mask + 1 : 0, picked = 0;
+    pick = PyMem_Malloc((size ? size : 1) * sizeof(size_t));
+    if (pick == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (size_t i = 0; i < size; i++) {
         Slot x = c->slots[i];
         uint64_t head = x.key >> NET_BITS;
-        if (x.n == 0 || head >= (uint64_t)heads || !take[head])
-            continue;
+        size_t at = head < (uint64_t)heads ? (size_t)head : (size_t)heads;
+        pick[picked] = i;
+        picked += (size_t)((x.n != 0) & (take[at] != 0));
+    }
+    for (size_t j = 0; j < picked; j++) {
+        Slot x = c->slots[pick[j]];
         if (counts_add(rows, (uint64_t)day << NET_BITS | (x.key & NET_MASK), x.n) < 0)
             goto fail;
     }
+    PyMem_Free(pick);
     PyMem_Free(take);
     Py_RETURN_NONE;
 fail:
+    PyMem_Free(pick);
     PyMem_Free(take);
     return NULL;
 }
