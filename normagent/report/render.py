@@ -66,7 +66,7 @@ def _environment() -> Any:
 
     env = Environment(
         loader=PackageLoader("normagent.report", "templates"),
-        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
