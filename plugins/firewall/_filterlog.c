@@ -18,8 +18,10 @@
  * and the alternatives start with different bytes, so a line matches in exactly one way or not at
  * all and nothing needs to backtrack. The one place where re does backtrack, the optional RFC 3164
  * host before "filterlog", is decided up front (see there). The block is read forward only,
- * every index checked against the line's end; keys are spans of the block (which outlives the
- * call) counted in hash tables of our own, so Python objects are made once per distinct value.
+ * every index checked against the block's end (a line is walked without looking for its end
+ * first: see match_line) or stopped by the byte after the block (see run); keys are spans of the
+ * block (which outlives the call) counted in hash tables of our own, the usual key as three words
+ * (see keys_add), so Python objects are made once per distinct value.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
