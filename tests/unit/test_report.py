@@ -22,6 +22,7 @@ from normagent.agent import read_config
 from normagent.cli import build_parser, main
 from normagent.deviations import build_engine
 from normagent.report.command import _intervals, run_report
+from normagent.report.render import md_code
 from tests.support.report_ledger import History, write_history
 
 U = timezone.utc
@@ -160,6 +161,26 @@ def test_text_from_the_configuration_or_the_ledger_is_escaped_in_the_html(site: 
     html = page.decode()
     assert code == 0 and "<script" not in html.lower() and "<img" not in html.lower()
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_text_from_the_configuration_or_the_ledger_reads_as_itself_in_the_markdown(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value with Markdown in it (a link, an image, HTML, a cell separator, a line break that
+    starts a heading) is text in the report, not markup that a viewer renders."""
+    hostile = "[klikk](javascript:alert(1)) ![x](http://x/y.png) <img src=x> *fet* _kursiv_ | ny celle \\n# Overskrift `kode`"
+    shutil.copytree(site / "state", tmp_path / "state")
+    (tmp_path / "normagent.toml").write_text(CONFIG.replace("Legekontoret Nord, serverrommet", hostile))
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+
+    code, page, _ = report(tmp_path, "--month", "2026-11", "--format", "md")
+
+    escaped = ("\\[klikk\\](javascript:alert(1)) !\\[x\\](http://x/y.png) \\<img src=x\\> \\*fet\\* \\_kursiv\\_ "
+               "\\| ny celle  # Overskrift \\`kode\\`")
+    assert code == 0 and f"({escaped}) |" in page.decode()
+    assert "\n# Overskrift" not in page.decode()
+
+
+def test_a_code_span_holds_any_backticks_it_is_given() -> None:
+    assert (md_code("a`b"), md_code("``x"), md_code("plain")) == ("``a`b``", "``` ``x ```", "`plain`")
 
 
 def test_html_is_self_contained(state_env: Path) -> None:
