@@ -588,29 +588,6 @@ nomemory:
     return -1;
 }
 
-/* Add n to the count of key. */
-static int table_add(table *t, const span *key, Py_ssize_t n) {
-    int width = t->width;
-    uint64_t h = hash_spans(key, width);
-    size_t at = (size_t)h & t->mask;
-    Py_ssize_t i;
-    while ((i = t->slots[at]) != 0) {
-        i--;
-        if (t->hashes[i] == h && same(t->keys + (size_t)i * (size_t)width, key, width)) {
-            t->counts[i] += n;
-            return 0;
-        }
-        at = (at + 1) & t->mask;
-    }
-    i = t->len;
-    memcpy(t->keys + (size_t)i * (size_t)width, key, sizeof(span) * (size_t)width);
-    t->counts[i] = n;
-    t->hashes[i] = h;
-    t->slots[at] = ++t->len;
-    if (t->len == t->cap) return table_grow(t); /* at most half the slots taken */
-    return 0;
-}
-
 static PyObject *span_bytes(span s) {
     return PyBytes_FromStringAndSize((const char *)s.p, s.n);
 }
@@ -666,6 +643,14 @@ static Py_ssize_t table_index(table *t, const span *key) {
     t->slots[at] = ++t->len;
     if (t->len == t->cap && table_grow(t) < 0) return -1;
     return i;
+}
+
+/* Add n to the count of key. */
+static int table_add(table *t, const span *key, Py_ssize_t n) {
+    Py_ssize_t i = table_index(t, key);
+    if (i < 0) return -1;
+    t->counts[i] += n;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
