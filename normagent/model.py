@@ -736,9 +736,16 @@ class ParseResult:
 
 
 class Parser(Protocol):
-    """A pure function from a block of log lines or records to observations. No I/O, no state."""
+    """A pure function from a block of log lines or records to observations. No I/O, no state.
 
-    def __call__(self, block: LogBlock, ctx: ParseContext) -> ParseResult: ...
+    It takes either kind of block, whatever its collector reads: ``normagent parse`` hands every
+    collector's parser every block of every input (text, journal export, EVTX) and settles an
+    unfinished carry with an empty ``TextBlock``. A parser for one kind counts the other kind's
+    lines or records as ignored. The arguments are positional (the core never names
+    them), so a ``Callable[[LogBlock, ParseContext], ParseResult]`` is a ``Parser`` too.
+    """
+
+    def __call__(self, block: LogBlock, ctx: ParseContext, /) -> ParseResult: ...
 
 
 # --------------------------------------------------------------------------------------------

@@ -62,11 +62,12 @@ from normagent import (
     EvtxSettings,
     FileSource,
     JournalSettings,
+    JSONValue,
+    LogBlock,
     MetricSpec,
     NoData,
     ParseContext,
     ParseResult,
-    RecordBlock,
     Rollup,
     RunContext,
     TextBlock,
@@ -276,14 +277,14 @@ def _check_origin_settings(max_origins: int, admit_after: int) -> None:
 # access.logins: one collector, two possible sources
 
 
-def parse_logins(block: TextBlock | RecordBlock, ctx: ParseContext) -> ParseResult:
+def parse_logins(block: LogBlock, ctx: ParseContext) -> ParseResult:
     """The logins parser for either source: auth.log lines or journal entries."""
     if isinstance(block, TextBlock):
         return parse_auth_lines(block, ctx)
     return parse_journal_logins(block, ctx)
 
 
-def _login_files(parser: Callable[[TextBlock, ParseContext], ParseResult], commit_bytes: int | None = None) -> CollectorSpec:
+def _login_files(parser: Callable[[LogBlock, ParseContext], ParseResult], commit_bytes: int | None = None) -> CollectorSpec:
     """The file side of ``access.logins``, read with ``parser`` (see ``collect_login_files``)."""
     make = functools.partial(
         file_log_collector,
@@ -512,7 +513,7 @@ class OriginTracker:
                 tracker.seen = {str(k): float(v) for k, v in seen.items() if isinstance(v, (int, float))}
         return tracker
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, JSONValue]:
         return {"admitted": list(self.admitted), "seen": dict(sorted(self.seen.items()))}
 
     def observe(self, observations: Sequence[object], exempt: Sequence[str] = ()) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from normagent import JournalEntry, ParseContext, ParseResult, RecordBlock
+from normagent import JournalEntry, LogBlock, ParseContext, ParseResult, RecordBlock
 
 from .parse import UNPARSED, apply, classify
 from .tally import OTHER_ORIGIN, Tally
@@ -40,22 +40,22 @@ _INSTANCE = re.compile(r"@[^.]*(?=\.[a-z]+$)")
 _NUMBERED = re.compile(r"^(session|run-[ru]?)[-0-9a-f]*(?=\.[a-z]+$)")
 
 
-def parse_journal_logins(block: RecordBlock, ctx: ParseContext) -> ParseResult:
+def parse_journal_logins(block: LogBlock, ctx: ParseContext) -> ParseResult:
     """Count failed logins, lockouts and password changes in journald entries (see parse.py's rules)."""
     return _scan(block, ctx, logins=True, errors=False)
 
 
-def parse_journal_errors(block: RecordBlock, ctx: ParseContext) -> ParseResult:
+def parse_journal_errors(block: LogBlock, ctx: ParseContext) -> ParseResult:
     """Count journald entries of priority err or worse, per origin (bounded label)."""
     return _scan(block, ctx, logins=False, errors=True)
 
 
-def parse_journal(block: RecordBlock, ctx: ParseContext) -> ParseResult:
+def parse_journal(block: LogBlock, ctx: ParseContext) -> ParseResult:
     """Both indicators over one block, for ``normagent parse`` on a ``journalctl -o json`` export."""
     return _scan(block, ctx, logins=True, errors=True)
 
 
-def _scan(block: RecordBlock, ctx: ParseContext, *, logins: bool, errors: bool) -> ParseResult:
+def _scan(block: LogBlock, ctx: ParseContext, *, logins: bool, errors: bool) -> ParseResult:
     """One pass over the entries; an entry is parsed if it counted towards either indicator."""
     result = ParseResult()
     if not isinstance(block, RecordBlock):

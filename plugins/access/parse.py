@@ -37,7 +37,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Final, TypeAlias
 
-from normagent import ParseContext, ParseResult, TextBlock
+from normagent import LogBlock, ParseContext, ParseResult, TextBlock
 
 from .tally import FAILED_BY_ACCOUNT, FAILED_BY_NETWORK, SUCCESS_BY_NETWORK, BatchTally, Tally
 
@@ -1033,7 +1033,7 @@ class _Quick:
         tally.merge_raw_rows(SUCCESS_BY_NETWORK, self.ok_by_network)
 
 
-def parse_auth_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
+def parse_auth_lines(block: LogBlock, ctx: ParseContext) -> ParseResult:
     """Count failed logins, lockouts and password changes in a block of auth.log / secure lines.
 
     Every line gets one outcome: ``parsed`` (it counted towards an indicator or a rollup),
@@ -1049,7 +1049,7 @@ def parse_auth_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
     return _parse_lines(block, ctx, fast=True)
 
 
-def parse_auth_lines_into(batch: BatchTally, block: TextBlock, ctx: ParseContext) -> ParseResult:
+def parse_auth_lines_into(batch: BatchTally, block: LogBlock, ctx: ParseContext) -> ParseResult:
     """``parse_auth_lines``, with the block's counts and rollup rows added to ``batch`` instead of
     returned as observations (the result holds the lines' outcomes only).
 
@@ -1060,9 +1060,11 @@ def parse_auth_lines_into(batch: BatchTally, block: TextBlock, ctx: ParseContext
     return _parse_lines(block, ctx, fast=True, batch=batch)
 
 
-def _parse_lines(block: TextBlock, ctx: ParseContext, *, fast: bool, batch: BatchTally | None = None) -> ParseResult:
+def _parse_lines(block: LogBlock, ctx: ParseContext, *, fast: bool, batch: BatchTally | None = None) -> ParseResult:
     """``parse_auth_lines``; ``fast=False`` sends every candidate line the general way (for the
     tests); ``batch``: see ``parse_auth_lines_into``."""
+    if not isinstance(block, TextBlock):  # journal entries or EVTX records: not this parser's
+        return ParseResult(ignored=len(block.records))
     data = block.data
     lines = block.line_count
     result = ParseResult()

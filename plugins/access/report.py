@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from normagent import Indicator, Period, ReportData, ReportSection, ReportTable, Rollup, SectionContent
 
@@ -190,10 +190,10 @@ def _origin_table(tops: Sequence[_Top]) -> ReportTable:
 
 
 def _busiest_day(rows: Iterable[Rollup]) -> str:
-    per_day: dict[object, set[str]] = {}
+    per_day: dict[date, set[str]] = {}
     for row in rows:
         per_day.setdefault(row.day, set()).add(row.key)
-    day, keys = max(per_day.items(), key=lambda kv: (len(kv[1]), kv[0]))  # type: ignore[operator]
+    day, keys = max(per_day.items(), key=lambda kv: (len(kv[1]), kv[0]))
     return f"{len(keys)} nettverk ({day})"
 
 

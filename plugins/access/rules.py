@@ -19,8 +19,9 @@ from datetime import timedelta
 
 from normagent import RuleSpec, RuleText, Severity
 
-from .collectors import EVENTLOG_ERRORS, SECTION
+from .collectors import SECTION
 from .tally import (
+    EVENTLOG_ERRORS,
     FAILED_BY_NETWORK,
     FAILED_LOGINS,
     LOCKOUT_BY_ACCOUNT,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from normagent import ParseContext, ParseResult, RecordBlock, WindowsEvent
+from normagent import LogBlock, ParseContext, ParseResult, RecordBlock, WindowsEvent
 
 from .journal import allowed_origins, origin_label
 from .tally import Tally
@@ -68,7 +68,7 @@ ERROR_LEVELS = frozenset({1, 2})
 ERROR_CHANNELS = {"system": "system", "application": "application"}
 
 
-def parse_windows(block: RecordBlock, ctx: ParseContext) -> ParseResult:
+def parse_windows(block: LogBlock, ctx: ParseContext) -> ParseResult:
     """Count logon failures, lockouts, password changes and System/Application errors."""
     result = ParseResult()
     if not isinstance(block, RecordBlock):
