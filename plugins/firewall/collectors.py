@@ -65,9 +65,9 @@ from normagent import (
     evtx_log_collector,
     file_log_collector,
     journal_log_collector,
+    LogBlock,
     ParseContext,
     ParseResult,
-    RecordBlock,
     TextBlock,
     syslog_log_collector,
 )
@@ -285,7 +285,7 @@ def planned_batch(batch: Batch, calendar: MaintenanceCalendar) -> Batch:
     return replace(batch, observations=[*counts, *kept])
 
 
-def parse_linux(block: TextBlock | RecordBlock, ctx: ParseContext) -> ParseResult:
+def parse_linux(block: LogBlock, ctx: ParseContext) -> ParseResult:
     """The Linux parser for either source: kern.log/audit.log lines or journal entries."""
     if isinstance(block, TextBlock):
         return parse_linux_lines(block, ctx)
@@ -303,7 +303,7 @@ _FILES = file_log_collector(
 _JOURNAL = journal_log_collector(
     "firewall.linux",
     help="Blocked packets and rule-set changes from the journal.",
-    parser=parse_linux_journal,  # type: ignore[arg-type]  # journal blocks are RecordBlocks
+    parser=parse_linux_journal,
     settings=LinuxSettings,
     journal=lambda s: s.journal,
     fields=JOURNAL_FIELDS,
@@ -341,7 +341,7 @@ WINDOWS_LOG = file_log_collector(
 _WINDOWS_EVENTS = evtx_log_collector(
     "firewall.windows_events",
     help="WFP drops (5152/5157) and firewall rule changes from Windows event logs (EVTX).",
-    parser=parse_windows_events,  # type: ignore[arg-type]  # a record parser: EVTX blocks are RecordBlocks
+    parser=parse_windows_events,
     settings=WindowsEventSettings,
     evtx=lambda s: s.evtx,
     metrics=WINDOWS_METRICS,

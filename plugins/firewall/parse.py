@@ -88,6 +88,7 @@ from normagent import (
     JournalEntry,
     JSONValue,
     LiveCarry,
+    LogBlock,
     Observation,
     ParseContext,
     ParseResult,
@@ -676,7 +677,7 @@ def netfilter_message(message: str) -> tuple[bool, str, str, str, str | None] | 
     )
 
 
-def parse_linux_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
+def parse_linux_lines(block: LogBlock, ctx: ParseContext) -> ParseResult:
     """Blocked packets and rule changes in kern.log / syslog / audit.log lines of this host.
 
     Every line has one outcome: ``parsed`` (a blocked packet, a rule change), ``ignored``
@@ -686,7 +687,7 @@ def parse_linux_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
     return linux_lines(block, ctx, fast=True)
 
 
-def linux_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseResult:
+def linux_lines(block: LogBlock, ctx: ParseContext, *, fast: bool) -> ParseResult:
     """``parse_linux_lines``; ``fast=False`` reads every line the general way (the definition
     the fast path is held to)."""
     if not isinstance(block, TextBlock):  # journal entries or EVTX records given to ``normagent parse``
@@ -924,7 +925,7 @@ def _netfilter_fast(data: bytes, tally: Tally, device: str, ref: datetime, tz: t
 # journald entries (the kernel's LOG lines, audit records, reloads)
 
 
-def parse_linux_journal(block: RecordBlock, ctx: ParseContext) -> ParseResult:
+def parse_linux_journal(block: LogBlock, ctx: ParseContext) -> ParseResult:
     """The journal's counterpart of ``parse_linux_lines``: kernel, audit and service entries."""
     if not isinstance(block, RecordBlock):
         return ParseResult(ignored=block.line_count)
@@ -991,7 +992,7 @@ _W3C_DATE: Final = re.compile(r"\d{4}-\d\d-\d\d$")
 _PATHS: Final = {"RECEIVE": "in", "SEND": "out", "FORWARD": "forward"}
 
 
-def parse_pfirewall(block: TextBlock, ctx: ParseContext) -> ParseResult:
+def parse_pfirewall(block: LogBlock, ctx: ParseContext) -> ParseResult:
     """Dropped packets in a Windows Firewall log (``pfirewall.log``), W3C extended format.
 
     The file's host is ``device`` in the settings (default ``other``): pfirewall.log names no
@@ -1076,7 +1077,7 @@ def accept_windows(record: Any) -> bool:
     return channel == FIREWALL_CHANNEL and record.event_id in FIREWALL_RULE_EVENTS
 
 
-def parse_windows_events(block: RecordBlock, ctx: ParseContext) -> ParseResult:
+def parse_windows_events(block: LogBlock, ctx: ParseContext) -> ParseResult:
     """WFP drops (5152, 5157) and firewall rule changes (4946-4948, 2004-2006, 2033) from EVTX."""
     if not isinstance(block, RecordBlock):  # text given to ``normagent parse``
         return ParseResult(ignored=block.line_count)
@@ -1230,7 +1231,7 @@ _RFC5424_NO_PRI: Final = re.compile(rb"^1 \d{4}-\d\d-\d\dT")
 _SPOOL_HEAD: Final = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z \S+ <\d{1,3}>")
 
 
-def parse_appliance_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
+def parse_appliance_lines(block: LogBlock, ctx: ParseContext) -> ParseResult:
     """Blocks and configuration changes from firewall appliances, in spool lines or syslog files.
 
     In the spool every message that is not one of the understood formats counts as ``unparsed``
@@ -1241,7 +1242,7 @@ def parse_appliance_lines(block: TextBlock, ctx: ParseContext) -> ParseResult:
     return appliance_lines(block, ctx, fast=True)
 
 
-def appliance_lines(block: TextBlock, ctx: ParseContext, *, fast: bool) -> ParseResult:
+def appliance_lines(block: LogBlock, ctx: ParseContext, *, fast: bool) -> ParseResult:
     """``parse_appliance_lines``; ``fast=False`` reads every line the general way (the
     definition the fast path is held to)."""
     if not isinstance(block, TextBlock):  # journal entries or EVTX records given to ``normagent parse``
