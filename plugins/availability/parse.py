@@ -27,7 +27,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from normagent import JSONValue
 
 Span = tuple[float, float]  # [start, end) in unix seconds
 PlannedSpans = Callable[[float, float], Sequence[Span]]  # the calendar's windows overlapping [a, b)
@@ -146,8 +149,8 @@ class ServiceState:
     planned: float = 0.0
     unplanned: float = 0.0
 
-    def to_json(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__slots__}  # type: ignore[attr-defined]
+    def to_json(self) -> dict[str, JSONValue]:
+        return {f: getattr(self, f) for f in self.__slots__}
 
     @classmethod
     def from_json(cls, value: Any) -> ServiceState:
@@ -219,14 +222,15 @@ def advance(
     """Account the interval since the last probe and apply the new result (see the module docstring)."""
     update = Update(state)
     s = state
-    if s.last is not None and now > s.last:
-        if now - s.last > gap:
+    last = s.last
+    if last is not None and now > last:
+        if now - last > gap:
             if s.down_since is not None:
-                update.closed.append(_close(s, s.last, "unobserved"))
+                update.closed.append(_close(s, last, "unobserved"))
                 s = replace(s, down_since=None, reason="", window="", outage_planned=0.0, outage_unplanned=0.0)
             s = replace(s, up=None)
         else:
-            cursor = s.last
+            cursor = last
             while cursor < now:
                 cut = min(now, next_month_start(cursor))
                 s, update = _account(s, update, cursor, cut, planned_spans, window_name)

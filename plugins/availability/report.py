@@ -14,7 +14,7 @@ Imports only normagent (the public API) and the standard library.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
@@ -123,7 +123,7 @@ def top_causes(outages: Sequence[Event], limit: int = 3) -> str:
     if not outages:
         return "–"
     counts: Counter[str] = Counter()
-    minutes: Counter[str] = Counter()
+    minutes: defaultdict[str, float] = defaultdict(float)
     for event in outages:
         reason = str(event.attrs.get("reason", ""))
         counts[reason] += 1

@@ -44,7 +44,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -57,6 +57,7 @@ from normagent import (
     CollectorSpec,
     Count,
     Gauge,
+    JSONValue,
     MetricSpec,
     NoData,
     Observation,
@@ -169,8 +170,9 @@ def security_index(ctx: RunContext, settings: AptSettings) -> tuple[tuple[str, .
     saved = ctx.state.get(SECURITY_INDEX_KEY)
     saved = saved if isinstance(saved, dict) else {}
     stamps = apt_stamps(ctx.root)
-    if stamps == saved.get("stamps") and isinstance(saved.get("files"), dict):
-        if _stat_files(saved["files"]) == saved["files"]:
+    saved_files = saved.get("files")
+    if stamps == saved.get("stamps") and isinstance(saved_files, dict):
+        if _stat_files(saved_files) == saved_files:
             return _saved_versions(saved), None
     listed = ctx.run_command(
         ["apt-get", *apt_root_options(ctx.root), "indextargets", "--format", INDEX_FORMAT, "Created-By: Packages"],
@@ -179,7 +181,7 @@ def security_index(ctx: RunContext, settings: AptSettings) -> tuple[tuple[str, .
     if not listed.ok:
         ctx.log.warning("apt_indextargets_failed", error=_why(listed), effect="updates not in settings.security_packages count as other")
         return _saved_versions(saved), None
-    files: dict[str, list[int]] = {}
+    files: dict[str, JSONValue] = {}
     for line in listed.stdout.decode("utf-8", "replace").splitlines():
         path, *fields = line.split("|")
         if not path or not any(origin_is_security(field, settings.security_origins) for field in fields if field):
@@ -203,7 +205,7 @@ def security_index(ctx: RunContext, settings: AptSettings) -> tuple[tuple[str, .
         versions.update(f"{p.decode()}={v.decode()}" for p, v in PACKAGE_VERSION.findall(content.stdout))
     found = tuple(sorted(versions))
     ctx.log.info("apt_security_index_read", files=len(files), versions=len(found))
-    return found, Checkpoint(SECURITY_INDEX_KEY, {"files": files, "versions": list(found), "stamps": stamps})  # type: ignore[dict-item]
+    return found, Checkpoint(SECURITY_INDEX_KEY, {"files": files, "versions": list(found), "stamps": stamps})
 
 
 # What ``apt-get indextargets`` answers from: the lists directory (``apt-get update`` renames every
@@ -211,10 +213,10 @@ def security_index(ctx: RunContext, settings: AptSettings) -> tuple[tuple[str, .
 APT_STAMPED = ("/var/lib/apt/lists", "/etc/apt/sources.list", "/etc/apt/sources.list.d", "/etc/apt/apt.conf.d")
 
 
-def apt_stamps(root: Path) -> list[list[Any]]:
+def apt_stamps(root: Path) -> list[JSONValue]:
     """``[path, inode, size, mtime_ns]`` of apt's lists directory, sources and configuration
     (directories and the files in them): when none changed, apt's index targets did not either."""
-    stamps: list[list[Any]] = []
+    stamps: list[JSONValue] = []
     for name in APT_STAMPED:
         path = under_root(root, name)
         entries = [path]
@@ -230,7 +232,7 @@ def apt_stamps(root: Path) -> list[list[Any]]:
     return stamps
 
 
-def _stat_files(files: dict[str, Any]) -> dict[str, list[int]]:
+def _stat_files(files: Iterable[str]) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     for path in files:
         try:
@@ -241,7 +243,7 @@ def _stat_files(files: dict[str, Any]) -> dict[str, list[int]]:
     return out
 
 
-def _saved_versions(saved: dict[str, Any]) -> tuple[str, ...]:
+def _saved_versions(saved: Mapping[str, JSONValue]) -> tuple[str, ...]:
     versions = saved.get("versions")
     return tuple(v for v in versions if isinstance(v, str)) if isinstance(versions, list) else ()
 
