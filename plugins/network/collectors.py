@@ -40,7 +40,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from normagent import (
     Batch,
@@ -403,20 +403,20 @@ def _samples(session: Any, ordered: list[tuple[str, int]], answers: list[Any]) -
     for pos, (name, index) in enumerate(ordered):
         got = dict(zip(IF_COLUMNS, (vb.value for vb in answers[pos * width : (pos + 1) * width]), strict=False))
         oper = got.get("oper")
-        if not (_is_int(oper) and 1 <= oper <= 7):  # type: ignore[operator]
+        if not (_is_int(oper) and 1 <= oper <= 7):
             bad += 1
             oper = None
         last_change = got.get("last_change") if _is_int(got.get("last_change")) else None
         counters: dict[str, int] = {}
         for key in ("in_octets", "out_octets", "in_discards", "in_errors", "out_discards", "out_errors"):
             value = got.get(key)
-            if _is_int(value) and value >= 0:  # type: ignore[operator]
-                counters[key] = int(value)  # type: ignore[arg-type]
+            if _is_int(value) and value >= 0:
+                counters[key] = int(value)
             elif value is None and key in OCTETS_32:
                 narrow.append((pos, key))
             else:
                 bad += 1
-        samples.append(InterfaceSample(name, index, oper, last_change, counters, frozenset(k for k in ("in_octets", "out_octets") if k in counters)))  # type: ignore[arg-type]
+        samples.append(InterfaceSample(name, index, oper, last_change, counters, frozenset(k for k in ("in_octets", "out_octets") if k in counters)))
     if narrow:
         # No HC counters (an old or small device): the 32-bit octets, which wrap.
         values = session.get([f"{OCTETS_32[key]}.{samples[pos].index}" for pos, key in narrow])
@@ -432,7 +432,8 @@ def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
+    """An SNMP integer: ``bool`` is an ``int`` to Python, never to SNMP."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -11,6 +11,7 @@ Imports only normagent (the public API) and the standard library.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from normagent import Indicator, Period, ReportData, ReportSection, ReportTable, SectionContent
@@ -85,9 +86,8 @@ def build(data: ReportData, period: Period) -> SectionContent:
     return SectionContent(paragraphs=tuple(paragraphs), tables=tuple(tables))
 
 
-def _where(attrs: object) -> tuple[str, str]:
-    a = attrs if isinstance(attrs, dict) else dict(attrs)  # type: ignore[call-overload]
-    return str(a.get("device", "")), str(a.get("interface") or "(hele enheten)")
+def _where(attrs: Mapping[str, object]) -> tuple[str, str]:
+    return str(attrs.get("device", "")), str(attrs.get("interface") or "(hele enheten)")
 
 
 def _parse(value: object) -> datetime | None:
