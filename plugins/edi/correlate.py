@@ -35,6 +35,7 @@ from datetime import datetime, timezone, tzinfo
 from typing import Protocol
 
 from normagent.plugins.edi import codes
+from normagent.plugins.edi.values import value
 from normagent.plugins.edi.parse import (
     AppRecHeader,
     EbxmlHeader,
@@ -61,7 +62,7 @@ M_TIMESTAMPS = "normagent_edi_timestamps_total"
 # records
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Record:
     """What is remembered about one id, checkpointed as ``m:<id>`` or ``e:<id>``.
 

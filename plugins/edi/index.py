@@ -80,6 +80,7 @@ from typing import Any
 from normagent import Checkpoint
 from normagent.plugins.edi.correlate import APPLICATION, TRANSPORT, Record
 from normagent.plugins.edi.stops import DirectionState, ServiceState
+from normagent.plugins.edi.values import value
 
 TOKEN = "g"
 VERSION = "v"
@@ -186,7 +187,7 @@ def printable(name: str) -> str:
 WATCHED = frozenset({"unreadable", "truncated", "empty", "timeout", "not_regular"})
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class FileEntry:
     """A file as checkpointed: ``[size, mtime_ns, outcome]``."""
 

@@ -45,6 +45,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone, tzinfo
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
+from normagent.plugins.edi.values import value
+
 if TYPE_CHECKING:
     import email.message
 
@@ -105,7 +107,7 @@ Outcome = Literal[
 # Records
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MsgHeadHeader:
     """What normagent reads of a Hodemelding: ``MsgInfo`` without the patient.
 
@@ -124,7 +126,7 @@ class MsgHeadHeader:
     receiver_her: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ReceiptError:
     """One ``AppRec/Error``: code and code list (OID), after undoing a swapped ``V``/``S``."""
 
@@ -133,7 +135,7 @@ class ReceiptError:
     swapped: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AppRecHeader:
     """What normagent reads of an applikasjonskvittering (everything but texts)."""
 
@@ -150,7 +152,7 @@ class AppRecHeader:
     receiver_her: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class TransportError:
     """One ``eb:ErrorList/eb:Error`` (attributes read with or without their ``eb:`` prefix)."""
 
@@ -163,7 +165,7 @@ PayloadState = Literal["none", "readable", "encrypted", "external"]
 EbxmlKind = Literal["payload", "acknowledgment", "message_error"]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class EbxmlHeader:
     """An ebXML (ebMS 2.0) envelope: a business message leg or a transport signal.
 
@@ -197,7 +199,7 @@ Scanned: TypeAlias = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Parsed:
     """The outcome of reading one file's header.
 

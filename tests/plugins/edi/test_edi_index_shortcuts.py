@@ -90,3 +90,41 @@ def test_names_and_keys_of_ascii_and_other_names_are_as_the_long_way_makes_them(
         assert file_key(path) == "f:" + path
     except UnicodeEncodeError:
         assert file_key(path) == "fx:" + quote(os.fsencode(path), safe="/")
+
+
+def _value_classes() -> list[type]:
+    from normagent.plugins.edi.correlate import Record
+    from normagent.plugins.edi.index import FileEntry
+    from normagent.plugins.edi.parse import AppRecHeader, EbxmlHeader, MsgHeadHeader, Parsed, ReceiptError, TransportError
+
+    return [Record, FileEntry, Parsed, MsgHeadHeader, AppRecHeader, EbxmlHeader, ReceiptError, TransportError]
+
+
+def _sample(cls: type, seed: int) -> dict[str, object]:
+    """Every field of ``cls`` away from its default (``seed`` varies the values)."""
+    values: dict[str, object] = {}
+    for i, f in enumerate(dataclasses.fields(cls)):
+        default = f.default if f.default is not dataclasses.MISSING else ""
+        values[f.name] = {str: f"v{i}.{seed}", float: i + seed + 0.5, int: i + seed + 7, bool: default is False,
+                          tuple: (f"t{seed}",)}.get(type(default), f"v{i}.{seed}")
+    return values
+
+
+@pytest.mark.parametrize("cls", _value_classes(), ids=lambda c: c.__name__)
+def test_a_value_record_compares_hashes_and_replaces_as_its_frozen_dataclass_did(cls: type) -> None:
+    """``values.value`` (plain at run time, frozen to mypy) against the frozen dataclass of the same
+    fields, the long way it replaced: the same equality, hash, repr, fields and ``replace``."""
+    twin = dataclasses.make_dataclass(
+        cls.__name__, [(f.name, f.type, f) for f in dataclasses.fields(cls)], frozen=True, slots=True)
+    a, b = _sample(cls, 1), _sample(cls, 2)
+    for left, right in ((a, a), (a, b), (a, {**a, dataclasses.fields(cls)[-1].name: b[dataclasses.fields(cls)[-1].name]})):
+        assert (cls(**left) == cls(**right)) == (twin(**left) == twin(**right))
+        assert (hash(cls(**left)) == hash(cls(**right))) == (left == right)
+    assert hash(cls(**a)) == hash(twin(**a))
+    assert repr(cls(**a)) == repr(twin(**a))
+    assert [f.name for f in dataclasses.fields(cls)] == [f.name for f in dataclasses.fields(twin)]
+    first = dataclasses.fields(cls)[0].name
+    changed = dataclasses.replace(cls(**a), **{first: b[first]})
+    assert changed == cls(**{**a, first: b[first]}) and changed != cls(**a)
+    assert not hasattr(cls(**a), "__dict__")  # slotted, as before
+    assert len({cls(**a), cls(**a), cls(**b)}) == 2
