@@ -172,6 +172,16 @@ def pending_record_key(checkpoint_key: str) -> str:
     return checkpoint_key[len(PENDING) + 16 :]
 
 
+def split_path(path: str) -> tuple[str, str]:
+    """``os.path.split(path)``, without its Python frames for the usual path: a directory that
+    does not end in ``/`` and a name (asked twice per file of a first index: ``Stage.checkpoints``,
+    ``Index.apply``). Anything else (no ``/``, the root, doubled slashes) goes the long way."""
+    head, _, tail = path.rpartition("/")
+    if head and head[-1] != "/":
+        return head, tail
+    return os.path.split(path)
+
+
 def printable(name: str) -> str:
     """A file name for log lines: undecodable bytes as ``\\xNN``, never a lone surrogate."""
     if name.isascii():  # the usual name: no surrogate in it, and no copy made (asked per file read)
@@ -442,7 +452,7 @@ class Index:
         """Make a committed ``stage`` part of the mirror. Call only after its batch was committed."""
         self.file_count += stage.file_delta()
         for path, entry in stage.files.items():
-            directory, name = os.path.split(path)
+            directory, name = split_path(path)
             outcome = entry.outcome if entry is not None and entry.outcome in WATCHED else ""
             if outcome:
                 self.watch.setdefault(directory, {})[name] = outcome
@@ -564,7 +574,7 @@ class Stage:
         for path, entry in self.files.items():
             key = file_key(path)
             out.append(Checkpoint(key, entry.to_json() if entry is not None else None))
-            directory, name = os.path.split(path)
+            directory, name = split_path(path)
             watched = entry.outcome if entry is not None and entry.outcome in WATCHED else ""
             if watched != index.watch.get(directory, {}).get(name, ""):
                 out.append(Checkpoint(WATCH + key, watched or None))

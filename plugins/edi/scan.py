@@ -194,15 +194,23 @@ class Candidates:
         so the entries go into the ledger in key order."""
         # By directory, then by the names' first two characters: each part is sorted on its own,
         # so no list of 100,000 numbers is made (Python ints: the heap would keep their pages).
-        parts: dict[int, dict[str, array[int]]] = {}
-        flags, place, name = self.flags, self.place, self.name
+        # The names' bytes, not their text, are sorted: not decoded for it, and in the keys' order
+        # all the same — a name that is valid UTF-8 is its UTF-8 bytes (the ledger compares keys as
+        # those), and one that is not has its key in ``fx:``, apart from the rest.
+        parts: dict[int, dict[bytes, array[int]]] = {}
+        flags, place, names, ends = self.flags, self.place, self._names, self._ends
         for i in range(len(self)):
             if flags[i] & 4:
-                parts.setdefault(place[i], {}).setdefault(name(i)[:2], array("l")).append(i)
+                start = ends[i - 1] if i else 0
+                parts.setdefault(place[i], {}).setdefault(bytes(names[start : min(start + 2, ends[i])]), array("l")).append(i)
         for p in sorted(parts, key=lambda p: file_key(self.places[p][0] + os.sep)):
             by_prefix = parts.pop(p)
             for prefix in sorted(by_prefix):
-                yield sorted(by_prefix.pop(prefix), key=name)
+                yield sorted(by_prefix.pop(prefix), key=self._name_bytes)
+
+    def _name_bytes(self, i: int) -> bytes:
+        ends = self._ends
+        return bytes(self._names[ends[i - 1] if i else 0 : ends[i]])
 
     def ordered(self) -> Iterator[Candidate]:
         """The candidates in reading order (``Candidate.order``): archives last, then by time, then path."""
@@ -211,16 +219,21 @@ class Candidates:
         shift = 1 << 63
         # One int per file as the sort key (role, then time): small, and compared in C.
         order = array("l", sorted(range(len(self)), key=lambda i: (roles[place[i]] << 64) + mtime[i] + shift))
+        get, count = self.get, len(order)
         i = 0
-        while i < len(order):
+        while i < count:
+            first = order[i]
             j = i + 1
-            key = (roles[place[order[i]]], mtime[order[i]])
-            while j < len(order) and (roles[place[order[j]]], mtime[order[j]]) == key:
+            # The next one's time differs (nearly always): no tuple made, no further look.
+            if j == count or mtime[order[j]] != mtime[first] or roles[place[order[j]]] != roles[place[first]]:
+                yield get(first)
+                i = j
+                continue
+            key = (roles[place[first]], mtime[first])
+            while j < count and (roles[place[order[j]]], mtime[order[j]]) == key:
                 j += 1
-            if j - i == 1:
-                yield self.get(order[i])
-            else:  # the same time to the nanosecond: by path
-                yield from sorted((self.get(k) for k in order[i:j]), key=lambda c: c.path)
+            # the same time to the nanosecond: by path
+            yield from sorted((get(k) for k in order[i:j]), key=lambda c: c.path)
             i = j
 
 

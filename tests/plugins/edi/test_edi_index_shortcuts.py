@@ -128,3 +128,48 @@ def test_a_value_record_compares_hashes_and_replaces_as_its_frozen_dataclass_did
     assert changed == cls(**{**a, first: b[first]}) and changed != cls(**a)
     assert not hasattr(cls(**a), "__dict__")  # slotted, as before
     assert len({cls(**a), cls(**a), cls(**b)}) == 2
+
+
+@pytest.mark.parametrize("path", [
+    "/srv/edi/ut/a.xml", "/a.xml", "a.xml", "", "/", "//", "//a", "///a/b", "/srv//edi//ut/a.xml", "/srv/edi/ut/",
+    "/srv/edi/ut//", "relative/dir/b\udce6.xml", "/srv/æø\udcff/x", "a/", "a//b", "/srv/edi/ut/ lead ",
+])
+def test_a_paths_split_is_os_path_splits(path: str) -> None:
+    from normagent.plugins.edi.index import split_path
+
+    assert split_path(path) == os.path.split(path)
+
+
+def _candidates_to_order() -> Candidates:
+    import random
+
+    rng = random.Random(15)
+    candidates = Candidates()
+    folders = [EdiFolder(path=Path("/srv/edi/ut"), direction="out"),
+               EdiFolder(path=Path("/srv/edi/arkiv"), direction="out", role="archive")]
+    places = [("/srv/edi/ut", folders[0]), ("/srv/edi/ut/sub", folders[0]), ("/srv/edi/arkiv", folders[1])]
+    alphabet = ["a", "b", "z", "0", "é", "æ", "ø", "\u4e00", "-", ".", "\U0001f600", " "]
+    for i in range(600):
+        directory, folder = rng.choice(places)
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 4))) + f"{i}.xml"
+        mtime = rng.choice([10**18, 10**18 + 1, rng.randint(0, 2**62)])  # ties to the nanosecond
+        candidates.add(candidates.place_id(directory, "/srv/edi", folder), name, i, mtime, regular=True, indexed=False)
+        if rng.random() < 0.7:
+            candidates.defer(len(candidates) - 1)
+    return candidates
+
+
+def test_candidates_are_read_in_the_order_of_their_sort_key() -> None:
+    candidates = _candidates_to_order()
+    assert [c.path for c in candidates.ordered()] == [c.path for c in sorted(candidates, key=lambda c: c.order)]
+
+
+def test_deferred_entries_come_by_directory_then_in_the_order_of_their_keys() -> None:
+    from normagent.plugins.edi.index import file_key
+
+    candidates = _candidates_to_order()
+    got = [candidates.path(slot) for slots in candidates.deferred() for slot in slots]
+    deferred = [c for c in candidates if candidates.flags[c.slot] & 4]
+    directories = sorted({c.directory for c in deferred}, key=lambda d: file_key(d + os.sep))
+    assert got == [c.path for d in directories for c in sorted((c for c in deferred if c.directory == d),
+                                                                  key=lambda c: file_key(c.path))]
