@@ -721,8 +721,7 @@ class EdiCollector:
             if why == "changed":
                 deferred.setdefault(candidate.directory, set()).add(candidate.name)
             return True
-        young = cycle.now - mtime < settings.write_grace.total_seconds()
-        if parsed.outcome in ("truncated", "empty") and young:
+        if parsed.outcome in ("truncated", "empty") and cycle.now - mtime < settings.write_grace.total_seconds():
             deferred.setdefault(candidate.directory, set()).add(candidate.name)  # still being written: look again next cycle
             return True
         if parsed.outcome == "unreadable":
