@@ -556,16 +556,20 @@ class EdiCollector:
         # A fresh ledger's first index commits larger batches: their records (random message ids)
         # go into the ledger in one sorted pass each (``first_index_batch_size``).
         batch_size = settings.first_index_batch_size if index.absent is not None else settings.batch_size
+        # One reading of the clock per file for the three checks below (``ctx.expired()`` is
+        # ``monotonic() >= deadline``), read again after each yield; the limits computed once.
+        clock, deadline, slice_s, deferring_s = ctx.clock, ctx.deadline, budget.slice, budget.deferring
         for candidate in found.candidates.ordered():
-            if in_batch >= batch_size or (in_batch and ctx.clock.monotonic() - batch_started >= budget.slice):
+            mono = clock.monotonic()
+            if in_batch >= batch_size or (in_batch and mono - batch_started >= slice_s):
                 if traffic:
                     stage.queue[QUEUE + uuid.uuid4().hex] = traffic
                 yield self._batch(stage, tally)
                 index.apply(stage)
                 tally.log_summaries(ctx)
                 stage, tally, traffic, in_batch = Stage(index), _Tally(), [], 0
-                batch_started = ctx.clock.monotonic()
-            if deferring and ctx.clock.monotonic() - budget.started >= budget.deferring:
+                batch_started = mono = clock.monotonic()
+            if deferring and mono - budget.started >= deferring_s:
                 # Half the run is gone: the entries so far are written now, the later ones with
                 # their batches. A run that ends before writing them costs its next one a second
                 # reading of those files.
@@ -573,9 +577,9 @@ class EdiCollector:
                 if written is None:
                     return
                 stage, tally, traffic, in_batch, deferring = written, _Tally(), [], 0, False
-                batch_started = ctx.clock.monotonic()
-            if ctx.expired():
-                return  # the next cycle resumes: uncommitted files are still new
+                batch_started = mono = clock.monotonic()
+            if mono >= deadline:
+                return  # the run is over (``ctx.expired()``); the next cycle resumes: uncommitted files are still new
             in_batch += 1
             if not self._read_one(ctx, cycle, candidate, stage, tally, traffic, deferred, budget,
                                   found if deferring else None):

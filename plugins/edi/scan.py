@@ -652,25 +652,37 @@ class DirectoryCache:
     def __init__(self, size: int = 64) -> None:
         self._open: OrderedDict[str, int] = OrderedDict()
         self._size = size
+        # The directory asked for last and its descriptor, answered without the OrderedDict: the
+        # files of a first index come mostly from one folder after another (a get per file).
+        # Always the most recently used entry of ``_open``, so never the one evicted.
+        self._last: tuple[str, int] | None = None
 
     def get(self, base: str, directory: str) -> int:
+        last = self._last
+        if last is not None and last[0] == directory:
+            return last[1]
         fd = self._open.get(directory)
         if fd is not None:
             self._open.move_to_end(directory)
+            self._last = (directory, fd)
             return fd
         fd = open_dir(base or directory, directory)
         self._open[directory] = fd
         if len(self._open) > self._size:
             _, oldest = self._open.popitem(last=False)
             os.close(oldest)
+        self._last = (directory, fd)
         return fd
 
     def drop(self, directory: str) -> None:
         """Forget a descriptor that may no longer be the directory's (it is opened afresh next time)."""
+        if self._last is not None and self._last[0] == directory:
+            self._last = None
         fd = self._open.pop(directory, None)
         if fd is not None:
             os.close(fd)
 
     def close(self) -> None:
+        self._last = None
         while self._open:
             os.close(self._open.popitem()[1])

@@ -173,3 +173,30 @@ def test_deferred_entries_come_by_directory_then_in_the_order_of_their_keys() ->
     directories = sorted({c.directory for c in deferred}, key=lambda d: file_key(d + os.sep))
     assert got == [c.path for d in directories for c in sorted((c for c in deferred if c.directory == d),
                                                                   key=lambda c: file_key(c.path))]
+
+
+def test_the_directory_cache_answers_each_get_with_an_open_descriptor_of_that_directory(tmp_path: Path) -> None:
+    """The last directory answered without the OrderedDict: after drops, evictions and a close,
+    every descriptor handed out is still open and still the directory asked for."""
+    import random
+
+    from normagent.plugins.edi.scan import DirectoryCache
+
+    dirs = []
+    for i in range(5):
+        (tmp_path / f"d{i}").mkdir()
+        dirs.append(str(tmp_path / f"d{i}"))
+    cache = DirectoryCache(size=2)
+    rng = random.Random(4)
+    for step in range(400):
+        directory = rng.choice(dirs)
+        action = rng.random()
+        if action < 0.15:
+            cache.drop(directory)
+        elif action < 0.18:
+            cache.close()
+        else:
+            for _ in range(rng.randint(1, 3)):  # the same directory asked again, as per file
+                fd = cache.get(str(tmp_path), directory)
+                assert os.fstat(fd).st_ino == os.stat(directory).st_ino, step
+    cache.close()
