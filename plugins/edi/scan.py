@@ -170,7 +170,7 @@ class Candidates:
         return self._prefixes[self.place[i]] + self.name(i)
 
     def add(self, place: int, name: str, size: int, mtime_ns: int, *, regular: bool, indexed: bool) -> None:
-        self._names += os.fsencode(name)
+        self._names += name.encode(_FS_ENCODING, _FS_ERRORS)  # os.fsencode's, without its frame
         self._ends.append(len(self._names))
         self.place.append(place)
         self.size.append(size)
@@ -391,17 +391,12 @@ class Watcher:
 
 
 class _Names:
-    """A folder's glob and ignore patterns, compiled once per cycle."""
+    """A folder's glob and ignore patterns, compiled once per cycle (their ``match``, None for none:
+    asked per name listed, in ``_consider``)."""
 
     def __init__(self, folder: EdiFolder) -> None:
         self.ignore = re.compile("|".join(fnmatch.translate(p) for p in folder.ignore)).match if folder.ignore else None
         self.wanted = None if folder.glob == "*" else re.compile(fnmatch.translate(folder.glob)).match
-
-    def ignored(self, name: str) -> bool:
-        return self.ignore is not None and self.ignore(name) is not None
-
-    def read(self, name: str) -> bool:
-        return self.wanted is None or self.wanted(name) is not None
 
 
 @dataclass
@@ -620,7 +615,8 @@ def _consider(
     """
     result = cycle.result
     patterns = cycle.patterns(folder)
-    if patterns.ignored(name):
+    ignore = patterns.ignore
+    if ignore is not None and ignore(name) is not None:
         return ""
     try:
         st = os.lstat(os.path.join(directory, name)) if dir_fd is None else os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -632,7 +628,8 @@ def _consider(
         if entry is not None:
             result.gone.append(os.path.join(directory, name))  # a file replaced by a directory
         return "dir"
-    if not patterns.read(name):
+    wanted = patterns.wanted
+    if wanted is not None and wanted(name) is None:
         return ""
     if entry is None or not entry.unchanged(st.st_size, st.st_mtime_ns):
         candidates = result.candidates
