@@ -281,11 +281,18 @@ class AbsentKeys:
             bits[spot >> 3] |= 1 << (spot & 7)
 
     def may_hold(self, key: str) -> bool:
-        bits = self._bits
-        for spot in self._spots(key):
-            if not bits[spot >> 3] & (1 << (spot & 7)):
-                return False
-        return True
+        """Whether ``key`` may have been added: ``_spots`` spelt out (asked once per file read in
+        a first index; each bit looked at only while the ones before it were set)."""
+        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
+        mask, bits = self.MASK, self._bits
+        spot = h & mask
+        if not bits[spot >> 3] & (1 << (spot & 7)):
+            return False
+        spot = (h >> 23) & mask
+        if not bits[spot >> 3] & (1 << (spot & 7)):
+            return False
+        spot = ((h >> 41) ^ (h << 5)) & mask
+        return bool(bits[spot >> 3] & (1 << (spot & 7)))
 
 
 class Index:
@@ -584,14 +591,15 @@ class Stage:
         if delta:
             out.append(Checkpoint(COUNT, index.file_count + delta))
         for key, record in self.records.items():
-            out.append(Checkpoint(key, record.to_json() if record is not None else None))
+            value = record.to_json() if record is not None else None
+            out.append(Checkpoint(key, value))
             committed = index.pending.get(key)
             if self.waits(key, record):
                 assert record is not None
                 if committed != record:
                     if committed is not None and pending_key(key, committed) != pending_key(key, record):
                         out.append(Checkpoint(pending_key(key, committed), None))
-                    out.append(Checkpoint(pending_key(key, record), record.to_json()))
+                    out.append(Checkpoint(pending_key(key, record), value))  # the same value: made once
             elif committed is not None:
                 out.append(Checkpoint(pending_key(key, committed), None))
             if key not in self.read:

@@ -200,3 +200,28 @@ def test_the_directory_cache_answers_each_get_with_an_open_descriptor_of_that_di
                 fd = cache.get(str(tmp_path), directory)
                 assert os.fstat(fd).st_ino == os.stat(directory).st_ino, step
     cache.close()
+
+
+def test_the_absent_keys_filter_answers_as_its_three_spots_say() -> None:
+    """``AbsentKeys.may_hold`` spelt out against ``_spots``, the long way: every bit set. A small
+    filter, so that keys with one, two or all three bits set occur."""
+    import random
+
+    from normagent.plugins.edi.index import AbsentKeys
+
+    class Small(AbsentKeys):
+        BITS = 1 << 10
+        MASK = BITS - 1
+
+    keys = Small()
+    rng = random.Random(15)
+    for i in range(120):
+        keys.add(f"m:{rng.random()}")
+    answers = set()
+    for i in range(3000):
+        key = f"m:{i}"
+        spots = keys._spots(key)
+        set_bits = sum(bool(keys._bits[spot >> 3] & (1 << (spot & 7))) for spot in spots)
+        answers.add(set_bits)
+        assert keys.may_hold(key) is (set_bits == 3), key
+    assert answers == {0, 1, 2, 3}
