@@ -255,12 +255,14 @@ class _Tally:
     """Observations of one batch, counts summed per series."""
 
     def __init__(self) -> None:
-        self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        # Per series (metric, sorted labels): its sum so far, in a one-item list.
+        self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = {}
         self.other: list[Any] = []
         self.summaries: dict[str, int] = {}
-        # The series key of (metric, labels in the caller's order): each file counts two or three
-        # series, a batch a few dozen distinct ones, so the labels are sorted once per series.
-        self._keys: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, tuple[tuple[str, str], ...]]] = {}
+        # The sum of (metric, labels in the caller's order): each file counts two or three series,
+        # a batch a few dozen distinct ones, so the labels are sorted once per series, and a count
+        # adds to the series' list found by one look-up.
+        self._sums: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = {}
 
     def log_summaries(self, ctx: RunContext) -> None:
         for event, count in sorted(self.summaries.items()):
@@ -268,13 +270,13 @@ class _Tally:
 
     def count(self, metric: str, labels: dict[str, str], value: float = 1) -> None:
         given = (metric, tuple(labels.items()))
-        key = self._keys.get(given)
-        if key is None:
-            key = self._keys[given] = (metric, tuple(sorted(given[1])))
-        self.counts[key] = self.counts.get(key, 0.0) + value
+        total = self._sums.get(given)
+        if total is None:
+            total = self._sums[given] = self.counts.setdefault((metric, tuple(sorted(given[1]))), [0.0])
+        total[0] += value
 
     def observations(self) -> list[Any]:
-        return [Count(metric, labels, value) for (metric, labels), value in self.counts.items()] + self.other
+        return [Count(metric, labels, total[0]) for (metric, labels), total in self.counts.items()] + self.other
 
 
 # Per-file facts that are normal in bulk (a site that reads only its inbox sees every receipt as one
