@@ -225,3 +225,27 @@ def test_the_absent_keys_filter_answers_as_its_three_spots_say() -> None:
         answers.add(set_bits)
         assert keys.may_hold(key) is (set_bits == 3), key
     assert answers == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("zone_name", ["Europe/Oslo", "America/New_York", "Pacific/Kiritimati", "Etc/GMT+12", "UTC"])
+def test_a_dates_kind_is_the_one_its_conversion_gives(zone_name: str) -> None:
+    """``timestamp_kind`` (no conversion between the years 2 and 9998) against
+    ``parse_timestamp``, the long way, up to the calendar's edges in zones east and west of UTC."""
+    from zoneinfo import ZoneInfo
+
+    from normagent.plugins.edi.parse import parse_timestamp, timestamp_kind
+
+    zone = ZoneInfo(zone_name)
+    texts = ["", "  ", "garbage", "2026-11-24T23:01:22", " 2026-11-24T23:01:22 ", "2026-11-24T23:01:22.123456789",
+             "2026-11-24T23:01:22Z", "2026-11-24T23:01:22+14:00", "2026-11-24T23:01:22-12:00", "2026-03-29T02:30:00",
+             "2026-10-25T02:30:00", "2026-11-24", "2026-13-01T00:00:00", "2026-11-24T24:00:00"]
+    for year in (1, 2, 9998, 9999):
+        for clock in ("00:00:00", "00:30:00", "12:00:00", "23:59:59"):
+            for day in ("01-01", "12-31"):
+                for offset in ("", "Z", "+14:00", "-12:00", "+00:01", "-00:01"):
+                    texts.append(f"{year:04d}-{day}T{clock}{offset}")
+    kinds = set()
+    for text in texts:
+        kinds.add(timestamp_kind(text, zone))
+        assert timestamp_kind(text, zone) == parse_timestamp(text, zone)[1], text
+    assert kinds == {"missing", "unparseable", "no_zone", "with_zone"}
