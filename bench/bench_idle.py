@@ -52,7 +52,7 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.support.service import service_environment  # noqa: E402
+from tests.support.service import compile_as_installed, service_environment  # noqa: E402
 DEBS_ROOT = REPO / ".cache" / "debs" / "root"
 BLOCK = 100  # scrapes of one exporter before switching to the other
 PROMETHEUS_HEADERS = {  # what Prometheus 2.42 sends when it scrapes
@@ -342,6 +342,7 @@ def main() -> int:
             trees: list[tuple[str, Path | None]] = [("after" if args.baseline else "normagent", None)]
             if args.baseline:
                 trees.append((f"before {args.baseline}", unpack_revision(args.baseline, workdir / "baseline")))
+            compile_as_installed(REPO / "normagent", REPO / "plugins", *(tree for _, tree in trees if tree is not None))
             for variant in variants:
                 for label, tree in trees:
                     home = workdir / f"{label.split()[0]}-{variant}"

@@ -217,6 +217,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     args = parser.parse_args()
     binary = Path(sys.executable).with_name("normagent")
+    bench_idle.compile_as_installed(REPO / "normagent", REPO / "plugins")
     result: dict[str, Any] = {"sources": args.sources, "warmup": args.warmup}
     with tempfile.TemporaryDirectory(prefix="normagent-memory-") as tmp:
         root = Path(tmp)

@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     )
     from normagent.memory import give_back_memory
     from normagent.privacy import network_of
+    from normagent.smallfile import read_head
     from normagent.sources.evtx_settings import EvtxSettings
     from normagent.sources.journald import JournalSettings
     from normagent.sources.syslog import SpoolLine, SyslogMessage, parse_spool_line, parse_syslog, rfc3164_instant, rfc3164_time
@@ -106,6 +107,7 @@ _HOMES = {
     ),
     "give_back_memory": "normagent.memory",
     "network_of": "normagent.privacy",
+    "read_head": "normagent.smallfile",
     "EvtxSettings": "normagent.sources.evtx_settings",
     "JournalSettings": "normagent.sources.journald",
     **dict.fromkeys(("SpoolLine", "SyslogMessage", "parse_spool_line", "parse_syslog", "rfc3164_instant", "rfc3164_time"), "normagent.sources.syslog"),
@@ -138,6 +140,7 @@ __all__ = [
     "network_of",
     "parse_spool_line",
     "parse_syslog",
+    "read_head",
     "record_parser",
     "Advice",
     "rfc3164_instant",

@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 import tomllib
 import types
 import typing
@@ -403,6 +404,13 @@ def load_config(
         raise ConfigError([Problem(path, "", f"TOML syntax error: {message}", int(line.group(1)) if line else None)]) from None
     except RecursionError:  # tomllib descends once per nested array or inline table
         raise ConfigError([Problem(path, "", "TOML syntax error: arrays or inline tables nested too deep")]) from None
+    except ValueError as exc:  # tomllib lets int() raise Python's limit on a decimal integer's digits
+        limit = sys.get_int_max_str_digits()
+        digits = re.search(rf"\d(?:_?\d){{{limit},}}", text) if limit else None
+        if digits is None:
+            raise ConfigError([Problem(path, "", f"TOML value error: {exc}")]) from None
+        where = text.count("\n", 0, digits.start()) + 1
+        raise ConfigError([Problem(path, "", f"TOML value error: an integer of more than {limit:,} digits", where)]) from None
     walker = _Walker(path, _line_index(text), base=path.parent if path else Path.cwd())
     walker.rule_check = rule_check
     config, plugins = walker.config(data, plugins_for, sections)

@@ -268,9 +268,9 @@ def _escaping(tokens: Sequence[str]) -> str:
 def _at_least_1(version: str) -> bool:
     parts: list[int] = []
     for part in version.split("."):
-        if not part.isdigit():
-            return False  # not a version we know how to compare
-        parts.append(int(part))
+        if not (part.isascii() and part.isdigit()):
+            return False  # not a version we know how to compare ("²" is a digit to isdigit, not to int)
+        parts.append(int(part) if len(part) <= 18 else 10**18)  # int() refuses 4,300 digits
     return tuple(parts) >= (1, 0, 0)
 
 

@@ -1568,6 +1568,7 @@ def _evtx_blocks(path: str, damage: list[str]) -> Iterator[LogBlock]:
         total.unreadable += stats.unreadable
         total.implausible += stats.implausible
         total.chunks_damaged = max(total.chunks_damaged, stats.chunks_damaged)
+        total.truncated = total.truncated or stats.truncated
         if crash is None:
             break
         assert crash.chunk is not None
@@ -1585,6 +1586,8 @@ def _evtx_blocks(path: str, damage: list[str]) -> Iterator[LogBlock]:
     ):
         if n:
             damage.append(f"{n:,} {one if n == 1 else many}")
+    if total.truncated:  # the agent waits for the rest of such a chunk; a one-shot command says so
+        damage.append("the file ends inside a chunk (cut short, or a copy still being written): that chunk's records were not read")
 
 
 __all__ = [

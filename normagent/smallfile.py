@@ -44,6 +44,53 @@ class FileTooLarge(OSError):
     """The file is larger than what its kind can reasonably be."""
 
 
+def _open_regular(path: Path) -> tuple[int, os.stat_result]:
+    """A descriptor of the regular file ``path``, opened without blocking, and its ``fstat``.
+
+    Raises:
+        FileNotFoundError, PermissionError, IsADirectoryError: as ``open`` would.
+        NotRegularFile: a FIFO, device or socket (opened without blocking, never read).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a socket, or a device without its driver
+            raise NotRegularFile(errno.EINVAL, f"is {kind_of(os.stat(path).st_mode)}, not a regular file", str(path)) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(errno.EINVAL, f"is {kind_of(st.st_mode)}, not a regular file", str(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def read_head(path: Path, size: int) -> bytes:
+    """The first ``size`` bytes (fewer at the end) of the regular file ``path``, however large it
+    is: a header, such as a ClamAV database's, never the whole file.
+
+    Raises:
+        As ``read_small_stat``, except for ``FileTooLarge``.
+    """
+    fd, _ = _open_regular(path)
+    try:
+        parts: list[bytes] = []
+        got = 0
+        while got < size:
+            part = os.read(fd, size - got)
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
 def read_small(path: Path, limit: int) -> bytes:
     """The bytes of the regular file ``path``, at most ``limit`` of them (see ``read_small_stat``)."""
     return read_small_stat(path, limit)[0]
@@ -59,19 +106,8 @@ def read_small_stat(path: Path, limit: int) -> tuple[bytes, os.stat_result]:
         FileTooLarge: more than ``limit`` bytes (checked before reading, and again while
             reading, for a file that grows meanwhile).
     """
+    fd, st = _open_regular(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:  # a socket, or a device without its driver
-            raise NotRegularFile(errno.EINVAL, f"is {kind_of(os.stat(path).st_mode)}, not a regular file", str(path)) from None
-        raise
-    try:
-        st = os.fstat(fd)
-        mode = st.st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
-        if not stat.S_ISREG(mode):
-            raise NotRegularFile(errno.EINVAL, f"is {kind_of(mode)}, not a regular file", str(path))
         if st.st_size > limit:
             raise FileTooLarge(errno.EFBIG, f"is larger than {limit:,} bytes", str(path))
         parts: list[bytes] = []

@@ -1102,9 +1102,9 @@ async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
     body = b""
     if lengths:
         length = lengths.pop()
-        if lengths or not length.isdigit():
+        if lengths or not (length.isascii() and length.isdigit()):
             raise _BadRequest("400 Bad Request")
-        if int(length) > MAX_BODY_BYTES:
+        if len(length) > 18 or int(length) > MAX_BODY_BYTES:  # int() refuses 4,300 digits
             raise _BadRequest("413 Content Too Large")
         try:
             body = await reader.readexactly(int(length))

@@ -10,6 +10,7 @@ Imports only model and the standard library.
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -179,6 +180,7 @@ def probe(settings: HttpSettings, timeout: float = 5.0) -> list[tuple[str, str]]
 MAX_HEAD = 64 * 1024  # bytes of status line and headers an answer may have
 MAX_BODY = 1024 * 1024  # bytes of an answer's body read to keep the connection; a longer one closes it
 _READ = 64 * 1024
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,64}")  # RFC 9112 7.1: 1*HEXDIG (leading zeros allowed)
 
 
 class _BadAnswer(Exception):
@@ -340,7 +342,7 @@ def _read_answer(sock: socket.socket) -> tuple[int, bytes, bool]:
     if length_text is not None:
         if not length_text.isdigit():
             raise _BadAnswer(f"a bad Content-Length: {length_text[:40]!r}")
-        length = int(length_text)
+        length = int(length_text) if len(length_text) <= 18 else MAX_BODY + 1  # int() refuses 4,300 digits
         if length > MAX_BODY:
             return status, buffer[:200], False
         while len(buffer) < length:
@@ -367,10 +369,9 @@ def _read_chunked(sock: socket.socket, buffer: bytes) -> tuple[bytes, bool]:
             buffer += chunk
         size_line, _, buffer = buffer.partition(b"\r\n")
         size_text = size_line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise _BadAnswer(f"a bad chunk size: {size_text[:40]!r}") from None
+        if not _CHUNK_SIZE.fullmatch(size_text):  # int(…, 16) would take "-5", "0x1_0" and 1,000 digits
+            raise _BadAnswer(f"a bad chunk size: {size_text[:40]!r}")
+        size = int(size_text, 16)
         if size == 0:
             while not (buffer.startswith(b"\r\n") or b"\r\n\r\n" in buffer):  # trailers, then an empty line
                 if len(buffer) > MAX_HEAD:

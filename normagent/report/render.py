@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -66,13 +67,60 @@ def _environment() -> Any:
 
     env = Environment(
         loader=PackageLoader("normagent.report", "templates"),
-        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
     return env
+
+
+# What CommonMark would read as markup in a value: emphasis, code, links and images, raw HTML, a
+# table's cell separator; an underscore only at a word's edge (inside a word it is no emphasis).
+_MD_MARKUP = re.compile(r"[\\`*\[\]<>|]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+_LINE_BREAKS = re.compile(r"[\r\n\v\f\x85\u2028\u2029]+")
+
+
+def md_text(value: object) -> str:
+    """A value as Markdown that reads as itself: a host, device or threat name from a log or a
+    Prometheus label must not become a link, an image, HTML or a new table row in the report."""
+    return _MD_MARKUP.sub(lambda m: "\\" + m.group(), _LINE_BREAKS.sub(" ", str(value)))
+
+
+def md_code(value: object) -> Any:
+    """A value as a Markdown code span (hashes, a PromQL matcher, a sparkline): fenced by more
+    backticks than it holds in a row, so nothing in it ends the span."""
+    from markupsafe import Markup
+
+    text = _LINE_BREAKS.sub(" ", str(value))
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return Markup(f"{fence}{pad}{text}{pad}{fence}")
+
+
+def md_row(cells: list[Any]) -> Any:
+    """One row of a Markdown table, each cell's text escaped."""
+    from markupsafe import Markup
+
+    return Markup("| " + " | ".join(md_text(c) for c in cells) + " |")
+
+
+def _markdown_environment() -> Any:
+    """The Markdown template's: every ``{{ value }}`` escaped as Markdown unless it is already
+    Markdown (``md_row``, ``md_code``: ``Markup``)."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+    from markupsafe import Markup
+
+    return Environment(
+        loader=PackageLoader("normagent.report", "templates"),
+        autoescape=False,
+        finalize=lambda value: value if isinstance(value, Markup) else md_text(value),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
 
 
 def _view(doc: Mapping[str, Any], charts: bool) -> dict[str, Any]:
@@ -128,7 +176,8 @@ def to_html(doc: Mapping[str, Any]) -> bytes:
 
 
 def to_markdown(doc: Mapping[str, Any]) -> bytes:
-    return str(_environment().get_template("report.md.j2").render(**_view(doc, charts=False))).encode("utf-8")
+    view = _view(doc, charts=False) | {"row": md_row, "code": md_code}
+    return str(_markdown_environment().get_template("report.md.j2").render(**view)).encode("utf-8")
 
 
 def find_chromium(name: str = "chromium") -> str:

@@ -451,7 +451,7 @@ def _entry(line: bytes) -> JournalEntry | None:
     fields = {str(name): _value(value) for name, value in obj.items()}
     cursor = fields.get("__CURSOR", "")
     stamp = fields.get("__REALTIME_TIMESTAMP", "")
-    if not cursor or not stamp.isdigit():
+    if not cursor or not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 20:  # int() refuses "²" and 4,300 digits
         return None
     try:
         realtime = _EPOCH + timedelta(microseconds=int(stamp))

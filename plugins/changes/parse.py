@@ -130,12 +130,36 @@ def parse_audit(block: LogBlock, ctx: ParseContext) -> ParseResult:
         end = data.find(b"\n", found.start())
         end = len(data) if end < 0 else end
         pos = end + 1
-        observations = _audit_record(data[start:end].rstrip(b"\r"), keys, planner)
+        raw = data[start:end].rstrip(b"\r")
+        try:
+            observations = _audit_record(raw, keys, planner)
+        except UnreadableStamp:
+            result.unparsed += 1
+            if len(result.problems) < MAX_PROBLEMS:
+                result.problems.append(ParseProblem(start, "audit record's time does not read"))
+            if len(result.examples) < ctx.examples:
+                result.examples.append(raw.decode("utf-8", "replace"))
+            continue
         if observations:
             result.observations += observations
             result.parsed += 1
+    result.problems.sort(key=lambda problem: problem.offset)  # two passes found them: in the file's order
     result.ignored = block.line_count - result.parsed - result.unparsed
     return result
+
+
+class UnreadableStamp(ValueError):
+    """An audit record whose ``msg=audit(SECONDS.MILLIS:SERIAL)`` is no time (too many digits, or
+    past what a datetime holds): the line is unparsed, not a failure of the whole block."""
+
+
+def _audit_time(seconds: bytes, millis: bytes | None) -> datetime:
+    if len(seconds) > 12:  # year 33658 and later; and int() refuses 4,300 digits
+        raise UnreadableStamp(seconds[:20])
+    try:
+        return utc(int(seconds) + int((millis or b"0").ljust(3, b"0")[:3]) / 1000)
+    except (OverflowError, OSError, ValueError):
+        raise UnreadableStamp(seconds) from None
 
 
 def _audit_record(raw: bytes, keys: Sequence[str], planner: Planner) -> list[Observation]:
@@ -145,7 +169,7 @@ def _audit_record(raw: bytes, keys: Sequence[str], planner: Planner) -> list[Obs
     kind, seconds, millis, serial, rest = match.groups()
     body = rest.split(b"\x1d", 1)[0].decode("utf-8", "replace")  # ENRICHED: interpreted fields after \x1d
     fields = {k: v.strip('"') for k, v in _FIELD.findall(_outer(body))}
-    at = utc(int(seconds) + int((millis or b"0").ljust(3, b"0")[:3]) / 1000)
+    at = _audit_time(seconds, millis)
     event_key = f"auditd:{seconds.decode()}.{(millis or b'0').decode()}:{serial.decode()}"
     if kind in (b"CONFIG_CHANGE", b"DAEMON_CONFIG"):
         if fields.get("res", "").lower() not in ("1", "yes", "success"):

@@ -489,7 +489,7 @@ def scan_boot_tail(output: bytes) -> TailScan:
             continue
         entries += 1
         when = _field(entry, "__REALTIME_TIMESTAMP")
-        if not when.isdigit():
+        if not (when.isascii() and when.isdigit()) or len(when) > 17:  # µs; past year 5138 is no time
             invalid += 1
             continue
         timed.append((int(when) / 1e6, entry))

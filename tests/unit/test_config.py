@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import re
+import sys
 import types
 import typing
 from collections.abc import Iterator
@@ -80,16 +81,22 @@ def test_what_is_no_config_file_is_one_clear_problem_without_blocking_or_reading
     huge.write_bytes(b"# padding\n" * (MAX_CONFIG_BYTES // 10 + 1))
     deep = tmp_path / "deep.toml"
     deep.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    digits = tmp_path / "digits.toml"  # int() refuses over 4,300 decimal digits, inside tomllib
+    digits.write_text("[agent]\nscrape_interval = " + "9" * 5000 + "\n")
     expected = {
         fifo: "cannot read: is a FIFO (named pipe), not a regular file",
         zero: "cannot read: is a character device, not a regular file",
         huge: f"cannot read: is larger than {MAX_CONFIG_BYTES:,} bytes",
         deep: "TOML syntax error: arrays or inline tables nested too deep",
+        digits: f"TOML value error: an integer of more than {sys.get_int_max_str_digits():,} digits",
     }
     for path, message in expected.items():
         with pytest.raises(ConfigError) as err:
             load(path)
         assert [(p.file, p.message) for p in err.value.problems] == [(path, message)]
+    with pytest.raises(ConfigError) as err:
+        load(digits)
+    assert err.value.problems[0].line == 2
 
 
 def test_no_file_means_built_in_defaults() -> None:

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -206,3 +207,18 @@ def test_a_version_that_is_not_numbers_gets_the_classic_text_format() -> None:
     """prometheus_client 0.26 raises on ``version=x.y`` (a 500 for the scraper); the agent answers 0.0.4."""
     assert choose_encoder("text/plain; version=x.y")[1] == "text/plain; version=0.0.4; charset=utf-8"
     assert choose_encoder("application/openmetrics-text; version=1.x")[1] == "text/plain; version=0.0.4; charset=utf-8"
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        ("application/openmetrics-text; version=" + "9" * 5000, "application/openmetrics-text; version=" + "9" * 5000),
+        ("text/plain; version=1.\u00b2.0", "text/plain; version=0.0.4"),  # "²": a digit to isdigit, not to int
+        ("application/openmetrics-text; version=\u00b2, text/plain", "text/plain; version=0.0.4"),
+    ],
+)
+def test_a_version_int_cannot_read_is_no_version_or_a_large_one_never_an_error(accept: str, content_type: str) -> None:
+    """A version of 5,000 digits raised ``ValueError`` (int()'s 4,300-digit limit) out of the
+    negotiation, and the scrape was a 500."""
+    _, chosen = choose_encoder(accept)
+    assert chosen.startswith(content_type)

@@ -230,6 +230,25 @@ def test_a_long_answer_body_is_not_read_to_its_end_and_the_connection_is_not_reu
     assert server.connections == 2
 
 
+def test_a_length_past_int_s_digits_is_a_long_answer_not_a_crash(serve: Callable[[Script], Server]) -> None:
+    server = serve(answering(b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\nok", OK))
+    client = client_for(server.url)
+    assert send(client, server.url) == 200
+    assert send(client, server.url) == 200
+    assert server.connections == 2  # not read to its end, so not reused
+
+
+@pytest.mark.parametrize("size", [b"-5", b"0x5", b"5_0", b"+5", b" ", b"g"])
+def test_a_chunk_size_that_is_no_hex_number_is_a_bad_answer(serve: Callable[[Script], Server], size: bytes) -> None:
+    """``int(…, 16)`` takes a sign, "0x" and underscores: a negative size read the buffer backwards
+    and never reached the body's bound, so a peer could keep a delivery reading for ever."""
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size + b"\r\nabcde\r\n0\r\n\r\n"
+    server = serve(answering(answer))
+    with pytest.raises(DeliveryFailed) as failed:
+        send(client_for(server.url), server.url)
+    assert failed.value.result == "error" and "a bad chunk size" in str(failed.value)
+
+
 def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(serve: Callable[[Script], Server]) -> None:
     server = serve(answering(OK))
     with pytest.raises(DeliveryFailed) as failed:

@@ -514,6 +514,8 @@ def test_decode_counts_garbage_lines_and_keeps_the_entries(journalctl: str) -> N
         b'{"MESSAGE": "no cursor", "__REALTIME_TIMESTAMP": "1"}',
         b'{"__CURSOR": "s=1", "__REALTIME_TIMESTAMP": "yesterday"}',
         b'{"__CURSOR": "s=1", "__REALTIME_TIMESTAMP": "99999999999999999999999"}',
+        b'{"__CURSOR": "s=1", "__REALTIME_TIMESTAMP": "' + b"9" * 5000 + b'"}',  # past int()'s 4,300 digits
+        '{"__CURSOR": "s=1", "__REALTIME_TIMESTAMP": "1\u00b2"}'.encode(),  # "²": a digit to isdigit, not to int
         b"\xff\xfe binary",
         b'{"truncated": ',
     ]

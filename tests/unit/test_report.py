@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import re
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ from normagent.agent import read_config
 from normagent.cli import build_parser, main
 from normagent.deviations import build_engine
 from normagent.report.command import _intervals, run_report
+from normagent.report.render import md_code
 from tests.support.report_ledger import History, write_history
 
 U = timezone.utc
@@ -144,6 +146,41 @@ def test_the_signing_header_carries_the_hash_of_the_json(state_env: Path) -> Non
         for needed in ("1. november 2026 – 30. november 2026", "Europe/Oslo", "6. desember 2026 kl. 10:30", "0.1.0",
                        "sha256:" + hashlib.sha256(CONFIG.encode()).hexdigest(), "Legekontoret Nord, serverrommet"):
             assert needed in text, (fmt, needed)
+
+
+def test_text_from_the_configuration_or_the_ledger_is_escaped_in_the_html(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The template is ``report.html.j2``: ``select_autoescape(("html",))`` did not take it for HTML,
+    so a location, host name or threat name went into the page as markup."""
+    hostile = '<script>alert("x")</script> & <img src=x onerror=alert(1)>'
+    shutil.copytree(site / "state", tmp_path / "state")
+    (tmp_path / "normagent.toml").write_text(CONFIG.replace("Legekontoret Nord, serverrommet", hostile.replace('"', '\\"')))
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+
+    code, page, _ = report(tmp_path, "--month", "2026-11", "--format", "html")
+
+    html = page.decode()
+    assert code == 0 and "<script" not in html.lower() and "<img" not in html.lower()
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_text_from_the_configuration_or_the_ledger_reads_as_itself_in_the_markdown(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value with Markdown in it (a link, an image, HTML, a cell separator, a line break that
+    starts a heading) is text in the report, not markup that a viewer renders."""
+    hostile = "[klikk](javascript:alert(1)) ![x](http://x/y.png) <img src=x> *fet* _kursiv_ | ny celle \\n# Overskrift `kode`"
+    shutil.copytree(site / "state", tmp_path / "state")
+    (tmp_path / "normagent.toml").write_text(CONFIG.replace("Legekontoret Nord, serverrommet", hostile))
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+
+    code, page, _ = report(tmp_path, "--month", "2026-11", "--format", "md")
+
+    escaped = ("\\[klikk\\](javascript:alert(1)) !\\[x\\](http://x/y.png) \\<img src=x\\> \\*fet\\* \\_kursiv\\_ "
+               "\\| ny celle  # Overskrift \\`kode\\`")
+    assert code == 0 and f"({escaped}) |" in page.decode()
+    assert "\n# Overskrift" not in page.decode()
+
+
+def test_a_code_span_holds_any_backticks_it_is_given() -> None:
+    assert (md_code("a`b"), md_code("``x"), md_code("plain")) == ("``a`b``", "``` ``x ```", "`plain`")
 
 
 def test_html_is_self_contained(state_env: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from normagent.smallfile import FileTooLarge, NotRegularFile, read_secret, read_small, read_small_text
+from normagent.smallfile import FileTooLarge, NotRegularFile, read_head, read_secret, read_small, read_small_text
 
 
 def test_a_regular_file_within_its_limit_is_read_whole(tmp_path: Path) -> None:
@@ -72,3 +72,26 @@ def test_text_that_is_no_utf8_is_a_decode_error_not_garbage(tmp_path: Path) -> N
     path.write_bytes(b"\xff\xfe")
     with pytest.raises(UnicodeDecodeError):
         read_secret(path)
+
+
+def test_a_head_is_the_first_bytes_of_a_file_of_any_size_and_refuses_the_rest(tmp_path: Path) -> None:
+    """``read_head`` (a ClamAV database's 512-byte header): no limit on the file, the same refusals."""
+    big = tmp_path / "daily.cvd"
+    big.write_bytes(b"H" * 512 + b"x" * (3 << 20))
+    short = tmp_path / "short.cvd"
+    short.write_bytes(b"tiny")
+    assert read_head(big, 512) == b"H" * 512
+    assert read_head(short, 512) == b"tiny"
+    assert read_head(Path("/proc/self/maps"), 4) != b""  # says 0 bytes, has some
+    with pytest.raises(NotRegularFile, match="is a character device"):
+        read_head(Path("/dev/zero"), 512)
+    with pytest.raises(IsADirectoryError):
+        read_head(tmp_path, 512)
+    fifo = tmp_path / "fifo.cvd"
+    os.mkfifo(fifo)
+    with pytest.raises(NotRegularFile, match="is a FIFO"):  # O_NONBLOCK: refused, not waited on
+        read_head(fifo, 512)
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "sock"))
+        with pytest.raises(NotRegularFile, match="is a socket"):
+            read_head(tmp_path / "sock", 512)

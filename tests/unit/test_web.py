@@ -715,13 +715,15 @@ def test_wrong_password_flood_from_another_address_does_not_starve_a_new_scraper
         (b"GET /healthz HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
         (b"GET /healthz HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
         (b"POST /healthz HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413),
+        (b"POST /healthz HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", 413),  # past int()'s 4,300 digits
+        (b"POST /healthz HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n", 400),  # "²" (latin-1): a digit to isdigit
         (b"POST /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
         (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
         (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
         (b"GET /healthz HTTP/1.1\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n", 431),
     ],
     ids=["http10", "leading-empty-line", "bare-lf", "head", "post-with-body", "http09", "double-space", "http2",
-         "header-without-colon", "obsolete-folding", "two-lengths", "negative-length", "huge-body", "chunked",
+         "header-without-colon", "obsolete-folding", "two-lengths", "negative-length", "huge-body", "length-of-5000-digits", "superscript-length", "chunked",
          "long-target", "long-header", "too-many-headers"],
 )
 def test_raw_requests_are_answered_or_refused_with_the_right_status(

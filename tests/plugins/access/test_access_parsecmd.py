@@ -252,6 +252,21 @@ def test_damage_inside_a_readable_evtx_is_reported_with_what_was_read(tmp_path: 
     assert parse_json(str(EVTX / "sample-with-zero-data-size-event.evtx"))["inputs"][0]["damage"] == "115 records announced but unreadable"
 
 
+def test_an_evtx_cut_inside_a_chunk_says_so_instead_of_reading_as_empty(tmp_path: Path) -> None:
+    """The agent waits for the rest of such a chunk (a copy still being written); ``parse`` is one
+    shot, and before it printed "0 records" and nothing else for a file cut short."""
+    whole = (EVTX / "Security_short_selected.evtx").read_bytes()
+    cut = tmp_path / "cut.evtx"
+    cut.write_bytes(whole[: 4096 + 32768])  # the file header and half of the first chunk
+    out = io.StringIO()
+
+    assert run_parse([str(cut)], config=None, plugins=PLUGINS, out=out, now=EPOCH) == 0
+
+    said = "the file ends inside a chunk (cut short, or a copy still being written): that chunk's records were not read"
+    assert f"(evtx, 0 records)\n  damaged, skipped: {said}\n" in out.getvalue()
+    assert parse_json(str(EVTX / "Security_short_selected.evtx"))["inputs"][0]["damage"] == ""
+
+
 def test_unknown_collector_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="no log collector named nope"):
         run_parse([str(LINUX)], config=None, plugins=PLUGINS, collectors=["nope"])

@@ -107,6 +107,18 @@ def test_a_damaged_audit_log_is_unparsed_by_line_and_the_rest_counts() -> None:
     assert [(p.offset, p.reason) for p in result.problems] == [(len(good), "not an audit record")]
 
 
+def test_an_audit_stamp_past_any_calendar_is_an_unparsed_line_not_a_failed_block() -> None:
+    """``int()`` refuses 4,300 digits and ``datetime`` stops at year 9999: either raised out of the
+    parser before, and the driver counted the block's lines as failed."""
+    good = b'type=CONFIG_CHANGE msg=audit(1481077231.371:478): auid=1000 ses=3 op="add_rule" key=(null) list=4 res=1\n'
+    bad = [good.replace(b"1481077231", stamp) for stamp in (b"9" * 5000, b"9" * 12, b"9" * 13)]
+    result = parse(parse_audit, bad[0] + good + bad[1] + bad[2])
+    assert kinds(result) == {"audit_config": 1}
+    assert (result.parsed, result.ignored, result.unparsed) == (1, 0, 3)
+    starts = [0, len(bad[0]) + len(good), len(bad[0]) + len(good) + len(bad[1])]
+    assert [(p.offset, p.reason) for p in result.problems] == [(start, "audit record's time does not read") for start in starts]
+
+
 def test_other_files_are_not_audit_logs() -> None:
     result = parse(parse_audit, b"Start-Date: 2026-11-20  06:25:12\nCommandline: apt-get upgrade\n")
     assert (result.parsed, result.ignored, result.unparsed) == (0, 2, 0)

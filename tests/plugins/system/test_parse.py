@@ -357,6 +357,14 @@ def test_scan_boot_tail_of_recorded_journalctl_output(boot: str) -> None:
     assert (scan.shutdown_at, scan.markers, scan.entries, scan.invalid) == (*TAIL_CASES[boot], 0)
 
 
+def test_boot_tail_entries_whose_time_is_no_time_are_invalid_not_a_crash() -> None:
+    """``int()`` refuses "²" and 5,000 digits; a float of 400 digits overflows: each raised."""
+    good = json.dumps({"__REALTIME_TIMESTAMP": "1793642400000000", "MESSAGE_ID": "x"})
+    bad = [json.dumps({"__REALTIME_TIMESTAMP": stamp, "MESSAGE_ID": "x"}) for stamp in ("1\u00b2", "9" * 5000, "9" * 400)]
+    scan = scan_boot_tail("\n".join([good, *bad, good]).encode())
+    assert (scan.entries, scan.invalid) == (5, 3)
+
+
 @pytest.mark.parametrize(
     ("entry", "marker"),
     [
