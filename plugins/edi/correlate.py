@@ -35,7 +35,7 @@ from datetime import datetime, timezone, tzinfo
 from typing import Protocol
 
 from normagent.plugins.edi import codes
-from normagent.plugins.edi.values import value
+from normagent.plugins.edi.values import immutable
 from normagent.plugins.edi.parse import (
     AppRecHeader,
     EbxmlHeader,
@@ -63,7 +63,7 @@ M_TIMESTAMPS = "normagent_edi_timestamps_total"
 # records
 
 
-@value
+@immutable
 class Record:
     """What is remembered about one id, checkpointed as ``m:<id>`` or ``e:<id>``.
 

@@ -80,7 +80,7 @@ from typing import Any
 from normagent import Checkpoint
 from normagent.plugins.edi.correlate import APPLICATION, TRANSPORT, Record
 from normagent.plugins.edi.stops import DirectionState, ServiceState
-from normagent.plugins.edi.values import value
+from normagent.plugins.edi.values import immutable
 
 TOKEN = "g"
 VERSION = "v"
@@ -197,7 +197,7 @@ def printable(name: str) -> str:
 WATCHED = frozenset({"unreadable", "truncated", "empty", "timeout", "not_regular"})
 
 
-@value
+@immutable
 class FileEntry:
     """A file as checkpointed: ``[size, mtime_ns, outcome]``."""
 

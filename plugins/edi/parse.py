@@ -31,7 +31,8 @@ MsgHead or AppRec or an ebXML envelope of the usual shape in a few microseconds 
 anything it is not sure of (a DTD, entities, CDATA, other encodings...): expat reads those, and the
 result is the same ``Parsed`` either way (tests/plugins/edi/test_edi_header_compiled.py).
 
-Imports only the standard library (and its own compiled module where built).
+Imports only the standard library, ``values`` (the records' decorator) and its own compiled
+module where built.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone, tzinfo
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
-from normagent.plugins.edi.values import value
+from normagent.plugins.edi.values import immutable
 
 if TYPE_CHECKING:
     import email.message
@@ -107,7 +108,7 @@ Outcome = Literal[
 # Records
 
 
-@value
+@immutable
 class MsgHeadHeader:
     """What normagent reads of a Hodemelding: ``MsgInfo`` without the patient.
 
@@ -126,7 +127,7 @@ class MsgHeadHeader:
     receiver_her: tuple[str, ...] = ()
 
 
-@value
+@immutable
 class ReceiptError:
     """One ``AppRec/Error``: code and code list (OID), after undoing a swapped ``V``/``S``."""
 
@@ -135,7 +136,7 @@ class ReceiptError:
     swapped: bool = False
 
 
-@value
+@immutable
 class AppRecHeader:
     """What normagent reads of an applikasjonskvittering (everything but texts)."""
 
@@ -152,7 +153,7 @@ class AppRecHeader:
     receiver_her: tuple[str, ...] = ()
 
 
-@value
+@immutable
 class TransportError:
     """One ``eb:ErrorList/eb:Error`` (attributes read with or without their ``eb:`` prefix)."""
 
@@ -165,7 +166,7 @@ PayloadState = Literal["none", "readable", "encrypted", "external"]
 EbxmlKind = Literal["payload", "acknowledgment", "message_error"]
 
 
-@value
+@immutable
 class EbxmlHeader:
     """An ebXML (ebMS 2.0) envelope: a business message leg or a transport signal.
 
@@ -199,7 +200,7 @@ Scanned: TypeAlias = (
 )
 
 
-@value
+@immutable
 class Parsed:
     """The outcome of reading one file's header.
 

@@ -112,7 +112,7 @@ def _sample(cls: type, seed: int) -> dict[str, object]:
 
 @pytest.mark.parametrize("cls", _value_classes(), ids=lambda c: c.__name__)
 def test_a_value_record_compares_hashes_and_replaces_as_its_frozen_dataclass_did(cls: type) -> None:
-    """``values.value`` (plain at run time, frozen to mypy) against the frozen dataclass of the same
+    """``values.immutable`` (plain at run time, frozen to mypy) against the frozen dataclass of the same
     fields, the long way it replaced: the same equality, hash, repr, fields and ``replace``."""
     twin = dataclasses.make_dataclass(
         cls.__name__, [(f.name, f.type, f) for f in dataclasses.fields(cls)], frozen=True, slots=True)
