@@ -18,8 +18,10 @@
  * and the alternatives start with different bytes, so a line matches in exactly one way or not at
  * all and nothing needs to backtrack. The one place where re does backtrack, the optional RFC 3164
  * host before "filterlog", is decided up front (see there). The block is read forward only,
- * every index checked against the line's end; keys are spans of the block (which outlives the
- * call) counted in hash tables of our own, so Python objects are made once per distinct value.
+ * every index checked against the block's end (a line is walked without looking for its end
+ * first: see match_line) or stopped by the byte after the block (see run); keys are spans of the
+ * block (which outlives the call) counted in hash tables of our own, the usual key as three words
+ * (see keys_add), so Python objects are made once per distinct value.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -72,6 +74,30 @@ INLINE cursor run_field(cursor p) {
     return run(p, C_FIELD);
 }
 
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define LITTLE_ENDIAN_LOADS 1 /* a word loaded from p holds p[i] at bits 8i */
+#else
+#define LITTLE_ENDIAN_LOADS 0
+#endif
+
+/* A word of eight bytes, byte i (at bits 8i: the i-th byte of a little-endian load) `b_i`. */
+#define LANES(b0, b1, b2, b3, b4, b5, b6, b7)                                                                    \
+    ((uint64_t)(unsigned char)(b0) | (uint64_t)(unsigned char)(b1) << 8 | (uint64_t)(unsigned char)(b2) << 16 |   \
+     (uint64_t)(unsigned char)(b3) << 24 | (uint64_t)(unsigned char)(b4) << 32 | (uint64_t)(unsigned char)(b5) << 40 | \
+     (uint64_t)(unsigned char)(b6) << 48 | (uint64_t)(unsigned char)(b7) << 56)
+
+/* Whether each byte of the word w (loaded little-endian) lies in the range of its place:
+ * lo_i <= w_i <= hi_i, with 0x20 <= lo_i <= hi_i <= 0x7E (as in _netfilter.c). Each test adds
+ * within a byte (0x7F - hi_i, 0x80 - lo_i: no carry out of a byte below 0x80), and a byte of
+ * 0x80 or more fails by itself, whatever its carry did to the bytes above it. */
+INLINE int lanes_in(uint64_t w, uint64_t lo, uint64_t hi) {
+    uint64_t above = w + (0x7F * ONES - hi); /* bit 7 set where w_i > hi_i */
+    uint64_t from = w + (0x80 * ONES - lo);  /* bit 7 set where w_i >= lo_i */
+    return ((w | above | ~from) & HIGHS) == 0;
+}
+
 /* p + n bytes, all digits? */
 INLINE int digits(cursor p, cursor e, Py_ssize_t n) {
     if (e - p < n) return 0;
@@ -80,9 +106,26 @@ INLINE int digits(cursor p, cursor e, Py_ssize_t n) {
     return 1;
 }
 
-/* Does the literal s of n bytes start at p? (A loop the compiler unrolls: no call per literal.) */
+INLINE uint64_t load64(const void *p) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+INLINE uint32_t load32(const void *p) {
+    uint32_t w;
+    memcpy(&w, p, 4);
+    return w;
+}
+
+/* Does the literal s of n bytes start at p? n is a constant where inlined: a literal of 4 to 16
+ * bytes is compared as two loads of the input that overlap in its middle (its first and last 4
+ * or 8 bytes), each with the same bytes of the literal (constants once inlined), no byte beyond
+ * p[n - 1] read; a shorter one byte by byte (a loop the compiler unrolls). */
 INLINE int lit(cursor p, cursor e, const char *s, Py_ssize_t n) {
     if (e - p < n) return 0;
+    if (n >= 8 && n <= 16) return load64(p) == load64(s) && load64(p + n - 8) == load64(s + n - 8);
+    if (n >= 4 && n < 8) return load32(p) == load32(s) && load32(p + n - 4) == load32(s + n - 4);
     for (Py_ssize_t i = 0; i < n; i++)
         if (p[i] != (unsigned char)s[i]) return 0;
     return 1;
@@ -103,6 +146,8 @@ typedef struct {
                   * no octet of an address (above 255, or a leading zero: what ipaddress refuses) */
     span src6;   /* IPv6 source (empty for IPv4) */
     int pass;
+    int action;    /* which of block, reject, pass K_ACTION is (0, 1, 2) */
+    int direction; /* which of in, out K_DIRECTION is (0, 1) */
 } line_groups;
 
 static inline span mkspan(cursor a, cursor b) {
@@ -110,38 +155,64 @@ static inline span mkspan(cursor a, cursor b) {
     return s;
 }
 
-/* ``(?:,FIELD(?:,(FIELD)(?:,[!-~]*+)?)?)?(?=\n|\Z)`` after the destination: the port group. */
-INLINE int tail(cursor p, cursor e, span *port) {
+/* Whether p is where its line ends: at the line's "\n", or at the block's end `e`. */
+#define AT_END(p, e) ((p) == (e) || *(p) == '\n')
+
+/* ``(?:,FIELD(?:,(FIELD)(?:,[!-~]*+)?)?)?(?=\n|\Z)`` after the destination: the port group;
+ * where the line ends, or NULL. */
+INLINE cursor tail(cursor p, cursor e, span *port) {
     port->p = p;
     port->n = 0;
-    if (p == e) return 1;
-    if (*p != ',') return 0;
+    if (AT_END(p, e)) return p;
+    if (*p != ',') return NULL;
     p = run_field(p + 1); /* source port */
-    if (p == e) return 1;
-    if (*p != ',') return 0;
+    if (AT_END(p, e)) return p;
+    if (*p != ',') return NULL;
     cursor q = p + 1;
     p = run_field(q); /* destination port */
     *port = mkspan(q, p);
-    if (p == e) return 1;
-    if (*p != ',') return 0;
-    return run_print(p + 1) == e;
+    if (AT_END(p, e)) return p;
+    if (*p != ',') return NULL;
+    p = run_print(p + 1);
+    return AT_END(p, e) ? p : NULL;
 }
 
-/* n CSV fields, each followed by a comma; the position after, or NULL. */
+/* n CSV fields, each followed by a comma; the position after, or NULL.
+ *
+ * ``(FIELD,){n}`` with FIELD ``[!-+\--~]*+``: the bytes up to the n-th comma are all in [!-~]
+ * (a field takes every one of them but the comma, which ends it). So eight bytes at a time
+ * (SWAR): a mask of the bytes outside [!-~] and one of the commas, each exact in every byte
+ * (each test adds within a byte, the bytes' high bits taken off first, so that nothing carries
+ * into the next); the commas below the first byte outside are counted, and the n-th one found
+ * among them. A field's end is no longer a branch per byte taken or not (the field lengths vary
+ * line by line: the ID, a port). The last bytes of a line (fewer than eight before `e`) go a
+ * byte at a time. */
 INLINE cursor fields(cursor p, cursor e, int n) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && defined(__GNUC__)
+    while (e - p >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        uint64_t x = w & ~HIGHS;
+        uint64_t bad = (w | ~(x + (0x80 - 0x21) * ONES) | (x + ONES)) & HIGHS; /* >= 0x80, < "!", 0x7F */
+        uint64_t z = x ^ (0x2C * ONES);                                             /* 0 where a "," */
+        uint64_t commas = ~((z + 0x7F * ONES) | z) & HIGHS & ~bad;
+        if (bad) commas &= (bad & -bad) - 1; /* those below the first byte outside [!-~] */
+        int found = (int)(((commas >> 7) * ONES) >> 56);
+        if (found >= n) {
+            for (int i = 1; i < n; i++) commas &= commas - 1;
+            return p + (__builtin_ctzll(commas) >> 3) + 1;
+        }
+        if (bad) return NULL; /* a byte outside [!-~] before the n-th comma */
+        n -= found;
+        p += 8;
+    }
+#endif
     for (int i = 0; i < n; i++) {
         p = run_field(p);
         if (p == e || *p != ',') return NULL;
         p++;
     }
     return p;
-}
-
-/* An octet of 1..3 digits ended by '.', from p; the position of the '.', or NULL. */
-INLINE cursor octet(cursor p, cursor e) {
-    cursor q = run(p, C_DIGIT);
-    if (q == p || q - p > 3 || q == e || *q != '.') return NULL;
-    return q;
 }
 
 /* A month's name (three bytes at p, which the caller checked are there), as the pattern spells it. */
@@ -159,32 +230,48 @@ INLINE int month(cursor p) {
 #undef M
 }
 
-/* Does the line [s, e) match ``_FILTERLOG_LINE``'s first alternative whole? Its groups in g. */
-static int match_line(cursor s, cursor e, line_groups *g) {
+/* Does the line at s match ``_FILTERLOG_LINE``'s first alternative whole? Where it ends (its
+ * "\n", or `e`), or NULL; its groups in g.
+ *
+ * `e` is the end of the block, not of the line: the line's end is not looked for first (a
+ * memchr over every line, a pass of its own: 9 % of the scan), because no byte class or literal
+ * of the pattern takes a "\n": every run and every comparison stops at the line's "\n" as it
+ * would at the line's end, and where the pattern asks for the line's end (the tail) a "\n" is
+ * that end (AT_END). So a line that matches is walked once, to its end, and only one that does
+ * not is searched for its "\n" (by the caller). */
+static cursor match_line(cursor s, cursor e, line_groups *g) {
     cursor p = s, q;
     /* ([0-9]{4}-[01][0-9]-[0-3][0-9])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9] */
-    if (e - p < 19) return 0;
-    if (!digits(p, e, 4) || p[4] != '-' || (p[5] != '0' && p[5] != '1') || !IS(p[6], C_DIGIT) || p[7] != '-' ||
-        p[8] < '0' || p[8] > '3' || !IS(p[9], C_DIGIT) || p[10] != 'T')
-        return 0;
-    if (!(((p[11] == '0' || p[11] == '1') && IS(p[12], C_DIGIT)) || (p[11] == '2' && p[12] >= '0' && p[12] <= '3')))
-        return 0;
-    if (p[13] != ':' || p[14] < '0' || p[14] > '5' || !IS(p[15], C_DIGIT) || p[16] != ':' || p[17] < '0' || p[17] > '5' ||
-        !IS(p[18], C_DIGIT))
-        return 0;
+    if (e - p < 19) return NULL;
+    if (LITTLE_ENDIAN_LOADS) { /* three words, each byte against its place's range; the hour 20-23 also by itself */
+        if (!(lanes_in(load64(p), LANES('0', '0', '0', '0', '-', '0', '0', '-'), LANES('9', '9', '9', '9', '-', '1', '9', '-')) &&
+              lanes_in(load64(p + 8), LANES('0', '0', 'T', '0', '0', ':', '0', '0'), LANES('3', '9', 'T', '2', '9', ':', '5', '9')) &&
+              lanes_in(load64(p + 11), LANES('0', '0', ':', '0', '0', ':', '0', '0'), LANES('2', '9', ':', '5', '9', ':', '5', '9')) &&
+              !(p[11] == '2' && p[12] > '3')))
+            return NULL;
+    } else {
+        if (!digits(p, e, 4) || p[4] != '-' || (p[5] != '0' && p[5] != '1') || !IS(p[6], C_DIGIT) || p[7] != '-' ||
+            p[8] < '0' || p[8] > '3' || !IS(p[9], C_DIGIT) || p[10] != 'T')
+            return NULL;
+        if (!(((p[11] == '0' || p[11] == '1') && IS(p[12], C_DIGIT)) || (p[11] == '2' && p[12] >= '0' && p[12] <= '3')))
+            return NULL;
+        if (p[13] != ':' || p[14] < '0' || p[14] > '5' || !IS(p[15], C_DIGIT) || p[16] != ':' || p[17] < '0' || p[17] > '5' ||
+            !IS(p[18], C_DIGIT))
+            return NULL;
+    }
     g->day = mkspan(p, p + 10);
     p += 19;
     /* (?:\.[0-9]{1,6})?Z  */
     if (p < e && *p == '.') {
         q = run(p + 1, C_DIGIT);
-        if (q - (p + 1) < 1 || q - (p + 1) > 6) return 0;
+        if (q - (p + 1) < 1 || q - (p + 1) > 6) return NULL;
         p = q;
     }
-    if (!lit(p, e, "Z ", 2)) return 0;
+    if (!lit(p, e, "Z ", 2)) return NULL;
     p += 2;
     /* ([!-~]++) < */
     q = run_print(p);
-    if (q == p || !lit(q, e, " <", 2)) return 0;
+    if (q == p || !lit(q, e, " <", 2)) return NULL;
     g->key[K_SENDER] = mkspan(p, q);
     p = q + 2;
     /* (?:1[0-8][0-9]|19[01]|0?[0-9]?[0-9])> */
@@ -194,62 +281,69 @@ static int match_line(cursor s, cursor e, line_groups *g) {
     case 2:
         break;
     case 3:
-        if (!(p[0] == '0' || (p[0] == '1' && p[1] <= '8') || (p[0] == '1' && p[1] == '9' && p[2] <= '1'))) return 0;
+        if (!(p[0] == '0' || (p[0] == '1' && p[1] <= '8') || (p[0] == '1' && p[1] == '9' && p[2] <= '1'))) return NULL;
         break;
     default:
-        return 0;
+        return NULL;
     }
-    if (q == e || *q != '>') return 0;
+    if (q == e || *q != '>') return NULL;
     p = q + 1;
     g->key[K_HOST3] = mkspan(p, p);
     g->key[K_HOST5] = mkspan(p, p);
     if (p < e && *p == '1') {
         /* 1 (?:-|stamp) ([A-Za-z0-9._-]++) filterlog [!-~]++ [!-~]++ -  */
-        if (!lit(p, e, "1 ", 2)) return 0;
+        if (!lit(p, e, "1 ", 2)) return NULL;
         p += 2;
         if (p < e && *p == '-') {
             p++;
         } else {
             /* [0-9]{4}-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9] */
-            if (e - p < 19) return 0;
+            if (e - p < 19) return NULL;
             if (!digits(p, e, 4) || p[4] != '-' || !digits(p + 5, e, 2) || p[7] != '-' || !digits(p + 8, e, 2) ||
                 p[10] != 'T' || !digits(p + 11, e, 2) || p[13] != ':' || !digits(p + 14, e, 2) || p[16] != ':' ||
                 !digits(p + 17, e, 2))
-                return 0;
+                return NULL;
             p += 19;
             /* (?:\.[0-9]{1,9})? */
             if (p < e && *p == '.') {
                 q = run(p + 1, C_DIGIT);
-                if (q - (p + 1) < 1 || q - (p + 1) > 9) return 0;
+                if (q - (p + 1) < 1 || q - (p + 1) > 9) return NULL;
                 p = q;
             }
             /* (?:Z|[+-][0-9][0-9]:[0-9][0-9])? */
             if (p < e && *p == 'Z') {
                 p++;
             } else if (p < e && (*p == '+' || *p == '-')) {
-                if (e - p < 6 || !digits(p + 1, e, 2) || p[3] != ':' || !digits(p + 4, e, 2)) return 0;
+                if (e - p < 6 || !digits(p + 1, e, 2) || p[3] != ':' || !digits(p + 4, e, 2)) return NULL;
                 p += 6;
             }
         }
-        if (p == e || *p != ' ') return 0;
+        if (p == e || *p != ' ') return NULL;
         p++;
         q = run(p, C_HOST);
-        if (q == p || !lit(q, e, " filterlog ", 11)) return 0;
+        if (q == p || !lit(q, e, " filterlog ", 11)) return NULL;
         g->key[K_HOST5] = mkspan(p, q);
         p = q + 11;
         q = run_print(p); /* procid */
-        if (q == p || q == e || *q != ' ') return 0;
+        if (q == p || q == e || *q != ' ') return NULL;
         p = q + 1;
         q = run_print(p); /* msgid */
-        if (q == p || !lit(q, e, " - ", 3)) return 0;
+        if (q == p || !lit(q, e, " - ", 3)) return NULL;
         p = q + 3;
     } else {
         /* (?:Jan|...|Dec) [ 0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]  */
-        if (e - p < 16) return 0;
-        if (!month(p) || p[3] != ' ' || (p[4] != ' ' && !IS(p[4], C_DIGIT)) || !IS(p[5], C_DIGIT) || p[6] != ' ' ||
-            !digits(p + 7, e, 2) || p[9] != ':' || !digits(p + 10, e, 2) || p[12] != ':' || !digits(p + 13, e, 2) ||
-            p[15] != ' ')
-            return 0;
+        if (e - p < 16) return NULL;
+        if (LITTLE_ENDIAN_LOADS) { /* the month by name, the rest as two words (byte 4 also by itself) */
+            if (!(month(p) &&
+                  lanes_in(load64(p), LANES('A', 'a', 'a', ' ', ' ', '0', ' ', '0'), LANES('Z', 'z', 'z', ' ', '9', '9', ' ', '9')) &&
+                  lanes_in(load64(p + 8), LANES('0', ':', '0', '0', ':', '0', '0', ' '), LANES('9', ':', '9', '9', ':', '9', '9', ' ')) &&
+                  (p[4] == ' ' || IS(p[4], C_DIGIT))))
+                return NULL;
+        } else if (!month(p) || p[3] != ' ' || (p[4] != ' ' && !IS(p[4], C_DIGIT)) || !IS(p[5], C_DIGIT) || p[6] != ' ' ||
+                   !digits(p + 7, e, 2) || p[9] != ':' || !digits(p + 10, e, 2) || p[12] != ':' || !digits(p + 13, e, 2) ||
+                   p[15] != ' ') {
+            return NULL;
+        }
         p += 16;
         /* (?:([A-Za-z0-9._-]++) )?filterlog: with the host, its run must end in a space; without
          * it "filterlog" must be followed by '[' or ':', and then the host's run is "filterlog"
@@ -258,62 +352,67 @@ static int match_line(cursor s, cursor e, line_groups *g) {
             p += 9;
         } else {
             q = run(p, C_HOST);
-            if (q == p || !lit(q, e, " filterlog", 10)) return 0;
+            if (q == p || !lit(q, e, " filterlog", 10)) return NULL;
             g->key[K_HOST3] = mkspan(p, q);
             p = q + 10;
         }
         /* (?:\[[0-9]++\])?:  */
         if (p < e && *p == '[') {
             q = run(p + 1, C_DIGIT);
-            if (q == p + 1 || q == e || *q != ']') return 0;
+            if (q == p + 1 || q == e || *q != ']') return NULL;
             p = q + 1;
         }
-        if (!lit(p, e, ": ", 2)) return 0;
+        if (!lit(p, e, ": ", 2)) return NULL;
         p += 2;
     }
     /* (FIELD,){6}(block|reject|pass),(in|out), */
     p = fields(p, e, 6);
-    if (p == NULL) return 0;
+    if (p == NULL) return NULL;
     if (lit(p, e, "block,", 6)) {
         q = p + 5;
         g->pass = 0;
+        g->action = 0;
     } else if (lit(p, e, "reject,", 7)) {
         q = p + 6;
         g->pass = 0;
+        g->action = 1;
     } else if (lit(p, e, "pass,", 5)) {
         q = p + 4;
         g->pass = 1;
+        g->action = 2;
     } else {
-        return 0;
+        return NULL;
     }
     g->key[K_ACTION] = mkspan(p, q);
     p = q + 1;
     if (lit(p, e, "in,", 3)) {
         q = p + 2;
+        g->direction = 0;
     } else if (lit(p, e, "out,", 4)) {
         q = p + 3;
+        g->direction = 1;
     } else {
-        return 0;
+        return NULL;
     }
     g->key[K_DIRECTION] = mkspan(p, q);
     p = q + 1;
     if (lit(p, e, "4,", 2)) {
         p = fields(p + 2, e, 7);
-        if (p == NULL) return 0;
+        if (p == NULL) return NULL;
         q = run_field(p);
-        if (q == e || *q != ',') return 0;
+        if (q == e || *q != ',') return NULL;
         g->key[K_PROTO] = mkspan(p, q);
         p = fields(q + 1, e, 1);
-        if (p == NULL) return 0;
+        if (p == NULL) return NULL;
         /* ([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]), */
         cursor a = p;
         int32_t net = 0, canonical = 1;
         for (int i = 0; i < 3; i++) {
+            /* 1 to 3 digits and a ".", the octet's value read as it goes: no second pass */
             cursor o = p;
-            p = octet(p, e);
-            if (p == NULL) return 0;
-            int32_t value = 0; /* 1 to 3 digits: at most 999 */
-            for (cursor d = o; d < p; d++) value = value * 10 + (*d - '0');
+            int32_t value = 0; /* at most 9999 */
+            while (IS(*p, C_DIGIT) && p - o < 4) value = value * 10 + (*p++ - '0');
+            if (p == o || p - o > 3 || p == e || *p != '.') return NULL;
             if (value > 255 || (p - o > 1 && *o == '0')) canonical = 0;
             net = net << 8 | (value & 0xFF);
             if (i < 2) p++;
@@ -326,36 +425,36 @@ static int match_line(cursor s, cursor e, line_groups *g) {
         case 1:
             break;
         case 2:
-            if (p[0] == '0') return 0;
+            if (p[0] == '0') return NULL;
             break;
         case 3:
-            if (!(p[0] == '1' || (p[0] == '2' && p[1] <= '4') || (p[0] == '2' && p[1] == '5' && p[2] <= '5'))) return 0;
+            if (!(p[0] == '1' || (p[0] == '2' && p[1] <= '4') || (p[0] == '2' && p[1] == '5' && p[2] <= '5'))) return NULL;
             break;
         default:
-            return 0;
+            return NULL;
         }
-        if (q == e || *q != ',') return 0;
+        if (q == e || *q != ',') return NULL;
         g->src6 = mkspan(q, q);
         p = run_field(q + 1); /* destination */
         return tail(p, e, &g->key[K_PORT]);
     }
     if (lit(p, e, "6,", 2)) {
         p = fields(p + 2, e, 3);
-        if (p == NULL) return 0;
+        if (p == NULL) return NULL;
         q = run_field(p);
-        if (q == e || *q != ',') return 0;
+        if (q == e || *q != ',') return NULL;
         g->key[K_PROTO] = mkspan(p, q);
         p = fields(q + 1, e, 2);
-        if (p == NULL) return 0;
+        if (p == NULL) return NULL;
         q = run_field(p);
-        if (q == e || *q != ',') return 0;
+        if (q == e || *q != ',') return NULL;
         g->src6 = mkspan(p, q);
         g->prefix = mkspan(p, p);
         g->net = -1;
         p = run_field(q + 1); /* destination */
         return tail(p, e, &g->key[K_PORT]);
     }
-    return 0;
+    return NULL;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -489,29 +588,6 @@ nomemory:
     return -1;
 }
 
-/* Add n to the count of key. */
-static int table_add(table *t, const span *key, Py_ssize_t n) {
-    int width = t->width;
-    uint64_t h = hash_spans(key, width);
-    size_t at = (size_t)h & t->mask;
-    Py_ssize_t i;
-    while ((i = t->slots[at]) != 0) {
-        i--;
-        if (t->hashes[i] == h && same(t->keys + (size_t)i * (size_t)width, key, width)) {
-            t->counts[i] += n;
-            return 0;
-        }
-        at = (at + 1) & t->mask;
-    }
-    i = t->len;
-    memcpy(t->keys + (size_t)i * (size_t)width, key, sizeof(span) * (size_t)width);
-    t->counts[i] = n;
-    t->hashes[i] = h;
-    t->slots[at] = ++t->len;
-    if (t->len == t->cap) return table_grow(t); /* at most half the slots taken */
-    return 0;
-}
-
 static PyObject *span_bytes(span s) {
     return PyBytes_FromStringAndSize((const char *)s.p, s.n);
 }
@@ -547,6 +623,174 @@ static PyObject *table_dict(const table *t) {
         Py_DECREF(count);
     }
     return out;
+}
+
+/* The entry of key in t (made with a count of 0 if new): its index, or -1 with MemoryError set. */
+static Py_ssize_t table_index(table *t, const span *key) {
+    int width = t->width;
+    uint64_t h = hash_spans(key, width);
+    size_t at = (size_t)h & t->mask;
+    Py_ssize_t i;
+    while ((i = t->slots[at]) != 0) {
+        i--;
+        if (t->hashes[i] == h && same(t->keys + (size_t)i * (size_t)width, key, width)) return i;
+        at = (at + 1) & t->mask;
+    }
+    i = t->len;
+    memcpy(t->keys + (size_t)i * (size_t)width, key, sizeof(span) * (size_t)width);
+    t->counts[i] = 0;
+    t->hashes[i] = h;
+    t->slots[at] = ++t->len;
+    if (t->len == t->cap && table_grow(t) < 0) return -1;
+    return i;
+}
+
+/* Add n to the count of key. */
+static int table_add(table *t, const span *key, Py_ssize_t n) {
+    Py_ssize_t i = table_index(t, key);
+    if (i < 0) return -1;
+    t->counts[i] += n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The lines per 7-span key (sender, RFC 3164 host, RFC 5424 host, action, direction, protocol,
+ * port), without hashing and comparing seven spans of bytes per line (a third of the scan's
+ * instructions, bench/README.md). The three that name the device rarely vary: they become the
+ * device's number (`devices`: its spans compared with the two devices seen last, else looked up
+ * in a table of their own); action and direction are known from which literal matched; protocol
+ * and port are short (tcp, 443): each one's bytes as one word. So the usual key is three words,
+ * hashed with two multiplies and compared as words. Equal words are equal spans, and only equal
+ * spans: the device's number is its spans' own entry, action and direction are the literal's
+ * number, and a word holds its span's bytes and its length. A protocol or port longer than eight
+ * bytes makes a key hashed and compared span by span (`whole`), marked so in its first word, so
+ * that the two kinds never meet. Entries in the order first seen, as in `table` (whose arrays
+ * hold the spans of a key's first line, its count, hash and slots). */
+
+typedef struct {
+    uint64_t w0, w1, w2;
+} packed_key;
+
+typedef struct {
+    table t;            /* the keys' spans (first line seen), counts, hashes and slots */
+    packed_key *packed; /* per entry, room for t.cap */
+    uint64_t seed;      /* from CPython's randomised hash: no chosen collisions */
+} key_table;
+
+#define WHOLE_KEY (1ULL << 63)
+
+static int keys_init(key_table *k) {
+    if (table_init(&k->t, NKEY, 0) < 0) return -1;
+    k->packed = PyMem_Malloc(sizeof(packed_key) * (size_t)k->t.cap);
+    if (k->packed == NULL) {
+        table_free(&k->t);
+        PyErr_NoMemory();
+        return -1;
+    }
+    k->seed = (uint64_t)_Py_HashBytes("normagent._filterlog.keys", 25);
+    return 0;
+}
+
+static void keys_free(key_table *k) {
+    table_free(&k->t);
+    PyMem_Free(k->packed);
+    k->packed = NULL;
+}
+
+/* The n (<= 8) bytes at p as one little-endian word, zero above them; `limit`: the block's end
+ * (no byte at or beyond it is read). */
+INLINE uint64_t word_of(cursor p, Py_ssize_t n, cursor limit) {
+    if (limit - p >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        return n == 8 ? w : w & ((1ULL << (8 * n)) - 1);
+    }
+    uint64_t w = 0;
+    for (Py_ssize_t j = 0; j < n; j++) w |= (uint64_t)p[j] << (8 * j);
+    return w;
+}
+
+INLINE uint64_t hash_packed(packed_key k, uint64_t seed) {
+    uint64_t h = (k.w0 ^ seed) * 0x9E3779B97F4A7C15ULL;
+    h = (h ^ k.w1) * 0xC2B2AE3D27D4EB4FULL;
+    h = (h ^ k.w2) * 0x165667B19E3779F9ULL;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ULL;
+    return h ^ (h >> 32);
+}
+
+/* Add a line to the count of g's key, its device numbered `device`; -1 with MemoryError set. */
+INLINE int keys_add(key_table *k, const line_groups *g, Py_ssize_t device, cursor limit) {
+    table *t = &k->t;
+    const span *key = g->key;
+    span proto = key[K_PROTO], port = key[K_PORT];
+    packed_key pk;
+    pk.w0 = (uint64_t)device | (uint64_t)g->action << 32 | (uint64_t)g->direction << 34;
+    uint64_t h;
+    int whole = proto.n > 8 || port.n > 8;
+    if (whole) {
+        pk.w0 |= WHOLE_KEY;
+        pk.w1 = pk.w2 = 0;
+        h = hash_spans(key, NKEY) ^ k->seed;
+    } else {
+        pk.w0 |= (uint64_t)proto.n << 40 | (uint64_t)port.n << 48;
+        pk.w1 = word_of(proto.p, proto.n, limit);
+        pk.w2 = word_of(port.p, port.n, limit);
+        h = hash_packed(pk, k->seed);
+    }
+    size_t at = (size_t)h & t->mask;
+    Py_ssize_t i;
+    while ((i = t->slots[at]) != 0) {
+        i--;
+        const packed_key *x = &k->packed[i];
+        if (t->hashes[i] == h && x->w0 == pk.w0 && x->w1 == pk.w1 && x->w2 == pk.w2 &&
+            (!whole || same(t->keys + (size_t)i * NKEY, key, NKEY))) {
+            t->counts[i]++;
+            return 0;
+        }
+        at = (at + 1) & t->mask;
+    }
+    i = t->len;
+    memcpy(t->keys + (size_t)i * NKEY, key, sizeof(span) * NKEY);
+    k->packed[i] = pk;
+    t->counts[i] = 1;
+    t->hashes[i] = h;
+    t->slots[at] = ++t->len;
+    if (t->len == t->cap) { /* at most half the slots taken; room for the packed keys first */
+        packed_key *packed = PyMem_Realloc(k->packed, sizeof(packed_key) * (size_t)t->cap * 2);
+        if (packed == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        k->packed = packed;
+        return table_grow(t);
+    }
+    return 0;
+}
+
+/* The number of g's device (sender, RFC 3164 host, RFC 5424 host: its entry in `devices`), or
+ * -1 with MemoryError set. The two devices seen last are compared first, the last at [0]: a hit
+ * on [1] swaps them, so that two senders taking turns line by line hit [1] every time (a branch
+ * that goes the same way). */
+typedef struct {
+    span spans[2][3];
+    Py_ssize_t number[2]; /* -1: none */
+} recent_devices;
+
+INLINE Py_ssize_t device_of(table *devices, recent_devices *r, const span *key) {
+    if (r->number[0] >= 0 && same(r->spans[0], key, 3)) return r->number[0];
+    Py_ssize_t n;
+    if (r->number[1] >= 0 && same(r->spans[1], key, 3)) {
+        n = r->number[1];
+    } else {
+        n = table_index(devices, key);
+        if (n < 0) return -1;
+    }
+    memcpy(r->spans[1], r->spans[0], sizeof(r->spans[0]));
+    r->number[1] = r->number[0];
+    memcpy(r->spans[0], key, sizeof(r->spans[0]));
+    r->number[0] = n;
+    return n;
 }
 
 /* The lines per source /24 of a block, keyed by the /24 as a number: no look at the block's
@@ -706,7 +950,9 @@ static PyObject *scan(PyObject *module, PyObject *arg) {
     cursor end = s + PyBytes_GET_SIZE(arg);
     if (end > s && end[-1] == '\n') end--; /* the block's last newline ends its last line */
 
-    table days, counts, v6;
+    table days, devices, v6;
+    key_table counts;
+    recent_devices recent = {.number = {-1, -1}};
     nets v4 = {0};
     buffer others = {NULL, 0, 0};
     PyObject *result = NULL, *day_list = NULL, *count_dict = NULL, *v4_dict = NULL, *v6_dict = NULL, *rest = NULL;
@@ -716,31 +962,36 @@ static PyObject *scan(PyObject *module, PyObject *arg) {
     Py_ssize_t lines = (end - s) / 128;
     if (table_init(&days, 1, 0) < 0) return NULL;
     ready = 1;
-    if (table_init(&counts, NKEY, 0) < 0) goto done;
+    if (keys_init(&counts) < 0) goto done;
     ready = 2;
     if (nets_init(&v4, lines) < 0) goto done;
     ready = 3;
     if (table_init(&v6, 1, 0) < 0) goto done;
     ready = 4;
+    if (table_init(&devices, 3, 0) < 0) goto done;
+    ready = 5;
+    cursor limit = s + PyBytes_GET_SIZE(arg);
 
     span last_day = {NULL, -1};
     cursor p = s;
     for (;;) {
-        cursor e = memchr(p, '\n', (size_t)(end - p));
-        if (e == NULL) e = end;
         line_groups g;
-        if (match_line(p, e, &g)) {
+        cursor e = match_line(p, end, &g);
+        if (e != NULL) {
             if (g.day.n != last_day.n || !same_bytes(g.day.p, last_day.p, g.day.n)) {
                 if (table_add(&days, &g.day, 0) < 0) goto done;
                 last_day = g.day;
             }
-            if (table_add(&counts, g.key, 1) < 0) goto done;
+            Py_ssize_t device = device_of(&devices, &recent, g.key);
+            if (device < 0 || keys_add(&counts, &g, device, limit) < 0) goto done;
             if (!g.pass) {
                 if (g.net >= 0 && nets_add(&v4, (uint64_t)g.net) < 0) goto done; /* a /24 that is no network: counted nowhere */
                 if (g.src6.n && table_add(&v6, &g.src6, 1) < 0) goto done;
             }
-        } else if (e > p) {
-            if (buffer_put(&others, others.len > 0, p, e - p) < 0) goto done;
+        } else {
+            e = memchr(p, '\n', (size_t)(end - p));
+            if (e == NULL) e = end;
+            if (e > p && buffer_put(&others, others.len > 0, p, e - p) < 0) goto done;
         }
         if (e == end) break;
         p = e + 1;
@@ -753,7 +1004,7 @@ static PyObject *scan(PyObject *module, PyObject *arg) {
         if (day == NULL) goto done;
         PyList_SET_ITEM(day_list, i, day);
     }
-    if ((count_dict = table_dict(&counts)) == NULL) goto done;
+    if ((count_dict = table_dict(&counts.t)) == NULL) goto done;
     if ((v4_dict = nets_packed(&v4)) == NULL) goto done;
     if ((v6_dict = table_dict(&v6)) == NULL) goto done;
     if ((rest = PyBytes_FromStringAndSize(others.data ? others.data : "", (Py_ssize_t)others.len)) == NULL) goto done;
@@ -766,9 +1017,10 @@ done:
     Py_XDECREF(v6_dict);
     Py_XDECREF(rest);
     PyMem_Free(others.data);
+    if (ready >= 5) table_free(&devices);
     if (ready >= 4) table_free(&v6);
     if (ready >= 3) nets_free(&v4);
-    if (ready >= 2) table_free(&counts);
+    if (ready >= 2) keys_free(&counts);
     if (ready >= 1) table_free(&days);
     return result;
 }

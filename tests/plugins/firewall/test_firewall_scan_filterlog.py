@@ -266,6 +266,33 @@ def test_many_distinct_values_grow_the_tables(scan: Any) -> None:
     assert_same(scan, b"\n".join(lines))
 
 
+def _variants(n: int) -> list[str]:
+    """Values of n bytes that differ from ``"p" * n`` in one byte each: the first, the eighth,
+    the ninth and the last (the C scan keeps a value of up to 8 bytes as one word)."""
+    return ["p" * n] + ["p" * at + "q" + "p" * (n - at - 1) for at in sorted({0, 7, 8, n - 1}) if 0 <= at < n]
+
+
+def test_keys_of_every_length_and_devices_taking_turns(scan: Any) -> None:
+    """The C scan keeps the usual key as words (the device as its number, looked up among the two
+    seen last first; protocol and port as a word each, action and direction as the literal's
+    number): protocols and ports of 0 to 17 bytes that differ in one byte only, three senders and
+    two hosts taking turns, every action and direction, each line also last in its block without
+    a newline (a value near the block's end read byte by byte)."""
+    lines = []
+    for n in range(18):
+        for value in _variants(n):
+            for i, (action, direction) in enumerate([("block", "in"), ("reject", "out"), ("pass", "in"), ("block", "out")]):
+                line = NEAR[0].replace(b",tcp,", f",{value},".encode()) if n % 2 else NEAR[0].replace(b",22,0", f",{value},0".encode())
+                line = line.replace(b",block,in,", f",{action},{direction},".encode())
+                line = line.replace(b"192.0.2.1", f"192.0.2.{i % 3}".encode()).replace(b" pfsense ", b" pfsense " if i % 2 else b" opnsense ")
+                lines.append(line)
+                assert_same(scan, line)
+                assert_same(scan, line[: -len(b",0")])  # the port last: its word read near the block's end
+    assert_same(scan, b"\n".join(lines))
+    assert_same(scan, b"\n".join(lines[::-1]) + b"\n")
+    assert len(scan(b"\n".join(lines))[1]) == len(set(lines))  # each line taken, a key of its own
+
+
 def test_only_bytes_are_taken(scan: Any) -> None:
     """A block is ``bytes``; anything else is a TypeError (a memoryview or bytearray could change
     under the scan, and ``_filterlog_scan_py`` needs ``bytes`` methods too)."""

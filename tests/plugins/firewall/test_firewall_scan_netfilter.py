@@ -148,6 +148,23 @@ def test_every_position_of_a_usual_line_with_a_hostile_byte_scans_alike(line: st
     assert alone is not None and sum(alone[2].values()) == 1, "the line itself is of the usual shape"
 
 
+def test_every_byte_value_in_place_of_and_before_each_byte_of_a_usual_line_scans_alike() -> None:
+    """Each of the 256 byte values put in place of, and before, each byte of the usual RFC 3164
+    line, alone and after the same line whole (its head then known to the scan): the stamp is
+    checked a word at a time, the head compared with the known ones, PROTO and DPT kept as
+    words, so every value at every place is held to the reference."""
+    scan = c_scan()
+    raw = USUAL_BYTES[0]
+    differ = []
+    for at in range(len(raw) + 1):
+        for b in range(256):
+            for edit in (raw[:at] + bytes([b]) + raw[at + 1 :], raw[:at] + bytes([b]) + raw[at:]):
+                for data in (edit, raw + b"\n" + edit):
+                    if plain(scan(data)) != netfilter_scan_py(data):
+                        differ.append((at, b))
+    assert not differ, f"the C scan reads {len(differ)} edits otherwise, the first: {differ[:5]}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Random input
 
@@ -218,6 +235,43 @@ def test_megabyte_lines_scan_alike() -> None:
     got = same(encode(usual[:10] + hostile + usual[10:]))
     assert got is not None
     assert sum(got[2].values()) >= sum("AUDIT" not in line and "usb" not in line for line in usual) - 2
+
+
+LOG_LINE = (
+    "Nov 23 07:25:53 fw01 kernel: [12.5] [UFW BLOCK] IN=eth0 OUT= MAC=00:11:22:33:44:55:66:77:88:99:aa:bb:08:00 "
+    "SRC=203.0.113.9 DST=10.0.0.5 LEN=52 TOS=0x00 PREC=0x00 TTL=52 ID=1 DF PROTO=TCP SPT=4242 DPT=22 WINDOW=1024"
+)
+
+
+def _one_byte_apart(n: int) -> list[str]:
+    """Values of n bytes that differ from ``"9" * n`` in one byte each: the first, the eighth,
+    the ninth and the last (the C scan keeps a PROTO or DPT of up to 8 bytes as one word)."""
+    return ["9" * n] + ["9" * at + "7" + "9" * (n - at - 1) for at in sorted({0, 7, 8, n - 1}) if 0 <= at < n]
+
+
+def test_protocols_and_ports_of_every_length_and_heads_taking_turns_scan_alike() -> None:
+    """The C scan finds a line's (head, PROTO, DPT) entry through a cache of three words per key
+    (the head's number and both lengths, PROTO's bytes, DPT's bytes): PROTO and DPT of 1 to 17
+    bytes that differ in one byte only, under three heads taking turns, each line also last in its
+    block ending right after DPT (a word read near the block's end), and more keys than the cache
+    has slots (keys sharing a slot take turns in it)."""
+    heads = ["[UFW BLOCK] IN=eth0 OUT= ", "IPTABLES-DROPPED: IN=eth0 OUT= ", "[UFW AUDIT] IN=eth1 OUT=eth0 "]
+    lines = []
+    for n in range(1, 18):
+        for value in _one_byte_apart(n):
+            for i, head in enumerate(heads):
+                line = LOG_LINE.replace("[UFW BLOCK] IN=eth0 OUT= ", head)
+                line = line.replace("PROTO=TCP", f"PROTO={value}") if n % 2 else line.replace("DPT=22", f"DPT={value}")
+                lines.append(line)
+                same(line.encode())
+                same(line.split(" WINDOW=")[0].encode())  # DPT's digits the block's last bytes
+                same(line.replace("PROTO=TCP SPT=4242 DPT=22 WINDOW=1024", f"PROTO={value}").encode())  # PROTO's the last
+    got = same(encode(lines))
+    assert got is not None and len(got[2]) == len(set(lines))  # each line counted, under a key of its own
+    same(encode(lines[::-1], ""))
+    many = [LOG_LINE.replace("DPT=22", f"DPT={port}").replace("PROTO=TCP", ("PROTO=TCP", "PROTO=UDP")[port % 2]) for port in range(3000)]
+    got = same(encode(many + many[::-7]))
+    assert got is not None and len(got[2]) == 3000
 
 
 def test_only_bytes_are_taken() -> None:
@@ -369,6 +423,7 @@ def _sanitizer_blocks() -> list[bytes]:
         blocks.append(encode(garbled, rng.choice(["\n", ""])))
     for line in USUAL_BYTES + [line.encode() for line in EDGE_LINES[2:]]:
         blocks += [line[:cut] for cut in range(len(line) + 1)]
+        blocks += [line + b"\n" + line[:cut] for cut in range(len(line) + 1)]  # cut in a head known from the line before
     usual = fastpaths.BENCH_NETFILTER[:10]
     blocks.append(encode(usual + [usual[0].replace("MAC=", "MAC=" + "a" * 1_000_000), usual[5].replace("DPT=", "DPT=" + "9" * 100_000)]))
     blocks.append(encode(fastpaths.BENCH_NETFILTER, ""))
