@@ -255,12 +255,14 @@ class _Tally:
     """Observations of one batch, counts summed per series."""
 
     def __init__(self) -> None:
-        self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        # Per series (metric, sorted labels): its sum so far, in a one-item list.
+        self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = {}
         self.other: list[Any] = []
         self.summaries: dict[str, int] = {}
-        # The series key of (metric, labels in the caller's order): each file counts two or three
-        # series, a batch a few dozen distinct ones, so the labels are sorted once per series.
-        self._keys: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, tuple[tuple[str, str], ...]]] = {}
+        # The sum of (metric, labels in the caller's order): each file counts two or three series,
+        # a batch a few dozen distinct ones, so the labels are sorted once per series, and a count
+        # adds to the series' list found by one look-up.
+        self._sums: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = {}
 
     def log_summaries(self, ctx: RunContext) -> None:
         for event, count in sorted(self.summaries.items()):
@@ -268,13 +270,13 @@ class _Tally:
 
     def count(self, metric: str, labels: dict[str, str], value: float = 1) -> None:
         given = (metric, tuple(labels.items()))
-        key = self._keys.get(given)
-        if key is None:
-            key = self._keys[given] = (metric, tuple(sorted(given[1])))
-        self.counts[key] = self.counts.get(key, 0.0) + value
+        total = self._sums.get(given)
+        if total is None:
+            total = self._sums[given] = self.counts.setdefault((metric, tuple(sorted(given[1]))), [0.0])
+        total[0] += value
 
     def observations(self) -> list[Any]:
-        return [Count(metric, labels, value) for (metric, labels), value in self.counts.items()] + self.other
+        return [Count(metric, labels, total[0]) for (metric, labels), total in self.counts.items()] + self.other
 
 
 # Per-file facts that are normal in bulk (a site that reads only its inbox sees every receipt as one
@@ -556,16 +558,20 @@ class EdiCollector:
         # A fresh ledger's first index commits larger batches: their records (random message ids)
         # go into the ledger in one sorted pass each (``first_index_batch_size``).
         batch_size = settings.first_index_batch_size if index.absent is not None else settings.batch_size
+        # One reading of the clock per file for the three checks below (``ctx.expired()`` is
+        # ``monotonic() >= deadline``), read again after each yield; the limits computed once.
+        clock, deadline, slice_s, deferring_s = ctx.clock, ctx.deadline, budget.slice, budget.deferring
         for candidate in found.candidates.ordered():
-            if in_batch >= batch_size or (in_batch and ctx.clock.monotonic() - batch_started >= budget.slice):
+            mono = clock.monotonic()
+            if in_batch >= batch_size or (in_batch and mono - batch_started >= slice_s):
                 if traffic:
                     stage.queue[QUEUE + uuid.uuid4().hex] = traffic
                 yield self._batch(stage, tally)
                 index.apply(stage)
                 tally.log_summaries(ctx)
                 stage, tally, traffic, in_batch = Stage(index), _Tally(), [], 0
-                batch_started = ctx.clock.monotonic()
-            if deferring and ctx.clock.monotonic() - budget.started >= budget.deferring:
+                batch_started = mono = clock.monotonic()
+            if deferring and mono - budget.started >= deferring_s:
                 # Half the run is gone: the entries so far are written now, the later ones with
                 # their batches. A run that ends before writing them costs its next one a second
                 # reading of those files.
@@ -573,9 +579,9 @@ class EdiCollector:
                 if written is None:
                     return
                 stage, tally, traffic, in_batch, deferring = written, _Tally(), [], 0, False
-                batch_started = ctx.clock.monotonic()
-            if ctx.expired():
-                return  # the next cycle resumes: uncommitted files are still new
+                batch_started = mono = clock.monotonic()
+            if mono >= deadline:
+                return  # the run is over (``ctx.expired()``); the next cycle resumes: uncommitted files are still new
             in_batch += 1
             if not self._read_one(ctx, cycle, candidate, stage, tally, traffic, deferred, budget,
                                   found if deferring else None):
@@ -721,8 +727,7 @@ class EdiCollector:
             if why == "changed":
                 deferred.setdefault(candidate.directory, set()).add(candidate.name)
             return True
-        young = cycle.now - mtime < settings.write_grace.total_seconds()
-        if parsed.outcome in ("truncated", "empty") and young:
+        if parsed.outcome in ("truncated", "empty") and cycle.now - mtime < settings.write_grace.total_seconds():
             deferred.setdefault(candidate.directory, set()).add(candidate.name)  # still being written: look again next cycle
             return True
         if parsed.outcome == "unreadable":

@@ -35,6 +35,7 @@ from datetime import datetime, timezone, tzinfo
 from typing import Protocol
 
 from normagent.plugins.edi import codes
+from normagent.plugins.edi.values import immutable
 from normagent.plugins.edi.parse import (
     AppRecHeader,
     EbxmlHeader,
@@ -42,6 +43,7 @@ from normagent.plugins.edi.parse import (
     Parsed,
     TransportError,
     parse_timestamp,
+    timestamp_kind,
 )
 
 APPLICATION = "application"
@@ -61,7 +63,7 @@ M_TIMESTAMPS = "normagent_edi_timestamps_total"
 # records
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Record:
     """What is remembered about one id, checkpointed as ``m:<id>`` or ``e:<id>``.
 
@@ -237,13 +239,19 @@ def _direction(facts: FileFacts, ctx: Context, sender: Iterable[str], receiver: 
     return "unknown"
 
 
-def _gen_date(text: str, ctx: Context, effect: Effect, facts: FileFacts) -> datetime | None:
-    moment, kind = parse_timestamp(text, ctx.naive_zone)
+def _count_gen_date(text: str, ctx: Context, effect: Effect, facts: FileFacts) -> None:
+    """Count a message date by its kind (``timestamp_kind``; its instant is made only where a log
+    line or an event needs it: ``_gen_iso``)."""
+    kind = timestamp_kind(text, ctx.naive_zone)
     effect.count(M_TIMESTAMPS, kind=kind)
-    if moment is None:
+    if kind in ("missing", "unparseable"):
         # Timing never depends on it (file times do), but the report's events lose their date.
         effect.log("info", "edi_gendate_unusable", folder=facts.folder, file=facts.name, kind=kind)
-    return moment
+
+
+def _gen_iso(text: str, ctx: Context) -> str:
+    """A message date as the report's events and the log lines give it: ISO 8601 in UTC, or ""."""
+    return _iso(parse_timestamp(text, ctx.naive_zone)[0])
 
 
 def _iso(moment: datetime | None) -> str:
@@ -320,7 +328,7 @@ def _msghead(h: MsgHeadHeader, facts: FileFacts, view: _View, ctx: Context, effe
     sig = _signature(h.msg_type, h.gen_date)
     if _known(key, sig, facts, view, effect):
         return
-    gen = _gen_date(h.gen_date, ctx, effect, facts)
+    _count_gen_date(h.gen_date, ctx, effect, facts)
     msg_type = ctx.msg_types.label(h.msg_type)
     placeholder = view.record(key)
     effect.count(M_MESSAGES, direction=direction, msg_type=msg_type)
@@ -342,7 +350,7 @@ def _msghead(h: MsgHeadHeader, facts: FileFacts, view: _View, ctx: Context, effe
             effect.count(M_MISADDRESSED, direction="in", msg_type=msg_type)
             record = replace(record, misaddressed=True)
         effect.log("info", "edi_misaddressed_incoming", folder=facts.folder, file=facts.name, id=h.msg_id,
-                   msg_type=msg_type, gen_date=_iso(gen))
+                   msg_type=msg_type, gen_date=_gen_iso(h.gen_date, ctx))
     if record.expects and record.receipt and _late(record, record.receipt_at, ctx):
         record = _overdue(key, record, effect, ctx, late=True)
     effect.records[key] = record
@@ -358,7 +366,7 @@ def _apprec(a: AppRecHeader, facts: FileFacts, view: _View, ctx: Context, effect
     sig = _signature(a.status, a.gen_date, a.original_id)
     if _known(key, sig, facts, view, effect):
         return
-    gen = _gen_date(a.gen_date, ctx, effect, facts)
+    _count_gen_date(a.gen_date, ctx, effect, facts)
     effect.count(M_MESSAGES, direction=direction, msg_type="APPREC")
     effect.records[key] = Record(kind="rec", msg_type="APPREC", direction=direction, at=facts.mtime,
                                  path=facts.path, sig=sig, counted=True)
@@ -401,7 +409,7 @@ def _apprec(a: AppRecHeader, facts: FileFacts, view: _View, ctx: Context, effect
                     "errors": ",".join(
                         f"{codes.code_list_label(e.code_list)}:{codes.error_code_label(e.code)}" for e in a.errors
                     ),
-                    "gen_date": _iso(gen),
+                    "gen_date": _gen_iso(a.gen_date, ctx),
                 },
             )
         )

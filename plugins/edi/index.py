@@ -80,6 +80,7 @@ from typing import Any
 from normagent import Checkpoint
 from normagent.plugins.edi.correlate import APPLICATION, TRANSPORT, Record
 from normagent.plugins.edi.stops import DirectionState, ServiceState
+from normagent.plugins.edi.values import immutable
 
 TOKEN = "g"
 VERSION = "v"
@@ -171,6 +172,16 @@ def pending_record_key(checkpoint_key: str) -> str:
     return checkpoint_key[len(PENDING) + 16 :]
 
 
+def split_path(path: str) -> tuple[str, str]:
+    """``os.path.split(path)``, without its Python frames for the usual path: a directory that
+    does not end in ``/`` and a name (asked twice per file of a first index: ``Stage.checkpoints``,
+    ``Index.apply``). Anything else (no ``/``, the root, doubled slashes) goes the long way."""
+    head, _, tail = path.rpartition("/")
+    if head and head[-1] != "/":
+        return head, tail
+    return os.path.split(path)
+
+
 def printable(name: str) -> str:
     """A file name for log lines: undecodable bytes as ``\\xNN``, never a lone surrogate."""
     if name.isascii():  # the usual name: no surrogate in it, and no copy made (asked per file read)
@@ -186,7 +197,7 @@ def printable(name: str) -> str:
 WATCHED = frozenset({"unreadable", "truncated", "empty", "timeout", "not_regular"})
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class FileEntry:
     """A file as checkpointed: ``[size, mtime_ns, outcome]``."""
 
@@ -270,11 +281,18 @@ class AbsentKeys:
             bits[spot >> 3] |= 1 << (spot & 7)
 
     def may_hold(self, key: str) -> bool:
-        bits = self._bits
-        for spot in self._spots(key):
-            if not bits[spot >> 3] & (1 << (spot & 7)):
-                return False
-        return True
+        """Whether ``key`` may have been added: ``_spots`` spelt out (asked once per file read in
+        a first index; each bit looked at only while the ones before it were set)."""
+        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
+        mask, bits = self.MASK, self._bits
+        spot = h & mask
+        if not bits[spot >> 3] & (1 << (spot & 7)):
+            return False
+        spot = (h >> 23) & mask
+        if not bits[spot >> 3] & (1 << (spot & 7)):
+            return False
+        spot = ((h >> 41) ^ (h << 5)) & mask
+        return bool(bits[spot >> 3] & (1 << (spot & 7)))
 
 
 class Index:
@@ -441,7 +459,7 @@ class Index:
         """Make a committed ``stage`` part of the mirror. Call only after its batch was committed."""
         self.file_count += stage.file_delta()
         for path, entry in stage.files.items():
-            directory, name = os.path.split(path)
+            directory, name = split_path(path)
             outcome = entry.outcome if entry is not None and entry.outcome in WATCHED else ""
             if outcome:
                 self.watch.setdefault(directory, {})[name] = outcome
@@ -563,7 +581,7 @@ class Stage:
         for path, entry in self.files.items():
             key = file_key(path)
             out.append(Checkpoint(key, entry.to_json() if entry is not None else None))
-            directory, name = os.path.split(path)
+            directory, name = split_path(path)
             watched = entry.outcome if entry is not None and entry.outcome in WATCHED else ""
             if watched != index.watch.get(directory, {}).get(name, ""):
                 out.append(Checkpoint(WATCH + key, watched or None))
@@ -573,14 +591,15 @@ class Stage:
         if delta:
             out.append(Checkpoint(COUNT, index.file_count + delta))
         for key, record in self.records.items():
-            out.append(Checkpoint(key, record.to_json() if record is not None else None))
+            value = record.to_json() if record is not None else None
+            out.append(Checkpoint(key, value))
             committed = index.pending.get(key)
             if self.waits(key, record):
                 assert record is not None
                 if committed != record:
                     if committed is not None and pending_key(key, committed) != pending_key(key, record):
                         out.append(Checkpoint(pending_key(key, committed), None))
-                    out.append(Checkpoint(pending_key(key, record), record.to_json()))
+                    out.append(Checkpoint(pending_key(key, record), value))  # the same value: made once
             elif committed is not None:
                 out.append(Checkpoint(pending_key(key, committed), None))
             if key not in self.read:

@@ -170,7 +170,7 @@ class Candidates:
         return self._prefixes[self.place[i]] + self.name(i)
 
     def add(self, place: int, name: str, size: int, mtime_ns: int, *, regular: bool, indexed: bool) -> None:
-        self._names += os.fsencode(name)
+        self._names += name.encode(_FS_ENCODING, _FS_ERRORS)  # os.fsencode's, without its frame
         self._ends.append(len(self._names))
         self.place.append(place)
         self.size.append(size)
@@ -194,15 +194,23 @@ class Candidates:
         so the entries go into the ledger in key order."""
         # By directory, then by the names' first two characters: each part is sorted on its own,
         # so no list of 100,000 numbers is made (Python ints: the heap would keep their pages).
-        parts: dict[int, dict[str, array[int]]] = {}
-        flags, place, name = self.flags, self.place, self.name
+        # The names' bytes, not their text, are sorted: not decoded for it, and in the keys' order
+        # all the same — a name that is valid UTF-8 is its UTF-8 bytes (the ledger compares keys as
+        # those), and one that is not has its key in ``fx:``, apart from the rest.
+        parts: dict[int, dict[bytes, array[int]]] = {}
+        flags, place, names, ends = self.flags, self.place, self._names, self._ends
         for i in range(len(self)):
             if flags[i] & 4:
-                parts.setdefault(place[i], {}).setdefault(name(i)[:2], array("l")).append(i)
+                start = ends[i - 1] if i else 0
+                parts.setdefault(place[i], {}).setdefault(bytes(names[start : min(start + 2, ends[i])]), array("l")).append(i)
         for p in sorted(parts, key=lambda p: file_key(self.places[p][0] + os.sep)):
             by_prefix = parts.pop(p)
             for prefix in sorted(by_prefix):
-                yield sorted(by_prefix.pop(prefix), key=name)
+                yield sorted(by_prefix.pop(prefix), key=self._name_bytes)
+
+    def _name_bytes(self, i: int) -> bytes:
+        ends = self._ends
+        return bytes(self._names[ends[i - 1] if i else 0 : ends[i]])
 
     def ordered(self) -> Iterator[Candidate]:
         """The candidates in reading order (``Candidate.order``): archives last, then by time, then path."""
@@ -211,16 +219,21 @@ class Candidates:
         shift = 1 << 63
         # One int per file as the sort key (role, then time): small, and compared in C.
         order = array("l", sorted(range(len(self)), key=lambda i: (roles[place[i]] << 64) + mtime[i] + shift))
+        get, count = self.get, len(order)
         i = 0
-        while i < len(order):
+        while i < count:
+            first = order[i]
             j = i + 1
-            key = (roles[place[order[i]]], mtime[order[i]])
-            while j < len(order) and (roles[place[order[j]]], mtime[order[j]]) == key:
+            # The next one's time differs (nearly always): no tuple made, no further look.
+            if j == count or mtime[order[j]] != mtime[first] or roles[place[order[j]]] != roles[place[first]]:
+                yield get(first)
+                i = j
+                continue
+            key = (roles[place[first]], mtime[first])
+            while j < count and (roles[place[order[j]]], mtime[order[j]]) == key:
                 j += 1
-            if j - i == 1:
-                yield self.get(order[i])
-            else:  # the same time to the nanosecond: by path
-                yield from sorted((self.get(k) for k in order[i:j]), key=lambda c: c.path)
+            # the same time to the nanosecond: by path
+            yield from sorted((get(k) for k in order[i:j]), key=lambda c: c.path)
             i = j
 
 
@@ -378,17 +391,12 @@ class Watcher:
 
 
 class _Names:
-    """A folder's glob and ignore patterns, compiled once per cycle."""
+    """A folder's glob and ignore patterns, compiled once per cycle (their ``match``, None for none:
+    asked per name listed, in ``_consider``)."""
 
     def __init__(self, folder: EdiFolder) -> None:
         self.ignore = re.compile("|".join(fnmatch.translate(p) for p in folder.ignore)).match if folder.ignore else None
         self.wanted = None if folder.glob == "*" else re.compile(fnmatch.translate(folder.glob)).match
-
-    def ignored(self, name: str) -> bool:
-        return self.ignore is not None and self.ignore(name) is not None
-
-    def read(self, name: str) -> bool:
-        return self.wanted is None or self.wanted(name) is not None
 
 
 @dataclass
@@ -607,7 +615,8 @@ def _consider(
     """
     result = cycle.result
     patterns = cycle.patterns(folder)
-    if patterns.ignored(name):
+    ignore = patterns.ignore
+    if ignore is not None and ignore(name) is not None:
         return ""
     try:
         st = os.lstat(os.path.join(directory, name)) if dir_fd is None else os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -619,7 +628,8 @@ def _consider(
         if entry is not None:
             result.gone.append(os.path.join(directory, name))  # a file replaced by a directory
         return "dir"
-    if not patterns.read(name):
+    wanted = patterns.wanted
+    if wanted is not None and wanted(name) is None:
         return ""
     if entry is None or not entry.unchanged(st.st_size, st.st_mtime_ns):
         candidates = result.candidates
@@ -639,25 +649,37 @@ class DirectoryCache:
     def __init__(self, size: int = 64) -> None:
         self._open: OrderedDict[str, int] = OrderedDict()
         self._size = size
+        # The directory asked for last and its descriptor, answered without the OrderedDict: the
+        # files of a first index come mostly from one folder after another (a get per file).
+        # Always the most recently used entry of ``_open``, so never the one evicted.
+        self._last: tuple[str, int] | None = None
 
     def get(self, base: str, directory: str) -> int:
+        last = self._last
+        if last is not None and last[0] == directory:
+            return last[1]
         fd = self._open.get(directory)
         if fd is not None:
             self._open.move_to_end(directory)
+            self._last = (directory, fd)
             return fd
         fd = open_dir(base or directory, directory)
         self._open[directory] = fd
         if len(self._open) > self._size:
             _, oldest = self._open.popitem(last=False)
             os.close(oldest)
+        self._last = (directory, fd)
         return fd
 
     def drop(self, directory: str) -> None:
         """Forget a descriptor that may no longer be the directory's (it is opened afresh next time)."""
+        if self._last is not None and self._last[0] == directory:
+            self._last = None
         fd = self._open.pop(directory, None)
         if fd is not None:
             os.close(fd)
 
     def close(self) -> None:
+        self._last = None
         while self._open:
             os.close(self._open.popitem()[1])

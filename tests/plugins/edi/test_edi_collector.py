@@ -1247,3 +1247,19 @@ def test_forget_unacknowledged_after_takes_a_waiting_message_off_the_gauges_once
     h.cycle()
     assert seen() == (0, 0, 0, 1, 0)
     assert len(h.ledger.events("edi.unacknowledged", _all_time())) == 1
+
+
+@pytest.mark.parametrize("gen_date", ["0001-01-01T00:00:00", "0001-01-01T00:30:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_a_message_dated_at_the_edge_of_the_calendar_is_an_unparseable_date_not_a_failed_run(
+    harness: Any, tmp_path: Path, gen_date: str
+) -> None:
+    """A GenDate that ``fromisoformat`` reads but that has no UTC instant (year 1 east of UTC,
+    year 9999 west of it) once made the run fail on that file, every cycle: the folder stuck."""
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc).timestamp()
+    folder = tmp_path / "ut"
+    write(folder / "edge.xml", msghead("edge-1", "EPIKRISE", gen_date, OWN_HER[0], "2000001"), now - 600)
+    write(folder / "plain.xml", msghead("plain-1", "EPIKRISE", "2026-11-24T10:00:00", OWN_HER[0], "2000001"), now - 500)
+    h = harness(EdiSettings(folders=(EdiFolder(path=folder, direction="out"),), own_her_ids=OWN_HER), now)
+    h.cycle()
+    assert h.value("normagent_edi_messages_total", direction="out", msg_type="EPIKRISE") == 2
+    assert h.nonzero("normagent_edi_timestamps_total", "kind") == {("unparseable",): 1.0, ("no_zone",): 1.0}

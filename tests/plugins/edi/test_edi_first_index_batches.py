@@ -84,3 +84,27 @@ def test_the_traffic_queue_of_every_batch_reaches_the_stop_logic_once(harness: A
     assert len(queued) > 3
     assert list(h.ledger.checkpoints(h.spec.name).keys(QUEUE)) == []
     assert_truth(h, truth)
+
+
+def test_a_run_whose_deadline_passed_during_a_commit_reads_no_further_file(harness: Any, small_tree: Any) -> None:
+    """The loop reads the clock once per file, and again after each yield (the commit takes time):
+    once the deadline passed while a batch was committed, no file is read any more — what the
+    run still yields (the entries deferred so far) counts none, and the next run reads the rest."""
+    root, truth = small_tree
+    h = harness(settings_for(root, batch_size=10, first_index_batch_size=10), truth.now)
+    run = h.batches(timeout=600)
+    first = next(run)  # a fresh ledger's layout mark first
+    while not _files_read(first):
+        h.ledger.commit(h.spec.name, first)
+        first = next(run)
+    h.ledger.commit(h.spec.name, first)
+    assert _files_read(first) == 10
+    h.clock.advance(601)  # the commit took the rest of the run
+    late = list(run)
+    assert sum(_files_read(b) for b in late) == 0, [_files_read(b) for b in late]
+    for batch in late:
+        h.ledger.commit(h.spec.name, batch)
+    h.cycle()  # the rest, once each (the clock moved on: only what does not depend on it is compared)
+    assert h.nonzero("normagent_edi_messages_total", "direction", "msg_type") == {
+        k: float(v) for k, v in truth.messages.items() if v}
+    assert sum(h.series("normagent_edi_files_total", "outcome").values()) == truth.file_count
