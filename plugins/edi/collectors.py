@@ -44,6 +44,7 @@ from normagent import (
     Count,
     Event,
     Gauge,
+    JSONValue,
     MaintenanceCalendar,
     MetricSpec,
     NoData,
@@ -549,7 +550,7 @@ class EdiCollector:
             for path in index.children(directory):
                 stage.put_file(path, None, indexed=True)
             stage.dirs[directory] = None
-        traffic: list[list[object]] = []
+        traffic: list[JSONValue] = []
         deferred: dict[str, set[str]] = {}  # directory → names of files to look at again
         in_batch = 0
         budget = _Budget(ctx.clock.monotonic(), ctx.deadline)
@@ -606,7 +607,7 @@ class EdiCollector:
             self._index = Index.load(ctx.state)
 
     def _write_deferred(
-        self, ctx: RunContext, index: Index, stage: Stage, tally: _Tally, traffic: list[list[object]], found: ScanResult,
+        self, ctx: RunContext, index: Index, stage: Stage, tally: _Tally, traffic: list[JSONValue], found: ScanResult,
     ) -> Generator[Batch, None, Stage | None]:
         """The index entries of the files a fresh ledger's first index read ``ok``, written after
         them, in key order, ``DEFERRED_BATCH`` a batch (with the batch still open). Returns the
@@ -687,7 +688,7 @@ class EdiCollector:
         candidate: Candidate,
         stage: Stage,
         tally: _Tally,
-        traffic: list[list[object]],
+        traffic: list[JSONValue],
         deferred: dict[str, set[str]],
         budget: _Budget,
         found: ScanResult | None = None,
@@ -780,7 +781,7 @@ class EdiCollector:
         index: Index,
         stage: Stage,
         tally: _Tally,
-        traffic: list[list[object]],
+        traffic: list[JSONValue],
         folders_up: dict[str, bool],
     ) -> Iterator[Batch]:
         settings, now = cycle.settings, cycle.now
@@ -788,11 +789,8 @@ class EdiCollector:
         times: dict[str, array[float]] = {d: array("d") for d in DIRECTIONS}
         for key, items in index.queued():
             stage.queue[key] = None
-            for item in items if isinstance(items, list) else ():
-                if isinstance(item, list) and len(item) == 2 and item[0] in times and isinstance(item[1], (int, float)):
-                    times[str(item[0])].append(float(item[1]))
-        for direction, moment in traffic:
-            times[str(direction)].append(float(moment))  # type: ignore[arg-type]
+            _add_traffic(times, items)
+        _add_traffic(times, traffic)
 
         service = self._service(ctx, settings, index.service, now)
         stage.service = service
@@ -903,6 +901,14 @@ class EdiCollector:
         stage.last_prune = now
         if forget:
             ctx.log.info("edi_ids_forgotten", ids=len(forget))
+
+
+def _add_traffic(times: dict[str, array[float]], items: JSONValue) -> None:
+    """Add the ``[direction, mtime]`` entries of a traffic list (this batch's, or one committed in
+    the queue) to ``times``; an entry that is not one (a damaged checkpoint) is left out."""
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, list) and len(item) == 2 and item[0] in times and isinstance(item[1], (int, float)):
+            times[str(item[0])].append(float(item[1]))
 
 
 def _bool(value: bool) -> str:

@@ -32,7 +32,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone, tzinfo
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from normagent.plugins.edi import codes
 from normagent.plugins.edi.values import immutable
@@ -45,6 +45,9 @@ from normagent.plugins.edi.parse import (
     parse_timestamp,
     timestamp_kind,
 )
+
+if TYPE_CHECKING:
+    from normagent import JSONValue
 
 APPLICATION = "application"
 TRANSPORT = "transport"
@@ -97,7 +100,7 @@ class Record:
     misaddressed: bool = False
     counted: bool = False
 
-    def to_json(self) -> list[object]:
+    def to_json(self) -> list[JSONValue]:
         return [
             self.kind, self.msg_type, self.direction, self.at, self.path, self.sig, int(self.expects),
             int(self.seen), self.receipt, self.receipt_at, int(self.overdue), int(self.misaddressed), int(self.counted),

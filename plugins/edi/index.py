@@ -77,7 +77,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from normagent import Checkpoint
+from normagent import Checkpoint, JSONValue
 from normagent.plugins.edi.correlate import APPLICATION, TRANSPORT, Record
 from normagent.plugins.edi.stops import DirectionState, ServiceState
 from normagent.plugins.edi.values import immutable
@@ -205,7 +205,7 @@ class FileEntry:
     mtime_ns: int
     outcome: str
 
-    def to_json(self) -> list[object]:
+    def to_json(self) -> list[JSONValue]:
         return [self.size, self.mtime_ns, self.outcome]
 
     @classmethod
@@ -230,7 +230,7 @@ class DirState:
     rescan: bool = False
     subdirs: tuple[str, ...] = ()
 
-    def to_json(self) -> list[object]:
+    def to_json(self) -> list[JSONValue]:
         return [self.mtime_ns, self.ino, int(self.rescan), [os.path.basename(d) for d in self.subdirs]]
 
     @classmethod
@@ -436,10 +436,10 @@ class Index:
         for prefix in (ENV, MSG):
             for key, value in self.store.scan(prefix):
                 # Record.from_json's layout: ``at`` at 3, ``receipt_at`` at 9.
-                if isinstance(value, list) and len(value) == 13 and max(float(value[3]), float(value[9])) < limit:  # type: ignore[arg-type]
+                if isinstance(value, list) and len(value) == 13 and max(float(value[3]), float(value[9])) < limit:
                     yield key
 
-    def queued(self) -> Iterator[tuple[str, object]]:
+    def queued(self) -> Iterator[tuple[str, JSONValue]]:
         """The committed traffic queue (``q:``), one entry at a time, in key order.
 
         By key, not a page of the family at once: after a first index the queue holds a
@@ -526,7 +526,7 @@ class Stage:
     read: dict[str, Record | None] = field(default_factory=dict)
     forgotten: set[str] = field(default_factory=set)  # waiting ids that leave the pending set (too old)
     dirs: dict[str, DirState | None] = field(default_factory=dict)
-    queue: dict[str, list[list[object]] | None] = field(default_factory=dict)
+    queue: dict[str, list[JSONValue] | None] = field(default_factory=dict)  # q: [[direction, mtime], ...]
     stops: dict[str, DirectionState] = field(default_factory=dict)
     service: ServiceState | None = None
     last_prune: float | None = None
@@ -613,8 +613,8 @@ class Stage:
         for directory, state in self.dirs.items():
             out.append(Checkpoint(dir_key(directory), state.to_json() if state is not None else None))
         out += [Checkpoint(k, v) for k, v in self.queue.items()]
-        for direction, state in self.stops.items():
-            out.append(Checkpoint(STOP + direction, state.to_json()))
+        for direction, stop in self.stops.items():
+            out.append(Checkpoint(STOP + direction, stop.to_json()))
         if self.service is not None:
             out.append(Checkpoint(SERVICE, self.service.to_json()))
         if self.last_prune is not None:

@@ -102,6 +102,9 @@ Outcome = Literal[
     "header_too_large",
     "too_deep",
 ]
+# What a ``Parsed`` may hold: the parser's ``Outcome``, or ``"unreadable"``, which no parser gives:
+# ``collectors.read_file`` could not read the file at all (an I/O error), so no parser ran.
+ReadOutcome = Outcome | Literal["unreadable"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,7 +208,8 @@ class Parsed:
     """The outcome of reading one file's header.
 
     Attributes:
-        outcome: ``"ok"`` with a ``header``, or why there is none (see ``Outcome``).
+        outcome: ``"ok"`` with a ``header``, or why there is none (see ``Outcome``; ``"unreadable"``
+            from ``collectors.read_file`` only).
         header: The header record for ``"ok"`` (and what was read of it for ``"unknown_version"``
             and ``"incomplete"``, for diagnostics; never counted as a message).
         detail: A short reason for the log: an expat error, the root element, never content.
@@ -213,7 +217,7 @@ class Parsed:
         bytes_read: How many bytes were consumed before parsing stopped.
     """
 
-    outcome: Outcome
+    outcome: ReadOutcome
     header: Header | None = None
     detail: str = ""
     wrapper: str = ""

@@ -205,7 +205,7 @@ def _stop_list(events: Sequence[Event]) -> ReportTable:
             _time(str(e.attrs.get("start", ""))),
             _time(str(e.attrs.get("end", ""))),
             "planlagt" if e.attrs.get("planned") is True else "uplanlagt",
-            duration(float(e.attrs.get("seconds") or 0)),  # type: ignore[arg-type]
+            duration(float(e.attrs.get("seconds") or 0)),
             "ja" if e.attrs.get("service_down") is True else "nei",
         )
         for e in events[:MAX_ROWS]

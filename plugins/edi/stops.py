@@ -31,6 +31,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from normagent import JSONValue
 
 Span = tuple[float, float]  # [start, end) in unix seconds
 
@@ -204,8 +208,8 @@ class DirectionState:
     counted: tuple[Span, ...] = ()
     planned: tuple[Span, ...] | None = ()
 
-    def to_json(self) -> dict[str, object]:
-        out: dict[str, object] = {"since": self.since, "last": self.last, "counted": [list(s) for s in self.counted]}
+    def to_json(self) -> dict[str, JSONValue]:
+        out: dict[str, JSONValue] = {"since": self.since, "last": self.last, "counted": [list(s) for s in self.counted]}
         if self.planned is not None:
             out["planned"] = [list(s) for s in self.planned]
         return out
@@ -391,7 +395,7 @@ class ServiceState:
     def forget_before(self, moment: float) -> ServiceState:
         return ServiceState(tuple(s for s in self.down if s[1] > moment), self.down_since)
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, JSONValue]:
         return {"down": [list(s) for s in self.down], "down_since": self.down_since}
 
     @classmethod
