@@ -34,7 +34,7 @@ import functools
 import itertools
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Final, TypeAlias
 
 from normagent import LogBlock, ParseContext, ParseResult, TextBlock
@@ -450,7 +450,7 @@ class Clock:
 
     __slots__ = ("tz", "ref", "_hours", "hours", "fast")
 
-    def __init__(self, ref: datetime, tz: object) -> None:
+    def __init__(self, ref: datetime, tz: tzinfo) -> None:
         self.tz = tz
         self.ref = ref
         self._hours: dict[object, float] = {}
@@ -474,11 +474,11 @@ class Clock:
         month = _MONTHS.get(mon)
         if month is None or hour > 23:
             return None
-        ref = self.ref.astimezone(self.tz)  # type: ignore[arg-type]
+        ref = self.ref.astimezone(self.tz)
         years = (int(year),) if year else (ref.year, ref.year - 1)
         for y in years:
             try:
-                local = datetime(y, month, day, hour, tzinfo=self.tz)  # type: ignore[arg-type]
+                local = datetime(y, month, day, hour, tzinfo=self.tz)
             except ValueError:  # Feb 29 in a year without one: try the previous year
                 continue
             if year or local - ref <= timedelta(days=1):
@@ -497,7 +497,7 @@ class Clock:
             except ValueError:
                 return None
             if off is None:
-                base = datetime(y, mo, d, int(h), tzinfo=self.tz).timestamp()  # type: ignore[arg-type]
+                base = datetime(y, mo, d, int(h), tzinfo=self.tz).timestamp()
             elif off != "Z":
                 sign = -1 if off[0] == "+" else 1
                 digits = off[1:].replace(":", "")
@@ -634,9 +634,11 @@ def split_line_slow(line: str, clock: Clock) -> tuple[float | None, str, str] | 
             return None
         tag = m.groups()
     _host, btag, name, sub, msg = tag
+    assert msg is not None  # _TAG_SRC's message group always takes part in a match
     if btag is not None:
-        return when, btag, msg  # type: ignore[return-value]
-    return when, (name if sub is None else f"{name}({sub})"), msg  # type: ignore[return-value]
+        return when, btag, msg
+    assert name is not None  # no [btag]: the other branch of the alternation, with its tag, matched
+    return when, (name if sub is None else f"{name}({sub})"), msg
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ Imports only normagent (the public API) and the standard library.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
 from normagent import Indicator, Period, ReportData, ReportSection, ReportTable, Rollup, SectionContent
@@ -162,16 +162,26 @@ def _trend(data: ReportData, period: Period) -> ReportTable | None:
     return ReportTable(("Uke", "Mislykkede pålogginger", "Kontosperringer", "Feil i hendelseslogger"), tuple(rows), "Utvikling")
 
 
+@dataclass(slots=True)
+class _Sum:
+    """One key's rollup rows summed so far (``_top``)."""
+
+    value: float = 0.0
+    days: set[date] = field(default_factory=set)
+    first: datetime | None = None
+    last: datetime | None = None
+
+
 def _top(rows: Iterable[Rollup]) -> list[_Top]:
     """Rollup rows summed per key over the period, most first (ties by key), at most TOP."""
-    sums: dict[str, list[object]] = {}
+    sums: dict[str, _Sum] = {}
     for row in rows:
-        entry = sums.setdefault(row.key, [0.0, set(), None, None])
-        entry[0] = float(entry[0]) + row.value  # type: ignore[arg-type]
-        entry[1].add(row.day)  # type: ignore[attr-defined]
-        entry[2] = _earliest(entry[2], row.first_seen)  # type: ignore[arg-type]
-        entry[3] = _latest(entry[3], row.last_seen)  # type: ignore[arg-type]
-    tops = [_Top(k, float(v[0]), len(v[1]), v[2], v[3]) for k, v in sums.items()]  # type: ignore[arg-type]
+        entry = sums.setdefault(row.key, _Sum())
+        entry.value += row.value
+        entry.days.add(row.day)
+        entry.first = _earliest(entry.first, row.first_seen)
+        entry.last = _latest(entry.last, row.last_seen)
+    tops = [_Top(k, s.value, len(s.days), s.first, s.last) for k, s in sums.items()]
     tops.sort(key=lambda t: (-t.value, t.key))
     return tops[:TOP] if tops else []
 
