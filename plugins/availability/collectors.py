@@ -438,9 +438,9 @@ class ProbesCollector:
         saved = ctx.state.get(key)
         saved = saved if isinstance(saved, dict) else {}
         expiry, checked = saved.get("not_after"), saved.get("checked")
-        fresh = isinstance(checked, (int, float)) and 0 <= now - checked < CERT_RECHECK and isinstance(expiry, (int, float))
-        if fresh and probe.reason not in ("tls_error", "tls_expired") and saved.get("target") == service.target:
-            return float(expiry), Checkpoint(key, saved)  # type: ignore[arg-type]
+        fresh = isinstance(checked, (int, float)) and 0 <= now - checked < CERT_RECHECK
+        if fresh and isinstance(expiry, (int, float)) and probe.reason not in ("tls_error", "tls_expired") and saved.get("target") == service.target:
+            return float(expiry), Checkpoint(key, saved)
         found = certificate_expiry(service) if probe.up else None
         if found is None:
             return None

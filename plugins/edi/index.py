@@ -473,8 +473,8 @@ class Index:
                 absent.add(key)
                 if record is not None:
                     self.oldest_handled = min(self.oldest_handled, handled_at(record))
-            if stage.waits(key, record):
-                self.pending[key] = record  # type: ignore[assignment]
+            if record is not None and stage.waits(key, record):  # waits is False for None: this narrows record
+                self.pending[key] = record
             else:
                 self.pending.pop(key, None)
             before, after = unmatched(stage.read.get(key)), unmatched(record)
