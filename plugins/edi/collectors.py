@@ -768,7 +768,7 @@ class EdiCollector:
         for metric, labels, value in effect.counts:
             tally.count(metric, labels, value)
         for kind, at, key, attrs in effect.events:
-            tally.other.append(Event(kind, datetime.fromtimestamp(at, timezone.utc), key, attrs))  # type: ignore[arg-type]
+            tally.other.append(Event(kind, datetime.fromtimestamp(at, timezone.utc), key, attrs))
         if effect.traffic in DIRECTIONS and effect.outcome in ("ok", "encrypted"):
             traffic.append([effect.traffic, mtime])
         _log(ctx, effect.logs, tally)
@@ -839,7 +839,7 @@ class EdiCollector:
             for metric, labels, value in report.effect.counts:
                 tally.count(metric, labels, value)
             for kind, at, key, attrs in report.effect.events:
-                tally.other.append(Event(kind, datetime.fromtimestamp(at, timezone.utc), key, attrs))  # type: ignore[arg-type]
+                tally.other.append(Event(kind, datetime.fromtimestamp(at, timezone.utc), key, attrs))
             # Series once exported drop to 0 rather than vanish: the ledger keeps a series a batch
             # does not mention, so one left out would keep its last value.
             series = index.gauge_series | set(report.oldest) | set(report.unacknowledged)

@@ -47,7 +47,7 @@ from normagent.plugins.edi.parse import (
 )
 
 if TYPE_CHECKING:
-    from normagent import JSONValue
+    from normagent import EventValue, JSONValue
 
 APPLICATION = "application"
 TRANSPORT = "transport"
@@ -179,7 +179,7 @@ class Effect:
 
     outcome: str = "ok"
     counts: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
-    events: list[tuple[str, float, str, dict[str, object]]] = field(default_factory=list)  # kind, at, key, attrs
+    events: list[tuple[str, float, str, dict[str, EventValue]]] = field(default_factory=list)  # kind, at, key, attrs
     records: dict[str, Record] = field(default_factory=dict)
     traffic: str = ""  # direction of traffic this file is, "" for none
     counted_before: bool = False  # this very file was read and counted before; only its index entry is missing
