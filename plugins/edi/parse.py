@@ -563,7 +563,7 @@ class _HeaderReader:
         stack = self.stack
         depth = len(stack)
         if self.capture is not None:
-            self._flush()
+            self._flush(self.capture)
         if self.doc == "soap" and depth - self.doc_depth <= _FIELD_DEPTH:
             self._soap_end(stack, self.doc_depth, depth - self.doc_depth)
         stack.pop()
@@ -573,8 +573,8 @@ class _HeaderReader:
     def text(self, data: str) -> None:
         self.buffer.append(data)
 
-    def _flush(self) -> None:
-        self.fields[self.capture] = "".join(self.buffer).strip()  # type: ignore[index]
+    def _flush(self, capture: str) -> None:
+        self.fields[capture] = "".join(self.buffer).strip()
         self.capture = None
         self.buffer = []
         self.parser.CharacterDataHandler = None
@@ -664,7 +664,7 @@ class _HeaderReader:
         stack = self.stack
         depth = len(stack)
         if self.capture is not None:
-            self._flush()
+            self._flush(self.capture)
         base = self.base
         n = depth - base
         if n == 0 and self.nested:
@@ -723,7 +723,7 @@ class _HeaderReader:
         stack = self.stack
         depth = len(stack)
         if self.capture is not None:
-            self._flush()
+            self._flush(self.capture)
         base = self.base
         n = depth - base
         if n == 0 and self.nested:

@@ -70,6 +70,7 @@ Pure: no I/O, no clock, no state between calls but bounded memos of pure functio
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
 import re
@@ -266,7 +267,15 @@ def v4_net(prefix: bytes) -> int | None:
     a, b, c = prefix.split(b".")
     return int(a) << 16 | int(b) << 8 | int(c)
 
-_MISSING: Final = object()
+
+class _Missing(enum.Enum):
+    """A look-up's default where None is a cached answer: an enum member, which mypy narrows."""
+
+    MISSING = enum.auto()
+
+
+_MISSING: Final = _Missing.MISSING
+
 # ipaddress's rules for three octets, without its cost: 0-255, no leading zeros. One match in C
 # instead of a split and a generator over the octets (half of a first pseudonym's time: a scan
 # of a host brings ~10,000 networks to a run, each seen the first time).
@@ -321,7 +330,7 @@ class NetworkPseudonyms:
         """``Pseudonymiser.network(address)``: the pseudonym of its /24 or /48, or None."""
         found = self._addresses.get(address, _MISSING)
         if found is not _MISSING:
-            return found  # type: ignore[return-value]
+            return found
         value = self._pseudonymise.network(address)
         if len(address) <= 64:  # an address is short; a log line may hold anything
             self._addresses[address] = value
@@ -859,7 +868,7 @@ try:  # the C scan (plugins/firewall/_netfilter.c): the same answer, ~10x less t
     from normagent.plugins.firewall._netfilter import scan as _netfilter_scan
 except ImportError:  # not built (no compiler where it was installed)
     _netfilter_scan = netfilter_scan_py
-    _NetRows = NetRowsPy  # type: ignore[assignment,misc]
+    _NetRows = NetRowsPy  # type: ignore[assignment,misc]  # the C class's pure-Python twin: another class to mypy
 
 
 def _netfilter_fast(data: bytes, tally: Tally, device: str, ref: datetime, tz: tzinfo) -> tuple[int, bytes]:
