@@ -4,8 +4,8 @@ The plugins live in plugins/ and install as ``normagent.plugins``; mypy run from
 root checked normagent/ only, so the plugins' type errors (parsers narrower than ``Parser``,
 checkpoints that were not JSON, imports that did not resolve) went unseen. scripts/typecheck lays
 the tree out as installed and checks both; this test runs it, so a type error anywhere fails the
-suite. With mypy's cache warm (``.cache/typecheck/.mypy_cache``) it takes about a second, cold
-some 12 s on a 2-core machine.
+suite. With mypy's cache warm (``.cache/typecheck/.mypy_cache``) it takes about half a second, cold
+about 5 s (a shared 2-core machine).
 """
 
 from __future__ import annotations
