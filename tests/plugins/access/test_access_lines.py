@@ -488,3 +488,14 @@ def test_an_address_placeholder_is_no_network_whatever_its_case(placeholder: str
 
     assert network_pseudonym(test_pseudonymiser(), placeholder) is None
     assert network_pseudonym(test_pseudonymiser(), "192.0.2.4") is not None
+
+
+def test_journal_entries_given_to_the_auth_log_parser_are_ignored() -> None:
+    """``normagent parse`` hands every parser every kind of block (the ``Parser`` protocol): the
+    auth.log parser counts a journal export's entries as ignored, as the other line parsers do,
+    instead of failing on a block that has no lines."""
+    from normagent import JournalEntry, RecordBlock
+
+    entry = JournalEntry({"MESSAGE": "Failed password for root from 203.0.113.9 port 5 ssh2"}, EPOCH, "c1")
+    result = parse_auth_lines(RecordBlock((entry, entry), "journal"), _ctx())
+    assert (result.parsed, result.ignored, result.unparsed, result.observations) == (0, 2, 0, [])
