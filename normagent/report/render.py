@@ -62,18 +62,25 @@ def sha256(doc: Mapping[str, Any]) -> str:
     return hashlib.sha256(to_json(doc)).hexdigest()
 
 
-def _environment() -> Any:
+def _environment(markdown: bool = False) -> Any:
+    """The templates' environment: the HTML autoescaped (its template is ``report.html.j2``, which
+    ``select_autoescape`` takes for HTML only when told its extension), or, for the Markdown, every
+    ``{{ value }}`` escaped as Markdown unless it is Markdown already (``md_row``, ``md_code``)."""
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+    from markupsafe import Markup
 
-    env = Environment(
+    escaping: dict[str, Any] = (
+        {"autoescape": False, "finalize": lambda value: value if isinstance(value, Markup) else md_text(value)}
+        if markdown else {"autoescape": select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False)}
+    )
+    return Environment(
         loader=PackageLoader("normagent.report", "templates"),
-        autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        **escaping,
     )
-    return env
 
 
 # What CommonMark would read as markup in a value: emphasis, code, links and images, raw HTML, a
@@ -104,23 +111,6 @@ def md_row(cells: list[Any]) -> Any:
     from markupsafe import Markup
 
     return Markup("| " + " | ".join(md_text(c) for c in cells) + " |")
-
-
-def _markdown_environment() -> Any:
-    """The Markdown template's: every ``{{ value }}`` escaped as Markdown unless it is already
-    Markdown (``md_row``, ``md_code``: ``Markup``)."""
-    from jinja2 import Environment, PackageLoader, StrictUndefined
-    from markupsafe import Markup
-
-    return Environment(
-        loader=PackageLoader("normagent.report", "templates"),
-        autoescape=False,
-        finalize=lambda value: value if isinstance(value, Markup) else md_text(value),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
 
 
 def _view(doc: Mapping[str, Any], charts: bool) -> dict[str, Any]:
@@ -177,7 +167,7 @@ def to_html(doc: Mapping[str, Any]) -> bytes:
 
 def to_markdown(doc: Mapping[str, Any]) -> bytes:
     view = _view(doc, charts=False) | {"row": md_row, "code": md_code}
-    return str(_markdown_environment().get_template("report.md.j2").render(**view)).encode("utf-8")
+    return str(_environment(markdown=True).get_template("report.md.j2").render(**view)).encode("utf-8")
 
 
 def find_chromium(name: str = "chromium") -> str:
