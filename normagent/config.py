@@ -52,7 +52,8 @@ DEFAULT_CONFIG_PATH = Path("/etc/normagent/normagent.toml")
 CONFIG_ENV = "NORMAGENT_CONFIG"
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a site with hundreds of probes and devices writes some 100 kB
 DURATION = re.compile(
-    r"^(?:(?P<y>\d+)y)?(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?(?:(?P<ms>\d+)ms)?$"
+    r"^(?:(?P<y>\d+)y)?(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?(?:(?P<ms>\d+)ms)?$",
+    re.ASCII,  # Prometheus' digits: "١٢s" is no duration, though int() reads it
 )
 DURATION_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
 

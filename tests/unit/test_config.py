@@ -168,7 +168,7 @@ def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(format_duration(parsed)) == parsed
 
 
-@pytest.mark.parametrize("text", ["15x", "", "5", "m5", "1.5h", "-5s", "5m1h"])
+@pytest.mark.parametrize("text", ["15x", "", "5", "m5", "1.5h", "-5s", "5m1h", "\u0661\u0662s", "\uff11\uff12s"])  # Arabic-Indic, full-width digits
 def test_bad_durations(text: str) -> None:
     assert parse_duration(text) is None
 
