@@ -65,12 +65,11 @@ def sha256(doc: Mapping[str, Any]) -> str:
 def _environment(markdown: bool = False) -> Any:
     """The templates' environment: the HTML autoescaped (its template is ``report.html.j2``, which
     ``select_autoescape`` takes for HTML only when told its extension), or, for the Markdown, every
-    ``{{ value }}`` escaped as Markdown unless it is Markdown already (``md_row``, ``md_code``)."""
+    ``{{ value }}`` escaped as Markdown unless it is ``Markdown`` already (``md_row``, ``md_code``)."""
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-    from markupsafe import Markup
 
     escaping: dict[str, Any] = (
-        {"autoescape": False, "finalize": lambda value: value if isinstance(value, Markup) else md_text(value)}
+        {"autoescape": False, "finalize": lambda value: value if isinstance(value, Markdown) else md_text(value)}
         if markdown else {"autoescape": select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False)}
     )
     return Environment(
@@ -89,28 +88,29 @@ _MD_MARKUP = re.compile(r"[\\`*\[\]<>|]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
 _LINE_BREAKS = re.compile(r"[\r\n\v\f\x85\u2028\u2029]+")
 
 
+class Markdown(str):
+    """Text that is Markdown already (a table row, a code span): the Markdown template's
+    ``finalize`` leaves it as it is. Not markupsafe's ``Markup``, whose operations escape HTML."""
+
+
 def md_text(value: object) -> str:
     """A value as Markdown that reads as itself: a host, device or threat name from a log or a
     Prometheus label must not become a link, an image, HTML or a new table row in the report."""
     return _MD_MARKUP.sub(lambda m: "\\" + m.group(), _LINE_BREAKS.sub(" ", str(value)))
 
 
-def md_code(value: object) -> Any:
+def md_code(value: object) -> Markdown:
     """A value as a Markdown code span (hashes, a PromQL matcher, a sparkline): fenced by more
     backticks than it holds in a row, so nothing in it ends the span."""
-    from markupsafe import Markup
-
     text = _LINE_BREAKS.sub(" ", str(value))
     fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return Markup(f"{fence}{pad}{text}{pad}{fence}")
+    return Markdown(f"{fence}{pad}{text}{pad}{fence}")
 
 
-def md_row(cells: list[Any]) -> Any:
+def md_row(cells: list[Any]) -> Markdown:
     """One row of a Markdown table, each cell's text escaped."""
-    from markupsafe import Markup
-
-    return Markup("| " + " | ".join(md_text(c) for c in cells) + " |")
+    return Markdown("| " + " | ".join(md_text(c) for c in cells) + " |")
 
 
 def _view(doc: Mapping[str, Any], charts: bool) -> dict[str, Any]:
