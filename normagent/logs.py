@@ -895,6 +895,8 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
                     skipped = exc
                 if skipped is None or skipped.chunk is None:
                     _log_evtx_pass(ctx, logical, reader.stats)
+                    if reader.stats.truncated:
+                        _log_cut_chunk(ctx, logical, st)
                     done: dict[str, JSONValue] = {
                         "position": reader.position.to_json(),
                         "size": st.st_size,
@@ -938,6 +940,16 @@ def _real_deadline(ctx: RunContext) -> float | None:
     if ctx.deadline == float("inf"):
         return None
     return time.monotonic() + max(ctx.deadline - ctx.clock.monotonic(), 0.0)
+
+
+def _log_cut_chunk(ctx: RunContext, path: str, st: os.stat_result) -> None:
+    """The file ends inside a chunk: its records wait for the rest of it (a copy still being
+    written). Said once per version of the file (an unchanged file is not read again): as news
+    while the file is young, as a warning once it is older than ``INCOMPLETE_GRACE`` (cut short
+    and left so: those records are not counted until the file changes)."""
+    age = ctx.clock.now() - datetime.fromtimestamp(st.st_mtime_ns / 1e9, timezone.utc)
+    say = ctx.log.info if age < INCOMPLETE_GRACE else ctx.log.warning
+    say("evtx_chunk_incomplete", path=path, size=st.st_size, retry="when it changes")
 
 
 def _log_evtx_pass(ctx: RunContext, path: str, stats: Any) -> None:

@@ -979,6 +979,27 @@ def test_evtx_collector_reads_each_file_once(tmp_path: Path, ledger: Ledger) -> 
     assert sorted(saved) == ["evtx:/logs/Security_short_selected.evtx", "evtx:/logs/new-user-security.evtx"]
 
 
+@pytest.mark.parametrize(("age", "level"), [(timedelta(minutes=1), "info"), (timedelta(days=2), "warning")])
+def test_an_evtx_file_cut_inside_a_chunk_is_said_once_per_version(tmp_path: Path, ledger: Ledger, age: timedelta, level: str) -> None:
+    """That chunk's records wait for the rest of it; before, nothing said so, and a file cut short
+    and left so lost them without a word. News while the file is young (a copy still being
+    written), a warning once it is older than the grace; not again while it does not change."""
+    from structlog.testing import capture_logs
+
+    (tmp_path / "logs").mkdir()
+    cut = tmp_path / "logs" / "cut.evtx"
+    cut.write_bytes((FIXTURES / "evtx" / "Security_short_selected.evtx").read_bytes()[: 4096 + 32768])
+    clock = FakeClock(EPOCH)
+    stamp = (EPOCH - age).timestamp()
+    os.utime(cut, (stamp, stamp))
+    spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=Windows, metrics=(FAILED,))
+    with capture_logs() as logs:
+        run_collector_once(spec, ledger, root=tmp_path, clock=clock)
+        run_collector_once(spec, ledger, root=tmp_path, clock=clock)
+    said = [(e["log_level"], e["path"], e["size"]) for e in logs if e["event"] == "evtx_chunk_incomplete"]
+    assert said == [(level, "/logs/cut.evtx", 4096 + 32768)]
+
+
 def test_an_evtx_block_is_let_go_before_the_next_one_is_decoded(
     tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
