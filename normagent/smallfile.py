@@ -78,17 +78,22 @@ def read_head(path: Path, size: int) -> bytes:
     """
     fd, _ = _open_regular(path)
     try:
-        parts: list[bytes] = []
-        got = 0
-        while got < size:
-            part = os.read(fd, size - got)
-            if not part:
-                break
-            parts.append(part)
-            got += len(part)
-        return b"".join(parts)
+        return _read_up_to(fd, size)
     finally:
         os.close(fd)
+
+
+def _read_up_to(fd: int, count: int) -> bytes:
+    """Up to ``count`` bytes from ``fd``, fewer where it ends, read ``_CHUNK`` at most at a time."""
+    parts: list[bytes] = []
+    got = 0
+    while got < count:
+        part = os.read(fd, min(_CHUNK, count - got))
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
 
 
 def read_small(path: Path, limit: int) -> bytes:
@@ -110,15 +115,10 @@ def read_small_stat(path: Path, limit: int) -> tuple[bytes, os.stat_result]:
     try:
         if st.st_size > limit:
             raise FileTooLarge(errno.EFBIG, f"is larger than {limit:,} bytes", str(path))
-        parts: list[bytes] = []
-        size = 0
-        while size <= limit:
-            part = os.read(fd, min(_CHUNK, limit + 1 - size))
-            if not part:
-                return b"".join(parts), st
-            parts.append(part)
-            size += len(part)
-        raise FileTooLarge(errno.EFBIG, f"is larger than {limit:,} bytes", str(path))
+        data = _read_up_to(fd, limit + 1)  # one byte more than allowed tells a file that grew
+        if len(data) > limit:
+            raise FileTooLarge(errno.EFBIG, f"is larger than {limit:,} bytes", str(path))
+        return data, st
     finally:
         os.close(fd)
 
