@@ -57,7 +57,7 @@ def group(name):
                 "socket": "socket", "sqlite3": "sqlite3", "hashlib": "hashlib", "sha512": "hashlib", "blake2": "hashlib",
                 "psutil": "psutil", "pluggy": "pluggy", "structlog": "structlog", "logging": "structlog",
                 "evtx": "evtx", "email": "email", "smtplib": "email", "pysnmp": "pysnmp", "pyasn1": "pysnmp",
-                "cryptography": "pysnmp", "pyexpat": "xml", "xml": "xml", "zoneinfo": "zoneinfo", "tzdata": "zoneinfo"}
+                "cryptography": "pysnmp", "Cryptodome": "pysnmp", "pyexpat": "xml", "xml": "xml", "zoneinfo": "zoneinfo", "tzdata": "zoneinfo"}
     return families.get(top, "other stdlib")
 # Importing a submodule runs its package's __init__ first (structlog's imports asyncio, which
 # imports ssl): the libraries every agent needs are imported first, one by one, each costing only

@@ -8,7 +8,8 @@ A fresh interpreter with the service's environment (``PYTHONOPTIMIZE=2``, two ma
 sqlite3, ctypes, the thread pools…), then, measuring RSS (``/proc/self/smaps_rollup``, after a
 collection and ``malloc_trim``) after each step: pyasn1, ``normagent.sources.snmp`` (what every
 SNMP site loads), then, plan "v3": the first SNMPv3 authPriv (SHA/AES) poll of a real snmpd (what
-SNMPv3 imports and makes: pysnmp's USM services and cryptography, or before 2026-12-07 an
+SNMPv3 imports and makes: pysnmp's USM services and pycryptodomex's AES; earlier pysnmp's
+privacy services and cryptography, and before that an
 ``SnmpEngine`` and its MIB modules), 20 more polls,
 the first SNMPv2c poll and nine more v3 devices; plan "v2c" (a site with only v2c devices): the
 first v2c poll and 20 more; plan "v1" (a site with SNMPv1 devices): the first v1 poll, 20 more and

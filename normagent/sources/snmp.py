@@ -27,9 +27,9 @@ Requests go by numeric OID straight into a PDU, without the high-level API's MIB
 OID asked and answered (bench/bench_snmp.py: 50 interfaces, 400 variables, in under 0.15 s).
 
 SNMPv1 and v2c authenticate with a community; SNMPv3 with a USM user (``SnmpAuth.v3``): MD5 or
-the SHA family for authentication, DES, 3DES or AES for privacy (pysnmp's privacy services need
-the ``cryptography`` package, about 9 MB of resident memory with OpenSSL's cipher tables, imported
-only for a device with privacy: bench/README.md, "SNMP: v3 without the engine").
+the SHA family for authentication, DES, 3DES or AES for privacy (``snmp_privacy``: pycryptodomex's
+ciphers, about 1.4 MB of resident memory, imported only for a device with privacy; bench/README.md,
+"SNMP: v3 privacy without cryptography").
 
 Values come back as plain Python: integers of every SNMP integer type as ``int``, OCTET STRING and
 its kin (Opaque, BITS) as ``bytes`` (a caller decodes what it knows to be text), OBJECT IDENTIFIER
@@ -233,7 +233,7 @@ class PysnmpClient:
         if kept is None:
             device: CommunityDevice | UsmDevice
             if session.auth.version == "3":
-                from normagent.sources.snmp_usm import UsmDevice  # SNMPv3 only: pysnmp's USM services, cryptography for privacy
+                from normagent.sources.snmp_usm import UsmDevice  # SNMPv3 only: pysnmp's USM services, pycryptodomex for privacy
 
                 device = await UsmDevice.open(session.host, session.port, session.auth, session.timeout, session.retries)
             else:

@@ -1,6 +1,6 @@
 """An ``SnmpClient`` that imports pysnmp only when a collector first polls.
 
-pysnmp, pyasn1 and cryptography cost several MB of resident memory at import; most clinic servers
+pysnmp, pyasn1 and pycryptodomex cost several MB of resident memory at import; most clinic servers
 configure no SNMP device, so the agent hands collectors this stand-in and pays only when SNMP is
 used.
 

@@ -6,23 +6,24 @@ for each further one (its MIB tables), and 7 ms of CPU per idle poll (bench/READ
 a device costs the idle agent"). A manager polling one agent needs little of it: the agent's engine
 id, boots and time (discovered once, RFC 3414 section 4), the user's keys localised to that engine
 id, and the message processing of RFC 3412 section 7 and RFC 3414 section 3 for a request and its
-answer. That is this module; what it does not do itself it takes from pysnmp, so the protocol and
-the cryptography are pysnmp's, exactly as its engine would do them:
+answer. That is this module; what it does not do itself it takes from pysnmp, so the protocol is
+pysnmp's, exactly as its engine would do it:
 
 - the message and scoped-PDU types (``pysnmp.proto.mpmod.rfc3412``) and the PDU types and API of
   RFC 3416 (``pysnmp.proto.api.v2c``);
-- password to key and key localisation (RFC 3414 A.2, and the key extension of 3DES, AES192 and
-  AES256), digests and ciphers: pysnmp's authentication and privacy services, the very classes
-  its engine's configuration names for each protocol (``pysnmp.entity.config``'s USM_AUTH_* and
-  USM_PRIV_* constants, which normagent's engine path used until 2026-12-07; a test pins it);
+- password to key, key localisation (RFC 3414 A.2) and digests: pysnmp's authentication
+  services, the very classes its engine's configuration names for each protocol
+  (``pysnmp.entity.config``'s USM_AUTH_* constants, which normagent's engine path used until
+  2026-12-07; a test pins it);
+- privacy: ``snmp_privacy`` (the ciphers from pycryptodomex instead of pysnmp's services, which
+  need ``cryptography``; a test holds it to pysnmp's services for every protocol);
 - the Report OIDs and the error indications they become (``_REPORTS``: the engine's
   ``rfc3412._snmpErrors``, pinned by a test too).
 
 pysnmp keeps those services under ``pysnmp.proto.secmod.rfc3414``, whose ``__init__`` imports the
 engine's USM module, which imports pysnmp's SMI (the MIB builder and instrumentation) and every
-cipher. ``_secmod`` imports the service modules without running that ``__init__`` (see there), so
-an SNMPv3 device brings the modules it uses and no more; ``cryptography`` only for privacy, by the
-priv module of the protocol configured.
+cipher. ``secmod`` imports the service modules without running that ``__init__`` (see there), so
+an SNMPv3 device brings the modules it uses and no more.
 
 The USM state of a device — the agent's engine id, boots and time, the localised keys — is kept on
 the device object, which the client keeps across polls and drops after a failed request
@@ -55,6 +56,7 @@ from pysnmp.proto.mpmod.rfc3412 import ScopedPDU, SNMPv3Message
 from normagent.errors import SnmpError
 from normagent.model import SnmpAuth
 from normagent.sources.snmp import UdpDevice, request_pdu
+from normagent.sources.snmp_privacy import Privacy
 
 # The service classes of every protocol normagent.sources.snmp offers, by module under
 # pysnmp.proto.secmod, class and (SHA-2) the service id the class is made for: the classes
@@ -67,16 +69,6 @@ _AUTH_SERVICES: dict[str, tuple[str, str, str | None]] = {
     "SHA384": ("rfc7860.auth.hmacsha2", "HmacSha2", "SAH384_SERVICE_ID"),  # sic, pysnmp's name
     "SHA512": ("rfc7860.auth.hmacsha2", "HmacSha2", "SHA512_SERVICE_ID"),
 }
-_PRIV_SERVICES: dict[str, tuple[str, str]] = {
-    "DES": ("rfc3414.priv.des", "Des"),
-    "3DES": ("eso.priv.des3", "Des3"),
-    "AES": ("rfc3826.priv.aes", "Aes"),
-    # pysnmp's engine maps AES192/AES256 to the "Reeder" key extension most vendors use (Cisco's;
-    # net-snmp's AES-192-C / AES-256-C), not Blumenthal's draft: the same classes here.
-    "AES192": ("eso.priv.aes192", "Aes192"),
-    "AES256": ("eso.priv.aes256", "Aes256"),
-}
-
 _USM_STATS = (1, 3, 6, 1, 6, 3, 15, 1, 1)  # usmStats of SNMP-USER-BASED-SM-MIB
 NOT_IN_TIME_WINDOW = (*_USM_STATS, 2, 0)
 UNKNOWN_ENGINE_IDS = (*_USM_STATS, 4, 0)
@@ -130,7 +122,7 @@ _USM_PACKAGE = "pysnmp.proto.secmod.rfc3414"
 _import_lock = threading.Lock()
 
 
-def _secmod(name: str) -> ModuleType:
+def secmod(name: str) -> ModuleType:
     """``pysnmp.proto.secmod.<name>``, without running ``pysnmp.proto.secmod.rfc3414``'s ``__init__``.
 
     That ``__init__`` is one line, ``from pysnmp.proto.secmod.rfc3414 import service``: the
@@ -164,24 +156,11 @@ def _usm_package_attribute(name: str) -> Any:
 
 def auth_service(protocol: str) -> tuple[Any, tuple[int, ...]]:
     """pysnmp's authentication service for ``protocol`` (a key of ``_AUTH_SERVICES``) and its
-    service id (the OID the privacy services' key localisation is told the hash by)."""
+    service id (the OID pysnmp's engine configuration names the protocol by)."""
     module, name, id_name = _AUTH_SERVICES[protocol]
-    cls = getattr(_secmod(module), name)
+    cls = getattr(secmod(module), name)
     service_id: tuple[int, ...] = getattr(cls, id_name or "SERVICE_ID")
     return (cls(service_id) if id_name else cls()), service_id
-
-
-def priv_service(protocol: str) -> Any:
-    """A new instance of pysnmp's privacy service for ``protocol`` (a key of ``_PRIV_SERVICES``).
-
-    The services count their salt (RFC 3414 8.1.1.1, RFC 3826 3.1.2.1) from a value drawn once per
-    class at import; each device's instance starts at a random value of its own, so two devices
-    (or a device made again after a failure) never count through the same salts with one key."""
-    module, name = _PRIV_SERVICES[protocol]
-    service = getattr(_secmod(module), name)()
-    salt_bits = 64 if protocol.startswith("AES") else 32
-    service.local_int = secrets.randbits(salt_bits)
-    return service
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,15 +191,15 @@ class UsmSecurity:
     time: int
     auth: Any = None
     auth_key: Any = None
-    priv: Any = None
-    priv_key: Any = None
+    priv: Privacy | None = None
+    priv_key: bytes | None = None
 
 
 def encode_message(msg_id: int, pdu: Any, flags: int, security: UsmSecurity, *, context: bytes) -> bytes:
     """An SNMPv3 message (RFC 3412 section 6, RFC 3414 3.1): ``pdu`` in the default context of the
     engine ``context``, encrypted by ``security.priv`` when ``flags`` ask for privacy, its digest
-    set by ``security.auth`` when they ask for authentication (pysnmp's services, with the keys
-    localised to ``security.engine_id``)."""
+    set by ``security.auth`` (pysnmp's service) when they ask for authentication, with the keys
+    localised to ``security.engine_id``."""
     scoped = ScopedPDU()
     scoped.setComponentByPosition(0, context)  # contextEngineID
     scoped.setComponentByPosition(1, b"")  # contextName: the default context
@@ -242,8 +221,9 @@ def encode_message(msg_id: int, pdu: Any, flags: int, security: UsmSecurity, *, 
     # the digest's place, zeros until the message is encoded (RFC 3414 3.1.8a)
     params["msgAuthenticationParameters"] = b"\x00" * security.auth.digest_length if authenticated else b""
     if flags & _PRIV_FLAG:
+        assert security.priv is not None and security.priv_key is not None
         plain = encoder.encode(scoped)
-        encrypted, salt = security.priv.encrypt_data(security.priv_key, (security.boots, security.time, None), plain)
+        encrypted, salt = security.priv.encrypt(security.priv_key, security.boots, security.time, plain)
         params["msgPrivacyParameters"] = salt
         message["msgData"]["encryptedPDU"] = encrypted
     else:
@@ -276,21 +256,19 @@ class UsmDevice(UdpDevice):
         authenticated, private = auth.auth_protocol != "none", auth.priv_protocol != "none"
         self.user = auth.user.encode()
         self.level = 3 if private else 2 if authenticated else 1
-        # pysnmp's services, and the master keys (RFC 3414 A.2.1: a megabyte hashed each) once per
-        # device, localised to the agent's engine id when it is discovered.
+        # pysnmp's authentication service and ``Privacy``, each with its master key (RFC 3414
+        # A.2.1: a megabyte hashed each) made once per device, localised to the agent's engine id
+        # when it is discovered.
         self._auth: Any = None
-        self._auth_id: tuple[int, ...] | None = None
         self._auth_master: Any = None
-        self._priv: Any = None
-        self._priv_master: Any = None
+        self._priv: Privacy | None = None
         if authenticated:
-            self._auth, self._auth_id = auth_service(auth.auth_protocol)
+            self._auth, _ = auth_service(auth.auth_protocol)
             self._auth_master = self._auth.hash_passphrase(auth.auth_key)
         if private:
-            self._priv = priv_service(auth.priv_protocol)
-            self._priv_master = self._priv.hash_passphrase(self._auth_id, auth.priv_key)
+            self._priv = Privacy(auth.priv_protocol, auth.auth_protocol, auth.priv_key)
         self._auth_key: Any = None
-        self._priv_key: Any = None
+        self._priv_key: bytes | None = None
         # The agent: engine id (None until discovered), boots, the latest time it sent and when.
         self.engine_id: bytes | None = None
         self.boots = 0
@@ -364,7 +342,7 @@ class UsmDevice(UdpDevice):
         if self._auth is not None:
             self._auth_key = self._auth.localize_key(self._auth_master, engine)
         if self._priv is not None:
-            self._priv_key = self._priv.localize_key(self._auth_id, self._priv_master, engine)
+            self._priv_key = self._priv.localize(engine_id)
         return True
 
     async def _answers_unencrypted(self) -> bool:
@@ -409,7 +387,7 @@ class UsmDevice(UdpDevice):
         security = UsmSecurity(engine_id, user, boots, time, self._auth, self._auth_key, self._priv, self._priv_key)
         try:
             return encode_message(msg_id, pdu, flags, security, context=engine_id)
-        except PyAsn1Error as exc:  # pysnmp's StatusInformation too (a cipher it cannot load): no value, no key
+        except (PyAsn1Error, ValueError) as exc:  # pysnmp's StatusInformation too; a cipher refusing its key: no value, no key
             indication = exc.get("errorIndication") if isinstance(exc, StatusInformation) else None
             raise SnmpError(f"SNMPv3 request to {self.target} could not be made: {indication or type(exc).__name__}") from None
 
@@ -445,9 +423,10 @@ class UsmDevice(UdpDevice):
             if not self._timely(boots, time):
                 return None
         if level == 3:
-            if msg_data.getName() != "encryptedPDU":
+            if msg_data.getName() != "encryptedPDU" or self._priv is None or self._priv_key is None:
                 return None
-            plain = self._priv.decrypt_data(self._priv_key, (boots, time, params["msgPrivacyParameters"]), msg_data["encryptedPDU"])
+            salt = params["msgPrivacyParameters"].asOctets()
+            plain = self._priv.decrypt(self._priv_key, boots, time, salt, msg_data["encryptedPDU"].asOctets())
             scoped, _ = decoder.decode(plain, asn1Spec=ScopedPDU())
         elif msg_data.getName() != "plaintext":
             return None

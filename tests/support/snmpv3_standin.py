@@ -3,8 +3,9 @@ real snmpd never sends: forged, garbage, a wrong digest, replayed, outside the t
 
 It answers a discovery with a Report of usmStatsUnknownEngineIDs, and a request with a Response
 carrying ``VALUE`` for every variable asked, authenticated and encrypted with the user's keys
-localised to its engine id by pysnmp's services (those ``normagent.sources.snmp_usm`` uses, so
-a test can tell a dropped answer from one the stand-in got wrong: its ``"right"`` answers read).
+localised to its engine id by the services ``normagent.sources.snmp_usm`` uses (pysnmp's for
+authentication, ``snmp_privacy`` for privacy), so a test can tell a dropped answer from one the
+stand-in got wrong: its ``"right"`` answers read.
 ``mode`` spoils the answers to requests (not to the discovery), one way per test.
 """
 
@@ -23,7 +24,8 @@ from pysnmp.proto.api import v2c as api
 from pysnmp.proto.mpmod.rfc3412 import ScopedPDU, SNMPv3Message
 
 from normagent.model import SnmpAuth
-from normagent.sources.snmp_usm import UsmSecurity, UsmSecurityParameters, auth_service, encode_message, priv_service
+from normagent.sources.snmp_privacy import Privacy
+from normagent.sources.snmp_usm import UsmSecurity, UsmSecurityParameters, auth_service, encode_message
 
 VALUE = b"stand-in rack 9"
 ENGINE_ID = bytes.fromhex("80001f8880") + b"standin!"
@@ -48,11 +50,10 @@ class V3StandIn:
     _last_answer: bytes | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self._auth, auth_id = auth_service(self.auth.auth_protocol)
-        self._priv = priv_service(self.auth.priv_protocol)
-        engine = univ.OctetString(ENGINE_ID)
-        self.auth_key = self._auth.localize_key(self._auth.hash_passphrase(self.auth.auth_key), engine)
-        self.priv_key = self._priv.localize_key(auth_id, self._priv.hash_passphrase(auth_id, self.auth.priv_key), engine)
+        self._auth, _ = auth_service(self.auth.auth_protocol)
+        self._priv = Privacy(self.auth.priv_protocol, self.auth.auth_protocol, self.auth.priv_key)
+        self.auth_key = self._auth.localize_key(self._auth.hash_passphrase(self.auth.auth_key), univ.OctetString(ENGINE_ID))
+        self.priv_key = self._priv.localize(ENGINE_ID)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(30)
@@ -103,10 +104,9 @@ class V3StandIn:
             api.apiPDU.set_varbinds(report, [(UNKNOWN_ENGINE_IDS, api.Counter32(1))])
             return self._message(msg_id, report, 1, self.boots, self.engine_time())
         if level == 3:
-            plain = self._priv.decrypt_data(
-                self.priv_key,
-                (params["msgAuthoritativeEngineBoots"], params["msgAuthoritativeEngineTime"], params["msgPrivacyParameters"]),
-                message["msgData"]["encryptedPDU"],
+            plain = self._priv.decrypt(
+                self.priv_key, int(params["msgAuthoritativeEngineBoots"]), int(params["msgAuthoritativeEngineTime"]),
+                params["msgPrivacyParameters"].asOctets(), message["msgData"]["encryptedPDU"].asOctets(),
             )
             scoped, _ = decoder.decode(plain, asn1Spec=ScopedPDU())
         else:

@@ -536,17 +536,20 @@ ENGINE_MODULES = ("pysnmp.entity", "pysnmp.hlapi", "pysnmp.carrier", "pysnmp.pro
 SMI_HOLLOW = ("pysnmp.smi.error",)
 
 
-# What an SNMPv3 device must not import either: it has pysnmp's message types, USM services and
-# (for privacy) cryptography, but no engine, SMI, high-level API or USM module of the engine.
+# What an SNMPv3 device must not import either: it has pysnmp's message types and authentication
+# services and (for privacy) pycryptodomex's ciphers, but no engine, SMI, high-level API, USM
+# module of the engine, pysnmp's privacy services or cryptography (8 MB).
 V3_ENGINE_MODULES = ("pysnmp.entity", "pysnmp.hlapi", "pysnmp.carrier", "pysnmp.smi.", "pysnmp.proto.rfc3412",
-                     "pysnmp.proto.secmod.rfc3414.service")
+                     "pysnmp.proto.secmod.rfc3414.service", "pysnmp.proto.secmod.rfc3414.priv",
+                     "pysnmp.proto.secmod.rfc3826", "pysnmp.proto.secmod.eso", "cryptography")
 
 
 def test_v1_v2c_and_v3_polls_import_no_engine_smi_or_hlapi(snmpd: Snmpd) -> None:
     """network.snmp polling a v2c device (the system group, its interfaces, a named extra OID) in a
     fresh interpreter as the agent does it (lazy client): none of pysnmp's engine, SMI, high-level
-    API or cryptography is imported; a v3 device (SHA/AES) after it brings pysnmp's USM services and
-    cryptography, still no engine, SMI or high-level API; nor does a v1 device after that."""
+    API or cryptography is imported; a v3 device (SHA/AES) after it brings pysnmp's authentication
+    services and pycryptodomex's AES, still no engine, SMI, high-level API, pysnmp's privacy
+    services or cryptography; nor does a v1 device after that."""
     probe = textwrap.dedent(
         """
         import json, sys
@@ -571,7 +574,7 @@ def test_v1_v2c_and_v3_polls_import_no_engine_smi_or_hlapi(snmpd: Snmpd) -> None
         v3 = poll(Device(name="r2", target=sys.argv[1], version="3", user=sys.argv[4], auth_key=sys.argv[5], priv_key=sys.argv[6],
                          interfaces=("*",)))
         after_v3 = loaded(json.loads(sys.argv[3]))
-        crypto_after_v3 = "cryptography" in sys.modules
+        crypto_after_v3 = "Cryptodome.Cipher.AES" in sys.modules
         v1 = poll(Device(name="r3", target=sys.argv[1], version="1", community="public"))
         client.close()
         print(json.dumps({"v2c": v2c, "v2c_loaded": after_v2c, "v3": v3, "v3_loaded": after_v3, "crypto": crypto_after_v3,
@@ -649,10 +652,11 @@ def test_an_address_is_not_looked_up_and_a_name_still_is(snmpd: Snmpd) -> None:
 
 
 def test_v3_uses_the_protocol_classes_and_report_meanings_of_pysnmp_s_engine() -> None:
-    """SNMPv3 without the engine must localise keys, digest and encrypt exactly as pysnmp's engine
-    does with the protocols its configuration names for ours (the tables normagent's engine path
-    used: AES192/AES256 are USM_PRIV_CFB*_AES, the key extension Cisco's), and a Report must read
-    as the engine read it."""
+    """SNMPv3 without the engine must localise keys and digest exactly as pysnmp's engine does
+    with the protocols its configuration names for ours (the table normagent's engine path used),
+    and a Report must read as the engine read it. Privacy: test_snmp_privacy.py holds each
+    protocol to the engine's service (AES192/AES256 are USM_PRIV_CFB*_AES, the key extension
+    Cisco's)."""
     from pysnmp.proto.mpmod import rfc3412
 
     from normagent.sources import snmp_usm
@@ -662,8 +666,6 @@ def test_v3_uses_the_protocol_classes_and_report_meanings_of_pysnmp_s_engine() -
     for name in AUTH_PROTOCOLS - {"none"}:
         service, service_id = snmp_usm.auth_service(name)
         assert service_id == ENGINE_AUTH_PROTOCOLS[name], name
-    for name in PRIV_PROTOCOLS - {"none"}:
-        assert snmp_usm.priv_service(name).SERVICE_ID == ENGINE_PRIV_PROTOCOLS[name], name
     assert snmp_usm._REPORTS == rfc3412._snmpErrors
 
 
@@ -688,12 +690,12 @@ def test_v3_reads_pysnmp_s_own_agent(client: PysnmpClient, auth_protocol: str, p
 
 
 def test_v3_privacy_without_its_cipher_is_an_snmp_error_naming_no_key(snmpd: Snmpd, client: PysnmpClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    """pysnmp's privacy services refuse to encrypt when ``cryptography`` could not be imported
-    (their own switch, ``PysnmpCryptoError``): an ``SnmpError`` the collector reports, not pysnmp's
-    exception with its keyword arguments."""
-    from normagent.sources import snmp_usm
+    """A host without pycryptodomex's cipher (a damaged install): an ``SnmpError`` the collector
+    reports, naming the package and no key, not an ``ImportError`` out of the poll."""
+    import Cryptodome.Cipher
 
-    monkeypatch.setattr(snmp_usm._secmod("rfc3826.priv.aes"), "PysnmpCryptoError", True)
-    with pytest.raises(SnmpError, match="could not be made: Ciphering services not available") as err:
+    monkeypatch.delattr(Cryptodome.Cipher, "AES", raising=False)
+    monkeypatch.setitem(sys.modules, "Cryptodome.Cipher.AES", None)  # what an import of a missing module meets
+    with pytest.raises(SnmpError, match=r"SNMPv3 privacy \(AES\) needs the pycryptodomex package") as err:
         client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=1)
     assert not isinstance(err.value, SnmpTimeout) and V3_PRIV_KEY not in str(err.value)
