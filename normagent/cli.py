@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -55,10 +56,36 @@ With no --config and no /etc/normagent/normagent.toml it runs on built-in defaul
 """
 
 
+def help_width() -> int:
+    """The width argparse lays help out for, found as ``shutil.get_terminal_size`` finds it
+    (``$COLUMNS``, then the terminal of standard output, else 80), less argparse's margin of 2.
+
+    Why not argparse's own: its formatter imports ``shutil`` for it, and ``shutil`` imports ``bz2``
+    and ``lzma`` (their C modules and libraries): 0.46 MB that ``normagent run`` would keep for
+    months, for a width it never prints with (argparse makes a formatter for every argument it
+    adds, to check the argument's metavar)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns if columns > 0 else 80) - 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, its help laid out ``help_width()`` wide: its sub-commands' parsers are of
+    this class too, so none of them asks argparse for the width."""
+
+    def __init__(self, *, formatter_class: type[argparse.HelpFormatter] = argparse.HelpFormatter, **kwargs: Any) -> None:
+        super().__init__(formatter_class=functools.partial(formatter_class, width=help_width()), **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="normagent", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = Parser(prog="normagent", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     from normagent import __version__
 
     parser.add_argument("--version", action="version", version=f"normagent {__version__}")

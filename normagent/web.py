@@ -65,6 +65,7 @@ from typing import Any, Literal, TypeAlias, cast
 import structlog
 
 from normagent.errors import EX_CONFIG, NormagentError
+from normagent.hostnames import for_socket
 from normagent.smallfile import read_small
 
 log = structlog.get_logger(__name__)
@@ -1214,7 +1215,7 @@ def start_server(
 def _listen(listen: str, host: str, port: int) -> socket.socket:
     """A non-blocking socket listening on ``host``:``port`` (``listen`` as written, for errors)."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(for_socket(host), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise ListenError(f"web.listen: cannot resolve {host}: {exc.strerror}") from None
     family, *_, sockaddr = infos[0]

@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from normagent.hostnames import for_socket
 from normagent.model import DeliveryFailed
 from normagent.smallfile import read_secret
 
@@ -140,15 +141,6 @@ def _ascii_host(host: str) -> str:
         raise _BadUrl(f'host "{host}" is no valid internationalised domain name ({exc})') from None
 
 
-def _address(host: str) -> bytes:
-    """An ASCII host as ``socket.getaddrinfo`` should get it: bytes.
-
-    Why: given a ``str``, the socket module encodes every host with the ``idna`` codec, whose
-    first use imports ``encodings.idna``, ``stringprep`` and ``unicodedata`` into the idle agent
-    (about 0.3 MB), for names that are ASCII anyway (``_ascii_host`` made them so)."""
-    return host.encode("ascii")
-
-
 def probe(settings: HttpSettings, timeout: float = 5.0) -> list[tuple[str, str]]:
     """Can the server be reached now? A TCP connection, and for https:// a TLS handshake that
     verifies the server's certificate as deliveries will (``check-config`` only)."""
@@ -160,7 +152,7 @@ def probe(settings: HttpSettings, timeout: float = 5.0) -> list[tuple[str, str]]
     port = parts.port or (443 if parts.scheme == "https" else 80)
     limit = min(timeout, settings.timeout.total_seconds())
     try:
-        with socket.create_connection((_address(host), port), timeout=limit) as sock:  # type: ignore[arg-type]  # bytes hosts: see _address
+        with socket.create_connection((for_socket(host), port), timeout=limit) as sock:  # type: ignore[arg-type]  # bytes hosts: see for_socket
             if parts.scheme == "https":
                 context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
                 if settings.client_cert_file and settings.client_key_file:
@@ -241,7 +233,7 @@ class Client:
             self.close()  # another server, or the peer closed it (EOF) or sent what nobody asked for
             sock = None
         if sock is None:
-            sock = socket.create_connection((_address(host), port), timeout=timeout)  # type: ignore[arg-type]  # bytes hosts: see _address
+            sock = socket.create_connection((for_socket(host), port), timeout=timeout)  # type: ignore[arg-type]  # bytes hosts: see for_socket
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if scheme == "https":

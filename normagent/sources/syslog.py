@@ -70,6 +70,7 @@ import structlog
 
 from normagent.clock import Clock
 from normagent.errors import NormagentError
+from normagent.hostnames import for_socket
 from normagent.sources.lines import count_lines
 
 log = structlog.get_logger(__name__)
@@ -1000,7 +1001,7 @@ class SyslogReceiver:
             raise SyslogListenError(f"syslog.{transport}_listen: {exc}") from None
         kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
         try:
-            infos = socket.getaddrinfo(host, port, type=kind, flags=socket.AI_PASSIVE)
+            infos = socket.getaddrinfo(for_socket(host), port, type=kind, flags=socket.AI_PASSIVE)
         except socket.gaierror as exc:
             raise SyslogListenError(f"syslog.{transport}_listen: cannot resolve {host}: {exc.strerror}") from None
         family, _, proto, _, address = infos[0]

@@ -155,3 +155,27 @@ def test_collect_once_names_rollup_rows_as_rows_not_keys() -> None:
 
     assert "    rollup access.failed_by_account: 3 rows (one per batch, day and key; not distinct keys)\n" in text
     assert report.as_json()["rollup_rows"] == {"access.failed_by_account": 3} and "rollups" not in report.as_json()
+
+
+@pytest.mark.parametrize("columns", ["100", "61", "", "garbage", "-5"])
+def test_help_is_laid_out_as_argparse_lays_it_out(monkeypatch: pytest.MonkeyPatch, columns: str) -> None:
+    """``normagent.cli.Parser`` finds the width as argparse would (through shutil, which the
+    running agent must not keep): every command's help is argparse's own, character for character."""
+    import argparse
+
+    import normagent.cli
+
+    monkeypatch.setenv("COLUMNS", columns)
+
+    def helps(parser: argparse.ArgumentParser) -> list[str]:
+        found = [parser.format_help()]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    found += helps(sub)
+        return found
+
+    ours = helps(normagent.cli.build_parser())
+    monkeypatch.setattr(normagent.cli, "Parser", argparse.ArgumentParser)  # argparse's own width, through shutil
+    theirs = helps(normagent.cli.build_parser())
+    assert ours == theirs and len(ours) > 15

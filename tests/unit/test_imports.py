@@ -47,6 +47,9 @@ DENIED = {
     "calendar": "nowhere",
     "quopri": "the first quoted-printable EDI part",
     "tempfile": "the demo",
+    "shutil": "the demo and the report's Chromium (argparse's help width: normagent.cli.help_width)",
+    "bz2": "shutil, and a rotated log compressed with bzip2",
+    "lzma": "shutil, and a rotated log compressed with xz",
     # what only `normagent report` needs
     "normagent.report.build": "normagent report",
     **{f"normagent.plugins.{plugin}.report": "normagent report" for plugin in (
@@ -119,6 +122,38 @@ path = "{tmp_path / 'avvik.jsonl'}"
         if name in modules or any(m.startswith(name + ".") for m in modules)
     }
     assert pulled == {}, f"imported at start, but belongs to {pulled}"
+
+
+def test_listening_imports_no_idna_codec(tmp_path: Path) -> None:
+    """The web server and the syslog receiver, on an address and on a name, give the socket module
+    ASCII hosts as bytes: a ``str`` would have it import the ``idna`` codec with ``stringprep`` and
+    ``unicodedata`` (0.37 MB) for good. A name beyond ASCII still resolves through the codec
+    (``normagent.hostnames.for_socket``; the forwarders' deliveries: test_forward_client.py)."""
+    probe = textwrap.dedent(
+        """
+        import json, sys
+        from pathlib import Path
+        from normagent.clock import SystemClock
+        from normagent.hostnames import for_socket
+        from normagent.sources.syslog import SyslogReceiver, SyslogSettings
+        from normagent.web import WebSettings, start_server
+
+        seen = {}
+        for host in ("127.0.0.1", "localhost"):
+            server = start_server(WebSettings(listen=f"{host}:0"), lambda environ, start: [], lambda: True)
+            server.stop()
+            receiver = SyslogReceiver(SyslogSettings(udp_listen=f"{host}:0", tcp_listen=f"{host}:0"),
+                                      Path(sys.argv[1]) / host, SystemClock())
+            receiver.start()
+            receiver.stop()
+            seen[host] = "encodings.idna" in sys.modules
+        print(json.dumps({"seen": seen, "ascii": repr(for_socket("localhost")), "beyond": repr(for_socket("bücher.example"))}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"seen": {"127.0.0.1": False, "localhost": False}, "ascii": "b'localhost'", "beyond": "'bücher.example'"}
 
 
 def test_zones_come_from_the_bundled_files_without_zipfile_where_the_host_has_none(tmp_path: Path) -> None:
