@@ -83,6 +83,8 @@ class Privacy:
             raise SnmpError(f"unknown SNMPv3 privacy protocol {protocol!r}")
         if auth_protocol not in KEY_HASHES:
             raise SnmpError(f"SNMPv3 privacy needs an authentication protocol, not {auth_protocol!r}")
+        if not passphrase:  # RFC 3414 A.2.1 repeats it to a megabyte: nothing repeats to nothing
+            raise SnmpError("SNMPv3 privacy needs a passphrase")
         self.protocol = PRIV_PROTOCOLS[protocol]
         self._hash = KEY_HASHES[auth_protocol]
         self._localkey = _localkey()

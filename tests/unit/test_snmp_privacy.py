@@ -116,6 +116,8 @@ def test_unknown_protocols_and_a_missing_cipher_library_are_snmp_errors(monkeypa
         Privacy("ROT13", "SHA", "passphrase")
     with pytest.raises(SnmpError, match="needs an authentication protocol, not 'none'"):
         Privacy("AES", "none", "passphrase")
+    with pytest.raises(SnmpError, match="needs a passphrase"):
+        Privacy("AES", "SHA", "")
     import Cryptodome.Cipher
 
     monkeypatch.delattr(Cryptodome.Cipher, "AES", raising=False)
