@@ -305,8 +305,10 @@ class UdpDevice(asyncio.DatagramProtocol, abc.ABC):
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         try:
             matched = self._match(data)
-        except (PyAsn1Error, ValueError, TypeError, KeyError, IndexError, AttributeError):  # pysnmp's ProtocolError is a PyAsn1Error
-            return  # garbage, or not what it claims to be: dropped, the request times out
+        except (PyAsn1Error, ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError):
+            # garbage, or not what it claims to be: dropped, the request times out (pysnmp's
+            # ProtocolError is a PyAsn1Error; a BER length of 2^63 or more is pyasn1's OverflowError)
+            return
         if matched is None:
             return
         key, answer = matched
@@ -428,7 +430,10 @@ class CommunityDevice(UdpDevice):
         if response is None:
             return errind.requestTimedOut, 0, 0, []
         if self.version == "1":
-            response = rfc2576.v1_to_v2(response, pdu)
+            try:
+                response = rfc2576.v1_to_v2(response, pdu)
+            except PyAsn1Error as exc:  # e.g. a negative error-index, which v2c's PDU cannot hold
+                raise SnmpError(f"SNMP device {self.target} answered an SNMPv1 response that cannot be read: {type(exc).__name__}") from None
         return None, api.get_error_status(response), api.get_error_index(response, muteErrors=True), api.get_varbinds(response)
 
 

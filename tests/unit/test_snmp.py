@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import structlog
 
 from normagent.errors import SnmpAuthError, SnmpTooManyRows
 from normagent.model import SnmpAuth, SnmpVarBind
@@ -370,11 +371,14 @@ def test_nobody_listening_is_a_timeout(client: PysnmpClient) -> None:
 # A v2c GetResponse whose PDU stops after its request id: right version and community, so pysnmp
 # decodes it as far as the PDU.
 MALFORMED_RESPONSE = bytes.fromhex("301302010104067075626c6963a206020100020100")
+# A message whose first field claims 2^64 - 1 bytes: pyasn1 raises OverflowError reading it.
+HUGE_LENGTH = bytes.fromhex("300a0288ffffffffffffffff")
 
 
+@pytest.mark.parametrize("garbage", [MALFORMED_RESPONSE, HUGE_LENGTH], ids=["malformed", "huge-length"])
 @pytest.mark.parametrize("auth", [COMMUNITY, V3_AUTH], ids=["v2c", "v3"])
 def test_an_agent_answering_garbage_is_a_timeout_and_no_traceback(
-    client: PysnmpClient, auth: SnmpAuth, caplog: pytest.LogCaptureFixture
+    client: PysnmpClient, auth: SnmpAuth, garbage: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A device that answers every request with a message pysnmp cannot decode: the request
     times out, and nothing is raised into the event loop (which would log a traceback for every
@@ -388,7 +392,7 @@ def test_an_agent_answering_garbage_is_a_timeout_and_no_traceback(
             try:
                 while True:
                     _, peer = agent.recvfrom(65535)
-                    agent.sendto(MALFORMED_RESPONSE, peer)
+                    agent.sendto(garbage, peer)
                     answered.set()
             except OSError:
                 return
@@ -699,3 +703,51 @@ def test_v3_privacy_without_its_cipher_is_an_snmp_error_naming_no_key(snmpd: Snm
     with pytest.raises(SnmpError, match=r"SNMPv3 privacy \(AES\) needs the pycryptodomex package") as err:
         client.get(snmpd.target, [SYS_UPTIME], auth=V3_AUTH, timeout=1)
     assert not isinstance(err.value, SnmpTimeout) and V3_PRIV_KEY not in str(err.value)
+
+
+def _answer_v1_with_negative_error_index(request: bytes) -> bytes:
+    """An SNMPv1 device's GetResponse to ``request`` with the request's id and an error-index of
+    -1, which v1's PDU decodes but v2c's (what normagent reads v1 answers as) cannot hold."""
+    from pyasn1.codec.ber import decoder, encoder
+    from pysnmp.proto.api import v1 as api
+
+    message, _ = decoder.decode(request, asn1Spec=api.Message())
+    response = api.apiPDU.get_response(api.apiMessage.get_pdu(message))
+    answer = api.apiMessage.get_response(message)
+    api.apiMessage.set_pdu(answer, response)
+    encoded = bytes(encoder.encode(answer))
+    status_and_index = bytes.fromhex("020100020100")  # error-status 0, error-index 0, after the request id
+    assert encoded.count(status_and_index) == 1
+    return encoded.replace(status_and_index, bytes.fromhex("0201000201ff"))
+
+
+def test_an_snmpv1_answer_v2c_cannot_hold_is_a_device_error_not_an_exception() -> None:
+    """Found by mutating real answers: a v1 GetResponse with a negative error-index made pysnmp's
+    v1-to-v2c translation raise pyasn1's ValueConstraintError out of the poll, which network.snmp
+    promises never to raise. It is now an ``SnmpError``, a failed poll with reason "error"."""
+    from normagent.clock import SystemClock
+    from normagent.plugins.network.collectors import Device, poll_device
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as agent:
+        agent.bind(("127.0.0.1", 0))
+        agent.settimeout(10)
+
+        def answer() -> None:
+            try:
+                while True:
+                    request, peer = agent.recvfrom(65535)
+                    agent.sendto(_answer_v1_with_negative_error_index(request), peer)
+            except OSError:
+                return
+
+        threading.Thread(target=answer, daemon=True).start()
+        target = f"127.0.0.1:{agent.getsockname()[1]}"
+        client = PysnmpClient()
+        try:
+            with pytest.raises(SnmpError, match="SNMPv1 response that cannot be read: ValueConstraintError"):
+                client.get(target, [SYS_DESCR], auth=V1, timeout=2)
+            device = Device(name="old-switch", target=target, version="1", community="public")
+            poll = poll_device(client, device, structlog.get_logger(), SystemClock())
+        finally:
+            client.close()
+    assert (poll.ok, poll.reason) == (False, "error") and "cannot be read" in poll.detail
