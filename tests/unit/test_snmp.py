@@ -7,6 +7,7 @@ snmpd tests skip, except under CI, where they fail (tests/support/tools.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -16,7 +17,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -368,6 +369,28 @@ def test_nobody_listening_is_a_timeout(client: PysnmpClient) -> None:
         client.get(f"127.0.0.1:{port}", [SYS_DESCR], auth=COMMUNITY, timeout=0.2)
 
 
+@contextlib.contextmanager
+def fake_agent(reply: Callable[[bytes], bytes]) -> Iterator[tuple[str, list[bytes]]]:
+    """A UDP "agent" on 127.0.0.1 answering each datagram with ``reply(datagram)``: its target, and
+    the requests it has read so far."""
+    seen: list[bytes] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as agent:
+        agent.bind(("127.0.0.1", 0))
+        agent.settimeout(10)
+
+        def serve() -> None:
+            try:
+                while True:
+                    request, peer = agent.recvfrom(65535)
+                    seen.append(request)
+                    agent.sendto(reply(request), peer)
+            except OSError:
+                return
+
+        threading.Thread(target=serve, daemon=True).start()
+        yield f"127.0.0.1:{agent.getsockname()[1]}", seen
+
+
 # A v2c GetResponse whose PDU stops after its request id: right version and community, so pysnmp
 # decodes it as far as the PDU.
 MALFORMED_RESPONSE = bytes.fromhex("301302010104067075626c6963a206020100020100")
@@ -383,25 +406,10 @@ def test_an_agent_answering_garbage_is_a_timeout_and_no_traceback(
     """A device that answers every request with a message pysnmp cannot decode: the request
     times out, and nothing is raised into the event loop (which would log a traceback for every
     datagram the device sends)."""
-    answered = threading.Event()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as agent:
-        agent.bind(("127.0.0.1", 0))
-        agent.settimeout(10)
-
-        def answer() -> None:
-            try:
-                while True:
-                    _, peer = agent.recvfrom(65535)
-                    agent.sendto(garbage, peer)
-                    answered.set()
-            except OSError:
-                return
-
-        thread = threading.Thread(target=answer, daemon=True)
-        thread.start()
+    with fake_agent(lambda request: garbage) as (target, seen):
         with pytest.raises(SnmpTimeout):
-            client.get(f"127.0.0.1:{agent.getsockname()[1]}", [SYS_DESCR], auth=auth, timeout=0.3)
-    assert answered.is_set()
+            client.get(target, [SYS_DESCR], auth=auth, timeout=0.3)
+    assert seen
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
@@ -434,22 +442,7 @@ def test_a_v2c_answer_counts_only_as_a_response_to_the_request_in_flight(
 ) -> None:
     """SNMPv2c without pysnmp's dispatcher: an answer is matched to its request by request id and
     must be a Response PDU; anything else is dropped and the request times out."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as agent:
-        agent.bind(("127.0.0.1", 0))
-        agent.settimeout(10)
-        seen: list[bytes] = []
-
-        def serve() -> None:
-            try:
-                while True:
-                    request, peer = agent.recvfrom(65535)
-                    seen.append(request)
-                    agent.sendto(_answer_v2c(request, **answer), peer)
-            except OSError:
-                return
-
-        threading.Thread(target=serve, daemon=True).start()
-        target = f"127.0.0.1:{agent.getsockname()[1]}"
+    with fake_agent(lambda request: _answer_v2c(request, **answer)) as (target, seen):
         if answers:
             assert client.get(target, [SYS_LOCATION, SYS_CONTACT], auth=COMMUNITY, timeout=2) == [
                 SnmpVarBind(SYS_LOCATION, LOCATION.encode()), SnmpVarBind(SYS_CONTACT, LOCATION.encode())
@@ -728,20 +721,7 @@ def test_an_snmpv1_answer_v2c_cannot_hold_is_a_device_error_not_an_exception() -
     from normagent.clock import SystemClock
     from normagent.plugins.network.collectors import Device, poll_device
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as agent:
-        agent.bind(("127.0.0.1", 0))
-        agent.settimeout(10)
-
-        def answer() -> None:
-            try:
-                while True:
-                    request, peer = agent.recvfrom(65535)
-                    agent.sendto(_answer_v1_with_negative_error_index(request), peer)
-            except OSError:
-                return
-
-        threading.Thread(target=answer, daemon=True).start()
-        target = f"127.0.0.1:{agent.getsockname()[1]}"
+    with fake_agent(_answer_v1_with_negative_error_index) as (target, _):
         client = PysnmpClient()
         try:
             with pytest.raises(SnmpError, match="SNMPv1 response that cannot be read: ValueConstraintError"):
