@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).parents[2]
 CORE = ROOT / "normagent"
 PLUGINS = ROOT / "plugins"
-LEAVES = {"normagent.errors", "normagent.model", "normagent.clock", "normagent.smallfile"}
+LEAVES = {"normagent.errors", "normagent.model", "normagent.clock", "normagent.smallfile", "normagent.hostnames"}
 
 
 def module_name(path: Path) -> str:
