@@ -17,7 +17,9 @@ import subprocess
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -30,6 +32,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CONFFILE = "/etc/normagent/normagent.toml"
 STATE = "/var/lib/normagent"
+SITE = "/opt/normagent/lib/python3.11/site-packages"
 WANTS = "/etc/systemd/system/multi-user.target.wants/normagent.service"
 
 
@@ -192,6 +195,16 @@ def test_install_run_upgrade_remove_purge(root: Root, debs: dict[int, Path]) -> 
     page = run_service(root, port)
     assert 'normagent_collector_up{collector="system.host"} 1.0' in page
     ledger_id = root.file(f"{STATE}/ledger.id").read_text()
+    # The report extra, in both languages, on the Babel locale data the package keeps (build-deb
+    # keeps the two locales the report formats in, with their parents, and nothing else).
+    from normagent.report.text import LANGUAGES, month_name  # the checkout's, with all of Babel's data
+
+    this_month = datetime.now(ZoneInfo("Europe/Oslo")).date().replace(day=1)  # the month the agent has just run in (the report's zone)
+    for lang in LANGUAGES:
+        report = root.run("normagent", "report", "--month", f"{this_month:%Y-%m}", "--format", "md", "--lang", lang, "--output", "-")
+        assert month_name(this_month, lang) in report.stdout, report.stdout[:500]
+    kept = sorted(p.name for p in root.file(f"{SITE}/babel/locale-data").glob("*.dat"))
+    assert kept == ["en.dat", "en_001.dat", "en_GB.dat", "nb.dat", "nb_NO.dat", "no.dat", "root.dat"]
     assert root.file(f"{STATE}/ledger.db").stat().st_size > 0
 
     # Upgrade: the state and the edited conffile stay; the agent continues the same ledger.
