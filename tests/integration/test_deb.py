@@ -33,6 +33,22 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CONFFILE = "/etc/normagent/normagent.toml"
 STATE = "/var/lib/normagent"
 SITE = "/opt/normagent/lib/python3.11/site-packages"
+RECORD_CHECK = """
+import base64, hashlib, pathlib, sys
+wrong = []
+for record in pathlib.Path(sys.argv[1]).glob("*.dist-info/RECORD"):
+    for line in record.read_text().splitlines():
+        path, digest, _ = line.rsplit(",", 2)
+        file = record.parent.parent / path
+        if not file.exists():
+            wrong.append(f"{path}: missing")
+        elif digest:
+            algorithm, value = digest.split("=", 1)
+            made = base64.urlsafe_b64encode(hashlib.new(algorithm, file.read_bytes()).digest()).rstrip(b"=").decode()
+            if made != value:
+                wrong.append(f"{path}: another hash")
+print(f"{len(wrong)} wrong", *wrong, sep="\\n")
+"""
 WANTS = "/etc/systemd/system/multi-user.target.wants/normagent.service"
 
 
@@ -205,6 +221,10 @@ def test_install_run_upgrade_remove_purge(root: Root, debs: dict[int, Path]) -> 
         assert month_name(this_month, lang) in report.stdout, report.stdout[:500]
     kept = sorted(p.name for p in root.file(f"{SITE}/babel/locale-data").glob("*.dat"))
     assert kept == ["en.dat", "en_001.dat", "en_GB.dat", "nb.dat", "nb_NO.dat", "no.dat", "root.dat"]
+    assert not root.file(f"{SITE}/Cryptodome/SelfTest").exists()
+    # What build-deb took out of the libraries is out of their RECORDs too: every line names a
+    # file the package holds, and its hash where it gives one.
+    assert root.run("/opt/normagent/bin/python", "-c", RECORD_CHECK, SITE).stdout.splitlines() == ["0 wrong"]
     assert root.file(f"{STATE}/ledger.db").stat().st_size > 0
 
     # Upgrade: the state and the edited conffile stay; the agent continues the same ledger.
