@@ -28,6 +28,7 @@ ciphertexts for the same salts, each side decrypting the other.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from pyasn1.type import univ
 
 from normagent.errors import SnmpError
 
-Cipher = Literal["DES", "3DES", "AES"]
+Cipher = Literal["DES", "DES3", "AES"]  # its module in Cryptodome.Cipher
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ class PrivProtocol:
 
 PRIV_PROTOCOLS: dict[str, PrivProtocol] = {
     "DES": PrivProtocol("DES", 16, 32),
-    "3DES": PrivProtocol("3DES", 32, 32),
+    "3DES": PrivProtocol("DES3", 32, 32),
     "AES": PrivProtocol("AES", 16, 64),
     "AES192": PrivProtocol("AES", 24, 64),
     "AES256": PrivProtocol("AES", 32, 64),
@@ -138,17 +139,7 @@ class Privacy:
 def _cipher_module(cipher: Cipher) -> Any:
     """pycryptodomex's module for ``cipher``; a clear error where it is not installed."""
     try:
-        if cipher == "AES":
-            from Cryptodome.Cipher import AES
-
-            return AES
-        if cipher == "DES":
-            from Cryptodome.Cipher import DES
-
-            return DES
-        from Cryptodome.Cipher import DES3
-
-        return DES3
+        return importlib.import_module(f"Cryptodome.Cipher.{cipher}")
     except ImportError as exc:
         raise SnmpError(f"SNMPv3 privacy ({cipher}) needs the pycryptodomex package: {exc}") from None
 
