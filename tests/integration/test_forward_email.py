@@ -6,6 +6,8 @@ from __future__ import annotations
 import email
 import email.policy
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,7 +44,7 @@ def smtp_server(pki: Path) -> Iterator[Callable[..., tuple[Mailbox, int]]]:
 
     controllers: list[Any] = []
 
-    def _start(*, starttls: bool = True) -> tuple[Mailbox, int]:
+    def _start(*, starttls: bool = True, implicit_tls: bool = False) -> tuple[Mailbox, int]:
         box = Mailbox()
 
         def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
@@ -54,7 +56,9 @@ def smtp_server(pki: Path) -> Iterator[Callable[..., tuple[Mailbox, int]]]:
         context.load_cert_chain(pki / "server.crt", pki / "server.key")
         port = free_port()
         kwargs: dict[str, Any] = {"authenticator": authenticator, "auth_required": True, "auth_require_tls": True}
-        if starttls:
+        if implicit_tls:  # SMTPS (port 465): TLS from the first byte; aiosmtpd's auth_require_tls only knows STARTTLS
+            kwargs.update(ssl_context=context, auth_require_tls=False)
+        elif starttls:
             kwargs.update(tls_context=context, require_starttls=True)
         controller = Controller(box, hostname="127.0.0.1", port=port, **kwargs)
         controller.start()
@@ -148,3 +152,51 @@ def test_an_untrusted_certificate_fails_the_delivery(smtp_server: Callable[..., 
 def test_settings_that_would_send_the_password_in_clear_are_refused() -> None:
     s = EmailSettings(host="mail", starttls=False, username="u", password="p", from_address="a@b", to=("c@d",))
     assert ("username", "AUTH would send the password unencrypted: set starttls = true (or tls = true)") in check(s)
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # SMTPS: the transport is TLS
+def test_an_email_goes_through_tls_from_the_start(smtp_server: Callable[..., tuple[Mailbox, int]], pki: Path, tmp_path: Path) -> None:
+    box, port = smtp_server(implicit_tls=True)
+    s = settings(port, pki, tmp_path, tls=True, starttls=False)
+    assert check(s) == [] and probe(s) == []
+    sender = EmailSender(s)
+    try:
+        sender.send(Delivery(document(), "0123456789abcdef-firing-1", "epost"))
+    finally:
+        sender.close()
+    assert [m["X-Normagent-Idempotency-Key"] for m in box.messages] == ["0123456789abcdef-firing-1"]
+    assert [login for login, _ in box.auth] == [USER]
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # SMTPS: the transport is TLS
+def test_tls_from_the_start_verifies_the_servers_certificate(smtp_server: Callable[..., tuple[Mailbox, int]], pki: Path,
+                                                             tmp_path: Path) -> None:
+    box, port = smtp_server(implicit_tls=True)
+    s = settings(port, pki, tmp_path, tls=True, starttls=False, ca_file=pki / "rogue-ca.crt")
+    with pytest.raises(DeliveryFailed) as failed:
+        EmailSender(s).send(Delivery(document(), "k", "epost"))
+    assert failed.value.result == "tls_error" and box.auth == [] and box.messages == []
+
+
+def test_an_unreachable_server_fails_the_delivery_without_the_email_modules(tmp_path: Path) -> None:
+    """An agent whose mail server is down never imports smtplib or the e-mail package (2.6 MB)."""
+    port = free_port()  # nothing listens there
+    code = f"""
+import sys
+from datetime import timedelta
+from normagent.forward.smtp import EmailSender, EmailSettings
+from normagent.model import Delivery, DeliveryFailed
+s = EmailSettings(host="127.0.0.1", port={port}, starttls=False, from_address="a@b.invalid", to=("c@d.invalid",),
+                  timeout=timedelta(seconds=5))
+sender = EmailSender(s)
+for attempt in range(2):
+    try:
+        sender.send(Delivery({{}}, "k", "epost"))
+    except DeliveryFailed as exc:
+        print(exc.result)
+sender.close()
+print(sorted(m for m in sys.modules if m == "smtplib" or m == "email" or m.startswith("email.")))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == ["unreachable", "unreachable", "[]"]
