@@ -73,13 +73,12 @@ class DemoResult:
 
 
 def parse_month(text: str | None, now: datetime) -> tuple[int, int]:
+    from normagent.report.command import parse_month as parse_given
+
     if text is None:
         local = now.astimezone(OSLO)
         return (local.year - 1, 12) if local.month == 1 else (local.year, local.month - 1)
-    parts = text.split("-")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts) or not 1 <= int(parts[1]) <= 12 or not 2000 <= int(parts[0]) <= 9999:
-        raise UsageError(f"--month {text!r}: expected YYYY-MM, e.g. 2026-11")
-    return int(parts[0]), int(parts[1])
+    return parse_given(text)
 
 
 def run_demo(

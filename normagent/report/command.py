@@ -36,7 +36,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 LEDGER_FILE = "ledger.db"
-MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+MONTH = re.compile(r"^([0-9]{4})-([0-9]{2})$")
+# The last year a report can cover: a period ends where the next one begins, and that day must be a
+# date Python can hold (9999-12 would end in the year 10000).
+LAST_YEAR = 9998
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,20 +101,29 @@ class BarProgress:
             self._bar = None
 
 
+def parse_month(text: str) -> tuple[int, int]:
+    """``--month YYYY-MM`` as (year, month), for the report and the demo.
+
+    Raises:
+        UsageError: Not a month from 2000-01 to LAST_YEAR-12 in ASCII digits.
+    """
+    found = MONTH.match(text)
+    if not found or not 1 <= int(found.group(2)) <= 12 or not 2000 <= int(found.group(1)) <= LAST_YEAR:
+        raise UsageError(f"--month {text!r}: expected YYYY-MM from 2000-01 to {LAST_YEAR}-12, e.g. 2026-11")
+    return int(found.group(1)), int(found.group(2))
+
+
 def parse_period(month: str | None, year: int | None, zone: ZoneInfo, zone_name: str, now: datetime) -> ReportPeriod:
     from normagent.report.build import ReportPeriod, last_month
 
     if month and year:
         raise UsageError("give --month or --year, not both")
     if year is not None:
-        if not 2000 <= year <= 9999:
-            raise UsageError(f"--year {year}: not a year")
+        if not 2000 <= year <= LAST_YEAR:
+            raise UsageError(f"--year {year}: expected a year from 2000 to {LAST_YEAR}")
         return ReportPeriod.year(year, zone, zone_name)
     if month:
-        found = MONTH.match(month)
-        if not found or not 1 <= int(found.group(2)) <= 12 or int(found.group(1)) < 2000:
-            raise UsageError(f"--month {month!r}: expected YYYY-MM, e.g. 2026-11")
-        return ReportPeriod.month(int(found.group(1)), int(found.group(2)), zone, zone_name)
+        return ReportPeriod.month(*parse_month(month), zone, zone_name)
     y, m = last_month(now, zone)
     return ReportPeriod.month(y, m, zone, zone_name)
 

@@ -60,7 +60,7 @@ def test_the_month_defaults_to_last_month_and_a_bad_one_is_refused() -> None:
     assert parse_month(None, datetime(2026, 12, 6, tzinfo=U)) == (2026, 11)
     assert parse_month(None, datetime(2027, 1, 1, 0, 30, tzinfo=U)) == (2026, 12)  # already January in Oslo
     assert parse_month("2026-02", datetime(2026, 12, 6, tzinfo=U)) == (2026, 2)
-    for bad in ("2026-13", "26-11", "2026/11", "x"):
+    for bad in ("2026-13", "26-11", "2026/11", "x", "2026-1\u00b2", "9999-12", "\uff12\uff10\uff12\uff16-11"):  # "²" is a digit to isdigit
         with pytest.raises(UsageError, match="expected YYYY-MM"):
             parse_month(bad, datetime(2026, 12, 6, tzinfo=U))
 

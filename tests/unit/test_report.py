@@ -319,6 +319,9 @@ def test_a_month_without_data_says_so_and_exits_65(state_env: Path) -> None:
     [
         (["--month", "2026-13"], 64, "expected YYYY-MM"),
         (["--month", "november"], 64, "expected YYYY-MM"),
+        (["--month", "9999-12"], 64, "expected YYYY-MM from 2000-01 to 9998-12"),  # it would end in the year 10000
+        (["--year", "9999"], 64, "expected a year from 2000 to 9998"),
+        (["--month", "\uff12\uff10\uff12\uff16-\uff11\uff11"], 64, "expected YYYY-MM"),  # full-width digits
         (["--month", "2027-01"], 64, "has not begun yet"),
         (["--month", "2026-11", "--year", "2026"], 64, "not both"),
         (["--lang", "de"], 2, "invalid choice: 'de'"),
