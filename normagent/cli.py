@@ -84,6 +84,13 @@ class Parser(argparse.ArgumentParser):
         super().__init__(formatter_class=functools.partial(formatter_class, width=help_width()), **kwargs)
 
 
+def candidate_id(text: str) -> int:
+    """A deviation candidate's number as the ledger keeps it: 1 up to SQLite's largest integer."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a candidate number (1, 2, … as `deviations list` shows them)")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="normagent", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     from normagent import __version__
@@ -148,11 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev_list.add_argument("--format", choices=("text", "json"), default="text")
     dev_show = dev_sub.add_parser("show", help="one candidate: its texts, deliveries and acks")
     config_option(dev_show)
-    dev_show.add_argument("id", type=int, metavar="ID")
+    dev_show.add_argument("id", type=candidate_id, metavar="ID")
     dev_show.add_argument("--format", choices=("text", "json"), default="text")
     dev_ack = dev_sub.add_parser("ack", help="record the follow-up of a candidate (kept, nothing deleted)")
     config_option(dev_ack)
-    dev_ack.add_argument("id", type=int, metavar="ID")
+    dev_ack.add_argument("id", type=candidate_id, metavar="ID")
     dev_ack.add_argument("--note", required=True, metavar="TEXT", help="what was done (no personal data)")
 
     rules = sub.add_parser("rules", help="the deviation rules: list, test, export",

@@ -144,12 +144,27 @@ def deviations_show(config: Config, cid: int, fmt: str, out: TextIO) -> int:
     return 0
 
 
+NOTE_MAX = 4000  # characters: a follow-up, not a document
+
+
 def deviations_ack(config: Config, cid: int, note: str, out: TextIO) -> int:
-    if not note.strip():
+    note = note.strip()
+    if not note:
         raise UsageError("--note must say what was done (it is kept with the candidate)")
+    if len(note) > NOTE_MAX:
+        raise UsageError(f"--note has {len(note):,} characters; at most {NOTE_MAX:,} (what was done, in short)")
+    # A control character (an escape sequence for whoever reads it in a terminal later), a byte that
+    # was not UTF-8 (argv's surrogate escapes, which SQLite cannot store) or an invisible format
+    # character (a bidi override) is refused, naming where it is.
+    bad = next((i for i, ch in enumerate(note) if not ch.isprintable()), None)
+    if bad is not None:
+        code = ord(note[bad])
+        what = ("a byte that is not UTF-8" if 0xDC80 <= code <= 0xDCFF else "a control character" if code < 0x20 or 0x7F <= code < 0xA0
+                else "an invisible character")
+        raise UsageError(f"--note: character {bad + 1} (U+{code:04X}) is {what}; write the note on one line in plain text")
     with open_ledger(config) as ledger:
         try:
-            at = ledger.ack(cid, note.strip())
+            at = ledger.ack(cid, note)
         except KeyError:
             raise InputError(f"no deviation candidate {cid}") from None
     print(f"candidate {cid}: follow-up recorded at {_when(at)}", file=out)

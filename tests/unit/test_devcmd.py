@@ -85,6 +85,37 @@ def test_ack_of_an_unknown_candidate_fails(populated: Path, capsys: pytest.Captu
     assert "no deviation candidate 99" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("note", "words"),
+    [
+        ("fixed \udcff", "character 7 (U+DCFF) is a byte that is not UTF-8"),  # argv's surrogate escape of a non-UTF-8 byte
+        ("\x1b[31mred", "character 1 (U+001B) is a control character"),
+        ("ok\nthen", "character 3 (U+000A) is a control character"),
+        ("a\u202eb", "character 2 (U+202E) is an invisible character"),  # a bidi override
+        ("x" * 4001, "--note has 4,001 characters; at most 4,000"),
+    ],
+)
+def test_a_note_that_is_not_one_line_of_plain_text_is_refused_and_nothing_is_kept(
+    populated: Path, note: str, words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["deviations", "ack", "1", "--note", note, "--config", str(populated)]) == 64
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert main(["deviations", "show", "1", "--format", "json", "--config", str(populated)]) == 0
+    assert json.loads(capsys.readouterr().out)["acks"] == []
+
+
+@pytest.mark.parametrize("given", ["0", "-1", "9223372036854775808", "99999999999999999999999", "\u0661", "1e3", ""])
+def test_a_candidate_number_sqlite_cannot_hold_is_a_usage_error(populated: Path, given: str, capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["deviations", "show", "--config", str(populated), "--", given],
+                 ["deviations", "ack", "--note", "x", "--config", str(populated), "--", given]):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2
+        assert "is not a candidate number" in capsys.readouterr().err
+    assert main(["deviations", "show", "--config", str(populated), "--", "9223372036854775807"]) == 66  # the largest: none such
+
+
 def test_deviations_without_a_ledger_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["deviations", "list", "--config", str(config_file(tmp_path))]) == 73
     assert "no ledger here" in capsys.readouterr().err
