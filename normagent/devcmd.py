@@ -298,10 +298,16 @@ def probe_forwarders(config: Config, plugins: Plugins) -> None:
 
 
 def _parse_time(text: str) -> datetime:
+    """``--at``: a time in the years a ledger can hold data of (a rule's window reaches back from it,
+    so year 1 had none before it to reach)."""
+    from normagent.report.command import LAST_YEAR
+
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(f"--at {text!r}: expected a time like 2026-11-23T07:00:00Z") from None
+    if not 2000 <= moment.year <= LAST_YEAR:
+        raise UsageError(f"--at {text!r}: expected a time in the years 2000 to {LAST_YEAR}")
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 

@@ -139,6 +139,16 @@ def test_rules_test_evaluates_at_a_time_and_checks_expectations(populated: Path,
     assert "FAILED site.sample_burst: expected resolved, got firing" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00Z", "0001-01-01T00:30:00+01:00", "1999-12-31T23:59:59Z", "9999-12-31T23:59:59Z"])
+def test_rules_test_at_a_time_outside_the_years_a_ledger_holds_is_a_usage_error(
+    populated: Path, at: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Year 1 was a traceback: a rule's window reached back before the first year datetime has."""
+    assert main(["rules", "test", "--at", at, "--config", str(populated)]) == 64
+    err = capsys.readouterr().err
+    assert "expected a time in the years 2000 to 9998" in err and "Traceback" not in err
+
+
 def test_rules_export_writes_prometheus_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "export", "--format", "prometheus", "--config", str(config_file(tmp_path))]) == 0
     out = capsys.readouterr().out
