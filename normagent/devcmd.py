@@ -27,10 +27,10 @@ LEDGER_FILE = "ledger.db"
 
 def open_ledger(config: Config) -> Ledger:
     """The daemon's ledger; an error, not a new ledger, when there is none."""
-    from normagent.ledger import Ledger
+    from normagent.ledger import Ledger, exists
 
     path = config.state_dir() / LEDGER_FILE
-    if not path.exists():
+    if not exists(path):
         raise StateError(f"{path}: no ledger here (the agent has not run with this state directory); see --config")
     return Ledger.open(path)
 

@@ -478,10 +478,15 @@ class Ledger:
             StateError: there is no ledger at ``path``, it cannot be opened, is not a normagent
                 ledger or was written by a newer normagent.
         """
+        from urllib.parse import quote
+
         if not _has_content(path):
             raise StateError(f"{path}: no ledger here (the agent has not run with this state directory); see --config")
+        # The path percent-encoded: a "#" or "?" in it would end SQLite's file name there, and
+        # SQLite would create an empty database where the name was cut (with the mode lost).
+        uri = f"file:{quote(str(path))}?mode=ro"
         try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(uri, uri=True, timeout=10.0, isolation_level=None, check_same_thread=False)
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{path}: not a readable normagent ledger ({exc})") from exc
@@ -1658,6 +1663,23 @@ def _marker_path(path: Path) -> Path:
 
 def _leftovers(path: Path) -> list[Path]:
     return [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+
+
+def exists(path: Path) -> bool:
+    """Whether a ledger is at ``path``, for the commands that read the daemon's (never create one).
+
+    Raises:
+        StateError: This user may not look there (the state directory is the agent's, mode 0700).
+    """
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except PermissionError:
+        raise StateError(f"{path}: permission denied: the state directory is the agent's; run this as its user or root") from None
+    except OSError as exc:
+        raise StateError(f"{path}: cannot look at the ledger: {exc.strerror or exc}") from None
+    return True
 
 
 def _has_content(path: Path) -> bool:

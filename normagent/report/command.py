@@ -188,11 +188,11 @@ def run_report(args: argparse.Namespace, config: Config, plugins: Plugins, out: 
             source_info = {"kind": "prometheus", "url": args.prometheus_url, "match": args.match, "hosts": len(names)}
             intervals = {}
         else:
-            from normagent.ledger import Ledger
+            from normagent.ledger import Ledger, exists
             from normagent.report.data import LedgerSource
 
             path = config.state_dir() / LEDGER_FILE
-            if not path.exists():
+            if not exists(path):
                 raise InputError(f"{path}: no ledger here (the agent has not run with this state directory); see --config")
             ledger = Ledger.open_readonly(path)
             location = config.sections["deviations"].location
@@ -254,12 +254,12 @@ def export_history(args: argparse.Namespace, config: Config, plugins: Plugins, o
 
     from normagent import __version__
     from normagent.deviations import configured_rules, metric_kinds
-    from normagent.ledger import Ledger
+    from normagent.ledger import Ledger, exists
     from normagent.report.openmetrics import export
     from normagent.rules import prometheus_rules
 
     path = config.state_dir() / LEDGER_FILE
-    if not path.exists():
+    if not exists(path):
         raise InputError(f"{path}: no ledger here (the agent has not run with this state directory); see --config")
     active = [r.rule for r in configured_rules(config, plugins) if r.active]
     _, skipped = prometheus_rules(active, metric_kinds(plugins))

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -50,10 +55,14 @@ entry_points = false
 @pytest.fixture
 def populated(tmp_path: Path) -> Path:
     """A ledger where site.sample_burst fired once (candidate 1) for kind=a."""
-    path = config_file(tmp_path)
+    return populate(tmp_path)
+
+
+def populate(site: Path) -> Path:
+    path = config_file(site)
     config, plugins = read_config(path)
     clock = FakeClock()
-    with Ledger.open(tmp_path / "state" / "ledger.db", clock=clock) as ledger:
+    with Ledger.open(site / "state" / "ledger.db", clock=clock) as ledger:
         ledger.declare(plugins.metrics().values())
         ledger.use_rules(build_engine(config, plugins, ledger.host_id, "test"), ["hook"])
         ledger.commit("sample.events", Batch([Count("normagent_sample_events_total", {"kind": "a"}, 5)]))
@@ -120,6 +129,30 @@ def test_deviations_without_a_ledger_say_so(tmp_path: Path, capsys: pytest.Captu
     assert main(["deviations", "list", "--config", str(config_file(tmp_path))]) == 73
     assert "no ledger here" in capsys.readouterr().err
     assert not (tmp_path / "state" / "ledger.db").exists(), "a read command never creates a ledger"
+
+
+def test_a_ledger_this_user_may_not_look_at_is_a_clear_error() -> None:
+    """An operator's own user on a host where the agent's state directory is 0700: it was a
+    PermissionError traceback from ``Path.exists()``."""
+    site = Path(tempfile.mkdtemp(prefix="normagent-perm-"))  # pytest's own directories are 0700 all the way
+    site.chmod(0o755)
+    populated = populate(site)
+    state = site / "state"
+    state.chmod(0o700)
+    # As root, a user with no rights on it; as anyone else, a directory its owner may not search.
+    as_other = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    if not as_other:
+        state.chmod(0)
+    try:
+        for argv in (["deviations", "list"], ["rules", "test"], ["report", "--output", "-"], ["report", "--export-history"]):
+            done = subprocess.run([*as_other, sys.executable, "-m", "normagent", *argv, "--config", str(populated)],
+                                  capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"})
+            assert done.returncode == 73, (argv, done.stderr)
+            assert f"{state / 'ledger.db'}: permission denied: the state directory is the agent's" in done.stderr, argv
+            assert "Traceback" not in done.stderr, argv
+    finally:
+        state.chmod(0o700)
+        shutil.rmtree(site)
 
 
 def test_rules_list_shows_site_and_default_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

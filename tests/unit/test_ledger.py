@@ -766,6 +766,19 @@ def test_open_readonly_changes_nothing_and_refuses_what_is_no_ledger(tmp_path: P
     assert path.read_bytes() == before
 
 
+@pytest.mark.parametrize("name", ["st#ate", "st?ate", "st%41te", "st%23ate"])
+def test_open_readonly_reads_a_ledger_whose_path_holds_uri_characters_and_creates_nothing(tmp_path: Path, name: str) -> None:
+    """SQLite's URI cut "st#ate/ledger.db" at the "#" (the mode with it): the report found "no
+    schema", and SQLite had created an empty file "st" beside the state directory."""
+    path = tmp_path / name / "ledger.db"
+    path.parent.mkdir()
+    with Ledger.open(path, clock=FakeClock(T0), metrics=[FAILURES]) as ledger:
+        ledger.commit("c", Batch([Count(FAILURES.name, {"reason": "x"}, 2)]))
+    with Ledger.open_readonly(path) as reader:
+        assert reader.increase(FAILURES.name, Period(T0, T0 + timedelta(hours=1))) == {(): 2}
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
 def test_a_schema_2_ledger_migrates_with_its_gauges_as_first_history(tmp_path: Path) -> None:
     """An agent upgraded over a ledger of schema 2: the gauges it had become their history's first rows."""
     path = tmp_path / "l.db"
