@@ -325,6 +325,11 @@ def test_a_month_without_data_says_so_and_exits_65(state_env: Path) -> None:
         (["--month", "2027-01"], 64, "has not begun yet"),
         (["--month", "2026-11", "--year", "2026"], 64, "not both"),
         (["--lang", "de"], 2, "invalid choice: 'de'"),
+        # were tracebacks from requests (ValueError, OverflowError) once Prometheus was asked
+        (["--prometheus-url", "http://127.0.0.1:1", "--prometheus-timeout", "-5"], 2, "expected seconds, more than 0"),
+        (["--prometheus-url", "http://127.0.0.1:1", "--prometheus-timeout", "nan"], 2, "expected seconds, more than 0"),
+        (["--prometheus-url", "http://127.0.0.1:1", "--prometheus-timeout", "1e308"], 2, "at most 86400"),
+        (["--prometheus-url", "http://127.0.0.1:1", "--host-label", "a) or vector(1"], 2, "is not a Prometheus label name"),
         (["--format", "docx"], 2, "invalid choice: 'docx'"),
     ],
 )
