@@ -262,7 +262,7 @@ def run_report(args: argparse.Namespace, config: Config, plugins: Plugins, out: 
                 out.write(data.decode("utf-8", "replace"))
         else:
             try:
-                deliver.write_atomically(target, data)
+                deliver.write_output(target, data)
             except OSError as exc:
                 raise InputError(f"{target}: cannot write the report ({exc.strerror or exc})") from None
             print(f"{target} (JSON sha256 {sha256(doc)})", file=err)

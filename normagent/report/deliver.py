@@ -11,6 +11,7 @@ Imports forward.smtp (for its sender), errors and config types only.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,6 +52,21 @@ def write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_output(path: Path, data: bytes) -> None:
+    """``--output PATH``: a file is replaced atomically; a pipe or a device the user names
+    (``-o /dev/stdout``, a FIFO) is written into. Renaming over it would put a regular file where
+    the device was: as root, ``-o /dev/null`` replaced /dev/null."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = stat.S_IFREG
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        write_atomically(path, data)
+        return
+    with open(path, "wb") as out:
+        out.write(data)
 
 
 def to_folder(folder: Path, doc: Mapping[str, Any], files: Mapping[str, bytes]) -> list[Path]:

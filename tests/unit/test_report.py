@@ -8,8 +8,10 @@ import hashlib
 import io
 import json
 import re
+import os
 import shutil
 import sqlite3
+import stat
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -312,6 +314,30 @@ def test_a_month_without_data_says_so_and_exits_65(state_env: Path) -> None:
     doc = json.loads(report(state_env, "--month", "2026-05", "--format", "json")[1])
     assert indicator(doc, "access.failed_logins")["this"] is None
     assert {a["status"] for a in doc["hosts"][0]["summary"]["areas"]} == {"unknown"}
+
+
+def test_a_pipe_or_a_device_given_as_output_is_written_into_not_replaced(state_env: Path, tmp_path: Path) -> None:
+    """The report used to be renamed over whatever --output named: as root, ``-o /dev/null``
+    put a regular file where the device was."""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # the report (~20 KB of Markdown) fits in the pipe's buffer
+    try:
+        code, _, _ = report(state_env, "--format", "md", "--output", str(pipe))
+        got = os.read(reader, 1 << 20)
+    finally:
+        os.close(reader)
+    assert code == 0 and stat.S_ISFIFO(pipe.stat().st_mode)
+    assert got.startswith(b"# M\xc3\xa5nedsrapport")
+    if os.geteuid() == 0:  # a device of its own, never the system's /dev/null
+        null = tmp_path / "null"
+        os.mknod(null, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+        assert report(state_env, "--format", "md", "--output", str(null))[0] == 0
+        assert stat.S_ISCHR(null.stat().st_mode)
+    plain = tmp_path / "plain.md"
+    plain.write_bytes(b"old")
+    assert report(state_env, "--format", "md", "--output", str(plain))[0] == 0
+    assert plain.read_bytes().startswith(b"# M\xc3\xa5nedsrapport") and oct(plain.stat().st_mode & 0o777) == "0o640"
 
 
 @pytest.mark.parametrize(
