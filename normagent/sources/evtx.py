@@ -39,8 +39,10 @@ How a file is read, and why:
 * Damage: ``evtx`` raises ``RuntimeError`` for a record it cannot decode and carries on with the
   next one. We catch it per record (``skip_errors=True`` would report through ``warnings``, whose
   state is process-global and not thread-safe, and older ``evtx`` versions lack the keyword): each
-  is counted in ``stats.errors``. A damaged record can make the rest of its chunk unreadable, so
-  ``stats.unreadable`` counts the record numbers a chunk header announces that were not delivered;
+  is counted in ``stats.errors``, as is a record it gives whose content is no event (its BinXML
+  decodes to ``{"Event": null}``). A damaged record can make the rest of its chunk unreadable, so
+  ``stats.unreadable`` counts the record numbers a chunk header announces that were not delivered
+  (such a record included);
   the position remembers how far that was counted, so a damaged chunk that is re-read on the next
   run is not counted twice.
 * A chunk that crashes the native parser (a segfault, a Rust panic: the pass runs in a child
@@ -261,7 +263,9 @@ class EvtxStats:
         errors: Parse errors the evtx parser raised in this pass (each skips what it could not
             decode). The chunk holding the position is parsed again on the next run and reports
             its errors again: for a counter, use ``unreadable``, which is counted once.
-        unreadable: Record numbers announced by chunk headers that could not be read (damage).
+        unreadable: Record numbers announced by chunk headers that could not be read (damage),
+            and records the parser gave whose content is no event (``{"Event": null}``: BinXML
+            that decodes to nothing); counted once, however often a chunk is read.
         implausible: Records whose header number does not fit their chunk (a damaged number):
             skipped, as are their errors in ``errors``; the number they should have had is
             missing from the chunk and counted in ``unreadable``. Like ``errors``, counted again
@@ -495,7 +499,14 @@ class EvtxReader:
                     scanned += 1
                     last_id, last_stamp = header_id, stamp
                     event = self._event(header_id, stamp, data)
-                    if event is not None:
+                    if event is None:
+                        if header_id > counted_through:
+                            # The parser gave this record, but no event (its XML decoded to
+                            # nothing): announced and never delivered, as a gap is. Counted once:
+                            # the position passes it with this block.
+                            self.stats.unreadable += 1
+                            counted_through = header_id
+                    elif self._wanted(event):
                         records.append(event)
                     if len(records) >= self._block or scanned >= self._block * SCAN_FACTOR:
                         # The position carries how far unreadable numbers were counted, so the
@@ -527,19 +538,23 @@ class EvtxReader:
         return kept
 
     def _event(self, header_id: int, stamp: str, data: str) -> WindowsEvent | None:
+        """The record as an event; None (counted in ``errors``) if its JSON is no event."""
         try:
-            event = to_windows_event(json.loads(data), header_id, stamp)
-        except (ValueError, TypeError, KeyError, AttributeError):
+            return to_windows_event(json.loads(data), header_id, stamp)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             self.stats.errors += 1
             return None
+
+    def _wanted(self, event: WindowsEvent) -> bool:
+        """Whether ``event`` passes the channel and event-id filters (counted in ``matched`` or ``skipped``)."""
         if self._channels is not None and event.channel.casefold() not in self._channels:
             self.stats.skipped += 1
-            return None
+            return False
         if self._event_ids is not None and event.event_id not in self._event_ids:
             self.stats.skipped += 1
-            return None
+            return False
         self.stats.matched += 1
-        return event
+        return True
 
 
 def _records(view: _ChunkView, stats: EvtxStats) -> Iterator[tuple[int, str, str]]:

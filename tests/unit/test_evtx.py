@@ -35,7 +35,7 @@ from normagent.sources.evtx import (
     to_windows_event,
 )
 
-from tests.unit.evtx_damage import with_chunk_number, with_record_number, with_record_time
+from tests.unit.evtx_damage import with_chunk_number, with_record_body_zeroed, with_record_number, with_record_time
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "evtx"
 FILES = sorted(p.name for p in FIXTURES.glob("*.evtx"))
@@ -563,6 +563,24 @@ def test_a_chunk_with_damaged_records_is_counted(tmp_path: Path) -> None:
     assert reader.stats.errors >= 1
     assert len(ids) + reader.stats.unreadable == 2261
     assert ids == sorted(set(ids))
+
+
+def test_a_record_that_decodes_to_no_event_is_counted_unreadable_once(tmp_path: Path) -> None:
+    """Record 300's content is zeroed: evtx gives it (number, time) with ``{"Event": null}``. It
+    is lost, so it counts as unreadable, as a record the parser cannot give at all does, and
+    once: a resume that reads its chunk again does not count it again."""
+    path = with_record_body_zeroed(SECURITY, tmp_path / "damaged.evtx", 300)
+
+    first = read_evtx(path, block_records=350)
+    blocks = iter(first)
+    ids = [e.record_id for e in next(blocks)[0].records]  # type: ignore[union-attr]
+    counted = first.stats.unreadable
+    second = read_evtx(path, position=first.position)
+    ids += [e.record_id for block, _ in second for e in block.records]  # type: ignore[union-attr]
+
+    assert ids == [*range(1, 300), *range(301, 2262)]
+    assert (counted, second.stats.unreadable) == (1, 0)
+    assert first.stats.errors == 1
 
 
 def test_a_truncated_copy_yields_its_complete_chunks_and_waits_for_the_rest(tmp_path: Path) -> None:
