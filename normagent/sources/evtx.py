@@ -275,7 +275,8 @@ class EvtxStats:
         relocated: The position's record was not where the position said, but the file is the
             same log (that record's time at another number, or a record read before still in it):
             reading went on from there, and nothing was read twice.
-        chunks_damaged: Chunks whose header is not an EVTX chunk header (skipped whole).
+        chunks_damaged: Chunks whose header is not an EVTX chunk header (skipped whole; the
+            numbers their record headers give, or the gap they leave, count in ``unreadable``).
         chunks_skipped: Chunks skipped because the parser crashed in them twice (see
             ``EvtxPosition.crashes``); their numbers after the position are in ``unreadable``.
         out_of_order: Records numbered at or below one already read in this pass (a stale
@@ -329,6 +330,8 @@ class Chunk:
     next_first: int = 0  # first record number of the chunk that follows in record order; 0: none
     free: int = CHUNK_BYTES  # where the chunk's free space starts: its records end there
     trusted: bool = True  # the chunk header's checksum holds
+    damaged: bool = False  # its header is no chunk header: first..last is what its record headers say
+    seen: int = 0  # header checksum fails: the last number its record headers show within first..last; 0: none
 
 
 def read_evtx(
@@ -453,11 +456,13 @@ class EvtxReader:
                 span = chunk_span(chunk)
                 if chunk.next_first and after < chunk.first and chunk.next_first - 1 <= counted_before:
                     continue  # every number it holds was counted unreadable: nothing in it can be delivered
-                if self.position.skips(span):
-                    # The parser crashed in this chunk on two passes: its numbers after the position
-                    # count as unreadable (once: the position carries how far), and reading goes on.
+                if chunk.damaged or self.position.skips(span):
+                    # Its header is damaged, or the parser crashed in it on two passes: its numbers
+                    # after the position count as unreadable (once: the position carries how far),
+                    # and reading goes on.
                     counted_through = _count_unreadable(chunk, chunk.first, _chunk_end(chunk, before), max(counted_through, last_id), self.stats)
-                    self.stats.chunks_skipped += 1
+                    if not chunk.damaged:
+                        self.stats.chunks_skipped += 1
                     if self.stats.unreadable > reported_unreadable:
                         # Out with the count at once: should the next chunk crash the parser too, the
                         # position that takes its mark already says this one was counted (and is
@@ -647,10 +652,12 @@ def _chunk_end(chunk: Chunk, delivered: int) -> int:
     """The last number a finished chunk accounts for; ``delivered`` is the last it delivered.
 
     Up to the next chunk's first record: a chunk whose header is damaged leaves a gap there. The
-    newest chunk ends where its header says, unless that header's checksum fails.
+    newest chunk ends where its header says, unless that header's checksum fails: then at the
+    last record both its header and its record headers show (``Chunk.seen``), a record present
+    in the file that the parser could not give.
     """
     if not chunk.next_first and not chunk.trusted:
-        return delivered
+        return max(delivered, chunk.seen)
     return max(chunk.last, chunk.next_first - 1)
 
 
@@ -672,6 +679,7 @@ def scan_chunks(path: Path) -> tuple[list[Chunk], int]:
         bound = _next_record(header)
         chunks: list[Chunk] = []
         damaged = 0
+        lost: list[int] = []  # indexes of damaged chunk headers
         index = 0
         while HEADER_BYTES + index * CHUNK_BYTES < size:
             offset = HEADER_BYTES + index * CHUNK_BYTES
@@ -687,13 +695,61 @@ def scan_chunks(path: Path) -> tuple[list[Chunk], int]:
                 if not trusted:
                     last = min(last, first + MAX_RECORDS_PER_CHUNK - 1)
                 if 1 <= first <= last and last - first < MAX_RECORDS_PER_CHUNK:
-                    chunks.append(Chunk(index=index, first=first, last=last, size=present, free=min(free, present), trusted=trusted))
+                    seen = 0
+                    if not trusted:
+                        f.seek(offset)
+                        numbers = _walk_numbers(f.read(CHUNK_BYTES))
+                        seen = min(numbers[1], last) if numbers is not None and numbers[0] == first else 0
+                    chunks.append(Chunk(index=index, first=first, last=last, size=present, free=min(free, present), trusted=trusted, seen=seen))
                 elif first or last:
                     damaged += 1
+                    lost.append(index)
             elif head[:40].strip(b"\x00"):
                 damaged += 1  # not zero-filled (an unused chunk) yet not a chunk: damaged
+                lost.append(index)
             index += 1
+        chunks += _damaged_chunks(f, lost, size, bound, chunks)
     return chunks, damaged
+
+
+def _damaged_chunks(f: BinaryIO, indexes: list[int], size: int, bound: int | None, chunks: list[Chunk]) -> list[Chunk]:
+    """The chunks among ``indexes`` (damaged headers) whose record headers still tell their numbers.
+
+    Such a chunk is not parsed (``Chunk.damaged``), but its numbers are counted as unreadable:
+    where it is the oldest or the newest chunk, no neighbour's numbers tell that it held any. The
+    numbers are the first run of record headers, walked by their sizes, that rise one by one; a
+    run that overlaps a readable chunk's numbers (a stale copy) or lies at or past the file
+    header's next record number is left out.
+    """
+    out: list[Chunk] = []
+    for index in indexes:
+        offset = HEADER_BYTES + index * CHUNK_BYTES
+        f.seek(offset)
+        data = f.read(CHUNK_BYTES)
+        numbers = _walk_numbers(data)
+        if not numbers:
+            continue
+        first, last = numbers
+        if bound is not None and last >= bound:
+            continue
+        if any(c.first <= last and first <= c.last for c in chunks):
+            continue
+        present = min(CHUNK_BYTES, size - offset)
+        out.append(Chunk(index=index, first=first, last=last, size=present, free=present, trusted=False, damaged=True, seen=last))
+    return out
+
+
+def _walk_numbers(data: bytes) -> tuple[int, int] | None:
+    """First and last number of the records at the start of a chunk's data whose numbers rise by one."""
+    offset = CHUNK_HEADER_BYTES
+    first = last = 0
+    while offset + RECORD_HEADER_BYTES <= len(data) and data[offset : offset + 4] == RECORD_MAGIC:
+        size, number = struct.unpack_from("<IQ", data, offset + 4)
+        if size < MIN_RECORD_BYTES or offset + size > len(data) or (last and number != last + 1):
+            break
+        first, last = first or number, number
+        offset += size
+    return (first, last) if first >= 1 and last - first < MAX_RECORDS_PER_CHUNK else None
 
 
 def check_file_header(path: Path, header: bytes) -> None:

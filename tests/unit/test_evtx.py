@@ -550,6 +550,38 @@ def test_a_chunk_with_a_damaged_header_is_skipped_and_its_records_counted(tmp_pa
     assert (reader.stats.chunks_damaged, reader.stats.unreadable) == (1, 89)
 
 
+@pytest.mark.parametrize(
+    ("chunk", "field", "delivered"),
+    [
+        (0, "magic", range(92, 2262)),  # the oldest chunk: no chunk before it tells its numbers
+        (25, "magic", range(1, 2202)),  # the newest chunk: none after it either
+        (25, "free", range(1, 2202)),  # its free-space offset zeroed: the checksum fails, evtx reads no record
+    ],
+    ids=["oldest-magic", "newest-magic", "newest-free-space"],
+)
+def test_a_damaged_oldest_or_newest_chunk_has_its_records_counted_once(tmp_path: Path, chunk: int, field: str, delivered: range) -> None:
+    """security.evtx's chunks 0 (records 1..91) and 25 (2202..2261, the newest) with a damaged
+    header: their records are not read, and counted unreadable by the numbers their record
+    headers show; a second pass from the position counts nothing again."""
+    data = bytearray(SECURITY.read_bytes())
+    start = HEADER_BYTES + chunk * CHUNK_BYTES
+    if field == "magic":
+        data[start : start + 8] = b"XXXXXXXX"
+    else:
+        data[start + 44 : start + 52] = bytes(8)  # last record's offset, free space's offset
+    path = tmp_path / "damaged.evtx"
+    path.write_bytes(bytes(data))
+
+    first = read_evtx(path)
+    ids = [e.record_id for block, _ in first for e in block.records]  # type: ignore[union-attr]
+    again = read_evtx(path, position=first.position)
+    more = [e.record_id for block, _ in again for e in block.records]  # type: ignore[union-attr]
+
+    assert ids == list(delivered)
+    assert first.stats.unreadable == 2261 - len(delivered)
+    assert (more, again.stats.unreadable) == ([], 0)
+
+
 def test_a_chunk_with_damaged_records_is_counted(tmp_path: Path) -> None:
     data = bytearray((FIXTURES / "security.evtx").read_bytes())
     start = HEADER_BYTES + 5 * CHUNK_BYTES + 600
