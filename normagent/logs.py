@@ -964,6 +964,7 @@ def _log_evtx_pass(ctx: RunContext, path: str, stats: Any) -> None:
             "evtx_records_unreadable",
             path=path,
             unreadable=stats.unreadable,
+            offset=stats.damage_offset,
             damaged_numbers=stats.implausible,
             parse_errors=stats.errors,
             damaged_chunks=stats.chunks_damaged,
@@ -1578,6 +1579,8 @@ def _evtx_blocks(path: str, damage: list[str]) -> Iterator[LogBlock]:
             raise InputError(f"{path}: {exc.strerror or exc}") from exc
         stats = reader.stats
         total.unreadable += stats.unreadable
+        if stats.damage_offset:
+            total.damaged_at(stats.damage_offset)
         total.implausible += stats.implausible
         total.chunks_damaged = max(total.chunks_damaged, stats.chunks_damaged)
         total.truncated = total.truncated or stats.truncated
@@ -1591,13 +1594,14 @@ def _evtx_blocks(path: str, damage: list[str]) -> Iterator[LogBlock]:
         crashes.append(f"{said}; that chunk skipped")
         position = reader.position.skipping(chunk)
     damage.extend(crashes)
-    for n, one, many in (
-        (total.chunks_damaged, "damaged chunk header", "damaged chunk headers"),
-        (total.unreadable, "record announced but unreadable", "records announced but unreadable"),
-        (total.implausible, "record with a damaged number", "records with a damaged number"),
+    where = f" (the first in the chunk at offset {total.damage_offset:,})" if total.damage_offset else ""
+    for n, one, many, at in (
+        (total.chunks_damaged, "damaged chunk header", "damaged chunk headers", ""),
+        (total.unreadable, "record announced but unreadable", "records announced but unreadable", where),
+        (total.implausible, "record with a damaged number", "records with a damaged number", ""),
     ):
         if n:
-            damage.append(f"{n:,} {one if n == 1 else many}")
+            damage.append(f"{n:,} {one if n == 1 else many}{at}")
     if total.truncated:  # the agent waits for the rest of such a chunk; a one-shot command says so
         damage.append("the file ends inside a chunk (cut short, or a copy still being written): that chunk's records were not read")
 

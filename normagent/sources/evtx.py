@@ -284,6 +284,8 @@ class EvtxStats:
         truncated: The file ends inside a chunk (a truncated file, or a copy still being
             written); that chunk's missing records are not counted as unreadable, as they may
             still arrive.
+        damage_offset: File offset of the first chunk (in file order) that records counted in
+            ``unreadable`` by this pass belong to, for the log line that says where; 0: none.
     """
 
     records: int = 0
@@ -299,6 +301,11 @@ class EvtxStats:
     chunks_skipped: int = 0
     out_of_order: int = 0
     truncated: bool = False
+    damage_offset: int = 0
+
+    def damaged_at(self, offset: int) -> None:
+        """Note that records of the chunk at ``offset`` were counted unreadable."""
+        self.damage_offset = min(self.damage_offset or offset, offset)
 
     def to_json(self) -> dict[str, JSONValue]:
         """The counts as a JSON object (the EVTX worker process reports them after each block)."""
@@ -510,6 +517,7 @@ class EvtxReader:
                             # nothing): announced and never delivered, as a gap is. Counted once:
                             # the position passes it with this block.
                             self.stats.unreadable += 1
+                            self.stats.damaged_at(span.offset)
                             counted_through = header_id
                     elif self._wanted(event):
                         records.append(event)
@@ -645,6 +653,7 @@ def _count_unreadable(chunk: Chunk, low: int, high: int, counted_through: int, s
     if low > high:
         return counted_through
     stats.unreadable += high - low + 1
+    stats.damaged_at(chunk_span(chunk).offset)
     return high
 
 
