@@ -1045,6 +1045,12 @@ class _ChunkView(io.RawIOBase):
 
     The evtx parser reads it as a file of one chunk, so every record it yields is known to come
     from that chunk: a record's number can be checked against the chunk that holds it.
+
+    The chunk header's last record id (``_LAST_ID_AT``) reads as the largest number: evtx stops a
+    chunk at the first record whose number is at or above it, so one record whose number was
+    damaged into the chunk's last (618 read as 622 in a chunk of 531..622) ended the chunk there,
+    and the good records after it were lost. The chunk ends at its free space all the same, and
+    ``consistent_records`` leaves out whatever number does not fit.
     """
 
     def __init__(self, path: Path) -> None:
@@ -1100,6 +1106,14 @@ class _ChunkView(io.RawIOBase):
             got = self._file.readinto(view[done : done + want])
             if not got:
                 break  # the file shrank under us: end of data
+            if part == 1 and within < _LAST_ID_AT + 8 and within + got > _LAST_ID_AT:
+                # The chunk header's last record id, as the largest number (see the class).
+                low, high = max(within, _LAST_ID_AT), min(within + got, _LAST_ID_AT + 8)
+                view[done + low - within : done + high - within] = _NO_LAST_ID[low - _LAST_ID_AT : high - _LAST_ID_AT]
             done += got
             self._pos += got
         return done
+
+
+_LAST_ID_AT = 32  # offset of a chunk header's last record id (u64; the record number is at 16)
+_NO_LAST_ID = b"\xff" * 8

@@ -420,6 +420,18 @@ def test_any_flipped_bits_in_record_numbers_cost_those_records_only(
     assert unreadable == len(damaged)
 
 
+@pytest.mark.parametrize(("blocks_per_run", "block_records"), [(1, 97), (1, 1000)])
+def test_a_number_damaged_into_its_chunks_last_costs_that_record_only(tmp_path: Path, blocks_per_run: int, block_records: int) -> None:
+    """Record 618 reads 622, the last number of its chunk (531..622): evtx ends a chunk at the
+    first record numbered at or above the chunk's last, so 619..622 were lost with it."""
+    path = with_record_number(SECURITY, tmp_path / "damaged.evtx", 618, 622)
+
+    delivered, unreadable, _ = run_in_steps(path, blocks_per_run, block_records)
+
+    assert delivered == [n for n in ALL if n != 618]
+    assert unreadable == 1
+
+
 def test_runs_interrupted_around_a_damaged_number_deliver_the_rest_exactly_once(tmp_path: Path) -> None:
     path = with_record_number(SECURITY, tmp_path / "damaged.evtx", 101, 101 ^ (1 << 24))
 
