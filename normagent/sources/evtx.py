@@ -688,7 +688,8 @@ def scan_chunks(path: Path) -> tuple[list[Chunk], int]:
         bound = _next_record(header)
         chunks: list[Chunk] = []
         damaged = 0
-        lost: list[int] = []  # indexes of damaged chunk headers
+        lost: list[tuple[int, bool]] = []  # damaged chunk headers: index, and whether the parser can read it
+        walked: list[tuple[int, tuple[int, int]]] = []  # chunks whose first number their records deny
         index = 0
         while HEADER_BYTES + index * CHUNK_BYTES < size:
             offset = HEADER_BYTES + index * CHUNK_BYTES
@@ -709,29 +710,40 @@ def scan_chunks(path: Path) -> tuple[list[Chunk], int]:
                         f.seek(offset)
                         numbers = _walk_numbers(f.read(CHUNK_BYTES))
                         seen = min(numbers[1], last) if numbers is not None and numbers[0] == first else 0
+                        if numbers is not None and numbers[0] != first:
+                            walked.append((len(chunks), numbers))
                     chunks.append(Chunk(index=index, first=first, last=last, size=present, free=min(free, present), trusted=trusted, seen=seen))
                 elif first or last:
                     damaged += 1
-                    lost.append(index)
+                    lost.append((index, not trusted))
             elif head[:40].strip(b"\x00"):
                 damaged += 1  # not zero-filled (an unused chunk) yet not a chunk: damaged
-                lost.append(index)
+                lost.append((index, False))
             index += 1
+        for i, (first, last) in walked:
+            # The header's checksum fails and its first number is not its first record's: the
+            # number is damaged (1 read as 9 left records 1..8 below the oldest chunk, lost).
+            # The records' own numbers stand, unless another chunk holds them.
+            if (bound is None or last < bound) and not any(c.first <= last and first <= c.last for j, c in enumerate(chunks) if j != i):
+                chunks[i] = replace(chunks[i], first=first, last=last, seen=last)
         chunks += _damaged_chunks(f, lost, size, bound, chunks)
     return chunks, damaged
 
 
-def _damaged_chunks(f: BinaryIO, indexes: list[int], size: int, bound: int | None, chunks: list[Chunk]) -> list[Chunk]:
-    """The chunks among ``indexes`` (damaged headers) whose record headers still tell their numbers.
+def _damaged_chunks(f: BinaryIO, lost: list[tuple[int, bool]], size: int, bound: int | None, chunks: list[Chunk]) -> list[Chunk]:
+    """The chunks among ``lost`` (damaged headers: index, readable) whose record headers still
+    tell their numbers.
 
-    Such a chunk is not parsed (``Chunk.damaged``), but its numbers are counted as unreadable:
-    where it is the oldest or the newest chunk, no neighbour's numbers tell that it held any. The
-    numbers are the first run of record headers, walked by their sizes, that rise one by one; a
-    run that overlaps a readable chunk's numbers (a stale copy) or lies at or past the file
-    header's next record number is left out.
+    A chunk whose header is not a chunk header is not parsed (``Chunk.damaged``), but its numbers
+    are counted as unreadable: where it is the oldest or the newest chunk, no neighbour's numbers
+    tell that it held any. One that is a chunk header with numbers that cannot be true and a
+    checksum that fails (``readable``: one flipped bit in its first number) is read by those
+    numbers. The numbers are the first run of record headers, walked by their sizes, that rise
+    one by one; a run that overlaps a readable chunk's numbers (a stale copy) or lies at or past
+    the file header's next record number is left out.
     """
     out: list[Chunk] = []
-    for index in indexes:
+    for index, readable in lost:
         offset = HEADER_BYTES + index * CHUNK_BYTES
         f.seek(offset)
         data = f.read(CHUNK_BYTES)
@@ -744,7 +756,7 @@ def _damaged_chunks(f: BinaryIO, indexes: list[int], size: int, bound: int | Non
         if any(c.first <= last and first <= c.last for c in chunks):
             continue
         present = min(CHUNK_BYTES, size - offset)
-        out.append(Chunk(index=index, first=first, last=last, size=present, free=present, trusted=False, damaged=True, seen=last))
+        out.append(Chunk(index=index, first=first, last=last, size=present, free=present, trusted=False, damaged=not readable, seen=last))
     return out
 
 

@@ -594,6 +594,20 @@ def test_a_damaged_oldest_or_newest_chunk_has_its_records_counted_once(tmp_path:
     assert (more, again.stats.unreadable) == ([], 0)
 
 
+@pytest.mark.parametrize("first", [9, 1 | 1 << 40])
+def test_a_damaged_first_number_of_the_oldest_chunk_loses_no_record(tmp_path: Path, first: int) -> None:
+    """Chunk 0's header says its first record is 9 (or 2**40 + 1), its checksum fails: records 1..8
+    (every one) fell below it and were left out as implausible, counted nowhere. Its records'
+    own numbers stand where no other chunk holds them."""
+    path = with_chunk_number(SECURITY, tmp_path / "damaged.evtx", 0, "first", first)
+
+    reader = read_evtx(path)
+    ids = [e.record_id for block, _ in reader for e in block.records]  # type: ignore[union-attr]
+
+    assert ids == list(ALL)
+    assert (reader.stats.unreadable, reader.stats.implausible) == (0, 0)
+
+
 def test_a_chunk_with_damaged_records_is_counted(tmp_path: Path) -> None:
     data = bytearray((FIXTURES / "security.evtx").read_bytes())
     start = HEADER_BYTES + 5 * CHUNK_BYTES + 600
