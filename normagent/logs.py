@@ -956,6 +956,9 @@ def _log_evtx_pass(ctx: RunContext, path: str, stats: Any) -> None:
     """One line for what a pass over a file found wrong with it; nothing when all was well."""
     if stats.lost or stats.replaced:
         ctx.log.warning("evtx_records_missed", path=path, overwritten=stats.lost, replaced=stats.replaced)
+    if stats.changed:
+        # Copied over in place, or a circular log that wrapped, while it was read: read on next run.
+        ctx.log.info("evtx_file_changed_while_read", path=path, retry="next run")
     if stats.relocated:
         # The file held the log read before, but not where the position said: nothing counted twice.
         ctx.log.warning("evtx_position_relocated", path=path)

@@ -286,6 +286,10 @@ class EvtxStats:
             still arrive.
         damage_offset: File offset of the first chunk (in file order) that records counted in
             ``unreadable`` by this pass belong to, for the log line that says where; 0: none.
+        changed: The file changed under the pass: a chunk's header, as the parser read it, gave
+            another first number than when the file was scanned (a file copied over this one in
+            place, a circular log that wrapped). Its records were not taken (they may be another
+            file's, numbered as this one's), the pass ended there, the next one reads on.
     """
 
     records: int = 0
@@ -302,6 +306,7 @@ class EvtxStats:
     out_of_order: int = 0
     truncated: bool = False
     damage_offset: int = 0
+    changed: bool = False
 
     def damaged_at(self, offset: int) -> None:
         """Note that records of the chunk at ``offset`` were counted unreadable."""
@@ -339,6 +344,7 @@ class Chunk:
     trusted: bool = True  # the chunk header's checksum holds
     damaged: bool = False  # its header is no chunk header: first..last is what its record headers say
     seen: int = 0  # header checksum fails: the last number its record headers show within first..last; 0: none
+    header_first: int = 0  # the first number its header gave when the file was scanned, damaged or not
 
 
 def read_evtx(
@@ -484,6 +490,9 @@ class EvtxReader:
                 parsed = self._chunk_records(view, chunk)
                 if self.on_chunk is not None:
                     self.on_chunk(None)
+                if view.first_number() not in (None, chunk.header_first):
+                    self.stats.changed = True
+                    break
                 if self.position.crashed is not None and self.position.crashed.same_chunk(span):
                     self.position = replace(self.position, crashed=None, crashes=0)  # it parses: the crash was bad luck
                 for header_id, stamp, data in parsed:
@@ -712,7 +721,7 @@ def scan_chunks(path: Path) -> tuple[list[Chunk], int]:
                         seen = min(numbers[1], last) if numbers is not None and numbers[0] == first else 0
                         if numbers is not None and numbers[0] != first:
                             walked.append((len(chunks), numbers))
-                    chunks.append(Chunk(index=index, first=first, last=last, size=present, free=min(free, present), trusted=trusted, seen=seen))
+                    chunks.append(Chunk(index=index, first=first, last=last, size=present, free=min(free, present), trusted=trusted, seen=seen, header_first=first))
                 elif first or last:
                     damaged += 1
                     lost.append((index, not trusted))
@@ -756,7 +765,8 @@ def _damaged_chunks(f: BinaryIO, lost: list[tuple[int, bool]], size: int, bound:
         if any(c.first <= last and first <= c.last for c in chunks):
             continue
         present = min(CHUNK_BYTES, size - offset)
-        out.append(Chunk(index=index, first=first, last=last, size=present, free=present, trusted=False, damaged=not readable, seen=last))
+        (header_first,) = struct.unpack_from("<Q", data, 8)
+        out.append(Chunk(index=index, first=first, last=last, size=present, free=present, trusted=False, damaged=not readable, seen=last, header_first=header_first))
     return out
 
 
@@ -1074,6 +1084,8 @@ class _ChunkView(io.RawIOBase):
         self._starts = [0]
         self._size = HEADER_BYTES
         self._pos = 0
+        self._first = bytearray(8)
+        self._first_read = 0
 
     def show(self, chunk: Chunk) -> None:
         """Make the view the file's header and ``chunk``, read from the start."""
@@ -1081,6 +1093,12 @@ class _ChunkView(io.RawIOBase):
         self._starts = [0, HEADER_BYTES]
         self._size = HEADER_BYTES + chunk.size
         self._pos = 0
+        self._first = bytearray(8)  # the chunk header's first record number, as the parser read it
+        self._first_read = 0  # which of its bytes were read (a bit each)
+
+    def first_number(self) -> int | None:
+        """The chunk header's first record number as the parser read it; None if it did not read it."""
+        return int.from_bytes(self._first, "little") if self._first_read == 0xFF else None
 
     def __enter__(self) -> _ChunkView:
         return self
@@ -1118,6 +1136,10 @@ class _ChunkView(io.RawIOBase):
             got = self._file.readinto(view[done : done + want])
             if not got:
                 break  # the file shrank under us: end of data
+            if part == 1 and within < _FIRST_AT + 8 and within + got > _FIRST_AT:
+                low, high = max(within, _FIRST_AT), min(within + got, _FIRST_AT + 8)
+                self._first[low - _FIRST_AT : high - _FIRST_AT] = view[done + low - within : done + high - within]
+                self._first_read |= ((1 << (high - low)) - 1) << (low - _FIRST_AT)
             if part == 1 and within < _LAST_ID_AT + 8 and within + got > _LAST_ID_AT:
                 # The chunk header's last record id, as the largest number (see the class).
                 low, high = max(within, _LAST_ID_AT), min(within + got, _LAST_ID_AT + 8)
@@ -1127,5 +1149,6 @@ class _ChunkView(io.RawIOBase):
         return done
 
 
+_FIRST_AT = 8  # offset of a chunk header's first record number (u64)
 _LAST_ID_AT = 32  # offset of a chunk header's last record id (u64; the record number is at 16)
 _NO_LAST_ID = b"\xff" * 8

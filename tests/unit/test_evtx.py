@@ -608,6 +608,30 @@ def test_a_damaged_first_number_of_the_oldest_chunk_loses_no_record(tmp_path: Pa
     assert (reader.stats.unreadable, reader.stats.implausible) == (0, 0)
 
 
+def test_a_file_copied_over_in_place_while_it_is_read_is_not_read_as_the_old_one(tmp_path: Path) -> None:
+    """``cp`` of another export onto the file mid-pass: the pass went on with the chunk map of the
+    old file over the new one's bytes, delivered System records as the Security log's next
+    numbers, counted others unreadable, and the next pass took the file for the same log (the
+    new file's first records were never read). The pass ends at the first chunk whose header
+    changed; the next one finds a new file and reads it whole."""
+    path = tmp_path / "Security.evtx"
+    shutil.copy(SECURITY, path)
+    system = (FIXTURES / "system.evtx").read_bytes()
+
+    first = read_evtx(path, block_records=50)
+    channels = []
+    for block, _ in first:
+        channels += [e.channel for e in block.records]  # type: ignore[union-attr]
+        if len(channels) == 50:
+            path.write_bytes(system)  # in place: the same inode, as cp writes it
+    second = read_evtx(path, position=first.position)
+    ids = [e.record_id for block, _ in second for e in block.records]  # type: ignore[union-attr]
+
+    assert set(channels) == {"Security"} and first.stats.changed
+    assert (first.stats.unreadable, second.stats.unreadable) == (0, 0)
+    assert second.stats.replaced and ids == list(range(1, 1882))
+
+
 def test_a_chunk_with_damaged_records_is_counted(tmp_path: Path) -> None:
     data = bytearray((FIXTURES / "security.evtx").read_bytes())
     start = HEADER_BYTES + 5 * CHUNK_BYTES + 600
