@@ -42,9 +42,16 @@ How a file is read, and why:
   is counted in ``stats.errors``, as is a record it gives whose content is no event (its BinXML
   decodes to ``{"Event": null}``). A damaged record can make the rest of its chunk unreadable, so
   ``stats.unreadable`` counts the record numbers a chunk header announces that were not delivered
-  (such a record included);
-  the position remembers how far that was counted, so a damaged chunk that is re-read on the next
-  run is not counted twice.
+  (such a record included); the position remembers how far that was counted, so a damaged chunk
+  that is re-read on the next run is not counted twice. A chunk whose header is damaged is
+  placed by its records' own headers (walked by their sizes, numbers rising one by one): read
+  by them where only its numbers are damaged, counted unreadable by them where it is no chunk
+  header at all, so an oldest or newest chunk, which no neighbour's numbers account for, is not
+  lost without a count.
+* A file copied over in place while a pass reads it (``cp`` onto it) shows the pass the new
+  file's chunks under the old file's chunk map: the pass ends at the first chunk whose header
+  the parser read with another first number than the scan did (``stats.changed``), and the
+  next pass sees the new file as such.
 * A chunk that crashes the native parser (a segfault, a Rust panic: the pass runs in a child
   process, see ``normagent.sources.evtx_process``) would otherwise stop the file there for good:
   every pass resumes from the committed position and crashes on the same chunk. So the reader
