@@ -956,6 +956,9 @@ def _log_evtx_pass(ctx: RunContext, path: str, stats: Any) -> None:
     """One line for what a pass over a file found wrong with it; nothing when all was well."""
     if stats.lost or stats.replaced:
         ctx.log.warning("evtx_records_missed", path=path, overwritten=stats.lost, replaced=stats.replaced)
+    if stats.changed:
+        # Copied over in place, or a circular log that wrapped, while it was read: read on next run.
+        ctx.log.info("evtx_file_changed_while_read", path=path, retry="next run")
     if stats.relocated:
         # The file held the log read before, but not where the position said: nothing counted twice.
         ctx.log.warning("evtx_position_relocated", path=path)
@@ -964,6 +967,7 @@ def _log_evtx_pass(ctx: RunContext, path: str, stats: Any) -> None:
             "evtx_records_unreadable",
             path=path,
             unreadable=stats.unreadable,
+            offset=stats.damage_offset,
             damaged_numbers=stats.implausible,
             parse_errors=stats.errors,
             damaged_chunks=stats.chunks_damaged,
@@ -1578,6 +1582,8 @@ def _evtx_blocks(path: str, damage: list[str]) -> Iterator[LogBlock]:
             raise InputError(f"{path}: {exc.strerror or exc}") from exc
         stats = reader.stats
         total.unreadable += stats.unreadable
+        if stats.damage_offset:
+            total.damaged_at(stats.damage_offset)
         total.implausible += stats.implausible
         total.chunks_damaged = max(total.chunks_damaged, stats.chunks_damaged)
         total.truncated = total.truncated or stats.truncated
@@ -1591,13 +1597,14 @@ def _evtx_blocks(path: str, damage: list[str]) -> Iterator[LogBlock]:
         crashes.append(f"{said}; that chunk skipped")
         position = reader.position.skipping(chunk)
     damage.extend(crashes)
-    for n, one, many in (
-        (total.chunks_damaged, "damaged chunk header", "damaged chunk headers"),
-        (total.unreadable, "record announced but unreadable", "records announced but unreadable"),
-        (total.implausible, "record with a damaged number", "records with a damaged number"),
+    where = f" (the first in the chunk at offset {total.damage_offset:,})" if total.damage_offset else ""
+    for n, one, many, at in (
+        (total.chunks_damaged, "damaged chunk header", "damaged chunk headers", ""),
+        (total.unreadable, "record announced but unreadable", "records announced but unreadable", where),
+        (total.implausible, "record with a damaged number", "records with a damaged number", ""),
     ):
         if n:
-            damage.append(f"{n:,} {one if n == 1 else many}")
+            damage.append(f"{n:,} {one if n == 1 else many}{at}")
     if total.truncated:  # the agent waits for the rest of such a chunk; a one-shot command says so
         damage.append("the file ends inside a chunk (cut short, or a copy still being written): that chunk's records were not read")
 

@@ -39,10 +39,19 @@ How a file is read, and why:
 * Damage: ``evtx`` raises ``RuntimeError`` for a record it cannot decode and carries on with the
   next one. We catch it per record (``skip_errors=True`` would report through ``warnings``, whose
   state is process-global and not thread-safe, and older ``evtx`` versions lack the keyword): each
-  is counted in ``stats.errors``. A damaged record can make the rest of its chunk unreadable, so
-  ``stats.unreadable`` counts the record numbers a chunk header announces that were not delivered;
-  the position remembers how far that was counted, so a damaged chunk that is re-read on the next
-  run is not counted twice.
+  is counted in ``stats.errors``, as is a record it gives whose content is no event (its BinXML
+  decodes to ``{"Event": null}``). A damaged record can make the rest of its chunk unreadable, so
+  ``stats.unreadable`` counts the record numbers a chunk header announces that were not delivered
+  (such a record included); the position remembers how far that was counted, so a damaged chunk
+  that is re-read on the next run is not counted twice. A chunk whose header is damaged is
+  placed by its records' own headers (walked by their sizes, numbers rising one by one): read
+  by them where only its numbers are damaged, counted unreadable by them where it is no chunk
+  header at all, so an oldest or newest chunk, which no neighbour's numbers account for, is not
+  lost without a count.
+* A file copied over in place while a pass reads it (``cp`` onto it) shows the pass the new
+  file's chunks under the old file's chunk map: the pass ends at the first chunk whose header
+  the parser read with another first number than the scan did (``stats.changed``), and the
+  next pass sees the new file as such.
 * A chunk that crashes the native parser (a segfault, a Rust panic: the pass runs in a child
   process, see ``normagent.sources.evtx_process``) would otherwise stop the file there for good:
   every pass resumes from the committed position and crashes on the same chunk. So the reader
@@ -261,7 +270,9 @@ class EvtxStats:
         errors: Parse errors the evtx parser raised in this pass (each skips what it could not
             decode). The chunk holding the position is parsed again on the next run and reports
             its errors again: for a counter, use ``unreadable``, which is counted once.
-        unreadable: Record numbers announced by chunk headers that could not be read (damage).
+        unreadable: Record numbers announced by chunk headers that could not be read (damage),
+            and records the parser gave whose content is no event (``{"Event": null}``: BinXML
+            that decodes to nothing); counted once, however often a chunk is read.
         implausible: Records whose header number does not fit their chunk (a damaged number):
             skipped, as are their errors in ``errors``; the number they should have had is
             missing from the chunk and counted in ``unreadable``. Like ``errors``, counted again
@@ -271,7 +282,8 @@ class EvtxStats:
         relocated: The position's record was not where the position said, but the file is the
             same log (that record's time at another number, or a record read before still in it):
             reading went on from there, and nothing was read twice.
-        chunks_damaged: Chunks whose header is not an EVTX chunk header (skipped whole).
+        chunks_damaged: Chunks whose header is not an EVTX chunk header (skipped whole; the
+            numbers their record headers give, or the gap they leave, count in ``unreadable``).
         chunks_skipped: Chunks skipped because the parser crashed in them twice (see
             ``EvtxPosition.crashes``); their numbers after the position are in ``unreadable``.
         out_of_order: Records numbered at or below one already read in this pass (a stale
@@ -279,6 +291,12 @@ class EvtxStats:
         truncated: The file ends inside a chunk (a truncated file, or a copy still being
             written); that chunk's missing records are not counted as unreadable, as they may
             still arrive.
+        damage_offset: File offset of the first chunk (in file order) that records counted in
+            ``unreadable`` by this pass belong to, for the log line that says where; 0: none.
+        changed: The file changed under the pass: a chunk's header, as the parser read it, gave
+            another first number than when the file was scanned (a file copied over this one in
+            place, a circular log that wrapped). Its records were not taken (they may be another
+            file's, numbered as this one's), the pass ended there, the next one reads on.
     """
 
     records: int = 0
@@ -294,6 +312,12 @@ class EvtxStats:
     chunks_skipped: int = 0
     out_of_order: int = 0
     truncated: bool = False
+    damage_offset: int = 0
+    changed: bool = False
+
+    def damaged_at(self, offset: int) -> None:
+        """Note that records of the chunk at ``offset`` were counted unreadable."""
+        self.damage_offset = min(self.damage_offset or offset, offset)
 
     def to_json(self) -> dict[str, JSONValue]:
         """The counts as a JSON object (the EVTX worker process reports them after each block)."""
@@ -325,6 +349,9 @@ class Chunk:
     next_first: int = 0  # first record number of the chunk that follows in record order; 0: none
     free: int = CHUNK_BYTES  # where the chunk's free space starts: its records end there
     trusted: bool = True  # the chunk header's checksum holds
+    damaged: bool = False  # its header is no chunk header: first..last is what its record headers say
+    seen: int = 0  # header checksum fails: the last number its record headers show within first..last; 0: none
+    header_first: int = 0  # the first number its header gave when the file was scanned, damaged or not
 
 
 def read_evtx(
@@ -449,11 +476,13 @@ class EvtxReader:
                 span = chunk_span(chunk)
                 if chunk.next_first and after < chunk.first and chunk.next_first - 1 <= counted_before:
                     continue  # every number it holds was counted unreadable: nothing in it can be delivered
-                if self.position.skips(span):
-                    # The parser crashed in this chunk on two passes: its numbers after the position
-                    # count as unreadable (once: the position carries how far), and reading goes on.
+                if chunk.damaged or self.position.skips(span):
+                    # Its header is damaged, or the parser crashed in it on two passes: its numbers
+                    # after the position count as unreadable (once: the position carries how far),
+                    # and reading goes on.
                     counted_through = _count_unreadable(chunk, chunk.first, _chunk_end(chunk, before), max(counted_through, last_id), self.stats)
-                    self.stats.chunks_skipped += 1
+                    if not chunk.damaged:
+                        self.stats.chunks_skipped += 1
                     if self.stats.unreadable > reported_unreadable:
                         # Out with the count at once: should the next chunk crash the parser too, the
                         # position that takes its mark already says this one was counted (and is
@@ -468,6 +497,9 @@ class EvtxReader:
                 parsed = self._chunk_records(view, chunk)
                 if self.on_chunk is not None:
                     self.on_chunk(None)
+                if view.first_number() not in (None, chunk.header_first):
+                    self.stats.changed = True
+                    break
                 if self.position.crashed is not None and self.position.crashed.same_chunk(span):
                     self.position = replace(self.position, crashed=None, crashes=0)  # it parses: the crash was bad luck
                 for header_id, stamp, data in parsed:
@@ -495,7 +527,15 @@ class EvtxReader:
                     scanned += 1
                     last_id, last_stamp = header_id, stamp
                     event = self._event(header_id, stamp, data)
-                    if event is not None:
+                    if event is None:
+                        if header_id > counted_through:
+                            # The parser gave this record, but no event (its XML decoded to
+                            # nothing): announced and never delivered, as a gap is. Counted once:
+                            # the position passes it with this block.
+                            self.stats.unreadable += 1
+                            self.stats.damaged_at(span.offset)
+                            counted_through = header_id
+                    elif self._wanted(event):
                         records.append(event)
                     if len(records) >= self._block or scanned >= self._block * SCAN_FACTOR:
                         # The position carries how far unreadable numbers were counted, so the
@@ -527,19 +567,23 @@ class EvtxReader:
         return kept
 
     def _event(self, header_id: int, stamp: str, data: str) -> WindowsEvent | None:
+        """The record as an event; None (counted in ``errors``) if its JSON is no event."""
         try:
-            event = to_windows_event(json.loads(data), header_id, stamp)
-        except (ValueError, TypeError, KeyError, AttributeError):
+            return to_windows_event(json.loads(data), header_id, stamp)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             self.stats.errors += 1
             return None
+
+    def _wanted(self, event: WindowsEvent) -> bool:
+        """Whether ``event`` passes the channel and event-id filters (counted in ``matched`` or ``skipped``)."""
         if self._channels is not None and event.channel.casefold() not in self._channels:
             self.stats.skipped += 1
-            return None
+            return False
         if self._event_ids is not None and event.event_id not in self._event_ids:
             self.stats.skipped += 1
-            return None
+            return False
         self.stats.matched += 1
-        return event
+        return True
 
 
 def _records(view: _ChunkView, stats: EvtxStats) -> Iterator[tuple[int, str, str]]:
@@ -625,6 +669,7 @@ def _count_unreadable(chunk: Chunk, low: int, high: int, counted_through: int, s
     if low > high:
         return counted_through
     stats.unreadable += high - low + 1
+    stats.damaged_at(chunk_span(chunk).offset)
     return high
 
 
@@ -632,10 +677,12 @@ def _chunk_end(chunk: Chunk, delivered: int) -> int:
     """The last number a finished chunk accounts for; ``delivered`` is the last it delivered.
 
     Up to the next chunk's first record: a chunk whose header is damaged leaves a gap there. The
-    newest chunk ends where its header says, unless that header's checksum fails.
+    newest chunk ends where its header says, unless that header's checksum fails: then at the
+    last record both its header and its record headers show (``Chunk.seen``), a record present
+    in the file that the parser could not give.
     """
     if not chunk.next_first and not chunk.trusted:
-        return delivered
+        return max(delivered, chunk.seen)
     return max(chunk.last, chunk.next_first - 1)
 
 
@@ -657,6 +704,8 @@ def scan_chunks(path: Path) -> tuple[list[Chunk], int]:
         bound = _next_record(header)
         chunks: list[Chunk] = []
         damaged = 0
+        lost: list[tuple[int, bool]] = []  # damaged chunk headers: index, and whether the parser can read it
+        walked: list[tuple[int, tuple[int, int]]] = []  # chunks whose first number their records deny
         index = 0
         while HEADER_BYTES + index * CHUNK_BYTES < size:
             offset = HEADER_BYTES + index * CHUNK_BYTES
@@ -672,13 +721,73 @@ def scan_chunks(path: Path) -> tuple[list[Chunk], int]:
                 if not trusted:
                     last = min(last, first + MAX_RECORDS_PER_CHUNK - 1)
                 if 1 <= first <= last and last - first < MAX_RECORDS_PER_CHUNK:
-                    chunks.append(Chunk(index=index, first=first, last=last, size=present, free=min(free, present), trusted=trusted))
+                    seen = 0
+                    if not trusted:
+                        f.seek(offset)
+                        numbers = _walk_numbers(f.read(CHUNK_BYTES))
+                        seen = min(numbers[1], last) if numbers is not None and numbers[0] == first else 0
+                        if numbers is not None and numbers[0] != first:
+                            walked.append((len(chunks), numbers))
+                    chunks.append(Chunk(index=index, first=first, last=last, size=present, free=min(free, present), trusted=trusted, seen=seen, header_first=first))
                 elif first or last:
                     damaged += 1
+                    lost.append((index, not trusted))
             elif head[:40].strip(b"\x00"):
                 damaged += 1  # not zero-filled (an unused chunk) yet not a chunk: damaged
+                lost.append((index, False))
             index += 1
+        for i, (first, last) in walked:
+            # The header's checksum fails and its first number is not its first record's: the
+            # number is damaged (1 read as 9 left records 1..8 below the oldest chunk, lost).
+            # The records' own numbers stand, unless another chunk holds them.
+            if (bound is None or last < bound) and not any(c.first <= last and first <= c.last for j, c in enumerate(chunks) if j != i):
+                chunks[i] = replace(chunks[i], first=first, last=last, seen=last)
+        chunks += _damaged_chunks(f, lost, size, bound, chunks)
     return chunks, damaged
+
+
+def _damaged_chunks(f: BinaryIO, lost: list[tuple[int, bool]], size: int, bound: int | None, chunks: list[Chunk]) -> list[Chunk]:
+    """The chunks among ``lost`` (damaged headers: index, readable) whose record headers still
+    tell their numbers.
+
+    A chunk whose header is not a chunk header is not parsed (``Chunk.damaged``), but its numbers
+    are counted as unreadable: where it is the oldest or the newest chunk, no neighbour's numbers
+    tell that it held any. One that is a chunk header with numbers that cannot be true and a
+    checksum that fails (``readable``: one flipped bit in its first number) is read by those
+    numbers. The numbers are the first run of record headers, walked by their sizes, that rise
+    one by one; a run that overlaps a readable chunk's numbers (a stale copy) or lies at or past
+    the file header's next record number is left out.
+    """
+    out: list[Chunk] = []
+    for index, readable in lost:
+        offset = HEADER_BYTES + index * CHUNK_BYTES
+        f.seek(offset)
+        data = f.read(CHUNK_BYTES)
+        numbers = _walk_numbers(data)
+        if not numbers:
+            continue
+        first, last = numbers
+        if bound is not None and last >= bound:
+            continue
+        if any(c.first <= last and first <= c.last for c in chunks):
+            continue
+        present = min(CHUNK_BYTES, size - offset)
+        (header_first,) = struct.unpack_from("<Q", data, 8)
+        out.append(Chunk(index=index, first=first, last=last, size=present, free=present, trusted=False, damaged=not readable, seen=last, header_first=header_first))
+    return out
+
+
+def _walk_numbers(data: bytes) -> tuple[int, int] | None:
+    """First and last number of the records at the start of a chunk's data whose numbers rise by one."""
+    offset = CHUNK_HEADER_BYTES
+    first = last = 0
+    while offset + RECORD_HEADER_BYTES <= len(data) and data[offset : offset + 4] == RECORD_MAGIC:
+        size, number = struct.unpack_from("<IQ", data, offset + 4)
+        if size < MIN_RECORD_BYTES or offset + size > len(data) or (last and number != last + 1):
+            break
+        first, last = first or number, number
+        offset += size
+    return (first, last) if first >= 1 and last - first < MAX_RECORDS_PER_CHUNK else None
 
 
 def check_file_header(path: Path, header: bytes) -> None:
@@ -965,6 +1074,12 @@ class _ChunkView(io.RawIOBase):
 
     The evtx parser reads it as a file of one chunk, so every record it yields is known to come
     from that chunk: a record's number can be checked against the chunk that holds it.
+
+    The chunk header's last record id (``_LAST_ID_AT``) reads as the largest number: evtx stops a
+    chunk at the first record whose number is at or above it, so one record whose number was
+    damaged into the chunk's last (618 read as 622 in a chunk of 531..622) ended the chunk there,
+    and the good records after it were lost. The chunk ends at its free space all the same, and
+    ``consistent_records`` leaves out whatever number does not fit.
     """
 
     def __init__(self, path: Path) -> None:
@@ -976,6 +1091,8 @@ class _ChunkView(io.RawIOBase):
         self._starts = [0]
         self._size = HEADER_BYTES
         self._pos = 0
+        self._first = bytearray(8)
+        self._first_read = 0
 
     def show(self, chunk: Chunk) -> None:
         """Make the view the file's header and ``chunk``, read from the start."""
@@ -983,6 +1100,12 @@ class _ChunkView(io.RawIOBase):
         self._starts = [0, HEADER_BYTES]
         self._size = HEADER_BYTES + chunk.size
         self._pos = 0
+        self._first = bytearray(8)  # the chunk header's first record number, as the parser read it
+        self._first_read = 0  # which of its bytes were read (a bit each)
+
+    def first_number(self) -> int | None:
+        """The chunk header's first record number as the parser read it; None if it did not read it."""
+        return int.from_bytes(self._first, "little") if self._first_read == 0xFF else None
 
     def __enter__(self) -> _ChunkView:
         return self
@@ -1020,6 +1143,19 @@ class _ChunkView(io.RawIOBase):
             got = self._file.readinto(view[done : done + want])
             if not got:
                 break  # the file shrank under us: end of data
+            if part == 1 and within < _FIRST_AT + 8 and within + got > _FIRST_AT:
+                low, high = max(within, _FIRST_AT), min(within + got, _FIRST_AT + 8)
+                self._first[low - _FIRST_AT : high - _FIRST_AT] = view[done + low - within : done + high - within]
+                self._first_read |= ((1 << (high - low)) - 1) << (low - _FIRST_AT)
+            if part == 1 and within < _LAST_ID_AT + 8 and within + got > _LAST_ID_AT:
+                # The chunk header's last record id, as the largest number (see the class).
+                low, high = max(within, _LAST_ID_AT), min(within + got, _LAST_ID_AT + 8)
+                view[done + low - within : done + high - within] = _NO_LAST_ID[low - _LAST_ID_AT : high - _LAST_ID_AT]
             done += got
             self._pos += got
         return done
+
+
+_FIRST_AT = 8  # offset of a chunk header's first record number (u64)
+_LAST_ID_AT = 32  # offset of a chunk header's last record id (u64; the record number is at 16)
+_NO_LAST_ID = b"\xff" * 8

@@ -926,6 +926,14 @@ def check_document(doc: MsgHeadHeader | AppRecHeader, wrapper: str = "", consume
 
 
 _XML_TYPES = ("text/xml", "application/xml", "application/soap+xml", "application/ebxml+xml")
+# The longest MIME header block (the file's, or one part's) handed to the e-mail package: its
+# parameter parser takes time growing with the square of a header's length (a Content-Type of
+# 1 MB of ";" took 15 s, one of 4 MB minutes), and an ebXML message's headers are a few hundred
+# bytes. A longer block makes the file ``header_too_large``.
+MIME_HEADER_BYTES = 64 * 1024
+# Parts of a multipart file that are looked at: an ebXML message has two or three (envelope,
+# payload, maybe an attachment); a file of 300,000 empty parts took seconds to split.
+MAX_MIME_PARTS = 100
 _PKCS7_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 
 
@@ -941,6 +949,13 @@ def _parse_mime(stream: _Stream, max_header_bytes: int) -> Parsed:
     """A MIME file: its parts are located in the first ``max_header_bytes`` (read into memory; a
     stored ebXML message is usually far smaller, and a larger one costs only that much)."""
     data, at_end = stream.read_up_to(max_header_bytes)
+    try:
+        return _parse_mime_data(data, at_end, stream, max_header_bytes)
+    except _Reject as why:
+        return Parsed(why.outcome, detail=why.detail, wrapper="mime", bytes_read=stream.consumed)
+
+
+def _parse_mime_data(data: bytes, at_end: bool, stream: _Stream, max_header_bytes: int) -> Parsed:
     split = _split_headers(data)
     if split is None:
         outcome: Outcome = "truncated" if at_end else "header_too_large"
@@ -953,8 +968,9 @@ def _parse_mime(stream: _Stream, max_header_bytes: int) -> Parsed:
         boundary = message.get_param("boundary")
         if not isinstance(boundary, str) or not boundary:
             return Parsed("malformed", detail="multipart without boundary", wrapper="mime", bytes_read=stream.consumed)
-        parts = _split_parts(body, boundary.encode("ascii", "replace"))
+        parts, more = _split_parts(body, boundary.encode("ascii", "replace"))
     else:
+        more = False
         encoding = str(message.get("Content-Transfer-Encoding", "")).strip().lower()
         parts = [_Part(ctype, encoding, body, at_end)]
     first: Parsed | None = None
@@ -971,6 +987,8 @@ def _parse_mime(stream: _Stream, max_header_bytes: int) -> Parsed:
     if first is None:
         if encrypted:
             return Parsed("encrypted", detail="MIME with only encrypted parts", wrapper="mime", bytes_read=stream.consumed)
+        if more:
+            return Parsed("unknown_format", detail=f"no XML part in the first {MAX_MIME_PARTS} MIME parts", wrapper="mime", bytes_read=stream.consumed)
         if not at_end and not parts:
             return Parsed("header_too_large", detail="no MIME part found", wrapper="mime", bytes_read=stream.consumed)
         outcome = "truncated" if at_end and not parts else "unknown_format"
@@ -988,8 +1006,16 @@ def _parse_mime(stream: _Stream, max_header_bytes: int) -> Parsed:
 
 
 def _split_headers(data: bytes) -> tuple[email.message.Message, bytes] | None:
-    match = re.search(rb"\r?\n\r?\n", data)
-    if match is None:
+    """The header block at the start of ``data`` (the file's or a part's), parsed, and what follows
+    it; None if it does not end.
+
+    Raises:
+        _Reject: ``header_too_large``, the block is longer than ``MIME_HEADER_BYTES``.
+    """
+    match = re.search(rb"\r?\n\r?\n", data[: MIME_HEADER_BYTES + 4])
+    if match is None or match.start() > MIME_HEADER_BYTES:
+        if len(data) > MIME_HEADER_BYTES:
+            raise _Reject("header_too_large", f"MIME headers longer than {MIME_HEADER_BYTES:,} bytes")
         return None
     head = data[: match.start()] + b"\n"
     # The e-mail package (about 1 MB resident) is imported by the first MIME-wrapped message only.
@@ -1000,11 +1026,14 @@ def _split_headers(data: bytes) -> tuple[email.message.Message, bytes] | None:
     return message, data[match.end() :]
 
 
-def _split_parts(body: bytes, boundary: bytes) -> list[_Part]:
+def _split_parts(body: bytes, boundary: bytes) -> tuple[list[_Part], bool]:
+    """The parts among the first ``MAX_MIME_PARTS``, and whether more follow (not looked at)."""
     delimiter = b"--" + boundary
     parts: list[_Part] = []
     pos = body.find(delimiter)
-    while pos != -1:
+    for _ in range(MAX_MIME_PARTS):
+        if pos == -1:
+            break
         after = pos + len(delimiter)
         if body[after : after + 2] == b"--":
             break  # the closing delimiter
@@ -1028,7 +1057,9 @@ def _split_parts(body: bytes, boundary: bytes) -> list[_Part]:
                 )
             )
         pos = nxt + 1 if nxt != -1 else -1
-    return parts
+    else:
+        return parts, pos != -1 and body[pos + len(delimiter) : pos + len(delimiter) + 2] != b"--"
+    return parts, False
 
 
 def _is_xml_part(part: _Part) -> bool:

@@ -611,9 +611,9 @@ def line_time(line: str, ref: datetime, tz: tzinfo) -> datetime | None:
         text = re.sub(r"(\.\d{6})\d+", r"\1", text)
         try:
             value = datetime.fromisoformat(text)
-        except ValueError:
+            return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=tz).astimezone(timezone.utc)
+        except (ValueError, OverflowError):  # year 1 east of UTC, year 9999 west of it: no UTC instant
             return None
-        return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=tz).astimezone(timezone.utc)
     m = _CLASSIC.match(line)
     if m is not None:
         stamp = f"{m.group(1)} {m.group(2)}" if m.group(1) else m.group(2)
@@ -1054,7 +1054,7 @@ def _pfirewall_record(values: list[str], index: Mapping[str, int], tally: Tally,
     action = get("action").upper()
     try:
         when = datetime.fromisoformat(f"{get('date')}T{get('time')}").replace(tzinfo=tz).astimezone(timezone.utc)
-    except ValueError:
+    except (ValueError, OverflowError):  # year 1 east of UTC, year 9999 west of it: no UTC instant
         return None
     if action != "DROP":
         return False if action in ("ALLOW", "OPEN", "CLOSE", "OPEN-INBOUND", "INFO-EVENTS-LOST") else None

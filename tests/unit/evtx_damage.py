@@ -68,3 +68,14 @@ def with_chunk_number(source: Path, target: Path, chunk: int, field: str, value:
         struct.pack_into("<I", data, base + 124, crc)
     target.write_bytes(bytes(data))
     return target
+
+
+def with_record_body_zeroed(source: Path, target: Path, number: int) -> Path:
+    """A copy of ``source`` in which record ``number``'s content (its BinXML, between the 24-byte
+    header and the 4-byte size copy that ends it) is zero bytes: evtx decodes it to ``{"Event": null}``."""
+    data = bytearray(source.read_bytes())
+    offset = record_offsets(bytes(data))[number]
+    (size,) = struct.unpack_from("<I", data, offset + 4)
+    data[offset + 24 : offset + size - 4] = bytes(size - 28)
+    target.write_bytes(bytes(data))
+    return target

@@ -35,7 +35,7 @@ from normagent.sources.evtx import (
     to_windows_event,
 )
 
-from tests.unit.evtx_damage import with_chunk_number, with_record_number, with_record_time
+from tests.unit.evtx_damage import with_chunk_number, with_record_body_zeroed, with_record_number, with_record_time
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "evtx"
 FILES = sorted(p.name for p in FIXTURES.glob("*.evtx"))
@@ -420,6 +420,18 @@ def test_any_flipped_bits_in_record_numbers_cost_those_records_only(
     assert unreadable == len(damaged)
 
 
+@pytest.mark.parametrize(("blocks_per_run", "block_records"), [(1, 97), (1, 1000)])
+def test_a_number_damaged_into_its_chunks_last_costs_that_record_only(tmp_path: Path, blocks_per_run: int, block_records: int) -> None:
+    """Record 618 reads 622, the last number of its chunk (531..622): evtx ends a chunk at the
+    first record numbered at or above the chunk's last, so 619..622 were lost with it."""
+    path = with_record_number(SECURITY, tmp_path / "damaged.evtx", 618, 622)
+
+    delivered, unreadable, _ = run_in_steps(path, blocks_per_run, block_records)
+
+    assert delivered == [n for n in ALL if n != 618]
+    assert unreadable == 1
+
+
 def test_runs_interrupted_around_a_damaged_number_deliver_the_rest_exactly_once(tmp_path: Path) -> None:
     path = with_record_number(SECURITY, tmp_path / "damaged.evtx", 101, 101 ^ (1 << 24))
 
@@ -550,6 +562,76 @@ def test_a_chunk_with_a_damaged_header_is_skipped_and_its_records_counted(tmp_pa
     assert (reader.stats.chunks_damaged, reader.stats.unreadable) == (1, 89)
 
 
+@pytest.mark.parametrize(
+    ("chunk", "field", "delivered"),
+    [
+        (0, "magic", range(92, 2262)),  # the oldest chunk: no chunk before it tells its numbers
+        (25, "magic", range(1, 2202)),  # the newest chunk: none after it either
+        (25, "free", range(1, 2202)),  # its free-space offset zeroed: the checksum fails, evtx reads no record
+    ],
+    ids=["oldest-magic", "newest-magic", "newest-free-space"],
+)
+def test_a_damaged_oldest_or_newest_chunk_has_its_records_counted_once(tmp_path: Path, chunk: int, field: str, delivered: range) -> None:
+    """security.evtx's chunks 0 (records 1..91) and 25 (2202..2261, the newest) with a damaged
+    header: their records are not read, and counted unreadable by the numbers their record
+    headers show; a second pass from the position counts nothing again."""
+    data = bytearray(SECURITY.read_bytes())
+    start = HEADER_BYTES + chunk * CHUNK_BYTES
+    if field == "magic":
+        data[start : start + 8] = b"XXXXXXXX"
+    else:
+        data[start + 44 : start + 52] = bytes(8)  # last record's offset, free space's offset
+    path = tmp_path / "damaged.evtx"
+    path.write_bytes(bytes(data))
+
+    first = read_evtx(path)
+    ids = [e.record_id for block, _ in first for e in block.records]  # type: ignore[union-attr]
+    again = read_evtx(path, position=first.position)
+    more = [e.record_id for block, _ in again for e in block.records]  # type: ignore[union-attr]
+
+    assert ids == list(delivered)
+    assert first.stats.unreadable == 2261 - len(delivered)
+    assert (more, again.stats.unreadable) == ([], 0)
+
+
+@pytest.mark.parametrize("first", [9, 1 | 1 << 40])
+def test_a_damaged_first_number_of_the_oldest_chunk_loses_no_record(tmp_path: Path, first: int) -> None:
+    """Chunk 0's header says its first record is 9 (or 2**40 + 1), its checksum fails: records 1..8
+    (every one) fell below it and were left out as implausible, counted nowhere. Its records'
+    own numbers stand where no other chunk holds them."""
+    path = with_chunk_number(SECURITY, tmp_path / "damaged.evtx", 0, "first", first)
+
+    reader = read_evtx(path)
+    ids = [e.record_id for block, _ in reader for e in block.records]  # type: ignore[union-attr]
+
+    assert ids == list(ALL)
+    assert (reader.stats.unreadable, reader.stats.implausible) == (0, 0)
+
+
+def test_a_file_copied_over_in_place_while_it_is_read_is_not_read_as_the_old_one(tmp_path: Path) -> None:
+    """``cp`` of another export onto the file mid-pass: the pass went on with the chunk map of the
+    old file over the new one's bytes, delivered System records as the Security log's next
+    numbers, counted others unreadable, and the next pass took the file for the same log (the
+    new file's first records were never read). The pass ends at the first chunk whose header
+    changed; the next one finds a new file and reads it whole."""
+    path = tmp_path / "Security.evtx"
+    shutil.copy(SECURITY, path)
+    system = (FIXTURES / "system.evtx").read_bytes()
+
+    first = read_evtx(path, block_records=50)
+    channels = []
+    for block, _ in first:
+        channels += [e.channel for e in block.records]  # type: ignore[union-attr]
+        if len(channels) == 50:
+            path.write_bytes(system)  # in place: the same inode, as cp writes it
+    second = read_evtx(path, position=first.position)
+    ids = [e.record_id for block, _ in second for e in block.records]  # type: ignore[union-attr]
+
+    assert set(channels) == {"Security"} and first.stats.changed
+    assert (first.stats.unreadable, second.stats.unreadable) == (0, 0)
+    assert second.stats.replaced and ids == list(range(1, 1882))
+
+
 def test_a_chunk_with_damaged_records_is_counted(tmp_path: Path) -> None:
     data = bytearray((FIXTURES / "security.evtx").read_bytes())
     start = HEADER_BYTES + 5 * CHUNK_BYTES + 600
@@ -563,6 +645,24 @@ def test_a_chunk_with_damaged_records_is_counted(tmp_path: Path) -> None:
     assert reader.stats.errors >= 1
     assert len(ids) + reader.stats.unreadable == 2261
     assert ids == sorted(set(ids))
+
+
+def test_a_record_that_decodes_to_no_event_is_counted_unreadable_once(tmp_path: Path) -> None:
+    """Record 300's content is zeroed: evtx gives it (number, time) with ``{"Event": null}``. It
+    is lost, so it counts as unreadable, as a record the parser cannot give at all does, and
+    once: a resume that reads its chunk again does not count it again."""
+    path = with_record_body_zeroed(SECURITY, tmp_path / "damaged.evtx", 300)
+
+    first = read_evtx(path, block_records=350)
+    blocks = iter(first)
+    ids = [e.record_id for e in next(blocks)[0].records]  # type: ignore[union-attr]
+    counted = first.stats.unreadable
+    second = read_evtx(path, position=first.position)
+    ids += [e.record_id for block, _ in second for e in block.records]  # type: ignore[union-attr]
+
+    assert ids == [*range(1, 300), *range(301, 2262)]
+    assert (counted, second.stats.unreadable) == (1, 0)
+    assert first.stats.errors == 1
 
 
 def test_a_truncated_copy_yields_its_complete_chunks_and_waits_for_the_rest(tmp_path: Path) -> None:

@@ -635,7 +635,7 @@ def test_parse_inputs_skips_a_chunk_that_crashes_the_parser_says_which_and_reads
         f"the evtx parser crashed (killed by SIGSEGV) in chunk at offset {o:,} (records {chunks[o].first:,}..{chunks[o].last:,}); that chunk skipped"
         for o in crashing
     ]
-    assert item.damage == "; ".join([*said, f"{len(lost)} records announced but unreadable"])
+    assert item.damage == "; ".join([*said, f"{len(lost)} records announced but unreadable (the first in the chunk at offset {min(crashing):,})"])
     skipped = [e for e in logs if e["event"] == "evtx_chunk_skipped"]
     assert [(e["path"], e["offset"], e["first"], e["last"]) for e in skipped] == [(str(path), o, chunks[o].first, chunks[o].last) for o in crashing]
 

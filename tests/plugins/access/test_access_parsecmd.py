@@ -248,8 +248,9 @@ def test_damage_inside_a_readable_evtx_is_reported_with_what_was_read(tmp_path: 
 
     assert run_parse([str(EVTX / "sample-with-zero-data-size-event.evtx")], config=None, plugins=PLUGINS, out=out, now=EPOCH) == 0
 
-    assert "(evtx, 335 records)\n  damaged, skipped: 115 records announced but unreadable\n" in out.getvalue()
-    assert parse_json(str(EVTX / "sample-with-zero-data-size-event.evtx"))["inputs"][0]["damage"] == "115 records announced but unreadable"
+    said = "115 records announced but unreadable (the first in the chunk at offset 4,096)"
+    assert f"(evtx, 335 records)\n  damaged, skipped: {said}\n" in out.getvalue()
+    assert parse_json(str(EVTX / "sample-with-zero-data-size-event.evtx"))["inputs"][0]["damage"] == said
 
 
 def test_an_evtx_cut_inside_a_chunk_says_so_instead_of_reading_as_empty(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from evtx import PyEvtxParser
+from structlog.testing import capture_logs
 
 from normagent import Count, ParseContext, RecordBlock, Rollup, WindowsEvent
 from normagent.plugins.access.collectors import WINDOWS, WindowsSettings
@@ -164,6 +165,28 @@ def test_the_damaged_file_is_read_past_its_damage() -> None:
     # 335 readable records: 11 errors counted, the rest of no interest; the 115 records the damage
     # made unreadable are counted by the driver as unparsed, so nothing is silently dropped.
     assert lines == {"parsed": 11, "ignored": 324, "unparsed": 115}
+
+
+def test_a_damaged_newest_chunk_is_unparsed_and_logged_with_its_file_and_offset(tmp_path: Path) -> None:
+    """security.evtx's newest chunk (records 2202..2261, at offset 4,096 + 25 x 64 KiB) with a
+    damaged header: no chunk after it tells its numbers, so its 60 records were lost without a
+    count or a log line. They are unparsed, and the warning says which file and where."""
+    data = bytearray((EVTX / "security.evtx").read_bytes())
+    offset = 4096 + 25 * 65536
+    data[offset : offset + 8] = b"XXXXXXXX"
+    path = tmp_path / "Security.evtx"
+    path.write_bytes(bytes(data))
+
+    with capture_logs() as logs:
+        obs = observations(run_collector_once(WINDOWS, settings=WindowsSettings(paths=(str(path),))))
+
+    lines: Counter[str] = Counter()
+    for o in obs:
+        if isinstance(o, Count) and o.metric == "normagent_log_lines_total":
+            lines[dict(o.labels)["result"]] += int(o.value)
+    assert sum(lines.values()) == 2261 and lines["unparsed"] == 60
+    said = [(e["path"], e["unreadable"], e["offset"]) for e in logs if e["event"] == "evtx_records_unreadable"]
+    assert said == [(str(path), 60, offset)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from normagent.plugins.edi.parse import (
+    MAX_MIME_PARTS,
+    MIME_HEADER_BYTES,
     AppRecHeader,
     EbxmlHeader,
     MsgHeadHeader,
@@ -253,6 +255,35 @@ def test_blank_lines_before_a_mime_message_do_not_hide_it() -> None:
     plain = parse_bytes(mime)
     padded = parse_bytes(b"\r\n" * 600 + mime)
     assert (padded.outcome, padded.header) == (plain.outcome, plain.header)
+
+
+def _mime(top: bytes, part: bytes, *, junk_parts: int = 0) -> bytes:
+    payload = msghead("mime-1", "EPIKRISE", "2026-11-23T10:00:00", "1000001", "2000001")
+    return (
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=b" + top + b"\r\n\r\n"
+        + b"--b\r\n\r\n" * junk_parts
+        + b"--b\r\nContent-Type: text/xml" + part + b"\r\n\r\n" + payload + b"\r\n--b--\r\n"
+    )
+
+
+def test_a_mime_message_is_read() -> None:
+    assert parse_bytes(_mime(b"", b"")).outcome == "ok"
+
+
+@pytest.mark.parametrize("where", ["file", "part"])
+def test_mime_headers_longer_than_any_real_one_are_refused_before_the_email_package_parses_them(where: str) -> None:
+    """The e-mail package's parameter parser is quadratic: a Content-Type of 1 MB of ";" took 15 s
+    (4 MB, the most a header may take, minutes), per file. Such a header block is no message's."""
+    padding = b";" * (MIME_HEADER_BYTES + 1)
+    parsed = parse_bytes(_mime(padding, b"") if where == "file" else _mime(b"", padding))
+    assert (parsed.outcome, parsed.detail, parsed.wrapper) == ("header_too_large", "MIME headers longer than 65,536 bytes", "mime")
+
+
+def test_parts_past_the_hundredth_are_not_looked_at() -> None:
+    """An ebXML message has two or three parts; 300,000 empty ones took seconds to split."""
+    assert parse_bytes(_mime(b"", b"", junk_parts=MAX_MIME_PARTS - 1)).outcome == "ok"
+    parsed = parse_bytes(_mime(b"", b"", junk_parts=MAX_MIME_PARTS))
+    assert (parsed.outcome, parsed.detail) == ("unknown_format", "no XML part in the first 100 MIME parts")
 
 
 @pytest.mark.parametrize(("size", "outcome"), [(600, "empty"), (5 * 2**20, "header_too_large")])

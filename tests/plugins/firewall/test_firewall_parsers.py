@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -100,6 +101,25 @@ def test_pfirewall_a_header_that_changes_mid_block_changes_the_columns() -> None
     assert counts(result, BLOCKED) == {("other", "in", "tcp"): 1, ("other", "out", "tcp"): 1}
     assert rollup(result, "firewall.blocked_by_port") == Counter({"tcp/445": 1, "tcp/3389": 1})
     assert (result.parsed, result.ignored, result.unparsed) == (2, 3, 0)
+
+
+def test_a_time_with_no_utc_instant_is_an_unparsed_line_not_a_failed_block() -> None:
+    """Year 1 in a zone east of UTC (or 9999 west of it) has no UTC instant: ``astimezone`` raised
+    OverflowError, the whole block failed the parser and was held back for retries."""
+    oslo = ZoneInfo("Europe/Oslo")
+    pfirewall = (
+        "#Fields: date time action protocol src-ip dst-ip src-port dst-port size tcpflags tcpsyn tcpack tcpwin icmptype icmpcode info path\n"
+        "0001-01-01 00:00:00 DROP TCP 198.51.100.7 10.0.0.5 51514 445 60 S - - - - - - RECEIVE\n"
+        "2024-01-01 10:00:00 DROP TCP 198.51.100.7 10.0.0.5 51514 445 60 S - - - - - - RECEIVE\n"
+    )
+    result = parse_text(parse_pfirewall, pfirewall, tz=oslo, settings=WindowsLogSettings())
+    assert (result.parsed, result.unparsed) == (1, 1)
+    kern = (
+        "0001-01-01T00:00:00 fw kernel: [UFW BLOCK] IN=eth0 OUT= MAC= SRC=198.51.100.7 DST=10.0.0.5 LEN=60 PROTO=TCP SPT=51514 DPT=22\n"
+        "2024-01-01T10:00:00 fw kernel: [UFW BLOCK] IN=eth0 OUT= MAC= SRC=198.51.100.7 DST=10.0.0.5 LEN=60 PROTO=TCP SPT=51514 DPT=22\n"
+    )
+    result = parse_text(parse_linux_lines, kern, now=NOW, tz=oslo, settings=LinuxSettings())
+    assert counts(result, BLOCKED) == {("local", "in", "tcp"): 2}  # an unreadable stamp: the block's time, as for any
 
 
 def test_filterlog_lines_of_a_syslog_file() -> None:
