@@ -31,6 +31,11 @@ exported as ``normagent_syslog_spool_discarded_*_total``) and logged (``syslog_s
 a warning). Old unread messages go rather than new ones: a reader that is behind (or, today, no
 reader at all) never makes the receiver refuse what arrives. Only when a file cannot be deleted
 is the spool full: new messages are then dropped, counted and logged (``syslog_spool_full``).
+A spool file (or directory) removed or replaced while the receiver runs is opened again at its path
+before the next write (``syslog_spool_reopened``), never appended to unseen; while that fails (the
+directory replaced by a file, a full disk) messages are dropped, counted and logged once
+(``syslog_spool_write_failed``, then ``syslog_spool_write_resumed``). A FIFO, directory or device
+where the spool file should be is refused, never opened and waited on.
 
 For the reader (the file tailer of a log plugin): lines are appended whole and never rewritten;
 files are renamed, never copied or truncated, and deleted only whole and oldest first, so a
@@ -57,6 +62,7 @@ import os
 import re
 import selectors
 import socket
+import stat
 import sys
 import threading
 from collections import deque
@@ -69,7 +75,7 @@ from typing import Literal
 import structlog
 
 from normagent.clock import Clock
-from normagent.errors import NormagentError
+from normagent.errors import NormagentError, StateError
 from normagent.hostnames import for_socket
 from normagent.sources.lines import count_lines
 
@@ -653,12 +659,50 @@ class Spool:
         self._discarded = (0, 0)  # messages, bytes
 
     def open(self) -> None:
-        """Create the directory and file, and cut off a line a crash left half-written."""
+        """Create the directory and file, and cut off a line a crash left half-written.
+
+        Raises:
+            StateError: the spool cannot be used, saying which path and why (the directory is a
+                file, no permission, the spool file is a FIFO or a directory …).
+        """
+        try:
+            self._open()
+        except OSError as exc:
+            raise StateError(f"syslog spool {exc.filename or self.path}: {exc.strerror or exc}") from None
+
+    def _open(self) -> None:
+        _refuse_other_than(self.directory, stat.S_ISDIR, "a directory")
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._fd = _open_spool_file(self.path)
         self._size = os.fstat(self._fd).st_size
         self._repair()
         _fsync_dir(self.directory)
+
+    def _ensure_open(self) -> None:
+        """Open the spool file again if it is not the one at ``path`` any more: removed (with its
+        directory, perhaps), replaced, or never reopened after a failed rotation. Appending to a
+        file no directory lists would count messages as received that no reader can ever read.
+
+        Raises:
+            OSError: the spool cannot be opened again (the write is then dropped and counted).
+        """
+        try:
+            on_disk: os.stat_result | None = os.stat(self.path)
+        except FileNotFoundError:
+            on_disk = None
+        if self._fd >= 0 and on_disk is not None:
+            mine = os.fstat(self._fd)
+            if (mine.st_dev, mine.st_ino) == (on_disk.st_dev, on_disk.st_ino):
+                return
+        if self._fd >= 0:
+            log.warning(
+                "syslog_spool_reopened",
+                spool=str(self.path),
+                reason="the spool file was removed" if on_disk is None else "the spool file was replaced",
+                effect="messages in the old file that were not read yet are lost with it",
+            )
+            self.close()
+        self._open()
 
     def _repair(self) -> None:
         if self._size == 0:
@@ -703,6 +747,7 @@ class Spool:
 
     def write(self, lines: list[bytes]) -> bool:
         """Append ``lines`` and make them durable; False (nothing written) when the spool is full."""
+        self._ensure_open()
         if self._size >= self._settings.spool_file_bytes and not self._rotate():
             return False
         data = b"".join(lines)
@@ -737,8 +782,8 @@ class Spool:
                 return False
         target = self.directory / f"{SPOOL_NAME}-{self._stamp(rotated)}"
         os.rename(self.path, target)
-        os.close(self._fd)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.close()  # if the new file cannot be made, the next write tries again (_ensure_open)
+        self._fd = _open_spool_file(self.path)
         _fsync_dir(self.directory)
         log.info("syslog_spool_rotated", rotated_to=target.name, bytes=self._size)
         self._size = 0
@@ -826,6 +871,47 @@ def _lines_after(path: Path, offset: int) -> int:
             lines += count_lines(chunk)
             last = chunk[-1:]
     return lines + (last != b"\n")
+
+
+def _open_spool_file(path: Path) -> int:
+    """The spool file opened for appending (created if missing).
+
+    Raises:
+        OSError: it cannot be opened, or something other than a regular file is there: a FIFO
+            (never waited on: opening it without O_NONBLOCK would block until a reader came), a
+            directory, a device.
+    """
+    _refuse_other_than(path, stat.S_ISREG, "a regular file")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+    try:
+        _refuse_other_than(path, stat.S_ISREG, "a regular file", os.fstat(fd))  # replaced meanwhile
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISREG, "a regular file"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _refuse_other_than(path: Path, is_kind: Callable[[int], bool], kind: str, st: os.stat_result | None = None) -> None:
+    """Raise if ``path`` exists (``st``: as fstat saw it) and is not ``kind``; nothing if it is missing."""
+    if st is None:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return
+    if not is_kind(st.st_mode):
+        found = next((name for test, name in _KINDS if test(st.st_mode)), "something else")
+        raise OSError(errno.EINVAL, f"is {found}, not {kind}", str(path))
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -1246,6 +1332,8 @@ class SyslogReceiver:
             lines = [line for batch in batches for line in batch.lines]
             try:
                 stored = self.spool.write(lines)
+                if failing:
+                    log.info("syslog_spool_write_resumed", spool=str(self.spool.path))
                 failing = False
             except Exception as exc:  # noqa: BLE001 - whatever it is, the connections must be released
                 if not failing:

@@ -7,7 +7,9 @@ process with SIGKILL and counts what its spool holds.
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -40,6 +42,7 @@ from normagent.sources.syslog import (
     valid_pri,
     validate_syslog,
 )
+from normagent.errors import StateError
 from normagent.model import Checkpoint
 from normagent.testing import FakeClock
 from tests.support.tools import skip_for_host
@@ -774,6 +777,92 @@ def test_a_rotated_file_that_cannot_be_removed_makes_the_spool_full_loudly(tmp_p
     assert "syslog_spool_resumed" in events and not r.stats().spool_full
     assert count(r, "tcp", "received") == len(spooled(r)) and r.stats().discarded_messages == 0
     assert spooled(r)[-1] == b"<13>after"
+
+
+@pytest.mark.parametrize("how", ["directory removed", "file removed", "file replaced"])
+def test_a_spool_removed_or_replaced_while_running_is_opened_again_and_nothing_received_is_lost(
+    tmp_path: Path, clock: FakeClock, how: str
+) -> None:
+    """Appending to a file no directory lists any more would count messages as received that no
+    reader can ever read: the receiver opens the spool at its path again, and says so."""
+    spool_dir = tmp_path / "spool"
+    r = SyslogReceiver(SyslogSettings(udp_listen="", tcp_listen="127.0.0.1:0"), spool_dir, clock, tick=0.02)
+    r.start()
+    before, after = numbered(10), [b"<13>after " + m for m in numbered(10)]
+    other = spool_line(clock.now(), "192.0.2.9", b"<13>in the file put in its place")
+    try:
+        send_in_steps(r, before)
+        if how == "directory removed":
+            shutil.rmtree(spool_dir)
+        elif how == "file removed":
+            r.spool_path.unlink()
+        else:
+            (tmp_path / "other").write_bytes(other)
+            os.replace(tmp_path / "other", r.spool_path)
+        with capture_logs() as logs:
+            send_in_steps(r, after)
+    finally:
+        r.stop()
+
+    assert count(r, "tcp", "received") == 20 and count(r, "tcp", "dropped") == 0
+    assert spooled(r) == ([b"<13>in the file put in its place"] if how == "file replaced" else []) + after
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["syslog_spool_reopened"]
+
+
+def test_a_spool_directory_that_cannot_be_made_again_drops_loudly_until_it_can(tmp_path: Path, clock: FakeClock) -> None:
+    """The spool directory replaced by a file while running: messages are dropped and counted,
+    the log says where and why (once), and writing resumes once the directory can be made."""
+    spool_dir = tmp_path / "spool"
+    r = SyslogReceiver(SyslogSettings(udp_listen="", tcp_listen="127.0.0.1:0"), spool_dir, clock, tick=0.02)
+    r.start()
+    try:
+        send_in_steps(r, numbered(10))
+        shutil.rmtree(spool_dir)
+        spool_dir.write_bytes(b"not a directory")
+        with capture_logs() as logs:
+            send_in_steps(r, numbered(30))
+            spool_dir.unlink()
+            send_in_steps(r, [b"<13>after"])
+    finally:
+        r.stop()
+
+    failed = [e for e in logs if e["event"] == "syslog_spool_write_failed"]
+    assert count(r, "tcp", "dropped") == 30 and count(r, "tcp", "received") == 11
+    assert len(failed) == 1 and failed[0]["spool"] == str(spool_dir / SPOOL_NAME) and failed[0]["log_level"] == "error"
+    assert "not a directory" in failed[0]["error"].lower()
+    assert "syslog_spool_write_resumed" in [e["event"] for e in logs]
+    assert spooled(r) == [b"<13>after"]
+
+
+@pytest.mark.parametrize("kind", ["directory is a file", "spool file is a directory", "spool file is a FIFO"])
+def test_a_spool_path_that_is_the_wrong_kind_of_file_is_a_clear_error_at_start(tmp_path: Path, clock: FakeClock, kind: str) -> None:
+    """Never a traceback, and never waiting: opening a FIFO for writing blocks until a reader comes
+    (here one is there, so the old code would even have appended to it)."""
+    spool_dir = tmp_path / "spool"
+    reader = -1
+    if kind == "directory is a file":
+        spool_dir.write_bytes(b"")
+        wrong, found = spool_dir, "a regular file"
+    else:
+        spool_dir.mkdir()
+        wrong = spool_dir / SPOOL_NAME
+        if kind == "spool file is a directory":
+            wrong.mkdir()
+            found = "a directory"
+        else:
+            os.mkfifo(wrong)
+            reader = os.open(wrong, os.O_RDONLY | os.O_NONBLOCK)
+            found = "a FIFO"
+    r = SyslogReceiver(SyslogSettings(udp_listen="", tcp_listen="127.0.0.1:0"), spool_dir, clock)
+    try:
+        with pytest.raises(StateError) as raised:
+            r.start()
+    finally:
+        if reader >= 0:
+            os.close(reader)
+
+    assert str(raised.value).startswith(f"syslog spool {wrong}: is {found}, not a ")
+    assert r.bound_addresses() == []
 
 
 def test_the_collector_commits_what_was_discarded_as_counters() -> None:
