@@ -84,7 +84,7 @@ log = structlog.get_logger(__name__)
 Transport = Literal["udp", "tcp"]
 TRANSPORTS: tuple[Transport, ...] = ("udp", "tcp")
 RESULTS = ("received", "oversized", "malformed", "dropped")
-CONNECTION_RESULTS = ("accepted", "refused", "idle_closed")
+CONNECTION_RESULTS = ("accepted", "refused", "idle_closed", "evicted")
 SPOOL_NAME = "syslog.log"
 MAX_PENDING_BYTES = 16 * 2**20  # UDP datagrams waiting for the writer; beyond this they are dropped
 READ_BYTES = 65536
@@ -127,7 +127,9 @@ class SyslogSettings:
     max_connections: int = field(
         default=100,
         metadata={
-            "help": "TCP connections served at once; more are closed at once and counted as refused",
+            "help": "TCP connections served at once. When full, a new connection closes the longest silent one of "
+            "the address holding the most (evicted), if that address holds more than the newcomer's; "
+            "otherwise the new one is closed (refused)",
             "min": 1,
             "max": 1000,  # each an open file, and up to max_message_bytes of memory
         },
@@ -205,7 +207,8 @@ class SyslogStats:
         messages: ``{(transport, result): count}`` for every transport in ``TRANSPORTS`` and
             result in ``RESULTS``, zeros included.
         connections: TCP connections by outcome: ``accepted``, ``refused`` (over
-            ``max_connections``), ``idle_closed`` (silent past ``idle_timeout``).
+            ``max_connections``), ``idle_closed`` (silent past ``idle_timeout``), ``evicted``
+            (closed to make room for another address's connection).
         open_connections: TCP connections open now.
         spool_files: Rotated spool files on disk now (the current file not included).
         spool_full: Whether new messages are being dropped because a rotated file cannot be deleted.
@@ -1213,18 +1216,43 @@ class SyslogReceiver:
                     log.warning("syslog_accept_failed", error=exc.strerror)
                     return
                 continue  # ECONNABORTED and friends: the client is gone already
-            if len(self._conns) >= self.settings.max_connections:
+            sender = _sender(address)
+            if len(self._conns) >= self.settings.max_connections and not self._make_room(sender):
                 sock.close()
                 with self._lock:
                     self._connections_count["refused"] += 1
                 continue
             sock.setblocking(False)
             self._next_ident += 1
-            conn = _Connection(self._next_ident, sock, _sender(address), TcpFramer(self.settings.max_message_bytes), self._clock.monotonic())
+            conn = _Connection(self._next_ident, sock, sender, TcpFramer(self.settings.max_message_bytes), self._clock.monotonic())
             with self._lock:
                 self._conns[conn.ident] = conn
                 self._connections_count["accepted"] += 1
             self._selector.register(sock, selectors.EVENT_READ, ("conn", conn))
+
+    def _make_room(self, newcomer: str) -> bool:
+        """Close a connection for one from ``newcomer``: the longest silent one of the address
+        holding the most, if it holds more than ``newcomer`` would with this one. So a sender that
+        opens every place cannot lock out the others (a firewall keeps one connection open for
+        days), and one address flooding is refused, not allowed to close the others' connections.
+        A connection whose lines are being written is never closed. False: nothing was closed."""
+        held: dict[str, int] = {}
+        for conn in self._conns.values():
+            held[conn.sender] = held.get(conn.sender, 0) + 1
+        limit = held.get(newcomer, 0) + 1
+        for sender, n in sorted(held.items(), key=lambda item: -item[1]):
+            if n <= limit:
+                return False
+            candidates = [c for c in self._conns.values() if c.sender == sender and not c.waiting]
+            if candidates:
+                victim = min(candidates, key=lambda c: c.last_active)
+                if victim.framer.pending:
+                    self._count("tcp", "dropped")  # a message begun and never finished
+                self._close(victim)
+                with self._lock:
+                    self._connections_count["evicted"] += 1
+                return True
+        return False
 
     def _read_tcp(self, conn: _Connection) -> None:
         try:

@@ -557,6 +557,44 @@ def test_connections_over_the_limit_are_refused_and_counted(tmp_path: Path, cloc
     assert r.stats().connections["accepted"] == 5
 
 
+def test_a_sender_holding_every_place_cannot_lock_out_another(tmp_path: Path, clock: FakeClock) -> None:
+    """One address opens max_connections and keeps them (half a message each): a device from
+    another address still gets in, by closing the flooder's longest silent connection, and the
+    flooder's own new connections are refused rather than closing anyone else's."""
+    r = SyslogReceiver(SyslogSettings(udp_listen="", tcp_listen="127.0.0.1:0", max_connections=4), tmp_path, clock, tick=0.02)
+    r.start()
+
+    def from_(host: str) -> socket.socket:
+        return socket.create_connection(address(r, "tcp"), source_address=(host, 0))
+
+    try:
+        flood = [from_("127.0.0.2") for _ in range(4)]
+        for sock in flood:
+            sock.sendall(b"<13>half a message")
+        wait_until(lambda: r.stats().open_connections == 4)
+        clock.advance(1)  # the flooder's connections have been silent longest
+        with from_("127.0.0.1") as device:
+            wait_until(lambda: r.stats().connections["accepted"] + r.stats().connections["refused"] == 5)
+            device.sendall(b"<13>from the device\n")
+            wait_until(lambda: count(r, "tcp", "received") == 1)
+            again = from_("127.0.0.2")
+            wait_until(lambda: r.stats().connections["accepted"] + r.stats().connections["refused"] == 6)
+            again.settimeout(5)
+            assert again.recv(10) == b""  # refused: 3 of 4 places are the flooder's already
+            device.sendall(b"<13>the device still sends\n")
+            wait_until(lambda: count(r, "tcp", "received") == 2)
+            dropped = count(r, "tcp", "dropped")  # the evicted connection's half message
+        for sock in [*flood, again]:
+            sock.close()
+    finally:
+        r.stop()
+
+    connections = r.stats().connections
+    assert (connections["accepted"], connections["evicted"], connections["refused"]) == (5, 1, 1)
+    assert dropped == 1
+    assert spooled(r)[:2] == [b"<13>from the device", b"<13>the device still sends"]
+
+
 def test_stop_with_clients_connected_is_fast_and_keeps_what_was_received(tmp_path: Path, clock: FakeClock) -> None:
     r = SyslogReceiver(LOOPBACK, tmp_path, clock, tick=0.5)
     r.start()
