@@ -17,7 +17,10 @@ still sending its request costs a socket, not a thread, and has a deadline for t
 (``request_timeout`` from accept), not per read, so a client that sends a header line every few
 seconds is cut off all the same. When ``max_connections`` are open, a new connection makes room by
 closing the oldest unfinished connection of the address that holds the most, so flooding the server
-closes the flooder's connections, not a scraper's. The application runs on two worker threads,
+closes the flooder's connections, not a scraper's. A request refused before it has all arrived (a
+431 for a header that goes on) is answered, then the rest is read and dropped for a little while
+before the connection closes: closing with bytes unread resets it, and a reset throws away the
+answer the client has not read yet. The application runs on two worker threads,
 password checks on one more; nothing slow runs in the loop. ``stop()`` ends open connections and
 joins every thread, so nothing is left running after it returns.
 
@@ -109,6 +112,8 @@ APP_WORKERS = 2  # threads running the application (/metrics is rendered from a 
 MAX_HEADER_BYTES = 65536  # request line plus headers
 MAX_HEADERS = 100
 MAX_BODY_BYTES = 65536  # nothing here reads a body; a small one is read and ignored
+LINGER_BYTES = 1024 * 1024  # read and dropped after a refusal, so closing does not reset the answer away
+LINGER_SECONDS = 2.0  # at most this long (and never past request_timeout)
 LISTEN_BACKLOG = 128
 ACCEPT_BACKOFF = 0.1  # seconds to wait when accept() runs out of file descriptors
 COLLECT_EVERY = 200  # connections ended between two young-generation garbage collections
@@ -877,11 +882,13 @@ class _Server:
                 return
             if received is None:
                 return
-            writer, status, data = received
+            writer, status, data, unread = received
             self._count_response(status)
             async with asyncio.timeout(self.request_timeout):
                 writer.write(data)
                 await writer.drain()
+                if unread is not None:
+                    await self._linger(writer, unread)
                 writer.close()
                 await writer.wait_closed()
         except TimeoutError:
@@ -907,9 +914,10 @@ class _Server:
                 # now and then frees them for a millisecond, where waiting grew the heap ~1 kB a scrape.
                 gc.collect(0)
 
-    async def _receive(self, conn: _Connection) -> tuple[asyncio.StreamWriter, str, bytes] | None:
-        """Handshake, read the request, decide the answer: (writer, status, encoded answer), or
-        None when there is nothing to answer (the handshake failed, the client left)."""
+    async def _receive(self, conn: _Connection) -> tuple[asyncio.StreamWriter, str, bytes, asyncio.StreamReader | None] | None:
+        """Handshake, read the request, decide the answer: (writer, status, encoded answer, and the
+        reader when the request was refused before it was read to its end), or None when there is
+        nothing to answer (the handshake failed, the client left)."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=MAX_HEADER_BYTES, loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
@@ -931,7 +939,7 @@ class _Server:
         try:
             request = await _read_request(reader)
         except _BadRequest as bad:
-            return writer, bad.status, _encode(_error_response(bad.status))
+            return writer, bad.status, _encode(_error_response(bad.status)), reader
         if request is None:
             return None
         conn.busy = True
@@ -939,7 +947,25 @@ class _Server:
             status, data = await self._respond(conn, request)
         finally:
             conn.busy = False
-        return writer, status, data
+        return writer, status, data, None
+
+    async def _linger(self, writer: asyncio.StreamWriter, reader: asyncio.StreamReader) -> None:
+        """After refusing a request that may still be arriving (a 431 for a header that goes on),
+        read and drop what the client sends until it closes, a little while at most.
+
+        Closing a socket with unread bytes makes the kernel reset the connection, and a reset
+        throws away whatever the client had not yet read: the answer that says what was wrong.
+        The answer is sent first and, without TLS, followed by our end of the stream.
+        """
+        if writer.can_write_eof():
+            writer.write_eof()
+        left = LINGER_BYTES
+        try:
+            async with asyncio.timeout(min(LINGER_SECONDS, self.request_timeout)):
+                while left > 0 and (data := await reader.read(min(left, 65536))):
+                    left -= len(data)
+        except TimeoutError:
+            pass  # a client that keeps sending, or keeps the connection open: closed as it is
 
     async def _respond(self, conn: _Connection, request: _Request) -> tuple[str, bytes]:
         """Check the password (if basic auth is on), then run the application on a worker."""

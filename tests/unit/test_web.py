@@ -742,6 +742,43 @@ def test_raw_requests_are_answered_or_refused_with_the_right_status(
         assert body == b""
 
 
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 300_000 + b"\r\n\r\n", 431),
+        (b"GET /" + b"a" * 300_000 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"POST /healthz HTTP/1.1\r\nContent-Length: 300000\r\n\r\n" + b"x" * 300_000, 413),
+        (b"NOT HTTP\r\n" + b"\x16\x03\x01" * 100_000, 400),
+    ],
+    ids=["long-header", "long-target", "huge-body", "garbage"],
+)
+def test_a_refusal_reaches_a_client_still_sending_and_the_connection_ends_cleanly(
+    serve: Callable[..., web.RunningServer], request_bytes: bytes, status: int
+) -> None:
+    """The answer is refused before the request has all arrived. Closing with the rest unread
+    would reset the connection, and a reset discards the answer if the client has not read it yet
+    (on a real network it often has not): the rest is read and dropped first, then the end is clean."""
+    server = serve()
+    with socket.create_connection((server.host, server.port), timeout=5) as conn:
+
+        def send() -> None:
+            conn.sendall(request_bytes)
+            conn.shutdown(socket.SHUT_WR)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        answer = b""
+        try:
+            while chunk := conn.recv(65536):
+                answer += chunk
+            ended = "cleanly"
+        except ConnectionResetError:
+            ended = "reset"
+        sender.join()
+    assert answer.split(b" ", 2)[1] == str(status).encode(), answer[:200]
+    assert ended == "cleanly"
+
+
 def test_ended_connections_are_freed_even_when_the_garbage_collector_runs_rarely(
     serve: Callable[..., web.RunningServer],
 ) -> None:
