@@ -16,6 +16,11 @@ application acknowledgement by which a sender could know the difference. UDP has
 datagrams waiting in the writer's queue when the process dies are lost (the queue is capped at
 ``MAX_PENDING_BYTES``; beyond it datagrams are dropped and counted).
 
+When the spool cannot take a write (a full disk, the spool full, its directory replaced by a file),
+what was read from a TCP connection is kept and written again every ``SPOOL_RETRY_SECONDS``, and the
+connection stays paused meanwhile, so its sender keeps what follows (TCP flow control) instead of
+losing it; datagrams cannot wait and are dropped and counted.
+
 Spool lines: ``<received, RFC 3339 UTC> <sender address> <message>\\n``. The message is kept as
 sent, except that control characters (LF, CR, NUL …, not TAB) are escaped rsyslog-style as
 ``#ooo`` (``#012`` for LF), so one message is exactly one line. The sender address is local state
@@ -30,11 +35,11 @@ the messages in it the reader had not read are counted (``discarded_messages``/`
 exported as ``normagent_syslog_spool_discarded_*_total``) and logged (``syslog_spool_discarded``,
 a warning). Old unread messages go rather than new ones: a reader that is behind (or, today, no
 reader at all) never makes the receiver refuse what arrives. Only when a file cannot be deleted
-is the spool full: new messages are then dropped, counted and logged (``syslog_spool_full``).
+is the spool full: new datagrams are then dropped and counted, TCP senders wait, and the log
+says so (``syslog_spool_full``).
 A spool file (or directory) removed or replaced while the receiver runs is opened again at its path
-before the next write (``syslog_spool_reopened``), never appended to unseen; while that fails (the
-directory replaced by a file, a full disk) messages are dropped, counted and logged once
-(``syslog_spool_write_failed``, then ``syslog_spool_write_resumed``). A FIFO, directory or device
+before the next write (``syslog_spool_reopened``), never appended to unseen. A failing write is
+logged once (``syslog_spool_write_failed``, then ``syslog_spool_write_resumed``). A FIFO, directory or device
 where the spool file should be is refused, never opened and waited on.
 
 For the reader (the file tailer of a log plugin): lines are appended whole and never rewritten;
@@ -48,7 +53,8 @@ that file (it is gone by then, and those lines are counted as discarded).
 Everything a sender can get wrong is counted per transport and result and never stops the
 receiver: ``received``, ``oversized`` (over ``max_message_bytes``), ``malformed`` (no valid PRI,
 binary junk, an octet count cut short by the end of the connection, an empty frame) and
-``dropped`` (spool full, UDP queue full, a partial frame when the receiver stops, and on Linux
+``dropped`` (datagrams the spool could not take, UDP queue full, a partial frame or a TCP message
+the spool could not take when the receiver stops, and on Linux
 datagrams the kernel dropped because the socket buffer was full, read from SO_RXQ_OVFL).
 
 Imports only the standard library and normagent.clock/errors (structlog for the log).
@@ -87,6 +93,7 @@ RESULTS = ("received", "oversized", "malformed", "dropped")
 CONNECTION_RESULTS = ("accepted", "refused", "idle_closed", "evicted")
 SPOOL_NAME = "syslog.log"
 MAX_PENDING_BYTES = 16 * 2**20  # UDP datagrams waiting for the writer; beyond this they are dropped
+SPOOL_RETRY_SECONDS = 1.0  # a write the spool could not take (full disk, spool full) is tried again after this
 READ_BYTES = 65536
 MAX_OCTET_DIGITS = 10  # RFC 6587 MSG-LEN; more digits than this is not a length
 # Linux SO_RXQ_OVFL (asm-generic/socket.h; Python has no constant): each datagram then carries the
@@ -1350,24 +1357,36 @@ class SyslogReceiver:
 
     def _write_loop(self) -> None:
         failing = False  # log a failing disk once, not once per batch
+        # TCP batches the spool could not take (a full disk, the spool full): their connections
+        # stay paused, so the senders keep what follows, and they are tried again every second.
+        held: list[_Batch] = []
         while True:
             with self._cond:
-                while not self._pending and not self._writer_stop:
+                if held and not self._pending and not self._writer_stop:
+                    self._cond.wait(SPOOL_RETRY_SECONDS)
+                while not held and not self._pending and not self._writer_stop:
                     self._cond.wait()
-                if not self._pending:
-                    return
-                batches, self._pending, self._pending_bytes = self._pending, [], 0
+                stopping = self._writer_stop
+                batches, self._pending, self._pending_bytes = held + self._pending, [], 0
+            held = []
+            if not batches:
+                return
             lines = [line for batch in batches for line in batch.lines]
+            retry = not stopping
             try:
                 stored = self.spool.write(lines)
-                if failing:
+                if failing and stored:
                     log.info("syslog_spool_write_resumed", spool=str(self.spool.path))
-                failing = False
+                failing = failing and not stored
             except Exception as exc:  # noqa: BLE001 - whatever it is, the connections must be released
                 if not failing:
                     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else repr(exc)
                     log.error("syslog_spool_write_failed", spool=str(self.spool.path), error=reason)
                 stored, failing = False, True
+                retry = retry and isinstance(exc, OSError)  # a bug would hold the connections for ever
+            if not stored and retry:
+                held = [b for b in batches if b.connection is not None]
+                batches = [b for b in batches if b.connection is None]  # UDP, and TCP whose sender left
             for transport in TRANSPORTS:
                 count = sum(len(b.lines) for b in batches if b.transport == transport)
                 self._count(transport, "received" if stored else "dropped", count)

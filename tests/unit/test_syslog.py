@@ -792,29 +792,37 @@ def test_a_failing_reader_callback_counts_the_whole_file_as_discarded(tmp_path: 
 
 def test_a_rotated_file_that_cannot_be_removed_makes_the_spool_full_loudly(tmp_path: Path, clock: FakeClock) -> None:
     """The one way left to fill the spool: the oldest rotated file cannot be deleted (here it is a
-    directory). New messages are then dropped and counted, and the log says why, once; once the
-    file can go, the spool resumes."""
+    directory). The log says why, once; the TCP sender waits (its connection paused) rather than
+    losing what it sent; once the file can go, the spool resumes and every message is there, in order."""
     blocker = tmp_path / f"{SPOOL_NAME}-20000101-000000-000000"
     blocker.mkdir()
     settings_ = SyslogSettings(udp_listen="", tcp_listen="127.0.0.1:0", spool_file_bytes=4096, spool_max_files=1, max_message_bytes=480)
     r = SyslogReceiver(settings_, tmp_path, clock, tick=0.02)
     r.start()
+    sent = numbered(200)
     try:
         with capture_logs() as logs:
-            send_in_steps(r, numbered(200))
-            full, dropped = r.stats().spool_full, count(r, "tcp", "dropped")
-            blocker.rmdir()
-            clock.advance(2)  # a file that could not be deleted is tried again after a second
-            send_in_steps(r, [b"<13>after"])
+            with tcp(r) as sock:
+                for i in range(0, len(sent), 10):  # a write each ten: rotations are needed, and fail
+                    sock.sendall(b"".join(m + b"\n" for m in sent[i : i + 10]))
+                    wait_until(lambda i=i: count(r, "tcp", "received") == i + 10 or r.stats().spool_full)
+                wait_until(lambda: r.stats().spool_full)
+                waiting = count(r, "tcp", "received"), count(r, "tcp", "dropped")
+                blocker.rmdir()
+                clock.advance(2)  # a file that could not be deleted is tried again after a second
+                wait_until(lambda: count(r, "tcp", "received") == len(sent))
+                sock.sendall(b"<13>after\n")
+                wait_until(lambda: count(r, "tcp", "received") == len(sent) + 1)
     finally:
         r.stop()
 
     events = [e["event"] for e in logs]
-    assert full and dropped > 0 and count(r, "tcp", "dropped") == dropped
+    assert waiting[0] < len(sent) and waiting[1] == 0 and count(r, "tcp", "dropped") == 0
     assert events.count("syslog_spool_full") == 1 and events.count("syslog_spool_discard_failed") == 1
     assert "syslog_spool_resumed" in events and not r.stats().spool_full
-    assert count(r, "tcp", "received") == len(spooled(r)) and r.stats().discarded_messages == 0
-    assert spooled(r)[-1] == b"<13>after"
+    kept = spooled(r)
+    assert r.stats().discarded_messages + len(kept) == len(sent) + 1  # nothing reads the spool here
+    assert kept[-1] == b"<13>after" and kept[:-1] == sent[len(sent) + 1 - len(kept) :]
 
 
 @pytest.mark.parametrize("how", ["directory removed", "file removed", "file replaced"])
@@ -847,29 +855,40 @@ def test_a_spool_removed_or_replaced_while_running_is_opened_again_and_nothing_r
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["syslog_spool_reopened"]
 
 
-def test_a_spool_directory_that_cannot_be_made_again_drops_loudly_until_it_can(tmp_path: Path, clock: FakeClock) -> None:
-    """The spool directory replaced by a file while running: messages are dropped and counted,
-    the log says where and why (once), and writing resumes once the directory can be made."""
+def test_while_the_spool_cannot_be_written_tcp_senders_wait_and_nothing_they_sent_is_lost(tmp_path: Path, clock: FakeClock) -> None:
+    """The spool directory replaced by a file while running (as a full disk, every write fails):
+    the log says where and why, once; datagrams are dropped and counted; what TCP senders sent
+    waits (their connections paused) and is spooled once the directory can be made again."""
     spool_dir = tmp_path / "spool"
-    r = SyslogReceiver(SyslogSettings(udp_listen="", tcp_listen="127.0.0.1:0"), spool_dir, clock, tick=0.02)
+    r = SyslogReceiver(SyslogSettings(udp_listen="127.0.0.1:0", tcp_listen="127.0.0.1:0"), spool_dir, clock, tick=0.02)
     r.start()
+    first, during = numbered(10), [b"<13>during " + m for m in numbered(30)]
     try:
-        send_in_steps(r, numbered(10))
+        send_in_steps(r, first)
         shutil.rmtree(spool_dir)
         spool_dir.write_bytes(b"not a directory")
         with capture_logs() as logs:
-            send_in_steps(r, numbered(30))
-            spool_dir.unlink()
-            send_in_steps(r, [b"<13>after"])
+            with tcp(r) as a, tcp(r) as b, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                a.sendall(b"".join(m + b"\n" for m in during[:15]))
+                b.sendall(b"".join(m + b"\n" for m in during[15:]))
+                wait_until(lambda: any(e["event"] == "syslog_spool_write_failed" for e in logs))
+                udp.sendto(b"<13>a datagram while failing", address(r, "udp"))
+                wait_until(lambda: count(r, "udp", "dropped") == 1)
+                time.sleep(0.3)  # writes are tried again meanwhile, and fail
+                waiting = count(r, "tcp", "received"), count(r, "tcp", "dropped")
+                spool_dir.unlink()
+                wait_until(lambda: count(r, "tcp", "received") == 40)
+                a.sendall(b"<13>after\n")
+                wait_until(lambda: count(r, "tcp", "received") == 41)
     finally:
         r.stop()
 
     failed = [e for e in logs if e["event"] == "syslog_spool_write_failed"]
-    assert count(r, "tcp", "dropped") == 30 and count(r, "tcp", "received") == 11
+    assert waiting == (10, 0) and count(r, "tcp", "dropped") == 0
     assert len(failed) == 1 and failed[0]["spool"] == str(spool_dir / SPOOL_NAME) and failed[0]["log_level"] == "error"
     assert "not a directory" in failed[0]["error"].lower()
     assert "syslog_spool_write_resumed" in [e["event"] for e in logs]
-    assert spooled(r) == [b"<13>after"]
+    assert sorted(spooled(r)[:-1]) == sorted(during) and spooled(r)[-1] == b"<13>after"
 
 
 @pytest.mark.parametrize("kind", ["directory is a file", "spool file is a directory", "spool file is a FIFO"])
