@@ -20,7 +20,9 @@ closing the oldest unfinished connection of the address that holds the most, so 
 closes the flooder's connections, not a scraper's. A request refused before it has all arrived (a
 431 for a header that goes on) is answered, then the rest is read and dropped for a little while
 before the connection closes: closing with bytes unread resets it, and a reset throws away the
-answer the client has not read yet. The application runs on two worker threads,
+answer the client has not read yet. Plain HTTP sent to the HTTPS port is answered, in plain HTTP,
+with Go's 400 "Client sent an HTTP request to an HTTPS server." (counted as a failed handshake), so
+a scraper with the wrong scheme says why. The application runs on two worker threads,
 password checks on one more; nothing slow runs in the loop. ``stop()`` ends open connections and
 joins every thread, so nothing is left running after it returns.
 
@@ -120,6 +122,7 @@ COLLECT_EVERY = 200  # connections ended between two young-generation garbage co
 REPORT_EVERY = 60.0  # seconds between log lines about clients cut off
 CUT_OFF = ("timed_out", "evicted", "rejected_busy", "auth_throttled", "tls_handshake_failures")
 SERVER_SOFTWARE = "normagent"
+PLAIN_TO_TLS = b"Client sent an HTTP request to an HTTPS server.\n"  # Go's words, which Prometheus users know
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2
 TARGET = re.compile(r"[\x21-\x7e]+")  # visible ASCII: no spaces, no controls
 HTTP_VERSION = re.compile(r"HTTP/1\.[01]")
@@ -921,21 +924,38 @@ class _Server:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=MAX_HEADER_BYTES, loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        context = self.ssl_context
+        plain_to_tls = False
+        if context is not None:
+            first = await _peek(conn.sock)
+            if not first:
+                return None  # closed before saying anything
+            # A TLS handshake starts with 0x16; an HTTP request with the letters of its method.
+            plain_to_tls = first.isalpha()
+            if plain_to_tls:
+                context = None
         try:
             transport, _ = await loop.connect_accepted_socket(
                 lambda: protocol,
                 conn.sock,
-                ssl=self.ssl_context,
+                ssl=context,
                 # Longer than the whole-request deadline, which is the one meant to end it.
-                ssl_handshake_timeout=2 * self.request_timeout if self.ssl_context is not None else None,
+                ssl_handshake_timeout=2 * self.request_timeout if context is not None else None,
             )
         except (ssl.SSLError, OSError) as exc:
-            if self.ssl_context is not None:
+            if context is not None:
                 self._count("tls_handshake_failures")
                 log.debug("tls_handshake_failed", reason=getattr(exc, "reason", None) or type(exc).__name__)
             return None
         conn.transport = transport
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        if plain_to_tls:
+            # Said in plain HTTP, as Go's servers (and so exporter-toolkit's) say it: a scraper
+            # configured with http:// learns why, instead of reading "EOF".
+            self._count("tls_handshake_failures")
+            log.debug("tls_handshake_failed", reason="plain HTTP")
+            refused = _Response("400 Bad Request", [("Content-Type", "text/plain; charset=utf-8")], PLAIN_TO_TLS)
+            return writer, refused.status, _encode(refused), reader
         try:
             request = await _read_request(reader)
         except _BadRequest as bad:
@@ -1089,6 +1109,28 @@ def _encode(response: _Response, *, head_only: bool = False) -> bytes:
     headers += [("Date", http_date(time.time())), ("Server", SERVER_SOFTWARE), ("Connection", "close")]
     head = "".join([f"HTTP/1.0 {response.status}\r\n", *(f"{name}: {value}\r\n" for name, value in headers), "\r\n"])
     return head.encode("latin-1") + (b"" if head_only else response.body)
+
+
+async def _peek(sock: socket.socket) -> bytes:
+    """The first byte the client sent, left in the socket for whoever reads it next; b"" if the
+    client closed without sending anything."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            pass
+        readable: asyncio.Future[None] = loop.create_future()
+
+        def wake(readable: asyncio.Future[None] = readable) -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        loop.add_reader(sock.fileno(), wake)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(sock.fileno())
 
 
 async def _read_request(reader: asyncio.StreamReader) -> _Request | None:

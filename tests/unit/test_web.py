@@ -396,12 +396,13 @@ def test_tls_and_basic_auth_together(serve: Callable[..., web.RunningServer], pk
     assert requests.get(f"{server.url}/metrics", auth=("prometheus", "wrong"), verify=ca, timeout=5).status_code == 401
 
 
-def test_plain_http_to_the_tls_port_fails_the_handshake_and_is_counted(
+def test_plain_http_to_the_tls_port_is_told_to_use_https_and_counted(
     serve: Callable[..., web.RunningServer], pki: Path
 ) -> None:
+    """As Go's servers answer it (so a Prometheus job with the wrong scheme shows why, not "EOF")."""
     server = serve(tls_settings(pki))
-    with pytest.raises(requests.exceptions.ConnectionError):
-        requests.get(f"http://{server.address}/metrics", timeout=5)
+    answer = requests.get(f"http://{server.address}/metrics", timeout=5)
+    assert (answer.status_code, answer.text) == (400, "Client sent an HTTP request to an HTTPS server.\n")
     assert requests.get(f"{server.url}/healthz", verify=pki / "ca.crt", timeout=5).status_code == 200
     assert wait_for(lambda: server.stats().tls_handshake_failures == 1), server.stats()
 
