@@ -126,6 +126,7 @@ PLAIN_TO_TLS = b"Client sent an HTTP request to an HTTPS server.\n"  # Go's word
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2
 TARGET = re.compile(r"[\x21-\x7e]+")  # visible ASCII: no spaces, no controls
 HTTP_VERSION = re.compile(r"HTTP/1\.[01]")
+FIELD_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # RFC 9110 5.5: a field value holds no controls but HTAB
 
 
 @dataclass(frozen=True, slots=True)
@@ -1164,7 +1165,10 @@ async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
         name, colon, value = line.decode("latin-1").partition(":")
         if not colon or not TOKEN.fullmatch(name):  # also refuses obsolete line folding
             raise _BadRequest("400 Bad Request")
-        headers.append((name, value.strip(" \t\r\n")))
+        value = value.removesuffix("\n").removesuffix("\r").strip(" \t")
+        if FIELD_CONTROL.search(value):  # a bare CR, a NUL: refused, as Go and RFC 9112 2.2 do
+            raise _BadRequest("400 Bad Request")
+        headers.append((name, value))
     if _header(headers, "transfer-encoding") is not None:
         raise _BadRequest("501 Not Implemented")  # nothing here takes a request body, let alone chunks
     lengths = {value for name, value in headers if name.lower() == "content-length"}

@@ -713,6 +713,9 @@ def test_wrong_password_flood_from_another_address_does_not_starve_a_new_scraper
         (b"GET /healthz HTTP/2.0\r\n\r\n", 505),
         (b"GET /healthz HTTP/1.1\r\nNo colon here\r\n\r\n", 400),
         (b"GET /healthz HTTP/1.1\r\nX-A: 1\r\n folded\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nX-A: 1\rX-B: 2\r\n\r\n", 400),  # a bare CR inside a value
+        (b"GET /healthz HTTP/1.1\r\nX-A: a\x00b\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nX-A: a\tb \xff\r\n\r\n", 200),  # HTAB and obs-text are allowed
         (b"GET /healthz HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
         (b"GET /healthz HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
         (b"POST /healthz HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413),
@@ -724,7 +727,7 @@ def test_wrong_password_flood_from_another_address_does_not_starve_a_new_scraper
         (b"GET /healthz HTTP/1.1\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n", 431),
     ],
     ids=["http10", "leading-empty-line", "bare-lf", "head", "post-with-body", "http09", "double-space", "http2",
-         "header-without-colon", "obsolete-folding", "two-lengths", "negative-length", "huge-body", "length-of-5000-digits", "superscript-length", "chunked",
+         "header-without-colon", "obsolete-folding", "bare-cr-in-value", "nul-in-value", "tab-and-obs-text", "two-lengths", "negative-length", "huge-body", "length-of-5000-digits", "superscript-length", "chunked",
          "long-target", "long-header", "too-many-headers"],
 )
 def test_raw_requests_are_answered_or_refused_with_the_right_status(
