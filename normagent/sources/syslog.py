@@ -1239,18 +1239,18 @@ class SyslogReceiver:
 
     def _make_room(self, newcomer: str) -> bool:
         """Close a connection for one from ``newcomer``: the longest silent one of the address
-        holding the most, if it holds more than ``newcomer`` would with this one. So a sender that
+        (IPv6: the /64, one host's) holding the most, if it holds more than ``newcomer`` would with this one. So a sender that
         opens every place cannot lock out the others (a firewall keeps one connection open for
         days), and one address flooding is refused, not allowed to close the others' connections.
         A connection whose lines are being written is never closed. False: nothing was closed."""
         held: dict[str, int] = {}
         for conn in self._conns.values():
-            held[conn.sender] = held.get(conn.sender, 0) + 1
-        limit = held.get(newcomer, 0) + 1
-        for sender, n in sorted(held.items(), key=lambda item: -item[1]):
+            held[source_group(conn.sender)] = held.get(source_group(conn.sender), 0) + 1
+        limit = held.get(source_group(newcomer), 0) + 1
+        for group, n in sorted(held.items(), key=lambda item: -item[1]):
             if n <= limit:
                 return False
-            candidates = [c for c in self._conns.values() if c.sender == sender and not c.waiting]
+            candidates = [c for c in self._conns.values() if source_group(c.sender) == group and not c.waiting]
             if candidates:
                 victim = min(candidates, key=lambda c: c.last_active)
                 if victim.framer.pending:
@@ -1395,6 +1395,18 @@ class SyslogReceiver:
                 with self._cond:
                     self._acks.extend(acks)
                 self._wake()
+
+
+def source_group(sender: str) -> str:
+    """The address a sender's connections are counted under for fairness: IPv4 as is, IPv6 by its
+    /64 (one host can use every address of it), as the HTTP server groups its clients."""
+    try:
+        address = ipaddress.ip_address(sender.split("%", 1)[0])
+    except ValueError:
+        return sender
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 def _sender(address: object) -> str:

@@ -37,6 +37,7 @@ from normagent.sources.syslog import (
     parse_spool_line,
     parse_syslog,
     rfc3164_time,
+    source_group,
     spool_line,
     structured_data_elements,
     valid_pri,
@@ -593,6 +594,19 @@ def test_a_sender_holding_every_place_cannot_lock_out_another(tmp_path: Path, cl
     assert (connections["accepted"], connections["evicted"], connections["refused"]) == (5, 1, 1)
     assert dropped == 1
     assert spooled(r)[:2] == [b"<13>from the device", b"<13>the device still sends"]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("2001:db8:1:2::1", "2001:db8:1:2:ffff::9", True),  # one host's /64: one sender for fairness
+        ("2001:db8:1:2::1", "2001:db8:1:3::1", False),
+        ("192.0.2.1", "192.0.2.2", False),
+        ("fe80::1%eth0", "fe80::2%eth1", True),
+    ],
+)
+def test_connections_are_counted_per_ipv4_address_and_per_ipv6_64(a: str, b: str, same: bool) -> None:
+    assert (source_group(a) == source_group(b)) is same
 
 
 def test_stop_with_clients_connected_is_fast_and_keeps_what_was_received(tmp_path: Path, clock: FakeClock) -> None:
