@@ -951,6 +951,7 @@ class _Connection:
     sender: str
     framer: TcpFramer
     last_active: float
+    group: str = ""  # source_group(sender): what fairness counts it under
     waiting: bool = False  # its last read is not durable yet: do not read more
 
 
@@ -1224,33 +1225,34 @@ class SyslogReceiver:
                     return
                 continue  # ECONNABORTED and friends: the client is gone already
             sender = _sender(address)
-            if len(self._conns) >= self.settings.max_connections and not self._make_room(sender):
+            group = source_group(sender)
+            if len(self._conns) >= self.settings.max_connections and not self._make_room(group):
                 sock.close()
                 with self._lock:
                     self._connections_count["refused"] += 1
                 continue
             sock.setblocking(False)
             self._next_ident += 1
-            conn = _Connection(self._next_ident, sock, sender, TcpFramer(self.settings.max_message_bytes), self._clock.monotonic())
+            conn = _Connection(self._next_ident, sock, sender, TcpFramer(self.settings.max_message_bytes), self._clock.monotonic(), group)
             with self._lock:
                 self._conns[conn.ident] = conn
                 self._connections_count["accepted"] += 1
             self._selector.register(sock, selectors.EVENT_READ, ("conn", conn))
 
     def _make_room(self, newcomer: str) -> bool:
-        """Close a connection for one from ``newcomer``: the longest silent one of the address
+        """Close a connection for one from ``newcomer`` (a ``source_group``): the longest silent one of the address
         (IPv6: the /64, one host's) holding the most, if it holds more than ``newcomer`` would with this one. So a sender that
         opens every place cannot lock out the others (a firewall keeps one connection open for
         days), and one address flooding is refused, not allowed to close the others' connections.
         A connection whose lines are being written is never closed. False: nothing was closed."""
         held: dict[str, int] = {}
         for conn in self._conns.values():
-            held[source_group(conn.sender)] = held.get(source_group(conn.sender), 0) + 1
-        limit = held.get(source_group(newcomer), 0) + 1
+            held[conn.group] = held.get(conn.group, 0) + 1
+        limit = held.get(newcomer, 0) + 1
         for group, n in sorted(held.items(), key=lambda item: -item[1]):
             if n <= limit:
                 return False
-            candidates = [c for c in self._conns.values() if source_group(c.sender) == group and not c.waiting]
+            candidates = [c for c in self._conns.values() if c.group == group and not c.waiting]
             if candidates:
                 victim = min(candidates, key=lambda c: c.last_active)
                 if victim.framer.pending:
