@@ -71,6 +71,7 @@ import socket
 import stat
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -1360,17 +1361,23 @@ class SyslogReceiver:
     def _write_loop(self) -> None:
         failing = False  # log a failing disk once, not once per batch
         # TCP batches the spool could not take (a full disk, the spool full): their connections
-        # stay paused, so the senders keep what follows, and they are tried again every second.
+        # stay paused, so the senders keep what follows, and they are tried again every
+        # SPOOL_RETRY_SECONDS (not at every datagram: a flood would rewrite them all the time).
         held: list[_Batch] = []
+        next_try = 0.0  # time.monotonic() at which held batches are tried again
         while True:
             with self._cond:
-                if held and not self._pending and not self._writer_stop:
-                    self._cond.wait(SPOOL_RETRY_SECONDS)
-                while not held and not self._pending and not self._writer_stop:
-                    self._cond.wait()
+                while not self._writer_stop and not self._pending and (not held or time.monotonic() < next_try):
+                    self._cond.wait(max(0.0, next_try - time.monotonic()) if held else None)
                 stopping = self._writer_stop
-                batches, self._pending, self._pending_bytes = held + self._pending, [], 0
-            held = []
+                arrived, self._pending, self._pending_bytes = self._pending, [], 0
+            if held and not stopping and time.monotonic() < next_try:
+                held += [b for b in arrived if b.connection is not None]  # waits with the others
+                for transport in TRANSPORTS:
+                    datagrams = sum(len(b.lines) for b in arrived if b.connection is None and b.transport == transport)
+                    self._count(transport, "dropped", datagrams)
+                continue
+            batches, held = held + arrived, []
             if not batches:
                 return
             lines = [line for batch in batches for line in batch.lines]
@@ -1389,6 +1396,7 @@ class SyslogReceiver:
             if not stored and retry:
                 held = [b for b in batches if b.connection is not None]
                 batches = [b for b in batches if b.connection is None]  # UDP, and TCP whose sender left
+                next_try = time.monotonic() + SPOOL_RETRY_SECONDS
             for transport in TRANSPORTS:
                 count = sum(len(b.lines) for b in batches if b.transport == transport)
                 self._count(transport, "received" if stored else "dropped", count)
