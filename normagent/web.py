@@ -18,8 +18,8 @@ still sending its request costs a socket, not a thread, and has a deadline for t
 seconds is cut off all the same. When ``max_connections`` are open, a new connection makes room by
 closing the oldest unfinished connection of the address that holds the most, so flooding the server
 closes the flooder's connections, not a scraper's. A request refused before it has all arrived (a
-431 for a header that goes on) is answered, then the rest is read and dropped for a little while
-before the connection closes: closing with bytes unread resets it, and a reset throws away the
+431 for a header that goes on), or followed by more (pipelined requests), is answered, then the
+rest is read and dropped for a little while before the connection closes: closing with bytes unread resets it, and a reset throws away the
 answer the client has not read yet. Plain HTTP sent to the HTTPS port is answered, in plain HTTP,
 with Go's 400 "Client sent an HTTP request to an HTTPS server." (counted as a failed handshake), so
 a scraper with the wrong scheme says why. The application runs on two worker threads,
@@ -886,13 +886,13 @@ class _Server:
                 return
             if received is None:
                 return
-            writer, status, data, unread = received
+            writer, status, data, reader, refused = received
             self._count_response(status)
             async with asyncio.timeout(self.request_timeout):
                 writer.write(data)
                 await writer.drain()
-                if unread is not None:
-                    await self._linger(writer, unread)
+                if refused or _unread(conn.sock):  # a refusal, or a client that sent more (pipelined requests)
+                    await self._linger(writer, reader)
                 writer.close()
                 await writer.wait_closed()
         except TimeoutError:
@@ -918,9 +918,9 @@ class _Server:
                 # now and then frees them for a millisecond, where waiting grew the heap ~1 kB a scrape.
                 gc.collect(0)
 
-    async def _receive(self, conn: _Connection) -> tuple[asyncio.StreamWriter, str, bytes, asyncio.StreamReader | None] | None:
-        """Handshake, read the request, decide the answer: (writer, status, encoded answer, and the
-        reader when the request was refused before it was read to its end), or None when there is
+    async def _receive(self, conn: _Connection) -> tuple[asyncio.StreamWriter, str, bytes, asyncio.StreamReader, bool] | None:
+        """Handshake, read the request, decide the answer: (writer, status, encoded answer, reader,
+        whether the request was refused before it was read to its end), or None when there is
         nothing to answer (the handshake failed, the client left)."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=MAX_HEADER_BYTES, loop=loop)
@@ -956,11 +956,11 @@ class _Server:
             self._count("tls_handshake_failures")
             log.debug("tls_handshake_failed", reason="plain HTTP")
             refused = _Response("400 Bad Request", [("Content-Type", "text/plain; charset=utf-8")], PLAIN_TO_TLS)
-            return writer, refused.status, _encode(refused), reader
+            return writer, refused.status, _encode(refused), reader, True
         try:
             request = await _read_request(reader)
         except _BadRequest as bad:
-            return writer, bad.status, _encode(_error_response(bad.status)), reader
+            return writer, bad.status, _encode(_error_response(bad.status)), reader, True
         if request is None:
             return None
         conn.busy = True
@@ -968,10 +968,11 @@ class _Server:
             status, data = await self._respond(conn, request)
         finally:
             conn.busy = False
-        return writer, status, data, None
+        return writer, status, data, reader, False
 
     async def _linger(self, writer: asyncio.StreamWriter, reader: asyncio.StreamReader) -> None:
         """After refusing a request that may still be arriving (a 431 for a header that goes on),
+        or answering one followed by more (pipelined requests: one is answered per connection),
         read and drop what the client sends until it closes, a little while at most.
 
         Closing a socket with unread bytes makes the kernel reset the connection, and a reset
@@ -1110,6 +1111,14 @@ def _encode(response: _Response, *, head_only: bool = False) -> bytes:
     headers += [("Date", http_date(time.time())), ("Server", SERVER_SOFTWARE), ("Connection", "close")]
     head = "".join([f"HTTP/1.0 {response.status}\r\n", *(f"{name}: {value}\r\n" for name, value in headers), "\r\n"])
     return head.encode("latin-1") + (b"" if head_only else response.body)
+
+
+def _unread(sock: socket.socket) -> bool:
+    """Whether the client has sent bytes not read yet (the kernel holds them)."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:  # BlockingIOError: nothing waiting; anything else: the client is gone
+        return False
 
 
 async def _peek(sock: socket.socket) -> bytes:

@@ -753,10 +753,11 @@ def test_raw_requests_are_answered_or_refused_with_the_right_status(
         (b"GET /" + b"a" * 300_000 + b" HTTP/1.1\r\n\r\n", 414),
         (b"POST /healthz HTTP/1.1\r\nContent-Length: 300000\r\n\r\n" + b"x" * 300_000, 413),
         (b"NOT HTTP\r\n" + b"\x16\x03\x01" * 100_000, 400),
+        (b"GET /healthz HTTP/1.1\r\n\r\n" * 20_000, 200),  # pipelined: one is answered, the rest dropped
     ],
-    ids=["long-header", "long-target", "huge-body", "garbage"],
+    ids=["long-header", "long-target", "huge-body", "garbage", "pipelined"],
 )
-def test_a_refusal_reaches_a_client_still_sending_and_the_connection_ends_cleanly(
+def test_an_answer_reaches_a_client_still_sending_and_the_connection_ends_cleanly(
     serve: Callable[..., web.RunningServer], request_bytes: bytes, status: int
 ) -> None:
     """The answer is refused before the request has all arrived. Closing with the rest unread
