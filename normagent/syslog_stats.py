@@ -30,7 +30,8 @@ MESSAGES = MetricSpec(
 CONNECTIONS = MetricSpec(
     "normagent_syslog_connections_total",
     "counter",
-    "TCP syslog connections by outcome (accepted, refused over max_connections, idle_closed).",
+    "TCP syslog connections by outcome (accepted, refused over max_connections, idle_closed, "
+    "evicted to make room for another address's connection).",
     ("result",),
     preset=tuple((r,) for r in CONNECTION_RESULTS),
     section=SECTION,

@@ -17,7 +17,12 @@ still sending its request costs a socket, not a thread, and has a deadline for t
 (``request_timeout`` from accept), not per read, so a client that sends a header line every few
 seconds is cut off all the same. When ``max_connections`` are open, a new connection makes room by
 closing the oldest unfinished connection of the address that holds the most, so flooding the server
-closes the flooder's connections, not a scraper's. The application runs on two worker threads,
+closes the flooder's connections, not a scraper's. A request refused before it has all arrived (a
+431 for a header that goes on), or followed by more (pipelined requests), is answered, then the
+rest is read and dropped for a little while before the connection closes: closing with bytes unread resets it, and a reset throws away the
+answer the client has not read yet. Plain HTTP sent to the HTTPS port is answered, in plain HTTP,
+with Go's 400 "Client sent an HTTP request to an HTTPS server." (counted as a failed handshake), so
+a scraper with the wrong scheme says why. The application runs on two worker threads,
 password checks on one more; nothing slow runs in the loop. ``stop()`` ends open connections and
 joins every thread, so nothing is left running after it returns.
 
@@ -109,15 +114,19 @@ APP_WORKERS = 2  # threads running the application (/metrics is rendered from a 
 MAX_HEADER_BYTES = 65536  # request line plus headers
 MAX_HEADERS = 100
 MAX_BODY_BYTES = 65536  # nothing here reads a body; a small one is read and ignored
+LINGER_BYTES = 1024 * 1024  # read and dropped after a refusal, so closing does not reset the answer away
+LINGER_SECONDS = 2.0  # at most this long (and never past request_timeout)
 LISTEN_BACKLOG = 128
 ACCEPT_BACKOFF = 0.1  # seconds to wait when accept() runs out of file descriptors
 COLLECT_EVERY = 200  # connections ended between two young-generation garbage collections
 REPORT_EVERY = 60.0  # seconds between log lines about clients cut off
 CUT_OFF = ("timed_out", "evicted", "rejected_busy", "auth_throttled", "tls_handshake_failures")
 SERVER_SOFTWARE = "normagent"
+PLAIN_TO_TLS = b"Client sent an HTTP request to an HTTPS server.\n"  # Go's words, which Prometheus users know
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2
 TARGET = re.compile(r"[\x21-\x7e]+")  # visible ASCII: no spaces, no controls
 HTTP_VERSION = re.compile(r"HTTP/1\.[01]")
+FIELD_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # RFC 9110 5.5: a field value holds no controls but HTAB
 
 
 @dataclass(frozen=True, slots=True)
@@ -877,11 +886,13 @@ class _Server:
                 return
             if received is None:
                 return
-            writer, status, data = received
+            writer, status, data, reader, refused = received
             self._count_response(status)
             async with asyncio.timeout(self.request_timeout):
                 writer.write(data)
                 await writer.drain()
+                if refused or _unread(conn.sock):  # a refusal, or a client that sent more (pipelined requests)
+                    await self._linger(writer, reader)
                 writer.close()
                 await writer.wait_closed()
         except TimeoutError:
@@ -907,31 +918,49 @@ class _Server:
                 # now and then frees them for a millisecond, where waiting grew the heap ~1 kB a scrape.
                 gc.collect(0)
 
-    async def _receive(self, conn: _Connection) -> tuple[asyncio.StreamWriter, str, bytes] | None:
-        """Handshake, read the request, decide the answer: (writer, status, encoded answer), or
-        None when there is nothing to answer (the handshake failed, the client left)."""
+    async def _receive(self, conn: _Connection) -> tuple[asyncio.StreamWriter, str, bytes, asyncio.StreamReader, bool] | None:
+        """Handshake, read the request, decide the answer: (writer, status, encoded answer, reader,
+        whether the request was refused before it was read to its end), or None when there is
+        nothing to answer (the handshake failed, the client left)."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=MAX_HEADER_BYTES, loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        context = self.ssl_context
+        plain_to_tls = False
+        if context is not None:
+            first = await _peek(conn.sock)
+            if not first:
+                return None  # closed before saying anything
+            # A TLS handshake starts with 0x16; an HTTP request with the letters of its method.
+            plain_to_tls = first.isalpha()
+            if plain_to_tls:
+                context = None
         try:
             transport, _ = await loop.connect_accepted_socket(
                 lambda: protocol,
                 conn.sock,
-                ssl=self.ssl_context,
+                ssl=context,
                 # Longer than the whole-request deadline, which is the one meant to end it.
-                ssl_handshake_timeout=2 * self.request_timeout if self.ssl_context is not None else None,
+                ssl_handshake_timeout=2 * self.request_timeout if context is not None else None,
             )
         except (ssl.SSLError, OSError) as exc:
-            if self.ssl_context is not None:
+            if context is not None:
                 self._count("tls_handshake_failures")
                 log.debug("tls_handshake_failed", reason=getattr(exc, "reason", None) or type(exc).__name__)
             return None
         conn.transport = transport
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        if plain_to_tls:
+            # Said in plain HTTP, as Go's servers (and so exporter-toolkit's) say it: a scraper
+            # configured with http:// learns why, instead of reading "EOF".
+            self._count("tls_handshake_failures")
+            log.debug("tls_handshake_failed", reason="plain HTTP")
+            refused = _Response("400 Bad Request", [("Content-Type", "text/plain; charset=utf-8")], PLAIN_TO_TLS)
+            return writer, refused.status, _encode(refused), reader, True
         try:
             request = await _read_request(reader)
         except _BadRequest as bad:
-            return writer, bad.status, _encode(_error_response(bad.status))
+            return writer, bad.status, _encode(_error_response(bad.status)), reader, True
         if request is None:
             return None
         conn.busy = True
@@ -939,7 +968,26 @@ class _Server:
             status, data = await self._respond(conn, request)
         finally:
             conn.busy = False
-        return writer, status, data
+        return writer, status, data, reader, False
+
+    async def _linger(self, writer: asyncio.StreamWriter, reader: asyncio.StreamReader) -> None:
+        """After refusing a request that may still be arriving (a 431 for a header that goes on),
+        or answering one followed by more (pipelined requests: one is answered per connection),
+        read and drop what the client sends until it closes, a little while at most.
+
+        Closing a socket with unread bytes makes the kernel reset the connection, and a reset
+        throws away whatever the client had not yet read: the answer that says what was wrong.
+        The answer is sent first and, without TLS, followed by our end of the stream.
+        """
+        if writer.can_write_eof():
+            writer.write_eof()
+        left = LINGER_BYTES
+        try:
+            async with asyncio.timeout(min(LINGER_SECONDS, self.request_timeout)):
+                while left > 0 and (data := await reader.read(min(left, 65536))):
+                    left -= len(data)
+        except TimeoutError:
+            pass  # a client that keeps sending, or keeps the connection open: closed as it is
 
     async def _respond(self, conn: _Connection, request: _Request) -> tuple[str, bytes]:
         """Check the password (if basic auth is on), then run the application on a worker."""
@@ -1065,6 +1113,36 @@ def _encode(response: _Response, *, head_only: bool = False) -> bytes:
     return head.encode("latin-1") + (b"" if head_only else response.body)
 
 
+def _unread(sock: socket.socket) -> bool:
+    """Whether the client has sent bytes not read yet (the kernel holds them)."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:  # BlockingIOError: nothing waiting; anything else: the client is gone
+        return False
+
+
+async def _peek(sock: socket.socket) -> bytes:
+    """The first byte the client sent, left in the socket for whoever reads it next; b"" if the
+    client closed without sending anything."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            pass
+        readable: asyncio.Future[None] = loop.create_future()
+
+        def wake(readable: asyncio.Future[None] = readable) -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        loop.add_reader(sock.fileno(), wake)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(sock.fileno())
+
+
 async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
     """Read one request (line, headers, body); None if the client closed before it was whole.
 
@@ -1096,7 +1174,10 @@ async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
         name, colon, value = line.decode("latin-1").partition(":")
         if not colon or not TOKEN.fullmatch(name):  # also refuses obsolete line folding
             raise _BadRequest("400 Bad Request")
-        headers.append((name, value.strip(" \t\r\n")))
+        value = value.removesuffix("\n").removesuffix("\r").strip(" \t")
+        if FIELD_CONTROL.search(value):  # a bare CR, a NUL: refused, as Go and RFC 9112 2.2 do
+            raise _BadRequest("400 Bad Request")
+        headers.append((name, value))
     if _header(headers, "transfer-encoding") is not None:
         raise _BadRequest("501 Not Implemented")  # nothing here takes a request body, let alone chunks
     lengths = {value for name, value in headers if name.lower() == "content-length"}

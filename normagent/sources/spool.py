@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
@@ -127,6 +128,10 @@ def open_spool(directory: Path) -> Iterator[list[_File]]:
 
     Listed, opened, and listed again until the two listings agree, so that a rotation between
     listing and opening cannot hide a file (the renamed current one) from the reader.
+
+    Something other than a regular file under a spool name (a FIFO, a directory) is left out and
+    logged: opening a FIFO to read would wait for a writer for ever, here and in the receiver,
+    which asks ``read_offset`` before it deletes a rotated file.
     """
     for _ in range(_LIST_TRIES):
         names = _rotated_names(directory)
@@ -134,12 +139,16 @@ def open_spool(directory: Path) -> Iterator[list[_File]]:
         complete = True
         for name in [*names, SPOOL_NAME]:
             try:
-                fd = os.open(directory / name, os.O_RDONLY | os.O_CLOEXEC)
+                fd = os.open(directory / name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
             except FileNotFoundError:
                 if name != SPOOL_NAME:
                     complete = False
                 continue
             st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                os.close(fd)
+                log.warning("syslog_spool_not_a_file", file=str(directory / name), effect="left out: nothing is read from it")
+                continue
             files.append(_File(directory / name, fd, st, os.pread(fd, FINGERPRINT_BYTES, 0)))
         if complete and _rotated_names(directory) == names:
             try:

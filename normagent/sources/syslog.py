@@ -16,6 +16,11 @@ application acknowledgement by which a sender could know the difference. UDP has
 datagrams waiting in the writer's queue when the process dies are lost (the queue is capped at
 ``MAX_PENDING_BYTES``; beyond it datagrams are dropped and counted).
 
+When the spool cannot take a write (a full disk, the spool full, its directory replaced by a file),
+what was read from a TCP connection is kept and written again every ``SPOOL_RETRY_SECONDS``, and the
+connection stays paused meanwhile, so its sender keeps what follows (TCP flow control) instead of
+losing it; datagrams cannot wait and are dropped and counted.
+
 Spool lines: ``<received, RFC 3339 UTC> <sender address> <message>\\n``. The message is kept as
 sent, except that control characters (LF, CR, NUL …, not TAB) are escaped rsyslog-style as
 ``#ooo`` (``#012`` for LF), so one message is exactly one line. The sender address is local state
@@ -30,7 +35,12 @@ the messages in it the reader had not read are counted (``discarded_messages``/`
 exported as ``normagent_syslog_spool_discarded_*_total``) and logged (``syslog_spool_discarded``,
 a warning). Old unread messages go rather than new ones: a reader that is behind (or, today, no
 reader at all) never makes the receiver refuse what arrives. Only when a file cannot be deleted
-is the spool full: new messages are then dropped, counted and logged (``syslog_spool_full``).
+is the spool full: new datagrams are then dropped and counted, TCP senders wait, and the log
+says so (``syslog_spool_full``).
+A spool file (or directory) removed or replaced while the receiver runs is opened again at its path
+before the next write (``syslog_spool_reopened``), never appended to unseen. A failing write is
+logged once (``syslog_spool_write_failed``, then ``syslog_spool_write_resumed``). A FIFO, directory or device
+where the spool file should be is refused, never opened and waited on.
 
 For the reader (the file tailer of a log plugin): lines are appended whole and never rewritten;
 files are renamed, never copied or truncated, and deleted only whole and oldest first, so a
@@ -43,7 +53,8 @@ that file (it is gone by then, and those lines are counted as discarded).
 Everything a sender can get wrong is counted per transport and result and never stops the
 receiver: ``received``, ``oversized`` (over ``max_message_bytes``), ``malformed`` (no valid PRI,
 binary junk, an octet count cut short by the end of the connection, an empty frame) and
-``dropped`` (spool full, UDP queue full, a partial frame when the receiver stops, and on Linux
+``dropped`` (datagrams the spool could not take, UDP queue full, a partial frame or a TCP message
+the spool could not take when the receiver stops, and on Linux
 datagrams the kernel dropped because the socket buffer was full, read from SO_RXQ_OVFL).
 
 Imports only the standard library and normagent.clock/errors (structlog for the log).
@@ -57,8 +68,10 @@ import os
 import re
 import selectors
 import socket
+import stat
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -69,7 +82,7 @@ from typing import Literal
 import structlog
 
 from normagent.clock import Clock
-from normagent.errors import NormagentError
+from normagent.errors import NormagentError, StateError
 from normagent.hostnames import for_socket
 from normagent.sources.lines import count_lines
 
@@ -78,9 +91,10 @@ log = structlog.get_logger(__name__)
 Transport = Literal["udp", "tcp"]
 TRANSPORTS: tuple[Transport, ...] = ("udp", "tcp")
 RESULTS = ("received", "oversized", "malformed", "dropped")
-CONNECTION_RESULTS = ("accepted", "refused", "idle_closed")
+CONNECTION_RESULTS = ("accepted", "refused", "idle_closed", "evicted")
 SPOOL_NAME = "syslog.log"
 MAX_PENDING_BYTES = 16 * 2**20  # UDP datagrams waiting for the writer; beyond this they are dropped
+SPOOL_RETRY_SECONDS = 1.0  # a write the spool could not take (full disk, spool full) is tried again after this
 READ_BYTES = 65536
 MAX_OCTET_DIGITS = 10  # RFC 6587 MSG-LEN; more digits than this is not a length
 # Linux SO_RXQ_OVFL (asm-generic/socket.h; Python has no constant): each datagram then carries the
@@ -121,7 +135,9 @@ class SyslogSettings:
     max_connections: int = field(
         default=100,
         metadata={
-            "help": "TCP connections served at once; more are closed at once and counted as refused",
+            "help": "TCP connections served at once. When full, a new connection closes the longest silent one of "
+            "the address holding the most (evicted), if that address holds more than the newcomer's; "
+            "otherwise the new one is closed (refused)",
             "min": 1,
             "max": 1000,  # each an open file, and up to max_message_bytes of memory
         },
@@ -199,7 +215,8 @@ class SyslogStats:
         messages: ``{(transport, result): count}`` for every transport in ``TRANSPORTS`` and
             result in ``RESULTS``, zeros included.
         connections: TCP connections by outcome: ``accepted``, ``refused`` (over
-            ``max_connections``), ``idle_closed`` (silent past ``idle_timeout``).
+            ``max_connections``), ``idle_closed`` (silent past ``idle_timeout``), ``evicted``
+            (closed to make room for another address's connection).
         open_connections: TCP connections open now.
         spool_files: Rotated spool files on disk now (the current file not included).
         spool_full: Whether new messages are being dropped because a rotated file cannot be deleted.
@@ -653,12 +670,50 @@ class Spool:
         self._discarded = (0, 0)  # messages, bytes
 
     def open(self) -> None:
-        """Create the directory and file, and cut off a line a crash left half-written."""
+        """Create the directory and file, and cut off a line a crash left half-written.
+
+        Raises:
+            StateError: the spool cannot be used, saying which path and why (the directory is a
+                file, no permission, the spool file is a FIFO or a directory …).
+        """
+        try:
+            self._open()
+        except OSError as exc:
+            raise StateError(f"syslog spool {exc.filename or self.path}: {exc.strerror or exc}") from None
+
+    def _open(self) -> None:
+        _refuse_other_than(self.directory, stat.S_ISDIR, "a directory")
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._fd = _open_spool_file(self.path)
         self._size = os.fstat(self._fd).st_size
         self._repair()
         _fsync_dir(self.directory)
+
+    def _ensure_open(self) -> None:
+        """Open the spool file again if it is not the one at ``path`` any more: removed (with its
+        directory, perhaps), replaced, or never reopened after a failed rotation. Appending to a
+        file no directory lists would count messages as received that no reader can ever read.
+
+        Raises:
+            OSError: the spool cannot be opened again (the write is then dropped and counted).
+        """
+        try:
+            on_disk: os.stat_result | None = os.stat(self.path)
+        except FileNotFoundError:
+            on_disk = None
+        if self._fd >= 0 and on_disk is not None:
+            mine = os.fstat(self._fd)
+            if (mine.st_dev, mine.st_ino) == (on_disk.st_dev, on_disk.st_ino):
+                return
+        if self._fd >= 0:
+            log.warning(
+                "syslog_spool_reopened",
+                spool=str(self.path),
+                reason="the spool file was removed" if on_disk is None else "the spool file was replaced",
+                effect="messages in the old file that were not read yet are lost with it",
+            )
+            self.close()
+        self._open()
 
     def _repair(self) -> None:
         if self._size == 0:
@@ -703,6 +758,7 @@ class Spool:
 
     def write(self, lines: list[bytes]) -> bool:
         """Append ``lines`` and make them durable; False (nothing written) when the spool is full."""
+        self._ensure_open()
         if self._size >= self._settings.spool_file_bytes and not self._rotate():
             return False
         data = b"".join(lines)
@@ -737,8 +793,8 @@ class Spool:
                 return False
         target = self.directory / f"{SPOOL_NAME}-{self._stamp(rotated)}"
         os.rename(self.path, target)
-        os.close(self._fd)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.close()  # if the new file cannot be made, the next write tries again (_ensure_open)
+        self._fd = _open_spool_file(self.path)
         _fsync_dir(self.directory)
         log.info("syslog_spool_rotated", rotated_to=target.name, bytes=self._size)
         self._size = 0
@@ -828,6 +884,47 @@ def _lines_after(path: Path, offset: int) -> int:
     return lines + (last != b"\n")
 
 
+def _open_spool_file(path: Path) -> int:
+    """The spool file opened for appending (created if missing).
+
+    Raises:
+        OSError: it cannot be opened, or something other than a regular file is there: a FIFO
+            (never waited on: opening it without O_NONBLOCK would block until a reader came), a
+            directory, a device.
+    """
+    _refuse_other_than(path, stat.S_ISREG, "a regular file")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+    try:
+        _refuse_other_than(path, stat.S_ISREG, "a regular file", os.fstat(fd))  # replaced meanwhile
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISREG, "a regular file"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _refuse_other_than(path: Path, is_kind: Callable[[int], bool], kind: str, st: os.stat_result | None = None) -> None:
+    """Raise if ``path`` exists (``st``: as fstat saw it) and is not ``kind``; nothing if it is missing."""
+    if st is None:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return
+    if not is_kind(st.st_mode):
+        found = next((name for test, name in _KINDS if test(st.st_mode)), "something else")
+        raise OSError(errno.EINVAL, f"is {found}, not {kind}", str(path))
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -855,6 +952,7 @@ class _Connection:
     sender: str
     framer: TcpFramer
     last_active: float
+    group: str = ""  # source_group(sender): what fairness counts it under
     waiting: bool = False  # its last read is not durable yet: do not read more
 
 
@@ -1127,18 +1225,44 @@ class SyslogReceiver:
                     log.warning("syslog_accept_failed", error=exc.strerror)
                     return
                 continue  # ECONNABORTED and friends: the client is gone already
-            if len(self._conns) >= self.settings.max_connections:
+            sender = _sender(address)
+            group = source_group(sender)
+            if len(self._conns) >= self.settings.max_connections and not self._make_room(group):
                 sock.close()
                 with self._lock:
                     self._connections_count["refused"] += 1
                 continue
             sock.setblocking(False)
             self._next_ident += 1
-            conn = _Connection(self._next_ident, sock, _sender(address), TcpFramer(self.settings.max_message_bytes), self._clock.monotonic())
+            conn = _Connection(self._next_ident, sock, sender, TcpFramer(self.settings.max_message_bytes), self._clock.monotonic(), group)
             with self._lock:
                 self._conns[conn.ident] = conn
                 self._connections_count["accepted"] += 1
             self._selector.register(sock, selectors.EVENT_READ, ("conn", conn))
+
+    def _make_room(self, newcomer: str) -> bool:
+        """Close a connection for one from ``newcomer`` (a ``source_group``): the longest silent one of the address
+        (IPv6: the /64, one host's) holding the most, if it holds more than ``newcomer`` would with this one. So a sender that
+        opens every place cannot lock out the others (a firewall keeps one connection open for
+        days), and one address flooding is refused, not allowed to close the others' connections.
+        A connection whose lines are being written is never closed. False: nothing was closed."""
+        held: dict[str, int] = {}
+        for conn in self._conns.values():
+            held[conn.group] = held.get(conn.group, 0) + 1
+        limit = held.get(newcomer, 0) + 1
+        for group, n in sorted(held.items(), key=lambda item: -item[1]):
+            if n <= limit:
+                return False
+            candidates = [c for c in self._conns.values() if c.group == group and not c.waiting]
+            if candidates:
+                victim = min(candidates, key=lambda c: c.last_active)
+                if victim.framer.pending:
+                    self._count("tcp", "dropped")  # a message begun and never finished
+                self._close(victim)
+                with self._lock:
+                    self._connections_count["evicted"] += 1
+                return True
+        return False
 
     def _read_tcp(self, conn: _Connection) -> None:
         try:
@@ -1236,22 +1360,43 @@ class SyslogReceiver:
 
     def _write_loop(self) -> None:
         failing = False  # log a failing disk once, not once per batch
+        # TCP batches the spool could not take (a full disk, the spool full): their connections
+        # stay paused, so the senders keep what follows, and they are tried again every
+        # SPOOL_RETRY_SECONDS (not at every datagram: a flood would rewrite them all the time).
+        held: list[_Batch] = []
+        next_try = 0.0  # time.monotonic() at which held batches are tried again
         while True:
             with self._cond:
-                while not self._pending and not self._writer_stop:
-                    self._cond.wait()
-                if not self._pending:
-                    return
-                batches, self._pending, self._pending_bytes = self._pending, [], 0
+                while not self._writer_stop and not self._pending and (not held or time.monotonic() < next_try):
+                    self._cond.wait(max(0.0, next_try - time.monotonic()) if held else None)
+                stopping = self._writer_stop
+                arrived, self._pending, self._pending_bytes = self._pending, [], 0
+            if held and not stopping and time.monotonic() < next_try:
+                held += [b for b in arrived if b.connection is not None]  # waits with the others
+                for transport in TRANSPORTS:
+                    datagrams = sum(len(b.lines) for b in arrived if b.connection is None and b.transport == transport)
+                    self._count(transport, "dropped", datagrams)
+                continue
+            batches, held = held + arrived, []
+            if not batches:
+                return
             lines = [line for batch in batches for line in batch.lines]
+            retry = not stopping
             try:
                 stored = self.spool.write(lines)
-                failing = False
+                if failing and stored:
+                    log.info("syslog_spool_write_resumed", spool=str(self.spool.path))
+                failing = failing and not stored
             except Exception as exc:  # noqa: BLE001 - whatever it is, the connections must be released
                 if not failing:
                     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else repr(exc)
                     log.error("syslog_spool_write_failed", spool=str(self.spool.path), error=reason)
                 stored, failing = False, True
+                retry = retry and isinstance(exc, OSError)  # a bug would hold the connections for ever
+            if not stored and retry:
+                held = [b for b in batches if b.connection is not None]
+                batches = [b for b in batches if b.connection is None]  # UDP, and TCP whose sender left
+                next_try = time.monotonic() + SPOOL_RETRY_SECONDS
             for transport in TRANSPORTS:
                 count = sum(len(b.lines) for b in batches if b.transport == transport)
                 self._count(transport, "received" if stored else "dropped", count)
@@ -1260,6 +1405,18 @@ class SyslogReceiver:
                 with self._cond:
                     self._acks.extend(acks)
                 self._wake()
+
+
+def source_group(sender: str) -> str:
+    """The address a sender's connections are counted under for fairness: IPv4 as is, IPv6 by its
+    /64 (one host can use every address of it), as the HTTP server groups its clients."""
+    try:
+        address = ipaddress.ip_address(sender.split("%", 1)[0])
+    except ValueError:
+        return sender
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 def _sender(address: object) -> str:

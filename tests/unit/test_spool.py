@@ -4,6 +4,7 @@ are removed, and a file the receiver discards under a reader is never counted tw
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -151,6 +152,31 @@ def test_a_half_written_line_waits_and_a_position_in_a_reused_inode_is_not_trust
     current.write_bytes(b"2026-01-02T00:00:00.000000Z 127.0.0.1 <13>other\n")
     again = list(SpoolReader(spool, position).reads())
     assert [s.block.data for s in again if s.block] == [current.read_bytes()]
+
+
+def test_a_fifo_or_a_directory_under_a_spool_name_is_left_out_and_logged_never_waited_on(tmp_path: Path) -> None:
+    """Opening a FIFO to read waits for a writer for ever: the reader (and the receiver, which asks
+    the reader before it deletes a rotated file) would hang. Such names are skipped, and said."""
+    stamp = datetime(2026, 12, 7, tzinfo=timezone.utc)
+    first, last = spool_line(stamp, "192.0.2.1", b"<13>first"), spool_line(stamp, "192.0.2.1", b"<13>last")
+    (tmp_path / f"{SPOOL_NAME}-20261207-000000-000001").write_bytes(first)
+    fifo = tmp_path / f"{SPOOL_NAME}-20261207-000000-000002"
+    os.mkfifo(fifo)
+    directory = tmp_path / f"{SPOOL_NAME}-20261207-000000-000003"
+    directory.mkdir()
+    (tmp_path / SPOOL_NAME).write_bytes(last)
+    writer = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # a writer, so that a reader opening it would not wait here
+    try:
+        with capture_logs() as logs:
+            steps = list(SpoolReader(tmp_path, None).reads())
+            offset = SpoolShare(tmp_path).read_offset(fifo)
+    finally:
+        os.close(writer)
+
+    assert [step.block.data for step in steps if step.block] == [first, last]
+    assert offset == 0
+    left_out = {e["file"] for e in logs if e["event"] == "syslog_spool_not_a_file" and e["log_level"] == "warning"}
+    assert left_out == {str(fifo), str(directory)}
 
 
 def test_without_a_receiver_the_collector_has_no_data(ledger: Ledger) -> None:

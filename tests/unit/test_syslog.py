@@ -7,7 +7,9 @@ process with SIGKILL and counts what its spool holds.
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,11 +37,13 @@ from normagent.sources.syslog import (
     parse_spool_line,
     parse_syslog,
     rfc3164_time,
+    source_group,
     spool_line,
     structured_data_elements,
     valid_pri,
     validate_syslog,
 )
+from normagent.errors import StateError
 from normagent.model import Checkpoint
 from normagent.testing import FakeClock
 from tests.support.tools import skip_for_host
@@ -554,6 +558,57 @@ def test_connections_over_the_limit_are_refused_and_counted(tmp_path: Path, cloc
     assert r.stats().connections["accepted"] == 5
 
 
+def test_a_sender_holding_every_place_cannot_lock_out_another(tmp_path: Path, clock: FakeClock) -> None:
+    """One address opens max_connections and keeps them (half a message each): a device from
+    another address still gets in, by closing the flooder's longest silent connection, and the
+    flooder's own new connections are refused rather than closing anyone else's."""
+    r = SyslogReceiver(SyslogSettings(udp_listen="", tcp_listen="127.0.0.1:0", max_connections=4), tmp_path, clock, tick=0.02)
+    r.start()
+
+    def from_(host: str) -> socket.socket:
+        return socket.create_connection(address(r, "tcp"), source_address=(host, 0))
+
+    try:
+        flood = [from_("127.0.0.2") for _ in range(4)]
+        for sock in flood:
+            sock.sendall(b"<13>half a message")
+        wait_until(lambda: r.stats().open_connections == 4)
+        clock.advance(1)  # the flooder's connections have been silent longest
+        with from_("127.0.0.1") as device:
+            wait_until(lambda: r.stats().connections["accepted"] + r.stats().connections["refused"] == 5)
+            device.sendall(b"<13>from the device\n")
+            wait_until(lambda: count(r, "tcp", "received") == 1)
+            again = from_("127.0.0.2")
+            wait_until(lambda: r.stats().connections["accepted"] + r.stats().connections["refused"] == 6)
+            again.settimeout(5)
+            assert again.recv(10) == b""  # refused: 3 of 4 places are the flooder's already
+            device.sendall(b"<13>the device still sends\n")
+            wait_until(lambda: count(r, "tcp", "received") == 2)
+            dropped = count(r, "tcp", "dropped")  # the evicted connection's half message
+        for sock in [*flood, again]:
+            sock.close()
+    finally:
+        r.stop()
+
+    connections = r.stats().connections
+    assert (connections["accepted"], connections["evicted"], connections["refused"]) == (5, 1, 1)
+    assert dropped == 1
+    assert spooled(r)[:2] == [b"<13>from the device", b"<13>the device still sends"]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("2001:db8:1:2::1", "2001:db8:1:2:ffff::9", True),  # one host's /64: one sender for fairness
+        ("2001:db8:1:2::1", "2001:db8:1:3::1", False),
+        ("192.0.2.1", "192.0.2.2", False),
+        ("fe80::1%eth0", "fe80::2%eth1", True),
+    ],
+)
+def test_connections_are_counted_per_ipv4_address_and_per_ipv6_64(a: str, b: str, same: bool) -> None:
+    assert (source_group(a) == source_group(b)) is same
+
+
 def test_stop_with_clients_connected_is_fast_and_keeps_what_was_received(tmp_path: Path, clock: FakeClock) -> None:
     r = SyslogReceiver(LOOPBACK, tmp_path, clock, tick=0.5)
     r.start()
@@ -751,29 +806,134 @@ def test_a_failing_reader_callback_counts_the_whole_file_as_discarded(tmp_path: 
 
 def test_a_rotated_file_that_cannot_be_removed_makes_the_spool_full_loudly(tmp_path: Path, clock: FakeClock) -> None:
     """The one way left to fill the spool: the oldest rotated file cannot be deleted (here it is a
-    directory). New messages are then dropped and counted, and the log says why, once; once the
-    file can go, the spool resumes."""
+    directory). The log says why, once; the TCP sender waits (its connection paused) rather than
+    losing what it sent; once the file can go, the spool resumes and every message is there, in order."""
     blocker = tmp_path / f"{SPOOL_NAME}-20000101-000000-000000"
     blocker.mkdir()
     settings_ = SyslogSettings(udp_listen="", tcp_listen="127.0.0.1:0", spool_file_bytes=4096, spool_max_files=1, max_message_bytes=480)
     r = SyslogReceiver(settings_, tmp_path, clock, tick=0.02)
     r.start()
+    sent = numbered(200)
     try:
         with capture_logs() as logs:
-            send_in_steps(r, numbered(200))
-            full, dropped = r.stats().spool_full, count(r, "tcp", "dropped")
-            blocker.rmdir()
-            clock.advance(2)  # a file that could not be deleted is tried again after a second
-            send_in_steps(r, [b"<13>after"])
+            with tcp(r) as sock:
+                for i in range(0, len(sent), 10):  # a write each ten: rotations are needed, and fail
+                    sock.sendall(b"".join(m + b"\n" for m in sent[i : i + 10]))
+                    wait_until(lambda i=i: count(r, "tcp", "received") == i + 10 or r.stats().spool_full)
+                wait_until(lambda: r.stats().spool_full)
+                waiting = count(r, "tcp", "received"), count(r, "tcp", "dropped")
+                blocker.rmdir()
+                clock.advance(2)  # a file that could not be deleted is tried again after a second
+                wait_until(lambda: count(r, "tcp", "received") == len(sent))
+                sock.sendall(b"<13>after\n")
+                wait_until(lambda: count(r, "tcp", "received") == len(sent) + 1)
     finally:
         r.stop()
 
     events = [e["event"] for e in logs]
-    assert full and dropped > 0 and count(r, "tcp", "dropped") == dropped
+    assert waiting[0] < len(sent) and waiting[1] == 0 and count(r, "tcp", "dropped") == 0
     assert events.count("syslog_spool_full") == 1 and events.count("syslog_spool_discard_failed") == 1
     assert "syslog_spool_resumed" in events and not r.stats().spool_full
-    assert count(r, "tcp", "received") == len(spooled(r)) and r.stats().discarded_messages == 0
-    assert spooled(r)[-1] == b"<13>after"
+    kept = spooled(r)
+    assert r.stats().discarded_messages + len(kept) == len(sent) + 1  # nothing reads the spool here
+    assert kept[-1] == b"<13>after" and kept[:-1] == sent[len(sent) + 1 - len(kept) :]
+
+
+@pytest.mark.parametrize("how", ["directory removed", "file removed", "file replaced"])
+def test_a_spool_removed_or_replaced_while_running_is_opened_again_and_nothing_received_is_lost(
+    tmp_path: Path, clock: FakeClock, how: str
+) -> None:
+    """Appending to a file no directory lists any more would count messages as received that no
+    reader can ever read: the receiver opens the spool at its path again, and says so."""
+    spool_dir = tmp_path / "spool"
+    r = SyslogReceiver(SyslogSettings(udp_listen="", tcp_listen="127.0.0.1:0"), spool_dir, clock, tick=0.02)
+    r.start()
+    before, after = numbered(10), [b"<13>after " + m for m in numbered(10)]
+    other = spool_line(clock.now(), "192.0.2.9", b"<13>in the file put in its place")
+    try:
+        send_in_steps(r, before)
+        if how == "directory removed":
+            shutil.rmtree(spool_dir)
+        elif how == "file removed":
+            r.spool_path.unlink()
+        else:
+            (tmp_path / "other").write_bytes(other)
+            os.replace(tmp_path / "other", r.spool_path)
+        with capture_logs() as logs:
+            send_in_steps(r, after)
+    finally:
+        r.stop()
+
+    assert count(r, "tcp", "received") == 20 and count(r, "tcp", "dropped") == 0
+    assert spooled(r) == ([b"<13>in the file put in its place"] if how == "file replaced" else []) + after
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["syslog_spool_reopened"]
+
+
+def test_while_the_spool_cannot_be_written_tcp_senders_wait_and_nothing_they_sent_is_lost(tmp_path: Path, clock: FakeClock) -> None:
+    """The spool directory replaced by a file while running (as a full disk, every write fails):
+    the log says where and why, once; datagrams are dropped and counted; what TCP senders sent
+    waits (their connections paused) and is spooled once the directory can be made again."""
+    spool_dir = tmp_path / "spool"
+    r = SyslogReceiver(SyslogSettings(udp_listen="127.0.0.1:0", tcp_listen="127.0.0.1:0"), spool_dir, clock, tick=0.02)
+    r.start()
+    first, during = numbered(10), [b"<13>during " + m for m in numbered(30)]
+    try:
+        send_in_steps(r, first)
+        shutil.rmtree(spool_dir)
+        spool_dir.write_bytes(b"not a directory")
+        with capture_logs() as logs:
+            with tcp(r) as a, tcp(r) as b, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                a.sendall(b"".join(m + b"\n" for m in during[:15]))
+                b.sendall(b"".join(m + b"\n" for m in during[15:]))
+                wait_until(lambda: any(e["event"] == "syslog_spool_write_failed" for e in logs))
+                udp.sendto(b"<13>a datagram while failing", address(r, "udp"))
+                wait_until(lambda: count(r, "udp", "dropped") == 1)
+                time.sleep(0.3)  # writes are tried again meanwhile, and fail
+                waiting = count(r, "tcp", "received"), count(r, "tcp", "dropped")
+                spool_dir.unlink()
+                wait_until(lambda: count(r, "tcp", "received") == 40)
+                a.sendall(b"<13>after\n")
+                wait_until(lambda: count(r, "tcp", "received") == 41)
+    finally:
+        r.stop()
+
+    failed = [e for e in logs if e["event"] == "syslog_spool_write_failed"]
+    assert waiting == (10, 0) and count(r, "tcp", "dropped") == 0
+    assert len(failed) == 1 and failed[0]["spool"] == str(spool_dir / SPOOL_NAME) and failed[0]["log_level"] == "error"
+    assert "not a directory" in failed[0]["error"].lower()
+    assert "syslog_spool_write_resumed" in [e["event"] for e in logs]
+    assert sorted(spooled(r)[:-1]) == sorted(during) and spooled(r)[-1] == b"<13>after"
+
+
+@pytest.mark.parametrize("kind", ["directory is a file", "spool file is a directory", "spool file is a FIFO"])
+def test_a_spool_path_that_is_the_wrong_kind_of_file_is_a_clear_error_at_start(tmp_path: Path, clock: FakeClock, kind: str) -> None:
+    """Never a traceback, and never waiting: opening a FIFO for writing blocks until a reader comes
+    (here one is there, so the old code would even have appended to it)."""
+    spool_dir = tmp_path / "spool"
+    reader = -1
+    if kind == "directory is a file":
+        spool_dir.write_bytes(b"")
+        wrong, found = spool_dir, "a regular file"
+    else:
+        spool_dir.mkdir()
+        wrong = spool_dir / SPOOL_NAME
+        if kind == "spool file is a directory":
+            wrong.mkdir()
+            found = "a directory"
+        else:
+            os.mkfifo(wrong)
+            reader = os.open(wrong, os.O_RDONLY | os.O_NONBLOCK)
+            found = "a FIFO"
+    r = SyslogReceiver(SyslogSettings(udp_listen="", tcp_listen="127.0.0.1:0"), spool_dir, clock)
+    try:
+        with pytest.raises(StateError) as raised:
+            r.start()
+    finally:
+        if reader >= 0:
+            os.close(reader)
+
+    assert str(raised.value).startswith(f"syslog spool {wrong}: is {found}, not a ")
+    assert r.bound_addresses() == []
 
 
 def test_the_collector_commits_what_was_discarded_as_counters() -> None:

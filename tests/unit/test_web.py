@@ -396,12 +396,13 @@ def test_tls_and_basic_auth_together(serve: Callable[..., web.RunningServer], pk
     assert requests.get(f"{server.url}/metrics", auth=("prometheus", "wrong"), verify=ca, timeout=5).status_code == 401
 
 
-def test_plain_http_to_the_tls_port_fails_the_handshake_and_is_counted(
+def test_plain_http_to_the_tls_port_is_told_to_use_https_and_counted(
     serve: Callable[..., web.RunningServer], pki: Path
 ) -> None:
+    """As Go's servers answer it (so a Prometheus job with the wrong scheme shows why, not "EOF")."""
     server = serve(tls_settings(pki))
-    with pytest.raises(requests.exceptions.ConnectionError):
-        requests.get(f"http://{server.address}/metrics", timeout=5)
+    answer = requests.get(f"http://{server.address}/metrics", timeout=5)
+    assert (answer.status_code, answer.text) == (400, "Client sent an HTTP request to an HTTPS server.\n")
     assert requests.get(f"{server.url}/healthz", verify=pki / "ca.crt", timeout=5).status_code == 200
     assert wait_for(lambda: server.stats().tls_handshake_failures == 1), server.stats()
 
@@ -712,6 +713,9 @@ def test_wrong_password_flood_from_another_address_does_not_starve_a_new_scraper
         (b"GET /healthz HTTP/2.0\r\n\r\n", 505),
         (b"GET /healthz HTTP/1.1\r\nNo colon here\r\n\r\n", 400),
         (b"GET /healthz HTTP/1.1\r\nX-A: 1\r\n folded\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nX-A: 1\rX-B: 2\r\n\r\n", 400),  # a bare CR inside a value
+        (b"GET /healthz HTTP/1.1\r\nX-A: a\x00b\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nX-A: a\tb \xff\r\n\r\n", 200),  # HTAB and obs-text are allowed
         (b"GET /healthz HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
         (b"GET /healthz HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
         (b"POST /healthz HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413),
@@ -723,7 +727,7 @@ def test_wrong_password_flood_from_another_address_does_not_starve_a_new_scraper
         (b"GET /healthz HTTP/1.1\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n", 431),
     ],
     ids=["http10", "leading-empty-line", "bare-lf", "head", "post-with-body", "http09", "double-space", "http2",
-         "header-without-colon", "obsolete-folding", "two-lengths", "negative-length", "huge-body", "length-of-5000-digits", "superscript-length", "chunked",
+         "header-without-colon", "obsolete-folding", "bare-cr-in-value", "nul-in-value", "tab-and-obs-text", "two-lengths", "negative-length", "huge-body", "length-of-5000-digits", "superscript-length", "chunked",
          "long-target", "long-header", "too-many-headers"],
 )
 def test_raw_requests_are_answered_or_refused_with_the_right_status(
@@ -740,6 +744,44 @@ def test_raw_requests_are_answered_or_refused_with_the_right_status(
     assert b"Connection: close" in head
     if request_bytes.startswith(b"HEAD"):
         assert body == b""
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 300_000 + b"\r\n\r\n", 431),
+        (b"GET /" + b"a" * 300_000 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"POST /healthz HTTP/1.1\r\nContent-Length: 300000\r\n\r\n" + b"x" * 300_000, 413),
+        (b"NOT HTTP\r\n" + b"\x16\x03\x01" * 100_000, 400),
+        (b"GET /healthz HTTP/1.1\r\n\r\n" * 20_000, 200),  # pipelined: one is answered, the rest dropped
+    ],
+    ids=["long-header", "long-target", "huge-body", "garbage", "pipelined"],
+)
+def test_an_answer_reaches_a_client_still_sending_and_the_connection_ends_cleanly(
+    serve: Callable[..., web.RunningServer], request_bytes: bytes, status: int
+) -> None:
+    """The answer is refused before the request has all arrived. Closing with the rest unread
+    would reset the connection, and a reset discards the answer if the client has not read it yet
+    (on a real network it often has not): the rest is read and dropped first, then the end is clean."""
+    server = serve()
+    with socket.create_connection((server.host, server.port), timeout=5) as conn:
+
+        def send() -> None:
+            conn.sendall(request_bytes)
+            conn.shutdown(socket.SHUT_WR)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        answer = b""
+        try:
+            while chunk := conn.recv(65536):
+                answer += chunk
+            ended = "cleanly"
+        except ConnectionResetError:
+            ended = "reset"
+        sender.join()
+    assert answer.split(b" ", 2)[1] == str(status).encode(), answer[:200]
+    assert ended == "cleanly"
 
 
 def test_ended_connections_are_freed_even_when_the_garbage_collector_runs_rarely(
