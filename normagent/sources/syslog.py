@@ -591,9 +591,9 @@ def _iso_time(stamp: str) -> datetime | None:
     text = re.sub(r"(\.\d{6})\d+", r"\1", text)
     try:
         value = datetime.fromisoformat(text)
-    except ValueError:
+        return value.astimezone(timezone.utc) if value.tzinfo is not None else None
+    except (ValueError, OverflowError):  # OverflowError: no UTC instant (year 1 east of UTC, 9999 west)
         return None
-    return value.astimezone(timezone.utc) if value.tzinfo is not None else None
 
 
 def rfc3164_time(stamp: str, now: datetime, tz: tzinfo) -> datetime | None:
@@ -634,10 +634,12 @@ def rfc3164_instant(
     for candidate in years:
         try:
             value = datetime(candidate, number, day, hour, minute, second, tzinfo=tz)
+            if year is not None or value <= local_now + timedelta(days=1):
+                return value.astimezone(timezone.utc)
         except ValueError:
             continue  # Feb 29 outside a leap year, or no such day at all
-        if year is not None or value <= local_now + timedelta(days=1):
-            return value.astimezone(timezone.utc)
+        except OverflowError:
+            return None  # a written year with no UTC instant: year 1 east of UTC, 9999 west
     return None
 
 

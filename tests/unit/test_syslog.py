@@ -340,6 +340,19 @@ def test_rfc3164_time_infers_the_year_in_the_senders_zone(stamp: str, now: datet
 
 
 @pytest.mark.parametrize(
+    "line",
+    [b"<13>1 0001-01-01T00:00:00+01:00 fw kernel - - - x", b"<13>1 9999-12-31T23:59:59-01:00 fw kernel - - - x",
+     b"<13>0001-01-01T00:00:00+01:00 fw kernel: x"],
+)
+def test_a_time_with_no_utc_instant_is_no_time_not_an_overflow(line: bytes) -> None:
+    """Year 1 east of UTC (or 9999 west) has no UTC instant: astimezone raised OverflowError,
+    out of the parser and through the firewall appliances' whole block."""
+    parsed = parse_syslog(line)
+    assert parsed is not None and parsed.time is None and parsed.message.endswith("x")
+    assert rfc3164_time("Jan  1 0001 00:00:00", datetime(2026, 11, 20, tzinfo=UTC), OSLO) is None
+
+
+@pytest.mark.parametrize(
     ("changes", "key"),
     [
         ({"udp_listen": "514"}, "udp_listen"),
