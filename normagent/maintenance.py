@@ -62,6 +62,7 @@ CHUNK = timedelta(days=32)  # windows are expanded and cached per chunk of this 
 MAX_OCCURRENCES = 20_000  # per chunk and file: a calendar that recurs more often is refused
 MAX_CALENDAR_BYTES = 32 * 1024 * 1024  # years of a busy change calendar exported whole are a few MB
 TOO_FREQUENT = ("SECONDLY", "MINUTELY")
+MAX_PER_DAY = 25  # occurrences of one event in 24 hours: hourly, and an RDATE beside it
 
 
 def zone(name: str) -> ZoneInfo:
@@ -338,7 +339,11 @@ class IcalFile:
         return loaded
 
     def _check_rules(self, lines: _Lines) -> None:
-        """Expand every event once near its start, so a broken RRULE is found now, with its line."""
+        """Expand every event once near its start, so a broken RRULE is found now, with its line;
+        one that recurs more than hourly, or a calendar with more windows in a CHUNK than the
+        agent expands, is refused."""
+        steady = 0  # windows per CHUNK of the recurring events (their first CHUNK's)
+        once: dict[int, int] = {}  # windows of the one-off events, per CHUNK they begin in
         for event, begin in self.events:
             rule = event.get("RRULE")
             freq = _rule_freq(rule)
@@ -347,9 +352,10 @@ class IcalFile:
                     f"{self.path}:{_prop_line(lines, begin, 'RRULE')}: RRULE FREQ={freq}: maintenance windows "
                     "may recur at most hourly"
                 )
+            recurring = rule is not None or event.get("RDATE") is not None
             try:
                 start = _as_datetime(event.get("DTSTART").dt, self.zone)
-                _expand_one(self.calendar, event, start - timedelta(days=1), start + timedelta(days=8))
+                busiest, chunk = _density(self.calendar, event, start, self.zone, MAX_OCCURRENCES + 1 if recurring else 1)
             except CalendarError:
                 raise
             except Exception as exc:  # icalendar and recurring-ical-events raise many kinds
@@ -357,19 +363,40 @@ class IcalFile:
                 raise CalendarError(
                     f"{self.path}:{_prop_line(lines, begin, prop)}: {prop}: {_short(exc)}"
                 ) from None
+            if busiest > MAX_PER_DAY:
+                # FREQ=HOURLY with a BYMINUTE or BYSECOND list recurs by the second all the same.
+                raise CalendarError(
+                    f"{self.path}:{_prop_line(lines, begin, 'RRULE')}: RRULE recurs more than {MAX_PER_DAY} times a day: "
+                    "maintenance windows may recur at most hourly"
+                )
+            if recurring:
+                steady += chunk
+            else:
+                index = int(start.timestamp() // CHUNK.total_seconds())
+                once[index] = once.get(index, 0) + chunk
+            if steady + max(once.values(), default=0) > MAX_OCCURRENCES:
+                # The agent expands a CHUNK of windows at once, at most MAX_OCCURRENCES of them.
+                raise CalendarError(
+                    f"{self.path}:{_prop_line(lines, begin, 'DTSTART')}: with this event the calendar has more than "
+                    f"{MAX_OCCURRENCES:,} windows in {CHUNK.days} days; the agent expands at most that many"
+                )
 
     def windows(self, start: datetime, end: datetime) -> list[PlannedWindow]:
         """The occurrences overlapping ``[start, end)`` as windows (at most MAX_OCCURRENCES)."""
         import recurring_ical_events
 
         out: list[PlannedWindow] = []
-        occurrences = recurring_ical_events.of(self.calendar).between(start, end)
-        for occurrence in occurrences[:MAX_OCCURRENCES]:
+        # One by one in the order they begin (never the whole span's list at once), up to the
+        # first that begins at or after ``end``, or MAX_OCCURRENCES.
+        for n, occurrence in enumerate(recurring_ical_events.of(self.calendar).after(start)):
+            if n == MAX_OCCURRENCES:
+                log.warning("maintenance_calendar_truncated", file=str(self.path), occurrences=n)
+                break
+            if _as_datetime(occurrence.get("DTSTART").dt, self.zone) >= end:
+                break
             window = self._window(occurrence)
             if window is not None and window.end > start and window.start < end:
                 out.append(window)
-        if len(occurrences) > MAX_OCCURRENCES:
-            log.warning("maintenance_calendar_truncated", file=str(self.path), occurrences=len(occurrences))
         return out
 
     def _window(self, event: Any) -> PlannedWindow | None:
@@ -483,7 +510,11 @@ def _rule_freq(rule: Any) -> str:
     return ""
 
 
-def _expand_one(calendar: Any, event: Any, start: datetime, end: datetime) -> None:
+def _density(calendar: Any, event: Any, start: datetime, zone: tzinfo, budget: int) -> tuple[int, int]:
+    """How often ``event`` recurs from its ``start``: the most occurrences in one day of its first
+    CHUNK, and how many that chunk holds. Counted one by one (a broken RRULE raises here) and given
+    up past MAX_PER_DAY in a day or ``budget`` in all: a rule that recurs by the second is never
+    expanded whole (it took check-config a minute and 1.6 GB for 9 days)."""
     import icalendar
     import recurring_ical_events
 
@@ -492,7 +523,18 @@ def _expand_one(calendar: Any, event: Any, start: datetime, end: datetime) -> No
         if component.name == "VTIMEZONE":
             single.add_component(component)
     single.add_component(event)
-    recurring_ical_events.of(single).between(start, end)
+    days: dict[int, int] = {}
+    total = 0
+    for occurrence in recurring_ical_events.of(single).after(start):
+        began = _as_datetime(occurrence.get("DTSTART").dt, zone)
+        if began - start >= CHUNK:
+            break
+        day = (began - start) // timedelta(days=1)
+        days[day] = days.get(day, 0) + 1
+        total += 1
+        if days[day] > MAX_PER_DAY or total >= budget:
+            break
+    return max(days.values(), default=0), total
 
 
 SUBJECTS = "X-NORMAGENT-SUBJECTS"

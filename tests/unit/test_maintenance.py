@@ -170,6 +170,14 @@ BAD_FILES = [
     ("stray END", ICS.replace("BEGIN:VEVENT\nUID:cancelled", "UID:cancelled"), ":28: END without its BEGIN"),
     ("bad RRULE", ICS.replace("FREQ=WEEKLY;COUNT=4", "FREQ=SOMETIMES"), ":10: RRULE: Expected frequency"),
     ("too frequent", ICS.replace("FREQ=WEEKLY;COUNT=4", "FREQ=MINUTELY"), ":10: RRULE FREQ=MINUTELY: maintenance windows may recur at most hourly"),
+    # hourly by its FREQ, every half hour by its BYMINUTE (by the second, the agent expanded a
+    # month of them whole: a minute and 1.6 GB for check-config)
+    ("hourly, twice an hour", ICS.replace("FREQ=WEEKLY;COUNT=4", "FREQ=HOURLY;BYMINUTE=0,30"),
+     ":10: RRULE recurs more than 25 times a day: maintenance windows may recur at most hourly"),
+    ("too many windows", ICS.replace("END:VCALENDAR", "".join(
+        f"BEGIN:VEVENT\nUID:h{i}@x\nDTSTART:20261201T0000{i:02d}Z\nDTEND:20261201T0001{i:02d}Z\nRRULE:FREQ=HOURLY\nEND:VEVENT\n"
+        for i in range(27)) + "END:VCALENDAR"),  # 27 events, each 768 windows in 32 days
+     ":193: with this event the calendar has more than 20,000 windows in 32 days; the agent expands at most that many"),
     ("no DTSTART", ICS.replace("DTSTART:20261210T130000Z\n", ""), ":13: VEVENT without DTSTART"),
     ("unknown zone", ICS.replace("TZID=Europe/Oslo:20261201T220000", "TZID=Mars/Olympus:20261201T220000"),
      ":6: DTSTART: unknown time zone TZID=Mars/Olympus"),
