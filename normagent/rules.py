@@ -336,8 +336,24 @@ def _close(name: str, choices: Iterable[str]) -> str:
 
 
 def template_fields(template: str) -> set[str]:
-    """The ``{field}`` names a text uses. Raises ValueError for a broken template."""
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    """The ``{field}`` names a text uses.
+
+    Raises:
+        ValueError: A broken template, a ``{}`` that names no field, or a field with a format spec
+            or conversion: the values come formatted (in the text's language), and
+            ``{value:>999999999}`` would have made a gigabyte of text for each candidate.
+    """
+    names: set[str] = set()
+    for _, name, spec, conversion in string.Formatter().parse(template):
+        if name is None:
+            continue
+        if not name:
+            raise ValueError("{} names no field")
+        if spec or conversion:
+            written = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"{written}: write {{{name}}}, without a format (the values come formatted)")
+        names.add(name)
+    return names
 
 
 # ------------------------------------------------------------------------------------------------

@@ -338,6 +338,20 @@ def test_rule_problems_name_the_key() -> None:
     assert [k for k, _ in rule_problems(wrong_label, metrics)] == ["labels.user", "group_by[1]"]
 
 
+@pytest.mark.parametrize(
+    ("summary", "problem"),
+    [
+        ("{value:>999999999}", "{value:>999999999}: write {value}, without a format (the values come formatted)"),  # 1 GB a candidate
+        ("{value!r}", "{value!r}: write {value}, without a format (the values come formatted)"),
+        ("{window:{value}}", "{window:{value}}: write {window}, without a format (the values come formatted)"),
+        ("{} feil", "{} names no field"),
+    ],
+)
+def test_a_text_with_a_format_spec_a_conversion_or_no_field_name_is_refused(summary: str, problem: str) -> None:
+    rule = RuleSpec(name="site.x", watch=FAILED.name, comparison=">", threshold=1, window=timedelta(hours=1), summary=summary)
+    assert rule_problems(rule, {FAILED.name: FAILED.labels}) == [("summary", f"not a valid template: {problem}")]
+
+
 def test_prometheus_export_skips_what_only_the_ledger_keeps() -> None:
     rollup = RuleSpec(name="test.per_key", watch="rollup:failed", comparison=">=", threshold=1, window=timedelta(days=1),
                       group_by=("key",), summary="{key}", section="Driftsstatus")
