@@ -65,6 +65,7 @@ from normagent.model import (
     Severity,
     Transition,
 )
+from normagent.smallfile import read_small
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +91,7 @@ WAL_CHECKPOINT_PAGES = 64
 WAL_SIZE_LIMIT = 256 * 1024
 
 MARKER_SUFFIX = ".id"  # ledger.db → ledger.id: written beside the ledger, proof that one existed
+MAX_MARKER_BYTES = 64 * 1024  # the marker is a few hundred bytes; anything larger is not one
 MARKER_NOTE = (
     "normagent writes this file beside its ledger. While it exists, a missing or empty ledger is an "
     "error, not a fresh start (a new ledger would count every log again from its start position). To "
@@ -528,6 +530,12 @@ class Ledger:
                     "purpose, stop the agent and remove the whole state directory"
                 )
             return
+        if marker is not None and "error" in marker and not new_state:
+            raise StateError(
+                f"{_marker_path(self.path)}: the ledger's marker cannot be used ({marker['error']}), so it cannot "
+                f"be told whether {self.path} is the ledger created here. If it is, remove the marker: the next "
+                f"start writes it again"
+            )
         if marker is not None and not new_state:
             raise StateLost(
                 f"{self.path} is not the ledger that was created here: {_marker_path(self.path).name} names ledger "
@@ -1670,25 +1678,32 @@ def _has_content(path: Path) -> bool:
 
 
 def _read_marker(marker: Path) -> dict[str, Any] | None:
-    """The marker's fields; a marker that cannot be read or parsed still says a ledger existed."""
+    """The marker's fields; a marker that cannot be read or parsed still says a ledger existed
+    (``error`` then says what is wrong with it).
+
+    Read without blocking and up to a limit: a FIFO there would hang every start (and every
+    command that opens the ledger) before a word is logged, a device would never end.
+    """
     try:
-        text = marker.read_text(encoding="utf-8")
+        data = read_small(marker, MAX_MARKER_BYTES)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
-        return {"host_id": None, "created_at": None, "error": str(exc)}
+        return {"host_id": None, "created_at": None, "error": exc.strerror or str(exc)}
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested past the parser's depth
         value = None
-    return value if isinstance(value, dict) else {"host_id": None, "created_at": None, "error": "not a marker"}
+    return value if isinstance(value, dict) else {"host_id": None, "created_at": None, "error": "not a marker normagent wrote"}
 
 
 def _evidence_of_a_ledger(path: Path, witnesses: Iterable[Path]) -> list[str]:
     """What shows that a ledger existed at ``path`` (which is missing or empty now)."""
     found = []
     marker = _read_marker(_marker_path(path))
-    if marker is not None:
+    if marker is not None and "error" in marker:
+        found.append(f"{_marker_path(path).name} exists ({marker['error']})")
+    elif marker is not None:
         found.append(
             f"{_marker_path(path).name} records ledger {marker.get('host_id')} created {marker.get('created_at')}"
         )

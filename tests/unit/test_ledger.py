@@ -603,6 +603,36 @@ def test_a_ledger_that_is_not_the_one_created_here_is_refused(tmp_path: Path, cl
         Ledger.open(path, clock=clock)
 
 
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (lambda m: (m.unlink(), os.mkfifo(m, 0o600)), "is a FIFO (named pipe), not a regular file"),
+        (lambda m: (m.unlink(), m.symlink_to("/dev/zero")), "is a character device, not a regular file"),
+        (lambda m: m.write_bytes(b'{"host_id": "\xff\xfe"}'), "not a marker normagent wrote"),
+        (lambda m: m.write_text("[" * 60_000), "not a marker normagent wrote"),
+    ],
+    ids=["fifo", "dev-zero", "not-utf8", "nested-past-the-parser"],
+)
+def test_a_marker_that_cannot_be_used_is_a_clear_refusal_without_blocking(
+    tmp_path: Path, clock: FakeClock, damage: Any, said: str
+) -> None:
+    """A FIFO as ledger.id hung every start (and `deviations`, `collect --once`) in open() before
+    a word was logged; non-UTF-8 or deeply nested bytes there ended the start in a traceback."""
+    path = tmp_path / "state" / "ledger.db"
+    make_ledger(path, clock)
+    marker = path.with_suffix(".id")
+    damage(marker)
+
+    with pytest.raises(StateError) as err:
+        Ledger.open(path, clock=clock)
+
+    assert str(err.value).startswith(f"{marker}: the ledger's marker cannot be used ({said})")
+    assert "remove the marker" in str(err.value)
+    path.unlink()  # and where the ledger is gone too, the damaged marker is still evidence of it
+    with pytest.raises(StateLost, match=re.escape(f"ledger.id exists ({said})")):
+        Ledger.open(path, clock=clock)
+
+
 def test_a_first_start_writes_the_marker_and_a_clean_directory_is_a_fresh_start(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "state" / "ledger.db"
     host_id = make_ledger(path, clock)
