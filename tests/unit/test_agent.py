@@ -490,6 +490,28 @@ def test_a_lost_ledger_stops_the_start_until_new_state_says_to_begin_afresh(daem
     assert any(e["event"] == "state_started_afresh" for e in daemon.events())
 
 
+def test_a_read_only_state_filesystem_stops_the_start_with_what_and_where(daemon: Daemon) -> None:
+    """Before: the ledger opened (read-only, through the WAL a crash left), then the start ended in
+    a traceback from os.chmod: "OSError: [Errno 30] Read-only file system"."""
+    log = daemon.tmp / "app.log"
+    write_lines(log, 0, 10)
+    with small_filesystem(daemon.tmp / "state", "512k") as state:
+        write_lines_config(daemon, state, log)
+        daemon.start()
+        wait_counted(daemon, 10)
+        assert daemon.proc is not None
+        daemon.proc.kill()  # a crash: the -wal and -shm stay, so SQLite can open the ledger read-only
+        daemon.proc.wait()
+        subprocess.run(["mount", "-o", "remount,ro", str(state)], check=True)
+
+        daemon.start()
+        assert daemon.proc.wait(15) == EX_CANTCREAT
+
+        text = daemon.log.read_text()
+        assert f"normagent: {state}: cannot prepare the state directory: Read-only file system" in text
+        assert "Traceback" not in text
+
+
 def test_a_full_512_kib_state_filesystem_takes_collectors_down_and_loses_nothing(daemon: Daemon) -> None:
     """Before: the WAL alone filled the filesystem; commits failed with "cannot rollback - no
     transaction is active", raw tracebacks came from the scheduler thread and collector_up stayed 1."""
