@@ -719,7 +719,13 @@ class FileTail:
                 self._lag[key] = self._initial_lag(key, real)
 
     def _initial_lag(self, key: str, real: str) -> int:
-        st = _stat(real)
+        try:
+            st: os.stat_result | None = os.stat(real)
+        except OSError:
+            # Gone, or not to be looked at (a link loop, a name too long, a file where a directory
+            # should be): only an estimate is wanted here. Reading it says what is wrong, as this
+            # path's own error, and the collector's other paths are read all the same.
+            st = None
         ps = self._states.get(key)
         if ps is None:
             return 0

@@ -1015,6 +1015,28 @@ def test_other_files_that_are_not_regular_are_refused_by_kind(tmp_path: Path, ma
     assert f"auth.log is {kind}, not a regular file" in str(errors[0])
 
 
+@pytest.mark.parametrize(("path", "make", "said"), [
+    ("/secure", lambda root: ((root / "secure").symlink_to("secure.2"), (root / "secure.2").symlink_to("secure")),
+     "Too many levels of symbolic links"),
+    ("/auth.log/secure", lambda root: (root / "auth.log").write_bytes(b"x\n"), "Not a directory"),
+    ("/" + "s" * 300, lambda root: None, "File name too long"),
+], ids=["link-loop", "file-as-directory", "name-too-long"])
+def test_a_log_path_that_cannot_be_looked_at_is_its_own_error_and_the_others_are_read(
+    tmp_path: Path, path: str, make: Callable[[Path], Any], said: str
+) -> None:
+    """Before: os.stat raised while the tail was set up, so the whole run failed with a traceback
+    and no other path of the collector was read (auth.log stopped being counted for a bad secure)."""
+    (tmp_path / "messages").write_bytes(lines(0, 3))
+    make(tmp_path)
+    source = FileSource(paths=(path, "/messages"), start_at="beginning")
+    with capture_logs() as logs:
+        got, errors = read_in_a_thread(source, tmp_path)
+    assert ids(b"".join(got).splitlines()) == [0, 1, 2]
+    assert len(errors) == 1 and said in str(errors[0]) and error_reason(errors[0]) == "unreadable"
+    failed = [e for e in logs if e["event"] == "log_file_unreadable"]
+    assert [(e["path"], e["reason"]) for e in failed] == [(path, "unreadable")]
+
+
 def test_a_fifo_swapped_in_for_a_rotated_file_is_not_opened(tmp_path: Path) -> None:
     """Between the listing and the open, a rotated file's name may come to hold something else."""
     log = tmp_path / "auth.log"
