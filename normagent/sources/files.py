@@ -382,9 +382,16 @@ def open_codec_stream(stream: IO[bytes], codec: str) -> IO[bytes]:
 def _decompress_errors() -> tuple[type[BaseException], ...]:
     """Corrupt or truncated compressed data, as the three decompressors report it. A function, as
     ``except`` evaluates it only when something was raised: lzma's error exists only once lzma
-    was imported, and only then can it have been raised."""
-    lzma = sys.modules.get("lzma")
-    return (EOFError, OSError, ValueError, *((lzma.LZMAError,) if lzma is not None else ()))
+    was imported, and only then can it have been raised. gzip lets ``zlib.error`` through for a
+    damaged deflate stream (``Error -3 while decompressing data``), which is no ``OSError``."""
+    lzma, zlib = sys.modules.get("lzma"), sys.modules.get("zlib")
+    return (
+        EOFError,
+        OSError,
+        ValueError,
+        *((lzma.LZMAError,) if lzma is not None else ()),
+        *((zlib.error,) if zlib is not None else ()),
+    )
 
 
 # --------------------------------------------------------------------------------------------

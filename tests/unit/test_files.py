@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -533,6 +534,29 @@ def test_corrupt_compressed_sibling_counts_what_is_readable(tmp_path: Path) -> N
     got = ids(reader.run())
     assert got[-1] == 1000
     assert got[:-1] == list(range(40, 40 + len(got) - 1))  # a prefix of the lost file, nothing twice
+
+
+@pytest.mark.parametrize("intact", [100, len(lines(0, 3000))], ids=["damaged-inside-the-first-bytes", "damaged-after-many-unread-lines"])
+def test_a_damaged_deflate_stream_in_a_rotated_file_is_skipped_and_the_new_file_read(tmp_path: Path, intact: int) -> None:
+    """gzip raises zlib.error for a damaged deflate stream, and that is no OSError: it escaped the
+    tail, so every run failed with a traceback and the new file was never read again."""
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 40))
+    reader = Reader(source(log))
+    reader.run()
+    append(log, lines(40, 4000))
+    pack = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: a gzip member
+    damaged = pack.compress(log.read_bytes()[:intact]) + pack.flush(zlib.Z_FULL_FLUSH) + b"\xff" * 64  # block type 3: none
+    log.unlink()
+    (tmp_path / "app.log.1.gz").write_bytes(damaged)
+    log.write_bytes(lines(1000, 1))
+    with capture_logs() as logs:
+        got = ids(reader.run())
+    assert got[-1] == 1000
+    assert got[:-1] == list(range(40, 40 + len(got) - 1))  # what could be read of the lost file, nothing twice
+    said = [e["event"] for e in logs if e["event"] in ("rotated_file_unreadable", "rotated_file_corrupt")]
+    assert said == ["rotated_file_unreadable" if intact < FINGERPRINT_BYTES else "rotated_file_corrupt"]
+    assert reader.run() == []
 
 
 def test_copytruncate_reads_the_unread_rest_from_the_copy(tmp_path: Path) -> None:
