@@ -1337,33 +1337,69 @@ def parse_each(
         stdin: Where ``"-"`` reads from (default ``sys.stdin.buffer``).
         block_bytes: Size of the blocks handed to the parsers.
 
+    A compressed input that ends early or is damaged is parsed up to there; the damage is named
+    in its ``damage`` (as the EVTX reader's is).
+
     Raises:
-        InputError: An input does not exist or cannot be read (raised before anything is parsed).
+        InputError: An input does not exist or cannot be opened (raised before anything is
+            parsed), or the file fails to read (an I/O error) part way.
     """
     for item in inputs:
-        text = str(item)
-        if text == "-":
-            continue
-        if not os.path.exists(text):
-            raise InputError(f"{text}: no such file")
-        if os.path.isdir(text):
-            raise InputError(f"{text}: is a directory, not a log file")
-        if not os.access(text, os.R_OK):
-            raise InputError(f"{text}: permission denied")
+        check_input(str(item))
     for item in inputs:
         text = str(item)
         damage: list[str] = []
         runs = [_JobRun(job) for job in jobs]
         lines = 0
         origin = text
+        found: InputKind = kind or "text"
         with contextlib.ExitStack() as closing:
-            found, blocks = _input_blocks(text, kind, stdin, block_bytes, damage, closing)
-            for block in blocks:
-                origin = block.origin
-                for run in runs:
-                    run.feed(block, lines)
-                lines += _lines_of(block)
+            try:
+                found, blocks = _input_blocks(text, kind, stdin, block_bytes, damage, closing)
+                for block in blocks:
+                    origin = block.origin
+                    for run in runs:
+                        run.feed(block, lines)
+                    lines += _lines_of(block)
+            except InputError:
+                raise
+            except Exception as exc:
+                if not _damaged_data(exc):
+                    if isinstance(exc, OSError):  # the file itself: an I/O error, a device that refuses reading
+                        raise InputError(f"{text}: cannot be read after line {lines:,}: {exc.strerror or exc}") from exc
+                    raise
+                # A compressed input cut short (a copy still being written) or damaged: what came
+                # before is parsed and shown, the damage is named, as EVTX damage is.
+                damage.append(f"the compressed data ends or is damaged after line {lines:,} ({exc}); the rest was not read")
         yield [run.finish(text, found, origin, lines, "; ".join(damage)) for run in runs]
+
+
+def check_input(text: str) -> None:
+    """Refuse an input path that cannot be read, before anything is parsed (``InputError``)."""
+    if text == "-":
+        return
+    try:
+        st = os.stat(text)
+    except FileNotFoundError:
+        raise InputError(f"{text}: no such file") from None
+    except OSError as exc:  # a link loop, a name too long, a file where a directory should be …
+        raise InputError(f"{text}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{text}: is a directory, not a log file")
+    if not os.access(text, os.R_OK):
+        raise InputError(f"{text}: permission denied")
+
+
+def _damaged_data(exc: BaseException) -> bool:
+    """Whether ``exc`` is a decompressor's complaint about its data, not an I/O error of the file:
+    gzip's and bz2's errors are ``OSError``s without an errno, a damaged deflate stream is
+    ``zlib.error``, a stream cut short ``EOFError``."""
+    if isinstance(exc, OSError):
+        return exc.errno is None
+    zlib, lzma = sys.modules.get("zlib"), sys.modules.get("lzma")
+    return isinstance(exc, EOFError) or (zlib is not None and isinstance(exc, zlib.error)) or (
+        lzma is not None and isinstance(exc, lzma.LZMAError)
+    )
 
 
 class _JobRun:
@@ -1485,6 +1521,9 @@ def _read_head(stream: IO[bytes], size: int) -> bytes:
     return b"".join(parts)
 
 
+_REPLAY_PIECE_BYTES = 64 * 1024
+
+
 class _Replayed(io.RawIOBase):
     """``head`` again, then the rest of ``stream``: a pipe sniffed without losing what was sniffed."""
 
@@ -1492,6 +1531,9 @@ class _Replayed(io.RawIOBase):
         super().__init__()
         self._head = memoryview(head)
         self._stream = stream
+        # A piece at a time: a decompressor's read(n) that meets damage raises, and what it had
+        # decompressed in that call (up to a block, 1 MiB of lines, before) is gone with it.
+        self._read = stream.read
 
     def readable(self) -> bool:
         return True
@@ -1502,7 +1544,7 @@ class _Replayed(io.RawIOBase):
             buffer[:n] = self._head[:n]
             self._head = self._head[n:]
             return n
-        data = self._stream.read(len(buffer))
+        data = self._read(min(len(buffer), _REPLAY_PIECE_BYTES))
         buffer[: len(data)] = data
         return len(data)
 

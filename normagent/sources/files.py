@@ -281,8 +281,10 @@ def _cut_blocks(
             return
         pos += cut
         yield _block_cut(copies.copy(buffer, cut), pos)
-        if n < block_bytes and (cut == n or not complete):
+        if n < block_bytes and not complete:
             return  # the end for now: a partial line after the cut waits for its newline
+        # A finished stream is read until it says it has ended: a decompressor that found its data
+        # damaged says so on that last read (``_stream_reader``), after the lines before it.
 
 
 def _block_cut(block: bytes, end: int) -> _Cut:
@@ -305,27 +307,58 @@ def _pread_reader(fd: int) -> Callable[[int, bytearray], int]:
 
 
 def _stream_reader(read: Callable[[int], bytes], start: int) -> Callable[[int, bytearray], int]:
-    """``read_into`` over a stream that only reads forward (decompressors, stdin) from ``start``."""
+    """``read_into`` over a stream that only reads forward (decompressors, stdin) from ``start``.
+
+    ``read`` should read a piece at a time (``_read_some``): a decompressor's ``read(n)`` that
+    meets damaged data raises, and everything it had decompressed within that call is gone.
+    """
     pending = b""
     pending_at = start  # stream offset of pending[0]
+    failure: Exception | None = None
 
     def read_into(offset: int, buffer: bytearray) -> int:
-        nonlocal pending, pending_at
+        nonlocal pending, pending_at, failure
         if offset < pending_at:
             raise ValueError(f"cannot read backwards in a stream (at {pending_at}, asked {offset})")
         size = len(buffer)
         pending = pending[offset - pending_at :]
         pending_at = offset
-        while len(pending) < size:
-            more = read(size - len(pending))
+        parts = [pending] if pending else []
+        have = len(pending)
+        while have < size and failure is None:
+            try:
+                more = read(size - have)
+            except Exception as exc:
+                # Damaged or cut-short compressed data. The complete lines read before it are
+                # handed out first (they were a whole block's worth, lost with the error); the
+                # error comes with the next read, and the line it broke off is never a line.
+                failure = exc
+                break
             if not more:
                 break
-            pending = pending + more if pending else more
+            parts.append(more)
+            have += len(more)
+        pending = parts[0] if len(parts) == 1 else b"".join(parts)
         n = min(len(pending), size)
+        if failure is not None:
+            n = pending.rfind(b"\n", 0, n) + 1
+            if not n:
+                raise failure
         buffer[:n] = pending[:n] if n < len(pending) else pending
         return n
 
     return read_into
+
+
+_PIECE_BYTES = 64 * 1024
+
+
+def _read_some(stream: IO[bytes]) -> Callable[[int], bytes]:
+    """``stream.read``, at most ``_PIECE_BYTES`` at a time: a decompressor's ``read(n)`` that meets
+    damaged data raises, and what it had decompressed within that call is gone with it. (Its
+    ``read1`` would lose less, but gives 8 KiB a call: a quarter slower.)"""
+    read = stream.read
+    return lambda n: read(min(n, _PIECE_BYTES))
 
 
 # The decompressors' modules (gzip, bz2, lzma, with their libraries) are imported by the first
@@ -411,7 +444,7 @@ def read_stream(
     stream: IO[bytes], origin: str, *, mtime: datetime | None = None, block_bytes: int = BLOCK_BYTES
 ) -> Iterator[TextBlock]:
     """All lines of a finished stream in blocks; an unterminated last line is included."""
-    for cut in _cut_blocks(_stream_reader(stream.read, 0), 0, block_bytes, complete=True):
+    for cut in _cut_blocks(_stream_reader(_read_some(stream), 0), 0, block_bytes, complete=True):
         if cut.lines:
             yield TextBlock(data=cut.data, origin=origin, mtime=mtime, lines=cut.lines)
 
@@ -955,7 +988,7 @@ class FileTail:
                 t.path = found.path
                 t.mtime = found.st.st_mtime_ns
                 stream.seek(t.offset)
-                reader = _stream_reader(stream.read, t.offset)
+                reader = _stream_reader(_read_some(stream), t.offset)
                 yield from self._emit(key, t, reader, origin, mtime, t.fp[:16], complete=True)
         except _Moved:
             raise

@@ -554,6 +554,8 @@ def test_a_damaged_deflate_stream_in_a_rotated_file_is_skipped_and_the_new_file_
         got = ids(reader.run())
     assert got[-1] == 1000
     assert got[:-1] == list(range(40, 40 + len(got) - 1))  # what could be read of the lost file, nothing twice
+    if intact > FINGERPRINT_BYTES:  # lines before the damage are counted, not lost with a whole block
+        assert len(got) > 1
     said = [e["event"] for e in logs if e["event"] in ("rotated_file_unreadable", "rotated_file_corrupt")]
     assert said == ["rotated_file_unreadable" if intact < FINGERPRINT_BYTES else "rotated_file_corrupt"]
     assert reader.run() == []

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
 import io
 import json
+import lzma
 import os
 import subprocess
 import threading
 import time
+import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -217,6 +221,71 @@ def test_unreadable_input_is_exit_66_and_nothing_is_printed(tmp_path: Path, caps
     assert main(["parse", str(tmp_path / "missing.log")]) == 66
     assert main(["parse", str(tmp_path)]) == 66
     assert "missing.log: no such file" in capsys.readouterr().err
+
+
+def failed_password_lines(count: int) -> bytes:
+    """Lines that compress about as badly as real ones (a compressed file of many 8 KiB reads)."""
+    return b"".join(
+        b"Nov 23 07:25:53 h sshd[%d]: Failed password for invalid user u%s from 203.0.113.%d port %d ssh2\n"
+        % (n, hashlib.sha1(b"%d" % n).hexdigest()[:12].encode(), n % 250, 1024 + n)
+        for n in range(count)
+    )
+
+
+def damaged_deflate(data: bytes) -> bytes:
+    """A gzip member whose deflate stream breaks off, after ``data``, in a block of a type that does not exist."""
+    pack = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return pack.compress(data) + pack.flush(zlib.Z_FULL_FLUSH) + b"\xff" * 64
+
+
+@pytest.mark.parametrize(
+    ("damage", "error"),
+    [
+        (lambda d: gzip.compress(d)[: len(gzip.compress(d)) // 2], "Compressed file ended before the end-of-stream marker was reached"),
+        (lambda d: lzma.compress(d)[: len(lzma.compress(d)) // 2], "Compressed file ended before the end-of-stream marker was reached"),
+        (lambda d: damaged_deflate(d[: len(d) // 2]), "Error -3 while decompressing data: invalid block type"),
+    ],
+    ids=["gz-cut-short", "xz-cut-short", "deflate-damaged"],
+)
+def test_a_compressed_file_cut_short_or_damaged_is_parsed_up_to_there_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: Any, error: str
+) -> None:
+    """Before: a traceback (EOFError, zlib.error) and nothing printed for any input; and the lines
+    before the damage were lost with the whole block they were read in."""
+    data = failed_password_lines(4000)
+    path = tmp_path / "auth.log.2.gz"
+    path.write_bytes(damage(data))
+
+    assert main(["parse", "--format", "json", "--collector", "access.logins", str(path)]) == 0
+
+    out, err = capsys.readouterr()
+    [result] = json.loads(out)["inputs"]
+    lines = result["lines"]
+    assert 1000 < lines < 2000  # what came before the damage, half of the file
+    assert result["damage"] == f"the compressed data ends or is damaged after line {lines:,} ({error}); the rest was not read"
+    assert logins(result)["parsed"] == lines
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda p: p.symlink_to("/proc/self/mem"), "cannot be read after line 0: Input/output error"),
+        (lambda p: (p.symlink_to("loop.log"), p.with_name("loop.log").symlink_to(p.name)), "Too many levels of symbolic links"),
+    ],
+    ids=["read-fails", "link-loop"],
+)
+def test_an_input_that_cannot_be_read_says_why_and_exits_66(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Any, says: str
+) -> None:
+    """Before: a read error was a traceback; a link loop was called "no such file"."""
+    path = tmp_path / "auth.log"
+    make(path)
+
+    assert main(["parse", str(path)]) == 66
+
+    err = capsys.readouterr().err
+    assert err == f"normagent: {path}: {says}\n"
 
 
 @pytest.mark.parametrize(
