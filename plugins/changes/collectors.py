@@ -123,7 +123,7 @@ WATCHED_SPEC = MetricSpec(
     WATCHED_FILES,
     "gauge",
     "Configuration files watched, by state: hashed (content compared by a keyed digest) or "
-    "stat_only (the agent may not read it: size and modification time compared).",
+    "stat_only (the agent may not read it, or it is over 64 MiB: size and modification time compared).",
     labels=("state",),
     preset=tuple((s,) for s in WATCH_STATES),
     section=SECTION,

@@ -19,7 +19,7 @@ from normagent.plugins.changes import collectors
 from normagent.plugins.changes.collectors import FILES, TREE_KEY
 from normagent.plugins.changes.settings import FileWatchSettings
 from normagent.plugins.changes.vocab import CHANGE_EVENT, CONFIG_CHANGES, WATCHED_FILES
-from normagent.plugins.changes.watch import Seen, changes
+from normagent.plugins.changes.watch import MAX_DIGEST_BYTES, Seen, changes
 from normagent.testing import make_context, observations, run_collector_once
 from tests.support.tools import skip_for_host
 
@@ -112,6 +112,23 @@ def test_a_steady_cycle_reads_no_file_and_writes_nothing(tree: Path, ledger: Led
     # a forged mtime, so a mode change is checked too), none of the others
     assert read == [str(tree / "etc/hosts")]
     assert counts(ledger) == {"mode": 1}
+
+
+def test_a_file_larger_than_any_configuration_is_compared_by_size_and_time_not_hashed(tree: Path, ledger: Ledger) -> None:
+    """Before: it was hashed whole on every change of its stat; a sparse file of 100 GiB among the
+    watched ones held every run past its timeout, and no change of any file was seen again."""
+    huge = tree / "etc/app.d/huge.conf"
+    with huge.open("wb") as f:
+        f.truncate(MAX_DIGEST_BYTES + 1)
+    run(ledger, tree)
+    watched = ledger.snapshot().values(WATCHED_FILES)
+    assert (watched[(("state", "hashed"),)], watched[(("state", "stat_only"),)]) == (4, 1)
+
+    with huge.open("r+b") as f:
+        f.truncate(MAX_DIGEST_BYTES + 2)
+    (tree / "etc/hosts").write_text("127.0.0.1 localhost clinic\n")
+    run(ledger, tree)
+    assert counts(ledger) == {"content": 2}
 
 
 def test_content_is_never_stored_only_a_keyed_digest(tree: Path, ledger: Ledger) -> None:
