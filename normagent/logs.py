@@ -31,7 +31,6 @@ Imports model, errors and sources only.
 from __future__ import annotations
 
 import contextlib
-import glob
 import io
 import json
 import os
@@ -79,6 +78,7 @@ from normagent.sources.files import (
     FileTail,
     codec_from_magic,
     error_reason,
+    glob_paths,
     invalid_utf8_lines,
     open_codec_stream,
     read_fd,
@@ -976,7 +976,7 @@ def _expand(root: Path, patterns: Iterable[str]) -> list[tuple[str, str]]:
     found: dict[str, str] = {}
     for pattern in patterns:
         rooted = os.path.join(str(root), pattern.lstrip("/"))
-        for real in sorted(glob.glob(rooted, recursive=True)):
+        for real in sorted(glob_paths(rooted)):
             if os.path.isfile(real):
                 logical = "/" + os.path.relpath(real, str(root)) if pattern.startswith("/") else os.path.relpath(real, str(root))
                 found.setdefault(logical, real)

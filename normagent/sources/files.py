@@ -553,6 +553,35 @@ def _scan_siblings(real_path: str) -> list[_Sibling]:
     return list(unique.values())
 
 
+def glob_paths(pattern: str) -> list[str]:
+    """What ``glob.glob(pattern, recursive=True)`` lists, except that ``**`` never descends into
+    a directory reached through a symbolic link (as bash's globstar since 4.3).
+
+    glob follows such links: one back up the tree (``current -> ..``) is walked again at every
+    depth, until the path is too long, and two of them multiply without end, holding the run
+    (and every later run of the collector) for good. Links to files, and links named by the part
+    of the pattern before ``**``, are matched as glob matches them.
+    """
+    parts = pattern.split("/")
+    deep = next((i for i, part in enumerate(parts) if "**" in part), None)
+    if deep is None:
+        return glob.glob(pattern)
+    head = "/".join(parts[:deep])
+    bases = glob.glob(head) if _GLOB_CHARS.search(head) else [head]
+    found: list[str] = []
+    for base in bases:
+        if not os.path.isdir(base or "."):
+            continue
+        for folder, dirs, files in os.walk(base or ".", followlinks=False):
+            if folder != base and _match_parts(folder.split("/"), parts):
+                found.append(folder)
+            found.extend(path for path in (os.path.join(folder, name) for name in files)
+                         if _match_parts(path.split("/"), parts))
+            found.extend(path for path in (os.path.join(folder, name) for name in dirs)
+                         if os.path.islink(path) and _match_parts(path.split("/"), parts))
+    return found
+
+
 def _glob_matches(path: str, pattern: str) -> bool:
     """Whether ``glob.glob(pattern, recursive=True)`` would list ``path`` if it were there.
 
@@ -735,7 +764,7 @@ class FileTail:
             absolute = pattern.startswith("/")
             rooted = _rooted(self.root, pattern)
             if _GLOB_CHARS.search(pattern):
-                matches = {m for m in glob.glob(rooted, recursive=True) if os.path.isfile(m)}
+                matches = {m for m in glob_paths(rooted) if os.path.isfile(m)}
                 matches = {m for m in matches if not _is_rotated_name(m, matches)}
                 logical = {_unrooted(self.root, m, absolute): m for m in matches}
                 for key in saved:  # files gone since, still owed a rotated tail
@@ -1284,6 +1313,7 @@ __all__ = [
     "codec_of",
     "error_reason",
     "fingerprint",
+    "glob_paths",
     "invalid_utf8_lines",
     "lag_bytes",
     "list_siblings",

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import glob
 import os
 import re
 import stat
@@ -63,6 +62,7 @@ from normagent import (
     RunContext,
     evtx_log_collector,
     file_log_collector,
+    glob_paths,
 )
 
 from .parse import parse_audit, parse_package_logs
@@ -315,7 +315,7 @@ def expand(root: Path, settings: FileWatchSettings, ctx: RunContext | None = Non
     excluded = _exclusion(settings.exclude)
     found: dict[str, str] = {}
     for pattern in settings.paths:
-        for real in glob.glob(prefix + pattern, recursive=True):
+        for real in glob_paths(prefix + pattern):  # "**" never into a linked directory (a loop)
             logical = real[len(prefix) :]
             if logical not in found and (excluded is None or not excluded(logical)):
                 found[logical] = real

@@ -41,6 +41,7 @@ from normagent.sources.files import (
     _Tracked,
     codec_of,
     error_reason,
+    glob_paths,
     invalid_utf8_lines,
     lag_bytes,
     list_siblings,
@@ -1061,6 +1062,40 @@ def test_a_log_path_that_cannot_be_looked_at_is_its_own_error_and_the_others_are
     assert len(errors) == 1 and said in str(errors[0]) and error_reason(errors[0]) == "unreadable"
     failed = [e for e in logs if e["event"] == "log_file_unreadable"]
     assert [(e["path"], e["reason"]) for e in failed] == [(path, "unreadable")]
+
+
+def test_a_double_star_glob_does_not_follow_links_that_loop_back_up_the_tree(tmp_path: Path) -> None:
+    """Before: glob.glob followed every linked directory, so two links back up the tree
+    (current -> .., all -> ../..) made the listing multiply without end: the tail never got set
+    up, and the collector's run never ended (nor, with it, any later run)."""
+    (tmp_path / "logs/app/old").mkdir(parents=True)
+    (tmp_path / "logs/app/a.log").write_bytes(lines(0, 2))
+    (tmp_path / "logs/app/old/b.log").write_bytes(lines(2, 1))
+    (tmp_path / "logs/app/old/link.log").symlink_to("b.log")  # a link to a file is matched, as glob matches it
+    (tmp_path / "logs/app/current").symlink_to("..")
+    (tmp_path / "logs/app/old/all").symlink_to("../..")
+    got: list[list[str]] = []
+
+    def scan() -> None:
+        tail = FileTail(source("/logs/**/*.log"), MemoryCheckpoints(), root=tmp_path)
+        got.append(tail.paths)
+
+    thread = threading.Thread(target=scan, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the glob never ended"
+    assert got == [["/logs/app/a.log", "/logs/app/old/b.log", "/logs/app/old/link.log"]]
+
+
+@pytest.mark.parametrize("pattern", ["**/*.log", "**", "a/**/*.log", "*/**/c.log", "**/b", "a/*.log", "a/b/c.log", "*"])
+def test_glob_paths_lists_what_glob_lists_where_no_directory_is_a_link(tmp_path: Path, pattern: str) -> None:
+    for name in ("top.log", "a/one.log", "a/b/c.log", "a/.hidden.log", ".h/x.log"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x\n")
+    (tmp_path / "a/link.log").symlink_to("one.log")
+    full = f"{tmp_path}/{pattern}"
+    expected = {p.rstrip("/") for p in glob.glob(full, recursive=True)} - {str(tmp_path)}
+    assert {p.rstrip("/") for p in glob_paths(full)} - {str(tmp_path)} == expected
 
 
 def test_a_fifo_swapped_in_for_a_rotated_file_is_not_opened(tmp_path: Path) -> None:

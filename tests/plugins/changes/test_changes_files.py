@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,19 @@ def test_a_file_larger_than_any_configuration_is_compared_by_size_and_time_not_h
     (tree / "etc/hosts").write_text("127.0.0.1 localhost clinic\n")
     run(ledger, tree)
     assert counts(ledger) == {"content": 2}
+
+
+def test_a_double_star_pattern_does_not_follow_links_that_loop_back_up_the_tree(tree: Path, ledger: Ledger) -> None:
+    """Before: glob followed linked directories, so two links back up the tree made the listing
+    multiply without end, and the collector never finished a run again."""
+    (tree / "etc/app.d/current").symlink_to("..")
+    (tree / "etc/app.d/all").symlink_to("../..")
+    done: list[object] = []
+    thread = threading.Thread(target=lambda: done.append(run(ledger, tree, FileWatchSettings(paths=("/etc/**/*.conf",)))), daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the pattern's listing never ended"
+    assert ledger.snapshot().values(WATCHED_FILES)[(("state", "hashed"),)] == 3  # app.conf, one.conf, current.conf
 
 
 def test_content_is_never_stored_only_a_keyed_digest(tree: Path, ledger: Ledger) -> None:
