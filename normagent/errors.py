@@ -128,6 +128,19 @@ class NoData(Exception):
     """
 
 
+class RunFailed(Exception):
+    """Raised by a collector whose run failed for a reason it has logged already, saying what and
+    where (a configured log path that is a FIFO, or that the agent may not read).
+
+    The run counts as failed (``normagent_collector_up`` 0) under ``reason``; the scheduler logs
+    no second error with a traceback of it, as there is nothing unexpected to show.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class SnmpError(ConnectionError):
     """An SNMP request failed: the agent refused it, answered with an error, or was unreachable.
 

@@ -48,7 +48,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 
-from normagent.errors import InputError, NoData
+from normagent.errors import InputError, NoData, RunFailed
 from normagent.model import (
     Batch,
     Checkpoint,
@@ -662,7 +662,10 @@ def _collect_files(
     pending.file_errors = dict(Counter(error_reason(exc) for exc in tail.errors))
     yield pending.batch(zeros=True)
     if tail.errors:
-        raise tail.errors[0]
+        # Each was logged as it happened (log_file_unreadable: path, reason, error) and counted in
+        # FILE_ERRORS; the run fails, without a second error and a traceback of an expected one.
+        first, more = tail.errors[0], len(tail.errors) - 1
+        raise RunFailed(f"{first}{f' (and {more} more)' if more else ''}", error_reason(first)) from first
     if not tail.tracked:
         raise NoData(f"no file matches {', '.join(source.paths) or '(no paths configured)'}")
 

@@ -354,6 +354,9 @@ def test_a_fifo_as_log_path_is_a_counted_error_and_does_not_hold_the_shutdown(da
     assert daemon.stop() == 0
     unreadable = [e for e in daemon.events() if e["event"] == "log_file_unreadable"]
     assert unreadable and "is a FIFO (named pipe), not a regular file" in str(unreadable[0]["error"])
+    # Said once per run, as what it is: not again as an unexpected failure with a traceback.
+    assert not [e for e in daemon.events() if e["event"] == "collector_failed"]
+    assert "Traceback" not in daemon.log.read_text()
 
 
 def test_a_run_stuck_past_its_timeout_is_named_at_exit_and_not_waited_for(daemon: Daemon) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from normagent.errors import InputError, NoData
+from normagent.errors import InputError, NoData, RunFailed
 from normagent.ledger import Ledger
 from normagent.logs import (
     BLOCK_FAILURES,
@@ -299,8 +299,9 @@ def test_an_unreadable_path_fails_the_run_after_the_others_are_read(root: Path, 
 
     write(root, lines(0, 2, "Failed"))
     (root / "var/log/secure").mkdir()
-    with pytest.raises(OSError, match="secure"):
+    with pytest.raises(RunFailed, match="secure") as err:
         run_collector_once(collector(settings=Two), ledger, root=root)
+    assert err.value.reason == "not_a_regular_file" and isinstance(err.value.__cause__, OSError)
     assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 2
 
 
@@ -314,8 +315,9 @@ def test_a_fifo_at_a_log_path_fails_the_run_with_a_counted_reason_and_the_others
     write(root, lines(0, 2, "Failed"), name="secure")
     spec = collector(settings=Two)
     for run in (1, 2):
-        with pytest.raises(NotRegularFile, match="auth.log is a FIFO"):
+        with pytest.raises(RunFailed, match="auth.log is a FIFO") as err:
             run_collector_once(spec, ledger, root=root)
+        assert err.value.reason == "not_a_regular_file" and isinstance(err.value.__cause__, NotRegularFile)
         errors = {r: ledger.counter_value(FILE_ERRORS, {"source": SOURCE, "reason": r}) for r in FILE_ERROR_REASONS}
         assert errors == {"not_a_regular_file": run, "permission_denied": 0, "unreadable": 0}
     assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 2
