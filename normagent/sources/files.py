@@ -70,6 +70,7 @@ import re
 import stat
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -91,6 +92,7 @@ MIN_BLOCK_BYTES = 64
 MAX_BLOCK_BYTES = 16 * 2**20  # a block (and the longest line kept whole) is held in memory
 CHECKPOINT_VERSION = 1
 FILE_KEY = "file:"
+FILE_ESCAPED_KEY = "filex:"  # a path that is not valid UTF-8, percent-encoded (see ``file_key``)
 PATTERN_KEY = "pattern:"
 _END_SCAN = 64 * 2**10  # how far back "start at end" looks for the last complete line
 _SCAN_TRIES = 5  # listings of a directory until two agree (a rotation may be renaming files)
@@ -704,6 +706,31 @@ class _PathState:
 # The tail
 
 
+def file_key(path: str) -> str:
+    """The checkpoint key of a configured path or glob match: ``file:<path>``, or
+    ``filex:<percent-encoded bytes>`` for a path that is not valid UTF-8.
+
+    A glob lists names as ``str`` with undecodable bytes as lone surrogates (PEP 383): a file
+    named in Latin-1, or by someone who wants the collector blind. SQLite stores text as UTF-8 and
+    refuses surrogates, so such a key failed every commit of the collector, and no file of it was
+    counted again. Percent-encoding the bytes is lossless (``%`` itself is encoded); valid paths
+    keep the plain form, so the checkpoints of existing ledgers stay valid.
+    """
+    if not path.isascii():
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            return FILE_ESCAPED_KEY + urllib.parse.quote(os.fsencode(path), safe="/")
+    return FILE_KEY + path
+
+
+def key_path(key: str) -> str:
+    """The inverse of ``file_key``: the path as a glob lists it."""
+    if key.startswith(FILE_ESCAPED_KEY):
+        return os.fsdecode(urllib.parse.unquote_to_bytes(key[len(FILE_ESCAPED_KEY) :]))
+    return key[len(FILE_KEY) :]
+
+
 def _rooted(root: Path, path: str) -> str:
     return os.path.join(str(root), path.lstrip("/")) if path.startswith("/") else os.path.join(str(root), path)
 
@@ -755,7 +782,7 @@ class FileTail:
     # scanning
 
     def _scan(self, state: CheckpointReader) -> None:
-        saved: dict[str, JSONValue] = dict(state.scan(FILE_KEY))
+        saved: dict[str, JSONValue] = {**dict(state.scan(FILE_KEY)), **dict(state.scan(FILE_ESCAPED_KEY))}
         seen: set[str] = set()
         for pattern in self.source.paths:
             known = state.get(PATTERN_KEY + pattern) is not None
@@ -768,7 +795,7 @@ class FileTail:
                 matches = {m for m in matches if not _is_rotated_name(m, matches)}
                 logical = {_unrooted(self.root, m, absolute): m for m in matches}
                 for key in saved:  # files gone since, still owed a rotated tail
-                    path = key[len(FILE_KEY) :]
+                    path = key_path(key)
                     if path not in logical and _glob_matches(path, pattern):
                         logical[path] = _rooted(self.root, path)
             else:
@@ -777,7 +804,7 @@ class FileTail:
                 if path in seen or any(fnmatch.fnmatchcase(path, ex) for ex in self.source.exclude):
                     continue
                 seen.add(path)
-                key = FILE_KEY + path
+                key = file_key(path)
                 self._jobs.append((key, path, real, known, path != pattern))
                 value = saved.get(key)
                 if value is not None:
@@ -1312,9 +1339,11 @@ __all__ = [
     "codec_from_magic",
     "codec_of",
     "error_reason",
+    "file_key",
     "fingerprint",
     "glob_paths",
     "invalid_utf8_lines",
+    "key_path",
     "lag_bytes",
     "list_siblings",
     "open_codec_stream",

@@ -28,7 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from structlog.testing import capture_logs
 from hypothesis import strategies as st
 
-from normagent.model import Checkpoint
+from normagent.ledger import Ledger
+from normagent.model import Batch, Checkpoint
 from normagent.sources.files import (
     FINGERPRINT_BYTES,
     FileSource,
@@ -1096,6 +1097,33 @@ def test_glob_paths_lists_what_glob_lists_where_no_directory_is_a_link(tmp_path:
     full = f"{tmp_path}/{pattern}"
     expected = {p.rstrip("/") for p in glob.glob(full, recursive=True)} - {str(tmp_path)}
     assert {p.rstrip("/") for p in glob_paths(full)} - {str(tmp_path)} == expected
+
+
+def test_a_file_name_that_is_not_utf8_is_read_once_and_followed_through_rotation(tmp_path: Path, ledger: Ledger) -> None:
+    """Before: its checkpoint key held the name's undecodable bytes as lone surrogates, which
+    SQLite refuses, so every commit of the collector failed and no file of it was counted again
+    (one file named in Latin-1, or by someone who wants the collector blind, in /var/log)."""
+    bad = tmp_path / os.fsdecode(b"auth-\xe6\xf8.log")
+    bad.write_bytes(lines(0, 2))
+    (tmp_path / "good.log").write_bytes(lines(2, 1))
+    tail_source = source(f"{tmp_path}/*.log")
+
+    def run() -> list[int]:
+        got: list[bytes] = []
+        tail = FileTail(tail_source, ledger.checkpoints("c"))
+        for step in tail.reads():
+            if step.block is not None:
+                got.extend(step.block.data.splitlines())
+            ledger.commit("c", Batch([], [Checkpoint(step.key, step.checkpoint)]))
+        assert not tail.errors
+        return sorted(ids(got))
+
+    assert run() == [0, 1, 2]
+    assert list(ledger.checkpoints("c").keys("filex:")) == [f"filex:{tmp_path}/auth-%E6%F8.log"]
+    append(bad, lines(3, 1))
+    bad.rename(f"{bad}.1")  # rotated, and no new file: only the escaped key knows where it was
+    assert run() == [3]
+    assert run() == []
 
 
 def test_a_fifo_swapped_in_for_a_rotated_file_is_not_opened(tmp_path: Path) -> None:
