@@ -285,6 +285,20 @@ def _compact_json(value: object) -> str:
         return _checked_json(value)
 
 
+def _storable(text: str) -> str:
+    """``text`` as SQLite can store it: a lone surrogate (a file name's undecodable byte, PEP 383)
+    written as its escape, ``\\udcfe``. SQLite stores text as UTF-8 and refuses surrogates: one
+    file named in Latin-1 under a watched pattern, as a rollup's or an event's key, failed every
+    commit of its collector."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _labels_json(labels: Labels) -> str:
     return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -833,7 +847,7 @@ class Ledger:
                     "first_seen = min(coalesce(first_seen, excluded.first_seen), coalesce(excluded.first_seen, first_seen)), "
                     "last_seen = max(coalesce(last_seen, excluded.last_seen), coalesce(excluded.last_seen, last_seen))",
                     [
-                        (name, day.isoformat(), row_key, value, _ts(first), _ts(last))
+                        (name, day.isoformat(), _storable(row_key), value, _ts(first), _ts(last))
                         for (name, day, row_key), (value, first, last) in rollups.items()
                     ],
                 )
@@ -845,12 +859,12 @@ class Ledger:
                     conn.executemany(
                         "INSERT INTO rollups (name, day, key, value) VALUES (?, ?, ?, ?) "
                         "ON CONFLICT (name, day, key) DO UPDATE SET value = value + excluded.value",
-                        ((name, day_text, key, float(value)) for key, value in values.items() if value or every),
+                        ((name, day_text, _storable(key), float(value)) for key, value in values.items() if value or every),
                     )
                 conn.executemany(
                     "INSERT OR IGNORE INTO events (collector, kind, key, at, attrs) VALUES (?, ?, ?, ?, ?)",
                     [
-                        (collector, ev.kind, ev.key, ev.at.timestamp(), json.dumps(dict(ev.attrs), sort_keys=True))
+                        (collector, ev.kind, _storable(ev.key), ev.at.timestamp(), json.dumps(dict(ev.attrs), sort_keys=True))
                         for ev in events
                     ],
                 )

@@ -21,7 +21,7 @@ import pytest
 
 from normagent.errors import DiskFull, StateError, StateLost
 from normagent.ledger import HEALTH_WRITE_SECONDS, SCHEMA_VERSION, WAL_SIZE_LIMIT, Ledger, MemoryCheckpoints, _state_error
-from normagent.model import Batch, Checkpoint, Count, Event, Gauge, MetricSpec, Period, Rollup, RunOutcome
+from normagent.model import Batch, Checkpoint, Count, Event, Gauge, MetricSpec, Period, Rollup, RollupRows, RunOutcome
 from normagent.testing import FakeClock
 from tests.support.tools import skip_for_host
 from tests.support.disks import fill, limit_pages, power_cut, small_filesystem, strace_usable, sync_points, traced
@@ -631,6 +631,23 @@ def test_a_marker_that_cannot_be_used_is_a_clear_refusal_without_blocking(
     path.unlink()  # and where the ledger is gone too, the damaged marker is still evidence of it
     with pytest.raises(StateLost, match=re.escape(f"ledger.id exists ({said})")):
         Ledger.open(path, clock=clock)
+
+
+def test_rollup_and_event_keys_holding_a_file_name_s_undecodable_bytes_are_stored(declared: Ledger) -> None:
+    """Before: SQLite refused the lone surrogates (PEP 383) in such a key, and with them the whole
+    batch, on every run: one file named in Latin-1 under a watched pattern blinded changes.files."""
+    name = os.fsdecode(b"/etc/app.d/bl\xe5.conf")  # "blå" written in Latin-1
+    day = T0.date()
+    declared.commit("c", Batch(
+        [Count(FAILURES.name, {"reason": "r"}, 1), Rollup("r", day, name), RollupRows("r", day, {name: 2.0}),
+         Event("e", T0, name, {"subject": name})],
+        [Checkpoint("k", 1)],
+    ))
+
+    assert [(r.key, r.value) for r in declared.rollups("r", Period(T0, T0 + timedelta(days=1)))] == [("/etc/app.d/bl\\udce5.conf", 3.0)]
+    [event] = declared.events("e", Period(T0, T0 + timedelta(days=1)))
+    assert (event.key, event.attrs) == ("/etc/app.d/bl\\udce5.conf", {"subject": name})
+    assert declared.counter_value(FAILURES.name, {"reason": "r"}) == 1
 
 
 def test_a_first_start_writes_the_marker_and_a_clean_directory_is_a_fresh_start(tmp_path: Path, clock: FakeClock) -> None:

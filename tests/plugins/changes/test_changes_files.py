@@ -145,6 +145,24 @@ def test_a_double_star_pattern_does_not_follow_links_that_loop_back_up_the_tree(
     assert ledger.snapshot().values(WATCHED_FILES)[(("state", "hashed"),)] == 3  # app.conf, one.conf, current.conf
 
 
+def test_a_file_name_that_is_not_utf8_is_watched_like_any_other(tree: Path, ledger: Ledger) -> None:
+    """Before: its baseline key (and its rollup's and event's) held the name's undecodable bytes
+    as lone surrogates, which SQLite refuses: every commit failed, and no change of any watched
+    file was seen again."""
+    run(ledger, tree)
+    latin1 = tree / "etc/app.d" / os.fsdecode(b"bl\xe5.conf")
+    latin1.write_text("one\n")
+    run(ledger, tree)
+    latin1.write_text("two\n")
+    (tree / "etc/hosts").write_text("127.0.0.1 localhost clinic\n")
+    run(ledger, tree)
+    assert counts(ledger) == {"created": 1, "content": 2}
+    latin1.unlink()
+    run(ledger, tree)
+    assert counts(ledger) == {"created": 1, "content": 2, "deleted": 1}
+    assert ledger.snapshot().values(WATCHED_FILES)[(("state", "hashed"),)] == 4
+
+
 def test_content_is_never_stored_only_a_keyed_digest(tree: Path, ledger: Ledger) -> None:
     run(ledger, tree)
     stored = json.dumps(dict(ledger.checkpoints("changes.files").scan("")))
