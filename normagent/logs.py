@@ -74,10 +74,12 @@ from normagent.model import (
 from normagent.sources.files import (
     BLOCK_BYTES,
     FILE_ERROR_REASONS,
+    FILE_ESCAPED_KEY,
     FileSource,
     FileTail,
     codec_from_magic,
     error_reason,
+    file_key,
     glob_paths,
     invalid_utf8_lines,
     open_codec_stream,
@@ -164,6 +166,7 @@ FAILED_KEY = "failed:"  # checkpoint key prefix counting a block's consecutive f
 CARRY_KEY = "carry:"  # checkpoint key prefix of what a parser left unfinished in a source
 JOURNAL_KEY = "journal"
 EVTX_KEY = "evtx:"
+EVTX_ESCAPED_KEY = "evtxx:"  # a path that is not valid UTF-8, percent-encoded (see ``evtx_key``)
 # An .evtx cut inside its header this recently is taken for a copy under way; older, for a file
 # that will stay so (counted as unreadable).
 INCOMPLETE_GRACE = timedelta(minutes=10)
@@ -859,7 +862,7 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
 
     failures: list[Exception] = []
     for logical, real in _expand(ctx.root, chosen.paths):
-        key = EVTX_KEY + logical
+        key = evtx_key(logical)
         saved = ctx.state.get(key)
         saved = saved if isinstance(saved, dict) else {}
         reader = None
@@ -972,6 +975,16 @@ def _log_evtx_pass(ctx: RunContext, path: str, stats: Any) -> None:
             damaged_chunks=stats.chunks_damaged,
             skipped_chunks=stats.chunks_skipped,
         )
+
+
+def evtx_key(logical: str) -> str:
+    """The checkpoint key of an event log file: ``evtx:<path>``, or ``evtxx:<percent-encoded
+    bytes>`` for a path that is not valid UTF-8 (as ``file_key``: SQLite refuses the lone
+    surrogates a glob gives for its undecodable bytes, and with them every commit)."""
+    key = file_key(logical)
+    if key.startswith(FILE_ESCAPED_KEY):
+        return EVTX_ESCAPED_KEY + key[len(FILE_ESCAPED_KEY) :]
+    return EVTX_KEY + logical
 
 
 def _expand(root: Path, patterns: Iterable[str]) -> list[tuple[str, str]]:

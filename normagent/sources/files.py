@@ -1335,6 +1335,8 @@ __all__ = [
     "FileSource",
     "FileTail",
     "FILE_ERROR_REASONS",
+    "FILE_ESCAPED_KEY",
+    "FILE_KEY",
     "NotRegularFile",
     "codec_from_magic",
     "codec_of",

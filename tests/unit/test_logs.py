@@ -981,6 +981,25 @@ def test_evtx_collector_reads_each_file_once(tmp_path: Path, ledger: Ledger) -> 
     assert sorted(saved) == ["evtx:/logs/Security_short_selected.evtx", "evtx:/logs/new-user-security.evtx"]
 
 
+def test_an_evtx_file_whose_name_is_not_utf8_is_read_once_like_the_others(tmp_path: Path, ledger: Ledger) -> None:
+    """Before: its position's key held the name's undecodable bytes as lone surrogates, which
+    SQLite refuses: every commit failed, and no event log of the collector was counted again
+    (a share where Windows servers copy their logs, one named in a legacy code page)."""
+    from evtx import PyEvtxParser
+
+    (tmp_path / "logs").mkdir()
+    shutil.copy(FIXTURES / "evtx" / "new-user-security.evtx", tmp_path / "logs" / os.fsdecode(b"Sikkerhet-\xe6.evtx"))
+    shutil.copy(FIXTURES / "evtx" / "Security_short_selected.evtx", tmp_path / "logs" / "Security.evtx")
+    names = ("new-user-security.evtx", "Security_short_selected.evtx")
+    expected = sum(sum(1 for _ in PyEvtxParser(str(FIXTURES / "evtx" / name)).records_json()) for name in names)
+    spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=Windows, metrics=(FAILED,))
+    run_collector_once(spec, ledger, root=tmp_path)
+    run_collector_once(spec, ledger, root=tmp_path)
+    assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": expected, "unparsed": 0}
+    saved = sorted(ledger.checkpoints("test.windows").keys("evtx"))
+    assert saved == ["evtx:/logs/Security.evtx", "evtxx:/logs/Sikkerhet-%E6.evtx"]
+
+
 @pytest.mark.parametrize(("age", "level"), [(timedelta(minutes=1), "info"), (timedelta(days=2), "warning")])
 def test_an_evtx_file_cut_inside_a_chunk_is_said_once_per_version(tmp_path: Path, ledger: Ledger, age: timedelta, level: str) -> None:
     """That chunk's records wait for the rest of it; before, nothing said so, and a file cut short
