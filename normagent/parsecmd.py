@@ -93,7 +93,7 @@ class InputResult:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "path": self.path,
+            "path": self.path.translate(_UNDECODABLE),
             "kind": self.kind,
             "lines": self.lines,
             "damage": self.damage,
@@ -297,6 +297,10 @@ def write_text(results: Sequence[InputResult], out: TextIO) -> None:
 # C0 controls but tab, DEL and C1 controls, as \xNN: a NUL left by a crash, or an escape sequence
 # in a name an attacker chose, must reach the terminal as text, not as what it would do there.
 _ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0))}
+# A file name's bytes that are not UTF-8 come as lone surrogates (PEP 383), which a UTF-8 stdout
+# refuses (errors="strict" under a locale such as nb_NO.UTF-8): the byte, as \xNN, instead.
+_UNDECODABLE = {code: f"\\x{code - 0xDC00:02x}" for code in range(0xDC80, 0xDD00)}
+_ESCAPES.update(_UNDECODABLE)
 
 
 def _shown(text: str) -> str:

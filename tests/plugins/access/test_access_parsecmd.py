@@ -204,6 +204,23 @@ def test_control_characters_in_an_unparsed_line_are_printed_escaped(tmp_path: Pa
     assert not any(ch in out.getvalue() for ch in "\x1b\x07\x9b")
 
 
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_file_name_that_is_not_utf8_is_printed_with_its_bytes_escaped(tmp_path: Path, auth_log: Path, fmt: str) -> None:
+    """Before: the name's undecodable bytes (lone surrogates) reached a UTF-8 stdout, which
+    refuses them under a locale such as nb_NO.UTF-8: a traceback after all the parsing."""
+    latin1 = tmp_path / os.fsdecode(b"auth-bl\xe5.log")
+    latin1.write_bytes(auth_log.read_bytes())
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+
+    assert run_parse([str(latin1)], config=None, plugins=PLUGINS, fmt=fmt, out=out, now=EPOCH) == 0  # type: ignore[arg-type]
+
+    out.flush()
+    shown = f"{tmp_path}/auth-bl\\xe5.log"
+    text = raw.getvalue().decode("utf-8")
+    assert (json.loads(text)["inputs"][0]["path"] == shown) if fmt == "json" else text.startswith(f"{shown} (text, ")
+
+
 def test_an_input_nothing_recognises(tmp_path: Path) -> None:
     empty = tmp_path / "other.log"
     empty.write_text("Nov 23 07:38:00 h CRON[1]: pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)\n")
