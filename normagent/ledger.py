@@ -33,6 +33,7 @@ import errno
 import json
 import os
 import sqlite3
+import stat
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -65,7 +66,7 @@ from normagent.model import (
     Severity,
     Transition,
 )
-from normagent.smallfile import read_small
+from normagent.smallfile import kind_of, read_small
 
 log = structlog.get_logger(__name__)
 
@@ -418,6 +419,7 @@ class Ledger:
             StateError: the directory cannot be created, the file is not a normagent ledger, is
                 damaged, or was written by a newer normagent; ``new_state`` over an intact ledger.
         """
+        _refuse_what_is_no_file(path)
         existed = _has_content(path)
         if not existed:
             evidence = _evidence_of_a_ledger(path, witnesses)
@@ -494,6 +496,7 @@ class Ledger:
             StateError: there is no ledger at ``path``, it cannot be opened, is not a normagent
                 ledger or was written by a newer normagent.
         """
+        _refuse_what_is_no_file(path)
         if not _has_content(path):
             raise StateError(f"{path}: no ledger here (the agent has not run with this state directory); see --config")
         try:
@@ -1676,6 +1679,22 @@ _RESCUE_AGAIN = "the agent tries again every few seconds; what it counted is los
 
 def _marker_path(path: Path) -> Path:
     return path.with_suffix(MARKER_SUFFIX)
+
+
+def _refuse_what_is_no_file(path: Path) -> None:
+    """A ``StateError`` naming it when the ledger, its ``-wal`` or its ``-shm`` is no regular file.
+
+    SQLite opens whatever is there: a FIFO failed with "disk I/O error", a link to /dev/zero was
+    taken for a ledger emptied under the agent, and a FIFO as the -wal let the agent run on with
+    every commit failing.
+    """
+    for candidate in (path, *_leftovers(path)):
+        try:
+            st = candidate.stat()
+        except OSError:
+            continue  # not there (or not to be looked at): opening it says what is wrong
+        if not stat.S_ISREG(st.st_mode):
+            raise StateError(f"{candidate}: is {kind_of(st.st_mode)}, not a regular file; move it aside")
 
 
 def _leftovers(path: Path) -> list[Path]:

@@ -633,6 +633,31 @@ def test_a_marker_that_cannot_be_used_is_a_clear_refusal_without_blocking(
         Ledger.open(path, clock=clock)
 
 
+@pytest.mark.parametrize(
+    ("put", "name", "said"),
+    [
+        (lambda p: os.mkfifo(p), "ledger.db", "is a FIFO (named pipe), not a regular file"),
+        (lambda p: p.symlink_to("/dev/zero"), "ledger.db", "is a character device, not a regular file"),
+        (lambda p: os.mkfifo(p), "ledger.db-wal", "is a FIFO (named pipe), not a regular file"),
+    ],
+    ids=["fifo", "dev-zero", "fifo-as-wal"],
+)
+def test_a_ledger_or_wal_that_is_no_file_is_named_as_what_it_is(
+    tmp_path: Path, clock: FakeClock, put: Any, name: str, said: str
+) -> None:
+    """Before: SQLite opened whatever was there: a FIFO was a "disk I/O error", a link to /dev/zero
+    "was emptied while the agent had it open", and with a FIFO as the -wal the agent ran on,
+    every commit failing."""
+    path = tmp_path / "state" / "ledger.db"
+    path.parent.mkdir()
+    put(path.with_name(name))
+
+    for opening in (lambda: Ledger.open(path, clock=clock), lambda: Ledger.open_readonly(path)):
+        with pytest.raises(StateError) as err:
+            opening()
+        assert str(err.value) == f"{path.with_name(name)}: {said}; move it aside"
+
+
 def test_rollup_and_event_keys_holding_a_file_name_s_undecodable_bytes_are_stored(declared: Ledger) -> None:
     """Before: SQLite refused the lone surrogates (PEP 383) in such a key, and with them the whole
     batch, on every run: one file named in Latin-1 under a watched pattern blinded changes.files."""
