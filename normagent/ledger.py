@@ -1686,8 +1686,18 @@ def _refuse_what_is_no_file(path: Path) -> None:
 
     SQLite opens whatever is there: a FIFO failed with "disk I/O error", a link to /dev/zero was
     taken for a ledger emptied under the agent, and a FIFO as the -wal let the agent run on with
-    every commit failing.
+    every commit failing. And the state directory must be one: a file there was "File exists".
     """
+    try:
+        folder = path.parent.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # made when the ledger is created (or that says why it cannot be)
+    except OSError as exc:  # a link loop, a name too long, no permission to look
+        raise StateError(f"{path.parent}: the state directory cannot be used: {exc.strerror or exc}") from None
+    else:
+        if not stat.S_ISDIR(folder.st_mode):
+            kind = "a file" if stat.S_ISREG(folder.st_mode) else kind_of(folder.st_mode)
+            raise StateError(f"{path.parent}: is {kind}, not a directory; the state directory must be one")
     for candidate in (path, *_leftovers(path)):
         try:
             st = candidate.stat()

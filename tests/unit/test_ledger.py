@@ -658,6 +658,23 @@ def test_a_ledger_or_wal_that_is_no_file_is_named_as_what_it_is(
         assert str(err.value) == f"{path.with_name(name)}: {said}; move it aside"
 
 
+@pytest.mark.parametrize(
+    ("put", "said"),
+    [
+        (lambda p: p.write_text("x"), "is a file, not a directory; the state directory must be one"),
+        (lambda p: os.mkfifo(p), "is a FIFO (named pipe), not a directory; the state directory must be one"),
+        (lambda p: p.symlink_to(p.name), "the state directory cannot be used: Too many levels of symbolic links"),
+    ],
+    ids=["file", "fifo", "link-loop"],
+)
+def test_a_state_directory_that_is_no_directory_is_named_as_what_it_is(tmp_path: Path, clock: FakeClock, put: Any, said: str) -> None:
+    """Before: "cannot open the ledger: [Errno 17] File exists", whatever was there."""
+    put(tmp_path / "state")
+    with pytest.raises(StateError) as err:
+        Ledger.open(tmp_path / "state" / "ledger.db", clock=clock)
+    assert str(err.value) == f"{tmp_path / 'state'}: {said}"
+
+
 def test_rollup_and_event_keys_holding_a_file_name_s_undecodable_bytes_are_stored(declared: Ledger) -> None:
     """Before: SQLite refused the lone surrogates (PEP 383) in such a key, and with them the whole
     batch, on every run: one file named in Latin-1 under a watched pattern blinded changes.files."""
