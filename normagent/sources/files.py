@@ -860,6 +860,8 @@ class FileTail:
             except OSError as exc:
                 # One unreadable file does not keep the others from being read; the caller
                 # reports ``errors`` once the rest is done. What was handed out stays consistent.
+                if exc.filename is None and not isinstance(exc, NotRegularFile):
+                    exc.filename = path  # a read's error (EIO) names no file: the run's failure must say which
                 self.errors.append(exc)
                 self.log.error("log_file_unreadable", path=path, reason=error_reason(exc), error=str(exc))
 

@@ -1048,7 +1048,8 @@ def test_other_files_that_are_not_regular_are_refused_by_kind(tmp_path: Path, ma
      "Too many levels of symbolic links"),
     ("/auth.log/secure", lambda root: (root / "auth.log").write_bytes(b"x\n"), "Not a directory"),
     ("/" + "s" * 300, lambda root: None, "File name too long"),
-], ids=["link-loop", "file-as-directory", "name-too-long"])
+    ("/mem.log", lambda root: (root / "mem.log").symlink_to("/proc/self/mem"), "Input/output error"),
+], ids=["link-loop", "file-as-directory", "name-too-long", "read-fails"])
 def test_a_log_path_that_cannot_be_looked_at_is_its_own_error_and_the_others_are_read(
     tmp_path: Path, path: str, make: Callable[[Path], Any], said: str
 ) -> None:
@@ -1061,6 +1062,7 @@ def test_a_log_path_that_cannot_be_looked_at_is_its_own_error_and_the_others_are
         got, errors = read_in_a_thread(source, tmp_path)
     assert ids(b"".join(got).splitlines()) == [0, 1, 2]
     assert len(errors) == 1 and said in str(errors[0]) and error_reason(errors[0]) == "unreadable"
+    assert path in str(errors[0])  # the run's failure says which file (a read's EIO names none of itself)
     failed = [e for e in logs if e["event"] == "log_file_unreadable"]
     assert [(e["path"], e["reason"]) for e in failed] == [(path, "unreadable")]
 
