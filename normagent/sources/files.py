@@ -575,6 +575,8 @@ def glob_paths(pattern: str) -> list[str]:
         if not os.path.isdir(base or "."):
             continue
         for folder, dirs, files in os.walk(base or ".", followlinks=False):
+            if not base:  # a relative pattern starting with "**": names as glob gives them
+                folder = "" if folder == "." else folder.removeprefix("./")
             if folder != base and _match_parts(folder.split("/"), parts):
                 found.append(folder)
             found.extend(path for path in (os.path.join(folder, name) for name in files)

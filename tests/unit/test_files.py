@@ -1090,13 +1090,17 @@ def test_a_double_star_glob_does_not_follow_links_that_loop_back_up_the_tree(tmp
     assert got == [["/logs/app/a.log", "/logs/app/old/b.log", "/logs/app/old/link.log"]]
 
 
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute", "relative"])
 @pytest.mark.parametrize("pattern", ["**/*.log", "**", "a/**/*.log", "*/**/c.log", "**/b", "a/*.log", "a/b/c.log", "*"])
-def test_glob_paths_lists_what_glob_lists_where_no_directory_is_a_link(tmp_path: Path, pattern: str) -> None:
+def test_glob_paths_lists_what_glob_lists_where_no_directory_is_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pattern: str, relative: bool
+) -> None:
     for name in ("top.log", "a/one.log", "a/b/c.log", "a/.hidden.log", ".h/x.log"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x\n")
     (tmp_path / "a/link.log").symlink_to("one.log")
-    full = f"{tmp_path}/{pattern}"
+    monkeypatch.chdir(tmp_path)
+    full = pattern if relative else f"{tmp_path}/{pattern}"
     expected = {p.rstrip("/") for p in glob.glob(full, recursive=True)} - {str(tmp_path)}
     assert {p.rstrip("/") for p in glob_paths(full)} - {str(tmp_path)} == expected
 
