@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from normagent.memory import give_back_memory
     from normagent.privacy import network_of
     from normagent.smallfile import read_head
+    from normagent.sources.files import glob_paths
     from normagent.sources.evtx_settings import EvtxSettings
     from normagent.sources.journald import JournalSettings
     from normagent.sources.syslog import SpoolLine, SyslogMessage, parse_spool_line, parse_syslog, rfc3164_instant, rfc3164_time
@@ -109,6 +110,7 @@ _HOMES = {
     "give_back_memory": "normagent.memory",
     "network_of": "normagent.privacy",
     "read_head": "normagent.smallfile",
+    "glob_paths": "normagent.sources.files",
     "EvtxSettings": "normagent.sources.evtx_settings",
     "JournalSettings": "normagent.sources.journald",
     **dict.fromkeys(("SpoolLine", "SyslogMessage", "parse_spool_line", "parse_syslog", "rfc3164_instant", "rfc3164_time"), "normagent.sources.syslog"),
@@ -136,6 +138,7 @@ __all__ = [
     "evtx_log_collector",
     "file_log_collector",
     "give_back_memory",
+    "glob_paths",
     "journal_log_collector",
     "line_parser",
     "network_of",

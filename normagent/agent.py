@@ -144,8 +144,12 @@ class Agent:
             log.warning("state_started_afresh", ledger=str(ledger.path), host_id=ledger.host_id,
                         note="--new-state: counting starts at 0, logs are read again from their start positions")
         try:
-            os.chmod(state_dir, 0o700)
-            self._pseudonymise = Pseudonymiser(load_or_create_key(state_dir))
+            try:
+                os.chmod(state_dir, 0o700)
+                self._pseudonymise = Pseudonymiser(load_or_create_key(state_dir))
+            except OSError as exc:  # a read-only filesystem, a key that cannot be created or read …
+                where = exc.filename or state_dir
+                raise StateError(f"{where}: cannot prepare the state directory: {exc.strerror or exc}") from exc
             self._spool = SpoolShare(state_dir / "syslog", self._spool_positions)
             # Known before the receiver starts: it asks them how far they have read.
             self._spool_readers = spool_readers(config, plugins)

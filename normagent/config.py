@@ -42,7 +42,7 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from normagent.errors import ConfigError, Problem
+from normagent.errors import ConfigError, Problem, printable
 from normagent.smallfile import read_small_text
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG_PATH = Path("/etc/normagent/normagent.toml")
 CONFIG_ENV = "NORMAGENT_CONFIG"
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a site with hundreds of probes and devices writes some 100 kB
+NUL_PROBLEM = "a NUL character (\\u0000) cannot be in a path, name or text here"
 DURATION = re.compile(
     r"^(?:(?P<y>\d+)y)?(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?(?:(?P<ms>\d+)ms)?$",
     re.ASCII,  # Prometheus' digits: "١٢s" is no duration, though int() reads it
@@ -304,7 +305,7 @@ def format_key(path: KeyPath) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            text = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else f'"{part}"'
+            text = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else _quoted(part)
             out += f".{text}" if out else text
     return out
 
@@ -760,6 +761,11 @@ class _Walker:
                 return float(raw)
             self.problem(path, f"expected a number, got {_show(raw)}")
             return INVALID
+        if typ in (str, Path) and isinstance(raw, str) and "\x00" in raw:
+            # The operating system ends a path or name at a NUL: accepted here, it failed only
+            # later, in the running agent (a traceback at start, a collector failing every run).
+            self.problem(path, f"{NUL_PROBLEM}, got {_show(raw)}")
+            return INVALID
         if typ is str:
             if isinstance(raw, str):
                 return raw
@@ -834,9 +840,14 @@ def _describe(raw: Any) -> str:
     return names.get(type(raw), type(raw).__name__)
 
 
+def _quoted(text: str) -> str:
+    """``text`` as a TOML basic string: quotes and backslashes escaped, and controls (``printable``)."""
+    return '"' + printable(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
 def _show(raw: Any) -> str:
     if isinstance(raw, str):
-        return f'"{raw}"'
+        return _quoted(raw)
     if isinstance(raw, bool):
         return "true" if raw else "false"
     if isinstance(raw, (dict, list)):
@@ -857,7 +868,12 @@ def _split_key(text: str) -> tuple[str, ...]:
     parts = []
     for match in _PART.finditer(text):
         part = match.group(0)
-        if part[0] in "\"'":
+        if part[0] == '"':
+            try:  # escapes as tomllib reads them: a key written "a\u0000b" is found by its name
+                part = tomllib.loads(f"k = {part}")["k"]
+            except tomllib.TOMLDecodeError:
+                part = part[1:-1]
+        elif part[0] == "'":
             part = part[1:-1]
         parts.append(part)
     return tuple(parts)

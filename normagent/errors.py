@@ -9,6 +9,7 @@ Imports nothing from normagent.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,22 @@ EX_UNAVAILABLE = 69  # a service or program the command needs is not there (Prom
 EX_SOFTWARE = 70
 EX_CANTCREAT = 73
 EX_CONFIG = 78  # systemd's RestartPreventExitStatus=78 ends restart loops on a bad config
+
+# C0 and C1 controls, and what reorders or breaks a line without being one: Unicode's line and
+# paragraph separators, the bidirectional embeddings, overrides and isolates ("Trojan Source").
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character escaped as TOML writes it (``\\n``, ``\\u001b``), for
+    a message a person reads on a terminal.
+
+    A value, key or file name in a message may come from a hostile file: raw, an ESC sequence
+    there rewrites the terminal, and a newline forges a message line of its own.
+    """
+    return _UNPRINTABLE.sub(lambda m: _SHORT_ESCAPES.get(m.group(), f"\\u{ord(m.group()):04x}"), text)
+
 
 
 class NormagentError(Exception):
@@ -41,7 +58,8 @@ class Problem:
         where = str(self.file) if self.file else "<built-in defaults>"
         if self.line:
             where = f"{where}:{self.line}"
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+        # One line, whatever the file held: keys and values in it are written as TOML writes them.
+        return printable(f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}")
 
 
 class ConfigError(NormagentError):
@@ -108,6 +126,19 @@ class NoData(Exception):
     Not a failure: the run counts as successful (``normagent_collector_up`` stays 1) and the reason
     is logged at debug level, as node_exporter does with ``ErrNoData``.
     """
+
+
+class RunFailed(Exception):
+    """Raised by a collector whose run failed for a reason it has logged already, saying what and
+    where (a configured log path that is a FIFO, or that the agent may not read).
+
+    The run counts as failed (``normagent_collector_up`` 0) under ``reason``; the scheduler logs
+    no second error with a traceback of it, as there is nothing unexpected to show.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class SnmpError(ConnectionError):

@@ -33,6 +33,7 @@ import errno
 import json
 import os
 import sqlite3
+import stat
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -65,6 +66,7 @@ from normagent.model import (
     Severity,
     Transition,
 )
+from normagent.smallfile import kind_of, read_small
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +92,7 @@ WAL_CHECKPOINT_PAGES = 64
 WAL_SIZE_LIMIT = 256 * 1024
 
 MARKER_SUFFIX = ".id"  # ledger.db → ledger.id: written beside the ledger, proof that one existed
+MAX_MARKER_BYTES = 64 * 1024  # the marker is a few hundred bytes; anything larger is not one
 MARKER_NOTE = (
     "normagent writes this file beside its ledger. While it exists, a missing or empty ledger is an "
     "error, not a fresh start (a new ledger would count every log again from its start position). To "
@@ -283,6 +286,20 @@ def _compact_json(value: object) -> str:
         return _checked_json(value)
 
 
+def _storable(text: str) -> str:
+    """``text`` as SQLite can store it: a lone surrogate (a file name's undecodable byte, PEP 383)
+    written as its escape, ``\\udcfe``. SQLite stores text as UTF-8 and refuses surrogates: one
+    file named in Latin-1 under a watched pattern, as a rollup's or an event's key, failed every
+    commit of its collector."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _labels_json(labels: Labels) -> str:
     return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -402,6 +419,7 @@ class Ledger:
             StateError: the directory cannot be created, the file is not a normagent ledger, is
                 damaged, or was written by a newer normagent; ``new_state`` over an intact ledger.
         """
+        _refuse_what_is_no_file(path)
         existed = _has_content(path)
         if not existed:
             evidence = _evidence_of_a_ledger(path, witnesses)
@@ -480,6 +498,7 @@ class Ledger:
         """
         from urllib.parse import quote
 
+        _refuse_what_is_no_file(path)
         if not _has_content(path):
             raise StateError(f"{path}: no ledger here (the agent has not run with this state directory); see --config")
         # The path percent-encoded: a "#" or "?" in it would end SQLite's file name there, and
@@ -533,6 +552,12 @@ class Ledger:
                     "purpose, stop the agent and remove the whole state directory"
                 )
             return
+        if marker is not None and "error" in marker and not new_state:
+            raise StateError(
+                f"{_marker_path(self.path)}: the ledger's marker cannot be used ({marker['error']}), so it cannot "
+                f"be told whether {self.path} is the ledger created here. If it is, remove the marker: the next "
+                f"start writes it again"
+            )
         if marker is not None and not new_state:
             raise StateLost(
                 f"{self.path} is not the ledger that was created here: {_marker_path(self.path).name} names ledger "
@@ -830,7 +855,7 @@ class Ledger:
                     "first_seen = min(coalesce(first_seen, excluded.first_seen), coalesce(excluded.first_seen, first_seen)), "
                     "last_seen = max(coalesce(last_seen, excluded.last_seen), coalesce(excluded.last_seen, last_seen))",
                     [
-                        (name, day.isoformat(), row_key, value, _ts(first), _ts(last))
+                        (name, day.isoformat(), _storable(row_key), value, _ts(first), _ts(last))
                         for (name, day, row_key), (value, first, last) in rollups.items()
                     ],
                 )
@@ -842,12 +867,12 @@ class Ledger:
                     conn.executemany(
                         "INSERT INTO rollups (name, day, key, value) VALUES (?, ?, ?, ?) "
                         "ON CONFLICT (name, day, key) DO UPDATE SET value = value + excluded.value",
-                        ((name, day_text, key, float(value)) for key, value in values.items() if value or every),
+                        ((name, day_text, _storable(key), float(value)) for key, value in values.items() if value or every),
                     )
                 conn.executemany(
                     "INSERT OR IGNORE INTO events (collector, kind, key, at, attrs) VALUES (?, ?, ?, ?, ?)",
                     [
-                        (collector, ev.kind, ev.key, ev.at.timestamp(), json.dumps(dict(ev.attrs), sort_keys=True))
+                        (collector, ev.kind, _storable(ev.key), ev.at.timestamp(), json.dumps(dict(ev.attrs), sort_keys=True))
                         for ev in events
                     ],
                 )
@@ -1661,6 +1686,32 @@ def _marker_path(path: Path) -> Path:
     return path.with_suffix(MARKER_SUFFIX)
 
 
+def _refuse_what_is_no_file(path: Path) -> None:
+    """A ``StateError`` naming it when the ledger, its ``-wal`` or its ``-shm`` is no regular file.
+
+    SQLite opens whatever is there: a FIFO failed with "disk I/O error", a link to /dev/zero was
+    taken for a ledger emptied under the agent, and a FIFO as the -wal let the agent run on with
+    every commit failing. And the state directory must be one: a file there was "File exists".
+    """
+    try:
+        folder = path.parent.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # made when the ledger is created (or that says why it cannot be)
+    except OSError as exc:  # a link loop, a name too long, no permission to look
+        raise StateError(f"{path.parent}: the state directory cannot be used: {exc.strerror or exc}") from None
+    else:
+        if not stat.S_ISDIR(folder.st_mode):
+            kind = "a file" if stat.S_ISREG(folder.st_mode) else kind_of(folder.st_mode)
+            raise StateError(f"{path.parent}: is {kind}, not a directory; the state directory must be one")
+    for candidate in (path, *_leftovers(path)):
+        try:
+            st = candidate.stat()
+        except OSError:
+            continue  # not there (or not to be looked at): opening it says what is wrong
+        if not stat.S_ISREG(st.st_mode):
+            raise StateError(f"{candidate}: is {kind_of(st.st_mode)}, not a regular file; move it aside")
+
+
 def _leftovers(path: Path) -> list[Path]:
     return [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
 
@@ -1692,25 +1743,32 @@ def _has_content(path: Path) -> bool:
 
 
 def _read_marker(marker: Path) -> dict[str, Any] | None:
-    """The marker's fields; a marker that cannot be read or parsed still says a ledger existed."""
+    """The marker's fields; a marker that cannot be read or parsed still says a ledger existed
+    (``error`` then says what is wrong with it).
+
+    Read without blocking and up to a limit: a FIFO there would hang every start (and every
+    command that opens the ledger) before a word is logged, a device would never end.
+    """
     try:
-        text = marker.read_text(encoding="utf-8")
+        data = read_small(marker, MAX_MARKER_BYTES)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
-        return {"host_id": None, "created_at": None, "error": str(exc)}
+        return {"host_id": None, "created_at": None, "error": exc.strerror or str(exc)}
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested past the parser's depth
         value = None
-    return value if isinstance(value, dict) else {"host_id": None, "created_at": None, "error": "not a marker"}
+    return value if isinstance(value, dict) else {"host_id": None, "created_at": None, "error": "not a marker normagent wrote"}
 
 
 def _evidence_of_a_ledger(path: Path, witnesses: Iterable[Path]) -> list[str]:
     """What shows that a ledger existed at ``path`` (which is missing or empty now)."""
     found = []
     marker = _read_marker(_marker_path(path))
-    if marker is not None:
+    if marker is not None and "error" in marker:
+        found.append(f"{_marker_path(path).name} exists ({marker['error']})")
+    elif marker is not None:
         found.append(
             f"{_marker_path(path).name} records ledger {marker.get('host_id')} created {marker.get('created_at')}"
         )

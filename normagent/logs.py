@@ -31,7 +31,6 @@ Imports model, errors and sources only.
 from __future__ import annotations
 
 import contextlib
-import glob
 import io
 import json
 import os
@@ -49,7 +48,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 
-from normagent.errors import InputError, NoData
+from normagent.errors import InputError, NoData, RunFailed
 from normagent.model import (
     Batch,
     Checkpoint,
@@ -75,10 +74,13 @@ from normagent.model import (
 from normagent.sources.files import (
     BLOCK_BYTES,
     FILE_ERROR_REASONS,
+    FILE_ESCAPED_KEY,
     FileSource,
     FileTail,
     codec_from_magic,
     error_reason,
+    file_key,
+    glob_paths,
     invalid_utf8_lines,
     open_codec_stream,
     read_fd,
@@ -164,6 +166,7 @@ FAILED_KEY = "failed:"  # checkpoint key prefix counting a block's consecutive f
 CARRY_KEY = "carry:"  # checkpoint key prefix of what a parser left unfinished in a source
 JOURNAL_KEY = "journal"
 EVTX_KEY = "evtx:"
+EVTX_ESCAPED_KEY = "evtxx:"  # a path that is not valid UTF-8, percent-encoded (see ``evtx_key``)
 # An .evtx cut inside its header this recently is taken for a copy under way; older, for a file
 # that will stay so (counted as unreadable).
 INCOMPLETE_GRACE = timedelta(minutes=10)
@@ -662,7 +665,10 @@ def _collect_files(
     pending.file_errors = dict(Counter(error_reason(exc) for exc in tail.errors))
     yield pending.batch(zeros=True)
     if tail.errors:
-        raise tail.errors[0]
+        # Each was logged as it happened (log_file_unreadable: path, reason, error) and counted in
+        # FILE_ERRORS; the run fails, without a second error and a traceback of an expected one.
+        first, more = tail.errors[0], len(tail.errors) - 1
+        raise RunFailed(f"{first}{f' (and {more} more)' if more else ''}", error_reason(first)) from first
     if not tail.tracked:
         raise NoData(f"no file matches {', '.join(source.paths) or '(no paths configured)'}")
 
@@ -856,7 +862,7 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
 
     failures: list[Exception] = []
     for logical, real in _expand(ctx.root, chosen.paths):
-        key = EVTX_KEY + logical
+        key = evtx_key(logical)
         saved = ctx.state.get(key)
         saved = saved if isinstance(saved, dict) else {}
         reader = None
@@ -975,12 +981,22 @@ def _log_evtx_pass(ctx: RunContext, path: str, stats: Any) -> None:
         )
 
 
+def evtx_key(logical: str) -> str:
+    """The checkpoint key of an event log file: ``evtx:<path>``, or ``evtxx:<percent-encoded
+    bytes>`` for a path that is not valid UTF-8 (as ``file_key``: SQLite refuses the lone
+    surrogates a glob gives for its undecodable bytes, and with them every commit)."""
+    key = file_key(logical)
+    if key.startswith(FILE_ESCAPED_KEY):
+        return EVTX_ESCAPED_KEY + key[len(FILE_ESCAPED_KEY) :]
+    return EVTX_KEY + logical
+
+
 def _expand(root: Path, patterns: Iterable[str]) -> list[tuple[str, str]]:
     """(logical path, path under root) of every existing file the patterns name, sorted, once each."""
     found: dict[str, str] = {}
     for pattern in patterns:
         rooted = os.path.join(str(root), pattern.lstrip("/"))
-        for real in sorted(glob.glob(rooted, recursive=True)):
+        for real in sorted(glob_paths(rooted)):
             if os.path.isfile(real):
                 logical = "/" + os.path.relpath(real, str(root)) if pattern.startswith("/") else os.path.relpath(real, str(root))
                 found.setdefault(logical, real)
@@ -1341,33 +1357,69 @@ def parse_each(
         stdin: Where ``"-"`` reads from (default ``sys.stdin.buffer``).
         block_bytes: Size of the blocks handed to the parsers.
 
+    A compressed input that ends early or is damaged is parsed up to there; the damage is named
+    in its ``damage`` (as the EVTX reader's is).
+
     Raises:
-        InputError: An input does not exist or cannot be read (raised before anything is parsed).
+        InputError: An input does not exist or cannot be opened (raised before anything is
+            parsed), or the file fails to read (an I/O error) part way.
     """
     for item in inputs:
-        text = str(item)
-        if text == "-":
-            continue
-        if not os.path.exists(text):
-            raise InputError(f"{text}: no such file")
-        if os.path.isdir(text):
-            raise InputError(f"{text}: is a directory, not a log file")
-        if not os.access(text, os.R_OK):
-            raise InputError(f"{text}: permission denied")
+        check_input(str(item))
     for item in inputs:
         text = str(item)
         damage: list[str] = []
         runs = [_JobRun(job) for job in jobs]
         lines = 0
         origin = text
+        found: InputKind = kind or "text"
         with contextlib.ExitStack() as closing:
-            found, blocks = _input_blocks(text, kind, stdin, block_bytes, damage, closing)
-            for block in blocks:
-                origin = block.origin
-                for run in runs:
-                    run.feed(block, lines)
-                lines += _lines_of(block)
+            try:
+                found, blocks = _input_blocks(text, kind, stdin, block_bytes, damage, closing)
+                for block in blocks:
+                    origin = block.origin
+                    for run in runs:
+                        run.feed(block, lines)
+                    lines += _lines_of(block)
+            except InputError:
+                raise
+            except Exception as exc:
+                if not _damaged_data(exc):
+                    if isinstance(exc, OSError):  # the file itself: an I/O error, a device that refuses reading
+                        raise InputError(f"{text}: cannot be read after line {lines:,}: {exc.strerror or exc}") from exc
+                    raise
+                # A compressed input cut short (a copy still being written) or damaged: what came
+                # before is parsed and shown, the damage is named, as EVTX damage is.
+                damage.append(f"the compressed data ends or is damaged after line {lines:,} ({exc}); the rest was not read")
         yield [run.finish(text, found, origin, lines, "; ".join(damage)) for run in runs]
+
+
+def check_input(text: str) -> None:
+    """Refuse an input path that cannot be read, before anything is parsed (``InputError``)."""
+    if text == "-":
+        return
+    try:
+        st = os.stat(text)
+    except FileNotFoundError:
+        raise InputError(f"{text}: no such file") from None
+    except OSError as exc:  # a link loop, a name too long, a file where a directory should be …
+        raise InputError(f"{text}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{text}: is a directory, not a log file")
+    if not os.access(text, os.R_OK):
+        raise InputError(f"{text}: permission denied")
+
+
+def _damaged_data(exc: BaseException) -> bool:
+    """Whether ``exc`` is a decompressor's complaint about its data, not an I/O error of the file:
+    gzip's and bz2's errors are ``OSError``s without an errno, a damaged deflate stream is
+    ``zlib.error``, a stream cut short ``EOFError``."""
+    if isinstance(exc, OSError):
+        return exc.errno is None
+    zlib, lzma = sys.modules.get("zlib"), sys.modules.get("lzma")
+    return isinstance(exc, EOFError) or (zlib is not None and isinstance(exc, zlib.error)) or (
+        lzma is not None and isinstance(exc, lzma.LZMAError)
+    )
 
 
 class _JobRun:
@@ -1489,6 +1541,9 @@ def _read_head(stream: IO[bytes], size: int) -> bytes:
     return b"".join(parts)
 
 
+_REPLAY_PIECE_BYTES = 64 * 1024
+
+
 class _Replayed(io.RawIOBase):
     """``head`` again, then the rest of ``stream``: a pipe sniffed without losing what was sniffed."""
 
@@ -1496,6 +1551,9 @@ class _Replayed(io.RawIOBase):
         super().__init__()
         self._head = memoryview(head)
         self._stream = stream
+        # A piece at a time: a decompressor's read(n) that meets damage raises, and what it had
+        # decompressed in that call (up to a block, 1 MiB of lines, before) is gone with it.
+        self._read = stream.read
 
     def readable(self) -> bool:
         return True
@@ -1506,7 +1564,7 @@ class _Replayed(io.RawIOBase):
             buffer[:n] = self._head[:n]
             self._head = self._head[n:]
             return n
-        data = self._stream.read(len(buffer))
+        data = self._read(min(len(buffer), _REPLAY_PIECE_BYTES))
         buffer[: len(data)] = data
         return len(data)
 

@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from normagent.clock import Clock
-from normagent.errors import NoData, StateError
+from normagent.errors import NoData, RunFailed, StateError
 from normagent.ledger import Ledger, MemoryCheckpoints
 from normagent.model import Advice, Batch, CollectorSpec, Count, Event, Gauge, MaintenanceCalendar, NoMaintenance, Rollup, RollupRows, RunContext
 from normagent.scheduler import advice_for
@@ -159,6 +159,8 @@ def _run(spec: CollectorSpec, ctx: RunContext, report: CollectorReport, clock: C
                 ctx.state.apply(batch.checkpoints)
     except NoData as why:
         report.status, report.detail = "no_data", str(why)
+    except RunFailed as exc:  # the collector has said what and where already
+        report.status, report.detail = "failed", str(exc)
     except Exception as exc:
         report.status, report.detail = "failed", f"{type(exc).__name__}: {exc}"
         log.error("collector_failed", collector=spec.name, exc_info=True)

@@ -15,7 +15,8 @@ neither read nor created). Unparsed example lines may hold personal data: they g
 person who asked, on stdout, and nowhere else.
 
 Exit status: 0 when every input was read (whatever the parsers made of it; damage the EVTX reader
-skipped, a chunk that crashed the parser among it, is listed with the input), 66 (``InputError``)
+skipped, a chunk that crashed the parser among it, and where compressed text ends early or is
+damaged, is listed with the input), 66 (``InputError``)
 when an input cannot be read or is not what it must be (an ``.evtx`` that is empty, cut inside its
 header, text or random bytes), 64 (``UsageError``) for an unknown collector name.
 
@@ -25,7 +26,6 @@ Imports model, errors, privacy, loader (types), logs and (with a config) mainten
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any, Literal, TextIO
 
-from normagent.errors import InputError, UsageError
-from normagent.logs import ParseJob, ParsedInput, host_zone, parse_each
+from normagent.errors import UsageError
+from normagent.logs import ParseJob, ParsedInput, check_input, host_zone, parse_each
 from normagent.model import CollectorSpec, Count, MaintenanceCalendar, NoMaintenance, ParseContext, Rollup, RollupRows
 from normagent.privacy import Pseudonymiser
 
@@ -93,7 +93,7 @@ class InputResult:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "path": self.path,
+            "path": self.path.translate(_UNDECODABLE),
             "kind": self.kind,
             "lines": self.lines,
             "damage": self.damage,
@@ -164,14 +164,7 @@ def choose_collectors(available: Mapping[str, CollectorSpec], names: Sequence[st
 
 def _check_inputs(paths: Iterable[str]) -> None:
     for path in paths:
-        if path == "-":
-            continue
-        if not os.path.exists(path):
-            raise InputError(f"{path}: no such file")
-        if os.path.isdir(path):
-            raise InputError(f"{path}: is a directory, not a log file")
-        if not os.access(path, os.R_OK):
-            raise InputError(f"{path}: permission denied")
+        check_input(path)
 
 
 def parse_paths(
@@ -304,6 +297,10 @@ def write_text(results: Sequence[InputResult], out: TextIO) -> None:
 # C0 controls but tab, DEL and C1 controls, as \xNN: a NUL left by a crash, or an escape sequence
 # in a name an attacker chose, must reach the terminal as text, not as what it would do there.
 _ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0))}
+# A file name's bytes that are not UTF-8 come as lone surrogates (PEP 383), which a UTF-8 stdout
+# refuses (errors="strict" under a locale such as nb_NO.UTF-8): the byte, as \xNN, instead.
+_UNDECODABLE = {code: f"\\x{code - 0xDC00:02x}" for code in range(0xDC80, 0xDD00)}
+_ESCAPES.update(_UNDECODABLE)
 
 
 def _shown(text: str) -> str:

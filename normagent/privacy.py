@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from normagent.errors import StateError
+from normagent.smallfile import FileTooLarge, NotRegularFile, read_small_stat
 
 KEY_FILE = "pseudonym.key"
 KEY_BYTES = 32
+MAX_KEY_FILE_BYTES = 64 * 1024  # read up to this much of a wrong file, to say how long it is
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +135,22 @@ def load_or_create_key(state_dir: Path, new: bytes | None = None) -> bytes:
 
 
 def read_key(path: Path) -> bytes:
-    mode = path.stat().st_mode & 0o777
+    """The pseudonym key in ``path``.
+
+    Read without blocking and never whole: a FIFO there would hang the start before a word is
+    logged, a device would never end.
+
+    Raises:
+        FileNotFoundError, PermissionError: as ``open`` would (no key there, or not ours to read).
+        StateError: it is not a regular file, is readable by others or has the wrong size.
+    """
+    try:
+        key, st = read_small_stat(path, MAX_KEY_FILE_BYTES)
+    except (NotRegularFile, IsADirectoryError, FileTooLarge) as exc:
+        raise StateError(f"{path}: pseudonym key {exc.strerror}, expected a file of {KEY_BYTES} bytes") from None
+    mode = st.st_mode & 0o777
     if mode & 0o077:
         raise StateError(f"{path}: pseudonym key must be readable by its owner only (mode is {mode:04o}, expected 0600)")
-    key = path.read_bytes()
     if len(key) != KEY_BYTES:
         raise StateError(f"{path}: pseudonym key has {len(key)} bytes, expected {KEY_BYTES}; remove it to create a new one")
     return key

@@ -32,7 +32,7 @@ from typing import Any
 import structlog
 
 from normagent.clock import Clock
-from normagent.errors import DiskFull, NoData, StateError, StateLost
+from normagent.errors import DiskFull, NoData, RunFailed, StateError, StateLost
 from normagent.ledger import Ledger
 from normagent.model import Advice, Batch, CollectorSpec, RunContext, RunOutcome
 
@@ -374,6 +374,9 @@ def execute(
     except StateError as exc:
         # The ledger could not store a batch (disk full, state gone): its message says what and
         # where, a traceback would add nothing. Logged by the caller, once per failure spell.
+        return RunOutcome(job.name, started_wall, clock.monotonic() - started_mono, False, reason=exc.reason,
+                          note=str(exc), batches=batches)
+    except RunFailed as exc:  # the collector has said what and where already
         return RunOutcome(job.name, started_wall, clock.monotonic() - started_mono, False, reason=exc.reason,
                           note=str(exc), batches=batches)
     except Exception as exc:

@@ -70,6 +70,7 @@ import re
 import stat
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -91,6 +92,7 @@ MIN_BLOCK_BYTES = 64
 MAX_BLOCK_BYTES = 16 * 2**20  # a block (and the longest line kept whole) is held in memory
 CHECKPOINT_VERSION = 1
 FILE_KEY = "file:"
+FILE_ESCAPED_KEY = "filex:"  # a path that is not valid UTF-8, percent-encoded (see ``file_key``)
 PATTERN_KEY = "pattern:"
 _END_SCAN = 64 * 2**10  # how far back "start at end" looks for the last complete line
 _SCAN_TRIES = 5  # listings of a directory until two agree (a rotation may be renaming files)
@@ -281,8 +283,10 @@ def _cut_blocks(
             return
         pos += cut
         yield _block_cut(copies.copy(buffer, cut), pos)
-        if n < block_bytes and (cut == n or not complete):
+        if n < block_bytes and not complete:
             return  # the end for now: a partial line after the cut waits for its newline
+        # A finished stream is read until it says it has ended: a decompressor that found its data
+        # damaged says so on that last read (``_stream_reader``), after the lines before it.
 
 
 def _block_cut(block: bytes, end: int) -> _Cut:
@@ -305,27 +309,58 @@ def _pread_reader(fd: int) -> Callable[[int, bytearray], int]:
 
 
 def _stream_reader(read: Callable[[int], bytes], start: int) -> Callable[[int, bytearray], int]:
-    """``read_into`` over a stream that only reads forward (decompressors, stdin) from ``start``."""
+    """``read_into`` over a stream that only reads forward (decompressors, stdin) from ``start``.
+
+    ``read`` should read a piece at a time (``_read_some``): a decompressor's ``read(n)`` that
+    meets damaged data raises, and everything it had decompressed within that call is gone.
+    """
     pending = b""
     pending_at = start  # stream offset of pending[0]
+    failure: Exception | None = None
 
     def read_into(offset: int, buffer: bytearray) -> int:
-        nonlocal pending, pending_at
+        nonlocal pending, pending_at, failure
         if offset < pending_at:
             raise ValueError(f"cannot read backwards in a stream (at {pending_at}, asked {offset})")
         size = len(buffer)
         pending = pending[offset - pending_at :]
         pending_at = offset
-        while len(pending) < size:
-            more = read(size - len(pending))
+        parts = [pending] if pending else []
+        have = len(pending)
+        while have < size and failure is None:
+            try:
+                more = read(size - have)
+            except Exception as exc:
+                # Damaged or cut-short compressed data. The complete lines read before it are
+                # handed out first (they were a whole block's worth, lost with the error); the
+                # error comes with the next read, and the line it broke off is never a line.
+                failure = exc
+                break
             if not more:
                 break
-            pending = pending + more if pending else more
+            parts.append(more)
+            have += len(more)
+        pending = parts[0] if len(parts) == 1 else b"".join(parts)
         n = min(len(pending), size)
+        if failure is not None:
+            n = pending.rfind(b"\n", 0, n) + 1
+            if not n:
+                raise failure
         buffer[:n] = pending[:n] if n < len(pending) else pending
         return n
 
     return read_into
+
+
+_PIECE_BYTES = 64 * 1024
+
+
+def _read_some(stream: IO[bytes]) -> Callable[[int], bytes]:
+    """``stream.read``, at most ``_PIECE_BYTES`` at a time: a decompressor's ``read(n)`` that meets
+    damaged data raises, and what it had decompressed within that call is gone with it. (Its
+    ``read1`` would lose less, but gives 8 KiB a call: a quarter slower.)"""
+    read = stream.read
+    return lambda n: read(min(n, _PIECE_BYTES))
 
 
 # The decompressors' modules (gzip, bz2, lzma, with their libraries) are imported by the first
@@ -382,9 +417,16 @@ def open_codec_stream(stream: IO[bytes], codec: str) -> IO[bytes]:
 def _decompress_errors() -> tuple[type[BaseException], ...]:
     """Corrupt or truncated compressed data, as the three decompressors report it. A function, as
     ``except`` evaluates it only when something was raised: lzma's error exists only once lzma
-    was imported, and only then can it have been raised."""
-    lzma = sys.modules.get("lzma")
-    return (EOFError, OSError, ValueError, *((lzma.LZMAError,) if lzma is not None else ()))
+    was imported, and only then can it have been raised. gzip lets ``zlib.error`` through for a
+    damaged deflate stream (``Error -3 while decompressing data``), which is no ``OSError``."""
+    lzma, zlib = sys.modules.get("lzma"), sys.modules.get("zlib")
+    return (
+        EOFError,
+        OSError,
+        ValueError,
+        *((lzma.LZMAError,) if lzma is not None else ()),
+        *((zlib.error,) if zlib is not None else ()),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,7 +446,7 @@ def read_stream(
     stream: IO[bytes], origin: str, *, mtime: datetime | None = None, block_bytes: int = BLOCK_BYTES
 ) -> Iterator[TextBlock]:
     """All lines of a finished stream in blocks; an unterminated last line is included."""
-    for cut in _cut_blocks(_stream_reader(stream.read, 0), 0, block_bytes, complete=True):
+    for cut in _cut_blocks(_stream_reader(_read_some(stream), 0), 0, block_bytes, complete=True):
         if cut.lines:
             yield TextBlock(data=cut.data, origin=origin, mtime=mtime, lines=cut.lines)
 
@@ -511,6 +553,37 @@ def _scan_siblings(real_path: str) -> list[_Sibling]:
     for sibling in found:  # one file under two names (a hard link): once, by its newest name
         unique.setdefault((sibling.st.st_dev, sibling.st.st_ino), sibling)
     return list(unique.values())
+
+
+def glob_paths(pattern: str) -> list[str]:
+    """What ``glob.glob(pattern, recursive=True)`` lists, except that ``**`` never descends into
+    a directory reached through a symbolic link (as bash's globstar since 4.3).
+
+    glob follows such links: one back up the tree (``current -> ..``) is walked again at every
+    depth, until the path is too long, and two of them multiply without end, holding the run
+    (and every later run of the collector) for good. Links to files, and links named by the part
+    of the pattern before ``**``, are matched as glob matches them.
+    """
+    parts = pattern.split("/")
+    deep = next((i for i, part in enumerate(parts) if "**" in part), None)
+    if deep is None:
+        return glob.glob(pattern)
+    head = "/".join(parts[:deep])
+    bases = glob.glob(head) if _GLOB_CHARS.search(head) else [head]
+    found: list[str] = []
+    for base in bases:
+        if not os.path.isdir(base or "."):
+            continue
+        for folder, dirs, files in os.walk(base or ".", followlinks=False):
+            if not base:  # a relative pattern starting with "**": names as glob gives them
+                folder = "" if folder == "." else folder.removeprefix("./")
+            if folder != base and _match_parts(folder.split("/"), parts):
+                found.append(folder)
+            found.extend(path for path in (os.path.join(folder, name) for name in files)
+                         if _match_parts(path.split("/"), parts))
+            found.extend(path for path in (os.path.join(folder, name) for name in dirs)
+                         if os.path.islink(path) and _match_parts(path.split("/"), parts))
+    return found
 
 
 def _glob_matches(path: str, pattern: str) -> bool:
@@ -635,6 +708,31 @@ class _PathState:
 # The tail
 
 
+def file_key(path: str) -> str:
+    """The checkpoint key of a configured path or glob match: ``file:<path>``, or
+    ``filex:<percent-encoded bytes>`` for a path that is not valid UTF-8.
+
+    A glob lists names as ``str`` with undecodable bytes as lone surrogates (PEP 383): a file
+    named in Latin-1, or by someone who wants the collector blind. SQLite stores text as UTF-8 and
+    refuses surrogates, so such a key failed every commit of the collector, and no file of it was
+    counted again. Percent-encoding the bytes is lossless (``%`` itself is encoded); valid paths
+    keep the plain form, so the checkpoints of existing ledgers stay valid.
+    """
+    if not path.isascii():
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            return FILE_ESCAPED_KEY + urllib.parse.quote(os.fsencode(path), safe="/")
+    return FILE_KEY + path
+
+
+def key_path(key: str) -> str:
+    """The inverse of ``file_key``: the path as a glob lists it."""
+    if key.startswith(FILE_ESCAPED_KEY):
+        return os.fsdecode(urllib.parse.unquote_to_bytes(key[len(FILE_ESCAPED_KEY) :]))
+    return key[len(FILE_KEY) :]
+
+
 def _rooted(root: Path, path: str) -> str:
     return os.path.join(str(root), path.lstrip("/")) if path.startswith("/") else os.path.join(str(root), path)
 
@@ -686,7 +784,7 @@ class FileTail:
     # scanning
 
     def _scan(self, state: CheckpointReader) -> None:
-        saved: dict[str, JSONValue] = dict(state.scan(FILE_KEY))
+        saved: dict[str, JSONValue] = {**dict(state.scan(FILE_KEY)), **dict(state.scan(FILE_ESCAPED_KEY))}
         seen: set[str] = set()
         for pattern in self.source.paths:
             known = state.get(PATTERN_KEY + pattern) is not None
@@ -695,11 +793,11 @@ class FileTail:
             absolute = pattern.startswith("/")
             rooted = _rooted(self.root, pattern)
             if _GLOB_CHARS.search(pattern):
-                matches = {m for m in glob.glob(rooted, recursive=True) if os.path.isfile(m)}
+                matches = {m for m in glob_paths(rooted) if os.path.isfile(m)}
                 matches = {m for m in matches if not _is_rotated_name(m, matches)}
                 logical = {_unrooted(self.root, m, absolute): m for m in matches}
                 for key in saved:  # files gone since, still owed a rotated tail
-                    path = key[len(FILE_KEY) :]
+                    path = key_path(key)
                     if path not in logical and _glob_matches(path, pattern):
                         logical[path] = _rooted(self.root, path)
             else:
@@ -708,7 +806,7 @@ class FileTail:
                 if path in seen or any(fnmatch.fnmatchcase(path, ex) for ex in self.source.exclude):
                     continue
                 seen.add(path)
-                key = FILE_KEY + path
+                key = file_key(path)
                 self._jobs.append((key, path, real, known, path != pattern))
                 value = saved.get(key)
                 if value is not None:
@@ -719,7 +817,13 @@ class FileTail:
                 self._lag[key] = self._initial_lag(key, real)
 
     def _initial_lag(self, key: str, real: str) -> int:
-        st = _stat(real)
+        try:
+            st: os.stat_result | None = os.stat(real)
+        except OSError:
+            # Gone, or not to be looked at (a link loop, a name too long, a file where a directory
+            # should be): only an estimate is wanted here. Reading it says what is wrong, as this
+            # path's own error, and the collector's other paths are read all the same.
+            st = None
         ps = self._states.get(key)
         if ps is None:
             return 0
@@ -758,6 +862,8 @@ class FileTail:
             except OSError as exc:
                 # One unreadable file does not keep the others from being read; the caller
                 # reports ``errors`` once the rest is done. What was handed out stays consistent.
+                if exc.filename is None and not isinstance(exc, NotRegularFile):
+                    exc.filename = path  # a read's error (EIO) names no file: the run's failure must say which
                 self.errors.append(exc)
                 self.log.error("log_file_unreadable", path=path, reason=error_reason(exc), error=str(exc))
 
@@ -942,7 +1048,7 @@ class FileTail:
                 t.path = found.path
                 t.mtime = found.st.st_mtime_ns
                 stream.seek(t.offset)
-                reader = _stream_reader(stream.read, t.offset)
+                reader = _stream_reader(_read_some(stream), t.offset)
                 yield from self._emit(key, t, reader, origin, mtime, t.fp[:16], complete=True)
         except _Moved:
             raise
@@ -1233,12 +1339,17 @@ __all__ = [
     "FileSource",
     "FileTail",
     "FILE_ERROR_REASONS",
+    "FILE_ESCAPED_KEY",
+    "FILE_KEY",
     "NotRegularFile",
     "codec_from_magic",
     "codec_of",
     "error_reason",
+    "file_key",
     "fingerprint",
+    "glob_paths",
     "invalid_utf8_lines",
+    "key_path",
     "lag_bytes",
     "list_siblings",
     "open_codec_stream",

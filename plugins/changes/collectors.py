@@ -40,10 +40,10 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import glob
 import os
 import re
 import stat
+import urllib.parse
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -63,6 +63,7 @@ from normagent import (
     RunContext,
     evtx_log_collector,
     file_log_collector,
+    glob_paths,
 )
 
 from .parse import parse_audit, parse_package_logs
@@ -85,6 +86,7 @@ from .watch import CTIME, DIGEST, MODE, Seen, changes, digest_file, mode_text, n
 from .windows import parse_windows_policy
 
 FILE_PREFIX = "f:"
+FILE_ESCAPED_PREFIX = "fx:"  # a path that is not valid UTF-8, percent-encoded (see ``_file_key``)
 TREE_KEY = "files:tree"  # {"digest": of every path's stat summary, "files": n, "stat_only": m}
 STATS_KEY = "files:stats"  # {path: stat summary} of the last complete run
 PATTERNS_KEY = "files:patterns"
@@ -123,7 +125,7 @@ WATCHED_SPEC = MetricSpec(
     WATCHED_FILES,
     "gauge",
     "Configuration files watched, by state: hashed (content compared by a keyed digest) or "
-    "stat_only (the agent may not read it: size and modification time compared).",
+    "stat_only (the agent may not read it, or it is over 64 MiB: size and modification time compared).",
     labels=("state",),
     preset=tuple((s,) for s in WATCH_STATES),
     section=SECTION,
@@ -182,11 +184,12 @@ def _compare(
     watched, unreadable = 0, 0
     if isinstance(saved_stats, dict) and isinstance(saved_tree, dict):
         paths = {p for p, h in stats.items() if saved_stats.get(p) != h} | {p for p in saved_stats if p not in stats}
-        baseline: dict[str, Any] = {p: ctx.state.get(FILE_PREFIX + p) for p in paths}
+        baseline: dict[str, Any] = {p: ctx.state.get(_file_key(p)) for p in paths}
         watched = _int(saved_tree.get("files"))
         unreadable = _int(saved_tree.get("stat_only"))
     else:
-        baseline = {key[len(FILE_PREFIX) :]: value for key, value in ctx.state.scan(FILE_PREFIX)}
+        stored = [*ctx.state.scan(FILE_PREFIX), *ctx.state.scan(FILE_ESCAPED_PREFIX)]
+        baseline = {_key_path(key): value for key, value in stored}
         paths = set(keys) | set(baseline)
     for value in baseline.values():  # what the examined paths counted for before
         if valid_entry(value):
@@ -212,11 +215,11 @@ def _compare(
                 entry = _examine(ctx, planner, path, found[path], key, old, new, observations)
                 if entry is None:
                     continue  # gone between the listing and now: next run
-                checkpoints.append(Checkpoint(FILE_PREFIX + path, entry))
+                checkpoints.append(Checkpoint(_file_key(path), entry))
         else:
             if _matched_by(path, patterns) and old is not None:
                 observations += _file_change(ctx, planner, path, "deleted", None, old)
-            checkpoints.append(Checkpoint(FILE_PREFIX + path, None))
+            checkpoints.append(Checkpoint(_file_key(path), None))
             entry = None
         if entry is not None:
             watched += 1
@@ -273,6 +276,26 @@ def _examine(
     return seen.entry()
 
 
+def _file_key(path: str) -> str:
+    """The baseline's key of ``path``: ``f:<path>``, or ``fx:<percent-encoded bytes>`` for a path
+    that is not valid UTF-8 (a glob gives its undecodable bytes as lone surrogates, which SQLite
+    refuses: one such name under a watched pattern failed every commit, and no change of any
+    file was seen again). Valid paths keep the plain form, so existing baselines stay valid."""
+    if not path.isascii():
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            return FILE_ESCAPED_PREFIX + urllib.parse.quote(os.fsencode(path), safe="/")
+    return FILE_PREFIX + path
+
+
+def _key_path(key: str) -> str:
+    """The inverse of ``_file_key``."""
+    if key.startswith(FILE_ESCAPED_PREFIX):
+        return os.fsdecode(urllib.parse.unquote_to_bytes(key[len(FILE_ESCAPED_PREFIX) :]))
+    return key[len(FILE_PREFIX) :]
+
+
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
@@ -315,7 +338,7 @@ def expand(root: Path, settings: FileWatchSettings, ctx: RunContext | None = Non
     excluded = _exclusion(settings.exclude)
     found: dict[str, str] = {}
     for pattern in settings.paths:
-        for real in glob.glob(prefix + pattern, recursive=True):
+        for real in glob_paths(prefix + pattern):  # "**" never into a linked directory (a loop)
             logical = real[len(prefix) :]
             if logical not in found and (excluded is None or not excluded(logical)):
                 found[logical] = real

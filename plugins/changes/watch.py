@@ -3,7 +3,8 @@
 The baseline of a file is one small JSON list, kept in the ledger as a checkpoint
 (``f:<path>``): ``[dev, ino, size, mtime_ns, ctime_ns, mode, uid, gid, digest]``. ``digest`` is
 a keyed HMAC (the host's pseudonym key) of the SHA-256 of the content — ``c:<16 hex>`` — or of a
-symbolic link's target — ``l:<16 hex>`` — or ``None`` when the agent may not read the file.
+symbolic link's target — ``l:<16 hex>`` — or ``None`` when the agent may not read the file (or
+it is larger than ``MAX_DIGEST_BYTES``, 64 MiB).
 Content itself is never stored, shown or logged; without the key (which never leaves the host)
 the digest cannot even be checked against a guessed content.
 
@@ -11,8 +12,8 @@ What counts (``changes``):
 
 - ``mode`` — the permission bits or the file type changed;
 - ``owner`` — the owning user or group changed;
-- ``content`` — the digest changed (a file the agent may not read: its size or modification
-  time changed; ``touch`` alone is then taken for a change);
+- ``content`` — the digest changed (a file the agent may not read, or over 64 MiB: its size or
+  modification time changed; ``touch`` alone is then taken for a change);
 - ``created`` — a file appeared where a configured pattern already matched before;
 - ``deleted`` — a file of the baseline is gone.
 
@@ -31,6 +32,9 @@ import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+MAX_DIGEST_BYTES = 64 * 2**20  # far above any configuration file; a larger one is compared by size and mtime
+_DIGEST_CHUNK = 2**20
 
 # Positions in a baseline entry.
 DEV, INO, SIZE, MTIME, CTIME, MODE, UID, GID, DIGEST = range(9)
@@ -117,8 +121,28 @@ def digest_file(path: str, keyed: Callable[[str], str]) -> tuple[tuple[int, ...]
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             return None
-        content = hashlib.file_digest(f, "sha256").hexdigest()
+        content = _digest_up_to(f, MAX_DIGEST_BYTES)
+    if content is None:
+        # Larger than any configuration file: hashed whole (a sparse file of a terabyte, a log
+        # a "**" pattern matched), it held every run past its timeout, and from then on no
+        # change of any watched file was seen. Size and modification time tell a change.
+        return stat_key(st), None
     return stat_key(st), "c:" + keyed("content:" + content)
+
+
+def _digest_up_to(f: Any, limit: int) -> str | None:
+    """The SHA-256 of an open file's content, or None when it holds more than ``limit`` bytes
+    (told by its size before reading, and again while reading, for a file that grows)."""
+    if os.fstat(f.fileno()).st_size > limit:
+        return None
+    digest = hashlib.sha256()
+    read = 0
+    while chunk := f.read(_DIGEST_CHUNK):
+        read += len(chunk)
+        if read > limit:
+            return None
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def tree_digest(stats: dict[str, int]) -> str:

@@ -354,6 +354,9 @@ def test_a_fifo_as_log_path_is_a_counted_error_and_does_not_hold_the_shutdown(da
     assert daemon.stop() == 0
     unreadable = [e for e in daemon.events() if e["event"] == "log_file_unreadable"]
     assert unreadable and "is a FIFO (named pipe), not a regular file" in str(unreadable[0]["error"])
+    # Said once per run, as what it is: not again as an unexpected failure with a traceback.
+    assert not [e for e in daemon.events() if e["event"] == "collector_failed"]
+    assert "Traceback" not in daemon.log.read_text()
 
 
 def test_a_run_stuck_past_its_timeout_is_named_at_exit_and_not_waited_for(daemon: Daemon) -> None:
@@ -488,6 +491,28 @@ def test_a_lost_ledger_stops_the_start_until_new_state_says_to_begin_afresh(daem
     daemon.start("--new-state")
     wait_counted(daemon, 10)  # afresh, on purpose: the log is read again from its start
     assert any(e["event"] == "state_started_afresh" for e in daemon.events())
+
+
+def test_a_read_only_state_filesystem_stops_the_start_with_what_and_where(daemon: Daemon) -> None:
+    """Before: the ledger opened (read-only, through the WAL a crash left), then the start ended in
+    a traceback from os.chmod: "OSError: [Errno 30] Read-only file system"."""
+    log = daemon.tmp / "app.log"
+    write_lines(log, 0, 10)
+    with small_filesystem(daemon.tmp / "state", "512k") as state:
+        write_lines_config(daemon, state, log)
+        daemon.start()
+        wait_counted(daemon, 10)
+        assert daemon.proc is not None
+        daemon.proc.kill()  # a crash: the -wal and -shm stay, so SQLite can open the ledger read-only
+        daemon.proc.wait()
+        subprocess.run(["mount", "-o", "remount,ro", str(state)], check=True)
+
+        daemon.start()
+        assert daemon.proc.wait(15) == EX_CANTCREAT
+
+        text = daemon.log.read_text()
+        assert f"normagent: {state}: cannot prepare the state directory: Read-only file system" in text
+        assert "Traceback" not in text
 
 
 def test_a_full_512_kib_state_filesystem_takes_collectors_down_and_loses_nothing(daemon: Daemon) -> None:

@@ -70,6 +70,47 @@ def test_missing_file_is_one_clear_problem(tmp_path: Path) -> None:
     assert [p.message for p in err.value.problems] == ["file not found"]
 
 
+def test_a_nul_character_in_a_path_or_name_is_a_problem_before_the_agent_runs(tmp_path: Path) -> None:
+    """Before: check-config said OK; then `run` ended in a traceback ("ValueError: embedded null
+    byte", a state_dir) or the collector failed with one on every run (a log path)."""
+    config = tmp_path / "normagent.toml"
+    config.write_text(
+        '[agent]\nstate_dir = "/var/lib/x\\u0000y"\n\n'
+        '[collectors."sample.events"]\npaths = ["/var/log/ok.log", "/var/log/\\u0000.log"]\n'
+        'folders = [{ path = "/srv/in\\u0000", direction = "in" }]\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load(config)
+    nul = "a NUL character (\\u0000) cannot be in a path, name or text here"
+    assert [str(p) for p in err.value.problems] == [
+        f'{config}:2: agent.state_dir: {nul}, got "/var/lib/x\\u0000y"',
+        f'{config}:5: collectors."sample.events".paths[1]: {nul}, got "/var/log/\\u0000.log"',
+        f'{config}:6: collectors."sample.events".folders[0].path: {nul}, got "/srv/in\\u0000"',
+    ]
+
+
+def test_hostile_keys_and_values_are_shown_escaped_each_problem_on_one_line(tmp_path: Path) -> None:
+    """Before: an ESC sequence in a key or value went to the terminal raw (clearing it, setting
+    its title), and a newline in a key forged a problem line of its own."""
+    config = tmp_path / "normagent.toml"
+    config.write_text(
+        '[agent]\nlog_level = "\\u001b]0;pwn\\u0007"\n'
+        '"x\\n  normagent.toml:1: all is well\\u001b[2J" = 1\n'
+        'log_format = "a\\"b\\\\c\\u202e"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load(config)
+    text = str(err.value)
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]", text) and text.count("\n") == 3
+    got = sorted(str(p).removeprefix(f"{config}:") for p in err.value.problems)
+    assert got == [
+        '2: agent.log_level: expected one of "debug", "info", "warning", "error", got "\\u001b]0;pwn\\u0007"',
+        '3: agent."x\\n  normagent.toml:1: all is well\\u001b[2J": unknown key; expected one of: log_format, '
+        "log_level, retention, shutdown_grace, state_dir",
+        '4: agent.log_format: expected one of "auto", "json", "console", got "a\\"b\\\\c\\u202e"',
+    ]
+
+
 def test_what_is_no_config_file_is_one_clear_problem_without_blocking_or_reading_it_whole(tmp_path: Path) -> None:
     """A FIFO (which would block ``open`` until a writer came), a device that never ends, a file
     far too large and nesting deeper than tomllib's recursion: each one problem that says what."""

@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,7 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from structlog.testing import capture_logs
 from hypothesis import strategies as st
 
-from normagent.model import Checkpoint
+from normagent.ledger import Ledger
+from normagent.model import Batch, Checkpoint
 from normagent.sources.files import (
     FINGERPRINT_BYTES,
     FileSource,
@@ -40,6 +42,7 @@ from normagent.sources.files import (
     _Tracked,
     codec_of,
     error_reason,
+    glob_paths,
     invalid_utf8_lines,
     lag_bytes,
     list_siblings,
@@ -535,6 +538,31 @@ def test_corrupt_compressed_sibling_counts_what_is_readable(tmp_path: Path) -> N
     assert got[:-1] == list(range(40, 40 + len(got) - 1))  # a prefix of the lost file, nothing twice
 
 
+@pytest.mark.parametrize("intact", [100, len(lines(0, 3000))], ids=["damaged-inside-the-first-bytes", "damaged-after-many-unread-lines"])
+def test_a_damaged_deflate_stream_in_a_rotated_file_is_skipped_and_the_new_file_read(tmp_path: Path, intact: int) -> None:
+    """gzip raises zlib.error for a damaged deflate stream, and that is no OSError: it escaped the
+    tail, so every run failed with a traceback and the new file was never read again."""
+    log = tmp_path / "app.log"
+    log.write_bytes(lines(0, 40))
+    reader = Reader(source(log))
+    reader.run()
+    append(log, lines(40, 4000))
+    pack = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: a gzip member
+    damaged = pack.compress(log.read_bytes()[:intact]) + pack.flush(zlib.Z_FULL_FLUSH) + b"\xff" * 64  # block type 3: none
+    log.unlink()
+    (tmp_path / "app.log.1.gz").write_bytes(damaged)
+    log.write_bytes(lines(1000, 1))
+    with capture_logs() as logs:
+        got = ids(reader.run())
+    assert got[-1] == 1000
+    assert got[:-1] == list(range(40, 40 + len(got) - 1))  # what could be read of the lost file, nothing twice
+    if intact > FINGERPRINT_BYTES:  # lines before the damage are counted, not lost with a whole block
+        assert len(got) > 1
+    said = [e["event"] for e in logs if e["event"] in ("rotated_file_unreadable", "rotated_file_corrupt")]
+    assert said == ["rotated_file_unreadable" if intact < FINGERPRINT_BYTES else "rotated_file_corrupt"]
+    assert reader.run() == []
+
+
 def test_copytruncate_reads_the_unread_rest_from_the_copy(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(lines(0, 3))
@@ -1013,6 +1041,95 @@ def test_other_files_that_are_not_regular_are_refused_by_kind(tmp_path: Path, ma
     got, errors = read_in_a_thread(FileSource(paths=("/auth.log",), start_at="beginning"), tmp_path)
     assert got == [] and [type(e) for e in errors] == [NotRegularFile]
     assert f"auth.log is {kind}, not a regular file" in str(errors[0])
+
+
+@pytest.mark.parametrize(("path", "make", "said"), [
+    ("/secure", lambda root: ((root / "secure").symlink_to("secure.2"), (root / "secure.2").symlink_to("secure")),
+     "Too many levels of symbolic links"),
+    ("/auth.log/secure", lambda root: (root / "auth.log").write_bytes(b"x\n"), "Not a directory"),
+    ("/" + "s" * 300, lambda root: None, "File name too long"),
+    ("/mem.log", lambda root: (root / "mem.log").symlink_to("/proc/self/mem"), "Input/output error"),
+], ids=["link-loop", "file-as-directory", "name-too-long", "read-fails"])
+def test_a_log_path_that_cannot_be_looked_at_is_its_own_error_and_the_others_are_read(
+    tmp_path: Path, path: str, make: Callable[[Path], Any], said: str
+) -> None:
+    """Before: os.stat raised while the tail was set up, so the whole run failed with a traceback
+    and no other path of the collector was read (auth.log stopped being counted for a bad secure)."""
+    (tmp_path / "messages").write_bytes(lines(0, 3))
+    make(tmp_path)
+    source = FileSource(paths=(path, "/messages"), start_at="beginning")
+    with capture_logs() as logs:
+        got, errors = read_in_a_thread(source, tmp_path)
+    assert ids(b"".join(got).splitlines()) == [0, 1, 2]
+    assert len(errors) == 1 and said in str(errors[0]) and error_reason(errors[0]) == "unreadable"
+    assert path in str(errors[0])  # the run's failure says which file (a read's EIO names none of itself)
+    failed = [e for e in logs if e["event"] == "log_file_unreadable"]
+    assert [(e["path"], e["reason"]) for e in failed] == [(path, "unreadable")]
+
+
+def test_a_double_star_glob_does_not_follow_links_that_loop_back_up_the_tree(tmp_path: Path) -> None:
+    """Before: glob.glob followed every linked directory, so two links back up the tree
+    (current -> .., all -> ../..) made the listing multiply without end: the tail never got set
+    up, and the collector's run never ended (nor, with it, any later run)."""
+    (tmp_path / "logs/app/old").mkdir(parents=True)
+    (tmp_path / "logs/app/a.log").write_bytes(lines(0, 2))
+    (tmp_path / "logs/app/old/b.log").write_bytes(lines(2, 1))
+    (tmp_path / "logs/app/old/link.log").symlink_to("b.log")  # a link to a file is matched, as glob matches it
+    (tmp_path / "logs/app/current").symlink_to("..")
+    (tmp_path / "logs/app/old/all").symlink_to("../..")
+    got: list[list[str]] = []
+
+    def scan() -> None:
+        tail = FileTail(source("/logs/**/*.log"), MemoryCheckpoints(), root=tmp_path)
+        got.append(tail.paths)
+
+    thread = threading.Thread(target=scan, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the glob never ended"
+    assert got == [["/logs/app/a.log", "/logs/app/old/b.log", "/logs/app/old/link.log"]]
+
+
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute", "relative"])
+@pytest.mark.parametrize("pattern", ["**/*.log", "**", "a/**/*.log", "*/**/c.log", "**/b", "a/*.log", "a/b/c.log", "*"])
+def test_glob_paths_lists_what_glob_lists_where_no_directory_is_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pattern: str, relative: bool
+) -> None:
+    for name in ("top.log", "a/one.log", "a/b/c.log", "a/.hidden.log", ".h/x.log"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x\n")
+    (tmp_path / "a/link.log").symlink_to("one.log")
+    monkeypatch.chdir(tmp_path)
+    full = pattern if relative else f"{tmp_path}/{pattern}"
+    expected = {p.rstrip("/") for p in glob.glob(full, recursive=True)} - {str(tmp_path)}
+    assert {p.rstrip("/") for p in glob_paths(full)} - {str(tmp_path)} == expected
+
+
+def test_a_file_name_that_is_not_utf8_is_read_once_and_followed_through_rotation(tmp_path: Path, ledger: Ledger) -> None:
+    """Before: its checkpoint key held the name's undecodable bytes as lone surrogates, which
+    SQLite refuses, so every commit of the collector failed and no file of it was counted again
+    (one file named in Latin-1, or by someone who wants the collector blind, in /var/log)."""
+    bad = tmp_path / os.fsdecode(b"auth-\xe6\xf8.log")
+    bad.write_bytes(lines(0, 2))
+    (tmp_path / "good.log").write_bytes(lines(2, 1))
+    tail_source = source(f"{tmp_path}/*.log")
+
+    def run() -> list[int]:
+        got: list[bytes] = []
+        tail = FileTail(tail_source, ledger.checkpoints("c"))
+        for step in tail.reads():
+            if step.block is not None:
+                got.extend(step.block.data.splitlines())
+            ledger.commit("c", Batch([], [Checkpoint(step.key, step.checkpoint)]))
+        assert not tail.errors
+        return sorted(ids(got))
+
+    assert run() == [0, 1, 2]
+    assert list(ledger.checkpoints("c").keys("filex:")) == [f"filex:{tmp_path}/auth-%E6%F8.log"]
+    append(bad, lines(3, 1))
+    bad.rename(f"{bad}.1")  # rotated, and no new file: only the escaped key knows where it was
+    assert run() == [3]
+    assert run() == []
 
 
 def test_a_fifo_swapped_in_for_a_rotated_file_is_not_opened(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from normagent.errors import DiskFull, StateError, StateLost
 from normagent.ledger import HEALTH_WRITE_SECONDS, SCHEMA_VERSION, WAL_SIZE_LIMIT, Ledger, MemoryCheckpoints, _state_error
-from normagent.model import Batch, Checkpoint, Count, Event, Gauge, MetricSpec, Period, Rollup, RunOutcome
+from normagent.model import Batch, Checkpoint, Count, Event, Gauge, MetricSpec, Period, Rollup, RollupRows, RunOutcome
 from normagent.testing import FakeClock
 from tests.support.tools import skip_for_host
 from tests.support.disks import fill, limit_pages, power_cut, small_filesystem, strace_usable, sync_points, traced
@@ -601,6 +601,95 @@ def test_a_ledger_that_is_not_the_one_created_here_is_refused(tmp_path: Path, cl
 
     with pytest.raises(StateLost, match="not the ledger that was created here"):
         Ledger.open(path, clock=clock)
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (lambda m: (m.unlink(), os.mkfifo(m, 0o600)), "is a FIFO (named pipe), not a regular file"),
+        (lambda m: (m.unlink(), m.symlink_to("/dev/zero")), "is a character device, not a regular file"),
+        (lambda m: m.write_bytes(b'{"host_id": "\xff\xfe"}'), "not a marker normagent wrote"),
+        (lambda m: m.write_text("[" * 60_000), "not a marker normagent wrote"),
+    ],
+    ids=["fifo", "dev-zero", "not-utf8", "nested-past-the-parser"],
+)
+def test_a_marker_that_cannot_be_used_is_a_clear_refusal_without_blocking(
+    tmp_path: Path, clock: FakeClock, damage: Any, said: str
+) -> None:
+    """A FIFO as ledger.id hung every start (and `deviations`, `collect --once`) in open() before
+    a word was logged; non-UTF-8 or deeply nested bytes there ended the start in a traceback."""
+    path = tmp_path / "state" / "ledger.db"
+    make_ledger(path, clock)
+    marker = path.with_suffix(".id")
+    damage(marker)
+
+    with pytest.raises(StateError) as err:
+        Ledger.open(path, clock=clock)
+
+    assert str(err.value).startswith(f"{marker}: the ledger's marker cannot be used ({said})")
+    assert "remove the marker" in str(err.value)
+    path.unlink()  # and where the ledger is gone too, the damaged marker is still evidence of it
+    with pytest.raises(StateLost, match=re.escape(f"ledger.id exists ({said})")):
+        Ledger.open(path, clock=clock)
+
+
+@pytest.mark.parametrize(
+    ("put", "name", "said"),
+    [
+        (lambda p: os.mkfifo(p), "ledger.db", "is a FIFO (named pipe), not a regular file"),
+        (lambda p: p.symlink_to("/dev/zero"), "ledger.db", "is a character device, not a regular file"),
+        (lambda p: os.mkfifo(p), "ledger.db-wal", "is a FIFO (named pipe), not a regular file"),
+    ],
+    ids=["fifo", "dev-zero", "fifo-as-wal"],
+)
+def test_a_ledger_or_wal_that_is_no_file_is_named_as_what_it_is(
+    tmp_path: Path, clock: FakeClock, put: Any, name: str, said: str
+) -> None:
+    """Before: SQLite opened whatever was there: a FIFO was a "disk I/O error", a link to /dev/zero
+    "was emptied while the agent had it open", and with a FIFO as the -wal the agent ran on,
+    every commit failing."""
+    path = tmp_path / "state" / "ledger.db"
+    path.parent.mkdir()
+    put(path.with_name(name))
+
+    for opening in (lambda: Ledger.open(path, clock=clock), lambda: Ledger.open_readonly(path)):
+        with pytest.raises(StateError) as err:
+            opening()
+        assert str(err.value) == f"{path.with_name(name)}: {said}; move it aside"
+
+
+@pytest.mark.parametrize(
+    ("put", "said"),
+    [
+        (lambda p: p.write_text("x"), "is a file, not a directory; the state directory must be one"),
+        (lambda p: os.mkfifo(p), "is a FIFO (named pipe), not a directory; the state directory must be one"),
+        (lambda p: p.symlink_to(p.name), "the state directory cannot be used: Too many levels of symbolic links"),
+    ],
+    ids=["file", "fifo", "link-loop"],
+)
+def test_a_state_directory_that_is_no_directory_is_named_as_what_it_is(tmp_path: Path, clock: FakeClock, put: Any, said: str) -> None:
+    """Before: "cannot open the ledger: [Errno 17] File exists", whatever was there."""
+    put(tmp_path / "state")
+    with pytest.raises(StateError) as err:
+        Ledger.open(tmp_path / "state" / "ledger.db", clock=clock)
+    assert str(err.value) == f"{tmp_path / 'state'}: {said}"
+
+
+def test_rollup_and_event_keys_holding_a_file_name_s_undecodable_bytes_are_stored(declared: Ledger) -> None:
+    """Before: SQLite refused the lone surrogates (PEP 383) in such a key, and with them the whole
+    batch, on every run: one file named in Latin-1 under a watched pattern blinded changes.files."""
+    name = os.fsdecode(b"/etc/app.d/bl\xe5.conf")  # "blå" written in Latin-1
+    day = T0.date()
+    declared.commit("c", Batch(
+        [Count(FAILURES.name, {"reason": "r"}, 1), Rollup("r", day, name), RollupRows("r", day, {name: 2.0}),
+         Event("e", T0, name, {"subject": name})],
+        [Checkpoint("k", 1)],
+    ))
+
+    assert [(r.key, r.value) for r in declared.rollups("r", Period(T0, T0 + timedelta(days=1)))] == [("/etc/app.d/bl\\udce5.conf", 3.0)]
+    [event] = declared.events("e", Period(T0, T0 + timedelta(days=1)))
+    assert (event.key, event.attrs) == ("/etc/app.d/bl\\udce5.conf", {"subject": name})
+    assert declared.counter_value(FAILURES.name, {"reason": "r"}) == 1
 
 
 def test_a_first_start_writes_the_marker_and_a_clean_directory_is_a_fresh_start(tmp_path: Path, clock: FakeClock) -> None:

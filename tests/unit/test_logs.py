@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from normagent.errors import InputError, NoData
+from normagent.errors import InputError, NoData, RunFailed
 from normagent.ledger import Ledger
 from normagent.logs import (
     BLOCK_FAILURES,
@@ -299,8 +299,9 @@ def test_an_unreadable_path_fails_the_run_after_the_others_are_read(root: Path, 
 
     write(root, lines(0, 2, "Failed"))
     (root / "var/log/secure").mkdir()
-    with pytest.raises(OSError, match="secure"):
+    with pytest.raises(RunFailed, match="secure") as err:
         run_collector_once(collector(settings=Two), ledger, root=root)
+    assert err.value.reason == "not_a_regular_file" and isinstance(err.value.__cause__, OSError)
     assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 2
 
 
@@ -314,8 +315,9 @@ def test_a_fifo_at_a_log_path_fails_the_run_with_a_counted_reason_and_the_others
     write(root, lines(0, 2, "Failed"), name="secure")
     spec = collector(settings=Two)
     for run in (1, 2):
-        with pytest.raises(NotRegularFile, match="auth.log is a FIFO"):
+        with pytest.raises(RunFailed, match="auth.log is a FIFO") as err:
             run_collector_once(spec, ledger, root=root)
+        assert err.value.reason == "not_a_regular_file" and isinstance(err.value.__cause__, NotRegularFile)
         errors = {r: ledger.counter_value(FILE_ERRORS, {"source": SOURCE, "reason": r}) for r in FILE_ERROR_REASONS}
         assert errors == {"not_a_regular_file": run, "permission_denied": 0, "unreadable": 0}
     assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 2
@@ -977,6 +979,25 @@ def test_evtx_collector_reads_each_file_once(tmp_path: Path, ledger: Ledger) -> 
     assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": expected, "unparsed": 0}
     saved = dict(ledger.checkpoints("test.windows").scan("evtx:"))
     assert sorted(saved) == ["evtx:/logs/Security_short_selected.evtx", "evtx:/logs/new-user-security.evtx"]
+
+
+def test_an_evtx_file_whose_name_is_not_utf8_is_read_once_like_the_others(tmp_path: Path, ledger: Ledger) -> None:
+    """Before: its position's key held the name's undecodable bytes as lone surrogates, which
+    SQLite refuses: every commit failed, and no event log of the collector was counted again
+    (a share where Windows servers copy their logs, one named in a legacy code page)."""
+    from evtx import PyEvtxParser
+
+    (tmp_path / "logs").mkdir()
+    shutil.copy(FIXTURES / "evtx" / "new-user-security.evtx", tmp_path / "logs" / os.fsdecode(b"Sikkerhet-\xe6.evtx"))
+    shutil.copy(FIXTURES / "evtx" / "Security_short_selected.evtx", tmp_path / "logs" / "Security.evtx")
+    names = ("new-user-security.evtx", "Security_short_selected.evtx")
+    expected = sum(sum(1 for _ in PyEvtxParser(str(FIXTURES / "evtx" / name)).records_json()) for name in names)
+    spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=Windows, metrics=(FAILED,))
+    run_collector_once(spec, ledger, root=tmp_path)
+    run_collector_once(spec, ledger, root=tmp_path)
+    assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": expected, "unparsed": 0}
+    saved = sorted(ledger.checkpoints("test.windows").keys("evtx"))
+    assert saved == ["evtx:/logs/Security.evtx", "evtxx:/logs/Sikkerhet-%E6.evtx"]
 
 
 @pytest.mark.parametrize(("age", "level"), [(timedelta(minutes=1), "info"), (timedelta(days=2), "warning")])

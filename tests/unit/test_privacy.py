@@ -8,6 +8,7 @@ import os
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -38,6 +39,34 @@ def test_a_truncated_key_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"short")
     os.chmod(path, 0o600)
     with pytest.raises(StateError, match="has 5 bytes"):
+        load_or_create_key(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("put", "said"),
+    [
+        (lambda p: os.mkfifo(p, 0o600), "pseudonym key is a FIFO (named pipe), not a regular file"),
+        (lambda p: p.mkdir(mode=0o700), "pseudonym key is a directory, not a file"),
+        (lambda p: p.symlink_to("/dev/zero"), "pseudonym key is a character device, not a regular file"),
+    ],
+    ids=["fifo", "directory", "dev-zero"],
+)
+def test_a_key_that_is_no_file_is_refused_without_blocking(tmp_path: Path, put: Any, said: str) -> None:
+    """A FIFO as pseudonym.key hung the start (and `collect --once`) in open(); a directory ended
+    it in a traceback (IsADirectoryError)."""
+    path = tmp_path / KEY_FILE
+    put(path)
+    with pytest.raises(StateError) as err:
+        load_or_create_key(tmp_path)
+    assert str(err.value) == f"{path}: {said}, expected a file of 32 bytes"
+
+
+def test_a_key_file_far_too_long_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    path = tmp_path / KEY_FILE
+    with path.open("wb") as f:
+        f.truncate(2**40)  # sparse: a terabyte read whole would never end
+    os.chmod(path, 0o600)
+    with pytest.raises(StateError, match="pseudonym key is larger than 65,536 bytes"):
         load_or_create_key(tmp_path)
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
 import io
 import json
+import lzma
 import os
 import subprocess
 import threading
 import time
+import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -200,6 +204,23 @@ def test_control_characters_in_an_unparsed_line_are_printed_escaped(tmp_path: Pa
     assert not any(ch in out.getvalue() for ch in "\x1b\x07\x9b")
 
 
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_file_name_that_is_not_utf8_is_printed_with_its_bytes_escaped(tmp_path: Path, auth_log: Path, fmt: str) -> None:
+    """Before: the name's undecodable bytes (lone surrogates) reached a UTF-8 stdout, which
+    refuses them under a locale such as nb_NO.UTF-8: a traceback after all the parsing."""
+    latin1 = tmp_path / os.fsdecode(b"auth-bl\xe5.log")
+    latin1.write_bytes(auth_log.read_bytes())
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+
+    assert run_parse([str(latin1)], config=None, plugins=PLUGINS, fmt=fmt, out=out, now=EPOCH) == 0  # type: ignore[arg-type]
+
+    out.flush()
+    shown = f"{tmp_path}/auth-bl\\xe5.log"
+    text = raw.getvalue().decode("utf-8")
+    assert (json.loads(text)["inputs"][0]["path"] == shown) if fmt == "json" else text.startswith(f"{shown} (text, ")
+
+
 def test_an_input_nothing_recognises(tmp_path: Path) -> None:
     empty = tmp_path / "other.log"
     empty.write_text("Nov 23 07:38:00 h CRON[1]: pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)\n")
@@ -217,6 +238,71 @@ def test_unreadable_input_is_exit_66_and_nothing_is_printed(tmp_path: Path, caps
     assert main(["parse", str(tmp_path / "missing.log")]) == 66
     assert main(["parse", str(tmp_path)]) == 66
     assert "missing.log: no such file" in capsys.readouterr().err
+
+
+def failed_password_lines(count: int) -> bytes:
+    """Lines that compress about as badly as real ones (a compressed file of many 8 KiB reads)."""
+    return b"".join(
+        b"Nov 23 07:25:53 h sshd[%d]: Failed password for invalid user u%s from 203.0.113.%d port %d ssh2\n"
+        % (n, hashlib.sha1(b"%d" % n).hexdigest()[:12].encode(), n % 250, 1024 + n)
+        for n in range(count)
+    )
+
+
+def damaged_deflate(data: bytes) -> bytes:
+    """A gzip member whose deflate stream breaks off, after ``data``, in a block of a type that does not exist."""
+    pack = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return pack.compress(data) + pack.flush(zlib.Z_FULL_FLUSH) + b"\xff" * 64
+
+
+@pytest.mark.parametrize(
+    ("damage", "error"),
+    [
+        (lambda d: gzip.compress(d)[: len(gzip.compress(d)) // 2], "Compressed file ended before the end-of-stream marker was reached"),
+        (lambda d: lzma.compress(d)[: len(lzma.compress(d)) // 2], "Compressed file ended before the end-of-stream marker was reached"),
+        (lambda d: damaged_deflate(d[: len(d) // 2]), "Error -3 while decompressing data: invalid block type"),
+    ],
+    ids=["gz-cut-short", "xz-cut-short", "deflate-damaged"],
+)
+def test_a_compressed_file_cut_short_or_damaged_is_parsed_up_to_there_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: Any, error: str
+) -> None:
+    """Before: a traceback (EOFError, zlib.error) and nothing printed for any input; and the lines
+    before the damage were lost with the whole block they were read in."""
+    data = failed_password_lines(4000)
+    path = tmp_path / "auth.log.2.gz"
+    path.write_bytes(damage(data))
+
+    assert main(["parse", "--format", "json", "--collector", "access.logins", str(path)]) == 0
+
+    out, err = capsys.readouterr()
+    [result] = json.loads(out)["inputs"]
+    lines = result["lines"]
+    assert 1000 < lines < 2000  # what came before the damage, half of the file
+    assert result["damage"] == f"the compressed data ends or is damaged after line {lines:,} ({error}); the rest was not read"
+    assert logins(result)["parsed"] == lines
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda p: p.symlink_to("/proc/self/mem"), "cannot be read after line 0: Input/output error"),
+        (lambda p: (p.symlink_to("loop.log"), p.with_name("loop.log").symlink_to(p.name)), "Too many levels of symbolic links"),
+    ],
+    ids=["read-fails", "link-loop"],
+)
+def test_an_input_that_cannot_be_read_says_why_and_exits_66(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Any, says: str
+) -> None:
+    """Before: a read error was a traceback; a link loop was called "no such file"."""
+    path = tmp_path / "auth.log"
+    make(path)
+
+    assert main(["parse", str(path)]) == 66
+
+    err = capsys.readouterr().err
+    assert err == f"normagent: {path}: {says}\n"
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from normagent.plugins.changes import collectors
 from normagent.plugins.changes.collectors import FILES, TREE_KEY
 from normagent.plugins.changes.settings import FileWatchSettings
 from normagent.plugins.changes.vocab import CHANGE_EVENT, CONFIG_CHANGES, WATCHED_FILES
-from normagent.plugins.changes.watch import Seen, changes
+from normagent.plugins.changes.watch import MAX_DIGEST_BYTES, Seen, changes
 from normagent.testing import make_context, observations, run_collector_once
 from tests.support.tools import skip_for_host
 
@@ -112,6 +113,54 @@ def test_a_steady_cycle_reads_no_file_and_writes_nothing(tree: Path, ledger: Led
     # a forged mtime, so a mode change is checked too), none of the others
     assert read == [str(tree / "etc/hosts")]
     assert counts(ledger) == {"mode": 1}
+
+
+def test_a_file_larger_than_any_configuration_is_compared_by_size_and_time_not_hashed(tree: Path, ledger: Ledger) -> None:
+    """Before: it was hashed whole on every change of its stat; a sparse file of 100 GiB among the
+    watched ones held every run past its timeout, and no change of any file was seen again."""
+    huge = tree / "etc/app.d/huge.conf"
+    with huge.open("wb") as f:
+        f.truncate(MAX_DIGEST_BYTES + 1)
+    run(ledger, tree)
+    watched = ledger.snapshot().values(WATCHED_FILES)
+    assert (watched[(("state", "hashed"),)], watched[(("state", "stat_only"),)]) == (4, 1)
+
+    with huge.open("r+b") as f:
+        f.truncate(MAX_DIGEST_BYTES + 2)
+    (tree / "etc/hosts").write_text("127.0.0.1 localhost clinic\n")
+    run(ledger, tree)
+    assert counts(ledger) == {"content": 2}
+
+
+def test_a_double_star_pattern_does_not_follow_links_that_loop_back_up_the_tree(tree: Path, ledger: Ledger) -> None:
+    """Before: glob followed linked directories, so two links back up the tree made the listing
+    multiply without end, and the collector never finished a run again."""
+    (tree / "etc/app.d/current").symlink_to("..")
+    (tree / "etc/app.d/all").symlink_to("../..")
+    done: list[object] = []
+    thread = threading.Thread(target=lambda: done.append(run(ledger, tree, FileWatchSettings(paths=("/etc/**/*.conf",)))), daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the pattern's listing never ended"
+    assert ledger.snapshot().values(WATCHED_FILES)[(("state", "hashed"),)] == 3  # app.conf, one.conf, current.conf
+
+
+def test_a_file_name_that_is_not_utf8_is_watched_like_any_other(tree: Path, ledger: Ledger) -> None:
+    """Before: its baseline key (and its rollup's and event's) held the name's undecodable bytes
+    as lone surrogates, which SQLite refuses: every commit failed, and no change of any watched
+    file was seen again."""
+    run(ledger, tree)
+    latin1 = tree / "etc/app.d" / os.fsdecode(b"bl\xe5.conf")
+    latin1.write_text("one\n")
+    run(ledger, tree)
+    latin1.write_text("two\n")
+    (tree / "etc/hosts").write_text("127.0.0.1 localhost clinic\n")
+    run(ledger, tree)
+    assert counts(ledger) == {"created": 1, "content": 2}
+    latin1.unlink()
+    run(ledger, tree)
+    assert counts(ledger) == {"created": 1, "content": 2, "deleted": 1}
+    assert ledger.snapshot().values(WATCHED_FILES)[(("state", "hashed"),)] == 4
 
 
 def test_content_is_never_stored_only_a_keyed_digest(tree: Path, ledger: Ledger) -> None:
