@@ -77,7 +77,7 @@ if TYPE_CHECKING:
     from normagent.memory import give_back_memory
     from normagent.privacy import network_of
     from normagent.smallfile import read_head
-    from normagent.sources.files import glob_paths
+    from normagent.sources.files import glob_paths, key_path_of, path_key
     from normagent.sources.evtx_settings import EvtxSettings
     from normagent.sources.journald import JournalSettings
     from normagent.sources.syslog import SpoolLine, SyslogMessage, parse_spool_line, parse_syslog, rfc3164_instant, rfc3164_time
@@ -110,7 +110,7 @@ _HOMES = {
     "give_back_memory": "normagent.memory",
     "network_of": "normagent.privacy",
     "read_head": "normagent.smallfile",
-    "glob_paths": "normagent.sources.files",
+    **dict.fromkeys(("glob_paths", "key_path_of", "path_key"), "normagent.sources.files"),
     "EvtxSettings": "normagent.sources.evtx_settings",
     "JournalSettings": "normagent.sources.journald",
     **dict.fromkeys(("SpoolLine", "SyslogMessage", "parse_spool_line", "parse_syslog", "rfc3164_instant", "rfc3164_time"), "normagent.sources.syslog"),
@@ -140,10 +140,12 @@ __all__ = [
     "give_back_memory",
     "glob_paths",
     "journal_log_collector",
+    "key_path_of",
     "line_parser",
     "network_of",
     "parse_spool_line",
     "parse_syslog",
+    "path_key",
     "read_head",
     "record_parser",
     "Advice",

@@ -74,15 +74,14 @@ from normagent.model import (
 from normagent.sources.files import (
     BLOCK_BYTES,
     FILE_ERROR_REASONS,
-    FILE_ESCAPED_KEY,
     FileSource,
     FileTail,
     codec_from_magic,
     error_reason,
-    file_key,
     glob_paths,
     invalid_utf8_lines,
     open_codec_stream,
+    path_key,
     read_fd,
     read_stream,
 )
@@ -983,12 +982,9 @@ def _log_evtx_pass(ctx: RunContext, path: str, stats: Any) -> None:
 
 def evtx_key(logical: str) -> str:
     """The checkpoint key of an event log file: ``evtx:<path>``, or ``evtxx:<percent-encoded
-    bytes>`` for a path that is not valid UTF-8 (as ``file_key``: SQLite refuses the lone
+    bytes>`` for a path that is not valid UTF-8 (see ``path_key``: SQLite refuses the lone
     surrogates a glob gives for its undecodable bytes, and with them every commit)."""
-    key = file_key(logical)
-    if key.startswith(FILE_ESCAPED_KEY):
-        return EVTX_ESCAPED_KEY + key[len(FILE_ESCAPED_KEY) :]
-    return EVTX_KEY + logical
+    return path_key(logical, EVTX_KEY, EVTX_ESCAPED_KEY)
 
 
 def _expand(root: Path, patterns: Iterable[str]) -> list[tuple[str, str]]:

@@ -708,29 +708,42 @@ class _PathState:
 # The tail
 
 
+def path_key(path: str, plain: str, escaped: str) -> str:
+    """A key for ``path`` in the ledger: ``plain + path``, or ``escaped`` + the path's bytes
+    percent-encoded where it is not valid UTF-8.
+
+    Names come from a glob or ``os.listdir`` as ``str`` with undecodable bytes as lone surrogates
+    (PEP 383): a file named in Latin-1 (an SMB client's ``æøå``), or by someone who wants the
+    collector blind. SQLite stores text as UTF-8 and refuses surrogates, so such a key failed
+    every commit of the collector, and nothing of it was counted again. Percent-encoding the bytes
+    is lossless (``%`` itself is encoded); valid paths keep the plain form, so the keys of
+    existing ledgers stay valid. For plugins that keep per-file state of their own.
+    """
+    if path.isascii():  # the usual path: valid UTF-8, no encoded copy made to find out
+        return plain + path
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return escaped + urllib.parse.quote(os.fsencode(path), safe="/")
+    return plain + path
+
+
+def key_path_of(key: str, plain: str, escaped: str) -> str:
+    """The inverse of ``path_key``: the path as a glob or ``os.listdir`` spells it."""
+    if key.startswith(escaped):
+        return os.fsdecode(urllib.parse.unquote_to_bytes(key[len(escaped) :]))
+    return key[len(plain) :]
+
+
 def file_key(path: str) -> str:
     """The checkpoint key of a configured path or glob match: ``file:<path>``, or
-    ``filex:<percent-encoded bytes>`` for a path that is not valid UTF-8.
-
-    A glob lists names as ``str`` with undecodable bytes as lone surrogates (PEP 383): a file
-    named in Latin-1, or by someone who wants the collector blind. SQLite stores text as UTF-8 and
-    refuses surrogates, so such a key failed every commit of the collector, and no file of it was
-    counted again. Percent-encoding the bytes is lossless (``%`` itself is encoded); valid paths
-    keep the plain form, so the checkpoints of existing ledgers stay valid.
-    """
-    if not path.isascii():
-        try:
-            path.encode("utf-8")
-        except UnicodeEncodeError:
-            return FILE_ESCAPED_KEY + urllib.parse.quote(os.fsencode(path), safe="/")
-    return FILE_KEY + path
+    ``filex:<percent-encoded bytes>`` for a path that is not valid UTF-8 (see ``path_key``)."""
+    return path_key(path, FILE_KEY, FILE_ESCAPED_KEY)
 
 
 def key_path(key: str) -> str:
     """The inverse of ``file_key``: the path as a glob lists it."""
-    if key.startswith(FILE_ESCAPED_KEY):
-        return os.fsdecode(urllib.parse.unquote_to_bytes(key[len(FILE_ESCAPED_KEY) :]))
-    return key[len(FILE_KEY) :]
+    return key_path_of(key, FILE_KEY, FILE_ESCAPED_KEY)
 
 
 def _rooted(root: Path, path: str) -> str:

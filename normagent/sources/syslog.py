@@ -84,6 +84,7 @@ import structlog
 from normagent.clock import Clock
 from normagent.errors import NormagentError, StateError
 from normagent.hostnames import for_socket
+from normagent.smallfile import kind_of
 from normagent.sources.lines import count_lines
 
 log = structlog.get_logger(__name__)
@@ -905,16 +906,6 @@ def _open_spool_file(path: Path) -> int:
     return fd
 
 
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISREG, "a regular file"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-)
-
-
 def _refuse_other_than(path: Path, is_kind: Callable[[int], bool], kind: str, st: os.stat_result | None = None) -> None:
     """Raise if ``path`` exists (``st``: as fstat saw it) and is not ``kind``; nothing if it is missing."""
     if st is None:
@@ -923,8 +914,7 @@ def _refuse_other_than(path: Path, is_kind: Callable[[int], bool], kind: str, st
         except FileNotFoundError:
             return
     if not is_kind(st.st_mode):
-        found = next((name for test, name in _KINDS if test(st.st_mode)), "something else")
-        raise OSError(errno.EINVAL, f"is {found}, not {kind}", str(path))
+        raise OSError(errno.EINVAL, f"is {kind_of(st.st_mode)}, not {kind}", str(path))
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -43,7 +43,6 @@ import functools
 import os
 import re
 import stat
-import urllib.parse
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -64,6 +63,8 @@ from normagent import (
     evtx_log_collector,
     file_log_collector,
     glob_paths,
+    key_path_of,
+    path_key,
 )
 
 from .parse import parse_audit, parse_package_logs
@@ -280,20 +281,13 @@ def _file_key(path: str) -> str:
     """The baseline's key of ``path``: ``f:<path>``, or ``fx:<percent-encoded bytes>`` for a path
     that is not valid UTF-8 (a glob gives its undecodable bytes as lone surrogates, which SQLite
     refuses: one such name under a watched pattern failed every commit, and no change of any
-    file was seen again). Valid paths keep the plain form, so existing baselines stay valid."""
-    if not path.isascii():
-        try:
-            path.encode("utf-8")
-        except UnicodeEncodeError:
-            return FILE_ESCAPED_PREFIX + urllib.parse.quote(os.fsencode(path), safe="/")
-    return FILE_PREFIX + path
+    file was seen again)."""
+    return path_key(path, FILE_PREFIX, FILE_ESCAPED_PREFIX)
 
 
 def _key_path(key: str) -> str:
     """The inverse of ``_file_key``."""
-    if key.startswith(FILE_ESCAPED_PREFIX):
-        return os.fsdecode(urllib.parse.unquote_to_bytes(key[len(FILE_ESCAPED_PREFIX) :]))
-    return key[len(FILE_PREFIX) :]
+    return key_path_of(key, FILE_PREFIX, FILE_ESCAPED_PREFIX)
 
 
 def _int(value: Any) -> int:

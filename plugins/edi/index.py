@@ -77,7 +77,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from normagent import Checkpoint, JSONValue
+from normagent import Checkpoint, JSONValue, key_path_of, path_key
 from normagent.plugins.edi.correlate import APPLICATION, TRANSPORT, Record
 from normagent.plugins.edi.stops import DirectionState, ServiceState
 from normagent.plugins.edi.values import immutable
@@ -104,22 +104,6 @@ GAUGE_SERIES = "gs"
 DIRECTIONS = ("in", "out")
 
 
-def _key(plain: str, escaped: str, path: str) -> str:
-    if path.isascii():  # the usual path: valid UTF-8, no encoded copy made to find out
-        return plain + path
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return escaped + urllib.parse.quote(os.fsencode(path), safe="/")
-    return plain + path
-
-
-def _path(plain: str, escaped: str, key: str) -> str:
-    if key.startswith(escaped):
-        return os.fsdecode(urllib.parse.unquote_to_bytes(key[len(escaped) :]))
-    return key[len(plain) :]
-
-
 def file_key(path: str) -> str:
     """The checkpoint key of a file: ``f:<path>``, or ``fx:<percent-encoded bytes>`` for a path
     that is not valid UTF-8.
@@ -130,21 +114,21 @@ def file_key(path: str) -> str:
     is lossless (``%`` itself is encoded) and keeps the key readable; valid names keep the plain
     form, so ledgers written before this stay valid.
     """
-    return _key(FILE, FILE_ESCAPED, path)
+    return path_key(path, FILE, FILE_ESCAPED)
 
 
 def key_path(key: str) -> str:
     """The inverse of ``file_key``: the path as ``os.listdir`` spells it."""
-    return _path(FILE, FILE_ESCAPED, key)
+    return key_path_of(key, FILE, FILE_ESCAPED)
 
 
 def dir_key(path: str) -> str:
     """The checkpoint key of a directory's ``DirState`` (escaped as ``file_key`` escapes)."""
-    return _key(DIR, DIR_ESCAPED, path)
+    return path_key(path, DIR, DIR_ESCAPED)
 
 
 def dir_key_path(key: str) -> str:
-    return _path(DIR, DIR_ESCAPED, key)
+    return key_path_of(key, DIR, DIR_ESCAPED)
 
 
 def child_prefixes(directory: str) -> tuple[str, ...]:

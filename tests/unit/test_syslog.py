@@ -936,7 +936,7 @@ def test_a_spool_path_that_is_the_wrong_kind_of_file_is_a_clear_error_at_start(t
         else:
             os.mkfifo(wrong)
             reader = os.open(wrong, os.O_RDONLY | os.O_NONBLOCK)
-            found = "a FIFO"
+            found = "a FIFO (named pipe)"
     r = SyslogReceiver(SyslogSettings(udp_listen="", tcp_listen="127.0.0.1:0"), spool_dir, clock)
     try:
         with pytest.raises(StateError) as raised:
