@@ -74,6 +74,7 @@ if TYPE_CHECKING:
         TextBlock,
         WindowsEvent,
     )
+    from normagent.hostnames import split_host_port
     from normagent.memory import give_back_memory
     from normagent.privacy import network_of
     from normagent.smallfile import read_head
@@ -108,6 +109,7 @@ _HOMES = {
         "normagent.model",
     ),
     "give_back_memory": "normagent.memory",
+    "split_host_port": "normagent.hostnames",
     "network_of": "normagent.privacy",
     "read_head": "normagent.smallfile",
     **dict.fromkeys(("glob_paths", "key_path_of", "path_key"), "normagent.sources.files"),
@@ -151,6 +153,7 @@ __all__ = [
     "Advice",
     "rfc3164_instant",
     "rfc3164_time",
+    "split_host_port",
     "syslog_log_collector",
     "SpoolLine",
     "SyslogMessage",

@@ -66,6 +66,7 @@ from pysnmp.proto import errind, rfc1902, rfc1905
 from pysnmp.proto.api import v2c as v2c_api
 
 from normagent.errors import SnmpAuthError, SnmpError, SnmpTimeout, SnmpTooManyRows
+from normagent.hostnames import split_host_port
 from normagent.model import SnmpAuth, SnmpVarBind
 
 if TYPE_CHECKING:
@@ -638,20 +639,10 @@ def split_target(target: str) -> tuple[str, int]:
     Raises:
         SnmpError: the port is not a number in 1..65535 or the host is empty.
     """
-    text = target.strip()
-    host, port = text, str(DEFAULT_PORT)
-    if text.startswith("["):
-        inside, _, rest = text[1:].partition("]")
-        host = inside
-        if rest.startswith(":"):
-            port = rest[1:]
-        elif rest:
-            raise SnmpError(f"bad SNMP target {target!r}: expected [address]:port")
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise SnmpError(f"bad SNMP target {target!r}: expected host, host:port or [address]:port")
-    return host, int(port)
+    try:
+        return split_host_port(target, DEFAULT_PORT)
+    except ValueError as exc:
+        raise SnmpError(f"bad SNMP target {target!r}: {exc}") from None
 
 
 async def resolve(host: str, port: int, lookup: Lookup | None = None) -> tuple[int, tuple[Any, ...]]:

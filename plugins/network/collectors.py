@@ -55,6 +55,7 @@ from normagent import (
     SnmpError,
     SnmpTimeout,
     SnmpTooManyRows,
+    split_host_port,
 )
 
 from .parse import (
@@ -163,6 +164,10 @@ class Device:
             raise ValueError(f"name {self.name!r}: 1 to 64 letters, digits or _ . : - (it is a label value)")
         if not self.target.strip():
             raise ValueError(f"device {self.name}: target is required (host, host:port or [IPv6]:port)")
+        try:
+            split_host_port(self.target, 161)
+        except ValueError as exc:
+            raise ValueError(f"device {self.name}: target {self.target!r}: {exc}") from None
         if self.version not in ("1", "2c", "3"):
             raise ValueError(f'device {self.name}: version must be "1", "2c" or "3"')
         if self.version == "3":

@@ -471,7 +471,8 @@ def test_split_target(target: str, expected: tuple[str, int]) -> None:
     assert split_target(target) == expected
 
 
-@pytest.mark.parametrize("target", ["", "host:", "host:0", "host:70000", "host:snmp", "[::1]x", ":161"])
+@pytest.mark.parametrize("target", ["", "host:", "host:0", "host:70000", "host:snmp", "[::1]x", ":161", "[::1", "[::1:161",
+                                    "host:\u00b2", "host:\uff11\uff16\uff11"])  # "²" and full-width digits: isdigit, not int
 def test_split_target_rejects_bad_targets(target: str) -> None:
     with pytest.raises(SnmpError, match="bad SNMP target"):
         split_target(target)

@@ -160,6 +160,10 @@ def test_interface_names_from_a_device_are_cleaned(raw: object, name: str | None
         ({"name": "", "target": "x"}, "name"),
         ({"name": "a b", "target": "x"}, "name"),
         ({"name": "r", "target": ""}, "target is required"),
+        # were accepted by check-config and failed every poll (or, "²", raised ValueError in it)
+        ({"name": "r", "target": "192.0.2.1:99999"}, "port '99999' is not a number from 1 to 65535"),
+        ({"name": "r", "target": "192.0.2.1:\u00b2"}, "is not a number from 1 to 65535"),
+        ({"name": "r", "target": "[2001:db8::1"}, r"expected \[address\] or \[address\]:port"),
         ({"name": "r", "target": "x", "version": "3"}, "needs a user"),
         ({"name": "r", "target": "x", "version": "3", "user": "u", "auth_key": "short", "priv_key": "long-enough"}, "auth_key must be at least 8"),
         ({"name": "r", "target": "x", "version": "3", "user": "u", "auth_protocol": "none", "priv_key": "long-enough"}, "privacy needs authentication"),
