@@ -212,7 +212,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     host, sep, port_text = text.strip().rpartition(":")
     if not sep:
         raise ValueError(f'expected "host:port" like "127.0.0.1:9824" or "[::1]:9824", got "{text}"')
-    if not port_text.isdigit() or int(port_text) > 65535:
+    if not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535:
         raise ValueError(f'port must be a number from 1 to 65535, got "{port_text}" in "{text}"')
     if not host:
         raise ValueError(f'missing host in "{text}"; write "0.0.0.0:{port_text}" or "[::]:{port_text}" to listen on every interface')

@@ -195,7 +195,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     host, sep, port_text = text.strip().rpartition(":")
     if not sep or not host:
         raise ValueError(f'expected "host:port" like "127.0.0.1:514" or "[::1]:514", got "{text}"')
-    if not port_text.isdigit() or int(port_text) > 65535:
+    if not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535:
         raise ValueError(f'port must be a number from 0 to 65535, got "{port_text}" in "{text}"')
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

@@ -369,6 +369,11 @@ def test_validate_syslog_names_the_key(changes: dict[str, object], key: str) -> 
     assert key in [k for k, _ in problems]
 
 
+def test_a_port_in_digits_int_cannot_read_is_said_to_be_no_port() -> None:
+    problems = validate_syslog(SyslogSettings(udp_listen="127.0.0.1:\u00b2"))  # "²": a digit to isdigit, not to int
+    assert [(k, m.startswith("port must be a number")) for k, m in problems] == [("udp_listen", True)]
+
+
 def test_the_defaults_are_valid_and_local() -> None:
     assert validate_syslog(SyslogSettings()) == []
     assert SyslogSettings().udp_listen.startswith("127.0.0.1:") and SyslogSettings().tcp_listen.startswith("127.0.0.1:")

@@ -121,6 +121,7 @@ def test_parse_listen_accepts(text: str, expected: tuple[str, int]) -> None:
         ("::1:9824", 'like "[::1]:9824"'),
         ("127.0.0.1:99999", "port must be a number from 1 to 65535"),
         ("127.0.0.1:http", "port must be a number"),
+        ("127.0.0.1:\u00b2", "port must be a number"),  # a digit to isdigit, not to int: "invalid literal for int()"
         ("127.0.0.1:", "port must be a number"),
         ("[nothex]:80", "is not an IPv6 address in brackets"),
         ("[127.0.0.1]:80", "is not an IPv6 address in brackets"),
