@@ -192,7 +192,7 @@ class EmailSender:
             if s.username:
                 self._login(smtp)
         except BaseException:
-            smtp.close()
+            _quit(smtp)
             raise
         return smtp
 
@@ -257,11 +257,16 @@ class EmailSender:
             self._socket.close()
             self._socket = None
         if self._smtp is not None:
-            try:
-                self._smtp.quit()
-            except Exception:
-                self._smtp.close()
+            _quit(self._smtp)
             self._smtp = None
+
+
+def _quit(smtp: smtplib.SMTP) -> None:
+    """End the session politely (QUIT), or just close it where the server no longer listens."""
+    try:
+        smtp.quit()
+    except Exception:
+        smtp.close()
 
 
 def _smtp_reason(exc: Exception) -> str:

@@ -39,9 +39,16 @@ class Mailbox:
 
 @pytest.fixture
 def smtp_server(pki: Path) -> Iterator[Callable[..., tuple[Mailbox, int]]]:
+    import logging
+
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
+    # aiosmtpd logs each connection from its own thread, which may outlive the test's captured
+    # streams (a command under test that configured logging to them): keep its lines to itself.
+    server_log = logging.getLogger("mail.log")
+    saved = server_log.propagate
+    server_log.propagate = False
     controllers: list[Any] = []
 
     def _start(*, starttls: bool = True, implicit_tls: bool = False) -> tuple[Mailbox, int]:
@@ -68,6 +75,7 @@ def smtp_server(pki: Path) -> Iterator[Callable[..., tuple[Mailbox, int]]]:
     yield _start
     for controller in controllers:
         controller.stop()
+    server_log.propagate = saved
 
 
 def document(**extra: Any) -> dict[str, Any]:

@@ -185,7 +185,11 @@ VALIDATION_CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
     ("plain password instead of a hash", {"basic_auth_users": {"prometheus": "hunter2"}},
      [("basic_auth_users.prometheus", 'expected a bcrypt hash like "$2y$10$…" (53 characters after the cost), not a password')]),
     ("bcrypt cost too low", {"basic_auth_users": {"prometheus": "$2b$03$" + HASHES["prometheus"][7:]}},
-     [("basic_auth_users.prometheus", "bcrypt cost must be 4 to 31, got 3")]),
+     [("basic_auth_users.prometheus", "bcrypt cost must be 4 to 17 (as htpasswd -C allows), got 3: "
+       "each step doubles the time of a check, and 31 takes more than a day")]),
+    ("bcrypt cost that takes a day a check", {"basic_auth_users": {"prometheus": "$2b$31$" + HASHES["prometheus"][7:]}},
+     [("basic_auth_users.prometheus", "bcrypt cost must be 4 to 17 (as htpasswd -C allows), got 31: "
+       "each step doubles the time of a check, and 31 takes more than a day")]),
     ("user name with a colon", {"basic_auth_users": {"a:b": HASHES["prometheus"]}},
      [("basic_auth_users.a:b", "user names must be non-empty and cannot contain ':' (basic auth splits on it)")]),
     ("htpasswd $2y$ hash", {"basic_auth_users": {"prometheus": "$2y$" + HASHES["prometheus"][4:]}}, []),
