@@ -19,7 +19,8 @@ imported (``normagent.forward.smtp_session`` brings them), so a mail server that
 costs the agent none of their memory (2.6 MB of an idle agent, measured); once a server answers,
 they stay.
 
-A builtin plugin (``register_forwarders``); imports only model and forward.client.
+A builtin plugin (``register_forwarders``); imports only model, hostnames, smallfile and
+forward.client (and forward.smtp_session once a server answers).
 """
 
 from __future__ import annotations
