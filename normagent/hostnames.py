@@ -6,12 +6,15 @@ that codec's first use imports ``encodings.idna``, ``stringprep`` and ``unicoded
 (bench/README.md, "Small imports the running agent no longer keeps"). The web server's and the
 syslog receiver's listen addresses and the forwarders' hosts go through ``for_socket``.
 ``split_host_port`` reads a ``host:port`` target, for a plugin's configuration check as for its
-client, without importing the client.
+client, without importing the client. ``fairness_group`` is what the web server and the syslog
+receiver count a peer's connections under.
 
 Imports only the standard library.
 """
 
 from __future__ import annotations
+
+import ipaddress
 
 
 def for_socket(host: str) -> str | bytes:
@@ -44,3 +47,18 @@ def split_host_port(target: str, default_port: int) -> tuple[str, int]:
     if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"port {port!r} is not a number from 1 to 65535")
     return host, int(port)
+
+
+def fairness_group(host: str) -> str:
+    """The address a peer's connections are counted under when they are shared out fairly: IPv4 as
+    is (an IPv4-mapped IPv6 address as its IPv4), IPv6 by its /64, every address of which one host
+    can use; anything that is no address as given."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)

@@ -76,6 +76,7 @@ from normagent.sources.files import (
     FILE_ERROR_REASONS,
     FileSource,
     FileTail,
+    codec_errors,
     codec_from_magic,
     error_reason,
     glob_paths,
@@ -83,6 +84,7 @@ from normagent.sources.files import (
     open_codec_stream,
     path_key,
     read_fd,
+    read_some,
     read_stream,
 )
 from normagent.sources.journald import JournalSettings, decode_journal_json, read_journal
@@ -1407,15 +1409,9 @@ def check_input(text: str) -> None:
 
 
 def _damaged_data(exc: BaseException) -> bool:
-    """Whether ``exc`` is a decompressor's complaint about its data, not an I/O error of the file:
-    gzip's and bz2's errors are ``OSError``s without an errno, a damaged deflate stream is
-    ``zlib.error``, a stream cut short ``EOFError``."""
-    if isinstance(exc, OSError):
-        return exc.errno is None
-    zlib, lzma = sys.modules.get("zlib"), sys.modules.get("lzma")
-    return isinstance(exc, EOFError) or (zlib is not None and isinstance(exc, zlib.error)) or (
-        lzma is not None and isinstance(exc, lzma.LZMAError)
-    )
+    """Whether ``exc`` is a decompressor's complaint about its data (``codec_errors``, and gzip's
+    and bz2's ``OSError``s without an errno), not an I/O error of the file."""
+    return exc.errno is None if isinstance(exc, OSError) else isinstance(exc, codec_errors())
 
 
 class _JobRun:
@@ -1537,19 +1533,15 @@ def _read_head(stream: IO[bytes], size: int) -> bytes:
     return b"".join(parts)
 
 
-_REPLAY_PIECE_BYTES = 64 * 1024
-
-
 class _Replayed(io.RawIOBase):
     """``head`` again, then the rest of ``stream``: a pipe sniffed without losing what was sniffed."""
 
     def __init__(self, head: bytes, stream: IO[bytes]) -> None:
         super().__init__()
         self._head = memoryview(head)
-        self._stream = stream
         # A piece at a time: a decompressor's read(n) that meets damage raises, and what it had
         # decompressed in that call (up to a block, 1 MiB of lines, before) is gone with it.
-        self._read = stream.read
+        self._read = read_some(stream)
 
     def readable(self) -> bool:
         return True
@@ -1560,7 +1552,7 @@ class _Replayed(io.RawIOBase):
             buffer[:n] = self._head[:n]
             self._head = self._head[n:]
             return n
-        data = self._read(min(len(buffer), _REPLAY_PIECE_BYTES))
+        data = self._read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
 

@@ -70,7 +70,7 @@ from typing import Any, Literal, TypeAlias, cast
 import structlog
 
 from normagent.errors import EX_CONFIG, NormagentError
-from normagent.hostnames import for_socket
+from normagent.hostnames import fairness_group, for_socket
 from normagent.smallfile import read_small
 
 log = structlog.get_logger(__name__)
@@ -677,17 +677,8 @@ def _connection_limit(wanted: int) -> int:
 
 
 def _source_of(peer: Any) -> str:
-    """The address a client's connections are grouped by: IPv4 as is, IPv6 by its /64 (one host's)."""
-    host = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
+    """The address a client's connections are grouped by (``fairness_group``)."""
+    return fairness_group(str(peer[0]) if isinstance(peer, tuple) and peer else str(peer))
 
 
 class _Server:

@@ -311,7 +311,7 @@ def _pread_reader(fd: int) -> Callable[[int, bytearray], int]:
 def _stream_reader(read: Callable[[int], bytes], start: int) -> Callable[[int, bytearray], int]:
     """``read_into`` over a stream that only reads forward (decompressors, stdin) from ``start``.
 
-    ``read`` should read a piece at a time (``_read_some``): a decompressor's ``read(n)`` that
+    ``read`` should read a piece at a time (``read_some``): a decompressor's ``read(n)`` that
     meets damaged data raises, and everything it had decompressed within that call is gone.
     """
     pending = b""
@@ -355,7 +355,7 @@ def _stream_reader(read: Callable[[int], bytes], start: int) -> Callable[[int, b
 _PIECE_BYTES = 64 * 1024
 
 
-def _read_some(stream: IO[bytes]) -> Callable[[int], bytes]:
+def read_some(stream: IO[bytes]) -> Callable[[int], bytes]:
     """``stream.read``, at most ``_PIECE_BYTES`` at a time: a decompressor's ``read(n)`` that meets
     damaged data raises, and what it had decompressed within that call is gone with it. (Its
     ``read1`` would lose less, but gives 8 KiB a call: a quarter slower.)"""
@@ -414,19 +414,21 @@ def open_codec_stream(stream: IO[bytes], codec: str) -> IO[bytes]:
     raise ValueError(f"unknown codec {codec!r}")
 
 
-def _decompress_errors() -> tuple[type[BaseException], ...]:
-    """Corrupt or truncated compressed data, as the three decompressors report it. A function, as
-    ``except`` evaluates it only when something was raised: lzma's error exists only once lzma
-    was imported, and only then can it have been raised. gzip lets ``zlib.error`` through for a
-    damaged deflate stream (``Error -3 while decompressing data``), which is no ``OSError``."""
+def codec_errors() -> tuple[type[BaseException], ...]:
+    """A decompressor's complaints about its data (corrupt, or cut short), not the file's: a
+    stream cut short is ``EOFError``; gzip lets ``zlib.error`` through for a damaged deflate stream
+    (``Error -3 while decompressing data``), which is no ``OSError``; lzma raises ``LZMAError``.
+    gzip's and bz2's other complaints are ``OSError``s without an errno. A function, as ``except``
+    evaluates it only when something was raised: a module's error exists only once it was
+    imported, and only then can it have been raised."""
     lzma, zlib = sys.modules.get("lzma"), sys.modules.get("zlib")
-    return (
-        EOFError,
-        OSError,
-        ValueError,
-        *((lzma.LZMAError,) if lzma is not None else ()),
-        *((zlib.error,) if zlib is not None else ()),
-    )
+    return (EOFError, *((lzma.LZMAError,) if lzma is not None else ()), *((zlib.error,) if zlib is not None else ()))
+
+
+def _decompress_errors() -> tuple[type[BaseException], ...]:
+    """Corrupt or truncated compressed data as the three decompressors report it, and the read
+    errors of the file under them."""
+    return (OSError, ValueError, *codec_errors())
 
 
 # --------------------------------------------------------------------------------------------
@@ -446,7 +448,7 @@ def read_stream(
     stream: IO[bytes], origin: str, *, mtime: datetime | None = None, block_bytes: int = BLOCK_BYTES
 ) -> Iterator[TextBlock]:
     """All lines of a finished stream in blocks; an unterminated last line is included."""
-    for cut in _cut_blocks(_stream_reader(_read_some(stream), 0), 0, block_bytes, complete=True):
+    for cut in _cut_blocks(_stream_reader(read_some(stream), 0), 0, block_bytes, complete=True):
         if cut.lines:
             yield TextBlock(data=cut.data, origin=origin, mtime=mtime, lines=cut.lines)
 
@@ -1061,7 +1063,7 @@ class FileTail:
                 t.path = found.path
                 t.mtime = found.st.st_mtime_ns
                 stream.seek(t.offset)
-                reader = _stream_reader(_read_some(stream), t.offset)
+                reader = _stream_reader(read_some(stream), t.offset)
                 yield from self._emit(key, t, reader, origin, mtime, t.fp[:16], complete=True)
         except _Moved:
             raise
@@ -1356,6 +1358,7 @@ __all__ = [
     "FILE_KEY",
     "NotRegularFile",
     "codec_from_magic",
+    "codec_errors",
     "codec_of",
     "error_reason",
     "file_key",
@@ -1363,11 +1366,14 @@ __all__ = [
     "glob_paths",
     "invalid_utf8_lines",
     "key_path",
+    "key_path_of",
     "lag_bytes",
     "list_siblings",
     "open_codec_stream",
+    "path_key",
     "open_decompressed",
     "read_fd",
+    "read_some",
     "read_stream",
     "read_whole",
     "tail_files",

@@ -83,7 +83,7 @@ import structlog
 
 from normagent.clock import Clock
 from normagent.errors import NormagentError, StateError
-from normagent.hostnames import for_socket
+from normagent.hostnames import fairness_group, for_socket
 from normagent.smallfile import kind_of
 from normagent.sources.lines import count_lines
 
@@ -944,7 +944,7 @@ class _Connection:
     sender: str
     framer: TcpFramer
     last_active: float
-    group: str = ""  # source_group(sender): what fairness counts it under
+    group: str = ""  # fairness_group(sender): what fairness counts it under
     waiting: bool = False  # its last read is not durable yet: do not read more
 
 
@@ -1218,7 +1218,7 @@ class SyslogReceiver:
                     return
                 continue  # ECONNABORTED and friends: the client is gone already
             sender = _sender(address)
-            group = source_group(sender)
+            group = fairness_group(sender)
             if len(self._conns) >= self.settings.max_connections and not self._make_room(group):
                 sock.close()
                 with self._lock:
@@ -1233,7 +1233,7 @@ class SyslogReceiver:
             self._selector.register(sock, selectors.EVENT_READ, ("conn", conn))
 
     def _make_room(self, newcomer: str) -> bool:
-        """Close a connection for one from ``newcomer`` (a ``source_group``): the longest silent one of the address
+        """Close a connection for one from ``newcomer`` (a ``fairness_group``): the longest silent one of the address
         (IPv6: the /64, one host's) holding the most, if it holds more than ``newcomer`` would with this one. So a sender that
         opens every place cannot lock out the others (a firewall keeps one connection open for
         days), and one address flooding is refused, not allowed to close the others' connections.
@@ -1397,18 +1397,6 @@ class SyslogReceiver:
                 with self._cond:
                     self._acks.extend(acks)
                 self._wake()
-
-
-def source_group(sender: str) -> str:
-    """The address a sender's connections are counted under for fairness: IPv4 as is, IPv6 by its
-    /64 (one host can use every address of it), as the HTTP server groups its clients."""
-    try:
-        address = ipaddress.ip_address(sender.split("%", 1)[0])
-    except ValueError:
-        return sender
-    if isinstance(address, ipaddress.IPv6Address):
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
 
 
 def _sender(address: object) -> str:

@@ -26,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from normagent.hostnames import fairness_group
 from normagent.sources.syslog import (
     SPOOL_NAME,
     SyslogListenError,
@@ -37,7 +38,6 @@ from normagent.sources.syslog import (
     parse_spool_line,
     parse_syslog,
     rfc3164_time,
-    source_group,
     spool_line,
     structured_data_elements,
     valid_pri,
@@ -624,7 +624,7 @@ def test_a_sender_holding_every_place_cannot_lock_out_another(tmp_path: Path, cl
     ],
 )
 def test_connections_are_counted_per_ipv4_address_and_per_ipv6_64(a: str, b: str, same: bool) -> None:
-    assert (source_group(a) == source_group(b)) is same
+    assert (fairness_group(a) == fairness_group(b)) is same
 
 
 def test_stop_with_clients_connected_is_fast_and_keeps_what_was_received(tmp_path: Path, clock: FakeClock) -> None:
