@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from normagent.hostnames import split_host_port
     from normagent.memory import give_back_memory
     from normagent.privacy import network_of
+    from normagent.records import dataclass
     from normagent.smallfile import read_head
     from normagent.sources.files import glob_paths, key_path_of, path_key
     from normagent.sources.evtx_settings import EvtxSettings
@@ -111,6 +112,7 @@ _HOMES = {
     "give_back_memory": "normagent.memory",
     "split_host_port": "normagent.hostnames",
     "network_of": "normagent.privacy",
+    "dataclass": "normagent.records",
     "read_head": "normagent.smallfile",
     **dict.fromkeys(("glob_paths", "key_path_of", "path_key"), "normagent.sources.files"),
     "EvtxSettings": "normagent.sources.evtx_settings",
@@ -137,6 +139,7 @@ __all__ = [
     "EvtxSettings",
     "FileSource",
     "JournalSettings",
+    "dataclass",
     "evtx_log_collector",
     "file_log_collector",
     "give_back_memory",

@@ -29,7 +29,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ from normagent.loader import Plugins, build_plugins
 from normagent.log import configure_logging
 from normagent.maintenance import Calendar, MaintenanceSettings, validate_maintenance
 from normagent.model import CollectorSpec, RunContext
+from normagent.records import dataclass
 from normagent.report.settings import ReportSettings, validate_report
 from normagent.privacy import KEY_FILE, Pseudonymiser, load_or_create_key
 from normagent.scheduler import Job, Scheduler, advice_for

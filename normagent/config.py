@@ -37,12 +37,13 @@ import tomllib
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from normagent.errors import ConfigError, Problem, printable
+from normagent.records import dataclass
 from normagent.smallfile import read_small_text
 
 if TYPE_CHECKING:

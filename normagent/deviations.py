@@ -16,7 +16,7 @@ Imports rules, forward, ledger, config, loader and model; nothing imports it but
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ from normagent import rules
 from normagent.errors import StateError
 from normagent.forward import Forwarding, routes_for
 from normagent.model import HEALTH_GAUGES, RuleSpec
+from normagent.records import dataclass
 
 if TYPE_CHECKING:
     from normagent.clock import Clock

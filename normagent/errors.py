@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+
+from normagent.records import dataclass
 
 EX_USAGE = 64  # sysexits.h: the command was used incorrectly
 EX_DATAERR = 65

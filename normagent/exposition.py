@@ -27,12 +27,12 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from normagent.forward import DEVIATIONS, OLDEST, PENDING
 from normagent.ledger import Snapshot
 from normagent.model import MetricSpec
+from normagent.records import dataclass
 
 HEALTH_METRICS = (
     MetricSpec(

@@ -37,7 +37,7 @@ import stat
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date, datetime, timezone
 from operator import itemgetter
 from pathlib import Path
@@ -66,6 +66,7 @@ from normagent.model import (
     Severity,
     Transition,
 )
+from normagent.records import dataclass
 from normagent.smallfile import kind_of, read_small
 
 log = structlog.get_logger(__name__)

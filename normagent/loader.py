@@ -22,7 +22,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -32,6 +32,7 @@ import structlog
 from normagent import hookspecs
 from normagent.config import unsupported_settings
 from normagent.model import CollectorSpec, ForwarderSpec, MetricSpec, ReportSection, RuleSpec
+from normagent.records import dataclass
 
 log = structlog.get_logger(__name__)
 

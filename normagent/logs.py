@@ -40,7 +40,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -71,6 +71,7 @@ from normagent.model import (
     TextBlock,
     carry_json,
 )
+from normagent.records import dataclass
 from normagent.sources.files import (
     BLOCK_BYTES,
     FILE_ERROR_REASONS,

@@ -43,7 +43,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +52,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import structlog
 
 from normagent.model import PlannedWindow
+from normagent.records import dataclass
 from normagent.smallfile import read_small_stat
 
 log = structlog.get_logger(__name__)

@@ -22,7 +22,8 @@ from __future__ import annotations
 import ctypes
 import functools
 import gc
-from dataclasses import dataclass
+
+from normagent.records import dataclass
 
 M_ARENA_MAX = -8  # glibc's malloc.h: mallopt parameter for the number of arenas
 ARENAS = 2  # the main thread's and one shared by every other thread

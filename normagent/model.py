@@ -23,10 +23,12 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date, datetime, timedelta
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+
+from normagent.records import dataclass
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -14,7 +14,7 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from normagent.clock import Clock
 from normagent.errors import NoData, RunFailed, StateError
 from normagent.ledger import Ledger, MemoryCheckpoints
 from normagent.model import Advice, Batch, CollectorSpec, Count, Event, Gauge, MaintenanceCalendar, NoMaintenance, Rollup, RollupRows, RunContext
+from normagent.records import dataclass
 from normagent.scheduler import advice_for
 from normagent.privacy import KEY_FILE, Pseudonymiser, read_key
 

@@ -29,7 +29,7 @@ import json
 import secrets
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any, Literal, TextIO
 
@@ -37,6 +37,7 @@ from normagent.errors import UsageError
 from normagent.logs import ParseJob, ParsedInput, check_input, host_zone, parse_each
 from normagent.model import CollectorSpec, Count, MaintenanceCalendar, NoMaintenance, ParseContext, Rollup, RollupRows
 from normagent.privacy import Pseudonymiser
+from normagent.records import dataclass
 
 if TYPE_CHECKING:
     from normagent.config import Config

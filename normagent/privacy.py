@@ -6,7 +6,7 @@ never logged and is never exported, so a pseudonym is stable on this host (the r
 same account, 40 times") and meaningless anywhere else. Networks are truncated before hashing (IPv4
 /24, IPv6 /48) so one attacker's neighbouring addresses count together.
 
-Imports only the standard library and normagent.errors.
+Imports only the standard library (with normagent's ``dataclass``) and normagent.errors.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import ipaddress
 import os
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from normagent.errors import StateError
+from normagent.records import dataclass
 from normagent.smallfile import FileTooLarge, NotRegularFile, read_small_stat
 
 KEY_FILE = "pseudonym.key"

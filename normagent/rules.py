@@ -50,7 +50,7 @@ import math
 import re
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
@@ -66,6 +66,7 @@ from normagent.model import (
     Severity,
     Transition,
 )
+from normagent.records import dataclass
 
 Labels = tuple[tuple[str, str], ...]
 NOTIFY_WITHIN = timedelta(hours=72)

@@ -26,7 +26,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import structlog
@@ -35,6 +35,7 @@ from normagent.clock import Clock
 from normagent.errors import DiskFull, NoData, RunFailed, StateError, StateLost
 from normagent.ledger import Ledger
 from normagent.model import Advice, Batch, CollectorSpec, RunContext, RunOutcome
+from normagent.records import dataclass
 
 log = structlog.get_logger(__name__)
 

@@ -9,7 +9,7 @@ does.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from normagent.model import (
     TextBlock,
 )
 from normagent.privacy import Pseudonymiser
+from normagent.records import dataclass
 
 if TYPE_CHECKING:
     from normagent.ledger import Ledger

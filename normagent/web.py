@@ -35,7 +35,8 @@ in turn, a few at most per address (more are answered 503 at once), so a flood o
 neither delays a scraper whose password was checked before nor starves one from another address.
 Passwords over 72 bytes are refused with 401 (bcrypt cannot check them; bcrypt 5 raises).
 
-Nothing here logs client addresses or user names. Imports only the standard library, bcrypt (when
+Nothing here logs client addresses or user names. Imports only the standard library (with
+normagent's ``dataclass``), bcrypt (when
 basic auth is configured), structlog and normagent.errors.
 """
 
@@ -62,7 +63,7 @@ import time
 import urllib.parse
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, cast
@@ -71,6 +72,7 @@ import structlog
 
 from normagent.errors import EX_CONFIG, NormagentError
 from normagent.hostnames import fairness_group, for_socket
+from normagent.records import dataclass
 from normagent.smallfile import read_small
 
 log = structlog.get_logger(__name__)

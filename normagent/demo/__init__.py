@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from normagent.errors import InputError, NormagentError, UsageError
+from normagent.records import dataclass
 
 # shutil and tempfile (which bring bz2, lzma and random) are imported where they are used: every
 # `normagent run` imports this module for the demo's arguments.

@@ -36,7 +36,7 @@ Every name in it is invented: staff, patients and partners do not exist, address
 documentation ranges (RFC 5737) and a private network. The report must show none of them
 (``tests/integration/test_demo.py`` checks).
 
-Imports only the standard library and normagent.errors.
+Imports only the standard library (with normagent's ``dataclass``) and normagent.errors.
 """
 
 from __future__ import annotations
@@ -46,12 +46,13 @@ import random
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from normagent.errors import Unavailable
+from normagent.records import dataclass
 
 OSLO = ZoneInfo("Europe/Oslo")
 UTC = timezone.utc

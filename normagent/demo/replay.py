@@ -22,7 +22,6 @@ Imports the core (scheduler, ledger, deviations, exposition, agent for ``job_for
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import structlog
 
 from normagent.model import CommandResult, RunContext
+from normagent.records import dataclass
 from normagent.testing import FakeClock  # the demo's clock moves only when the replay says
 
 if TYPE_CHECKING:

@@ -35,12 +35,12 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from normagent.model import Count, Delivery, DeliveryFailed, ForwarderSpec, MetricSpec, Sender
+from normagent.records import dataclass
 
 if TYPE_CHECKING:
     from normagent.clock import Clock

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from normagent.forward.client import HttpSettings, bearer, http_problems, post, probe, session
 from normagent.hookspecs import hookimpl
 from normagent.model import Delivery, ForwarderSpec
+from normagent.records import dataclass
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED = ("alertname", "severity", "section", "normagent_host", "location")

@@ -13,13 +13,14 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from normagent.hostnames import for_socket
 from normagent.model import DeliveryFailed
+from normagent.records import dataclass
 from normagent.smallfile import read_secret
 
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from normagent.hookspecs import hookimpl
 from normagent.model import Delivery, DeliveryFailed, ForwarderSpec
+from normagent.records import dataclass
 
 TAIL_BYTES = 256 * 1024
 

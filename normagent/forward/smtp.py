@@ -28,13 +28,14 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from normagent.forward.client import tls_problems
 from normagent.hostnames import for_socket
+from normagent.records import dataclass
 from normagent.smallfile import read_secret
 from normagent.hookspecs import hookimpl
 from normagent.model import Delivery, DeliveryFailed, ForwarderSpec

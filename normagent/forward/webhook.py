@@ -22,11 +22,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from normagent.forward.client import HttpSettings, bearer, http_problems, post, probe, session
+from normagent.records import dataclass
 from normagent.smallfile import read_secret
 from normagent.hookspecs import hookimpl
 from normagent.model import Delivery, ForwarderSpec

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any, Protocol
 
 import structlog
 
 from normagent.model import Indicator, Period, ReportData, ReportSection
+from normagent.records import dataclass
 from normagent.report import text as tx
 from normagent.report.data import ABSENT, UP, Alert, Coverage, HostSource
 

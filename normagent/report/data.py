@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from normagent.errors import Unavailable, UsageError
 from normagent.model import Event, Period, ReportData, Rollup
+from normagent.records import dataclass
 
 if TYPE_CHECKING:
 

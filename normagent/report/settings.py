@@ -5,11 +5,13 @@ Imported by the agent's configuration (cheap: the standard library only).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from normagent.records import dataclass
 
 Language = Literal["nb", "en"]
 Format = Literal["html", "md", "json", "pdf"]

@@ -76,7 +76,8 @@ Qualifiers, Keywords hex to int, TimeCreated/SystemTime to aware UTC, every data
 (``true``/``false`` as XML writes them, null as ""), unnamed ``Data`` as ``"0"``, ``"1"``…, and
 UserData flattened (``Error@Code`` for an attribute of a nested element).
 
-Imports only the standard library, the evtx package and normagent.model.
+Imports only the standard library (with normagent's ``dataclass``), the evtx package and
+normagent.model.
 """
 
 from __future__ import annotations
@@ -89,13 +90,14 @@ import struct
 import zlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
 
 from normagent.model import JSONValue, RecordBlock, WindowsEvent
+from normagent.records import dataclass
 from normagent.sources.evtx_settings import EvtxSettings as EvtxSettings  # where it was before
 
 FILE_MAGIC = b"ElfFile\x00"

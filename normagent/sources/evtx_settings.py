@@ -8,7 +8,9 @@ of them — never holds it (``tests/unit/test_imports.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from normagent.records import dataclass
 
 
 @dataclass(frozen=True, slots=True)

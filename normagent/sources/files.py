@@ -54,7 +54,8 @@ A half-written last line is never handed out: the offset stays after the last ``
 invalid UTF-8 are passed through as bytes. All splitting and counting is done by ``bytes`` methods
 (C speed); no Python runs per line.
 
-Imports only the standard library and normagent.model (structlog for the log).
+Imports only the standard library (with normagent's ``dataclass``) and normagent.model (structlog
+for the log).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -80,6 +81,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 
+from normagent.records import dataclass
 from normagent.sources.lines import BlockCopies, count_lines_ascii
 from normagent.model import CheckpointReader, JSONValue, TextBlock
 from normagent.smallfile import kind_of

@@ -38,7 +38,8 @@ Values: journalctl prints every value as a string, except a non-UTF-8 or control
 (an array of byte values, decoded here as UTF-8 with replacement) and a field that occurs more
 than once in an entry (an array of values, joined here with ``"\\n"`` in journal order).
 
-Imports only the standard library and normagent.errors/model (structlog for the log).
+Imports only the standard library (with normagent's ``dataclass``) and normagent.errors/model
+(structlog for the log).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ import glob
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -56,6 +57,7 @@ import structlog
 
 from normagent.errors import NoData
 from normagent.model import CommandResult, CommandRunner, JournalEntry, RecordBlock
+from normagent.records import dataclass
 
 if TYPE_CHECKING:
     from normagent.sources.sdjournal import _Lib

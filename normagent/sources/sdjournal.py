@@ -34,7 +34,8 @@ entry, the time from ``sd_journal_get_realtime_usec`` instead of the cursor, and
 of each block's last entry, the one its commit checkpoints (2.3x on the benchmark's entries, 3x
 and more on 22-field ones; bench/README.md).
 
-Imports only the standard library and normagent.errors/model (structlog for the log).
+Imports only the standard library (with normagent's ``dataclass``) and normagent.errors/model
+(structlog for the log).
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ import errno
 import functools
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from itertools import repeat
 from typing import Any
@@ -53,6 +53,7 @@ import structlog
 
 from normagent.errors import NoData
 from normagent.model import JournalEntry, RecordBlock
+from normagent.records import dataclass
 
 log = structlog.get_logger(__name__)
 

@@ -40,7 +40,8 @@ key (an SNMPv3 agent that answers an authenticated request but not an encrypted 
 privacy key) or an access-control refusal, ``SnmpTooManyRows`` for a walk beyond its limit. No
 message holds a community string or a key.
 
-Imports only the standard library, pyasn1, pysnmp's protocol types (``pysnmp.proto``) and
+Imports only the standard library (with normagent's ``dataclass``), pyasn1, pysnmp's protocol types
+(``pysnmp.proto``) and
 normagent's leaf modules; ``normagent.sources.snmp_usm`` (SNMPv3) and pysnmp's v1 API and RFC 2576
 translation (SNMPv1) late.
 """
@@ -56,7 +57,7 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, cast
 
 from pyasn1.codec.ber import decoder, encoder
@@ -68,6 +69,7 @@ from pysnmp.proto.api import v2c as v2c_api
 from normagent.errors import SnmpAuthError, SnmpError, SnmpTimeout, SnmpTooManyRows
 from normagent.hostnames import split_host_port
 from normagent.model import SnmpAuth, SnmpVarBind
+from normagent.records import dataclass
 
 if TYPE_CHECKING:
     from normagent.sources.snmp_usm import UsmDevice

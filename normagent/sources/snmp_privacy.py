@@ -31,12 +31,12 @@ import hashlib
 import importlib
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pyasn1.type import univ
 
 from normagent.errors import SnmpError
+from normagent.records import dataclass
 
 Cipher = Literal["DES", "DES3", "AES"]  # its module in Cryptodome.Cipher
 

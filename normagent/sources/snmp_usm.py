@@ -30,7 +30,8 @@ the device object, which the client keeps across polls and drops after a failed 
 (``snmp.PysnmpSession``), so the next session discovers the agent afresh: a restarted agent (new
 boots, maybe a new engine id) or a changed key costs one failed poll at most.
 
-Imports only the standard library, pyasn1, pysnmp's protocol modules and normagent's leaf modules.
+Imports only the standard library (with normagent's ``dataclass``), pyasn1, pysnmp's protocol
+modules and normagent's leaf modules.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ import importlib.util
 import secrets
 import sys
 import threading
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -55,6 +55,7 @@ from pysnmp.proto.mpmod.rfc3412 import ScopedPDU, SNMPv3Message
 
 from normagent.errors import SnmpError
 from normagent.model import SnmpAuth
+from normagent.records import dataclass
 from normagent.sources.snmp import UdpDevice, request_pdu
 from normagent.sources.snmp_privacy import Privacy
 

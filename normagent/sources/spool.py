@@ -23,7 +23,8 @@ files until the batch is committed; a reader whose batch holds lines of a taken 
 batch and ends its run, and the next run resumes from the committed position, past the file that
 is gone. Nothing is counted both as read and as discarded.
 
-Imports only the standard library, normagent.model and normagent.sources.syslog (structlog for the log).
+Imports only the standard library (with normagent's ``dataclass``), normagent.model and
+normagent.sources.syslog (structlog for the log).
 """
 
 from __future__ import annotations
@@ -35,13 +36,14 @@ import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from normagent.records import dataclass
 from normagent.sources.lines import BlockCopies, count_lines_ascii
 from normagent.model import JSONValue, TextBlock
 from normagent.sources.syslog import _ROTATED, SPOOL_NAME

@@ -57,7 +57,8 @@ binary junk, an octet count cut short by the end of the connection, an empty fra
 the spool could not take when the receiver stops, and on Linux
 datagrams the kernel dropped because the socket buffer was full, read from SO_RXQ_OVFL).
 
-Imports only the standard library and normagent.clock/errors (structlog for the log).
+Imports only the standard library (with normagent's ``dataclass``) and normagent.clock/errors
+(structlog for the log).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Literal
@@ -84,6 +85,7 @@ import structlog
 from normagent.clock import Clock
 from normagent.errors import NormagentError, StateError
 from normagent.hostnames import fairness_group, for_socket
+from normagent.records import dataclass
 from normagent.smallfile import kind_of
 from normagent.sources.lines import count_lines
 

@@ -49,7 +49,7 @@ import functools
 import glob
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Literal
@@ -71,6 +71,7 @@ from normagent import (
     Rollup,
     RunContext,
     TextBlock,
+    dataclass,
     evtx_log_collector,
     file_log_collector,
     journal_log_collector,

@@ -15,10 +15,10 @@ Imports only normagent (the public API) and the standard library.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date, datetime, timedelta, timezone
 
-from normagent import Indicator, Period, ReportData, ReportSection, ReportTable, Rollup, SectionContent
+from normagent import Indicator, Period, ReportData, ReportSection, ReportTable, Rollup, SectionContent, dataclass
 
 from .tally import (
     ERRORS_BY_ORIGIN,

@@ -33,7 +33,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Literal
@@ -52,6 +52,7 @@ from normagent import (
     Observation,
     RunContext,
     __version__,
+    dataclass,
 )
 
 from .parse import Outage, Probe, ServiceState, Update, advance, parse_ping_rtt, parse_systemctl_show

@@ -18,16 +18,18 @@ A month's availability is ``1 − unplanned / (observed − planned)``: planned 
 not held against the SLA, and time the agent did not watch is not claimed either way. The error
 budget is the share of the month's allowed unplanned downtime ``(1 − target) × month`` still left.
 
-Imports only the standard library.
+Imports only the standard library (with normagent's ``dataclass``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+
+from normagent import dataclass
 
 if TYPE_CHECKING:
     from normagent import JSONValue

@@ -31,10 +31,9 @@ import fnmatch
 import hashlib
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from normagent import MaintenanceCalendar, NoMaintenance, PlannedWindow
+from normagent import MaintenanceCalendar, NoMaintenance, PlannedWindow, dataclass
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,9 @@ Imports only ``normagent`` (the public API) and the standard library.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import field
 
-from normagent import EvtxSettings, FileSource
+from normagent import EvtxSettings, FileSource, dataclass
 
 from .parse import CONFIG_KEYS
 

@@ -21,7 +21,7 @@ Steady cycles are cheap: only ``lstat`` runs for each file; a file is read (hash
 its ctime, mtime, size, inode or device moved. ctime moves with every change of content, mode
 or owner, and no program can set it back.
 
-Imports only the standard library.
+Imports only the standard library (with normagent's ``dataclass``).
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from normagent import dataclass
 
 MAX_DIGEST_BYTES = 64 * 2**20  # far above any configuration file; a larger one is compared by size and mtime
 _DIGEST_CHUNK = 2**20

@@ -33,7 +33,6 @@ import uuid
 import weakref
 from array import array
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO
 
@@ -49,6 +48,7 @@ from normagent import (
     MetricSpec,
     NoData,
     RunContext,
+    dataclass,
     give_back_memory,
 )
 from normagent.plugins.edi import codes, correlate, stops

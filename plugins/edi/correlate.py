@@ -22,7 +22,8 @@ receipt, and makes the result independent of when the collector runs. Message da
 (and counted by kind) for the report's events.
 
 The functions here get the current records through a ``Lookup`` and return what to change; the
-collector stages and commits it. Imports only the standard library and this package's pure modules.
+collector stages and commits it. Imports only the standard library (with normagent's ``dataclass``)
+and this package's pure modules.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from __future__ import annotations
 import sys
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime, timezone, tzinfo
 from typing import TYPE_CHECKING, Protocol
 
@@ -45,6 +46,7 @@ from normagent.plugins.edi.parse import (
     parse_timestamp,
     timestamp_kind,
 )
+from normagent import dataclass
 
 if TYPE_CHECKING:
     from normagent import EventValue, JSONValue

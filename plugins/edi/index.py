@@ -63,7 +63,7 @@ Within a batch, ``Stage`` answers from what the batch changed first, then from t
 batch writes a fresh token under ``g``; a cycle that finds another committed token than the one
 it expects (a restart, another ledger) loads the mirror again.
 
-Imports only the standard library and this package.
+Imports only the standard library (with normagent's ``dataclass``) and this package.
 """
 
 from __future__ import annotations
@@ -74,10 +74,10 @@ import os
 import urllib.parse
 from array import array
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
-from normagent import Checkpoint, JSONValue, key_path_of, path_key
+from normagent import Checkpoint, JSONValue, dataclass, key_path_of, path_key
 from normagent.plugins.edi.correlate import APPLICATION, TRANSPORT, Record
 from normagent.plugins.edi.stops import DirectionState, ServiceState
 from normagent.plugins.edi.values import immutable

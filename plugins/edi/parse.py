@@ -31,7 +31,8 @@ MsgHead or AppRec or an ebXML envelope of the usual shape in a few microseconds 
 anything it is not sure of (a DTD, entities, CDATA, other encodings...): expat reads those, and the
 result is the same ``Parsed`` either way (tests/plugins/edi/test_edi_header_compiled.py).
 
-Imports only the standard library, ``values`` (the records' decorator) and its own compiled
+Imports only the standard library (with normagent's ``dataclass``), ``values`` (the records'
+decorator) and its own compiled
 module where built.
 """
 
@@ -42,11 +43,12 @@ import binascii
 import re
 import xml.parsers.expat
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone, tzinfo
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
 from normagent.plugins.edi.values import immutable
+from normagent import dataclass
 
 if TYPE_CHECKING:
     import email.message

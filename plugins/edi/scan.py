@@ -26,7 +26,7 @@ same timestamp tick as the first look is then already drained from the queue and
 The files found are kept compactly (``Candidates``: arrays and the names ``os.listdir`` gave)
 until they are read in order: archive folders last, by modification time, then path.
 
-Imports only the standard library and this package.
+Imports only the standard library (with normagent's ``dataclass``) and this package.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import sys
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from normagent.plugins.edi.index import DirState, FileEntry, Index, file_key
@@ -54,6 +54,7 @@ from normagent.plugins.edi.watch import (
     read_mounts,
     remote_filesystem,
 )
+from normagent import dataclass
 
 ROLE_ORDER = {"messages": 0, "receipts": 0, "archive": 1}
 RACY_SECONDS = 2.0

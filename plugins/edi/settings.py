@@ -24,16 +24,18 @@ Example::
     start = "2026-12-01T22:00:00+01:00"
     end = "2026-12-02T02:00:00+01:00"
 
-Imports only the standard library.
+Imports only the standard library (with normagent's ``dataclass``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from normagent import dataclass
 
 Direction = Literal["out", "in", "unknown"]
 Role = Literal["messages", "receipts", "archive"]

@@ -23,15 +23,16 @@ already counted as a stop (a file indexed late) cannot un-count it; it ends the 
 The events of a stop (``StopUpdate.closed``) are produced once, when traffic resumes and the stop's
 extent is final.
 
-Imports only the standard library.
+Imports only the standard library (with normagent's ``dataclass``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING
+
+from normagent import dataclass
 
 if TYPE_CHECKING:
     from normagent import JSONValue

@@ -13,13 +13,14 @@ dataclass with the equality and hash a frozen one has (``unsafe_hash``: the hash
 so it compares, hashes and ``dataclasses.replace``s as before.
 
 Only for records of this package, never handed to code that is not type-checked with it.
-Imports only the standard library.
+Imports only the standard library (with normagent's ``dataclass``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar, dataclass_transform
+
+from normagent import dataclass
 
 T = TypeVar("T")
 

@@ -20,7 +20,8 @@ makes every watched directory be listed again, a directory whose watch ended (de
 unmounted: ``IN_IGNORED``) is listed when it is back, and every directory is listed in full at
 least every ``listing_interval``.
 
-Imports only the standard library (ctypes only when ``Inotify.open`` is called).
+Imports only the standard library (ctypes only when ``Inotify.open`` is called) and normagent's
+``dataclass``.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ import errno
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
+
+from normagent import dataclass
 
 # <sys/inotify.h>
 IN_MODIFY = 0x00000002

@@ -46,7 +46,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import timedelta
 from typing import Literal
 
@@ -62,6 +62,7 @@ from normagent import (
     MetricSpec,
     Observation,
     RunContext,
+    dataclass,
     evtx_log_collector,
     file_log_collector,
     journal_log_collector,

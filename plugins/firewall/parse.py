@@ -77,7 +77,6 @@ import re
 import struct
 from collections import Counter
 from collections.abc import Container, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from itertools import compress
 from operator import itemgetter
@@ -97,6 +96,7 @@ from normagent import (
     RollupRows,
     TextBlock,
     WindowsEvent,
+    dataclass,
     parse_spool_line,
     parse_syslog,
     rfc3164_instant,

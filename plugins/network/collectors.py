@@ -38,7 +38,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeGuard
 
@@ -55,6 +55,7 @@ from normagent import (
     SnmpError,
     SnmpTimeout,
     SnmpTooManyRows,
+    dataclass,
     split_host_port,
 )
 

@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timezone
 from typing import Any
 
-from normagent import Count, Event, Gauge, Observation
+from normagent import Count, Event, Gauge, Observation, dataclass
 
 SNMP_UP = "normagent_snmp_up"
 POLL_FAILURES = "normagent_snmp_poll_failures_total"

@@ -20,7 +20,7 @@ import os
 import sqlite3
 import zoneinfo
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +39,7 @@ from normagent import (
     NoMaintenance,
     Observation,
     RunContext,
+    dataclass,
 )
 
 from .parse import (

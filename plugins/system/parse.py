@@ -23,7 +23,7 @@ the boot id stay, so it is no end of a boot, and the shutdown markers it leaves 
 Orderly is not *planned*: factsheet 12's planned outage is an announced one, and whether a boot's
 downtime lay inside a maintenance window is decided by the collector against the site's calendar.
 
-Imports only the standard library.
+Imports only the standard library (with normagent's ``dataclass``).
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ import json
 import re
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone, tzinfo
 from typing import Any, Literal
+
+from normagent import dataclass
 
 # --------------------------------------------------------------------------------------------
 # wtmp: glibc's struct utmp on x86_64 (bits/utmp.h), 384 bytes, little endian

@@ -28,11 +28,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from normagent import Event, JSONValue, LogBlock, Observation, ParseContext, ParseProblem, ParseResult, TextBlock
+from normagent import (
+    Event,
+    JSONValue,
+    LogBlock,
+    Observation,
+    ParseContext,
+    ParseProblem,
+    ParseResult,
+    TextBlock,
+    dataclass,
+)
 
 from .vocab import TRANSACTION, outcome_observations, package_set
 

@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
-from normagent import JSONValue
+from normagent import JSONValue, dataclass
 
 from .vocab import origin_is_security
 

@@ -8,12 +8,12 @@ Imports only ``normagent`` (the public API) and the standard library.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from normagent import EvtxSettings, FileSource
+from normagent import EvtxSettings, FileSource, dataclass
 
 from .vocab import SECURITY_ORIGINS, SECURITY_TITLES
 

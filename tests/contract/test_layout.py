@@ -11,7 +11,9 @@ import pytest
 ROOT = Path(__file__).parents[2]
 CORE = ROOT / "normagent"
 PLUGINS = ROOT / "plugins"
-LEAVES = {"normagent.errors", "normagent.model", "normagent.clock", "normagent.smallfile", "normagent.hostnames"}
+LEAVES = {"normagent.errors", "normagent.model", "normagent.clock", "normagent.smallfile", "normagent.hostnames", "normagent.records"}
+RECORDS = {"normagent.records", "normagent.records.dataclass"}
+"""What a leaf may import of normagent: its ``dataclass`` (normagent/records.py, which imports nothing of it)."""
 
 
 def module_name(path: Path) -> str:
@@ -56,7 +58,7 @@ def test_core_never_imports_the_plugins_package(path: Path) -> None:
 @pytest.mark.parametrize("leaf", sorted(LEAVES))
 def test_leaf_modules_import_nothing_of_normagent(leaf: str) -> None:
     path = ROOT / (leaf.replace(".", "/") + ".py")
-    assert own_imports(path) == set()
+    assert own_imports(path) <= (set() if leaf == "normagent.records" else RECORDS)
 
 
 def _allowed(imported: str, allowed: set[str]) -> bool:
