@@ -105,6 +105,8 @@ def _hash(values: Callable[[Any], tuple[Any, ...]]) -> Callable[[Any], int]:
 
 
 def _repr(names: tuple[str, ...]) -> Callable[[Any], str]:
+    values = _values(names)
+    shown = "{}(" + ", ".join(f"{name}={{!r}}" for name in names) + ")"  # names are identifiers: no braces
     # (object id, thread id) of this class's reprs under way: an object met again inside its own
     # repr prints "..." (reprlib.recursive_repr, as dataclasses wraps its __repr__).
     running: set[tuple[int, int]] = set()
@@ -115,8 +117,7 @@ def _repr(names: tuple[str, ...]) -> Callable[[Any], str]:
             return "..."
         running.add(key)
         try:
-            shown = ", ".join([f"{name}={getattr(self, name)!r}" for name in names])
-            return f"{self.__class__.__qualname__}({shown})"
+            return shown.format(self.__class__.__qualname__, *values(self))
         finally:
             running.discard(key)
 
