@@ -532,11 +532,16 @@ class _Response:
 
 
 class _BadRequest(Exception):
-    """The request cannot be served; answered with ``status`` and the connection closed."""
+    """The request cannot be served; answered with ``status`` and the connection closed.
 
-    def __init__(self, status: str) -> None:
+    ``method`` is the request's, once its line was read: the answer to a HEAD has no body
+    (RFC 9110 9.3.2), refused or not.
+    """
+
+    def __init__(self, status: str, method: str = "") -> None:
         super().__init__(status)
         self.status = status
+        self.method = method
 
 
 def _error_response(status: str, *extra: tuple[str, str]) -> _Response:
@@ -957,7 +962,7 @@ class _Server:
         try:
             request = await _read_request(reader)
         except _BadRequest as bad:
-            return writer, bad.status, _encode(_error_response(bad.status)), reader, True
+            return writer, bad.status, _encode(_error_response(bad.status), head_only=bad.method == "HEAD"), reader, True
         if request is None:
             return None
         conn.busy = True
@@ -995,7 +1000,7 @@ class _Server:
                 if checking is None:
                     self._count("auth_throttled")
                     busy = _error_response("503 Service Unavailable", ("Retry-After", "1"))
-                    return busy.status, _encode(busy)
+                    return busy.status, _encode(busy, head_only=request.method == "HEAD")
                 verdict = await checking
             if not verdict:
                 refused = _error_response("401 Unauthorized", ("WWW-Authenticate", 'Basic realm="normagent", charset="UTF-8"'))
@@ -1064,7 +1069,7 @@ class _Server:
         except Exception:
             log.exception("http_request_failed", path=environ.get("PATH_INFO", ""))
             failed = _error_response("500 Internal Server Error")
-            return failed.status, _encode(failed)
+            return failed.status, _encode(failed, head_only=environ["REQUEST_METHOD"] == "HEAD")
 
     def _count_response(self, status: str) -> None:
         code = status[:3]
@@ -1155,10 +1160,18 @@ async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
     if len(parts) != 3 or not TOKEN.fullmatch(parts[0]) or not TARGET.fullmatch(parts[1]):
         raise _BadRequest("400 Bad Request")
     method, target, version = parts
+    try:
+        return await _read_rest(reader, method, target, version, len(line))
+    except _BadRequest as bad:
+        bad.method = method
+        raise
+
+
+async def _read_rest(reader: asyncio.StreamReader, method: str, target: str, version: str, total: int) -> _Request | None:
+    """The request after its line: ``_read_request``'s headers and body (``total``: bytes read so far)."""
     if not HTTP_VERSION.fullmatch(version):
         raise _BadRequest("505 HTTP Version Not Supported" if version.startswith("HTTP/") else "400 Bad Request")
     headers: list[tuple[str, str]] = []
-    total = len(line)
     while True:
         line = await _read_line(reader, "431 Request Header Fields Too Large")
         if not line:

@@ -247,6 +247,15 @@ def test_an_application_error_is_a_logged_500_and_the_server_keeps_serving(serve
     assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 200
     assert any(entry["event"] == "http_request_failed" and entry["log_level"] == "error" for entry in logs)
     assert wait_for(lambda: (server.stats().requests, server.stats().errors) == (2, 1)), server.stats()
+    with capture_logs():
+        head = requests.head(f"{server.url}/metrics", timeout=5)
+    assert (head.status_code, head.content) == (500, b"")
+    with socket.create_connection((server.host, server.port), timeout=5) as conn, capture_logs():
+        conn.sendall(b"HEAD /metrics HTTP/1.1\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.0 500 ") and answer.endswith(b"\r\n\r\n"), answer  # no body after the head
 
 
 def test_ipv6_loopback(serve: Callable[..., web.RunningServer]) -> None:
@@ -730,10 +739,17 @@ def test_wrong_password_flood_from_another_address_does_not_starve_a_new_scraper
         (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
         (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
         (b"GET /healthz HTTP/1.1\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n", 431),
+        # The answer to a HEAD has no body, refused or not (RFC 9110 9.3.2).
+        (b"HEAD /nothing-here HTTP/1.1\r\n\r\n", 404),
+        (b"HEAD /healthz HTTP/2.0\r\n\r\n", 505),
+        (b"HEAD /healthz HTTP/1.1\r\nNo colon here\r\n\r\n", 400),
+        (b"HEAD /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+        (b"HEAD /healthz HTTP/1.1\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n", 431),
     ],
     ids=["http10", "leading-empty-line", "bare-lf", "head", "post-with-body", "http09", "double-space", "http2",
          "header-without-colon", "obsolete-folding", "bare-cr-in-value", "nul-in-value", "tab-and-obs-text", "two-lengths", "negative-length", "huge-body", "length-of-5000-digits", "superscript-length", "chunked",
-         "long-target", "long-header", "too-many-headers"],
+         "long-target", "long-header", "too-many-headers",
+         "head-not-found", "head-http2", "head-header-without-colon", "head-chunked", "head-too-many-headers"],
 )
 def test_raw_requests_are_answered_or_refused_with_the_right_status(
     serve: Callable[..., web.RunningServer], request_bytes: bytes, status: int
