@@ -17,7 +17,7 @@ from normagent.zones import add_bundled_zone_path
 add_bundled_zone_path()  # before any plugin asks for a zone (see normagent/zones.py)
 
 if TYPE_CHECKING:
-    from normagent.errors import NoData, SnmpAuthError, SnmpError, SnmpTimeout, SnmpTooManyRows
+    from normagent.errors import NoData, RunFailed, SnmpAuthError, SnmpError, SnmpTimeout, SnmpTooManyRows
     from normagent.hookspecs import hookimpl
     from normagent.logs import (
         LOG_METRICS,
@@ -79,7 +79,7 @@ if TYPE_CHECKING:
     from normagent.privacy import network_of
     from normagent.records import dataclass
     from normagent.smallfile import read_head
-    from normagent.sources.files import glob_paths, key_path_of, path_key
+    from normagent.sources.files import error_reason, glob_paths, key_path_of, path_key
     from normagent.sources.evtx_settings import EvtxSettings
     from normagent.sources.journald import JournalSettings
     from normagent.sources.syslog import SpoolLine, SyslogMessage, parse_spool_line, parse_syslog, rfc3164_instant, rfc3164_time
@@ -93,7 +93,7 @@ __version__ = "0.1.0"
 # imports this package first of all, and until it has installed its signal handlers a SIGHUP would
 # end the process, so the package itself must cost next to nothing to import.
 _HOMES = {
-    **dict.fromkeys(("NoData", "SnmpAuthError", "SnmpError", "SnmpTimeout", "SnmpTooManyRows"), "normagent.errors"),
+    **dict.fromkeys(("NoData", "RunFailed", "SnmpAuthError", "SnmpError", "SnmpTimeout", "SnmpTooManyRows"), "normagent.errors"),
     "hookimpl": "normagent.hookspecs",
     **dict.fromkeys(
         ("LOG_METRICS", "FileSource", "evtx_log_collector", "file_log_collector", "journal_log_collector",
@@ -114,7 +114,7 @@ _HOMES = {
     "network_of": "normagent.privacy",
     "dataclass": "normagent.records",
     "read_head": "normagent.smallfile",
-    **dict.fromkeys(("glob_paths", "key_path_of", "path_key"), "normagent.sources.files"),
+    **dict.fromkeys(("error_reason", "glob_paths", "key_path_of", "path_key"), "normagent.sources.files"),
     "EvtxSettings": "normagent.sources.evtx_settings",
     "JournalSettings": "normagent.sources.journald",
     **dict.fromkeys(("SpoolLine", "SyslogMessage", "parse_spool_line", "parse_syslog", "rfc3164_instant", "rfc3164_time"), "normagent.sources.syslog"),
@@ -140,6 +140,7 @@ __all__ = [
     "FileSource",
     "JournalSettings",
     "dataclass",
+    "error_reason",
     "evtx_log_collector",
     "file_log_collector",
     "give_back_memory",
@@ -181,6 +182,7 @@ __all__ = [
     "MetricSpec",
     "NoMaintenance",
     "NoData",
+    "RunFailed",
     "Observation",
     "ParseContext",
     "ParseProblem",

@@ -141,6 +141,14 @@ class RunFailed(Exception):
         super().__init__(message)
         self.reason = reason
 
+    @classmethod
+    def of(cls, errors: Sequence[Exception], reason: str) -> RunFailed:
+        """The failure of a run that met ``errors`` (each logged already), named by the first."""
+        first, more = errors[0], len(errors) - 1
+        failed = cls(f"{first}{f' (and {more} more)' if more else ''}", reason)
+        failed.__cause__ = first
+        return failed
+
 
 class SnmpError(ConnectionError):
     """An SNMP request failed: the agent refused it, answered with an error, or was unreachable.

@@ -669,8 +669,7 @@ def _collect_files(
     if tail.errors:
         # Each was logged as it happened (log_file_unreadable: path, reason, error) and counted in
         # FILE_ERRORS; the run fails, without a second error and a traceback of an expected one.
-        first, more = tail.errors[0], len(tail.errors) - 1
-        raise RunFailed(f"{first}{f' (and {more} more)' if more else ''}", error_reason(first)) from first
+        raise RunFailed.of(tail.errors, error_reason(tail.errors[0]))
     if not tail.tracked:
         raise NoData(f"no file matches {', '.join(source.paths) or '(no paths configured)'}")
 
@@ -862,8 +861,12 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
     from normagent.sources.evtx import EvtxFileError, EvtxPosition
     from normagent.sources.evtx_process import EvtxCrash, read_evtx_in_child
 
+    unlistable: list[OSError] = []
+    expanded = _expand(ctx.root, chosen.paths, unlistable)
+    for exc in unlistable:  # a configured directory it may not list: the run fails, after the files
+        ctx.log.error("log_directory_unlistable", reason=error_reason(exc), error=str(exc))
     failures: list[Exception] = []
-    for logical, real in _expand(ctx.root, chosen.paths):
+    for logical, real in expanded:
         key = evtx_key(logical)
         saved = ctx.state.get(key)
         saved = saved if isinstance(saved, dict) else {}
@@ -940,6 +943,8 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
             failures.append(exc)
     if failures:
         raise failures[0]
+    if unlistable:
+        raise RunFailed.of(unlistable, error_reason(unlistable[0]))
 
 
 def _real_deadline(ctx: RunContext) -> float | None:
@@ -990,12 +995,13 @@ def evtx_key(logical: str) -> str:
     return path_key(logical, EVTX_KEY, EVTX_ESCAPED_KEY)
 
 
-def _expand(root: Path, patterns: Iterable[str]) -> list[tuple[str, str]]:
-    """(logical path, path under root) of every existing file the patterns name, sorted, once each."""
+def _expand(root: Path, patterns: Iterable[str], errors: list[OSError] | None = None) -> list[tuple[str, str]]:
+    """(logical path, path under root) of every existing file the patterns name, sorted, once each;
+    why a directory a pattern names cannot be listed goes to ``errors`` (see ``glob_paths``)."""
     found: dict[str, str] = {}
     for pattern in patterns:
         rooted = os.path.join(str(root), pattern.lstrip("/"))
-        for real in sorted(glob_paths(rooted)):
+        for real in sorted(glob_paths(rooted, errors)):
             if os.path.isfile(real):
                 logical = "/" + os.path.relpath(real, str(root)) if pattern.startswith("/") else os.path.relpath(real, str(root))
                 found.setdefault(logical, real)

@@ -559,7 +559,7 @@ def _scan_siblings(real_path: str) -> list[_Sibling]:
     return list(unique.values())
 
 
-def glob_paths(pattern: str) -> list[str]:
+def glob_paths(pattern: str, errors: list[OSError] | None = None) -> list[str]:
     """What ``glob.glob(pattern, recursive=True)`` lists, except that ``**`` never descends into
     a directory reached through a symbolic link (as bash's globstar since 4.3).
 
@@ -567,7 +567,18 @@ def glob_paths(pattern: str) -> list[str]:
     depth, until the path is too long, and two of them multiply without end, holding the run
     (and every later run of the collector) for good. Links to files, and links named by the part
     of the pattern before ``**``, are matched as glob matches them.
+
+    glob also lists nothing, and says nothing, for a directory it may not read. Given ``errors``,
+    the directory the pattern names before its first wildcard (``/var/log/epj`` of
+    ``/var/log/epj/*.log``) is tried, and why it cannot be listed is appended there (not that it
+    is missing: that is no file matching). Directories a wildcard reaches are skipped as glob
+    skips them: ``/var/log/**/*.log`` read by a service user meets ``/var/log/private`` (0700) on
+    every run, and that is no fault of the pattern.
     """
+    if errors is not None:
+        error = _unlistable(pattern)
+        if error is not None:
+            errors.append(error)
     parts = pattern.split("/")
     deep = next((i for i, part in enumerate(parts) if "**" in part), None)
     if deep is None:
@@ -588,6 +599,24 @@ def glob_paths(pattern: str) -> list[str]:
             found.extend(path for path in (os.path.join(folder, name) for name in dirs)
                          if os.path.islink(path) and _match_parts(path.split("/"), parts))
     return found
+
+
+def _unlistable(pattern: str) -> OSError | None:
+    """Why the directory ``pattern`` names before its first wildcard cannot be listed, if it is
+    there and cannot be; None if it can, or is not there (``glob_paths``)."""
+    parts = pattern.split("/")
+    wild = next((i for i, part in enumerate(parts) if _GLOB_CHARS.search(part)), None)
+    if wild is None:
+        return None
+    head = "/".join(parts[:wild]) or ("/" if pattern.startswith("/") else ".")
+    try:
+        with os.scandir(head):
+            return None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:  # EACCES, EIO, ELOOP (a link loop), ENAMETOOLONG
+        exc.filename = exc.filename or head
+        return exc
 
 
 def _glob_matches(path: str, pattern: str) -> bool:
@@ -810,7 +839,11 @@ class FileTail:
             absolute = pattern.startswith("/")
             rooted = _rooted(self.root, pattern)
             if _GLOB_CHARS.search(pattern):
-                matches = {m for m in glob_paths(rooted) if os.path.isfile(m)}
+                unlistable: list[OSError] = []
+                matches = {m for m in glob_paths(rooted, unlistable) if os.path.isfile(m)}
+                for exc in unlistable:  # reported with the files' errors once the rest is read
+                    self.errors.append(exc)
+                    self.log.error("log_directory_unlistable", pattern=pattern, reason=error_reason(exc), error=str(exc))
                 matches = {m for m in matches if not _is_rotated_name(m, matches)}
                 logical = {_unrooted(self.root, m, absolute): m for m in matches}
                 for key in saved:  # files gone since, still owed a rotated tail

@@ -60,6 +60,8 @@ from normagent import (
     Observation,
     PlannedWindow,
     RunContext,
+    RunFailed,
+    error_reason,
     evtx_log_collector,
     file_log_collector,
     glob_paths,
@@ -142,9 +144,16 @@ def collect_files(ctx: RunContext) -> Iterator[Batch]:
 
     Raises:
         NoData: no configured path matches a file on this host.
+        RunFailed: a directory a pattern names could not be listed. Nothing is compared: its
+            files, unseen, would otherwise count as deleted.
     """
     settings: FileWatchSettings = ctx.settings
-    found = expand(ctx.root, settings, ctx)
+    unlistable: list[OSError] = []
+    found = expand(ctx.root, settings, ctx, unlistable)
+    if unlistable:
+        for exc in unlistable:
+            ctx.log.error("file_watch_unlistable", reason=error_reason(exc), error=str(exc))
+        raise RunFailed.of(unlistable, error_reason(unlistable[0]))
     keys: dict[str, tuple[int, ...]] = {}
     for logical, real in found.items():
         try:
@@ -324,15 +333,18 @@ def _matched_by(path: str, patterns: Any) -> bool:
     return any(glob_match(path, p) for p in patterns)
 
 
-def expand(root: Path, settings: FileWatchSettings, ctx: RunContext | None = None) -> dict[str, str]:
+def expand(
+    root: Path, settings: FileWatchSettings, ctx: RunContext | None = None, errors: list[OSError] | None = None
+) -> dict[str, str]:
     """Logical path (as on the host) → path under ``root`` of every path the patterns match
     (directories included: the caller's ``lstat`` drops them), excluded ones left out, at most
-    ``max_files`` (in name order)."""
+    ``max_files`` (in name order). Why a directory a pattern names cannot be listed goes to
+    ``errors`` (``glob_paths``)."""
     prefix = str(root).rstrip("/")
     excluded = _exclusion(settings.exclude)
     found: dict[str, str] = {}
     for pattern in settings.paths:
-        for real in glob_paths(prefix + pattern):  # "**" never into a linked directory (a loop)
+        for real in glob_paths(prefix + pattern, errors):  # "**" never into a linked directory (a loop)
             logical = real[len(prefix) :]
             if logical not in found and (excluded is None or not excluded(logical)):
                 found[logical] = real

@@ -8,6 +8,7 @@ would, and can stop early to play a crash before commit.
 from __future__ import annotations
 
 import bz2
+import errno
 import glob
 import gzip
 import json
@@ -15,6 +16,7 @@ import lzma
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import zlib
 from collections.abc import Callable
@@ -49,6 +51,7 @@ from normagent.sources.files import (
     read_whole,
 )
 from normagent.testing import MemoryCheckpoints
+from tests.support.unprivileged import as_nobody
 
 COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}
 
@@ -1103,6 +1106,50 @@ def test_glob_paths_lists_what_glob_lists_where_no_directory_is_a_link(
     full = pattern if relative else f"{tmp_path}/{pattern}"
     expected = {p.rstrip("/") for p in glob.glob(full, recursive=True)} - {str(tmp_path)}
     assert {p.rstrip("/") for p in glob_paths(full)} - {str(tmp_path)} == expected
+
+
+def test_glob_paths_says_why_the_directory_a_pattern_names_cannot_be_listed(tmp_path: Path) -> None:
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / "file").write_bytes(b"")
+    errors: list[OSError] = []
+    assert glob_paths(f"{tmp_path}/loop/*.log", errors) == []
+    assert [(e.errno, e.filename) for e in errors] == [(errno.ELOOP, f"{tmp_path}/loop")]
+    for quiet in (f"{tmp_path}/missing/*.log", f"{tmp_path}/file/*.log", f"{tmp_path}/*/x.log", f"{tmp_path}/none.log"):
+        errors = []
+        assert glob_paths(quiet, errors) == [] and errors == [], quiet  # missing, not a directory, no wildcard
+
+
+def test_glob_paths_as_an_unprivileged_user(tmp_path: Path) -> None:
+    """The directory the pattern names, unlistable: said. One a wildcard reaches: skipped, as glob
+    skips it (``/var/log/**`` meets ``/var/log/private`` on every run of a service user)."""
+    top = Path(tempfile.mkdtemp(prefix="glob-perm-"))  # in /tmp: nobody may reach it (tmp_path: not)
+    try:
+        top.chmod(0o755)
+        for name in ("locked/a.log", "open/b.log", "open/private/c.log"):
+            (top / name).parent.mkdir(parents=True, exist_ok=True)
+            (top / name).write_bytes(b"x\n")
+            (top / name).chmod(0o644)
+        (top / "open").chmod(0o755)
+        (top / "locked").chmod(0o711)  # others may pass through, not list
+        (top / "open/private").chmod(0o700)
+
+        def look() -> list[Any]:
+            said: list[Any] = []
+            for pattern in ("locked/*.log", "open/**/*.log", "*/*.log", "locked/a.log"):
+                errors: list[OSError] = []
+                found = sorted(p.removeprefix(f"{top}/") for p in glob_paths(f"{top}/{pattern}", errors))
+                said.append([pattern, found, [(e.errno, e.filename) for e in errors]])
+            return said
+
+        seen = as_nobody(look)
+    finally:
+        shutil.rmtree(top)
+    assert seen == [
+        ["locked/*.log", [], [[errno.EACCES, f"{top}/locked"]]],
+        ["open/**/*.log", ["open/b.log"], []],
+        ["*/*.log", ["open/b.log"], []],
+        ["locked/a.log", ["locked/a.log"], []],  # no wildcard: nothing to list, the file is reachable
+    ]
 
 
 def test_a_file_name_that_is_not_utf8_is_read_once_and_followed_through_rotation(tmp_path: Path, ledger: Ledger) -> None:

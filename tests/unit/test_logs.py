@@ -323,6 +323,34 @@ def test_a_fifo_at_a_log_path_fails_the_run_with_a_counted_reason_and_the_others
     assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 2
 
 
+def test_a_glob_whose_directory_is_a_link_loop_fails_the_run_with_a_counted_reason(root: Path, ledger: Ledger) -> None:
+    """glob lists nothing and says nothing for a directory it cannot list; the run said "no file
+    matches", as if the directory were empty. Now it fails with why, after the other paths are read."""
+    @dataclass(frozen=True, slots=True)
+    class Two:
+        files: FileSource = FileSource(paths=("/var/log/auth.log", "/var/log/app/*.log"), start_at="beginning")
+
+    write(root, lines(0, 2, "Failed"))
+    (root / "var/log/app").symlink_to("app")  # ELOOP: "Too many levels of symbolic links"
+    for run in (1, 2):
+        with capture_logs() as logs, pytest.raises(RunFailed, match="var/log/app") as err:
+            run_collector_once(collector(settings=Two), ledger, root=root)
+        assert err.value.reason == "unreadable" and isinstance(err.value.__cause__, OSError)
+        assert [e["pattern"] for e in logs if e["event"] == "log_directory_unlistable"] == ["/var/log/app/*.log"]
+        errors = {r: ledger.counter_value(FILE_ERRORS, {"source": SOURCE, "reason": r}) for r in FILE_ERROR_REASONS}
+        assert errors == {"not_a_regular_file": 0, "permission_denied": 0, "unreadable": run}
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 2
+
+
+def test_a_glob_whose_directory_is_missing_is_still_no_data(root: Path, ledger: Ledger) -> None:
+    @dataclass(frozen=True, slots=True)
+    class Globbed:
+        files: FileSource = FileSource(paths=("/var/log/app/*.log",), start_at="beginning")
+
+    with pytest.raises(NoData, match="no file matches"):
+        run_collector_once(collector(settings=Globbed), ledger, root=root)
+
+
 # --------------------------------------------------------------------------------------------
 # time budget
 
@@ -1283,6 +1311,22 @@ def test_evtx_collector_counts_a_file_that_is_not_evtx_once_and_reads_the_others
     bad.write_bytes(b"still not an event log" * 300)  # another version of it
     run_collector_once(spec, ledger, root=tmp_path)
     assert ledger.counter_value("normagent_log_files_unreadable_total", {"source": "test.windows"}) == 2
+
+
+def test_evtx_collector_reads_the_other_patterns_then_fails_for_a_directory_it_cannot_list(tmp_path: Path, ledger: Ledger) -> None:
+    @dataclass(frozen=True, slots=True)
+    class TwoFolders:
+        evtx: EvtxSettings = EvtxSettings(paths=("/logs/*.evtx", "/share/*.evtx"), block_records=50)
+
+    (tmp_path / "logs").mkdir()
+    shutil.copy(FIXTURES / "evtx" / "new-user-security.evtx", tmp_path / "logs" / "good.evtx")
+    (tmp_path / "share").symlink_to("share")  # a link loop: listing it fails (ELOOP)
+    spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=TwoFolders, metrics=(FAILED,))
+    with capture_logs() as logs, pytest.raises(RunFailed, match="share") as err:
+        run_collector_once(spec, ledger, root=tmp_path)
+    assert err.value.reason == "unreadable"
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["log_directory_unlistable"]
+    assert outcomes(ledger, "test.windows")["ignored"] == 4  # the other folder's file, read and committed
 
 
 def test_evtx_collector_waits_for_a_copy_cut_inside_its_header(tmp_path: Path, ledger: Ledger) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from normagent import Event
+from normagent import Event, RunFailed
 from normagent.ledger import Ledger
 from normagent.plugins.changes import collectors
 from normagent.plugins.changes.collectors import FILES, TREE_KEY
@@ -83,6 +83,23 @@ def test_created_deleted_replaced_and_relinked(tree: Path, ledger: Ledger) -> No
     os.symlink("two.conf", tree / "etc/app.d/current.conf")
     run(ledger, tree)
     assert counts(ledger) == {"created": 1, "deleted": 1, "content": 2}
+
+
+def test_a_watched_directory_that_cannot_be_listed_fails_the_run_and_deletes_nothing(tree: Path, ledger: Ledger) -> None:
+    """glob lists nothing, and says nothing, for a directory it cannot list: its files looked
+    deleted, a configuration change for each (and a deviation outside a planned window)."""
+    run(ledger, tree)
+    (tree / "etc/app.d").rename(tree / "etc/app.d.real")
+    (tree / "etc/app.d").symlink_to("app.d")  # a link loop: ELOOP when listed, as EIO or EACCES would be
+    with capture_logs() as logs, pytest.raises(RunFailed, match="app.d") as err:
+        run(ledger, tree)
+    assert err.value.reason == "unreadable"
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["file_watch_unlistable"]
+    assert counts(ledger) == {}
+    (tree / "etc/app.d").unlink()
+    (tree / "etc/app.d.real").rename(tree / "etc/app.d")
+    run(ledger, tree)
+    assert counts(ledger) == {}
 
 
 def test_touch_and_a_rewrite_with_the_same_content_are_no_change(tree: Path, ledger: Ledger) -> None:

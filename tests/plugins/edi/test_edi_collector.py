@@ -20,6 +20,7 @@ from normagent.plugins.edi.scan import Candidate
 from normagent.plugins.edi.settings import EdiFolder, EdiSettings
 from normagent.testing import run_collector_once
 from tests.plugins.edi.conftest import move, write
+from tests.support.unprivileged import as_nobody
 from tests.plugins.edi.edi_generator import (
     OWN_HER,
     PATIENT_MARKER,
@@ -1010,35 +1011,6 @@ def test_a_catch_up_slower_than_one_run_still_makes_progress(harness: Any, tmp_p
     assert h.value("normagent_edi_files_total", outcome="ok") == 40
 
 
-def _unprivileged(work: Any) -> Any:
-    """Run ``work()`` as nobody (in a forked child when we are root: root lists any directory) and
-    return its JSON-able result."""
-    import os
-
-    if os.geteuid() != 0:
-        return json.loads(json.dumps(work()))
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        code = 1
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            with os.fdopen(write_end, "w") as out:
-                json.dump(work(), out)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end) as result:
-        data = result.read()
-    _, status = os.waitpid(pid, 0)
-    assert status == 0 and data, "the unprivileged child failed"
-    return json.loads(data)
-
-
 def test_a_folder_that_cannot_be_listed_is_down(tmp_path: Path) -> None:
     """A folder (or a subfolder of a recursive one) that exists but cannot be listed — permissions,
     a broken share — is not up: nothing in it can be seen."""
@@ -1065,7 +1037,7 @@ def test_a_folder_that_cannot_be_listed_is_down(tmp_path: Path) -> None:
             found = scan(folders, Path("/"), Index(MemoryCheckpoints()), now=2_000_000_000)
             return {"up": found.folders_up, "problems": found.problems, "files": sorted(c.name for c in found.candidates)}
 
-        seen = _unprivileged(look)
+        seen = as_nobody(look)
         # A folder that loses its permissions while unchanged (chmod does not move its time).
         (top / "kvittering").mkdir()
         os.chown(top / "kvittering", 65534, 65534)
@@ -1079,7 +1051,7 @@ def test_a_folder_that_cannot_be_listed_is_down(tmp_path: Path) -> None:
             after = scan(folder, Path("/"), index, now=2_000_000_000)
             return [before.folders_up["kvittering"], after.folders_up["kvittering"]]
 
-        assert _unprivileged(lose_permission) == [True, False]
+        assert as_nobody(lose_permission) == [True, False]
     finally:
         for directory, _, _ in os.walk(top):
             os.chmod(directory, 0o755)
