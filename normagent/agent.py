@@ -275,7 +275,8 @@ class Agent:
         log.warning("state_rescued", ledger=str(where), pseudonym_key_restored=key_back,
                   next="restart the agent (systemd does when the watchdog expires): it continues where "
                   "counting stopped" if where == ledger.path else
-                  f"another file is at {ledger.path} now: the copy is beside it; move it there to continue from it")
+                  f"{ledger.path} is not the ledger the agent had open (another file, or one cut short): the copy is "
+                  "beside it; check it (sqlite3 <copy> 'PRAGMA quick_check') and move it there to continue from it")
 
     def reload(self) -> None:
         """Re-read the configuration; on any problem keep the running one and log why."""

@@ -380,6 +380,7 @@ class Ledger:
         self.readonly = False
         self.created = False  # this open created the ledger
         self._identity = (0, 0)  # (st_dev, st_ino) of the file opened at ``path``
+        self._size_seen = 0  # the file's largest size seen: nothing makes it smaller (see ``lost``)
         self._lost: str | None = None
         self._deviations = _DeviationState()
 
@@ -619,9 +620,15 @@ class Ledger:
         gone when the agent stops, and the next start would find no ledger. Checked before every
         write (one ``stat``) and by the agent every few seconds. Once lost, always lost: this
         object stores nothing more (``StateLost``), even if a file appears at the path again.
+
+        A file cut short counts as lost too. The ledger's file never gets smaller on its own (no
+        VACUUM, no auto-vacuum: freed pages stay in it), so a smaller size than seen before is a
+        ``truncate`` or a broken copy under the agent. SQLite would read the missing pages as
+        zeros and go on committing beside them; the damage showed only at the next start
+        (``PRAGMA quick_check``), after more had been counted into a ledger that would not open.
         """
         if self._lost is None:
-            self._lost = _why_lost(self.path, self._identity)
+            self._lost, self._size_seen = _why_lost(self.path, self._identity, self._size_seen)
         return self._lost
 
     def rescue(self) -> Path:
@@ -1792,18 +1799,21 @@ def _identity(path: Path) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def _why_lost(path: Path, identity: tuple[int, int]) -> str | None:
+def _why_lost(path: Path, identity: tuple[int, int], size_seen: int) -> tuple[str | None, int]:
+    """Why the ledger at ``path`` is lost (``Ledger.lost``), or None; and its largest size seen."""
     try:
         st = path.stat()
     except FileNotFoundError:
-        return f"{path} was deleted (or its directory was) while the agent had it open"
+        return f"{path} was deleted (or its directory was) while the agent had it open", size_seen
     except OSError:
-        return None  # cannot tell (a permission changed under us): the next write will say more
+        return None, size_seen  # cannot tell (a permission changed under us): the next write will say more
     if (st.st_dev, st.st_ino) != identity:
-        return f"{path} was replaced by another file while the agent had it open"
+        return f"{path} was replaced by another file while the agent had it open", size_seen
     if st.st_size == 0:
-        return f"{path} was emptied while the agent had it open"
-    return None
+        return f"{path} was emptied while the agent had it open", size_seen
+    if st.st_size < size_seen:
+        return f"{path} was cut short ({st.st_size} bytes, after {size_seen}) while the agent had it open", size_seen
+    return None, max(size_seen, st.st_size)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -733,17 +733,33 @@ def test_a_ledger_deleted_while_open_stores_nothing_more_and_is_rescued_whole(tm
         (lambda p: p.unlink(), "was deleted"),
         (lambda p: (p.unlink(), p.write_bytes(b"x")), "was replaced by another file"),
         (lambda p: os.truncate(p, 0), "was emptied"),
+        (lambda p: os.truncate(p, 8192), r"was cut short \(8192 bytes, after \d+\)"),
     ],
-    ids=["deleted", "replaced", "emptied"],
+    ids=["deleted", "replaced", "emptied", "cut-short"],
 )
 def test_a_ledger_lost_while_open_is_noticed_before_the_next_commit(tmp_path: Path, clock: FakeClock, lose: Any, said: str) -> None:
     path = tmp_path / "state" / "ledger.db"
     with Ledger.open(path, clock=clock, metrics=[FAILURES]) as ledger:
         ledger.commit("c", batch(3, 30))
+        ledger._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every page in the file itself
+        assert path.stat().st_size > 8192
+        ledger.commit("c", batch(1, 31))  # its size is seen before a write
         lose(path)
 
         with pytest.raises(StateLost, match=said):
-            ledger.commit("c", batch(1, 31))
+            ledger.commit("c", batch(1, 32))
+
+
+def test_a_ledger_that_grows_is_not_taken_for_one_cut_short(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "state" / "ledger.db"
+    with Ledger.open(path, clock=clock, metrics=[FAILURES]) as ledger:
+        sizes = set()
+        for n in range(1, 400):
+            ledger.commit("c", Batch([Count(FAILURES.name, {"reason": f"r{n}"}, 1)], [Checkpoint(f"file:{n}", n)]))
+            if n % 50 == 0:
+                ledger._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                sizes.add(path.stat().st_size)
+        assert len(sizes) > 1 and ledger.lost() is None
 
 
 def test_a_rescue_never_overwrites_a_file_that_took_the_ledgers_place(tmp_path: Path, clock: FakeClock) -> None:
