@@ -55,6 +55,7 @@ from normagent import (
     dataclass,
 )
 
+from .body import body_pattern
 from .parse import Outage, Probe, ServiceState, Update, advance, parse_ping_rtt, parse_systemctl_show
 
 SECTION = "Driftsstatus"
@@ -99,7 +100,7 @@ class Service:
         sla: The SLA target as a ratio of the month (0.995 = 99.5 %), planned downtime excluded.
         tags: Free tags; ``network`` puts the service in the network provider's report section.
         expect_status: HTTP statuses that count as up; empty: 200–399.
-        body_match: A regular expression the first MiB of the HTTP body must match.
+        body_match: A regular expression (RE2's syntax, see ``body``) the first MiB of the HTTP body must match.
         ca_file: CA certificates (PEM) to verify an https target against; default: the system's.
         verify_tls: Verify the https certificate (off: no expiry is reported either).
         expect_addresses: For dns: addresses the name must resolve to (any of them); empty: any.
@@ -134,9 +135,9 @@ class Service:
             raise ValueError(f'service {self.name}: target "{self.target}" is not a unit name')
         if self.body_match:
             try:
-                re.compile(self.body_match)
-            except re.error as exc:
-                raise ValueError(f"service {self.name}: body_match is not a regular expression: {exc}") from None
+                body_pattern(self.body_match)
+            except ValueError as exc:
+                raise ValueError(f"service {self.name}: body_match is {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +201,7 @@ def probe_http(service: Service, ctx: RunContext) -> Probe:
             return Probe(False, f"http_{response.status_code}", ctx.clock.monotonic() - started, str(response.status_code))
         if service.body_match:
             body = response.raw.read(MAX_BODY, decode_content=True) or b""
-            if not re.search(service.body_match, body.decode("utf-8", errors="replace")):
+            if body_pattern(service.body_match).search(body.decode("utf-8", errors="replace")) is None:
                 return Probe(False, "body_mismatch", ctx.clock.monotonic() - started)
         return Probe(True, "ok", ctx.clock.monotonic() - started)
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:

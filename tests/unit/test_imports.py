@@ -34,6 +34,7 @@ DENIED = {
     "icalendar": "[maintenance] calendar, when a file is configured",
     "recurring_ical_events": "[maintenance] calendar",
     "bcrypt": "[web] basic auth, on the first password check",
+    "re2": "availability.probes, where a service has a body_match",
     "jinja2": "nowhere",
     "pygal": "nowhere",
     "babel": "nowhere",

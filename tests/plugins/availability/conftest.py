@@ -59,6 +59,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(200, b"status: ok\n")
         elif self.path == "/fail":
             self._send(503, b"maintenance\n")
+        elif self.path == "/almost":
+            self._send(200, b"a" * 100_000 + b"!")  # all but matches (a+)+$: backtracking's worst case
         elif self.path == "/trickle":
             self.send_response(200)
             self.send_header("Content-Length", "1000000")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from datetime import datetime, timedelta, timezone
 from collections.abc import Sequence
 from pathlib import Path
@@ -85,6 +86,34 @@ def test_http_status_and_body(pki: Any, https_server: Any, path: str, extra: dic
     url = https_server(cert, key)
     results = run_probes(make_context(PROBES_COLLECTOR), settings(Service("epj", "http", url + path, ca_file=ca, **extra)))
     assert (results["epj"].up, results["epj"].reason) == (reason == "ok", reason)
+
+
+def test_a_body_match_that_would_backtrack_for_ever_is_answered_and_the_agent_goes_on(pki: Any, https_server: Any) -> None:
+    """With Python's re, (a+)+$ on 100,000 "a"s and a "!" never ended (1.3 s at 25 characters,
+    doubling with each one more), holding the interpreter lock: the whole agent stood still."""
+    ca, cert, key = pki(10)
+    url = https_server(cert, key)
+    services = (
+        Service("almost", "http", f"{url}/almost", body_match=r"(a+)+$", ca_file=ca),
+        Service("nested", "http", f"{url}/almost", body_match=r"^(a|aa)*b", ca_file=ca),
+        Service("found", "http", f"{url}/almost", body_match=r"(a+)+!$", ca_file=ca),
+    )
+    done: list[dict[str, Any]] = []
+    probing = threading.Thread(target=lambda: done.append(run_probes(make_context(PROBES_COLLECTOR), settings(*services))))
+    probing.start()
+    probing.join(120)  # a liveness bound, not a speed one: RE2 takes milliseconds, re never returned
+    assert done, "the probes never returned"
+    assert {name: (r.up, r.reason) for name, r in done[0].items()} == {
+        "almost": (False, "body_mismatch"),
+        "nested": (False, "body_mismatch"),
+        "found": (True, "ok"),
+    }
+
+
+@pytest.mark.parametrize("pattern", [r"(?=ok)ok", r"(status)\1", r"(?<!x)ok", "("])
+def test_a_body_match_re2_cannot_run_is_refused_when_the_configuration_is_read(pattern: str) -> None:
+    with pytest.raises(ValueError, match=r"service epj: body_match is not a regular expression RE2 accepts \(.+\)"):
+        Service("epj", "http", "https://epj.example/health", body_match=pattern)
 
 
 def test_one_cycle_with_hanging_trickling_and_refusing_targets_ends_at_the_timeouts(
