@@ -136,8 +136,9 @@ LOG_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         FILE_ERRORS,
         "counter",
-        "Times a configured log path could not be read, by reason: not_a_regular_file (a FIFO, device, "
-        "socket or directory), permission_denied, unreadable (other I/O errors). The run fails; the others are read.",
+        "Times a configured log path (or the directory a glob names) could not be read, by reason: "
+        "not_a_regular_file (a FIFO, device, socket or directory), permission_denied, unreadable (other I/O "
+        "errors). The run fails; the others are read.",
         labels=("source", "reason"),
         section="Agent",
     ),

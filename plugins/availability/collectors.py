@@ -100,7 +100,10 @@ class Service:
         sla: The SLA target as a ratio of the month (0.995 = 99.5 %), planned downtime excluded.
         tags: Free tags; ``network`` puts the service in the network provider's report section.
         expect_status: HTTP statuses that count as up; empty: 200–399.
-        body_match: A regular expression (RE2's syntax, see ``body``) the first MiB of the HTTP body must match.
+        body_match: A regular expression the first MiB of the HTTP body must match, in RE2 syntax (as the
+            blackbox exporter's ``fail_if_body_not_matches_regexp``: no look-arounds or
+            back-references, refused when the configuration is read). Matched in time linear in the
+            body.
         ca_file: CA certificates (PEM) to verify an https target against; default: the system's.
         verify_tls: Verify the https certificate (off: no expiry is reported either).
         expect_addresses: For dns: addresses the name must resolve to (any of them); empty: any.
