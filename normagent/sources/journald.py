@@ -47,6 +47,7 @@ from __future__ import annotations
 import functools
 import glob
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import field
@@ -206,6 +207,37 @@ def journalctl_base(settings: JournalSettings, journalctl: str = "journalctl") -
     return argv
 
 
+def not_whole(files: Sequence[str]) -> list[str]:
+    """Of the journal files named (globs as journalctl takes them), those there and not empty.
+
+    libsystemd answers ENODATA ("No data available") both for a new, empty journal file (nothing
+    to read yet: NoData) and for one cut short below what its header says it holds; the second
+    is a fault to see, as a file that is no journal at all is (``JournalError``).
+    """
+    found: list[str] = []
+    for pattern in files:
+        for path in sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]:
+            try:
+                if os.stat(path).st_size > 0:
+                    found.append(path)
+            except OSError:
+                continue
+    return found
+
+
+def no_entries(origin: str, directory: str, files: Sequence[str]) -> NoData:
+    """What a first read that found no entry at all says. Of the local journal: this user may read
+    none (journalctl's own hint). Of chosen files (which exist: else NoData said so before): they
+    are empty, damaged, or not for this user. libsystemd, and with it journalctl, skips a journal
+    file cut short or with a damaged header whole, without a word; "no entries this user may
+    read" sent the admin after permissions."""
+    if directory or files:
+        where = directory or ", ".join(files)
+        return NoData(f"{origin}: no entries in the journal files of {where}: they are empty, damaged (a file "
+                      "cut short or with a damaged header is skipped whole) or not readable by this user")
+    return NoData(f"{origin}: the journal has no entries this user may read")
+
+
 def read_journal(
     run_command: CommandRunner,
     *,
@@ -326,9 +358,9 @@ def _read_journalctl(
     saved = cursor  # a cursor that names an entry we already counted
 
     if saved is None and settings.start == "end":
-        saved = _newest_cursor(run_command, base, timeout)
+        saved = _newest_cursor(run_command, base, timeout, settings.files)
         if saved is None:
-            raise NoData(f"{origin}: the journal has no entries this user may read")
+            raise no_entries(origin, settings.directory, settings.files)
         yield RecordBlock(records=(), origin=origin), saved
 
     first_read = cursor is None
@@ -342,7 +374,7 @@ def _read_journalctl(
             log.warning("journal_cursor_lost", origin=origin, reason="invalid cursor", start=settings.start)
             yield from _read_journalctl(run_command, cursor=None, settings=settings, journalctl=journalctl, origin=origin)
             return
-        _check(result, origin)
+        _check(result, origin, settings.files)
         if first_read and _ACCESS_HINT in result.stderr:
             # journalctl shows a user outside adm/systemd-journal only their own entries.
             log.warning("journal_access_limited", origin=origin, hint="add the user to the systemd-journal group")
@@ -358,8 +390,8 @@ def _read_journalctl(
             elif not _cursor_exists(run_command, base, saved, timeout):
                 log.warning("journal_cursor_lost", origin=origin, reason="vacuumed", resumed_at=entries[0].realtime.isoformat())
         if not entries:
-            if first_read and saved is None and _newest_cursor(run_command, base, timeout) is None:
-                raise NoData(f"{origin}: the journal has no entries this user may read")
+            if first_read and saved is None and _newest_cursor(run_command, base, timeout, settings.files) is None:
+                raise no_entries(origin, settings.directory, settings.files)
             return
         saved = entries[-1].cursor
         first_read = False
@@ -375,10 +407,10 @@ def _priority_args(settings: JournalSettings) -> list[str]:
     return [f"--priority={most}..{least}"]
 
 
-def _newest_cursor(run_command: CommandRunner, base: list[str], timeout: float) -> str | None:
+def _newest_cursor(run_command: CommandRunner, base: list[str], timeout: float, files: Sequence[str] = ()) -> str | None:
     """The cursor of the newest entry of the whole journal (no filters), or None when empty."""
     result = run_command([*base, "--lines=1"], timeout=timeout)
-    _check(result, "journal")
+    _check(result, "journal", files)
     entries = decode_journal_json(result.stdout).entries
     return entries[-1].cursor if entries else None
 
@@ -396,7 +428,7 @@ def _invalid_cursor(result: CommandResult) -> bool:
     return b"seek to cursor" in result.stderr
 
 
-def _check(result: CommandResult, origin: str) -> None:
+def _check(result: CommandResult, origin: str, files: Sequence[str] = ()) -> None:
     """Turn a failed journalctl call into NoData (nothing to read here) or JournalError."""
     if result.ok:
         return
@@ -405,6 +437,9 @@ def _check(result: CommandResult, origin: str) -> None:
         raise NoData(f"{origin}: journalctl is not installed ({result.error})")
     last_line = stderr.splitlines()[-1] if stderr else ""
     if "Failed to open" in last_line and ("No such file" in last_line or "No data available" in last_line):
+        cut = not_whole(files) if "No data available" in last_line else []
+        if cut:
+            raise JournalError(f"{origin}: {', '.join(cut)}: not a whole journal file (cut short or damaged): {last_line}")
         raise NoData(f"{origin}: no journal files there ({last_line})")
     reason = result.error or last_line or f"exit status {result.returncode}"
     raise JournalError(f"{origin}: journalctl failed: {reason}")

@@ -54,6 +54,7 @@ import structlog
 from normagent.errors import NoData
 from normagent.model import JournalEntry, RecordBlock
 from normagent.records import dataclass
+from normagent.sources.journald import no_entries, not_whole
 
 log = structlog.get_logger(__name__)
 
@@ -233,6 +234,9 @@ class _Journal:
         else:
             r = lib.slow.sd_journal_open(ctypes.byref(handle), SD_JOURNAL_LOCAL_ONLY)
         if r < 0:
+            cut = not_whole(files) if -r == errno.ENODATA else []
+            if cut:
+                raise SdJournalError(f"{origin}: {', '.join(cut)}: not a whole journal file (cut short or damaged): {os.strerror(-r)}")
             what = "no journal files there" if -r in _NO_JOURNAL else "cannot open the journal"
             if -r in _NO_JOURNAL:
                 raise NoData(f"{origin}: {what} ({os.strerror(-r)})")
@@ -514,7 +518,7 @@ def read(
         if saved is None and start == "end":
             saved = journal.newest_cursor()  # of the whole journal, before any match
             if saved is None:
-                raise NoData(f"{origin}: the journal has no entries this user may read")
+                raise no_entries(origin, directory, files)
             yield RecordBlock(records=(), origin=origin), saved
         journal.add_matches(priorities, groups)
         if saved is None:
@@ -543,7 +547,7 @@ def read(
                     log.warning("journal_cursor_lost", origin=origin, reason="vacuumed", resumed_at=entries[0].realtime.isoformat())
             if not entries:
                 if first and cursor is None and saved is None and _newest(lib, directory, files, origin) is None:
-                    raise NoData(f"{origin}: the journal has no entries this user may read")
+                    raise no_entries(origin, directory, files)
                 return
             first = False
             yield RecordBlock(records=tuple(entries), origin=origin), entries[-1].cursor

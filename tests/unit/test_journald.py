@@ -470,6 +470,24 @@ def test_a_damaged_journal_file_is_a_journal_error(journalctl: str, reader: str,
         list(read_journal(run_command, settings=JournalSettings(files=(str(tmp_path / "x.journal"),), reader=reader), journalctl=journalctl))
 
 
+@pytest.mark.parametrize("start", ["beginning", "end"])
+def test_a_journal_file_cut_short_is_a_journal_error_and_a_directory_of_them_says_they_may_be_damaged(
+    journalctl: str, reader: str, tmp_path: Path, start: str
+) -> None:
+    """libsystemd answers a file cut short as it answers an empty one (ENODATA), and in a directory
+    skips it without a word: the run said "no journal files there", or "no entries this user may
+    read", which sent the admin after permissions."""
+    data = (FIXTURES / "main.journal").read_bytes()
+    cut = tmp_path / "cut.journal"
+    cut.write_bytes(data[: len(data) // 2])
+    named = JournalSettings(files=(str(cut),), start=start, reader=reader)  # type: ignore[arg-type]
+    with pytest.raises(JournalError, match=r"cut\.journal: not a whole journal file \(cut short or damaged\)"):
+        list(read_journal(run_command, settings=named, journalctl=journalctl))
+    folder = JournalSettings(directory=str(tmp_path), start=start, reader=reader)  # type: ignore[arg-type]
+    with pytest.raises(NoData, match=r"no entries in the journal files of .+: they are empty, damaged \(a file cut short"):
+        list(read_journal(run_command, settings=folder, journalctl=journalctl))
+
+
 def test_a_journalctl_timeout_is_a_journal_error() -> None:
     settings = JournalSettings(files=("/x.journal",), reader="journalctl")
     argv = ("journalctl", "--output=json", "--all", "--no-pager", "--file=/x.journal", "--lines=1")
