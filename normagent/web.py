@@ -315,6 +315,21 @@ def _refuse_password() -> bytes:
     raise _EncryptedKey
 
 
+_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
+
+
+def _unclosed_pem_block(text: bytes) -> str:
+    """The label of the first PEM block in ``text`` without its END line ("CERTIFICATE"), or "".
+
+    OpenSSL says only "PEM lib" of a file cut short (a copy that stopped, a full disk); a BEGIN
+    line whose END never comes is what such a file shows.
+    """
+    for begin in _PEM_BEGIN.finditer(text):
+        if text.find(b"-----END " + begin[1] + b"-----", begin.end()) < 0:
+            return begin[1].decode("ascii")
+    return ""
+
+
 def tls_context(settings: WebSettings) -> ssl.SSLContext | None:
     """The server-side TLS context for ``settings``, or None when HTTPS is not configured.
 
@@ -334,6 +349,9 @@ def tls_context(settings: WebSettings) -> ssl.SSLContext | None:
             raise fail(key, f"cannot read {path}: {exc.strerror or exc}") from None
         if marker not in text:
             raise fail(key, f"{path} holds no {what} (no {marker.decode().strip('-')} block)")
+        unclosed = _unclosed_pem_block(text)
+        if unclosed:
+            raise fail(key, f"{path} is cut short: its {unclosed} block has no END line")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = TLS_VERSIONS[settings.min_version]
     ctx.maximum_version = TLS_VERSIONS[settings.max_version]
@@ -352,8 +370,12 @@ def tls_context(settings: WebSettings) -> ssl.SSLContext | None:
         raise fail("client_auth_type", f'"{settings.client_auth_type}" {UNSUPPORTED_CLIENT_AUTH}')
     if settings.tls_client_ca_file is not None:
         try:
-            if b"-----BEGIN CERTIFICATE-----" not in read_small(settings.tls_client_ca_file, MAX_PEM_BYTES):
+            text = read_small(settings.tls_client_ca_file, MAX_PEM_BYTES)
+            if b"-----BEGIN CERTIFICATE-----" not in text:
                 raise fail("tls_client_ca_file", f"{settings.tls_client_ca_file} holds no PEM certificate (no BEGIN CERTIFICATE block)")
+            unclosed = _unclosed_pem_block(text)
+            if unclosed:
+                raise fail("tls_client_ca_file", f"{settings.tls_client_ca_file} is cut short: its {unclosed} block has no END line")
             ctx.load_verify_locations(cafile=settings.tls_client_ca_file)
         except (ssl.SSLError, OSError) as exc:
             raise fail("tls_client_ca_file", f"cannot load CA certificates from {settings.tls_client_ca_file}: {exc}") from None

@@ -44,6 +44,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_tool("openssl", "openssl")
     out = tmp_path_factory.mktemp("pki")
     subprocess.run([str(MAKE_PKI), str(out)], check=True)
+    for name in ("server.crt", "server.key", "ca.crt"):  # a copy that stopped half-way (a full disk)
+        data = (out / name).read_bytes()
+        (out / f"cut-{name}").write_bytes(data[: len(data) // 2])
     return out
 
 
@@ -171,6 +174,12 @@ VALIDATION_CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
     ("CA file holds no certificate", {"tls": True, "tls_client_ca_file": "other.key",
                                       "client_auth_type": "RequireAndVerifyClientCert"},
      [("tls_client_ca_file", "{pki}/other.key holds no PEM certificate (no BEGIN CERTIFICATE block)")]),
+    ("certificate cut short", {"tls": True, "tls_cert_file": "cut-server.crt"},
+     [("tls_cert_file", "{pki}/cut-server.crt is cut short: its CERTIFICATE block has no END line")]),
+    ("key cut short", {"tls": True, "tls_key_file": "cut-server.key"},
+     [("tls_key_file", "{pki}/cut-server.key is cut short: its PRIVATE KEY block has no END line")]),
+    ("CA file cut short", {"tls": True, "tls_client_ca_file": "cut-ca.crt", "client_auth_type": "RequireAndVerifyClientCert"},
+     [("tls_client_ca_file", "{pki}/cut-ca.crt is cut short: its CERTIFICATE block has no END line")]),
     ("client CA without HTTPS", {"tls_client_ca_file": "ca.crt"}, [("tls_client_ca_file", "needs HTTPS: set tls_cert_file and tls_key_file")]),
     ("client auth without HTTPS", {"client_auth_type": "RequireAndVerifyClientCert"},
      [("client_auth_type", "needs HTTPS: set tls_cert_file and tls_key_file")]),
