@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -135,3 +136,19 @@ MAX_SECRET_BYTES = 64 * 1024  # a token, password or shared secret; anything lon
 def read_secret(path: Path) -> str:
     """A secret file's text, trimmed (refused: a FIFO, a device, a file over 64 KiB)."""
     return read_small_text(path, MAX_SECRET_BYTES).strip()
+
+
+MAX_PEM_BYTES = 4 * 1024 * 1024  # a certificate chain, a key or a CA bundle (the system's is ~200 kB)
+_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
+
+
+def unclosed_pem_block(text: bytes) -> str:
+    """The label of the first PEM block in ``text`` without its END line ("CERTIFICATE"), or "".
+
+    OpenSSL says only "PEM lib" or "no start line" of a file cut short (a copy that stopped, a
+    full disk); a BEGIN line whose END never comes is what such a file shows.
+    """
+    for begin in _PEM_BEGIN.finditer(text):
+        if text.find(b"-----END " + begin[1] + b"-----", begin.end()) < 0:
+            return begin[1].decode("ascii")
+    return ""

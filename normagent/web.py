@@ -73,7 +73,7 @@ import structlog
 from normagent.errors import EX_CONFIG, NormagentError
 from normagent.hostnames import fairness_group, for_socket
 from normagent.records import dataclass
-from normagent.smallfile import read_small
+from normagent.smallfile import MAX_PEM_BYTES, read_small, unclosed_pem_block
 
 log = structlog.get_logger(__name__)
 
@@ -88,7 +88,6 @@ ClientAuthType = Literal[
 TLSVersionName = Literal["TLS12", "TLS13"]
 
 DEFAULT_LISTEN = "127.0.0.1:9824"
-MAX_PEM_BYTES = 4 * 1024 * 1024  # a certificate chain, a key or a CA bundle (the system's is ~200 kB)
 TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
 VERIFY_MODES = {
     "NoClientCert": ssl.CERT_NONE,
@@ -315,21 +314,6 @@ def _refuse_password() -> bytes:
     raise _EncryptedKey
 
 
-_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
-
-
-def _unclosed_pem_block(text: bytes) -> str:
-    """The label of the first PEM block in ``text`` without its END line ("CERTIFICATE"), or "".
-
-    OpenSSL says only "PEM lib" of a file cut short (a copy that stopped, a full disk); a BEGIN
-    line whose END never comes is what such a file shows.
-    """
-    for begin in _PEM_BEGIN.finditer(text):
-        if text.find(b"-----END " + begin[1] + b"-----", begin.end()) < 0:
-            return begin[1].decode("ascii")
-    return ""
-
-
 def tls_context(settings: WebSettings) -> ssl.SSLContext | None:
     """The server-side TLS context for ``settings``, or None when HTTPS is not configured.
 
@@ -349,7 +333,7 @@ def tls_context(settings: WebSettings) -> ssl.SSLContext | None:
             raise fail(key, f"cannot read {path}: {exc.strerror or exc}") from None
         if marker not in text:
             raise fail(key, f"{path} holds no {what} (no {marker.decode().strip('-')} block)")
-        unclosed = _unclosed_pem_block(text)
+        unclosed = unclosed_pem_block(text)
         if unclosed:
             raise fail(key, f"{path} is cut short: its {unclosed} block has no END line")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -373,7 +357,7 @@ def tls_context(settings: WebSettings) -> ssl.SSLContext | None:
             text = read_small(settings.tls_client_ca_file, MAX_PEM_BYTES)
             if b"-----BEGIN CERTIFICATE-----" not in text:
                 raise fail("tls_client_ca_file", f"{settings.tls_client_ca_file} holds no PEM certificate (no BEGIN CERTIFICATE block)")
-            unclosed = _unclosed_pem_block(text)
+            unclosed = unclosed_pem_block(text)
             if unclosed:
                 raise fail("tls_client_ca_file", f"{settings.tls_client_ca_file} is cut short: its {unclosed} block has no END line")
             ctx.load_verify_locations(cafile=settings.tls_client_ca_file)

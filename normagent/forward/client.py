@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit
 from normagent.hostnames import for_socket
 from normagent.model import DeliveryFailed
 from normagent.records import dataclass
-from normagent.smallfile import read_secret
+from normagent.smallfile import MAX_PEM_BYTES, read_secret, read_small, unclosed_pem_block
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +86,12 @@ def http_problems(settings: HttpSettings) -> list[tuple[str, str]]:
 def tls_problems(ca_file: Path | None, cert: Path | None, key: Path | None) -> list[tuple[str, str]]:
     """A CA file that holds no certificate, a client certificate that does not load with its key."""
     problems: list[tuple[str, str]] = []
+    for key_name, path in (("ca_file", ca_file), ("client_cert_file", cert), ("client_key_file", key)):
+        cut = _cut_short(path)
+        if cut:
+            problems.append((key_name, cut))
+    if problems:
+        return problems  # OpenSSL would say only "PEM lib" of them
     if ca_file is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # empty store: only what the file holds counts
         try:
@@ -104,6 +110,18 @@ def tls_problems(ca_file: Path | None, cert: Path | None, key: Path | None) -> l
         except (ssl.SSLError, OSError) as exc:
             problems.append(("client_cert_file", f"{cert} and {key} do not load as a certificate and its key ({_reason(exc)})"))
     return problems
+
+
+def _cut_short(path: Path | None) -> str:
+    """What is wrong with a PEM file whose BEGIN block has no END line, or "" (unreadable: the
+    TLS checks that follow say why)."""
+    if path is None:
+        return ""
+    try:
+        unclosed = unclosed_pem_block(read_small(path, MAX_PEM_BYTES))
+    except OSError:
+        return ""
+    return f"{path} is cut short: its {unclosed} block has no END line" if unclosed else ""
 
 
 class _Encrypted(Exception):
