@@ -271,6 +271,34 @@ def test_a_slow_answer_is_a_timeout(serve: Callable[[Script], Server]) -> None:
     assert failed.value.result == "timeout"
 
 
+def dripping(answer: bytes, pause: float) -> Script:
+    """A script that answers each request a byte at a time, ``pause`` seconds between bytes."""
+
+    def script(conn: socket.socket, server: Server) -> None:
+        while server.read_request(conn) is not None:
+            for byte in answer:
+                conn.sendall(bytes([byte]))
+                threading.Event().wait(pause)
+
+    return script
+
+
+def test_an_answer_that_trickles_in_a_byte_at_a_time_times_out_as_a_whole(serve: Callable[[Script], Server]) -> None:
+    # Each byte comes within a quarter of the timeout; the answer as a whole takes some 18 times it.
+    server = serve(dripping(OK, pause=0.05))
+    with pytest.raises(DeliveryFailed) as failed:
+        post(client_for(server.url), server.url, b"{}", {}, timeout=0.2)
+    assert failed.value.result == "timeout"
+
+
+def test_interim_answers_without_end_time_out(serve: Callable[[Script], Server]) -> None:
+    # 100 Continue after 100 Continue for some 60 times the timeout, then a 200 that must not count.
+    server = serve(dripping(b"HTTP/1.1 100 Continue\r\n\r\n" * 600 + OK, pause=0.0001))
+    with pytest.raises(DeliveryFailed) as failed:
+        post(client_for(server.url), server.url, b"{}", {}, timeout=0.1)
+    assert failed.value.result == "timeout"
+
+
 def test_nobody_listening_is_unreachable() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
