@@ -15,7 +15,7 @@ import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO
 
-from normagent.errors import InputError, StateError, UsageError
+from normagent.errors import InputError, StateError, UsageError, printable
 
 if TYPE_CHECKING:
     from normagent.config import Config
@@ -40,7 +40,7 @@ def _when(moment: datetime | None) -> str:
 
 
 def _labels(labels: Any) -> str:
-    return ",".join(f"{k}={v}" for k, v in labels) or "–"
+    return printable(",".join(f"{k}={v}" for k, v in labels)) or "–"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -90,7 +90,7 @@ def deviations_list(config: Config, states: list[str], fmt: str, out: TextIO) ->
         for d in dead:
             print(
                 f"  candidate {d.candidate_id} {d.key} to {d.forwarder}: {d.attempts} attempt(s), queued "
-                f"{_when(d.created_at)}, given up {_when(d.done_at)}; last: {d.last_result} {d.last_error}",
+                f"{_when(d.created_at)}, given up {_when(d.done_at)}; last: {d.last_result} {printable(str(d.last_error))}",
                 file=out,
             )
     return 0
@@ -133,14 +133,14 @@ def deviations_show(config: Config, cid: int, fmt: str, out: TextIO) -> int:
         print(f"  section: {doc.get('section')}   touches: {', '.join(doc.get('cia', []))}   suggested owner: {doc.get('owner')}", file=out)
         for lang in ("nb", "en"):
             text = doc["texts"][lang]
-            print(f"  [{lang}] {text['title']}", file=out)
+            print(f"  [{lang}] {printable(text['title'])}", file=out)
             for key in ("what", "consequence", "measures"):
-                print(f"       {key}: {text[key]}", file=out)
+                print(f"       {key}: {printable(text[key])}", file=out)
     for d in record.deliveries:
         print(f"  delivery {d.key} to {d.forwarder}: {d.status} after {d.attempts} attempt(s)"
-              + (f"; last: {d.last_result} {d.last_error}" if d.last_result and d.status != "delivered" else ""), file=out)
+              + (f"; last: {d.last_result} {printable(str(d.last_error))}" if d.last_result and d.status != "delivered" else ""), file=out)
     for at, note in record.acks:
-        print(f"  ack {_when(at)}: {note}", file=out)
+        print(f"  ack {_when(at)}: {printable(note)}", file=out)
     return 0
 
 

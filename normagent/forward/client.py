@@ -5,7 +5,7 @@ of failing into a ``DeliveryFailed`` with a closed-set result.
 POSTs go through a small HTTP/1.1 client on the standard library's ``socket`` and ``ssl``
 (``Client``): no requests, urllib3 or http.client in the agent.
 
-Imports only model and the standard library.
+Imports model, errors, hostnames, records, smallfile and the standard library.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from normagent.errors import printable
 from normagent.hostnames import for_socket
 from normagent.model import DeliveryFailed
 from normagent.records import dataclass
@@ -441,7 +442,9 @@ def post(client: Client, url: str, body: bytes, headers: dict[str, str], timeout
         raise DeliveryFailed("unreachable", f"cannot reach {url}: {_short(exc)}") from None
     if 200 <= status < 300:
         return status
-    detail = content[:200].decode("utf-8", "replace").strip().replace("\n", " ")
+    # The receiver's words, as text a terminal shows and does not obey (an escape sequence in an
+    # answer would otherwise reach `normagent deviations show` and a console log as it is).
+    detail = printable(" ".join(content[:200].decode("utf-8", "replace").split()))
     raise DeliveryFailed("http_error", f"{url} answered HTTP {status}{': ' + detail if detail else ''}")
 
 

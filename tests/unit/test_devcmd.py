@@ -89,6 +89,30 @@ def test_deviations_show_and_ack(populated: Path, capsys: pytest.CaptureFixture[
     assert json.loads(capsys.readouterr().out)["candidates"][0]["acks"] == 1
 
 
+def test_what_a_receiver_or_a_label_says_reaches_the_terminal_as_text_not_as_escape_sequences(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A hostile receiver's answer (kept as the delivery's last error) and a label from a log line
+    # may hold an ESC sequence (clear the screen, retitle the window), a CR that overwrites the line.
+    from normagent.ledger import AttemptResult
+
+    path = config_file(tmp_path)
+    config, plugins = read_config(path)
+    with Ledger.open(tmp_path / "state" / "ledger.db", clock=FakeClock()) as ledger:
+        ledger.declare(plugins.metrics().values())
+        ledger.use_rules(build_engine(config, plugins, ledger.host_id, "test"), ["hook"])
+        ledger.commit("sample.events", Batch([Count("normagent_sample_events_total", {"kind": "x\x1b]0;owned\x07"}, 5)]))
+        [row] = ledger.due_deliveries("hook", 10)
+        ledger.record_attempts("hook", [AttemptResult(row.id, False, "http_error", "HTTP 500: \x1b[2J\x1b[31mPWNED\r\x08", 0.0)], [])
+    for argv in (["deviations", "show", "1"], ["deviations", "list"]):
+        assert main([*argv, "--config", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert not any(ch in out for ch in "\x1b\x07\r\x08"), out
+        assert "x\\u001b]0;owned\\u0007" in out
+    assert main(["deviations", "show", "1", "--config", str(path)]) == 0
+    assert "last: http_error HTTP 500: \\u001b[2J\\u001b[31mPWNED\\r\\b" in capsys.readouterr().out
+
+
 def test_ack_of_an_unknown_candidate_fails(populated: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["deviations", "ack", "99", "--note", "x", "--config", str(populated)]) == 66
     assert "no deviation candidate 99" in capsys.readouterr().err

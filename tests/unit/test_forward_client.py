@@ -202,6 +202,17 @@ def test_an_error_status_is_an_http_error_with_the_start_of_the_answer(serve: Ca
     assert str(failed.value).endswith("answered HTTP 503: vedlikehold x")
 
 
+def test_an_error_answer_s_control_characters_are_kept_as_text_not_passed_on(serve: Callable[[Script], Server]) -> None:
+    # What the receiver says goes to the log and to `normagent deviations show`: an ESC sequence
+    # there would clear the reader's screen or retitle the window.
+    body = b"\x1b[2J\x1b]0;owned\x07down\r\nfor\tnow\x08"
+    server = serve(answering(b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)))
+    with pytest.raises(DeliveryFailed) as failed:
+        send(client_for(server.url), server.url)
+    assert failed.value.result == "http_error"
+    assert str(failed.value).endswith("answered HTTP 500: \\u001b[2J\\u001b]0;owned\\u0007down for now\\b")
+
+
 def test_an_answer_that_is_no_http_is_an_error_that_says_so(serve: Callable[[Script], Server]) -> None:
     server = serve(answering(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\r\n"))
     client = client_for(server.url)
