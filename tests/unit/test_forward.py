@@ -196,6 +196,82 @@ def test_file_forwarder_does_not_repeat_a_line_written_before_a_crash(ledger: Le
     assert ledger.due_deliveries("hook") == []
 
 
+def last_error(ledger: Ledger, name: str = "hook") -> str:
+    record = ledger.candidate(1)
+    assert record is not None
+    return next(d.last_error or "" for d in record.deliveries if d.forwarder == name)
+
+
+@pytest.mark.parametrize(("target", "words"), [("/dev/null", "is a character device, not a regular file"),
+                                               (".", "Is a directory")])
+def test_file_forwarder_refuses_what_is_no_regular_file_and_keeps_the_change(ledger: Ledger, tmp_path: Path, target: str,
+                                                                              words: str) -> None:
+    """Before: /dev/null took every change as delivered (and a device was read, for the keys in
+    its "tail", to its end: /dev/zero or /dev/full took all the memory there is)."""
+    out = tmp_path / "avvik.jsonl"
+    out.symlink_to(target if target.startswith("/") else tmp_path)
+    worker = setup(ledger, FILE, FileSettings(path=out))
+    fire(ledger, "a")
+    worker.run_once()
+    assert attempts(ledger, "error") == 1 and attempts(ledger, "ok") == 0
+    assert ledger.outbox_stats()["hook"].pending == 1
+    assert words in last_error(ledger)
+
+
+def test_a_fifo_at_the_file_forwarders_path_fails_the_delivery_instead_of_holding_the_forwarder(ledger: Ledger,
+                                                                                                tmp_path: Path) -> None:
+    """Before: opening the FIFO waited for a reader for ever: no attempt counted, no log line, the
+    change stuck in the outbox with nothing saying why."""
+    import os
+    import threading
+
+    out = tmp_path / "avvik.jsonl"
+    os.mkfifo(out)
+    worker = setup(ledger, FILE, FileSettings(path=out))
+    fire(ledger, "a")
+    passed = threading.Thread(target=worker.run_once, daemon=True)
+    passed.start()
+    passed.join(60)  # not a measure of speed: without the fix the pass never ends
+    assert not passed.is_alive(), "the forwarder hangs in open() on the FIFO"
+    assert attempts(ledger, "error") == 1 and ledger.outbox_stats()["hook"].pending == 1
+    assert "is a FIFO, not a regular file" in last_error(ledger)
+
+
+def test_file_forwarder_takes_back_a_line_a_full_filesystem_cut_short_and_writes_it_whole_later(ledger: Ledger, clock: FakeClock,
+                                                                                               tmp_path: Path) -> None:
+    """Before: the part written stayed, the retry's line was glued to it, and the reader got one
+    line of garbage instead of that change (the ledger had it as delivered)."""
+    from tests.support.disks import fill, small_filesystem
+
+    with small_filesystem(tmp_path / "small", "64k") as small:
+        out = small / "avvik.jsonl"
+        worker = setup(ledger, FILE, FileSettings(path=out), retry_min=timedelta(seconds=1))
+        fire(ledger, "a")
+        worker.run_once()
+        ballast = fill(small)  # what is left: the rest of the file's last page
+        fire(ledger, *"bcdefgh")
+        worker.run_once()
+        assert attempts(ledger, "error") == 1, "the page's rest was used up in the middle of a line"
+        assert out.read_bytes().endswith(b"\n")
+        ballast.remove()
+        clock.advance(10)
+        worker.run_once()
+        lines = [json.loads(line) for line in out.read_bytes().splitlines()]
+    assert sorted(d["labels"]["source"] for d in lines) == list("abcdefgh")
+    assert ledger.due_deliveries("hook") == []
+
+
+def test_file_forwarder_starts_its_line_on_a_new_one_after_a_line_a_crash_cut_short(ledger: Ledger, tmp_path: Path) -> None:
+    out = tmp_path / "avvik.jsonl"
+    out.write_bytes(b'{"idempotency_key":"x-firing-1","la')  # a power cut in the middle of a line
+    worker = setup(ledger, FILE, FileSettings(path=out))
+    fire(ledger, "a")
+    worker.run_once()
+    torn, line = out.read_bytes().split(b"\n", 1)
+    assert torn == b'{"idempotency_key":"x-firing-1","la'
+    assert json.loads(line)["labels"]["source"] == "a"
+
+
 def test_a_forwarder_that_raises_anything_is_retried(ledger: Ledger) -> None:
     def broken(delivery: Delivery, settings: Any) -> None:
         raise RuntimeError("bug")
