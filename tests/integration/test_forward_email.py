@@ -208,3 +208,72 @@ print(sorted(m for m in sys.modules if m == "smtplib" or m == "email" or m.start
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:3] == ["unreachable", "unreachable", "[]"]
+
+
+def scripted_smtp(greeting: Callable[[Any], None], ehlo_answer: bytes = b"250 hi\r\n") -> tuple[int, list[bytes]]:
+    """A plain-text SMTP server on 127.0.0.1 for one connection: ``greeting(conn)`` says hello,
+    EHLO gets ``ehlo_answer``, the rest of the dialogue is accepted. Returns the port and the
+    commands it got."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    commands: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        listener.close()
+        with conn, conn.makefile("rb") as lines:
+            try:
+                greeting(conn)
+                while line := lines.readline():
+                    commands.append(line.split(b" ", 1)[0].strip().upper())
+                    verb = commands[-1]
+                    if verb == b"EHLO":
+                        conn.sendall(ehlo_answer)
+                    elif verb == b"DATA":
+                        conn.sendall(b"354 go on\r\n")
+                        while lines.readline() not in (b".\r\n", b""):
+                            pass
+                        conn.sendall(b"250 queued\r\n")
+                    elif verb == b"QUIT":
+                        conn.sendall(b"221 bye\r\n")
+                        return
+                    else:
+                        conn.sendall(b"250 ok\r\n")
+            except OSError:
+                pass  # the client gave up on us
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1], commands
+
+
+def plain(port: int) -> EmailSettings:
+    return EmailSettings(host="127.0.0.1", port=port, starttls=False, from_address="normagent@legekontoret.invalid",
+                         to=("avvik@legekontoret.invalid",), timeout=timedelta(seconds=1))
+
+
+def test_a_server_that_greets_a_byte_at_a_time_times_out_as_a_whole() -> None:
+    """Before: the timeout was for each read, so a greeting of 100 bytes at 20 a second (each
+    well within it) took 5 s of a 1 s timeout, and the delivery went on as if nothing was wrong."""
+
+    def drip(conn: Any) -> None:
+        for byte in b"220 " + b"s" * 94 + b"\r\n":
+            conn.sendall(bytes([byte]))
+            threading.Event().wait(0.05)
+
+    port, _ = scripted_smtp(drip)
+    with pytest.raises(DeliveryFailed) as failed:
+        EmailSender(plain(port)).send(Delivery(document(), "k", "epost"))
+    assert failed.value.result == "timeout"
+
+
+def test_an_answer_of_continuation_lines_without_end_is_an_error_not_all_the_memory() -> None:
+    """Before: smtplib kept every "250-…" line of an answer, so a server that never sent the last
+    one took all the memory there is (here it ends after 1 MiB, and was taken as an EHLO)."""
+    endless = b"250-" + b"A" * 60 + b"\r\n"
+    port, commands = scripted_smtp(lambda conn: conn.sendall(b"220 hello\r\n"), endless * (2**20 // len(endless)) + b"250 hi\r\n")
+    with pytest.raises(DeliveryFailed) as failed:
+        EmailSender(plain(port)).send(Delivery(document(), "k", "epost"))
+    assert failed.value.result == "error"
+    assert "answer went on past 64 KiB" in str(failed.value)
+    assert b"DATA" not in commands
