@@ -183,6 +183,8 @@ class EmailSender:
             raise DeliveryFailed("unreachable", f"{s.host}:{s.port}: {exc}") from None
 
     def _connect(self, deadline: float) -> smtplib.SMTP:
+        import smtplib
+
         from normagent.forward.smtp_session import open_session
 
         s = self._settings
@@ -193,7 +195,10 @@ class EmailSender:
                 smtp.ehlo()
                 if not smtp.has_extn("starttls"):
                     raise DeliveryFailed("tls_error", f"{s.host}:{s.port} does not offer STARTTLS (starttls = true)")
-                smtp.starttls(context=self._context())
+                try:
+                    smtp.starttls(context=self._context())
+                except smtplib.SMTPResponseException as exc:  # offered, then refused ("454 TLS not available")
+                    raise DeliveryFailed("tls_error", f"{s.host}:{s.port} offers STARTTLS but refused it: {_smtp_reason(exc)}") from None
                 smtp.ehlo()
             if s.username:
                 self._login(smtp)

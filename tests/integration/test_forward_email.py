@@ -210,10 +210,11 @@ print(sorted(m for m in sys.modules if m == "smtplib" or m == "email" or m.start
     assert done.stdout.split("\n")[:3] == ["unreachable", "unreachable", "[]"]
 
 
-def scripted_smtp(greeting: Callable[[Any], None], ehlo_answer: bytes = b"250 hi\r\n") -> tuple[int, list[bytes]]:
+def scripted_smtp(greeting: Callable[[Any], None], ehlo_answer: bytes = b"250 hi\r\n",
+                  answers: dict[bytes, bytes] | None = None) -> tuple[int, list[bytes]]:
     """A plain-text SMTP server on 127.0.0.1 for one connection: ``greeting(conn)`` says hello,
-    EHLO gets ``ehlo_answer``, the rest of the dialogue is accepted. Returns the port and the
-    commands it got."""
+    EHLO gets ``ehlo_answer``, a command in ``answers`` its answer there, the rest of the dialogue
+    is accepted. Returns the port and the commands it got."""
     import socket
 
     listener = socket.create_server(("127.0.0.1", 0))
@@ -228,7 +229,9 @@ def scripted_smtp(greeting: Callable[[Any], None], ehlo_answer: bytes = b"250 hi
                 while line := lines.readline():
                     commands.append(line.split(b" ", 1)[0].strip().upper())
                     verb = commands[-1]
-                    if verb == b"EHLO":
+                    if verb in (answers or {}):
+                        conn.sendall((answers or {})[verb])
+                    elif verb == b"EHLO":
                         conn.sendall(ehlo_answer)
                     elif verb == b"DATA":
                         conn.sendall(b"354 go on\r\n")
@@ -277,3 +280,16 @@ def test_an_answer_of_continuation_lines_without_end_is_an_error_not_all_the_mem
     assert failed.value.result == "error"
     assert "answer went on past 64 KiB" in str(failed.value)
     assert b"DATA" not in commands
+
+
+def test_a_server_that_offers_starttls_and_then_refuses_it_is_a_tls_error_and_gets_no_mail() -> None:
+    """Before: counted as unreachable (smtplib's "(454, b'TLS not available')"), though the server answered."""
+    port, commands = scripted_smtp(lambda conn: conn.sendall(b"220 hello\r\n"), b"250-hi\r\n250 STARTTLS\r\n",
+                                   {b"STARTTLS": b"454 4.7.0 TLS not available due to temporary reason\r\n"})
+    s = EmailSettings(host="127.0.0.1", port=port, from_address="normagent@legekontoret.invalid", to=("avvik@legekontoret.invalid",),
+                      timeout=timedelta(seconds=5))
+    with pytest.raises(DeliveryFailed) as failed:
+        EmailSender(s).send(Delivery(document(), "k", "epost"))
+    assert failed.value.result == "tls_error"
+    assert "offers STARTTLS but refused it: 454" in str(failed.value)
+    assert b"MAIL" not in commands and b"DATA" not in commands
