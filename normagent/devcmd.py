@@ -25,14 +25,15 @@ if TYPE_CHECKING:
 LEDGER_FILE = "ledger.db"
 
 
-def open_ledger(config: Config) -> Ledger:
-    """The daemon's ledger; an error, not a new ledger, when there is none."""
+def open_ledger(config: Config, *, acks: bool = False) -> Ledger:
+    """The daemon's ledger, to read (or, with ``acks``, to add an ack to); an error, not a new
+    ledger, when there is none. Nothing else is written: no schema, no marker (``ledger.id``)."""
     from normagent.ledger import Ledger, exists
 
     path = config.state_dir() / LEDGER_FILE
     if not exists(path):
         raise StateError(f"{path}: no ledger here (the agent has not run with this state directory); see --config")
-    return Ledger.open(path)
+    return Ledger.open_for_command(path, acks=acks)
 
 
 def _when(moment: datetime | None) -> str:
@@ -162,7 +163,7 @@ def deviations_ack(config: Config, cid: int, note: str, out: TextIO) -> int:
         what = ("a byte that is not UTF-8" if 0xDC80 <= code <= 0xDCFF else "a control character" if code < 0x20 or 0x7F <= code < 0xA0
                 else "an invisible character")
         raise UsageError(f"--note: character {bad + 1} (U+{code:04X}) is {what}; write the note on one line in plain text")
-    with open_ledger(config) as ledger:
+    with open_ledger(config, acks=True) as ledger:
         try:
             at = ledger.ack(cid, note)
         except KeyError:

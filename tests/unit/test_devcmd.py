@@ -155,6 +155,42 @@ def test_deviations_without_a_ledger_say_so(tmp_path: Path, capsys: pytest.Captu
     assert not (tmp_path / "state" / "ledger.db").exists(), "a read command never creates a ledger"
 
 
+def test_the_commands_write_nothing_beside_the_ledger_but_an_ack(populated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: they opened the daemon's ledger as the agent does, and wrote its marker where there
+    was none (a ledger from before markers, or one whose marker was removed as the agent's own
+    message advises): run as root, a ledger.id the agent's user cannot read, so the agent did not
+    start (exit 73, "the ledger's marker cannot be used (Permission denied)")."""
+    marker = populated.parent / "state" / "ledger.id"
+    marker.unlink()
+    for argv in (["deviations", "list"], ["deviations", "show", "1"], ["rules", "test"],
+                 ["deviations", "ack", "1", "--note", "Sjekket"]):
+        assert main([*argv, "--config", str(populated)]) in (0, 1), argv
+        assert not marker.exists(), argv
+    capsys.readouterr()
+    assert main(["deviations", "show", "1", "--format", "json", "--config", str(populated)]) == 0
+    assert json.loads(capsys.readouterr().out)["acks"][0]["note"] == "Sjekket"
+
+
+def test_an_empty_ledger_file_is_no_ledger_and_stays_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: `deviations list` made a new ledger in it (and its marker, in the command user's name)."""
+    path = config_file(tmp_path)
+    ledger = tmp_path / "state" / "ledger.db"
+    ledger.parent.mkdir()
+    ledger.touch()
+    for argv in (["deviations", "list"], ["deviations", "ack", "1", "--note", "x"], ["rules", "test"]):
+        assert main([*argv, "--config", str(path)]) == 73, argv
+        assert "no ledger here" in capsys.readouterr().err
+    assert ledger.stat().st_size == 0 and sorted(p.name for p in ledger.parent.iterdir()) == ["ledger.db"]
+
+
+def test_an_emptied_ledger_is_called_lost_by_the_commands_too(populated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ledger = populated.parent / "state" / "ledger.db"
+    ledger.write_bytes(b"")
+    assert main(["deviations", "list", "--config", str(populated)]) == 73
+    assert f"{ledger} is empty, but a ledger existed here (ledger.id records ledger" in capsys.readouterr().err
+    assert ledger.stat().st_size == 0
+
+
 def test_a_ledger_this_user_may_not_look_at_is_a_clear_error() -> None:
     """An operator's own user on a host where the agent's state directory is 0700: it was a
     PermissionError traceback from ``Path.exists()``."""
