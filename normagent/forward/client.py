@@ -347,8 +347,8 @@ def _read_answer(sock: _Reader) -> tuple[int, bytes, bool]:
         head, buffer = buffer[:end], buffer[end + 4 :]
         status_line, _, rest = head.partition(b"\r\n")
         version, _, tail = status_line.partition(b" ")
-        code = tail[:3]
-        if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+        code, after = tail[:3], tail[3:4]  # status-code = 3DIGIT, then SP and the reason (RFC 9112 4)
+        if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit() or after not in (b"", b" "):
             raise _BadAnswer(f"not an HTTP answer: {status_line[:60]!r}")
         status = int(code)
         fields: dict[bytes, bytes] = {}

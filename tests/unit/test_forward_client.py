@@ -249,6 +249,15 @@ def test_a_length_past_int_s_digits_is_a_long_answer_not_a_crash(serve: Callable
     assert server.connections == 2  # not read to its end, so not reused
 
 
+@pytest.mark.parametrize("status_line", [b"HTTP/1.1 2000 OK", b"HTTP/1.1 200OK", b"HTTP/1.1 204-no"])
+def test_a_status_code_of_other_than_three_digits_is_no_delivery(serve: Callable[[Script], Server], status_line: bytes) -> None:
+    """Before: the first three digits were taken, so "2000" was a 200 and the change was delivered."""
+    server = serve(answering(status_line + b"\r\nContent-Length: 0\r\n\r\n"))
+    with pytest.raises(DeliveryFailed) as failed:
+        send(client_for(server.url), server.url)
+    assert failed.value.result == "error" and "not an HTTP answer" in str(failed.value)
+
+
 @pytest.mark.parametrize("size", [b"-5", b"0x5", b"5_0", b"+5", b" ", b"g"])
 def test_a_chunk_size_that_is_no_hex_number_is_a_bad_answer(serve: Callable[[Script], Server], size: bytes) -> None:
     """``int(…, 16)`` takes a sign, "0x" and underscores: a negative size read the buffer backwards
