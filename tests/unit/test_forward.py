@@ -272,6 +272,37 @@ def test_file_forwarder_starts_its_line_on_a_new_one_after_a_line_a_crash_cut_sh
     assert json.loads(line)["labels"]["source"] == "a"
 
 
+def test_a_delivery_the_full_state_filesystem_kept_from_being_noted_is_not_sent_again(tmp_path: Path, clock: FakeClock,
+                                                                                      receiver: WebhookReceiver) -> None:
+    """Before: the receiver took the change, the ledger could not note it (no room), and the next
+    pass sent it again: the webhook got it twice, a JSON-lines file had two lines of it (its
+    check of the tail is made when the file is opened, before this line was written)."""
+    from tests.support.disks import fill, small_filesystem
+
+    out = tmp_path / "avvik.jsonl"
+    with small_filesystem(tmp_path / "small", "1m") as small, Ledger.open(small / "ledger.db", clock=clock) as ledger:
+        ledger.declare([EVENTS, *(m for m in metrics_for(["hook", "file"]) if m.name == ATTEMPTS.name)])
+        engine = Engine([complete(RULE, timedelta(minutes=5))], EngineSettings(host_id=ledger.host_id, location="Testklinikken"))
+        ledger.use_rules(engine, ["hook", "file"])
+        workers = [Worker(Route(ForwarderConfig(name, ForwarderCommon(kind=spec.kind), settings), spec), ledger, clock)
+                   for name, spec, settings in (("hook", WEBHOOK, WebhookSettings(url=receiver.url)),
+                                                ("file", FILE, FileSettings(path=out)))]
+        fire(ledger, "a")
+        ballast = fill(small)
+        for worker in workers:
+            with pytest.raises(Exception, match="the state filesystem is full"):
+                worker.run_once()
+        ballast.remove()
+        clock.advance(10)
+        for worker in workers:
+            worker.run_once()
+            worker.run_once()
+        assert len(receiver.posts) == 1
+        assert len(out.read_text().splitlines()) == 1
+        assert ledger.due_deliveries("hook") == ledger.due_deliveries("file") == []
+        assert attempts(ledger, "ok") == attempts(ledger, "ok", "file") == 1
+
+
 def test_a_forwarder_that_raises_anything_is_retried(ledger: Ledger) -> None:
     def broken(delivery: Delivery, settings: Any) -> None:
         raise RuntimeError("bug")
