@@ -19,7 +19,7 @@ imported (``normagent.forward.smtp_session`` brings them), so a mail server that
 costs the agent none of their memory (2.6 MB of an idle agent, measured); once a server answers,
 they stay.
 
-A builtin plugin (``register_forwarders``); imports only model, hostnames, smallfile and
+A builtin plugin (``register_forwarders``); imports only structlog, model, hostnames, smallfile and
 forward.client (and forward.smtp_session once a server answers).
 """
 
@@ -34,6 +34,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from normagent.forward.client import tls_problems
 from normagent.hostnames import for_socket
 from normagent.records import dataclass
@@ -44,6 +46,8 @@ from normagent.model import Delivery, DeliveryFailed, ForwarderSpec
 if TYPE_CHECKING:
     import smtplib
     from email.message import EmailMessage
+
+log = structlog.get_logger(__name__)
 
 ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
 STATE_NB = {"firing": "utløst", "resolved": "løst"}
@@ -247,7 +251,11 @@ class EmailSender:
                     self._smtp = self._connect(deadline)
                 else:
                     self._smtp.arm(deadline)  # type: ignore[attr-defined]  # an _OnSocket
-                self._smtp.send_message(msg)
+                refused = self._smtp.send_message(msg)
+                if refused:  # some recipients took it, these did not: sending again would repeat it to the others
+                    log.error("email_recipients_refused", host=self._settings.host, subject=str(msg["Subject"])[:120],
+                              refused={address: code for address, (code, _) in refused.items()},
+                              hint="the other recipients got it, so it is not sent again: check these addresses")
                 return
             except smtplib.SMTPServerDisconnected as exc:
                 self.close()

@@ -211,10 +211,10 @@ print(sorted(m for m in sys.modules if m == "smtplib" or m == "email" or m.start
 
 
 def scripted_smtp(greeting: Callable[[Any], None], ehlo_answer: bytes = b"250 hi\r\n",
-                  answers: dict[bytes, bytes] | None = None) -> tuple[int, list[bytes]]:
+                  answers: dict[bytes, bytes | Callable[[bytes], bytes]] | None = None) -> tuple[int, list[bytes]]:
     """A plain-text SMTP server on 127.0.0.1 for one connection: ``greeting(conn)`` says hello,
-    EHLO gets ``ehlo_answer``, a command in ``answers`` its answer there, the rest of the dialogue
-    is accepted. Returns the port and the commands it got."""
+    EHLO gets ``ehlo_answer``, a command in ``answers`` its answer there (or what it makes of the
+    command's line), the rest of the dialogue is accepted. Returns the port and the commands it got."""
     import socket
 
     listener = socket.create_server(("127.0.0.1", 0))
@@ -230,7 +230,8 @@ def scripted_smtp(greeting: Callable[[Any], None], ehlo_answer: bytes = b"250 hi
                     commands.append(line.split(b" ", 1)[0].strip().upper())
                     verb = commands[-1]
                     if verb in (answers or {}):
-                        conn.sendall((answers or {})[verb])
+                        answer = (answers or {})[verb]
+                        conn.sendall(answer(line) if callable(answer) else answer)
                     elif verb == b"EHLO":
                         conn.sendall(ehlo_answer)
                     elif verb == b"DATA":
@@ -293,3 +294,19 @@ def test_a_server_that_offers_starttls_and_then_refuses_it_is_a_tls_error_and_ge
     assert failed.value.result == "tls_error"
     assert "offers STARTTLS but refused it: 454" in str(failed.value)
     assert b"MAIL" not in commands and b"DATA" not in commands
+
+
+def test_recipients_the_server_refused_while_it_took_the_others_are_logged_not_dropped_in_silence() -> None:
+    """Before: smtplib returns the refused recipients when others took the message, and that was
+    thrown away: the change counted as delivered, and nothing said that one mailbox never got it."""
+    from structlog.testing import capture_logs
+
+    port, commands = scripted_smtp(lambda conn: conn.sendall(b"220 hello\r\n"), answers={
+        b"RCPT": lambda line: b"550 5.1.1 no such user\r\n" if b"gone@" in line else b"250 ok\r\n"})
+    s = EmailSettings(host="127.0.0.1", port=port, starttls=False, from_address="normagent@legekontoret.invalid",
+                      to=("avvik@legekontoret.invalid", "gone@legekontoret.invalid"), timeout=timedelta(seconds=5))
+    with capture_logs() as logs:
+        EmailSender(s).send(Delivery(document(), "k", "epost"))
+    assert b"DATA" in commands, "the other recipient got it"
+    [event] = [e for e in logs if e["event"] == "email_recipients_refused"]
+    assert event["refused"] == {"gone@legekontoret.invalid": 550} and event["log_level"] == "error"
