@@ -63,13 +63,10 @@ class FileSender:
                 size = os.fstat(fd).st_size
                 if readable and size and os.pread(fd, 1, size - 1) != b"\n":
                     data = b"\n" + data  # the last line was cut short (a crash, a power cut): ours starts a line of its own
-                try:
-                    written = os.write(fd, data)
-                    if written != len(data):
-                        raise OSError(f"short write ({written} of {len(data)} bytes)")
-                except OSError:
-                    _cut(fd, size)  # no torn line left for the next attempt's line to be glued to
-                    raise
+                written = os.write(fd, data)  # all of it, or a part on a full filesystem (an error: nothing)
+                if written != len(data):
+                    _cut(fd, size, written)  # no torn line left for the next attempt's line to be glued to
+                    raise OSError(f"short write ({written} of {len(data)} bytes)")
                 if self._fsync:
                     os.fsync(fd)
             finally:
@@ -118,10 +115,12 @@ def _regular(fd: int, path: Path) -> None:
         raise _NotRegular(f"{path} is {_KINDS.get(stat.S_IFMT(mode), 'no regular file')}, not a regular file")
 
 
-def _cut(fd: int, size: int) -> None:
-    """Take a partly written line off again (best effort: the next line starts on a new one anyway)."""
+def _cut(fd: int, size: int, written: int) -> None:
+    """Take the ``written`` bytes of a line cut short off again, if nothing was appended after them
+    (a second sender, another agent); best effort: the next line starts on a new one anyway."""
     try:
-        os.ftruncate(fd, size)
+        if os.fstat(fd).st_size == size + written:
+            os.ftruncate(fd, size)
     except OSError:
         pass
 
