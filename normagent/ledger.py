@@ -1512,10 +1512,17 @@ class Ledger:
         return [OutboxRow(i, key, json.loads(doc), attempts, created, fp, seq, doc) for i, key, doc, attempts, created, fp, seq in rows]
 
     def next_attempt(self, forwarder: str) -> float | None:
-        """When the earliest pending change of ``forwarder`` may be tried (Unix time), or None."""
+        """When the earliest pending change of ``forwarder`` may be tried (Unix time), or None.
+
+        Only the first pending change of each fingerprint counts: a later one waits for it
+        (``due_deliveries``), however early its own time; taken as due, it had the worker look
+        again at once, pass after pass, until the first one's back-off was over."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT min(next_attempt) FROM outbox WHERE forwarder = ? AND status = 'pending'", (forwarder,)
+                "SELECT min(o.next_attempt) FROM outbox o WHERE o.forwarder = ? AND o.status = 'pending' AND NOT EXISTS ("
+                "  SELECT 1 FROM outbox p WHERE p.forwarder = o.forwarder AND p.fingerprint = o.fingerprint "
+                "  AND p.status = 'pending' AND p.sequence < o.sequence)",
+                (forwarder,),
             ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from normagent.config import ForwarderCommon, ForwarderConfig
-from normagent.forward import ATTEMPTS, DEAD_LETTERS, Route, Worker, backoff, metrics_for
+from normagent.forward import ATTEMPTS, DEAD_LETTERS, SWEEP_EVERY, Route, Worker, backoff, metrics_for
 from normagent.forward.alertmanager import ALERTMANAGER, AlertmanagerSettings, alert
 from normagent.forward.file import FILE, FileSettings
 from normagent.forward.webhook import WEBHOOK, WebhookSettings, signature
@@ -148,6 +148,24 @@ def test_changes_of_one_fingerprint_are_delivered_in_order(ledger: Ledger, clock
     assert [r.key.split("-", 1)[1] for r in receiver.accepted] == ["firing-1", "resolved-2"]
     for r in receiver.accepted:
         validate(r.document)
+
+
+def test_a_change_waiting_behind_its_earlier_one_does_not_make_the_worker_spin(ledger: Ledger, clock: FakeClock,
+                                                                              receiver: WebhookReceiver) -> None:
+    """Before: after a restart (or reload) the worker took the next attempt of resolved-2, due at
+    once but waiting behind firing-1 and its back-off, for when to look again: 0 s, pass after pass,
+    a loop of ledger queries on a whole core until firing-1 was due (retry_max: up to a day)."""
+    worker = setup(ledger, WEBHOOK, WebhookSettings(url=receiver.url), retry_min=timedelta(hours=12), retry_max=timedelta(days=1))
+    receiver.mode = "fail"
+    fire(ledger, "a")
+    worker.run_once()  # firing-1 fails: next attempt in 6 to 12 hours
+    clock.advance(3600 * 2)
+    ledger.evaluate_rules()
+    clock.advance(600)
+    ledger.evaluate_rules()  # resolved-2 queued behind firing-1, itself due now
+    restarted = Worker(worker.route, ledger, clock)
+    assert restarted.run_once() == SWEEP_EVERY, "nothing can go before firing-1's next attempt: the next look is the sweep's"
+    assert receiver.posts[-1].key.endswith("-firing-1") and len(receiver.posts) == 1
 
 
 def test_dead_letters_are_kept_counted_and_unblock_the_fingerprint(ledger: Ledger, clock: FakeClock, receiver: WebhookReceiver) -> None:
