@@ -15,7 +15,7 @@ import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO
 
-from normagent.errors import InputError, StateError, UsageError
+from normagent.errors import InputError, StateError, UsageError, printable
 
 if TYPE_CHECKING:
     from normagent.config import Config
@@ -25,14 +25,15 @@ if TYPE_CHECKING:
 LEDGER_FILE = "ledger.db"
 
 
-def open_ledger(config: Config) -> Ledger:
-    """The daemon's ledger; an error, not a new ledger, when there is none."""
+def open_ledger(config: Config, *, acks: bool = False) -> Ledger:
+    """The daemon's ledger, to read (or, with ``acks``, to add an ack to); an error, not a new
+    ledger, when there is none. Nothing else is written: no schema, no marker (``ledger.id``)."""
     from normagent.ledger import Ledger, exists
 
     path = config.state_dir() / LEDGER_FILE
     if not exists(path):
         raise StateError(f"{path}: no ledger here (the agent has not run with this state directory); see --config")
-    return Ledger.open(path)
+    return Ledger.open_for_command(path, acks=acks)
 
 
 def _when(moment: datetime | None) -> str:
@@ -40,7 +41,7 @@ def _when(moment: datetime | None) -> str:
 
 
 def _labels(labels: Any) -> str:
-    return ",".join(f"{k}={v}" for k, v in labels) or "–"
+    return printable(",".join(f"{k}={v}" for k, v in labels)) or "–"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -90,7 +91,7 @@ def deviations_list(config: Config, states: list[str], fmt: str, out: TextIO) ->
         for d in dead:
             print(
                 f"  candidate {d.candidate_id} {d.key} to {d.forwarder}: {d.attempts} attempt(s), queued "
-                f"{_when(d.created_at)}, given up {_when(d.done_at)}; last: {d.last_result} {d.last_error}",
+                f"{_when(d.created_at)}, given up {_when(d.done_at)}; last: {d.last_result} {printable(str(d.last_error))}",
                 file=out,
             )
     return 0
@@ -133,14 +134,14 @@ def deviations_show(config: Config, cid: int, fmt: str, out: TextIO) -> int:
         print(f"  section: {doc.get('section')}   touches: {', '.join(doc.get('cia', []))}   suggested owner: {doc.get('owner')}", file=out)
         for lang in ("nb", "en"):
             text = doc["texts"][lang]
-            print(f"  [{lang}] {text['title']}", file=out)
+            print(f"  [{lang}] {printable(text['title'])}", file=out)
             for key in ("what", "consequence", "measures"):
-                print(f"       {key}: {text[key]}", file=out)
+                print(f"       {key}: {printable(text[key])}", file=out)
     for d in record.deliveries:
         print(f"  delivery {d.key} to {d.forwarder}: {d.status} after {d.attempts} attempt(s)"
-              + (f"; last: {d.last_result} {d.last_error}" if d.last_result and d.status != "delivered" else ""), file=out)
+              + (f"; last: {d.last_result} {printable(str(d.last_error))}" if d.last_result and d.status != "delivered" else ""), file=out)
     for at, note in record.acks:
-        print(f"  ack {_when(at)}: {note}", file=out)
+        print(f"  ack {_when(at)}: {printable(note)}", file=out)
     return 0
 
 
@@ -162,7 +163,7 @@ def deviations_ack(config: Config, cid: int, note: str, out: TextIO) -> int:
         what = ("a byte that is not UTF-8" if 0xDC80 <= code <= 0xDCFF else "a control character" if code < 0x20 or 0x7F <= code < 0xA0
                 else "an invisible character")
         raise UsageError(f"--note: character {bad + 1} (U+{code:04X}) is {what}; write the note on one line in plain text")
-    with open_ledger(config) as ledger:
+    with open_ledger(config, acks=True) as ledger:
         try:
             at = ledger.ack(cid, note)
         except KeyError:

@@ -498,14 +498,55 @@ class Ledger:
             StateError: there is no ledger at ``path``, it cannot be opened, is not a normagent
                 ledger or was written by a newer normagent.
         """
+        return cls._open_existing(path, "ro")
+
+    @classmethod
+    def open_for_command(cls, path: Path, *, acks: bool = False) -> Ledger:
+        """Open the daemon's ledger for ``normagent deviations`` and ``rules test``: as
+        ``open_readonly``, nothing is created, migrated or written beside it (no new ledger where
+        the file is empty, no marker in the name of the command's user, root, which the agent's
+        own user could then not read, and it would not start). It must have this normagent's
+        schema: the agent brings it up to date when it starts. With ``acks`` it is opened for
+        writing too, for ``deviations ack`` to add to it (and nothing else).
+
+        Raises:
+            StateError: as ``open_readonly``; the ledger's schema is older than this normagent's.
+        """
+        ledger = cls._open_existing(path, "rw" if acks else "ro")
+        try:
+            if ledger.schema_version < SCHEMA_VERSION:
+                raise StateError(
+                    f"{path}: ledger schema {ledger.schema_version} is older than this normagent's ({SCHEMA_VERSION}): "
+                    "start the agent once (it updates the ledger), then try again"
+                )
+            if acks:
+                ledger._identity = _identity(path)  # a transaction checks that the file is still this one
+                ledger._conn.execute("PRAGMA synchronous=FULL")  # an ack is kept as a batch is: through a power cut
+                ledger._conn.execute("PRAGMA foreign_keys=ON")
+            ledger._load_mirror()
+        except sqlite3.DatabaseError as exc:
+            ledger._conn.close()
+            raise StateError(f"{path}: not a readable normagent ledger ({exc})") from exc
+        except (StateError, OSError):
+            ledger._conn.close()
+            raise
+        ledger.readonly = not acks
+        return ledger
+
+    @classmethod
+    def _open_existing(cls, path: Path, mode: str) -> Ledger:
         from urllib.parse import quote
 
         _refuse_what_is_no_file(path)
         if not _has_content(path):
+            evidence = _evidence_of_a_ledger(path, ())
+            if evidence:
+                state = "empty" if path.exists() else "missing"
+                raise StateLost(f"{path} is {state}, but a ledger existed here ({'; '.join(evidence)}): {FRESH_START_HINT}")
             raise StateError(f"{path}: no ledger here (the agent has not run with this state directory); see --config")
         # The path percent-encoded: a "#" or "?" in it would end SQLite's file name there, and
         # SQLite would create an empty database where the name was cut (with the mode lost).
-        uri = f"file:{quote(str(path))}?mode=ro"
+        uri = f"file:{quote(str(path))}?mode={mode}"
         try:
             conn = sqlite3.connect(uri, uri=True, timeout=10.0, isolation_level=None, check_same_thread=False)
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -1471,10 +1512,17 @@ class Ledger:
         return [OutboxRow(i, key, json.loads(doc), attempts, created, fp, seq, doc) for i, key, doc, attempts, created, fp, seq in rows]
 
     def next_attempt(self, forwarder: str) -> float | None:
-        """When the earliest pending change of ``forwarder`` may be tried (Unix time), or None."""
+        """When the earliest pending change of ``forwarder`` may be tried (Unix time), or None.
+
+        Only the first pending change of each fingerprint counts: a later one waits for it
+        (``due_deliveries``), however early its own time; taken as due, it had the worker look
+        again at once, pass after pass, until the first one's back-off was over."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT min(next_attempt) FROM outbox WHERE forwarder = ? AND status = 'pending'", (forwarder,)
+                "SELECT min(o.next_attempt) FROM outbox o WHERE o.forwarder = ? AND o.status = 'pending' AND NOT EXISTS ("
+                "  SELECT 1 FROM outbox p WHERE p.forwarder = o.forwarder AND p.fingerprint = o.fingerprint "
+                "  AND p.status = 'pending' AND p.sequence < o.sequence)",
+                (forwarder,),
             ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 

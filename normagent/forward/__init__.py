@@ -9,7 +9,8 @@ outcome:
 - delivered: marked so in the ledger *after* the receiver took it. A crash between the two sends
   the change again after the restart: at least once, and the idempotency key
   (``<fingerprint>-<state>-<sequence>``, the same for every attempt) lets the receiver keep it
-  exactly once.
+  exactly once. A note the ledger cannot store (its filesystem full) is stored first on the next
+  pass, and the change is not sent again meanwhile.
 - failed: tried again after an exponential back-off with jitter (``retry_min`` doubled per failure
   in a row, at most ``retry_max``; each wait is drawn between half and all of that, so many agents
   do not retry in step). The whole forwarder pauses for that time: a receiver that is down is not
@@ -45,7 +46,7 @@ from normagent.records import dataclass
 if TYPE_CHECKING:
     from normagent.clock import Clock
     from normagent.config import ForwarderConfig
-    from normagent.ledger import Ledger
+    from normagent.ledger import AttemptResult, Ledger
 
 log = structlog.get_logger(__name__)
 
@@ -166,6 +167,10 @@ class Worker:
         self._pool: Any = None  # a ThreadPoolExecutor once more than one delivery is in flight
         self.parallel = route.config.common.parallel or route.spec.parallel
         self.failures = 0  # in a row
+        # Deliveries the receiver took whose note the ledger could not store (its filesystem full):
+        # noted before anything else is done, never sent again by this worker.
+        self._unnoted: list[AttemptResult] = []
+        self._unnoted_counts: list[Count] = []
         self._paused_until = 0.0  # monotonic
         self._next_sweep = 0.0
         refresh = route.spec.refresh(route.config.settings) if route.spec.refresh is not None else None
@@ -214,6 +219,9 @@ class Worker:
             Seconds until something may need doing (0: more rows are due now).
         """
         mono = self._clock.monotonic()
+        if self._unnoted or self._unnoted_counts:
+            self._ledger.record_attempts(self.name, self._unnoted, self._unnoted_counts)  # raises while the ledger still cannot
+            self._unnoted, self._unnoted_counts = [], []
         if mono >= self._next_sweep:
             self._sweep()
             self._next_sweep = mono + SWEEP_EVERY
@@ -254,7 +262,14 @@ class Worker:
         if not failed and results and self.failures:
             log.info("forward_recovered", forwarder=self.name, failures=self.failures)
             self.failures = 0
-        self._ledger.record_attempts(self.name, results, self._counts(counts))
+        try:
+            self._ledger.record_attempts(self.name, results, self._counts(counts))
+        except Exception:
+            # Delivered, but not noted: sending these again would give the receiver each twice
+            # (a file reader two lines). They are noted first on the next pass.
+            self._unnoted = [r for r in results if r.delivered]
+            self._unnoted_counts = self._counts(counts)
+            raise
 
     def _send_all(
         self, deliveries: Sequence[tuple[int, Delivery]], stop: threading.Event | None

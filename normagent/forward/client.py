@@ -5,7 +5,7 @@ of failing into a ``DeliveryFailed`` with a closed-set result.
 POSTs go through a small HTTP/1.1 client on the standard library's ``socket`` and ``ssl``
 (``Client``): no requests, urllib3 or http.client in the agent.
 
-Imports only model and the standard library.
+Imports model, errors, hostnames, records, smallfile and the standard library.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from __future__ import annotations
 import re
 import socket
 import ssl
+import time
 from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from normagent.errors import printable
 from normagent.hostnames import for_socket
 from normagent.model import DeliveryFailed
 from normagent.records import dataclass
@@ -245,23 +247,24 @@ class Client:
             known = self._targets[url] = (scheme, host, port, head)
         return known
 
-    def connection(self, scheme: str, host: str, port: int, timeout: float) -> socket.socket | ssl.SSLSocket:
-        """The kept-alive connection to (scheme, host, port), or a new one."""
+    def connection(self, scheme: str, host: str, port: int, deadline: float) -> socket.socket | ssl.SSLSocket:
+        """The kept-alive connection to (scheme, host, port), or a new one made before ``deadline``
+        (``time.monotonic()``)."""
         sock = self._sock
         if sock is not None and (self._peer != (scheme, host, port) or _readable(sock)):
             self.close()  # another server, or the peer closed it (EOF) or sent what nobody asked for
             sock = None
         if sock is None:
-            sock = socket.create_connection((for_socket(host), port), timeout=timeout)  # type: ignore[arg-type]  # bytes hosts: see for_socket
+            sock = socket.create_connection((for_socket(host), port), timeout=_left(deadline))  # type: ignore[arg-type]  # bytes hosts: see for_socket
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if scheme == "https":
+                    sock.settimeout(_left(deadline))  # the handshake as a whole (OpenSSL's loop keeps one deadline)
                     sock = self._tls().wrap_socket(sock, server_hostname=host)
             except BaseException:
                 sock.close()
                 raise
             self._sock, self._peer = sock, (scheme, host, port)
-        sock.settimeout(timeout)
         return sock
 
     def _tls(self) -> ssl.SSLContext:
@@ -273,9 +276,18 @@ class Client:
         return self._context
 
     def exchange(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
-        """POST ``body`` to ``url``: (status, the first bytes of the answer's body)."""
+        """POST ``body`` to ``url``: (status, the first bytes of the answer's body).
+
+        ``timeout`` is for the whole exchange (connect, TLS, the request, the answer), not for each
+        read: a peer that answers a byte at a time, or sends interim answers without end, still
+        times out.
+
+        Raises:
+            TimeoutError: The exchange was not done within ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
         scheme, host, port, head = self.target(url)
-        sock = self.connection(scheme, host, port, timeout)
+        sock = self.connection(scheme, host, port, deadline)
         lines = [head]
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name or not name:
@@ -284,8 +296,9 @@ class Client:
         lines.append(f"Content-Length: {len(body)}\r\n\r\n".encode("ascii"))
         lines.append(body)
         try:
+            sock.settimeout(_left(deadline))  # sendall's timeout is for all of it
             sock.sendall(b"".join(lines))
-            status, content, keep = _read_answer(sock)
+            status, content, keep = _read_answer(_Reader(sock, deadline))
         except BaseException:
             self.close()
             raise
@@ -313,7 +326,30 @@ def _readable(sock: socket.socket) -> bool:
     return bool(ready)
 
 
-def _read_answer(sock: socket.socket) -> tuple[int, bytes, bool]:
+def _left(deadline: float) -> float:
+    """Seconds left until ``deadline``; ``TimeoutError`` once there are none."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the exchange took longer than its timeout")
+    return left
+
+
+class _Reader:
+    """A socket's ``recv`` within one deadline for all of an answer (each read may wait only for
+    the time that is left)."""
+
+    __slots__ = ("_sock", "_deadline")
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def recv(self, size: int) -> bytes:
+        self._sock.settimeout(_left(self._deadline))
+        return self._sock.recv(size)
+
+
+def _read_answer(sock: _Reader) -> tuple[int, bytes, bool]:
     """(status, up to 200 bytes of the body, whether the connection may be used again)."""
     buffer = b""
     while True:
@@ -329,8 +365,8 @@ def _read_answer(sock: socket.socket) -> tuple[int, bytes, bool]:
         head, buffer = buffer[:end], buffer[end + 4 :]
         status_line, _, rest = head.partition(b"\r\n")
         version, _, tail = status_line.partition(b" ")
-        code = tail[:3]
-        if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+        code, after = tail[:3], tail[3:4]  # status-code = 3DIGIT, then SP and the reason (RFC 9112 4)
+        if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit() or after not in (b"", b" "):
             raise _BadAnswer(f"not an HTTP answer: {status_line[:60]!r}")
         status = int(code)
         fields: dict[bytes, bytes] = {}
@@ -366,7 +402,7 @@ def _read_answer(sock: socket.socket) -> tuple[int, bytes, bool]:
     return status, buffer[:200], False
 
 
-def _read_chunked(sock: socket.socket, buffer: bytes) -> tuple[bytes, bool]:
+def _read_chunked(sock: _Reader, buffer: bytes) -> tuple[bytes, bool]:
     """The first bytes of a chunked body, and whether it was read to its end (within MAX_BODY)."""
     content = b""
     total = 0
@@ -424,7 +460,9 @@ def post(client: Client, url: str, body: bytes, headers: dict[str, str], timeout
         raise DeliveryFailed("unreachable", f"cannot reach {url}: {_short(exc)}") from None
     if 200 <= status < 300:
         return status
-    detail = content[:200].decode("utf-8", "replace").strip().replace("\n", " ")
+    # The receiver's words, as text a terminal shows and does not obey (an escape sequence in an
+    # answer would otherwise reach `normagent deviations show` and a console log as it is).
+    detail = printable(" ".join(content[:200].decode("utf-8", "replace").split()))
     raise DeliveryFailed("http_error", f"{url} answered HTTP {status}{': ' + detail if detail else ''}")
 
 

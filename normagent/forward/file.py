@@ -4,7 +4,10 @@ For a local deviation system that picks files up (and for air-gapped sites). Eac
 change document (the webhook's body) with its ``idempotency_key``; a reader that keeps the keys
 it has seen gets each change once. The file is opened with ``O_APPEND`` for every delivery, so a
 reader may rotate it away (rename) at any time, and each line is fsynced before the delivery
-counts.
+counts. Only a regular file is written: a FIFO, a device (``/dev/null``) or a directory at the
+path fails the delivery, which stays in the outbox. A line the filesystem took only part of
+(full) is cut off again, and a line begins on a new one where the file's last was cut short (a
+crash, a power cut), so no change is glued to a torn line and lost to the reader.
 
 A crash between writing a line and the ledger's note of it would write the line again after the
 restart; to avoid that, the sender reads the keys in the file's last 256 KiB when it opens, and
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +56,16 @@ class FileSender:
             self._recent.discard(delivery.key)
             return  # written before a crash; the ledger did not note it
         line = (delivery.text or json.dumps(delivery.document, ensure_ascii=False, separators=(",", ":"))) + "\n"
+        data = line.encode("utf-8")
         try:
-            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            fd, readable = _open_regular(self._path)
             try:
-                data = line.encode("utf-8")
-                written = os.write(fd, data)
+                size = os.fstat(fd).st_size
+                if readable and size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data  # the last line was cut short (a crash, a power cut): ours starts a line of its own
+                written = os.write(fd, data)  # all of it, or a part on a full filesystem (an error: nothing)
                 if written != len(data):
+                    _cut(fd, size, written)  # no torn line left for the next attempt's line to be glued to
                     raise OSError(f"short write ({written} of {len(data)} bytes)")
                 if self._fsync:
                     os.fsync(fd)
@@ -70,14 +78,67 @@ class FileSender:
         pass
 
 
+class _NotRegular(OSError):
+    """The path names something that is not a regular file (a FIFO, a device, a directory)."""
+
+
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+          stat.S_IFDIR: "a directory", stat.S_IFSOCK: "a socket"}
+
+
+def _open_regular(path: Path) -> tuple[int, bool]:
+    """``path`` opened to append (created if missing), and whether it could be opened for reading too.
+
+    Opened without blocking, and refused unless it is a regular file: a FIFO without a reader
+    would hold the forwarder for ever in ``open``, one with a reader, ``/dev/null`` or
+    ``/dev/full`` would take lines no deviation system ever sees.
+
+    Raises:
+        OSError: It cannot be opened, or is no regular file (``_NotRegular``).
+    """
+    flags = os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+    try:
+        fd, readable = os.open(path, os.O_RDWR | flags, 0o640), True
+    except PermissionError:
+        fd, readable = os.open(path, os.O_WRONLY | flags, 0o640), False  # written for, not readable by, this user
+    try:
+        _regular(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, readable
+
+
+def _regular(fd: int, path: Path) -> None:
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        raise _NotRegular(f"{path} is {_KINDS.get(stat.S_IFMT(mode), 'no regular file')}, not a regular file")
+
+
+def _cut(fd: int, size: int, written: int) -> None:
+    """Take the ``written`` bytes of a line cut short off again, if nothing was appended after them
+    (a second sender, another agent); best effort: the next line starts on a new one anyway."""
+    try:
+        if os.fstat(fd).st_size == size + written:
+            os.ftruncate(fd, size)
+    except OSError:
+        pass
+
+
 def _keys_in_tail(path: Path) -> set[str]:
     try:
-        with path.open("rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - TAIL_BYTES))
-            tail = f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError:
         return set()
+    try:
+        _regular(fd, path)
+        size = os.fstat(fd).st_size
+        start = max(0, size - TAIL_BYTES)
+        tail = os.pread(fd, size - start, start)
+    except OSError:
+        return set()  # no regular file (the delivery will say so), or unreadable
+    finally:
+        os.close(fd)
     keys = set()
     for raw in tail.split(b"\n"):
         try:

@@ -19,7 +19,7 @@ imported (``normagent.forward.smtp_session`` brings them), so a mail server that
 costs the agent none of their memory (2.6 MB of an idle agent, measured); once a server answers,
 they stay.
 
-A builtin plugin (``register_forwarders``); imports only model, hostnames, smallfile and
+A builtin plugin (``register_forwarders``); imports only structlog, model, hostnames, smallfile and
 forward.client (and forward.smtp_session once a server answers).
 """
 
@@ -28,10 +28,13 @@ from __future__ import annotations
 import re
 import socket
 import ssl
+import time
 from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from normagent.forward.client import tls_problems
 from normagent.hostnames import for_socket
@@ -43,6 +46,8 @@ from normagent.model import Delivery, DeliveryFailed, ForwarderSpec
 if TYPE_CHECKING:
     import smtplib
     from email.message import EmailMessage
+
+log = structlog.get_logger(__name__)
 
 ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
 STATE_NB = {"firing": "utløst", "resolved": "løst"}
@@ -163,7 +168,7 @@ class EmailSender:
     def _context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self._settings.ca_file) if self._settings.ca_file else None)
 
-    def _reach(self) -> socket.socket:
+    def _reach(self, deadline: float) -> socket.socket:
         """The TCP connection to the server, made before anything is imported for SMTP.
 
         Raises:
@@ -171,25 +176,33 @@ class EmailSender:
         """
         s = self._settings
         try:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
             # bytes hosts: see for_socket
-            return socket.create_connection((for_socket(s.host), s.port), timeout=s.timeout.total_seconds())  # type: ignore[arg-type]
+            return socket.create_connection((for_socket(s.host), s.port), timeout=left)  # type: ignore[arg-type]
         except (socket.timeout, TimeoutError):
             raise DeliveryFailed("timeout", f"{s.host} did not answer in time") from None
         except OSError as exc:
             raise DeliveryFailed("unreachable", f"{s.host}:{s.port}: {exc}") from None
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self, deadline: float) -> smtplib.SMTP:
+        import smtplib
+
         from normagent.forward.smtp_session import open_session
 
         s = self._settings
-        sock, self._socket = (self._socket if self._socket is not None else self._reach()), None
-        smtp = open_session(sock, s.host, s.port, s.timeout.total_seconds(), self._context() if s.tls else None)
+        sock, self._socket = (self._socket if self._socket is not None else self._reach(deadline)), None
+        smtp = open_session(sock, s.host, s.port, deadline, self._context() if s.tls else None)
         try:
             if s.starttls and not s.tls:
                 smtp.ehlo()
                 if not smtp.has_extn("starttls"):
                     raise DeliveryFailed("tls_error", f"{s.host}:{s.port} does not offer STARTTLS (starttls = true)")
-                smtp.starttls(context=self._context())
+                try:
+                    smtp.starttls(context=self._context())
+                except smtplib.SMTPResponseException as exc:  # offered, then refused ("454 TLS not available")
+                    raise DeliveryFailed("tls_error", f"{s.host}:{s.port} offers STARTTLS but refused it: {_smtp_reason(exc)}") from None
                 smtp.ehlo()
             if s.username:
                 self._login(smtp)
@@ -213,26 +226,43 @@ class EmailSender:
             smtp.login(self._settings.username, self._password)
 
     def send(self, delivery: Delivery) -> None:
+        deadline = time.monotonic() + self._settings.timeout.total_seconds()
         if self._smtp is None and self._socket is None:
-            self._socket = self._reach()  # before the message is made: an unreachable server needs no e-mail package
-        self.send_message(message(delivery, self._settings))
+            self._socket = self._reach(deadline)  # before the message is made: an unreachable server needs no e-mail package
+        self.send_message(message(delivery, self._settings), deadline)
 
-    def send_message(self, msg: EmailMessage) -> None:
-        """Send any message over this forwarder's SMTP settings (the monthly report uses it too).
+    def send_message(self, msg: EmailMessage, deadline: float | None = None) -> None:
+        """Send any message over this forwarder's SMTP settings (the monthly report uses it too),
+        all of it (connect, TLS, AUTH, the message) within ``timeout`` or by ``deadline``
+        (``time.monotonic()``).
 
         Raises:
             DeliveryFailed: with a closed-set result and a message naming the server.
         """
         import smtplib
 
+        from normagent.forward.smtp_session import timed_out, too_long
+
+        if deadline is None:
+            deadline = time.monotonic() + self._settings.timeout.total_seconds()
         for again in (True, False):
             try:
                 if self._smtp is None:
-                    self._smtp = self._connect()
-                self._smtp.send_message(msg)
+                    self._smtp = self._connect(deadline)
+                else:
+                    self._smtp.arm(deadline)  # type: ignore[attr-defined]  # an _OnSocket
+                refused = self._smtp.send_message(msg)
+                if refused:  # some recipients took it, these did not: sending again would repeat it to the others
+                    log.error("email_recipients_refused", host=self._settings.host, subject=str(msg["Subject"])[:120],
+                              refused={address: code for address, (code, _) in refused.items()},
+                              hint="the other recipients got it, so it is not sent again: check these addresses")
                 return
             except smtplib.SMTPServerDisconnected as exc:
                 self.close()
+                if timed_out(exc):
+                    raise DeliveryFailed("timeout", f"{self._settings.host} did not answer in time") from None
+                if (long := too_long(exc)) is not None:
+                    raise DeliveryFailed("error", f"{self._settings.host}:{self._settings.port}: {long}") from None
                 if not again:
                     raise DeliveryFailed("unreachable", f"{self._settings.host}: {exc}") from None
             except smtplib.SMTPAuthenticationError as exc:
@@ -259,6 +289,7 @@ class EmailSender:
             self._socket.close()
             self._socket = None
         if self._smtp is not None:
+            self._smtp.arm(time.monotonic() + min(5.0, self._settings.timeout.total_seconds()))  # type: ignore[attr-defined]  # for the QUIT
             _quit(self._smtp)
             self._smtp = None
 

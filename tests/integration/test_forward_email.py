@@ -208,3 +208,105 @@ print(sorted(m for m in sys.modules if m == "smtplib" or m == "email" or m.start
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:3] == ["unreachable", "unreachable", "[]"]
+
+
+def scripted_smtp(greeting: Callable[[Any], None], ehlo_answer: bytes = b"250 hi\r\n",
+                  answers: dict[bytes, bytes | Callable[[bytes], bytes]] | None = None) -> tuple[int, list[bytes]]:
+    """A plain-text SMTP server on 127.0.0.1 for one connection: ``greeting(conn)`` says hello,
+    EHLO gets ``ehlo_answer``, a command in ``answers`` its answer there (or what it makes of the
+    command's line), the rest of the dialogue is accepted. Returns the port and the commands it got."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    commands: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        listener.close()
+        with conn, conn.makefile("rb") as lines:
+            try:
+                greeting(conn)
+                while line := lines.readline():
+                    commands.append(line.split(b" ", 1)[0].strip().upper())
+                    verb = commands[-1]
+                    if verb in (answers or {}):
+                        answer = (answers or {})[verb]
+                        conn.sendall(answer(line) if callable(answer) else answer)
+                    elif verb == b"EHLO":
+                        conn.sendall(ehlo_answer)
+                    elif verb == b"DATA":
+                        conn.sendall(b"354 go on\r\n")
+                        while lines.readline() not in (b".\r\n", b""):
+                            pass
+                        conn.sendall(b"250 queued\r\n")
+                    elif verb == b"QUIT":
+                        conn.sendall(b"221 bye\r\n")
+                        return
+                    else:
+                        conn.sendall(b"250 ok\r\n")
+            except OSError:
+                pass  # the client gave up on us
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1], commands
+
+
+def plain(port: int) -> EmailSettings:
+    return EmailSettings(host="127.0.0.1", port=port, starttls=False, from_address="normagent@legekontoret.invalid",
+                         to=("avvik@legekontoret.invalid",), timeout=timedelta(seconds=1))
+
+
+def test_a_server_that_greets_a_byte_at_a_time_times_out_as_a_whole() -> None:
+    """Before: the timeout was for each read, so a greeting of 100 bytes at 20 a second (each
+    well within it) took 5 s of a 1 s timeout, and the delivery went on as if nothing was wrong."""
+
+    def drip(conn: Any) -> None:
+        for byte in b"220 " + b"s" * 94 + b"\r\n":
+            conn.sendall(bytes([byte]))
+            threading.Event().wait(0.05)
+
+    port, _ = scripted_smtp(drip)
+    with pytest.raises(DeliveryFailed) as failed:
+        EmailSender(plain(port)).send(Delivery(document(), "k", "epost"))
+    assert failed.value.result == "timeout"
+
+
+def test_an_answer_of_continuation_lines_without_end_is_an_error_not_all_the_memory() -> None:
+    """Before: smtplib kept every "250-…" line of an answer, so a server that never sent the last
+    one took all the memory there is (here it ends after 1 MiB, and was taken as an EHLO)."""
+    endless = b"250-" + b"A" * 60 + b"\r\n"
+    port, commands = scripted_smtp(lambda conn: conn.sendall(b"220 hello\r\n"), endless * (2**20 // len(endless)) + b"250 hi\r\n")
+    with pytest.raises(DeliveryFailed) as failed:
+        EmailSender(plain(port)).send(Delivery(document(), "k", "epost"))
+    assert failed.value.result == "error"
+    assert "answer went on past 64 KiB" in str(failed.value)
+    assert b"DATA" not in commands
+
+
+def test_a_server_that_offers_starttls_and_then_refuses_it_is_a_tls_error_and_gets_no_mail() -> None:
+    """Before: counted as unreachable (smtplib's "(454, b'TLS not available')"), though the server answered."""
+    port, commands = scripted_smtp(lambda conn: conn.sendall(b"220 hello\r\n"), b"250-hi\r\n250 STARTTLS\r\n",
+                                   {b"STARTTLS": b"454 4.7.0 TLS not available due to temporary reason\r\n"})
+    s = EmailSettings(host="127.0.0.1", port=port, from_address="normagent@legekontoret.invalid", to=("avvik@legekontoret.invalid",),
+                      timeout=timedelta(seconds=5))
+    with pytest.raises(DeliveryFailed) as failed:
+        EmailSender(s).send(Delivery(document(), "k", "epost"))
+    assert failed.value.result == "tls_error"
+    assert "offers STARTTLS but refused it: 454" in str(failed.value)
+    assert b"MAIL" not in commands and b"DATA" not in commands
+
+
+def test_recipients_the_server_refused_while_it_took_the_others_are_logged_not_dropped_in_silence() -> None:
+    """Before: smtplib returns the refused recipients when others took the message, and that was
+    thrown away: the change counted as delivered, and nothing said that one mailbox never got it."""
+    from structlog.testing import capture_logs
+
+    port, commands = scripted_smtp(lambda conn: conn.sendall(b"220 hello\r\n"), answers={
+        b"RCPT": lambda line: b"550 5.1.1 no such user\r\n" if b"gone@" in line else b"250 ok\r\n"})
+    s = EmailSettings(host="127.0.0.1", port=port, starttls=False, from_address="normagent@legekontoret.invalid",
+                      to=("avvik@legekontoret.invalid", "gone@legekontoret.invalid"), timeout=timedelta(seconds=5))
+    with capture_logs() as logs:
+        EmailSender(s).send(Delivery(document(), "k", "epost"))
+    assert b"DATA" in commands, "the other recipient got it"
+    [event] = [e for e in logs if e["event"] == "email_recipients_refused"]
+    assert event["refused"] == {"gone@legekontoret.invalid": 550} and event["log_level"] == "error"

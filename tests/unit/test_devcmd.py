@@ -89,6 +89,30 @@ def test_deviations_show_and_ack(populated: Path, capsys: pytest.CaptureFixture[
     assert json.loads(capsys.readouterr().out)["candidates"][0]["acks"] == 1
 
 
+def test_what_a_receiver_or_a_label_says_reaches_the_terminal_as_text_not_as_escape_sequences(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A hostile receiver's answer (kept as the delivery's last error) and a label from a log line
+    # may hold an ESC sequence (clear the screen, retitle the window), a CR that overwrites the line.
+    from normagent.ledger import AttemptResult
+
+    path = config_file(tmp_path)
+    config, plugins = read_config(path)
+    with Ledger.open(tmp_path / "state" / "ledger.db", clock=FakeClock()) as ledger:
+        ledger.declare(plugins.metrics().values())
+        ledger.use_rules(build_engine(config, plugins, ledger.host_id, "test"), ["hook"])
+        ledger.commit("sample.events", Batch([Count("normagent_sample_events_total", {"kind": "x\x1b]0;owned\x07"}, 5)]))
+        [row] = ledger.due_deliveries("hook", 10)
+        ledger.record_attempts("hook", [AttemptResult(row.id, False, "http_error", "HTTP 500: \x1b[2J\x1b[31mPWNED\r\x08", 0.0)], [])
+    for argv in (["deviations", "show", "1"], ["deviations", "list"]):
+        assert main([*argv, "--config", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert not any(ch in out for ch in "\x1b\x07\r\x08"), out
+        assert "x\\u001b]0;owned\\u0007" in out
+    assert main(["deviations", "show", "1", "--config", str(path)]) == 0
+    assert "last: http_error HTTP 500: \\u001b[2J\\u001b[31mPWNED\\r\\b" in capsys.readouterr().out
+
+
 def test_ack_of_an_unknown_candidate_fails(populated: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["deviations", "ack", "99", "--note", "x", "--config", str(populated)]) == 66
     assert "no deviation candidate 99" in capsys.readouterr().err
@@ -129,6 +153,42 @@ def test_deviations_without_a_ledger_say_so(tmp_path: Path, capsys: pytest.Captu
     assert main(["deviations", "list", "--config", str(config_file(tmp_path))]) == 73
     assert "no ledger here" in capsys.readouterr().err
     assert not (tmp_path / "state" / "ledger.db").exists(), "a read command never creates a ledger"
+
+
+def test_the_commands_write_nothing_beside_the_ledger_but_an_ack(populated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: they opened the daemon's ledger as the agent does, and wrote its marker where there
+    was none (a ledger from before markers, or one whose marker was removed as the agent's own
+    message advises): run as root, a ledger.id the agent's user cannot read, so the agent did not
+    start (exit 73, "the ledger's marker cannot be used (Permission denied)")."""
+    marker = populated.parent / "state" / "ledger.id"
+    marker.unlink()
+    for argv in (["deviations", "list"], ["deviations", "show", "1"], ["rules", "test"],
+                 ["deviations", "ack", "1", "--note", "Sjekket"]):
+        assert main([*argv, "--config", str(populated)]) in (0, 1), argv
+        assert not marker.exists(), argv
+    capsys.readouterr()
+    assert main(["deviations", "show", "1", "--format", "json", "--config", str(populated)]) == 0
+    assert json.loads(capsys.readouterr().out)["acks"][0]["note"] == "Sjekket"
+
+
+def test_an_empty_ledger_file_is_no_ledger_and_stays_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: `deviations list` made a new ledger in it (and its marker, in the command user's name)."""
+    path = config_file(tmp_path)
+    ledger = tmp_path / "state" / "ledger.db"
+    ledger.parent.mkdir()
+    ledger.touch()
+    for argv in (["deviations", "list"], ["deviations", "ack", "1", "--note", "x"], ["rules", "test"]):
+        assert main([*argv, "--config", str(path)]) == 73, argv
+        assert "no ledger here" in capsys.readouterr().err
+    assert ledger.stat().st_size == 0 and sorted(p.name for p in ledger.parent.iterdir()) == ["ledger.db"]
+
+
+def test_an_emptied_ledger_is_called_lost_by_the_commands_too(populated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ledger = populated.parent / "state" / "ledger.db"
+    ledger.write_bytes(b"")
+    assert main(["deviations", "list", "--config", str(populated)]) == 73
+    assert f"{ledger} is empty, but a ledger existed here (ledger.id records ledger" in capsys.readouterr().err
+    assert ledger.stat().st_size == 0
 
 
 def test_a_ledger_this_user_may_not_look_at_is_a_clear_error() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from normagent.config import ForwarderCommon, ForwarderConfig
-from normagent.forward import ATTEMPTS, DEAD_LETTERS, Route, Worker, backoff, metrics_for
+from normagent.forward import ATTEMPTS, DEAD_LETTERS, SWEEP_EVERY, Route, Worker, backoff, metrics_for
 from normagent.forward.alertmanager import ALERTMANAGER, AlertmanagerSettings, alert
 from normagent.forward.file import FILE, FileSettings
 from normagent.forward.webhook import WEBHOOK, WebhookSettings, signature
@@ -150,6 +150,24 @@ def test_changes_of_one_fingerprint_are_delivered_in_order(ledger: Ledger, clock
         validate(r.document)
 
 
+def test_a_change_waiting_behind_its_earlier_one_does_not_make_the_worker_spin(ledger: Ledger, clock: FakeClock,
+                                                                              receiver: WebhookReceiver) -> None:
+    """Before: after a restart (or reload) the worker took the next attempt of resolved-2, due at
+    once but waiting behind firing-1 and its back-off, for when to look again: 0 s, pass after pass,
+    a loop of ledger queries on a whole core until firing-1 was due (retry_max: up to a day)."""
+    worker = setup(ledger, WEBHOOK, WebhookSettings(url=receiver.url), retry_min=timedelta(hours=12), retry_max=timedelta(days=1))
+    receiver.mode = "fail"
+    fire(ledger, "a")
+    worker.run_once()  # firing-1 fails: next attempt in 6 to 12 hours
+    clock.advance(3600 * 2)
+    ledger.evaluate_rules()
+    clock.advance(600)
+    ledger.evaluate_rules()  # resolved-2 queued behind firing-1, itself due now
+    restarted = Worker(worker.route, ledger, clock)
+    assert restarted.run_once() == SWEEP_EVERY, "nothing can go before firing-1's next attempt: the next look is the sweep's"
+    assert receiver.posts[-1].key.endswith("-firing-1") and len(receiver.posts) == 1
+
+
 def test_dead_letters_are_kept_counted_and_unblock_the_fingerprint(ledger: Ledger, clock: FakeClock, receiver: WebhookReceiver) -> None:
     worker = setup(ledger, WEBHOOK, WebhookSettings(url=receiver.url), dead_letter_after=timedelta(hours=1))
     receiver.mode = "fail"
@@ -194,6 +212,113 @@ def test_file_forwarder_does_not_repeat_a_line_written_before_a_crash(ledger: Le
     worker.run_once()
     assert len(out.read_text().splitlines()) == 1
     assert ledger.due_deliveries("hook") == []
+
+
+def last_error(ledger: Ledger, name: str = "hook") -> str:
+    record = ledger.candidate(1)
+    assert record is not None
+    return next(d.last_error or "" for d in record.deliveries if d.forwarder == name)
+
+
+@pytest.mark.parametrize(("target", "words"), [("/dev/null", "is a character device, not a regular file"),
+                                               (".", "Is a directory")])
+def test_file_forwarder_refuses_what_is_no_regular_file_and_keeps_the_change(ledger: Ledger, tmp_path: Path, target: str,
+                                                                              words: str) -> None:
+    """Before: /dev/null took every change as delivered (and a device was read, for the keys in
+    its "tail", to its end: /dev/zero or /dev/full took all the memory there is)."""
+    out = tmp_path / "avvik.jsonl"
+    out.symlink_to(target if target.startswith("/") else tmp_path)
+    worker = setup(ledger, FILE, FileSettings(path=out))
+    fire(ledger, "a")
+    worker.run_once()
+    assert attempts(ledger, "error") == 1 and attempts(ledger, "ok") == 0
+    assert ledger.outbox_stats()["hook"].pending == 1
+    assert words in last_error(ledger)
+
+
+def test_a_fifo_at_the_file_forwarders_path_fails_the_delivery_instead_of_holding_the_forwarder(ledger: Ledger,
+                                                                                                tmp_path: Path) -> None:
+    """Before: opening the FIFO waited for a reader for ever: no attempt counted, no log line, the
+    change stuck in the outbox with nothing saying why."""
+    import os
+    import threading
+
+    out = tmp_path / "avvik.jsonl"
+    os.mkfifo(out)
+    worker = setup(ledger, FILE, FileSettings(path=out))
+    fire(ledger, "a")
+    passed = threading.Thread(target=worker.run_once, daemon=True)
+    passed.start()
+    passed.join(60)  # not a measure of speed: without the fix the pass never ends
+    assert not passed.is_alive(), "the forwarder hangs in open() on the FIFO"
+    assert attempts(ledger, "error") == 1 and ledger.outbox_stats()["hook"].pending == 1
+    assert "is a FIFO, not a regular file" in last_error(ledger)
+
+
+def test_file_forwarder_takes_back_a_line_a_full_filesystem_cut_short_and_writes_it_whole_later(ledger: Ledger, clock: FakeClock,
+                                                                                               tmp_path: Path) -> None:
+    """Before: the part written stayed, the retry's line was glued to it, and the reader got one
+    line of garbage instead of that change (the ledger had it as delivered)."""
+    from tests.support.disks import fill, small_filesystem
+
+    with small_filesystem(tmp_path / "small", "64k") as small:
+        out = small / "avvik.jsonl"
+        worker = setup(ledger, FILE, FileSettings(path=out), retry_min=timedelta(seconds=1))
+        fire(ledger, "a")
+        worker.run_once()
+        ballast = fill(small)  # what is left: the rest of the file's last page
+        fire(ledger, *"bcdefgh")
+        worker.run_once()
+        assert attempts(ledger, "error") == 1, "the page's rest was used up in the middle of a line"
+        assert out.read_bytes().endswith(b"\n")
+        ballast.remove()
+        clock.advance(10)
+        worker.run_once()
+        lines = [json.loads(line) for line in out.read_bytes().splitlines()]
+    assert sorted(d["labels"]["source"] for d in lines) == list("abcdefgh")
+    assert ledger.due_deliveries("hook") == []
+
+
+def test_file_forwarder_starts_its_line_on_a_new_one_after_a_line_a_crash_cut_short(ledger: Ledger, tmp_path: Path) -> None:
+    out = tmp_path / "avvik.jsonl"
+    out.write_bytes(b'{"idempotency_key":"x-firing-1","la')  # a power cut in the middle of a line
+    worker = setup(ledger, FILE, FileSettings(path=out))
+    fire(ledger, "a")
+    worker.run_once()
+    torn, line = out.read_bytes().split(b"\n", 1)
+    assert torn == b'{"idempotency_key":"x-firing-1","la'
+    assert json.loads(line)["labels"]["source"] == "a"
+
+
+def test_a_delivery_the_full_state_filesystem_kept_from_being_noted_is_not_sent_again(tmp_path: Path, clock: FakeClock,
+                                                                                      receiver: WebhookReceiver) -> None:
+    """Before: the receiver took the change, the ledger could not note it (no room), and the next
+    pass sent it again: the webhook got it twice, a JSON-lines file had two lines of it (its
+    check of the tail is made when the file is opened, before this line was written)."""
+    from tests.support.disks import fill, small_filesystem
+
+    out = tmp_path / "avvik.jsonl"
+    with small_filesystem(tmp_path / "small", "1m") as small, Ledger.open(small / "ledger.db", clock=clock) as ledger:
+        ledger.declare([EVENTS, *(m for m in metrics_for(["hook", "file"]) if m.name == ATTEMPTS.name)])
+        engine = Engine([complete(RULE, timedelta(minutes=5))], EngineSettings(host_id=ledger.host_id, location="Testklinikken"))
+        ledger.use_rules(engine, ["hook", "file"])
+        workers = [Worker(Route(ForwarderConfig(name, ForwarderCommon(kind=spec.kind), settings), spec), ledger, clock)
+                   for name, spec, settings in (("hook", WEBHOOK, WebhookSettings(url=receiver.url)),
+                                                ("file", FILE, FileSettings(path=out)))]
+        fire(ledger, "a")
+        ballast = fill(small)
+        for worker in workers:
+            with pytest.raises(Exception, match="the state filesystem is full"):
+                worker.run_once()
+        ballast.remove()
+        clock.advance(10)
+        for worker in workers:
+            worker.run_once()
+            worker.run_once()
+        assert len(receiver.posts) == 1
+        assert len(out.read_text().splitlines()) == 1
+        assert ledger.due_deliveries("hook") == ledger.due_deliveries("file") == []
+        assert attempts(ledger, "ok") == attempts(ledger, "ok", "file") == 1
 
 
 def test_a_forwarder_that_raises_anything_is_retried(ledger: Ledger) -> None:

@@ -202,6 +202,17 @@ def test_an_error_status_is_an_http_error_with_the_start_of_the_answer(serve: Ca
     assert str(failed.value).endswith("answered HTTP 503: vedlikehold x")
 
 
+def test_an_error_answer_s_control_characters_are_kept_as_text_not_passed_on(serve: Callable[[Script], Server]) -> None:
+    # What the receiver says goes to the log and to `normagent deviations show`: an ESC sequence
+    # there would clear the reader's screen or retitle the window.
+    body = b"\x1b[2J\x1b]0;owned\x07down\r\nfor\tnow\x08"
+    server = serve(answering(b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)))
+    with pytest.raises(DeliveryFailed) as failed:
+        send(client_for(server.url), server.url)
+    assert failed.value.result == "http_error"
+    assert str(failed.value).endswith("answered HTTP 500: \\u001b[2J\\u001b]0;owned\\u0007down for now\\b")
+
+
 def test_an_answer_that_is_no_http_is_an_error_that_says_so(serve: Callable[[Script], Server]) -> None:
     server = serve(answering(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\r\n"))
     client = client_for(server.url)
@@ -238,6 +249,15 @@ def test_a_length_past_int_s_digits_is_a_long_answer_not_a_crash(serve: Callable
     assert server.connections == 2  # not read to its end, so not reused
 
 
+@pytest.mark.parametrize("status_line", [b"HTTP/1.1 2000 OK", b"HTTP/1.1 200OK", b"HTTP/1.1 204-no"])
+def test_a_status_code_of_other_than_three_digits_is_no_delivery(serve: Callable[[Script], Server], status_line: bytes) -> None:
+    """Before: the first three digits were taken, so "2000" was a 200 and the change was delivered."""
+    server = serve(answering(status_line + b"\r\nContent-Length: 0\r\n\r\n"))
+    with pytest.raises(DeliveryFailed) as failed:
+        send(client_for(server.url), server.url)
+    assert failed.value.result == "error" and "not an HTTP answer" in str(failed.value)
+
+
 @pytest.mark.parametrize("size", [b"-5", b"0x5", b"5_0", b"+5", b" ", b"g"])
 def test_a_chunk_size_that_is_no_hex_number_is_a_bad_answer(serve: Callable[[Script], Server], size: bytes) -> None:
     """``int(…, 16)`` takes a sign, "0x" and underscores: a negative size read the buffer backwards
@@ -268,6 +288,34 @@ def test_a_slow_answer_is_a_timeout(serve: Callable[[Script], Server]) -> None:
     with pytest.raises(DeliveryFailed) as failed:
         post(client_for(server.url), server.url, b"{}", {}, timeout=0.2)
     release.set()
+    assert failed.value.result == "timeout"
+
+
+def dripping(answer: bytes, pause: float) -> Script:
+    """A script that answers each request a byte at a time, ``pause`` seconds between bytes."""
+
+    def script(conn: socket.socket, server: Server) -> None:
+        while server.read_request(conn) is not None:
+            for byte in answer:
+                conn.sendall(bytes([byte]))
+                threading.Event().wait(pause)
+
+    return script
+
+
+def test_an_answer_that_trickles_in_a_byte_at_a_time_times_out_as_a_whole(serve: Callable[[Script], Server]) -> None:
+    # Each byte comes within a quarter of the timeout; the answer as a whole takes some 18 times it.
+    server = serve(dripping(OK, pause=0.05))
+    with pytest.raises(DeliveryFailed) as failed:
+        post(client_for(server.url), server.url, b"{}", {}, timeout=0.2)
+    assert failed.value.result == "timeout"
+
+
+def test_interim_answers_without_end_time_out(serve: Callable[[Script], Server]) -> None:
+    # 100 Continue after 100 Continue for some 60 times the timeout, then a 200 that must not count.
+    server = serve(dripping(b"HTTP/1.1 100 Continue\r\n\r\n" * 600 + OK, pause=0.0001))
+    with pytest.raises(DeliveryFailed) as failed:
+        post(client_for(server.url), server.url, b"{}", {}, timeout=0.1)
     assert failed.value.result == "timeout"
 
 
