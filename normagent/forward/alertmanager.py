@@ -22,6 +22,7 @@ import re
 from dataclasses import field
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from normagent.forward.client import HttpSettings, bearer, http_problems, post, probe, session
 from normagent.hookspecs import hookimpl
@@ -96,10 +97,18 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def alerts_url(base: str) -> str:
+    """Alertmanager's alerts endpoint under ``base``: its path (a proxy's prefix) and query kept, so
+    ``https://proxy/am/?tenant=a`` posts to ``https://proxy/am/api/v2/alerts?tenant=a``, not to a
+    path that holds the query."""
+    parts = urlsplit(base)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/api/v2/alerts", parts.query, ""))
+
+
 class AlertmanagerSender:
     def __init__(self, settings: AlertmanagerSettings) -> None:
         self._settings = settings
-        self._url = settings.url.rstrip("/") + "/api/v2/alerts"
+        self._url = alerts_url(settings.url)
         self._token = bearer(settings)
         self._session = session(settings)
         from normagent import __version__

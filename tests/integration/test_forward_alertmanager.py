@@ -99,6 +99,19 @@ def test_candidates_reach_alertmanager_are_kept_alive_and_resolved(alertmanager:
     assert [c.state for c in ledger.candidates()] == ["resolved"]
 
 
+@pytest.mark.parametrize("suffix", ["/", "/?tenant=a", "?tenant=a"])
+def test_a_url_with_a_query_posts_to_the_alerts_endpoint_with_the_query_kept(
+    alertmanager: Alertmanager, ledger: Ledger, suffix: str
+) -> None:
+    """Before: the query stayed inside the path ("/?tenant=a/api/v2/alerts"): Alertmanager's UI at
+    "/" took the POST, and no alert was made."""
+    worker = worker_for(ledger, alertmanager.url + suffix)
+    ledger.commit("c", Batch([Gauge(UP.name, 0, {"service": "epj"})]))
+    worker.run_once()
+    assert ledger.counter_value(ATTEMPTS.name, {"forwarder": "am", "result": "ok"}) == 1
+    wait_until("amtool to list the alert", lambda: alertmanager.amtool("alert", "query", "alertname=test.service_down"))
+
+
 def test_an_alertmanager_that_is_down_leaves_the_change_in_the_outbox(alertmanager: Alertmanager, ledger: Ledger,
                                                                         clock: FakeClock) -> None:
     worker = worker_for(ledger, alertmanager.url)
