@@ -181,6 +181,31 @@ def test_text_from_the_configuration_or_the_ledger_reads_as_itself_in_the_markdo
     assert "\n# Overskrift" not in page.decode()
 
 
+def test_control_characters_and_bidi_overrides_from_the_ledger_are_written_out(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A syslog tag is any local user's to choose (``logger -p err -t ...``) and becomes the key of
+    ``access.eventlog_errors_by_origin``: its escape sequences, NUL and right-to-left override went
+    raw into the HTML, its PDF and the Markdown, where they rewrite a terminal or turn the name
+    round. The reader sees them written out instead; the JSON keeps the data as it is."""
+    shutil.copytree(site / "state", tmp_path / "state")
+    (tmp_path / "normagent.toml").write_text(CONFIG)
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    tag = "\u202eexe.txt\x1b[2J\x1b]0;pwn\x07\x00\u2066x"
+    with sqlite3.connect(tmp_path / "state" / "ledger.db") as db:
+        db.execute("INSERT INTO rollups (name, day, key, value, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?)",
+                   ("access.eventlog_errors_by_origin", "2026-11-10", f"journal:{tag}", 9999.0,
+                    datetime(2026, 11, 10, 8, tzinfo=U).timestamp(), datetime(2026, 11, 10, 9, tzinfo=U).timestamp()))
+    db.close()
+    shown = "\\u202eexe.txt\\u001b[2J\\u001b]0;pwn\\u0007\\u0000\\u2066x"
+
+    for fmt, written in (("html", shown), ("md", shown.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]"))):
+        code, page, _ = report(tmp_path, "--month", "2026-11", "--format", fmt)
+        text = page.decode()
+        assert code == 0 and written in text, fmt
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", text), fmt
+    cells = [c for s in document(tmp_path, "--month", "2026-11")["hosts"][0]["sections"] for t in s["tables"] for r in t["rows"] for c in r]
+    assert tag in cells
+
+
 def test_a_code_span_holds_any_backticks_it_is_given() -> None:
     assert (md_code("a`b"), md_code("``x"), md_code("plain")) == ("``a`b``", "``` ``x ```", "`plain`")
 
