@@ -206,6 +206,32 @@ def test_control_characters_and_bidi_overrides_from_the_ledger_are_written_out(s
     assert tag in cells
 
 
+def test_a_value_that_is_no_number_is_left_out_and_named(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An infinity in the ledger (a counter grown past what a float holds, an SNMP answer "inf"
+    read as a float; Prometheus answers "NaN" and "+Inf" too) stopped the Markdown and the HTML
+    with a ValueError traceback in the sparkline, and the JSON said ``Infinity``, which is no JSON.
+    Now the value is left out, the report is written, and its notes name the metric."""
+    shutil.copytree(site / "state", tmp_path / "state")
+    (tmp_path / "normagent.toml").write_text(CONFIG)
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    hour = int(datetime(2026, 11, 10, 8, tzinfo=U).timestamp() // 3600)
+    with sqlite3.connect(tmp_path / "state" / "ledger.db") as db:
+        db.execute("INSERT OR REPLACE INTO counter_hours (metric, labels, hour, value) VALUES (?, ?, ?, 9e999)",
+                   ("normagent_failed_logins_total", json.dumps({"reason": "bad_password", "source": "sshd"}, separators=(",", ":")), hour))
+    db.close()
+
+    def no_constant(name: str) -> None:
+        raise AssertionError(f"{name} in the JSON")
+
+    for fmt in ("json", "md", "html"):
+        code, page, _ = report(tmp_path, "--month", "2026-11", "--format", fmt)
+        assert code == 0, fmt
+        if fmt == "json":
+            doc = json.loads(page, parse_constant=no_constant)
+            assert any("normagent_failed_logins_total" in note for note in doc["hosts"][0]["notes"])
+        assert "normagent_failed_logins_total" in page.decode()
+
+
 def test_a_code_span_holds_any_backticks_it_is_given() -> None:
     assert (md_code("a`b"), md_code("``x"), md_code("plain")) == ("``a`b``", "``` ``x ```", "`plain`")
 
