@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from normagent.errors import ConfigError, NormagentError, UsageError
+from normagent.errors import ConfigError, NormagentError, UsageError, printable
 
 CHECK_CONFIG_FAILED = 2
 
@@ -380,7 +380,7 @@ def collect(path: Path | None, fmt: str, out: TextIO) -> int:
     else:
         out.write(render_text(reports, disabled))
         for problem in plugins.problems:
-            print(f"warning: {problem}", file=out)
+            print(printable(f"warning: {problem}"), file=out)
     return 0 if all(r.status in ("ok", "no_data", "disabled") for r in reports) else 1
 
 

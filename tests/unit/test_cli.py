@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,26 @@ def test_collect_once_names_rollup_rows_as_rows_not_keys() -> None:
 
     assert "    rollup access.failed_by_account: 3 rows (one per batch, day and key; not distinct keys)\n" in text
     assert report.as_json()["rollup_rows"] == {"access.failed_by_account": 3} and "rollups" not in report.as_json()
+
+
+def test_collect_once_prints_what_a_path_or_a_log_holds_as_text_not_as_terminal_control(tmp_path: Path) -> None:
+    """A log path is printed in the collector's detail ("no file matches …", what could not be
+    read), and a label value or an event key may come from a log: their escape sequences went to
+    the terminal as they were (retitling the window, clearing the screen)."""
+    from datetime import datetime, timezone
+
+    from normagent.model import Batch, Count, Event
+    from normagent.oneshot import CollectorReport, render_text
+
+    hostile = "evil\x1b]0;PWNED\x07\x1b[2J\u202eexe.txt"
+    report = CollectorReport("access.logins", "access", "no_data", detail=f"no file matches /var/log/{hostile}.log")
+    report.add(Batch([Count("normagent_x_total", {"origin": hostile}), Event("x.seen", datetime(2026, 11, 1, tzinfo=timezone.utc), hostile, {})]))
+
+    text = render_text([report], {})
+
+    shown = "evil\\u001b]0;PWNED\\u0007\\u001b[2J\\u202eexe.txt"
+    assert f"no file matches /var/log/{shown}.log" in text and f'origin="{shown}"' in text and f"({shown})" in text
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]", text)
 
 
 @pytest.mark.parametrize("columns", ["100", "61", "", "garbage", "-5"])
