@@ -1511,7 +1511,8 @@ def _input_blocks(
     codec = codec_from_magic(head)
     if regular and not codec:
         found = kind or _sniff(head)
-        return found, _text_or_journal(read_fd(stream.fileno(), text, mtime=mtime, block_bytes=block_bytes), text, found)
+        blocks = _watching_shrink(read_fd(stream.fileno(), text, mtime=mtime, block_bytes=block_bytes), stream.fileno(), st.st_size, damage)
+        return found, _text_or_journal(blocks, text, found)
     if regular:
         stream.seek(0)
     else:
@@ -1525,6 +1526,20 @@ def _input_blocks(
         raise InputError("-: EVTX cannot be read from stdin; give the file's path")
     origin = "<stdin>" if text == "-" else text
     return found, _text_or_journal(read_stream(stream, origin, mtime=mtime, block_bytes=block_bytes), origin, found)
+
+
+def _watching_shrink(blocks: Iterator[TextBlock], fd: int, size: int, damage: list[str]) -> Iterator[TextBlock]:
+    """``blocks`` of a regular file of ``size`` bytes when it was opened, and, once they end,
+    whether it had shrunk under the reader: cut short while it was read (logrotate's
+    ``copytruncate``, a copy started again), the read ended where the cut came, and the counts
+    looked like the whole file's. That goes in ``damage``."""
+    yield from blocks
+    now = os.fstat(fd).st_size
+    if now < size:
+        damage.append(
+            f"the file shrank from {size:,} to {now:,} bytes while it was read (truncated, or rotated with "
+            "copytruncate): what it held beyond that was not read"
+        )
 
 
 def _read_head(stream: IO[bytes], size: int) -> bytes:
