@@ -204,6 +204,23 @@ def test_control_characters_in_an_unparsed_line_are_printed_escaped(tmp_path: Pa
     assert not any(ch in out.getvalue() for ch in "\x1b\x07\x9b")
 
 
+def test_a_c1_control_or_a_bidi_override_in_an_unparsed_line_is_escaped_in_the_json_and_the_text_too(tmp_path: Path) -> None:
+    """``--format json`` wrote U+009B (CSI to a terminal) and U+202E (which turns the rest of the
+    line round) raw, since it writes UTF-8; the text form turned the line round. Now both escape
+    them; the JSON value is the same."""
+    line = "Nov 23 07:27:11 clinic-srv1 sshd[1215]: Failed password for root\u009b2J \u202eexe.txt fr"
+    log = tmp_path / "auth.log"
+    log.write_bytes(line.encode() + b"\n")
+    out, text = io.StringIO(), io.StringIO()
+
+    run_parse([str(log)], config=None, plugins=PLUGINS, fmt="json", out=out, examples=1, now=EPOCH)
+    run_parse([str(log)], config=None, plugins=PLUGINS, out=text, examples=1, now=EPOCH)
+
+    assert not any(ch in out.getvalue() + text.getvalue() for ch in "\x9b\u202e")
+    assert "root\\u009b2J \\u202eexe.txt fr" in out.getvalue() and "root\\x9b2J \\u202eexe.txt fr" in text.getvalue()
+    assert json.loads(out.getvalue())["inputs"][0]["collectors"][0]["examples"] == [line]
+
+
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_a_file_name_that_is_not_utf8_is_printed_with_its_bytes_escaped(tmp_path: Path, auth_log: Path, fmt: str) -> None:
     """Before: the name's undecodable bytes (lone surrogates) reached a UTF-8 stdout, which
