@@ -317,16 +317,18 @@ def check_config(path: Path | None, out: TextIO) -> int:
     probe_forwarders(config, plugins)  # an unreachable forwarder is a problem here, never at run time
     where = find_config_path(path)
     rules = len(plugins.rules()) + len([n for n in config.rules if n not in plugins.rules()])
-    print(f"{where or 'built-in defaults'}: OK ({len(config.collectors)} collectors, {rules} rules, "
-          f"{len(config.forwarders)} forwarders)", file=out)
+    # Printable, as the problems are (errors.printable): a plugin's name comes from [plugins] extra or
+    # an installed distribution, a load error quotes it, advice names paths found on the host.
+    print(printable(f"{where or 'built-in defaults'}: OK ({len(config.collectors)} collectors, {rules} rules, "
+                    f"{len(config.forwarders)} forwarders)"), file=out)
     for problem in plugins.problems:
-        print(f"  warning: {problem}", file=out)
+        print(printable(f"  warning: {problem}"), file=out)
     for collector, advice in _advice(config, plugins).items():
         for item in advice:
             keypath = ("collectors", collector, *item.key.split(".")) if item.key else ("collectors", collector)
             line = locate(where, keypath)
             place = f"{where}:{line}: " if where and line else f"{where}: " if where else ""
-            print(f"  warning: {place}{format_key(keypath)}: {item.message}", file=out)
+            print(printable(f"  warning: {place}{format_key(keypath)}: {item.message}"), file=out)
     return 0
 
 
@@ -425,15 +427,16 @@ def list_plugins(path: Path | None, fmt: str, out: TextIO) -> int:
 
     for row in rows:
         state = "loaded" if row["loaded"] and not row["problems"] else ("disabled" if not row["problems"] else "BROKEN")
-        print(f"{row['name']} {row['version']} ({row['origin']}) {state}", file=out)
+        # Printable: a plugin's name, version and texts are a third party's, or [plugins] extra's.
+        print(printable(f"{row['name']} {row['version']} ({row['origin']}) {state}"), file=out)
         for c in row["collectors"]:
             every = format_duration(timedelta(seconds=c["interval"]))
-            print(f"  collector {c['name']:<28} every {every:<6} {c['help']}", file=out)
+            print(printable(f"  collector {c['name']:<28} every {every:<6} {c['help']}"), file=out)
         for kind in ("rules", "report_sections", "forwarders"):
             if row[kind]:
-                print(f"  {kind.replace('_', ' ')}: {', '.join(row[kind])}", file=out)
+                print(printable(f"  {kind.replace('_', ' ')}: {', '.join(row[kind])}"), file=out)
         for problem in row["problems"]:
-            print(f"  problem: {problem}", file=out)
+            print(printable(f"  problem: {problem}"), file=out)
     return 0 if not plugins.problems else 1
 
 

@@ -114,6 +114,21 @@ def test_plugins_shows_a_broken_plugin_and_exits_1(tmp_path: Path, capsys: pytes
     assert "collector sample.events" in out
 
 
+def test_plugins_and_check_config_print_a_plugin_name_as_text_not_as_terminal_control(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A plugin's name ([plugins] extra, or an installed distribution's entry point) and the load
+    error that quotes it went to the terminal raw: an escape sequence cleared the screen, a
+    right-to-left override turned the name round. check-config's problems were printable already."""
+    path = sample_config(tmp_path)
+    path.write_text(path.read_text().replace('extra = ["tests.support.sample_plugin"]', 'extra = ["tests.support.sample_plugin", "no\\u001b[2Jsuch\\u202eplugin"]'))
+
+    assert main(["plugins", "--config", str(path)]) == 1
+    assert main(["check-config", str(path)]) == 0
+
+    out = capsys.readouterr().out
+    assert "no\\u001b[2Jsuch\\u202eplugin  (config) BROKEN" in out and "warning: plugin no\\u001b[2Jsuch\\u202eplugin: failed to load" in out
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]", out)
+
+
 def test_collect_once_prints_what_each_collector_saw_and_writes_no_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = sample_config(tmp_path)
 
