@@ -223,7 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"normagent: {exc}", file=sys.stderr)
         return CHECK_CONFIG_FAILED if args.command == "check-config" else exc.exit_code
     except NormagentError as exc:
-        print(f"normagent: {exc}", file=sys.stderr)
+        # Printable (a ConfigError's problems are already, each on its line): the message quotes
+        # a path given on the command line or found on the host, what Prometheus, an SMTP server
+        # or Chromium answered; an escape sequence there is text, and a newline forges no line.
+        print(f"normagent: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

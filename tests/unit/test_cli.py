@@ -129,6 +129,18 @@ def test_plugins_and_check_config_print_a_plugin_name_as_text_not_as_terminal_co
     assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]", out)
 
 
+def test_an_error_that_quotes_a_path_prints_it_as_text_not_as_terminal_control(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``normagent parse`` of a name with an escape sequence or a newline in it (a file an attacker
+    named, or what Prometheus or an SMTP server answered, in other commands): the error went to
+    the terminal raw, and a newline in it printed a line of its own."""
+    name = str(tmp_path / "x\x1b]0;PWNED\x07\nnormagent: all is well")
+
+    assert main(["parse", name]) == 66
+
+    err = capsys.readouterr().err
+    assert err == f"normagent: {tmp_path}/x\\u001b]0;PWNED\\u0007\\nnormagent: all is well: no such file\n"
+
+
 def test_collect_once_prints_what_each_collector_saw_and_writes_no_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = sample_config(tmp_path)
 
