@@ -1371,6 +1371,8 @@ def parse_each(
     """
     for item in inputs:
         check_input(str(item))
+        if str(item) == "-" and stdin is None and sys.stdin is None:  # started with fd 0 closed (``<&-``)
+            raise InputError("-: standard input is closed; give a file, or what to read on stdin")
     for item in inputs:
         text = str(item)
         damage: list[str] = []

@@ -10,6 +10,7 @@ import json
 import lzma
 import os
 import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -140,6 +141,15 @@ def test_an_evtx_file() -> None:
     }
     # The others saw nothing but the firewall's: the file's 5152/5157 are WFP drops.
     assert [c["collector"] for c in result["collectors"]] == ["access.windows", "firewall.windows_events"]
+
+
+def test_stdin_closed_is_an_input_error_not_a_traceback() -> None:
+    """``normagent parse - <&-`` (a cron job, a service without stdin): Python's ``sys.stdin`` is
+    None then, and reading ``sys.stdin.buffer`` ended the command with an AttributeError traceback."""
+    done = subprocess.run([sys.executable, "-m", "normagent", "parse", "-"], capture_output=True, preexec_fn=lambda: os.close(0), check=False)
+
+    assert (done.returncode, done.stdout) == (66, b"")
+    assert done.stderr == b"normagent: -: standard input is closed; give a file, or what to read on stdin\n"
 
 
 def test_a_journalctl_json_export(tmp_path: Path) -> None:
