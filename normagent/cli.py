@@ -18,9 +18,9 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
-from normagent.errors import ConfigError, NormagentError, UsageError, printable
+from normagent.errors import EX_IOERR, ConfigError, NormagentError, OutputFailed, UsageError, printable
 
 CHECK_CONFIG_FAILED = 2
 
@@ -217,8 +217,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     del parser  # every command's options (~0.1 MB): `run` lasts as long as the agent does
+    if args.command == "run":
+        out = sys.stdout
+    elif sys.stdout is None:  # started with fd 1 closed: print() would drop every line, exit 0
+        print(f"normagent: standard output is closed ({args.command} prints its result there)", file=sys.stderr)
+        return EX_IOERR
+    else:
+        out = cast(TextIO, _Output(sys.stdout))
     try:
-        return dispatch(args, sys.stdout, early)
+        code = dispatch(args, out, early)
+        if out is not sys.stdout:
+            out.flush()  # here, not at exit: a full disk under it is an error that is said
+        return code
+    except OutputFailed as exc:
+        # What is still buffered would fail again at exit, as a second error: it goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"normagent: {exc}", file=sys.stderr)
+        return exc.exit_code
     except ConfigError as exc:
         print(f"normagent: {exc}", file=sys.stderr)
         return CHECK_CONFIG_FAILED if args.command == "check-config" else exc.exit_code
@@ -234,6 +249,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `normagent parse … | head`: the reader left; say nothing more, as other Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 141
+
+
+class _Output:
+    """A command's standard output: a write or flush that fails (a full disk under ``> file``, an
+    I/O error) is an ``OutputFailed`` (exit 74, said on stderr), not a traceback; a reader that
+    left (``BrokenPipeError``) is left to ``main``. ``buffer`` (the report's bytes) likewise."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _failed(self, exc: OSError) -> OutputFailed:
+        return OutputFailed(f"standard output cannot be written: {exc.strerror or exc}; what was printed is incomplete")
+
+    def write(self, text: Any) -> int:
+        try:
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    @property
+    def buffer(self) -> Any:
+        return _Output(self._stream.buffer)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding …
+        return getattr(self._stream, name)
 
 
 def dispatch(args: argparse.Namespace, out: TextIO, early: EarlySignals | None = None) -> int:

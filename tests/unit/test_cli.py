@@ -141,6 +141,26 @@ def test_an_error_that_quotes_a_path_prints_it_as_text_not_as_terminal_control(t
     assert err == f"normagent: {tmp_path}/x\\u001b]0;PWNED\\u0007\\nnormagent: all is well: no such file\n"
 
 
+@pytest.mark.parametrize("command", [["plugins"], ["check-config"], ["parse", "-"]])
+def test_standard_output_on_a_full_disk_or_closed_is_said_not_a_traceback_or_silence(command: list[str]) -> None:
+    """``normagent plugins > /mnt/full/x`` ended in an OSError traceback (ENOSPC); with stdout
+    closed (``>&-``) ``plugins`` and ``check-config`` printed nothing and exited 0 (print() to a
+    None stdout drops the line) and ``parse`` raised AttributeError. Each is now exit 74, said."""
+    import os
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "normagent", *command]
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, input=b"x\n" * 10_000, check=False)
+    assert done.returncode == 74
+    assert done.stderr == b"normagent: standard output cannot be written: No space left on device; what was printed is incomplete\n"
+
+    closed = subprocess.run(argv, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=lambda: os.close(1), check=False)
+    assert closed.returncode == 74
+    assert closed.stderr == f"normagent: standard output is closed ({command[0]} prints its result there)\n".encode()
+
+
 def test_collect_once_prints_what_each_collector_saw_and_writes_no_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = sample_config(tmp_path)
 
