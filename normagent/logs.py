@@ -88,6 +88,7 @@ from normagent.sources.files import (
     read_some,
     read_stream,
 )
+from normagent.smallfile import kind_of
 from normagent.sources.journald import JournalSettings, decode_journal_json, read_journal
 from normagent.sources.spool import SPOOL_KEY, SpoolBusy, SpoolReader
 
@@ -1497,6 +1498,7 @@ def _input_blocks(
         regular = False
     else:
         if kind == "evtx" or (kind is None and text.lower().endswith(".evtx")):
+            _check_evtx_path(text)
             return "evtx", _evtx_blocks(text, damage)
         try:
             stream = closing.enter_context(open(text, "rb"))  # noqa: SIM115 - closed by ``closing``
@@ -1542,6 +1544,18 @@ def _watching_shrink(blocks: Iterator[TextBlock], fd: int, size: int, damage: li
             f"the file shrank from {size:,} to {now:,} bytes while it was read (truncated, or rotated with "
             "copytruncate): what it held beyond that was not read"
         )
+
+
+def _check_evtx_path(path: str) -> None:
+    """An EVTX file is read in place (its chunks by offset, in a child process): a FIFO named
+    ``Security.evtx`` held ``normagent parse`` at its open for good, waiting for a writer, and a
+    socket or a device is no file either. Refused, saying what it is (``InputError``)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path}: is {kind_of(mode)}, not a regular file; EVTX is read in place: give the file's path")
 
 
 def _read_head(stream: IO[bytes], size: int) -> bytes:

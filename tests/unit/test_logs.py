@@ -632,6 +632,21 @@ def test_parse_inputs_recognises_journalctl_json(tmp_path: Path) -> None:
     assert (item.kind, item.lines, item.result.parsed, item.result.ignored) == ("journal", 3, 2, 1)
 
 
+def test_an_evtx_path_that_is_a_fifo_is_refused_saying_so(tmp_path: Path) -> None:
+    """``Security.evtx`` a FIFO: its reader opened it and waited for a writer for good (here one
+    is held open, with bytes in it, so that without the check this fails rather than hangs)."""
+    fifo = tmp_path / "Security.evtx"
+    os.mkfifo(fifo)
+    held = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        os.write(held, b"\0" * 8192)
+        with pytest.raises(InputError) as err:
+            list(parse_inputs([fifo], record_parser(lambda record, ctx: []), CTX))
+    finally:
+        os.close(held)
+    assert str(err.value) == f"{fifo}: is a FIFO (named pipe), not a regular file; EVTX is read in place: give the file's path"
+
+
 def test_parse_inputs_reads_evtx() -> None:
     from evtx import PyEvtxParser
 
