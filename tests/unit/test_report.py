@@ -574,6 +574,24 @@ def test_export_history_writes_openmetrics_for_promtool(state_env: Path, capsys:
     assert 'alertname="access.failed_logins_burst"' in text
 
 
+def test_export_history_into_a_file_is_whole_or_a_clear_error(state_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--export-history -o PATH`` wrote with a plain open(): a folder, a file where the folder
+    should be or a full disk ended in a traceback (IsADirectoryError, FileExistsError, OSError),
+    and what was written before a full disk stayed, without its "# EOF". Now it is written as the
+    report is (into place whole), and each failure is one line that says what."""
+    config = str(state_env / "normagent.toml")
+    target = tmp_path / "history.om"
+    assert main(["report", "--config", config, "--export-history", "--instance", "c:9824", "-o", str(target)]) == 0
+    assert target.read_text().endswith("# EOF\n")
+    (tmp_path / "afile").write_text("")
+
+    for where, why in ((tmp_path, "Is a directory"), (Path("/dev/full"), "No space left on device"),
+                       (tmp_path / "afile" / "history.om", "Not a directory")):
+        assert main(["report", "--config", config, "--export-history", "-o", str(where)]) == 66
+        assert capsys.readouterr().err == f"normagent: {where}: cannot write the history ({why})\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "history.om"]  # no temporary file left
+
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
