@@ -18,9 +18,9 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
-from normagent.errors import ConfigError, NormagentError, UsageError
+from normagent.errors import EX_IOERR, ConfigError, NormagentError, OutputFailed, UsageError, printable
 
 CHECK_CONFIG_FAILED = 2
 
@@ -217,13 +217,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     del parser  # every command's options (~0.1 MB): `run` lasts as long as the agent does
+    if args.command == "run":
+        out = sys.stdout
+    elif sys.stdout is None:  # started with fd 1 closed: print() would drop every line, exit 0
+        print(f"normagent: standard output is closed ({args.command} prints its result there)", file=sys.stderr)
+        return EX_IOERR
+    else:
+        out = cast(TextIO, _Output(sys.stdout))
     try:
-        return dispatch(args, sys.stdout, early)
+        code = dispatch(args, out, early)
+        if out is not sys.stdout:
+            out.flush()  # here, not at exit: a full disk under it is an error that is said
+        return code
+    except OutputFailed as exc:
+        # What is still buffered would fail again at exit, as a second error: it goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"normagent: {exc}", file=sys.stderr)
+        return exc.exit_code
     except ConfigError as exc:
         print(f"normagent: {exc}", file=sys.stderr)
         return CHECK_CONFIG_FAILED if args.command == "check-config" else exc.exit_code
     except NormagentError as exc:
-        print(f"normagent: {exc}", file=sys.stderr)
+        # Printable (a ConfigError's problems are already, each on its line): the message quotes
+        # a path given on the command line or found on the host, what Prometheus, an SMTP server
+        # or Chromium answered; an escape sequence there is text, and a newline forges no line.
+        print(f"normagent: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -231,6 +249,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `normagent parse … | head`: the reader left; say nothing more, as other Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 141
+
+
+class _Output:
+    """A command's standard output: a write or flush that fails (a full disk under ``> file``, an
+    I/O error) is an ``OutputFailed`` (exit 74, said on stderr), not a traceback; a reader that
+    left (``BrokenPipeError``) is left to ``main``. ``buffer`` (the report's bytes) likewise."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _failed(self, exc: OSError) -> OutputFailed:
+        return OutputFailed(f"standard output cannot be written: {exc.strerror or exc}; what was printed is incomplete")
+
+    def write(self, text: Any) -> int:
+        try:
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    @property
+    def buffer(self) -> Any:
+        return _Output(self._stream.buffer)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding …
+        return getattr(self._stream, name)
 
 
 def dispatch(args: argparse.Namespace, out: TextIO, early: EarlySignals | None = None) -> int:
@@ -317,16 +370,18 @@ def check_config(path: Path | None, out: TextIO) -> int:
     probe_forwarders(config, plugins)  # an unreachable forwarder is a problem here, never at run time
     where = find_config_path(path)
     rules = len(plugins.rules()) + len([n for n in config.rules if n not in plugins.rules()])
-    print(f"{where or 'built-in defaults'}: OK ({len(config.collectors)} collectors, {rules} rules, "
-          f"{len(config.forwarders)} forwarders)", file=out)
+    # Printable, as the problems are (errors.printable): a plugin's name comes from [plugins] extra or
+    # an installed distribution, a load error quotes it, advice names paths found on the host.
+    print(printable(f"{where or 'built-in defaults'}: OK ({len(config.collectors)} collectors, {rules} rules, "
+                    f"{len(config.forwarders)} forwarders)"), file=out)
     for problem in plugins.problems:
-        print(f"  warning: {problem}", file=out)
+        print(printable(f"  warning: {problem}"), file=out)
     for collector, advice in _advice(config, plugins).items():
         for item in advice:
             keypath = ("collectors", collector, *item.key.split(".")) if item.key else ("collectors", collector)
             line = locate(where, keypath)
             place = f"{where}:{line}: " if where and line else f"{where}: " if where else ""
-            print(f"  warning: {place}{format_key(keypath)}: {item.message}", file=out)
+            print(printable(f"  warning: {place}{format_key(keypath)}: {item.message}"), file=out)
     return 0
 
 
@@ -380,7 +435,7 @@ def collect(path: Path | None, fmt: str, out: TextIO) -> int:
     else:
         out.write(render_text(reports, disabled))
         for problem in plugins.problems:
-            print(f"warning: {problem}", file=out)
+            print(printable(f"warning: {problem}"), file=out)
     return 0 if all(r.status in ("ok", "no_data", "disabled") for r in reports) else 1
 
 
@@ -425,15 +480,16 @@ def list_plugins(path: Path | None, fmt: str, out: TextIO) -> int:
 
     for row in rows:
         state = "loaded" if row["loaded"] and not row["problems"] else ("disabled" if not row["problems"] else "BROKEN")
-        print(f"{row['name']} {row['version']} ({row['origin']}) {state}", file=out)
+        # Printable: a plugin's name, version and texts are a third party's, or [plugins] extra's.
+        print(printable(f"{row['name']} {row['version']} ({row['origin']}) {state}"), file=out)
         for c in row["collectors"]:
             every = format_duration(timedelta(seconds=c["interval"]))
-            print(f"  collector {c['name']:<28} every {every:<6} {c['help']}", file=out)
+            print(printable(f"  collector {c['name']:<28} every {every:<6} {c['help']}"), file=out)
         for kind in ("rules", "report_sections", "forwarders"):
             if row[kind]:
-                print(f"  {kind.replace('_', ' ')}: {', '.join(row[kind])}", file=out)
+                print(printable(f"  {kind.replace('_', ' ')}: {', '.join(row[kind])}"), file=out)
         for problem in row["problems"]:
-            print(f"  problem: {problem}", file=out)
+            print(printable(f"  problem: {problem}"), file=out)
     return 0 if not plugins.problems else 1
 
 

@@ -398,7 +398,11 @@ def load_config(
         except OSError as exc:
             raise ConfigError([Problem(path, "", f"cannot read: {exc.strerror or exc}")]) from None
         except UnicodeDecodeError as exc:
-            raise ConfigError([Problem(path, "", f"cannot read: {exc}")]) from None
+            where = exc.object[: exc.start].count(b"\n") + 1
+            raise ConfigError([Problem(path, "", f"not UTF-8: byte 0x{exc.object[exc.start]:02x} cannot be decoded ({exc.reason})", where)]) from None
+        # A UTF-8 byte order mark (Windows Notepad writes one) is no TOML: tomllib said "Invalid
+        # statement" at line 1, where nothing visible is wrong. It is read as the encoding's mark.
+        text = text.removeprefix("\ufeff")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -21,6 +21,7 @@ EX_NOINPUT = 66
 EX_UNAVAILABLE = 69  # a service or program the command needs is not there (Prometheus, Chromium, SMTP)
 EX_SOFTWARE = 70
 EX_CANTCREAT = 73
+EX_IOERR = 74  # the command's output could not be written (a full disk under stdout, stdout closed)
 EX_CONFIG = 78  # systemd's RestartPreventExitStatus=78 ends restart loops on a bad config
 
 # C0 and C1 controls, and what reorders or breaks a line without being one: Unicode's line and
@@ -119,6 +120,13 @@ class Unavailable(NormagentError):
     Chromium that is not installed, an SMTP server that refuses. Nothing was half done."""
 
     exit_code = EX_UNAVAILABLE
+
+
+class OutputFailed(NormagentError):
+    """The command's standard output cannot be written: closed (``>&-``), or a write failed (a
+    full disk under ``> file``, an I/O error). What it printed before may be incomplete."""
+
+    exit_code = EX_IOERR
 
 
 class NoData(Exception):

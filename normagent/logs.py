@@ -88,6 +88,7 @@ from normagent.sources.files import (
     read_some,
     read_stream,
 )
+from normagent.smallfile import kind_of
 from normagent.sources.journald import JournalSettings, decode_journal_json, read_journal
 from normagent.sources.spool import SPOOL_KEY, SpoolBusy, SpoolReader
 
@@ -1372,6 +1373,8 @@ def parse_each(
     """
     for item in inputs:
         check_input(str(item))
+        if str(item) == "-" and stdin is None and sys.stdin is None:  # started with fd 0 closed (``<&-``)
+            raise InputError("-: standard input is closed; give a file, or what to read on stdin")
     for item in inputs:
         text = str(item)
         damage: list[str] = []
@@ -1496,6 +1499,7 @@ def _input_blocks(
         regular = False
     else:
         if kind == "evtx" or (kind is None and text.lower().endswith(".evtx")):
+            _check_evtx_path(text)
             return "evtx", _evtx_blocks(text, damage)
         try:
             stream = closing.enter_context(open(text, "rb"))  # noqa: SIM115 - closed by ``closing``
@@ -1512,7 +1516,8 @@ def _input_blocks(
     codec = codec_from_magic(head)
     if regular and not codec:
         found = kind or _sniff(head)
-        return found, _text_or_journal(read_fd(stream.fileno(), text, mtime=mtime, block_bytes=block_bytes), text, found)
+        blocks = _watching_shrink(read_fd(stream.fileno(), text, mtime=mtime, block_bytes=block_bytes), stream.fileno(), st.st_size, damage)
+        return found, _text_or_journal(blocks, text, found)
     if regular:
         stream.seek(0)
     else:
@@ -1526,6 +1531,32 @@ def _input_blocks(
         raise InputError("-: EVTX cannot be read from stdin; give the file's path")
     origin = "<stdin>" if text == "-" else text
     return found, _text_or_journal(read_stream(stream, origin, mtime=mtime, block_bytes=block_bytes), origin, found)
+
+
+def _watching_shrink(blocks: Iterator[TextBlock], fd: int, size: int, damage: list[str]) -> Iterator[TextBlock]:
+    """``blocks`` of a regular file of ``size`` bytes when it was opened, and, once they end,
+    whether it had shrunk under the reader: cut short while it was read (logrotate's
+    ``copytruncate``, a copy started again), the read ended where the cut came, and the counts
+    looked like the whole file's. That goes in ``damage``."""
+    yield from blocks
+    now = os.fstat(fd).st_size
+    if now < size:
+        damage.append(
+            f"the file shrank from {size:,} to {now:,} bytes while it was read (truncated, or rotated with "
+            "copytruncate): what it held beyond that was not read"
+        )
+
+
+def _check_evtx_path(path: str) -> None:
+    """An EVTX file is read in place (its chunks by offset, in a child process): a FIFO named
+    ``Security.evtx`` held ``normagent parse`` at its open for good, waiting for a writer, and a
+    socket or a device is no file either. Refused, saying what it is (``InputError``)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path}: is {kind_of(mode)}, not a regular file; EVTX is read in place: give the file's path")
 
 
 def _read_head(stream: IO[bytes], size: int) -> bytes:

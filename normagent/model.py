@@ -19,6 +19,7 @@ Imports nothing from normagent at run time (types for signatures only under TYPE
 
 from __future__ import annotations
 
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -105,7 +106,7 @@ def _labels(labels: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[tupl
 
 @dataclass(frozen=True, slots=True, init=False)
 class Count:
-    """Add ``value`` (≥ 0) to a counter series. Counters survive restarts in the ledger."""
+    """Add ``value`` (finite, ≥ 0) to a counter series. Counters survive restarts in the ledger."""
 
     metric: str
     labels: tuple[tuple[str, str], ...]
@@ -116,6 +117,8 @@ class Count:
     ) -> None:
         if value < 0:
             raise ValueError(f"counter {metric} cannot decrease (got {value})")
+        if not math.isfinite(value):  # NaN: the ledger's NOT NULL refused the batch; inf: the series for good
+            raise ValueError(f"counter {metric} must grow by a finite number (got {value})")
         object.__setattr__(self, "metric", metric)
         object.__setattr__(self, "labels", _labels(labels))
         object.__setattr__(self, "value", float(value))
@@ -123,7 +126,7 @@ class Count:
 
 @dataclass(frozen=True, slots=True, init=False)
 class Gauge:
-    """Set a gauge series to ``value``.
+    """Set a gauge series to ``value`` (not NaN: a series whose value is unknown is left out).
 
     The gauges a ``Batch`` sets for a metric *replace* every series of that metric the same
     collector set before: a mount that disappeared stops being exported. A metric the batch does
@@ -137,6 +140,8 @@ class Gauge:
     def __init__(
         self, metric: str, value: float, labels: Mapping[str, str] | Iterable[tuple[str, str]] = ()
     ) -> None:
+        if math.isnan(value):  # SQLite stores NaN as NULL: the ledger refused the whole batch
+            raise ValueError(f"gauge {metric} must be a number (got NaN); leave the series out when its value is unknown")
         object.__setattr__(self, "metric", metric)
         object.__setattr__(self, "labels", _labels(labels))
         object.__setattr__(self, "value", float(value))

@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from normagent.clock import Clock
-from normagent.errors import NoData, RunFailed, StateError
+from normagent.errors import NoData, RunFailed, StateError, printable
 from normagent.ledger import Ledger, MemoryCheckpoints
 from normagent.model import Advice, Batch, CollectorSpec, Count, Event, Gauge, MaintenanceCalendar, NoMaintenance, Rollup, RollupRows, RunContext
 from normagent.records import dataclass
@@ -189,7 +189,11 @@ def _committed_checkpoints(state_dir: Path, names: Sequence[str]) -> dict[str, M
 
 
 def render_text(reports: Sequence[CollectorReport], disabled: dict[str, str]) -> str:
-    """People-readable lines: one head line per collector, its series indented below it."""
+    """People-readable lines: one head line per collector, its series indented below it.
+
+    Every line is made printable: a collector's detail names paths, globs' matches and what a
+    device or a file said, and a label value or an event key may come from a log; an escape
+    sequence there would otherwise reach the terminal of whoever runs ``collect --once``."""
     width = max([len(r.name) for r in reports] + [len(n) for n in disabled] + [10])
     lines = []
     for report in reports:
@@ -206,4 +210,4 @@ def render_text(reports: Sequence[CollectorReport], disabled: dict[str, str]) ->
             lines.append(f"    event {event.kind} at {event.at.isoformat()} ({event.key})")
     for name, reason in sorted(disabled.items()):
         lines.append(f"{name:<{width}}  {'disabled':<8} {'':>9}  {reason}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(printable(line) for line in lines) + "\n"

@@ -144,8 +144,8 @@ def run_parse(
     _check_inputs(paths)
     results = parse_paths(paths, chosen, config=config, examples=examples, stdin=stdin, now=now)
     if fmt == "json":
-        json.dump({"inputs": [r.as_json() for r in results]}, out, indent=2, ensure_ascii=False)
-        out.write("\n")
+        text = json.dumps({"inputs": [r.as_json() for r in results]}, indent=2, ensure_ascii=False)
+        out.write(text.translate(_JSON_ESCAPES) + "\n")
     else:
         write_text(results, out)
     return 0
@@ -301,7 +301,16 @@ _ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x09), *range(0x0A, 0x20)
 # A file name's bytes that are not UTF-8 come as lone surrogates (PEP 383), which a UTF-8 stdout
 # refuses (errors="strict" under a locale such as nb_NO.UTF-8): the byte, as \xNN, instead.
 _UNDECODABLE = {code: f"\\x{code - 0xDC00:02x}" for code in range(0xDC80, 0xDD00)}
+# What reorders or breaks a line without being a control character: Unicode's line and paragraph
+# separators, the bidirectional embeddings, overrides and isolates ("Trojan Source"): an unparsed
+# line with U+202E showed its text turned round.
+_REORDERING = (0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
 _ESCAPES.update(_UNDECODABLE)
+_ESCAPES.update({code: f"\\u{code:04x}" for code in _REORDERING})
+# The JSON escapes C0 controls itself; DEL, C1 controls (U+009B is CSI to a terminal) and the
+# reordering characters went out raw with ensure_ascii=False. Only inside strings can they be, so
+# a \u escape there is the same JSON value.
+_JSON_ESCAPES = {code: f"\\u{code:04x}" for code in (*range(0x7F, 0xA0), *_REORDERING)}
 
 
 def _shown(text: str) -> str:
@@ -312,7 +321,7 @@ def _shown(text: str) -> str:
 def _series(key: tuple[str, tuple[tuple[str, str], ...]]) -> str:
     metric, labels = key
     inner = ",".join(f'{k}="{v}"' for k, v in labels)
-    return f"{metric}{{{inner}}}" if inner else metric
+    return _shown(f"{metric}{{{inner}}}" if inner else metric)  # a label value may come from a log
 
 
 def _n(value: float) -> str:

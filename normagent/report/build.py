@@ -24,6 +24,7 @@ Imports model, data and text; the plugins' sections come in as ``ReportSection``
 from __future__ import annotations
 
 import calendar
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import field
 from datetime import date, datetime, timedelta, timezone, tzinfo
@@ -31,7 +32,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from normagent.model import Indicator, Period, ReportData, ReportSection
+from normagent.model import Event, Indicator, Period, ReportData, ReportSection, Rollup
 from normagent.records import dataclass
 from normagent.report import text as tx
 from normagent.report.data import ABSENT, UP, Alert, Coverage, HostSource
@@ -205,6 +206,7 @@ def _host(ctx: ReportContext, source: HostSource, span: Period, prev: ReportPeri
     prev_span = prev.span()
     prev_has_data = source.has_data(prev_span)
 
+    data = FiniteData(source.data)
     sections: list[dict[str, Any]] = []
     ordered = sorted(ctx.sections, key=lambda s: (s.order, s.id))
     if progress is not None:
@@ -215,7 +217,7 @@ def _host(ctx: ReportContext, source: HostSource, span: Period, prev: ReportPeri
             sections.append(_deviations(alerts, lang, ctx.period.zone, source.keeps_details, unknown))
             deviations_done = True
         sections.append(
-            _section(section, source.data, ctx, span, prev_span, has_data, prev_has_data, months, month_has_data, coverage)
+            _section(section, data, ctx, span, prev_span, has_data, prev_has_data, months, month_has_data, coverage)
         )
         if progress is not None:
             progress.advance()
@@ -223,6 +225,8 @@ def _host(ctx: ReportContext, source: HostSource, span: Period, prev: ReportPeri
         sections.append(_deviations(alerts, lang, ctx.period.zone, source.keeps_details, unknown))
     if progress is not None:
         progress.advance()
+    if data.left_out:
+        notes.append(tx.text(lang, "not_finite", metrics=", ".join(sorted(data.left_out))))
 
     areas = _areas(sections, alerts, completeness, lang, has_data, unknown)
     prev_areas: dict[int, str] = {}
@@ -252,6 +256,42 @@ def _host(ctx: ReportContext, source: HostSource, span: Period, prev: ReportPeri
         "completeness": completeness,
         "sections": sections,
     }
+
+
+class FiniteData:
+    """``ReportData`` with what is no number left out: a NaN or an infinity (an SNMP device's
+    answer read as a float, a ledger or a Prometheus series holding one, a counter grown past
+    what a float holds) stopped the HTML and Markdown with a traceback and made the JSON invalid
+    (``NaN``, ``Infinity``). Each metric or rollup it came from is named in ``left_out`` (the
+    report's notes say so), and logged."""
+
+    def __init__(self, inner: ReportData) -> None:
+        self._inner = inner
+        self.left_out: set[str] = set()
+
+    def _finite(self, name: str, values: Mapping[tuple[str, ...], float]) -> Mapping[tuple[str, ...], float]:
+        if all(math.isfinite(v) for v in values.values()):
+            return values
+        if name not in self.left_out:
+            log.warning("report_value_not_finite", metric=name)
+            self.left_out.add(name)
+        return {k: v for k, v in values.items() if math.isfinite(v)}
+
+    def increase(self, metric: str, period: Period, by: Sequence[str] = ()) -> Mapping[tuple[str, ...], float]:
+        return self._finite(metric, self._inner.increase(metric, period, by))
+
+    def gauge(self, metric: str, at: datetime, by: Sequence[str] = ()) -> Mapping[tuple[str, ...], float]:
+        return self._finite(metric, self._inner.gauge(metric, at, by))
+
+    def rollups(self, name: str, period: Period) -> Sequence[Rollup]:
+        rows = self._inner.rollups(name, period)
+        kept = [r for r in rows if math.isfinite(r.value)]
+        if len(kept) != len(rows):
+            self._finite(name, {(): math.nan})  # named and logged as a metric is
+        return kept
+
+    def events(self, kind: str, period: Period) -> Sequence[Event]:
+        return self._inner.events(kind, period)
 
 
 def _section(

@@ -295,8 +295,14 @@ def export_history(args: argparse.Namespace, config: Config, plugins: Plugins, o
             for line in lines:
                 out.write(line)
         else:
-            with open(args.output, "w", encoding="utf-8") as file:
-                file.writelines(lines)
+            # As the report is written: into place whole, or not at all (a full disk left half a
+            # history without its "# EOF", and every failure was a traceback).
+            from normagent.report import deliver
+
+            try:
+                deliver.write_output(Path(args.output), lines)
+            except OSError as exc:
+                raise InputError(f"{args.output}: cannot write the history ({exc.strerror or exc})") from None
     return 0
 
 

@@ -10,10 +10,11 @@ Imports forward.smtp (for its sender), errors and config types only.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,12 +40,26 @@ def file_name(doc: Mapping[str, Any], fmt: str) -> str:
     return f"normagent-report-{doc['period']['name']}-{safe}.{fmt}"
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _pieces(data: bytes | Iterable[str]) -> Iterator[bytes]:
+    """``data`` as bytes, a piece at a time: a report's bytes, or lines made as they are written
+    (``--export-history``: a year of every series, never held whole)."""
+    if isinstance(data, bytes):
+        yield data
+        return
+    for line in data:
+        yield line.encode("utf-8")
+
+
+def write_atomically(path: Path, data: bytes | Iterable[str]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file where the folder should be: "File exists" said the opposite
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path.parent)) from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(data)
+            for piece in _pieces(data):
+                out.write(piece)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(tmp, 0o640)
@@ -54,7 +69,7 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def write_output(path: Path, data: bytes) -> None:
+def write_output(path: Path, data: bytes | Iterable[str]) -> None:
     """``--output PATH``: a file is replaced atomically; a pipe or a device the user names
     (``-o /dev/stdout``, a FIFO) is written into. Renaming over it would put a regular file where
     the device was: as root, ``-o /dev/null`` replaced /dev/null."""
@@ -66,7 +81,8 @@ def write_output(path: Path, data: bytes) -> None:
         write_atomically(path, data)
         return
     with open(path, "wb") as out:
-        out.write(data)
+        for piece in _pieces(data):
+            out.write(piece)
 
 
 def to_folder(folder: Path, doc: Mapping[str, Any], files: Mapping[str, bytes]) -> list[Path]:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from normagent.errors import Unavailable
+from normagent.errors import Unavailable, printable
 from normagent.report import text as tx
 from normagent.report.charts import trend_svg
 
@@ -70,7 +70,10 @@ def _environment(markdown: bool = False) -> Any:
 
     escaping: dict[str, Any] = (
         {"autoescape": False, "finalize": lambda value: value if isinstance(value, Markdown) else md_text(value)}
-        if markdown else {"autoescape": select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False)}
+        if markdown else {
+            "autoescape": select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),
+            "finalize": html_text,
+        }
     )
     return Environment(
         loader=PackageLoader("normagent.report", "templates"),
@@ -93,16 +96,28 @@ class Markdown(str):
     ``finalize`` leaves it as it is. Not markupsafe's ``Markup``, whose operations escape HTML."""
 
 
+def html_text(value: object) -> object:
+    """A value as the HTML shows it: text with its control characters and bidirectional overrides
+    written out (``\\u001b``, ``\\u202e``), so a name from a log (a syslog tag any local user
+    chooses with ``logger -t``) or a Prometheus label cannot reorder what the reader sees ("Trojan
+    Source") or carry an escape sequence into the page, its PDF or a terminal. ``Markup`` (the
+    charts) and numbers pass as they are; autoescaping follows."""
+    if isinstance(value, str) and not hasattr(value, "__html__"):
+        return printable(value)
+    return value
+
+
 def md_text(value: object) -> str:
     """A value as Markdown that reads as itself: a host, device or threat name from a log or a
-    Prometheus label must not become a link, an image, HTML or a new table row in the report."""
-    return _MD_MARKUP.sub(lambda m: "\\" + m.group(), _LINE_BREAKS.sub(" ", str(value)))
+    Prometheus label must not become a link, an image, HTML or a new table row in the report,
+    nor bring a control character or a bidirectional override (see ``html_text``)."""
+    return _MD_MARKUP.sub(lambda m: "\\" + m.group(), printable(_LINE_BREAKS.sub(" ", str(value))))
 
 
 def md_code(value: object) -> Markdown:
     """A value as a Markdown code span (hashes, a PromQL matcher, a sparkline): fenced by more
     backticks than it holds in a row, so nothing in it ends the span."""
-    text = _LINE_BREAKS.sub(" ", str(value))
+    text = printable(_LINE_BREAKS.sub(" ", str(value)))
     fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return Markdown(f"{fence}{pad}{text}{pad}{fence}")

@@ -34,6 +34,7 @@ Imports only normagent (the public API) and the standard library.
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -444,16 +445,21 @@ def _is_int(value: object) -> TypeGuard[int]:
 
 
 def _number(value: object) -> float | None:
+    """An OID's answer as a number; None for what is none. Text is read as a decimal number, but
+    "nan" and "inf", which ``float`` takes, are no measurement (a sensor unplugged): a NaN gauge
+    made the ledger refuse the whole batch (SQLite stores NaN as NULL), every device's."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, bytes) and len(value) <= 32:
+        number = float(value)
+    elif isinstance(value, bytes) and len(value) <= 32:
         try:
-            return float(value.decode("ascii").strip())
+            number = float(value.decode("ascii").strip())
         except (UnicodeDecodeError, ValueError):
             return None
-    return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _index(oid: str) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,53 @@ def test_plugins_shows_a_broken_plugin_and_exits_1(tmp_path: Path, capsys: pytes
     assert "collector sample.events" in out
 
 
+def test_plugins_and_check_config_print_a_plugin_name_as_text_not_as_terminal_control(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A plugin's name ([plugins] extra, or an installed distribution's entry point) and the load
+    error that quotes it went to the terminal raw: an escape sequence cleared the screen, a
+    right-to-left override turned the name round. check-config's problems were printable already."""
+    path = sample_config(tmp_path)
+    path.write_text(path.read_text().replace('extra = ["tests.support.sample_plugin"]', 'extra = ["tests.support.sample_plugin", "no\\u001b[2Jsuch\\u202eplugin"]'))
+
+    assert main(["plugins", "--config", str(path)]) == 1
+    assert main(["check-config", str(path)]) == 0
+
+    out = capsys.readouterr().out
+    assert "no\\u001b[2Jsuch\\u202eplugin  (config) BROKEN" in out and "warning: plugin no\\u001b[2Jsuch\\u202eplugin: failed to load" in out
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]", out)
+
+
+def test_an_error_that_quotes_a_path_prints_it_as_text_not_as_terminal_control(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``normagent parse`` of a name with an escape sequence or a newline in it (a file an attacker
+    named, or what Prometheus or an SMTP server answered, in other commands): the error went to
+    the terminal raw, and a newline in it printed a line of its own."""
+    name = str(tmp_path / "x\x1b]0;PWNED\x07\nnormagent: all is well")
+
+    assert main(["parse", name]) == 66
+
+    err = capsys.readouterr().err
+    assert err == f"normagent: {tmp_path}/x\\u001b]0;PWNED\\u0007\\nnormagent: all is well: no such file\n"
+
+
+@pytest.mark.parametrize("command", [["plugins"], ["check-config"], ["parse", "-"]])
+def test_standard_output_on_a_full_disk_or_closed_is_said_not_a_traceback_or_silence(command: list[str]) -> None:
+    """``normagent plugins > /mnt/full/x`` ended in an OSError traceback (ENOSPC); with stdout
+    closed (``>&-``) ``plugins`` and ``check-config`` printed nothing and exited 0 (print() to a
+    None stdout drops the line) and ``parse`` raised AttributeError. Each is now exit 74, said."""
+    import os
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "normagent", *command]
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, input=b"x\n" * 10_000, check=False)
+    assert done.returncode == 74
+    assert done.stderr == b"normagent: standard output cannot be written: No space left on device; what was printed is incomplete\n"
+
+    closed = subprocess.run(argv, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=lambda: os.close(1), check=False)
+    assert closed.returncode == 74
+    assert closed.stderr == f"normagent: standard output is closed ({command[0]} prints its result there)\n".encode()
+
+
 def test_collect_once_prints_what_each_collector_saw_and_writes_no_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = sample_config(tmp_path)
 
@@ -155,6 +203,26 @@ def test_collect_once_names_rollup_rows_as_rows_not_keys() -> None:
 
     assert "    rollup access.failed_by_account: 3 rows (one per batch, day and key; not distinct keys)\n" in text
     assert report.as_json()["rollup_rows"] == {"access.failed_by_account": 3} and "rollups" not in report.as_json()
+
+
+def test_collect_once_prints_what_a_path_or_a_log_holds_as_text_not_as_terminal_control(tmp_path: Path) -> None:
+    """A log path is printed in the collector's detail ("no file matches …", what could not be
+    read), and a label value or an event key may come from a log: their escape sequences went to
+    the terminal as they were (retitling the window, clearing the screen)."""
+    from datetime import datetime, timezone
+
+    from normagent.model import Batch, Count, Event
+    from normagent.oneshot import CollectorReport, render_text
+
+    hostile = "evil\x1b]0;PWNED\x07\x1b[2J\u202eexe.txt"
+    report = CollectorReport("access.logins", "access", "no_data", detail=f"no file matches /var/log/{hostile}.log")
+    report.add(Batch([Count("normagent_x_total", {"origin": hostile}), Event("x.seen", datetime(2026, 11, 1, tzinfo=timezone.utc), hostile, {})]))
+
+    text = render_text([report], {})
+
+    shown = "evil\\u001b]0;PWNED\\u0007\\u001b[2J\\u202eexe.txt"
+    assert f"no file matches /var/log/{shown}.log" in text and f'origin="{shown}"' in text and f"({shown})" in text
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]", text)
 
 
 @pytest.mark.parametrize("columns", ["100", "61", "", "garbage", "-5"])

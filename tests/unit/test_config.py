@@ -140,6 +140,22 @@ def test_what_is_no_config_file_is_one_clear_problem_without_blocking_or_reading
     assert err.value.problems[0].line == 2
 
 
+def test_a_byte_order_mark_is_read_as_the_encodings_mark_and_bytes_not_utf8_are_named_by_line(tmp_path: Path) -> None:
+    """A file Windows Notepad saved starts with a UTF-8 byte order mark: tomllib said "Invalid
+    statement" at line 1, where nothing can be seen. Bytes that are no UTF-8 were named by their
+    offset in the file ("position 21"); now by line, as every other problem is."""
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf[agent]\r\nlog_level = \"debug\"\r\n")
+    config, _ = load(bom)
+    assert config.agent.log_level == "debug"
+
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b"[agent]\nlog_level = \"info\"\n# Troms\xf8\n")
+    with pytest.raises(ConfigError) as err:
+        load(latin1)
+    assert [(p.line, p.message) for p in err.value.problems] == [(3, "not UTF-8: byte 0xf8 cannot be decoded (invalid start byte)")]
+
+
 def test_no_file_means_built_in_defaults() -> None:
     config, plugins = load(None)
 

@@ -65,6 +65,19 @@ def test_a_bad_observation_stores_nothing_of_its_batch(declared: Ledger, bad: ob
     assert declared.checkpoints("c").get("file:a") is None
 
 
+def test_an_observation_that_is_no_number_is_refused_where_it_is_made(declared: Ledger) -> None:
+    """A parser or a device's answer made a NaN (``float("nan")`` reads the text "nan"): SQLite
+    stores NaN as NULL, and the ledger refused the whole batch with a raw IntegrityError (NOT NULL
+    constraint failed), at every run; an infinite count held its counter at inf for good. Now the
+    observation is refused where the plugin makes it, saying which metric and why."""
+    nan, inf = float("nan"), float("inf")
+    for make in (lambda: Count(FAILURES.name, {"reason": "r"}, nan), lambda: Count(FAILURES.name, {"reason": "r"}, inf),
+                 lambda: Gauge(FREE.name, nan, {"mountpoint": "/"})):
+        with pytest.raises(ValueError, match=r"(counter|gauge) normagent_test_\w+ must"):
+            make()
+    declared.commit("c", Batch([Gauge(FREE.name, inf, {"mountpoint": "/"})]))  # an infinite gauge is a value Prometheus shows
+
+
 def test_counters_and_checkpoints_survive_a_restart(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "ledger.db"
     with Ledger.open(path, clock=clock, metrics=[FAILURES]) as first:

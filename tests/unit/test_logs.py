@@ -597,6 +597,26 @@ def test_parse_each_gives_every_parser_every_block_of_one_read(tmp_path: Path) -
     assert [e["event"] for e in logs] == ["log_block_failed"]
 
 
+def test_parse_inputs_says_so_when_the_file_shrinks_while_it_is_read(tmp_path: Path) -> None:
+    """``normagent parse auth.log`` while logrotate's copytruncate empties it: the read ended where
+    the cut came, and the counts looked like the whole file's, exit 0, nothing said. Now the input's
+    damage says the file shrank, and after how much."""
+    path = tmp_path / "auth.log"
+    path.write_bytes(lines(0, 2000, "Failed"))
+
+    def truncating(block: LogBlock, ctx: ParseContext) -> ParseResult:
+        os.truncate(path, 100)  # as copytruncate does, between two reads
+        return PARSER(block, ctx)
+
+    [item] = parse_inputs([path], truncating, CTX, block_bytes=4096)
+
+    assert 0 < item.lines < 2000
+    assert item.damage == (f"the file shrank from {len(lines(0, 2000, 'Failed')):,} to 100 bytes while it was read (truncated, "
+                           "or rotated with copytruncate): what it held beyond that was not read")
+    [whole] = parse_inputs([tmp_path / "auth.log"], PARSER, CTX, block_bytes=4096)
+    assert whole.damage == ""
+
+
 def test_parse_inputs_recognises_journalctl_json(tmp_path: Path) -> None:
     entries = [
         {"__CURSOR": f"s=1;i={i}", "__REALTIME_TIMESTAMP": str(1_700_000_000_000_000 + i), "MESSAGE": m}
@@ -610,6 +630,21 @@ def test_parse_inputs_recognises_journalctl_json(tmp_path: Path) -> None:
 
     [item] = parse_inputs([path], record_parser(parse), CTX)
     assert (item.kind, item.lines, item.result.parsed, item.result.ignored) == ("journal", 3, 2, 1)
+
+
+def test_an_evtx_path_that_is_a_fifo_is_refused_saying_so(tmp_path: Path) -> None:
+    """``Security.evtx`` a FIFO: its reader opened it and waited for a writer for good (here one
+    is held open, with bytes in it, so that without the check this fails rather than hangs)."""
+    fifo = tmp_path / "Security.evtx"
+    os.mkfifo(fifo)
+    held = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        os.write(held, b"\0" * 8192)
+        with pytest.raises(InputError) as err:
+            list(parse_inputs([fifo], record_parser(lambda record, ctx: []), CTX))
+    finally:
+        os.close(held)
+    assert str(err.value) == f"{fifo}: is a FIFO (named pipe), not a regular file; EVTX is read in place: give the file's path"
 
 
 def test_parse_inputs_reads_evtx() -> None:

@@ -181,6 +181,57 @@ def test_text_from_the_configuration_or_the_ledger_reads_as_itself_in_the_markdo
     assert "\n# Overskrift" not in page.decode()
 
 
+def test_control_characters_and_bidi_overrides_from_the_ledger_are_written_out(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A syslog tag is any local user's to choose (``logger -p err -t ...``) and becomes the key of
+    ``access.eventlog_errors_by_origin``: its escape sequences, NUL and right-to-left override went
+    raw into the HTML, its PDF and the Markdown, where they rewrite a terminal or turn the name
+    round. The reader sees them written out instead; the JSON keeps the data as it is."""
+    shutil.copytree(site / "state", tmp_path / "state")
+    (tmp_path / "normagent.toml").write_text(CONFIG)
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    tag = "\u202eexe.txt\x1b[2J\x1b]0;pwn\x07\x00\u2066x"
+    with sqlite3.connect(tmp_path / "state" / "ledger.db") as db:
+        db.execute("INSERT INTO rollups (name, day, key, value, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?)",
+                   ("access.eventlog_errors_by_origin", "2026-11-10", f"journal:{tag}", 9999.0,
+                    datetime(2026, 11, 10, 8, tzinfo=U).timestamp(), datetime(2026, 11, 10, 9, tzinfo=U).timestamp()))
+    db.close()
+    shown = "\\u202eexe.txt\\u001b[2J\\u001b]0;pwn\\u0007\\u0000\\u2066x"
+
+    for fmt, written in (("html", shown), ("md", shown.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]"))):
+        code, page, _ = report(tmp_path, "--month", "2026-11", "--format", fmt)
+        text = page.decode()
+        assert code == 0 and written in text, fmt
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", text), fmt
+    cells = [c for s in document(tmp_path, "--month", "2026-11")["hosts"][0]["sections"] for t in s["tables"] for r in t["rows"] for c in r]
+    assert tag in cells
+
+
+def test_a_value_that_is_no_number_is_left_out_and_named(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An infinity in the ledger (a counter grown past what a float holds, an SNMP answer "inf"
+    read as a float; Prometheus answers "NaN" and "+Inf" too) stopped the Markdown and the HTML
+    with a ValueError traceback in the sparkline, and the JSON said ``Infinity``, which is no JSON.
+    Now the value is left out, the report is written, and its notes name the metric."""
+    shutil.copytree(site / "state", tmp_path / "state")
+    (tmp_path / "normagent.toml").write_text(CONFIG)
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    hour = int(datetime(2026, 11, 10, 8, tzinfo=U).timestamp() // 3600)
+    with sqlite3.connect(tmp_path / "state" / "ledger.db") as db:
+        db.execute("INSERT OR REPLACE INTO counter_hours (metric, labels, hour, value) VALUES (?, ?, ?, 9e999)",
+                   ("normagent_failed_logins_total", json.dumps({"reason": "bad_password", "source": "sshd"}, separators=(",", ":")), hour))
+    db.close()
+
+    def no_constant(name: str) -> None:
+        raise AssertionError(f"{name} in the JSON")
+
+    for fmt in ("json", "md", "html"):
+        code, page, _ = report(tmp_path, "--month", "2026-11", "--format", fmt)
+        assert code == 0, fmt
+        if fmt == "json":
+            doc = json.loads(page, parse_constant=no_constant)
+            assert any("normagent_failed_logins_total" in note for note in doc["hosts"][0]["notes"])
+        assert "normagent_failed_logins_total" in page.decode()
+
+
 def test_a_code_span_holds_any_backticks_it_is_given() -> None:
     assert (md_code("a`b"), md_code("``x"), md_code("plain")) == ("``a`b``", "``` ``x ```", "`plain`")
 
@@ -521,6 +572,24 @@ def test_export_history_writes_openmetrics_for_promtool(state_env: Path, capsys:
     assert stamps == sorted(stamps) and all(s % 3600 == 3599 for s in stamps)
     assert 'alertname="access.failed_from_network"' not in text  # a rollup rule: Prometheus cannot evaluate it
     assert 'alertname="access.failed_logins_burst"' in text
+
+
+def test_export_history_into_a_file_is_whole_or_a_clear_error(state_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--export-history -o PATH`` wrote with a plain open(): a folder, a file where the folder
+    should be or a full disk ended in a traceback (IsADirectoryError, FileExistsError, OSError),
+    and what was written before a full disk stayed, without its "# EOF". Now it is written as the
+    report is (into place whole), and each failure is one line that says what."""
+    config = str(state_env / "normagent.toml")
+    target = tmp_path / "history.om"
+    assert main(["report", "--config", config, "--export-history", "--instance", "c:9824", "-o", str(target)]) == 0
+    assert target.read_text().endswith("# EOF\n")
+    (tmp_path / "afile").write_text("")
+
+    for where, why in ((tmp_path, "Is a directory"), (Path("/dev/full"), "No space left on device"),
+                       (tmp_path / "afile" / "history.om", "Not a directory")):
+        assert main(["report", "--config", config, "--export-history", "-o", str(where)]) == 66
+        assert capsys.readouterr().err == f"normagent: {where}: cannot write the history ({why})\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "history.om"]  # no temporary file left
 
 
 class _Terminal(io.StringIO):

@@ -10,6 +10,7 @@ import json
 import lzma
 import os
 import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -142,6 +143,15 @@ def test_an_evtx_file() -> None:
     assert [c["collector"] for c in result["collectors"]] == ["access.windows", "firewall.windows_events"]
 
 
+def test_stdin_closed_is_an_input_error_not_a_traceback() -> None:
+    """``normagent parse - <&-`` (a cron job, a service without stdin): Python's ``sys.stdin`` is
+    None then, and reading ``sys.stdin.buffer`` ended the command with an AttributeError traceback."""
+    done = subprocess.run([sys.executable, "-m", "normagent", "parse", "-"], capture_output=True, preexec_fn=lambda: os.close(0), check=False)
+
+    assert (done.returncode, done.stdout) == (66, b"")
+    assert done.stderr == b"normagent: -: standard input is closed; give a file, or what to read on stdin\n"
+
+
 def test_a_journalctl_json_export(tmp_path: Path) -> None:
     """journalctl -o json output, whatever its field order, goes to the journal parsers."""
     export = subprocess.run(
@@ -202,6 +212,23 @@ def test_control_characters_in_an_unparsed_line_are_printed_escaped(tmp_path: Pa
 
     assert "      Nov 23 07:27:11 clinic-srv1 sshd[1215]: Failed password for \\x1b[2J\\x07root\\x9b fr\n" in out.getvalue()
     assert not any(ch in out.getvalue() for ch in "\x1b\x07\x9b")
+
+
+def test_a_c1_control_or_a_bidi_override_in_an_unparsed_line_is_escaped_in_the_json_and_the_text_too(tmp_path: Path) -> None:
+    """``--format json`` wrote U+009B (CSI to a terminal) and U+202E (which turns the rest of the
+    line round) raw, since it writes UTF-8; the text form turned the line round. Now both escape
+    them; the JSON value is the same."""
+    line = "Nov 23 07:27:11 clinic-srv1 sshd[1215]: Failed password for root\u009b2J \u202eexe.txt fr"
+    log = tmp_path / "auth.log"
+    log.write_bytes(line.encode() + b"\n")
+    out, text = io.StringIO(), io.StringIO()
+
+    run_parse([str(log)], config=None, plugins=PLUGINS, fmt="json", out=out, examples=1, now=EPOCH)
+    run_parse([str(log)], config=None, plugins=PLUGINS, out=text, examples=1, now=EPOCH)
+
+    assert not any(ch in out.getvalue() + text.getvalue() for ch in "\x9b\u202e")
+    assert "root\\u009b2J \\u202eexe.txt fr" in out.getvalue() and "root\\x9b2J \\u202eexe.txt fr" in text.getvalue()
+    assert json.loads(out.getvalue())["inputs"][0]["collectors"][0]["examples"] == [line]
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])

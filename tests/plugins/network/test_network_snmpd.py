@@ -294,6 +294,27 @@ def test_extra_oids_and_wrong_types(tmp_path: Path) -> None:
     assert gauges(obs, "normagent_network_interface_up") == {}
 
 
+def test_an_oid_that_answers_nan_or_inf_is_a_bad_value_not_a_number(tmp_path: Path) -> None:
+    """A sensor unplugged answers "nan" as text, and Python's float() takes it (and "inf"): the
+    gauge NaN made the ledger refuse the whole batch (SQLite stores NaN as NULL: NOT NULL
+    constraint failed), every device's, at every poll. It is a bad value, as any other text."""
+    agent = start_snmpd(
+        tmp_path,
+        extra_config=(
+            "override 1.3.6.1.4.1.99999.1.0 integer 42\n"
+            "override 1.3.6.1.4.1.99999.2.0 octet_str \"nan\"\n"
+            "override 1.3.6.1.4.1.99999.3.0 octet_str \" -Infinity\"\n"
+        ),
+    )
+    try:
+        obs = poll(v2c(agent, oids={"temperature": "1.3.6.1.4.1.99999.1.0", "unplugged": "1.3.6.1.4.1.99999.2.0",
+                                    "cold": "1.3.6.1.4.1.99999.3.0"}))
+    finally:
+        agent.close()
+    assert gauges(obs, "normagent_snmp_oid_value") == {(("device", "r1"), ("name", "temperature")): 42}
+    assert counted(obs, "normagent_snmp_poll_failures_total", reason="bad_response") == 2  # one per bad value
+
+
 def test_interface_down_and_up_in_a_namespace(netns: tuple[Namespace, Snmpd]) -> None:
     ns, agent = netns
     state = MemoryCheckpoints()
