@@ -120,7 +120,10 @@ class FileSource:
     Attributes:
         paths: Paths or globs (``/var/log/nginx/*.log``). Rotated siblings (``x.log.1``,
             ``x.log.2.gz``) matched by a glob are not separate sources: they are read as part of
-            ``x.log``'s rotation, so a glob like ``auth.log*`` counts each line once.
+            ``x.log``'s rotation, so a glob like ``auth.log*`` counts each line once. A path with
+            ``*``, ``?`` or ``[`` is a glob: a name with a literal ``[`` is written ``[[]``
+            (``/var/log/app[[]1].log``). A directory a glob names that cannot be listed fails the
+            run, saying why; only regular files are matched.
         exclude: Globs of paths to leave out.
         start_at: Where a file already present when its pattern is first configured starts:
             ``"end"`` (history on disk at install time is not counted as new events) or

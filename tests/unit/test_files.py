@@ -295,6 +295,14 @@ def test_glob_matches_several_files_and_new_ones(tmp_path: Path) -> None:
     assert sorted(ids(reader.run())) == [2, 200]
 
 
+def test_a_name_with_a_bracket_is_read_through_its_glob_escape(tmp_path: Path) -> None:
+    """A path with ``[`` is a glob (as the README says): the literal name is written ``[[]``."""
+    (tmp_path / "app[1].log").write_bytes(lines(0, 2))
+    (tmp_path / "app1.log").write_bytes(lines(100, 1))
+    assert sorted(ids(Reader(source(f"{tmp_path}/app[[]1].log")).run())) == [0, 1]
+    assert sorted(ids(Reader(source(f"{tmp_path}/app[1].log")).run())) == [100]  # a class: the other file
+
+
 def test_glob_over_rotated_names_counts_each_line_once(tmp_path: Path) -> None:
     log = tmp_path / "auth.log"
     (tmp_path / "auth.log.2.gz").write_bytes(gzip.compress(lines(0, 2)))
