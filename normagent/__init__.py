@@ -74,6 +74,7 @@ if TYPE_CHECKING:
         TextBlock,
         WindowsEvent,
     )
+    from normagent.forward.client import tls_problems
     from normagent.hostnames import split_host_port
     from normagent.memory import give_back_memory
     from normagent.privacy import network_of
@@ -110,6 +111,7 @@ _HOMES = {
         "normagent.model",
     ),
     "give_back_memory": "normagent.memory",
+    "tls_problems": "normagent.forward.client",
     "split_host_port": "normagent.hostnames",
     "network_of": "normagent.privacy",
     "dataclass": "normagent.records",
@@ -159,6 +161,7 @@ __all__ = [
     "rfc3164_time",
     "split_host_port",
     "syslog_log_collector",
+    "tls_problems",
     "SpoolLine",
     "SyslogMessage",
     "Batch",

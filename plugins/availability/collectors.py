@@ -53,6 +53,7 @@ from normagent import (
     RunContext,
     __version__,
     dataclass,
+    tls_problems,
 )
 
 from .body import body_pattern
@@ -136,6 +137,10 @@ class Service:
             raise ValueError(f'service {self.name}: target "{self.target}" is not a host name')
         elif self.kind == "systemd" and (self.target.startswith("-") or "/" in self.target):
             raise ValueError(f'service {self.name}: target "{self.target}" is not a unit name')
+        if self.ca_file is not None:
+            for _, problem in tls_problems(self.ca_file, None, None):
+                # Else every probe is a tls_error: the service looks down, the file is the fault.
+                raise ValueError(f"service {self.name}: ca_file: {problem}")
         if self.body_match:
             try:
                 body_pattern(self.body_match)

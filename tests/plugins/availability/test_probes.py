@@ -4,6 +4,7 @@ CA, a server that hangs, one that trickles, a refused port, the real ping and th
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 from datetime import datetime, timedelta, timezone
@@ -114,6 +115,20 @@ def test_a_body_match_that_would_backtrack_for_ever_is_answered_and_the_agent_go
 def test_a_body_match_re2_cannot_run_is_refused_when_the_configuration_is_read(pattern: str) -> None:
     with pytest.raises(ValueError, match=r"service epj: body_match is not a regular expression RE2 accepts \(.+\)"):
         Service("epj", "http", "https://epj.example/health", body_match=pattern)
+
+
+def test_a_ca_file_that_cannot_verify_anything_is_refused_when_the_configuration_is_read(pki: Any, tmp_path: Path) -> None:
+    """Before: every probe of the service was a tls_error, and the service looked down."""
+    ca, cert, _ = pki(10)
+    cut = tmp_path / "cut-ca.crt"
+    cut.write_bytes(ca.read_bytes()[:300])
+    garbage = tmp_path / "garbage.crt"
+    garbage.write_bytes(b"not a certificate\n")
+    for path, said in ((cut, "is cut short: its CERTIFICATE block has no END line"), (garbage, "is not a PEM file of CA certificates"),
+                       (cert, "holds no CA certificate")):
+        with pytest.raises(ValueError, match=f"service epj: ca_file: {re.escape(str(path))} {said}"):
+            Service("epj", "http", "https://127.0.0.1:1/health", ca_file=path)
+    assert Service("epj", "http", "https://127.0.0.1:1/health", ca_file=ca).ca_file == ca
 
 
 def test_one_cycle_with_hanging_trickling_and_refusing_targets_ends_at_the_timeouts(
