@@ -181,7 +181,9 @@ def go_float(value: float) -> str:
     return text
 
 
-def _label_value(text: str) -> str:
+def label_value(text: str) -> str:
+    """A label value as the text formats and OpenMetrics escape it: backslash, line
+    feed and double quote, and nothing else (a tab or an ESC goes in as it is)."""
     return text.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
 
 
@@ -192,7 +194,7 @@ def _legacy_rune(char: str, index: int, metric: bool) -> bool:
 def _escape(text: str, escaping: str, metric: bool) -> str:
     """Characters outside the legacy set under an escaping scheme (prometheus_client's ``_escape``)."""
     if escaping == ALLOW_UTF8:
-        return _label_value(text)
+        return label_value(text)
     if escaping == DOTS:
         return "".join("__" if c == "_" else "_dot_" if c == "." else c if _legacy_rune(c, i, metric) else "__" for i, c in enumerate(text))
     if escaping == VALUES:
@@ -218,7 +220,7 @@ def _label_text(family: Family, values: Sequence[str], escaping: str) -> str:
     if not family.labels:
         return ""
     pairs = sorted(zip(family.labels, values))
-    return "{" + ",".join(f'{escape_name(k, escaping, metric=False)}="{_label_value(v)}"' for k, v in pairs) + "}"
+    return "{" + ",".join(f'{escape_name(k, escaping, metric=False)}="{label_value(v)}"' for k, v in pairs) + "}"
 
 
 def encode_text(items: Iterable[Family], escaping: str = UNDERSCORES) -> bytes:
@@ -238,7 +240,7 @@ def encode_openmetrics(items: Iterable[Family], escaping: str = UNDERSCORES) -> 
     out: list[str] = []
     for family in items:
         name = escape_name(family.name, escaping)
-        out.append(f"# HELP {name} {_label_value(family.help)}\n# TYPE {name} {family.kind}\n")
+        out.append(f"# HELP {name} {label_value(family.help)}\n# TYPE {name} {family.kind}\n")
         # Series names are escaped with the label rune set (no ":"), whether valid or not, as
         # prometheus_client's OpenMetrics encoder does (so "values" always prefixes ``U__``).
         sample = family.sample_name if escaping == ALLOW_UTF8 else _escape(family.sample_name, escaping, metric=False)

@@ -16,11 +16,11 @@ Imports ledger types, model and report.data (for the run timeline).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from normagent.exposition import label_value
 from normagent.model import Period
 from normagent.report.data import UP, timeline
 
@@ -31,7 +31,9 @@ HOUR = 3600
 
 
 def _labels(pairs: Mapping[str, str]) -> str:
-    return "{" + ",".join(f"{k}={json.dumps(str(v), ensure_ascii=False)}" for k, v in sorted(pairs.items())) + "}"
+    # As /metrics escapes them: OpenMetrics knows three escapes; JSON's "\t" or "\u001b" would be
+    # read as those letters, and the series would not join the one Prometheus scraped.
+    return "{" + ",".join(f'{k}="{label_value(str(v))}"' for k, v in sorted(pairs.items())) + "}"
 
 
 def _num(value: float) -> str:

@@ -361,3 +361,31 @@ def test_an_answer_that_is_not_the_prometheus_api_is_a_clear_error(
     assert code == 69 and "Traceback" not in err, err
     assert ("unexpected shape" in err or "no JSON" in err or "parse error" in err), err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_exported_label_values_reach_prometheus_as_the_scrape_gives_them(tmp_path: Path) -> None:
+    """OpenMetrics knows three escapes (backslash, quote, line feed). The export wrote label values
+    as JSON, so a tab came as the letters "\\t" and an ESC as "\\u001b": the backfilled series had
+    other labels than the scraped one (a syslog tag is any local user's choice: logger -t)."""
+    from normagent.model import Batch, Count, MetricSpec
+    from normagent.testing import FakeClock
+
+    promtool = require_tool("promtool", "prometheus")
+    tag = 'a\tb\x1bc\\d"e\nf ø'
+    spec = MetricSpec("normagent_test_errors_total", "counter", "Errors.", ("tag",))
+    clock = FakeClock(datetime(2026, 11, 2, 10, 30, tzinfo=timezone.utc))
+    with Ledger.open(tmp_path / "ledger.db", clock=clock, metrics=[spec]) as ledger:
+        ledger.commit("c", Batch([Count(spec.name, {"tag": tag}, 3)]))
+        text = "".join(openmetrics.export(ledger, {"instance": "h:9824", "job": "normagent"},
+                                          datetime(2026, 11, 2, 13, tzinfo=timezone.utc), {"c": 60.0}, "0.1.0"))
+    om = tmp_path / "history.om"
+    om.write_text(text)
+    data = tmp_path / "tsdb"
+    done = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(om), str(data)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (data / "wal").mkdir()  # promtool's dump opens the database as Prometheus would, WAL and all
+    dump = subprocess.run([promtool, "tsdb", "dump", "--match", '{__name__="normagent_test_errors_total"}', str(data)],
+                          capture_output=True, text=True, timeout=300)
+    assert dump.returncode == 0, dump.stderr[-2000:]
+    quoted = json.dumps(tag, ensure_ascii=False).replace("\\u001b", "\\x1b")  # Go's strconv.Quote of the label value
+    assert f"tag={quoted}" in dump.stdout, dump.stdout[:500]
