@@ -24,9 +24,11 @@ EX_CANTCREAT = 73
 EX_IOERR = 74  # the command's output could not be written (a full disk under stdout, stdout closed)
 EX_CONFIG = 78  # systemd's RestartPreventExitStatus=78 ends restart loops on a bad config
 
-# C0 and C1 controls, and what reorders or breaks a line without being one: Unicode's line and
-# paragraph separators, the bidirectional embeddings, overrides and isolates ("Trojan Source").
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# What reorders or breaks a line without being a control character: Unicode's line and paragraph
+# separators, the bidirectional embeddings, overrides and isolates ("Trojan Source").
+REORDERING = (0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+# ... and C0 and C1 controls.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f" + "".join(map(chr, REORDERING)) + "]")
 _SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
 

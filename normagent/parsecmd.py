@@ -33,7 +33,7 @@ from dataclasses import field
 from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any, Literal, TextIO
 
-from normagent.errors import UsageError
+from normagent.errors import REORDERING, UsageError
 from normagent.logs import ParseJob, ParsedInput, check_input, host_zone, parse_each
 from normagent.model import CollectorSpec, Count, MaintenanceCalendar, NoMaintenance, ParseContext, Rollup, RollupRows
 from normagent.privacy import Pseudonymiser
@@ -301,16 +301,13 @@ _ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x09), *range(0x0A, 0x20)
 # A file name's bytes that are not UTF-8 come as lone surrogates (PEP 383), which a UTF-8 stdout
 # refuses (errors="strict" under a locale such as nb_NO.UTF-8): the byte, as \xNN, instead.
 _UNDECODABLE = {code: f"\\x{code - 0xDC00:02x}" for code in range(0xDC80, 0xDD00)}
-# What reorders or breaks a line without being a control character: Unicode's line and paragraph
-# separators, the bidirectional embeddings, overrides and isolates ("Trojan Source"): an unparsed
-# line with U+202E showed its text turned round.
-_REORDERING = (0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
 _ESCAPES.update(_UNDECODABLE)
-_ESCAPES.update({code: f"\\u{code:04x}" for code in _REORDERING})
+# What reorders a line (errors.REORDERING): an unparsed line with U+202E showed its text turned round.
+_ESCAPES.update({code: f"\\u{code:04x}" for code in REORDERING})
 # The JSON escapes C0 controls itself; DEL, C1 controls (U+009B is CSI to a terminal) and the
 # reordering characters went out raw with ensure_ascii=False. Only inside strings can they be, so
 # a \u escape there is the same JSON value.
-_JSON_ESCAPES = {code: f"\\u{code:04x}" for code in (*range(0x7F, 0xA0), *_REORDERING)}
+_JSON_ESCAPES = {code: f"\\u{code:04x}" for code in (*range(0x7F, 0xA0), *REORDERING)}
 
 
 def _shown(text: str) -> str:

@@ -142,13 +142,14 @@ MAX_PEM_BYTES = 4 * 1024 * 1024  # a certificate chain, a key or a CA bundle (th
 _PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 
 
-def unclosed_pem_block(text: bytes) -> str:
-    """The label of the first PEM block in ``text`` without its END line ("CERTIFICATE"), or "".
+def pem_cut_short(path: Path, text: bytes) -> str:
+    """What is wrong with the PEM file ``path`` holding ``text`` if a BEGIN block in it has no
+    END line ("<path> is cut short: its CERTIFICATE block has no END line"), else "".
 
     OpenSSL says only "PEM lib" or "no start line" of a file cut short (a copy that stopped, a
     full disk); a BEGIN line whose END never comes is what such a file shows.
     """
     for begin in _PEM_BEGIN.finditer(text):
         if text.find(b"-----END " + begin[1] + b"-----", begin.end()) < 0:
-            return begin[1].decode("ascii")
+            return f"{path} is cut short: its {begin[1].decode('ascii')} block has no END line"
     return ""

@@ -73,7 +73,7 @@ import structlog
 from normagent.errors import EX_CONFIG, NormagentError
 from normagent.hostnames import fairness_group, for_socket
 from normagent.records import dataclass
-from normagent.smallfile import MAX_PEM_BYTES, read_small, unclosed_pem_block
+from normagent.smallfile import MAX_PEM_BYTES, pem_cut_short, read_small
 
 log = structlog.get_logger(__name__)
 
@@ -333,9 +333,9 @@ def tls_context(settings: WebSettings) -> ssl.SSLContext | None:
             raise fail(key, f"cannot read {path}: {exc.strerror or exc}") from None
         if marker not in text:
             raise fail(key, f"{path} holds no {what} (no {marker.decode().strip('-')} block)")
-        unclosed = unclosed_pem_block(text)
-        if unclosed:
-            raise fail(key, f"{path} is cut short: its {unclosed} block has no END line")
+        cut = pem_cut_short(path, text)
+        if cut:
+            raise fail(key, cut)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = TLS_VERSIONS[settings.min_version]
     ctx.maximum_version = TLS_VERSIONS[settings.max_version]
@@ -357,9 +357,9 @@ def tls_context(settings: WebSettings) -> ssl.SSLContext | None:
             text = read_small(settings.tls_client_ca_file, MAX_PEM_BYTES)
             if b"-----BEGIN CERTIFICATE-----" not in text:
                 raise fail("tls_client_ca_file", f"{settings.tls_client_ca_file} holds no PEM certificate (no BEGIN CERTIFICATE block)")
-            unclosed = unclosed_pem_block(text)
-            if unclosed:
-                raise fail("tls_client_ca_file", f"{settings.tls_client_ca_file} is cut short: its {unclosed} block has no END line")
+            cut = pem_cut_short(settings.tls_client_ca_file, text)
+            if cut:
+                raise fail("tls_client_ca_file", cut)
             ctx.load_verify_locations(cafile=settings.tls_client_ca_file)
         except (ssl.SSLError, OSError) as exc:
             raise fail("tls_client_ca_file", f"cannot load CA certificates from {settings.tls_client_ca_file}: {exc}") from None

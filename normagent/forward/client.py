@@ -23,7 +23,7 @@ from normagent.errors import printable
 from normagent.hostnames import for_socket
 from normagent.model import DeliveryFailed
 from normagent.records import dataclass
-from normagent.smallfile import MAX_PEM_BYTES, read_secret, read_small, unclosed_pem_block
+from normagent.smallfile import MAX_PEM_BYTES, pem_cut_short, read_secret, read_small
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +120,9 @@ def _cut_short(path: Path | None) -> str:
     if path is None:
         return ""
     try:
-        unclosed = unclosed_pem_block(read_small(path, MAX_PEM_BYTES))
+        return pem_cut_short(path, read_small(path, MAX_PEM_BYTES))
     except OSError:
         return ""
-    return f"{path} is cut short: its {unclosed} block has no END line" if unclosed else ""
 
 
 class _Encrypted(Exception):

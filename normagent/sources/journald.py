@@ -215,13 +215,12 @@ def not_whole(files: Sequence[str]) -> list[str]:
     is a fault to see, as a file that is no journal at all is (``JournalError``).
     """
     found: list[str] = []
-    for pattern in files:
-        for path in sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]:
-            try:
-                if os.stat(path).st_size > 0:
-                    found.append(path)
-            except OSError:
-                continue
+    for path in expand_files(files):
+        try:
+            if os.stat(path).st_size > 0:
+                found.append(path)
+        except OSError:
+            continue
     return found
 
 
