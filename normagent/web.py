@@ -11,7 +11,7 @@ Configured like the Prometheus exporter-toolkit web config, in the ``[web]`` tab
     [web.basic_auth_users]
     prometheus = "$2y$10$…"                   # htpasswd -nBC 10 "" | tr -d ':\\n'
 
-Serving: one asyncio event loop in a thread of its own, not a thread per connection, because a
+Serving: one ``selectors`` loop in a thread of its own, not a thread per connection, because a
 daemon's scrape endpoint meets slow and hostile clients. A connection still in its TLS handshake or
 still sending its request costs a socket, not a thread, and has a deadline for the whole request
 (``request_timeout`` from accept), not per read, so a client that sends a header line every few
@@ -42,31 +42,33 @@ basic auth is configured), structlog and normagent.errors.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
+import contextlib
 import errno
 import functools
-import gc
-import hashlib
+import heapq
 import io
 import ipaddress
+import itertools
+import math
+import os
 import queue
 import re
 import resource
-import secrets
+import selectors
 import socket
-import ssl
 import sys
 import threading
 import time
 import urllib.parse
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 import structlog
 
@@ -74,6 +76,9 @@ from normagent.errors import EX_CONFIG, NormagentError
 from normagent.hostnames import fairness_group, for_socket
 from normagent.records import dataclass
 from normagent.smallfile import MAX_PEM_BYTES, pem_cut_short, read_small
+
+if TYPE_CHECKING:
+    import ssl
 
 log = structlog.get_logger(__name__)
 
@@ -88,11 +93,11 @@ ClientAuthType = Literal[
 TLSVersionName = Literal["TLS12", "TLS13"]
 
 DEFAULT_LISTEN = "127.0.0.1:9824"
-TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
-VERIFY_MODES = {
-    "NoClientCert": ssl.CERT_NONE,
-    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
-    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+TLS_VERSIONS = ("TLS12", "TLS13")  # oldest first; ssl.TLSVersion's names are "TLSv1_2", "TLSv1_3"
+VERIFY_MODES = {  # client_auth_type → the ssl module's verify mode (ssl is imported for TLS only)
+    "NoClientCert": "CERT_NONE",
+    "VerifyClientCertIfGiven": "CERT_OPTIONAL",
+    "RequireAndVerifyClientCert": "CERT_REQUIRED",
 }
 # Python's ssl module cannot ask for a client certificate without verifying it against a CA, which
 # is what Go's RequestClientCert and RequireAnyClientCert do; they are refused with this reason.
@@ -122,7 +127,6 @@ LINGER_BYTES = 1024 * 1024  # read and dropped after a refusal, so closing does 
 LINGER_SECONDS = 2.0  # at most this long (and never past request_timeout)
 LISTEN_BACKLOG = 128
 ACCEPT_BACKOFF = 0.1  # seconds to wait when accept() runs out of file descriptors
-COLLECT_EVERY = 200  # connections ended between two young-generation garbage collections
 REPORT_EVERY = 60.0  # seconds between log lines about clients cut off
 CUT_OFF = ("timed_out", "evicted", "rejected_busy", "auth_throttled", "tls_handshake_failures")
 SERVER_SOFTWARE = "normagent"
@@ -270,7 +274,7 @@ def _tls_problems(settings: WebSettings) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     if settings.client_auth_type in ("RequestClientCert", "RequireAnyClientCert"):
         problems.append(("client_auth_type", f'"{settings.client_auth_type}" {UNSUPPORTED_CLIENT_AUTH}'))
-    if TLS_VERSIONS[settings.min_version] > TLS_VERSIONS[settings.max_version]:
+    if TLS_VERSIONS.index(settings.min_version) > TLS_VERSIONS.index(settings.max_version):
         problems.append(("min_version", f'"{settings.min_version}" is newer than max_version "{settings.max_version}"'))
     if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
         missing = "tls_key_file" if settings.tls_key_file is None else "tls_cert_file"
@@ -322,6 +326,8 @@ def tls_context(settings: WebSettings) -> ssl.SSLContext | None:
     """
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         return None
+    import ssl  # noqa: PLC0415 - here: a server without TLS never loads OpenSSL (about 6 MB resident)
+
     fail = TLSConfigError
     for key, path, marker, what in (
         ("tls_cert_file", settings.tls_cert_file, b"-----BEGIN CERTIFICATE-----", "PEM certificate"),
@@ -337,8 +343,8 @@ def tls_context(settings: WebSettings) -> ssl.SSLContext | None:
         if cut:
             raise fail(key, cut)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = TLS_VERSIONS[settings.min_version]
-    ctx.maximum_version = TLS_VERSIONS[settings.max_version]
+    ctx.minimum_version = ssl.TLSVersion[f"TLSv1_{settings.min_version[-1]}"]
+    ctx.maximum_version = ssl.TLSVersion[f"TLSv1_{settings.max_version[-1]}"]
     try:
         ctx.load_cert_chain(settings.tls_cert_file, settings.tls_key_file, password=_refuse_password)
     except _EncryptedKey:
@@ -349,8 +355,8 @@ def tls_context(settings: WebSettings) -> ssl.SSLContext | None:
         raise fail("tls_cert_file", f"cannot load {settings.tls_cert_file} with {settings.tls_key_file}: {exc.reason or exc}") from None
     except OSError as exc:
         raise fail("tls_cert_file", f"cannot read {settings.tls_cert_file} or {settings.tls_key_file}: {exc.strerror or exc}") from None
-    mode = VERIFY_MODES.get(settings.client_auth_type)
-    if mode is None:
+    mode_name = VERIFY_MODES.get(settings.client_auth_type)
+    if mode_name is None:
         raise fail("client_auth_type", f'"{settings.client_auth_type}" {UNSUPPORTED_CLIENT_AUTH}')
     if settings.tls_client_ca_file is not None:
         try:
@@ -365,12 +371,19 @@ def tls_context(settings: WebSettings) -> ssl.SSLContext | None:
             raise fail("tls_client_ca_file", f"cannot load CA certificates from {settings.tls_client_ca_file}: {exc}") from None
         if not ctx.get_ca_certs():
             raise fail("tls_client_ca_file", f"{settings.tls_client_ca_file} holds no CA certificate")
-    ctx.verify_mode = mode
+    ctx.verify_mode = ssl.VerifyMode[mode_name]
     return ctx
 
 
 # ------------------------------------------------------------------------------------------------
 # WSGI: routes and basic auth
+
+
+def hashlib_blake2b() -> Callable[..., Any]:
+    """BLAKE2b for the basic-auth cache keys, imported when basic auth is configured."""
+    from hashlib import blake2b  # noqa: PLC0415
+
+    return blake2b
 
 
 def _plain(start_response: Callable[..., Any], status: str, body: bytes, *extra: tuple[str, str]) -> list[bytes]:
@@ -445,11 +458,12 @@ class BasicAuth:
         import bcrypt
 
         self._checkpw = bcrypt.checkpw
+        self._blake2b = hashlib_blake2b()
         self._users = {user: hashed.encode() for user, hashed in users.items()}
         costs = [int(m["cost"]) for h in self._users.values() if (m := BCRYPT_HASH.match(h))]
         # Unknown users are checked against a hash of the same cost, so timing does not tell them apart.
-        self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=max(costs, default=10)))
-        self._key = secrets.token_bytes(32)  # per process: cache keys mean nothing outside it
+        self._dummy = bcrypt.hashpw(os.urandom(16), bcrypt.gensalt(rounds=max(costs, default=10)))
+        self._key = os.urandom(32)  # per process: cache keys mean nothing outside it
         self._verdicts: dict[bool, OrderedDict[bytes, None]] = {True: OrderedDict(), False: OrderedDict()}
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -474,7 +488,7 @@ class BasicAuth:
             return False
         stored = self._users.get(user)
         hashed = self._dummy if stored is None else stored
-        key = hashlib.blake2b(b"\0".join((raw_user, hashed, password)), key=self._key, digest_size=32).digest()
+        key = self._blake2b(b"\0".join((raw_user, hashed, password)), key=self._key, digest_size=32).digest()
         with self._lock:
             for verdict, cache in self._verdicts.items():
                 if key in cache:
@@ -555,49 +569,45 @@ def _error_response(status: str, *extra: tuple[str, str]) -> _Response:
     return _Response(status, [("Content-Type", "text/plain; charset=utf-8"), *extra], body)
 
 
-@dataclass(eq=False)
-class _Connection:
-    """One accepted connection, as the event loop tracks it."""
+@dataclass(eq=False, slots=True)
+class _Work:
+    """A blocking call handed to a worker thread. ``done(result, error)`` runs on the server's
+    loop thread when it returns, unless the work was ``cancelled`` first (its client went away or
+    ran out of time): then it is not started, or its result is dropped."""
 
-    sock: socket.socket
-    source: str  # the client's address (IPv6: its /64), for fairness; never logged
-    accepted: float  # loop time
-    task: asyncio.Task[None] | None = None
-    started: bool = False  # its task has begun (and owns the socket)
-    transport: asyncio.Transport | None = None
-    busy: bool = False  # its request is with the password check or the application: not evictable
-    cut: str = ""  # why the server ended it early: "evicted", "timed_out", "stopping"
+    call: Callable[[], Any]
+    done: Callable[[Any, BaseException | None], None]
+    cancelled: bool = False
 
 
 class _Workers:
-    """Daemon threads that run blocking calls for the event loop; ``stop`` joins them."""
+    """Daemon threads that run blocking calls for the loop; ``stop`` joins them."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, count: int, name: str) -> None:
-        self._loop = loop
-        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None] = queue.SimpleQueue()
+    def __init__(self, finished: Callable[[_Work, Any, BaseException | None], None], count: int, name: str) -> None:
+        self._finished = finished
+        self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._work, name=name, daemon=True) for _ in range(count)]
         for thread in self._threads:
             thread.start()
 
-    def submit(self, call: Callable[[], Any]) -> asyncio.Future[Any]:
-        """Run ``call`` on a worker; the future is resolved on the loop (call from the loop)."""
-        future: asyncio.Future[Any] = self._loop.create_future()
-        self._queue.put((call, future))
-        return future
+    def submit(self, work: _Work) -> None:
+        self._queue.put(work)
 
     def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
-            call, future = item
-            if future.cancelled():
-                continue  # its client is gone: do not spend the work
+        while self._do(self._queue.get()):
+            pass  # the work is done in a call of its own: nothing of it stays referenced while waiting
+
+    def _do(self, work: _Work | None) -> bool:
+        """Run ``work``; False when told to stop (None)."""
+        if work is None:
+            return False
+        if not work.cancelled:  # else its client is gone: do not spend the work
             try:
-                result, error = call(), None
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                result, error = work.call(), None
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop, which decides
                 result, error = None, exc
-            try:
-                self._loop.call_soon_threadsafe(_resolve, future, result, error)
-            except RuntimeError:
-                return  # the loop is closed: the server stopped while this ran
+            self._finished(work, result, error)
+        return True
 
     def stop(self, timeout: float) -> list[threading.Thread]:
         """Let the workers finish what they run; returns those still alive after ``timeout``."""
@@ -609,102 +619,197 @@ class _Workers:
         return [t for t in self._threads if t.is_alive()]
 
 
-def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-
-
 class _FairChecks:
     """Password checks on one worker, taken in turn from each client address that waits for one.
 
     bcrypt costs tens to hundreds of milliseconds of CPU, so checks are bounded: at most
     ``per_source`` waiting per address and ``total`` in all; beyond that a request is answered 503
     at once. Taking addresses in turn means a scraper waits for at most one check per other
-    address, however many requests an attacker sends.
+    address, however many requests an attacker sends. Used on the loop thread only.
     """
 
     def __init__(self, workers: _Workers, *, per_source: int, total: int) -> None:
         self._workers = workers
         self._per_source = per_source
         self._total = total
-        self._waiting: dict[str, deque[tuple[Callable[[], bool], asyncio.Future[bool]]]] = {}
+        self._waiting: dict[str, deque[_Work]] = {}
         self._turns: deque[str] = deque()
         self._queued = 0
         self._running = False
 
-    def submit(self, source: str, check: Callable[[], bool]) -> asyncio.Future[bool] | None:
-        """The check's future, or None when it would wait behind too many others."""
+    def submit(self, source: str, check: _Work) -> bool:
+        """Queue ``check``; False (and nothing queued) when it would wait behind too many others."""
         waiting = self._waiting.get(source)
         if self._queued >= self._total or (waiting is not None and len(waiting) >= self._per_source):
-            return None
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            return False
         if waiting is None:
             waiting = self._waiting[source] = deque()
             self._turns.append(source)
-        waiting.append((check, future))
+        waiting.append(check)
         self._queued += 1
         self._next()
-        return future
+        return True
 
     def _next(self) -> None:
         while not self._running and self._turns:
             source = self._turns.popleft()
             waiting = self._waiting[source]
-            check, future = waiting.popleft()
+            check = waiting.popleft()
             self._queued -= 1
             if waiting:
                 self._turns.append(source)
             else:
                 del self._waiting[source]
-            if future.cancelled():
+            if check.cancelled:
                 continue  # its client is gone
             self._running = True
-            self._workers.submit(check).add_done_callback(functools.partial(self._finished, future))
+            self._workers.submit(_Work(check.call, functools.partial(self._finished, check)))
 
-    def _finished(self, future: asyncio.Future[bool], done: asyncio.Future[Any]) -> None:
+    def _finished(self, check: _Work, result: Any, error: BaseException | None) -> None:
         self._running = False
-        if not future.done():
-            if done.cancelled():
-                future.cancel()
-            elif done.exception() is not None:
-                future.set_exception(cast(BaseException, done.exception()))
-            else:
-                future.set_result(bool(done.result()))
+        if not check.cancelled:
+            check.done(result, error)
         self._next()
 
 
-def _connection_limit(wanted: int) -> int:
-    """``max_connections``, or half the open-files limit if that is lower (said in the log): each
-    connection is a file descriptor, and the agent needs descriptors for its ledger, its log files
-    and journalctl too. (systemd's default is 1024; raise it with LimitNOFILE= in the unit.)"""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or wanted <= soft // 2:
-        return wanted
-    allowed = max(1, soft // 2)
-    log.warning("http_max_connections_lowered", configured=wanted, effective=allowed, open_files_limit=soft)
-    return allowed
+class _RequestReader:
+    """Cuts one request (line, headers, body) out of the bytes a client sends, as they arrive.
+
+    ``feed`` returns the request once it is whole, None while it is not; bytes after it (pipelined
+    requests) are left in ``rest``. Each byte is looked at once, however the client splits its
+    request, so a client sending a byte at a time costs its reads, not their square.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pos = 0  # start of the first line not yet taken
+        self._searched = 0  # bytes from _pos known to hold no line end
+        self._line: tuple[str, str, str] | None = None  # method, target, version
+        self._headers: list[tuple[str, str]] = []
+        self._total = 0  # bytes of the request line and headers so far
+        self._empty_first = False  # the one empty line allowed before the request line was seen
+        self._length: int | None = None  # the body's length, once the headers have ended
+
+    @property
+    def rest(self) -> int:
+        """Bytes received after the request (pipelined requests)."""
+        return len(self._buf) - self._pos
+
+    def feed(self, data: bytes) -> _Request | None:
+        """Take ``data``; the request when it is whole.
+
+        Raises:
+            _BadRequest: with the status to answer (malformed, too large, or not supported).
+        """
+        self._buf += data
+        while self._length is None:
+            line = self._take_line()
+            if line is None:
+                return None
+            self._take(line)
+        if len(self._buf) - self._pos < self._length:
+            return None
+        body = bytes(self._buf[self._pos : self._pos + self._length])
+        self._pos += self._length
+        assert self._line is not None
+        return _Request(*self._line, self._headers, body)
+
+    def _take_line(self) -> bytes | None:
+        end = self._buf.find(b"\n", self._pos + self._searched)
+        if end < 0 or end - self._pos >= MAX_HEADER_BYTES:
+            self._searched = len(self._buf) - self._pos
+            if self._searched > MAX_HEADER_BYTES:
+                raise self._refusal("414 URI Too Long" if self._line is None else "431 Request Header Fields Too Large")
+            return None
+        line = bytes(self._buf[self._pos : end + 1])
+        self._pos, self._searched = end + 1, 0
+        return line
+
+    def _refusal(self, status: str) -> _BadRequest:
+        return _BadRequest(status, self._line[0] if self._line is not None else "")
+
+    def _take(self, line: bytes) -> None:
+        if self._line is None:
+            if line in (b"\r\n", b"\n") and not self._empty_first:
+                self._empty_first = True  # RFC 9112 2.2: one empty line is allowed first
+                return
+            parts = line.decode("latin-1").rstrip("\r\n").split(" ")
+            if len(parts) != 3 or not TOKEN.fullmatch(parts[0]) or not TARGET.fullmatch(parts[1]):
+                raise _BadRequest("400 Bad Request")
+            method, target, version = parts
+            self._line = (method, target, version)
+            self._total = len(line)
+            if not HTTP_VERSION.fullmatch(version):
+                raise self._refusal("505 HTTP Version Not Supported" if version.startswith("HTTP/") else "400 Bad Request")
+            return
+        self._total += len(line)
+        if self._total > MAX_HEADER_BYTES or len(self._headers) >= MAX_HEADERS:
+            raise self._refusal("431 Request Header Fields Too Large")
+        if line in (b"\r\n", b"\n"):
+            self._length = self._body_length()
+            return
+        name, colon, value = line.decode("latin-1").partition(":")
+        if not colon or not TOKEN.fullmatch(name):  # also refuses obsolete line folding
+            raise self._refusal("400 Bad Request")
+        value = value.removesuffix("\n").removesuffix("\r").strip(" \t")
+        if FIELD_CONTROL.search(value):  # a bare CR, a NUL: refused, as Go and RFC 9112 2.2 do
+            raise self._refusal("400 Bad Request")
+        self._headers.append((name, value))
+
+    def _body_length(self) -> int:
+        if _header(self._headers, "transfer-encoding") is not None:
+            raise self._refusal("501 Not Implemented")  # nothing here takes a request body, let alone chunks
+        lengths = {value for name, value in self._headers if name.lower() == "content-length"}
+        if not lengths:
+            return 0
+        length = lengths.pop()
+        if lengths or not (length.isascii() and length.isdigit()):
+            raise self._refusal("400 Bad Request")
+        if len(length) > 18 or int(length) > MAX_BODY_BYTES:  # int() refuses 4,300 digits
+            raise self._refusal("413 Content Too Large")
+        return int(length)
 
 
-def _source_of(peer: Any) -> str:
-    """The address a client's connections are grouped by (``fairness_group``)."""
-    return fairness_group(str(peer[0]) if isinstance(peer, tuple) and peer else str(peer))
+# What a connection is doing; the selector events it waits for follow from it.
+_State = Literal["peek", "handshake", "request", "busy", "answer", "linger", "closed"]
+
+
+@dataclass(eq=False)
+class _Connection:
+    """One accepted connection, as the loop tracks it (weakly referenced by the deadline heap)."""
+
+    sock: socket.socket  # an ssl.SSLSocket once its handshake began
+    source: str  # the client's address (IPv6: its /64), for fairness; never logged
+    accepted: float  # time.monotonic()
+    state: _State = "request"
+    deadline: float = 0.0  # of the request (from accept), then of the answer (from its first byte sent)
+    events: int = 0  # selector events registered for it (0: not registered)
+    reader: _RequestReader = field(default_factory=_RequestReader)
+    head_only: bool = False  # a HEAD request: its answer has no body
+    work: _Work | None = None  # the password check or the application, while busy
+    out: memoryview | None = None  # what is left to send
+    refused: bool = False  # answered before its request was read to its end: linger before closing
+    linger_quiet: bool = False  # its deadline is the end of lingering, not of the answer's time
+    lingered: int = 0  # bytes read and dropped while lingering
+    busy: bool = False  # its request is with the password check or the application: not evictable
+    cut: str = ""  # why the server ended it early: "evicted", "timed_out", "stopping"
 
 
 class _Server:
-    """An HTTP/1.0 server on one asyncio event loop (in its own thread), one request per connection.
+    """An HTTP/1.0 server on one ``selectors`` loop (in its own thread), one request per connection.
 
-    Why an event loop: a connection that is still sending its request (or reading its answer, or
-    in its TLS handshake) costs a socket and a few kilobytes, not a thread, so slow clients cannot
-    take the places scrapes need. Every connection has a deadline for the whole request
+    Why a loop: a connection that is still sending its request (or reading its answer, or in its
+    TLS handshake) costs a socket and a few hundred bytes, not a thread, so slow clients cannot take
+    the places scrapes need. Every connection has a deadline for the whole request
     (``request_timeout`` from accept, handshake included) and another for sending the answer. When
     ``max_connections`` are open, a new connection makes room by closing the oldest connection of
     the address holding the most that is still sending its request or reading its answer; a scraper
     that sends its request at once is never the one to go. The application and the password checks
     run on worker threads, so nothing slow ever runs in the loop.
+
+    Why not asyncio: it imports ``ssl`` (and with it OpenSSL's libcrypto) whether TLS is configured
+    or not, about 6 MB of every idle agent's resident memory (bench/README.md); this loop imports
+    ``ssl`` only for a TLS context.
     """
 
     def __init__(
@@ -727,47 +832,71 @@ class _Server:
         self._counts_lock = threading.Lock()
         self._connections: dict[_Connection, None] = {}  # in accept order: the oldest first
         self._per_source: dict[str, int] = {}  # connections open per client address
-        self._served = 0  # connections ended
-        self._loop = asyncio.new_event_loop()
-        self._loop.set_exception_handler(_quiet_exception_handler)
-        self._app_workers = _Workers(self._loop, APP_WORKERS, "normagent-http-app")
-        self._auth_workers = _Workers(self._loop, 1, "normagent-http-auth") if auth is not None else None
+        self._deadlines: list[tuple[float, int, weakref.ref[_Connection]]] = []  # a heap
+        self._sequence = itertools.count()
+        self._would_block: tuple[type[BaseException], ...] = (BlockingIOError, InterruptedError)
+        self._wants_write: tuple[type[BaseException], ...] = ()
+        if ssl_context is not None:
+            import ssl  # noqa: PLC0415 - only a TLS server needs it
+
+            self._would_block += (ssl.SSLWantReadError,)
+            self._wants_write = (ssl.SSLWantWriteError,)
+        self._send_blocked = (BlockingIOError, InterruptedError, *self._wants_write)
+        self._handshake_waits = (*self._would_block, *self._wants_write)
+        self._selector = selectors.DefaultSelector()
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._wake_writer.setblocking(False)
+        self._finished: queue.SimpleQueue[tuple[_Work, Any, BaseException | None]] = queue.SimpleQueue()
+        self._stopping = False
+        self._accepting = True
+        self._accept_again = 0.0  # when accept() ran out of descriptors: when to try again
+        self._next_report = 0.0
+        self._last_report = ServerStats()
+        self._app_workers = _Workers(self._post, APP_WORKERS, "normagent-http-app")
+        self._auth_workers = _Workers(self._post, 1, "normagent-http-auth") if auth is not None else None
         self._checks = (
             _FairChecks(self._auth_workers, per_source=AUTH_CHECKS_PER_SOURCE, total=AUTH_CHECKS_WAITING)
             if self._auth_workers is not None
             else None
         )
-        self._stopping: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, name="normagent-http", daemon=True)
-        self._ready = threading.Event()
 
     # -- life cycle
 
     def start(self) -> None:
+        self._selector.register(self.sock, selectors.EVENT_READ)
+        self._selector.register(self._wake_reader, selectors.EVENT_READ)
+        self._next_report = time.monotonic() + REPORT_EVERY
         self._thread.start()
-        self._ready.wait()
 
     def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
         try:
-            self._loop.run_until_complete(self._main())
+            while not self._stopping:
+                self._turn()
+        except Exception:
+            log.exception("http_loop_failed")  # a defect of this module; the process's health check sees no answers
         finally:
-            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-            self._loop.close()
+            for conn in list(self._connections):
+                self._cut(conn, "stopping")
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(self.sock)
+            self._selector.close()
+            self._wake_reader.close()
+            self._wake_writer.close()
 
-    async def _main(self) -> None:
-        self._stopping = asyncio.Event()
-        accepting = asyncio.create_task(self._accept_loop())
-        reporting = asyncio.create_task(self._report_loop())
-        self._ready.set()
-        await self._stopping.wait()
-        reporting.cancel()
-        accepting.cancel()
-        connections = list(self._connections)
-        for conn in connections:
-            self._cut(conn, "stopping")
-        tasks = [t for t in (accepting, *(c.task for c in connections)) if t is not None]
-        await asyncio.gather(*tasks, return_exceptions=True)
+    def _turn(self) -> None:
+        """One turn of the loop: wait for sockets or the next deadline, then do what is due.
+        (A method of its own so that nothing it touched stays referenced while the loop waits.)"""
+        for key, mask in self._selector.select(self._timeout(time.monotonic())):
+            if key.data is not None:
+                self._step(key.data, mask)
+            elif key.fileobj is self.sock:
+                self._accept()
+            else:
+                self._wake_up()
+        self._run_finished()
+        self._run_timers(time.monotonic())
 
     def stop(self, timeout: float, *, keep_listener: bool = False) -> list[str]:
         """Stop accepting, end every connection, join the threads. Returns threads still alive.
@@ -775,13 +904,8 @@ class _Server:
         With ``keep_listener`` the listening socket stays open (see ``RunningServer.hand_over``).
         """
         if self._thread.is_alive():
-            self._ready.wait()
-            stopping = self._stopping
-            assert stopping is not None
-            try:
-                self._loop.call_soon_threadsafe(stopping.set)
-            except RuntimeError:
-                pass  # the loop has closed already
+            self._stopping = True
+            self._wake()
             self._thread.join(timeout)
         lingering = self._app_workers.stop(timeout)
         if self._auth_workers is not None:
@@ -796,51 +920,108 @@ class _Server:
         with self._counts_lock:
             return ServerStats(**{**self.counts, "open_connections": len(self._connections)})
 
-    async def _report_loop(self) -> None:
-        """Say so in the log when clients were cut off or refused: once a period, with how many,
-        never once per client (an attack would flood the journal) and never who."""
-        last = self.stats()
-        while True:
-            await asyncio.sleep(REPORT_EVERY)
-            now = self.stats()
-            changed = {name: getattr(now, name) - getattr(last, name) for name in CUT_OFF if getattr(now, name) != getattr(last, name)}
-            if changed:
-                log.warning("http_clients_cut_off", period_s=REPORT_EVERY, open_connections=now.open_connections, **changed)
-            last = now
-
     def _count(self, what: str, n: int = 1) -> None:
         with self._counts_lock:
             self.counts[what] += n
 
-    # -- connections
+    # -- the loop's clock: deadlines, reports, accept back-off
 
-    async def _accept_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        accept_failing = False
+    def _timeout(self, now: float) -> float:
+        heap = self._deadlines
+        while heap and ((conn := heap[0][2]()) is None or conn.state == "closed" or heap[0][0] != conn.deadline):
+            heapq.heappop(heap)  # a connection that ended, or whose deadline moved
+        soonest = min(self._next_report, heap[0][0] if heap else math.inf)
+        if not self._accepting:
+            soonest = min(soonest, self._accept_again)
+        return max(0.0, soonest - now)
+
+    def _run_timers(self, now: float) -> None:
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            when, _, ref = heapq.heappop(heap)
+            conn = ref()
+            if conn is not None and conn.state != "closed" and when == conn.deadline:
+                self._expired(conn, now)
+        if now >= self._next_report:
+            self._report()
+            self._next_report = now + REPORT_EVERY
+        if not self._accepting and now >= self._accept_again:
+            self._accepting = True
+            self._selector.register(self.sock, selectors.EVENT_READ)
+
+    def _set_deadline(self, conn: _Connection, when: float) -> None:
+        conn.deadline = when
+        heapq.heappush(self._deadlines, (when, next(self._sequence), weakref.ref(conn)))
+
+    def _expired(self, conn: _Connection, now: float) -> None:
+        if conn.state == "linger" and conn.linger_quiet:
+            self._close(conn)  # lingered long enough, within the answer's time
+        else:
+            self._cut(conn, "timed_out")
+
+    def _report(self) -> None:
+        """Say so in the log when clients were cut off or refused: once a period, with how many,
+        never once per client (an attack would flood the journal) and never who."""
+        now, last = self.stats(), self._last_report
+        changed = {name: getattr(now, name) - getattr(last, name) for name in CUT_OFF if getattr(now, name) != getattr(last, name)}
+        if changed:
+            log.warning("http_clients_cut_off", period_s=REPORT_EVERY, open_connections=now.open_connections, **changed)
+        self._last_report = now
+
+    # -- work done on other threads
+
+    def _post(self, work: _Work, result: Any, error: BaseException | None) -> None:
+        """From a worker: hand the result to the loop and wake it."""
+        self._finished.put((work, result, error))
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # full: the loop is awake anyway; closed: it has stopped
+            self._wake_writer.send(b"\0")
+
+    def _wake_up(self) -> None:
+        with contextlib.suppress(OSError):
+            while self._wake_reader.recv(4096):
+                pass
+
+    def _run_finished(self) -> None:
         while True:
             try:
-                conn_sock, peer = await loop.sock_accept(self.sock)
-            except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    # Out of file descriptors: the listening socket stays readable, so wait a little
-                    # instead of spinning; connections ending free descriptors. Said once a spell.
-                    if not accept_failing:
-                        log.warning("http_accept_failed", error=exc.strerror, open_connections=len(self._connections))
-                    accept_failing = True
-                    await asyncio.sleep(ACCEPT_BACKOFF)
-                continue  # the client gave up before we got to it
-            accept_failing = False
-            conn = _Connection(conn_sock, _source_of(peer), loop.time())
-            if len(self._connections) >= self.max_connections and not self._make_room():
-                self._count("rejected_busy")
-                conn_sock.close()
-                continue
-            self._track(conn)
-            conn.task = asyncio.create_task(self._serve(conn))
-            # Let the new connection's task (and the others) run before the next accept: accepting
-            # never waits while the backlog is full, so without this a burst of connections would
-            # evict one another, a scraper's included, before any of them had read its request.
-            await asyncio.sleep(0)
+                work, result, error = self._finished.get_nowait()
+            except queue.Empty:
+                return
+            if not work.cancelled:
+                work.done(result, error)
+
+    # -- connections
+
+    def _accept(self) -> None:
+        try:
+            conn_sock, peer = self.sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                # Out of file descriptors: the listening socket stays readable, so wait a little
+                # instead of spinning; connections ending free descriptors. Said once a spell.
+                log.warning("http_accept_failed", error=exc.strerror, open_connections=len(self._connections))
+                self._selector.unregister(self.sock)
+                self._accepting = False
+                self._accept_again = time.monotonic() + ACCEPT_BACKOFF
+            return  # else the client gave up before we got to it
+        conn_sock.setblocking(False)
+        conn = _Connection(conn_sock, _source_of(peer), time.monotonic())
+        if len(self._connections) >= self.max_connections and not self._make_room():
+            self._count("rejected_busy")
+            conn_sock.close()
+            return
+        self._connections[conn] = None
+        self._per_source[conn.source] = self._per_source.get(conn.source, 0) + 1
+        self._set_deadline(conn, conn.accepted + self.request_timeout)
+        conn.state = "peek" if self.ssl_context is not None else "request"
+        # At once: a scraper's request has often arrived with its connection, and a connection
+        # being served cannot be evicted by the next ones of a burst.
+        self._step(conn, selectors.EVENT_READ)
 
     def _make_room(self) -> bool:
         """Close one connection that is still sending its request (or reading its answer): the
@@ -855,11 +1036,19 @@ class _Server:
             most = max((n for n in self._per_source.values() if n < most), default=0)
         return False
 
-    def _track(self, conn: _Connection) -> None:
-        self._connections[conn] = None
-        self._per_source[conn.source] = self._per_source.get(conn.source, 0) + 1
+    def _cut(self, conn: _Connection, why: str) -> None:
+        """End a connection early: ``why`` is "evicted", "timed_out" or "stopping"."""
+        if conn.cut or conn.state == "closed":
+            return
+        conn.cut = why
+        if why != "stopping":
+            self._count(why)
+        self._close(conn)
 
-    def _untrack(self, conn: _Connection) -> None:
+    def _close(self, conn: _Connection) -> None:
+        if conn.state == "closed":
+            return
+        conn.state = "closed"
         if conn in self._connections:
             del self._connections[conn]
             left = self._per_source[conn.source] - 1
@@ -867,118 +1056,166 @@ class _Server:
                 self._per_source[conn.source] = left
             else:
                 del self._per_source[conn.source]
+        if conn.work is not None:
+            conn.work.cancelled = True
+            conn.work = None  # the work's callback refers to the connection
+        self._want(conn, 0)
+        conn.out = None
+        conn.sock.close()
 
-    def _cut(self, conn: _Connection, why: str) -> None:
-        """End a connection early: ``why`` is "evicted", "timed_out" or "stopping"."""
-        if conn.cut:
+    def _want(self, conn: _Connection, events: int) -> None:
+        if events == conn.events:
             return
-        conn.cut = why
-        if why != "stopping":
-            self._count(why)
-        self._untrack(conn)
-        if conn.transport is not None:
-            conn.transport.abort()
-        elif not conn.started:
-            conn.sock.close()  # its task never ran: nothing else will close it
-        if conn.task is not None:
-            conn.task.cancel()
+        if events == 0:
+            self._selector.unregister(conn.sock)
+        elif conn.events == 0:
+            self._selector.register(conn.sock, events, conn)
+        else:
+            self._selector.modify(conn.sock, events, conn)
+        conn.events = events
 
-    async def _serve(self, conn: _Connection) -> None:
-        conn.started = True
+    def _step(self, conn: _Connection, mask: int) -> None:
+        """Move ``conn`` on as far as its socket allows; never blocks."""
         try:
-            try:
-                async with asyncio.timeout_at(conn.accepted + self.request_timeout):
-                    received = await self._receive(conn)
-            except TimeoutError:
-                self._cut(conn, "timed_out")
-                return
-            if received is None:
-                return
-            writer, status, data, reader, refused = received
-            self._count_response(status)
-            async with asyncio.timeout(self.request_timeout):
-                writer.write(data)
-                await writer.drain()
-                if refused or _unread(conn.sock):  # a refusal, or a client that sent more (pipelined requests)
-                    await self._linger(writer, reader)
-                writer.close()
-                await writer.wait_closed()
-        except TimeoutError:
-            self._cut(conn, "timed_out")
-        except (OSError, ssl.SSLError, asyncio.IncompleteReadError):
-            pass  # the client went away; nothing to answer
-        except asyncio.CancelledError:
-            if not conn.cut:
-                raise
+            if conn.state == "peek":
+                self._peek(conn)
+            if conn.state == "handshake":
+                self._handshake(conn)
+            if conn.state == "request":
+                self._read_request(conn)
+            if conn.state == "answer":
+                self._send(conn)
+            if conn.state == "linger":
+                self._linger(conn)
+        except self._would_block:
+            self._want(conn, selectors.EVENT_READ)
+        except self._wants_write:
+            self._want(conn, selectors.EVENT_WRITE)
+        except OSError:
+            self._close(conn)  # the client went away (a reset, a TLS alert); nothing to answer
         except Exception:
             log.exception("http_connection_failed")
-        finally:
-            self._untrack(conn)
-            if conn.transport is not None:
-                conn.transport.abort()
-            else:
-                conn.sock.close()
-            self._served += 1
-            if self._served % COLLECT_EVERY == 0:
-                # Python 3.11's socket transport keeps a bound method of itself (_read_ready_cb): a
-                # reference cycle only the cyclic GC frees, and the agent runs that rarely
-                # (gc.set_threshold in run_agent). Ended connections are young: a young collection
-                # now and then frees them for a millisecond, where waiting grew the heap ~1 kB a scrape.
-                gc.collect(0)
+            self._close(conn)
 
-    async def _receive(self, conn: _Connection) -> tuple[asyncio.StreamWriter, str, bytes, asyncio.StreamReader, bool] | None:
-        """Handshake, read the request, decide the answer: (writer, status, encoded answer, reader,
-        whether the request was refused before it was read to its end), or None when there is
-        nothing to answer (the handshake failed, the client left)."""
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=MAX_HEADER_BYTES, loop=loop)
-        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-        context = self.ssl_context
-        plain_to_tls = False
-        if context is not None:
-            first = await _peek(conn.sock)
-            if not first:
-                return None  # closed before saying anything
-            # A TLS handshake starts with 0x16; an HTTP request with the letters of its method.
-            plain_to_tls = first.isalpha()
-            if plain_to_tls:
-                context = None
-        try:
-            transport, _ = await loop.connect_accepted_socket(
-                lambda: protocol,
-                conn.sock,
-                ssl=context,
-                # Longer than the whole-request deadline, which is the one meant to end it.
-                ssl_handshake_timeout=2 * self.request_timeout if context is not None else None,
-            )
-        except (ssl.SSLError, OSError) as exc:
-            if context is not None:
-                self._count("tls_handshake_failures")
-                log.debug("tls_handshake_failed", reason=getattr(exc, "reason", None) or type(exc).__name__)
-            return None
-        conn.transport = transport
-        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-        if plain_to_tls:
+    def _peek(self, conn: _Connection) -> None:
+        """TLS: look at the first byte. A handshake starts with 0x16, plain HTTP with a letter."""
+        first = conn.sock.recv(1, socket.MSG_PEEK)
+        if not first:
+            self._close(conn)  # closed before saying anything
+        elif first.isalpha():
             # Said in plain HTTP, as Go's servers (and so exporter-toolkit's) say it: a scraper
             # configured with http:// learns why, instead of reading "EOF".
             self._count("tls_handshake_failures")
             log.debug("tls_handshake_failed", reason="plain HTTP")
             refused = _Response("400 Bad Request", [("Content-Type", "text/plain; charset=utf-8")], PLAIN_TO_TLS)
-            return writer, refused.status, _encode(refused), reader, True
-        try:
-            request = await _read_request(reader)
-        except _BadRequest as bad:
-            return writer, bad.status, _encode(_error_response(bad.status), head_only=bad.method == "HEAD"), reader, True
-        if request is None:
-            return None
-        conn.busy = True
-        try:
-            status, data = await self._respond(conn, request)
-        finally:
-            conn.busy = False
-        return writer, status, data, reader, False
+            self._answer(conn, refused.status, _encode(refused), refused=True)
+        else:
+            assert self.ssl_context is not None
+            self._want(conn, 0)  # the TLS socket takes the descriptor over
+            conn.sock = self.ssl_context.wrap_socket(conn.sock, server_side=True, do_handshake_on_connect=False)
+            conn.state = "handshake"
 
-    async def _linger(self, writer: asyncio.StreamWriter, reader: asyncio.StreamReader) -> None:
+    def _handshake(self, conn: _Connection) -> None:
+        try:
+            cast(Any, conn.sock).do_handshake()
+        except self._handshake_waits:
+            raise
+        except OSError as exc:  # ssl.SSLError included
+            self._count("tls_handshake_failures")
+            log.debug("tls_handshake_failed", reason=getattr(exc, "reason", None) or type(exc).__name__)
+            self._close(conn)
+            return
+        conn.state = "request"
+
+    def _read_request(self, conn: _Connection) -> None:
+        while conn.state == "request":
+            data = conn.sock.recv(65536)
+            if not data:
+                self._close(conn)  # the client left before its request was whole
+                return
+            try:
+                request = conn.reader.feed(data)
+            except _BadRequest as bad:
+                self._answer(conn, bad.status, _encode(_error_response(bad.status), head_only=bad.method == "HEAD"), refused=True)
+                return
+            if request is not None:
+                self._respond(conn, request)
+
+    def _respond(self, conn: _Connection, request: _Request) -> None:
+        """Check the password (if basic auth is on), then run the application on a worker."""
+        conn.state, conn.busy, conn.head_only = "busy", True, request.method == "HEAD"
+        self._want(conn, 0)
+        if self.auth is not None and self._checks is not None:
+            verdict = self.auth.lookup(_header(request.headers, "authorization"))
+            if isinstance(verdict, Credentials):
+                conn.work = _Work(functools.partial(self.auth.verify, verdict), functools.partial(self._checked, conn, request))
+                if not self._checks.submit(conn.source, conn.work):
+                    conn.work = None
+                    self._count("auth_throttled")
+                    busy = _error_response("503 Service Unavailable", ("Retry-After", "1"))
+                    self._answer(conn, busy.status, _encode(busy, head_only=conn.head_only))
+                return
+            if not verdict:
+                self._unauthorized(conn)
+                return
+        self._run_app(conn, request)
+
+    def _checked(self, conn: _Connection, request: _Request, verdict: Any, error: BaseException | None) -> None:
+        conn.work = None
+        if error is not None:
+            log.error("http_connection_failed", error=f"{type(error).__name__}: {error}")
+            self._close(conn)
+        elif verdict:
+            self._run_app(conn, request)
+        else:
+            self._unauthorized(conn)
+            self._resume(conn)
+
+    def _unauthorized(self, conn: _Connection) -> None:
+        refused = _error_response("401 Unauthorized", ("WWW-Authenticate", 'Basic realm="normagent", charset="UTF-8"'))
+        self._answer(conn, refused.status, _encode(refused, head_only=conn.head_only))
+
+    def _run_app(self, conn: _Connection, request: _Request) -> None:
+        conn.work = _Work(functools.partial(self._call_app, self._environ(request)), functools.partial(self._app_done, conn))
+        self._app_workers.submit(conn.work)
+
+    def _app_done(self, conn: _Connection, answer: Any, error: BaseException | None) -> None:
+        conn.work = None
+        if error is not None:  # _call_app answers the application's errors itself
+            log.error("http_connection_failed", error=f"{type(error).__name__}: {error}")
+            self._close(conn)
+            return
+        status, data = answer
+        self._answer(conn, status, data)
+        self._resume(conn)
+
+    def _answer(self, conn: _Connection, status: str, data: bytes, *, refused: bool = False) -> None:
+        """Send ``data`` (then close, or linger if ``refused``), within ``request_timeout``."""
+        self._count_response(status)
+        conn.state, conn.busy, conn.out, conn.refused = "answer", False, memoryview(data), refused
+        self._set_deadline(conn, time.monotonic() + self.request_timeout)
+
+    def _resume(self, conn: _Connection) -> None:
+        """After a worker's result: send the answer as far as the socket takes it."""
+        if conn.state == "answer":
+            self._step(conn, selectors.EVENT_WRITE)
+
+    def _send(self, conn: _Connection) -> None:
+        assert conn.out is not None
+        while conn.out:
+            try:
+                sent = conn.sock.send(conn.out)
+            except self._send_blocked:
+                self._want(conn, selectors.EVENT_WRITE)  # (a TLS socket that wants to read first: _step)
+                return
+            conn.out = conn.out[sent:]
+        conn.out = None
+        if conn.refused or conn.reader.rest or _unread(conn.sock):  # a refusal, or a client that sent more (pipelined)
+            self._start_linger(conn)
+        else:
+            self._finish(conn)
+
+    def _start_linger(self, conn: _Connection) -> None:
         """After refusing a request that may still be arriving (a 431 for a header that goes on),
         or answering one followed by more (pipelined requests: one is answered per connection),
         read and drop what the client sends until it closes, a little while at most.
@@ -987,33 +1224,35 @@ class _Server:
         throws away whatever the client had not yet read: the answer that says what was wrong.
         The answer is sent first and, without TLS, followed by our end of the stream.
         """
-        if writer.can_write_eof():
-            writer.write_eof()
-        left = LINGER_BYTES
-        try:
-            async with asyncio.timeout(min(LINGER_SECONDS, self.request_timeout)):
-                while left > 0 and (data := await reader.read(min(left, 65536))):
-                    left -= len(data)
-        except TimeoutError:
-            pass  # a client that keeps sending, or keeps the connection open: closed as it is
+        if self.ssl_context is None or not hasattr(conn.sock, "do_handshake"):
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_WR)
+        conn.state = "linger"
+        end = time.monotonic() + min(LINGER_SECONDS, self.request_timeout)
+        if end < conn.deadline:
+            conn.linger_quiet = True
+            self._set_deadline(conn, end)
 
-    async def _respond(self, conn: _Connection, request: _Request) -> tuple[str, bytes]:
-        """Check the password (if basic auth is on), then run the application on a worker."""
-        if self.auth is not None and self._checks is not None:
-            verdict = self.auth.lookup(_header(request.headers, "authorization"))
-            if isinstance(verdict, Credentials):
-                checking = self._checks.submit(conn.source, functools.partial(self.auth.verify, verdict))
-                if checking is None:
-                    self._count("auth_throttled")
-                    busy = _error_response("503 Service Unavailable", ("Retry-After", "1"))
-                    return busy.status, _encode(busy, head_only=request.method == "HEAD")
-                verdict = await checking
-            if not verdict:
-                refused = _error_response("401 Unauthorized", ("WWW-Authenticate", 'Basic realm="normagent", charset="UTF-8"'))
-                return refused.status, _encode(refused, head_only=request.method == "HEAD")
-        environ = self._environ(request)
-        answer: tuple[str, bytes] = await self._app_workers.submit(functools.partial(self._call_app, environ))
-        return answer
+    def _linger(self, conn: _Connection) -> None:
+        while conn.lingered < LINGER_BYTES:
+            data = conn.sock.recv(min(LINGER_BYTES - conn.lingered, 65536))
+            if not data:
+                break
+            conn.lingered += len(data)
+        self._close(conn)  # the client closed, or kept sending: closed as it is
+
+    def _finish(self, conn: _Connection) -> None:
+        """The answer is sent: close. Over TLS, say so first (close_notify), without waiting for
+        the client's own."""
+        if hasattr(conn.sock, "unwrap"):
+            self._want(conn, 0)
+            try:
+                plain = cast(Any, conn.sock).unwrap()  # sends close_notify; raises while the client's has not come
+            except (OSError, ValueError):
+                pass
+            else:
+                conn.sock = plain  # the TLS socket gave its descriptor back
+        self._close(conn)
 
     def _environ(self, request: _Request) -> dict[str, Any]:
         path, _, query = request.target.partition("?")
@@ -1087,12 +1326,24 @@ class _Server:
                 self.counts["errors"] += 1
 
 
-def _quiet_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """asyncio's own complaints, without the transport (whose text holds the client's address)."""
-    exc = context.get("exception")
-    if isinstance(exc, (OSError, asyncio.CancelledError)):
-        return  # a client that went away
-    log.error("http_loop_error", message=context.get("message"), error=f"{type(exc).__name__}: {exc}" if exc else None)
+
+
+def _connection_limit(wanted: int) -> int:
+    """``max_connections``, or half the open-files limit if that is lower (said in the log): each
+    connection is a file descriptor, and the agent needs descriptors for its ledger, its log files
+    and journalctl too. (systemd's default is 1024; raise it with LimitNOFILE= in the unit.)"""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or wanted <= soft // 2:
+        return wanted
+    allowed = max(1, soft // 2)
+    log.warning("http_max_connections_lowered", configured=wanted, effective=allowed, open_files_limit=soft)
+    return allowed
+
+
+def _source_of(peer: Any) -> str:
+    """The address a client's connections are grouped by (``fairness_group``)."""
+    return fairness_group(str(peer[0]) if isinstance(peer, tuple) and peer else str(peer))
+
 
 
 def _header(headers: list[tuple[str, str]], name: str) -> str | None:
@@ -1121,103 +1372,15 @@ def _encode(response: _Response, *, head_only: bool = False) -> bytes:
     return head.encode("latin-1") + (b"" if head_only else response.body)
 
 
+
+
 def _unread(sock: socket.socket) -> bool:
-    """Whether the client has sent bytes not read yet (the kernel holds them)."""
+    """Whether the client has sent bytes not read yet (the kernel holds them; over TLS, still
+    encrypted: the base class's ``recv`` peeks under the TLS layer)."""
     try:
-        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        return bool(socket.socket.recv(sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
     except OSError:  # BlockingIOError: nothing waiting; anything else: the client is gone
         return False
-
-
-async def _peek(sock: socket.socket) -> bytes:
-    """The first byte the client sent, left in the socket for whoever reads it next; b"" if the
-    client closed without sending anything."""
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            return sock.recv(1, socket.MSG_PEEK)
-        except (BlockingIOError, InterruptedError):
-            pass
-        readable: asyncio.Future[None] = loop.create_future()
-
-        def wake(readable: asyncio.Future[None] = readable) -> None:
-            if not readable.done():
-                readable.set_result(None)
-
-        loop.add_reader(sock.fileno(), wake)
-        try:
-            await readable
-        finally:
-            loop.remove_reader(sock.fileno())
-
-
-async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
-    """Read one request (line, headers, body); None if the client closed before it was whole.
-
-    Raises:
-        _BadRequest: with the status to answer (malformed, too large, or not supported).
-    """
-    line = await _read_line(reader, "414 URI Too Long")
-    if line in (b"\r\n", b"\n"):
-        line = await _read_line(reader, "414 URI Too Long")  # RFC 9112 2.2: one empty line is allowed first
-    if not line:
-        return None
-    parts = line.decode("latin-1").rstrip("\r\n").split(" ")
-    if len(parts) != 3 or not TOKEN.fullmatch(parts[0]) or not TARGET.fullmatch(parts[1]):
-        raise _BadRequest("400 Bad Request")
-    method, target, version = parts
-    try:
-        return await _read_rest(reader, method, target, version, len(line))
-    except _BadRequest as bad:
-        bad.method = method
-        raise
-
-
-async def _read_rest(reader: asyncio.StreamReader, method: str, target: str, version: str, total: int) -> _Request | None:
-    """The request after its line: ``_read_request``'s headers and body (``total``: bytes read so far)."""
-    if not HTTP_VERSION.fullmatch(version):
-        raise _BadRequest("505 HTTP Version Not Supported" if version.startswith("HTTP/") else "400 Bad Request")
-    headers: list[tuple[str, str]] = []
-    while True:
-        line = await _read_line(reader, "431 Request Header Fields Too Large")
-        if not line:
-            return None
-        total += len(line)
-        if total > MAX_HEADER_BYTES or len(headers) >= MAX_HEADERS:
-            raise _BadRequest("431 Request Header Fields Too Large")
-        if line in (b"\r\n", b"\n"):
-            break
-        name, colon, value = line.decode("latin-1").partition(":")
-        if not colon or not TOKEN.fullmatch(name):  # also refuses obsolete line folding
-            raise _BadRequest("400 Bad Request")
-        value = value.removesuffix("\n").removesuffix("\r").strip(" \t")
-        if FIELD_CONTROL.search(value):  # a bare CR, a NUL: refused, as Go and RFC 9112 2.2 do
-            raise _BadRequest("400 Bad Request")
-        headers.append((name, value))
-    if _header(headers, "transfer-encoding") is not None:
-        raise _BadRequest("501 Not Implemented")  # nothing here takes a request body, let alone chunks
-    lengths = {value for name, value in headers if name.lower() == "content-length"}
-    body = b""
-    if lengths:
-        length = lengths.pop()
-        if lengths or not (length.isascii() and length.isdigit()):
-            raise _BadRequest("400 Bad Request")
-        if len(length) > 18 or int(length) > MAX_BODY_BYTES:  # int() refuses 4,300 digits
-            raise _BadRequest("413 Content Too Large")
-        try:
-            body = await reader.readexactly(int(length))
-        except asyncio.IncompleteReadError:
-            return None
-    return _Request(method, target, version, headers, body)
-
-
-async def _read_line(reader: asyncio.StreamReader, too_long: str) -> bytes:
-    """One line with its end; b"" if the stream ended before a whole line."""
-    try:
-        line = await reader.readline()
-    except ValueError:  # longer than the reader's limit
-        raise _BadRequest(too_long) from None
-    return line if line.endswith(b"\n") else b""
 
 
 class RunningServer:
