@@ -1,12 +1,12 @@
 """SNMP reads (GET, subtree walk) over pysnmp 7, behind the synchronous ``SnmpClient`` protocol.
 
-The devices' sockets live on asyncio (as pysnmp 7 does), while collectors are plain functions run
-on the scheduler's threads. The bridge is one event loop per client, on a thread of its own started by the first
-request, and one device object (with its UDP socket) per device, made by the device's first
-session and kept for the client's life: ``client.session(...)`` hands the device to the calling
-thread, whose ``get``/``walk`` run on that loop. The agent keeps
-one client (``LazySnmpClient``) from start to stop, and ``close()`` closes every device's socket
-and the loop. Devices (SNMPv1, v2c, v3) are a UDP socket each on that loop (``UdpDevice``: the
+Collectors are plain functions run on the scheduler's threads, and so are these reads: one device
+object (with its UDP socket) per device, made by the device's first session and kept for the
+client's life; ``client.session(...)`` hands the device to the calling thread, whose ``get`` and
+``walk`` send and wait on that socket (one request at a time per device). No event loop: pysnmp 7's
+own API is asyncio's, and asyncio imports ``ssl`` and with it OpenSSL (about 6 MB of resident
+memory) that SNMPv1 and v2c never use. The agent keeps one client (``LazySnmpClient``) from start
+to stop, and ``close()`` closes every device's socket. Devices (SNMPv1, v2c, v3) are a UDP socket each (``UdpDevice``: the
 requests in flight, their retries, the rule that an answer counts only if it decodes and matches
 one), with pysnmp's message and PDU types (``pysnmp.proto``) and pyasn1's BER codec, and no engine:
 an SNMPv1 or v2c device (``CommunityDevice``) adds its community (and for v1 pysnmp's RFC 2576
@@ -49,16 +49,16 @@ translation (SNMPv1) late.
 from __future__ import annotations
 
 import abc
-import asyncio
 import ipaddress
 import re
 import socket
 import threading
+import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from pyasn1.codec.ber import decoder, encoder
 from pyasn1.error import PyAsn1Error
@@ -67,15 +67,15 @@ from pysnmp.proto import errind, rfc1902, rfc1905
 from pysnmp.proto.api import v2c as v2c_api
 
 from normagent.errors import SnmpAuthError, SnmpError, SnmpTimeout, SnmpTooManyRows
-from normagent.hostnames import split_host_port
+from normagent.hostnames import for_socket, split_host_port
 from normagent.model import SnmpAuth, SnmpVarBind
 from normagent.records import dataclass
 
 if TYPE_CHECKING:
     from normagent.sources.snmp_usm import UsmDevice
 
-Lookup = Callable[..., Awaitable[list[tuple[Any, ...]]]]
-"""``getaddrinfo(host, port, *, family, type)`` as ``asyncio``'s loop offers it."""
+Lookup = Callable[..., list[tuple[Any, ...]]]
+"""``socket.getaddrinfo(host, port, *, family, type)``'s signature."""
 
 __all__ = [
     "PysnmpClient",
@@ -146,12 +146,11 @@ class PysnmpClient:
             raise ValueError("max_repetitions and max_varbinds must be at least 1")
         self.max_repetitions = max_repetitions
         self.max_varbinds = max_varbinds
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        # Touched only by coroutines on the loop's thread, so without a lock.
+        self._lock = threading.Lock()  # guards _engines (sessions run on the scheduler's threads)
         self._engines: dict[tuple[Any, ...], _Engine] = {}
-        self._finalizer: weakref.finalize[Any, PysnmpClient] | None = None
+        # A client dropped without close() (a test, a one-shot command) still closes its sockets
+        # when it is collected.
+        self._finalizer = weakref.finalize(self, _close_engines, self._engines, self._lock)
 
     @contextmanager
     def session(self, target: str, *, auth: SnmpAuth, timeout: float, retries: int = 1) -> Iterator[PysnmpSession]:
@@ -193,97 +192,72 @@ class PysnmpClient:
         """Engines kept open (one per device polled lately); for tests and benchmarks."""
         return len(self._engines)
 
-    def pending_tasks(self) -> int:
-        """Tasks waiting on the client's loop (none between polls: no device runs a timer); for tests."""
-        with self._lock:
-            loop = self._loop
-        if loop is None:
-            return 0
-        count: int = asyncio.run_coroutine_threadsafe(_other_tasks(), loop).result()
-        return count
-
     def close(self) -> None:
-        """Close every device's socket, stop the loop and end its thread; the next request starts
-        them again. A second call does nothing."""
-        with self._lock:
-            finalizer, self._finalizer = self._finalizer, None
-            self._loop = self._thread = None
-        if finalizer is not None:
-            finalizer()
+        """Close every device's socket; the next session opens its device again. A second call
+        does nothing."""
+        _close_engines(self._engines, self._lock)
 
     # ------------------------------------------------------------------------------------------
 
-    def _submit(self, coro: Any) -> Any:
-        """Run ``coro`` on the client's loop and wait for it (the caller's thread blocks)."""
+    def _engine_for(self, session: PysnmpSession) -> _Engine:
+        now = time.monotonic()
         with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=_run_forever, args=(loop,), name="snmp-loop", daemon=True)
-                thread.start()
-                self._loop, self._thread = loop, thread
-                # A client dropped without close() (a test, a one-shot command) still ends its
-                # thread and closes its sockets when it is collected.
-                self._finalizer = weakref.finalize(self, _shut_down, loop, thread, self._engines)
-            loop = self._loop
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+            for key, idle in list(self._engines.items()):
+                if now - idle.used > IDLE_ENGINE_SECONDS and key != session.key:
+                    self._drop_locked(key)
+            kept = self._engines.get(session.key)
+            if kept is not None:
+                kept.used = now
+                return kept
+        # Opened outside the lock: an SNMPv3 device's discovery waits for the agent, and other
+        # devices' sessions must not wait behind it.
+        device: CommunityDevice | UsmDevice
+        if session.auth.version == "3":
+            from normagent.sources.snmp_usm import UsmDevice  # SNMPv3 only: pysnmp's USM services, pycryptodomex for privacy
 
-    async def _engine_for(self, session: PysnmpSession) -> _Engine:
-        now = asyncio.get_running_loop().time()
-        for key, idle in list(self._engines.items()):
-            if now - idle.used > IDLE_ENGINE_SECONDS and key != session.key:
-                self._drop(key)
-        kept = self._engines.get(session.key)
-        if kept is None:
-            device: CommunityDevice | UsmDevice
-            if session.auth.version == "3":
-                from normagent.sources.snmp_usm import UsmDevice  # SNMPv3 only: pysnmp's USM services, pycryptodomex for privacy
-
-                device = await UsmDevice.open(session.host, session.port, session.auth, session.timeout, session.retries)
-            else:
-                device = await CommunityDevice.open(
-                    session.host, session.port, session.auth.community, session.timeout, session.retries, session.auth.version
-                )
-            kept = _Engine(device, now)
-            self._engines[session.key] = kept
-        kept.used = now
+            device = UsmDevice.open(session.host, session.port, session.auth, session.timeout, session.retries)
+        else:
+            device = CommunityDevice.open(
+                session.host, session.port, session.auth.community, session.timeout, session.retries, session.auth.version
+            )
+        with self._lock:
+            kept = self._engines.get(session.key)
+            opened_meanwhile = kept is not None
+            if kept is None:
+                kept = self._engines[session.key] = _Engine(device, now)
+            kept.used = now
+        if opened_meanwhile:
+            device.close()  # another thread opened the same device meanwhile: its is kept
         return kept
 
     def _drop(self, key: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._drop_locked(key)
+
+    def _drop_locked(self, key: tuple[Any, ...]) -> None:
         kept = self._engines.pop(key, None)
         if kept is not None:
             kept.device.close()
 
 
-
-def _shut_down(loop: asyncio.AbstractEventLoop, thread: threading.Thread, engines: dict[tuple[Any, ...], _Engine]) -> None:
-    """Close every engine's socket, stop the loop and end its thread (``PysnmpClient.close``)."""
-
-    async def close_engines() -> None:
+def _close_engines(engines: dict[tuple[Any, ...], _Engine], lock: threading.Lock) -> None:
+    """Close every engine's socket (``PysnmpClient.close``, and its finalizer)."""
+    with lock:
         while engines:
             engines.popitem()[1].device.close()
 
-    if threading.current_thread() is thread:  # collected on the loop's own thread: cannot wait
-        loop.call_soon(loop.stop)
-        return
-    try:
-        asyncio.run_coroutine_threadsafe(close_engines(), loop).result(timeout=30)
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-        if not thread.is_alive():
-            loop.close()
 
-
-class UdpDevice(asyncio.DatagramProtocol, abc.ABC):
-    """What SNMPv2c and SNMPv3 devices share: a connected UDP socket on the client's loop, the
-    requests in flight and their retries.
+class UdpDevice(abc.ABC):
+    """What SNMPv2c and SNMPv3 devices share: a connected UDP socket, the request in flight and
+    its retries.
 
     An answer is matched to its request by the subclass's ``_match`` (a request id for v2c, a
     message id for v3), which reads the datagram and returns ``(key, answer)``, or ``None`` or an
     exception for anything that does not decode or is not the answer it claims to be: such a
     datagram is dropped and the request times out, as with pysnmp's engine. The socket is
     connected, so the kernel drops datagrams from anyone but the device; an ICMP "port
-    unreachable" (nobody listening) is a lost answer too. No timer runs between requests: each
+    unreachable" (nobody listening) is a lost answer too. One request is in flight at a time (the
+    threads of two sessions of one device take turns); nothing runs between requests: each
     attempt waits on its own deadline.
     """
 
@@ -291,68 +265,79 @@ class UdpDevice(asyncio.DatagramProtocol, abc.ABC):
         self.target = target  # for messages
         self.timeout = timeout
         self.retries = retries
-        self._transport: asyncio.DatagramTransport | None = None
-        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._sock: socket.socket | None = None
+        self._closed = False
+        self._turn = threading.Lock()  # one request in flight
 
-    async def _connect(self, host: str, port: int) -> None:
+    def _connect(self, host: str, port: int) -> None:
         """Connect the socket to ``host`` (an address, or a name resolved by ``resolve``)."""
-        family, address = (0, (host, port)) if _ip_version(host) else await resolve(host, port)
+        family: int
+        address: tuple[Any, ...]
+        if _ip_version(host):
+            family, address = (socket.AF_INET6 if ":" in host else socket.AF_INET), (host, port)
+        else:
+            family, address = resolve(host, port)
+        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            await asyncio.get_running_loop().create_datagram_endpoint(lambda: self, remote_addr=address, family=family)
+            sock.connect(address)
         except OSError as exc:  # no route, an address of no family this host has
+            sock.close()
             raise SnmpError(f"bad SNMP target {host!r}: {exc}") from None
+        self._sock = sock
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.DatagramTransport, transport)  # what create_datagram_endpoint makes
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+    def _answer_in(self, key: int, data: bytes) -> tuple[bool, Any]:
+        """(True, answer) if ``data`` answers the request ``key``, else (False, None)."""
         try:
             matched = self._match(data)
         except (PyAsn1Error, ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError):
             # garbage, or not what it claims to be: dropped, the request times out (pysnmp's
             # ProtocolError is a PyAsn1Error; a BER length of 2^63 or more is pyasn1's OverflowError)
-            return
-        if matched is None:
-            return
-        key, answer = matched
-        waiting = self._waiting.get(key)
-        if waiting is not None and not waiting.done():
-            waiting.set_result(answer)
+            return False, None
+        if matched is None or matched[0] != key:
+            return False, None  # not an answer, or a late answer to an earlier request
+        return True, matched[1]
 
     @abc.abstractmethod
     def _match(self, data: bytes) -> tuple[int, Any] | None:
         """``(key, answer)`` for a datagram that answers a request in flight, else ``None`` (or an
         exception): what each SNMP version reads from its messages."""
 
-    def error_received(self, exc: Exception) -> None:
-        """An ICMP error for the connected socket (nobody listening): a lost answer, not a failure."""
-
-    async def _exchange(self, key: int, datagram: bytes, *, attempts: int | None = None) -> Any:
+    def _exchange(self, key: int, datagram: bytes, *, attempts: int | None = None) -> Any:
         """Send ``datagram`` up to ``attempts`` times (``retries`` + 1 by default), ``timeout``
         seconds each, until ``_match`` finds its answer under ``key``; ``None`` if none came."""
-        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if key in self._waiting:
-            raise SnmpError(f"SNMP request to {self.target}: id {key} already in flight")
-        self._waiting[key] = answer
-        try:
+        with self._turn:
             for _ in range(self.retries + 1 if attempts is None else attempts):
-                if self._transport is None or self._transport.is_closing():
-                    raise SnmpError(f"SNMP device {self.target} closed")
-                self._transport.sendto(datagram)
-                done, _ = await asyncio.wait((answer,), timeout=self.timeout)
-                if done:
-                    return answer.result()
-        finally:
-            del self._waiting[key]
+                sock = self._open_socket()
+                try:
+                    sock.send(datagram)
+                except OSError:
+                    pass  # an ICMP error of an earlier datagram (nobody listening): this one is lost too
+                deadline = time.monotonic() + self.timeout
+                while (left := deadline - time.monotonic()) > 0:
+                    try:
+                        sock.settimeout(left)
+                        data = sock.recv(65535)
+                    except TimeoutError:
+                        break
+                    except OSError:  # an ICMP error (nobody listening), or closed under the request
+                        self._open_socket()
+                        continue
+                    found, answer = self._answer_in(key, data)
+                    if found:
+                        return answer
         return None
 
+    def _open_socket(self) -> socket.socket:
+        if self._closed or self._sock is None:
+            raise SnmpError(f"SNMP device {self.target} closed")
+        return self._sock
+
     def close(self) -> None:
-        """Close the socket; a request in flight (a client closed under it) fails."""
-        if self._transport is not None:
-            self._transport.close()
-        for waiting in self._waiting.values():
-            if not waiting.done():
-                waiting.set_exception(SnmpError(f"SNMP device {self.target} closed"))
+        """Close the socket; a request in flight (a client closed under it) fails when its
+        attempt's wait ends."""
+        self._closed = True
+        if self._sock is not None:
+            self._sock.close()
 
 
 def request_pdu(kind: str, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None) -> tuple[Any, Any]:
@@ -402,10 +387,10 @@ class CommunityDevice(UdpDevice):
             self._api = v1_api
 
     @classmethod
-    async def open(cls, host: str, port: int, community: str, timeout: float, retries: int, version: str = "2c") -> CommunityDevice:
+    def open(cls, host: str, port: int, community: str, timeout: float, retries: int, version: str = "2c") -> CommunityDevice:
         """The device's socket, connected to ``host`` (an address, or a name resolved by ``resolve``)."""
         device = cls(f"{host}:{port}", community, timeout, retries, version)
-        await device._connect(host, port)
+        device._connect(host, port)
         return device
 
     def _match(self, data: bytes) -> tuple[int, Any] | None:
@@ -415,7 +400,7 @@ class CommunityDevice(UdpDevice):
             return None
         return int(self._api.apiPDU.get_request_id(pdu)), pdu
 
-    async def request(self, kind: str, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None) -> Any:
+    def request(self, kind: str, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None) -> Any:
         """One request (``kind``: "get", "next" or "bulk", v2c only) with raw variable bindings,
         sent up to ``retries`` + 1 times, ``timeout`` seconds each; the answer as ``(error
         indication, error status, error index, variable bindings)``."""
@@ -429,7 +414,7 @@ class CommunityDevice(UdpDevice):
         self._api.apiMessage.set_defaults(message)
         self._api.apiMessage.set_community(message, self.community)
         self._api.apiMessage.set_pdu(message, sent)
-        response = await self._exchange(int(api.get_request_id(pdu)), encoder.encode(message))
+        response = self._exchange(int(api.get_request_id(pdu)), encoder.encode(message))
         if response is None:
             return errind.requestTimedOut, 0, 0, []
         if self.version == "1":
@@ -438,15 +423,6 @@ class CommunityDevice(UdpDevice):
             except PyAsn1Error as exc:  # e.g. a negative error-index, which v2c's PDU cannot hold
                 raise SnmpError(f"SNMP device {self.target} answered an SNMPv1 response that cannot be read: {type(exc).__name__}") from None
         return None, api.get_error_status(response), api.get_error_index(response, muteErrors=True), api.get_varbinds(response)
-
-
-async def _other_tasks() -> int:
-    return len(asyncio.all_tasks()) - 1
-
-
-def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
-    asyncio.set_event_loop(loop)
-    loop.run_forever()
 
 
 class PysnmpSession:
@@ -478,7 +454,7 @@ class PysnmpSession:
         """
         if not oids:
             return []
-        rows: list[SnmpVarBind] = self._run(self._get(tuple(oids)))
+        rows: list[SnmpVarBind] = self._run(self._get, tuple(oids))
         return rows
 
     def walk(self, oid: str, *, max_rows: int = 10_000) -> list[SnmpVarBind]:
@@ -489,7 +465,7 @@ class PysnmpSession:
                 agent cannot keep a collector busy forever).
             SnmpTimeout, SnmpAuthError, SnmpError: see the module docstring.
         """
-        rows: list[SnmpVarBind] = self._run(self._walk(oid, max_rows))
+        rows: list[SnmpVarBind] = self._run(self._walk, oid, max_rows)
         return rows
 
     def close(self) -> None:
@@ -499,44 +475,40 @@ class PysnmpSession:
 
     # ------------------------------------------------------------------------------------------
 
-    def _run(self, coro: Any) -> Any:
+    def _run(self, read: Callable[..., Any], *args: Any) -> Any:
+        """``read(*args)``; on any failure the device's engine is closed and forgotten, so its
+        next session discovers the agent again (new boots after a restart, a changed key)."""
         if not self._open:
-            coro.close()
             raise SnmpError(f"SNMP session to {self.target} is closed")
-        return self._client._submit(self._dropping_on_failure(coro))
-
-    async def _dropping_on_failure(self, coro: Any) -> Any:
-        """``coro``'s result; on any failure the device's engine is closed and forgotten, so
-        its next session discovers the agent again (new boots after a restart, a changed key)."""
         try:
-            return await coro
+            return read(*args)
         except BaseException:
             self._kept = None
             self._client._drop(self.key)
             raise
 
-    async def _ready(self) -> None:
+    def _ready(self) -> None:
         if self._kept is None:
-            self._kept = await self._client._engine_for(self)
+            self._kept = self._client._engine_for(self)
 
-    async def _get(self, oids: tuple[str, ...]) -> list[SnmpVarBind]:
-        await self._ready()
+    def _get(self, oids: tuple[str, ...]) -> list[SnmpVarBind]:
+        self._ready()
         result: list[SnmpVarBind] = []
         for start in range(0, len(oids), self._varbinds):
-            result.extend(await self._get_chunk(oids[start : start + self._varbinds]))
+            result.extend(self._get_chunk(oids[start : start + self._varbinds]))
         return result
 
-    async def _get_chunk(self, oids: tuple[str, ...]) -> list[SnmpVarBind]:
-        indication, status, index, var_binds = await self._send("get", _request(oids))
+    def _get_chunk(self, oids: tuple[str, ...]) -> list[SnmpVarBind]:
+        indication, status, index, var_binds = self._send("get", _request(oids))
         too_big = isinstance(indication, errind.TooBig) or (status and _status_name(status) == "tooBig")
         if too_big and len(oids) > 1:
             half = len(oids) // 2
-            return [*await self._get_chunk(oids[:half]), *await self._get_chunk(oids[half:])]
+            return [*self._get_chunk(oids[:half]), *self._get_chunk(oids[half:])]
         _raise_for(self.target, indication, status, index)
         return [SnmpVarBind(str(name), to_python(value)) for name, value in var_binds]
 
-    async def _walk(self, oid: str, max_rows: int) -> list[SnmpVarBind]:
-        rows = await self._walk_rows(oid, max_rows)
+    def _walk(self, oid: str, max_rows: int) -> list[SnmpVarBind]:
+        rows = self._walk_rows(oid, max_rows)
         if self._kept is not None:
             self._kept.walked[oid] = len(rows)
         return rows
@@ -555,18 +527,18 @@ class PysnmpSession:
             return self._repetitions
         return min(self._repetitions, last + 1 - rows)
 
-    async def _walk_rows(self, oid: str, max_rows: int) -> list[SnmpVarBind]:
-        await self._ready()
+    def _walk_rows(self, oid: str, max_rows: int) -> list[SnmpVarBind]:
+        self._ready()
         (root, _), = _request((oid,))
         current = root
         rows: list[SnmpVarBind] = []
         while True:
             if self.auth.version == "1":
-                indication, status, index, var_binds = await self._send("next", [(current, univ.Null(""))])
+                indication, status, index, var_binds = self._send("next", [(current, univ.Null(""))])
                 if status and _status_name(status) == "noSuchName":
                     break  # SNMPv1's end of the MIB view
             else:
-                indication, status, index, var_binds = await self._send(
+                indication, status, index, var_binds = self._send(
                     "bulk", [(current, univ.Null(""))],
                     bulk=(0, self._repetitions_for(oid, len(rows))),
                 )
@@ -585,11 +557,11 @@ class PysnmpSession:
                     raise SnmpTooManyRows(f"walk of {oid} on {self.target} returned more than {max_rows} variables")
         return rows
 
-    async def _send(self, kind: str, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None = None) -> Any:
+    def _send(self, kind: str, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None = None) -> Any:
         """One request (``kind``: "get", "next" or "bulk") with raw variable bindings; the answer as
         ``(error indication, error status, error index, variable bindings)``."""
         assert self._kept is not None  # _ready() ran
-        return await self._kept.device.request(kind, var_binds, bulk)
+        return self._kept.device.request(kind, var_binds, bulk)
 
 
 def _request(oids: tuple[str, ...]) -> list[tuple[Any, Any]]:
@@ -647,26 +619,31 @@ def split_target(target: str) -> tuple[str, int]:
         raise SnmpError(f"bad SNMP target {target!r}: {exc}") from None
 
 
-async def resolve(host: str, port: int, lookup: Lookup | None = None) -> tuple[int, tuple[Any, ...]]:
+def resolve(host: str, port: int, lookup: Lookup | None = None) -> tuple[int, tuple[Any, ...]]:
     """The address family and socket address to send to for a target given by name.
 
     IPv4 first, and IPv6 only for a name with no IPv4 address: a name means IPv4 to net-snmp
     (its default ``udp:`` transport) and to pysnmp's ``UdpTransportTarget``. The first answer of
     an unrestricted lookup would do otherwise where the system sorts IPv6 first: "localhost" is
     then ``::1``, and an SNMP agent listening on 127.0.0.1 (snmpd's usual ``agentAddress``) never
-    answers. ``lookup`` is ``getaddrinfo``'s signature (the running loop's, by default).
+    answers. ``lookup`` is ``getaddrinfo``'s signature (``socket.getaddrinfo`` by default).
     """
-    lookup = lookup or asyncio.get_running_loop().getaddrinfo
+    lookup = lookup or _getaddrinfo
     problem: OSError | None = None
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
-            found = await lookup(host, port, family=family, type=socket.SOCK_DGRAM)
+            found = lookup(host, port, family=family, type=socket.SOCK_DGRAM)
         except OSError as exc:  # socket.gaierror: no such name, or no address of this family
             problem = problem or exc
             continue
         if found:
             return int(found[0][0]), tuple(found[0][4])
     raise SnmpError(f"bad SNMP target {host!r}: {problem or 'no address'}")
+
+
+def _getaddrinfo(host: str, port: int, **kwargs: Any) -> list[tuple[Any, ...]]:
+    """``socket.getaddrinfo`` with an ASCII name as bytes (``hostnames.for_socket``: no idna codec)."""
+    return socket.getaddrinfo(for_socket(host), port, **kwargs)
 
 
 def _ip_version(host: str) -> int | None:

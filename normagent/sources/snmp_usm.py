@@ -36,12 +36,12 @@ modules and normagent's leaf modules.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import importlib.util
 import secrets
 import sys
 import threading
+import time
 from types import ModuleType
 from typing import Any
 
@@ -278,28 +278,28 @@ class UsmDevice(UdpDevice):
         self._sent: dict[int, _Sent] = {}
 
     @classmethod
-    async def open(cls, host: str, port: int, auth: SnmpAuth, timeout: float, retries: int) -> UsmDevice:
+    def open(cls, host: str, port: int, auth: SnmpAuth, timeout: float, retries: int) -> UsmDevice:
         """The device's socket, connected to ``host`` (an address, or a name resolved by ``resolve``)."""
         device = cls(f"{host}:{port}", auth, timeout, retries)
-        await device._connect(host, port)
+        device._connect(host, port)
         return device
 
     # -- requests ------------------------------------------------------------------------------
 
-    async def request(self, kind: str, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None) -> Any:
+    def request(self, kind: str, var_binds: list[tuple[Any, Any]], bulk: tuple[int, int] | None) -> Any:
         """``CommunityDevice.request`` for SNMPv3 (``kind`` "get" or "bulk"): ``(error indication,
         error status, error index, variable bindings)``."""
         api, pdu = request_pdu(kind, var_binds, bulk)
         discovered = resynced = rediscovered = False
         while True:
             if self.engine_id is None:
-                if not await self._discover():
+                if not self._discover():
                     return errind.requestTimedOut, 0, 0, []
                 discovered = True
-            answer = await self._send(pdu, self.level)
+            answer = self._send(pdu, self.level)
             if answer is None:
                 # Silence right after the agent answered the discovery: is it our encryption?
-                if discovered and self.level == 3 and await self._answers_unencrypted():
+                if discovered and self.level == 3 and self._answers_unencrypted():
                     return NOT_DECRYPTED, 0, 0, []
                 return errind.requestTimedOut, 0, 0, []
             if answer.kind == "response":
@@ -319,7 +319,7 @@ class UsmDevice(UdpDevice):
         self.engine_id = self._auth_key = self._priv_key = None
         self.boots = self._time = 0
 
-    async def _discover(self) -> bool:
+    def _discover(self) -> bool:
         """RFC 3414 section 4: a noAuthNoPriv GET with no variables, to no engine id and no user;
         the agent's Report names its engine id (and, from most agents, its boots and time, taken as
         a first estimate: an authenticated Report of usmStatsNotInTimeWindows corrects them).
@@ -331,7 +331,7 @@ class UsmDevice(UdpDevice):
         self._sent[msg_id] = _Sent(1, int(v2c_api.apiPDU.get_request_id(pdu)), discovery=True)
         try:
             datagram = self._message(msg_id, pdu, 1, engine_id=b"", user=b"", boots=0, time=0)
-            answer = await self._exchange(msg_id, datagram)
+            answer = self._exchange(msg_id, datagram)
         finally:
             del self._sent[msg_id]
         if answer is None or answer.engine is None:
@@ -346,23 +346,23 @@ class UsmDevice(UdpDevice):
             self._priv_key = self._priv.localize(engine_id)
         return True
 
-    async def _answers_unencrypted(self) -> bool:
+    def _answers_unencrypted(self) -> bool:
         """Whether the agent answers an authenticated GET with no variables, sent without privacy
         (one attempt): it reads our digests, so silence to encrypted requests is our privacy key."""
         pdu = v2c_api.GetRequestPDU()
         v2c_api.apiPDU.set_defaults(pdu)
         v2c_api.apiPDU.set_varbinds(pdu, [])
-        answer = await self._send(pdu, 2, attempts=1)
+        answer = self._send(pdu, 2, attempts=1)
         return answer is not None and answer.authenticated
 
-    async def _send(self, pdu: Any, level: int, *, attempts: int | None = None) -> _Answer | None:
+    def _send(self, pdu: Any, level: int, *, attempts: int | None = None) -> _Answer | None:
         assert self.engine_id is not None
         msg_id = self._new_message_id()
         self._sent[msg_id] = _Sent(level, int(v2c_api.apiPDU.get_request_id(pdu)))
         try:
             datagram = self._message(msg_id, pdu, level, engine_id=self.engine_id, user=self.user,
                                      boots=self.boots, time=self._engine_time())
-            answer: _Answer | None = await self._exchange(msg_id, datagram, attempts=attempts)
+            answer: _Answer | None = self._exchange(msg_id, datagram, attempts=attempts)
             return answer
         finally:
             del self._sent[msg_id]
@@ -375,12 +375,12 @@ class UsmDevice(UdpDevice):
 
     def _engine_time(self) -> int:
         """Our estimate of the agent's snmpEngineTime now (RFC 3414 2.3)."""
-        elapsed = asyncio.get_running_loop().time() - self._synced_at
+        elapsed = time.monotonic() - self._synced_at
         return min(self._time + int(elapsed), _MAX_BOOTS)
 
-    def _set_time(self, time: int) -> None:
-        self._time = time
-        self._synced_at = asyncio.get_running_loop().time()
+    def _set_time(self, engine_time: int) -> None:
+        self._time = engine_time
+        self._synced_at = time.monotonic()
 
     def _message(self, msg_id: int, pdu: Any, level: int, *, engine_id: bytes, user: bytes, boots: int, time: int) -> bytes:
         """The request's whole message, reportable, encrypted and authenticated as ``level`` says."""
