@@ -4,8 +4,8 @@
     .venv/bin/python bench/bench_snmp_memory.py --baseline main      # and main's sources, in turn
 
 A fresh interpreter with the service's environment (``PYTHONOPTIMIZE=2``, two malloc arenas as
-``normagent run`` sets them) first imports what every agent has anyway (asyncio and ssl, structlog,
-sqlite3, ctypes, the thread pools…), then, measuring RSS (``/proc/self/smaps_rollup``, after a
+``normagent run`` sets them) first imports what every agent has anyway (structlog, sqlite3, ctypes,
+the thread pools…; since 2026-12-07 neither asyncio, ssl nor hashlib, which SNMPv3 brings), then, measuring RSS (``/proc/self/smaps_rollup``, after a
 collection and ``malloc_trim``) after each step: pyasn1, ``normagent.sources.snmp`` (what every
 SNMP site loads), then, plan "v3": the first SNMPv3 authPriv (SHA/AES) poll of a real snmpd (what
 SNMPv3 imports and makes: pysnmp's USM services and pycryptodomex's AES; earlier pysnmp's
@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 AGENT_MODULES = (
-    "asyncio ssl hashlib hmac json sqlite3 ctypes threading ipaddress weakref subprocess zoneinfo "
+    "json sqlite3 ctypes threading ipaddress weakref subprocess zoneinfo selectors "
     "concurrent.futures.thread structlog psutil"
 ).split()
 

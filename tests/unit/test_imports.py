@@ -10,6 +10,7 @@ configuration with every forwarder and the heavy collectors configured) and list
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import textwrap
@@ -155,6 +156,48 @@ def test_listening_imports_no_idna_codec(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"seen": {"127.0.0.1": False, "localhost": False}, "ascii": "b'localhost'", "beyond": "'bücher.example'"}
+
+
+def test_serving_without_tls_and_polling_snmpv2c_load_no_openssl(tmp_path: Path) -> None:
+    """asyncio imports ``ssl``, and ``ssl`` and ``hashlib`` load OpenSSL's libcrypto: about 6 MB
+    of every idle agent's resident memory (bench/README.md). The web server without TLS (scrapes,
+    refusals, a HEAD) and an SNMPv2c poll load none of them."""
+    probe = textwrap.dedent(
+        """
+        import json, socket, sys
+        from normagent.model import SnmpAuth
+        from normagent.sources.snmp import PysnmpClient
+        from normagent.web import WebSettings, start_server
+
+        def app(environ, start):
+            start("200 OK", [("Content-Type", "text/plain")])
+            return [b"x 1\\n"]
+
+        server = start_server(WebSettings(listen="127.0.0.1:0"), app, lambda: True)
+        for request in (b"GET /metrics HTTP/1.1\\r\\n\\r\\n", b"HEAD /healthz HTTP/1.0\\r\\n\\r\\n",
+                        b"GET /nothing HTTP/1.0\\r\\n\\r\\n", b"GET / HTTP/2.0\\r\\n\\r\\n"):
+            with socket.create_connection((server.host, server.port), timeout=5) as conn:
+                conn.sendall(request)
+                while conn.recv(65536):
+                    pass
+        server.stop()
+        client = PysnmpClient()
+        try:
+            client.get(sys.argv[1], ["1.3.6.1.2.1.1.3.0"], auth=SnmpAuth(version="2c", community="public"), timeout=0.2)
+        except Exception as exc:
+            assert type(exc).__name__ == "SnmpTimeout", exc
+        client.close()
+        loaded = sorted(m for m in ("asyncio", "ssl", "_ssl", "hashlib", "_hashlib", "hmac", "secrets") if m in sys.modules)
+        print(json.dumps({"loaded": loaded, "requests": server.stats().requests}))
+        """
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # a device that never answers
+        silent.bind(("127.0.0.1", 0))
+        target = f"127.0.0.1:{silent.getsockname()[1]}"
+        done = subprocess.run([sys.executable, "-c", probe, target], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"loaded": [], "requests": 4}
 
 
 def test_zones_come_from_the_bundled_files_without_zipfile_where_the_host_has_none(tmp_path: Path) -> None:
