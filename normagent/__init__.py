@@ -12,9 +12,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from normagent.lazy_structlog import install as install_lazy_structlog
 from normagent.zones import add_bundled_zone_path
 
 add_bundled_zone_path()  # before any plugin asks for a zone (see normagent/zones.py)
+install_lazy_structlog()  # before any module imports structlog: no asyncio, ssl, OpenSSL for it
 
 if TYPE_CHECKING:
     from normagent import digests

@@ -1,8 +1,9 @@
-"""What the agent imports at start loads no OpenSSL (issue 15 item 1; issue 12's 40 MB).
+"""What the agent imports at start loads no OpenSSL, nor asyncio (issue 15 item 1; issue 12's 40 MB).
 
 ``hashlib`` (and ``hmac`` and ``secrets``, which import it) loads ``_hashlib``, CPython's binding
 of OpenSSL's libcrypto: 3.7 MB of resident memory. The agent hashes through normagent.digests
-instead. A fresh interpreter does what ``normagent run`` does before its first cycle (as
+instead. asyncio imports ssl (libssl and libcrypto): structlog, which imports it for methods the
+agent never calls, gets it on first use (normagent.lazy_structlog). A fresh interpreter does what ``normagent run`` does before its first cycle (as
 tests/unit/test_imports.py's probe: every builtin plugin, every forwarder, an SNMPv3 device, an
 https:// webhook) and names whoever first imports one of these modules. normagent.web is left to
 its own test (tests/unit/test_web.py, tests/unit/test_imports.py).
@@ -22,6 +23,7 @@ OPENSSL = {
     "hashlib": "nothing at start: normagent.digests (`normagent report` may)",
     "hmac": "nothing at start: normagent.digests.HmacSha256 (pysnmp, on an SNMPv3 device's first poll)",
     "secrets": "nothing at start: os.urandom",
+    "asyncio": "nothing at start: structlog's a* methods, on first use (normagent.lazy_structlog); pysnmp, on the first poll",
 }
 
 PROBE = textwrap.dedent(
