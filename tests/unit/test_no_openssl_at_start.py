@@ -1,12 +1,15 @@
 """What the agent imports at start loads no OpenSSL, nor asyncio (issue 15 item 1; issue 12's 40 MB).
 
 ``hashlib`` (and ``hmac`` and ``secrets``, which import it) loads ``_hashlib``, CPython's binding
-of OpenSSL's libcrypto: 3.7 MB of resident memory. The agent hashes through normagent.digests
-instead. asyncio imports ssl (libssl and libcrypto): structlog, which imports it for methods the
-agent never calls, gets it on first use (normagent.lazy_structlog). A fresh interpreter does what ``normagent run`` does before its first cycle (as
+of OpenSSL's libcrypto: 3.7 MB of resident memory; the agent hashes through normagent.digests
+instead. ``ssl`` loads libssl and libcrypto: only TLS needs it. asyncio imports ssl: structlog,
+which imports asyncio for methods the agent never calls, gets it on first use
+(normagent.lazy_structlog).
+
+A fresh interpreter does what ``normagent run`` does before its first cycle (as
 tests/unit/test_imports.py's probe: every builtin plugin, every forwarder, an SNMPv3 device, an
-https:// webhook) and names whoever first imports one of these modules. normagent.web is left to
-its own test (tests/unit/test_web.py, tests/unit/test_imports.py).
+https:// webhook, an e-mail forwarder with STARTTLS) and names whoever first imports one of these
+modules. normagent.web is left to its own tests (tests/unit/test_web.py, test_imports.py).
 """
 
 from __future__ import annotations
@@ -23,19 +26,21 @@ OPENSSL = {
     "hashlib": "nothing at start: normagent.digests (`normagent report` may)",
     "hmac": "nothing at start: normagent.digests.HmacSha256 (pysnmp, on an SNMPv3 device's first poll)",
     "secrets": "nothing at start: os.urandom",
+    "ssl": "https:// forwarders and probes, on first use; a TLS file to check (ca_file, client_cert_file)",
+    "_ssl": "ssl",
     "asyncio": "nothing at start: structlog's a* methods, on first use (normagent.lazy_structlog); pysnmp, on the first poll",
 }
 
 PROBE = textwrap.dedent(
     """
-    import json, sys, traceback
+    import builtins, json, sys, traceback
     from pathlib import Path
 
     WATCHED = set(json.loads(sys.argv[2]))
     found = []
 
     class Watch:
-        # a meta path finder sees each module's first import only: that is the one to name
+        # a meta path finder sees each module's first import (by anyone: a statement, C code, importlib)
         def find_spec(self, name, path=None, target=None):
             if name in WATCHED:
                 stack = [f for f in traceback.extract_stack() if "importlib" not in f.filename]
@@ -43,6 +48,19 @@ PROBE = textwrap.dedent(
                     found.append([name, [f"{Path(f.filename).name}:{f.lineno}" for f in stack[-5:-1]]])
             return None
 
+    def statement(name, globals=None, locals=None, fromlist=(), level=0, _import=builtins.__import__):
+        # and every import statement of a module that is no part of the standard library, when the
+        # module is imported already (by normagent.web, say), unless what it gets is structlog's stand-in
+        already = name in sys.modules
+        module = _import(name, globals, locals, fromlist, level)
+        importer = (globals or {}).get("__name__") or ""
+        if level == 0 and name in WATCHED and already and importer != "normagent.web" \
+                and importer.partition(".")[0] not in sys.stdlib_module_names and type(module).__name__ != "_StandIn":
+            frame = sys._getframe(1)
+            found.append([name, [f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"]])
+        return module
+
+    builtins.__import__ = statement
     sys.meta_path.insert(0, Watch())
     import normagent.cli
     from normagent.agent import read_config
