@@ -12,11 +12,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from normagent.lazy_structlog import install as install_lazy_structlog
 from normagent.zones import add_bundled_zone_path
 
 add_bundled_zone_path()  # before any plugin asks for a zone (see normagent/zones.py)
+install_lazy_structlog()  # before any module imports structlog: no asyncio, ssl, OpenSSL for it
 
 if TYPE_CHECKING:
+    from normagent import digests
     from normagent.errors import NoData, RunFailed, SnmpAuthError, SnmpError, SnmpTimeout, SnmpTooManyRows
     from normagent.hookspecs import hookimpl
     from normagent.logs import (
@@ -124,7 +127,9 @@ _HOMES = {
 
 
 def __getattr__(name: str) -> Any:
-    if name in _HOMES:
+    if name == "digests":  # a module: hashes without OpenSSL (normagent/digests.py)
+        value = importlib.import_module("normagent.digests")
+    elif name in _HOMES:
         value = getattr(importlib.import_module(_HOMES[name]), name)
     else:
         raise AttributeError(f"module 'normagent' has no attribute {name!r}")
@@ -142,6 +147,7 @@ __all__ = [
     "FileSource",
     "JournalSettings",
     "dataclass",
+    "digests",
     "error_reason",
     "evtx_log_collector",
     "file_log_collector",

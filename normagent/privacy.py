@@ -6,21 +6,19 @@ never logged and is never exported, so a pseudonym is stable on this host (the r
 same account, 40 times") and meaningless anywhere else. Networks are truncated before hashing (IPv4
 /24, IPv6 /48) so one attacker's neighbouring addresses count together.
 
-Imports only the standard library (with normagent's ``dataclass``) and normagent.errors.
+Imports only the standard library (with normagent's ``dataclass``), normagent.digests (HMAC-SHA256 without
+OpenSSL) and normagent.errors.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import os
-import secrets
 from collections.abc import Iterable
 from dataclasses import field
 from pathlib import Path
-from typing import Any
 
+from normagent.digests import HmacSha256
 from normagent.errors import StateError
 from normagent.records import dataclass
 from normagent.smallfile import FileTooLarge, NotRegularFile, read_small_stat
@@ -35,27 +33,20 @@ class Pseudonymiser:
     """Turns raw values into stable, host-local pseudonyms."""
 
     key: bytes = field(repr=False)
-    _keyed: Any = field(init=False, repr=False, compare=False)
+    _keyed: HmacSha256 = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # The keyed state is computed once; each pseudonym copies it (a third cheaper per call).
-        object.__setattr__(self, "_keyed", _keyed_sha256(self.key))
+        # The keyed states are hashed once; each pseudonym copies them (a third cheaper per call).
+        object.__setattr__(self, "_keyed", HmacSha256(self.key))
 
     def __call__(self, value: str) -> str:
-        mac = self._keyed.copy()
-        mac.update(value.encode("utf-8", "surrogatepass"))
-        return str(mac.hexdigest()[:16])
+        return self._keyed.hexdigest_of(value.encode("utf-8", "surrogatepass"))[:16]
 
     def many(self, values: Iterable[str]) -> list[str]:
         """``[self(value) for value in values]``, without a call per value: a firewall backlog
         names ~10,000 networks at once (issue 15)."""
-        copy = self._keyed.copy
-        out = []
-        for value in values:
-            mac = copy()
-            mac.update(value.encode("utf-8", "surrogatepass"))
-            out.append(mac.hexdigest()[:16])
-        return out
+        mac = self._keyed.hexdigest_of
+        return [mac(value.encode("utf-8", "surrogatepass"))[:16] for value in values]
 
     def account(self, name: str) -> str:
         """Pseudonym of an account name, as given: ``admin`` and ``Admin`` differ.
@@ -70,19 +61,6 @@ class Pseudonymiser:
         """Pseudonym of the /24 (IPv4) or /48 (IPv6) an address is in; ``None`` if it is no address."""
         net = network_of(address)
         return self("network:" + net) if net else None
-
-
-def _keyed_sha256(key: bytes) -> Any:
-    """HMAC-SHA256 keyed with ``key``, to be copied per value: OpenSSL's own HMAC object where
-    the interpreter has it (``_hashlib``: its ``copy`` is one C call; ``hmac.HMAC.copy`` builds a
-    Python object around one, ~40 % of a network's pseudonym), else ``hmac``'s. The same MAC
-    either way (tests/unit/test_privacy.py holds both to ``hmac.new``)."""
-    try:
-        from _hashlib import hmac_new  # noqa: PLC0415 - CPython's OpenSSL binding, absent on some builds
-
-        return hmac_new(key, digestmod="sha256")
-    except (ImportError, ValueError):  # no OpenSSL binding, or sha256 refused by its policy
-        return hmac.new(key, digestmod=hashlib.sha256)
 
 
 def network_of(address: str) -> str | None:
@@ -122,7 +100,7 @@ def load_or_create_key(state_dir: Path, new: bytes | None = None) -> bytes:
     tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, secrets.token_bytes(KEY_BYTES) if new is None else new)
+        os.write(fd, os.urandom(KEY_BYTES) if new is None else new)  # what secrets.token_bytes returns
         os.fsync(fd)
     finally:
         os.close(fd)

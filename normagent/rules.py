@@ -38,13 +38,12 @@ stored. Time alone also changes states (``for`` passes, a window slides, the hol
 the agent's own health sits still): a timer evaluates every rule in a transaction of its own. Both
 paths call the same pure function on the same data, so they cannot disagree.
 
-This module imports only ``normagent.model`` and the standard library: it reads the ledger
+This module imports only ``normagent.model``, ``normagent.digests`` and the standard library: it reads the ledger
 through the ``RuleData`` protocol and never writes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -54,6 +53,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
+from normagent import digests
 from normagent.model import (
     CIA,
     OWNER_ROLES,
@@ -465,7 +465,7 @@ def _group_of(labels: Labels, group_by: Sequence[str]) -> Labels:
 def fingerprint(host_id: str, rule: str, labels: Labels) -> str:
     """16 hex digits naming one deviation: the same rule and labels on the same host."""
     text = json.dumps([host_id, rule, sorted(labels)], separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return digests.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def idempotency_key(fp: str, state: str, sequence: int) -> str:

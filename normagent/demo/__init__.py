@@ -17,7 +17,6 @@ Imports agent (for the configuration), report, ledger and the rest of the core; 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import signal
@@ -32,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from normagent import digests
 from normagent.errors import InputError, NormagentError, UsageError
 from normagent.records import dataclass
 
@@ -175,7 +175,7 @@ def _build(args: argparse.Namespace, directory: Path, year: int, month: int, now
     # The ledger's id (it names the host in the report, and is in every candidate's key) and the
     # pseudonym key come from the seed, so that two demos of a month write the same report; a real
     # agent's are random (ledger.py, privacy.py).
-    host_id = hashlib.sha256(f"normagent-demo-host:{args.seed}".encode()).hexdigest()[:32]
+    host_id = digests.sha256(f"normagent-demo-host:{args.seed}".encode()).hexdigest()[:32]
     result = DemoResult(directory, config_path, state / "ledger.db", f"{year}-{month:02d}", set(clinic.expected))
     if clinic.journal_remote is None:
         result.journal_note = ("the journal: skipped (systemd-journal-remote is not installed, so the demo cannot write a journal "
@@ -185,7 +185,7 @@ def _build(args: argparse.Namespace, directory: Path, year: int, month: int, now
     # faster under load, bench/README.md).
     with Ledger.open(state / "ledger.db", clock=clock, host_id=host_id) as ledger:
         # The key is created with the ledger, as the agent does (a key without its ledger means a lost one).
-        key = hashlib.sha256(f"normagent-demo-key:{args.seed}".encode()).digest()
+        key = digests.sha256(f"normagent-demo-key:{args.seed}".encode()).digest()
         pseudonymise = Pseudonymiser(load_or_create_key(state, new=key))
         progress = Progress(err)
         stats = replay(config, plugins, clinic, ledger, clock, pseudonymise, progress)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 import socket
-import ssl
+import sys
 import time
 from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from normagent.errors import printable
@@ -24,6 +25,13 @@ from normagent.hostnames import for_socket
 from normagent.model import DeliveryFailed
 from normagent.records import dataclass
 from normagent.smallfile import MAX_PEM_BYTES, pem_cut_short, read_secret, read_small
+
+if TYPE_CHECKING:
+    import ssl
+
+# ssl (with OpenSSL's libssl and libcrypto) is imported where TLS is first used: a TLS file to
+# check, an https:// connection, check-config's probe. A site whose forwarders speak plain HTTP
+# never loads it.
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +102,10 @@ def tls_problems(ca_file: Path | None, cert: Path | None, key: Path | None) -> l
             problems.append((key_name, cut))
     if problems:
         return problems  # OpenSSL would say only "PEM lib" of them
+    if ca_file is None and (cert is None or key is None):
+        return problems
+    import ssl
+
     if ca_file is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # empty store: only what the file holds counts
         try:
@@ -164,6 +176,8 @@ def _ascii_host(host: str) -> str:
 def probe(settings: HttpSettings, timeout: float = 5.0) -> list[tuple[str, str]]:
     """Can the server be reached now? A TCP connection, and for https:// a TLS handshake that
     verifies the server's certificate as deliveries will (``check-config`` only)."""
+    import ssl
+
     parts = urlsplit(settings.url)
     try:
         host = _ascii_host(parts.hostname or "")
@@ -268,6 +282,8 @@ class Client:
 
     def _tls(self) -> ssl.SSLContext:
         if self._context is None:
+            import ssl
+
             context = ssl.create_default_context(cafile=str(self._ca_file) if self._ca_file is not None else None)
             if self._cert is not None:
                 context.load_cert_chain(str(self._cert[0]), str(self._cert[1]))
@@ -449,7 +465,7 @@ def post(client: Client, url: str, body: bytes, headers: dict[str, str], timeout
     """POST ``body``; the status of a 2xx answer is returned, anything else raises ``DeliveryFailed``."""
     try:
         status, content = client.exchange(url, body, headers, timeout)
-    except ssl.SSLError as exc:  # certificate not trusted, handshake refused, TLS broken off
+    except _ssl_error() as exc:  # certificate not trusted, handshake refused, TLS broken off
         raise DeliveryFailed("tls_error", f"TLS with {url} failed: {_short(exc)}") from None
     except (socket.timeout, TimeoutError):
         raise DeliveryFailed("timeout", f"{url} did not answer within {timeout:g}s") from None
@@ -465,12 +481,25 @@ def post(client: Client, url: str, body: bytes, headers: dict[str, str], timeout
     raise DeliveryFailed("http_error", f"{url} answered HTTP {status}{': ' + detail if detail else ''}")
 
 
+class _NoTls(OSError):
+    """Never raised: what ``_ssl_error`` gives while ssl is not imported."""
+
+
+def _ssl_error(name: str = "SSLError") -> type[OSError]:
+    """``ssl``'s exception ``name``, once ssl is imported; before, no TLS was tried, so none can
+    have failed, and an exception nothing raises stands in for it (a plain-HTTP failure does not
+    import ssl to learn that it was not TLS's)."""
+    module = sys.modules.get("ssl")
+    error: type[OSError] = getattr(module, name) if module is not None else _NoTls
+    return error
+
+
 def _short(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError) or "Connection refused" in str(exc):
         return "connection refused"
     if isinstance(exc, socket.gaierror):
         return f"name not resolved ({exc.strerror or exc})"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, _ssl_error("SSLCertVerificationError")):
+        return f"certificate verify failed: {getattr(exc, 'verify_message', exc)}"
     text = str(exc) or type(exc).__name__
     return text[:200]

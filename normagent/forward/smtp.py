@@ -14,8 +14,8 @@ the key and fingerprint for filters.
 Security: ``starttls = true`` (default) upgrades the connection before anything else is said and
 fails the delivery if the server does not offer STARTTLS; ``tls = true`` speaks TLS from the start
 (port 465). The server's certificate is verified (``ca_file`` or the system's CAs). The password is
-only ever sent inside TLS. The connection is made before smtplib and the e-mail package are
-imported (``normagent.forward.smtp_session`` brings them), so a mail server that cannot be reached
+only ever sent inside TLS. The connection is made before smtplib (with ssl) and the e-mail package
+are imported (``normagent.forward.smtp_session`` brings them), so a mail server that cannot be reached
 costs the agent none of their memory (2.6 MB of an idle agent, measured); once a server answers,
 they stay.
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import re
 import socket
-import ssl
 import time
 from dataclasses import field
 from datetime import timedelta
@@ -45,6 +44,7 @@ from normagent.model import Delivery, DeliveryFailed, ForwarderSpec
 
 if TYPE_CHECKING:
     import smtplib
+    import ssl
     from email.message import EmailMessage
 
 log = structlog.get_logger(__name__)
@@ -166,6 +166,8 @@ class EmailSender:
         self._socket: socket.socket | None = None  # reached, its SMTP session not yet opened
 
     def _context(self) -> ssl.SSLContext:
+        import ssl  # with smtplib, which imports it too: never before a delivery or a probe
+
         return ssl.create_default_context(cafile=str(self._settings.ca_file) if self._settings.ca_file else None)
 
     def _reach(self, deadline: float) -> socket.socket:
@@ -240,6 +242,7 @@ class EmailSender:
             DeliveryFailed: with a closed-set result and a message naming the server.
         """
         import smtplib
+        import ssl
 
         from normagent.forward.smtp_session import timed_out, too_long
 
@@ -338,6 +341,7 @@ def check(settings: EmailSettings) -> list[tuple[str, str]]:
 def probe(settings: EmailSettings) -> list[tuple[str, str]]:
     """Connect, say EHLO and, as configured, STARTTLS or TLS (certificate verified); no AUTH, no mail."""
     import smtplib
+    import ssl
 
     try:
         sender = EmailSender(settings)

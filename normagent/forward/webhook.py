@@ -14,18 +14,18 @@ Any 2xx answer is a delivery; anything else (another status, a timeout, a refuse
 TLS failure) is retried with back-off. The POST goes through ``forward.client``'s small HTTP/1.1
 client (one kept-alive connection per sender, up to four in flight).
 
-A builtin plugin (``register_forwarders``); imports only the public API, model and forward.client.
+A builtin plugin (``register_forwarders``); imports only the public API, model, digests and
+forward.client.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from normagent.digests import HmacSha256
 from normagent.forward.client import HttpSettings, bearer, http_problems, post, probe, session
 from normagent.records import dataclass
 from normagent.smallfile import read_secret
@@ -57,7 +57,7 @@ def body_of(delivery: Delivery) -> bytes:
 
 def signature(secret: bytes, body: bytes) -> str:
     """The X-Normagent-Signature value: ``sha256=`` and the hex HMAC-SHA256 of the body."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return "sha256=" + HmacSha256(secret, body).hexdigest()  # hmac.new(secret, body, hashlib.sha256)
 
 
 class WebhookSender:

@@ -15,7 +15,6 @@ Imports the report package, config, agent (for the configuration) and ledger; on
 from __future__ import annotations
 
 import argparse
-import hashlib
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from normagent import digests
 from normagent.errors import EX_DATAERR, InputError, UsageError
 from normagent.smallfile import read_secret
 
@@ -157,7 +157,7 @@ def config_fingerprint(config: Config) -> str:
     if config.path is None:
         return "built-in defaults"
     try:
-        return "sha256:" + hashlib.sha256(config.path.read_bytes()).hexdigest()
+        return "sha256:" + digests.sha256(config.path.read_bytes()).hexdigest()
     except OSError:
         return f"unreadable ({config.path})"
 

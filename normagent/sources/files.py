@@ -54,8 +54,8 @@ A half-written last line is never handed out: the offset stays after the last ``
 invalid UTF-8 are passed through as bytes. All splitting and counting is done by ``bytes`` methods
 (C speed); no Python runs per line.
 
-Imports only the standard library (with normagent's ``dataclass``) and normagent.model (structlog
-for the log).
+Imports only the standard library (with normagent's ``dataclass``), normagent.model and
+normagent.digests (structlog for the log).
 """
 
 from __future__ import annotations
@@ -65,7 +65,6 @@ import errno
 import fnmatch
 import functools
 import glob
-import hashlib
 import os
 import re
 import stat
@@ -81,6 +80,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 
+from normagent import digests
 from normagent.records import dataclass
 from normagent.sources.lines import BlockCopies, count_lines_ascii
 from normagent.model import CheckpointReader, JSONValue, TextBlock
@@ -181,7 +181,7 @@ class FileRead:
 
 def fingerprint(prefix: bytes) -> str:
     """The fingerprint of a file's first bytes."""
-    return hashlib.sha1(prefix, usedforsecurity=False).hexdigest()
+    return digests.sha1(prefix, usedforsecurity=False).hexdigest()
 
 
 def invalid_utf8_lines(data: bytes) -> int:

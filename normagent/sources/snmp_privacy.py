@@ -27,14 +27,14 @@ ciphertexts for the same salts, each side decrypting the other.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import secrets
+import os
 from collections.abc import Callable
 from typing import Any, Literal
 
 from pyasn1.type import univ
 
+from normagent import digests
 from normagent.errors import SnmpError
 from normagent.records import dataclass
 
@@ -60,14 +60,14 @@ PRIV_PROTOCOLS: dict[str, PrivProtocol] = {
 }
 
 # The authentication protocol decides the hash of the privacy key's localisation (RFC 3414 A.2;
-# RFC 7860 for the SHA-2 family).
+# RFC 7860 for the SHA-2 family). CPython's own hash modules, not hashlib's OpenSSL (normagent.digests).
 KEY_HASHES: dict[str, Callable[..., Any]] = {
-    "MD5": hashlib.md5,
-    "SHA": hashlib.sha1,
-    "SHA224": hashlib.sha224,
-    "SHA256": hashlib.sha256,
-    "SHA384": hashlib.sha384,
-    "SHA512": hashlib.sha512,
+    "MD5": digests.md5,
+    "SHA": digests.sha1,
+    "SHA224": digests.sha224,
+    "SHA256": digests.sha256,
+    "SHA384": digests.sha384,
+    "SHA512": digests.sha512,
 }
 
 
@@ -90,7 +90,7 @@ class Privacy:
         self._hash = KEY_HASHES[auth_protocol]
         self._localkey = _localkey()
         self._master = bytes(self._localkey.hash_passphrase(passphrase, self._hash))
-        self._salt = secrets.randbits(self.protocol.salt_bits)
+        self._salt = int.from_bytes(os.urandom(self.protocol.salt_bits // 8), "big")  # secrets.randbits
         # the cipher module, imported here so a device without privacy never loads it
         self._module = _cipher_module(self.protocol.cipher)
 

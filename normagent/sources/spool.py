@@ -23,14 +23,13 @@ files until the batch is committed; a reader whose batch holds lines of a taken 
 batch and ends its run, and the next run resumes from the committed position, past the file that
 is gone. Nothing is counted both as read and as discarded.
 
-Imports only the standard library (with normagent's ``dataclass``), normagent.model and
-normagent.sources.syslog (structlog for the log).
+Imports only the standard library (with normagent's ``dataclass``), normagent.model,
+normagent.digests and normagent.sources.syslog (structlog for the log).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import stat
 import threading
@@ -43,6 +42,7 @@ from typing import Any
 
 import structlog
 
+from normagent import digests
 from normagent.records import dataclass
 from normagent.sources.lines import BlockCopies, count_lines_ascii
 from normagent.model import JSONValue, TextBlock
@@ -59,7 +59,7 @@ Identity = tuple[int, int, str]  # device, inode, fingerprint of the first FINGE
 
 
 def _fingerprint(data: bytes) -> str:
-    return hashlib.sha1(data, usedforsecurity=False).hexdigest()
+    return digests.sha1(data, usedforsecurity=False).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,8 @@ systemd   ``postgresql.service``             ``systemctl show``: ActiveState act
 process   ``dips-server``                    a process of that name runs
 ========  =================================  ================================================
 
-Imports only normagent (the public API), this plugin and the standard library (requests lazily).
+Imports only normagent (the public API), this plugin and the standard library (requests and ssl
+lazily).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from __future__ import annotations
 import math
 import re
 import socket
-import ssl
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -231,6 +231,8 @@ def certificate_expiry(service: Service) -> float | None:
     parts = urlsplit(service.target)
     if parts.scheme != "https" or not service.verify_tls or parts.hostname is None:
         return None
+    import ssl  # here, not at the top: a site without https probes never loads it (nor OpenSSL)
+
     context = ssl.create_default_context(cafile=str(service.ca_file) if service.ca_file else None)
     timeout = service.timeout.total_seconds()
     try:

@@ -28,11 +28,11 @@ Imports only ``normagent`` (the public API) and the standard library.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import re
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 
+from normagent import digests
 from normagent import MaintenanceCalendar, NoMaintenance, PlannedWindow, dataclass
 
 
@@ -151,4 +151,4 @@ def plan_id(window: PlannedWindow) -> str:
     report event, and what a change event it planned refers to. Its span and what it is — not
     where it is written, which moves when a site reorders its config."""
     text = f"{window.start.astimezone(timezone.utc).isoformat()}|{window.end.astimezone(timezone.utc).isoformat()}|{window.what}"
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return digests.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]

@@ -21,18 +21,17 @@ Steady cycles are cheap: only ``lstat`` runs for each file; a file is read (hash
 its ctime, mtime, size, inode or device moved. ctime moves with every change of content, mode
 or owner, and no program can set it back.
 
-Imports only the standard library (with normagent's ``dataclass``).
+Imports only the standard library (with normagent's ``dataclass`` and ``digests``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from normagent import dataclass
+from normagent import dataclass, digests
 
 MAX_DIGEST_BYTES = 64 * 2**20  # far above any configuration file; a larger one is compared by size and mtime
 _DIGEST_CHUNK = 2**20
@@ -136,7 +135,7 @@ def _digest_up_to(f: Any, limit: int) -> str | None:
     (told by its size before reading, and again while reading, for a file that grows)."""
     if os.fstat(f.fileno()).st_size > limit:
         return None
-    digest = hashlib.sha256()
+    digest = digests.sha256()
     read = 0
     while chunk := f.read(_DIGEST_CHUNK):
         read += len(chunk)
@@ -149,7 +148,7 @@ def _digest_up_to(f: Any, limit: int) -> str | None:
 def tree_digest(stats: dict[str, int]) -> str:
     """One digest of every watched path and its stat summary: equal to the last run's, nothing moved."""
     text = "\n".join(f"{path}\0{stats[path]}" for path in sorted(stats))
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+    return digests.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def mode_text(mode: int) -> str:

@@ -72,7 +72,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import hashlib
 import re
 import struct
 from collections import Counter
@@ -82,6 +81,7 @@ from itertools import compress
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from normagent import digests
 from normagent import (
     Count,
     Event,
@@ -426,7 +426,7 @@ class Tally:
 
     def change(self, device: str, when: datetime, source: str, line: str) -> None:
         self.changes[device] += 1
-        digest = hashlib.sha1(line.encode("utf-8", "replace"), usedforsecurity=False).hexdigest()[:16]
+        digest = digests.sha1(line.encode("utf-8", "replace"), usedforsecurity=False).hexdigest()[:16]
         key = f"{device}:{when.astimezone(timezone.utc).isoformat()}:{digest}"
         self.events.append(Event(RULE_CHANGE_EVENT, when, key, {"device": device, "source": source}))
 

@@ -15,7 +15,6 @@ Imports only normagent (the public API) and the standard library.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import zoneinfo
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
+from normagent import digests
 from normagent import (
     Batch,
     Checkpoint,
@@ -517,7 +517,7 @@ def _identity(file: Path) -> tuple[int, int, str, int]:
     """(device, inode, hash of the first record, size): tells a rewritten file from a grown one."""
     with file.open("rb") as handle:
         st = os.fstat(handle.fileno())
-        head = hashlib.sha256(handle.read(WTMP_RECORD_SIZE)).hexdigest()[:16]
+        head = digests.sha256(handle.read(WTMP_RECORD_SIZE)).hexdigest()[:16]
     return st.st_dev, st.st_ino, head, st.st_size
 
 

@@ -45,12 +45,12 @@ Imports only ``normagent`` (the public API) and the standard library.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from normagent import digests
 from normagent import Count, Event, JSONValue, LogBlock, ParseContext, ParseProblem, ParseResult, Rollup, TextBlock
 
 from .settings import SETTLE
@@ -287,7 +287,7 @@ class _History:
         names = [(str(name), str(kind), result) for name, kind in stanza.get("names", [])]
         day = when.date()
         self.result.observations += outcome_observations(counts, names, day, when)
-        digest = hashlib.sha1("|".join(n for n, _, _ in names).encode(), usedforsecurity=False).hexdigest()[:10]
+        digest = digests.sha1("|".join(n for n, _, _ in names).encode(), usedforsecurity=False).hexdigest()[:10]
         self.result.observations.append(
             Event(
                 TRANSACTION,

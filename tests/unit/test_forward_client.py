@@ -349,6 +349,32 @@ def test_a_delivery_to_an_ascii_name_leaves_the_idna_codec_unimported(serve: Cal
     assert server.requests and b"Host: localhost:" in server.requests[0]
 
 
+PROBE_PLAIN = """
+import socket, sys
+from datetime import timedelta
+from normagent.forward.client import Client, HttpSettings, post
+from normagent.model import DeliveryFailed
+url = sys.argv[1]
+status = post(Client(HttpSettings(url=url, timeout=timedelta(seconds=5))), url, b"{}", {}, timeout=5.0)
+with socket.socket() as sock:
+    sock.bind(("127.0.0.1", 0))
+    closed = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+try:
+    post(Client(HttpSettings(url=closed)), closed, b"{}", {}, timeout=5.0)
+except DeliveryFailed as exc:
+    print(status, exc.result, "ssl" in sys.modules)
+"""
+
+
+def test_plain_http_deliveries_and_their_failures_leave_ssl_unimported(serve: Callable[[Script], Server]) -> None:
+    """ssl (with OpenSSL) is for https:// alone: a failed plain delivery is told from a TLS failure
+    without importing it. A fresh interpreter, since pytest imported it."""
+    server = serve(answering(OK))
+    done = subprocess.run([sys.executable, "-c", PROBE_PLAIN, server.url], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["200", "unreachable", "False"]
+
+
 def test_a_name_beyond_ascii_is_looked_up_and_sent_as_its_idna_a_label() -> None:
     """``bücher.invalid`` is looked up as ``xn--bcher-kva.invalid``: unreachable, said so (it
     once failed before any lookup, encoding the request line as ASCII)."""

@@ -1,0 +1,99 @@
+"""structlog without asyncio, until something really awaits a log line.
+
+structlog imports asyncio at the top of ``structlog/_native.py`` and ``structlog/stdlib.py``, for
+its ``a*`` methods alone (``await log.ainfo(...)``: they log on the event loop's executor), which
+the agent never calls. asyncio imports ssl, and ssl OpenSSL's libssl and libcrypto: several
+megabytes of resident memory for as long as the agent runs (issue 15), to log lines to stderr.
+
+``install`` (called by ``normagent/__init__.py``, so before any module of the package imports
+structlog) sets up the first import of structlog, whoever does it, to run with a stand-in for
+``asyncio`` in ``sys.modules``: structlog's modules bind the stand-in, and it imports the real
+asyncio the first time one of its attributes is used (an ``a*`` method, or anything at all). The
+stand-in is in ``sys.modules`` only while structlog is being imported, so no other module ever
+gets it; one that imports asyncio in that moment (another thread) gets a module that works all
+the same, and the real one from its first attribute on.
+
+It is a meta path finder rather than an ``import structlog`` here, because importing
+``normagent`` must cost next to nothing (``normagent run`` installs its signal handlers after it).
+
+Imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from collections.abc import Sequence
+from typing import Any
+
+STANDS_IN_FOR = "asyncio"
+
+
+class _StandIn(types.ModuleType):
+    """``asyncio`` as structlog's modules see it: the real module's attributes, imported on first use."""
+
+    def __getattr__(self, name: str) -> Any:
+        if sys.modules.get(STANDS_IN_FOR) is self:  # used while structlog is being imported
+            del sys.modules[STANDS_IN_FOR]  # else importing the real one would give this one back
+        real = importlib.import_module(STANDS_IN_FOR)
+        if real is self:  # put back by someone: never recurse
+            raise AttributeError(f"module {STANDS_IN_FOR!r} is not imported yet (no attribute {name!r})")
+        return getattr(real, name)
+
+
+class _Loader:
+    """structlog's own loader, executing the package with the stand-in in ``sys.modules``."""
+
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+
+    def create_module(self, spec: Any) -> types.ModuleType | None:
+        made: types.ModuleType | None = self._loader.create_module(spec)
+        return made
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        if STANDS_IN_FOR in sys.modules:
+            self._loader.exec_module(module)
+            return
+        stand_in = _StandIn(STANDS_IN_FOR, "asyncio, imported when structlog first uses it (normagent.lazy_structlog)")
+        sys.modules[STANDS_IN_FOR] = stand_in
+        try:
+            self._loader.exec_module(module)
+        finally:
+            if sys.modules.get(STANDS_IN_FOR) is stand_in:
+                del sys.modules[STANDS_IN_FOR]
+
+    def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package, get_data, ...
+        return getattr(self._loader, name)
+
+
+class _FirstImport:
+    """A meta path finder for the first import of structlog, then gone from ``sys.meta_path``."""
+
+    def find_spec(self, name: str, path: Sequence[str] | None = None, target: types.ModuleType | None = None) -> Any:
+        if name != "structlog":
+            return None
+        try:
+            sys.meta_path.remove(self)
+        except ValueError:  # another thread's import got here first
+            return None
+        if STANDS_IN_FOR in sys.modules:
+            return None  # the real one is in memory already: nothing to save
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find is not None else None
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _Loader(spec.loader)
+                return spec
+        return None
+
+
+def install() -> None:
+    """Have the first import of structlog run without importing asyncio; nothing if structlog or
+    asyncio is imported already, or this was installed before."""
+    if "structlog" in sys.modules or STANDS_IN_FOR in sys.modules:
+        return
+    if not any(isinstance(finder, _FirstImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _FirstImport())
