@@ -72,6 +72,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 import structlog
 
+from normagent.digests import blake2b
 from normagent.errors import EX_CONFIG, NormagentError
 from normagent.hostnames import fairness_group, for_socket
 from normagent.records import dataclass
@@ -379,13 +380,6 @@ def tls_context(settings: WebSettings) -> ssl.SSLContext | None:
 # WSGI: routes and basic auth
 
 
-def hashlib_blake2b() -> Callable[..., Any]:
-    """BLAKE2b for the basic-auth cache keys, imported when basic auth is configured."""
-    from hashlib import blake2b  # noqa: PLC0415
-
-    return blake2b
-
-
 def _plain(start_response: Callable[..., Any], status: str, body: bytes, *extra: tuple[str, str]) -> list[bytes]:
     start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *extra])
     return [body]
@@ -458,7 +452,6 @@ class BasicAuth:
         import bcrypt
 
         self._checkpw = bcrypt.checkpw
-        self._blake2b = hashlib_blake2b()
         self._users = {user: hashed.encode() for user, hashed in users.items()}
         costs = [int(m["cost"]) for h in self._users.values() if (m := BCRYPT_HASH.match(h))]
         # Unknown users are checked against a hash of the same cost, so timing does not tell them apart.
@@ -488,7 +481,7 @@ class BasicAuth:
             return False
         stored = self._users.get(user)
         hashed = self._dummy if stored is None else stored
-        key = self._blake2b(b"\0".join((raw_user, hashed, password)), key=self._key, digest_size=32).digest()
+        key = blake2b(b"\0".join((raw_user, hashed, password)), key=self._key, digest_size=32).digest()
         with self._lock:
             for verdict, cache in self._verdicts.items():
                 if key in cache:
