@@ -7,9 +7,11 @@ modules (``_sha1``, ``_sha256`` — ``_sha2`` from 3.12 —, ``_sha512``, ``_md5
 the same digests, each a few kilobytes. Here they are taken from those; only where a build lacks
 one does that constructor fall back to ``hashlib``, on its first call.
 
-``HmacSha256`` is RFC 2104's HMAC over that SHA-256, with ``hmac.HMAC``'s ``copy``, ``update``,
-``digest`` and ``hexdigest``; its ``hexdigest_of`` is the pseudonyms' hot path (one value, one
-MAC, from states keyed once). ``compare_digest`` is ``hmac.compare_digest`` without ``hmac``.
+``Hmac`` is RFC 2104's HMAC over those hashes (SHA-256 unless told: ``HmacSha256``), with
+``hmac.HMAC``'s ``copy``, ``update``, ``digest`` and ``hexdigest``, and ``new`` is ``hmac.new``
+over them (SNMPv3's authentication, ``snmp_usm``); ``hexdigest_of`` is the pseudonyms' hot path
+(one value, one MAC, from states keyed once). ``compare_digest`` is ``hmac.compare_digest``
+without ``hmac``.
 
 ``tests/unit/test_digests.py`` holds every constructor to ``hashlib`` and the HMAC to ``hmac``,
 and checks in a fresh interpreter that none of this loads ``_hashlib``.
@@ -25,7 +27,7 @@ from typing import Any, Protocol
 
 from _operator import _compare_digest as compare_digest  # what hmac.compare_digest is, in C
 
-__all__ = ["Hash", "HmacSha256", "blake2b", "compare_digest", "md5", "sha1", "sha224", "sha256", "sha384", "sha512"]
+__all__ = ["Hash", "Hmac", "HmacSha256", "blake2b", "compare_digest", "md5", "new", "sha1", "sha224", "sha256", "sha384", "sha512"]
 
 
 class Hash(Protocol):
@@ -75,39 +77,52 @@ sha384 = _builtin("sha384", "_sha2", "_sha512")
 sha512 = _builtin("sha512", "_sha2", "_sha512")
 blake2b = _builtin("blake2b", "_blake2")
 
-_BLOCK = 64  # SHA-256's block, in bytes
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
-class HmacSha256:
-    """HMAC-SHA256 (RFC 2104), as ``hmac.new(key, msg, hashlib.sha256)``.
+class Hmac:
+    """HMAC (RFC 2104), as ``hmac.new(key, msg, digestmod)``, over one of this module's hashes
+    (SHA-256 by default).
 
     The key's inner and outer states are hashed once, when the object is made; ``copy`` copies
     them, so a key used for many messages is keyed once (``Pseudonymiser``).
     """
 
     __slots__ = ("_inner", "_outer")
-    name = "hmac-sha256"
-    digest_size = 32
-    block_size = _BLOCK
 
-    def __init__(self, key: bytes, msg: bytes = b"") -> None:
-        if len(key) > _BLOCK:  # RFC 2104 2: a key longer than the block is hashed first
-            key = sha256(key).digest()
-        key = key.ljust(_BLOCK, b"\0")
-        self._inner = sha256(key.translate(_IPAD))
-        self._outer = sha256(key.translate(_OPAD))
+    def __init__(self, key: bytes, msg: bytes = b"", digestmod: HashConstructor | None = None) -> None:
+        make = digestmod or sha256
+        inner = make()
+        block = inner.block_size
+        if len(key) > block:  # RFC 2104 2: a key longer than the block is hashed first
+            key = make(key).digest()
+        key = key.ljust(block, b"\0")
+        inner.update(key.translate(_IPAD))
+        self._inner = inner
+        self._outer = make(key.translate(_OPAD))
         if msg:
             self._inner.update(msg)
+
+    @property
+    def name(self) -> str:
+        return "hmac-" + self._inner.name
+
+    @property
+    def digest_size(self) -> int:
+        return self._inner.digest_size
+
+    @property
+    def block_size(self) -> int:
+        return self._inner.block_size
 
     def update(self, msg: bytes) -> None:
         """Feed ``msg`` to the MAC, after what it was fed before."""
         self._inner.update(msg)
 
-    def copy(self) -> HmacSha256:
+    def copy(self) -> Hmac:
         """An independent MAC in this one's state."""
-        other = HmacSha256.__new__(HmacSha256)
+        other = Hmac.__new__(Hmac)
         other._inner = self._inner.copy()
         other._outer = self._outer  # never updated: ``digest`` hashes into a copy of it
         return other
@@ -119,7 +134,7 @@ class HmacSha256:
         return outer.digest()
 
     def hexdigest(self) -> str:
-        """``digest()`` as 64 lower-case hex digits."""
+        """``digest()`` as lower-case hex digits."""
         outer = self._outer.copy()
         outer.update(self._inner.digest())
         return outer.hexdigest()
@@ -132,3 +147,12 @@ class HmacSha256:
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.hexdigest()
+
+
+HmacSha256 = Hmac
+"""HMAC-SHA256: ``Hmac`` with its default hash (the pseudonyms' MAC)."""
+
+
+def new(key: bytes, msg: bytes | None = None, digestmod: HashConstructor | None = None) -> Hmac:
+    """``hmac.new``'s signature, over this module's hashes (``digestmod`` one of its constructors)."""
+    return Hmac(key, msg or b"", digestmod)

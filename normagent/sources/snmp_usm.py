@@ -38,10 +38,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import secrets
+import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -53,6 +55,7 @@ from pysnmp.proto.error import StatusInformation
 from pysnmp.proto.api import v2c as v2c_api
 from pysnmp.proto.mpmod.rfc3412 import ScopedPDU, SNMPv3Message
 
+from normagent import digests
 from normagent.errors import SnmpError
 from normagent.model import SnmpAuth
 from normagent.records import dataclass
@@ -143,7 +146,54 @@ def secmod(name: str) -> ModuleType:
             setattr(package, "__getattr__", _usm_package_attribute)
             sys.modules[_USM_PACKAGE] = package
             setattr(sys.modules["pysnmp.proto.secmod"], "rfc3414", package)
-        return importlib.import_module(f"pysnmp.proto.secmod.{name}")
+        with _hashes_without_openssl():
+            return importlib.import_module(f"pysnmp.proto.secmod.{name}")
+
+
+class _StandIn(ModuleType):
+    """``hashlib`` or ``hmac`` as pysnmp's service modules see them while they are imported
+    (``_hashes_without_openssl``): ``normagent.digests``' functions by their names, anything else
+    the real module's."""
+
+    def __init__(self, name: str, functions: dict[str, Any]) -> None:
+        super().__init__(name, f"{name}, its hashes from normagent.digests (normagent.sources.snmp_usm)")
+        self.__dict__.update(functions)
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("__"):  # the import system's questions (``__path__``: not a package)
+            raise AttributeError(attribute)
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]  # else importing the real one would give this one back
+        real = importlib.import_module(self.__name__)
+        if real is self:  # put back by someone: never recurse
+            raise AttributeError(f"module {self.__name__!r} has no attribute {attribute!r}")
+        return getattr(real, attribute)
+
+
+@contextmanager
+def _hashes_without_openssl() -> Iterator[None]:
+    """Import pysnmp's USM services with ``hashlib`` and ``hmac`` standing in for the real ones.
+
+    They do ``from hashlib import sha1`` and ``hmac.new(key, msg, sha256)``; ``hashlib`` and
+    ``hmac`` import ``_hashlib``, which loads OpenSSL's libcrypto, about 3.7 MB of resident memory
+    for as long as the agent runs, where CPython's own hash modules compute the same digests
+    (``normagent.digests``; tests/unit/test_snmp.py reads a real snmpd with every protocol pair).
+    Each stand-in is in ``sys.modules`` only during the import and only where the real module is
+    not imported already; whoever else gets one meanwhile gets the real module's other names.
+    """
+    hashes = {name: getattr(digests, name) for name in ("md5", "sha1", "sha224", "sha256", "sha384", "sha512")}
+    stand_ins = {
+        name: _StandIn(name, functions)
+        for name, functions in (("hashlib", hashes), ("hmac", {"new": digests.new, "compare_digest": digests.compare_digest}))
+        if name not in sys.modules
+    }
+    sys.modules.update(stand_ins)
+    try:
+        yield
+    finally:
+        for name, stand_in in stand_ins.items():
+            if sys.modules.get(name) is stand_in:
+                del sys.modules[name]
 
 
 def _usm_package_attribute(name: str) -> Any:
@@ -369,7 +419,7 @@ class UsmDevice(UdpDevice):
 
     def _new_message_id(self) -> int:
         while True:
-            msg_id = 1 + secrets.randbelow(_MAX_BOOTS - 1)  # msgID: 0..2^31-1, unpredictable
+            msg_id = 1 + int.from_bytes(os.urandom(4), "big") % (_MAX_BOOTS - 1)  # msgID: 0..2^31-1, unpredictable
             if msg_id not in self._sent:
                 return msg_id
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
+import hmac
 import logging
 import json
 import os
@@ -29,7 +31,7 @@ from normagent.sources.snmp import (
     AUTH_PROTOCOLS, PRIV_PROTOCOLS, PysnmpClient, PysnmpSession, SnmpError, SnmpTimeout, check_auth, resolve, split_target, to_python,
 )
 from tests.support.snmpv3_standin import VALUE, V3StandIn
-from tests.support.snmpd import COMMUNITY, V3_AUTH, V3_AUTH_KEY, V3_PAIRS, V3_PRIV_KEY, V3_USER, Snmpd, start_snmpd, v3_user, v3_users_config
+from tests.support.snmpd import NET_SNMP_AUTH, COMMUNITY, V3_AUTH, V3_AUTH_KEY, V3_PAIRS, V3_PRIV_KEY, V3_USER, Snmpd, start_snmpd, v3_user, v3_users_config
 
 
 SYS_DESCR = "1.3.6.1.2.1.1.1.0"
@@ -134,6 +136,37 @@ def test_every_v3_protocol_pair_reads_a_real_snmpd(snmpd: Snmpd, client: PysnmpC
     got = client.get(snmpd.target, [SYS_LOCATION, SYS_CONTACT], auth=auth, timeout=2)
     assert [vb.value for vb in got] == [LOCATION.encode(), CONTACT.encode()]
     assert SnmpVarBind(SYS_LOCATION, LOCATION.encode()) in client.walk(snmpd.target, SYSTEM, auth=auth, timeout=2)
+
+
+def test_v3_authenticates_with_the_interpreter_s_own_hashes_not_openssl(snmpd: Snmpd) -> None:
+    """pysnmp's USM services import ``hashlib`` (and for SHA-2 ``hmac``), which load OpenSSL's
+    libcrypto for good (3.7 MB); they are imported with ``normagent.digests`` standing in. In a
+    fresh interpreter (this one has hashlib already), every authentication protocol reads the real
+    snmpd, and neither hashlib, hmac nor _hashlib is loaded afterwards, though both stay importable."""
+    pairs = [(a, "AES") for a in NET_SNMP_AUTH]
+    probe = textwrap.dedent(
+        """
+        import json, sys
+        from normagent.model import SnmpAuth
+        from normagent.sources.snmp import PysnmpClient
+        client = PysnmpClient()
+        read = {}
+        for user, auth_key, priv_key, auth_protocol, priv_protocol in json.loads(sys.argv[2]):
+            auth = SnmpAuth.v3(user, auth_key, priv_key, auth_protocol=auth_protocol, priv_protocol=priv_protocol)
+            read[auth_protocol] = client.get(sys.argv[1], ["1.3.6.1.2.1.1.6.0"], auth=auth, timeout=2)[0].value.decode()
+        client.close()
+        loaded = sorted(m for m in ("hashlib", "_hashlib", "hmac") if m in sys.modules)
+        import hashlib, hmac
+        real = hmac.new(b"k", b"m", hashlib.sha256).hexdigest()
+        print(json.dumps({"read": read, "loaded": loaded, "real": real}))
+        """
+    )
+    users = [(u.user, u.auth_key, u.priv_key, a, p) for a, p in pairs for u in [v3_user(a, p)]]
+    done = subprocess.run([sys.executable, "-c", probe, snmpd.target, json.dumps(users)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (result["read"], result["loaded"]) == ({a: LOCATION for a, _ in pairs}, [])
+    assert result["real"] == hmac.new(b"k", b"m", hashlib.sha256).hexdigest()  # the real modules, after
 
 
 @pytest.mark.parametrize(
