@@ -9,7 +9,7 @@ which imports asyncio for methods the agent never calls, gets it on first use
 A fresh interpreter does what ``normagent run`` does before its first cycle (as
 tests/unit/test_imports.py's probe: every builtin plugin, every forwarder, an SNMPv3 device, an
 https:// webhook, an e-mail forwarder with STARTTLS) and names whoever first imports one of these
-modules. normagent.web is left to its own tests (tests/unit/test_web.py, test_imports.py).
+modules. The web server serving and an SNMP poll: tests/unit/test_imports.py and test_snmp.py.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from pathlib import Path
 OPENSSL = {
     "_hashlib": "nothing at start: normagent.digests hashes without it",
     "hashlib": "nothing at start: normagent.digests (`normagent report` may)",
-    "hmac": "nothing at start: normagent.digests.HmacSha256 (pysnmp, on an SNMPv3 device's first poll)",
+    "hmac": "nothing at start: normagent.digests.Hmac (pysnmp's SNMPv3 services get it as hmac)",
     "secrets": "nothing at start: os.urandom",
     "ssl": "https:// forwarders and probes, on first use; a TLS file to check (ca_file, client_cert_file)",
     "_ssl": "ssl",
-    "asyncio": "nothing at start: structlog's a* methods, on first use (normagent.lazy_structlog); pysnmp, on the first poll",
+    "asyncio": "nothing at start: structlog's a* methods, on first use (normagent.lazy_structlog)",
 }
 
 PROBE = textwrap.dedent(
@@ -44,17 +44,16 @@ PROBE = textwrap.dedent(
         def find_spec(self, name, path=None, target=None):
             if name in WATCHED:
                 stack = [f for f in traceback.extract_stack() if "importlib" not in f.filename]
-                if not any(f.filename.endswith("normagent/web.py") for f in stack):
-                    found.append([name, [f"{Path(f.filename).name}:{f.lineno}" for f in stack[-5:-1]]])
+                found.append([name, [f"{Path(f.filename).name}:{f.lineno}" for f in stack[-5:-1]]])
             return None
 
     def statement(name, globals=None, locals=None, fromlist=(), level=0, _import=builtins.__import__):
         # and every import statement of a module that is no part of the standard library, when the
-        # module is imported already (by normagent.web, say), unless what it gets is structlog's stand-in
+        # module is imported already (by another such module), unless what it gets is structlog's stand-in
         already = name in sys.modules
         module = _import(name, globals, locals, fromlist, level)
         importer = (globals or {}).get("__name__") or ""
-        if level == 0 and name in WATCHED and already and importer != "normagent.web" \
+        if level == 0 and name in WATCHED and already \
                 and importer.partition(".")[0] not in sys.stdlib_module_names and type(module).__name__ != "_StandIn":
             frame = sys._getframe(1)
             found.append([name, [f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"]])
@@ -62,7 +61,7 @@ PROBE = textwrap.dedent(
 
     builtins.__import__ = statement
     sys.meta_path.insert(0, Watch())
-    import normagent.cli
+    import normagent.cli, normagent.web
     from normagent.agent import read_config
 
     normagent.cli.build_parser().parse_args(["run", "--config", sys.argv[1]])
@@ -76,7 +75,7 @@ PROBE = textwrap.dedent(
 )
 
 
-def test_no_module_but_the_web_server_loads_openssl_at_start(tmp_path: Path) -> None:
+def test_no_module_loads_openssl_or_asyncio_at_start(tmp_path: Path) -> None:
     fixtures = Path(__file__).parents[1] / "fixtures"
     config = tmp_path / "normagent.toml"
     config.write_text(
