@@ -76,7 +76,9 @@ PROBE = textwrap.dedent(
 )
 
 
-def test_no_heavy_module_is_imported_at_start(tmp_path: Path) -> None:
+def every_plugin_config(tmp_path: Path, *, starttls: bool = False) -> Path:
+    """A configuration with every heavy collector and all four forwarders (an https:// webhook,
+    an e-mail forwarder), as ``normagent run`` would be given."""
     fixtures = Path(__file__).parents[1] / "fixtures"
     config = tmp_path / "normagent.toml"
     config.write_text(
@@ -104,7 +106,7 @@ url = "http://127.0.0.1:9"
 kind = "email"
 host = "127.0.0.1"
 port = 9
-starttls = false
+starttls = {"true" if starttls else "false"}
 from_address = "normagent@example.invalid"
 to = ["avvik@example.invalid"]
 
@@ -113,6 +115,11 @@ kind = "file"
 path = "{tmp_path / 'avvik.jsonl'}"
 """
     )
+    return config
+
+
+def test_no_heavy_module_is_imported_at_start(tmp_path: Path) -> None:
+    config = every_plugin_config(tmp_path)
     done = subprocess.run([sys.executable, "-c", PROBE, str(config)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])

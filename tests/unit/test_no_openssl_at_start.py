@@ -20,6 +20,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from tests.unit.test_imports import every_plugin_config
+
 # module → what may import it, for the message
 OPENSSL = {
     "_hashlib": "nothing at start: normagent.digests hashes without it",
@@ -76,41 +78,7 @@ PROBE = textwrap.dedent(
 
 
 def test_no_module_loads_openssl_or_asyncio_at_start(tmp_path: Path) -> None:
-    fixtures = Path(__file__).parents[1] / "fixtures"
-    config = tmp_path / "normagent.toml"
-    config.write_text(
-        f"""
-[agent]
-state_dir = "{tmp_path / 'state'}"
-
-[collectors."access.windows"]
-enabled = true
-paths = ["{fixtures / 'evtx' / 'security.evtx'}"]
-
-[collectors."network.snmp"]
-devices = [{{ name = "router", target = "127.0.0.1:1161", version = "3", user = "u", auth_key = "auth-passphrase-1", priv_key = "priv-passphrase-2" }}]
-
-[forwarders.webhook]
-kind = "webhook"
-url = "https://127.0.0.1:9/avvik"
-secret = "s"
-
-[forwarders.alertmanager]
-kind = "alertmanager"
-url = "http://127.0.0.1:9"
-
-[forwarders.epost]
-kind = "email"
-host = "127.0.0.1"
-port = 9
-from_address = "normagent@example.invalid"
-to = ["avvik@example.invalid"]
-
-[forwarders.fil]
-kind = "file"
-path = "{tmp_path / 'avvik.jsonl'}"
-"""
-    )
+    config = every_plugin_config(tmp_path, starttls=True)
     done = subprocess.run([sys.executable, "-c", PROBE, str(config), json.dumps(sorted(OPENSSL))],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
