@@ -843,6 +843,7 @@ class _Server:
         self._finished: queue.SimpleQueue[tuple[_Work, Any, BaseException | None]] = queue.SimpleQueue()
         self._stopping = False
         self._accepting = True
+        self._accept_failing = False  # accept() ran out of descriptors, and has not accepted since
         self._accept_again = 0.0  # when accept() ran out of descriptors: when to try again
         self._next_report = 0.0
         self._last_report = ServerStats()
@@ -885,7 +886,10 @@ class _Server:
             if key.data is not None:
                 self._step(key.data, mask)
             elif key.fileobj is self.sock:
-                self._accept()
+                try:
+                    self._accept()
+                except Exception:
+                    log.exception("http_connection_failed")
             else:
                 self._wake_up()
         self._run_finished()
@@ -984,7 +988,10 @@ class _Server:
             except queue.Empty:
                 return
             if not work.cancelled:
-                work.done(result, error)
+                try:
+                    work.done(result, error)
+                except Exception:  # a defect here: its connection times out, the loop goes on
+                    log.exception("http_connection_failed")
 
     # -- connections
 
@@ -997,11 +1004,14 @@ class _Server:
             if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                 # Out of file descriptors: the listening socket stays readable, so wait a little
                 # instead of spinning; connections ending free descriptors. Said once a spell.
-                log.warning("http_accept_failed", error=exc.strerror, open_connections=len(self._connections))
+                if not self._accept_failing:
+                    log.warning("http_accept_failed", error=exc.strerror, open_connections=len(self._connections))
+                self._accept_failing = True
                 self._selector.unregister(self.sock)
                 self._accepting = False
                 self._accept_again = time.monotonic() + ACCEPT_BACKOFF
             return  # else the client gave up before we got to it
+        self._accept_failing = False
         conn_sock.setblocking(False)
         conn = _Connection(conn_sock, _source_of(peer), time.monotonic())
         if len(self._connections) >= self.max_connections and not self._make_room():
@@ -1068,22 +1078,23 @@ class _Server:
         conn.events = events
 
     def _step(self, conn: _Connection, mask: int) -> None:
-        """Move ``conn`` on as far as its socket allows; never blocks."""
+        """Move ``conn`` on as far as its socket allows; never blocks, never raises."""
         try:
-            if conn.state == "peek":
-                self._peek(conn)
-            if conn.state == "handshake":
-                self._handshake(conn)
-            if conn.state == "request":
-                self._read_request(conn)
-            if conn.state == "answer":
-                self._send(conn)
-            if conn.state == "linger":
-                self._linger(conn)
-        except self._would_block:
-            self._want(conn, selectors.EVENT_READ)
-        except self._wants_write:
-            self._want(conn, selectors.EVENT_WRITE)
+            try:
+                if conn.state == "peek":
+                    self._peek(conn)
+                if conn.state == "handshake":
+                    self._handshake(conn)
+                if conn.state == "request":
+                    self._read_request(conn)
+                if conn.state == "answer":
+                    self._send(conn)
+                if conn.state == "linger":
+                    self._linger(conn)
+            except self._would_block:
+                self._want(conn, selectors.EVENT_READ)
+            except self._wants_write:
+                self._want(conn, selectors.EVENT_WRITE)
         except OSError:
             self._close(conn)  # the client went away (a reset, a TLS alert); nothing to answer
         except Exception:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import os
 import socket
 import ssl
 import subprocess
@@ -836,6 +837,71 @@ def test_ended_connections_are_freed_even_when_the_garbage_collector_runs_rarely
         gc.enable()
         gc.set_threshold(*thresholds)
     assert alive == 0, alive
+
+
+@given(st.data())
+def test_a_request_split_anywhere_reads_as_it_does_whole(data: st.DataObject) -> None:
+    """The reader looks at each byte once, however the client splits its request: any split of
+    the same bytes gives the same request, or the same refusal, as the bytes given at once."""
+    raw = data.draw(st.sampled_from(SPLIT_REQUESTS))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=12)))
+
+    def outcome(chunks: list[bytes]) -> object:
+        """The request and the bytes after it (received or not yet), or the refusal."""
+        reader = web._RequestReader()
+        fed = 0
+        try:
+            for chunk in chunks:
+                fed += len(chunk)
+                request = reader.feed(chunk)
+                if request is not None:
+                    return (request, reader.rest + len(raw) - fed)
+        except web._BadRequest as bad:
+            return (bad.status, bad.method)
+        return None
+
+    pieces = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)])]
+    assert outcome(pieces) == outcome([raw])
+
+
+SPLIT_REQUESTS = [
+    b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\n\r\n",
+    b"\r\nGET /healthz HTTP/1.0\n\n",
+    b"POST /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n",  # a body, then pipelined
+    b"GET /healthz HTTP/1.1\r\nX-A: 1\r\n folded\r\n\r\n",
+    b"HEAD /x HTTP/2.0\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n",
+    b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nContent-Length: 10\r\n\r\nshort",
+]
+
+
+def test_running_out_of_file_descriptors_pauses_accepting_is_said_once_and_recovers(
+    serve: Callable[..., web.RunningServer],
+) -> None:
+    """accept() failing with EMFILE leaves the listening socket readable: the server waits a little
+    instead of spinning, says so once a spell, and serves again when descriptors are free."""
+    import resource
+
+    server = serve()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    waiting = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(10)]  # made before the limit
+    with capture_logs() as logs:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 2, hard))
+        try:
+            for conn in waiting:  # connected by the kernel's backlog; the server can accept two
+                conn.connect((server.host, server.port))
+            assert wait_for(lambda: any(e["event"] == "http_accept_failed" for e in list(logs)))
+            time.sleep(0.5)  # five back-offs
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        for conn in waiting:
+            conn.close()
+        assert scrapes(server.url, 3) == [200] * 3
+    failed = [e for e in logs if e["event"] == "http_accept_failed"]
+    assert len(failed) == 1 and failed[0]["log_level"] == "warning", failed
 
 
 def test_restart_on_the_same_port_right_after_stop(serve: Callable[..., web.RunningServer]) -> None:
