@@ -16,30 +16,19 @@ the same, and the real one from its first attribute on.
 It is a meta path finder rather than an ``import structlog`` here, because importing
 ``normagent`` must cost next to nothing (``normagent run`` installs its signal handlers after it).
 
-Imports only the standard library.
+Imports only the standard library and normagent.standin.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from collections.abc import Sequence
 from typing import Any
 
+from normagent.standin import StandIn, standing_in
+
 STANDS_IN_FOR = "asyncio"
-
-
-class _StandIn(types.ModuleType):
-    """``asyncio`` as structlog's modules see it: the real module's attributes, imported on first use."""
-
-    def __getattr__(self, name: str) -> Any:
-        if sys.modules.get(STANDS_IN_FOR) is self:  # used while structlog is being imported
-            del sys.modules[STANDS_IN_FOR]  # else importing the real one would give this one back
-        real = importlib.import_module(STANDS_IN_FOR)
-        if real is self:  # put back by someone: never recurse
-            raise AttributeError(f"module {STANDS_IN_FOR!r} is not imported yet (no attribute {name!r})")
-        return getattr(real, name)
 
 
 class _Loader:
@@ -53,16 +42,9 @@ class _Loader:
         return made
 
     def exec_module(self, module: types.ModuleType) -> None:
-        if STANDS_IN_FOR in sys.modules:
+        stand_in = StandIn(STANDS_IN_FOR, "asyncio, imported when structlog first uses it (normagent.lazy_structlog)")
+        with standing_in([stand_in]):
             self._loader.exec_module(module)
-            return
-        stand_in = _StandIn(STANDS_IN_FOR, "asyncio, imported when structlog first uses it (normagent.lazy_structlog)")
-        sys.modules[STANDS_IN_FOR] = stand_in
-        try:
-            self._loader.exec_module(module)
-        finally:
-            if sys.modules.get(STANDS_IN_FOR) is stand_in:
-                del sys.modules[STANDS_IN_FOR]
 
     def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package, get_data, ...
         return getattr(self._loader, name)

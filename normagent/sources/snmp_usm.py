@@ -61,6 +61,7 @@ from normagent.model import SnmpAuth
 from normagent.records import dataclass
 from normagent.sources.snmp import UdpDevice, request_pdu
 from normagent.sources.snmp_privacy import Privacy
+from normagent.standin import StandIn, standing_in
 
 # The service classes of every protocol normagent.sources.snmp offers, by module under
 # pysnmp.proto.secmod, class and (SHA-2) the service id the class is made for: the classes
@@ -150,26 +151,6 @@ def secmod(name: str) -> ModuleType:
             return importlib.import_module(f"pysnmp.proto.secmod.{name}")
 
 
-class _StandIn(ModuleType):
-    """``hashlib`` or ``hmac`` as pysnmp's service modules see them while they are imported
-    (``_hashes_without_openssl``): ``normagent.digests``' functions by their names, anything else
-    the real module's."""
-
-    def __init__(self, name: str, functions: dict[str, Any]) -> None:
-        super().__init__(name, f"{name}, its hashes from normagent.digests (normagent.sources.snmp_usm)")
-        self.__dict__.update(functions)
-
-    def __getattr__(self, attribute: str) -> Any:
-        if attribute.startswith("__"):  # the import system's questions (``__path__``: not a package)
-            raise AttributeError(attribute)
-        if sys.modules.get(self.__name__) is self:
-            del sys.modules[self.__name__]  # else importing the real one would give this one back
-        real = importlib.import_module(self.__name__)
-        if real is self:  # put back by someone: never recurse
-            raise AttributeError(f"module {self.__name__!r} has no attribute {attribute!r}")
-        return getattr(real, attribute)
-
-
 @contextmanager
 def _hashes_without_openssl() -> Iterator[None]:
     """Import pysnmp's USM services with ``hashlib`` and ``hmac`` standing in for the real ones.
@@ -182,18 +163,12 @@ def _hashes_without_openssl() -> Iterator[None]:
     not imported already; whoever else gets one meanwhile gets the real module's other names.
     """
     hashes = {name: getattr(digests, name) for name in ("md5", "sha1", "sha224", "sha256", "sha384", "sha512")}
-    stand_ins = {
-        name: _StandIn(name, functions)
-        for name, functions in (("hashlib", hashes), ("hmac", {"new": digests.new, "compare_digest": digests.compare_digest}))
-        if name not in sys.modules
-    }
-    sys.modules.update(stand_ins)
-    try:
+    doc = "{}, its hashes from normagent.digests (normagent.sources.snmp_usm)"
+    with standing_in([
+        StandIn("hashlib", doc.format("hashlib"), hashes),
+        StandIn("hmac", doc.format("hmac"), {"new": digests.new, "compare_digest": digests.compare_digest}),
+    ]):
         yield
-    finally:
-        for name, stand_in in stand_ins.items():
-            if sys.modules.get(name) is stand_in:
-                del sys.modules[name]
 
 
 def _usm_package_attribute(name: str) -> Any:

@@ -51,7 +51,7 @@ def test_logging_a_line_imports_no_asyncio_and_the_async_methods_still_work() ->
         """
     )
     assert result["before"] == []
-    assert result["stand_in"] == "_StandIn"
+    assert result["stand_in"] == "StandIn"
     assert result["events"] == ["agent_started", "awaited", "native"]
     assert (result["real"], result["same"]) == ("module", True)  # the stand-in never reached sys.modules' readers
 
@@ -90,8 +90,8 @@ def test_the_stand_in_used_while_structlog_is_imported_hands_over_to_the_real_mo
     result = run(
         """
         import json, sys
-        from normagent.lazy_structlog import _StandIn
-        stand_in = sys.modules["asyncio"] = _StandIn("asyncio")
+        from normagent.standin import StandIn
+        stand_in = sys.modules["asyncio"] = StandIn("asyncio", "a stand-in")
         run = stand_in.run
         import asyncio
         print(json.dumps({"same": run is asyncio.run, "real": sys.modules["asyncio"] is not stand_in}))

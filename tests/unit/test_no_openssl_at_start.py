@@ -56,7 +56,7 @@ PROBE = textwrap.dedent(
         module = _import(name, globals, locals, fromlist, level)
         importer = (globals or {}).get("__name__") or ""
         if level == 0 and name in WATCHED and already \
-                and importer.partition(".")[0] not in sys.stdlib_module_names and type(module).__name__ != "_StandIn":
+                and importer.partition(".")[0] not in sys.stdlib_module_names and type(module).__name__ != "StandIn":
             frame = sys._getframe(1)
             found.append([name, [f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"]])
         return module
