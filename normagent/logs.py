@@ -77,6 +77,7 @@ from normagent.sources.files import (
     FILE_ERROR_REASONS,
     FileSource,
     FileTail,
+    NotRegularFile,
     codec_errors,
     codec_from_magic,
     error_reason,
@@ -87,6 +88,7 @@ from normagent.sources.files import (
     read_fd,
     read_some,
     read_stream,
+    regular_files,
 )
 from normagent.smallfile import kind_of
 from normagent.sources.journald import JournalSettings, decode_journal_json, read_journal
@@ -864,9 +866,12 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
     from normagent.sources.evtx_process import EvtxCrash, read_evtx_in_child
 
     unlistable: list[OSError] = []
-    expanded = _expand(ctx.root, chosen.paths, unlistable)
+    not_regular: list[NotRegularFile] = []
+    expanded = _expand(ctx.root, chosen.paths, unlistable, not_regular)
     for exc in unlistable:  # a configured directory it may not list: the run fails, after the files
         ctx.log.error("log_directory_unlistable", reason=error_reason(exc), error=str(exc))
+    for exc in not_regular:  # a FIFO named Security.evtx, say: never opened; the run fails, after the files
+        ctx.log.error("log_file_unreadable", path=exc.path, reason=error_reason(exc), error=str(exc))
     failures: list[Exception] = []
     for logical, real in expanded:
         key = evtx_key(logical)
@@ -945,8 +950,9 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
             failures.append(exc)
     if failures:
         raise failures[0]
-    if unlistable:
-        raise RunFailed.of(unlistable, error_reason(unlistable[0]))
+    problems: list[OSError] = [*unlistable, *not_regular]
+    if problems:
+        raise RunFailed.of(problems, error_reason(problems[0]))
 
 
 def _real_deadline(ctx: RunContext) -> float | None:
@@ -997,16 +1003,18 @@ def evtx_key(logical: str) -> str:
     return path_key(logical, EVTX_KEY, EVTX_ESCAPED_KEY)
 
 
-def _expand(root: Path, patterns: Iterable[str], errors: list[OSError] | None = None) -> list[tuple[str, str]]:
+def _expand(
+    root: Path, patterns: Iterable[str], errors: list[OSError] | None = None, not_regular: list[NotRegularFile] | None = None
+) -> list[tuple[str, str]]:
     """(logical path, path under root) of every existing file the patterns name, sorted, once each;
-    why a directory a pattern names cannot be listed goes to ``errors`` (see ``glob_paths``)."""
+    why a directory a pattern names cannot be listed goes to ``errors`` (see ``glob_paths``), and
+    a FIFO, socket or device a pattern matched to ``not_regular`` (see ``regular_files``)."""
     found: dict[str, str] = {}
     for pattern in patterns:
         rooted = os.path.join(str(root), pattern.lstrip("/"))
-        for real in sorted(glob_paths(rooted, errors)):
-            if os.path.isfile(real):
-                logical = "/" + os.path.relpath(real, str(root)) if pattern.startswith("/") else os.path.relpath(real, str(root))
-                found.setdefault(logical, real)
+        for real in sorted(regular_files(glob_paths(rooted, errors), not_regular)):
+            logical = "/" + os.path.relpath(real, str(root)) if pattern.startswith("/") else os.path.relpath(real, str(root))
+            found.setdefault(logical, real)
     return sorted(found.items())
 
 

@@ -562,6 +562,27 @@ def _scan_siblings(real_path: str) -> list[_Sibling]:
     return list(unique.values())
 
 
+def regular_files(paths: list[str], errors: list[NotRegularFile] | None = None) -> list[str]:
+    """The regular files among ``paths`` (a link to one included), in their order.
+
+    A FIFO, a socket or a device that a glob matched is no log file and is never opened; given
+    ``errors``, it is reported there (``NotRegularFile``), so a log that was replaced by a pipe
+    says so, as a configured path does, instead of going quiet. Directories, and names that are
+    gone or dangling links, are passed over as matches of no file.
+    """
+    found: list[str] = []
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if stat.S_ISREG(mode):
+            found.append(path)
+        elif not stat.S_ISDIR(mode) and errors is not None:
+            errors.append(NotRegularFile(path, kind_of(mode)))
+    return found
+
+
 def glob_paths(pattern: str, errors: list[OSError] | None = None) -> list[str]:
     """What ``glob.glob(pattern, recursive=True)`` lists, except that ``**`` never descends into
     a directory reached through a symbolic link (as bash's globstar since 4.3).
@@ -843,10 +864,15 @@ class FileTail:
             rooted = _rooted(self.root, pattern)
             if _GLOB_CHARS.search(pattern):
                 unlistable: list[OSError] = []
-                matches = {m for m in glob_paths(rooted, unlistable) if os.path.isfile(m)}
+                not_regular: list[NotRegularFile] = []
+                matches = set(regular_files(glob_paths(rooted, unlistable), not_regular))
                 for exc in unlistable:  # reported with the files' errors once the rest is read
                     self.errors.append(exc)
                     self.log.error("log_directory_unlistable", pattern=pattern, reason=error_reason(exc), error=str(exc))
+                for exc in not_regular:
+                    self.errors.append(exc)
+                    logical_path = _unrooted(self.root, exc.path, absolute)
+                    self.log.error("log_file_unreadable", path=logical_path, reason=error_reason(exc), error=str(exc))
                 matches = {m for m in matches if not _is_rotated_name(m, matches)}
                 logical = {_unrooted(self.root, m, absolute): m for m in matches}
                 for key in saved:  # files gone since, still owed a rotated tail
@@ -1414,5 +1440,6 @@ __all__ = [
     "read_some",
     "read_stream",
     "read_whole",
+    "regular_files",
     "tail_files",
 ]

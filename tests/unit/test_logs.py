@@ -13,9 +13,10 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -339,6 +340,35 @@ def test_a_glob_whose_directory_is_a_link_loop_fails_the_run_with_a_counted_reas
         assert [e["pattern"] for e in logs if e["event"] == "log_directory_unlistable"] == ["/var/log/app/*.log"]
         errors = {r: ledger.counter_value(FILE_ERRORS, {"source": SOURCE, "reason": r}) for r in FILE_ERROR_REASONS}
         assert errors == {"not_a_regular_file": 0, "permission_denied": 0, "unreadable": run}
+    assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 2
+
+
+@pytest.mark.parametrize(("make", "kind"), [
+    (lambda p: os.mkfifo(p), "a FIFO"),
+    (lambda p: socket.socket(socket.AF_UNIX).bind(str(p)), "a socket"),
+], ids=["fifo", "socket"])
+def test_a_glob_matching_a_fifo_fails_the_run_with_a_counted_reason_and_reads_the_rest(
+    root: Path, ledger: Ledger, make: Callable[[Path], Any], kind: str
+) -> None:
+    """A log replaced by a pipe (a syslog daemon told to write to a FIFO) was passed over without a
+    word when a glob matched it, and its lines were lost unseen; a configured path said why. Now
+    the glob's match says so too, and the other matches are read."""
+    @dataclass(frozen=True, slots=True)
+    class Globbed:
+        files: FileSource = FileSource(paths=("/var/log/app/*.log",), start_at="beginning")
+
+    (root / "var/log/app").mkdir()
+    (root / "var/log/app/old.log").mkdir()  # a directory the glob matches: no file, nothing said
+    make(root / "var/log/app/auth.log")
+    write(root, lines(0, 2, "Failed"), name="app/secure.log")
+    for run in (1, 2):
+        with capture_logs() as logs, pytest.raises(RunFailed, match=f"auth.log is {kind}") as err:
+            run_collector_once(collector(settings=Globbed), ledger, root=root)
+        assert err.value.reason == "not_a_regular_file" and isinstance(err.value.__cause__, NotRegularFile)
+        said = [(e["path"], e["reason"]) for e in logs if e["event"] == "log_file_unreadable"]
+        assert said == [("/var/log/app/auth.log", "not_a_regular_file")]
+        errors = {r: ledger.counter_value(FILE_ERRORS, {"source": SOURCE, "reason": r}) for r in FILE_ERROR_REASONS}
+        assert errors == {"not_a_regular_file": run, "permission_denied": 0, "unreadable": 0}
     assert ledger.counter_value(FAILED.name, {"via": "ssh"}) == 2
 
 
@@ -1042,6 +1072,23 @@ def test_evtx_collector_reads_each_file_once(tmp_path: Path, ledger: Ledger) -> 
     assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": expected, "unparsed": 0}
     saved = dict(ledger.checkpoints("test.windows").scan("evtx:"))
     assert sorted(saved) == ["evtx:/logs/Security_short_selected.evtx", "evtx:/logs/new-user-security.evtx"]
+
+
+def test_an_evtx_glob_matching_a_fifo_fails_the_run_saying_so_and_reads_the_others(tmp_path: Path, ledger: Ledger) -> None:
+    """A FIFO named like an event log was passed over without a word; it is never opened (it would
+    wait for a writer), and the run fails after the real logs are read."""
+    from evtx import PyEvtxParser
+
+    (tmp_path / "logs").mkdir()
+    shutil.copy(FIXTURES / "evtx" / "new-user-security.evtx", tmp_path / "logs" / "Security.evtx")
+    os.mkfifo(tmp_path / "logs" / "System.evtx")
+    expected = sum(1 for _ in PyEvtxParser(str(FIXTURES / "evtx" / "new-user-security.evtx")).records_json())
+    spec = evtx_log_collector("test.windows", help="w", parser=count_events, settings=Windows, metrics=(FAILED,))
+    with capture_logs() as logs, pytest.raises(RunFailed, match="System.evtx is a FIFO") as err:
+        run_collector_once(spec, ledger, root=tmp_path)
+    assert err.value.reason == "not_a_regular_file"
+    assert [e["reason"] for e in logs if e["event"] == "log_file_unreadable"] == ["not_a_regular_file"]
+    assert outcomes(ledger, "test.windows") == {"parsed": 0, "ignored": expected, "unparsed": 0}
 
 
 def test_an_evtx_file_whose_name_is_not_utf8_is_read_once_like_the_others(tmp_path: Path, ledger: Ledger) -> None:
