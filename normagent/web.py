@@ -35,9 +35,9 @@ in turn, a few at most per address (more are answered 503 at once), so a flood o
 neither delays a scraper whose password was checked before nor starves one from another address.
 Passwords over 72 bytes are refused with 401 (bcrypt cannot check them; bcrypt 5 raises).
 
-Nothing here logs client addresses or user names. Imports only the standard library (with
-normagent's ``dataclass``), bcrypt (when
-basic auth is configured), structlog and normagent.errors.
+Nothing here logs client addresses or user names. Imports only the standard library (``ssl``
+only for a TLS context), bcrypt (when basic auth is configured), structlog and normagent's leaf
+modules (errors, digests, hostnames, records, smallfile).
 """
 
 from __future__ import annotations
