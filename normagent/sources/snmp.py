@@ -319,9 +319,11 @@ class UdpDevice(abc.ABC):
                         data = sock.recv(65535)
                     except TimeoutError:
                         break
-                    except OSError:  # an ICMP error (nobody listening), or closed under the request
-                        self._open_socket()
+                    except ConnectionRefusedError:  # ICMP "port unreachable" (nobody listening): wait on
                         continue
+                    except OSError:  # closed under the request ("closed"), or the socket failed: attempt lost
+                        self._open_socket()
+                        break
                     found, answer = self._answer_in(key, data)
                     if found:
                         return answer

@@ -402,6 +402,33 @@ def test_nobody_listening_is_a_timeout(client: PysnmpClient) -> None:
         client.get(f"127.0.0.1:{port}", [SYS_DESCR], auth=COMMUNITY, timeout=0.2)
 
 
+def test_a_client_closed_under_a_request_ends_it_as_closed_without_its_retries() -> None:
+    """``close()`` (a reload, the agent stopping) while a poll waits on a silent device: the request
+    ends when its attempt's wait does, as "closed", not after every retry as a timeout."""
+    client = PysnmpClient()
+    outcome: list[BaseException] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        target = f"127.0.0.1:{silent.getsockname()[1]}"
+
+        def poll() -> None:
+            with client.session(target, auth=COMMUNITY, timeout=0.5, retries=20) as session:
+                try:
+                    session.get([SYS_DESCR])
+                except BaseException as exc:  # noqa: BLE001 - the outcome is the test's
+                    outcome.append(exc)
+
+        asking = threading.Thread(target=poll)
+        asking.start()
+        while not silent.recv(65535, socket.MSG_PEEK):  # the first attempt has been sent
+            pass
+        client.close()
+        asking.join(30)
+    assert not asking.is_alive()
+    assert [type(e) for e in outcome] == [SnmpError] and "closed" in str(outcome[0]), outcome
+    assert client.engines == 0
+
+
 @contextlib.contextmanager
 def fake_agent(reply: Callable[[bytes], bytes]) -> Iterator[tuple[str, list[bytes]]]:
     """A UDP "agent" on 127.0.0.1 answering each datagram with ``reply(datagram)``: its target, and
