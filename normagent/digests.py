@@ -135,9 +135,7 @@ class Hmac:
 
     def hexdigest(self) -> str:
         """``digest()`` as lower-case hex digits."""
-        outer = self._outer.copy()
-        outer.update(self._inner.digest())
-        return outer.hexdigest()
+        return self.digest().hex()
 
     def hexdigest_of(self, msg: bytes) -> str:
         """``hexdigest`` of the MAC of what was fed so far followed by ``msg``, leaving this one as

@@ -763,7 +763,8 @@ class _RequestReader:
         return int(length)
 
 
-# What a connection is doing; the selector events it waits for follow from it.
+# What a connection is doing; the selector events it waits for follow from it. "busy": its request
+# is with the password check or the application, and it is never evicted.
 _State = Literal["peek", "handshake", "request", "busy", "answer", "linger", "closed"]
 
 
@@ -784,8 +785,6 @@ class _Connection:
     refused: bool = False  # answered before its request was read to its end: linger before closing
     linger_quiet: bool = False  # its deadline is the end of lingering, not of the answer's time
     lingered: int = 0  # bytes read and dropped while lingering
-    busy: bool = False  # its request is with the password check or the application: not evictable
-    cut: str = ""  # why the server ended it early: "evicted", "timed_out", "stopping"
 
 
 class _Server:
@@ -882,9 +881,9 @@ class _Server:
     def _turn(self) -> None:
         """One turn of the loop: wait for sockets or the next deadline, then do what is due.
         (A method of its own so that nothing it touched stays referenced while the loop waits.)"""
-        for key, mask in self._selector.select(self._timeout(time.monotonic())):
+        for key, _ in self._selector.select(self._timeout(time.monotonic())):
             if key.data is not None:
-                self._step(key.data, mask)
+                self._step(key.data)
             elif key.fileobj is self.sock:
                 try:
                     self._accept()
@@ -1024,7 +1023,7 @@ class _Server:
         conn.state = "peek" if self.ssl_context is not None else "request"
         # At once: a scraper's request has often arrived with its connection, and a connection
         # being served cannot be evicted by the next ones of a burst.
-        self._step(conn, selectors.EVENT_READ)
+        self._step(conn)
 
     def _make_room(self) -> bool:
         """Close one connection that is still sending its request (or reading its answer): the
@@ -1032,7 +1031,7 @@ class _Server:
         most = max(self._per_source.values(), default=0)
         while most > 0:
             for conn in self._connections:  # oldest first
-                if not conn.busy and self._per_source[conn.source] == most:
+                if conn.state != "busy" and self._per_source[conn.source] == most:
                     self._cut(conn, "evicted")
                     return True
             # Every connection of the busiest addresses is being served: try the next busiest.
@@ -1041,9 +1040,8 @@ class _Server:
 
     def _cut(self, conn: _Connection, why: str) -> None:
         """End a connection early: ``why`` is "evicted", "timed_out" or "stopping"."""
-        if conn.cut or conn.state == "closed":
+        if conn.state == "closed":
             return
-        conn.cut = why
         if why != "stopping":
             self._count(why)
         self._close(conn)
@@ -1077,7 +1075,7 @@ class _Server:
             self._selector.modify(conn.sock, events, conn)
         conn.events = events
 
-    def _step(self, conn: _Connection, mask: int) -> None:
+    def _step(self, conn: _Connection) -> None:
         """Move ``conn`` on as far as its socket allows; never blocks, never raises."""
         try:
             try:
@@ -1147,7 +1145,7 @@ class _Server:
 
     def _respond(self, conn: _Connection, request: _Request) -> None:
         """Check the password (if basic auth is on), then run the application on a worker."""
-        conn.state, conn.busy, conn.head_only = "busy", True, request.method == "HEAD"
+        conn.state, conn.head_only = "busy", request.method == "HEAD"
         self._want(conn, 0)
         if self.auth is not None and self._checks is not None:
             verdict = self.auth.lookup(_header(request.headers, "authorization"))
@@ -1167,13 +1165,17 @@ class _Server:
     def _checked(self, conn: _Connection, request: _Request, verdict: Any, error: BaseException | None) -> None:
         conn.work = None
         if error is not None:
-            log.error("http_connection_failed", error=f"{type(error).__name__}: {error}")
-            self._close(conn)
+            self._failed(conn, error)
         elif verdict:
             self._run_app(conn, request)
         else:
             self._unauthorized(conn)
             self._resume(conn)
+
+    def _failed(self, conn: _Connection, error: BaseException) -> None:
+        """A worker's call raised (a defect, not a client's doing): said, and the connection closed."""
+        log.error("http_connection_failed", error=f"{type(error).__name__}: {error}")
+        self._close(conn)
 
     def _unauthorized(self, conn: _Connection) -> None:
         refused = _error_response("401 Unauthorized", ("WWW-Authenticate", 'Basic realm="normagent", charset="UTF-8"'))
@@ -1186,8 +1188,7 @@ class _Server:
     def _app_done(self, conn: _Connection, answer: Any, error: BaseException | None) -> None:
         conn.work = None
         if error is not None:  # _call_app answers the application's errors itself
-            log.error("http_connection_failed", error=f"{type(error).__name__}: {error}")
-            self._close(conn)
+            self._failed(conn, error)
             return
         status, data = answer
         self._answer(conn, status, data)
@@ -1196,13 +1197,13 @@ class _Server:
     def _answer(self, conn: _Connection, status: str, data: bytes, *, refused: bool = False) -> None:
         """Send ``data`` (then close, or linger if ``refused``), within ``request_timeout``."""
         self._count_response(status)
-        conn.state, conn.busy, conn.out, conn.refused = "answer", False, memoryview(data), refused
+        conn.state, conn.out, conn.refused = "answer", memoryview(data), refused
         self._set_deadline(conn, time.monotonic() + self.request_timeout)
 
     def _resume(self, conn: _Connection) -> None:
         """After a worker's result: send the answer as far as the socket takes it."""
         if conn.state == "answer":
-            self._step(conn, selectors.EVENT_WRITE)
+            self._step(conn)
 
     def _send(self, conn: _Connection) -> None:
         assert conn.out is not None
@@ -1228,7 +1229,7 @@ class _Server:
         throws away whatever the client had not yet read: the answer that says what was wrong.
         The answer is sent first and, without TLS, followed by our end of the stream.
         """
-        if self.ssl_context is None or not hasattr(conn.sock, "do_handshake"):
+        if not _is_tls(conn.sock):
             with contextlib.suppress(OSError):
                 conn.sock.shutdown(socket.SHUT_WR)
         conn.state = "linger"
@@ -1248,7 +1249,7 @@ class _Server:
     def _finish(self, conn: _Connection) -> None:
         """The answer is sent: close. Over TLS, say so first (close_notify), without waiting for
         the client's own."""
-        if hasattr(conn.sock, "unwrap"):
+        if _is_tls(conn.sock):
             self._want(conn, 0)
             try:
                 plain = cast(Any, conn.sock).unwrap()  # sends close_notify; raises while the client's has not come
@@ -1376,6 +1377,11 @@ def _encode(response: _Response, *, head_only: bool = False) -> bytes:
     return head.encode("latin-1") + (b"" if head_only else response.body)
 
 
+
+
+def _is_tls(sock: socket.socket) -> bool:
+    """Whether ``sock`` is an ``ssl.SSLSocket`` (asked without importing ssl)."""
+    return hasattr(sock, "unwrap")
 
 
 def _unread(sock: socket.socket) -> bool:

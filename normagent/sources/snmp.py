@@ -273,8 +273,9 @@ class UdpDevice(abc.ABC):
         """Connect the socket to ``host`` (an address, or a name resolved by ``resolve``)."""
         family: int
         address: tuple[Any, ...]
-        if _ip_version(host):
-            family, address = (socket.AF_INET6 if ":" in host else socket.AF_INET), (host, port)
+        version = _ip_version(host)
+        if version:
+            family, address = (socket.AF_INET6 if version == 6 else socket.AF_INET), (host, port)
         else:
             family, address = resolve(host, port)
         sock = socket.socket(family, socket.SOCK_DGRAM)
