@@ -79,6 +79,7 @@ if TYPE_CHECKING:
     )
     from normagent.forward.client import tls_problems
     from normagent.hostnames import split_host_port
+    from normagent.ids import random_id
     from normagent.memory import give_back_memory
     from normagent.privacy import network_of
     from normagent.records import dataclass
@@ -116,6 +117,7 @@ _HOMES = {
     "give_back_memory": "normagent.memory",
     "tls_problems": "normagent.forward.client",
     "split_host_port": "normagent.hostnames",
+    "random_id": "normagent.ids",
     "network_of": "normagent.privacy",
     "dataclass": "normagent.records",
     "read_head": "normagent.smallfile",
@@ -160,6 +162,7 @@ __all__ = [
     "parse_spool_line",
     "parse_syslog",
     "path_key",
+    "random_id",
     "read_head",
     "record_parser",
     "Advice",

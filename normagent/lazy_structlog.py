@@ -1,17 +1,18 @@
-"""structlog without asyncio, until something really awaits a log line.
+"""structlog without asyncio (nor uuid), until something really awaits a log line.
 
 structlog imports asyncio at the top of ``structlog/_native.py`` and ``structlog/stdlib.py``, for
 its ``a*`` methods alone (``await log.ainfo(...)``: they log on the event loop's executor), which
 the agent never calls. asyncio imports ssl, and ssl OpenSSL's libssl and libcrypto: several
 megabytes of resident memory for as long as the agent runs (issue 15), to log lines to stderr.
+Likewise ``structlog/threadlocal.py`` (deprecated) imports uuid for ids its ``tmp_bind`` makes.
 
 ``install`` (called by ``normagent/__init__.py``, so before any module of the package imports
-structlog) sets up the first import of structlog, whoever does it, to run with a stand-in for
-``asyncio`` in ``sys.modules``: structlog's modules bind the stand-in, and it imports the real
-asyncio the first time one of its attributes is used (an ``a*`` method, or anything at all). The
-stand-in is in ``sys.modules`` only while structlog is being imported, so no other module ever
-gets it; one that imports asyncio in that moment (another thread) gets a module that works all
-the same, and the real one from its first attribute on.
+structlog) sets up the first import of structlog, whoever does it, to run with stand-ins for
+``asyncio`` and ``uuid`` in ``sys.modules`` (for each not imported yet): structlog's modules bind
+the stand-in, and it imports the real module the first time one of its attributes is used (an
+``a*`` method, or anything at all). A stand-in is in ``sys.modules`` only while structlog is being
+imported, so no other module ever gets it; one that imports asyncio in that moment (another
+thread) gets a module that works all the same, and the real one from its first attribute on.
 
 It is a meta path finder rather than an ``import structlog`` here, because importing
 ``normagent`` must cost next to nothing (``normagent run`` installs its signal handlers after it).
@@ -28,7 +29,13 @@ from typing import Any
 
 from normagent.standin import StandIn, standing_in
 
-STANDS_IN_FOR = "asyncio"
+# What structlog imports at its top for parts the agent never calls, and what each would cost.
+STANDS_IN_FOR = {
+    "asyncio": "asyncio, imported when structlog first uses it (normagent.lazy_structlog)",
+    # structlog.threadlocal (deprecated since 22.1) for tmp_bind's ids: uuid, platform and the
+    # _uuid extension with libuuid, about 0.4 MB.
+    "uuid": "uuid, imported when structlog first uses it (normagent.lazy_structlog)",
+}
 
 
 class _Loader:
@@ -42,8 +49,7 @@ class _Loader:
         return made
 
     def exec_module(self, module: types.ModuleType) -> None:
-        stand_in = StandIn(STANDS_IN_FOR, "asyncio, imported when structlog first uses it (normagent.lazy_structlog)")
-        with standing_in([stand_in]):
+        with standing_in([StandIn(name, doc) for name, doc in STANDS_IN_FOR.items()]):
             self._loader.exec_module(module)
 
     def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package, get_data, ...
@@ -60,8 +66,8 @@ class _FirstImport:
             sys.meta_path.remove(self)
         except ValueError:  # another thread's import got here first
             return None
-        if STANDS_IN_FOR in sys.modules:
-            return None  # the real one is in memory already: nothing to save
+        if all(name in sys.modules for name in STANDS_IN_FOR):
+            return None  # the real ones are in memory already: nothing to save
         for finder in sys.meta_path:
             find = getattr(finder, "find_spec", None)
             spec = find(name, path, target) if find is not None else None
@@ -73,9 +79,9 @@ class _FirstImport:
 
 
 def install() -> None:
-    """Have the first import of structlog run without importing asyncio; nothing if structlog or
-    asyncio is imported already, or this was installed before."""
-    if "structlog" in sys.modules or STANDS_IN_FOR in sys.modules:
+    """Have the first import of structlog run without importing asyncio and uuid; nothing if
+    structlog or both of them are imported already, or this was installed before."""
+    if "structlog" in sys.modules or all(name in sys.modules for name in STANDS_IN_FOR):
         return
     if not any(isinstance(finder, _FirstImport) for finder in sys.meta_path):
         sys.meta_path.insert(0, _FirstImport())

@@ -35,7 +35,6 @@ import os
 import sqlite3
 import stat
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import field
 from datetime import date, datetime, timezone
@@ -48,6 +47,7 @@ import structlog
 
 from normagent.clock import Clock, SystemClock
 from normagent.errors import DiskFull, StateError, StateLost
+from normagent.ids import random_id
 from normagent.model import (
     Batch,
     Candidate,
@@ -440,7 +440,7 @@ class Ledger:
         except (OSError, sqlite3.Error) as exc:
             raise _state_error(exc, path, "cannot open the ledger", _START_AGAIN) from exc
         ledger = cls(conn, path, clock or SystemClock())
-        ledger._new_host_id = host_id or uuid.uuid4().hex
+        ledger._new_host_id = host_id or random_id()
         try:
             ledger._identity = _identity(path)
             ledger._prepare()
@@ -577,7 +577,7 @@ class Ledger:
                 if statement.strip():
                     conn.execute(statement)
             if target == 1:
-                conn.execute("INSERT INTO meta (key, value) VALUES ('host_id', ?)", (self._new_host_id or uuid.uuid4().hex,))
+                conn.execute("INSERT INTO meta (key, value) VALUES ('host_id', ?)", (self._new_host_id or random_id(),))
                 conn.execute("INSERT INTO meta (key, value) VALUES ('created_at', ?)", (self._clock.now().isoformat(),))
             if target == HISTORY_SCHEMA:
                 # Since when run history exists: before it, a report cannot tell how complete the data is.

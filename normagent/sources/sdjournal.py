@@ -40,9 +40,9 @@ Imports only the standard library (with normagent's ``dataclass``) and normagent
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
 import errno
-import functools
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -157,19 +157,25 @@ class _Lib:
 
 
 def load(library: str = LIBSYSTEMD) -> _Lib | str:
-    """libsystemd's journal functions, or why they cannot be had (the reason, for the log)."""
-    return _load(library)
+    """libsystemd's journal functions, or why they cannot be had (the reason, for the log).
 
-
-@functools.lru_cache(maxsize=8)
-def _load(library: str) -> _Lib | str:
+    Each call opens the library anew (``dlopen`` counts its users) and the caller gives it back
+    with ``unload`` when its read is over: the library and the five it needs (libgcrypt, liblz4,
+    libzstd, liblzma, libcap) then leave the process between reads, about 1.4 MB of resident
+    memory an idle agent does not hold (issue 15). Opening and typing it again costs under 1 ms of
+    CPU per read; reads that overlap hold it each, so it stays until the last one ends.
+    """
+    opened: list[Any] = []
     try:
         fast = ctypes.PyDLL(library, use_errno=True)
+        opened.append(fast)
         slow = ctypes.CDLL(library, use_errno=True)
+        opened.append(slow)
         libc = ctypes.PyDLL(None)
         for name in _FUNCTIONS:
             getattr(fast, name)
     except (OSError, AttributeError) as exc:
+        _close(opened)
         return f"{library}: {exc}"
     p, u64, size = ctypes.c_void_p, ctypes.c_uint64, ctypes.c_size_t
     out_p = ctypes.POINTER(ctypes.c_void_p)
@@ -194,6 +200,17 @@ def _load(library: str) -> _Lib | str:
     # then passes them as they are, the cheapest call it makes.
     libc.free.restype = None  # no argtypes: a c_char_p is passed as the pointer it holds
     return _Lib(fast=fast, slow=slow, free=libc.free, has_seqnum=hasattr(fast, "sd_journal_get_seqnum"), name=library)
+
+
+def unload(lib: _Lib) -> None:
+    """Give back what ``load`` opened: the library leaves the process when no other read holds it.
+    ``lib`` and every function taken from it must not be called after this."""
+    _close([lib.fast, lib.slow])
+
+
+def _close(opened: list[Any]) -> None:
+    for dll in opened:
+        _ctypes.dlclose(dll._handle)
 
 
 _FUNCTIONS = (

@@ -29,7 +29,6 @@ import errno
 import os
 import stat
 import threading
-import uuid
 import weakref
 from array import array
 from collections.abc import Callable, Generator, Iterator
@@ -50,6 +49,7 @@ from normagent import (
     RunContext,
     dataclass,
     give_back_memory,
+    random_id,
 )
 from normagent.plugins.edi import codes, correlate, stops
 from normagent.plugins.edi.index import (
@@ -510,7 +510,7 @@ class EdiCollector:
             # layout 2: its pending set moved under time-ordered keys.
             started = ctx.clock.monotonic()
             derived = derive(ctx.state) if index.version < 2 else upgrade(ctx.state)
-            yield Batch([], [*derived, Checkpoint(TOKEN, uuid.uuid4().hex)])
+            yield Batch([], [*derived, Checkpoint(TOKEN, random_id())])
             index = self._index = Index.load(ctx.state)
             ctx.log.info("edi_index_derived", entries=len(derived), duration_s=round(ctx.clock.monotonic() - started, 3))
         now = ctx.clock.now().timestamp()
@@ -566,7 +566,7 @@ class EdiCollector:
             mono = clock.monotonic()
             if in_batch >= batch_size or (in_batch and mono - batch_started >= slice_s):
                 if traffic:
-                    stage.queue[QUEUE + uuid.uuid4().hex] = traffic
+                    stage.queue[QUEUE + random_id()] = traffic
                 yield self._batch(stage, tally)
                 index.apply(stage)
                 tally.log_summaries(ctx)
@@ -623,7 +623,7 @@ class EdiCollector:
         (``correlate.Effect.counted_before``); it only writes their entries.
         """
         if traffic:
-            stage.queue[QUEUE + uuid.uuid4().hex] = traffic
+            stage.queue[QUEUE + random_id()] = traffic
         candidates = found.candidates
         for slots in candidates.deferred():
             for slot in slots:
@@ -678,7 +678,7 @@ class EdiCollector:
 
     @staticmethod
     def _batch(stage: Stage, tally: _Tally) -> Batch:
-        stage.token = uuid.uuid4().hex
+        stage.token = random_id()
         return Batch(tally.observations(), stage.checkpoints())
 
     def _read_one(

@@ -43,6 +43,8 @@ DENIED = {
     "better_exceptions": "structlog's optional pretty tracebacks: never",
     "colorama": "structlog's optional colours: never",
     "tracemalloc": "nowhere",
+    "uuid": "structlog.threadlocal's deprecated tmp_bind: never (normagent.lazy_structlog)",
+    "platform": "uuid, and pycryptodomex for an SNMPv3 device with privacy",
     # the standard library's lighter modules that only some paths need
     "difflib": "a wrong configuration key's suggestion",
     "gzip": "the first compressed rotated log (/metrics is gzipped through zlib)",

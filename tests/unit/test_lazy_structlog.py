@@ -56,6 +56,26 @@ def test_logging_a_line_imports_no_asyncio_and_the_async_methods_still_work() ->
     assert (result["real"], result["same"]) == ("module", True)  # the stand-in never reached sys.modules' readers
 
 
+def test_structlog_s_threadlocal_gets_uuid_when_it_first_uses_it() -> None:
+    """structlog.threadlocal imports uuid (and with it platform and libuuid) for its deprecated
+    tmp_bind alone: not imported with structlog, the real module from its first use on."""
+    result = run(
+        """
+        import json, sys
+        import normagent, structlog
+        before = sorted(set(sys.modules) & {"uuid", "platform", "_uuid"})
+        stand_in = type(structlog.threadlocal.uuid).__name__
+        made = str(structlog.threadlocal.uuid.uuid4())
+        import uuid
+        print(json.dumps({"before": before, "stand_in": stand_in, "made": made,
+                          "same": structlog.threadlocal.uuid.uuid4 is uuid.uuid4, "real": type(sys.modules["uuid"]).__name__}))
+        """
+    )
+    assert result["before"] == [] and result["stand_in"] == "StandIn"
+    assert len(result["made"]) == 36 and result["made"].count("-") == 4
+    assert (result["same"], result["real"]) == (True, "module")
+
+
 def test_importing_asyncio_after_structlog_gives_the_real_module() -> None:
     result = run(
         """
