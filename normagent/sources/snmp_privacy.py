@@ -5,7 +5,8 @@ for its Rust bindings and OpenSSL's cipher tables, most of what an SNMPv3 device
 agent (bench/README.md, "SNMP: v3 privacy without cryptography"); their AES and DES modes are
 also ones ``cryptography`` has deprecated and moved aside. The three block ciphers SNMP uses are
 here from ``pycryptodomex`` (its ``Cryptodome`` package: each cipher a small C module, about
-1.4 MB in all), and what makes them SNMP's is the protocols' own text:
+0.35 MB in all with its loader imported lightly, ``_import_loader``), and what makes them SNMP's
+is the protocols' own text:
 
 - **keys**: the passphrase hashed to a master key and localised to the agent's engine id
   (RFC 3414 A.2) by pysnmp's ``localkey`` functions, the user's authentication hash deciding the
@@ -29,6 +30,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import struct
+import sys
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -37,6 +40,7 @@ from pyasn1.type import univ
 from normagent import digests
 from normagent.errors import SnmpError
 from normagent.records import dataclass
+from normagent.standin import StandIn, standing_in
 
 Cipher = Literal["DES", "DES3", "AES"]  # its module in Cryptodome.Cipher
 
@@ -139,9 +143,38 @@ class Privacy:
 def _cipher_module(cipher: Cipher) -> Any:
     """pycryptodomex's module for ``cipher``; a clear error where it is not installed."""
     try:
+        _import_loader()
         return importlib.import_module(f"Cryptodome.Cipher.{cipher}")
     except ImportError as exc:
         raise SnmpError(f"SNMPv3 privacy ({cipher}) needs the pycryptodomex package: {exc}") from None
+
+
+def _import_loader() -> None:
+    """Import pycryptodomex's loader of its C modules (``Cryptodome.Util._raw_api``) lightly.
+
+    It imports ``ctypes.util`` for ``find_library``, which it calls only for a bare library name
+    (its own modules are loaded by path): ``ctypes.util`` brings shutil, tempfile, bz2, lzma and
+    random, about 1 MB of the idle agent's memory (issue 15). It stands in here, the real one
+    imported if ``find_library`` is ever called. And the first module loaded asks
+    ``platform.architecture()``, which imports ``platform`` and runs ``file`` on the interpreter
+    in a child process, to learn whether the platform is Windows: told here instead (ELF, the
+    interpreter's pointer width), in the list pycryptodomex keeps the answer in; a version of it
+    without that list asks ``platform`` as before.
+    """
+    if "Cryptodome.Util._raw_api" in sys.modules:
+        return
+    util = StandIn("ctypes.util", "ctypes.util, imported if pycryptodomex looks a library up by name (snmp_privacy)",
+                   {"find_library": _find_library})
+    with standing_in([util]):
+        loader = importlib.import_module("Cryptodome.Util._raw_api")
+    asked = getattr(loader, "cached_architecture", None)
+    if isinstance(asked, list) and not asked:
+        asked[:] = [f"{struct.calcsize('P') * 8}bit", "ELF"]
+
+
+def _find_library(name: str) -> str | None:
+    found: str | None = importlib.import_module("ctypes.util").find_library(name)
+    return found
 
 
 def _localkey() -> Any:

@@ -44,7 +44,7 @@ DENIED = {
     "colorama": "structlog's optional colours: never",
     "tracemalloc": "nowhere",
     "uuid": "structlog.threadlocal's deprecated tmp_bind: never (normagent.lazy_structlog)",
-    "platform": "uuid, and pycryptodomex for an SNMPv3 device with privacy",
+    "platform": "uuid; pycryptodomex asks platform.architecture(), told by normagent.sources.snmp_privacy",
     # the standard library's lighter modules that only some paths need
     "difflib": "a wrong configuration key's suggestion",
     "gzip": "the first compressed rotated log (/metrics is gzipped through zlib)",
