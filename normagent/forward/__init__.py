@@ -218,6 +218,20 @@ class Worker:
         Returns:
             Seconds until something may need doing (0: more rows are due now).
         """
+        wait = self._pass(stop)
+        if wait > 0.0:
+            self._release_pool()
+        return wait
+
+    def _release_pool(self) -> None:
+        """End the parallel deliveries' threads while nothing is due: an idle thread holds some
+        50 KB of the agent's memory (issue 15), and starting ``parallel`` of them again when the
+        next rows are due costs well under a millisecond. Kept while a backlog is worked through."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.shutdown(wait=False)  # nothing is in flight: its threads end at once
+
+    def _pass(self, stop: threading.Event | None) -> float:
         mono = self._clock.monotonic()
         if self._unnoted or self._unnoted_counts:
             self._ledger.record_attempts(self.name, self._unnoted, self._unnoted_counts)  # raises while the ledger still cannot

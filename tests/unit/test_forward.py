@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import random
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from normagent.config import ForwarderCommon, ForwarderConfig
+from normagent import forward
 from normagent.forward import ATTEMPTS, DEAD_LETTERS, SWEEP_EVERY, Route, Worker, backoff, metrics_for
 from normagent.forward.alertmanager import ALERTMANAGER, AlertmanagerSettings, alert
 from normagent.forward.file import FILE, FileSettings
@@ -112,6 +114,31 @@ def test_parallel_deliveries_start_no_new_one_after_a_failure(ledger: Ledger, re
     worker.run_once()
     assert sorted(r.document["labels"]["source"] for r in receiver.accepted) == list("abcdefghij")
     assert worker.parallel == 4
+
+
+def test_the_parallel_deliveries_threads_end_when_nothing_is_due_and_stay_through_a_backlog(
+    ledger: Ledger, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Idle threads cost the idle agent memory: a pass that leaves nothing due ends them; a pass
+    that stops at a full batch (more rows due at once) keeps them for the next."""
+    worker = setup(ledger, WEBHOOK, WebhookSettings(url=receiver.url), parallel=3)
+    monkeypatch.setattr(forward, "BATCH", 5)  # a backlog within the 20 groups a rule raises at most
+
+    def pool_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("forward:hook_")]
+
+    fire(ledger, *(f"s{i}" for i in range(8)))
+    assert worker.run_once() == 0.0  # a full batch delivered, more rows due
+    assert len(pool_threads()) == 3
+    assert worker.run_once() > 0.0  # the rest delivered: nothing due
+    for thread in pool_threads():
+        thread.join(timeout=10)
+    assert pool_threads() == []
+    assert len(receiver.accepted) == 8 and "hook" not in ledger.outbox_stats()
+    fire(ledger, "again")  # and deliveries after it start their threads anew
+    worker.run_once()
+    assert [r.document["labels"]["source"] for r in receiver.accepted][-1] == "again"
+    worker.close()
 
 
 def test_an_unreachable_receiver_is_a_result_not_a_crash(ledger: Ledger, clock: FakeClock) -> None:
