@@ -84,6 +84,7 @@ if TYPE_CHECKING:
     from normagent.privacy import network_of
     from normagent.records import dataclass
     from normagent.smallfile import read_head
+    from normagent.timeparse import strptime
     from normagent.sources.files import error_reason, glob_paths, key_path_of, path_key
     from normagent.sources.evtx_settings import EvtxSettings
     from normagent.sources.journald import JournalSettings
@@ -121,6 +122,7 @@ _HOMES = {
     "network_of": "normagent.privacy",
     "dataclass": "normagent.records",
     "read_head": "normagent.smallfile",
+    "strptime": "normagent.timeparse",
     **dict.fromkeys(("error_reason", "glob_paths", "key_path_of", "path_key"), "normagent.sources.files"),
     "EvtxSettings": "normagent.sources.evtx_settings",
     "JournalSettings": "normagent.sources.journald",
@@ -169,6 +171,7 @@ __all__ = [
     "rfc3164_instant",
     "rfc3164_time",
     "split_host_port",
+    "strptime",
     "syslog_log_collector",
     "tls_problems",
     "SpoolLine",

@@ -98,6 +98,7 @@ from typing import Any, BinaryIO
 
 from normagent.model import JSONValue, RecordBlock, WindowsEvent
 from normagent.records import dataclass
+from normagent.timeparse import strptime
 from normagent.sources.evtx_settings import EvtxSettings as EvtxSettings  # where it was before
 
 FILE_MAGIC = b"ElfFile\x00"
@@ -890,7 +891,7 @@ def time_range(anchor: str) -> tuple[int, int] | None:
     if match is None:
         return None
     try:
-        seconds = (datetime.strptime(match[1], "%Y%m%d%H%M%S") - _FILETIME_EPOCH) // timedelta(seconds=1)
+        seconds = (strptime(match[1], "%Y%m%d%H%M%S") - _FILETIME_EPOCH) // timedelta(seconds=1)
     except ValueError:
         return None
     digits = match[2].rstrip("0")

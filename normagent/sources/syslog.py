@@ -86,6 +86,7 @@ from normagent.clock import Clock
 from normagent.errors import NormagentError, StateError
 from normagent.hostnames import fairness_group, for_socket
 from normagent.records import dataclass
+from normagent.timeparse import strptime
 from normagent.smallfile import kind_of
 from normagent.sources.lines import count_lines
 
@@ -870,7 +871,7 @@ class Spool:
         if rotated:
             match = _ROTATED.fullmatch(rotated[-1].name)
             assert match is not None
-            last = datetime.strptime("".join(match.groups()), "%Y%m%d%H%M%S%f").replace(tzinfo=timezone.utc)
+            last = strptime("".join(match.groups()), "%Y%m%d%H%M%S%f").replace(tzinfo=timezone.utc)
             if now <= last:
                 now = last + timedelta(microseconds=1)
         return now.strftime("%Y%m%d-%H%M%S-%f")

@@ -53,6 +53,7 @@ from normagent import (
     RunContext,
     __version__,
     dataclass,
+    strptime,
     tls_problems,
 )
 
@@ -504,7 +505,7 @@ def _observations(service: Service, probe: Probe, update: Update, now: float) ->
     out.append(
         Event(
             SLA_EVENT,
-            datetime.strptime(month + "-01", "%Y-%m-%d").replace(tzinfo=timezone.utc),
+            strptime(month + "-01", "%Y-%m-%d").replace(tzinfo=timezone.utc),
             f"{service.name}:{month}:{service.sla}:{','.join(sorted(service.tags))}",
             {"service": service.name, "target": service.sla, "network": NETWORK_TAG in service.tags, "kind": service.kind},
         )

@@ -33,10 +33,10 @@ import re
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime, timezone, tzinfo
+from datetime import timezone, tzinfo
 from typing import Any, Literal
 
-from normagent import dataclass
+from normagent import dataclass, strptime
 
 # --------------------------------------------------------------------------------------------
 # wtmp: glibc's struct utmp on x86_64 (bits/utmp.h), 384 bytes, little endian
@@ -402,7 +402,7 @@ def _stamp(text: str, tz: tzinfo) -> float | None:
     """``Sun 2026-11-01 08:00:00 CET`` → Unix time, the zone name choosing between DST folds."""
     try:
         _weekday, day, clock, zone = text.split(" ")
-        naive = datetime.strptime(f"{day} {clock}", "%Y-%m-%d %H:%M:%S")
+        naive = strptime(f"{day} {clock}", "%Y-%m-%d %H:%M:%S")
     except ValueError:
         return None
     if zone in UTC_NAMES:

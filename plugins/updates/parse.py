@@ -51,7 +51,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from normagent import digests
-from normagent import Count, Event, JSONValue, LogBlock, ParseContext, ParseProblem, ParseResult, Rollup, TextBlock
+from normagent import Count, Event, JSONValue, LogBlock, ParseContext, ParseProblem, ParseResult, Rollup, TextBlock, strptime
 
 from .settings import SETTLE
 from .vocab import (
@@ -133,7 +133,7 @@ def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
 def local_time(text: str, ctx: ParseContext) -> datetime | None:
     """``2026-11-20  06:25:12`` or ``2026-11-20 06:25:12`` (local time, no zone) as aware UTC."""
     try:
-        naive = datetime.strptime(" ".join(text.split()), "%Y-%m-%d %H:%M:%S")
+        naive = strptime(" ".join(text.split()), "%Y-%m-%d %H:%M:%S")
     except ValueError:
         return None
     return naive.replace(tzinfo=ctx.tz).astimezone(timezone.utc)
