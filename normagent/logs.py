@@ -862,7 +862,7 @@ def _evtx_steps(ctx: RunContext, chosen: Any) -> Iterator[_Step]:
     crash on the same chunk forever and never be read past it. At most two passes per file and
     run: a crash in the second is a first crash in another chunk (or the skip did not help).
     """
-    from normagent.sources.evtx import EvtxFileError, EvtxPosition
+    from normagent.sources.evtx_state import EvtxFileError, EvtxPosition
     from normagent.sources.evtx_process import EvtxCrash, read_evtx_in_child
 
     unlistable: list[OSError] = []
@@ -1648,7 +1648,7 @@ def _evtx_blocks(path: str, damage: list[str]) -> Iterator[LogBlock]:
     numbers counted as unreadable. A crash before any chunk, or again in a chunk already skipped
     (no progress), is an ``InputError``.
     """
-    from normagent.sources.evtx import EvtxFileError, EvtxPosition, EvtxStats
+    from normagent.sources.evtx_state import EvtxFileError, EvtxPosition, EvtxStats
     from normagent.sources.evtx_process import EvtxCrash, read_evtx_in_child
 
     position = EvtxPosition()

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from normagent.model import RecordBlock, WindowsEvent
-from normagent.sources.evtx import ChunkSpan, EvtxFileError, EvtxPosition, EvtxStats
+from normagent.sources.evtx_state import ChunkSpan, EvtxFileError, EvtxPosition, EvtxStats
 
 # The worker, started with this interpreter and environment (PYTHONOPTIMIZE and the rest carry
 # over; -P: the working directory is no place to import from). Tests set another command to play

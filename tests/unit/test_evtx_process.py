@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -60,6 +61,20 @@ def test_the_child_gives_what_the_reader_in_this_process_gives(name: str) -> Non
         expected, got = passes(here), passes(there)
         assert got == expected and (there.position, there.stats) == (here.position, here.stats)
     assert any(e.keywords >= 2**63 for block, *_ in whole for e in block.records)  # type: ignore[union-attr]
+
+
+def test_the_agent_s_side_of_a_pass_does_not_import_the_reader() -> None:
+    """The reader (normagent.sources.evtx, with evtx) runs in the worker; the agent keeps only the
+    types of normagent.sources.evtx_state (issue 15: the idle agent's memory)."""
+    probe = (
+        "import sys; from pathlib import Path; from normagent.sources.evtx_process import read_evtx_in_child; "
+        f"blocks = list(read_evtx_in_child(Path({str(SECURITY)!r}), block_records=100)); "
+        "print(len(blocks), sorted({'normagent.sources.evtx', 'evtx'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    count, imported = done.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert int(count) > 1 and imported == "[]"
 
 
 def test_windows_event_json_round_trip_keeps_types_and_rejects_what_is_no_event() -> None:

@@ -31,7 +31,7 @@ DENIED = {
     "cryptography": "nowhere: SNMPv3 privacy is pycryptodomex's (normagent.sources.snmp_privacy)",
     "Cryptodome": "an SNMPv3 device with privacy, on its first poll",
     "evtx": "the first EVTX read",
-    "normagent.sources.evtx": "the first EVTX pass (the settings are normagent.sources.evtx_settings)",
+    "normagent.sources.evtx": "the EVTX worker process only (the agent's side: normagent.sources.evtx_state, evtx_settings)",
     "icalendar": "[maintenance] calendar, when a file is configured",
     "recurring_ical_events": "[maintenance] calendar",
     "bcrypt": "[web] basic auth, on the first password check",
