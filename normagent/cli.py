@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO, cast
 
+from normagent.cli_options import add_demo_arguments, add_report_arguments
 from normagent.errors import EX_IOERR, ConfigError, NormagentError, OutputFailed, UsageError, printable
 
 CHECK_CONFIG_FAILED = 2
@@ -191,9 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(the report says so), 69 when Prometheus, Chromium or the SMTP server is not there.",
     )
     config_option(report)
-    from normagent.report.command import add_arguments
-
-    add_arguments(report)
+    add_report_arguments(report)
 
     demo = sub.add_parser(
         "demo", help="the whole product on an invented clinic: a month replayed, candidates, /metrics, the report",
@@ -202,9 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         "simulated clock into a real ledger, print the deviation candidates the rules raised, write the monthly report "
         "(HTML, JSON, and PDF when Chromium is installed) and serve /metrics on 127.0.0.1 until Ctrl-C.",
     )
-    from normagent.demo import add_arguments as demo_arguments
-
-    demo_arguments(demo)
+    add_demo_arguments(demo)
     return parser
 
 

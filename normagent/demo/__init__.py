@@ -35,26 +35,11 @@ from normagent import digests
 from normagent.errors import InputError, NormagentError, UsageError
 from normagent.records import dataclass
 
-# shutil and tempfile (which bring bz2, lzma and random) are imported where they are used: every
-# `normagent run` imports this module for the demo's arguments.
+# shutil and tempfile (which bring bz2, lzma and random) are imported where they are used.
 
 log = structlog.get_logger(__name__)
 
-SEED = 14  # issue 14
 OSLO = ZoneInfo("Europe/Oslo")
-DEFAULT_PORT = 9824
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dir", type=Path, metavar="PATH",
-                        help="build the clinic here (absent or empty; kept afterwards) instead of a temporary directory")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (its path is printed)")
-    parser.add_argument("--month", metavar="YYYY-MM", help="the month to simulate (default: last month)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, metavar="N",
-                        help=f"serve /metrics on 127.0.0.1:N (default {DEFAULT_PORT}; 0: any free port)")
-    parser.add_argument("--no-serve", action="store_true", help="do not serve /metrics; end after the report")
-    parser.add_argument("--lang", choices=("nb", "en"), default="nb", help="the report's language (default nb)")
-    parser.add_argument("--seed", type=int, default=SEED, help=argparse.SUPPRESS)
 
 
 @dataclass
@@ -223,7 +208,8 @@ def _print_candidates(result: DemoResult, out: TextIO) -> None:
 
 def _reports(config_path: Path, result: DemoResult, lang: str, now: datetime, out: TextIO, err: TextIO) -> None:
     from normagent.agent import read_config
-    from normagent.report.command import add_arguments, run_report
+    from normagent.cli_options import add_report_arguments
+    from normagent.report.command import run_report
 
     config, plugins = read_config(config_path)
     folder = result.directory / "report"
@@ -239,7 +225,7 @@ def _reports(config_path: Path, result: DemoResult, lang: str, now: datetime, ou
     for fmt in formats:
         target = folder / f"normagent-report-{result.month}.{fmt}"
         parser = argparse.ArgumentParser(prog="normagent report")
-        add_arguments(parser)
+        add_report_arguments(parser)
         args = parser.parse_args(["--month", result.month, "--format", fmt, "--lang", lang, "--output", str(target)])
         try:
             run_report(args, config, plugins, out, io.StringIO(), now=now)

@@ -56,6 +56,8 @@ DENIED = {
     "lzma": "shutil, and a rotated log compressed with xz",
     # what only `normagent report` needs
     "normagent.report.build": "normagent report",
+    "normagent.report.command": "normagent report (its options: normagent.cli_options)",
+    "normagent.demo": "normagent demo (its options: normagent.cli_options)",
     **{f"normagent.plugins.{plugin}.report": "normagent report" for plugin in (
         "access", "availability", "changes", "edi", "firewall", "malware", "network", "system", "updates")},
 }
