@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from normagent import __version__
 from normagent.cli import main
@@ -227,11 +231,12 @@ def test_collect_once_prints_what_a_path_or_a_log_holds_as_text_not_as_terminal_
 
 @pytest.mark.parametrize("columns", ["100", "61", "", "garbage", "-5"])
 def test_help_is_laid_out_as_argparse_lays_it_out(monkeypatch: pytest.MonkeyPatch, columns: str) -> None:
-    """``normagent.cli.Parser`` finds the width as argparse would (through shutil, which the
+    """``normagent.cli_parser.Parser`` finds the width as argparse would (through shutil, which the
     running agent must not keep): every command's help is argparse's own, character for character."""
     import argparse
 
     import normagent.cli
+    import normagent.cli_parser
 
     monkeypatch.setenv("COLUMNS", columns)
 
@@ -244,6 +249,42 @@ def test_help_is_laid_out_as_argparse_lays_it_out(monkeypatch: pytest.MonkeyPatc
         return found
 
     ours = helps(normagent.cli.build_parser())
-    monkeypatch.setattr(normagent.cli, "Parser", argparse.ArgumentParser)  # argparse's own width, through shutil
+    monkeypatch.setattr(normagent.cli_parser, "Parser", argparse.ArgumentParser)  # argparse's own width, through shutil
     theirs = helps(normagent.cli.build_parser())
     assert ours == theirs and len(ours) > 15
+
+
+RUN_WORDS = ["--config", "-c", "--new-state", "/etc/normagent/a.toml", "x.toml", "--config=b.toml", "-cc.toml", "-c=d.toml",
+             "--config=", "-", "--", "--conf", "--new", "-h", "--help", "extra", "", "-x", "--config=-y", "ü.toml", "-5"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(RUN_WORDS), max_size=6))
+def test_run_s_arguments_read_without_argparse_are_what_argparse_reads(words: list[str]) -> None:
+    """``run_arguments`` answers only where argparse would, and with what argparse gives; all else
+    it leaves to argparse (None)."""
+    import contextlib
+    import io
+
+    from normagent.cli import build_parser, run_arguments
+
+    ours = run_arguments(["run", *words])
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            theirs = vars(build_parser().parse_args(["run", *words]))
+    except SystemExit:
+        theirs = None
+    if ours is not None:
+        assert vars(ours) == theirs
+    assert run_arguments(words) is None or words[:1] == ["run"]
+
+
+def test_the_service_s_command_line_imports_no_argparse() -> None:
+    """``normagent run`` as systemd/normagent.service starts it: argparse (and gettext) never imported."""
+    probe = (
+        "import sys; from normagent.cli import run_arguments; "
+        "args = run_arguments(['run', '--config', '/etc/normagent/normagent.toml']); "
+        "print(args.config, args.new_state, sorted({'argparse', 'gettext'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split() == ["/etc/normagent/normagent.toml", "False", "[]"]

@@ -43,6 +43,7 @@ DENIED = {
     "better_exceptions": "structlog's optional pretty tracebacks: never",
     "colorama": "structlog's optional colours: never",
     "tracemalloc": "nowhere",
+    "argparse": "a command line other than the service's (normagent.cli.run_arguments reads that one)",
     "uuid": "structlog.threadlocal's deprecated tmp_bind: never (normagent.lazy_structlog)",
     "platform": "uuid; pycryptodomex asks platform.architecture(), told by normagent.sources.snmp_privacy",
     # the standard library's lighter modules that only some paths need
@@ -69,7 +70,8 @@ PROBE = textwrap.dedent(
     import normagent.cli
     from normagent.agent import read_config
 
-    normagent.cli.build_parser().parse_args(["run", "--config", sys.argv[1]])  # what ``main`` does first
+    args = normagent.cli.run_arguments(["run", "--config", sys.argv[1]])  # what ``main`` does first
+    assert args is not None and str(args.config) == sys.argv[1], args
     config, plugins = read_config(Path(sys.argv[1]))  # what ``run`` does first: the config with its plugins
     assert not plugins.failed(), plugins.failed()
     assert len(config.forwarders) == 4, config.forwarders
