@@ -79,7 +79,7 @@ if TYPE_CHECKING:
     )
     from normagent.forward.client import tls_problems
     from normagent.hostnames import split_host_port
-    from normagent.ids import random_id
+    from normagent.randomness import random_id
     from normagent.memory import give_back_memory
     from normagent.privacy import network_of
     from normagent.records import dataclass
@@ -118,7 +118,7 @@ _HOMES = {
     "give_back_memory": "normagent.memory",
     "tls_problems": "normagent.forward.client",
     "split_host_port": "normagent.hostnames",
-    "random_id": "normagent.ids",
+    "random_id": "normagent.randomness",
     "network_of": "normagent.privacy",
     "dataclass": "normagent.records",
     "read_head": "normagent.smallfile",

@@ -47,7 +47,7 @@ import structlog
 
 from normagent.clock import Clock, SystemClock
 from normagent.errors import DiskFull, StateError, StateLost
-from normagent.ids import random_id
+from normagent.randomness import random_id
 from normagent.model import (
     Batch,
     Candidate,

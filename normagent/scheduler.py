@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextvars
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -35,6 +34,7 @@ from normagent.clock import Clock
 from normagent.errors import DiskFull, NoData, RunFailed, StateError, StateLost
 from normagent.ledger import Ledger
 from normagent.model import Advice, Batch, CollectorSpec, RunContext, RunOutcome
+from normagent.randomness import SystemUniform, Uniform
 from normagent.records import dataclass
 
 log = structlog.get_logger(__name__)
@@ -104,12 +104,12 @@ class Scheduler:
         ledger: Ledger,
         context_for: ContextFactory,
         clock: Clock,
-        rng: random.Random | None = None,
+        rng: Uniform | None = None,
     ) -> None:
         self._ledger = ledger
         self._context_for = context_for
         self._clock = clock
-        self._rng = rng or random.Random()
+        self._rng = rng or SystemUniform()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         # Every run whose thread has not ended, also of jobs a reload removed and of runs past their

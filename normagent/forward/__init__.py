@@ -32,7 +32,6 @@ Imports model, ledger, clock and config (for types); never agent or cli.
 
 from __future__ import annotations
 
-import random
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from normagent.model import Count, Delivery, DeliveryFailed, ForwarderSpec, MetricSpec, Sender
+from normagent.randomness import SystemUniform, Uniform
 from normagent.records import dataclass
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ class _OneShot:
         pass
 
 
-def backoff(failures: int, low: float, high: float, rng: random.Random) -> float:
+def backoff(failures: int, low: float, high: float, rng: Uniform) -> float:
     """Seconds to wait after ``failures`` failures in a row: ``low`` doubled per failure, at most
     ``high``, then drawn between half and all of it ("equal jitter")."""
     delay: float = min(high, low * 2.0 ** min(failures - 1, 62))
@@ -156,11 +156,11 @@ class Worker:
     delivery starts, and those in flight finish with their own timeout.
     """
 
-    def __init__(self, route: Route, ledger: Ledger, clock: Clock, *, rng: random.Random | None = None) -> None:
+    def __init__(self, route: Route, ledger: Ledger, clock: Clock, *, rng: Uniform | None = None) -> None:
         self.route = route
         self._ledger = ledger
         self._clock = clock
-        self._rng = rng or random.Random()
+        self._rng = rng or SystemUniform()
         self._wake = threading.Event()
         self._idle: list[Sender] = []  # open senders not in use
         self._lock = threading.Lock()

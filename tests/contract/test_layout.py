@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).parents[2]
 CORE = ROOT / "normagent"
 PLUGINS = ROOT / "plugins"
-LEAVES = {"normagent.errors", "normagent.digests", "normagent.standin", "normagent.model", "normagent.clock", "normagent.smallfile", "normagent.hostnames", "normagent.ids", "normagent.records", "normagent.timeparse"}
+LEAVES = {"normagent.errors", "normagent.digests", "normagent.standin", "normagent.model", "normagent.clock", "normagent.smallfile", "normagent.hostnames", "normagent.randomness", "normagent.records", "normagent.timeparse"}
 RECORDS = {"normagent.records", "normagent.records.dataclass"}
 """What a leaf may import of normagent: its ``dataclass`` (normagent/records.py, which imports nothing of it)."""
 
