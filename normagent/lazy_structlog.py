@@ -1,16 +1,17 @@
-"""structlog without asyncio (nor uuid), until something really awaits a log line.
+"""structlog without asyncio (nor uuid, nor pickle), until something really awaits a log line.
 
 structlog imports asyncio at the top of ``structlog/_native.py`` and ``structlog/stdlib.py``, for
 its ``a*`` methods alone (``await log.ainfo(...)``: they log on the event loop's executor), which
 the agent never calls. asyncio imports ssl, and ssl OpenSSL's libssl and libcrypto: several
 megabytes of resident memory for as long as the agent runs (issue 15), to log lines to stderr.
-Likewise ``structlog/threadlocal.py`` (deprecated) imports uuid for ids its ``tmp_bind`` makes.
+Likewise ``structlog/threadlocal.py`` (deprecated) imports uuid for ids its ``tmp_bind`` makes,
+and ``structlog/_output.py`` pickle for the one exception class its loggers raise when pickled.
 
 ``install`` (called by ``normagent/__init__.py``, so before any module of the package imports
 structlog) sets up the first import of structlog, whoever does it, to run with stand-ins for
-``asyncio`` and ``uuid`` in ``sys.modules`` (for each not imported yet): structlog's modules bind
-the stand-in, and it imports the real module the first time one of its attributes is used (an
-``a*`` method, or anything at all). A stand-in is in ``sys.modules`` only while structlog is being
+``asyncio``, ``uuid`` and ``pickle`` in ``sys.modules`` (for each not imported yet): structlog's
+modules bind the stand-in, and it imports the real module the first time one of its attributes is
+used (an ``a*`` method, or anything at all; ``pickle``'s holds ``PicklingError`` from the start). A stand-in is in ``sys.modules`` only while structlog is being
 imported, so no other module ever gets it; one that imports asyncio in that moment (another
 thread) gets a module that works all the same, and the real one from its first attribute on.
 
@@ -35,7 +36,20 @@ STANDS_IN_FOR = {
     # structlog.threadlocal (deprecated since 22.1) for tmp_bind's ids: uuid, platform and the
     # _uuid extension with libuuid, about 0.4 MB.
     "uuid": "uuid, imported when structlog first uses it (normagent.lazy_structlog)",
+    # structlog/_output.py's `from pickle import PicklingError`, raised when a logger writing to a
+    # file is pickled: the stand-in holds that class (pickle.py's own is _pickle's), and pickle's
+    # Python half, about 0.16 MB, comes when something uses pickle.
+    "pickle": "pickle, imported when structlog first uses it (normagent.lazy_structlog)",
 }
+
+
+def _attributes(name: str) -> dict[str, Any]:
+    """What a stand-in must hold from the start: names structlog imports *from* it."""
+    if name == "pickle":
+        import _pickle
+
+        return {"PicklingError": _pickle.PicklingError}
+    return {}
 
 
 class _Loader:
@@ -49,7 +63,7 @@ class _Loader:
         return made
 
     def exec_module(self, module: types.ModuleType) -> None:
-        with standing_in([StandIn(name, doc) for name, doc in STANDS_IN_FOR.items()]):
+        with standing_in([StandIn(name, doc, _attributes(name)) for name, doc in STANDS_IN_FOR.items() if name not in sys.modules]):
             self._loader.exec_module(module)
 
     def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package, get_data, ...

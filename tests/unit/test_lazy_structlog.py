@@ -76,6 +76,19 @@ def test_structlog_s_threadlocal_gets_uuid_when_it_first_uses_it() -> None:
     assert (result["same"], result["real"]) == (True, "module")
 
 
+def test_structlog_s_pickling_error_is_pickle_s_own_and_pickle_is_not_imported() -> None:
+    result = run(
+        """
+        import json, sys
+        import normagent, structlog, structlog._output
+        before = "pickle" in sys.modules
+        import pickle
+        print(json.dumps({"before": before, "same": structlog._output.PicklingError is pickle.PicklingError}))
+        """
+    )
+    assert result == {"before": False, "same": True}
+
+
 def test_importing_asyncio_after_structlog_gives_the_real_module() -> None:
     result = run(
         """
