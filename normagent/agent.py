@@ -206,6 +206,8 @@ class Agent:
             if self._scheduler and not self._scheduler.running():
                 full = give_back.due(self._clock.monotonic())
                 if full is not None:
+                    if self._ledger is not None:
+                        self._ledger.shrink_memory()
                     memory.give_back_memory(full=full)
             if self._clock.monotonic() >= next_prune and self._ledger and self._setup and not self._state_lost:
                 next_prune = self._clock.monotonic() + PRUNE_EVERY.total_seconds()

@@ -1121,3 +1121,27 @@ def test_the_run_history_counts_runs_that_wait_in_memory(tmp_path: Path, clock: 
         assert ledger._unwritten.hours  # some of them are in memory only
         assert ledger.has_data(Period(T0 + timedelta(hours=1), T0 + timedelta(hours=2)))
         assert ledger.first_hour() == h
+
+
+def test_shrinking_frees_the_page_cache_and_the_ledger_reads_on_as_before(ledger: Ledger) -> None:
+    """``shrink_memory`` (the agent's idle give-back) lets SQLite free its cached pages; what the
+    ledger holds reads the same afterwards, and writes go on."""
+    import ctypes
+
+    try:
+        library = ctypes.CDLL("libsqlite3.so.0")  # the library the sqlite3 module runs on
+        library.sqlite3_memory_used.restype = ctypes.c_int64
+    except (OSError, AttributeError) as exc:
+        skip_for_host(f"cannot ask libsqlite3 for its heap: {exc}")
+    ledger.declare([FAILURES])
+    for hour in range(200):
+        ledger.commit("c", Batch([Count(FAILURES.name, {"reason": f"r{hour % 40}"}, 1 + hour)], [Checkpoint("c", {"at": hour})]))
+    before = ledger.counter_value(FAILURES.name, {"reason": "r7"})
+    cached = library.sqlite3_memory_used()
+
+    ledger.shrink_memory()
+
+    assert library.sqlite3_memory_used() < cached - 50_000  # pages freed, not just a few bytes
+    assert ledger.counter_value(FAILURES.name, {"reason": "r7"}) == before
+    ledger.commit("c", Batch([Count(FAILURES.name, {"reason": "r7"}, 1)]))
+    assert ledger.counter_value(FAILURES.name, {"reason": "r7"}) == before + 1
