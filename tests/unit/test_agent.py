@@ -619,4 +619,7 @@ entry_points = false
     imported = {line.rsplit("|", 1)[1].strip() for line in daemon.log.read_text().splitlines() if line.startswith("import time:")}
     assert "normagent.report.settings" in imported and "normagent.plugins.system" in " ".join(imported)
     assert sorted(m for m in imported if m.split(".")[0] in REPORT_LIBRARIES) == []
-    assert sorted(m for m in imported if m.startswith("normagent.report.")) == ["normagent.report.command", "normagent.report.settings"]
+    # the [report] section's settings, as the configuration is read; the command's options are
+    # normagent.cli_options', and the service's command line is read without argparse at all
+    assert sorted(m for m in imported if m.startswith("normagent.report.")) == ["normagent.report.settings"]
+    assert not {"argparse", "normagent.cli_parser", "normagent.cli_options", "normagent.demo"} & imported
