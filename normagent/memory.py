@@ -30,6 +30,9 @@ ARENAS = 2  # the main thread's and one shared by every other thread
 # Seconds between handing freed memory back when no collector runs: the collectors' usual
 # interval, so what one cycle freed is given back before the next.
 GIVE_BACK_EVERY = 60.0
+# The first comes this soon after the start, when the start's burst (the first run of every
+# collector, spread over a second) is over: what start-up freed goes back then, not a minute on.
+FIRST_GIVE_BACK = 10.0
 FULL_COLLECT_EVERY = 3600.0  # seconds between its full collections (``give_back_memory``)
 
 
@@ -105,7 +108,7 @@ class GiveBackSchedule:
 
     @classmethod
     def starting(cls, now: float) -> GiveBackSchedule:
-        return cls(now + GIVE_BACK_EVERY, now + FULL_COLLECT_EVERY)
+        return cls(now + FIRST_GIVE_BACK, now + FULL_COLLECT_EVERY)
 
     def due(self, now: float) -> bool | None:
         if now < self.next_at:

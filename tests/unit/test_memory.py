@@ -133,10 +133,10 @@ def test_the_minute_give_back_collects_the_young_and_the_hourly_one_the_old() ->
 
 def test_the_give_back_schedule_collects_in_full_once_an_hour() -> None:
     schedule = memory.GiveBackSchedule.starting(0.0)
-    due = {t: schedule.due(float(t)) for t in range(0, 7300, 30)}
-    assert [t for t, full in due.items() if full is not None] == list(range(60, 7300, 60))
-    assert [t for t, full in due.items() if full] == [3600, 7200]
+    due = {t: schedule.due(float(t)) for t in range(0, 7300, 5)}
+    assert [t for t, full in due.items() if full is not None] == list(range(10, 7300, 60))  # soon after the start, then each minute
+    assert [t for t, full in due.items() if full] == [3610, 7210]
     late = memory.GiveBackSchedule.starting(0.0)
-    assert late.due(59.0) is None
+    assert late.due(9.0) is None
     assert late.due(4000.0) is True  # a give-back that came late (a long run) is the full one
     assert late.due(4030.0) is None and late.due(4060.0) is False
