@@ -53,7 +53,7 @@ from normagent.report.settings import ReportSettings, validate_report
 from normagent.privacy import KEY_FILE, Pseudonymiser, load_or_create_key
 from normagent.scheduler import Job, Scheduler, advice_for
 from normagent.sources.command import run_command
-from normagent.sources.host import PsutilHost
+from normagent.sources.host import ProcHost
 from normagent.sources.snmp_lazy import LazySnmpClient
 from normagent.sources.spool import SPOOL_KEY, SpoolShare
 from normagent.sources.syslog import SyslogReceiver, SyslogSettings, validate_syslog
@@ -117,7 +117,7 @@ class Agent:
         self._syslog: SyslogReceiver | None = None
         self._spool: SpoolShare | None = None
         self._spool_readers: tuple[str, ...] = ()  # enabled collectors that read the spool
-        self._host = PsutilHost()
+        self._host = ProcHost()
         self._snmp = LazySnmpClient()
         self._pseudonymise: Pseudonymiser | None = None
         self._calendar: Calendar | None = None

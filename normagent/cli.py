@@ -293,13 +293,13 @@ def _host_world(config: Any) -> Iterator[Any]:
     from normagent.maintenance import Calendar
     from normagent.oneshot import OneShotWorld
     from normagent.sources.command import run_command
-    from normagent.sources.host import PsutilHost
+    from normagent.sources.host import ProcHost
     from normagent.sources.snmp_lazy import LazySnmpClient
 
     snmp = LazySnmpClient()
     try:
         yield OneShotWorld(
-            clock=SystemClock(), host=PsutilHost(), run_command=run_command, snmp=snmp,
+            clock=SystemClock(), host=ProcHost(), run_command=run_command, snmp=snmp,
             maintenance=Calendar(config.sections["maintenance"]),
         )
     finally:

@@ -442,13 +442,13 @@ class NoMaintenance:
 class RunContext:
     """Everything a collector may touch, injected so tests can replace each piece.
 
-    Collectors never call ``time.time()``, ``psutil``, ``subprocess`` or pysnmp directly.
+    Collectors never call ``time.time()``, ``subprocess`` or pysnmp directly.
 
     Attributes:
         collector: The collector's name, e.g. ``"system.host"``.
         settings: An instance of the collector's ``settings`` dataclass, validated from the config.
         clock: Aware-UTC wall time and a monotonic clock.
-        host: psutil adapter (or ``FakeHost``).
+        host: the machine's own facts (``ProcHost``, or ``FakeHost``).
         root: Filesystem root: ``/`` in production, a fixture tree in tests.
         run_command: Runs a command with a timeout; returns a ``CommandResult``.
         snmp: SNMP client.

@@ -1,6 +1,6 @@
 """The system plugin's collectors: host gauges (``system.host``) and boot history (``system.boots``).
 
-Both do their I/O only through the ``RunContext``: ``ctx.host`` for psutil facts, ``ctx.root`` for
+Both do their I/O only through the ``RunContext``: ``ctx.host`` for the host's facts, ``ctx.root`` for
 files (``<root>/var/log/wtmp``, ``<root>/var/lib/wtmpdb/wtmp.db``), ``ctx.run_command`` for
 ``journalctl``, ``ctx.clock`` for "now" and ``ctx.state`` for checkpoints. Interpreting what they
 read is left to the pure functions of ``parse.py``.
@@ -706,7 +706,7 @@ BOOT_METRICS = (
 
 HOST = CollectorSpec(
     name="system.host",
-    help="Boot time, CPU, load, memory and free space of the configured mounts (psutil).",
+    help="Boot time, CPU, load, memory and free space of the configured mounts (/proc, statvfs).",
     collect=collect_host,
     interval=timedelta(seconds=30),
     timeout=timedelta(seconds=10),

@@ -43,6 +43,7 @@ DENIED = {
     "better_exceptions": "structlog's optional pretty tracebacks: never",
     "colorama": "structlog's optional colours: never",
     "tracemalloc": "nowhere",
+    "psutil": "nowhere: the host's facts are read from /proc (normagent.sources.host)",
     "pickle": "structlog's loggers when pickled: never (normagent.lazy_structlog)",
     "random": "pysnmp's request ids (an SNMP device's first poll), the demo (normagent.randomness draws the rest)",
     "argparse": "a command line other than the service's (normagent.cli.run_arguments reads that one)",

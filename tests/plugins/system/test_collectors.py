@@ -49,7 +49,7 @@ from normagent.plugins.system.collectors import (
 )
 from normagent.plugins.system.parse import WTMP_RECORD_SIZE
 from normagent.sources.command import run_command
-from normagent.sources.host import PsutilHost
+from normagent.sources.host import ProcHost
 from normagent.model import Period
 from normagent.testing import (
     FakeClock,
@@ -168,7 +168,7 @@ def test_probe_host_names_the_reason() -> None:
 def test_host_collector_on_the_live_machine() -> None:
     """Smoke test: the only test that reads this machine's own numbers."""
     now = time.time()
-    batches = run_collector_once(HOST, host=PsutilHost(), clock=FakeClock(datetime.now(timezone.utc)))
+    batches = run_collector_once(HOST, host=ProcHost(), clock=FakeClock(datetime.now(timezone.utc)))
     got = gauges(batches)
     assert now - 10 * 365 * 86400 < got[(BOOT_TIME, ())] < now
     assert 0 < got[(MEMORY_AVAILABLE_RATIO, ())] <= 1
