@@ -8,10 +8,9 @@ back and reading resumes right after it. ``parse_journal_json`` turns a file wri
 
 Two readers give the same blocks, entries and cursors (a cursor saved by one resumes in the
 other), chosen by ``JournalSettings.reader``: ``"auto"`` (the default) reads through the host's
-``libsystemd.so.0`` in process (``normagent.sources.sdjournal``: one handle per run, the library
-loaded for the run only, about 2.5 times the entries per second of the journalctl reader,
-bench/README.md) and falls back to journalctl where the library cannot be loaded; the choice is
-logged once per process (``journal_reader``). The journalctl reader runs it through
+``libsystemd.so.0`` in process (``normagent.sources.sdjournal``: one handle per run, about 2.5
+times the entries per second of the journalctl reader, bench/README.md) and falls back to journalctl where the library cannot be loaded;
+the choice is logged once per process (``journal_reader``). The journalctl reader runs it through
 the injected ``CommandRunner`` (so a collector's timeout and the test fakes apply), one call per
 block.
 
@@ -302,8 +301,6 @@ def read_journal(
         )
     except sdjournal.SdJournalError as exc:
         raise JournalError(str(exc)) from exc
-    finally:
-        sdjournal.unload(lib)
 
 
 def expand_files(patterns: Sequence[str]) -> list[str]:
@@ -316,8 +313,7 @@ def expand_files(patterns: Sequence[str]) -> list[str]:
 
 
 def choose_reader(reader: Reader, library: str = LIBSYSTEMD) -> _Lib | None:
-    """The loaded libsystemd to read with (the caller gives it back with ``sdjournal.unload``), or
-    None for journalctl, as ``reader`` asks.
+    """The loaded libsystemd to read with, or None for journalctl, as ``reader`` asks.
 
     Raises:
         JournalError: ``reader`` is ``"libsystemd"`` and the library cannot be loaded.

@@ -19,6 +19,13 @@ the host's journald writes them, and its entries keep only the last value of a r
 The host's own ``libsystemd.so.0`` is what journalctl itself uses: same format support, same
 cursor code, nothing to install.
 
+Why the library stays loaded between runs: it and the five it needs (libgcrypt, liblz4, libzstd,
+liblzma, libcap) are about 1.2 MB of the idle agent's resident memory, mostly their code's pages,
+which the host's other users of libsystemd share. Loading it for each read and closing it after
+gave those back, but each load resolves every symbol at once (the library is linked ``-z now``):
+about 2 ms of CPU a read, 0.01 % of a core with the journal read some three times a minute, which
+is more than the idle agent's whole CPU target allows (bench/README.md, issue 15).
+
 Why it is fast where journalctl is not: one handle for a whole run (journalctl was started, and
 seeked to the cursor, once per block), matches evaluated inside libsystemd, and per entry only
 libsystemd's calls plus one C-level split of its fields: names and values stay bytes until a
@@ -40,9 +47,9 @@ Imports only the standard library (with normagent's ``dataclass``) and normagent
 
 from __future__ import annotations
 
-import _ctypes
 import ctypes
 import errno
+import functools
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -157,25 +164,19 @@ class _Lib:
 
 
 def load(library: str = LIBSYSTEMD) -> _Lib | str:
-    """libsystemd's journal functions, or why they cannot be had (the reason, for the log).
+    """libsystemd's journal functions, or why they cannot be had (the reason, for the log)."""
+    return _load(library)
 
-    Each call opens the library anew (``dlopen`` counts its users) and the caller gives it back
-    with ``unload`` when its read is over: the library and the five it needs (libgcrypt, liblz4,
-    libzstd, liblzma, libcap) then leave the process between reads, about 1.4 MB of resident
-    memory an idle agent does not hold (issue 15). Opening and typing it again costs under 1 ms of
-    CPU per read; reads that overlap hold it each, so it stays until the last one ends.
-    """
-    opened: list[Any] = []
+
+@functools.lru_cache(maxsize=8)
+def _load(library: str) -> _Lib | str:
     try:
         fast = ctypes.PyDLL(library, use_errno=True)
-        opened.append(fast)
         slow = ctypes.CDLL(library, use_errno=True)
-        opened.append(slow)
         libc = ctypes.PyDLL(None)
         for name in _FUNCTIONS:
             getattr(fast, name)
     except (OSError, AttributeError) as exc:
-        _close(opened)
         return f"{library}: {exc}"
     p, u64, size = ctypes.c_void_p, ctypes.c_uint64, ctypes.c_size_t
     out_p = ctypes.POINTER(ctypes.c_void_p)
@@ -200,17 +201,6 @@ def load(library: str = LIBSYSTEMD) -> _Lib | str:
     # then passes them as they are, the cheapest call it makes.
     libc.free.restype = None  # no argtypes: a c_char_p is passed as the pointer it holds
     return _Lib(fast=fast, slow=slow, free=libc.free, has_seqnum=hasattr(fast, "sd_journal_get_seqnum"), name=library)
-
-
-def unload(lib: _Lib) -> None:
-    """Give back what ``load`` opened: the library leaves the process when no other read holds it.
-    ``lib`` and every function taken from it must not be called after this."""
-    _close([lib.fast, lib.slow])
-
-
-def _close(opened: list[Any]) -> None:
-    for dll in opened:
-        _ctypes.dlclose(dll._handle)
 
 
 _FUNCTIONS = (

@@ -10,10 +10,9 @@ against each other: the same blocks, entries and cursors, and a cursor of one re
 from __future__ import annotations
 
 import json
+
 import shutil
 import struct
-import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -116,7 +115,6 @@ def libsystemd_or_skip() -> None:
     loaded = sdjournal.load()
     if isinstance(loaded, str):
         skip_for_host(f"libsystemd cannot be loaded here: {loaded}")
-    sdjournal.unload(loaded)
 
 
 @pytest.fixture(params=READERS)
@@ -414,49 +412,6 @@ def test_with_libsystemd_auto_reads_through_it_and_says_so(journalctl: str) -> N
     assert [summary(e) for e in entries_of(got)] == [exported_summary(e) for e in MAIN_EXPORT]
     assert [(e["reader"], e["library"]) for e in logs if e["event"] == "journal_reader"] == [("libsystemd", "libsystemd.so.0")]
     assert all(isinstance(e.fields, sdjournal.JournalFields) for e in entries_of(got))
-
-
-# In a fresh interpreter: which of libsystemd and the libraries it needs are mapped, while two
-# overlapping reads run and after each ends.
-LIBRARY_LEFT = r"""
-import json, sys
-from normagent.sources.command import run_command
-from normagent.sources.journald import JournalSettings, read_journal
-
-NEEDS = ("libsystemd.so", "libgcrypt.so", "liblz4.so", "libzstd.so", "liblzma.so", "libcap.so")
-
-def mapped():
-    with open("/proc/self/maps") as f:
-        return sorted({n for line in f for n in NEEDS if n in line})
-
-settings = JournalSettings(files=(sys.argv[1],), start="beginning", reader="libsystemd", block_entries=4)
-seen = {"before": mapped()}
-first, second = read_journal(run_command, settings=settings), read_journal(run_command, settings=settings)
-a, b = [next(first)], [next(second)]
-seen["both reading"] = mapped()
-a.extend(first)
-seen["one done"] = mapped()
-b.extend(second)
-seen["both done"] = mapped()
-seen["entries"] = [len(a), len(b), sum(len(block.records) for block, _ in a), sum(len(block.records) for block, _ in b)]
-print(json.dumps(seen))
-"""
-
-
-def test_libsystemd_is_in_the_process_only_while_a_read_holds_it() -> None:
-    """Each read loads libsystemd and gives it back: between runs neither it nor the libraries it
-    needs are mapped (issue 15, the idle agent's memory), and overlapping reads keep it until the
-    last one ends, each reading every entry."""
-    libsystemd_or_skip()
-    done = subprocess.run([sys.executable, "-c", LIBRARY_LEFT, str(MAIN)], capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.splitlines()[-1])  # after the agent's log lines
-
-    assert seen["before"] == [] and seen["both done"] == []
-    assert "libsystemd.so" in seen["both reading"] and "libgcrypt.so" in seen["both reading"]
-    assert seen["one done"] == seen["both reading"]
-    blocks = -(-len(MAIN_EXPORT) // 4)
-    assert seen["entries"] == [blocks, blocks, len(MAIN_EXPORT), len(MAIN_EXPORT)]
 
 
 def test_reader_libsystemd_without_the_library_is_a_journal_error() -> None:

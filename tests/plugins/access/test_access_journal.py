@@ -69,7 +69,6 @@ def reader(request: pytest.FixtureRequest, needs_journalctl: None) -> str:
         loaded = sdjournal.load()
         if isinstance(loaded, str):
             skip_for_host(f"libsystemd cannot be loaded here: {loaded}")
-        sdjournal.unload(loaded)
     return str(request.param)
 
 
