@@ -58,9 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     return cli_parser.build_parser()
 
 
-RUN_OPTIONS = ("--config", "-c", "--new-state")
-
-
 def run_arguments(words: Sequence[str]) -> Any:
     """``normagent run``'s arguments read without argparse, or None for argparse to read them.
 
@@ -89,7 +86,7 @@ def run_arguments(words: Sequence[str]) -> Any:
         elif word.startswith("-c") and len(word) > 2 and not word.startswith("--"):
             value = word[2:]
             if value.startswith("="):
-                return None  # argparse reads -c=PATH as the path "=PATH": left to it
+                return None  # -c=PATH: argparse splits it at the "=", left to it
         else:
             return None
         if not value or value.startswith("-"):
