@@ -1,9 +1,9 @@
 """The options of ``normagent report`` and ``normagent demo``, apart from the commands themselves.
 
-``normagent.cli`` builds every command's parser, ``normagent run`` included, before it knows
-which command runs: with the options here, it imports neither the report's command module nor
-the demo's package (structlog's full set, the report's settings, the demo's clinic; some 0.3 MB
-of the idle agent's memory, issue 15). The commands import these names from here.
+``normagent.cli_parser`` builds every command's parser before it knows which command runs (and
+``normagent run`` may be read by it: ``cli.run_arguments`` declines what it does not read): with
+the options here, it imports neither the report's command module nor the demo's package (about
+0.15 MB that a running agent would keep, issue 15). The commands import these names from here.
 
 Imports only the standard library.
 """

@@ -3,7 +3,7 @@
 ``normagent.sources.evtx`` reads EVTX files (in the EVTX worker process, ``evtx_worker``); the
 agent's side of a pass (``evtx_process``, ``normagent.logs``) needs only these types, to hand the
 position over, to read the worker's answers and to commit. They live here so that the agent does
-not import the reader itself (some 0.3 MB of the idle agent's memory, issue 15).
+not import the reader itself (about 0.2 MB of the idle agent's memory, issue 15).
 
 Imports only the standard library (with normagent's ``dataclass``) and normagent.model.
 """
