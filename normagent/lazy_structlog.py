@@ -11,9 +11,10 @@ and ``structlog/_output.py`` pickle for the one exception class its loggers rais
 structlog) sets up the first import of structlog, whoever does it, to run with stand-ins for
 ``asyncio``, ``uuid`` and ``pickle`` in ``sys.modules`` (for each not imported yet): structlog's
 modules bind the stand-in, and it imports the real module the first time one of its attributes is
-used (an ``a*`` method, or anything at all; ``pickle``'s holds ``PicklingError`` from the start). A stand-in is in ``sys.modules`` only while structlog is being
-imported, so no other module ever gets it; one that imports asyncio in that moment (another
-thread) gets a module that works all the same, and the real one from its first attribute on.
+used (an ``a*`` method, or anything at all; ``pickle``'s holds ``PicklingError`` from the start).
+A stand-in is in ``sys.modules`` only while structlog is being imported, so no other module ever
+gets it; one that imports asyncio in that moment (another thread) gets a module that works all
+the same, and the real one from its first attribute on.
 
 It is a meta path finder rather than an ``import structlog`` here, because importing
 ``normagent`` must cost next to nothing (``normagent run`` installs its signal handlers after it).
@@ -93,8 +94,8 @@ class _FirstImport:
 
 
 def install() -> None:
-    """Have the first import of structlog run without importing asyncio and uuid; nothing if
-    structlog or both of them are imported already, or this was installed before."""
+    """Have the first import of structlog run without importing the modules of ``STANDS_IN_FOR``;
+    nothing if structlog or all of them are imported already, or this was installed before."""
     if "structlog" in sys.modules or all(name in sys.modules for name in STANDS_IN_FOR):
         return
     if not any(isinstance(finder, _FirstImport) for finder in sys.meta_path):

@@ -81,7 +81,7 @@ class ProcHost:
             ticks = os.sysconf("SC_CLK_TCK")
             return {mode: int(value) / ticks for mode, value in zip(CPU_MODES, fields[1:])}
 
-        return self._read("CPU times", "/proc/stat", read)
+        return self._read("CPU times", f"{self._proc}/stat", read)
 
     def cpu_count(self) -> int:
         """Logical CPUs online (at least 1)."""
@@ -98,7 +98,7 @@ class ProcHost:
         swapping; on a kernel before 3.14, which lacks it, free + buffers + page cache),
         ``free``, ``swap_total``, ``swap_used``, ``swap_free``.
         """
-        info = self._read("memory", "/proc/meminfo", self._meminfo)
+        info = self._read("memory", f"{self._proc}/meminfo", self._meminfo)
         try:
             total, free, swap_total, swap_free = info["MemTotal"], info["MemFree"], info["SwapTotal"], info["SwapFree"]
         except KeyError as exc:
@@ -149,9 +149,9 @@ class ProcHost:
             base = f"{self._proc}/{pid}"
             comm = _read_text(f"{base}/comm").removesuffix("\n")
             if len(comm) >= COMM_BYTES:  # psutil counts characters: a non-ASCII name of 15 bytes is not extended
-                first = _command_line(_read_text(f"{base}/cmdline"))
-                if first and first.rsplit("/", 1)[-1].startswith(comm):
-                    comm = first.rsplit("/", 1)[-1]
+                program = os.path.basename(_command_line(_read_text(f"{base}/cmdline")))
+                if program.startswith(comm):
+                    comm = program
             if comm and comm == name:
                 return True
             try:
@@ -160,7 +160,7 @@ class ProcHost:
                 continue
             if exe.endswith(" (deleted)") and not os.path.exists(exe):
                 exe = exe[: -len(" (deleted)")]
-            if exe and exe.rsplit("/", 1)[-1] == name:
+            if exe and os.path.basename(exe) == name:
                 return True
         return False
 
@@ -180,7 +180,7 @@ class ProcHost:
         try:
             return read()
         except (OSError, ValueError) as exc:
-            raise HostFactUnavailable(f"cannot read the {what} from {path.replace('/proc', self._proc, 1)}: {exc}") from exc
+            raise HostFactUnavailable(f"cannot read the {what} from {path}: {exc}") from exc
 
 
 def _read_text(path: str) -> str:
